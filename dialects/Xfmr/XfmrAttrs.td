@@ -1,0 +1,110 @@
+//===- XfmrAttrs.td - attributes of the xfmr dialect ------*- tablegen -*-===//
+
+#ifndef XFMR_ATTRS_TD
+#define XFMR_ATTRS_TD
+
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+include "dialects/Xfmr/XfmrDialect.td"
+include "dialects/Xfmr/XfmrEnums.td"
+
+class Xfmr_Attr<string name, string attrMnemonic, list<Trait> traits = []>
+    : AttrDef<Xfmr_Dialect, name, traits> {
+  let mnemonic = attrMnemonic;
+}
+
+/// A double-precision parameter, printed in its shortest exact form.
+class F64Parameter<string desc, string default> : APFloatParameter<desc> {
+  let parser = "::xfmr::parseF64Parameter($_parser)";
+  let printer = "::xfmr::printF64Parameter($_printer, $_self)";
+  let defaultValue = "::llvm::APFloat(" # default # ")";
+}
+
+class RequiredF64Parameter<string desc> : APFloatParameter<desc> {
+  let parser = "::xfmr::parseF64Parameter($_parser)";
+  let printer = "::xfmr::printF64Parameter($_printer, $_self)";
+}
+
+class DefaultEnumParameter<EnumAttrInfo info, string default>
+    : EnumParameter<info> {
+  let defaultValue = default;
+}
+
+def Xfmr_RopeAttr : Xfmr_Attr<"Rope", "rope"> {
+  let summary = "rotary position embedding configuration";
+  let description = [{
+    Everything needed to compute the rotation angles of RoPE. `theta` is the
+    base; `style` says which channels form a pair (`rotate_half`: x[i] with
+    x[i + d/2], as in Hugging Face Llama; `interleaved`: x[2i] with x[2i+1], as
+    in DeepSeek's reference code). Only the channels
+    `[rotary_offset, rotary_offset + rotary_dim)` of each head rotate
+    (`rotary_dim = 0` means the whole head). `scaling` selects a context
+    extension: `linear` divides positions by `factor`; `llama3` rescales low
+    frequencies with `low_freq_factor`/`high_freq_factor` around
+    `original_max_positions`; `yarn` blends interpolated and extrapolated
+    frequencies between `beta_fast` and `beta_slow` and multiplies cos/sin by
+    `mscale(factor, mscale) / mscale(factor, mscale_all_dim)`.
+
+    `theta` is required; other parameters equal to their default are omitted
+    when printing:
+    ```mlir
+    #xfmr.rope<theta = 10000.0>
+    #xfmr.rope<theta = 10000.0, style = interleaved, rotary_dim = 64,
+               rotary_offset = 128, scaling = yarn, factor = 40.0,
+               original_max_positions = 4096, mscale_all_dim = 1.0>
+    ```
+  }];
+  let parameters = (ins
+    RequiredF64Parameter<"base of the rotation frequencies">:$theta,
+    DefaultEnumParameter<Xfmr_RopeStyle, "::xfmr::RopeStyle::rotate_half">:$style,
+    DefaultValuedParameter<"int64_t", "0", "rotated channels per head (0: all)">:$rotary_dim,
+    DefaultValuedParameter<"int64_t", "0", "first rotated channel">:$rotary_offset,
+    DefaultEnumParameter<Xfmr_RopeScaling, "::xfmr::RopeScaling::none">:$scaling,
+    F64Parameter<"context extension factor", "1.0">:$factor,
+    DefaultValuedParameter<"int64_t", "0", "pre-extension context length">:$original_max_positions,
+    F64Parameter<"llama3 low frequency factor", "1.0">:$low_freq_factor,
+    F64Parameter<"llama3 high frequency factor", "4.0">:$high_freq_factor,
+    F64Parameter<"YaRN fast boundary (rotations)", "32.0">:$beta_fast,
+    F64Parameter<"YaRN slow boundary (rotations)", "1.0">:$beta_slow,
+    F64Parameter<"YaRN magnitude scale", "1.0">:$mscale,
+    F64Parameter<"YaRN magnitude scale over all dims", "0.0">:$mscale_all_dim
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// YaRN's attention-magnitude correction 0.1 * m * ln(factor) + 1 (1 when
+    /// the factor is <= 1), as DeepSeek's reference `yarn_get_mscale`.
+    static double yarnMscale(double factor, double m);
+  }];
+}
+
+def Xfmr_ScaleLayoutAttr : Xfmr_Attr<"ScaleLayout", "scale_layout"> {
+  let summary = "how quantization scales tile a tensor";
+  let description = [{
+    The layout of the scale tensor that goes with a quantized tensor of shape
+    `[..., M, N]`:
+    - `per_tensor`: one scale, `tensor<f32>`;
+    - `per_channel`: one scale per row (output channel of a weight, token of an
+      activation), `tensor<...xMxf32>`;
+    - `block [bm, bn]`: one scale per bm x bn tile, `tensor<...x ceil(M/bm) x
+      ceil(N/bn) x f32>`; edge tiles are partial. DeepSeek-V3 weights use
+      `block [128, 128]`, its activations `block [1, 128]`.
+    ```mlir
+    #xfmr.scale_layout<per_tensor>
+    #xfmr.scale_layout<block [128, 128]>
+    ```
+  }];
+  let parameters = (ins
+    EnumParameter<Xfmr_ScaleKind>:$kind,
+    OptionalArrayRefParameter<"int64_t", "block sizes [bm, bn]">:$block
+  );
+  let assemblyFormat = "`<` $kind (` ` `[` $block^ `]`)? `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// The scale tensor shape for a quantized tensor of shape `shape`
+    /// (dynamic dimensions stay dynamic).
+    ::llvm::SmallVector<int64_t> scaleShape(::llvm::ArrayRef<int64_t> shape) const;
+  }];
+}
+
+#endif // XFMR_ATTRS_TD

@@ -1,0 +1,53 @@
+//===- XfmrEnums.td - enums of the xfmr dialect -----------*- tablegen -*-===//
+
+#ifndef XFMR_ENUMS_TD
+#define XFMR_ENUMS_TD
+
+include "mlir/IR/EnumAttr.td"
+include "dialects/Xfmr/XfmrDialect.td"
+
+def Xfmr_RopeStyle : I32EnumAttr<"RopeStyle", "how RoPE pairs channels", [
+    I32EnumAttrCase<"rotate_half", 0>,  // pairs (x[i], x[i + d/2]): Llama/HF
+    I32EnumAttrCase<"interleaved", 1>   // pairs (x[2i], x[2i+1]): DeepSeek, GPT-J
+  ]> {
+  let cppNamespace = "::xfmr";
+  let genSpecializedAttr = 0;
+}
+
+def Xfmr_RopeScaling : I32EnumAttr<"RopeScaling", "RoPE context extension", [
+    I32EnumAttrCase<"none", 0>,
+    I32EnumAttrCase<"linear", 1>,
+    I32EnumAttrCase<"llama3", 2>,
+    I32EnumAttrCase<"yarn", 3>
+  ]> {
+  let cppNamespace = "::xfmr";
+  let genSpecializedAttr = 0;
+}
+
+def Xfmr_ScoringFunc : I32EnumAttr<"ScoringFunc", "MoE router score function", [
+    I32EnumAttrCase<"softmax", 0>,
+    I32EnumAttrCase<"sigmoid", 1>
+  ]> {
+  let cppNamespace = "::xfmr";
+  let genSpecializedAttr = 0;
+}
+def Xfmr_ScoringFuncAttr : EnumAttr<Xfmr_Dialect, Xfmr_ScoringFunc, "scoring">;
+
+def Xfmr_ScaleKind : I32EnumAttr<"ScaleKind", "granularity of quantization scales", [
+    I32EnumAttrCase<"per_tensor", 0>,
+    I32EnumAttrCase<"per_channel", 1>,
+    I32EnumAttrCase<"block", 2>
+  ]> {
+  let cppNamespace = "::xfmr";
+  let genSpecializedAttr = 0;
+}
+
+def Xfmr_CacheLayout : I32EnumAttr<"CacheLayout", "order of KV-cache dimensions", [
+    I32EnumAttrCase<"token_major", 0>,  // [capacity, heads, dim]
+    I32EnumAttrCase<"head_major", 1>    // [heads, capacity, dim]
+  ]> {
+  let cppNamespace = "::xfmr";
+  let genSpecializedAttr = 0;
+}
+
+#endif // XFMR_ENUMS_TD

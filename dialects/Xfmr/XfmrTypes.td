@@ -1,0 +1,75 @@
+//===- XfmrTypes.td - types of the xfmr dialect -----------*- tablegen -*-===//
+
+#ifndef XFMR_TYPES_TD
+#define XFMR_TYPES_TD
+
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+include "dialects/Xfmr/XfmrDialect.td"
+include "dialects/Xfmr/XfmrEnums.td"
+
+class Xfmr_Type<string name, string typeMnemonic, list<Trait> traits = []>
+    : TypeDef<Xfmr_Dialect, name, traits> {
+  let mnemonic = typeMnemonic;
+}
+
+def Xfmr_KVCacheType : Xfmr_Type<"KVCache", "kv_cache"> {
+  let summary = "one layer's key/value cache";
+  let description = [{
+    Keys and values of one attention layer for up to `capacity` tokens.
+    Keys have `key_dim` channels per KV head, values `value_dim` (equal for
+    Llama-style attention; MLA in expanded form has key_dim = qk_nope +
+    qk_rope, value_dim = v_head_dim). `layout` orders the stored dimensions:
+    `token_major` is `[capacity, heads, dim]`, `head_major` `[heads,
+    capacity, dim]`. The cache is a value: attention ops take one and return
+    the updated one.
+    ```mlir
+    !xfmr.kv_cache<f32, capacity = 512, heads = 4, key_dim = 8, value_dim = 8>
+    ```
+  }];
+  let parameters = (ins
+    "::mlir::Type":$element_type,
+    "int64_t":$capacity,
+    "int64_t":$heads,
+    "int64_t":$key_dim,
+    "int64_t":$value_dim,
+    DefaultEnumParameter<Xfmr_CacheLayout, "::xfmr::CacheLayout::token_major">:$layout
+  );
+  let assemblyFormat =
+      "`<` $element_type `,` struct($capacity, $heads, $key_dim, $value_dim, $layout) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Bytes one token occupies (keys and values of all heads).
+    int64_t bytesPerToken() const;
+  }];
+}
+
+def Xfmr_LatentCacheType : Xfmr_Type<"LatentCache", "latent_cache"> {
+  let summary = "one MLA layer's compressed (latent) cache";
+  let description = [{
+    Multi-head latent attention caches, per token, the normalized latent
+    `c_KV` (`latent_dim` = kv_lora_rank channels) and the shared rotary key
+    `k_pe` (`rope_dim` channels) instead of per-head keys and values.
+    ```mlir
+    !xfmr.latent_cache<f32, capacity = 4096, latent_dim = 512, rope_dim = 64>
+    ```
+  }];
+  let parameters = (ins
+    "::mlir::Type":$element_type,
+    "int64_t":$capacity,
+    "int64_t":$latent_dim,
+    "int64_t":$rope_dim
+  );
+  let assemblyFormat =
+      "`<` $element_type `,` struct($capacity, $latent_dim, $rope_dim) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Bytes one token occupies (latent and rotary key).
+    int64_t bytesPerToken() const;
+  }];
+}
+
+def Xfmr_AnyCache : AnyTypeOf<[Xfmr_KVCacheType, Xfmr_LatentCacheType],
+                              "KV or latent cache">;
+
+#endif // XFMR_TYPES_TD

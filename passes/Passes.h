@@ -1,0 +1,25 @@
+//===- Passes.h - xfmr passes -----------------------------------*- C++ -*-===//
+
+#ifndef XFMR_PASSES_PASSES_H
+#define XFMR_PASSES_PASSES_H
+
+#include "dialects/Xfmr/XfmrDialect.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Pass/Pass.h"
+
+namespace xfmr {
+
+#define GEN_PASS_DECL
+#include "passes/Passes.h.inc"
+
+/// silu(gate) * up -> swiglu(gate, up).
+void populateFuseSwiGLUPatterns(mlir::RewritePatternSet &patterns);
+
+#define GEN_PASS_REGISTRATION
+#include "passes/Passes.h.inc"
+
+} // namespace xfmr
+
+#endif // XFMR_PASSES_PASSES_H

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package xfmr needs to build, test and benchmark. Idempotent: packages
+# already present are skipped, so running it twice costs a second.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  cmake ninja-build ccache g++ git
+  # LLVM / MLIR 22 (Debian's libMLIR.so dylib, TableGen, FileCheck, lit)
+  llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22 libomp-22-dev
+  # C++ unit tests
+  libgtest-dev googletest
+  # Python bindings, reference implementation and tests
+  python3 python3-dev python3-numpy python3-pytest pybind11-dev python3-pybind11
+  python3-setuptools
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"
