@@ -31,8 +31,7 @@ FailureOr<APFloat> xfmr::parseF64Parameter(AsmParser &parser) {
   return APFloat(value);
 }
 
-void xfmr::printF64Parameter(AsmPrinter &printer, const APFloat &number) {
-  double value = number.convertToDouble();
+std::string xfmr::formatF64(double value) {
   // Integral values print as "10000.0"; others in the shortest "%g" form
   // that reads back bit-exactly. Either way the text reads as a float.
   char buffer[64];
@@ -49,7 +48,11 @@ void xfmr::printF64Parameter(AsmPrinter &printer, const APFloat &number) {
   std::string text(buffer);
   if (std::isfinite(value) && text.find_first_of(".e") == std::string::npos)
     text += ".0";
-  printer.getStream() << text;
+  return text;
+}
+
+void xfmr::printF64Parameter(AsmPrinter &printer, const APFloat &number) {
+  printer.getStream() << formatF64(number.convertToDouble());
 }
 
 //===----------------------------------------------------------------------===//
@@ -71,7 +74,7 @@ LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   double betaSlow = betaSlowValue.convertToDouble();
   if (!(theta > 0) || !std::isfinite(theta))
     return emitError() << "rope theta must be a positive finite number, got "
-                       << theta;
+                       << formatF64(theta);
   if (rotaryDim < 0 || rotaryDim % 2 != 0)
     return emitError() << "rope rotary_dim must be even and >= 0, got "
                        << rotaryDim;
@@ -80,18 +83,18 @@ LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        << rotaryOffset;
   if (scaling != RopeScaling::none && (!(factor > 0) || !std::isfinite(factor)))
     return emitError() << "rope scaling factor must be positive, got "
-                       << factor;
+                       << formatF64(factor);
   if ((scaling == RopeScaling::llama3 || scaling == RopeScaling::yarn) &&
       originalMaxPositions <= 0)
     return emitError() << "rope scaling '" << stringifyRopeScaling(scaling)
                        << "' needs original_max_positions > 0";
   if (scaling == RopeScaling::llama3 && !(highFreqFactor > lowFreqFactor))
     return emitError() << "llama3 rope scaling needs high_freq_factor ("
-                       << highFreqFactor << ") > low_freq_factor ("
-                       << lowFreqFactor << ")";
+                       << formatF64(highFreqFactor) << ") > low_freq_factor ("
+                       << formatF64(lowFreqFactor) << ")";
   if (scaling == RopeScaling::yarn && !(betaFast > betaSlow))
-    return emitError() << "yarn rope scaling needs beta_fast (" << betaFast
-                       << ") > beta_slow (" << betaSlow << ")";
+    return emitError() << "yarn rope scaling needs beta_fast (" << formatF64(betaFast)
+                       << ") > beta_slow (" << formatF64(betaSlow) << ")";
   return success();
 }
 

@@ -179,7 +179,7 @@ LogicalResult RMSNormOp::verify() {
                          << hidden;
   double eps = getEps().convertToDouble();
   if (!(eps > 0) || !std::isfinite(eps))
-    return emitOpError() << "eps must be positive and finite, got " << eps;
+    return emitOpError() << "eps must be positive and finite, got " << formatF64(eps);
   return success();
 }
 
@@ -335,7 +335,7 @@ LogicalResult RopeOp::verify() {
 static LogicalResult verifyScaleAttr(Operation *op, double scale) {
   if (!(scale > 0) || !std::isfinite(scale))
     return op->emitOpError() << "scale must be positive and finite, got "
-                             << scale;
+                             << formatF64(scale);
   return success();
 }
 
@@ -504,7 +504,7 @@ LogicalResult MoEGateOp::verify() {
   double factor = getRoutedScalingFactor().convertToDouble();
   if (!(factor > 0) || !std::isfinite(factor))
     return emitOpError() << "routed_scaling_factor must be positive, got "
-                         << factor;
+                         << formatF64(factor);
   return success();
 }
 

@@ -18,6 +18,9 @@
 namespace xfmr {
 /// Parses a double-precision attribute parameter (integer or float literal).
 mlir::FailureOr<llvm::APFloat> parseF64Parameter(mlir::AsmParser &parser);
+/// Formats a double in the shortest form that reads back exactly ("10000.0",
+/// "1e-05", "0.707"): for IR and for error messages.
+std::string formatF64(double value);
 /// Prints a double-precision parameter in the shortest form that reads back
 /// exactly.
 void printF64Parameter(mlir::AsmPrinter &printer, const llvm::APFloat &value);
