@@ -16,6 +16,7 @@ config.environment["PATH"] = os.pathsep.join(
 )
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(("%xfmr_src", config.xfmr_src_root))
+config.substitutions.append(("%xfmr_obj", config.xfmr_obj_root))
 
 # Real checkpoints from ../shared (absent on some machines: those tests say UNSUPPORTED).
 shared_models = os.path.join(os.path.dirname(config.xfmr_src_root), "shared", "models")
