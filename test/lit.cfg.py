@@ -15,6 +15,8 @@ config.environment["PATH"] = os.pathsep.join(
     [config.xfmr_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", os.environ["PATH"])]
 )
 config.substitutions.append(("%python", config.python_executable))
+# The pure-Python package (checkpoint generator, NumPy reference) from the source tree.
+config.environment["PYTHONPATH"] = os.path.join(config.xfmr_src_root, "python")
 config.substitutions.append(("%xfmr_src", config.xfmr_src_root))
 config.substitutions.append(("%xfmr_obj", config.xfmr_obj_root))
 

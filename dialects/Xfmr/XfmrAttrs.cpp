@@ -61,7 +61,7 @@ void xfmr::printF64Parameter(AsmPrinter &printer, const APFloat &number) {
 
 LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                APFloat thetaValue, RopeStyle, int64_t rotaryDim,
-                               int64_t rotaryOffset, RopeScaling scaling,
+                               int64_t rotaryOffset, RopeScalingKind scaling,
                                APFloat factorValue, int64_t originalMaxPositions,
                                APFloat lowFreqValue, APFloat highFreqValue,
                                APFloat betaFastValue, APFloat betaSlowValue,
@@ -81,18 +81,18 @@ LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (rotaryOffset < 0)
     return emitError() << "rope rotary_offset must be >= 0, got "
                        << rotaryOffset;
-  if (scaling != RopeScaling::none && (!(factor > 0) || !std::isfinite(factor)))
+  if (scaling != RopeScalingKind::none && (!(factor > 0) || !std::isfinite(factor)))
     return emitError() << "rope scaling factor must be positive, got "
                        << formatF64(factor);
-  if ((scaling == RopeScaling::llama3 || scaling == RopeScaling::yarn) &&
+  if ((scaling == RopeScalingKind::llama3 || scaling == RopeScalingKind::yarn) &&
       originalMaxPositions <= 0)
-    return emitError() << "rope scaling '" << stringifyRopeScaling(scaling)
+    return emitError() << "rope scaling '" << stringifyRopeScalingKind(scaling)
                        << "' needs original_max_positions > 0";
-  if (scaling == RopeScaling::llama3 && !(highFreqFactor > lowFreqFactor))
+  if (scaling == RopeScalingKind::llama3 && !(highFreqFactor > lowFreqFactor))
     return emitError() << "llama3 rope scaling needs high_freq_factor ("
                        << formatF64(highFreqFactor) << ") > low_freq_factor ("
                        << formatF64(lowFreqFactor) << ")";
-  if (scaling == RopeScaling::yarn && !(betaFast > betaSlow))
+  if (scaling == RopeScalingKind::yarn && !(betaFast > betaSlow))
     return emitError() << "yarn rope scaling needs beta_fast (" << formatF64(betaFast)
                        << ") > beta_slow (" << formatF64(betaSlow) << ")";
   return success();

@@ -59,7 +59,7 @@ def Xfmr_RopeAttr : Xfmr_Attr<"Rope", "rope"> {
     DefaultEnumParameter<Xfmr_RopeStyle, "::xfmr::RopeStyle::rotate_half">:$style,
     DefaultValuedParameter<"int64_t", "0", "rotated channels per head (0: all)">:$rotary_dim,
     DefaultValuedParameter<"int64_t", "0", "first rotated channel">:$rotary_offset,
-    DefaultEnumParameter<Xfmr_RopeScaling, "::xfmr::RopeScaling::none">:$scaling,
+    DefaultEnumParameter<Xfmr_RopeScaling, "::xfmr::RopeScalingKind::none">:$scaling,
     F64Parameter<"context extension factor", "1.0">:$factor,
     DefaultValuedParameter<"int64_t", "0", "pre-extension context length">:$original_max_positions,
     F64Parameter<"llama3 low frequency factor", "1.0">:$low_freq_factor,

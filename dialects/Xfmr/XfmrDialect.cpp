@@ -4,6 +4,7 @@
 #include "dialects/Xfmr/XfmrOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
 
 using namespace mlir;
 using namespace xfmr;
@@ -31,6 +32,12 @@ LogicalResult XfmrDialect::verifyOperationAttribute(Operation *op,
       return op->emitError() << "'" << kEntryAttrName
                              << "' must be \"prefill\" or \"decode\", got "
                              << attr.getValue();
+    return success();
+  }
+  // The model description the importer records on the module.
+  if (name == "xfmr.model") {
+    if (!isa<ModuleOp>(op) || !isa<DictionaryAttr>(attr.getValue()))
+      return op->emitError() << "'xfmr.model' must be a dictionary on a module";
     return success();
   }
   // Statistics recorded by xfmr-annotate-model-stats.

@@ -14,7 +14,7 @@ def Xfmr_RopeStyle : I32EnumAttr<"RopeStyle", "how RoPE pairs channels", [
   let genSpecializedAttr = 0;
 }
 
-def Xfmr_RopeScaling : I32EnumAttr<"RopeScaling", "RoPE context extension", [
+def Xfmr_RopeScaling : I32EnumAttr<"RopeScalingKind", "RoPE context extension", [
     I32EnumAttrCase<"none", 0>,
     I32EnumAttrCase<"linear", 1>,
     I32EnumAttrCase<"llama3", 2>,

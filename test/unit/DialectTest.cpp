@@ -65,7 +65,11 @@ TEST_F(XfmrDialectTest, RopeAttrRoundTripsDoublesExactly) {
     })mlir";
   OwningOpRef<ModuleOp> module = parseSourceString<ModuleOp>(source, &context);
   ASSERT_TRUE(module);
-  RopeOp rope = *module->getOps<func::FuncOp>().begin()->getOps<RopeOp>().begin();
+  auto firstRope = [](ModuleOp module) {
+    func::FuncOp func = *module.getOps<func::FuncOp>().begin();
+    return *func.getOps<RopeOp>().begin();
+  };
+  RopeOp rope = firstRope(*module);
   EXPECT_EQ(rope.getConfig().getTheta().convertToDouble(), 0.1);
   EXPECT_EQ(rope.getConfig().getMscale().convertToDouble(), 0.70710678118654757);
   EXPECT_EQ(rope.getConfig().getStyle(), RopeStyle::rotate_half);
@@ -76,8 +80,7 @@ TEST_F(XfmrDialectTest, RopeAttrRoundTripsDoublesExactly) {
   OwningOpRef<ModuleOp> reparsed =
       parseSourceString<ModuleOp>(printed, &context);
   ASSERT_TRUE(reparsed);
-  RopeOp again =
-      *reparsed->getOps<func::FuncOp>().begin()->getOps<RopeOp>().begin();
+  RopeOp again = firstRope(*reparsed);
   EXPECT_EQ(again.getConfig(), rope.getConfig());
 }
 
