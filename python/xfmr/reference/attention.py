@@ -1,0 +1,163 @@
+"""Causal self-attention: grouped-query attention (Llama family) and DeepSeek's MLA."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from . import rope
+from .cache import Cache
+from .mlp import linear
+from .norm import rms_norm
+
+
+def causal_mask(start: int, steps: int, total: int, window: Optional[int]) -> np.ndarray:
+    """[steps, total] booleans: may the query at position start+t attend the key at j?
+
+    Keys up to and including the query's position; with a sliding window only keys at
+    positions > p - window (the query sees `window` positions, itself included).
+    """
+    q_pos = np.arange(start, start + steps)[:, None]
+    k_pos = np.arange(total)[None, :]
+    allowed = k_pos <= q_pos
+    if window is not None:
+        allowed &= k_pos > q_pos - window
+    return allowed
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray,
+           scale: float) -> np.ndarray:
+    """softmax(q k^T * scale, masked) v for q [H, T, dk], k [H, S, dk], v [H, S, dv]."""
+    scores = np.einsum("htd,hsd->hts", q, k) * scale
+    scores = np.where(mask[None], scores, -np.inf)
+    return np.einsum("hts,hsd->htd", softmax(scores), v)
+
+
+class GQAttention:
+    """Multi-head attention with `kv_heads` key/value heads shared by groups of query heads,
+    rotate-half RoPE, optional q/k/v/o biases (Qwen2) and an optional sliding window."""
+
+    def __init__(self, weights, prefix: str, config: dict, window: Optional[int]):
+        hidden = config["hidden_size"]
+        self.heads = config["num_attention_heads"]
+        self.kv_heads = config.get("num_key_value_heads") or self.heads
+        self.head_dim = config.get("head_dim") or hidden // self.heads
+        if self.heads % self.kv_heads:
+            raise ValueError(f"num_attention_heads {self.heads} is not a multiple of "
+                             f"num_key_value_heads {self.kv_heads}")
+        q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        self.wq = weights.get(f"{prefix}.q_proj.weight", (q_out, hidden))
+        self.wk = weights.get(f"{prefix}.k_proj.weight", (kv_out, hidden))
+        self.wv = weights.get(f"{prefix}.v_proj.weight", (kv_out, hidden))
+        self.wo = weights.get(f"{prefix}.o_proj.weight", (hidden, q_out))
+        self.bq = weights.maybe(f"{prefix}.q_proj.bias", (q_out,))
+        self.bk = weights.maybe(f"{prefix}.k_proj.bias", (kv_out,))
+        self.bv = weights.maybe(f"{prefix}.v_proj.bias", (kv_out,))
+        self.bo = weights.maybe(f"{prefix}.o_proj.bias", (hidden,))
+        self.window = window
+        self.inv_freq = rope.llama_inv_freq(self.head_dim, float(config.get("rope_theta", 10000.0)),
+                                            config.get("rope_scaling"))
+
+    def __call__(self, x: np.ndarray, cache: Cache, layer: int) -> np.ndarray:
+        steps, start = x.shape[0], cache.length
+        d = self.head_dim
+        q = linear(x, self.wq, self.bq).reshape(steps, self.heads, d).transpose(1, 0, 2)
+        k = linear(x, self.wk, self.bk).reshape(steps, self.kv_heads, d).transpose(1, 0, 2)
+        v = linear(x, self.wv, self.bv).reshape(steps, self.kv_heads, d).transpose(1, 0, 2)
+        cos, sin = rope.cos_sin(self.inv_freq, np.arange(start, start + steps))
+        q, k = rope.rotate_half(q, cos, sin), rope.rotate_half(k, cos, sin)
+        keys, values = cache.update(layer, k, v)
+        # Query head h reads key/value head h // (heads / kv_heads).
+        group = self.heads // self.kv_heads
+        keys, values = np.repeat(keys, group, axis=0), np.repeat(values, group, axis=0)
+        mask = causal_mask(start, steps, keys.shape[1], self.window)
+        out = attend(q, keys, values, mask, 1.0 / math.sqrt(d))
+        return linear(out.transpose(1, 0, 2).reshape(steps, self.heads * d), self.wo, self.bo)
+
+
+class MLAttention:
+    """DeepSeek-V3 multi-head latent attention (the plain, non-absorbed formulation).
+
+    q = q_b(norm(q_a(x))) (or q_proj(x)), per head [nope | rope]. The joint projection
+    kv_a(x) = [c_kv (kv_lora_rank) | k_pe (rope dim)]: only c_kv is normalized and expanded by
+    kv_b into per-head [k_nope | v] (head-major rows); k_pe is one rotary key shared by all
+    heads. RoPE turns interleaved pairs.
+    """
+
+    def __init__(self, weights, prefix: str, config: dict):
+        hidden = config["hidden_size"]
+        self.heads = config["num_attention_heads"]
+        self.nope = config["qk_nope_head_dim"]
+        self.rope_dim = config["qk_rope_head_dim"]
+        self.v_dim = config["v_head_dim"]
+        self.kv_rank = config["kv_lora_rank"]
+        self.q_rank = config.get("q_lora_rank")
+        self.eps = config.get("rms_norm_eps", 1e-6)
+        qk_dim = self.nope + self.rope_dim
+        if self.q_rank:
+            self.wq_a = weights.get(f"{prefix}.q_a_proj.weight", (self.q_rank, hidden))
+            self.q_norm = weights.get(f"{prefix}.q_a_layernorm.weight", (self.q_rank,))
+            self.wq_b = weights.get(f"{prefix}.q_b_proj.weight",
+                                    (self.heads * qk_dim, self.q_rank))
+        else:
+            self.wq = weights.get(f"{prefix}.q_proj.weight", (self.heads * qk_dim, hidden))
+        self.wkv_a = weights.get(f"{prefix}.kv_a_proj_with_mqa.weight",
+                                 (self.kv_rank + self.rope_dim, hidden))
+        self.kv_norm = weights.get(f"{prefix}.kv_a_layernorm.weight", (self.kv_rank,))
+        self.wkv_b = weights.get(f"{prefix}.kv_b_proj.weight",
+                                 (self.heads * (self.nope + self.v_dim), self.kv_rank))
+        self.wo = weights.get(f"{prefix}.o_proj.weight", (hidden, self.heads * self.v_dim))
+        self.bo = weights.maybe(f"{prefix}.o_proj.bias", (hidden,))
+
+        theta = float(config.get("rope_theta", 10000.0))
+        scaling = config.get("rope_scaling")
+        kind = rope.rope_type(scaling)
+        self.scale = qk_dim ** -0.5
+        self.cos_sin_scale = 1.0
+        if kind == "default":
+            self.inv_freq = rope.default_inv_freq(self.rope_dim, theta)
+        elif kind == "linear":
+            self.inv_freq = rope.default_inv_freq(self.rope_dim, theta) / float(scaling["factor"])
+        elif kind == "yarn":
+            self.inv_freq, self.cos_sin_scale = rope.yarn_inv_freq(self.rope_dim, theta, scaling)
+            mscale_all_dim = float(scaling.get("mscale_all_dim", 0.0))
+            if mscale_all_dim:
+                m = rope.yarn_get_mscale(float(scaling["factor"]), mscale_all_dim)
+                self.scale *= m * m
+        else:
+            raise NotImplementedError(f"rope_scaling type {kind!r} is not supported for "
+                                      "DeepSeek-V3 (supported: linear, yarn)")
+
+    def __call__(self, x: np.ndarray, cache: Cache, layer: int) -> np.ndarray:
+        steps, start = x.shape[0], cache.length
+        h, nope, rd = self.heads, self.nope, self.rope_dim
+        if self.q_rank:
+            q = linear(rms_norm(linear(x, self.wq_a), self.q_norm, self.eps), self.wq_b)
+        else:
+            q = linear(x, self.wq)
+        q = q.reshape(steps, h, nope + rd).transpose(1, 0, 2)  # [H, T, nope + rope]
+        q_nope, q_pe = q[..., :nope], q[..., nope:]
+
+        kv_a = linear(x, self.wkv_a)
+        c_kv, k_pe = kv_a[:, : self.kv_rank], kv_a[:, self.kv_rank:]
+        kv = linear(rms_norm(c_kv, self.kv_norm, self.eps), self.wkv_b)
+        kv = kv.reshape(steps, h, nope + self.v_dim).transpose(1, 0, 2)
+        k_nope, v = kv[..., :nope], kv[..., nope:]
+
+        cos, sin = rope.cos_sin(self.inv_freq, np.arange(start, start + steps),
+                                self.cos_sin_scale)
+        q_pe = rope.rotate_interleaved(q_pe, cos, sin)
+        k_pe = rope.rotate_interleaved(k_pe[None], cos, sin)  # [1, T, rope]: one for all heads
+        q = np.concatenate([q_nope, q_pe], axis=-1)
+        k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
+        keys, values = cache.update(layer, k, v)
+        mask = causal_mask(start, steps, keys.shape[1], None)
+        out = attend(q, keys, values, mask, self.scale)
+        return linear(out.transpose(1, 0, 2).reshape(steps, h * self.v_dim), self.wo, self.bo)

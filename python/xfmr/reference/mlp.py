@@ -1,0 +1,38 @@
+"""Gated MLP (SwiGLU): down(silu(gate(x)) * up(x))."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+def linear(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None) -> np.ndarray:
+    """y = x W^T + b, with W stored [out, in] as in Hugging Face checkpoints."""
+    y = np.asarray(x, dtype=np.float64) @ w.T
+    return y if b is None else y + b
+
+
+class SwiGLU:
+    def __init__(self, gate: np.ndarray, up: np.ndarray, down: np.ndarray,
+                 gate_bias=None, up_bias=None, down_bias=None):
+        self.gate, self.up, self.down = gate, up, down
+        self.gate_bias, self.up_bias, self.down_bias = gate_bias, up_bias, down_bias
+
+    @classmethod
+    def load(cls, weights, prefix: str, hidden: int, inter: int,
+             names=("gate_proj", "up_proj", "down_proj")) -> "SwiGLU":
+        g, u, d = (f"{prefix}.{n}" for n in names)
+        return cls(weights.get(g + ".weight", (inter, hidden)),
+                   weights.get(u + ".weight", (inter, hidden)),
+                   weights.get(d + ".weight", (hidden, inter)),
+                   weights.maybe(g + ".bias", (inter,)), weights.maybe(u + ".bias", (inter,)),
+                   weights.maybe(d + ".bias", (hidden,)))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        h = silu(linear(x, self.gate, self.gate_bias)) * linear(x, self.up, self.up_bias)
+        return linear(h, self.down, self.down_bias)
