@@ -5,6 +5,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 
 using namespace mlir;
 using namespace xfmr;
@@ -24,9 +25,10 @@ LogicalResult XfmrDialect::verifyOperationAttribute(Operation *op,
                                                     NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
   if (name == kEntryAttrName) {
-    if (!isa<func::FuncOp>(op))
+    // Entry points stay marked down to the LLVM dialect.
+    if (!isa<FunctionOpInterface>(op))
       return op->emitError() << "'" << kEntryAttrName
-                             << "' may only mark a func.func";
+                             << "' may only mark a function";
     auto kind = dyn_cast<StringAttr>(attr.getValue());
     if (!kind || (kind.getValue() != "prefill" && kind.getValue() != "decode"))
       return op->emitError() << "'" << kEntryAttrName
@@ -38,6 +40,17 @@ LogicalResult XfmrDialect::verifyOperationAttribute(Operation *op,
   if (name == "xfmr.model") {
     if (!isa<ModuleOp>(op) || !isa<DictionaryAttr>(attr.getValue()))
       return op->emitError() << "'xfmr.model' must be a dictionary on a module";
+    return success();
+  }
+  // Buffer layouts recorded by xfmr-lower-to-kernels for the packer.
+  if (name == "xfmr.weight_layout" || name == "xfmr.cache_layout") {
+    if (!isa<ModuleOp>(op) || !isa<ArrayAttr>(attr.getValue()))
+      return op->emitError() << "'" << name << "' must be an array on a module";
+    return success();
+  }
+  if (name == "xfmr.weights_bytes" || name == "xfmr.cache_bytes") {
+    if (!isa<IntegerAttr>(attr.getValue()))
+      return op->emitError() << "'" << name << "' must be an integer";
     return success();
   }
   // Statistics recorded by xfmr-annotate-model-stats.

@@ -6,6 +6,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "dialects/Xfmr/XfmrDialect.h"
+#include "lowering/CPU/CPUPipeline.h"
+#include "lowering/Passes.h"
 #include "passes/Passes.h"
 #include "passes/Pipelines.h"
 
@@ -22,6 +24,8 @@ int main(int argc, char **argv) {
   registry.insert<xfmr::XfmrDialect>();
   mlir::registerAllPasses();
   xfmr::registerXfmrPasses();
+  xfmr::registerXfmrLoweringPasses();
+  xfmr::registerCPUPipelines();
   xfmr::registerPipelines();
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "xfmr optimizer driver: the xfmr dialect, its passes and "

@@ -715,7 +715,7 @@ func.func private @entry_kind() attributes {xfmr.entry = "train"}
 
 // -----
 
-// expected-error @+1 {{'xfmr.entry' may only mark a func.func}}
+// expected-error @+1 {{'xfmr.entry' may only mark a function}}
 module attributes {xfmr.entry = "prefill"} {
 }
 

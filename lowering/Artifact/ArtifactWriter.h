@@ -1,0 +1,42 @@
+//===- ArtifactWriter.h - pack code, weights and manifest -------*- C++ -*-===//
+
+#ifndef XFMR_LOWERING_ARTIFACT_ARTIFACTWRITER_H
+#define XFMR_LOWERING_ARTIFACT_ARTIFACTWRITER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/Error.h"
+#include "llvm/Support/JSON.h"
+
+#include <functional>
+#include <string>
+
+namespace xfmr {
+
+class Checkpoint;
+
+struct ArtifactContents {
+  /// The module after xfmr-lower-to-kernels: its xfmr.model,
+  /// xfmr.weight_layout and xfmr.cache_layout attributes describe the model
+  /// and the two blobs.
+  mlir::ModuleOp module;
+  /// Where the weights' bytes come from (null if the model has none).
+  const Checkpoint *checkpoint = nullptr;
+  /// The linked shared object.
+  std::string code;
+  /// The manifest's "target" and "compile_options" objects.
+  llvm::json::Object target, compileOptions;
+  /// Optional extra "model" fields (bos_token_id, eos_token_id, ...).
+  llvm::json::Object modelExtras;
+};
+
+/// Writes `model.xfmr` (see runtime/include/xfmr/runtime/ArtifactFormat.h)
+/// to `path` atomically: the bytes go to a temporary file renamed at the
+/// end, and nothing is left behind on failure. `progress` receives a line
+/// now and then while weights are copied.
+llvm::Error writeArtifact(llvm::StringRef path, const ArtifactContents &contents,
+                          const std::function<void(const std::string &)>
+                              &progress = {});
+
+} // namespace xfmr
+
+#endif // XFMR_LOWERING_ARTIFACT_ARTIFACTWRITER_H

@@ -1,0 +1,209 @@
+//===- CPUPipeline.cpp - kernels -> LLVM -> shared object -------*- C++ -*-===//
+
+#include "lowering/CPU/CPUPipeline.h"
+#include "lowering/Passes.h"
+#include "passes/Pipelines.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "mlir/Transforms/Passes.h"
+
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/TargetParser/Host.h"
+
+using namespace mlir;
+
+llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  target.triple = llvm::sys::getDefaultTargetTriple();
+  if (target.cpu == "native") {
+    target.cpuName = llvm::sys::getHostCPUName().str();
+    llvm::SmallVector<std::string> features;
+    for (const auto &[name, enabled] : llvm::sys::getHostCPUFeatures())
+      features.push_back((enabled ? "+" : "-") + name.str());
+    llvm::sort(features);
+    target.features = llvm::join(features, ",");
+  } else {
+    target.cpuName = target.cpu;
+    target.features.clear();
+  }
+  std::string error;
+  const llvm::Target *llvmTarget =
+      llvm::TargetRegistry::lookupTarget(llvm::Triple(target.triple), error);
+  if (!llvmTarget)
+    return llvm::createStringError("no LLVM target for '" + target.triple +
+                                   "': " + error);
+  return llvm::Error::success();
+}
+
+void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm) {
+  pm.addPass(createConvertSCFToOpenMPPass());
+  pm.addPass(createConvertVectorToSCFPass());
+  pm.addPass(createConvertVectorToLLVMPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  // LLVM intrinsics where they exist, libm calls (erf, ...) for the rest.
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createConvertMathToLibmPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createCanonicalizerPass());
+}
+
+void xfmr::buildCPUPipeline(OpPassManager &pm) {
+  buildGraphOptPipeline(pm);
+  pm.addPass(createLowerToKernels());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  buildLowerToLLVMPipeline(pm);
+}
+
+void xfmr::registerCPUPipelines() {
+  PassPipelineRegistration<>(
+      "xfmr-lower-to-llvm",
+      "Lower xfmr kernels and schedules (scf/vector/memref) to the LLVM "
+      "dialect, parallel loops on OpenMP",
+      buildLowerToLLVMPipeline);
+  PassPipelineRegistration<>(
+      "xfmr-cpu",
+      "The whole CPU pipeline: xfmr-graph-opt, xfmr-lower-to-kernels, "
+      "xfmr-lower-to-llvm",
+      buildCPUPipeline);
+}
+
+llvm::Expected<std::string> xfmr::emitObject(ModuleOp module,
+                                             const CPUTarget &target,
+                                             std::string *llvmIR) {
+  registerBuiltinDialectTranslation(*module->getContext());
+  registerLLVMDialectTranslation(*module->getContext());
+  registerOpenMPDialectTranslation(*module->getContext());
+
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(module, llvmContext, "xfmr");
+  if (!llvmModule)
+    return llvm::createStringError("translation to LLVM IR failed");
+
+  std::string error;
+  llvm::Triple triple(target.triple);
+  const llvm::Target *llvmTarget =
+      llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!llvmTarget)
+    return llvm::createStringError(error);
+  llvm::TargetOptions options;
+  auto level = target.optLevel >= 3   ? llvm::CodeGenOptLevel::Aggressive
+               : target.optLevel == 0 ? llvm::CodeGenOptLevel::None
+                                      : llvm::CodeGenOptLevel::Default;
+  std::unique_ptr<llvm::TargetMachine> machine(
+      llvmTarget->createTargetMachine(triple, target.cpuName, target.features,
+                                      options, llvm::Reloc::PIC_,
+                                      std::nullopt, level));
+  if (!machine)
+    return llvm::createStringError("cannot create a target machine for CPU '" +
+                                   target.cpuName + "'");
+  llvmModule->setDataLayout(machine->createDataLayout());
+  llvmModule->setTargetTriple(triple);
+
+  // The standard optimization pipeline (vectorization, inlining, unrolling).
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PassBuilder passBuilder(machine.get());
+  passBuilder.registerModuleAnalyses(mam);
+  passBuilder.registerCGSCCAnalyses(cgam);
+  passBuilder.registerFunctionAnalyses(fam);
+  passBuilder.registerLoopAnalyses(lam);
+  passBuilder.crossRegisterProxies(lam, fam, cgam, mam);
+  llvm::OptimizationLevel optLevel =
+      target.optLevel >= 3   ? llvm::OptimizationLevel::O3
+      : target.optLevel == 2 ? llvm::OptimizationLevel::O2
+      : target.optLevel == 1 ? llvm::OptimizationLevel::O1
+                             : llvm::OptimizationLevel::O0;
+  llvm::ModulePassManager modulePasses =
+      optLevel == llvm::OptimizationLevel::O0
+          ? passBuilder.buildO0DefaultPipeline(optLevel)
+          : passBuilder.buildPerModuleDefaultPipeline(optLevel);
+  modulePasses.run(*llvmModule, mam);
+  if (llvmIR) {
+    llvm::raw_string_ostream os(*llvmIR);
+    llvmModule->print(os, nullptr);
+  }
+
+  llvm::SmallString<0> object;
+  llvm::raw_svector_ostream objectStream(object);
+  llvm::legacy::PassManager codegen;
+  if (machine->addPassesToEmitFile(codegen, objectStream, nullptr,
+                                   llvm::CodeGenFileType::ObjectFile))
+    return llvm::createStringError("the target cannot emit object files");
+  codegen.run(*llvmModule);
+  return std::string(object.str());
+}
+
+llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object) {
+  llvm::ErrorOr<std::string> linker = llvm::sys::findProgramByName("ld.lld-22");
+  if (!linker)
+    linker = llvm::sys::findProgramByName("ld.lld");
+  if (!linker)
+    return llvm::createStringError(
+        "cannot find ld.lld-22 or ld.lld to link the model code (install "
+        "lld-22: scripts/setup.sh)");
+  llvm::SmallString<128> objectPath, libraryPath;
+  int fd;
+  if (std::error_code ec =
+          llvm::sys::fs::createTemporaryFile("xfmr-model", "o", fd, objectPath))
+    return llvm::createStringError("cannot create a temporary file: " +
+                                   ec.message());
+  {
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+    os << object;
+  }
+  if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+          "xfmr-model", "so", libraryPath)) {
+    llvm::sys::fs::remove(objectPath);
+    return llvm::createStringError("cannot create a temporary file: " +
+                                   ec.message());
+  }
+  // OpenMP comes from LLVM's libomp, the math functions from libm.
+  std::string lib = "/usr/lib/llvm-22/lib";
+  llvm::SmallVector<llvm::StringRef> args{
+      *linker, "-shared", "--as-needed", "-o", libraryPath, objectPath,
+      "-L", lib, "-lomp", "-rpath", lib, "-L", "/lib/x86_64-linux-gnu",
+      "-L", "/usr/lib/x86_64-linux-gnu", "-l:libm.so.6", "-l:libc.so.6",
+      // Half-precision conversions without F16C call libgcc helpers.
+      "-l:libgcc_s.so.1"};
+  std::string message;
+  int status = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, {}, 0, 0,
+                                         &message);
+  llvm::sys::fs::remove(objectPath);
+  if (status != 0) {
+    llvm::sys::fs::remove(libraryPath);
+    return llvm::createStringError("linking the model code with " + *linker +
+                                   " failed (status " + std::to_string(status) +
+                                   ")" + (message.empty() ? "" : ": " + message));
+  }
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> library =
+      llvm::MemoryBuffer::getFile(libraryPath);
+  llvm::sys::fs::remove(libraryPath);
+  if (!library)
+    return llvm::createStringError("cannot read the linked model code: " +
+                                   library.getError().message());
+  return (*library)->getBuffer().str();
+}

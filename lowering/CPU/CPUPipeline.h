@@ -1,0 +1,49 @@
+//===- CPUPipeline.h - kernels -> LLVM -> shared object ---------*- C++ -*-===//
+
+#ifndef XFMR_LOWERING_CPU_CPUPIPELINE_H
+#define XFMR_LOWERING_CPU_CPUPIPELINE_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/Support/Error.h"
+
+#include <string>
+
+namespace xfmr {
+
+/// What the CPU back end compiles for.
+struct CPUTarget {
+  /// An LLVM CPU name, or "native" for the host CPU and all its features.
+  std::string cpu = "x86-64-v2";
+  /// LLVM optimization level 0-3.
+  unsigned optLevel = 3;
+  /// Resolved by resolveCPUTarget: the triple, CPU name and features.
+  std::string triple, cpuName, features;
+};
+
+/// Fills in triple, CPU name and features (host ones for "native").
+llvm::Error resolveCPUTarget(CPUTarget &target);
+
+/// Loops, vectors and memrefs (after xfmr-lower-to-kernels) to the LLVM
+/// dialect, with parallel loops on OpenMP.
+void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
+
+/// The whole CPU pipeline from graph-level xfmr IR to the LLVM dialect.
+void buildCPUPipeline(mlir::OpPassManager &pm);
+
+/// Registers `xfmr-lower-to-llvm` and `xfmr-cpu` as named pipelines.
+void registerCPUPipelines();
+
+/// Translates an LLVM-dialect module to LLVM IR, optimizes it and returns
+/// the object file bytes. `llvmIR`, if given, receives the optimized IR.
+llvm::Expected<std::string> emitObject(mlir::ModuleOp module,
+                                       const CPUTarget &target,
+                                       std::string *llvmIR = nullptr);
+
+/// Links an object file into a shared object (with OpenMP and libm) using
+/// ld.lld, and returns its bytes.
+llvm::Expected<std::string> linkSharedObject(llvm::StringRef object);
+
+} // namespace xfmr
+
+#endif // XFMR_LOWERING_CPU_CPUPIPELINE_H

@@ -1,0 +1,170 @@
+//===- Elementwise.cpp - embedding, elementwise and copy kernels -*- C++ -*-===//
+
+#include "lowering/Kernels/Kernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+
+using namespace mlir;
+using namespace xfmr::kernels;
+
+static MemRefType f32Buffer(MLIRContext *context, ArrayRef<int64_t> shape) {
+  return MemRefType::get(shape, Float32Type::get(context));
+}
+
+std::string WeightOperand::key() const {
+  std::string text = formatName(format).str();
+  if (blockScale)
+    text += "_b" + std::to_string(blockScale->first) + "x" +
+            std::to_string(blockScale->second);
+  return text;
+}
+
+func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib, int64_t vocab,
+                                      int64_t hidden, WeightFormat table) {
+  MLIRContext *context = lib.getModule().getContext();
+  auto tableType =
+      MemRefType::get({vocab, hidden}, storageTypeOf(table, context));
+  auto idsType =
+      MemRefType::get({ShapedType::kDynamic}, IntegerType::get(context, 32));
+  auto outType = f32Buffer(context, {ShapedType::kDynamic, hidden});
+  std::string key = "embedding_" + std::to_string(vocab) + "x" +
+                    std::to_string(hidden) + "_" + formatName(table).str();
+  return lib.get(key, {tableType, idsType, outType},
+                 [&](OpBuilder &b, Location loc, ValueRange args) {
+                   Value tokens = b.create<memref::DimOp>(loc, args[0 + 1], 0);
+                   Value lut = table == WeightFormat::F8E4M3FN ||
+                                       table == WeightFormat::F8E5M2
+                                   ? lib.lookupTable(b, loc, table)
+                                   : Value();
+                   parallelFor(b, loc, index(b, loc, 0), tokens,
+                               [&](OpBuilder &b, Location loc, Value t) {
+                     Value id = b.create<memref::LoadOp>(loc, args[1], t);
+                     Value row = b.create<arith::IndexCastOp>(
+                         loc, b.getIndexType(), id);
+                     serialFor(b, loc, index(b, loc, 0), index(b, loc, hidden),
+                               [&](OpBuilder &b, Location loc, Value h) {
+                       Value value = loadAsF32(b, loc, args[0], {row, h},
+                                               table, lut);
+                       b.create<memref::StoreOp>(loc, value, args[2],
+                                                 ValueRange{t, h});
+                     });
+                   });
+                 });
+}
+
+static bool isUnary(Elementwise kind) {
+  return kind == Elementwise::Silu || kind == Elementwise::Gelu ||
+         kind == Elementwise::GeluTanh || kind == Elementwise::Copy;
+}
+
+static StringRef kindName(Elementwise kind) {
+  switch (kind) {
+  case Elementwise::Add:
+    return "add";
+  case Elementwise::Mul:
+    return "mul";
+  case Elementwise::SwiGLU:
+    return "swiglu";
+  case Elementwise::Silu:
+    return "silu";
+  case Elementwise::Gelu:
+    return "gelu";
+  case Elementwise::GeluTanh:
+    return "gelu_tanh";
+  case Elementwise::Copy:
+    return "copy";
+  }
+  return "";
+}
+
+static Value gelu(OpBuilder &b, Location loc, Value x, bool tanhForm) {
+  Value half = f32(b, loc, 0.5), one = f32(b, loc, 1.0);
+  Value inner;
+  if (tanhForm) {
+    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    Value cube = b.create<arith::MulFOp>(
+        loc, x, b.create<arith::MulFOp>(loc, x, x));
+    Value poly = b.create<arith::AddFOp>(
+        loc, x, b.create<arith::MulFOp>(loc, f32(b, loc, 0.044715), cube));
+    inner = b.create<math::TanhOp>(
+        loc, b.create<arith::MulFOp>(loc, f32(b, loc, 0.7978845608028654),
+                                     poly));
+  } else {
+    // 0.5 x (1 + erf(x / sqrt(2)))
+    inner = b.create<math::ErfOp>(
+        loc, b.create<arith::MulFOp>(loc, x, f32(b, loc, 0.7071067811865476)));
+  }
+  return b.create<arith::MulFOp>(
+      loc, b.create<arith::MulFOp>(loc, half, x),
+      b.create<arith::AddFOp>(loc, one, inner));
+}
+
+func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
+  MLIRContext *context = lib.getModule().getContext();
+  auto flat = f32Buffer(context, {ShapedType::kDynamic});
+  SmallVector<Type> args(isUnary(kind) ? 2 : 3, flat);
+  return lib.get(
+      ("elementwise_" + kindName(kind)).str(), args,
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        Value out = args.back();
+        Value size = b.create<memref::DimOp>(loc, out, 0);
+        // Chunks of 4096 elements per parallel iteration keep the
+        // scheduling overhead small; the inner loop vectorizes.
+        int64_t chunk = 4096;
+        Value chunkSize = index(b, loc, chunk);
+        Value chunks = b.create<arith::CeilDivUIOp>(loc, size, chunkSize);
+        parallelFor(b, loc, index(b, loc, 0), chunks,
+                    [&](OpBuilder &b, Location loc, Value c) {
+          Value begin = b.create<arith::MulIOp>(loc, c, chunkSize);
+          Value end = b.create<arith::MinUIOp>(
+              loc, b.create<arith::AddIOp>(loc, begin, chunkSize), size);
+          serialFor(b, loc, begin, end,
+                    [&](OpBuilder &b, Location loc, Value i) {
+            Value a = b.create<memref::LoadOp>(loc, args[0], i);
+            Value result;
+            if (isUnary(kind)) {
+              if (kind == Elementwise::Silu)
+                result = silu(b, loc, a);
+              else if (kind == Elementwise::Copy)
+                result = a;
+              else
+                result = gelu(b, loc, a, kind == Elementwise::GeluTanh);
+            } else {
+              Value c2 = b.create<memref::LoadOp>(loc, args[1], i);
+              if (kind == Elementwise::Add)
+                result = b.create<arith::AddFOp>(loc, a, c2);
+              else if (kind == Elementwise::Mul)
+                result = b.create<arith::MulFOp>(loc, a, c2);
+              else
+                result = b.create<arith::MulFOp>(loc, silu(b, loc, a), c2);
+            }
+            b.create<memref::StoreOp>(loc, result, out, i);
+          });
+        });
+      });
+}
+
+func::FuncOp xfmr::kernels::sliceColumns(KernelLibrary &lib, int64_t inDim,
+                                         int64_t offset, int64_t outDim) {
+  MLIRContext *context = lib.getModule().getContext();
+  auto inType = f32Buffer(context, {ShapedType::kDynamic, inDim});
+  auto outType = f32Buffer(context, {ShapedType::kDynamic, outDim});
+  std::string key = "slice_" + std::to_string(inDim) + "_" +
+                    std::to_string(offset) + "_" + std::to_string(outDim);
+  return lib.get(key, {inType, outType},
+                 [&](OpBuilder &b, Location loc, ValueRange args) {
+    Value tokens = b.create<memref::DimOp>(loc, args[0], 0);
+    parallelFor(b, loc, index(b, loc, 0), tokens,
+                [&](OpBuilder &b, Location loc, Value t) {
+      serialFor(b, loc, index(b, loc, 0), index(b, loc, outDim),
+                [&](OpBuilder &b, Location loc, Value j) {
+        Value source = b.create<arith::AddIOp>(loc, j, index(b, loc, offset));
+        Value value =
+            b.create<memref::LoadOp>(loc, args[0], ValueRange{t, source});
+        b.create<memref::StoreOp>(loc, value, args[1], ValueRange{t, j});
+      });
+    });
+  });
+}

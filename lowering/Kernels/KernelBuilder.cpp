@@ -1,0 +1,301 @@
+//===- KernelBuilder.cpp - helpers to emit loop-level kernels ---*- C++ -*-===//
+
+#include "lowering/Kernels/KernelBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace xfmr::kernels;
+
+WeightFormat xfmr::kernels::weightFormatOf(Type type) {
+  if (type.isBF16())
+    return WeightFormat::BF16;
+  if (type.isF16())
+    return WeightFormat::F16;
+  if (isa<Float8E4M3FNType>(type))
+    return WeightFormat::F8E4M3FN;
+  if (isa<Float8E5M2Type>(type))
+    return WeightFormat::F8E5M2;
+  return WeightFormat::F32;
+}
+
+Type xfmr::kernels::storageTypeOf(WeightFormat format, MLIRContext *context) {
+  Builder b(context);
+  switch (format) {
+  case WeightFormat::F32:
+    return b.getF32Type();
+  case WeightFormat::BF16:
+    return b.getBF16Type();
+  case WeightFormat::F16:
+    return b.getF16Type();
+  case WeightFormat::F8E4M3FN:
+  case WeightFormat::F8E5M2:
+    return b.getI8Type();
+  }
+  return {};
+}
+
+StringRef xfmr::kernels::formatName(WeightFormat format) {
+  switch (format) {
+  case WeightFormat::F32:
+    return "f32";
+  case WeightFormat::BF16:
+    return "bf16";
+  case WeightFormat::F16:
+    return "f16";
+  case WeightFormat::F8E4M3FN:
+    return "f8e4m3fn";
+  case WeightFormat::F8E5M2:
+    return "f8e5m2";
+  }
+  return "";
+}
+
+func::FuncOp KernelLibrary::get(StringRef key, TypeRange arguments,
+                                const BodyBuilder &body) {
+  auto it = kernels.find(key);
+  if (it != kernels.end())
+    return it->second;
+  OpBuilder b(module.getContext());
+  b.setInsertionPointToEnd(module.getBody());
+  Location loc = NameLoc::get(b.getStringAttr(key));
+  // Symbol names stay plain identifiers ("%a" floats bring '.', '-', '+').
+  std::string name = "xfmr_";
+  for (char c : key)
+    name += c == '.' ? 'd' : c == '-' ? 'm' : c == '+' ? 'p' : c;
+  auto func = b.create<func::FuncOp>(loc, name,
+                                     b.getFunctionType(arguments, {}));
+  func.setPrivate();
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  body(b, loc, entry->getArguments());
+  b.create<func::ReturnOp>(loc);
+  kernels[key] = func;
+  return func;
+}
+
+/// Exact value of every FP8 code (NaN codes decode to NaN).
+static double decodeFP8(WeightFormat format, unsigned code) {
+  bool negative = code & 0x80;
+  double value;
+  if (format == WeightFormat::F8E4M3FN) {
+    unsigned exponent = (code >> 3) & 0xF, mantissa = code & 0x7;
+    if (exponent == 0xF && mantissa == 0x7)
+      return std::nan("");
+    value = exponent == 0 ? std::ldexp(mantissa / 8.0, -6)
+                          : std::ldexp(1.0 + mantissa / 8.0, int(exponent) - 7);
+  } else {
+    unsigned exponent = (code >> 2) & 0x1F, mantissa = code & 0x3;
+    if (exponent == 0x1F)
+      return mantissa == 0 ? (negative ? -INFINITY : INFINITY) : std::nan("");
+    value = exponent == 0 ? std::ldexp(mantissa / 4.0, -14)
+                          : std::ldexp(1.0 + mantissa / 4.0, int(exponent) - 15);
+  }
+  return negative ? -value : value;
+}
+
+Value KernelLibrary::lookupTable(OpBuilder &b, Location loc,
+                                 WeightFormat format) {
+  std::string name = ("xfmr_decode_" + formatName(format)).str();
+  auto type = MemRefType::get({256}, b.getF32Type());
+  if (!module.lookupSymbol(name)) {
+    SmallVector<float> values;
+    for (unsigned code = 0; code < 256; ++code)
+      values.push_back(float(decodeFP8(format, code)));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(module.getBody());
+    auto tensorType = RankedTensorType::get({256}, b.getF32Type());
+    b.create<memref::GlobalOp>(
+        loc, name, b.getStringAttr("private"), type,
+        DenseElementsAttr::get(tensorType, ArrayRef<float>(values)),
+        /*constant=*/true, b.getI64IntegerAttr(64));
+  }
+  return b.create<memref::GetGlobalOp>(loc, type, name);
+}
+
+Value xfmr::kernels::index(OpBuilder &b, Location loc, int64_t value) {
+  return b.create<arith::ConstantIndexOp>(loc, value);
+}
+
+Value xfmr::kernels::f32(OpBuilder &b, Location loc, double value) {
+  return b.create<arith::ConstantOp>(loc, b.getF32FloatAttr(float(value)));
+}
+
+void xfmr::kernels::parallelFor(OpBuilder &b, Location loc, Value lb, Value ub,
+                                LoopBody body) {
+  b.create<scf::ParallelOp>(
+      loc, ValueRange{lb}, ValueRange{ub}, ValueRange{index(b, loc, 1)},
+      [&](OpBuilder &nested, Location nestedLoc, ValueRange ivs) {
+        body(nested, nestedLoc, ivs[0]);
+      });
+}
+
+void xfmr::kernels::serialFor(OpBuilder &b, Location loc, Value lb, Value ub,
+                              LoopBody body) {
+  b.create<scf::ForOp>(loc, lb, ub, index(b, loc, 1), ValueRange{},
+                       [&](OpBuilder &nested, Location nestedLoc, Value iv,
+                           ValueRange) {
+                         body(nested, nestedLoc, iv);
+                         nested.create<scf::YieldOp>(nestedLoc);
+                       });
+}
+
+Value xfmr::kernels::loadAsF32(OpBuilder &b, Location loc, Value memref,
+                               ValueRange indices, WeightFormat format,
+                               Value table) {
+  Value value = b.create<memref::LoadOp>(loc, memref, indices);
+  switch (format) {
+  case WeightFormat::F32:
+    return value;
+  case WeightFormat::BF16:
+  case WeightFormat::F16:
+    return b.create<arith::ExtFOp>(loc, b.getF32Type(), value);
+  case WeightFormat::F8E4M3FN:
+  case WeightFormat::F8E5M2: {
+    Value code = b.create<arith::ExtUIOp>(loc, b.getI32Type(), value);
+    Value position = b.create<arith::IndexCastOp>(loc, b.getIndexType(), code);
+    return b.create<memref::LoadOp>(loc, table, position);
+  }
+  }
+  return value;
+}
+
+/// A vector of `kVectorWidth` weights starting at `indices`, as f32.
+static Value loadVectorAsF32(OpBuilder &b, Location loc, Value memref,
+                             ValueRange indices, WeightFormat format,
+                             Value table) {
+  auto f32Vector = VectorType::get({kVectorWidth}, b.getF32Type());
+  Type storage = cast<MemRefType>(memref.getType()).getElementType();
+  auto storageVector = VectorType::get({kVectorWidth}, storage);
+  Value raw = b.create<vector::LoadOp>(loc, storageVector, memref, indices);
+  switch (format) {
+  case WeightFormat::F32:
+    return raw;
+  case WeightFormat::BF16:
+  case WeightFormat::F16:
+    return b.create<arith::ExtFOp>(loc, f32Vector, raw);
+  case WeightFormat::F8E4M3FN:
+  case WeightFormat::F8E5M2: {
+    auto codesType = VectorType::get({kVectorWidth}, b.getI32Type());
+    Value codes = b.create<arith::ExtUIOp>(loc, codesType, raw);
+    auto maskType = VectorType::get({kVectorWidth}, b.getI1Type());
+    Value mask = b.create<arith::ConstantOp>(
+        loc, DenseElementsAttr::get(maskType, true));
+    Value zero = b.create<arith::ConstantOp>(
+        loc, DenseElementsAttr::get(f32Vector, b.getF32FloatAttr(0)));
+    return b.create<vector::GatherOp>(loc, f32Vector, table,
+                                      ValueRange{index(b, loc, 0)}, codes,
+                                      mask, zero);
+  }
+  }
+  return raw;
+}
+
+Value xfmr::kernels::dot(OpBuilder &b, Location loc, Value a,
+                         ValueRange aPrefix, Value aBegin, Value w,
+                         ValueRange wPrefix, Value wBegin, int64_t length,
+                         WeightFormat format, Value table) {
+  auto indices = [&](ValueRange prefix, Value begin, Value offset) {
+    SmallVector<Value> result(prefix.begin(), prefix.end());
+    result.push_back(b.create<arith::AddIOp>(loc, begin, offset));
+    return result;
+  };
+  Value sum = f32(b, loc, 0.0);
+  int64_t vectorLength = length / kVectorWidth * kVectorWidth;
+  if (vectorLength > 0) {
+    auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
+    Value zero = b.create<arith::ConstantOp>(
+        loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
+    auto loop = b.create<scf::ForOp>(
+        loc, index(b, loc, 0), index(b, loc, vectorLength),
+        index(b, loc, kVectorWidth), ValueRange{zero},
+        [&](OpBuilder &nb, Location nl, Value k, ValueRange acc) {
+          Value av = nb.create<vector::LoadOp>(nl, vectorType, a,
+                                               indices(aPrefix, aBegin, k));
+          Value wv = loadVectorAsF32(nb, nl, w, indices(wPrefix, wBegin, k),
+                                     format, table);
+          Value fma = nb.create<vector::FMAOp>(nl, av, wv, acc[0]);
+          nb.create<scf::YieldOp>(nl, fma);
+        });
+    sum = b.create<vector::ReductionOp>(
+        loc, vector::CombiningKind::ADD, loop.getResult(0), Value(),
+        arith::FastMathFlags::reassoc);
+  }
+  if (vectorLength < length) {
+    auto tail = b.create<scf::ForOp>(
+        loc, index(b, loc, vectorLength), index(b, loc, length),
+        index(b, loc, 1), ValueRange{sum},
+        [&](OpBuilder &nb, Location nl, Value k, ValueRange acc) {
+          Value av =
+              nb.create<memref::LoadOp>(nl, a, indices(aPrefix, aBegin, k));
+          Value wv = loadAsF32(nb, nl, w, indices(wPrefix, wBegin, k), format,
+                               table);
+          Value product = nb.create<arith::MulFOp>(nl, av, wv);
+          nb.create<scf::YieldOp>(
+              nl, ValueRange{nb.create<arith::AddFOp>(nl, acc[0], product)});
+        });
+    sum = tail.getResult(0);
+  }
+  return sum;
+}
+
+Value xfmr::kernels::scaledDot(
+    OpBuilder &b, Location loc, Value a, ValueRange aPrefix, Value w,
+    ValueRange wPrefix, int64_t length, WeightFormat format, Value table,
+    std::optional<std::pair<int64_t, int64_t>> blockScale, Value scale,
+    ValueRange scalePrefix, Value row) {
+  Value zero = index(b, loc, 0);
+  if (!blockScale)
+    return dot(b, loc, a, aPrefix, zero, w, wPrefix, zero, length, format,
+               table);
+  auto [blockRows, blockCols] = *blockScale;
+  Value rowBlock =
+      b.create<arith::DivUIOp>(loc, row, index(b, loc, blockRows));
+  auto scaleAt = [&](OpBuilder &nb, Location nl, Value colBlock) {
+    SmallVector<Value> indices(scalePrefix.begin(), scalePrefix.end());
+    indices.push_back(rowBlock);
+    indices.push_back(colBlock);
+    return nb.create<memref::LoadOp>(nl, scale, indices).getResult();
+  };
+  int64_t fullBlocks = length / blockCols, rest = length % blockCols;
+  Value sum = f32(b, loc, 0.0);
+  if (fullBlocks > 0) {
+    auto loop = b.create<scf::ForOp>(
+        loc, zero, index(b, loc, fullBlocks), index(b, loc, 1),
+        ValueRange{sum},
+        [&](OpBuilder &nb, Location nl, Value block, ValueRange acc) {
+          Value begin =
+              nb.create<arith::MulIOp>(nl, block, index(nb, nl, blockCols));
+          Value partial = dot(nb, nl, a, aPrefix, begin, w, wPrefix, begin,
+                              blockCols, format, table);
+          Value scaled =
+              nb.create<arith::MulFOp>(nl, partial, scaleAt(nb, nl, block));
+          nb.create<scf::YieldOp>(
+              nl, ValueRange{nb.create<arith::AddFOp>(nl, acc[0], scaled)});
+        });
+    sum = loop.getResult(0);
+  }
+  if (rest > 0) {
+    Value begin = index(b, loc, fullBlocks * blockCols);
+    Value partial = dot(b, loc, a, aPrefix, begin, w, wPrefix, begin, rest,
+                        format, table);
+    Value scaled = b.create<arith::MulFOp>(
+        loc, partial, scaleAt(b, loc, index(b, loc, fullBlocks)));
+    sum = b.create<arith::AddFOp>(loc, sum, scaled);
+  }
+  return sum;
+}
+
+Value xfmr::kernels::silu(OpBuilder &b, Location loc, Value x) {
+  Value negative = b.create<arith::NegFOp>(loc, x);
+  Value exp = b.create<math::ExpOp>(loc, negative);
+  Value denominator = b.create<arith::AddFOp>(loc, f32(b, loc, 1.0), exp);
+  return b.create<arith::DivFOp>(loc, x, denominator);
+}

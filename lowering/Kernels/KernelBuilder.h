@@ -1,0 +1,103 @@
+//===- KernelBuilder.h - helpers to emit loop-level kernels -----*- C++ -*-===//
+//
+// Kernels are private func.func's over memrefs, built from scf loops (outer
+// loops scf.parallel, so they run on the thread pool), vector loads/FMAs for
+// the inner reductions, and scalar arith/math. The library dedupes kernels by
+// a key that encodes everything their body depends on (shapes, dtypes,
+// attributes).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_LOWERING_KERNELS_KERNELBUILDER_H
+#define XFMR_LOWERING_KERNELS_KERNELBUILDER_H
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <functional>
+#include <optional>
+
+namespace xfmr::kernels {
+
+/// Storage format of a weight element, as kernels read it. FP8 weights are
+/// viewed as i8 and decoded through a 256-entry table.
+enum class WeightFormat { F32, BF16, F16, F8E4M3FN, F8E5M2 };
+
+/// The weight format of a tensor element type.
+WeightFormat weightFormatOf(mlir::Type elementType);
+/// How kernels see memory of that format (FP8 becomes i8).
+mlir::Type storageTypeOf(WeightFormat format, mlir::MLIRContext *context);
+llvm::StringRef formatName(WeightFormat format);
+
+/// Creates kernels once per key and returns them.
+class KernelLibrary {
+public:
+  explicit KernelLibrary(mlir::ModuleOp module) : module(module) {}
+
+  using BodyBuilder =
+      std::function<void(mlir::OpBuilder &, mlir::Location, mlir::ValueRange)>;
+
+  /// Returns the kernel named `xfmr_<key>`, creating it with `body` (which
+  /// gets the arguments and must not emit the return) on first use.
+  mlir::func::FuncOp get(llvm::StringRef key, mlir::TypeRange arguments,
+                         const BodyBuilder &body);
+
+  /// The f32 decode table of an FP8 format, as a constant global.
+  mlir::Value lookupTable(mlir::OpBuilder &b, mlir::Location loc,
+                          WeightFormat format);
+
+  mlir::ModuleOp getModule() const { return module; }
+
+private:
+  mlir::ModuleOp module;
+  llvm::StringMap<mlir::func::FuncOp> kernels;
+};
+
+/// Emission helpers; all take the builder and location explicitly.
+mlir::Value index(mlir::OpBuilder &b, mlir::Location loc, int64_t value);
+mlir::Value f32(mlir::OpBuilder &b, mlir::Location loc, double value);
+
+using LoopBody =
+    llvm::function_ref<void(mlir::OpBuilder &, mlir::Location, mlir::Value)>;
+/// scf.parallel over [lb, ub): iterations run on the thread pool.
+void parallelFor(mlir::OpBuilder &b, mlir::Location loc, mlir::Value lb,
+                 mlir::Value ub, LoopBody body);
+/// scf.for over [lb, ub) step 1.
+void serialFor(mlir::OpBuilder &b, mlir::Location loc, mlir::Value lb,
+               mlir::Value ub, LoopBody body);
+
+/// Loads `memref[indices]` as f32, converting bf16/f16 and decoding FP8 with
+/// `table` (from KernelLibrary::lookupTable; null for other formats).
+mlir::Value loadAsF32(mlir::OpBuilder &b, mlir::Location loc,
+                      mlir::Value memref, mlir::ValueRange indices,
+                      WeightFormat format, mlir::Value table);
+
+/// sum_{i < length} a[aPrefix..., aBegin + i] * w[wPrefix..., wBegin + i], in
+/// f32 with vector FMAs. `a` is f32; `w` has `format`. `length` is static.
+mlir::Value dot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
+                mlir::ValueRange aPrefix, mlir::Value aBegin, mlir::Value w,
+                mlir::ValueRange wPrefix, mlir::Value wBegin, int64_t length,
+                WeightFormat format, mlir::Value table);
+
+/// Like dot() over a whole weight row of length `length`, with FP8 block
+/// scales: when `blockScale` is set, each [bm, bn] block's partial sum is
+/// multiplied by `scale[scalePrefix..., row / bm, k / bn]`.
+mlir::Value scaledDot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
+                      mlir::ValueRange aPrefix, mlir::Value w,
+                      mlir::ValueRange wPrefix, int64_t length,
+                      WeightFormat format, mlir::Value table,
+                      std::optional<std::pair<int64_t, int64_t>> blockScale,
+                      mlir::Value scale, mlir::ValueRange scalePrefix,
+                      mlir::Value row);
+
+/// x * sigmoid(x), computed as x / (1 + exp(-x)).
+mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
+
+/// Number of f32 lanes the inner loops use.
+inline constexpr int64_t kVectorWidth = 16;
+
+} // namespace xfmr::kernels
+
+#endif // XFMR_LOWERING_KERNELS_KERNELBUILDER_H

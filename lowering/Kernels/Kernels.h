@@ -1,0 +1,82 @@
+//===- Kernels.h - loop-level kernels for xfmr ops --------------*- C++ -*-===//
+//
+// Each function returns (creating on first use) a kernel: a private
+// func.func over memrefs, called by the host schedule of an entry point.
+// Activations are f32 and contiguous; token dimensions are dynamic. The
+// argument order of each kernel is documented at its declaration.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_LOWERING_KERNELS_KERNELS_H
+#define XFMR_LOWERING_KERNELS_KERNELS_H
+
+#include "dialects/Xfmr/XfmrOps.h"
+#include "lowering/Kernels/KernelBuilder.h"
+
+#include <optional>
+
+namespace xfmr::kernels {
+
+/// A weight operand of a matrix kernel: its format and optional block scales.
+struct WeightOperand {
+  WeightFormat format = WeightFormat::F32;
+  /// Block scale sizes [rows, cols] when the weight is block-scaled.
+  std::optional<std::pair<int64_t, int64_t>> blockScale;
+  std::string key() const;
+};
+
+/// (table [V, H], ids [S] i32, out [S, H]).
+mlir::func::FuncOp embedding(KernelLibrary &lib, int64_t vocab,
+                             int64_t hidden, WeightFormat table);
+
+enum class Elementwise { Add, Mul, SwiGLU, Silu, Gelu, GeluTanh, Copy };
+/// Binary: (a [n], b [n], out [n]); unary: (a [n], out [n]); flat f32.
+mlir::func::FuncOp elementwise(KernelLibrary &lib, Elementwise kind);
+
+/// (in [S, inDim], out [S, outDim]): out[t, j] = in[t, offset + j].
+mlir::func::FuncOp sliceColumns(KernelLibrary &lib, int64_t inDim,
+                                int64_t offset, int64_t outDim);
+
+/// (x [S, H], weight [H], out [S, H]).
+mlir::func::FuncOp rmsNorm(KernelLibrary &lib, int64_t hidden,
+                           WeightFormat weight, double eps);
+
+/// (x [S, K], w [N, K], [bias [N]], [scale [ceil(N/bm), ceil(K/bn)]],
+///  out [S, N]).
+mlir::func::FuncOp linear(KernelLibrary &lib, int64_t in, int64_t out,
+                          const WeightOperand &weight,
+                          std::optional<WeightFormat> bias);
+
+/// (x [S, H, D], start, out [S, H, D]).
+mlir::func::FuncOp rope(KernelLibrary &lib, int64_t heads, int64_t headDim,
+                        RopeAttr config);
+
+/// (key [S, H, Dk], value [S, H, Dv], cache [C, H, Dk + Dv], start).
+mlir::func::FuncOp cacheWrite(KernelLibrary &lib, int64_t capacity,
+                              int64_t heads, int64_t keyDim, int64_t valueDim);
+
+/// MLA, expanded cache: (kv [S, H * (nope + v)], ropeKey [S, 1, rope],
+/// cache [C, H, nope + rope + v], start).
+mlir::func::FuncOp mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
+                                 int64_t heads, int64_t nope, int64_t rope,
+                                 int64_t valueDim);
+
+/// (query [S, Hq, Dk], cache [C, Hkv, Dk + Dv], start, out [S, Hq, Dv]):
+/// causal (and windowed) attention over cache entries [0, start + t].
+mlir::func::FuncOp attend(KernelLibrary &lib, int64_t capacity,
+                          int64_t queryHeads, int64_t kvHeads, int64_t keyDim,
+                          int64_t valueDim, double scale,
+                          std::optional<int64_t> window);
+
+/// (logits [T, E], [bias [E]], weights [T, k], indices [T, k] i32).
+mlir::func::FuncOp moeRoute(KernelLibrary &lib, MoEGateOp op);
+
+/// (x [T, H], weights [T, k], indices [T, k], gate [E, I, H], up [E, I, H],
+///  down [E, H, I], [gate/up/down scales], scratch [I], out [T, H]).
+mlir::func::FuncOp moeExperts(KernelLibrary &lib, int64_t experts,
+                              int64_t inter, int64_t hidden, int64_t topK,
+                              const WeightOperand &weight);
+
+} // namespace xfmr::kernels
+
+#endif // XFMR_LOWERING_KERNELS_KERNELS_H

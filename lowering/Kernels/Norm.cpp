@@ -1,0 +1,53 @@
+//===- Norm.cpp - RMSNorm kernel ---------------------------------*- C++ -*-===//
+
+#include "lowering/Kernels/Kernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cstdio>
+
+using namespace mlir;
+using namespace xfmr::kernels;
+
+func::FuncOp xfmr::kernels::rmsNorm(KernelLibrary &lib, int64_t hidden,
+                                    WeightFormat weight, double eps) {
+  MLIRContext *context = lib.getModule().getContext();
+  Type f32Type = Float32Type::get(context);
+  auto rows = MemRefType::get({ShapedType::kDynamic, hidden}, f32Type);
+  auto weightType = MemRefType::get({hidden}, storageTypeOf(weight, context));
+  char epsText[32];
+  std::snprintf(epsText, sizeof(epsText), "%a", eps);
+  std::string key = "rms_norm_" + std::to_string(hidden) + "_" +
+                    formatName(weight).str() + "_" + epsText;
+  return lib.get(key, {rows, weightType, rows},
+                 [&](OpBuilder &b, Location loc, ValueRange args) {
+    Value x = args[0], w = args[1], out = args[2];
+    Value lut = (weight == WeightFormat::F8E4M3FN ||
+                 weight == WeightFormat::F8E5M2)
+                    ? lib.lookupTable(b, loc, weight)
+                    : Value();
+    Value tokens = b.create<memref::DimOp>(loc, x, 0);
+    parallelFor(b, loc, index(b, loc, 0), tokens,
+                [&](OpBuilder &b, Location loc, Value t) {
+      Value zero = index(b, loc, 0);
+      // sum of squares = x . x
+      Value squares = dot(b, loc, x, {t}, zero, x, {t}, zero, hidden,
+                          WeightFormat::F32, Value());
+      Value mean = b.create<arith::DivFOp>(loc, squares,
+                                           f32(b, loc, double(hidden)));
+      Value inverse = b.create<math::RsqrtOp>(
+          loc, b.create<arith::AddFOp>(loc, mean, f32(b, loc, eps)));
+      serialFor(b, loc, zero, index(b, loc, hidden),
+                [&](OpBuilder &b, Location loc, Value h) {
+        Value value = b.create<memref::LoadOp>(loc, x, ValueRange{t, h});
+        Value gain = loadAsF32(b, loc, w, {h}, weight, lut);
+        Value normalized = b.create<arith::MulFOp>(
+            loc, b.create<arith::MulFOp>(loc, value, inverse), gain);
+        b.create<memref::StoreOp>(loc, normalized, out, ValueRange{t, h});
+      });
+    });
+  });
+}

@@ -1,0 +1,596 @@
+//===- LowerToKernels.cpp - entry points -> kernels + schedule --*- C++ -*-===//
+//
+// An entry point is a straight-line list of xfmr ops. Each op becomes calls
+// of kernels (lowering/Kernels) on buffers: the schedule allocates an f32
+// buffer per result, views weights and caches inside the two blobs the entry
+// ABI passes in, and frees each buffer after the last op that reads it (or
+// any view of it). The old tensor-level function is replaced.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/Passes.h"
+#include "lowering/Kernels/Kernels.h"
+
+#include "dialects/Xfmr/XfmrOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace xfmr {
+#define GEN_PASS_DEF_LOWERTOKERNELS
+#include "lowering/Passes.h.inc"
+} // namespace xfmr
+
+using namespace mlir;
+using namespace xfmr;
+using namespace xfmr::kernels;
+
+namespace {
+
+constexpr int64_t kAlignment = 64;
+
+int64_t alignTo(int64_t value) {
+  return (value + kAlignment - 1) / kAlignment * kAlignment;
+}
+
+int64_t elementBytes(Type type) {
+  return (type.getIntOrFloatBitWidth() + 7) / 8;
+}
+
+/// Where each distinct weight lives in the weight blob.
+struct WeightSlot {
+  int64_t offset;
+  int64_t bytes;
+  RankedTensorType type;
+};
+
+/// Where each layer's cache lives in the cache blob.
+struct CacheSlot {
+  int64_t offset;
+  int64_t bytes;
+  Type type;
+};
+
+/// Emits the schedule of one entry point.
+class ScheduleEmitter {
+public:
+  ScheduleEmitter(KernelLibrary &lib, const llvm::StringMap<WeightSlot> &weights,
+                  ArrayRef<CacheSlot> caches)
+      : lib(lib), weights(weights), caches(caches) {}
+
+  LogicalResult emit(func::FuncOp old);
+
+private:
+  // Buffers.
+  Value alloc(ArrayRef<int64_t> trailing, Type element = {});
+  /// Records that `value` lives in `buffer`; `owned` buffers were allocated
+  /// by the schedule and are freed after the last reader of their value (or
+  /// of views of it).
+  void bind(Value value, Value buffer, bool owned) {
+    buffers[value] = buffer;
+    if (owned)
+      ownedBuffers[value] = buffer;
+  }
+  Value buffer(Value value) { return buffers.lookup(value); }
+  Value flat(Value buffer);
+  void call(func::FuncOp kernel, ValueRange args) {
+    b->create<func::CallOp>(loc, kernel, args);
+  }
+  WeightOperand weightOperand(Value weight, Value scale,
+                              ScaleLayoutAttr layout, Operation *op,
+                              bool &ok);
+
+  LogicalResult emitOp(Operation *op);
+
+  KernelLibrary &lib;
+  const llvm::StringMap<WeightSlot> &weights;
+  ArrayRef<CacheSlot> caches;
+
+  std::optional<OpBuilder> b;
+  Location loc = UnknownLoc::get(lib.getModule().getContext());
+  Value tokens, start, weightBlob, cacheBlob, logitsOut, logitsValue;
+  llvm::DenseMap<Value, Value> buffers;
+  /// Values whose buffer the schedule allocated, and that buffer.
+  llvm::MapVector<Value, Value> ownedBuffers;
+};
+
+Value ScheduleEmitter::alloc(ArrayRef<int64_t> trailing, Type element) {
+  SmallVector<int64_t> shape{ShapedType::kDynamic};
+  shape.append(trailing.begin(), trailing.end());
+  auto type = MemRefType::get(shape, element ? element : b->getF32Type());
+  return b->create<memref::AllocOp>(loc, type, ValueRange{tokens},
+                                    b->getI64IntegerAttr(kAlignment));
+}
+
+Value ScheduleEmitter::flat(Value value) {
+  auto type = cast<MemRefType>(value.getType());
+  ReassociationIndices all;
+  for (int64_t i = 0; i < type.getRank(); ++i)
+    all.push_back(i);
+  return b->create<memref::CollapseShapeOp>(loc, value,
+                                            ArrayRef<ReassociationIndices>{all});
+}
+
+WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
+                                             ScaleLayoutAttr layout,
+                                             Operation *op, bool &ok) {
+  WeightOperand operand;
+  operand.format =
+      weightFormatOf(cast<RankedTensorType>(weight.getType()).getElementType());
+  if (scale) {
+    if (!layout || layout.getKind() != ScaleKind::block) {
+      op->emitOpError() << "the CPU lowering supports block scale layouts "
+                           "only, got "
+                        << layout;
+      ok = false;
+      return operand;
+    }
+    operand.blockScale = {layout.getBlock()[0], layout.getBlock()[1]};
+  }
+  return operand;
+}
+
+LogicalResult ScheduleEmitter::emitOp(Operation *op) {
+  auto outOrLogits = [&](Value result, ArrayRef<int64_t> trailing) {
+    // The op producing the returned logits writes straight into the
+    // caller's buffer.
+    Value buffer = result == logitsValue ? logitsOut : alloc(trailing);
+    bind(result, buffer, result != logitsValue);
+    return buffer;
+  };
+  auto dims = [](Value v) {
+    return cast<RankedTensorType>(v.getType()).getShape().drop_front();
+  };
+
+  if (auto weight = dyn_cast<WeightOp>(op)) {
+    const WeightSlot &slot = weights.find(weight.getName())->second;
+    auto type = MemRefType::get(
+        slot.type.getShape(),
+        storageTypeOf(weightFormatOf(slot.type.getElementType()),
+                      b->getContext()));
+    Value view = b->create<memref::ViewOp>(
+        loc, type, weightBlob, index(*b, loc, slot.offset), ValueRange{});
+    bind(weight.getResult(), view, false);
+    return success();
+  }
+  if (auto embed = dyn_cast<EmbeddingOp>(op)) {
+    auto table = embed.getTable().getType();
+    Value result = outOrLogits(embed.getResult(), dims(embed.getResult()));
+    call(embedding(lib, table.getDimSize(0), table.getDimSize(1),
+                   weightFormatOf(table.getElementType())),
+         {buffer(embed.getTable()), buffer(embed.getIds()), result});
+    return success();
+  }
+  if (auto norm = dyn_cast<RMSNormOp>(op)) {
+    if (norm.getInput().getType().getRank() != 2)
+      return op->emitOpError("the CPU lowering supports rank-2 inputs only");
+    int64_t hidden = norm.getWeight().getType().getDimSize(0);
+    Value result = outOrLogits(norm.getResult(), {hidden});
+    call(rmsNorm(lib, hidden,
+                 weightFormatOf(norm.getWeight().getType().getElementType()),
+                 norm.getEps().convertToDouble()),
+         {buffer(norm.getInput()), buffer(norm.getWeight()), result});
+    return success();
+  }
+  if (auto lin = dyn_cast<LinearOp>(op)) {
+    if (lin.getInput().getType().getRank() != 2)
+      return op->emitOpError("the CPU lowering supports rank-2 inputs only");
+    bool ok = true;
+    WeightOperand weight = weightOperand(lin.getWeight(), lin.getScale(),
+                                         lin.getScaleLayoutAttr(), op, ok);
+    if (!ok)
+      return failure();
+    auto w = lin.getWeight().getType();
+    std::optional<WeightFormat> bias;
+    SmallVector<Value> args{buffer(lin.getInput()), buffer(lin.getWeight())};
+    if (Value biasValue = lin.getBias()) {
+      bias = weightFormatOf(
+          cast<RankedTensorType>(biasValue.getType()).getElementType());
+      args.push_back(buffer(biasValue));
+    }
+    if (Value scale = lin.getScale())
+      args.push_back(buffer(scale));
+    args.push_back(outOrLogits(lin.getResult(), {w.getDimSize(0)}));
+    call(linear(lib, w.getDimSize(1), w.getDimSize(0), weight, bias), args);
+    return success();
+  }
+  if (isa<AddOp, MulOp, SwiGLUOp, SiluOp, GeluOp>(op)) {
+    Elementwise kind =
+        TypeSwitch<Operation *, Elementwise>(op)
+            .Case([](AddOp) { return Elementwise::Add; })
+            .Case([](MulOp) { return Elementwise::Mul; })
+            .Case([](SwiGLUOp) { return Elementwise::SwiGLU; })
+            .Case([](SiluOp) { return Elementwise::Silu; })
+            .Case([](GeluOp gelu) {
+              return gelu.getApproximate() ? Elementwise::GeluTanh
+                                           : Elementwise::Gelu;
+            });
+    Value result = outOrLogits(op->getResult(0), dims(op->getResult(0)));
+    SmallVector<Value> args;
+    for (Value operand : op->getOperands())
+      args.push_back(flat(buffer(operand)));
+    args.push_back(flat(result));
+    call(elementwise(lib, kind), args);
+    return success();
+  }
+  if (auto split = dyn_cast<SplitHeadsOp>(op)) {
+    ArrayRef<int64_t> shape = split.getType().getShape();
+    Value view = b->create<memref::ExpandShapeOp>(
+        loc,
+        MemRefType::get({ShapedType::kDynamic, shape[1], shape[2]},
+                        b->getF32Type()),
+        buffer(split.getInput()),
+        ArrayRef<ReassociationIndices>{{0}, {1, 2}},
+        ArrayRef<OpFoldResult>{tokens, b->getIndexAttr(shape[1]),
+                               b->getIndexAttr(shape[2])});
+    bind(split.getResult(), view, false);
+    return success();
+  }
+  if (auto merge = dyn_cast<MergeHeadsOp>(op)) {
+    Value view = b->create<memref::CollapseShapeOp>(
+        loc, buffer(merge.getInput()),
+        ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+    bind(merge.getResult(), view, false);
+    return success();
+  }
+  if (auto split = dyn_cast<SplitOp>(op)) {
+    if (split.getInput().getType().getRank() != 2)
+      return op->emitOpError("the CPU lowering supports rank-2 inputs only");
+    int64_t inDim = split.getInput().getType().getDimSize(1), offset = 0;
+    for (Value result : split.getResults()) {
+      int64_t piece = cast<RankedTensorType>(result.getType()).getDimSize(1);
+      Value target = outOrLogits(result, {piece});
+      call(sliceColumns(lib, inDim, offset, piece),
+           {buffer(split.getInput()), target});
+      offset += piece;
+    }
+    return success();
+  }
+  if (auto rotary = dyn_cast<RopeOp>(op)) {
+    ArrayRef<int64_t> shape = rotary.getType().getShape();
+    Value result = outOrLogits(rotary.getResult(), {shape[1], shape[2]});
+    call(rope(lib, shape[1], shape[2], rotary.getConfig()),
+         {buffer(rotary.getInput()), start, result});
+    return success();
+  }
+  if (auto attn = dyn_cast<AttentionOp>(op)) {
+    KVCacheType cache = attn.getCache().getType();
+    if (!cache.getElementType().isF32())
+      return op->emitOpError("the CPU lowering supports f32 caches only, got ")
+             << cache;
+    Value cacheBuffer = buffer(attn.getCache());
+    ArrayRef<int64_t> q = attn.getQuery().getType().getShape();
+    call(cacheWrite(lib, cache.getCapacity(), cache.getHeads(),
+                    cache.getKeyDim(), cache.getValueDim()),
+         {buffer(attn.getKey()), buffer(attn.getValue()), cacheBuffer, start});
+    Value result = outOrLogits(attn.getOutput(), {q[1], cache.getValueDim()});
+    std::optional<int64_t> window;
+    if (auto w = attn.getSlidingWindow())
+      window = int64_t(*w);
+    call(attend(lib, cache.getCapacity(), q[1], cache.getHeads(),
+                cache.getKeyDim(), cache.getValueDim(),
+                attn.getScale().convertToDouble(), window),
+         {buffer(attn.getQuery()), cacheBuffer, start, result});
+    bind(attn.getNewCache(), cacheBuffer, false);
+    return success();
+  }
+  if (auto mla = dyn_cast<MLAAttentionOp>(op)) {
+    auto cache = dyn_cast<KVCacheType>(mla.getCache().getType());
+    if (!cache || !cache.getElementType().isF32())
+      return op->emitOpError("the CPU lowering supports expanded f32 caches "
+                             "only, got ")
+             << mla.getCache().getType();
+    bool ok = true;
+    WeightOperand weight =
+        weightOperand(mla.getKvBWeight(), mla.getScaleTensor(),
+                      mla.getScaleLayoutAttr(), op, ok);
+    if (!ok)
+      return failure();
+    auto kvB = mla.getKvBWeight().getType();
+    int64_t heads = cache.getHeads(), valueDim = cache.getValueDim();
+    int64_t ropeDim = mla.getRopeKey().getType().getDimSize(2);
+    int64_t nope = cache.getKeyDim() - ropeDim;
+    // Expand keys and values from the latent, write them to the cache.
+    Value kv = alloc({kvB.getDimSize(0)});
+    SmallVector<Value> args{buffer(mla.getLatent()), buffer(mla.getKvBWeight())};
+    if (Value scale = mla.getScaleTensor())
+      args.push_back(buffer(scale));
+    args.push_back(kv);
+    call(linear(lib, kvB.getDimSize(1), kvB.getDimSize(0), weight,
+                std::nullopt),
+         args);
+    Value cacheBuffer = buffer(mla.getCache());
+    call(mlaCacheWrite(lib, cache.getCapacity(), heads, nope, ropeDim,
+                       valueDim),
+         {kv, buffer(mla.getRopeKey()), cacheBuffer, start});
+    b->create<memref::DeallocOp>(loc, kv);
+    Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
+    call(attend(lib, cache.getCapacity(), heads, heads, cache.getKeyDim(),
+                valueDim, mla.getScale().convertToDouble(), std::nullopt),
+         {buffer(mla.getQuery()), cacheBuffer, start, result});
+    bind(mla.getNewCache(), cacheBuffer, false);
+    return success();
+  }
+  if (auto gate = dyn_cast<MoEGateOp>(op)) {
+    auto w = gate.getGateWeight().getType();
+    int64_t experts = w.getDimSize(0), topK = gate.getTopK();
+    Value logits = alloc({experts});
+    WeightOperand weight;
+    weight.format = weightFormatOf(w.getElementType());
+    if (weight.format == WeightFormat::F8E4M3FN ||
+        weight.format == WeightFormat::F8E5M2)
+      return op->emitOpError("the CPU lowering needs a high-precision router");
+    call(linear(lib, w.getDimSize(1), experts, weight, std::nullopt),
+         {buffer(gate.getInput()), buffer(gate.getGateWeight()), logits});
+    Value weightsBuffer = outOrLogits(gate.getWeights(), {topK});
+    Value indicesBuffer = alloc({topK}, b->getI32Type());
+    bind(gate.getIndices(), indicesBuffer, true);
+    SmallVector<Value> args{logits};
+    if (Value bias = gate.getBias())
+      args.push_back(buffer(bias));
+    args.push_back(weightsBuffer);
+    args.push_back(indicesBuffer);
+    call(moeRoute(lib, gate), args);
+    b->create<memref::DeallocOp>(loc, logits);
+    return success();
+  }
+  if (auto experts = dyn_cast<MoEExpertsOp>(op)) {
+    auto gateType = experts.getGateWeight().getType();
+    Type element = gateType.getElementType();
+    if (experts.getUpWeight().getType().getElementType() != element ||
+        experts.getDownWeight().getType().getElementType() != element)
+      return op->emitOpError("the CPU lowering needs one element type for "
+                             "all expert weights");
+    bool ok = true;
+    WeightOperand weight =
+        weightOperand(experts.getGateWeight(), experts.getGateScale(),
+                      experts.getScaleLayoutAttr(), op, ok);
+    if (!ok)
+      return failure();
+    int64_t count = gateType.getDimSize(0), inter = gateType.getDimSize(1);
+    int64_t hidden = gateType.getDimSize(2);
+    int64_t topK = experts.getWeights().getType().getDimSize(1);
+    Value scratch = b->create<memref::AllocOp>(
+        loc, MemRefType::get({inter}, b->getF32Type()),
+        b->getI64IntegerAttr(kAlignment));
+    Value result = outOrLogits(experts.getResult(), {hidden});
+    SmallVector<Value> args{buffer(experts.getInput()),
+                            buffer(experts.getWeights()),
+                            buffer(experts.getIndices()),
+                            buffer(experts.getGateWeight()),
+                            buffer(experts.getUpWeight()),
+                            buffer(experts.getDownWeight())};
+    if (weight.blockScale) {
+      args.push_back(buffer(experts.getGateScale()));
+      args.push_back(buffer(experts.getUpScale()));
+      args.push_back(buffer(experts.getDownScale()));
+    }
+    args.push_back(scratch);
+    args.push_back(result);
+    call(moeExperts(lib, count, inter, hidden, topK, weight), args);
+    b->create<memref::DeallocOp>(loc, scratch);
+    return success();
+  }
+  return op->emitOpError()
+         << "is not supported by the CPU lowering (xfmr-lower-to-kernels)";
+}
+
+LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
+  MLIRContext *context = old.getContext();
+  auto ret = cast<func::ReturnOp>(old.getBody().front().getTerminator());
+  logitsValue = ret.getOperand(0);
+  int64_t vocab = cast<RankedTensorType>(logitsValue.getType()).getDimSize(1);
+
+  OpBuilder builder(old);
+  b.emplace(builder);
+  loc = old.getLoc();
+  Type i8 = b->getI8Type();
+  auto dynamic = ShapedType::kDynamic;
+  SmallVector<Type> inputs{MemRefType::get({dynamic}, b->getI32Type()),
+                           b->getIndexType(), MemRefType::get({dynamic}, i8),
+                           MemRefType::get({dynamic}, i8),
+                           MemRefType::get({dynamic, vocab}, b->getF32Type())};
+  auto func = b->create<func::FuncOp>(loc, old.getName(),
+                                      b->getFunctionType(inputs, {}));
+  func->setAttr("llvm.emit_c_interface", UnitAttr::get(context));
+  func->setAttr(kEntryAttrName, old->getAttr(kEntryAttrName));
+  Block *entry = func.addEntryBlock();
+  b->setInsertionPointToStart(entry);
+  Value ids = entry->getArgument(0);
+  start = entry->getArgument(1);
+  weightBlob = entry->getArgument(2);
+  cacheBlob = entry->getArgument(3);
+  logitsOut = entry->getArgument(4);
+  tokens = b->create<memref::DimOp>(loc, ids, 0);
+
+  Block &body = old.getBody().front();
+  bind(body.getArgument(0), ids, false);
+  bind(body.getArgument(1), start, false);
+  for (auto [i, slot] : llvm::enumerate(caches)) {
+    auto cacheType = cast<KVCacheType>(slot.type);
+    auto type = MemRefType::get({cacheType.getCapacity(), cacheType.getHeads(),
+                                 cacheType.getKeyDim() + cacheType.getValueDim()},
+                                b->getF32Type());
+    Value view = b->create<memref::ViewOp>(loc, type, cacheBlob,
+                                           index(*b, loc, slot.offset),
+                                           ValueRange{});
+    bind(body.getArgument(2 + i), view, false);
+  }
+
+  // Head reshapes are views: a value's storage is that of its root.
+  SmallVector<Operation *> ops;
+  for (Operation &op : body.without_terminator())
+    ops.push_back(&op);
+  llvm::DenseMap<Value, Value> rootOf;
+  llvm::DenseMap<Value, int64_t> lastRead;
+  for (auto [i, op] : llvm::enumerate(ops)) {
+    for (Value result : op->getResults()) {
+      Value root = result;
+      if (isa<SplitHeadsOp, MergeHeadsOp>(op))
+        root = rootOf.lookup(op->getOperand(0));
+      rootOf[result] = root;
+      lastRead.try_emplace(root, int64_t(i));
+    }
+    for (Value operand : op->getOperands())
+      if (Value root = rootOf.lookup(operand))
+        lastRead[root] = int64_t(i);
+  }
+
+  for (auto [i, op] : llvm::enumerate(ops)) {
+    loc = op->getLoc();
+    if (failed(emitOp(op)))
+      return failure();
+    // Free every owned buffer whose storage no later op reads.
+    for (auto &[value, owned] : ownedBuffers) {
+      if (owned && lastRead.lookup(rootOf.lookup(value)) == int64_t(i)) {
+        b->create<memref::DeallocOp>(loc, owned);
+        owned = Value();
+      }
+    }
+  }
+  if (!buffers.count(logitsValue))
+    return old.emitOpError("returns logits that no op produced");
+  if (buffer(logitsValue) != logitsOut) {
+    // The logits came from an op that could not write in place: copy.
+    call(elementwise(lib, Elementwise::Copy),
+         {flat(buffer(logitsValue)), flat(logitsOut)});
+  }
+  for (auto &[value, owned] : ownedBuffers)
+    if (owned)
+      b->create<memref::DeallocOp>(loc, owned);
+  b->create<func::ReturnOp>(loc);
+  return success();
+}
+
+struct LowerToKernelsPass
+    : xfmr::impl::LowerToKernelsBase<LowerToKernelsPass> {
+  void runOnOperation() override;
+};
+
+/// Checks that `func` has the importer's entry signature: (ids, start,
+/// caches...) -> (logits, caches...).
+LogicalResult checkEntrySignature(func::FuncOp func) {
+  FunctionType type = func.getFunctionType();
+  auto ids = type.getNumInputs() > 0
+                 ? dyn_cast<RankedTensorType>(type.getInput(0))
+                 : RankedTensorType();
+  if (!ids || ids.getRank() != 1 || !ids.getElementType().isInteger(32) ||
+      type.getNumInputs() < 2 || !type.getInput(1).isIndex())
+    return func.emitOpError("entry point must take (tensor<?xi32> ids, index "
+                            "start, caches...)");
+  if (type.getNumResults() != type.getNumInputs() - 1)
+    return func.emitOpError("entry point must return (logits, caches...)");
+  auto logits = dyn_cast<RankedTensorType>(type.getResult(0));
+  if (!logits || logits.getRank() != 2 || !logits.getElementType().isF32())
+    return func.emitOpError("entry point must return f32 logits [tokens, "
+                            "vocab] first");
+  for (unsigned i = 2; i < type.getNumInputs(); ++i) {
+    if (type.getInput(i) != type.getResult(i - 1))
+      return func.emitOpError("cache argument ")
+             << i << " and its returned update differ in type";
+    if (!isa<KVCacheType>(type.getInput(i)))
+      return func.emitOpError("argument ")
+             << i << " must be a !xfmr.kv_cache (the CPU lowering does not "
+                     "support latent caches yet)";
+  }
+  if (func.getBody().getBlocks().size() != 1)
+    return func.emitOpError("entry point must be a single block");
+  return success();
+}
+
+void LowerToKernelsPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  SmallVector<func::FuncOp> entries;
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (!func->hasAttr(kEntryAttrName)) {
+      func.emitOpError("is not an entry point; the CPU lowering compiles "
+                       "modules of entry points only");
+      return signalPassFailure();
+    }
+    if (failed(checkEntrySignature(func)))
+      return signalPassFailure();
+    entries.push_back(func);
+  }
+  if (entries.empty()) {
+    module.emitError("no entry point (func.func with xfmr.entry) to lower");
+    return signalPassFailure();
+  }
+
+  // One weight blob and one cache blob serve all entry points.
+  Builder builder(&getContext());
+  llvm::StringMap<WeightSlot> weights;
+  SmallVector<Attribute> weightLayout;
+  int64_t weightBytes = 0;
+  for (func::FuncOp func : entries) {
+    func.walk([&](WeightOp weight) {
+      RankedTensorType type = weight.getType();
+      auto [it, inserted] =
+          weights.try_emplace(weight.getName(), WeightSlot{0, 0, type});
+      if (!inserted) {
+        if (it->second.type != type) {
+          weight.emitOpError() << "weight '" << weight.getName()
+                               << "' is used with two types: "
+                               << it->second.type << " and " << type;
+          signalPassFailure();
+        }
+        return;
+      }
+      it->second.offset = weightBytes;
+      it->second.bytes =
+          type.getNumElements() * elementBytes(type.getElementType());
+      weightBytes = alignTo(weightBytes + it->second.bytes);
+      weightLayout.push_back(builder.getDictionaryAttr({
+          builder.getNamedAttr("name", weight.getNameAttr()),
+          builder.getNamedAttr("offset",
+                               builder.getI64IntegerAttr(it->second.offset)),
+          builder.getNamedAttr("bytes",
+                               builder.getI64IntegerAttr(it->second.bytes)),
+          builder.getNamedAttr("type", TypeAttr::get(type)),
+      }));
+    });
+  }
+  SmallVector<CacheSlot> caches;
+  SmallVector<Attribute> cacheLayout;
+  int64_t cacheBytes = 0;
+  for (Type type : entries.front().getFunctionType().getInputs().drop_front(2)) {
+    auto cache = cast<KVCacheType>(type);
+    if (!cache.getElementType().isF32()) {
+      entries.front().emitOpError("the CPU lowering supports f32 caches "
+                                  "only, got ")
+          << cache;
+      return signalPassFailure();
+    }
+    int64_t bytes = cache.getCapacity() * cache.getHeads() *
+                    (cache.getKeyDim() + cache.getValueDim()) * 4;
+    caches.push_back({cacheBytes, bytes, type});
+    cacheLayout.push_back(builder.getDictionaryAttr({
+        builder.getNamedAttr("offset", builder.getI64IntegerAttr(cacheBytes)),
+        builder.getNamedAttr("bytes", builder.getI64IntegerAttr(bytes)),
+        builder.getNamedAttr("type", TypeAttr::get(type)),
+    }));
+    cacheBytes = alignTo(cacheBytes + bytes);
+  }
+  for (func::FuncOp func : entries)
+    if (func.getFunctionType().getInputs().drop_front(2) !=
+        entries.front().getFunctionType().getInputs().drop_front(2)) {
+      func.emitOpError("entry points must share one cache layout");
+      return signalPassFailure();
+    }
+
+  KernelLibrary lib(module);
+  for (func::FuncOp old : entries) {
+    ScheduleEmitter emitter(lib, weights, caches);
+    if (failed(emitter.emit(old)))
+      return signalPassFailure();
+    old.erase();
+  }
+  module->setAttr("xfmr.weight_layout", builder.getArrayAttr(weightLayout));
+  module->setAttr("xfmr.cache_layout", builder.getArrayAttr(cacheLayout));
+  module->setAttr("xfmr.weights_bytes", builder.getI64IntegerAttr(weightBytes));
+  module->setAttr("xfmr.cache_bytes", builder.getI64IntegerAttr(cacheBytes));
+}
+
+} // namespace

@@ -1,0 +1,93 @@
+//===- ArtifactFormat.h - the model.xfmr file layout ------------*- C++ -*-===//
+//
+// Shared by the compiler (which writes artifacts) and the runtime (which maps
+// them). Plain C++17, no dependencies.
+//
+// A `model.xfmr` file is, little-endian:
+//
+//   [0, 4096)        FileHeader, zero-padded
+//   manifest         UTF-8 JSON (see below), at manifestOffset
+//   weights          one blob, 4096-aligned; every tensor 64-byte aligned
+//   code             an ELF shared object (the compiled model), 4096-aligned
+//
+// The runtime maps the file once: weights are used in place (zero copy), the
+// code is loaded with dlopen from an in-memory file.
+//
+// Manifest (format_version 1):
+// {
+//   "format_version": 1,
+//   "target": {"kind": "cpu", "triple": "x86_64-unknown-linux-gnu",
+//              "cpu": "x86-64-v2", "features": ""},
+//   "model": {"architecture": "LlamaForCausalLM", "vocab_size": 512,
+//             "hidden_size": 64, "num_layers": 5, "context_length": 512,
+//             "bos_token_id": 1, "eos_token_id": 2},
+//   "entry_points": {"prefill": "_mlir_ciface_prefill",
+//                    "decode": "_mlir_ciface_decode"},
+//   "kv_cache": {"bytes": 655360, "bytes_per_token": 1280,
+//                "layers": [{"kind": "kv", "offset": 0, "bytes": 131072,
+//                            "element_type": "f32", "capacity": 512,
+//                            "heads": 4, "key_dim": 8, "value_dim": 8}]},
+//   "weights": {"bytes": 1040384, "parameter_count": 260032,
+//               "tensors": [{"name": "model.norm.weight", "offset": 0,
+//                            "bytes": 256, "dtype": "f32", "shape": [64]}]},
+//   "compile_options": {"target": "cpu", "cpu": "generic", "opt_level": 3},
+//   "compiler": "xfmr 0.1.0"
+// }
+//
+// Entry-point ABI (MLIR's C interface for memrefs): every entry point is
+//
+//   void entry(MemRef1D *ids,      // int32 [tokens]
+//              int64_t start,      // position of ids[0]
+//              MemRef1D *weights,  // uint8 [weights.bytes], the blob above
+//              MemRef1D *cache,    // uint8 [kv_cache.bytes], zero at reset
+//              MemRef2D *logits);  // float [tokens, vocab], written
+//
+// `prefill` takes any number of tokens, `decode` exactly one. The code reads
+// cache entries [0, start) and writes entries [start, start + tokens).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_RUNTIME_ARTIFACTFORMAT_H
+#define XFMR_RUNTIME_ARTIFACTFORMAT_H
+
+#include <cstdint>
+
+namespace xfmr::artifact {
+
+/// First 8 bytes of every artifact.
+inline constexpr char kMagic[8] = {'X', 'F', 'M', 'R', 'A', 'R', 'T', '\0'};
+/// Bumped on any incompatible change of the layout, manifest or ABI.
+inline constexpr uint32_t kFormatVersion = 1;
+/// Alignment of the header, the weight blob and the code section.
+inline constexpr uint64_t kSectionAlignment = 4096;
+/// Alignment of every tensor inside the weight blob.
+inline constexpr uint64_t kTensorAlignment = 64;
+
+struct FileHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t reserved; // 0
+  uint64_t manifestOffset, manifestSize;
+  uint64_t weightsOffset, weightsSize;
+  uint64_t codeOffset, codeSize;
+  /// The whole file's size: a shorter file is truncated.
+  uint64_t fileSize;
+};
+static_assert(sizeof(FileHeader) == 72, "FileHeader layout is part of the format");
+
+/// MLIR's memref descriptor for rank 1 and 2 (C interface).
+template <typename T, int Rank> struct MemRef {
+  T *allocated;
+  T *aligned;
+  int64_t offset;
+  int64_t sizes[Rank];
+  int64_t strides[Rank];
+};
+
+using EntryFn = void (*)(MemRef<int32_t, 1> *ids, int64_t start,
+                         MemRef<uint8_t, 1> *weights,
+                         MemRef<uint8_t, 1> *cache, MemRef<float, 2> *logits);
+
+} // namespace xfmr::artifact
+
+#endif // XFMR_RUNTIME_ARTIFACTFORMAT_H
