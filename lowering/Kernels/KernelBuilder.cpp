@@ -167,10 +167,9 @@ Value xfmr::kernels::loadAsF32(OpBuilder &b, Location loc, Value memref,
   return value;
 }
 
-/// A vector of `kVectorWidth` weights starting at `indices`, as f32.
-static Value loadVectorAsF32(OpBuilder &b, Location loc, Value memref,
-                             ValueRange indices, WeightFormat format,
-                             Value table) {
+Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
+                                     Value memref, ValueRange indices,
+                                     WeightFormat format, Value table) {
   auto f32Vector = VectorType::get({kVectorWidth}, b.getF32Type());
   Type storage = cast<MemRefType>(memref.getType()).getElementType();
   auto storageVector = VectorType::get({kVectorWidth}, storage);

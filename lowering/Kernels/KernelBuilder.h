@@ -81,6 +81,12 @@ mlir::Value dot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
                 mlir::ValueRange wPrefix, mlir::Value wBegin, int64_t length,
                 WeightFormat format, mlir::Value table);
 
+/// A vector of `kVectorWidth` elements of `memref` starting at `indices`,
+/// converted to f32 (FP8 through `table`).
+mlir::Value loadVectorAsF32(mlir::OpBuilder &b, mlir::Location loc,
+                            mlir::Value memref, mlir::ValueRange indices,
+                            WeightFormat format, mlir::Value table);
+
 /// Like dot() over a whole weight row of length `length`, with FP8 block
 /// scales: when `blockScale` is set, each [bm, bn] block's partial sum is
 /// multiplied by `scale[scalePrefix..., row / bm, k / bn]`.

@@ -1,8 +1,11 @@
 //===- Linear.cpp - y = x W^T (+ b) kernel -----------------------*- C++ -*-===//
 //
-// Parallel over output features: each iteration streams one weight row once
-// and reuses it for every token, so decode (one token) reads each weight
-// byte exactly once and prefill keeps the row in cache across tokens.
+// Parallel over blocks of output features. Inside, a register tile of up to
+// 4 tokens x 4 weight rows shares its loads: each 16-lane step loads 4
+// activation and 4 weight vectors for 16 FMAs, so prefill is bound by
+// arithmetic rather than loads, and decode (one token) still streams each
+// weight byte exactly once. Block-scaled (FP8) weights take a per-row path
+// that applies each block's scale to its partial sum.
 //
 //===----------------------------------------------------------------------===//
 
@@ -10,11 +13,123 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 using namespace xfmr::kernels;
 
-static int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+namespace {
+
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// Rows of the register tile in each direction.
+constexpr int64_t kTile = 4;
+
+struct LinearOperands {
+  Value x, w, bias, y, table;
+  int64_t in;
+  WeightFormat format;
+  std::optional<WeightFormat> biasFormat;
+};
+
+/// y[t, n] = x[t] . w[n] (+ bias[n]) for every (t, n) of tokens x rows,
+/// sharing loads across the tile.
+void emitTile(OpBuilder &b, Location loc, const LinearOperands &op,
+              ArrayRef<Value> tokens, ArrayRef<Value> rows) {
+  int64_t vectorLength = op.in / kVectorWidth * kVectorWidth;
+  size_t count = tokens.size() * rows.size();
+  auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
+  SmallVector<Value> sums;
+  if (vectorLength > 0) {
+    Value zero = b.create<arith::ConstantOp>(
+        loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
+    SmallVector<Value> init(count, zero);
+    auto loop = b.create<scf::ForOp>(
+        loc, index(b, loc, 0), index(b, loc, vectorLength),
+        index(b, loc, kVectorWidth), init,
+        [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+          SmallVector<Value> xs, ws;
+          for (Value t : tokens)
+            xs.push_back(b.create<vector::LoadOp>(loc, vectorType, op.x,
+                                                  ValueRange{t, k}));
+          for (Value n : rows)
+            ws.push_back(
+                loadVectorAsF32(b, loc, op.w, {n, k}, op.format, op.table));
+          SmallVector<Value> next;
+          for (size_t i = 0; i < tokens.size(); ++i)
+            for (size_t j = 0; j < rows.size(); ++j)
+              next.push_back(b.create<vector::FMAOp>(
+                  loc, xs[i], ws[j], acc[i * rows.size() + j]));
+          b.create<scf::YieldOp>(loc, next);
+        });
+    for (Value acc : loop.getResults())
+      sums.push_back(b.create<vector::ReductionOp>(
+          loc, vector::CombiningKind::ADD, acc, Value(),
+          arith::FastMathFlags::reassoc));
+  } else {
+    sums.assign(count, f32(b, loc, 0.0));
+  }
+  if (vectorLength < op.in) {
+    auto tail = b.create<scf::ForOp>(
+        loc, index(b, loc, vectorLength), index(b, loc, op.in),
+        index(b, loc, 1), sums,
+        [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+          SmallVector<Value> next;
+          for (size_t i = 0; i < tokens.size(); ++i) {
+            Value xv =
+                b.create<memref::LoadOp>(loc, op.x, ValueRange{tokens[i], k});
+            for (size_t j = 0; j < rows.size(); ++j) {
+              Value wv = loadAsF32(b, loc, op.w, {rows[j], k}, op.format,
+                                   op.table);
+              next.push_back(b.create<arith::AddFOp>(
+                  loc, acc[i * rows.size() + j],
+                  b.create<arith::MulFOp>(loc, xv, wv)));
+            }
+          }
+          b.create<scf::YieldOp>(loc, next);
+        });
+    sums.assign(tail.getResults().begin(), tail.getResults().end());
+  }
+  for (size_t j = 0; j < rows.size(); ++j) {
+    Value shift = op.bias ? loadAsF32(b, loc, op.bias, {rows[j]},
+                                      *op.biasFormat, Value())
+                          : Value();
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      Value sum = sums[i * rows.size() + j];
+      if (shift)
+        sum = b.create<arith::AddFOp>(loc, sum, shift);
+      b.create<memref::StoreOp>(loc, sum, op.y, ValueRange{tokens[i], rows[j]});
+    }
+  }
+}
+
+/// All tokens against the weight rows `rows`: 4-token tiles, then the
+/// remaining tokens one at a time.
+void emitRowBlock(OpBuilder &b, Location loc, const LinearOperands &op,
+                  ArrayRef<Value> rows) {
+  Value tokenCount = b.create<memref::DimOp>(loc, op.x, 0);
+  Value tile = index(b, loc, kTile);
+  Value fullTiles = b.create<arith::DivUIOp>(loc, tokenCount, tile);
+  serialFor(b, loc, index(b, loc, 0), fullTiles,
+            [&](OpBuilder &b, Location loc, Value tb) {
+    Value t0 = b.create<arith::MulIOp>(loc, tb, tile);
+    SmallVector<Value> tokens;
+    for (int64_t i = 0; i < kTile; ++i)
+      tokens.push_back(b.create<arith::AddIOp>(loc, t0, index(b, loc, i)));
+    emitTile(b, loc, op, tokens, rows);
+  });
+  // Leftover tokens (all of decode) read the rows one after the other: one
+  // long sequential stream per thread is what the hardware prefetcher
+  // follows best, and it matters more than load sharing here.
+  serialFor(b, loc, b.create<arith::MulIOp>(loc, fullTiles, tile), tokenCount,
+            [&](OpBuilder &b, Location loc, Value t) {
+    for (Value row : rows)
+      emitTile(b, loc, op, {t}, {row});
+  });
+}
+
+} // namespace
 
 func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
                                    int64_t out, const WeightOperand &weight,
@@ -37,25 +152,54 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
   if (bias)
     key += "_bias_" + formatName(*bias).str();
   return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value x = args[0], w = args[1], y = args.back();
-    Value biasValue = bias ? args[2] : Value();
-    Value scale = weight.blockScale ? args[bias ? 3 : 2] : Value();
+    LinearOperands op;
+    op.x = args[0];
+    op.w = args[1];
+    op.y = args.back();
+    op.bias = bias ? args[2] : Value();
+    op.biasFormat = bias;
+    op.in = in;
+    op.format = weight.format;
     bool fp8 = weight.format == WeightFormat::F8E4M3FN ||
                weight.format == WeightFormat::F8E5M2;
-    Value lut = fp8 ? lib.lookupTable(b, loc, weight.format) : Value();
-    Value tokens = b.create<memref::DimOp>(loc, x, 0);
-    parallelFor(b, loc, index(b, loc, 0), index(b, loc, out),
-                [&](OpBuilder &b, Location loc, Value n) {
-      Value shift = bias ? loadAsF32(b, loc, biasValue, {n}, *bias, Value())
-                         : Value();
-      serialFor(b, loc, index(b, loc, 0), tokens,
-                [&](OpBuilder &b, Location loc, Value t) {
-        Value sum = scaledDot(b, loc, x, {t}, w, {n}, in, weight.format, lut,
-                              weight.blockScale, scale, {}, n);
-        if (shift)
-          sum = b.create<arith::AddFOp>(loc, sum, shift);
-        b.create<memref::StoreOp>(loc, sum, y, ValueRange{t, n});
+    op.table = fp8 ? lib.lookupTable(b, loc, weight.format) : Value();
+    Value tokens = b.create<memref::DimOp>(loc, op.x, 0);
+
+    if (weight.blockScale) {
+      Value scale = args[bias ? 3 : 2];
+      parallelFor(b, loc, index(b, loc, 0), index(b, loc, out),
+                  [&](OpBuilder &b, Location loc, Value n) {
+        Value shift = bias ? loadAsF32(b, loc, op.bias, {n}, *bias, Value())
+                           : Value();
+        serialFor(b, loc, index(b, loc, 0), tokens,
+                  [&](OpBuilder &b, Location loc, Value t) {
+          Value sum = scaledDot(b, loc, op.x, {t}, op.w, {n}, in,
+                                weight.format, op.table, weight.blockScale,
+                                scale, {}, n);
+          if (shift)
+            sum = b.create<arith::AddFOp>(loc, sum, shift);
+          b.create<memref::StoreOp>(loc, sum, op.y, ValueRange{t, n});
+        });
       });
-    });
+      return;
+    }
+
+    // Blocks of 4 weight rows in parallel, then the last out % 4 rows.
+    int64_t fullBlocks = out / kTile;
+    if (fullBlocks > 0)
+      parallelFor(b, loc, index(b, loc, 0), index(b, loc, fullBlocks),
+                  [&](OpBuilder &b, Location loc, Value block) {
+        Value n0 = b.create<arith::MulIOp>(loc, block, index(b, loc, kTile));
+        SmallVector<Value> rows;
+        for (int64_t j = 0; j < kTile; ++j)
+          rows.push_back(b.create<arith::AddIOp>(loc, n0, index(b, loc, j)));
+        emitRowBlock(b, loc, op, rows);
+      });
+    if (out % kTile != 0)
+      parallelFor(b, loc, index(b, loc, fullBlocks * kTile),
+                  index(b, loc, out),
+                  [&](OpBuilder &b, Location loc, Value n) {
+        emitRowBlock(b, loc, op, {n});
+      });
   });
 }

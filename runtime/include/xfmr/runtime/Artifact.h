@@ -1,0 +1,122 @@
+//===- Artifact.h - a loaded model.xfmr -------------------------*- C++ -*-===//
+//
+// Opening an artifact maps the file read-only, validates the header, the
+// section table and the manifest, checks the target against the host, and
+// loads the code from an in-memory file. Weights are used in place (zero
+// copy). Every failure is an `Error` naming the file and what is wrong.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_RUNTIME_ARTIFACT_H
+#define XFMR_RUNTIME_ARTIFACT_H
+
+#include "xfmr/runtime/ArtifactFormat.h"
+#include "xfmr/runtime/Json.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace xfmr::runtime {
+
+/// The manifest's "model" object.
+struct ModelConfig {
+  std::string architecture;
+  int64_t vocabSize = 0;
+  int64_t hiddenSize = 0;
+  int64_t numLayers = 0;
+  int64_t contextLength = 0;
+  std::optional<int32_t> bosTokenId;
+  std::optional<int32_t> eosTokenId;
+};
+
+/// The manifest's "target" object.
+struct TargetInfo {
+  std::string kind;
+  std::string triple;
+  std::string cpu;
+  std::string features;
+};
+
+class Artifact {
+public:
+  /// Maps, validates and loads `path`. Throws `Error`.
+  static std::shared_ptr<Artifact> open(const std::string &path);
+  ~Artifact();
+  Artifact(const Artifact &) = delete;
+  Artifact &operator=(const Artifact &) = delete;
+
+  const std::string &path() const { return path_; }
+  /// The whole parsed manifest, for fields without an accessor.
+  const JsonValue &manifest() const { return manifest_; }
+  const ModelConfig &model() const { return model_; }
+  const TargetInfo &target() const { return target_; }
+  int64_t vocabSize() const { return model_.vocabSize; }
+  int64_t contextLength() const { return model_.contextLength; }
+  std::optional<int32_t> bosTokenId() const { return model_.bosTokenId; }
+  std::optional<int32_t> eosTokenId() const { return model_.eosTokenId; }
+  uint64_t kvCacheBytes() const { return kvCacheBytes_; }
+  uint64_t kvCacheBytesPerToken() const { return kvCacheBytesPerToken_; }
+  uint64_t weightsBytes() const { return weightsBytes_; }
+  uint64_t parameterCount() const { return parameterCount_; }
+  /// The compiler's version string ("" when absent).
+  const std::string &compiler() const { return compiler_; }
+
+  /// The weight blob, inside the read-only file mapping.
+  const uint8_t *weightsData() const {
+    return mapping_ + header_.weightsOffset;
+  }
+  uint64_t weightsSize() const { return header_.weightsSize; }
+  /// The whole mapped file (tests check that weights are not copied).
+  const uint8_t *mappingData() const { return mapping_; }
+  uint64_t mappingSize() const { return mappingSize_; }
+  const artifact::FileHeader &header() const { return header_; }
+
+  artifact::EntryFn prefillFn() const { return prefill_; }
+  artifact::EntryFn decodeFn() const { return decode_; }
+  /// A symbol of the loaded code, or null.
+  void *symbol(const std::string &name) const;
+
+  /// Sets the number of threads the code uses (0: hardware concurrency).
+  /// Calls `omp_set_num_threads` when the code links an OpenMP runtime;
+  /// otherwise the count is only remembered. Throws `Error` when negative.
+  void setThreads(int threads);
+  /// The effective count set last (hardware concurrency by default).
+  int threads() const { return threads_; }
+  /// Whether the code honours thread counts (it links OpenMP).
+  bool threadsSupported() const { return ompSetNumThreads_ != nullptr; }
+  /// Applies an effective count for the calling thread only. OpenMP keeps
+  /// the count per calling thread, and this writes no shared state, so
+  /// sessions on different threads can use their own counts.
+  void applyThreads(int threads) const;
+  /// `threads`, or hardware concurrency for 0; throws `Error` when negative.
+  static int effectiveThreads(int threads);
+
+private:
+  explicit Artifact(std::string path);
+  void mapFile();
+  void checkHeader();
+  void readManifest();
+  void loadCode();
+
+  std::string path_;
+  uint8_t *mapping_ = nullptr;
+  uint64_t mappingSize_ = 0;
+  artifact::FileHeader header_{};
+  JsonValue manifest_;
+  ModelConfig model_;
+  TargetInfo target_;
+  std::string prefillName_, decodeName_, compiler_;
+  uint64_t kvCacheBytes_ = 0, kvCacheBytesPerToken_ = 0;
+  uint64_t weightsBytes_ = 0, parameterCount_ = 0;
+  int codeFd_ = -1;
+  void *handle_ = nullptr;
+  artifact::EntryFn prefill_ = nullptr, decode_ = nullptr;
+  void (*ompSetNumThreads_)(int) = nullptr;
+  int threads_ = 1;
+};
+
+} // namespace xfmr::runtime
+
+#endif // XFMR_RUNTIME_ARTIFACT_H

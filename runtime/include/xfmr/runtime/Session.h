@@ -1,0 +1,99 @@
+//===- Session.h - one conversation with a loaded model ---------*- C++ -*-===//
+//
+// A session owns a KV cache and a position. Inputs are validated before any
+// compute, so an `Error` never leaves the cache half-written. One session is
+// used by one thread at a time; sessions sharing an artifact may run on
+// different threads.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_RUNTIME_SESSION_H
+#define XFMR_RUNTIME_SESSION_H
+
+#include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/KVCache.h"
+#include "xfmr/runtime/Sampler.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace xfmr::runtime {
+
+struct SessionOptions {
+  /// Threads for the model code; 0: hardware concurrency.
+  int threads = 0;
+};
+
+/// Counters since the session was created (reset() keeps them).
+struct Stats {
+  int64_t prefillTokens = 0;
+  double prefillSeconds = 0;
+  int64_t decodeTokens = 0;
+  double decodeSeconds = 0;
+  uint64_t weightsBytes = 0;
+  uint64_t kvCacheBytes = 0;
+  uint64_t kvCacheBytesPerToken = 0;
+  uint64_t parameterCount = 0;
+  /// Peak resident set of the whole process (getrusage).
+  uint64_t peakRssBytes = 0;
+  int threads = 0;
+
+  /// 0 when nothing was timed.
+  double prefillTokensPerSecond() const {
+    return prefillSeconds > 0 ? prefillTokens / prefillSeconds : 0;
+  }
+  double decodeTokensPerSecond() const {
+    return decodeSeconds > 0 ? decodeTokens / decodeSeconds : 0;
+  }
+};
+
+class Session {
+public:
+  /// Called with each generated token and the logits row it was sampled
+  /// from; returning false stops generation after that token.
+  using TokenCallback = std::function<bool(int32_t token, const float *logits)>;
+
+  /// Allocates the zeroed KV cache. Throws `Error` for a null artifact or a
+  /// negative thread count.
+  explicit Session(std::shared_ptr<Artifact> artifact,
+                   const SessionOptions &options = {});
+
+  /// Runs `ids` at the current position and returns their logits, row-major
+  /// [ids.size(), vocab]. Throws `Error` (before any compute) for an empty
+  /// input, an id outside [0, vocab) or a context overflow.
+  std::vector<float> prefill(const std::vector<int32_t> &ids);
+  /// Runs one token; returns its [vocab] logits. Same checks as prefill.
+  std::vector<float> decode(int32_t id);
+
+  /// Prefills `prompt`, then samples up to `maxNewTokens` tokens, feeding
+  /// each one back except the last (which is returned but not yet in the
+  /// cache: feed it first when continuing). Validates everything before any
+  /// compute, including position + prompt + maxNewTokens <= context length.
+  std::vector<int32_t> generate(const std::vector<int32_t> &prompt,
+                                int maxNewTokens,
+                                const SamplingOptions &sampling = {},
+                                const TokenCallback &onToken = {});
+
+  /// Zeroes the cache and returns to position 0.
+  void reset();
+  /// Tokens currently in the cache.
+  int64_t position() const { return position_; }
+  const Artifact &artifact() const { return *artifact_; }
+  Stats stats() const;
+
+private:
+  void checkIds(const int32_t *ids, size_t count, size_t extra) const;
+  void run(bool isDecode, const int32_t *ids, size_t count, float *logits);
+
+  std::shared_ptr<Artifact> artifact_;
+  KVCache cache_;
+  int threads_;
+  int64_t position_ = 0;
+  Stats stats_;
+};
+
+} // namespace xfmr::runtime
+
+#endif // XFMR_RUNTIME_SESSION_H

@@ -1,0 +1,442 @@
+//===- Artifact.cpp - a loaded model.xfmr ---------------------------------===//
+
+#include "xfmr/runtime/Artifact.h"
+
+#include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/Host.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+using namespace xfmr::runtime;
+using namespace xfmr::artifact;
+
+Artifact::Artifact(std::string path) : path_(std::move(path)) {}
+
+Artifact::~Artifact() {
+  if (handle_)
+    dlclose(handle_);
+  // Closed only after dlclose: while the code is loaded under the name
+  // "/proc/self/fd/N", N must not be reused (see loadCode).
+  if (codeFd_ >= 0)
+    ::close(codeFd_);
+  if (mapping_)
+    munmap(mapping_, mappingSize_);
+}
+
+std::shared_ptr<Artifact> Artifact::open(const std::string &path) {
+  std::shared_ptr<Artifact> artifact(new Artifact(path));
+  artifact->mapFile();
+  artifact->checkHeader();
+  artifact->readManifest();
+  artifact->loadCode();
+  artifact->setThreads(0);
+  return artifact;
+}
+
+void *Artifact::symbol(const std::string &name) const {
+  return handle_ ? dlsym(handle_, name.c_str()) : nullptr;
+}
+
+int Artifact::effectiveThreads(int threads) {
+  if (threads < 0)
+    throw Error("thread count must be >= 0 (0: all cores), got " +
+                std::to_string(threads));
+  if (threads == 0)
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return threads;
+}
+
+void Artifact::setThreads(int threads) {
+  threads_ = effectiveThreads(threads);
+  applyThreads(threads_);
+}
+
+void Artifact::applyThreads(int threads) const {
+  if (ompSetNumThreads_)
+    ompSetNumThreads_(threads);
+}
+
+//===----------------------------------------------------------------------===//
+// File and header
+//===----------------------------------------------------------------------===//
+
+void Artifact::mapFile() {
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw Error(path_ + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(path_ + ": not a regular file");
+  }
+  mappingSize_ = static_cast<uint64_t>(st.st_size);
+  if (mappingSize_ < sizeof(kMagic)) {
+    ::close(fd);
+    throw Error(path_ + ": not an xfmr artifact (" +
+                std::to_string(mappingSize_) +
+                " bytes, too short for the magic)");
+  }
+  void *p = mmap(nullptr, mappingSize_, PROT_READ, MAP_PRIVATE, fd, 0);
+  int mapErrno = errno;
+  // The mapping keeps the file alive; the descriptor is not needed.
+  ::close(fd);
+  if (p == MAP_FAILED)
+    throw Error(path_ + ": cannot map: " + std::strerror(mapErrno));
+  mapping_ = static_cast<uint8_t *>(p);
+}
+
+/// Checks that [offset, offset + size) lies in the file, after the header.
+static void checkSection(const std::string &path, const char *name,
+                         uint64_t offset, uint64_t size, uint64_t fileSize,
+                         uint64_t alignment) {
+  std::string where = path + ": " + name + " section [offset " +
+                      std::to_string(offset) + ", size " +
+                      std::to_string(size) + "]";
+  if (offset < kSectionAlignment)
+    throw Error(where + " overlaps the header (must start at or after " +
+                std::to_string(kSectionAlignment) + ")");
+  if (offset > fileSize || size > fileSize - offset)
+    throw Error(where + " runs past the end of the file (" +
+                std::to_string(fileSize) + " bytes)");
+  if (offset % alignment != 0)
+    throw Error(where + " is not " + std::to_string(alignment) +
+                "-byte aligned");
+}
+
+void Artifact::checkHeader() {
+  if (std::memcmp(mapping_, kMagic, sizeof(kMagic)) != 0)
+    throw Error(path_ + ": not an xfmr artifact (the file does not start with "
+                        "the magic \"XFMRART\")");
+  if (mappingSize_ < sizeof(FileHeader))
+    throw Error(path_ + ": truncated: " + std::to_string(mappingSize_) +
+                " bytes, shorter than the " +
+                std::to_string(sizeof(FileHeader)) + "-byte header");
+  std::memcpy(&header_, mapping_, sizeof(FileHeader));
+  if (header_.version != kFormatVersion)
+    throw Error(path_ + ": artifact format version " +
+                std::to_string(header_.version) +
+                " is not supported (this runtime supports version " +
+                std::to_string(kFormatVersion) + "); recompile the model");
+  if (header_.fileSize > mappingSize_)
+    throw Error(path_ + ": truncated: the header says " +
+                std::to_string(header_.fileSize) + " bytes, the file has " +
+                std::to_string(mappingSize_));
+  if (header_.fileSize < mappingSize_)
+    throw Error(path_ + ": the file has " + std::to_string(mappingSize_) +
+                " bytes but the header says " +
+                std::to_string(header_.fileSize) + " (trailing data)");
+  if (header_.reserved != 0)
+    throw Error(path_ + ": header field 'reserved' is " +
+                std::to_string(header_.reserved) + ", must be 0");
+  uint64_t size = header_.fileSize;
+  checkSection(path_, "manifest", header_.manifestOffset, header_.manifestSize,
+               size, 1);
+  checkSection(path_, "weights", header_.weightsOffset, header_.weightsSize,
+               size, kSectionAlignment);
+  checkSection(path_, "code", header_.codeOffset, header_.codeSize, size,
+               kSectionAlignment);
+  if (header_.manifestSize == 0)
+    throw Error(path_ + ": the manifest section is empty");
+  if (header_.codeSize == 0)
+    throw Error(path_ + ": the code section is empty");
+  struct Range {
+    const char *name;
+    uint64_t begin, end;
+  } ranges[] = {
+      {"manifest", header_.manifestOffset,
+       header_.manifestOffset + header_.manifestSize},
+      {"weights", header_.weightsOffset,
+       header_.weightsOffset + header_.weightsSize},
+      {"code", header_.codeOffset, header_.codeOffset + header_.codeSize}};
+  for (int i = 0; i < 3; ++i)
+    for (int j = i + 1; j < 3; ++j)
+      if (ranges[i].begin < ranges[j].end && ranges[j].begin < ranges[i].end)
+        throw Error(path_ + ": the " + ranges[i].name + " and " +
+                    ranges[j].name + " sections overlap");
+}
+
+//===----------------------------------------------------------------------===//
+// Manifest
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Reads manifest fields with messages that name the file and the field.
+class FieldReader {
+public:
+  explicit FieldReader(const std::string &path) : path_(path) {}
+
+  [[noreturn]] void fail(const std::string &field,
+                         const std::string &message) const {
+    throw Error(path_ + ": manifest field '" + field + "' " + message);
+  }
+
+  /// A member that is present and not null, or null.
+  static const JsonValue *optional(const JsonValue &parent, const char *key) {
+    const JsonValue *v = parent.find(key);
+    return v && !v->isNull() ? v : nullptr;
+  }
+
+  const JsonValue &require(const JsonValue &parent,
+                           const std::string &parentName, const char *key,
+                           JsonValue::Kind kind) const {
+    std::string field = join(parentName, key);
+    const JsonValue *v = parent.find(key);
+    if (!v)
+      fail(field, "is missing");
+    if (v->kind() != kind)
+      fail(field, std::string("must be ") + JsonValue::kindName(kind) +
+                      ", found " + JsonValue::kindName(v->kind()));
+    return *v;
+  }
+
+  const JsonValue &object(const JsonValue &parent,
+                          const std::string &parentName,
+                          const char *key) const {
+    return require(parent, parentName, key, JsonValue::Kind::Object);
+  }
+
+  std::string string(const JsonValue &parent, const std::string &parentName,
+                     const char *key) const {
+    return require(parent, parentName, key, JsonValue::Kind::String).asString();
+  }
+
+  std::string optionalString(const JsonValue &parent,
+                             const std::string &parentName,
+                             const char *key) const {
+    if (!optional(parent, key))
+      return "";
+    return string(parent, parentName, key);
+  }
+
+  int64_t integer(const JsonValue &parent, const std::string &parentName,
+                  const char *key, int64_t min, int64_t max = INT64_MAX) const {
+    const JsonValue &v =
+        require(parent, parentName, key, JsonValue::Kind::Number);
+    return checkInteger(v, join(parentName, key), min, max);
+  }
+
+  int64_t checkInteger(const JsonValue &v, const std::string &field,
+                       int64_t min, int64_t max) const {
+    if (!v.isInteger())
+      fail(field, "must be an integer, found " + std::to_string(v.asDouble()));
+    int64_t value = v.asInt();
+    if (value < min || value > max)
+      fail(field, "is " + std::to_string(value) + ", must be in [" +
+                      std::to_string(min) + ", " + std::to_string(max) + "]");
+    return value;
+  }
+
+  static std::string join(const std::string &parent, const char *key) {
+    return parent.empty() ? key : parent + "." + key;
+  }
+
+private:
+  const std::string &path_;
+};
+} // namespace
+
+void Artifact::readManifest() {
+  std::string_view text(
+      reinterpret_cast<const char *>(mapping_ + header_.manifestOffset),
+      header_.manifestSize);
+  manifest_ = parseJson(text, path_ + ": manifest");
+  if (!manifest_.isObject())
+    throw Error(path_ + ": the manifest is not a JSON object");
+  FieldReader r(path_);
+  const JsonValue &m = manifest_;
+
+  int64_t version = r.integer(m, "", "format_version", 0);
+  if (version != kFormatVersion)
+    throw Error(path_ + ": manifest format_version " + std::to_string(version) +
+                " is not supported (this runtime supports version " +
+                std::to_string(kFormatVersion) + ")");
+
+  const JsonValue &target = r.object(m, "", "target");
+  target_.kind = r.string(target, "target", "kind");
+  target_.triple = r.string(target, "target", "triple");
+  target_.cpu = r.optionalString(target, "target", "cpu");
+  target_.features = r.optionalString(target, "target", "features");
+  if (target_.kind != "cpu")
+    throw Error(path_ + ": target kind '" + target_.kind +
+                "' is not supported by this runtime (it runs 'cpu' artifacts)");
+  if (std::string why = tripleMismatch(target_.triple); !why.empty())
+    throw Error(path_ + ": " + why);
+  if (std::string why = cpuMismatch(target_.cpu, target_.features);
+      !why.empty())
+    throw Error(path_ + ": " + why);
+
+  const JsonValue &model = r.object(m, "", "model");
+  model_.architecture = r.string(model, "model", "architecture");
+  // Token ids are int32 in the entry-point ABI.
+  model_.vocabSize = r.integer(model, "model", "vocab_size", 1, INT32_MAX);
+  // Informational for the runtime (the code has them baked in).
+  model_.hiddenSize = r.integer(model, "model", "hidden_size", 0);
+  model_.numLayers = r.integer(model, "model", "num_layers", 0);
+  model_.contextLength =
+      r.integer(model, "model", "context_length", 1, INT32_MAX);
+  for (auto [key, slot] : {std::pair{"bos_token_id", &model_.bosTokenId},
+                           std::pair{"eos_token_id", &model_.eosTokenId}})
+    if (r.optional(model, key))
+      *slot = static_cast<int32_t>(
+          r.integer(model, "model", key, 0, model_.vocabSize - 1));
+
+  const JsonValue &entries = r.object(m, "", "entry_points");
+  prefillName_ = r.string(entries, "entry_points", "prefill");
+  decodeName_ = r.string(entries, "entry_points", "decode");
+
+  const JsonValue &kv = r.object(m, "", "kv_cache");
+  kvCacheBytes_ = r.integer(kv, "kv_cache", "bytes", 0);
+  kvCacheBytesPerToken_ = r.integer(kv, "kv_cache", "bytes_per_token", 0);
+  if (r.optional(kv, "layers")) {
+    const auto &layers =
+        r.require(kv, "kv_cache", "layers", JsonValue::Kind::Array).asArray();
+    for (size_t i = 0; i < layers.size(); ++i) {
+      std::string name = "kv_cache.layers[" + std::to_string(i) + "]";
+      if (!layers[i].isObject())
+        r.fail(name, "must be an object");
+      int64_t offset = r.integer(layers[i], name, "offset", 0,
+                                 static_cast<int64_t>(kvCacheBytes_));
+      r.integer(layers[i], name, "bytes", 0,
+                static_cast<int64_t>(kvCacheBytes_) - offset);
+    }
+  }
+
+  const JsonValue &weights = r.object(m, "", "weights");
+  weightsBytes_ = r.integer(weights, "weights", "bytes", 0);
+  if (weightsBytes_ != header_.weightsSize)
+    r.fail("weights.bytes", "is " + std::to_string(weightsBytes_) +
+                                " but the weights section has " +
+                                std::to_string(header_.weightsSize) + " bytes");
+  parameterCount_ = r.integer(weights, "weights", "parameter_count", 0);
+  if (r.optional(weights, "tensors")) {
+    const auto &tensors =
+        r.require(weights, "weights", "tensors", JsonValue::Kind::Array)
+            .asArray();
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      std::string name = "weights.tensors[" + std::to_string(i) + "]";
+      if (!tensors[i].isObject())
+        r.fail(name, "must be an object");
+      if (const JsonValue *n = tensors[i].find("name"); n && n->isString())
+        name += " (" + n->asString() + ")";
+      int64_t offset = r.integer(tensors[i], name, "offset", 0,
+                                 static_cast<int64_t>(weightsBytes_));
+      if (offset % kTensorAlignment != 0)
+        r.fail(name + ".offset", "is " + std::to_string(offset) + ", not " +
+                                     std::to_string(kTensorAlignment) +
+                                     "-byte aligned");
+      r.integer(tensors[i], name, "bytes", 0,
+                static_cast<int64_t>(weightsBytes_) - offset);
+    }
+  }
+  compiler_ = r.optionalString(m, "", "compiler");
+}
+
+//===----------------------------------------------------------------------===//
+// Code
+//===----------------------------------------------------------------------===//
+
+static void writeAll(int fd, const uint8_t *data, uint64_t size,
+                     const std::string &path) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      throw Error(path + ": cannot write the model code to a temporary file: " +
+                  std::strerror(errno));
+    data += n;
+    size -= static_cast<uint64_t>(n);
+  }
+}
+
+void Artifact::loadCode() {
+  const uint8_t *code = mapping_ + header_.codeOffset;
+  if (header_.codeSize < 4 || std::memcmp(code,
+                                          "\x7f"
+                                          "ELF",
+                                          4) != 0)
+    throw Error(path_ + ": the code section is not an ELF shared object");
+
+  // dlopen needs a file: an anonymous memfd leaves nothing on disk. Where
+  // memfd or /proc is unavailable, fall back to an unlinked temporary file.
+  std::string loadPath;
+  std::vector<int> spares;
+  int fd = memfd_create("xfmr-model-code", MFD_CLOEXEC);
+  bool isMemfd = fd >= 0 && ::access("/proc/self/fd", F_OK) == 0;
+  if (isMemfd) {
+    writeAll(fd, code, header_.codeSize, path_);
+    // dlopen matches names before files: code from an earlier artifact that
+    // was never unloaded may still be registered as "/proc/self/fd/N". Move
+    // to a fresh descriptor number until the name is unused.
+    while (true) {
+      loadPath = "/proc/self/fd/" + std::to_string(fd);
+      void *stale = dlopen(loadPath.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+      if (!stale)
+        break;
+      dlclose(stale);
+      spares.push_back(fd);
+      fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0)
+        break;
+    }
+    for (int spare : spares)
+      ::close(spare);
+    if (fd < 0)
+      throw Error(path_ +
+                  ": cannot duplicate a descriptor: " + std::strerror(errno));
+  } else {
+    if (fd >= 0)
+      ::close(fd);
+    const char *tmp = std::getenv("TMPDIR");
+    loadPath = std::string(tmp && *tmp ? tmp : "/tmp") + "/xfmr-code-XXXXXX";
+    fd = mkstemp(loadPath.data());
+    if (fd < 0)
+      throw Error(path_ +
+                  ": cannot create a temporary file for the model "
+                  "code: " +
+                  std::strerror(errno));
+    try {
+      writeAll(fd, code, header_.codeSize, path_);
+    } catch (...) {
+      ::unlink(loadPath.c_str());
+      ::close(fd);
+      throw;
+    }
+  }
+
+  handle_ = dlopen(loadPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+  const char *why = handle_ ? nullptr : dlerror();
+  std::string dlMessage = why ? why : "";
+  if (isMemfd) {
+    codeFd_ = fd;
+  } else {
+    ::unlink(loadPath.c_str());
+    ::close(fd);
+  }
+  if (!handle_)
+    throw Error(path_ + ": cannot load the model code: " + dlMessage);
+
+  auto resolve = [&](const char *entry, const std::string &name) {
+    dlerror();
+    void *sym = dlsym(handle_, name.c_str());
+    if (!sym)
+      throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
+                  name + "', which the model code does not define");
+    return reinterpret_cast<EntryFn>(sym);
+  };
+  prefill_ = resolve("prefill", prefillName_);
+  decode_ = resolve("decode", decodeName_);
+  ompSetNumThreads_ =
+      reinterpret_cast<void (*)(int)>(dlsym(handle_, "omp_set_num_threads"));
+}

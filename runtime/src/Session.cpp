@@ -1,0 +1,146 @@
+//===- Session.cpp - one conversation with a loaded model -----------------===//
+
+#include "xfmr/runtime/Session.h"
+
+#include "xfmr/runtime/Error.h"
+
+#include <chrono>
+#include <sys/resource.h>
+
+using namespace xfmr::runtime;
+using namespace xfmr::artifact;
+
+static const Artifact &checked(const std::shared_ptr<Artifact> &artifact) {
+  if (!artifact)
+    throw Error("Session needs a loaded artifact, got null");
+  return *artifact;
+}
+
+Session::Session(std::shared_ptr<Artifact> artifact,
+                 const SessionOptions &options)
+    : artifact_(std::move(artifact)),
+      cache_(checked(artifact_).kvCacheBytes()) {
+  threads_ = Artifact::effectiveThreads(options.threads);
+}
+
+void Session::checkIds(const int32_t *ids, size_t count, size_t extra) const {
+  if (count == 0)
+    throw Error("no token ids given: need at least one");
+  int64_t vocab = artifact_->vocabSize();
+  for (size_t i = 0; i < count; ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw Error("token id " + std::to_string(ids[i]) + " at index " +
+                  std::to_string(i) + " is out of range [0, " +
+                  std::to_string(vocab) + ")");
+  int64_t context = artifact_->contextLength();
+  // Compared in unsigned 64-bit: count and extra are at most SIZE_MAX / 2.
+  uint64_t needed = static_cast<uint64_t>(position_) + count + extra;
+  if (needed > static_cast<uint64_t>(context)) {
+    std::string what = std::to_string(count) + " token(s)";
+    if (extra)
+      what += " + " + std::to_string(extra) + " to generate";
+    throw Error("context overflow: position " + std::to_string(position_) +
+                " + " + what + " = " + std::to_string(needed) +
+                " exceeds the context length " + std::to_string(context));
+  }
+}
+
+void Session::run(bool isDecode, const int32_t *ids, size_t count,
+                  float *logits) {
+  int64_t n = static_cast<int64_t>(count);
+  int64_t vocab = artifact_->vocabSize();
+  // The ABI passes mutable pointers; the code only reads ids and weights
+  // (the weights mapping is read-only, a write would fault).
+  auto *idsPtr = const_cast<int32_t *>(ids);
+  auto *weightsPtr = const_cast<uint8_t *>(artifact_->weightsData());
+  MemRef<int32_t, 1> idsRef{idsPtr, idsPtr, 0, {n}, {1}};
+  MemRef<uint8_t, 1> weightsRef{
+      weightsPtr,
+      weightsPtr,
+      0,
+      {static_cast<int64_t>(artifact_->weightsSize())},
+      {1}};
+  MemRef<uint8_t, 1> cacheRef{cache_.data(),
+                              cache_.data(),
+                              0,
+                              {static_cast<int64_t>(cache_.bytes())},
+                              {1}};
+  MemRef<float, 2> logitsRef{logits, logits, 0, {n, vocab}, {vocab, 1}};
+
+  // OpenMP keeps the thread count per calling thread: re-apply it here.
+  artifact_->applyThreads(threads_);
+  auto start = std::chrono::steady_clock::now();
+  EntryFn entry = isDecode ? artifact_->decodeFn() : artifact_->prefillFn();
+  entry(&idsRef, position_, &weightsRef, &cacheRef, &logitsRef);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  if (isDecode) {
+    stats_.decodeTokens += n;
+    stats_.decodeSeconds += seconds;
+  } else {
+    stats_.prefillTokens += n;
+    stats_.prefillSeconds += seconds;
+  }
+  position_ += n;
+}
+
+std::vector<float> Session::prefill(const std::vector<int32_t> &ids) {
+  checkIds(ids.data(), ids.size(), 0);
+  std::vector<float> logits(ids.size() * artifact_->vocabSize());
+  run(/*isDecode=*/false, ids.data(), ids.size(), logits.data());
+  return logits;
+}
+
+std::vector<float> Session::decode(int32_t id) {
+  checkIds(&id, 1, 0);
+  std::vector<float> logits(artifact_->vocabSize());
+  run(/*isDecode=*/true, &id, 1, logits.data());
+  return logits;
+}
+
+std::vector<int32_t> Session::generate(const std::vector<int32_t> &prompt,
+                                       int maxNewTokens,
+                                       const SamplingOptions &sampling,
+                                       const TokenCallback &onToken) {
+  if (maxNewTokens < 0)
+    throw Error("the number of tokens to generate must be >= 0, got " +
+                std::to_string(maxNewTokens));
+  Sampler sampler(sampling);
+  checkIds(prompt.data(), prompt.size(), static_cast<size_t>(maxNewTokens));
+
+  int64_t vocab = artifact_->vocabSize();
+  std::vector<float> logits = prefill(prompt);
+  const float *row = logits.data() + (prompt.size() - 1) * vocab;
+  std::vector<int32_t> tokens;
+  tokens.reserve(maxNewTokens);
+  for (int i = 0; i < maxNewTokens; ++i) {
+    if (i > 0) {
+      logits = decode(tokens.back());
+      row = logits.data();
+    }
+    int32_t token = sampler.sample(row, vocab);
+    tokens.push_back(token);
+    if (onToken && !onToken(token, row))
+      break;
+  }
+  return tokens;
+}
+
+void Session::reset() {
+  cache_.clear();
+  position_ = 0;
+}
+
+Stats Session::stats() const {
+  Stats s = stats_;
+  s.weightsBytes = artifact_->weightsBytes();
+  s.kvCacheBytes = artifact_->kvCacheBytes();
+  s.kvCacheBytesPerToken = artifact_->kvCacheBytesPerToken();
+  s.parameterCount = artifact_->parameterCount();
+  s.threads = threads_;
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) == 0)
+    s.peakRssBytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+  return s;
+}
