@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package xfmr needs to build, test and benchmark. Idempotent: packages
-# already present are skipped, so running it twice costs a second.
+# Installs every Debian package xfmr needs to build and test (and, with --bench, to run
+# the benchmarks). Idempotent: packages already present are skipped, so running it twice
+# costs a second.
 set -euo pipefail
 
 PACKAGES=(
@@ -15,6 +16,11 @@ PACKAGES=(
   python3 python3-dev python3-numpy python3-pytest pybind11-dev python3-pybind11
   python3-setuptools
 )
+
+# Benchmarks compare against PyTorch eager: `scripts/setup.sh --bench` adds it.
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(python3-torch)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

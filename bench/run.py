@@ -1,0 +1,151 @@
+"""xfmr's CPU benchmark: prefill and decode tokens/s against the memory
+bandwidth roofline measured in the same run and against PyTorch eager (same
+checkpoint, same threads). Writes the results to docs/performance.md.
+
+Usage: /usr/bin/python3 bench/run.py [--threads 2] [--quick]
+Needs a build (scripts/build.sh) and python3-torch (scripts/setup.sh --bench).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = Path(os.environ.get("XFMR_BUILD_DIR", REPO / "build"))
+BIN = BUILD / "bin"
+MODELS = BUILD / "bench-models"
+PY = "/usr/bin/python3"
+ENV = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kwargs):
+    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True,
+                          env=ENV, **kwargs)
+
+
+def checkpoint(name, arch, preset, dtype):
+    folder = MODELS / name
+    if not (folder / "config.json").exists():
+        log(f"generating {name} ({arch} {preset} {dtype})")
+        run([PY, "-m", "xfmr.synth", "--arch", arch, "--preset", preset, "--dtype", dtype,
+             "--seed", "0", "--out", folder])
+    return folder
+
+
+def bandwidth(threads):
+    return json.loads(run([BIN / "xfmr-bandwidth", threads, 1024]).stdout)["read_gb_per_s"]
+
+
+def xfmr_stats(artifact, prompt, new_tokens, threads):
+    ids = " ".join(str((7 * i + 3) % 500) for i in range(prompt))
+    result = run([BIN / "xfmr-run", artifact, "--prompt-ids", ids, "-n", new_tokens,
+                  "--threads", threads, "--stats"])
+    return json.loads(result.stderr.strip().splitlines()[-1])
+
+
+def measure(name, folder, threads, prompt, decode, cpu, peer):
+    artifact = MODELS / f"{name}.xfmr"
+    begin = time.perf_counter()
+    run([BIN / "xfmr-compile", folder, "-o", artifact, "--cpu", cpu,
+         "--context", prompt + decode + 16])
+    compile_seconds = time.perf_counter() - begin
+    log(f"{name}: compiled in {compile_seconds:.1f} s")
+    prefill = xfmr_stats(artifact, prompt, 1, threads)
+    gbps = bandwidth(threads)
+    decode_stats = xfmr_stats(artifact, 16, decode + 1, threads)
+    gbps = max(gbps, bandwidth(threads))
+    weights = decode_stats["weights_bytes"]
+    roofline = gbps * 1e9 / weights
+    row = {
+        "model": name, "threads": threads, "compile_seconds": compile_seconds,
+        "weights_bytes": weights, "parameter_count": decode_stats["parameter_count"],
+        "read_gb_per_s": gbps, "prefill_tokens": prompt,
+        "prefill_tokens_per_s": prefill["prefill_tokens_per_s"],
+        "decode_tokens_per_s": decode_stats["decode_tokens_per_s"],
+        "roofline_tokens_per_s": roofline,
+        "roofline_fraction": decode_stats["decode_tokens_per_s"] / roofline,
+    }
+    if peer:
+        log(f"{name}: PyTorch eager {peer}")
+        torch = json.loads(run([PY, REPO / "bench" / "torch_llama.py", folder, "--dtype", peer,
+                                "--threads", threads, "--prompt", prompt,
+                                "--decode", decode]).stdout)
+        row["torch"] = torch
+        row["prefill_vs_torch"] = row["prefill_tokens_per_s"] / torch["prefill_tokens_per_s"]
+        row["decode_vs_torch"] = row["decode_tokens_per_s"] / torch["decode_tokens_per_s"]
+    log(f"{name}: prefill {row['prefill_tokens_per_s']:.0f} tok/s, decode "
+        f"{row['decode_tokens_per_s']:.1f} tok/s = {row['roofline_fraction']:.2f} of "
+        f"{roofline:.1f} tok/s roofline ({gbps:.1f} GB/s)")
+    return row
+
+
+def write_markdown(rows, args):
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    lines = [
+        "# Performance",
+        "",
+        "Measured by `bench/run.py` (numbers below are from its last run; re-run it to refresh).",
+        f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()};",
+        f"{args.threads} threads; code compiled with `--cpu {args.cpu}`; "
+        f"{datetime.date.today().isoformat()}.",
+        "",
+        "Decode reads every weight once per token, so its ceiling is the machine's read bandwidth",
+        "divided by the weight bytes: the *roofline*, measured in the same run with",
+        "`xfmr-bandwidth` (all threads streaming a 1 GiB buffer; these VMs swing, so the best of",
+        "two probes around the decode run is used). The peer is PyTorch eager (Debian's",
+        "python3-torch 1.13, oneDNN for bf16) on the same checkpoint and thread count",
+        "(`bench/torch_llama.py`); PyTorch's f32 matmuls use Debian's reference BLAS, so f32 has",
+        "no PyTorch column.",
+        "",
+        "| model | weights | compile | prefill tok/s | decode tok/s | roofline tok/s (GB/s) | of roofline | prefill vs PyTorch | decode vs PyTorch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        torch_prefill = f"{r['prefill_vs_torch']:.2f}x ({r['torch']['prefill_tokens_per_s']:.0f})" if "torch" in r else "-"
+        torch_decode = f"{r['decode_vs_torch']:.2f}x ({r['torch']['decode_tokens_per_s']:.1f})" if "torch" in r else "-"
+        lines.append(
+            f"| {r['model']} | {r['weights_bytes'] / 2**20:.0f} MiB | {r['compile_seconds']:.1f} s | "
+            f"{r['prefill_tokens_per_s']:.0f} ({r['prefill_tokens']} tok) | {r['decode_tokens_per_s']:.1f} | "
+            f"{r['roofline_tokens_per_s']:.1f} ({r['read_gb_per_s']:.1f}) | {r['roofline_fraction']:.2f} | "
+            f"{torch_prefill} | {torch_decode} |")
+    lines += ["", "Raw results: `bench/results.json`.", ""]
+    (REPO / "docs" / "performance.md").write_text("\n".join(lines))
+    (REPO / "bench" / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu", default="native")
+    parser.add_argument("--quick", action="store_true", help="small prompts, no 500M f32")
+    args = parser.parse_args()
+    for tool in ["xfmr-compile", "xfmr-run", "xfmr-bandwidth"]:
+        if not (BIN / tool).exists():
+            sys.exit(f"bench: {BIN / tool} is not built (run scripts/build.sh)")
+    MODELS.mkdir(parents=True, exist_ok=True)
+    prompt, decode = (64, 16) if args.quick else (512, 64)
+    rows = []
+    stories = REPO.parent / "shared" / "models" / "stories260K"
+    if (stories / "config.json").exists():
+        rows.append(measure("stories260K f32", stories, args.threads, min(prompt, 256), 256,
+                            args.cpu, None))
+    bf16 = checkpoint("llama-500m-bf16", "llama", "500m", "bf16")
+    rows.append(measure("Llama 500M bf16", bf16, args.threads, prompt, decode, args.cpu, "bf16"))
+    if not args.quick:
+        f32 = checkpoint("llama-500m-f32", "llama", "500m", "f32")
+        rows.append(measure("Llama 500M f32", f32, args.threads, prompt, decode, args.cpu, None))
+    write_markdown(rows, args)
+    log("wrote docs/performance.md and bench/results.json")
+
+
+if __name__ == "__main__":
+    main()
