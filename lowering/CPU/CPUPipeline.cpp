@@ -15,6 +15,7 @@
 
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/FileSystem.h"
@@ -48,6 +49,15 @@ llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
   if (!llvmTarget)
     return llvm::createStringError("no LLVM target for '" + target.triple +
                                    "': " + error);
+  // LLVM would only warn about an unknown CPU and fall back to a generic one.
+  std::unique_ptr<llvm::MCSubtargetInfo> subtarget(
+      llvmTarget->createMCSubtargetInfo(llvm::Triple(target.triple),
+                                        target.cpuName, ""));
+  if (!subtarget || !subtarget->isCPUStringValid(target.cpuName))
+    return llvm::createStringError(
+        "unknown CPU '" + target.cpuName + "' for " + target.triple +
+        " (use an LLVM CPU name such as x86-64-v3, znver4, sapphirerapids, "
+        "or 'native')");
   return llvm::Error::success();
 }
 
