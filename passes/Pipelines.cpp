@@ -17,8 +17,5 @@ void xfmr::buildGraphOptPipeline(OpPassManager &pm) {
 
 void xfmr::registerPipelines() {
   PassPipelineRegistration<>(
-      "xfmr-graph-opt",
-      "Graph-level clean-up and fusion of xfmr IR (canonicalize, "
-      "xfmr-fuse-swiglu, cse, xfmr-annotate-model-stats)",
-      buildGraphOptPipeline);
+      "xfmr-graph-opt", kGraphOptDescription, buildGraphOptPipeline);
 }

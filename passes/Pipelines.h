@@ -7,6 +7,11 @@
 
 namespace xfmr {
 
+/// One-line descriptions of the named pipelines (for --help and listings).
+inline constexpr const char *kGraphOptDescription =
+    "Graph-level clean-up and fusion of xfmr IR (canonicalize, "
+    "xfmr-fuse-swiglu, cse, xfmr-annotate-model-stats)";
+
 /// Graph-level clean-up and fusion on xfmr IR: canonicalize, fuse SwiGLU,
 /// CSE, and record model statistics.
 void buildGraphOptPipeline(mlir::OpPassManager &pm);

@@ -87,15 +87,9 @@ void xfmr::buildCPUPipeline(OpPassManager &pm) {
 
 void xfmr::registerCPUPipelines() {
   PassPipelineRegistration<>(
-      "xfmr-lower-to-llvm",
-      "Lower xfmr kernels and schedules (scf/vector/memref) to the LLVM "
-      "dialect, parallel loops on OpenMP",
-      buildLowerToLLVMPipeline);
+      "xfmr-lower-to-llvm", kLowerToLLVMDescription, buildLowerToLLVMPipeline);
   PassPipelineRegistration<>(
-      "xfmr-cpu",
-      "The whole CPU pipeline: xfmr-graph-opt, xfmr-lower-to-kernels, "
-      "xfmr-lower-to-llvm",
-      buildCPUPipeline);
+      "xfmr-cpu", kCPUPipelineDescription, buildCPUPipeline);
 }
 
 llvm::Expected<std::string> xfmr::emitObject(ModuleOp module,

@@ -1,0 +1,67 @@
+//===- Compiler.h - the compiler's narrow API -------------------*- C++ -*-===//
+//
+// What tools and the Python module call: compile a model into an artifact,
+// import a checkpoint to IR text, run pass pipelines on IR text, list passes.
+// Only strings and LLVM errors cross this boundary, so callers never see
+// MLIR objects.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_LOWERING_COMPILER_H
+#define XFMR_LOWERING_COMPILER_H
+
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace xfmr {
+
+struct CompileOptions {
+  /// A checkpoint folder or an .mlir file of xfmr IR.
+  std::string model;
+  /// The artifact to write.
+  std::string output = "model.xfmr";
+  /// Only "cpu" today.
+  std::string target = "cpu";
+  /// An LLVM CPU name, or "native".
+  std::string cpu = "x86-64-v2";
+  /// KV-cache capacity in tokens; 0 takes max_position_embeddings.
+  int64_t context = 0;
+  /// For .mlir models: the checkpoint folder holding the weights.
+  std::string weights;
+  /// Print the IR after this pass ("all": after every pass) to stderr.
+  std::string dumpIRAfter;
+  unsigned optLevel = 3;
+};
+
+using ProgressFn = std::function<void(const std::string &)>;
+
+/// Compiles `options.model` into `options.output` (written atomically).
+/// `progress` receives one line per stage.
+llvm::Error compileModel(const CompileOptions &options,
+                         const ProgressFn &progress = {});
+
+/// The xfmr IR of a checkpoint folder, as text.
+llvm::Expected<std::string> importCheckpointToText(const std::string &dir,
+                                                   int64_t context = 0);
+
+/// Parses `ir`, runs `pipeline` (a pass pipeline string such as
+/// "builtin.module(xfmr-graph-opt)" or a named pipeline such as
+/// "xfmr-graph-opt") and returns the printed result. Diagnostics become the
+/// error message.
+llvm::Expected<std::string> runPipeline(const std::string &ir,
+                                        const std::string &pipeline);
+
+/// Parses and verifies `ir`; returns it printed in canonical form.
+llvm::Expected<std::string> roundTrip(const std::string &ir);
+
+/// The registered xfmr passes and pipelines: (flag, one-line description).
+std::vector<std::pair<std::string, std::string>> listPasses();
+
+} // namespace xfmr
+
+#endif // XFMR_LOWERING_COMPILER_H
