@@ -203,9 +203,26 @@ Error xfmr::compileModel(const CompileOptions &options,
   target.optLevel = options.optLevel;
   if (Error error = resolveCPUTarget(target))
     return error;
-  step("lowering to kernels and LLVM IR");
+  if (!options.quantize.empty() && options.quantize != "fp8")
+    return createStringError("unknown quantization '" + options.quantize +
+                             "' (supported: fp8)");
   mlir::PassManager pm(context.get());
-  buildCPUPipeline(pm);
+  buildGraphOptPipeline(pm);
+  if (!options.quantize.empty()) {
+    std::string parseErrors;
+    raw_string_ostream errorStream(parseErrors);
+    std::string pass = "xfmr-quantize-fp8{" + options.quantizeOptions + "}";
+    if (mlir::failed(mlir::parsePassPipeline(pass, pm, errorStream)))
+      return createStringError("invalid quantization options '" +
+                               options.quantizeOptions + "': " + parseErrors);
+  }
+  buildCPULoweringPipeline(pm);
+  step(options.quantize.empty()
+           ? "lowering to kernels and LLVM IR"
+           : "quantizing to FP8 (" +
+                 (options.quantizeOptions.empty() ? std::string("defaults")
+                                                  : options.quantizeOptions) +
+                 "), lowering to kernels and LLVM IR");
   if (!options.dumpIRAfter.empty()) {
     context->disableMultithreading();
     std::string wanted = options.dumpIRAfter;
@@ -242,7 +259,10 @@ Error xfmr::compileModel(const CompileOptions &options,
   contents.compileOptions = json::Object{{"target", options.target},
                                          {"cpu", options.cpu},
                                          {"opt_level", int64_t(options.optLevel)},
-                                         {"context", options.context}};
+                                         {"context", options.context},
+                                         {"quantize", options.quantize},
+                                         {"quantize_options",
+                                          options.quantizeOptions}};
   contents.modelExtras = std::move(modelExtras);
   if (Error error = writeArtifact(options.output, contents,
                                   [&](const std::string &line) { step(line); }))

@@ -33,6 +33,10 @@ struct CompileOptions {
   int64_t context = 0;
   /// For .mlir models: the checkpoint folder holding the weights.
   std::string weights;
+  /// "" (none) or "fp8": run xfmr-quantize-fp8 with `quantizeOptions` (its
+  /// pass options, e.g. "granularity=channel activations=false").
+  std::string quantize;
+  std::string quantizeOptions;
   /// Print the IR after this pass ("all": after every pass) to stderr.
   std::string dumpIRAfter;
   unsigned optLevel = 3;

@@ -25,4 +25,39 @@ def AnnotateModelStats : Pass<"xfmr-annotate-model-stats", "::mlir::ModuleOp"> {
   }];
 }
 
+def QuantizeFP8 : Pass<"xfmr-quantize-fp8"> {
+  let summary = "Quantize linear weights to FP8 with block scales (DeepSeek-V3 recipe)";
+  let description = [{
+    Rewrites every `xfmr.linear` whose weight is an f32/bf16/f16
+    `xfmr.weight` (and the stacked weights of `xfmr.moe_experts`, and MLA's
+    `kv_b` weight) into an FP8 linear: the weight goes through
+    `xfmr.quantize` with a block scale layout (128 x 128 by default; 1 x in
+    per output channel; out x in per tensor), which the compiler evaluates
+    at compile time, so the artifact holds FP8 bytes and f32 scales. With
+    `activations`, each linear's input is quantized dynamically per token in
+    groups of `activation-group` channels (`xfmr.quantize` +
+    `xfmr.dequantize`), so the matmul multiplies FP8 values and accumulates
+    in f32. Weights whose name contains one of `keep` stay in high precision
+    (default: the embedding and the LM head; norms and the MoE router are
+    not linears and are never quantized). Linears whose weights are already
+    FP8 (native FP8 checkpoints) only get activation quantization.
+  }];
+  let options = [
+    Option<"granularity", "granularity", "std::string", "\"block\"",
+           "Weight scales: block (block-rows x block-cols), channel, tensor">,
+    Option<"blockRows", "block-rows", "int64_t", "128", "Weight block rows">,
+    Option<"blockCols", "block-cols", "int64_t", "128", "Weight block columns">,
+    Option<"activations", "activations", "bool", "true",
+           "Also quantize linear inputs dynamically (per token, per group)">,
+    Option<"activationGroup", "activation-group", "int64_t", "128",
+           "Channels per activation scale">,
+    Option<"format", "format", "std::string", "\"e4m3fn\"",
+           "FP8 format: e4m3fn (NVIDIA, CPU) or e4m3fnuz (AMD MI300)">,
+    ListOption<"keep", "keep", "std::string",
+               "Weight-name substrings kept in high precision "
+               "(default: embed_tokens, lm_head)">
+  ];
+  let dependentDialects = ["::xfmr::XfmrDialect"];
+}
+
 #endif // XFMR_PASSES_TD

@@ -4,12 +4,15 @@
 
 #include "dialects/Xfmr/XfmrOps.h"
 #include "import/Checkpoint.h"
+#include "import/Float8.h"
 #include "xfmr/runtime/ArtifactFormat.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cmath>
 #include <cstring>
+#include <map>
 
 using namespace mlir;
 using namespace xfmr;
@@ -44,8 +47,8 @@ int64_t intAttr(DictionaryAttr dict, StringRef name) {
 
 /// The checkpoint bytes of a weight; `*` names are the stacked tensors
 /// `0, 1, ...` in order.
-llvm::Error appendWeightBytes(const Checkpoint &checkpoint, StringRef name,
-                              int64_t expectedBytes, raw_ostream &os) {
+llvm::Expected<std::string> readWeightBytes(const Checkpoint &checkpoint,
+                                        StringRef name) {
   auto pieces = name.split('*');
   SmallVector<std::string> names;
   if (!name.contains('*')) {
@@ -59,22 +62,115 @@ llvm::Error appendWeightBytes(const Checkpoint &checkpoint, StringRef name,
       names.push_back(candidate);
     }
   }
-  int64_t written = 0;
+  std::string bytes;
   for (const std::string &tensor : names) {
     const TensorInfo *info = checkpoint.find(tensor);
     if (!info)
       return llvm::createStringError("weight '" + tensor +
                                      "' is not in the checkpoint " +
                                      checkpoint.dir().str());
-    llvm::ArrayRef<uint8_t> bytes = checkpoint.bytes(*info);
-    os.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
-    written += bytes.size();
+    llvm::ArrayRef<uint8_t> data = checkpoint.bytes(*info);
+    bytes.append(reinterpret_cast<const char *>(data.data()), data.size());
   }
-  if (written != expectedBytes)
-    return llvm::createStringError(
-        "weight '" + name.str() + "' has " + std::to_string(written) +
-        " bytes in the checkpoint but the compiled code expects " +
-        std::to_string(expectedBytes));
+  return bytes;
+}
+
+/// IEEE half to double.
+double halfToDouble(uint16_t bits) {
+  int exponent = (bits >> 10) & 0x1F, mantissa = bits & 0x3FF;
+  double sign = bits & 0x8000 ? -1.0 : 1.0;
+  if (exponent == 0)
+    return sign * std::ldexp(mantissa, -24);
+  if (exponent == 31)
+    return mantissa ? std::nan("") : sign * HUGE_VAL;
+  return sign * std::ldexp(1024 + mantissa, exponent - 25);
+}
+
+/// Decodes f32/bf16/f16 bytes to doubles.
+std::vector<double> toDoubles(StringRef bytes, Type element) {
+  std::vector<double> values;
+  if (element.isF32()) {
+    values.resize(bytes.size() / 4);
+    for (size_t i = 0; i < values.size(); ++i) {
+      float v;
+      std::memcpy(&v, bytes.data() + 4 * i, 4);
+      values[i] = v;
+    }
+  } else {
+    values.resize(bytes.size() / 2);
+    for (size_t i = 0; i < values.size(); ++i) {
+      uint16_t v;
+      std::memcpy(&v, bytes.data() + 2 * i, 2);
+      if (element.isBF16()) {
+        uint32_t widened = uint32_t(v) << 16;
+        float f;
+        std::memcpy(&f, &widened, 4);
+        values[i] = f;
+      } else {
+        values[i] = halfToDouble(v);
+      }
+    }
+  }
+  return values;
+}
+
+/// The FP8 codes and scales of a weight quantized at compile time, per
+/// leading (expert) index when the weight is stacked.
+llvm::Error quantizeWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
+                           std::string &codes, std::string &scales) {
+  StringRef name = entry.getAs<StringAttr>("name").getValue();
+  auto source =
+      cast<RankedTensorType>(entry.getAs<TypeAttr>("source_type").getValue());
+  auto layout = entry.getAs<ScaleLayoutAttr>("layout");
+  auto type = cast<RankedTensorType>(entry.getAs<TypeAttr>("type").getValue());
+  llvm::Expected<std::string> bytes = readWeightBytes(checkpoint, name);
+  if (!bytes)
+    return bytes.takeError();
+  std::vector<double> values = toDoubles(*bytes, source.getElementType());
+  if (int64_t(values.size()) != source.getNumElements())
+    return llvm::createStringError("weight '" + name.str() + "' has " +
+                                   std::to_string(values.size()) +
+                                   " elements, expected " +
+                                   std::to_string(source.getNumElements()));
+  ArrayRef<int64_t> shape = source.getShape();
+  int64_t rows = shape[shape.size() - 2], cols = shape.back();
+  int64_t matrices = source.getNumElements() / (rows * cols);
+  fp8::Format format = isa<Float8E4M3FNUZType>(type.getElementType())
+                           ? fp8::Format::E4M3FNUZ
+                           : fp8::Format::E4M3FN;
+  int64_t scaleCount = ((rows + layout.getBlock()[0] - 1) / layout.getBlock()[0]) *
+                       ((cols + layout.getBlock()[1] - 1) / layout.getBlock()[1]);
+  codes.resize(values.size());
+  std::vector<float> scaleValues(matrices * scaleCount);
+  for (int64_t m = 0; m < matrices; ++m) {
+    std::string error;
+    if (!fp8::quantize(format, values.data() + m * rows * cols, rows, cols,
+                       {layout.getBlock()[0], layout.getBlock()[1]},
+                       reinterpret_cast<uint8_t *>(codes.data()) + m * rows * cols,
+                       scaleValues.data() + m * scaleCount, error))
+      return llvm::createStringError("cannot quantize weight '" + name.str() +
+                                     "': " + error);
+  }
+  scales.assign(reinterpret_cast<const char *>(scaleValues.data()),
+                scaleValues.size() * sizeof(float));
+  return llvm::Error::success();
+}
+
+/// FP8 NaN codes would decode to garbage in the kernels' fast path (and are
+/// meaningless in weights): reject them.
+llvm::Error checkNoNaNCodes(StringRef name, StringRef bytes, Type element) {
+  bool fnuz = isa<Float8E4M3FNUZType>(element);
+  bool e5m2 = isa<Float8E5M2Type>(element);
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    uint8_t code = bytes[i];
+    bool nan = fnuz ? code == 0x80
+               : e5m2 ? (code & 0x7C) == 0x7C && (code & 0x03)
+                      : (code & 0x7F) == 0x7F;
+    if (nan)
+      return llvm::createStringError(
+          "FP8 weight '" + name.str() + "' holds a NaN code at element " +
+          std::to_string(i));
+  }
   return llvm::Error::success();
 }
 
@@ -206,17 +302,51 @@ llvm::Error xfmr::writeArtifact(
     pad(os, header.manifestOffset + header.manifestSize, header.weightsOffset);
     uint64_t position = header.weightsOffset;
     int64_t done = 0, reported = 0;
+    // Codes and scales of one quantized weight are computed together.
+    std::map<std::string, std::string> pendingScales;
     for (Attribute entry : weightLayout) {
       auto dict = cast<DictionaryAttr>(entry);
       uint64_t target = header.weightsOffset + intAttr(dict, "offset");
       pad(os, position, target);
       int64_t bytes = intAttr(dict, "bytes");
-      if (llvm::Error error = appendWeightBytes(
-              *contents.checkpoint, dict.getAs<StringAttr>("name").getValue(),
-              bytes, os)) {
+      StringRef name = dict.getAs<StringAttr>("name").getValue();
+      auto transform = dict.getAs<StringAttr>("transform");
+      auto type = cast<RankedTensorType>(dict.getAs<TypeAttr>("type").getValue());
+      std::string data;
+      llvm::Error error = llvm::Error::success();
+      if (!transform) {
+        llvm::Expected<std::string> raw =
+            readWeightBytes(*contents.checkpoint, name);
+        if (!raw)
+          error = raw.takeError();
+        else if (isa<FloatType>(type.getElementType()) &&
+                 type.getElementType().getIntOrFloatBitWidth() == 8)
+          error = checkNoNaNCodes(name, *raw, type.getElementType());
+        data = raw ? std::move(*raw) : std::string();
+      } else {
+        std::string key = name.str() + "#" + std::to_string(bytes);
+        if (transform.getValue() == "fp8_codes") {
+          std::string scales;
+          error = quantizeWeight(*contents.checkpoint, dict, data, scales);
+          pendingScales[name.str()] = std::move(scales);
+        } else {
+          auto it = pendingScales.find(name.str());
+          if (it == pendingScales.end())
+            error = llvm::createStringError("scales of '" + name.str() +
+                                            "' come before its codes");
+          else
+            data = std::move(it->second);
+        }
+      }
+      if (!error && int64_t(data.size()) != bytes)
+        error = llvm::createStringError(
+            "weight '" + name.str() + "' has " + std::to_string(data.size()) +
+            " bytes but the compiled code expects " + std::to_string(bytes));
+      if (error) {
         os.close();
         return fail(std::move(error));
       }
+      os << data;
       position = target + bytes;
       done += bytes;
       if (progress && done - reported > (int64_t(256) << 20)) {

@@ -77,12 +77,16 @@ void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
 }
 
-void xfmr::buildCPUPipeline(OpPassManager &pm) {
-  buildGraphOptPipeline(pm);
+void xfmr::buildCPULoweringPipeline(OpPassManager &pm) {
   pm.addPass(createLowerToKernels());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   buildLowerToLLVMPipeline(pm);
+}
+
+void xfmr::buildCPUPipeline(OpPassManager &pm) {
+  buildGraphOptPipeline(pm);
+  buildCPULoweringPipeline(pm);
 }
 
 void xfmr::registerCPUPipelines() {

@@ -34,8 +34,7 @@ func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib, int64_t vocab,
   return lib.get(key, {tableType, idsType, outType},
                  [&](OpBuilder &b, Location loc, ValueRange args) {
                    Value tokens = b.create<memref::DimOp>(loc, args[0 + 1], 0);
-                   Value lut = table == WeightFormat::F8E4M3FN ||
-                                       table == WeightFormat::F8E5M2
+                   Value lut = isFP8(table)
                                    ? lib.lookupTable(b, loc, table)
                                    : Value();
                    parallelFor(b, loc, index(b, loc, 0), tokens,

@@ -1,6 +1,7 @@
 //===- KernelBuilder.cpp - helpers to emit loop-level kernels ---*- C++ -*-===//
 
 #include "lowering/Kernels/KernelBuilder.h"
+#include "import/Float8.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -21,6 +22,8 @@ WeightFormat xfmr::kernels::weightFormatOf(Type type) {
     return WeightFormat::F16;
   if (isa<Float8E4M3FNType>(type))
     return WeightFormat::F8E4M3FN;
+  if (isa<Float8E4M3FNUZType>(type))
+    return WeightFormat::F8E4M3FNUZ;
   if (isa<Float8E5M2Type>(type))
     return WeightFormat::F8E5M2;
   return WeightFormat::F32;
@@ -36,6 +39,7 @@ Type xfmr::kernels::storageTypeOf(WeightFormat format, MLIRContext *context) {
   case WeightFormat::F16:
     return b.getF16Type();
   case WeightFormat::F8E4M3FN:
+  case WeightFormat::F8E4M3FNUZ:
   case WeightFormat::F8E5M2:
     return b.getI8Type();
   }
@@ -52,6 +56,8 @@ StringRef xfmr::kernels::formatName(WeightFormat format) {
     return "f16";
   case WeightFormat::F8E4M3FN:
     return "f8e4m3fn";
+  case WeightFormat::F8E4M3FNUZ:
+    return "f8e4m3fnuz";
   case WeightFormat::F8E5M2:
     return "f8e5m2";
   }
@@ -83,6 +89,8 @@ func::FuncOp KernelLibrary::get(StringRef key, TypeRange arguments,
 
 /// Exact value of every FP8 code (NaN codes decode to NaN).
 static double decodeFP8(WeightFormat format, unsigned code) {
+  if (format == WeightFormat::F8E4M3FNUZ)
+    return xfmr::fp8::decode(xfmr::fp8::Format::E4M3FNUZ, code);
   bool negative = code & 0x80;
   double value;
   if (format == WeightFormat::F8E4M3FN) {
@@ -158,6 +166,7 @@ Value xfmr::kernels::loadAsF32(OpBuilder &b, Location loc, Value memref,
   case WeightFormat::F16:
     return b.create<arith::ExtFOp>(loc, b.getF32Type(), value);
   case WeightFormat::F8E4M3FN:
+  case WeightFormat::F8E4M3FNUZ:
   case WeightFormat::F8E5M2: {
     Value code = b.create<arith::ExtUIOp>(loc, b.getI32Type(), value);
     Value position = b.create<arith::IndexCastOp>(loc, b.getIndexType(), code);
@@ -182,6 +191,39 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
     return b.create<arith::ExtFOp>(loc, f32Vector, raw);
   case WeightFormat::F8E4M3FN:
   case WeightFormat::F8E5M2: {
+    // The FP8 bit pattern, shifted into an f16, is the same number times
+    // 2^-8 (E4M3: exponent bias 7 vs 15, subnormals included) or exactly
+    // (E5M2: same bias): a few integer ops and one f16->f32 conversion,
+    // where a table lookup would need a gather. FP8 NaN codes never reach
+    // here: the compiler rejects them when it packs the weights.
+    auto halfBits = VectorType::get({kVectorWidth}, b.getI16Type());
+    auto splat = [&](int64_t v) {
+      return b.create<arith::ConstantOp>(
+          loc, DenseElementsAttr::get(halfBits, b.getI16IntegerAttr(v)));
+    };
+    Value bits;
+    if (format == WeightFormat::F8E5M2) {
+      Value codes = b.create<arith::ExtUIOp>(loc, halfBits, raw);
+      bits = b.create<arith::ShLIOp>(loc, codes, splat(8));
+    } else {
+      // Sign-extend, shift the code to bits 14..7 and clear bit 14: bit 15
+      // keeps the sign, bits 13..7 the exponent and mantissa.
+      Value codes = b.create<arith::ExtSIOp>(loc, halfBits, raw);
+      bits = b.create<arith::AndIOp>(
+          loc, b.create<arith::ShLIOp>(loc, codes, splat(7)),
+          splat(int16_t(0xBFFF)));
+    }
+    Value half = b.create<arith::BitcastOp>(
+        loc, VectorType::get({kVectorWidth}, b.getF16Type()), bits);
+    Value widened = b.create<arith::ExtFOp>(loc, f32Vector, half);
+    if (format == WeightFormat::F8E5M2)
+      return widened;
+    Value factor = b.create<arith::ConstantOp>(
+        loc, DenseElementsAttr::get(f32Vector, b.getF32FloatAttr(256.0f)));
+    return b.create<arith::MulFOp>(loc, widened, factor);
+  }
+  case WeightFormat::F8E4M3FNUZ: {
+    // Bias 8 and a NaN at -0: decode through the table.
     auto codesType = VectorType::get({kVectorWidth}, b.getI32Type());
     Value codes = b.create<arith::ExtUIOp>(loc, codesType, raw);
     auto maskType = VectorType::get({kVectorWidth}, b.getI1Type());
@@ -265,7 +307,43 @@ Value xfmr::kernels::scaledDot(
   };
   int64_t fullBlocks = length / blockCols, rest = length % blockCols;
   Value sum = f32(b, loc, 0.0);
-  if (fullBlocks > 0) {
+  if (fullBlocks > 0 && blockCols % kVectorWidth == 0) {
+    // Scale each block's vector of partial sums and keep accumulating in
+    // vectors: one horizontal reduction per row, not one per block.
+    auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
+    Value vzero = b.create<arith::ConstantOp>(
+        loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
+    auto blocks = b.create<scf::ForOp>(
+        loc, zero, index(b, loc, fullBlocks), index(b, loc, 1),
+        ValueRange{vzero},
+        [&](OpBuilder &b, Location loc, Value block, ValueRange total) {
+          Value begin =
+              b.create<arith::MulIOp>(loc, block, index(b, loc, blockCols));
+          auto inner = b.create<scf::ForOp>(
+              loc, index(b, loc, 0), index(b, loc, blockCols),
+              index(b, loc, kVectorWidth), ValueRange{vzero},
+              [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+                Value at = b.create<arith::AddIOp>(loc, begin, k);
+                SmallVector<Value> aIndex(aPrefix.begin(), aPrefix.end());
+                aIndex.push_back(at);
+                SmallVector<Value> wIndex(wPrefix.begin(), wPrefix.end());
+                wIndex.push_back(at);
+                Value av = b.create<vector::LoadOp>(loc, vectorType, a, aIndex);
+                Value wv = loadVectorAsF32(b, loc, w, wIndex, format, table);
+                b.create<scf::YieldOp>(
+                    loc,
+                    ValueRange{b.create<vector::FMAOp>(loc, av, wv, acc[0])});
+              });
+          Value splat = b.create<vector::BroadcastOp>(loc, vectorType,
+                                                      scaleAt(b, loc, block));
+          b.create<scf::YieldOp>(
+              loc, ValueRange{b.create<vector::FMAOp>(loc, inner.getResult(0),
+                                                      splat, total[0])});
+        });
+    sum = b.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD,
+                                        blocks.getResult(0), Value(),
+                                        arith::FastMathFlags::reassoc);
+  } else if (fullBlocks > 0) {
     auto loop = b.create<scf::ForOp>(
         loc, zero, index(b, loc, fullBlocks), index(b, loc, 1),
         ValueRange{sum},
@@ -297,4 +375,38 @@ Value xfmr::kernels::silu(OpBuilder &b, Location loc, Value x) {
   Value exp = b.create<math::ExpOp>(loc, negative);
   Value denominator = b.create<arith::AddFOp>(loc, f32(b, loc, 1.0), exp);
   return b.create<arith::DivFOp>(loc, x, denominator);
+}
+
+Value xfmr::kernels::roundToFP8(OpBuilder &b, Location loc, Value value,
+                                WeightFormat format) {
+  int mantissaBits = format == WeightFormat::F8E5M2 ? 2 : 3;
+  int bias = format == WeightFormat::F8E5M2     ? 15
+             : format == WeightFormat::F8E4M3FNUZ ? 8
+                                                 : 7;
+  double top = format == WeightFormat::F8E5M2     ? 57344.0
+               : format == WeightFormat::F8E4M3FNUZ ? 240.0
+                                                   : 448.0;
+  Type i32 = b.getI32Type();
+  auto c32 = [&](int64_t v) {
+    return b.create<arith::ConstantOp>(loc, b.getI32IntegerAttr(v));
+  };
+  Value limit = f32(b, loc, top);
+  Value magnitude = b.create<arith::MinimumFOp>(
+      loc, b.create<math::AbsFOp>(loc, value), limit);
+  // Exponent of the binade (subnormals share the smallest), then the
+  // quantum 2^(exponent - mantissa bits) built from its bit pattern.
+  Value bits = b.create<arith::BitcastOp>(loc, i32, magnitude);
+  Value exponent = b.create<arith::SubIOp>(
+      loc, b.create<arith::ShRUIOp>(loc, bits, c32(23)), c32(127));
+  exponent = b.create<arith::MaxSIOp>(loc, exponent, c32(1 - bias));
+  Value quantumBits = b.create<arith::ShLIOp>(
+      loc,
+      b.create<arith::AddIOp>(loc, exponent, c32(127 - mantissaBits)),
+      c32(23));
+  Value quantum = b.create<arith::BitcastOp>(loc, b.getF32Type(), quantumBits);
+  Value steps = b.create<math::RoundEvenOp>(
+      loc, b.create<arith::DivFOp>(loc, magnitude, quantum));
+  Value rounded = b.create<arith::MinimumFOp>(
+      loc, b.create<arith::MulFOp>(loc, steps, quantum), limit);
+  return b.create<math::CopySignOp>(loc, rounded, value);
 }

@@ -23,7 +23,13 @@ namespace xfmr::kernels {
 
 /// Storage format of a weight element, as kernels read it. FP8 weights are
 /// viewed as i8 and decoded through a 256-entry table.
-enum class WeightFormat { F32, BF16, F16, F8E4M3FN, F8E5M2 };
+enum class WeightFormat { F32, BF16, F16, F8E4M3FN, F8E4M3FNUZ, F8E5M2 };
+
+/// True for the FP8 formats (stored as bytes, decoded in registers).
+inline bool isFP8(WeightFormat format) {
+  return format == WeightFormat::F8E4M3FN ||
+         format == WeightFormat::F8E4M3FNUZ || format == WeightFormat::F8E5M2;
+}
 
 /// The weight format of a tensor element type.
 WeightFormat weightFormatOf(mlir::Type elementType);
@@ -97,6 +103,12 @@ mlir::Value scaledDot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
                       std::optional<std::pair<int64_t, int64_t>> blockScale,
                       mlir::Value scale, mlir::ValueRange scalePrefix,
                       mlir::Value row);
+
+/// Rounds f32 `value` to the nearest value of FP8 `format` (ties to even),
+/// saturating to its largest finite value; the result stays f32. Exact:
+/// only divisions by powers of two and an integer rounding.
+mlir::Value roundToFP8(mlir::OpBuilder &b, mlir::Location loc,
+                       mlir::Value value, WeightFormat format);
 
 /// x * sigmoid(x), computed as x / (1 + exp(-x)).
 mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);

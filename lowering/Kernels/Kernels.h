@@ -37,6 +37,13 @@ mlir::func::FuncOp elementwise(KernelLibrary &lib, Elementwise kind);
 mlir::func::FuncOp sliceColumns(KernelLibrary &lib, int64_t inDim,
                                 int64_t offset, int64_t outDim);
 
+/// Dynamic activation quantization, fused with its dequantization:
+/// (x [S, K], out [S, K]). For each token and group of `group` channels,
+/// scale = max(max |x|, 1e-12) / max_fp8 and out = round_fp8(x / scale) *
+/// scale: the values the FP8 matmul sees.
+mlir::func::FuncOp fakeQuantize(KernelLibrary &lib, int64_t channels,
+                                int64_t group, WeightFormat format);
+
 /// (x [S, H], weight [H], out [S, H]).
 mlir::func::FuncOp rmsNorm(KernelLibrary &lib, int64_t hidden,
                            WeightFormat weight, double eps);

@@ -160,8 +160,7 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
     op.biasFormat = bias;
     op.in = in;
     op.format = weight.format;
-    bool fp8 = weight.format == WeightFormat::F8E4M3FN ||
-               weight.format == WeightFormat::F8E5M2;
+    bool fp8 = isFP8(weight.format);
     op.table = fp8 ? lib.lookupTable(b, loc, weight.format) : Value();
     Value tokens = b.create<memref::DimOp>(loc, op.x, 0);
 

@@ -279,8 +279,7 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
       downScale = args[8];
     }
     Value scratch = args[args.size() - 2], out = args.back();
-    bool fp8 = weight.format == WeightFormat::F8E4M3FN ||
-               weight.format == WeightFormat::F8E5M2;
+    bool fp8 = isFP8(weight.format);
     Value lut = fp8 ? lib.lookupTable(b, loc, weight.format) : Value();
     Value tokens = b.create<memref::DimOp>(loc, x, 0);
     Value zero = index(b, loc, 0);

@@ -25,8 +25,7 @@ func::FuncOp xfmr::kernels::rmsNorm(KernelLibrary &lib, int64_t hidden,
   return lib.get(key, {rows, weightType, rows},
                  [&](OpBuilder &b, Location loc, ValueRange args) {
     Value x = args[0], w = args[1], out = args[2];
-    Value lut = (weight == WeightFormat::F8E4M3FN ||
-                 weight == WeightFormat::F8E5M2)
+    Value lut = isFP8(weight)
                     ? lib.lookupTable(b, loc, weight)
                     : Value();
     Value tokens = b.create<memref::DimOp>(loc, x, 0);

@@ -47,6 +47,25 @@ struct WeightSlot {
   RankedTensorType type;
 };
 
+/// The blob slots of the codes and scales of a weight quantized at compile
+/// time, keyed by source name, layout and element type.
+std::string quantizedWeightKey(QuantizeOp quantize, StringRef part) {
+  std::string key;
+  llvm::raw_string_ostream os(key);
+  os << cast<WeightOp>(quantize.getInput().getDefiningOp()).getName() << "#"
+     << part << "#" << quantize.getLayout() << "#"
+     << quantize.getResult().getType().getElementType();
+  return key;
+}
+
+/// True when every user of `weight` quantizes it: only the derived codes
+/// and scales are stored.
+bool onlyQuantized(WeightOp weight) {
+  return !weight->use_empty() &&
+         llvm::all_of(weight->getUsers(),
+                      [](Operation *user) { return isa<QuantizeOp>(user); });
+}
+
 /// Where each layer's cache lives in the cache blob.
 struct CacheSlot {
   int64_t offset;
@@ -146,6 +165,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   };
 
   if (auto weight = dyn_cast<WeightOp>(op)) {
+    if (onlyQuantized(weight))
+      return success(); // its quantize reads the packed codes instead
     const WeightSlot &slot = weights.find(weight.getName())->second;
     auto type = MemRefType::get(
         slot.type.getShape(),
@@ -374,6 +395,58 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     b->create<memref::DeallocOp>(loc, scratch);
     return success();
   }
+  if (auto quantize = dyn_cast<QuantizeOp>(op)) {
+    if (quantize.getInput().getDefiningOp<WeightOp>()) {
+      // Evaluated at compile time: views of the packed codes and scales.
+      for (auto [result, part] :
+           {std::pair(quantize.getResult(), "codes"),
+            std::pair(quantize.getScale(), "scales")}) {
+        const WeightSlot &slot =
+            weights.find(quantizedWeightKey(quantize, part))->second;
+        auto type = MemRefType::get(
+            slot.type.getShape(),
+            storageTypeOf(weightFormatOf(slot.type.getElementType()),
+                          b->getContext()));
+        bind(result, b->create<memref::ViewOp>(loc, type, weightBlob,
+                                               index(*b, loc, slot.offset),
+                                               ValueRange{}),
+             false);
+      }
+      return success();
+    }
+    // Activations: only quantize-then-dequantize (fused below) is supported.
+    for (Operation *user : quantize->getUsers())
+      if (!isa<DequantizeOp>(user))
+        return user->emitOpError()
+               << "uses quantized activations directly; the CPU lowering "
+                  "supports them only through xfmr.dequantize";
+    return success();
+  }
+  if (auto dequantize = dyn_cast<DequantizeOp>(op)) {
+    auto quantize = dequantize.getInput().getDefiningOp<QuantizeOp>();
+    ScaleLayoutAttr layout = dequantize.getLayout();
+    if (!quantize || quantize.getInput().getDefiningOp<WeightOp>() ||
+        quantize.getLayout() != layout ||
+        quantize.getScale() != dequantize.getScale())
+      return op->emitOpError()
+             << "the CPU lowering dequantizes only what an xfmr.quantize of "
+                "activations produced, with the same layout";
+    auto type = dequantize.getType();
+    if (type.getRank() != 2 || layout.getKind() != ScaleKind::block ||
+        layout.getBlock()[0] != 1)
+      return op->emitOpError()
+             << "the CPU lowering quantizes activations per token in groups "
+                "(block [1, G] on [tokens, channels]), got "
+             << layout;
+    int64_t channels = type.getDimSize(1);
+    Value result = outOrLogits(dequantize.getResult(), {channels});
+    call(fakeQuantize(lib, channels, layout.getBlock()[1],
+                      weightFormatOf(dequantize.getInput()
+                                         .getType()
+                                         .getElementType())),
+         {buffer(quantize.getInput()), result});
+    return success();
+  }
   return op->emitOpError()
          << "is not supported by the CPU lowering (xfmr-lower-to-kernels)";
 }
@@ -437,6 +510,11 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
     for (Value operand : op->getOperands())
       if (Value root = rootOf.lookup(operand))
         lastRead[root] = int64_t(i);
+    // A dequantize reads the activations its quantize was given.
+    if (auto dequantize = dyn_cast<DequantizeOp>(op))
+      if (auto quantize = dequantize.getInput().getDefiningOp<QuantizeOp>())
+        if (Value root = rootOf.lookup(quantize.getInput()))
+          lastRead[root] = int64_t(i);
   }
 
   for (auto [i, op] : llvm::enumerate(ops)) {
@@ -524,32 +602,54 @@ void LowerToKernelsPass::runOnOperation() {
   llvm::StringMap<WeightSlot> weights;
   SmallVector<Attribute> weightLayout;
   int64_t weightBytes = 0;
+  auto addSlot = [&](StringRef key, RankedTensorType type,
+                     ArrayRef<NamedAttribute> description) -> bool {
+    auto [it, inserted] = weights.try_emplace(key, WeightSlot{0, 0, type});
+    if (!inserted)
+      return it->second.type == type;
+    it->second.offset = weightBytes;
+    it->second.bytes =
+        type.getNumElements() * elementBytes(type.getElementType());
+    weightBytes = alignTo(weightBytes + it->second.bytes);
+    SmallVector<NamedAttribute> entry(description.begin(), description.end());
+    entry.push_back(builder.getNamedAttr(
+        "offset", builder.getI64IntegerAttr(it->second.offset)));
+    entry.push_back(builder.getNamedAttr(
+        "bytes", builder.getI64IntegerAttr(it->second.bytes)));
+    entry.push_back(builder.getNamedAttr("type", TypeAttr::get(type)));
+    weightLayout.push_back(builder.getDictionaryAttr(entry));
+    return true;
+  };
   for (func::FuncOp func : entries) {
-    func.walk([&](WeightOp weight) {
-      RankedTensorType type = weight.getType();
-      auto [it, inserted] =
-          weights.try_emplace(weight.getName(), WeightSlot{0, 0, type});
-      if (!inserted) {
-        if (it->second.type != type) {
+    func.walk([&](Operation *op) {
+      if (auto weight = dyn_cast<WeightOp>(op)) {
+        if (onlyQuantized(weight))
+          return;
+        if (!addSlot(weight.getName(), weight.getType(),
+                     {builder.getNamedAttr("name", weight.getNameAttr())})) {
           weight.emitOpError() << "weight '" << weight.getName()
-                               << "' is used with two types: "
-                               << it->second.type << " and " << type;
+                               << "' is used with two types";
           signalPassFailure();
         }
         return;
       }
-      it->second.offset = weightBytes;
-      it->second.bytes =
-          type.getNumElements() * elementBytes(type.getElementType());
-      weightBytes = alignTo(weightBytes + it->second.bytes);
-      weightLayout.push_back(builder.getDictionaryAttr({
-          builder.getNamedAttr("name", weight.getNameAttr()),
-          builder.getNamedAttr("offset",
-                               builder.getI64IntegerAttr(it->second.offset)),
-          builder.getNamedAttr("bytes",
-                               builder.getI64IntegerAttr(it->second.bytes)),
-          builder.getNamedAttr("type", TypeAttr::get(type)),
-      }));
+      auto quantize = dyn_cast<QuantizeOp>(op);
+      if (!quantize)
+        return;
+      auto source = quantize.getInput().getDefiningOp<WeightOp>();
+      if (!source)
+        return;
+      // Codes and scales the packer computes from the source weight.
+      for (auto [part, type] :
+           {std::pair(StringRef("codes"), quantize.getResult().getType()),
+            std::pair(StringRef("scales"), quantize.getScale().getType())})
+        addSlot(quantizedWeightKey(quantize, part), cast<RankedTensorType>(type),
+                {builder.getNamedAttr("name", source.getNameAttr()),
+                 builder.getNamedAttr(
+                     "transform", builder.getStringAttr("fp8_" + part.str())),
+                 builder.getNamedAttr("layout", quantize.getLayout()),
+                 builder.getNamedAttr("source_type",
+                                      TypeAttr::get(source.getType()))});
     });
   }
   SmallVector<CacheSlot> caches;

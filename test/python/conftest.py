@@ -12,6 +12,20 @@ sys.path.insert(0, str(REPO / "python"))
 #: Real checkpoints shared between the repositories live beside the repo, not in it.
 SHARED_MODELS = REPO.parent / "shared" / "models"
 
+#: The CMake build whose tools and native extension the tests use: $XFMR_BUILD_DIR
+#: (relative to the current folder or the repository) or <repo>/build.
+BUILD_DIR = Path(os.environ.get("XFMR_BUILD_DIR") or REPO / "build")
+if not BUILD_DIR.is_absolute() and not BUILD_DIR.exists():
+    BUILD_DIR = REPO / BUILD_DIR
+BUILD_DIR = BUILD_DIR.absolute()
+
+# The extension xfmr._xfmr is built into <build>/python/xfmr; the package's other
+# modules still come from the source tree.
+import xfmr  # noqa: E402
+
+if (BUILD_DIR / "python" / "xfmr").is_dir():
+    xfmr.__path__.append(str(BUILD_DIR / "python" / "xfmr"))
+
 
 @pytest.fixture(scope="session")
 def stories260k_dir() -> Path:
@@ -45,3 +59,9 @@ def python_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO / "python") + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture(scope="session")
+def build_dir() -> Path:
+    """The CMake build folder (tools in bin/, the extension in python/xfmr/)."""
+    return BUILD_DIR

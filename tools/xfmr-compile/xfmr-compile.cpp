@@ -44,6 +44,30 @@ static cl::opt<std::string> dumpIRAfter(
     "dump-ir-after",
     cl::desc("Print the IR to stderr after the named pass (or 'all')"),
     cl::init(""));
+static cl::opt<std::string>
+    quantize("quantize",
+             cl::desc("Quantize the linear layers: fp8 (DeepSeek-V3 recipe: "
+                      "E4M3 weights in 128x128 blocks, activations per token "
+                      "in groups of 128). Default: off"),
+             cl::init(""));
+static cl::opt<std::string> quantizeGranularity(
+    "quantize-granularity",
+    cl::desc("Weight scales: block (default), channel or tensor"),
+    cl::init(""));
+static cl::opt<std::string>
+    quantizeBlock("quantize-block",
+                  cl::desc("Weight scale block, N or RxC (default 128x128)"),
+                  cl::init(""));
+static cl::opt<std::string> quantizeActivations(
+    "quantize-activations",
+    cl::desc("Also quantize activations dynamically: true (default) or "
+             "false (weights only)"),
+    cl::init(""));
+static cl::opt<std::string> quantizeKeep(
+    "quantize-keep",
+    cl::desc("Comma-separated weight-name substrings kept in high precision "
+             "(default: embed_tokens,lm_head)"),
+    cl::init(""));
 static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level"),
                                   cl::init(3), cl::Prefix);
 
@@ -60,6 +84,29 @@ int main(int argc, char **argv) {
   options.weights = weightsDir;
   options.dumpIRAfter = dumpIRAfter;
   options.optLevel = optLevel;
+  options.quantize = quantize;
+  std::string passOptions;
+  auto add = [&](const std::string &option) {
+    passOptions += (passOptions.empty() ? "" : " ") + option;
+  };
+  if (!quantizeGranularity.empty())
+    add("granularity=" + quantizeGranularity);
+  if (!quantizeBlock.empty()) {
+    StringRef block = quantizeBlock;
+    auto [rows, cols] = block.split('x');
+    add("block-rows=" + rows.str());
+    add("block-cols=" + (cols.empty() ? rows : cols).str());
+  }
+  if (!quantizeActivations.empty())
+    add("activations=" + quantizeActivations);
+  if (!quantizeKeep.empty())
+    add("keep=" + quantizeKeep);
+  if (!passOptions.empty() && quantize.empty()) {
+    WithColor::error(errs(), "xfmr-compile")
+        << "--quantize-* options need --quantize fp8\n";
+    return 1;
+  }
+  options.quantizeOptions = passOptions;
   if (Error error = xfmr::compileModel(options, [](const std::string &line) {
         errs() << "xfmr-compile: " << line << "\n";
       })) {

@@ -12,8 +12,15 @@ def silu(x: np.ndarray) -> np.ndarray:
 
 
 def linear(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None) -> np.ndarray:
-    """y = x W^T + b, with W stored [out, in] as in Hugging Face checkpoints."""
-    y = np.asarray(x, dtype=np.float64) @ w.T
+    """y = x W^T + b, with W stored [out, in] as in Hugging Face checkpoints.
+
+    A weight marked by fp8.apply_fp8 first quantizes the input per token and group."""
+    group = getattr(w, "activation_group", None)
+    if group:
+        from .fp8 import fake_quantize  # noqa: PLC0415 (avoids an import cycle)
+        x = fake_quantize(x, group)
+        w = np.asarray(w)
+    y = np.asarray(x, dtype=np.float64) @ np.asarray(w).T
     return y if b is None else y + b
 
 

@@ -1,0 +1,59 @@
+//===- Quantize.cpp - dynamic activation quantization ------------*- C++ -*-===//
+
+#include "lowering/Kernels/Kernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace xfmr::kernels;
+
+func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib, int64_t channels,
+                                         int64_t group, WeightFormat format) {
+  MLIRContext *context = lib.getModule().getContext();
+  auto buffer =
+      MemRefType::get({ShapedType::kDynamic, channels}, Float32Type::get(context));
+  double top = format == WeightFormat::F8E5M2       ? 57344.0
+               : format == WeightFormat::F8E4M3FNUZ ? 240.0
+                                                     : 448.0;
+  std::string key = "fake_quantize_" + std::to_string(channels) + "_g" +
+                    std::to_string(group) + "_" + formatName(format).str();
+  return lib.get(key, {buffer, buffer},
+                 [&](OpBuilder &b, Location loc, ValueRange args) {
+    Value x = args[0], out = args[1];
+    Value tokens = b.create<memref::DimOp>(loc, x, 0);
+    int64_t groups = (channels + group - 1) / group;
+    parallelFor(b, loc, index(b, loc, 0), tokens,
+                [&](OpBuilder &b, Location loc, Value t) {
+      serialFor(b, loc, index(b, loc, 0), index(b, loc, groups),
+                [&](OpBuilder &b, Location loc, Value g) {
+        Value begin = b.create<arith::MulIOp>(loc, g, index(b, loc, group));
+        Value end = b.create<arith::MinUIOp>(
+            loc, b.create<arith::AddIOp>(loc, begin, index(b, loc, group)),
+            index(b, loc, channels));
+        auto amax = b.create<scf::ForOp>(
+            loc, begin, end, index(b, loc, 1), ValueRange{f32(b, loc, 0.0)},
+            [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+              Value v = b.create<math::AbsFOp>(
+                  loc, b.create<memref::LoadOp>(loc, x, ValueRange{t, k}));
+              b.create<scf::YieldOp>(
+                  loc, ValueRange{b.create<arith::MaximumFOp>(loc, acc[0], v)});
+            });
+        Value scale = b.create<arith::DivFOp>(
+            loc,
+            b.create<arith::MaximumFOp>(loc, amax.getResult(0),
+                                        f32(b, loc, 1e-12)),
+            f32(b, loc, top));
+        serialFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value k) {
+          Value v = b.create<memref::LoadOp>(loc, x, ValueRange{t, k});
+          Value q = roundToFP8(b, loc, b.create<arith::DivFOp>(loc, v, scale),
+                               format);
+          b.create<memref::StoreOp>(loc, b.create<arith::MulFOp>(loc, q, scale),
+                                    out, ValueRange{t, k});
+        });
+      });
+    });
+  });
+}
