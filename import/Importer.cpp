@@ -153,7 +153,7 @@ Value ModelBuilder::weight(const std::string &name) {
     element = b.getF32Type();
   }
   SmallVector<int64_t> shape = info ? info->shape : SmallVector<int64_t>{1};
-  return b.create<WeightOp>(loc, RankedTensorType::get(shape, element),
+  return WeightOp::create(b, loc, RankedTensorType::get(shape, element),
                             b.getStringAttr(name));
 }
 
@@ -181,7 +181,7 @@ Value ModelBuilder::stackedWeight(const std::string &prefix,
   }
   SmallVector<int64_t> shape{count};
   shape.append(first->shape.begin(), first->shape.end());
-  return b.create<WeightOp>(loc, RankedTensorType::get(shape, element),
+  return WeightOp::create(b, loc, RankedTensorType::get(shape, element),
                             b.getStringAttr(prefix + "*" + suffix));
 }
 
@@ -199,18 +199,18 @@ Value ModelBuilder::linear(Value x, const std::string &name, bool bias) {
     scale = weight(name + ".weight_scale_inv");
     layout = blockLayout();
   }
-  return b.create<LinearOp>(loc, resultType, x, w, biasValue, scale, layout);
+  return LinearOp::create(b, loc, resultType, x, w, biasValue, scale, layout);
 }
 
 Value ModelBuilder::rmsNorm(Value x, const std::string &name) {
-  return b.create<RMSNormOp>(loc, x, weight(name + ".weight"),
+  return RMSNormOp::create(b, loc, x, weight(name + ".weight"),
                              b.getF64FloatAttr(c.rmsNormEps));
 }
 
 Value ModelBuilder::swigluMLP(Value x, const std::string &prefix) {
   Value gate = linear(x, prefix + "gate_proj");
   Value up = linear(x, prefix + "up_proj");
-  Value act = b.create<SwiGLUOp>(loc, gate, up);
+  Value act = SwiGLUOp::create(b, loc, gate, up);
   return linear(act, prefix + "down_proj");
 }
 
@@ -220,21 +220,21 @@ Value ModelBuilder::gqaAttention(Value x, const std::string &prefix,
   Value q = linear(x, prefix + "q_proj", c.attentionBias);
   Value k = linear(x, prefix + "k_proj", c.attentionBias);
   Value v = linear(x, prefix + "v_proj", c.attentionBias);
-  Value q3 = b.create<SplitHeadsOp>(loc, act({c.numHeads, d}), q);
-  Value k3 = b.create<SplitHeadsOp>(loc, act({c.numKVHeads, d}), k);
-  Value v3 = b.create<SplitHeadsOp>(loc, act({c.numKVHeads, d}), v);
+  Value q3 = SplitHeadsOp::create(b, loc, act({c.numHeads, d}), q);
+  Value k3 = SplitHeadsOp::create(b, loc, act({c.numKVHeads, d}), k);
+  Value v3 = SplitHeadsOp::create(b, loc, act({c.numKVHeads, d}), v);
   RopeAttr rope = ropeAttr(b.getContext(), c, RopeStyle::rotate_half, 0, 0);
-  Value qr = b.create<RopeOp>(loc, q3, start, rope);
-  Value kr = b.create<RopeOp>(loc, k3, start, rope);
+  Value qr = RopeOp::create(b, loc, q3, start, rope);
+  Value kr = RopeOp::create(b, loc, k3, start, rope);
   IntegerAttr window;
   if (c.slidingWindow)
     window = b.getI64IntegerAttr(*c.slidingWindow);
-  auto attn = b.create<AttentionOp>(
+  auto attn = AttentionOp::create(b, 
       loc, act({c.numHeads, d}), cacheType(layer), qr, kr, v3, caches[layer],
       start, b.getF64FloatAttr(1.0 / std::sqrt(double(d))), window);
   caches[layer] = attn.getNewCache();
   Value merged =
-      b.create<MergeHeadsOp>(loc, act({c.numHeads * d}), attn.getOutput());
+      MergeHeadsOp::create(b, loc, act({c.numHeads * d}), attn.getOutput());
   // Llama's attention_bias covers o_proj; Qwen2's biases stop at q/k/v.
   return linear(merged, prefix + "o_proj",
                 c.attentionBias && c.arch == Architecture::Llama);
@@ -252,19 +252,19 @@ Value ModelBuilder::mlaAttention(Value x, const std::string &prefix,
   } else {
     q = linear(x, prefix + "q_proj");
   }
-  Value q3 = b.create<SplitHeadsOp>(loc, act({heads, nope + ropeDim}), q);
+  Value q3 = SplitHeadsOp::create(b, loc, act({heads, nope + ropeDim}), q);
   // DeepSeek rotates interleaved pairs of the last qk_rope channels.
-  Value qr = b.create<RopeOp>(
+  Value qr = RopeOp::create(b, 
       loc, q3, start,
       ropeAttr(b.getContext(), c, RopeStyle::interleaved, ropeDim, nope));
   // Compressed KV: the normalized latent and the shared rotary key.
   Value kva = linear(x, prefix + "kv_a_proj_with_mqa");
   auto split =
-      b.create<SplitOp>(loc, TypeRange{act({rank}), act({ropeDim})}, kva);
+      SplitOp::create(b, loc, TypeRange{act({rank}), act({ropeDim})}, kva);
   Value latent = rmsNorm(split.getResult(0), prefix + "kv_a_layernorm");
   Value kpe =
-      b.create<SplitHeadsOp>(loc, act({1, ropeDim}), split.getResult(1));
-  Value kper = b.create<RopeOp>(
+      SplitHeadsOp::create(b, loc, act({1, ropeDim}), split.getResult(1));
+  Value kper = RopeOp::create(b, 
       loc, kpe, start,
       ropeAttr(b.getContext(), c, RopeStyle::interleaved, 0, 0));
   // Softmax scale, with YaRN's magnitude correction squared.
@@ -281,18 +281,18 @@ Value ModelBuilder::mlaAttention(Value x, const std::string &prefix,
     kvBScale = weight(prefix + "kv_b_proj.weight_scale_inv");
     layout = blockLayout();
   }
-  auto attn = b.create<MLAAttentionOp>(
+  auto attn = MLAAttentionOp::create(b, 
       loc, act({heads, c.vHeadDim}), cacheType(layer), qr, latent, kper, kvB,
       kvBScale, caches[layer], start, b.getF64FloatAttr(scale), layout);
   caches[layer] = attn.getNewCache();
   Value merged =
-      b.create<MergeHeadsOp>(loc, act({heads * c.vHeadDim}), attn.getOutput());
+      MergeHeadsOp::create(b, loc, act({heads * c.vHeadDim}), attn.getOutput());
   return linear(merged, prefix + "o_proj");
 }
 
 Value ModelBuilder::mixtralMoE(Value x, const std::string &prefix) {
   int64_t k = c.numExpertsPerTok;
-  auto gate = b.create<MoEGateOp>(
+  auto gate = MoEGateOp::create(b, 
       loc, act({k}), RankedTensorType::get({tokens, k}, b.getI32Type()), x,
       weight(prefix + "gate.weight"), /*bias=*/Value(),
       ScoringFuncAttr::get(b.getContext(), ScoringFunc::softmax),
@@ -310,7 +310,7 @@ Value ModelBuilder::mixtralMoE(Value x, const std::string &prefix) {
     s2 = stackedWeight(experts, ".w2.weight_scale_inv", c.numExperts);
     layout = blockLayout();
   }
-  return b.create<MoEExpertsOp>(loc, x.getType(), x, gate.getWeights(),
+  return MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
                                 gate.getIndices(), w1, w3, w2, s1, s3, s2,
                                 layout);
 }
@@ -323,7 +323,7 @@ Value ModelBuilder::deepseekMoE(Value x, const std::string &prefix) {
       grouped ? weight(prefix + "gate.e_score_correction_bias") : Value();
   auto scoring =
       c.scoringFunc == "sigmoid" ? ScoringFunc::sigmoid : ScoringFunc::softmax;
-  auto gate = b.create<MoEGateOp>(
+  auto gate = MoEGateOp::create(b, 
       loc, act({k}), RankedTensorType::get({tokens, k}, b.getI32Type()), x,
       weight(prefix + "gate.weight"), bias,
       ScoringFuncAttr::get(b.getContext(), scoring), b.getI64IntegerAttr(k),
@@ -343,12 +343,12 @@ Value ModelBuilder::deepseekMoE(Value x, const std::string &prefix) {
     layout = blockLayout();
   }
   Value routed =
-      b.create<MoEExpertsOp>(loc, x.getType(), x, gate.getWeights(),
+      MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
                              gate.getIndices(), wg, wu, wd, sg, su, sd, layout);
   if (c.numSharedExperts == 0)
     return routed;
   Value shared = swigluMLP(x, prefix + "shared_experts.");
-  return b.create<AddOp>(loc, routed, shared);
+  return AddOp::create(b, loc, routed, shared);
 }
 
 Value ModelBuilder::decoderLayer(Value h, int64_t layer) {
@@ -359,7 +359,7 @@ Value ModelBuilder::decoderLayer(Value h, int64_t layer) {
   Value x = rmsNorm(h, p + "input_layernorm");
   Value attn = deepseek ? mlaAttention(x, p + "self_attn.", layer)
                         : gqaAttention(x, p + "self_attn.", layer);
-  Value h1 = b.create<AddOp>(loc, h, attn);
+  Value h1 = AddOp::create(b, loc, h, attn);
 
   setLoc(p + "mlp");
   Value y = rmsNorm(h1, p + "post_attention_layernorm");
@@ -370,7 +370,7 @@ Value ModelBuilder::decoderLayer(Value h, int64_t layer) {
     mlp = deepseekMoE(y, p + "mlp.");
   else
     mlp = mixtralMoE(y, p + "block_sparse_moe.");
-  return b.create<AddOp>(loc, h1, mlp);
+  return AddOp::create(b, loc, h1, mlp);
 }
 
 llvm::Error ModelBuilder::buildEntry(ModuleOp module, StringRef name,
@@ -396,7 +396,7 @@ llvm::Error ModelBuilder::buildEntry(ModuleOp module, StringRef name,
   results.append(cacheTypes.begin(), cacheTypes.end());
 
   b.setInsertionPointToEnd(module.getBody());
-  auto func = b.create<func::FuncOp>(NameLoc::get(b.getStringAttr(name)), name,
+  auto func = func::FuncOp::create(b, NameLoc::get(b.getStringAttr(name)), name,
                                      b.getFunctionType(inputs, results));
   func->setAttr(kEntryAttrName, b.getStringAttr(name));
   Block *body = func.addEntryBlock();
@@ -407,7 +407,7 @@ llvm::Error ModelBuilder::buildEntry(ModuleOp module, StringRef name,
 
   setLoc("model.embed_tokens");
   Value table = weight("model.embed_tokens.weight");
-  Value h = b.create<EmbeddingOp>(loc, act({c.hiddenSize}), table, ids);
+  Value h = EmbeddingOp::create(b, loc, act({c.hiddenSize}), table, ids);
   for (int64_t layer = 0; layer < c.numLayers; ++layer)
     h = decoderLayer(h, layer);
 
@@ -415,13 +415,13 @@ llvm::Error ModelBuilder::buildEntry(ModuleOp module, StringRef name,
   Value z = rmsNorm(h, "model.norm");
   Value logits;
   if (c.tieWordEmbeddings)
-    logits = b.create<LinearOp>(loc, act({c.vocabSize}), z, table, Value(),
+    logits = LinearOp::create(b, loc, act({c.vocabSize}), z, table, Value(),
                                 Value(), ScaleLayoutAttr());
   else
     logits = linear(z, "lm_head");
   SmallVector<Value> returned{logits};
   returned.append(caches.begin(), caches.end());
-  b.create<func::ReturnOp>(loc, returned);
+  func::ReturnOp::create(b, loc, returned);
   if (!error.empty())
     return llvm::createStringError(error);
   return llvm::Error::success();

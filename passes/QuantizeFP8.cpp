@@ -70,7 +70,7 @@ std::pair<Value, Value> quantizeWeight(PatternRewriter &rewriter, Location loc,
   auto codes = RankedTensorType::get(type.getShape(), settings.element);
   auto scales = RankedTensorType::get(layout.scaleShape(type.getShape()),
                                       rewriter.getF32Type());
-  auto quantize = rewriter.create<QuantizeOp>(loc, codes, scales, weight, layout);
+  auto quantize = QuantizeOp::create(rewriter, loc, codes, scales, weight, layout);
   return {quantize.getResult(), quantize.getScale()};
 }
 
@@ -85,8 +85,8 @@ Value quantizeActivations(PatternRewriter &rewriter, Location loc, Value input,
   auto codes = RankedTensorType::get(type.getShape(), settings.element);
   auto scales = RankedTensorType::get(layout.scaleShape(type.getShape()),
                                       rewriter.getF32Type());
-  auto quantize = rewriter.create<QuantizeOp>(loc, codes, scales, input, layout);
-  return rewriter.create<DequantizeOp>(loc, type, quantize.getResult(),
+  auto quantize = QuantizeOp::create(rewriter, loc, codes, scales, input, layout);
+  return DequantizeOp::create(rewriter, loc, type, quantize.getResult(),
                                        quantize.getScale(), layout);
 }
 
@@ -162,8 +162,9 @@ struct QuantizeMLA : OpRewritePattern<MLAAttentionOp> {
       return rewriter.notifyMatchFailure(mla, "kv_b not quantizable");
     ScaleLayoutAttr layout =
         weightLayout(getContext(), weight.getType().getShape(), settings);
-    auto [w, scale] =
+    std::pair<Value, Value> quantized =
         quantizeWeight(rewriter, mla.getLoc(), weight, layout, settings);
+    Value w = quantized.first, scale = quantized.second;
     rewriter.modifyOpInPlace(mla, [&] {
       mla.getKvBWeightMutable().assign(w);
       mla.getScaleTensorMutable().assign(scale);

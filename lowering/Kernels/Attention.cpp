@@ -40,11 +40,11 @@ static void copyRow(OpBuilder &b, Location loc, Value src,
   serialFor(b, loc, index(b, loc, 0), index(b, loc, length),
             [&](OpBuilder &b, Location loc, Value i) {
     SmallVector<Value> from(srcIndices.begin(), srcIndices.end());
-    from.push_back(b.create<arith::AddIOp>(loc, i, index(b, loc, srcBegin)));
+    from.push_back(arith::AddIOp::create(b, loc, i, index(b, loc, srcBegin)));
     SmallVector<Value> to(dstIndices.begin(), dstIndices.end());
-    to.push_back(b.create<arith::AddIOp>(loc, i, index(b, loc, dstBegin)));
-    Value v = b.create<memref::LoadOp>(loc, src, from);
-    b.create<memref::StoreOp>(loc, v, dst, to);
+    to.push_back(arith::AddIOp::create(b, loc, i, index(b, loc, dstBegin)));
+    Value v = memref::LoadOp::create(b, loc, src, from);
+    memref::StoreOp::create(b, loc, v, dst, to);
   });
 }
 
@@ -62,10 +62,10 @@ func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
        IndexType::get(context)},
       [&](OpBuilder &b, Location loc, ValueRange args) {
         Value k = args[0], v = args[1], cache = args[2], start = args[3];
-        Value tokens = b.create<memref::DimOp>(loc, k, 0);
+        Value tokens = memref::DimOp::create(b, loc, k, 0);
         parallelFor(b, loc, index(b, loc, 0), tokens,
                     [&](OpBuilder &b, Location loc, Value t) {
-          Value row = b.create<arith::AddIOp>(loc, start, t);
+          Value row = arith::AddIOp::create(b, loc, start, t);
           serialFor(b, loc, index(b, loc, 0), index(b, loc, heads),
                     [&](OpBuilder &b, Location loc, Value h) {
             copyRow(b, loc, k, {t, h}, 0, cache, {row, h}, 0, keyDim);
@@ -92,28 +92,28 @@ func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
        IndexType::get(context)},
       [&](OpBuilder &b, Location loc, ValueRange args) {
         Value kv = args[0], ropeKey = args[1], cache = args[2], start = args[3];
-        Value tokens = b.create<memref::DimOp>(loc, kv, 0);
+        Value tokens = memref::DimOp::create(b, loc, kv, 0);
         Value zero = index(b, loc, 0);
         parallelFor(b, loc, zero, tokens,
                     [&](OpBuilder &b, Location loc, Value t) {
-          Value row = b.create<arith::AddIOp>(loc, start, t);
+          Value row = arith::AddIOp::create(b, loc, start, t);
           serialFor(b, loc, zero, index(b, loc, heads),
                     [&](OpBuilder &b, Location loc, Value h) {
             // kv rows are head-major [k_nope | v]; the key is
             // [k_nope | k_pe] with k_pe shared by all heads.
-            Value base = b.create<arith::MulIOp>(
+            Value base = arith::MulIOp::create(b, 
                 loc, h, index(b, loc, nope + valueDim));
             auto copyFromKV = [&](int64_t from, int64_t to, int64_t length) {
               serialFor(b, loc, zero, index(b, loc, length),
                         [&](OpBuilder &b, Location loc, Value i) {
-                Value source = b.create<arith::AddIOp>(
+                Value source = arith::AddIOp::create(b, 
                     loc, base,
-                    b.create<arith::AddIOp>(loc, i, index(b, loc, from)));
+                    arith::AddIOp::create(b, loc, i, index(b, loc, from)));
                 Value value =
-                    b.create<memref::LoadOp>(loc, kv, ValueRange{t, source});
+                    memref::LoadOp::create(b, loc, kv, ValueRange{t, source});
                 Value target =
-                    b.create<arith::AddIOp>(loc, i, index(b, loc, to));
-                b.create<memref::StoreOp>(loc, value, cache,
+                    arith::AddIOp::create(b, loc, i, index(b, loc, to));
+                memref::StoreOp::create(b, loc, value, cache,
                                           ValueRange{row, h, target});
               });
             };
@@ -147,82 +147,82 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
        IndexType::get(context), perHead(context, queryHeads, valueDim)},
       [&](OpBuilder &b, Location loc, ValueRange args) {
         Value q = args[0], cache = args[1], start = args[2], out = args[3];
-        Value tokens = b.create<memref::DimOp>(loc, q, 0);
+        Value tokens = memref::DimOp::create(b, loc, q, 0);
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
-        Value work = b.create<arith::MulIOp>(loc, tokens,
+        Value work = arith::MulIOp::create(b, loc, tokens,
                                              index(b, loc, queryHeads));
         // One (token, head) pair per iteration: decode parallelizes over
         // heads, prefill over tokens too.
         parallelFor(b, loc, zero, work,
                     [&](OpBuilder &b, Location loc, Value item) {
-          Value t = b.create<arith::DivUIOp>(loc, item,
+          Value t = arith::DivUIOp::create(b, loc, item,
                                              index(b, loc, queryHeads));
-          Value h = b.create<arith::RemUIOp>(loc, item,
+          Value h = arith::RemUIOp::create(b, loc, item,
                                              index(b, loc, queryHeads));
-          Value kvHead = b.create<arith::DivUIOp>(loc, h, index(b, loc, group));
-          Value position = b.create<arith::AddIOp>(loc, start, t);
-          Value end = b.create<arith::AddIOp>(loc, position, one);
+          Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
+          Value position = arith::AddIOp::create(b, loc, start, t);
+          Value end = arith::AddIOp::create(b, loc, position, one);
           Value begin = zero;
           if (window) {
             // Keys at positions > p - window.
             Value windowSize = index(b, loc, *window);
-            Value inside = b.create<arith::CmpIOp>(
+            Value inside = arith::CmpIOp::create(b, 
                 loc, arith::CmpIPredicate::uge, end, windowSize);
-            begin = b.create<arith::SelectOp>(
-                loc, inside, b.create<arith::SubIOp>(loc, end, windowSize),
+            begin = arith::SelectOp::create(b, 
+                loc, inside, arith::SubIOp::create(b, loc, end, windowSize),
                 zero);
           }
-          auto scope = b.create<memref::AllocaScopeOp>(loc, TypeRange{});
+          auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
           Block *body = new Block();
           scope.getBodyRegion().push_back(body);
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPointToStart(body);
-          Value acc = b.create<memref::AllocaOp>(
+          Value acc = memref::AllocaOp::create(b, 
               loc, MemRefType::get({valueDim}, b.getF32Type()));
           serialFor(b, loc, zero, index(b, loc, valueDim),
                     [&](OpBuilder &b, Location loc, Value d) {
-            b.create<memref::StoreOp>(loc, f32(b, loc, 0.0), acc, d);
+            memref::StoreOp::create(b, loc, f32(b, loc, 0.0), acc, d);
           });
           Value negInf =
               f32(b, loc, -std::numeric_limits<double>::infinity());
-          auto loop = b.create<scf::ForOp>(
+          auto loop = scf::ForOp::create(b, 
               loc, begin, end, one, ValueRange{negInf, f32(b, loc, 0.0)},
               [&](OpBuilder &b, Location loc, Value j, ValueRange state) {
                 Value score = dot(b, loc, q, {t, h}, zero, cache, {j, kvHead},
                                   zero, keyDim, WeightFormat::F32, Value());
-                score = b.create<arith::MulFOp>(loc, score, f32(b, loc, scale));
+                score = arith::MulFOp::create(b, loc, score, f32(b, loc, scale));
                 Value maxOld = state[0], sumOld = state[1];
-                Value maxNew = b.create<arith::MaximumFOp>(loc, maxOld, score);
-                Value correction = b.create<math::ExpOp>(
-                    loc, b.create<arith::SubFOp>(loc, maxOld, maxNew));
-                Value weight = b.create<math::ExpOp>(
-                    loc, b.create<arith::SubFOp>(loc, score, maxNew));
-                Value sumNew = b.create<arith::AddFOp>(
-                    loc, b.create<arith::MulFOp>(loc, sumOld, correction),
+                Value maxNew = arith::MaximumFOp::create(b, loc, maxOld, score);
+                Value correction = math::ExpOp::create(b, 
+                    loc, arith::SubFOp::create(b, loc, maxOld, maxNew));
+                Value weight = math::ExpOp::create(b, 
+                    loc, arith::SubFOp::create(b, loc, score, maxNew));
+                Value sumNew = arith::AddFOp::create(b, 
+                    loc, arith::MulFOp::create(b, loc, sumOld, correction),
                     weight);
                 serialFor(b, loc, zero, index(b, loc, valueDim),
                           [&](OpBuilder &b, Location loc, Value d) {
                   Value channel =
-                      b.create<arith::AddIOp>(loc, d, index(b, loc, keyDim));
-                  Value value = b.create<memref::LoadOp>(
+                      arith::AddIOp::create(b, loc, d, index(b, loc, keyDim));
+                  Value value = memref::LoadOp::create(b, 
                       loc, cache, ValueRange{j, kvHead, channel});
-                  Value old = b.create<memref::LoadOp>(loc, acc, d);
-                  Value updated = b.create<arith::AddFOp>(
-                      loc, b.create<arith::MulFOp>(loc, old, correction),
-                      b.create<arith::MulFOp>(loc, weight, value));
-                  b.create<memref::StoreOp>(loc, updated, acc, d);
+                  Value old = memref::LoadOp::create(b, loc, acc, d);
+                  Value updated = arith::AddFOp::create(b, 
+                      loc, arith::MulFOp::create(b, loc, old, correction),
+                      arith::MulFOp::create(b, loc, weight, value));
+                  memref::StoreOp::create(b, loc, updated, acc, d);
                 });
-                b.create<scf::YieldOp>(loc, ValueRange{maxNew, sumNew});
+                scf::YieldOp::create(b, loc, ValueRange{maxNew, sumNew});
               });
           Value total = loop.getResult(1);
           serialFor(b, loc, zero, index(b, loc, valueDim),
                     [&](OpBuilder &b, Location loc, Value d) {
-            Value value = b.create<memref::LoadOp>(loc, acc, d);
-            b.create<memref::StoreOp>(
-                loc, b.create<arith::DivFOp>(loc, value, total), out,
+            Value value = memref::LoadOp::create(b, loc, acc, d);
+            memref::StoreOp::create(b, 
+                loc, arith::DivFOp::create(b, loc, value, total), out,
                 ValueRange{t, h, d});
           });
-          b.create<memref::AllocaScopeReturnOp>(loc, ValueRange{});
+          memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
         });
       });
 }

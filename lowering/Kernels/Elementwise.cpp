@@ -33,20 +33,20 @@ func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib, int64_t vocab,
                     std::to_string(hidden) + "_" + formatName(table).str();
   return lib.get(key, {tableType, idsType, outType},
                  [&](OpBuilder &b, Location loc, ValueRange args) {
-                   Value tokens = b.create<memref::DimOp>(loc, args[0 + 1], 0);
+                   Value tokens = memref::DimOp::create(b, loc, args[0 + 1], 0);
                    Value lut = isFP8(table)
                                    ? lib.lookupTable(b, loc, table)
                                    : Value();
                    parallelFor(b, loc, index(b, loc, 0), tokens,
                                [&](OpBuilder &b, Location loc, Value t) {
-                     Value id = b.create<memref::LoadOp>(loc, args[1], t);
-                     Value row = b.create<arith::IndexCastOp>(
+                     Value id = memref::LoadOp::create(b, loc, args[1], t);
+                     Value row = arith::IndexCastOp::create(b, 
                          loc, b.getIndexType(), id);
                      serialFor(b, loc, index(b, loc, 0), index(b, loc, hidden),
                                [&](OpBuilder &b, Location loc, Value h) {
                        Value value = loadAsF32(b, loc, args[0], {row, h},
                                                table, lut);
-                       b.create<memref::StoreOp>(loc, value, args[2],
+                       memref::StoreOp::create(b, loc, value, args[2],
                                                  ValueRange{t, h});
                      });
                    });
@@ -83,21 +83,21 @@ static Value gelu(OpBuilder &b, Location loc, Value x, bool tanhForm) {
   Value inner;
   if (tanhForm) {
     // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    Value cube = b.create<arith::MulFOp>(
-        loc, x, b.create<arith::MulFOp>(loc, x, x));
-    Value poly = b.create<arith::AddFOp>(
-        loc, x, b.create<arith::MulFOp>(loc, f32(b, loc, 0.044715), cube));
-    inner = b.create<math::TanhOp>(
-        loc, b.create<arith::MulFOp>(loc, f32(b, loc, 0.7978845608028654),
+    Value cube = arith::MulFOp::create(b, 
+        loc, x, arith::MulFOp::create(b, loc, x, x));
+    Value poly = arith::AddFOp::create(b, 
+        loc, x, arith::MulFOp::create(b, loc, f32(b, loc, 0.044715), cube));
+    inner = math::TanhOp::create(b, 
+        loc, arith::MulFOp::create(b, loc, f32(b, loc, 0.7978845608028654),
                                      poly));
   } else {
     // 0.5 x (1 + erf(x / sqrt(2)))
-    inner = b.create<math::ErfOp>(
-        loc, b.create<arith::MulFOp>(loc, x, f32(b, loc, 0.7071067811865476)));
+    inner = math::ErfOp::create(b, 
+        loc, arith::MulFOp::create(b, loc, x, f32(b, loc, 0.7071067811865476)));
   }
-  return b.create<arith::MulFOp>(
-      loc, b.create<arith::MulFOp>(loc, half, x),
-      b.create<arith::AddFOp>(loc, one, inner));
+  return arith::MulFOp::create(b, 
+      loc, arith::MulFOp::create(b, loc, half, x),
+      arith::AddFOp::create(b, loc, one, inner));
 }
 
 func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
@@ -108,20 +108,20 @@ func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
       ("elementwise_" + kindName(kind)).str(), args,
       [&](OpBuilder &b, Location loc, ValueRange args) {
         Value out = args.back();
-        Value size = b.create<memref::DimOp>(loc, out, 0);
+        Value size = memref::DimOp::create(b, loc, out, 0);
         // Chunks of 4096 elements per parallel iteration keep the
         // scheduling overhead small; the inner loop vectorizes.
         int64_t chunk = 4096;
         Value chunkSize = index(b, loc, chunk);
-        Value chunks = b.create<arith::CeilDivUIOp>(loc, size, chunkSize);
+        Value chunks = arith::CeilDivUIOp::create(b, loc, size, chunkSize);
         parallelFor(b, loc, index(b, loc, 0), chunks,
                     [&](OpBuilder &b, Location loc, Value c) {
-          Value begin = b.create<arith::MulIOp>(loc, c, chunkSize);
-          Value end = b.create<arith::MinUIOp>(
-              loc, b.create<arith::AddIOp>(loc, begin, chunkSize), size);
+          Value begin = arith::MulIOp::create(b, loc, c, chunkSize);
+          Value end = arith::MinUIOp::create(b, 
+              loc, arith::AddIOp::create(b, loc, begin, chunkSize), size);
           serialFor(b, loc, begin, end,
                     [&](OpBuilder &b, Location loc, Value i) {
-            Value a = b.create<memref::LoadOp>(loc, args[0], i);
+            Value a = memref::LoadOp::create(b, loc, args[0], i);
             Value result;
             if (isUnary(kind)) {
               if (kind == Elementwise::Silu)
@@ -131,15 +131,15 @@ func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
               else
                 result = gelu(b, loc, a, kind == Elementwise::GeluTanh);
             } else {
-              Value c2 = b.create<memref::LoadOp>(loc, args[1], i);
+              Value c2 = memref::LoadOp::create(b, loc, args[1], i);
               if (kind == Elementwise::Add)
-                result = b.create<arith::AddFOp>(loc, a, c2);
+                result = arith::AddFOp::create(b, loc, a, c2);
               else if (kind == Elementwise::Mul)
-                result = b.create<arith::MulFOp>(loc, a, c2);
+                result = arith::MulFOp::create(b, loc, a, c2);
               else
-                result = b.create<arith::MulFOp>(loc, silu(b, loc, a), c2);
+                result = arith::MulFOp::create(b, loc, silu(b, loc, a), c2);
             }
-            b.create<memref::StoreOp>(loc, result, out, i);
+            memref::StoreOp::create(b, loc, result, out, i);
           });
         });
       });
@@ -154,15 +154,15 @@ func::FuncOp xfmr::kernels::sliceColumns(KernelLibrary &lib, int64_t inDim,
                     std::to_string(offset) + "_" + std::to_string(outDim);
   return lib.get(key, {inType, outType},
                  [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value tokens = b.create<memref::DimOp>(loc, args[0], 0);
+    Value tokens = memref::DimOp::create(b, loc, args[0], 0);
     parallelFor(b, loc, index(b, loc, 0), tokens,
                 [&](OpBuilder &b, Location loc, Value t) {
       serialFor(b, loc, index(b, loc, 0), index(b, loc, outDim),
                 [&](OpBuilder &b, Location loc, Value j) {
-        Value source = b.create<arith::AddIOp>(loc, j, index(b, loc, offset));
+        Value source = arith::AddIOp::create(b, loc, j, index(b, loc, offset));
         Value value =
-            b.create<memref::LoadOp>(loc, args[0], ValueRange{t, source});
-        b.create<memref::StoreOp>(loc, value, args[1], ValueRange{t, j});
+            memref::LoadOp::create(b, loc, args[0], ValueRange{t, source});
+        memref::StoreOp::create(b, loc, value, args[1], ValueRange{t, j});
       });
     });
   });

@@ -76,13 +76,13 @@ func::FuncOp KernelLibrary::get(StringRef key, TypeRange arguments,
   std::string name = "xfmr_";
   for (char c : key)
     name += c == '.' ? 'd' : c == '-' ? 'm' : c == '+' ? 'p' : c;
-  auto func = b.create<func::FuncOp>(loc, name,
+  auto func = func::FuncOp::create(b, loc, name,
                                      b.getFunctionType(arguments, {}));
   func.setPrivate();
   Block *entry = func.addEntryBlock();
   b.setInsertionPointToStart(entry);
   body(b, loc, entry->getArguments());
-  b.create<func::ReturnOp>(loc);
+  func::ReturnOp::create(b, loc);
   kernels[key] = func;
   return func;
 }
@@ -120,25 +120,25 @@ Value KernelLibrary::lookupTable(OpBuilder &b, Location loc,
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(module.getBody());
     auto tensorType = RankedTensorType::get({256}, b.getF32Type());
-    b.create<memref::GlobalOp>(
+    memref::GlobalOp::create(b, 
         loc, name, b.getStringAttr("private"), type,
         DenseElementsAttr::get(tensorType, ArrayRef<float>(values)),
         /*constant=*/true, b.getI64IntegerAttr(64));
   }
-  return b.create<memref::GetGlobalOp>(loc, type, name);
+  return memref::GetGlobalOp::create(b, loc, type, name);
 }
 
 Value xfmr::kernels::index(OpBuilder &b, Location loc, int64_t value) {
-  return b.create<arith::ConstantIndexOp>(loc, value);
+  return arith::ConstantIndexOp::create(b, loc, value);
 }
 
 Value xfmr::kernels::f32(OpBuilder &b, Location loc, double value) {
-  return b.create<arith::ConstantOp>(loc, b.getF32FloatAttr(float(value)));
+  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(value)));
 }
 
 void xfmr::kernels::parallelFor(OpBuilder &b, Location loc, Value lb, Value ub,
                                 LoopBody body) {
-  b.create<scf::ParallelOp>(
+  scf::ParallelOp::create(b, 
       loc, ValueRange{lb}, ValueRange{ub}, ValueRange{index(b, loc, 1)},
       [&](OpBuilder &nested, Location nestedLoc, ValueRange ivs) {
         body(nested, nestedLoc, ivs[0]);
@@ -147,30 +147,30 @@ void xfmr::kernels::parallelFor(OpBuilder &b, Location loc, Value lb, Value ub,
 
 void xfmr::kernels::serialFor(OpBuilder &b, Location loc, Value lb, Value ub,
                               LoopBody body) {
-  b.create<scf::ForOp>(loc, lb, ub, index(b, loc, 1), ValueRange{},
+  scf::ForOp::create(b, loc, lb, ub, index(b, loc, 1), ValueRange{},
                        [&](OpBuilder &nested, Location nestedLoc, Value iv,
                            ValueRange) {
                          body(nested, nestedLoc, iv);
-                         nested.create<scf::YieldOp>(nestedLoc);
+                         scf::YieldOp::create(nested, nestedLoc);
                        });
 }
 
 Value xfmr::kernels::loadAsF32(OpBuilder &b, Location loc, Value memref,
                                ValueRange indices, WeightFormat format,
                                Value table) {
-  Value value = b.create<memref::LoadOp>(loc, memref, indices);
+  Value value = memref::LoadOp::create(b, loc, memref, indices);
   switch (format) {
   case WeightFormat::F32:
     return value;
   case WeightFormat::BF16:
   case WeightFormat::F16:
-    return b.create<arith::ExtFOp>(loc, b.getF32Type(), value);
+    return arith::ExtFOp::create(b, loc, b.getF32Type(), value);
   case WeightFormat::F8E4M3FN:
   case WeightFormat::F8E4M3FNUZ:
   case WeightFormat::F8E5M2: {
-    Value code = b.create<arith::ExtUIOp>(loc, b.getI32Type(), value);
-    Value position = b.create<arith::IndexCastOp>(loc, b.getIndexType(), code);
-    return b.create<memref::LoadOp>(loc, table, position);
+    Value code = arith::ExtUIOp::create(b, loc, b.getI32Type(), value);
+    Value position = arith::IndexCastOp::create(b, loc, b.getIndexType(), code);
+    return memref::LoadOp::create(b, loc, table, position);
   }
   }
   return value;
@@ -182,13 +182,13 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
   auto f32Vector = VectorType::get({kVectorWidth}, b.getF32Type());
   Type storage = cast<MemRefType>(memref.getType()).getElementType();
   auto storageVector = VectorType::get({kVectorWidth}, storage);
-  Value raw = b.create<vector::LoadOp>(loc, storageVector, memref, indices);
+  Value raw = vector::LoadOp::create(b, loc, storageVector, memref, indices);
   switch (format) {
   case WeightFormat::F32:
     return raw;
   case WeightFormat::BF16:
   case WeightFormat::F16:
-    return b.create<arith::ExtFOp>(loc, f32Vector, raw);
+    return arith::ExtFOp::create(b, loc, f32Vector, raw);
   case WeightFormat::F8E4M3FN:
   case WeightFormat::F8E5M2: {
     // The FP8 bit pattern, shifted into an f16, is the same number times
@@ -198,40 +198,40 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
     // here: the compiler rejects them when it packs the weights.
     auto halfBits = VectorType::get({kVectorWidth}, b.getI16Type());
     auto splat = [&](int64_t v) {
-      return b.create<arith::ConstantOp>(
+      return arith::ConstantOp::create(b, 
           loc, DenseElementsAttr::get(halfBits, b.getI16IntegerAttr(v)));
     };
     Value bits;
     if (format == WeightFormat::F8E5M2) {
-      Value codes = b.create<arith::ExtUIOp>(loc, halfBits, raw);
-      bits = b.create<arith::ShLIOp>(loc, codes, splat(8));
+      Value codes = arith::ExtUIOp::create(b, loc, halfBits, raw);
+      bits = arith::ShLIOp::create(b, loc, codes, splat(8));
     } else {
       // Sign-extend, shift the code to bits 14..7 and clear bit 14: bit 15
       // keeps the sign, bits 13..7 the exponent and mantissa.
-      Value codes = b.create<arith::ExtSIOp>(loc, halfBits, raw);
-      bits = b.create<arith::AndIOp>(
-          loc, b.create<arith::ShLIOp>(loc, codes, splat(7)),
+      Value codes = arith::ExtSIOp::create(b, loc, halfBits, raw);
+      bits = arith::AndIOp::create(b, 
+          loc, arith::ShLIOp::create(b, loc, codes, splat(7)),
           splat(int16_t(0xBFFF)));
     }
-    Value half = b.create<arith::BitcastOp>(
+    Value half = arith::BitcastOp::create(b, 
         loc, VectorType::get({kVectorWidth}, b.getF16Type()), bits);
-    Value widened = b.create<arith::ExtFOp>(loc, f32Vector, half);
+    Value widened = arith::ExtFOp::create(b, loc, f32Vector, half);
     if (format == WeightFormat::F8E5M2)
       return widened;
-    Value factor = b.create<arith::ConstantOp>(
+    Value factor = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(f32Vector, b.getF32FloatAttr(256.0f)));
-    return b.create<arith::MulFOp>(loc, widened, factor);
+    return arith::MulFOp::create(b, loc, widened, factor);
   }
   case WeightFormat::F8E4M3FNUZ: {
     // Bias 8 and a NaN at -0: decode through the table.
     auto codesType = VectorType::get({kVectorWidth}, b.getI32Type());
-    Value codes = b.create<arith::ExtUIOp>(loc, codesType, raw);
+    Value codes = arith::ExtUIOp::create(b, loc, codesType, raw);
     auto maskType = VectorType::get({kVectorWidth}, b.getI1Type());
-    Value mask = b.create<arith::ConstantOp>(
+    Value mask = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(maskType, true));
-    Value zero = b.create<arith::ConstantOp>(
+    Value zero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(f32Vector, b.getF32FloatAttr(0)));
-    return b.create<vector::GatherOp>(loc, f32Vector, table,
+    return vector::GatherOp::create(b, loc, f32Vector, table,
                                       ValueRange{index(b, loc, 0)}, codes,
                                       mask, zero);
   }
@@ -245,42 +245,42 @@ Value xfmr::kernels::dot(OpBuilder &b, Location loc, Value a,
                          WeightFormat format, Value table) {
   auto indices = [&](ValueRange prefix, Value begin, Value offset) {
     SmallVector<Value> result(prefix.begin(), prefix.end());
-    result.push_back(b.create<arith::AddIOp>(loc, begin, offset));
+    result.push_back(arith::AddIOp::create(b, loc, begin, offset));
     return result;
   };
   Value sum = f32(b, loc, 0.0);
   int64_t vectorLength = length / kVectorWidth * kVectorWidth;
   if (vectorLength > 0) {
     auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
-    Value zero = b.create<arith::ConstantOp>(
+    Value zero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
-    auto loop = b.create<scf::ForOp>(
+    auto loop = scf::ForOp::create(b, 
         loc, index(b, loc, 0), index(b, loc, vectorLength),
         index(b, loc, kVectorWidth), ValueRange{zero},
         [&](OpBuilder &nb, Location nl, Value k, ValueRange acc) {
-          Value av = nb.create<vector::LoadOp>(nl, vectorType, a,
+          Value av = vector::LoadOp::create(nb, nl, vectorType, a,
                                                indices(aPrefix, aBegin, k));
           Value wv = loadVectorAsF32(nb, nl, w, indices(wPrefix, wBegin, k),
                                      format, table);
-          Value fma = nb.create<vector::FMAOp>(nl, av, wv, acc[0]);
-          nb.create<scf::YieldOp>(nl, fma);
+          Value fma = vector::FMAOp::create(nb, nl, av, wv, acc[0]);
+          scf::YieldOp::create(nb, nl, fma);
         });
-    sum = b.create<vector::ReductionOp>(
+    sum = vector::ReductionOp::create(b, 
         loc, vector::CombiningKind::ADD, loop.getResult(0), Value(),
         arith::FastMathFlags::reassoc);
   }
   if (vectorLength < length) {
-    auto tail = b.create<scf::ForOp>(
+    auto tail = scf::ForOp::create(b, 
         loc, index(b, loc, vectorLength), index(b, loc, length),
         index(b, loc, 1), ValueRange{sum},
         [&](OpBuilder &nb, Location nl, Value k, ValueRange acc) {
           Value av =
-              nb.create<memref::LoadOp>(nl, a, indices(aPrefix, aBegin, k));
+              memref::LoadOp::create(nb, nl, a, indices(aPrefix, aBegin, k));
           Value wv = loadAsF32(nb, nl, w, indices(wPrefix, wBegin, k), format,
                                table);
-          Value product = nb.create<arith::MulFOp>(nl, av, wv);
-          nb.create<scf::YieldOp>(
-              nl, ValueRange{nb.create<arith::AddFOp>(nl, acc[0], product)});
+          Value product = arith::MulFOp::create(nb, nl, av, wv);
+          scf::YieldOp::create(nb, 
+              nl, ValueRange{arith::AddFOp::create(nb, nl, acc[0], product)});
         });
     sum = tail.getResult(0);
   }
@@ -296,14 +296,14 @@ Value xfmr::kernels::scaledDot(
   if (!blockScale)
     return dot(b, loc, a, aPrefix, zero, w, wPrefix, zero, length, format,
                table);
-  auto [blockRows, blockCols] = *blockScale;
+  int64_t blockRows = blockScale->first, blockCols = blockScale->second;
   Value rowBlock =
-      b.create<arith::DivUIOp>(loc, row, index(b, loc, blockRows));
+      arith::DivUIOp::create(b, loc, row, index(b, loc, blockRows));
   auto scaleAt = [&](OpBuilder &nb, Location nl, Value colBlock) {
     SmallVector<Value> indices(scalePrefix.begin(), scalePrefix.end());
     indices.push_back(rowBlock);
     indices.push_back(colBlock);
-    return nb.create<memref::LoadOp>(nl, scale, indices).getResult();
+    return memref::LoadOp::create(nb, nl, scale, indices).getResult();
   };
   int64_t fullBlocks = length / blockCols, rest = length % blockCols;
   Value sum = f32(b, loc, 0.0);
@@ -311,51 +311,51 @@ Value xfmr::kernels::scaledDot(
     // Scale each block's vector of partial sums and keep accumulating in
     // vectors: one horizontal reduction per row, not one per block.
     auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
-    Value vzero = b.create<arith::ConstantOp>(
+    Value vzero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
-    auto blocks = b.create<scf::ForOp>(
+    auto blocks = scf::ForOp::create(b, 
         loc, zero, index(b, loc, fullBlocks), index(b, loc, 1),
         ValueRange{vzero},
         [&](OpBuilder &b, Location loc, Value block, ValueRange total) {
           Value begin =
-              b.create<arith::MulIOp>(loc, block, index(b, loc, blockCols));
-          auto inner = b.create<scf::ForOp>(
+              arith::MulIOp::create(b, loc, block, index(b, loc, blockCols));
+          auto inner = scf::ForOp::create(b, 
               loc, index(b, loc, 0), index(b, loc, blockCols),
               index(b, loc, kVectorWidth), ValueRange{vzero},
               [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
-                Value at = b.create<arith::AddIOp>(loc, begin, k);
+                Value at = arith::AddIOp::create(b, loc, begin, k);
                 SmallVector<Value> aIndex(aPrefix.begin(), aPrefix.end());
                 aIndex.push_back(at);
                 SmallVector<Value> wIndex(wPrefix.begin(), wPrefix.end());
                 wIndex.push_back(at);
-                Value av = b.create<vector::LoadOp>(loc, vectorType, a, aIndex);
+                Value av = vector::LoadOp::create(b, loc, vectorType, a, aIndex);
                 Value wv = loadVectorAsF32(b, loc, w, wIndex, format, table);
-                b.create<scf::YieldOp>(
+                scf::YieldOp::create(b, 
                     loc,
-                    ValueRange{b.create<vector::FMAOp>(loc, av, wv, acc[0])});
+                    ValueRange{vector::FMAOp::create(b, loc, av, wv, acc[0])});
               });
-          Value splat = b.create<vector::BroadcastOp>(loc, vectorType,
+          Value splat = vector::BroadcastOp::create(b, loc, vectorType,
                                                       scaleAt(b, loc, block));
-          b.create<scf::YieldOp>(
-              loc, ValueRange{b.create<vector::FMAOp>(loc, inner.getResult(0),
+          scf::YieldOp::create(b, 
+              loc, ValueRange{vector::FMAOp::create(b, loc, inner.getResult(0),
                                                       splat, total[0])});
         });
-    sum = b.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD,
+    sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
                                         blocks.getResult(0), Value(),
                                         arith::FastMathFlags::reassoc);
   } else if (fullBlocks > 0) {
-    auto loop = b.create<scf::ForOp>(
+    auto loop = scf::ForOp::create(b, 
         loc, zero, index(b, loc, fullBlocks), index(b, loc, 1),
         ValueRange{sum},
         [&](OpBuilder &nb, Location nl, Value block, ValueRange acc) {
           Value begin =
-              nb.create<arith::MulIOp>(nl, block, index(nb, nl, blockCols));
+              arith::MulIOp::create(nb, nl, block, index(nb, nl, blockCols));
           Value partial = dot(nb, nl, a, aPrefix, begin, w, wPrefix, begin,
                               blockCols, format, table);
           Value scaled =
-              nb.create<arith::MulFOp>(nl, partial, scaleAt(nb, nl, block));
-          nb.create<scf::YieldOp>(
-              nl, ValueRange{nb.create<arith::AddFOp>(nl, acc[0], scaled)});
+              arith::MulFOp::create(nb, nl, partial, scaleAt(nb, nl, block));
+          scf::YieldOp::create(nb, 
+              nl, ValueRange{arith::AddFOp::create(nb, nl, acc[0], scaled)});
         });
     sum = loop.getResult(0);
   }
@@ -363,18 +363,18 @@ Value xfmr::kernels::scaledDot(
     Value begin = index(b, loc, fullBlocks * blockCols);
     Value partial = dot(b, loc, a, aPrefix, begin, w, wPrefix, begin, rest,
                         format, table);
-    Value scaled = b.create<arith::MulFOp>(
+    Value scaled = arith::MulFOp::create(b, 
         loc, partial, scaleAt(b, loc, index(b, loc, fullBlocks)));
-    sum = b.create<arith::AddFOp>(loc, sum, scaled);
+    sum = arith::AddFOp::create(b, loc, sum, scaled);
   }
   return sum;
 }
 
 Value xfmr::kernels::silu(OpBuilder &b, Location loc, Value x) {
-  Value negative = b.create<arith::NegFOp>(loc, x);
-  Value exp = b.create<math::ExpOp>(loc, negative);
-  Value denominator = b.create<arith::AddFOp>(loc, f32(b, loc, 1.0), exp);
-  return b.create<arith::DivFOp>(loc, x, denominator);
+  Value negative = arith::NegFOp::create(b, loc, x);
+  Value exp = math::ExpOp::create(b, loc, negative);
+  Value denominator = arith::AddFOp::create(b, loc, f32(b, loc, 1.0), exp);
+  return arith::DivFOp::create(b, loc, x, denominator);
 }
 
 Value xfmr::kernels::roundToFP8(OpBuilder &b, Location loc, Value value,
@@ -388,25 +388,25 @@ Value xfmr::kernels::roundToFP8(OpBuilder &b, Location loc, Value value,
                                                    : 448.0;
   Type i32 = b.getI32Type();
   auto c32 = [&](int64_t v) {
-    return b.create<arith::ConstantOp>(loc, b.getI32IntegerAttr(v));
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
   };
   Value limit = f32(b, loc, top);
-  Value magnitude = b.create<arith::MinimumFOp>(
-      loc, b.create<math::AbsFOp>(loc, value), limit);
+  Value magnitude = arith::MinimumFOp::create(b, 
+      loc, math::AbsFOp::create(b, loc, value), limit);
   // Exponent of the binade (subnormals share the smallest), then the
   // quantum 2^(exponent - mantissa bits) built from its bit pattern.
-  Value bits = b.create<arith::BitcastOp>(loc, i32, magnitude);
-  Value exponent = b.create<arith::SubIOp>(
-      loc, b.create<arith::ShRUIOp>(loc, bits, c32(23)), c32(127));
-  exponent = b.create<arith::MaxSIOp>(loc, exponent, c32(1 - bias));
-  Value quantumBits = b.create<arith::ShLIOp>(
+  Value bits = arith::BitcastOp::create(b, loc, i32, magnitude);
+  Value exponent = arith::SubIOp::create(b, 
+      loc, arith::ShRUIOp::create(b, loc, bits, c32(23)), c32(127));
+  exponent = arith::MaxSIOp::create(b, loc, exponent, c32(1 - bias));
+  Value quantumBits = arith::ShLIOp::create(b, 
       loc,
-      b.create<arith::AddIOp>(loc, exponent, c32(127 - mantissaBits)),
+      arith::AddIOp::create(b, loc, exponent, c32(127 - mantissaBits)),
       c32(23));
-  Value quantum = b.create<arith::BitcastOp>(loc, b.getF32Type(), quantumBits);
-  Value steps = b.create<math::RoundEvenOp>(
-      loc, b.create<arith::DivFOp>(loc, magnitude, quantum));
-  Value rounded = b.create<arith::MinimumFOp>(
-      loc, b.create<arith::MulFOp>(loc, steps, quantum), limit);
-  return b.create<math::CopySignOp>(loc, rounded, value);
+  Value quantum = arith::BitcastOp::create(b, loc, b.getF32Type(), quantumBits);
+  Value steps = math::RoundEvenOp::create(b, 
+      loc, arith::DivFOp::create(b, loc, magnitude, quantum));
+  Value rounded = arith::MinimumFOp::create(b, 
+      loc, arith::MulFOp::create(b, loc, steps, quantum), limit);
+  return math::CopySignOp::create(b, loc, rounded, value);
 }

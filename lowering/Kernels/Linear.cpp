@@ -42,16 +42,16 @@ void emitTile(OpBuilder &b, Location loc, const LinearOperands &op,
   auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
   SmallVector<Value> sums;
   if (vectorLength > 0) {
-    Value zero = b.create<arith::ConstantOp>(
+    Value zero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
     SmallVector<Value> init(count, zero);
-    auto loop = b.create<scf::ForOp>(
+    auto loop = scf::ForOp::create(b, 
         loc, index(b, loc, 0), index(b, loc, vectorLength),
         index(b, loc, kVectorWidth), init,
         [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
           SmallVector<Value> xs, ws;
           for (Value t : tokens)
-            xs.push_back(b.create<vector::LoadOp>(loc, vectorType, op.x,
+            xs.push_back(vector::LoadOp::create(b, loc, vectorType, op.x,
                                                   ValueRange{t, k}));
           for (Value n : rows)
             ws.push_back(
@@ -59,35 +59,35 @@ void emitTile(OpBuilder &b, Location loc, const LinearOperands &op,
           SmallVector<Value> next;
           for (size_t i = 0; i < tokens.size(); ++i)
             for (size_t j = 0; j < rows.size(); ++j)
-              next.push_back(b.create<vector::FMAOp>(
+              next.push_back(vector::FMAOp::create(b, 
                   loc, xs[i], ws[j], acc[i * rows.size() + j]));
-          b.create<scf::YieldOp>(loc, next);
+          scf::YieldOp::create(b, loc, next);
         });
     for (Value acc : loop.getResults())
-      sums.push_back(b.create<vector::ReductionOp>(
+      sums.push_back(vector::ReductionOp::create(b, 
           loc, vector::CombiningKind::ADD, acc, Value(),
           arith::FastMathFlags::reassoc));
   } else {
     sums.assign(count, f32(b, loc, 0.0));
   }
   if (vectorLength < op.in) {
-    auto tail = b.create<scf::ForOp>(
+    auto tail = scf::ForOp::create(b, 
         loc, index(b, loc, vectorLength), index(b, loc, op.in),
         index(b, loc, 1), sums,
         [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
           SmallVector<Value> next;
           for (size_t i = 0; i < tokens.size(); ++i) {
             Value xv =
-                b.create<memref::LoadOp>(loc, op.x, ValueRange{tokens[i], k});
+                memref::LoadOp::create(b, loc, op.x, ValueRange{tokens[i], k});
             for (size_t j = 0; j < rows.size(); ++j) {
               Value wv = loadAsF32(b, loc, op.w, {rows[j], k}, op.format,
                                    op.table);
-              next.push_back(b.create<arith::AddFOp>(
+              next.push_back(arith::AddFOp::create(b, 
                   loc, acc[i * rows.size() + j],
-                  b.create<arith::MulFOp>(loc, xv, wv)));
+                  arith::MulFOp::create(b, loc, xv, wv)));
             }
           }
-          b.create<scf::YieldOp>(loc, next);
+          scf::YieldOp::create(b, loc, next);
         });
     sums.assign(tail.getResults().begin(), tail.getResults().end());
   }
@@ -98,8 +98,8 @@ void emitTile(OpBuilder &b, Location loc, const LinearOperands &op,
     for (size_t i = 0; i < tokens.size(); ++i) {
       Value sum = sums[i * rows.size() + j];
       if (shift)
-        sum = b.create<arith::AddFOp>(loc, sum, shift);
-      b.create<memref::StoreOp>(loc, sum, op.y, ValueRange{tokens[i], rows[j]});
+        sum = arith::AddFOp::create(b, loc, sum, shift);
+      memref::StoreOp::create(b, loc, sum, op.y, ValueRange{tokens[i], rows[j]});
     }
   }
 }
@@ -108,21 +108,21 @@ void emitTile(OpBuilder &b, Location loc, const LinearOperands &op,
 /// remaining tokens one at a time.
 void emitRowBlock(OpBuilder &b, Location loc, const LinearOperands &op,
                   ArrayRef<Value> rows) {
-  Value tokenCount = b.create<memref::DimOp>(loc, op.x, 0);
+  Value tokenCount = memref::DimOp::create(b, loc, op.x, 0);
   Value tile = index(b, loc, kTile);
-  Value fullTiles = b.create<arith::DivUIOp>(loc, tokenCount, tile);
+  Value fullTiles = arith::DivUIOp::create(b, loc, tokenCount, tile);
   serialFor(b, loc, index(b, loc, 0), fullTiles,
             [&](OpBuilder &b, Location loc, Value tb) {
-    Value t0 = b.create<arith::MulIOp>(loc, tb, tile);
+    Value t0 = arith::MulIOp::create(b, loc, tb, tile);
     SmallVector<Value> tokens;
     for (int64_t i = 0; i < kTile; ++i)
-      tokens.push_back(b.create<arith::AddIOp>(loc, t0, index(b, loc, i)));
+      tokens.push_back(arith::AddIOp::create(b, loc, t0, index(b, loc, i)));
     emitTile(b, loc, op, tokens, rows);
   });
   // Leftover tokens (all of decode) read the rows one after the other: one
   // long sequential stream per thread is what the hardware prefetcher
   // follows best, and it matters more than load sharing here.
-  serialFor(b, loc, b.create<arith::MulIOp>(loc, fullTiles, tile), tokenCount,
+  serialFor(b, loc, arith::MulIOp::create(b, loc, fullTiles, tile), tokenCount,
             [&](OpBuilder &b, Location loc, Value t) {
     for (Value row : rows)
       emitTile(b, loc, op, {t}, {row});
@@ -162,7 +162,7 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
     op.format = weight.format;
     bool fp8 = isFP8(weight.format);
     op.table = fp8 ? lib.lookupTable(b, loc, weight.format) : Value();
-    Value tokens = b.create<memref::DimOp>(loc, op.x, 0);
+    Value tokens = memref::DimOp::create(b, loc, op.x, 0);
 
     if (weight.blockScale) {
       Value scale = args[bias ? 3 : 2];
@@ -176,8 +176,8 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
                                 weight.format, op.table, weight.blockScale,
                                 scale, {}, n);
           if (shift)
-            sum = b.create<arith::AddFOp>(loc, sum, shift);
-          b.create<memref::StoreOp>(loc, sum, op.y, ValueRange{t, n});
+            sum = arith::AddFOp::create(b, loc, sum, shift);
+          memref::StoreOp::create(b, loc, sum, op.y, ValueRange{t, n});
         });
       });
       return;
@@ -188,10 +188,10 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
     if (fullBlocks > 0)
       parallelFor(b, loc, index(b, loc, 0), index(b, loc, fullBlocks),
                   [&](OpBuilder &b, Location loc, Value block) {
-        Value n0 = b.create<arith::MulIOp>(loc, block, index(b, loc, kTile));
+        Value n0 = arith::MulIOp::create(b, loc, block, index(b, loc, kTile));
         SmallVector<Value> rows;
         for (int64_t j = 0; j < kTile; ++j)
-          rows.push_back(b.create<arith::AddIOp>(loc, n0, index(b, loc, j)));
+          rows.push_back(arith::AddIOp::create(b, loc, n0, index(b, loc, j)));
         emitRowBlock(b, loc, op, rows);
       });
     if (out % kTile != 0)

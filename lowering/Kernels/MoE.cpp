@@ -27,16 +27,16 @@ namespace {
 /// `end` if all are -inf.
 Value argmax(OpBuilder &b, Location loc, Value buffer, Value begin, Value end) {
   Value negInf = f32(b, loc, -std::numeric_limits<double>::infinity());
-  auto loop = b.create<scf::ForOp>(
+  auto loop = scf::ForOp::create(b, 
       loc, begin, end, index(b, loc, 1), ValueRange{negInf, end},
       [&](OpBuilder &b, Location loc, Value i, ValueRange best) {
-        Value value = b.create<memref::LoadOp>(loc, buffer, i);
-        Value better = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGT,
+        Value value = memref::LoadOp::create(b, loc, buffer, i);
+        Value better = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
                                                value, best[0]);
-        b.create<scf::YieldOp>(
-            loc, ValueRange{b.create<arith::SelectOp>(loc, better, value,
+        scf::YieldOp::create(b, 
+            loc, ValueRange{arith::SelectOp::create(b, loc, better, value,
                                                       best[0]),
-                            b.create<arith::SelectOp>(loc, better, i,
+                            arith::SelectOp::create(b, loc, better, i,
                                                       best[1])});
       });
   return loop.getResult(1);
@@ -46,13 +46,13 @@ Value argmax(OpBuilder &b, Location loc, Value buffer, Value begin, Value end) {
 /// are released at the end of each iteration.
 void allocaScope(OpBuilder &b, Location loc,
                  llvm::function_ref<void(OpBuilder &, Location)> body) {
-  auto scope = b.create<memref::AllocaScopeOp>(loc, TypeRange{});
+  auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
   Block *block = new Block();
   scope.getBodyRegion().push_back(block);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(block);
   body(b, loc);
-  b.create<memref::AllocaScopeReturnOp>(loc, ValueRange{});
+  memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
 }
 } // namespace
 
@@ -84,89 +84,89 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
   return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
     Value logits = args[0], bias = hasBias ? args[1] : Value();
     Value weightsOut = args[args.size() - 2], indicesOut = args.back();
-    Value tokens = b.create<memref::DimOp>(loc, logits, 0);
+    Value tokens = memref::DimOp::create(b, loc, logits, 0);
     Value zero = index(b, loc, 0), one = index(b, loc, 1);
     Value expertCount = index(b, loc, experts);
     Value negInf = f32(b, loc, -std::numeric_limits<double>::infinity());
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
       allocaScope(b, loc, [&](OpBuilder &b, Location loc) {
         auto vectorOf = [&](int64_t n) {
-          return b.create<memref::AllocaOp>(
+          return memref::AllocaOp::create(b, 
               loc, MemRefType::get({n}, b.getF32Type()));
         };
         Value scores = vectorOf(experts), rank = vectorOf(experts);
         // Scores. Softmax subtracts the row maximum for stability.
         Value rowMax = negInf;
         if (!sigmoid) {
-          auto loop = b.create<scf::ForOp>(
+          auto loop = scf::ForOp::create(b, 
               loc, zero, expertCount, one, ValueRange{negInf},
               [&](OpBuilder &b, Location loc, Value e, ValueRange acc) {
-                Value l = b.create<memref::LoadOp>(loc, logits,
+                Value l = memref::LoadOp::create(b, loc, logits,
                                                    ValueRange{t, e});
-                b.create<scf::YieldOp>(
-                    loc, ValueRange{b.create<arith::MaximumFOp>(loc, acc[0], l)});
+                scf::YieldOp::create(b, 
+                    loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], l)});
               });
           rowMax = loop.getResult(0);
         }
-        auto sumLoop = b.create<scf::ForOp>(
+        auto sumLoop = scf::ForOp::create(b, 
             loc, zero, expertCount, one, ValueRange{f32(b, loc, 0.0)},
             [&](OpBuilder &b, Location loc, Value e, ValueRange acc) {
-              Value l = b.create<memref::LoadOp>(loc, logits, ValueRange{t, e});
+              Value l = memref::LoadOp::create(b, loc, logits, ValueRange{t, e});
               Value s = sigmoid
-                            ? b.create<arith::DivFOp>(
+                            ? arith::DivFOp::create(b, 
                                   loc, f32(b, loc, 1.0),
-                                  b.create<arith::AddFOp>(
+                                  arith::AddFOp::create(b, 
                                       loc, f32(b, loc, 1.0),
-                                      b.create<math::ExpOp>(
-                                          loc, b.create<arith::NegFOp>(loc, l))))
+                                      math::ExpOp::create(b, 
+                                          loc, arith::NegFOp::create(b, loc, l))))
                                   .getResult()
-                            : b.create<math::ExpOp>(
-                                   loc, b.create<arith::SubFOp>(loc, l, rowMax))
+                            : math::ExpOp::create(b, 
+                                   loc, arith::SubFOp::create(b, loc, l, rowMax))
                                   .getResult();
-              b.create<memref::StoreOp>(loc, s, scores, e);
-              b.create<scf::YieldOp>(
-                  loc, ValueRange{b.create<arith::AddFOp>(loc, acc[0], s)});
+              memref::StoreOp::create(b, loc, s, scores, e);
+              scf::YieldOp::create(b, 
+                  loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], s)});
             });
         Value total = sumLoop.getResult(0);
         serialFor(b, loc, zero, expertCount,
                   [&](OpBuilder &b, Location loc, Value e) {
-          Value s = b.create<memref::LoadOp>(loc, scores, e);
+          Value s = memref::LoadOp::create(b, loc, scores, e);
           if (!sigmoid) {
-            s = b.create<arith::DivFOp>(loc, s, total);
-            b.create<memref::StoreOp>(loc, s, scores, e);
+            s = arith::DivFOp::create(b, loc, s, total);
+            memref::StoreOp::create(b, loc, s, scores, e);
           }
           // Selection ranks biased scores; weights use unbiased ones.
-          Value r = hasBias ? b.create<arith::AddFOp>(
-                                   loc, s, b.create<memref::LoadOp>(loc, bias, e))
+          Value r = hasBias ? arith::AddFOp::create(b, 
+                                   loc, s, memref::LoadOp::create(b, loc, bias, e))
                                   .getResult()
                             : s;
-          b.create<memref::StoreOp>(loc, r, rank, e);
+          memref::StoreOp::create(b, loc, r, rank, e);
         });
         if (groups > 1) {
           // A group ranks by the sum of its two best biased scores.
           Value groupScore = vectorOf(groups);
           serialFor(b, loc, zero, index(b, loc, groups),
                     [&](OpBuilder &b, Location loc, Value g) {
-            Value begin = b.create<arith::MulIOp>(loc, g, index(b, loc, perGroup));
-            Value end = b.create<arith::AddIOp>(loc, begin, index(b, loc, perGroup));
-            auto loop = b.create<scf::ForOp>(
+            Value begin = arith::MulIOp::create(b, loc, g, index(b, loc, perGroup));
+            Value end = arith::AddIOp::create(b, loc, begin, index(b, loc, perGroup));
+            auto loop = scf::ForOp::create(b, 
                 loc, begin, end, one, ValueRange{negInf, negInf},
                 [&](OpBuilder &b, Location loc, Value e, ValueRange best) {
-                  Value r = b.create<memref::LoadOp>(loc, rank, e);
-                  Value above1 = b.create<arith::CmpFOp>(
+                  Value r = memref::LoadOp::create(b, loc, rank, e);
+                  Value above1 = arith::CmpFOp::create(b, 
                       loc, arith::CmpFPredicate::OGT, r, best[0]);
-                  Value above2 = b.create<arith::CmpFOp>(
+                  Value above2 = arith::CmpFOp::create(b, 
                       loc, arith::CmpFPredicate::OGT, r, best[1]);
                   Value first =
-                      b.create<arith::SelectOp>(loc, above1, r, best[0]);
-                  Value second = b.create<arith::SelectOp>(
+                      arith::SelectOp::create(b, loc, above1, r, best[0]);
+                  Value second = arith::SelectOp::create(b, 
                       loc, above1, best[0],
-                      b.create<arith::SelectOp>(loc, above2, r, best[1]));
-                  b.create<scf::YieldOp>(loc, ValueRange{first, second});
+                      arith::SelectOp::create(b, loc, above2, r, best[1]));
+                  scf::YieldOp::create(b, loc, ValueRange{first, second});
                 });
-            b.create<memref::StoreOp>(
+            memref::StoreOp::create(b, 
                 loc,
-                b.create<arith::AddFOp>(loc, loop.getResult(0),
+                arith::AddFOp::create(b, loc, loop.getResult(0),
                                         loop.getResult(1)),
                 groupScore, g);
           });
@@ -176,63 +176,63 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
           serialFor(b, loc, zero, index(b, loc, keptGroups),
                     [&](OpBuilder &b, Location loc, Value) {
             // Already kept groups hold +inf; pick the best of the others.
-            auto loop = b.create<scf::ForOp>(
+            auto loop = scf::ForOp::create(b, 
                 loc, zero, index(b, loc, groups), one,
                 ValueRange{negInf, index(b, loc, groups)},
                 [&](OpBuilder &b, Location loc, Value g, ValueRange best) {
-                  Value v = b.create<memref::LoadOp>(loc, groupScore, g);
-                  Value candidate = b.create<arith::CmpFOp>(
+                  Value v = memref::LoadOp::create(b, loc, groupScore, g);
+                  Value candidate = arith::CmpFOp::create(b, 
                       loc, arith::CmpFPredicate::OLT, v, inf);
-                  Value better = b.create<arith::AndIOp>(
+                  Value better = arith::AndIOp::create(b, 
                       loc, candidate,
-                      b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGT,
+                      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
                                               v, best[0]));
-                  b.create<scf::YieldOp>(
+                  scf::YieldOp::create(b, 
                       loc, ValueRange{
-                               b.create<arith::SelectOp>(loc, better, v, best[0]),
-                               b.create<arith::SelectOp>(loc, better, g,
+                               arith::SelectOp::create(b, loc, better, v, best[0]),
+                               arith::SelectOp::create(b, loc, better, g,
                                                          best[1])});
                 });
-            b.create<memref::StoreOp>(loc, inf, groupScore, loop.getResult(1));
+            memref::StoreOp::create(b, loc, inf, groupScore, loop.getResult(1));
           });
           serialFor(b, loc, zero, expertCount,
                     [&](OpBuilder &b, Location loc, Value e) {
-            Value g = b.create<arith::DivUIOp>(loc, e, index(b, loc, perGroup));
-            Value kept = b.create<arith::CmpFOp>(
+            Value g = arith::DivUIOp::create(b, loc, e, index(b, loc, perGroup));
+            Value kept = arith::CmpFOp::create(b, 
                 loc, arith::CmpFPredicate::OEQ,
-                b.create<memref::LoadOp>(loc, groupScore, g), inf);
-            Value r = b.create<memref::LoadOp>(loc, rank, e);
-            b.create<memref::StoreOp>(
-                loc, b.create<arith::SelectOp>(loc, kept, r, negInf), rank, e);
+                memref::LoadOp::create(b, loc, groupScore, g), inf);
+            Value r = memref::LoadOp::create(b, loc, rank, e);
+            memref::StoreOp::create(b, 
+                loc, arith::SelectOp::create(b, loc, kept, r, negInf), rank, e);
           });
         }
         // Top-k, ties to the lowest index; chosen experts leave the race.
-        auto pick = b.create<scf::ForOp>(
+        auto pick = scf::ForOp::create(b, 
             loc, zero, index(b, loc, topK), one, ValueRange{f32(b, loc, 0.0)},
             [&](OpBuilder &b, Location loc, Value j, ValueRange acc) {
               Value e = argmax(b, loc, rank, zero, expertCount);
-              b.create<memref::StoreOp>(loc, negInf, rank, e);
-              Value w = b.create<memref::LoadOp>(loc, scores, e);
-              b.create<memref::StoreOp>(loc, w, weightsOut, ValueRange{t, j});
-              b.create<memref::StoreOp>(
-                  loc, b.create<arith::IndexCastOp>(loc, b.getI32Type(), e),
+              memref::StoreOp::create(b, loc, negInf, rank, e);
+              Value w = memref::LoadOp::create(b, loc, scores, e);
+              memref::StoreOp::create(b, loc, w, weightsOut, ValueRange{t, j});
+              memref::StoreOp::create(b, 
+                  loc, arith::IndexCastOp::create(b, loc, b.getI32Type(), e),
                   indicesOut, ValueRange{t, j});
-              b.create<scf::YieldOp>(
-                  loc, ValueRange{b.create<arith::AddFOp>(loc, acc[0], w)});
+              scf::YieldOp::create(b, 
+                  loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], w)});
             });
         Value chosen = pick.getResult(0);
         Value divisor = normalize
-                            ? b.create<arith::AddFOp>(loc, chosen,
+                            ? arith::AddFOp::create(b, loc, chosen,
                                                       f32(b, loc, 1e-20))
                                   .getResult()
                             : f32(b, loc, 1.0);
         serialFor(b, loc, zero, index(b, loc, topK),
                   [&](OpBuilder &b, Location loc, Value j) {
-          Value w = b.create<memref::LoadOp>(loc, weightsOut, ValueRange{t, j});
-          Value scaled = b.create<arith::MulFOp>(
-              loc, b.create<arith::DivFOp>(loc, w, divisor),
+          Value w = memref::LoadOp::create(b, loc, weightsOut, ValueRange{t, j});
+          Value scaled = arith::MulFOp::create(b, 
+              loc, arith::DivFOp::create(b, loc, w, divisor),
               f32(b, loc, factor));
-          b.create<memref::StoreOp>(loc, scaled, weightsOut, ValueRange{t, j});
+          memref::StoreOp::create(b, loc, scaled, weightsOut, ValueRange{t, j});
         });
       });
     });
@@ -281,19 +281,19 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     Value scratch = args[args.size() - 2], out = args.back();
     bool fp8 = isFP8(weight.format);
     Value lut = fp8 ? lib.lookupTable(b, loc, weight.format) : Value();
-    Value tokens = b.create<memref::DimOp>(loc, x, 0);
+    Value tokens = memref::DimOp::create(b, loc, x, 0);
     Value zero = index(b, loc, 0);
     serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
       serialFor(b, loc, zero, index(b, loc, hidden),
                 [&](OpBuilder &b, Location loc, Value n) {
-        b.create<memref::StoreOp>(loc, f32(b, loc, 0.0), out, ValueRange{t, n});
+        memref::StoreOp::create(b, loc, f32(b, loc, 0.0), out, ValueRange{t, n});
       });
       serialFor(b, loc, zero, index(b, loc, topK),
                 [&](OpBuilder &b, Location loc, Value j) {
-        Value e = b.create<arith::IndexCastOp>(
+        Value e = arith::IndexCastOp::create(b, 
             loc, b.getIndexType(),
-            b.create<memref::LoadOp>(loc, routeIndices, ValueRange{t, j}));
-        Value w = b.create<memref::LoadOp>(loc, routeWeights, ValueRange{t, j});
+            memref::LoadOp::create(b, loc, routeIndices, ValueRange{t, j}));
+        Value w = memref::LoadOp::create(b, loc, routeWeights, ValueRange{t, j});
         parallelFor(b, loc, zero, index(b, loc, inter),
                     [&](OpBuilder &b, Location loc, Value i) {
           Value g = scaledDot(b, loc, x, {t}, gate, {e, i}, hidden,
@@ -301,18 +301,18 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                               {e}, i);
           Value u = scaledDot(b, loc, x, {t}, up, {e, i}, hidden, weight.format,
                               lut, weight.blockScale, upScale, {e}, i);
-          b.create<memref::StoreOp>(
-              loc, b.create<arith::MulFOp>(loc, silu(b, loc, g), u), scratch, i);
+          memref::StoreOp::create(b, 
+              loc, arith::MulFOp::create(b, loc, silu(b, loc, g), u), scratch, i);
         });
         parallelFor(b, loc, zero, index(b, loc, hidden),
                     [&](OpBuilder &b, Location loc, Value n) {
           Value d = scaledDot(b, loc, scratch, {}, down, {e, n}, inter,
                               weight.format, lut, weight.blockScale, downScale,
                               {e}, n);
-          Value old = b.create<memref::LoadOp>(loc, out, ValueRange{t, n});
-          b.create<memref::StoreOp>(
-              loc, b.create<arith::AddFOp>(loc, old,
-                                           b.create<arith::MulFOp>(loc, w, d)),
+          Value old = memref::LoadOp::create(b, loc, out, ValueRange{t, n});
+          memref::StoreOp::create(b, 
+              loc, arith::AddFOp::create(b, loc, old,
+                                           arith::MulFOp::create(b, loc, w, d)),
               out, ValueRange{t, n});
         });
       });

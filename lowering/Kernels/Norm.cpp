@@ -28,24 +28,24 @@ func::FuncOp xfmr::kernels::rmsNorm(KernelLibrary &lib, int64_t hidden,
     Value lut = isFP8(weight)
                     ? lib.lookupTable(b, loc, weight)
                     : Value();
-    Value tokens = b.create<memref::DimOp>(loc, x, 0);
+    Value tokens = memref::DimOp::create(b, loc, x, 0);
     parallelFor(b, loc, index(b, loc, 0), tokens,
                 [&](OpBuilder &b, Location loc, Value t) {
       Value zero = index(b, loc, 0);
       // sum of squares = x . x
       Value squares = dot(b, loc, x, {t}, zero, x, {t}, zero, hidden,
                           WeightFormat::F32, Value());
-      Value mean = b.create<arith::DivFOp>(loc, squares,
+      Value mean = arith::DivFOp::create(b, loc, squares,
                                            f32(b, loc, double(hidden)));
-      Value inverse = b.create<math::RsqrtOp>(
-          loc, b.create<arith::AddFOp>(loc, mean, f32(b, loc, eps)));
+      Value inverse = math::RsqrtOp::create(b, 
+          loc, arith::AddFOp::create(b, loc, mean, f32(b, loc, eps)));
       serialFor(b, loc, zero, index(b, loc, hidden),
                 [&](OpBuilder &b, Location loc, Value h) {
-        Value value = b.create<memref::LoadOp>(loc, x, ValueRange{t, h});
+        Value value = memref::LoadOp::create(b, loc, x, ValueRange{t, h});
         Value gain = loadAsF32(b, loc, w, {h}, weight, lut);
-        Value normalized = b.create<arith::MulFOp>(
-            loc, b.create<arith::MulFOp>(loc, value, inverse), gain);
-        b.create<memref::StoreOp>(loc, normalized, out, ValueRange{t, h});
+        Value normalized = arith::MulFOp::create(b, 
+            loc, arith::MulFOp::create(b, loc, value, inverse), gain);
+        memref::StoreOp::create(b, loc, normalized, out, ValueRange{t, h});
       });
     });
   });

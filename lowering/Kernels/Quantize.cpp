@@ -23,34 +23,34 @@ func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib, int64_t channels,
   return lib.get(key, {buffer, buffer},
                  [&](OpBuilder &b, Location loc, ValueRange args) {
     Value x = args[0], out = args[1];
-    Value tokens = b.create<memref::DimOp>(loc, x, 0);
+    Value tokens = memref::DimOp::create(b, loc, x, 0);
     int64_t groups = (channels + group - 1) / group;
     parallelFor(b, loc, index(b, loc, 0), tokens,
                 [&](OpBuilder &b, Location loc, Value t) {
       serialFor(b, loc, index(b, loc, 0), index(b, loc, groups),
                 [&](OpBuilder &b, Location loc, Value g) {
-        Value begin = b.create<arith::MulIOp>(loc, g, index(b, loc, group));
-        Value end = b.create<arith::MinUIOp>(
-            loc, b.create<arith::AddIOp>(loc, begin, index(b, loc, group)),
+        Value begin = arith::MulIOp::create(b, loc, g, index(b, loc, group));
+        Value end = arith::MinUIOp::create(b, 
+            loc, arith::AddIOp::create(b, loc, begin, index(b, loc, group)),
             index(b, loc, channels));
-        auto amax = b.create<scf::ForOp>(
+        auto amax = scf::ForOp::create(b, 
             loc, begin, end, index(b, loc, 1), ValueRange{f32(b, loc, 0.0)},
             [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
-              Value v = b.create<math::AbsFOp>(
-                  loc, b.create<memref::LoadOp>(loc, x, ValueRange{t, k}));
-              b.create<scf::YieldOp>(
-                  loc, ValueRange{b.create<arith::MaximumFOp>(loc, acc[0], v)});
+              Value v = math::AbsFOp::create(b, 
+                  loc, memref::LoadOp::create(b, loc, x, ValueRange{t, k}));
+              scf::YieldOp::create(b, 
+                  loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], v)});
             });
-        Value scale = b.create<arith::DivFOp>(
+        Value scale = arith::DivFOp::create(b, 
             loc,
-            b.create<arith::MaximumFOp>(loc, amax.getResult(0),
+            arith::MaximumFOp::create(b, loc, amax.getResult(0),
                                         f32(b, loc, 1e-12)),
             f32(b, loc, top));
         serialFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value k) {
-          Value v = b.create<memref::LoadOp>(loc, x, ValueRange{t, k});
-          Value q = roundToFP8(b, loc, b.create<arith::DivFOp>(loc, v, scale),
+          Value v = memref::LoadOp::create(b, loc, x, ValueRange{t, k});
+          Value q = roundToFP8(b, loc, arith::DivFOp::create(b, loc, v, scale),
                                format);
-          b.create<memref::StoreOp>(loc, b.create<arith::MulFOp>(loc, q, scale),
+          memref::StoreOp::create(b, loc, arith::MulFOp::create(b, loc, q, scale),
                                     out, ValueRange{t, k});
         });
       });

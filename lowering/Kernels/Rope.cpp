@@ -120,21 +120,21 @@ func::FuncOp xfmr::kernels::rope(KernelLibrary &lib, int64_t heads,
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(lib.getModule().getBody());
-      b.create<memref::GlobalOp>(
+      memref::GlobalOp::create(b, 
           loc, tableName, b.getStringAttr("private"), tableType,
           DenseElementsAttr::get(
               RankedTensorType::get(tableType.getShape(), f64Type),
               ArrayRef<double>(frequencies)),
           /*constant=*/true, IntegerAttr());
     }
-    Value table = b.create<memref::GetGlobalOp>(loc, tableType, tableName);
-    Value tokens = b.create<memref::DimOp>(loc, x, 0);
+    Value table = memref::GetGlobalOp::create(b, loc, tableType, tableName);
+    Value tokens = memref::DimOp::create(b, loc, x, 0);
     Value zero = index(b, loc, 0);
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
-      Value position = b.create<arith::AddIOp>(loc, start, t);
-      Value positionF64 = b.create<arith::SIToFPOp>(
+      Value position = arith::AddIOp::create(b, loc, start, t);
+      Value positionF64 = arith::SIToFPOp::create(b, 
           loc, b.getF64Type(),
-          b.create<arith::IndexCastOp>(loc, b.getI64Type(), position));
+          arith::IndexCastOp::create(b, loc, b.getI64Type(), position));
       // Channels that do not rotate are copied.
       serialFor(b, loc, zero, index(b, loc, heads),
                 [&](OpBuilder &b, Location loc, Value h) {
@@ -143,8 +143,8 @@ func::FuncOp xfmr::kernels::rope(KernelLibrary &lib, int64_t heads,
             return;
           serialFor(b, loc, index(b, loc, from), index(b, loc, to),
                     [&](OpBuilder &b, Location loc, Value d) {
-            Value v = b.create<memref::LoadOp>(loc, x, ValueRange{t, h, d});
-            b.create<memref::StoreOp>(loc, v, out, ValueRange{t, h, d});
+            Value v = memref::LoadOp::create(b, loc, x, ValueRange{t, h, d});
+            memref::StoreOp::create(b, loc, v, out, ValueRange{t, h, d});
           });
         };
         copy(0, offset);
@@ -152,42 +152,42 @@ func::FuncOp xfmr::kernels::rope(KernelLibrary &lib, int64_t heads,
       });
       serialFor(b, loc, zero, index(b, loc, rotary / 2),
                 [&](OpBuilder &b, Location loc, Value i) {
-        Value frequency = b.create<memref::LoadOp>(loc, table, i);
-        Value angle = b.create<arith::MulFOp>(loc, positionF64, frequency);
+        Value frequency = memref::LoadOp::create(b, loc, table, i);
+        Value angle = arith::MulFOp::create(b, loc, positionF64, frequency);
         auto scaled = [&](Value v) -> Value {
           Value f =
-              b.create<arith::TruncFOp>(loc, b.getF32Type(), v).getResult();
+              arith::TruncFOp::create(b, loc, b.getF32Type(), v).getResult();
           return scale == 1.0
                      ? f
-                     : b.create<arith::MulFOp>(loc, f, f32(b, loc, scale))
+                     : arith::MulFOp::create(b, loc, f, f32(b, loc, scale))
                            .getResult();
         };
-        Value c = scaled(b.create<math::CosOp>(loc, angle));
-        Value s = scaled(b.create<math::SinOp>(loc, angle));
+        Value c = scaled(math::CosOp::create(b, loc, angle));
+        Value s = scaled(math::SinOp::create(b, loc, angle));
         // The pair (first, second) rotates by the angle.
         Value first, second;
         if (interleaved) {
-          first = b.create<arith::AddIOp>(
+          first = arith::AddIOp::create(b, 
               loc, index(b, loc, offset),
-              b.create<arith::MulIOp>(loc, i, index(b, loc, 2)));
-          second = b.create<arith::AddIOp>(loc, first, index(b, loc, 1));
+              arith::MulIOp::create(b, loc, i, index(b, loc, 2)));
+          second = arith::AddIOp::create(b, loc, first, index(b, loc, 1));
         } else {
-          first = b.create<arith::AddIOp>(loc, index(b, loc, offset), i);
+          first = arith::AddIOp::create(b, loc, index(b, loc, offset), i);
           second =
-              b.create<arith::AddIOp>(loc, first, index(b, loc, rotary / 2));
+              arith::AddIOp::create(b, loc, first, index(b, loc, rotary / 2));
         }
         serialFor(b, loc, zero, index(b, loc, heads),
                   [&](OpBuilder &b, Location loc, Value h) {
-          Value a = b.create<memref::LoadOp>(loc, x, ValueRange{t, h, first});
-          Value bv = b.create<memref::LoadOp>(loc, x, ValueRange{t, h, second});
-          Value newA = b.create<arith::SubFOp>(
-              loc, b.create<arith::MulFOp>(loc, a, c),
-              b.create<arith::MulFOp>(loc, bv, s));
-          Value newB = b.create<arith::AddFOp>(
-              loc, b.create<arith::MulFOp>(loc, bv, c),
-              b.create<arith::MulFOp>(loc, a, s));
-          b.create<memref::StoreOp>(loc, newA, out, ValueRange{t, h, first});
-          b.create<memref::StoreOp>(loc, newB, out, ValueRange{t, h, second});
+          Value a = memref::LoadOp::create(b, loc, x, ValueRange{t, h, first});
+          Value bv = memref::LoadOp::create(b, loc, x, ValueRange{t, h, second});
+          Value newA = arith::SubFOp::create(b, 
+              loc, arith::MulFOp::create(b, loc, a, c),
+              arith::MulFOp::create(b, loc, bv, s));
+          Value newB = arith::AddFOp::create(b, 
+              loc, arith::MulFOp::create(b, loc, bv, c),
+              arith::MulFOp::create(b, loc, a, s));
+          memref::StoreOp::create(b, loc, newA, out, ValueRange{t, h, first});
+          memref::StoreOp::create(b, loc, newB, out, ValueRange{t, h, second});
         });
       });
     });

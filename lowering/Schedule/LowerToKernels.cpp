@@ -96,7 +96,7 @@ private:
   Value buffer(Value value) { return buffers.lookup(value); }
   Value flat(Value buffer);
   void call(func::FuncOp kernel, ValueRange args) {
-    b->create<func::CallOp>(loc, kernel, args);
+    func::CallOp::create(*b, loc, kernel, args);
   }
   WeightOperand weightOperand(Value weight, Value scale,
                               ScaleLayoutAttr layout, Operation *op,
@@ -120,7 +120,7 @@ Value ScheduleEmitter::alloc(ArrayRef<int64_t> trailing, Type element) {
   SmallVector<int64_t> shape{ShapedType::kDynamic};
   shape.append(trailing.begin(), trailing.end());
   auto type = MemRefType::get(shape, element ? element : b->getF32Type());
-  return b->create<memref::AllocOp>(loc, type, ValueRange{tokens},
+  return memref::AllocOp::create(*b, loc, type, ValueRange{tokens},
                                     b->getI64IntegerAttr(kAlignment));
 }
 
@@ -129,7 +129,7 @@ Value ScheduleEmitter::flat(Value value) {
   ReassociationIndices all;
   for (int64_t i = 0; i < type.getRank(); ++i)
     all.push_back(i);
-  return b->create<memref::CollapseShapeOp>(loc, value,
+  return memref::CollapseShapeOp::create(*b, loc, value,
                                             ArrayRef<ReassociationIndices>{all});
 }
 
@@ -172,7 +172,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
         slot.type.getShape(),
         storageTypeOf(weightFormatOf(slot.type.getElementType()),
                       b->getContext()));
-    Value view = b->create<memref::ViewOp>(
+    Value view = memref::ViewOp::create(*b, 
         loc, type, weightBlob, index(*b, loc, slot.offset), ValueRange{});
     bind(weight.getResult(), view, false);
     return success();
@@ -239,7 +239,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   }
   if (auto split = dyn_cast<SplitHeadsOp>(op)) {
     ArrayRef<int64_t> shape = split.getType().getShape();
-    Value view = b->create<memref::ExpandShapeOp>(
+    Value view = memref::ExpandShapeOp::create(*b, 
         loc,
         MemRefType::get({ShapedType::kDynamic, shape[1], shape[2]},
                         b->getF32Type()),
@@ -251,7 +251,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     return success();
   }
   if (auto merge = dyn_cast<MergeHeadsOp>(op)) {
-    Value view = b->create<memref::CollapseShapeOp>(
+    Value view = memref::CollapseShapeOp::create(*b, 
         loc, buffer(merge.getInput()),
         ArrayRef<ReassociationIndices>{{0}, {1, 2}});
     bind(merge.getResult(), view, false);
@@ -327,7 +327,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     call(mlaCacheWrite(lib, cache.getCapacity(), heads, nope, ropeDim,
                        valueDim),
          {kv, buffer(mla.getRopeKey()), cacheBuffer, start});
-    b->create<memref::DeallocOp>(loc, kv);
+    memref::DeallocOp::create(*b, loc, kv);
     Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
     call(attend(lib, cache.getCapacity(), heads, heads, cache.getKeyDim(),
                 valueDim, mla.getScale().convertToDouble(), std::nullopt),
@@ -355,7 +355,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     args.push_back(weightsBuffer);
     args.push_back(indicesBuffer);
     call(moeRoute(lib, gate), args);
-    b->create<memref::DeallocOp>(loc, logits);
+    memref::DeallocOp::create(*b, loc, logits);
     return success();
   }
   if (auto experts = dyn_cast<MoEExpertsOp>(op)) {
@@ -374,7 +374,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     int64_t count = gateType.getDimSize(0), inter = gateType.getDimSize(1);
     int64_t hidden = gateType.getDimSize(2);
     int64_t topK = experts.getWeights().getType().getDimSize(1);
-    Value scratch = b->create<memref::AllocOp>(
+    Value scratch = memref::AllocOp::create(*b, 
         loc, MemRefType::get({inter}, b->getF32Type()),
         b->getI64IntegerAttr(kAlignment));
     Value result = outOrLogits(experts.getResult(), {hidden});
@@ -392,7 +392,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     args.push_back(scratch);
     args.push_back(result);
     call(moeExperts(lib, count, inter, hidden, topK, weight), args);
-    b->create<memref::DeallocOp>(loc, scratch);
+    memref::DeallocOp::create(*b, loc, scratch);
     return success();
   }
   if (auto quantize = dyn_cast<QuantizeOp>(op)) {
@@ -407,7 +407,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
             slot.type.getShape(),
             storageTypeOf(weightFormatOf(slot.type.getElementType()),
                           b->getContext()));
-        bind(result, b->create<memref::ViewOp>(loc, type, weightBlob,
+        bind(result, memref::ViewOp::create(*b, loc, type, weightBlob,
                                                index(*b, loc, slot.offset),
                                                ValueRange{}),
              false);
@@ -466,7 +466,7 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
                            b->getIndexType(), MemRefType::get({dynamic}, i8),
                            MemRefType::get({dynamic}, i8),
                            MemRefType::get({dynamic, vocab}, b->getF32Type())};
-  auto func = b->create<func::FuncOp>(loc, old.getName(),
+  auto func = func::FuncOp::create(*b, loc, old.getName(),
                                       b->getFunctionType(inputs, {}));
   func->setAttr("llvm.emit_c_interface", UnitAttr::get(context));
   func->setAttr(kEntryAttrName, old->getAttr(kEntryAttrName));
@@ -477,7 +477,7 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
   weightBlob = entry->getArgument(2);
   cacheBlob = entry->getArgument(3);
   logitsOut = entry->getArgument(4);
-  tokens = b->create<memref::DimOp>(loc, ids, 0);
+  tokens = memref::DimOp::create(*b, loc, ids, 0);
 
   Block &body = old.getBody().front();
   bind(body.getArgument(0), ids, false);
@@ -487,7 +487,7 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
     auto type = MemRefType::get({cacheType.getCapacity(), cacheType.getHeads(),
                                  cacheType.getKeyDim() + cacheType.getValueDim()},
                                 b->getF32Type());
-    Value view = b->create<memref::ViewOp>(loc, type, cacheBlob,
+    Value view = memref::ViewOp::create(*b, loc, type, cacheBlob,
                                            index(*b, loc, slot.offset),
                                            ValueRange{});
     bind(body.getArgument(2 + i), view, false);
@@ -524,7 +524,7 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
     // Free every owned buffer whose storage no later op reads.
     for (auto &[value, owned] : ownedBuffers) {
       if (owned && lastRead.lookup(rootOf.lookup(value)) == int64_t(i)) {
-        b->create<memref::DeallocOp>(loc, owned);
+        memref::DeallocOp::create(*b, loc, owned);
         owned = Value();
       }
     }
@@ -538,8 +538,8 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
   }
   for (auto &[value, owned] : ownedBuffers)
     if (owned)
-      b->create<memref::DeallocOp>(loc, owned);
-  b->create<func::ReturnOp>(loc);
+      memref::DeallocOp::create(*b, loc, owned);
+  func::ReturnOp::create(*b, loc);
   return success();
 }
 

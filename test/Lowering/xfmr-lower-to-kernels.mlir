@@ -80,11 +80,11 @@ func.func @decode(%ids: tensor<?xi32>, %start: index, %c: !latent) -> (tensor<?x
 func.func @prefill(%ids: tensor<?xi32>, %start: index) -> (tensor<?x8xf32>) attributes {xfmr.entry = "prefill"} {
   %emb = xfmr.weight "embed" : tensor<32x8xf32>
   %h = xfmr.embedding %emb[%ids] : tensor<32x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
-  // expected-error @+1 {{'xfmr.quantize' op is not supported by the CPU lowering (xfmr-lower-to-kernels)}}
-  %q, %s = xfmr.quantize %h {layout = #xfmr.scale_layout<block [1, 128]>}
-      : tensor<?x8xf32> -> tensor<?x8xf8E4M3FN>, tensor<?x1xf32>
-  %d = xfmr.dequantize %q, %s {layout = #xfmr.scale_layout<block [1, 128]>}
-      : tensor<?x8xf8E4M3FN>, tensor<?x1xf32> -> tensor<?x8xf32>
+  %q, %s = xfmr.quantize %h {layout = #xfmr.scale_layout<per_tensor>}
+      : tensor<?x8xf32> -> tensor<?x8xf8E4M3FN>, tensor<f32>
+  // expected-error @+1 {{'xfmr.dequantize' op the CPU lowering quantizes activations per token in groups (block [1, G] on [tokens, channels]), got #xfmr.scale_layout<per_tensor>}}
+  %d = xfmr.dequantize %q, %s {layout = #xfmr.scale_layout<per_tensor>}
+      : tensor<?x8xf8E4M3FN>, tensor<f32> -> tensor<?x8xf32>
   return %d : tensor<?x8xf32>
 }
 
