@@ -1,9 +1,38 @@
 """xfmr: an MLIR-based ahead-of-time compiler for transformer language models.
 
-This package holds the pure-Python parts: a safetensors reader/writer
+The compiler, the IR and the runtime (native extension `xfmr._xfmr`, loaded on first use):
+
+    import xfmr
+    artifact = xfmr.compile("stories260K", "model.xfmr")       # -> xfmr.Artifact
+    session = xfmr.Session(artifact, threads=2)
+    ids = session.generate([1], 32, temperature=0.8, top_p=0.9, seed=7)
+    logits = session.prefill([1, 2, 3])                        # float32 [3, vocab]
+    module = xfmr.ir.import_checkpoint("stories260K").run("xfmr-graph-opt")
+
+Errors: `xfmr.Error` (a RuntimeError) and its subclasses `xfmr.CompileError` and
+`xfmr.InvalidArgumentError` (also a ValueError) carry the C++ message; missing files raise
+FileNotFoundError.
+
+Pure-Python parts that need only NumPy (no extension): a safetensors reader/writer
 (`xfmr.safetensors`), a float64 NumPy reference implementation of the supported
 architectures (`xfmr.reference`) and a synthetic checkpoint generator (`xfmr.synth`).
-Nothing here imports the native extension; it is loaded lazily by the modules that need it.
+`import xfmr` works without the extension; using a native function without it raises
+ImportError saying how to build it.
 """
 
 __version__ = "0.1.0"
+
+from . import ir
+from .compiler import compile
+from .errors import CompileError, Error, InvalidArgumentError
+from .runtime import Artifact, Session
+
+__all__ = ["Artifact", "CompileError", "Error", "InvalidArgumentError", "Session", "compile",
+           "ir", "native_available"]
+
+
+def native_available() -> bool:
+    """Whether the native extension (compiler and runtime) can be loaded."""
+    from ._native import available
+
+    return available()

@@ -324,8 +324,10 @@ def test_bad_options_raise_value_error(tiny, tmp_path):
         xfmr.compile(checkpoint, out, opt_level=7)
     with pytest.raises(ValueError, match="context"):
         xfmr.compile(checkpoint, out, context=-1)
-    with pytest.raises(NotImplementedError, match="issue 5"):
-        xfmr.compile(checkpoint, out, quantize="fp8")
+    with pytest.raises(ValueError, match="quantize must be None or 'fp8'"):
+        xfmr.compile(checkpoint, out, quantize="int3")
+    with pytest.raises(ValueError, match="unknown quantize option 'bits'"):
+        xfmr.compile(checkpoint, out, quantize="fp8", quantize_options={"bits": 8})
     with pytest.raises(NotImplementedError, match="issue 6"):
         xfmr.compile(checkpoint, out, kv_cache="int8")
     with pytest.raises(ValueError, match="device 'cuda'"):
@@ -450,3 +452,16 @@ def test_pip_install_offline(tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(target)),
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith(str(target)) and "xfmr-" in done.stdout
+
+
+def test_compile_fp8_matches_the_cli(tiny, tmp_path):
+    """quantize="fp8" runs the same pass as xfmr-compile --quantize fp8."""
+    checkpoint, _ = tiny
+    artifact = xfmr.compile(checkpoint, tmp_path / "fp8.xfmr", quantize="fp8",
+                            quantize_options={"granularity": "channel", "activations": False})
+    assert artifact.manifest["compile_options"]["quantize"] == "fp8"
+    assert "granularity=channel" in artifact.manifest["compile_options"]["quantize_options"]
+    dtypes = {t["dtype"] for t in artifact.manifest["weights"]["tensors"]}
+    assert "f8e4m3fn" in dtypes
+    ids = xfmr.Session(artifact).generate([1, 2, 3], 5)
+    assert len(ids) == 5

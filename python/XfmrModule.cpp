@@ -1,0 +1,626 @@
+//===- XfmrModule.cpp - the pybind11 extension xfmr._xfmr -------*- C++ -*-===//
+//
+// A thin layer over the compiler's narrow API (lowering/Compiler.h: strings
+// and llvm::Error only) and the runtime (xfmr/runtime: exceptions of type
+// xfmr::runtime::Error). The Python package (python/xfmr) wraps these
+// functions with argument checks and documentation; this file only converts
+// values, releases the GIL around long calls and turns C++ errors into the
+// exception classes of xfmr/errors.py with the C++ message.
+//
+// Locking: every session has a mutex and the compiler has one process-wide
+// mutex. They are taken only with the GIL released, and code holding them
+// re-acquires the GIL only briefly (progress lines, signal checks), so the
+// lock order is always mutex -> GIL and nothing deadlocks.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/Compiler.h"
+
+#include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/Json.h"
+#include "xfmr/runtime/Sampler.h"
+#include "xfmr/runtime/Session.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <csignal>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace py = pybind11;
+using namespace xfmr;
+using xfmr::runtime::Artifact;
+using xfmr::runtime::SamplingOptions;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Errors
+//===----------------------------------------------------------------------===//
+
+/// Which class of xfmr/errors.py a failure becomes.
+enum class ErrorKind { Error, Compile, InvalidArgument };
+
+/// A C++ failure on its way to Python, with the C++ message.
+class Failure : public std::runtime_error {
+public:
+  Failure(ErrorKind kind, const std::string &message)
+      : std::runtime_error(message), kind(kind) {}
+  ErrorKind kind;
+};
+
+/// xfmr.Error, xfmr.CompileError, xfmr.InvalidArgumentError; set once at
+/// import and kept for the life of the process.
+PyObject *errorTypes[3] = {nullptr, nullptr, nullptr};
+
+/// The message of `error` (joined like llvm::toString) and whether any part
+/// carries std::errc::invalid_argument, which marks a bad option or value.
+std::pair<std::string, bool> takeError(llvm::Error error) {
+  std::string message;
+  bool invalid = false;
+  llvm::handleAllErrors(std::move(error), [&](const llvm::ErrorInfoBase &info) {
+    if (!message.empty())
+      message += "\n";
+    message += info.message();
+    if (info.convertToErrorCode() ==
+        std::make_error_code(std::errc::invalid_argument))
+      invalid = true;
+  });
+  return {message, invalid};
+}
+
+/// Whether a compiler message reports a bad option or value rather than a
+/// failure to compile. The compiler returns plain string errors; these are
+/// the messages of its argument checks (CPU name, target, context length,
+/// quantization options, pass pipeline syntax). Errors that carry
+/// std::errc::invalid_argument need no entry here.
+bool isArgumentMessage(const std::string &message) {
+  static const char *const prefixes[] = {"unknown CPU '",
+                                         "target '",
+                                         "the context length must",
+                                         "unknown quantization '",
+                                         "invalid quantization options '",
+                                         "invalid pass pipeline '",
+                                         "unbalanced pass pipeline '"};
+  for (const char *prefix : prefixes)
+    if (message.rfind(prefix, 0) == 0)
+      return true;
+  return false;
+}
+
+[[noreturn]] void throwCompilerError(llvm::Error error) {
+  auto [message, invalid] = takeError(std::move(error));
+  throw Failure(invalid || isArgumentMessage(message)
+                    ? ErrorKind::InvalidArgument
+                    : ErrorKind::Compile,
+                message);
+}
+
+/// The compiler's entry points run one at a time: MLIR and LLVM keep
+/// process-wide registries that are set up lazily.
+std::mutex &compilerMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+/// Runs `fn` (returning llvm::Expected<std::string>) without the GIL, under
+/// the compiler mutex; returns its string or throws a Failure.
+template <typename Fn> std::string callCompiler(Fn fn) {
+  std::optional<llvm::Expected<std::string>> result;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(compilerMutex());
+    result.emplace(fn());
+  }
+  if (!*result)
+    throwCompilerError(result->takeError());
+  return std::move(**result);
+}
+
+/// Whether the calling thread is Python's main thread, the only one on which
+/// signal handlers run (PyErr_CheckSignals does nothing elsewhere).
+bool onMainThread() {
+  py::module_ threading = py::module_::import("threading");
+  return threading.attr("main_thread")().attr("ident").cast<long long>() ==
+         threading.attr("get_ident")().cast<long long>();
+}
+
+/// Set by onSigint; read between tokens without the GIL.
+std::atomic<bool> sigintPending{false};
+struct sigaction previousSigint;
+
+/// Notes the signal, then runs the handler it replaced (Python's, which
+/// records it for the interpreter's own handling).
+extern "C" void onSigint(int signum, siginfo_t *info, void *context) {
+  sigintPending.store(true);
+  if (previousSigint.sa_flags & SA_SIGINFO)
+    previousSigint.sa_sigaction(signum, info, context);
+  else
+    previousSigint.sa_handler(signum);
+}
+
+/// While generating on the main thread, tells whether Ctrl-C was pressed
+/// without taking the GIL per token (taking it can wait a whole switch
+/// interval, 5 ms, when another Python thread is busy). Installs onSigint in
+/// front of the current SIGINT handler when that is a function (Python's);
+/// with SIG_DFL or SIG_IGN the signal keeps its usual effect.
+class SigintWatch {
+public:
+  SigintWatch() {
+    struct sigaction current;
+    if (sigaction(SIGINT, nullptr, &current) != 0)
+      return;
+    bool isFunction =
+        (current.sa_flags & SA_SIGINFO)
+            ? current.sa_sigaction != nullptr
+            : current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN;
+    // Nested (a Python signal handler that generates): the outer one watches.
+    if (!isFunction ||
+        ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == onSigint)) {
+      active = isFunction;
+      return;
+    }
+    previousSigint = current;
+    struct sigaction mine = current;
+    mine.sa_sigaction = onSigint;
+    mine.sa_flags = current.sa_flags | SA_SIGINFO;
+    sigintPending.store(false);
+    installed = active = sigaction(SIGINT, &mine, nullptr) == 0;
+  }
+  ~SigintWatch() {
+    if (installed)
+      sigaction(SIGINT, &previousSigint, nullptr);
+  }
+  SigintWatch(const SigintWatch &) = delete;
+  SigintWatch &operator=(const SigintWatch &) = delete;
+
+  /// Whether SIGINT arrived since the last call.
+  bool pending() const { return active && sigintPending.exchange(false); }
+
+private:
+  bool installed = false, active = false;
+};
+
+//===----------------------------------------------------------------------===//
+// Compiler
+//===----------------------------------------------------------------------===//
+
+void compile(const std::string &model, const std::string &output,
+             const std::string &target, const std::string &cpu, int64_t context,
+             const std::string &weights, unsigned optLevel,
+             const std::string &dumpIRAfter, const std::string &quantize,
+             const std::string &quantizeOptions, const py::object &progress) {
+  CompileOptions options;
+  options.model = model;
+  options.output = output;
+  options.target = target;
+  options.cpu = cpu;
+  options.context = context;
+  options.weights = weights;
+  options.optLevel = optLevel;
+  options.dumpIRAfter = dumpIRAfter;
+  options.quantize = quantize;
+  options.quantizeOptions = quantizeOptions;
+
+  // A failing callback stops reporting; its exception is raised after the
+  // compiler returns (the compiler cannot be unwound through).
+  std::unique_ptr<py::error_already_set> callbackError;
+  ProgressFn onProgress;
+  if (!progress.is_none())
+    onProgress = [&](const std::string &line) {
+      py::gil_scoped_acquire gil;
+      if (callbackError)
+        return;
+      try {
+        progress(line);
+      } catch (py::error_already_set &e) {
+        callbackError = std::make_unique<py::error_already_set>(std::move(e));
+      }
+    };
+
+  std::optional<llvm::Error> error;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(compilerMutex());
+    error.emplace(compileModel(options, onProgress));
+  }
+  if (callbackError) {
+    llvm::consumeError(std::move(*error));
+    throw std::move(*callbackError);
+  }
+  if (*error)
+    throwCompilerError(std::move(*error));
+}
+
+//===----------------------------------------------------------------------===//
+// Runtime
+//===----------------------------------------------------------------------===//
+
+py::object toPython(const runtime::JsonValue &value) {
+  using Kind = runtime::JsonValue::Kind;
+  switch (value.kind()) {
+  case Kind::Null:
+    return py::none();
+  case Kind::Bool:
+    return py::bool_(value.asBool());
+  case Kind::Number:
+    if (value.isInteger())
+      return py::int_(value.asInt());
+    return py::float_(value.asDouble());
+  case Kind::String:
+    return py::str(value.asString());
+  case Kind::Array: {
+    py::list list;
+    for (const runtime::JsonValue &item : value.asArray())
+      list.append(toPython(item));
+    return list;
+  }
+  case Kind::Object: {
+    py::dict dict;
+    for (const auto &[key, item] : value.asObject())
+      dict[py::str(key)] = toPython(item);
+    return dict;
+  }
+  }
+  return py::none();
+}
+
+std::shared_ptr<Artifact> openArtifact(const std::string &path) {
+  py::gil_scoped_release release;
+  return Artifact::open(path); // runtime::Error -> xfmr.Error
+}
+
+/// Hands a vector's buffer to NumPy without copying: the array owns it.
+py::array_t<float> toArray(std::vector<float> &&values,
+                           std::vector<py::ssize_t> shape) {
+  auto *owned = new std::vector<float>(std::move(values));
+  py::capsule release(owned, [](void *pointer) {
+    delete static_cast<std::vector<float> *>(pointer);
+  });
+  return py::array_t<float>(std::move(shape), owned->data(), release);
+}
+
+SamplingOptions makeSampling(float temperature, int topK, float topP,
+                             uint64_t seed) {
+  SamplingOptions options;
+  options.temperature = temperature;
+  options.topK = topK;
+  options.topP = topP;
+  options.seed = seed;
+  try {
+    options.validate();
+  } catch (const runtime::Error &e) {
+    throw Failure(ErrorKind::InvalidArgument, e.what());
+  }
+  return options;
+}
+
+/// A runtime session and the mutex that keeps it to one thread at a time.
+class PySession {
+public:
+  PySession(std::shared_ptr<Artifact> artifact, int threads)
+      : artifact(artifact), session(makeSession(artifact, threads)) {}
+
+  std::shared_ptr<Artifact> artifact;
+  std::unique_ptr<runtime::Session> session;
+  std::mutex mutex;
+
+  /// Runs `fn(session)` without the GIL and with the mutex held. A
+  /// runtime::Error thrown before the session computed anything (its
+  /// position did not move) is a rejected input: InvalidArgumentError.
+  template <typename Fn> auto locked(Fn fn) {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex);
+    int64_t before = session->position();
+    try {
+      return fn(*session);
+    } catch (const runtime::Error &e) {
+      throw Failure(session->position() == before ? ErrorKind::InvalidArgument
+                                                  : ErrorKind::Error,
+                    e.what());
+    }
+  }
+
+private:
+  static std::unique_ptr<runtime::Session>
+  makeSession(const std::shared_ptr<Artifact> &artifact, int threads) {
+    runtime::SessionOptions options;
+    options.threads = threads;
+    try {
+      return std::make_unique<runtime::Session>(artifact, options);
+    } catch (const runtime::Error &e) {
+      throw Failure(threads < 0 ? ErrorKind::InvalidArgument : ErrorKind::Error,
+                    e.what());
+    }
+  }
+};
+
+py::array_t<float> prefill(PySession &self, const std::vector<int32_t> &ids) {
+  std::vector<float> logits =
+      self.locked([&](runtime::Session &s) { return s.prefill(ids); });
+  return toArray(std::move(logits),
+                 {static_cast<py::ssize_t>(ids.size()),
+                  static_cast<py::ssize_t>(self.artifact->vocabSize())});
+}
+
+py::array_t<float> decode(PySession &self, int32_t id) {
+  std::vector<float> logits =
+      self.locked([&](runtime::Session &s) { return s.decode(id); });
+  return toArray(std::move(logits),
+                 {static_cast<py::ssize_t>(self.artifact->vocabSize())});
+}
+
+std::vector<int32_t> generate(PySession &self,
+                              const std::vector<int32_t> &prompt,
+                              int maxNewTokens, float temperature, int topK,
+                              float topP, uint64_t seed) {
+  SamplingOptions sampling = makeSampling(temperature, topK, topP, seed);
+  // Ctrl-C: when SIGINT arrived, run Python's signal handlers between two
+  // tokens with the GIL held; the first exception they raise
+  // (KeyboardInterrupt) stops generation and is raised here.
+  std::optional<SigintWatch> watch;
+  if (onMainThread())
+    watch.emplace();
+  std::unique_ptr<py::error_already_set> interrupted;
+  auto onToken = [&](int32_t, const float *) {
+    if (!watch || !watch->pending())
+      return true;
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0)
+      return true;
+    interrupted = std::make_unique<py::error_already_set>();
+    return false;
+  };
+  std::vector<int32_t> tokens = self.locked([&](runtime::Session &s) {
+    return s.generate(prompt, maxNewTokens, sampling, onToken);
+  });
+  if (interrupted)
+    throw std::move(*interrupted);
+  return tokens;
+}
+
+/// `Session.generate` one token at a time. The first step runs the
+/// session's own generate (same validation, prefill and first sample) and
+/// stops it after one token; a private sampler with the same options replays
+/// that first draw, so later draws continue the same random sequence.
+class TokenStream {
+public:
+  TokenStream(std::shared_ptr<PySession> owner, std::vector<int32_t> prompt,
+              int maxNewTokens, const SamplingOptions &sampling)
+      : owner(std::move(owner)), prompt(std::move(prompt)),
+        maxNewTokens(maxNewTokens), sampling(sampling), sampler(sampling) {
+    if (maxNewTokens < 0)
+      throw Failure(ErrorKind::InvalidArgument,
+                    "the number of tokens to generate must be >= 0, got " +
+                        std::to_string(maxNewTokens));
+  }
+
+  int32_t next() {
+    if (finished || (started && produced == maxNewTokens)) {
+      finished = true;
+      throw py::stop_iteration();
+    }
+    int64_t vocab = owner->artifact->vocabSize();
+    try {
+      if (!started) {
+        std::optional<int32_t> first;
+        owner->locked([&](runtime::Session &s) {
+          s.generate(prompt, maxNewTokens, sampling,
+                     [&](int32_t token, const float *row) {
+                       sampler.sample(row, vocab);
+                       first = token;
+                       return false;
+                     });
+        });
+        started = true;
+        if (!first) { // maxNewTokens == 0: the prompt was prefilled.
+          finished = true;
+          throw py::stop_iteration();
+        }
+        last = *first;
+      } else {
+        last = owner->locked([&](runtime::Session &s) {
+          std::vector<float> logits = s.decode(last);
+          return sampler.sample(logits.data(), vocab);
+        });
+      }
+    } catch (const Failure &) {
+      finished = true;
+      throw;
+    }
+    ++produced;
+    return last;
+  }
+
+private:
+  std::shared_ptr<PySession> owner;
+  std::vector<int32_t> prompt;
+  int maxNewTokens;
+  SamplingOptions sampling;
+  runtime::Sampler sampler;
+  bool started = false, finished = false;
+  int produced = 0;
+  int32_t last = 0;
+};
+
+py::dict statsDict(const runtime::Stats &s) {
+  py::dict d;
+  d["prefill_tokens"] = s.prefillTokens;
+  d["prefill_seconds"] = s.prefillSeconds;
+  d["prefill_tokens_per_s"] = s.prefillTokensPerSecond();
+  d["decode_tokens"] = s.decodeTokens;
+  d["decode_seconds"] = s.decodeSeconds;
+  d["decode_tokens_per_s"] = s.decodeTokensPerSecond();
+  d["weights_bytes"] = s.weightsBytes;
+  d["kv_cache_bytes"] = s.kvCacheBytes;
+  d["kv_cache_bytes_per_token"] = s.kvCacheBytesPerToken;
+  d["parameter_count"] = s.parameterCount;
+  d["peak_rss_bytes"] = s.peakRssBytes;
+  d["threads"] = s.threads;
+  return d;
+}
+
+std::optional<int> optionalId(std::optional<int32_t> id) {
+  if (id)
+    return *id;
+  return std::nullopt;
+}
+
+} // namespace
+
+PYBIND11_MODULE(_xfmr, m) {
+  m.doc() = "Native part of xfmr: the compiler API (lowering/Compiler.h) and "
+            "the runtime. Use it through the `xfmr` package, which checks "
+            "arguments and documents the API.";
+
+  // The exception classes live in pure Python so they exist without us.
+  py::module_ errors = py::module_::import("xfmr.errors");
+  const char *names[] = {"Error", "CompileError", "InvalidArgumentError"};
+  for (int i = 0; i < 3; ++i) {
+    py::object type = errors.attr(names[i]);
+    errorTypes[i] = type.release().ptr();
+  }
+  py::register_exception_translator([](std::exception_ptr pointer) {
+    if (!pointer)
+      return;
+    try {
+      std::rethrow_exception(pointer);
+    } catch (const Failure &e) {
+      PyErr_SetString(errorTypes[static_cast<int>(e.kind)], e.what());
+    } catch (const runtime::Error &e) {
+      PyErr_SetString(errorTypes[static_cast<int>(ErrorKind::Error)], e.what());
+    }
+  });
+
+  // Compiler.
+  m.def("compile", &compile, py::arg("model"), py::arg("output"),
+        py::arg("target"), py::arg("cpu"), py::arg("context"),
+        py::arg("weights"), py::arg("opt_level"), py::arg("dump_ir_after"),
+        py::arg("quantize"), py::arg("quantize_options"), py::arg("progress"),
+        "Compiles a checkpoint folder or .mlir file into an artifact "
+        "(xfmr::compileModel). Releases the GIL.");
+  m.def(
+      "import_checkpoint",
+      [](const std::string &dir, int64_t context) {
+        return callCompiler(
+            [&] { return importCheckpointToText(dir, context); });
+      },
+      py::arg("dir"), py::arg("context"),
+      "The xfmr IR of a checkpoint folder, as text.");
+  m.def(
+      "run_pipeline",
+      [](const std::string &ir, const std::string &pipeline) {
+        return callCompiler([&] { return runPipeline(ir, pipeline); });
+      },
+      py::arg("ir"), py::arg("pipeline"),
+      "Parses IR text, runs a pass pipeline, returns the printed result.");
+  m.def(
+      "round_trip",
+      [](const std::string &ir) {
+        return callCompiler([&] { return roundTrip(ir); });
+      },
+      py::arg("ir"), "Parses and verifies IR text; returns it printed.");
+  m.def(
+      "list_passes",
+      [] {
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(compilerMutex());
+        return listPasses();
+      },
+      "The xfmr passes and pipelines: [(flag, description)].");
+
+  // Runtime.
+  py::class_<Artifact, std::shared_ptr<Artifact>>(
+      m, "Artifact", "A loaded model.xfmr (runtime::Artifact).")
+      .def_static("open", &openArtifact, py::arg("path"))
+      .def_property_readonly("path", &Artifact::path)
+      .def_property_readonly(
+          "manifest", [](const Artifact &a) { return toPython(a.manifest()); })
+      .def_property_readonly(
+          "architecture",
+          [](const Artifact &a) { return a.model().architecture; })
+      .def_property_readonly("vocab_size", &Artifact::vocabSize)
+      .def_property_readonly(
+          "hidden_size", [](const Artifact &a) { return a.model().hiddenSize; })
+      .def_property_readonly(
+          "num_layers", [](const Artifact &a) { return a.model().numLayers; })
+      .def_property_readonly("context_length", &Artifact::contextLength)
+      .def_property_readonly(
+          "bos_token_id",
+          [](const Artifact &a) { return optionalId(a.bosTokenId()); })
+      .def_property_readonly(
+          "eos_token_id",
+          [](const Artifact &a) { return optionalId(a.eosTokenId()); })
+      .def_property_readonly("target",
+                             [](const Artifact &a) {
+                               const runtime::TargetInfo &t = a.target();
+                               py::dict d;
+                               d["kind"] = t.kind;
+                               d["triple"] = t.triple;
+                               d["cpu"] = t.cpu;
+                               d["features"] = t.features;
+                               return d;
+                             })
+      .def_property_readonly("kv_cache_bytes", &Artifact::kvCacheBytes)
+      .def_property_readonly("kv_cache_bytes_per_token",
+                             &Artifact::kvCacheBytesPerToken)
+      .def_property_readonly("weights_bytes", &Artifact::weightsBytes)
+      .def_property_readonly("parameter_count", &Artifact::parameterCount)
+      .def_property_readonly("compiler", &Artifact::compiler)
+      .def_property_readonly("threads_supported", &Artifact::threadsSupported);
+
+  py::class_<TokenStream>(m, "TokenStream",
+                          "Token ids of one generation, one at a time.")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &TokenStream::next);
+
+  py::class_<PySession, std::shared_ptr<PySession>>(
+      m, "Session", "A runtime::Session guarded by a mutex.")
+      .def(py::init<std::shared_ptr<Artifact>, int>(), py::arg("artifact"),
+           py::arg("threads"))
+      .def("prefill", &prefill, py::arg("ids"))
+      .def("decode", &decode, py::arg("token"))
+      .def("generate", &generate, py::arg("prompt_ids"),
+           py::arg("max_new_tokens"), py::arg("temperature"), py::arg("top_k"),
+           py::arg("top_p"), py::arg("seed"))
+      .def(
+          "stream",
+          [](std::shared_ptr<PySession> self, std::vector<int32_t> prompt,
+             int maxNewTokens, float temperature, int topK, float topP,
+             uint64_t seed) {
+            return TokenStream(std::move(self), std::move(prompt), maxNewTokens,
+                               makeSampling(temperature, topK, topP, seed));
+          },
+          py::arg("prompt_ids"), py::arg("max_new_tokens"),
+          py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
+          py::arg("seed"))
+      .def("reset",
+           [](PySession &self) {
+             self.locked([](runtime::Session &s) { s.reset(); });
+           })
+      .def_property_readonly("position",
+                             [](PySession &self) {
+                               return self.locked([](runtime::Session &s) {
+                                 return s.position();
+                               });
+                             })
+      .def_property_readonly("threads",
+                             [](PySession &self) {
+                               return self.locked([](runtime::Session &s) {
+                                 return s.stats().threads;
+                               });
+                             })
+      .def("stats", [](PySession &self) {
+        runtime::Stats stats =
+            self.locked([](runtime::Session &s) { return s.stats(); });
+        return statsDict(stats);
+      });
+}

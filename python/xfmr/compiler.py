@@ -1,0 +1,121 @@
+"""`xfmr.compile`: a checkpoint folder or .mlir file in, a loaded `xfmr.Artifact` out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from typing import Callable, Optional
+
+from . import _args
+from ._native import native
+from .errors import InvalidArgumentError
+from .runtime import Artifact
+
+__all__ = ["compile"]
+
+
+def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
+            target: str = "cpu", cpu: str = "x86-64-v2", context: int = 0,
+            weights: Optional[_args.PathLike] = None, opt_level: int = 3,
+            quantize: Optional[str] = None, quantize_options: Optional[dict] = None,
+            kv_cache: Optional[str] = None,
+            progress: Optional[Callable[[str], None]] = None,
+            dump_ir_after: Optional[str] = None) -> Artifact:
+    """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
+
+    model: a Hugging Face checkpoint folder, or an .mlir file of xfmr IR whose weights come
+        from the checkpoint folder `weights`.
+    output: the artifact file to write (atomically). None writes it into a new temporary
+        folder that is deleted when the returned Artifact is garbage-collected (or at exit);
+        `artifact.save(path)` keeps a copy.
+    target: "cpu" (the only back end today).
+    cpu: an LLVM CPU name ("x86-64-v2", "x86-64-v3", "znver4", ...) or "native" (this
+        machine's CPU and features; the artifact then runs only on such CPUs).
+    context: KV-cache capacity in tokens; 0 takes the model's max_position_embeddings.
+    opt_level: LLVM optimization level, 0 to 3.
+    quantize: None, or "fp8" for the DeepSeek-V3 recipe (E4M3 weights in 128x128 blocks,
+        activations per token in groups of 128), like `xfmr-compile --quantize fp8`.
+    quantize_options: with quantize="fp8", a dict of the pass options: "granularity"
+        ("block", "channel", "tensor"), "block" ((rows, cols) or an int), "activations"
+        (bool), "keep" (weight-name substrings kept in high precision).
+    kv_cache: KV-cache compression is not implemented yet; anything but None raises
+        NotImplementedError.
+    progress: called with one line per compilation stage (e.g. "[  0.01s] importing ...").
+    dump_ir_after: print the IR to stderr after this pass ("all": after every pass).
+
+    The GIL is released while compiling (progress calls take it back briefly); compiler
+    calls from several threads run one at a time. Raises FileNotFoundError for missing
+    inputs, `xfmr.InvalidArgumentError` (a ValueError) for bad options (an unknown CPU, a
+    target other than cpu) and `xfmr.CompileError` with the compiler's message otherwise.
+    """
+    if quantize not in (None, "fp8"):
+        raise InvalidArgumentError(f"quantize must be None or 'fp8', got {quantize!r}")
+    pass_options = []
+    for key, value in (quantize_options or {}).items():
+        if quantize is None:
+            raise InvalidArgumentError("quantize_options need quantize='fp8'")
+        if key == "block":
+            rows, cols = (value, value) if isinstance(value, int) else tuple(value)
+            pass_options += [f"block-rows={int(rows)}", f"block-cols={int(cols)}"]
+        elif key == "activations":
+            pass_options.append(f"activations={'true' if value else 'false'}")
+        elif key == "granularity":
+            pass_options.append(f"granularity={value}")
+        elif key == "keep":
+            pass_options.append("keep=" + ",".join(value))
+        else:
+            raise InvalidArgumentError(f"unknown quantize option {key!r} (expected granularity, "
+                                       "block, activations, keep)")
+    if kv_cache is not None:
+        raise NotImplementedError(
+            f"kv_cache={kv_cache!r}: KV-cache compression is not implemented yet "
+            "(issue 6); pass kv_cache=None")
+    model = _args.existing(model, "model")
+    is_mlir = model.endswith(".mlir")
+    if is_mlir and os.path.isdir(model):
+        raise InvalidArgumentError(f"model {model!r} is a folder: an .mlir model must be a file")
+    if not is_mlir and not os.path.isdir(model):
+        raise InvalidArgumentError(f"model {model!r} must be a checkpoint folder or an .mlir "
+                                   "file")
+    if weights is not None:
+        if not is_mlir:
+            raise InvalidArgumentError("weights is only used with an .mlir model (a checkpoint "
+                                       "folder holds its own weights)")
+        weights = _args.existing(weights, "weights checkpoint folder", kind="dir")
+    if not isinstance(target, str):
+        raise TypeError(f"target must be a str, got {type(target).__name__}")
+    if not isinstance(cpu, str) or not cpu:
+        raise InvalidArgumentError(f"cpu must be an LLVM CPU name or 'native', got {cpu!r}")
+    context = _args.integer(context, "context", 0, 2**63 - 1)
+    opt_level = _args.integer(opt_level, "opt_level", 0, 3)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, got {type(progress).__name__}")
+    if dump_ir_after is not None and not isinstance(dump_ir_after, str):
+        raise TypeError(f"dump_ir_after must be a pass name or 'all', "
+                        f"got {type(dump_ir_after).__name__}")
+
+    temporary = None
+    if output is None:
+        temporary = tempfile.mkdtemp(prefix="xfmr-")
+        output = os.path.join(temporary, "model.xfmr")
+    else:
+        output = _args.path(output, "output")
+        if os.path.isdir(output):
+            raise IsADirectoryError(21, "output is a folder, expected a file name", output)
+        folder = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(2, "output folder not found", folder)
+    try:
+        native().compile(model, output, target, cpu, context, weights or "", opt_level,
+                         dump_ir_after or "", quantize or "", " ".join(pass_options),
+                         progress)
+        artifact = Artifact(output)
+    except BaseException:
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if temporary:
+        artifact._cleanup = weakref.finalize(artifact, shutil.rmtree, temporary, True)
+    return artifact

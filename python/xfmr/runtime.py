@@ -1,0 +1,255 @@
+"""The runtime from Python: load an artifact, run prefill and decode, generate.
+
+A thin layer over the C++ runtime (runtime/include/xfmr/runtime): `Artifact` maps a
+`model.xfmr` file, `Session` owns a KV cache and a position. Long calls release the GIL, so
+sessions on different threads run in parallel; one session serializes its own calls.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Union
+
+from . import _args
+from ._native import native
+from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["Artifact", "Session", "DEVICES"]
+
+#: The devices a session can run on today.
+DEVICES = ("cpu",)
+
+_UINT64_MAX = 2**64 - 1
+
+
+class Artifact:
+    """A compiled model (`model.xfmr`), mapped read-only and ready to run.
+
+    Opening checks the file (magic, version, sections, manifest), the target against this
+    machine, and loads the code; weights stay in the mapping (zero copy). Raises
+    FileNotFoundError for a missing path and `xfmr.Error` (with the runtime's message) for a
+    file that is not a valid artifact for this machine.
+
+        artifact = xfmr.Artifact("model.xfmr")
+        artifact.vocab_size, artifact.context_length, artifact.manifest["model"]
+    """
+
+    def __init__(self, path: _args.PathLike):
+        path = _args.existing(path, "artifact", kind="file")
+        self._native = native().Artifact.open(path)
+        self._manifest: Optional[Dict[str, Any]] = None
+        self._cleanup = None  # set by xfmr.compile for artifacts in a temporary folder
+
+    @property
+    def path(self) -> str:
+        """The file this artifact was loaded from."""
+        return self._native.path
+
+    @property
+    def manifest(self) -> Dict[str, Any]:
+        """The whole JSON manifest as a dict (target, model, kv_cache, weights, ...)."""
+        if self._manifest is None:
+            self._manifest = self._native.manifest
+        return self._manifest
+
+    @property
+    def architecture(self) -> str:
+        """The Hugging Face architecture name, e.g. "LlamaForCausalLM"."""
+        return self._native.architecture
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids (logit rows have this length)."""
+        return self._native.vocab_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self._native.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self._native.num_layers
+
+    @property
+    def context_length(self) -> int:
+        """KV-cache capacity in tokens: prompt + generated tokens must fit."""
+        return self._native.context_length
+
+    @property
+    def bos_token_id(self) -> Optional[int]:
+        return self._native.bos_token_id
+
+    @property
+    def eos_token_id(self) -> Optional[int]:
+        return self._native.eos_token_id
+
+    @property
+    def target(self) -> Dict[str, str]:
+        """{"kind", "triple", "cpu", "features"} the code was compiled for."""
+        return self._native.target
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        return self._native.kv_cache_bytes
+
+    @property
+    def kv_cache_bytes_per_token(self) -> int:
+        return self._native.kv_cache_bytes_per_token
+
+    @property
+    def weights_bytes(self) -> int:
+        return self._native.weights_bytes
+
+    @property
+    def parameter_count(self) -> int:
+        return self._native.parameter_count
+
+    @property
+    def compiler(self) -> str:
+        """The compiler version that wrote the artifact ("" when absent)."""
+        return self._native.compiler
+
+    @property
+    def threads_supported(self) -> bool:
+        """Whether the code honours thread counts (it links OpenMP)."""
+        return self._native.threads_supported
+
+    def save(self, path: _args.PathLike) -> str:
+        """Copies the artifact file to `path` (e.g. one compiled into a temporary folder)."""
+        destination = _args.path(path, "path")
+        shutil.copyfile(self.path, destination)
+        return destination
+
+    def session(self, threads: int = 0, device: str = "cpu") -> "Session":
+        """A new `Session` on this artifact."""
+        return Session(self, threads=threads, device=device)
+
+    def __repr__(self) -> str:
+        return (f"<xfmr.Artifact {self.path!r}: {self.architecture}, vocab {self.vocab_size}, "
+                f"context {self.context_length}, {self.parameter_count} parameters, "
+                f"{self.target.get('cpu', '?')}>")
+
+
+class Session:
+    """One conversation with a model: a KV cache and a position.
+
+    `artifact` is an `Artifact` or the path of one. `threads` is the number of threads the
+    model code uses (0: all cores); `device` is "cpu" (the only back end today).
+
+    Inputs are validated before any compute: bad token ids, a context overflow or bad sampling
+    options raise `xfmr.InvalidArgumentError` (a ValueError) with the runtime's message and
+    leave the session unchanged. Calls release the GIL; a session is used by one thread at a
+    time (concurrent calls on one session wait for each other), while sessions on different
+    threads run in parallel.
+
+        session = xfmr.Session("model.xfmr")
+        ids = session.generate([1], 32)                       # greedy
+        ids = session.generate([1], 32, temperature=0.8, top_p=0.9, seed=7)
+    """
+
+    def __init__(self, artifact: Union[Artifact, _args.PathLike], threads: int = 0,
+                 device: str = "cpu"):
+        if not isinstance(artifact, Artifact):
+            artifact = Artifact(artifact)
+        if device not in DEVICES:
+            raise InvalidArgumentError(f"device {device!r} is not supported yet "
+                                       f"(supported: {', '.join(DEVICES)})")
+        threads = _args.integer(threads, "threads", -_args.INT32_MAX - 1, _args.INT32_MAX)
+        self._artifact = artifact
+        self._device = device
+        self._native = native().Session(artifact._native, threads)
+
+    @property
+    def artifact(self) -> Artifact:
+        return self._artifact
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def threads(self) -> int:
+        """The effective thread count (0 was resolved to the number of cores)."""
+        return self._native.threads
+
+    @property
+    def position(self) -> int:
+        """Tokens currently in the KV cache."""
+        return self._native.position
+
+    @property
+    def stats(self) -> Dict[str, Union[int, float]]:
+        """Counters since the session was created, with the keys of `xfmr-run --stats`:
+        prefill_tokens, prefill_seconds, prefill_tokens_per_s, decode_tokens, decode_seconds,
+        decode_tokens_per_s, weights_bytes, kv_cache_bytes, kv_cache_bytes_per_token,
+        parameter_count, peak_rss_bytes (of the whole process), threads."""
+        return self._native.stats()
+
+    def prefill(self, ids: Iterable[int]) -> "np.ndarray":
+        """Runs `ids` (a sequence or 1-D array of ints) at the current position.
+
+        Returns their logits as a new float32 array of shape [len(ids), vocab_size]; NumPy
+        takes over the runtime's buffer (no copy). The position advances by len(ids).
+        """
+        ids = _args.token_ids(ids, self._artifact.vocab_size, "ids")
+        return self._native.prefill(ids)
+
+    def decode(self, token: int) -> "np.ndarray":
+        """Runs one token; returns its logits, float32 of shape [vocab_size] (no copy)."""
+        (token,) = _args.token_ids([token], self._artifact.vocab_size, "token")
+        return self._native.decode(token)
+
+    def _generation(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
+        return (_args.token_ids(prompt_ids, self._artifact.vocab_size, "prompt_ids"),
+                _args.integer(max_new_tokens, "max_new_tokens", -_args.INT32_MAX - 1,
+                              _args.INT32_MAX),
+                _args.real(temperature, "temperature"),
+                _args.integer(top_k, "top_k", -_args.INT32_MAX - 1, _args.INT32_MAX),
+                _args.real(top_p, "top_p"),
+                _args.integer(seed, "seed", 0, _UINT64_MAX))
+
+    def generate(self, prompt_ids: Iterable[int], max_new_tokens: int,
+                 temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                 seed: int = 0) -> List[int]:
+        """Prefills `prompt_ids` at the current position, then samples `max_new_tokens` ids.
+
+        temperature 0 is greedy (argmax, lowest id on ties); otherwise softmax(logits / T)
+        restricted to the `top_k` most likely ids (0: all) and to the smallest set whose
+        probability reaches `top_p`, drawn from a generator seeded with `seed` (the same
+        seed gives the same ids as `xfmr-run --seed`). Each generated id is fed back except
+        the last, which is returned but not yet in the cache (`decode` it first when
+        continuing). position + len(prompt_ids) + max_new_tokens must fit the context.
+
+        Ctrl-C stops between two tokens and raises KeyboardInterrupt; the session then holds
+        the tokens processed so far (`reset()` to start over).
+        """
+        return self._native.generate(*self._generation(prompt_ids, max_new_tokens,
+                                                       temperature, top_k, top_p, seed))
+
+    def stream(self, prompt_ids: Iterable[int], max_new_tokens: int,
+               temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+               seed: int = 0) -> Iterator[int]:
+        """Like `generate`, but a generator that yields the ids one at a time as they are
+        computed (the same ids for the same arguments).
+
+        Options are checked now; the prompt is checked and prefilled on the first `next()`.
+        Stopping early leaves the session after the last yielded id (not yet in the cache).
+        """
+        tokens = self._native.stream(*self._generation(prompt_ids, max_new_tokens,
+                                                       temperature, top_k, top_p, seed))
+        return _yield_from(tokens)
+
+    def reset(self) -> None:
+        """Clears the KV cache and returns to position 0 (stats are kept)."""
+        self._native.reset()
+
+    def __repr__(self) -> str:
+        return (f"<xfmr.Session on {self._artifact.path!r}: position {self.position} of "
+                f"{self._artifact.context_length}, {self.threads} thread(s), {self._device}>")
+
+
+def _yield_from(tokens) -> Iterator[int]:
+    yield from tokens
