@@ -52,11 +52,11 @@ def xfmr_stats(artifact, prompt, new_tokens, threads):
     return json.loads(result.stderr.strip().splitlines()[-1])
 
 
-def measure(name, folder, threads, prompt, decode, cpu, peer):
+def measure(name, folder, threads, prompt, decode, cpu, peer, flags=()):
     artifact = MODELS / f"{name}.xfmr"
     begin = time.perf_counter()
     run([BIN / "xfmr-compile", folder, "-o", artifact, "--cpu", cpu,
-         "--context", prompt + decode + 16])
+         "--context", prompt + decode + 16, *flags])
     compile_seconds = time.perf_counter() - begin
     log(f"{name}: compiled in {compile_seconds:.1f} s")
     prefill = xfmr_stats(artifact, prompt, 1, threads)
@@ -88,7 +88,72 @@ def measure(name, folder, threads, prompt, decode, cpu, peer):
     return row
 
 
-def write_markdown(rows, args):
+GEMM_MODULE = """module attributes {{xfmr.model = {{architecture = "gemm", vocab_size = {n} : i64,
+    hidden_size = {k} : i64, num_layers = 0 : i64, context_length = {context} : i64}}}} {{
+  func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x{n}xf32>
+      attributes {{xfmr.entry = "prefill"}} {{
+    %e = xfmr.weight "embed" : tensor<512x{k}xf32>
+    %x = xfmr.embedding %e[%ids] : tensor<512x{k}xf32>, tensor<?xi32> -> tensor<?x{k}xf32>
+    %w = xfmr.weight "w" : tensor<{n}x{k}x{dtype}>
+    %y = xfmr.linear %x, %w : tensor<?x{k}xf32>, tensor<{n}x{k}x{dtype}> -> tensor<?x{n}xf32>
+    return %y : tensor<?x{n}xf32>
+  }}
+  func.func @decode(%ids: tensor<1xi32>, %start: index) -> tensor<1x{n}xf32>
+      attributes {{xfmr.entry = "decode"}} {{
+    %e = xfmr.weight "embed" : tensor<512x{k}xf32>
+    %x = xfmr.embedding %e[%ids] : tensor<512x{k}xf32>, tensor<1xi32> -> tensor<1x{k}xf32>
+    %w = xfmr.weight "w" : tensor<{n}x{k}x{dtype}>
+    %y = xfmr.linear %x, %w : tensor<1x{k}xf32>, tensor<{n}x{k}x{dtype}> -> tensor<1x{n}xf32>
+    return %y : tensor<1x{n}xf32>
+  }}
+}}
+"""
+
+
+def cpu_peak_gflops(threads):
+    """2 FMA units x 16 f32 lanes x 2 flops per cycle per core (AVX-512), at the clock
+    /proc/cpuinfo reports: the peak a compute-bound f32 GEMM could reach."""
+    mhz = max(float(l.split(":")[1]) for l in open("/proc/cpuinfo") if l.startswith("cpu MHz"))
+    flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
+    lanes = 16 if "avx512f" in flags else 8
+    return threads * 2 * lanes * 2 * mhz / 1e3
+
+
+def gemm(threads, cpu, tokens=512, n=4096, k=4096):
+    """One prefill-sized linear [tokens, k] x [n, k]^T, bf16 and FP8 weights."""
+    sys.path.insert(0, str(REPO / "python"))
+    import numpy as np
+    from xfmr.safetensors import save_file
+    folder = MODELS / "gemm"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    if not (folder / "model.safetensors").exists():
+        w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+        save_file(str(folder / "model.safetensors"),
+                  {"embed": rng.standard_normal((512, k)).astype(np.float32),
+                   "w": ("BF16", w)})
+        (folder / "config.json").write_text("{}")
+    rows = []
+    for label, flags in [("bf16", []), ("fp8 (E4M3 128x128, activations 1x128)",
+                                        ["--quantize", "fp8"])]:
+        source = MODELS / "gemm.mlir"
+        source.write_text(GEMM_MODULE.format(n=n, k=k, context=tokens + 16, dtype="bf16"))
+        artifact = MODELS / "gemm.xfmr"
+        run([BIN / "xfmr-compile", source, "--weights", folder, "-o", artifact, "--cpu", cpu,
+             *flags])
+        best = 0.0
+        for _ in range(3):
+            stats = xfmr_stats(artifact, tokens, 1, threads)
+            best = max(best, stats["prefill_tokens_per_s"])
+        gflops = 2.0 * n * k * best / 1e9
+        rows.append({"weights": label, "tokens": tokens, "n": n, "k": k,
+                     "gflops": gflops, "peak_gflops": cpu_peak_gflops(threads),
+                     "fraction_of_peak": gflops / cpu_peak_gflops(threads)})
+        log(f"gemm {label}: {gflops:.0f} GFLOP/s = {rows[-1]['fraction_of_peak']:.2f} of peak")
+    return rows
+
+
+def write_markdown(rows, args, gemm_rows=()):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [
         "# Performance",
@@ -117,9 +182,26 @@ def write_markdown(rows, args):
             f"{r['prefill_tokens_per_s']:.0f} ({r['prefill_tokens']} tok) | {r['decode_tokens_per_s']:.1f} | "
             f"{r['roofline_tokens_per_s']:.1f} ({r['read_gb_per_s']:.1f}) | {r['roofline_fraction']:.2f} | "
             f"{torch_prefill} | {torch_decode} |")
-    lines += ["", "Raw results: `bench/results.json`.", ""]
+    if gemm_rows:
+        lines += [
+            "",
+            "## Prefill-sized GEMM",
+            "",
+            "One linear layer, [512 tokens, 4096] x [4096, 4096]^T (the shape of a 7B model's",
+            "attention projection), timed as a prefill; peak = cores x 2 FMA units x 16 f32 lanes x",
+            "2 flops x the clock /proc/cpuinfo reports.",
+            "",
+            "| weights | GFLOP/s | of peak |",
+            "| --- | --- | --- |",
+        ]
+        for g in gemm_rows:
+            lines.append(f"| {g['weights']} | {g['gflops']:.0f} | {g['fraction_of_peak']:.2f} "
+                         f"(peak {g['peak_gflops']:.0f}) |")
+    lines += ["", "FP8 accuracy against the unquantized models: [fp8-accuracy.md](fp8-accuracy.md).",
+              "", "Raw results: `bench/results.json`.", ""]
     (REPO / "docs" / "performance.md").write_text("\n".join(lines))
-    (REPO / "bench" / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (REPO / "bench" / "results.json").write_text(
+        json.dumps({"models": rows, "gemm": list(gemm_rows)}, indent=2) + "\n")
 
 
 def main():
@@ -140,10 +222,15 @@ def main():
                             args.cpu, None))
     bf16 = checkpoint("llama-500m-bf16", "llama", "500m", "bf16")
     rows.append(measure("Llama 500M bf16", bf16, args.threads, prompt, decode, args.cpu, "bf16"))
+    rows.append(measure("Llama 500M fp8 (from bf16, E4M3 128x128, act. 1x128)", bf16,
+                        args.threads, prompt, decode, args.cpu, None, ["--quantize", "fp8"]))
+    rows.append(measure("Llama 500M fp8 weights only", bf16, args.threads, prompt, decode,
+                        args.cpu, None, ["--quantize", "fp8", "--quantize-activations=false"]))
     if not args.quick:
         f32 = checkpoint("llama-500m-f32", "llama", "500m", "f32")
         rows.append(measure("Llama 500M f32", f32, args.threads, prompt, decode, args.cpu, None))
-    write_markdown(rows, args)
+    gemm_rows = gemm(args.threads, args.cpu)
+    write_markdown(rows, args, gemm_rows)
     log("wrote docs/performance.md and bench/results.json")
 
 

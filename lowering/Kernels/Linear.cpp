@@ -31,6 +31,12 @@ struct LinearOperands {
   int64_t in;
   WeightFormat format;
   std::optional<WeightFormat> biasFormat;
+  /// Block scales [ceil(out / blockRows), in / blockCols], or null. The tile
+  /// path needs whole 16-lane steps per block and all of a tile's rows in
+  /// one row block; it then scales the activations per block instead of the
+  /// products (same scale for the whole tile).
+  Value scale;
+  int64_t blockRows = 0, blockCols = 0;
 };
 
 /// y[t, n] = x[t] . w[n] (+ bias[n]) for every (t, n) of tokens x rows,
@@ -41,28 +47,61 @@ void emitTile(OpBuilder &b, Location loc, const LinearOperands &op,
   size_t count = tokens.size() * rows.size();
   auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
   SmallVector<Value> sums;
+  auto step = [&](OpBuilder &b, Location loc, Value k, ValueRange acc,
+                  Value xScale) {
+    SmallVector<Value> xs, ws;
+    for (Value t : tokens) {
+      Value xv = vector::LoadOp::create(b, loc, vectorType, op.x,
+                                        ValueRange{t, k});
+      xs.push_back(xScale ? arith::MulFOp::create(b, loc, xv, xScale)
+                          : xv);
+    }
+    for (Value n : rows)
+      ws.push_back(loadVectorAsF32(b, loc, op.w, {n, k}, op.format, op.table));
+    SmallVector<Value> next;
+    for (size_t i = 0; i < tokens.size(); ++i)
+      for (size_t j = 0; j < rows.size(); ++j)
+        next.push_back(vector::FMAOp::create(b, loc, xs[i], ws[j],
+                                             acc[i * rows.size() + j]));
+    return next;
+  };
   if (vectorLength > 0) {
     Value zero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
     SmallVector<Value> init(count, zero);
-    auto loop = scf::ForOp::create(b, 
-        loc, index(b, loc, 0), index(b, loc, vectorLength),
-        index(b, loc, kVectorWidth), init,
-        [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
-          SmallVector<Value> xs, ws;
-          for (Value t : tokens)
-            xs.push_back(vector::LoadOp::create(b, loc, vectorType, op.x,
-                                                  ValueRange{t, k}));
-          for (Value n : rows)
-            ws.push_back(
-                loadVectorAsF32(b, loc, op.w, {n, k}, op.format, op.table));
-          SmallVector<Value> next;
-          for (size_t i = 0; i < tokens.size(); ++i)
-            for (size_t j = 0; j < rows.size(); ++j)
-              next.push_back(vector::FMAOp::create(b, 
-                  loc, xs[i], ws[j], acc[i * rows.size() + j]));
-          scf::YieldOp::create(b, loc, next);
-        });
+    scf::ForOp loop;
+    if (op.scale) {
+      // Blocks of blockCols inputs, each with the tile's one scale.
+      Value rowBlock = arith::DivUIOp::create(b, loc, rows[0],
+                                              index(b, loc, op.blockRows));
+      loop = scf::ForOp::create(
+          b, loc, index(b, loc, 0), index(b, loc, op.in / op.blockCols),
+          index(b, loc, 1), init,
+          [&](OpBuilder &b, Location loc, Value block, ValueRange acc) {
+            Value scale = memref::LoadOp::create(b, loc, op.scale,
+                                                 ValueRange{rowBlock, block});
+            Value scaleVector =
+                vector::BroadcastOp::create(b, loc, vectorType, scale);
+            Value begin = arith::MulIOp::create(b, loc, block,
+                                                index(b, loc, op.blockCols));
+            Value end = arith::AddIOp::create(b, loc, begin,
+                                              index(b, loc, op.blockCols));
+            auto inner = scf::ForOp::create(
+                b, loc, begin, end, index(b, loc, kVectorWidth), acc,
+                [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+                  scf::YieldOp::create(b, loc,
+                                       step(b, loc, k, acc, scaleVector));
+                });
+            scf::YieldOp::create(b, loc, inner.getResults());
+          });
+    } else {
+      loop = scf::ForOp::create(b, 
+          loc, index(b, loc, 0), index(b, loc, vectorLength),
+          index(b, loc, kVectorWidth), init,
+          [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+            scf::YieldOp::create(b, loc, step(b, loc, k, acc, Value()));
+          });
+    }
     for (Value acc : loop.getResults())
       sums.push_back(vector::ReductionOp::create(b, 
           loc, vector::CombiningKind::ADD, acc, Value(),
@@ -165,6 +204,15 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
     Value tokens = memref::DimOp::create(b, loc, op.x, 0);
 
     if (weight.blockScale) {
+      auto [blockRows, blockCols] = *weight.blockScale;
+      if (blockCols % kVectorWidth == 0 && in % blockCols == 0 &&
+          blockRows % kTile == 0) {
+        op.scale = args[bias ? 3 : 2];
+        op.blockRows = blockRows;
+        op.blockCols = blockCols;
+      }
+    }
+    if (weight.blockScale && !op.scale) {
       Value scale = args[bias ? 3 : 2];
       parallelFor(b, loc, index(b, loc, 0), index(b, loc, out),
                   [&](OpBuilder &b, Location loc, Value n) {

@@ -30,7 +30,9 @@ def check(checkpoint, tmp_path, flags, emulation, prompt, steps=10, exact=True):
     values on coarse grids, so such near-ties happen (about one per few thousand quantized
     values here); the flipped value changes by one FP8 step and, through the KV cache, moves
     every later logit row by a few percent. Those cases compare the prompt's rows
-    (teacher-forced) to 5e-2 of the row's max-abs instead."""
+    (teacher-forced) and require the compiled model to be much closer to the emulation than
+    the emulation is to the unquantized model: the implementation adds a small fraction of
+    the format's own error (less than half of it)."""
     artifact = compile_model(checkpoint, tmp_path, "--quantize", "fp8", *flags)
     model = reference.load(str(checkpoint))
     apply_fp8(model, **emulation)
@@ -38,8 +40,10 @@ def check(checkpoint, tmp_path, flags, emulation, prompt, steps=10, exact=True):
     if not exact:
         rows = compiled.prefill(prompt)
         expected = model.forward(prompt, model.new_cache())
+        unquantized = reference.load(str(checkpoint))
+        format_error = row_errors(expected, unquantized.forward(prompt, unquantized.new_cache()))
         errors = row_errors(rows, expected)
-        assert np.max(errors) < 5e-2, errors
+        assert np.mean(errors) < 0.5 * np.mean(format_error), (errors, format_error)
         return
     expected_ids, expected_rows = model.generate_greedy(prompt, steps)
     ids, rows = greedy_through_abi(compiled, prompt, steps)
