@@ -216,6 +216,15 @@ Error xfmr::compileModel(const CompileOptions &options,
       return createStringError("invalid quantization options '" +
                                options.quantizeOptions + "': " + parseErrors);
   }
+  if (!options.kvCache.empty()) {
+    std::string parseErrors;
+    raw_string_ostream errorStream(parseErrors);
+    if (mlir::failed(mlir::parsePassPipeline(
+            "xfmr-compress-kv-cache{element=" + options.kvCache + "}", pm,
+            errorStream)))
+      return createStringError("invalid KV-cache type '" + options.kvCache +
+                               "': " + parseErrors);
+  }
   buildCPULoweringPipeline(pm);
   step(options.quantize.empty()
            ? "lowering to kernels and LLVM IR"
@@ -261,6 +270,9 @@ Error xfmr::compileModel(const CompileOptions &options,
                                          {"opt_level", int64_t(options.optLevel)},
                                          {"context", options.context},
                                          {"quantize", options.quantize},
+                                         {"kv_cache", options.kvCache.empty()
+                                                          ? std::string("f32")
+                                                          : options.kvCache},
                                          {"quantize_options",
                                           options.quantizeOptions}};
   contents.modelExtras = std::move(modelExtras);

@@ -37,6 +37,9 @@ struct CompileOptions {
   /// pass options, e.g. "granularity=channel activations=false").
   std::string quantize;
   std::string quantizeOptions;
+  /// "" (f32) or the KV-cache element type: bf16, f16, fp8, int8
+  /// (xfmr-compress-kv-cache).
+  std::string kvCache;
   /// Print the IR after this pass ("all": after every pass) to stderr.
   std::string dumpIRAfter;
   unsigned optLevel = 3;

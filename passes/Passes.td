@@ -60,4 +60,22 @@ def QuantizeFP8 : Pass<"xfmr-quantize-fp8"> {
   let dependentDialects = ["::xfmr::XfmrDialect"];
 }
 
+def CompressKVCache : Pass<"xfmr-compress-kv-cache", "::mlir::ModuleOp"> {
+  let summary = "Store the KV caches in a narrower element type (bf16, fp8, int8)";
+  let description = [{
+    Changes the element type of every `!xfmr.kv_cache` in the module: entry
+    point arguments and results and the attention ops that read and append
+    to them. `bf16` halves the cache; `fp8` (E4M3FN) and `int8` quarter it,
+    with one f32 scale per token, head and key/value computed from the
+    max-abs of the entry when it is written (fp8: max-abs / 448, int8:
+    max-abs / 127, rounding to nearest even). Attention reads the codes and
+    applies the scales; queries and the softmax stay f32.
+  }];
+  let options = [
+    Option<"element", "element", "std::string", "\"bf16\"",
+           "Cache element type: f32, bf16, f16, fp8 or int8">
+  ];
+  let dependentDialects = ["::xfmr::XfmrDialect"];
+}
+
 #endif // XFMR_PASSES_TD

@@ -42,9 +42,15 @@ LogicalResult KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
+bool KVCacheType::hasScales() const {
+  return getElementType().getIntOrFloatBitWidth() == 8;
+}
+
 int64_t KVCacheType::bytesPerToken() const {
+  int64_t scales = hasScales() ? getHeads() * 2 * 4 : 0;
   return getHeads() * (getKeyDim() + getValueDim()) *
-         elementBytes(getElementType());
+             elementBytes(getElementType()) +
+         scales;
 }
 
 LogicalResult

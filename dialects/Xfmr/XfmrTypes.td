@@ -23,8 +23,14 @@ def Xfmr_KVCacheType : Xfmr_Type<"KVCache", "kv_cache"> {
     `token_major` is `[capacity, heads, dim]`, `head_major` `[heads,
     capacity, dim]`. The cache is a value: attention ops take one and return
     the updated one.
+
+    The element type is the stored precision: f32, bf16, f16, or an 8-bit
+    format (f8E4M3FN, i8) in which case every token's key and value of every
+    head also carry one f32 scale each, computed from their max-abs when the
+    entry is written (`value = code * scale`).
     ```mlir
     !xfmr.kv_cache<f32, capacity = 512, heads = 4, key_dim = 8, value_dim = 8>
+    !xfmr.kv_cache<f8E4M3FN, capacity = 4096, heads = 8, key_dim = 128, value_dim = 128>
     ```
   }];
   let parameters = (ins
@@ -39,8 +45,12 @@ def Xfmr_KVCacheType : Xfmr_Type<"KVCache", "kv_cache"> {
       "`<` $element_type `,` struct($capacity, $heads, $key_dim, $value_dim, $layout) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
-    /// Bytes one token occupies (keys and values of all heads).
+    /// Bytes one token occupies (keys and values of all heads, and their
+    /// scales for 8-bit caches).
     int64_t bytesPerToken() const;
+    /// True for 8-bit caches, which store a scale per token, head and
+    /// key/value.
+    bool hasScales() const;
   }];
 }
 

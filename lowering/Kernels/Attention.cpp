@@ -22,9 +22,15 @@ using namespace mlir;
 using namespace xfmr::kernels;
 
 static MemRefType cacheBuffer(MLIRContext *context, int64_t capacity,
-                              int64_t heads, int64_t rowSize) {
+                              int64_t heads, int64_t rowSize,
+                              WeightFormat format) {
   return MemRefType::get({capacity, heads, rowSize},
-                         Float32Type::get(context));
+                         storageTypeOf(format, context));
+}
+
+static MemRefType scaleBuffer(MLIRContext *context, int64_t capacity,
+                              int64_t heads) {
+  return MemRefType::get({capacity, heads, 2}, Float32Type::get(context));
 }
 
 static MemRefType perHead(MLIRContext *context, int64_t heads, int64_t dim) {
@@ -32,104 +38,204 @@ static MemRefType perHead(MLIRContext *context, int64_t heads, int64_t dim) {
                          Float32Type::get(context));
 }
 
-/// Copies `length` channels of src[srcIndices..., srcBegin + i] to
-/// dst[dstIndices..., dstBegin + i].
-static void copyRow(OpBuilder &b, Location loc, Value src,
-                    ValueRange srcIndices, int64_t srcBegin, Value dst,
-                    ValueRange dstIndices, int64_t dstBegin, int64_t length) {
-  serialFor(b, loc, index(b, loc, 0), index(b, loc, length),
-            [&](OpBuilder &b, Location loc, Value i) {
-    SmallVector<Value> from(srcIndices.begin(), srcIndices.end());
-    from.push_back(arith::AddIOp::create(b, loc, i, index(b, loc, srcBegin)));
-    SmallVector<Value> to(dstIndices.begin(), dstIndices.end());
-    to.push_back(arith::AddIOp::create(b, loc, i, index(b, loc, dstBegin)));
-    Value v = memref::LoadOp::create(b, loc, src, from);
-    memref::StoreOp::create(b, loc, v, dst, to);
-  });
+namespace {
+/// A run of f32 channels src[prefix..., begin + i], i < length, that becomes
+/// consecutive channels of one cache entry.
+struct Segment {
+  Value source;
+  SmallVector<Value> prefix;
+  Value begin;
+  int64_t length;
+};
+
+/// The stored code of f32 `value` (already divided by its scale for 8-bit
+/// formats): RNE to the format, saturating; bf16/f16 round to nearest even.
+Value encode(OpBuilder &b, Location loc, Value value, WeightFormat format) {
+  switch (format) {
+  case WeightFormat::F32:
+    return value;
+  case WeightFormat::BF16: {
+    // Round to nearest even on the bit pattern (no libcall on CPUs without
+    // native bf16 conversion).
+    Type i32 = b.getI32Type();
+    auto c32 = [&](int64_t v) {
+      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+    };
+    Value bits = arith::BitcastOp::create(b, loc, i32, value);
+    Value lsb = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, bits, c32(16)), c32(1));
+    Value rounded = arith::AddIOp::create(
+        b, loc, bits, arith::AddIOp::create(b, loc, lsb, c32(0x7FFF)));
+    Value high = arith::TruncIOp::create(
+        b, loc, b.getI16Type(), arith::ShRUIOp::create(b, loc, rounded, c32(16)));
+    return arith::BitcastOp::create(b, loc, b.getBF16Type(), high);
+  }
+  case WeightFormat::F16:
+    return arith::TruncFOp::create(b, loc, b.getF16Type(), value);
+  case WeightFormat::I8: {
+    Value rounded = math::RoundEvenOp::create(b, loc, value);
+    Value clamped = arith::MinimumFOp::create(
+        b, loc, arith::MaximumFOp::create(b, loc, rounded, f32(b, loc, -127)),
+        f32(b, loc, 127));
+    return arith::FPToSIOp::create(b, loc, b.getI8Type(), clamped);
+  }
+  default: {
+    // E4M3FN: the rounded value times 2^-8 is an exact f16 whose bits hold
+    // the code's exponent and mantissa at 13..7 and the sign at 15.
+    Value rounded = roundToFP8(b, loc, value, WeightFormat::F8E4M3FN);
+    Value half = arith::TruncFOp::create(
+        b, loc, b.getF16Type(),
+        arith::MulFOp::create(b, loc, rounded, f32(b, loc, 1.0 / 256)));
+    Value bits = arith::BitcastOp::create(b, loc, b.getI16Type(), half);
+    auto c16 = [&](int64_t v) {
+      return arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(v));
+    };
+    Value magnitude = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, bits, c16(7)), c16(0x7F));
+    Value sign = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, bits, c16(8)), c16(0x80));
+    return arith::TruncIOp::create(b, loc, b.getI8Type(),
+                                   arith::OrIOp::create(b, loc, magnitude, sign));
+  }
+  }
 }
+
+/// Writes one cache entry (the key or the value of one token and head):
+/// `segments` fill channels [offset, offset + total). 8-bit formats first
+/// store scale = max(max-abs, 1e-12) / max-code at scales[row, head, slot].
+void writeEntry(OpBuilder &b, Location loc, ArrayRef<Segment> segments,
+                Value cache, Value scales, Value row, Value head,
+                int64_t offset, int64_t slot, WeightFormat format) {
+  Value zero = index(b, loc, 0);
+  auto at = [&](OpBuilder &b, Location loc, const Segment &segment, Value i) {
+    SmallVector<Value> indices(segment.prefix);
+    indices.push_back(arith::AddIOp::create(b, loc, segment.begin, i));
+    return memref::LoadOp::create(b, loc, segment.source, indices).getResult();
+  };
+  Value scale;
+  if (cacheHasScales(format)) {
+    Value amax = f32(b, loc, 0.0);
+    for (const Segment &segment : segments) {
+      auto loop = scf::ForOp::create(
+          b, loc, zero, index(b, loc, segment.length), index(b, loc, 1),
+          ValueRange{amax},
+          [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+            Value v = math::AbsFOp::create(b, loc, at(b, loc, segment, i));
+            scf::YieldOp::create(
+                b, loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], v)});
+          });
+      amax = loop.getResult(0);
+    }
+    double top = format == WeightFormat::I8 ? 127.0 : 448.0;
+    scale = arith::DivFOp::create(
+        b, loc, arith::MaximumFOp::create(b, loc, amax, f32(b, loc, 1e-12)),
+        f32(b, loc, top));
+    memref::StoreOp::create(b, loc, scale, scales,
+                            ValueRange{row, head, index(b, loc, slot)});
+  }
+  int64_t channel = offset;
+  for (const Segment &segment : segments) {
+    int64_t first = channel;
+    serialFor(b, loc, zero, index(b, loc, segment.length),
+              [&](OpBuilder &b, Location loc, Value i) {
+      Value v = at(b, loc, segment, i);
+      if (scale)
+        v = arith::DivFOp::create(b, loc, v, scale);
+      Value target = arith::AddIOp::create(b, loc, i, index(b, loc, first));
+      memref::StoreOp::create(b, loc, encode(b, loc, v, format), cache,
+                              ValueRange{row, head, target});
+    });
+    channel += segment.length;
+  }
+}
+
+std::string formatSuffix(WeightFormat format) {
+  return format == WeightFormat::F32 ? "" : "_" + formatName(format).str();
+}
+} // namespace
 
 func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
                                        int64_t heads, int64_t keyDim,
-                                       int64_t valueDim) {
+                                       int64_t valueDim, WeightFormat format) {
   MLIRContext *context = lib.getModule().getContext();
   std::string key = "cache_write_" + std::to_string(capacity) + "x" +
                     std::to_string(heads) + "x" + std::to_string(keyDim) +
-                    "x" + std::to_string(valueDim);
-  return lib.get(
-      key,
-      {perHead(context, heads, keyDim), perHead(context, heads, valueDim),
-       cacheBuffer(context, capacity, heads, keyDim + valueDim),
-       IndexType::get(context)},
-      [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value k = args[0], v = args[1], cache = args[2], start = args[3];
-        Value tokens = memref::DimOp::create(b, loc, k, 0);
-        parallelFor(b, loc, index(b, loc, 0), tokens,
-                    [&](OpBuilder &b, Location loc, Value t) {
-          Value row = arith::AddIOp::create(b, loc, start, t);
-          serialFor(b, loc, index(b, loc, 0), index(b, loc, heads),
-                    [&](OpBuilder &b, Location loc, Value h) {
-            copyRow(b, loc, k, {t, h}, 0, cache, {row, h}, 0, keyDim);
-            copyRow(b, loc, v, {t, h}, 0, cache, {row, h}, keyDim, valueDim);
-          });
-        });
+                    "x" + std::to_string(valueDim) + formatSuffix(format);
+  bool scaled = cacheHasScales(format);
+  SmallVector<Type> args{
+      perHead(context, heads, keyDim), perHead(context, heads, valueDim),
+      cacheBuffer(context, capacity, heads, keyDim + valueDim, format)};
+  if (scaled)
+    args.push_back(scaleBuffer(context, capacity, heads));
+  args.push_back(IndexType::get(context));
+  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
+    Value k = args[0], v = args[1], cache = args[2];
+    Value scales = scaled ? args[3] : Value(), start = args.back();
+    Value tokens = memref::DimOp::create(b, loc, k, 0);
+    Value zero = index(b, loc, 0);
+    parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+      Value row = arith::AddIOp::create(b, loc, start, t);
+      serialFor(b, loc, zero, index(b, loc, heads),
+                [&](OpBuilder &b, Location loc, Value h) {
+        writeEntry(b, loc, {Segment{k, {t, h}, zero, keyDim}}, cache, scales,
+                   row, h, 0, 0, format);
+        writeEntry(b, loc, {Segment{v, {t, h}, zero, valueDim}}, cache,
+                   scales, row, h, keyDim, 1, format);
       });
+    });
+  });
 }
 
 func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
                                           int64_t heads, int64_t nope,
-                                          int64_t rope, int64_t valueDim) {
+                                          int64_t rope, int64_t valueDim,
+                                          WeightFormat format) {
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
   std::string key = "mla_cache_write_" + std::to_string(capacity) + "x" +
                     std::to_string(heads) + "x" + std::to_string(nope) + "x" +
-                    std::to_string(rope) + "x" + std::to_string(valueDim);
-  return lib.get(
-      key,
-      {MemRefType::get({ShapedType::kDynamic, heads * (nope + valueDim)},
-                       f32Type),
-       perHead(context, 1, rope),
-       cacheBuffer(context, capacity, heads, nope + rope + valueDim),
-       IndexType::get(context)},
-      [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value kv = args[0], ropeKey = args[1], cache = args[2], start = args[3];
-        Value tokens = memref::DimOp::create(b, loc, kv, 0);
-        Value zero = index(b, loc, 0);
-        parallelFor(b, loc, zero, tokens,
-                    [&](OpBuilder &b, Location loc, Value t) {
-          Value row = arith::AddIOp::create(b, loc, start, t);
-          serialFor(b, loc, zero, index(b, loc, heads),
-                    [&](OpBuilder &b, Location loc, Value h) {
-            // kv rows are head-major [k_nope | v]; the key is
-            // [k_nope | k_pe] with k_pe shared by all heads.
-            Value base = arith::MulIOp::create(b, 
-                loc, h, index(b, loc, nope + valueDim));
-            auto copyFromKV = [&](int64_t from, int64_t to, int64_t length) {
-              serialFor(b, loc, zero, index(b, loc, length),
-                        [&](OpBuilder &b, Location loc, Value i) {
-                Value source = arith::AddIOp::create(b, 
-                    loc, base,
-                    arith::AddIOp::create(b, loc, i, index(b, loc, from)));
-                Value value =
-                    memref::LoadOp::create(b, loc, kv, ValueRange{t, source});
-                Value target =
-                    arith::AddIOp::create(b, loc, i, index(b, loc, to));
-                memref::StoreOp::create(b, loc, value, cache,
-                                          ValueRange{row, h, target});
-              });
-            };
-            copyFromKV(0, 0, nope);
-            copyRow(b, loc, ropeKey, {t, zero}, 0, cache, {row, h}, nope,
-                    rope);
-            copyFromKV(nope, nope + rope, valueDim);
-          });
-        });
+                    std::to_string(rope) + "x" + std::to_string(valueDim) +
+                    formatSuffix(format);
+  bool scaled = cacheHasScales(format);
+  SmallVector<Type> args{
+      MemRefType::get({ShapedType::kDynamic, heads * (nope + valueDim)},
+                      f32Type),
+      perHead(context, 1, rope),
+      cacheBuffer(context, capacity, heads, nope + rope + valueDim, format)};
+  if (scaled)
+    args.push_back(scaleBuffer(context, capacity, heads));
+  args.push_back(IndexType::get(context));
+  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
+    Value kv = args[0], ropeKey = args[1], cache = args[2];
+    Value scales = scaled ? args[3] : Value(), start = args.back();
+    Value tokens = memref::DimOp::create(b, loc, kv, 0);
+    Value zero = index(b, loc, 0);
+    parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+      Value row = arith::AddIOp::create(b, loc, start, t);
+      serialFor(b, loc, zero, index(b, loc, heads),
+                [&](OpBuilder &b, Location loc, Value h) {
+        // kv rows are head-major [k_nope | v]; the key is [k_nope | k_pe]
+        // with k_pe shared by all heads.
+        Value base =
+            arith::MulIOp::create(b, loc, h, index(b, loc, nope + valueDim));
+        Value valueBegin =
+            arith::AddIOp::create(b, loc, base, index(b, loc, nope));
+        writeEntry(b, loc,
+                   {Segment{kv, {t}, base, nope},
+                    Segment{ropeKey, {t, zero}, zero, rope}},
+                   cache, scales, row, h, 0, 0, format);
+        writeEntry(b, loc, {Segment{kv, {t}, valueBegin, valueDim}}, cache,
+                   scales, row, h, nope + rope, 1, format);
       });
+    });
+  });
 }
 
 func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                                    int64_t queryHeads, int64_t kvHeads,
                                    int64_t keyDim, int64_t valueDim,
-                                   double scale, std::optional<int64_t> window) {
+                                   double scale, std::optional<int64_t> window,
+                                   WeightFormat format) {
   MLIRContext *context = lib.getModule().getContext();
   char scaleText[32];
   std::snprintf(scaleText, sizeof(scaleText), "%a", scale);
@@ -139,14 +245,23 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                     "x" + std::to_string(valueDim) + "_" + scaleText;
   if (window)
     key += "_w" + std::to_string(*window);
+  key += formatSuffix(format);
   int64_t group = queryHeads / kvHeads;
+  bool scaled = cacheHasScales(format);
+  SmallVector<Type> args{
+      perHead(context, queryHeads, keyDim),
+      cacheBuffer(context, capacity, kvHeads, keyDim + valueDim, format)};
+  if (scaled)
+    args.push_back(scaleBuffer(context, capacity, kvHeads));
+  args.push_back(IndexType::get(context));
+  args.push_back(perHead(context, queryHeads, valueDim));
   return lib.get(
-      key,
-      {perHead(context, queryHeads, keyDim),
-       cacheBuffer(context, capacity, kvHeads, keyDim + valueDim),
-       IndexType::get(context), perHead(context, queryHeads, valueDim)},
+      key, args,
       [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value q = args[0], cache = args[1], start = args[2], out = args[3];
+        Value q = args[0], cache = args[1];
+        Value scales = scaled ? args[2] : Value();
+        Value start = args[args.size() - 2], out = args.back();
+        Value table = isFP8(format) ? lib.lookupTable(b, loc, format) : Value();
         Value tokens = memref::DimOp::create(b, loc, q, 0);
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
         Value work = arith::MulIOp::create(b, loc, tokens,
@@ -189,7 +304,16 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
               loc, begin, end, one, ValueRange{negInf, f32(b, loc, 0.0)},
               [&](OpBuilder &b, Location loc, Value j, ValueRange state) {
                 Value score = dot(b, loc, q, {t, h}, zero, cache, {j, kvHead},
-                                  zero, keyDim, WeightFormat::F32, Value());
+                                  zero, keyDim, format, table);
+                Value valueScale;
+                if (scaled) {
+                  score = arith::MulFOp::create(
+                      b, loc, score,
+                      memref::LoadOp::create(b, loc, scales,
+                                             ValueRange{j, kvHead, zero}));
+                  valueScale = memref::LoadOp::create(
+                      b, loc, scales, ValueRange{j, kvHead, one});
+                }
                 score = arith::MulFOp::create(b, loc, score, f32(b, loc, scale));
                 Value maxOld = state[0], sumOld = state[1];
                 Value maxNew = arith::MaximumFOp::create(b, loc, maxOld, score);
@@ -197,6 +321,11 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                     loc, arith::SubFOp::create(b, loc, maxOld, maxNew));
                 Value weight = math::ExpOp::create(b, 
                     loc, arith::SubFOp::create(b, loc, score, maxNew));
+                // The value scale folds into the softmax weight.
+                Value valueWeight =
+                    valueScale ? arith::MulFOp::create(b, loc, weight, valueScale)
+                                     .getResult()
+                               : weight;
                 Value sumNew = arith::AddFOp::create(b, 
                     loc, arith::MulFOp::create(b, loc, sumOld, correction),
                     weight);
@@ -204,12 +333,12 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                           [&](OpBuilder &b, Location loc, Value d) {
                   Value channel =
                       arith::AddIOp::create(b, loc, d, index(b, loc, keyDim));
-                  Value value = memref::LoadOp::create(b, 
-                      loc, cache, ValueRange{j, kvHead, channel});
+                  Value value = loadAsF32(b, loc, cache, {j, kvHead, channel},
+                                          format, table);
                   Value old = memref::LoadOp::create(b, loc, acc, d);
                   Value updated = arith::AddFOp::create(b, 
                       loc, arith::MulFOp::create(b, loc, old, correction),
-                      arith::MulFOp::create(b, loc, weight, value));
+                      arith::MulFOp::create(b, loc, valueWeight, value));
                   memref::StoreOp::create(b, loc, updated, acc, d);
                 });
                 scf::YieldOp::create(b, loc, ValueRange{maxNew, sumNew});

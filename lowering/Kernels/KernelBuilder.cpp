@@ -26,6 +26,8 @@ WeightFormat xfmr::kernels::weightFormatOf(Type type) {
     return WeightFormat::F8E4M3FNUZ;
   if (isa<Float8E5M2Type>(type))
     return WeightFormat::F8E5M2;
+  if (type.isInteger(8))
+    return WeightFormat::I8;
   return WeightFormat::F32;
 }
 
@@ -41,6 +43,7 @@ Type xfmr::kernels::storageTypeOf(WeightFormat format, MLIRContext *context) {
   case WeightFormat::F8E4M3FN:
   case WeightFormat::F8E4M3FNUZ:
   case WeightFormat::F8E5M2:
+  case WeightFormat::I8:
     return b.getI8Type();
   }
   return {};
@@ -60,6 +63,8 @@ StringRef xfmr::kernels::formatName(WeightFormat format) {
     return "f8e4m3fnuz";
   case WeightFormat::F8E5M2:
     return "f8e5m2";
+  case WeightFormat::I8:
+    return "i8";
   }
   return "";
 }
@@ -162,6 +167,8 @@ Value xfmr::kernels::loadAsF32(OpBuilder &b, Location loc, Value memref,
   switch (format) {
   case WeightFormat::F32:
     return value;
+  case WeightFormat::I8:
+    return arith::SIToFPOp::create(b, loc, b.getF32Type(), value);
   case WeightFormat::BF16:
   case WeightFormat::F16:
     return arith::ExtFOp::create(b, loc, b.getF32Type(), value);
@@ -186,6 +193,8 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
   switch (format) {
   case WeightFormat::F32:
     return raw;
+  case WeightFormat::I8:
+    return arith::SIToFPOp::create(b, loc, f32Vector, raw);
   case WeightFormat::BF16:
   case WeightFormat::F16:
     return arith::ExtFOp::create(b, loc, f32Vector, raw);

@@ -23,7 +23,8 @@ namespace xfmr::kernels {
 
 /// Storage format of a weight element, as kernels read it. FP8 weights are
 /// viewed as i8 and decoded through a 256-entry table.
-enum class WeightFormat { F32, BF16, F16, F8E4M3FN, F8E4M3FNUZ, F8E5M2 };
+/// I8 is a signed integer code (int8 KV caches), always with a scale.
+enum class WeightFormat { F32, BF16, F16, F8E4M3FN, F8E4M3FNUZ, F8E5M2, I8 };
 
 /// True for the FP8 formats (stored as bytes, decoded in registers).
 inline bool isFP8(WeightFormat format) {

@@ -58,22 +58,30 @@ mlir::func::FuncOp linear(KernelLibrary &lib, int64_t in, int64_t out,
 mlir::func::FuncOp rope(KernelLibrary &lib, int64_t heads, int64_t headDim,
                         RopeAttr config);
 
-/// (key [S, H, Dk], value [S, H, Dv], cache [C, H, Dk + Dv], start).
+/// The cache of one layer: `format` elements [C, H, Dk + Dv] and, for 8-bit
+/// formats (F8E4M3FN, I8), f32 scales [C, H, 2] (key, value).
+inline bool cacheHasScales(WeightFormat format) {
+  return format == WeightFormat::F8E4M3FN || format == WeightFormat::I8;
+}
+
+/// (key [S, H, Dk], value [S, H, Dv], cache, [scales], start).
 mlir::func::FuncOp cacheWrite(KernelLibrary &lib, int64_t capacity,
-                              int64_t heads, int64_t keyDim, int64_t valueDim);
+                              int64_t heads, int64_t keyDim, int64_t valueDim,
+                              WeightFormat format);
 
 /// MLA, expanded cache: (kv [S, H * (nope + v)], ropeKey [S, 1, rope],
-/// cache [C, H, nope + rope + v], start).
+/// cache [C, H, nope + rope + v], [scales], start).
 mlir::func::FuncOp mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
                                  int64_t heads, int64_t nope, int64_t rope,
-                                 int64_t valueDim);
+                                 int64_t valueDim, WeightFormat format);
 
-/// (query [S, Hq, Dk], cache [C, Hkv, Dk + Dv], start, out [S, Hq, Dv]):
-/// causal (and windowed) attention over cache entries [0, start + t].
+/// (query [S, Hq, Dk], cache [C, Hkv, Dk + Dv], [scales], start,
+/// out [S, Hq, Dv]): causal (and windowed) attention over cache entries
+/// [0, start + t].
 mlir::func::FuncOp attend(KernelLibrary &lib, int64_t capacity,
                           int64_t queryHeads, int64_t kvHeads, int64_t keyDim,
                           int64_t valueDim, double scale,
-                          std::optional<int64_t> window);
+                          std::optional<int64_t> window, WeightFormat format);
 
 /// (logits [T, E], [bias [E]], weights [T, k], indices [T, k] i32).
 mlir::func::FuncOp moeRoute(KernelLibrary &lib, MoEGateOp op);

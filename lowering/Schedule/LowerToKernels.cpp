@@ -58,6 +58,18 @@ std::string quantizedWeightKey(QuantizeOp quantize, StringRef part) {
   return key;
 }
 
+/// Cache element types the CPU lowering implements.
+bool isSupportedCacheElement(Type type) {
+  return type.isF32() || type.isBF16() || type.isF16() ||
+         isa<Float8E4M3FNType>(type) || type.isInteger(8);
+}
+
+int64_t cacheCodeBytes(KVCacheType cache) {
+  return cache.getCapacity() * cache.getHeads() *
+         (cache.getKeyDim() + cache.getValueDim()) *
+         elementBytes(cache.getElementType());
+}
+
 /// True when every user of `weight` quantizes it: only the derived codes
 /// and scales are stored.
 bool onlyQuantized(WeightOp weight) {
@@ -67,6 +79,8 @@ bool onlyQuantized(WeightOp weight) {
 }
 
 /// Where each layer's cache lives in the cache blob.
+/// 8-bit caches keep their per-entry scales after the codes:
+/// [capacity, heads, 2] f32 at offset + alignTo(codeBytes).
 struct CacheSlot {
   int64_t offset;
   int64_t bytes;
@@ -112,6 +126,8 @@ private:
   Location loc = UnknownLoc::get(lib.getModule().getContext());
   Value tokens, start, weightBlob, cacheBlob, logitsOut, logitsValue;
   llvm::DenseMap<Value, Value> buffers;
+  /// The scale buffers of 8-bit caches, by cache value.
+  llvm::DenseMap<Value, Value> cacheScales;
   /// Values whose buffer the schedule allocated, and that buffer.
   llvm::MapVector<Value, Value> ownedBuffers;
 };
@@ -279,31 +295,41 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   }
   if (auto attn = dyn_cast<AttentionOp>(op)) {
     KVCacheType cache = attn.getCache().getType();
-    if (!cache.getElementType().isF32())
-      return op->emitOpError("the CPU lowering supports f32 caches only, got ")
-             << cache;
+    WeightFormat format = weightFormatOf(cache.getElementType());
     Value cacheBuffer = buffer(attn.getCache());
+    Value scales = cacheScales.lookup(attn.getCache());
+    auto withScales = [&](SmallVector<Value> args, size_t position) {
+      if (scales)
+        args.insert(args.begin() + position, scales);
+      return args;
+    };
     ArrayRef<int64_t> q = attn.getQuery().getType().getShape();
     call(cacheWrite(lib, cache.getCapacity(), cache.getHeads(),
-                    cache.getKeyDim(), cache.getValueDim()),
-         {buffer(attn.getKey()), buffer(attn.getValue()), cacheBuffer, start});
+                    cache.getKeyDim(), cache.getValueDim(), format),
+         withScales({buffer(attn.getKey()), buffer(attn.getValue()),
+                     cacheBuffer, start},
+                    3));
     Value result = outOrLogits(attn.getOutput(), {q[1], cache.getValueDim()});
     std::optional<int64_t> window;
     if (auto w = attn.getSlidingWindow())
       window = int64_t(*w);
     call(attend(lib, cache.getCapacity(), q[1], cache.getHeads(),
                 cache.getKeyDim(), cache.getValueDim(),
-                attn.getScale().convertToDouble(), window),
-         {buffer(attn.getQuery()), cacheBuffer, start, result});
+                attn.getScale().convertToDouble(), window, format),
+         withScales({buffer(attn.getQuery()), cacheBuffer, start, result}, 2));
     bind(attn.getNewCache(), cacheBuffer, false);
+    if (scales)
+      cacheScales[attn.getNewCache()] = scales;
     return success();
   }
   if (auto mla = dyn_cast<MLAAttentionOp>(op)) {
     auto cache = dyn_cast<KVCacheType>(mla.getCache().getType());
-    if (!cache || !cache.getElementType().isF32())
-      return op->emitOpError("the CPU lowering supports expanded f32 caches "
+    if (!cache)
+      return op->emitOpError("the CPU lowering supports expanded caches "
                              "only, got ")
              << mla.getCache().getType();
+    WeightFormat cacheFormat = weightFormatOf(cache.getElementType());
+    Value scales = cacheScales.lookup(mla.getCache());
     bool ok = true;
     WeightOperand weight =
         weightOperand(mla.getKvBWeight(), mla.getScaleTensor(),
@@ -324,15 +350,27 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
                 std::nullopt),
          args);
     Value cacheBuffer = buffer(mla.getCache());
+    SmallVector<Value> writeArgs{kv, buffer(mla.getRopeKey()), cacheBuffer};
+    if (scales)
+      writeArgs.push_back(scales);
+    writeArgs.push_back(start);
     call(mlaCacheWrite(lib, cache.getCapacity(), heads, nope, ropeDim,
-                       valueDim),
-         {kv, buffer(mla.getRopeKey()), cacheBuffer, start});
+                       valueDim, cacheFormat),
+         writeArgs);
     memref::DeallocOp::create(*b, loc, kv);
     Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
+    SmallVector<Value> attendArgs{buffer(mla.getQuery()), cacheBuffer};
+    if (scales)
+      attendArgs.push_back(scales);
+    attendArgs.push_back(start);
+    attendArgs.push_back(result);
     call(attend(lib, cache.getCapacity(), heads, heads, cache.getKeyDim(),
-                valueDim, mla.getScale().convertToDouble(), std::nullopt),
-         {buffer(mla.getQuery()), cacheBuffer, start, result});
+                valueDim, mla.getScale().convertToDouble(), std::nullopt,
+                cacheFormat),
+         attendArgs);
     bind(mla.getNewCache(), cacheBuffer, false);
+    if (scales)
+      cacheScales[mla.getNewCache()] = scales;
     return success();
   }
   if (auto gate = dyn_cast<MoEGateOp>(op)) {
@@ -484,13 +522,23 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
   bind(body.getArgument(1), start, false);
   for (auto [i, slot] : llvm::enumerate(caches)) {
     auto cacheType = cast<KVCacheType>(slot.type);
-    auto type = MemRefType::get({cacheType.getCapacity(), cacheType.getHeads(),
-                                 cacheType.getKeyDim() + cacheType.getValueDim()},
-                                b->getF32Type());
+    auto type = MemRefType::get(
+        {cacheType.getCapacity(), cacheType.getHeads(),
+         cacheType.getKeyDim() + cacheType.getValueDim()},
+        storageTypeOf(weightFormatOf(cacheType.getElementType()),
+                      b->getContext()));
     Value view = memref::ViewOp::create(*b, loc, type, cacheBlob,
                                            index(*b, loc, slot.offset),
                                            ValueRange{});
     bind(body.getArgument(2 + i), view, false);
+    if (cacheType.hasScales()) {
+      auto scaleType = MemRefType::get(
+          {cacheType.getCapacity(), cacheType.getHeads(), 2}, b->getF32Type());
+      cacheScales[body.getArgument(2 + i)] = memref::ViewOp::create(
+          *b, loc, scaleType, cacheBlob,
+          index(*b, loc, slot.offset + alignTo(cacheCodeBytes(cacheType))),
+          ValueRange{});
+    }
   }
 
   // Head reshapes are views: a value's storage is that of its root.
@@ -657,14 +705,16 @@ void LowerToKernelsPass::runOnOperation() {
   int64_t cacheBytes = 0;
   for (Type type : entries.front().getFunctionType().getInputs().drop_front(2)) {
     auto cache = cast<KVCacheType>(type);
-    if (!cache.getElementType().isF32()) {
-      entries.front().emitOpError("the CPU lowering supports f32 caches "
-                                  "only, got ")
+    if (!isSupportedCacheElement(cache.getElementType())) {
+      entries.front().emitOpError("the CPU lowering supports f32, bf16, f16, "
+                                  "f8E4M3FN and i8 caches, got ")
           << cache;
       return signalPassFailure();
     }
-    int64_t bytes = cache.getCapacity() * cache.getHeads() *
-                    (cache.getKeyDim() + cache.getValueDim()) * 4;
+    int64_t bytes = cacheCodeBytes(cache);
+    if (cache.hasScales())
+      bytes = alignTo(bytes) +
+              cache.getCapacity() * cache.getHeads() * 2 * int64_t(sizeof(float));
     caches.push_back({cacheBytes, bytes, type});
     cacheLayout.push_back(builder.getDictionaryAttr({
         builder.getNamedAttr("offset", builder.getI64IntegerAttr(cacheBytes)),

@@ -40,8 +40,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     quantize_options: with quantize="fp8", a dict of the pass options: "granularity"
         ("block", "channel", "tensor"), "block" ((rows, cols) or an int), "activations"
         (bool), "keep" (weight-name substrings kept in high precision).
-    kv_cache: KV-cache compression is not implemented yet; anything but None raises
-        NotImplementedError.
+    kv_cache: None (f32) or the KV-cache element type: "bf16", "f16", "fp8" (E4M3 with a
+        scale per token and head) or "int8" (likewise), like `xfmr-compile --kv-cache`.
     progress: called with one line per compilation stage (e.g. "[  0.01s] importing ...").
     dump_ir_after: print the IR to stderr after this pass ("all": after every pass).
 
@@ -68,10 +68,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         else:
             raise InvalidArgumentError(f"unknown quantize option {key!r} (expected granularity, "
                                        "block, activations, keep)")
-    if kv_cache is not None:
-        raise NotImplementedError(
-            f"kv_cache={kv_cache!r}: KV-cache compression is not implemented yet "
-            "(issue 6); pass kv_cache=None")
+    if kv_cache not in (None, "f32", "bf16", "f16", "fp8", "int8"):
+        raise InvalidArgumentError(f"kv_cache must be None, 'f32', 'bf16', 'f16', 'fp8' or "
+                                   f"'int8', got {kv_cache!r}")
     model = _args.existing(model, "model")
     is_mlir = model.endswith(".mlir")
     if is_mlir and os.path.isdir(model):
@@ -110,7 +109,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     try:
         native().compile(model, output, target, cpu, context, weights or "", opt_level,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
-                         progress)
+                         "" if kv_cache in (None, "f32") else kv_cache, progress)
         artifact = Artifact(output)
     except BaseException:
         if temporary:

@@ -328,8 +328,8 @@ def test_bad_options_raise_value_error(tiny, tmp_path):
         xfmr.compile(checkpoint, out, quantize="int3")
     with pytest.raises(ValueError, match="unknown quantize option 'bits'"):
         xfmr.compile(checkpoint, out, quantize="fp8", quantize_options={"bits": 8})
-    with pytest.raises(NotImplementedError, match="issue 6"):
-        xfmr.compile(checkpoint, out, kv_cache="int8")
+    with pytest.raises(ValueError, match="kv_cache must be None"):
+        xfmr.compile(checkpoint, out, kv_cache="int4")
     with pytest.raises(ValueError, match="device 'cuda'"):
         xfmr.Session(artifact, device="cuda")
     with pytest.raises(ValueError, match="thread count must be >= 0"):
@@ -465,3 +465,12 @@ def test_compile_fp8_matches_the_cli(tiny, tmp_path):
     assert "f8e4m3fn" in dtypes
     ids = xfmr.Session(artifact).generate([1, 2, 3], 5)
     assert len(ids) == 5
+
+
+def test_compile_int8_kv_cache(tiny, tmp_path):
+    checkpoint, artifact = tiny
+    compressed = xfmr.compile(checkpoint, tmp_path / "int8.xfmr", context=64, kv_cache="int8")
+    assert compressed.manifest["compile_options"]["kv_cache"] == "int8"
+    assert (compressed.manifest["kv_cache"]["bytes_per_token"]
+            < artifact.manifest["kv_cache"]["bytes_per_token"])
+    assert len(xfmr.Session(compressed).generate([1, 2, 3], 4)) == 4

@@ -68,6 +68,11 @@ static cl::opt<std::string> quantizeKeep(
     cl::desc("Comma-separated weight-name substrings kept in high precision "
              "(default: embed_tokens,lm_head)"),
     cl::init(""));
+static cl::opt<std::string> kvCache(
+    "kv-cache",
+    cl::desc("KV-cache element type: f32 (default), bf16, f16, fp8 (E4M3 "
+             "with a scale per token and head), int8 (likewise)"),
+    cl::init(""));
 static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level"),
                                   cl::init(3), cl::Prefix);
 
@@ -85,6 +90,7 @@ int main(int argc, char **argv) {
   options.dumpIRAfter = dumpIRAfter;
   options.optLevel = optLevel;
   options.quantize = quantize;
+  options.kvCache = kvCache == "f32" ? std::string() : std::string(kvCache);
   std::string passOptions;
   auto add = [&](const std::string &option) {
     passOptions += (passOptions.empty() ? "" : " ") + option;

@@ -1,0 +1,65 @@
+"""Float64 emulation of xfmr's compressed KV caches (`xfmr-compile --kv-cache ...`): each
+key and value is stored in the cache's element type when it is written, and read back from it.
+
+- bf16, f16: each element rounded to the format (to nearest, ties to even);
+- fp8 (E4M3FN) and int8: per token and KV head, the key (and separately the value) gets
+  scale = float32(max(max |x|, 1e-12) / 448) (int8: / 127) and is stored as
+  round(x / scale) * scale (E4M3 rounding to nearest even and saturating; int8 rounding half to
+  even, clamped to +-127).
+
+MLA's expanded cache stores the full key [k_nope | k_pe] per head (one scale for both parts).
+Applies to a model from `reference.load` with `use_kv_cache(model, element)`.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from .cache import Cache
+from .fp8 import round_e4m3
+
+EPSILON = 1e-12
+
+
+def round_bf16(x: np.ndarray) -> np.ndarray:
+    """Nearest bfloat16 value (ties to even), as float64."""
+    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    return rounded.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def compress(x: np.ndarray, element: str) -> np.ndarray:
+    """Entries x [heads, tokens, dim] as stored and read back."""
+    if element == "f32":
+        return np.asarray(x, np.float32).astype(np.float64)
+    if element == "bf16":
+        return round_bf16(x)
+    if element == "f16":
+        return np.asarray(x, np.float32).astype(np.float16).astype(np.float64)
+    top = 448.0 if element == "fp8" else 127.0
+    x32 = np.asarray(x, np.float32).astype(np.float64)
+    amax = np.max(np.abs(x32), axis=-1, keepdims=True)
+    scale = (np.maximum(amax, EPSILON) / top).astype(np.float32).astype(np.float64)
+    y = x32 / scale
+    codes = round_e4m3(y) if element == "fp8" else np.clip(np.round(y), -127, 127)
+    return codes * scale
+
+
+class CompressedCache(Cache):
+    """A Cache that stores what the compiled cache of `element` would hold."""
+
+    def __init__(self, num_layers: int, element: str):
+        super().__init__(num_layers)
+        self.element = element
+
+    def update(self, layer: int, k: np.ndarray, v: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        return super().update(layer, compress(k, self.element), compress(v, self.element))
+
+
+def use_kv_cache(model, element: str) -> None:
+    """Makes `model.new_cache()` return caches of `element` (f32, bf16, f16, fp8, int8)."""
+    if element not in ("f32", "bf16", "f16", "fp8", "int8"):
+        raise ValueError(f"unknown KV-cache element {element!r}")
+    model.new_cache = lambda: CompressedCache(model.num_layers, element)
