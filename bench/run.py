@@ -153,7 +153,26 @@ def gemm(threads, cpu, tokens=512, n=4096, k=4096):
     return rows
 
 
-def write_markdown(rows, args, gemm_rows=()):
+def long_context(threads, cpu, prompt=4000, decode=32):
+    """Decode at a long context for each KV-cache setting, on a model whose cache traffic
+    outweighs its weights (Llama 'small': 13 MB of weights, 8 KB of f32 cache per token)."""
+    folder = checkpoint("llama-small-bf16", "llama", "small", "bf16")
+    rows = []
+    for element in ["f32", "bf16", "fp8", "int8"]:
+        artifact = MODELS / f"long-{element}.xfmr"
+        run([BIN / "xfmr-compile", folder, "-o", artifact, "--cpu", cpu,
+             "--context", prompt + decode + 16, "--kv-cache", element])
+        stats = xfmr_stats(artifact, prompt, decode + 1, threads)
+        rows.append({"kv_cache": element, "context": prompt,
+                     "kv_cache_bytes_per_token": stats["kv_cache_bytes_per_token"],
+                     "decode_tokens_per_s": stats["decode_tokens_per_s"],
+                     "weights_bytes": stats["weights_bytes"]})
+        log(f"long context {element}: {stats['decode_tokens_per_s']:.1f} tok/s at {prompt} "
+            f"tokens, {stats['kv_cache_bytes_per_token']} B/token")
+    return rows
+
+
+def write_markdown(rows, args, gemm_rows=(), long_rows=()):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [
         "# Performance",
@@ -197,11 +216,30 @@ def write_markdown(rows, args, gemm_rows=()):
         for g in gemm_rows:
             lines.append(f"| {g['weights']} | {g['gflops']:.0f} | {g['fraction_of_peak']:.2f} "
                          f"(peak {g['peak_gflops']:.0f}) |")
-    lines += ["", "FP8 accuracy against the unquantized models: [fp8-accuracy.md](fp8-accuracy.md).",
+    if long_rows:
+        base = long_rows[0]["decode_tokens_per_s"]
+        lines += [
+            "",
+            "## Decode at a long context, per KV-cache setting",
+            "",
+            f"Llama 'small' (bf16 weights, {long_rows[0]['weights_bytes'] / 2**20:.0f} MiB), "
+            f"{long_rows[0]['context']} tokens in the cache: each decoded token reads the whole "
+            "cache, so narrower caches decode faster.",
+            "",
+            "| KV cache | bytes/token | cache read per decoded token | decode tok/s | vs f32 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in long_rows:
+            lines.append(f"| {r['kv_cache']} | {r['kv_cache_bytes_per_token']} | "
+                         f"{r['kv_cache_bytes_per_token'] * r['context'] / 2**20:.1f} MiB | "
+                         f"{r['decode_tokens_per_s']:.1f} | {r['decode_tokens_per_s'] / base:.2f}x |")
+    lines += ["", "FP8 accuracy against the unquantized models: [fp8-accuracy.md](fp8-accuracy.md);",
+              "KV-cache settings: [kv-cache.md](kv-cache.md).",
               "", "Raw results: `bench/results.json`.", ""]
     (REPO / "docs" / "performance.md").write_text("\n".join(lines))
     (REPO / "bench" / "results.json").write_text(
-        json.dumps({"models": rows, "gemm": list(gemm_rows)}, indent=2) + "\n")
+        json.dumps({"models": rows, "gemm": list(gemm_rows), "long_context": list(long_rows)},
+                   indent=2) + "\n")
 
 
 def main():
@@ -230,7 +268,8 @@ def main():
         f32 = checkpoint("llama-500m-f32", "llama", "500m", "f32")
         rows.append(measure("Llama 500M f32", f32, args.threads, prompt, decode, args.cpu, None))
     gemm_rows = gemm(args.threads, args.cpu)
-    write_markdown(rows, args, gemm_rows)
+    long_rows = long_context(args.threads, args.cpu)
+    write_markdown(rows, args, gemm_rows, long_rows)
     log("wrote docs/performance.md and bench/results.json")
 
 

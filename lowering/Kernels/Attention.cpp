@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <cstdio>
 #include <limits>
@@ -292,29 +293,88 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
           scope.getBodyRegion().push_back(body);
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPointToStart(body);
+          Value negInf =
+              f32(b, loc, -std::numeric_limits<double>::infinity());
+          // Score of key j (scaled), and the scale of value j (8-bit caches).
+          auto scoreOf = [&](OpBuilder &b, Location loc, Value j) {
+            Value score = dot(b, loc, q, {t, h}, zero, cache, {j, kvHead},
+                              zero, keyDim, format, table);
+            Value valueScale;
+            if (scaled) {
+              score = arith::MulFOp::create(
+                  b, loc, score,
+                  memref::LoadOp::create(b, loc, scales,
+                                         ValueRange{j, kvHead, zero}));
+              valueScale = memref::LoadOp::create(b, loc, scales,
+                                                  ValueRange{j, kvHead, one});
+            }
+            score = arith::MulFOp::create(b, loc, score, f32(b, loc, scale));
+            return std::pair(score, valueScale);
+          };
+          if (valueDim % kVectorWidth == 0 && valueDim <= 256) {
+            // The output accumulators live in vector registers.
+            auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
+            int64_t pieces = valueDim / kVectorWidth;
+            Value vzero = arith::ConstantOp::create(
+                b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
+            SmallVector<Value> init{negInf, f32(b, loc, 0.0)};
+            init.append(pieces, vzero);
+            auto loop = scf::ForOp::create(
+                b, loc, begin, end, one, init,
+                [&](OpBuilder &b, Location loc, Value j, ValueRange state) {
+                  auto [score, valueScale] = scoreOf(b, loc, j);
+                  Value maxNew =
+                      arith::MaximumFOp::create(b, loc, state[0], score);
+                  Value correction = math::ExpOp::create(
+                      b, loc, arith::SubFOp::create(b, loc, state[0], maxNew));
+                  Value weight = math::ExpOp::create(
+                      b, loc, arith::SubFOp::create(b, loc, score, maxNew));
+                  Value sumNew = arith::AddFOp::create(
+                      b, loc, arith::MulFOp::create(b, loc, state[1], correction),
+                      weight);
+                  Value valueWeight =
+                      valueScale
+                          ? arith::MulFOp::create(b, loc, weight, valueScale)
+                                .getResult()
+                          : weight;
+                  Value c = vector::BroadcastOp::create(b, loc, vectorType,
+                                                        correction);
+                  Value w = vector::BroadcastOp::create(b, loc, vectorType,
+                                                        valueWeight);
+                  SmallVector<Value> next{maxNew, sumNew};
+                  for (int64_t i = 0; i < pieces; ++i) {
+                    Value v = loadVectorAsF32(
+                        b, loc, cache,
+                        {j, kvHead, index(b, loc, keyDim + i * kVectorWidth)},
+                        format, table);
+                    next.push_back(vector::FMAOp::create(
+                        b, loc, w, v,
+                        arith::MulFOp::create(b, loc, state[2 + i], c)));
+                  }
+                  scf::YieldOp::create(b, loc, next);
+                });
+            Value inverse = vector::BroadcastOp::create(
+                b, loc, vectorType,
+                arith::DivFOp::create(b, loc, f32(b, loc, 1.0),
+                                      loop.getResult(1)));
+            for (int64_t i = 0; i < pieces; ++i)
+              vector::StoreOp::create(
+                  b, loc,
+                  arith::MulFOp::create(b, loc, loop.getResult(2 + i), inverse),
+                  out, ValueRange{t, h, index(b, loc, i * kVectorWidth)});
+            memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
+            return;
+          }
           Value acc = memref::AllocaOp::create(b, 
               loc, MemRefType::get({valueDim}, b.getF32Type()));
           serialFor(b, loc, zero, index(b, loc, valueDim),
                     [&](OpBuilder &b, Location loc, Value d) {
             memref::StoreOp::create(b, loc, f32(b, loc, 0.0), acc, d);
           });
-          Value negInf =
-              f32(b, loc, -std::numeric_limits<double>::infinity());
           auto loop = scf::ForOp::create(b, 
               loc, begin, end, one, ValueRange{negInf, f32(b, loc, 0.0)},
               [&](OpBuilder &b, Location loc, Value j, ValueRange state) {
-                Value score = dot(b, loc, q, {t, h}, zero, cache, {j, kvHead},
-                                  zero, keyDim, format, table);
-                Value valueScale;
-                if (scaled) {
-                  score = arith::MulFOp::create(
-                      b, loc, score,
-                      memref::LoadOp::create(b, loc, scales,
-                                             ValueRange{j, kvHead, zero}));
-                  valueScale = memref::LoadOp::create(
-                      b, loc, scales, ValueRange{j, kvHead, one});
-                }
-                score = arith::MulFOp::create(b, loc, score, f32(b, loc, scale));
+                auto [score, valueScale] = scoreOf(b, loc, j);
                 Value maxOld = state[0], sumOld = state[1];
                 Value maxNew = arith::MaximumFOp::create(b, loc, maxOld, score);
                 Value correction = math::ExpOp::create(b, 
