@@ -216,6 +216,12 @@ Error xfmr::compileModel(const CompileOptions &options,
       return createStringError("invalid quantization options '" +
                                options.quantizeOptions + "': " + parseErrors);
   }
+  if (!options.mlaCache.empty() && options.mlaCache != "expanded" &&
+      options.mlaCache != "latent")
+    return createStringError("unknown MLA cache '" + options.mlaCache +
+                             "' (expected expanded or latent)");
+  if (options.mlaCache == "latent")
+    pm.addPass(createAbsorbMLA());
   if (!options.kvCache.empty()) {
     std::string parseErrors;
     raw_string_ostream errorStream(parseErrors);
@@ -270,6 +276,9 @@ Error xfmr::compileModel(const CompileOptions &options,
                                          {"opt_level", int64_t(options.optLevel)},
                                          {"context", options.context},
                                          {"quantize", options.quantize},
+                                         {"mla_cache", options.mlaCache.empty()
+                                                           ? std::string("expanded")
+                                                           : options.mlaCache},
                                          {"kv_cache", options.kvCache.empty()
                                                           ? std::string("f32")
                                                           : options.kvCache},

@@ -40,6 +40,9 @@ struct CompileOptions {
   /// "" (f32) or the KV-cache element type: bf16, f16, fp8, int8
   /// (xfmr-compress-kv-cache).
   std::string kvCache;
+  /// "" or "expanded" (MLA caches per-head keys and values) or "latent"
+  /// (xfmr-absorb-mla: only c_KV and k_pe, attention in latent space).
+  std::string mlaCache;
   /// Print the IR after this pass ("all": after every pass) to stderr.
   std::string dumpIRAfter;
   unsigned optLevel = 3;

@@ -231,7 +231,20 @@ llvm::Error xfmr::writeArtifact(
   int64_t bytesPerToken = 0;
   for (Attribute entry : cacheLayout) {
     auto dict = cast<DictionaryAttr>(entry);
-    auto cache = cast<KVCacheType>(dict.getAs<TypeAttr>("type").getValue());
+    Type type = dict.getAs<TypeAttr>("type").getValue();
+    if (auto latent = dyn_cast<LatentCacheType>(type)) {
+      bytesPerToken += latent.bytesPerToken();
+      layers.push_back(llvm::json::Object{
+          {"kind", "latent"},
+          {"offset", intAttr(dict, "offset")},
+          {"bytes", intAttr(dict, "bytes")},
+          {"element_type", dtypeOf(latent.getElementType())},
+          {"capacity", latent.getCapacity()},
+          {"latent_dim", latent.getLatentDim()},
+          {"rope_dim", latent.getRopeDim()}});
+      continue;
+    }
+    auto cache = cast<KVCacheType>(type);
     bytesPerToken += cache.bytesPerToken();
     layers.push_back(llvm::json::Object{
         {"kind", "kv"},

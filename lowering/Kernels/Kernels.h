@@ -83,6 +83,30 @@ mlir::func::FuncOp attend(KernelLibrary &lib, int64_t capacity,
                           int64_t valueDim, double scale,
                           std::optional<int64_t> window, WeightFormat format);
 
+/// MLA with weight absorption (latent cache [C, rank + rope], f32):
+/// (query [S, H, nope + rope], kv_b [H * (nope + v), rank], [kv_b scales],
+///  out [S, H, rank]): the query's no-rope part times W_UK of its head.
+mlir::func::FuncOp mlaAbsorbQuery(KernelLibrary &lib, int64_t heads,
+                                  int64_t nope, int64_t rope, int64_t valueDim,
+                                  int64_t rank, const WeightOperand &kvB);
+
+/// (latent [S, rank], ropeKey [S, 1, rope], cache [C, rank + rope], start).
+mlir::func::FuncOp latentCacheWrite(KernelLibrary &lib, int64_t capacity,
+                                    int64_t rank, int64_t rope);
+
+/// (queryLatent [S, H, rank], query [S, H, nope + rope], cache
+///  [C, rank + rope], start, out [S, H, rank]): causal attention in latent
+/// space, scores q_lat . c_kv + q_pe . k_pe.
+mlir::func::FuncOp latentAttend(KernelLibrary &lib, int64_t capacity,
+                                int64_t heads, int64_t nope, int64_t rope,
+                                int64_t rank, double scale);
+
+/// (outLatent [S, H, rank], kv_b, [kv_b scales], out [S, H, v]): each head's
+/// latent output times W_UV of its head.
+mlir::func::FuncOp mlaAbsorbOutput(KernelLibrary &lib, int64_t heads,
+                                   int64_t nope, int64_t valueDim, int64_t rank,
+                                   const WeightOperand &kvB);
+
 /// (logits [T, E], [bias [E]], weights [T, k], indices [T, k] i32).
 mlir::func::FuncOp moeRoute(KernelLibrary &lib, MoEGateOp op);
 

@@ -323,11 +323,48 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     return success();
   }
   if (auto mla = dyn_cast<MLAAttentionOp>(op)) {
-    auto cache = dyn_cast<KVCacheType>(mla.getCache().getType());
-    if (!cache)
-      return op->emitOpError("the CPU lowering supports expanded caches "
-                             "only, got ")
-             << mla.getCache().getType();
+    if (auto latentCache = dyn_cast<LatentCacheType>(mla.getCache().getType())) {
+      bool ok = true;
+      WeightOperand weight =
+          weightOperand(mla.getKvBWeight(), mla.getScaleTensor(),
+                        mla.getScaleLayoutAttr(), op, ok);
+      if (!ok)
+        return failure();
+      int64_t heads = mla.getQuery().getType().getDimSize(1);
+      int64_t ropeDim = latentCache.getRopeDim();
+      int64_t nope = mla.getQuery().getType().getDimSize(2) - ropeDim;
+      int64_t rank = latentCache.getLatentDim();
+      int64_t valueDim = mla.getOutput().getType().getDimSize(2);
+      SmallVector<Value> kvB{buffer(mla.getKvBWeight())};
+      if (Value scale = mla.getScaleTensor())
+        kvB.push_back(buffer(scale));
+      Value queryLatent = alloc({heads, rank});
+      SmallVector<Value> absorbArgs{buffer(mla.getQuery())};
+      absorbArgs.append(kvB);
+      absorbArgs.push_back(queryLatent);
+      call(mlaAbsorbQuery(lib, heads, nope, ropeDim, valueDim, rank, weight),
+           absorbArgs);
+      Value cacheBuffer = buffer(mla.getCache());
+      call(latentCacheWrite(lib, latentCache.getCapacity(), rank, ropeDim),
+           {buffer(mla.getLatent()), buffer(mla.getRopeKey()), cacheBuffer,
+            start});
+      Value outputLatent = alloc({heads, rank});
+      call(latentAttend(lib, latentCache.getCapacity(), heads, nope, ropeDim,
+                        rank, mla.getScale().convertToDouble()),
+           {queryLatent, buffer(mla.getQuery()), cacheBuffer, start,
+            outputLatent});
+      memref::DeallocOp::create(*b, loc, queryLatent);
+      Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
+      SmallVector<Value> outputArgs{outputLatent};
+      outputArgs.append(kvB);
+      outputArgs.push_back(result);
+      call(mlaAbsorbOutput(lib, heads, nope, valueDim, rank, weight),
+           outputArgs);
+      memref::DeallocOp::create(*b, loc, outputLatent);
+      bind(mla.getNewCache(), cacheBuffer, false);
+      return success();
+    }
+    auto cache = cast<KVCacheType>(mla.getCache().getType());
     WeightFormat cacheFormat = weightFormatOf(cache.getElementType());
     Value scales = cacheScales.lookup(mla.getCache());
     bool ok = true;
@@ -521,6 +558,16 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
   bind(body.getArgument(0), ids, false);
   bind(body.getArgument(1), start, false);
   for (auto [i, slot] : llvm::enumerate(caches)) {
+    if (auto latent = dyn_cast<LatentCacheType>(slot.type)) {
+      auto type = MemRefType::get(
+          {latent.getCapacity(), latent.getLatentDim() + latent.getRopeDim()},
+          b->getF32Type());
+      bind(body.getArgument(2 + i),
+           memref::ViewOp::create(*b, loc, type, cacheBlob,
+                                  index(*b, loc, slot.offset), ValueRange{}),
+           false);
+      continue;
+    }
     auto cacheType = cast<KVCacheType>(slot.type);
     auto type = MemRefType::get(
         {cacheType.getCapacity(), cacheType.getHeads(),
@@ -617,10 +664,11 @@ LogicalResult checkEntrySignature(func::FuncOp func) {
     if (type.getInput(i) != type.getResult(i - 1))
       return func.emitOpError("cache argument ")
              << i << " and its returned update differ in type";
-    if (!isa<KVCacheType>(type.getInput(i)))
+    auto latent = dyn_cast<LatentCacheType>(type.getInput(i));
+    if (!isa<KVCacheType>(type.getInput(i)) &&
+        !(latent && latent.getElementType().isF32()))
       return func.emitOpError("argument ")
-             << i << " must be a !xfmr.kv_cache (the CPU lowering does not "
-                     "support latent caches yet)";
+             << i << " must be a !xfmr.kv_cache or an f32 !xfmr.latent_cache";
   }
   if (func.getBody().getBlocks().size() != 1)
     return func.emitOpError("entry point must be a single block");
@@ -704,6 +752,18 @@ void LowerToKernelsPass::runOnOperation() {
   SmallVector<Attribute> cacheLayout;
   int64_t cacheBytes = 0;
   for (Type type : entries.front().getFunctionType().getInputs().drop_front(2)) {
+    if (auto latent = dyn_cast<LatentCacheType>(type)) {
+      int64_t bytes = latent.getCapacity() *
+                      (latent.getLatentDim() + latent.getRopeDim()) * 4;
+      caches.push_back({cacheBytes, bytes, type});
+      cacheLayout.push_back(builder.getDictionaryAttr({
+          builder.getNamedAttr("offset", builder.getI64IntegerAttr(cacheBytes)),
+          builder.getNamedAttr("bytes", builder.getI64IntegerAttr(bytes)),
+          builder.getNamedAttr("type", TypeAttr::get(type)),
+      }));
+      cacheBytes = alignTo(cacheBytes + bytes);
+      continue;
+    }
     auto cache = cast<KVCacheType>(type);
     if (!isSupportedCacheElement(cache.getElementType())) {
       entries.front().emitOpError("the CPU lowering supports f32, bf16, f16, "

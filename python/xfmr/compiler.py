@@ -20,7 +20,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             target: str = "cpu", cpu: str = "x86-64-v2", context: int = 0,
             weights: Optional[_args.PathLike] = None, opt_level: int = 3,
             quantize: Optional[str] = None, quantize_options: Optional[dict] = None,
-            kv_cache: Optional[str] = None,
+            kv_cache: Optional[str] = None, mla_cache: Optional[str] = None,
             progress: Optional[Callable[[str], None]] = None,
             dump_ir_after: Optional[str] = None) -> Artifact:
     """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
@@ -42,6 +42,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         (bool), "keep" (weight-name substrings kept in high precision).
     kv_cache: None (f32) or the KV-cache element type: "bf16", "f16", "fp8" (E4M3 with a
         scale per token and head) or "int8" (likewise), like `xfmr-compile --kv-cache`.
+    mla_cache: None/"expanded" or "latent" (DeepSeek MLA caches only c_KV and k_pe and
+        attends in latent space), like `xfmr-compile --mla-cache`.
     progress: called with one line per compilation stage (e.g. "[  0.01s] importing ...").
     dump_ir_after: print the IR to stderr after this pass ("all": after every pass).
 
@@ -68,6 +70,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         else:
             raise InvalidArgumentError(f"unknown quantize option {key!r} (expected granularity, "
                                        "block, activations, keep)")
+    if mla_cache not in (None, "expanded", "latent"):
+        raise InvalidArgumentError(f"mla_cache must be None, 'expanded' or 'latent', "
+                                   f"got {mla_cache!r}")
     if kv_cache not in (None, "f32", "bf16", "f16", "fp8", "int8"):
         raise InvalidArgumentError(f"kv_cache must be None, 'f32', 'bf16', 'f16', 'fp8' or "
                                    f"'int8', got {kv_cache!r}")
@@ -109,7 +114,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     try:
         native().compile(model, output, target, cpu, context, weights or "", opt_level,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
-                         "" if kv_cache in (None, "f32") else kv_cache, progress)
+                         "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
+                         progress)
         artifact = Artifact(output)
     except BaseException:
         if temporary:

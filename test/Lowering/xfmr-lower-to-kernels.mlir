@@ -65,8 +65,8 @@ func.func @helper(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
 
 // -----
 
-!latent = !xfmr.latent_cache<f32, capacity = 16, latent_dim = 8, rope_dim = 4>
-// expected-error @+1 {{argument 2 must be a !xfmr.kv_cache (the CPU lowering does not support latent caches yet)}}
+!latent = !xfmr.latent_cache<bf16, capacity = 16, latent_dim = 8, rope_dim = 4>
+// expected-error @+1 {{argument 2 must be a !xfmr.kv_cache or an f32 !xfmr.latent_cache}}
 func.func @decode(%ids: tensor<?xi32>, %start: index, %c: !latent) -> (tensor<?x32xf32>, !latent)
     attributes {xfmr.entry = "decode"} {
   %emb = xfmr.weight "embed" : tensor<32x8xf32>

@@ -26,6 +26,7 @@ def tool(name):
 
 
 def compile_model(checkpoint, out_dir, *extra):
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     artifact = Path(out_dir) / "model.xfmr"
     subprocess.run([tool("xfmr-compile"), str(checkpoint), "-o", str(artifact), *extra],
                    check=True, capture_output=True, text=True)

@@ -41,3 +41,23 @@ def test_stories260k(element, stories260k_dir, tmp_path):
 @pytest.mark.parametrize("element", ["bf16", "fp8", "int8"])
 def test_synthetic(arch, element, synth_checkpoint, tmp_path):
     check(synth_checkpoint(arch), tmp_path, element, list(range(3, 27)), 8)
+
+
+@pytest.mark.parametrize("options", [{}, {"dtype": "fp8"}, {"preset": "small"}],
+                         ids=["f32", "native-fp8", "small"])
+def test_mla_latent_cache_equals_expanded(options, synth_checkpoint, tmp_path):
+    """MLA with weight absorption (--mla-cache latent) computes the same function as the
+    expanded cache, from a cache of kv_lora_rank + qk_rope_head_dim values per token."""
+    checkpoint = synth_checkpoint("deepseek_v3", **options)
+    latent = CompiledModel(compile_model(checkpoint, tmp_path / "latent", "--mla-cache", "latent"))
+    expanded = CompiledModel(compile_model(checkpoint, tmp_path / "expanded"))
+    prompt = list(range(3, 27))
+    latent_ids, latent_rows = greedy_through_abi(latent, prompt, 8)
+    expanded_ids, expanded_rows = greedy_through_abi(expanded, prompt, 8)
+    assert latent_ids == expanded_ids
+    assert relative_row_error(latent_rows, expanded_rows) < 1e-4
+    config = json.load(open(checkpoint / "config.json"))
+    layers = config["num_hidden_layers"]
+    assert latent.manifest["kv_cache"]["bytes_per_token"] == layers * 4 * (
+        config["kv_lora_rank"] + config["qk_rope_head_dim"])
+    assert latent.manifest["compile_options"]["mla_cache"] == "latent"

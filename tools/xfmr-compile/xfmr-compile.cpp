@@ -73,6 +73,12 @@ static cl::opt<std::string> kvCache(
     cl::desc("KV-cache element type: f32 (default), bf16, f16, fp8 (E4M3 "
              "with a scale per token and head), int8 (likewise)"),
     cl::init(""));
+static cl::opt<std::string> mlaCache(
+    "mla-cache",
+    cl::desc("What MLA (DeepSeek) caches: expanded (per-head keys and "
+             "values, default) or latent (the compressed c_KV and k_pe; "
+             "attention runs in latent space)"),
+    cl::init(""));
 static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level"),
                                   cl::init(3), cl::Prefix);
 
@@ -90,6 +96,7 @@ int main(int argc, char **argv) {
   options.dumpIRAfter = dumpIRAfter;
   options.optLevel = optLevel;
   options.quantize = quantize;
+  options.mlaCache = mlaCache;
   options.kvCache = kvCache == "f32" ? std::string() : std::string(kvCache);
   std::string passOptions;
   auto add = [&](const std::string &option) {

@@ -1,0 +1,26 @@
+// RUN: xfmr-opt %s --xfmr-absorb-mla | FileCheck %s
+
+!cache = !xfmr.kv_cache<f32, capacity = 64, heads = 4, key_dim = 24, value_dim = 16>
+
+// The expanded cache (4 heads x (24 + 16) values per token) becomes the latent
+// one (32 + 8 values per token), in the signature, the op and the return.
+// CHECK-LABEL: func.func @decode
+// CHECK-SAME: %{{.+}}: !xfmr.latent_cache<f32, capacity = 64, latent_dim = 32, rope_dim = 8>
+// CHECK-SAME: -> (tensor<?x4x16xf32>, !xfmr.latent_cache<f32, capacity = 64, latent_dim = 32, rope_dim = 8>)
+// CHECK: %{{.+}}, %[[C:.+]] = xfmr.mla_attention {{.*}} !xfmr.latent_cache<f32, capacity = 64, latent_dim = 32, rope_dim = 8> -> tensor<?x4x16xf32>
+// CHECK: return %{{.+}}, %[[C]]
+func.func @decode(%q: tensor<?x4x24xf32>, %ckv: tensor<?x32xf32>, %kpe: tensor<?x1x8xf32>,
+                  %w: tensor<128x32xf32>, %start: index, %c: !cache)
+    -> (tensor<?x4x16xf32>, !cache) attributes {xfmr.entry = "decode"} {
+  %o, %c1 = xfmr.mla_attention %q, %ckv, %kpe, %w, %c[%start] {scale = 0.2 : f64}
+      : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>, tensor<128x32xf32>, !cache -> tensor<?x4x16xf32>
+  return %o, %c1 : tensor<?x4x16xf32>, !cache
+}
+
+// A cache that no MLA op uses stays as it is.
+// CHECK-LABEL: func.func @gqa
+// CHECK-SAME: !xfmr.kv_cache<f32, capacity = 8, heads = 1, key_dim = 8, value_dim = 8>
+func.func @gqa(%c: !xfmr.kv_cache<f32, capacity = 8, heads = 1, key_dim = 8, value_dim = 8>)
+    -> !xfmr.kv_cache<f32, capacity = 8, heads = 1, key_dim = 8, value_dim = 8> {
+  return %c : !xfmr.kv_cache<f32, capacity = 8, heads = 1, key_dim = 8, value_dim = 8>
+}
