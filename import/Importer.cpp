@@ -87,6 +87,13 @@ public:
   /// Emits entry function `name` over `tokens` tokens (dynamic for prefill).
   llvm::Error buildEntry(ModuleOp module, StringRef name, int64_t tokens);
 
+  /// Emits `mtp`, DeepSeek-V3's multi-token-prediction module `index`
+  /// (layer numLayers + index): from the main model's last hidden states
+  /// h_i (before the final norm) and the next tokens t_{i+1}, the logits of
+  /// t_{i+2}: eh_proj([enorm(embed(t)); hnorm(h)]), one decoder layer with its
+  /// own cache, shared_head.norm and shared_head.head.
+  llvm::Error buildMTP(ModuleOp module, int64_t index);
+
 private:
   // Types.
   RankedTensorType act(ArrayRef<int64_t> trailing) {
@@ -427,6 +434,59 @@ llvm::Error ModelBuilder::buildEntry(ModuleOp module, StringRef name,
   return llvm::Error::success();
 }
 
+llvm::Error ModelBuilder::buildMTP(ModuleOp module, int64_t index) {
+  tokens = ShapedType::kDynamic;
+  MLIRContext *context = b.getContext();
+  int64_t layer = c.numLayers + index;
+  auto cacheType =
+      KVCacheType::get(context, b.getF32Type(), capacity, c.numHeads,
+                       c.qkNopeHeadDim + c.qkRopeHeadDim, c.vHeadDim,
+                       CacheLayout::token_major);
+  cacheTypes.assign(layer + 1, cacheType);
+  auto idsType = RankedTensorType::get({tokens}, b.getI32Type());
+  SmallVector<Type> inputs{idsType, act({c.hiddenSize}), b.getIndexType(),
+                           cacheType};
+  SmallVector<Type> results{act({c.vocabSize}), cacheType};
+  b.setInsertionPointToEnd(module.getBody());
+  auto func = func::FuncOp::create(b, NameLoc::get(b.getStringAttr("mtp")),
+                                   "mtp", b.getFunctionType(inputs, results));
+  func->setAttr(kEntryAttrName, b.getStringAttr("mtp"));
+  Block *body = func.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  Value ids = body->getArgument(0), hidden = body->getArgument(1);
+  start = body->getArgument(2);
+  caches.assign(layer + 1, Value());
+  caches[layer] = body->getArgument(3);
+
+  std::string p = "model.layers." + std::to_string(layer) + ".";
+  setLoc(p + "eh_proj");
+  Value table = weight(p + "embed_tokens.weight");
+  Value embedded = EmbeddingOp::create(b, loc, act({c.hiddenSize}), table, ids);
+  Value e = rmsNorm(embedded, p + "enorm");
+  Value h = rmsNorm(hidden, p + "hnorm");
+  // eh_proj reads [embedding; hidden]: its first hidden_size input columns
+  // take the embedding, the rest the hidden state.
+  Value ehProj = weight(p + "eh_proj.weight");
+  auto half = RankedTensorType::get(
+      {c.hiddenSize, c.hiddenSize},
+      cast<RankedTensorType>(ehProj.getType()).getElementType());
+  auto halves = SplitOp::create(b, loc, TypeRange{half, half}, ehProj);
+  auto project = [&](Value x, Value w) -> Value {
+    return LinearOp::create(b, loc, act({c.hiddenSize}), x, w, Value(), Value(),
+                            ScaleLayoutAttr());
+  };
+  Value x = AddOp::create(b, loc, project(e, halves.getResult(0)),
+                          project(h, halves.getResult(1)));
+  Value y = decoderLayer(x, layer);
+  setLoc(p + "shared_head");
+  Value z = rmsNorm(y, p + "shared_head.norm");
+  Value logits = linear(z, p + "shared_head.head");
+  func::ReturnOp::create(b, loc, ValueRange{logits, caches[layer]});
+  if (!error.empty())
+    return llvm::createStringError(error);
+  return llvm::Error::success();
+}
+
 } // namespace
 
 llvm::Expected<OwningOpRef<ModuleOp>>
@@ -464,6 +524,10 @@ xfmr::importModel(MLIRContext &context, const Checkpoint &checkpoint,
     return std::move(error);
   if (llvm::Error error = builder.buildEntry(*module, "decode", 1))
     return std::move(error);
+  if (options.includeMTP && config.arch == Architecture::DeepseekV3)
+    for (int64_t i = 0; i < config.numNextnPredictLayers; ++i)
+      if (llvm::Error error = builder.buildMTP(*module, i))
+        return std::move(error);
   return std::move(module);
 }
 

@@ -30,9 +30,10 @@ LogicalResult XfmrDialect::verifyOperationAttribute(Operation *op,
       return op->emitError() << "'" << kEntryAttrName
                              << "' may only mark a function";
     auto kind = dyn_cast<StringAttr>(attr.getValue());
-    if (!kind || (kind.getValue() != "prefill" && kind.getValue() != "decode"))
+    if (!kind || (kind.getValue() != "prefill" && kind.getValue() != "decode" &&
+                  kind.getValue() != "mtp"))
       return op->emitError() << "'" << kEntryAttrName
-                             << "' must be \"prefill\" or \"decode\", got "
+                             << "' must be \"prefill\", \"decode\" or \"mtp\", got "
                              << attr.getValue();
     return success();
   }

@@ -10,7 +10,7 @@
 
 namespace xfmr {
 /// The function attribute that marks a model entry point; its value is
-/// `"prefill"` or `"decode"`.
+/// `"prefill"`, `"decode"` or `"mtp"` (DeepSeek-V3 multi-token prediction).
 inline constexpr llvm::StringLiteral kEntryAttrName = "xfmr.entry";
 } // namespace xfmr
 

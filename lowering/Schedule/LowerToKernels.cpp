@@ -646,6 +646,10 @@ struct LowerToKernelsPass
 /// Checks that `func` has the importer's entry signature: (ids, start,
 /// caches...) -> (logits, caches...).
 LogicalResult checkEntrySignature(func::FuncOp func) {
+  if (auto kind = func->getAttrOfType<StringAttr>(kEntryAttrName);
+      kind && kind.getValue() == "mtp")
+    return func.emitOpError("the multi-token-prediction entry point ('mtp') "
+                            "is not compiled yet; import without --mtp");
   FunctionType type = func.getFunctionType();
   auto ids = type.getNumInputs() > 0
                  ? dyn_cast<RankedTensorType>(type.getInput(0))

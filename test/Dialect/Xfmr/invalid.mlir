@@ -710,7 +710,7 @@ func.func private @layout_channel_block() attributes {l = #xfmr.scale_layout<per
 
 // -----
 
-// expected-error @+1 {{'xfmr.entry' must be "prefill" or "decode", got "train"}}
+// expected-error @+1 {{'xfmr.entry' must be "prefill", "decode" or "mtp", got "train"}}
 func.func private @entry_kind() attributes {xfmr.entry = "train"}
 
 // -----
