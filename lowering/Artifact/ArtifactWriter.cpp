@@ -195,17 +195,42 @@ llvm::Error xfmr::writeArtifact(
   if (!weightLayout || !cacheLayout)
     return llvm::createStringError(
         "the module has no buffer layout (run xfmr-lower-to-kernels first)");
+  // The runtime calls both: prefill for prompts, decode for each new token.
+  for (StringRef kind : {"prefill", "decode"})
+    if (!module.lookupSymbol(("_mlir_ciface_" + kind).str()))
+      return llvm::createStringError(
+          "the model has no '" + kind.str() +
+          "' entry point; an artifact needs both prefill and decode");
 
-  // Manifest.
+  // Manifest. xfmr-lower-to-kernels records the vocabulary (the logits'
+  // width) even for hand-written IR.
+  int64_t vocab = intAttr(model, "vocab_size");
+  if (vocab <= 0)
+    return llvm::createStringError(
+        "cannot tell the vocabulary size: the module has no xfmr.model "
+        "vocab_size (run xfmr-lower-to-kernels first)");
+  // Likewise the context: the smallest cache capacity (unbounded without
+  // caches).
+  int64_t contextLength = intAttr(model, "context_length");
+  if (contextLength == 0) {
+    contextLength = int64_t(1) << 30;
+    for (Attribute entry : cacheLayout) {
+      Type type = cast<TypeAttr>(cast<DictionaryAttr>(entry).get("type")).getValue();
+      int64_t capacity = isa<LatentCacheType>(type)
+                             ? cast<LatentCacheType>(type).getCapacity()
+                             : cast<KVCacheType>(type).getCapacity();
+      contextLength = std::min(contextLength, capacity);
+    }
+  }
   llvm::json::Object modelJson{
       {"architecture",
        model && model.getAs<StringAttr>("architecture")
            ? model.getAs<StringAttr>("architecture").getValue().str()
            : std::string("unknown")},
-      {"vocab_size", intAttr(model, "vocab_size")},
+      {"vocab_size", vocab},
       {"hidden_size", intAttr(model, "hidden_size")},
       {"num_layers", intAttr(model, "num_layers")},
-      {"context_length", intAttr(model, "context_length")}};
+      {"context_length", contextLength}};
   for (const auto &[key, value] : contents.modelExtras)
     modelJson[key] = value;
 

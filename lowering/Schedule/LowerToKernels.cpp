@@ -697,6 +697,10 @@ void LowerToKernelsPass::runOnOperation() {
     return signalPassFailure();
   }
 
+  int64_t vocab = cast<RankedTensorType>(
+                      entries.front().getFunctionType().getResult(0))
+                      .getDimSize(1);
+
   // One weight blob and one cache blob serve all entry points.
   Builder builder(&getContext());
   llvm::StringMap<WeightSlot> weights;
@@ -800,6 +804,14 @@ void LowerToKernelsPass::runOnOperation() {
     if (failed(emitter.emit(old)))
       return signalPassFailure();
     old.erase();
+  }
+  // Hand-written IR may lack the model description the importer writes: its
+  // vocabulary is the logits' width, which the artifact manifest needs.
+  auto model = module->getAttrOfType<DictionaryAttr>("xfmr.model");
+  if (!model || !model.get("vocab_size")) {
+    NamedAttrList description(model ? model : builder.getDictionaryAttr({}));
+    description.set("vocab_size", builder.getI64IntegerAttr(vocab));
+    module->setAttr("xfmr.model", description.getDictionary(&getContext()));
   }
   module->setAttr("xfmr.weight_layout", builder.getArrayAttr(weightLayout));
   module->setAttr("xfmr.cache_layout", builder.getArrayAttr(cacheLayout));
