@@ -92,16 +92,16 @@ GEMM_MODULE = """module attributes {{xfmr.model = {{architecture = "gemm", vocab
     hidden_size = {k} : i64, num_layers = 0 : i64, context_length = {context} : i64}}}} {{
   func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x{n}xf32>
       attributes {{xfmr.entry = "prefill"}} {{
-    %e = xfmr.weight "embed" : tensor<512x{k}xf32>
-    %x = xfmr.embedding %e[%ids] : tensor<512x{k}xf32>, tensor<?xi32> -> tensor<?x{k}xf32>
+    %e = xfmr.weight "embed" : tensor<{n}x{k}xf32>
+    %x = xfmr.embedding %e[%ids] : tensor<{n}x{k}xf32>, tensor<?xi32> -> tensor<?x{k}xf32>
     %w = xfmr.weight "w" : tensor<{n}x{k}x{dtype}>
     %y = xfmr.linear %x, %w : tensor<?x{k}xf32>, tensor<{n}x{k}x{dtype}> -> tensor<?x{n}xf32>
     return %y : tensor<?x{n}xf32>
   }}
   func.func @decode(%ids: tensor<1xi32>, %start: index) -> tensor<1x{n}xf32>
       attributes {{xfmr.entry = "decode"}} {{
-    %e = xfmr.weight "embed" : tensor<512x{k}xf32>
-    %x = xfmr.embedding %e[%ids] : tensor<512x{k}xf32>, tensor<1xi32> -> tensor<1x{k}xf32>
+    %e = xfmr.weight "embed" : tensor<{n}x{k}xf32>
+    %x = xfmr.embedding %e[%ids] : tensor<{n}x{k}xf32>, tensor<1xi32> -> tensor<1x{k}xf32>
     %w = xfmr.weight "w" : tensor<{n}x{k}x{dtype}>
     %y = xfmr.linear %x, %w : tensor<1x{k}xf32>, tensor<{n}x{k}x{dtype}> -> tensor<1x{n}xf32>
     return %y : tensor<1x{n}xf32>
@@ -130,7 +130,7 @@ def gemm(threads, cpu, tokens=512, n=4096, k=4096):
     if not (folder / "model.safetensors").exists():
         w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
         save_file(str(folder / "model.safetensors"),
-                  {"embed": rng.standard_normal((512, k)).astype(np.float32),
+                  {"embed": rng.standard_normal((n, k)).astype(np.float32),
                    "w": ("BF16", w)})
         (folder / "config.json").write_text("{}")
     rows = []

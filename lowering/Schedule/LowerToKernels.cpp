@@ -700,6 +700,21 @@ void LowerToKernelsPass::runOnOperation() {
   int64_t vocab = cast<RankedTensorType>(
                       entries.front().getFunctionType().getResult(0))
                       .getDimSize(1);
+  // The runtime accepts token ids below the vocabulary (the logits' width):
+  // every embedding table must have a row for each of them.
+  bool tablesCoverVocabulary = true;
+  module.walk([&](EmbeddingOp embedding) {
+    int64_t rows = embedding.getTable().getType().getDimSize(0);
+    if (rows < vocab) {
+      embedding.emitOpError()
+          << "table has " << rows << " rows but the logits have " << vocab
+          << " entries: token ids in [" << rows << ", " << vocab
+          << ") would read past the table";
+      tablesCoverVocabulary = false;
+    }
+  });
+  if (!tablesCoverVocabulary)
+    return signalPassFailure();
 
   // One weight blob and one cache blob serve all entry points.
   Builder builder(&getContext());

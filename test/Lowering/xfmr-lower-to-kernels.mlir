@@ -93,3 +93,14 @@ func.func @prefill(%ids: tensor<?xi32>, %start: index) -> (tensor<?x8xf32>) attr
 // expected-error @+1 {{no entry point (func.func with xfmr.entry) to lower}}
 module {
 }
+
+// -----
+
+func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x32xf32> attributes {xfmr.entry = "prefill"} {
+  %emb = xfmr.weight "embed" : tensor<16x8xf32>
+  // expected-error @+1 {{'xfmr.embedding' op table has 16 rows but the logits have 32 entries: token ids in [16, 32) would read past the table}}
+  %h = xfmr.embedding %emb[%ids] : tensor<16x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
+  %w = xfmr.weight "head" : tensor<32x8xf32>
+  %logits = xfmr.linear %h, %w : tensor<?x8xf32>, tensor<32x8xf32> -> tensor<?x32xf32>
+  return %logits : tensor<?x32xf32>
+}
