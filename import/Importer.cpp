@@ -238,7 +238,8 @@ Value ModelBuilder::gqaAttention(Value x, const std::string &prefix,
     window = b.getI64IntegerAttr(*c.slidingWindow);
   auto attn = AttentionOp::create(b, 
       loc, act({c.numHeads, d}), cacheType(layer), qr, kr, v3, caches[layer],
-      start, b.getF64FloatAttr(1.0 / std::sqrt(double(d))), window);
+      start, b.getF64FloatAttr(1.0 / std::sqrt(double(d))), window,
+      /*sinks=*/IntegerAttr());
   caches[layer] = attn.getNewCache();
   Value merged =
       MergeHeadsOp::create(b, loc, act({c.numHeads * d}), attn.getOutput());

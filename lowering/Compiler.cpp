@@ -222,12 +222,23 @@ Error xfmr::compileModel(const CompileOptions &options,
                              "' (expected expanded or latent)");
   if (options.mlaCache == "latent")
     pm.addPass(createAbsorbMLA());
-  if (!options.kvCache.empty()) {
+  if (options.kvWindow < 0 || options.kvSinks < 0 ||
+      (options.kvSinks > 0 && options.kvWindow == 0))
+    return createStringError(
+        "--kv-window must be positive and --kv-sinks non-negative (sinks "
+        "need a window), got window " +
+        std::to_string(options.kvWindow) + ", sinks " +
+        std::to_string(options.kvSinks));
+  if (!options.kvCache.empty() || options.kvWindow > 0) {
     std::string parseErrors;
     raw_string_ostream errorStream(parseErrors);
+    std::string element =
+        options.kvCache.empty() ? std::string("f32") : options.kvCache;
     if (mlir::failed(mlir::parsePassPipeline(
-            "xfmr-compress-kv-cache{element=" + options.kvCache + "}", pm,
-            errorStream)))
+            "xfmr-compress-kv-cache{element=" + element +
+                " window=" + std::to_string(options.kvWindow) +
+                " sinks=" + std::to_string(options.kvSinks) + "}",
+            pm, errorStream)))
       return createStringError("invalid KV-cache type '" + options.kvCache +
                                "': " + parseErrors);
   }
@@ -282,6 +293,8 @@ Error xfmr::compileModel(const CompileOptions &options,
                                          {"kv_cache", options.kvCache.empty()
                                                           ? std::string("f32")
                                                           : options.kvCache},
+                                         {"kv_window", options.kvWindow},
+                                         {"kv_sinks", options.kvSinks},
                                          {"quantize_options",
                                           options.quantizeOptions}};
   contents.modelExtras = std::move(modelExtras);

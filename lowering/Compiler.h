@@ -40,6 +40,10 @@ struct CompileOptions {
   /// "" (f32) or the KV-cache element type: bf16, f16, fp8, int8
   /// (xfmr-compress-kv-cache).
   std::string kvCache;
+  /// Evicting KV cache (StreamingLLM): keep the last `kvWindow` positions
+  /// and the first `kvSinks`; 0 keeps every position up to the context.
+  int64_t kvWindow = 0;
+  int64_t kvSinks = 0;
   /// "" or "expanded" (MLA caches per-head keys and values) or "latent"
   /// (xfmr-absorb-mla: only c_KV and k_pe, attention in latent space).
   std::string mlaCache;

@@ -1,9 +1,10 @@
 //===- CompressKVCache.cpp - narrower KV-cache element types ----*- C++ -*-===//
 //
-// A type conversion: every !xfmr.kv_cache gets the requested element type,
-// through function signatures, attention ops and returns. What the element
-// type means (codes and per-entry scales for 8-bit types) is the cache
-// type's contract; the lowering implements it.
+// A type conversion: every !xfmr.kv_cache gets the requested element type
+// (and, with eviction, the capacity sinks + window), through function
+// signatures, attention ops and returns. What the element type means (codes
+// and per-entry scales for 8-bit types) is the cache type's contract; what
+// eviction means is xfmr.attention's `sinks`; the lowering implements both.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,10 +26,20 @@ using namespace xfmr;
 
 namespace {
 
-/// Recreates an attention op with converted cache types.
+/// Eviction settings: none when window == 0.
+struct Eviction {
+  int64_t window = 0;
+  int64_t sinks = 0;
+};
+
+/// Recreates an attention op with converted cache types; with eviction,
+/// xfmr.attention also gets its window and sinks.
 template <typename AttentionLike>
 struct ConvertCacheTypes : OpConversionPattern<AttentionLike> {
-  using OpConversionPattern<AttentionLike>::OpConversionPattern;
+  ConvertCacheTypes(const TypeConverter &converter, MLIRContext *context,
+                    Eviction eviction)
+      : OpConversionPattern<AttentionLike>(converter, context),
+        eviction(eviction) {}
   using OpAdaptor = typename AttentionLike::Adaptor;
 
   LogicalResult
@@ -38,12 +49,19 @@ struct ConvertCacheTypes : OpConversionPattern<AttentionLike> {
     if (failed(this->getTypeConverter()->convertTypes(op->getResultTypes(),
                                                       results)))
       return failure();
-    Operation *replacement = rewriter.create(
-        op.getLoc(), op->getName().getIdentifier(), adaptor.getOperands(),
-        results, op->getAttrs());
+    NamedAttrList attrs(op->getAttrs());
+    if (eviction.window) {
+      attrs.set("sliding_window", rewriter.getI64IntegerAttr(eviction.window));
+      attrs.set("sinks", rewriter.getI64IntegerAttr(eviction.sinks));
+    }
+    Operation *replacement =
+        rewriter.create(op.getLoc(), op->getName().getIdentifier(),
+                        adaptor.getOperands(), results, attrs.getAttrs());
     rewriter.replaceOp(op, replacement->getResults());
     return success();
   }
+
+  Eviction eviction;
 };
 
 struct CompressKVCachePass
@@ -69,13 +87,18 @@ struct CompressKVCachePass
           << "' (expected f32, bf16, f16, fp8 or int8)";
       return signalPassFailure();
     }
+    Eviction eviction{window, sinks};
+    if (failed(checkEviction(eviction)))
+      return signalPassFailure();
 
     TypeConverter converter;
     converter.addConversion([](Type type) { return type; });
     converter.addConversion([&](KVCacheType cache) -> Type {
-      return KVCacheType::get(context, target, cache.getCapacity(),
-                              cache.getHeads(), cache.getKeyDim(),
-                              cache.getValueDim(), cache.getLayout());
+      int64_t capacity = eviction.window ? eviction.window + eviction.sinks
+                                         : cache.getCapacity();
+      return KVCacheType::get(context, target, capacity, cache.getHeads(),
+                              cache.getKeyDim(), cache.getValueDim(),
+                              cache.getLayout());
     });
 
     ConversionTarget legal(*context);
@@ -94,9 +117,55 @@ struct CompressKVCachePass
                                                                    converter);
     populateReturnOpTypeConversionPattern(patterns, converter);
     patterns.add<ConvertCacheTypes<AttentionOp>,
-                 ConvertCacheTypes<MLAAttentionOp>>(converter, context);
+                 ConvertCacheTypes<MLAAttentionOp>>(converter, context,
+                                                    eviction);
     if (failed(applyFullConversion(getOperation(), legal, std::move(patterns))))
-      signalPassFailure();
+      return signalPassFailure();
+    if (eviction.window)
+      recordEviction(eviction);
+  }
+
+  /// Eviction needs a positive window, and attention whose masking it can
+  /// express: plain causal xfmr.attention (MLA caches are not evicted yet).
+  LogicalResult checkEviction(const Eviction &eviction) {
+    ModuleOp module = getOperation();
+    if (eviction.window == 0 && eviction.sinks == 0)
+      return success();
+    if (eviction.window <= 0 || eviction.sinks < 0)
+      return module.emitError()
+             << "xfmr-compress-kv-cache: eviction needs window > 0 and "
+                "sinks >= 0, got window="
+             << eviction.window << " sinks=" << eviction.sinks;
+    WalkResult result = module.walk([&](Operation *op) {
+      if (isa<MLAAttentionOp>(op)) {
+        op->emitError() << "xfmr-compress-kv-cache: eviction (window/sinks) "
+                           "is not supported for MLA attention yet";
+        return WalkResult::interrupt();
+      }
+      auto attention = dyn_cast<AttentionOp>(op);
+      if (attention && attention.getSlidingWindow()) {
+        op->emitError() << "xfmr-compress-kv-cache: the model already "
+                           "attends through a sliding window of "
+                        << *attention.getSlidingWindow()
+                        << "; eviction over it is not supported";
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    return failure(result.wasInterrupted());
+  }
+
+  /// The runtime learns from xfmr.model that positions are unbounded and
+  /// that a multi-token call must not wrap the cache.
+  void recordEviction(const Eviction &eviction) {
+    ModuleOp module = getOperation();
+    Builder b(module.getContext());
+    NamedAttrList model;
+    if (auto old = module->getAttrOfType<DictionaryAttr>("xfmr.model"))
+      model.append(old.getValue());
+    model.set("kv_window", b.getI64IntegerAttr(eviction.window));
+    model.set("kv_sinks", b.getI64IntegerAttr(eviction.sinks));
+    module->setAttr("xfmr.model", model.getDictionary(module.getContext()));
   }
 };
 

@@ -70,10 +70,21 @@ def CompressKVCache : Pass<"xfmr-compress-kv-cache", "::mlir::ModuleOp"> {
     max-abs of the entry when it is written (fp8: max-abs / 448, int8:
     max-abs / 127, rounding to nearest even). Attention reads the codes and
     applies the scales; queries and the softmax stay f32.
+
+    With `window=W` (and `sinks=S`, default 0) the caches also evict
+    (StreamingLLM attention sinks + sliding window): every cache shrinks to
+    `S + W` entries, every `xfmr.attention` gets `sliding_window = W, sinks =
+    S` (the first S positions and the last W stay; positions grow without
+    bound), and `xfmr.model` records `kv_window` and `kv_sinks` for the
+    runtime. Models with MLA or their own sliding window are rejected.
   }];
   let options = [
     Option<"element", "element", "std::string", "\"bf16\"",
-           "Cache element type: f32, bf16, f16, fp8 or int8">
+           "Cache element type: f32, bf16, f16, fp8 or int8">,
+    Option<"window", "window", "int64_t", "0",
+           "Evict: keep the last `window` positions (0: no eviction)">,
+    Option<"sinks", "sinks", "int64_t", "0",
+           "Evict: also keep the first `sinks` positions (attention sinks)">
   ];
   let dependentDialects = ["::xfmr::XfmrDialect"];
 }

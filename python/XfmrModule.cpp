@@ -198,7 +198,8 @@ void compile(const std::string &model, const std::string &output,
              const std::string &weights, unsigned optLevel,
              const std::string &dumpIRAfter, const std::string &quantize,
              const std::string &quantizeOptions, const std::string &kvCache,
-             const std::string &mlaCache, const py::object &progress) {
+             const std::string &mlaCache, int64_t kvWindow, int64_t kvSinks,
+             const py::object &progress) {
   CompileOptions options;
   options.model = model;
   options.output = output;
@@ -212,6 +213,8 @@ void compile(const std::string &model, const std::string &output,
   options.quantizeOptions = quantizeOptions;
   options.kvCache = kvCache;
   options.mlaCache = mlaCache;
+  options.kvWindow = kvWindow;
+  options.kvSinks = kvSinks;
 
   // A failing callback stops reporting; its exception is raised after the
   // compiler returns (the compiler cannot be unwound through).
@@ -508,7 +511,8 @@ PYBIND11_MODULE(_xfmr, m) {
         py::arg("target"), py::arg("cpu"), py::arg("context"),
         py::arg("weights"), py::arg("opt_level"), py::arg("dump_ir_after"),
         py::arg("quantize"), py::arg("quantize_options"), py::arg("kv_cache"),
-        py::arg("mla_cache"), py::arg("progress"),
+        py::arg("mla_cache"), py::arg("kv_window"), py::arg("kv_sinks"),
+        py::arg("progress"),
         "Compiles a checkpoint folder or .mlir file into an artifact "
         "(xfmr::compileModel). Releases the GIL.");
   m.def(

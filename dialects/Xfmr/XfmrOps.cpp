@@ -389,6 +389,21 @@ LogicalResult AttentionOp::verify() {
       window && static_cast<int64_t>(*window) <= 0)
     return emitOpError() << "sliding_window must be positive, got "
                          << static_cast<int64_t>(*window);
+  if (std::optional<uint64_t> sinks = getSinks()) {
+    auto count = static_cast<int64_t>(*sinks);
+    std::optional<uint64_t> window = getSlidingWindow();
+    if (count < 0)
+      return emitOpError() << "sinks must be non-negative, got " << count;
+    if (!window)
+      return emitOpError() << "sinks (an evicting cache) needs a "
+                              "sliding_window";
+    if (cache.getCapacity() != count + static_cast<int64_t>(*window))
+      return emitOpError() << "an evicting cache holds sinks + sliding_window "
+                              "= "
+                           << count + static_cast<int64_t>(*window)
+                           << " entries, but its capacity is "
+                           << cache.getCapacity();
+  }
   return verifyScaleAttr(*this, getScale().convertToDouble());
 }
 

@@ -250,6 +250,16 @@ def Xfmr_AttentionOp : Xfmr_Op<"attention",
     softmax(q k^T * scale). `heads / kv_heads` query heads share a KV head
     (GQA; MQA when kv_heads = 1). Returns the attention output
     `[tokens, heads, value_dim]` and the updated cache.
+
+    With `sinks = S` (and `sliding_window = W`) the cache evicts
+    (StreamingLLM): it holds `capacity = S + W` entries, the first `S`
+    positions (attention sinks) stay and position `p >= S` goes to slot
+    `S + (p - S) mod W`, overwriting the oldest windowed entry. A query at `p`
+    attends the sinks `< min(S, p + 1)` and the positions `(p - W, p]`, so
+    positions grow without bound in constant memory. Keys keep the rotation
+    of their absolute position, so query-key distances stay exact. A call
+    with several tokens must not wrap (`start + tokens <= capacity`); past
+    that, tokens go one per call.
     ```mlir
     %o, %c1 = xfmr.attention %q, %k, %v, %c0[%start] {scale = 0.35355339059327379 : f64}
         : tensor<?x8x8xf32>, tensor<?x4x8xf32>, tensor<?x4x8xf32>,
@@ -260,7 +270,8 @@ def Xfmr_AttentionOp : Xfmr_Op<"attention",
   let arguments = (ins Xfmr_ActTensor:$query, Xfmr_ActTensor:$key,
                        Xfmr_ActTensor:$value, Xfmr_KVCacheType:$cache,
                        Index:$start, F64Attr:$scale,
-                       OptionalAttr<I64Attr>:$sliding_window);
+                       OptionalAttr<I64Attr>:$sliding_window,
+                       OptionalAttr<I64Attr>:$sinks);
   let results = (outs Xfmr_ActTensor:$output, Xfmr_KVCacheType:$new_cache);
   let assemblyFormat = [{
     $query `,` $key `,` $value `,` $cache `[` $start `]` attr-dict `:`

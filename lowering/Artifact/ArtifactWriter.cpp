@@ -222,6 +222,11 @@ llvm::Error xfmr::writeArtifact(
       contextLength = std::min(contextLength, capacity);
     }
   }
+  // Evicting caches (xfmr-compress-kv-cache window/sinks) bound memory, not
+  // positions; a multi-token call must still fit in the ring unwrapped.
+  int64_t kvWindow = intAttr(model, "kv_window");
+  if (kvWindow > 0)
+    contextLength = INT32_MAX;
   llvm::json::Object modelJson{
       {"architecture",
        model && model.getAs<StringAttr>("architecture")
@@ -231,6 +236,10 @@ llvm::Error xfmr::writeArtifact(
       {"hidden_size", intAttr(model, "hidden_size")},
       {"num_layers", intAttr(model, "num_layers")},
       {"context_length", contextLength}};
+  if (kvWindow > 0) {
+    modelJson["kv_window"] = kvWindow;
+    modelJson["kv_sinks"] = intAttr(model, "kv_sinks");
+  }
   for (const auto &[key, value] : contents.modelExtras)
     modelJson[key] = value;
 

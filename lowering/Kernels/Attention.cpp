@@ -153,15 +153,35 @@ void writeEntry(OpBuilder &b, Location loc, ArrayRef<Segment> segments,
 std::string formatSuffix(WeightFormat format) {
   return format == WeightFormat::F32 ? "" : "_" + formatName(format).str();
 }
+
+/// The cache slot of `position`: itself, or in an evicting ring of `sinks`
+/// fixed slots and `capacity - sinks` rotating ones, its place in the ring.
+Value slotOf(OpBuilder &b, Location loc, Value position, int64_t capacity,
+             std::optional<int64_t> sinks) {
+  if (!sinks)
+    return position;
+  Value first = index(b, loc, *sinks);
+  Value isSink = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       position, first);
+  Value ring = arith::AddIOp::create(
+      b, loc, first,
+      arith::RemUIOp::create(b, loc,
+                             arith::SubIOp::create(b, loc, position, first),
+                             index(b, loc, capacity - *sinks)));
+  return arith::SelectOp::create(b, loc, isSink, position, ring);
+}
 } // namespace
 
 func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
                                        int64_t heads, int64_t keyDim,
-                                       int64_t valueDim, WeightFormat format) {
+                                       int64_t valueDim, WeightFormat format,
+                                       std::optional<int64_t> sinks) {
   MLIRContext *context = lib.getModule().getContext();
   std::string key = "cache_write_" + std::to_string(capacity) + "x" +
                     std::to_string(heads) + "x" + std::to_string(keyDim) +
                     "x" + std::to_string(valueDim) + formatSuffix(format);
+  if (sinks)
+    key += "_ring" + std::to_string(*sinks);
   bool scaled = cacheHasScales(format);
   SmallVector<Type> args{
       perHead(context, heads, keyDim), perHead(context, heads, valueDim),
@@ -175,7 +195,8 @@ func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
     Value tokens = memref::DimOp::create(b, loc, k, 0);
     Value zero = index(b, loc, 0);
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
-      Value row = arith::AddIOp::create(b, loc, start, t);
+      Value row = slotOf(b, loc, arith::AddIOp::create(b, loc, start, t),
+                         capacity, sinks);
       serialFor(b, loc, zero, index(b, loc, heads),
                 [&](OpBuilder &b, Location loc, Value h) {
         writeEntry(b, loc, {Segment{k, {t, h}, zero, keyDim}}, cache, scales,
@@ -236,7 +257,8 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                                    int64_t queryHeads, int64_t kvHeads,
                                    int64_t keyDim, int64_t valueDim,
                                    double scale, std::optional<int64_t> window,
-                                   WeightFormat format) {
+                                   WeightFormat format,
+                                   std::optional<int64_t> sinks) {
   MLIRContext *context = lib.getModule().getContext();
   char scaleText[32];
   std::snprintf(scaleText, sizeof(scaleText), "%a", scale);
@@ -246,6 +268,8 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                     "x" + std::to_string(valueDim) + "_" + scaleText;
   if (window)
     key += "_w" + std::to_string(*window);
+  if (sinks)
+    key += "_ring" + std::to_string(*sinks);
   key += formatSuffix(format);
   int64_t group = queryHeads / kvHeads;
   bool scaled = cacheHasScales(format);
@@ -288,6 +312,31 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                 loc, inside, arith::SubIOp::create(b, loc, end, windowSize),
                 zero);
           }
+          // The loops below run over key indices i in [begin, end). In an
+          // evicting ring they are numbered: sinks [0, sinkEnd) first, then
+          // the window [windowBegin, end) from i = sinkEnd on.
+          Value sinkEnd, windowShift;
+          if (sinks) {
+            Value sinkCount = index(b, loc, *sinks);
+            sinkEnd = arith::MinUIOp::create(b, loc, sinkCount, end);
+            Value windowBegin = arith::MaxUIOp::create(b, loc, begin, sinkCount);
+            windowShift = arith::SubIOp::create(b, loc, windowBegin, sinkEnd);
+            end = arith::AddIOp::create(
+                b, loc, sinkEnd,
+                arith::SubIOp::create(
+                    b, loc, end,
+                    arith::MinUIOp::create(b, loc, windowBegin, end)));
+            begin = zero;
+          }
+          auto keySlot = [&](OpBuilder &b, Location loc, Value i) {
+            if (!sinks)
+              return i;
+            Value isSink = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::ult, i, sinkEnd);
+            Value position = arith::SelectOp::create(
+                b, loc, isSink, i, arith::AddIOp::create(b, loc, i, windowShift));
+            return slotOf(b, loc, position, capacity, sinks);
+          };
           auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
           Block *body = new Block();
           scope.getBodyRegion().push_back(body);
@@ -297,6 +346,7 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
               f32(b, loc, -std::numeric_limits<double>::infinity());
           // Score of key j (scaled), and the scale of value j (8-bit caches).
           auto scoreOf = [&](OpBuilder &b, Location loc, Value j) {
+            // j is a cache slot.
             Value score = dot(b, loc, q, {t, h}, zero, cache, {j, kvHead},
                               zero, keyDim, format, table);
             Value valueScale;
@@ -321,7 +371,8 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
             init.append(pieces, vzero);
             auto loop = scf::ForOp::create(
                 b, loc, begin, end, one, init,
-                [&](OpBuilder &b, Location loc, Value j, ValueRange state) {
+                [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                  Value j = keySlot(b, loc, i);
                   auto [score, valueScale] = scoreOf(b, loc, j);
                   Value maxNew =
                       arith::MaximumFOp::create(b, loc, state[0], score);
@@ -373,7 +424,8 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
           });
           auto loop = scf::ForOp::create(b, 
               loc, begin, end, one, ValueRange{negInf, f32(b, loc, 0.0)},
-              [&](OpBuilder &b, Location loc, Value j, ValueRange state) {
+              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                Value j = keySlot(b, loc, i);
                 auto [score, valueScale] = scoreOf(b, loc, j);
                 Value maxOld = state[0], sumOld = state[1];
                 Value maxNew = arith::MaximumFOp::create(b, loc, maxOld, score);

@@ -64,10 +64,13 @@ inline bool cacheHasScales(WeightFormat format) {
   return format == WeightFormat::F8E4M3FN || format == WeightFormat::I8;
 }
 
-/// (key [S, H, Dk], value [S, H, Dv], cache, [scales], start).
+/// (key [S, H, Dk], value [S, H, Dv], cache, [scales], start). With
+/// `sinks` the cache is an evicting ring (see xfmr.attention): position p
+/// goes to slot p < sinks ? p : sinks + (p - sinks) mod (capacity - sinks).
 mlir::func::FuncOp cacheWrite(KernelLibrary &lib, int64_t capacity,
                               int64_t heads, int64_t keyDim, int64_t valueDim,
-                              WeightFormat format);
+                              WeightFormat format,
+                              std::optional<int64_t> sinks = std::nullopt);
 
 /// MLA, expanded cache: (kv [S, H * (nope + v)], ropeKey [S, 1, rope],
 /// cache [C, H, nope + rope + v], [scales], start).
@@ -77,11 +80,13 @@ mlir::func::FuncOp mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
 
 /// (query [S, Hq, Dk], cache [C, Hkv, Dk + Dv], [scales], start,
 /// out [S, Hq, Dv]): causal (and windowed) attention over cache entries
-/// [0, start + t].
+/// [0, start + t]; with `sinks` (window = capacity - sinks) over the sinks
+/// and the window of an evicting ring, as cacheWrite places them.
 mlir::func::FuncOp attend(KernelLibrary &lib, int64_t capacity,
                           int64_t queryHeads, int64_t kvHeads, int64_t keyDim,
                           int64_t valueDim, double scale,
-                          std::optional<int64_t> window, WeightFormat format);
+                          std::optional<int64_t> window, WeightFormat format,
+                          std::optional<int64_t> sinks = std::nullopt);
 
 /// MLA with weight absorption (latent cache [C, rank + rope], f32):
 /// (query [S, H, nope + rope], kv_b [H * (nope + v), rank], [kv_b scales],

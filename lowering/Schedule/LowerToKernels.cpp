@@ -304,8 +304,11 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       return args;
     };
     ArrayRef<int64_t> q = attn.getQuery().getType().getShape();
+    std::optional<int64_t> sinks;
+    if (auto s = attn.getSinks())
+      sinks = int64_t(*s);
     call(cacheWrite(lib, cache.getCapacity(), cache.getHeads(),
-                    cache.getKeyDim(), cache.getValueDim(), format),
+                    cache.getKeyDim(), cache.getValueDim(), format, sinks),
          withScales({buffer(attn.getKey()), buffer(attn.getValue()),
                      cacheBuffer, start},
                     3));
@@ -315,7 +318,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       window = int64_t(*w);
     call(attend(lib, cache.getCapacity(), q[1], cache.getHeads(),
                 cache.getKeyDim(), cache.getValueDim(),
-                attn.getScale().convertToDouble(), window, format),
+                attn.getScale().convertToDouble(), window, format, sinks),
          withScales({buffer(attn.getQuery()), cacheBuffer, start, result}, 2));
     bind(attn.getNewCache(), cacheBuffer, false);
     if (scales)

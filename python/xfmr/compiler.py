@@ -21,6 +21,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             weights: Optional[_args.PathLike] = None, opt_level: int = 3,
             quantize: Optional[str] = None, quantize_options: Optional[dict] = None,
             kv_cache: Optional[str] = None, mla_cache: Optional[str] = None,
+            kv_window: int = 0, kv_sinks: int = 0,
             progress: Optional[Callable[[str], None]] = None,
             dump_ir_after: Optional[str] = None) -> Artifact:
     """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
@@ -44,6 +45,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         scale per token and head) or "int8" (likewise), like `xfmr-compile --kv-cache`.
     mla_cache: None/"expanded" or "latent" (DeepSeek MLA caches only c_KV and k_pe and
         attends in latent space), like `xfmr-compile --mla-cache`.
+    kv_window, kv_sinks: an evicting KV cache (StreamingLLM): keep the first kv_sinks and
+        the last kv_window positions, so generation runs past the context length in
+        constant memory, like `xfmr-compile --kv-window --kv-sinks`. 0: no eviction.
     progress: called with one line per compilation stage (e.g. "[  0.01s] importing ...").
     dump_ir_after: print the IR to stderr after this pass ("all": after every pass).
 
@@ -93,6 +97,10 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     if not isinstance(cpu, str) or not cpu:
         raise InvalidArgumentError(f"cpu must be an LLVM CPU name or 'native', got {cpu!r}")
     context = _args.integer(context, "context", 0, 2**63 - 1)
+    kv_window = _args.integer(kv_window, "kv_window", 0, 2**31 - 1)
+    kv_sinks = _args.integer(kv_sinks, "kv_sinks", 0, 2**31 - 1)
+    if kv_sinks and not kv_window:
+        raise InvalidArgumentError("kv_sinks needs kv_window (the sinks of an evicting cache)")
     opt_level = _args.integer(opt_level, "opt_level", 0, 3)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {type(progress).__name__}")
@@ -115,7 +123,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         native().compile(model, output, target, cpu, context, weights or "", opt_level,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
-                         progress)
+                         kv_window, kv_sinks, progress)
         artifact = Artifact(output)
     except BaseException:
         if temporary:

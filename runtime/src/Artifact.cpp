@@ -285,6 +285,10 @@ void Artifact::readManifest() {
   model_.numLayers = r.integer(model, "model", "num_layers", 0);
   model_.contextLength =
       r.integer(model, "model", "context_length", 1, INT32_MAX);
+  if (r.optional(model, "kv_window")) {
+    model_.kvWindow = r.integer(model, "model", "kv_window", 1, INT32_MAX);
+    model_.kvSinks = r.integer(model, "model", "kv_sinks", 0, INT32_MAX);
+  }
   for (auto [key, slot] : {std::pair{"bos_token_id", &model_.bosTokenId},
                            std::pair{"eos_token_id", &model_.eosTokenId}})
     if (r.optional(model, key))

@@ -4,6 +4,7 @@
 
 #include "xfmr/runtime/Error.h"
 
+#include <algorithm>
 #include <chrono>
 #include <sys/resource.h>
 
@@ -46,7 +47,7 @@ void Session::checkIds(const int32_t *ids, size_t count, size_t extra) const {
 }
 
 void Session::run(bool isDecode, const int32_t *ids, size_t count,
-                  float *logits) {
+                  float *logits, std::optional<bool> countAsDecode) {
   int64_t n = static_cast<int64_t>(count);
   int64_t vocab = artifact_->vocabSize();
   // The ABI passes mutable pointers; the code only reads ids and weights
@@ -75,7 +76,7 @@ void Session::run(bool isDecode, const int32_t *ids, size_t count,
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  if (isDecode) {
+  if (countAsDecode.value_or(isDecode)) {
     stats_.decodeTokens += n;
     stats_.decodeSeconds += seconds;
   } else {
@@ -87,8 +88,22 @@ void Session::run(bool isDecode, const int32_t *ids, size_t count,
 
 std::vector<float> Session::prefill(const std::vector<int32_t> &ids) {
   checkIds(ids.data(), ids.size(), 0);
-  std::vector<float> logits(ids.size() * artifact_->vocabSize());
-  run(/*isDecode=*/false, ids.data(), ids.size(), logits.data());
+  int64_t vocab = artifact_->vocabSize();
+  std::vector<float> logits(ids.size() * vocab);
+  // An evicting cache is a ring: a multi-token call may only fill slots no
+  // earlier token of the same call still needs, so the tokens past the ring
+  // go one at a time (through the decode entry, counted as prefill).
+  size_t whole = ids.size();
+  const ModelConfig &model = artifact_->model();
+  if (model.kvWindow > 0) {
+    int64_t room = model.kvWindow + model.kvSinks - position_;
+    whole = std::min<size_t>(ids.size(), static_cast<size_t>(
+                                             std::max<int64_t>(room, 1)));
+  }
+  run(/*isDecode=*/false, ids.data(), whole, logits.data());
+  for (size_t i = whole; i < ids.size(); ++i)
+    run(/*isDecode=*/true, &ids[i], 1, logits.data() + i * vocab,
+        /*countAsDecode=*/false);
   return logits;
 }
 

@@ -73,6 +73,17 @@ static cl::opt<std::string> kvCache(
     cl::desc("KV-cache element type: f32 (default), bf16, f16, fp8 (E4M3 "
              "with a scale per token and head), int8 (likewise)"),
     cl::init(""));
+static cl::opt<int64_t> kvWindow(
+    "kv-window",
+    cl::desc("Evict: keep only the last N positions in the KV cache (with "
+             "--kv-sinks, StreamingLLM); generation then runs past the "
+             "context length in constant memory. 0 (default): no eviction"),
+    cl::init(0));
+static cl::opt<int64_t> kvSinks(
+    "kv-sinks",
+    cl::desc("With --kv-window: also keep the first N positions (attention "
+             "sinks), default 0"),
+    cl::init(0));
 static cl::opt<std::string> mlaCache(
     "mla-cache",
     cl::desc("What MLA (DeepSeek) caches: expanded (per-head keys and "
@@ -98,6 +109,8 @@ int main(int argc, char **argv) {
   options.quantize = quantize;
   options.mlaCache = mlaCache;
   options.kvCache = kvCache == "f32" ? std::string() : std::string(kvCache);
+  options.kvWindow = kvWindow;
+  options.kvSinks = kvSinks;
   std::string passOptions;
   auto add = [&](const std::string &option) {
     passOptions += (passOptions.empty() ? "" : " ") + option;

@@ -13,17 +13,19 @@ from .mlp import linear
 from .norm import rms_norm
 
 
-def causal_mask(start: int, steps: int, total: int, window: Optional[int]) -> np.ndarray:
+def causal_mask(start: int, steps: int, total: int, window: Optional[int],
+                sinks: int = 0) -> np.ndarray:
     """[steps, total] booleans: may the query at position start+t attend the key at j?
 
     Keys up to and including the query's position; with a sliding window only keys at
-    positions > p - window (the query sees `window` positions, itself included).
+    positions > p - window (the query sees `window` positions, itself included), and the
+    first `sinks` positions (attention sinks of an evicting cache).
     """
     q_pos = np.arange(start, start + steps)[:, None]
     k_pos = np.arange(total)[None, :]
     allowed = k_pos <= q_pos
     if window is not None:
-        allowed &= k_pos > q_pos - window
+        allowed &= (k_pos > q_pos - window) | (k_pos < sinks)
     return allowed
 
 
@@ -62,6 +64,7 @@ class GQAttention:
         self.bv = weights.maybe(f"{prefix}.v_proj.bias", (kv_out,))
         self.bo = weights.maybe(f"{prefix}.o_proj.bias", (hidden,))
         self.window = window
+        self.sinks = 0
         self.inv_freq = rope.llama_inv_freq(self.head_dim, float(config.get("rope_theta", 10000.0)),
                                             config.get("rope_scaling"))
 
@@ -77,7 +80,7 @@ class GQAttention:
         # Query head h reads key/value head h // (heads / kv_heads).
         group = self.heads // self.kv_heads
         keys, values = np.repeat(keys, group, axis=0), np.repeat(values, group, axis=0)
-        mask = causal_mask(start, steps, keys.shape[1], self.window)
+        mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
         out = attend(q, keys, values, mask, 1.0 / math.sqrt(d))
         return linear(out.transpose(1, 0, 2).reshape(steps, self.heads * d), self.wo, self.bo)
 

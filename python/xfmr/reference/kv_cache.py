@@ -9,6 +9,10 @@ key and value is stored in the cache's element type when it is written, and read
 
 MLA's expanded cache stores the full key [k_nope | k_pe] per head (one scale for both parts).
 Applies to a model from `reference.load` with `use_kv_cache(model, element)`.
+
+Eviction (`xfmr-compile --kv-window W --kv-sinks S`) keeps, for the query at position p, the
+keys at positions < S and in (p - W, p]: `use_eviction(model, W, S)` masks attention that way
+over the full-length cache (positions and rotations stay absolute, as in the compiled ring).
 """
 
 from __future__ import annotations
@@ -63,3 +67,17 @@ def use_kv_cache(model, element: str) -> None:
     if element not in ("f32", "bf16", "f16", "fp8", "int8"):
         raise ValueError(f"unknown KV-cache element {element!r}")
     model.new_cache = lambda: CompressedCache(model.num_layers, element)
+
+
+def use_eviction(model, window: int, sinks: int = 0) -> None:
+    """Make `model` attend like an evicting cache of `sinks` + `window` entries."""
+    from .attention import GQAttention
+
+    if window <= 0 or sinks < 0:
+        raise ValueError(f"eviction needs window > 0 and sinks >= 0, got {window}, {sinks}")
+    for layer in model.layers:
+        if not isinstance(layer.attn, GQAttention):
+            raise NotImplementedError("eviction is emulated for grouped-query attention only")
+        if layer.attn.window is not None:
+            raise NotImplementedError("eviction over a model's own sliding window")
+        layer.attn.window, layer.attn.sinks = window, sinks

@@ -393,6 +393,36 @@ func.func @attention_window(%q: tensor<?x8x8xf32>, %k: tensor<?x4x8xf32>, %v: te
 // -----
 
 !cache = !xfmr.kv_cache<f32, capacity = 16, heads = 4, key_dim = 8, value_dim = 8>
+func.func @attention_sinks_without_window(%q: tensor<?x8x8xf32>, %k: tensor<?x4x8xf32>, %v: tensor<?x4x8xf32>, %c: !cache, %p: index) {
+  // expected-error @+1 {{sinks (an evicting cache) needs a sliding_window}}
+  %o, %c1 = xfmr.attention %q, %k, %v, %c[%p] {scale = 0.35 : f64, sinks = 4 : i64}
+      : tensor<?x8x8xf32>, tensor<?x4x8xf32>, tensor<?x4x8xf32>, !cache -> tensor<?x8x8xf32>
+  return
+}
+
+// -----
+
+!cache = !xfmr.kv_cache<f32, capacity = 16, heads = 4, key_dim = 8, value_dim = 8>
+func.func @attention_ring_capacity(%q: tensor<?x8x8xf32>, %k: tensor<?x4x8xf32>, %v: tensor<?x4x8xf32>, %c: !cache, %p: index) {
+  // expected-error @+1 {{an evicting cache holds sinks + sliding_window = 12 entries, but its capacity is 16}}
+  %o, %c1 = xfmr.attention %q, %k, %v, %c[%p] {scale = 0.35 : f64, sinks = 4 : i64, sliding_window = 8 : i64}
+      : tensor<?x8x8xf32>, tensor<?x4x8xf32>, tensor<?x4x8xf32>, !cache -> tensor<?x8x8xf32>
+  return
+}
+
+// -----
+
+!cache = !xfmr.kv_cache<f32, capacity = 16, heads = 4, key_dim = 8, value_dim = 8>
+func.func @attention_negative_sinks(%q: tensor<?x8x8xf32>, %k: tensor<?x4x8xf32>, %v: tensor<?x4x8xf32>, %c: !cache, %p: index) {
+  // expected-error @+1 {{sinks must be non-negative, got -1}}
+  %o, %c1 = xfmr.attention %q, %k, %v, %c[%p] {scale = 0.35 : f64, sinks = -1 : i64, sliding_window = 17 : i64}
+      : tensor<?x8x8xf32>, tensor<?x4x8xf32>, tensor<?x4x8xf32>, !cache -> tensor<?x8x8xf32>
+  return
+}
+
+// -----
+
+!cache = !xfmr.kv_cache<f32, capacity = 16, heads = 4, key_dim = 8, value_dim = 8>
 func.func @attention_scale(%q: tensor<?x8x8xf32>, %k: tensor<?x4x8xf32>, %v: tensor<?x4x8xf32>, %c: !cache, %p: index) {
   // expected-error @+1 {{scale must be positive and finite, got -1.0}}
   %o, %c1 = xfmr.attention %q, %k, %v, %c[%p] {scale = -1.0 : f64}

@@ -91,6 +91,18 @@ func.func @attention(%q: tensor<?x4x8xf16>, %k: tensor<?x1x8xf16>, %v: tensor<?x
   return %o : tensor<?x4x4xf16>
 }
 
+// An evicting ring: 4 sinks + a window of 12 in a cache of 16.
+// CHECK-LABEL: func.func @attention_sinks
+// CHECK: xfmr.attention {{.*}} {scale = 1.250000e-01 : f64, sinks = 4 : i64, sliding_window = 12 : i64}
+func.func @attention_sinks(%q: tensor<?x4x8xf32>, %k: tensor<?x2x8xf32>, %p: index,
+                           %c: !xfmr.kv_cache<i8, capacity = 16, heads = 2, key_dim = 8, value_dim = 8>)
+    -> tensor<?x4x8xf32> {
+  %o, %c1 = xfmr.attention %q, %k, %k, %c[%p] {scale = 0.125 : f64, sinks = 4 : i64, sliding_window = 12 : i64}
+      : tensor<?x4x8xf32>, tensor<?x2x8xf32>, tensor<?x2x8xf32>,
+        !xfmr.kv_cache<i8, capacity = 16, heads = 2, key_dim = 8, value_dim = 8> -> tensor<?x4x8xf32>
+  return %o : tensor<?x4x8xf32>
+}
+
 // CHECK-LABEL: func.func @mla_latent
 // CHECK-SAME: !xfmr.latent_cache<f8E4M3FN, capacity = 128, latent_dim = 32, rope_dim = 8>
 func.func @mla_latent(%q: tensor<?x4x24xf32>, %ckv: tensor<?x32xf32>, %kpe: tensor<?x1x8xf32>,

@@ -27,6 +27,10 @@ struct ModelConfig {
   int64_t hiddenSize = 0;
   int64_t numLayers = 0;
   int64_t contextLength = 0;
+  /// Evicting KV caches (compiled with --kv-window): the last `kvWindow`
+  /// and first `kvSinks` positions stay; 0 when the cache does not evict.
+  int64_t kvWindow = 0;
+  int64_t kvSinks = 0;
   std::optional<int32_t> bosTokenId;
   std::optional<int32_t> eosTokenId;
 };

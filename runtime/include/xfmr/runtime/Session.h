@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace xfmr::runtime {
@@ -85,7 +86,10 @@ public:
 
 private:
   void checkIds(const int32_t *ids, size_t count, size_t extra) const;
-  void run(bool isDecode, const int32_t *ids, size_t count, float *logits);
+  /// Calls the decode or prefill entry; its time counts as decode or
+  /// prefill per `countAsDecode` (default: the entry's kind).
+  void run(bool isDecode, const int32_t *ids, size_t count, float *logits,
+           std::optional<bool> countAsDecode = std::nullopt);
 
   std::shared_ptr<Artifact> artifact_;
   KVCache cache_;
