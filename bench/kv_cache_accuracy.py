@@ -36,7 +36,8 @@ if str(REPO / "python") not in sys.path:
     sys.path.insert(0, str(REPO / "python"))
 
 from xfmr import reference, synth  # noqa: E402
-from xfmr.reference.kv_cache import use_kv_cache  # noqa: E402
+from xfmr.reference.kv_cache import (LATENT_SCALE_BLOCK, use_kv_cache,  # noqa: E402
+                                     use_latent_cache)
 
 STORIES260K = REPO.parent / "shared" / "models" / "stories260K"
 
@@ -78,8 +79,15 @@ def cache_shape(config: dict) -> Dict[str, int]:
 
 def bytes_per_token(config: dict, element: str) -> int:
     """KV-cache bytes per token: layers x heads x (key_dim + value_dim) x element bytes, plus
-    for 8-bit elements two f32 scales (key, value) per head and layer."""
+    for 8-bit elements two f32 scales (key, value) per head and layer. "latent-E" settings
+    (MLA latent cache of element E): layers x (kv_lora_rank x E bytes + qk_rope x its bytes,
+    bf16 for 8-bit E, + one f32 scale per 128 latent channels for 8-bit E)."""
     s = cache_shape(config)
+    if element.startswith("latent-"):
+        size = dict(SETTINGS)[element[len("latent-"):]]
+        rank, rope = int(config["kv_lora_rank"]), int(config["qk_rope_head_dim"])
+        scales = -(-rank // LATENT_SCALE_BLOCK) * 4 if size == 1 else 0
+        return s["layers"] * (rank * size + scales + rope * (2 if size == 1 else size))
     size = dict(SETTINGS)[element]
     scales = 2 * 4 if size == 1 else 0
     return s["layers"] * s["heads"] * ((s["key_dim"] + s["value_dim"]) * size + scales)
@@ -185,10 +193,13 @@ def evaluate(model_dir, n_seqs: int = 8, n_tokens: int = 63, prompt: Sequence[in
              seed: int = 0, settings: Optional[Sequence[str]] = None,
              log: Optional[Callable[[str], None]] = None) -> dict:
     """The measurement for one checkpoint folder; returns a JSON-ready dict."""
-    settings = [s for s, _ in SETTINGS] if settings is None else list(settings)
+    model = reference.load(str(model_dir))
+    if settings is None:
+        settings = [s for s, _ in SETTINGS]
+        if "kv_lora_rank" in model.config:  # MLA: also the latent cache in each element type
+            settings += [f"latent-{s}" for s, _ in SETTINGS if s != "f16"]
     say = log or (lambda msg: None)
     t0 = time.time()
-    model = reference.load(str(model_dir))
     uncompressed = model.new_cache
     routing = RoutingRecorder(model)
     seqs, ref_rows = sample_sequences(model, prompt, n_seqs, n_tokens, seed)
@@ -201,7 +212,11 @@ def evaluate(model_dir, n_seqs: int = 8, n_tokens: int = 63, prompt: Sequence[in
     rows = []
     for element in settings:
         t1 = time.time()
-        use_kv_cache(model, element)
+        if element.startswith("latent-"):
+            model.new_cache = uncompressed
+            use_latent_cache(model, element[len("latent-"):])
+        else:
+            use_kv_cache(model, element)
         got = [decode_forced(model, s, len(prompt)) for s in seqs]
         stats = compare(ref_rows, got)
         experts = routing.take()
@@ -227,6 +242,9 @@ def evaluate(model_dir, n_seqs: int = 8, n_tokens: int = 63, prompt: Sequence[in
             f"{r['max_logit_error']:.2e}  KL {r['mean_kl']:.5f}  top-1 {r['top1']:.3f}  "
             f"({r['seconds']:.1f} s)")
     model.new_cache = uncompressed
+    for layer in model.layers:
+        if hasattr(layer.attn, "latent_storage"):
+            layer.attn.latent_storage = None
     cfg = model.config
     keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
             "head_dim", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
@@ -322,10 +340,12 @@ def markdown(results: Dict[str, dict], verdict: str = "") -> str:
         "`num_key_value_heads` and `key_dim = value_dim = head_dim`. DeepSeek-V3's MLA is compiled",
         "with the expanded cache: per attention head (`num_attention_heads`) the full key",
         "`[k_nope | k_pe]` (`qk_nope_head_dim + qk_rope_head_dim`, one scale for both parts) and",
-        "the value (`v_head_dim`); that is the default, `--mla-cache expanded`, and what the",
-        "tables measure. `--mla-cache latent` (weight absorption, `xfmr-absorb-mla`) caches",
-        "only `kv_lora_rank + qk_rope_head_dim` f32 values per token and layer; it is listed",
-        "below the DeepSeek table.",
+        "the value (`v_head_dim`); that is the default, `--mla-cache expanded`. With",
+        "`--mla-cache latent` (weight absorption, `xfmr-absorb-mla`) only `kv_lora_rank +",
+        "qk_rope_head_dim` values per token and layer are cached, and `--kv-cache` sets their",
+        "type: the `latent-*` rows of the DeepSeek table (8-bit: FlashMLA's layout, the",
+        "latent as codes with one f32 scale per 128 channels and k_pe in bf16; DeepSeek-V3's",
+        "512 + 64 take 656 bytes).",
         "",
         "## Method",
         "",
@@ -385,17 +405,13 @@ def markdown(results: Dict[str, dict], verdict: str = "") -> str:
         out += [_row(r, f32_bytes, moe) for r in res["rows"]]
         out.append("")
         if "kv_lora_rank" in c:
-            latent = s["layers"] * (c["kv_lora_rank"] + c["qk_rope_head_dim"])
-            out += [f"`--mla-cache latent` caches {latent} f32 values per token "
-                    f"({s['layers']} layers x (kv_lora_rank {c['kv_lora_rank']} + qk_rope "
-                    f"{c['qk_rope_head_dim']})): {4 * latent} bytes, ratio "
-                    f"{4 * latent / f32_bytes:.3f}, {f32_bytes / (4 * latent):.1f}x less than "
-                    "the expanded f32 cache and less than its fp8 or int8 forms. It computes the "
-                    "same function as the expanded f32 cache (weight absorption only reorders "
-                    "the products; `test/python/test_e2e_kv_cache.py` checks the same logits to "
-                    "1e-4), so its accuracy is that of the `f32` row; it is not measured "
-                    "separately here. Latent caches are f32 only: `--kv-cache` applies to "
-                    "expanded caches, so there is no latent + fp8 setting yet.", ""]
+            out += ["`latent-E` rows: `--mla-cache latent --kv-cache E` (weight absorption, "
+                    f"`xfmr-absorb-mla`): per token and layer only c_KV ({c['kv_lora_rank']}) "
+                    f"and k_pe ({c['qk_rope_head_dim']}) values; for 8-bit E the latent is "
+                    "stored as codes with one f32 scale per 128 channels and k_pe as bf16 "
+                    "(FlashMLA's layout). The latent f32 cache computes the same function as "
+                    "the expanded f32 cache (absorption only reorders the products; "
+                    "`test/python/test_e2e_kv_cache.py` checks the same logits to 1e-4).", ""]
         if res.get("note"):
             out += [res["note"], ""]
     if verdict:

@@ -100,6 +100,12 @@ struct CompressKVCachePass
                               cache.getKeyDim(), cache.getValueDim(),
                               cache.getLayout());
     });
+    // MLA's latent cache (after xfmr-absorb-mla): the latent in the target
+    // type (8-bit: FlashMLA-style block scales, k_pe in bf16).
+    converter.addConversion([&](LatentCacheType cache) -> Type {
+      return LatentCacheType::get(context, target, cache.getCapacity(),
+                                  cache.getLatentDim(), cache.getRopeDim());
+    });
 
     ConversionTarget legal(*context);
     auto hasLegalTypes = [&](Operation *op) {

@@ -69,7 +69,10 @@ def CompressKVCache : Pass<"xfmr-compress-kv-cache", "::mlir::ModuleOp"> {
     with one f32 scale per token, head and key/value computed from the
     max-abs of the entry when it is written (fp8: max-abs / 448, int8:
     max-abs / 127, rounding to nearest even). Attention reads the codes and
-    applies the scales; queries and the softmax stay f32.
+    applies the scales; queries and the softmax stay f32. MLA latent caches
+    (after `xfmr-absorb-mla`) get the element type too; 8-bit latents are
+    stored FlashMLA-style, with one scale per 128 latent channels and `k_pe`
+    in bf16 (see `!xfmr.latent_cache`).
 
     With `window=W` (and `sinks=S`, default 0) the caches also evict
     (StreamingLLM attention sinks + sliding window): every cache shrinks to

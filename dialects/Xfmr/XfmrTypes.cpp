@@ -69,6 +69,19 @@ LatentCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
+bool LatentCacheType::hasScales() const {
+  return getElementType().getIntOrFloatBitWidth() == 8;
+}
+
+int64_t LatentCacheType::scaleBlocks() const {
+  return hasScales() ? (getLatentDim() + kScaleBlock - 1) / kScaleBlock : 0;
+}
+
+Type LatentCacheType::ropeElementType() const {
+  return hasScales() ? BFloat16Type::get(getContext()) : getElementType();
+}
+
 int64_t LatentCacheType::bytesPerToken() const {
-  return (getLatentDim() + getRopeDim()) * elementBytes(getElementType());
+  return getLatentDim() * elementBytes(getElementType()) + scaleBlocks() * 4 +
+         getRopeDim() * elementBytes(ropeElementType());
 }

@@ -60,8 +60,16 @@ def Xfmr_LatentCacheType : Xfmr_Type<"LatentCache", "latent_cache"> {
     Multi-head latent attention caches, per token, the normalized latent
     `c_KV` (`latent_dim` = kv_lora_rank channels) and the shared rotary key
     `k_pe` (`rope_dim` channels) instead of per-head keys and values.
+
+    The element type is the latent's stored precision. f32, bf16 and f16
+    store both parts in it. 8-bit formats (f8E4M3FN, i8) follow FlashMLA:
+    the latent as codes with one f32 scale per 128 channels (`value = code *
+    scale`, scale = max-abs / max-code, computed when the entry is written)
+    and `k_pe` in bf16, so DeepSeek-V3's 512 + 64 values take
+    512 + 4 x 4 + 64 x 2 = 656 bytes.
     ```mlir
     !xfmr.latent_cache<f32, capacity = 4096, latent_dim = 512, rope_dim = 64>
+    !xfmr.latent_cache<f8E4M3FN, capacity = 4096, latent_dim = 512, rope_dim = 64>
     ```
   }];
   let parameters = (ins
@@ -74,8 +82,17 @@ def Xfmr_LatentCacheType : Xfmr_Type<"LatentCache", "latent_cache"> {
       "`<` $element_type `,` struct($capacity, $latent_dim, $rope_dim) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
-    /// Bytes one token occupies (latent and rotary key).
+    /// Bytes one token occupies (latent, its scales and rotary key).
     int64_t bytesPerToken() const;
+    /// True for 8-bit latents, which store a scale per token and 128
+    /// channels.
+    bool hasScales() const;
+    /// Scales per token (0 without scales).
+    int64_t scaleBlocks() const;
+    /// The stored type of k_pe: the element type, bf16 for 8-bit latents.
+    ::mlir::Type ropeElementType() const;
+    /// Channels per latent scale.
+    static constexpr int64_t kScaleBlock = 128;
   }];
 }
 

@@ -49,58 +49,6 @@ struct Segment {
   int64_t length;
 };
 
-/// The stored code of f32 `value` (already divided by its scale for 8-bit
-/// formats): RNE to the format, saturating; bf16/f16 round to nearest even.
-Value encode(OpBuilder &b, Location loc, Value value, WeightFormat format) {
-  switch (format) {
-  case WeightFormat::F32:
-    return value;
-  case WeightFormat::BF16: {
-    // Round to nearest even on the bit pattern (no libcall on CPUs without
-    // native bf16 conversion).
-    Type i32 = b.getI32Type();
-    auto c32 = [&](int64_t v) {
-      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
-    };
-    Value bits = arith::BitcastOp::create(b, loc, i32, value);
-    Value lsb = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bits, c32(16)), c32(1));
-    Value rounded = arith::AddIOp::create(
-        b, loc, bits, arith::AddIOp::create(b, loc, lsb, c32(0x7FFF)));
-    Value high = arith::TruncIOp::create(
-        b, loc, b.getI16Type(), arith::ShRUIOp::create(b, loc, rounded, c32(16)));
-    return arith::BitcastOp::create(b, loc, b.getBF16Type(), high);
-  }
-  case WeightFormat::F16:
-    return arith::TruncFOp::create(b, loc, b.getF16Type(), value);
-  case WeightFormat::I8: {
-    Value rounded = math::RoundEvenOp::create(b, loc, value);
-    Value clamped = arith::MinimumFOp::create(
-        b, loc, arith::MaximumFOp::create(b, loc, rounded, f32(b, loc, -127)),
-        f32(b, loc, 127));
-    return arith::FPToSIOp::create(b, loc, b.getI8Type(), clamped);
-  }
-  default: {
-    // E4M3FN: the rounded value times 2^-8 is an exact f16 whose bits hold
-    // the code's exponent and mantissa at 13..7 and the sign at 15.
-    Value rounded = roundToFP8(b, loc, value, WeightFormat::F8E4M3FN);
-    Value half = arith::TruncFOp::create(
-        b, loc, b.getF16Type(),
-        arith::MulFOp::create(b, loc, rounded, f32(b, loc, 1.0 / 256)));
-    Value bits = arith::BitcastOp::create(b, loc, b.getI16Type(), half);
-    auto c16 = [&](int64_t v) {
-      return arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(v));
-    };
-    Value magnitude = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bits, c16(7)), c16(0x7F));
-    Value sign = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bits, c16(8)), c16(0x80));
-    return arith::TruncIOp::create(b, loc, b.getI8Type(),
-                                   arith::OrIOp::create(b, loc, magnitude, sign));
-  }
-  }
-}
-
 /// Writes one cache entry (the key or the value of one token and head):
 /// `segments` fill channels [offset, offset + total). 8-bit formats first
 /// store scale = max(max-abs, 1e-12) / max-code at scales[row, head, slot].
@@ -143,7 +91,7 @@ void writeEntry(OpBuilder &b, Location loc, ArrayRef<Segment> segments,
       if (scale)
         v = arith::DivFOp::create(b, loc, v, scale);
       Value target = arith::AddIOp::create(b, loc, i, index(b, loc, first));
-      memref::StoreOp::create(b, loc, encode(b, loc, v, format), cache,
+      memref::StoreOp::create(b, loc, encodeCacheValue(b, loc, v, format), cache,
                               ValueRange{row, head, target});
     });
     channel += segment.length;

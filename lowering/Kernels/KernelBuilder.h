@@ -111,6 +111,12 @@ mlir::Value scaledDot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
 mlir::Value roundToFP8(mlir::OpBuilder &b, mlir::Location loc,
                        mlir::Value value, WeightFormat format);
 
+/// The stored code of f32 `value` in a cache of `format` (already divided by
+/// its scale for 8-bit formats): RNE to the format, saturating for FP8 and
+/// clamped to +-127 for i8; bf16/f16 round to nearest even.
+mlir::Value encodeCacheValue(mlir::OpBuilder &b, mlir::Location loc,
+                             mlir::Value value, WeightFormat format);
+
 /// x * sigmoid(x), computed as x / (1 + exp(-x)).
 mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 

@@ -95,16 +95,28 @@ mlir::func::FuncOp mlaAbsorbQuery(KernelLibrary &lib, int64_t heads,
                                   int64_t nope, int64_t rope, int64_t valueDim,
                                   int64_t rank, const WeightOperand &kvB);
 
-/// (latent [S, rank], ropeKey [S, 1, rope], cache [C, rank + rope], start).
-mlir::func::FuncOp latentCacheWrite(KernelLibrary &lib, int64_t capacity,
-                                    int64_t rank, int64_t rope);
+/// A latent cache's storage: the latent [C, rank] in `format` (8-bit: with
+/// f32 scales [C, ceil(rank / 128)]) and k_pe [C, rope] in `ropeFormat`.
+struct LatentCacheFormat {
+  WeightFormat format;
+  WeightFormat ropeFormat;
+  int64_t scaleBlocks; // 0 without scales
+  std::string key() const;
+};
 
-/// (queryLatent [S, H, rank], query [S, H, nope + rope], cache
-///  [C, rank + rope], start, out [S, H, rank]): causal attention in latent
+/// (latent [S, rank], ropeKey [S, 1, rope], latentCache, [scales], ropeCache,
+/// start).
+mlir::func::FuncOp latentCacheWrite(KernelLibrary &lib, int64_t capacity,
+                                    int64_t rank, int64_t rope,
+                                    const LatentCacheFormat &storage);
+
+/// (queryLatent [S, H, rank], query [S, H, nope + rope], latentCache,
+///  [scales], ropeCache, start, out [S, H, rank]): causal attention in latent
 /// space, scores q_lat . c_kv + q_pe . k_pe.
 mlir::func::FuncOp latentAttend(KernelLibrary &lib, int64_t capacity,
                                 int64_t heads, int64_t nope, int64_t rope,
-                                int64_t rank, double scale);
+                                int64_t rank, double scale,
+                                const LatentCacheFormat &storage);
 
 /// (outLatent [S, H, rank], kv_b, [kv_b scales], out [S, H, v]): each head's
 /// latent output times W_UV of its head.

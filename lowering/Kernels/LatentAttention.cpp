@@ -11,6 +11,8 @@
 
 #include "lowering/Kernels/Kernels.h"
 
+#include "dialects/Xfmr/XfmrOps.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -106,36 +108,95 @@ func::FuncOp xfmr::kernels::mlaAbsorbQuery(KernelLibrary &lib, int64_t heads,
   });
 }
 
+std::string LatentCacheFormat::key() const {
+  if (format == WeightFormat::F32)
+    return "";
+  return "_" + formatName(format).str() +
+         (scaleBlocks ? "_rope_" + formatName(ropeFormat).str() : "");
+}
+
+/// The three buffers of a latent cache, as kernel argument types.
+static SmallVector<Type> latentCacheArgs(MLIRContext *context,
+                                         int64_t capacity, int64_t rank,
+                                         int64_t rope,
+                                         const LatentCacheFormat &storage) {
+  SmallVector<Type> args{
+      MemRefType::get({capacity, rank}, storageTypeOf(storage.format, context))};
+  if (storage.scaleBlocks)
+    args.push_back(f32Buffer(context, {capacity, storage.scaleBlocks}));
+  args.push_back(MemRefType::get({capacity, rope},
+                                 storageTypeOf(storage.ropeFormat, context)));
+  return args;
+}
+
 func::FuncOp xfmr::kernels::latentCacheWrite(KernelLibrary &lib,
                                              int64_t capacity, int64_t rank,
-                                             int64_t rope) {
+                                             int64_t rope,
+                                             const LatentCacheFormat &storage) {
   MLIRContext *context = lib.getModule().getContext();
   std::string key = "latent_cache_write_" + std::to_string(capacity) + "x" +
-                    std::to_string(rank) + "x" + std::to_string(rope);
+                    std::to_string(rank) + "x" + std::to_string(rope) +
+                    storage.key();
+  SmallVector<Type> args{f32Buffer(context, {ShapedType::kDynamic, rank}),
+                         f32Buffer(context, {ShapedType::kDynamic, 1, rope})};
+  args.append(latentCacheArgs(context, capacity, rank, rope, storage));
+  args.push_back(IndexType::get(context));
+  bool scaled = storage.scaleBlocks > 0;
   return lib.get(
-      key,
-      {f32Buffer(context, {ShapedType::kDynamic, rank}),
-       f32Buffer(context, {ShapedType::kDynamic, 1, rope}),
-       f32Buffer(context, {capacity, rank + rope}), IndexType::get(context)},
+      key, args,
       [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value latent = args[0], ropeKey = args[1], cache = args[2];
-        Value start = args[3];
+        Value latent = args[0], ropeKey = args[1], latentCache = args[2];
+        Value scales = scaled ? args[3] : Value();
+        Value ropeCache = args[scaled ? 4 : 3], start = args.back();
         Value tokens = memref::DimOp::create(b, loc, latent, 0);
-        Value zero = index(b, loc, 0);
+        Value zero = index(b, loc, 0), one = index(b, loc, 1);
         parallelFor(b, loc, zero, tokens,
                     [&](OpBuilder &b, Location loc, Value t) {
           Value row = arith::AddIOp::create(b, loc, start, t);
-          serialFor(b, loc, zero, index(b, loc, rank),
-                    [&](OpBuilder &b, Location loc, Value r) {
-            Value v = memref::LoadOp::create(b, loc, latent, ValueRange{t, r});
-            memref::StoreOp::create(b, loc, v, cache, ValueRange{row, r});
-          });
+          // The latent, one block of channels per scale (one block when
+          // unscaled).
+          int64_t block = scaled ? LatentCacheType::kScaleBlock : rank;
+          for (int64_t first = 0; first < rank; first += block) {
+            Value lo = index(b, loc, first);
+            Value hi = index(b, loc, std::min(rank, first + block));
+            Value scale;
+            if (scaled) {
+              auto amax = scf::ForOp::create(
+                  b, loc, lo, hi, one, ValueRange{f32(b, loc, 0.0)},
+                  [&](OpBuilder &b, Location loc, Value r, ValueRange acc) {
+                    Value v = math::AbsFOp::create(
+                        b, loc,
+                        memref::LoadOp::create(b, loc, latent, ValueRange{t, r}));
+                    scf::YieldOp::create(
+                        b, loc,
+                        ValueRange{arith::MaximumFOp::create(b, loc, acc[0], v)});
+                  });
+              double top = storage.format == WeightFormat::I8 ? 127.0 : 448.0;
+              scale = arith::DivFOp::create(
+                  b, loc,
+                  arith::MaximumFOp::create(b, loc, amax.getResult(0),
+                                            f32(b, loc, 1e-12)),
+                  f32(b, loc, top));
+              memref::StoreOp::create(
+                  b, loc, scale, scales,
+                  ValueRange{row, index(b, loc, first / block)});
+            }
+            serialFor(b, loc, lo, hi, [&](OpBuilder &b, Location loc, Value r) {
+              Value v = memref::LoadOp::create(b, loc, latent, ValueRange{t, r});
+              if (scale)
+                v = arith::DivFOp::create(b, loc, v, scale);
+              memref::StoreOp::create(
+                  b, loc, encodeCacheValue(b, loc, v, storage.format),
+                  latentCache, ValueRange{row, r});
+            });
+          }
           serialFor(b, loc, zero, index(b, loc, rope),
                     [&](OpBuilder &b, Location loc, Value i) {
             Value v = memref::LoadOp::create(b, loc, ropeKey,
                                              ValueRange{t, zero, i});
-            Value column = arith::AddIOp::create(b, loc, i, index(b, loc, rank));
-            memref::StoreOp::create(b, loc, v, cache, ValueRange{row, column});
+            memref::StoreOp::create(
+                b, loc, encodeCacheValue(b, loc, v, storage.ropeFormat),
+                ropeCache, ValueRange{row, i});
           });
         });
       });
@@ -144,23 +205,33 @@ func::FuncOp xfmr::kernels::latentCacheWrite(KernelLibrary &lib,
 func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                                          int64_t heads, int64_t nope,
                                          int64_t rope, int64_t rank,
-                                         double scale) {
+                                         double scale,
+                                         const LatentCacheFormat &storage) {
   MLIRContext *context = lib.getModule().getContext();
   char scaleText[32];
   std::snprintf(scaleText, sizeof(scaleText), "%a", scale);
   std::string key = "latent_attend_" + std::to_string(capacity) + "x" +
                     std::to_string(heads) + "x" + std::to_string(nope) + "x" +
                     std::to_string(rope) + "x" + std::to_string(rank) + "_" +
-                    scaleText;
+                    scaleText + storage.key();
+  SmallVector<Type> args{
+      f32Buffer(context, {ShapedType::kDynamic, heads, rank}),
+      f32Buffer(context, {ShapedType::kDynamic, heads, nope + rope})};
+  args.append(latentCacheArgs(context, capacity, rank, rope, storage));
+  args.push_back(IndexType::get(context));
+  args.push_back(f32Buffer(context, {ShapedType::kDynamic, heads, rank}));
+  bool scaled = storage.scaleBlocks > 0;
+  int64_t block = scaled ? LatentCacheType::kScaleBlock : rank;
   return lib.get(
-      key,
-      {f32Buffer(context, {ShapedType::kDynamic, heads, rank}),
-       f32Buffer(context, {ShapedType::kDynamic, heads, nope + rope}),
-       f32Buffer(context, {capacity, rank + rope}), IndexType::get(context),
-       f32Buffer(context, {ShapedType::kDynamic, heads, rank})},
+      key, args,
       [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value qLatent = args[0], q = args[1], cache = args[2];
-        Value start = args[3], out = args[4];
+        Value qLatent = args[0], q = args[1], latentCache = args[2];
+        Value scales = scaled ? args[3] : Value();
+        Value ropeCache = args[scaled ? 4 : 3];
+        Value start = args[args.size() - 2], out = args.back();
+        Value latentTable = isFP8(storage.format)
+                                ? lib.lookupTable(b, loc, storage.format)
+                                : Value();
         Value tokens = memref::DimOp::create(b, loc, q, 0);
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
         Value work = arith::MulIOp::create(b, loc, tokens, index(b, loc, heads));
@@ -171,10 +242,10 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
           Value end = arith::AddIOp::create(
               b, loc, arith::AddIOp::create(b, loc, start, t), one);
           auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
-          Block *block = new Block();
-          scope.getBodyRegion().push_back(block);
+          Block *body = new Block();
+          scope.getBodyRegion().push_back(body);
           OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPointToStart(block);
+          b.setInsertionPointToStart(body);
           Value acc = memref::AllocaOp::create(
               b, loc, MemRefType::get({rank}, b.getF32Type()));
           serialFor(b, loc, zero, index(b, loc, rank),
@@ -185,12 +256,24 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
           auto loop = scf::ForOp::create(
               b, loc, zero, end, one, ValueRange{negInf, f32(b, loc, 0.0)},
               [&](OpBuilder &b, Location loc, Value j, ValueRange state) {
-                Value latentScore =
-                    dot(b, loc, qLatent, {t, h}, zero, cache, {j}, zero, rank,
-                        WeightFormat::F32, Value());
+                // q_lat . c_kv, one partial sum per scale block.
+                Value latentScore = f32(b, loc, 0.0);
+                for (int64_t first = 0; first < rank; first += block) {
+                  Value part = dot(b, loc, qLatent, {t, h}, index(b, loc, first),
+                                   latentCache, {j}, index(b, loc, first),
+                                   std::min(block, rank - first), storage.format,
+                                   latentTable);
+                  if (scaled)
+                    part = arith::MulFOp::create(
+                        b, loc, part,
+                        memref::LoadOp::create(
+                            b, loc, scales,
+                            ValueRange{j, index(b, loc, first / block)}));
+                  latentScore = arith::AddFOp::create(b, loc, latentScore, part);
+                }
                 Value ropeScore =
-                    dot(b, loc, q, {t, h}, index(b, loc, nope), cache, {j},
-                        index(b, loc, rank), rope, WeightFormat::F32, Value());
+                    dot(b, loc, q, {t, h}, index(b, loc, nope), ropeCache, {j},
+                        zero, rope, storage.ropeFormat, Value());
                 Value score = arith::MulFOp::create(
                     b, loc, arith::AddFOp::create(b, loc, latentScore, ropeScore),
                     f32(b, loc, scale));
@@ -202,17 +285,31 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                 Value sumNew = arith::AddFOp::create(
                     b, loc, arith::MulFOp::create(b, loc, state[1], correction),
                     weight);
-                serialFor(b, loc, zero, index(b, loc, rank),
-                          [&](OpBuilder &b, Location loc, Value r) {
-                  Value c = memref::LoadOp::create(b, loc, cache, ValueRange{j, r});
-                  Value old = memref::LoadOp::create(b, loc, acc, r);
-                  memref::StoreOp::create(
-                      b, loc,
-                      arith::AddFOp::create(
-                          b, loc, arith::MulFOp::create(b, loc, old, correction),
-                          arith::MulFOp::create(b, loc, weight, c)),
-                      acc, r);
-                });
+                for (int64_t first = 0; first < rank; first += block) {
+                  // The block's scale folds into the softmax weight.
+                  Value blockWeight =
+                      scaled ? arith::MulFOp::create(
+                                   b, loc, weight,
+                                   memref::LoadOp::create(
+                                       b, loc, scales,
+                                       ValueRange{j, index(b, loc, first / block)}))
+                                   .getResult()
+                             : weight;
+                  serialFor(b, loc, index(b, loc, first),
+                            index(b, loc, std::min(rank, first + block)),
+                            [&](OpBuilder &b, Location loc, Value r) {
+                    Value c = loadAsF32(b, loc, latentCache, {j, r},
+                                        storage.format, latentTable);
+                    Value old = memref::LoadOp::create(b, loc, acc, r);
+                    memref::StoreOp::create(
+                        b, loc,
+                        arith::AddFOp::create(
+                            b, loc,
+                            arith::MulFOp::create(b, loc, old, correction),
+                            arith::MulFOp::create(b, loc, blockWeight, c)),
+                        acc, r);
+                  });
+                }
                 scf::YieldOp::create(b, loc, ValueRange{maxNew, sumNew});
               });
           Value total = loop.getResult(1);

@@ -70,6 +70,32 @@ int64_t cacheCodeBytes(KVCacheType cache) {
          elementBytes(cache.getElementType());
 }
 
+/// Where the parts of a latent cache's slot live, relative to its offset:
+/// the latent codes, their scales (8-bit only) and k_pe.
+struct LatentLayout {
+  int64_t scalesOffset;
+  int64_t ropeOffset;
+  int64_t bytes;
+};
+
+LatentLayout latentLayout(LatentCacheType cache) {
+  int64_t latentBytes = cache.getCapacity() * cache.getLatentDim() *
+                        elementBytes(cache.getElementType());
+  int64_t scaleBytes = cache.getCapacity() * cache.scaleBlocks() * 4;
+  int64_t scalesOffset = alignTo(latentBytes);
+  int64_t ropeOffset = scaleBytes ? alignTo(scalesOffset + scaleBytes)
+                                  : scalesOffset;
+  int64_t ropeBytes = cache.getCapacity() * cache.getRopeDim() *
+                      elementBytes(cache.ropeElementType());
+  return {scalesOffset, ropeOffset, ropeOffset + ropeBytes};
+}
+
+/// The kernels' view of a latent cache's storage.
+kernels::LatentCacheFormat latentFormat(LatentCacheType cache) {
+  return {weightFormatOf(cache.getElementType()),
+          weightFormatOf(cache.ropeElementType()), cache.scaleBlocks()};
+}
+
 /// True when every user of `weight` quantizes it: only the derived codes
 /// and scales are stored.
 bool onlyQuantized(WeightOp weight) {
@@ -128,6 +154,9 @@ private:
   llvm::DenseMap<Value, Value> buffers;
   /// The scale buffers of 8-bit caches, by cache value.
   llvm::DenseMap<Value, Value> cacheScales;
+  /// Latent caches: the k_pe view of each cache value (the value's buffer is
+  /// the latent, cacheScales its scales).
+  llvm::DenseMap<Value, Value> latentRope;
   /// Values whose buffer the schedule allocated, and that buffer.
   llvm::MapVector<Value, Value> ownedBuffers;
 };
@@ -348,14 +377,28 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       call(mlaAbsorbQuery(lib, heads, nope, ropeDim, valueDim, rank, weight),
            absorbArgs);
       Value cacheBuffer = buffer(mla.getCache());
-      call(latentCacheWrite(lib, latentCache.getCapacity(), rank, ropeDim),
-           {buffer(mla.getLatent()), buffer(mla.getRopeKey()), cacheBuffer,
-            start});
+      Value latentScales = cacheScales.lookup(mla.getCache());
+      Value ropeBuffer = latentRope.lookup(mla.getCache());
+      SmallVector<Value> storage{cacheBuffer};
+      if (latentScales)
+        storage.push_back(latentScales);
+      storage.push_back(ropeBuffer);
+      kernels::LatentCacheFormat format = latentFormat(latentCache);
+      SmallVector<Value> writeArgs{buffer(mla.getLatent()),
+                                   buffer(mla.getRopeKey())};
+      writeArgs.append(storage);
+      writeArgs.push_back(start);
+      call(latentCacheWrite(lib, latentCache.getCapacity(), rank, ropeDim,
+                            format),
+           writeArgs);
       Value outputLatent = alloc({heads, rank});
+      SmallVector<Value> attendArgs{queryLatent, buffer(mla.getQuery())};
+      attendArgs.append(storage);
+      attendArgs.push_back(start);
+      attendArgs.push_back(outputLatent);
       call(latentAttend(lib, latentCache.getCapacity(), heads, nope, ropeDim,
-                        rank, mla.getScale().convertToDouble()),
-           {queryLatent, buffer(mla.getQuery()), cacheBuffer, start,
-            outputLatent});
+                        rank, mla.getScale().convertToDouble(), format),
+           attendArgs);
       memref::DeallocOp::create(*b, loc, queryLatent);
       Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
       SmallVector<Value> outputArgs{outputLatent};
@@ -365,6 +408,9 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
            outputArgs);
       memref::DeallocOp::create(*b, loc, outputLatent);
       bind(mla.getNewCache(), cacheBuffer, false);
+      if (latentScales)
+        cacheScales[mla.getNewCache()] = latentScales;
+      latentRope[mla.getNewCache()] = ropeBuffer;
       return success();
     }
     auto cache = cast<KVCacheType>(mla.getCache().getType());
@@ -562,13 +608,25 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
   bind(body.getArgument(1), start, false);
   for (auto [i, slot] : llvm::enumerate(caches)) {
     if (auto latent = dyn_cast<LatentCacheType>(slot.type)) {
-      auto type = MemRefType::get(
-          {latent.getCapacity(), latent.getLatentDim() + latent.getRopeDim()},
-          b->getF32Type());
-      bind(body.getArgument(2 + i),
-           memref::ViewOp::create(*b, loc, type, cacheBlob,
-                                  index(*b, loc, slot.offset), ValueRange{}),
+      LatentLayout layout = latentLayout(latent);
+      kernels::LatentCacheFormat format = latentFormat(latent);
+      auto view = [&](ArrayRef<int64_t> shape, Type element, int64_t offset) {
+        return memref::ViewOp::create(
+            *b, loc, MemRefType::get(shape, element), cacheBlob,
+            index(*b, loc, slot.offset + offset), ValueRange{});
+      };
+      Value arg = body.getArgument(2 + i);
+      bind(arg,
+           view({latent.getCapacity(), latent.getLatentDim()},
+                storageTypeOf(format.format, b->getContext()), 0),
            false);
+      if (latent.hasScales())
+        cacheScales[arg] = view({latent.getCapacity(), latent.scaleBlocks()},
+                                b->getF32Type(), layout.scalesOffset);
+      latentRope[arg] =
+          view({latent.getCapacity(), latent.getRopeDim()},
+               storageTypeOf(format.ropeFormat, b->getContext()),
+               layout.ropeOffset);
       continue;
     }
     auto cacheType = cast<KVCacheType>(slot.type);
@@ -672,10 +730,13 @@ LogicalResult checkEntrySignature(func::FuncOp func) {
       return func.emitOpError("cache argument ")
              << i << " and its returned update differ in type";
     auto latent = dyn_cast<LatentCacheType>(type.getInput(i));
-    if (!isa<KVCacheType>(type.getInput(i)) &&
-        !(latent && latent.getElementType().isF32()))
+    if (!isa<KVCacheType>(type.getInput(i)) && !latent)
       return func.emitOpError("argument ")
-             << i << " must be a !xfmr.kv_cache or an f32 !xfmr.latent_cache";
+             << i << " must be a !xfmr.kv_cache or a !xfmr.latent_cache";
+    if (latent && !isSupportedCacheElement(latent.getElementType()))
+      return func.emitOpError("the CPU lowering supports f32, bf16, f16, "
+                              "f8E4M3FN and i8 latent caches, got ")
+             << latent;
   }
   if (func.getBody().getBlocks().size() != 1)
     return func.emitOpError("entry point must be a single block");
@@ -779,8 +840,7 @@ void LowerToKernelsPass::runOnOperation() {
   int64_t cacheBytes = 0;
   for (Type type : entries.front().getFunctionType().getInputs().drop_front(2)) {
     if (auto latent = dyn_cast<LatentCacheType>(type)) {
-      int64_t bytes = latent.getCapacity() *
-                      (latent.getLatentDim() + latent.getRopeDim()) * 4;
+      int64_t bytes = latentLayout(latent).bytes;
       caches.push_back({cacheBytes, bytes, type});
       cacheLayout.push_back(builder.getDictionaryAttr({
           builder.getNamedAttr("offset", builder.getI64IntegerAttr(cacheBytes)),

@@ -65,8 +65,8 @@ func.func @helper(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
 
 // -----
 
-!latent = !xfmr.latent_cache<bf16, capacity = 16, latent_dim = 8, rope_dim = 4>
-// expected-error @+1 {{argument 2 must be a !xfmr.kv_cache or an f32 !xfmr.latent_cache}}
+!latent = !xfmr.latent_cache<f64, capacity = 16, latent_dim = 8, rope_dim = 4>
+// expected-error @+1 {{the CPU lowering supports f32, bf16, f16, f8E4M3FN and i8 latent caches, got '!xfmr.latent_cache<f64, capacity = 16, latent_dim = 8, rope_dim = 4>'}}
 func.func @decode(%ids: tensor<?xi32>, %start: index, %c: !latent) -> (tensor<?x32xf32>, !latent)
     attributes {xfmr.entry = "decode"} {
   %emb = xfmr.weight "embed" : tensor<32x8xf32>

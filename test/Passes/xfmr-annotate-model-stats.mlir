@@ -5,11 +5,11 @@
 
 // Embedding (32 x 16 f32) read twice counts once; the FP8 weight is 1 byte per
 // element and its scale is stored data too: 512 + 256 + 1 elements,
-// 2048 + 256 + 4 bytes. Caches: 2 * (8 + 8) * 2 + (32 + 8) * 1 = 104 bytes
-// per token.
+// 2048 + 256 + 4 bytes. Caches: 2 * (8 + 8) * 2 + the FP8 latent's 32 codes,
+// 1 f32 scale and 8 bf16 rope channels = 64 + 52 = 116 bytes per token.
 // CHECK-LABEL: func.func @decode
 // CHECK-SAME: xfmr.entry = "decode"
-// CHECK-SAME: xfmr.kv_cache_bytes_per_token = 104 : i64
+// CHECK-SAME: xfmr.kv_cache_bytes_per_token = 116 : i64
 // CHECK-SAME: xfmr.parameter_count = 769 : i64
 // CHECK-SAME: xfmr.weight_bytes = 2308 : i64
 func.func @decode(%ids: tensor<?xi32>, %a: !kv, %b: !latent) -> tensor<?x16xf32> attributes {xfmr.entry = "decode"} {

@@ -11,7 +11,7 @@ import pytest
 from artifact_abi import CompiledModel
 from test_e2e_cpu import compile_model, greedy_through_abi, relative_row_error
 from xfmr import reference
-from xfmr.reference.kv_cache import use_kv_cache
+from xfmr.reference.kv_cache import use_kv_cache, use_latent_cache
 
 ELEMENTS = ["bf16", "f16", "fp8", "int8"]
 
@@ -61,3 +61,26 @@ def test_mla_latent_cache_equals_expanded(options, synth_checkpoint, tmp_path):
     assert latent.manifest["kv_cache"]["bytes_per_token"] == layers * 4 * (
         config["kv_lora_rank"] + config["qk_rope_head_dim"])
     assert latent.manifest["compile_options"]["mla_cache"] == "latent"
+
+
+@pytest.mark.parametrize("element", ["bf16", "fp8", "int8"])
+def test_compressed_latent_cache(element, synth_checkpoint, tmp_path):
+    """--mla-cache latent --kv-cache ELEMENT: the latent in ELEMENT (8-bit: FlashMLA-style,
+    one scale per 128 channels and k_pe in bf16) matches the float64 emulation of the same
+    storage. kv_lora_rank 192 spans two scale blocks (128 + 64)."""
+    checkpoint = synth_checkpoint("deepseek_v3", overrides={"kv_lora_rank": 192})
+    artifact = compile_model(checkpoint, tmp_path, "--mla-cache", "latent", "--kv-cache", element)
+    model = reference.load(str(checkpoint))
+    use_latent_cache(model, element)
+    prompt = list(range(3, 27))
+    expected_ids, expected_rows = model.generate_greedy(prompt, 8)
+    compiled = CompiledModel(artifact)
+    ids, rows = greedy_through_abi(compiled, prompt, 8)
+    assert relative_row_error(rows, expected_rows) < 1e-3
+    assert ids == list(expected_ids)
+    config = json.load(open(checkpoint / "config.json"))
+    rope = config["qk_rope_head_dim"]
+    per_layer = {"bf16": 2 * (192 + rope), "fp8": 192 + 2 * 4 + 2 * rope,
+                 "int8": 192 + 2 * 4 + 2 * rope}[element]
+    assert compiled.manifest["kv_cache"]["bytes_per_token"] == (
+        config["num_hidden_layers"] * per_layer)

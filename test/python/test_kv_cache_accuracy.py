@@ -25,7 +25,12 @@ def test_kv_cache_accuracy_smoke(kv_cache_accuracy, synth_checkpoint, arch, over
     checkpoint = synth_checkpoint(arch, preset="tiny", seed=0, overrides=overrides)
     result = kv_cache_accuracy.evaluate(checkpoint, n_seqs=2, n_tokens=16, prompt=(1,), seed=0)
     rows = {r["setting"]: r for r in result["rows"]}
-    assert list(rows) == ["f32", "bf16", "f16", "fp8", "int8"]
+    expected = ["f32", "bf16", "f16", "fp8", "int8"]
+    if arch == "deepseek_v3":  # MLA also measures its latent cache in each type
+        expected += ["latent-f32", "latent-bf16", "latent-fp8", "latent-int8"]
+        assert rows["latent-f32"]["max_logit_error"] < 1e-5
+        assert 0.0 < rows["latent-int8"]["mean_kl"]
+    assert list(rows) == expected
     for row in rows.values():
         assert row["mean_kl"] >= 0.0
         assert 0.0 <= row["top1"] <= 1.0
@@ -63,3 +68,10 @@ def test_bytes_per_token(kv_cache_accuracy, synth_checkpoint):
     assert kv_cache_accuracy.cache_shape(config) == dict(layers=2, heads=4, key_dim=12,
                                                          value_dim=8)
     assert kv_cache_accuracy.bytes_per_token(config, "int8") == 2 * 4 * (20 + 8)
+
+    # DeepSeek-V3's latent cache in FlashMLA's layout: 512 fp8 codes, 4 f32 scales and
+    # 64 bf16 rope channels = 656 bytes per token and layer.
+    deepseek = dict(num_hidden_layers=1, num_attention_heads=128, qk_nope_head_dim=128,
+                    qk_rope_head_dim=64, v_head_dim=128, kv_lora_rank=512)
+    assert kv_cache_accuracy.bytes_per_token(deepseek, "latent-fp8") == 656
+    assert kv_cache_accuracy.bytes_per_token(deepseek, "latent-bf16") == 2 * 576

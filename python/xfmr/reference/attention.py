@@ -103,6 +103,8 @@ class MLAttention:
         self.kv_rank = config["kv_lora_rank"]
         self.q_rank = config.get("q_lora_rank")
         self.eps = config.get("rms_norm_eps", 1e-6)
+        #: Set by kv_cache.use_latent_cache: how a latent cache stores c_KV and k_pe.
+        self.latent_storage = None
         qk_dim = self.nope + self.rope_dim
         if self.q_rank:
             self.wq_a = weights.get(f"{prefix}.q_a_proj.weight", (self.q_rank, hidden))
@@ -150,7 +152,10 @@ class MLAttention:
 
         kv_a = linear(x, self.wkv_a)
         c_kv, k_pe = kv_a[:, : self.kv_rank], kv_a[:, self.kv_rank:]
-        kv = linear(rms_norm(c_kv, self.kv_norm, self.eps), self.wkv_b)
+        c_kv = rms_norm(c_kv, self.kv_norm, self.eps)
+        if self.latent_storage is not None:  # a compressed latent cache's c_KV
+            c_kv = self.latent_storage.latent(c_kv)
+        kv = linear(c_kv, self.wkv_b)
         kv = kv.reshape(steps, h, nope + self.v_dim).transpose(1, 0, 2)
         k_nope, v = kv[..., :nope], kv[..., nope:]
 
@@ -158,6 +163,8 @@ class MLAttention:
                                 self.cos_sin_scale)
         q_pe = rope.rotate_interleaved(q_pe, cos, sin)
         k_pe = rope.rotate_interleaved(k_pe[None], cos, sin)  # [1, T, rope]: one for all heads
+        if self.latent_storage is not None:
+            k_pe = self.latent_storage.rope_key(k_pe)
         q = np.concatenate([q_nope, q_pe], axis=-1)
         k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
         keys, values = cache.update(layer, k, v)

@@ -46,7 +46,9 @@ def compress(x: np.ndarray, element: str) -> np.ndarray:
     x32 = np.asarray(x, np.float32).astype(np.float64)
     amax = np.max(np.abs(x32), axis=-1, keepdims=True)
     scale = (np.maximum(amax, EPSILON) / top).astype(np.float32).astype(np.float64)
-    y = x32 / scale
+    # The compiled kernels divide in f32, and so does the emulation (a quotient kept in
+    # float64 can land on the other side of a rounding tie).
+    y = (x32.astype(np.float32) / scale.astype(np.float32)).astype(np.float64)
     codes = round_e4m3(y) if element == "fp8" else np.clip(np.round(y), -127, 127)
     return codes * scale
 
@@ -67,6 +69,46 @@ def use_kv_cache(model, element: str) -> None:
     if element not in ("f32", "bf16", "f16", "fp8", "int8"):
         raise ValueError(f"unknown KV-cache element {element!r}")
     model.new_cache = lambda: CompressedCache(model.num_layers, element)
+
+
+#: Channels per scale of an 8-bit latent cache (FlashMLA's tile).
+LATENT_SCALE_BLOCK = 128
+
+
+class LatentStorage:
+    """What an MLA latent cache of `element` (`--mla-cache latent --kv-cache element`)
+    stores: c_KV in the element type (8-bit: one scale per token and 128 channels) and k_pe
+    in the element type (8-bit: bf16)."""
+
+    def __init__(self, element: str):
+        if element not in ("f32", "bf16", "f16", "fp8", "int8"):
+            raise ValueError(f"unknown latent cache element {element!r}")
+        self.element = element
+
+    def latent(self, c_kv: np.ndarray) -> np.ndarray:
+        """c_KV [tokens, rank] as stored and read back."""
+        if self.element not in ("fp8", "int8"):
+            return compress(c_kv, self.element)
+        blocks = [compress(c_kv[:, i:i + LATENT_SCALE_BLOCK], self.element)
+                  for i in range(0, c_kv.shape[-1], LATENT_SCALE_BLOCK)]
+        return np.concatenate(blocks, axis=-1)
+
+    def rope_key(self, k_pe: np.ndarray) -> np.ndarray:
+        """k_pe [1, tokens, rope] as stored and read back."""
+        return compress(k_pe, "bf16" if self.element in ("fp8", "int8") else self.element)
+
+
+def use_latent_cache(model, element: str) -> None:
+    """Make `model`'s MLA layers see c_KV and k_pe as a latent cache of `element` stores
+    them. (The reference attends in the expanded form, which computes the same function.)"""
+    from .attention import MLAttention
+
+    storage = LatentStorage(element)
+    layers = [layer.attn for layer in model.layers if isinstance(layer.attn, MLAttention)]
+    if not layers:
+        raise ValueError("use_latent_cache needs a model with MLA layers")
+    for attn in layers:
+        attn.latent_storage = storage
 
 
 def use_eviction(model, window: int, sinks: int = 0) -> None:
