@@ -71,7 +71,9 @@ static cl::opt<std::string> quantizeKeep(
 static cl::opt<std::string> kvCache(
     "kv-cache",
     cl::desc("KV-cache element type: f32 (default), bf16, f16, fp8 (E4M3 "
-             "with a scale per token and head), int8 (likewise)"),
+             "with a scale per token and head), int8 (likewise); with "
+             "--mla-cache latent, the latent's type (8-bit: a scale per 128 "
+             "channels, k_pe in bf16)"),
     cl::init(""));
 static cl::opt<int64_t> kvWindow(
     "kv-window",
