@@ -291,7 +291,8 @@ Value ModelBuilder::mlaAttention(Value x, const std::string &prefix,
   }
   auto attn = MLAAttentionOp::create(b, 
       loc, act({heads, c.vHeadDim}), cacheType(layer), qr, latent, kper, kvB,
-      kvBScale, caches[layer], start, b.getF64FloatAttr(scale), layout);
+      kvBScale, caches[layer], start, b.getF64FloatAttr(scale), layout,
+      /*sliding_window=*/IntegerAttr(), /*sinks=*/IntegerAttr());
   caches[layer] = attn.getNewCache();
   Value merged =
       MergeHeadsOp::create(b, loc, act({heads * c.vHeadDim}), attn.getOutput());

@@ -37,7 +37,8 @@ struct ConvertMLACache : OpConversionPattern<MLAAttentionOp> {
         op, op.getOutput().getType(), cache, adaptor.getQuery(),
         adaptor.getLatent(), adaptor.getRopeKey(), adaptor.getKvBWeight(),
         adaptor.getScaleTensor(), adaptor.getCache(), adaptor.getStart(),
-        op.getScaleAttr(), op.getScaleLayoutAttr());
+        op.getScaleAttr(), op.getScaleLayoutAttr(), op.getSlidingWindowAttr(),
+        op.getSinksAttr());
     return success();
   }
 };

@@ -103,7 +103,9 @@ struct CompressKVCachePass
     // MLA's latent cache (after xfmr-absorb-mla): the latent in the target
     // type (8-bit: FlashMLA-style block scales, k_pe in bf16).
     converter.addConversion([&](LatentCacheType cache) -> Type {
-      return LatentCacheType::get(context, target, cache.getCapacity(),
+      int64_t capacity = eviction.window ? eviction.window + eviction.sinks
+                                         : cache.getCapacity();
+      return LatentCacheType::get(context, target, capacity,
                                   cache.getLatentDim(), cache.getRopeDim());
     });
 
@@ -131,8 +133,8 @@ struct CompressKVCachePass
       recordEviction(eviction);
   }
 
-  /// Eviction needs a positive window, and attention whose masking it can
-  /// express: plain causal xfmr.attention (MLA caches are not evicted yet).
+  /// Eviction needs a positive window, and causal attention without a
+  /// sliding window of its own.
   LogicalResult checkEviction(const Eviction &eviction) {
     ModuleOp module = getOperation();
     if (eviction.window == 0 && eviction.sinks == 0)
@@ -143,17 +145,15 @@ struct CompressKVCachePass
                 "sinks >= 0, got window="
              << eviction.window << " sinks=" << eviction.sinks;
     WalkResult result = module.walk([&](Operation *op) {
-      if (isa<MLAAttentionOp>(op)) {
-        op->emitError() << "xfmr-compress-kv-cache: eviction (window/sinks) "
-                           "is not supported for MLA attention yet";
-        return WalkResult::interrupt();
-      }
-      auto attention = dyn_cast<AttentionOp>(op);
-      if (attention && attention.getSlidingWindow()) {
+      std::optional<uint64_t> window;
+      if (auto attention = dyn_cast<AttentionOp>(op))
+        window = attention.getSlidingWindow();
+      else if (auto mla = dyn_cast<MLAAttentionOp>(op))
+        window = mla.getSlidingWindow();
+      if (window) {
         op->emitError() << "xfmr-compress-kv-cache: the model already "
                            "attends through a sliding window of "
-                        << *attention.getSlidingWindow()
-                        << "; eviction over it is not supported";
+                        << *window << "; eviction over it is not supported";
         return WalkResult::interrupt();
       }
       return WalkResult::advance();

@@ -78,8 +78,9 @@ def CompressKVCache : Pass<"xfmr-compress-kv-cache", "::mlir::ModuleOp"> {
     (StreamingLLM attention sinks + sliding window): every cache shrinks to
     `S + W` entries, every `xfmr.attention` gets `sliding_window = W, sinks =
     S` (the first S positions and the last W stay; positions grow without
-    bound), and `xfmr.model` records `kv_window` and `kv_sinks` for the
-    runtime. Models with MLA or their own sliding window are rejected.
+    bound), as does every `xfmr.mla_attention` (expanded or latent cache),
+    and `xfmr.model` records `kv_window` and `kv_sinks` for the runtime.
+    Models with their own sliding window are rejected.
   }];
   let options = [
     Option<"element", "element", "std::string", "\"bf16\"",

@@ -339,6 +339,31 @@ static LogicalResult verifyScaleAttr(Operation *op, double scale) {
   return success();
 }
 
+/// A positive sliding window; sinks (an evicting ring cache) need one and a
+/// cache of exactly sinks + window entries.
+static LogicalResult verifyWindow(Operation *op,
+                                  std::optional<uint64_t> window,
+                                  std::optional<uint64_t> sinks,
+                                  int64_t capacity) {
+  if (window && static_cast<int64_t>(*window) <= 0)
+    return op->emitOpError() << "sliding_window must be positive, got "
+                             << static_cast<int64_t>(*window);
+  if (!sinks)
+    return success();
+  auto count = static_cast<int64_t>(*sinks);
+  if (count < 0)
+    return op->emitOpError() << "sinks must be non-negative, got " << count;
+  if (!window)
+    return op->emitOpError() << "sinks (an evicting cache) needs a "
+                                "sliding_window";
+  if (capacity != count + static_cast<int64_t>(*window))
+    return op->emitOpError()
+           << "an evicting cache holds sinks + sliding_window = "
+           << count + static_cast<int64_t>(*window)
+           << " entries, but its capacity is " << capacity;
+  return success();
+}
+
 LogicalResult AttentionOp::verify() {
   if (failed(checkRank(*this, getQuery(), 3, "a query [tokens, heads, dim]")) ||
       failed(checkRank(*this, getKey(), 3, "a key [tokens, kv_heads, dim]")) ||
@@ -385,25 +410,9 @@ LogicalResult AttentionOp::verify() {
       getOutput().getType().getElementType() != element)
     return emitOpError() << "query, key, value and output element types "
                             "differ";
-  if (std::optional<uint64_t> window = getSlidingWindow();
-      window && static_cast<int64_t>(*window) <= 0)
-    return emitOpError() << "sliding_window must be positive, got "
-                         << static_cast<int64_t>(*window);
-  if (std::optional<uint64_t> sinks = getSinks()) {
-    auto count = static_cast<int64_t>(*sinks);
-    std::optional<uint64_t> window = getSlidingWindow();
-    if (count < 0)
-      return emitOpError() << "sinks must be non-negative, got " << count;
-    if (!window)
-      return emitOpError() << "sinks (an evicting cache) needs a "
-                              "sliding_window";
-    if (cache.getCapacity() != count + static_cast<int64_t>(*window))
-      return emitOpError() << "an evicting cache holds sinks + sliding_window "
-                              "= "
-                           << count + static_cast<int64_t>(*window)
-                           << " entries, but its capacity is "
-                           << cache.getCapacity();
-  }
+  if (failed(verifyWindow(*this, getSlidingWindow(), getSinks(),
+                          cache.getCapacity())))
+    return failure();
   return verifyScaleAttr(*this, getScale().convertToDouble());
 }
 
@@ -462,6 +471,12 @@ LogicalResult MLAAttentionOp::verify() {
   }
   if (failed(verifyWeightScale(*this, "kv_b weight", getKvBWeight(),
                                getScaleTensor(), getScaleLayoutAttr())))
+    return failure();
+  int64_t capacity =
+      isa<KVCacheType>(getCache().getType())
+          ? cast<KVCacheType>(getCache().getType()).getCapacity()
+          : cast<LatentCacheType>(getCache().getType()).getCapacity();
+  if (failed(verifyWindow(*this, getSlidingWindow(), getSinks(), capacity)))
     return failure();
   return verifyScaleAttr(*this, getScale().convertToDouble());
 }

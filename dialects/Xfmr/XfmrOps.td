@@ -300,6 +300,9 @@ def Xfmr_MLAAttentionOp : Xfmr_Op<"mla_attention",
     `c_KV` and `k_pe` are, and attention runs in latent space with `W_UK`
     absorbed into the query and `W_UV` into the output. Both compute the same
     function. Result: `[tokens, heads, v_head_dim]` and the updated cache.
+    `sliding_window` and `sinks` mean what they mean on `xfmr.attention`
+    (with `sinks`, either cache is an evicting ring of `sinks +
+    sliding_window` entries).
     ```mlir
     %o, %c1 = xfmr.mla_attention %q, %ckv, %kpe, %wkvb, %c0[%start] {scale = 0.1767766952966369 : f64}
         : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>, tensor<128x32xf32>,
@@ -311,7 +314,9 @@ def Xfmr_MLAAttentionOp : Xfmr_Op<"mla_attention",
                        Xfmr_ActTensor:$rope_key, Xfmr_WeightTensor:$kv_b_weight,
                        Optional<Xfmr_ScaleTensor>:$scale_tensor,
                        Xfmr_AnyCache:$cache, Index:$start, F64Attr:$scale,
-                       OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout);
+                       OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout,
+                       OptionalAttr<I64Attr>:$sliding_window,
+                       OptionalAttr<I64Attr>:$sinks);
   let results = (outs Xfmr_ActTensor:$output, Xfmr_AnyCache:$new_cache);
   let assemblyFormat = [{
     $query `,` $latent `,` $rope_key `,` $kv_b_weight

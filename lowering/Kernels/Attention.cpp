@@ -102,22 +102,6 @@ std::string formatSuffix(WeightFormat format) {
   return format == WeightFormat::F32 ? "" : "_" + formatName(format).str();
 }
 
-/// The cache slot of `position`: itself, or in an evicting ring of `sinks`
-/// fixed slots and `capacity - sinks` rotating ones, its place in the ring.
-Value slotOf(OpBuilder &b, Location loc, Value position, int64_t capacity,
-             std::optional<int64_t> sinks) {
-  if (!sinks)
-    return position;
-  Value first = index(b, loc, *sinks);
-  Value isSink = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                       position, first);
-  Value ring = arith::AddIOp::create(
-      b, loc, first,
-      arith::RemUIOp::create(b, loc,
-                             arith::SubIOp::create(b, loc, position, first),
-                             index(b, loc, capacity - *sinks)));
-  return arith::SelectOp::create(b, loc, isSink, position, ring);
-}
 } // namespace
 
 func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
@@ -143,7 +127,7 @@ func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
     Value tokens = memref::DimOp::create(b, loc, k, 0);
     Value zero = index(b, loc, 0);
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
-      Value row = slotOf(b, loc, arith::AddIOp::create(b, loc, start, t),
+      Value row = cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
                          capacity, sinks);
       serialFor(b, loc, zero, index(b, loc, heads),
                 [&](OpBuilder &b, Location loc, Value h) {
@@ -159,13 +143,16 @@ func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
 func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
                                           int64_t heads, int64_t nope,
                                           int64_t rope, int64_t valueDim,
-                                          WeightFormat format) {
+                                          WeightFormat format,
+                                          std::optional<int64_t> sinks) {
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
   std::string key = "mla_cache_write_" + std::to_string(capacity) + "x" +
                     std::to_string(heads) + "x" + std::to_string(nope) + "x" +
                     std::to_string(rope) + "x" + std::to_string(valueDim) +
                     formatSuffix(format);
+  if (sinks)
+    key += "_ring" + std::to_string(*sinks);
   bool scaled = cacheHasScales(format);
   SmallVector<Type> args{
       MemRefType::get({ShapedType::kDynamic, heads * (nope + valueDim)},
@@ -181,7 +168,8 @@ func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
     Value tokens = memref::DimOp::create(b, loc, kv, 0);
     Value zero = index(b, loc, 0);
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
-      Value row = arith::AddIOp::create(b, loc, start, t);
+      Value row = cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
+                            capacity, sinks);
       serialFor(b, loc, zero, index(b, loc, heads),
                 [&](OpBuilder &b, Location loc, Value h) {
         // kv rows are head-major [k_nope | v]; the key is [k_nope | k_pe]
@@ -249,42 +237,9 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                                              index(b, loc, queryHeads));
           Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
           Value position = arith::AddIOp::create(b, loc, start, t);
-          Value end = arith::AddIOp::create(b, loc, position, one);
-          Value begin = zero;
-          if (window) {
-            // Keys at positions > p - window.
-            Value windowSize = index(b, loc, *window);
-            Value inside = arith::CmpIOp::create(b, 
-                loc, arith::CmpIPredicate::uge, end, windowSize);
-            begin = arith::SelectOp::create(b, 
-                loc, inside, arith::SubIOp::create(b, loc, end, windowSize),
-                zero);
-          }
-          // The loops below run over key indices i in [begin, end). In an
-          // evicting ring they are numbered: sinks [0, sinkEnd) first, then
-          // the window [windowBegin, end) from i = sinkEnd on.
-          Value sinkEnd, windowShift;
-          if (sinks) {
-            Value sinkCount = index(b, loc, *sinks);
-            sinkEnd = arith::MinUIOp::create(b, loc, sinkCount, end);
-            Value windowBegin = arith::MaxUIOp::create(b, loc, begin, sinkCount);
-            windowShift = arith::SubIOp::create(b, loc, windowBegin, sinkEnd);
-            end = arith::AddIOp::create(
-                b, loc, sinkEnd,
-                arith::SubIOp::create(
-                    b, loc, end,
-                    arith::MinUIOp::create(b, loc, windowBegin, end)));
-            begin = zero;
-          }
-          auto keySlot = [&](OpBuilder &b, Location loc, Value i) {
-            if (!sinks)
-              return i;
-            Value isSink = arith::CmpIOp::create(
-                b, loc, arith::CmpIPredicate::ult, i, sinkEnd);
-            Value position = arith::SelectOp::create(
-                b, loc, isSink, i, arith::AddIOp::create(b, loc, i, windowShift));
-            return slotOf(b, loc, position, capacity, sinks);
-          };
+          VisibleKeys keys =
+              visibleKeys(b, loc, position, capacity, window, sinks);
+          Value begin = keys.begin, end = keys.end;
           auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
           Block *body = new Block();
           scope.getBodyRegion().push_back(body);
@@ -320,7 +275,7 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
             auto loop = scf::ForOp::create(
                 b, loc, begin, end, one, init,
                 [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
-                  Value j = keySlot(b, loc, i);
+                  Value j = keys.slot(b, loc, i);
                   auto [score, valueScale] = scoreOf(b, loc, j);
                   Value maxNew =
                       arith::MaximumFOp::create(b, loc, state[0], score);
@@ -373,7 +328,7 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
           auto loop = scf::ForOp::create(b, 
               loc, begin, end, one, ValueRange{negInf, f32(b, loc, 0.0)},
               [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
-                Value j = keySlot(b, loc, i);
+                Value j = keys.slot(b, loc, i);
                 auto [score, valueScale] = scoreOf(b, loc, j);
                 Value maxOld = state[0], sumOld = state[1];
                 Value maxNew = arith::MaximumFOp::create(b, loc, maxOld, score);

@@ -472,3 +472,58 @@ Value xfmr::kernels::encodeCacheValue(OpBuilder &b, Location loc, Value value,
   }
 }
 
+
+Value xfmr::kernels::cacheSlot(OpBuilder &b, Location loc, Value position,
+                               int64_t capacity, std::optional<int64_t> sinks) {
+  if (!sinks)
+    return position;
+  Value first = index(b, loc, *sinks);
+  Value isSink = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       position, first);
+  Value ring = arith::AddIOp::create(
+      b, loc, first,
+      arith::RemUIOp::create(b, loc,
+                             arith::SubIOp::create(b, loc, position, first),
+                             index(b, loc, capacity - *sinks)));
+  return arith::SelectOp::create(b, loc, isSink, position, ring);
+}
+
+VisibleKeys xfmr::kernels::visibleKeys(OpBuilder &b, Location loc,
+                                       Value position, int64_t capacity,
+                                       std::optional<int64_t> window,
+                                       std::optional<int64_t> sinks) {
+  Value zero = index(b, loc, 0);
+  Value end = arith::AddIOp::create(b, loc, position, index(b, loc, 1));
+  Value begin = zero;
+  if (window) {
+    // Keys at positions > p - window.
+    Value windowSize = index(b, loc, *window);
+    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                         end, windowSize);
+    begin = arith::SelectOp::create(
+        b, loc, inside, arith::SubIOp::create(b, loc, end, windowSize), zero);
+  }
+  if (!sinks)
+    return {begin, end,
+            [](OpBuilder &, Location, Value i) -> Value { return i; }};
+  // In an evicting ring, key indices number the sinks [0, sinkEnd) first,
+  // then the window [windowBegin, end) from i = sinkEnd on.
+  Value sinkCount = index(b, loc, *sinks);
+  Value sinkEnd = arith::MinUIOp::create(b, loc, sinkCount, end);
+  Value windowBegin = arith::MaxUIOp::create(b, loc, begin, sinkCount);
+  Value windowShift = arith::SubIOp::create(b, loc, windowBegin, sinkEnd);
+  Value count = arith::AddIOp::create(
+      b, loc, sinkEnd,
+      arith::SubIOp::create(b, loc, end,
+                            arith::MinUIOp::create(b, loc, windowBegin, end)));
+  int64_t sinkSlots = *sinks;
+  return {zero, count,
+          [=](OpBuilder &b, Location loc, Value i) -> Value {
+            Value isSink = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::ult, i, sinkEnd);
+            Value keyPosition = arith::SelectOp::create(
+                b, loc, isSink, i,
+                arith::AddIOp::create(b, loc, i, windowShift));
+            return cacheSlot(b, loc, keyPosition, capacity, sinkSlots);
+          }};
+}

@@ -117,6 +117,26 @@ mlir::Value roundToFP8(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value encodeCacheValue(mlir::OpBuilder &b, mlir::Location loc,
                              mlir::Value value, WeightFormat format);
 
+/// The cache slot of `position`: itself, or in an evicting ring of `sinks`
+/// fixed slots and `capacity - sinks` rotating ones (xfmr.attention's
+/// `sinks`), sinks + (position - sinks) mod (capacity - sinks).
+mlir::Value cacheSlot(mlir::OpBuilder &b, mlir::Location loc,
+                      mlir::Value position, int64_t capacity,
+                      std::optional<int64_t> sinks);
+
+/// The cached keys a query at `position` attends: loop over key indices
+/// [begin, end) and read each from cache slot `slot(i)`. Causal, within
+/// `window` when set, plus the sinks of an evicting ring.
+struct VisibleKeys {
+  mlir::Value begin, end;
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value)>
+      slot;
+};
+VisibleKeys visibleKeys(mlir::OpBuilder &b, mlir::Location loc,
+                        mlir::Value position, int64_t capacity,
+                        std::optional<int64_t> window,
+                        std::optional<int64_t> sinks);
+
 /// x * sigmoid(x), computed as x / (1 + exp(-x)).
 mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 

@@ -76,7 +76,8 @@ mlir::func::FuncOp cacheWrite(KernelLibrary &lib, int64_t capacity,
 /// cache [C, H, nope + rope + v], [scales], start).
 mlir::func::FuncOp mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
                                  int64_t heads, int64_t nope, int64_t rope,
-                                 int64_t valueDim, WeightFormat format);
+                                 int64_t valueDim, WeightFormat format,
+                                 std::optional<int64_t> sinks = std::nullopt);
 
 /// (query [S, Hq, Dk], cache [C, Hkv, Dk + Dv], [scales], start,
 /// out [S, Hq, Dv]): causal (and windowed) attention over cache entries
@@ -108,7 +109,8 @@ struct LatentCacheFormat {
 /// start).
 mlir::func::FuncOp latentCacheWrite(KernelLibrary &lib, int64_t capacity,
                                     int64_t rank, int64_t rope,
-                                    const LatentCacheFormat &storage);
+                                    const LatentCacheFormat &storage,
+                                    std::optional<int64_t> sinks = std::nullopt);
 
 /// (queryLatent [S, H, rank], query [S, H, nope + rope], latentCache,
 ///  [scales], ropeCache, start, out [S, H, rank]): causal attention in latent
@@ -116,7 +118,9 @@ mlir::func::FuncOp latentCacheWrite(KernelLibrary &lib, int64_t capacity,
 mlir::func::FuncOp latentAttend(KernelLibrary &lib, int64_t capacity,
                                 int64_t heads, int64_t nope, int64_t rope,
                                 int64_t rank, double scale,
-                                const LatentCacheFormat &storage);
+                                const LatentCacheFormat &storage,
+                                std::optional<int64_t> window = std::nullopt,
+                                std::optional<int64_t> sinks = std::nullopt);
 
 /// (outLatent [S, H, rank], kv_b, [kv_b scales], out [S, H, v]): each head's
 /// latent output times W_UV of its head.

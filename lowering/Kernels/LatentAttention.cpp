@@ -132,11 +132,14 @@ static SmallVector<Type> latentCacheArgs(MLIRContext *context,
 func::FuncOp xfmr::kernels::latentCacheWrite(KernelLibrary &lib,
                                              int64_t capacity, int64_t rank,
                                              int64_t rope,
-                                             const LatentCacheFormat &storage) {
+                                             const LatentCacheFormat &storage,
+                                             std::optional<int64_t> sinks) {
   MLIRContext *context = lib.getModule().getContext();
   std::string key = "latent_cache_write_" + std::to_string(capacity) + "x" +
                     std::to_string(rank) + "x" + std::to_string(rope) +
                     storage.key();
+  if (sinks)
+    key += "_ring" + std::to_string(*sinks);
   SmallVector<Type> args{f32Buffer(context, {ShapedType::kDynamic, rank}),
                          f32Buffer(context, {ShapedType::kDynamic, 1, rope})};
   args.append(latentCacheArgs(context, capacity, rank, rope, storage));
@@ -152,7 +155,8 @@ func::FuncOp xfmr::kernels::latentCacheWrite(KernelLibrary &lib,
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
         parallelFor(b, loc, zero, tokens,
                     [&](OpBuilder &b, Location loc, Value t) {
-          Value row = arith::AddIOp::create(b, loc, start, t);
+          Value row = cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
+                                capacity, sinks);
           // The latent, one block of channels per scale (one block when
           // unscaled).
           int64_t block = scaled ? LatentCacheType::kScaleBlock : rank;
@@ -206,7 +210,9 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                                          int64_t heads, int64_t nope,
                                          int64_t rope, int64_t rank,
                                          double scale,
-                                         const LatentCacheFormat &storage) {
+                                         const LatentCacheFormat &storage,
+                                         std::optional<int64_t> window,
+                                         std::optional<int64_t> sinks) {
   MLIRContext *context = lib.getModule().getContext();
   char scaleText[32];
   std::snprintf(scaleText, sizeof(scaleText), "%a", scale);
@@ -214,6 +220,10 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                     std::to_string(heads) + "x" + std::to_string(nope) + "x" +
                     std::to_string(rope) + "x" + std::to_string(rank) + "_" +
                     scaleText + storage.key();
+  if (window)
+    key += "_w" + std::to_string(*window);
+  if (sinks)
+    key += "_ring" + std::to_string(*sinks);
   SmallVector<Type> args{
       f32Buffer(context, {ShapedType::kDynamic, heads, rank}),
       f32Buffer(context, {ShapedType::kDynamic, heads, nope + rope})};
@@ -239,8 +249,9 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                     [&](OpBuilder &b, Location loc, Value item) {
           Value t = arith::DivUIOp::create(b, loc, item, index(b, loc, heads));
           Value h = arith::RemUIOp::create(b, loc, item, index(b, loc, heads));
-          Value end = arith::AddIOp::create(
-              b, loc, arith::AddIOp::create(b, loc, start, t), one);
+          VisibleKeys keys =
+              visibleKeys(b, loc, arith::AddIOp::create(b, loc, start, t),
+                          capacity, window, sinks);
           auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
           Block *body = new Block();
           scope.getBodyRegion().push_back(body);
@@ -254,8 +265,10 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
           });
           Value negInf = f32(b, loc, -std::numeric_limits<double>::infinity());
           auto loop = scf::ForOp::create(
-              b, loc, zero, end, one, ValueRange{negInf, f32(b, loc, 0.0)},
-              [&](OpBuilder &b, Location loc, Value j, ValueRange state) {
+              b, loc, keys.begin, keys.end, one,
+              ValueRange{negInf, f32(b, loc, 0.0)},
+              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                Value j = keys.slot(b, loc, i);
                 // q_lat . c_kv, one partial sum per scale block.
                 Value latentScore = f32(b, loc, 0.0);
                 for (int64_t first = 0; first < rank; first += block) {

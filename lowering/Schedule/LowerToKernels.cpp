@@ -355,6 +355,11 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     return success();
   }
   if (auto mla = dyn_cast<MLAAttentionOp>(op)) {
+    std::optional<int64_t> window, sinks;
+    if (auto w = mla.getSlidingWindow())
+      window = int64_t(*w);
+    if (auto s = mla.getSinks())
+      sinks = int64_t(*s);
     if (auto latentCache = dyn_cast<LatentCacheType>(mla.getCache().getType())) {
       bool ok = true;
       WeightOperand weight =
@@ -389,7 +394,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       writeArgs.append(storage);
       writeArgs.push_back(start);
       call(latentCacheWrite(lib, latentCache.getCapacity(), rank, ropeDim,
-                            format),
+                            format, sinks),
            writeArgs);
       Value outputLatent = alloc({heads, rank});
       SmallVector<Value> attendArgs{queryLatent, buffer(mla.getQuery())};
@@ -397,7 +402,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       attendArgs.push_back(start);
       attendArgs.push_back(outputLatent);
       call(latentAttend(lib, latentCache.getCapacity(), heads, nope, ropeDim,
-                        rank, mla.getScale().convertToDouble(), format),
+                        rank, mla.getScale().convertToDouble(), format,
+                        window, sinks),
            attendArgs);
       memref::DeallocOp::create(*b, loc, queryLatent);
       Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
@@ -441,7 +447,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       writeArgs.push_back(scales);
     writeArgs.push_back(start);
     call(mlaCacheWrite(lib, cache.getCapacity(), heads, nope, ropeDim,
-                       valueDim, cacheFormat),
+                       valueDim, cacheFormat, sinks),
          writeArgs);
     memref::DeallocOp::create(*b, loc, kv);
     Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
@@ -451,8 +457,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     attendArgs.push_back(start);
     attendArgs.push_back(result);
     call(attend(lib, cache.getCapacity(), heads, heads, cache.getKeyDim(),
-                valueDim, mla.getScale().convertToDouble(), std::nullopt,
-                cacheFormat),
+                valueDim, mla.getScale().convertToDouble(), window,
+                cacheFormat, sinks),
          attendArgs);
     bind(mla.getNewCache(), cacheBuffer, false);
     if (scales)

@@ -22,4 +22,18 @@ func.func @prefill(%x: tensor<?x16xf32>, %start: index, %c: !xfmr.kv_cache<f32, 
   %a, %b = xfmr.split %m : tensor<?x16xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
   return %a, %c1 : tensor<?x8xf32>, !xfmr.kv_cache<f32, capacity = 16, heads = 2, key_dim = 8, value_dim = 8>
 }
+
+// MLA evicts the same way, here from its latent cache.
+// CHECK-LABEL: func.func @mla
+// CHECK-SAME: !xfmr.latent_cache<i8, capacity = 8, latent_dim = 32, rope_dim = 8>
+// CHECK: xfmr.mla_attention {{.*}} {scale = 2.000000e-01 : f64, sinks = 2 : i64, sliding_window = 6 : i64}
+func.func @mla(%q: tensor<?x4x24xf32>, %ckv: tensor<?x32xf32>, %kpe: tensor<?x1x8xf32>,
+               %w: tensor<128x32xf32>, %start: index,
+               %c: !xfmr.latent_cache<f32, capacity = 16, latent_dim = 32, rope_dim = 8>)
+    -> (tensor<?x4x16xf32>, !xfmr.latent_cache<f32, capacity = 16, latent_dim = 32, rope_dim = 8>) {
+  %o, %c1 = xfmr.mla_attention %q, %ckv, %kpe, %w, %c[%start] {scale = 0.2 : f64}
+      : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>, tensor<128x32xf32>,
+        !xfmr.latent_cache<f32, capacity = 16, latent_dim = 32, rope_dim = 8> -> tensor<?x4x16xf32>
+  return %o, %c1 : tensor<?x4x16xf32>, !xfmr.latent_cache<f32, capacity = 16, latent_dim = 32, rope_dim = 8>
+}
 }

@@ -11,7 +11,7 @@ import pytest
 import xfmr
 from test_e2e_cpu import relative_row_error, tool
 from xfmr import reference
-from xfmr.reference.kv_cache import use_eviction, use_kv_cache
+from xfmr.reference.kv_cache import use_eviction, use_kv_cache, use_latent_cache
 
 INT32_MAX = 2**31 - 1
 
@@ -71,12 +71,30 @@ def test_generate_runs_past_the_context(stories260k_dir, tmp_path):
     assert len(tokens) == 40
 
 
-@pytest.mark.parametrize("arch, extra, message", [
-    ("deepseek_v3", {}, "not supported for MLA attention yet"),
-    ("mistral", {"overrides": {"sliding_window": 8}}, "already attends through a sliding window"),
-])
-def test_unsupported_models(arch, extra, message, synth_checkpoint, tmp_path):
-    checkpoint = synth_checkpoint(arch, **extra)
+@pytest.mark.parametrize("flags", [(), ("--mla-cache", "latent"),
+                                   ("--mla-cache", "latent", "--kv-cache", "fp8")],
+                         ids=["expanded", "latent", "latent-fp8"])
+def test_deepseek_v3(flags, synth_checkpoint, tmp_path):
+    """MLA evicts like GQA, from its expanded cache or its (compressed) latent cache."""
+    checkpoint = synth_checkpoint("deepseek_v3")
+    artifact = xfmr.compile(checkpoint, tmp_path / "model.xfmr", kv_window=9, kv_sinks=2,
+                            mla_cache="latent" if "latent" in flags else None,
+                            kv_cache="fp8" if "fp8" in flags else None)
+    model = reference.load(str(checkpoint))
+    if "fp8" in flags:
+        use_latent_cache(model, "fp8")
+    use_eviction(model, 9, 2)
+    ids = [(5 * i + 1) % 50 for i in range(48)]
+    expected = model.forward(ids, model.new_cache())
+    rows = teacher_forced_rows(artifact.session(), ids, 16)
+    assert relative_row_error(rows, expected) < 1e-3
+    assert list(rows.argmax(-1)) == list(expected.argmax(-1))
+    assert artifact.manifest["model"]["kv_window"] == 9
+
+
+def test_unsupported_models(synth_checkpoint, tmp_path):
+    checkpoint = synth_checkpoint("mistral", overrides={"sliding_window": 8})
+    message = "already attends through a sliding window"
     output = tmp_path / "model.xfmr"
     result = subprocess.run([tool("xfmr-compile"), str(checkpoint), "-o", str(output),
                              "--kv-window", "16"], capture_output=True, text=True)

@@ -105,6 +105,9 @@ class MLAttention:
         self.eps = config.get("rms_norm_eps", 1e-6)
         #: Set by kv_cache.use_latent_cache: how a latent cache stores c_KV and k_pe.
         self.latent_storage = None
+        #: Set by kv_cache.use_eviction: the window and sinks of an evicting cache.
+        self.window: Optional[int] = None
+        self.sinks = 0
         qk_dim = self.nope + self.rope_dim
         if self.q_rank:
             self.wq_a = weights.get(f"{prefix}.q_a_proj.weight", (self.q_rank, hidden))
@@ -168,6 +171,6 @@ class MLAttention:
         q = np.concatenate([q_nope, q_pe], axis=-1)
         k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
         keys, values = cache.update(layer, k, v)
-        mask = causal_mask(start, steps, keys.shape[1], None)
+        mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
         out = attend(q, keys, values, mask, self.scale)
         return linear(out.transpose(1, 0, 2).reshape(steps, h * self.v_dim), self.wo, self.bo)

@@ -112,14 +112,11 @@ def use_latent_cache(model, element: str) -> None:
 
 
 def use_eviction(model, window: int, sinks: int = 0) -> None:
-    """Make `model` attend like an evicting cache of `sinks` + `window` entries."""
-    from .attention import GQAttention
-
+    """Make `model` attend like an evicting cache of `sinks` + `window` entries (GQA and
+    MLA layers alike)."""
     if window <= 0 or sinks < 0:
         raise ValueError(f"eviction needs window > 0 and sinks >= 0, got {window}, {sinks}")
     for layer in model.layers:
-        if not isinstance(layer.attn, GQAttention):
-            raise NotImplementedError("eviction is emulated for grouped-query attention only")
         if layer.attn.window is not None:
             raise NotImplementedError("eviction over a model's own sliding window")
         layer.attn.window, layer.attn.sinks = window, sinks

@@ -412,6 +412,16 @@ func.func @attention_ring_capacity(%q: tensor<?x8x8xf32>, %k: tensor<?x4x8xf32>,
 
 // -----
 
+!cache = !xfmr.latent_cache<f32, capacity = 16, latent_dim = 32, rope_dim = 8>
+func.func @mla_ring_capacity(%q: tensor<?x4x24xf32>, %ckv: tensor<?x32xf32>, %kpe: tensor<?x1x8xf32>, %w: tensor<128x32xf32>, %c: !cache, %p: index) {
+  // expected-error @+1 {{an evicting cache holds sinks + sliding_window = 10 entries, but its capacity is 16}}
+  %o, %c1 = xfmr.mla_attention %q, %ckv, %kpe, %w, %c[%p] {scale = 0.2 : f64, sinks = 2 : i64, sliding_window = 8 : i64}
+      : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>, tensor<128x32xf32>, !cache -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
 !cache = !xfmr.kv_cache<f32, capacity = 16, heads = 4, key_dim = 8, value_dim = 8>
 func.func @attention_negative_sinks(%q: tensor<?x8x8xf32>, %k: tensor<?x4x8xf32>, %v: tensor<?x4x8xf32>, %c: !cache, %p: index) {
   // expected-error @+1 {{sinks must be non-negative, got -1}}
