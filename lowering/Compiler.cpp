@@ -148,6 +148,13 @@ Error xfmr::compileModel(const CompileOptions &options,
   if (options.context < 0)
     return createStringError("the context length must be positive, got " +
                              std::to_string(options.context));
+  if (options.kvWindow < 0 || options.kvSinks < 0 ||
+      (options.kvSinks > 0 && options.kvWindow == 0))
+    return createStringError(
+        "--kv-window must be positive and --kv-sinks non-negative (sinks "
+        "need a window), got window " +
+        std::to_string(options.kvWindow) + ", sinks " +
+        std::to_string(options.kvSinks));
   std::unique_ptr<mlir::MLIRContext> context = makeContext();
   DiagnosticCollector diagnostics(context.get());
 
@@ -222,13 +229,6 @@ Error xfmr::compileModel(const CompileOptions &options,
                              "' (expected expanded or latent)");
   if (options.mlaCache == "latent")
     pm.addPass(createAbsorbMLA());
-  if (options.kvWindow < 0 || options.kvSinks < 0 ||
-      (options.kvSinks > 0 && options.kvWindow == 0))
-    return createStringError(
-        "--kv-window must be positive and --kv-sinks non-negative (sinks "
-        "need a window), got window " +
-        std::to_string(options.kvWindow) + ", sinks " +
-        std::to_string(options.kvSinks));
   if (!options.kvCache.empty() || options.kvWindow > 0) {
     std::string parseErrors;
     raw_string_ostream errorStream(parseErrors);
