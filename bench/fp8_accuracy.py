@@ -38,6 +38,10 @@ if str(REPO / "python") not in sys.path:
 from xfmr import reference, synth  # noqa: E402
 from xfmr.reference.fp8 import apply_fp8  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from accuracy_common import (log_softmax, plus_minus, sample_sequences,  # noqa: E402
+                             stderr_of_mean)
+
 STORIES260K = REPO.parent / "shared" / "models" / "stories260K"
 
 #: (label, apply_fp8 keyword arguments), in table order.
@@ -61,38 +65,9 @@ SYNTH_MODELS = [
 ]
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - np.max(logits, axis=-1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
-
-
-def sample_sequences(model, prompt: Sequence[int], n_seqs: int, n_tokens: int, seed: int,
-                     temperature: float = 1.0) -> List[List[int]]:
-    """`n_seqs` sequences of prompt + `n_tokens` ids sampled from `model` (KV-cached decode)."""
-    rng = np.random.default_rng(seed)
-    seqs = []
-    for _ in range(n_seqs):
-        cache = model.new_cache()
-        ids = list(prompt)
-        row = model.forward(ids, cache)[-1]
-        for i in range(n_tokens):
-            p = np.exp(log_softmax(row / temperature))
-            tok = int(rng.choice(len(p), p=p / p.sum()))
-            ids.append(tok)
-            if i + 1 < n_tokens:
-                row = model.forward([tok], cache)[-1]
-        seqs.append(ids)
-    return seqs
-
-
 def teacher_forced(model, seqs: Sequence[Sequence[int]]) -> List[np.ndarray]:
     """Log-probabilities [len(seq) - 1, vocab] predicting each next token (one prefill each)."""
     return [log_softmax(model.forward(list(s[:-1]), model.new_cache())) for s in seqs]
-
-
-def _stderr(per_seq: List[float]) -> Optional[float]:
-    """Standard error of the mean over sequences (None for a single sequence)."""
-    return float(np.std(per_seq, ddof=1) / np.sqrt(len(per_seq))) if len(per_seq) > 1 else None
 
 
 def compare(ref_logp: Sequence[np.ndarray], q_logp: Sequence[np.ndarray]) -> Dict[str, float]:
@@ -107,10 +82,10 @@ def compare(ref_logp: Sequence[np.ndarray], q_logp: Sequence[np.ndarray]) -> Dic
         d = (lq - lq.mean(axis=-1, keepdims=True)) - r
         rels.append(np.linalg.norm(d, axis=-1) / np.linalg.norm(r, axis=-1))
     kl, agree, rel = np.concatenate(kls), np.concatenate(agrees), np.concatenate(rels)
-    return dict(mean_kl=float(kl.mean()), mean_kl_stderr=_stderr([k.mean() for k in kls]),
+    return dict(mean_kl=float(kl.mean()), mean_kl_stderr=stderr_of_mean([k.mean() for k in kls]),
                 median_kl=float(np.median(kl)), p95_kl=float(np.percentile(kl, 95)),
                 max_kl=float(kl.max()), top1=float(agree.mean()),
-                top1_stderr=_stderr([a.mean() for a in agrees]),
+                top1_stderr=stderr_of_mean([a.mean() for a in agrees]),
                 rel_logit_error=float(rel.mean()), positions=int(kl.size))
 
 
@@ -125,7 +100,7 @@ def evaluate(model_dir, n_seqs: int = 8, n_tokens: int = 64, prompt: Sequence[in
     say = log or (lambda msg: None)
     t0 = time.time()
     ref = load(str(model_dir))
-    seqs = sample_sequences(ref, prompt, n_seqs, n_tokens, seed)
+    seqs, _ = sample_sequences(ref, prompt, n_seqs, n_tokens, seed)
     ref_logp = teacher_forced(ref, seqs)
     lr = np.concatenate(ref_logp)
     entropy = float(np.mean(-np.sum(np.exp(lr) * lr, axis=-1)))
@@ -164,10 +139,6 @@ def _parameters(model) -> int:
             n += sum(v.size for v in vars(obj).values() if isinstance(v, np.ndarray))
         n += layer.input_norm.size + layer.post_norm.size
     return int(n + model.norm.size)
-
-
-def _pm(stderr: Optional[float], digits: int) -> str:
-    return "" if stderr is None else f" ± {stderr:.{digits}f}"
 
 
 def markdown(results: Dict[str, dict]) -> str:
@@ -243,9 +214,10 @@ def markdown(results: Dict[str, dict]) -> str:
         ]
         for r in res["rows"]:
             act = "dynamic 1x128" if r["activations"] else "unquantized (weights only)"
-            out.append(f"| {r['scheme']} | {act} | {r['mean_kl']:.4f}{_pm(r['mean_kl_stderr'], 4)} "
+            out.append(f"| {r['scheme']} | {act} "
+                       f"| {r['mean_kl']:.4f}{plus_minus(r['mean_kl_stderr'], 4)} "
                        f"| {r['median_kl']:.4f} | {r['p95_kl']:.4f} "
-                       f"| {r['top1']:.3f}{_pm(r['top1_stderr'], 3)} "
+                       f"| {r['top1']:.3f}{plus_minus(r['top1_stderr'], 3)} "
                        f"| {100 * r['rel_logit_error']:.1f}% |")
         out.append("")
         if res.get("note"):

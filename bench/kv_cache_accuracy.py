@@ -39,6 +39,10 @@ from xfmr import reference, synth  # noqa: E402
 from xfmr.reference.kv_cache import (LATENT_SCALE_BLOCK, use_kv_cache,  # noqa: E402
                                      use_latent_cache)
 
+sys.path.insert(0, str(REPO / "bench"))
+from accuracy_common import (log_softmax, plus_minus, sample_sequences,  # noqa: E402
+                             stderr_of_mean)
+
 STORIES260K = REPO.parent / "shared" / "models" / "stories260K"
 
 #: `--kv-cache` settings in table order, with their element size in bytes.
@@ -98,11 +102,6 @@ def bytes_per_token(config: dict, element: str) -> int:
 # ----------------------------------------------------------------------------------------
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - np.max(logits, axis=-1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
-
-
 class RoutingRecorder:
     """Records, for every forward call, the routed experts that each MoE layer chose for the
     call's last token (the token whose logits predict the next one). DeepSeek-V3's top-k
@@ -129,30 +128,6 @@ class RoutingRecorder:
         return np.array(calls) if self.moe else None
 
 
-def sample_sequences(model, prompt: Sequence[int], n_seqs: int, n_tokens: int, seed: int,
-                     temperature: float = 1.0):
-    """`n_seqs` sequences of prompt + `n_tokens` ids sampled from `model` one token at a time
-    (its default, uncompressed cache), with the logit rows that predicted each sampled token
-    [n_tokens, vocab]: the reference's teacher-forced logits over the same tokens."""
-    rng = np.random.default_rng(seed)
-    seqs, rows = [], []
-    for _ in range(n_seqs):
-        cache = model.new_cache()
-        ids = list(prompt)
-        row = model.forward(ids, cache)[-1]
-        seq_rows = []
-        for i in range(n_tokens):
-            seq_rows.append(row)
-            p = np.exp(log_softmax(row / temperature))
-            tok = int(rng.choice(len(p), p=p / p.sum()))
-            ids.append(tok)
-            if i + 1 < n_tokens:
-                row = model.forward([tok], cache)[-1]
-        seqs.append(ids)
-        rows.append(np.stack(seq_rows))
-    return seqs, rows
-
-
 def decode_forced(model, seq: Sequence[int], n_prompt: int) -> np.ndarray:
     """Logits [len(seq) - n_prompt, vocab] predicting seq[n_prompt:], teacher-forced: the
     prompt in one call, then one token per call through model.new_cache()."""
@@ -161,11 +136,6 @@ def decode_forced(model, seq: Sequence[int], n_prompt: int) -> np.ndarray:
     for tok in seq[n_prompt:-1]:
         rows.append(model.forward([tok], cache)[-1])
     return np.stack(rows)
-
-
-def _stderr(per_seq: List[float]) -> Optional[float]:
-    """Standard error of the mean over sequences (None for a single sequence)."""
-    return float(np.std(per_seq, ddof=1) / np.sqrt(len(per_seq))) if len(per_seq) > 1 else None
 
 
 def position_kl(ref_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -183,10 +153,10 @@ def compare(ref_rows: Sequence[np.ndarray], rows: Sequence[np.ndarray]) -> Dict[
         errs.append(np.max(np.abs(z - zr), axis=-1) / np.max(np.abs(zr), axis=-1))
     kl, agree, err = np.concatenate(kls), np.concatenate(agrees), np.concatenate(errs)
     return dict(max_logit_error=float(err.max()), mean_logit_error=float(err.mean()),
-                mean_kl=float(kl.mean()), mean_kl_stderr=_stderr([k.mean() for k in kls]),
+                mean_kl=float(kl.mean()), mean_kl_stderr=stderr_of_mean([k.mean() for k in kls]),
                 median_kl=float(np.median(kl)), p95_kl=float(np.percentile(kl, 95)),
                 max_kl=float(kl.max()), top1=float(agree.mean()),
-                top1_stderr=_stderr([a.mean() for a in agrees]), positions=int(kl.size))
+                top1_stderr=stderr_of_mean([a.mean() for a in agrees]), positions=int(kl.size))
 
 
 def evaluate(model_dir, n_seqs: int = 8, n_tokens: int = 63, prompt: Sequence[int] = (1,),
@@ -262,21 +232,17 @@ def evaluate(model_dir, n_seqs: int = 8, n_tokens: int = 63, prompt: Sequence[in
 # ----------------------------------------------------------------------------------------
 
 
-def _pm(stderr: Optional[float], digits: int) -> str:
-    return "" if stderr is None else f" ± {stderr:.{digits}f}"
-
-
 def _kl(x: float, stderr: Optional[float] = None) -> str:
     if x < 1e-3:
         return f"{x:.1e}" + ("" if stderr is None else f" ± {stderr:.1e}")
-    return f"{x:.4f}{_pm(stderr, 4)}"
+    return f"{x:.4f}{plus_minus(stderr, 4)}"
 
 
 def _row(r: dict, f32_bytes: int, moe: bool) -> str:
     text = (f"| `{r['setting']}` | {r['bytes_per_token']} | "
             f"{r['bytes_per_token'] / f32_bytes:.3f} | {r['max_logit_error']:.2e} | "
             f"{_kl(r['mean_kl'], r['mean_kl_stderr'])} | {_kl(r['p95_kl'])} | "
-            f"{r['top1']:.3f}{_pm(r['top1_stderr'], 3)} |")
+            f"{r['top1']:.3f}{plus_minus(r['top1_stderr'], 3)} |")
     if moe:
         same = r["mean_kl_same_routing"]
         text += (f" {100 * r['routing_changed_positions']:.1f}% | "

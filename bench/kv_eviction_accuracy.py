@@ -24,8 +24,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from kv_cache_accuracy import (STORIES260K, compare, position_kl,  # noqa: E402
-                               sample_sequences)
+from accuracy_common import plus_minus, sample_sequences  # noqa: E402
+from kv_cache_accuracy import (STORIES260K, bytes_per_token, compare,  # noqa: E402
+                               position_kl)
 from xfmr import reference  # noqa: E402
 from xfmr.reference.kv_cache import use_eviction  # noqa: E402
 
@@ -45,9 +46,7 @@ def forced_rows(model, seq: Sequence[int]) -> np.ndarray:
 def evaluate(model_dir: Path, n_seqs: int, n_tokens: int, seed: int) -> dict:
     full = reference.load(str(model_dir))
     seqs, ref_rows = sample_sequences(full, [1], n_seqs, n_tokens, seed)
-    per_token = full.config["num_hidden_layers"] * 2 * (
-        full.config.get("num_key_value_heads") or full.config["num_attention_heads"]) * (
-        full.config["hidden_size"] // full.config["num_attention_heads"]) * 4
+    per_token = bytes_per_token(full.config, "f32")
     rows = []
     for sinks, window in SETTINGS:
         model = reference.load(str(model_dir))
@@ -89,7 +88,7 @@ def markdown(res: dict) -> str:
                            for d in AFTER)
         lines.append(f"| {r['sinks']} | {r['window']} | {r['cache_bytes']} | "
                      f"{r['max_logit_error']:.2e} | {r['mean_kl']:.4f} | {r['p95_kl']:.4f} | "
-                     f"{r['top1']:.3f} ± {r['top1_stderr'] or 0:.3f} | {after} |")
+                     f"{r['top1']:.3f}{plus_minus(r['top1_stderr'], 3)} | {after} |")
     lines += [
         "",
         "Positions before the window fills are exact (the ring has not evicted yet); the",

@@ -64,21 +64,12 @@ void writeEntry(OpBuilder &b, Location loc, ArrayRef<Segment> segments,
   Value scale;
   if (cacheHasScales(format)) {
     Value amax = f32(b, loc, 0.0);
-    for (const Segment &segment : segments) {
-      auto loop = scf::ForOp::create(
-          b, loc, zero, index(b, loc, segment.length), index(b, loc, 1),
-          ValueRange{amax},
-          [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
-            Value v = math::AbsFOp::create(b, loc, at(b, loc, segment, i));
-            scf::YieldOp::create(
-                b, loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], v)});
-          });
-      amax = loop.getResult(0);
-    }
-    double top = format == WeightFormat::I8 ? 127.0 : 448.0;
-    scale = arith::DivFOp::create(
-        b, loc, arith::MaximumFOp::create(b, loc, amax, f32(b, loc, 1e-12)),
-        f32(b, loc, top));
+    for (const Segment &segment : segments)
+      amax = maxAbs(b, loc, zero, index(b, loc, segment.length), amax,
+                    [&](OpBuilder &b, Location loc, Value i) {
+                      return at(b, loc, segment, i);
+                    });
+    scale = scaleForMaxAbs(b, loc, amax, format);
     memref::StoreOp::create(b, loc, scale, scales,
                             ValueRange{row, head, index(b, loc, slot)});
   }
@@ -128,7 +119,7 @@ func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
     Value zero = index(b, loc, 0);
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
       Value row = cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
-                         capacity, sinks);
+                            capacity, sinks);
       serialFor(b, loc, zero, index(b, loc, heads),
                 [&](OpBuilder &b, Location loc, Value h) {
         writeEntry(b, loc, {Segment{k, {t, h}, zero, keyDim}}, cache, scales,

@@ -392,9 +392,7 @@ Value xfmr::kernels::roundToFP8(OpBuilder &b, Location loc, Value value,
   int bias = format == WeightFormat::F8E5M2     ? 15
              : format == WeightFormat::F8E4M3FNUZ ? 8
                                                  : 7;
-  double top = format == WeightFormat::F8E5M2     ? 57344.0
-               : format == WeightFormat::F8E4M3FNUZ ? 240.0
-                                                   : 448.0;
+  double top = largestCode(format);
   Type i32 = b.getI32Type();
   auto c32 = [&](int64_t v) {
     return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
@@ -526,4 +524,37 @@ VisibleKeys xfmr::kernels::visibleKeys(OpBuilder &b, Location loc,
                 arith::AddIOp::create(b, loc, i, windowShift));
             return cacheSlot(b, loc, keyPosition, capacity, sinkSlots);
           }};
+}
+
+double xfmr::kernels::largestCode(WeightFormat format) {
+  switch (format) {
+  case WeightFormat::I8:
+    return 127.0;
+  case WeightFormat::F8E5M2:
+    return 57344.0;
+  case WeightFormat::F8E4M3FNUZ:
+    return 240.0;
+  default:
+    return 448.0;
+  }
+}
+
+Value xfmr::kernels::maxAbs(
+    OpBuilder &b, Location loc, Value lb, Value ub, Value init,
+    function_ref<Value(OpBuilder &, Location, Value)> load) {
+  auto loop = scf::ForOp::create(
+      b, loc, lb, ub, index(b, loc, 1), ValueRange{init},
+      [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+        Value v = math::AbsFOp::create(b, loc, load(b, loc, i));
+        scf::YieldOp::create(
+            b, loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], v)});
+      });
+  return loop.getResult(0);
+}
+
+Value xfmr::kernels::scaleForMaxAbs(OpBuilder &b, Location loc, Value amax,
+                                    WeightFormat format) {
+  return arith::DivFOp::create(
+      b, loc, arith::MaximumFOp::create(b, loc, amax, f32(b, loc, 1e-12)),
+      f32(b, loc, largestCode(format)));
 }

@@ -111,6 +111,21 @@ mlir::Value scaledDot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
 mlir::Value roundToFP8(mlir::OpBuilder &b, mlir::Location loc,
                        mlir::Value value, WeightFormat format);
 
+/// The largest finite value of an 8-bit `format` (i8: 127).
+double largestCode(WeightFormat format);
+
+/// max |load(i)| over i in [lb, ub), starting from `init` (f32).
+mlir::Value maxAbs(mlir::OpBuilder &b, mlir::Location loc, mlir::Value lb,
+                   mlir::Value ub, mlir::Value init,
+                   llvm::function_ref<mlir::Value(mlir::OpBuilder &,
+                                                  mlir::Location, mlir::Value)>
+                       load);
+
+/// The scale that maps max-abs `amax` onto `format`'s largest code:
+/// max(amax, 1e-12) / largestCode(format), so all-zero groups stay finite.
+mlir::Value scaleForMaxAbs(mlir::OpBuilder &b, mlir::Location loc,
+                           mlir::Value amax, WeightFormat format);
+
 /// The stored code of f32 `value` in a cache of `format` (already divided by
 /// its scale for 8-bit formats): RNE to the format, saturating for FP8 and
 /// clamped to +-127 for i8; bf16/f16 round to nearest even.

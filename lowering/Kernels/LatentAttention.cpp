@@ -11,8 +11,6 @@
 
 #include "lowering/Kernels/Kernels.h"
 
-#include "dialects/Xfmr/XfmrOps.h"
-
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -152,7 +150,7 @@ func::FuncOp xfmr::kernels::latentCacheWrite(KernelLibrary &lib,
         Value scales = scaled ? args[3] : Value();
         Value ropeCache = args[scaled ? 4 : 3], start = args.back();
         Value tokens = memref::DimOp::create(b, loc, latent, 0);
-        Value zero = index(b, loc, 0), one = index(b, loc, 1);
+        Value zero = index(b, loc, 0);
         parallelFor(b, loc, zero, tokens,
                     [&](OpBuilder &b, Location loc, Value t) {
           Value row = cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
@@ -165,22 +163,13 @@ func::FuncOp xfmr::kernels::latentCacheWrite(KernelLibrary &lib,
             Value hi = index(b, loc, std::min(rank, first + block));
             Value scale;
             if (scaled) {
-              auto amax = scf::ForOp::create(
-                  b, loc, lo, hi, one, ValueRange{f32(b, loc, 0.0)},
-                  [&](OpBuilder &b, Location loc, Value r, ValueRange acc) {
-                    Value v = math::AbsFOp::create(
-                        b, loc,
-                        memref::LoadOp::create(b, loc, latent, ValueRange{t, r}));
-                    scf::YieldOp::create(
-                        b, loc,
-                        ValueRange{arith::MaximumFOp::create(b, loc, acc[0], v)});
+              Value amax = maxAbs(
+                  b, loc, lo, hi, f32(b, loc, 0.0),
+                  [&](OpBuilder &b, Location loc, Value r) -> Value {
+                    return memref::LoadOp::create(b, loc, latent,
+                                                  ValueRange{t, r});
                   });
-              double top = storage.format == WeightFormat::I8 ? 127.0 : 448.0;
-              scale = arith::DivFOp::create(
-                  b, loc,
-                  arith::MaximumFOp::create(b, loc, amax.getResult(0),
-                                            f32(b, loc, 1e-12)),
-                  f32(b, loc, top));
+              scale = scaleForMaxAbs(b, loc, amax, storage.format);
               memref::StoreOp::create(
                   b, loc, scale, scales,
                   ValueRange{row, index(b, loc, first / block)});

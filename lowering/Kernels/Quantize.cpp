@@ -15,9 +15,6 @@ func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib, int64_t channels,
   MLIRContext *context = lib.getModule().getContext();
   auto buffer =
       MemRefType::get({ShapedType::kDynamic, channels}, Float32Type::get(context));
-  double top = format == WeightFormat::F8E5M2       ? 57344.0
-               : format == WeightFormat::F8E4M3FNUZ ? 240.0
-                                                     : 448.0;
   std::string key = "fake_quantize_" + std::to_string(channels) + "_g" +
                     std::to_string(group) + "_" + formatName(format).str();
   return lib.get(key, {buffer, buffer},
@@ -33,19 +30,12 @@ func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib, int64_t channels,
         Value end = arith::MinUIOp::create(b, 
             loc, arith::AddIOp::create(b, loc, begin, index(b, loc, group)),
             index(b, loc, channels));
-        auto amax = scf::ForOp::create(b, 
-            loc, begin, end, index(b, loc, 1), ValueRange{f32(b, loc, 0.0)},
-            [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
-              Value v = math::AbsFOp::create(b, 
-                  loc, memref::LoadOp::create(b, loc, x, ValueRange{t, k}));
-              scf::YieldOp::create(b, 
-                  loc, ValueRange{arith::MaximumFOp::create(b, loc, acc[0], v)});
+        Value amax = maxAbs(
+            b, loc, begin, end, f32(b, loc, 0.0),
+            [&](OpBuilder &b, Location loc, Value k) -> Value {
+              return memref::LoadOp::create(b, loc, x, ValueRange{t, k});
             });
-        Value scale = arith::DivFOp::create(b, 
-            loc,
-            arith::MaximumFOp::create(b, loc, amax.getResult(0),
-                                        f32(b, loc, 1e-12)),
-            f32(b, loc, top));
+        Value scale = scaleForMaxAbs(b, loc, amax, format);
         serialFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value k) {
           Value v = memref::LoadOp::create(b, loc, x, ValueRange{t, k});
           Value q = roundToFP8(b, loc, arith::DivFOp::create(b, loc, v, scale),
