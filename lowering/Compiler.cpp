@@ -155,6 +155,10 @@ Error xfmr::compileModel(const CompileOptions &options,
         "need a window), got window " +
         std::to_string(options.kvWindow) + ", sinks " +
         std::to_string(options.kvSinks));
+  if (!options.moe.empty() && options.moe != "sparse" &&
+      options.moe != "sparse-prefill" && options.moe != "dense")
+    return createStringError("unknown MoE evaluation '" + options.moe +
+                             "' (expected sparse, sparse-prefill or dense)");
   std::unique_ptr<mlir::MLIRContext> context = makeContext();
   DiagnosticCollector diagnostics(context.get());
 
@@ -242,6 +246,10 @@ Error xfmr::compileModel(const CompileOptions &options,
       return createStringError("invalid KV-cache type '" + options.kvCache +
                                "': " + parseErrors);
   }
+  if (options.moe.empty() || options.moe == "sparse")
+    pm.addPass(createSparsifyMoE());
+  else if (options.moe == "sparse-prefill")
+    pm.addPass(createSparsifyMoE(SparsifyMoEOptions{"sparse"}));
   buildCPULoweringPipeline(pm);
   step(options.quantize.empty()
            ? "lowering to kernels and LLVM IR"
@@ -295,6 +303,9 @@ Error xfmr::compileModel(const CompileOptions &options,
                                                           : options.kvCache},
                                          {"kv_window", options.kvWindow},
                                          {"kv_sinks", options.kvSinks},
+                                         {"moe", options.moe.empty()
+                                                     ? std::string("sparse")
+                                                     : options.moe},
                                          {"quantize_options",
                                           options.quantizeOptions}};
   contents.modelExtras = std::move(modelExtras);
@@ -361,7 +372,8 @@ Expected<std::string> xfmr::roundTrip(const std::string &ir) {
 std::vector<std::pair<std::string, std::string>> xfmr::listPasses() {
   std::vector<std::pair<std::string, std::string>> passes;
   std::unique_ptr<mlir::Pass> created[] = {
-      createFuseSwiGLU(), createAnnotateModelStats(), createLowerToKernels()};
+      createFuseSwiGLU(), createAnnotateModelStats(), createSparsifyMoE(),
+      createLowerToKernels()};
   for (const std::unique_ptr<mlir::Pass> &pass : created)
     passes.emplace_back(pass->getArgument().str(),
                         pass->getDescription().str());

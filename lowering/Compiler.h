@@ -47,6 +47,11 @@ struct CompileOptions {
   /// "" or "expanded" (MLA caches per-head keys and values) or "latent"
   /// (xfmr-absorb-mla: only c_KV and k_pe, attention in latent space).
   std::string mlaCache;
+  /// How MoE layers run: "" or "sparse" (xfmr-sparsify-moe: decode runs each
+  /// token's top-k experts, prefill grouped expert GEMMs), "sparse-prefill"
+  /// (token-by-token dispatch in prefill too) or "dense" (every expert on
+  /// every token, weighted 0 where not routed; for comparison).
+  std::string moe;
   /// Print the IR after this pass ("all": after every pass) to stderr.
   std::string dumpIRAfter;
   unsigned optLevel = 3;

@@ -3,7 +3,7 @@
 #ifndef XFMR_PASSES_PASSES_H
 #define XFMR_PASSES_PASSES_H
 
-#include "dialects/Xfmr/XfmrDialect.h"
+#include "dialects/Xfmr/XfmrOps.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
@@ -16,6 +16,10 @@ namespace xfmr {
 
 /// silu(gate) * up -> swiglu(gate, up).
 void populateFuseSwiGLUPatterns(mlir::RewritePatternSet &patterns);
+
+/// Dense xfmr.moe_experts -> sparse (one token) or `prefill` dispatch.
+void populateSparsifyMoEPatterns(mlir::RewritePatternSet &patterns,
+                                 MoEDispatch prefill);
 
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"

@@ -108,4 +108,26 @@ def AbsorbMLA : Pass<"xfmr-absorb-mla", "::mlir::ModuleOp"> {
   let dependentDialects = ["::xfmr::XfmrDialect"];
 }
 
+def SparsifyMoE : Pass<"xfmr-sparsify-moe"> {
+  let summary = "Evaluate MoE layers sparsely: top-k dispatch, grouped expert GEMMs";
+  let description = [{
+    The importer writes `xfmr.moe_experts` in its `dense` form: every expert
+    runs on every token and the experts a token did not select get weight 0,
+    so a step reads all expert weights and does `experts / top_k` times the
+    needed arithmetic. This pass picks a sparse evaluation for each one:
+    over a single token (the decode entry) `sparse`, which runs only the
+    token's `top_k` experts, so the bytes read per token follow the active
+    parameters; over many tokens (prefill) `prefill` (default `grouped`:
+    tokens are sorted by expert and each selected expert runs one matrix
+    product over its tokens, then scatters back with the routing weights;
+    `sparse` keeps token-by-token dispatch). The result is unchanged up to
+    float rounding order.
+  }];
+  let options = [
+    Option<"prefill", "prefill", "std::string", "\"grouped\"",
+           "Dispatch over many tokens: grouped or sparse">
+  ];
+  let dependentDialects = ["::xfmr::XfmrDialect"];
+}
+
 #endif // XFMR_PASSES_TD

@@ -144,7 +144,8 @@ struct QuantizeExperts : OpRewritePattern<MoEExpertsOp> {
     auto [d, ds] = quantizeWeight(rewriter, loc, down, layout, settings);
     rewriter.replaceOpWithNewOp<MoEExpertsOp>(
         experts, experts.getType(), experts.getInput(), experts.getWeights(),
-        experts.getIndices(), g, u, d, gs, us, ds, layout);
+        experts.getIndices(), g, u, d, gs, us, ds, layout,
+        experts.getDispatchAttr());
     return success();
   }
 

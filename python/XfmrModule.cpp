@@ -199,7 +199,7 @@ void compile(const std::string &model, const std::string &output,
              const std::string &dumpIRAfter, const std::string &quantize,
              const std::string &quantizeOptions, const std::string &kvCache,
              const std::string &mlaCache, int64_t kvWindow, int64_t kvSinks,
-             const py::object &progress) {
+             const std::string &moe, const py::object &progress) {
   CompileOptions options;
   options.model = model;
   options.output = output;
@@ -215,6 +215,7 @@ void compile(const std::string &model, const std::string &output,
   options.mlaCache = mlaCache;
   options.kvWindow = kvWindow;
   options.kvSinks = kvSinks;
+  options.moe = moe;
 
   // A failing callback stops reporting; its exception is raised after the
   // compiler returns (the compiler cannot be unwound through).
@@ -471,6 +472,11 @@ py::dict statsDict(const runtime::Stats &s) {
   d["parameter_count"] = s.parameterCount;
   d["peak_rss_bytes"] = s.peakRssBytes;
   d["threads"] = s.threads;
+  // {layer name: [tokens routed to expert 0, 1, ...]}, in layer order.
+  py::dict experts;
+  for (const runtime::ExpertTokens &layer : s.expertTokens)
+    experts[py::str(layer.layer)] = layer.counts;
+  d["expert_tokens"] = experts;
   return d;
 }
 
@@ -512,7 +518,7 @@ PYBIND11_MODULE(_xfmr, m) {
         py::arg("weights"), py::arg("opt_level"), py::arg("dump_ir_after"),
         py::arg("quantize"), py::arg("quantize_options"), py::arg("kv_cache"),
         py::arg("mla_cache"), py::arg("kv_window"), py::arg("kv_sinks"),
-        py::arg("progress"),
+        py::arg("moe"), py::arg("progress"),
         "Compiles a checkpoint folder or .mlir file into an artifact "
         "(xfmr::compileModel). Releases the GIL.");
   m.def(

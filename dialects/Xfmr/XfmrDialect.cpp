@@ -44,7 +44,8 @@ LogicalResult XfmrDialect::verifyOperationAttribute(Operation *op,
     return success();
   }
   // Buffer layouts recorded by xfmr-lower-to-kernels for the packer.
-  if (name == "xfmr.weight_layout" || name == "xfmr.cache_layout") {
+  if (name == "xfmr.weight_layout" || name == "xfmr.cache_layout" ||
+      name == "xfmr.expert_counts") {
     if (!isa<ModuleOp>(op) || !isa<ArrayAttr>(attr.getValue()))
       return op->emitError() << "'" << name << "' must be an array on a module";
     return success();

@@ -33,6 +33,16 @@ def Xfmr_ScoringFunc : I32EnumAttr<"ScoringFunc", "MoE router score function", [
 }
 def Xfmr_ScoringFuncAttr : EnumAttr<Xfmr_Dialect, Xfmr_ScoringFunc, "scoring">;
 
+def Xfmr_MoEDispatch : I32EnumAttr<"MoEDispatch", "how xfmr.moe_experts is evaluated", [
+    I32EnumAttrCase<"dense", 0>,    // every expert on every token, unrouted ones weighted 0
+    I32EnumAttrCase<"sparse", 1>,   // token by token, only its top-k experts
+    I32EnumAttrCase<"grouped", 2>   // tokens sorted by expert, one GEMM per expert
+  ]> {
+  let cppNamespace = "::xfmr";
+  let genSpecializedAttr = 0;
+}
+def Xfmr_MoEDispatchAttr : EnumAttr<Xfmr_Dialect, Xfmr_MoEDispatch, "moe_dispatch">;
+
 def Xfmr_ScaleKind : I32EnumAttr<"ScaleKind", "granularity of quantization scales", [
     I32EnumAttrCase<"per_tensor", 0>,
     I32EnumAttrCase<"per_channel", 1>,

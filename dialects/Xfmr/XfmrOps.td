@@ -106,7 +106,9 @@ def Xfmr_LinearOp : Xfmr_Op<"linear", [Pure, AttrSizedOperandSegments]> {
   let arguments = (ins Xfmr_ActTensor:$input, Xfmr_WeightTensor:$weight,
                        Optional<Xfmr_ActTensor>:$bias,
                        Optional<Xfmr_ScaleTensor>:$scale,
-                       OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout);
+                       OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout,
+                       DefaultValuedAttr<Xfmr_MoEDispatchAttr,
+                                         "::xfmr::MoEDispatch::dense">:$dispatch);
   let results = (outs Xfmr_ActTensor:$result);
   let assemblyFormat = [{
     $input `,` $weight (`bias` `(` $bias^ `:` type($bias) `)`)?
@@ -376,11 +378,17 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
     expert `e` is `down_e(silu(gate_e(x)) * up_e(x))`. Expert weights are
     stacked: `gate` and `up` `[experts, inter, hidden]`, `down` `[experts,
     hidden, inter]`. FP8 expert weights carry one scale tensor each
-    (`scales(...)`, stacked the same way) laid out by `scale_layout`. This op
-    says what is computed, not how: the MoE passes choose dense evaluation,
-    sparse dispatch or grouped GEMMs.
+    (`scales(...)`, stacked the same way) laid out by `scale_layout`.
+
+    The result does not depend on `dispatch`, which says how it is computed:
+    `dense` (the default, what the importer writes) runs every expert on every
+    token and weights the experts a token did not select by 0, reading all
+    expert weights; `sparse` runs each token through its `top_k` experts only;
+    `grouped` sorts the tokens by expert and runs one matrix product per
+    expert over its tokens, so each selected expert's weights are read once
+    per call. `xfmr-sparsify-moe` chooses between them.
     ```mlir
-    %y = xfmr.moe_experts %h, %w, %i, %eg, %eu, %ed
+    %y = xfmr.moe_experts %h, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch grouped>}
         : tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>,
           tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32> -> tensor<?x64xf32>
     ```
@@ -392,7 +400,9 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
                        Optional<Xfmr_ScaleTensor>:$gate_scale,
                        Optional<Xfmr_ScaleTensor>:$up_scale,
                        Optional<Xfmr_ScaleTensor>:$down_scale,
-                       OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout);
+                       OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout,
+                       DefaultValuedAttr<Xfmr_MoEDispatchAttr,
+                                         "::xfmr::MoEDispatch::dense">:$dispatch);
   let results = (outs Xfmr_ActTensor:$result);
   let assemblyFormat = [{
     $input `,` $weights `,` $indices `,` $gate_weight `,` $up_weight `,` $down_weight

@@ -291,6 +291,14 @@ llvm::Error xfmr::writeArtifact(
         {"value_dim", cache.getValueDim()}});
   }
   auto cacheBytes = module->getAttrOfType<IntegerAttr>("xfmr.cache_bytes");
+  // Per-expert token counters of each MoE layer, inside the cache blob.
+  llvm::json::Array expertCounts;
+  if (auto counters = module->getAttrOfType<ArrayAttr>("xfmr.expert_counts"))
+    for (auto dict : counters.getAsRange<DictionaryAttr>())
+      expertCounts.push_back(llvm::json::Object{
+          {"name", dict.getAs<StringAttr>("name").getValue()},
+          {"offset", intAttr(dict, "offset")},
+          {"experts", intAttr(dict, "experts")}});
   llvm::json::Object manifest{
       {"format_version", int64_t(artifact::kFormatVersion)},
       {"target", llvm::json::Object(contents.target)},
@@ -305,6 +313,7 @@ llvm::Error xfmr::writeArtifact(
       {"weights", llvm::json::Object{{"bytes", weightBytes},
                                      {"parameter_count", parameters},
                                      {"tensors", std::move(tensors)}}},
+      {"expert_counts", std::move(expertCounts)},
       {"compile_options", llvm::json::Object(contents.compileOptions)},
       {"compiler", "xfmr 0.1.0"}};
   std::string manifestText;

@@ -132,10 +132,13 @@ mlir::func::FuncOp mlaAbsorbOutput(KernelLibrary &lib, int64_t heads,
 mlir::func::FuncOp moeRoute(KernelLibrary &lib, MoEGateOp op);
 
 /// (x [T, H], weights [T, k], indices [T, k], gate [E, I, H], up [E, I, H],
-///  down [E, H, I], [gate/up/down scales], scratch [I], out [T, H]).
+///  down [E, H, I], [gate/up/down scales], counts [E] i64, out [T, H]):
+/// out[t] = sum_j weights[t, j] * expert_{indices[t, j]}(x[t]), evaluated as
+/// `dispatch` says; counts[e] grows by the number of rows routed to e.
 mlir::func::FuncOp moeExperts(KernelLibrary &lib, int64_t experts,
                               int64_t inter, int64_t hidden, int64_t topK,
-                              const WeightOperand &weight);
+                              const WeightOperand &weight,
+                              MoEDispatch dispatch);
 
 } // namespace xfmr::kernels
 

@@ -2,13 +2,16 @@
 //
 // Routing follows the models' definitions exactly (xfmr.moe_gate): scores,
 // group ranking by the two best biased scores, top-k with ties to the lowest
-// index, weights from unbiased scores. The expert kernel evaluates only the
-// selected experts of each token, so decode reads the active experts'
-// weights only.
+// index, weights from unbiased scores. The expert kernel has three forms
+// (xfmr.moe_experts' `dispatch`): dense (every expert over every token,
+// weighted 0 where not routed), sparse (each token through its top-k
+// experts: decode reads the active experts' weights only) and grouped
+// (tokens sorted by expert, one tiled matrix product per selected expert).
 //
 //===----------------------------------------------------------------------===//
 
 #include "lowering/Kernels/Kernels.h"
+#include "lowering/Kernels/MatmulTile.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -239,12 +242,92 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
   });
 }
 
+namespace {
+/// The operands of one expert SwiGLU over rows of a gathered input.
+struct ExpertMatmuls {
+  Value gate, up, down, gateScale, upScale, downScale, table;
+  int64_t inter, hidden;
+  WeightOperand weight;
+};
+
+/// For x rows [begin, end): hidden[r] = silu(x[r] . gate_e) * (x[r] . up_e)
+/// and then `combine(r, n, hidden[r] . down_e[n])` for each output feature n.
+/// Each product is register-tiled over the rows, so the expert's weights are
+/// read once for all of them.
+void emitExpert(OpBuilder &b, Location loc, const ExpertMatmuls &m, Value x,
+                Value hidden, Value e, Value begin, Value end,
+                const std::function<void(OpBuilder &, Location, Value, Value,
+                                         Value)> &combine) {
+  auto product = [&](Value input, Value w, Value scale, int64_t in,
+                     int64_t out) {
+    MatmulTile op;
+    op.x = input;
+    op.w = w;
+    op.weightPrefix = {e};
+    op.in = in;
+    op.out = out;
+    op.format = m.weight.format;
+    op.table = m.table;
+    op.blockScale = m.weight.blockScale;
+    op.scale = scale;
+    return op;
+  };
+  MatmulTile gate = product(x, m.gate, m.gateScale, m.hidden, m.inter);
+  gate.store = [&](OpBuilder &b, Location loc, Value r, Value i, Value g) {
+    memref::StoreOp::create(b, loc, g, hidden, ValueRange{r, i});
+  };
+  emitMatmul(b, loc, gate, begin, end);
+  MatmulTile up = product(x, m.up, m.upScale, m.hidden, m.inter);
+  up.store = [&](OpBuilder &b, Location loc, Value r, Value i, Value u) {
+    Value g = memref::LoadOp::create(b, loc, hidden, ValueRange{r, i});
+    memref::StoreOp::create(b, loc,
+                            arith::MulFOp::create(b, loc, silu(b, loc, g), u),
+                            hidden, ValueRange{r, i});
+  };
+  emitMatmul(b, loc, up, begin, end);
+  MatmulTile down = product(hidden, m.down, m.downScale, m.inter, m.hidden);
+  down.store = combine;
+  emitMatmul(b, loc, down, begin, end);
+}
+
+Value allocRows(OpBuilder &b, Location loc, Value rows, int64_t width,
+                Type element) {
+  return memref::AllocOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic, width}, element),
+      ValueRange{rows}, b.getI64IntegerAttr(64));
+}
+
+/// out[t, n] += w * value.
+void accumulate(OpBuilder &b, Location loc, Value out, Value t, Value n,
+                Value w, Value value) {
+  Value old = memref::LoadOp::create(b, loc, out, ValueRange{t, n});
+  memref::StoreOp::create(
+      b, loc,
+      arith::AddFOp::create(b, loc, old, arith::MulFOp::create(b, loc, w, value)),
+      out, ValueRange{t, n});
+}
+
+Value loadIndex(OpBuilder &b, Location loc, Value memref, ValueRange at) {
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(),
+                                    memref::LoadOp::create(b, loc, memref, at));
+}
+
+void increment(OpBuilder &b, Location loc, Value memref, Value at,
+               Value amount) {
+  Value old = memref::LoadOp::create(b, loc, memref, at);
+  memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, old, amount),
+                          memref, at);
+}
+} // namespace
+
 func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                                        int64_t inter, int64_t hidden,
                                        int64_t topK,
-                                       const WeightOperand &weight) {
+                                       const WeightOperand &weight,
+                                       MoEDispatch dispatch) {
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
+  Type i64Type = IntegerType::get(context, 64);
   Type storage = storageTypeOf(weight.format, context);
   auto tokensBy = [&](int64_t n, Type element) {
     return MemRefType::get({ShapedType::kDynamic, n}, element);
@@ -264,58 +347,182 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     args.push_back(MemRefType::get(
         {experts, ceilDiv(hidden, rows), ceilDiv(inter, cols)}, f32Type));
   }
-  args.push_back(MemRefType::get({inter}, f32Type));
+  args.push_back(MemRefType::get({experts}, i64Type));
   args.push_back(tokensBy(hidden, f32Type));
   std::string key = "moe_experts_" + std::to_string(experts) + "x" +
                     std::to_string(inter) + "x" + std::to_string(hidden) +
-                    "_k" + std::to_string(topK) + "_" + weight.key();
+                    "_k" + std::to_string(topK) + "_" + weight.key() + "_" +
+                    stringifyMoEDispatch(dispatch).str();
   return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
     Value x = args[0], routeWeights = args[1], routeIndices = args[2];
-    Value gate = args[3], up = args[4], down = args[5];
-    Value gateScale, upScale, downScale;
+    ExpertMatmuls m;
+    m.gate = args[3];
+    m.up = args[4];
+    m.down = args[5];
     if (weight.blockScale) {
-      gateScale = args[6];
-      upScale = args[7];
-      downScale = args[8];
+      m.gateScale = args[6];
+      m.upScale = args[7];
+      m.downScale = args[8];
     }
-    Value scratch = args[args.size() - 2], out = args.back();
-    bool fp8 = isFP8(weight.format);
-    Value lut = fp8 ? lib.lookupTable(b, loc, weight.format) : Value();
+    m.inter = inter;
+    m.hidden = hidden;
+    m.weight = weight;
+    m.table = isFP8(weight.format) ? lib.lookupTable(b, loc, weight.format)
+                                   : Value();
+    Value counts = args[args.size() - 2], out = args.back();
     Value tokens = memref::DimOp::create(b, loc, x, 0);
-    Value zero = index(b, loc, 0);
+    Value zero = index(b, loc, 0), one = index(b, loc, 1);
+    Value k = index(b, loc, topK), expertCount = index(b, loc, experts);
+    Value hiddenCount = index(b, loc, hidden);
+
+    // Per-expert token counts for the runtime's statistics, and a zeroed
+    // output to accumulate into.
     serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
-      serialFor(b, loc, zero, index(b, loc, hidden),
+      serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
+        increment(b, loc, counts, loadIndex(b, loc, routeIndices, {t, j}),
+                  arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(1)));
+      });
+    });
+    parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+      serialFor(b, loc, zero, hiddenCount,
                 [&](OpBuilder &b, Location loc, Value n) {
         memref::StoreOp::create(b, loc, f32(b, loc, 0.0), out, ValueRange{t, n});
       });
-      serialFor(b, loc, zero, index(b, loc, topK),
-                [&](OpBuilder &b, Location loc, Value j) {
-        Value e = arith::IndexCastOp::create(b, 
-            loc, b.getIndexType(),
-            memref::LoadOp::create(b, loc, routeIndices, ValueRange{t, j}));
-        Value w = memref::LoadOp::create(b, loc, routeWeights, ValueRange{t, j});
-        parallelFor(b, loc, zero, index(b, loc, inter),
-                    [&](OpBuilder &b, Location loc, Value i) {
-          Value g = scaledDot(b, loc, x, {t}, gate, {e, i}, hidden,
-                              weight.format, lut, weight.blockScale, gateScale,
-                              {e}, i);
-          Value u = scaledDot(b, loc, x, {t}, up, {e, i}, hidden, weight.format,
-                              lut, weight.blockScale, upScale, {e}, i);
-          memref::StoreOp::create(b, 
-              loc, arith::MulFOp::create(b, loc, silu(b, loc, g), u), scratch, i);
+    });
+
+    switch (dispatch) {
+    case MoEDispatch::dense: {
+      // Every expert over every token; a token's weight for an expert it
+      // did not select is 0.
+      Value dense = allocRows(b, loc, tokens, experts, f32Type);
+      serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+        serialFor(b, loc, zero, expertCount,
+                  [&](OpBuilder &b, Location loc, Value e) {
+          memref::StoreOp::create(b, loc, f32(b, loc, 0.0), dense,
+                                  ValueRange{t, e});
         });
-        parallelFor(b, loc, zero, index(b, loc, hidden),
-                    [&](OpBuilder &b, Location loc, Value n) {
-          Value d = scaledDot(b, loc, scratch, {}, down, {e, n}, inter,
-                              weight.format, lut, weight.blockScale, downScale,
-                              {e}, n);
-          Value old = memref::LoadOp::create(b, loc, out, ValueRange{t, n});
-          memref::StoreOp::create(b, 
-              loc, arith::AddFOp::create(b, loc, old,
-                                           arith::MulFOp::create(b, loc, w, d)),
-              out, ValueRange{t, n});
+        serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
+          Value e = loadIndex(b, loc, routeIndices, {t, j});
+          Value w = memref::LoadOp::create(b, loc, routeWeights,
+                                           ValueRange{t, j});
+          Value old = memref::LoadOp::create(b, loc, dense, ValueRange{t, e});
+          memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, w),
+                                  dense, ValueRange{t, e});
         });
       });
-    });
+      Value act = allocRows(b, loc, tokens, inter, f32Type);
+      serialFor(b, loc, zero, expertCount,
+                [&](OpBuilder &b, Location loc, Value e) {
+        emitExpert(b, loc, m, x, act, e, zero, tokens,
+                   [&](OpBuilder &b, Location loc, Value t, Value n, Value v) {
+          Value w = memref::LoadOp::create(b, loc, dense, ValueRange{t, e});
+          accumulate(b, loc, out, t, n, w, v);
+        });
+      });
+      memref::DeallocOp::create(b, loc, act);
+      memref::DeallocOp::create(b, loc, dense);
+      break;
+    }
+    case MoEDispatch::sparse: {
+      // Token by token, each of its experts over its one row.
+      Value act = allocRows(b, loc, tokens, inter, f32Type);
+      serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+        Value next = arith::AddIOp::create(b, loc, t, one);
+        serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
+          Value e = loadIndex(b, loc, routeIndices, {t, j});
+          Value w = memref::LoadOp::create(b, loc, routeWeights,
+                                           ValueRange{t, j});
+          emitExpert(b, loc, m, x, act, e, t, next,
+                     [&](OpBuilder &b, Location loc, Value t, Value n,
+                         Value v) { accumulate(b, loc, out, t, n, w, v); });
+        });
+      });
+      memref::DeallocOp::create(b, loc, act);
+      break;
+    }
+    case MoEDispatch::grouped: {
+      // Counting sort of the (token, slot) pairs by expert: expert e owns
+      // rows [begin[e], begin[e] + size[e]) of the gathered input.
+      Value rows = arith::MulIOp::create(b, loc, tokens, k);
+      auto vectorOf = [&](Value n, Type element) {
+        return memref::AllocOp::create(
+            b, loc, MemRefType::get({ShapedType::kDynamic}, element),
+            ValueRange{n}, b.getI64IntegerAttr(64));
+      };
+      Type indexType = b.getIndexType();
+      Value size = vectorOf(expertCount, indexType);
+      Value begin = vectorOf(expertCount, indexType);
+      Value fill = vectorOf(expertCount, indexType);
+      serialFor(b, loc, zero, expertCount,
+                [&](OpBuilder &b, Location loc, Value e) {
+        memref::StoreOp::create(b, loc, zero, size, e);
+      });
+      serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+        serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
+          increment(b, loc, size, loadIndex(b, loc, routeIndices, {t, j}), one);
+        });
+      });
+      auto prefix = scf::ForOp::create(
+          b, loc, zero, expertCount, one, ValueRange{zero},
+          [&](OpBuilder &b, Location loc, Value e, ValueRange acc) {
+            memref::StoreOp::create(b, loc, acc[0], begin, e);
+            memref::StoreOp::create(b, loc, acc[0], fill, e);
+            scf::YieldOp::create(
+                b, loc,
+                ValueRange{arith::AddIOp::create(
+                    b, loc, acc[0], memref::LoadOp::create(b, loc, size, e))});
+          });
+      (void)prefix;
+      Value rowToken = vectorOf(rows, indexType);
+      Value rowWeight = vectorOf(rows, f32Type);
+      serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+        serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
+          Value e = loadIndex(b, loc, routeIndices, {t, j});
+          Value r = memref::LoadOp::create(b, loc, fill, e);
+          memref::StoreOp::create(b, loc, t, rowToken, r);
+          memref::StoreOp::create(
+              b, loc,
+              memref::LoadOp::create(b, loc, routeWeights, ValueRange{t, j}),
+              rowWeight, r);
+          memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, r, one),
+                                  fill, e);
+        });
+      });
+      Value gathered = allocRows(b, loc, rows, hidden, f32Type);
+      parallelFor(b, loc, zero, rows, [&](OpBuilder &b, Location loc, Value r) {
+        Value t = memref::LoadOp::create(b, loc, rowToken, r);
+        serialFor(b, loc, zero, hiddenCount,
+                  [&](OpBuilder &b, Location loc, Value n) {
+          memref::StoreOp::create(
+              b, loc, memref::LoadOp::create(b, loc, x, ValueRange{t, n}),
+              gathered, ValueRange{r, n});
+        });
+      });
+      Value act = allocRows(b, loc, rows, inter, f32Type);
+      serialFor(b, loc, zero, expertCount,
+                [&](OpBuilder &b, Location loc, Value e) {
+        Value first = memref::LoadOp::create(b, loc, begin, e);
+        Value n = memref::LoadOp::create(b, loc, size, e);
+        Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
+                                           n, zero);
+        // Experts no token chose are skipped: their weights are never read.
+        scf::IfOp::create(b, loc, used, [&](OpBuilder &b, Location loc) {
+          emitExpert(b, loc, m, gathered, act, e, first,
+                     arith::AddIOp::create(b, loc, first, n),
+                     [&](OpBuilder &b, Location loc, Value r, Value col,
+                         Value v) {
+            // A token selects an expert once: rows of one expert never
+            // share a token, so the parallel columns do not race.
+            accumulate(b, loc, out, memref::LoadOp::create(b, loc, rowToken, r),
+                       col, memref::LoadOp::create(b, loc, rowWeight, r), v);
+          });
+          scf::YieldOp::create(b, loc);
+        });
+      });
+      for (Value buffer : {act, gathered, rowWeight, rowToken, fill, begin, size})
+        memref::DeallocOp::create(b, loc, buffer);
+      break;
+    }
+    }
   });
 }

@@ -113,12 +113,20 @@ struct CacheSlot {
   Type type;
 };
 
+/// Where the per-expert token counters of one MoE layer live in the cache
+/// blob: `experts` i64 at `offset`. The n-th xfmr.moe_experts of every entry
+/// point counts into the n-th slot.
+struct CounterSlot {
+  int64_t offset;
+  int64_t experts;
+};
+
 /// Emits the schedule of one entry point.
 class ScheduleEmitter {
 public:
   ScheduleEmitter(KernelLibrary &lib, const llvm::StringMap<WeightSlot> &weights,
-                  ArrayRef<CacheSlot> caches)
-      : lib(lib), weights(weights), caches(caches) {}
+                  ArrayRef<CacheSlot> caches, ArrayRef<CounterSlot> counters)
+      : lib(lib), weights(weights), caches(caches), counters(counters) {}
 
   LogicalResult emit(func::FuncOp old);
 
@@ -147,6 +155,9 @@ private:
   KernelLibrary &lib;
   const llvm::StringMap<WeightSlot> &weights;
   ArrayRef<CacheSlot> caches;
+  ArrayRef<CounterSlot> counters;
+  /// The counter slot of the next xfmr.moe_experts.
+  size_t nextCounter = 0;
 
   std::optional<OpBuilder> b;
   Location loc = UnknownLoc::get(lib.getModule().getContext());
@@ -504,9 +515,10 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     int64_t count = gateType.getDimSize(0), inter = gateType.getDimSize(1);
     int64_t hidden = gateType.getDimSize(2);
     int64_t topK = experts.getWeights().getType().getDimSize(1);
-    Value scratch = memref::AllocOp::create(*b, 
-        loc, MemRefType::get({inter}, b->getF32Type()),
-        b->getI64IntegerAttr(kAlignment));
+    const CounterSlot &counter = counters[nextCounter++];
+    Value counts = memref::ViewOp::create(
+        *b, loc, MemRefType::get({count}, b->getI64Type()), cacheBlob,
+        index(*b, loc, counter.offset), ValueRange{});
     Value result = outOrLogits(experts.getResult(), {hidden});
     SmallVector<Value> args{buffer(experts.getInput()),
                             buffer(experts.getWeights()),
@@ -519,10 +531,11 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       args.push_back(buffer(experts.getUpScale()));
       args.push_back(buffer(experts.getDownScale()));
     }
-    args.push_back(scratch);
+    args.push_back(counts);
     args.push_back(result);
-    call(moeExperts(lib, count, inter, hidden, topK, weight), args);
-    memref::DeallocOp::create(*b, loc, scratch);
+    call(moeExperts(lib, count, inter, hidden, topK, weight,
+                    experts.getDispatch()),
+         args);
     return success();
   }
   if (auto quantize = dyn_cast<QuantizeOp>(op)) {
@@ -882,9 +895,39 @@ void LowerToKernelsPass::runOnOperation() {
       return signalPassFailure();
     }
 
+  // Per-expert token counters, after the caches (zeroed with them).
+  SmallVector<CounterSlot> counters;
+  SmallVector<Attribute> counterLayout;
+  entries.front().walk([&](MoEExpertsOp experts) {
+    int64_t count = experts.getGateWeight().getType().getDimSize(0);
+    std::string name = "moe." + std::to_string(counters.size());
+    if (auto named = dyn_cast<NameLoc>(experts.getLoc()))
+      name = named.getName().str();
+    counters.push_back({cacheBytes, count});
+    counterLayout.push_back(builder.getDictionaryAttr({
+        builder.getNamedAttr("name", builder.getStringAttr(name)),
+        builder.getNamedAttr("offset", builder.getI64IntegerAttr(cacheBytes)),
+        builder.getNamedAttr("experts", builder.getI64IntegerAttr(count)),
+    }));
+    cacheBytes = alignTo(cacheBytes + count * 8);
+  });
+  for (func::FuncOp func : entries) {
+    SmallVector<int64_t> sizes;
+    func.walk([&](MoEExpertsOp experts) {
+      sizes.push_back(experts.getGateWeight().getType().getDimSize(0));
+    });
+    if (sizes.size() != counters.size() ||
+        !llvm::all_of(llvm::zip(sizes, counters), [](auto pair) {
+          return std::get<0>(pair) == std::get<1>(pair).experts;
+        })) {
+      func.emitOpError("entry points must have the same MoE layers");
+      return signalPassFailure();
+    }
+  }
+
   KernelLibrary lib(module);
   for (func::FuncOp old : entries) {
-    ScheduleEmitter emitter(lib, weights, caches);
+    ScheduleEmitter emitter(lib, weights, caches, counters);
     if (failed(emitter.emit(old)))
       return signalPassFailure();
     old.erase();
@@ -899,6 +942,8 @@ void LowerToKernelsPass::runOnOperation() {
   }
   module->setAttr("xfmr.weight_layout", builder.getArrayAttr(weightLayout));
   module->setAttr("xfmr.cache_layout", builder.getArrayAttr(cacheLayout));
+  if (!counterLayout.empty())
+    module->setAttr("xfmr.expert_counts", builder.getArrayAttr(counterLayout));
   module->setAttr("xfmr.weights_bytes", builder.getI64IntegerAttr(weightBytes));
   module->setAttr("xfmr.cache_bytes", builder.getI64IntegerAttr(cacheBytes));
 }

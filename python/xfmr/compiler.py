@@ -21,7 +21,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             weights: Optional[_args.PathLike] = None, opt_level: int = 3,
             quantize: Optional[str] = None, quantize_options: Optional[dict] = None,
             kv_cache: Optional[str] = None, mla_cache: Optional[str] = None,
-            kv_window: int = 0, kv_sinks: int = 0,
+            kv_window: int = 0, kv_sinks: int = 0, moe: Optional[str] = None,
             progress: Optional[Callable[[str], None]] = None,
             dump_ir_after: Optional[str] = None) -> Artifact:
     """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
@@ -48,6 +48,10 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     kv_window, kv_sinks: an evicting KV cache (StreamingLLM): keep the first kv_sinks and
         the last kv_window positions, so generation runs past the context length in
         constant memory, like `xfmr-compile --kv-window --kv-sinks`. 0: no eviction.
+    moe: how Mixture-of-Experts layers run, like `xfmr-compile --moe`: None/"sparse"
+        (decode runs each token's top-k experts, prefill one grouped GEMM per selected
+        expert), "sparse-prefill" (token-by-token dispatch in prefill too) or "dense"
+        (every expert on every token, for comparison).
     progress: called with one line per compilation stage (e.g. "[  0.01s] importing ...").
     dump_ir_after: print the IR to stderr after this pass ("all": after every pass).
 
@@ -80,6 +84,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     if kv_cache not in (None, "f32", "bf16", "f16", "fp8", "int8"):
         raise InvalidArgumentError(f"kv_cache must be None, 'f32', 'bf16', 'f16', 'fp8' or "
                                    f"'int8', got {kv_cache!r}")
+    if moe not in (None, "sparse", "sparse-prefill", "dense"):
+        raise InvalidArgumentError(f"moe must be None, 'sparse', 'sparse-prefill' or 'dense', "
+                                   f"got {moe!r}")
     model = _args.existing(model, "model")
     is_mlir = model.endswith(".mlir")
     if is_mlir and os.path.isdir(model):
@@ -123,7 +130,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         native().compile(model, output, target, cpu, context, weights or "", opt_level,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
-                         kv_window, kv_sinks, progress)
+                         kv_window, kv_sinks, moe or "", progress)
         artifact = Artifact(output)
     except BaseException:
         if temporary:

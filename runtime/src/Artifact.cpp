@@ -316,6 +316,28 @@ void Artifact::readManifest() {
     }
   }
 
+  if (r.optional(m, "expert_counts")) {
+    const auto &slots =
+        r.require(m, "", "expert_counts", JsonValue::Kind::Array).asArray();
+    for (size_t i = 0; i < slots.size(); ++i) {
+      std::string name = "expert_counts[" + std::to_string(i) + "]";
+      if (!slots[i].isObject())
+        r.fail(name, "must be an object");
+      ExpertCounterSlot slot;
+      slot.name = r.string(slots[i], name, "name");
+      slot.experts = r.integer(slots[i], name, "experts", 1, INT32_MAX);
+      int64_t last = static_cast<int64_t>(kvCacheBytes_) - slot.experts * 8;
+      if (last < 0)
+        r.fail(name, "needs " + std::to_string(slot.experts * 8) +
+                         " bytes but the cache has " +
+                         std::to_string(kvCacheBytes_));
+      slot.offset = r.integer(slots[i], name, "offset", 0, last);
+      if (slot.offset % 8 != 0)
+        r.fail(name + ".offset", "must be a multiple of 8");
+      expertCounters_.push_back(std::move(slot));
+    }
+  }
+
   const JsonValue &weights = r.object(m, "", "weights");
   weightsBytes_ = r.integer(weights, "weights", "bytes", 0);
   if (weightsBytes_ != header_.weightsSize)

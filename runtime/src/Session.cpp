@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <sys/resource.h>
 
 using namespace xfmr::runtime;
@@ -143,6 +144,10 @@ std::vector<int32_t> Session::generate(const std::vector<int32_t> &prompt,
 }
 
 void Session::reset() {
+  // The expert counters live in the cache buffer: keep what they counted.
+  clearedExpertCounts_.clear();
+  for (const ExpertTokens &layer : stats().expertTokens)
+    clearedExpertCounts_.push_back(layer.counts);
   cache_.clear();
   position_ = 0;
 }
@@ -154,6 +159,17 @@ Stats Session::stats() const {
   s.kvCacheBytesPerToken = artifact_->kvCacheBytesPerToken();
   s.parameterCount = artifact_->parameterCount();
   s.threads = threads_;
+  const auto &slots = artifact_->expertCounters();
+  for (size_t i = 0; i < slots.size(); ++i) {
+    ExpertTokens layer{slots[i].name,
+                       std::vector<int64_t>(slots[i].experts)};
+    std::memcpy(layer.counts.data(), cache_.data() + slots[i].offset,
+                slots[i].experts * sizeof(int64_t));
+    if (i < clearedExpertCounts_.size())
+      for (int64_t e = 0; e < slots[i].experts; ++e)
+        layer.counts[e] += clearedExpertCounts_[i][e];
+    s.expertTokens.push_back(std::move(layer));
+  }
   struct rusage usage;
   if (getrusage(RUSAGE_SELF, &usage) == 0)
     s.peakRssBytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;

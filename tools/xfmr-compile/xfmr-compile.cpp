@@ -92,6 +92,13 @@ static cl::opt<std::string> mlaCache(
              "values, default) or latent (the compressed c_KV and k_pe; "
              "attention runs in latent space)"),
     cl::init(""));
+static cl::opt<std::string> moe(
+    "moe",
+    cl::desc("How MoE layers run: sparse (default: decode runs each token's "
+             "top-k experts, prefill one grouped GEMM per selected expert), "
+             "sparse-prefill (token-by-token dispatch in prefill too) or "
+             "dense (every expert on every token, for comparison)"),
+    cl::init(""));
 static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level"),
                                   cl::init(3), cl::Prefix);
 
@@ -113,6 +120,7 @@ int main(int argc, char **argv) {
   options.kvCache = kvCache == "f32" ? std::string() : std::string(kvCache);
   options.kvWindow = kvWindow;
   options.kvSinks = kvSinks;
+  options.moe = moe;
   std::string passOptions;
   auto add = [&](const std::string &option) {
     passOptions += (passOptions.empty() ? "" : " ") + option;

@@ -174,7 +174,7 @@ void printStats(const Stats &s) {
                "\"decode_seconds\": %.9g, \"decode_tokens_per_s\": %.9g, "
                "\"weights_bytes\": %llu, \"kv_cache_bytes\": %llu, "
                "\"kv_cache_bytes_per_token\": %llu, \"parameter_count\": %llu, "
-               "\"peak_rss_bytes\": %llu, \"threads\": %d}\n",
+               "\"peak_rss_bytes\": %llu, \"threads\": %d",
                static_cast<long long>(s.prefillTokens), s.prefillSeconds,
                s.prefillTokensPerSecond(),
                static_cast<long long>(s.decodeTokens), s.decodeSeconds,
@@ -184,6 +184,27 @@ void printStats(const Stats &s) {
                static_cast<unsigned long long>(s.kvCacheBytesPerToken),
                static_cast<unsigned long long>(s.parameterCount),
                static_cast<unsigned long long>(s.peakRssBytes), s.threads);
+  // MoE models: tokens routed to each expert, per layer ({} for dense ones).
+  {
+    std::fprintf(stderr, ", \"expert_tokens\": {");
+    for (size_t i = 0; i < s.expertTokens.size(); ++i) {
+      std::string name;
+      for (char c : s.expertTokens[i].layer) {
+        if (c == '"' || c == '\\')
+          name += '\\';
+        if (static_cast<unsigned char>(c) >= 0x20)
+          name += c;
+      }
+      std::fprintf(stderr, "%s\"%s\": [", i ? ", " : "", name.c_str());
+      const std::vector<int64_t> &counts = s.expertTokens[i].counts;
+      for (size_t e = 0; e < counts.size(); ++e)
+        std::fprintf(stderr, "%s%lld", e ? ", " : "",
+                     static_cast<long long>(counts[e]));
+      std::fprintf(stderr, "]");
+    }
+    std::fprintf(stderr, "}");
+  }
+  std::fprintf(stderr, "}\n");
 }
 
 int run(const Options &opts) {

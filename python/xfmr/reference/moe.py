@@ -97,9 +97,12 @@ class MixtralMoE:
         self.gate = weights.get(f"{prefix}.gate.weight", (n, hidden))
         self.experts = [SwiGLU.load(weights, f"{prefix}.experts.{e}", hidden, inter,
                                     names=("w1", "w3", "w2")) for e in range(n)]
+        #: Tokens routed to each expert over every call (the runtime's expert_tokens).
+        self.routed = np.zeros(n, np.int64)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         idx, w = route_softmax_topk(linear(x, self.gate), self.top_k)
+        np.add.at(self.routed, idx.ravel(), 1)
         return mix_experts(x, idx, w, self.experts)
 
 
@@ -125,6 +128,8 @@ class DeepseekMoE:
         shared = config.get("n_shared_experts") or 0
         self.shared = (SwiGLU.load(weights, f"{prefix}.shared_experts", hidden, shared * inter)
                        if shared else None)
+        #: Tokens routed to each expert over every call (the runtime's expert_tokens).
+        self.routed = np.zeros(n, np.int64)
 
     def route(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         return route_grouped(linear(x, self.gate), self.bias, self.top_k, self.n_group,
@@ -133,6 +138,7 @@ class DeepseekMoE:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         idx, w = self.route(x)
+        np.add.at(self.routed, idx.ravel(), 1)
         out = mix_experts(x, idx, w, self.experts)
         if self.shared is not None:
             out = out + self.shared(x)

@@ -125,6 +125,16 @@ func.func @moe(%x: tensor<?x8xf32>, %g: tensor<4x8xf32>, %eg: tensor<4x6x8xf32>,
   // CHECK: xfmr.moe_experts %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
   %y = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  // The evaluation form; dense (the default) is not printed.
+  // CHECK: xfmr.moe_experts {{.+}} {dispatch = #xfmr<moe_dispatch grouped>}
+  %z = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch grouped>}
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  // CHECK: xfmr.moe_experts {{.+}} {dispatch = #xfmr<moe_dispatch sparse>}
+  %s = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch sparse>}
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  // CHECK: xfmr.moe_experts {{[^{]+}} : tensor<?x8xf32>
+  %d = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch dense>}
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
   return %y : tensor<?x8xf32>
 }
 

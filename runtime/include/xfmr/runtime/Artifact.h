@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace xfmr::runtime {
 
@@ -33,6 +34,14 @@ struct ModelConfig {
   int64_t kvSinks = 0;
   std::optional<int32_t> bosTokenId;
   std::optional<int32_t> eosTokenId;
+};
+
+/// Where one MoE layer counts the tokens routed to each expert: `experts`
+/// int64 counters at `offset` in the KV-cache buffer.
+struct ExpertCounterSlot {
+  std::string name;
+  uint64_t offset = 0;
+  int64_t experts = 0;
 };
 
 /// The manifest's "target" object.
@@ -63,6 +72,10 @@ public:
   uint64_t kvCacheBytes() const { return kvCacheBytes_; }
   uint64_t kvCacheBytesPerToken() const { return kvCacheBytesPerToken_; }
   uint64_t weightsBytes() const { return weightsBytes_; }
+  /// One slot per MoE layer, in layer order; empty for dense models.
+  const std::vector<ExpertCounterSlot> &expertCounters() const {
+    return expertCounters_;
+  }
   uint64_t parameterCount() const { return parameterCount_; }
   /// The compiler's version string ("" when absent).
   const std::string &compiler() const { return compiler_; }
@@ -114,6 +127,7 @@ private:
   std::string prefillName_, decodeName_, compiler_;
   uint64_t kvCacheBytes_ = 0, kvCacheBytesPerToken_ = 0;
   uint64_t weightsBytes_ = 0, parameterCount_ = 0;
+  std::vector<ExpertCounterSlot> expertCounters_;
   int codeFd_ = -1;
   void *handle_ = nullptr;
   artifact::EntryFn prefill_ = nullptr, decode_ = nullptr;

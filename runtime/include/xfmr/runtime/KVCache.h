@@ -21,6 +21,7 @@ public:
   explicit KVCache(uint64_t bytes);
 
   uint8_t *data() { return data_.get(); }
+  const uint8_t *data() const { return data_.get(); }
   uint64_t bytes() const { return bytes_; }
   /// Zeroes the blob (the ABI's "zero at reset").
   void clear();

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace xfmr::runtime {
@@ -25,6 +26,12 @@ namespace xfmr::runtime {
 struct SessionOptions {
   /// Threads for the model code; 0: hardware concurrency.
   int threads = 0;
+};
+
+/// Tokens routed to each expert of one MoE layer.
+struct ExpertTokens {
+  std::string layer;
+  std::vector<int64_t> counts;
 };
 
 /// Counters since the session was created (reset() keeps them).
@@ -40,6 +47,10 @@ struct Stats {
   /// Peak resident set of the whole process (getrusage).
   uint64_t peakRssBytes = 0;
   int threads = 0;
+  /// Per MoE layer, the (token, expert) assignments the router made over
+  /// every token run, prefill and decode: what an expert-placement balancer
+  /// needs. Empty for dense models.
+  std::vector<ExpertTokens> expertTokens;
 
   /// 0 when nothing was timed.
   double prefillTokensPerSecond() const {
@@ -96,6 +107,8 @@ private:
   int threads_;
   int64_t position_ = 0;
   Stats stats_;
+  /// Expert counts of caches cleared by reset(), added to the live ones.
+  std::vector<std::vector<int64_t>> clearedExpertCounts_;
 };
 
 } // namespace xfmr::runtime

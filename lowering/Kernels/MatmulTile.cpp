@@ -1,0 +1,196 @@
+//===- MatmulTile.cpp - register-tiled x . W^T over a row range -----------===//
+
+#include "lowering/Kernels/MatmulTile.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace xfmr::kernels;
+
+namespace {
+
+/// Rows of the register tile in each direction.
+constexpr int64_t kTile = 4;
+
+/// The tile path applies one block scale to a whole tile: it needs whole
+/// 16-lane steps per block and all of a tile's weight rows in one row block.
+bool tileScalable(const MatmulTile &op) {
+  if (!op.blockScale)
+    return true;
+  auto [blockRows, blockCols] = *op.blockScale;
+  return blockCols % kVectorWidth == 0 && op.in % blockCols == 0 &&
+         blockRows % kTile == 0;
+}
+
+SmallVector<Value> withPrefix(ArrayRef<Value> prefix, ArrayRef<Value> rest) {
+  SmallVector<Value> indices(prefix.begin(), prefix.end());
+  indices.append(rest.begin(), rest.end());
+  return indices;
+}
+
+/// sum[r, n] for every (r, n) of xRows x rows, sharing loads across the tile.
+void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
+              ArrayRef<Value> xRows, ArrayRef<Value> rows) {
+  int64_t vectorLength = op.in / kVectorWidth * kVectorWidth;
+  size_t count = xRows.size() * rows.size();
+  auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
+  SmallVector<Value> sums;
+  auto step = [&](OpBuilder &b, Location loc, Value k, ValueRange acc,
+                  Value xScale) {
+    SmallVector<Value> xs, ws;
+    for (Value r : xRows) {
+      Value xv = vector::LoadOp::create(b, loc, vectorType, op.x,
+                                        ValueRange{r, k});
+      xs.push_back(xScale ? arith::MulFOp::create(b, loc, xv, xScale) : xv);
+    }
+    for (Value n : rows)
+      ws.push_back(loadVectorAsF32(b, loc, op.w,
+                                   withPrefix(op.weightPrefix, {n, k}),
+                                   op.format, op.table));
+    SmallVector<Value> next;
+    for (size_t i = 0; i < xRows.size(); ++i)
+      for (size_t j = 0; j < rows.size(); ++j)
+        next.push_back(vector::FMAOp::create(b, loc, xs[i], ws[j],
+                                             acc[i * rows.size() + j]));
+    return next;
+  };
+  if (vectorLength > 0) {
+    Value zero = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
+    SmallVector<Value> init(count, zero);
+    scf::ForOp loop;
+    if (op.blockScale) {
+      // Blocks of blockCols inputs, each with the tile's one scale, applied
+      // to the activations.
+      auto [blockRows, blockCols] = *op.blockScale;
+      Value rowBlock =
+          arith::DivUIOp::create(b, loc, rows[0], index(b, loc, blockRows));
+      loop = scf::ForOp::create(
+          b, loc, index(b, loc, 0), index(b, loc, op.in / blockCols),
+          index(b, loc, 1), init,
+          [&](OpBuilder &b, Location loc, Value block, ValueRange acc) {
+            Value scale = memref::LoadOp::create(
+                b, loc, op.scale,
+                withPrefix(op.weightPrefix, {rowBlock, block}));
+            Value scaleVector =
+                vector::BroadcastOp::create(b, loc, vectorType, scale);
+            Value begin = arith::MulIOp::create(b, loc, block,
+                                                index(b, loc, blockCols));
+            Value end = arith::AddIOp::create(b, loc, begin,
+                                              index(b, loc, blockCols));
+            auto inner = scf::ForOp::create(
+                b, loc, begin, end, index(b, loc, kVectorWidth), acc,
+                [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+                  scf::YieldOp::create(b, loc,
+                                       step(b, loc, k, acc, scaleVector));
+                });
+            scf::YieldOp::create(b, loc, inner.getResults());
+          });
+    } else {
+      loop = scf::ForOp::create(
+          b, loc, index(b, loc, 0), index(b, loc, vectorLength),
+          index(b, loc, kVectorWidth), init,
+          [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+            scf::YieldOp::create(b, loc, step(b, loc, k, acc, Value()));
+          });
+    }
+    for (Value acc : loop.getResults())
+      sums.push_back(vector::ReductionOp::create(
+          b, loc, vector::CombiningKind::ADD, acc, Value(),
+          arith::FastMathFlags::reassoc));
+  } else {
+    sums.assign(count, f32(b, loc, 0.0));
+  }
+  if (vectorLength < op.in) {
+    auto tail = scf::ForOp::create(
+        b, loc, index(b, loc, vectorLength), index(b, loc, op.in),
+        index(b, loc, 1), sums,
+        [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+          SmallVector<Value> next;
+          for (size_t i = 0; i < xRows.size(); ++i) {
+            Value xv =
+                memref::LoadOp::create(b, loc, op.x, ValueRange{xRows[i], k});
+            for (size_t j = 0; j < rows.size(); ++j) {
+              Value wv = loadAsF32(b, loc, op.w,
+                                   withPrefix(op.weightPrefix, {rows[j], k}),
+                                   op.format, op.table);
+              next.push_back(arith::AddFOp::create(
+                  b, loc, acc[i * rows.size() + j],
+                  arith::MulFOp::create(b, loc, xv, wv)));
+            }
+          }
+          scf::YieldOp::create(b, loc, next);
+        });
+    sums.assign(tail.getResults().begin(), tail.getResults().end());
+  }
+  for (size_t j = 0; j < rows.size(); ++j)
+    for (size_t i = 0; i < xRows.size(); ++i)
+      op.store(b, loc, xRows[i], rows[j], sums[i * rows.size() + j]);
+}
+
+/// x rows [begin, end) against the weight rows `rows`: 4-row tiles, then the
+/// remaining rows one at a time.
+void emitRowBlock(OpBuilder &b, Location loc, const MatmulTile &op,
+                  Value begin, Value end, ArrayRef<Value> rows) {
+  Value tile = index(b, loc, kTile);
+  Value fullTiles = arith::DivUIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, end, begin), tile);
+  serialFor(b, loc, index(b, loc, 0), fullTiles,
+            [&](OpBuilder &b, Location loc, Value tb) {
+    Value r0 = arith::AddIOp::create(
+        b, loc, begin, arith::MulIOp::create(b, loc, tb, tile));
+    SmallVector<Value> xRows;
+    for (int64_t i = 0; i < kTile; ++i)
+      xRows.push_back(arith::AddIOp::create(b, loc, r0, index(b, loc, i)));
+    emitTile(b, loc, op, xRows, rows);
+  });
+  // Leftover rows (all of decode) read the weight rows one after the
+  // other: one long sequential stream per thread is what the hardware
+  // prefetcher follows best, and it matters more than load sharing here.
+  Value rest = arith::AddIOp::create(
+      b, loc, begin, arith::MulIOp::create(b, loc, fullTiles, tile));
+  serialFor(b, loc, rest, end, [&](OpBuilder &b, Location loc, Value r) {
+    for (Value row : rows)
+      emitTile(b, loc, op, {r}, {row});
+  });
+}
+
+} // namespace
+
+void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc,
+                               const MatmulTile &op, Value begin, Value end) {
+  if (!tileScalable(op)) {
+    // One weight row at a time, each block's partial sum scaled.
+    parallelFor(b, loc, index(b, loc, 0), index(b, loc, op.out),
+                [&](OpBuilder &b, Location loc, Value n) {
+      serialFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value r) {
+        Value sum = scaledDot(b, loc, op.x, {r}, op.w,
+                              withPrefix(op.weightPrefix, {n}), op.in,
+                              op.format, op.table, op.blockScale, op.scale,
+                              op.weightPrefix, n);
+        op.store(b, loc, r, n, sum);
+      });
+    });
+    return;
+  }
+  // Blocks of 4 weight rows in parallel, then the last out % 4 rows.
+  int64_t fullBlocks = op.out / kTile;
+  if (fullBlocks > 0)
+    parallelFor(b, loc, index(b, loc, 0), index(b, loc, fullBlocks),
+                [&](OpBuilder &b, Location loc, Value block) {
+      Value n0 = arith::MulIOp::create(b, loc, block, index(b, loc, kTile));
+      SmallVector<Value> rows;
+      for (int64_t j = 0; j < kTile; ++j)
+        rows.push_back(arith::AddIOp::create(b, loc, n0, index(b, loc, j)));
+      emitRowBlock(b, loc, op, begin, end, rows);
+    });
+  if (op.out % kTile != 0)
+    parallelFor(b, loc, index(b, loc, fullBlocks * kTile),
+                index(b, loc, op.out),
+                [&](OpBuilder &b, Location loc, Value n) {
+      emitRowBlock(b, loc, op, begin, end, {n});
+    });
+}
