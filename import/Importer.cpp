@@ -321,7 +321,8 @@ Value ModelBuilder::mixtralMoE(Value x, const std::string &prefix) {
   }
   return MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
                                 gate.getIndices(), w1, w3, w2, s1, s3, s2,
-                                layout);
+                                Value(), Value(), Value(), Value(), Value(),
+                                Value(), layout);
 }
 
 Value ModelBuilder::deepseekMoE(Value x, const std::string &prefix) {
@@ -353,7 +354,9 @@ Value ModelBuilder::deepseekMoE(Value x, const std::string &prefix) {
   }
   Value routed =
       MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
-                             gate.getIndices(), wg, wu, wd, sg, su, sd, layout);
+                             gate.getIndices(), wg, wu, wd, sg, su, sd,
+                             Value(), Value(), Value(), Value(), Value(),
+                             Value(), layout);
   if (c.numSharedExperts == 0)
     return routed;
   Value shared = swigluMLP(x, prefix + "shared_experts.");

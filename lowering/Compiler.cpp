@@ -246,10 +246,12 @@ Error xfmr::compileModel(const CompileOptions &options,
       return createStringError("invalid KV-cache type '" + options.kvCache +
                                "': " + parseErrors);
   }
-  if (options.moe.empty() || options.moe == "sparse")
-    pm.addPass(createSparsifyMoE());
-  else if (options.moe == "sparse-prefill")
-    pm.addPass(createSparsifyMoE(SparsifyMoEOptions{"sparse"}));
+  // The dense form is the importer's, untouched, for comparison.
+  if (options.moe != "dense") {
+    pm.addPass(createFuseSharedExperts());
+    pm.addPass(createSparsifyMoE(SparsifyMoEOptions{
+        options.moe == "sparse-prefill" ? "sparse" : "grouped"}));
+  }
   buildCPULoweringPipeline(pm);
   step(options.quantize.empty()
            ? "lowering to kernels and LLVM IR"
@@ -372,7 +374,8 @@ Expected<std::string> xfmr::roundTrip(const std::string &ir) {
 std::vector<std::pair<std::string, std::string>> xfmr::listPasses() {
   std::vector<std::pair<std::string, std::string>> passes;
   std::unique_ptr<mlir::Pass> created[] = {
-      createFuseSwiGLU(), createAnnotateModelStats(), createSparsifyMoE(),
+      createFuseSwiGLU(), createAnnotateModelStats(),
+      createFuseSharedExperts(), createSparsifyMoE(),
       createLowerToKernels()};
   for (const std::unique_ptr<mlir::Pass> &pass : created)
     passes.emplace_back(pass->getArgument().str(),

@@ -17,6 +17,9 @@ namespace xfmr {
 /// silu(gate) * up -> swiglu(gate, up).
 void populateFuseSwiGLUPatterns(mlir::RewritePatternSet &patterns);
 
+/// add(moe_experts, shared SwiGLU) -> moe_experts with shared(...).
+void populateFuseSharedExpertsPatterns(mlir::RewritePatternSet &patterns);
+
 /// Dense xfmr.moe_experts -> sparse (one token) or `prefill` dispatch.
 void populateSparsifyMoEPatterns(mlir::RewritePatternSet &patterns,
                                  MoEDispatch prefill);

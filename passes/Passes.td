@@ -130,4 +130,20 @@ def SparsifyMoE : Pass<"xfmr-sparsify-moe"> {
   let dependentDialects = ["::xfmr::XfmrDialect"];
 }
 
+def FuseSharedExperts : Pass<"xfmr-fuse-shared-experts"> {
+  let summary = "Fold DeepSeek's shared experts into the routed-expert op";
+  let description = [{
+    DeepSeek-V3 adds always-on shared experts to the routed ones:
+    `add(moe_experts(x, ...), linear(swiglu(linear(x, g), linear(x, u)), d))`.
+    This pass moves the shared SwiGLU into `xfmr.moe_experts` as its
+    `shared(g, u, d)` operands (with their FP8 scales, when they share the
+    routed experts' scale layout), so one kernel evaluates the routed and
+    the shared experts over the same input and accumulates both into one
+    output: no separate linears, no intermediate buffers, no add. Linears
+    with a bias, or whose input differs from the experts' input (dynamic
+    activation quantization inserts its own), stay as they are.
+  }];
+  let dependentDialects = ["::xfmr::XfmrDialect"];
+}
+
 #endif // XFMR_PASSES_TD

@@ -139,13 +139,29 @@ struct QuantizeExperts : OpRewritePattern<MoEExpertsOp> {
         gate.getType().getShape() != down.getType().getShape())
       return rewriter.notifyMatchFailure(
           experts, "per-channel/tensor scales need one layout per stack");
+    // A fused shared expert shares the layout: block scales only.
+    SmallVector<WeightOp> shared;
+    if (experts.getSharedGate()) {
+      for (Value w : {experts.getSharedGate(), experts.getSharedUp(),
+                      experts.getSharedDown()})
+        shared.push_back(quantizableWeight(w, settings));
+      if (settings.granularity != "block" ||
+          llvm::any_of(shared, [](WeightOp w) { return !w; }))
+        return rewriter.notifyMatchFailure(
+            experts, "shared expert not quantizable with the routed layout");
+    }
     auto [g, gs] = quantizeWeight(rewriter, loc, gate, layout, settings);
     auto [u, us] = quantizeWeight(rewriter, loc, up, layout, settings);
     auto [d, ds] = quantizeWeight(rewriter, loc, down, layout, settings);
+    Value sharedWeights[3], sharedScales[3];
+    for (size_t i = 0; i < shared.size(); ++i)
+      std::tie(sharedWeights[i], sharedScales[i]) =
+          quantizeWeight(rewriter, loc, shared[i], layout, settings);
     rewriter.replaceOpWithNewOp<MoEExpertsOp>(
         experts, experts.getType(), experts.getInput(), experts.getWeights(),
-        experts.getIndices(), g, u, d, gs, us, ds, layout,
-        experts.getDispatchAttr());
+        experts.getIndices(), g, u, d, gs, us, ds, sharedWeights[0],
+        sharedWeights[1], sharedWeights[2], sharedScales[0], sharedScales[1],
+        sharedScales[2], layout, experts.getDispatchAttr());
     return success();
   }
 

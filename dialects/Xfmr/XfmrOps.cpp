@@ -573,13 +573,45 @@ LogicalResult MoEExpertsOp::verify() {
     return emitOpError() << "result type " << getResult().getType()
                          << " must equal the input type "
                          << getInput().getType();
+  if (failed(verifyWeightScale(*this, "gate weights", getGateWeight(),
+                               getGateScale(), getScaleLayoutAttr())) ||
+      failed(verifyWeightScale(*this, "up weights", getUpWeight(),
+                               getUpScale(), getScaleLayoutAttr())) ||
+      failed(verifyWeightScale(*this, "down weights", getDownWeight(),
+                               getDownScale(), getScaleLayoutAttr())))
+    return failure();
+  return verifySharedExpert();
+}
+
+LogicalResult MoEExpertsOp::verifySharedExpert() {
+  Value gate = getSharedGate(), up = getSharedUp(), down = getSharedDown();
+  if (!gate && !up && !down) {
+    if (getSharedGateScale() || getSharedUpScale() || getSharedDownScale())
+      return emitOpError() << "has shared-expert scales but no shared expert";
+    return success();
+  }
+  if (!gate || !up || !down)
+    return emitOpError() << "a shared expert needs gate, up and down weights";
+  if (failed(checkRank(*this, gate, 2, "shared gate weights [inter, hidden]")) ||
+      failed(checkRank(*this, up, 2, "shared up weights [inter, hidden]")) ||
+      failed(checkRank(*this, down, 2, "shared down weights [hidden, inter]")))
+    return failure();
+  ArrayRef<int64_t> g = tensorType(gate).getShape();
+  ArrayRef<int64_t> u = tensorType(up).getShape();
+  ArrayRef<int64_t> d = tensorType(down).getShape();
+  int64_t hidden = getGateWeight().getType().getDimSize(2);
+  if (g != u || g[1] != hidden || d[0] != hidden || d[1] != g[0])
+    return emitOpError() << "shared expert weights " << shapeString(g) << ", "
+                         << shapeString(u) << ", " << shapeString(d)
+                         << " must be [inter, " << hidden << "] twice and ["
+                         << hidden << ", inter]";
   return success(
-      succeeded(verifyWeightScale(*this, "gate weights", getGateWeight(),
-                                  getGateScale(), getScaleLayoutAttr())) &&
-      succeeded(verifyWeightScale(*this, "up weights", getUpWeight(),
-                                  getUpScale(), getScaleLayoutAttr())) &&
-      succeeded(verifyWeightScale(*this, "down weights", getDownWeight(),
-                                  getDownScale(), getScaleLayoutAttr())));
+      succeeded(verifyWeightScale(*this, "shared gate weights", gate,
+                                  getSharedGateScale(), getScaleLayoutAttr())) &&
+      succeeded(verifyWeightScale(*this, "shared up weights", up,
+                                  getSharedUpScale(), getScaleLayoutAttr())) &&
+      succeeded(verifyWeightScale(*this, "shared down weights", down,
+                                  getSharedDownScale(), getScaleLayoutAttr())));
 }
 
 //===----------------------------------------------------------------------===//

@@ -387,6 +387,12 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
     `grouped` sorts the tokens by expert and runs one matrix product per
     expert over its tokens, so each selected expert's weights are read once
     per call. `xfmr-sparsify-moe` chooses between them.
+
+    `shared(gate, up, down)` adds an always-on SwiGLU expert (DeepSeek's
+    shared experts: gate and up `[shared_inter, hidden]`, down `[hidden,
+    shared_inter]`) with weight 1 to every token, in the same kernel
+    (`xfmr-fuse-shared-experts`); FP8 shared weights carry
+    `shared_scales(...)` in the same `scale_layout`.
     ```mlir
     %y = xfmr.moe_experts %h, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch grouped>}
         : tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>,
@@ -400,6 +406,12 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
                        Optional<Xfmr_ScaleTensor>:$gate_scale,
                        Optional<Xfmr_ScaleTensor>:$up_scale,
                        Optional<Xfmr_ScaleTensor>:$down_scale,
+                       Optional<Xfmr_WeightTensor>:$shared_gate,
+                       Optional<Xfmr_WeightTensor>:$shared_up,
+                       Optional<Xfmr_WeightTensor>:$shared_down,
+                       Optional<Xfmr_ScaleTensor>:$shared_gate_scale,
+                       Optional<Xfmr_ScaleTensor>:$shared_up_scale,
+                       Optional<Xfmr_ScaleTensor>:$shared_down_scale,
                        OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout,
                        DefaultValuedAttr<Xfmr_MoEDispatchAttr,
                                          "::xfmr::MoEDispatch::dense">:$dispatch);
@@ -408,10 +420,17 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
     $input `,` $weights `,` $indices `,` $gate_weight `,` $up_weight `,` $down_weight
     (`scales` `(` $gate_scale^ `,` $up_scale `,` $down_scale `:`
        type($gate_scale) `,` type($up_scale) `,` type($down_scale) `)`)?
+    (`shared` `(` $shared_gate^ `,` $shared_up `,` $shared_down `:`
+       type($shared_gate) `,` type($shared_up) `,` type($shared_down) `)`)?
+    (`shared_scales` `(` $shared_gate_scale^ `,` $shared_up_scale `,` $shared_down_scale `:`
+       type($shared_gate_scale) `,` type($shared_up_scale) `,` type($shared_down_scale) `)`)?
     attr-dict `:` type($input) `,` type($weights) `,` type($indices) `,`
     type($gate_weight) `,` type($up_weight) `,` type($down_weight) `->` type($result)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::LogicalResult verifySharedExpert();
+  }];
 }
 
 //===----------------------------------------------------------------------===//

@@ -131,14 +131,23 @@ mlir::func::FuncOp mlaAbsorbOutput(KernelLibrary &lib, int64_t heads,
 /// (logits [T, E], [bias [E]], weights [T, k], indices [T, k] i32).
 mlir::func::FuncOp moeRoute(KernelLibrary &lib, MoEGateOp op);
 
+/// A shared expert fused into the MoE kernel: SwiGLU of width `inter`.
+struct SharedExpert {
+  int64_t inter;
+  WeightOperand weight;
+};
+
 /// (x [T, H], weights [T, k], indices [T, k], gate [E, I, H], up [E, I, H],
-///  down [E, H, I], [gate/up/down scales], counts [E] i64, out [T, H]):
-/// out[t] = sum_j weights[t, j] * expert_{indices[t, j]}(x[t]), evaluated as
-/// `dispatch` says; counts[e] grows by the number of rows routed to e.
+///  down [E, H, I], [gate/up/down scales], [shared gate [S, H], up [S, H],
+///  down [H, S], [their scales]], counts [E] i64, out [T, H]):
+/// out[t] = sum_j weights[t, j] * expert_{indices[t, j]}(x[t]) (+ the shared
+/// expert of x[t]), evaluated as `dispatch` says; counts[e] grows by the
+/// number of rows routed to e.
 mlir::func::FuncOp moeExperts(KernelLibrary &lib, int64_t experts,
                               int64_t inter, int64_t hidden, int64_t topK,
                               const WeightOperand &weight,
-                              MoEDispatch dispatch);
+                              MoEDispatch dispatch,
+                              std::optional<SharedExpert> shared);
 
 } // namespace xfmr::kernels
 

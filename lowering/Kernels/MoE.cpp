@@ -243,11 +243,15 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
 }
 
 namespace {
-/// The operands of one expert SwiGLU over rows of a gathered input.
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// The operands of one expert SwiGLU over rows of a gathered input. Routed
+/// experts index their stacks by expert; a shared expert has no stack.
 struct ExpertMatmuls {
   Value gate, up, down, gateScale, upScale, downScale, table;
   int64_t inter, hidden;
   WeightOperand weight;
+  bool stacked = true;
 };
 
 /// For x rows [begin, end): hidden[r] = silu(x[r] . gate_e) * (x[r] . up_e)
@@ -263,7 +267,8 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertMatmuls &m, Value x,
     MatmulTile op;
     op.x = input;
     op.w = w;
-    op.weightPrefix = {e};
+    if (m.stacked)
+      op.weightPrefix = {e};
     op.in = in;
     op.out = out;
     op.format = m.weight.format;
@@ -324,7 +329,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                                        int64_t inter, int64_t hidden,
                                        int64_t topK,
                                        const WeightOperand &weight,
-                                       MoEDispatch dispatch) {
+                                       MoEDispatch dispatch,
+                                       std::optional<SharedExpert> shared) {
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
   Type i64Type = IntegerType::get(context, 64);
@@ -337,7 +343,6 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                          MemRefType::get({experts, inter, hidden}, storage),
                          MemRefType::get({experts, inter, hidden}, storage),
                          MemRefType::get({experts, hidden, inter}, storage)};
-  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   if (weight.blockScale) {
     auto [rows, cols] = *weight.blockScale;
     auto upScale = MemRefType::get(
@@ -347,12 +352,30 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     args.push_back(MemRefType::get(
         {experts, ceilDiv(hidden, rows), ceilDiv(inter, cols)}, f32Type));
   }
-  args.push_back(MemRefType::get({experts}, i64Type));
-  args.push_back(tokensBy(hidden, f32Type));
   std::string key = "moe_experts_" + std::to_string(experts) + "x" +
                     std::to_string(inter) + "x" + std::to_string(hidden) +
                     "_k" + std::to_string(topK) + "_" + weight.key() + "_" +
                     stringifyMoEDispatch(dispatch).str();
+  size_t sharedArgs = args.size();
+  if (shared) {
+    Type sharedStorage = storageTypeOf(shared->weight.format, context);
+    args.push_back(MemRefType::get({shared->inter, hidden}, sharedStorage));
+    args.push_back(MemRefType::get({shared->inter, hidden}, sharedStorage));
+    args.push_back(MemRefType::get({hidden, shared->inter}, sharedStorage));
+    if (auto block = shared->weight.blockScale) {
+      auto [rows, cols] = *block;
+      auto upScale = MemRefType::get(
+          {ceilDiv(shared->inter, rows), ceilDiv(hidden, cols)}, f32Type);
+      args.push_back(upScale);
+      args.push_back(upScale);
+      args.push_back(MemRefType::get(
+          {ceilDiv(hidden, rows), ceilDiv(shared->inter, cols)}, f32Type));
+    }
+    key += "_shared" + std::to_string(shared->inter) + "_" +
+           shared->weight.key();
+  }
+  args.push_back(MemRefType::get({experts}, i64Type));
+  args.push_back(tokensBy(hidden, f32Type));
   return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
     Value x = args[0], routeWeights = args[1], routeIndices = args[2];
     ExpertMatmuls m;
@@ -523,6 +546,34 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
         memref::DeallocOp::create(b, loc, buffer);
       break;
     }
+    }
+
+    // The shared expert: every token, weight 1, whatever the dispatch.
+    if (shared) {
+      ExpertMatmuls s;
+      s.gate = args[sharedArgs];
+      s.up = args[sharedArgs + 1];
+      s.down = args[sharedArgs + 2];
+      if (shared->weight.blockScale) {
+        s.gateScale = args[sharedArgs + 3];
+        s.upScale = args[sharedArgs + 4];
+        s.downScale = args[sharedArgs + 5];
+      }
+      s.inter = shared->inter;
+      s.hidden = hidden;
+      s.weight = shared->weight;
+      s.stacked = false;
+      s.table = isFP8(shared->weight.format)
+                    ? lib.lookupTable(b, loc, shared->weight.format)
+                    : Value();
+      Value act = allocRows(b, loc, tokens, shared->inter, f32Type);
+      emitExpert(b, loc, s, x, act, Value(), zero, tokens,
+                 [&](OpBuilder &b, Location loc, Value t, Value n, Value v) {
+        Value old = memref::LoadOp::create(b, loc, out, ValueRange{t, n});
+        memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, v),
+                                out, ValueRange{t, n});
+      });
+      memref::DeallocOp::create(b, loc, act);
     }
   });
 }

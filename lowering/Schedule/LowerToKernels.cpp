@@ -531,10 +531,33 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       args.push_back(buffer(experts.getUpScale()));
       args.push_back(buffer(experts.getDownScale()));
     }
+    std::optional<SharedExpert> shared;
+    if (Value sharedGate = experts.getSharedGate()) {
+      auto sharedType = cast<RankedTensorType>(sharedGate.getType());
+      for (Value w : {experts.getSharedUp(), experts.getSharedDown()})
+        if (cast<RankedTensorType>(w.getType()).getElementType() !=
+            sharedType.getElementType())
+          return op->emitOpError("the CPU lowering needs one element type "
+                                 "for the shared expert's weights");
+      WeightOperand sharedWeight =
+          weightOperand(sharedGate, experts.getSharedGateScale(),
+                        experts.getScaleLayoutAttr(), op, ok);
+      if (!ok)
+        return failure();
+      shared = SharedExpert{sharedType.getDimSize(0), sharedWeight};
+      args.push_back(buffer(sharedGate));
+      args.push_back(buffer(experts.getSharedUp()));
+      args.push_back(buffer(experts.getSharedDown()));
+      if (sharedWeight.blockScale) {
+        args.push_back(buffer(experts.getSharedGateScale()));
+        args.push_back(buffer(experts.getSharedUpScale()));
+        args.push_back(buffer(experts.getSharedDownScale()));
+      }
+    }
     args.push_back(counts);
     args.push_back(result);
     call(moeExperts(lib, count, inter, hidden, topK, weight,
-                    experts.getDispatch()),
+                    experts.getDispatch(), shared),
          args);
     return success();
   }

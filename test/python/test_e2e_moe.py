@@ -41,6 +41,15 @@ def test_forms_match_fp8_emulation(arch, form, synth_checkpoint, tmp_path):
     check_fp8(synth_checkpoint(arch), tmp_path, ["--moe", form], {}, PROMPT, steps=8)
 
 
+@pytest.mark.parametrize("form", ["dense", "sparse"])
+def test_fused_fp8_shared_expert(form, synth_checkpoint, tmp_path):
+    # Weights-only FP8: the shared expert's linears read the experts' input, so the sparse
+    # form folds them (with their scales) into the MoE kernel; dense leaves them apart.
+    check_fp8(synth_checkpoint("deepseek_v3"), tmp_path,
+              ["--quantize-activations=false", "--moe", form], {"activations": False},
+              PROMPT, steps=8)
+
+
 def moe_layers(model):
     return [layer.mlp for layer in model.layers if hasattr(layer.mlp, "routed")]
 

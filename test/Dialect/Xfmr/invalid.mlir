@@ -677,6 +677,39 @@ func.func @experts_result(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?
 
 // -----
 
+func.func @experts_shared_shape(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>,
+                                %g: tensor<4x6x8xf32>, %u: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>,
+                                %sg: tensor<12x8xf32>, %sd: tensor<8x10xf32>) {
+  // expected-error @+1 {{shared expert weights [12, 8], [12, 8], [8, 10] must be [inter, 8] twice and [8, inter]}}
+  %y = xfmr.moe_experts %x, %w, %i, %g, %u, %d shared(%sg, %sg, %sd : tensor<12x8xf32>, tensor<12x8xf32>, tensor<8x10xf32>)
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @experts_shared_rank(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>,
+                               %g: tensor<4x6x8xf32>, %u: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>,
+                               %sd: tensor<8x12xf32>) {
+  // expected-error @+1 {{expects shared gate weights [inter, hidden] of rank 2, got rank 3}}
+  %y = xfmr.moe_experts %x, %w, %i, %g, %u, %d shared(%g, %g, %sd : tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<8x12xf32>)
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @experts_shared_fp8_unscaled(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>,
+                                       %g: tensor<4x6x8xf32>, %u: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>,
+                                       %sg: tensor<12x8xf8E4M3FN>, %sd: tensor<8x12xf8E4M3FN>) {
+  // expected-error @+1 {{shared gate weights 'tensor<12x8xf8E4M3FN>' is FP8 and needs a scale tensor}}
+  %y = xfmr.moe_experts %x, %w, %i, %g, %u, %d shared(%sg, %sg, %sd : tensor<12x8xf8E4M3FN>, tensor<12x8xf8E4M3FN>, tensor<8x12xf8E4M3FN>)
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
 func.func @experts_fp8(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>,
                        %g: tensor<4x6x8xf8E4M3FN>, %u: tensor<4x6x8xf8E4M3FN>, %d: tensor<4x8x6xf8E4M3FN>) {
   // expected-error @+1 {{gate weights 'tensor<4x6x8xf8E4M3FN>' is FP8 and needs a scale tensor}}

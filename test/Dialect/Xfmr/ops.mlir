@@ -118,7 +118,7 @@ func.func @mla_latent(%q: tensor<?x4x24xf32>, %ckv: tensor<?x32xf32>, %kpe: tens
 
 // CHECK-LABEL: func.func @moe
 func.func @moe(%x: tensor<?x8xf32>, %g: tensor<4x8xf32>, %eg: tensor<4x6x8xf32>, %eu: tensor<4x6x8xf32>,
-               %ed: tensor<4x8x6xf32>) -> tensor<?x8xf32> {
+               %ed: tensor<4x8x6xf32>, %sg: tensor<6x8xf32>, %sd: tensor<8x6xf32>) -> tensor<?x8xf32> {
   // CHECK: xfmr.moe_gate %{{.+}}, %{{.+}} {norm_topk_prob = true, scoring = #xfmr<scoring softmax>, top_k = 2 : i64} : tensor<?x8xf32>, tensor<4x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
   %w, %i = xfmr.moe_gate %x, %g {scoring = #xfmr<scoring softmax>, top_k = 2 : i64, norm_topk_prob = true}
       : tensor<?x8xf32>, tensor<4x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
@@ -131,6 +131,11 @@ func.func @moe(%x: tensor<?x8xf32>, %g: tensor<4x8xf32>, %eg: tensor<4x6x8xf32>,
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
   // CHECK: xfmr.moe_experts {{.+}} {dispatch = #xfmr<moe_dispatch sparse>}
   %s = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch sparse>}
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  // A fused shared expert (DeepSeek).
+  // CHECK: xfmr.moe_experts {{.+}} shared(%{{.+}}, %{{.+}}, %{{.+}} : tensor<6x8xf32>, tensor<6x8xf32>, tensor<8x6xf32>) {dispatch = #xfmr<moe_dispatch sparse>}
+  %sh = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed shared(%sg, %sg, %sd : tensor<6x8xf32>, tensor<6x8xf32>, tensor<8x6xf32>)
+      {dispatch = #xfmr<moe_dispatch sparse>}
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
   // CHECK: xfmr.moe_experts {{[^{]+}} : tensor<?x8xf32>
   %d = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch dense>}

@@ -1,0 +1,162 @@
+"""MoE benchmark: a synthetic DeepSeek-V3-style model (64 routed experts, top-6, 2 shared,
+~1B parameters of which ~200M are active per token) compiled with each MoE evaluation
+form (`xfmr-compile --moe dense|sparse|sparse-prefill`). Decode tokens/s against the
+active-parameter roofline (the bytes one token must read, over the read bandwidth measured
+in the same run) and against the dense form; prefill tokens/s for a 512-token prompt.
+Writes docs/moe.md and bench/moe.json.
+
+Usage: /usr/bin/python3 bench/moe.py [--threads 2] [--quick]
+"""
+import argparse
+import json
+import sys
+import time
+
+from run import BIN, MODELS, PY, REPO, bandwidth, log, run, xfmr_stats
+
+#: DeepSeek-V3's shape scaled down: MLA, group-limited routing (8 groups, best 4), one
+#: dense layer first, then MoE layers of 64 routed experts (top 6) and 2 shared.
+CONFIG = {
+    "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 10,
+    "num_attention_heads": 8, "num_key_value_heads": 8, "vocab_size": 32000,
+    "max_position_embeddings": 4096, "first_k_dense_replace": 1,
+    "n_routed_experts": 64, "num_experts_per_tok": 6, "n_shared_experts": 2,
+    "moe_intermediate_size": 512, "n_group": 8, "topk_group": 4,
+    "q_lora_rank": 384, "kv_lora_rank": 256, "qk_nope_head_dim": 64,
+    "qk_rope_head_dim": 32, "v_head_dim": 64,
+}
+
+FORMS = [
+    ("dense", "every expert on every token, weighted 0 where not routed"),
+    ("sparse", "decode: each token's top-k experts; prefill: one grouped GEMM per expert"),
+    ("sparse-prefill", "token-by-token top-k dispatch in prefill too"),
+]
+
+
+def checkpoint(dtype):
+    folder = MODELS / f"moe-1b-{dtype}"
+    if not (folder / "config.json").exists():
+        log(f"generating {folder.name} (~1B parameters; takes a minute)")
+        sets = [f"{key}={value}" for key, value in CONFIG.items()]
+        run([PY, "-m", "xfmr.synth", "--arch", "deepseek_v3", "--preset", "500m", "--dtype",
+             dtype, "--seed", "0", "--out", folder, *[a for s in sets for a in ("--set", s)]])
+    return folder
+
+
+def active_bytes(folder):
+    """Bytes of the checkpoint's weights one decoded token reads: all of them, except that
+    a MoE layer reads top_k of its routed experts (shared experts always) and the embedding
+    one row."""
+    sys.path.insert(0, str(REPO / "python"))
+    from xfmr.safetensors import open_checkpoint
+
+    tensors = open_checkpoint(str(folder))
+    fraction = CONFIG["num_experts_per_tok"] / CONFIG["n_routed_experts"]
+    total = 0.0
+    for name in tensors.keys():
+        info = tensors.info(name)
+        if ".mlp.experts." in name:
+            total += (info.end - info.begin) * fraction
+        elif name == "model.embed_tokens.weight":
+            total += (info.end - info.begin) / info.shape[0]
+        else:
+            total += info.end - info.begin
+    return total
+
+
+def measure(folder, form, args):
+    artifact = MODELS / f"moe-1b-{form}.xfmr"
+    begin = time.perf_counter()
+    run([BIN / "xfmr-compile", folder, "-o", artifact, "--cpu", args.cpu, "--moe", form,
+         "--context", args.prompt + args.decode + 32])
+    compile_seconds = time.perf_counter() - begin
+    prefill = xfmr_stats(artifact, args.prompt, 1, args.threads)
+    gbps = bandwidth(args.threads)
+    decode = xfmr_stats(artifact, 16, args.decode + 1, args.threads)
+    gbps = max(gbps, bandwidth(args.threads))
+    counts = [c for layer in decode["expert_tokens"].values() for c in layer]
+    row = {"form": form, "compile_seconds": compile_seconds, "read_gb_per_s": gbps,
+           "weights_bytes": decode["weights_bytes"],
+           "parameter_count": decode["parameter_count"],
+           "prefill_tokens": args.prompt,
+           "prefill_tokens_per_s": prefill["prefill_tokens_per_s"],
+           "decode_tokens_per_s": decode["decode_tokens_per_s"],
+           "experts_used": sum(1 for c in counts if c), "experts_total": len(counts)}
+    log(f"{form}: prefill {row['prefill_tokens_per_s']:.1f} tok/s, decode "
+        f"{row['decode_tokens_per_s']:.1f} tok/s ({gbps:.1f} GB/s), compiled in "
+        f"{compile_seconds:.0f} s")
+    artifact.unlink()
+    return row
+
+
+def write(rows, args, active):
+    dense = next(r for r in rows if r["form"] == "dense")
+    lines = [
+        "# Mixture of experts: sparse dispatch and grouped expert GEMMs",
+        "",
+        "Measured by `bench/moe.py` (re-run it to refresh). A synthetic DeepSeek-V3-style",
+        f"model, bf16: {CONFIG['num_hidden_layers']} layers (MLA attention; the first dense,",
+        f"then MoE with {CONFIG['n_routed_experts']} routed experts, top "
+        f"{CONFIG['num_experts_per_tok']} in the best {CONFIG['topk_group']} of "
+        f"{CONFIG['n_group']} groups, {CONFIG['n_shared_experts']} shared experts), hidden "
+        f"{CONFIG['hidden_size']}, expert width {CONFIG['moe_intermediate_size']}:",
+        f"{rows[0]['parameter_count'] / 1e9:.2f}B parameters, "
+        f"{rows[0]['weights_bytes'] / 2**30:.2f} GiB of weights; one decoded token needs "
+        f"{active / 2**20:.0f} MiB of them (the *active* weights).",
+        f"{args.threads} threads, `--cpu {args.cpu}`; prefill of {args.prompt} tokens, "
+        f"{args.decode} decoded tokens after a 16-token prompt.",
+        "",
+        "The *active-parameter roofline* is the read bandwidth measured in the same run",
+        "(`xfmr-bandwidth`, best of two probes around the decode run) over the active bytes:",
+        "the fastest decode that reads each needed weight once. The dense form reads all",
+        "expert weights per token, and does `experts / top_k` times the needed arithmetic.",
+        "",
+        "| `--moe` | what runs | prefill tok/s | vs dense | decode tok/s | vs dense | "
+        "active roofline tok/s (GB/s) | of roofline |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        roofline = r["read_gb_per_s"] * 1e9 / active
+        what = dict(FORMS)[r["form"]]
+        lines.append(
+            f"| {r['form']} | {what} | {r['prefill_tokens_per_s']:.1f} | "
+            f"{r['prefill_tokens_per_s'] / dense['prefill_tokens_per_s']:.2f}x | "
+            f"{r['decode_tokens_per_s']:.1f} | "
+            f"{r['decode_tokens_per_s'] / dense['decode_tokens_per_s']:.2f}x | "
+            f"{roofline:.1f} ({r['read_gb_per_s']:.1f}) | "
+            f"{r['decode_tokens_per_s'] / roofline:.2f} |")
+    lines += [
+        "",
+        "Per-expert token counts come from the runtime (`xfmr-run --stats`, "
+        "`Session.stats[\"expert_tokens\"]`); in the decode runs above "
+        f"{rows[-1]['experts_used']} of {rows[-1]['experts_total']} (layer, expert) pairs "
+        "received tokens.",
+        "",
+        "Raw results: `bench/moe.json`.",
+        "",
+    ]
+    (REPO / "docs" / "moe.md").write_text("\n".join(lines))
+    (REPO / "bench" / "moe.json").write_text(
+        json.dumps({"config": CONFIG, "active_bytes": active, "threads": args.threads,
+                    "rows": rows}, indent=2) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu", default="native")
+    parser.add_argument("--prompt", type=int, default=512)
+    parser.add_argument("--decode", type=int, default=32)
+    args = parser.parse_args()
+    for tool in ["xfmr-compile", "xfmr-run", "xfmr-bandwidth"]:
+        if not (BIN / tool).exists():
+            sys.exit(f"bench: {BIN / tool} is not built (run scripts/build.sh)")
+    MODELS.mkdir(parents=True, exist_ok=True)
+    folder = checkpoint("bf16")
+    rows = [measure(folder, form, args) for form, _ in FORMS]
+    write(rows, args, active_bytes(folder))
+    log("wrote docs/moe.md and bench/moe.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+//===- FuseSharedExperts.cpp - shared SwiGLU into moe_experts ---*- C++ -*-===//
+//
+// add(moe_experts(x), down(swiglu(gate(x), up(x)))) -> moe_experts(x) with
+// shared(gate, up, down): the routed and shared experts run in one kernel.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/Xfmr/XfmrOps.h"
+#include "passes/Passes.h"
+
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+using namespace mlir;
+
+namespace xfmr {
+#define GEN_PASS_DEF_FUSESHAREDEXPERTS
+#include "passes/Passes.h.inc"
+} // namespace xfmr
+
+using namespace xfmr;
+
+namespace {
+/// A bias-free linear of `input` used only once, or null.
+LinearOp plainLinearOf(Value value, Value input) {
+  auto linear = value.getDefiningOp<LinearOp>();
+  if (!linear || linear.getBias() || !linear->hasOneUse() ||
+      linear.getInput() != input)
+    return {};
+  return linear;
+}
+
+struct FoldSharedExpert : OpRewritePattern<AddOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(AddOp add,
+                                PatternRewriter &rewriter) const override {
+    // The add is commutative: the routed experts may sit on either side.
+    for (auto [routedSide, sharedSide] :
+         {std::pair(add.getLhs(), add.getRhs()),
+          std::pair(add.getRhs(), add.getLhs())}) {
+      auto experts = routedSide.getDefiningOp<MoEExpertsOp>();
+      if (!experts || !experts->hasOneUse() || experts.getSharedGate())
+        continue;
+      auto down = sharedSide.getDefiningOp<LinearOp>();
+      if (!down || down.getBias() || !down->hasOneUse())
+        continue;
+      auto swiglu = down.getInput().getDefiningOp<SwiGLUOp>();
+      if (!swiglu || !swiglu->hasOneUse())
+        continue;
+      Value x = experts.getInput();
+      LinearOp gate = plainLinearOf(swiglu.getGate(), x);
+      LinearOp up = plainLinearOf(swiglu.getUp(), x);
+      if (!gate || !up || gate == up)
+        continue;
+      // FP8 shared weights must use the routed experts' scale layout.
+      ScaleLayoutAttr layout = experts.getScaleLayoutAttr();
+      bool scaled = gate.getScale() && up.getScale() && down.getScale();
+      bool unscaled = !gate.getScale() && !up.getScale() && !down.getScale();
+      if (!(unscaled || (scaled && gate.getScaleLayoutAttr() == layout &&
+                         up.getScaleLayoutAttr() == layout &&
+                         down.getScaleLayoutAttr() == layout)))
+        continue;
+      if (scaled && !layout)
+        continue;
+      rewriter.replaceOpWithNewOp<MoEExpertsOp>(
+          add, add.getType(), x, experts.getWeights(), experts.getIndices(),
+          experts.getGateWeight(), experts.getUpWeight(),
+          experts.getDownWeight(), experts.getGateScale(),
+          experts.getUpScale(), experts.getDownScale(), gate.getWeight(),
+          up.getWeight(), down.getWeight(), gate.getScale(), up.getScale(),
+          down.getScale(), layout, experts.getDispatchAttr());
+      return success();
+    }
+    return rewriter.notifyMatchFailure(add, "not routed + shared experts");
+  }
+};
+
+struct FuseSharedExpertsPass
+    : xfmr::impl::FuseSharedExpertsBase<FuseSharedExpertsPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateFuseSharedExpertsPatterns(patterns);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace
+
+void xfmr::populateFuseSharedExpertsPatterns(RewritePatternSet &patterns) {
+  patterns.add<FoldSharedExpert>(patterns.getContext());
+}
