@@ -4,11 +4,9 @@ bench/run.py: same checkpoint, same thread count, KV cache, greedy decoding.
 Usage: torch_llama.py CHECKPOINT --dtype bf16 --threads 2 --prompt 512 --decode 64
 Prints one JSON object with prefill and decode tokens/s.
 """
-import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 from xfmr.safetensors import open_checkpoint  # noqa: E402
+from torch_common import peer_parser, rms_norm, time_generation, torch_dtype  # noqa: E402
 
 
 class Llama:
@@ -36,9 +35,7 @@ class Llama:
         self.lm_head = self.w.get("lm_head.weight", self.w["model.embed_tokens.weight"])
 
     def rms(self, x, weight):
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return x32.to(self.dtype) * weight
+        return rms_norm(x, weight, self.eps)
 
     def rope(self, x, positions):
         angles = positions[:, None].double() * self.inv_freq[None, :]
@@ -81,31 +78,9 @@ class Llama:
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("checkpoint")
-    parser.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--prompt", type=int, default=512)
-    parser.add_argument("--decode", type=int, default=64)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = Llama(args.checkpoint, torch.bfloat16 if args.dtype == "bf16" else torch.float32)
-    prompt = [(7 * i + 3) % model.cfg["vocab_size"] for i in range(args.prompt)]
-    with torch.inference_mode():
-        model.forward(prompt[:8], model.new_cache(16), 0)  # warm-up
-        cache = model.new_cache(args.prompt + args.decode)
-        begin = time.perf_counter()
-        logits = model.forward(prompt, cache, 0)
-        prefill = time.perf_counter() - begin
-        token, begin = int(logits[-1].argmax()), time.perf_counter()
-        for step in range(args.decode):
-            token = int(model.forward([token], cache, args.prompt + step)[0].argmax())
-        decode = time.perf_counter() - begin
-    print(json.dumps({"peer": f"pytorch {torch.__version__} eager {args.dtype}",
-                      "threads": args.threads,
-                      "prefill_tokens_per_s": args.prompt / prefill,
-                      "decode_tokens_per_s": args.decode / decode}))
-
+    args = peer_parser(decode=64).parse_args()
+    model = Llama(args.checkpoint, torch_dtype(args))
+    time_generation(model, args)
 
 if __name__ == "__main__":
     main()
