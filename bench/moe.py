@@ -139,6 +139,16 @@ def write(rows, args, active, peer):
     lines.append(f"| PyTorch eager | {peer['peer']}, `moe_infer` | "
                  f"{peer['prefill_tokens_per_s']:.1f} | - | 1.00x | "
                  f"{peer['decode_tokens_per_s']:.1f} | - | 1.00x | - | - |")
+    sparse = next(r for r in rows if r["form"] == "sparse")
+    fraction = {r["form"]: r["decode_tokens_per_s"] * (r["weights_bytes"] if r["form"] == "dense"
+                                                         else active) / r["read_gb_per_s"]
+                for r in (dense, sparse)}
+    lines += [
+        "",
+        f"At equal bandwidth, sparse decode is {fraction['sparse'] / fraction['dense'] * dense['weights_bytes'] / active:.1f}x "
+        "the dense form (the ratio of their roofline fractions times all weights over the "
+        "active ones).",
+    ]
     lines += [
         "",
         "Per-expert token counts come from the runtime (`xfmr-run --stats`, "
@@ -152,6 +162,7 @@ def write(rows, args, active, peer):
     (REPO / "docs" / "moe.md").write_text("\n".join(lines))
     (REPO / "bench" / "moe.json").write_text(
         json.dumps({"config": CONFIG, "active_bytes": active, "threads": args.threads,
+                    "cpu": args.cpu, "prompt": args.prompt, "decode": args.decode,
                     "rows": rows, "pytorch": peer}, indent=2) + "\n")
 
 
@@ -161,7 +172,15 @@ def main():
     parser.add_argument("--cpu", default="native")
     parser.add_argument("--prompt", type=int, default=512)
     parser.add_argument("--decode", type=int, default=32)
+    parser.add_argument("--rewrite", action="store_true",
+                        help="only rewrite docs/moe.md from bench/moe.json")
     args = parser.parse_args()
+    if args.rewrite:
+        saved = json.loads((REPO / "bench" / "moe.json").read_text())
+        for key in ("threads", "cpu", "prompt", "decode"):
+            setattr(args, key, saved.get(key, getattr(args, key)))
+        write(saved["rows"], args, saved["active_bytes"], saved["pytorch"])
+        return
     for tool in ["xfmr-compile", "xfmr-run", "xfmr-bandwidth"]:
         if not (BIN / tool).exists():
             sys.exit(f"bench: {BIN / tool} is not built (run scripts/build.sh)")
