@@ -231,8 +231,17 @@ Error xfmr::compileModel(const CompileOptions &options,
       options.mlaCache != "latent")
     return createStringError("unknown MLA cache '" + options.mlaCache +
                              "' (expected expanded or latent)");
+  if (!options.mlaAbsorb.empty() && options.mlaAbsorb != "runtime" &&
+      options.mlaAbsorb != "compile-time")
+    return createStringError("unknown MLA absorption '" + options.mlaAbsorb +
+                             "' (expected runtime or compile-time)");
+  if (options.mlaAbsorb == "compile-time" && options.mlaCache != "latent")
+    return createStringError("--mla-absorb compile-time needs --mla-cache "
+                             "latent (absorption is what the latent cache "
+                             "does)");
   if (options.mlaCache == "latent")
-    pm.addPass(createAbsorbMLA());
+    pm.addPass(createAbsorbMLA(
+        AbsorbMLAOptions{options.mlaAbsorb == "compile-time"}));
   if (!options.kvCache.empty() || options.kvWindow > 0) {
     std::string parseErrors;
     raw_string_ostream errorStream(parseErrors);
@@ -303,6 +312,9 @@ Error xfmr::compileModel(const CompileOptions &options,
                                          {"kv_cache", options.kvCache.empty()
                                                           ? std::string("f32")
                                                           : options.kvCache},
+                                         {"mla_absorb", options.mlaAbsorb.empty()
+                                                            ? std::string("runtime")
+                                                            : options.mlaAbsorb},
                                          {"kv_window", options.kvWindow},
                                          {"kv_sinks", options.kvSinks},
                                          {"moe", options.moe.empty()

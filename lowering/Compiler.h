@@ -47,6 +47,9 @@ struct CompileOptions {
   /// "" or "expanded" (MLA caches per-head keys and values) or "latent"
   /// (xfmr-absorb-mla: only c_KV and k_pe, attention in latent space).
   std::string mlaCache;
+  /// With a latent MLA cache: "" or "runtime" (W_UK/W_UV applied per token)
+  /// or "compile-time" (folded into the query projection and o_proj).
+  std::string mlaAbsorb;
   /// How MoE layers run: "" or "sparse" (xfmr-sparsify-moe: decode runs each
   /// token's top-k experts, prefill grouped expert GEMMs), "sparse-prefill"
   /// (token-by-token dispatch in prefill too) or "dense" (every expert on

@@ -125,8 +125,9 @@ struct CompressKVCachePass
                                                                    converter);
     populateReturnOpTypeConversionPattern(patterns, converter);
     patterns.add<ConvertCacheTypes<AttentionOp>,
-                 ConvertCacheTypes<MLAAttentionOp>>(converter, context,
-                                                    eviction);
+                 ConvertCacheTypes<MLAAttentionOp>,
+                 ConvertCacheTypes<MLALatentAttentionOp>>(converter, context,
+                                                          eviction);
     if (failed(applyFullConversion(getOperation(), legal, std::move(patterns))))
       return signalPassFailure();
     if (eviction.window)
@@ -150,6 +151,8 @@ struct CompressKVCachePass
         window = attention.getSlidingWindow();
       else if (auto mla = dyn_cast<MLAAttentionOp>(op))
         window = mla.getSlidingWindow();
+      else if (auto latent = dyn_cast<MLALatentAttentionOp>(op))
+        window = latent.getSlidingWindow();
       if (window) {
         op->emitError() << "xfmr-compress-kv-cache: the model already "
                            "attends through a sliding window of "

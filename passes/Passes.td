@@ -104,7 +104,20 @@ def AbsorbMLA : Pass<"xfmr-absorb-mla", "::mlir::ModuleOp"> {
     latent space: W_UK is applied to the query and W_UV to the attention
     output, so keys and values are never expanded. Same function, fewer
     bytes: 57x fewer per token for DeepSeek-V3's shape.
+
+    By default the products with W_UK and W_UV are applied per token. With
+    `fold`, they are computed at compile time instead: the query projection
+    becomes one projection straight into latent space (per head W_UK^T times
+    its no-rope rows) and one for its rope rows, `o_proj` absorbs W_UV, and
+    attention becomes `xfmr.mla_latent_attention`; the folded weights are
+    `xfmr.fold_mla_weight`s the packer evaluates in double precision. This
+    needs high-precision query, `kv_b` and `o_proj` weights.
   }];
+  let options = [
+    Option<"fold", "fold", "bool", "false",
+           "Fold W_UK into the query projection and W_UV into o_proj at "
+           "compile time">
+  ];
   let dependentDialects = ["::xfmr::XfmrDialect"];
 }
 

@@ -199,7 +199,8 @@ void compile(const std::string &model, const std::string &output,
              const std::string &dumpIRAfter, const std::string &quantize,
              const std::string &quantizeOptions, const std::string &kvCache,
              const std::string &mlaCache, int64_t kvWindow, int64_t kvSinks,
-             const std::string &moe, const py::object &progress) {
+             const std::string &moe, const std::string &mlaAbsorb,
+             const py::object &progress) {
   CompileOptions options;
   options.model = model;
   options.output = output;
@@ -216,6 +217,7 @@ void compile(const std::string &model, const std::string &output,
   options.kvWindow = kvWindow;
   options.kvSinks = kvSinks;
   options.moe = moe;
+  options.mlaAbsorb = mlaAbsorb;
 
   // A failing callback stops reporting; its exception is raised after the
   // compiler returns (the compiler cannot be unwound through).
@@ -518,7 +520,7 @@ PYBIND11_MODULE(_xfmr, m) {
         py::arg("weights"), py::arg("opt_level"), py::arg("dump_ir_after"),
         py::arg("quantize"), py::arg("quantize_options"), py::arg("kv_cache"),
         py::arg("mla_cache"), py::arg("kv_window"), py::arg("kv_sinks"),
-        py::arg("moe"), py::arg("progress"),
+        py::arg("moe"), py::arg("mla_absorb"), py::arg("progress"),
         "Compiles a checkpoint folder or .mlir file into an artifact "
         "(xfmr::compileModel). Releases the GIL.");
   m.def(

@@ -43,6 +43,16 @@ def Xfmr_MoEDispatch : I32EnumAttr<"MoEDispatch", "how xfmr.moe_experts is evalu
 }
 def Xfmr_MoEDispatchAttr : EnumAttr<Xfmr_Dialect, Xfmr_MoEDispatch, "moe_dispatch">;
 
+def Xfmr_MLAFold : I32EnumAttr<"MLAFold", "which MLA weight product xfmr.fold_mla_weight computes", [
+    I32EnumAttrCase<"query_latent", 0>, // per head W_UK^T . (no-rope rows of the query weight)
+    I32EnumAttrCase<"query_rope", 1>,   // the rope rows of the query weight
+    I32EnumAttrCase<"output", 2>        // per head (o_proj columns) . W_UV
+  ]> {
+  let cppNamespace = "::xfmr";
+  let genSpecializedAttr = 0;
+}
+def Xfmr_MLAFoldAttr : EnumAttr<Xfmr_Dialect, Xfmr_MLAFold, "mla_fold">;
+
 def Xfmr_ScaleKind : I32EnumAttr<"ScaleKind", "granularity of quantization scales", [
     I32EnumAttrCase<"per_tensor", 0>,
     I32EnumAttrCase<"per_channel", 1>,

@@ -481,6 +481,99 @@ LogicalResult MLAAttentionOp::verify() {
   return verifyScaleAttr(*this, getScale().convertToDouble());
 }
 
+LogicalResult MLALatentAttentionOp::verify() {
+  if (failed(checkRank(*this, getQueryLatent(), 3,
+                       "a latent query [tokens, heads, rank]")) ||
+      failed(checkRank(*this, getQueryRope(), 3,
+                       "a rope query [tokens, heads, rope_dim]")) ||
+      failed(checkRank(*this, getLatent(), 2, "a latent [tokens, rank]")) ||
+      failed(checkRank(*this, getRopeKey(), 3,
+                       "a rope key [tokens, 1, rope_dim]")) ||
+      failed(checkRank(*this, getOutput(), 3,
+                       "an output [tokens, heads, rank]")))
+    return failure();
+  ArrayRef<int64_t> ql = getQueryLatent().getType().getShape();
+  ArrayRef<int64_t> qr = getQueryRope().getType().getShape();
+  ArrayRef<int64_t> latent = getLatent().getType().getShape();
+  ArrayRef<int64_t> ropeKey = getRopeKey().getType().getShape();
+  ArrayRef<int64_t> out = getOutput().getType().getShape();
+  for (int64_t tokens : {qr[0], latent[0], ropeKey[0], out[0]})
+    if (!sizesAgree(ql[0], tokens))
+      return emitOpError() << "token counts of the queries, latent, rope key "
+                              "and output differ";
+  if (ropeKey[1] != 1)
+    return emitOpError() << "rope key is shared by all heads and must have 1 "
+                            "head, got "
+                         << ropeKey[1];
+  if (qr[1] != ql[1] || out[1] != ql[1])
+    return emitOpError() << "latent query, rope query and output must have "
+                            "the same heads, got "
+                         << ql[1] << ", " << qr[1] << ", " << out[1];
+  LatentCacheType cache = getCache().getType();
+  int64_t rank = cache.getLatentDim(), ropeDim = cache.getRopeDim();
+  if (ql[2] != rank || latent[1] != rank || out[2] != rank)
+    return emitOpError() << "latent query, latent and output must have the "
+                            "cache's latent_dim "
+                         << rank;
+  if (qr[2] != ropeDim || ropeKey[2] != ropeDim)
+    return emitOpError() << "rope query and rope key must have the cache's "
+                            "rope_dim "
+                         << ropeDim;
+  if (failed(verifyWindow(*this, getSlidingWindow(), getSinks(),
+                          cache.getCapacity())))
+    return failure();
+  return verifyScaleAttr(*this, getScale().convertToDouble());
+}
+
+LogicalResult FoldMLAWeightOp::verify() {
+  if (failed(checkRank(*this, getWeight(), 2, "a weight [rows, columns]")))
+    return failure();
+  ArrayRef<int64_t> w = tensorType(getWeight()).getShape();
+  int64_t heads = getHeads(), nope = getNope(), rope = getRope();
+  int64_t vDim = getValueDim();
+  bool needsKvB = getKind() != MLAFold::query_rope;
+  if (needsKvB != static_cast<bool>(getKvB()))
+    return emitOpError() << stringifyMLAFold(getKind())
+                         << (needsKvB ? " needs" : " takes no")
+                         << " kv_b weight";
+  if (isFloat8(tensorType(getWeight()).getElementType()) ||
+      (getKvB() && isFloat8(tensorType(getKvB()).getElementType())))
+    return emitOpError() << "folds high-precision weights only, not FP8";
+  int64_t rank = 0;
+  if (needsKvB) {
+    if (failed(checkRank(*this, getKvB(), 2,
+                         "a kv_b weight [heads * (nope + v), rank]")))
+      return failure();
+    ArrayRef<int64_t> kvB = tensorType(getKvB()).getShape();
+    if (kvB[0] != heads * (nope + vDim))
+      return emitOpError() << "kv_b weight has " << kvB[0]
+                           << " rows, expected " << heads * (nope + vDim);
+    rank = kvB[1];
+  }
+  SmallVector<int64_t> expected;
+  switch (getKind()) {
+  case MLAFold::query_latent:
+  case MLAFold::query_rope:
+    if (w[0] != heads * (nope + rope))
+      return emitOpError() << "query weight has " << w[0]
+                           << " rows, expected " << heads * (nope + rope);
+    expected = {heads * (getKind() == MLAFold::query_latent ? rank : rope),
+                w[1]};
+    break;
+  case MLAFold::output:
+    if (w[1] != heads * vDim)
+      return emitOpError() << "output weight has " << w[1]
+                           << " columns, expected " << heads * vDim;
+    expected = {w[0], heads * rank};
+    break;
+  }
+  ArrayRef<int64_t> result = getResult().getType().getShape();
+  if (result != ArrayRef<int64_t>(expected))
+    return emitOpError() << "result must be " << shapeString(expected)
+                         << ", got " << shapeString(result);
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // Mixture of experts
 //===----------------------------------------------------------------------===//

@@ -330,6 +330,74 @@ def Xfmr_MLAAttentionOp : Xfmr_Op<"mla_attention",
   let hasVerifier = 1;
 }
 
+def Xfmr_MLALatentAttentionOp : Xfmr_Op<"mla_latent_attention",
+    [Pure, AllTypesMatch<["cache", "new_cache"]>]> {
+  let summary = "MLA attention in latent space, weights absorbed at compile time";
+  let description = [{
+    The form of `xfmr.mla_attention` over a latent cache after
+    `xfmr-absorb-mla{fold=true}` has folded `W_UK` into the query weight and
+    `W_UV` into the output projection: operands are the query already in
+    latent space `query_latent` `[tokens, heads, kv_lora_rank]`, its rotated
+    rope part `query_rope` `[tokens, heads, qk_rope]`, the normalized latent
+    `[tokens, kv_lora_rank]` and the rotated `rope_key` `[tokens, 1,
+    qk_rope]` to append to the cache. Scores are `q_lat . c_KV + q_pe .
+    k_pe` times `scale`; the result is the softmax-weighted sum of the cached
+    latents, `[tokens, heads, kv_lora_rank]`, which the folded output
+    projection reads. `sliding_window` and `sinks` as on `xfmr.attention`.
+    ```mlir
+    %o, %c1 = xfmr.mla_latent_attention %ql, %qr, %ckv, %kpe, %c0[%start] {scale = 0.2 : f64}
+        : tensor<?x4x32xf32>, tensor<?x4x8xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>,
+          !xfmr.latent_cache<f32, capacity = 64, latent_dim = 32, rope_dim = 8>
+        -> tensor<?x4x32xf32>
+    ```
+  }];
+  let arguments = (ins Xfmr_ActTensor:$query_latent, Xfmr_ActTensor:$query_rope,
+                       Xfmr_ActTensor:$latent, Xfmr_ActTensor:$rope_key,
+                       Xfmr_LatentCacheType:$cache, Index:$start, F64Attr:$scale,
+                       OptionalAttr<I64Attr>:$sliding_window,
+                       OptionalAttr<I64Attr>:$sinks);
+  let results = (outs Xfmr_ActTensor:$output, Xfmr_LatentCacheType:$new_cache);
+  let assemblyFormat = [{
+    $query_latent `,` $query_rope `,` $latent `,` $rope_key `,` $cache `[` $start `]`
+    attr-dict `:` type($query_latent) `,` type($query_rope) `,` type($latent) `,`
+    type($rope_key) `,` qualified(type($cache)) `->` type($output)
+  }];
+  let hasVerifier = 1;
+}
+
+def Xfmr_FoldMLAWeightOp : Xfmr_Op<"fold_mla_weight", [Pure]> {
+  let summary = "an MLA weight with W_UK or W_UV folded in, computed at compile time";
+  let description = [{
+    Products of checkpoint weights that `xfmr-absorb-mla{fold=true}` uses,
+    evaluated (in double precision) when the artifact is packed. `weight` is
+    the query projection (`q_b_proj`, or `q_proj` without a query LoRA)
+    `[heads * (nope + rope), in]` or `o_proj` `[hidden, heads * value_dim]`;
+    `kv_b` is `kv_b_proj` `[heads * (nope + value_dim), rank]`:
+    - `query_latent`: per head `W_UK_h^T W_q,nope,h`, `[heads * rank, in]`
+      (the query in latent space straight from the projection's input);
+    - `query_rope`: the rope rows of the query projection, `[heads * rope,
+      in]` (no `kv_b`);
+    - `output`: per head `W_o,h W_UV_h`, `[hidden, heads * rank]` (the
+      output projection reading the latent attention output).
+    ```mlir
+    %wq = xfmr.fold_mla_weight %qb, %kvb {kind = #xfmr<mla_fold query_latent>, heads = 4 : i64,
+        nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
+        : tensor<96x24xf32>, tensor<128x32xf32> -> tensor<128x24xf32>
+    ```
+  }];
+  let arguments = (ins Xfmr_WeightTensor:$weight, Optional<Xfmr_WeightTensor>:$kv_b,
+                       Xfmr_MLAFoldAttr:$kind,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$heads,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$nope,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$rope,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$value_dim);
+  let results = (outs RankedTensorOf<[F32]>:$result);
+  let assemblyFormat = [{
+    $weight (`,` $kv_b^)? attr-dict `:` type($weight) (`,` type($kv_b)^)? `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Mixture of experts
 //===----------------------------------------------------------------------===//

@@ -1,6 +1,7 @@
 //===- ArtifactWriter.cpp - pack code, weights and manifest -----*- C++ -*-===//
 
 #include "lowering/Artifact/ArtifactWriter.h"
+#include "lowering/Artifact/MLAFold.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
 #include "import/Checkpoint.h"
@@ -114,6 +115,22 @@ std::vector<double> toDoubles(StringRef bytes, Type element) {
   return values;
 }
 
+/// Reads a high-precision checkpoint weight as doubles, checking its size.
+llvm::Expected<std::vector<double>> readDoubles(const Checkpoint &checkpoint,
+                                                StringRef name,
+                                                RankedTensorType type) {
+  llvm::Expected<std::string> bytes = readWeightBytes(checkpoint, name);
+  if (!bytes)
+    return bytes.takeError();
+  std::vector<double> values = toDoubles(*bytes, type.getElementType());
+  if (int64_t(values.size()) != type.getNumElements())
+    return llvm::createStringError("weight '" + name.str() + "' has " +
+                                   std::to_string(values.size()) +
+                                   " elements, expected " +
+                                   std::to_string(type.getNumElements()));
+  return values;
+}
+
 /// The FP8 codes and scales of a weight quantized at compile time, per
 /// leading (expert) index when the weight is stacked.
 llvm::Error quantizeWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
@@ -123,15 +140,11 @@ llvm::Error quantizeWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
       cast<RankedTensorType>(entry.getAs<TypeAttr>("source_type").getValue());
   auto layout = entry.getAs<ScaleLayoutAttr>("layout");
   auto type = cast<RankedTensorType>(entry.getAs<TypeAttr>("type").getValue());
-  llvm::Expected<std::string> bytes = readWeightBytes(checkpoint, name);
-  if (!bytes)
-    return bytes.takeError();
-  std::vector<double> values = toDoubles(*bytes, source.getElementType());
-  if (int64_t(values.size()) != source.getNumElements())
-    return llvm::createStringError("weight '" + name.str() + "' has " +
-                                   std::to_string(values.size()) +
-                                   " elements, expected " +
-                                   std::to_string(source.getNumElements()));
+  llvm::Expected<std::vector<double>> read =
+      readDoubles(checkpoint, name, source);
+  if (!read)
+    return read.takeError();
+  std::vector<double> &values = *read;
   ArrayRef<int64_t> shape = source.getShape();
   int64_t rows = shape[shape.size() - 2], cols = shape.back();
   int64_t matrices = source.getNumElements() / (rows * cols);
@@ -153,6 +166,39 @@ llvm::Error quantizeWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
   }
   scales.assign(reinterpret_cast<const char *>(scaleValues.data()),
                 scaleValues.size() * sizeof(float));
+  return llvm::Error::success();
+}
+
+/// A folded MLA weight (xfmr.fold_mla_weight): W_UK/W_UV multiplied into
+/// the query projection or o_proj, in double precision, stored as f32.
+llvm::Error foldWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
+                       std::string &data) {
+  StringRef name = entry.getAs<StringAttr>("name").getValue();
+  auto source =
+      cast<RankedTensorType>(entry.getAs<TypeAttr>("source_type").getValue());
+  llvm::Expected<std::vector<double>> weight =
+      readDoubles(checkpoint, name, source);
+  if (!weight)
+    return weight.takeError();
+  std::vector<double> kvB;
+  MLAFoldShape shape{intAttr(entry, "heads"), intAttr(entry, "nope"),
+                     intAttr(entry, "rope"), intAttr(entry, "value_dim"), 0};
+  if (auto kvBName = entry.getAs<StringAttr>("kv_b")) {
+    auto kvBType =
+        cast<RankedTensorType>(entry.getAs<TypeAttr>("kv_b_type").getValue());
+    llvm::Expected<std::vector<double>> values =
+        readDoubles(checkpoint, kvBName.getValue(), kvBType);
+    if (!values)
+      return values.takeError();
+    kvB = std::move(*values);
+    shape.rank = kvBType.getDimSize(1);
+  }
+  StringRef kind = entry.getAs<StringAttr>("transform").getValue();
+  std::vector<float> folded =
+      foldMLAWeight(kind.drop_front(4), *weight, source.getDimSize(0),
+                    source.getDimSize(1), kvB, shape);
+  data.assign(reinterpret_cast<const char *>(folded.data()),
+              folded.size() * sizeof(float));
   return llvm::Error::success();
 }
 
@@ -252,12 +298,18 @@ llvm::Error xfmr::writeArtifact(
     for (int64_t size : type.getShape())
       shape.push_back(size);
     int64_t offset = intAttr(dict, "offset"), bytes = intAttr(dict, "bytes");
-    tensors.push_back(llvm::json::Object{
+    llvm::json::Object tensor{
         {"name", dict.getAs<StringAttr>("name").getValue().str()},
         {"offset", offset},
         {"bytes", bytes},
         {"dtype", dtypeOf(type.getElementType())},
-        {"shape", std::move(shape)}});
+        {"shape", std::move(shape)}};
+    // Derived at compile time from the named checkpoint tensor(s).
+    if (auto transform = dict.getAs<StringAttr>("transform"))
+      tensor["transform"] = transform.getValue().str();
+    if (auto kvB = dict.getAs<StringAttr>("kv_b"))
+      tensor["kv_b"] = kvB.getValue().str();
+    tensors.push_back(std::move(tensor));
     parameters += type.getNumElements();
     weightBytes = std::max(weightBytes, offset + bytes);
   }
@@ -381,7 +433,9 @@ llvm::Error xfmr::writeArtifact(
         data = raw ? std::move(*raw) : std::string();
       } else {
         std::string key = name.str() + "#" + std::to_string(bytes);
-        if (transform.getValue() == "fp8_codes") {
+        if (transform.getValue().starts_with("mla_")) {
+          error = foldWeight(*contents.checkpoint, dict, data);
+        } else if (transform.getValue() == "fp8_codes") {
           std::string scales;
           error = quantizeWeight(*contents.checkpoint, dict, data, scales);
           pendingScales[name.str()] = std::move(scales);

@@ -96,12 +96,25 @@ kernels::LatentCacheFormat latentFormat(LatentCacheType cache) {
           weightFormatOf(cache.ropeElementType()), cache.scaleBlocks()};
 }
 
-/// True when every user of `weight` quantizes it: only the derived codes
-/// and scales are stored.
-bool onlyQuantized(WeightOp weight) {
+/// True when every user of `weight` derives another weight from it at
+/// compile time (FP8 codes and scales, folded MLA products): only those are
+/// stored.
+bool onlyDerived(WeightOp weight) {
   return !weight->use_empty() &&
-         llvm::all_of(weight->getUsers(),
-                      [](Operation *user) { return isa<QuantizeOp>(user); });
+         llvm::all_of(weight->getUsers(), [](Operation *user) {
+           return isa<QuantizeOp, FoldMLAWeightOp>(user);
+         });
+}
+
+/// The blob slot of a folded MLA weight, keyed by its sources and kind.
+std::string foldedWeightKey(FoldMLAWeightOp fold) {
+  std::string key = "fold#" + stringifyMLAFold(fold.getKind()).str() + "#" +
+                    cast<WeightOp>(fold.getWeight().getDefiningOp())
+                        .getName()
+                        .str();
+  if (Value kvB = fold.getKvB())
+    key += "#" + cast<WeightOp>(kvB.getDefiningOp()).getName().str();
+  return key;
 }
 
 /// Where each layer's cache lives in the cache blob.
@@ -151,6 +164,11 @@ private:
                               bool &ok);
 
   LogicalResult emitOp(Operation *op);
+  /// Appends `latent` and `ropeKey` at `start` to the latent cache value
+  /// `cache`, binds `newCache` to the same storage and returns it (latent,
+  /// [scales], k_pe) for the attention kernel.
+  SmallVector<Value> appendLatent(Value cache, Value newCache, Value latent,
+                                  Value ropeKey, std::optional<int64_t> sinks);
 
   KernelLibrary &lib;
   const llvm::StringMap<WeightSlot> &weights;
@@ -208,6 +226,30 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
   return operand;
 }
 
+SmallVector<Value> ScheduleEmitter::appendLatent(Value cache, Value newCache,
+                                                 Value latent, Value ropeKey,
+                                                 std::optional<int64_t> sinks) {
+  auto type = cast<LatentCacheType>(cache.getType());
+  Value cacheBuffer = buffer(cache);
+  Value scales = cacheScales.lookup(cache);
+  Value ropeBuffer = latentRope.lookup(cache);
+  SmallVector<Value> storage{cacheBuffer};
+  if (scales)
+    storage.push_back(scales);
+  storage.push_back(ropeBuffer);
+  SmallVector<Value> writeArgs{buffer(latent), buffer(ropeKey)};
+  writeArgs.append(storage);
+  writeArgs.push_back(start);
+  call(latentCacheWrite(lib, type.getCapacity(), type.getLatentDim(),
+                        type.getRopeDim(), latentFormat(type), sinks),
+       writeArgs);
+  bind(newCache, cacheBuffer, false);
+  if (scales)
+    cacheScales[newCache] = scales;
+  latentRope[newCache] = ropeBuffer;
+  return storage;
+}
+
 LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   auto outOrLogits = [&](Value result, ArrayRef<int64_t> trailing) {
     // The op producing the returned logits writes straight into the
@@ -221,7 +263,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   };
 
   if (auto weight = dyn_cast<WeightOp>(op)) {
-    if (onlyQuantized(weight))
+    if (onlyDerived(weight))
       return success(); // its quantize reads the packed codes instead
     const WeightSlot &slot = weights.find(weight.getName())->second;
     auto type = MemRefType::get(
@@ -392,21 +434,10 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       absorbArgs.push_back(queryLatent);
       call(mlaAbsorbQuery(lib, heads, nope, ropeDim, valueDim, rank, weight),
            absorbArgs);
-      Value cacheBuffer = buffer(mla.getCache());
-      Value latentScales = cacheScales.lookup(mla.getCache());
-      Value ropeBuffer = latentRope.lookup(mla.getCache());
-      SmallVector<Value> storage{cacheBuffer};
-      if (latentScales)
-        storage.push_back(latentScales);
-      storage.push_back(ropeBuffer);
+      SmallVector<Value> storage =
+          appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
+                       mla.getRopeKey(), sinks);
       kernels::LatentCacheFormat format = latentFormat(latentCache);
-      SmallVector<Value> writeArgs{buffer(mla.getLatent()),
-                                   buffer(mla.getRopeKey())};
-      writeArgs.append(storage);
-      writeArgs.push_back(start);
-      call(latentCacheWrite(lib, latentCache.getCapacity(), rank, ropeDim,
-                            format, sinks),
-           writeArgs);
       Value outputLatent = alloc({heads, rank});
       SmallVector<Value> attendArgs{queryLatent, buffer(mla.getQuery())};
       attendArgs.append(storage);
@@ -424,10 +455,6 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       call(mlaAbsorbOutput(lib, heads, nope, valueDim, rank, weight),
            outputArgs);
       memref::DeallocOp::create(*b, loc, outputLatent);
-      bind(mla.getNewCache(), cacheBuffer, false);
-      if (latentScales)
-        cacheScales[mla.getNewCache()] = latentScales;
-      latentRope[mla.getNewCache()] = ropeBuffer;
       return success();
     }
     auto cache = cast<KVCacheType>(mla.getCache().getType());
@@ -559,6 +586,40 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     call(moeExperts(lib, count, inter, hidden, topK, weight,
                     experts.getDispatch(), shared),
          args);
+    return success();
+  }
+  if (auto fold = dyn_cast<FoldMLAWeightOp>(op)) {
+    // Evaluated at compile time: a view of the packed product.
+    const WeightSlot &slot = weights.find(foldedWeightKey(fold))->second;
+    bind(fold.getResult(),
+         memref::ViewOp::create(
+             *b, loc, MemRefType::get(slot.type.getShape(), b->getF32Type()),
+             weightBlob, index(*b, loc, slot.offset), ValueRange{}),
+         false);
+    return success();
+  }
+  if (auto mla = dyn_cast<MLALatentAttentionOp>(op)) {
+    std::optional<int64_t> window, sinks;
+    if (auto w = mla.getSlidingWindow())
+      window = int64_t(*w);
+    if (auto s = mla.getSinks())
+      sinks = int64_t(*s);
+    LatentCacheType cache = mla.getCache().getType();
+    int64_t heads = mla.getQueryLatent().getType().getDimSize(1);
+    int64_t rank = cache.getLatentDim(), ropeDim = cache.getRopeDim();
+    SmallVector<Value> storage =
+        appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
+                     mla.getRopeKey(), sinks);
+    // The rope query is the whole "query" of the kernel (no no-rope part).
+    SmallVector<Value> attendArgs{buffer(mla.getQueryLatent()),
+                                  buffer(mla.getQueryRope())};
+    attendArgs.append(storage);
+    attendArgs.push_back(start);
+    attendArgs.push_back(outOrLogits(mla.getOutput(), {heads, rank}));
+    call(latentAttend(lib, cache.getCapacity(), heads, /*nope=*/0, ropeDim,
+                      rank, mla.getScale().convertToDouble(),
+                      latentFormat(cache), window, sinks),
+         attendArgs);
     return success();
   }
   if (auto quantize = dyn_cast<QuantizeOp>(op)) {
@@ -848,7 +909,7 @@ void LowerToKernelsPass::runOnOperation() {
   for (func::FuncOp func : entries) {
     func.walk([&](Operation *op) {
       if (auto weight = dyn_cast<WeightOp>(op)) {
-        if (onlyQuantized(weight))
+        if (onlyDerived(weight))
           return;
         if (!addSlot(weight.getName(), weight.getType(),
                      {builder.getNamedAttr("name", weight.getNameAttr())})) {
@@ -856,6 +917,36 @@ void LowerToKernelsPass::runOnOperation() {
                                << "' is used with two types";
           signalPassFailure();
         }
+        return;
+      }
+      if (auto fold = dyn_cast<FoldMLAWeightOp>(op)) {
+        auto source = fold.getWeight().getDefiningOp<WeightOp>();
+        auto kvB = fold.getKvB() ? fold.getKvB().getDefiningOp<WeightOp>()
+                                 : WeightOp();
+        if (!source || (fold.getKvB() && !kvB)) {
+          fold.emitOpError("folds checkpoint weights (xfmr.weight) only");
+          signalPassFailure();
+          return;
+        }
+        SmallVector<NamedAttribute> description{
+            builder.getNamedAttr("name", source.getNameAttr()),
+            builder.getNamedAttr(
+                "transform",
+                builder.getStringAttr("mla_" +
+                                      stringifyMLAFold(fold.getKind()).str())),
+            builder.getNamedAttr("source_type", TypeAttr::get(source.getType())),
+            builder.getNamedAttr("heads", fold.getHeadsAttr()),
+            builder.getNamedAttr("nope", fold.getNopeAttr()),
+            builder.getNamedAttr("rope", fold.getRopeAttr()),
+            builder.getNamedAttr("value_dim", fold.getValueDimAttr())};
+        if (kvB) {
+          description.push_back(
+              builder.getNamedAttr("kv_b", kvB.getNameAttr()));
+          description.push_back(builder.getNamedAttr(
+              "kv_b_type", TypeAttr::get(kvB.getType())));
+        }
+        addSlot(foldedWeightKey(fold), fold.getResult().getType(),
+                description);
         return;
       }
       auto quantize = dyn_cast<QuantizeOp>(op);

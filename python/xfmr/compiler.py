@@ -22,6 +22,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             quantize: Optional[str] = None, quantize_options: Optional[dict] = None,
             kv_cache: Optional[str] = None, mla_cache: Optional[str] = None,
             kv_window: int = 0, kv_sinks: int = 0, moe: Optional[str] = None,
+            mla_absorb: Optional[str] = None,
             progress: Optional[Callable[[str], None]] = None,
             dump_ir_after: Optional[str] = None) -> Artifact:
     """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
@@ -48,6 +49,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     kv_window, kv_sinks: an evicting KV cache (StreamingLLM): keep the first kv_sinks and
         the last kv_window positions, so generation runs past the context length in
         constant memory, like `xfmr-compile --kv-window --kv-sinks`. 0: no eviction.
+    mla_absorb: with mla_cache="latent", where W_UK/W_UV are applied: None/"runtime" (per
+        token) or "compile-time" (folded into the query projection and o_proj), like
+        `xfmr-compile --mla-absorb`.
     moe: how Mixture-of-Experts layers run, like `xfmr-compile --moe`: None/"sparse"
         (decode runs each token's top-k experts, prefill one grouped GEMM per selected
         expert), "sparse-prefill" (token-by-token dispatch in prefill too) or "dense"
@@ -84,6 +88,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     if kv_cache not in (None, "f32", "bf16", "f16", "fp8", "int8"):
         raise InvalidArgumentError(f"kv_cache must be None, 'f32', 'bf16', 'f16', 'fp8' or "
                                    f"'int8', got {kv_cache!r}")
+    if mla_absorb not in (None, "runtime", "compile-time"):
+        raise InvalidArgumentError(f"mla_absorb must be None, 'runtime' or 'compile-time', "
+                                   f"got {mla_absorb!r}")
     if moe not in (None, "sparse", "sparse-prefill", "dense"):
         raise InvalidArgumentError(f"moe must be None, 'sparse', 'sparse-prefill' or 'dense', "
                                    f"got {moe!r}")
@@ -130,7 +137,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         native().compile(model, output, target, cpu, context, weights or "", opt_level,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
-                         kv_window, kv_sinks, moe or "", progress)
+                         kv_window, kv_sinks, moe or "", mla_absorb or "", progress)
         artifact = Artifact(output)
     except BaseException:
         if temporary:

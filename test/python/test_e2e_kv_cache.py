@@ -4,12 +4,13 @@ row's max-abs, with the same greedy ids, and the manifest reports the smaller ca
 
 import json
 import struct
+import subprocess
 
 import numpy as np
 import pytest
 
 from artifact_abi import CompiledModel
-from test_e2e_cpu import compile_model, greedy_through_abi, relative_row_error
+from test_e2e_cpu import compile_model, greedy_through_abi, relative_row_error, tool
 from xfmr import reference
 from xfmr.reference.kv_cache import use_kv_cache, use_latent_cache
 
@@ -43,19 +44,26 @@ def test_synthetic(arch, element, synth_checkpoint, tmp_path):
     check(synth_checkpoint(arch), tmp_path, element, list(range(3, 27)), 8)
 
 
+def matches_expanded(checkpoint, tmp_path, *flags):
+    """Compiles with `flags` and checks greedy ids and logit rows (1e-4) against the
+    expanded MLA cache; returns the compiled model."""
+    compiled = CompiledModel(compile_model(checkpoint, tmp_path / "compiled", *flags))
+    expanded = CompiledModel(compile_model(checkpoint, tmp_path / "expanded"))
+    prompt = list(range(3, 27))
+    ids, rows = greedy_through_abi(compiled, prompt, 8)
+    expected_ids, expected_rows = greedy_through_abi(expanded, prompt, 8)
+    assert ids == expected_ids
+    assert relative_row_error(rows, expected_rows) < 1e-4
+    return compiled
+
+
 @pytest.mark.parametrize("options", [{}, {"dtype": "fp8"}, {"preset": "small"}],
                          ids=["f32", "native-fp8", "small"])
 def test_mla_latent_cache_equals_expanded(options, synth_checkpoint, tmp_path):
     """MLA with weight absorption (--mla-cache latent) computes the same function as the
     expanded cache, from a cache of kv_lora_rank + qk_rope_head_dim values per token."""
     checkpoint = synth_checkpoint("deepseek_v3", **options)
-    latent = CompiledModel(compile_model(checkpoint, tmp_path / "latent", "--mla-cache", "latent"))
-    expanded = CompiledModel(compile_model(checkpoint, tmp_path / "expanded"))
-    prompt = list(range(3, 27))
-    latent_ids, latent_rows = greedy_through_abi(latent, prompt, 8)
-    expanded_ids, expanded_rows = greedy_through_abi(expanded, prompt, 8)
-    assert latent_ids == expanded_ids
-    assert relative_row_error(latent_rows, expanded_rows) < 1e-4
+    latent = matches_expanded(checkpoint, tmp_path, "--mla-cache", "latent")
     config = json.load(open(checkpoint / "config.json"))
     layers = config["num_hidden_layers"]
     assert latent.manifest["kv_cache"]["bytes_per_token"] == layers * 4 * (
@@ -63,13 +71,41 @@ def test_mla_latent_cache_equals_expanded(options, synth_checkpoint, tmp_path):
     assert latent.manifest["compile_options"]["mla_cache"] == "latent"
 
 
+@pytest.mark.parametrize("options", [{}, {"preset": "small"}, {"dtype": "bf16"}],
+                         ids=["f32", "small", "bf16"])
+def test_mla_folded_at_compile_time_equals_expanded(options, synth_checkpoint, tmp_path):
+    """--mla-absorb compile-time folds W_UK into the query projection and W_UV into o_proj
+    when packing (double precision): same function as the expanded cache (1e-4 at f32)."""
+    checkpoint = synth_checkpoint("deepseek_v3", **options)
+    folded = matches_expanded(checkpoint, tmp_path, "--mla-cache", "latent", "--mla-absorb",
+                              "compile-time")
+    assert folded.manifest["compile_options"]["mla_absorb"] == "compile-time"
+    tensors = {t.get("transform") for t in folded.manifest["weights"]["tensors"]}
+    assert {"mla_query_latent", "mla_query_rope", "mla_output"} <= tensors
+
+
+def test_mla_fold_needs_high_precision_weights(synth_checkpoint, tmp_path):
+    checkpoint = synth_checkpoint("deepseek_v3", dtype="fp8")
+    run = subprocess.run([tool("xfmr-compile"), str(checkpoint), "-o", str(tmp_path / "m.xfmr"),
+                          "--mla-cache", "latent", "--mla-absorb", "compile-time"],
+                         capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "cannot fold W_UK/W_UV at compile time" in run.stderr
+    assert not (tmp_path / "m.xfmr").exists() and not (tmp_path / "m.xfmr.tmp").exists()
+    run = subprocess.run([tool("xfmr-compile"), str(checkpoint), "-o", str(tmp_path / "m.xfmr"),
+                          "--mla-absorb", "compile-time"], capture_output=True, text=True)
+    assert run.returncode != 0 and "needs --mla-cache latent" in run.stderr
+
+
+@pytest.mark.parametrize("fold", [False, True], ids=["runtime", "compile-time"])
 @pytest.mark.parametrize("element", ["bf16", "fp8", "int8"])
-def test_compressed_latent_cache(element, synth_checkpoint, tmp_path):
+def test_compressed_latent_cache(element, fold, synth_checkpoint, tmp_path):
     """--mla-cache latent --kv-cache ELEMENT: the latent in ELEMENT (8-bit: FlashMLA-style,
     one scale per 128 channels and k_pe in bf16) matches the float64 emulation of the same
     storage. kv_lora_rank 192 spans two scale blocks (128 + 64)."""
     checkpoint = synth_checkpoint("deepseek_v3", overrides={"kv_lora_rank": 192})
-    artifact = compile_model(checkpoint, tmp_path, "--mla-cache", "latent", "--kv-cache", element)
+    artifact = compile_model(checkpoint, tmp_path, "--mla-cache", "latent", "--kv-cache", element,
+                             *(["--mla-absorb", "compile-time"] if fold else []))
     model = reference.load(str(checkpoint))
     use_latent_cache(model, element)
     prompt = list(range(3, 27))

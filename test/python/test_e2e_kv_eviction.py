@@ -72,14 +72,16 @@ def test_generate_runs_past_the_context(stories260k_dir, tmp_path):
 
 
 @pytest.mark.parametrize("flags", [(), ("--mla-cache", "latent"),
-                                   ("--mla-cache", "latent", "--kv-cache", "fp8")],
-                         ids=["expanded", "latent", "latent-fp8"])
+                                   ("--mla-cache", "latent", "--kv-cache", "fp8"),
+                                   ("--mla-cache", "latent", "--mla-absorb", "compile-time")],
+                         ids=["expanded", "latent", "latent-fp8", "latent-folded"])
 def test_deepseek_v3(flags, synth_checkpoint, tmp_path):
     """MLA evicts like GQA, from its expanded cache or its (compressed) latent cache."""
     checkpoint = synth_checkpoint("deepseek_v3")
     artifact = xfmr.compile(checkpoint, tmp_path / "model.xfmr", kv_window=9, kv_sinks=2,
                             mla_cache="latent" if "latent" in flags else None,
-                            kv_cache="fp8" if "fp8" in flags else None)
+                            kv_cache="fp8" if "fp8" in flags else None,
+                            mla_absorb="compile-time" if "compile-time" in flags else None)
     model = reference.load(str(checkpoint))
     if "fp8" in flags:
         use_latent_cache(model, "fp8")
@@ -90,6 +92,8 @@ def test_deepseek_v3(flags, synth_checkpoint, tmp_path):
     assert relative_row_error(rows, expected) < 1e-3
     assert list(rows.argmax(-1)) == list(expected.argmax(-1))
     assert artifact.manifest["model"]["kv_window"] == 9
+    assert artifact.manifest["compile_options"]["mla_absorb"] == (
+        "compile-time" if "compile-time" in flags else "runtime")
 
 
 def test_unsupported_models(synth_checkpoint, tmp_path):

@@ -92,6 +92,13 @@ static cl::opt<std::string> mlaCache(
              "values, default) or latent (the compressed c_KV and k_pe; "
              "attention runs in latent space)"),
     cl::init(""));
+static cl::opt<std::string> mlaAbsorb(
+    "mla-absorb",
+    cl::desc("With --mla-cache latent, where W_UK and W_UV are applied: "
+             "runtime (default: per token, the smallest weights) or "
+             "compile-time (folded into the query projection and o_proj; "
+             "needs high-precision MLA weights)"),
+    cl::init(""));
 static cl::opt<std::string> moe(
     "moe",
     cl::desc("How MoE layers run: sparse (default: decode runs each token's "
@@ -121,6 +128,7 @@ int main(int argc, char **argv) {
   options.kvWindow = kvWindow;
   options.kvSinks = kvSinks;
   options.moe = moe;
+  options.mlaAbsorb = mlaAbsorb;
   std::string passOptions;
   auto add = [&](const std::string &option) {
     passOptions += (passOptions.empty() ? "" : " ") + option;

@@ -796,3 +796,75 @@ module attributes {xfmr.entry = "prefill"} {
 
 // expected-error @+1 {{unknown xfmr attribute 'xfmr.entrypoint'}}
 func.func private @entry_typo() attributes {xfmr.entrypoint = "prefill"}
+
+// -----
+
+func.func @fold_without_kv_b(%wq: tensor<96x24xf32>) {
+  // expected-error @+1 {{query_latent needs kv_b weight}}
+  %a = xfmr.fold_mla_weight %wq {kind = #xfmr<mla_fold query_latent>, heads = 4 : i64, nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
+      : tensor<96x24xf32> -> tensor<128x24xf32>
+  return
+}
+
+// -----
+
+func.func @fold_rows(%wq: tensor<90x24xf32>) {
+  // expected-error @+1 {{query weight has 90 rows, expected 96}}
+  %a = xfmr.fold_mla_weight %wq {kind = #xfmr<mla_fold query_rope>, heads = 4 : i64, nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
+      : tensor<90x24xf32> -> tensor<32x24xf32>
+  return
+}
+
+// -----
+
+func.func @fold_result(%wo: tensor<48x64xf32>, %wkv: tensor<128x32xf32>) {
+  // expected-error @+1 {{result must be [48, 128], got [48, 64]}}
+  %a = xfmr.fold_mla_weight %wo, %wkv {kind = #xfmr<mla_fold output>, heads = 4 : i64, nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
+      : tensor<48x64xf32>, tensor<128x32xf32> -> tensor<48x64xf32>
+  return
+}
+
+// -----
+
+func.func @fold_fp8(%wq: tensor<96x24xf8E4M3FN>, %wkv: tensor<128x32xf32>) {
+  // expected-error @+1 {{folds high-precision weights only, not FP8}}
+  %a = xfmr.fold_mla_weight %wq, %wkv {kind = #xfmr<mla_fold query_latent>, heads = 4 : i64, nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
+      : tensor<96x24xf8E4M3FN>, tensor<128x32xf32> -> tensor<128x24xf32>
+  return
+}
+
+// -----
+
+func.func @latent_attention_rank(%ql: tensor<?x4x16xf32>, %qr: tensor<?x4x8xf32>, %ckv: tensor<?x32xf32>,
+                                 %kpe: tensor<?x1x8xf32>, %p: index,
+                                 %c: !xfmr.latent_cache<f32, capacity = 20, latent_dim = 32, rope_dim = 8>) {
+  // expected-error @+1 {{latent query, latent and output must have the cache's latent_dim 32}}
+  %o, %c1 = xfmr.mla_latent_attention %ql, %qr, %ckv, %kpe, %c[%p] {scale = 0.2 : f64}
+      : tensor<?x4x16xf32>, tensor<?x4x8xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>,
+        !xfmr.latent_cache<f32, capacity = 20, latent_dim = 32, rope_dim = 8> -> tensor<?x4x32xf32>
+  return
+}
+
+// -----
+
+func.func @latent_attention_rope(%ql: tensor<?x4x32xf32>, %qr: tensor<?x4x4xf32>, %ckv: tensor<?x32xf32>,
+                                 %kpe: tensor<?x1x8xf32>, %p: index,
+                                 %c: !xfmr.latent_cache<f32, capacity = 20, latent_dim = 32, rope_dim = 8>) {
+  // expected-error @+1 {{rope query and rope key must have the cache's rope_dim 8}}
+  %o, %c1 = xfmr.mla_latent_attention %ql, %qr, %ckv, %kpe, %c[%p] {scale = 0.2 : f64}
+      : tensor<?x4x32xf32>, tensor<?x4x4xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>,
+        !xfmr.latent_cache<f32, capacity = 20, latent_dim = 32, rope_dim = 8> -> tensor<?x4x32xf32>
+  return
+}
+
+// -----
+
+func.func @latent_attention_heads(%ql: tensor<?x4x32xf32>, %qr: tensor<?x2x8xf32>, %ckv: tensor<?x32xf32>,
+                                  %kpe: tensor<?x1x8xf32>, %p: index,
+                                  %c: !xfmr.latent_cache<f32, capacity = 20, latent_dim = 32, rope_dim = 8>) {
+  // expected-error @+1 {{latent query, rope query and output must have the same heads, got 4, 2, 4}}
+  %o, %c1 = xfmr.mla_latent_attention %ql, %qr, %ckv, %kpe, %c[%p] {scale = 0.2 : f64}
+      : tensor<?x4x32xf32>, tensor<?x2x8xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>,
+        !xfmr.latent_cache<f32, capacity = 20, latent_dim = 32, rope_dim = 8> -> tensor<?x4x32xf32>
+  return
+}

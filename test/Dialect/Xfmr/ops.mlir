@@ -116,6 +116,29 @@ func.func @mla_latent(%q: tensor<?x4x24xf32>, %ckv: tensor<?x32xf32>, %kpe: tens
   return %o : tensor<?x4x16xf32>
 }
 
+// MLA with W_UK/W_UV folded at compile time (xfmr-absorb-mla{fold=true}).
+// CHECK-LABEL: func.func @mla_folded
+func.func @mla_folded(%ql: tensor<?x4x32xf32>, %qr: tensor<?x4x8xf32>, %ckv: tensor<?x32xf32>,
+                      %kpe: tensor<?x1x8xf32>, %p: index,
+                      %c: !xfmr.latent_cache<bf16, capacity = 20, latent_dim = 32, rope_dim = 8>,
+                      %wq: tensor<96x24xbf16>, %wkv: tensor<128x32xbf16>, %wo: tensor<48x64xf32>)
+    -> tensor<?x4x32xf32> {
+  // CHECK: xfmr.mla_latent_attention %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}[%{{.+}}] {scale = 2.000000e-01 : f64, sinks = 4 : i64, sliding_window = 16 : i64}
+  %o, %c1 = xfmr.mla_latent_attention %ql, %qr, %ckv, %kpe, %c[%p] {scale = 0.2 : f64, sinks = 4 : i64, sliding_window = 16 : i64}
+      : tensor<?x4x32xf32>, tensor<?x4x8xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>,
+        !xfmr.latent_cache<bf16, capacity = 20, latent_dim = 32, rope_dim = 8> -> tensor<?x4x32xf32>
+  // CHECK: xfmr.fold_mla_weight %{{.+}}, %{{.+}} {heads = 4 : i64, kind = #xfmr<mla_fold query_latent>, nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64} : tensor<96x24xbf16>, tensor<128x32xbf16> -> tensor<128x24xf32>
+  %a = xfmr.fold_mla_weight %wq, %wkv {kind = #xfmr<mla_fold query_latent>, heads = 4 : i64, nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
+      : tensor<96x24xbf16>, tensor<128x32xbf16> -> tensor<128x24xf32>
+  // CHECK: xfmr.fold_mla_weight %{{.+}} {{{.+}}kind = #xfmr<mla_fold query_rope>{{.+}}} : tensor<96x24xbf16> -> tensor<32x24xf32>
+  %b = xfmr.fold_mla_weight %wq {kind = #xfmr<mla_fold query_rope>, heads = 4 : i64, nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
+      : tensor<96x24xbf16> -> tensor<32x24xf32>
+  // CHECK: xfmr.fold_mla_weight {{.+}}kind = #xfmr<mla_fold output>{{.+}} : tensor<48x64xf32>, tensor<128x32xbf16> -> tensor<48x128xf32>
+  %d = xfmr.fold_mla_weight %wo, %wkv {kind = #xfmr<mla_fold output>, heads = 4 : i64, nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
+      : tensor<48x64xf32>, tensor<128x32xbf16> -> tensor<48x128xf32>
+  return %o : tensor<?x4x32xf32>
+}
+
 // CHECK-LABEL: func.func @moe
 func.func @moe(%x: tensor<?x8xf32>, %g: tensor<4x8xf32>, %eg: tensor<4x6x8xf32>, %eu: tensor<4x6x8xf32>,
                %ed: tensor<4x8x6xf32>, %sg: tensor<6x8xf32>, %sd: tensor<8x6xf32>) -> tensor<?x8xf32> {
