@@ -379,6 +379,8 @@ def Xfmr_FoldMLAWeightOp : Xfmr_Op<"fold_mla_weight", [Pure]> {
       in]` (no `kv_b`);
     - `output`: per head `W_o,h W_UV_h`, `[hidden, heads * rank]` (the
       output projection reading the latent attention output).
+    The result is stored in its element type (f32, or bf16/f16 rounded to
+    nearest even, so a bf16 model's folded weights stay bf16).
     ```mlir
     %wq = xfmr.fold_mla_weight %qb, %kvb {kind = #xfmr<mla_fold query_latent>, heads = 4 : i64,
         nope = 16 : i64, rope = 8 : i64, value_dim = 16 : i64}
@@ -391,7 +393,7 @@ def Xfmr_FoldMLAWeightOp : Xfmr_Op<"fold_mla_weight", [Pure]> {
                        ConfinedAttr<I64Attr, [IntPositive]>:$nope,
                        ConfinedAttr<I64Attr, [IntPositive]>:$rope,
                        ConfinedAttr<I64Attr, [IntPositive]>:$value_dim);
-  let results = (outs RankedTensorOf<[F32]>:$result);
+  let results = (outs RankedTensorOf<[F32, BF16, F16]>:$result);
   let assemblyFormat = [{
     $weight (`,` $kv_b^)? attr-dict `:` type($weight) (`,` type($kv_b)^)? `->` type($result)
   }];

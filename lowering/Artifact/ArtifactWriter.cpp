@@ -194,11 +194,31 @@ llvm::Error foldWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
     shape.rank = kvBType.getDimSize(1);
   }
   StringRef kind = entry.getAs<StringAttr>("transform").getValue();
-  std::vector<float> folded =
+  std::vector<double> folded =
       foldMLAWeight(kind.drop_front(4), *weight, source.getDimSize(0),
                     source.getDimSize(1), kvB, shape);
-  data.assign(reinterpret_cast<const char *>(folded.data()),
-              folded.size() * sizeof(float));
+  Type stored =
+      cast<RankedTensorType>(entry.getAs<TypeAttr>("type").getValue())
+          .getElementType();
+  if (stored.isF32()) {
+    std::vector<float> values(folded.begin(), folded.end());
+    data.assign(reinterpret_cast<const char *>(values.data()),
+                values.size() * sizeof(float));
+    return llvm::Error::success();
+  }
+  // bf16/f16: the double rounded once to nearest even, two bytes each
+  // (little endian).
+  const llvm::fltSemantics &semantics =
+      cast<FloatType>(stored).getFloatSemantics();
+  data.resize(folded.size() * 2);
+  for (size_t i = 0; i < folded.size(); ++i) {
+    llvm::APFloat value(folded[i]);
+    bool lost;
+    value.convert(semantics, llvm::APFloat::rmNearestTiesToEven, &lost);
+    auto bits = static_cast<uint16_t>(value.bitcastToAPInt().getZExtValue());
+    data[2 * i] = static_cast<char>(bits & 0xff);
+    data[2 * i + 1] = static_cast<char>(bits >> 8);
+  }
   return llvm::Error::success();
 }
 

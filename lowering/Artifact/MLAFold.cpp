@@ -4,7 +4,7 @@
 
 using namespace xfmr;
 
-std::vector<float> xfmr::foldMLAWeight(llvm::StringRef kind,
+std::vector<double> xfmr::foldMLAWeight(llvm::StringRef kind,
                                        llvm::ArrayRef<double> weight,
                                        int64_t weightRows, int64_t weightCols,
                                        llvm::ArrayRef<double> kvB,
@@ -48,5 +48,5 @@ std::vector<float> xfmr::foldMLAWeight(llvm::StringRef kind,
             target[c] += a * uv[c];
         }
   }
-  return std::vector<float>(out.begin(), out.end());
+  return out;
 }

@@ -1,7 +1,7 @@
 //===- MLAFold.h - MLA weight products folded at compile time ---*- C++ -*-===//
 //
 // The products xfmr.fold_mla_weight describes, computed in double precision
-// when the artifact is packed (row-major inputs, f32 result).
+// when the artifact is packed (row-major inputs and result).
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,7 +24,7 @@ struct MLAFoldShape {
 /// in], result [H * rank, in]), "query_rope" (its rope rows, [H * rope, in])
 /// or "output" (weight = o_proj [hidden, H * v], result [hidden, H * rank]).
 /// `kvB` is kv_b_proj [H * (nope + v), rank] (unused for query_rope).
-std::vector<float> foldMLAWeight(llvm::StringRef kind,
+std::vector<double> foldMLAWeight(llvm::StringRef kind,
                                  llvm::ArrayRef<double> weight,
                                  int64_t weightRows, int64_t weightCols,
                                  llvm::ArrayRef<double> kvB,

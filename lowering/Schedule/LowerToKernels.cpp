@@ -591,10 +591,13 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto fold = dyn_cast<FoldMLAWeightOp>(op)) {
     // Evaluated at compile time: a view of the packed product.
     const WeightSlot &slot = weights.find(foldedWeightKey(fold))->second;
+    auto type = MemRefType::get(
+        slot.type.getShape(),
+        storageTypeOf(weightFormatOf(slot.type.getElementType()),
+                      b->getContext()));
     bind(fold.getResult(),
-         memref::ViewOp::create(
-             *b, loc, MemRefType::get(slot.type.getShape(), b->getF32Type()),
-             weightBlob, index(*b, loc, slot.offset), ValueRange{}),
+         memref::ViewOp::create(*b, loc, type, weightBlob,
+                                index(*b, loc, slot.offset), ValueRange{}),
          false);
     return success();
   }

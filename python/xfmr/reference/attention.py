@@ -105,6 +105,9 @@ class MLAttention:
         self.eps = config.get("rms_norm_eps", 1e-6)
         #: Set by kv_cache.use_latent_cache: how a latent cache stores c_KV and k_pe.
         self.latent_storage = None
+        #: Set by kv_cache.use_folded_mla: (W_q_latent, W_q_rope, W_o_folded) when W_UK and
+        #: W_UV are folded into the projections at compile time.
+        self.folded = None
         #: Set by kv_cache.use_eviction: the window and sinks of an evicting cache.
         self.window: Optional[int] = None
         self.sinks = 0
@@ -143,31 +146,61 @@ class MLAttention:
             raise NotImplementedError(f"rope_scaling type {kind!r} is not supported for "
                                       "DeepSeek-V3 (supported: linear, yarn)")
 
+    def query_input(self, x: np.ndarray) -> np.ndarray:
+        """What the query projection (q_b_proj or q_proj) reads."""
+        if self.q_rank:
+            return rms_norm(linear(x, self.wq_a), self.q_norm, self.eps)
+        return x
+
+    def query_weight(self) -> np.ndarray:
+        return self.wq_b if self.q_rank else self.wq
+
+    def latent_and_rope_key(self, x: np.ndarray, start: int):
+        """c_KV normalized and k_pe rotated [1, T, rope], as the latent cache stores them."""
+        kv_a = linear(x, self.wkv_a)
+        c_kv = rms_norm(kv_a[:, : self.kv_rank], self.kv_norm, self.eps)
+        cos, sin = rope.cos_sin(self.inv_freq, np.arange(start, start + x.shape[0]),
+                                self.cos_sin_scale)
+        k_pe = rope.rotate_interleaved(kv_a[None, :, self.kv_rank:], cos, sin)
+        if self.latent_storage is not None:
+            c_kv = self.latent_storage.latent(c_kv)
+            k_pe = self.latent_storage.rope_key(k_pe)
+        return c_kv, k_pe, cos, sin
+
+    def folded_call(self, x: np.ndarray, cache: Cache, layer: int) -> np.ndarray:
+        """Attention in latent space with the folded projections: scores q_lat . c_KV +
+        q_pe . k_pe, output latents through the folded o_proj."""
+        steps, start = x.shape[0], cache.length
+        h, rd = self.heads, self.rope_dim
+        w_latent, w_rope, w_out = self.folded
+        cq = self.query_input(x)
+        q_lat = linear(cq, w_latent).reshape(steps, h, self.kv_rank).transpose(1, 0, 2)
+        q_pe = linear(cq, w_rope).reshape(steps, h, rd).transpose(1, 0, 2)
+        c_kv, k_pe, cos, sin = self.latent_and_rope_key(x, start)
+        q_pe = rope.rotate_interleaved(q_pe, cos, sin)
+        k = np.concatenate([c_kv[None], k_pe], axis=-1)  # one "head" shared by all
+        keys, values = cache.update(layer, k, c_kv[None])
+        mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
+        q = np.concatenate([q_lat, q_pe], axis=-1)
+        out = attend(q, np.broadcast_to(keys, (h,) + keys.shape[1:]),
+                     np.broadcast_to(values, (h,) + values.shape[1:]), mask, self.scale)
+        return linear(out.transpose(1, 0, 2).reshape(steps, h * self.kv_rank), w_out, self.bo)
+
     def __call__(self, x: np.ndarray, cache: Cache, layer: int) -> np.ndarray:
+        if self.folded is not None:
+            return self.folded_call(x, cache, layer)
         steps, start = x.shape[0], cache.length
         h, nope, rd = self.heads, self.nope, self.rope_dim
-        if self.q_rank:
-            q = linear(rms_norm(linear(x, self.wq_a), self.q_norm, self.eps), self.wq_b)
-        else:
-            q = linear(x, self.wq)
+        q = linear(self.query_input(x), self.query_weight())
         q = q.reshape(steps, h, nope + rd).transpose(1, 0, 2)  # [H, T, nope + rope]
         q_nope, q_pe = q[..., :nope], q[..., nope:]
 
-        kv_a = linear(x, self.wkv_a)
-        c_kv, k_pe = kv_a[:, : self.kv_rank], kv_a[:, self.kv_rank:]
-        c_kv = rms_norm(c_kv, self.kv_norm, self.eps)
-        if self.latent_storage is not None:  # a compressed latent cache's c_KV
-            c_kv = self.latent_storage.latent(c_kv)
+        # c_KV and k_pe as a (compressed) latent cache would hold them, then expanded.
+        c_kv, k_pe, cos, sin = self.latent_and_rope_key(x, start)
         kv = linear(c_kv, self.wkv_b)
         kv = kv.reshape(steps, h, nope + self.v_dim).transpose(1, 0, 2)
         k_nope, v = kv[..., :nope], kv[..., nope:]
-
-        cos, sin = rope.cos_sin(self.inv_freq, np.arange(start, start + steps),
-                                self.cos_sin_scale)
         q_pe = rope.rotate_interleaved(q_pe, cos, sin)
-        k_pe = rope.rotate_interleaved(k_pe[None], cos, sin)  # [1, T, rope]: one for all heads
-        if self.latent_storage is not None:
-            k_pe = self.latent_storage.rope_key(k_pe)
         q = np.concatenate([q_nope, q_pe], axis=-1)
         k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
         keys, values = cache.update(layer, k, v)

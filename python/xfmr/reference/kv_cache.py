@@ -21,6 +21,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ..safetensors import decode_bf16, encode_bf16
 from .cache import Cache
 from .fp8 import round_e4m3
 
@@ -109,6 +110,44 @@ def use_latent_cache(model, element: str) -> None:
         raise ValueError("use_latent_cache needs a model with MLA layers")
     for attn in layers:
         attn.latent_storage = storage
+
+
+def fold_mla_weights(attn, dtype: str = "f32"):
+    """W_UK folded into the query projection and W_UV into o_proj, in float64, then rounded
+    once to `dtype` ("f32", "bf16", "f16") as `xfmr-compile --mla-absorb compile-time`
+    stores them: (W_q_latent [H * rank, in], W_q_rope [H * rope, in], W_o [hidden,
+    H * rank])."""
+    h, nope, rd, v, rank = attn.heads, attn.nope, attn.rope_dim, attn.v_dim, attn.kv_rank
+    wq = attn.query_weight().reshape(h, nope + rd, -1)
+    kv_b = attn.wkv_b.reshape(h, nope + v, rank)
+    w_uk, w_uv = kv_b[:, :nope], kv_b[:, nope:]
+    w_latent = np.einsum("hdc,hdj->hcj", w_uk, wq[:, :nope]).reshape(h * rank, -1)
+    w_rope = wq[:, nope:].reshape(h * rd, -1)
+    w_out = np.einsum("nhv,hvc->nhc", attn.wo.reshape(-1, h, v), w_uv).reshape(-1, h * rank)
+    return tuple(round_to(w, dtype) for w in (w_latent, w_rope, w_out))
+
+
+def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "f32":
+        return x.astype(np.float32).astype(np.float64)
+    if dtype == "f16":
+        return x.astype(np.float16).astype(np.float64)
+    if dtype == "bf16":
+        return decode_bf16(encode_bf16(x), np.float64)
+    raise ValueError(f"unknown dtype {dtype!r}")
+
+
+def use_folded_mla(model, dtype: str = "f32") -> None:
+    """Make `model`'s MLA layers attend in latent space through projections with W_UK and
+    W_UV folded in and stored in `dtype` (the checkpoint's precision), as
+    `--mla-absorb compile-time` does."""
+    from .attention import MLAttention
+
+    layers = [layer.attn for layer in model.layers if isinstance(layer.attn, MLAttention)]
+    if not layers:
+        raise ValueError("use_folded_mla needs a model with MLA layers")
+    for attn in layers:
+        attn.folded = fold_mla_weights(attn, dtype)
 
 
 def use_eviction(model, window: int, sinks: int = 0) -> None:
