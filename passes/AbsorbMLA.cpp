@@ -106,12 +106,13 @@ struct FoldAbsorbedProducts : OpRewritePattern<MLAAttentionOp> {
     int64_t valueDim = op.getOutput().getType().getDimSize(2);
     int64_t in = queryWeight.getType().getDimSize(1);
     int64_t hidden = outputWeight.getType().getDimSize(0);
-    // Folded weights keep the checkpoint's precision (bf16 stays bf16).
-    Type stored = queryWeight.getType().getElementType();
+    // Each folded weight keeps its source's precision (bf16 stays bf16).
     auto fold = [&](WeightOp weight, Value kvBValue, MLAFold kind,
                     ArrayRef<int64_t> shape) {
       return FoldMLAWeightOp::create(
-          rewriter, loc, RankedTensorType::get(shape, stored), weight, kvBValue,
+          rewriter, loc,
+          RankedTensorType::get(shape, weight.getType().getElementType()),
+          weight, kvBValue,
           MLAFoldAttr::get(rewriter.getContext(), kind),
           rewriter.getI64IntegerAttr(heads), rewriter.getI64IntegerAttr(nope),
           rewriter.getI64IntegerAttr(ropeDim),

@@ -139,21 +139,25 @@ struct QuantizeExperts : OpRewritePattern<MoEExpertsOp> {
         gate.getType().getShape() != down.getType().getShape())
       return rewriter.notifyMatchFailure(
           experts, "per-channel/tensor scales need one layout per stack");
-    // A fused shared expert shares the layout: block scales only.
+    // A fused shared expert shares the layout (block scales only); one that
+    // cannot be quantized with it (kept, or already FP8) keeps its weights.
     SmallVector<WeightOp> shared;
-    if (experts.getSharedGate()) {
+    if (experts.getSharedGate() && !experts.getSharedGateScale()) {
       for (Value w : {experts.getSharedGate(), experts.getSharedUp(),
                       experts.getSharedDown()})
         shared.push_back(quantizableWeight(w, settings));
       if (settings.granularity != "block" ||
           llvm::any_of(shared, [](WeightOp w) { return !w; }))
-        return rewriter.notifyMatchFailure(
-            experts, "shared expert not quantizable with the routed layout");
+        shared.clear();
     }
     auto [g, gs] = quantizeWeight(rewriter, loc, gate, layout, settings);
     auto [u, us] = quantizeWeight(rewriter, loc, up, layout, settings);
     auto [d, ds] = quantizeWeight(rewriter, loc, down, layout, settings);
-    Value sharedWeights[3], sharedScales[3];
+    Value sharedWeights[3] = {experts.getSharedGate(), experts.getSharedUp(),
+                              experts.getSharedDown()};
+    Value sharedScales[3] = {experts.getSharedGateScale(),
+                             experts.getSharedUpScale(),
+                             experts.getSharedDownScale()};
     for (size_t i = 0; i < shared.size(); ++i)
       std::tie(sharedWeights[i], sharedScales[i]) =
           quantizeWeight(rewriter, loc, shared[i], layout, settings);

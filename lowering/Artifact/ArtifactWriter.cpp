@@ -170,7 +170,8 @@ llvm::Error quantizeWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
 }
 
 /// A folded MLA weight (xfmr.fold_mla_weight): W_UK/W_UV multiplied into
-/// the query projection or o_proj, in double precision, stored as f32.
+/// the query projection or o_proj, in double precision, stored in the
+/// result's element type (f32, or bf16/f16 rounded once).
 llvm::Error foldWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
                        std::string &data) {
   StringRef name = entry.getAs<StringAttr>("name").getValue();

@@ -17,6 +17,7 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 namespace xfmr {
@@ -106,7 +107,8 @@ bool onlyDerived(WeightOp weight) {
          });
 }
 
-/// The blob slot of a folded MLA weight, keyed by its sources and kind.
+/// The blob slot of a folded MLA weight, keyed by everything its value
+/// depends on: kind, sources, head shape and stored type.
 std::string foldedWeightKey(FoldMLAWeightOp fold) {
   std::string key = "fold#" + stringifyMLAFold(fold.getKind()).str() + "#" +
                     cast<WeightOp>(fold.getWeight().getDefiningOp())
@@ -114,6 +116,9 @@ std::string foldedWeightKey(FoldMLAWeightOp fold) {
                         .str();
   if (Value kvB = fold.getKvB())
     key += "#" + cast<WeightOp>(kvB.getDefiningOp()).getName().str();
+  llvm::raw_string_ostream os(key);
+  os << "#" << fold.getHeads() << "x" << fold.getNope() << "x" << fold.getRope()
+     << "x" << fold.getValueDim() << "#" << fold.getResult().getType();
   return key;
 }
 
@@ -1015,11 +1020,17 @@ void LowerToKernelsPass::runOnOperation() {
   // Per-expert token counters, after the caches (zeroed with them).
   SmallVector<CounterSlot> counters;
   SmallVector<Attribute> counterLayout;
+  llvm::StringSet<> counterNames;
   entries.front().walk([&](MoEExpertsOp experts) {
     int64_t count = experts.getGateWeight().getType().getDimSize(0);
     std::string name = "moe." + std::to_string(counters.size());
     if (auto named = dyn_cast<NameLoc>(experts.getLoc()))
       name = named.getName().str();
+    // Names key the runtime's statistics: keep them unique.
+    if (!counterNames.insert(name).second) {
+      name += "#" + std::to_string(counters.size());
+      counterNames.insert(name);
+    }
     counters.push_back({cacheBytes, count});
     counterLayout.push_back(builder.getDictionaryAttr({
         builder.getNamedAttr("name", builder.getStringAttr(name)),

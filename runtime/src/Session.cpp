@@ -144,10 +144,12 @@ std::vector<int32_t> Session::generate(const std::vector<int32_t> &prompt,
 }
 
 void Session::reset() {
-  // The expert counters live in the cache buffer: keep what they counted.
+  // The expert counters live in the cache buffer: keep what they counted
+  // (stats() already adds the counts of earlier resets).
+  std::vector<ExpertTokens> totals = stats().expertTokens;
   clearedExpertCounts_.clear();
-  for (const ExpertTokens &layer : stats().expertTokens)
-    clearedExpertCounts_.push_back(layer.counts);
+  for (ExpertTokens &layer : totals)
+    clearedExpertCounts_.push_back(std::move(layer.counts));
   cache_.clear();
   position_ = 0;
 }

@@ -1,6 +1,7 @@
 // RUN: xfmr-opt %s --xfmr-quantize-fp8 --split-input-file | FileCheck %s
 // RUN: xfmr-opt %s --xfmr-quantize-fp8="activations=false granularity=channel" --split-input-file | FileCheck %s --check-prefix=CHANNEL
 // RUN: xfmr-opt %s --xfmr-quantize-fp8="format=e4m3fnuz granularity=tensor keep=q_proj" --split-input-file | FileCheck %s --check-prefix=FNUZ
+// RUN: xfmr-opt %s --xfmr-quantize-fp8="keep=shared_experts" --split-input-file | FileCheck %s --check-prefix=KEEP
 
 // CHECK-LABEL: func.func @linear
 // CHECK-SAME: (%[[X:.+]]: tensor<?x300xf32>)
@@ -62,6 +63,27 @@ func.func @experts(%x: tensor<?x64xf32>) -> tensor<?x64xf32> {
   %eu = xfmr.weight "experts.*.w3.weight" : tensor<4x96x64xf32>
   %ed = xfmr.weight "experts.*.w2.weight" : tensor<4x64x96xf32>
   %y = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed
+      : tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x96x64xf32>, tensor<4x96x64xf32>, tensor<4x64x96xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// A fused shared expert (xfmr-fuse-shared-experts) is quantized with the
+// routed stacks, in their layout. Kept in high precision (keep=...), or with
+// already FP8, it stays as it is while the routed experts are quantized.
+// CHECK-LABEL: func.func @shared_experts
+// CHECK: xfmr.moe_experts {{.*}} scales({{.*}}) shared({{.*}} : tensor<32x64xf8E4M3FN>, tensor<32x64xf8E4M3FN>, tensor<64x32xf8E4M3FN>) shared_scales({{.*}} : tensor<1x1xf32>, tensor<1x1xf32>, tensor<1x1xf32>)
+// KEEP-LABEL: func.func @shared_experts
+// KEEP: xfmr.moe_experts {{.*}} scales({{.*}}) shared({{.*}} : tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x32xf32>) {
+func.func @shared_experts(%x: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>) -> tensor<?x64xf32> {
+  %eg = xfmr.weight "experts.*.gate_proj.weight" : tensor<4x96x64xf32>
+  %eu = xfmr.weight "experts.*.up_proj.weight" : tensor<4x96x64xf32>
+  %ed = xfmr.weight "experts.*.down_proj.weight" : tensor<4x64x96xf32>
+  %sg = xfmr.weight "shared_experts.gate_proj.weight" : tensor<32x64xf32>
+  %su = xfmr.weight "shared_experts.up_proj.weight" : tensor<32x64xf32>
+  %sd = xfmr.weight "shared_experts.down_proj.weight" : tensor<64x32xf32>
+  %y = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed shared(%sg, %su, %sd : tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x32xf32>)
       : tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x96x64xf32>, tensor<4x96x64xf32>, tensor<4x64x96xf32> -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
