@@ -322,7 +322,7 @@ Value ModelBuilder::mixtralMoE(Value x, const std::string &prefix) {
   return MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
                                 gate.getIndices(), w1, w3, w2, s1, s3, s2,
                                 Value(), Value(), Value(), Value(), Value(),
-                                Value(), layout);
+                                Value(), layout, IntegerAttr());
 }
 
 Value ModelBuilder::deepseekMoE(Value x, const std::string &prefix) {
@@ -356,7 +356,7 @@ Value ModelBuilder::deepseekMoE(Value x, const std::string &prefix) {
       MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
                              gate.getIndices(), wg, wu, wd, sg, su, sd,
                              Value(), Value(), Value(), Value(), Value(),
-                             Value(), layout);
+                             Value(), layout, IntegerAttr());
   if (c.numSharedExperts == 0)
     return routed;
   Value shared = swigluMLP(x, prefix + "shared_experts.");

@@ -20,13 +20,50 @@ namespace xfmr {
 using namespace xfmr;
 
 namespace {
-/// A bias-free linear of `input` used only once, or null.
+/// The quantize of a dynamically quantized activation
+/// (xfmr.dequantize(xfmr.quantize(x))), or null.
+QuantizeOp activationQuantize(Value value) {
+  auto dequantize = value.getDefiningOp<DequantizeOp>();
+  return dequantize ? dequantize.getInput().getDefiningOp<QuantizeOp>()
+                    : QuantizeOp();
+}
+
+/// Whether `a` and `b` are the same value, or the same activation quantized
+/// the same way (FP8 inserts one quantization per linear).
+bool sameActivation(Value a, Value b) {
+  if (a == b)
+    return true;
+  QuantizeOp qa = activationQuantize(a), qb = activationQuantize(b);
+  return qa && qb && qa.getInput() == qb.getInput() &&
+         qa.getLayout() == qb.getLayout() && qa.getType(0) == qb.getType(0);
+}
+
+/// A bias-free linear of `input` (or of the same activation quantized the
+/// same way) used only once, or null.
 LinearOp plainLinearOf(Value value, Value input) {
   auto linear = value.getDefiningOp<LinearOp>();
   if (!linear || linear.getBias() || !linear->hasOneUse() ||
-      linear.getInput() != input)
+      !sameActivation(linear.getInput(), input))
     return {};
   return linear;
+}
+
+/// What the shared down projection reads: the SwiGLU, quantized per token in
+/// groups of the experts' `activation_group` when they have one.
+SwiGLUOp swigluOfDownInput(Value input, MoEExpertsOp experts) {
+  std::optional<uint64_t> group = experts.getActivationGroup();
+  if (!group)
+    return input.getDefiningOp<SwiGLUOp>();
+  QuantizeOp quantize = activationQuantize(input);
+  if (!quantize || !input.hasOneUse())
+    return {};
+  ArrayRef<int64_t> block = quantize.getLayout().getBlock();
+  auto layoutOk = quantize.getLayout().getKind() == ScaleKind::block &&
+                  block.size() == 2 && block[0] == 1 &&
+                  block[1] == static_cast<int64_t>(*group) &&
+                  quantize.getResult().getType().getElementType() ==
+                      experts.getGateWeight().getType().getElementType();
+  return layoutOk ? quantize.getInput().getDefiningOp<SwiGLUOp>() : SwiGLUOp();
 }
 
 struct FoldSharedExpert : OpRewritePattern<AddOp> {
@@ -44,7 +81,7 @@ struct FoldSharedExpert : OpRewritePattern<AddOp> {
       auto down = sharedSide.getDefiningOp<LinearOp>();
       if (!down || down.getBias() || !down->hasOneUse())
         continue;
-      auto swiglu = down.getInput().getDefiningOp<SwiGLUOp>();
+      SwiGLUOp swiglu = swigluOfDownInput(down.getInput(), experts);
       if (!swiglu || !swiglu->hasOneUse())
         continue;
       Value x = experts.getInput();
@@ -62,13 +99,17 @@ struct FoldSharedExpert : OpRewritePattern<AddOp> {
         continue;
       if (scaled && !layout)
         continue;
+      // Quantized activations imply FP8 shared weights, as for the experts.
+      if (experts.getActivationGroup() && !scaled)
+        continue;
       rewriter.replaceOpWithNewOp<MoEExpertsOp>(
           add, add.getType(), x, experts.getWeights(), experts.getIndices(),
           experts.getGateWeight(), experts.getUpWeight(),
           experts.getDownWeight(), experts.getGateScale(),
           experts.getUpScale(), experts.getDownScale(), gate.getWeight(),
           up.getWeight(), down.getWeight(), gate.getScale(), up.getScale(),
-          down.getScale(), layout, experts.getDispatchAttr());
+          down.getScale(), layout, experts.getActivationGroupAttr(),
+          experts.getDispatchAttr());
       return success();
     }
     return rewriter.notifyMatchFailure(add, "not routed + shared experts");

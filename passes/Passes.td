@@ -39,7 +39,9 @@ def QuantizeFP8 : Pass<"xfmr-quantize-fp8"> {
     `xfmr.dequantize`), so the matmul multiplies FP8 values and accumulates
     in f32. Weights whose name contains one of `keep` stay in high precision
     (default: the embedding and the LM head; norms and the MoE router are
-    not linears and are never quantized). Linears whose weights are already
+    not linears and are never quantized). Routed experts are quantized
+    like linears: their stacked weights, and with `activations` their
+    input and (`activation_group`) each expert's SwiGLU output. Linears whose weights are already
     FP8 (native FP8 checkpoints) only get activation quantization.
   }];
   let options = [

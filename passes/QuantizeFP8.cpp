@@ -126,46 +126,69 @@ struct QuantizeExperts : OpRewritePattern<MoEExpertsOp> {
 
   LogicalResult matchAndRewrite(MoEExpertsOp experts,
                                 PatternRewriter &rewriter) const override {
+    Location loc = experts.getLoc();
     WeightOp gate = quantizableWeight(experts.getGateWeight(), settings);
     WeightOp up = quantizableWeight(experts.getUpWeight(), settings);
     WeightOp down = quantizableWeight(experts.getDownWeight(), settings);
-    if (!gate || !up || !down)
-      return rewriter.notifyMatchFailure(experts, "experts not quantizable");
-    Location loc = experts.getLoc();
     // One layout for the three stacks: the block sizes, per expert.
-    ScaleLayoutAttr layout =
-        weightLayout(getContext(), gate.getType().getShape(), settings);
-    if (settings.granularity != "block" &&
-        gate.getType().getShape() != down.getType().getShape())
-      return rewriter.notifyMatchFailure(
-          experts, "per-channel/tensor scales need one layout per stack");
-    // A fused shared expert shares the layout (block scales only); one that
-    // cannot be quantized with it (kept, or already FP8) keeps its weights.
-    SmallVector<WeightOp> shared;
-    if (experts.getSharedGate() && !experts.getSharedGateScale()) {
-      for (Value w : {experts.getSharedGate(), experts.getSharedUp(),
-                      experts.getSharedDown()})
-        shared.push_back(quantizableWeight(w, settings));
-      if (settings.granularity != "block" ||
-          llvm::any_of(shared, [](WeightOp w) { return !w; }))
-        shared.clear();
-    }
-    auto [g, gs] = quantizeWeight(rewriter, loc, gate, layout, settings);
-    auto [u, us] = quantizeWeight(rewriter, loc, up, layout, settings);
-    auto [d, ds] = quantizeWeight(rewriter, loc, down, layout, settings);
+    bool quantizeWeights =
+        gate && up && down &&
+        (settings.granularity == "block" ||
+         gate.getType().getShape() == down.getType().getShape());
+    bool nativeFP8 = static_cast<bool>(experts.getGateScale());
+    bool addActivations = settings.activations &&
+                          !experts.getActivationGroupAttr() &&
+                          (quantizeWeights || nativeFP8);
+    if (!quantizeWeights && !addActivations)
+      return rewriter.notifyMatchFailure(experts, "nothing to quantize");
+
+    Value weights[3] = {experts.getGateWeight(), experts.getUpWeight(),
+                        experts.getDownWeight()};
+    Value scales[3] = {experts.getGateScale(), experts.getUpScale(),
+                       experts.getDownScale()};
     Value sharedWeights[3] = {experts.getSharedGate(), experts.getSharedUp(),
                               experts.getSharedDown()};
     Value sharedScales[3] = {experts.getSharedGateScale(),
                              experts.getSharedUpScale(),
                              experts.getSharedDownScale()};
-    for (size_t i = 0; i < shared.size(); ++i)
-      std::tie(sharedWeights[i], sharedScales[i]) =
-          quantizeWeight(rewriter, loc, shared[i], layout, settings);
+    ScaleLayoutAttr layout = experts.getScaleLayoutAttr();
+    if (quantizeWeights) {
+      layout = weightLayout(getContext(), gate.getType().getShape(), settings);
+      WeightOp sources[3] = {gate, up, down};
+      for (int i = 0; i < 3; ++i)
+        std::tie(weights[i], scales[i]) =
+            quantizeWeight(rewriter, loc, sources[i], layout, settings);
+      // A fused shared expert shares the layout (block scales only); one
+      // that cannot be quantized with it (kept, or already FP8) stays.
+      if (sharedWeights[0] && !sharedScales[0] &&
+          settings.granularity == "block") {
+        WeightOp shared[3];
+        for (int i = 0; i < 3; ++i)
+          shared[i] = quantizableWeight(sharedWeights[i], settings);
+        if (shared[0] && shared[1] && shared[2])
+          for (int i = 0; i < 3; ++i)
+            std::tie(sharedWeights[i], sharedScales[i]) =
+                quantizeWeight(rewriter, loc, shared[i], layout, settings);
+      }
+    }
+    // DeepSeek-V3 quantizes the input of every FP8 linear: the experts'
+    // input here, their SwiGLU outputs in the kernel (activation_group). A
+    // fused shared expert kept in high precision must see the unquantized
+    // input, so then activations stay as they are.
+    Value input = experts.getInput();
+    IntegerAttr group = experts.getActivationGroupAttr();
+    if (addActivations && (!sharedWeights[0] || sharedScales[0])) {
+      input = quantizeActivations(rewriter, loc, input, settings);
+      group = rewriter.getI64IntegerAttr(settings.activationGroup);
+    } else if (!quantizeWeights) {
+      return rewriter.notifyMatchFailure(experts, "nothing to quantize");
+    }
     rewriter.replaceOpWithNewOp<MoEExpertsOp>(
-        experts, experts.getType(), experts.getInput(), experts.getWeights(),
-        experts.getIndices(), g, u, d, gs, us, ds, sharedWeights[0],
-        sharedWeights[1], sharedWeights[2], sharedScales[0], sharedScales[1],
-        sharedScales[2], layout, experts.getDispatchAttr());
+        experts, experts.getType(), input, experts.getWeights(),
+        experts.getIndices(), weights[0], weights[1], weights[2], scales[0],
+        scales[1], scales[2], sharedWeights[0], sharedWeights[1],
+        sharedWeights[2], sharedScales[0], sharedScales[1], sharedScales[2],
+        layout, group, experts.getDispatchAttr());
     return success();
   }
 

@@ -673,6 +673,9 @@ LogicalResult MoEExpertsOp::verify() {
       failed(verifyWeightScale(*this, "down weights", getDownWeight(),
                                getDownScale(), getScaleLayoutAttr())))
     return failure();
+  if (getActivationGroup() && !getGateScale())
+    return emitOpError() << "activation_group quantizes activations for FP8 "
+                            "expert weights, but the experts are not FP8";
   return verifySharedExpert();
 }
 

@@ -106,9 +106,7 @@ def Xfmr_LinearOp : Xfmr_Op<"linear", [Pure, AttrSizedOperandSegments]> {
   let arguments = (ins Xfmr_ActTensor:$input, Xfmr_WeightTensor:$weight,
                        Optional<Xfmr_ActTensor>:$bias,
                        Optional<Xfmr_ScaleTensor>:$scale,
-                       OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout,
-                       DefaultValuedAttr<Xfmr_MoEDispatchAttr,
-                                         "::xfmr::MoEDispatch::dense">:$dispatch);
+                       OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout);
   let results = (outs Xfmr_ActTensor:$result);
   let assemblyFormat = [{
     $input `,` $weight (`bias` `(` $bias^ `:` type($bias) `)`)?
@@ -463,6 +461,12 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
     shared_inter]`) with weight 1 to every token, in the same kernel
     (`xfmr-fuse-shared-experts`); FP8 shared weights carry
     `shared_scales(...)` in the same `scale_layout`.
+
+    With `activation_group = G` (FP8 weights only), every expert's SwiGLU
+    output is quantized per token in groups of G channels to the weights'
+    FP8 format before its down projection, as DeepSeek-V3's recipe quantizes
+    the input of every FP8 linear; the op's input arrives quantized the same
+    way (`xfmr.dequantize(xfmr.quantize(...))`).
     ```mlir
     %y = xfmr.moe_experts %h, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch grouped>}
         : tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>,
@@ -483,6 +487,7 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
                        Optional<Xfmr_ScaleTensor>:$shared_up_scale,
                        Optional<Xfmr_ScaleTensor>:$shared_down_scale,
                        OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$activation_group,
                        DefaultValuedAttr<Xfmr_MoEDispatchAttr,
                                          "::xfmr::MoEDispatch::dense">:$dispatch);
   let results = (outs Xfmr_ActTensor:$result);

@@ -152,6 +152,14 @@ VisibleKeys visibleKeys(mlir::OpBuilder &b, mlir::Location loc,
                         std::optional<int64_t> window,
                         std::optional<int64_t> sinks);
 
+/// Dynamic FP8 activation quantization of row `row` of `in` [*, channels],
+/// fused with its dequantization into `out` (may be `in`): per group of
+/// `group` channels, scale = max(max |x|, 1e-12) / max_fp8 and out =
+/// round_fp8(x / scale) * scale.
+void fakeQuantizeRow(mlir::OpBuilder &b, mlir::Location loc, mlir::Value in,
+                     mlir::Value out, mlir::Value row, int64_t channels,
+                     int64_t group, WeightFormat format);
+
 /// x * sigmoid(x), computed as x / (1 + exp(-x)).
 mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 

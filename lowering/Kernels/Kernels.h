@@ -142,12 +142,15 @@ struct SharedExpert {
 ///  down [H, S], [their scales]], counts [E] i64, out [T, H]):
 /// out[t] = sum_j weights[t, j] * expert_{indices[t, j]}(x[t]) (+ the shared
 /// expert of x[t]), evaluated as `dispatch` says; counts[e] grows by the
-/// number of rows routed to e.
+/// number of rows routed to e. With `activationGroup`, each (FP8) expert's
+/// SwiGLU output is fake-quantized per row in groups of that many channels
+/// before its down projection.
 mlir::func::FuncOp moeExperts(KernelLibrary &lib, int64_t experts,
                               int64_t inter, int64_t hidden, int64_t topK,
                               const WeightOperand &weight,
                               MoEDispatch dispatch,
-                              std::optional<SharedExpert> shared);
+                              std::optional<SharedExpert> shared,
+                              std::optional<int64_t> activationGroup);
 
 } // namespace xfmr::kernels
 

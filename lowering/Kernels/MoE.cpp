@@ -252,6 +252,8 @@ struct ExpertMatmuls {
   int64_t inter, hidden;
   WeightOperand weight;
   bool stacked = true;
+  /// FP8 activation groups of the SwiGLU output before the down projection.
+  std::optional<int64_t> activationGroup;
 };
 
 /// For x rows [begin, end): hidden[r] = silu(x[r] . gate_e) * (x[r] . up_e)
@@ -290,6 +292,11 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertMatmuls &m, Value x,
                             hidden, ValueRange{r, i});
   };
   emitMatmul(b, loc, up, begin, end);
+  if (m.activationGroup)
+    parallelFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value r) {
+      fakeQuantizeRow(b, loc, hidden, hidden, r, m.inter, *m.activationGroup,
+                      m.weight.format);
+    });
   MatmulTile down = product(hidden, m.down, m.downScale, m.inter, m.hidden);
   down.store = combine;
   emitMatmul(b, loc, down, begin, end);
@@ -330,7 +337,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                                        int64_t topK,
                                        const WeightOperand &weight,
                                        MoEDispatch dispatch,
-                                       std::optional<SharedExpert> shared) {
+                                       std::optional<SharedExpert> shared,
+                                       std::optional<int64_t> activationGroup) {
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
   Type i64Type = IntegerType::get(context, 64);
@@ -356,6 +364,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                     std::to_string(inter) + "x" + std::to_string(hidden) +
                     "_k" + std::to_string(topK) + "_" + weight.key() + "_" +
                     stringifyMoEDispatch(dispatch).str();
+  if (activationGroup)
+    key += "_act" + std::to_string(*activationGroup);
   size_t sharedArgs = args.size();
   if (shared) {
     Type sharedStorage = storageTypeOf(shared->weight.format, context);
@@ -390,6 +400,7 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     m.inter = inter;
     m.hidden = hidden;
     m.weight = weight;
+    m.activationGroup = activationGroup;
     m.table = isFP8(weight.format) ? lib.lookupTable(b, loc, weight.format)
                                    : Value();
     Value counts = args[args.size() - 2], out = args.back();
@@ -563,6 +574,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
       s.hidden = hidden;
       s.weight = shared->weight;
       s.stacked = false;
+      if (isFP8(shared->weight.format))
+        s.activationGroup = activationGroup;
       s.table = isFP8(shared->weight.format)
                     ? lib.lookupTable(b, loc, shared->weight.format)
                     : Value();

@@ -588,8 +588,11 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     }
     args.push_back(counts);
     args.push_back(result);
+    std::optional<int64_t> activationGroup;
+    if (auto group = experts.getActivationGroup())
+      activationGroup = int64_t(*group);
     call(moeExperts(lib, count, inter, hidden, topK, weight,
-                    experts.getDispatch(), shared),
+                    experts.getDispatch(), shared, activationGroup),
          args);
     return success();
   }

@@ -54,7 +54,14 @@ func.func @native_fp8(%x: tensor<?x64xf32>, %w: tensor<32x64xf8E4M3FN>, %s: tens
 // CHECK: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [128, 128]>} : tensor<4x96x64xf32> -> tensor<4x96x64xf8E4M3FN>, tensor<4x1x1xf32>
 // CHECK: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [128, 128]>} : tensor<4x96x64xf32> -> tensor<4x96x64xf8E4M3FN>, tensor<4x1x1xf32>
 // CHECK: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [128, 128]>} : tensor<4x64x96xf32> -> tensor<4x64x96xf8E4M3FN>, tensor<4x1x1xf32>
-// CHECK: xfmr.moe_experts {{.*}} scales(
+// As for every FP8 linear, the experts' input is quantized per token (1x128)
+// and, in the kernel, each expert's SwiGLU output (activation_group).
+// CHECK: %[[Q:.+]], %[[S:.+]] = xfmr.quantize %[[X:[^ ]+]] {layout = #xfmr.scale_layout<block [1, 128]>} : tensor<?x64xf32> -> tensor<?x64xf8E4M3FN>, tensor<?x1xf32>
+// CHECK: %[[D:.+]] = xfmr.dequantize %[[Q]], %[[S]]
+// CHECK: xfmr.moe_experts %[[D]], {{.*}} scales({{.*}}) {activation_group = 128 : i64, scale_layout = #xfmr.scale_layout<block [128, 128]>}
+// Weights only: no activation group.
+// CHANNEL-LABEL: func.func @experts
+// CHANNEL-NOT: activation_group
 func.func @experts(%x: tensor<?x64xf32>) -> tensor<?x64xf32> {
   %g = xfmr.weight "gate" : tensor<4x64xf32>
   %w, %i = xfmr.moe_gate %x, %g {scoring = #xfmr<scoring softmax>, top_k = 2 : i64, norm_topk_prob = true}

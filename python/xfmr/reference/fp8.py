@@ -6,8 +6,9 @@ Weights: each linear weight [out, in] is split into blocks (`block`, or one row 
 channel, or the whole tensor); scale = float32(max(max|w| over the block, 1e-12) / 448); the
 weight becomes decode_e4m3(encode_e4m3(w / scale)) * scale (round to nearest even,
 saturating). Activations (with `activations=True`): before each quantized linear, every token's
-input is treated the same way in groups of `group` channels. Routed experts and MLA's kv_b get
-weight quantization only; the embedding, the LM head (names in `keep`), norms and routers stay
+input is treated the same way in groups of `group` channels, routed experts included (their
+input, and each expert's SwiGLU output before its down projection). MLA's kv_b gets weight
+quantization only; the embedding, the LM head (names in `keep`), norms and routers stay
 in high precision. Checkpoints that are already FP8 keep their weights and only gain activation
 quantization. This mirrors passes/QuantizeFP8.cpp.
 """
@@ -114,7 +115,7 @@ def apply_fp8(model, granularity: str = "block", block: Sequence[int] = (128, 12
         if isinstance(mlp, SwiGLU):
             swiglu(mlp)
         else:
-            for expert in mlp.experts:  # routed experts: weights only
-                swiglu(expert, with_activations=False)
+            for expert in mlp.experts:  # inputs and SwiGLU outputs quantized too
+                swiglu(expert)
             if getattr(mlp, "shared", None) is not None:
                 swiglu(mlp.shared)

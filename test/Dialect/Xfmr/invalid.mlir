@@ -868,3 +868,13 @@ func.func @latent_attention_heads(%ql: tensor<?x4x32xf32>, %qr: tensor<?x2x8xf32
         !xfmr.latent_cache<f32, capacity = 20, latent_dim = 32, rope_dim = 8> -> tensor<?x4x32xf32>
   return
 }
+
+// -----
+
+func.func @experts_activation_group(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>,
+                                    %g: tensor<4x6x8xf32>, %u: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>) {
+  // expected-error @+1 {{activation_group quantizes activations for FP8 expert weights, but the experts are not FP8}}
+  %y = xfmr.moe_experts %x, %w, %i, %g, %u, %d {activation_group = 128 : i64}
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  return
+}
