@@ -130,11 +130,7 @@ struct QuantizeExperts : OpRewritePattern<MoEExpertsOp> {
     WeightOp gate = quantizableWeight(experts.getGateWeight(), settings);
     WeightOp up = quantizableWeight(experts.getUpWeight(), settings);
     WeightOp down = quantizableWeight(experts.getDownWeight(), settings);
-    // One layout for the three stacks: the block sizes, per expert.
-    bool quantizeWeights =
-        gate && up && down &&
-        (settings.granularity == "block" ||
-         gate.getType().getShape() == down.getType().getShape());
+    bool quantizeWeights = gate && up && down;
     bool nativeFP8 = static_cast<bool>(experts.getGateScale());
     bool addActivations = settings.activations &&
                           !experts.getActivationGroupAttr() &&
@@ -153,15 +149,22 @@ struct QuantizeExperts : OpRewritePattern<MoEExpertsOp> {
                              experts.getSharedDownScale()};
     ScaleLayoutAttr layout = experts.getScaleLayoutAttr();
     if (quantizeWeights) {
-      layout = weightLayout(getContext(), gate.getType().getShape(), settings);
+      // One layout serves every stack (and a fused shared expert): blocks
+      // as set, or for per-channel/per-tensor scales blocks covering the
+      // widest row/matrix, which gives each stack one scale per row/matrix.
+      ArrayRef<int64_t> shape = gate.getType().getShape();
+      int64_t widest = std::max(shape[1], shape[2]);
+      if (Value shared = experts.getSharedGate())
+        widest = std::max(widest,
+                          cast<RankedTensorType>(shared.getType()).getDimSize(0));
+      layout = weightLayout(getContext(), {widest, widest}, settings);
       WeightOp sources[3] = {gate, up, down};
       for (int i = 0; i < 3; ++i)
         std::tie(weights[i], scales[i]) =
             quantizeWeight(rewriter, loc, sources[i], layout, settings);
       // A fused shared expert shares the layout (block scales only); one
       // that cannot be quantized with it (kept, or already FP8) stays.
-      if (sharedWeights[0] && !sharedScales[0] &&
-          settings.granularity == "block") {
+      if (sharedWeights[0] && !sharedScales[0]) {
         WeightOp shared[3];
         for (int i = 0; i < 3; ++i)
           shared[i] = quantizableWeight(sharedWeights[i], settings);

@@ -59,9 +59,14 @@ func.func @native_fp8(%x: tensor<?x64xf32>, %w: tensor<32x64xf8E4M3FN>, %s: tens
 // CHECK: %[[Q:.+]], %[[S:.+]] = xfmr.quantize %[[X:[^ ]+]] {layout = #xfmr.scale_layout<block [1, 128]>} : tensor<?x64xf32> -> tensor<?x64xf8E4M3FN>, tensor<?x1xf32>
 // CHECK: %[[D:.+]] = xfmr.dequantize %[[Q]], %[[S]]
 // CHECK: xfmr.moe_experts %[[D]], {{.*}} scales({{.*}}) {activation_group = 128 : i64, scale_layout = #xfmr.scale_layout<block [128, 128]>}
-// Weights only: no activation group.
+// Weights only: no activation group. Per-channel scales for all three stacks
+// (gate/up [4, 96, 64], down [4, 64, 96]) share one layout: a block one row
+// high and as wide as the widest row.
 // CHANNEL-LABEL: func.func @experts
+// CHANNEL: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 96]>} : tensor<4x96x64xf32> -> tensor<4x96x64xf8E4M3FN>, tensor<4x96x1xf32>
+// CHANNEL: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 96]>} : tensor<4x64x96xf32> -> tensor<4x64x96xf8E4M3FN>, tensor<4x64x1xf32>
 // CHANNEL-NOT: activation_group
+// CHANNEL: xfmr.moe_experts {{.*}}scale_layout = #xfmr.scale_layout<block [1, 96]>
 func.func @experts(%x: tensor<?x64xf32>) -> tensor<?x64xf32> {
   %g = xfmr.weight "gate" : tensor<4x64xf32>
   %w, %i = xfmr.moe_gate %x, %g {scoring = #xfmr<scoring softmax>, top_k = 2 : i64, norm_topk_prob = true}

@@ -41,6 +41,17 @@ def test_forms_match_fp8_emulation(arch, form, synth_checkpoint, tmp_path):
     check_fp8(synth_checkpoint(arch), tmp_path, ["--moe", form], {}, PROMPT, steps=8)
 
 
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fp8_channel_and_tensor_scales(arch, granularity, synth_checkpoint, tmp_path):
+    # One layout covers the gate/up and down stacks: a block as wide as the widest row
+    # (per channel) or matrix (per tensor) gives each stack its own scale per row/matrix.
+    # Weights only, so every row must match (dynamic activations are covered above).
+    check_fp8(synth_checkpoint(arch), tmp_path,
+              [f"--quantize-granularity={granularity}", "--quantize-activations=false"],
+              {"granularity": granularity, "activations": False}, PROMPT, steps=8)
+
+
 @pytest.mark.parametrize("form", ["dense", "sparse"])
 def test_fused_fp8_shared_expert(form, synth_checkpoint, tmp_path):
     # Weights-only FP8: the shared expert's linears read the experts' input, so the sparse
