@@ -330,6 +330,11 @@ def test_bad_options_raise_value_error(tiny, tmp_path):
         xfmr.compile(checkpoint, out, quantize="fp8", quantize_options={"bits": 8})
     with pytest.raises(ValueError, match="kv_cache must be None"):
         xfmr.compile(checkpoint, out, kv_cache="int4")
+    with pytest.raises(ValueError, match="moe must be None, 'sparse'"):
+        xfmr.compile(checkpoint, out, moe="fast")
+    with pytest.raises(ValueError, match="mla_absorb must be None, 'runtime'"):
+        xfmr.compile(checkpoint, out, mla_absorb="never")
+    assert not out.exists()
     with pytest.raises(ValueError, match="device 'cuda'"):
         xfmr.Session(artifact, device="cuda")
     with pytest.raises(ValueError, match="thread count must be >= 0"):
