@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from run import BIN, MODELS, PY, REPO, bandwidth, log, run, xfmr_stats
+from run import BIN, BUILD, MODELS, PY, REPO, bandwidth, log, run, xfmr_stats
 
 #: DeepSeek-V3's shape scaled down: MLA, group-limited routing (8 groups, best 4), one
 #: dense layer first, then MoE layers of 64 routed experts (top 6) and 2 shared.
@@ -26,10 +26,15 @@ CONFIG = {
     "qk_rope_head_dim": 32, "v_head_dim": 64,
 }
 
+#: (row, xfmr-compile flags, what runs).
 FORMS = [
-    ("dense", "every expert on every token, weighted 0 where not routed"),
-    ("sparse", "decode: each token's top-k experts; prefill: one grouped GEMM per expert"),
-    ("sparse-prefill", "token-by-token top-k dispatch in prefill too"),
+    ("dense", ["--moe", "dense"], "every expert on every token, weighted 0 where not routed"),
+    ("sparse", ["--moe", "sparse"],
+     "decode: each token's top-k experts; prefill: one grouped GEMM per expert"),
+    ("sparse-prefill", ["--moe", "sparse-prefill"],
+     "token-by-token top-k dispatch in prefill too"),
+    ("sparse, fp8", ["--moe", "sparse", "--quantize", "fp8"],
+     "sparse, FP8 weights (128x128 blocks) and activations (1x128)"),
 ]
 
 
@@ -43,31 +48,30 @@ def checkpoint(dtype):
     return folder
 
 
-def active_bytes(folder):
-    """Bytes of the checkpoint's weights one decoded token reads: all of them, except that
-    a MoE layer reads top_k of its routed experts (shared experts always) and the embedding
-    one row."""
+def active_bytes(artifact):
+    """Bytes of the artifact's weights one decoded token reads: all of them, except that a
+    MoE layer reads top_k of its routed experts (shared experts always) and the embedding
+    one row. FP8 codes and scales count like the weight they come from."""
     sys.path.insert(0, str(REPO / "python"))
-    from xfmr.safetensors import open_checkpoint
-
-    tensors = open_checkpoint(str(folder))
+    import xfmr
+    xfmr.__path__.append(str(BUILD / "python" / "xfmr"))
     fraction = CONFIG["num_experts_per_tok"] / CONFIG["n_routed_experts"]
     total = 0.0
-    for name in tensors.keys():
-        info = tensors.info(name)
+    for tensor in xfmr.Artifact(str(artifact)).manifest["weights"]["tensors"]:
+        name, size = tensor["name"], tensor["bytes"]
         if ".mlp.experts." in name:
-            total += (info.end - info.begin) * fraction
+            total += size * fraction
         elif name == "model.embed_tokens.weight":
-            total += (info.end - info.begin) / info.shape[0]
+            total += size / tensor["shape"][0]
         else:
-            total += info.end - info.begin
+            total += size
     return total
 
 
-def measure(folder, form, args):
-    artifact = MODELS / f"moe-1b-{form}.xfmr"
+def measure(folder, form, flags, args):
+    artifact = MODELS / "moe-1b.xfmr"
     begin = time.perf_counter()
-    run([BIN / "xfmr-compile", folder, "-o", artifact, "--cpu", args.cpu, "--moe", form,
+    run([BIN / "xfmr-compile", folder, "-o", artifact, "--cpu", args.cpu, *flags,
          "--context", args.prompt + args.decode + 32])
     compile_seconds = time.perf_counter() - begin
     prefill = xfmr_stats(artifact, args.prompt, 1, args.threads)
@@ -81,7 +85,8 @@ def measure(folder, form, args):
            "prefill_tokens": args.prompt,
            "prefill_tokens_per_s": prefill["prefill_tokens_per_s"],
            "decode_tokens_per_s": decode["decode_tokens_per_s"],
-           "experts_used": sum(1 for c in counts if c), "experts_total": len(counts)}
+           "experts_used": sum(1 for c in counts if c), "experts_total": len(counts),
+           "active_bytes": active_bytes(artifact)}
     log(f"{form}: prefill {row['prefill_tokens_per_s']:.1f} tok/s, decode "
         f"{row['decode_tokens_per_s']:.1f} tok/s ({gbps:.1f} GB/s), compiled in "
         f"{compile_seconds:.0f} s")
@@ -89,8 +94,10 @@ def measure(folder, form, args):
     return row
 
 
-def write(rows, args, active, peer):
+def write(rows, args, peer):
     dense = next(r for r in rows if r["form"] == "dense")
+    sparse = next(r for r in rows if r["form"] == "sparse")
+    active = sparse["active_bytes"]
     lines = [
         "# Mixture of experts: sparse dispatch and grouped expert GEMMs",
         "",
@@ -102,7 +109,9 @@ def write(rows, args, active, peer):
         f"{CONFIG['hidden_size']}, expert width {CONFIG['moe_intermediate_size']}:",
         f"{rows[0]['parameter_count'] / 1e9:.2f}B parameters, "
         f"{rows[0]['weights_bytes'] / 2**30:.2f} GiB of weights; one decoded token needs "
-        f"{active / 2**20:.0f} MiB of them (the *active* weights).",
+        f"{active / 2**20:.0f} MiB of them (the *active* weights; "
+        + ", ".join(f"{r['active_bytes'] / 2**20:.0f} MiB with {r['form'].split(', ')[1]}"
+                    for r in rows if ", " in r["form"]) + ").",
         f"{args.threads} threads, `--cpu {args.cpu}`; prefill of {args.prompt} tokens, "
         f"{args.decode} decoded tokens after a 16-token prompt.",
         "",
@@ -110,9 +119,11 @@ def write(rows, args, active, peer):
         "best of two probes around the decode run) over the bytes a decoded token reads: the",
         "active weights for the sparse forms (the *active-parameter roofline*), all weights",
         "for the dense form, which runs every expert on every token (and does `experts /",
-        "top_k` times the needed arithmetic). This VM's bandwidth swings between runs (30-48",
+        "top_k` times the needed arithmetic). This VM's bandwidth swings between runs (30-52",
         "GB/s), which moves the decode ratios between rows; the fractions of roofline compare",
-        "the forms at equal bandwidth.",
+        "the forms at equal bandwidth. The FP8 row reads its own (smaller) active bytes; it",
+        "widens each FP8 weight in registers, which on 2 cores caps decode below the FP8",
+        "roofline (see [performance.md](performance.md)).",
         "",
         "The peer is PyTorch eager (Debian's python3-torch 1.13, bf16, oneDNN) running",
         "Hugging Face's DeepSeek-V3 MoE (`moe_infer`: tokens sorted by expert, one call per",
@@ -124,9 +135,9 @@ def write(rows, args, active, peer):
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        read = r["weights_bytes"] if r["form"] == "dense" else active
+        read = r["weights_bytes"] if r["form"] == "dense" else r["active_bytes"]
         roofline = r["read_gb_per_s"] * 1e9 / read
-        what = dict(FORMS)[r["form"]]
+        what = next(w for form, _, w in FORMS if form == r["form"])
         lines.append(
             f"| {r['form']} | {what} | {r['prefill_tokens_per_s']:.1f} | "
             f"{r['prefill_tokens_per_s'] / dense['prefill_tokens_per_s']:.2f}x | "
@@ -139,7 +150,6 @@ def write(rows, args, active, peer):
     lines.append(f"| PyTorch eager | {peer['peer']}, `moe_infer` | "
                  f"{peer['prefill_tokens_per_s']:.1f} | - | 1.00x | "
                  f"{peer['decode_tokens_per_s']:.1f} | - | 1.00x | - | - |")
-    sparse = next(r for r in rows if r["form"] == "sparse")
     fraction = {r["form"]: r["decode_tokens_per_s"] * (r["weights_bytes"] if r["form"] == "dense"
                                                          else active) / r["read_gb_per_s"]
                 for r in (dense, sparse)}
@@ -161,7 +171,7 @@ def write(rows, args, active, peer):
     ]
     (REPO / "docs" / "moe.md").write_text("\n".join(lines))
     (REPO / "bench" / "moe.json").write_text(
-        json.dumps({"config": CONFIG, "active_bytes": active, "threads": args.threads,
+        json.dumps({"config": CONFIG, "threads": args.threads,
                     "cpu": args.cpu, "prompt": args.prompt, "decode": args.decode,
                     "rows": rows, "pytorch": peer}, indent=2) + "\n")
 
@@ -179,21 +189,21 @@ def main():
         saved = json.loads((REPO / "bench" / "moe.json").read_text())
         for key in ("threads", "cpu", "prompt", "decode"):
             setattr(args, key, saved.get(key, getattr(args, key)))
-        write(saved["rows"], args, saved["active_bytes"], saved["pytorch"])
+        write(saved["rows"], args, saved["pytorch"])
         return
     for tool in ["xfmr-compile", "xfmr-run", "xfmr-bandwidth"]:
         if not (BIN / tool).exists():
             sys.exit(f"bench: {BIN / tool} is not built (run scripts/build.sh)")
     MODELS.mkdir(parents=True, exist_ok=True)
     folder = checkpoint("bf16")
-    rows = [measure(folder, form, args) for form, _ in FORMS]
+    rows = [measure(folder, form, flags, args) for form, flags, _ in FORMS]
     log("PyTorch eager peer (Hugging Face's moe_infer)")
     peer = json.loads(run([PY, REPO / "bench" / "torch_deepseek.py", folder, "--dtype", "bf16",
                            "--threads", args.threads, "--prompt", args.prompt,
                            "--decode", args.decode]).stdout)
     log(f"PyTorch: prefill {peer['prefill_tokens_per_s']:.1f} tok/s, decode "
         f"{peer['decode_tokens_per_s']:.1f} tok/s")
-    write(rows, args, active_bytes(folder), peer)
+    write(rows, args, peer)
     log("wrote docs/moe.md and bench/moe.json")
 
 
