@@ -105,11 +105,10 @@ struct FoldSharedExpert : OpRewritePattern<AddOp> {
       rewriter.replaceOpWithNewOp<MoEExpertsOp>(
           add, add.getType(), x, experts.getWeights(), experts.getIndices(),
           experts.getGateWeight(), experts.getUpWeight(),
-          experts.getDownWeight(), experts.getGateScale(),
-          experts.getUpScale(), experts.getDownScale(), gate.getWeight(),
-          up.getWeight(), down.getWeight(), gate.getScale(), up.getScale(),
-          down.getScale(), layout, experts.getActivationGroupAttr(),
-          experts.getDispatchAttr());
+          experts.getDownWeight(), experts.getGateScale(), experts.getUpScale(),
+          experts.getDownScale(), gate.getWeight(), up.getWeight(),
+          down.getWeight(), gate.getScale(), up.getScale(), down.getScale(),
+          layout, experts.getActivationGroupAttr(), experts.getDispatchAttr());
       return success();
     }
     return rewriter.notifyMatchFailure(add, "not routed + shared experts");

@@ -1,4 +1,5 @@
-//===- SparsifyMoE.cpp - dense MoE evaluation -> sparse dispatch -*- C++ -*-===//
+//===- SparsifyMoE.cpp - dense MoE evaluation -> sparse dispatch -*- C++
+//-*-===//
 //
 // Chooses how each dense xfmr.moe_experts is evaluated: token-by-token top-k
 // dispatch for one token (decode), grouped expert GEMMs for many (prefill).

@@ -5,10 +5,10 @@
 using namespace xfmr;
 
 std::vector<double> xfmr::foldMLAWeight(llvm::StringRef kind,
-                                       llvm::ArrayRef<double> weight,
-                                       int64_t weightRows, int64_t weightCols,
-                                       llvm::ArrayRef<double> kvB,
-                                       const MLAFoldShape &s) {
+                                        llvm::ArrayRef<double> weight,
+                                        int64_t weightRows, int64_t weightCols,
+                                        llvm::ArrayRef<double> kvB,
+                                        const MLAFoldShape &s) {
   int64_t queryStride = s.nope + s.rope, kvStride = s.nope + s.valueDim;
   std::vector<double> out;
   int64_t cols = weightCols;

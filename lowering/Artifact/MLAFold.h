@@ -25,10 +25,10 @@ struct MLAFoldShape {
 /// or "output" (weight = o_proj [hidden, H * v], result [hidden, H * rank]).
 /// `kvB` is kv_b_proj [H * (nope + v), rank] (unused for query_rope).
 std::vector<double> foldMLAWeight(llvm::StringRef kind,
-                                 llvm::ArrayRef<double> weight,
-                                 int64_t weightRows, int64_t weightCols,
-                                 llvm::ArrayRef<double> kvB,
-                                 const MLAFoldShape &shape);
+                                  llvm::ArrayRef<double> weight,
+                                  int64_t weightRows, int64_t weightCols,
+                                  llvm::ArrayRef<double> kvB,
+                                  const MLAFoldShape &shape);
 
 } // namespace xfmr
 

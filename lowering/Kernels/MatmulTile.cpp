@@ -42,8 +42,8 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
                   Value xScale) {
     SmallVector<Value> xs, ws;
     for (Value r : xRows) {
-      Value xv = vector::LoadOp::create(b, loc, vectorType, op.x,
-                                        ValueRange{r, k});
+      Value xv =
+          vector::LoadOp::create(b, loc, vectorType, op.x, ValueRange{r, k});
       xs.push_back(xScale ? arith::MulFOp::create(b, loc, xv, xScale) : xv);
     }
     for (Value n : rows)
@@ -77,10 +77,10 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
                 withPrefix(op.weightPrefix, {rowBlock, block}));
             Value scaleVector =
                 vector::BroadcastOp::create(b, loc, vectorType, scale);
-            Value begin = arith::MulIOp::create(b, loc, block,
-                                                index(b, loc, blockCols));
-            Value end = arith::AddIOp::create(b, loc, begin,
-                                              index(b, loc, blockCols));
+            Value begin =
+                arith::MulIOp::create(b, loc, block, index(b, loc, blockCols));
+            Value end =
+                arith::AddIOp::create(b, loc, begin, index(b, loc, blockCols));
             auto inner = scf::ForOp::create(
                 b, loc, begin, end, index(b, loc, kVectorWidth), acc,
                 [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
@@ -98,9 +98,9 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
           });
     }
     for (Value acc : loop.getResults())
-      sums.push_back(vector::ReductionOp::create(
-          b, loc, vector::CombiningKind::ADD, acc, Value(),
-          arith::FastMathFlags::reassoc));
+      sums.push_back(
+          vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, acc,
+                                      Value(), arith::FastMathFlags::reassoc));
   } else {
     sums.assign(count, f32(b, loc, 0.0));
   }
@@ -117,9 +117,9 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
               Value wv = loadAsF32(b, loc, op.w,
                                    withPrefix(op.weightPrefix, {rows[j], k}),
                                    op.format, op.table);
-              next.push_back(arith::AddFOp::create(
-                  b, loc, acc[i * rows.size() + j],
-                  arith::MulFOp::create(b, loc, xv, wv)));
+              next.push_back(
+                  arith::AddFOp::create(b, loc, acc[i * rows.size() + j],
+                                        arith::MulFOp::create(b, loc, xv, wv)));
             }
           }
           scf::YieldOp::create(b, loc, next);
@@ -133,20 +133,21 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
 
 /// x rows [begin, end) against the weight rows `rows`: 4-row tiles, then the
 /// remaining rows one at a time.
-void emitRowBlock(OpBuilder &b, Location loc, const MatmulTile &op,
-                  Value begin, Value end, ArrayRef<Value> rows) {
+void emitRowBlock(OpBuilder &b, Location loc, const MatmulTile &op, Value begin,
+                  Value end, ArrayRef<Value> rows) {
   Value tile = index(b, loc, kTile);
   Value fullTiles = arith::DivUIOp::create(
       b, loc, arith::SubIOp::create(b, loc, end, begin), tile);
   serialFor(b, loc, index(b, loc, 0), fullTiles,
             [&](OpBuilder &b, Location loc, Value tb) {
-    Value r0 = arith::AddIOp::create(
-        b, loc, begin, arith::MulIOp::create(b, loc, tb, tile));
-    SmallVector<Value> xRows;
-    for (int64_t i = 0; i < kTile; ++i)
-      xRows.push_back(arith::AddIOp::create(b, loc, r0, index(b, loc, i)));
-    emitTile(b, loc, op, xRows, rows);
-  });
+              Value r0 = arith::AddIOp::create(
+                  b, loc, begin, arith::MulIOp::create(b, loc, tb, tile));
+              SmallVector<Value> xRows;
+              for (int64_t i = 0; i < kTile; ++i)
+                xRows.push_back(
+                    arith::AddIOp::create(b, loc, r0, index(b, loc, i)));
+              emitTile(b, loc, op, xRows, rows);
+            });
   // Leftover rows (all of decode) read the weight rows one after the
   // other: one long sequential stream per thread is what the hardware
   // prefetcher follows best, and it matters more than load sharing here.
@@ -160,37 +161,40 @@ void emitRowBlock(OpBuilder &b, Location loc, const MatmulTile &op,
 
 } // namespace
 
-void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc,
-                               const MatmulTile &op, Value begin, Value end) {
+void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc, const MatmulTile &op,
+                               Value begin, Value end) {
   if (!tileScalable(op)) {
     // One weight row at a time, each block's partial sum scaled.
     parallelFor(b, loc, index(b, loc, 0), index(b, loc, op.out),
                 [&](OpBuilder &b, Location loc, Value n) {
-      serialFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value r) {
-        Value sum = scaledDot(b, loc, op.x, {r}, op.w,
-                              withPrefix(op.weightPrefix, {n}), op.in,
-                              op.format, op.table, op.blockScale, op.scale,
-                              op.weightPrefix, n);
-        op.store(b, loc, r, n, sum);
-      });
-    });
+                  serialFor(b, loc, begin, end,
+                            [&](OpBuilder &b, Location loc, Value r) {
+                              Value sum = scaledDot(
+                                  b, loc, op.x, {r}, op.w,
+                                  withPrefix(op.weightPrefix, {n}), op.in,
+                                  op.format, op.table, op.blockScale, op.scale,
+                                  op.weightPrefix, n);
+                              op.store(b, loc, r, n, sum);
+                            });
+                });
     return;
   }
   // Blocks of 4 weight rows in parallel, then the last out % 4 rows.
   int64_t fullBlocks = op.out / kTile;
   if (fullBlocks > 0)
-    parallelFor(b, loc, index(b, loc, 0), index(b, loc, fullBlocks),
-                [&](OpBuilder &b, Location loc, Value block) {
-      Value n0 = arith::MulIOp::create(b, loc, block, index(b, loc, kTile));
-      SmallVector<Value> rows;
-      for (int64_t j = 0; j < kTile; ++j)
-        rows.push_back(arith::AddIOp::create(b, loc, n0, index(b, loc, j)));
-      emitRowBlock(b, loc, op, begin, end, rows);
-    });
+    parallelFor(
+        b, loc, index(b, loc, 0), index(b, loc, fullBlocks),
+        [&](OpBuilder &b, Location loc, Value block) {
+          Value n0 = arith::MulIOp::create(b, loc, block, index(b, loc, kTile));
+          SmallVector<Value> rows;
+          for (int64_t j = 0; j < kTile; ++j)
+            rows.push_back(arith::AddIOp::create(b, loc, n0, index(b, loc, j)));
+          emitRowBlock(b, loc, op, begin, end, rows);
+        });
   if (op.out % kTile != 0)
     parallelFor(b, loc, index(b, loc, fullBlocks * kTile),
                 index(b, loc, op.out),
                 [&](OpBuilder &b, Location loc, Value n) {
-      emitRowBlock(b, loc, op, begin, end, {n});
-    });
+                  emitRowBlock(b, loc, op, begin, end, {n});
+                });
 }
