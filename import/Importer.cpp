@@ -320,9 +320,9 @@ Value ModelBuilder::mixtralMoE(Value x, const std::string &prefix) {
     layout = blockLayout();
   }
   return MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
-                                gate.getIndices(), w1, w3, w2, s1, s3, s2,
-                                Value(), Value(), Value(), Value(), Value(),
-                                Value(), layout, IntegerAttr());
+                              gate.getIndices(), w1, w3, w2, s1, s3, s2,
+                              Value(), Value(), Value(), Value(), Value(),
+                              Value(), layout, IntegerAttr());
 }
 
 Value ModelBuilder::deepseekMoE(Value x, const std::string &prefix) {
@@ -352,11 +352,10 @@ Value ModelBuilder::deepseekMoE(Value x, const std::string &prefix) {
     sd = stackedWeight(experts, ".down_proj.weight_scale_inv", c.numExperts);
     layout = blockLayout();
   }
-  Value routed =
-      MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
-                             gate.getIndices(), wg, wu, wd, sg, su, sd,
-                             Value(), Value(), Value(), Value(), Value(),
-                             Value(), layout, IntegerAttr());
+  Value routed = MoEExpertsOp::create(b, loc, x.getType(), x, gate.getWeights(),
+                                      gate.getIndices(), wg, wu, wd, sg, su, sd,
+                                      Value(), Value(), Value(), Value(),
+                                      Value(), Value(), layout, IntegerAttr());
   if (c.numSharedExperts == 0)
     return routed;
   Value shared = swigluMLP(x, prefix + "shared_experts.");

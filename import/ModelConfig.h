@@ -1,5 +1,4 @@
-//===- ModelConfig.h - Hugging Face config.json for supported LMs -*- C++
-//-*-===//
+//===- ModelConfig.h - Hugging Face config.json -----------------*- C++ -*-===//
 //
 // Parses and validates a Hugging Face `config.json` for the architectures xfmr
 // compiles. Missing optional fields take the Hugging Face defaults of the

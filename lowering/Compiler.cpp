@@ -240,8 +240,8 @@ Error xfmr::compileModel(const CompileOptions &options,
                              "latent (absorption is what the latent cache "
                              "does)");
   if (options.mlaCache == "latent")
-    pm.addPass(createAbsorbMLA(
-        AbsorbMLAOptions{options.mlaAbsorb == "compile-time"}));
+    pm.addPass(
+        createAbsorbMLA(AbsorbMLAOptions{options.mlaAbsorb == "compile-time"}));
   if (!options.kvCache.empty() || options.kvWindow > 0) {
     std::string parseErrors;
     raw_string_ostream errorStream(parseErrors);
@@ -301,27 +301,22 @@ Error xfmr::compileModel(const CompileOptions &options,
                                  {"triple", target.triple},
                                  {"cpu", target.cpuName},
                                  {"features", target.features}};
-  contents.compileOptions = json::Object{{"target", options.target},
-                                         {"cpu", options.cpu},
-                                         {"opt_level", int64_t(options.optLevel)},
-                                         {"context", options.context},
-                                         {"quantize", options.quantize},
-                                         {"mla_cache", options.mlaCache.empty()
-                                                           ? std::string("expanded")
-                                                           : options.mlaCache},
-                                         {"kv_cache", options.kvCache.empty()
-                                                          ? std::string("f32")
-                                                          : options.kvCache},
-                                         {"mla_absorb", options.mlaAbsorb.empty()
-                                                            ? std::string("runtime")
-                                                            : options.mlaAbsorb},
-                                         {"kv_window", options.kvWindow},
-                                         {"kv_sinks", options.kvSinks},
-                                         {"moe", options.moe.empty()
-                                                     ? std::string("sparse")
-                                                     : options.moe},
-                                         {"quantize_options",
-                                          options.quantizeOptions}};
+  contents.compileOptions = json::Object{
+      {"target", options.target},
+      {"cpu", options.cpu},
+      {"opt_level", int64_t(options.optLevel)},
+      {"context", options.context},
+      {"quantize", options.quantize},
+      {"mla_cache",
+       options.mlaCache.empty() ? std::string("expanded") : options.mlaCache},
+      {"kv_cache",
+       options.kvCache.empty() ? std::string("f32") : options.kvCache},
+      {"mla_absorb",
+       options.mlaAbsorb.empty() ? std::string("runtime") : options.mlaAbsorb},
+      {"kv_window", options.kvWindow},
+      {"kv_sinks", options.kvSinks},
+      {"moe", options.moe.empty() ? std::string("sparse") : options.moe},
+      {"quantize_options", options.quantizeOptions}};
   contents.modelExtras = std::move(modelExtras);
   if (Error error = writeArtifact(options.output, contents,
                                   [&](const std::string &line) { step(line); }))
@@ -386,9 +381,8 @@ Expected<std::string> xfmr::roundTrip(const std::string &ir) {
 std::vector<std::pair<std::string, std::string>> xfmr::listPasses() {
   std::vector<std::pair<std::string, std::string>> passes;
   std::unique_ptr<mlir::Pass> created[] = {
-      createFuseSwiGLU(), createAnnotateModelStats(),
-      createFuseSharedExperts(), createSparsifyMoE(),
-      createLowerToKernels()};
+      createFuseSwiGLU(), createAnnotateModelStats(), createFuseSharedExperts(),
+      createSparsifyMoE(), createLowerToKernels()};
   for (const std::unique_ptr<mlir::Pass> &pass : created)
     passes.emplace_back(pass->getArgument().str(),
                         pass->getDescription().str());

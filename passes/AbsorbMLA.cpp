@@ -63,7 +63,7 @@ WeightOp foldableWeight(Value value) {
     return {};
   Type element = weight.getType().getElementType();
   return element.isF32() || element.isBF16() || element.isF16() ? weight
-                                                                 : WeightOp();
+                                                                : WeightOp();
 }
 
 /// mla_attention over a latent cache, fed by linear -> split_heads -> rope
@@ -79,12 +79,14 @@ struct FoldAbsorbedProducts : OpRewritePattern<MLAAttentionOp> {
     if (!cache)
       return rewriter.notifyMatchFailure(op, "expanded cache");
     auto rope = op.getQuery().getDefiningOp<RopeOp>();
-    auto split = rope ? rope.getInput().getDefiningOp<SplitHeadsOp>()
-                      : SplitHeadsOp();
-    auto query = split ? split.getInput().getDefiningOp<LinearOp>() : LinearOp();
+    auto split =
+        rope ? rope.getInput().getDefiningOp<SplitHeadsOp>() : SplitHeadsOp();
+    auto query =
+        split ? split.getInput().getDefiningOp<LinearOp>() : LinearOp();
     if (!query || query.getBias() || query.getScale() || !rope->hasOneUse() ||
         !split->hasOneUse() || !query->hasOneUse())
-      return rewriter.notifyMatchFailure(op, "query is not linear -> heads -> rope");
+      return rewriter.notifyMatchFailure(
+          op, "query is not linear -> heads -> rope");
     if (!op.getOutput().hasOneUse())
       return rewriter.notifyMatchFailure(op, "output read more than once");
     auto merge = dyn_cast<MergeHeadsOp>(*op.getOutput().getUsers().begin());
@@ -112,8 +114,7 @@ struct FoldAbsorbedProducts : OpRewritePattern<MLAAttentionOp> {
       return FoldMLAWeightOp::create(
           rewriter, loc,
           RankedTensorType::get(shape, weight.getType().getElementType()),
-          weight, kvBValue,
-          MLAFoldAttr::get(rewriter.getContext(), kind),
+          weight, kvBValue, MLAFoldAttr::get(rewriter.getContext(), kind),
           rewriter.getI64IntegerAttr(heads), rewriter.getI64IntegerAttr(nope),
           rewriter.getI64IntegerAttr(ropeDim),
           rewriter.getI64IntegerAttr(valueDim));
@@ -127,10 +128,10 @@ struct FoldAbsorbedProducts : OpRewritePattern<MLAAttentionOp> {
       return RankedTensorType::get(shape, element);
     };
     rewriter.setInsertionPoint(op);
-    Value wLatent = fold(queryWeight, kvB, MLAFold::query_latent,
-                         {heads * rank, in});
-    Value wRope = fold(queryWeight, Value(), MLAFold::query_rope,
-                       {heads * ropeDim, in});
+    Value wLatent =
+        fold(queryWeight, kvB, MLAFold::query_latent, {heads * rank, in});
+    Value wRope =
+        fold(queryWeight, Value(), MLAFold::query_rope, {heads * ropeDim, in});
     Value queryLatent = SplitHeadsOp::create(
         rewriter, loc, act({heads, rank}),
         LinearOp::create(rewriter, loc, act({heads * rank}), x, wLatent,
@@ -147,8 +148,8 @@ struct FoldAbsorbedProducts : OpRewritePattern<MLAAttentionOp> {
         op.getLatent(), op.getRopeKey(), op.getCache(), op.getStart(),
         op.getScaleAttr(), op.getSlidingWindowAttr(), op.getSinksAttr());
     rewriter.setInsertionPoint(output);
-    Value wOutput = fold(outputWeight, kvB, MLAFold::output,
-                         {hidden, heads * rank});
+    Value wOutput =
+        fold(outputWeight, kvB, MLAFold::output, {hidden, heads * rank});
     Value merged = MergeHeadsOp::create(rewriter, loc, act({heads * rank}),
                                         attention.getOutput());
     rewriter.replaceOpWithNewOp<LinearOp>(output, output.getType(), merged,

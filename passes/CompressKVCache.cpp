@@ -124,10 +124,10 @@ struct CompressKVCachePass
     populateFunctionOpInterfaceTypeConversionPattern<func::FuncOp>(patterns,
                                                                    converter);
     populateReturnOpTypeConversionPattern(patterns, converter);
-    patterns.add<ConvertCacheTypes<AttentionOp>,
-                 ConvertCacheTypes<MLAAttentionOp>,
-                 ConvertCacheTypes<MLALatentAttentionOp>>(converter, context,
-                                                          eviction);
+    patterns
+        .add<ConvertCacheTypes<AttentionOp>, ConvertCacheTypes<MLAAttentionOp>,
+             ConvertCacheTypes<MLALatentAttentionOp>>(converter, context,
+                                                      eviction);
     if (failed(applyFullConversion(getOperation(), legal, std::move(patterns))))
       return signalPassFailure();
     if (eviction.window)

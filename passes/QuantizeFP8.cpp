@@ -155,8 +155,8 @@ struct QuantizeExperts : OpRewritePattern<MoEExpertsOp> {
       ArrayRef<int64_t> shape = gate.getType().getShape();
       int64_t widest = std::max(shape[1], shape[2]);
       if (Value shared = experts.getSharedGate())
-        widest = std::max(widest,
-                          cast<RankedTensorType>(shared.getType()).getDimSize(0));
+        widest = std::max(
+            widest, cast<RankedTensorType>(shared.getType()).getDimSize(0));
       layout = weightLayout(getContext(), {widest, widest}, settings);
       WeightOp sources[3] = {gate, up, down};
       for (int i = 0; i < 3; ++i)

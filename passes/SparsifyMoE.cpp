@@ -1,5 +1,4 @@
-//===- SparsifyMoE.cpp - dense MoE evaluation -> sparse dispatch -*- C++
-//-*-===//
+//===- SparsifyMoE.cpp - dense MoE -> sparse dispatch -----------*- C++ -*-===//
 //
 // Chooses how each dense xfmr.moe_experts is evaluated: token-by-token top-k
 // dispatch for one token (decode), grouped expert GEMMs for many (prefill).

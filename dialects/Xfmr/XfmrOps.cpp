@@ -489,8 +489,8 @@ LogicalResult MLALatentAttentionOp::verify() {
       failed(checkRank(*this, getLatent(), 2, "a latent [tokens, rank]")) ||
       failed(checkRank(*this, getRopeKey(), 3,
                        "a rope key [tokens, 1, rope_dim]")) ||
-      failed(checkRank(*this, getOutput(), 3,
-                       "an output [tokens, heads, rank]")))
+      failed(
+          checkRank(*this, getOutput(), 3, "an output [tokens, heads, rank]")))
     return failure();
   ArrayRef<int64_t> ql = getQueryLatent().getType().getShape();
   ArrayRef<int64_t> qr = getQueryRope().getType().getShape();
@@ -546,8 +546,8 @@ LogicalResult FoldMLAWeightOp::verify() {
       return failure();
     ArrayRef<int64_t> kvB = tensorType(getKvB()).getShape();
     if (kvB[0] != heads * (nope + vDim))
-      return emitOpError() << "kv_b weight has " << kvB[0]
-                           << " rows, expected " << heads * (nope + vDim);
+      return emitOpError() << "kv_b weight has " << kvB[0] << " rows, expected "
+                           << heads * (nope + vDim);
     rank = kvB[1];
   }
   SmallVector<int64_t> expected;
@@ -555,8 +555,8 @@ LogicalResult FoldMLAWeightOp::verify() {
   case MLAFold::query_latent:
   case MLAFold::query_rope:
     if (w[0] != heads * (nope + rope))
-      return emitOpError() << "query weight has " << w[0]
-                           << " rows, expected " << heads * (nope + rope);
+      return emitOpError() << "query weight has " << w[0] << " rows, expected "
+                           << heads * (nope + rope);
     expected = {heads * (getKind() == MLAFold::query_latent ? rank : rope),
                 w[1]};
     break;
@@ -668,8 +668,8 @@ LogicalResult MoEExpertsOp::verify() {
                          << getInput().getType();
   if (failed(verifyWeightScale(*this, "gate weights", getGateWeight(),
                                getGateScale(), getScaleLayoutAttr())) ||
-      failed(verifyWeightScale(*this, "up weights", getUpWeight(),
-                               getUpScale(), getScaleLayoutAttr())) ||
+      failed(verifyWeightScale(*this, "up weights", getUpWeight(), getUpScale(),
+                               getScaleLayoutAttr())) ||
       failed(verifyWeightScale(*this, "down weights", getDownWeight(),
                                getDownScale(), getScaleLayoutAttr())))
     return failure();
@@ -688,7 +688,8 @@ LogicalResult MoEExpertsOp::verifySharedExpert() {
   }
   if (!gate || !up || !down)
     return emitOpError() << "a shared expert needs gate, up and down weights";
-  if (failed(checkRank(*this, gate, 2, "shared gate weights [inter, hidden]")) ||
+  if (failed(
+          checkRank(*this, gate, 2, "shared gate weights [inter, hidden]")) ||
       failed(checkRank(*this, up, 2, "shared up weights [inter, hidden]")) ||
       failed(checkRank(*this, down, 2, "shared down weights [hidden, inter]")))
     return failure();
@@ -703,7 +704,8 @@ LogicalResult MoEExpertsOp::verifySharedExpert() {
                          << hidden << ", inter]";
   return success(
       succeeded(verifyWeightScale(*this, "shared gate weights", gate,
-                                  getSharedGateScale(), getScaleLayoutAttr())) &&
+                                  getSharedGateScale(),
+                                  getScaleLayoutAttr())) &&
       succeeded(verifyWeightScale(*this, "shared up weights", up,
                                   getSharedUpScale(), getScaleLayoutAttr())) &&
       succeeded(verifyWeightScale(*this, "shared down weights", down,

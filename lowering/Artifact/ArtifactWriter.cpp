@@ -124,10 +124,9 @@ llvm::Expected<std::vector<double>> readDoubles(const Checkpoint &checkpoint,
     return bytes.takeError();
   std::vector<double> values = toDoubles(*bytes, type.getElementType());
   if (int64_t(values.size()) != type.getNumElements())
-    return llvm::createStringError("weight '" + name.str() + "' has " +
-                                   std::to_string(values.size()) +
-                                   " elements, expected " +
-                                   std::to_string(type.getNumElements()));
+    return llvm::createStringError(
+        "weight '" + name.str() + "' has " + std::to_string(values.size()) +
+        " elements, expected " + std::to_string(type.getNumElements()));
   return values;
 }
 
@@ -198,9 +197,8 @@ llvm::Error foldWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
   std::vector<double> folded =
       foldMLAWeight(kind.drop_front(4), *weight, source.getDimSize(0),
                     source.getDimSize(1), kvB, shape);
-  Type stored =
-      cast<RankedTensorType>(entry.getAs<TypeAttr>("type").getValue())
-          .getElementType();
+  Type stored = cast<RankedTensorType>(entry.getAs<TypeAttr>("type").getValue())
+                    .getElementType();
   if (stored.isF32()) {
     std::vector<float> values(folded.begin(), folded.end());
     data.assign(reinterpret_cast<const char *>(values.data()),
@@ -376,9 +374,8 @@ llvm::Error xfmr::writeArtifact(
       {"format_version", int64_t(artifact::kFormatVersion)},
       {"target", llvm::json::Object(contents.target)},
       {"model", std::move(modelJson)},
-      {"entry_points",
-       llvm::json::Object{{"prefill", "_mlir_ciface_prefill"},
-                          {"decode", "_mlir_ciface_decode"}}},
+      {"entry_points", llvm::json::Object{{"prefill", "_mlir_ciface_prefill"},
+                                          {"decode", "_mlir_ciface_decode"}}},
       {"kv_cache",
        llvm::json::Object{{"bytes", cacheBytes ? cacheBytes.getInt() : 0},
                           {"bytes_per_token", bytesPerToken},

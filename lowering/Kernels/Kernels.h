@@ -147,8 +147,7 @@ struct SharedExpert {
 /// before its down projection.
 mlir::func::FuncOp moeExperts(KernelLibrary &lib, int64_t experts,
                               int64_t inter, int64_t hidden, int64_t topK,
-                              const WeightOperand &weight,
-                              MoEDispatch dispatch,
+                              const WeightOperand &weight, MoEDispatch dispatch,
                               std::optional<SharedExpert> shared,
                               std::optional<int64_t> activationGroup);
 

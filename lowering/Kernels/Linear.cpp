@@ -1,4 +1,4 @@
-//===- Linear.cpp - y = x W^T (+ b) kernel -----------------------*- C++ -*-===//
+//===- Linear.cpp - y = x W^T (+ b) kernel ----------------------*- C++ -*-===//
 //
 // One register-tiled product (MatmulTile.h) over all tokens: prefill is
 // bound by arithmetic rather than loads, and decode (one token) streams each
@@ -48,8 +48,8 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
     op.in = in;
     op.out = out;
     op.format = weight.format;
-    op.table = isFP8(weight.format) ? lib.lookupTable(b, loc, weight.format)
-                                    : Value();
+    op.table =
+        isFP8(weight.format) ? lib.lookupTable(b, loc, weight.format) : Value();
     op.blockScale = weight.blockScale;
     if (weight.blockScale)
       op.scale = args[bias ? 3 : 2];

@@ -1,4 +1,4 @@
-//===- MoE.cpp - MoE routing and expert kernels ------------------*- C++ -*-===//
+//===- MoE.cpp - MoE routing and expert kernels -----------------*- C++ -*-===//
 //
 // Routing follows the models' definitions exactly (xfmr.moe_gate): scores,
 // group ranking by the two best biased scores, top-k with ties to the lowest
@@ -315,7 +315,8 @@ void accumulate(OpBuilder &b, Location loc, Value out, Value t, Value n,
   Value old = memref::LoadOp::create(b, loc, out, ValueRange{t, n});
   memref::StoreOp::create(
       b, loc,
-      arith::AddFOp::create(b, loc, old, arith::MulFOp::create(b, loc, w, value)),
+      arith::AddFOp::create(b, loc, old,
+                            arith::MulFOp::create(b, loc, w, value)),
       out, ValueRange{t, n});
 }
 
@@ -346,7 +347,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
   auto tokensBy = [&](int64_t n, Type element) {
     return MemRefType::get({ShapedType::kDynamic, n}, element);
   };
-  SmallVector<Type> args{tokensBy(hidden, f32Type), tokensBy(topK, f32Type),
+  SmallVector<Type> args{tokensBy(hidden, f32Type),
+                         tokensBy(topK, f32Type),
                          tokensBy(topK, IntegerType::get(context, 32)),
                          MemRefType::get({experts, inter, hidden}, storage),
                          MemRefType::get({experts, inter, hidden}, storage),
@@ -381,8 +383,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
       args.push_back(MemRefType::get(
           {ceilDiv(hidden, rows), ceilDiv(shared->inter, cols)}, f32Type));
     }
-    key += "_shared" + std::to_string(shared->inter) + "_" +
-           shared->weight.key();
+    key +=
+        "_shared" + std::to_string(shared->inter) + "_" + shared->weight.key();
   }
   args.push_back(MemRefType::get({experts}, i64Type));
   args.push_back(tokensBy(hidden, f32Type));
@@ -401,8 +403,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     m.hidden = hidden;
     m.weight = weight;
     m.activationGroup = activationGroup;
-    m.table = isFP8(weight.format) ? lib.lookupTable(b, loc, weight.format)
-                                   : Value();
+    m.table =
+        isFP8(weight.format) ? lib.lookupTable(b, loc, weight.format) : Value();
     Value counts = args[args.size() - 2], out = args.back();
     Value tokens = memref::DimOp::create(b, loc, x, 0);
     Value zero = index(b, loc, 0), one = index(b, loc, 1);
@@ -420,8 +422,9 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
       serialFor(b, loc, zero, hiddenCount,
                 [&](OpBuilder &b, Location loc, Value n) {
-        memref::StoreOp::create(b, loc, f32(b, loc, 0.0), out, ValueRange{t, n});
-      });
+                  memref::StoreOp::create(b, loc, f32(b, loc, 0.0), out,
+                                          ValueRange{t, n});
+                });
     });
 
     switch (dispatch) {
@@ -432,27 +435,29 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
       serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
         serialFor(b, loc, zero, expertCount,
                   [&](OpBuilder &b, Location loc, Value e) {
-          memref::StoreOp::create(b, loc, f32(b, loc, 0.0), dense,
-                                  ValueRange{t, e});
-        });
+                    memref::StoreOp::create(b, loc, f32(b, loc, 0.0), dense,
+                                            ValueRange{t, e});
+                  });
         serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
           Value e = loadIndex(b, loc, routeIndices, {t, j});
-          Value w = memref::LoadOp::create(b, loc, routeWeights,
-                                           ValueRange{t, j});
+          Value w =
+              memref::LoadOp::create(b, loc, routeWeights, ValueRange{t, j});
           Value old = memref::LoadOp::create(b, loc, dense, ValueRange{t, e});
           memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, w),
                                   dense, ValueRange{t, e});
         });
       });
       Value act = allocRows(b, loc, tokens, inter, f32Type);
-      serialFor(b, loc, zero, expertCount,
-                [&](OpBuilder &b, Location loc, Value e) {
-        emitExpert(b, loc, m, x, act, e, zero, tokens,
-                   [&](OpBuilder &b, Location loc, Value t, Value n, Value v) {
-          Value w = memref::LoadOp::create(b, loc, dense, ValueRange{t, e});
-          accumulate(b, loc, out, t, n, w, v);
-        });
-      });
+      serialFor(
+          b, loc, zero, expertCount, [&](OpBuilder &b, Location loc, Value e) {
+            emitExpert(
+                b, loc, m, x, act, e, zero, tokens,
+                [&](OpBuilder &b, Location loc, Value t, Value n, Value v) {
+                  Value w =
+                      memref::LoadOp::create(b, loc, dense, ValueRange{t, e});
+                  accumulate(b, loc, out, t, n, w, v);
+                });
+          });
       memref::DeallocOp::create(b, loc, act);
       memref::DeallocOp::create(b, loc, dense);
       break;
@@ -464,8 +469,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
         Value next = arith::AddIOp::create(b, loc, t, one);
         serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
           Value e = loadIndex(b, loc, routeIndices, {t, j});
-          Value w = memref::LoadOp::create(b, loc, routeWeights,
-                                           ValueRange{t, j});
+          Value w =
+              memref::LoadOp::create(b, loc, routeWeights, ValueRange{t, j});
           emitExpert(b, loc, m, x, act, e, t, next,
                      [&](OpBuilder &b, Location loc, Value t, Value n,
                          Value v) { accumulate(b, loc, out, t, n, w, v); });
@@ -489,8 +494,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
       Value fill = vectorOf(expertCount, indexType);
       serialFor(b, loc, zero, expertCount,
                 [&](OpBuilder &b, Location loc, Value e) {
-        memref::StoreOp::create(b, loc, zero, size, e);
-      });
+                  memref::StoreOp::create(b, loc, zero, size, e);
+                });
       serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
         serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
           increment(b, loc, size, loadIndex(b, loc, routeIndices, {t, j}), one);
@@ -527,33 +532,36 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
         Value t = memref::LoadOp::create(b, loc, rowToken, r);
         serialFor(b, loc, zero, hiddenCount,
                   [&](OpBuilder &b, Location loc, Value n) {
-          memref::StoreOp::create(
-              b, loc, memref::LoadOp::create(b, loc, x, ValueRange{t, n}),
-              gathered, ValueRange{r, n});
-        });
+                    memref::StoreOp::create(
+                        b, loc,
+                        memref::LoadOp::create(b, loc, x, ValueRange{t, n}),
+                        gathered, ValueRange{r, n});
+                  });
       });
       Value act = allocRows(b, loc, rows, inter, f32Type);
-      serialFor(b, loc, zero, expertCount,
-                [&](OpBuilder &b, Location loc, Value e) {
-        Value first = memref::LoadOp::create(b, loc, begin, e);
-        Value n = memref::LoadOp::create(b, loc, size, e);
-        Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
-                                           n, zero);
-        // Experts no token chose are skipped: their weights are never read.
-        scf::IfOp::create(b, loc, used, [&](OpBuilder &b, Location loc) {
-          emitExpert(b, loc, m, gathered, act, e, first,
-                     arith::AddIOp::create(b, loc, first, n),
-                     [&](OpBuilder &b, Location loc, Value r, Value col,
-                         Value v) {
-            // A token selects an expert once: rows of one expert never
-            // share a token, so the parallel columns do not race.
-            accumulate(b, loc, out, memref::LoadOp::create(b, loc, rowToken, r),
-                       col, memref::LoadOp::create(b, loc, rowWeight, r), v);
+      serialFor(
+          b, loc, zero, expertCount, [&](OpBuilder &b, Location loc, Value e) {
+            Value first = memref::LoadOp::create(b, loc, begin, e);
+            Value n = memref::LoadOp::create(b, loc, size, e);
+            Value used = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::ugt, n, zero);
+            // Experts no token chose are skipped: their weights are never read.
+            scf::IfOp::create(b, loc, used, [&](OpBuilder &b, Location loc) {
+              emitExpert(
+                  b, loc, m, gathered, act, e, first,
+                  arith::AddIOp::create(b, loc, first, n),
+                  [&](OpBuilder &b, Location loc, Value r, Value col, Value v) {
+                    // A token selects an expert once: rows of one expert never
+                    // share a token, so the parallel columns do not race.
+                    accumulate(b, loc, out,
+                               memref::LoadOp::create(b, loc, rowToken, r), col,
+                               memref::LoadOp::create(b, loc, rowWeight, r), v);
+                  });
+              scf::YieldOp::create(b, loc);
+            });
           });
-          scf::YieldOp::create(b, loc);
-        });
-      });
-      for (Value buffer : {act, gathered, rowWeight, rowToken, fill, begin, size})
+      for (Value buffer :
+           {act, gathered, rowWeight, rowToken, fill, begin, size})
         memref::DeallocOp::create(b, loc, buffer);
       break;
     }
@@ -580,12 +588,14 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                     ? lib.lookupTable(b, loc, shared->weight.format)
                     : Value();
       Value act = allocRows(b, loc, tokens, shared->inter, f32Type);
-      emitExpert(b, loc, s, x, act, Value(), zero, tokens,
-                 [&](OpBuilder &b, Location loc, Value t, Value n, Value v) {
-        Value old = memref::LoadOp::create(b, loc, out, ValueRange{t, n});
-        memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, v),
-                                out, ValueRange{t, n});
-      });
+      emitExpert(
+          b, loc, s, x, act, Value(), zero, tokens,
+          [&](OpBuilder &b, Location loc, Value t, Value n, Value v) {
+            Value old = memref::LoadOp::create(b, loc, out, ValueRange{t, n});
+            memref::StoreOp::create(b, loc,
+                                    arith::AddFOp::create(b, loc, old, v), out,
+                                    ValueRange{t, n});
+          });
       memref::DeallocOp::create(b, loc, act);
     }
   });

@@ -19,37 +19,40 @@ func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib, int64_t channels,
                     std::to_string(group) + "_" + formatName(format).str();
   return lib.get(key, {buffer, buffer},
                  [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value x = args[0], out = args[1];
-    Value tokens = memref::DimOp::create(b, loc, x, 0);
-    parallelFor(b, loc, index(b, loc, 0), tokens,
-                [&](OpBuilder &b, Location loc, Value t) {
-      fakeQuantizeRow(b, loc, x, out, t, channels, group, format);
-    });
-  });
+                   Value x = args[0], out = args[1];
+                   Value tokens = memref::DimOp::create(b, loc, x, 0);
+                   parallelFor(b, loc, index(b, loc, 0), tokens,
+                               [&](OpBuilder &b, Location loc, Value t) {
+                                 fakeQuantizeRow(b, loc, x, out, t, channels,
+                                                 group, format);
+                               });
+                 });
 }
 
 void xfmr::kernels::fakeQuantizeRow(OpBuilder &b, Location loc, Value in,
                                     Value out, Value row, int64_t channels,
                                     int64_t group, WeightFormat format) {
   int64_t groups = (channels + group - 1) / group;
-  serialFor(b, loc, index(b, loc, 0), index(b, loc, groups),
-            [&](OpBuilder &b, Location loc, Value g) {
-    Value begin = arith::MulIOp::create(b, loc, g, index(b, loc, group));
-    Value end = arith::MinUIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, begin, index(b, loc, group)),
-        index(b, loc, channels));
-    Value amax = maxAbs(b, loc, begin, end, f32(b, loc, 0.0),
-                        [&](OpBuilder &b, Location loc, Value k) -> Value {
-                          return memref::LoadOp::create(b, loc, in,
-                                                        ValueRange{row, k});
-                        });
-    Value scale = scaleForMaxAbs(b, loc, amax, format);
-    serialFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value k) {
-      Value v = memref::LoadOp::create(b, loc, in, ValueRange{row, k});
-      Value q =
-          roundToFP8(b, loc, arith::DivFOp::create(b, loc, v, scale), format);
-      memref::StoreOp::create(b, loc, arith::MulFOp::create(b, loc, q, scale),
-                              out, ValueRange{row, k});
-    });
-  });
+  serialFor(
+      b, loc, index(b, loc, 0), index(b, loc, groups),
+      [&](OpBuilder &b, Location loc, Value g) {
+        Value begin = arith::MulIOp::create(b, loc, g, index(b, loc, group));
+        Value end = arith::MinUIOp::create(
+            b, loc, arith::AddIOp::create(b, loc, begin, index(b, loc, group)),
+            index(b, loc, channels));
+        Value amax = maxAbs(
+            b, loc, begin, end, f32(b, loc, 0.0),
+            [&](OpBuilder &b, Location loc, Value k) -> Value {
+              return memref::LoadOp::create(b, loc, in, ValueRange{row, k});
+            });
+        Value scale = scaleForMaxAbs(b, loc, amax, format);
+        serialFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value k) {
+          Value v = memref::LoadOp::create(b, loc, in, ValueRange{row, k});
+          Value q = roundToFP8(b, loc, arith::DivFOp::create(b, loc, v, scale),
+                               format);
+          memref::StoreOp::create(b, loc,
+                                  arith::MulFOp::create(b, loc, q, scale), out,
+                                  ValueRange{row, k});
+        });
+      });
 }

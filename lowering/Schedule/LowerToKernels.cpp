@@ -110,10 +110,9 @@ bool onlyDerived(WeightOp weight) {
 /// The blob slot of a folded MLA weight, keyed by everything its value
 /// depends on: kind, sources, head shape and stored type.
 std::string foldedWeightKey(FoldMLAWeightOp fold) {
-  std::string key = "fold#" + stringifyMLAFold(fold.getKind()).str() + "#" +
-                    cast<WeightOp>(fold.getWeight().getDefiningOp())
-                        .getName()
-                        .str();
+  std::string key =
+      "fold#" + stringifyMLAFold(fold.getKind()).str() + "#" +
+      cast<WeightOp>(fold.getWeight().getDefiningOp()).getName().str();
   if (Value kvB = fold.getKvB())
     key += "#" + cast<WeightOp>(kvB.getDefiningOp()).getName().str();
   llvm::raw_string_ostream os(key);
@@ -142,7 +141,8 @@ struct CounterSlot {
 /// Emits the schedule of one entry point.
 class ScheduleEmitter {
 public:
-  ScheduleEmitter(KernelLibrary &lib, const llvm::StringMap<WeightSlot> &weights,
+  ScheduleEmitter(KernelLibrary &lib,
+                  const llvm::StringMap<WeightSlot> &weights,
                   ArrayRef<CacheSlot> caches, ArrayRef<CounterSlot> counters)
       : lib(lib), weights(weights), caches(caches), counters(counters) {}
 
@@ -945,7 +945,8 @@ void LowerToKernelsPass::runOnOperation() {
                 "transform",
                 builder.getStringAttr("mla_" +
                                       stringifyMLAFold(fold.getKind()).str())),
-            builder.getNamedAttr("source_type", TypeAttr::get(source.getType())),
+            builder.getNamedAttr("source_type",
+                                 TypeAttr::get(source.getType())),
             builder.getNamedAttr("heads", fold.getHeadsAttr()),
             builder.getNamedAttr("nope", fold.getNopeAttr()),
             builder.getNamedAttr("rope", fold.getRopeAttr()),
@@ -953,11 +954,10 @@ void LowerToKernelsPass::runOnOperation() {
         if (kvB) {
           description.push_back(
               builder.getNamedAttr("kv_b", kvB.getNameAttr()));
-          description.push_back(builder.getNamedAttr(
-              "kv_b_type", TypeAttr::get(kvB.getType())));
+          description.push_back(
+              builder.getNamedAttr("kv_b_type", TypeAttr::get(kvB.getType())));
         }
-        addSlot(foldedWeightKey(fold), fold.getResult().getType(),
-                description);
+        addSlot(foldedWeightKey(fold), fold.getResult().getType(), description);
         return;
       }
       auto quantize = dyn_cast<QuantizeOp>(op);

@@ -163,8 +163,7 @@ Stats Session::stats() const {
   s.threads = threads_;
   const auto &slots = artifact_->expertCounters();
   for (size_t i = 0; i < slots.size(); ++i) {
-    ExpertTokens layer{slots[i].name,
-                       std::vector<int64_t>(slots[i].experts)};
+    ExpertTokens layer{slots[i].name, std::vector<int64_t>(slots[i].experts)};
     std::memcpy(layer.counts.data(), cache_.data() + slots[i].offset,
                 slots[i].experts * sizeof(int64_t));
     if (i < clearedExpertCounts_.size())

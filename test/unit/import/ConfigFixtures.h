@@ -1,5 +1,4 @@
-//===- ConfigFixtures.h - config.json texts for the import tests -*- C++
-//-*-===//
+//===- ConfigFixtures.h - config.json texts for tests -----------*- C++ -*-===//
 //
 // Published Hugging Face configs (verbatim apart from dropped unused fields)
 // and tiny configs used to build synthetic checkpoints.

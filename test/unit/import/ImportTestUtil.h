@@ -1,5 +1,4 @@
-//===- ImportTestUtil.h - Helpers for the checkpoint reader tests -*- C++
-//-*-===//
+//===- ImportTestUtil.h - checkpoint reader test helpers --------*- C++ -*-===//
 //
 // Temporary folders, and writers for well-formed and deliberately malformed
 // safetensors files, index files and configs.
