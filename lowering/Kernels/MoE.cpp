@@ -501,7 +501,8 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
           increment(b, loc, size, loadIndex(b, loc, routeIndices, {t, j}), one);
         });
       });
-      auto prefix = scf::ForOp::create(
+      // Exclusive prefix sum of the sizes: each expert's first row.
+      scf::ForOp::create(
           b, loc, zero, expertCount, one, ValueRange{zero},
           [&](OpBuilder &b, Location loc, Value e, ValueRange acc) {
             memref::StoreOp::create(b, loc, acc[0], begin, e);
@@ -511,7 +512,6 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                 ValueRange{arith::AddIOp::create(
                     b, loc, acc[0], memref::LoadOp::create(b, loc, size, e))});
           });
-      (void)prefix;
       Value rowToken = vectorOf(rows, indexType);
       Value rowWeight = vectorOf(rows, f32Type);
       serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {

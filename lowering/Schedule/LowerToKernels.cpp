@@ -130,6 +130,13 @@ struct CacheSlot {
   Type type;
 };
 
+/// An optional non-negative attribute (sliding_window, sinks) as int64_t.
+std::optional<int64_t> asInt(std::optional<uint64_t> value) {
+  if (!value)
+    return std::nullopt;
+  return static_cast<int64_t>(*value);
+}
+
 /// Where the per-expert token counters of one MoE layer live in the cache
 /// blob: `experts` i64 at `offset`. The n-th xfmr.moe_experts of every entry
 /// point counts into the n-th slot.
@@ -169,6 +176,8 @@ private:
                               bool &ok);
 
   LogicalResult emitOp(Operation *op);
+  /// A view of the weight-blob slot `key` in its storage type.
+  Value weightView(StringRef key);
   /// Appends `latent` and `ropeKey` at `start` to the latent cache value
   /// `cache`, binds `newCache` to the same storage and returns it (latent,
   /// [scales], k_pe) for the attention kernel.
@@ -231,6 +240,16 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
   return operand;
 }
 
+Value ScheduleEmitter::weightView(StringRef key) {
+  const WeightSlot &slot = weights.find(key)->second;
+  auto type = MemRefType::get(
+      slot.type.getShape(),
+      storageTypeOf(weightFormatOf(slot.type.getElementType()),
+                    b->getContext()));
+  return memref::ViewOp::create(*b, loc, type, weightBlob,
+                                index(*b, loc, slot.offset), ValueRange{});
+}
+
 SmallVector<Value> ScheduleEmitter::appendLatent(Value cache, Value newCache,
                                                  Value latent, Value ropeKey,
                                                  std::optional<int64_t> sinks) {
@@ -270,14 +289,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto weight = dyn_cast<WeightOp>(op)) {
     if (onlyDerived(weight))
       return success(); // its quantize reads the packed codes instead
-    const WeightSlot &slot = weights.find(weight.getName())->second;
-    auto type = MemRefType::get(
-        slot.type.getShape(),
-        storageTypeOf(weightFormatOf(slot.type.getElementType()),
-                      b->getContext()));
-    Value view = memref::ViewOp::create(*b, 
-        loc, type, weightBlob, index(*b, loc, slot.offset), ValueRange{});
-    bind(weight.getResult(), view, false);
+    bind(weight.getResult(), weightView(weight.getName()), false);
     return success();
   }
   if (auto embed = dyn_cast<EmbeddingOp>(op)) {
@@ -391,18 +403,14 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       return args;
     };
     ArrayRef<int64_t> q = attn.getQuery().getType().getShape();
-    std::optional<int64_t> sinks;
-    if (auto s = attn.getSinks())
-      sinks = int64_t(*s);
+    std::optional<int64_t> sinks = asInt(attn.getSinks());
     call(cacheWrite(lib, cache.getCapacity(), cache.getHeads(),
                     cache.getKeyDim(), cache.getValueDim(), format, sinks),
          withScales({buffer(attn.getKey()), buffer(attn.getValue()),
                      cacheBuffer, start},
                     3));
     Value result = outOrLogits(attn.getOutput(), {q[1], cache.getValueDim()});
-    std::optional<int64_t> window;
-    if (auto w = attn.getSlidingWindow())
-      window = int64_t(*w);
+    std::optional<int64_t> window = asInt(attn.getSlidingWindow());
     call(attend(lib, cache.getCapacity(), q[1], cache.getHeads(),
                 cache.getKeyDim(), cache.getValueDim(),
                 attn.getScale().convertToDouble(), window, format, sinks),
@@ -413,11 +421,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     return success();
   }
   if (auto mla = dyn_cast<MLAAttentionOp>(op)) {
-    std::optional<int64_t> window, sinks;
-    if (auto w = mla.getSlidingWindow())
-      window = int64_t(*w);
-    if (auto s = mla.getSinks())
-      sinks = int64_t(*s);
+    std::optional<int64_t> window = asInt(mla.getSlidingWindow());
+    std::optional<int64_t> sinks = asInt(mla.getSinks());
     if (auto latentCache = dyn_cast<LatentCacheType>(mla.getCache().getType())) {
       bool ok = true;
       WeightOperand weight =
@@ -588,33 +593,20 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     }
     args.push_back(counts);
     args.push_back(result);
-    std::optional<int64_t> activationGroup;
-    if (auto group = experts.getActivationGroup())
-      activationGroup = int64_t(*group);
     call(moeExperts(lib, count, inter, hidden, topK, weight,
-                    experts.getDispatch(), shared, activationGroup),
+                    experts.getDispatch(), shared,
+                    asInt(experts.getActivationGroup())),
          args);
     return success();
   }
   if (auto fold = dyn_cast<FoldMLAWeightOp>(op)) {
     // Evaluated at compile time: a view of the packed product.
-    const WeightSlot &slot = weights.find(foldedWeightKey(fold))->second;
-    auto type = MemRefType::get(
-        slot.type.getShape(),
-        storageTypeOf(weightFormatOf(slot.type.getElementType()),
-                      b->getContext()));
-    bind(fold.getResult(),
-         memref::ViewOp::create(*b, loc, type, weightBlob,
-                                index(*b, loc, slot.offset), ValueRange{}),
-         false);
+    bind(fold.getResult(), weightView(foldedWeightKey(fold)), false);
     return success();
   }
   if (auto mla = dyn_cast<MLALatentAttentionOp>(op)) {
-    std::optional<int64_t> window, sinks;
-    if (auto w = mla.getSlidingWindow())
-      window = int64_t(*w);
-    if (auto s = mla.getSinks())
-      sinks = int64_t(*s);
+    std::optional<int64_t> window = asInt(mla.getSlidingWindow());
+    std::optional<int64_t> sinks = asInt(mla.getSinks());
     LatentCacheType cache = mla.getCache().getType();
     int64_t heads = mla.getQueryLatent().getType().getDimSize(1);
     int64_t rank = cache.getLatentDim(), ropeDim = cache.getRopeDim();
@@ -639,16 +631,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       for (auto [result, part] :
            {std::pair(quantize.getResult(), "codes"),
             std::pair(quantize.getScale(), "scales")}) {
-        const WeightSlot &slot =
-            weights.find(quantizedWeightKey(quantize, part))->second;
-        auto type = MemRefType::get(
-            slot.type.getShape(),
-            storageTypeOf(weightFormatOf(slot.type.getElementType()),
-                          b->getContext()));
-        bind(result, memref::ViewOp::create(*b, loc, type, weightBlob,
-                                               index(*b, loc, slot.offset),
-                                               ValueRange{}),
-             false);
+        bind(result, weightView(quantizedWeightKey(quantize, part)), false);
       }
       return success();
     }

@@ -128,6 +128,8 @@ def fold_mla_weights(attn, dtype: str = "f32"):
 
 
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
+    """float64 `x` rounded once to `dtype`, as the packer stores folded weights (unlike
+    `compress`, which rounds values the kernels computed in f32)."""
     if dtype == "f32":
         return x.astype(np.float32).astype(np.float64)
     if dtype == "f16":

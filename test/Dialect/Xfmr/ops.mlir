@@ -141,7 +141,8 @@ func.func @mla_folded(%ql: tensor<?x4x32xf32>, %qr: tensor<?x4x8xf32>, %ckv: ten
 
 // CHECK-LABEL: func.func @moe
 func.func @moe(%x: tensor<?x8xf32>, %g: tensor<4x8xf32>, %eg: tensor<4x6x8xf32>, %eu: tensor<4x6x8xf32>,
-               %ed: tensor<4x8x6xf32>, %sg: tensor<6x8xf32>, %sd: tensor<8x6xf32>) -> tensor<?x8xf32> {
+               %ed: tensor<4x8x6xf32>, %sg: tensor<6x8xf32>, %sd: tensor<8x6xf32>,
+               %qg: tensor<4x6x8xf8E4M3FN>, %qd: tensor<4x8x6xf8E4M3FN>, %qs: tensor<4x1x1xf32>) -> tensor<?x8xf32> {
   // CHECK: xfmr.moe_gate %{{.+}}, %{{.+}} {norm_topk_prob = true, scoring = #xfmr<scoring softmax>, top_k = 2 : i64} : tensor<?x8xf32>, tensor<4x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
   %w, %i = xfmr.moe_gate %x, %g {scoring = #xfmr<scoring softmax>, top_k = 2 : i64, norm_topk_prob = true}
       : tensor<?x8xf32>, tensor<4x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
@@ -160,6 +161,11 @@ func.func @moe(%x: tensor<?x8xf32>, %g: tensor<4x8xf32>, %eg: tensor<4x6x8xf32>,
   %sh = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed shared(%sg, %sg, %sd : tensor<6x8xf32>, tensor<6x8xf32>, tensor<8x6xf32>)
       {dispatch = #xfmr<moe_dispatch sparse>}
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
+  // FP8 experts whose SwiGLU outputs are quantized per token in groups of 128.
+  // CHECK: xfmr.moe_experts {{.+}} scales({{.+}}) {activation_group = 128 : i64, scale_layout = #xfmr.scale_layout<block [128, 128]>}
+  %q = xfmr.moe_experts %x, %w, %i, %qg, %qg, %qd scales(%qs, %qs, %qs : tensor<4x1x1xf32>, tensor<4x1x1xf32>, tensor<4x1x1xf32>)
+      {activation_group = 128 : i64, scale_layout = #xfmr.scale_layout<block [128, 128]>}
+      : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf8E4M3FN>, tensor<4x6x8xf8E4M3FN>, tensor<4x8x6xf8E4M3FN> -> tensor<?x8xf32>
   // CHECK: xfmr.moe_experts {{[^{]+}} : tensor<?x8xf32>
   %d = xfmr.moe_experts %x, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch dense>}
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
