@@ -479,8 +479,9 @@ llvm::Error ModelBuilder::buildMTP(ModuleOp module, int64_t index) {
     return LinearOp::create(b, loc, act({c.hiddenSize}), x, w, Value(), Value(),
                             ScaleLayoutAttr());
   };
-  Value x = AddOp::create(b, loc, project(e, halves.getResult(0)),
-                          project(h, halves.getResult(1)));
+  Value fromEmbedding = project(e, halves.getResult(0));
+  Value fromHidden = project(h, halves.getResult(1));
+  Value x = AddOp::create(b, loc, fromEmbedding, fromHidden);
   Value y = decoderLayer(x, layer);
   setLoc(p + "shared_head");
   Value z = rmsNorm(y, p + "shared_head.norm");

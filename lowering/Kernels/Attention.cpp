@@ -302,11 +302,13 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                 b, loc, vectorType,
                 arith::DivFOp::create(b, loc, f32(b, loc, 1.0),
                                       loop.getResult(1)));
-            for (int64_t i = 0; i < pieces; ++i)
-              vector::StoreOp::create(
-                  b, loc,
-                  arith::MulFOp::create(b, loc, loop.getResult(2 + i), inverse),
-                  out, ValueRange{t, h, index(b, loc, i * kVectorWidth)});
+            for (int64_t i = 0; i < pieces; ++i) {
+              Value scaled =
+                  arith::MulFOp::create(b, loc, loop.getResult(2 + i), inverse);
+              Value channel = index(b, loc, i * kVectorWidth);
+              vector::StoreOp::create(b, loc, scaled, out,
+                                      ValueRange{t, h, channel});
+            }
             memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
             return;
           }
@@ -342,9 +344,10 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                   Value value = loadAsF32(b, loc, cache, {j, kvHead, channel},
                                           format, table);
                   Value old = memref::LoadOp::create(b, loc, acc, d);
-                  Value updated = arith::AddFOp::create(b, 
-                      loc, arith::MulFOp::create(b, loc, old, correction),
-                      arith::MulFOp::create(b, loc, valueWeight, value));
+                  Value kept = arith::MulFOp::create(b, loc, old, correction);
+                  Value added =
+                      arith::MulFOp::create(b, loc, valueWeight, value);
+                  Value updated = arith::AddFOp::create(b, loc, kept, added);
                   memref::StoreOp::create(b, loc, updated, acc, d);
                 });
                 scf::YieldOp::create(b, loc, ValueRange{maxNew, sumNew});

@@ -42,7 +42,9 @@ func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib, int64_t vocab,
                      Value id = memref::LoadOp::create(b, loc, args[1], t);
                      Value row = arith::IndexCastOp::create(b, 
                          loc, b.getIndexType(), id);
-                     serialFor(b, loc, index(b, loc, 0), index(b, loc, hidden),
+                     Value zero = index(b, loc, 0);
+                     Value end = index(b, loc, hidden);
+                     serialFor(b, loc, zero, end,
                                [&](OpBuilder &b, Location loc, Value h) {
                        Value value = loadAsF32(b, loc, args[0], {row, h},
                                                table, lut);
@@ -95,9 +97,9 @@ static Value gelu(OpBuilder &b, Location loc, Value x, bool tanhForm) {
     inner = math::ErfOp::create(b, 
         loc, arith::MulFOp::create(b, loc, x, f32(b, loc, 0.7071067811865476)));
   }
-  return arith::MulFOp::create(b, 
-      loc, arith::MulFOp::create(b, loc, half, x),
-      arith::AddFOp::create(b, loc, one, inner));
+  Value halfX = arith::MulFOp::create(b, loc, half, x);
+  Value onePlus = arith::AddFOp::create(b, loc, one, inner);
+  return arith::MulFOp::create(b, loc, halfX, onePlus);
 }
 
 func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
@@ -157,7 +159,9 @@ func::FuncOp xfmr::kernels::sliceColumns(KernelLibrary &lib, int64_t inDim,
     Value tokens = memref::DimOp::create(b, loc, args[0], 0);
     parallelFor(b, loc, index(b, loc, 0), tokens,
                 [&](OpBuilder &b, Location loc, Value t) {
-      serialFor(b, loc, index(b, loc, 0), index(b, loc, outDim),
+      Value zero = index(b, loc, 0);
+      Value end = index(b, loc, outDim);
+      serialFor(b, loc, zero, end,
                 [&](OpBuilder &b, Location loc, Value j) {
         Value source = arith::AddIOp::create(b, loc, j, index(b, loc, offset));
         Value value =

@@ -218,9 +218,9 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
       // Sign-extend, shift the code to bits 14..7 and clear bit 14: bit 15
       // keeps the sign, bits 13..7 the exponent and mantissa.
       Value codes = arith::ExtSIOp::create(b, loc, halfBits, raw);
-      bits = arith::AndIOp::create(b, 
-          loc, arith::ShLIOp::create(b, loc, codes, splat(7)),
-          splat(int16_t(0xBFFF)));
+      Value shifted = arith::ShLIOp::create(b, loc, codes, splat(7));
+      Value mask = splat(int16_t(0xBFFF));
+      bits = arith::AndIOp::create(b, loc, shifted, mask);
     }
     Value half = arith::BitcastOp::create(b, 
         loc, VectorType::get({kVectorWidth}, b.getF16Type()), bits);
@@ -263,9 +263,10 @@ Value xfmr::kernels::dot(OpBuilder &b, Location loc, Value a,
     auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
     Value zero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
-    auto loop = scf::ForOp::create(b, 
-        loc, index(b, loc, 0), index(b, loc, vectorLength),
-        index(b, loc, kVectorWidth), ValueRange{zero},
+    Value lb = index(b, loc, 0);
+    Value ub = index(b, loc, vectorLength);
+    Value step = index(b, loc, kVectorWidth);
+    auto loop = scf::ForOp::create(b, loc, lb, ub, step, ValueRange{zero},
         [&](OpBuilder &nb, Location nl, Value k, ValueRange acc) {
           Value av = vector::LoadOp::create(nb, nl, vectorType, a,
                                                indices(aPrefix, aBegin, k));
@@ -279,9 +280,10 @@ Value xfmr::kernels::dot(OpBuilder &b, Location loc, Value a,
         arith::FastMathFlags::reassoc);
   }
   if (vectorLength < length) {
-    auto tail = scf::ForOp::create(b, 
-        loc, index(b, loc, vectorLength), index(b, loc, length),
-        index(b, loc, 1), ValueRange{sum},
+    Value lb = index(b, loc, vectorLength);
+    Value ub = index(b, loc, length);
+    Value step = index(b, loc, 1);
+    auto tail = scf::ForOp::create(b, loc, lb, ub, step, ValueRange{sum},
         [&](OpBuilder &nb, Location nl, Value k, ValueRange acc) {
           Value av =
               memref::LoadOp::create(nb, nl, a, indices(aPrefix, aBegin, k));
@@ -322,15 +324,18 @@ Value xfmr::kernels::scaledDot(
     auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
     Value vzero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
-    auto blocks = scf::ForOp::create(b, 
-        loc, zero, index(b, loc, fullBlocks), index(b, loc, 1),
+    Value ub = index(b, loc, fullBlocks);
+    Value step = index(b, loc, 1);
+    auto blocks = scf::ForOp::create(b, loc, zero, ub, step,
         ValueRange{vzero},
         [&](OpBuilder &b, Location loc, Value block, ValueRange total) {
           Value begin =
               arith::MulIOp::create(b, loc, block, index(b, loc, blockCols));
-          auto inner = scf::ForOp::create(b, 
-              loc, index(b, loc, 0), index(b, loc, blockCols),
-              index(b, loc, kVectorWidth), ValueRange{vzero},
+          Value lb = index(b, loc, 0);
+          Value ub = index(b, loc, blockCols);
+          Value step = index(b, loc, kVectorWidth);
+          auto inner = scf::ForOp::create(b, loc, lb, ub, step,
+              ValueRange{vzero},
               [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
                 Value at = arith::AddIOp::create(b, loc, begin, k);
                 SmallVector<Value> aIndex(aPrefix.begin(), aPrefix.end());
@@ -353,8 +358,9 @@ Value xfmr::kernels::scaledDot(
                                         blocks.getResult(0), Value(),
                                         arith::FastMathFlags::reassoc);
   } else if (fullBlocks > 0) {
-    auto loop = scf::ForOp::create(b, 
-        loc, zero, index(b, loc, fullBlocks), index(b, loc, 1),
+    Value ub = index(b, loc, fullBlocks);
+    Value step = index(b, loc, 1);
+    auto loop = scf::ForOp::create(b, loc, zero, ub, step,
         ValueRange{sum},
         [&](OpBuilder &nb, Location nl, Value block, ValueRange acc) {
           Value begin =
@@ -403,13 +409,13 @@ Value xfmr::kernels::roundToFP8(OpBuilder &b, Location loc, Value value,
   // Exponent of the binade (subnormals share the smallest), then the
   // quantum 2^(exponent - mantissa bits) built from its bit pattern.
   Value bits = arith::BitcastOp::create(b, loc, i32, magnitude);
-  Value exponent = arith::SubIOp::create(b, 
-      loc, arith::ShRUIOp::create(b, loc, bits, c32(23)), c32(127));
+  Value biased = arith::ShRUIOp::create(b, loc, bits, c32(23));
+  Value exponent = arith::SubIOp::create(b, loc, biased, c32(127));
   exponent = arith::MaxSIOp::create(b, loc, exponent, c32(1 - bias));
-  Value quantumBits = arith::ShLIOp::create(b, 
-      loc,
-      arith::AddIOp::create(b, loc, exponent, c32(127 - mantissaBits)),
-      c32(23));
+  Value quantumExponent =
+      arith::AddIOp::create(b, loc, exponent, c32(127 - mantissaBits));
+  Value quantumBits =
+      arith::ShLIOp::create(b, loc, quantumExponent, c32(23));
   Value quantum = arith::BitcastOp::create(b, loc, b.getF32Type(), quantumBits);
   Value steps = math::RoundEvenOp::create(b, 
       loc, arith::DivFOp::create(b, loc, magnitude, quantum));
@@ -432,8 +438,8 @@ Value xfmr::kernels::encodeCacheValue(OpBuilder &b, Location loc, Value value,
       return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
     };
     Value bits = arith::BitcastOp::create(b, loc, i32, value);
-    Value lsb = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bits, c32(16)), c32(1));
+    Value upper = arith::ShRUIOp::create(b, loc, bits, c32(16));
+    Value lsb = arith::AndIOp::create(b, loc, upper, c32(1));
     Value rounded = arith::AddIOp::create(
         b, loc, bits, arith::AddIOp::create(b, loc, lsb, c32(0x7FFF)));
     Value high = arith::TruncIOp::create(
@@ -444,9 +450,8 @@ Value xfmr::kernels::encodeCacheValue(OpBuilder &b, Location loc, Value value,
     return arith::TruncFOp::create(b, loc, b.getF16Type(), value);
   case WeightFormat::I8: {
     Value rounded = math::RoundEvenOp::create(b, loc, value);
-    Value clamped = arith::MinimumFOp::create(
-        b, loc, arith::MaximumFOp::create(b, loc, rounded, f32(b, loc, -127)),
-        f32(b, loc, 127));
+    Value low = arith::MaximumFOp::create(b, loc, rounded, f32(b, loc, -127));
+    Value clamped = arith::MinimumFOp::create(b, loc, low, f32(b, loc, 127));
     return arith::FPToSIOp::create(b, loc, b.getI8Type(), clamped);
   }
   default: {
@@ -460,10 +465,10 @@ Value xfmr::kernels::encodeCacheValue(OpBuilder &b, Location loc, Value value,
     auto c16 = [&](int64_t v) {
       return arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(v));
     };
-    Value magnitude = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bits, c16(7)), c16(0x7F));
-    Value sign = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bits, c16(8)), c16(0x80));
+    Value magnitudeBits = arith::ShRUIOp::create(b, loc, bits, c16(7));
+    Value magnitude = arith::AndIOp::create(b, loc, magnitudeBits, c16(0x7F));
+    Value signBits = arith::ShRUIOp::create(b, loc, bits, c16(8));
+    Value sign = arith::AndIOp::create(b, loc, signBits, c16(0x80));
     return arith::TruncIOp::create(b, loc, b.getI8Type(),
                                    arith::OrIOp::create(b, loc, magnitude, sign));
   }
@@ -478,11 +483,10 @@ Value xfmr::kernels::cacheSlot(OpBuilder &b, Location loc, Value position,
   Value first = index(b, loc, *sinks);
   Value isSink = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
                                        position, first);
-  Value ring = arith::AddIOp::create(
-      b, loc, first,
-      arith::RemUIOp::create(b, loc,
-                             arith::SubIOp::create(b, loc, position, first),
-                             index(b, loc, capacity - *sinks)));
+  Value sinceFirst = arith::SubIOp::create(b, loc, position, first);
+  Value ringSize = index(b, loc, capacity - *sinks);
+  Value offset = arith::RemUIOp::create(b, loc, sinceFirst, ringSize);
+  Value ring = arith::AddIOp::create(b, loc, first, offset);
   return arith::SelectOp::create(b, loc, isSink, position, ring);
 }
 
@@ -554,7 +558,7 @@ Value xfmr::kernels::maxAbs(
 
 Value xfmr::kernels::scaleForMaxAbs(OpBuilder &b, Location loc, Value amax,
                                     WeightFormat format) {
-  return arith::DivFOp::create(
-      b, loc, arith::MaximumFOp::create(b, loc, amax, f32(b, loc, 1e-12)),
-      f32(b, loc, largestCode(format)));
+  Value floored = arith::MaximumFOp::create(b, loc, amax, f32(b, loc, 1e-12));
+  Value largest = f32(b, loc, largestCode(format));
+  return arith::DivFOp::create(b, loc, floored, largest);
 }

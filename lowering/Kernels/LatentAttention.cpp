@@ -86,9 +86,11 @@ func::FuncOp xfmr::kernels::mlaAbsorbQuery(KernelLibrary &lib, int64_t heads,
       // out[t, h, r] = sum_i q[t, h, i] * kv_b[base + i, r]
       serialFor(b, loc, zero, index(b, loc, rank),
                 [&](OpBuilder &b, Location loc, Value r) {
+        Value ub = index(b, loc, nope);
+        Value step = index(b, loc, 1);
+        Value init = f32(b, loc, 0.0);
         auto sum = scf::ForOp::create(
-            b, loc, zero, index(b, loc, nope), index(b, loc, 1),
-            ValueRange{f32(b, loc, 0.0)},
+            b, loc, zero, ub, step, ValueRange{init},
             [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
               Value qv = memref::LoadOp::create(b, loc, q, ValueRange{t, h, i});
               Value wv = kvBAt(b, loc, w, scales,
@@ -261,8 +263,10 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                 // q_lat . c_kv, one partial sum per scale block.
                 Value latentScore = f32(b, loc, 0.0);
                 for (int64_t first = 0; first < rank; first += block) {
-                  Value part = dot(b, loc, qLatent, {t, h}, index(b, loc, first),
-                                   latentCache, {j}, index(b, loc, first),
+                  Value qBegin = index(b, loc, first);
+                  Value cacheBegin = index(b, loc, first);
+                  Value part = dot(b, loc, qLatent, {t, h}, qBegin,
+                                   latentCache, {j}, cacheBegin,
                                    std::min(block, rank - first), storage.format,
                                    latentTable);
                   if (scaled)
@@ -276,9 +280,10 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                 Value ropeScore =
                     dot(b, loc, q, {t, h}, index(b, loc, nope), ropeCache, {j},
                         zero, rope, storage.ropeFormat, Value());
-                Value score = arith::MulFOp::create(
-                    b, loc, arith::AddFOp::create(b, loc, latentScore, ropeScore),
-                    f32(b, loc, scale));
+                Value sum =
+                    arith::AddFOp::create(b, loc, latentScore, ropeScore);
+                Value score =
+                    arith::MulFOp::create(b, loc, sum, f32(b, loc, scale));
                 Value maxNew = arith::MaximumFOp::create(b, loc, state[0], score);
                 Value correction = math::ExpOp::create(
                     b, loc, arith::SubFOp::create(b, loc, state[0], maxNew));
@@ -297,19 +302,17 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                                        ValueRange{j, index(b, loc, first / block)}))
                                    .getResult()
                              : weight;
-                  serialFor(b, loc, index(b, loc, first),
-                            index(b, loc, std::min(rank, first + block)),
+                  Value blockBegin = index(b, loc, first);
+                  Value blockEnd = index(b, loc, std::min(rank, first + block));
+                  serialFor(b, loc, blockBegin, blockEnd,
                             [&](OpBuilder &b, Location loc, Value r) {
                     Value c = loadAsF32(b, loc, latentCache, {j, r},
                                         storage.format, latentTable);
                     Value old = memref::LoadOp::create(b, loc, acc, r);
-                    memref::StoreOp::create(
-                        b, loc,
-                        arith::AddFOp::create(
-                            b, loc,
-                            arith::MulFOp::create(b, loc, old, correction),
-                            arith::MulFOp::create(b, loc, blockWeight, c)),
-                        acc, r);
+                    Value kept = arith::MulFOp::create(b, loc, old, correction);
+                    Value added = arith::MulFOp::create(b, loc, blockWeight, c);
+                    Value updated = arith::AddFOp::create(b, loc, kept, added);
+                    memref::StoreOp::create(b, loc, updated, acc, r);
                   });
                 }
                 scf::YieldOp::create(b, loc, ValueRange{maxNew, sumNew});
@@ -348,9 +351,9 @@ func::FuncOp xfmr::kernels::mlaAbsorbOutput(KernelLibrary &lib, int64_t heads,
     parallelFor(b, loc, zero, work, [&](OpBuilder &b, Location loc, Value item) {
       Value t = arith::DivUIOp::create(b, loc, item, index(b, loc, heads));
       Value h = arith::RemUIOp::create(b, loc, item, index(b, loc, heads));
-      Value base = arith::AddIOp::create(
-          b, loc, arith::MulIOp::create(b, loc, h, index(b, loc, nope + valueDim)),
-          index(b, loc, nope));
+      Value headBase =
+          arith::MulIOp::create(b, loc, h, index(b, loc, nope + valueDim));
+      Value base = arith::AddIOp::create(b, loc, headBase, index(b, loc, nope));
       serialFor(b, loc, zero, index(b, loc, valueDim),
                 [&](OpBuilder &b, Location loc, Value d) {
         Value row = arith::AddIOp::create(b, loc, base, d);

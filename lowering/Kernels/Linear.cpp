@@ -59,7 +59,8 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
             b, loc, sum, loadAsF32(b, loc, biasValue, {n}, *bias, Value()));
       memref::StoreOp::create(b, loc, sum, y, ValueRange{t, n});
     };
-    emitMatmul(b, loc, op, index(b, loc, 0),
-               memref::DimOp::create(b, loc, x, 0));
+    Value zero = index(b, loc, 0);
+    Value tokens = memref::DimOp::create(b, loc, x, 0);
+    emitMatmul(b, loc, op, zero, tokens);
   });
 }

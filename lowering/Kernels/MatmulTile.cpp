@@ -68,9 +68,11 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
       auto [blockRows, blockCols] = *op.blockScale;
       Value rowBlock =
           arith::DivUIOp::create(b, loc, rows[0], index(b, loc, blockRows));
+      Value lb = index(b, loc, 0);
+      Value ub = index(b, loc, op.in / blockCols);
+      Value one = index(b, loc, 1);
       loop = scf::ForOp::create(
-          b, loc, index(b, loc, 0), index(b, loc, op.in / blockCols),
-          index(b, loc, 1), init,
+          b, loc, lb, ub, one, init,
           [&](OpBuilder &b, Location loc, Value block, ValueRange acc) {
             Value scale = memref::LoadOp::create(
                 b, loc, op.scale,
@@ -90,9 +92,11 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
             scf::YieldOp::create(b, loc, inner.getResults());
           });
     } else {
+      Value lb = index(b, loc, 0);
+      Value ub = index(b, loc, vectorLength);
+      Value width = index(b, loc, kVectorWidth);
       loop = scf::ForOp::create(
-          b, loc, index(b, loc, 0), index(b, loc, vectorLength),
-          index(b, loc, kVectorWidth), init,
+          b, loc, lb, ub, width, init,
           [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
             scf::YieldOp::create(b, loc, step(b, loc, k, acc, Value()));
           });
@@ -105,9 +109,11 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
     sums.assign(count, f32(b, loc, 0.0));
   }
   if (vectorLength < op.in) {
+    Value lb = index(b, loc, vectorLength);
+    Value ub = index(b, loc, op.in);
+    Value one = index(b, loc, 1);
     auto tail = scf::ForOp::create(
-        b, loc, index(b, loc, vectorLength), index(b, loc, op.in),
-        index(b, loc, 1), sums,
+        b, loc, lb, ub, one, sums,
         [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
           SmallVector<Value> next;
           for (size_t i = 0; i < xRows.size(); ++i) {
@@ -165,7 +171,9 @@ void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc, const MatmulTile &op,
                                Value begin, Value end) {
   if (!tileScalable(op)) {
     // One weight row at a time, each block's partial sum scaled.
-    parallelFor(b, loc, index(b, loc, 0), index(b, loc, op.out),
+    Value firstRow = index(b, loc, 0);
+    Value rowEnd = index(b, loc, op.out);
+    parallelFor(b, loc, firstRow, rowEnd,
                 [&](OpBuilder &b, Location loc, Value n) {
                   serialFor(b, loc, begin, end,
                             [&](OpBuilder &b, Location loc, Value r) {
@@ -181,9 +189,11 @@ void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc, const MatmulTile &op,
   }
   // Blocks of 4 weight rows in parallel, then the last out % 4 rows.
   int64_t fullBlocks = op.out / kTile;
-  if (fullBlocks > 0)
+  if (fullBlocks > 0) {
+    Value firstBlock = index(b, loc, 0);
+    Value blockEnd = index(b, loc, fullBlocks);
     parallelFor(
-        b, loc, index(b, loc, 0), index(b, loc, fullBlocks),
+        b, loc, firstBlock, blockEnd,
         [&](OpBuilder &b, Location loc, Value block) {
           Value n0 = arith::MulIOp::create(b, loc, block, index(b, loc, kTile));
           SmallVector<Value> rows;
@@ -191,10 +201,13 @@ void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc, const MatmulTile &op,
             rows.push_back(arith::AddIOp::create(b, loc, n0, index(b, loc, j)));
           emitRowBlock(b, loc, op, begin, end, rows);
         });
-  if (op.out % kTile != 0)
-    parallelFor(b, loc, index(b, loc, fullBlocks * kTile),
-                index(b, loc, op.out),
+  }
+  if (op.out % kTile != 0) {
+    Value tailBegin = index(b, loc, fullBlocks * kTile);
+    Value tailEnd = index(b, loc, op.out);
+    parallelFor(b, loc, tailBegin, tailEnd,
                 [&](OpBuilder &b, Location loc, Value n) {
                   emitRowBlock(b, loc, op, begin, end, {n});
                 });
+  }
 }

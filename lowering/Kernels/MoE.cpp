@@ -115,17 +115,18 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
             loc, zero, expertCount, one, ValueRange{f32(b, loc, 0.0)},
             [&](OpBuilder &b, Location loc, Value e, ValueRange acc) {
               Value l = memref::LoadOp::create(b, loc, logits, ValueRange{t, e});
-              Value s = sigmoid
-                            ? arith::DivFOp::create(b, 
-                                  loc, f32(b, loc, 1.0),
-                                  arith::AddFOp::create(b, 
-                                      loc, f32(b, loc, 1.0),
-                                      math::ExpOp::create(b, 
-                                          loc, arith::NegFOp::create(b, loc, l))))
-                                  .getResult()
-                            : math::ExpOp::create(b, 
-                                   loc, arith::SubFOp::create(b, loc, l, rowMax))
-                                  .getResult();
+              Value s;
+              if (sigmoid) {
+                // 1 / (1 + exp(-l))
+                Value one = f32(b, loc, 1.0);
+                Value negated = arith::NegFOp::create(b, loc, l);
+                Value exp = math::ExpOp::create(b, loc, negated);
+                Value denominator = arith::AddFOp::create(b, loc, one, exp);
+                s = arith::DivFOp::create(b, loc, one, denominator);
+              } else {
+                Value shifted = arith::SubFOp::create(b, loc, l, rowMax);
+                s = math::ExpOp::create(b, loc, shifted);
+              }
               memref::StoreOp::create(b, loc, s, scores, e);
               scf::YieldOp::create(b, 
                   loc, ValueRange{arith::AddFOp::create(b, loc, acc[0], s)});
@@ -179,9 +180,10 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
           serialFor(b, loc, zero, index(b, loc, keptGroups),
                     [&](OpBuilder &b, Location loc, Value) {
             // Already kept groups hold +inf; pick the best of the others.
-            auto loop = scf::ForOp::create(b, 
-                loc, zero, index(b, loc, groups), one,
-                ValueRange{negInf, index(b, loc, groups)},
+            Value groupEnd = index(b, loc, groups);
+            Value noGroup = index(b, loc, groups);
+            auto loop = scf::ForOp::create(b, loc, zero, groupEnd, one,
+                ValueRange{negInf, noGroup},
                 [&](OpBuilder &b, Location loc, Value g, ValueRange best) {
                   Value v = memref::LoadOp::create(b, loc, groupScore, g);
                   Value candidate = arith::CmpFOp::create(b, 
@@ -210,8 +212,10 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
           });
         }
         // Top-k, ties to the lowest index; chosen experts leave the race.
-        auto pick = scf::ForOp::create(b, 
-            loc, zero, index(b, loc, topK), one, ValueRange{f32(b, loc, 0.0)},
+        Value pickEnd = index(b, loc, topK);
+        Value noWeight = f32(b, loc, 0.0);
+        auto pick = scf::ForOp::create(b, loc, zero, pickEnd, one,
+            ValueRange{noWeight},
             [&](OpBuilder &b, Location loc, Value j, ValueRange acc) {
               Value e = argmax(b, loc, rank, zero, expertCount);
               memref::StoreOp::create(b, loc, negInf, rank, e);
@@ -232,9 +236,9 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
         serialFor(b, loc, zero, index(b, loc, topK),
                   [&](OpBuilder &b, Location loc, Value j) {
           Value w = memref::LoadOp::create(b, loc, weightsOut, ValueRange{t, j});
-          Value scaled = arith::MulFOp::create(b, 
-              loc, arith::DivFOp::create(b, loc, w, divisor),
-              f32(b, loc, factor));
+          Value normalized = arith::DivFOp::create(b, loc, w, divisor);
+          Value scaled =
+              arith::MulFOp::create(b, loc, normalized, f32(b, loc, factor));
           memref::StoreOp::create(b, loc, scaled, weightsOut, ValueRange{t, j});
         });
       });
@@ -415,8 +419,10 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     // output to accumulate into.
     serialFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
       serialFor(b, loc, zero, k, [&](OpBuilder &b, Location loc, Value j) {
-        increment(b, loc, counts, loadIndex(b, loc, routeIndices, {t, j}),
-                  arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(1)));
+        Value expert = loadIndex(b, loc, routeIndices, {t, j});
+        Value one =
+            arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(1));
+        increment(b, loc, counts, expert, one);
       });
     });
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
@@ -553,9 +559,9 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                   [&](OpBuilder &b, Location loc, Value r, Value col, Value v) {
                     // A token selects an expert once: rows of one expert never
                     // share a token, so the parallel columns do not race.
-                    accumulate(b, loc, out,
-                               memref::LoadOp::create(b, loc, rowToken, r), col,
-                               memref::LoadOp::create(b, loc, rowWeight, r), v);
+                    Value token = memref::LoadOp::create(b, loc, rowToken, r);
+                    Value weight = memref::LoadOp::create(b, loc, rowWeight, r);
+                    accumulate(b, loc, out, token, col, weight, v);
                   });
               scf::YieldOp::create(b, loc);
             });

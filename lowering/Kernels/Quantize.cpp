@@ -33,13 +33,16 @@ void xfmr::kernels::fakeQuantizeRow(OpBuilder &b, Location loc, Value in,
                                     Value out, Value row, int64_t channels,
                                     int64_t group, WeightFormat format) {
   int64_t groups = (channels + group - 1) / group;
+  Value firstGroup = index(b, loc, 0);
+  Value groupEnd = index(b, loc, groups);
   serialFor(
-      b, loc, index(b, loc, 0), index(b, loc, groups),
+      b, loc, firstGroup, groupEnd,
       [&](OpBuilder &b, Location loc, Value g) {
         Value begin = arith::MulIOp::create(b, loc, g, index(b, loc, group));
-        Value end = arith::MinUIOp::create(
-            b, loc, arith::AddIOp::create(b, loc, begin, index(b, loc, group)),
-            index(b, loc, channels));
+        Value unclamped =
+            arith::AddIOp::create(b, loc, begin, index(b, loc, group));
+        Value end = arith::MinUIOp::create(b, loc, unclamped,
+                                           index(b, loc, channels));
         Value amax = maxAbs(
             b, loc, begin, end, f32(b, loc, 0.0),
             [&](OpBuilder &b, Location loc, Value k) -> Value {

@@ -141,7 +141,9 @@ func::FuncOp xfmr::kernels::rope(KernelLibrary &lib, int64_t heads,
         auto copy = [&](int64_t from, int64_t to) {
           if (from >= to)
             return;
-          serialFor(b, loc, index(b, loc, from), index(b, loc, to),
+          Value copyBegin = index(b, loc, from);
+          Value copyEnd = index(b, loc, to);
+          serialFor(b, loc, copyBegin, copyEnd,
                     [&](OpBuilder &b, Location loc, Value d) {
             Value v = memref::LoadOp::create(b, loc, x, ValueRange{t, h, d});
             memref::StoreOp::create(b, loc, v, out, ValueRange{t, h, d});
@@ -167,9 +169,9 @@ func::FuncOp xfmr::kernels::rope(KernelLibrary &lib, int64_t heads,
         // The pair (first, second) rotates by the angle.
         Value first, second;
         if (interleaved) {
-          first = arith::AddIOp::create(b, 
-              loc, index(b, loc, offset),
-              arith::MulIOp::create(b, loc, i, index(b, loc, 2)));
+          Value base = index(b, loc, offset);
+          Value pair = arith::MulIOp::create(b, loc, i, index(b, loc, 2));
+          first = arith::AddIOp::create(b, loc, base, pair);
           second = arith::AddIOp::create(b, loc, first, index(b, loc, 1));
         } else {
           first = arith::AddIOp::create(b, loc, index(b, loc, offset), i);
@@ -180,12 +182,12 @@ func::FuncOp xfmr::kernels::rope(KernelLibrary &lib, int64_t heads,
                   [&](OpBuilder &b, Location loc, Value h) {
           Value a = memref::LoadOp::create(b, loc, x, ValueRange{t, h, first});
           Value bv = memref::LoadOp::create(b, loc, x, ValueRange{t, h, second});
-          Value newA = arith::SubFOp::create(b, 
-              loc, arith::MulFOp::create(b, loc, a, c),
-              arith::MulFOp::create(b, loc, bv, s));
-          Value newB = arith::AddFOp::create(b, 
-              loc, arith::MulFOp::create(b, loc, bv, c),
-              arith::MulFOp::create(b, loc, a, s));
+          Value ac = arith::MulFOp::create(b, loc, a, c);
+          Value bs = arith::MulFOp::create(b, loc, bv, s);
+          Value newA = arith::SubFOp::create(b, loc, ac, bs);
+          Value bc = arith::MulFOp::create(b, loc, bv, c);
+          Value as = arith::MulFOp::create(b, loc, a, s);
+          Value newB = arith::AddFOp::create(b, loc, bc, as);
           memref::StoreOp::create(b, loc, newA, out, ValueRange{t, h, first});
           memref::StoreOp::create(b, loc, newB, out, ValueRange{t, h, second});
         });
