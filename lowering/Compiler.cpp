@@ -12,6 +12,7 @@
 #include "lowering/Passes.h"
 #include "passes/Passes.h"
 #include "passes/Pipelines.h"
+#include "xfmr/runtime/OutputFile.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -159,6 +160,10 @@ Error xfmr::compileModel(const CompileOptions &options,
       options.moe != "sparse-prefill" && options.moe != "dense")
     return createStringError("unknown MoE evaluation '" + options.moe +
                              "' (expected sparse, sparse-prefill or dense)");
+  // Before the expensive work: the output must be writable.
+  if (std::string error = runtime::checkOutputPath(options.output);
+      !error.empty())
+    return createStringError(error);
   std::unique_ptr<mlir::MLIRContext> context = makeContext();
   DiagnosticCollector diagnostics(context.get());
 
@@ -318,11 +323,11 @@ Error xfmr::compileModel(const CompileOptions &options,
       {"moe", options.moe.empty() ? std::string("sparse") : options.moe},
       {"quantize_options", options.quantizeOptions}};
   contents.modelExtras = std::move(modelExtras);
-  if (Error error = writeArtifact(options.output, contents,
-                                  [&](const std::string &line) { step(line); }))
-    return error;
   uint64_t size = 0;
-  sys::fs::file_size(options.output, size);
+  if (Error error = writeArtifact(
+          options.output, contents,
+          [&](const std::string &line) { step(line); }, &size))
+    return error;
   step("wrote " + options.output + " (" + Twine(size >> 10) + " KiB) in " +
        formatv("{0:f1}", clock.seconds()).str() + " s");
   return Error::success();

@@ -19,6 +19,7 @@
 #include "xfmr/runtime/Artifact.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Json.h"
+#include "xfmr/runtime/OutputFile.h"
 #include "xfmr/runtime/Sampler.h"
 #include "xfmr/runtime/Session.h"
 
@@ -235,6 +236,9 @@ void compile(const std::string &model, const std::string &output,
       }
     };
 
+  // A kill (SIGTERM, ...) removes a half-written artifact; SIGINT stays
+  // Python's.
+  runtime::removeOutputsOnSignals(/*onlyDefault=*/true);
   std::optional<llvm::Error> error;
   {
     py::gil_scoped_release release;
@@ -557,6 +561,13 @@ PYBIND11_MODULE(_xfmr, m) {
   py::class_<Artifact, std::shared_ptr<Artifact>>(
       m, "Artifact", "A loaded model.xfmr (runtime::Artifact).")
       .def_static("open", &openArtifact, py::arg("path"))
+      .def(
+          "save",
+          [](const Artifact &a, const std::string &path) {
+            py::gil_scoped_release release;
+            a.save(path);
+          },
+          py::arg("path"))
       .def_property_readonly("path", &Artifact::path)
       .def_property_readonly(
           "manifest", [](const Artifact &a) { return toPython(a.manifest()); })

@@ -7,6 +7,7 @@
 #include "import/Checkpoint.h"
 #include "import/Float8.h"
 #include "xfmr/runtime/ArtifactFormat.h"
+#include "xfmr/runtime/OutputFile.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/raw_ostream.h"
@@ -239,6 +240,29 @@ llvm::Error checkNoNaNCodes(StringRef name, StringRef bytes, Type element) {
   return llvm::Error::success();
 }
 
+/// A raw_ostream into an OutputFile that keeps the first write error.
+class OutputFileStream : public llvm::raw_ostream {
+public:
+  explicit OutputFileStream(runtime::OutputFile &file) : file(file) {
+    SetBufferSize(1 << 20);
+  }
+  ~OutputFileStream() override { flush(); }
+  /// "" or the first write error.
+  const std::string &error() const { return firstError; }
+
+private:
+  void write_impl(const char *data, size_t size) override {
+    if (firstError.empty())
+      firstError = file.write(data, size);
+    position += size;
+  }
+  uint64_t current_pos() const override { return position; }
+
+  runtime::OutputFile &file;
+  std::string firstError;
+  uint64_t position = 0;
+};
+
 void pad(raw_ostream &os, uint64_t from, uint64_t to) {
   static const char zeros[4096] = {};
   while (from < to) {
@@ -252,7 +276,8 @@ void pad(raw_ostream &os, uint64_t from, uint64_t to) {
 
 llvm::Error xfmr::writeArtifact(
     StringRef path, const ArtifactContents &contents,
-    const std::function<void(const std::string &)> &progress) {
+    const std::function<void(const std::string &)> &progress,
+    uint64_t *bytesWritten) {
   ModuleOp module = contents.module;
   auto model = module->getAttrOfType<DictionaryAttr>("xfmr.model");
   auto weightLayout = module->getAttrOfType<ArrayAttr>("xfmr.weight_layout");
@@ -411,17 +436,13 @@ llvm::Error xfmr::writeArtifact(
     return llvm::createStringError(
         "the model reads weights but no checkpoint provides them");
 
-  std::string tempPath = (path + ".tmp").str();
-  std::error_code ec;
-  auto fail = [&](llvm::Error error) {
-    llvm::sys::fs::remove(tempPath);
-    return error;
-  };
+  // A unique temporary file beside `path`, renamed over it at the end; the
+  // destructor removes it on any error.
+  runtime::OutputFile file;
+  if (std::string error = file.open(path.str()); !error.empty())
+    return llvm::createStringError(error);
   {
-    llvm::raw_fd_ostream os(tempPath, ec);
-    if (ec)
-      return llvm::createStringError("cannot write '" + tempPath +
-                                     "': " + ec.message());
+    OutputFileStream os(file);
     os.write(reinterpret_cast<const char *>(&header), sizeof(header));
     pad(os, sizeof(header), header.manifestOffset);
     os << manifestText;
@@ -470,10 +491,8 @@ llvm::Error xfmr::writeArtifact(
         error = llvm::createStringError(
             "weight '" + name.str() + "' has " + std::to_string(data.size()) +
             " bytes but the compiled code expects " + std::to_string(bytes));
-      if (error) {
-        os.close();
-        return fail(std::move(error));
-      }
+      if (error)
+        return error;
       os << data;
       position = target + bytes;
       done += bytes;
@@ -485,14 +504,13 @@ llvm::Error xfmr::writeArtifact(
     }
     pad(os, position, header.codeOffset);
     os << contents.code;
-    os.close();
-    if (os.has_error()) {
-      os.clear_error();
-      return fail(llvm::createStringError("error writing '" + tempPath + "'"));
-    }
+    os.flush();
+    if (!os.error().empty())
+      return llvm::createStringError(os.error());
   }
-  if ((ec = llvm::sys::fs::rename(tempPath, path)))
-    return fail(llvm::createStringError("cannot write '" + path.str() +
-                                        "': " + ec.message()));
+  if (std::string error = file.commit(); !error.empty())
+    return llvm::createStringError(error);
+  if (bytesWritten)
+    *bytesWritten = header.fileSize;
   return llvm::Error::success();
 }

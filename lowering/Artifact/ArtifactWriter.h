@@ -30,12 +30,14 @@ struct ArtifactContents {
 };
 
 /// Writes `model.xfmr` (see runtime/include/xfmr/runtime/ArtifactFormat.h)
-/// to `path` atomically: the bytes go to a temporary file renamed at the
-/// end, and nothing is left behind on failure. `progress` receives a line
-/// now and then while weights are copied.
+/// to `path` through runtime::OutputFile: atomically through a unique
+/// temporary file renamed at the end (nothing is left behind on failure), or
+/// in place for a device or FIFO. `progress` receives a line now and then
+/// while weights are copied; `bytesWritten` the artifact's size.
 llvm::Error writeArtifact(llvm::StringRef path, const ArtifactContents &contents,
                           const std::function<void(const std::string &)>
-                              &progress = {});
+                              &progress = {},
+                          uint64_t *bytesWritten = nullptr);
 
 } // namespace xfmr
 

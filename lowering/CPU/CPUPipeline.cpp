@@ -3,6 +3,7 @@
 #include "lowering/CPU/CPUPipeline.h"
 #include "lowering/Passes.h"
 #include "passes/Pipelines.h"
+#include "xfmr/runtime/OutputFile.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
@@ -173,22 +174,40 @@ llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object) {
     return llvm::createStringError(
         "cannot find ld.lld-22 or ld.lld to link the model code (install "
         "lld-22: scripts/setup.sh)");
-  llvm::SmallString<128> objectPath, libraryPath;
+  // The linker reads and writes files: two temporary ones, removed when
+  // this function returns and, in the tools, when a signal ends the process.
+  struct TemporaryFile {
+    llvm::SmallString<128> path;
+    ~TemporaryFile() {
+      if (path.empty())
+        return;
+      llvm::sys::fs::remove(path);
+      runtime::keepOnSignal(path.str().str());
+    }
+  } objectFile, libraryFile;
+  const llvm::SmallString<128> &objectPath = objectFile.path;
+  const llvm::SmallString<128> &libraryPath = libraryFile.path;
   int fd;
-  if (std::error_code ec =
-          llvm::sys::fs::createTemporaryFile("xfmr-model", "o", fd, objectPath))
+  if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+          "xfmr-model", "o", fd, objectFile.path))
     return llvm::createStringError("cannot create a temporary file: " +
                                    ec.message());
+  runtime::removeOnSignal(objectPath.str().str());
   {
     llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
     os << object;
+    os.close();
+    if (os.has_error()) {
+      os.clear_error();
+      return llvm::createStringError("cannot write the temporary file '" +
+                                     objectPath.str() + "'");
+    }
   }
   if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-          "xfmr-model", "so", libraryPath)) {
-    llvm::sys::fs::remove(objectPath);
+          "xfmr-model", "so", libraryFile.path))
     return llvm::createStringError("cannot create a temporary file: " +
                                    ec.message());
-  }
+  runtime::removeOnSignal(libraryPath.str().str());
   // OpenMP comes from LLVM's libomp, the math functions from libm.
   std::string lib = "/usr/lib/llvm-22/lib";
   llvm::SmallVector<llvm::StringRef> args{
@@ -200,16 +219,13 @@ llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object) {
   std::string message;
   int status = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, {}, 0, 0,
                                          &message);
-  llvm::sys::fs::remove(objectPath);
   if (status != 0) {
-    llvm::sys::fs::remove(libraryPath);
     return llvm::createStringError("linking the model code with " + *linker +
                                    " failed (status " + std::to_string(status) +
                                    ")" + (message.empty() ? "" : ": " + message));
   }
   llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> library =
       llvm::MemoryBuffer::getFile(libraryPath);
-  llvm::sys::fs::remove(libraryPath);
   if (!library)
     return llvm::createStringError("cannot read the linked model code: " +
                                    library.getError().message());

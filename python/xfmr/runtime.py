@@ -7,7 +7,6 @@ sessions on different threads run in parallel; one session serializes its own ca
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Union
 
 from . import _args
@@ -118,9 +117,13 @@ class Artifact:
         return self._native.threads_supported
 
     def save(self, path: _args.PathLike) -> str:
-        """Copies the artifact file to `path` (e.g. one compiled into a temporary folder)."""
+        """Copies the artifact file to `path` (e.g. one compiled into a temporary folder).
+
+        Written like every xfmr output: atomically through a unique temporary file beside
+        `path`, never through or over a symbolic link; a device or FIFO is written in place.
+        """
         destination = _args.path(path, "path")
-        shutil.copyfile(self.path, destination)
+        self._native.save(destination)
         return destination
 
     def session(self, threads: int = 0, device: str = "cpu") -> "Session":

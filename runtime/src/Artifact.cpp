@@ -4,6 +4,7 @@
 
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Host.h"
+#include "xfmr/runtime/OutputFile.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -42,6 +43,17 @@ std::shared_ptr<Artifact> Artifact::open(const std::string &path) {
   artifact->loadCode();
   artifact->setThreads(0);
   return artifact;
+}
+
+void Artifact::save(const std::string &path) const {
+  OutputFile file;
+  std::string error = file.open(path);
+  if (error.empty())
+    error = file.write(mapping_, mappingSize_);
+  if (error.empty())
+    error = file.commit();
+  if (!error.empty())
+    throw Error(error);
 }
 
 void *Artifact::symbol(const std::string &name) const {

@@ -3,11 +3,8 @@
 #include "xfmr/runtime/Npy.h"
 
 #include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/OutputFile.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <unistd.h>
 
 using namespace xfmr::runtime;
 
@@ -46,25 +43,14 @@ void xfmr::runtime::writeNpyFloat32(const std::string &path, const float *data,
   for (int64_t dim : shape)
     count *= static_cast<size_t>(dim);
 
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  std::FILE *file = std::fopen(tmp.c_str(), "wb");
-  if (!file)
-    throw Error(path + ": cannot write: " + std::strerror(errno));
-  bool ok = std::fwrite(header.data(), 1, header.size(), file) == header.size();
-  if (ok && count > 0)
-    ok = std::fwrite(data, sizeof(float), count, file) == count;
-  int writeErrno = errno;
-  if (std::fclose(file) != 0 && ok) {
-    ok = false;
-    writeErrno = errno;
-  }
-  if (!ok) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot write: " + std::strerror(writeErrno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int renameErrno = errno;
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot write: " + std::strerror(renameErrno));
-  }
+  OutputFile file;
+  std::string error = file.open(path);
+  if (error.empty())
+    error = file.write(header.data(), header.size());
+  if (error.empty() && count > 0)
+    error = file.write(data, count * sizeof(float));
+  if (error.empty())
+    error = file.commit();
+  if (!error.empty())
+    throw Error(error);
 }

@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "lowering/Compiler.h"
+#include "xfmr/runtime/OutputFile.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
@@ -151,6 +152,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   options.quantizeOptions = passOptions;
+  // Ctrl-C or a kill leaves no temporary files behind.
+  xfmr::runtime::removeOutputsOnSignals(/*onlyDefault=*/false);
   if (Error error = xfmr::compileModel(options, [](const std::string &line) {
         errs() << "xfmr-compile: " << line << "\n";
       })) {

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "import/Importer.h"
+#include "xfmr/runtime/OutputFile.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Support/FileUtilities.h"
@@ -48,6 +49,13 @@ int main(int argc, char **argv) {
   if (contextLength < 0)
     return fail("--context must be positive, got " + Twine(contextLength));
 
+  if (outputPath != "-") {
+    if (std::string error = xfmr::runtime::checkOutputPath(outputPath);
+        !error.empty())
+      return fail(error);
+    xfmr::runtime::removeOutputsOnSignals(/*onlyDefault=*/false);
+  }
+
   mlir::MLIRContext context;
   xfmr::ImportOptions options;
   options.contextLength = contextLength;
@@ -61,24 +69,19 @@ int main(int argc, char **argv) {
     (*module)->print(outs());
     return 0;
   }
-  // ToolOutputFile deletes the file unless keep() is called; write to a
-  // temporary name and rename so a reader never sees half a file.
-  std::string tempPath = outputPath + ".tmp";
-  std::error_code ec;
+  std::string text;
   {
-    ToolOutputFile output(tempPath, ec, sys::fs::OF_Text);
-    if (ec)
-      return fail("cannot write '" + tempPath + "': " + ec.message());
-    (*module)->print(output.os());
-    output.os().flush();
-    if (output.os().has_error())
-      return fail("error writing '" + tempPath + "'");
-    output.keep();
+    raw_string_ostream os(text);
+    (*module)->print(os);
   }
-  if ((ec = sys::fs::rename(tempPath, outputPath))) {
-    sys::fs::remove(tempPath);
-    return fail("cannot write '" + outputPath + "': " + ec.message());
-  }
+  xfmr::runtime::OutputFile output;
+  if (std::string error = output.open(outputPath); !error.empty())
+    return fail(error);
+  if (std::string error = output.write(text.data(), text.size());
+      !error.empty())
+    return fail(error);
+  if (std::string error = output.commit(); !error.empty())
+    return fail(error);
   errs() << "xfmr-import: wrote " << outputPath << "\n";
   return 0;
 }

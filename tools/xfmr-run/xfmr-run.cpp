@@ -10,6 +10,7 @@
 #include "xfmr/runtime/Artifact.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Npy.h"
+#include "xfmr/runtime/OutputFile.h"
 #include "xfmr/runtime/Session.h"
 
 #include <charconv>
@@ -210,6 +211,10 @@ void printStats(const Stats &s) {
 int run(const Options &opts) {
   bool printedAny = false;
   try {
+    // Before generating: the logits file must be writable.
+    if (!opts.dumpLogits.empty())
+      if (std::string error = checkOutputPath(opts.dumpLogits); !error.empty())
+        throw Error(error);
     auto artifact = Artifact::open(opts.artifact);
     Session session(artifact, opts.session);
     int64_t vocab = artifact->vocabSize();
@@ -236,6 +241,9 @@ int run(const Options &opts) {
     if (std::fflush(stdout) != 0 || std::ferror(stdout))
       throw Error("cannot write the generated ids to stdout");
 
+    // A kill while writing leaves no temporary file; Ctrl-C keeps the
+    // handler above when it was not pressed yet.
+    removeOutputsOnSignals(/*onlyDefault=*/true);
     if (!opts.dumpLogits.empty())
       writeNpyFloat32(opts.dumpLogits, logits.data(),
                       {static_cast<int64_t>(tokens.size()), vocab});

@@ -92,6 +92,10 @@ public:
 
   artifact::EntryFn prefillFn() const { return prefill_; }
   artifact::EntryFn decodeFn() const { return decode_; }
+  /// Writes a copy of the artifact file to `path` (through OutputFile:
+  /// atomically, never through a symlink). Throws `Error`.
+  void save(const std::string &path) const;
+
   /// A symbol of the loaded code, or null.
   void *symbol(const std::string &name) const;
 

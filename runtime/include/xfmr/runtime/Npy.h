@@ -18,9 +18,9 @@ namespace xfmr::runtime {
 /// a '<f4' C-order array of `shape`.
 std::string npyHeaderFloat32(const std::vector<int64_t> &shape);
 
-/// Writes `data` (product(shape) floats) as a .npy file. Atomic: writes a
-/// temporary file next to `path` and renames it, so readers never see a
-/// partial file. Throws `Error` naming the path.
+/// Writes `data` (product(shape) floats) as a .npy file through OutputFile:
+/// atomically (a unique temporary file beside `path`, renamed), or in place
+/// for a device or FIFO. Throws `Error` naming the path.
 void writeNpyFloat32(const std::string &path, const float *data,
                      const std::vector<int64_t> &shape);
 
