@@ -286,6 +286,18 @@ Error xfmr::compileModel(const CompileOptions &options,
   }
   if (mlir::failed(pm.run(*module)))
     return createStringError("lowering failed:\n" + diagnostics.str());
+  // The code carries the sizes it is compiled for; the manifest repeats them.
+  for (StringRef kind : {"prefill", "decode"})
+    if (!module->lookupSymbol(("_mlir_ciface_" + kind).str()))
+      return createStringError(
+          "the model has no '" + kind.str() +
+          "' entry point; an artifact needs both prefill and decode");
+  Expected<ModelSizes> sizes = readModelSizes(*module);
+  if (!sizes)
+    return sizes.takeError();
+  if (Error error =
+          addModelInfo(*module, *sizes, target.cpuName, target.features))
+    return error;
 
   step("generating code for " + target.triple + ", cpu " + target.cpuName +
        " (LLVM -O" + Twine(options.optLevel) + ")");
@@ -302,6 +314,7 @@ Error xfmr::compileModel(const CompileOptions &options,
   contents.module = *module;
   contents.checkpoint = checkpoint.get();
   contents.code = std::move(*code);
+  contents.sizes = *sizes;
   contents.target = json::Object{{"kind", "cpu"},
                                  {"triple", target.triple},
                                  {"cpu", target.cpuName},

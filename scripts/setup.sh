@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   cmake ninja-build ccache g++ git
+  # artifact checksums (XXH3, header-only use)
+  libxxhash-dev
   # LLVM / MLIR 22 (Debian's libMLIR.so dylib, TableGen, FileCheck, lit)
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22 libomp-22-dev
   libclang-rt-22-dev  # sanitizer runtimes (XFMR_ENABLE_SANITIZERS)

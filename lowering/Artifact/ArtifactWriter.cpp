@@ -7,7 +7,9 @@
 #include "import/Checkpoint.h"
 #include "import/Float8.h"
 #include "xfmr/runtime/ArtifactFormat.h"
+#include "xfmr/runtime/Checksum.h"
 #include "xfmr/runtime/OutputFile.h"
+#include "xfmr/runtime/Version.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/raw_ostream.h"
@@ -249,11 +251,24 @@ public:
   ~OutputFileStream() override { flush(); }
   /// "" or the first write error.
   const std::string &error() const { return firstError; }
+  /// Hashes what is written from now on, until takeHash().
+  void startHash() {
+    flush();
+    checksum.reset();
+    hashing = true;
+  }
+  uint64_t takeHash() {
+    flush();
+    hashing = false;
+    return checksum.digest();
+  }
 
 private:
   void write_impl(const char *data, size_t size) override {
     if (firstError.empty())
       firstError = file.write(data, size);
+    if (hashing)
+      checksum.update(data, size);
     position += size;
   }
   uint64_t current_pos() const override { return position; }
@@ -261,6 +276,8 @@ private:
   runtime::OutputFile &file;
   std::string firstError;
   uint64_t position = 0;
+  runtime::Checksum checksum;
+  bool hashing = false;
 };
 
 void pad(raw_ostream &os, uint64_t from, uint64_t to) {
@@ -292,49 +309,27 @@ llvm::Error xfmr::writeArtifact(
           "the model has no '" + kind.str() +
           "' entry point; an artifact needs both prefill and decode");
 
-  // Manifest. xfmr-lower-to-kernels records the vocabulary (the logits'
-  // width) even for hand-written IR.
-  int64_t vocab = intAttr(model, "vocab_size");
-  if (vocab <= 0)
-    return llvm::createStringError(
-        "cannot tell the vocabulary size: the module has no xfmr.model "
-        "vocab_size (run xfmr-lower-to-kernels first)");
-  // Likewise the context: the smallest cache capacity (unbounded without
-  // caches).
-  int64_t contextLength = intAttr(model, "context_length");
-  if (contextLength == 0) {
-    contextLength = int64_t(1) << 30;
-    for (Attribute entry : cacheLayout) {
-      Type type = cast<TypeAttr>(cast<DictionaryAttr>(entry).get("type")).getValue();
-      int64_t capacity = isa<LatentCacheType>(type)
-                             ? cast<LatentCacheType>(type).getCapacity()
-                             : cast<KVCacheType>(type).getCapacity();
-      contextLength = std::min(contextLength, capacity);
-    }
-  }
-  // Evicting caches (xfmr-compress-kv-cache window/sinks) bound memory, not
-  // positions; a multi-token call must still fit in the ring unwrapped.
-  int64_t kvWindow = intAttr(model, "kv_window");
-  if (kvWindow > 0)
-    contextLength = INT32_MAX;
+  // Manifest, from the same sizes the code carries (ModelInfo).
+  const ModelSizes &sizes = contents.sizes;
+  int64_t weightBytes = sizes.weightsBytes;
   llvm::json::Object modelJson{
       {"architecture",
        model && model.getAs<StringAttr>("architecture")
            ? model.getAs<StringAttr>("architecture").getValue().str()
            : std::string("unknown")},
-      {"vocab_size", vocab},
+      {"vocab_size", sizes.vocabSize},
       {"hidden_size", intAttr(model, "hidden_size")},
       {"num_layers", intAttr(model, "num_layers")},
-      {"context_length", contextLength}};
-  if (kvWindow > 0) {
-    modelJson["kv_window"] = kvWindow;
-    modelJson["kv_sinks"] = intAttr(model, "kv_sinks");
+      {"context_length", sizes.contextLength}};
+  if (sizes.kvWindow > 0) {
+    modelJson["kv_window"] = sizes.kvWindow;
+    modelJson["kv_sinks"] = sizes.kvSinks;
   }
   for (const auto &[key, value] : contents.modelExtras)
     modelJson[key] = value;
 
   llvm::json::Array tensors;
-  int64_t parameters = 0, weightBytes = 0;
+  int64_t parameters = 0;
   for (Attribute entry : weightLayout) {
     auto dict = cast<DictionaryAttr>(entry);
     auto type = cast<RankedTensorType>(dict.getAs<TypeAttr>("type").getValue());
@@ -355,7 +350,6 @@ llvm::Error xfmr::writeArtifact(
       tensor["kv_b"] = kvB.getValue().str();
     tensors.push_back(std::move(tensor));
     parameters += type.getNumElements();
-    weightBytes = std::max(weightBytes, offset + bytes);
   }
   llvm::json::Array layers;
   int64_t bytesPerToken = 0;
@@ -386,7 +380,6 @@ llvm::Error xfmr::writeArtifact(
         {"key_dim", cache.getKeyDim()},
         {"value_dim", cache.getValueDim()}});
   }
-  auto cacheBytes = module->getAttrOfType<IntegerAttr>("xfmr.cache_bytes");
   // Per-expert token counters of each MoE layer, inside the cache blob.
   llvm::json::Array expertCounts;
   if (auto counters = module->getAttrOfType<ArrayAttr>("xfmr.expert_counts"))
@@ -402,7 +395,7 @@ llvm::Error xfmr::writeArtifact(
       {"entry_points", llvm::json::Object{{"prefill", "_mlir_ciface_prefill"},
                                           {"decode", "_mlir_ciface_decode"}}},
       {"kv_cache",
-       llvm::json::Object{{"bytes", cacheBytes ? cacheBytes.getInt() : 0},
+       llvm::json::Object{{"bytes", sizes.kvCacheBytes},
                           {"bytes_per_token", bytesPerToken},
                           {"layers", std::move(layers)}}},
       {"weights", llvm::json::Object{{"bytes", weightBytes},
@@ -410,7 +403,7 @@ llvm::Error xfmr::writeArtifact(
                                      {"tensors", std::move(tensors)}}},
       {"expert_counts", std::move(expertCounts)},
       {"compile_options", llvm::json::Object(contents.compileOptions)},
-      {"compiler", "xfmr 0.1.0"}};
+      {"compiler", runtime::versionString()}};
   std::string manifestText;
   {
     llvm::raw_string_ostream os(manifestText);
@@ -430,7 +423,15 @@ llvm::Error xfmr::writeArtifact(
   header.codeOffset = alignUp(header.weightsOffset + header.weightsSize,
                               artifact::kSectionAlignment);
   header.codeSize = contents.code.size();
-  header.fileSize = header.codeOffset + header.codeSize;
+  header.fileSize =
+      header.codeOffset + header.codeSize + sizeof(artifact::FileTrailer);
+  artifact::FileTrailer trailer{};
+  std::memcpy(trailer.magic, artifact::kTrailerMagic, sizeof(trailer.magic));
+  trailer.headerHash = runtime::Checksum::of(&header, sizeof(header));
+  trailer.manifestHash =
+      runtime::Checksum::of(manifestText.data(), manifestText.size());
+  trailer.codeHash =
+      runtime::Checksum::of(contents.code.data(), contents.code.size());
 
   if (weightBytes > 0 && !contents.checkpoint)
     return llvm::createStringError(
@@ -447,6 +448,8 @@ llvm::Error xfmr::writeArtifact(
     pad(os, sizeof(header), header.manifestOffset);
     os << manifestText;
     pad(os, header.manifestOffset + header.manifestSize, header.weightsOffset);
+    // The weights are hashed as they stream out.
+    os.startHash();
     uint64_t position = header.weightsOffset;
     int64_t done = 0, reported = 0;
     // Codes and scales of one quantized weight are computed together.
@@ -502,8 +505,11 @@ llvm::Error xfmr::writeArtifact(
                  std::to_string(weightBytes >> 20) + " MiB of weights");
       }
     }
-    pad(os, position, header.codeOffset);
+    pad(os, position, header.weightsOffset + header.weightsSize);
+    trailer.weightsHash = os.takeHash();
+    pad(os, header.weightsOffset + header.weightsSize, header.codeOffset);
     os << contents.code;
+    os.write(reinterpret_cast<const char *>(&trailer), sizeof(trailer));
     os.flush();
     if (!os.error().empty())
       return llvm::createStringError(os.error());

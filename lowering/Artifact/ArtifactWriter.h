@@ -3,6 +3,8 @@
 #ifndef XFMR_LOWERING_ARTIFACT_ARTIFACTWRITER_H
 #define XFMR_LOWERING_ARTIFACT_ARTIFACTWRITER_H
 
+#include "lowering/Artifact/ModelInfo.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
 #include "llvm/Support/JSON.h"
@@ -21,8 +23,9 @@ struct ArtifactContents {
   mlir::ModuleOp module;
   /// Where the weights' bytes come from (null if the model has none).
   const Checkpoint *checkpoint = nullptr;
-  /// The linked shared object.
+  /// The linked shared object, which exports `xfmr_model_info` with `sizes`.
   std::string code;
+  ModelSizes sizes;
   /// The manifest's "target" and "compile_options" objects.
   llvm::json::Object target, compileOptions;
   /// Optional extra "model" fields (bos_token_id, eos_token_id, ...).

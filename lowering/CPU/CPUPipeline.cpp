@@ -26,6 +26,7 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/X86TargetParser.h"
 
 using namespace mlir;
 
@@ -33,32 +34,43 @@ llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
   target.triple = llvm::sys::getDefaultTargetTriple();
-  if (target.cpu == "native") {
-    target.cpuName = llvm::sys::getHostCPUName().str();
-    llvm::SmallVector<std::string> features;
-    for (const auto &[name, enabled] : llvm::sys::getHostCPUFeatures())
-      features.push_back((enabled ? "+" : "-") + name.str());
-    llvm::sort(features);
-    target.features = llvm::join(features, ",");
-  } else {
-    target.cpuName = target.cpu;
-    target.features.clear();
-  }
+  llvm::Triple triple(target.triple);
   std::string error;
   const llvm::Target *llvmTarget =
-      llvm::TargetRegistry::lookupTarget(llvm::Triple(target.triple), error);
+      llvm::TargetRegistry::lookupTarget(triple, error);
   if (!llvmTarget)
     return llvm::createStringError("no LLVM target for '" + target.triple +
                                    "': " + error);
-  // LLVM would only warn about an unknown CPU and fall back to a generic one.
-  std::unique_ptr<llvm::MCSubtargetInfo> subtarget(
-      llvmTarget->createMCSubtargetInfo(llvm::Triple(target.triple),
-                                        target.cpuName, ""));
-  if (!subtarget || !subtarget->isCPUStringValid(target.cpuName))
-    return llvm::createStringError(
-        "unknown CPU '" + target.cpuName + "' for " + target.triple +
-        " (use an LLVM CPU name such as x86-64-v3, znver4, sapphirerapids, "
-        "or 'native')");
+  llvm::SmallVector<std::string> features;
+  if (target.cpu == "native") {
+    // The host's own features, including those its CPU name would imply but
+    // this machine (or VM) lacks ("-avx512f").
+    target.cpuName = llvm::sys::getHostCPUName().str();
+    for (const auto &[name, enabled] : llvm::sys::getHostCPUFeatures())
+      features.push_back((enabled ? "+" : "-") + name.str());
+  } else {
+    target.cpuName = target.cpu;
+    // Validity from the CPU table itself: a subtarget for an unknown CPU
+    // would print LLVM's own warning before our error.
+    std::unique_ptr<llvm::MCSubtargetInfo> generic(
+        llvmTarget->createMCSubtargetInfo(triple, "", ""));
+    if (!generic || !generic->isCPUStringValid(target.cpuName))
+      return llvm::createStringError(
+          std::make_error_code(std::errc::invalid_argument),
+          "unknown CPU '" + target.cpuName + "' for " + target.triple +
+              " (use an LLVM CPU name such as x86-64-v3, znver4, "
+              "sapphirerapids, or 'native')");
+    // Every ISA extension the CPU has, so that the runtime can refuse a host
+    // that lacks one instead of dying on SIGILL.
+    if (triple.isX86()) {
+      llvm::SmallVector<llvm::StringRef> names;
+      llvm::X86::getFeaturesForCPU(target.cpuName, names, /*NeedPlus=*/true);
+      for (llvm::StringRef name : names)
+        features.push_back(name.str());
+    }
+  }
+  llvm::sort(features);
+  target.features = llvm::join(features, ",");
   return llvm::Error::success();
 }
 

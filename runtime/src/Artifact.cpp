@@ -2,16 +2,20 @@
 
 #include "xfmr/runtime/Artifact.h"
 
+#include "xfmr/runtime/Checksum.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Host.h"
 #include "xfmr/runtime/OutputFile.h"
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <link.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -35,12 +39,16 @@ Artifact::~Artifact() {
     munmap(mapping_, mappingSize_);
 }
 
-std::shared_ptr<Artifact> Artifact::open(const std::string &path) {
+std::shared_ptr<Artifact> Artifact::open(const std::string &path,
+                                         const OpenOptions &options) {
   std::shared_ptr<Artifact> artifact(new Artifact(path));
   artifact->mapFile();
   artifact->checkHeader();
+  if (options.verifyChecksums)
+    artifact->verifyChecksums();
   artifact->readManifest();
   artifact->loadCode();
+  artifact->checkModelInfo();
   artifact->setThreads(0);
   return artifact;
 }
@@ -61,9 +69,9 @@ void *Artifact::symbol(const std::string &name) const {
 }
 
 int Artifact::effectiveThreads(int threads) {
-  if (threads < 0)
-    throw Error("thread count must be >= 0 (0: all cores), got " +
-                std::to_string(threads));
+  if (threads < 0 || threads > kMaxThreads)
+    throw Error("thread count must be in [0, " + std::to_string(kMaxThreads) +
+                "] (0: all cores), got " + std::to_string(threads));
   if (threads == 0)
     return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return threads;
@@ -84,13 +92,16 @@ void Artifact::applyThreads(int threads) const {
 //===----------------------------------------------------------------------===//
 
 void Artifact::mapFile() {
-  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then
+  // refuses anything but a regular file.
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0)
     throw Error(path_ + ": cannot open: " + std::strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(path_ + ": not a regular file");
+    throw Error(path_ + ": not a regular file (an artifact is a model.xfmr "
+                        "file written by xfmr-compile)");
   }
   mappingSize_ = static_cast<uint64_t>(st.st_size);
   if (mappingSize_ < sizeof(kMagic)) {
@@ -151,7 +162,16 @@ void Artifact::checkHeader() {
   if (header_.reserved != 0)
     throw Error(path_ + ": header field 'reserved' is " +
                 std::to_string(header_.reserved) + ", must be 0");
-  uint64_t size = header_.fileSize;
+  // The checksum trailer ends the file; the sections lie before it.
+  if (header_.fileSize < kSectionAlignment + sizeof(FileTrailer))
+    throw Error(path_ + ": truncated: " + std::to_string(header_.fileSize) +
+                " bytes, too short for the header and the checksum trailer");
+  uint64_t size = header_.fileSize - sizeof(FileTrailer);
+  std::memcpy(&trailer_, mapping_ + size, sizeof(FileTrailer));
+  if (std::memcmp(trailer_.magic, kTrailerMagic, sizeof(kTrailerMagic)) != 0)
+    throw Error(path_ + ": the checksum trailer is missing (the file does not "
+                        "end with \"XFMRSUM\"): truncated or not written by "
+                        "xfmr-compile");
   checkSection(path_, "manifest", header_.manifestOffset, header_.manifestSize,
                size, 1);
   checkSection(path_, "weights", header_.weightsOffset, header_.weightsSize,
@@ -176,6 +196,36 @@ void Artifact::checkHeader() {
       if (ranges[i].begin < ranges[j].end && ranges[j].begin < ranges[i].end)
         throw Error(path_ + ": the " + ranges[i].name + " and " +
                     ranges[j].name + " sections overlap");
+}
+
+void Artifact::verifyChecksums() {
+  auto start = std::chrono::steady_clock::now();
+  struct Part {
+    const char *name;
+    uint64_t offset, size, expected;
+  } parts[] = {
+      {"header", 0, sizeof(FileHeader), trailer_.headerHash},
+      {"manifest", header_.manifestOffset, header_.manifestSize,
+       trailer_.manifestHash},
+      {"weights", header_.weightsOffset, header_.weightsSize,
+       trailer_.weightsHash},
+      {"code", header_.codeOffset, header_.codeSize, trailer_.codeHash}};
+  for (const Part &part : parts) {
+    uint64_t actual = Checksum::of(mapping_ + part.offset, part.size);
+    if (actual != part.expected) {
+      char text[64];
+      std::snprintf(text, sizeof(text), "%016llx, expected %016llx",
+                    static_cast<unsigned long long>(actual),
+                    static_cast<unsigned long long>(part.expected));
+      throw Error(path_ + ": the " + part.name +
+                  " section is corrupt: its XXH3 checksum is " + text +
+                  " (the file was modified or damaged after it was written; "
+                  "recompile or copy it again)");
+    }
+  }
+  verifySeconds_ = std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - start)
+                       .count();
 }
 
 //===----------------------------------------------------------------------===//
@@ -465,16 +515,96 @@ void Artifact::loadCode() {
   if (!handle_)
     throw Error(path_ + ": cannot load the model code: " + dlMessage);
 
-  auto resolve = [&](const char *entry, const std::string &name) {
+  if (dlinfo(handle_, RTLD_DI_LINKMAP, &modelMap_) != 0 || !modelMap_)
+    throw Error(path_ + ": cannot inspect the loaded model code");
+
+  // dlsym also searches the libraries the code links (libc, libomp), so
+  // every symbol taken from the code must lie in the model's own object: a
+  // manifest naming "system" must not make the runtime call libc.
+  dlerror();
+  void *table = dlsym(handle_, kModelInfoSymbol);
+  Dl_info where;
+  void *entry = nullptr;
+  if (table)
+    dladdr1(table, &where, &entry, RTLD_DL_SYMENT);
+  const auto *symbol = static_cast<const ElfW(Sym) *>(entry);
+  if (!table || !inModel(table) ||
+      !symbol || symbol->st_size < sizeof(ModelInfo))
+    throw Error(path_ + ": the model code does not export its description '" +
+                kModelInfoSymbol +
+                "' (it was not compiled by xfmr-compile of this format "
+                "version); recompile the model");
+  std::memcpy(&info_, table, sizeof(ModelInfo));
+  if (info_.abiVersion != kModelAbiVersion || info_.size != sizeof(ModelInfo))
+    throw Error(path_ + ": the model code has ABI version " +
+                std::to_string(info_.abiVersion) +
+                " (this runtime supports version " +
+                std::to_string(kModelAbiVersion) + "); recompile the model");
+  for (auto [name, fn] : {std::pair{"prefill", info_.prefill},
+                          std::pair{"decode", info_.decode}})
+    if (!fn || !inModel(reinterpret_cast<const void *>(fn)))
+      throw Error(path_ + ": the model code's " + name +
+                  " entry point lies outside the model code");
+  prefill_ = info_.prefill;
+  decode_ = info_.decode;
+
+  // The manifest names the entry points too; the names must mean the same
+  // functions.
+  auto check = [&](const char *entry, const std::string &name,
+                   EntryFn expected) {
     dlerror();
     void *sym = dlsym(handle_, name.c_str());
-    if (!sym)
+    if (!sym || !inModel(sym))
       throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
                   name + "', which the model code does not define");
-    return reinterpret_cast<EntryFn>(sym);
+    if (sym != reinterpret_cast<void *>(expected))
+      throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
+                  name + "', which is not the model's " + entry +
+                  " entry point");
   };
-  prefill_ = resolve("prefill", prefillName_);
-  decode_ = resolve("decode", decodeName_);
+  check("prefill", prefillName_, prefill_);
+  check("decode", decodeName_, decode_);
+  // OpenMP's entry lives in libomp, which the model links.
   ompSetNumThreads_ =
       reinterpret_cast<void (*)(int)>(dlsym(handle_, "omp_set_num_threads"));
+}
+
+bool Artifact::inModel(const void *address) const {
+  Dl_info info;
+  struct link_map *map = nullptr;
+  return dladdr1(address, &info, reinterpret_cast<void **>(&map),
+                 RTLD_DL_LINKMAP) != 0 &&
+         map == modelMap_;
+}
+
+void Artifact::checkModelInfo() {
+  // The manifest must describe the code it ships with: sizes that disagree
+  // would hand the code buffers of the wrong size.
+  auto expect = [&](const char *field, int64_t manifest, int64_t code) {
+    if (manifest != code)
+      throw Error(path_ + ": manifest field '" + field + "' is " +
+                  std::to_string(manifest) +
+                  " but the model code was compiled for " +
+                  std::to_string(code) +
+                  " (the manifest was edited or belongs to another model)");
+  };
+  expect("model.vocab_size", model_.vocabSize, info_.vocabSize);
+  expect("model.context_length", model_.contextLength, info_.contextLength);
+  expect("model.kv_window", model_.kvWindow, info_.kvWindow);
+  expect("model.kv_sinks", model_.kvSinks, info_.kvSinks);
+  expect("kv_cache.bytes", static_cast<int64_t>(kvCacheBytes_),
+         info_.kvCacheBytes);
+  expect("weights.bytes", static_cast<int64_t>(weightsBytes_),
+         info_.weightsBytes);
+  // The host check read the manifest's target; it must be the code's.
+  auto expectText = [&](const char *field, const std::string &manifest,
+                        const char *code) {
+    if (!code || !inModel(code) || manifest != code)
+      throw Error(path_ + ": manifest field '" + field + "' is '" + manifest +
+                  "' but the model code was compiled for '" +
+                  (code && inModel(code) ? code : "?") +
+                  "' (the manifest was edited or belongs to another model)");
+  };
+  expectText("target.cpu", target_.cpu, info_.cpu);
+  expectText("target.features", target_.features, info_.features);
 }

@@ -83,63 +83,41 @@ std::string xfmr::runtime::tripleMismatch(const std::string &triple) {
   return "";
 }
 
-namespace {
-struct Feature {
-  const char *name;
-  bool supported;
-};
-} // namespace
-
-/// __builtin_cpu_supports only takes literals, hence the table.
-static const std::vector<Feature> &x86Features() {
-  static const std::vector<Feature> features = {
-#if defined(__x86_64__)
-    {"x86-64-v2", bool(__builtin_cpu_supports("x86-64-v2"))},
-    {"x86-64-v3", bool(__builtin_cpu_supports("x86-64-v3"))},
-    {"x86-64-v4", bool(__builtin_cpu_supports("x86-64-v4"))},
-    {"sse3", bool(__builtin_cpu_supports("sse3"))},
-    {"ssse3", bool(__builtin_cpu_supports("ssse3"))},
-    {"sse4.1", bool(__builtin_cpu_supports("sse4.1"))},
-    {"sse4.2", bool(__builtin_cpu_supports("sse4.2"))},
-    {"popcnt", bool(__builtin_cpu_supports("popcnt"))},
-    {"avx", bool(__builtin_cpu_supports("avx"))},
-    {"avx2", bool(__builtin_cpu_supports("avx2"))},
-    {"fma", bool(__builtin_cpu_supports("fma"))},
-    {"bmi", bool(__builtin_cpu_supports("bmi"))},
-    {"bmi2", bool(__builtin_cpu_supports("bmi2"))},
-    {"avx512f", bool(__builtin_cpu_supports("avx512f"))},
-    {"avx512bw", bool(__builtin_cpu_supports("avx512bw"))},
-    {"avx512cd", bool(__builtin_cpu_supports("avx512cd"))},
-    {"avx512dq", bool(__builtin_cpu_supports("avx512dq"))},
-    {"avx512vl", bool(__builtin_cpu_supports("avx512vl"))},
-    {"avx512vnni", bool(__builtin_cpu_supports("avx512vnni"))},
-    {"avx512bf16", bool(__builtin_cpu_supports("avx512bf16"))},
-#endif
-  };
-  return features;
-}
-
-/// -1: unknown to the runtime, else whether the host has it.
-static int hasFeature(const std::string &name) {
-  for (const Feature &f : x86Features())
-    if (name == f.name)
-      return f.supported ? 1 : 0;
-  return -1;
-}
-
 std::string xfmr::runtime::cpuMismatch(const std::string &cpu,
                                        const std::string &features) {
-  if (hasFeature(cpu) == 0)
-    return "target cpu '" + cpu + "' is not supported by this host's CPU";
-  if (features.empty())
-    return "";
+  std::vector<std::string> missing, unknown;
+  bool tiles = false;
   for (const std::string &feature : split(features, ',')) {
+    // "-name" entries (disabled features) need nothing.
     if (feature.size() < 2 || feature[0] != '+')
       continue;
     std::string name = feature.substr(1);
-    if (hasFeature(name) == 0)
-      return "target feature '" + name + "' (of cpu '" + cpu +
-             "') is not supported by this host's CPU";
+    if (isSystemFeature(name))
+      continue;
+    int has = hostHasFeature(name);
+    if (has < 0)
+      unknown.push_back(name);
+    else if (has == 0)
+      missing.push_back(name);
+    tiles |= name.rfind("amx", 0) == 0;
   }
+  auto list = [](const std::vector<std::string> &names) {
+    std::string text;
+    for (const std::string &name : names)
+      text += (text.empty() ? "" : ", ") + name;
+    return text;
+  };
+  std::string target = "the code was compiled for cpu '" + cpu + "'";
+  if (!missing.empty())
+    return target + ", which needs " + list(missing) +
+           ": this host's CPU (or OS) does not support " +
+           (missing.size() == 1 ? "it" : "them") +
+           "; recompile with --cpu native or an older CPU";
+  if (!unknown.empty())
+    return target + ", which needs " + list(unknown) + ", which this " +
+           "runtime cannot check on this host; recompile for this machine";
+  if (tiles && !enableAmxTiles())
+    return target + ", which uses AMX tiles, and the OS refused them to " +
+           "this process (arch_prctl ARCH_REQ_XCOMP_PERM)";
   return "";
 }

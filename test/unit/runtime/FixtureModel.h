@@ -1,16 +1,23 @@
-/*===- FixtureModel.h - the toy model behind the runtime tests ------------===*
- *
- * Shared by FixtureModel.c (built as the "compiled model" shared object) and
- * the C++ tests (which compute the expected logits). The weight blob is
- * float bias[vocab]; the cache holds token id + 1 per position (0: empty),
- * so logits depend on everything prefilled before, as in a real model.
- *
- *===----------------------------------------------------------------------===*/
+//===- FixtureModel.h - the toy model behind the runtime tests ------------===//
+//
+// Shared by FixtureModel.cpp (built as the "compiled model" shared object)
+// and the tests (which compute the expected logits). The weight blob is
+// float bias[vocab]; the cache holds token id + 1 per position (0: empty),
+// so logits depend on everything prefilled before, as in a real model.
+//
+//===----------------------------------------------------------------------===//
 
 #ifndef XFMR_TEST_UNIT_RUNTIME_FIXTUREMODEL_H
 #define XFMR_TEST_UNIT_RUNTIME_FIXTUREMODEL_H
 
 #include <stdint.h>
+
+/* What the fixture code is compiled for (its ModelInfo). */
+enum { kFixtureVocab = 16, kFixtureContext = 32 };
+/* bias[vocab] padded to 64 bytes, like a real weight blob. */
+enum { kFixtureWeightsBytes = (kFixtureVocab * 4 + 63) / 64 * 64 };
+#define kFixtureCpu "x86-64"
+#define kFixtureFeatures "+cx8,+sse2"
 
 /* Hash of the cached history [0, length): ids and positions both count. */
 static inline uint32_t fixtureHistoryHash(const int32_t *cache,

@@ -11,6 +11,7 @@
 #include "FixtureModel.h"
 
 #include "xfmr/runtime/ArtifactFormat.h"
+#include "xfmr/runtime/Checksum.h"
 #include "xfmr/runtime/Host.h"
 
 #include <gtest/gtest.h>
@@ -47,8 +48,8 @@ inline std::string readText(const std::string &path) {
 
 /// The pieces of a fixture artifact; tests change one and build.
 struct FixtureArtifact {
-  int64_t vocab = 16;
-  int64_t context = 32;
+  int64_t vocab = kFixtureVocab;
+  int64_t context = kFixtureContext;
   std::string triple = xfmr::runtime::hostTriple();
   std::string kind = "cpu";
   std::string prefillSymbol = "_mlir_ciface_prefill";
@@ -71,9 +72,10 @@ struct FixtureArtifact {
   std::string manifest() const {
     std::string cacheBytes = std::to_string(context * 4);
     std::ostringstream m;
-    m << "{\"format_version\": 1,\n"
+    m << "{\"format_version\": 2,\n"
       << " \"target\": {\"kind\": \"" << kind << "\", \"triple\": \"" << triple
-      << "\", \"cpu\": \"x86-64\", \"features\": \"\"},\n"
+      << "\", \"cpu\": \"" << kFixtureCpu << "\", \"features\": \""
+      << kFixtureFeatures << "\"},\n"
       << " \"model\": {\"architecture\": \"FixtureForCausalLM\", "
       << "\"vocab_size\": " << vocab << ", \"hidden_size\": 8, "
       << "\"num_layers\": 1, \"context_length\": " << context
@@ -91,7 +93,7 @@ struct FixtureArtifact {
     return editManifest ? editManifest(m.str()) : m.str();
   }
 
-  /// The file contents: header, manifest, weights, code.
+  /// The file contents: header, manifest, weights, code, checksum trailer.
   Bytes bytes() const {
     auto align = [](uint64_t x) {
       return (x + xfmr::artifact::kSectionAlignment - 1) /
@@ -108,13 +110,21 @@ struct FixtureArtifact {
     h.weightsSize = weightBytes();
     h.codeOffset = align(h.weightsOffset + h.weightsSize);
     h.codeSize = code.size();
-    h.fileSize = h.codeOffset + h.codeSize;
+    h.fileSize = h.codeOffset + h.codeSize + sizeof(artifact::FileTrailer);
     Bytes out(h.fileSize, 0);
     std::memcpy(out.data(), &h, sizeof(h));
     std::memcpy(out.data() + h.manifestOffset, m.data(), m.size());
     std::memcpy(out.data() + h.weightsOffset, bias.data(),
                 bias.size() * sizeof(float));
     std::memcpy(out.data() + h.codeOffset, code.data(), code.size());
+    artifact::FileTrailer t{};
+    std::memcpy(t.magic, artifact::kTrailerMagic, sizeof(t.magic));
+    using runtime::Checksum;
+    t.headerHash = Checksum::of(out.data(), sizeof(h));
+    t.manifestHash = Checksum::of(out.data() + h.manifestOffset, h.manifestSize);
+    t.weightsHash = Checksum::of(out.data() + h.weightsOffset, h.weightsSize);
+    t.codeHash = Checksum::of(out.data() + h.codeOffset, h.codeSize);
+    std::memcpy(out.data() + h.fileSize - sizeof(t), &t, sizeof(t));
     return out;
   }
 

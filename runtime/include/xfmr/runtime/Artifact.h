@@ -1,9 +1,12 @@
 //===- Artifact.h - a loaded model.xfmr -------------------------*- C++ -*-===//
 //
-// Opening an artifact maps the file read-only, validates the header, the
-// section table and the manifest, checks the target against the host, and
-// loads the code from an in-memory file. Weights are used in place (zero
-// copy). Every failure is an `Error` naming the file and what is wrong.
+// Opening an artifact maps the file read-only, validates the header and the
+// section table, verifies the checksums of every section, validates the
+// manifest, checks the target against the host, loads the code from an
+// in-memory file and checks that the code's own description (ModelInfo)
+// agrees with the manifest. Weights are used in place (zero copy). Every
+// failure is an `Error` naming the file and what is wrong; nothing of the
+// artifact runs before the checksums and the target check pass.
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,6 +17,8 @@
 #include "xfmr/runtime/Json.h"
 
 #include <cstdint>
+
+struct link_map;
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +49,14 @@ struct ExpertCounterSlot {
   int64_t experts = 0;
 };
 
+/// How to open an artifact.
+struct OpenOptions {
+  /// Verify the XXH3 checksums of the header and every section before using
+  /// them. Skip only for trusted files, where the time matters (it costs
+  /// about one read of the file: Artifact::verifySeconds()).
+  bool verifyChecksums = true;
+};
+
 /// The manifest's "target" object.
 struct TargetInfo {
   std::string kind;
@@ -55,7 +68,8 @@ struct TargetInfo {
 class Artifact {
 public:
   /// Maps, validates and loads `path`. Throws `Error`.
-  static std::shared_ptr<Artifact> open(const std::string &path);
+  static std::shared_ptr<Artifact> open(const std::string &path,
+                                        const OpenOptions &options = {});
   ~Artifact();
   Artifact(const Artifact &) = delete;
   Artifact &operator=(const Artifact &) = delete;
@@ -77,6 +91,8 @@ public:
     return expertCounters_;
   }
   uint64_t parameterCount() const { return parameterCount_; }
+  /// Seconds spent verifying checksums at open (0 when skipped).
+  double verifySeconds() const { return verifySeconds_; }
   /// The compiler's version string ("" when absent).
   const std::string &compiler() const { return compiler_; }
 
@@ -111,29 +127,43 @@ public:
   /// the count per calling thread, and this writes no shared state, so
   /// sessions on different threads can use their own counts.
   void applyThreads(int threads) const;
-  /// `threads`, or hardware concurrency for 0; throws `Error` when negative.
+  /// `threads`, or hardware concurrency for 0; throws `Error` when negative
+  /// or above kMaxThreads.
   static int effectiveThreads(int threads);
+  /// The most threads a session may ask for. OpenMP aborts the process when
+  /// the OS refuses a thread (rc 134 at 100000 here), and more threads than
+  /// cores only slow a model down.
+  static constexpr int kMaxThreads = 1024;
 
 private:
   explicit Artifact(std::string path);
   void mapFile();
   void checkHeader();
+  void verifyChecksums();
   void readManifest();
   void loadCode();
+  void checkModelInfo();
+  /// Whether `address` lies in the loaded model's own code object.
+  bool inModel(const void *address) const;
 
   std::string path_;
   uint8_t *mapping_ = nullptr;
   uint64_t mappingSize_ = 0;
   artifact::FileHeader header_{};
+  artifact::FileTrailer trailer_{};
   JsonValue manifest_;
   ModelConfig model_;
   TargetInfo target_;
   std::string prefillName_, decodeName_, compiler_;
   uint64_t kvCacheBytes_ = 0, kvCacheBytesPerToken_ = 0;
   uint64_t weightsBytes_ = 0, parameterCount_ = 0;
+  double verifySeconds_ = 0;
   std::vector<ExpertCounterSlot> expertCounters_;
   int codeFd_ = -1;
   void *handle_ = nullptr;
+  /// The loaded code object (dlinfo's link map) and its description.
+  struct link_map *modelMap_ = nullptr;
+  artifact::ModelInfo info_{};
   artifact::EntryFn prefill_ = nullptr, decode_ = nullptr;
   void (*ompSetNumThreads_)(int) = nullptr;
   int threads_ = 1;

@@ -9,13 +9,23 @@
 //   manifest         UTF-8 JSON (see below), at manifestOffset
 //   weights          one blob, 4096-aligned; every tensor 64-byte aligned
 //   code             an ELF shared object (the compiled model), 4096-aligned
+//   trailer          FileTrailer: an XXH3-64 checksum of the header and of
+//                    each section, the last 40 bytes of the file
 //
-// The runtime maps the file once: weights are used in place (zero copy), the
-// code is loaded with dlopen from an in-memory file.
+// The runtime maps the file once, verifies the checksums (unless told the
+// file is trusted), then uses the weights in place (zero copy) and loads the
+// code with dlopen from an in-memory file. The trailer comes last so that
+// the compiler can stream an artifact (to a pipe, too) in one pass.
 //
-// Manifest (format_version 1):
+// The code describes itself: it exports `xfmr_model_info` (ModelInfo below)
+// with the sizes it was compiled for and its entry points. The runtime takes
+// the entry points from that table, never from a name the manifest gives
+// (a name is resolved only to check that it means the same function), and
+// refuses an artifact whose manifest disagrees with the table.
+//
+// Manifest (format_version 2):
 // {
-//   "format_version": 1,
+//   "format_version": 2,
 //   "target": {"kind": "cpu", "triple": "x86_64-unknown-linux-gnu",
 //              "cpu": "x86-64-v2", "features": ""},
 //   "model": {"architecture": "LlamaForCausalLM", "vocab_size": 512,
@@ -31,7 +41,7 @@
 //               "tensors": [{"name": "model.norm.weight", "offset": 0,
 //                            "bytes": 256, "dtype": "f32", "shape": [64]}]},
 //   "compile_options": {"target": "cpu", "cpu": "generic", "opt_level": 3},
-//   "compiler": "xfmr 0.1.0"
+//   "compiler": "xfmr 0.1.0 (4f3c2a1)"
 // }
 //
 // Entry-point ABI (MLIR's C interface for memrefs): every entry point is
@@ -57,7 +67,8 @@ namespace xfmr::artifact {
 /// First 8 bytes of every artifact.
 inline constexpr char kMagic[8] = {'X', 'F', 'M', 'R', 'A', 'R', 'T', '\0'};
 /// Bumped on any incompatible change of the layout, manifest or ABI.
-inline constexpr uint32_t kFormatVersion = 1;
+/// 2: checksum trailer, ModelInfo table in the code.
+inline constexpr uint32_t kFormatVersion = 2;
 /// Alignment of the header, the weight blob and the code section.
 inline constexpr uint64_t kSectionAlignment = 4096;
 /// Alignment of every tensor inside the weight blob.
@@ -75,6 +86,15 @@ struct FileHeader {
 };
 static_assert(sizeof(FileHeader) == 72, "FileHeader layout is part of the format");
 
+/// The last bytes of every artifact: XXH3-64 (seed 0) of the FileHeader's 72
+/// bytes and of each section's bytes.
+struct FileTrailer {
+  char magic[8]; // kTrailerMagic
+  uint64_t headerHash, manifestHash, weightsHash, codeHash;
+};
+static_assert(sizeof(FileTrailer) == 40, "FileTrailer layout is part of the format");
+inline constexpr char kTrailerMagic[8] = {'X', 'F', 'M', 'R', 'S', 'U', 'M', '\0'};
+
 /// MLIR's memref descriptor for rank 1 and 2 (C interface).
 template <typename T, int Rank> struct MemRef {
   T *allocated;
@@ -87,6 +107,30 @@ template <typename T, int Rank> struct MemRef {
 using EntryFn = void (*)(MemRef<int32_t, 1> *ids, int64_t start,
                          MemRef<uint8_t, 1> *weights,
                          MemRef<uint8_t, 1> *cache, MemRef<float, 2> *logits);
+
+/// The table the code exports as `xfmr_model_info`: what it was compiled
+/// for. Sizes are in tokens and bytes; a model without an evicting cache
+/// has kvWindow = kvSinks = 0. `cpu` and `features` (NUL-terminated, in the
+/// code) are the LLVM CPU and the ISA extensions the code may use, as the
+/// manifest's target.cpu and target.features.
+struct ModelInfo {
+  uint32_t abiVersion; // kModelAbiVersion
+  uint32_t size;       // sizeof(ModelInfo)
+  int64_t vocabSize;
+  int64_t contextLength;
+  int64_t kvCacheBytes;
+  int64_t weightsBytes;
+  int64_t kvWindow;
+  int64_t kvSinks;
+  EntryFn prefill;
+  EntryFn decode;
+  const char *cpu;
+  const char *features;
+};
+static_assert(sizeof(ModelInfo) == 88, "ModelInfo layout is part of the ABI");
+inline constexpr char kModelInfoSymbol[] = "xfmr_model_info";
+/// Bumped on any change of ModelInfo or of the entry-point ABI.
+inline constexpr uint32_t kModelAbiVersion = 1;
 
 } // namespace xfmr::artifact
 

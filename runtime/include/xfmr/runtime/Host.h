@@ -24,9 +24,25 @@ std::string hostTriple();
 std::string tripleMismatch(const std::string &triple);
 
 /// Why code compiled for `cpu` (e.g. "x86-64-v3") with LLVM `features`
-/// (e.g. "+avx2,+fma") cannot run on this CPU, or an empty string. CPU names
-/// and features the runtime does not know are not checked.
+/// (e.g. "+avx2,+fma", every ISA extension the code may use) cannot run on
+/// this CPU, or an empty string. Names every missing feature; a feature this
+/// runtime cannot check counts as missing. System features
+/// (isSystemFeature) are not required. Enables AMX tile state for the
+/// process when the code may use it.
 std::string cpuMismatch(const std::string &cpu, const std::string &features);
+
+/// Whether this host's CPU and OS support the LLVM x86 feature `name`
+/// ("avx512bf16", "amx-tile", ...): 1 or 0, or -1 for a name the runtime
+/// does not know (and on non-x86 hosts).
+int hostHasFeature(const std::string &name);
+
+/// Whether `name` is a system, security or crypto extension (pku, sgx,
+/// rdseed, aes, ...) that xfmr's code never uses, so a host may lack it.
+bool isSystemFeature(const std::string &name);
+
+/// Asks Linux for the AMX tile register state (required before the first
+/// tile instruction); false when refused or not x86.
+bool enableAmxTiles();
 
 } // namespace xfmr::runtime
 

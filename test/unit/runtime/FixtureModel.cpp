@@ -1,27 +1,22 @@
-/*===- FixtureModel.c - a toy "compiled model" for the runtime tests ------===*
- *
- * Implements the entry-point ABI of ArtifactFormat.h so the loader, the
- * session and xfmr-run can be tested without the compiler. A descriptor that
- * breaks the ABI contract turns the logits into NaN, which the tests see.
- *
- *===----------------------------------------------------------------------===*/
+//===- FixtureModel.cpp - a toy "compiled model" for the runtime tests ----===//
+//
+// Implements the entry-point ABI of ArtifactFormat.h (with its exact types,
+// so that UBSan's function-type check agrees) and exports the ModelInfo
+// table, so the loader, the session and xfmr-run can be tested without the
+// compiler. A descriptor that breaks the ABI contract turns the logits into
+// NaN, which the tests see.
+//
+//===----------------------------------------------------------------------===//
 
 #include "FixtureModel.h"
 
-#include <math.h>
+#include "xfmr/runtime/ArtifactFormat.h"
 
-typedef struct {
-  int32_t *allocated, *aligned;
-  int64_t offset, sizes[1], strides[1];
-} MemRefI32;
-typedef struct {
-  uint8_t *allocated, *aligned;
-  int64_t offset, sizes[1], strides[1];
-} MemRefU8;
-typedef struct {
-  float *allocated, *aligned;
-  int64_t offset, sizes[2], strides[2];
-} MemRefF32x2;
+#include <cmath>
+
+using MemRefI32 = xfmr::artifact::MemRef<int32_t, 1>;
+using MemRefU8 = xfmr::artifact::MemRef<uint8_t, 1>;
+using MemRefF32x2 = xfmr::artifact::MemRef<float, 2>;
 
 static void run(MemRefI32 *ids, int64_t start, MemRefU8 *weights,
                 MemRefU8 *cache, MemRefF32x2 *logits, int isDecode) {
@@ -45,6 +40,8 @@ static void run(MemRefI32 *ids, int64_t start, MemRefU8 *weights,
   }
 }
 
+extern "C" {
+
 void _mlir_ciface_prefill(MemRefI32 *ids, int64_t start, MemRefU8 *weights,
                           MemRefU8 *cache, MemRefF32x2 *logits) {
   run(ids, start, weights, cache, logits, 0);
@@ -55,9 +52,34 @@ void _mlir_ciface_decode(MemRefI32 *ids, int64_t start, MemRefU8 *weights,
   run(ids, start, weights, cache, logits, 1);
 }
 
+#ifndef FIXTURE_NO_INFO
+/// What the fixture is "compiled for": the sizes FixtureArtifact writes
+/// into its manifest by default.
+extern const xfmr::artifact::ModelInfo xfmr_model_info;
+const xfmr::artifact::ModelInfo xfmr_model_info = {
+    xfmr::artifact::kModelAbiVersion,
+    sizeof(xfmr::artifact::ModelInfo),
+    kFixtureVocab,
+    kFixtureContext,
+    kFixtureContext * 4,
+    kFixtureWeightsBytes,
+    /*kvWindow=*/0,
+    /*kvSinks=*/0,
+    _mlir_ciface_prefill,
+    _mlir_ciface_decode,
+    kFixtureCpu,
+    kFixtureFeatures};
+#endif
+
+/// Not an entry point: the tests name it in the manifest.
+void fixture_other_function(MemRefI32 *, int64_t, MemRefU8 *, MemRefU8 *,
+                            MemRefF32x2 *) {}
+
 #ifndef FIXTURE_NO_OMP
-/* Stands in for libomp's, so the tests see what the runtime sets. */
+/// Stands in for libomp's, so the tests see what the runtime sets.
 static int fixtureThreads = -1;
 void omp_set_num_threads(int threads) { fixtureThreads = threads; }
 int fixture_get_threads(void) { return fixtureThreads; }
 #endif
+
+} // extern "C"

@@ -1,0 +1,126 @@
+//===- ModelInfo.cpp - the sizes the code is compiled for -----------------===//
+
+#include "lowering/Artifact/ModelInfo.h"
+
+#include "dialects/Xfmr/XfmrOps.h"
+#include "xfmr/runtime/ArtifactFormat.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/IR/Builders.h"
+
+#include <climits>
+
+using namespace mlir;
+using namespace xfmr;
+
+namespace {
+
+int64_t intAttr(DictionaryAttr dict, StringRef name) {
+  auto attr = dict ? dict.getAs<IntegerAttr>(name) : IntegerAttr();
+  return attr ? attr.getInt() : 0;
+}
+
+} // namespace
+
+llvm::Expected<ModelSizes> xfmr::readModelSizes(ModuleOp module) {
+  auto model = module->getAttrOfType<DictionaryAttr>("xfmr.model");
+  auto weightLayout = module->getAttrOfType<ArrayAttr>("xfmr.weight_layout");
+  auto cacheLayout = module->getAttrOfType<ArrayAttr>("xfmr.cache_layout");
+  if (!weightLayout || !cacheLayout)
+    return llvm::createStringError(
+        "the module has no buffer layout (run xfmr-lower-to-kernels first)");
+  ModelSizes sizes;
+  // xfmr-lower-to-kernels records the vocabulary (the logits' width) even
+  // for hand-written IR.
+  sizes.vocabSize = intAttr(model, "vocab_size");
+  if (sizes.vocabSize <= 0 || sizes.vocabSize > INT32_MAX)
+    return llvm::createStringError(
+        "cannot tell the vocabulary size: the module has no valid xfmr.model "
+        "vocab_size (run xfmr-lower-to-kernels first)");
+  // Positions are bounded by the smallest cache (unbounded without caches,
+  // which the runtime caps at 2^30) and by what the model says.
+  int64_t capacity = int64_t(1) << 30;
+  for (Attribute entry : cacheLayout) {
+    Type type =
+        cast<TypeAttr>(cast<DictionaryAttr>(entry).get("type")).getValue();
+    capacity = std::min(capacity, isa<LatentCacheType>(type)
+                                      ? cast<LatentCacheType>(type).getCapacity()
+                                      : cast<KVCacheType>(type).getCapacity());
+  }
+  int64_t declared = intAttr(model, "context_length");
+  sizes.contextLength = declared > 0 ? std::min(declared, capacity) : capacity;
+  // Evicting caches (xfmr-compress-kv-cache window/sinks) bound memory, not
+  // positions; the runtime splits calls that would wrap the ring.
+  sizes.kvWindow = intAttr(model, "kv_window");
+  sizes.kvSinks = intAttr(model, "kv_sinks");
+  if (sizes.kvWindow > 0)
+    sizes.contextLength = INT32_MAX;
+  if (sizes.contextLength <= 0 || sizes.contextLength > INT32_MAX)
+    return llvm::createStringError("the context length " +
+                                   std::to_string(sizes.contextLength) +
+                                   " is outside [1, 2147483647]");
+  for (Attribute entry : weightLayout) {
+    auto dict = cast<DictionaryAttr>(entry);
+    sizes.weightsBytes = std::max(
+        sizes.weightsBytes, intAttr(dict, "offset") + intAttr(dict, "bytes"));
+  }
+  auto cacheBytes = module->getAttrOfType<IntegerAttr>("xfmr.cache_bytes");
+  sizes.kvCacheBytes = cacheBytes ? cacheBytes.getInt() : 0;
+  if (sizes.kvCacheBytes < 0 || sizes.weightsBytes < 0)
+    return llvm::createStringError("the buffer layout has negative sizes");
+  return sizes;
+}
+
+llvm::Error xfmr::addModelInfo(ModuleOp module, const ModelSizes &sizes,
+                               StringRef cpu, StringRef features) {
+  MLIRContext *context = module.getContext();
+  for (StringRef entry : {"_mlir_ciface_prefill", "_mlir_ciface_decode"})
+    if (!module.lookupSymbol<LLVM::LLVMFuncOp>(entry))
+      return llvm::createStringError(
+          "the module has no LLVM function '" + entry.str() +
+          "' (lower the model to the LLVM dialect first)");
+  Location loc = module.getLoc();
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Type i32 = b.getI32Type(), i64 = b.getI64Type();
+  auto ptr = LLVM::LLVMPointerType::get(context);
+  // NUL-terminated strings for the target.
+  auto string = [&](StringRef name, StringRef text) {
+    std::string bytes = text.str();
+    bytes.push_back('\0');
+    auto type = LLVM::LLVMArrayType::get(b.getI8Type(), bytes.size());
+    LLVM::GlobalOp::create(b, loc, type, /*isConstant=*/true,
+                           LLVM::Linkage::Internal, name,
+                           b.getStringAttr(bytes));
+  };
+  string("xfmr_target_cpu", cpu);
+  string("xfmr_target_features", features);
+  // The field order of artifact::ModelInfo.
+  auto type = LLVM::LLVMStructType::getLiteral(
+      context, {i32, i32, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr});
+  auto global = LLVM::GlobalOp::create(b, loc, type, /*isConstant=*/true,
+                                       LLVM::Linkage::External,
+                                       artifact::kModelInfoSymbol, Attribute());
+  b.setInsertionPointToStart(b.createBlock(&global.getInitializerRegion()));
+  Value info = LLVM::UndefOp::create(b, loc, type);
+  int64_t position = 0;
+  auto insert = [&](Value field) {
+    info = LLVM::InsertValueOp::create(b, loc, info, field, position++);
+  };
+  auto constant = [&](Type fieldType, int64_t value) {
+    insert(LLVM::ConstantOp::create(b, loc, fieldType,
+                                    b.getIntegerAttr(fieldType, value)));
+  };
+  constant(i32, artifact::kModelAbiVersion);
+  constant(i32, sizeof(artifact::ModelInfo));
+  constant(i64, sizes.vocabSize);
+  constant(i64, sizes.contextLength);
+  constant(i64, sizes.kvCacheBytes);
+  constant(i64, sizes.weightsBytes);
+  constant(i64, sizes.kvWindow);
+  constant(i64, sizes.kvSinks);
+  for (StringRef symbol : {"_mlir_ciface_prefill", "_mlir_ciface_decode",
+                           "xfmr_target_cpu", "xfmr_target_features"})
+    insert(LLVM::AddressOfOp::create(b, loc, ptr, symbol));
+  LLVM::ReturnOp::create(b, loc, info);
+  return llvm::Error::success();
+}
