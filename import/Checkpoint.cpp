@@ -66,8 +66,10 @@ Expected<std::unique_ptr<Checkpoint>> Checkpoint::open(StringRef dir) {
                      "' does not exist or is not a folder");
   std::unique_ptr<Checkpoint> checkpoint(new Checkpoint());
   checkpoint->directory = dir.str();
-  if (!sys::fs::is_regular_file(checkpoint->configPath()))
+  if (!sys::fs::exists(checkpoint->configPath()))
     return makeError("checkpoint folder '" + dir + "' has no " + kConfigName);
+  if (Error error = checkRegularFile(checkpoint->configPath()))
+    return error;
 
   std::string single = joinPath(dir, kSingleName);
   std::string index = joinPath(dir, kIndexName);
@@ -103,6 +105,8 @@ Error Checkpoint::openSharded(StringRef indexPath) {
     return makeError(where + ": " + message);
   };
 
+  if (Error error = checkRegularFile(indexPath))
+    return error;
   ErrorOr<std::unique_ptr<MemoryBuffer>> buffer = MemoryBuffer::getFile(
       indexPath, /*IsText=*/false, /*RequiresNullTerminator=*/false);
   if (!buffer)

@@ -4,6 +4,7 @@
 
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 
 using namespace llvm;
@@ -149,8 +150,37 @@ std::optional<StringRef> findMemberText(StringRef objectText, StringRef key) {
   return found;
 }
 
+bool nestsDeeperThan(StringRef text, size_t maxDepth, StringRef open,
+                     StringRef close) {
+  size_t depth = 0;
+  bool inString = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (inString) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        inString = false;
+    } else if (c == '"') {
+      inString = true;
+    } else if (open.contains(c)) {
+      if (++depth > maxDepth)
+        return true;
+    } else if (close.contains(c) && depth > 0 &&
+               !(c == '>' && i > 0 && text[i - 1] == '-')) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 Expected<json::Value> parseJsonStrict(StringRef text, StringRef what,
                                       ArrayRef<StringRef> nestedObjects) {
+  if (nestsDeeperThan(text, kMaxJsonDepth))
+    return createStringError(inconvertibleErrorCode(),
+                             "%s nests arrays or objects deeper than %zu "
+                             "levels; it is not a model file",
+                             what.str().c_str(), kMaxJsonDepth);
   Expected<json::Value> value = json::parse(text);
   if (!value)
     return createStringError(inconvertibleErrorCode(),
@@ -174,8 +204,22 @@ Expected<json::Value> parseJsonStrict(StringRef text, StringRef what,
   return std::move(*value);
 }
 
+Error checkRegularFile(StringRef path) {
+  sys::fs::file_status status;
+  if (std::error_code ec = sys::fs::status(path, status))
+    return createStringError(ec, "cannot read '%s': %s", path.str().c_str(),
+                             ec.message().c_str());
+  if (status.type() != sys::fs::file_type::regular_file)
+    return createStringError(inconvertibleErrorCode(),
+                             "cannot read '%s': not a regular file",
+                             path.str().c_str());
+  return Error::success();
+}
+
 Expected<json::Value> readJsonFile(StringRef path,
                                    ArrayRef<StringRef> nestedObjects) {
+  if (Error error = checkRegularFile(path))
+    return std::move(error);
   ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
       MemoryBuffer::getFile(path, /*IsText=*/false,
                             /*RequiresNullTerminator=*/false);

@@ -19,16 +19,39 @@
 
 namespace xfmr {
 
-/// Parses `text` as JSON. Unlike llvm::json::parse, also rejects duplicate
-/// keys in the top-level object and, for each name in `nestedObjects`, in the
-/// object stored under that top-level key. Errors are prefixed with `what`
-/// (typically "<path>: " plus a description of the document).
+/// The deepest nesting of arrays and objects parseJsonStrict accepts. Real
+/// configs and safetensors headers nest 2-4 levels; llvm::json::parse
+/// recurses per level and overflows the stack near 60,000 (as the runtime's
+/// own reader, it stops at 256).
+inline constexpr size_t kMaxJsonDepth = 256;
+
+/// Whether `text` nests brackets deeper than `maxDepth`, looking only at
+/// the characters of `open` and `close` outside double-quoted strings (no
+/// recursion, any input). JSON nests with "[{" and "]}"; MLIR text with
+/// "([{<" and ")]}>" (a '>' after '-' is an arrow, not a bracket).
+bool nestsDeeperThan(llvm::StringRef text, size_t maxDepth,
+                     llvm::StringRef open = "[{", llvm::StringRef close = "]}");
+
+/// The deepest bracket nesting xfmr parses in .mlir text. MLIR's parser
+/// recurses per level (its stack ends near 10,000 levels); models nest
+/// about 10.
+inline constexpr size_t kMaxIRDepth = 1024;
+
+/// Parses `text` as JSON. Unlike llvm::json::parse, rejects nesting deeper
+/// than kMaxJsonDepth (before parsing) and duplicate keys in the top-level
+/// object and, for each name in `nestedObjects`, in the object stored under
+/// that top-level key. Errors are prefixed with `what` (typically "<path>: "
+/// plus a description of the document).
 llvm::Expected<llvm::json::Value>
 parseJsonStrict(llvm::StringRef text, llvm::StringRef what,
                 llvm::ArrayRef<llvm::StringRef> nestedObjects = {});
 
-/// Reads the file at `path` and parses it with parseJsonStrict. Errors name
-/// the file.
+/// Fails unless `path` is a regular file (or a link to one): reading a FIFO
+/// or a device would block or never end. Checked without opening it.
+llvm::Error checkRegularFile(llvm::StringRef path);
+
+/// Reads the file at `path` (which must be a regular file) and parses it
+/// with parseJsonStrict. Errors name the file.
 llvm::Expected<llvm::json::Value>
 readJsonFile(llvm::StringRef path,
              llvm::ArrayRef<llvm::StringRef> nestedObjects = {});

@@ -510,6 +510,14 @@ xfmr::importModel(MLIRContext &context, const Checkpoint &checkpoint,
     return llvm::createStringError(
         "the context length is unknown: the config has no "
         "max_position_embeddings; pass a context length");
+  // Positions are int32 in the runtime, and larger caches overflow sizes.
+  if (capacity > kMaxContextLength)
+    return llvm::createStringError(
+        "the context length " + std::to_string(capacity) + " (" +
+        (options.contextLength > 0 ? "--context"
+                                   : "max_position_embeddings in the config") +
+        ") exceeds " + std::to_string(kMaxContextLength) +
+        ", the most the runtime supports; pass a smaller context length");
 
   OpBuilder b(&context);
   OwningOpRef<ModuleOp> module =

@@ -18,6 +18,10 @@ namespace xfmr {
 class Checkpoint;
 struct ModelConfig;
 
+/// The largest KV-cache capacity (context length) xfmr compiles: the
+/// runtime's positions are int32.
+inline constexpr int64_t kMaxContextLength = 2147483647;
+
 struct ImportOptions {
   /// KV-cache capacity in tokens; 0 takes the model's
   /// max_position_embeddings.

@@ -5,6 +5,7 @@
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/Endian.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -88,6 +89,12 @@ SafetensorsFile::~SafetensorsFile() = default;
 
 Expected<std::unique_ptr<SafetensorsFile>>
 SafetensorsFile::open(StringRef path, unsigned shard) {
+  // A FIFO or device would block the reader or never end.
+  llvm::sys::fs::file_status status;
+  if (!llvm::sys::fs::status(path, status) &&
+      status.type() != llvm::sys::fs::file_type::regular_file)
+    return makeError("cannot open safetensors file '" + path +
+                     "': not a regular file");
   // No null terminator, so large files are mmapped rather than read.
   ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
       MemoryBuffer::getFile(path, /*IsText=*/false,

@@ -5,6 +5,7 @@
 #include "dialects/Xfmr/XfmrOps.h"
 #include "import/Checkpoint.h"
 #include "import/ExpectedTensors.h"
+#include "import/ImportUtil.h"
 #include "import/Importer.h"
 #include "import/ModelConfig.h"
 #include "lowering/Artifact/ArtifactWriter.h"
@@ -98,11 +99,8 @@ private:
 /// bos/eos token ids from a checkpoint's config.json, when present.
 json::Object tokenIds(StringRef configPath) {
   json::Object extras;
-  ErrorOr<std::unique_ptr<MemoryBuffer>> file =
-      MemoryBuffer::getFile(configPath);
-  if (!file)
-    return extras;
-  Expected<json::Value> parsed = json::parse((*file)->getBuffer());
+  // Errors are reported by the config reader (this runs before it).
+  Expected<json::Value> parsed = readJsonFile(configPath);
   if (!parsed) {
     consumeError(parsed.takeError());
     return extras;
@@ -117,6 +115,12 @@ json::Object tokenIds(StringRef configPath) {
 Expected<mlir::OwningOpRef<mlir::ModuleOp>>
 parseModule(mlir::MLIRContext &context, std::unique_ptr<MemoryBuffer> buffer,
             const DiagnosticCollector &diagnostics, StringRef name) {
+  // MLIR's parser recurses per nesting level: refuse what would exhaust the
+  // stack instead of crashing.
+  if (nestsDeeperThan(buffer->getBuffer(), kMaxIRDepth, "([{<", ")]}>"))
+    return createStringError("cannot parse '" + name +
+                             "': brackets nest deeper than " +
+                             Twine(kMaxIRDepth) + " levels");
   llvm::SourceMgr sourceMgr;
   sourceMgr.AddNewSourceBuffer(std::move(buffer), SMLoc());
   mlir::OwningOpRef<mlir::ModuleOp> module =
@@ -136,36 +140,174 @@ std::string print(mlir::ModuleOp module) {
 
 } // namespace
 
+namespace {
+
+/// A bad option: std::errc::invalid_argument marks it for the tools (exit
+/// code 2) and Python (InvalidArgumentError).
+Error invalidOption(const Twine &message) {
+  return createStringError(std::make_error_code(std::errc::invalid_argument),
+                           message);
+}
+
+/// `value` must be "" or one of `allowed`.
+Error checkChoice(StringRef option, StringRef value,
+                  ArrayRef<StringRef> allowed) {
+  if (value.empty() || llvm::is_contained(allowed, value))
+    return Error::success();
+  return invalidOption("unknown " + option + " '" + value + "' (expected " +
+                       llvm::join(allowed, ", ") + ")");
+}
+
+/// The pass names (flags) of a pipeline, from its textual form.
+std::vector<std::string> passNames(mlir::OpPassManager &pm) {
+  std::string text;
+  raw_string_ostream os(text);
+  pm.printAsTextualPipeline(os);
+  std::vector<std::string> names;
+  int braces = 0;
+  std::string word;
+  for (char c : text + ",") {
+    if (c == '{')
+      ++braces;
+    if (braces == 0 && (isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                        c == '_' || c == '.')) {
+      word += c;
+      continue;
+    }
+    if (!word.empty() && word != "builtin.module" && word != "func.func" &&
+        word != "any" && !llvm::is_contained(names, word))
+      names.push_back(word);
+    word.clear();
+    if (c == '}')
+      --braces;
+  }
+  return names;
+}
+
+} // namespace
+
+Error xfmr::validateCompileOptions(const CompileOptions &options) {
+  if (options.model.empty())
+    return invalidOption("no model given (a checkpoint folder or an .mlir "
+                         "file)");
+  if (options.output.empty())
+    return invalidOption("no output file given (-o FILE)");
+  if (options.target != "cpu")
+    return invalidOption("target '" + options.target +
+                         "' is not supported yet (supported: cpu)");
+  if (options.context < 0 || options.context > kMaxContextLength)
+    return invalidOption("the context length must be in [0, " +
+                         Twine(kMaxContextLength) +
+                         "] (0: the model's max_position_embeddings), got " +
+                         Twine(options.context));
+  if (options.optLevel > 3)
+    return invalidOption("the optimization level must be 0, 1, 2 or 3, got " +
+                         Twine(options.optLevel));
+  if (Error error = checkChoice("quantization", options.quantize, {"fp8"}))
+    return error;
+  if (!options.quantizeOptions.empty() && options.quantize.empty())
+    return invalidOption("quantization options need quantization fp8");
+  if (Error error = checkChoice("KV-cache type", options.kvCache,
+                                {"f32", "bf16", "f16", "fp8", "int8"}))
+    return error;
+  if (Error error =
+          checkChoice("MLA cache", options.mlaCache, {"expanded", "latent"}))
+    return error;
+  if (Error error = checkChoice("MLA absorption", options.mlaAbsorb,
+                                {"runtime", "compile-time"}))
+    return error;
+  if (options.mlaAbsorb == "compile-time" && options.mlaCache != "latent")
+    return invalidOption("--mla-absorb compile-time needs --mla-cache "
+                         "latent (absorption is what the latent cache "
+                         "does)");
+  if (Error error = checkChoice("MoE evaluation", options.moe,
+                                {"sparse", "sparse-prefill", "dense"}))
+    return error;
+  if (options.kvWindow < 0 || options.kvWindow > INT32_MAX ||
+      options.kvSinks < 0 || options.kvSinks > INT32_MAX ||
+      (options.kvSinks > 0 && options.kvWindow == 0))
+    return invalidOption(
+        "--kv-window must be positive and --kv-sinks non-negative (sinks "
+        "need a window), both at most 2147483647, got window " +
+        Twine(options.kvWindow) + ", sinks " + Twine(options.kvSinks));
+  if (!options.weights.empty() &&
+      !StringRef(options.model).ends_with(".mlir"))
+    return invalidOption("--weights is only used with an .mlir model (a "
+                         "checkpoint folder holds its own weights)");
+  // The CPU name, without printing LLVM's own warning.
+  CPUTarget target;
+  target.cpu = options.cpu;
+  if (options.cpu.empty())
+    return invalidOption("no CPU given (an LLVM CPU name or 'native')");
+  return resolveCPUTarget(target);
+}
+
 Error xfmr::compileModel(const CompileOptions &options,
-                         const ProgressFn &progress) {
+                         const ProgressFn &progress,
+                         const ProgressFn &warning) {
   Stopwatch clock;
   auto step = [&](const Twine &what) {
     if (progress)
       progress(formatv("[{0,6:f2}s] {1}", clock.seconds(), what.str()).str());
   };
-  if (options.target != "cpu")
-    return createStringError("target '" + options.target +
-                             "' is not supported yet (supported: cpu)");
-  if (options.context < 0)
-    return createStringError("the context length must be positive, got " +
-                             std::to_string(options.context));
-  if (options.kvWindow < 0 || options.kvSinks < 0 ||
-      (options.kvSinks > 0 && options.kvWindow == 0))
-    return createStringError(
-        "--kv-window must be positive and --kv-sinks non-negative (sinks "
-        "need a window), got window " +
-        std::to_string(options.kvWindow) + ", sinks " +
-        std::to_string(options.kvSinks));
-  if (!options.moe.empty() && options.moe != "sparse" &&
-      options.moe != "sparse-prefill" && options.moe != "dense")
-    return createStringError("unknown MoE evaluation '" + options.moe +
-                             "' (expected sparse, sparse-prefill or dense)");
-  // Before the expensive work: the output must be writable.
+  auto warn = [&](const Twine &what) {
+    if (warning)
+      warning(what.str());
+  };
+  // Every option, then the output, before any expensive work.
+  if (Error error = validateCompileOptions(options))
+    return error;
   if (std::string error = runtime::checkOutputPath(options.output);
       !error.empty())
     return createStringError(error);
   std::unique_ptr<mlir::MLIRContext> context = makeContext();
   DiagnosticCollector diagnostics(context.get());
+
+  CPUTarget target;
+  target.cpu = options.cpu;
+  target.optLevel = options.optLevel;
+  if (Error error = resolveCPUTarget(target))
+    return error;
+  mlir::PassManager pm(context.get());
+  buildGraphOptPipeline(pm);
+  if (!options.quantize.empty()) {
+    std::string parseErrors;
+    raw_string_ostream errorStream(parseErrors);
+    std::string pass = "xfmr-quantize-fp8{" + options.quantizeOptions + "}";
+    if (mlir::failed(mlir::parsePassPipeline(pass, pm, errorStream)))
+      return invalidOption("invalid quantization options '" +
+                           options.quantizeOptions + "': " + parseErrors);
+  }
+  if (options.mlaCache == "latent")
+    pm.addPass(
+        createAbsorbMLA(AbsorbMLAOptions{options.mlaAbsorb == "compile-time"}));
+  std::string kvCache = options.kvCache == "f32" ? "" : options.kvCache;
+  if (!kvCache.empty() || options.kvWindow > 0) {
+    std::string parseErrors;
+    raw_string_ostream errorStream(parseErrors);
+    std::string element = kvCache.empty() ? std::string("f32") : kvCache;
+    if (mlir::failed(mlir::parsePassPipeline(
+            "xfmr-compress-kv-cache{element=" + element +
+                " window=" + std::to_string(options.kvWindow) +
+                " sinks=" + std::to_string(options.kvSinks) + "}",
+            pm, errorStream)))
+      return invalidOption("invalid KV-cache options: " + parseErrors);
+  }
+  // The dense form is the importer's, untouched, for comparison.
+  if (options.moe != "dense") {
+    pm.addPass(createFuseSharedExperts());
+    pm.addPass(createSparsifyMoE(SparsifyMoEOptions{
+        options.moe == "sparse-prefill" ? "sparse" : "grouped"}));
+  }
+  buildCPULoweringPipeline(pm);
+  if (!options.dumpIRAfter.empty() && options.dumpIRAfter != "all") {
+    std::vector<std::string> names = passNames(pm);
+    if (!llvm::is_contained(names, options.dumpIRAfter))
+      return invalidOption("--dump-ir-after: '" + options.dumpIRAfter +
+                           "' is not a pass of this compilation; use 'all' "
+                           "or one of: " +
+                           llvm::join(names, ", "));
+  }
 
   std::unique_ptr<Checkpoint> checkpoint;
   mlir::OwningOpRef<mlir::ModuleOp> module;
@@ -183,6 +325,8 @@ Error xfmr::compileModel(const CompileOptions &options,
   }
   if (isMLIR) {
     step("parsing " + options.model);
+    if (Error error = checkRegularFile(options.model))
+      return error;
     ErrorOr<std::unique_ptr<MemoryBuffer>> file =
         MemoryBuffer::getFile(options.model);
     if (!file)
@@ -201,6 +345,12 @@ Error xfmr::compileModel(const CompileOptions &options,
       return error;
     step("importing " + config->archName + " (" + Twine(config->numLayers) +
          " layers, hidden " + Twine(config->hiddenSize) + ")");
+    if (config->maxPositions > 0 && options.context > config->maxPositions)
+      warn("--context " + Twine(options.context) +
+           " exceeds the model's max_position_embeddings (" +
+           Twine(config->maxPositions) +
+           "): positions past it were never trained and its RoPE may not "
+           "extrapolate");
     ImportOptions importOptions;
     importOptions.contextLength = options.context;
     Expected<mlir::OwningOpRef<mlir::ModuleOp>> imported =
@@ -213,60 +363,23 @@ Error xfmr::compileModel(const CompileOptions &options,
   if (mlir::failed(mlir::verify(*module)))
     return createStringError("the model IR does not verify:\n" +
                              diagnostics.str());
+  // Options that only some models have a use for: an error (MLA, which the
+  // user chose for its memory) or a warning, never silently nothing.
+  bool hasMLA = false, hasMoE = false;
+  module->walk([&](mlir::Operation *op) {
+    hasMLA |= isa<MLAAttentionOp, MLALatentAttentionOp>(op);
+    hasMoE |= isa<MoEExpertsOp>(op);
+  });
+  if (!options.mlaCache.empty() && options.mlaCache != "expanded" && !hasMLA)
+    return invalidOption("--mla-cache " + options.mlaCache +
+                         ": the model has no multi-head latent attention "
+                         "(MLA, as in DeepSeek-V2/V3); its KV cache is set "
+                         "with --kv-cache");
+  if (!options.moe.empty() && !hasMoE)
+    warn("--moe " + options.moe +
+         ": the model has no Mixture-of-Experts layers; the option has no "
+         "effect");
 
-  CPUTarget target;
-  target.cpu = options.cpu;
-  target.optLevel = options.optLevel;
-  if (Error error = resolveCPUTarget(target))
-    return error;
-  if (!options.quantize.empty() && options.quantize != "fp8")
-    return createStringError("unknown quantization '" + options.quantize +
-                             "' (supported: fp8)");
-  mlir::PassManager pm(context.get());
-  buildGraphOptPipeline(pm);
-  if (!options.quantize.empty()) {
-    std::string parseErrors;
-    raw_string_ostream errorStream(parseErrors);
-    std::string pass = "xfmr-quantize-fp8{" + options.quantizeOptions + "}";
-    if (mlir::failed(mlir::parsePassPipeline(pass, pm, errorStream)))
-      return createStringError("invalid quantization options '" +
-                               options.quantizeOptions + "': " + parseErrors);
-  }
-  if (!options.mlaCache.empty() && options.mlaCache != "expanded" &&
-      options.mlaCache != "latent")
-    return createStringError("unknown MLA cache '" + options.mlaCache +
-                             "' (expected expanded or latent)");
-  if (!options.mlaAbsorb.empty() && options.mlaAbsorb != "runtime" &&
-      options.mlaAbsorb != "compile-time")
-    return createStringError("unknown MLA absorption '" + options.mlaAbsorb +
-                             "' (expected runtime or compile-time)");
-  if (options.mlaAbsorb == "compile-time" && options.mlaCache != "latent")
-    return createStringError("--mla-absorb compile-time needs --mla-cache "
-                             "latent (absorption is what the latent cache "
-                             "does)");
-  if (options.mlaCache == "latent")
-    pm.addPass(
-        createAbsorbMLA(AbsorbMLAOptions{options.mlaAbsorb == "compile-time"}));
-  if (!options.kvCache.empty() || options.kvWindow > 0) {
-    std::string parseErrors;
-    raw_string_ostream errorStream(parseErrors);
-    std::string element =
-        options.kvCache.empty() ? std::string("f32") : options.kvCache;
-    if (mlir::failed(mlir::parsePassPipeline(
-            "xfmr-compress-kv-cache{element=" + element +
-                " window=" + std::to_string(options.kvWindow) +
-                " sinks=" + std::to_string(options.kvSinks) + "}",
-            pm, errorStream)))
-      return createStringError("invalid KV-cache type '" + options.kvCache +
-                               "': " + parseErrors);
-  }
-  // The dense form is the importer's, untouched, for comparison.
-  if (options.moe != "dense") {
-    pm.addPass(createFuseSharedExperts());
-    pm.addPass(createSparsifyMoE(SparsifyMoEOptions{
-        options.moe == "sparse-prefill" ? "sparse" : "grouped"}));
-  }
-  buildCPULoweringPipeline(pm);
   step(options.quantize.empty()
            ? "lowering to kernels and LLVM IR"
            : "quantizing to FP8 (" +

@@ -62,10 +62,18 @@ struct CompileOptions {
 
 using ProgressFn = std::function<void(const std::string &)>;
 
-/// Compiles `options.model` into `options.output` (written atomically).
-/// `progress` receives one line per stage.
+/// Checks every option without reading the model: values, combinations,
+/// the CPU name. Errors carry std::errc::invalid_argument (a usage error).
+llvm::Error validateCompileOptions(const CompileOptions &options);
+
+/// Compiles `options.model` into `options.output` (through
+/// runtime::OutputFile). Validates every option and the output path before
+/// any work. `progress` receives one line per stage, `warning` each warning
+/// (an option without effect on this model, a context past the model's).
+/// Errors with std::errc::invalid_argument are bad options.
 llvm::Error compileModel(const CompileOptions &options,
-                         const ProgressFn &progress = {});
+                         const ProgressFn &progress = {},
+                         const ProgressFn &warning = {});
 
 /// The xfmr IR of a checkpoint folder, as text.
 llvm::Expected<std::string> importCheckpointToText(const std::string &dir,

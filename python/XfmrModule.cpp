@@ -20,6 +20,7 @@
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Json.h"
 #include "xfmr/runtime/OutputFile.h"
+#include "xfmr/runtime/Version.h"
 #include "xfmr/runtime/Sampler.h"
 #include "xfmr/runtime/Session.h"
 
@@ -201,7 +202,7 @@ void compile(const std::string &model, const std::string &output,
              const std::string &quantizeOptions, const std::string &kvCache,
              const std::string &mlaCache, int64_t kvWindow, int64_t kvSinks,
              const std::string &moe, const std::string &mlaAbsorb,
-             const py::object &progress) {
+             const py::object &progress, const py::object &warning) {
   CompileOptions options;
   options.model = model;
   options.output = output;
@@ -223,18 +224,21 @@ void compile(const std::string &model, const std::string &output,
   // A failing callback stops reporting; its exception is raised after the
   // compiler returns (the compiler cannot be unwound through).
   std::unique_ptr<py::error_already_set> callbackError;
-  ProgressFn onProgress;
-  if (!progress.is_none())
-    onProgress = [&](const std::string &line) {
+  auto callback = [&](const py::object &fn) -> ProgressFn {
+    if (fn.is_none())
+      return {};
+    return [&, fn](const std::string &line) {
       py::gil_scoped_acquire gil;
       if (callbackError)
         return;
       try {
-        progress(line);
+        fn(line);
       } catch (py::error_already_set &e) {
         callbackError = std::make_unique<py::error_already_set>(std::move(e));
       }
     };
+  };
+  ProgressFn onProgress = callback(progress), onWarning = callback(warning);
 
   // A kill (SIGTERM, ...) removes a half-written artifact; SIGINT stays
   // Python's.
@@ -243,7 +247,7 @@ void compile(const std::string &model, const std::string &output,
   {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(compilerMutex());
-    error.emplace(compileModel(options, onProgress));
+    error.emplace(compileModel(options, onProgress, onWarning));
   }
   if (callbackError) {
     llvm::consumeError(std::move(*error));
@@ -286,9 +290,11 @@ py::object toPython(const runtime::JsonValue &value) {
   return py::none();
 }
 
-std::shared_ptr<Artifact> openArtifact(const std::string &path) {
+std::shared_ptr<Artifact> openArtifact(const std::string &path, bool verify) {
   py::gil_scoped_release release;
-  return Artifact::open(path); // runtime::Error -> xfmr.Error
+  runtime::OpenOptions options;
+  options.verifyChecksums = verify;
+  return Artifact::open(path, options); // runtime::Error -> xfmr.Error
 }
 
 /// Hands a vector's buffer to NumPy without copying: the array owns it.
@@ -350,7 +356,8 @@ private:
     try {
       return std::make_unique<runtime::Session>(artifact, options);
     } catch (const runtime::Error &e) {
-      throw Failure(threads < 0 ? ErrorKind::InvalidArgument : ErrorKind::Error,
+      bool badCount = threads < 0 || threads > Artifact::kMaxThreads;
+      throw Failure(badCount ? ErrorKind::InvalidArgument : ErrorKind::Error,
                     e.what());
     }
   }
@@ -464,7 +471,7 @@ private:
   int32_t last = 0;
 };
 
-py::dict statsDict(const runtime::Stats &s) {
+py::dict statsDict(const runtime::Stats &s, double verifySeconds) {
   py::dict d;
   d["prefill_tokens"] = s.prefillTokens;
   d["prefill_seconds"] = s.prefillSeconds;
@@ -478,6 +485,8 @@ py::dict statsDict(const runtime::Stats &s) {
   d["parameter_count"] = s.parameterCount;
   d["peak_rss_bytes"] = s.peakRssBytes;
   d["threads"] = s.threads;
+  d["generations"] = s.generations;
+  d["verify_seconds"] = verifySeconds;
   // {layer name: [tokens routed to expert 0, 1, ...]}, in layer order.
   py::dict experts;
   for (const runtime::ExpertTokens &layer : s.expertTokens)
@@ -518,6 +527,11 @@ PYBIND11_MODULE(_xfmr, m) {
     }
   });
 
+  // The version string of every tool and manifest.
+  m.attr("version_string") = runtime::versionString();
+  m.attr("version_number") = runtime::versionNumber();
+  m.attr("version_commit") = runtime::versionCommit();
+
   // Compiler.
   m.def("compile", &compile, py::arg("model"), py::arg("output"),
         py::arg("target"), py::arg("cpu"), py::arg("context"),
@@ -525,6 +539,7 @@ PYBIND11_MODULE(_xfmr, m) {
         py::arg("quantize"), py::arg("quantize_options"), py::arg("kv_cache"),
         py::arg("mla_cache"), py::arg("kv_window"), py::arg("kv_sinks"),
         py::arg("moe"), py::arg("mla_absorb"), py::arg("progress"),
+        py::arg("warning"),
         "Compiles a checkpoint folder or .mlir file into an artifact "
         "(xfmr::compileModel). Releases the GIL.");
   m.def(
@@ -560,7 +575,8 @@ PYBIND11_MODULE(_xfmr, m) {
   // Runtime.
   py::class_<Artifact, std::shared_ptr<Artifact>>(
       m, "Artifact", "A loaded model.xfmr (runtime::Artifact).")
-      .def_static("open", &openArtifact, py::arg("path"))
+      .def_static("open", &openArtifact, py::arg("path"), py::arg("verify"))
+      .def_property_readonly("verify_seconds", &Artifact::verifySeconds)
       .def(
           "save",
           [](const Artifact &a, const std::string &path) {
@@ -648,6 +664,6 @@ PYBIND11_MODULE(_xfmr, m) {
       .def("stats", [](PySession &self) {
         runtime::Stats stats =
             self.locked([](runtime::Session &s) { return s.stats(); });
-        return statsDict(stats);
+        return statsDict(stats, self.artifact->verifySeconds());
       });
 }

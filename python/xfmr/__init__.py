@@ -24,11 +24,19 @@ __version__ = "0.1.0"
 
 from . import ir
 from .compiler import compile
-from .errors import CompileError, Error, InvalidArgumentError
+from .errors import CompileError, CompileWarning, Error, InvalidArgumentError
 from .runtime import Artifact, Session
 
-__all__ = ["Artifact", "CompileError", "Error", "InvalidArgumentError", "Session", "compile",
-           "ir", "native_available"]
+__all__ = ["Artifact", "CompileError", "CompileWarning", "Error", "InvalidArgumentError",
+           "Session", "compile", "ir", "native_available", "version"]
+
+
+def version() -> str:
+    """The full version string, as `xfmr-compile --version` prints it and artifacts record it
+    (manifest "compiler"): "xfmr <__version__> (<git commit>)". Needs the native extension."""
+    from ._native import native
+
+    return native().version_string
 
 
 def native_available() -> bool:

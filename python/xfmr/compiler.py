@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 import weakref
 from typing import Callable, Optional
 
 from . import _args
 from ._native import native
-from .errors import InvalidArgumentError
+from .errors import CompileWarning, InvalidArgumentError
 from .runtime import Artifact
 
 __all__ = ["compile"]
@@ -35,7 +36,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     target: "cpu" (the only back end today).
     cpu: an LLVM CPU name ("x86-64-v2", "x86-64-v3", "znver4", ...) or "native" (this
         machine's CPU and features; the artifact then runs only on such CPUs).
-    context: KV-cache capacity in tokens; 0 takes the model's max_position_embeddings.
+    context: KV-cache capacity in tokens, at most 2**31 - 1; 0 takes the model's
+        max_position_embeddings (a larger context than that warns: `xfmr.CompileWarning`).
     opt_level: LLVM optimization level, 0 to 3.
     quantize: None, or "fp8" for the DeepSeek-V3 recipe (E4M3 weights in 128x128 blocks,
         activations per token in groups of 128), like `xfmr-compile --quantize fp8`.
@@ -57,7 +59,13 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         expert), "sparse-prefill" (token-by-token dispatch in prefill too) or "dense"
         (every expert on every token, for comparison).
     progress: called with one line per compilation stage (e.g. "[  0.01s] importing ...").
-    dump_ir_after: print the IR to stderr after this pass ("all": after every pass).
+    dump_ir_after: print the IR to stderr after this pass of the compilation ("all": after
+        every pass); a name that is not a pass of the compilation is an error.
+
+    Every option is checked before any work: a bad value, or an option the model has no use
+    for (mla_cache="latent" without MLA) raises `xfmr.InvalidArgumentError`; an option
+    without effect (moe= on a dense model) issues an `xfmr.CompileWarning`. The output is
+    written like every xfmr output: atomically, never through or over a symbolic link.
 
     The GIL is released while compiling (progress calls take it back briefly); compiler
     calls from several threads run one at a time. Raises FileNotFoundError for missing
@@ -76,6 +84,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         elif key == "activations":
             pass_options.append(f"activations={'true' if value else 'false'}")
         elif key == "granularity":
+            if value not in ("block", "channel", "tensor"):
+                raise InvalidArgumentError(f"quantize_options granularity must be 'block', "
+                                           f"'channel' or 'tensor', got {value!r}")
             pass_options.append(f"granularity={value}")
         elif key == "keep":
             pass_options.append("keep=" + ",".join(value))
@@ -110,7 +121,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         raise TypeError(f"target must be a str, got {type(target).__name__}")
     if not isinstance(cpu, str) or not cpu:
         raise InvalidArgumentError(f"cpu must be an LLVM CPU name or 'native', got {cpu!r}")
-    context = _args.integer(context, "context", 0, 2**63 - 1)
+    context = _args.integer(context, "context", 0, _args.INT32_MAX)
     kv_window = _args.integer(kv_window, "kv_window", 0, 2**31 - 1)
     kv_sinks = _args.integer(kv_sinks, "kv_sinks", 0, 2**31 - 1)
     if kv_sinks and not kv_window:
@@ -137,7 +148,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         native().compile(model, output, target, cpu, context, weights or "", opt_level,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
-                         kv_window, kv_sinks, moe or "", mla_absorb or "", progress)
+                         kv_window, kv_sinks, moe or "", mla_absorb or "", progress,
+                         lambda line: warnings.warn(line, CompileWarning, stacklevel=3))
         artifact = Artifact(output)
     except BaseException:
         if temporary:

@@ -7,7 +7,7 @@ built-in `FileNotFoundError` before any C++ code runs. Pure Python, so the class
 when the native extension is not built.
 """
 
-__all__ = ["Error", "CompileError", "InvalidArgumentError"]
+__all__ = ["Error", "CompileError", "CompileWarning", "InvalidArgumentError"]
 
 
 class Error(RuntimeError):
@@ -20,3 +20,8 @@ class CompileError(Error):
 
 class InvalidArgumentError(Error, ValueError):
     """A bad option or value: rejected before any work was done (also a ValueError)."""
+
+
+class CompileWarning(UserWarning):
+    """The compiler's warnings (an option without effect on this model, a context past the
+    model's max_position_embeddings), issued through `warnings.warn`."""

@@ -27,18 +27,22 @@ _UINT64_MAX = 2**64 - 1
 class Artifact:
     """A compiled model (`model.xfmr`), mapped read-only and ready to run.
 
-    Opening checks the file (magic, version, sections, manifest), the target against this
-    machine, and loads the code; weights stay in the mapping (zero copy). Raises
-    FileNotFoundError for a missing path and `xfmr.Error` (with the runtime's message) for a
-    file that is not a valid artifact for this machine.
+    Opening checks the file (magic, version, sections), verifies the XXH3 checksums of every
+    section (`verify=False` skips that for trusted files), validates the manifest, checks the
+    target against this machine, loads the code and checks that the manifest agrees with it;
+    weights stay in the mapping (zero copy). Raises FileNotFoundError for a missing path and
+    `xfmr.Error` (with the runtime's message) for a file that is not a valid artifact for this
+    machine.
 
         artifact = xfmr.Artifact("model.xfmr")
         artifact.vocab_size, artifact.context_length, artifact.manifest["model"]
     """
 
-    def __init__(self, path: _args.PathLike):
+    def __init__(self, path: _args.PathLike, verify: bool = True):
         path = _args.existing(path, "artifact", kind="file")
-        self._native = native().Artifact.open(path)
+        if not isinstance(verify, bool):
+            raise TypeError(f"verify must be a bool, got {type(verify).__name__}")
+        self._native = native().Artifact.open(path, verify)
         self._manifest: Optional[Dict[str, Any]] = None
         self._cleanup = None  # set by xfmr.compile for artifacts in a temporary folder
 
@@ -112,6 +116,11 @@ class Artifact:
         return self._native.compiler
 
     @property
+    def verify_seconds(self) -> float:
+        """Seconds spent verifying the checksums when the artifact was opened (0 if skipped)."""
+        return self._native.verify_seconds
+
+    @property
     def threads_supported(self) -> bool:
         """Whether the code honours thread counts (it links OpenMP)."""
         return self._native.threads_supported
@@ -161,6 +170,7 @@ class Session:
             raise InvalidArgumentError(f"device {device!r} is not supported yet "
                                        f"(supported: {', '.join(DEVICES)})")
         threads = _args.integer(threads, "threads", -_args.INT32_MAX - 1, _args.INT32_MAX)
+        # The runtime checks the range [0, MAX_THREADS] with its own message.
         self._artifact = artifact
         self._device = device
         self._native = native().Session(artifact._native, threads)

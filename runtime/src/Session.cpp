@@ -40,7 +40,7 @@ void Session::checkIds(const int32_t *ids, size_t count, size_t extra) const {
   if (needed > static_cast<uint64_t>(context)) {
     std::string what = std::to_string(count) + " token(s)";
     if (extra)
-      what += " + " + std::to_string(extra) + " to generate";
+      what += " + " + std::to_string(extra) + " generated token(s) fed back";
     throw Error("context overflow: position " + std::to_string(position_) +
                 " + " + what + " = " + std::to_string(needed) +
                 " exceeds the context length " + std::to_string(context));
@@ -123,7 +123,9 @@ std::vector<int32_t> Session::generate(const std::vector<int32_t> &prompt,
     throw Error("the number of tokens to generate must be >= 0, got " +
                 std::to_string(maxNewTokens));
   Sampler sampler(sampling);
-  checkIds(prompt.data(), prompt.size(), static_cast<size_t>(maxNewTokens));
+  // The last generated token is returned, not fed back: it needs no slot.
+  checkIds(prompt.data(), prompt.size(),
+           maxNewTokens > 0 ? static_cast<size_t>(maxNewTokens) - 1 : 0);
 
   int64_t vocab = artifact_->vocabSize();
   std::vector<float> logits = prefill(prompt);
@@ -152,6 +154,9 @@ void Session::reset() {
     clearedExpertCounts_.push_back(std::move(layer.counts));
   cache_.clear();
   position_ = 0;
+  int64_t generations = stats_.generations + 1;
+  stats_ = Stats();
+  stats_.generations = generations;
 }
 
 Stats Session::stats() const {

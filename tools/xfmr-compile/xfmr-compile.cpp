@@ -1,119 +1,199 @@
 //===- xfmr-compile.cpp - checkpoint or .mlir -> model.xfmr -----*- C++ -*-===//
 //
-// xfmr-compile MODEL -o model.xfmr [--target cpu] [--cpu NAME|native]
-//              [--context N] [--weights DIR] [--dump-ir-after=PASS|all]
+// xfmr-compile MODEL -o FILE [options]
 //
 // MODEL is a Hugging Face checkpoint folder or an .mlir file of xfmr IR
-// (whose weights come from --weights). Progress goes to stderr; the artifact
-// is written atomically.
+// (whose weights come from --weights). Progress goes to stderr. The artifact
+// is written through runtime::OutputFile (atomically; never through a
+// symlink). Exit codes: 0 ok, 1 compile error, 2 bad command line.
 //
 //===----------------------------------------------------------------------===//
 
 #include "lowering/Compiler.h"
+#include "tools/common/ToolSupport.h"
 #include "xfmr/runtime/OutputFile.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
-#include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
 using namespace llvm;
+using namespace xfmr::tools;
 
-static cl::opt<std::string> modelPath(cl::Positional, cl::Required,
-                                      cl::desc("<checkpoint folder | model.mlir>"));
-static cl::opt<std::string> outputPath("o", cl::desc("Output artifact"),
+static const char kTool[] = "xfmr-compile";
+
+static cl::OptionCategory inputOutput("Input and output");
+static cl::OptionCategory targetOptions("Target");
+static cl::OptionCategory quantization("Quantization (FP8, DeepSeek-V3 recipe)");
+static cl::OptionCategory kvCacheOptions("KV cache");
+static cl::OptionCategory moeOptions("Mixture of experts");
+static cl::OptionCategory debugging("Debugging");
+
+// Both required; checked by hand so that the message has the common form.
+static cl::opt<std::string> modelPath(cl::Positional,
+                                      cl::desc("<checkpoint folder | model.mlir>"),
+                                      cl::cat(inputOutput));
+static cl::opt<std::string> outputPath("o",
+                                       cl::desc("The artifact to write "
+                                                "(required)"),
                                        cl::value_desc("file"),
-                                       cl::init("model.xfmr"));
-static cl::opt<std::string> targetName("target",
-                                       cl::desc("Target: cpu (default)"),
-                                       cl::init("cpu"));
-static cl::opt<std::string>
-    cpuName("cpu",
-            cl::desc("CPU to tune for: an LLVM CPU name, or 'native' for "
-                     "this machine's CPU and features (default x86-64-v2)"),
-            cl::init("x86-64-v2"));
-static cl::opt<int64_t> contextLength(
-    "context",
-    cl::desc("KV-cache capacity in tokens (default: the model's "
-             "max_position_embeddings)"),
-    cl::init(0));
+                                       cl::cat(inputOutput));
 static cl::opt<std::string>
     weightsDir("weights",
                cl::desc("Checkpoint folder with the weights of an .mlir model"),
-               cl::init(""));
-static cl::opt<std::string> dumpIRAfter(
-    "dump-ir-after",
-    cl::desc("Print the IR to stderr after the named pass (or 'all')"),
-    cl::init(""));
+               cl::value_desc("dir"), cl::init(""), cl::cat(inputOutput));
+static cl::opt<int64_t> contextLength(
+    "context",
+    cl::desc("KV-cache capacity in tokens, at most 2147483647 (default: the "
+             "model's max_position_embeddings)"),
+    cl::value_desc("N"), cl::init(0), cl::cat(inputOutput));
+
+static cl::opt<std::string> targetName("target",
+                                       cl::desc("Target: cpu (default)"),
+                                       cl::init("cpu"), cl::cat(targetOptions));
+static cl::opt<std::string>
+    cpuName("cpu",
+            cl::desc("CPU to compile for: an LLVM CPU name (x86-64-v3, "
+                     "znver4, sapphirerapids, ...) or 'native' for this "
+                     "machine's CPU and features (default x86-64-v2); the "
+                     "artifact then runs only on CPUs with its features"),
+            cl::value_desc("name"), cl::init("x86-64-v2"),
+            cl::cat(targetOptions));
+static cl::opt<unsigned> optLevel("O",
+                                  cl::desc("LLVM optimization level, 0-3 "
+                                           "(default 3)"),
+                                  cl::value_desc("level"), cl::init(3),
+                                  cl::Prefix, cl::cat(targetOptions));
+
 static cl::opt<std::string>
     quantize("quantize",
-             cl::desc("Quantize the linear layers: fp8 (DeepSeek-V3 recipe: "
-                      "E4M3 weights in 128x128 blocks, activations per token "
-                      "in groups of 128). Default: off"),
-             cl::init(""));
+             cl::desc("Quantize the linear layers: fp8 (E4M3 weights in "
+                      "128x128 blocks, activations per token in groups of "
+                      "128). Default: off"),
+             cl::value_desc("fp8"), cl::init(""), cl::cat(quantization));
 static cl::opt<std::string> quantizeGranularity(
     "quantize-granularity",
     cl::desc("Weight scales: block (default), channel or tensor"),
-    cl::init(""));
+    cl::value_desc("kind"), cl::init(""), cl::cat(quantization));
 static cl::opt<std::string>
     quantizeBlock("quantize-block",
                   cl::desc("Weight scale block, N or RxC (default 128x128)"),
-                  cl::init(""));
+                  cl::value_desc("RxC"), cl::init(""), cl::cat(quantization));
 static cl::opt<std::string> quantizeActivations(
     "quantize-activations",
     cl::desc("Also quantize activations dynamically: true (default) or "
              "false (weights only)"),
-    cl::init(""));
+    cl::value_desc("bool"), cl::init(""), cl::cat(quantization));
 static cl::opt<std::string> quantizeKeep(
     "quantize-keep",
     cl::desc("Comma-separated weight-name substrings kept in high precision "
              "(default: embed_tokens,lm_head)"),
-    cl::init(""));
+    cl::value_desc("names"), cl::init(""), cl::cat(quantization));
+
 static cl::opt<std::string> kvCache(
     "kv-cache",
     cl::desc("KV-cache element type: f32 (default), bf16, f16, fp8 (E4M3 "
              "with a scale per token and head), int8 (likewise); with "
              "--mla-cache latent, the latent's type (8-bit: a scale per 128 "
              "channels, k_pe in bf16)"),
-    cl::init(""));
+    cl::value_desc("type"), cl::init(""), cl::cat(kvCacheOptions));
 static cl::opt<int64_t> kvWindow(
     "kv-window",
     cl::desc("Evict: keep only the last N positions in the KV cache (with "
              "--kv-sinks, StreamingLLM); generation then runs past the "
              "context length in constant memory. 0 (default): no eviction"),
-    cl::init(0));
+    cl::value_desc("N"), cl::init(0), cl::cat(kvCacheOptions));
 static cl::opt<int64_t> kvSinks(
     "kv-sinks",
     cl::desc("With --kv-window: also keep the first N positions (attention "
              "sinks), default 0"),
-    cl::init(0));
+    cl::value_desc("N"), cl::init(0), cl::cat(kvCacheOptions));
 static cl::opt<std::string> mlaCache(
     "mla-cache",
-    cl::desc("What MLA (DeepSeek) caches: expanded (per-head keys and "
-             "values, default) or latent (the compressed c_KV and k_pe; "
-             "attention runs in latent space)"),
-    cl::init(""));
+    cl::desc("What MLA models (DeepSeek-V2/V3) cache: expanded (per-head "
+             "keys and values, default) or latent (the compressed c_KV and "
+             "k_pe; attention runs in latent space)"),
+    cl::value_desc("kind"), cl::init(""), cl::cat(kvCacheOptions));
 static cl::opt<std::string> mlaAbsorb(
     "mla-absorb",
     cl::desc("With --mla-cache latent, where W_UK and W_UV are applied: "
              "runtime (default: per token, the smallest weights) or "
              "compile-time (folded into the query projection and o_proj; "
              "needs high-precision MLA weights)"),
-    cl::init(""));
+    cl::value_desc("when"), cl::init(""), cl::cat(kvCacheOptions));
+
 static cl::opt<std::string> moe(
     "moe",
     cl::desc("How MoE layers run: sparse (default: decode runs each token's "
              "top-k experts, prefill one grouped GEMM per selected expert), "
              "sparse-prefill (token-by-token dispatch in prefill too) or "
              "dense (every expert on every token, for comparison)"),
-    cl::init(""));
-static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level"),
-                                  cl::init(3), cl::Prefix);
+    cl::value_desc("form"), cl::init(""), cl::cat(moeOptions));
+
+static cl::opt<std::string> dumpIRAfter(
+    "dump-ir-after",
+    cl::desc("Print the IR to stderr after the named pass of this "
+             "compilation (or 'all')"),
+    cl::value_desc("pass"), cl::init(""), cl::cat(debugging));
+
+/// The xfmr-quantize-fp8 pass options of the --quantize-* flags, or a usage
+/// error.
+static Expected<std::string> quantizeOptions() {
+  std::string options;
+  auto add = [&](const std::string &option) {
+    options += (options.empty() ? "" : " ") + option;
+  };
+  auto invalid = [](const Twine &message) {
+    return createStringError(std::make_error_code(std::errc::invalid_argument),
+                             message);
+  };
+  if (!quantizeGranularity.empty()) {
+    if (quantizeGranularity != "block" && quantizeGranularity != "channel" &&
+        quantizeGranularity != "tensor")
+      return invalid("--quantize-granularity: expected block, channel or "
+                     "tensor, got '" +
+                     quantizeGranularity + "'");
+    add("granularity=" + quantizeGranularity);
+  }
+  if (!quantizeBlock.empty()) {
+    auto [rows, cols] = StringRef(quantizeBlock).split('x');
+    if (cols.empty())
+      cols = rows;
+    unsigned r = 0, c = 0;
+    if (rows.getAsInteger(10, r) || cols.getAsInteger(10, c) || r == 0 ||
+        c == 0)
+      return invalid("--quantize-block: expected N or RxC with positive "
+                     "integers, got '" +
+                     quantizeBlock + "'");
+    add("block-rows=" + std::to_string(r));
+    add("block-cols=" + std::to_string(c));
+  }
+  if (!quantizeActivations.empty()) {
+    if (quantizeActivations != "true" && quantizeActivations != "false")
+      return invalid("--quantize-activations: expected true or false, got '" +
+                     quantizeActivations + "'");
+    add("activations=" + quantizeActivations);
+  }
+  if (!quantizeKeep.empty())
+    add("keep=" + quantizeKeep);
+  if (!options.empty() && quantize.empty())
+    return invalid("--quantize-* options need --quantize fp8");
+  return options;
+}
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
-  cl::ParseCommandLineOptions(
-      argc, argv, "xfmr-compile: compile a model into one artifact\n");
+  if (int exit = parseCommandLine(
+          argc, argv,
+          "xfmr-compile: compile a model (a Hugging Face checkpoint folder or "
+          "an .mlir file of xfmr IR) into one artifact\n",
+          {&inputOutput, &targetOptions, &quantization, &kvCacheOptions,
+           &moeOptions, &debugging}))
+    return exit;
+  if (modelPath.empty())
+    return usageError(kTool, "no model given: xfmr-compile MODEL -o FILE");
+  if (outputPath.empty())
+    return usageError(kTool, "no output file given: -o FILE is required");
   xfmr::CompileOptions options;
   options.model = modelPath;
   options.output = outputPath;
@@ -125,41 +205,21 @@ int main(int argc, char **argv) {
   options.optLevel = optLevel;
   options.quantize = quantize;
   options.mlaCache = mlaCache;
-  options.kvCache = kvCache == "f32" ? std::string() : std::string(kvCache);
+  options.kvCache = kvCache;
   options.kvWindow = kvWindow;
   options.kvSinks = kvSinks;
   options.moe = moe;
   options.mlaAbsorb = mlaAbsorb;
-  std::string passOptions;
-  auto add = [&](const std::string &option) {
-    passOptions += (passOptions.empty() ? "" : " ") + option;
-  };
-  if (!quantizeGranularity.empty())
-    add("granularity=" + quantizeGranularity);
-  if (!quantizeBlock.empty()) {
-    StringRef block = quantizeBlock;
-    auto [rows, cols] = block.split('x');
-    add("block-rows=" + rows.str());
-    add("block-cols=" + (cols.empty() ? rows : cols).str());
-  }
-  if (!quantizeActivations.empty())
-    add("activations=" + quantizeActivations);
-  if (!quantizeKeep.empty())
-    add("keep=" + quantizeKeep);
-  if (!passOptions.empty() && quantize.empty()) {
-    WithColor::error(errs(), "xfmr-compile")
-        << "--quantize-* options need --quantize fp8\n";
-    return 1;
-  }
-  options.quantizeOptions = passOptions;
+  Expected<std::string> passOptions = quantizeOptions();
+  if (!passOptions)
+    return reportError(kTool, passOptions.takeError());
+  options.quantizeOptions = *passOptions;
   // Ctrl-C or a kill leaves no temporary files behind.
   xfmr::runtime::removeOutputsOnSignals(/*onlyDefault=*/false);
-  if (Error error = xfmr::compileModel(options, [](const std::string &line) {
-        errs() << "xfmr-compile: " << line << "\n";
-      })) {
-    WithColor::error(errs(), "xfmr-compile") << toString(std::move(error))
-                                             << "\n";
-    return 1;
-  }
+  if (Error error = xfmr::compileModel(
+          options,
+          [](const std::string &line) { errs() << kTool << ": " << line << "\n"; },
+          [](const std::string &line) { reportWarning(kTool, line); }))
+    return reportError(kTool, std::move(error));
   return 0;
 }

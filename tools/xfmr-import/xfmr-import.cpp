@@ -3,56 +3,60 @@
 // xfmr-import MODEL_DIR [-o model.mlir] [--context N] [--mtp]
 //
 // Validates the checkpoint (config, tensor names, shapes and dtypes) and
-// writes the xfmr IR of its prefill and decode functions. The output file is
-// written atomically: on any error nothing is left behind.
+// writes the xfmr IR of its prefill and decode functions to stdout, or to
+// -o FILE through runtime::OutputFile (atomically; on any error nothing is
+// left behind). Exit codes: 0 ok, 1 bad checkpoint, 2 bad command line.
 //
 //===----------------------------------------------------------------------===//
 
 #include "import/Importer.h"
+#include "tools/common/ToolSupport.h"
 #include "xfmr/runtime/OutputFile.h"
 
 #include "mlir/IR/MLIRContext.h"
-#include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/CommandLine.h"
-#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
-#include "llvm/Support/ToolOutputFile.h"
-#include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
 using namespace llvm;
+using namespace xfmr::tools;
 
-static cl::opt<std::string> modelDir(cl::Positional, cl::Required,
-                                     cl::desc("<checkpoint folder>"));
-static cl::opt<std::string> outputPath("o", cl::desc("Output .mlir file"),
-                                       cl::value_desc("file"),
-                                       cl::init("-"));
-static cl::opt<int64_t>
-    contextLength("context",
-                  cl::desc("KV-cache capacity in tokens (default: the "
-                           "model's max_position_embeddings)"),
-                  cl::init(0));
+static const char kTool[] = "xfmr-import";
+
+static cl::OptionCategory importOptions("xfmr-import options");
+
+static cl::opt<std::string> modelDir(cl::Positional,
+                                     cl::desc("<checkpoint folder>"),
+                                     cl::cat(importOptions));
+static cl::opt<std::string>
+    outputPath("o", cl::desc("Output .mlir file (default: stdout)"),
+               cl::value_desc("file"), cl::init("-"), cl::cat(importOptions));
+static cl::opt<int64_t> contextLength(
+    "context",
+    cl::desc("KV-cache capacity in tokens, at most 2147483647 (default: the "
+             "model's max_position_embeddings)"),
+    cl::value_desc("N"), cl::init(0), cl::cat(importOptions));
 static cl::opt<bool> includeMTP(
-    "mtp", cl::desc("Also validate DeepSeek-V3 multi-token-prediction layers"),
-    cl::init(false));
-
-static int fail(const Twine &message) {
-  WithColor::error(errs(), "xfmr-import") << message << "\n";
-  return 1;
-}
+    "mtp", cl::desc("Also import DeepSeek-V3 multi-token-prediction layers"),
+    cl::init(false), cl::cat(importOptions));
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
-  cl::ParseCommandLineOptions(
-      argc, argv,
-      "xfmr-import: Hugging Face checkpoint folder -> xfmr IR\n");
-  if (contextLength < 0)
-    return fail("--context must be positive, got " + Twine(contextLength));
-
+  if (int exit = parseCommandLine(
+          argc, argv,
+          "xfmr-import: Hugging Face checkpoint folder -> xfmr IR\n",
+          {&importOptions}))
+    return exit;
+  if (modelDir.empty())
+    return usageError(kTool, "no checkpoint folder given");
+  if (contextLength < 0 || contextLength > xfmr::kMaxContextLength)
+    return usageError(kTool, "--context must be in [0, " +
+                                 Twine(xfmr::kMaxContextLength) + "], got " +
+                                 Twine(contextLength));
   if (outputPath != "-") {
     if (std::string error = xfmr::runtime::checkOutputPath(outputPath);
         !error.empty())
-      return fail(error);
+      return reportError(kTool, error);
     xfmr::runtime::removeOutputsOnSignals(/*onlyDefault=*/false);
   }
 
@@ -63,7 +67,7 @@ int main(int argc, char **argv) {
   Expected<mlir::OwningOpRef<mlir::ModuleOp>> module =
       xfmr::importCheckpoint(context, modelDir, options);
   if (!module)
-    return fail(toString(module.takeError()));
+    return reportError(kTool, module.takeError());
 
   if (outputPath == "-") {
     (*module)->print(outs());
@@ -75,13 +79,13 @@ int main(int argc, char **argv) {
     (*module)->print(os);
   }
   xfmr::runtime::OutputFile output;
-  if (std::string error = output.open(outputPath); !error.empty())
-    return fail(error);
-  if (std::string error = output.write(text.data(), text.size());
-      !error.empty())
-    return fail(error);
-  if (std::string error = output.commit(); !error.empty())
-    return fail(error);
-  errs() << "xfmr-import: wrote " << outputPath << "\n";
+  std::string error = output.open(outputPath);
+  if (error.empty())
+    error = output.write(text.data(), text.size());
+  if (error.empty())
+    error = output.commit();
+  if (!error.empty())
+    return reportError(kTool, error);
+  errs() << kTool << ": wrote " << outputPath << "\n";
   return 0;
 }

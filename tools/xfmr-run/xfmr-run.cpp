@@ -12,8 +12,10 @@
 #include "xfmr/runtime/Npy.h"
 #include "xfmr/runtime/OutputFile.h"
 #include "xfmr/runtime/Session.h"
+#include "xfmr/runtime/Version.h"
 
-#include <charconv>
+#include "RunOptions.h"
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -22,160 +24,23 @@
 #include <vector>
 
 using namespace xfmr::runtime;
-
-static const char kUsage[] =
-    "usage: xfmr-run ARTIFACT --prompt-ids \"IDS\" -n N [options]\n"
-    "\n"
-    "  --prompt-ids IDS     prompt token ids, separated by spaces (required)\n"
-    "  -n N                 number of tokens to generate (required, >= 0)\n"
-    "  --temperature T      sampling temperature; 0 (default) is greedy\n"
-    "  --top-k K            sample from the K most likely tokens (0: all)\n"
-    "  --top-p P            nucleus sampling threshold in (0, 1] (default 1)\n"
-    "  --seed S             random seed (default 0)\n"
-    "  --threads N          threads for the model code (0: all cores)\n"
-    "  --stats              print timings and memory as JSON on stderr\n"
-    "  --dump-logits FILE   write each generated token's logits as a\n"
-    "                       float32 .npy of shape [N, vocab]\n"
-    "  -h, --help           show this help\n";
+using namespace xfmr::run;
 
 namespace {
-
-/// A bad command line: exit code 2 with the usage text.
-struct UsageError {
-  std::string message;
-};
-
-struct Options {
-  std::string artifact;
-  std::vector<int32_t> promptIds;
-  bool havePrompt = false;
-  std::optional<int> numTokens;
-  SamplingOptions sampling;
-  SessionOptions session;
-  bool stats = false;
-  std::string dumpLogits;
-  bool help = false;
-};
-
-template <typename T>
-T parseNumber(const std::string &flag, const std::string &text) {
-  T value{};
-  const char *first = text.data(), *last = first + text.size();
-  auto [end, err] = std::from_chars(first, last, value);
-  if (text.empty() || err != std::errc() || end != last)
-    throw UsageError{"invalid value '" + text + "' for " + flag};
-  return value;
-}
-
-std::vector<int32_t> parseIds(const std::string &text) {
-  std::vector<int32_t> ids;
-  size_t pos = 0;
-  while (true) {
-    pos = text.find_first_not_of(" \t\n,", pos);
-    if (pos == std::string::npos)
-      break;
-    size_t end = text.find_first_of(" \t\n,", pos);
-    std::string word = text.substr(pos, end - pos);
-    int32_t id{};
-    auto [p, err] = std::from_chars(word.data(), word.data() + word.size(), id);
-    if (err != std::errc() || p != word.data() + word.size())
-      throw UsageError{"--prompt-ids: '" + word +
-                       "' is not a token id (expected 32-bit integers "
-                       "separated by spaces)"};
-    ids.push_back(id);
-    pos = end;
-  }
-  return ids;
-}
-
-Options parseArgs(int argc, char **argv) {
-  Options opts;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string arg = args[i];
-    if (arg == "-h" || arg == "--help") {
-      opts.help = true;
-      return opts;
-    }
-    if (arg.empty() || arg[0] != '-' || arg == "-") {
-      if (!opts.artifact.empty())
-        throw UsageError{"more than one artifact given ('" + opts.artifact +
-                         "' and '" + arg + "')"};
-      opts.artifact = arg;
-      continue;
-    }
-    // "--flag=value" or "--flag value".
-    std::optional<std::string> inlineValue;
-    if (size_t eq = arg.find('=');
-        arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      inlineValue = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    }
-    auto value = [&]() -> std::string {
-      if (inlineValue)
-        return *inlineValue;
-      if (i + 1 >= args.size())
-        throw UsageError{arg + " requires a value"};
-      return args[++i];
-    };
-    if (arg == "--stats" && !inlineValue) {
-      opts.stats = true;
-    } else if (arg == "--prompt-ids") {
-      opts.promptIds = parseIds(value());
-      opts.havePrompt = true;
-    } else if (arg == "-n") {
-      opts.numTokens = parseNumber<int>(arg, value());
-    } else if (arg == "--temperature") {
-      opts.sampling.temperature = parseNumber<float>(arg, value());
-    } else if (arg == "--top-k") {
-      opts.sampling.topK = parseNumber<int>(arg, value());
-    } else if (arg == "--top-p") {
-      opts.sampling.topP = parseNumber<float>(arg, value());
-    } else if (arg == "--seed") {
-      opts.sampling.seed = parseNumber<uint64_t>(arg, value());
-    } else if (arg == "--threads") {
-      opts.session.threads = parseNumber<int>(arg, value());
-    } else if (arg == "--dump-logits") {
-      opts.dumpLogits = value();
-      if (opts.dumpLogits.empty())
-        throw UsageError{"--dump-logits needs a file name"};
-    } else {
-      throw UsageError{"unknown option '" + args[i] + "'"};
-    }
-  }
-  if (opts.artifact.empty())
-    throw UsageError{"no artifact given"};
-  if (!opts.havePrompt)
-    throw UsageError{"--prompt-ids is required"};
-  if (opts.promptIds.empty())
-    throw UsageError{"--prompt-ids: no token ids given"};
-  if (!opts.numTokens)
-    throw UsageError{"-n is required"};
-  if (*opts.numTokens < 0)
-    throw UsageError{"-n must be >= 0, got " + std::to_string(*opts.numTokens)};
-  if (opts.session.threads < 0)
-    throw UsageError{"--threads must be >= 0, got " +
-                     std::to_string(opts.session.threads)};
-  try {
-    opts.sampling.validate();
-  } catch (const Error &e) {
-    throw UsageError{e.what()};
-  }
-  return opts;
-}
 
 volatile std::sig_atomic_t interrupted = 0;
 
 extern "C" void onSigint(int) { interrupted = 1; }
 
-void printStats(const Stats &s) {
+void printStats(const Stats &s, double verifySeconds) {
   std::fprintf(stderr,
                "{\"prefill_tokens\": %lld, \"prefill_seconds\": %.9g, "
                "\"prefill_tokens_per_s\": %.9g, \"decode_tokens\": %lld, "
                "\"decode_seconds\": %.9g, \"decode_tokens_per_s\": %.9g, "
                "\"weights_bytes\": %llu, \"kv_cache_bytes\": %llu, "
                "\"kv_cache_bytes_per_token\": %llu, \"parameter_count\": %llu, "
-               "\"peak_rss_bytes\": %llu, \"threads\": %d",
+               "\"peak_rss_bytes\": %llu, \"threads\": %d, "
+               "\"generations\": %lld, \"verify_seconds\": %.9g",
                static_cast<long long>(s.prefillTokens), s.prefillSeconds,
                s.prefillTokensPerSecond(),
                static_cast<long long>(s.decodeTokens), s.decodeSeconds,
@@ -184,7 +49,8 @@ void printStats(const Stats &s) {
                static_cast<unsigned long long>(s.kvCacheBytes),
                static_cast<unsigned long long>(s.kvCacheBytesPerToken),
                static_cast<unsigned long long>(s.parameterCount),
-               static_cast<unsigned long long>(s.peakRssBytes), s.threads);
+               static_cast<unsigned long long>(s.peakRssBytes), s.threads,
+               static_cast<long long>(s.generations), verifySeconds);
   // MoE models: tokens routed to each expert, per layer ({} for dense ones).
   {
     std::fprintf(stderr, ", \"expert_tokens\": {");
@@ -208,14 +74,14 @@ void printStats(const Stats &s) {
   std::fprintf(stderr, "}\n");
 }
 
-int run(const Options &opts) {
+int run(const RunOptions &opts) {
   bool printedAny = false;
   try {
     // Before generating: the logits file must be writable.
     if (!opts.dumpLogits.empty())
       if (std::string error = checkOutputPath(opts.dumpLogits); !error.empty())
         throw Error(error);
-    auto artifact = Artifact::open(opts.artifact);
+    auto artifact = Artifact::open(opts.artifact, opts.open);
     Session session(artifact, opts.session);
     int64_t vocab = artifact->vocabSize();
 
@@ -248,7 +114,7 @@ int run(const Options &opts) {
       writeNpyFloat32(opts.dumpLogits, logits.data(),
                       {static_cast<int64_t>(tokens.size()), vocab});
     if (opts.stats)
-      printStats(session.stats());
+      printStats(session.stats(), artifact->verifySeconds());
     if (interrupted) {
       std::fprintf(stderr, "xfmr-run: interrupted after %zu token(s)\n",
                    tokens.size());
@@ -268,15 +134,20 @@ int run(const Options &opts) {
 } // namespace
 
 int main(int argc, char **argv) {
-  Options opts;
+  RunOptions opts;
   try {
-    opts = parseArgs(argc, argv);
+    opts = parseRunOptions(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const UsageError &e) {
-    std::fprintf(stderr, "xfmr-run: error: %s\n%s", e.message.c_str(), kUsage);
+    std::fprintf(stderr, "xfmr-run: error: %s\n(see xfmr-run --help)\n",
+                 e.message.c_str());
     return 2;
   }
   if (opts.help) {
     std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (opts.version) {
+    std::printf("%s\n", versionString());
     return 0;
   }
   return run(opts);

@@ -90,6 +90,15 @@ def main(out):
     edit_config(clone(out, base, "kv_heads_not_dividing"), num_key_value_heads=3)
     edit_config(clone(out, base, "negative_theta"), rope_theta=-1.0)
     edit_config(clone(out, base, "wrong_type"), hidden_size="sixty-four")
+    # Found by hand: llvm::json::parse recursed ~60,000 levels and overflowed the stack.
+    with open(os.path.join(clone(out, base, "config_deep_nesting"), "config.json"), "w") as f:
+        f.write('{"a": ' + "[" * 60000 + "]" * 60000 + "}")
+    # A config that is a FIFO would block the reader forever.
+    fifo_config = os.path.join(clone(out, base, "config_fifo"), "config.json")
+    os.remove(fifo_config)
+    os.mkfifo(fifo_config)
+    # A context that overflows the cache size (and the runtime's int32 positions).
+    edit_config(clone(out, base, "huge_max_positions"), max_position_embeddings=4611686018427387904)
 
     # Tensors that do not match the config.
     edit_weights(clone(out, base, "missing_tensor"), drop("model.layers.0.self_attn.q_proj.weight"))
@@ -104,6 +113,8 @@ def main(out):
     edit_weights(clone(out, base, "header_length_above_limit"), lambda h, p: (h, p, None, 1 << 40))
     edit_weights(clone(out, base, "header_not_json"), lambda h, p: (h, p, b"[1, 2,"))
     edit_weights(clone(out, base, "header_not_object"), lambda h, p: (h, p, b"[1, 2]"))
+    deep = b'{"__metadata__": {"x": ' + b"[" * 60000 + b"]" * 60000 + b"}}"
+    edit_weights(clone(out, base, "header_deep_nesting"), lambda h, p: (h, p, deep))
 
     def set_dtype(h, p):
         h[first_tensor(h)]["dtype"] = "F64"

@@ -126,11 +126,12 @@ TEST_F(SessionTest, GenerateGreedy) {
 
 TEST_F(SessionTest, GenerateChecksEverythingFirst) {
   Session s(artifact);
+  // The last generated token is not fed back, so it needs no slot.
   EXPECT_EQ(errorOf([&] {
-              s.generate({1, 2}, 31);
+              s.generate({1, 2}, 32);
             }),
-            "context overflow: position 0 + 2 token(s) + 31 to generate = 33 "
-            "exceeds the context length 32");
+            "context overflow: position 0 + 2 token(s) + 31 generated "
+            "token(s) fed back = 33 exceeds the context length 32");
   EXPECT_EQ(errorOf([&] { s.generate({1}, -1); }),
             "the number of tokens to generate must be >= 0, got -1");
   SamplingOptions bad;
@@ -141,7 +142,18 @@ TEST_F(SessionTest, GenerateChecksEverythingFirst) {
             "no token ids given: need at least one");
   EXPECT_EQ(s.position(), 0);
   EXPECT_EQ(s.stats().prefillTokens, 0);
-  EXPECT_EQ(s.generate({1, 2}, 30).size(), 30u); // exactly fits
+  EXPECT_EQ(s.generate({1, 2}, 31).size(), 31u); // exactly fits
+  EXPECT_EQ(s.position(), 32);
+}
+
+TEST_F(SessionTest, AFullContextPromptStillGeneratesOneToken) {
+  // A prompt as long as the context, -n 1: once refused one slot too early.
+  Session s(artifact);
+  std::vector<int32_t> prompt(32, 3);
+  EXPECT_EQ(s.generate(prompt, 1).size(), 1u);
+  EXPECT_EQ(s.position(), 32);
+  s.reset();
+  EXPECT_NE(errorOf([&] { s.generate(prompt, 2); }), "");
 }
 
 TEST_F(SessionTest, GenerateZeroTokensPrefillsOnly) {
@@ -200,8 +212,19 @@ TEST_F(SessionTest, Stats) {
   EXPECT_EQ(st.parameterCount, 16u);
   EXPECT_GT(st.peakRssBytes, 1u << 20);
   EXPECT_EQ(st.threads, 2);
-  s.reset(); // counters survive reset
-  EXPECT_EQ(s.stats().decodeTokens, 4);
+  // Timings describe one generation: reset() starts them over, so rates
+  // are not averaged over earlier conversations.
+  s.reset();
+  st = s.stats();
+  EXPECT_EQ(st.prefillTokens, 0);
+  EXPECT_EQ(st.decodeTokens, 0);
+  EXPECT_EQ(st.prefillSeconds, 0);
+  EXPECT_EQ(st.decodeTokensPerSecond(), 0);
+  EXPECT_EQ(st.generations, 2);
+  s.generate({1}, 2);
+  st = s.stats();
+  EXPECT_EQ(st.prefillTokens, 1);
+  EXPECT_EQ(st.decodeTokens, 1);
 }
 
 TEST_F(SessionTest, ThreadsAreAppliedPerCall) {

@@ -194,7 +194,15 @@ TEST_F(XfmrRunTest, BadCommandLinesExit2WithUsage) {
       {{model(), "--prompt-ids", "1", "-n", "1", "--top-k", "-1"}, "top-k"},
       {{model(), "--prompt-ids", "1", "-n", "1", "--seed", "-1"}, "--seed"},
       {{model(), "--prompt-ids", "1", "-n", "1", "--threads", "-1"},
-       "--threads must be >= 0"},
+       "--threads must be in [0, 1024]"},
+      {{model(), "--prompt-ids", "1", "-n", "1", "--threads", "100000"},
+       "--threads must be in [0, 1024] (0: all cores), got 100000"},
+      {{model(), "--prompt-ids", "1,,2", "-n", "1"},
+       "--prompt-ids: empty field at offset 2"},
+      {{model(), "--prompt-ids", "1,", "-n", "1"},
+       "--prompt-ids: empty field at the end"},
+      {{model(), "--prompt-ids", ",1", "-n", "1"},
+       "--prompt-ids: empty field at offset 0"},
       {{model(), "--prompt-ids", "1", "-n", "1", "--stats=yes"},
        "unknown option '--stats=yes'"},
   };
@@ -204,8 +212,24 @@ TEST_F(XfmrRunTest, BadCommandLinesExit2WithUsage) {
     EXPECT_EQ(r.out, "") << c.message;
     EXPECT_EQ(r.err.rfind("xfmr-run: error: ", 0), 0u) << r.err;
     EXPECT_CONTAINS(r.err, c.message);
-    EXPECT_CONTAINS(r.err, "usage: xfmr-run ARTIFACT");
+    EXPECT_CONTAINS(r.err, "(see xfmr-run --help)");
   }
+}
+
+TEST_F(XfmrRunTest, IdsMaySeparateWithSpacesOrCommas) {
+  RunResult spaces = run({model(), "--prompt-ids", "1 2 3", "-n", "2"});
+  for (const char *ids : {"1,2,3", "1, 2, 3", " 1 ,2 , 3 "}) {
+    RunResult r = run({model(), "--prompt-ids", ids, "-n", "2"});
+    EXPECT_EQ(r.exitCode, 0) << ids;
+    EXPECT_EQ(r.out, spaces.out) << ids;
+  }
+}
+
+TEST_F(XfmrRunTest, VersionIsXfmrs) {
+  RunResult r = run({"--version"});
+  EXPECT_EQ(r.exitCode, 0);
+  EXPECT_EQ(r.out.rfind("xfmr ", 0), 0u) << r.out;
+  EXPECT_CONTAINS(r.out, " (");
 }
 
 TEST_F(XfmrRunTest, HelpGoesToStdout) {
@@ -225,7 +249,9 @@ TEST_F(XfmrRunTest, RuntimeErrorsExit1) {
        "not an xfmr artifact"},
       {{model(), "--prompt-ids", "1 16", "-n", "1"},
        "xfmr-run: error: token id 16 at index 1 is out of range [0, 16)\n"},
-      {{model(), "--prompt-ids", "1 2", "-n", "31"}, "context overflow"},
+      // 2 + 32 - 1 positions in a 32-token context (the last generated
+      // token needs no slot: "-n 31" fits exactly).
+      {{model(), "--prompt-ids", "1 2", "-n", "32"}, "context overflow"},
       {{model(), "--prompt-ids", "1", "-n", "1", "--dump-logits",
         file("no/dir/x.npy")},
        "cannot write"},

@@ -34,12 +34,18 @@ struct ExpertTokens {
   std::vector<int64_t> counts;
 };
 
-/// Counters since the session was created (reset() keeps them).
+/// What a session did. Per generation (since the session was created or
+/// last reset()): the prefill and decode counters and their rates.
+/// Cumulative over the session's life: `generations` and `expertTokens`.
+/// Per process: peakRssBytes. The rest describes the artifact.
 struct Stats {
   int64_t prefillTokens = 0;
   double prefillSeconds = 0;
   int64_t decodeTokens = 0;
   double decodeSeconds = 0;
+  /// 1 + the number of reset() calls: which generation the counters above
+  /// describe.
+  int64_t generations = 1;
   uint64_t weightsBytes = 0;
   uint64_t kvCacheBytes = 0;
   uint64_t kvCacheBytesPerToken = 0;
@@ -82,13 +88,16 @@ public:
   /// Prefills `prompt`, then samples up to `maxNewTokens` tokens, feeding
   /// each one back except the last (which is returned but not yet in the
   /// cache: feed it first when continuing). Validates everything before any
-  /// compute, including position + prompt + maxNewTokens <= context length.
+  /// compute, including position + prompt + maxNewTokens - 1 <= context
+  /// length (the last token needs no cache slot).
   std::vector<int32_t> generate(const std::vector<int32_t> &prompt,
                                 int maxNewTokens,
                                 const SamplingOptions &sampling = {},
                                 const TokenCallback &onToken = {});
 
-  /// Zeroes the cache and returns to position 0.
+  /// Zeroes the cache, returns to position 0 and starts a new generation:
+  /// the prefill/decode counters of stats() start over (expert counts and
+  /// the generation count do not).
   void reset();
   /// Tokens currently in the cache.
   int64_t position() const { return position_; }

@@ -1,0 +1,173 @@
+//===- RunOptions.cpp - xfmr-run's command line ---------------------------===//
+
+#include "RunOptions.h"
+
+#include "xfmr/runtime/Error.h"
+
+#include <cctype>
+#include <charconv>
+
+using namespace xfmr::run;
+
+const char xfmr::run::kUsage[] =
+    "usage: xfmr-run ARTIFACT --prompt-ids \"IDS\" -n N [options]\n"
+    "\n"
+    "  --prompt-ids IDS     prompt token ids, separated by spaces or commas\n"
+    "                       (\"1 2 3\", \"1,2,3\"; required)\n"
+    "  -n N                 number of tokens to generate (required, >= 0)\n"
+    "  --temperature T      sampling temperature; 0 (default) is greedy\n"
+    "  --top-k K            sample from the K most likely tokens (0: all)\n"
+    "  --top-p P            nucleus sampling threshold in (0, 1] (default 1)\n"
+    "  --seed S             random seed (default 0)\n"
+    "  --threads N          threads for the model code, 0 to 1024 (0: all\n"
+    "                       cores)\n"
+    "  --stats              print timings and memory as JSON on stderr\n"
+    "  --dump-logits FILE   write each generated token's logits as a\n"
+    "                       float32 .npy of shape [N, vocab]\n"
+    "  --no-verify          skip the artifact's checksum verification (for\n"
+    "                       trusted files, when load time matters)\n"
+    "  -h, --help           show this help\n"
+    "  --version            show the version\n"
+    "\n"
+    "Exit codes: 0 ok, 1 error, 2 bad command line, 130 interrupted.\n";
+
+namespace {
+
+template <typename T>
+T parseNumber(const std::string &flag, const std::string &text) {
+  T value{};
+  const char *first = text.data(), *last = first + text.size();
+  auto [end, err] = std::from_chars(first, last, value);
+  if (text.empty() || err != std::errc() || end != last)
+    throw UsageError{"invalid value '" + text + "' for " + flag};
+  return value;
+}
+
+} // namespace
+
+std::vector<int32_t> xfmr::run::parseIds(const std::string &text) {
+  std::vector<int32_t> ids;
+  auto fail = [&](const std::string &why) {
+    throw UsageError{"--prompt-ids: " + why +
+                     " (expected 32-bit integers separated by spaces or "
+                     "commas)"};
+  };
+  size_t pos = 0;
+  // Whether a comma was seen since the last id (or at the start).
+  bool comma = false, first = true;
+  while (pos < text.size()) {
+    char c = text[pos];
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++pos;
+      continue;
+    }
+    if (c == ',') {
+      if (comma || first)
+        fail("empty field at offset " + std::to_string(pos));
+      comma = true;
+      ++pos;
+      continue;
+    }
+    size_t end = pos;
+    while (end < text.size() && text[end] != ',' &&
+           !std::isspace(static_cast<unsigned char>(text[end])))
+      ++end;
+    std::string word = text.substr(pos, end - pos);
+    int32_t id{};
+    auto [p, err] = std::from_chars(word.data(), word.data() + word.size(), id);
+    if (err != std::errc() || p != word.data() + word.size())
+      fail("'" + word + "' is not a token id");
+    ids.push_back(id);
+    comma = false;
+    first = false;
+    pos = end;
+  }
+  if (comma)
+    fail("empty field at the end");
+  return ids;
+}
+
+RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
+  RunOptions opts;
+  bool havePrompt = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      opts.help = true;
+      return opts;
+    }
+    if (arg == "--version") {
+      opts.version = true;
+      return opts;
+    }
+    if (arg.empty() || arg[0] != '-' || arg == "-") {
+      if (!opts.artifact.empty())
+        throw UsageError{"more than one artifact given ('" + opts.artifact +
+                         "' and '" + arg + "')"};
+      opts.artifact = arg;
+      continue;
+    }
+    // "--flag=value" or "--flag value".
+    std::optional<std::string> inlineValue;
+    if (size_t eq = arg.find('=');
+        arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      inlineValue = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    auto value = [&]() -> std::string {
+      if (inlineValue)
+        return *inlineValue;
+      if (i + 1 >= args.size())
+        throw UsageError{arg + " requires a value"};
+      return args[++i];
+    };
+    if (arg == "--stats" && !inlineValue) {
+      opts.stats = true;
+    } else if (arg == "--no-verify" && !inlineValue) {
+      opts.open.verifyChecksums = false;
+    } else if (arg == "--prompt-ids") {
+      opts.promptIds = parseIds(value());
+      havePrompt = true;
+    } else if (arg == "-n") {
+      opts.numTokens = parseNumber<int>(arg, value());
+    } else if (arg == "--temperature") {
+      opts.sampling.temperature = parseNumber<float>(arg, value());
+    } else if (arg == "--top-k") {
+      opts.sampling.topK = parseNumber<int>(arg, value());
+    } else if (arg == "--top-p") {
+      opts.sampling.topP = parseNumber<float>(arg, value());
+    } else if (arg == "--seed") {
+      opts.sampling.seed = parseNumber<uint64_t>(arg, value());
+    } else if (arg == "--threads") {
+      opts.session.threads = parseNumber<int>(arg, value());
+    } else if (arg == "--dump-logits") {
+      opts.dumpLogits = value();
+      if (opts.dumpLogits.empty())
+        throw UsageError{"--dump-logits needs a file name"};
+    } else {
+      throw UsageError{"unknown option '" + args[i] + "'"};
+    }
+  }
+  if (opts.artifact.empty())
+    throw UsageError{"no artifact given"};
+  if (!havePrompt)
+    throw UsageError{"--prompt-ids is required"};
+  if (opts.promptIds.empty())
+    throw UsageError{"--prompt-ids: no token ids given"};
+  if (!opts.numTokens)
+    throw UsageError{"-n is required"};
+  if (*opts.numTokens < 0)
+    throw UsageError{"-n must be >= 0, got " + std::to_string(*opts.numTokens)};
+  if (opts.session.threads < 0 ||
+      opts.session.threads > runtime::Artifact::kMaxThreads)
+    throw UsageError{"--threads must be in [0, " +
+                     std::to_string(runtime::Artifact::kMaxThreads) +
+                     "] (0: all cores), got " +
+                     std::to_string(opts.session.threads)};
+  try {
+    opts.sampling.validate();
+  } catch (const runtime::Error &e) {
+    throw UsageError{e.what()};
+  }
+  return opts;
+}

@@ -1,0 +1,52 @@
+//===- RunOptions.h - xfmr-run's command line -------------------*- C++ -*-===//
+//
+// The command line of xfmr-run, parsed without touching any file, so that it
+// is unit-tested and fuzzed on its own (test/fuzz/RunOptionsFuzzer.cpp).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_TOOLS_XFMR_RUN_RUNOPTIONS_H
+#define XFMR_TOOLS_XFMR_RUN_RUNOPTIONS_H
+
+#include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/Sampler.h"
+#include "xfmr/runtime/Session.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace xfmr::run {
+
+extern const char kUsage[];
+
+/// A bad command line: exit code 2 with the usage text.
+struct UsageError {
+  std::string message;
+};
+
+struct RunOptions {
+  std::string artifact;
+  std::vector<int32_t> promptIds;
+  std::optional<int> numTokens;
+  runtime::SamplingOptions sampling;
+  runtime::SessionOptions session;
+  runtime::OpenOptions open;
+  bool stats = false;
+  std::string dumpLogits;
+  bool help = false;
+  bool version = false;
+};
+
+/// Token ids separated by spaces and/or single commas ("1 2 3", "1,2,3",
+/// "1, 2, 3"); an empty field ("1,,2", "1,", ",1") is refused, as is
+/// anything but a 32-bit integer. Throws UsageError.
+std::vector<int32_t> parseIds(const std::string &text);
+
+/// Parses argv[1..argc). Throws UsageError.
+RunOptions parseRunOptions(const std::vector<std::string> &args);
+
+} // namespace xfmr::run
+
+#endif // XFMR_TOOLS_XFMR_RUN_RUNOPTIONS_H
