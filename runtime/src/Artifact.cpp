@@ -35,8 +35,24 @@ Artifact::~Artifact() {
   // "/proc/self/fd/N", N must not be reused (see loadCode).
   if (codeFd_ >= 0)
     ::close(codeFd_);
-  if (mapping_)
+  if (mapping_ && ownsMapping_)
     munmap(mapping_, mappingSize_);
+}
+
+void Artifact::checkImage(const uint8_t *data, uint64_t size,
+                          const std::string &name,
+                          const OpenOptions &options) {
+  Artifact image(name);
+  // Read only: the checks never write through mapping_.
+  image.mapping_ = const_cast<uint8_t *>(data);
+  image.mappingSize_ = size;
+  if (size < sizeof(kMagic))
+    throw Error(name + ": not an xfmr artifact (" + std::to_string(size) +
+                " bytes, too short for the magic)");
+  image.checkHeader();
+  if (options.verifyChecksums)
+    image.verifyChecksums();
+  image.readManifest();
 }
 
 std::shared_ptr<Artifact> Artifact::open(const std::string &path,
@@ -117,6 +133,7 @@ void Artifact::mapFile() {
   if (p == MAP_FAILED)
     throw Error(path_ + ": cannot map: " + std::strerror(mapErrno));
   mapping_ = static_cast<uint8_t *>(p);
+  ownsMapping_ = true;
 }
 
 /// Checks that [offset, offset + size) lies in the file, after the header.

@@ -65,3 +65,19 @@ def python_env() -> dict:
 def build_dir() -> Path:
     """The CMake build folder (tools in bin/, the extension in python/xfmr/)."""
     return BUILD_DIR
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that reaches the native extension in a build without it (the sanitizer build:
+    an ASan module cannot load into an uninstrumented python3) is skipped, not failed; the
+    tests that only run the command-line tools still run there."""
+    outcome = yield
+    report = outcome.get_result()
+    error = call.excinfo
+    if (error is not None and error.errisinstance(ImportError)
+            and getattr(error.value, "name", None) == "xfmr._xfmr" and report.failed):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.fspath), item.location[1] or 0,
+                           "Skipped: the native extension xfmr._xfmr is not built in "
+                           f"{BUILD_DIR}")

@@ -70,6 +70,13 @@ public:
   /// Maps, validates and loads `path`. Throws `Error`.
   static std::shared_ptr<Artifact> open(const std::string &path,
                                         const OpenOptions &options = {});
+  /// Validates an artifact image in memory as open() does, up to (not
+  /// including) loading its code: header and sections, checksums (per
+  /// `options`), manifest, target. `name` stands for the path in messages.
+  /// For the fuzzers and tests; throws `Error`.
+  static void checkImage(const uint8_t *data, uint64_t size,
+                         const std::string &name,
+                         const OpenOptions &options = {});
   ~Artifact();
   Artifact(const Artifact &) = delete;
   Artifact &operator=(const Artifact &) = delete;
@@ -148,6 +155,8 @@ private:
 
   std::string path_;
   uint8_t *mapping_ = nullptr;
+  /// Whether mapping_ is this object's mmap (not checkImage's buffer).
+  bool ownsMapping_ = false;
   uint64_t mappingSize_ = 0;
   artifact::FileHeader header_{};
   artifact::FileTrailer trailer_{};
