@@ -22,6 +22,8 @@ if [ ! -f "$GCC_DIR/build.ninja" ]; then
   cmake "${args[@]}"
 fi
 ninja -C "$GCC_DIR" -j "${XFMR_JOBS:-2}"
+# Both builds must be of this commit: artifacts record the version string.
+ninja -C "$CLANG_DIR" -j "${XFMR_JOBS:-2}" xfmr-compile xfmr-import
 echo "host compilers: GCC build done in $(( $(date +%s) - start )) s"
 
 for test in XfmrDialectTests XfmrImportTests XfmrLoweringTests XfmrRuntimeTests; do
