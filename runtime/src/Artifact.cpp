@@ -70,13 +70,8 @@ std::shared_ptr<Artifact> Artifact::open(const std::string &path,
 }
 
 void Artifact::save(const std::string &path) const {
-  OutputFile file;
-  std::string error = file.open(path);
-  if (error.empty())
-    error = file.write(mapping_, mappingSize_);
-  if (error.empty())
-    error = file.commit();
-  if (!error.empty())
+  if (std::string error = writeOutputFile(path, mapping_, mappingSize_);
+      !error.empty())
     throw Error(error);
 }
 

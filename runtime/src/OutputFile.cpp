@@ -313,3 +313,14 @@ std::string OutputFile::commit() {
   temporary_.clear();
   return "";
 }
+
+std::string xfmr::runtime::writeOutputFile(const std::string &path,
+                                           const void *data, size_t size) {
+  OutputFile file;
+  std::string error = file.open(path);
+  if (error.empty())
+    error = file.write(data, size);
+  if (error.empty())
+    error = file.commit();
+  return error;
+}

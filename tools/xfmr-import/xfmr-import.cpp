@@ -78,13 +78,9 @@ int main(int argc, char **argv) {
     raw_string_ostream os(text);
     (*module)->print(os);
   }
-  xfmr::runtime::OutputFile output;
-  std::string error = output.open(outputPath);
-  if (error.empty())
-    error = output.write(text.data(), text.size());
-  if (error.empty())
-    error = output.commit();
-  if (!error.empty())
+  if (std::string error =
+          xfmr::runtime::writeOutputFile(outputPath, text.data(), text.size());
+      !error.empty())
     return reportError(kTool, error);
   errs() << kTool << ": wrote " << outputPath << "\n";
   return 0;

@@ -97,13 +97,9 @@ int main(int argc, char **argv) {
     outs() << text;
     return 0;
   }
-  xfmr::runtime::OutputFile output;
-  std::string error = output.open(outputFilename);
-  if (error.empty())
-    error = output.write(text.data(), text.size());
-  if (error.empty())
-    error = output.commit();
-  if (!error.empty())
+  if (std::string error = xfmr::runtime::writeOutputFile(
+          outputFilename, text.data(), text.size());
+      !error.empty())
     return reportError(kTool, error);
   return 0;
 }

@@ -70,6 +70,11 @@ private:
   int fd_ = -1;
 };
 
+/// Writes `size` bytes to `path` through an OutputFile (open, write,
+/// commit); returns "" or the error.
+[[nodiscard]] std::string writeOutputFile(const std::string &path,
+                                          const void *data, size_t size);
+
 /// Registers a temporary file to be removed if a signal ends the process
 /// (see removeOutputsOnSignals), or forgets it. At most 64 at a time;
 /// OutputFile does this itself, other temporary files (a linker's output)
