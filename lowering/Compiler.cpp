@@ -400,11 +400,6 @@ Error xfmr::compileModel(const CompileOptions &options,
   if (mlir::failed(pm.run(*module)))
     return createStringError("lowering failed:\n" + diagnostics.str());
   // The code carries the sizes it is compiled for; the manifest repeats them.
-  for (StringRef kind : {"prefill", "decode"})
-    if (!module->lookupSymbol(("_mlir_ciface_" + kind).str()))
-      return createStringError(
-          "the model has no '" + kind.str() +
-          "' entry point; an artifact needs both prefill and decode");
   Expected<ModelSizes> sizes = readModelSizes(*module);
   if (!sizes)
     return sizes.takeError();

@@ -44,11 +44,6 @@ std::string dtypeOf(Type type) {
   return text;
 }
 
-int64_t intAttr(DictionaryAttr dict, StringRef name) {
-  auto attr = dict ? dict.getAs<IntegerAttr>(name) : IntegerAttr();
-  return attr ? attr.getInt() : 0;
-}
-
 /// The checkpoint bytes of a weight; `*` names are the stacked tensors
 /// `0, 1, ...` in order.
 llvm::Expected<std::string> readWeightBytes(const Checkpoint &checkpoint,
@@ -302,12 +297,6 @@ llvm::Error xfmr::writeArtifact(
   if (!weightLayout || !cacheLayout)
     return llvm::createStringError(
         "the module has no buffer layout (run xfmr-lower-to-kernels first)");
-  // The runtime calls both: prefill for prompts, decode for each new token.
-  for (StringRef kind : {"prefill", "decode"})
-    if (!module.lookupSymbol(("_mlir_ciface_" + kind).str()))
-      return llvm::createStringError(
-          "the model has no '" + kind.str() +
-          "' entry point; an artifact needs both prefill and decode");
 
   // Manifest, from the same sizes the code carries (ModelInfo).
   const ModelSizes &sizes = contents.sizes;

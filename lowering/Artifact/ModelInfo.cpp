@@ -13,14 +13,10 @@
 using namespace mlir;
 using namespace xfmr;
 
-namespace {
-
-int64_t intAttr(DictionaryAttr dict, StringRef name) {
+int64_t xfmr::intAttr(DictionaryAttr dict, StringRef name) {
   auto attr = dict ? dict.getAs<IntegerAttr>(name) : IntegerAttr();
   return attr ? attr.getInt() : 0;
 }
-
-} // namespace
 
 llvm::Expected<ModelSizes> xfmr::readModelSizes(ModuleOp module) {
   auto model = module->getAttrOfType<DictionaryAttr>("xfmr.model");
@@ -74,11 +70,12 @@ llvm::Expected<ModelSizes> xfmr::readModelSizes(ModuleOp module) {
 llvm::Error xfmr::addModelInfo(ModuleOp module, const ModelSizes &sizes,
                                StringRef cpu, StringRef features) {
   MLIRContext *context = module.getContext();
-  for (StringRef entry : {"_mlir_ciface_prefill", "_mlir_ciface_decode"})
-    if (!module.lookupSymbol<LLVM::LLVMFuncOp>(entry))
+  // The runtime calls both: prefill for prompts, decode for each new token.
+  for (StringRef kind : {"prefill", "decode"})
+    if (!module.lookupSymbol<LLVM::LLVMFuncOp>(("_mlir_ciface_" + kind).str()))
       return llvm::createStringError(
-          "the module has no LLVM function '" + entry.str() +
-          "' (lower the model to the LLVM dialect first)");
+          "the model has no '" + kind.str() +
+          "' entry point; an artifact needs both prefill and decode");
   Location loc = module.getLoc();
   OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
   Type i32 = b.getI32Type(), i64 = b.getI64Type();

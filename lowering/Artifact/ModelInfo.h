@@ -12,12 +12,17 @@
 #ifndef XFMR_LOWERING_ARTIFACT_MODELINFO_H
 #define XFMR_LOWERING_ARTIFACT_MODELINFO_H
 
+#include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
 
 namespace xfmr {
+
+/// The integer `name` of `dict` (0 when absent): the layout attributes'
+/// fields.
+int64_t intAttr(mlir::DictionaryAttr dict, llvm::StringRef name);
 
 /// What the code is compiled for (see artifact::ModelInfo).
 struct ModelSizes {
@@ -37,7 +42,8 @@ llvm::Expected<ModelSizes> readModelSizes(mlir::ModuleOp module);
 
 /// Adds the constant `xfmr_model_info` (artifact::ModelInfo: ABI version,
 /// `sizes`, pointers to the prefill and decode entry points, the target CPU
-/// and features) to a module in the LLVM dialect.
+/// and features) to a module in the LLVM dialect. Fails when an entry point
+/// is missing.
 llvm::Error addModelInfo(mlir::ModuleOp module, const ModelSizes &sizes,
                          llvm::StringRef cpu, llvm::StringRef features);
 
