@@ -14,7 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lowering/Compiler.h"
+#include "compiler/Compiler.h"
 
 #include "xfmr/runtime/Artifact.h"
 #include "xfmr/runtime/Error.h"

@@ -8,7 +8,7 @@
 
 #include "FuzzTarget.h"
 
-#include "lowering/Compiler.h"
+#include "compiler/Compiler.h"
 
 #include <charconv>
 

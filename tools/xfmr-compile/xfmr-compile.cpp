@@ -9,7 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lowering/Compiler.h"
+#include "compiler/Compiler.h"
 #include "tools/common/ToolSupport.h"
 #include "xfmr/runtime/OutputFile.h"
 

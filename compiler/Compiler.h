@@ -7,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef XFMR_LOWERING_COMPILER_H
-#define XFMR_LOWERING_COMPILER_H
+#ifndef XFMR_COMPILER_COMPILER_H
+#define XFMR_COMPILER_COMPILER_H
 
 #include "llvm/Support/Error.h"
 
@@ -94,4 +94,4 @@ std::vector<std::pair<std::string, std::string>> listPasses();
 
 } // namespace xfmr
 
-#endif // XFMR_LOWERING_COMPILER_H
+#endif // XFMR_COMPILER_COMPILER_H

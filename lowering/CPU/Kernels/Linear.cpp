@@ -6,8 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lowering/Kernels/Kernels.h"
-#include "lowering/Kernels/MatmulTile.h"
+#include "lowering/CPU/Kernels/Kernels.h"
+#include "lowering/CPU/Kernels/MatmulTile.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"

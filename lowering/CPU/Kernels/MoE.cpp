@@ -10,8 +10,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lowering/Kernels/Kernels.h"
-#include "lowering/Kernels/MatmulTile.h"
+#include "lowering/CPU/Kernels/Kernels.h"
+#include "lowering/CPU/Kernels/MatmulTile.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"

@@ -1,6 +1,6 @@
 //===- KernelBuilder.cpp - helpers to emit loop-level kernels ---*- C++ -*-===//
 
-#include "lowering/Kernels/KernelBuilder.h"
+#include "lowering/CPU/Kernels/KernelBuilder.h"
 #include "import/Float8.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"

@@ -7,11 +7,11 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef XFMR_LOWERING_KERNELS_KERNELS_H
-#define XFMR_LOWERING_KERNELS_KERNELS_H
+#ifndef XFMR_LOWERING_CPU_KERNELS_KERNELS_H
+#define XFMR_LOWERING_CPU_KERNELS_KERNELS_H
 
 #include "dialects/Xfmr/XfmrOps.h"
-#include "lowering/Kernels/KernelBuilder.h"
+#include "lowering/CPU/Kernels/KernelBuilder.h"
 
 #include <optional>
 
@@ -153,4 +153,4 @@ mlir::func::FuncOp moeExperts(KernelLibrary &lib, int64_t experts,
 
 } // namespace xfmr::kernels
 
-#endif // XFMR_LOWERING_KERNELS_KERNELS_H
+#endif // XFMR_LOWERING_CPU_KERNELS_KERNELS_H

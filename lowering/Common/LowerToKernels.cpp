@@ -9,7 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "lowering/Passes.h"
-#include "lowering/Kernels/Kernels.h"
+#include "lowering/CPU/Kernels/Kernels.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
 

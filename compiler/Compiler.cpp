@@ -1,6 +1,6 @@
 //===- Compiler.cpp - the compiler's narrow API -----------------*- C++ -*-===//
 
-#include "lowering/Compiler.h"
+#include "compiler/Compiler.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
 #include "import/Checkpoint.h"

@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef XFMR_LOWERING_KERNELS_KERNELBUILDER_H
-#define XFMR_LOWERING_KERNELS_KERNELBUILDER_H
+#ifndef XFMR_LOWERING_CPU_KERNELS_KERNELBUILDER_H
+#define XFMR_LOWERING_CPU_KERNELS_KERNELBUILDER_H
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -168,4 +168,4 @@ inline constexpr int64_t kVectorWidth = 16;
 
 } // namespace xfmr::kernels
 
-#endif // XFMR_LOWERING_KERNELS_KERNELBUILDER_H
+#endif // XFMR_LOWERING_CPU_KERNELS_KERNELBUILDER_H

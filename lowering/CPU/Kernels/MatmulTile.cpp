@@ -1,6 +1,6 @@
 //===- MatmulTile.cpp - register-tiled x . W^T over a row range -----------===//
 
-#include "lowering/Kernels/MatmulTile.h"
+#include "lowering/CPU/Kernels/MatmulTile.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"

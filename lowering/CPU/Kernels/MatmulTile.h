@@ -10,10 +10,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef XFMR_LOWERING_KERNELS_MATMULTILE_H
-#define XFMR_LOWERING_KERNELS_MATMULTILE_H
+#ifndef XFMR_LOWERING_CPU_KERNELS_MATMULTILE_H
+#define XFMR_LOWERING_CPU_KERNELS_MATMULTILE_H
 
-#include "lowering/Kernels/KernelBuilder.h"
+#include "lowering/CPU/Kernels/KernelBuilder.h"
 
 namespace xfmr::kernels {
 
@@ -42,4 +42,4 @@ void emitMatmul(mlir::OpBuilder &b, mlir::Location loc, const MatmulTile &op,
 
 } // namespace xfmr::kernels
 
-#endif // XFMR_LOWERING_KERNELS_MATMULTILE_H
+#endif // XFMR_LOWERING_CPU_KERNELS_MATMULTILE_H

@@ -1,6 +1,6 @@
 //===- Quantize.cpp - dynamic activation quantization ------------*- C++ -*-===//
 
-#include "lowering/Kernels/Kernels.h"
+#include "lowering/CPU/Kernels/Kernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
