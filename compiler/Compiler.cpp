@@ -505,15 +505,19 @@ Expected<std::string> xfmr::roundTrip(const std::string &ir) {
 }
 
 std::vector<std::pair<std::string, std::string>> xfmr::listPasses() {
+  registerEverything();
   std::vector<std::pair<std::string, std::string>> passes;
-  std::unique_ptr<mlir::Pass> created[] = {
-      createFuseSwiGLU(), createAnnotateModelStats(), createFuseSharedExperts(),
-      createSparsifyMoE(), createLowerToKernels()};
-  for (const std::unique_ptr<mlir::Pass> &pass : created)
-    passes.emplace_back(pass->getArgument().str(),
-                        pass->getDescription().str());
-  passes.emplace_back("xfmr-graph-opt", kGraphOptDescription);
-  passes.emplace_back("xfmr-lower-to-llvm", kLowerToLLVMDescription);
-  passes.emplace_back("xfmr-cpu", kCPUPipelineDescription);
+  // Every `def ... : Pass<"xfmr-...">` of the Passes.td files (generated at
+  // configure time), described by the registry.
+  static const char *const kPassNames[] = {
+#include "XfmrPassNames.inc"
+  };
+  for (const char *name : kPassNames)
+    if (const mlir::PassInfo *info = mlir::PassInfo::lookup(name))
+      passes.emplace_back(name, info->getPassDescription().str());
+  for (llvm::ArrayRef<NamedPipeline> pipelines :
+       {graphPipelines(), cpuPipelines()})
+    for (const NamedPipeline &pipeline : pipelines)
+      passes.emplace_back(pipeline.name, pipeline.description);
   return passes;
 }

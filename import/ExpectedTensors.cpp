@@ -4,6 +4,7 @@
 #include "import/Checkpoint.h"
 #include "import/ImportUtil.h"
 #include "import/ModelConfig.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace llvm;
 
@@ -182,9 +183,8 @@ Error checkTensors(const ModelConfig &config, const Checkpoint &checkpoint,
         continue;
       }
       SmallVector<int64_t> scaleShape = {
-          (spec.shape[0] + config.weightBlockRows - 1) / config.weightBlockRows,
-          (spec.shape[1] + config.weightBlockCols - 1) /
-              config.weightBlockCols};
+          llvm::divideCeilSigned(spec.shape[0], config.weightBlockRows),
+          llvm::divideCeilSigned(spec.shape[1], config.weightBlockCols)};
       if (ArrayRef<int64_t>(scale->shape) != ArrayRef<int64_t>(scaleShape))
         problems.push_back("scale tensor '" + scaleName + "' has shape " +
                            formatShape(scale->shape) + ", expected " +

@@ -15,7 +15,16 @@ void xfmr::buildGraphOptPipeline(OpPassManager &pm) {
   pm.addPass(createAnnotateModelStats());
 }
 
-void xfmr::registerPipelines() {
-  PassPipelineRegistration<>(
-      "xfmr-graph-opt", kGraphOptDescription, buildGraphOptPipeline);
+llvm::ArrayRef<xfmr::NamedPipeline> xfmr::graphPipelines() {
+  static const NamedPipeline pipelines[] = {
+      {"xfmr-graph-opt", kGraphOptDescription, buildGraphOptPipeline}};
+  return pipelines;
 }
+
+void xfmr::registerNamedPipelines(llvm::ArrayRef<NamedPipeline> pipelines) {
+  for (const NamedPipeline &pipeline : pipelines)
+    PassPipelineRegistration<>(pipeline.name, pipeline.description,
+                               pipeline.build);
+}
+
+void xfmr::registerPipelines() { registerNamedPipelines(graphPipelines()); }

@@ -16,7 +16,20 @@ inline constexpr const char *kGraphOptDescription =
 /// CSE, and record model statistics.
 void buildGraphOptPipeline(mlir::OpPassManager &pm);
 
-/// Registers every named xfmr pipeline (`xfmr-graph-opt`, ...) so that
+/// A named pipeline: what `xfmr-opt --NAME` and `--pass-pipeline` run.
+struct NamedPipeline {
+  const char *name;
+  const char *description;
+  void (*build)(mlir::OpPassManager &);
+};
+
+/// The graph-level named pipelines (`xfmr-graph-opt`).
+llvm::ArrayRef<NamedPipeline> graphPipelines();
+
+/// Registers `pipelines` with MLIR's pass registry.
+void registerNamedPipelines(llvm::ArrayRef<NamedPipeline> pipelines);
+
+/// Registers the graph-level pipelines (graphPipelines()) so that
 /// `xfmr-opt --pass-pipeline` and `--help` know them.
 void registerPipelines();
 

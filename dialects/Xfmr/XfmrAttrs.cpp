@@ -21,6 +21,7 @@ void XfmrDialect::registerAttributes() {
   addAttributes<
 #define GET_ATTRDEF_LIST
 #include "dialects/Xfmr/XfmrAttrs.cpp.inc"
+#include "llvm/Support/MathExtras.h"
       >();
 }
 
@@ -130,7 +131,7 @@ ScaleLayoutAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 SmallVector<int64_t> ScaleLayoutAttr::scaleShape(ArrayRef<int64_t> shape) const {
   auto ceilDiv = [](int64_t size, int64_t blockSize) {
     return ShapedType::isDynamic(size) ? ShapedType::kDynamic
-                                       : (size + blockSize - 1) / blockSize;
+                                       : llvm::divideCeilSigned(size, blockSize);
   };
   switch (getKind()) {
   case ScaleKind::per_tensor:

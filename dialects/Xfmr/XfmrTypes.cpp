@@ -15,6 +15,7 @@ void XfmrDialect::registerTypes() {
   addTypes<
 #define GET_TYPEDEF_LIST
 #include "dialects/Xfmr/XfmrTypes.cpp.inc"
+#include "llvm/Support/MathExtras.h"
       >();
 }
 
@@ -30,7 +31,7 @@ static int64_t elementBytes(Type type) {
 LogicalResult KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
                                   Type elementType, int64_t capacity,
                                   int64_t heads, int64_t keyDim,
-                                  int64_t valueDim, CacheLayout) {
+                                  int64_t valueDim, CacheLayout layout) {
   if (!isCacheElementType(elementType))
     return emitError() << "kv_cache element type must be a float or i8, got "
                        << elementType;
@@ -39,6 +40,11 @@ LogicalResult KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
                        << capacity << ", heads = " << heads
                        << ", key_dim = " << keyDim
                        << ", value_dim = " << valueDim;
+  // Reserved for the GPU back ends; nothing lowers it yet, and accepting it
+  // would let a cache be written in one order and read in another.
+  if (layout != CacheLayout::token_major)
+    return emitError() << "kv_cache layout = " << stringifyCacheLayout(layout)
+                       << " is not supported yet (caches are token_major)";
   return success();
 }
 
@@ -74,7 +80,7 @@ bool LatentCacheType::hasScales() const {
 }
 
 int64_t LatentCacheType::scaleBlocks() const {
-  return hasScales() ? (getLatentDim() + kScaleBlock - 1) / kScaleBlock : 0;
+  return hasScales() ? llvm::divideCeilSigned(getLatentDim(), kScaleBlock) : 0;
 }
 
 Type LatentCacheType::ropeElementType() const {

@@ -20,8 +20,9 @@ def Xfmr_KVCacheType : Xfmr_Type<"KVCache", "kv_cache"> {
     Keys have `key_dim` channels per KV head, values `value_dim` (equal for
     Llama-style attention; MLA in expanded form has key_dim = qk_nope +
     qk_rope, value_dim = v_head_dim). `layout` orders the stored dimensions:
-    `token_major` is `[capacity, heads, dim]`, `head_major` `[heads,
-    capacity, dim]`. The cache is a value: attention ops take one and return
+    `token_major` is `[capacity, heads, dim]`; `head_major` (`[heads,
+    capacity, dim]`) is reserved and rejected by the verifier until a back
+    end lowers it. The cache is a value: attention ops take one and return
     the updated one.
 
     The element type is the stored precision: f32, bf16, f16, or an 8-bit

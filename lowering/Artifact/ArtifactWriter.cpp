@@ -12,6 +12,7 @@
 #include "xfmr/runtime/Version.h"
 
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cmath>
@@ -23,9 +24,6 @@ using namespace xfmr;
 
 namespace {
 
-uint64_t alignUp(uint64_t value, uint64_t alignment) {
-  return (value + alignment - 1) / alignment * alignment;
-}
 
 std::string dtypeOf(Type type) {
   if (type.isF32())
@@ -148,8 +146,8 @@ llvm::Error quantizeWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
   fp8::Format format = isa<Float8E4M3FNUZType>(type.getElementType())
                            ? fp8::Format::E4M3FNUZ
                            : fp8::Format::E4M3FN;
-  int64_t scaleCount = ((rows + layout.getBlock()[0] - 1) / layout.getBlock()[0]) *
-                       ((cols + layout.getBlock()[1] - 1) / layout.getBlock()[1]);
+  int64_t scaleCount = llvm::divideCeilSigned(rows, layout.getBlock()[0]) *
+                       llvm::divideCeilSigned(cols, layout.getBlock()[1]);
   codes.resize(values.size());
   std::vector<float> scaleValues(matrices * scaleCount);
   for (int64_t m = 0; m < matrices; ++m) {
@@ -406,10 +404,10 @@ llvm::Error xfmr::writeArtifact(
   header.manifestOffset = artifact::kSectionAlignment;
   header.manifestSize = manifestText.size();
   header.weightsOffset =
-      alignUp(header.manifestOffset + header.manifestSize,
+      llvm::alignTo(header.manifestOffset + header.manifestSize,
               artifact::kSectionAlignment);
   header.weightsSize = weightBytes;
-  header.codeOffset = alignUp(header.weightsOffset + header.weightsSize,
+  header.codeOffset = llvm::alignTo(header.weightsOffset + header.weightsSize,
                               artifact::kSectionAlignment);
   header.codeSize = contents.code.size();
   header.fileSize =

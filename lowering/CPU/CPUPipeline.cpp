@@ -102,12 +102,14 @@ void xfmr::buildCPUPipeline(OpPassManager &pm) {
   buildCPULoweringPipeline(pm);
 }
 
-void xfmr::registerCPUPipelines() {
-  PassPipelineRegistration<>(
-      "xfmr-lower-to-llvm", kLowerToLLVMDescription, buildLowerToLLVMPipeline);
-  PassPipelineRegistration<>(
-      "xfmr-cpu", kCPUPipelineDescription, buildCPUPipeline);
+llvm::ArrayRef<xfmr::NamedPipeline> xfmr::cpuPipelines() {
+  static const NamedPipeline pipelines[] = {
+      {"xfmr-lower-to-llvm", kLowerToLLVMDescription, buildLowerToLLVMPipeline},
+      {"xfmr-cpu", kCPUPipelineDescription, buildCPUPipeline}};
+  return pipelines;
 }
+
+void xfmr::registerCPUPipelines() { registerNamedPipelines(cpuPipelines()); }
 
 llvm::Expected<std::string> xfmr::emitObject(ModuleOp module,
                                              const CPUTarget &target,

@@ -3,6 +3,8 @@
 #ifndef XFMR_LOWERING_CPU_CPUPIPELINE_H
 #define XFMR_LOWERING_CPU_CPUPIPELINE_H
 
+#include "passes/Pipelines.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/Error.h"
@@ -43,7 +45,10 @@ void buildCPULoweringPipeline(mlir::OpPassManager &pm);
 /// The whole CPU pipeline from graph-level xfmr IR to the LLVM dialect.
 void buildCPUPipeline(mlir::OpPassManager &pm);
 
-/// Registers `xfmr-lower-to-llvm` and `xfmr-cpu` as named pipelines.
+/// The CPU's named pipelines: `xfmr-lower-to-llvm` and `xfmr-cpu`.
+llvm::ArrayRef<NamedPipeline> cpuPipelines();
+
+/// Registers cpuPipelines() with MLIR's pass registry.
 void registerCPUPipelines();
 
 /// Translates an LLVM-dialect module to LLVM IR, optimizes it and returns

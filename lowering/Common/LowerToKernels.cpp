@@ -19,6 +19,7 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/MathExtras.h"
 
 namespace xfmr {
 #define GEN_PASS_DEF_LOWERTOKERNELS
@@ -33,9 +34,7 @@ namespace {
 
 constexpr int64_t kAlignment = 64;
 
-int64_t alignTo(int64_t value) {
-  return (value + kAlignment - 1) / kAlignment * kAlignment;
-}
+int64_t alignTo(int64_t value) { return llvm::alignTo(value, kAlignment); }
 
 int64_t elementBytes(Type type) {
   return (type.getIntOrFloatBitWidth() + 7) / 8;

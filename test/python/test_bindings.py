@@ -285,9 +285,20 @@ def test_pipelines_fuse_swiglu():
 
 
 def test_list_passes():
+    """Every xfmr pass and pipeline the registry knows (what `xfmr-opt --help` lists), no
+    more and no fewer, with its description."""
+    import re
     passes = dict(xfmr.ir.list_passes())
-    assert {"xfmr-fuse-swiglu", "xfmr-graph-opt", "xfmr-cpu"} <= set(passes)
+    help_text = subprocess.run([tool("xfmr-opt"), "--help"], check=True, capture_output=True,
+                               text=True).stdout
+    registered = set(re.findall(r"^\s+--(xfmr-[a-z0-9-]+)\s", help_text, re.MULTILINE))
+    assert set(passes) == registered
+    assert len(passes) == len(xfmr.ir.list_passes())
+    for flag in ("xfmr-quantize-fp8", "xfmr-compress-kv-cache", "xfmr-absorb-mla",
+                 "xfmr-graph-opt", "xfmr-cpu", "xfmr-lower-to-kernels"):
+        assert flag in passes
     assert "swiglu" in passes["xfmr-fuse-swiglu"].lower()
+    assert all(description for description in passes.values())
 
 
 def test_import_checkpoint(tiny, tmp_path):

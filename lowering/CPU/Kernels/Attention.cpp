@@ -268,15 +268,10 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                 [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
                   Value j = keys.slot(b, loc, i);
                   auto [score, valueScale] = scoreOf(b, loc, j);
-                  Value maxNew =
-                      arith::MaximumFOp::create(b, loc, state[0], score);
-                  Value correction = math::ExpOp::create(
-                      b, loc, arith::SubFOp::create(b, loc, state[0], maxNew));
-                  Value weight = math::ExpOp::create(
-                      b, loc, arith::SubFOp::create(b, loc, score, maxNew));
-                  Value sumNew = arith::AddFOp::create(
-                      b, loc, arith::MulFOp::create(b, loc, state[1], correction),
-                      weight);
+                  SoftmaxStep step =
+                      onlineSoftmaxStep(b, loc, state[0], state[1], score);
+                  Value maxNew = step.max, sumNew = step.sum;
+                  Value correction = step.correction, weight = step.weight;
                   Value valueWeight =
                       valueScale
                           ? arith::MulFOp::create(b, loc, weight, valueScale)
@@ -323,20 +318,15 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
               [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
                 Value j = keys.slot(b, loc, i);
                 auto [score, valueScale] = scoreOf(b, loc, j);
-                Value maxOld = state[0], sumOld = state[1];
-                Value maxNew = arith::MaximumFOp::create(b, loc, maxOld, score);
-                Value correction = math::ExpOp::create(b, 
-                    loc, arith::SubFOp::create(b, loc, maxOld, maxNew));
-                Value weight = math::ExpOp::create(b, 
-                    loc, arith::SubFOp::create(b, loc, score, maxNew));
+                SoftmaxStep step =
+                    onlineSoftmaxStep(b, loc, state[0], state[1], score);
+                Value maxNew = step.max, sumNew = step.sum;
+                Value correction = step.correction, weight = step.weight;
                 // The value scale folds into the softmax weight.
                 Value valueWeight =
                     valueScale ? arith::MulFOp::create(b, loc, weight, valueScale)
                                      .getResult()
                                : weight;
-                Value sumNew = arith::AddFOp::create(b, 
-                    loc, arith::MulFOp::create(b, loc, sumOld, correction),
-                    weight);
                 serialFor(b, loc, zero, index(b, loc, valueDim),
                           [&](OpBuilder &b, Location loc, Value d) {
                   Value channel =

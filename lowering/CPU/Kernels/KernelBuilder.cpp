@@ -92,26 +92,15 @@ func::FuncOp KernelLibrary::get(StringRef key, TypeRange arguments,
   return func;
 }
 
-/// Exact value of every FP8 code (NaN codes decode to NaN).
+/// Exact value of every FP8 code (NaN codes decode to NaN), as the packer
+/// encodes them (import/Float8.h).
 static double decodeFP8(WeightFormat format, unsigned code) {
-  if (format == WeightFormat::F8E4M3FNUZ)
-    return xfmr::fp8::decode(xfmr::fp8::Format::E4M3FNUZ, code);
-  bool negative = code & 0x80;
-  double value;
-  if (format == WeightFormat::F8E4M3FN) {
-    unsigned exponent = (code >> 3) & 0xF, mantissa = code & 0x7;
-    if (exponent == 0xF && mantissa == 0x7)
-      return std::nan("");
-    value = exponent == 0 ? std::ldexp(mantissa / 8.0, -6)
-                          : std::ldexp(1.0 + mantissa / 8.0, int(exponent) - 7);
-  } else {
-    unsigned exponent = (code >> 2) & 0x1F, mantissa = code & 0x3;
-    if (exponent == 0x1F)
-      return mantissa == 0 ? (negative ? -INFINITY : INFINITY) : std::nan("");
-    value = exponent == 0 ? std::ldexp(mantissa / 4.0, -14)
-                          : std::ldexp(1.0 + mantissa / 4.0, int(exponent) - 15);
-  }
-  return negative ? -value : value;
+  xfmr::fp8::Format fp8 = format == WeightFormat::F8E4M3FNUZ
+                              ? xfmr::fp8::Format::E4M3FNUZ
+                          : format == WeightFormat::F8E5M2
+                              ? xfmr::fp8::Format::E5M2
+                              : xfmr::fp8::Format::E4M3FN;
+  return xfmr::fp8::decode(fp8, static_cast<uint8_t>(code));
 }
 
 Value KernelLibrary::lookupTable(OpBuilder &b, Location loc,
@@ -561,4 +550,17 @@ Value xfmr::kernels::scaleForMaxAbs(OpBuilder &b, Location loc, Value amax,
   Value floored = arith::MaximumFOp::create(b, loc, amax, f32(b, loc, 1e-12));
   Value largest = f32(b, loc, largestCode(format));
   return arith::DivFOp::create(b, loc, floored, largest);
+}
+
+SoftmaxStep xfmr::kernels::onlineSoftmaxStep(OpBuilder &b, Location loc,
+                                             Value max, Value sum,
+                                             Value score) {
+  Value maxNew = arith::MaximumFOp::create(b, loc, max, score);
+  Value drop = arith::SubFOp::create(b, loc, max, maxNew);
+  Value correction = math::ExpOp::create(b, loc, drop);
+  Value shifted = arith::SubFOp::create(b, loc, score, maxNew);
+  Value weight = math::ExpOp::create(b, loc, shifted);
+  Value kept = arith::MulFOp::create(b, loc, sum, correction);
+  Value sumNew = arith::AddFOp::create(b, loc, kept, weight);
+  return {maxNew, sumNew, correction, weight};
 }

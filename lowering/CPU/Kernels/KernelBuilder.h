@@ -160,6 +160,17 @@ void fakeQuantizeRow(mlir::OpBuilder &b, mlir::Location loc, mlir::Value in,
                      mlir::Value out, mlir::Value row, int64_t channels,
                      int64_t group, WeightFormat format);
 
+/// One step of the online softmax (FlashAttention): scores arrive one at a
+/// time, with a running maximum and sum. A new `score` gives the new maximum
+/// and sum, the factor `correction` = exp(max - newMax) that rescales what
+/// was accumulated, and the new score's `weight` = exp(score - newMax).
+struct SoftmaxStep {
+  mlir::Value max, sum, correction, weight;
+};
+SoftmaxStep onlineSoftmaxStep(mlir::OpBuilder &b, mlir::Location loc,
+                              mlir::Value max, mlir::Value sum,
+                              mlir::Value score);
+
 /// x * sigmoid(x), computed as x / (1 + exp(-x)).
 mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 

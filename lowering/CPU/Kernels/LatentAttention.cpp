@@ -11,6 +11,8 @@
 
 #include "lowering/CPU/Kernels/Kernels.h"
 
+#include "llvm/Support/MathExtras.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -24,7 +26,6 @@ using namespace xfmr::kernels;
 
 namespace {
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 MemRefType f32Buffer(MLIRContext *context, ArrayRef<int64_t> shape) {
   return MemRefType::get(shape, Float32Type::get(context));
@@ -36,8 +37,8 @@ SmallVector<Type> kvBArgs(MLIRContext *context, int64_t rows, int64_t rank,
   SmallVector<Type> args{
       MemRefType::get({rows, rank}, storageTypeOf(kvB.format, context))};
   if (kvB.blockScale)
-    args.push_back(f32Buffer(context, {ceilDiv(rows, kvB.blockScale->first),
-                                       ceilDiv(rank, kvB.blockScale->second)}));
+    args.push_back(f32Buffer(context, {llvm::divideCeilSigned(rows, kvB.blockScale->first),
+                                       llvm::divideCeilSigned(rank, kvB.blockScale->second)}));
   return args;
 }
 
@@ -284,14 +285,10 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                     arith::AddFOp::create(b, loc, latentScore, ropeScore);
                 Value score =
                     arith::MulFOp::create(b, loc, sum, f32(b, loc, scale));
-                Value maxNew = arith::MaximumFOp::create(b, loc, state[0], score);
-                Value correction = math::ExpOp::create(
-                    b, loc, arith::SubFOp::create(b, loc, state[0], maxNew));
-                Value weight = math::ExpOp::create(
-                    b, loc, arith::SubFOp::create(b, loc, score, maxNew));
-                Value sumNew = arith::AddFOp::create(
-                    b, loc, arith::MulFOp::create(b, loc, state[1], correction),
-                    weight);
+                SoftmaxStep step =
+                    onlineSoftmaxStep(b, loc, state[0], state[1], score);
+                Value maxNew = step.max, sumNew = step.sum;
+                Value correction = step.correction, weight = step.weight;
                 for (int64_t first = 0; first < rank; first += block) {
                   // The block's scale folds into the softmax weight.
                   Value blockWeight =

@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "lowering/CPU/Kernels/Kernels.h"
+
+#include "llvm/Support/MathExtras.h"
 #include "lowering/CPU/Kernels/MatmulTile.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -16,7 +18,6 @@ using namespace mlir;
 using namespace xfmr::kernels;
 
 namespace {
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 } // namespace
 
 func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
@@ -31,8 +32,8 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
     args.push_back(MemRefType::get({out}, storageTypeOf(*bias, context)));
   if (weight.blockScale)
     args.push_back(MemRefType::get(
-        {ceilDiv(out, weight.blockScale->first),
-         ceilDiv(in, weight.blockScale->second)},
+        {llvm::divideCeilSigned(out, weight.blockScale->first),
+         llvm::divideCeilSigned(in, weight.blockScale->second)},
         f32Type));
   args.push_back(MemRefType::get({ShapedType::kDynamic, out}, f32Type));
   std::string key = "linear_" + std::to_string(out) + "x" +

@@ -11,6 +11,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "lowering/CPU/Kernels/Kernels.h"
+
+#include "llvm/Support/MathExtras.h"
 #include "lowering/CPU/Kernels/MatmulTile.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -247,7 +249,6 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
 }
 
 namespace {
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /// The operands of one expert SwiGLU over rows of a gathered input. Routed
 /// experts index their stacks by expert; a shared expert has no stack.
@@ -360,11 +361,11 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
   if (weight.blockScale) {
     auto [rows, cols] = *weight.blockScale;
     auto upScale = MemRefType::get(
-        {experts, ceilDiv(inter, rows), ceilDiv(hidden, cols)}, f32Type);
+        {experts, llvm::divideCeilSigned(inter, rows), llvm::divideCeilSigned(hidden, cols)}, f32Type);
     args.push_back(upScale);
     args.push_back(upScale);
     args.push_back(MemRefType::get(
-        {experts, ceilDiv(hidden, rows), ceilDiv(inter, cols)}, f32Type));
+        {experts, llvm::divideCeilSigned(hidden, rows), llvm::divideCeilSigned(inter, cols)}, f32Type));
   }
   std::string key = "moe_experts_" + std::to_string(experts) + "x" +
                     std::to_string(inter) + "x" + std::to_string(hidden) +
@@ -381,11 +382,11 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     if (auto block = shared->weight.blockScale) {
       auto [rows, cols] = *block;
       auto upScale = MemRefType::get(
-          {ceilDiv(shared->inter, rows), ceilDiv(hidden, cols)}, f32Type);
+          {llvm::divideCeilSigned(shared->inter, rows), llvm::divideCeilSigned(hidden, cols)}, f32Type);
       args.push_back(upScale);
       args.push_back(upScale);
       args.push_back(MemRefType::get(
-          {ceilDiv(hidden, rows), ceilDiv(shared->inter, cols)}, f32Type));
+          {llvm::divideCeilSigned(hidden, rows), llvm::divideCeilSigned(shared->inter, cols)}, f32Type));
     }
     key +=
         "_shared" + std::to_string(shared->inter) + "_" + shared->weight.key();

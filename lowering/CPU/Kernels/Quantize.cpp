@@ -6,6 +6,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace xfmr::kernels;
@@ -32,7 +33,7 @@ func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib, int64_t channels,
 void xfmr::kernels::fakeQuantizeRow(OpBuilder &b, Location loc, Value in,
                                     Value out, Value row, int64_t channels,
                                     int64_t group, WeightFormat format) {
-  int64_t groups = (channels + group - 1) / group;
+  int64_t groups = llvm::divideCeilSigned(channels, group);
   Value firstGroup = index(b, loc, 0);
   Value groupEnd = index(b, loc, groups);
   serialFor(

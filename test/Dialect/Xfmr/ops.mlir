@@ -79,15 +79,16 @@ func.func @rope(%x: tensor<?x2x16xf32>, %p: index) -> (tensor<?x2x16xf32>, tenso
   return %0, %1, %2 : tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>
 }
 
+// The default layout (token_major) is not printed.
 // CHECK-LABEL: func.func @attention
-// CHECK-SAME: !xfmr.kv_cache<f16, capacity = 64, heads = 1, key_dim = 8, value_dim = 4, layout = head_major>
+// CHECK-SAME: !xfmr.kv_cache<f16, capacity = 64, heads = 1, key_dim = 8, value_dim = 4>
 func.func @attention(%q: tensor<?x4x8xf16>, %k: tensor<?x1x8xf16>, %v: tensor<?x1x4xf16>, %p: index,
-                     %c: !xfmr.kv_cache<f16, capacity = 64, heads = 1, key_dim = 8, value_dim = 4, layout = head_major>)
+                     %c: !xfmr.kv_cache<f16, capacity = 64, heads = 1, key_dim = 8, value_dim = 4, layout = token_major>)
     -> tensor<?x4x4xf16> {
   // CHECK: xfmr.attention %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}[%{{.+}}] {scale = 1.250000e-01 : f64, sliding_window = 16 : i64}
   %o, %c1 = xfmr.attention %q, %k, %v, %c[%p] {scale = 0.125 : f64, sliding_window = 16 : i64}
       : tensor<?x4x8xf16>, tensor<?x1x8xf16>, tensor<?x1x4xf16>,
-        !xfmr.kv_cache<f16, capacity = 64, heads = 1, key_dim = 8, value_dim = 4, layout = head_major> -> tensor<?x4x4xf16>
+        !xfmr.kv_cache<f16, capacity = 64, heads = 1, key_dim = 8, value_dim = 4, layout = token_major> -> tensor<?x4x4xf16>
   return %o : tensor<?x4x4xf16>
 }
 
