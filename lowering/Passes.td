@@ -5,6 +5,27 @@
 
 include "mlir/Pass/PassBase.td"
 
+def PlanMemory : Pass<"xfmr-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Plan the weight and cache blobs, once for every target";
+  let description = [{
+    Decides where every stored weight lives in the weight blob (checkpoint
+    tensors, FP8 codes and scales computed at compile time, folded MLA
+    products: one slot each, deduplicated, 64-byte aligned), where each
+    layer's cache lives in the cache blob (in entry-argument order), and
+    where each MoE layer's per-expert token counters go (after the caches).
+    The plan is the module attribute `xfmr.memory_plan`
+    (`#xfmr.memory_plan<...>`); every op that reads a weight slot gets its
+    index as `xfmr.slot` (`xfmr.scale_slot` for a quantized weight's
+    scales). Kernel lowering and the artifact writer read the plan; nothing
+    re-derives it.
+
+    Also checks what every back end relies on: entry points with the
+    importer's signature `(ids, start, caches...) -> (logits, caches...)`,
+    one cache layout for all of them, the same MoE layers, and embedding
+    tables with a row for every token id below the vocabulary.
+  }];
+}
+
 def LowerToKernels : Pass<"xfmr-lower-to-kernels", "::mlir::ModuleOp"> {
   let summary = "Lower xfmr entry points to kernels and a host schedule over buffers";
   let description = [{
@@ -19,9 +40,9 @@ def LowerToKernels : Pass<"xfmr-lower-to-kernels", "::mlir::ModuleOp"> {
                        %logits: memref<?xVxf32>) attributes {llvm.emit_c_interface}
     ```
 
-    Weights become views into one blob at offsets recorded in
-    `xfmr.weight_layout`; each layer's KV cache becomes a view into one cache
-    buffer (`xfmr.cache_layout`), updated in place. Activations are f32
+    Weights become views into one blob and each layer's cache a view into one
+    cache buffer (updated in place), at the offsets of the module's
+    `xfmr.memory_plan` (run `xfmr-plan-memory` first). Activations are f32
     buffers allocated per op and freed after their last use.
   }];
   let dependentDialects = [

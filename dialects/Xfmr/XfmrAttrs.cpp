@@ -150,3 +150,35 @@ SmallVector<int64_t> ScaleLayoutAttr::scaleShape(ArrayRef<int64_t> shape) const 
   }
   return {};
 }
+
+LogicalResult
+MemoryPlanAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                       ArrayAttr weights, ArrayAttr caches, ArrayAttr counters,
+                       int64_t weightBytes, int64_t cacheBytes) {
+  if (!llvm::all_of(weights, llvm::IsaPred<WeightSlotAttr>))
+    return emitError() << "memory_plan weights must be #xfmr.weight_slot";
+  if (!llvm::all_of(caches, llvm::IsaPred<CacheSlotAttr>))
+    return emitError() << "memory_plan caches must be #xfmr.cache_slot";
+  if (!llvm::all_of(counters, llvm::IsaPred<CounterSlotAttr>))
+    return emitError() << "memory_plan counters must be #xfmr.counter_slot";
+  for (auto slot : weights.getAsRange<WeightSlotAttr>())
+    if (slot.getOffset() < 0 || slot.getBytes() < 0 ||
+        slot.getOffset() + slot.getBytes() > weightBytes)
+      return emitError() << "memory_plan weight slot of '"
+                         << slot.getSource().getValue()
+                         << "' lies outside the " << weightBytes
+                         << "-byte weight blob";
+  for (auto slot : caches.getAsRange<CacheSlotAttr>())
+    if (slot.getOffset() < 0 || slot.getBytes() < 0 ||
+        slot.getOffset() + slot.getBytes() > cacheBytes)
+      return emitError() << "memory_plan cache slot at " << slot.getOffset()
+                         << " lies outside the " << cacheBytes
+                         << "-byte cache blob";
+  for (auto slot : counters.getAsRange<CounterSlotAttr>())
+    if (slot.getOffset() < 0 || slot.getExperts() <= 0 ||
+        slot.getOffset() + slot.getExperts() * 8 > cacheBytes)
+      return emitError() << "memory_plan counters of '"
+                         << slot.getName().getValue()
+                         << "' lie outside the cache blob";
+  return success();
+}

@@ -107,4 +107,132 @@ def Xfmr_ScaleLayoutAttr : Xfmr_Attr<"ScaleLayout", "scale_layout"> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// The memory plan (xfmr-plan-memory)
+//===----------------------------------------------------------------------===//
+
+def Xfmr_QuantizedWeightAttr : Xfmr_Attr<"QuantizedWeight", "quantized_weight"> {
+  let summary = "a weight slot computed at compile time: FP8 codes or scales";
+  let description = [{
+    The slot holds the `part` (codes or scales) of checkpoint weight
+    `source_type` quantized with `layout`, as `xfmr.quantize` of an
+    `xfmr.weight` describes it; the artifact packer computes it.
+    ```mlir
+    #xfmr.quantized_weight<part = codes, layout = #xfmr.scale_layout<block [128, 128]>,
+                           source_type = tensor<256x256xbf16>>
+    ```
+  }];
+  let parameters = (ins
+    EnumParameter<Xfmr_QuantizedPart>:$part,
+    "ScaleLayoutAttr":$layout,
+    "::mlir::Type":$source_type
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+}
+
+def Xfmr_FoldedWeightAttr : Xfmr_Attr<"FoldedWeight", "folded_weight"> {
+  let summary = "a weight slot computed at compile time: a folded MLA product";
+  let description = [{
+    The slot holds `xfmr.fold_mla_weight` of the checkpoint weight
+    `source_type` (and of `kv_b`, the MLA up-projection, when the product
+    needs it), for the given head shape; the artifact packer computes it in
+    double precision.
+  }];
+  let parameters = (ins
+    EnumParameter<Xfmr_MLAFold>:$kind,
+    "int64_t":$heads,
+    "int64_t":$nope,
+    "int64_t":$rope,
+    "int64_t":$value_dim,
+    "::mlir::Type":$source_type,
+    OptionalParameter<"::mlir::StringAttr">:$kv_b,
+    OptionalParameter<"::mlir::Type">:$kv_b_type
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+}
+
+def Xfmr_WeightSlotAttr : Xfmr_Attr<"WeightSlot", "weight_slot"> {
+  let summary = "where one weight lives in the weight blob";
+  let description = [{
+    `bytes` bytes at `offset` of the artifact's weight blob hold `type`
+    (element type as stored: FP8 stays one byte per element). `source` names
+    the checkpoint tensor they come from; a `*` in it stands for the indices
+    `0, 1, ...` of tensors stacked in order (MoE experts). Without a
+    `transform` the bytes are the checkpoint's; with one
+    (`#xfmr.quantized_weight`, `#xfmr.folded_weight`) the packer computes
+    them.
+    ```mlir
+    #xfmr.weight_slot<source = "model.norm.weight", offset = 0, bytes = 256,
+                      type = tensor<64xf32>>
+    ```
+  }];
+  let parameters = (ins
+    "::mlir::StringAttr":$source,
+    "int64_t":$offset,
+    "int64_t":$bytes,
+    "::mlir::Type":$type,
+    OptionalParameter<"::mlir::Attribute">:$transform
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+}
+
+def Xfmr_CacheSlotAttr : Xfmr_Attr<"CacheSlot", "cache_slot"> {
+  let summary = "where one layer's cache lives in the cache blob";
+  let description = [{
+    `bytes` bytes at `offset` of the cache blob hold one layer's cache of
+    `type` (`!xfmr.kv_cache` or `!xfmr.latent_cache`); how its parts are laid
+    out inside the slot follows from the type (CacheStorage in
+    lowering/Common/MemoryPlan.h).
+  }];
+  let parameters = (ins
+    "int64_t":$offset,
+    "int64_t":$bytes,
+    "::mlir::Type":$type
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+}
+
+def Xfmr_CounterSlotAttr : Xfmr_Attr<"CounterSlot", "counter_slot"> {
+  let summary = "per-expert token counters of one MoE layer";
+  let description = [{
+    `experts` int64 counters at `offset` of the cache blob (zeroed with the
+    caches) that the MoE layer `name` increments for every token routed to
+    each expert.
+  }];
+  let parameters = (ins
+    "::mlir::StringAttr":$name,
+    "int64_t":$offset,
+    "int64_t":$experts
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+}
+
+def Xfmr_MemoryPlanAttr : Xfmr_Attr<"MemoryPlan", "memory_plan"> {
+  let summary = "the buffers an artifact's code reads and writes";
+  let description = [{
+    Decided once, for every target, by `xfmr-plan-memory`: the weight blob
+    (`weight_bytes`, one slot per distinct stored weight), the cache blob
+    (`cache_bytes`: one slot per layer's cache in entry-argument order, then
+    the MoE counters). Ops that read a weight slot carry its index as
+    `xfmr.slot` (and `xfmr.scale_slot` for the scales of a quantized weight).
+    The module holds the plan as `xfmr.memory_plan`; kernel lowering and the
+    artifact writer read it.
+  }];
+  // Arrays of the slot attributes (checked by the verifier).
+  let parameters = (ins
+    "::mlir::ArrayAttr":$weights,
+    "::mlir::ArrayAttr":$caches,
+    "::mlir::ArrayAttr":$counters,
+    "int64_t":$weight_bytes,
+    "int64_t":$cache_bytes
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    auto getWeightSlots() const { return getWeights().getAsRange<WeightSlotAttr>(); }
+    auto getCacheSlots() const { return getCaches().getAsRange<CacheSlotAttr>(); }
+    auto getCounterSlots() const { return getCounters().getAsRange<CounterSlotAttr>(); }
+  }];
+}
+
 #endif // XFMR_ATTRS_TD

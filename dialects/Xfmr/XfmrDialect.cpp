@@ -43,16 +43,19 @@ LogicalResult XfmrDialect::verifyOperationAttribute(Operation *op,
       return op->emitError() << "'xfmr.model' must be a dictionary on a module";
     return success();
   }
-  // Buffer layouts recorded by xfmr-lower-to-kernels for the packer.
-  if (name == "xfmr.weight_layout" || name == "xfmr.cache_layout" ||
-      name == "xfmr.expert_counts") {
-    if (!isa<ModuleOp>(op) || !isa<ArrayAttr>(attr.getValue()))
-      return op->emitError() << "'" << name << "' must be an array on a module";
+  // The memory plan of xfmr-plan-memory, and the weight slots it assigns.
+  if (name == "xfmr.memory_plan") {
+    if (!isa<ModuleOp>(op) || !isa<MemoryPlanAttr>(attr.getValue()))
+      return op->emitError()
+             << "'xfmr.memory_plan' must be a #xfmr.memory_plan on a module";
     return success();
   }
-  if (name == "xfmr.weights_bytes" || name == "xfmr.cache_bytes") {
-    if (!isa<IntegerAttr>(attr.getValue()))
-      return op->emitError() << "'" << name << "' must be an integer";
+  if (name == "xfmr.slot" || name == "xfmr.scale_slot") {
+    auto index = dyn_cast<IntegerAttr>(attr.getValue());
+    if (!index || index.getInt() < 0)
+      return op->emitError() << "'" << name
+                             << "' must be a non-negative integer (a weight "
+                                "slot of xfmr.memory_plan)";
     return success();
   }
   // Statistics recorded by xfmr-annotate-model-stats.

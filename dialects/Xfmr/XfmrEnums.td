@@ -53,6 +53,14 @@ def Xfmr_MLAFold : I32EnumAttr<"MLAFold", "which MLA weight product xfmr.fold_ml
 }
 def Xfmr_MLAFoldAttr : EnumAttr<Xfmr_Dialect, Xfmr_MLAFold, "mla_fold">;
 
+def Xfmr_QuantizedPart : I32EnumAttr<"QuantizedPart", "which part of a weight quantized at compile time a slot holds", [
+    I32EnumAttrCase<"codes", 0>,
+    I32EnumAttrCase<"scales", 1>
+  ]> {
+  let cppNamespace = "::xfmr";
+  let genSpecializedAttr = 0;
+}
+
 def Xfmr_ScaleKind : I32EnumAttr<"ScaleKind", "granularity of quantization scales", [
     I32EnumAttrCase<"per_tensor", 0>,
     I32EnumAttrCase<"per_channel", 1>,

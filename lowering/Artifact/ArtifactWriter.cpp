@@ -2,6 +2,7 @@
 
 #include "lowering/Artifact/ArtifactWriter.h"
 #include "lowering/Artifact/MLAFold.h"
+#include "lowering/Common/MemoryPlan.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
 #include "import/Checkpoint.h"
@@ -11,13 +12,13 @@
 #include "xfmr/runtime/OutputFile.h"
 #include "xfmr/runtime/Version.h"
 
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cmath>
 #include <cstring>
-#include <map>
 
 using namespace mlir;
 using namespace xfmr;
@@ -128,13 +129,13 @@ llvm::Expected<std::vector<double>> readDoubles(const Checkpoint &checkpoint,
 
 /// The FP8 codes and scales of a weight quantized at compile time, per
 /// leading (expert) index when the weight is stacked.
-llvm::Error quantizeWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
-                           std::string &codes, std::string &scales) {
-  StringRef name = entry.getAs<StringAttr>("name").getValue();
-  auto source =
-      cast<RankedTensorType>(entry.getAs<TypeAttr>("source_type").getValue());
-  auto layout = entry.getAs<ScaleLayoutAttr>("layout");
-  auto type = cast<RankedTensorType>(entry.getAs<TypeAttr>("type").getValue());
+llvm::Error quantizeWeight(const Checkpoint &checkpoint, WeightSlotAttr slot,
+                           QuantizedWeightAttr quantized, std::string &codes,
+                           std::string &scales) {
+  StringRef name = slot.getSource().getValue();
+  auto source = cast<RankedTensorType>(quantized.getSourceType());
+  ScaleLayoutAttr layout = quantized.getLayout();
+  auto type = cast<RankedTensorType>(slot.getType());
   llvm::Expected<std::vector<double>> read =
       readDoubles(checkpoint, name, source);
   if (!read)
@@ -167,21 +168,19 @@ llvm::Error quantizeWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
 /// A folded MLA weight (xfmr.fold_mla_weight): W_UK/W_UV multiplied into
 /// the query projection or o_proj, in double precision, stored in the
 /// result's element type (f32, or bf16/f16 rounded once).
-llvm::Error foldWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
-                       std::string &data) {
-  StringRef name = entry.getAs<StringAttr>("name").getValue();
-  auto source =
-      cast<RankedTensorType>(entry.getAs<TypeAttr>("source_type").getValue());
+llvm::Error foldWeight(const Checkpoint &checkpoint, WeightSlotAttr slot,
+                       FoldedWeightAttr fold, std::string &data) {
+  StringRef name = slot.getSource().getValue();
+  auto source = cast<RankedTensorType>(fold.getSourceType());
   llvm::Expected<std::vector<double>> weight =
       readDoubles(checkpoint, name, source);
   if (!weight)
     return weight.takeError();
   std::vector<double> kvB;
-  MLAFoldShape shape{intAttr(entry, "heads"), intAttr(entry, "nope"),
-                     intAttr(entry, "rope"), intAttr(entry, "value_dim"), 0};
-  if (auto kvBName = entry.getAs<StringAttr>("kv_b")) {
-    auto kvBType =
-        cast<RankedTensorType>(entry.getAs<TypeAttr>("kv_b_type").getValue());
+  MLAFoldShape shape{fold.getHeads(), fold.getNope(), fold.getRope(),
+                     fold.getValueDim(), 0};
+  if (StringAttr kvBName = fold.getKvB()) {
+    auto kvBType = cast<RankedTensorType>(fold.getKvBType());
     llvm::Expected<std::vector<double>> values =
         readDoubles(checkpoint, kvBName.getValue(), kvBType);
     if (!values)
@@ -189,12 +188,10 @@ llvm::Error foldWeight(const Checkpoint &checkpoint, DictionaryAttr entry,
     kvB = std::move(*values);
     shape.rank = kvBType.getDimSize(1);
   }
-  StringRef kind = entry.getAs<StringAttr>("transform").getValue();
   std::vector<double> folded =
-      foldMLAWeight(kind.drop_front(4), *weight, source.getDimSize(0),
-                    source.getDimSize(1), kvB, shape);
-  Type stored = cast<RankedTensorType>(entry.getAs<TypeAttr>("type").getValue())
-                    .getElementType();
+      foldMLAWeight(stringifyMLAFold(fold.getKind()), *weight,
+                    source.getDimSize(0), source.getDimSize(1), kvB, shape);
+  Type stored = cast<RankedTensorType>(slot.getType()).getElementType();
   if (stored.isF32()) {
     std::vector<float> values(folded.begin(), folded.end());
     data.assign(reinterpret_cast<const char *>(values.data()),
@@ -290,11 +287,10 @@ llvm::Error xfmr::writeArtifact(
     uint64_t *bytesWritten) {
   ModuleOp module = contents.module;
   auto model = module->getAttrOfType<DictionaryAttr>("xfmr.model");
-  auto weightLayout = module->getAttrOfType<ArrayAttr>("xfmr.weight_layout");
-  auto cacheLayout = module->getAttrOfType<ArrayAttr>("xfmr.cache_layout");
-  if (!weightLayout || !cacheLayout)
+  MemoryPlanAttr plan = getMemoryPlan(module);
+  if (!plan)
     return llvm::createStringError(
-        "the module has no buffer layout (run xfmr-lower-to-kernels first)");
+        "the module has no memory plan (run xfmr-plan-memory first)");
 
   // Manifest, from the same sizes the code carries (ModelInfo).
   const ModelSizes &sizes = contents.sizes;
@@ -317,38 +313,38 @@ llvm::Error xfmr::writeArtifact(
 
   llvm::json::Array tensors;
   int64_t parameters = 0;
-  for (Attribute entry : weightLayout) {
-    auto dict = cast<DictionaryAttr>(entry);
-    auto type = cast<RankedTensorType>(dict.getAs<TypeAttr>("type").getValue());
+  for (WeightSlotAttr slot : plan.getWeightSlots()) {
+    auto type = cast<RankedTensorType>(slot.getType());
     llvm::json::Array shape;
     for (int64_t size : type.getShape())
       shape.push_back(size);
-    int64_t offset = intAttr(dict, "offset"), bytes = intAttr(dict, "bytes");
-    llvm::json::Object tensor{
-        {"name", dict.getAs<StringAttr>("name").getValue().str()},
-        {"offset", offset},
-        {"bytes", bytes},
-        {"dtype", dtypeOf(type.getElementType())},
-        {"shape", std::move(shape)}};
+    llvm::json::Object tensor{{"name", slot.getSource().getValue().str()},
+                              {"offset", slot.getOffset()},
+                              {"bytes", slot.getBytes()},
+                              {"dtype", dtypeOf(type.getElementType())},
+                              {"shape", std::move(shape)}};
     // Derived at compile time from the named checkpoint tensor(s).
-    if (auto transform = dict.getAs<StringAttr>("transform"))
-      tensor["transform"] = transform.getValue().str();
-    if (auto kvB = dict.getAs<StringAttr>("kv_b"))
-      tensor["kv_b"] = kvB.getValue().str();
+    if (auto quantized = dyn_cast_or_null<QuantizedWeightAttr>(slot.getTransform()))
+      tensor["transform"] =
+          ("fp8_" + stringifyQuantizedPart(quantized.getPart())).str();
+    if (auto fold = dyn_cast_or_null<FoldedWeightAttr>(slot.getTransform())) {
+      tensor["transform"] = ("mla_" + stringifyMLAFold(fold.getKind())).str();
+      if (fold.getKvB())
+        tensor["kv_b"] = fold.getKvB().getValue().str();
+    }
     tensors.push_back(std::move(tensor));
     parameters += type.getNumElements();
   }
   llvm::json::Array layers;
   int64_t bytesPerToken = 0;
-  for (Attribute entry : cacheLayout) {
-    auto dict = cast<DictionaryAttr>(entry);
-    Type type = dict.getAs<TypeAttr>("type").getValue();
+  for (CacheSlotAttr slot : plan.getCacheSlots()) {
+    Type type = slot.getType();
     if (auto latent = dyn_cast<LatentCacheType>(type)) {
       bytesPerToken += latent.bytesPerToken();
       layers.push_back(llvm::json::Object{
           {"kind", "latent"},
-          {"offset", intAttr(dict, "offset")},
-          {"bytes", intAttr(dict, "bytes")},
+          {"offset", slot.getOffset()},
+          {"bytes", slot.getBytes()},
           {"element_type", dtypeOf(latent.getElementType())},
           {"capacity", latent.getCapacity()},
           {"latent_dim", latent.getLatentDim()},
@@ -359,8 +355,8 @@ llvm::Error xfmr::writeArtifact(
     bytesPerToken += cache.bytesPerToken();
     layers.push_back(llvm::json::Object{
         {"kind", "kv"},
-        {"offset", intAttr(dict, "offset")},
-        {"bytes", intAttr(dict, "bytes")},
+        {"offset", slot.getOffset()},
+        {"bytes", slot.getBytes()},
         {"element_type", dtypeOf(cache.getElementType())},
         {"capacity", cache.getCapacity()},
         {"heads", cache.getHeads()},
@@ -369,12 +365,11 @@ llvm::Error xfmr::writeArtifact(
   }
   // Per-expert token counters of each MoE layer, inside the cache blob.
   llvm::json::Array expertCounts;
-  if (auto counters = module->getAttrOfType<ArrayAttr>("xfmr.expert_counts"))
-    for (auto dict : counters.getAsRange<DictionaryAttr>())
-      expertCounts.push_back(llvm::json::Object{
-          {"name", dict.getAs<StringAttr>("name").getValue()},
-          {"offset", intAttr(dict, "offset")},
-          {"experts", intAttr(dict, "experts")}});
+  for (CounterSlotAttr counter : plan.getCounterSlots())
+    expertCounts.push_back(llvm::json::Object{
+        {"name", counter.getName().getValue()},
+        {"offset", counter.getOffset()},
+        {"experts", counter.getExperts()}});
   llvm::json::Object manifest{
       {"format_version", int64_t(artifact::kFormatVersion)},
       {"target", llvm::json::Object(contents.target)},
@@ -439,16 +434,16 @@ llvm::Error xfmr::writeArtifact(
     os.startHash();
     uint64_t position = header.weightsOffset;
     int64_t done = 0, reported = 0;
-    // Codes and scales of one quantized weight are computed together.
-    std::map<std::string, std::string> pendingScales;
-    for (Attribute entry : weightLayout) {
-      auto dict = cast<DictionaryAttr>(entry);
-      uint64_t target = header.weightsOffset + intAttr(dict, "offset");
+    // Codes and scales of one quantized weight are computed together; the
+    // plan puts the codes first.
+    llvm::DenseMap<std::pair<StringRef, Attribute>, std::string> pendingScales;
+    for (WeightSlotAttr slot : plan.getWeightSlots()) {
+      uint64_t target = header.weightsOffset + slot.getOffset();
       pad(os, position, target);
-      int64_t bytes = intAttr(dict, "bytes");
-      StringRef name = dict.getAs<StringAttr>("name").getValue();
-      auto transform = dict.getAs<StringAttr>("transform");
-      auto type = cast<RankedTensorType>(dict.getAs<TypeAttr>("type").getValue());
+      int64_t bytes = slot.getBytes();
+      StringRef name = slot.getSource().getValue();
+      Attribute transform = slot.getTransform();
+      auto type = cast<RankedTensorType>(slot.getType());
       std::string data;
       llvm::Error error = llvm::Error::success();
       if (!transform) {
@@ -460,16 +455,18 @@ llvm::Error xfmr::writeArtifact(
                  type.getElementType().getIntOrFloatBitWidth() == 8)
           error = checkNoNaNCodes(name, *raw, type.getElementType());
         data = raw ? std::move(*raw) : std::string();
+      } else if (auto fold = dyn_cast<FoldedWeightAttr>(transform)) {
+        error = foldWeight(*contents.checkpoint, slot, fold, data);
       } else {
-        std::string key = name.str() + "#" + std::to_string(bytes);
-        if (transform.getValue().starts_with("mla_")) {
-          error = foldWeight(*contents.checkpoint, dict, data);
-        } else if (transform.getValue() == "fp8_codes") {
+        auto quantized = cast<QuantizedWeightAttr>(transform);
+        std::pair<StringRef, Attribute> key{name, quantized.getLayout()};
+        if (quantized.getPart() == QuantizedPart::codes) {
           std::string scales;
-          error = quantizeWeight(*contents.checkpoint, dict, data, scales);
-          pendingScales[name.str()] = std::move(scales);
+          error = quantizeWeight(*contents.checkpoint, slot, quantized, data,
+                                 scales);
+          pendingScales[key] = std::move(scales);
         } else {
-          auto it = pendingScales.find(name.str());
+          auto it = pendingScales.find(key);
           if (it == pendingScales.end())
             error = llvm::createStringError("scales of '" + name.str() +
                                             "' come before its codes");

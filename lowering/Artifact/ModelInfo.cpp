@@ -1,6 +1,7 @@
 //===- ModelInfo.cpp - the sizes the code is compiled for -----------------===//
 
 #include "lowering/Artifact/ModelInfo.h"
+#include "lowering/Common/MemoryPlan.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
 #include "xfmr/runtime/ArtifactFormat.h"
@@ -20,25 +21,23 @@ int64_t xfmr::intAttr(DictionaryAttr dict, StringRef name) {
 
 llvm::Expected<ModelSizes> xfmr::readModelSizes(ModuleOp module) {
   auto model = module->getAttrOfType<DictionaryAttr>("xfmr.model");
-  auto weightLayout = module->getAttrOfType<ArrayAttr>("xfmr.weight_layout");
-  auto cacheLayout = module->getAttrOfType<ArrayAttr>("xfmr.cache_layout");
-  if (!weightLayout || !cacheLayout)
+  MemoryPlanAttr plan = getMemoryPlan(module);
+  if (!plan)
     return llvm::createStringError(
-        "the module has no buffer layout (run xfmr-lower-to-kernels first)");
+        "the module has no memory plan (run xfmr-plan-memory first)");
   ModelSizes sizes;
-  // xfmr-lower-to-kernels records the vocabulary (the logits' width) even
-  // for hand-written IR.
+  // xfmr-plan-memory records the vocabulary (the logits' width) even for
+  // hand-written IR.
   sizes.vocabSize = intAttr(model, "vocab_size");
   if (sizes.vocabSize <= 0 || sizes.vocabSize > INT32_MAX)
     return llvm::createStringError(
         "cannot tell the vocabulary size: the module has no valid xfmr.model "
-        "vocab_size (run xfmr-lower-to-kernels first)");
+        "vocab_size (run xfmr-plan-memory first)");
   // Positions are bounded by the smallest cache (unbounded without caches,
   // which the runtime caps at 2^30) and by what the model says.
   int64_t capacity = int64_t(1) << 30;
-  for (Attribute entry : cacheLayout) {
-    Type type =
-        cast<TypeAttr>(cast<DictionaryAttr>(entry).get("type")).getValue();
+  for (CacheSlotAttr slot : plan.getCacheSlots()) {
+    Type type = slot.getType();
     capacity = std::min(capacity, isa<LatentCacheType>(type)
                                       ? cast<LatentCacheType>(type).getCapacity()
                                       : cast<KVCacheType>(type).getCapacity());
@@ -55,15 +54,11 @@ llvm::Expected<ModelSizes> xfmr::readModelSizes(ModuleOp module) {
     return llvm::createStringError("the context length " +
                                    std::to_string(sizes.contextLength) +
                                    " is outside [1, 2147483647]");
-  for (Attribute entry : weightLayout) {
-    auto dict = cast<DictionaryAttr>(entry);
-    sizes.weightsBytes = std::max(
-        sizes.weightsBytes, intAttr(dict, "offset") + intAttr(dict, "bytes"));
-  }
-  auto cacheBytes = module->getAttrOfType<IntegerAttr>("xfmr.cache_bytes");
-  sizes.kvCacheBytes = cacheBytes ? cacheBytes.getInt() : 0;
-  if (sizes.kvCacheBytes < 0 || sizes.weightsBytes < 0)
-    return llvm::createStringError("the buffer layout has negative sizes");
+  sizes.weightsBytes = 0;
+  for (WeightSlotAttr slot : plan.getWeightSlots())
+    sizes.weightsBytes =
+        std::max(sizes.weightsBytes, slot.getOffset() + slot.getBytes());
+  sizes.kvCacheBytes = plan.getCacheBytes();
   return sizes;
 }
 

@@ -36,8 +36,8 @@ struct ModelSizes {
   int64_t kvSinks = 0;
 };
 
-/// Reads the sizes from a module after xfmr-lower-to-kernels (its xfmr.model,
-/// xfmr.weight_layout, xfmr.cache_layout and xfmr.cache_bytes attributes).
+/// Reads the sizes from a module after xfmr-plan-memory (its xfmr.model and
+/// xfmr.memory_plan attributes).
 llvm::Expected<ModelSizes> readModelSizes(mlir::ModuleOp module);
 
 /// Adds the constant `xfmr_model_info` (artifact::ModelInfo: ABI version,

@@ -91,6 +91,7 @@ void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm) {
 }
 
 void xfmr::buildCPULoweringPipeline(OpPassManager &pm) {
+  pm.addPass(createPlanMemory());
   pm.addPass(createLowerToKernels());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

@@ -39,7 +39,8 @@ llvm::Error resolveCPUTarget(CPUTarget &target);
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 
 /// xfmr IR (after graph optimization and quantization) to the LLVM dialect:
-/// xfmr-lower-to-kernels, canonicalize, cse, xfmr-lower-to-llvm.
+/// xfmr-plan-memory, xfmr-lower-to-kernels, canonicalize, cse,
+/// xfmr-lower-to-llvm.
 void buildCPULoweringPipeline(mlir::OpPassManager &pm);
 
 /// The whole CPU pipeline from graph-level xfmr IR to the LLVM dialect.

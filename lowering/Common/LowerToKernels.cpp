@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "lowering/Common/MemoryPlan.h"
 #include "lowering/Passes.h"
 #include "lowering/CPU/Kernels/Kernels.h"
 
@@ -32,62 +33,10 @@ using namespace xfmr::kernels;
 
 namespace {
 
-constexpr int64_t kAlignment = 64;
-
-int64_t alignTo(int64_t value) { return llvm::alignTo(value, kAlignment); }
-
-int64_t elementBytes(Type type) {
-  return (type.getIntOrFloatBitWidth() + 7) / 8;
-}
-
-/// Where each distinct weight lives in the weight blob.
-struct WeightSlot {
-  int64_t offset;
-  int64_t bytes;
-  RankedTensorType type;
-};
-
-/// The blob slots of the codes and scales of a weight quantized at compile
-/// time, keyed by source name, layout and element type.
-std::string quantizedWeightKey(QuantizeOp quantize, StringRef part) {
-  std::string key;
-  llvm::raw_string_ostream os(key);
-  os << cast<WeightOp>(quantize.getInput().getDefiningOp()).getName() << "#"
-     << part << "#" << quantize.getLayout() << "#"
-     << quantize.getResult().getType().getElementType();
-  return key;
-}
-
 /// Cache element types the CPU lowering implements.
 bool isSupportedCacheElement(Type type) {
   return type.isF32() || type.isBF16() || type.isF16() ||
          isa<Float8E4M3FNType>(type) || type.isInteger(8);
-}
-
-int64_t cacheCodeBytes(KVCacheType cache) {
-  return cache.getCapacity() * cache.getHeads() *
-         (cache.getKeyDim() + cache.getValueDim()) *
-         elementBytes(cache.getElementType());
-}
-
-/// Where the parts of a latent cache's slot live, relative to its offset:
-/// the latent codes, their scales (8-bit only) and k_pe.
-struct LatentLayout {
-  int64_t scalesOffset;
-  int64_t ropeOffset;
-  int64_t bytes;
-};
-
-LatentLayout latentLayout(LatentCacheType cache) {
-  int64_t latentBytes = cache.getCapacity() * cache.getLatentDim() *
-                        elementBytes(cache.getElementType());
-  int64_t scaleBytes = cache.getCapacity() * cache.scaleBlocks() * 4;
-  int64_t scalesOffset = alignTo(latentBytes);
-  int64_t ropeOffset = scaleBytes ? alignTo(scalesOffset + scaleBytes)
-                                  : scalesOffset;
-  int64_t ropeBytes = cache.getCapacity() * cache.getRopeDim() *
-                      elementBytes(cache.ropeElementType());
-  return {scalesOffset, ropeOffset, ropeOffset + ropeBytes};
 }
 
 /// The kernels' view of a latent cache's storage.
@@ -96,39 +45,6 @@ kernels::LatentCacheFormat latentFormat(LatentCacheType cache) {
           weightFormatOf(cache.ropeElementType()), cache.scaleBlocks()};
 }
 
-/// True when every user of `weight` derives another weight from it at
-/// compile time (FP8 codes and scales, folded MLA products): only those are
-/// stored.
-bool onlyDerived(WeightOp weight) {
-  return !weight->use_empty() &&
-         llvm::all_of(weight->getUsers(), [](Operation *user) {
-           return isa<QuantizeOp, FoldMLAWeightOp>(user);
-         });
-}
-
-/// The blob slot of a folded MLA weight, keyed by everything its value
-/// depends on: kind, sources, head shape and stored type.
-std::string foldedWeightKey(FoldMLAWeightOp fold) {
-  std::string key =
-      "fold#" + stringifyMLAFold(fold.getKind()).str() + "#" +
-      cast<WeightOp>(fold.getWeight().getDefiningOp()).getName().str();
-  if (Value kvB = fold.getKvB())
-    key += "#" + cast<WeightOp>(kvB.getDefiningOp()).getName().str();
-  llvm::raw_string_ostream os(key);
-  os << "#" << fold.getHeads() << "x" << fold.getNope() << "x" << fold.getRope()
-     << "x" << fold.getValueDim() << "#" << fold.getResult().getType();
-  return key;
-}
-
-/// Where each layer's cache lives in the cache blob.
-/// 8-bit caches keep their per-entry scales after the codes:
-/// [capacity, heads, 2] f32 at offset + alignTo(codeBytes).
-struct CacheSlot {
-  int64_t offset;
-  int64_t bytes;
-  Type type;
-};
-
 /// An optional non-negative attribute (sliding_window, sinks) as int64_t.
 std::optional<int64_t> asInt(std::optional<uint64_t> value) {
   if (!value)
@@ -136,21 +52,11 @@ std::optional<int64_t> asInt(std::optional<uint64_t> value) {
   return static_cast<int64_t>(*value);
 }
 
-/// Where the per-expert token counters of one MoE layer live in the cache
-/// blob: `experts` i64 at `offset`. The n-th xfmr.moe_experts of every entry
-/// point counts into the n-th slot.
-struct CounterSlot {
-  int64_t offset;
-  int64_t experts;
-};
-
 /// Emits the schedule of one entry point.
 class ScheduleEmitter {
 public:
-  ScheduleEmitter(KernelLibrary &lib,
-                  const llvm::StringMap<WeightSlot> &weights,
-                  ArrayRef<CacheSlot> caches, ArrayRef<CounterSlot> counters)
-      : lib(lib), weights(weights), caches(caches), counters(counters) {}
+  ScheduleEmitter(KernelLibrary &lib, MemoryPlanAttr plan)
+      : lib(lib), plan(plan) {}
 
   LogicalResult emit(func::FuncOp old);
 
@@ -175,8 +81,9 @@ private:
                               bool &ok);
 
   LogicalResult emitOp(Operation *op);
-  /// A view of the weight-blob slot `key` in its storage type.
-  Value weightView(StringRef key);
+  /// A view of the weight-blob slot `op` reads (its `attrName`), in the
+  /// slot's storage type.
+  Value weightView(Operation *op, StringRef attrName = kSlotAttrName);
   /// Appends `latent` and `ropeKey` at `start` to the latent cache value
   /// `cache`, binds `newCache` to the same storage and returns it (latent,
   /// [scales], k_pe) for the attention kernel.
@@ -184,9 +91,7 @@ private:
                                   Value ropeKey, std::optional<int64_t> sinks);
 
   KernelLibrary &lib;
-  const llvm::StringMap<WeightSlot> &weights;
-  ArrayRef<CacheSlot> caches;
-  ArrayRef<CounterSlot> counters;
+  MemoryPlanAttr plan;
   /// The counter slot of the next xfmr.moe_experts.
   size_t nextCounter = 0;
 
@@ -208,7 +113,7 @@ Value ScheduleEmitter::alloc(ArrayRef<int64_t> trailing, Type element) {
   shape.append(trailing.begin(), trailing.end());
   auto type = MemRefType::get(shape, element ? element : b->getF32Type());
   return memref::AllocOp::create(*b, loc, type, ValueRange{tokens},
-                                    b->getI64IntegerAttr(kAlignment));
+                                    b->getI64IntegerAttr(kBufferAlignment));
 }
 
 Value ScheduleEmitter::flat(Value value) {
@@ -239,14 +144,19 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
   return operand;
 }
 
-Value ScheduleEmitter::weightView(StringRef key) {
-  const WeightSlot &slot = weights.find(key)->second;
+Value ScheduleEmitter::weightView(Operation *op, StringRef attrName) {
+  WeightSlotAttr slot = getWeightSlot(plan, op, attrName);
+  if (!slot) {
+    op->emitOpError("has no weight slot in the memory plan (run "
+                    "xfmr-plan-memory first)");
+    return Value();
+  }
+  auto tensor = cast<RankedTensorType>(slot.getType());
   auto type = MemRefType::get(
-      slot.type.getShape(),
-      storageTypeOf(weightFormatOf(slot.type.getElementType()),
-                    b->getContext()));
+      tensor.getShape(),
+      storageTypeOf(weightFormatOf(tensor.getElementType()), b->getContext()));
   return memref::ViewOp::create(*b, loc, type, weightBlob,
-                                index(*b, loc, slot.offset), ValueRange{});
+                                index(*b, loc, slot.getOffset()), ValueRange{});
 }
 
 SmallVector<Value> ScheduleEmitter::appendLatent(Value cache, Value newCache,
@@ -286,9 +196,14 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   };
 
   if (auto weight = dyn_cast<WeightOp>(op)) {
-    if (onlyDerived(weight))
-      return success(); // its quantize reads the packed codes instead
-    bind(weight.getResult(), weightView(weight.getName()), false);
+    // A weight only derived from (FP8 codes and scales, folded MLA
+    // products) has no slot: its users read theirs.
+    if (!op->hasAttr(kSlotAttrName))
+      return success();
+    Value view = weightView(op);
+    if (!view)
+      return failure();
+    bind(weight.getResult(), view, false);
     return success();
   }
   if (auto embed = dyn_cast<EmbeddingOp>(op)) {
@@ -551,10 +466,12 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     int64_t count = gateType.getDimSize(0), inter = gateType.getDimSize(1);
     int64_t hidden = gateType.getDimSize(2);
     int64_t topK = experts.getWeights().getType().getDimSize(1);
-    const CounterSlot &counter = counters[nextCounter++];
+    if (nextCounter >= plan.getCounters().size())
+      return op->emitOpError("has no counter slot in the memory plan");
+    auto counter = cast<CounterSlotAttr>(plan.getCounters()[nextCounter++]);
     Value counts = memref::ViewOp::create(
         *b, loc, MemRefType::get({count}, b->getI64Type()), cacheBlob,
-        index(*b, loc, counter.offset), ValueRange{});
+        index(*b, loc, counter.getOffset()), ValueRange{});
     Value result = outOrLogits(experts.getResult(), {hidden});
     SmallVector<Value> args{buffer(experts.getInput()),
                             buffer(experts.getWeights()),
@@ -600,7 +517,10 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   }
   if (auto fold = dyn_cast<FoldMLAWeightOp>(op)) {
     // Evaluated at compile time: a view of the packed product.
-    bind(fold.getResult(), weightView(foldedWeightKey(fold)), false);
+    Value view = weightView(op);
+    if (!view)
+      return failure();
+    bind(fold.getResult(), view, false);
     return success();
   }
   if (auto mla = dyn_cast<MLALatentAttentionOp>(op)) {
@@ -627,11 +547,12 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto quantize = dyn_cast<QuantizeOp>(op)) {
     if (quantize.getInput().getDefiningOp<WeightOp>()) {
       // Evaluated at compile time: views of the packed codes and scales.
-      for (auto [result, part] :
-           {std::pair(quantize.getResult(), "codes"),
-            std::pair(quantize.getScale(), "scales")}) {
-        bind(result, weightView(quantizedWeightKey(quantize, part)), false);
-      }
+      Value codes = weightView(op, kSlotAttrName);
+      Value scales = weightView(op, kScaleSlotAttrName);
+      if (!codes || !scales)
+        return failure();
+      bind(quantize.getResult(), codes, false);
+      bind(quantize.getScale(), scales, false);
       return success();
     }
     // Activations: only quantize-then-dequantize (fused below) is supported.
@@ -702,15 +623,15 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
   Block &body = old.getBody().front();
   bind(body.getArgument(0), ids, false);
   bind(body.getArgument(1), start, false);
-  for (auto [i, slot] : llvm::enumerate(caches)) {
-    if (auto latent = dyn_cast<LatentCacheType>(slot.type)) {
-      LatentLayout layout = latentLayout(latent);
+  for (auto [i, slot] : llvm::enumerate(plan.getCacheSlots())) {
+    CacheStorage storage = cacheStorage(slot.getType());
+    auto view = [&](ArrayRef<int64_t> shape, Type element, int64_t offset) {
+      return memref::ViewOp::create(
+          *b, loc, MemRefType::get(shape, element), cacheBlob,
+          index(*b, loc, slot.getOffset() + offset), ValueRange{});
+    };
+    if (auto latent = dyn_cast<LatentCacheType>(slot.getType())) {
       kernels::LatentCacheFormat format = latentFormat(latent);
-      auto view = [&](ArrayRef<int64_t> shape, Type element, int64_t offset) {
-        return memref::ViewOp::create(
-            *b, loc, MemRefType::get(shape, element), cacheBlob,
-            index(*b, loc, slot.offset + offset), ValueRange{});
-      };
       Value arg = body.getArgument(2 + i);
       bind(arg,
            view({latent.getCapacity(), latent.getLatentDim()},
@@ -718,31 +639,26 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
            false);
       if (latent.hasScales())
         cacheScales[arg] = view({latent.getCapacity(), latent.scaleBlocks()},
-                                b->getF32Type(), layout.scalesOffset);
+                                b->getF32Type(), storage.scalesOffset);
       latentRope[arg] =
           view({latent.getCapacity(), latent.getRopeDim()},
                storageTypeOf(format.ropeFormat, b->getContext()),
-               layout.ropeOffset);
+               storage.ropeOffset);
       continue;
     }
-    auto cacheType = cast<KVCacheType>(slot.type);
-    auto type = MemRefType::get(
-        {cacheType.getCapacity(), cacheType.getHeads(),
-         cacheType.getKeyDim() + cacheType.getValueDim()},
-        storageTypeOf(weightFormatOf(cacheType.getElementType()),
-                      b->getContext()));
-    Value view = memref::ViewOp::create(*b, loc, type, cacheBlob,
-                                           index(*b, loc, slot.offset),
-                                           ValueRange{});
-    bind(body.getArgument(2 + i), view, false);
-    if (cacheType.hasScales()) {
-      auto scaleType = MemRefType::get(
-          {cacheType.getCapacity(), cacheType.getHeads(), 2}, b->getF32Type());
-      cacheScales[body.getArgument(2 + i)] = memref::ViewOp::create(
-          *b, loc, scaleType, cacheBlob,
-          index(*b, loc, slot.offset + alignTo(cacheCodeBytes(cacheType))),
-          ValueRange{});
-    }
+    auto cacheType = cast<KVCacheType>(slot.getType());
+    Value arg = body.getArgument(2 + i);
+    bind(arg,
+         view({cacheType.getCapacity(), cacheType.getHeads(),
+               cacheType.getKeyDim() + cacheType.getValueDim()},
+              storageTypeOf(weightFormatOf(cacheType.getElementType()),
+                            b->getContext()),
+              0),
+         false);
+    if (cacheType.hasScales())
+      cacheScales[arg] =
+          view({cacheType.getCapacity(), cacheType.getHeads(), 2},
+               b->getF32Type(), storage.scalesOffset);
   }
 
   // Head reshapes are views: a value's storage is that of its root.
@@ -800,265 +716,38 @@ struct LowerToKernelsPass
   void runOnOperation() override;
 };
 
-/// Checks that `func` has the importer's entry signature: (ids, start,
-/// caches...) -> (logits, caches...).
-LogicalResult checkEntrySignature(func::FuncOp func) {
-  if (auto kind = func->getAttrOfType<StringAttr>(kEntryAttrName);
-      kind && kind.getValue() == "mtp")
-    return func.emitOpError("the multi-token-prediction entry point ('mtp') "
-                            "is not compiled yet; import without --mtp");
-  FunctionType type = func.getFunctionType();
-  auto ids = type.getNumInputs() > 0
-                 ? dyn_cast<RankedTensorType>(type.getInput(0))
-                 : RankedTensorType();
-  if (!ids || ids.getRank() != 1 || !ids.getElementType().isInteger(32) ||
-      type.getNumInputs() < 2 || !type.getInput(1).isIndex())
-    return func.emitOpError("entry point must take (tensor<?xi32> ids, index "
-                            "start, caches...)");
-  if (type.getNumResults() != type.getNumInputs() - 1)
-    return func.emitOpError("entry point must return (logits, caches...)");
-  auto logits = dyn_cast<RankedTensorType>(type.getResult(0));
-  if (!logits || logits.getRank() != 2 || !logits.getElementType().isF32())
-    return func.emitOpError("entry point must return f32 logits [tokens, "
-                            "vocab] first");
-  for (unsigned i = 2; i < type.getNumInputs(); ++i) {
-    if (type.getInput(i) != type.getResult(i - 1))
-      return func.emitOpError("cache argument ")
-             << i << " and its returned update differ in type";
-    auto latent = dyn_cast<LatentCacheType>(type.getInput(i));
-    if (!isa<KVCacheType>(type.getInput(i)) && !latent)
-      return func.emitOpError("argument ")
-             << i << " must be a !xfmr.kv_cache or a !xfmr.latent_cache";
-    if (latent && !isSupportedCacheElement(latent.getElementType()))
-      return func.emitOpError("the CPU lowering supports f32, bf16, f16, "
-                              "f8E4M3FN and i8 latent caches, got ")
-             << latent;
-  }
-  if (func.getBody().getBlocks().size() != 1)
-    return func.emitOpError("entry point must be a single block");
-  return success();
-}
-
 void LowerToKernelsPass::runOnOperation() {
   ModuleOp module = getOperation();
+  MemoryPlanAttr plan = getMemoryPlan(module);
+  if (!plan) {
+    module.emitError("the module has no memory plan (run xfmr-plan-memory "
+                     "first)");
+    return signalPassFailure();
+  }
   SmallVector<func::FuncOp> entries;
-  for (auto func : module.getOps<func::FuncOp>()) {
-    if (!func->hasAttr(kEntryAttrName)) {
-      func.emitOpError("is not an entry point; the CPU lowering compiles "
-                       "modules of entry points only");
-      return signalPassFailure();
-    }
-    if (failed(checkEntrySignature(func)))
-      return signalPassFailure();
-    entries.push_back(func);
-  }
-  if (entries.empty()) {
-    module.emitError("no entry point (func.func with xfmr.entry) to lower");
-    return signalPassFailure();
-  }
-
-  int64_t vocab = cast<RankedTensorType>(
-                      entries.front().getFunctionType().getResult(0))
-                      .getDimSize(1);
-  // The runtime accepts token ids below the vocabulary (the logits' width):
-  // every embedding table must have a row for each of them.
-  bool tablesCoverVocabulary = true;
-  module.walk([&](EmbeddingOp embedding) {
-    int64_t rows = embedding.getTable().getType().getDimSize(0);
-    if (rows < vocab) {
-      embedding.emitOpError()
-          << "table has " << rows << " rows but the logits have " << vocab
-          << " entries: token ids in [" << rows << ", " << vocab
-          << ") would read past the table";
-      tablesCoverVocabulary = false;
-    }
-  });
-  if (!tablesCoverVocabulary)
-    return signalPassFailure();
-
-  // One weight blob and one cache blob serve all entry points.
-  Builder builder(&getContext());
-  llvm::StringMap<WeightSlot> weights;
-  SmallVector<Attribute> weightLayout;
-  int64_t weightBytes = 0;
-  auto addSlot = [&](StringRef key, RankedTensorType type,
-                     ArrayRef<NamedAttribute> description) -> bool {
-    auto [it, inserted] = weights.try_emplace(key, WeightSlot{0, 0, type});
-    if (!inserted)
-      return it->second.type == type;
-    it->second.offset = weightBytes;
-    it->second.bytes =
-        type.getNumElements() * elementBytes(type.getElementType());
-    weightBytes = alignTo(weightBytes + it->second.bytes);
-    SmallVector<NamedAttribute> entry(description.begin(), description.end());
-    entry.push_back(builder.getNamedAttr(
-        "offset", builder.getI64IntegerAttr(it->second.offset)));
-    entry.push_back(builder.getNamedAttr(
-        "bytes", builder.getI64IntegerAttr(it->second.bytes)));
-    entry.push_back(builder.getNamedAttr("type", TypeAttr::get(type)));
-    weightLayout.push_back(builder.getDictionaryAttr(entry));
-    return true;
-  };
-  for (func::FuncOp func : entries) {
-    func.walk([&](Operation *op) {
-      if (auto weight = dyn_cast<WeightOp>(op)) {
-        if (onlyDerived(weight))
-          return;
-        if (!addSlot(weight.getName(), weight.getType(),
-                     {builder.getNamedAttr("name", weight.getNameAttr())})) {
-          weight.emitOpError() << "weight '" << weight.getName()
-                               << "' is used with two types";
-          signalPassFailure();
-        }
-        return;
-      }
-      if (auto fold = dyn_cast<FoldMLAWeightOp>(op)) {
-        auto source = fold.getWeight().getDefiningOp<WeightOp>();
-        auto kvB = fold.getKvB() ? fold.getKvB().getDefiningOp<WeightOp>()
-                                 : WeightOp();
-        if (!source || (fold.getKvB() && !kvB)) {
-          fold.emitOpError("folds checkpoint weights (xfmr.weight) only");
-          signalPassFailure();
-          return;
-        }
-        SmallVector<NamedAttribute> description{
-            builder.getNamedAttr("name", source.getNameAttr()),
-            builder.getNamedAttr(
-                "transform",
-                builder.getStringAttr("mla_" +
-                                      stringifyMLAFold(fold.getKind()).str())),
-            builder.getNamedAttr("source_type",
-                                 TypeAttr::get(source.getType())),
-            builder.getNamedAttr("heads", fold.getHeadsAttr()),
-            builder.getNamedAttr("nope", fold.getNopeAttr()),
-            builder.getNamedAttr("rope", fold.getRopeAttr()),
-            builder.getNamedAttr("value_dim", fold.getValueDimAttr())};
-        if (kvB) {
-          description.push_back(
-              builder.getNamedAttr("kv_b", kvB.getNameAttr()));
-          description.push_back(
-              builder.getNamedAttr("kv_b_type", TypeAttr::get(kvB.getType())));
-        }
-        addSlot(foldedWeightKey(fold), fold.getResult().getType(), description);
-        return;
-      }
-      auto quantize = dyn_cast<QuantizeOp>(op);
-      if (!quantize)
-        return;
-      auto source = quantize.getInput().getDefiningOp<WeightOp>();
-      if (!source)
-        return;
-      // Codes and scales the packer computes from the source weight.
-      for (auto [part, type] :
-           {std::pair(StringRef("codes"), quantize.getResult().getType()),
-            std::pair(StringRef("scales"), quantize.getScale().getType())})
-        addSlot(quantizedWeightKey(quantize, part), cast<RankedTensorType>(type),
-                {builder.getNamedAttr("name", source.getNameAttr()),
-                 builder.getNamedAttr(
-                     "transform", builder.getStringAttr("fp8_" + part.str())),
-                 builder.getNamedAttr("layout", quantize.getLayout()),
-                 builder.getNamedAttr("source_type",
-                                      TypeAttr::get(source.getType()))});
-    });
-  }
-  SmallVector<CacheSlot> caches;
-  SmallVector<Attribute> cacheLayout;
-  int64_t cacheBytes = 0;
-  for (Type type : entries.front().getFunctionType().getInputs().drop_front(2)) {
-    if (auto latent = dyn_cast<LatentCacheType>(type)) {
-      int64_t bytes = latentLayout(latent).bytes;
-      caches.push_back({cacheBytes, bytes, type});
-      cacheLayout.push_back(builder.getDictionaryAttr({
-          builder.getNamedAttr("offset", builder.getI64IntegerAttr(cacheBytes)),
-          builder.getNamedAttr("bytes", builder.getI64IntegerAttr(bytes)),
-          builder.getNamedAttr("type", TypeAttr::get(type)),
-      }));
-      cacheBytes = alignTo(cacheBytes + bytes);
-      continue;
-    }
-    auto cache = cast<KVCacheType>(type);
-    if (!isSupportedCacheElement(cache.getElementType())) {
-      entries.front().emitOpError("the CPU lowering supports f32, bf16, f16, "
-                                  "f8E4M3FN and i8 caches, got ")
-          << cache;
-      return signalPassFailure();
-    }
-    int64_t bytes = cacheCodeBytes(cache);
-    if (cache.hasScales())
-      bytes = alignTo(bytes) +
-              cache.getCapacity() * cache.getHeads() * 2 * int64_t(sizeof(float));
-    caches.push_back({cacheBytes, bytes, type});
-    cacheLayout.push_back(builder.getDictionaryAttr({
-        builder.getNamedAttr("offset", builder.getI64IntegerAttr(cacheBytes)),
-        builder.getNamedAttr("bytes", builder.getI64IntegerAttr(bytes)),
-        builder.getNamedAttr("type", TypeAttr::get(type)),
-    }));
-    cacheBytes = alignTo(cacheBytes + bytes);
-  }
+  for (auto func : module.getOps<func::FuncOp>())
+    if (func->hasAttr(kEntryAttrName))
+      entries.push_back(func);
+  // What this lowering implements of what the plan allows.
   for (func::FuncOp func : entries)
-    if (func.getFunctionType().getInputs().drop_front(2) !=
-        entries.front().getFunctionType().getInputs().drop_front(2)) {
-      func.emitOpError("entry points must share one cache layout");
-      return signalPassFailure();
+    for (Type type : func.getFunctionType().getInputs().drop_front(2)) {
+      Type element = isa<LatentCacheType>(type)
+                         ? cast<LatentCacheType>(type).getElementType()
+                         : cast<KVCacheType>(type).getElementType();
+      if (!isSupportedCacheElement(element)) {
+        func.emitOpError("the CPU lowering supports f32, bf16, f16, f8E4M3FN "
+                         "and i8 caches, got ")
+            << type;
+        return signalPassFailure();
+      }
     }
-
-  // Per-expert token counters, after the caches (zeroed with them).
-  SmallVector<CounterSlot> counters;
-  SmallVector<Attribute> counterLayout;
-  llvm::StringSet<> counterNames;
-  entries.front().walk([&](MoEExpertsOp experts) {
-    int64_t count = experts.getGateWeight().getType().getDimSize(0);
-    std::string name = "moe." + std::to_string(counters.size());
-    if (auto named = dyn_cast<NameLoc>(experts.getLoc()))
-      name = named.getName().str();
-    // Names key the runtime's statistics: keep them unique.
-    if (!counterNames.insert(name).second) {
-      name += "#" + std::to_string(counters.size());
-      counterNames.insert(name);
-    }
-    counters.push_back({cacheBytes, count});
-    counterLayout.push_back(builder.getDictionaryAttr({
-        builder.getNamedAttr("name", builder.getStringAttr(name)),
-        builder.getNamedAttr("offset", builder.getI64IntegerAttr(cacheBytes)),
-        builder.getNamedAttr("experts", builder.getI64IntegerAttr(count)),
-    }));
-    cacheBytes = alignTo(cacheBytes + count * 8);
-  });
-  for (func::FuncOp func : entries) {
-    SmallVector<int64_t> sizes;
-    func.walk([&](MoEExpertsOp experts) {
-      sizes.push_back(experts.getGateWeight().getType().getDimSize(0));
-    });
-    if (sizes.size() != counters.size() ||
-        !llvm::all_of(llvm::zip(sizes, counters), [](auto pair) {
-          return std::get<0>(pair) == std::get<1>(pair).experts;
-        })) {
-      func.emitOpError("entry points must have the same MoE layers");
-      return signalPassFailure();
-    }
-  }
-
   KernelLibrary lib(module);
   for (func::FuncOp old : entries) {
-    ScheduleEmitter emitter(lib, weights, caches, counters);
+    ScheduleEmitter emitter(lib, plan);
     if (failed(emitter.emit(old)))
       return signalPassFailure();
     old.erase();
   }
-  // Hand-written IR may lack the model description the importer writes: its
-  // vocabulary is the logits' width, which the artifact manifest needs.
-  auto model = module->getAttrOfType<DictionaryAttr>("xfmr.model");
-  if (!model || !model.get("vocab_size")) {
-    NamedAttrList description(model ? model : builder.getDictionaryAttr({}));
-    description.set("vocab_size", builder.getI64IntegerAttr(vocab));
-    module->setAttr("xfmr.model", description.getDictionary(&getContext()));
-  }
-  module->setAttr("xfmr.weight_layout", builder.getArrayAttr(weightLayout));
-  module->setAttr("xfmr.cache_layout", builder.getArrayAttr(cacheLayout));
-  if (!counterLayout.empty())
-    module->setAttr("xfmr.expert_counts", builder.getArrayAttr(counterLayout));
-  module->setAttr("xfmr.weights_bytes", builder.getI64IntegerAttr(weightBytes));
-  module->setAttr("xfmr.cache_bytes", builder.getI64IntegerAttr(cacheBytes));
 }
 
 } // namespace

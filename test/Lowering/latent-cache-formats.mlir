@@ -1,12 +1,12 @@
 // Compressed MLA latent caches (xfmr-absorb-mla, then xfmr-compress-kv-cache):
 // an 8-bit latent is stored FlashMLA-style as codes, one f32 scale per 128
 // channels and a bf16 k_pe, three views of the layer's slot.
-// RUN: xfmr-opt %s --xfmr-absorb-mla --xfmr-compress-kv-cache=element=fp8 --xfmr-lower-to-kernels | FileCheck %s
-// RUN: xfmr-opt %s --xfmr-absorb-mla --xfmr-compress-kv-cache=element=bf16 --xfmr-lower-to-kernels | FileCheck %s --check-prefix=BF16
+// RUN: xfmr-opt %s --xfmr-absorb-mla --xfmr-compress-kv-cache=element=fp8 --xfmr-plan-memory --xfmr-lower-to-kernels | FileCheck %s
+// RUN: xfmr-opt %s --xfmr-absorb-mla --xfmr-compress-kv-cache=element=bf16 --xfmr-plan-memory --xfmr-lower-to-kernels | FileCheck %s --check-prefix=BF16
 
 // 16 tokens x 160 one-byte codes (2560 bytes), 16 x 2 scales at 2560
 // (128 bytes), 16 x 4 bf16 rope keys at 2688 (128 bytes).
-// CHECK: xfmr.cache_bytes = 2816 : i64
+// CHECK: cache_bytes = 2816>
 // CHECK-LABEL: func.func @prefill
 // CHECK: %[[CODES:.+]] = memref.view %{{.+}}[%{{.+}}][] : memref<?xi8> to memref<16x160xi8>
 // CHECK: %[[SCALES:.+]] = memref.view %{{.+}}[%c2560][] : memref<?xi8> to memref<16x2xf32>
@@ -14,7 +14,7 @@
 // CHECK: call @xfmr_latent_cache_write_16x160x4_f8e4m3fn_rope_bf16(%{{.+}}, %{{.+}}, %[[CODES]], %[[SCALES]], %[[ROPE]], %{{.+}})
 // CHECK: call @xfmr_latent_attend_16x2x4x4x160_{{.+}}_f8e4m3fn_rope_bf16(%{{.+}}, %{{.+}}, %[[CODES]], %[[SCALES]], %[[ROPE]], %{{.+}}, %{{.+}})
 
-// BF16: xfmr.cache_bytes = 5248 : i64
+// BF16: cache_bytes = 5248>
 // BF16: memref.view %{{.+}}[%{{.+}}][] : memref<?xi8> to memref<16x160xbf16>
 // BF16: memref.view %{{.+}}[%c5120][] : memref<?xi8> to memref<16x4xbf16>
 // BF16: call @xfmr_latent_cache_write_16x160x4_bf16(

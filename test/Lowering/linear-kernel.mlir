@@ -2,7 +2,7 @@
 // tokens x 4 rows share their loads (4 activation + 4 weight vectors feed 16
 // FMAs per 16-lane step); bf16 weights widen in registers; a scalar tail covers
 // the last 100 % 16 = 4 features; leftover tokens read one row at a time.
-// RUN: xfmr-opt %s --xfmr-lower-to-kernels --canonicalize | FileCheck %s
+// RUN: xfmr-opt %s --xfmr-plan-memory --xfmr-lower-to-kernels --canonicalize | FileCheck %s
 
 // CHECK-LABEL: func.func private @xfmr_linear_48x100_bf16_bias_f32
 // CHECK-SAME: (%[[X:.+]]: memref<?x100xf32>, %[[W:.+]]: memref<48x100xbf16>, %[[B:.+]]: memref<48xf32>, %[[Y:.+]]: memref<?x48xf32>)

@@ -1,16 +1,16 @@
-// RUN: xfmr-opt %s --xfmr-lower-to-kernels | FileCheck %s
+// RUN: xfmr-opt %s --xfmr-plan-memory --xfmr-lower-to-kernels | FileCheck %s
 
 !cache = !xfmr.latent_cache<f32, capacity = 16, latent_dim = 32, rope_dim = 8>
 
-// Folded MLA weights are blob slots the packer computes ("transform" names
+// Folded MLA weights are blob slots the packer computes (the transform names
 // the product, with both sources); the checkpoint weights they come from are
 // not stored. Latent attention reads the rope query as a query without a
 // no-rope part.
-// CHECK: xfmr.weight_layout = [
-// CHECK-SAME: {bytes = 12288 : i64, heads = 4 : i64, kv_b = "kv_b", kv_b_type = tensor<128x32xbf16>, name = "q_b", nope = 16 : i64, offset = 6912 : i64, rope = 8 : i64, source_type = tensor<96x24xbf16>, transform = "mla_query_latent", type = tensor<128x24xf32>, value_dim = 16 : i64}
-// CHECK-SAME: {bytes = 3072 : i64, heads = 4 : i64, name = "q_b", nope = 16 : i64, offset = 19200 : i64, rope = 8 : i64, source_type = tensor<96x24xbf16>, transform = "mla_query_rope", type = tensor<32x24xf32>, value_dim = 16 : i64}
-// CHECK-SAME: kv_b = "kv_b", kv_b_type = tensor<128x32xbf16>, name = "o_proj", nope = 16 : i64, offset = 22272 : i64, rope = 8 : i64, source_type = tensor<32x64xf32>, transform = "mla_output", type = tensor<32x128xf32>
-// CHECK-NOT: {bytes = {{[0-9]+}} : i64, name = "kv_b"
+// CHECK: xfmr.memory_plan = #xfmr.memory_plan<weights = [
+// CHECK-SAME: #xfmr.weight_slot<source = "q_b", offset = 6912, bytes = 12288, type = tensor<128x24xf32>, transform = #xfmr.folded_weight<kind = query_latent, heads = 4, nope = 16, rope = 8, value_dim = 16, source_type = tensor<96x24xbf16>, kv_b = "kv_b", kv_b_type = tensor<128x32xbf16>>>
+// CHECK-SAME: #xfmr.weight_slot<source = "q_b", offset = 19200, bytes = 3072, type = tensor<32x24xf32>, transform = #xfmr.folded_weight<kind = query_rope, heads = 4, nope = 16, rope = 8, value_dim = 16, source_type = tensor<96x24xbf16>>>
+// CHECK-SAME: #xfmr.weight_slot<source = "o_proj", offset = 22272, bytes = 16384, type = tensor<32x128xf32>, transform = #xfmr.folded_weight<kind = output, heads = 4, nope = 16, rope = 8, value_dim = 16, source_type = tensor<32x64xf32>, kv_b = "kv_b", kv_b_type = tensor<128x32xbf16>>>
+// CHECK-NOT: source = "kv_b"
 // CHECK-LABEL: func.func @decode
 // CHECK: %[[QL:.+]] = memref.view %{{.+}}[%{{.+}}][] : memref<?xi8> to memref<128x24xf32>
 // CHECK: call @xfmr_linear_128x24_f32(%{{.+}}, %[[QL]], %{{.+}})

@@ -1,11 +1,10 @@
-// RUN: xfmr-opt %s --xfmr-lower-to-kernels --split-input-file --verify-diagnostics | FileCheck %s
+// RUN: xfmr-opt %s --xfmr-plan-memory --xfmr-lower-to-kernels --split-input-file --verify-diagnostics | FileCheck %s
 
 // Each dispatch form is its own kernel. Every MoE layer gets per-expert token
 // counters (i64) in the cache blob, after the caches; the module records where
 // (name from the op's location) for the runtime's statistics.
 // CHECK: module attributes
-// CHECK-SAME: xfmr.cache_bytes = 64 : i64
-// CHECK-SAME: xfmr.expert_counts = [{experts = 4 : i64, name = "model.layers.0.mlp", offset = 0 : i64}]
+// CHECK-SAME: counters = [#xfmr.counter_slot<name = "model.layers.0.mlp", offset = 0, experts = 4>], weight_bytes = {{[0-9]+}}, cache_bytes = 64>
 // CHECK-LABEL: func.func @prefill
 // CHECK-SAME: (%[[IDS:.+]]: memref<?xi32>, %[[START:.+]]: index, %[[W:.+]]: memref<?xi8>, %[[C:.+]]: memref<?xi8>, %{{.+}}: memref<?x32xf32>)
 // CHECK: call @xfmr_moe_route_4_k2_g1x1_softmax_norm_0x1pp0

@@ -1,13 +1,12 @@
-// RUN: xfmr-opt %s --xfmr-lower-to-kernels --split-input-file --verify-diagnostics | FileCheck %s
+// RUN: xfmr-opt %s --xfmr-plan-memory --xfmr-lower-to-kernels --split-input-file --verify-diagnostics | FileCheck %s
 
 !cache = !xfmr.kv_cache<f32, capacity = 16, heads = 1, key_dim = 8, value_dim = 8>
 
 // The entry point gets the fixed ABI; weights and the cache are views into the
-// two blobs at the offsets the module records; intermediate buffers are freed
-// after their last reader; the last linear writes the caller's logits.
-// CHECK: module attributes {xfmr.cache_bytes = 1024 : i64, xfmr.cache_layout = [{bytes = 1024 : i64, offset = 0 : i64, type = !xfmr.kv_cache<f32, capacity = 16, heads = 1, key_dim = 8, value_dim = 8>}]
-// CHECK-SAME: xfmr.weight_layout = [{bytes = 512 : i64, name = "embed", offset = 0 : i64, type = tensor<32x8xbf16>}, {bytes = 256 : i64, name = "wq", offset = 512 : i64, type = tensor<8x8xf32>}, {bytes = 64 : i64, name = "wk", offset = 768 : i64, type = tensor<8x8xf8E4M3FN>}, {bytes = 4 : i64, name = "wk_scale", offset = 832 : i64, type = tensor<1x1xf32>}]
-// CHECK-SAME: xfmr.weights_bytes = 896 : i64
+// two blobs at the offsets of the memory plan (embed 0, wq 512, wk 768,
+// wk_scale 832; the cache at 0); intermediate buffers are freed after their
+// last reader; the last linear writes the caller's logits.
+// CHECK: module attributes {xfmr.memory_plan = #xfmr.memory_plan<
 // CHECK-LABEL: func.func @prefill
 // CHECK-SAME: (%[[IDS:.+]]: memref<?xi32>, %[[START:.+]]: index, %[[W:.+]]: memref<?xi8>, %[[C:.+]]: memref<?xi8>, %[[LOGITS:.+]]: memref<?x32xf32>)
 // CHECK-SAME: attributes {llvm.emit_c_interface, xfmr.entry = "prefill"}
@@ -16,6 +15,7 @@
 // CHECK: %[[EMB:.+]] = memref.view %[[W]][%{{.+}}][] : memref<?xi8> to memref<32x8xbf16>
 // CHECK: %[[H:.+]] = memref.alloc(%[[S]]) {alignment = 64 : i64} : memref<?x8xf32>
 // CHECK: call @xfmr_embedding_32x8_bf16(%[[EMB]], %[[IDS]], %[[H]])
+// CHECK: memref.view %[[W]][%c512{{.*}}][] : memref<?xi8> to memref<8x8xf32>
 // FP8 weights are read as bytes and decoded in registers, scaled per block.
 // CHECK: memref.view %[[W]][%{{.+}}][] : memref<?xi8> to memref<8x8xi8>
 // CHECK: call @xfmr_linear_8x8_f32(%[[H]], %{{.+}}, %[[Q:[a-z_0-9]+]])
@@ -58,7 +58,7 @@ func.func @prefill(%ids: tensor<?xi32>, %start: index, %c: !cache) -> (tensor<?x
 
 // -----
 
-// expected-error @+1 {{'func.func' op is not an entry point; the CPU lowering compiles modules of entry points only}}
+// expected-error @+1 {{'func.func' op is not an entry point; xfmr compiles modules of entry points (func.func with xfmr.entry) only}}
 func.func @helper(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
   return %x : tensor<?x8xf32>
 }
@@ -66,7 +66,7 @@ func.func @helper(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
 // -----
 
 !latent = !xfmr.latent_cache<f64, capacity = 16, latent_dim = 8, rope_dim = 4>
-// expected-error @+1 {{the CPU lowering supports f32, bf16, f16, f8E4M3FN and i8 latent caches, got '!xfmr.latent_cache<f64, capacity = 16, latent_dim = 8, rope_dim = 4>'}}
+// expected-error @+1 {{the CPU lowering supports f32, bf16, f16, f8E4M3FN and i8 caches, got '!xfmr.latent_cache<f64, capacity = 16, latent_dim = 8, rope_dim = 4>'}}
 func.func @decode(%ids: tensor<?xi32>, %start: index, %c: !latent) -> (tensor<?x32xf32>, !latent)
     attributes {xfmr.entry = "decode"} {
   %emb = xfmr.weight "embed" : tensor<32x8xf32>

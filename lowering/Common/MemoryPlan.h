@@ -1,0 +1,57 @@
+//===- MemoryPlan.h - the weight and cache blobs, target-neutral -*- C++ -*-===//
+//
+// xfmr-plan-memory decides, once for every target, where each weight lives
+// in the weight blob and each layer's cache (and each MoE layer's counters)
+// in the cache blob, and records it as `#xfmr.memory_plan` on the module
+// (dialects/Xfmr/XfmrAttrs.td). Kernel lowering (any target) and the
+// artifact writer read that plan; these helpers say how a slot's bytes are
+// laid out, so that both read it the same way.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_LOWERING_COMMON_MEMORYPLAN_H
+#define XFMR_LOWERING_COMMON_MEMORYPLAN_H
+
+#include "dialects/Xfmr/XfmrOps.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+namespace xfmr {
+
+/// The module attribute holding the plan.
+inline constexpr llvm::StringLiteral kMemoryPlanAttrName = "xfmr.memory_plan";
+/// On ops that read a weight slot (xfmr.weight, xfmr.quantize of a weight,
+/// xfmr.fold_mla_weight): the index of the slot in the plan's weights, and
+/// for a quantized weight the index of its scales.
+inline constexpr llvm::StringLiteral kSlotAttrName = "xfmr.slot";
+inline constexpr llvm::StringLiteral kScaleSlotAttrName = "xfmr.scale_slot";
+
+/// Every tensor, cache part and counter block starts at a multiple of this.
+inline constexpr int64_t kBufferAlignment = 64;
+
+/// Bytes of one element of a stored type (f32 4, bf16 2, FP8 and i8 1).
+int64_t storedElementBytes(mlir::Type type);
+
+/// How a layer's cache is laid out inside its slot. A KV cache is codes
+/// [capacity, heads, key_dim + value_dim], then for 8-bit types f32 scales
+/// [capacity, heads, 2] (key, value). A latent cache is the latent codes
+/// [capacity, latent_dim], then for 8-bit types f32 scales [capacity,
+/// scale blocks], then k_pe [capacity, rope_dim].
+struct CacheStorage {
+  int64_t scalesOffset = 0; ///< 0 when the cache has no scales
+  int64_t ropeOffset = 0;   ///< latent caches only
+  int64_t bytes = 0;        ///< the whole slot
+};
+CacheStorage cacheStorage(mlir::Type cacheType);
+
+/// The module's plan; null when xfmr-plan-memory has not run.
+MemoryPlanAttr getMemoryPlan(mlir::ModuleOp module);
+
+/// The weight slot an op reads (`attrName`: kSlotAttrName or
+/// kScaleSlotAttrName), or null.
+WeightSlotAttr getWeightSlot(MemoryPlanAttr plan, mlir::Operation *op,
+                             llvm::StringRef attrName = kSlotAttrName);
+
+} // namespace xfmr
+
+#endif // XFMR_LOWERING_COMMON_MEMORYPLAN_H
