@@ -1,6 +1,7 @@
 //===- Compiler.cpp - the compiler's narrow API -----------------*- C++ -*-===//
 
 #include "compiler/Compiler.h"
+#include "compiler/TargetBackend.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
 #include "import/Checkpoint.h"
@@ -10,6 +11,7 @@
 #include "import/ModelConfig.h"
 #include "lowering/Artifact/ArtifactWriter.h"
 #include "lowering/CPU/CPUPipeline.h"
+#include "lowering/Common/KernelTarget.h"
 #include "lowering/Passes.h"
 #include "passes/Passes.h"
 #include "passes/Pipelines.h"
@@ -46,6 +48,7 @@ void registerEverything() {
     mlir::registerAllPasses();
     registerXfmrPasses();
     registerXfmrLoweringPasses();
+    registerKernelTargets();
     registerPipelines();
     registerCPUPipelines();
   });
@@ -192,9 +195,6 @@ Error xfmr::validateCompileOptions(const CompileOptions &options) {
                          "file)");
   if (options.output.empty())
     return invalidOption("no output file given (-o FILE)");
-  if (options.target != "cpu")
-    return invalidOption("target '" + options.target +
-                         "' is not supported yet (supported: cpu)");
   if (options.context < 0 || options.context > kMaxContextLength)
     return invalidOption("the context length must be in [0, " +
                          Twine(kMaxContextLength) +
@@ -234,12 +234,13 @@ Error xfmr::validateCompileOptions(const CompileOptions &options) {
       !StringRef(options.model).ends_with(".mlir"))
     return invalidOption("--weights is only used with an .mlir model (a "
                          "checkpoint folder holds its own weights)");
-  // The CPU name, without printing LLVM's own warning.
-  CPUTarget target;
-  target.cpu = options.cpu;
-  if (options.cpu.empty())
-    return invalidOption("no CPU given (an LLVM CPU name or 'native')");
-  return resolveCPUTarget(target);
+  // The target's own options (the CPU name, without printing LLVM's own
+  // warning).
+  Expected<std::unique_ptr<TargetBackend>> backend =
+      createTargetBackend(options.target);
+  if (!backend)
+    return backend.takeError();
+  return (*backend)->configure(options);
 }
 
 Error xfmr::compileModel(const CompileOptions &options,
@@ -263,10 +264,12 @@ Error xfmr::compileModel(const CompileOptions &options,
   std::unique_ptr<mlir::MLIRContext> context = makeContext();
   DiagnosticCollector diagnostics(context.get());
 
-  CPUTarget target;
-  target.cpu = options.cpu;
-  target.optLevel = options.optLevel;
-  if (Error error = resolveCPUTarget(target))
+  Expected<std::unique_ptr<TargetBackend>> created =
+      createTargetBackend(options.target);
+  if (!created)
+    return created.takeError();
+  std::unique_ptr<TargetBackend> backend = std::move(*created);
+  if (Error error = backend->configure(options))
     return error;
   mlir::PassManager pm(context.get());
   buildGraphOptPipeline(pm);
@@ -299,7 +302,7 @@ Error xfmr::compileModel(const CompileOptions &options,
     pm.addPass(createSparsifyMoE(SparsifyMoEOptions{
         options.moe == "sparse-prefill" ? "sparse" : "grouped"}));
   }
-  buildCPULoweringPipeline(pm);
+  backend->buildLoweringPipeline(pm);
   if (!options.dumpIRAfter.empty() && options.dumpIRAfter != "all") {
     std::vector<std::string> names = passNames(pm);
     if (!llvm::is_contained(names, options.dumpIRAfter))
@@ -360,6 +363,8 @@ Error xfmr::compileModel(const CompileOptions &options,
                                toString(imported.takeError()));
     module = std::move(*imported);
   }
+  // What the code is compiled for, for the passes that pick kernels.
+  (*module)->setAttr(kTargetAttrName, backend->getTarget(context.get()));
   if (mlir::failed(mlir::verify(*module)))
     return createStringError("the model IR does not verify:\n" +
                              diagnostics.str());
@@ -399,21 +404,12 @@ Error xfmr::compileModel(const CompileOptions &options,
   }
   if (mlir::failed(pm.run(*module)))
     return createStringError("lowering failed:\n" + diagnostics.str());
-  // The code carries the sizes it is compiled for; the manifest repeats them.
   Expected<ModelSizes> sizes = readModelSizes(*module);
   if (!sizes)
     return sizes.takeError();
-  if (Error error =
-          addModelInfo(*module, *sizes, target.cpuName, target.features))
-    return error;
-
-  step("generating code for " + target.triple + ", cpu " + target.cpuName +
-       " (LLVM -O" + Twine(options.optLevel) + ")");
-  Expected<std::string> object = emitObject(*module, target);
-  if (!object)
-    return object.takeError();
-  step("linking");
-  Expected<std::string> code = linkSharedObject(*object);
+  step("generating " + backend->describe());
+  Expected<TargetCode> code = backend->generateCode(
+      *module, *sizes, [&](const std::string &line) { step(line); });
   if (!code)
     return code.takeError();
 
@@ -421,12 +417,9 @@ Error xfmr::compileModel(const CompileOptions &options,
   ArtifactContents contents;
   contents.module = *module;
   contents.checkpoint = checkpoint.get();
-  contents.code = std::move(*code);
+  contents.code = std::move(code->code);
   contents.sizes = *sizes;
-  contents.target = json::Object{{"kind", "cpu"},
-                                 {"triple", target.triple},
-                                 {"cpu", target.cpuName},
-                                 {"features", target.features}};
+  contents.target = std::move(code->manifest);
   contents.compileOptions = json::Object{
       {"target", options.target},
       {"cpu", options.cpu},

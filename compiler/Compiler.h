@@ -25,7 +25,7 @@ struct CompileOptions {
   std::string model;
   /// The artifact to write.
   std::string output = "model.xfmr";
-  /// Only "cpu" today.
+  /// The back end (TargetBackend.h): "cpu" today.
   std::string target = "cpu";
   /// An LLVM CPU name, or "native".
   std::string cpu = "x86-64-v2";

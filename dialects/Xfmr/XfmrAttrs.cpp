@@ -182,3 +182,9 @@ MemoryPlanAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          << "' lie outside the cache blob";
   return success();
 }
+
+bool TargetAttr::hasFeature(StringRef feature) const {
+  SmallVector<StringRef> features;
+  getFeatures().split(features, ',', -1, /*KeepEmpty=*/false);
+  return llvm::is_contained(features, ("+" + feature).str());
+}

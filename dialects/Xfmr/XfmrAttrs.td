@@ -107,6 +107,33 @@ def Xfmr_ScaleLayoutAttr : Xfmr_Attr<"ScaleLayout", "scale_layout"> {
   }];
 }
 
+def Xfmr_TargetAttr : Xfmr_Attr<"Target", "target"> {
+  let summary = "what a module's code is compiled for";
+  let description = [{
+    The module attribute `xfmr.target`: the back end (`kind`: `cpu` today;
+    `cuda`, `rocm`, `vulkan` later), the LLVM target triple, the chip (an
+    LLVM CPU name such as `znver4`, later `sm_90a` or `gfx942`) and the ISA
+    features the code may use (LLVM's `+feature` list). The compile driver
+    sets it from `--target`/`--cpu`; kernel lowering picks kernels by it.
+    ```mlir
+    module attributes {xfmr.target = #xfmr.target<kind = "cpu",
+        triple = "x86_64-pc-linux-gnu", chip = "znver4",
+        features = "+avx2,+avx512bf16,+avx512f,+fma">} { ... }
+    ```
+  }];
+  let parameters = (ins
+    StringRefParameter<"back end kind">:$kind,
+    StringRefParameter<"LLVM target triple">:$triple,
+    StringRefParameter<"chip: LLVM CPU or GPU name">:$chip,
+    StringRefParameter<"comma-separated +feature list", "\"\"">:$features
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+  let extraClassDeclaration = [{
+    /// Whether `features` lists `+feature`.
+    bool hasFeature(::llvm::StringRef feature) const;
+  }];
+}
+
 //===----------------------------------------------------------------------===//
 // The memory plan (xfmr-plan-memory)
 //===----------------------------------------------------------------------===//

@@ -43,6 +43,13 @@ LogicalResult XfmrDialect::verifyOperationAttribute(Operation *op,
       return op->emitError() << "'xfmr.model' must be a dictionary on a module";
     return success();
   }
+  // What the module's code is compiled for (the compile driver sets it).
+  if (name == "xfmr.target") {
+    if (!isa<ModuleOp>(op) || !isa<TargetAttr>(attr.getValue()))
+      return op->emitError()
+             << "'xfmr.target' must be a #xfmr.target on a module";
+    return success();
+  }
   // The memory plan of xfmr-plan-memory, and the weight slots it assigns.
   if (name == "xfmr.memory_plan") {
     if (!isa<ModuleOp>(op) || !isa<MemoryPlanAttr>(attr.getValue()))

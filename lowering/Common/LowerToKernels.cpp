@@ -1,16 +1,18 @@
 //===- LowerToKernels.cpp - entry points -> kernels + schedule --*- C++ -*-===//
 //
-// An entry point is a straight-line list of xfmr ops. Each op becomes calls
-// of kernels (lowering/Kernels) on buffers: the schedule allocates an f32
-// buffer per result, views weights and caches inside the two blobs the entry
-// ABI passes in, and frees each buffer after the last op that reads it (or
-// any view of it). The old tensor-level function is replaced.
+// An entry point is a straight-line list of xfmr ops. Each op becomes
+// launches of kernels (KernelContracts.h) on buffers: the schedule allocates
+// an f32 buffer per result, views weights and caches inside the two blobs
+// the entry ABI passes in (at the offsets of the memory plan), and frees
+// each buffer after the last op that reads it (or any view of it). The old
+// tensor-level function is replaced. All of this is target-neutral; the
+// module's target (KernelTarget.h) materializes and launches the kernels.
 //
 //===----------------------------------------------------------------------===//
 
+#include "lowering/Common/KernelTarget.h"
 #include "lowering/Common/MemoryPlan.h"
 #include "lowering/Passes.h"
-#include "lowering/CPU/Kernels/Kernels.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
 
@@ -18,6 +20,7 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/MathExtras.h"
@@ -33,18 +36,6 @@ using namespace xfmr::kernels;
 
 namespace {
 
-/// Cache element types the CPU lowering implements.
-bool isSupportedCacheElement(Type type) {
-  return type.isF32() || type.isBF16() || type.isF16() ||
-         isa<Float8E4M3FNType>(type) || type.isInteger(8);
-}
-
-/// The kernels' view of a latent cache's storage.
-kernels::LatentCacheFormat latentFormat(LatentCacheType cache) {
-  return {weightFormatOf(cache.getElementType()),
-          weightFormatOf(cache.ropeElementType()), cache.scaleBlocks()};
-}
-
 /// An optional non-negative attribute (sliding_window, sinks) as int64_t.
 std::optional<int64_t> asInt(std::optional<uint64_t> value) {
   if (!value)
@@ -55,8 +46,8 @@ std::optional<int64_t> asInt(std::optional<uint64_t> value) {
 /// Emits the schedule of one entry point.
 class ScheduleEmitter {
 public:
-  ScheduleEmitter(KernelLibrary &lib, MemoryPlanAttr plan)
-      : lib(lib), plan(plan) {}
+  ScheduleEmitter(KernelTarget &target, MemoryPlanAttr plan)
+      : target(target), plan(plan) {}
 
   LogicalResult emit(func::FuncOp old);
 
@@ -72,10 +63,21 @@ private:
       ownedBuffers[value] = buffer;
   }
   Value buffer(Value value) { return buffers.lookup(value); }
-  Value flat(Value buffer);
-  void call(func::FuncOp kernel, ValueRange args) {
-    func::CallOp::create(*b, loc, kernel, args);
+  Value constant(int64_t value) {
+    return arith::ConstantIndexOp::create(*b, loc, value);
   }
+  Value flat(Value buffer);
+  /// Launches the kernel of `kernel`'s configuration on `operands`.
+  template <typename Kernel>
+  LogicalResult launch(const Kernel &kernel,
+                       typename Kernel::template Operands<Value> operands) {
+    FailureOr<SymbolRefAttr> symbol = target.materialize(kernel, loc);
+    if (failed(symbol))
+      return failure();
+    target.launch(*b, loc, *symbol, presentOperands(operands));
+    return success();
+  }
+  void release(Value buffer) { target.deallocate(*b, loc, buffer); }
   WeightOperand weightOperand(Value weight, Value scale,
                               ScaleLayoutAttr layout, Operation *op,
                               bool &ok);
@@ -87,16 +89,17 @@ private:
   /// Appends `latent` and `ropeKey` at `start` to the latent cache value
   /// `cache`, binds `newCache` to the same storage and returns it (latent,
   /// [scales], k_pe) for the attention kernel.
-  SmallVector<Value> appendLatent(Value cache, Value newCache, Value latent,
-                                  Value ropeKey, std::optional<int64_t> sinks);
+  FailureOr<LatentCacheWriteOperands<Value>>
+  appendLatent(Value cache, Value newCache, Value latent, Value ropeKey,
+               std::optional<int64_t> sinks);
 
-  KernelLibrary &lib;
+  KernelTarget &target;
   MemoryPlanAttr plan;
   /// The counter slot of the next xfmr.moe_experts.
   size_t nextCounter = 0;
 
   std::optional<OpBuilder> b;
-  Location loc = UnknownLoc::get(lib.getModule().getContext());
+  Location loc = UnknownLoc::get(target.getModule().getContext());
   Value tokens, start, weightBlob, cacheBlob, logitsOut, logitsValue;
   llvm::DenseMap<Value, Value> buffers;
   /// The scale buffers of 8-bit caches, by cache value.
@@ -112,8 +115,7 @@ Value ScheduleEmitter::alloc(ArrayRef<int64_t> trailing, Type element) {
   SmallVector<int64_t> shape{ShapedType::kDynamic};
   shape.append(trailing.begin(), trailing.end());
   auto type = MemRefType::get(shape, element ? element : b->getF32Type());
-  return memref::AllocOp::create(*b, loc, type, ValueRange{tokens},
-                                    b->getI64IntegerAttr(kBufferAlignment));
+  return target.allocate(*b, loc, type, ValueRange{tokens});
 }
 
 Value ScheduleEmitter::flat(Value value) {
@@ -133,8 +135,7 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
       weightFormatOf(cast<RankedTensorType>(weight.getType()).getElementType());
   if (scale) {
     if (!layout || layout.getKind() != ScaleKind::block) {
-      op->emitOpError() << "the CPU lowering supports block scale layouts "
-                           "only, got "
+      op->emitOpError() << "kernels support block scale layouts only, got "
                         << layout;
       ok = false;
       return operand;
@@ -156,31 +157,31 @@ Value ScheduleEmitter::weightView(Operation *op, StringRef attrName) {
       tensor.getShape(),
       storageTypeOf(weightFormatOf(tensor.getElementType()), b->getContext()));
   return memref::ViewOp::create(*b, loc, type, weightBlob,
-                                index(*b, loc, slot.getOffset()), ValueRange{});
+                                constant(slot.getOffset()), ValueRange{});
 }
 
-SmallVector<Value> ScheduleEmitter::appendLatent(Value cache, Value newCache,
-                                                 Value latent, Value ropeKey,
-                                                 std::optional<int64_t> sinks) {
+FailureOr<LatentCacheWriteOperands<Value>>
+ScheduleEmitter::appendLatent(Value cache, Value newCache, Value latent,
+                              Value ropeKey, std::optional<int64_t> sinks) {
   auto type = cast<LatentCacheType>(cache.getType());
-  Value cacheBuffer = buffer(cache);
-  Value scales = cacheScales.lookup(cache);
-  Value ropeBuffer = latentRope.lookup(cache);
-  SmallVector<Value> storage{cacheBuffer};
-  if (scales)
-    storage.push_back(scales);
-  storage.push_back(ropeBuffer);
-  SmallVector<Value> writeArgs{buffer(latent), buffer(ropeKey)};
-  writeArgs.append(storage);
-  writeArgs.push_back(start);
-  call(latentCacheWrite(lib, type.getCapacity(), type.getLatentDim(),
-                        type.getRopeDim(), latentFormat(type), sinks),
-       writeArgs);
-  bind(newCache, cacheBuffer, false);
-  if (scales)
-    cacheScales[newCache] = scales;
-  latentRope[newCache] = ropeBuffer;
-  return storage;
+  LatentCacheWriteOperands<Value> write;
+  write.latent = buffer(latent);
+  write.ropeKey = buffer(ropeKey);
+  write.latentCache = buffer(cache);
+  write.scales = cacheScales.lookup(cache);
+  write.ropeCache = latentRope.lookup(cache);
+  write.start = start;
+  if (failed(launch(LatentCacheWriteKernel{type.getCapacity(),
+                                           type.getLatentDim(),
+                                           type.getRopeDim(),
+                                           latentCacheFormatOf(type), sinks},
+                    write)))
+    return failure();
+  bind(newCache, write.latentCache, false);
+  if (write.scales)
+    cacheScales[newCache] = write.scales;
+  latentRope[newCache] = write.ropeCache;
+  return write;
 }
 
 LogicalResult ScheduleEmitter::emitOp(Operation *op) {
@@ -209,43 +210,44 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto embed = dyn_cast<EmbeddingOp>(op)) {
     auto table = embed.getTable().getType();
     Value result = outOrLogits(embed.getResult(), dims(embed.getResult()));
-    call(embedding(lib, table.getDimSize(0), table.getDimSize(1),
-                   weightFormatOf(table.getElementType())),
-         {buffer(embed.getTable()), buffer(embed.getIds()), result});
-    return success();
+    return launch(EmbeddingKernel{table.getDimSize(0), table.getDimSize(1),
+                                  weightFormatOf(table.getElementType())},
+                  {buffer(embed.getTable()), buffer(embed.getIds()), result});
   }
   if (auto norm = dyn_cast<RMSNormOp>(op)) {
     if (norm.getInput().getType().getRank() != 2)
-      return op->emitOpError("the CPU lowering supports rank-2 inputs only");
+      return op->emitOpError("kernels support rank-2 inputs only");
     int64_t hidden = norm.getWeight().getType().getDimSize(0);
     Value result = outOrLogits(norm.getResult(), {hidden});
-    call(rmsNorm(lib, hidden,
-                 weightFormatOf(norm.getWeight().getType().getElementType()),
-                 norm.getEps().convertToDouble()),
-         {buffer(norm.getInput()), buffer(norm.getWeight()), result});
-    return success();
+    return launch(
+        RMSNormKernel{
+            hidden, weightFormatOf(norm.getWeight().getType().getElementType()),
+            norm.getEps().convertToDouble()},
+        {buffer(norm.getInput()), buffer(norm.getWeight()), result});
   }
   if (auto lin = dyn_cast<LinearOp>(op)) {
     if (lin.getInput().getType().getRank() != 2)
-      return op->emitOpError("the CPU lowering supports rank-2 inputs only");
+      return op->emitOpError("kernels support rank-2 inputs only");
     bool ok = true;
     WeightOperand weight = weightOperand(lin.getWeight(), lin.getScale(),
                                          lin.getScaleLayoutAttr(), op, ok);
     if (!ok)
       return failure();
     auto w = lin.getWeight().getType();
-    std::optional<WeightFormat> bias;
-    SmallVector<Value> args{buffer(lin.getInput()), buffer(lin.getWeight())};
-    if (Value biasValue = lin.getBias()) {
-      bias = weightFormatOf(
-          cast<RankedTensorType>(biasValue.getType()).getElementType());
-      args.push_back(buffer(biasValue));
+    LinearKernel kernel{w.getDimSize(1), w.getDimSize(0), weight,
+                        std::nullopt};
+    LinearOperands<Value> operands;
+    operands.input = buffer(lin.getInput());
+    operands.weight = buffer(lin.getWeight());
+    if (Value bias = lin.getBias()) {
+      kernel.bias = weightFormatOf(
+          cast<RankedTensorType>(bias.getType()).getElementType());
+      operands.bias = buffer(bias);
     }
     if (Value scale = lin.getScale())
-      args.push_back(buffer(scale));
-    args.push_back(outOrLogits(lin.getResult(), {w.getDimSize(0)}));
-    call(linear(lib, w.getDimSize(1), w.getDimSize(0), weight, bias), args);
-    return success();
+      operands.scale = buffer(scale);
+    operands.output = outOrLogits(lin.getResult(), {w.getDimSize(0)});
+    return launch(kernel, operands);
   }
   if (isa<AddOp, MulOp, SwiGLUOp, SiluOp, GeluOp>(op)) {
     Elementwise kind =
@@ -259,12 +261,12 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
                                            : Elementwise::Gelu;
             });
     Value result = outOrLogits(op->getResult(0), dims(op->getResult(0)));
-    SmallVector<Value> args;
-    for (Value operand : op->getOperands())
-      args.push_back(flat(buffer(operand)));
-    args.push_back(flat(result));
-    call(elementwise(lib, kind), args);
-    return success();
+    ElementwiseOperands<Value> operands;
+    operands.a = flat(buffer(op->getOperand(0)));
+    if (isBinary(kind))
+      operands.b = flat(buffer(op->getOperand(1)));
+    operands.output = flat(result);
+    return launch(ElementwiseKernel{kind}, operands);
   }
   if (auto split = dyn_cast<SplitHeadsOp>(op)) {
     ArrayRef<int64_t> shape = split.getType().getShape();
@@ -288,13 +290,14 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   }
   if (auto split = dyn_cast<SplitOp>(op)) {
     if (split.getInput().getType().getRank() != 2)
-      return op->emitOpError("the CPU lowering supports rank-2 inputs only");
+      return op->emitOpError("kernels support rank-2 inputs only");
     int64_t inDim = split.getInput().getType().getDimSize(1), offset = 0;
     for (Value result : split.getResults()) {
       int64_t piece = cast<RankedTensorType>(result.getType()).getDimSize(1);
-      Value target = outOrLogits(result, {piece});
-      call(sliceColumns(lib, inDim, offset, piece),
-           {buffer(split.getInput()), target});
+      Value output = outOrLogits(result, {piece});
+      if (failed(launch(SliceColumnsKernel{inDim, offset, piece},
+                        {buffer(split.getInput()), output})))
+        return failure();
       offset += piece;
     }
     return success();
@@ -302,33 +305,31 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto rotary = dyn_cast<RopeOp>(op)) {
     ArrayRef<int64_t> shape = rotary.getType().getShape();
     Value result = outOrLogits(rotary.getResult(), {shape[1], shape[2]});
-    call(rope(lib, shape[1], shape[2], rotary.getConfig()),
-         {buffer(rotary.getInput()), start, result});
-    return success();
+    return launch(RopeKernel{shape[1], shape[2], rotary.getConfig()},
+                  {buffer(rotary.getInput()), start, result});
   }
   if (auto attn = dyn_cast<AttentionOp>(op)) {
     KVCacheType cache = attn.getCache().getType();
-    WeightFormat format = weightFormatOf(cache.getElementType());
+    CacheFormat format = cacheFormatOf(cache);
     Value cacheBuffer = buffer(attn.getCache());
     Value scales = cacheScales.lookup(attn.getCache());
-    auto withScales = [&](SmallVector<Value> args, size_t position) {
-      if (scales)
-        args.insert(args.begin() + position, scales);
-      return args;
-    };
     ArrayRef<int64_t> q = attn.getQuery().getType().getShape();
     std::optional<int64_t> sinks = asInt(attn.getSinks());
-    call(cacheWrite(lib, cache.getCapacity(), cache.getHeads(),
-                    cache.getKeyDim(), cache.getValueDim(), format, sinks),
-         withScales({buffer(attn.getKey()), buffer(attn.getValue()),
-                     cacheBuffer, start},
-                    3));
+    if (failed(launch(CacheWriteKernel{cache.getCapacity(), cache.getHeads(),
+                                       cache.getKeyDim(), cache.getValueDim(),
+                                       format, sinks},
+                      {buffer(attn.getKey()), buffer(attn.getValue()),
+                       cacheBuffer, scales, start})))
+      return failure();
     Value result = outOrLogits(attn.getOutput(), {q[1], cache.getValueDim()});
     std::optional<int64_t> window = asInt(attn.getSlidingWindow());
-    call(attend(lib, cache.getCapacity(), q[1], cache.getHeads(),
-                cache.getKeyDim(), cache.getValueDim(),
-                attn.getScale().convertToDouble(), window, format, sinks),
-         withScales({buffer(attn.getQuery()), cacheBuffer, start, result}, 2));
+    if (failed(launch(AttendKernel{cache.getCapacity(), q[1], cache.getHeads(),
+                                   cache.getKeyDim(), cache.getValueDim(),
+                                   attn.getScale().convertToDouble(), window,
+                                   format, sinks},
+                      {buffer(attn.getQuery()), cacheBuffer, scales, start,
+                       result})))
+      return failure();
     bind(attn.getNewCache(), cacheBuffer, false);
     if (scales)
       cacheScales[attn.getNewCache()] = scales;
@@ -337,91 +338,85 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto mla = dyn_cast<MLAAttentionOp>(op)) {
     std::optional<int64_t> window = asInt(mla.getSlidingWindow());
     std::optional<int64_t> sinks = asInt(mla.getSinks());
-    if (auto latentCache = dyn_cast<LatentCacheType>(mla.getCache().getType())) {
-      bool ok = true;
-      WeightOperand weight =
-          weightOperand(mla.getKvBWeight(), mla.getScaleTensor(),
-                        mla.getScaleLayoutAttr(), op, ok);
-      if (!ok)
-        return failure();
-      int64_t heads = mla.getQuery().getType().getDimSize(1);
-      int64_t ropeDim = latentCache.getRopeDim();
-      int64_t nope = mla.getQuery().getType().getDimSize(2) - ropeDim;
-      int64_t rank = latentCache.getLatentDim();
-      int64_t valueDim = mla.getOutput().getType().getDimSize(2);
-      SmallVector<Value> kvB{buffer(mla.getKvBWeight())};
-      if (Value scale = mla.getScaleTensor())
-        kvB.push_back(buffer(scale));
-      Value queryLatent = alloc({heads, rank});
-      SmallVector<Value> absorbArgs{buffer(mla.getQuery())};
-      absorbArgs.append(kvB);
-      absorbArgs.push_back(queryLatent);
-      call(mlaAbsorbQuery(lib, heads, nope, ropeDim, valueDim, rank, weight),
-           absorbArgs);
-      SmallVector<Value> storage =
-          appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
-                       mla.getRopeKey(), sinks);
-      kernels::LatentCacheFormat format = latentFormat(latentCache);
-      Value outputLatent = alloc({heads, rank});
-      SmallVector<Value> attendArgs{queryLatent, buffer(mla.getQuery())};
-      attendArgs.append(storage);
-      attendArgs.push_back(start);
-      attendArgs.push_back(outputLatent);
-      call(latentAttend(lib, latentCache.getCapacity(), heads, nope, ropeDim,
-                        rank, mla.getScale().convertToDouble(), format,
-                        window, sinks),
-           attendArgs);
-      memref::DeallocOp::create(*b, loc, queryLatent);
-      Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
-      SmallVector<Value> outputArgs{outputLatent};
-      outputArgs.append(kvB);
-      outputArgs.push_back(result);
-      call(mlaAbsorbOutput(lib, heads, nope, valueDim, rank, weight),
-           outputArgs);
-      memref::DeallocOp::create(*b, loc, outputLatent);
-      return success();
-    }
-    auto cache = cast<KVCacheType>(mla.getCache().getType());
-    WeightFormat cacheFormat = weightFormatOf(cache.getElementType());
-    Value scales = cacheScales.lookup(mla.getCache());
     bool ok = true;
     WeightOperand weight =
         weightOperand(mla.getKvBWeight(), mla.getScaleTensor(),
                       mla.getScaleLayoutAttr(), op, ok);
     if (!ok)
       return failure();
-    auto kvB = mla.getKvBWeight().getType();
+    Value kvB = buffer(mla.getKvBWeight());
+    Value kvBScale = mla.getScaleTensor() ? buffer(mla.getScaleTensor())
+                                          : Value();
+    if (auto latentCache = dyn_cast<LatentCacheType>(mla.getCache().getType())) {
+      int64_t heads = mla.getQuery().getType().getDimSize(1);
+      int64_t ropeDim = latentCache.getRopeDim();
+      int64_t nope = mla.getQuery().getType().getDimSize(2) - ropeDim;
+      int64_t rank = latentCache.getLatentDim();
+      int64_t valueDim = mla.getOutput().getType().getDimSize(2);
+      Value queryLatent = alloc({heads, rank});
+      if (failed(launch(
+              MLAAbsorbQueryKernel{heads, nope, ropeDim, valueDim, rank, weight},
+              {buffer(mla.getQuery()), kvB, kvBScale, queryLatent})))
+        return failure();
+      FailureOr<LatentCacheWriteOperands<Value>> storage =
+          appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
+                       mla.getRopeKey(), sinks);
+      if (failed(storage))
+        return failure();
+      Value outputLatent = alloc({heads, rank});
+      if (failed(launch(
+              LatentAttendKernel{latentCache.getCapacity(), heads, nope,
+                                 ropeDim, rank,
+                                 mla.getScale().convertToDouble(),
+                                 latentCacheFormatOf(latentCache), window,
+                                 sinks},
+              {queryLatent, buffer(mla.getQuery()), storage->latentCache,
+               storage->scales, storage->ropeCache, start, outputLatent})))
+        return failure();
+      release(queryLatent);
+      Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
+      if (failed(launch(
+              MLAAbsorbOutputKernel{heads, nope, valueDim, rank, weight},
+              {outputLatent, kvB, kvBScale, result})))
+        return failure();
+      release(outputLatent);
+      return success();
+    }
+    auto cache = cast<KVCacheType>(mla.getCache().getType());
+    CacheFormat cacheFormat = cacheFormatOf(cache);
+    Value scales = cacheScales.lookup(mla.getCache());
+    auto kvBType = mla.getKvBWeight().getType();
     int64_t heads = cache.getHeads(), valueDim = cache.getValueDim();
     int64_t ropeDim = mla.getRopeKey().getType().getDimSize(2);
     int64_t nope = cache.getKeyDim() - ropeDim;
     // Expand keys and values from the latent, write them to the cache.
-    Value kv = alloc({kvB.getDimSize(0)});
-    SmallVector<Value> args{buffer(mla.getLatent()), buffer(mla.getKvBWeight())};
-    if (Value scale = mla.getScaleTensor())
-      args.push_back(buffer(scale));
-    args.push_back(kv);
-    call(linear(lib, kvB.getDimSize(1), kvB.getDimSize(0), weight,
-                std::nullopt),
-         args);
+    Value kv = alloc({kvBType.getDimSize(0)});
+    LinearOperands<Value> expand;
+    expand.input = buffer(mla.getLatent());
+    expand.weight = kvB;
+    expand.scale = kvBScale;
+    expand.output = kv;
+    if (failed(launch(LinearKernel{kvBType.getDimSize(1),
+                                   kvBType.getDimSize(0), weight,
+                                   std::nullopt},
+                      expand)))
+      return failure();
     Value cacheBuffer = buffer(mla.getCache());
-    SmallVector<Value> writeArgs{kv, buffer(mla.getRopeKey()), cacheBuffer};
-    if (scales)
-      writeArgs.push_back(scales);
-    writeArgs.push_back(start);
-    call(mlaCacheWrite(lib, cache.getCapacity(), heads, nope, ropeDim,
-                       valueDim, cacheFormat, sinks),
-         writeArgs);
-    memref::DeallocOp::create(*b, loc, kv);
+    if (failed(launch(MLACacheWriteKernel{cache.getCapacity(), heads, nope,
+                                          ropeDim, valueDim, cacheFormat,
+                                          sinks},
+                      {kv, buffer(mla.getRopeKey()), cacheBuffer, scales,
+                       start})))
+      return failure();
+    release(kv);
     Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
-    SmallVector<Value> attendArgs{buffer(mla.getQuery()), cacheBuffer};
-    if (scales)
-      attendArgs.push_back(scales);
-    attendArgs.push_back(start);
-    attendArgs.push_back(result);
-    call(attend(lib, cache.getCapacity(), heads, heads, cache.getKeyDim(),
-                valueDim, mla.getScale().convertToDouble(), window,
-                cacheFormat, sinks),
-         attendArgs);
+    if (failed(launch(AttendKernel{cache.getCapacity(), heads, heads,
+                                   cache.getKeyDim(), valueDim,
+                                   mla.getScale().convertToDouble(), window,
+                                   cacheFormat, sinks},
+                      {buffer(mla.getQuery()), cacheBuffer, scales, start,
+                       result})))
+      return failure();
     bind(mla.getNewCache(), cacheBuffer, false);
     if (scales)
       cacheScales[mla.getNewCache()] = scales;
@@ -430,24 +425,28 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto gate = dyn_cast<MoEGateOp>(op)) {
     auto w = gate.getGateWeight().getType();
     int64_t experts = w.getDimSize(0), topK = gate.getTopK();
-    Value logits = alloc({experts});
     WeightOperand weight;
     weight.format = weightFormatOf(w.getElementType());
     if (weight.format == WeightFormat::F8E4M3FN ||
         weight.format == WeightFormat::F8E5M2)
-      return op->emitOpError("the CPU lowering needs a high-precision router");
-    call(linear(lib, w.getDimSize(1), experts, weight, std::nullopt),
-         {buffer(gate.getInput()), buffer(gate.getGateWeight()), logits});
+      return op->emitOpError("kernels need a high-precision router");
+    Value logits = alloc({experts});
+    LinearOperands<Value> router;
+    router.input = buffer(gate.getInput());
+    router.weight = buffer(gate.getGateWeight());
+    router.output = logits;
+    if (failed(launch(
+            LinearKernel{w.getDimSize(1), experts, weight, std::nullopt},
+            router)))
+      return failure();
     Value weightsBuffer = outOrLogits(gate.getWeights(), {topK});
     Value indicesBuffer = alloc({topK}, b->getI32Type());
     bind(gate.getIndices(), indicesBuffer, true);
-    SmallVector<Value> args{logits};
-    if (Value bias = gate.getBias())
-      args.push_back(buffer(bias));
-    args.push_back(weightsBuffer);
-    args.push_back(indicesBuffer);
-    call(moeRoute(lib, gate), args);
-    memref::DeallocOp::create(*b, loc, logits);
+    Value bias = gate.getBias() ? buffer(gate.getBias()) : Value();
+    if (failed(launch(MoERouteKernel::of(gate),
+                      {logits, bias, weightsBuffer, indicesBuffer})))
+      return failure();
+    release(logits);
     return success();
   }
   if (auto experts = dyn_cast<MoEExpertsOp>(op)) {
@@ -455,8 +454,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     Type element = gateType.getElementType();
     if (experts.getUpWeight().getType().getElementType() != element ||
         experts.getDownWeight().getType().getElementType() != element)
-      return op->emitOpError("the CPU lowering needs one element type for "
-                             "all expert weights");
+      return op->emitOpError("kernels need one element type for all expert "
+                             "weights");
     bool ok = true;
     WeightOperand weight =
         weightOperand(experts.getGateWeight(), experts.getGateScale(),
@@ -469,51 +468,49 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     if (nextCounter >= plan.getCounters().size())
       return op->emitOpError("has no counter slot in the memory plan");
     auto counter = cast<CounterSlotAttr>(plan.getCounters()[nextCounter++]);
-    Value counts = memref::ViewOp::create(
-        *b, loc, MemRefType::get({count}, b->getI64Type()), cacheBlob,
-        index(*b, loc, counter.getOffset()), ValueRange{});
-    Value result = outOrLogits(experts.getResult(), {hidden});
-    SmallVector<Value> args{buffer(experts.getInput()),
-                            buffer(experts.getWeights()),
-                            buffer(experts.getIndices()),
-                            buffer(experts.getGateWeight()),
-                            buffer(experts.getUpWeight()),
-                            buffer(experts.getDownWeight())};
+    MoEExpertsKernel kernel{count,  inter,
+                            hidden, topK,
+                            weight, experts.getDispatch(),
+                            std::nullopt, asInt(experts.getActivationGroup())};
+    MoEExpertsOperands<Value> operands;
+    operands.input = buffer(experts.getInput());
+    operands.weights = buffer(experts.getWeights());
+    operands.indices = buffer(experts.getIndices());
+    operands.gate = buffer(experts.getGateWeight());
+    operands.up = buffer(experts.getUpWeight());
+    operands.down = buffer(experts.getDownWeight());
     if (weight.blockScale) {
-      args.push_back(buffer(experts.getGateScale()));
-      args.push_back(buffer(experts.getUpScale()));
-      args.push_back(buffer(experts.getDownScale()));
+      operands.gateScale = buffer(experts.getGateScale());
+      operands.upScale = buffer(experts.getUpScale());
+      operands.downScale = buffer(experts.getDownScale());
     }
-    std::optional<SharedExpert> shared;
     if (Value sharedGate = experts.getSharedGate()) {
       auto sharedType = cast<RankedTensorType>(sharedGate.getType());
       for (Value w : {experts.getSharedUp(), experts.getSharedDown()})
         if (cast<RankedTensorType>(w.getType()).getElementType() !=
             sharedType.getElementType())
-          return op->emitOpError("the CPU lowering needs one element type "
-                                 "for the shared expert's weights");
+          return op->emitOpError("kernels need one element type for the "
+                                 "shared expert's weights");
       WeightOperand sharedWeight =
           weightOperand(sharedGate, experts.getSharedGateScale(),
                         experts.getScaleLayoutAttr(), op, ok);
       if (!ok)
         return failure();
-      shared = SharedExpert{sharedType.getDimSize(0), sharedWeight};
-      args.push_back(buffer(sharedGate));
-      args.push_back(buffer(experts.getSharedUp()));
-      args.push_back(buffer(experts.getSharedDown()));
+      kernel.shared = SharedExpert{sharedType.getDimSize(0), sharedWeight};
+      operands.sharedGate = buffer(sharedGate);
+      operands.sharedUp = buffer(experts.getSharedUp());
+      operands.sharedDown = buffer(experts.getSharedDown());
       if (sharedWeight.blockScale) {
-        args.push_back(buffer(experts.getSharedGateScale()));
-        args.push_back(buffer(experts.getSharedUpScale()));
-        args.push_back(buffer(experts.getSharedDownScale()));
+        operands.sharedGateScale = buffer(experts.getSharedGateScale());
+        operands.sharedUpScale = buffer(experts.getSharedUpScale());
+        operands.sharedDownScale = buffer(experts.getSharedDownScale());
       }
     }
-    args.push_back(counts);
-    args.push_back(result);
-    call(moeExperts(lib, count, inter, hidden, topK, weight,
-                    experts.getDispatch(), shared,
-                    asInt(experts.getActivationGroup())),
-         args);
-    return success();
+    operands.counts = memref::ViewOp::create(
+        *b, loc, MemRefType::get({count}, b->getI64Type()), cacheBlob,
+        constant(counter.getOffset()), ValueRange{});
+    operands.output = outOrLogits(experts.getResult(), {hidden});
+    return launch(kernel, operands);
   }
   if (auto fold = dyn_cast<FoldMLAWeightOp>(op)) {
     // Evaluated at compile time: a view of the packed product.
@@ -529,20 +526,19 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     LatentCacheType cache = mla.getCache().getType();
     int64_t heads = mla.getQueryLatent().getType().getDimSize(1);
     int64_t rank = cache.getLatentDim(), ropeDim = cache.getRopeDim();
-    SmallVector<Value> storage =
+    FailureOr<LatentCacheWriteOperands<Value>> storage =
         appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
                      mla.getRopeKey(), sinks);
+    if (failed(storage))
+      return failure();
     // The rope query is the whole "query" of the kernel (no no-rope part).
-    SmallVector<Value> attendArgs{buffer(mla.getQueryLatent()),
-                                  buffer(mla.getQueryRope())};
-    attendArgs.append(storage);
-    attendArgs.push_back(start);
-    attendArgs.push_back(outOrLogits(mla.getOutput(), {heads, rank}));
-    call(latentAttend(lib, cache.getCapacity(), heads, /*nope=*/0, ropeDim,
-                      rank, mla.getScale().convertToDouble(),
-                      latentFormat(cache), window, sinks),
-         attendArgs);
-    return success();
+    return launch(
+        LatentAttendKernel{cache.getCapacity(), heads, /*nope=*/0, ropeDim,
+                           rank, mla.getScale().convertToDouble(),
+                           latentCacheFormatOf(cache), window, sinks},
+        {buffer(mla.getQueryLatent()), buffer(mla.getQueryRope()),
+         storage->latentCache, storage->scales, storage->ropeCache, start,
+         outOrLogits(mla.getOutput(), {heads, rank})});
   }
   if (auto quantize = dyn_cast<QuantizeOp>(op)) {
     if (quantize.getInput().getDefiningOp<WeightOp>()) {
@@ -559,8 +555,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     for (Operation *user : quantize->getUsers())
       if (!isa<DequantizeOp>(user))
         return user->emitOpError()
-               << "uses quantized activations directly; the CPU lowering "
-                  "supports them only through xfmr.dequantize";
+               << "uses quantized activations directly; kernels support "
+                  "them only through xfmr.dequantize";
     return success();
   }
   if (auto dequantize = dyn_cast<DequantizeOp>(op)) {
@@ -570,26 +566,24 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
         quantize.getLayout() != layout ||
         quantize.getScale() != dequantize.getScale())
       return op->emitOpError()
-             << "the CPU lowering dequantizes only what an xfmr.quantize of "
+             << "kernels dequantize only what an xfmr.quantize of "
                 "activations produced, with the same layout";
     auto type = dequantize.getType();
     if (type.getRank() != 2 || layout.getKind() != ScaleKind::block ||
         layout.getBlock()[0] != 1)
       return op->emitOpError()
-             << "the CPU lowering quantizes activations per token in groups "
+             << "kernels quantize activations per token in groups "
                 "(block [1, G] on [tokens, channels]), got "
              << layout;
     int64_t channels = type.getDimSize(1);
     Value result = outOrLogits(dequantize.getResult(), {channels});
-    call(fakeQuantize(lib, channels, layout.getBlock()[1],
-                      weightFormatOf(dequantize.getInput()
-                                         .getType()
-                                         .getElementType())),
-         {buffer(quantize.getInput()), result});
-    return success();
+    return launch(
+        FakeQuantizeKernel{
+            channels, layout.getBlock()[1],
+            weightFormatOf(dequantize.getInput().getType().getElementType())},
+        {buffer(quantize.getInput()), result});
   }
-  return op->emitOpError()
-         << "is not supported by the CPU lowering (xfmr-lower-to-kernels)";
+  return op->emitOpError() << "is not supported by xfmr-lower-to-kernels";
 }
 
 LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
@@ -628,10 +622,10 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
     auto view = [&](ArrayRef<int64_t> shape, Type element, int64_t offset) {
       return memref::ViewOp::create(
           *b, loc, MemRefType::get(shape, element), cacheBlob,
-          index(*b, loc, slot.getOffset() + offset), ValueRange{});
+          constant(slot.getOffset() + offset), ValueRange{});
     };
     if (auto latent = dyn_cast<LatentCacheType>(slot.getType())) {
-      kernels::LatentCacheFormat format = latentFormat(latent);
+      LatentCacheFormat format = latentCacheFormatOf(latent);
       Value arg = body.getArgument(2 + i);
       bind(arg,
            view({latent.getCapacity(), latent.getLatentDim()},
@@ -692,7 +686,7 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
     // Free every owned buffer whose storage no later op reads.
     for (auto &[value, owned] : ownedBuffers) {
       if (owned && lastRead.lookup(rootOf.lookup(value)) == int64_t(i)) {
-        memref::DeallocOp::create(*b, loc, owned);
+        release(owned);
         owned = Value();
       }
     }
@@ -701,12 +695,13 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
     return old.emitOpError("returns logits that no op produced");
   if (buffer(logitsValue) != logitsOut) {
     // The logits came from an op that could not write in place: copy.
-    call(elementwise(lib, Elementwise::Copy),
-         {flat(buffer(logitsValue)), flat(logitsOut)});
+    if (failed(launch(ElementwiseKernel{Elementwise::Copy},
+                      {flat(buffer(logitsValue)), Value(), flat(logitsOut)})))
+      return failure();
   }
   for (auto &[value, owned] : ownedBuffers)
     if (owned)
-      memref::DeallocOp::create(*b, loc, owned);
+      release(owned);
   func::ReturnOp::create(*b, loc);
   return success();
 }
@@ -728,22 +723,25 @@ void LowerToKernelsPass::runOnOperation() {
   for (auto func : module.getOps<func::FuncOp>())
     if (func->hasAttr(kEntryAttrName))
       entries.push_back(func);
-  // What this lowering implements of what the plan allows.
+  std::unique_ptr<KernelTarget> target =
+      KernelRegistry::global().createTarget(module);
+  if (!target) {
+    InFlightDiagnostic diag = module.emitError()
+                              << "no kernels are registered for target '"
+                              << getModuleTarget(module).getKind() << "'";
+    SmallVector<std::string> kinds = KernelRegistry::global().targetKinds();
+    diag << " (registered: "
+         << (kinds.empty() ? std::string("none") : llvm::join(kinds, ", "))
+         << ")";
+    return signalPassFailure();
+  }
+  // What the target implements of what the plan allows.
   for (func::FuncOp func : entries)
-    for (Type type : func.getFunctionType().getInputs().drop_front(2)) {
-      Type element = isa<LatentCacheType>(type)
-                         ? cast<LatentCacheType>(type).getElementType()
-                         : cast<KVCacheType>(type).getElementType();
-      if (!isSupportedCacheElement(element)) {
-        func.emitOpError("the CPU lowering supports f32, bf16, f16, f8E4M3FN "
-                         "and i8 caches, got ")
-            << type;
+    for (Type type : func.getFunctionType().getInputs().drop_front(2))
+      if (failed(target->checkCacheType(type, func)))
         return signalPassFailure();
-      }
-    }
-  KernelLibrary lib(module);
   for (func::FuncOp old : entries) {
-    ScheduleEmitter emitter(lib, plan);
+    ScheduleEmitter emitter(*target, plan);
     if (failed(emitter.emit(old)))
       return signalPassFailure();
     old.erase();

@@ -82,7 +82,7 @@ func.func @prefill(%ids: tensor<?xi32>, %start: index) -> (tensor<?x8xf32>) attr
   %h = xfmr.embedding %emb[%ids] : tensor<32x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
   %q, %s = xfmr.quantize %h {layout = #xfmr.scale_layout<per_tensor>}
       : tensor<?x8xf32> -> tensor<?x8xf8E4M3FN>, tensor<f32>
-  // expected-error @+1 {{'xfmr.dequantize' op the CPU lowering quantizes activations per token in groups (block [1, G] on [tokens, channels]), got #xfmr.scale_layout<per_tensor>}}
+  // expected-error @+1 {{'xfmr.dequantize' op kernels quantize activations per token in groups (block [1, G] on [tokens, channels]), got #xfmr.scale_layout<per_tensor>}}
   %d = xfmr.dequantize %q, %s {layout = #xfmr.scale_layout<per_tensor>}
       : tensor<?x8xf8E4M3FN>, tensor<f32> -> tensor<?x8xf32>
   return %d : tensor<?x8xf32>

@@ -11,6 +11,7 @@
 #include "dialects/Xfmr/XfmrDialect.h"
 #include "import/ImportUtil.h"
 #include "lowering/CPU/CPUPipeline.h"
+#include "lowering/Common/KernelTarget.h"
 #include "lowering/Passes.h"
 #include "passes/Passes.h"
 #include "passes/Pipelines.h"
@@ -47,6 +48,7 @@ int main(int argc, char **argv) {
   mlir::registerAllPasses();
   xfmr::registerXfmrPasses();
   xfmr::registerXfmrLoweringPasses();
+  xfmr::registerKernelTargets();
   xfmr::registerCPUPipelines();
   xfmr::registerPipelines();
 

@@ -24,13 +24,16 @@ using namespace xfmr::kernels;
 
 static MemRefType cacheBuffer(MLIRContext *context, int64_t capacity,
                               int64_t heads, int64_t rowSize,
-                              WeightFormat format) {
+                              CacheFormat format) {
   return MemRefType::get({capacity, heads, rowSize},
-                         storageTypeOf(format, context));
+                         storageTypeOf(format.format, context));
 }
 
-static MemRefType scaleBuffer(MLIRContext *context, int64_t capacity,
-                              int64_t heads) {
+/// The scales of an 8-bit cache, or no argument.
+static Type scaleBuffer(MLIRContext *context, int64_t capacity, int64_t heads,
+                        CacheFormat format) {
+  if (!format.scaled)
+    return Type();
   return MemRefType::get({capacity, heads, 2}, Float32Type::get(context));
 }
 
@@ -55,6 +58,7 @@ struct Segment {
 void writeEntry(OpBuilder &b, Location loc, ArrayRef<Segment> segments,
                 Value cache, Value scales, Value row, Value head,
                 int64_t offset, int64_t slot, WeightFormat format) {
+  // `scales` is set exactly for the 8-bit formats.
   Value zero = index(b, loc, 0);
   auto at = [&](OpBuilder &b, Location loc, const Segment &segment, Value i) {
     SmallVector<Value> indices(segment.prefix);
@@ -62,7 +66,7 @@ void writeEntry(OpBuilder &b, Location loc, ArrayRef<Segment> segments,
     return memref::LoadOp::create(b, loc, segment.source, indices).getResult();
   };
   Value scale;
-  if (cacheHasScales(format)) {
+  if (scales) {
     Value amax = f32(b, loc, 0.0);
     for (const Segment &segment : segments)
       amax = maxAbs(b, loc, zero, index(b, loc, segment.length), amax,
@@ -89,32 +93,37 @@ void writeEntry(OpBuilder &b, Location loc, ArrayRef<Segment> segments,
   }
 }
 
-std::string formatSuffix(WeightFormat format) {
-  return format == WeightFormat::F32 ? "" : "_" + formatName(format).str();
+std::string formatSuffix(CacheFormat format) {
+  return format.format == WeightFormat::F32
+             ? ""
+             : "_" + formatName(format.format).str();
 }
 
 } // namespace
 
-func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
-                                       int64_t heads, int64_t keyDim,
-                                       int64_t valueDim, WeightFormat format,
-                                       std::optional<int64_t> sinks) {
+func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib,
+    const CacheWriteKernel &kernel) {
+  int64_t capacity = kernel.capacity;
+  int64_t heads = kernel.heads;
+  int64_t keyDim = kernel.keyDim;
+  int64_t valueDim = kernel.valueDim;
+  CacheFormat format = kernel.format;
+  std::optional<int64_t> sinks = kernel.sinks;
   MLIRContext *context = lib.getModule().getContext();
   std::string key = "cache_write_" + std::to_string(capacity) + "x" +
                     std::to_string(heads) + "x" + std::to_string(keyDim) +
                     "x" + std::to_string(valueDim) + formatSuffix(format);
   if (sinks)
     key += "_ring" + std::to_string(*sinks);
-  bool scaled = cacheHasScales(format);
-  SmallVector<Type> args{
+  CacheWriteOperands<Type> types{
       perHead(context, heads, keyDim), perHead(context, heads, valueDim),
-      cacheBuffer(context, capacity, heads, keyDim + valueDim, format)};
-  if (scaled)
-    args.push_back(scaleBuffer(context, capacity, heads));
-  args.push_back(IndexType::get(context));
-  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value k = args[0], v = args[1], cache = args[2];
-    Value scales = scaled ? args[3] : Value(), start = args.back();
+      cacheBuffer(context, capacity, heads, keyDim + valueDim, format),
+      scaleBuffer(context, capacity, heads, format), IndexType::get(context)};
+  return lib.get<CacheWriteOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, CacheWriteOperands<Value> args) {
+    Value k = args.key, v = args.value, cache = args.cache;
+    Value scales = args.scales, start = args.start;
     Value tokens = memref::DimOp::create(b, loc, k, 0);
     Value zero = index(b, loc, 0);
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
@@ -123,19 +132,23 @@ func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib, int64_t capacity,
       serialFor(b, loc, zero, index(b, loc, heads),
                 [&](OpBuilder &b, Location loc, Value h) {
         writeEntry(b, loc, {Segment{k, {t, h}, zero, keyDim}}, cache, scales,
-                   row, h, 0, 0, format);
+                   row, h, 0, 0, format.format);
         writeEntry(b, loc, {Segment{v, {t, h}, zero, valueDim}}, cache,
-                   scales, row, h, keyDim, 1, format);
+                   scales, row, h, keyDim, 1, format.format);
       });
     });
   });
 }
 
-func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
-                                          int64_t heads, int64_t nope,
-                                          int64_t rope, int64_t valueDim,
-                                          WeightFormat format,
-                                          std::optional<int64_t> sinks) {
+func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib,
+    const MLACacheWriteKernel &kernel) {
+  int64_t capacity = kernel.capacity;
+  int64_t heads = kernel.heads;
+  int64_t nope = kernel.nope;
+  int64_t rope = kernel.rope;
+  int64_t valueDim = kernel.valueDim;
+  CacheFormat format = kernel.format;
+  std::optional<int64_t> sinks = kernel.sinks;
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
   std::string key = "mla_cache_write_" + std::to_string(capacity) + "x" +
@@ -144,18 +157,17 @@ func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
                     formatSuffix(format);
   if (sinks)
     key += "_ring" + std::to_string(*sinks);
-  bool scaled = cacheHasScales(format);
-  SmallVector<Type> args{
+  MLACacheWriteOperands<Type> types{
       MemRefType::get({ShapedType::kDynamic, heads * (nope + valueDim)},
                       f32Type),
       perHead(context, 1, rope),
-      cacheBuffer(context, capacity, heads, nope + rope + valueDim, format)};
-  if (scaled)
-    args.push_back(scaleBuffer(context, capacity, heads));
-  args.push_back(IndexType::get(context));
-  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value kv = args[0], ropeKey = args[1], cache = args[2];
-    Value scales = scaled ? args[3] : Value(), start = args.back();
+      cacheBuffer(context, capacity, heads, nope + rope + valueDim, format),
+      scaleBuffer(context, capacity, heads, format), IndexType::get(context)};
+  return lib.get<MLACacheWriteOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, MLACacheWriteOperands<Value> args) {
+    Value kv = args.kv, ropeKey = args.ropeKey, cache = args.cache;
+    Value scales = args.scales, start = args.start;
     Value tokens = memref::DimOp::create(b, loc, kv, 0);
     Value zero = index(b, loc, 0);
     parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
@@ -172,20 +184,25 @@ func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib, int64_t capacity,
         writeEntry(b, loc,
                    {Segment{kv, {t}, base, nope},
                     Segment{ropeKey, {t, zero}, zero, rope}},
-                   cache, scales, row, h, 0, 0, format);
+                   cache, scales, row, h, 0, 0, format.format);
         writeEntry(b, loc, {Segment{kv, {t}, valueBegin, valueDim}}, cache,
-                   scales, row, h, nope + rope, 1, format);
+                   scales, row, h, nope + rope, 1, format.format);
       });
     });
   });
 }
 
-func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
-                                   int64_t queryHeads, int64_t kvHeads,
-                                   int64_t keyDim, int64_t valueDim,
-                                   double scale, std::optional<int64_t> window,
-                                   WeightFormat format,
-                                   std::optional<int64_t> sinks) {
+func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
+    const AttendKernel &kernel) {
+  int64_t capacity = kernel.capacity;
+  int64_t queryHeads = kernel.queryHeads;
+  int64_t kvHeads = kernel.kvHeads;
+  int64_t keyDim = kernel.keyDim;
+  int64_t valueDim = kernel.valueDim;
+  double scale = kernel.scale;
+  std::optional<int64_t> window = kernel.window;
+  CacheFormat storage = kernel.format;
+  std::optional<int64_t> sinks = kernel.sinks;
   MLIRContext *context = lib.getModule().getContext();
   char scaleText[32];
   std::snprintf(scaleText, sizeof(scaleText), "%a", scale);
@@ -197,22 +214,21 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
     key += "_w" + std::to_string(*window);
   if (sinks)
     key += "_ring" + std::to_string(*sinks);
-  key += formatSuffix(format);
+  key += formatSuffix(storage);
   int64_t group = queryHeads / kvHeads;
-  bool scaled = cacheHasScales(format);
-  SmallVector<Type> args{
+  WeightFormat format = storage.format;
+  bool scaled = storage.scaled;
+  int64_t width = lib.vectorWidth();
+  AttendOperands<Type> types{
       perHead(context, queryHeads, keyDim),
-      cacheBuffer(context, capacity, kvHeads, keyDim + valueDim, format)};
-  if (scaled)
-    args.push_back(scaleBuffer(context, capacity, kvHeads));
-  args.push_back(IndexType::get(context));
-  args.push_back(perHead(context, queryHeads, valueDim));
-  return lib.get(
-      key, args,
-      [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value q = args[0], cache = args[1];
-        Value scales = scaled ? args[2] : Value();
-        Value start = args[args.size() - 2], out = args.back();
+      cacheBuffer(context, capacity, kvHeads, keyDim + valueDim, storage),
+      scaleBuffer(context, capacity, kvHeads, storage), IndexType::get(context),
+      perHead(context, queryHeads, valueDim)};
+  return lib.get<AttendOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, AttendOperands<Value> args) {
+        Value q = args.query, cache = args.cache, scales = args.scales;
+        Value start = args.start, out = args.output;
         Value table = isFP8(format) ? lib.lookupTable(b, loc, format) : Value();
         Value tokens = memref::DimOp::create(b, loc, q, 0);
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
@@ -242,7 +258,7 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
           auto scoreOf = [&](OpBuilder &b, Location loc, Value j) {
             // j is a cache slot.
             Value score = dot(b, loc, q, {t, h}, zero, cache, {j, kvHead},
-                              zero, keyDim, format, table);
+                              zero, keyDim, format, table, width);
             Value valueScale;
             if (scaled) {
               score = arith::MulFOp::create(
@@ -255,10 +271,10 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
             score = arith::MulFOp::create(b, loc, score, f32(b, loc, scale));
             return std::pair(score, valueScale);
           };
-          if (valueDim % kVectorWidth == 0 && valueDim <= 256) {
+          if (valueDim % width == 0 && valueDim <= 256) {
             // The output accumulators live in vector registers.
-            auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
-            int64_t pieces = valueDim / kVectorWidth;
+            auto vectorType = VectorType::get({width}, b.getF32Type());
+            int64_t pieces = valueDim / width;
             Value vzero = arith::ConstantOp::create(
                 b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
             SmallVector<Value> init{negInf, f32(b, loc, 0.0)};
@@ -285,8 +301,8 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
                   for (int64_t i = 0; i < pieces; ++i) {
                     Value v = loadVectorAsF32(
                         b, loc, cache,
-                        {j, kvHead, index(b, loc, keyDim + i * kVectorWidth)},
-                        format, table);
+                        {j, kvHead, index(b, loc, keyDim + i * width)},
+                        format, table, width);
                     next.push_back(vector::FMAOp::create(
                         b, loc, w, v,
                         arith::MulFOp::create(b, loc, state[2 + i], c)));
@@ -300,7 +316,7 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib, int64_t capacity,
             for (int64_t i = 0; i < pieces; ++i) {
               Value scaled =
                   arith::MulFOp::create(b, loc, loop.getResult(2 + i), inverse);
-              Value channel = index(b, loc, i * kVectorWidth);
+              Value channel = index(b, loc, i * width);
               vector::StoreOp::create(b, loc, scaled, out,
                                       ValueRange{t, h, channel});
             }

@@ -13,16 +13,11 @@ static MemRefType f32Buffer(MLIRContext *context, ArrayRef<int64_t> shape) {
   return MemRefType::get(shape, Float32Type::get(context));
 }
 
-std::string WeightOperand::key() const {
-  std::string text = formatName(format).str();
-  if (blockScale)
-    text += "_b" + std::to_string(blockScale->first) + "x" +
-            std::to_string(blockScale->second);
-  return text;
-}
-
-func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib, int64_t vocab,
-                                      int64_t hidden, WeightFormat table) {
+func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib,
+    const EmbeddingKernel &kernel) {
+  int64_t vocab = kernel.vocab;
+  int64_t hidden = kernel.hidden;
+  WeightFormat table = kernel.table;
   MLIRContext *context = lib.getModule().getContext();
   auto tableType =
       MemRefType::get({vocab, hidden}, storageTypeOf(table, context));
@@ -31,33 +26,30 @@ func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib, int64_t vocab,
   auto outType = f32Buffer(context, {ShapedType::kDynamic, hidden});
   std::string key = "embedding_" + std::to_string(vocab) + "x" +
                     std::to_string(hidden) + "_" + formatName(table).str();
-  return lib.get(key, {tableType, idsType, outType},
-                 [&](OpBuilder &b, Location loc, ValueRange args) {
-                   Value tokens = memref::DimOp::create(b, loc, args[0 + 1], 0);
+  EmbeddingOperands<Type> types{tableType, idsType, outType};
+  return lib.get<EmbeddingOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, EmbeddingOperands<Value> args) {
+                   Value tokens = memref::DimOp::create(b, loc, args.ids, 0);
                    Value lut = isFP8(table)
                                    ? lib.lookupTable(b, loc, table)
                                    : Value();
                    parallelFor(b, loc, index(b, loc, 0), tokens,
                                [&](OpBuilder &b, Location loc, Value t) {
-                     Value id = memref::LoadOp::create(b, loc, args[1], t);
+                     Value id = memref::LoadOp::create(b, loc, args.ids, t);
                      Value row = arith::IndexCastOp::create(b, 
                          loc, b.getIndexType(), id);
                      Value zero = index(b, loc, 0);
                      Value end = index(b, loc, hidden);
                      serialFor(b, loc, zero, end,
                                [&](OpBuilder &b, Location loc, Value h) {
-                       Value value = loadAsF32(b, loc, args[0], {row, h},
+                       Value value = loadAsF32(b, loc, args.table, {row, h},
                                                table, lut);
-                       memref::StoreOp::create(b, loc, value, args[2],
+                       memref::StoreOp::create(b, loc, value, args.output,
                                                  ValueRange{t, h});
                      });
                    });
                  });
-}
-
-static bool isUnary(Elementwise kind) {
-  return kind == Elementwise::Silu || kind == Elementwise::Gelu ||
-         kind == Elementwise::GeluTanh || kind == Elementwise::Copy;
 }
 
 static StringRef kindName(Elementwise kind) {
@@ -102,14 +94,16 @@ static Value gelu(OpBuilder &b, Location loc, Value x, bool tanhForm) {
   return arith::MulFOp::create(b, loc, halfX, onePlus);
 }
 
-func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
+func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib,
+    const ElementwiseKernel &kernel) {
+  Elementwise kind = kernel.kind;
   MLIRContext *context = lib.getModule().getContext();
-  auto flat = f32Buffer(context, {ShapedType::kDynamic});
-  SmallVector<Type> args(isUnary(kind) ? 2 : 3, flat);
-  return lib.get(
-      ("elementwise_" + kindName(kind)).str(), args,
-      [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value out = args.back();
+  Type flat = f32Buffer(context, {ShapedType::kDynamic});
+  ElementwiseOperands<Type> types{flat, isBinary(kind) ? flat : Type(), flat};
+  return lib.get<ElementwiseOperands>(
+      ("elementwise_" + kindName(kind)).str(), types,
+      [&](OpBuilder &b, Location loc, ElementwiseOperands<Value> args) {
+        Value out = args.output;
         Value size = memref::DimOp::create(b, loc, out, 0);
         // Chunks of 4096 elements per parallel iteration keep the
         // scheduling overhead small; the inner loop vectorizes.
@@ -123,9 +117,9 @@ func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
               loc, arith::AddIOp::create(b, loc, begin, chunkSize), size);
           serialFor(b, loc, begin, end,
                     [&](OpBuilder &b, Location loc, Value i) {
-            Value a = memref::LoadOp::create(b, loc, args[0], i);
+            Value a = memref::LoadOp::create(b, loc, args.a, i);
             Value result;
-            if (isUnary(kind)) {
+            if (!isBinary(kind)) {
               if (kind == Elementwise::Silu)
                 result = silu(b, loc, a);
               else if (kind == Elementwise::Copy)
@@ -133,7 +127,7 @@ func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
               else
                 result = gelu(b, loc, a, kind == Elementwise::GeluTanh);
             } else {
-              Value c2 = memref::LoadOp::create(b, loc, args[1], i);
+              Value c2 = memref::LoadOp::create(b, loc, args.b, i);
               if (kind == Elementwise::Add)
                 result = arith::AddFOp::create(b, loc, a, c2);
               else if (kind == Elementwise::Mul)
@@ -147,16 +141,20 @@ func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib, Elementwise kind) {
       });
 }
 
-func::FuncOp xfmr::kernels::sliceColumns(KernelLibrary &lib, int64_t inDim,
-                                         int64_t offset, int64_t outDim) {
+func::FuncOp xfmr::kernels::sliceColumns(KernelLibrary &lib,
+    const SliceColumnsKernel &kernel) {
+  int64_t inDim = kernel.inDim;
+  int64_t offset = kernel.offset;
+  int64_t outDim = kernel.outDim;
   MLIRContext *context = lib.getModule().getContext();
   auto inType = f32Buffer(context, {ShapedType::kDynamic, inDim});
   auto outType = f32Buffer(context, {ShapedType::kDynamic, outDim});
   std::string key = "slice_" + std::to_string(inDim) + "_" +
                     std::to_string(offset) + "_" + std::to_string(outDim);
-  return lib.get(key, {inType, outType},
-                 [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value tokens = memref::DimOp::create(b, loc, args[0], 0);
+  return lib.get<SliceColumnsOperands>(
+      key, {inType, outType},
+      [&](OpBuilder &b, Location loc, SliceColumnsOperands<Value> args) {
+    Value tokens = memref::DimOp::create(b, loc, args.input, 0);
     parallelFor(b, loc, index(b, loc, 0), tokens,
                 [&](OpBuilder &b, Location loc, Value t) {
       Value zero = index(b, loc, 0);
@@ -165,8 +163,8 @@ func::FuncOp xfmr::kernels::sliceColumns(KernelLibrary &lib, int64_t inDim,
                 [&](OpBuilder &b, Location loc, Value j) {
         Value source = arith::AddIOp::create(b, loc, j, index(b, loc, offset));
         Value value =
-            memref::LoadOp::create(b, loc, args[0], ValueRange{t, source});
-        memref::StoreOp::create(b, loc, value, args[1], ValueRange{t, j});
+            memref::LoadOp::create(b, loc, args.input, ValueRange{t, source});
+        memref::StoreOp::create(b, loc, value, args.output, ValueRange{t, j});
       });
     });
   });

@@ -1,6 +1,7 @@
 //===- KernelBuilder.cpp - helpers to emit loop-level kernels ---*- C++ -*-===//
 
 #include "lowering/CPU/Kernels/KernelBuilder.h"
+#include "dialects/Xfmr/XfmrOps.h"
 #include "import/Float8.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -15,58 +16,15 @@
 using namespace mlir;
 using namespace xfmr::kernels;
 
-WeightFormat xfmr::kernels::weightFormatOf(Type type) {
-  if (type.isBF16())
-    return WeightFormat::BF16;
-  if (type.isF16())
-    return WeightFormat::F16;
-  if (isa<Float8E4M3FNType>(type))
-    return WeightFormat::F8E4M3FN;
-  if (isa<Float8E4M3FNUZType>(type))
-    return WeightFormat::F8E4M3FNUZ;
-  if (isa<Float8E5M2Type>(type))
-    return WeightFormat::F8E5M2;
-  if (type.isInteger(8))
-    return WeightFormat::I8;
-  return WeightFormat::F32;
-}
-
-Type xfmr::kernels::storageTypeOf(WeightFormat format, MLIRContext *context) {
-  Builder b(context);
-  switch (format) {
-  case WeightFormat::F32:
-    return b.getF32Type();
-  case WeightFormat::BF16:
-    return b.getBF16Type();
-  case WeightFormat::F16:
-    return b.getF16Type();
-  case WeightFormat::F8E4M3FN:
-  case WeightFormat::F8E4M3FNUZ:
-  case WeightFormat::F8E5M2:
-  case WeightFormat::I8:
-    return b.getI8Type();
-  }
-  return {};
-}
-
-StringRef xfmr::kernels::formatName(WeightFormat format) {
-  switch (format) {
-  case WeightFormat::F32:
-    return "f32";
-  case WeightFormat::BF16:
-    return "bf16";
-  case WeightFormat::F16:
-    return "f16";
-  case WeightFormat::F8E4M3FN:
-    return "f8e4m3fn";
-  case WeightFormat::F8E4M3FNUZ:
-    return "f8e4m3fnuz";
-  case WeightFormat::F8E5M2:
-    return "f8e5m2";
-  case WeightFormat::I8:
-    return "i8";
-  }
-  return "";
+CPUKernelOptions CPUKernelOptions::of(xfmr::TargetAttr target) {
+  CPUKernelOptions options;
+  options.chip = target.getChip().str();
+  SmallVector<StringRef> features;
+  target.getFeatures().split(features, ',', -1, /*KeepEmpty=*/false);
+  for (StringRef feature : features)
+    if (feature.consume_front("+"))
+      options.features.insert(feature);
+  return options;
 }
 
 func::FuncOp KernelLibrary::get(StringRef key, TypeRange arguments,
@@ -174,10 +132,11 @@ Value xfmr::kernels::loadAsF32(OpBuilder &b, Location loc, Value memref,
 
 Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
                                      Value memref, ValueRange indices,
-                                     WeightFormat format, Value table) {
-  auto f32Vector = VectorType::get({kVectorWidth}, b.getF32Type());
+                                     WeightFormat format, Value table,
+                                     int64_t width) {
+  auto f32Vector = VectorType::get({width}, b.getF32Type());
   Type storage = cast<MemRefType>(memref.getType()).getElementType();
-  auto storageVector = VectorType::get({kVectorWidth}, storage);
+  auto storageVector = VectorType::get({width}, storage);
   Value raw = vector::LoadOp::create(b, loc, storageVector, memref, indices);
   switch (format) {
   case WeightFormat::F32:
@@ -194,7 +153,7 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
     // (E5M2: same bias): a few integer ops and one f16->f32 conversion,
     // where a table lookup would need a gather. FP8 NaN codes never reach
     // here: the compiler rejects them when it packs the weights.
-    auto halfBits = VectorType::get({kVectorWidth}, b.getI16Type());
+    auto halfBits = VectorType::get({width}, b.getI16Type());
     auto splat = [&](int64_t v) {
       return arith::ConstantOp::create(b, 
           loc, DenseElementsAttr::get(halfBits, b.getI16IntegerAttr(v)));
@@ -212,7 +171,7 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
       bits = arith::AndIOp::create(b, loc, shifted, mask);
     }
     Value half = arith::BitcastOp::create(b, 
-        loc, VectorType::get({kVectorWidth}, b.getF16Type()), bits);
+        loc, VectorType::get({width}, b.getF16Type()), bits);
     Value widened = arith::ExtFOp::create(b, loc, f32Vector, half);
     if (format == WeightFormat::F8E5M2)
       return widened;
@@ -222,9 +181,9 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
   }
   case WeightFormat::F8E4M3FNUZ: {
     // Bias 8 and a NaN at -0: decode through the table.
-    auto codesType = VectorType::get({kVectorWidth}, b.getI32Type());
+    auto codesType = VectorType::get({width}, b.getI32Type());
     Value codes = arith::ExtUIOp::create(b, loc, codesType, raw);
-    auto maskType = VectorType::get({kVectorWidth}, b.getI1Type());
+    auto maskType = VectorType::get({width}, b.getI1Type());
     Value mask = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(maskType, true));
     Value zero = arith::ConstantOp::create(b, 
@@ -240,27 +199,27 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
 Value xfmr::kernels::dot(OpBuilder &b, Location loc, Value a,
                          ValueRange aPrefix, Value aBegin, Value w,
                          ValueRange wPrefix, Value wBegin, int64_t length,
-                         WeightFormat format, Value table) {
+                         WeightFormat format, Value table, int64_t width) {
   auto indices = [&](ValueRange prefix, Value begin, Value offset) {
     SmallVector<Value> result(prefix.begin(), prefix.end());
     result.push_back(arith::AddIOp::create(b, loc, begin, offset));
     return result;
   };
   Value sum = f32(b, loc, 0.0);
-  int64_t vectorLength = length / kVectorWidth * kVectorWidth;
+  int64_t vectorLength = length / width * width;
   if (vectorLength > 0) {
-    auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
+    auto vectorType = VectorType::get({width}, b.getF32Type());
     Value zero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
     Value lb = index(b, loc, 0);
     Value ub = index(b, loc, vectorLength);
-    Value step = index(b, loc, kVectorWidth);
+    Value step = index(b, loc, width);
     auto loop = scf::ForOp::create(b, loc, lb, ub, step, ValueRange{zero},
         [&](OpBuilder &nb, Location nl, Value k, ValueRange acc) {
           Value av = vector::LoadOp::create(nb, nl, vectorType, a,
                                                indices(aPrefix, aBegin, k));
           Value wv = loadVectorAsF32(nb, nl, w, indices(wPrefix, wBegin, k),
-                                     format, table);
+                                     format, table, width);
           Value fma = vector::FMAOp::create(nb, nl, av, wv, acc[0]);
           scf::YieldOp::create(nb, nl, fma);
         });
@@ -291,11 +250,11 @@ Value xfmr::kernels::scaledDot(
     OpBuilder &b, Location loc, Value a, ValueRange aPrefix, Value w,
     ValueRange wPrefix, int64_t length, WeightFormat format, Value table,
     std::optional<std::pair<int64_t, int64_t>> blockScale, Value scale,
-    ValueRange scalePrefix, Value row) {
+    ValueRange scalePrefix, Value row, int64_t width) {
   Value zero = index(b, loc, 0);
   if (!blockScale)
     return dot(b, loc, a, aPrefix, zero, w, wPrefix, zero, length, format,
-               table);
+               table, width);
   int64_t blockRows = blockScale->first, blockCols = blockScale->second;
   Value rowBlock =
       arith::DivUIOp::create(b, loc, row, index(b, loc, blockRows));
@@ -307,10 +266,10 @@ Value xfmr::kernels::scaledDot(
   };
   int64_t fullBlocks = length / blockCols, rest = length % blockCols;
   Value sum = f32(b, loc, 0.0);
-  if (fullBlocks > 0 && blockCols % kVectorWidth == 0) {
+  if (fullBlocks > 0 && blockCols % width == 0) {
     // Scale each block's vector of partial sums and keep accumulating in
     // vectors: one horizontal reduction per row, not one per block.
-    auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
+    auto vectorType = VectorType::get({width}, b.getF32Type());
     Value vzero = arith::ConstantOp::create(b, 
         loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
     Value ub = index(b, loc, fullBlocks);
@@ -322,7 +281,7 @@ Value xfmr::kernels::scaledDot(
               arith::MulIOp::create(b, loc, block, index(b, loc, blockCols));
           Value lb = index(b, loc, 0);
           Value ub = index(b, loc, blockCols);
-          Value step = index(b, loc, kVectorWidth);
+          Value step = index(b, loc, width);
           auto inner = scf::ForOp::create(b, loc, lb, ub, step,
               ValueRange{vzero},
               [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
@@ -332,7 +291,8 @@ Value xfmr::kernels::scaledDot(
                 SmallVector<Value> wIndex(wPrefix.begin(), wPrefix.end());
                 wIndex.push_back(at);
                 Value av = vector::LoadOp::create(b, loc, vectorType, a, aIndex);
-                Value wv = loadVectorAsF32(b, loc, w, wIndex, format, table);
+                Value wv =
+                    loadVectorAsF32(b, loc, w, wIndex, format, table, width);
                 scf::YieldOp::create(b, 
                     loc,
                     ValueRange{vector::FMAOp::create(b, loc, av, wv, acc[0])});
@@ -355,7 +315,7 @@ Value xfmr::kernels::scaledDot(
           Value begin =
               arith::MulIOp::create(nb, nl, block, index(nb, nl, blockCols));
           Value partial = dot(nb, nl, a, aPrefix, begin, w, wPrefix, begin,
-                              blockCols, format, table);
+                              blockCols, format, table, width);
           Value scaled =
               arith::MulFOp::create(nb, nl, partial, scaleAt(nb, nl, block));
           scf::YieldOp::create(nb, 
@@ -366,7 +326,7 @@ Value xfmr::kernels::scaledDot(
   if (rest > 0) {
     Value begin = index(b, loc, fullBlocks * blockCols);
     Value partial = dot(b, loc, a, aPrefix, begin, w, wPrefix, begin, rest,
-                        format, table);
+                        format, table, width);
     Value scaled = arith::MulFOp::create(b, 
         loc, partial, scaleAt(b, loc, index(b, loc, fullBlocks)));
     sum = arith::AddFOp::create(b, loc, sum, scaled);
@@ -463,7 +423,6 @@ Value xfmr::kernels::encodeCacheValue(OpBuilder &b, Location loc, Value value,
   }
   }
 }
-
 
 Value xfmr::kernels::cacheSlot(OpBuilder &b, Location loc, Value position,
                                int64_t capacity, std::optional<int64_t> sinks) {

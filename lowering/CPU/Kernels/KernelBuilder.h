@@ -11,37 +11,43 @@
 #ifndef XFMR_LOWERING_CPU_KERNELS_KERNELBUILDER_H
 #define XFMR_LOWERING_CPU_KERNELS_KERNELBUILDER_H
 
+#include "lowering/Common/KernelContracts.h"
+
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <functional>
 #include <optional>
+#include <tuple>
+#include <utility>
 
 namespace xfmr::kernels {
 
-/// Storage format of a weight element, as kernels read it. FP8 weights are
-/// viewed as i8 and decoded through a 256-entry table.
-/// I8 is a signed integer code (int8 KV caches), always with a scale.
-enum class WeightFormat { F32, BF16, F16, F8E4M3FN, F8E4M3FNUZ, F8E5M2, I8 };
+/// What the CPU kernels are built for: the module's #xfmr.target.
+struct CPUKernelOptions {
+  /// The LLVM CPU name ("x86-64-v2", "znver4", ...).
+  std::string chip;
+  /// The ISA extensions the code may use ("avx512f", "amx-bf16", ...).
+  llvm::StringSet<> features;
+  /// f32 lanes of the kernels' inner vector loops. 16 on every x86 target
+  /// today: LLVM splits 512-bit vectors into the registers the CPU has, and
+  /// the wide unroll measured faster than register-sized vectors on AVX2.
+  int64_t vectorWidth = 16;
 
-/// True for the FP8 formats (stored as bytes, decoded in registers).
-inline bool isFP8(WeightFormat format) {
-  return format == WeightFormat::F8E4M3FN ||
-         format == WeightFormat::F8E4M3FNUZ || format == WeightFormat::F8E5M2;
-}
+  bool has(llvm::StringRef feature) const { return features.contains(feature); }
 
-/// The weight format of a tensor element type.
-WeightFormat weightFormatOf(mlir::Type elementType);
-/// How kernels see memory of that format (FP8 becomes i8).
-mlir::Type storageTypeOf(WeightFormat format, mlir::MLIRContext *context);
-llvm::StringRef formatName(WeightFormat format);
+  /// From a module's #xfmr.target.
+  static CPUKernelOptions of(xfmr::TargetAttr target);
+};
 
 /// Creates kernels once per key and returns them.
 class KernelLibrary {
 public:
-  explicit KernelLibrary(mlir::ModuleOp module) : module(module) {}
+  KernelLibrary(mlir::ModuleOp module, CPUKernelOptions options)
+      : module(module), options(std::move(options)) {}
 
   using BodyBuilder =
       std::function<void(mlir::OpBuilder &, mlir::Location, mlir::ValueRange)>;
@@ -51,6 +57,25 @@ public:
   mlir::func::FuncOp get(llvm::StringRef key, mlir::TypeRange arguments,
                          const BodyBuilder &body);
 
+  /// The same for a kernel family's operands: the signature is the present
+  /// roles of `types`, the body gets the arguments by role.
+  template <template <typename> class Operands>
+  mlir::func::FuncOp
+  get(llvm::StringRef key, Operands<mlir::Type> types,
+      llvm::function_ref<void(mlir::OpBuilder &, mlir::Location,
+                              Operands<mlir::Value>)>
+          body) {
+    llvm::SmallVector<mlir::Type> arguments = presentOperands(types);
+    return get(key, arguments,
+               [&](mlir::OpBuilder &b, mlir::Location loc,
+                   mlir::ValueRange args) {
+                 body(b, loc, bindOperands(types, args));
+               });
+  }
+
+  const CPUKernelOptions &getOptions() const { return options; }
+  int64_t vectorWidth() const { return options.vectorWidth; }
+
   /// The f32 decode table of an FP8 format, as a constant global.
   mlir::Value lookupTable(mlir::OpBuilder &b, mlir::Location loc,
                           WeightFormat format);
@@ -59,6 +84,7 @@ public:
 
 private:
   mlir::ModuleOp module;
+  CPUKernelOptions options;
   llvm::StringMap<mlir::func::FuncOp> kernels;
 };
 
@@ -83,16 +109,18 @@ mlir::Value loadAsF32(mlir::OpBuilder &b, mlir::Location loc,
 
 /// sum_{i < length} a[aPrefix..., aBegin + i] * w[wPrefix..., wBegin + i], in
 /// f32 with vector FMAs. `a` is f32; `w` has `format`. `length` is static.
+/// `width` is the vector width (KernelLibrary::vectorWidth()).
 mlir::Value dot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
                 mlir::ValueRange aPrefix, mlir::Value aBegin, mlir::Value w,
                 mlir::ValueRange wPrefix, mlir::Value wBegin, int64_t length,
-                WeightFormat format, mlir::Value table);
+                WeightFormat format, mlir::Value table, int64_t width);
 
-/// A vector of `kVectorWidth` elements of `memref` starting at `indices`,
+/// A vector of `width` elements of `memref` starting at `indices`,
 /// converted to f32 (FP8 through `table`).
 mlir::Value loadVectorAsF32(mlir::OpBuilder &b, mlir::Location loc,
                             mlir::Value memref, mlir::ValueRange indices,
-                            WeightFormat format, mlir::Value table);
+                            WeightFormat format, mlir::Value table,
+                            int64_t width);
 
 /// Like dot() over a whole weight row of length `length`, with FP8 block
 /// scales: when `blockScale` is set, each [bm, bn] block's partial sum is
@@ -103,7 +131,7 @@ mlir::Value scaledDot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
                       WeightFormat format, mlir::Value table,
                       std::optional<std::pair<int64_t, int64_t>> blockScale,
                       mlir::Value scale, mlir::ValueRange scalePrefix,
-                      mlir::Value row);
+                      mlir::Value row, int64_t width);
 
 /// Rounds f32 `value` to the nearest value of FP8 `format` (ties to even),
 /// saturating to its largest finite value; the result stays f32. Exact:
@@ -173,9 +201,6 @@ SoftmaxStep onlineSoftmaxStep(mlir::OpBuilder &b, mlir::Location loc,
 
 /// x * sigmoid(x), computed as x / (1 + exp(-x)).
 mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
-
-/// Number of f32 lanes the inner loops use.
-inline constexpr int64_t kVectorWidth = 16;
 
 } // namespace xfmr::kernels
 

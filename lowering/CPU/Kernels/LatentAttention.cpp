@@ -26,20 +26,21 @@ using namespace xfmr::kernels;
 
 namespace {
 
-
 MemRefType f32Buffer(MLIRContext *context, ArrayRef<int64_t> shape) {
   return MemRefType::get(shape, Float32Type::get(context));
 }
 
-/// kv_b (and its scales) as kernel arguments.
-SmallVector<Type> kvBArgs(MLIRContext *context, int64_t rows, int64_t rank,
-                          const WeightOperand &kvB) {
-  SmallVector<Type> args{
-      MemRefType::get({rows, rank}, storageTypeOf(kvB.format, context))};
-  if (kvB.blockScale)
-    args.push_back(f32Buffer(context, {llvm::divideCeilSigned(rows, kvB.blockScale->first),
-                                       llvm::divideCeilSigned(rank, kvB.blockScale->second)}));
-  return args;
+/// The types of kv_b [rows, rank] and its block scales (null without).
+std::pair<Type, Type> kvBTypes(MLIRContext *context, int64_t rows,
+                               int64_t rank, const WeightOperand &kvB) {
+  Type weight =
+      MemRefType::get({rows, rank}, storageTypeOf(kvB.format, context));
+  if (!kvB.blockScale)
+    return {weight, Type()};
+  return {weight,
+          f32Buffer(context,
+                    {llvm::divideCeilSigned(rows, kvB.blockScale->first),
+                     llvm::divideCeilSigned(rank, kvB.blockScale->second)})};
 }
 
 /// kv_b[row, r] as f32 (with its block scale).
@@ -59,23 +60,29 @@ Value kvBAt(OpBuilder &b, Location loc, Value w, Value scales, Value row,
 
 } // namespace
 
-func::FuncOp xfmr::kernels::mlaAbsorbQuery(KernelLibrary &lib, int64_t heads,
-                                           int64_t nope, int64_t rope,
-                                           int64_t valueDim, int64_t rank,
-                                           const WeightOperand &kvB) {
+func::FuncOp xfmr::kernels::mlaAbsorbQuery(KernelLibrary &lib,
+    const MLAAbsorbQueryKernel &kernel) {
+  int64_t heads = kernel.heads;
+  int64_t nope = kernel.nope;
+  int64_t rope = kernel.rope;
+  int64_t valueDim = kernel.valueDim;
+  int64_t rank = kernel.rank;
+  const WeightOperand &kvB = kernel.kvB;
   MLIRContext *context = lib.getModule().getContext();
   int64_t rows = heads * (nope + valueDim);
-  SmallVector<Type> args{
-      f32Buffer(context, {ShapedType::kDynamic, heads, nope + rope})};
-  args.append(kvBArgs(context, rows, rank, kvB));
-  args.push_back(f32Buffer(context, {ShapedType::kDynamic, heads, rank}));
+  MLAAbsorbQueryOperands<Type> types;
+  types.query = f32Buffer(context, {ShapedType::kDynamic, heads, nope + rope});
+  std::tie(types.kvB, types.kvBScale) = kvBTypes(context, rows, rank, kvB);
+  types.output = f32Buffer(context, {ShapedType::kDynamic, heads, rank});
   std::string key = "mla_absorb_query_" + std::to_string(heads) + "x" +
                     std::to_string(nope) + "x" + std::to_string(rope) + "x" +
                     std::to_string(valueDim) + "x" + std::to_string(rank) +
                     "_" + kvB.key();
-  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value q = args[0], w = args[1], out = args.back();
-    Value scales = kvB.blockScale ? args[2] : Value();
+  return lib.get<MLAAbsorbQueryOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, MLAAbsorbQueryOperands<Value> args) {
+    Value q = args.query, w = args.kvB, out = args.output;
+    Value scales = args.kvBScale;
     Value table = isFP8(kvB.format) ? lib.lookupTable(b, loc, kvB.format) : Value();
     Value tokens = memref::DimOp::create(b, loc, q, 0);
     Value zero = index(b, loc, 0);
@@ -109,49 +116,47 @@ func::FuncOp xfmr::kernels::mlaAbsorbQuery(KernelLibrary &lib, int64_t heads,
   });
 }
 
-std::string LatentCacheFormat::key() const {
-  if (format == WeightFormat::F32)
-    return "";
-  return "_" + formatName(format).str() +
-         (scaleBlocks ? "_rope_" + formatName(ropeFormat).str() : "");
-}
-
-/// The three buffers of a latent cache, as kernel argument types.
-static SmallVector<Type> latentCacheArgs(MLIRContext *context,
-                                         int64_t capacity, int64_t rank,
-                                         int64_t rope,
-                                         const LatentCacheFormat &storage) {
-  SmallVector<Type> args{
-      MemRefType::get({capacity, rank}, storageTypeOf(storage.format, context))};
-  if (storage.scaleBlocks)
-    args.push_back(f32Buffer(context, {capacity, storage.scaleBlocks}));
-  args.push_back(MemRefType::get({capacity, rope},
-                                 storageTypeOf(storage.ropeFormat, context)));
-  return args;
+/// The types of a latent cache's buffers: latent, scales (null without),
+/// rope keys.
+static std::tuple<Type, Type, Type>
+latentCacheTypes(MLIRContext *context, int64_t capacity, int64_t rank,
+                 int64_t rope, const LatentCacheFormat &storage) {
+  Type scales = storage.scaleBlocks
+                    ? f32Buffer(context, {capacity, storage.scaleBlocks})
+                    : Type();
+  return {MemRefType::get({capacity, rank},
+                          storageTypeOf(storage.format, context)),
+          scales,
+          MemRefType::get({capacity, rope},
+                          storageTypeOf(storage.ropeFormat, context))};
 }
 
 func::FuncOp xfmr::kernels::latentCacheWrite(KernelLibrary &lib,
-                                             int64_t capacity, int64_t rank,
-                                             int64_t rope,
-                                             const LatentCacheFormat &storage,
-                                             std::optional<int64_t> sinks) {
+    const LatentCacheWriteKernel &kernel) {
+  int64_t capacity = kernel.capacity;
+  int64_t rank = kernel.rank;
+  int64_t rope = kernel.rope;
+  const LatentCacheFormat &storage = kernel.storage;
+  std::optional<int64_t> sinks = kernel.sinks;
   MLIRContext *context = lib.getModule().getContext();
   std::string key = "latent_cache_write_" + std::to_string(capacity) + "x" +
                     std::to_string(rank) + "x" + std::to_string(rope) +
                     storage.key();
   if (sinks)
     key += "_ring" + std::to_string(*sinks);
-  SmallVector<Type> args{f32Buffer(context, {ShapedType::kDynamic, rank}),
-                         f32Buffer(context, {ShapedType::kDynamic, 1, rope})};
-  args.append(latentCacheArgs(context, capacity, rank, rope, storage));
-  args.push_back(IndexType::get(context));
+  LatentCacheWriteOperands<Type> types;
+  types.latent = f32Buffer(context, {ShapedType::kDynamic, rank});
+  types.ropeKey = f32Buffer(context, {ShapedType::kDynamic, 1, rope});
+  std::tie(types.latentCache, types.scales, types.ropeCache) =
+      latentCacheTypes(context, capacity, rank, rope, storage);
+  types.start = IndexType::get(context);
   bool scaled = storage.scaleBlocks > 0;
-  return lib.get(
-      key, args,
-      [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value latent = args[0], ropeKey = args[1], latentCache = args[2];
-        Value scales = scaled ? args[3] : Value();
-        Value ropeCache = args[scaled ? 4 : 3], start = args.back();
+  return lib.get<LatentCacheWriteOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, LatentCacheWriteOperands<Value> args) {
+        Value latent = args.latent, ropeKey = args.ropeKey;
+        Value latentCache = args.latentCache, scales = args.scales;
+        Value ropeCache = args.ropeCache, start = args.start;
         Value tokens = memref::DimOp::create(b, loc, latent, 0);
         Value zero = index(b, loc, 0);
         parallelFor(b, loc, zero, tokens,
@@ -198,13 +203,17 @@ func::FuncOp xfmr::kernels::latentCacheWrite(KernelLibrary &lib,
       });
 }
 
-func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
-                                         int64_t heads, int64_t nope,
-                                         int64_t rope, int64_t rank,
-                                         double scale,
-                                         const LatentCacheFormat &storage,
-                                         std::optional<int64_t> window,
-                                         std::optional<int64_t> sinks) {
+func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib,
+    const LatentAttendKernel &kernel) {
+  int64_t capacity = kernel.capacity;
+  int64_t heads = kernel.heads;
+  int64_t nope = kernel.nope;
+  int64_t rope = kernel.rope;
+  int64_t rank = kernel.rank;
+  double scale = kernel.scale;
+  const LatentCacheFormat &storage = kernel.storage;
+  std::optional<int64_t> window = kernel.window;
+  std::optional<int64_t> sinks = kernel.sinks;
   MLIRContext *context = lib.getModule().getContext();
   char scaleText[32];
   std::snprintf(scaleText, sizeof(scaleText), "%a", scale);
@@ -216,21 +225,23 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
     key += "_w" + std::to_string(*window);
   if (sinks)
     key += "_ring" + std::to_string(*sinks);
-  SmallVector<Type> args{
-      f32Buffer(context, {ShapedType::kDynamic, heads, rank}),
-      f32Buffer(context, {ShapedType::kDynamic, heads, nope + rope})};
-  args.append(latentCacheArgs(context, capacity, rank, rope, storage));
-  args.push_back(IndexType::get(context));
-  args.push_back(f32Buffer(context, {ShapedType::kDynamic, heads, rank}));
+  LatentAttendOperands<Type> types;
+  types.queryLatent = f32Buffer(context, {ShapedType::kDynamic, heads, rank});
+  types.query = f32Buffer(context, {ShapedType::kDynamic, heads, nope + rope});
+  std::tie(types.latentCache, types.scales, types.ropeCache) =
+      latentCacheTypes(context, capacity, rank, rope, storage);
+  types.start = IndexType::get(context);
+  types.output = f32Buffer(context, {ShapedType::kDynamic, heads, rank});
   bool scaled = storage.scaleBlocks > 0;
   int64_t block = scaled ? LatentCacheType::kScaleBlock : rank;
-  return lib.get(
-      key, args,
-      [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value qLatent = args[0], q = args[1], latentCache = args[2];
-        Value scales = scaled ? args[3] : Value();
-        Value ropeCache = args[scaled ? 4 : 3];
-        Value start = args[args.size() - 2], out = args.back();
+  int64_t width = lib.vectorWidth();
+  return lib.get<LatentAttendOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, LatentAttendOperands<Value> args) {
+        Value qLatent = args.queryLatent, q = args.query;
+        Value latentCache = args.latentCache, scales = args.scales;
+        Value ropeCache = args.ropeCache;
+        Value start = args.start, out = args.output;
         Value latentTable = isFP8(storage.format)
                                 ? lib.lookupTable(b, loc, storage.format)
                                 : Value();
@@ -269,7 +280,7 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                   Value part = dot(b, loc, qLatent, {t, h}, qBegin,
                                    latentCache, {j}, cacheBegin,
                                    std::min(block, rank - first), storage.format,
-                                   latentTable);
+                                   latentTable, width);
                   if (scaled)
                     part = arith::MulFOp::create(
                         b, loc, part,
@@ -280,7 +291,7 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
                 }
                 Value ropeScore =
                     dot(b, loc, q, {t, h}, index(b, loc, nope), ropeCache, {j},
-                        zero, rope, storage.ropeFormat, Value());
+                        zero, rope, storage.ropeFormat, Value(), width);
                 Value sum =
                     arith::AddFOp::create(b, loc, latentScore, ropeScore);
                 Value score =
@@ -326,21 +337,27 @@ func::FuncOp xfmr::kernels::latentAttend(KernelLibrary &lib, int64_t capacity,
       });
 }
 
-func::FuncOp xfmr::kernels::mlaAbsorbOutput(KernelLibrary &lib, int64_t heads,
-                                            int64_t nope, int64_t valueDim,
-                                            int64_t rank,
-                                            const WeightOperand &kvB) {
+func::FuncOp xfmr::kernels::mlaAbsorbOutput(KernelLibrary &lib,
+    const MLAAbsorbOutputKernel &kernel) {
+  int64_t heads = kernel.heads;
+  int64_t nope = kernel.nope;
+  int64_t valueDim = kernel.valueDim;
+  int64_t rank = kernel.rank;
+  const WeightOperand &kvB = kernel.kvB;
   MLIRContext *context = lib.getModule().getContext();
   int64_t rows = heads * (nope + valueDim);
-  SmallVector<Type> args{f32Buffer(context, {ShapedType::kDynamic, heads, rank})};
-  args.append(kvBArgs(context, rows, rank, kvB));
-  args.push_back(f32Buffer(context, {ShapedType::kDynamic, heads, valueDim}));
+  MLAAbsorbOutputOperands<Type> types;
+  types.latent = f32Buffer(context, {ShapedType::kDynamic, heads, rank});
+  std::tie(types.kvB, types.kvBScale) = kvBTypes(context, rows, rank, kvB);
+  types.output = f32Buffer(context, {ShapedType::kDynamic, heads, valueDim});
   std::string key = "mla_absorb_output_" + std::to_string(heads) + "x" +
                     std::to_string(nope) + "x" + std::to_string(valueDim) +
                     "x" + std::to_string(rank) + "_" + kvB.key();
-  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value latent = args[0], w = args[1], out = args.back();
-    Value scales = kvB.blockScale ? args[2] : Value();
+  return lib.get<MLAAbsorbOutputOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, MLAAbsorbOutputOperands<Value> args) {
+    Value latent = args.latent, w = args.kvB, out = args.output;
+    Value scales = args.kvBScale;
     Value table = isFP8(kvB.format) ? lib.lookupTable(b, loc, kvB.format) : Value();
     Value tokens = memref::DimOp::create(b, loc, latent, 0);
     Value zero = index(b, loc, 0);
@@ -355,7 +372,8 @@ func::FuncOp xfmr::kernels::mlaAbsorbOutput(KernelLibrary &lib, int64_t heads,
                 [&](OpBuilder &b, Location loc, Value d) {
         Value row = arith::AddIOp::create(b, loc, base, d);
         Value sum = scaledDot(b, loc, latent, {t, h}, w, {row}, rank, kvB.format,
-                              table, kvB.blockScale, scales, {}, row);
+                              table, kvB.blockScale, scales, {}, row,
+                              lib.vectorWidth());
         memref::StoreOp::create(b, loc, sum, out, ValueRange{t, h, d});
       });
     });

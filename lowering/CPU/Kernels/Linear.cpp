@@ -17,43 +17,43 @@
 using namespace mlir;
 using namespace xfmr::kernels;
 
-namespace {
-} // namespace
-
-func::FuncOp xfmr::kernels::linear(KernelLibrary &lib, int64_t in,
-                                   int64_t out, const WeightOperand &weight,
-                                   std::optional<WeightFormat> bias) {
+func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
+    const LinearKernel &kernel) {
+  int64_t in = kernel.in;
+  int64_t out = kernel.out;
+  const WeightOperand &weight = kernel.weight;
+  std::optional<WeightFormat> bias = kernel.bias;
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
-  SmallVector<Type> args{
-      MemRefType::get({ShapedType::kDynamic, in}, f32Type),
-      MemRefType::get({out, in}, storageTypeOf(weight.format, context))};
+  LinearOperands<Type> types;
+  types.input = MemRefType::get({ShapedType::kDynamic, in}, f32Type);
+  types.weight = MemRefType::get({out, in}, storageTypeOf(weight.format, context));
   if (bias)
-    args.push_back(MemRefType::get({out}, storageTypeOf(*bias, context)));
+    types.bias = MemRefType::get({out}, storageTypeOf(*bias, context));
   if (weight.blockScale)
-    args.push_back(MemRefType::get(
+    types.scale = MemRefType::get(
         {llvm::divideCeilSigned(out, weight.blockScale->first),
          llvm::divideCeilSigned(in, weight.blockScale->second)},
-        f32Type));
-  args.push_back(MemRefType::get({ShapedType::kDynamic, out}, f32Type));
+        f32Type);
+  types.output = MemRefType::get({ShapedType::kDynamic, out}, f32Type);
   std::string key = "linear_" + std::to_string(out) + "x" +
                     std::to_string(in) + "_" + weight.key();
   if (bias)
     key += "_bias_" + formatName(*bias).str();
-  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value x = args[0], y = args.back();
-    Value biasValue = bias ? args[2] : Value();
+  return lib.get<LinearOperands>(
+      key, types, [&](OpBuilder &b, Location loc, LinearOperands<Value> args) {
+    Value x = args.input, y = args.output, biasValue = args.bias;
     MatmulTile op;
     op.x = x;
-    op.w = args[1];
+    op.w = args.weight;
     op.in = in;
     op.out = out;
+    op.width = lib.vectorWidth();
     op.format = weight.format;
     op.table =
         isFP8(weight.format) ? lib.lookupTable(b, loc, weight.format) : Value();
     op.blockScale = weight.blockScale;
-    if (weight.blockScale)
-      op.scale = args[bias ? 3 : 2];
+    op.scale = args.scale;
     op.store = [&](OpBuilder &b, Location loc, Value t, Value n, Value sum) {
       if (biasValue)
         sum = arith::AddFOp::create(

@@ -16,12 +16,12 @@ namespace {
 constexpr int64_t kTile = 4;
 
 /// The tile path applies one block scale to a whole tile: it needs whole
-/// 16-lane steps per block and all of a tile's weight rows in one row block.
+/// vector steps per block and all of a tile's weight rows in one row block.
 bool tileScalable(const MatmulTile &op) {
   if (!op.blockScale)
     return true;
   auto [blockRows, blockCols] = *op.blockScale;
-  return blockCols % kVectorWidth == 0 && op.in % blockCols == 0 &&
+  return blockCols % op.width == 0 && op.in % blockCols == 0 &&
          blockRows % kTile == 0;
 }
 
@@ -34,9 +34,9 @@ SmallVector<Value> withPrefix(ArrayRef<Value> prefix, ArrayRef<Value> rest) {
 /// sum[r, n] for every (r, n) of xRows x rows, sharing loads across the tile.
 void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
               ArrayRef<Value> xRows, ArrayRef<Value> rows) {
-  int64_t vectorLength = op.in / kVectorWidth * kVectorWidth;
+  int64_t vectorLength = op.in / op.width * op.width;
   size_t count = xRows.size() * rows.size();
-  auto vectorType = VectorType::get({kVectorWidth}, b.getF32Type());
+  auto vectorType = VectorType::get({op.width}, b.getF32Type());
   SmallVector<Value> sums;
   auto step = [&](OpBuilder &b, Location loc, Value k, ValueRange acc,
                   Value xScale) {
@@ -49,7 +49,7 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
     for (Value n : rows)
       ws.push_back(loadVectorAsF32(b, loc, op.w,
                                    withPrefix(op.weightPrefix, {n, k}),
-                                   op.format, op.table));
+                                   op.format, op.table, op.width));
     SmallVector<Value> next;
     for (size_t i = 0; i < xRows.size(); ++i)
       for (size_t j = 0; j < rows.size(); ++j)
@@ -84,7 +84,7 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
             Value end =
                 arith::AddIOp::create(b, loc, begin, index(b, loc, blockCols));
             auto inner = scf::ForOp::create(
-                b, loc, begin, end, index(b, loc, kVectorWidth), acc,
+                b, loc, begin, end, index(b, loc, op.width), acc,
                 [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
                   scf::YieldOp::create(b, loc,
                                        step(b, loc, k, acc, scaleVector));
@@ -94,7 +94,7 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
     } else {
       Value lb = index(b, loc, 0);
       Value ub = index(b, loc, vectorLength);
-      Value width = index(b, loc, kVectorWidth);
+      Value width = index(b, loc, op.width);
       loop = scf::ForOp::create(
           b, loc, lb, ub, width, init,
           [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
@@ -181,7 +181,7 @@ void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc, const MatmulTile &op,
                                   b, loc, op.x, {r}, op.w,
                                   withPrefix(op.weightPrefix, {n}), op.in,
                                   op.format, op.table, op.blockScale, op.scale,
-                                  op.weightPrefix, n);
+                                  op.weightPrefix, n, op.width);
                               op.store(b, loc, r, n, sum);
                             });
                 });

@@ -24,6 +24,8 @@ struct MatmulTile {
   mlir::Value w;
   llvm::SmallVector<mlir::Value> weightPrefix;
   int64_t in = 0, out = 0;
+  /// The vector width (KernelLibrary::vectorWidth()).
+  int64_t width = 16;
   WeightFormat format = WeightFormat::F32;
   mlir::Value table;
   /// Block scales [weightPrefix..., ceil(out / bm), ceil(in / bn)], or none.

@@ -61,16 +61,16 @@ void allocaScope(OpBuilder &b, Location loc,
 }
 } // namespace
 
-func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
+func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib,
+                                     const MoERouteKernel &kernel) {
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
-  int64_t experts = op.getGateWeight().getType().getDimSize(0);
-  int64_t topK = op.getTopK(), groups = op.getNGroup();
-  int64_t keptGroups = op.getTopkGroup(), perGroup = experts / groups;
-  bool sigmoid = op.getScoring() == ScoringFunc::sigmoid;
-  bool hasBias = static_cast<bool>(op.getBias());
-  bool normalize = op.getNormTopkProb();
-  double factor = op.getRoutedScalingFactor().convertToDouble();
+  int64_t experts = kernel.experts, topK = kernel.topK;
+  int64_t groups = kernel.groups, keptGroups = kernel.keptGroups;
+  int64_t perGroup = experts / groups;
+  bool sigmoid = kernel.sigmoid, hasBias = kernel.bias;
+  bool normalize = kernel.normalize;
+  double factor = kernel.factor;
   char factorText[32];
   std::snprintf(factorText, sizeof(factorText), "%a", factor);
   std::string key = "moe_route_" + std::to_string(experts) + "_k" +
@@ -79,16 +79,18 @@ func::FuncOp xfmr::kernels::moeRoute(KernelLibrary &lib, MoEGateOp op) {
                     (sigmoid ? "_sigmoid" : "_softmax") +
                     (hasBias ? "_bias" : "") + (normalize ? "_norm" : "") +
                     "_" + factorText;
-  SmallVector<Type> args{
-      MemRefType::get({ShapedType::kDynamic, experts}, f32Type)};
+  MoERouteOperands<Type> types;
+  types.logits = MemRefType::get({ShapedType::kDynamic, experts}, f32Type);
   if (hasBias)
-    args.push_back(MemRefType::get({experts}, f32Type));
-  args.push_back(MemRefType::get({ShapedType::kDynamic, topK}, f32Type));
-  args.push_back(MemRefType::get({ShapedType::kDynamic, topK},
-                                 IntegerType::get(context, 32)));
-  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value logits = args[0], bias = hasBias ? args[1] : Value();
-    Value weightsOut = args[args.size() - 2], indicesOut = args.back();
+    types.bias = MemRefType::get({experts}, f32Type);
+  types.weights = MemRefType::get({ShapedType::kDynamic, topK}, f32Type);
+  types.indices = MemRefType::get({ShapedType::kDynamic, topK},
+                                  IntegerType::get(context, 32));
+  return lib.get<MoERouteOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, MoERouteOperands<Value> args) {
+    Value logits = args.logits, bias = args.bias;
+    Value weightsOut = args.weights, indicesOut = args.indices;
     Value tokens = memref::DimOp::create(b, loc, logits, 0);
     Value zero = index(b, loc, 0), one = index(b, loc, 1);
     Value expertCount = index(b, loc, experts);
@@ -255,6 +257,7 @@ namespace {
 struct ExpertMatmuls {
   Value gate, up, down, gateScale, upScale, downScale, table;
   int64_t inter, hidden;
+  int64_t width; // KernelLibrary::vectorWidth()
   WeightOperand weight;
   bool stacked = true;
   /// FP8 activation groups of the SwiGLU output before the down projection.
@@ -278,6 +281,7 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertMatmuls &m, Value x,
       op.weightPrefix = {e};
     op.in = in;
     op.out = out;
+    op.width = m.width;
     op.format = m.weight.format;
     op.table = m.table;
     op.blockScale = m.weight.blockScale;
@@ -338,13 +342,16 @@ void increment(OpBuilder &b, Location loc, Value memref, Value at,
 }
 } // namespace
 
-func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
-                                       int64_t inter, int64_t hidden,
-                                       int64_t topK,
-                                       const WeightOperand &weight,
-                                       MoEDispatch dispatch,
-                                       std::optional<SharedExpert> shared,
-                                       std::optional<int64_t> activationGroup) {
+func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib,
+    const MoEExpertsKernel &kernel) {
+  int64_t experts = kernel.experts;
+  int64_t inter = kernel.inter;
+  int64_t hidden = kernel.hidden;
+  int64_t topK = kernel.topK;
+  const WeightOperand &weight = kernel.weight;
+  MoEDispatch dispatch = kernel.dispatch;
+  std::optional<SharedExpert> shared = kernel.shared;
+  std::optional<int64_t> activationGroup = kernel.activationGroup;
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
   Type i64Type = IntegerType::get(context, 64);
@@ -352,20 +359,23 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
   auto tokensBy = [&](int64_t n, Type element) {
     return MemRefType::get({ShapedType::kDynamic, n}, element);
   };
-  SmallVector<Type> args{tokensBy(hidden, f32Type),
-                         tokensBy(topK, f32Type),
-                         tokensBy(topK, IntegerType::get(context, 32)),
-                         MemRefType::get({experts, inter, hidden}, storage),
-                         MemRefType::get({experts, inter, hidden}, storage),
-                         MemRefType::get({experts, hidden, inter}, storage)};
+  MoEExpertsOperands<Type> types;
+  types.input = tokensBy(hidden, f32Type);
+  types.weights = tokensBy(topK, f32Type);
+  types.indices = tokensBy(topK, IntegerType::get(context, 32));
+  types.gate = MemRefType::get({experts, inter, hidden}, storage);
+  types.up = MemRefType::get({experts, inter, hidden}, storage);
+  types.down = MemRefType::get({experts, hidden, inter}, storage);
   if (weight.blockScale) {
     auto [rows, cols] = *weight.blockScale;
-    auto upScale = MemRefType::get(
-        {experts, llvm::divideCeilSigned(inter, rows), llvm::divideCeilSigned(hidden, cols)}, f32Type);
-    args.push_back(upScale);
-    args.push_back(upScale);
-    args.push_back(MemRefType::get(
-        {experts, llvm::divideCeilSigned(hidden, rows), llvm::divideCeilSigned(inter, cols)}, f32Type));
+    types.gateScale = types.upScale = MemRefType::get(
+        {experts, llvm::divideCeilSigned(inter, rows),
+         llvm::divideCeilSigned(hidden, cols)},
+        f32Type);
+    types.downScale = MemRefType::get(
+        {experts, llvm::divideCeilSigned(hidden, rows),
+         llvm::divideCeilSigned(inter, cols)},
+        f32Type);
   }
   std::string key = "moe_experts_" + std::to_string(experts) + "x" +
                     std::to_string(inter) + "x" + std::to_string(hidden) +
@@ -373,44 +383,47 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
                     stringifyMoEDispatch(dispatch).str();
   if (activationGroup)
     key += "_act" + std::to_string(*activationGroup);
-  size_t sharedArgs = args.size();
   if (shared) {
     Type sharedStorage = storageTypeOf(shared->weight.format, context);
-    args.push_back(MemRefType::get({shared->inter, hidden}, sharedStorage));
-    args.push_back(MemRefType::get({shared->inter, hidden}, sharedStorage));
-    args.push_back(MemRefType::get({hidden, shared->inter}, sharedStorage));
+    types.sharedGate = MemRefType::get({shared->inter, hidden}, sharedStorage);
+    types.sharedUp = MemRefType::get({shared->inter, hidden}, sharedStorage);
+    types.sharedDown = MemRefType::get({hidden, shared->inter}, sharedStorage);
     if (auto block = shared->weight.blockScale) {
       auto [rows, cols] = *block;
-      auto upScale = MemRefType::get(
-          {llvm::divideCeilSigned(shared->inter, rows), llvm::divideCeilSigned(hidden, cols)}, f32Type);
-      args.push_back(upScale);
-      args.push_back(upScale);
-      args.push_back(MemRefType::get(
-          {llvm::divideCeilSigned(hidden, rows), llvm::divideCeilSigned(shared->inter, cols)}, f32Type));
+      types.sharedGateScale = types.sharedUpScale = MemRefType::get(
+          {llvm::divideCeilSigned(shared->inter, rows),
+           llvm::divideCeilSigned(hidden, cols)},
+          f32Type);
+      types.sharedDownScale = MemRefType::get(
+          {llvm::divideCeilSigned(hidden, rows),
+           llvm::divideCeilSigned(shared->inter, cols)},
+          f32Type);
     }
     key +=
         "_shared" + std::to_string(shared->inter) + "_" + shared->weight.key();
   }
-  args.push_back(MemRefType::get({experts}, i64Type));
-  args.push_back(tokensBy(hidden, f32Type));
-  return lib.get(key, args, [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value x = args[0], routeWeights = args[1], routeIndices = args[2];
+  types.counts = MemRefType::get({experts}, i64Type);
+  types.output = tokensBy(hidden, f32Type);
+  return lib.get<MoEExpertsOperands>(
+      key, types,
+      [&](OpBuilder &b, Location loc, MoEExpertsOperands<Value> args) {
+    Value x = args.input, routeWeights = args.weights;
+    Value routeIndices = args.indices;
     ExpertMatmuls m;
-    m.gate = args[3];
-    m.up = args[4];
-    m.down = args[5];
-    if (weight.blockScale) {
-      m.gateScale = args[6];
-      m.upScale = args[7];
-      m.downScale = args[8];
-    }
+    m.gate = args.gate;
+    m.up = args.up;
+    m.down = args.down;
+    m.gateScale = args.gateScale;
+    m.upScale = args.upScale;
+    m.downScale = args.downScale;
+    m.width = lib.vectorWidth();
     m.inter = inter;
     m.hidden = hidden;
     m.weight = weight;
     m.activationGroup = activationGroup;
     m.table =
         isFP8(weight.format) ? lib.lookupTable(b, loc, weight.format) : Value();
-    Value counts = args[args.size() - 2], out = args.back();
+    Value counts = args.counts, out = args.output;
     Value tokens = memref::DimOp::create(b, loc, x, 0);
     Value zero = index(b, loc, 0), one = index(b, loc, 1);
     Value k = index(b, loc, topK), expertCount = index(b, loc, experts);
@@ -577,14 +590,13 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib, int64_t experts,
     // The shared expert: every token, weight 1, whatever the dispatch.
     if (shared) {
       ExpertMatmuls s;
-      s.gate = args[sharedArgs];
-      s.up = args[sharedArgs + 1];
-      s.down = args[sharedArgs + 2];
-      if (shared->weight.blockScale) {
-        s.gateScale = args[sharedArgs + 3];
-        s.upScale = args[sharedArgs + 4];
-        s.downScale = args[sharedArgs + 5];
-      }
+      s.gate = args.sharedGate;
+      s.up = args.sharedUp;
+      s.down = args.sharedDown;
+      s.gateScale = args.sharedGateScale;
+      s.upScale = args.sharedUpScale;
+      s.downScale = args.sharedDownScale;
+      s.width = lib.vectorWidth();
       s.inter = shared->inter;
       s.hidden = hidden;
       s.weight = shared->weight;

@@ -12,8 +12,11 @@
 using namespace mlir;
 using namespace xfmr::kernels;
 
-func::FuncOp xfmr::kernels::rmsNorm(KernelLibrary &lib, int64_t hidden,
-                                    WeightFormat weight, double eps) {
+func::FuncOp xfmr::kernels::rmsNorm(KernelLibrary &lib,
+    const RMSNormKernel &kernel) {
+  int64_t hidden = kernel.hidden;
+  WeightFormat weight = kernel.weight;
+  double eps = kernel.eps;
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context);
   auto rows = MemRefType::get({ShapedType::kDynamic, hidden}, f32Type);
@@ -22,9 +25,10 @@ func::FuncOp xfmr::kernels::rmsNorm(KernelLibrary &lib, int64_t hidden,
   std::snprintf(epsText, sizeof(epsText), "%a", eps);
   std::string key = "rms_norm_" + std::to_string(hidden) + "_" +
                     formatName(weight).str() + "_" + epsText;
-  return lib.get(key, {rows, weightType, rows},
-                 [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value x = args[0], w = args[1], out = args[2];
+  return lib.get<RMSNormOperands>(
+      key, {rows, weightType, rows},
+      [&](OpBuilder &b, Location loc, RMSNormOperands<Value> args) {
+    Value x = args.input, w = args.weight, out = args.output;
     Value lut = isFP8(weight)
                     ? lib.lookupTable(b, loc, weight)
                     : Value();
@@ -34,7 +38,7 @@ func::FuncOp xfmr::kernels::rmsNorm(KernelLibrary &lib, int64_t hidden,
       Value zero = index(b, loc, 0);
       // sum of squares = x . x
       Value squares = dot(b, loc, x, {t}, zero, x, {t}, zero, hidden,
-                          WeightFormat::F32, Value());
+                          WeightFormat::F32, Value(), lib.vectorWidth());
       Value mean = arith::DivFOp::create(b, loc, squares,
                                            f32(b, loc, double(hidden)));
       Value inverse = math::RsqrtOp::create(b, 

@@ -11,16 +11,20 @@
 using namespace mlir;
 using namespace xfmr::kernels;
 
-func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib, int64_t channels,
-                                         int64_t group, WeightFormat format) {
+func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib,
+    const FakeQuantizeKernel &kernel) {
+  int64_t channels = kernel.channels;
+  int64_t group = kernel.group;
+  WeightFormat format = kernel.format;
   MLIRContext *context = lib.getModule().getContext();
   auto buffer =
       MemRefType::get({ShapedType::kDynamic, channels}, Float32Type::get(context));
   std::string key = "fake_quantize_" + std::to_string(channels) + "_g" +
                     std::to_string(group) + "_" + formatName(format).str();
-  return lib.get(key, {buffer, buffer},
-                 [&](OpBuilder &b, Location loc, ValueRange args) {
-                   Value x = args[0], out = args[1];
+  return lib.get<FakeQuantizeOperands>(
+      key, {buffer, buffer},
+      [&](OpBuilder &b, Location loc, FakeQuantizeOperands<Value> args) {
+                   Value x = args.input, out = args.output;
                    Value tokens = memref::DimOp::create(b, loc, x, 0);
                    parallelFor(b, loc, index(b, loc, 0), tokens,
                                [&](OpBuilder &b, Location loc, Value t) {

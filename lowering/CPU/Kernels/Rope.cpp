@@ -92,8 +92,11 @@ static double magnitude(RopeAttr config) {
                               config.getMscaleAllDim().convertToDouble());
 }
 
-func::FuncOp xfmr::kernels::rope(KernelLibrary &lib, int64_t heads,
-                                 int64_t headDim, RopeAttr config) {
+func::FuncOp xfmr::kernels::rope(KernelLibrary &lib,
+    const RopeKernel &kernel) {
+  int64_t heads = kernel.heads;
+  int64_t headDim = kernel.headDim;
+  RopeAttr config = kernel.config;
   MLIRContext *context = lib.getModule().getContext();
   Type f32Type = Float32Type::get(context), f64Type = Float64Type::get(context);
   auto buffer = MemRefType::get({ShapedType::kDynamic, heads, headDim}, f32Type);
@@ -111,9 +114,10 @@ func::FuncOp xfmr::kernels::rope(KernelLibrary &lib, int64_t heads,
   std::string key = "rope_" + std::to_string(heads) + "x" +
                     std::to_string(headDim) + "_" +
                     std::to_string(llvm::hash_value(attrText));
-  return lib.get(key, {buffer, IndexType::get(context), buffer},
-                 [&](OpBuilder &b, Location loc, ValueRange args) {
-    Value x = args[0], start = args[1], out = args[2];
+  return lib.get<RopeOperands>(
+      key, {buffer, IndexType::get(context), buffer},
+      [&](OpBuilder &b, Location loc, RopeOperands<Value> args) {
+    Value x = args.input, start = args.start, out = args.output;
     // The frequency table, a constant global next to the kernel.
     std::string tableName = "xfmr_" + key + "_freq";
     auto tableType = MemRefType::get({int64_t(frequencies.size())}, f64Type);

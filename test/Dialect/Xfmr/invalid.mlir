@@ -884,3 +884,16 @@ func.func @experts_activation_group(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
   return
 }
+
+// -----
+
+// expected-error @+1 {{'xfmr.target' must be a #xfmr.target on a module}}
+func.func @target_on_function() attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "znver4">} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'xfmr.target' must be a #xfmr.target on a module}}
+module attributes {xfmr.target = "cpu"} {
+}
