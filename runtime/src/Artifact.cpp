@@ -29,12 +29,8 @@ using namespace xfmr::artifact;
 Artifact::Artifact(std::string path) : path_(std::move(path)) {}
 
 Artifact::~Artifact() {
-  if (handle_)
-    dlclose(handle_);
-  // Closed only after dlclose: while the code is loaded under the name
-  // "/proc/self/fd/N", N must not be reused (see loadCode).
-  if (codeFd_ >= 0)
-    ::close(codeFd_);
+  // The code goes before the mapping its weights point into.
+  backend_.reset();
   if (mapping_ && ownsMapping_)
     munmap(mapping_, mappingSize_);
 }
@@ -64,7 +60,6 @@ std::shared_ptr<Artifact> Artifact::open(const std::string &path,
     artifact->verifyChecksums();
   artifact->readManifest();
   artifact->loadCode();
-  artifact->checkModelInfo();
   artifact->setThreads(0);
   return artifact;
 }
@@ -76,7 +71,7 @@ void Artifact::save(const std::string &path) const {
 }
 
 void *Artifact::symbol(const std::string &name) const {
-  return handle_ ? dlsym(handle_, name.c_str()) : nullptr;
+  return backend_ ? backend_->symbol(name) : nullptr;
 }
 
 int Artifact::effectiveThreads(int threads) {
@@ -94,8 +89,8 @@ void Artifact::setThreads(int threads) {
 }
 
 void Artifact::applyThreads(int threads) const {
-  if (ompSetNumThreads_)
-    ompSetNumThreads_(threads);
+  if (backend_)
+    backend_->applyThreads(threads);
 }
 
 //===----------------------------------------------------------------------===//
@@ -341,13 +336,14 @@ void Artifact::readManifest() {
   target_.triple = r.string(target, "target", "triple");
   target_.cpu = r.optionalString(target, "target", "cpu");
   target_.features = r.optionalString(target, "target", "features");
-  if (target_.kind != "cpu")
-    throw Error(path_ + ": target kind '" + target_.kind +
-                "' is not supported by this runtime (it runs 'cpu' artifacts)");
-  if (std::string why = tripleMismatch(target_.triple); !why.empty())
-    throw Error(path_ + ": " + why);
-  if (std::string why = cpuMismatch(target_.cpu, target_.features);
-      !why.empty())
+  // The backend of the target kind says whether its code can run here.
+  std::unique_ptr<Backend> backend;
+  try {
+    backend = createBackend(target_.kind);
+  } catch (const Error &error) {
+    throw Error(path_ + ": " + error.what());
+  }
+  if (std::string why = backend->checkTarget(target_); !why.empty())
     throw Error(path_ + ": " + why);
 
   const JsonValue &model = r.object(m, "", "model");
@@ -446,177 +442,17 @@ void Artifact::readManifest() {
 // Code
 //===----------------------------------------------------------------------===//
 
-static void writeAll(int fd, const uint8_t *data, uint64_t size,
-                     const std::string &path) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      throw Error(path + ": cannot write the model code to a temporary file: " +
-                  std::strerror(errno));
-    data += n;
-    size -= static_cast<uint64_t>(n);
-  }
-}
-
 void Artifact::loadCode() {
-  const uint8_t *code = mapping_ + header_.codeOffset;
-  if (header_.codeSize < 4 || std::memcmp(code,
-                                          "\x7f"
-                                          "ELF",
-                                          4) != 0)
-    throw Error(path_ + ": the code section is not an ELF shared object");
-
-  // dlopen needs a file: an anonymous memfd leaves nothing on disk. Where
-  // memfd or /proc is unavailable, fall back to an unlinked temporary file.
-  std::string loadPath;
-  std::vector<int> spares;
-  int fd = memfd_create("xfmr-model-code", MFD_CLOEXEC);
-  bool isMemfd = fd >= 0 && ::access("/proc/self/fd", F_OK) == 0;
-  if (isMemfd) {
-    writeAll(fd, code, header_.codeSize, path_);
-    // dlopen matches names before files: code from an earlier artifact that
-    // was never unloaded may still be registered as "/proc/self/fd/N". Move
-    // to a fresh descriptor number until the name is unused.
-    while (true) {
-      loadPath = "/proc/self/fd/" + std::to_string(fd);
-      void *stale = dlopen(loadPath.c_str(), RTLD_LAZY | RTLD_NOLOAD);
-      if (!stale)
-        break;
-      dlclose(stale);
-      spares.push_back(fd);
-      fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-      if (fd < 0)
-        break;
-    }
-    for (int spare : spares)
-      ::close(spare);
-    if (fd < 0)
-      throw Error(path_ +
-                  ": cannot duplicate a descriptor: " + std::strerror(errno));
-  } else {
-    if (fd >= 0)
-      ::close(fd);
-    const char *tmp = std::getenv("TMPDIR");
-    loadPath = std::string(tmp && *tmp ? tmp : "/tmp") + "/xfmr-code-XXXXXX";
-    fd = mkstemp(loadPath.data());
-    if (fd < 0)
-      throw Error(path_ +
-                  ": cannot create a temporary file for the model "
-                  "code: " +
-                  std::strerror(errno));
-    try {
-      writeAll(fd, code, header_.codeSize, path_);
-    } catch (...) {
-      ::unlink(loadPath.c_str());
-      ::close(fd);
-      throw;
-    }
-  }
-
-  handle_ = dlopen(loadPath.c_str(), RTLD_NOW | RTLD_LOCAL);
-  const char *why = handle_ ? nullptr : dlerror();
-  std::string dlMessage = why ? why : "";
-  if (isMemfd) {
-    codeFd_ = fd;
-  } else {
-    ::unlink(loadPath.c_str());
-    ::close(fd);
-  }
-  if (!handle_)
-    throw Error(path_ + ": cannot load the model code: " + dlMessage);
-
-  if (dlinfo(handle_, RTLD_DI_LINKMAP, &modelMap_) != 0 || !modelMap_)
-    throw Error(path_ + ": cannot inspect the loaded model code");
-
-  // dlsym also searches the libraries the code links (libc, libomp), so
-  // every symbol taken from the code must lie in the model's own object: a
-  // manifest naming "system" must not make the runtime call libc.
-  dlerror();
-  void *table = dlsym(handle_, kModelInfoSymbol);
-  Dl_info where;
-  void *entry = nullptr;
-  if (table)
-    dladdr1(table, &where, &entry, RTLD_DL_SYMENT);
-  const auto *symbol = static_cast<const ElfW(Sym) *>(entry);
-  if (!table || !inModel(table) ||
-      !symbol || symbol->st_size < sizeof(ModelInfo))
-    throw Error(path_ + ": the model code does not export its description '" +
-                kModelInfoSymbol +
-                "' (it was not compiled by xfmr-compile of this format "
-                "version); recompile the model");
-  std::memcpy(&info_, table, sizeof(ModelInfo));
-  if (info_.abiVersion != kModelAbiVersion || info_.size != sizeof(ModelInfo))
-    throw Error(path_ + ": the model code has ABI version " +
-                std::to_string(info_.abiVersion) +
-                " (this runtime supports version " +
-                std::to_string(kModelAbiVersion) + "); recompile the model");
-  for (auto [name, fn] : {std::pair{"prefill", info_.prefill},
-                          std::pair{"decode", info_.decode}})
-    if (!fn || !inModel(reinterpret_cast<const void *>(fn)))
-      throw Error(path_ + ": the model code's " + name +
-                  " entry point lies outside the model code");
-  prefill_ = info_.prefill;
-  decode_ = info_.decode;
-
-  // The manifest names the entry points too; the names must mean the same
-  // functions.
-  auto check = [&](const char *entry, const std::string &name,
-                   EntryFn expected) {
-    dlerror();
-    void *sym = dlsym(handle_, name.c_str());
-    if (!sym || !inModel(sym))
-      throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
-                  name + "', which the model code does not define");
-    if (sym != reinterpret_cast<void *>(expected))
-      throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
-                  name + "', which is not the model's " + entry +
-                  " entry point");
-  };
-  check("prefill", prefillName_, prefill_);
-  check("decode", decodeName_, decode_);
-  // OpenMP's entry lives in libomp, which the model links.
-  ompSetNumThreads_ =
-      reinterpret_cast<void (*)(int)>(dlsym(handle_, "omp_set_num_threads"));
-}
-
-bool Artifact::inModel(const void *address) const {
-  Dl_info info;
-  struct link_map *map = nullptr;
-  return dladdr1(address, &info, reinterpret_cast<void **>(&map),
-                 RTLD_DL_LINKMAP) != 0 &&
-         map == modelMap_;
-}
-
-void Artifact::checkModelInfo() {
-  // The manifest must describe the code it ships with: sizes that disagree
-  // would hand the code buffers of the wrong size.
-  auto expect = [&](const char *field, int64_t manifest, int64_t code) {
-    if (manifest != code)
-      throw Error(path_ + ": manifest field '" + field + "' is " +
-                  std::to_string(manifest) +
-                  " but the model code was compiled for " +
-                  std::to_string(code) +
-                  " (the manifest was edited or belongs to another model)");
-  };
-  expect("model.vocab_size", model_.vocabSize, info_.vocabSize);
-  expect("model.context_length", model_.contextLength, info_.contextLength);
-  expect("model.kv_window", model_.kvWindow, info_.kvWindow);
-  expect("model.kv_sinks", model_.kvSinks, info_.kvSinks);
-  expect("kv_cache.bytes", static_cast<int64_t>(kvCacheBytes_),
-         info_.kvCacheBytes);
-  expect("weights.bytes", static_cast<int64_t>(weightsBytes_),
-         info_.weightsBytes);
-  // The host check read the manifest's target; it must be the code's.
-  auto expectText = [&](const char *field, const std::string &manifest,
-                        const char *code) {
-    if (!code || !inModel(code) || manifest != code)
-      throw Error(path_ + ": manifest field '" + field + "' is '" + manifest +
-                  "' but the model code was compiled for '" +
-                  (code && inModel(code) ? code : "?") +
-                  "' (the manifest was edited or belongs to another model)");
-  };
-  expectText("target.cpu", target_.cpu, info_.cpu);
-  expectText("target.features", target_.features, info_.features);
+  backend_ = createBackend(target_.kind);
+  CodeManifest manifest;
+  manifest.path = path_;
+  manifest.model = &model_;
+  manifest.target = &target_;
+  manifest.kvCacheBytes = kvCacheBytes_;
+  manifest.weightsBytes = weightsBytes_;
+  manifest.prefillName = prefillName_;
+  manifest.decodeName = decodeName_;
+  backend_->loadCode(mapping_ + header_.codeOffset, header_.codeSize,
+                     manifest);
+  backend_->uploadWeights(weightsData(), weightsSize());
 }

@@ -21,7 +21,8 @@ static const Artifact &checked(const std::shared_ptr<Artifact> &artifact) {
 Session::Session(std::shared_ptr<Artifact> artifact,
                  const SessionOptions &options)
     : artifact_(std::move(artifact)),
-      cache_(checked(artifact_).kvCacheBytes()) {
+      cache_(checked(artifact_).backend().allocateCache(
+          artifact_->kvCacheBytes())) {
   threads_ = Artifact::effectiveThreads(options.threads);
 }
 
@@ -50,30 +51,19 @@ void Session::checkIds(const int32_t *ids, size_t count, size_t extra) const {
 void Session::run(bool isDecode, const int32_t *ids, size_t count,
                   float *logits, std::optional<bool> countAsDecode) {
   int64_t n = static_cast<int64_t>(count);
-  int64_t vocab = artifact_->vocabSize();
-  // The ABI passes mutable pointers; the code only reads ids and weights
-  // (the weights mapping is read-only, a write would fault).
-  auto *idsPtr = const_cast<int32_t *>(ids);
-  auto *weightsPtr = const_cast<uint8_t *>(artifact_->weightsData());
-  MemRef<int32_t, 1> idsRef{idsPtr, idsPtr, 0, {n}, {1}};
-  MemRef<uint8_t, 1> weightsRef{
-      weightsPtr,
-      weightsPtr,
-      0,
-      {static_cast<int64_t>(artifact_->weightsSize())},
-      {1}};
-  MemRef<uint8_t, 1> cacheRef{cache_.data(),
-                              cache_.data(),
-                              0,
-                              {static_cast<int64_t>(cache_.bytes())},
-                              {1}};
-  MemRef<float, 2> logitsRef{logits, logits, 0, {n, vocab}, {vocab, 1}};
-
-  // OpenMP keeps the thread count per calling thread: re-apply it here.
-  artifact_->applyThreads(threads_);
+  RunArgs args;
+  args.ids = ids;
+  args.count = n;
+  args.start = position_;
+  args.cache = cache_.get();
+  args.logits = logits;
+  args.vocab = artifact_->vocabSize();
+  // OpenMP keeps the thread count per calling thread: applied per call.
+  args.threads = threads_;
+  Backend &backend = artifact_->backend();
   auto start = std::chrono::steady_clock::now();
-  EntryFn entry = isDecode ? artifact_->decodeFn() : artifact_->prefillFn();
-  entry(&idsRef, position_, &weightsRef, &cacheRef, &logitsRef);
+  backend.run(isDecode ? EntryPoint::Decode : EntryPoint::Prefill, args);
+  backend.synchronize();
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
@@ -152,7 +142,7 @@ void Session::reset() {
   clearedExpertCounts_.clear();
   for (ExpertTokens &layer : totals)
     clearedExpertCounts_.push_back(std::move(layer.counts));
-  cache_.clear();
+  cache_->clear();
   position_ = 0;
   int64_t generations = stats_.generations + 1;
   stats_ = Stats();
@@ -169,8 +159,8 @@ Stats Session::stats() const {
   const auto &slots = artifact_->expertCounters();
   for (size_t i = 0; i < slots.size(); ++i) {
     ExpertTokens layer{slots[i].name, std::vector<int64_t>(slots[i].experts)};
-    std::memcpy(layer.counts.data(), cache_.data() + slots[i].offset,
-                slots[i].experts * sizeof(int64_t));
+    cache_->read(slots[i].offset, layer.counts.data(),
+                 slots[i].experts * sizeof(int64_t));
     if (i < clearedExpertCounts_.size())
       for (int64_t e = 0; e < slots[i].experts; ++e)
         layer.counts[e] += clearedExpertCounts_[i][e];

@@ -2,6 +2,7 @@
 
 #include "RuntimeTestUtil.h"
 
+#include "backends/cpu/CpuBackend.h"
 #include "xfmr/runtime/Artifact.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Host.h"
@@ -12,6 +13,11 @@
 #include <sys/utsname.h>
 
 using namespace xfmr::runtime;
+
+/// The CPU backend that runs a loaded artifact's code.
+static const CpuBackend &cpuCode(const Artifact &artifact) {
+  return static_cast<const CpuBackend &>(artifact.backend());
+}
 using namespace xfmr::test;
 using xfmr::artifact::FileHeader;
 
@@ -86,9 +92,10 @@ TEST_F(ArtifactTest, OpensAValidArtifact) {
   EXPECT_EQ(a->target().cpu, "x86-64");
   EXPECT_EQ(a->manifest().find("format_version")->asInt(), 2);
   EXPECT_GE(a->verifySeconds(), 0.0);
-  EXPECT_NE(a->prefillFn(), nullptr);
-  EXPECT_NE(a->decodeFn(), nullptr);
-  EXPECT_NE(a->prefillFn(), a->decodeFn());
+  EXPECT_EQ(a->backend().kind(), "cpu");
+  EXPECT_NE(cpuCode(*a).prefillFn(), nullptr);
+  EXPECT_NE(cpuCode(*a).decodeFn(), nullptr);
+  EXPECT_NE(cpuCode(*a).prefillFn(), cpuCode(*a).decodeFn());
 }
 
 TEST_F(ArtifactTest, WeightsAreUsedInPlace) {
@@ -454,7 +461,7 @@ TEST_F(ArtifactTest, ManyArtifactsLoadTheirOwnCode) {
   auto b = Artifact::open(file("noomp.xfmr"));
   EXPECT_TRUE(a->threadsSupported());
   EXPECT_FALSE(b->threadsSupported());
-  EXPECT_NE(a->prefillFn(), b->prefillFn());
+  EXPECT_NE(cpuCode(*a).prefillFn(), cpuCode(*b).prefillFn());
 }
 
 TEST_F(ArtifactTest, StaleCodeNamesAreSkipped) {
@@ -477,7 +484,7 @@ TEST_F(ArtifactTest, StaleCodeNamesAreSkipped) {
   auto b = Artifact::open(file("noomp.xfmr"));
   EXPECT_FALSE(b->threadsSupported());
   Dl_info info;
-  ASSERT_NE(dladdr(reinterpret_cast<void *>(b->prefillFn()), &info), 0);
+  ASSERT_NE(dladdr(reinterpret_cast<void *>(cpuCode(*b).prefillFn()), &info), 0);
   EXPECT_NE(name, info.dli_fname);
 }
 

@@ -14,11 +14,11 @@
 #define XFMR_RUNTIME_ARTIFACT_H
 
 #include "xfmr/runtime/ArtifactFormat.h"
+#include "xfmr/runtime/Backend.h"
 #include "xfmr/runtime/Json.h"
 
 #include <cstdint>
 
-struct link_map;
 #include <memory>
 #include <optional>
 #include <string>
@@ -113,8 +113,8 @@ public:
   uint64_t mappingSize() const { return mappingSize_; }
   const artifact::FileHeader &header() const { return header_; }
 
-  artifact::EntryFn prefillFn() const { return prefill_; }
-  artifact::EntryFn decodeFn() const { return decode_; }
+  /// What runs the code (chosen by the target kind).
+  Backend &backend() const { return *backend_; }
   /// Writes a copy of the artifact file to `path` (through OutputFile:
   /// atomically, never through a symlink). Throws `Error`.
   void save(const std::string &path) const;
@@ -129,7 +129,9 @@ public:
   /// The effective count set last (hardware concurrency by default).
   int threads() const { return threads_; }
   /// Whether the code honours thread counts (it links OpenMP).
-  bool threadsSupported() const { return ompSetNumThreads_ != nullptr; }
+  bool threadsSupported() const {
+    return backend_ && backend_->threadsSupported();
+  }
   /// Applies an effective count for the calling thread only. OpenMP keeps
   /// the count per calling thread, and this writes no shared state, so
   /// sessions on different threads can use their own counts.
@@ -148,10 +150,8 @@ private:
   void checkHeader();
   void verifyChecksums();
   void readManifest();
+  /// Creates the backend, loads the code and hands it the weights.
   void loadCode();
-  void checkModelInfo();
-  /// Whether `address` lies in the loaded model's own code object.
-  bool inModel(const void *address) const;
 
   std::string path_;
   uint8_t *mapping_ = nullptr;
@@ -168,13 +168,7 @@ private:
   uint64_t weightsBytes_ = 0, parameterCount_ = 0;
   double verifySeconds_ = 0;
   std::vector<ExpertCounterSlot> expertCounters_;
-  int codeFd_ = -1;
-  void *handle_ = nullptr;
-  /// The loaded code object (dlinfo's link map) and its description.
-  struct link_map *modelMap_ = nullptr;
-  artifact::ModelInfo info_{};
-  artifact::EntryFn prefill_ = nullptr, decode_ = nullptr;
-  void (*ompSetNumThreads_)(int) = nullptr;
+  std::unique_ptr<Backend> backend_;
   int threads_ = 1;
 };
 

@@ -1,6 +1,7 @@
 //===- Session.h - one conversation with a loaded model ---------*- C++ -*-===//
 //
-// A session owns a KV cache and a position. Inputs are validated before any
+// A session owns a KV cache (allocated by the artifact's backend) and a
+// position. Inputs are validated before any
 // compute, so an `Error` never leaves the cache half-written. One session is
 // used by one thread at a time; sessions sharing an artifact may run on
 // different threads.
@@ -11,7 +12,7 @@
 #define XFMR_RUNTIME_SESSION_H
 
 #include "xfmr/runtime/Artifact.h"
-#include "xfmr/runtime/KVCache.h"
+#include "xfmr/runtime/Backend.h"
 #include "xfmr/runtime/Sampler.h"
 
 #include <cstdint>
@@ -112,7 +113,8 @@ private:
            std::optional<bool> countAsDecode = std::nullopt);
 
   std::shared_ptr<Artifact> artifact_;
-  KVCache cache_;
+  /// The KV cache, in the backend's memory.
+  std::unique_ptr<DeviceBuffer> cache_;
   int threads_;
   int64_t position_ = 0;
   Stats stats_;

@@ -1,0 +1,273 @@
+//===- CpuBackend.cpp - model code on this machine's CPU ------------------===//
+
+#include "backends/cpu/CpuBackend.h"
+
+#include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/Host.h"
+#include "xfmr/runtime/KVCache.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <vector>
+
+using namespace xfmr::runtime;
+using namespace xfmr::artifact;
+
+namespace {
+/// A session's cache in host memory.
+class HostCache : public DeviceBuffer {
+public:
+  explicit HostCache(uint64_t bytes) : cache(bytes) {}
+  uint64_t bytes() const override { return cache.bytes(); }
+  void clear() override { cache.clear(); }
+  void read(uint64_t offset, void *out, uint64_t size) const override {
+    std::memcpy(out, cache.data() + offset, size);
+  }
+  uint8_t *data() { return cache.data(); }
+
+private:
+  KVCache cache;
+};
+} // namespace
+
+CpuBackend::~CpuBackend() {
+  if (handle_)
+    dlclose(handle_);
+  // Closed only after dlclose: while the code is loaded under the name
+  // "/proc/self/fd/N", N must not be reused (see loadCode).
+  if (codeFd_ >= 0)
+    ::close(codeFd_);
+}
+
+std::string CpuBackend::checkTarget(const TargetInfo &target) const {
+  if (std::string why = tripleMismatch(target.triple); !why.empty())
+    return why;
+  return cpuMismatch(target.cpu, target.features);
+}
+
+void CpuBackend::uploadWeights(const uint8_t *data, uint64_t size) {
+  // Zero copy: the code reads the read-only file mapping.
+  weights_ = data;
+  weightsSize_ = size;
+}
+
+std::unique_ptr<DeviceBuffer> CpuBackend::allocateCache(uint64_t bytes) {
+  return std::make_unique<HostCache>(bytes);
+}
+
+void CpuBackend::run(EntryPoint entry, const RunArgs &args) {
+  int64_t n = args.count;
+  // The ABI passes mutable pointers; the code only reads ids and weights
+  // (the weights mapping is read-only, a write would fault).
+  auto *ids = const_cast<int32_t *>(args.ids);
+  auto *weights = const_cast<uint8_t *>(weights_);
+  uint8_t *cache = static_cast<HostCache *>(args.cache)->data();
+  MemRef<int32_t, 1> idsRef{ids, ids, 0, {n}, {1}};
+  MemRef<uint8_t, 1> weightsRef{
+      weights, weights, 0, {static_cast<int64_t>(weightsSize_)}, {1}};
+  MemRef<uint8_t, 1> cacheRef{
+      cache, cache, 0, {static_cast<int64_t>(args.cache->bytes())}, {1}};
+  MemRef<float, 2> logitsRef{
+      args.logits, args.logits, 0, {n, args.vocab}, {args.vocab, 1}};
+  // OpenMP keeps the thread count per calling thread: apply it here.
+  if (args.threads > 0)
+    applyThreads(args.threads);
+  EntryFn fn = entry == EntryPoint::Decode ? decode_ : prefill_;
+  fn(&idsRef, args.start, &weightsRef, &cacheRef, &logitsRef);
+}
+
+void CpuBackend::applyThreads(int threads) const {
+  if (ompSetNumThreads_)
+    ompSetNumThreads_(threads);
+}
+
+void *CpuBackend::symbol(const std::string &name) const {
+  return handle_ ? dlsym(handle_, name.c_str()) : nullptr;
+}
+
+static void writeAll(int fd, const uint8_t *data, uint64_t size,
+                     const std::string &path) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      throw Error(path + ": cannot write the model code to a temporary file: " +
+                  std::strerror(errno));
+    data += n;
+    size -= static_cast<uint64_t>(n);
+  }
+}
+
+void CpuBackend::loadCode(const uint8_t *code, uint64_t codeSize,
+                          const CodeManifest &manifest) {
+  const std::string &path_ = manifest.path;
+  if (codeSize < 4 || std::memcmp(code,
+                                          "\x7f"
+                                          "ELF",
+                                          4) != 0)
+    throw Error(path_ + ": the code section is not an ELF shared object");
+
+  // dlopen needs a file: an anonymous memfd leaves nothing on disk. Where
+  // memfd or /proc is unavailable, fall back to an unlinked temporary file.
+  std::string loadPath;
+  std::vector<int> spares;
+  int fd = memfd_create("xfmr-model-code", MFD_CLOEXEC);
+  bool isMemfd = fd >= 0 && ::access("/proc/self/fd", F_OK) == 0;
+  if (isMemfd) {
+    writeAll(fd, code, codeSize, path_);
+    // dlopen matches names before files: code from an earlier artifact that
+    // was never unloaded may still be registered as "/proc/self/fd/N". Move
+    // to a fresh descriptor number until the name is unused.
+    while (true) {
+      loadPath = "/proc/self/fd/" + std::to_string(fd);
+      void *stale = dlopen(loadPath.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+      if (!stale)
+        break;
+      dlclose(stale);
+      spares.push_back(fd);
+      fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0)
+        break;
+    }
+    for (int spare : spares)
+      ::close(spare);
+    if (fd < 0)
+      throw Error(path_ +
+                  ": cannot duplicate a descriptor: " + std::strerror(errno));
+  } else {
+    if (fd >= 0)
+      ::close(fd);
+    const char *tmp = std::getenv("TMPDIR");
+    loadPath = std::string(tmp && *tmp ? tmp : "/tmp") + "/xfmr-code-XXXXXX";
+    fd = mkstemp(loadPath.data());
+    if (fd < 0)
+      throw Error(path_ +
+                  ": cannot create a temporary file for the model "
+                  "code: " +
+                  std::strerror(errno));
+    try {
+      writeAll(fd, code, codeSize, path_);
+    } catch (...) {
+      ::unlink(loadPath.c_str());
+      ::close(fd);
+      throw;
+    }
+  }
+
+  handle_ = dlopen(loadPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+  const char *why = handle_ ? nullptr : dlerror();
+  std::string dlMessage = why ? why : "";
+  if (isMemfd) {
+    codeFd_ = fd;
+  } else {
+    ::unlink(loadPath.c_str());
+    ::close(fd);
+  }
+  if (!handle_)
+    throw Error(path_ + ": cannot load the model code: " + dlMessage);
+
+  if (dlinfo(handle_, RTLD_DI_LINKMAP, &modelMap_) != 0 || !modelMap_)
+    throw Error(path_ + ": cannot inspect the loaded model code");
+
+  // dlsym also searches the libraries the code links (libc, libomp), so
+  // every symbol taken from the code must lie in the model's own object: a
+  // manifest naming "system" must not make the runtime call libc.
+  dlerror();
+  void *table = dlsym(handle_, kModelInfoSymbol);
+  Dl_info where;
+  void *entry = nullptr;
+  if (table)
+    dladdr1(table, &where, &entry, RTLD_DL_SYMENT);
+  const auto *symbol = static_cast<const ElfW(Sym) *>(entry);
+  if (!table || !inModel(table) ||
+      !symbol || symbol->st_size < sizeof(ModelInfo))
+    throw Error(path_ + ": the model code does not export its description '" +
+                kModelInfoSymbol +
+                "' (it was not compiled by xfmr-compile of this format "
+                "version); recompile the model");
+  std::memcpy(&info_, table, sizeof(ModelInfo));
+  if (info_.abiVersion != kModelAbiVersion || info_.size != sizeof(ModelInfo))
+    throw Error(path_ + ": the model code has ABI version " +
+                std::to_string(info_.abiVersion) +
+                " (this runtime supports version " +
+                std::to_string(kModelAbiVersion) + "); recompile the model");
+  for (auto [name, fn] : {std::pair{"prefill", info_.prefill},
+                          std::pair{"decode", info_.decode}})
+    if (!fn || !inModel(reinterpret_cast<const void *>(fn)))
+      throw Error(path_ + ": the model code's " + name +
+                  " entry point lies outside the model code");
+  prefill_ = info_.prefill;
+  decode_ = info_.decode;
+
+  // The manifest names the entry points too; the names must mean the same
+  // functions.
+  auto check = [&](const char *entry, const std::string &name,
+                   EntryFn expected) {
+    dlerror();
+    void *sym = dlsym(handle_, name.c_str());
+    if (!sym || !inModel(sym))
+      throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
+                  name + "', which the model code does not define");
+    if (sym != reinterpret_cast<void *>(expected))
+      throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
+                  name + "', which is not the model's " + entry +
+                  " entry point");
+  };
+  check("prefill", manifest.prefillName, prefill_);
+  check("decode", manifest.decodeName, decode_);
+  // OpenMP's entry lives in libomp, which the model links.
+  ompSetNumThreads_ =
+      reinterpret_cast<void (*)(int)>(dlsym(handle_, "omp_set_num_threads"));
+  checkModelInfo(manifest);
+}
+
+bool CpuBackend::inModel(const void *address) const {
+  Dl_info info;
+  struct link_map *map = nullptr;
+  return dladdr1(address, &info, reinterpret_cast<void **>(&map),
+                 RTLD_DL_LINKMAP) != 0 &&
+         map == modelMap_;
+}
+
+void CpuBackend::checkModelInfo(const CodeManifest &manifest) const {
+  const std::string &path_ = manifest.path;
+  const ModelConfig &model_ = *manifest.model;
+  const TargetInfo &target_ = *manifest.target;
+  // The manifest must describe the code it ships with: sizes that disagree
+  // would hand the code buffers of the wrong size.
+  auto expect = [&](const char *field, int64_t manifest, int64_t code) {
+    if (manifest != code)
+      throw Error(path_ + ": manifest field '" + field + "' is " +
+                  std::to_string(manifest) +
+                  " but the model code was compiled for " +
+                  std::to_string(code) +
+                  " (the manifest was edited or belongs to another model)");
+  };
+  expect("model.vocab_size", model_.vocabSize, info_.vocabSize);
+  expect("model.context_length", model_.contextLength, info_.contextLength);
+  expect("model.kv_window", model_.kvWindow, info_.kvWindow);
+  expect("model.kv_sinks", model_.kvSinks, info_.kvSinks);
+  expect("kv_cache.bytes", static_cast<int64_t>(manifest.kvCacheBytes),
+         info_.kvCacheBytes);
+  expect("weights.bytes", static_cast<int64_t>(manifest.weightsBytes),
+         info_.weightsBytes);
+  // The host check read the manifest's target; it must be the code's.
+  auto expectText = [&](const char *field, const std::string &manifest,
+                        const char *code) {
+    if (!code || !inModel(code) || manifest != code)
+      throw Error(path_ + ": manifest field '" + field + "' is '" + manifest +
+                  "' but the model code was compiled for '" +
+                  (code && inModel(code) ? code : "?") +
+                  "' (the manifest was edited or belongs to another model)");
+  };
+  expectText("target.cpu", target_.cpu, info_.cpu);
+  expectText("target.features", target_.features, info_.features);
+}
