@@ -3,7 +3,12 @@ bandwidth roofline measured in the same run and against PyTorch eager (same
 checkpoint, same threads). Writes the results to docs/performance.md.
 
 Usage: /usr/bin/python3 bench/run.py [--threads 2] [--quick]
+       /usr/bin/python3 bench/run.py --baseline OTHER_BUILD/bin [--quick]
 Needs a build (scripts/build.sh) and python3-torch (scripts/setup.sh --bench).
+With --baseline, compares this build with another (e.g. before a change) on
+the same checkpoints in the same run instead: both compile each model, their
+runs alternate, and the best of --repeats runs per build is kept; writes
+bench/compare.json and prints the table (docs/performance.md is left alone).
 """
 import argparse
 import datetime
@@ -45,9 +50,9 @@ def bandwidth(threads):
     return json.loads(run([BIN / "xfmr-bandwidth", threads, 1024]).stdout)["read_gb_per_s"]
 
 
-def xfmr_stats(artifact, prompt, new_tokens, threads):
+def xfmr_stats(artifact, prompt, new_tokens, threads, bin_dir=BIN):
     ids = " ".join(str((7 * i + 3) % 500) for i in range(prompt))
-    result = run([BIN / "xfmr-run", artifact, "--prompt-ids", ids, "-n", new_tokens,
+    result = run([bin_dir / "xfmr-run", artifact, "--prompt-ids", ids, "-n", new_tokens,
                   "--threads", threads, "--stats"])
     return json.loads(result.stderr.strip().splitlines()[-1])
 
@@ -256,12 +261,89 @@ def write_markdown(rows, args, gemm_rows=(), long_rows=()):
                          f"{r['kv_cache_bytes_per_token'] * entries / 2**20:.1f} MiB | "
                          f"{r['decode_tokens_per_s']:.1f} | {r['decode_tokens_per_s'] / base:.2f}x |")
     lines += ["", "FP8 accuracy against the unquantized models: [fp8-accuracy.md](fp8-accuracy.md);",
-              "KV-cache settings: [kv-cache.md](kv-cache.md).",
-              "", "Raw results: `bench/results.json`.", ""]
+              "KV-cache settings: [kv-cache.md](kv-cache.md).", ""]
+    lines += compare_markdown()
+    lines += ["Raw results: `bench/results.json`.", ""]
     (REPO / "docs" / "performance.md").write_text("\n".join(lines))
     (REPO / "bench" / "results.json").write_text(
         json.dumps({"models": rows, "gemm": list(gemm_rows), "long_context": list(long_rows)},
                    indent=2) + "\n")
+
+
+COMPARE_HEADING = "## Before and after a change"
+
+
+def compare_markdown():
+    """The section for bench/compare.json (the last --baseline run), or nothing."""
+    path = REPO / "bench" / "compare.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    lines = [COMPARE_HEADING, "",
+             f"`bench/run.py --baseline` on {data['date']}: {data['change']}. Both builds compile",
+             f"the same checkpoints; their runs alternate, best of {data['repeats']} per build, "
+             f"{data['threads']} threads, `--cpu {data['cpu']}`.", "",
+             "| model | prefill tok/s (before -> after) | decode tok/s (before -> after) |",
+             "| --- | --- | --- |"]
+    for row in data["rows"]:
+        b, t = row["baseline"], row["this_build"]
+        lines.append(f"| {row['model']} | {b['prefill']:.0f} -> {t['prefill']:.0f} "
+                     f"({row['prefill_ratio']:.2f}x) | {b['decode']:.1f} -> {t['decode']:.1f} "
+                     f"({row['decode_ratio']:.2f}x) |")
+    if data.get("remark"):
+        lines += ["", data["remark"]]
+    return lines + [""]
+
+
+def compare_builds(baseline, threads, cpu, quick, repeats, change):
+    """Prefill and decode of this build against `baseline` (a bin folder), side by side."""
+    prompt, decode = (64, 16) if quick else (256, 32)
+    bf16 = checkpoint("llama-500m-bf16", "llama", "500m", "bf16")
+    small = checkpoint("llama-small-bf16", "llama", "small", "bf16")
+    cases = [("Llama 500M bf16", bf16, []),
+             ("Llama 500M fp8", bf16, ["--quantize", "fp8"]),
+             ("Llama small bf16, int8 KV cache", small, ["--kv-cache", "int8"])]
+    stories = REPO.parent / "shared" / "models" / "stories260K"
+    if (stories / "config.json").exists():
+        cases.insert(0, ("stories260K f32", stories, []))
+    builds = {"baseline": Path(baseline), "this build": BIN}
+    rows = []
+    for name, folder, flags in cases:
+        artifacts = {}
+        for label, bin_dir in builds.items():
+            artifact = MODELS / f"compare-{len(rows)}-{label.replace(' ', '-')}.xfmr"
+            run([bin_dir / "xfmr-compile", folder, "-o", artifact, "--cpu", cpu,
+                 "--context", prompt + decode + 16, *flags])
+            artifacts[label] = artifact
+        best = {label: {"prefill": 0.0, "decode": 0.0} for label in builds}
+        for _ in range(repeats):
+            for label, bin_dir in builds.items():
+                prefill = xfmr_stats(artifacts[label], prompt, 1, threads, bin_dir)
+                decoded = xfmr_stats(artifacts[label], 16, decode + 1, threads, bin_dir)
+                best[label]["prefill"] = max(best[label]["prefill"],
+                                             prefill["prefill_tokens_per_s"])
+                best[label]["decode"] = max(best[label]["decode"],
+                                            decoded["decode_tokens_per_s"])
+        row = {"model": name, "prompt": prompt, "decode_tokens": decode,
+               "baseline": best["baseline"], "this_build": best["this build"],
+               "prefill_ratio": best["this build"]["prefill"] / best["baseline"]["prefill"],
+               "decode_ratio": best["this build"]["decode"] / best["baseline"]["decode"]}
+        rows.append(row)
+        log(f"{name}: prefill {row['prefill_ratio']:.3f}x, decode {row['decode_ratio']:.3f}x "
+            f"of the baseline")
+    (REPO / "bench" / "compare.json").write_text(json.dumps(
+        {"date": datetime.date.today().isoformat(), "change": change, "threads": threads,
+         "cpu": cpu, "repeats": repeats, "rows": rows}, indent=2) + "\n")
+    lines = compare_markdown()
+    print("\n".join(lines))
+    # Refresh the section in docs/performance.md, leaving the other tables.
+    doc = REPO / "docs" / "performance.md"
+    text = doc.read_text()
+    start = text.find(COMPARE_HEADING)
+    end = text.find("Raw results:")
+    if start < 0:
+        start = end
+    doc.write_text(text[:start] + "\n".join(lines) + "\n" + text[end:])
 
 
 def main():
@@ -272,7 +354,21 @@ def main():
     parser.add_argument("--only-long-context", action="store_true",
                         help="re-measure only the long-context table; the other tables "
                              "come from bench/results.json")
+    parser.add_argument("--baseline", metavar="BIN_DIR",
+                        help="compare with another build's bin folder instead")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per build with --baseline (the best counts)")
+    parser.add_argument("--change", default="the baseline against this build",
+                        help="what differs between the builds, for the report")
     args = parser.parse_args()
+    if args.baseline:
+        for tool in ["xfmr-compile", "xfmr-run"]:
+            if not (Path(args.baseline) / tool).exists():
+                sys.exit(f"bench: {Path(args.baseline) / tool} does not exist")
+        MODELS.mkdir(parents=True, exist_ok=True)
+        compare_builds(args.baseline, args.threads, args.cpu, args.quick, args.repeats,
+                       args.change)
+        return
     for tool in ["xfmr-compile", "xfmr-run", "xfmr-bandwidth"]:
         if not (BIN / tool).exists():
             sys.exit(f"bench: {BIN / tool} is not built (run scripts/build.sh)")

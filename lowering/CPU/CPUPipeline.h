@@ -28,8 +28,8 @@ inline constexpr const char *kLowerToLLVMDescription =
     "Lower xfmr kernels and schedules (scf/vector/memref) to the LLVM "
     "dialect, parallel loops on OpenMP";
 inline constexpr const char *kCPUPipelineDescription =
-    "The whole CPU pipeline: xfmr-graph-opt, xfmr-lower-to-kernels, "
-    "xfmr-lower-to-llvm";
+    "The whole CPU pipeline: xfmr-graph-opt, xfmr-plan-memory, "
+    "xfmr-lower-to-kernels, xfmr-lower-to-llvm";
 
 /// Fills in triple, CPU name and features (host ones for "native").
 llvm::Error resolveCPUTarget(CPUTarget &target);

@@ -25,6 +25,20 @@ using namespace xfmr;
 using namespace xfmr::kernels;
 using namespace xfmr::testing;
 
+// Readable test parameters in logs (gtest would print their bytes); found by
+// argument-dependent lookup, so they live in the types' namespaces.
+namespace xfmr {
+void PrintTo(MoEDispatch dispatch, std::ostream *os) {
+  *os << stringifyMoEDispatch(dispatch).str();
+}
+namespace kernels {
+void PrintTo(const CacheFormat &format, std::ostream *os) {
+  *os << formatName(format.format).str()
+      << (format.scaled ? " with scales" : "");
+}
+} // namespace kernels
+} // namespace xfmr
+
 namespace {
 
 /// |actual - expected| <= atol + rtol * |expected| for every element.
@@ -201,6 +215,12 @@ struct LinearCase {
   bool bias;
 };
 
+// Readable parameters in test logs (gtest would print the bytes).
+void PrintTo(const LinearCase &c, std::ostream *os) {
+  *os << name(c.format) << (c.blockScaled ? " block-scaled" : "")
+      << (c.bias ? " with bias" : "");
+}
+
 class LinearKernelTest : public KernelTest,
                          public ::testing::WithParamInterface<LinearCase> {};
 
@@ -330,6 +350,8 @@ struct RopeCase {
   int64_t rotaryDim, offset;
   RopeReference reference;
 };
+
+void PrintTo(const RopeCase &c, std::ostream *os) { *os << c.name; }
 
 class RopeKernelTest : public KernelTest,
                        public ::testing::WithParamInterface<RopeCase> {};
@@ -759,6 +781,8 @@ struct RoutingCase {
   MoERouteKernel config;
 };
 
+void PrintTo(const RoutingCase &c, std::ostream *os) { *os << c.name; }
+
 class MoERouteKernelTest : public KernelTest,
                            public ::testing::WithParamInterface<RoutingCase> {};
 
@@ -814,8 +838,10 @@ TEST_P(MoERouteKernelTest, MatchesFloat64) {
     }
     std::vector<int64_t> order(experts);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t a, int64_t b) { return choice[a] > choice[b]; });
+    // Ties go to the lower expert index, as in the kernels.
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return choice[a] != choice[b] ? choice[a] > choice[b] : a < b;
+    });
     double chosenSum = 0;
     for (int64_t j = 0; j < k; ++j)
       chosenSum += scores[order[j]];

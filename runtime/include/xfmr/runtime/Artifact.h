@@ -2,9 +2,10 @@
 //
 // Opening an artifact maps the file read-only, validates the header and the
 // section table, verifies the checksums of every section, validates the
-// manifest, checks the target against the host, loads the code from an
-// in-memory file and checks that the code's own description (ModelInfo)
-// agrees with the manifest. Weights are used in place (zero copy). Every
+// manifest, and hands the code to the Backend of its target kind
+// (Backend.h), which checks the target against the host, loads the code and
+// checks that the code's own description (ModelInfo) agrees with the
+// manifest. Weights are used in place (zero copy). Every
 // failure is an `Error` naming the file and what is wrong; nothing of the
 // artifact runs before the checksums and the target check pass.
 //
