@@ -292,7 +292,7 @@ def compare_markdown():
                      f"({row['decode_ratio']:.2f}x) |")
     if data.get("remark"):
         lines += ["", data["remark"]]
-    return lines + [""]
+    return lines + ["", "Comparison data: `bench/compare.json`.", ""]
 
 
 def compare_builds(baseline, threads, cpu, quick, repeats, change):
