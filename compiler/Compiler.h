@@ -57,6 +57,9 @@ struct CompileOptions {
   std::string moe;
   /// Print the IR after this pass ("all": after every pass) to stderr.
   std::string dumpIRAfter;
+  /// GPU targets: write the device code (PTX, cubin and ptxas' resource
+  /// report; AMD code object; SPIR-V) into this directory.
+  std::string dumpDeviceCode;
   unsigned optLevel = 3;
 };
 

@@ -26,7 +26,7 @@ void xfmr::registerTargetBackends() {
   static std::once_flag once;
   std::call_once(once, [] {
     registerCPUBackend();
-    // GPU back ends register here (lowering/GPU/README.md).
+    registerGPUBackends();
   });
 }
 

@@ -75,11 +75,13 @@ using TargetBackendFactory =
 /// Registers a back end under `name`.
 void registerTargetBackend(llvm::StringRef name, TargetBackendFactory factory);
 
-/// Registers every back end of this build (the CPU today). Idempotent.
+/// Registers every back end of this build. Idempotent.
 void registerTargetBackends();
 
 /// The CPU back end (compiler/CPUBackend.cpp).
 void registerCPUBackend();
+/// The GPU back ends: cuda, rocm, vulkan (compiler/GPUBackend.cpp).
+void registerGPUBackends();
 
 } // namespace xfmr
 

@@ -2,6 +2,7 @@
 
 #include "lowering/CPU/CPUKernelTarget.h"
 #include "lowering/Common/KernelTarget.h"
+#include "lowering/GPU/GPUKernelTarget.h"
 
 #include <mutex>
 
@@ -10,6 +11,6 @@ void xfmr::registerKernelTargets() {
   std::call_once(once, [] {
     KernelRegistry &registry = KernelRegistry::global();
     registerCPUKernelTarget(registry);
-    // GPU targets register here (lowering/GPU/README.md).
+    registerGPUKernelTarget(registry);
   });
 }

@@ -485,6 +485,9 @@ py::dict statsDict(const runtime::Stats &s, double verifySeconds) {
   d["parameter_count"] = s.parameterCount;
   d["peak_rss_bytes"] = s.peakRssBytes;
   d["threads"] = s.threads;
+  d["device"] = s.device;
+  d["device_memory_bytes"] = s.deviceMemoryBytes;
+  d["weights_upload_seconds"] = s.weightsUploadSeconds;
   d["generations"] = s.generations;
   d["verify_seconds"] = verifySeconds;
   // {layer name: [tokens routed to expert 0, 1, ...]}, in layer order.

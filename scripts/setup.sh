@@ -17,6 +17,9 @@ PACKAGES=(
   # Python bindings, reference implementation and tests
   python3 python3-dev python3-numpy python3-pytest pybind11-dev python3-pybind11
   python3-setuptools
+  # GPU back ends: Vulkan (headers; Mesa's CPU driver lavapipe runs the SPIR-V
+  # kernels in CI), SPIR-V validation, AMD device libraries (ocml/ockl)
+  libvulkan-dev libvulkan1 mesa-vulkan-drivers spirv-tools rocm-device-libs
 )
 
 # Benchmarks compare against PyTorch eager: `scripts/setup.sh --bench` adds it.

@@ -75,12 +75,21 @@ llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
 }
 
 void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm) {
+  buildLowerToLLVMPipeline(pm, /*deviceAllocations=*/false);
+}
+
+void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm,
+                                    bool deviceAllocations) {
   pm.addPass(createConvertSCFToOpenMPPass());
   pm.addPass(createConvertVectorToSCFPass());
   pm.addPass(createConvertVectorToLLVMPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
-  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  // GPU host code: buffers are device memory, allocated through the
+  // _mlir_memref_to_llvm_alloc/free hooks the GPU back end defines.
+  FinalizeMemRefToLLVMConversionPassOptions memrefOptions;
+  memrefOptions.useGenericFunctions = deviceAllocations;
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass(memrefOptions));
   // LLVM intrinsics where they exist, libm calls (erf, ...) for the rest.
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());

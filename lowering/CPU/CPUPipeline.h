@@ -37,6 +37,9 @@ llvm::Error resolveCPUTarget(CPUTarget &target);
 /// Loops, vectors and memrefs (after xfmr-lower-to-kernels) to the LLVM
 /// dialect, with parallel loops on OpenMP.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
+/// The same; with `deviceAllocations`, memref.alloc/dealloc call the
+/// generic _mlir_memref_to_llvm_alloc/free (GPU host code).
+void buildLowerToLLVMPipeline(mlir::OpPassManager &pm, bool deviceAllocations);
 
 /// xfmr IR (after graph optimization and quantization) to the LLVM dialect:
 /// xfmr-plan-memory, xfmr-lower-to-kernels, canonicalize, cse,

@@ -23,10 +23,17 @@ KernelTarget::materialize(const kernels::KernelConfig &config, Location loc) {
   StringRef family = kernels::kernelName(config);
   const KernelRegistry::Materializer *build =
       KernelRegistry::global().lookup(family, getKind());
-  if (!build)
+  if (!build) {
+    // Name the targets that have it: the model compiles there.
+    SmallVector<std::string> others;
+    for (const std::string &kind : KernelRegistry::global().targetKinds())
+      if (KernelRegistry::global().lookup(family, kind))
+        others.push_back(kind);
     return emitError(loc) << "kernel '" << family
                           << "' is not implemented for target '" << getKind()
-                          << "'";
+                          << "' yet (targets that have it: "
+                          << llvm::join(others, ", ") << ")";
+  }
   return (*build)(*this, config);
 }
 

@@ -336,6 +336,7 @@ void Artifact::readManifest() {
   target_.triple = r.string(target, "target", "triple");
   target_.cpu = r.optionalString(target, "target", "cpu");
   target_.features = r.optionalString(target, "target", "features");
+  target_.chip = r.optionalString(target, "target", "chip");
   // The backend of the target kind says whether its code can run here.
   std::unique_ptr<Backend> backend;
   try {
@@ -452,6 +453,7 @@ void Artifact::loadCode() {
   manifest.weightsBytes = weightsBytes_;
   manifest.prefillName = prefillName_;
   manifest.decodeName = decodeName_;
+  manifest.targetJson = manifest_.find("target");
   backend_->loadCode(mapping_ + header_.codeOffset, header_.codeSize,
                      manifest);
   backend_->uploadWeights(weightsData(), weightsSize());

@@ -156,6 +156,9 @@ Stats Session::stats() const {
   s.kvCacheBytesPerToken = artifact_->kvCacheBytesPerToken();
   s.parameterCount = artifact_->parameterCount();
   s.threads = threads_;
+  s.device = artifact_->backend().deviceName();
+  s.deviceMemoryBytes = artifact_->backend().deviceMemoryBytes();
+  s.weightsUploadSeconds = artifact_->backend().uploadSeconds();
   const auto &slots = artifact_->expertCounters();
   for (size_t i = 0; i < slots.size(); ++i) {
     ExpertTokens layer{slots[i].name, std::vector<int64_t>(slots[i].experts)};

@@ -45,8 +45,8 @@ module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-
 
 // -----
 
-// expected-error @+1 {{no kernels are registered for target 'cuda' (registered: cpu)}}
-module attributes {xfmr.target = #xfmr.target<kind = "cuda", triple = "nvptx64-nvidia-cuda", chip = "sm_90a">} {
+// expected-error @+1 {{no kernels are registered for target 'tpu' (registered: cpu, cuda, rocm, vulkan)}}
+module attributes {xfmr.target = #xfmr.target<kind = "tpu", triple = "tpu-unknown-unknown", chip = "v5">} {
   func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x32xf32> attributes {xfmr.entry = "prefill"} {
     %emb = xfmr.weight "embed" : tensor<32x8xf32>
     %h = xfmr.embedding %emb[%ids] : tensor<32x8xf32>, tensor<?xi32> -> tensor<?x8xf32>

@@ -48,9 +48,11 @@ static cl::opt<int64_t> contextLength(
              "model's max_position_embeddings)"),
     cl::value_desc("N"), cl::init(0), cl::cat(inputOutput));
 
-static cl::opt<std::string> targetName("target",
-                                       cl::desc("Target: cpu (default)"),
-                                       cl::init("cpu"), cl::cat(targetOptions));
+static cl::opt<std::string> targetName(
+    "target",
+    cl::desc("Target: cpu (default), cuda:sm_80|sm_89|sm_90|sm_90a, "
+             "rocm:gfx90a|gfx942 or vulkan (docs/gpu.md)"),
+    cl::value_desc("target"), cl::init("cpu"), cl::cat(targetOptions));
 static cl::opt<std::string>
     cpuName("cpu",
             cl::desc("CPU to compile for: an LLVM CPU name (x86-64-v3, "
@@ -136,6 +138,12 @@ static cl::opt<std::string> dumpIRAfter(
              "compilation (or 'all')"),
     cl::value_desc("pass"), cl::init(""), cl::cat(debugging));
 
+static cl::opt<std::string> dumpDeviceCode(
+    "dump-device-code",
+    cl::desc("GPU targets: write the device code (kernels.ptx, "
+             "kernels.cubin, ptxas.txt; kernels.hsaco; kernels.spv) into DIR"),
+    cl::value_desc("DIR"), cl::init(""), cl::cat(debugging));
+
 /// The xfmr-quantize-fp8 pass options of the --quantize-* flags, or a usage
 /// error.
 static Expected<std::string> quantizeOptions() {
@@ -202,6 +210,7 @@ int main(int argc, char **argv) {
   options.context = contextLength;
   options.weights = weightsDir;
   options.dumpIRAfter = dumpIRAfter;
+  options.dumpDeviceCode = dumpDeviceCode;
   options.optLevel = optLevel;
   options.quantize = quantize;
   options.mlaCache = mlaCache;

@@ -51,6 +51,20 @@ void printStats(const Stats &s, double verifySeconds) {
                static_cast<unsigned long long>(s.parameterCount),
                static_cast<unsigned long long>(s.peakRssBytes), s.threads,
                static_cast<long long>(s.generations), verifySeconds);
+  // The device name is a driver string: escape it for JSON.
+  std::string device;
+  for (char c : s.device) {
+    if (c == '"' || c == '\\')
+      device += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20)
+      device += c;
+  }
+  std::fprintf(stderr,
+               ", \"device\": \"%s\", \"device_memory_bytes\": %llu, "
+               "\"weights_upload_seconds\": %.9g",
+               device.c_str(),
+               static_cast<unsigned long long>(s.deviceMemoryBytes),
+               s.weightsUploadSeconds);
   // MoE models: tokens routed to each expert, per layer ({} for dense ones).
   {
     std::fprintf(stderr, ", \"expert_tokens\": {");

@@ -133,6 +133,13 @@ mlir::Value scaledDot(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
                       mlir::Value scale, mlir::ValueRange scalePrefix,
                       mlir::Value row, int64_t width);
 
+/// The inverse rotation frequencies of RoPE's `rotary / 2` pairs with the
+/// scaling of `config` (linear, Llama-3, YaRN), as Hugging Face computes
+/// them, in double precision; and YaRN's cos/sin magnitude (1 otherwise).
+llvm::SmallVector<double> ropeInverseFrequencies(xfmr::RopeAttr config,
+                                                 int64_t rotary);
+double ropeMagnitude(xfmr::RopeAttr config);
+
 /// Rounds f32 `value` to the nearest value of FP8 `format` (ties to even),
 /// saturating to its largest finite value; the result stays f32. Exact:
 /// only divisions by powers of two and an integer rounding.

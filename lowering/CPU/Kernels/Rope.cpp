@@ -21,8 +21,8 @@ using namespace xfmr::kernels;
 
 /// Inverse frequencies of the `rotary / 2` pairs, as the Hugging Face
 /// implementations compute them for each scaling kind.
-static SmallVector<double> inverseFrequencies(RopeAttr config,
-                                              int64_t rotary) {
+SmallVector<double> xfmr::kernels::ropeInverseFrequencies(RopeAttr config,
+                                                         int64_t rotary) {
   double theta = config.getTheta().convertToDouble();
   double factor = config.getFactor().convertToDouble();
   int64_t pairs = rotary / 2;
@@ -83,7 +83,7 @@ static SmallVector<double> inverseFrequencies(RopeAttr config,
 
 /// YaRN scales cos and sin by mscale(factor, mscale) / mscale(factor,
 /// mscale_all_dim); other kinds leave them alone.
-static double magnitude(RopeAttr config) {
+double xfmr::kernels::ropeMagnitude(RopeAttr config) {
   if (config.getScaling() != RopeScalingKind::yarn)
     return 1.0;
   double factor = config.getFactor().convertToDouble();
@@ -104,8 +104,8 @@ func::FuncOp xfmr::kernels::rope(KernelLibrary &lib,
   int64_t rotary =
       config.getRotaryDim() == 0 ? headDim - offset : config.getRotaryDim();
   bool interleaved = config.getStyle() == RopeStyle::interleaved;
-  SmallVector<double> frequencies = inverseFrequencies(config, rotary);
-  double scale = magnitude(config);
+  SmallVector<double> frequencies = ropeInverseFrequencies(config, rotary);
+  double scale = ropeMagnitude(config);
 
   // The key hashes the attribute's printed form, which names every parameter.
   std::string attrText;

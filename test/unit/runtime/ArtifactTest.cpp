@@ -224,10 +224,10 @@ TEST_F(ArtifactTest, ManifestFields) {
 
 TEST_F(ArtifactTest, TargetMustMatchTheHost) {
   FixtureArtifact fixture;
-  fixture.kind = "cuda";
+  fixture.kind = "tpu";
   EXPECT_EQ(openError(fixture),
-            path() + ": target kind 'cuda' is not supported by this runtime "
-                     "(it runs 'cpu' artifacts)");
+            path() + ": target kind 'tpu' is not supported by this runtime "
+                     "(it runs 'cpu', 'cuda', 'rocm', 'vulkan' artifacts)");
   fixture = FixtureArtifact();
   fixture.triple = "aarch64-unknown-linux-gnu";
   EXPECT_EQ(openError(fixture),

@@ -129,7 +129,8 @@ TEST_F(XfmrRunTest, StatsAreJsonOnStderr) {
   for (const char *key :
        {"prefill_tokens_per_s", "decode_tokens_per_s", "weights_bytes",
         "kv_cache_bytes_per_token", "peak_rss_bytes", "prefill_tokens",
-        "decode_tokens", "threads", "parameter_count"})
+        "decode_tokens", "threads", "parameter_count", "device",
+        "device_memory_bytes", "weights_upload_seconds"})
     EXPECT_NE(stats.find(key), nullptr) << key;
   EXPECT_EQ(stats.find("prefill_tokens")->asInt(), 2);
   EXPECT_EQ(stats.find("decode_tokens")->asInt(), 2);

@@ -64,6 +64,9 @@ struct TargetInfo {
   std::string triple;
   std::string cpu;
   std::string features;
+  /// The GPU chip of GPU artifacts ("sm_90a", "gfx942"; "" for Vulkan and
+  /// the CPU).
+  std::string chip;
 };
 
 class Artifact {

@@ -24,6 +24,7 @@ namespace xfmr::runtime {
 
 struct ModelConfig;
 struct TargetInfo;
+class JsonValue;
 
 /// What the manifest says about the code, for the backend to check the code
 /// against before anything runs.
@@ -36,6 +37,9 @@ struct CodeManifest {
   uint64_t weightsBytes = 0;
   /// The entry points' symbol names.
   std::string prefillName, decodeName;
+  /// The manifest's "target" object, for backends with more to read (GPU
+  /// artifacts: device binaries and the kernel table).
+  const JsonValue *targetJson = nullptr;
 };
 
 /// Memory of a backend's device holding one session's KV cache (and the MoE
@@ -102,6 +106,12 @@ public:
   /// applying one for the calling thread.
   virtual bool threadsSupported() const { return false; }
   virtual void applyThreads(int threads) const {}
+
+  /// For statistics: the device's name, the device memory the backend
+  /// holds and how long uploadWeights() took.
+  virtual std::string deviceName() const { return kind(); }
+  virtual uint64_t deviceMemoryBytes() const { return 0; }
+  virtual double uploadSeconds() const { return 0; }
 
   /// A symbol of the loaded code, or null (host backends).
   virtual void *symbol(const std::string &name) const { return nullptr; }

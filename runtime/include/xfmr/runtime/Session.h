@@ -54,6 +54,12 @@ struct Stats {
   /// Peak resident set of the whole process (getrusage).
   uint64_t peakRssBytes = 0;
   int threads = 0;
+  /// Where the code runs: "cpu", or the GPU's name; the device memory the
+  /// backend holds (weights, caches, buffers; 0 on the CPU) and how long
+  /// the weights took to upload (0 on the CPU, which reads them in place).
+  std::string device;
+  uint64_t deviceMemoryBytes = 0;
+  double weightsUploadSeconds = 0;
   /// Per MoE layer, the (token, expert) assignments the router made over
   /// every token run, prefill and decode: what an expert-placement balancer
   /// needs. Empty for dense models.

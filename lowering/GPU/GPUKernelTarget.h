@@ -1,0 +1,130 @@
+//===- GPUKernelTarget.h - the GPUs' side of the kernel seam ----*- C++ -*-===//
+//
+// One generic (SIMT) form of each kernel family serves every GPU target
+// (cuda, rocm, vulkan): kernels are gpu.func's in one gpu.module
+// (@xfmr_kernels) built from arith/math/scf/memref and gpu thread ids, so
+// upstream MLIR lowers the same IR to NVVM, ROCDL or SPIR-V.
+//
+// Kernel ABI (runtime/src/backends/gpu/GpuDevice.h reads the same): a
+// kernel's parameters are one flat 1-D buffer per memref operand of its
+// family (element type: the storage type, bf16/f16 as i16), one i32 element
+// offset per buffer (Vulkan binds buffers at aligned offsets), then i32
+// scalars: for each operand in order its dynamic sizes (a memref) or its
+// value (an index), then the number of workgroups and the grid's x size.
+// Inside, each buffer is re-viewed with its logical shape; the view folds
+// into the loads (fold-memref-alias-ops).
+//
+// Launches: the host schedule calls @xfmr_gpu_launch(kernel index, grid x,
+// grid y, pointer to the i64 arguments: buffer addresses, then the
+// scalars); the GPU back end (compiler/GPUBackend.cpp) defines it as a call
+// through a function pointer the runtime sets.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_LOWERING_GPU_GPUKERNELTARGET_H
+#define XFMR_LOWERING_GPU_GPUKERNELTARGET_H
+
+#include "lowering/Common/KernelTarget.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <functional>
+
+namespace xfmr {
+
+/// Attribute names on each kernel gpu.func, read by the GPU back end for the
+/// artifact's kernel table.
+inline constexpr llvm::StringLiteral kGPUKernelIndexAttr = "xfmr_kernel_index";
+inline constexpr llvm::StringLiteral kGPUKernelBuffersAttr =
+    "xfmr_kernel_buffer_bytes";
+inline constexpr llvm::StringLiteral kGPUKernelScalarsAttr =
+    "xfmr_kernel_scalars";
+/// The gpu.module of the kernels and the launch hook's name.
+inline constexpr llvm::StringLiteral kGPUKernelModuleName = "xfmr_kernels";
+inline constexpr llvm::StringLiteral kGPULaunchFunction = "xfmr_gpu_launch";
+/// Vulkan (and most GPUs) cap each grid dimension at 65535 workgroups.
+inline constexpr int64_t kGPUMaxGridX = 65535;
+
+/// The GPU target kinds (the --target name before ':').
+llvm::ArrayRef<llvm::StringLiteral> gpuTargetKinds();
+
+/// What a kernel body gets besides its operands.
+struct GPUThread {
+  /// This workgroup's index in [0, workgroups) and this thread's in
+  /// [0, block).
+  mlir::Value workgroup, thread;
+  int64_t block;
+  /// `size` f32 of workgroup memory (one per call).
+  std::function<mlir::Value(int64_t size)> scratch;
+};
+
+class GPUKernelTarget : public KernelTarget {
+public:
+  GPUKernelTarget(mlir::ModuleOp module, TargetAttr target);
+
+  mlir::LogicalResult checkCacheType(mlir::Type type,
+                                     mlir::Operation *entry) override;
+  void launch(mlir::OpBuilder &b, mlir::Location loc,
+              mlir::SymbolRefAttr kernel, mlir::ValueRange operands) override;
+
+  /// Host side: the number of workgroups for the launch on `operands`.
+  using GridFn = std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                           mlir::ValueRange operands)>;
+  using BodyFn = llvm::function_ref<void(mlir::OpBuilder &, mlir::Location,
+                                         const GPUThread &, mlir::ValueRange)>;
+
+  /// The kernel `xfmr_<key>` over operands of `types` (memrefs with identity
+  /// layout, or index), `block` threads per workgroup, created with `body`
+  /// (which gets the operands as logical views) on first use.
+  mlir::SymbolRefAttr get(llvm::StringRef key, mlir::TypeRange types,
+                          int64_t block, GridFn grid, BodyFn body);
+
+  /// The same for a kernel family's operands (the grid function sees them
+  /// by role too).
+  template <template <typename> class Operands>
+  mlir::SymbolRefAttr
+  get(llvm::StringRef key, Operands<mlir::Type> types, int64_t block,
+      std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                Operands<mlir::Value>)>
+          grid,
+      llvm::function_ref<void(mlir::OpBuilder &, mlir::Location,
+                              const GPUThread &, Operands<mlir::Value>)>
+          body) {
+    llvm::SmallVector<mlir::Type> present = presentOperands(types);
+    auto wrapped = [&](mlir::OpBuilder &b, mlir::Location loc,
+                       const GPUThread &thread, mlir::ValueRange args) {
+      body(b, loc, thread, bindOperands(types, args));
+    };
+    GridFn byRole = [types, grid](mlir::OpBuilder &b, mlir::Location loc,
+                                  mlir::ValueRange operands) {
+      return grid(b, loc, bindOperands(types, operands));
+    };
+    return get(key, present, block, byRole, wrapped);
+  }
+
+  /// Whether kernels are for SPIR-V (workgroup memory as a Workgroup
+  /// storage-class allocation rather than a gpu.func attribution).
+  bool isVulkan() const { return getKind() == "vulkan"; }
+
+private:
+  mlir::gpu::GPUModuleOp kernelModule(mlir::Location loc);
+
+  struct Kernel {
+    int64_t index;
+    GridFn grid;
+    llvm::SmallVector<mlir::Type> types;
+  };
+  llvm::StringMap<Kernel> kernels;
+  int64_t nextIndex = 0;
+};
+
+/// The storage element type of a GPU buffer of memref element `type` (bf16
+/// and f16 as i16: not every GPU language has them as types).
+mlir::Type gpuStorageType(mlir::Type type);
+
+void registerGPUKernelTarget(KernelRegistry &registry);
+
+} // namespace xfmr
+
+#endif // XFMR_LOWERING_GPU_GPUKERNELTARGET_H

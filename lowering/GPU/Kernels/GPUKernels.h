@@ -1,0 +1,102 @@
+//===- GPUKernels.h - the generic GPU kernels -------------------*- C++ -*-===//
+//
+// One builder per kernel family (KernelContracts.h), shared by every GPU
+// target, and the helpers they use. Kernels are SIMT: a workgroup of
+// threads per output row (or per query head), threads striding over
+// channels so neighbouring threads read neighbouring elements, workgroup
+// memory for reductions. Values are computed in f32; storage formats are
+// decoded with integer arithmetic (no lookup tables, no bf16/f16/FP8 types,
+// which not every GPU language has).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_LOWERING_GPU_KERNELS_GPUKERNELS_H
+#define XFMR_LOWERING_GPU_KERNELS_GPUKERNELS_H
+
+#include "lowering/CPU/Kernels/KernelBuilder.h"
+#include "lowering/GPU/GPUKernelTarget.h"
+
+namespace xfmr::kernels {
+
+mlir::SymbolRefAttr gpuEmbedding(GPUKernelTarget &target,
+                                 const EmbeddingKernel &kernel);
+mlir::SymbolRefAttr gpuElementwise(GPUKernelTarget &target,
+                                   const ElementwiseKernel &kernel);
+mlir::SymbolRefAttr gpuSliceColumns(GPUKernelTarget &target,
+                                    const SliceColumnsKernel &kernel);
+mlir::SymbolRefAttr gpuFakeQuantize(GPUKernelTarget &target,
+                                    const FakeQuantizeKernel &kernel);
+mlir::SymbolRefAttr gpuRMSNorm(GPUKernelTarget &target,
+                               const RMSNormKernel &kernel);
+mlir::SymbolRefAttr gpuLinear(GPUKernelTarget &target,
+                              const LinearKernel &kernel);
+mlir::SymbolRefAttr gpuRope(GPUKernelTarget &target, const RopeKernel &kernel);
+mlir::SymbolRefAttr gpuCacheWrite(GPUKernelTarget &target,
+                                  const CacheWriteKernel &kernel);
+mlir::SymbolRefAttr gpuAttend(GPUKernelTarget &target,
+                              const AttendKernel &kernel);
+
+namespace simt {
+
+/// An i32 constant (index() and f32() come from KernelBuilder.h).
+mlir::Value i32(mlir::OpBuilder &b, mlir::Location loc, int64_t value);
+
+/// The memref type a kernel operand of `format` has ([shape] of its
+/// storage type, as KernelContracts.h describes it).
+mlir::MemRefType buffer(mlir::MLIRContext *context,
+                        llvm::ArrayRef<int64_t> shape, WeightFormat format);
+
+/// a * b + c as a multiply and an add (SPIR-V's Fma may not be fused, and
+/// the conversion has none).
+mlir::Value fma(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
+                mlir::Value x, mlir::Value c);
+
+/// Loads memref[indices] (storage of `format`) as f32.
+mlir::Value loadF32(mlir::OpBuilder &b, mlir::Location loc, mlir::Value memref,
+                    mlir::ValueRange indices, WeightFormat format);
+/// Stores f32 `value` as `format` (bf16/f16 round to nearest even; 8-bit
+/// formats expect a value already divided by its scale and round to nearest
+/// even, saturating).
+void storeEncoded(mlir::OpBuilder &b, mlir::Location loc, mlir::Value value,
+                  mlir::Value memref, mlir::ValueRange indices,
+                  WeightFormat format);
+
+/// scf.for over [lb, ub) with `step`; `body` gets the induction variable.
+using LoopBody =
+    llvm::function_ref<void(mlir::OpBuilder &, mlir::Location, mlir::Value)>;
+void forLoop(mlir::OpBuilder &b, mlir::Location loc, mlir::Value lb,
+             mlir::Value ub, mlir::Value step, LoopBody body);
+/// The threads of a workgroup striding over [0, count): thread t takes
+/// t, t + block, ... (neighbouring threads, neighbouring elements).
+void strided(mlir::OpBuilder &b, mlir::Location loc, const GPUThread &thread,
+             mlir::Value count, LoopBody body);
+/// A loop carrying one f32 value.
+mlir::Value accumulate(
+    mlir::OpBuilder &b, mlir::Location loc, mlir::Value lb, mlir::Value ub,
+    mlir::Value step, mlir::Value init,
+    llvm::function_ref<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                   mlir::Value iv, mlir::Value acc)>
+        body);
+
+enum class Reduction { Sum, Max };
+/// Combines each thread's `value` over the workgroup through `scratch`
+/// (block f32 of workgroup memory); every thread gets the result.
+mlir::Value reduce(mlir::OpBuilder &b, mlir::Location loc,
+                   const GPUThread &thread, mlir::Value scratch,
+                   mlir::Value value, Reduction kind);
+
+/// if (thread == 0) { body }.
+void firstThread(mlir::OpBuilder &b, mlir::Location loc,
+                 const GPUThread &thread,
+                 llvm::function_ref<void(mlir::OpBuilder &, mlir::Location)>
+                     body);
+
+/// erf(x) from the Chebyshev fit of erfc in Numerical Recipes (relative
+/// error of erfc below 1.2e-7), with plain arithmetic and exp: SPIR-V has no
+/// erf.
+mlir::Value erf(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
+
+} // namespace simt
+} // namespace xfmr::kernels
+
+#endif // XFMR_LOWERING_GPU_KERNELS_GPUKERNELS_H

@@ -1,0 +1,524 @@
+//===- CudaDevice.cpp - the GPU backend's device on the CUDA driver API ---===//
+//
+// libcuda.so.1 is loaded with dlopen (XFMR_CUDA_LIBRARY overrides the path),
+// so nothing here needs the CUDA toolkit to build: the few driver types and
+// entry points are declared below, with the versioned symbol names (`_v2`)
+// that cuda.h's macros resolve to.
+//
+// All work goes to the legacy NULL stream of the device's primary context:
+// the synchronous copies, the memsets and the launches are then ordered
+// with each other without events, and the primary context is the one that
+// other CUDA users in the process (the runtime API) share.
+//
+//===----------------------------------------------------------------------===//
+
+#include "backends/gpu/GpuDevice.h"
+#include "xfmr/runtime/Error.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+using namespace xfmr::runtime;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// The CUDA driver API subset (values from cuda.h).
+//===----------------------------------------------------------------------===//
+
+using CUresult = int;
+using CUdevice = int;
+using CUdeviceptr = unsigned long long;
+using CUcontext = struct CUctx_st *;
+using CUmodule = struct CUmod_st *;
+using CUfunction = struct CUfunc_st *;
+using CUstream = struct CUstream_st *;
+
+constexpr CUresult CUDA_SUCCESS = 0;
+constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
+constexpr CUresult CUDA_ERROR_NO_BINARY_FOR_GPU = 209;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+constexpr int CU_JIT_ERROR_LOG_BUFFER = 5;
+constexpr int CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
+
+/// The legacy default stream: implicitly ordered with the synchronous copies.
+constexpr CUstream nullStream = nullptr;
+
+/// The memref size field of every buffer parameter; the kernels do not read
+/// it, so it only has to be large.
+constexpr int64_t bufferSizeField = int64_t(1) << 40;
+
+/// Names of the errors worth naming when cuGetErrorName cannot (the
+/// toolkit's stub library fails every call, cuGetErrorName included).
+const char *knownErrorName(CUresult result) {
+  switch (result) {
+  case 1:
+    return "CUDA_ERROR_INVALID_VALUE";
+  case 2:
+    return "CUDA_ERROR_OUT_OF_MEMORY";
+  case 3:
+    return "CUDA_ERROR_NOT_INITIALIZED";
+  case 4:
+    return "CUDA_ERROR_DEINITIALIZED";
+  case 34:
+    return "CUDA_ERROR_STUB_LIBRARY";
+  case 36:
+    return "CUDA_ERROR_CALL_REQUIRES_NEWER_DRIVER";
+  case 46:
+    return "CUDA_ERROR_DEVICE_UNAVAILABLE";
+  case 100:
+    return "CUDA_ERROR_NO_DEVICE";
+  case 101:
+    return "CUDA_ERROR_INVALID_DEVICE";
+  case 200:
+    return "CUDA_ERROR_INVALID_IMAGE";
+  case 201:
+    return "CUDA_ERROR_INVALID_CONTEXT";
+  case 209:
+    return "CUDA_ERROR_NO_BINARY_FOR_GPU";
+  case 218:
+    return "CUDA_ERROR_INVALID_PTX";
+  case 222:
+    return "CUDA_ERROR_UNSUPPORTED_PTX_VERSION";
+  case 400:
+    return "CUDA_ERROR_INVALID_HANDLE";
+  case 500:
+    return "CUDA_ERROR_NOT_FOUND";
+  case 700:
+    return "CUDA_ERROR_ILLEGAL_ADDRESS";
+  case 701:
+    return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
+  case 716:
+    return "CUDA_ERROR_MISALIGNED_ADDRESS";
+  case 719:
+    return "CUDA_ERROR_LAUNCH_FAILED";
+  case 803:
+    return "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH";
+  case 999:
+    return "CUDA_ERROR_UNKNOWN";
+  default:
+    return nullptr;
+  }
+}
+
+/// The driver entry points this device uses.
+struct CudaApi {
+  CUresult (*cuGetErrorName)(CUresult, const char **);
+  CUresult (*cuInit)(unsigned);
+  CUresult (*cuDeviceGetCount)(int *);
+  CUresult (*cuDeviceGet)(CUdevice *, int);
+  CUresult (*cuDeviceGetName)(char *, int, CUdevice);
+  CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRelease_v2)(CUdevice);
+  CUresult (*cuCtxSetCurrent)(CUcontext);
+  CUresult (*cuMemAlloc_v2)(CUdeviceptr *, size_t);
+  CUresult (*cuMemFree_v2)(CUdeviceptr);
+  CUresult (*cuMemcpyHtoD_v2)(CUdeviceptr, const void *, size_t);
+  CUresult (*cuMemcpyDtoH_v2)(void *, CUdeviceptr, size_t);
+  CUresult (*cuMemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
+  CUresult (*cuModuleLoadDataEx)(CUmodule *, const void *, unsigned, int *,
+                                 void **);
+  CUresult (*cuModuleUnload)(CUmodule);
+  CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, unsigned, CUstream, void **,
+                             void **);
+  CUresult (*cuStreamSynchronize)(CUstream);
+
+  /// "CUDA_ERROR_OUT_OF_MEMORY (2)".
+  std::string errorName(CUresult result) const {
+    const char *name = nullptr;
+    if (cuGetErrorName(result, &name) != CUDA_SUCCESS || !name)
+      name = knownErrorName(result);
+    std::string text = name ? name : "CUDA error";
+    return text + " (" + std::to_string(result) + ")";
+  }
+
+  /// Throws "<call> failed: <error><context>" unless `result` is success.
+  void check(CUresult result, const char *call,
+             const std::string &context = "") const {
+    if (result != CUDA_SUCCESS)
+      throw Error(std::string(call) + " failed: " + errorName(result) +
+                  context);
+  }
+};
+
+/// Loads the driver library. It is never unloaded: the driver keeps threads
+/// and exit handlers that must outlive every device object.
+CudaApi loadCuda() {
+  const char *overridePath = std::getenv("XFMR_CUDA_LIBRARY");
+  std::string path =
+      overridePath && *overridePath ? overridePath : "libcuda.so.1";
+  void *library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!library) {
+    const char *why = dlerror();
+    throw Error(path +
+                " cannot be loaded (no NVIDIA driver on this machine?): " +
+                (why ? why : "unknown dlopen error"));
+  }
+  CudaApi api;
+  auto resolve = [&](auto &function, const char *symbol) {
+    void *address = dlsym(library, symbol);
+    if (!address)
+      throw Error(path + " has no " + symbol +
+                  " (a driver older than this runtime supports?)");
+    function =
+        reinterpret_cast<std::remove_reference_t<decltype(function)>>(address);
+  };
+#define XFMR_RESOLVE(name) resolve(api.name, #name)
+  XFMR_RESOLVE(cuGetErrorName);
+  XFMR_RESOLVE(cuInit);
+  XFMR_RESOLVE(cuDeviceGetCount);
+  XFMR_RESOLVE(cuDeviceGet);
+  XFMR_RESOLVE(cuDeviceGetName);
+  XFMR_RESOLVE(cuDeviceGetAttribute);
+  XFMR_RESOLVE(cuDevicePrimaryCtxRetain);
+  XFMR_RESOLVE(cuDevicePrimaryCtxRelease_v2);
+  XFMR_RESOLVE(cuCtxSetCurrent);
+  XFMR_RESOLVE(cuMemAlloc_v2);
+  XFMR_RESOLVE(cuMemFree_v2);
+  XFMR_RESOLVE(cuMemcpyHtoD_v2);
+  XFMR_RESOLVE(cuMemcpyDtoH_v2);
+  XFMR_RESOLVE(cuMemsetD8Async);
+  XFMR_RESOLVE(cuModuleLoadDataEx);
+  XFMR_RESOLVE(cuModuleUnload);
+  XFMR_RESOLVE(cuModuleGetFunction);
+  XFMR_RESOLVE(cuLaunchKernel);
+  XFMR_RESOLVE(cuStreamSynchronize);
+#undef XFMR_RESOLVE
+  return api;
+}
+
+/// The device index XFMR_CUDA_DEVICE selects (default 0) among `count`.
+int selectDevice(int count) {
+  const char *text = std::getenv("XFMR_CUDA_DEVICE");
+  if (!text || !*text)
+    return 0;
+  char *end = nullptr;
+  errno = 0;
+  long index = std::strtol(text, &end, 10);
+  if (errno || *end || index < 0 || index >= count)
+    throw Error(std::string("XFMR_CUDA_DEVICE=") + text +
+                " is not a CUDA device index: this machine has " +
+                std::to_string(count) + " (0 to " + std::to_string(count - 1) +
+                ")");
+  return static_cast<int>(index);
+}
+
+/// The size class of an allocation: multiples of 256 bytes, four classes
+/// per power of two (2^k * 1, 1.25, 1.5, 1.75), so cached blocks fit many
+/// requests while wasting at most a quarter.
+uint64_t sizeClass(uint64_t bytes) {
+  if (bytes > (uint64_t(1) << 62))
+    throw Error("cannot allocate " + std::to_string(bytes) +
+                " bytes of device memory");
+  if (bytes <= 256)
+    return 256;
+  unsigned log2 = 63 - __builtin_clzll(bytes - 1);
+  uint64_t step = std::max<uint64_t>(256, (uint64_t(1) << log2) / 4);
+  return (bytes + step - 1) / step * step;
+}
+
+std::string hex(uint64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof(text), "0x%llx",
+                static_cast<unsigned long long>(value));
+  return text;
+}
+
+struct CudaKernel {
+  GpuKernelInfo info;
+  CUfunction function;
+};
+
+class CudaDevice final : public GpuDevice {
+public:
+  CudaDevice() : api(loadCuda()) {
+    api.check(api.cuInit(0), "cuInit");
+    int count = 0;
+    api.check(api.cuDeviceGetCount(&count), "cuDeviceGetCount");
+    if (count <= 0)
+      throw Error("no CUDA device on this machine (cuDeviceGetCount found "
+                  "none)");
+    int index = selectDevice(count);
+    api.check(api.cuDeviceGet(&device, index), "cuDeviceGet");
+
+    char text[256] = {};
+    api.check(api.cuDeviceGetName(text, sizeof(text) - 1, device),
+              "cuDeviceGetName");
+    deviceName = text;
+    int major = 0, minor = 0;
+    api.check(api.cuDeviceGetAttribute(
+                  &major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
+              "cuDeviceGetAttribute");
+    api.check(api.cuDeviceGetAttribute(
+                  &minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device),
+              "cuDeviceGetAttribute");
+    // No "a" suffix: an sm_90a artifact is what an sm_90 device runs.
+    chipName = "sm_" + std::to_string(major * 10 + minor);
+
+    // Last, so that nothing above can fail with the context retained.
+    api.check(api.cuDevicePrimaryCtxRetain(&context, device),
+              "cuDevicePrimaryCtxRetain");
+    CUresult result = api.cuCtxSetCurrent(context);
+    if (result != CUDA_SUCCESS) {
+      api.cuDevicePrimaryCtxRelease_v2(device);
+      api.check(result, "cuCtxSetCurrent");
+    }
+  }
+
+  ~CudaDevice() override {
+    // Errors are ignored: a failed kernel leaves the context unusable, and
+    // releasing the primary context frees whatever remains anyway.
+    if (api.cuCtxSetCurrent(context) == CUDA_SUCCESS) {
+      api.cuStreamSynchronize(nullStream);
+      if (module)
+        api.cuModuleUnload(module);
+      for (auto &[address, bytes] : live)
+        api.cuMemFree_v2(address);
+      for (auto &[bytes, addresses] : cached)
+        for (CUdeviceptr address : addresses)
+          api.cuMemFree_v2(address);
+    }
+    api.cuDevicePrimaryCtxRelease_v2(device);
+  }
+
+  std::string name() const override { return deviceName; }
+  std::string chip() const override { return chipName; }
+  uint64_t memoryInUse() const override { return driverBytes; }
+
+  uint64_t allocate(uint64_t bytes) override {
+    uint64_t size = sizeClass(bytes);
+    CUdeviceptr address = 0;
+    auto cachedBlocks = cached.find(size);
+    if (cachedBlocks != cached.end() && !cachedBlocks->second.empty()) {
+      address = cachedBlocks->second.back();
+      cachedBlocks->second.pop_back();
+    } else {
+      bind();
+      CUresult result = api.cuMemAlloc_v2(&address, size);
+      if (result == CUDA_ERROR_OUT_OF_MEMORY && driverBytes > liveBytes) {
+        // Blocks cached for other sizes may make room.
+        freeCached();
+        result = api.cuMemAlloc_v2(&address, size);
+      }
+      api.check(result, "cuMemAlloc_v2",
+                " allocating " + std::to_string(size) + " bytes (" +
+                    std::to_string(liveBytes) + " bytes in use)");
+      driverBytes += size;
+    }
+    live.emplace(address, size);
+    liveBytes += size;
+    return address;
+  }
+
+  void release(uint64_t address) override {
+    auto block = live.find(address);
+    if (block == live.end())
+      throw Error("releasing device address " + hex(address) +
+                  " that allocate() did not return or that was released");
+    // Later work on the one in-order stream is all that can reuse it.
+    cached[block->second].push_back(block->first);
+    liveBytes -= block->second;
+    live.erase(block);
+  }
+
+  void copyToDevice(uint64_t dest, const void *source,
+                    uint64_t bytes) override {
+    if (!bytes)
+      return;
+    bind();
+    // Synchronous, on the NULL stream: after earlier work, and `source` is
+    // consumed (staged) when it returns.
+    api.check(api.cuMemcpyHtoD_v2(dest, source, bytes), "cuMemcpyHtoD_v2",
+              " copying " + std::to_string(bytes) + " bytes to " + hex(dest));
+  }
+
+  void copyToHost(void *dest, uint64_t source, uint64_t bytes) override {
+    if (!bytes)
+      return;
+    // Waiting first blames a failed kernel on the wait, not on the copy.
+    synchronize();
+    api.check(api.cuMemcpyDtoH_v2(dest, source, bytes), "cuMemcpyDtoH_v2",
+              " copying " + std::to_string(bytes) + " bytes from " +
+                  hex(source));
+  }
+
+  void zero(uint64_t dest, uint64_t bytes) override {
+    if (!bytes)
+      return;
+    bind();
+    api.check(api.cuMemsetD8Async(dest, 0, bytes, nullStream),
+              "cuMemsetD8Async",
+              " zeroing " + std::to_string(bytes) + " bytes at " + hex(dest));
+  }
+
+  void loadKernels(const uint8_t *binary, uint64_t size,
+                   const std::vector<GpuKernelInfo> &kernelInfos) override {
+    bind();
+    // A cubin (ELF) or fatbinary is passed as is; PTX is text that the
+    // driver reads up to a NUL, which the artifact's bytes need not have.
+    bool isElf = size >= 4 && std::memcmp(binary,
+                                          "\x7f"
+                                          "ELF",
+                                          4) == 0;
+    bool isFatbin =
+        size >= 4 && std::memcmp(binary, "\x50\xed\x55\xba", 4) == 0;
+    std::string ptx;
+    const void *image = binary;
+    if (!isElf && !isFatbin) {
+      ptx.assign(reinterpret_cast<const char *>(binary), size);
+      ptx.push_back('\0');
+      image = ptx.c_str();
+    }
+
+    char log[8192] = {};
+    int options[] = {CU_JIT_ERROR_LOG_BUFFER,
+                     CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *values[] = {log, reinterpret_cast<void *>(uintptr_t(sizeof(log)))};
+    CUmodule loaded = nullptr;
+    CUresult result =
+        api.cuModuleLoadDataEx(&loaded, image, 2, options, values);
+    if (result != CUDA_SUCCESS) {
+      log[sizeof(log) - 1] = '\0';
+      std::string context = std::string(" loading the device binary (") +
+                            (isElf      ? "cubin"
+                             : isFatbin ? "fatbin"
+                                        : "PTX") +
+                            ", " + std::to_string(size) + " bytes) on " +
+                            chipName;
+      if (result == CUDA_ERROR_NO_BINARY_FOR_GPU)
+        context += " (it was built for another chip)";
+      if (*log)
+        context += ": " + std::string(log);
+      api.check(result, "cuModuleLoadDataEx", context);
+    }
+
+    std::vector<CudaKernel> resolved;
+    for (const GpuKernelInfo &info : kernelInfos) {
+      CUfunction function = nullptr;
+      result = api.cuModuleGetFunction(&function, loaded, info.name.c_str());
+      if (result != CUDA_SUCCESS) {
+        api.cuModuleUnload(loaded);
+        api.check(result, "cuModuleGetFunction",
+                  " looking up kernel '" + info.name +
+                      "' in the device binary");
+      }
+      resolved.push_back({info, function});
+    }
+
+    if (module) {
+      // Kernels of the old module may still be running.
+      synchronize();
+      api.cuModuleUnload(module);
+    }
+    module = loaded;
+    kernels = std::move(resolved);
+  }
+
+  void launch(uint32_t index, const uint32_t grid[3],
+              GpuLaunchArgs args) override {
+    if (index >= kernels.size())
+      throw Error("launching kernel " + std::to_string(index) + " of " +
+                  std::to_string(kernels.size()) + " loaded");
+    const CudaKernel &kernel = kernels[index];
+    // An empty grid is no work (and an error to cuLaunchKernel).
+    if (!grid[0] || !grid[1] || !grid[2])
+      return;
+    bind();
+
+    // One 8-byte slot per kernel parameter, in the ABI's order; the driver
+    // copies the values during cuLaunchKernel.
+    size_t buffers = kernel.info.buffers.size();
+    size_t count = 5 * buffers + buffers + kernel.info.scalars;
+    slots.assign(count, 0);
+    params.resize(count);
+    for (size_t i = 0; i < count; ++i)
+      params[i] = &slots[i];
+    auto put = [&](size_t slot, auto value) {
+      static_assert(sizeof(value) <= sizeof(uint64_t));
+      std::memcpy(&slots[slot], &value, sizeof(value));
+    };
+    for (size_t k = 0; k < buffers; ++k) {
+      void *pointer = reinterpret_cast<void *>(uintptr_t(args[k]));
+      put(5 * k + 0, pointer);          // allocated
+      put(5 * k + 1, pointer);          // aligned
+      put(5 * k + 2, int64_t(0));       // offset
+      put(5 * k + 3, bufferSizeField);  // size
+      put(5 * k + 4, int64_t(1));       // stride
+      put(5 * buffers + k, int32_t(0)); // element offset
+    }
+    for (size_t j = 0; j < kernel.info.scalars; ++j)
+      put(6 * buffers + j, static_cast<int32_t>(args[buffers + j]));
+
+    const uint32_t *block = kernel.info.block;
+    api.check(api.cuLaunchKernel(kernel.function, grid[0], grid[1], grid[2],
+                                 block[0], block[1], block[2], 0, nullStream,
+                                 params.data(), nullptr),
+              "cuLaunchKernel",
+              " launching kernel '" + kernel.info.name + "' on grid " +
+                  std::to_string(grid[0]) + "x" + std::to_string(grid[1]) +
+                  "x" + std::to_string(grid[2]) + ", block " +
+                  std::to_string(block[0]) + "x" + std::to_string(block[1]) +
+                  "x" + std::to_string(block[2]));
+  }
+
+  void synchronize() override {
+    bind();
+    api.check(api.cuStreamSynchronize(nullStream), "cuStreamSynchronize",
+              " (waiting for the launched work; a failed kernel reports "
+              "here)");
+  }
+
+private:
+  /// Makes the context current: the device may be used from any thread.
+  void bind() { api.check(api.cuCtxSetCurrent(context), "cuCtxSetCurrent"); }
+
+  /// Returns the cached blocks to the driver, after the work that may still
+  /// use them.
+  void freeCached() {
+    synchronize();
+    for (auto &[bytes, addresses] : cached) {
+      while (!addresses.empty()) {
+        CUdeviceptr address = addresses.back();
+        addresses.pop_back();
+        driverBytes -= bytes;
+        api.check(api.cuMemFree_v2(address), "cuMemFree_v2");
+      }
+    }
+  }
+
+  CudaApi api;
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  std::string deviceName, chipName;
+
+  CUmodule module = nullptr;
+  std::vector<CudaKernel> kernels;
+
+  /// The caching allocator: blocks handed out (address -> size class) and
+  /// released blocks by size class; `driverBytes` counts both.
+  std::unordered_map<CUdeviceptr, uint64_t> live;
+  std::unordered_map<uint64_t, std::vector<CUdeviceptr>> cached;
+  uint64_t liveBytes = 0, driverBytes = 0;
+
+  /// launch()'s parameter storage, kept to avoid allocating per launch.
+  std::vector<uint64_t> slots;
+  std::vector<void *> params;
+};
+
+} // namespace
+
+std::unique_ptr<GpuDevice> xfmr::runtime::createCudaDevice() {
+  return std::make_unique<CudaDevice>();
+}

@@ -1,0 +1,7 @@
+//===- GpuDevice.cpp ------------------------------------------------------===//
+
+#include "backends/gpu/GpuDevice.h"
+
+using namespace xfmr::runtime;
+
+GpuDevice::~GpuDevice() = default;

@@ -1,0 +1,474 @@
+//===- HipDevice.cpp - the GPU backend's device on HIP (ROCm) -------------===//
+//
+// libamdhip64 is loaded with dlopen (XFMR_HIP_LIBRARY overrides the path),
+// so nothing here needs ROCm to build: the few HIP types and entry points
+// are declared below. Only calls whose C signature is the same from ROCm 5
+// (Debian's 5.2) to 6 are used; hipDeviceProp_t changed layout in ROCm 6,
+// so the one field read from it (gcnArchName) is found by content, see
+// gfxName().
+//
+// All work goes to the NULL stream of the selected device, which orders the
+// synchronous copies, the memsets and the launches without events.
+//
+//===----------------------------------------------------------------------===//
+
+#include "backends/gpu/GpuDevice.h"
+#include "xfmr/runtime/Error.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+using namespace xfmr::runtime;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// The HIP API subset (values from hip_runtime_api.h).
+//===----------------------------------------------------------------------===//
+
+using hipError_t = int;
+using hipDevice_t = int;
+using hipDeviceptr_t = void *;
+using hipModule_t = struct ihipModule_t *;
+using hipFunction_t = struct ihipModuleSymbol_t *;
+using hipStream_t = struct ihipStream_t *;
+
+constexpr hipError_t hipSuccess = 0;
+constexpr hipError_t hipErrorOutOfMemory = 2;
+constexpr hipError_t hipErrorNoDevice = 100;
+
+constexpr hipStream_t nullStream = nullptr;
+
+/// The memref size field of every buffer parameter (unread by the kernels).
+constexpr int64_t bufferSizeField = int64_t(1) << 40;
+
+/// Bytes given to hipGetDeviceProperties: far more than any layout so far
+/// (about 1 KiB in ROCm 5, 1.5 KiB in ROCm 6).
+constexpr size_t propertiesBytes = 64 * 1024;
+
+/// The HIP entry points this device uses.
+struct HipApi {
+  const char *(*hipGetErrorName)(hipError_t);
+  hipError_t (*hipInit)(unsigned);
+  hipError_t (*hipGetDeviceCount)(int *);
+  hipError_t (*hipDeviceGet)(hipDevice_t *, int);
+  hipError_t (*hipDeviceGetName)(char *, int, hipDevice_t);
+  hipError_t (*hipGetDeviceProperties)(void *, int);
+  hipError_t (*hipSetDevice)(int);
+  hipError_t (*hipMalloc)(void **, size_t);
+  hipError_t (*hipFree)(void *);
+  hipError_t (*hipMemcpyHtoD)(hipDeviceptr_t, void *, size_t);
+  hipError_t (*hipMemcpyDtoH)(void *, hipDeviceptr_t, size_t);
+  hipError_t (*hipMemsetD8)(hipDeviceptr_t, unsigned char, size_t);
+  hipError_t (*hipModuleLoadData)(hipModule_t *, const void *);
+  hipError_t (*hipModuleUnload)(hipModule_t);
+  hipError_t (*hipModuleGetFunction)(hipFunction_t *, hipModule_t,
+                                     const char *);
+  hipError_t (*hipModuleLaunchKernel)(hipFunction_t, unsigned, unsigned,
+                                      unsigned, unsigned, unsigned, unsigned,
+                                      unsigned, hipStream_t, void **, void **);
+  hipError_t (*hipDeviceSynchronize)();
+
+  /// "hipErrorOutOfMemory (2)".
+  std::string errorName(hipError_t result) const {
+    const char *name = hipGetErrorName(result);
+    return std::string(name ? name : "HIP error") + " (" +
+           std::to_string(result) + ")";
+  }
+
+  /// Throws "<call> failed: <error><context>" unless `result` is success.
+  void check(hipError_t result, const char *call,
+             const std::string &context = "") const {
+    if (result != hipSuccess)
+      throw Error(std::string(call) + " failed: " + errorName(result) +
+                  context);
+  }
+};
+
+/// Loads the HIP runtime, which is never unloaded (it keeps threads and exit
+/// handlers). Without an override: the development name, then the sonames
+/// of ROCm 6 and 5.
+HipApi loadHip() {
+  const char *overridePath = std::getenv("XFMR_HIP_LIBRARY");
+  std::vector<std::string> paths;
+  if (overridePath && *overridePath)
+    paths = {overridePath};
+  else
+    paths = {"libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5"};
+  void *library = nullptr;
+  std::string path, why;
+  for (const std::string &candidate : paths) {
+    library = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (library) {
+      path = candidate;
+      break;
+    }
+    const char *error = dlerror();
+    why = error ? error : "unknown dlopen error";
+  }
+  if (!library) {
+    std::string tried;
+    for (const std::string &candidate : paths)
+      tried += (tried.empty() ? "" : ", ") + candidate;
+    throw Error(
+        tried +
+        " cannot be loaded (no ROCm HIP runtime on this machine?): " + why);
+  }
+
+  HipApi api;
+  auto resolve = [&](auto &function, const char *symbol) {
+    void *address = dlsym(library, symbol);
+    if (!address)
+      throw Error(path + " has no " + symbol +
+                  " (a HIP runtime older than this runtime supports?)");
+    function =
+        reinterpret_cast<std::remove_reference_t<decltype(function)>>(address);
+  };
+#define XFMR_RESOLVE(name) resolve(api.name, #name)
+  XFMR_RESOLVE(hipGetErrorName);
+  XFMR_RESOLVE(hipInit);
+  XFMR_RESOLVE(hipGetDeviceCount);
+  XFMR_RESOLVE(hipDeviceGet);
+  XFMR_RESOLVE(hipDeviceGetName);
+  XFMR_RESOLVE(hipSetDevice);
+  XFMR_RESOLVE(hipMalloc);
+  XFMR_RESOLVE(hipFree);
+  XFMR_RESOLVE(hipMemcpyHtoD);
+  XFMR_RESOLVE(hipMemcpyDtoH);
+  XFMR_RESOLVE(hipMemsetD8);
+  XFMR_RESOLVE(hipModuleLoadData);
+  XFMR_RESOLVE(hipModuleUnload);
+  XFMR_RESOLVE(hipModuleGetFunction);
+  XFMR_RESOLVE(hipModuleLaunchKernel);
+  XFMR_RESOLVE(hipDeviceSynchronize);
+#undef XFMR_RESOLVE
+  // ROCm 6 headers map hipGetDeviceProperties to the R0600 layout; ROCm 5
+  // has only the unsuffixed one. gfxName() reads either.
+  api.hipGetDeviceProperties = reinterpret_cast<hipError_t (*)(void *, int)>(
+      dlsym(library, "hipGetDevicePropertiesR0600"));
+  if (!api.hipGetDeviceProperties)
+    resolve(api.hipGetDeviceProperties, "hipGetDeviceProperties");
+  return api;
+}
+
+/// The device index XFMR_HIP_DEVICE selects (default 0) among `count`.
+int selectDevice(int count) {
+  const char *text = std::getenv("XFMR_HIP_DEVICE");
+  if (!text || !*text)
+    return 0;
+  char *end = nullptr;
+  errno = 0;
+  long index = std::strtol(text, &end, 10);
+  if (errno || *end || index < 0 || index >= count)
+    throw Error(std::string("XFMR_HIP_DEVICE=") + text +
+                " is not a HIP device index: this machine has " +
+                std::to_string(count) + " (0 to " + std::to_string(count - 1) +
+                ")");
+  return static_cast<int>(index);
+}
+
+/// The gfx name ("gfx942") in a hipDeviceProp_t of any layout. HIP offers
+/// the architecture name only as the struct's gcnArchName
+/// ("gfx942:sramecc+:xnack-"; hipDeviceAttributeGcnArchName is not an int
+/// attribute and its enum value moved between releases), and the struct's
+/// layout differs between ROCm 5 and 6. Every layout starts with name[256]
+/// and holds gcnArchName as a NUL-terminated string, so the first
+/// "gfx<digits/letters>" ending in NUL or ':' after the name is it; the
+/// feature suffix is dropped.
+std::string gfxName(const char *properties, size_t size) {
+  for (size_t i = 256; i + 4 < size; ++i) {
+    if (std::memcmp(properties + i, "gfx", 3) != 0)
+      continue;
+    size_t end = i + 3;
+    while (end < size && ((properties[end] >= '0' && properties[end] <= '9') ||
+                          (properties[end] >= 'a' && properties[end] <= 'z')))
+      ++end;
+    if (end > i + 3 && end < size &&
+        (properties[end] == '\0' || properties[end] == ':'))
+      return std::string(properties + i, end - i);
+  }
+  return "";
+}
+
+/// The size class of an allocation: multiples of 256 bytes, four classes
+/// per power of two, so cached blocks fit many requests while wasting at
+/// most a quarter.
+uint64_t sizeClass(uint64_t bytes) {
+  if (bytes > (uint64_t(1) << 62))
+    throw Error("cannot allocate " + std::to_string(bytes) +
+                " bytes of device memory");
+  if (bytes <= 256)
+    return 256;
+  unsigned log2 = 63 - __builtin_clzll(bytes - 1);
+  uint64_t step = std::max<uint64_t>(256, (uint64_t(1) << log2) / 4);
+  return (bytes + step - 1) / step * step;
+}
+
+std::string hex(uint64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof(text), "0x%llx",
+                static_cast<unsigned long long>(value));
+  return text;
+}
+
+void *pointer(uint64_t address) {
+  return reinterpret_cast<void *>(uintptr_t(address));
+}
+
+struct HipKernel {
+  GpuKernelInfo info;
+  hipFunction_t function;
+};
+
+class HipDevice final : public GpuDevice {
+public:
+  HipDevice() : api(loadHip()) {
+    api.check(api.hipInit(0), "hipInit");
+    int count = 0;
+    hipError_t result = api.hipGetDeviceCount(&count);
+    if (result == hipErrorNoDevice || (result == hipSuccess && count <= 0))
+      throw Error("no HIP device on this machine (hipGetDeviceCount found "
+                  "none)");
+    api.check(result, "hipGetDeviceCount");
+    index = selectDevice(count);
+    api.check(api.hipSetDevice(index), "hipSetDevice");
+    hipDevice_t device = 0;
+    api.check(api.hipDeviceGet(&device, index), "hipDeviceGet");
+
+    char text[256] = {};
+    api.check(api.hipDeviceGetName(text, sizeof(text) - 1, device),
+              "hipDeviceGetName");
+    deviceName = text;
+
+    std::vector<char> properties(propertiesBytes, 0);
+    api.check(api.hipGetDeviceProperties(properties.data(), index),
+              "hipGetDeviceProperties");
+    chipName = gfxName(properties.data(), properties.size());
+    // The backend matches artifacts by chip: without one nothing would run.
+    if (chipName.empty())
+      throw Error("HIP device " + std::to_string(index) + " (" + deviceName +
+                  ") reports no gfx architecture name");
+  }
+
+  ~HipDevice() override {
+    // Errors are ignored: after a failed kernel the device may be unusable.
+    if (api.hipSetDevice(index) != hipSuccess)
+      return;
+    api.hipDeviceSynchronize();
+    if (module)
+      api.hipModuleUnload(module);
+    for (auto &[address, bytes] : live)
+      api.hipFree(pointer(address));
+    for (auto &[bytes, addresses] : cached)
+      for (uint64_t address : addresses)
+        api.hipFree(pointer(address));
+  }
+
+  std::string name() const override { return deviceName; }
+  std::string chip() const override { return chipName; }
+  uint64_t memoryInUse() const override { return driverBytes; }
+
+  uint64_t allocate(uint64_t bytes) override {
+    uint64_t size = sizeClass(bytes);
+    uint64_t address = 0;
+    auto cachedBlocks = cached.find(size);
+    if (cachedBlocks != cached.end() && !cachedBlocks->second.empty()) {
+      address = cachedBlocks->second.back();
+      cachedBlocks->second.pop_back();
+    } else {
+      bind();
+      void *memory = nullptr;
+      hipError_t result = api.hipMalloc(&memory, size);
+      if (result == hipErrorOutOfMemory && driverBytes > liveBytes) {
+        // Blocks cached for other sizes may make room.
+        freeCached();
+        result = api.hipMalloc(&memory, size);
+      }
+      api.check(result, "hipMalloc",
+                " allocating " + std::to_string(size) + " bytes (" +
+                    std::to_string(liveBytes) + " bytes in use)");
+      address = reinterpret_cast<uintptr_t>(memory);
+      driverBytes += size;
+    }
+    live.emplace(address, size);
+    liveBytes += size;
+    return address;
+  }
+
+  void release(uint64_t address) override {
+    auto block = live.find(address);
+    if (block == live.end())
+      throw Error("releasing device address " + hex(address) +
+                  " that allocate() did not return or that was released");
+    // Later work on the one in-order stream is all that can reuse it.
+    cached[block->second].push_back(block->first);
+    liveBytes -= block->second;
+    live.erase(block);
+  }
+
+  void copyToDevice(uint64_t dest, const void *source,
+                    uint64_t bytes) override {
+    if (!bytes)
+      return;
+    bind();
+    // Synchronous, on the NULL stream: after earlier work, and `source` is
+    // consumed when it returns. HIP's parameter is non-const but only read.
+    api.check(
+        api.hipMemcpyHtoD(pointer(dest), const_cast<void *>(source), bytes),
+        "hipMemcpyHtoD",
+        " copying " + std::to_string(bytes) + " bytes to " + hex(dest));
+  }
+
+  void copyToHost(void *dest, uint64_t source, uint64_t bytes) override {
+    if (!bytes)
+      return;
+    // Waiting first blames a failed kernel on the wait, not on the copy.
+    synchronize();
+    api.check(api.hipMemcpyDtoH(dest, pointer(source), bytes), "hipMemcpyDtoH",
+              " copying " + std::to_string(bytes) + " bytes from " +
+                  hex(source));
+  }
+
+  void zero(uint64_t dest, uint64_t bytes) override {
+    if (!bytes)
+      return;
+    bind();
+    api.check(api.hipMemsetD8(pointer(dest), 0, bytes), "hipMemsetD8",
+              " zeroing " + std::to_string(bytes) + " bytes at " + hex(dest));
+  }
+
+  void loadKernels(const uint8_t *binary, uint64_t size,
+                   const std::vector<GpuKernelInfo> &kernelInfos) override {
+    bind();
+    // A hsaco is an ELF code object; HIP reads its size from the headers.
+    hipModule_t loaded = nullptr;
+    api.check(api.hipModuleLoadData(&loaded, binary), "hipModuleLoadData",
+              " loading the device binary (" + std::to_string(size) +
+                  " bytes) on " + chipName);
+
+    std::vector<HipKernel> resolved;
+    for (const GpuKernelInfo &info : kernelInfos) {
+      hipFunction_t function = nullptr;
+      hipError_t result =
+          api.hipModuleGetFunction(&function, loaded, info.name.c_str());
+      if (result != hipSuccess) {
+        api.hipModuleUnload(loaded);
+        api.check(result, "hipModuleGetFunction",
+                  " looking up kernel '" + info.name +
+                      "' in the device binary");
+      }
+      resolved.push_back({info, function});
+    }
+
+    if (module) {
+      // Kernels of the old module may still be running.
+      synchronize();
+      api.hipModuleUnload(module);
+    }
+    module = loaded;
+    kernels = std::move(resolved);
+  }
+
+  void launch(uint32_t kernelIndex, const uint32_t grid[3],
+              GpuLaunchArgs args) override {
+    if (kernelIndex >= kernels.size())
+      throw Error("launching kernel " + std::to_string(kernelIndex) + " of " +
+                  std::to_string(kernels.size()) + " loaded");
+    const HipKernel &kernel = kernels[kernelIndex];
+    // An empty grid is no work.
+    if (!grid[0] || !grid[1] || !grid[2])
+      return;
+    bind();
+
+    // One 8-byte slot per kernel parameter, in the ABI's order; HIP copies
+    // the values during hipModuleLaunchKernel.
+    size_t buffers = kernel.info.buffers.size();
+    size_t count = 5 * buffers + buffers + kernel.info.scalars;
+    slots.assign(count, 0);
+    params.resize(count);
+    for (size_t i = 0; i < count; ++i)
+      params[i] = &slots[i];
+    auto put = [&](size_t slot, auto value) {
+      static_assert(sizeof(value) <= sizeof(uint64_t));
+      std::memcpy(&slots[slot], &value, sizeof(value));
+    };
+    for (size_t k = 0; k < buffers; ++k) {
+      put(5 * k + 0, pointer(args[k])); // allocated
+      put(5 * k + 1, pointer(args[k])); // aligned
+      put(5 * k + 2, int64_t(0));       // offset
+      put(5 * k + 3, bufferSizeField);  // size
+      put(5 * k + 4, int64_t(1));       // stride
+      put(5 * buffers + k, int32_t(0)); // element offset
+    }
+    for (size_t j = 0; j < kernel.info.scalars; ++j)
+      put(6 * buffers + j, static_cast<int32_t>(args[buffers + j]));
+
+    const uint32_t *block = kernel.info.block;
+    api.check(api.hipModuleLaunchKernel(kernel.function, grid[0], grid[1],
+                                        grid[2], block[0], block[1], block[2],
+                                        0, nullStream, params.data(), nullptr),
+              "hipModuleLaunchKernel",
+              " launching kernel '" + kernel.info.name + "' on grid " +
+                  std::to_string(grid[0]) + "x" + std::to_string(grid[1]) +
+                  "x" + std::to_string(grid[2]) + ", block " +
+                  std::to_string(block[0]) + "x" + std::to_string(block[1]) +
+                  "x" + std::to_string(block[2]));
+  }
+
+  void synchronize() override {
+    bind();
+    api.check(api.hipDeviceSynchronize(), "hipDeviceSynchronize",
+              " (waiting for the launched work; a failed kernel reports "
+              "here)");
+  }
+
+private:
+  /// Selects the device on this thread: the device may be used from any
+  /// thread, and HIP's current device is per thread.
+  void bind() { api.check(api.hipSetDevice(index), "hipSetDevice"); }
+
+  /// Returns the cached blocks to HIP, after the work that may still use
+  /// them.
+  void freeCached() {
+    synchronize();
+    for (auto &[bytes, addresses] : cached) {
+      while (!addresses.empty()) {
+        uint64_t address = addresses.back();
+        addresses.pop_back();
+        driverBytes -= bytes;
+        api.check(api.hipFree(pointer(address)), "hipFree");
+      }
+    }
+  }
+
+  HipApi api;
+  int index = 0;
+  std::string deviceName, chipName;
+
+  hipModule_t module = nullptr;
+  std::vector<HipKernel> kernels;
+
+  /// The caching allocator: blocks handed out (address -> size class) and
+  /// released blocks by size class; `driverBytes` counts both.
+  std::unordered_map<uint64_t, uint64_t> live;
+  std::unordered_map<uint64_t, std::vector<uint64_t>> cached;
+  uint64_t liveBytes = 0, driverBytes = 0;
+
+  /// launch()'s parameter storage, kept to avoid allocating per launch.
+  std::vector<uint64_t> slots;
+  std::vector<void *> params;
+};
+
+} // namespace
+
+std::unique_ptr<GpuDevice> xfmr::runtime::createHipDevice() {
+  return std::make_unique<HipDevice>();
+}

@@ -1,0 +1,68 @@
+// On a GPU target (cuda, rocm, vulkan) the kernels are gpu.func's of one
+// gpu.module (@xfmr_kernels), shared by the three targets: one flat buffer
+// per memref operand of the family's contract (bf16 stored as i16, FP8 as
+// i8), an i32 element offset per buffer, then i32 scalars (dynamic sizes,
+// index operands, the workgroup count and the grid's x size). The host
+// schedule launches them through @xfmr_gpu_launch(kernel index, grid x,
+// grid y, pointer to the i64 arguments). Families without a GPU form are an
+// error naming the targets that have them.
+// RUN: xfmr-opt %s --split-input-file --xfmr-plan-memory --xfmr-lower-to-kernels --verify-diagnostics | FileCheck %s
+
+!cache = !xfmr.kv_cache<bf16, capacity = 16, heads = 1, key_dim = 16, value_dim = 16>
+// CHECK: module attributes {gpu.container_module, {{.*}}xfmr.target = #xfmr.target<kind = "vulkan"
+module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64-unknown-vulkan1.1", chip = "">} {
+  // CHECK-LABEL: func.func @prefill
+  // CHECK: %[[ARGS:.+]] = memref.alloca() : memref<7xi64>
+  // CHECK: %[[PTR:.+]] = memref.extract_aligned_pointer_as_index %[[ARGS]]
+  // CHECK: call @xfmr_gpu_launch(%{{.+}}, %{{.+}}, %{{.+}}, %[[PTR]]) : (i64, i64, i64, index) -> ()
+  // CHECK-NOT: call @xfmr_embedding
+  // CHECK: gpu.module @xfmr_kernels
+  // CHECK: gpu.func @xfmr_embedding_32x16_f32(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>, %{{.+}}: memref<?xf32>, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32)
+  // CHECK-SAME: kernel
+  // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+  // CHECK-SAME: xfmr_kernel_buffer_bytes = array<i64: 4, 4, 4>
+  // CHECK-SAME: xfmr_kernel_index = 0 : i64
+  // CHECK-SAME: xfmr_kernel_scalars = 4 : i64
+  // CHECK: memref.subview
+  // CHECK: gpu.block_id
+  // CHECK: gpu.thread_id
+  // The linear kernel reduces through workgroup memory (for SPIR-V an
+  // allocation in memory space 3, Workgroup; other targets: an attribution).
+  // CHECK: gpu.func @xfmr_linear_16x16_f8e4m3fn_b128x128_bias_f32(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi8>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>
+  // CHECK: memref.alloc() : memref<64xf32, 3>
+  // CHECK: gpu.barrier
+  // The bf16 cache is i16 storage, encoded with integer arithmetic.
+  // CHECK: gpu.func @xfmr_cache_write_16x1x16x16_bf16(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi16>
+  // CHECK: arith.trunci {{.*}} : i32 to i16
+  // CHECK: gpu.func @xfmr_attend_16x1x1x16x16_
+  func.func @prefill(%ids: tensor<?xi32>, %start: index, %c: !cache) -> (tensor<?x32xf32>, !cache)
+      attributes {xfmr.entry = "prefill"} {
+    %emb = xfmr.weight "embed" : tensor<32x16xf32>
+    %h = xfmr.embedding %emb[%ids] : tensor<32x16xf32>, tensor<?xi32> -> tensor<?x16xf32>
+    %w = xfmr.weight "wk" : tensor<16x16xf8E4M3FN>
+    %s = xfmr.weight "wk_scale" : tensor<1x1xf32>
+    %b = xfmr.weight "bias" : tensor<16xf32>
+    %k = xfmr.linear %h, %w bias(%b : tensor<16xf32>) scale(%s : tensor<1x1xf32>) {scale_layout = #xfmr.scale_layout<block [128, 128]>}
+        : tensor<?x16xf32>, tensor<16x16xf8E4M3FN> -> tensor<?x16xf32>
+    %k3 = xfmr.split_heads %k : tensor<?x16xf32> -> tensor<?x1x16xf32>
+    %o, %c1 = xfmr.attention %k3, %k3, %k3, %c[%start] {scale = 0.25 : f64}
+        : tensor<?x1x16xf32>, tensor<?x1x16xf32>, tensor<?x1x16xf32>, !cache -> tensor<?x1x16xf32>
+    %om = xfmr.merge_heads %o : tensor<?x1x16xf32> -> tensor<?x16xf32>
+    %logits = xfmr.linear %om, %emb : tensor<?x16xf32>, tensor<32x16xf32> -> tensor<?x32xf32>
+    return %logits, %c1 : tensor<?x32xf32>, !cache
+  }
+}
+
+// -----
+
+module attributes {xfmr.target = #xfmr.target<kind = "cuda", triple = "nvptx64-nvidia-cuda", chip = "sm_90a">} {
+  func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x2xf32> attributes {xfmr.entry = "prefill"} {
+    %emb = xfmr.weight "embed" : tensor<4x8xf32>
+    %h = xfmr.embedding %emb[%ids] : tensor<4x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
+    %g = xfmr.weight "gate" : tensor<4x8xf32>
+    // expected-error @+1 {{kernel 'moe_route' is not implemented for target 'cuda' yet (targets that have it: cpu)}}
+    %w, %i = xfmr.moe_gate %h, %g {scoring = #xfmr<scoring softmax>, top_k = 2 : i64, norm_topk_prob = true}
+        : tensor<?x8xf32>, tensor<4x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+    return %w : tensor<?x2xf32>
+  }
+}
