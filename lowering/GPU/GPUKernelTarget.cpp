@@ -263,33 +263,20 @@ void GPUKernelTarget::launch(OpBuilder &b, Location loc, SymbolRefAttr kernel,
   (void)context;
 }
 
-namespace {
-/// Registers `build` for `Kernel` on every GPU kind.
-template <typename Kernel>
-void add(KernelRegistry &registry,
-         SymbolRefAttr (*build)(GPUKernelTarget &, const Kernel &)) {
-  for (llvm::StringLiteral kind : gpuTargetKinds())
-    registry.addKernel<Kernel, GPUKernelTarget>(
-        kind,
-        [build](GPUKernelTarget &target,
-                const Kernel &kernel) -> FailureOr<SymbolRefAttr> {
-          return build(target, kernel);
-        });
-}
-} // namespace
-
 void xfmr::registerGPUKernelTarget(KernelRegistry &registry) {
   for (llvm::StringLiteral kind : gpuTargetKinds())
     registry.addTarget(kind, [](ModuleOp module, TargetAttr target) {
       return std::make_unique<GPUKernelTarget>(module, target);
     });
-  add<EmbeddingKernel>(registry, gpuEmbedding);
-  add<ElementwiseKernel>(registry, gpuElementwise);
-  add<SliceColumnsKernel>(registry, gpuSliceColumns);
-  add<FakeQuantizeKernel>(registry, gpuFakeQuantize);
-  add<RMSNormKernel>(registry, gpuRMSNorm);
-  add<LinearKernel>(registry, gpuLinear);
-  add<RopeKernel>(registry, gpuRope);
-  add<CacheWriteKernel>(registry, gpuCacheWrite);
-  add<AttendKernel>(registry, gpuAttend);
+  addGPUKernel<EmbeddingKernel>(registry, gpuEmbedding);
+  addGPUKernel<ElementwiseKernel>(registry, gpuElementwise);
+  addGPUKernel<SliceColumnsKernel>(registry, gpuSliceColumns);
+  addGPUKernel<FakeQuantizeKernel>(registry, gpuFakeQuantize);
+  addGPUKernel<RMSNormKernel>(registry, gpuRMSNorm);
+  addGPUKernel<LinearKernel>(registry, gpuLinear);
+  addGPUKernel<RopeKernel>(registry, gpuRope);
+  addGPUKernel<CacheWriteKernel>(registry, gpuCacheWrite);
+  addGPUKernel<AttendKernel>(registry, gpuAttend);
+  registerGPUMoEKernels(registry);
+  registerGPULatentKernels(registry);
 }

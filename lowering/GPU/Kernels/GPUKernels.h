@@ -36,6 +36,25 @@ mlir::SymbolRefAttr gpuCacheWrite(GPUKernelTarget &target,
 mlir::SymbolRefAttr gpuAttend(GPUKernelTarget &target,
                               const AttendKernel &kernel);
 
+/// Registers `build` for `Kernel` on every GPU kind.
+template <typename Kernel>
+void addGPUKernel(KernelRegistry &registry,
+                  mlir::SymbolRefAttr (*build)(GPUKernelTarget &,
+                                               const Kernel &)) {
+  for (llvm::StringLiteral kind : gpuTargetKinds())
+    registry.addKernel<Kernel, GPUKernelTarget>(
+        kind,
+        [build](GPUKernelTarget &target,
+                const Kernel &kernel) -> mlir::FailureOr<mlir::SymbolRefAttr> {
+          return build(target, kernel);
+        });
+}
+
+/// The MoE kernel families (MoE.cpp) and the MLA ones (LatentAttention.cpp),
+/// registered by registerGPUKernelTarget.
+void registerGPUMoEKernels(KernelRegistry &registry);
+void registerGPULatentKernels(KernelRegistry &registry);
+
 namespace simt {
 
 /// An i32 constant (index() and f32() come from KernelBuilder.h).
