@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The CUDA back end end to end on a real NVIDIA GPU, against the CPU back end.
+#
+#   scripts/gpu-check.sh prepare [DIR] [CHIP]   here (MLIR machine): compile each model for
+#                                               the CPU and for cuda:CHIP (default sm_90;
+#                                               "vulkan" checks the same path on lavapipe)
+#                                               into DIR (default build-gpucheck), with
+#                                               xfmr-run; stays under 64 MiB
+#   scripts/gpu-check.sh run [DIR]              on the GPU machine (no MLIR needed): run
+#                                               every model on both, compare greedy ids and
+#                                               logits, print one table
+#
+# With the device tool: prepare here, then run with carry ["build-gpucheck"]; the run takes
+# well under a minute after the machine starts. Exit status 1 if any model differs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command="${1:-}"
+dir="${2:-build-gpucheck}"
+chip="${3:-sm_90}"
+gpu_target="cuda:$chip"
+[ "$chip" = vulkan ] && gpu_target=vulkan
+python=/usr/bin/python3
+[ -x "$python" ] || python=python3
+
+case "$command" in
+prepare)
+  build="${XFMR_BUILD_DIR:-build}"
+  rm -rf "$dir" && mkdir -p "$dir/models" "$dir/bin"
+  cp "$build/bin/xfmr-run" "$dir/bin/"
+  # name | generator (synth arch and options, or a folder) | compile flags
+  models=(
+    "stories260K|../shared/models/stories260K|"
+    "llama-bf16|llama --dtype bf16|"
+    "llama-fp8|llama|--quantize fp8"
+    "qwen2-f16-int8kv|qwen2 --dtype f16|--kv-cache int8"
+    "mistral-window|mistral|"
+    "llama-evicting-ring|llama|--kv-window 8 --kv-sinks 2"
+  )
+  for entry in "${models[@]}"; do
+    IFS='|' read -r name source flags <<< "$entry"
+    if [ -d "$source" ]; then
+      checkpoint="$source"
+    else
+      checkpoint="$dir/checkpoints/$name"
+      # shellcheck disable=SC2086
+      PYTHONPATH=python "$python" -m xfmr.synth --arch $source --quiet --out "$checkpoint"
+    fi
+    for target in cpu "$gpu_target"; do
+      out="$dir/models/$name.${target%%:*}.xfmr"
+      # shellcheck disable=SC2086
+      "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags \
+        2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
+    done
+  done
+  rm -rf "$dir/checkpoints" "$dir/compile.log"
+  cp scripts/gpu-check.sh "$dir/"
+  echo "gpu-check: prepared $(du -sh "$dir" | cut -f1) in $dir for $gpu_target"
+  ;;
+run)
+  [ -x "$dir/bin/xfmr-run" ] || { echo "gpu-check: $dir/bin/xfmr-run missing (prepare first)" >&2; exit 2; }
+  command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader || true
+  "$python" - "$dir" <<'PYTHON'
+import json, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+
+root = Path(sys.argv[1])
+run = str(root / "bin" / "xfmr-run")
+prompt = "1 45 120 7 30 12 5 9 100 3 17 64"  # < every vocab here (128)
+rows, failed = [], False
+for cpu in sorted(root.glob("models/*.cpu.xfmr")):
+    name = cpu.name[: -len(".cpu.xfmr")]
+    gpu = next(cpu.parent.glob(f"{name}.[!c]*.xfmr"), None) or cpu.with_name(f"{name}.cuda.xfmr")
+    result = {}
+    for label, artifact in (("cpu", cpu), ("gpu", gpu)):
+        logits = root / f"{name}.{label}.npy"
+        start = time.time()
+        done = subprocess.run([run, str(artifact), "--prompt-ids", prompt, "-n", "32",
+                               "--stats", "--dump-logits", str(logits)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            result[label] = {"error": done.stderr.strip().splitlines()[-1]}
+            continue
+        stats = json.loads(done.stderr.strip().splitlines()[-1])
+        result[label] = {"ids": done.stdout.split(), "logits": np.load(logits),
+                         "stats": stats, "wall": time.time() - start}
+    cpu_r, gpu_r = result["cpu"], result["gpu"]
+    if "error" in cpu_r or "error" in gpu_r:
+        failed = True
+        rows.append((name, "ERROR", "-", "-", "-", "-",
+                     gpu_r.get("error") or cpu_r.get("error")))
+        continue
+    same = cpu_r["ids"] == gpu_r["ids"]
+    scale = np.max(np.abs(cpu_r["logits"]), axis=-1)
+    error = float(np.max(np.max(np.abs(gpu_r["logits"] - cpu_r["logits"]), axis=-1) / scale))
+    ok = same and error < 1e-3
+    failed |= not ok
+    s = gpu_r["stats"]
+    rows.append((name, "ok" if ok else "DIFFERS", "yes" if same else "no", f"{error:.2e}",
+                 f"{s['prefill_tokens_per_s']:.0f}", f"{s['decode_tokens_per_s']:.0f}",
+                 f"{s['device']}, {s['device_memory_bytes'] / 2**20:.1f} MiB, "
+                 f"upload {s['weights_upload_seconds'] * 1e3:.1f} ms"))
+header = ("model", "result", "ids = cpu", "max rel logit err", "prefill tok/s",
+          "decode tok/s", "device")
+widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+for r in [header, tuple("-" * w for w in widths)] + rows:
+    print(" | ".join(str(v).ljust(w) for v, w in zip(r, widths)))
+sys.exit(1 if failed else 0)
+PYTHON
+  ;;
+*)
+  sed -n '2,14p' "$0" >&2
+  exit 2
+  ;;
+esac
