@@ -613,6 +613,7 @@ PYBIND11_MODULE(_xfmr, m) {
                                d["triple"] = t.triple;
                                d["cpu"] = t.cpu;
                                d["features"] = t.features;
+                               d["chip"] = t.chip;
                                return d;
                              })
       .def_property_readonly("kv_cache_bytes", &Artifact::kvCacheBytes)

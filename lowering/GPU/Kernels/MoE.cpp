@@ -1,11 +1,712 @@
 //===- MoE.cpp - Mixture-of-Experts routing and experts on GPUs -------===//
+//
+// moe_route: one workgroup per token. Its threads compute the scores
+// (softmax or sigmoid of the router logits) into workgroup memory; thread 0
+// then does what the CPU kernel does serially (softmax sum, correction bias,
+// group-limited selection, top-k with ties to the lowest index,
+// renormalization, routed scaling): E is at most a few hundred.
+//
+// moe_experts: one workgroup per token (the SwiGLU activations of an expert
+// must be complete before its down projection, and one family is one
+// launch, so a token's experts stay in one workgroup). For each expert the
+// token goes through (its top-k in slot order for `sparse`; in expert order,
+// as the CPU sums them, for `dense` and `grouped`; then the shared expert),
+// in chunks of the intermediate dimension that fit workgroup memory:
+//   1. act[i] = silu(x . gate[i]) * (x . up[i]) for the chunk's rows,
+//   2. FP8 activation fake-quantization per group (activationGroup),
+//   3. out[t, n] += w * (act . down[n, chunk]) for every output channel.
+// Row products are computed by lanes of 32 threads (coalesced reads along
+// the row), 8 rows at a time per 256-thread workgroup. Dense dispatch skips
+// the experts a token did not select: the CPU adds 0 * their output, which
+// changes nothing for finite outputs.
+//
+// counts (i64 on the host) is read as pairs of i32 (low, high: little
+// endian) so that kernels need no Int64 (Vulkan): workgroup 0's threads
+// each count the rows of their experts and add with a carry.
+//
+//===----------------------------------------------------------------------===//
 
 #include "lowering/GPU/Kernels/GPUKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "llvm/Support/MathExtras.h"
+
+#include <cstdio>
+#include <limits>
 
 using namespace mlir;
 using namespace xfmr;
 using namespace xfmr::kernels;
 
+namespace {
+
+Value loadIndex(OpBuilder &b, Location loc, Value memref, ValueRange at) {
+  Value raw = memref::LoadOp::create(b, loc, memref, at);
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), raw);
+}
+
+/// scf.if (condition) { body } without results.
+void ifThen(OpBuilder &b, Location loc, Value condition,
+            function_ref<void(OpBuilder &, Location)> body) {
+  scf::IfOp::create(b, loc, condition, [&](OpBuilder &b, Location loc) {
+    body(b, loc);
+    scf::YieldOp::create(b, loc);
+  });
+}
+
+/// The index of the largest of buffer[0..end) (first one on ties), or `end`
+/// if all are -inf.
+Value argmax(OpBuilder &b, Location loc, Value buffer, int64_t count) {
+  Value negInf = f32(b, loc, -std::numeric_limits<double>::infinity());
+  Value zero = index(b, loc, 0);
+  Value end = index(b, loc, count);
+  Value one = index(b, loc, 1);
+  auto loop = scf::ForOp::create(
+      b, loc, zero, end, one, ValueRange{negInf, end},
+      [&](OpBuilder &b, Location loc, Value i, ValueRange best) {
+        Value value = memref::LoadOp::create(b, loc, buffer, i);
+        Value better = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
+                                             value, best[0]);
+        Value bestValue =
+            arith::SelectOp::create(b, loc, better, value, best[0]);
+        Value bestIndex = arith::SelectOp::create(b, loc, better, i, best[1]);
+        scf::YieldOp::create(b, loc, ValueRange{bestValue, bestIndex});
+      });
+  return loop.getResult(1);
+}
+
+} // namespace
+
+static SymbolRefAttr gpuMoERoute(GPUKernelTarget &target,
+                                 const MoERouteKernel &kernel) {
+  MLIRContext *context = target.getModule().getContext();
+  Type f32Type = Float32Type::get(context);
+  int64_t experts = kernel.experts, topK = kernel.topK;
+  int64_t groups = kernel.groups, keptGroups = kernel.keptGroups;
+  int64_t perGroup = experts / groups;
+  bool sigmoid = kernel.sigmoid, hasBias = kernel.bias;
+  bool normalize = kernel.normalize;
+  double factor = kernel.factor;
+  char factorText[32];
+  std::snprintf(factorText, sizeof(factorText), "%a", factor);
+  std::string key = "moe_route_" + std::to_string(experts) + "_k" +
+                    std::to_string(topK) + "_g" + std::to_string(groups) +
+                    "x" + std::to_string(keptGroups) +
+                    (sigmoid ? "_sigmoid" : "_softmax") +
+                    (hasBias ? "_bias" : "") + (normalize ? "_norm" : "") +
+                    "_" + factorText;
+  MoERouteOperands<Type> types;
+  types.logits = MemRefType::get({ShapedType::kDynamic, experts}, f32Type);
+  if (hasBias)
+    types.bias = MemRefType::get({experts}, f32Type);
+  types.weights = MemRefType::get({ShapedType::kDynamic, topK}, f32Type);
+  types.indices = MemRefType::get({ShapedType::kDynamic, topK},
+                                  IntegerType::get(context, 32));
+  constexpr int64_t block = 64;
+  return target.get<MoERouteOperands>(
+      key, types, block,
+      [](OpBuilder &b, Location loc, MoERouteOperands<Value> args) -> Value {
+        return memref::DimOp::create(b, loc, args.logits, 0);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          MoERouteOperands<Value> args) {
+        Value logits = args.logits, bias = args.bias;
+        Value weightsOut = args.weights, indicesOut = args.indices;
+        Value t = thread.workgroup;
+        Value reduction = thread.scratch(block);
+        Value scores = thread.scratch(experts);
+        Value rank = thread.scratch(experts);
+        Value groupScore = groups > 1 ? thread.scratch(groups) : Value();
+        Value zero = index(b, loc, 0), one = index(b, loc, 1);
+        Value expertCount = index(b, loc, experts);
+        Value step = index(b, loc, block);
+        Value negInf = f32(b, loc, -std::numeric_limits<double>::infinity());
+
+        // Scores, one expert per thread. Softmax subtracts the row maximum.
+        Value rowMax;
+        if (!sigmoid) {
+          Value mine = simt::accumulate(
+              b, loc, thread.thread, expertCount, step, negInf,
+              [&](OpBuilder &b, Location loc, Value e, Value acc) -> Value {
+                Value l =
+                    memref::LoadOp::create(b, loc, logits, ValueRange{t, e});
+                return arith::MaximumFOp::create(b, loc, acc, l);
+              });
+          rowMax = simt::reduce(b, loc, thread, reduction, mine,
+                                simt::Reduction::Max);
+        }
+        simt::strided(b, loc, thread, expertCount,
+                      [&](OpBuilder &b, Location loc, Value e) {
+          Value l = memref::LoadOp::create(b, loc, logits, ValueRange{t, e});
+          Value s;
+          if (sigmoid) {
+            // 1 / (1 + exp(-l))
+            Value unit = f32(b, loc, 1.0);
+            Value negated = arith::NegFOp::create(b, loc, l);
+            Value exp = math::ExpOp::create(b, loc, negated);
+            Value denominator = arith::AddFOp::create(b, loc, unit, exp);
+            s = arith::DivFOp::create(b, loc, unit, denominator);
+          } else {
+            Value shifted = arith::SubFOp::create(b, loc, l, rowMax);
+            s = math::ExpOp::create(b, loc, shifted);
+          }
+          memref::StoreOp::create(b, loc, s, scores, e);
+        });
+        gpu::BarrierOp::create(b, loc);
+
+        // The rest is serial, as on the CPU.
+        simt::firstThread(b, loc, thread, [&](OpBuilder &b, Location loc) {
+          Value total;
+          if (!sigmoid) {
+            Value start = f32(b, loc, 0.0);
+            total = simt::accumulate(
+                b, loc, zero, expertCount, one, start,
+                [&](OpBuilder &b, Location loc, Value e, Value acc) -> Value {
+                  Value s = memref::LoadOp::create(b, loc, scores, e);
+                  return arith::AddFOp::create(b, loc, acc, s);
+                });
+          }
+          simt::forLoop(b, loc, zero, expertCount, one,
+                        [&](OpBuilder &b, Location loc, Value e) {
+            Value s = memref::LoadOp::create(b, loc, scores, e);
+            if (!sigmoid) {
+              s = arith::DivFOp::create(b, loc, s, total);
+              memref::StoreOp::create(b, loc, s, scores, e);
+            }
+            // Selection ranks biased scores; weights use unbiased ones.
+            Value r = s;
+            if (hasBias) {
+              Value correction = memref::LoadOp::create(b, loc, bias, e);
+              r = arith::AddFOp::create(b, loc, s, correction);
+            }
+            memref::StoreOp::create(b, loc, r, rank, e);
+          });
+          if (groups > 1) {
+            // A group ranks by the sum of its two best biased scores.
+            Value groupCount = index(b, loc, groups);
+            Value groupSize = index(b, loc, perGroup);
+            simt::forLoop(b, loc, zero, groupCount, one,
+                          [&](OpBuilder &b, Location loc, Value g) {
+              Value begin = arith::MulIOp::create(b, loc, g, groupSize);
+              Value end = arith::AddIOp::create(b, loc, begin, groupSize);
+              auto loop = scf::ForOp::create(
+                  b, loc, begin, end, one, ValueRange{negInf, negInf},
+                  [&](OpBuilder &b, Location loc, Value e, ValueRange best) {
+                    Value r = memref::LoadOp::create(b, loc, rank, e);
+                    Value above1 = arith::CmpFOp::create(
+                        b, loc, arith::CmpFPredicate::OGT, r, best[0]);
+                    Value above2 = arith::CmpFOp::create(
+                        b, loc, arith::CmpFPredicate::OGT, r, best[1]);
+                    Value first =
+                        arith::SelectOp::create(b, loc, above1, r, best[0]);
+                    Value runnerUp =
+                        arith::SelectOp::create(b, loc, above2, r, best[1]);
+                    Value second = arith::SelectOp::create(b, loc, above1,
+                                                           best[0], runnerUp);
+                    scf::YieldOp::create(b, loc, ValueRange{first, second});
+                  });
+              Value sum = arith::AddFOp::create(b, loc, loop.getResult(0),
+                                                loop.getResult(1));
+              memref::StoreOp::create(b, loc, sum, groupScore, g);
+            });
+            // Keep the best groups: mark them +inf one by one, then drop the
+            // experts of every group not marked.
+            Value inf = f32(b, loc, std::numeric_limits<double>::infinity());
+            Value keptCount = index(b, loc, keptGroups);
+            simt::forLoop(b, loc, zero, keptCount, one,
+                          [&](OpBuilder &b, Location loc, Value) {
+              // Already kept groups hold +inf; pick the best of the others.
+              auto loop = scf::ForOp::create(
+                  b, loc, zero, groupCount, one,
+                  ValueRange{negInf, groupCount},
+                  [&](OpBuilder &b, Location loc, Value g, ValueRange best) {
+                    Value v = memref::LoadOp::create(b, loc, groupScore, g);
+                    Value candidate = arith::CmpFOp::create(
+                        b, loc, arith::CmpFPredicate::OLT, v, inf);
+                    Value above = arith::CmpFOp::create(
+                        b, loc, arith::CmpFPredicate::OGT, v, best[0]);
+                    Value better =
+                        arith::AndIOp::create(b, loc, candidate, above);
+                    Value bestValue =
+                        arith::SelectOp::create(b, loc, better, v, best[0]);
+                    Value bestGroup =
+                        arith::SelectOp::create(b, loc, better, g, best[1]);
+                    scf::YieldOp::create(b, loc,
+                                         ValueRange{bestValue, bestGroup});
+                  });
+              memref::StoreOp::create(b, loc, inf, groupScore,
+                                      loop.getResult(1));
+            });
+            simt::forLoop(b, loc, zero, expertCount, one,
+                          [&](OpBuilder &b, Location loc, Value e) {
+              Value g = arith::DivUIOp::create(b, loc, e, groupSize);
+              Value score = memref::LoadOp::create(b, loc, groupScore, g);
+              Value kept = arith::CmpFOp::create(
+                  b, loc, arith::CmpFPredicate::OEQ, score, inf);
+              Value r = memref::LoadOp::create(b, loc, rank, e);
+              Value keptRank = arith::SelectOp::create(b, loc, kept, r, negInf);
+              memref::StoreOp::create(b, loc, keptRank, rank, e);
+            });
+          }
+          // Top-k, ties to the lowest index; chosen experts leave the race.
+          Value pickEnd = index(b, loc, topK);
+          Value noWeight = f32(b, loc, 0.0);
+          Value chosen = simt::accumulate(
+              b, loc, zero, pickEnd, one, noWeight,
+              [&](OpBuilder &b, Location loc, Value j, Value acc) -> Value {
+                Value e = argmax(b, loc, rank, experts);
+                memref::StoreOp::create(b, loc, negInf, rank, e);
+                Value w = memref::LoadOp::create(b, loc, scores, e);
+                memref::StoreOp::create(b, loc, w, weightsOut,
+                                        ValueRange{t, j});
+                Value e32 =
+                    arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
+                memref::StoreOp::create(b, loc, e32, indicesOut,
+                                        ValueRange{t, j});
+                return arith::AddFOp::create(b, loc, acc, w);
+              });
+          Value divisor;
+          if (normalize) {
+            Value tiny = f32(b, loc, 1e-20);
+            divisor = arith::AddFOp::create(b, loc, chosen, tiny);
+          } else {
+            divisor = f32(b, loc, 1.0);
+          }
+          Value scale = f32(b, loc, factor);
+          simt::forLoop(b, loc, zero, pickEnd, one,
+                        [&](OpBuilder &b, Location loc, Value j) {
+            Value w =
+                memref::LoadOp::create(b, loc, weightsOut, ValueRange{t, j});
+            Value normalized = arith::DivFOp::create(b, loc, w, divisor);
+            Value scaled = arith::MulFOp::create(b, loc, normalized, scale);
+            memref::StoreOp::create(b, loc, scaled, weightsOut,
+                                    ValueRange{t, j});
+          });
+        });
+      });
+}
+
+namespace {
+
+/// Threads per workgroup of moe_experts, and threads per row product.
+constexpr int64_t kExpertBlock = 256;
+constexpr int64_t kLanes = 32;
+constexpr int64_t kRowsAtOnce = kExpertBlock / kLanes;
+/// The most f32 activations a chunk keeps in workgroup memory (12 KiB; with
+/// the 2 KiB of partial sums within Vulkan's guaranteed 16 KiB).
+constexpr int64_t kMaxChunk = 3072;
+
+/// Intermediate channels per chunk: all of them if they fit, else a multiple
+/// of the activation group (so groups never straddle chunks).
+int64_t chunkOf(int64_t inter, std::optional<int64_t> group) {
+  if (inter <= kMaxChunk)
+    return inter;
+  if (group && *group <= kMaxChunk)
+    return kMaxChunk / *group * *group;
+  return kMaxChunk;
+}
+
+/// One workgroup computes sums over rows [0, rows) of `terms` (each row a
+/// dot product over [0, length)): lanes of kLanes threads take a row each,
+/// kRowsAtOnce rows at a time, and stride over its columns; `product(row,
+/// column)` gives each term's value (terms.size() sums side by side);
+/// `finish(row, sums)` runs on one thread per row, the thread with lane 0
+/// of row % kRowsAtOnce. Every thread must call it (barriers).
+void rowSums(OpBuilder &b, Location loc, const GPUThread &thread,
+             Value partials, Value rows, Value length, int64_t terms,
+             function_ref<SmallVector<Value>(OpBuilder &, Location, Value,
+                                             Value)>
+                 product,
+             function_ref<void(OpBuilder &, Location, Value, ValueRange)>
+                 finish) {
+  Value lanes = index(b, loc, kLanes);
+  Value lane = arith::RemUIOp::create(b, loc, thread.thread, lanes);
+  Value slot = arith::DivUIOp::create(b, loc, thread.thread, lanes);
+  Value zero = index(b, loc, 0);
+  Value atOnce = index(b, loc, kRowsAtOnce);
+  Value firstLane = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                          lane, zero);
+  simt::forLoop(b, loc, zero, rows, atOnce,
+                [&](OpBuilder &b, Location loc, Value base) {
+    Value row = arith::AddIOp::create(b, loc, base, slot);
+    Value valid =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, rows);
+    Value end = arith::SelectOp::create(b, loc, valid, length, zero);
+    SmallVector<Value> init;
+    for (int64_t i = 0; i < terms; ++i)
+      init.push_back(f32(b, loc, 0.0));
+    auto loop = scf::ForOp::create(
+        b, loc, lane, end, lanes, init,
+        [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+          SmallVector<Value> values = product(b, loc, row, k);
+          SmallVector<Value> next;
+          for (int64_t i = 0; i < terms; ++i)
+            next.push_back(arith::AddFOp::create(b, loc, acc[i], values[i]));
+          scf::YieldOp::create(b, loc, next);
+        });
+    for (int64_t i = 0; i < terms; ++i) {
+      Value offset = index(b, loc, i * kExpertBlock);
+      Value at = arith::AddIOp::create(b, loc, offset, thread.thread);
+      memref::StoreOp::create(b, loc, loop.getResult(i), partials, at);
+    }
+    gpu::BarrierOp::create(b, loc);
+    Value finisher = arith::AndIOp::create(b, loc, firstLane, valid);
+    ifThen(b, loc, finisher, [&](OpBuilder &b, Location loc) {
+      SmallVector<Value> sums;
+      for (int64_t i = 0; i < terms; ++i) {
+        Value offset = index(b, loc, i * kExpertBlock);
+        Value first = arith::AddIOp::create(b, loc, offset, thread.thread);
+        Value last = arith::AddIOp::create(b, loc, first, lanes);
+        Value one = index(b, loc, 1);
+        Value start = f32(b, loc, 0.0);
+        sums.push_back(simt::accumulate(
+            b, loc, first, last, one, start,
+            [&](OpBuilder &b, Location loc, Value p, Value acc) -> Value {
+              Value v = memref::LoadOp::create(b, loc, partials, p);
+              return arith::AddFOp::create(b, loc, acc, v);
+            }));
+      }
+      finish(b, loc, row, sums);
+    });
+    gpu::BarrierOp::create(b, loc);
+  });
+}
+
+/// The weights of one SwiGLU expert as the kernel sees them.
+struct ExpertWeights {
+  Value gate, up, down, gateScale, upScale, downScale;
+  int64_t inter;
+  WeightOperand weight;
+  /// Routed experts index stacks [E, ...] by expert; the shared one not.
+  bool stacked;
+  std::optional<int64_t> activationGroup;
+};
+
+/// w[prefix..., row, column] as f32, times its block scale if any.
+Value loadWeight(OpBuilder &b, Location loc, const ExpertWeights &m, Value w,
+                 Value scale, Value e, Value row, Value column) {
+  SmallVector<Value> at;
+  if (m.stacked)
+    at.push_back(e);
+  at.push_back(row);
+  at.push_back(column);
+  Value value = simt::loadF32(b, loc, w, at, m.weight.format);
+  if (!m.weight.blockScale)
+    return value;
+  auto [rows, cols] = *m.weight.blockScale;
+  Value rowBlock = index(b, loc, rows);
+  Value colBlock = index(b, loc, cols);
+  Value scaleRow = arith::DivUIOp::create(b, loc, row, rowBlock);
+  Value scaleColumn = arith::DivUIOp::create(b, loc, column, colBlock);
+  SmallVector<Value> scaleAt;
+  if (m.stacked)
+    scaleAt.push_back(e);
+  scaleAt.push_back(scaleRow);
+  scaleAt.push_back(scaleColumn);
+  Value s = memref::LoadOp::create(b, loc, scale, scaleAt);
+  return arith::MulFOp::create(b, loc, value, s);
+}
+
+struct ExpertContext {
+  const GPUThread &thread;
+  Value x, out, t, partials, act;
+  int64_t hidden, chunk;
+};
+
+/// out[t] += w * expert(x[t]) (w null: weight 1), chunk by chunk of the
+/// intermediate dimension. Every thread must call it.
+void emitExpert(OpBuilder &b, Location loc, const ExpertContext &c,
+                const ExpertWeights &m, Value e, Value w) {
+  Value zero = index(b, loc, 0);
+  Value interCount = index(b, loc, m.inter);
+  Value chunkSize = index(b, loc, c.chunk);
+  Value hiddenCount = index(b, loc, c.hidden);
+  simt::forLoop(b, loc, zero, interCount, chunkSize,
+                [&](OpBuilder &b, Location loc, Value first) {
+    Value remaining = arith::SubIOp::create(b, loc, interCount, first);
+    Value length = arith::MinUIOp::create(b, loc, remaining, chunkSize);
+    // 1. The chunk's SwiGLU activations.
+    rowSums(
+        b, loc, c.thread, c.partials, length, hiddenCount, 2,
+        [&](OpBuilder &b, Location loc, Value r,
+            Value k) -> SmallVector<Value> {
+          Value i = arith::AddIOp::create(b, loc, first, r);
+          Value xk = memref::LoadOp::create(b, loc, c.x, ValueRange{c.t, k});
+          Value g = loadWeight(b, loc, m, m.gate, m.gateScale, e, i, k);
+          Value gx = arith::MulFOp::create(b, loc, xk, g);
+          Value u = loadWeight(b, loc, m, m.up, m.upScale, e, i, k);
+          Value ux = arith::MulFOp::create(b, loc, xk, u);
+          return {gx, ux};
+        },
+        [&](OpBuilder &b, Location loc, Value r, ValueRange sums) {
+          Value activated = silu(b, loc, sums[0]);
+          Value product = arith::MulFOp::create(b, loc, activated, sums[1]);
+          memref::StoreOp::create(b, loc, product, c.act, r);
+        });
+    // 2. FP8 activations: a thread per group, in place.
+    if (m.activationGroup) {
+      int64_t group = *m.activationGroup;
+      Value groupSize = index(b, loc, group);
+      Value groupsHere = arith::CeilDivUIOp::create(b, loc, length, groupSize);
+      simt::strided(b, loc, c.thread, groupsHere,
+                    [&](OpBuilder &b, Location loc, Value g) {
+        Value begin = arith::MulIOp::create(b, loc, g, groupSize);
+        Value unclamped = arith::AddIOp::create(b, loc, begin, groupSize);
+        Value end = arith::MinUIOp::create(b, loc, unclamped, length);
+        Value none = f32(b, loc, 0.0);
+        Value amax = maxAbs(b, loc, begin, end, none,
+                            [&](OpBuilder &b, Location loc, Value i) -> Value {
+                              return memref::LoadOp::create(b, loc, c.act, i);
+                            });
+        Value scale = scaleForMaxAbs(b, loc, amax, m.weight.format);
+        Value one = index(b, loc, 1);
+        simt::forLoop(b, loc, begin, end, one,
+                      [&](OpBuilder &b, Location loc, Value i) {
+          Value v = memref::LoadOp::create(b, loc, c.act, i);
+          Value scaled = arith::DivFOp::create(b, loc, v, scale);
+          Value q = roundToFP8(b, loc, scaled, m.weight.format);
+          Value back = arith::MulFOp::create(b, loc, q, scale);
+          memref::StoreOp::create(b, loc, back, c.act, i);
+        });
+      });
+      gpu::BarrierOp::create(b, loc);
+    }
+    // 3. The down projection of the chunk into the output.
+    rowSums(
+        b, loc, c.thread, c.partials, hiddenCount, length, 1,
+        [&](OpBuilder &b, Location loc, Value n,
+            Value r) -> SmallVector<Value> {
+          Value i = arith::AddIOp::create(b, loc, first, r);
+          Value a = memref::LoadOp::create(b, loc, c.act, r);
+          Value d = loadWeight(b, loc, m, m.down, m.downScale, e, n, i);
+          return {arith::MulFOp::create(b, loc, a, d)};
+        },
+        [&](OpBuilder &b, Location loc, Value n, ValueRange sums) {
+          Value contribution = sums[0];
+          if (w)
+            contribution = arith::MulFOp::create(b, loc, w, contribution);
+          Value old =
+              memref::LoadOp::create(b, loc, c.out, ValueRange{c.t, n});
+          Value sum = arith::AddFOp::create(b, loc, old, contribution);
+          memref::StoreOp::create(b, loc, sum, c.out, ValueRange{c.t, n});
+        });
+  });
+}
+
+} // namespace
+
+static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
+                                   const MoEExpertsKernel &kernel) {
+  int64_t experts = kernel.experts;
+  int64_t inter = kernel.inter;
+  int64_t hidden = kernel.hidden;
+  int64_t topK = kernel.topK;
+  const WeightOperand weight = kernel.weight;
+  MoEDispatch dispatch = kernel.dispatch;
+  std::optional<SharedExpert> shared = kernel.shared;
+  std::optional<int64_t> activationGroup = kernel.activationGroup;
+  MLIRContext *context = target.getModule().getContext();
+  Type f32Type = Float32Type::get(context);
+  Type i32Type = IntegerType::get(context, 32);
+  auto tokensBy = [&](int64_t n, Type element) {
+    return MemRefType::get({ShapedType::kDynamic, n}, element);
+  };
+  MoEExpertsOperands<Type> types;
+  types.input = tokensBy(hidden, f32Type);
+  types.weights = tokensBy(topK, f32Type);
+  types.indices = tokensBy(topK, i32Type);
+  types.gate = simt::buffer(context, {experts, inter, hidden}, weight.format);
+  types.up = simt::buffer(context, {experts, inter, hidden}, weight.format);
+  types.down = simt::buffer(context, {experts, hidden, inter}, weight.format);
+  if (weight.blockScale) {
+    auto [rows, cols] = *weight.blockScale;
+    types.gateScale = types.upScale = MemRefType::get(
+        {experts, llvm::divideCeilSigned(inter, rows),
+         llvm::divideCeilSigned(hidden, cols)},
+        f32Type);
+    types.downScale = MemRefType::get(
+        {experts, llvm::divideCeilSigned(hidden, rows),
+         llvm::divideCeilSigned(inter, cols)},
+        f32Type);
+  }
+  std::string key = "moe_experts_" + std::to_string(experts) + "x" +
+                    std::to_string(inter) + "x" + std::to_string(hidden) +
+                    "_k" + std::to_string(topK) + "_" + weight.key() + "_" +
+                    stringifyMoEDispatch(dispatch).str();
+  if (activationGroup)
+    key += "_act" + std::to_string(*activationGroup);
+  std::optional<int64_t> sharedGroup;
+  if (shared) {
+    WeightFormat format = shared->weight.format;
+    int64_t s = shared->inter;
+    types.sharedGate = simt::buffer(context, {s, hidden}, format);
+    types.sharedUp = simt::buffer(context, {s, hidden}, format);
+    types.sharedDown = simt::buffer(context, {hidden, s}, format);
+    if (auto block = shared->weight.blockScale) {
+      auto [rows, cols] = *block;
+      types.sharedGateScale = types.sharedUpScale = MemRefType::get(
+          {llvm::divideCeilSigned(s, rows),
+           llvm::divideCeilSigned(hidden, cols)},
+          f32Type);
+      types.sharedDownScale = MemRefType::get(
+          {llvm::divideCeilSigned(hidden, rows),
+           llvm::divideCeilSigned(s, cols)},
+          f32Type);
+    }
+    if (isFP8(format))
+      sharedGroup = activationGroup;
+    key += "_shared" + std::to_string(s) + "_" + shared->weight.key();
+  }
+  // The i64 counters as (low, high) i32 pairs: the host passes the i64
+  // buffer's address, the kernel reads 4-byte elements.
+  types.counts = MemRefType::get({2 * experts}, i32Type);
+  types.output = tokensBy(hidden, f32Type);
+  int64_t chunk = chunkOf(inter, activationGroup);
+  int64_t sharedChunk = shared ? chunkOf(shared->inter, sharedGroup) : 0;
+  int64_t actSize = std::max(chunk, sharedChunk);
+  return target.get<MoEExpertsOperands>(
+      key, types, kExpertBlock,
+      [](OpBuilder &b, Location loc, MoEExpertsOperands<Value> args) -> Value {
+        return memref::DimOp::create(b, loc, args.input, 0);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          MoEExpertsOperands<Value> args) {
+        Value partials = thread.scratch(2 * kExpertBlock);
+        Value act = thread.scratch(actSize);
+        Value t = thread.workgroup;
+        Value x = args.input, out = args.output;
+        Value routeWeights = args.weights, routeIndices = args.indices;
+        Value zero = index(b, loc, 0), one = index(b, loc, 1);
+        Value k = index(b, loc, topK);
+        Value hiddenCount = index(b, loc, hidden);
+        Value tokens = memref::DimOp::create(b, loc, x, 0);
+
+        // Counters: workgroup 0, a thread per expert, add with carry.
+        Value firstGroup = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::eq, thread.workgroup, zero);
+        ifThen(b, loc, firstGroup, [&](OpBuilder &b, Location loc) {
+          Value expertCount = index(b, loc, experts);
+          simt::strided(b, loc, thread, expertCount,
+                        [&](OpBuilder &b, Location loc, Value e) {
+            Value e32 = arith::IndexCastOp::create(b, loc, i32Type, e);
+            Value none = simt::i32(b, loc, 0);
+            auto count = scf::ForOp::create(
+                b, loc, zero, tokens, one, ValueRange{none},
+                [&](OpBuilder &b, Location loc, Value row, ValueRange acc) {
+                  auto inner = scf::ForOp::create(
+                      b, loc, zero, k, one, acc,
+                      [&](OpBuilder &b, Location loc, Value j,
+                          ValueRange acc) {
+                        Value chosen = memref::LoadOp::create(
+                            b, loc, routeIndices, ValueRange{row, j});
+                        Value match = arith::CmpIOp::create(
+                            b, loc, arith::CmpIPredicate::eq, chosen, e32);
+                        Value bit =
+                            arith::ExtUIOp::create(b, loc, i32Type, match);
+                        Value sum = arith::AddIOp::create(b, loc, acc[0], bit);
+                        scf::YieldOp::create(b, loc, ValueRange{sum});
+                      });
+                  scf::YieldOp::create(b, loc, inner.getResults());
+                });
+            Value two = index(b, loc, 2);
+            Value lowAt = arith::MulIOp::create(b, loc, e, two);
+            Value highAt = arith::AddIOp::create(b, loc, lowAt, one);
+            Value low = memref::LoadOp::create(b, loc, args.counts, lowAt);
+            Value high = memref::LoadOp::create(b, loc, args.counts, highAt);
+            Value newLow =
+                arith::AddIOp::create(b, loc, low, count.getResult(0));
+            Value wrapped = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::ult, newLow, low);
+            Value carry = arith::ExtUIOp::create(b, loc, i32Type, wrapped);
+            Value newHigh = arith::AddIOp::create(b, loc, high, carry);
+            memref::StoreOp::create(b, loc, newLow, args.counts, lowAt);
+            memref::StoreOp::create(b, loc, newHigh, args.counts, highAt);
+          });
+        });
+
+        // A zeroed output row, each channel by the thread that later adds
+        // to it (rowSums' finisher of that row).
+        Value lanes = index(b, loc, kLanes);
+        Value lane = arith::RemUIOp::create(b, loc, thread.thread, lanes);
+        Value slot = arith::DivUIOp::create(b, loc, thread.thread, lanes);
+        Value firstLane = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::eq, lane, zero);
+        ifThen(b, loc, firstLane, [&](OpBuilder &b, Location loc) {
+          Value atOnce = index(b, loc, kRowsAtOnce);
+          simt::forLoop(b, loc, slot, hiddenCount, atOnce,
+                        [&](OpBuilder &b, Location loc, Value n) {
+            Value zeroF = f32(b, loc, 0.0);
+            memref::StoreOp::create(b, loc, zeroF, out, ValueRange{t, n});
+          });
+        });
+
+        ExpertContext c{thread, x, out, t, partials, act, hidden, chunk};
+        ExpertWeights m{args.gate, args.up,      args.down, args.gateScale,
+                        args.upScale, args.downScale, inter, weight,
+                        true,      activationGroup};
+        if (dispatch == MoEDispatch::sparse) {
+          // The token's experts in slot order.
+          simt::forLoop(b, loc, zero, k, one,
+                        [&](OpBuilder &b, Location loc, Value j) {
+            Value e = loadIndex(b, loc, routeIndices, {t, j});
+            Value w =
+                memref::LoadOp::create(b, loc, routeWeights, ValueRange{t, j});
+            emitExpert(b, loc, c, m, e, w);
+          });
+        } else {
+          // Dense and grouped sum the experts in expert order: the j-th
+          // round takes the smallest index above the previous round's.
+          Value before = simt::i32(b, loc, -1);
+          scf::ForOp::create(
+              b, loc, zero, k, one, ValueRange{before},
+              [&](OpBuilder &b, Location loc, Value, ValueRange previous) {
+                Value beyond = simt::i32(b, loc, experts);
+                Value noWeight = f32(b, loc, 0.0);
+                auto pick = scf::ForOp::create(
+                    b, loc, zero, k, one, ValueRange{beyond, noWeight},
+                    [&](OpBuilder &b, Location loc, Value s,
+                        ValueRange best) {
+                      Value e = memref::LoadOp::create(b, loc, routeIndices,
+                                                       ValueRange{t, s});
+                      Value w = memref::LoadOp::create(b, loc, routeWeights,
+                                                       ValueRange{t, s});
+                      Value after = arith::CmpIOp::create(
+                          b, loc, arith::CmpIPredicate::sgt, e, previous[0]);
+                      Value below = arith::CmpIOp::create(
+                          b, loc, arith::CmpIPredicate::slt, e, best[0]);
+                      Value better = arith::AndIOp::create(b, loc, after, below);
+                      Value bestExpert =
+                          arith::SelectOp::create(b, loc, better, e, best[0]);
+                      Value bestWeight =
+                          arith::SelectOp::create(b, loc, better, w, best[1]);
+                      scf::YieldOp::create(
+                          b, loc, ValueRange{bestExpert, bestWeight});
+                    });
+                Value e32 = pick.getResult(0);
+                Value e =
+                    arith::IndexCastOp::create(b, loc, b.getIndexType(), e32);
+                emitExpert(b, loc, c, m, e, pick.getResult(1));
+                scf::YieldOp::create(b, loc, ValueRange{e32});
+              });
+        }
+        // The shared expert: weight 1, whatever the dispatch.
+        if (shared) {
+          ExpertWeights s{args.sharedGate,      args.sharedUp,
+                          args.sharedDown,      args.sharedGateScale,
+                          args.sharedUpScale,   args.sharedDownScale,
+                          shared->inter,        shared->weight,
+                          false,                sharedGroup};
+          ExpertContext sc = c;
+          sc.chunk = sharedChunk;
+          emitExpert(b, loc, sc, s, Value(), Value());
+        }
+      });
+}
+
 void xfmr::kernels::registerGPUMoEKernels(KernelRegistry &registry) {
-  // moe_route and moe_experts: not yet.
+  addGPUKernel<MoERouteKernel>(registry, gpuMoERoute);
+  addGPUKernel<MoEExpertsKernel>(registry, gpuMoEExperts);
 }
