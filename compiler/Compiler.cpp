@@ -189,6 +189,40 @@ std::vector<std::string> passNames(mlir::OpPassManager &pm) {
 
 } // namespace
 
+/// The back ends of --target: one, or a comma list ("cpu,cuda:sm_90,vulkan")
+/// for an artifact that holds code for each, each configured.
+static Expected<std::vector<std::unique_ptr<TargetBackend>>>
+createBackends(const CompileOptions &options) {
+  SmallVector<StringRef> names;
+  StringRef(options.target).split(names, ',');
+  std::vector<std::unique_ptr<TargetBackend>> backends;
+  std::vector<std::string> seen;
+  for (StringRef name : names) {
+    name = name.trim();
+    if (name.empty())
+      return createStringError(
+          std::make_error_code(std::errc::invalid_argument),
+          "--target '" + options.target + "' has an empty entry");
+    std::string kind = name.split(':').first.str();
+    if (llvm::is_contained(seen, kind))
+      return createStringError(
+          std::make_error_code(std::errc::invalid_argument),
+          "--target '" + options.target + "' names '" + kind +
+              "' twice (one artifact holds one code per target kind)");
+    seen.push_back(kind);
+    Expected<std::unique_ptr<TargetBackend>> backend =
+        createTargetBackend(name);
+    if (!backend)
+      return backend.takeError();
+    CompileOptions one = options;
+    one.target = name.str();
+    if (Error error = (*backend)->configure(one))
+      return std::move(error);
+    backends.push_back(std::move(*backend));
+  }
+  return backends;
+}
+
 Error xfmr::validateCompileOptions(const CompileOptions &options) {
   if (options.model.empty())
     return invalidOption("no model given (a checkpoint folder or an .mlir "
@@ -234,13 +268,11 @@ Error xfmr::validateCompileOptions(const CompileOptions &options) {
       !StringRef(options.model).ends_with(".mlir"))
     return invalidOption("--weights is only used with an .mlir model (a "
                          "checkpoint folder holds its own weights)");
-  // The target's own options (the CPU name, without printing LLVM's own
+  // The targets' own options (the CPU name, without printing LLVM's own
   // warning).
-  Expected<std::unique_ptr<TargetBackend>> backend =
-      createTargetBackend(options.target);
-  if (!backend)
-    return backend.takeError();
-  return (*backend)->configure(options);
+  Expected<std::vector<std::unique_ptr<TargetBackend>>> backends =
+      createBackends(options);
+  return backends ? Error::success() : backends.takeError();
 }
 
 Error xfmr::compileModel(const CompileOptions &options,
@@ -264,13 +296,11 @@ Error xfmr::compileModel(const CompileOptions &options,
   std::unique_ptr<mlir::MLIRContext> context = makeContext();
   DiagnosticCollector diagnostics(context.get());
 
-  Expected<std::unique_ptr<TargetBackend>> created =
-      createTargetBackend(options.target);
+  Expected<std::vector<std::unique_ptr<TargetBackend>>> created =
+      createBackends(options);
   if (!created)
     return created.takeError();
-  std::unique_ptr<TargetBackend> backend = std::move(*created);
-  if (Error error = backend->configure(options))
-    return error;
+  std::vector<std::unique_ptr<TargetBackend>> backends = std::move(*created);
   mlir::PassManager pm(context.get());
   buildGraphOptPipeline(pm);
   if (!options.quantize.empty()) {
@@ -302,9 +332,19 @@ Error xfmr::compileModel(const CompileOptions &options,
     pm.addPass(createSparsifyMoE(SparsifyMoEOptions{
         options.moe == "sparse-prefill" ? "sparse" : "grouped"}));
   }
-  backend->buildLoweringPipeline(pm);
+  // Everything above is target-neutral and runs once; each target lowers
+  // its own copy of the result.
+  std::vector<std::unique_ptr<mlir::PassManager>> lowering;
+  for (const std::unique_ptr<TargetBackend> &backend : backends) {
+    lowering.push_back(std::make_unique<mlir::PassManager>(context.get()));
+    backend->buildLoweringPipeline(*lowering.back());
+  }
   if (!options.dumpIRAfter.empty() && options.dumpIRAfter != "all") {
     std::vector<std::string> names = passNames(pm);
+    for (const std::unique_ptr<mlir::PassManager> &target : lowering)
+      for (std::string &name : passNames(*target))
+        if (!llvm::is_contained(names, name))
+          names.push_back(std::move(name));
     if (!llvm::is_contained(names, options.dumpIRAfter))
       return invalidOption("--dump-ir-after: '" + options.dumpIRAfter +
                            "' is not a pass of this compilation; use 'all' "
@@ -364,7 +404,7 @@ Error xfmr::compileModel(const CompileOptions &options,
     module = std::move(*imported);
   }
   // What the code is compiled for, for the passes that pick kernels.
-  (*module)->setAttr(kTargetAttrName, backend->getTarget(context.get()));
+  (*module)->setAttr(kTargetAttrName, backends.front()->getTarget(context.get()));
   if (mlir::failed(mlir::verify(*module)))
     return createStringError("the model IR does not verify:\n" +
                              diagnostics.str());
@@ -394,32 +434,68 @@ Error xfmr::compileModel(const CompileOptions &options,
   if (!options.dumpIRAfter.empty()) {
     context->disableMultithreading();
     std::string wanted = options.dumpIRAfter;
-    pm.enableIRPrinting(
-        [](mlir::Pass *, mlir::Operation *) { return false; },
-        [wanted](mlir::Pass *pass, mlir::Operation *) {
-          return wanted == "all" || pass->getArgument() == wanted;
-        },
-        /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false,
-        /*printAfterOnlyOnFailure=*/false, errs());
+    for (mlir::PassManager *manager : [&] {
+           std::vector<mlir::PassManager *> all{&pm};
+           for (auto &target : lowering)
+             all.push_back(target.get());
+           return all;
+         }())
+      manager->enableIRPrinting(
+          [](mlir::Pass *, mlir::Operation *) { return false; },
+          [wanted](mlir::Pass *pass, mlir::Operation *) {
+            return wanted == "all" || pass->getArgument() == wanted;
+          },
+          /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false,
+          /*printAfterOnlyOnFailure=*/false, errs());
   }
   if (mlir::failed(pm.run(*module)))
     return createStringError("lowering failed:\n" + diagnostics.str());
-  Expected<ModelSizes> sizes = readModelSizes(*module);
-  if (!sizes)
-    return sizes.takeError();
-  step("generating " + backend->describe());
-  Expected<TargetCode> code = backend->generateCode(
-      *module, *sizes, [&](const std::string &line) { step(line); });
-  if (!code)
-    return code.takeError();
+  // Each target lowers its own copy (the last one the module itself); the
+  // memory plan, and so the weights and caches, is the same for all.
+  std::vector<mlir::OwningOpRef<mlir::ModuleOp>> lowered;
+  std::string code;
+  json::Array targets;
+  json::Object firstTarget;
+  std::optional<ModelSizes> sizes;
+  bool several = backends.size() > 1;
+  for (size_t i = 0; i < backends.size(); ++i) {
+    mlir::OwningOpRef<mlir::ModuleOp> copy =
+        i + 1 == backends.size() ? std::move(module)
+                                 : mlir::OwningOpRef<mlir::ModuleOp>(
+                                       module->clone());
+    (*copy)->setAttr(kTargetAttrName, backends[i]->getTarget(context.get()));
+    if (mlir::failed(lowering[i]->run(*copy)))
+      return createStringError("lowering failed:\n" + diagnostics.str());
+    Expected<ModelSizes> targetSizes = readModelSizes(*copy);
+    if (!targetSizes)
+      return targetSizes.takeError();
+    if (!sizes)
+      sizes = *targetSizes;
+    step("generating " + backends[i]->describe());
+    Expected<TargetCode> targetCode = backends[i]->generateCode(
+        *copy, *targetSizes, [&](const std::string &line) { step(line); });
+    if (!targetCode)
+      return targetCode.takeError();
+    if (several) {
+      targetCode->manifest["code_offset"] = uint64_t(code.size());
+      targetCode->manifest["code_size"] = uint64_t(targetCode->code.size());
+    }
+    code += targetCode->code;
+    if (i == 0)
+      firstTarget = targetCode->manifest;
+    if (several)
+      targets.push_back(std::move(targetCode->manifest));
+    lowered.push_back(std::move(copy));
+  }
 
   step("packing " + options.output);
   ArtifactContents contents;
-  contents.module = *module;
+  contents.module = *lowered.front();
   contents.checkpoint = checkpoint.get();
-  contents.code = std::move(code->code);
+  contents.code = std::move(code);
   contents.sizes = *sizes;
-  contents.target = std::move(code->manifest);
+  contents.target = std::move(firstTarget);
+  contents.targets = std::move(targets);
   contents.compileOptions = json::Object{
       {"target", options.target},
       {"cpu", options.cpu},

@@ -290,10 +290,12 @@ py::object toPython(const runtime::JsonValue &value) {
   return py::none();
 }
 
-std::shared_ptr<Artifact> openArtifact(const std::string &path, bool verify) {
+std::shared_ptr<Artifact> openArtifact(const std::string &path, bool verify,
+                                       const std::string &device) {
   py::gil_scoped_release release;
   runtime::OpenOptions options;
   options.verifyChecksums = verify;
+  options.device = device;
   return Artifact::open(path, options); // runtime::Error -> xfmr.Error
 }
 
@@ -578,7 +580,8 @@ PYBIND11_MODULE(_xfmr, m) {
   // Runtime.
   py::class_<Artifact, std::shared_ptr<Artifact>>(
       m, "Artifact", "A loaded model.xfmr (runtime::Artifact).")
-      .def_static("open", &openArtifact, py::arg("path"), py::arg("verify"))
+      .def_static("open", &openArtifact, py::arg("path"), py::arg("verify"),
+                  py::arg("device"))
       .def_property_readonly("verify_seconds", &Artifact::verifySeconds)
       .def(
           "save",

@@ -386,6 +386,8 @@ llvm::Error xfmr::writeArtifact(
       {"expert_counts", std::move(expertCounts)},
       {"compile_options", llvm::json::Object(contents.compileOptions)},
       {"compiler", runtime::versionString()}};
+  if (!contents.targets.empty())
+    manifest["targets"] = llvm::json::Array(contents.targets);
   std::string manifestText;
   {
     llvm::raw_string_ostream os(manifestText);

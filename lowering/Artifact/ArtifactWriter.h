@@ -28,6 +28,9 @@ struct ArtifactContents {
   ModelSizes sizes;
   /// The manifest's "target" and "compile_options" objects.
   llvm::json::Object target, compileOptions;
+  /// An artifact for several targets: each one's object (with its
+  /// code_offset and code_size in the code section), as "targets".
+  llvm::json::Array targets;
   /// Optional extra "model" fields (bos_token_id, eos_token_id, ...).
   llvm::json::Object modelExtras;
 };

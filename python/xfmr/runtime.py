@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["Artifact", "Session", "DEVICES"]
 
 #: The devices a session can run on today.
-DEVICES = ("cpu",)
+DEVICES = ("cpu", "cuda", "rocm", "vulkan")
 
 _UINT64_MAX = 2**64 - 1
 
@@ -32,17 +32,22 @@ class Artifact:
     target against this machine, loads the code and checks that the manifest agrees with it;
     weights stay in the mapping (zero copy). Raises FileNotFoundError for a missing path and
     `xfmr.Error` (with the runtime's message) for a file that is not a valid artifact for this
-    machine.
+    machine. An artifact compiled for several targets runs on the first one this machine can
+    run, or on `device` ("cpu", "cuda", "rocm", "vulkan").
 
         artifact = xfmr.Artifact("model.xfmr")
         artifact.vocab_size, artifact.context_length, artifact.manifest["model"]
     """
 
-    def __init__(self, path: _args.PathLike, verify: bool = True):
+    def __init__(self, path: _args.PathLike, verify: bool = True,
+                 device: Optional[str] = None):
         path = _args.existing(path, "artifact", kind="file")
         if not isinstance(verify, bool):
             raise TypeError(f"verify must be a bool, got {type(verify).__name__}")
-        self._native = native().Artifact.open(path, verify)
+        if device is not None and device not in DEVICES:
+            raise InvalidArgumentError(f"device {device!r} is not supported "
+                                       f"(supported: {', '.join(DEVICES)})")
+        self._native = native().Artifact.open(path, verify, device or "")
         self._manifest: Optional[Dict[str, Any]] = None
         self._cleanup = None  # set by xfmr.compile for artifacts in a temporary folder
 
@@ -135,8 +140,8 @@ class Artifact:
         self._native.save(destination)
         return destination
 
-    def session(self, threads: int = 0, device: str = "cpu") -> "Session":
-        """A new `Session` on this artifact."""
+    def session(self, threads: int = 0, device: Optional[str] = None) -> "Session":
+        """A new `Session` on this artifact (`device`: see `Session`)."""
         return Session(self, threads=threads, device=device)
 
     def __repr__(self) -> str:
@@ -149,7 +154,9 @@ class Session:
     """One conversation with a model: a KV cache and a position.
 
     `artifact` is an `Artifact` or the path of one. `threads` is the number of threads the
-    model code uses (0: all cores); `device` is "cpu" (the only back end today).
+    model code uses (0: all cores). `device` ("cpu", "cuda", "rocm", "vulkan") picks which of
+    the artifact's targets runs when `artifact` is a path; an open `Artifact` already runs on
+    one (`artifact.target["kind"]`), and naming another is an error.
 
     Inputs are validated before any compute: bad token ids, a context overflow or bad sampling
     options raise `xfmr.InvalidArgumentError` (a ValueError) with the runtime's message and
@@ -163,12 +170,17 @@ class Session:
     """
 
     def __init__(self, artifact: Union[Artifact, _args.PathLike], threads: int = 0,
-                 device: str = "cpu"):
-        if not isinstance(artifact, Artifact):
-            artifact = Artifact(artifact)
-        if device not in DEVICES:
-            raise InvalidArgumentError(f"device {device!r} is not supported yet "
+                 device: Optional[str] = None):
+        if device is not None and device not in DEVICES:
+            raise InvalidArgumentError(f"device {device!r} is not supported "
                                        f"(supported: {', '.join(DEVICES)})")
+        if not isinstance(artifact, Artifact):
+            artifact = Artifact(artifact, device=device)
+        elif device is not None and artifact.target["kind"] != device:
+            raise InvalidArgumentError(
+                f"device {device!r}: the artifact runs on {artifact.target['kind']!r} "
+                f"(open it with Artifact(path, device={device!r}))")
+        device = artifact.target["kind"]
         threads = _args.integer(threads, "threads", -_args.INT32_MAX - 1, _args.INT32_MAX)
         # The runtime checks the range [0, MAX_THREADS] with its own message.
         self._artifact = artifact

@@ -48,7 +48,7 @@ void Artifact::checkImage(const uint8_t *data, uint64_t size,
   image.checkHeader();
   if (options.verifyChecksums)
     image.verifyChecksums();
-  image.readManifest();
+  image.readManifest(options);
 }
 
 std::shared_ptr<Artifact> Artifact::open(const std::string &path,
@@ -58,8 +58,8 @@ std::shared_ptr<Artifact> Artifact::open(const std::string &path,
   artifact->checkHeader();
   if (options.verifyChecksums)
     artifact->verifyChecksums();
-  artifact->readManifest();
-  artifact->loadCode();
+  artifact->readManifest(options);
+  artifact->loadCode(options);
   artifact->setThreads(0);
   return artifact;
 }
@@ -315,7 +315,7 @@ private:
 };
 } // namespace
 
-void Artifact::readManifest() {
+void Artifact::readManifest(const OpenOptions &options) {
   std::string_view text(
       reinterpret_cast<const char *>(mapping_ + header_.manifestOffset),
       header_.manifestSize);
@@ -331,21 +331,74 @@ void Artifact::readManifest() {
                 " is not supported (this runtime supports version " +
                 std::to_string(kFormatVersion) + ")");
 
-  const JsonValue &target = r.object(m, "", "target");
-  target_.kind = r.string(target, "target", "kind");
-  target_.triple = r.string(target, "target", "triple");
-  target_.cpu = r.optionalString(target, "target", "cpu");
-  target_.features = r.optionalString(target, "target", "features");
-  target_.chip = r.optionalString(target, "target", "chip");
-  // The backend of the target kind says whether its code can run here.
-  std::unique_ptr<Backend> backend;
-  try {
-    backend = createBackend(target_.kind);
-  } catch (const Error &error) {
-    throw Error(path_ + ": " + error.what());
+  // The targets: "target", or, in an artifact for several, "targets" (each
+  // with its part of the code section; "target" is the first).
+  std::vector<Candidate> all;
+  auto readTarget = [&](const JsonValue &target, const std::string &where) {
+    Candidate c;
+    c.json = &target;
+    c.info.kind = r.string(target, where, "kind");
+    c.info.triple = r.string(target, where, "triple");
+    c.info.cpu = r.optionalString(target, where, "cpu");
+    c.info.features = r.optionalString(target, where, "features");
+    c.info.chip = r.optionalString(target, where, "chip");
+    c.codeSize = header_.codeSize;
+    if (r.optional(target, "code_offset")) {
+      c.codeOffset = static_cast<uint64_t>(
+          r.integer(target, where, "code_offset", 0));
+      c.codeSize =
+          static_cast<uint64_t>(r.integer(target, where, "code_size", 1));
+      if (c.codeOffset > header_.codeSize ||
+          c.codeSize > header_.codeSize - c.codeOffset)
+        throw Error(path_ + ": " + where +
+                    "'s code lies outside the code section");
+    }
+    all.push_back(std::move(c));
+  };
+  if (const JsonValue *targets = m.find("targets")) {
+    if (!targets->isArray() || targets->asArray().empty())
+      throw Error(path_ + ": 'targets' must be a non-empty array");
+    for (size_t i = 0; i < targets->asArray().size(); ++i) {
+      const JsonValue &target = targets->asArray()[i];
+      if (!target.isObject())
+        throw Error(path_ + ": 'targets[" + std::to_string(i) +
+                    "]' must be an object");
+      readTarget(target, "targets[" + std::to_string(i) + "]");
+    }
+  } else {
+    readTarget(r.object(m, "", "target"), "target");
   }
-  if (std::string why = backend->checkTarget(target_); !why.empty())
-    throw Error(path_ + ": " + why);
+  // Each target's backend says whether its code can run here.
+  std::vector<std::string> kinds;
+  for (Candidate &c : all) {
+    kinds.push_back(c.info.kind);
+    if (!options.device.empty() && c.info.kind != options.device)
+      continue;
+    std::string why;
+    try {
+      why = createBackend(c.info.kind)->checkTarget(c.info);
+    } catch (const Error &error) {
+      why = error.what();
+    }
+    if (why.empty())
+      candidates_.push_back(std::move(c));
+    else
+      refused_.push_back(why);
+  }
+  if (candidates_.empty()) {
+    if (!options.device.empty() && refused_.empty()) {
+      std::string list;
+      for (const std::string &kind : kinds)
+        list += (list.empty() ? "" : ", ") + kind;
+      throw Error(path_ + ": has no code for device '" + options.device +
+                  "' (it has: " + list + ")");
+    }
+    std::string reasons;
+    for (const std::string &why : refused_)
+      reasons += (reasons.empty() ? "" : "; ") + why;
+    throw Error(path_ + ": " + reasons);
+  }
+  target_ = candidates_.front().info;
 
   const JsonValue &model = r.object(m, "", "model");
   model_.architecture = r.string(model, "model", "architecture");
@@ -443,7 +496,29 @@ void Artifact::readManifest() {
 // Code
 //===----------------------------------------------------------------------===//
 
-void Artifact::loadCode() {
+void Artifact::loadCode(const OpenOptions &options) {
+  // The first candidate that loads (a GPU target fails here when its driver
+  // or device is missing); an explicit device gets no fallback.
+  std::vector<std::string> failures = refused_;
+  for (const Candidate &candidate : candidates_) {
+    target_ = candidate.info;
+    try {
+      loadCandidate(candidate);
+      return;
+    } catch (const Error &error) {
+      backend_.reset();
+      if (!options.device.empty() || candidates_.size() == 1)
+        throw;
+      failures.push_back(error.what());
+    }
+  }
+  std::string reasons;
+  for (const std::string &why : failures)
+    reasons += (reasons.empty() ? "" : "; ") + why;
+  throw Error(path_ + ": none of its targets runs here: " + reasons);
+}
+
+void Artifact::loadCandidate(const Candidate &candidate) {
   backend_ = createBackend(target_.kind);
   CodeManifest manifest;
   manifest.path = path_;
@@ -453,8 +528,8 @@ void Artifact::loadCode() {
   manifest.weightsBytes = weightsBytes_;
   manifest.prefillName = prefillName_;
   manifest.decodeName = decodeName_;
-  manifest.targetJson = manifest_.find("target");
-  backend_->loadCode(mapping_ + header_.codeOffset, header_.codeSize,
-                     manifest);
+  manifest.targetJson = candidate.json;
+  backend_->loadCode(mapping_ + header_.codeOffset + candidate.codeOffset,
+                     candidate.codeSize, manifest);
   backend_->uploadWeights(weightsData(), weightsSize());
 }

@@ -157,3 +157,45 @@ def test_xfmr_run_matches_cpu(stories260k_dir, tmp_path):
         assert result.returncode == 0, result.stderr
         outputs[target] = result.stdout
     assert outputs["vulkan"] == outputs["cpu"]
+
+
+def test_one_artifact_for_several_targets(stories260k_dir, tmp_path):
+    """--target cuda:sm_90,vulkan,cpu: the runtime runs the first target this machine can
+    (here Vulkan, without an NVIDIA driver), or the one `device` names; all give the same
+    ids. The weights are stored once."""
+    import xfmr
+    artifact = compile_model(stories260k_dir, tmp_path, "cuda:sm_90,vulkan,cpu")
+    manifest = xfmr.Artifact(str(artifact), device="cpu").manifest
+    assert [t["kind"] for t in manifest["targets"]] == ["cuda", "vulkan", "cpu"]
+    assert manifest["target"]["kind"] == "cuda"
+    cpu_only = compile_model(stories260k_dir, tmp_path, "cpu")
+    assert artifact.stat().st_size < 2 * cpu_only.stat().st_size  # one copy of the weights
+    ids = {}
+    for device in (None, "vulkan", "cpu"):
+        try:
+            session = xfmr.Session(str(artifact), device=device)
+        except xfmr.Error as error:
+            if "vulkan device" in str(error):
+                pytest.skip(str(error))
+            raise
+        ids[device] = session.generate([1], 24)
+        assert session.artifact.target["kind"] == (device or "vulkan")
+    assert ids[None] == ids["vulkan"] == ids["cpu"]
+    with pytest.raises(xfmr.Error, match="cannot open a cuda device"):
+        xfmr.Artifact(str(artifact), device="cuda")
+    with pytest.raises(xfmr.Error, match=r"has no code for device 'rocm' \(it has: cuda, "
+                                         r"vulkan, cpu\)"):
+        xfmr.Artifact(str(artifact), device="rocm")
+    result = subprocess.run([tool("xfmr-run"), str(artifact), "--prompt-ids", "1", "-n", "24",
+                             "--device", "cpu"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == [str(i) for i in ids["cpu"]]
+
+
+def test_several_targets_are_checked(stories260k_dir, tmp_path):
+    for target, message in (("cpu,cpu", "names 'cpu' twice"), ("cpu,", "has an empty entry"),
+                            ("cpu,cuda", "a chip is required")):
+        out = tmp_path / "bad.xfmr"
+        result = subprocess.run([tool("xfmr-compile"), str(stories260k_dir), "-o", str(out),
+                                 "--target", target], capture_output=True, text=True)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert not out.exists()

@@ -26,6 +26,9 @@ const char xfmr::run::kUsage[] =
     "                       float32 .npy of shape [N, vocab]\n"
     "  --no-verify          skip the artifact's checksum verification (for\n"
     "                       trusted files, when load time matters)\n"
+    "  --device KIND        run the artifact's code for KIND (cpu, cuda, rocm,\n"
+    "                       vulkan); default: the first of its targets that\n"
+    "                       this machine runs\n"
     "  -h, --help           show this help\n"
     "  --version            show the version\n"
     "\n"
@@ -125,6 +128,12 @@ RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
       opts.stats = true;
     } else if (arg == "--no-verify" && !inlineValue) {
       opts.open.verifyChecksums = false;
+    } else if (arg == "--device") {
+      opts.open.device = value();
+      if (opts.open.device != "cpu" && opts.open.device != "cuda" &&
+          opts.open.device != "rocm" && opts.open.device != "vulkan")
+        throw UsageError{"--device must be cpu, cuda, rocm or vulkan, got '" +
+                         opts.open.device + "'"};
     } else if (arg == "--prompt-ids") {
       opts.promptIds = parseIds(value());
       havePrompt = true;

@@ -56,6 +56,9 @@ struct OpenOptions {
   /// them. Skip only for trusted files, where the time matters (it costs
   /// about one read of the file: Artifact::verifySeconds()).
   bool verifyChecksums = true;
+  /// Which of the artifact's targets to run ("cpu", "cuda", "rocm",
+  /// "vulkan"); empty: the first one this machine can run.
+  std::string device;
 };
 
 /// The manifest's "target" object.
@@ -153,9 +156,18 @@ private:
   void mapFile();
   void checkHeader();
   void verifyChecksums();
-  void readManifest();
-  /// Creates the backend, loads the code and hands it the weights.
-  void loadCode();
+  /// A target the artifact has code for: its manifest object and its part
+  /// of the code section.
+  struct Candidate {
+    TargetInfo info;
+    const JsonValue *json = nullptr;
+    uint64_t codeOffset = 0, codeSize = 0;
+  };
+  void readManifest(const OpenOptions &options);
+  /// Creates the backend of the first candidate target that loads, loads
+  /// its code and hands it the weights.
+  void loadCode(const OpenOptions &options);
+  void loadCandidate(const Candidate &candidate);
 
   std::string path_;
   uint8_t *mapping_ = nullptr;
@@ -167,6 +179,10 @@ private:
   JsonValue manifest_;
   ModelConfig model_;
   TargetInfo target_;
+  /// The targets this machine can run, in the artifact's order, and why
+  /// the others cannot.
+  std::vector<Candidate> candidates_;
+  std::vector<std::string> refused_;
   std::string prefillName_, decodeName_, compiler_;
   uint64_t kvCacheBytes_ = 0, kvCacheBytesPerToken_ = 0;
   uint64_t weightsBytes_ = 0, parameterCount_ = 0;
