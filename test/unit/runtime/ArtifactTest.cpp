@@ -489,3 +489,60 @@ TEST_F(ArtifactTest, StaleCodeNamesAreSkipped) {
 }
 
 } // namespace
+
+//===----------------------------------------------------------------------===//
+// Artifacts for several targets ("targets", each with its code range)
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// The fixture's manifest with "targets": `targets` (JSON array text) added.
+FixtureArtifact withTargets(const std::string &targets) {
+  FixtureArtifact fixture;
+  fixture.editManifest = [targets](std::string m) {
+    return replaceOnce(m, " \"model\":", " \"targets\": " + targets + ",\n \"model\":");
+  };
+  return fixture;
+}
+
+std::string hostTarget(const std::string &kind, uint64_t offset,
+                       uint64_t size) {
+  return "{\"kind\": \"" + kind + "\", \"triple\": \"" + hostTriple() +
+         "\", \"cpu\": \"" + kFixtureCpu + "\", \"features\": \"" +
+         kFixtureFeatures + "\", \"code_offset\": " + std::to_string(offset) +
+         ", \"code_size\": " + std::to_string(size) + "}";
+}
+} // namespace
+
+TEST_F(ArtifactTest, SeveralTargetsRunTheFirstThatLoads) {
+  // An unknown kind first: skipped for the CPU code after it.
+  uint64_t size = FixtureArtifact().code.size();
+  FixtureArtifact fixture = withTargets(
+      "[{\"kind\": \"tpu\", \"triple\": \"tpu\", \"code_offset\": 0, "
+      "\"code_size\": 1}, " +
+      hostTarget("cpu", 0, size) + "]");
+  fixture.write(path());
+  auto artifact = Artifact::open(path());
+  EXPECT_EQ(artifact->target().kind, "cpu");
+  OpenOptions options;
+  options.device = "vulkan";
+  try {
+    Artifact::open(path(), options);
+    ADD_FAILURE() << "no error";
+  } catch (const Error &e) {
+    EXPECT_EQ(std::string(e.what()),
+              path() + ": has no code for device 'vulkan' (it has: tpu, cpu)");
+  }
+}
+
+TEST_F(ArtifactTest, SeveralTargetsAreChecked) {
+  uint64_t size = FixtureArtifact().code.size();
+  EXPECT_EQ(openError(withTargets("[]")),
+            path() + ": 'targets' must be a non-empty array");
+  EXPECT_EQ(openError(withTargets("[3]")),
+            path() + ": 'targets[0]' must be an object");
+  EXPECT_EQ(openError(withTargets("[" + hostTarget("cpu", 8, size) + "]")),
+            path() + ": targets[0]'s code lies outside the code section");
+  // A code range that is not the code: the loader names what it found.
+  EXPECT_CONTAINS(openError(withTargets("[" + hostTarget("cpu", 0, 64) + "]")),
+                  path());
+}
