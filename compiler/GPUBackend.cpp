@@ -542,6 +542,15 @@ Expected<TargetCode> GPUBackend::generateCode(mlir::ModuleOp module,
   if (step)
     step("compiling " + Twine(table.size()).str() + " kernels for " + kind +
          (chip.empty() ? "" : ":" + chip));
+  // The generic kernels have no FP8 matrix path on any chip: say what they
+  // do instead (the FP8 tensor-core kernels are issue 15's).
+  bool fp8 = false;
+  for (const json::Value &row : table)
+    if (StringRef(*row.getAsObject()->getString("name")).contains("_f8e"))
+      fp8 = true;
+  if (fp8 && step)
+    step("FP8 weights: decoded to f32 inside the generic kernels (dequantize "
+         "path, no FP8 tensor cores; docs/gpu.md)");
   Expected<std::vector<std::pair<std::string, std::string>>> binaries =
       compileDevice(*device);
   if (!binaries)
