@@ -141,16 +141,22 @@ void writeEntry(OpBuilder &b, Location loc, const GPUThread &thread,
   Value scale;
   if (scales) {
     Value step = index(b, loc, thread.block);
-    Value mine = f32(b, loc, 0.0);
+    // One max per segment, combined after the loops: chaining the segments'
+    // loops (the second's init the first's result) gave wrong maxima on
+    // Vulkan (lavapipe).
+    Value mine;
     for (const Segment &segment : segments) {
       Value end = index(b, loc, segment.length);
-      mine = simt::accumulate(
-          b, loc, thread.thread, end, step, mine,
+      Value zero = f32(b, loc, 0.0);
+      Value part = simt::accumulate(
+          b, loc, thread.thread, end, step, zero,
           [&](OpBuilder &b, Location loc, Value i, Value acc) -> Value {
             Value x = segmentAt(b, loc, segment, i);
             Value magnitude = math::AbsFOp::create(b, loc, x);
             return arith::MaximumFOp::create(b, loc, acc, magnitude);
           });
+      mine = mine ? arith::MaximumFOp::create(b, loc, mine, part).getResult()
+                  : part;
     }
     Value amax =
         simt::reduce(b, loc, thread, scratch, mine, simt::Reduction::Max);
