@@ -15,8 +15,10 @@
 //   1. act[i] = silu(x . gate[i]) * (x . up[i]) for the chunk's rows,
 //   2. FP8 activation fake-quantization per group (activationGroup),
 //   3. out[t, n] += w * (act . down[n, chunk]) for every output channel.
-// Row products are computed by lanes of 32 threads (coalesced reads along
-// the row), 8 rows at a time per 256-thread workgroup. Dense dispatch skips
+// Row products are computed by lanes of 8 threads (32-byte coalesced reads
+// along the row), 32 rows at a time per 256-thread workgroup. (Lanes of 32,
+// with 4x more barriers, gave wrong results on lavapipe for intermediate
+// sizes >= 4000 although the IR is the same up to constants.) Dense dispatch skips
 // the experts a token did not select: the CPU adds 0 * their output, which
 // changes nothing for finite outputs.
 //
@@ -46,6 +48,18 @@ namespace {
 Value loadIndex(OpBuilder &b, Location loc, Value memref, ValueRange at) {
   Value raw = memref::LoadOp::create(b, loc, memref, at);
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), raw);
+}
+
+/// The (dynamic) first dimension of a kernel operand, inside the kernel:
+/// the size its view was built with (a memref.dim of the view would not
+/// fold before the SPIR-V conversion).
+Value leadingSize(OpBuilder &b, Location loc, Value view) {
+  if (auto expand = view.getDefiningOp<memref::ExpandShapeOp>()) {
+    OpFoldResult size = expand.getMixedOutputShape().front();
+    if (auto value = dyn_cast<Value>(size))
+      return value;
+  }
+  return memref::DimOp::create(b, loc, view, 0);
 }
 
 /// scf.if (condition) { body } without results.
@@ -293,12 +307,14 @@ namespace {
 
 /// Threads per workgroup of moe_experts, and threads per row product.
 constexpr int64_t kExpertBlock = 256;
-constexpr int64_t kLanes = 32;
+constexpr int64_t kLanes = 8;
 constexpr int64_t kRowsAtOnce = kExpertBlock / kLanes;
 /// The most f32 activations a chunk keeps in workgroup memory (12 KiB; with
 /// the 2 KiB of partial sums within Vulkan's guaranteed 16 KiB).
 constexpr int64_t kMaxChunk = 3072;
 
+/// Chunks are unrolled at build time: with a dynamic chunk loop (a shorter
+/// last chunk) lavapipe computed wrong results.
 /// Intermediate channels per chunk: all of them if they fit, else a multiple
 /// of the activation group (so groups never straddle chunks).
 int64_t chunkOf(int64_t inter, std::optional<int64_t> group) {
@@ -316,7 +332,8 @@ int64_t chunkOf(int64_t inter, std::optional<int64_t> group) {
 /// `finish(row, sums)` runs on one thread per row, the thread with lane 0
 /// of row % kRowsAtOnce. Every thread must call it (barriers).
 void rowSums(OpBuilder &b, Location loc, const GPUThread &thread,
-             Value partials, Value rows, Value length, int64_t terms,
+             Value partials, int64_t rowBound, Value rows, Value length,
+             int64_t terms,
              function_ref<SmallVector<Value>(OpBuilder &, Location, Value,
                                              Value)>
                  product,
@@ -329,7 +346,8 @@ void rowSums(OpBuilder &b, Location loc, const GPUThread &thread,
   Value atOnce = index(b, loc, kRowsAtOnce);
   Value firstLane = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
                                           lane, zero);
-  simt::forLoop(b, loc, zero, rows, atOnce,
+  Value bound = index(b, loc, rowBound);
+  simt::forLoop(b, loc, zero, bound, atOnce,
                 [&](OpBuilder &b, Location loc, Value base) {
     Value row = arith::AddIOp::create(b, loc, base, slot);
     Value valid =
@@ -420,17 +438,15 @@ struct ExpertContext {
 /// intermediate dimension. Every thread must call it.
 void emitExpert(OpBuilder &b, Location loc, const ExpertContext &c,
                 const ExpertWeights &m, Value e, Value w) {
-  Value zero = index(b, loc, 0);
-  Value interCount = index(b, loc, m.inter);
-  Value chunkSize = index(b, loc, c.chunk);
   Value hiddenCount = index(b, loc, c.hidden);
-  simt::forLoop(b, loc, zero, interCount, chunkSize,
-                [&](OpBuilder &b, Location loc, Value first) {
-    Value remaining = arith::SubIOp::create(b, loc, interCount, first);
-    Value length = arith::MinUIOp::create(b, loc, remaining, chunkSize);
+  // Chunks unrolled: every loop bound below is static.
+  for (int64_t start = 0; start < m.inter; start += c.chunk) {
+    int64_t size = std::min(c.chunk, m.inter - start);
+    Value first = index(b, loc, start);
+    Value length = index(b, loc, size);
     // 1. The chunk's SwiGLU activations.
     rowSums(
-        b, loc, c.thread, c.partials, length, hiddenCount, 2,
+        b, loc, c.thread, c.partials, size, length, hiddenCount, 2,
         [&](OpBuilder &b, Location loc, Value r,
             Value k) -> SmallVector<Value> {
           Value i = arith::AddIOp::create(b, loc, first, r);
@@ -476,7 +492,7 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertContext &c,
     }
     // 3. The down projection of the chunk into the output.
     rowSums(
-        b, loc, c.thread, c.partials, hiddenCount, length, 1,
+        b, loc, c.thread, c.partials, c.hidden, hiddenCount, length, 1,
         [&](OpBuilder &b, Location loc, Value n,
             Value r) -> SmallVector<Value> {
           Value i = arith::AddIOp::create(b, loc, first, r);
@@ -493,7 +509,7 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertContext &c,
           Value sum = arith::AddFOp::create(b, loc, old, contribution);
           memref::StoreOp::create(b, loc, sum, c.out, ValueRange{c.t, n});
         });
-  });
+  }
 }
 
 } // namespace
@@ -582,7 +598,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
         Value k = index(b, loc, topK);
         Value hiddenCount = index(b, loc, hidden);
-        Value tokens = memref::DimOp::create(b, loc, x, 0);
+        Value tokens = leadingSize(b, loc, x);
 
         // Counters: workgroup 0, a thread per expert, add with carry.
         Value firstGroup = arith::CmpIOp::create(
