@@ -88,7 +88,11 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
     }
   }
   size_t buffers = arguments.size();
-  arguments.append(buffers + scalars, i32);
+  bool vulkan = isVulkan();
+  if (vulkan)
+    arguments.push_back(MemRefType::get({ShapedType::kDynamic}, i32));
+  else
+    arguments.append(buffers + scalars, i32);
 
   OpBuilder b(context);
   b.setInsertionPointToEnd(module.getBody());
@@ -108,24 +112,33 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
   auto asIndex = [&](Value v) -> Value {
     return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
   };
+  // The i-th i32 after the buffers: an argument, or on Vulkan an element
+  // of the parameter buffer.
+  auto scalarArgument = [&](size_t i) -> Value {
+    if (!vulkan)
+      return entry.getArgument(buffers + i);
+    Value at = arith::ConstantIndexOp::create(b, loc, int64_t(i));
+    return memref::LoadOp::create(b, loc, entry.getArgument(buffers),
+                                  ValueRange{at});
+  };
   // The logical operands: each buffer viewed with its shape.
-  size_t nextBuffer = 0, nextScalar = 2 * buffers;
+  size_t nextBuffer = 0, nextScalar = buffers;
   SmallVector<Value> operands;
   for (Type type : types) {
     auto memref = dyn_cast<MemRefType>(type);
     if (!memref) {
-      operands.push_back(asIndex(entry.getArgument(nextScalar++)));
+      operands.push_back(asIndex(scalarArgument(nextScalar++)));
       continue;
     }
     Value flat = entry.getArgument(nextBuffer);
-    Value offset = asIndex(entry.getArgument(buffers + nextBuffer));
+    Value offset = asIndex(scalarArgument(nextBuffer));
     ++nextBuffer;
     SmallVector<OpFoldResult> shape;
     Value total = arith::ConstantIndexOp::create(b, loc, 1);
     for (int64_t dim : memref.getShape()) {
       Value size;
       if (ShapedType::isDynamic(dim)) {
-        size = asIndex(entry.getArgument(nextScalar++));
+        size = asIndex(scalarArgument(nextScalar++));
         shape.push_back(size);
       } else {
         size = arith::ConstantIndexOp::create(b, loc, dim);
@@ -151,8 +164,8 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
     }
     operands.push_back(view);
   }
-  Value workgroups = asIndex(entry.getArgument(nextScalar++));
-  Value gridX = asIndex(entry.getArgument(nextScalar++));
+  Value workgroups = asIndex(scalarArgument(nextScalar++));
+  Value gridX = asIndex(scalarArgument(nextScalar++));
 
   // Workgroups on a 2-D grid (x is capped), numbered row by row.
   Value x = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
@@ -165,7 +178,6 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
   thread.workgroup = workgroup;
   thread.thread = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   thread.block = block;
-  bool vulkan = isVulkan();
   thread.scratch = [&b, &entry, func, loc, vulkan,
                     context](int64_t size) mutable -> Value {
     Type f32 = Float32Type::get(context);

@@ -11,6 +11,9 @@
 // offset per buffer (Vulkan binds buffers at aligned offsets), then i32
 // scalars: for each operand in order its dynamic sizes (a memref) or its
 // value (an index), then the number of workgroups and the grid's x size.
+// On Vulkan the offsets and scalars are one memref<?xi32> parameter instead
+// (each scalar argument would be a descriptor of its own, and devices allow
+// as few as 12 per kernel).
 // Inside, each buffer is re-viewed with its logical shape; the view folds
 // into the loads (fold-memref-alias-ops).
 //

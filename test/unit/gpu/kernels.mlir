@@ -1,7 +1,8 @@
 // Kernels for VulkanDeviceTest, compiled to one SPIR-V module at build time
-// (see CMakeLists.txt). They follow the GPU kernel parameter ABI of
-// runtime/src/backends/gpu/GpuDevice.h: the buffers, one i32 element offset
-// per buffer, then the scalars; each thread handles element i < n.
+// (see CMakeLists.txt). They follow the Vulkan form of the GPU kernel
+// parameter ABI of runtime/src/backends/gpu/GpuDevice.h: the buffers, then
+// one i32 buffer with an element offset per buffer and the scalars; each
+// thread handles element i < n.
 module attributes {
   gpu.container_module,
   spirv.target_env = #spirv.target_env<#spirv.vce<v1.3,
@@ -13,8 +14,18 @@ module attributes {
   gpu.module @kernels {
     // out[i] = x[i] * float(s) + float(y[i]), y in bf16 (i16 storage).
     gpu.func @axpy(%x: memref<?xf32>, %y: memref<?xi16>, %out: memref<?xf32>,
-                   %offx: i32, %offy: i32, %offout: i32, %s: i32, %n: i32)
+                   %params: memref<?xi32>)
         kernel attributes {spirv.entry_point_abi = #spirv.entry_point_abi<workgroup_size = [64, 1, 1]>} {
+      %p0 = arith.constant 0 : index
+      %offx = memref.load %params[%p0] : memref<?xi32>
+      %p1 = arith.constant 1 : index
+      %offy = memref.load %params[%p1] : memref<?xi32>
+      %p2 = arith.constant 2 : index
+      %offout = memref.load %params[%p2] : memref<?xi32>
+      %p3 = arith.constant 3 : index
+      %s = memref.load %params[%p3] : memref<?xi32>
+      %p4 = arith.constant 4 : index
+      %n = memref.load %params[%p4] : memref<?xi32>
       %gid = gpu.global_id x
       %i = arith.index_cast %gid : index to i32
       %in = arith.cmpi slt, %i, %n : i32
@@ -41,8 +52,14 @@ module attributes {
 
     // out[i] = in[i] + 1.
     gpu.func @addone(%a: memref<?xf32>, %out: memref<?xf32>,
-                     %offa: i32, %offout: i32, %n: i32)
+                   %params: memref<?xi32>)
         kernel attributes {spirv.entry_point_abi = #spirv.entry_point_abi<workgroup_size = [64, 1, 1]>} {
+      %p0 = arith.constant 0 : index
+      %offa = memref.load %params[%p0] : memref<?xi32>
+      %p1 = arith.constant 1 : index
+      %offout = memref.load %params[%p1] : memref<?xi32>
+      %p2 = arith.constant 2 : index
+      %n = memref.load %params[%p2] : memref<?xi32>
       %gid = gpu.global_id x
       %i = arith.index_cast %gid : index to i32
       %in = arith.cmpi slt, %i, %n : i32
@@ -61,8 +78,14 @@ module attributes {
 
     // out[i] = bf16(in[i]) by truncation (16-bit stores).
     gpu.func @tobf16(%a: memref<?xf32>, %out: memref<?xi16>,
-                     %offa: i32, %offout: i32, %n: i32)
+                   %params: memref<?xi32>)
         kernel attributes {spirv.entry_point_abi = #spirv.entry_point_abi<workgroup_size = [64, 1, 1]>} {
+      %p0 = arith.constant 0 : index
+      %offa = memref.load %params[%p0] : memref<?xi32>
+      %p1 = arith.constant 1 : index
+      %offout = memref.load %params[%p1] : memref<?xi32>
+      %p2 = arith.constant 2 : index
+      %n = memref.load %params[%p2] : memref<?xi32>
       %gid = gpu.global_id x
       %i = arith.index_cast %gid : index to i32
       %in = arith.cmpi slt, %i, %n : i32
@@ -83,8 +106,16 @@ module attributes {
 
     // out[i] = i32(in[i]) * s, in i8 (8-bit loads, 64-bit arithmetic).
     gpu.func @widen8(%a: memref<?xi8>, %out: memref<?xi32>,
-                     %offa: i32, %offout: i32, %s: i32, %n: i32)
+                   %params: memref<?xi32>)
         kernel attributes {spirv.entry_point_abi = #spirv.entry_point_abi<workgroup_size = [64, 1, 1]>} {
+      %p0 = arith.constant 0 : index
+      %offa = memref.load %params[%p0] : memref<?xi32>
+      %p1 = arith.constant 1 : index
+      %offout = memref.load %params[%p1] : memref<?xi32>
+      %p2 = arith.constant 2 : index
+      %s = memref.load %params[%p2] : memref<?xi32>
+      %p3 = arith.constant 3 : index
+      %n = memref.load %params[%p3] : memref<?xi32>
       %gid = gpu.global_id x
       %i = arith.index_cast %gid : index to i32
       %in = arith.cmpi slt, %i, %n : i32

@@ -12,6 +12,8 @@
 #include "KernelHarness.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
+#include "lowering/CPU/CPUKernelTarget.h"
+#include "lowering/GPU/GPUKernelTarget.h"
 
 #include "mlir/AsmParser/AsmParser.h"
 
@@ -976,5 +978,46 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<MoEDispatch> &info) {
       return stringifyMoEDispatch(info.param).str();
     });
+
+//===----------------------------------------------------------------------===//
+// The registry
+//===----------------------------------------------------------------------===//
+
+TEST(KernelRegistryTest, EveryFamilyOnEveryTarget) {
+  registerKernelTargets();
+  for (llvm::StringRef kind : KernelRegistry::global().targetKinds())
+    for (llvm::StringRef family : kernelNames())
+      EXPECT_TRUE(KernelRegistry::global().lookup(family, kind))
+          << "kernel '" << family.str() << "' on '" << kind.str() << "'";
+}
+
+TEST(KernelRegistryTest, AMissingKernelNamesTheTargetsThatHaveIt) {
+  registerKernelTargets();
+  // A target kind with no kernels of its own.
+  KernelRegistry::global().addTarget(
+      "test-no-kernels", [](mlir::ModuleOp module, TargetAttr target) {
+        return std::make_unique<CPUKernelTarget>(module, target);
+      });
+  KernelHarness harness;
+  mlir::MLIRContext &context = harness.context();
+  mlir::Location loc = mlir::UnknownLoc::get(&context);
+  mlir::OwningOpRef<mlir::ModuleOp> module = mlir::ModuleOp::create(loc);
+  (*module)->setAttr(kTargetAttrName,
+                     TargetAttr::get(&context, "test-no-kernels", "none",
+                                     "none", ""));
+  std::unique_ptr<KernelTarget> target =
+      KernelRegistry::global().createTarget(*module);
+  ASSERT_TRUE(target);
+  std::string message;
+  mlir::ScopedDiagnosticHandler handler(&context, [&](mlir::Diagnostic &d) {
+    message = d.str();
+    return mlir::success();
+  });
+  EXPECT_TRUE(mlir::failed(target->materialize(
+      EmbeddingKernel{8, 4, WeightFormat::F32}, loc)));
+  EXPECT_EQ(message, "kernel 'embedding' is not implemented for target "
+                     "'test-no-kernels' yet (targets that have it: cpu, "
+                     "cuda, rocm, vulkan)");
+}
 
 } // namespace

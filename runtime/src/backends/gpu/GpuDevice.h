@@ -37,8 +37,9 @@ namespace xfmr::runtime {
 ///      pointers already point at the element; Vulkan binds the buffer at an
 ///      aligned offset and passes the rest here, in elements),
 ///   3. `scalars` i32 values.
-/// On Vulkan every scalar (2. and 3.) is its own storage-buffer binding
-/// holding one i32 (MLIR's SPIR-V ABI for scalar kernel arguments).
+/// On Vulkan, 2. and 3. are one storage buffer of i32 (binding = number of
+/// buffers), so that a kernel needs buffers + 1 descriptors whatever its
+/// scalar count (devices allow as few as 12 storage buffers per stage).
 struct GpuKernelInfo {
   std::string name;
   /// Threads per block / workgroup.

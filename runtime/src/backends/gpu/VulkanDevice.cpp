@@ -1219,9 +1219,19 @@ void VulkanDevice::createKernels(const std::vector<uint32_t> &words,
     kernels.emplace_back();
     Kernel &kernel = kernels.back();
     kernel.info = info;
-    // Buffers, their element offsets, then the scalars: one storage buffer
-    // binding each, at its parameter index.
-    uint32_t parameters = 2 * uint32_t(info.buffers.size()) + info.scalars;
+    // The buffers, then one i32 storage buffer with their element offsets
+    // and the scalars (GpuDevice.h): one binding each, at its parameter
+    // index.
+    uint32_t parameters = uint32_t(info.buffers.size()) + 1;
+    if (parameters > properties.limits.maxPerStageDescriptorStorageBuffers ||
+        parameters > properties.limits.maxDescriptorSetStorageBuffers)
+      throw Error("kernel '" + info.name + "' has " +
+                  std::to_string(parameters) + " storage buffers; " + name() +
+                  " allows " +
+                  std::to_string(std::min(
+                      properties.limits.maxPerStageDescriptorStorageBuffers,
+                      properties.limits.maxDescriptorSetStorageBuffers)) +
+                  " per kernel");
     std::vector<VkDescriptorSetLayoutBinding> bindings(parameters);
     for (uint32_t i = 0; i < parameters; ++i) {
       bindings[i].binding = i;
@@ -1281,7 +1291,7 @@ void VulkanDevice::launch(uint32_t index, const uint32_t grid[3],
   // buffer offset alignment below the address); the rest of the way to the
   // first element is the element offset the kernel adds.
   size_t count = info.buffers.size();
-  uint32_t parameters = 2 * uint32_t(count) + info.scalars;
+  uint32_t parameters = uint32_t(count) + 1;
   std::vector<VkDescriptorBufferInfo> &bound = boundScratch;
   std::vector<int32_t> &scalars = scalarScratch;
   bound.resize(parameters);
@@ -1312,15 +1322,17 @@ void VulkanDevice::launch(uint32_t index, const uint32_t grid[3],
   for (uint32_t s = 0; s < info.scalars; ++s)
     scalars[count + s] = static_cast<int32_t>(args[count + s]);
 
-  // Room for the scalars in the ring, else the batch ends (its scalars are
-  // then done with) and the ring grows, so that it wraps less often.
-  uint64_t needed = scalars.size() * ringSlot;
+  // Room for the scalars (one contiguous i32 array) in the ring, else the
+  // batch ends (its scalars are then done with) and the ring grows, so that
+  // it wraps less often.
+  uint64_t bytes = scalars.size() * sizeof(int32_t);
+  uint64_t needed = (bytes + ringSlot - 1) / ringSlot * ringSlot;
   if (ringUsed + needed > ring.size) {
     flush();
     uint64_t slots = ring.size / ringSlot;
     if (slots < kMaxRingSlots || needed > ring.size) {
       uint64_t grown = std::max(std::min(2 * slots, kMaxRingSlots),
-                                uint64_t(scalars.size()));
+                                needed / ringSlot);
       destroyBuffer(ring);
       const VkMemoryPropertyFlags hostMemory =
           VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
@@ -1332,11 +1344,9 @@ void VulkanDevice::launch(uint32_t index, const uint32_t grid[3],
         fail("vkAllocateMemory", VK_ERROR_OUT_OF_DEVICE_MEMORY);
     }
   }
-  for (size_t s = 0; s < scalars.size(); ++s) {
-    std::memcpy(ring.mapped + ringUsed, &scalars[s], sizeof(int32_t));
-    bound[count + s] = {ring.buffer, ringUsed, sizeof(int32_t)};
-    ringUsed += ringSlot;
-  }
+  std::memcpy(ring.mapped + ringUsed, scalars.data(), bytes);
+  bound[count] = {ring.buffer, ringUsed, bytes};
+  ringUsed += needed;
 
   // A descriptor set from this batch's pools, adding a pool when they are
   // full (all are reset after the submit).
