@@ -36,6 +36,9 @@ prepare)
     "qwen2-f16-int8kv|qwen2 --dtype f16|--kv-cache int8"
     "mistral-window|mistral|"
     "llama-evicting-ring|llama|--kv-window 8 --kv-sinks 2"
+    "mixtral|mixtral|"
+    "deepseek-v3-fp8|deepseek_v3 --dtype fp8|"
+    "deepseek-v3-fp8-latent-fp8kv|deepseek_v3 --dtype fp8|--mla-cache latent --kv-cache fp8"
   )
   for entry in "${models[@]}"; do
     IFS='|' read -r name source flags <<< "$entry"
