@@ -64,6 +64,10 @@ compare mixtral-sparse-prefill "$work/mixtral" --context 64 --moe sparse-prefill
 compare deepseek-latent-fp8 "$work/deepseek_v3" --context 64 --mla-cache latent --kv-cache fp8
 compare deepseek-folded "$work/deepseek_v3" --context 64 --mla-cache latent --mla-absorb compile-time
 compare deepseek-latent-int8-evict "$work/deepseek_v3" --context 64 --mla-cache latent --kv-cache int8 --kv-window 16
+# GPU targets: host code, PTX/cubin, AMD code object and SPIR-V, all in one artifact.
+compare deepseek-fp8-gpus "$work/deepseek_v3" --context 64 --quantize fp8 \
+  --target cuda:sm_90,rocm:gfx942,vulkan
+compare llama-bf16-gpus "$work/llama" --context 64 --target cuda:sm_90a,vulkan --kv-cache int8
 if [ -d "$stories" ]; then
   compare stories260k "$stories"
 fi
