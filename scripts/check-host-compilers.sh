@@ -67,7 +67,7 @@ compare deepseek-latent-int8-evict "$work/deepseek_v3" --context 64 --mla-cache 
 # GPU targets: host code, PTX/cubin, AMD code object and SPIR-V, all in one artifact.
 compare deepseek-fp8-gpus "$work/deepseek_v3" --context 64 --quantize fp8 \
   --target cuda:sm_90,rocm:gfx942,vulkan
-compare llama-bf16-gpus "$work/llama" --context 64 --target cuda:sm_90a,vulkan --kv-cache int8
+compare llama-int8kv-gpus "$work/llama" --context 64 --target cuda:sm_90a,vulkan --kv-cache int8
 if [ -d "$stories" ]; then
   compare stories260k "$stories"
 fi
