@@ -33,7 +33,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     output: the artifact file to write (atomically). None writes it into a new temporary
         folder that is deleted when the returned Artifact is garbage-collected (or at exit);
         `artifact.save(path)` keeps a copy.
-    target: "cpu" (the only back end today).
+    target: "cpu" (default), "cuda:sm_80|sm_89|sm_90|sm_90a", "rocm:gfx90a|gfx942",
+        "vulkan", or a comma list of them for one artifact that runs on each (docs/gpu.md).
     cpu: an LLVM CPU name ("x86-64-v2", "x86-64-v3", "znver4", ...) or "native" (this
         machine's CPU and features; the artifact then runs only on such CPUs).
     context: KV-cache capacity in tokens, at most 2**31 - 1; 0 takes the model's
@@ -69,8 +70,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
 
     The GIL is released while compiling (progress calls take it back briefly); compiler
     calls from several threads run one at a time. Raises FileNotFoundError for missing
-    inputs, `xfmr.InvalidArgumentError` (a ValueError) for bad options (an unknown CPU, a
-    target other than cpu) and `xfmr.CompileError` with the compiler's message otherwise.
+    inputs, `xfmr.InvalidArgumentError` (a ValueError) for bad options (an unknown CPU,
+    target or chip) and `xfmr.CompileError` with the compiler's message otherwise.
     """
     if quantize not in (None, "fp8"):
         raise InvalidArgumentError(f"quantize must be None or 'fp8', got {quantize!r}")
