@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "backends/gpu/DeviceMemory.h"
 #include "backends/gpu/GpuDevice.h"
 #include "xfmr/runtime/Error.h"
 
@@ -215,27 +216,6 @@ int selectDevice(int count) {
   return static_cast<int>(index);
 }
 
-/// The size class of an allocation: multiples of 256 bytes, four classes
-/// per power of two (2^k * 1, 1.25, 1.5, 1.75), so cached blocks fit many
-/// requests while wasting at most a quarter.
-uint64_t sizeClass(uint64_t bytes) {
-  if (bytes > (uint64_t(1) << 62))
-    throw Error("cannot allocate " + std::to_string(bytes) +
-                " bytes of device memory");
-  if (bytes <= 256)
-    return 256;
-  unsigned log2 = 63 - __builtin_clzll(bytes - 1);
-  uint64_t step = std::max<uint64_t>(256, (uint64_t(1) << log2) / 4);
-  return (bytes + step - 1) / step * step;
-}
-
-std::string hex(uint64_t value) {
-  char text[24];
-  std::snprintf(text, sizeof(text), "0x%llx",
-                static_cast<unsigned long long>(value));
-  return text;
-}
-
 struct CudaKernel {
   GpuKernelInfo info;
   CUfunction function;
@@ -284,54 +264,19 @@ public:
       api.cuStreamSynchronize(nullStream);
       if (module)
         api.cuModuleUnload(module);
-      for (auto &[address, bytes] : live)
-        api.cuMemFree_v2(address);
-      for (auto &[bytes, addresses] : cached)
-        for (CUdeviceptr address : addresses)
-          api.cuMemFree_v2(address);
+      memory.freeAll();
     }
     api.cuDevicePrimaryCtxRelease_v2(device);
   }
 
   std::string name() const override { return deviceName; }
   std::string chip() const override { return chipName; }
-  uint64_t memoryInUse() const override { return driverBytes; }
+  uint64_t memoryInUse() const override { return memory.driverBytes(); }
 
-  uint64_t allocate(uint64_t bytes) override {
-    uint64_t size = sizeClass(bytes);
-    CUdeviceptr address = 0;
-    auto cachedBlocks = cached.find(size);
-    if (cachedBlocks != cached.end() && !cachedBlocks->second.empty()) {
-      address = cachedBlocks->second.back();
-      cachedBlocks->second.pop_back();
-    } else {
-      bind();
-      CUresult result = api.cuMemAlloc_v2(&address, size);
-      if (result == CUDA_ERROR_OUT_OF_MEMORY && driverBytes > liveBytes) {
-        // Blocks cached for other sizes may make room.
-        freeCached();
-        result = api.cuMemAlloc_v2(&address, size);
-      }
-      api.check(result, "cuMemAlloc_v2",
-                " allocating " + std::to_string(size) + " bytes (" +
-                    std::to_string(liveBytes) + " bytes in use)");
-      driverBytes += size;
-    }
-    live.emplace(address, size);
-    liveBytes += size;
-    return address;
-  }
+  uint64_t allocate(uint64_t bytes) override { return memory.allocate(bytes); }
 
-  void release(uint64_t address) override {
-    auto block = live.find(address);
-    if (block == live.end())
-      throw Error("releasing device address " + hex(address) +
-                  " that allocate() did not return or that was released");
-    // Later work on the one in-order stream is all that can reuse it.
-    cached[block->second].push_back(block->first);
-    liveBytes -= block->second;
-    live.erase(block);
-  }
+  // Later work on the one in-order stream is all that can reuse it.
+  void release(uint64_t address) override { memory.release(address); }
 
   void copyToDevice(uint64_t dest, const void *source,
                     uint64_t bytes) override {
@@ -341,7 +286,7 @@ public:
     // Synchronous, on the NULL stream: after earlier work, and `source` is
     // consumed (staged) when it returns.
     api.check(api.cuMemcpyHtoD_v2(dest, source, bytes), "cuMemcpyHtoD_v2",
-              " copying " + std::to_string(bytes) + " bytes to " + hex(dest));
+              " copying " + std::to_string(bytes) + " bytes to " + hexAddress(dest));
   }
 
   void copyToHost(void *dest, uint64_t source, uint64_t bytes) override {
@@ -351,7 +296,7 @@ public:
     synchronize();
     api.check(api.cuMemcpyDtoH_v2(dest, source, bytes), "cuMemcpyDtoH_v2",
               " copying " + std::to_string(bytes) + " bytes from " +
-                  hex(source));
+                  hexAddress(source));
   }
 
   void zero(uint64_t dest, uint64_t bytes) override {
@@ -360,7 +305,7 @@ public:
     bind();
     api.check(api.cuMemsetD8Async(dest, 0, bytes, nullStream),
               "cuMemsetD8Async",
-              " zeroing " + std::to_string(bytes) + " bytes at " + hex(dest));
+              " zeroing " + std::to_string(bytes) + " bytes at " + hexAddress(dest));
   }
 
   void loadKernels(const uint8_t *binary, uint64_t size,
@@ -484,19 +429,7 @@ private:
   /// Makes the context current: the device may be used from any thread.
   void bind() { api.check(api.cuCtxSetCurrent(context), "cuCtxSetCurrent"); }
 
-  /// Returns the cached blocks to the driver, after the work that may still
-  /// use them.
-  void freeCached() {
-    synchronize();
-    for (auto &[bytes, addresses] : cached) {
-      while (!addresses.empty()) {
-        CUdeviceptr address = addresses.back();
-        addresses.pop_back();
-        driverBytes -= bytes;
-        api.check(api.cuMemFree_v2(address), "cuMemFree_v2");
-      }
-    }
-  }
+
 
   CudaApi api;
   CUdevice device = 0;
@@ -506,11 +439,24 @@ private:
   CUmodule module = nullptr;
   std::vector<CudaKernel> kernels;
 
-  /// The caching allocator: blocks handed out (address -> size class) and
-  /// released blocks by size class; `driverBytes` counts both.
-  std::unordered_map<CUdeviceptr, uint64_t> live;
-  std::unordered_map<uint64_t, std::vector<CUdeviceptr>> cached;
-  uint64_t liveBytes = 0, driverBytes = 0;
+  /// Device memory, cached by size class over cuMemAlloc/cuMemFree.
+  CachingAllocator memory{CachingAllocator::Driver{
+      [this](uint64_t bytes, bool lastTry, uint64_t &address) {
+        bind();
+        CUdeviceptr block = 0;
+        CUresult result = api.cuMemAlloc_v2(&block, bytes);
+        if (result == CUDA_ERROR_OUT_OF_MEMORY && !lastTry)
+          return false;
+        api.check(result, "cuMemAlloc_v2",
+                  " allocating " + std::to_string(bytes) + " bytes (" +
+                      std::to_string(memory.liveBytes()) + " bytes in use)");
+        address = block;
+        return true;
+      },
+      [this](uint64_t address) {
+        api.check(api.cuMemFree_v2(address), "cuMemFree_v2");
+      },
+      [this] { synchronize(); }}};
 
   /// launch()'s parameter storage, kept to avoid allocating per launch.
   std::vector<uint64_t> slots;

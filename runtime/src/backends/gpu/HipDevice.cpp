@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "backends/gpu/DeviceMemory.h"
 #include "backends/gpu/GpuDevice.h"
 #include "xfmr/runtime/Error.h"
 
@@ -198,26 +199,6 @@ std::string gfxName(const char *properties, size_t size) {
   return "";
 }
 
-/// The size class of an allocation: multiples of 256 bytes, four classes
-/// per power of two, so cached blocks fit many requests while wasting at
-/// most a quarter.
-uint64_t sizeClass(uint64_t bytes) {
-  if (bytes > (uint64_t(1) << 62))
-    throw Error("cannot allocate " + std::to_string(bytes) +
-                " bytes of device memory");
-  if (bytes <= 256)
-    return 256;
-  unsigned log2 = 63 - __builtin_clzll(bytes - 1);
-  uint64_t step = std::max<uint64_t>(256, (uint64_t(1) << log2) / 4);
-  return (bytes + step - 1) / step * step;
-}
-
-std::string hex(uint64_t value) {
-  char text[24];
-  std::snprintf(text, sizeof(text), "0x%llx",
-                static_cast<unsigned long long>(value));
-  return text;
-}
 
 void *pointer(uint64_t address) {
   return reinterpret_cast<void *>(uintptr_t(address));
@@ -265,54 +246,17 @@ public:
     api.hipDeviceSynchronize();
     if (module)
       api.hipModuleUnload(module);
-    for (auto &[address, bytes] : live)
-      api.hipFree(pointer(address));
-    for (auto &[bytes, addresses] : cached)
-      for (uint64_t address : addresses)
-        api.hipFree(pointer(address));
+    memory.freeAll();
   }
 
   std::string name() const override { return deviceName; }
   std::string chip() const override { return chipName; }
-  uint64_t memoryInUse() const override { return driverBytes; }
+  uint64_t memoryInUse() const override { return memory.driverBytes(); }
 
-  uint64_t allocate(uint64_t bytes) override {
-    uint64_t size = sizeClass(bytes);
-    uint64_t address = 0;
-    auto cachedBlocks = cached.find(size);
-    if (cachedBlocks != cached.end() && !cachedBlocks->second.empty()) {
-      address = cachedBlocks->second.back();
-      cachedBlocks->second.pop_back();
-    } else {
-      bind();
-      void *memory = nullptr;
-      hipError_t result = api.hipMalloc(&memory, size);
-      if (result == hipErrorOutOfMemory && driverBytes > liveBytes) {
-        // Blocks cached for other sizes may make room.
-        freeCached();
-        result = api.hipMalloc(&memory, size);
-      }
-      api.check(result, "hipMalloc",
-                " allocating " + std::to_string(size) + " bytes (" +
-                    std::to_string(liveBytes) + " bytes in use)");
-      address = reinterpret_cast<uintptr_t>(memory);
-      driverBytes += size;
-    }
-    live.emplace(address, size);
-    liveBytes += size;
-    return address;
-  }
+  uint64_t allocate(uint64_t bytes) override { return memory.allocate(bytes); }
 
-  void release(uint64_t address) override {
-    auto block = live.find(address);
-    if (block == live.end())
-      throw Error("releasing device address " + hex(address) +
-                  " that allocate() did not return or that was released");
-    // Later work on the one in-order stream is all that can reuse it.
-    cached[block->second].push_back(block->first);
-    liveBytes -= block->second;
-    live.erase(block);
-  }
+  // Later work on the one in-order stream is all that can reuse it.
+  void release(uint64_t address) override { memory.release(address); }
 
   void copyToDevice(uint64_t dest, const void *source,
                     uint64_t bytes) override {
@@ -324,7 +268,7 @@ public:
     api.check(
         api.hipMemcpyHtoD(pointer(dest), const_cast<void *>(source), bytes),
         "hipMemcpyHtoD",
-        " copying " + std::to_string(bytes) + " bytes to " + hex(dest));
+        " copying " + std::to_string(bytes) + " bytes to " + hexAddress(dest));
   }
 
   void copyToHost(void *dest, uint64_t source, uint64_t bytes) override {
@@ -334,7 +278,7 @@ public:
     synchronize();
     api.check(api.hipMemcpyDtoH(dest, pointer(source), bytes), "hipMemcpyDtoH",
               " copying " + std::to_string(bytes) + " bytes from " +
-                  hex(source));
+                  hexAddress(source));
   }
 
   void zero(uint64_t dest, uint64_t bytes) override {
@@ -342,7 +286,7 @@ public:
       return;
     bind();
     api.check(api.hipMemsetD8(pointer(dest), 0, bytes), "hipMemsetD8",
-              " zeroing " + std::to_string(bytes) + " bytes at " + hex(dest));
+              " zeroing " + std::to_string(bytes) + " bytes at " + hexAddress(dest));
   }
 
   void loadKernels(const uint8_t *binary, uint64_t size,
@@ -435,19 +379,7 @@ private:
   /// thread, and HIP's current device is per thread.
   void bind() { api.check(api.hipSetDevice(index), "hipSetDevice"); }
 
-  /// Returns the cached blocks to HIP, after the work that may still use
-  /// them.
-  void freeCached() {
-    synchronize();
-    for (auto &[bytes, addresses] : cached) {
-      while (!addresses.empty()) {
-        uint64_t address = addresses.back();
-        addresses.pop_back();
-        driverBytes -= bytes;
-        api.check(api.hipFree(pointer(address)), "hipFree");
-      }
-    }
-  }
+
 
   HipApi api;
   int index = 0;
@@ -456,11 +388,24 @@ private:
   hipModule_t module = nullptr;
   std::vector<HipKernel> kernels;
 
-  /// The caching allocator: blocks handed out (address -> size class) and
-  /// released blocks by size class; `driverBytes` counts both.
-  std::unordered_map<uint64_t, uint64_t> live;
-  std::unordered_map<uint64_t, std::vector<uint64_t>> cached;
-  uint64_t liveBytes = 0, driverBytes = 0;
+  /// Device memory, cached by size class over hipMalloc/hipFree.
+  CachingAllocator memory{CachingAllocator::Driver{
+      [this](uint64_t bytes, bool lastTry, uint64_t &address) {
+        bind();
+        void *block = nullptr;
+        hipError_t result = api.hipMalloc(&block, bytes);
+        if (result == hipErrorOutOfMemory && !lastTry)
+          return false;
+        api.check(result, "hipMalloc",
+                  " allocating " + std::to_string(bytes) + " bytes (" +
+                      std::to_string(memory.liveBytes()) + " bytes in use)");
+        address = reinterpret_cast<uintptr_t>(block);
+        return true;
+      },
+      [this](uint64_t address) {
+        api.check(api.hipFree(pointer(address)), "hipFree");
+      },
+      [this] { synchronize(); }}};
 
   /// launch()'s parameter storage, kept to avoid allocating per launch.
   std::vector<uint64_t> slots;

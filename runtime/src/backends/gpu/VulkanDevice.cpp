@@ -35,6 +35,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "backends/gpu/DeviceMemory.h"
 #include "backends/gpu/GpuDevice.h"
 #include "xfmr/runtime/Error.h"
 
@@ -117,12 +118,6 @@ void check(VkResult result, const char *call) {
     fail(call, result);
 }
 
-std::string hex(uint64_t value) {
-  char text[24];
-  std::snprintf(text, sizeof(text), "0x%llx",
-                static_cast<unsigned long long>(value));
-  return text;
-}
 
 std::string versionText(uint32_t version) {
   return std::to_string(VK_API_VERSION_MAJOR(version)) + "." +
@@ -143,16 +138,6 @@ uint64_t alignDown(uint64_t value, uint64_t alignment) {
   return value / alignment * alignment;
 }
 
-/// The size a request is served with: four classes per power of two (at
-/// most 25% over the request), so a released buffer fits later requests of
-/// about its size.
-uint64_t sizeClass(uint64_t bytes) {
-  bytes = alignUp(std::max<uint64_t>(bytes, 1), kSizeAlignment);
-  if (bytes <= 4 * kSizeAlignment)
-    return bytes;
-  unsigned log2 = 63 - __builtin_clzll(bytes);
-  return alignUp(bytes, uint64_t(1) << (log2 - 2));
-}
 
 // The Vulkan entry points this device calls, by where they are loaded from.
 #define XFMR_VK_INSTANCE_FUNCTIONS(X)                                          \
@@ -872,7 +857,7 @@ void VulkanDevice::release(uint64_t address) {
   uint64_t offset;
   Buffer &buffer = decode(address, 0, offset, "release");
   if (offset != 0)
-    throw Error("release of Vulkan address " + hex(address) +
+    throw Error("release of Vulkan address " + hexAddress(address) +
                 ": not the start of an allocation");
   // Commands already recorded may still use it; those recorded after a
   // reuse run after them (every command ends with a barrier), so it can go
@@ -895,13 +880,13 @@ Buffer &VulkanDevice::decode(uint64_t address, uint64_t bytes, uint64_t &offset,
   uint64_t id = address >> kOffsetBits;
   Buffer *found = lookup(address, offset);
   if (!found)
-    throw Error(std::string(what) + ": " + hex(address) +
+    throw Error(std::string(what) + ": " + hexAddress(address) +
                 " is not a Vulkan device address (no live buffer " +
                 std::to_string(id) + ")");
   Buffer &buffer = *found;
   if (offset > buffer.size || bytes > buffer.size - offset)
     throw Error(std::string(what) + ": " + std::to_string(bytes) +
-                " bytes at " + hex(address) + " run past the end of buffer " +
+                " bytes at " + hexAddress(address) + " run past the end of buffer " +
                 std::to_string(id) + " (" + std::to_string(buffer.size) +
                 " bytes)");
   return buffer;
@@ -1134,7 +1119,7 @@ void VulkanDevice::loadKernels(const uint8_t *binary, uint64_t size,
   std::memcpy(words.data(), binary, size);
   if (words[0] != kSpirvMagic)
     throw Error("the Vulkan kernel binary is not a SPIR-V module (magic " +
-                hex(words[0]) + ")");
+                hexAddress(words[0]) + ")");
 
   // The module's GLCompute entry points with their workgroup sizes, and the
   // capabilities it declares: a missing kernel or an unsupported capability
@@ -1312,7 +1297,7 @@ void VulkanDevice::launch(uint32_t index, const uint32_t grid[3],
     uint64_t elementSize = std::max<uint32_t>(info.buffers[k], 1);
     if ((offset - at) % elementSize)
       throw Error("kernel '" + info.name + "' buffer " + std::to_string(k) +
-                  ": address " + hex(address) + " is not aligned to its " +
+                  ": address " + hexAddress(address) + " is not aligned to its " +
                   std::to_string(elementSize) + "-byte elements");
     bound[k] = {buffer.buffer, at,
                 std::min<uint64_t>(buffer.size - at,
