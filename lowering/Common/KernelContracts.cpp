@@ -82,6 +82,26 @@ std::string LatentCacheFormat::key() const {
          (scaleBlocks ? "_rope_" + formatName(ropeFormat).str() : "");
 }
 
+llvm::StringRef xfmr::kernels::elementwiseName(Elementwise kind) {
+  switch (kind) {
+  case Elementwise::Add:
+    return "add";
+  case Elementwise::Mul:
+    return "mul";
+  case Elementwise::SwiGLU:
+    return "swiglu";
+  case Elementwise::Silu:
+    return "silu";
+  case Elementwise::Gelu:
+    return "gelu";
+  case Elementwise::GeluTanh:
+    return "gelu_tanh";
+  case Elementwise::Copy:
+    return "copy";
+  }
+  return "";
+}
+
 bool xfmr::kernels::isBinary(Elementwise kind) {
   return kind == Elementwise::Add || kind == Elementwise::Mul ||
          kind == Elementwise::SwiGLU;

@@ -133,6 +133,8 @@ struct EmbeddingKernel {
 enum class Elementwise { Add, Mul, SwiGLU, Silu, Gelu, GeluTanh, Copy };
 /// Whether `kind` reads `b`.
 bool isBinary(Elementwise kind);
+/// Its name in kernel keys ("add", "swiglu", "gelu_tanh", ...).
+llvm::StringRef elementwiseName(Elementwise kind);
 /// Flat f32 buffers of one size; `b` only for the binary kinds.
 template <typename T> struct ElementwiseOperands {
   T a, b, output;

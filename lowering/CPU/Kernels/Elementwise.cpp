@@ -52,47 +52,6 @@ func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib,
                  });
 }
 
-static StringRef kindName(Elementwise kind) {
-  switch (kind) {
-  case Elementwise::Add:
-    return "add";
-  case Elementwise::Mul:
-    return "mul";
-  case Elementwise::SwiGLU:
-    return "swiglu";
-  case Elementwise::Silu:
-    return "silu";
-  case Elementwise::Gelu:
-    return "gelu";
-  case Elementwise::GeluTanh:
-    return "gelu_tanh";
-  case Elementwise::Copy:
-    return "copy";
-  }
-  return "";
-}
-
-static Value gelu(OpBuilder &b, Location loc, Value x, bool tanhForm) {
-  Value half = f32(b, loc, 0.5), one = f32(b, loc, 1.0);
-  Value inner;
-  if (tanhForm) {
-    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    Value cube = arith::MulFOp::create(b, 
-        loc, x, arith::MulFOp::create(b, loc, x, x));
-    Value poly = arith::AddFOp::create(b, 
-        loc, x, arith::MulFOp::create(b, loc, f32(b, loc, 0.044715), cube));
-    inner = math::TanhOp::create(b, 
-        loc, arith::MulFOp::create(b, loc, f32(b, loc, 0.7978845608028654),
-                                     poly));
-  } else {
-    // 0.5 x (1 + erf(x / sqrt(2)))
-    inner = math::ErfOp::create(b, 
-        loc, arith::MulFOp::create(b, loc, x, f32(b, loc, 0.7071067811865476)));
-  }
-  Value halfX = arith::MulFOp::create(b, loc, half, x);
-  Value onePlus = arith::AddFOp::create(b, loc, one, inner);
-  return arith::MulFOp::create(b, loc, halfX, onePlus);
-}
 
 func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib,
     const ElementwiseKernel &kernel) {
@@ -101,7 +60,7 @@ func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib,
   Type flat = f32Buffer(context, {ShapedType::kDynamic});
   ElementwiseOperands<Type> types{flat, isBinary(kind) ? flat : Type(), flat};
   return lib.get<ElementwiseOperands>(
-      ("elementwise_" + kindName(kind)).str(), types,
+      ("elementwise_" + elementwiseName(kind)).str(), types,
       [&](OpBuilder &b, Location loc, ElementwiseOperands<Value> args) {
         Value out = args.output;
         Value size = memref::DimOp::create(b, loc, out, 0);
@@ -125,7 +84,11 @@ func::FuncOp xfmr::kernels::elementwise(KernelLibrary &lib,
               else if (kind == Elementwise::Copy)
                 result = a;
               else
-                result = gelu(b, loc, a, kind == Elementwise::GeluTanh);
+                result = gelu(b, loc, a, kind == Elementwise::GeluTanh,
+                              [](OpBuilder &b, Location loc, Value x) {
+                                return math::ErfOp::create(b, loc, x)
+                                    .getResult();
+                              });
             } else {
               Value c2 = memref::LoadOp::create(b, loc, args.b, i);
               if (kind == Elementwise::Add)

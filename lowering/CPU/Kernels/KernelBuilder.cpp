@@ -341,6 +341,29 @@ Value xfmr::kernels::silu(OpBuilder &b, Location loc, Value x) {
   return arith::DivFOp::create(b, loc, x, denominator);
 }
 
+Value xfmr::kernels::gelu(OpBuilder &b, Location loc, Value x, bool tanhForm,
+                          ErfBuilder erf) {
+  Value half = f32(b, loc, 0.5), one = f32(b, loc, 1.0);
+  Value inner;
+  if (tanhForm) {
+    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    Value cube = arith::MulFOp::create(b, 
+        loc, x, arith::MulFOp::create(b, loc, x, x));
+    Value poly = arith::AddFOp::create(b, 
+        loc, x, arith::MulFOp::create(b, loc, f32(b, loc, 0.044715), cube));
+    inner = math::TanhOp::create(b, 
+        loc, arith::MulFOp::create(b, loc, f32(b, loc, 0.7978845608028654),
+                                     poly));
+  } else {
+    // 0.5 x (1 + erf(x / sqrt(2)))
+    inner = erf(b, loc,
+                arith::MulFOp::create(b, loc, x, f32(b, loc, 0.7071067811865476)));
+  }
+  Value halfX = arith::MulFOp::create(b, loc, half, x);
+  Value onePlus = arith::AddFOp::create(b, loc, one, inner);
+  return arith::MulFOp::create(b, loc, halfX, onePlus);
+}
+
 Value xfmr::kernels::roundToFP8(OpBuilder &b, Location loc, Value value,
                                 WeightFormat format) {
   int mantissaBits = format == WeightFormat::F8E5M2 ? 2 : 3;

@@ -209,6 +209,14 @@ SoftmaxStep onlineSoftmaxStep(mlir::OpBuilder &b, mlir::Location loc,
 /// x * sigmoid(x), computed as x / (1 + exp(-x)).
 mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 
+/// GELU: 0.5 x (1 + erf(x / sqrt(2))), or with `tanhForm` its tanh
+/// approximation; `erf` builds erf (math.erf on the CPU; GPUs build it from
+/// arithmetic, SPIR-V has none).
+using ErfBuilder = llvm::function_ref<mlir::Value(mlir::OpBuilder &,
+                                                  mlir::Location, mlir::Value)>;
+mlir::Value gelu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
+                 bool tanhForm, ErfBuilder erf);
+
 } // namespace xfmr::kernels
 
 #endif // XFMR_LOWERING_CPU_KERNELS_KERNELBUILDER_H

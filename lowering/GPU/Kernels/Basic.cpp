@@ -58,47 +58,6 @@ SymbolRefAttr xfmr::kernels::gpuEmbedding(GPUKernelTarget &target,
       });
 }
 
-static Value gelu(OpBuilder &b, Location loc, Value x, bool tanhForm) {
-  Value inner;
-  if (tanhForm) {
-    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    Value cube = arith::MulFOp::create(
-        b, loc, x, arith::MulFOp::create(b, loc, x, x));
-    Value poly = arith::AddFOp::create(
-        b, loc, x, arith::MulFOp::create(b, loc, f32(b, loc, 0.044715), cube));
-    inner = math::TanhOp::create(
-        b, loc,
-        arith::MulFOp::create(b, loc, f32(b, loc, 0.7978845608028654), poly));
-  } else {
-    // 0.5 x (1 + erf(x / sqrt(2)))
-    inner = simt::erf(
-        b, loc,
-        arith::MulFOp::create(b, loc, x, f32(b, loc, 0.7071067811865476)));
-  }
-  Value halfX = arith::MulFOp::create(b, loc, f32(b, loc, 0.5), x);
-  return arith::MulFOp::create(
-      b, loc, halfX, arith::AddFOp::create(b, loc, f32(b, loc, 1.0), inner));
-}
-
-static StringRef kindName(Elementwise kind) {
-  switch (kind) {
-  case Elementwise::Add:
-    return "add";
-  case Elementwise::Mul:
-    return "mul";
-  case Elementwise::SwiGLU:
-    return "swiglu";
-  case Elementwise::Silu:
-    return "silu";
-  case Elementwise::Gelu:
-    return "gelu";
-  case Elementwise::GeluTanh:
-    return "gelu_tanh";
-  case Elementwise::Copy:
-    return "copy";
-  }
-  return "";
-}
 
 SymbolRefAttr xfmr::kernels::gpuElementwise(GPUKernelTarget &target,
                                             const ElementwiseKernel &kernel) {
@@ -108,7 +67,7 @@ SymbolRefAttr xfmr::kernels::gpuElementwise(GPUKernelTarget &target,
   ElementwiseOperands<Type> types{flat, isBinary(kind) ? flat : Type(), flat};
   constexpr int64_t block = 256;
   return target.get<ElementwiseOperands>(
-      ("elementwise_" + kindName(kind)).str(), types, block,
+      ("elementwise_" + elementwiseName(kind)).str(), types, block,
       [](OpBuilder &b, Location loc, ElementwiseOperands<Value> args) -> Value {
         Value size = dim0(b, loc, args.output);
         Value perWorkgroup = index(b, loc, block);
@@ -135,7 +94,7 @@ SymbolRefAttr xfmr::kernels::gpuElementwise(GPUKernelTarget &target,
             break;
           case Elementwise::Gelu:
           case Elementwise::GeluTanh:
-            result = gelu(b, loc, a, kind == Elementwise::GeluTanh);
+            result = gelu(b, loc, a, kind == Elementwise::GeluTanh, simt::erf);
             break;
           default: {
             Value other = memref::LoadOp::create(b, loc, args.b, i);
