@@ -15,6 +15,7 @@
 
 #include "compiler/TargetBackend.h"
 #include "lowering/CPU/CPUPipeline.h"
+#include "lowering/Common/MemoryPlan.h"
 #include "lowering/GPU/GPUKernelTarget.h"
 #include "lowering/Passes.h"
 
@@ -545,9 +546,10 @@ Expected<TargetCode> GPUBackend::generateCode(mlir::ModuleOp module,
   // The generic kernels have no FP8 matrix path on any chip: say what they
   // do instead (the FP8 tensor-core kernels are issue 15's).
   bool fp8 = false;
-  for (const json::Value &row : table)
-    if (StringRef(*row.getAsObject()->getString("name")).contains("_f8e"))
-      fp8 = true;
+  if (MemoryPlanAttr plan = getMemoryPlan(module))
+    for (WeightSlotAttr slot : plan.getWeightSlots())
+      fp8 |= isa<mlir::Float8E4M3FNType>(
+          cast<mlir::RankedTensorType>(slot.getType()).getElementType());
   if (fp8 && step)
     step("FP8 weights: decoded to f32 inside the generic kernels (dequantize "
          "path, no FP8 tensor cores; docs/gpu.md)");
@@ -587,6 +589,7 @@ Expected<TargetCode> GPUBackend::generateCode(mlir::ModuleOp module,
 
   TargetCode result;
   result.code = std::move(*hostCode);
+  uint64_t hostCodeSize = result.code.size();
   json::Array deviceCode;
   for (auto &[format, bytes] : *binaries) {
     deviceCode.push_back(json::Object{{"format", format},
@@ -600,14 +603,7 @@ Expected<TargetCode> GPUBackend::generateCode(mlir::ModuleOp module,
                                  {"features", host.features},
                                  {"chip", chip},
                                  {"device_triple", deviceTriple()},
-                                 {"host_code_size",
-                                  uint64_t(result.code.size() -
-                                           [&] {
-                                             uint64_t n = 0;
-                                             for (auto &b : *binaries)
-                                               n += b.second.size();
-                                             return n;
-                                           }())},
+                                 {"host_code_size", hostCodeSize},
                                  {"device_code", std::move(deviceCode)},
                                  {"kernels", std::move(table)}};
   return result;
