@@ -208,7 +208,6 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
 void GPUKernelTarget::launch(OpBuilder &b, Location loc, SymbolRefAttr kernel,
                              ValueRange operands) {
   const Kernel &record = kernels.find(kernel.getLeafReference())->second;
-  MLIRContext *context = b.getContext();
   Type i64 = b.getI64Type();
   auto asI64 = [&](Value v) -> Value {
     return arith::IndexCastOp::create(b, loc, i64, v);
@@ -272,7 +271,6 @@ void GPUKernelTarget::launch(OpBuilder &b, Location loc, SymbolRefAttr kernel,
       b, loc, b.getI64IntegerAttr(record.index));
   func::CallOp::create(b, loc, kGPULaunchFunction, TypeRange{},
                        ValueRange{index, asI64(gridX), asI64(gridY), pointer});
-  (void)context;
 }
 
 void xfmr::registerGPUKernelTarget(KernelRegistry &registry) {
