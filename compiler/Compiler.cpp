@@ -513,13 +513,16 @@ Error xfmr::compileModel(const CompileOptions &options,
       {"moe", options.moe.empty() ? std::string("sparse") : options.moe},
       {"quantize_options", options.quantizeOptions}};
   contents.modelExtras = std::move(modelExtras);
+  contents.stripWeights = options.stripWeights;
   uint64_t size = 0;
   if (Error error = writeArtifact(
           options.output, contents,
           [&](const std::string &line) { step(line); }, &size))
     return error;
-  step("wrote " + options.output + " (" + Twine(size >> 10) + " KiB) in " +
-       formatv("{0:f1}", clock.seconds()).str() + " s");
+  step("wrote " + options.output + " (" + Twine(size >> 10) + " KiB" +
+       (options.stripWeights ? ", weights stripped: bind them with xfmr-pack"
+                             : "") +
+       ") in " + formatv("{0:f1}", clock.seconds()).str() + " s");
   return Error::success();
 }
 

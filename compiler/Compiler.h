@@ -60,6 +60,9 @@ struct CompileOptions {
   /// GPU targets: write the device code (PTX, cubin and ptxas' resource
   /// report; AMD code object; SPIR-V) into this directory.
   std::string dumpDeviceCode;
+  /// Write code, manifest and packing plan without the weights; xfmr-pack
+  /// binds a checkpoint's weights later.
+  bool stripWeights = false;
   unsigned optLevel = 3;
 };
 

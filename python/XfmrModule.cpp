@@ -17,6 +17,7 @@
 #include "compiler/Compiler.h"
 
 #include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/ArtifactPacker.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Json.h"
 #include "xfmr/runtime/OutputFile.h"
@@ -202,7 +203,8 @@ void compile(const std::string &model, const std::string &output,
              const std::string &quantizeOptions, const std::string &kvCache,
              const std::string &mlaCache, int64_t kvWindow, int64_t kvSinks,
              const std::string &moe, const std::string &mlaAbsorb,
-             const py::object &progress, const py::object &warning) {
+             bool stripWeights, const py::object &progress,
+             const py::object &warning) {
   CompileOptions options;
   options.model = model;
   options.output = output;
@@ -220,6 +222,7 @@ void compile(const std::string &model, const std::string &output,
   options.kvSinks = kvSinks;
   options.moe = moe;
   options.mlaAbsorb = mlaAbsorb;
+  options.stripWeights = stripWeights;
 
   // A failing callback stops reporting; its exception is raised after the
   // compiler returns (the compiler cannot be unwound through).
@@ -543,7 +546,8 @@ PYBIND11_MODULE(_xfmr, m) {
         py::arg("weights"), py::arg("opt_level"), py::arg("dump_ir_after"),
         py::arg("quantize"), py::arg("quantize_options"), py::arg("kv_cache"),
         py::arg("mla_cache"), py::arg("kv_window"), py::arg("kv_sinks"),
-        py::arg("moe"), py::arg("mla_absorb"), py::arg("progress"),
+        py::arg("moe"), py::arg("mla_absorb"), py::arg("strip_weights"),
+        py::arg("progress"),
         py::arg("warning"),
         "Compiles a checkpoint folder or .mlir file into an artifact "
         "(xfmr::compileModel). Releases the GIL.");
@@ -578,6 +582,39 @@ PYBIND11_MODULE(_xfmr, m) {
       "The xfmr passes and pipelines: [(flag, description)].");
 
   // Runtime.
+  m.def(
+      "pack",
+      [](const std::string &artifact, const std::string &checkpoint,
+         const std::string &output, const py::object &progress) {
+        std::unique_ptr<py::error_already_set> callbackError;
+        std::function<void(const std::string &)> report;
+        if (!progress.is_none())
+          report = [&](const std::string &line) {
+            py::gil_scoped_acquire gil;
+            if (callbackError)
+              return;
+            try {
+              progress(line);
+            } catch (py::error_already_set &e) {
+              callbackError =
+                  std::make_unique<py::error_already_set>(std::move(e));
+            }
+          };
+        runtime::removeOutputsOnSignals(/*onlyDefault=*/true);
+        runtime::PackResult result;
+        {
+          py::gil_scoped_release release;
+          result = runtime::packArtifact(artifact, checkpoint, output, report);
+        }
+        if (callbackError)
+          throw std::move(*callbackError);
+        return result.summary.converted;
+      },
+      py::arg("artifact"), py::arg("checkpoint"), py::arg("output"),
+      py::arg("progress"),
+      "Binds a checkpoint's weights to an artifact's code "
+      "(runtime::packArtifact); returns the converted tensors. Releases the "
+      "GIL.");
   py::class_<Artifact, std::shared_ptr<Artifact>>(
       m, "Artifact", "A loaded model.xfmr (runtime::Artifact).")
       .def_static("open", &openArtifact, py::arg("path"), py::arg("verify"),

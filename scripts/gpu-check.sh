@@ -10,6 +10,10 @@
 #                                               every model on both, compare greedy ids and
 #                                               logits, print one table
 #
+# GPU-sized models do not fit the 64 MiB a device call carries: they travel weights-stripped
+# (xfmr-compile --strip-weights), and `run` generates their synthetic checkpoint on the GPU
+# machine (python/xfmr/synth.py, NumPy only) and binds it with xfmr-pack first.
+#
 # With the device tool: prepare here, then run with carry ["build-gpucheck"]; the run takes
 # well under a minute after the machine starts. Exit status 1 if any model differs.
 set -euo pipefail
@@ -27,7 +31,8 @@ case "$command" in
 prepare)
   build="${XFMR_BUILD_DIR:-build}"
   rm -rf "$dir" && mkdir -p "$dir/models" "$dir/bin"
-  cp "$build/bin/xfmr-run" "$dir/bin/"
+  cp "$build/bin/xfmr-run" "$build/bin/xfmr-pack" "$dir/bin/"
+  mkdir -p "$dir/stripped"
   # name | generator (synth arch and options, or a folder) | compile flags
   models=(
     "stories260K|../shared/models/stories260K|"
@@ -56,6 +61,23 @@ prepare)
         2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
     done
   done
+  # name | synth arch and options | compile flags: compiled weights-stripped, packed there.
+  # (GPU_CHECK_STRIPPED replaces the list, e.g. with a small model to try the path here.)
+  stripped_models=("${GPU_CHECK_STRIPPED:-llama-500m-bf16|llama --preset 500m --dtype bf16|}")
+  for entry in "${stripped_models[@]}"; do
+    IFS='|' read -r name source flags <<< "$entry"
+    checkpoint="$dir/checkpoints/$name"
+    # shellcheck disable=SC2086
+    PYTHONPATH=python "$python" -m xfmr.synth --arch $source --quiet --out "$checkpoint"
+    for target in cpu "$gpu_target"; do
+      out="$dir/stripped/$name.${target%%:*}.xfmr"
+      # shellcheck disable=SC2086
+      "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags \
+        --strip-weights 2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
+    done
+    echo "$source" > "$dir/stripped/$name.synth"
+    rm -rf "$checkpoint"
+  done
   rm -rf "$dir/checkpoints" "$dir/compile.log"
   cp scripts/gpu-check.sh "$dir/"
   echo "gpu-check: prepared $(du -sh "$dir" | cut -f1) in $dir for $gpu_target"
@@ -63,6 +85,20 @@ prepare)
 run)
   [ -x "$dir/bin/xfmr-run" ] || { echo "gpu-check: $dir/bin/xfmr-run missing (prepare first)" >&2; exit 2; }
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader || true
+  # Weights-stripped models: their checkpoints are generated here, then packed.
+  for spec in "$dir"/stripped/*.synth; do
+    [ -e "$spec" ] || continue
+    name=$(basename "$spec" .synth)
+    checkpoint="${TMPDIR:-/tmp}/gpu-check-$name"
+    start=$SECONDS
+    # shellcheck disable=SC2046
+    PYTHONPATH=python "$python" -m xfmr.synth --arch $(cat "$spec") --quiet --out "$checkpoint"
+    for stripped in "$dir/stripped/$name".*.xfmr; do
+      "$dir/bin/xfmr-pack" --quiet "$stripped" "$checkpoint" -o "$dir/models/$(basename "$stripped")"
+    done
+    rm -rf "$checkpoint"
+    echo "gpu-check: generated and packed $name in $((SECONDS - start)) s"
+  done
   "$python" - "$dir" <<'PYTHON'
 import json, subprocess, sys, time
 from pathlib import Path

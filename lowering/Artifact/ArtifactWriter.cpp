@@ -1,30 +1,26 @@
 //===- ArtifactWriter.cpp - pack code, weights and manifest -----*- C++ -*-===//
 
 #include "lowering/Artifact/ArtifactWriter.h"
-#include "lowering/Artifact/MLAFold.h"
 #include "lowering/Common/MemoryPlan.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
 #include "import/Checkpoint.h"
-#include "import/Float8.h"
 #include "xfmr/runtime/ArtifactFormat.h"
 #include "xfmr/runtime/Checksum.h"
 #include "xfmr/runtime/OutputFile.h"
 #include "xfmr/runtime/Version.h"
+#include "xfmr/runtime/WeightPacking.h"
 
-#include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
-#include <cmath>
 #include <cstring>
 
 using namespace mlir;
 using namespace xfmr;
 
 namespace {
-
 
 std::string dtypeOf(Type type) {
   if (type.isF32())
@@ -35,6 +31,8 @@ std::string dtypeOf(Type type) {
     return "f16";
   if (isa<Float8E4M3FNType>(type))
     return "f8e4m3fn";
+  if (isa<Float8E4M3FNUZType>(type))
+    return "f8e4m3fnuz";
   if (isa<Float8E5M2Type>(type))
     return "f8e5m2";
   std::string text;
@@ -43,194 +41,101 @@ std::string dtypeOf(Type type) {
   return text;
 }
 
-/// The checkpoint bytes of a weight; `*` names are the stacked tensors
-/// `0, 1, ...` in order.
-llvm::Expected<std::string> readWeightBytes(const Checkpoint &checkpoint,
-                                        StringRef name) {
-  auto pieces = name.split('*');
-  SmallVector<std::string> names;
-  if (!name.contains('*')) {
-    names.push_back(name.str());
-  } else {
-    for (int64_t i = 0;; ++i) {
-      std::string candidate =
-          (pieces.first + std::to_string(i) + pieces.second).str();
-      if (!checkpoint.find(candidate))
-        break;
-      names.push_back(candidate);
-    }
-  }
-  std::string bytes;
-  for (const std::string &tensor : names) {
-    const TensorInfo *info = checkpoint.find(tensor);
-    if (!info)
-      return llvm::createStringError("weight '" + tensor +
-                                     "' is not in the checkpoint " +
-                                     checkpoint.dir().str());
-    llvm::ArrayRef<uint8_t> data = checkpoint.bytes(*info);
-    bytes.append(reinterpret_cast<const char *>(data.data()), data.size());
-  }
-  return bytes;
-}
-
-/// IEEE half to double.
-double halfToDouble(uint16_t bits) {
-  int exponent = (bits >> 10) & 0x1F, mantissa = bits & 0x3FF;
-  double sign = bits & 0x8000 ? -1.0 : 1.0;
-  if (exponent == 0)
-    return sign * std::ldexp(mantissa, -24);
-  if (exponent == 31)
-    return mantissa ? std::nan("") : sign * HUGE_VAL;
-  return sign * std::ldexp(1024 + mantissa, exponent - 25);
-}
-
-/// Decodes f32/bf16/f16 bytes to doubles.
-std::vector<double> toDoubles(StringRef bytes, Type element) {
-  std::vector<double> values;
-  if (element.isF32()) {
-    values.resize(bytes.size() / 4);
-    for (size_t i = 0; i < values.size(); ++i) {
-      float v;
-      std::memcpy(&v, bytes.data() + 4 * i, 4);
-      values[i] = v;
-    }
-  } else {
-    values.resize(bytes.size() / 2);
-    for (size_t i = 0; i < values.size(); ++i) {
-      uint16_t v;
-      std::memcpy(&v, bytes.data() + 2 * i, 2);
-      if (element.isBF16()) {
-        uint32_t widened = uint32_t(v) << 16;
-        float f;
-        std::memcpy(&f, &widened, 4);
-        values[i] = f;
-      } else {
-        values[i] = halfToDouble(v);
-      }
-    }
-  }
-  return values;
-}
-
-/// Reads a high-precision checkpoint weight as doubles, checking its size.
-llvm::Expected<std::vector<double>> readDoubles(const Checkpoint &checkpoint,
-                                                StringRef name,
-                                                RankedTensorType type) {
-  llvm::Expected<std::string> bytes = readWeightBytes(checkpoint, name);
-  if (!bytes)
-    return bytes.takeError();
-  std::vector<double> values = toDoubles(*bytes, type.getElementType());
-  if (int64_t(values.size()) != type.getNumElements())
-    return llvm::createStringError(
-        "weight '" + name.str() + "' has " + std::to_string(values.size()) +
-        " elements, expected " + std::to_string(type.getNumElements()));
-  return values;
-}
-
-/// The FP8 codes and scales of a weight quantized at compile time, per
-/// leading (expert) index when the weight is stacked.
-llvm::Error quantizeWeight(const Checkpoint &checkpoint, WeightSlotAttr slot,
-                           QuantizedWeightAttr quantized, std::string &codes,
-                           std::string &scales) {
-  StringRef name = slot.getSource().getValue();
-  auto source = cast<RankedTensorType>(quantized.getSourceType());
-  ScaleLayoutAttr layout = quantized.getLayout();
+/// The packing plan entry of a weight slot (see WeightPacking.h).
+runtime::PackedTensor packedTensorOf(WeightSlotAttr slot) {
   auto type = cast<RankedTensorType>(slot.getType());
-  llvm::Expected<std::vector<double>> read =
-      readDoubles(checkpoint, name, source);
-  if (!read)
-    return read.takeError();
-  std::vector<double> &values = *read;
-  ArrayRef<int64_t> shape = source.getShape();
-  int64_t rows = shape[shape.size() - 2], cols = shape.back();
-  int64_t matrices = source.getNumElements() / (rows * cols);
-  fp8::Format format = isa<Float8E4M3FNUZType>(type.getElementType())
-                           ? fp8::Format::E4M3FNUZ
-                           : fp8::Format::E4M3FN;
-  int64_t scaleCount = llvm::divideCeilSigned(rows, layout.getBlock()[0]) *
-                       llvm::divideCeilSigned(cols, layout.getBlock()[1]);
-  codes.resize(values.size());
-  std::vector<float> scaleValues(matrices * scaleCount);
-  for (int64_t m = 0; m < matrices; ++m) {
-    std::string error;
-    if (!fp8::quantize(format, values.data() + m * rows * cols, rows, cols,
-                       {layout.getBlock()[0], layout.getBlock()[1]},
-                       reinterpret_cast<uint8_t *>(codes.data()) + m * rows * cols,
-                       scaleValues.data() + m * scaleCount, error))
-      return llvm::createStringError("cannot quantize weight '" + name.str() +
-                                     "': " + error);
+  runtime::PackedTensor t;
+  t.name = slot.getSource().getValue().str();
+  t.offset = slot.getOffset();
+  t.bytes = slot.getBytes();
+  t.dtype = dtypeOf(type.getElementType());
+  t.shape.assign(type.getShape().begin(), type.getShape().end());
+  auto setSource = [&](Type sourceType) {
+    auto source = cast<RankedTensorType>(sourceType);
+    t.sourceDtype = dtypeOf(source.getElementType());
+    t.sourceShape.assign(source.getShape().begin(), source.getShape().end());
+  };
+  if (auto quantized =
+          dyn_cast_or_null<QuantizedWeightAttr>(slot.getTransform())) {
+    t.transform = ("fp8_" + stringifyQuantizedPart(quantized.getPart())).str();
+    setSource(quantized.getSourceType());
+    t.blockRows = quantized.getLayout().getBlock()[0];
+    t.blockCols = quantized.getLayout().getBlock()[1];
   }
-  scales.assign(reinterpret_cast<const char *>(scaleValues.data()),
-                scaleValues.size() * sizeof(float));
-  return llvm::Error::success();
+  if (auto fold = dyn_cast_or_null<FoldedWeightAttr>(slot.getTransform())) {
+    t.transform = ("mla_" + stringifyMLAFold(fold.getKind())).str();
+    setSource(fold.getSourceType());
+    t.heads = fold.getHeads();
+    t.nope = fold.getNope();
+    t.rope = fold.getRope();
+    t.valueDim = fold.getValueDim();
+    if (StringAttr kvB = fold.getKvB()) {
+      auto kvBType = cast<RankedTensorType>(fold.getKvBType());
+      t.kvB = kvB.getValue().str();
+      t.kvBDtype = dtypeOf(kvBType.getElementType());
+      t.kvBShape.assign(kvBType.getShape().begin(), kvBType.getShape().end());
+    }
+  }
+  return t;
 }
 
-/// A folded MLA weight (xfmr.fold_mla_weight): W_UK/W_UV multiplied into
-/// the query projection or o_proj, in double precision, stored in the
-/// result's element type (f32, or bf16/f16 rounded once).
-llvm::Error foldWeight(const Checkpoint &checkpoint, WeightSlotAttr slot,
-                       FoldedWeightAttr fold, std::string &data) {
-  StringRef name = slot.getSource().getValue();
-  auto source = cast<RankedTensorType>(fold.getSourceType());
-  llvm::Expected<std::vector<double>> weight =
-      readDoubles(checkpoint, name, source);
-  if (!weight)
-    return weight.takeError();
-  std::vector<double> kvB;
-  MLAFoldShape shape{fold.getHeads(), fold.getNope(), fold.getRope(),
-                     fold.getValueDim(), 0};
-  if (StringAttr kvBName = fold.getKvB()) {
-    auto kvBType = cast<RankedTensorType>(fold.getKvBType());
-    llvm::Expected<std::vector<double>> values =
-        readDoubles(checkpoint, kvBName.getValue(), kvBType);
-    if (!values)
-      return values.takeError();
-    kvB = std::move(*values);
-    shape.rank = kvBType.getDimSize(1);
-  }
-  std::vector<double> folded =
-      foldMLAWeight(stringifyMLAFold(fold.getKind()), *weight,
-                    source.getDimSize(0), source.getDimSize(1), kvB, shape);
-  Type stored = cast<RankedTensorType>(slot.getType()).getElementType();
-  if (stored.isF32()) {
-    std::vector<float> values(folded.begin(), folded.end());
-    data.assign(reinterpret_cast<const char *>(values.data()),
-                values.size() * sizeof(float));
-    return llvm::Error::success();
-  }
-  // bf16/f16: the double rounded once to nearest even, two bytes each
-  // (little endian).
-  const llvm::fltSemantics &semantics =
-      cast<FloatType>(stored).getFloatSemantics();
-  data.resize(folded.size() * 2);
-  for (size_t i = 0; i < folded.size(); ++i) {
-    llvm::APFloat value(folded[i]);
-    bool lost;
-    value.convert(semantics, llvm::APFloat::rmNearestTiesToEven, &lost);
-    auto bits = static_cast<uint16_t>(value.bitcastToAPInt().getZExtValue());
-    data[2 * i] = static_cast<char>(bits & 0xff);
-    data[2 * i + 1] = static_cast<char>(bits >> 8);
-  }
-  return llvm::Error::success();
+llvm::json::Array jsonShape(const std::vector<int64_t> &shape) {
+  llvm::json::Array array;
+  for (int64_t size : shape)
+    array.push_back(size);
+  return array;
 }
 
-/// FP8 NaN codes would decode to garbage in the kernels' fast path (and are
-/// meaningless in weights): reject them.
-llvm::Error checkNoNaNCodes(StringRef name, StringRef bytes, Type element) {
-  bool fnuz = isa<Float8E4M3FNUZType>(element);
-  bool e5m2 = isa<Float8E5M2Type>(element);
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    uint8_t code = bytes[i];
-    bool nan = fnuz ? code == 0x80
-               : e5m2 ? (code & 0x7C) == 0x7C && (code & 0x03)
-                      : (code & 0x7F) == 0x7F;
-    if (nan)
-      return llvm::createStringError(
-          "FP8 weight '" + name.str() + "' holds a NaN code at element " +
-          std::to_string(i));
+/// The manifest entry of a tensor: where it lies and how xfmr-pack makes it.
+llvm::json::Object tensorJson(const runtime::PackedTensor &t) {
+  llvm::json::Object tensor{{"name", t.name},
+                            {"offset", int64_t(t.offset)},
+                            {"bytes", int64_t(t.bytes)},
+                            {"dtype", t.dtype},
+                            {"shape", jsonShape(t.shape)}};
+  if (t.transform.empty())
+    return tensor;
+  tensor["transform"] = t.transform;
+  tensor["source_dtype"] = t.sourceDtype;
+  tensor["source_shape"] = jsonShape(t.sourceShape);
+  if (t.blockRows) {
+    tensor["block"] = llvm::json::Array{t.blockRows, t.blockCols};
+    return tensor;
   }
-  return llvm::Error::success();
+  tensor["heads"] = t.heads;
+  tensor["nope"] = t.nope;
+  tensor["rope"] = t.rope;
+  tensor["value_dim"] = t.valueDim;
+  if (!t.kvB.empty()) {
+    tensor["kv_b"] = t.kvB;
+    tensor["kv_b_dtype"] = t.kvBDtype;
+    tensor["kv_b_shape"] = jsonShape(t.kvBShape);
+  }
+  return tensor;
 }
+
+/// The compiler's checkpoint as the packer's tensor source.
+class CheckpointSource : public runtime::TensorSource {
+public:
+  explicit CheckpointSource(const Checkpoint &checkpoint)
+      : checkpoint(checkpoint) {}
+  bool find(const std::string &name, Tensor &tensor) const override {
+    const TensorInfo *info = checkpoint.find(name);
+    if (!info)
+      return false;
+    llvm::ArrayRef<uint8_t> data = checkpoint.bytes(*info);
+    tensor = {dtypeName(info->dtype).str(),
+              std::vector<int64_t>(info->shape.begin(), info->shape.end()),
+              data.data(), data.size()};
+    return true;
+  }
+  std::string describe() const override {
+    return "the checkpoint " + checkpoint.dir().str();
+  }
+
+private:
+  const Checkpoint &checkpoint;
+};
 
 /// A raw_ostream into an OutputFile that keeps the first write error.
 class OutputFileStream : public llvm::raw_ostream {
@@ -311,29 +216,13 @@ llvm::Error xfmr::writeArtifact(
   for (const auto &[key, value] : contents.modelExtras)
     modelJson[key] = value;
 
+  std::vector<runtime::PackedTensor> packing;
   llvm::json::Array tensors;
   int64_t parameters = 0;
   for (WeightSlotAttr slot : plan.getWeightSlots()) {
-    auto type = cast<RankedTensorType>(slot.getType());
-    llvm::json::Array shape;
-    for (int64_t size : type.getShape())
-      shape.push_back(size);
-    llvm::json::Object tensor{{"name", slot.getSource().getValue().str()},
-                              {"offset", slot.getOffset()},
-                              {"bytes", slot.getBytes()},
-                              {"dtype", dtypeOf(type.getElementType())},
-                              {"shape", std::move(shape)}};
-    // Derived at compile time from the named checkpoint tensor(s).
-    if (auto quantized = dyn_cast_or_null<QuantizedWeightAttr>(slot.getTransform()))
-      tensor["transform"] =
-          ("fp8_" + stringifyQuantizedPart(quantized.getPart())).str();
-    if (auto fold = dyn_cast_or_null<FoldedWeightAttr>(slot.getTransform())) {
-      tensor["transform"] = ("mla_" + stringifyMLAFold(fold.getKind())).str();
-      if (fold.getKvB())
-        tensor["kv_b"] = fold.getKvB().getValue().str();
-    }
-    tensors.push_back(std::move(tensor));
-    parameters += type.getNumElements();
+    packing.push_back(packedTensorOf(slot));
+    tensors.push_back(tensorJson(packing.back()));
+    parameters += cast<RankedTensorType>(slot.getType()).getNumElements();
   }
   llvm::json::Array layers;
   int64_t bytesPerToken = 0;
@@ -394,21 +283,12 @@ llvm::Error xfmr::writeArtifact(
     os << llvm::json::Value(std::move(manifest));
   }
 
-  // Layout.
-  artifact::FileHeader header{};
-  std::memcpy(header.magic, artifact::kMagic, sizeof(header.magic));
-  header.version = artifact::kFormatVersion;
-  header.manifestOffset = artifact::kSectionAlignment;
-  header.manifestSize = manifestText.size();
-  header.weightsOffset =
-      llvm::alignTo(header.manifestOffset + header.manifestSize,
-              artifact::kSectionAlignment);
-  header.weightsSize = weightBytes;
-  header.codeOffset = llvm::alignTo(header.weightsOffset + header.weightsSize,
-                              artifact::kSectionAlignment);
-  header.codeSize = contents.code.size();
-  header.fileSize =
-      header.codeOffset + header.codeSize + sizeof(artifact::FileTrailer);
+  // Layout: a stripped artifact has an empty weights section and says so
+  // in the header; its manifest is the full artifact's.
+  bool stripped = contents.stripWeights;
+  artifact::FileHeader header = artifact::layoutArtifact(
+      manifestText.size(), stripped ? 0 : weightBytes, contents.code.size(),
+      stripped ? artifact::kFlagWeightsStripped : 0);
   artifact::FileTrailer trailer{};
   std::memcpy(trailer.magic, artifact::kTrailerMagic, sizeof(trailer.magic));
   trailer.headerHash = runtime::Checksum::of(&header, sizeof(header));
@@ -417,7 +297,7 @@ llvm::Error xfmr::writeArtifact(
   trailer.codeHash =
       runtime::Checksum::of(contents.code.data(), contents.code.size());
 
-  if (weightBytes > 0 && !contents.checkpoint)
+  if (!stripped && weightBytes > 0 && !contents.checkpoint)
     return llvm::createStringError(
         "the model reads weights but no checkpoint provides them");
 
@@ -432,66 +312,21 @@ llvm::Error xfmr::writeArtifact(
     pad(os, sizeof(header), header.manifestOffset);
     os << manifestText;
     pad(os, header.manifestOffset + header.manifestSize, header.weightsOffset);
-    // The weights are hashed as they stream out.
+    // The weights are hashed as they stream out, packed by the runtime's
+    // packer (the one xfmr-pack runs).
     os.startHash();
-    uint64_t position = header.weightsOffset;
-    int64_t done = 0, reported = 0;
-    // Codes and scales of one quantized weight are computed together; the
-    // plan puts the codes first.
-    llvm::DenseMap<std::pair<StringRef, Attribute>, std::string> pendingScales;
-    for (WeightSlotAttr slot : plan.getWeightSlots()) {
-      uint64_t target = header.weightsOffset + slot.getOffset();
-      pad(os, position, target);
-      int64_t bytes = slot.getBytes();
-      StringRef name = slot.getSource().getValue();
-      Attribute transform = slot.getTransform();
-      auto type = cast<RankedTensorType>(slot.getType());
-      std::string data;
-      llvm::Error error = llvm::Error::success();
-      if (!transform) {
-        llvm::Expected<std::string> raw =
-            readWeightBytes(*contents.checkpoint, name);
-        if (!raw)
-          error = raw.takeError();
-        else if (isa<FloatType>(type.getElementType()) &&
-                 type.getElementType().getIntOrFloatBitWidth() == 8)
-          error = checkNoNaNCodes(name, *raw, type.getElementType());
-        data = raw ? std::move(*raw) : std::string();
-      } else if (auto fold = dyn_cast<FoldedWeightAttr>(transform)) {
-        error = foldWeight(*contents.checkpoint, slot, fold, data);
-      } else {
-        auto quantized = cast<QuantizedWeightAttr>(transform);
-        std::pair<StringRef, Attribute> key{name, quantized.getLayout()};
-        if (quantized.getPart() == QuantizedPart::codes) {
-          std::string scales;
-          error = quantizeWeight(*contents.checkpoint, slot, quantized, data,
-                                 scales);
-          pendingScales[key] = std::move(scales);
-        } else {
-          auto it = pendingScales.find(key);
-          if (it == pendingScales.end())
-            error = llvm::createStringError("scales of '" + name.str() +
-                                            "' come before its codes");
-          else
-            data = std::move(it->second);
-        }
-      }
-      if (!error && int64_t(data.size()) != bytes)
-        error = llvm::createStringError(
-            "weight '" + name.str() + "' has " + std::to_string(data.size()) +
-            " bytes but the compiled code expects " + std::to_string(bytes));
-      if (error)
-        return error;
-      os << data;
-      position = target + bytes;
-      done += bytes;
-      if (progress && done - reported > (int64_t(256) << 20)) {
-        reported = done;
-        progress("packed " + std::to_string(done >> 20) + " of " +
-                 std::to_string(weightBytes >> 20) + " MiB of weights");
-      }
+    if (!stripped && weightBytes > 0) {
+      CheckpointSource source(*contents.checkpoint);
+      std::string error = runtime::packWeights(
+          packing, weightBytes, source,
+          [&](const void *data, size_t size) {
+            os.write(static_cast<const char *>(data), size);
+            return std::string();
+          },
+          progress);
+      if (!error.empty())
+        return llvm::createStringError(error);
     }
-    pad(os, position, header.weightsOffset + header.weightsSize);
     trailer.weightsHash = os.takeHash();
     pad(os, header.weightsOffset + header.weightsSize, header.codeOffset);
     os << contents.code;

@@ -31,6 +31,9 @@ struct ArtifactContents {
   /// An artifact for several targets: each one's object (with its
   /// code_offset and code_size in the code section), as "targets".
   llvm::json::Array targets;
+  /// Leave the weights out (xfmr-compile --strip-weights): the header says
+  /// so, the manifest keeps the packing plan, xfmr-pack binds a checkpoint.
+  bool stripWeights = false;
   /// Optional extra "model" fields (bos_token_id, eos_token_id, ...).
   llvm::json::Object modelExtras;
 };

@@ -23,12 +23,12 @@ ImportError saying how to build it.
 __version__ = "0.1.0"
 
 from . import ir
-from .compiler import compile
+from .compiler import compile, pack
 from .errors import CompileError, CompileWarning, Error, InvalidArgumentError
 from .runtime import Artifact, Session
 
 __all__ = ["Artifact", "CompileError", "CompileWarning", "Error", "InvalidArgumentError",
-           "Session", "compile", "ir", "native_available", "version"]
+           "Session", "compile", "ir", "native_available", "pack", "version"]
 
 
 def version() -> str:

@@ -7,14 +7,14 @@ import shutil
 import tempfile
 import warnings
 import weakref
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from . import _args
 from ._native import native
 from .errors import CompileWarning, InvalidArgumentError
 from .runtime import Artifact
 
-__all__ = ["compile"]
+__all__ = ["compile", "pack"]
 
 
 def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
@@ -25,7 +25,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             kv_window: int = 0, kv_sinks: int = 0, moe: Optional[str] = None,
             mla_absorb: Optional[str] = None,
             progress: Optional[Callable[[str], None]] = None,
-            dump_ir_after: Optional[str] = None) -> Artifact:
+            dump_ir_after: Optional[str] = None,
+            strip_weights: bool = False) -> Union[Artifact, str]:
     """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
 
     model: a Hugging Face checkpoint folder, or an .mlir file of xfmr IR whose weights come
@@ -62,6 +63,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     progress: called with one line per compilation stage (e.g. "[  0.01s] importing ...").
     dump_ir_after: print the IR to stderr after this pass of the compilation ("all": after
         every pass); a name that is not a pass of the compilation is an error.
+    strip_weights: write the code, manifest and packing plan without the weights, like
+        `xfmr-compile --strip-weights`; needs `output` and returns its path (a stripped
+        artifact does not load). `xfmr.pack` binds a checkpoint's weights to it.
 
     Every option is checked before any work: a bad value, or an option the model has no use
     for (mla_cache="latent" without MLA) raises `xfmr.InvalidArgumentError`; an option
@@ -134,6 +138,12 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         raise TypeError(f"dump_ir_after must be a pass name or 'all', "
                         f"got {type(dump_ir_after).__name__}")
 
+    if not isinstance(strip_weights, bool):
+        raise TypeError(f"strip_weights must be a bool, got {type(strip_weights).__name__}")
+    if strip_weights and output is None:
+        raise InvalidArgumentError("strip_weights needs an output path (a stripped artifact "
+                                   "cannot be loaded, so there is nothing to return)")
+
     temporary = None
     if output is None:
         temporary = tempfile.mkdtemp(prefix="xfmr-")
@@ -149,8 +159,11 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         native().compile(model, output, target, cpu, context, weights or "", opt_level,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
-                         kv_window, kv_sinks, moe or "", mla_absorb or "", progress,
+                         kv_window, kv_sinks, moe or "", mla_absorb or "", strip_weights,
+                         progress,
                          lambda line: warnings.warn(line, CompileWarning, stacklevel=3))
+        if strip_weights:
+            return output
         artifact = Artifact(output)
     except BaseException:
         if temporary:
@@ -159,3 +172,34 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     if temporary:
         artifact._cleanup = weakref.finalize(artifact, shutil.rmtree, temporary, True)
     return artifact
+
+
+def pack(artifact: _args.PathLike, checkpoint: _args.PathLike, output: _args.PathLike,
+         progress: Optional[Callable[[str], None]] = None) -> Artifact:
+    """Binds a checkpoint's weights to compiled code and returns the result loaded, like
+    `xfmr-pack ARTIFACT CHECKPOINT -o OUTPUT`.
+
+    artifact: a weights-stripped artifact (`compile(..., strip_weights=True)`) or a full one
+        whose weights are replaced (fine-tuned weights without recompiling).
+    checkpoint: a Hugging Face checkpoint folder of the architecture and shapes the artifact
+        was compiled for. Tensors are copied, FP8-quantized or MLA-folded as the artifact's
+        packing plan says, exactly as `compile` does: packing the checkpoint a model was
+        compiled from gives the same bytes. F32, BF16 and F16 tensors convert into the
+        compiled dtype (each conversion is reported through `progress`).
+    output: the artifact to write (atomically, never through a symbolic link).
+
+    Runs in the runtime (no compiler needed). Raises FileNotFoundError for missing inputs
+    and `xfmr.Error` naming the file, tensor or field at fault otherwise.
+    """
+    artifact = _args.existing(artifact, "artifact", kind="file")
+    checkpoint = _args.existing(checkpoint, "checkpoint folder", kind="dir")
+    output = _args.path(output, "output")
+    if os.path.isdir(output):
+        raise IsADirectoryError(21, "output is a folder, expected a file name", output)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, got {type(progress).__name__}")
+    converted = native().pack(artifact, checkpoint, output, progress)
+    if progress is not None:
+        for tensor in converted:
+            progress(f"converted {tensor}")
+    return Artifact(output)

@@ -46,6 +46,7 @@ void Artifact::checkImage(const uint8_t *data, uint64_t size,
     throw Error(name + ": not an xfmr artifact (" + std::to_string(size) +
                 " bytes, too short for the magic)");
   image.checkHeader();
+  image.refuseStripped();
   if (options.verifyChecksums)
     image.verifyChecksums();
   image.readManifest(options);
@@ -56,12 +57,30 @@ std::shared_ptr<Artifact> Artifact::open(const std::string &path,
   std::shared_ptr<Artifact> artifact(new Artifact(path));
   artifact->mapFile();
   artifact->checkHeader();
+  artifact->refuseStripped();
   if (options.verifyChecksums)
     artifact->verifyChecksums();
   artifact->readManifest(options);
   artifact->loadCode(options);
   artifact->setThreads(0);
   return artifact;
+}
+
+std::shared_ptr<Artifact> Artifact::inspect(const std::string &path) {
+  std::shared_ptr<Artifact> artifact(new Artifact(path));
+  artifact->mapFile();
+  artifact->checkHeader();
+  artifact->verifyChecksums();
+  artifact->parseManifest();
+  return artifact;
+}
+
+void Artifact::refuseStripped() const {
+  if (header_.flags & kFlagWeightsStripped)
+    throw Error(path_ + ": has no weights (it was compiled with "
+                        "--strip-weights); bind a checkpoint's weights "
+                        "first: xfmr-pack " +
+                path_ + " CHECKPOINT_DIR -o FULL.xfmr");
 }
 
 void Artifact::save(const std::string &path) const {
@@ -166,9 +185,15 @@ void Artifact::checkHeader() {
     throw Error(path_ + ": the file has " + std::to_string(mappingSize_) +
                 " bytes but the header says " +
                 std::to_string(header_.fileSize) + " (trailing data)");
-  if (header_.reserved != 0)
-    throw Error(path_ + ": header field 'reserved' is " +
-                std::to_string(header_.reserved) + ", must be 0");
+  if (header_.flags & ~kKnownFlags)
+    throw Error(path_ + ": header field 'flags' is " +
+                std::to_string(header_.flags) +
+                ", which has unknown bits (known: " +
+                std::to_string(kKnownFlags) + "); a newer xfmr wrote it?");
+  if ((header_.flags & kFlagWeightsStripped) && header_.weightsSize != 0)
+    throw Error(path_ + ": the header says the weights were stripped but "
+                        "the weights section has " +
+                std::to_string(header_.weightsSize) + " bytes");
   // The checksum trailer ends the file; the sections lie before it.
   if (header_.fileSize < kSectionAlignment + sizeof(FileTrailer))
     throw Error(path_ + ": truncated: " + std::to_string(header_.fileSize) +
@@ -315,13 +340,17 @@ private:
 };
 } // namespace
 
-void Artifact::readManifest(const OpenOptions &options) {
+void Artifact::parseManifest() {
   std::string_view text(
       reinterpret_cast<const char *>(mapping_ + header_.manifestOffset),
       header_.manifestSize);
   manifest_ = parseJson(text, path_ + ": manifest");
   if (!manifest_.isObject())
     throw Error(path_ + ": the manifest is not a JSON object");
+}
+
+void Artifact::readManifest(const OpenOptions &options) {
+  parseManifest();
   FieldReader r(path_);
   const JsonValue &m = manifest_;
 

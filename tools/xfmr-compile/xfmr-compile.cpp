@@ -42,6 +42,11 @@ static cl::opt<std::string>
     weightsDir("weights",
                cl::desc("Checkpoint folder with the weights of an .mlir model"),
                cl::value_desc("dir"), cl::init(""), cl::cat(inputOutput));
+static cl::opt<bool> stripWeights(
+    "strip-weights",
+    cl::desc("Write the code, manifest and packing plan without the weights "
+             "(bind a checkpoint's weights later with xfmr-pack)"),
+    cl::init(false), cl::cat(inputOutput));
 static cl::opt<int64_t> contextLength(
     "context",
     cl::desc("KV-cache capacity in tokens, at most 2147483647 (default: the "
@@ -211,6 +216,7 @@ int main(int argc, char **argv) {
   options.weights = weightsDir;
   options.dumpIRAfter = dumpIRAfter;
   options.dumpDeviceCode = dumpDeviceCode;
+  options.stripWeights = stripWeights;
   options.optLevel = optLevel;
   options.quantize = quantize;
   options.mlaCache = mlaCache;

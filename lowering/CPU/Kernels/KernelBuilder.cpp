@@ -2,7 +2,7 @@
 
 #include "lowering/CPU/Kernels/KernelBuilder.h"
 #include "dialects/Xfmr/XfmrOps.h"
-#include "import/Float8.h"
+#include "xfmr/runtime/Float8.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"

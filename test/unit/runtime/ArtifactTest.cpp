@@ -171,8 +171,8 @@ TEST_F(ArtifactTest, BadSections) {
                     h.weightsSize = 64;
                   }),
                   "the weights and code sections overlap");
-  EXPECT_CONTAINS(headerError([](FileHeader &h) { h.reserved = 1; }),
-                  "header field 'reserved' is 1, must be 0");
+  EXPECT_CONTAINS(headerError([](FileHeader &h) { h.flags = 6; }),
+                  "header field 'flags' is 6, which has unknown bits");
 }
 
 TEST_F(ArtifactTest, ManifestNotJson) {

@@ -84,6 +84,11 @@ public:
   static void checkImage(const uint8_t *data, uint64_t size,
                          const std::string &name,
                          const OpenOptions &options = {});
+  /// Maps `path` and validates its header, sections and checksums, and
+  /// parses its manifest, without reading the model or loading code: what
+  /// xfmr-pack needs of an artifact, weights-stripped or not, built for any
+  /// target. Throws `Error`.
+  static std::shared_ptr<Artifact> inspect(const std::string &path);
   ~Artifact();
   Artifact(const Artifact &) = delete;
   Artifact &operator=(const Artifact &) = delete;
@@ -119,6 +124,12 @@ public:
   const uint8_t *mappingData() const { return mapping_; }
   uint64_t mappingSize() const { return mappingSize_; }
   const artifact::FileHeader &header() const { return header_; }
+  const artifact::FileTrailer &trailer() const { return trailer_; }
+  /// True for an artifact compiled with --strip-weights (only inspect()
+  /// opens one).
+  bool weightsStripped() const {
+    return header_.flags & artifact::kFlagWeightsStripped;
+  }
 
   /// What runs the code (chosen by the target kind).
   Backend &backend() const { return *backend_; }
@@ -164,6 +175,10 @@ private:
     uint64_t codeOffset = 0, codeSize = 0;
   };
   void readManifest(const OpenOptions &options);
+  /// Parses the manifest section into manifest_.
+  void parseManifest();
+  /// Throws the message that tells how to bind a stripped artifact's weights.
+  void refuseStripped() const;
   /// Creates the backend of the first candidate target that loads, loads
   /// its code and hands it the weights.
   void loadCode(const OpenOptions &options);

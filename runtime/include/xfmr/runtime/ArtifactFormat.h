@@ -12,6 +12,11 @@
 //   trailer          FileTrailer: an XXH3-64 checksum of the header and of
 //                    each section, the last 40 bytes of the file
 //
+// A weights-stripped artifact (xfmr-compile --strip-weights) sets
+// kFlagWeightsStripped and has an empty weights section; its manifest is the
+// full artifact's, packing plan included (see WeightPacking.h), so xfmr-pack
+// rebuilds the full artifact byte for byte from a checkpoint.
+//
 // The runtime maps the file once, verifies the checksums (unless told the
 // file is trusted), then uses the weights in place (zero copy) and loads the
 // code with dlopen from an in-memory file. The trailer comes last so that
@@ -77,7 +82,7 @@ inline constexpr uint64_t kTensorAlignment = 64;
 struct FileHeader {
   char magic[8];
   uint32_t version;
-  uint32_t reserved; // 0
+  uint32_t flags; // kFlag* bits
   uint64_t manifestOffset, manifestSize;
   uint64_t weightsOffset, weightsSize;
   uint64_t codeOffset, codeSize;
@@ -85,6 +90,17 @@ struct FileHeader {
   uint64_t fileSize;
 };
 static_assert(sizeof(FileHeader) == 72, "FileHeader layout is part of the format");
+
+/// FileHeader::flags: the weights section is empty, the manifest still
+/// describes the weights (bind them with xfmr-pack).
+inline constexpr uint32_t kFlagWeightsStripped = 1;
+inline constexpr uint32_t kKnownFlags = kFlagWeightsStripped;
+
+/// The header of a file with these section sizes: the manifest after the
+/// header, the weights and code each on the next section boundary, the
+/// trailer last. Writers all use it, so equal contents give equal files.
+inline FileHeader layoutArtifact(uint64_t manifestSize, uint64_t weightsSize,
+                                 uint64_t codeSize, uint32_t flags);
 
 /// The last bytes of every artifact: XXH3-64 (seed 0) of the FileHeader's 72
 /// bytes and of each section's bytes.
@@ -94,6 +110,26 @@ struct FileTrailer {
 };
 static_assert(sizeof(FileTrailer) == 40, "FileTrailer layout is part of the format");
 inline constexpr char kTrailerMagic[8] = {'X', 'F', 'M', 'R', 'S', 'U', 'M', '\0'};
+
+inline FileHeader layoutArtifact(uint64_t manifestSize, uint64_t weightsSize,
+                                 uint64_t codeSize, uint32_t flags) {
+  auto alignUp = [](uint64_t n) {
+    return (n + kSectionAlignment - 1) / kSectionAlignment * kSectionAlignment;
+  };
+  FileHeader header{};
+  for (int i = 0; i < 8; ++i)
+    header.magic[i] = kMagic[i];
+  header.version = kFormatVersion;
+  header.flags = flags;
+  header.manifestOffset = kSectionAlignment;
+  header.manifestSize = manifestSize;
+  header.weightsOffset = alignUp(header.manifestOffset + manifestSize);
+  header.weightsSize = weightsSize;
+  header.codeOffset = alignUp(header.weightsOffset + weightsSize);
+  header.codeSize = codeSize;
+  header.fileSize = header.codeOffset + codeSize + sizeof(FileTrailer);
+  return header;
+}
 
 /// MLIR's memref descriptor for rank 1 and 2 (C interface).
 template <typename T, int Rank> struct MemRef {

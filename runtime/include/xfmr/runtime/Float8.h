@@ -11,8 +11,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef XFMR_IMPORT_FLOAT8_H
-#define XFMR_IMPORT_FLOAT8_H
+#ifndef XFMR_RUNTIME_FLOAT8_H
+#define XFMR_RUNTIME_FLOAT8_H
 
 #include <cstdint>
 #include <string>
@@ -60,4 +60,4 @@ bool convertE4M3FNToFNUZ(uint8_t *codes, int64_t count, std::string &error);
 
 } // namespace xfmr::fp8
 
-#endif // XFMR_IMPORT_FLOAT8_H
+#endif // XFMR_RUNTIME_FLOAT8_H

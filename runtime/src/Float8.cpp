@@ -1,6 +1,6 @@
 //===- Float8.cpp - FP8 encodings and block quantization --------*- C++ -*-===//
 
-#include "import/Float8.h"
+#include "xfmr/runtime/Float8.h"
 
 #include <algorithm>
 #include <cmath>

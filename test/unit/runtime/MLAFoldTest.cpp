@@ -5,7 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lowering/Artifact/MLAFold.h"
+#include "xfmr/runtime/MLAFold.h"
 
 #include <gtest/gtest.h>
 

@@ -5,13 +5,11 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef XFMR_LOWERING_ARTIFACT_MLAFOLD_H
-#define XFMR_LOWERING_ARTIFACT_MLAFOLD_H
-
-#include "llvm/ADT/ArrayRef.h"
-#include "llvm/ADT/StringRef.h"
+#ifndef XFMR_RUNTIME_MLAFOLD_H
+#define XFMR_RUNTIME_MLAFOLD_H
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 namespace xfmr {
@@ -24,12 +22,12 @@ struct MLAFoldShape {
 /// in], result [H * rank, in]), "query_rope" (its rope rows, [H * rope, in])
 /// or "output" (weight = o_proj [hidden, H * v], result [hidden, H * rank]).
 /// `kvB` is kv_b_proj [H * (nope + v), rank] (unused for query_rope).
-std::vector<double> foldMLAWeight(llvm::StringRef kind,
-                                  llvm::ArrayRef<double> weight,
+std::vector<double> foldMLAWeight(std::string_view kind,
+                                  const std::vector<double> &weight,
                                   int64_t weightRows, int64_t weightCols,
-                                  llvm::ArrayRef<double> kvB,
+                                  const std::vector<double> &kvB,
                                   const MLAFoldShape &shape);
 
 } // namespace xfmr
 
-#endif // XFMR_LOWERING_ARTIFACT_MLAFOLD_H
+#endif // XFMR_RUNTIME_MLAFOLD_H

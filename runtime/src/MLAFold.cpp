@@ -1,13 +1,13 @@
 //===- MLAFold.cpp - MLA weight products folded at compile time -----------===//
 
-#include "lowering/Artifact/MLAFold.h"
+#include "xfmr/runtime/MLAFold.h"
 
 using namespace xfmr;
 
-std::vector<double> xfmr::foldMLAWeight(llvm::StringRef kind,
-                                        llvm::ArrayRef<double> weight,
+std::vector<double> xfmr::foldMLAWeight(std::string_view kind,
+                                        const std::vector<double> &weight,
                                         int64_t weightRows, int64_t weightCols,
-                                        llvm::ArrayRef<double> kvB,
+                                        const std::vector<double> &kvB,
                                         const MLAFoldShape &s) {
   int64_t queryStride = s.nope + s.rope, kvStride = s.nope + s.valueDim;
   std::vector<double> out;

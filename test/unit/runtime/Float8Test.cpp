@@ -1,6 +1,6 @@
 //===- Float8Test.cpp - FP8 encodings and block quantization ----*- C++ -*-===//
 
-#include "import/Float8.h"
+#include "xfmr/runtime/Float8.h"
 
 #include <gtest/gtest.h>
 

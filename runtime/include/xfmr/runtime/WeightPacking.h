@@ -1,0 +1,95 @@
+//===- WeightPacking.h - checkpoint tensors -> the weight blob --*- C++ -*-===//
+//
+// The packing plan says how each tensor of an artifact's weight blob is made
+// from checkpoint tensors: copied, FP8-quantized in blocks (codes, then
+// scales) or an MLA product folded in double precision. The compiler writes
+// the plan into the manifest (weights.tensors) and packs with it; xfmr-pack
+// reads it back and binds another checkpoint's weights to compiled code.
+// Both run the code below, so the same checkpoint gives the same bytes.
+//
+// Manifest fields of one tensor (besides name, offset, bytes, dtype, shape):
+//   "transform": "fp8_codes" | "fp8_scales"  with "source_dtype",
+//       "source_shape" and "block": [rows, cols]
+//   "transform": "mla_query_latent" | "mla_query_rope" | "mla_output"  with
+//       "source_dtype", "source_shape", "heads", "nope", "rope",
+//       "value_dim" and, except for mla_query_rope, "kv_b", "kv_b_dtype",
+//       "kv_b_shape"
+// A name with `*` stands for the stacked tensors `*` = 0, 1, ... in order.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef XFMR_RUNTIME_WEIGHTPACKING_H
+#define XFMR_RUNTIME_WEIGHTPACKING_H
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace xfmr::runtime {
+
+class JsonValue;
+
+/// One tensor of the weight blob and where its bytes come from.
+struct PackedTensor {
+  std::string name;
+  uint64_t offset = 0, bytes = 0;
+  /// The stored element type: f32, bf16, f16, f8e4m3fn, f8e4m3fnuz, f8e5m2.
+  std::string dtype;
+  std::vector<int64_t> shape;
+  /// "" (copied) or one of the transforms above.
+  std::string transform;
+  std::string sourceDtype;
+  std::vector<int64_t> sourceShape;
+  int64_t blockRows = 0, blockCols = 0;
+  int64_t heads = 0, nope = 0, rope = 0, valueDim = 0;
+  std::string kvB, kvBDtype;
+  std::vector<int64_t> kvBShape;
+};
+
+/// Reads the plan from a manifest's weights.tensors; throws `Error` naming
+/// `path` and the field.
+std::vector<PackedTensor> readPackingPlan(const JsonValue &manifest,
+                                          const std::string &path);
+
+/// Where tensors come from: a checkpoint.
+class TensorSource {
+public:
+  struct Tensor {
+    /// The safetensors spelling ("F32", "BF16", "F8_E4M3", ...).
+    std::string dtype;
+    std::vector<int64_t> shape;
+    const uint8_t *data = nullptr;
+    uint64_t size = 0;
+  };
+  virtual ~TensorSource();
+  /// The tensor called `name`; false when there is none.
+  virtual bool find(const std::string &name, Tensor &tensor) const = 0;
+  /// "the checkpoint DIR", for messages.
+  virtual std::string describe() const = 0;
+};
+
+/// What packWeights did, for the user.
+struct PackingSummary {
+  /// Tensors whose checkpoint dtype differed and were converted (f32, bf16
+  /// and f16 convert among themselves, rounding to nearest even).
+  std::vector<std::string> converted;
+};
+
+/// Writes the weight blob, `totalBytes` long: every tensor of `plan` at its
+/// offset, zeros between. `write` appends bytes and returns "" or an error;
+/// `progress` gets a line every 256 MiB. Returns "" or the first error,
+/// naming the tensor and the source.
+std::string packWeights(
+    const std::vector<PackedTensor> &plan, uint64_t totalBytes,
+    const TensorSource &source,
+    const std::function<std::string(const void *, size_t)> &write,
+    const std::function<void(const std::string &)> &progress = {},
+    PackingSummary *summary = nullptr);
+
+/// The safetensors dtype a stored dtype is copied from ("" if none).
+std::string safetensorsDtypeOf(const std::string &dtype);
+
+} // namespace xfmr::runtime
+
+#endif // XFMR_RUNTIME_WEIGHTPACKING_H

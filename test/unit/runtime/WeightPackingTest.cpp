@@ -1,0 +1,252 @@
+//===- WeightPackingTest.cpp - xfmr-pack's checkpoint reader and packer ---===//
+//
+// The runtime's safetensors checkpoint reader (xfmr-pack runs without LLVM)
+// rejects malformed files and indexes with messages naming the file and
+// tensor; the packer places, converts and rejects tensors as the plan says.
+// Byte identity with the compiler is tested end to end (test_pack.py).
+//
+//===----------------------------------------------------------------------===//
+
+#include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/Float16.h"
+#include "xfmr/runtime/Json.h"
+#include "xfmr/runtime/SafetensorsCheckpoint.h"
+#include "xfmr/runtime/WeightPacking.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+using namespace xfmr::runtime;
+namespace fs = std::filesystem;
+
+namespace {
+
+class WeightPackingTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("xfmr-pack-test-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  /// Writes `name` with header `json` and `data` bytes.
+  void writeSafetensors(const std::string &name, const std::string &json,
+                        const std::string &data) {
+    std::ofstream out(dir / name, std::ios::binary);
+    uint64_t n = json.size();
+    out.write(reinterpret_cast<const char *>(&n), 8);
+    out << json << data;
+  }
+  void writeText(const std::string &name, const std::string &text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+  }
+  std::string openError() {
+    try {
+      SafetensorsCheckpoint::open(dir.string());
+    } catch (const Error &e) {
+      return e.what();
+    }
+    return "(no error)";
+  }
+
+  fs::path dir;
+};
+
+#define EXPECT_CONTAINS(text, part)                                            \
+  EXPECT_NE(std::string(text).find(part), std::string::npos)                   \
+      << "'" << (text) << "' does not contain '" << (part) << "'"
+
+const std::string kTwoFloats =
+    R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})";
+
+TEST_F(WeightPackingTest, ReadsOneFile) {
+  float values[2] = {1.5f, -2.0f};
+  writeSafetensors("model.safetensors", kTwoFloats,
+                   std::string(reinterpret_cast<char *>(values), 8));
+  auto checkpoint = SafetensorsCheckpoint::open(dir.string());
+  const CheckpointTensor *w = checkpoint->find("w");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->dtype, "F32");
+  EXPECT_EQ(w->shape, std::vector<int64_t>{2});
+  EXPECT_EQ(w->size, 8u);
+  EXPECT_EQ(std::memcmp(w->data, values, 8), 0);
+  EXPECT_EQ(checkpoint->find("x"), nullptr);
+}
+
+TEST_F(WeightPackingTest, RejectsMalformedFiles) {
+  EXPECT_CONTAINS(openError(), "has no weights: expected model.safetensors");
+  writeText("model.safetensors", "abc");
+  EXPECT_CONTAINS(openError(), "too short for the 8-byte header length");
+  writeSafetensors("model.safetensors", "[1]", "");
+  EXPECT_CONTAINS(openError(), "header is an array, expected an object");
+  writeSafetensors("model.safetensors",
+                   R"({"w": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}})",
+                   std::string(8, '\0'));
+  EXPECT_CONTAINS(openError(), "unsupported dtype 'F64' for tensor 'w'");
+  writeSafetensors("model.safetensors", kTwoFloats, std::string(4, '\0'));
+  EXPECT_CONTAINS(openError(), "run past the end of the data");
+  writeSafetensors("model.safetensors", kTwoFloats, std::string(12, '\0'));
+  EXPECT_CONTAINS(openError(), "4 trailing bytes after the last tensor");
+  writeSafetensors("model.safetensors",
+                   R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})",
+                   std::string(8, '\0'));
+  EXPECT_CONTAINS(openError(), "span 8 bytes, but shape [3] of F32 needs 12");
+  writeSafetensors("model.safetensors",
+                   R"({"a": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]},
+                       "b": {"dtype": "U8", "shape": [2], "data_offsets": [1, 3]}})",
+                   std::string(3, '\0'));
+  EXPECT_CONTAINS(openError(), "tensor 'b' overlaps the tensor before it");
+}
+
+TEST_F(WeightPackingTest, ChecksTheIndex) {
+  writeSafetensors("a.safetensors", kTwoFloats, std::string(8, '\0'));
+  writeText("model.safetensors.index.json",
+            R"({"weight_map": {"w": "../a.safetensors"}})");
+  EXPECT_CONTAINS(openError(), "must be a file name inside the checkpoint");
+  writeText("model.safetensors.index.json",
+            R"({"weight_map": {"w": "a.safetensors", "v": "a.safetensors"}})");
+  EXPECT_CONTAINS(openError(), "tensor 'v' is missing from shard 'a.safetensors'");
+  writeText("model.safetensors.index.json", R"({"weight_map": {}})");
+  EXPECT_CONTAINS(openError(), "has no non-empty 'weight_map'");
+  writeText("model.safetensors.index.json",
+            R"({"weight_map": {"w": "a.safetensors"}})");
+  EXPECT_NE(SafetensorsCheckpoint::open(dir.string())->find("w"), nullptr);
+}
+
+/// A tensor source of in-memory tensors.
+class MemorySource : public TensorSource {
+public:
+  void add(const std::string &name, const std::string &dtype,
+           std::vector<int64_t> shape, std::string bytes) {
+    stored.push_back({name, dtype, std::move(shape), std::move(bytes)});
+  }
+  bool find(const std::string &name, Tensor &tensor) const override {
+    for (const Stored &s : stored)
+      if (s.name == name) {
+        tensor = {s.dtype, s.shape,
+                  reinterpret_cast<const uint8_t *>(s.bytes.data()),
+                  s.bytes.size()};
+        return true;
+      }
+    return false;
+  }
+  std::string describe() const override { return "memory"; }
+
+private:
+  struct Stored {
+    std::string name, dtype;
+    std::vector<int64_t> shape;
+    std::string bytes;
+  };
+  std::vector<Stored> stored;
+};
+
+PackedTensor tensor(const std::string &name, uint64_t offset, uint64_t bytes,
+                    const std::string &dtype, std::vector<int64_t> shape) {
+  PackedTensor t;
+  t.name = name;
+  t.offset = offset;
+  t.bytes = bytes;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  return t;
+}
+
+std::string pack(const std::vector<PackedTensor> &plan, uint64_t total,
+                 const MemorySource &source, std::string &blob,
+                 PackingSummary *summary = nullptr) {
+  blob.clear();
+  return packWeights(
+      plan, total, source,
+      [&](const void *data, size_t size) {
+        blob.append(static_cast<const char *>(data), size);
+        return std::string();
+      },
+      {}, summary);
+}
+
+TEST_F(WeightPackingTest, PlacesConvertsAndStacks) {
+  MemorySource source;
+  float values[2] = {1.0f, 3.0f};
+  source.add("w", "F32", {2}, std::string(reinterpret_cast<char *>(values), 8));
+  source.add("e.0", "U8", {2}, "ab");
+  source.add("e.1", "U8", {2}, "cd");
+  PackedTensor w = tensor("w", 64, 4, "bf16", {2});
+  PackedTensor e = tensor("e.*", 128, 4, "u8", {2, 2});
+  std::string blob;
+  PackingSummary summary;
+  // u8 has no safetensors spelling in the plan's vocabulary: refused.
+  EXPECT_CONTAINS(pack({w, e}, 192, source, blob, &summary),
+                  "weight 'e.*' is U8 in memory, but the compiled code reads u8");
+  e.dtype = "i8";
+  source.add("x.0", "I8", {2}, "ab");
+  source.add("x.1", "I8", {2}, "cd");
+  e.name = "x.*";
+  summary = {};
+  ASSERT_EQ(pack({w, e}, 192, source, blob, &summary), "");
+  ASSERT_EQ(blob.size(), 192u);
+  EXPECT_EQ(blob.substr(0, 64), std::string(64, '\0'));
+  uint16_t bits[2];
+  std::memcpy(bits, blob.data() + 64, 4);
+  EXPECT_EQ(xfmr::float16::decodeBF16(bits[0]), 1.0);
+  EXPECT_EQ(xfmr::float16::decodeBF16(bits[1]), 3.0);
+  EXPECT_EQ(blob.substr(128, 4), "abcd");
+  ASSERT_EQ(summary.converted.size(), 1u);
+  EXPECT_EQ(summary.converted[0], "w (F32 -> BF16)");
+  // Overlapping or out-of-range placements are refused.
+  PackedTensor late = tensor("w", 190, 4, "bf16", {2});
+  EXPECT_CONTAINS(pack({late}, 192, source, blob), "lies outside the weight blob");
+  // Scales before codes.
+  PackedTensor scales = tensor("w", 0, 4, "f32", {1});
+  scales.transform = "fp8_scales";
+  EXPECT_CONTAINS(pack({scales}, 64, source, blob), "come before its codes");
+}
+
+TEST_F(WeightPackingTest, RejectsNaNCodesAndWrongSizes) {
+  MemorySource source;
+  source.add("f", "F8_E4M3", {2}, std::string("\x01\x7f", 2));
+  PackedTensor f = tensor("f", 0, 2, "f8e4m3fn", {2});
+  std::string blob;
+  EXPECT_CONTAINS(pack({f}, 64, source, blob),
+                  "FP8 weight 'f' holds a NaN code at element 1");
+  PackedTensor big = tensor("f", 0, 4, "f8e4m3fn", {4});
+  source.add("g", "F8_E4M3", {2}, std::string("\x01\x02", 2));
+  big.name = "g";
+  EXPECT_CONTAINS(pack({big}, 64, source, blob),
+                  "weight 'g' has 2 bytes in memory but the compiled code "
+                  "expects 4");
+  PackedTensor missing = tensor("nope", 0, 4, "f32", {1});
+  EXPECT_CONTAINS(pack({missing}, 64, source, blob),
+                  "weight 'nope' is not in memory");
+}
+
+TEST_F(WeightPackingTest, ReadsThePlanWithClearErrors) {
+  auto plan = [](const std::string &text) {
+    try {
+      readPackingPlan(parseJson(text), "m.xfmr");
+    } catch (const Error &e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_CONTAINS(plan("{}"), "m.xfmr: the manifest has no weights.tensors");
+  EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w"}]}})"),
+                  "manifest tensor 'w'.offset must be an integer");
+  EXPECT_CONTAINS(
+      plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0, "bytes": 4,
+          "dtype": "f32", "shape": [1], "transform": "zip",
+          "source_dtype": "f32", "source_shape": [1]}]}})"),
+      "unknown transform 'zip'");
+  EXPECT_EQ(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
+      "bytes": 4, "dtype": "f32", "shape": [1]}]}})"),
+            "(no error)");
+}
+
+} // namespace
