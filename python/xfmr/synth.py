@@ -27,14 +27,18 @@ import json
 import math
 import os
 import sys
+import itertools
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .safetensors import DTYPES as ST_DTYPES
-from .safetensors import E4M3_MAX, INDEX_NAME, SINGLE_NAME, SafetensorsWriter, encode_f8_e4m3
+from .safetensors import (E4M3_MAX, INDEX_NAME, SINGLE_NAME, SafetensorsWriter, build_header,
+                          encode, encode_f8_e4m3)
 
 ARCHS = ("llama", "mistral", "qwen2", "mixtral", "deepseek_v3")
 DTYPES = {"f32": "F32", "bf16": "BF16", "f16": "F16", "fp8": "F8_E4M3"}
@@ -493,31 +497,65 @@ class _Progress:
             self.stream.flush()
 
 
-def _write_tensor(w: SafetensorsWriter, t: Tensor, seed: int, progress: _Progress,
-                  where: str) -> None:
+def _encoded_tensor(t: Tensor, seed: int) -> List[Tuple[str, np.ndarray]]:
+    """The (name, stored array) writes of tensor `t`, encoded (a worker thread's job: NumPy
+    releases the GIL in the generator and the array arithmetic)."""
     if not t.quantize:
-        for chunk in generate_values(t, seed):
-            w.write(t.name, chunk)
-            progress.add(chunk.size * ST_DTYPES[t.dtype].itemsize, where)
-        return
-    scales = []
+        return [(t.name, encode(chunk, t.dtype)) for chunk in generate_values(t, seed)]
+    writes, scales = [], []
     for chunk in generate_values(t, seed):
         q, s = quantize_fp8_blockwise(chunk, t.block)
-        w.write(t.name, q)
+        writes.append((t.name, q))
         scales.append(s)
-        progress.add(q.nbytes + s.nbytes, where)
-    w.write(t.name + "_scale_inv", np.concatenate(scales, axis=0))
+    writes.append((t.name + "_scale_inv", np.concatenate(scales, axis=0)))
+    return writes
+
+
+def _write_tensors(w: SafetensorsWriter, group: List[Tensor], seed: int, progress: _Progress,
+                   where: str, workers: int) -> None:
+    """Writes `group` in order; up to `workers` tensors are generated ahead in threads (each
+    tensor has its own generator, so the bytes do not depend on `workers`)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque()
+        queue = iter(group)
+        for t in itertools.islice(queue, workers):
+            pending.append(pool.submit(_encoded_tensor, t, seed))
+        while pending:
+            writes = pending.popleft().result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(_encoded_tensor, nxt, seed))
+            for name, array in writes:
+                w.write(name, array)
+                progress.add(array.nbytes, where)
+
+
+def _write_sparse(path: str, specs: List[Tuple[str, str, Tuple[int, ...]]]) -> None:
+    """A safetensors file of zeros: the header, then a hole (no disk blocks, no time)."""
+    header, layout = build_header(specs, {"format": "pt"})
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + (layout[-1].end if layout else 0))
 
 
 def generate(out_dir: str, arch: str, preset: str = "tiny", dtype: str = "f32", seed: int = 0,
              shards: int = 1, overrides: Optional[Dict[str, object]] = None,
              tie_embeddings: bool = False, mtp: bool = False,
              block_size: Sequence[int] = (128, 128),
-             progress: Optional[bool] = None) -> dict:
+             progress: Optional[bool] = None, workers: Optional[int] = None,
+             sparse: bool = False) -> dict:
     """Write a synthetic checkpoint folder; returns its config.
 
     `progress`: report to stderr (None: only for outputs above 64 MiB).
+    `workers`: threads generating tensors ahead of the writer (None: the CPU count, at most
+        16); the output does not depend on it.
+    `sparse`: every weight zero, written as sparse files (no disk space, no time): enough for
+        `xfmr-compile --strip-weights`, which reads only the headers, not for running.
     """
+    if workers is None:
+        workers = min(16, os.cpu_count() or 1)
+    if workers < 1:
+        raise SynthError(f"workers must be >= 1, got {workers}")
     config = make_config(arch, preset, dtype, overrides, tie_embeddings, mtp, block_size)
     tensors = plan_tensors(config, dtype, block_size)
     groups = split_shards(tensors, shards)
@@ -533,9 +571,11 @@ def generate(out_dir: str, arch: str, preset: str = "tiny", dtype: str = "f32", 
     for fname, group in zip(names, groups):
         specs = [spec for t in group for spec in t.specs()]
         path = os.path.join(out_dir, fname)
-        with SafetensorsWriter(path, specs, metadata={"format": "pt"}) as w:
-            for t in group:
-                _write_tensor(w, t, seed, report, fname)
+        if sparse:
+            _write_sparse(path, specs)
+        else:
+            with SafetensorsWriter(path, specs, metadata={"format": "pt"}) as w:
+                _write_tensors(w, group, seed, report, fname, workers)
         weight_map.update({name: fname for name, _, _ in specs})
     if shards > 1:
         index = {"metadata": {"total_size": total},
@@ -587,6 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deepseek_v3: num_nextn_predict_layers=1 (one extra MTP layer)")
     p.add_argument("--block-size", type=_parse_block, default=(128, 128), metavar="N|RxC",
                    help="fp8 scale block (default 128)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads generating tensors (default: the CPU count, at most 16)")
+    p.add_argument("--sparse", action="store_true",
+                   help="all-zero weights as sparse files (instant, no disk space): for "
+                        "xfmr-compile --strip-weights, which reads only the headers")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="always report progress on stderr (default: above 64 MiB)")
     p.add_argument("--quiet", dest="progress", action="store_false",
@@ -600,7 +645,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config = generate(args.out, args.arch, args.preset, args.dtype, args.seed, args.shards,
                           parse_set(args.overrides), args.tie_embeddings, args.mtp,
-                          args.block_size, args.progress)
+                          args.block_size, args.progress, args.workers, args.sparse)
     except SynthError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except OSError as e:

@@ -8,9 +8,13 @@
 #include "xfmr/runtime/Json.h"
 #include "xfmr/runtime/MLAFold.h"
 
+#include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <thread>
 
 using namespace xfmr;
 using namespace xfmr::runtime;
@@ -288,6 +292,33 @@ std::string copyTensor(const TensorSource &source, const PackedTensor &t,
   return storeDoubles(readDoubles(source, t.name, t.shape), t.dtype);
 }
 
+/// Runs work(0 .. count-1) on the machine's cores; returns the first error.
+std::string parallelFor(int64_t count,
+                        const std::function<std::string(int64_t)> &work) {
+  int64_t threads = std::min<int64_t>(
+      count, std::max(1u, std::thread::hardware_concurrency()));
+  std::atomic<int64_t> next{0};
+  std::mutex mutex;
+  std::string firstError;
+  auto run = [&] {
+    for (int64_t item; (item = next++) < count;) {
+      std::string error = work(item);
+      if (!error.empty()) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (firstError.empty())
+          firstError = error;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int64_t i = 1; i < threads; ++i)
+    pool.emplace_back(run);
+  run();
+  for (std::thread &thread : pool)
+    thread.join();
+  return firstError;
+}
+
 std::string fp8Key(const PackedTensor &t) {
   return t.name + "|" + std::to_string(t.blockRows) + "x" +
          std::to_string(t.blockCols);
@@ -307,14 +338,32 @@ void quantizeTensor(const TensorSource &source, const PackedTensor &t,
                        ((cols + t.blockCols - 1) / t.blockCols);
   codes.resize(values.size());
   std::vector<float> scaleValues(matrices * scaleCount);
-  for (int64_t m = 0; m < matrices; ++m) {
-    std::string error;
-    if (!fp8::quantize(format, values.data() + m * rows * cols, rows, cols,
-                       {t.blockRows, t.blockCols},
-                       reinterpret_cast<uint8_t *>(&codes[0]) + m * rows * cols,
-                       scaleValues.data() + m * scaleCount, error))
-      throw Error("cannot quantize weight '" + t.name + "': " + error);
-  }
+  // Blocks are independent: each thread takes whole rows of blocks (of about
+  // 1M elements), so the result does not depend on the thread count.
+  int64_t scaleCols = (cols + t.blockCols - 1) / t.blockCols;
+  int64_t rowsPerChunk =
+      std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(cols, 1) /
+                               t.blockRows) *
+      t.blockRows;
+  int64_t chunksPerMatrix = (rows + rowsPerChunk - 1) / rowsPerChunk;
+  std::string error = parallelFor(
+      matrices * chunksPerMatrix, [&](int64_t item) -> std::string {
+        int64_t m = item / chunksPerMatrix;
+        int64_t r0 = item % chunksPerMatrix * rowsPerChunk;
+        int64_t r1 = std::min(rows, r0 + rowsPerChunk);
+        int64_t first = (m * rows + r0) * cols;
+        std::string why;
+        if (!fp8::quantize(format, values.data() + first, r1 - r0, cols,
+                           {t.blockRows, t.blockCols},
+                           reinterpret_cast<uint8_t *>(&codes[0]) + first,
+                           scaleValues.data() + m * scaleCount +
+                               r0 / t.blockRows * scaleCols,
+                           why))
+          return why;
+        return "";
+      });
+  if (!error.empty())
+    throw Error("cannot quantize weight '" + t.name + "': " + error);
   scales.assign(reinterpret_cast<const char *>(scaleValues.data()),
                 scaleValues.size() * sizeof(float));
 }

@@ -197,3 +197,16 @@ def test_python_api(synth_checkpoint, tmp_path):
         xfmr.compile(str(checkpoint), strip_weights=True)
     with pytest.raises(FileNotFoundError):
         xfmr.pack(tmp_path / "missing.xfmr", checkpoint, tmp_path / "x.xfmr")
+
+
+def test_stripped_from_a_sparse_checkpoint(synth_checkpoint, tmp_path):
+    """A GPU-sized model compiles weights-stripped from a sparse checkpoint (headers, no
+    data); the real checkpoint, generated elsewhere, packs into the full artifact."""
+    from xfmr import synth
+    sparse = tmp_path / "sparse"
+    synth.generate(str(sparse), "deepseek_v3", dtype="bf16", sparse=True)
+    flags = ["--mla-cache", "latent", "--mla-absorb", "compile-time"]
+    stripped = compile_to(sparse, tmp_path / "stripped.xfmr", "--strip-weights", *flags)
+    real = synth_checkpoint("deepseek_v3", dtype="bf16")
+    assert pack(stripped, real, tmp_path / "packed.xfmr").returncode == 0
+    assert_same_bytes(compile_to(real, tmp_path / "full.xfmr", *flags), tmp_path / "packed.xfmr")

@@ -260,3 +260,23 @@ def test_command_line(tmp_path, python_env):
                        text=True, timeout=60)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert (tmp_path / "ds" / "model.safetensors.index.json").exists()
+
+
+def test_bytes_do_not_depend_on_the_worker_count(tmp_path):
+    for workers in (1, 3):
+        synth.generate(str(tmp_path / f"w{workers}"), "deepseek_v3", dtype="fp8",
+                       workers=workers, progress=False)
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w3" / name).read_bytes()
+
+
+def test_sparse_checkpoint_has_the_real_headers_and_zeros(tmp_path):
+    synth.generate(str(tmp_path / "real"), "mixtral", dtype="bf16", progress=False)
+    synth.generate(str(tmp_path / "sparse"), "mixtral", dtype="bf16", sparse=True, shards=2)
+    real = SafetensorsFolder(str(tmp_path / "real"))
+    sparse = SafetensorsFolder(str(tmp_path / "sparse"))
+    assert sorted(real.keys()) == sorted(sparse.keys())
+    for name in real.keys():
+        assert real.info(name).dtype == sparse.info(name).dtype
+        assert real.info(name).shape == sparse.info(name).shape
+        assert not np.any(sparse.raw(name))
