@@ -9,6 +9,13 @@
 #   scripts/gpu-check.sh run [DIR]              on the GPU machine (no MLIR needed): run
 #                                               every model on both, compare greedy ids and
 #                                               logits, print one table
+#   scripts/gpu-check.sh bench-prepare [DIR] [CHIP]   here: the speed benchmark's models
+#                                               (Llama-3-8B bf16 and FP8, DeepSeek-V2-Lite
+#                                               shapes), weights-stripped, into DIR (default
+#                                               build-gpubench); see bench/gpu.py
+#   scripts/gpu-check.sh bench [DIR]  (or --bench)   on the GPU machine: generate, pack and
+#                                               time them against the copy bandwidth, cuBLAS
+#                                               and transformers; print one table
 #
 # GPU-sized models do not fit the 64 MiB a device call carries: they travel weights-stripped
 # (xfmr-compile --strip-weights), and `run` generates their synthetic checkpoint on the GPU
@@ -24,10 +31,24 @@ dir="${2:-build-gpucheck}"
 chip="${3:-sm_90}"
 gpu_target="cuda:$chip"
 [ "$chip" = vulkan ] && gpu_target=vulkan
-python=/usr/bin/python3
-[ -x "$python" ] || python=python3
+# The first Python with NumPy (and, for the benchmark, PyTorch): on the GPU machine the
+# plain python3 holds PyTorch; here Debian's /usr/bin/python3 has NumPy.
+pick_python() {
+  for candidate in python3 /usr/bin/python3; do
+    if "$candidate" -c "import numpy$1" 2> /dev/null; then echo "$candidate"; return; fi
+  done
+  echo python3
+}
+python=$(pick_python "")
 
 case "$command" in
+bench-prepare)
+  "$python" bench/gpu.py prepare --dir "${2:-build-gpubench}" --chip "${3:-sm_90}"
+  ;;
+bench|--bench)
+  # Leaves the packed models in ${TMPDIR:-/tmp} only while each runs (about 40 GB at most).
+  "$(pick_python ", torch")" bench/gpu.py run --dir "${2:-build-gpubench}"
+  ;;
 prepare)
   build="${XFMR_BUILD_DIR:-build}"
   rm -rf "$dir" && mkdir -p "$dir/models" "$dir/bin"
@@ -149,7 +170,7 @@ sys.exit(1 if failed else 0)
 PYTHON
   ;;
 *)
-  sed -n '2,14p' "$0" >&2
+  sed -n '2,26p' "$0" >&2
   exit 2
   ;;
 esac

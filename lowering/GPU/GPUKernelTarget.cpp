@@ -205,8 +205,36 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
   return ref;
 }
 
+SymbolRefAttr GPUKernelTarget::byLeadingSize(StringRef key,
+                                             SymbolRefAttr single,
+                                             SymbolRefAttr several,
+                                             unsigned operand) {
+  std::string name = ("xfmr_" + key).str();
+  choices[name] = Choice{single, several, operand};
+  return SymbolRefAttr::get(getModule().getContext(), name);
+}
+
 void GPUKernelTarget::launch(OpBuilder &b, Location loc, SymbolRefAttr kernel,
                              ValueRange operands) {
+  if (auto choice = choices.find(kernel.getLeafReference());
+      choice != choices.end()) {
+    Choice c = choice->second;
+    Value size = memref::DimOp::create(b, loc, operands[c.operand], 0);
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    Value single =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size, one);
+    scf::IfOp::create(
+        b, loc, single,
+        [&](OpBuilder &b, Location loc) {
+          launch(b, loc, c.single, operands);
+          scf::YieldOp::create(b, loc);
+        },
+        [&](OpBuilder &b, Location loc) {
+          launch(b, loc, c.several, operands);
+          scf::YieldOp::create(b, loc);
+        });
+    return;
+  }
   const Kernel &record = kernels.find(kernel.getLeafReference())->second;
   Type i64 = b.getI64Type();
   auto asI64 = [&](Value v) -> Value {

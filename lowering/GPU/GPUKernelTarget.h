@@ -106,6 +106,15 @@ public:
     return get(key, present, block, byRole, wrapped);
   }
 
+  /// A kernel that is two: `single` launched when the leading size of
+  /// operand `operand` is 1 (decode: one token), `several` otherwise
+  /// (prefill). The host tests the size before each launch; each kernel
+  /// keeps only the workgroup memory and grid of its own form.
+  mlir::SymbolRefAttr byLeadingSize(llvm::StringRef key,
+                                    mlir::SymbolRefAttr single,
+                                    mlir::SymbolRefAttr several,
+                                    unsigned operand);
+
   /// Whether kernels are for SPIR-V (workgroup memory as a Workgroup
   /// storage-class allocation rather than a gpu.func attribution).
   bool isVulkan() const { return getKind() == "vulkan"; }
@@ -119,6 +128,11 @@ private:
     llvm::SmallVector<mlir::Type> types;
   };
   llvm::StringMap<Kernel> kernels;
+  struct Choice {
+    mlir::SymbolRefAttr single, several;
+    unsigned operand;
+  };
+  llvm::StringMap<Choice> choices;
   int64_t nextIndex = 0;
 };
 

@@ -16,6 +16,13 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
   // CHECK: %[[PTR:.+]] = memref.extract_aligned_pointer_as_index %[[ARGS]]
   // CHECK: call @xfmr_gpu_launch(%{{.+}}, %{{.+}}, %{{.+}}, %[[PTR]]) : (i64, i64, i64, index) -> ()
   // CHECK-NOT: call @xfmr_embedding
+  // A linear launches its matrix-vector form for one token (decode), its
+  // tiled form otherwise (prefill).
+  // CHECK: %[[SINGLE:.+]] = arith.cmpi eq, %{{.+}}, %{{.+}} : index
+  // CHECK-NEXT: scf.if %[[SINGLE]] {
+  // CHECK: call @xfmr_gpu_launch
+  // CHECK: } else {
+  // CHECK: call @xfmr_gpu_launch
   // CHECK: gpu.module @xfmr_kernels
   // CHECK: gpu.func @xfmr_embedding_32x16_f32(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>, %{{.+}}: memref<?xf32>, %[[PARAMS:[a-z0-9]+]]: memref<?xi32>)
   // CHECK-SAME: kernel
@@ -27,10 +34,17 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
   // CHECK: memref.subview
   // CHECK: gpu.block_id
   // CHECK: gpu.thread_id
-  // The linear kernel reduces through workgroup memory (for SPIR-V an
+  // The matrix-vector form reduces through workgroup memory (for SPIR-V an
   // allocation in memory space 3, Workgroup; other targets: an attribution).
-  // CHECK: gpu.func @xfmr_linear_16x16_f8e4m3fn_b128x128_bias_f32(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi8>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>)
+  // CHECK: gpu.func @xfmr_linear_16x16_f8e4m3fn_b128x128_bias_f32_vector(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi8>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>)
   // CHECK: memref.alloc() : memref<64xf32, 3>
+  // CHECK: gpu.barrier
+  // The tiled form stages 32 x 32 slices of x and W (pitch 33) in workgroup
+  // memory; edge loads are guarded.
+  // CHECK: gpu.func @xfmr_linear_16x16_f8e4m3fn_b128x128_bias_f32_tiles(
+  // CHECK: memref.alloc() : memref<1056xf32, 3>
+  // CHECK: memref.alloc() : memref<1056xf32, 3>
+  // CHECK: scf.if %{{.+}} -> (f32)
   // CHECK: gpu.barrier
   // The bf16 cache is i16 storage, encoded with integer arithmetic.
   // CHECK: gpu.func @xfmr_cache_write_16x1x16x16_bf16(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi16>
@@ -59,7 +73,7 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
 // CUDA (and ROCm): the offsets and scalars are kernel arguments; workgroup
 // memory is an attribution.
 // CHECK: module attributes {gpu.container_module, {{.*}}kind = "cuda"
-// CHECK: gpu.func @xfmr_linear_8x8_f32(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32) workgroup(%{{.+}} : memref<64xf32, #gpu.address_space<workgroup>>) kernel
+// CHECK: gpu.func @xfmr_linear_8x8_f32_vector(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32) workgroup(%{{.+}} : memref<64xf32, #gpu.address_space<workgroup>>) kernel
 module attributes {xfmr.target = #xfmr.target<kind = "cuda", triple = "nvptx64-nvidia-cuda", chip = "sm_90a">} {
   func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x8xf32> attributes {xfmr.entry = "prefill"} {
     %emb = xfmr.weight "embed" : tensor<8x8xf32>

@@ -261,6 +261,15 @@ Value simt::reduce(OpBuilder &b, Location loc, const GPUThread &thread,
   return result;
 }
 
+Value simt::leadingSize(OpBuilder &b, Location loc, Value view) {
+  if (auto expand = view.getDefiningOp<memref::ExpandShapeOp>()) {
+    OpFoldResult size = expand.getMixedOutputShape().front();
+    if (auto value = dyn_cast<Value>(size))
+      return value;
+  }
+  return memref::DimOp::create(b, loc, view, 0);
+}
+
 Value simt::erf(OpBuilder &b, Location loc, Value x) {
   Value z = math::AbsFOp::create(b, loc, x);
   Value one = f32(b, loc, 1.0);

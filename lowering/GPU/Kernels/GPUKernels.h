@@ -110,6 +110,12 @@ void firstThread(mlir::OpBuilder &b, mlir::Location loc,
                  llvm::function_ref<void(mlir::OpBuilder &, mlir::Location)>
                      body);
 
+/// The (dynamic) first dimension of a kernel operand, inside the kernel:
+/// the size its view was built with (a memref.dim of the view would not
+/// fold before the SPIR-V conversion).
+mlir::Value leadingSize(mlir::OpBuilder &b, mlir::Location loc,
+                        mlir::Value view);
+
 /// erf(x) from the Chebyshev fit of erfc in Numerical Recipes (relative
 /// error of erfc below 1.2e-7), with plain arithmetic and exp: SPIR-V has no
 /// erf.

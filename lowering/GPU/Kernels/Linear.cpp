@@ -1,9 +1,15 @@
 //===- Linear.cpp - y = x W^T (+ b) on GPUs ---------------------------===//
 //
-// One workgroup per output element (token, row of W): its threads stride
-// over K, so a warp reads consecutive weights of one row (coalesced), and
-// the partial sums meet in workgroup memory. Block scales multiply each
-// product (the scale of its [bm, bn] block).
+// Two forms in one kernel, chosen by the token count (uniform per launch):
+// - one token (decode, a matrix-vector product): one workgroup per row of
+//   W; its threads stride over K, so a warp reads consecutive weights of one
+//   row (coalesced), and the partial sums meet in workgroup memory;
+// - several tokens (prefill, a matrix product): one workgroup per 32 x 32
+//   tile of the output (tokens x rows). It steps over K in slices of 32,
+//   staging the slice of x and of W (decoded to f32, block scales applied)
+//   in workgroup memory, and each thread accumulates 4 x 4 outputs. Each
+//   weight is read once per 32 tokens instead of once per token.
+// Block scales multiply each weight (the scale of its [bm, bn] block).
 //
 //===----------------------------------------------------------------------===//
 
@@ -12,10 +18,25 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 
 using namespace mlir;
 using namespace xfmr;
 using namespace xfmr::kernels;
+
+namespace {
+/// The prefill tile (tokens x rows x K slice), its workgroup-memory row
+/// pitch (one padding column keeps the threads of a warp on distinct banks)
+/// and the 8 x 8 threads that share it.
+constexpr int64_t kTile = 32, kPitch = kTile + 1, kThreadSide = 8;
+
+void matrixVector(OpBuilder &b, Location loc, const GPUThread &thread,
+                  LinearOperands<Value> args, Value scratch,
+                  const LinearKernel &kernel);
+void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
+                 LinearOperands<Value> args, Value xTile, Value wTile,
+                 const LinearKernel &kernel);
+} // namespace
 
 SymbolRefAttr xfmr::kernels::gpuLinear(GPUKernelTarget &target,
                                        const LinearKernel &kernel) {
@@ -30,63 +51,229 @@ SymbolRefAttr xfmr::kernels::gpuLinear(GPUKernelTarget &target,
   if (bias)
     types.bias = simt::buffer(context, {out}, *bias);
   if (weight.blockScale)
-    types.scale = MemRefType::get(
-        {llvm::divideCeilSigned(out, weight.blockScale->first),
-         llvm::divideCeilSigned(in, weight.blockScale->second)},
-        f32Type);
+    types.scale =
+        MemRefType::get({llvm::divideCeilSigned(out, weight.blockScale->first),
+                         llvm::divideCeilSigned(in, weight.blockScale->second)},
+                        f32Type);
   types.output = MemRefType::get({ShapedType::kDynamic, out}, f32Type);
-  std::string key = "linear_" + std::to_string(out) + "x" +
-                    std::to_string(in) + "_" + weight.key();
+  std::string key = "linear_" + std::to_string(out) + "x" + std::to_string(in) +
+                    "_" + weight.key();
   if (bias)
     key += "_bias_" + formatName(*bias).str();
   constexpr int64_t block = 64;
-  return target.get<LinearOperands>(
-      key, types, block,
-      [out](OpBuilder &b, Location loc, LinearOperands<Value> args) -> Value {
-        Value tokens = memref::DimOp::create(b, loc, args.input, 0);
-        Value rows = index(b, loc, out);
-        return arith::MulIOp::create(b, loc, tokens, rows);
+  SymbolRefAttr single = target.get<LinearOperands>(
+      key + "_vector", types, block,
+      [out](OpBuilder &b, Location loc, LinearOperands<Value>) -> Value {
+        return index(b, loc, out);
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           LinearOperands<Value> args) {
-        Value scratch = thread.scratch(block);
-        Value t = arith::DivUIOp::create(b, loc, thread.workgroup,
-                                         index(b, loc, out));
-        Value n = arith::RemUIOp::create(b, loc, thread.workgroup,
-                                         index(b, loc, out));
-        Value scaleRow;
-        if (weight.blockScale)
-          scaleRow = arith::DivUIOp::create(
-              b, loc, n, index(b, loc, weight.blockScale->first));
-        Value end = index(b, loc, in);
-        Value step = index(b, loc, block);
-        Value zero = f32(b, loc, 0.0);
-        Value mine = simt::accumulate(
-            b, loc, thread.thread, end, step, zero,
-            [&](OpBuilder &b, Location loc, Value k, Value acc) -> Value {
-              Value x =
-                  memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
-              Value w = simt::loadF32(b, loc, args.weight, {n, k},
-                                      weight.format);
-              if (weight.blockScale) {
-                Value column = arith::DivUIOp::create(
-                    b, loc, k, index(b, loc, weight.blockScale->second));
-                w = arith::MulFOp::create(
-                    b, loc, w,
-                    memref::LoadOp::create(b, loc, args.scale,
-                                           ValueRange{scaleRow, column}));
-              }
-              return simt::fma(b, loc, x, w, acc);
-            });
-        Value sum =
-            simt::reduce(b, loc, thread, scratch, mine, simt::Reduction::Sum);
-        simt::firstThread(b, loc, thread, [&](OpBuilder &b, Location loc) {
-          Value result = sum;
-          if (bias)
-            result = arith::AddFOp::create(
-                b, loc, result, simt::loadF32(b, loc, args.bias, {n}, *bias));
-          memref::StoreOp::create(b, loc, result, args.output,
-                                  ValueRange{t, n});
-        });
+        matrixVector(b, loc, thread, args, thread.scratch(block), kernel);
       });
+  SymbolRefAttr several = target.get<LinearOperands>(
+      key + "_tiles", types, block,
+      [out](OpBuilder &b, Location loc, LinearOperands<Value> args) -> Value {
+        Value tokens = memref::DimOp::create(b, loc, args.input, 0);
+        Value tokenTiles =
+            arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, kTile));
+        Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
+        return arith::MulIOp::create(b, loc, tokenTiles, rowTiles);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          LinearOperands<Value> args) {
+        Value xTile = thread.scratch(kTile * kPitch);
+        Value wTile = thread.scratch(kTile * kPitch);
+        matrixTiles(b, loc, thread, args, xTile, wTile, kernel);
+      });
+  // The input is the first operand.
+  return target.byLeadingSize(key, single, several, /*operand=*/0);
 }
+
+namespace {
+
+/// One workgroup per row of W for one token.
+void matrixVector(OpBuilder &b, Location loc, const GPUThread &thread,
+                  LinearOperands<Value> args, Value scratch,
+                  const LinearKernel &kernel) {
+  int64_t in = kernel.in, out = kernel.out, block = thread.block;
+  const WeightOperand &weight = kernel.weight;
+  std::optional<WeightFormat> bias = kernel.bias;
+  Value t =
+      arith::DivUIOp::create(b, loc, thread.workgroup, index(b, loc, out));
+  Value n =
+      arith::RemUIOp::create(b, loc, thread.workgroup, index(b, loc, out));
+  Value scaleRow;
+  if (weight.blockScale)
+    scaleRow = arith::DivUIOp::create(b, loc, n,
+                                      index(b, loc, weight.blockScale->first));
+  Value end = index(b, loc, in);
+  Value step = index(b, loc, block);
+  Value zero = f32(b, loc, 0.0);
+  Value mine = simt::accumulate(
+      b, loc, thread.thread, end, step, zero,
+      [&](OpBuilder &b, Location loc, Value k, Value acc) -> Value {
+        Value x = memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
+        Value w = simt::loadF32(b, loc, args.weight, {n, k}, weight.format);
+        if (weight.blockScale) {
+          Value column = arith::DivUIOp::create(
+              b, loc, k, index(b, loc, weight.blockScale->second));
+          w = arith::MulFOp::create(
+              b, loc, w,
+              memref::LoadOp::create(b, loc, args.scale,
+                                     ValueRange{scaleRow, column}));
+        }
+        return simt::fma(b, loc, x, w, acc);
+      });
+  Value sum = simt::reduce(b, loc, thread, scratch, mine, simt::Reduction::Sum);
+  simt::firstThread(b, loc, thread, [&](OpBuilder &b, Location loc) {
+    Value result = sum;
+    if (bias)
+      result = arith::AddFOp::create(
+          b, loc, result, simt::loadF32(b, loc, args.bias, {n}, *bias));
+    memref::StoreOp::create(b, loc, result, args.output, ValueRange{t, n});
+  });
+}
+
+/// `value()` where `inside`, else 0 (loads past an edge are not made).
+Value loadOrZero(OpBuilder &b, Location loc, Value inside,
+                 function_ref<Value(OpBuilder &, Location)> value) {
+  auto branch = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()}, inside,
+                                  /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&branch.getThenRegion().front());
+    scf::YieldOp::create(b, loc, value(b, loc));
+    b.setInsertionPointToStart(&branch.getElseRegion().front());
+    scf::YieldOp::create(b, loc, f32(b, loc, 0.0));
+  }
+  return branch.getResult(0);
+}
+
+Value lessThan(OpBuilder &b, Location loc, Value x, Value bound) {
+  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, bound);
+}
+
+/// One workgroup per kTile x kTile tile of the output (tokens x rows).
+void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
+                 LinearOperands<Value> args, Value xTile, Value wTile,
+                 const LinearKernel &kernel) {
+  int64_t in = kernel.in, out = kernel.out;
+  const WeightOperand &weight = kernel.weight;
+  Value tokens = simt::leadingSize(b, loc, args.input);
+  Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
+  Value tile = index(b, loc, kTile);
+  Value firstToken = arith::MulIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, thread.workgroup, rowTiles), tile);
+  Value firstRow = arith::MulIOp::create(
+      b, loc, arith::RemUIOp::create(b, loc, thread.workgroup, rowTiles), tile);
+  Value outRows = index(b, loc, out), inCols = index(b, loc, in);
+  Value pitch = index(b, loc, kPitch);
+  // Thread (r, c) of an 8 x 8 grid owns tokens r + 8i and rows c + 8j.
+  Value side = index(b, loc, kThreadSide);
+  Value r = arith::DivUIOp::create(b, loc, thread.thread, side);
+  Value c = arith::RemUIOp::create(b, loc, thread.thread, side);
+  constexpr int64_t kPerThread = kTile / kThreadSide; // 4
+  SmallVector<Value> zeros(kPerThread * kPerThread, f32(b, loc, 0.0));
+  auto loop = scf::ForOp::create(
+      b, loc, index(b, loc, 0), inCols, tile, zeros,
+      [&](OpBuilder &b, Location loc, Value k0, ValueRange acc) {
+        // Stage x[tokens, k0 .. k0 + kTile) and W[rows, k0 .. k0 + kTile):
+        // element e = thread + block * i is (e / kTile, e % kTile), so
+        // neighbouring threads read neighbouring columns.
+        for (int64_t i = 0; i < kTile * kTile / thread.block; ++i) {
+          Value e = arith::AddIOp::create(b, loc, thread.thread,
+                                          index(b, loc, i * thread.block));
+          Value row = arith::DivUIOp::create(b, loc, e, tile);
+          Value col = arith::RemUIOp::create(b, loc, e, tile);
+          Value k = arith::AddIOp::create(b, loc, k0, col);
+          Value kInside = lessThan(b, loc, k, inCols);
+          Value slot = arith::AddIOp::create(
+              b, loc, arith::MulIOp::create(b, loc, row, pitch), col);
+          Value t = arith::AddIOp::create(b, loc, firstToken, row);
+          Value x =
+              loadOrZero(b, loc,
+                         arith::AndIOp::create(b, loc, kInside,
+                                               lessThan(b, loc, t, tokens)),
+                         [&](OpBuilder &b, Location loc) -> Value {
+                           return memref::LoadOp::create(b, loc, args.input,
+                                                         ValueRange{t, k});
+                         });
+          memref::StoreOp::create(b, loc, x, xTile, slot);
+          Value n = arith::AddIOp::create(b, loc, firstRow, row);
+          Value w = loadOrZero(
+              b, loc,
+              arith::AndIOp::create(b, loc, kInside,
+                                    lessThan(b, loc, n, outRows)),
+              [&](OpBuilder &b, Location loc) -> Value {
+                Value w =
+                    simt::loadF32(b, loc, args.weight, {n, k}, weight.format);
+                if (!weight.blockScale)
+                  return w;
+                Value scaleRow = arith::DivUIOp::create(
+                    b, loc, n, index(b, loc, weight.blockScale->first));
+                Value scaleColumn = arith::DivUIOp::create(
+                    b, loc, k, index(b, loc, weight.blockScale->second));
+                Value scale = memref::LoadOp::create(
+                    b, loc, args.scale, ValueRange{scaleRow, scaleColumn});
+                return arith::MulFOp::create(b, loc, w, scale);
+              });
+          memref::StoreOp::create(b, loc, w, wTile, slot);
+        }
+        mlir::gpu::BarrierOp::create(b, loc);
+        Value zero = index(b, loc, 0);
+        Value one = index(b, loc, 1);
+        auto inner = scf::ForOp::create(
+            b, loc, zero, tile, one, acc,
+            [&](OpBuilder &b, Location loc, Value kk, ValueRange acc) {
+              SmallVector<Value> xs, ws;
+              for (int64_t i = 0; i < kPerThread; ++i) {
+                Value xRow = arith::AddIOp::create(
+                    b, loc, r, index(b, loc, i * kThreadSide));
+                xs.push_back(memref::LoadOp::create(
+                    b, loc, xTile,
+                    ValueRange{arith::AddIOp::create(
+                        b, loc, arith::MulIOp::create(b, loc, xRow, pitch),
+                        kk)}));
+                Value wRow = arith::AddIOp::create(
+                    b, loc, c, index(b, loc, i * kThreadSide));
+                ws.push_back(memref::LoadOp::create(
+                    b, loc, wTile,
+                    ValueRange{arith::AddIOp::create(
+                        b, loc, arith::MulIOp::create(b, loc, wRow, pitch),
+                        kk)}));
+              }
+              SmallVector<Value> next;
+              for (int64_t i = 0; i < kPerThread; ++i)
+                for (int64_t j = 0; j < kPerThread; ++j)
+                  next.push_back(
+                      simt::fma(b, loc, xs[i], ws[j], acc[i * kPerThread + j]));
+              scf::YieldOp::create(b, loc, next);
+            });
+        // Nobody restages the tiles before everyone has read them.
+        mlir::gpu::BarrierOp::create(b, loc);
+        scf::YieldOp::create(b, loc, inner.getResults());
+      });
+  for (int64_t i = 0; i < kPerThread; ++i)
+    for (int64_t j = 0; j < kPerThread; ++j) {
+      Value t = arith::AddIOp::create(
+          b, loc, firstToken,
+          arith::AddIOp::create(b, loc, r, index(b, loc, i * kThreadSide)));
+      Value n = arith::AddIOp::create(
+          b, loc, firstRow,
+          arith::AddIOp::create(b, loc, c, index(b, loc, j * kThreadSide)));
+      Value tokenInside = lessThan(b, loc, t, tokens);
+      Value rowInside = lessThan(b, loc, n, outRows);
+      Value inside = arith::AndIOp::create(b, loc, tokenInside, rowInside);
+      scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
+        Value result = loop.getResult(i * kPerThread + j);
+        if (kernel.bias)
+          result = arith::AddFOp::create(
+              b, loc, result,
+              simt::loadF32(b, loc, args.bias, {n}, *kernel.bias));
+        memref::StoreOp::create(b, loc, result, args.output, ValueRange{t, n});
+        scf::YieldOp::create(b, loc);
+      });
+    }
+}
+
+} // namespace

@@ -50,18 +50,6 @@ Value loadIndex(OpBuilder &b, Location loc, Value memref, ValueRange at) {
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), raw);
 }
 
-/// The (dynamic) first dimension of a kernel operand, inside the kernel:
-/// the size its view was built with (a memref.dim of the view would not
-/// fold before the SPIR-V conversion).
-Value leadingSize(OpBuilder &b, Location loc, Value view) {
-  if (auto expand = view.getDefiningOp<memref::ExpandShapeOp>()) {
-    OpFoldResult size = expand.getMixedOutputShape().front();
-    if (auto value = dyn_cast<Value>(size))
-      return value;
-  }
-  return memref::DimOp::create(b, loc, view, 0);
-}
-
 /// scf.if (condition) { body } without results.
 void ifThen(OpBuilder &b, Location loc, Value condition,
             function_ref<void(OpBuilder &, Location)> body) {
@@ -598,7 +586,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
         Value k = index(b, loc, topK);
         Value hiddenCount = index(b, loc, hidden);
-        Value tokens = leadingSize(b, loc, x);
+        Value tokens = simt::leadingSize(b, loc, x);
 
         // Counters: workgroup 0, a thread per expert, add with carry.
         Value firstGroup = arith::CmpIOp::create(
