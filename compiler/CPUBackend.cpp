@@ -23,10 +23,9 @@ public:
                                Twine("target '") + options.target +
                                    "': the CPU target takes no suffix; the "
                                    "CPU is chosen with --cpu");
-    if (options.cpu.empty())
-      return createStringError(std::make_error_code(std::errc::invalid_argument),
-                               Twine("no CPU given (an LLVM CPU name or 'native')"));
-    target.cpu = options.cpu;
+    // By default the code is for this machine's CPU: the fastest here, and
+    // the runtime refuses it, naming the missing features, elsewhere.
+    target.cpu = options.cpu.empty() ? "native" : options.cpu;
     target.optLevel = options.optLevel;
     return resolveCPUTarget(target);
   }

@@ -210,15 +210,35 @@ createBackends(const CompileOptions &options) {
           "--target '" + options.target + "' names '" + kind +
               "' twice (one artifact holds one code per target kind)");
     seen.push_back(kind);
-    Expected<std::unique_ptr<TargetBackend>> backend =
-        createTargetBackend(name);
-    if (!backend)
-      return backend.takeError();
-    CompileOptions one = options;
-    one.target = name.str();
-    if (Error error = (*backend)->configure(one))
-      return std::move(error);
-    backends.push_back(std::move(*backend));
+    // CPU code comes in one variant per --cpu entry; other targets' host
+    // code is built once, for the last (most widely runnable) entry.
+    SmallVector<StringRef> cpus;
+    StringRef(options.cpu).split(cpus, ',');
+    std::vector<std::string> described;
+    for (StringRef cpu : cpus) {
+      cpu = cpu.trim();
+      if (cpu.empty() && cpus.size() > 1)
+        return createStringError(
+            std::make_error_code(std::errc::invalid_argument),
+            "--cpu '" + options.cpu + "' has an empty entry");
+      if (kind != "cpu" && cpu != cpus.back().trim())
+        continue;
+      Expected<std::unique_ptr<TargetBackend>> backend =
+          createTargetBackend(name);
+      if (!backend)
+        return backend.takeError();
+      CompileOptions one = options;
+      one.target = name.str();
+      one.cpu = cpu.str();
+      if (Error error = (*backend)->configure(one))
+        return std::move(error);
+      // "native" may be a CPU the list names too: one variant is enough.
+      std::string description = (*backend)->describe();
+      if (llvm::is_contained(described, description))
+        continue;
+      described.push_back(description);
+      backends.push_back(std::move(*backend));
+    }
   }
   return backends;
 }
@@ -498,7 +518,7 @@ Error xfmr::compileModel(const CompileOptions &options,
   contents.targets = std::move(targets);
   contents.compileOptions = json::Object{
       {"target", options.target},
-      {"cpu", options.cpu},
+      {"cpu", options.cpu.empty() ? std::string("native") : options.cpu},
       {"opt_level", int64_t(options.optLevel)},
       {"context", options.context},
       {"quantize", options.quantize},

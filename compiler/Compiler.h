@@ -27,8 +27,12 @@ struct CompileOptions {
   std::string output = "model.xfmr";
   /// The back end (TargetBackend.h): "cpu" today.
   std::string target = "cpu";
-  /// An LLVM CPU name, or "native".
-  std::string cpu = "x86-64-v2";
+  /// The CPU code's variants, best first: LLVM CPU names or "native", comma
+  /// separated ("znver4,x86-64-v3,x86-64-v2"); the runtime runs the first
+  /// one the machine supports. "" is the default: "native" for CPU code;
+  /// the host code of GPU targets takes the last entry, and x86-64-v2 by
+  /// default (it must run on whatever machine holds the GPU).
+  std::string cpu;
   /// KV-cache capacity in tokens; 0 takes max_position_embeddings.
   int64_t context = 0;
   /// For .mlir models: the checkpoint folder holding the weights.

@@ -78,8 +78,9 @@ prepare)
     for target in cpu "$gpu_target"; do
       out="$dir/models/$name.${target%%:*}.xfmr"
       # shellcheck disable=SC2086
+      # --cpu x86-64-v2: the CPU artifacts run on the GPU machine's CPU.
       "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags \
-        2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
+        --cpu x86-64-v2 2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
     done
   done
   # name | synth arch and options | compile flags: compiled weights-stripped, packed there.
@@ -94,7 +95,7 @@ prepare)
       out="$dir/stripped/$name.${target%%:*}.xfmr"
       # shellcheck disable=SC2086
       "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags \
-        --strip-weights 2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
+        --cpu x86-64-v2 --strip-weights 2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
     done
     echo "$source" > "$dir/stripped/$name.synth"
     rm -rf "$checkpoint"

@@ -18,7 +18,7 @@ __all__ = ["compile", "pack"]
 
 
 def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
-            target: str = "cpu", cpu: str = "x86-64-v2", context: int = 0,
+            target: str = "cpu", cpu: Optional[str] = None, context: int = 0,
             weights: Optional[_args.PathLike] = None, opt_level: int = 3,
             quantize: Optional[str] = None, quantize_options: Optional[dict] = None,
             kv_cache: Optional[str] = None, mla_cache: Optional[str] = None,
@@ -36,8 +36,12 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         `artifact.save(path)` keeps a copy.
     target: "cpu" (default), "cuda:sm_80|sm_89|sm_90|sm_90a", "rocm:gfx90a|gfx942",
         "vulkan", or a comma list of them for one artifact that runs on each (docs/gpu.md).
-    cpu: an LLVM CPU name ("x86-64-v2", "x86-64-v3", "znver4", ...) or "native" (this
-        machine's CPU and features; the artifact then runs only on such CPUs).
+    cpu: None (this machine's CPU and features: the fastest code here, refused with a
+        message naming the missing features elsewhere), an LLVM CPU name ("x86-64-v2",
+        "x86-64-v3", "znver4", ...), "native", or a comma list of them, best first, for one
+        artifact with a variant each: the runtime runs the first the machine supports
+        ("znver4,x86-64-v3,x86-64-v2"). GPU targets' host code takes the last entry
+        (default x86-64-v2).
     context: KV-cache capacity in tokens, at most 2**31 - 1; 0 takes the model's
         max_position_embeddings (a larger context than that warns: `xfmr.CompileWarning`).
     opt_level: LLVM optimization level, 0 to 3.
@@ -124,8 +128,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         weights = _args.existing(weights, "weights checkpoint folder", kind="dir")
     if not isinstance(target, str):
         raise TypeError(f"target must be a str, got {type(target).__name__}")
-    if not isinstance(cpu, str) or not cpu:
-        raise InvalidArgumentError(f"cpu must be an LLVM CPU name or 'native', got {cpu!r}")
+    if cpu is not None and (not isinstance(cpu, str) or not cpu):
+        raise InvalidArgumentError(f"cpu must be an LLVM CPU name, 'native' or a comma list "
+                                   f"of them, got {cpu!r}")
     context = _args.integer(context, "context", 0, _args.INT32_MAX)
     kv_window = _args.integer(kv_window, "kv_window", 0, 2**31 - 1)
     kv_sinks = _args.integer(kv_sinks, "kv_sinks", 0, 2**31 - 1)
@@ -156,7 +161,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         if not os.path.isdir(folder):
             raise FileNotFoundError(2, "output folder not found", folder)
     try:
-        native().compile(model, output, target, cpu, context, weights or "", opt_level,
+        native().compile(model, output, target, cpu or "", context, weights or "", opt_level,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
                          kv_window, kv_sinks, moe or "", mla_absorb or "", strip_weights,

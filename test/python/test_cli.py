@@ -174,6 +174,30 @@ def test_cpu_records_its_features_and_the_host_is_checked(llama, tmp_path):
     assert run("xfmr-run", out, "--prompt-ids", "1", "-n", "1").returncode in (0, 1)
 
 
+def test_cpu_variants_best_first(native, llama, tmp_path):
+    """A --cpu list builds a variant per CPU; the runtime runs the first this machine
+    supports (diamondrapids' AVX10.2 and AMX: no CI machine has them)."""
+    out = tmp_path / "variants.xfmr"
+    done = run("xfmr-compile", llama, "-o", out, "--cpu", "diamondrapids, x86-64-v2")
+    assert done.returncode == 0, done.stderr
+    assert "cpu diamondrapids" in done.stderr and "cpu x86-64-v2" in done.stderr
+    manifest = _manifest(out)
+    assert [t["cpu"] for t in manifest["targets"]] == ["diamondrapids", "x86-64-v2"]
+    assert manifest["compile_options"]["cpu"] == "diamondrapids, x86-64-v2"
+    assert native.Artifact(str(out)).target["cpu"] == "x86-64-v2"
+    single = tmp_path / "v2.xfmr"
+    assert run("xfmr-compile", llama, "-o", single, "--cpu", "x86-64-v2").returncode == 0
+    args = ["--prompt-ids", "1 2 3", "-n", "6"]
+    assert run("xfmr-run", out, *args).stdout == run("xfmr-run", single, *args).stdout
+    # The default, native, resolves to a name; a list naming it again builds it once.
+    done = run("xfmr-compile", llama, "-o", out, "--cpu", "native,native")
+    assert done.returncode == 0 and done.stderr.count("generating code") == 1
+    # Empty entries are usage errors.
+    done = run("xfmr-compile", llama, "-o", out, "--cpu", "x86-64-v3,,x86-64-v2")
+    assert done.returncode == 2 and "--cpu 'x86-64-v3,,x86-64-v2' has an empty entry" in \
+        done.stderr
+
+
 def _manifest(path):
     data = Path(path).read_bytes()
     offset, size = (int.from_bytes(data[16 + 8 * i:24 + 8 * i], "little") for i in range(2))

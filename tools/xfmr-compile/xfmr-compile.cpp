@@ -62,9 +62,12 @@ static cl::opt<std::string>
     cpuName("cpu",
             cl::desc("CPU to compile for: an LLVM CPU name (x86-64-v3, "
                      "znver4, sapphirerapids, ...) or 'native' for this "
-                     "machine's CPU and features (default x86-64-v2); the "
-                     "artifact then runs only on CPUs with its features"),
-            cl::value_desc("name"), cl::init("x86-64-v2"),
+                     "machine's CPU and features (the default); a comma "
+                     "list, best first, builds one variant each and the "
+                     "runtime runs the first the machine supports "
+                     "(--cpu znver4,x86-64-v3,x86-64-v2). GPU targets' "
+                     "host code takes the last entry (default x86-64-v2)"),
+            cl::value_desc("names"), cl::init(""),
             cl::cat(targetOptions));
 static cl::opt<unsigned> optLevel("O",
                                   cl::desc("LLVM optimization level, 0-3 "
