@@ -22,6 +22,10 @@
 using namespace mlir;
 using namespace xfmr::kernels;
 
+/// Prefill attention tiles: tokens per task, keys per chunk (a chunk of
+/// f32 keys and values of one head, 128 + 128 channels, is 32 KiB).
+static constexpr int64_t kQueryTile = 16, kKeyChunk = 32;
+
 static MemRefType cacheBuffer(MLIRContext *context, int64_t capacity,
                               int64_t heads, int64_t rowSize,
                               CacheFormat format) {
@@ -80,15 +84,16 @@ void writeEntry(OpBuilder &b, Location loc, ArrayRef<Segment> segments,
   int64_t channel = offset;
   for (const Segment &segment : segments) {
     int64_t first = channel;
-    serialFor(b, loc, zero, index(b, loc, segment.length),
-              [&](OpBuilder &b, Location loc, Value i) {
-      Value v = at(b, loc, segment, i);
-      if (scale)
-        v = arith::DivFOp::create(b, loc, v, scale);
-      Value target = arith::AddIOp::create(b, loc, i, index(b, loc, first));
-      memref::StoreOp::create(b, loc, encodeCacheValue(b, loc, v, format), cache,
-                              ValueRange{row, head, target});
-    });
+    serialFor(
+        b, loc, zero, index(b, loc, segment.length),
+        [&](OpBuilder &b, Location loc, Value i) {
+          Value v = at(b, loc, segment, i);
+          if (scale)
+            v = arith::DivFOp::create(b, loc, v, scale);
+          Value target = arith::AddIOp::create(b, loc, i, index(b, loc, first));
+          memref::StoreOp::create(b, loc, encodeCacheValue(b, loc, v, format),
+                                  cache, ValueRange{row, head, target});
+        });
     channel += segment.length;
   }
 }
@@ -102,7 +107,7 @@ std::string formatSuffix(CacheFormat format) {
 } // namespace
 
 func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib,
-    const CacheWriteKernel &kernel) {
+                                       const CacheWriteKernel &kernel) {
   int64_t capacity = kernel.capacity;
   int64_t heads = kernel.heads;
   int64_t keyDim = kernel.keyDim;
@@ -111,8 +116,8 @@ func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib,
   std::optional<int64_t> sinks = kernel.sinks;
   MLIRContext *context = lib.getModule().getContext();
   std::string key = "cache_write_" + std::to_string(capacity) + "x" +
-                    std::to_string(heads) + "x" + std::to_string(keyDim) +
-                    "x" + std::to_string(valueDim) + formatSuffix(format);
+                    std::to_string(heads) + "x" + std::to_string(keyDim) + "x" +
+                    std::to_string(valueDim) + formatSuffix(format);
   if (sinks)
     key += "_ring" + std::to_string(*sinks);
   CacheWriteOperands<Type> types{
@@ -122,26 +127,29 @@ func::FuncOp xfmr::kernels::cacheWrite(KernelLibrary &lib,
   return lib.get<CacheWriteOperands>(
       key, types,
       [&](OpBuilder &b, Location loc, CacheWriteOperands<Value> args) {
-    Value k = args.key, v = args.value, cache = args.cache;
-    Value scales = args.scales, start = args.start;
-    Value tokens = memref::DimOp::create(b, loc, k, 0);
-    Value zero = index(b, loc, 0);
-    parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
-      Value row = cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
+        Value k = args.key, v = args.value, cache = args.cache;
+        Value scales = args.scales, start = args.start;
+        Value tokens = memref::DimOp::create(b, loc, k, 0);
+        Value zero = index(b, loc, 0);
+        parallelFor(
+            b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+              Value row =
+                  cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
                             capacity, sinks);
-      serialFor(b, loc, zero, index(b, loc, heads),
-                [&](OpBuilder &b, Location loc, Value h) {
-        writeEntry(b, loc, {Segment{k, {t, h}, zero, keyDim}}, cache, scales,
-                   row, h, 0, 0, format.format);
-        writeEntry(b, loc, {Segment{v, {t, h}, zero, valueDim}}, cache,
-                   scales, row, h, keyDim, 1, format.format);
+              serialFor(
+                  b, loc, zero, index(b, loc, heads),
+                  [&](OpBuilder &b, Location loc, Value h) {
+                    writeEntry(b, loc, {Segment{k, {t, h}, zero, keyDim}},
+                               cache, scales, row, h, 0, 0, format.format);
+                    writeEntry(b, loc, {Segment{v, {t, h}, zero, valueDim}},
+                               cache, scales, row, h, keyDim, 1, format.format);
+                  });
+            });
       });
-    });
-  });
 }
 
 func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib,
-    const MLACacheWriteKernel &kernel) {
+                                          const MLACacheWriteKernel &kernel) {
   int64_t capacity = kernel.capacity;
   int64_t heads = kernel.heads;
   int64_t nope = kernel.nope;
@@ -166,34 +174,38 @@ func::FuncOp xfmr::kernels::mlaCacheWrite(KernelLibrary &lib,
   return lib.get<MLACacheWriteOperands>(
       key, types,
       [&](OpBuilder &b, Location loc, MLACacheWriteOperands<Value> args) {
-    Value kv = args.kv, ropeKey = args.ropeKey, cache = args.cache;
-    Value scales = args.scales, start = args.start;
-    Value tokens = memref::DimOp::create(b, loc, kv, 0);
-    Value zero = index(b, loc, 0);
-    parallelFor(b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
-      Value row = cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
+        Value kv = args.kv, ropeKey = args.ropeKey, cache = args.cache;
+        Value scales = args.scales, start = args.start;
+        Value tokens = memref::DimOp::create(b, loc, kv, 0);
+        Value zero = index(b, loc, 0);
+        parallelFor(
+            b, loc, zero, tokens, [&](OpBuilder &b, Location loc, Value t) {
+              Value row =
+                  cacheSlot(b, loc, arith::AddIOp::create(b, loc, start, t),
                             capacity, sinks);
-      serialFor(b, loc, zero, index(b, loc, heads),
-                [&](OpBuilder &b, Location loc, Value h) {
-        // kv rows are head-major [k_nope | v]; the key is [k_nope | k_pe]
-        // with k_pe shared by all heads.
-        Value base =
-            arith::MulIOp::create(b, loc, h, index(b, loc, nope + valueDim));
-        Value valueBegin =
-            arith::AddIOp::create(b, loc, base, index(b, loc, nope));
-        writeEntry(b, loc,
-                   {Segment{kv, {t}, base, nope},
-                    Segment{ropeKey, {t, zero}, zero, rope}},
-                   cache, scales, row, h, 0, 0, format.format);
-        writeEntry(b, loc, {Segment{kv, {t}, valueBegin, valueDim}}, cache,
-                   scales, row, h, nope + rope, 1, format.format);
+              serialFor(
+                  b, loc, zero, index(b, loc, heads),
+                  [&](OpBuilder &b, Location loc, Value h) {
+                    // kv rows are head-major [k_nope | v]; the key is [k_nope |
+                    // k_pe] with k_pe shared by all heads.
+                    Value base = arith::MulIOp::create(
+                        b, loc, h, index(b, loc, nope + valueDim));
+                    Value valueBegin = arith::AddIOp::create(
+                        b, loc, base, index(b, loc, nope));
+                    writeEntry(b, loc,
+                               {Segment{kv, {t}, base, nope},
+                                Segment{ropeKey, {t, zero}, zero, rope}},
+                               cache, scales, row, h, 0, 0, format.format);
+                    writeEntry(b, loc, {Segment{kv, {t}, valueBegin, valueDim}},
+                               cache, scales, row, h, nope + rope, 1,
+                               format.format);
+                  });
+            });
       });
-    });
-  });
 }
 
 func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
-    const AttendKernel &kernel) {
+                                   const AttendKernel &kernel) {
   int64_t capacity = kernel.capacity;
   int64_t queryHeads = kernel.queryHeads;
   int64_t kvHeads = kernel.kvHeads;
@@ -207,9 +219,9 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
   char scaleText[32];
   std::snprintf(scaleText, sizeof(scaleText), "%a", scale);
   std::string key = "attend_" + std::to_string(capacity) + "x" +
-                    std::to_string(queryHeads) + "x" +
-                    std::to_string(kvHeads) + "x" + std::to_string(keyDim) +
-                    "x" + std::to_string(valueDim) + "_" + scaleText;
+                    std::to_string(queryHeads) + "x" + std::to_string(kvHeads) +
+                    "x" + std::to_string(keyDim) + "x" +
+                    std::to_string(valueDim) + "_" + scaleText;
   if (window)
     key += "_w" + std::to_string(*window);
   if (sinks)
@@ -225,148 +237,414 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
       scaleBuffer(context, capacity, kvHeads, storage), IndexType::get(context),
       perHead(context, queryHeads, valueDim)};
   return lib.get<AttendOperands>(
-      key, types,
-      [&](OpBuilder &b, Location loc, AttendOperands<Value> args) {
+      key, types, [&](OpBuilder &b, Location loc, AttendOperands<Value> args) {
         Value q = args.query, cache = args.cache, scales = args.scales;
         Value start = args.start, out = args.output;
         Value table = isFP8(format) ? lib.lookupTable(b, loc, format) : Value();
         Value tokens = memref::DimOp::create(b, loc, q, 0);
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
-        Value work = arith::MulIOp::create(b, loc, tokens,
-                                             index(b, loc, queryHeads));
-        // One (token, head) pair per iteration: decode parallelizes over
-        // heads, prefill over tokens too.
-        parallelFor(b, loc, zero, work,
-                    [&](OpBuilder &b, Location loc, Value item) {
-          Value t = arith::DivUIOp::create(b, loc, item,
-                                             index(b, loc, queryHeads));
-          Value h = arith::RemUIOp::create(b, loc, item,
-                                             index(b, loc, queryHeads));
-          Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
-          Value position = arith::AddIOp::create(b, loc, start, t);
-          VisibleKeys keys =
-              visibleKeys(b, loc, position, capacity, window, sinks);
-          Value begin = keys.begin, end = keys.end;
-          auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
-          Block *body = new Block();
-          scope.getBodyRegion().push_back(body);
-          OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPointToStart(body);
-          Value negInf =
-              f32(b, loc, -std::numeric_limits<double>::infinity());
-          // Score of key j (scaled), and the scale of value j (8-bit caches).
-          auto scoreOf = [&](OpBuilder &b, Location loc, Value j) {
-            // j is a cache slot.
-            Value score = dot(b, loc, q, {t, h}, zero, cache, {j, kvHead},
-                              zero, keyDim, format, table, width);
-            Value valueScale;
-            if (scaled) {
-              score = arith::MulFOp::create(
-                  b, loc, score,
-                  memref::LoadOp::create(b, loc, scales,
-                                         ValueRange{j, kvHead, zero}));
-              valueScale = memref::LoadOp::create(b, loc, scales,
-                                                  ValueRange{j, kvHead, one});
-            }
-            score = arith::MulFOp::create(b, loc, score, f32(b, loc, scale));
-            return std::pair(score, valueScale);
-          };
-          if (valueDim % width == 0 && valueDim <= 256) {
-            // The output accumulators live in vector registers.
-            auto vectorType = VectorType::get({width}, b.getF32Type());
-            int64_t pieces = valueDim / width;
-            Value vzero = arith::ConstantOp::create(
-                b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
-            SmallVector<Value> init{negInf, f32(b, loc, 0.0)};
-            init.append(pieces, vzero);
-            auto loop = scf::ForOp::create(
-                b, loc, begin, end, one, init,
-                [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
-                  Value j = keys.slot(b, loc, i);
-                  auto [score, valueScale] = scoreOf(b, loc, j);
-                  SoftmaxStep step =
-                      onlineSoftmaxStep(b, loc, state[0], state[1], score);
-                  Value maxNew = step.max, sumNew = step.sum;
-                  Value correction = step.correction, weight = step.weight;
-                  Value valueWeight =
-                      valueScale
-                          ? arith::MulFOp::create(b, loc, weight, valueScale)
-                                .getResult()
-                          : weight;
-                  Value c = vector::BroadcastOp::create(b, loc, vectorType,
-                                                        correction);
-                  Value w = vector::BroadcastOp::create(b, loc, vectorType,
-                                                        valueWeight);
-                  SmallVector<Value> next{maxNew, sumNew};
-                  for (int64_t i = 0; i < pieces; ++i) {
-                    Value v = loadVectorAsF32(
-                        b, loc, cache,
-                        {j, kvHead, index(b, loc, keyDim + i * width)},
-                        format, table, width);
-                    next.push_back(vector::FMAOp::create(
-                        b, loc, w, v,
-                        arith::MulFOp::create(b, loc, state[2 + i], c)));
-                  }
-                  scf::YieldOp::create(b, loc, next);
-                });
-            Value inverse = vector::BroadcastOp::create(
-                b, loc, vectorType,
-                arith::DivFOp::create(b, loc, f32(b, loc, 1.0),
-                                      loop.getResult(1)));
-            for (int64_t i = 0; i < pieces; ++i) {
-              Value scaled =
-                  arith::MulFOp::create(b, loc, loop.getResult(2 + i), inverse);
-              Value channel = index(b, loc, i * width);
-              vector::StoreOp::create(b, loc, scaled, out,
-                                      ValueRange{t, h, channel});
-            }
-            memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
-            return;
+        Value negInf = f32(b, loc, -std::numeric_limits<double>::infinity());
+        // Score of key j (a cache slot) for query (t, h), scaled, and the
+        // scale of value j (8-bit caches).
+        auto scoreOf = [&](OpBuilder &b, Location loc, Value t, Value h,
+                           Value kvHead, Value j) {
+          Value score = dot(b, loc, q, {t, h}, zero, cache, {j, kvHead}, zero,
+                            keyDim, format, table, width);
+          Value valueScale;
+          if (scaled) {
+            Value keyScale = memref::LoadOp::create(
+                b, loc, scales, ValueRange{j, kvHead, zero});
+            score = arith::MulFOp::create(b, loc, score, keyScale);
+            valueScale = memref::LoadOp::create(b, loc, scales,
+                                                ValueRange{j, kvHead, one});
           }
-          Value acc = memref::AllocaOp::create(b, 
-              loc, MemRefType::get({valueDim}, b.getF32Type()));
-          serialFor(b, loc, zero, index(b, loc, valueDim),
-                    [&](OpBuilder &b, Location loc, Value d) {
-            memref::StoreOp::create(b, loc, f32(b, loc, 0.0), acc, d);
-          });
-          auto loop = scf::ForOp::create(b, 
-              loc, begin, end, one, ValueRange{negInf, f32(b, loc, 0.0)},
+          score = arith::MulFOp::create(b, loc, score, f32(b, loc, scale));
+          return std::pair(score, valueScale);
+        };
+        bool vectorized = valueDim % width == 0 && valueDim <= 256;
+        auto vectorType = VectorType::get({width}, b.getF32Type());
+        int64_t pieces = valueDim / width;
+        // Keys [lo, hi) (key indices; `slot` maps them to cache slots) of
+        // query (t, h) on the state {max, sum, output vectors...}.
+        auto keyLoop =
+            [&](OpBuilder &b, Location loc, Value t, Value h, Value kvHead,
+                Value lo, Value hi,
+                const std::function<Value(OpBuilder &, Location, Value)> &slot,
+                ValueRange init) {
+              return scf::ForOp::create(
+                  b, loc, lo, hi, one, init,
+                  [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                    Value j = slot(b, loc, i);
+                    auto [score, valueScale] = scoreOf(b, loc, t, h, kvHead, j);
+                    SoftmaxStep step =
+                        onlineSoftmaxStep(b, loc, state[0], state[1], score);
+                    Value valueWeight =
+                        valueScale ? arith::MulFOp::create(b, loc, step.weight,
+                                                           valueScale)
+                                         .getResult()
+                                   : step.weight;
+                    Value c = vector::BroadcastOp::create(b, loc, vectorType,
+                                                          step.correction);
+                    Value w = vector::BroadcastOp::create(b, loc, vectorType,
+                                                          valueWeight);
+                    SmallVector<Value> next{step.max, step.sum};
+                    for (int64_t p = 0; p < pieces; ++p) {
+                      Value v = loadVectorAsF32(
+                          b, loc, cache,
+                          {j, kvHead, index(b, loc, keyDim + p * width)},
+                          format, table, width);
+                      Value kept =
+                          arith::MulFOp::create(b, loc, state[2 + p], c);
+                      next.push_back(vector::FMAOp::create(b, loc, w, v, kept));
+                    }
+                    scf::YieldOp::create(b, loc, next);
+                  });
+            };
+        Value vzero = arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
+        // One chunk of keys [lo, hi) for query row r of a tile, as
+        // FlashAttention does it: every score of the chunk first (independent
+        // dot products the core overlaps), then one max and one rescale of
+        // the running output per chunk, then the weighted values. `scores`
+        // and `valueScales` hold the chunk's scores, then value weights.
+        auto blockUpdate = [&](OpBuilder &b, Location loc, Value t, Value h,
+                               Value kvHead, Value r, Value lo, Value hi,
+                               Value stats, Value outputs, Value scores,
+                               Value valueScales) {
+          auto scoresLoop = scf::ForOp::create(
+              b, loc, lo, hi, one, ValueRange{negInf},
               [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
-                Value j = keys.slot(b, loc, i);
-                auto [score, valueScale] = scoreOf(b, loc, j);
-                SoftmaxStep step =
-                    onlineSoftmaxStep(b, loc, state[0], state[1], score);
-                Value maxNew = step.max, sumNew = step.sum;
-                Value correction = step.correction, weight = step.weight;
-                // The value scale folds into the softmax weight.
-                Value valueWeight =
-                    valueScale ? arith::MulFOp::create(b, loc, weight, valueScale)
-                                     .getResult()
-                               : weight;
+                auto [score, valueScale] = scoreOf(b, loc, t, h, kvHead, i);
+                Value local = arith::SubIOp::create(b, loc, i, lo);
+                memref::StoreOp::create(b, loc, score, scores, local);
+                if (valueScale)
+                  memref::StoreOp::create(b, loc, valueScale, valueScales,
+                                          local);
+                Value top = arith::MaximumFOp::create(b, loc, state[0], score);
+                scf::YieldOp::create(b, loc, top);
+              });
+          Value oldMax =
+              memref::LoadOp::create(b, loc, stats, ValueRange{r, zero});
+          Value oldSum =
+              memref::LoadOp::create(b, loc, stats, ValueRange{r, one});
+          Value newMax = arith::MaximumFOp::create(b, loc, oldMax,
+                                                   scoresLoop.getResult(0));
+          Value drop = arith::SubFOp::create(b, loc, oldMax, newMax);
+          Value correction = math::ExpOp::create(b, loc, drop);
+          auto weightsLoop = scf::ForOp::create(
+              b, loc, lo, hi, one, ValueRange{f32(b, loc, 0.0)},
+              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                Value local = arith::SubIOp::create(b, loc, i, lo);
+                Value score = memref::LoadOp::create(b, loc, scores, local);
+                Value shifted = arith::SubFOp::create(b, loc, score, newMax);
+                Value weight = math::ExpOp::create(b, loc, shifted);
+                // The value scale folds into the value's weight.
+                Value valueWeight = weight;
+                if (scaled) {
+                  Value valueScale =
+                      memref::LoadOp::create(b, loc, valueScales, local);
+                  valueWeight =
+                      arith::MulFOp::create(b, loc, weight, valueScale);
+                }
+                memref::StoreOp::create(b, loc, valueWeight, scores, local);
+                Value total = arith::AddFOp::create(b, loc, state[0], weight);
+                scf::YieldOp::create(b, loc, total);
+              });
+          Value kept = arith::MulFOp::create(b, loc, oldSum, correction);
+          Value newSum =
+              arith::AddFOp::create(b, loc, kept, weightsLoop.getResult(0));
+          memref::StoreOp::create(b, loc, newMax, stats, ValueRange{r, zero});
+          memref::StoreOp::create(b, loc, newSum, stats, ValueRange{r, one});
+          Value rescale =
+              vector::BroadcastOp::create(b, loc, vectorType, correction);
+          SmallVector<Value> init;
+          for (int64_t p = 0; p < pieces; ++p) {
+            Value acc =
+                vector::LoadOp::create(b, loc, vectorType, outputs,
+                                       ValueRange{r, index(b, loc, p * width)});
+            init.push_back(arith::MulFOp::create(b, loc, acc, rescale));
+          }
+          auto valuesLoop = scf::ForOp::create(
+              b, loc, lo, hi, one, init,
+              [&](OpBuilder &b, Location loc, Value i, ValueRange acc) {
+                Value local = arith::SubIOp::create(b, loc, i, lo);
+                Value weight = memref::LoadOp::create(b, loc, scores, local);
+                Value spread =
+                    vector::BroadcastOp::create(b, loc, vectorType, weight);
+                SmallVector<Value> next;
+                for (int64_t p = 0; p < pieces; ++p) {
+                  Value v = loadVectorAsF32(
+                      b, loc, cache,
+                      {i, kvHead, index(b, loc, keyDim + p * width)}, format,
+                      table, width);
+                  next.push_back(
+                      vector::FMAOp::create(b, loc, spread, v, acc[p]));
+                }
+                scf::YieldOp::create(b, loc, next);
+              });
+          for (int64_t p = 0; p < pieces; ++p)
+            vector::StoreOp::create(b, loc, valuesLoop.getResult(p), outputs,
+                                    ValueRange{r, index(b, loc, p * width)});
+        };
+        // Prefill in tiles (FlashAttention's loop order): a task takes up to
+        // kQueryTile tokens of one KV head with all the query heads that
+        // share it, and walks the keys in chunks of kKeyChunk. Every query
+        // of the tile consumes a chunk while it is in cache, so the keys and
+        // values are read once per tile instead of once per query; each
+        // query's running max, sum and output wait in a small stack buffer
+        // between chunks. (Eviction rings number keys differently per
+        // query: they keep the per-query loop.)
+        auto tiled = [&](OpBuilder &b, Location loc) {
+          Value tileSize = index(b, loc, kQueryTile);
+          Value tiles = arith::CeilDivUIOp::create(b, loc, tokens, tileSize);
+          Value tasks =
+              arith::MulIOp::create(b, loc, tiles, index(b, loc, kvHeads));
+          parallelFor(
+              b, loc, zero, tasks, [&](OpBuilder &b, Location loc, Value task) {
+                Value kvHead = arith::RemUIOp::create(b, loc, task,
+                                                      index(b, loc, kvHeads));
+                // Causal tiles grow with their index and OpenMP hands each
+                // thread a contiguous range of tasks: pair the first tile
+                // with the last, the second with the one before, ... so
+                // every range holds as much work as the others.
+                Value order = arith::DivUIOp::create(b, loc, task,
+                                                     index(b, loc, kvHeads));
+                Value two = index(b, loc, 2);
+                Value half = arith::DivUIOp::create(b, loc, order, two);
+                Value odd = arith::CmpIOp::create(
+                    b, loc, arith::CmpIPredicate::eq,
+                    arith::RemUIOp::create(b, loc, order, two), one);
+                Value lastTile = arith::SubIOp::create(b, loc, tiles, one);
+                Value fromEnd = arith::SubIOp::create(b, loc, lastTile, half);
+                Value tile =
+                    arith::SelectOp::create(b, loc, odd, fromEnd, half);
+                Value t0 = arith::MulIOp::create(b, loc, tile, tileSize);
+                Value tileEnd = arith::AddIOp::create(b, loc, t0, tileSize);
+                Value t1 = arith::MinUIOp::create(b, loc, tokens, tileEnd);
+                auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
+                Block *body = new Block();
+                scope.getBodyRegion().push_back(body);
+                OpBuilder::InsertionGuard guard(b);
+                b.setInsertionPointToStart(body);
+                // State of query (t - t0) * group + g: max, sum, output.
+                int64_t queries = kQueryTile * group;
+                Value stats = memref::AllocaOp::create(
+                    b, loc, MemRefType::get({queries, 2}, b.getF32Type()));
+                Value outputs = memref::AllocaOp::create(
+                    b, loc,
+                    MemRefType::get({queries, valueDim}, b.getF32Type()));
+                Value scores = memref::AllocaOp::create(
+                    b, loc, MemRefType::get({kKeyChunk}, b.getF32Type()));
+                Value valueScales = memref::AllocaOp::create(
+                    b, loc, MemRefType::get({kKeyChunk}, b.getF32Type()));
+                Value queryCount = index(b, loc, queries);
+                serialFor(b, loc, zero, queryCount,
+                          [&](OpBuilder &b, Location loc, Value r) {
+                            memref::StoreOp::create(b, loc, negInf, stats,
+                                                    ValueRange{r, zero});
+                            memref::StoreOp::create(b, loc, f32(b, loc, 0.0),
+                                                    stats, ValueRange{r, one});
+                            for (int64_t p = 0; p < pieces; ++p)
+                              vector::StoreOp::create(
+                                  b, loc, vzero, outputs,
+                                  ValueRange{r, index(b, loc, p * width)});
+                          });
+                Value firstPosition = arith::AddIOp::create(b, loc, start, t0);
+                Value lastPosition = arith::AddIOp::create(b, loc, start, t1);
+                VisibleKeys firstKeys =
+                    visibleKeys(b, loc, firstPosition, capacity, window, sinks);
+                // Keys up to the tile's last position (its end is that + 1).
+                Value keyEnd = lastPosition;
+                Value chunk = index(b, loc, kKeyChunk);
+                scf::ForOp::create(
+                    b, loc, firstKeys.begin, keyEnd, chunk, ValueRange{},
+                    [&](OpBuilder &b, Location loc, Value c0, ValueRange) {
+                      Value chunkEnd = arith::AddIOp::create(b, loc, c0, chunk);
+                      Value c1 =
+                          arith::MinUIOp::create(b, loc, chunkEnd, keyEnd);
+                      serialFor(
+                          b, loc, t0, t1,
+                          [&](OpBuilder &b, Location loc, Value t) {
+                            Value position =
+                                arith::AddIOp::create(b, loc, start, t);
+                            VisibleKeys keys = visibleKeys(
+                                b, loc, position, capacity, window, sinks);
+                            Value lo =
+                                arith::MaxUIOp::create(b, loc, c0, keys.begin);
+                            Value hi =
+                                arith::MinUIOp::create(b, loc, c1, keys.end);
+                            Value any = arith::CmpIOp::create(
+                                b, loc, arith::CmpIPredicate::ult, lo, hi);
+                            scf::IfOp::create(
+                                b, loc, any, [&](OpBuilder &b, Location loc) {
+                                  Value local =
+                                      arith::SubIOp::create(b, loc, t, t0);
+                                  Value base = arith::MulIOp::create(
+                                      b, loc, local, index(b, loc, group));
+                                  Value firstHead = arith::MulIOp::create(
+                                      b, loc, kvHead, index(b, loc, group));
+                                  serialFor(
+                                      b, loc, zero, index(b, loc, group),
+                                      [&](OpBuilder &b, Location loc, Value g) {
+                                        Value r = arith::AddIOp::create(
+                                            b, loc, base, g);
+                                        Value h = arith::AddIOp::create(
+                                            b, loc, firstHead, g);
+                                        blockUpdate(b, loc, t, h, kvHead, r, lo,
+                                                    hi, stats, outputs, scores,
+                                                    valueScales);
+                                      });
+                                  scf::YieldOp::create(b, loc);
+                                });
+                          });
+                      scf::YieldOp::create(b, loc);
+                    });
+                // out = output / sum for every query of the tile.
+                serialFor(
+                    b, loc, t0, t1, [&](OpBuilder &b, Location loc, Value t) {
+                      Value local = arith::SubIOp::create(b, loc, t, t0);
+                      Value base = arith::MulIOp::create(b, loc, local,
+                                                         index(b, loc, group));
+                      Value firstHead = arith::MulIOp::create(
+                          b, loc, kvHead, index(b, loc, group));
+                      serialFor(
+                          b, loc, zero, index(b, loc, group),
+                          [&](OpBuilder &b, Location loc, Value g) {
+                            Value r = arith::AddIOp::create(b, loc, base, g);
+                            Value h =
+                                arith::AddIOp::create(b, loc, firstHead, g);
+                            Value sum = memref::LoadOp::create(
+                                b, loc, stats, ValueRange{r, one});
+                            Value inverse = arith::DivFOp::create(
+                                b, loc, f32(b, loc, 1.0), sum);
+                            Value spread = vector::BroadcastOp::create(
+                                b, loc, vectorType, inverse);
+                            for (int64_t p = 0; p < pieces; ++p) {
+                              Value channel = index(b, loc, p * width);
+                              Value acc = vector::LoadOp::create(
+                                  b, loc, vectorType, outputs,
+                                  ValueRange{r, channel});
+                              Value result =
+                                  arith::MulFOp::create(b, loc, acc, spread);
+                              vector::StoreOp::create(
+                                  b, loc, result, out,
+                                  ValueRange{t, h, channel});
+                            }
+                          });
+                    });
+                memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
+              });
+        };
+        // One (token, head) pair per task: decode parallelizes over heads.
+        auto perQuery = [&](OpBuilder &b, Location loc) {
+          Value work =
+              arith::MulIOp::create(b, loc, tokens, index(b, loc, queryHeads));
+          parallelFor(
+              b, loc, zero, work, [&](OpBuilder &b, Location loc, Value item) {
+                Value t = arith::DivUIOp::create(b, loc, item,
+                                                 index(b, loc, queryHeads));
+                Value h = arith::RemUIOp::create(b, loc, item,
+                                                 index(b, loc, queryHeads));
+                Value kvHead =
+                    arith::DivUIOp::create(b, loc, h, index(b, loc, group));
+                Value position = arith::AddIOp::create(b, loc, start, t);
+                VisibleKeys keys =
+                    visibleKeys(b, loc, position, capacity, window, sinks);
+                auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
+                Block *body = new Block();
+                scope.getBodyRegion().push_back(body);
+                OpBuilder::InsertionGuard guard(b);
+                b.setInsertionPointToStart(body);
+                if (vectorized) {
+                  // The output accumulators live in vector registers.
+                  SmallVector<Value> init{negInf, f32(b, loc, 0.0)};
+                  init.append(pieces, vzero);
+                  auto loop = keyLoop(b, loc, t, h, kvHead, keys.begin,
+                                      keys.end, keys.slot, init);
+                  Value inverse = arith::DivFOp::create(
+                      b, loc, f32(b, loc, 1.0), loop.getResult(1));
+                  Value spread =
+                      vector::BroadcastOp::create(b, loc, vectorType, inverse);
+                  for (int64_t p = 0; p < pieces; ++p) {
+                    Value result = arith::MulFOp::create(
+                        b, loc, loop.getResult(2 + p), spread);
+                    Value channel = index(b, loc, p * width);
+                    vector::StoreOp::create(b, loc, result, out,
+                                            ValueRange{t, h, channel});
+                  }
+                  memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
+                  return;
+                }
+                Value acc = memref::AllocaOp::create(
+                    b, loc, MemRefType::get({valueDim}, b.getF32Type()));
                 serialFor(b, loc, zero, index(b, loc, valueDim),
                           [&](OpBuilder &b, Location loc, Value d) {
-                  Value channel =
-                      arith::AddIOp::create(b, loc, d, index(b, loc, keyDim));
-                  Value value = loadAsF32(b, loc, cache, {j, kvHead, channel},
+                            memref::StoreOp::create(b, loc, f32(b, loc, 0.0),
+                                                    acc, d);
+                          });
+                auto loop = scf::ForOp::create(
+                    b, loc, keys.begin, keys.end, one,
+                    ValueRange{negInf, f32(b, loc, 0.0)},
+                    [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                      Value j = keys.slot(b, loc, i);
+                      auto [score, valueScale] =
+                          scoreOf(b, loc, t, h, kvHead, j);
+                      SoftmaxStep step =
+                          onlineSoftmaxStep(b, loc, state[0], state[1], score);
+                      // The value scale folds into the softmax weight.
+                      Value valueWeight =
+                          valueScale ? arith::MulFOp::create(
+                                           b, loc, step.weight, valueScale)
+                                           .getResult()
+                                     : step.weight;
+                      serialFor(
+                          b, loc, zero, index(b, loc, valueDim),
+                          [&](OpBuilder &b, Location loc, Value d) {
+                            Value channel = arith::AddIOp::create(
+                                b, loc, d, index(b, loc, keyDim));
+                            Value value =
+                                loadAsF32(b, loc, cache, {j, kvHead, channel},
                                           format, table);
-                  Value old = memref::LoadOp::create(b, loc, acc, d);
-                  Value kept = arith::MulFOp::create(b, loc, old, correction);
-                  Value added =
-                      arith::MulFOp::create(b, loc, valueWeight, value);
-                  Value updated = arith::AddFOp::create(b, loc, kept, added);
-                  memref::StoreOp::create(b, loc, updated, acc, d);
-                });
-                scf::YieldOp::create(b, loc, ValueRange{maxNew, sumNew});
+                            Value old = memref::LoadOp::create(b, loc, acc, d);
+                            Value kept = arith::MulFOp::create(b, loc, old,
+                                                               step.correction);
+                            Value added = arith::MulFOp::create(
+                                b, loc, valueWeight, value);
+                            Value updated =
+                                arith::AddFOp::create(b, loc, kept, added);
+                            memref::StoreOp::create(b, loc, updated, acc, d);
+                          });
+                      scf::YieldOp::create(b, loc,
+                                           ValueRange{step.max, step.sum});
+                    });
+                Value total = loop.getResult(1);
+                serialFor(b, loc, zero, index(b, loc, valueDim),
+                          [&](OpBuilder &b, Location loc, Value d) {
+                            Value value =
+                                memref::LoadOp::create(b, loc, acc, d);
+                            Value result =
+                                arith::DivFOp::create(b, loc, value, total);
+                            memref::StoreOp::create(b, loc, result, out,
+                                                    ValueRange{t, h, d});
+                          });
+                memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
               });
-          Value total = loop.getResult(1);
-          serialFor(b, loc, zero, index(b, loc, valueDim),
-                    [&](OpBuilder &b, Location loc, Value d) {
-            Value value = memref::LoadOp::create(b, loc, acc, d);
-            memref::StoreOp::create(b, 
-                loc, arith::DivFOp::create(b, loc, value, total), out,
-                ValueRange{t, h, d});
-          });
-          memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
-        });
+        };
+        if (!vectorized || sinks) {
+          perQuery(b, loc);
+          return;
+        }
+        Value several = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
+                                              tokens, one);
+        scf::IfOp::create(
+            b, loc, several,
+            [&](OpBuilder &b, Location loc) {
+              tiled(b, loc);
+              scf::YieldOp::create(b, loc);
+            },
+            [&](OpBuilder &b, Location loc) {
+              perQuery(b, loc);
+              scf::YieldOp::create(b, loc);
+            });
       });
 }

@@ -604,6 +604,54 @@ TEST_F(KernelTest, AttentionSlidingWindow) {
               2e-5, 1e-4, attend->name());
 }
 
+TEST_F(KernelTest, AttentionPrefillTiles) {
+  // Prefill walks keys in chunks for tiles of tokens of one KV head: several
+  // tiles (16 tokens) and chunks (32 keys), a partial last tile, a second
+  // prefill after the first, grouped query heads, bf16 and int8 caches, and
+  // a sliding window whose start moves inside a tile.
+  const int64_t capacity = 128, queryHeads = 4, kvHeads = 2, dim = 16;
+  for (CacheFormat format : {CacheFormat{WeightFormat::BF16, false},
+                             CacheFormat{WeightFormat::I8, true}})
+    for (std::optional<int64_t> window :
+         {std::optional<int64_t>(), std::optional<int64_t>(21)}) {
+      auto write = harness().compile(CacheWriteKernel{
+          capacity, kvHeads, dim, dim, format, std::nullopt});
+      auto attend = harness().compile(AttendKernel{capacity, queryHeads,
+                                                   kvHeads, dim, dim, 0.25,
+                                                   window, format,
+                                                   std::nullopt});
+      ASSERT_TRUE(write && attend);
+      Buffer cache({capacity, kvHeads, 2 * dim}, storageSize(format.format));
+      Buffer scales = f32Buffer({capacity, kvHeads, 2});
+      Buffer *scalesArg = format.scaled ? &scales : nullptr;
+      ReferenceCache reference{kvHeads, dim, dim, format, {}, {}};
+      int64_t start = 0, seed = 200;
+      for (int64_t tokens : {70, 37, 1}) {
+        std::vector<double> k = randomValues(tokens * kvHeads * dim, -2, 2, ++seed);
+        std::vector<double> v = randomValues(tokens * kvHeads * dim, -2, 2, ++seed);
+        std::vector<double> q = randomValues(tokens * queryHeads * dim, -2, 2, ++seed);
+        Buffer key = f32Buffer({tokens, kvHeads, dim}, k);
+        Buffer value = f32Buffer({tokens, kvHeads, dim}, v);
+        Buffer query = f32Buffer({tokens, queryHeads, dim}, q);
+        Buffer output = f32Buffer({tokens, queryHeads, dim});
+        Buffer position = Buffer::index(start);
+        (*write)(CacheWriteOperands<Buffer *>{&key, &value, &cache, scalesArg,
+                                              &position});
+        (*attend)(AttendOperands<Buffer *>{&query, &cache, scalesArg,
+                                           &position, &output});
+        reference.write(k, v, tokens);
+        expectClose(readF32(output),
+                    reference.attend(q, tokens, queryHeads, start, 0.25,
+                                     [&](int64_t p, int64_t j) {
+                                       return !window || j > p - *window;
+                                     }),
+                    2e-5, 1e-4,
+                    attend->name() + " at " + std::to_string(start));
+        start += tokens;
+      }
+    }
+}
+
 TEST_F(KernelTest, AttentionEvictingRing) {
   // Capacity 8 with 2 sinks: positions 0 and 1 stay, the other 6 slots hold
   // the last 6 positions; decoding 12 tokens wraps the ring.
