@@ -16,7 +16,7 @@ import pytest
 
 from conftest import BUILD_DIR, REPO
 
-TOOLS = ["xfmr-compile", "xfmr-import", "xfmr-opt", "xfmr-run"]
+TOOLS = ["xfmr-compile", "xfmr-import", "xfmr-opt", "xfmr-run", "xfmr-pack", "xfmr-bench"]
 
 
 def tool(name):
@@ -77,9 +77,13 @@ def test_compile_help_shows_xfmrs_options_grouped():
     ("xfmr-import", ["--no-such-flag"]),
     ("xfmr-opt", ["--no-such-flag"]),
     ("xfmr-run", ["--no-such-flag"]),
+    ("xfmr-pack", ["--no-such-flag"]),
+    ("xfmr-bench", ["--no-such-flag"]),
     ("xfmr-compile", []),
     ("xfmr-import", []),
     ("xfmr-run", []),
+    ("xfmr-pack", []),
+    ("xfmr-bench", []),
 ])
 def test_bad_command_lines_exit_2_in_one_form(name, args):
     done = run(name, *args)
@@ -94,7 +98,9 @@ def test_failures_exit_1_in_one_form(tmp_path):
     for name, args in (("xfmr-compile", [missing, "-o", tmp_path / "x.xfmr"]),
                        ("xfmr-import", [missing]),
                        ("xfmr-opt", [missing]),
-                       ("xfmr-run", [missing, "--prompt-ids", "1", "-n", "1"])):
+                       ("xfmr-run", [missing, "--prompt-ids", "1", "-n", "1"]),
+                       ("xfmr-pack", [missing, missing, "-o", tmp_path / "x.xfmr"]),
+                       ("xfmr-bench", [missing])):
         done = run(name, *args)
         assert done.returncode == 1, (name, done.stderr)
         errors = [line for line in done.stderr.splitlines() if "error" in line]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("XFMR_BUILD_DIR", REPO / "build")) / "bin"
+BIN = Path(os.environ.get("XFMR_BUILD_DIR", REPO / "build")).resolve() / "bin"
 
 
 def tool(name):

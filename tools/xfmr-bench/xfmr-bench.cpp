@@ -172,8 +172,8 @@ int main(int argc, char **argv) {
     if (path.empty())
       throw UsageError{"no artifact given"};
   } catch (const UsageError &error) {
-    std::fprintf(stderr, "xfmr-bench: error: %s\n%s", error.message.c_str(),
-                 kUsage);
+    std::fprintf(stderr, "xfmr-bench: error: %s\n(see xfmr-bench --help)\n",
+                 error.message.c_str());
     return 2;
   }
 

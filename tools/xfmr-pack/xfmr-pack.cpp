@@ -41,7 +41,8 @@ const char kUsage[] =
     "  -h, --help   show this help\n";
 
 int usage(const std::string &message) {
-  std::fprintf(stderr, "xfmr-pack: error: %s\n%s", message.c_str(), kUsage);
+  std::fprintf(stderr, "xfmr-pack: error: %s\n(see xfmr-pack --help)\n",
+               message.c_str());
   return 2;
 }
 
