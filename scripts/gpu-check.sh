@@ -53,6 +53,8 @@ prepare)
   build="${XFMR_BUILD_DIR:-build}"
   rm -rf "$dir" && mkdir -p "$dir/models" "$dir/bin"
   cp "$build/bin/xfmr-run" "$build/bin/xfmr-pack" "$dir/bin/"
+  # CPU model code links LLVM's OpenMP runtime, which the GPU machine lacks.
+  mkdir -p "$dir/lib" && cp -L /usr/lib/llvm-22/lib/libomp.so.5 "$dir/lib/"
   mkdir -p "$dir/stripped"
   # name | generator (synth arch and options, or a folder) | compile flags
   models=(
@@ -106,6 +108,8 @@ prepare)
   ;;
 run)
   [ -x "$dir/bin/xfmr-run" ] || { echo "gpu-check: $dir/bin/xfmr-run missing (prepare first)" >&2; exit 2; }
+  LD_LIBRARY_PATH="$(cd "$dir" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader || true
   # Weights-stripped models: their checkpoints are generated here, then packed.
   for spec in "$dir"/stripped/*.synth; do
