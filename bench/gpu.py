@@ -246,8 +246,13 @@ def run(args):
         bandwidth = None
         rows.append(("device", "no CUDA device: ceilings and PyTorch skipped", "", ""))
     only = set(args.only.split(",")) if args.only else None
+    started = time.time()
     for name, spec in plan["models"].items():
         if only and name not in only:
+            continue
+        # The device time is lent by the minute: what does not fit is skipped, and said.
+        if time.time() - started > args.budget_s:
+            rows.append((f"{name}: skipped", f"over the {args.budget_s:.0f} s budget", "", ""))
             continue
         entry = results["models"].setdefault(name, {})
         # Models of one architecture, dtype and shape share a checkpoint (bf16 and FP8).
@@ -353,6 +358,8 @@ def main():
     r.add_argument("--only", help="comma list of model names")
     r.add_argument("--no-torch", action="store_true")
     r.add_argument("--no-gemm", action="store_true")
+    r.add_argument("--budget-s", type=float, default=420,
+                   help="start no model after this many seconds (default 420)")
     args = parser.parse_args()
     return prepare(args) if args.command == "prepare" else run(args)
 
