@@ -29,6 +29,8 @@ namespace {
 /// pitch (one padding column keeps the threads of a warp on distinct banks)
 /// and the 8 x 8 threads that share it.
 constexpr int64_t kTile = 32, kPitch = kTile + 1, kThreadSide = 8;
+/// Loads in flight per thread in the matrix-vector form.
+constexpr int64_t kUnroll = 4;
 
 void matrixVector(OpBuilder &b, Location loc, const GPUThread &thread,
                   LinearOperands<Value> args, Value scratch,
@@ -106,24 +108,49 @@ void matrixVector(OpBuilder &b, Location loc, const GPUThread &thread,
   if (weight.blockScale)
     scaleRow = arith::DivUIOp::create(b, loc, n,
                                       index(b, loc, weight.blockScale->first));
+  // x[t, k] * W[n, k] (block scale applied) added to `acc`.
+  auto product = [&](OpBuilder &b, Location loc, Value k, Value acc) -> Value {
+    Value x = memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
+    Value w = simt::loadF32(b, loc, args.weight, {n, k}, weight.format);
+    if (weight.blockScale) {
+      Value column = arith::DivUIOp::create(
+          b, loc, k, index(b, loc, weight.blockScale->second));
+      Value scale = memref::LoadOp::create(b, loc, args.scale,
+                                           ValueRange{scaleRow, column});
+      w = arith::MulFOp::create(b, loc, w, scale);
+    }
+    return simt::fma(b, loc, x, w, acc);
+  };
+  // kUnroll independent loads per thread in flight (each one coalesced
+  // across the warp) over the whole spans of kUnroll * block columns, then
+  // the rest one at a time.
+  int64_t span = kUnroll * block, fullEnd = in / span * span;
+  Value zero = f32(b, loc, 0.0);
+  SmallVector<Value> init(kUnroll, zero);
+  Value first = index(b, loc, 0);
+  Value spanEnd = index(b, loc, fullEnd);
+  Value spanStep = index(b, loc, span);
+  auto spans = scf::ForOp::create(
+      b, loc, first, spanEnd, spanStep, init,
+      [&](OpBuilder &b, Location loc, Value base, ValueRange acc) {
+        Value mine = arith::AddIOp::create(b, loc, base, thread.thread);
+        SmallVector<Value> next;
+        for (int64_t u = 0; u < kUnroll; ++u) {
+          Value k =
+              arith::AddIOp::create(b, loc, mine, index(b, loc, u * block));
+          next.push_back(product(b, loc, k, acc[u]));
+        }
+        scf::YieldOp::create(b, loc, next);
+      });
+  Value pair0 =
+      arith::AddFOp::create(b, loc, spans.getResult(0), spans.getResult(1));
+  Value pair1 =
+      arith::AddFOp::create(b, loc, spans.getResult(2), spans.getResult(3));
+  Value partial = arith::AddFOp::create(b, loc, pair0, pair1);
+  Value tailBegin = arith::AddIOp::create(b, loc, spanEnd, thread.thread);
   Value end = index(b, loc, in);
   Value step = index(b, loc, block);
-  Value zero = f32(b, loc, 0.0);
-  Value mine = simt::accumulate(
-      b, loc, thread.thread, end, step, zero,
-      [&](OpBuilder &b, Location loc, Value k, Value acc) -> Value {
-        Value x = memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
-        Value w = simt::loadF32(b, loc, args.weight, {n, k}, weight.format);
-        if (weight.blockScale) {
-          Value column = arith::DivUIOp::create(
-              b, loc, k, index(b, loc, weight.blockScale->second));
-          w = arith::MulFOp::create(
-              b, loc, w,
-              memref::LoadOp::create(b, loc, args.scale,
-                                     ValueRange{scaleRow, column}));
-        }
-        return simt::fma(b, loc, x, w, acc);
-      });
+  Value mine = simt::accumulate(b, loc, tailBegin, end, step, partial, product);
   Value sum = simt::reduce(b, loc, thread, scratch, mine, simt::Reduction::Sum);
   simt::firstThread(b, loc, thread, [&](OpBuilder &b, Location loc) {
     Value result = sum;
