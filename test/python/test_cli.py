@@ -285,3 +285,21 @@ for call in (lambda: xfmr.compile({str(deep_config)!r}, {str(tmp_path / "a.xfmr"
     lines = done.stdout.splitlines()
     assert "nests arrays or objects deeper than 256 levels" in lines[0]
     assert "brackets nest deeper than 1024 levels" in lines[1]
+
+
+def test_profile_code_dir_keeps_the_model_code(llama, tmp_path):
+    """XFMR_PROFILE_CODE_DIR: the CPU model code is loaded from a named file that stays
+    (perf report reads the kernels' symbols from it); a bad folder is an error."""
+    out = tmp_path / "model.xfmr"
+    assert run("xfmr-compile", llama, "-o", out).returncode == 0
+    keep = tmp_path / "code"
+    keep.mkdir()
+    env = dict(os.environ, XFMR_PROFILE_CODE_DIR=str(keep))
+    done = run("xfmr-run", out, "--prompt-ids", "1 2", "-n", "2", env=env)
+    assert done.returncode == 0, done.stderr
+    [code] = list(keep.iterdir())
+    assert code.name.startswith("xfmr-code-") and code.read_bytes()[:4] == b"\x7fELF"
+    assert b"xfmr_linear_" in code.read_bytes()
+    env["XFMR_PROFILE_CODE_DIR"] = str(tmp_path / "missing")
+    done = run("xfmr-run", out, "--prompt-ids", "1", "-n", "1", env=env)
+    assert done.returncode == 1 and "XFMR_PROFILE_CODE_DIR: cannot create" in done.stderr

@@ -7,6 +7,7 @@
 #include "xfmr/runtime/Host.h"
 #include "xfmr/runtime/KVCache.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -110,69 +111,94 @@ void CpuBackend::loadCode(const uint8_t *code, uint64_t codeSize,
                           const CodeManifest &manifest) {
   const std::string &path_ = manifest.path;
   if (codeSize < 4 || std::memcmp(code,
-                                          "\x7f"
-                                          "ELF",
-                                          4) != 0)
+                                  "\x7f"
+                                  "ELF",
+                                  4) != 0)
     throw Error(path_ + ": the code section is not an ELF shared object");
 
   // dlopen needs a file: an anonymous memfd leaves nothing on disk. Where
   // memfd or /proc is unavailable, fall back to an unlinked temporary file.
+  // For profilers, XFMR_PROFILE_CODE_DIR keeps the code as a named file that
+  // outlives the process (perf report reads the kernels' symbols from it).
   std::string loadPath;
   std::vector<int> spares;
-  int fd = memfd_create("xfmr-model-code", MFD_CLOEXEC);
-  bool isMemfd = fd >= 0 && ::access("/proc/self/fd", F_OK) == 0;
-  if (isMemfd) {
-    writeAll(fd, code, codeSize, path_);
-    // dlopen matches names before files: code from an earlier artifact that
-    // was never unloaded may still be registered as "/proc/self/fd/N". Move
-    // to a fresh descriptor number until the name is unused.
-    while (true) {
-      loadPath = "/proc/self/fd/" + std::to_string(fd);
-      void *stale = dlopen(loadPath.c_str(), RTLD_LAZY | RTLD_NOLOAD);
-      if (!stale)
-        break;
-      dlclose(stale);
-      spares.push_back(fd);
-      fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-      if (fd < 0)
-        break;
-    }
-    for (int spare : spares)
-      ::close(spare);
-    if (fd < 0)
-      throw Error(path_ +
-                  ": cannot duplicate a descriptor: " + std::strerror(errno));
-  } else {
-    if (fd >= 0)
-      ::close(fd);
-    const char *tmp = std::getenv("TMPDIR");
-    loadPath = std::string(tmp && *tmp ? tmp : "/tmp") + "/xfmr-code-XXXXXX";
-    fd = mkstemp(loadPath.data());
-    if (fd < 0)
-      throw Error(path_ +
-                  ": cannot create a temporary file for the model "
-                  "code: " +
-                  std::strerror(errno));
+  if (const char *keep = std::getenv("XFMR_PROFILE_CODE_DIR"); keep && *keep) {
+    static std::atomic<int> counter{0};
+    loadPath = std::string(keep) + "/xfmr-code-" + std::to_string(getpid()) +
+               "-" + std::to_string(counter++) + ".so";
+    int out =
+        ::open(loadPath.c_str(),
+               O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (out < 0)
+      throw Error(path_ + ": XFMR_PROFILE_CODE_DIR: cannot create " + loadPath +
+                  ": " + std::strerror(errno));
     try {
-      writeAll(fd, code, codeSize, path_);
+      writeAll(out, code, codeSize, path_);
     } catch (...) {
+      ::close(out);
       ::unlink(loadPath.c_str());
-      ::close(fd);
       throw;
     }
-  }
-
-  handle_ = dlopen(loadPath.c_str(), RTLD_NOW | RTLD_LOCAL);
-  const char *why = handle_ ? nullptr : dlerror();
-  std::string dlMessage = why ? why : "";
-  if (isMemfd) {
-    codeFd_ = fd;
+    ::close(out);
+    handle_ = dlopen(loadPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle_)
+      throw Error(path_ + ": cannot load the model code: " + dlerror());
   } else {
-    ::unlink(loadPath.c_str());
-    ::close(fd);
+    int fd = memfd_create("xfmr-model-code", MFD_CLOEXEC);
+    bool isMemfd = fd >= 0 && ::access("/proc/self/fd", F_OK) == 0;
+    if (isMemfd) {
+      writeAll(fd, code, codeSize, path_);
+      // dlopen matches names before files: code from an earlier artifact that
+      // was never unloaded may still be registered as "/proc/self/fd/N". Move
+      // to a fresh descriptor number until the name is unused.
+      while (true) {
+        loadPath = "/proc/self/fd/" + std::to_string(fd);
+        void *stale = dlopen(loadPath.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+        if (!stale)
+          break;
+        dlclose(stale);
+        spares.push_back(fd);
+        fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+          break;
+      }
+      for (int spare : spares)
+        ::close(spare);
+      if (fd < 0)
+        throw Error(path_ +
+                    ": cannot duplicate a descriptor: " + std::strerror(errno));
+    } else {
+      if (fd >= 0)
+        ::close(fd);
+      const char *tmp = std::getenv("TMPDIR");
+      loadPath = std::string(tmp && *tmp ? tmp : "/tmp") + "/xfmr-code-XXXXXX";
+      fd = mkstemp(loadPath.data());
+      if (fd < 0)
+        throw Error(path_ +
+                    ": cannot create a temporary file for the model "
+                    "code: " +
+                    std::strerror(errno));
+      try {
+        writeAll(fd, code, codeSize, path_);
+      } catch (...) {
+        ::unlink(loadPath.c_str());
+        ::close(fd);
+        throw;
+      }
+    }
+
+    handle_ = dlopen(loadPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+    const char *why = handle_ ? nullptr : dlerror();
+    std::string dlMessage = why ? why : "";
+    if (isMemfd) {
+      codeFd_ = fd;
+    } else {
+      ::unlink(loadPath.c_str());
+      ::close(fd);
+    }
+    if (!handle_)
+      throw Error(path_ + ": cannot load the model code: " + dlMessage);
   }
-  if (!handle_)
-    throw Error(path_ + ": cannot load the model code: " + dlMessage);
 
   if (dlinfo(handle_, RTLD_DI_LINKMAP, &modelMap_) != 0 || !modelMap_)
     throw Error(path_ + ": cannot inspect the loaded model code");
@@ -187,8 +213,8 @@ void CpuBackend::loadCode(const uint8_t *code, uint64_t codeSize,
   if (table)
     dladdr1(table, &where, &entry, RTLD_DL_SYMENT);
   const auto *symbol = static_cast<const ElfW(Sym) *>(entry);
-  if (!table || !inModel(table) ||
-      !symbol || symbol->st_size < sizeof(ModelInfo))
+  if (!table || !inModel(table) || !symbol ||
+      symbol->st_size < sizeof(ModelInfo))
     throw Error(path_ + ": the model code does not export its description '" +
                 kModelInfoSymbol +
                 "' (it was not compiled by xfmr-compile of this format "
@@ -199,8 +225,8 @@ void CpuBackend::loadCode(const uint8_t *code, uint64_t codeSize,
                 std::to_string(info_.abiVersion) +
                 " (this runtime supports version " +
                 std::to_string(kModelAbiVersion) + "); recompile the model");
-  for (auto [name, fn] : {std::pair{"prefill", info_.prefill},
-                          std::pair{"decode", info_.decode}})
+  for (auto [name, fn] :
+       {std::pair{"prefill", info_.prefill}, std::pair{"decode", info_.decode}})
     if (!fn || !inModel(reinterpret_cast<const void *>(fn)))
       throw Error(path_ + ": the model code's " + name +
                   " entry point lies outside the model code");
