@@ -12,9 +12,9 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <tuple>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <tuple>
 #include <unistd.h>
 
 using namespace xfmr::runtime;
@@ -31,20 +31,20 @@ bool isRegularFile(const std::string &path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-std::string shapeText(const std::vector<int64_t> &shape) {
+} // namespace
+
+std::string
+SafetensorsCheckpoint::shapeText(const std::vector<int64_t> &shape) {
   std::string text = "[";
   for (size_t i = 0; i < shape.size(); ++i)
     text += (i ? ", " : "") + std::to_string(shape[i]);
   return text + "]";
 }
 
-} // namespace
-
 unsigned SafetensorsCheckpoint::dtypeSize(const std::string &dtype) {
   static const std::map<std::string, unsigned> sizes = {
-      {"F32", 4}, {"F16", 2},     {"BF16", 2},    {"F8_E4M3", 1},
-      {"F8_E5M2", 1}, {"I8", 1},  {"U8", 1},      {"I32", 4},
-      {"I64", 8}};
+      {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
+      {"I8", 1},  {"U8", 1},  {"I32", 4},  {"I64", 8}};
   auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
 }
@@ -139,8 +139,7 @@ SafetensorsCheckpoint::addFile(const std::string &path) {
     uint64_t elements = 1;
     for (const JsonValue &dim : shape->asArray()) {
       if (!dim.isInteger() || dim.asInt() < 0)
-        throw fail("'shape' of " + tensor +
-                   " must hold non-negative integers");
+        throw fail("'shape' of " + tensor + " must hold non-negative integers");
       info.shape.push_back(dim.asInt());
       uint64_t d = static_cast<uint64_t>(dim.asInt());
       if (d && elements > UINT64_MAX / d / elementSize)
@@ -202,7 +201,8 @@ SafetensorsCheckpoint::open(const std::string &dir) {
   checkpoint->dir_ = dir;
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    throw Error("checkpoint folder '" + dir + "' does not exist or is not a "
+    throw Error("checkpoint folder '" + dir +
+                "' does not exist or is not a "
                 "folder");
   std::string single = dir + "/" + kSingleName;
   std::string index = dir + "/" + kIndexName;

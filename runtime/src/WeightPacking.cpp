@@ -7,6 +7,7 @@
 #include "xfmr/runtime/Float8.h"
 #include "xfmr/runtime/Json.h"
 #include "xfmr/runtime/MLAFold.h"
+#include "xfmr/runtime/SafetensorsCheckpoint.h"
 
 #include <algorithm>
 #include <atomic>
@@ -23,9 +24,9 @@ TensorSource::~TensorSource() = default;
 
 std::string runtime::safetensorsDtypeOf(const std::string &dtype) {
   static const std::map<std::string, std::string> names = {
-      {"f32", "F32"},     {"bf16", "BF16"},        {"f16", "F16"},
+      {"f32", "F32"},          {"bf16", "BF16"},      {"f16", "F16"},
       {"f8e4m3fn", "F8_E4M3"}, {"f8e5m2", "F8_E5M2"}, {"i8", "I8"},
-      {"i32", "I32"},     {"i64", "I64"}};
+      {"i32", "I32"},          {"i64", "I64"}};
   auto it = names.find(dtype);
   return it == names.end() ? "" : it->second;
 }
@@ -40,8 +41,8 @@ int64_t integerField(const JsonValue &object, const char *key,
                      const std::string &where, int64_t min = 0) {
   const JsonValue *v = object.find(key);
   if (!v || !v->isInteger() || v->asInt() < min)
-    throw Error(where + "." + key + " must be an integer >= " +
-                std::to_string(min));
+    throw Error(where + "." + key +
+                " must be an integer >= " + std::to_string(min));
   return v->asInt();
 }
 
@@ -72,13 +73,6 @@ int64_t elementsOf(const std::vector<int64_t> &shape) {
   for (int64_t d : shape)
     n = d && n > INT64_MAX / d ? INT64_MAX : n * d;
   return n;
-}
-
-std::string shapeText(const std::vector<int64_t> &shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
 }
 
 } // namespace
@@ -170,9 +164,8 @@ std::vector<TensorSource::Tensor> readPieces(const TensorSource &source,
       break;
     if (!pieces.empty() && t.dtype != pieces.front().dtype)
       throw Error("weight '" + piece + "' is " + t.dtype + " but '" +
-                  name.substr(0, star) + "0" + name.substr(star + 1) +
-                  "' is " + pieces.front().dtype + " in " +
-                  source.describe());
+                  name.substr(0, star) + "0" + name.substr(star + 1) + "' is " +
+                  pieces.front().dtype + " in " + source.describe());
     pieces.push_back(std::move(t));
   }
   if (pieces.empty())
@@ -209,23 +202,29 @@ void appendDoubles(const std::string &name, const TensorSource::Tensor &tensor,
   }
 }
 
-/// The values behind `name`, checked to have `shape`'s element count.
-std::vector<double> readDoubles(const TensorSource &source,
-                                const std::string &name,
-                                const std::vector<int64_t> &shape,
-                                std::string *dtype = nullptr) {
+/// The values of `pieces` (the tensors behind `name`), checked to have
+/// `shape`'s element count.
+std::vector<double> toDoubles(const TensorSource &source,
+                              const std::string &name,
+                              const std::vector<TensorSource::Tensor> &pieces,
+                              const std::vector<int64_t> &shape) {
   std::vector<double> values;
-  std::vector<TensorSource::Tensor> pieces = readPieces(source, name);
   for (const TensorSource::Tensor &piece : pieces)
     appendDoubles(name, piece, values);
-  if (dtype)
-    *dtype = pieces.front().dtype;
   if (int64_t(values.size()) != elementsOf(shape))
     throw Error("weight '" + name + "' has " + std::to_string(values.size()) +
-                " elements in " + source.describe() + ", the compiled code "
-                "expects shape " + shapeText(shape) + " (" +
+                " elements in " + source.describe() +
+                ", the compiled code "
+                "expects shape " +
+                SafetensorsCheckpoint::shapeText(shape) + " (" +
                 std::to_string(elementsOf(shape)) + ")");
   return values;
+}
+
+std::vector<double> readDoubles(const TensorSource &source,
+                                const std::string &name,
+                                const std::vector<int64_t> &shape) {
+  return toDoubles(source, name, readPieces(source, name), shape);
 }
 
 /// Stores doubles as f32, bf16 or f16 (rounded once to nearest even).
@@ -289,7 +288,7 @@ std::string copyTensor(const TensorSource &source, const PackedTensor &t,
                 " (only F32, BF16 and F16 convert into each other)");
   if (summary)
     summary->converted.push_back(t.name + " (" + have + " -> " + want + ")");
-  return storeDoubles(readDoubles(source, t.name, t.shape), t.dtype);
+  return storeDoubles(toDoubles(source, t.name, pieces, t.shape), t.dtype);
 }
 
 /// Runs work(0 .. count-1) on the machine's cores; returns the first error.
@@ -330,8 +329,8 @@ void quantizeTensor(const TensorSource &source, const PackedTensor &t,
   std::vector<double> values = readDoubles(source, t.name, t.sourceShape);
   int64_t rows = t.sourceShape[t.sourceShape.size() - 2];
   int64_t cols = t.sourceShape.back();
-  int64_t matrices = rows && cols ? elementsOf(t.sourceShape) / (rows * cols)
-                                  : 0;
+  int64_t matrices =
+      rows && cols ? elementsOf(t.sourceShape) / (rows * cols) : 0;
   fp8::Format format =
       t.dtype == "f8e4m3fnuz" ? fp8::Format::E4M3FNUZ : fp8::Format::E4M3FN;
   int64_t scaleCount = ((rows + t.blockRows - 1) / t.blockRows) *
@@ -346,8 +345,8 @@ void quantizeTensor(const TensorSource &source, const PackedTensor &t,
                                t.blockRows) *
       t.blockRows;
   int64_t chunksPerMatrix = (rows + rowsPerChunk - 1) / rowsPerChunk;
-  std::string error = parallelFor(
-      matrices * chunksPerMatrix, [&](int64_t item) -> std::string {
+  std::string error =
+      parallelFor(matrices * chunksPerMatrix, [&](int64_t item) -> std::string {
         int64_t m = item / chunksPerMatrix;
         int64_t r0 = item % chunksPerMatrix * rowsPerChunk;
         int64_t r1 = std::min(rows, r0 + rowsPerChunk);
@@ -385,10 +384,11 @@ std::string foldTensor(const TensorSource &source, const PackedTensor &t) {
                   : t.sourceShape[0] == queryRows;
   if (!fits || (!t.kvB.empty() && t.kvBShape[0] != kvRows))
     throw Error("weight '" + t.name + "': its shape " +
-                shapeText(t.sourceShape) + " does not fit the MLA fold");
-  std::vector<double> folded = foldMLAWeight(
-      t.transform.substr(4), weight, t.sourceShape[0], t.sourceShape[1], kvB,
-      shape);
+                SafetensorsCheckpoint::shapeText(t.sourceShape) +
+                " does not fit the MLA fold");
+  std::vector<double> folded =
+      foldMLAWeight(t.transform.substr(4), weight, t.sourceShape[0],
+                    t.sourceShape[1], kvB, shape);
   return storeDoubles(folded, t.dtype);
 }
 
@@ -419,7 +419,8 @@ std::string runtime::packWeights(
     for (const PackedTensor &t : plan) {
       if (t.offset < position || t.offset > totalBytes ||
           t.bytes > totalBytes - t.offset)
-        return "weight '" + t.name + "' lies outside the weight blob or "
+        return "weight '" + t.name +
+               "' lies outside the weight blob or "
                "overlaps the one before it";
       if (std::string error = padTo(t.offset); !error.empty())
         return error;

@@ -27,6 +27,14 @@ if (BUILD_DIR / "python" / "xfmr").is_dir():
     xfmr.__path__.append(str(BUILD_DIR / "python" / "xfmr"))
 
 
+def tool(name: str) -> str:
+    """Path of the built tool `name`; skips the test when it is not built."""
+    path = BUILD_DIR / "bin" / name
+    if not path.exists():
+        pytest.skip(f"{path} is not built (run scripts/build.sh)")
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def stories260k_dir() -> Path:
     path = SHARED_MODELS / "stories260K"

@@ -3,21 +3,11 @@ repetitions, as a markdown table or JSON; bad command lines exit 2, requests pas
 context exit 1."""
 
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("XFMR_BUILD_DIR", REPO / "build")).resolve() / "bin"
-
-
-def tool(name):
-    path = BIN / name
-    if not path.exists():
-        pytest.skip(f"{path} is not built (run scripts/build.sh)")
-    return str(path)
+from conftest import tool
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,12 @@ block quantization in FN and FNUZ, MLA folds rounded to bf16) and every target; 
 another checkpoint of the same shapes equals compiling that one (refit without
 recompiling). Bad inputs fail with a message naming the file or tensor and write nothing."""
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("XFMR_BUILD_DIR", REPO / "build")).resolve() / "bin"
-
-
-def tool(name):
-    path = BIN / name
-    if not path.exists():
-        pytest.skip(f"{path} is not built (run scripts/build.sh)")
-    return str(path)
+from conftest import tool
 
 
 def compile_to(checkpoint, output, *flags):

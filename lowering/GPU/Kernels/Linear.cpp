@@ -252,22 +252,18 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
         auto inner = scf::ForOp::create(
             b, loc, zero, tile, one, acc,
             [&](OpBuilder &b, Location loc, Value kk, ValueRange acc) {
+              // tile[(first + i * kThreadSide) * pitch + kk].
+              auto staged = [&](Value tile, Value first, int64_t i) -> Value {
+                Value row = arith::AddIOp::create(
+                    b, loc, first, index(b, loc, i * kThreadSide));
+                Value start = arith::MulIOp::create(b, loc, row, pitch);
+                Value slot = arith::AddIOp::create(b, loc, start, kk);
+                return memref::LoadOp::create(b, loc, tile, slot);
+              };
               SmallVector<Value> xs, ws;
               for (int64_t i = 0; i < kPerThread; ++i) {
-                Value xRow = arith::AddIOp::create(
-                    b, loc, r, index(b, loc, i * kThreadSide));
-                xs.push_back(memref::LoadOp::create(
-                    b, loc, xTile,
-                    ValueRange{arith::AddIOp::create(
-                        b, loc, arith::MulIOp::create(b, loc, xRow, pitch),
-                        kk)}));
-                Value wRow = arith::AddIOp::create(
-                    b, loc, c, index(b, loc, i * kThreadSide));
-                ws.push_back(memref::LoadOp::create(
-                    b, loc, wTile,
-                    ValueRange{arith::AddIOp::create(
-                        b, loc, arith::MulIOp::create(b, loc, wRow, pitch),
-                        kk)}));
+                xs.push_back(staged(xTile, r, i));
+                ws.push_back(staged(wTile, c, i));
               }
               SmallVector<Value> next;
               for (int64_t i = 0; i < kPerThread; ++i)

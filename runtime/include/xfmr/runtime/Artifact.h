@@ -84,10 +84,10 @@ public:
   static void checkImage(const uint8_t *data, uint64_t size,
                          const std::string &name,
                          const OpenOptions &options = {});
-  /// Maps `path` and validates its header, sections and checksums, and
-  /// parses its manifest, without reading the model or loading code: what
-  /// xfmr-pack needs of an artifact, weights-stripped or not, built for any
-  /// target. Throws `Error`.
+  /// Maps `path` and validates its header, sections and the checksums of
+  /// header, manifest and code, and parses its manifest, without reading
+  /// the weights or loading code: what xfmr-pack needs of an artifact,
+  /// weights-stripped or not, built for any target. Throws `Error`.
   static std::shared_ptr<Artifact> inspect(const std::string &path);
   ~Artifact();
   Artifact(const Artifact &) = delete;
@@ -166,7 +166,9 @@ private:
   explicit Artifact(std::string path);
   void mapFile();
   void checkHeader();
-  void verifyChecksums();
+  /// `weights` = false skips the weights section (inspect(): its reader
+  /// replaces them, hashing gigabytes it discards would be wasted).
+  void verifyChecksums(bool weights = true);
   /// A target the artifact has code for: its manifest object and its part
   /// of the code section.
   struct Candidate {

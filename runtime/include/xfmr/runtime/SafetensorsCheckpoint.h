@@ -47,6 +47,8 @@ public:
 
   /// Bytes per element of a safetensors dtype, 0 for an unknown one.
   static unsigned dtypeSize(const std::string &dtype);
+  /// "[a, b, c]", for messages.
+  static std::string shapeText(const std::vector<int64_t> &shape);
 
 private:
   SafetensorsCheckpoint() = default;
