@@ -27,6 +27,8 @@ public:
     // the runtime refuses it, naming the missing features, elsewhere.
     target.cpu = options.cpu.empty() ? "native" : options.cpu;
     target.optLevel = options.optLevel;
+    lowering.weightPanels = options.cpuOnly;
+    lowering.precise = options.precise;
     return resolveCPUTarget(target);
   }
 
@@ -36,7 +38,7 @@ public:
   }
 
   void buildLoweringPipeline(mlir::OpPassManager &pm) const override {
-    buildCPULoweringPipeline(pm);
+    buildCPULoweringPipeline(pm, lowering);
   }
 
   std::string describe() const override {
@@ -71,6 +73,7 @@ public:
 
 private:
   CPUTarget target;
+  CPULoweringOptions lowering;
 };
 
 } // namespace

@@ -197,6 +197,9 @@ createBackends(const CompileOptions &options) {
   StringRef(options.target).split(names, ',');
   std::vector<std::unique_ptr<TargetBackend>> backends;
   std::vector<std::string> seen;
+  bool cpuOnly = llvm::all_of(names, [](StringRef name) {
+    return name.trim().split(':').first == "cpu";
+  });
   for (StringRef name : names) {
     name = name.trim();
     if (name.empty())
@@ -230,6 +233,7 @@ createBackends(const CompileOptions &options) {
       CompileOptions one = options;
       one.target = name.str();
       one.cpu = cpu.str();
+      one.cpuOnly = cpuOnly;
       if (Error error = (*backend)->configure(one))
         return std::move(error);
       // "native" may be a CPU the list names too: one variant is enough.
@@ -520,6 +524,7 @@ Error xfmr::compileModel(const CompileOptions &options,
       {"target", options.target},
       {"cpu", options.cpu.empty() ? std::string("native") : options.cpu},
       {"opt_level", int64_t(options.optLevel)},
+      {"precise", options.precise},
       {"context", options.context},
       {"quantize", options.quantize},
       {"mla_cache",

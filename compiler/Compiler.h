@@ -67,6 +67,12 @@ struct CompileOptions {
   /// Write code, manifest and packing plan without the weights; xfmr-pack
   /// binds a checkpoint's weights later.
   bool stripWeights = false;
+  /// Keep f32 activations in linear layers; by default CPU-only artifacts
+  /// multiply bf16 weights by bf16-rounded activations (bf16 dot products).
+  bool precise = false;
+  /// Set by the driver for each back end: every target of the artifact is
+  /// a CPU, so weights may take the CPU kernels' layouts (panels).
+  bool cpuOnly = false;
   unsigned optLevel = 3;
 };
 

@@ -23,7 +23,16 @@ def PlanMemory : Pass<"xfmr-plan-memory", "::mlir::ModuleOp"> {
     importer's signature `(ids, start, caches...) -> (logits, caches...)`,
     one cache layout for all of them, the same MoE layers, and embedding
     tables with a row for every token id below the vocabulary.
+
+    With `weight-panels` (CPU-only artifacts), bf16 matrices that only
+    linear layers read are stored in panels of 64 rows (`panel = 64` on
+    their slot), the layout of the CPU's dot-product microkernels; packing
+    them is part of the plan, so xfmr-pack does it too.
   }];
+  let options = [
+    Option<"weightPanels", "weight-panels", "bool", "false",
+           "Store bf16 linear weights in the CPU microkernels' panels">
+  ];
 }
 
 def LowerToKernels : Pass<"xfmr-lower-to-kernels", "::mlir::ModuleOp"> {
@@ -44,12 +53,20 @@ def LowerToKernels : Pass<"xfmr-lower-to-kernels", "::mlir::ModuleOp"> {
     cache buffer (updated in place), at the offsets of the module's
     `xfmr.memory_plan` (run `xfmr-plan-memory` first). Activations are f32
     buffers allocated per op and freed after their last use.
+
+    Linear layers whose weight is stored in panels multiply bf16 activations
+    (rounded to nearest even), as PyTorch and llama.cpp do on CPUs with bf16
+    dot products; `precise` keeps them f32.
   }];
+  let options = [
+    Option<"precise", "precise", "bool", "false",
+           "Keep f32 inputs in linear layers with panel weights">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect",
-    "::mlir::gpu::GPUDialect"
+    "::mlir::gpu::GPUDialect", "::mlir::x86vector::X86VectorDialect"
   ];
 }
 

@@ -203,7 +203,7 @@ void compile(const std::string &model, const std::string &output,
              const std::string &quantizeOptions, const std::string &kvCache,
              const std::string &mlaCache, int64_t kvWindow, int64_t kvSinks,
              const std::string &moe, const std::string &mlaAbsorb,
-             bool stripWeights, const py::object &progress,
+             bool stripWeights, bool precise, const py::object &progress,
              const py::object &warning) {
   CompileOptions options;
   options.model = model;
@@ -223,6 +223,7 @@ void compile(const std::string &model, const std::string &output,
   options.moe = moe;
   options.mlaAbsorb = mlaAbsorb;
   options.stripWeights = stripWeights;
+  options.precise = precise;
 
   // A failing callback stops reporting; its exception is raised after the
   // compiler returns (the compiler cannot be unwound through).
@@ -547,7 +548,7 @@ PYBIND11_MODULE(_xfmr, m) {
         py::arg("quantize"), py::arg("quantize_options"), py::arg("kv_cache"),
         py::arg("mla_cache"), py::arg("kv_window"), py::arg("kv_sinks"),
         py::arg("moe"), py::arg("mla_absorb"), py::arg("strip_weights"),
-        py::arg("progress"),
+        py::arg("precise"), py::arg("progress"),
         py::arg("warning"),
         "Compiles a checkpoint folder or .mlir file into an artifact "
         "(xfmr::compileModel). Releases the GIL.");

@@ -187,10 +187,15 @@ def Xfmr_WeightSlotAttr : Xfmr_Attr<"WeightSlot", "weight_slot"> {
     `0, 1, ...` of tensors stacked in order (MoE experts). Without a
     `transform` the bytes are the checkpoint's; with one
     (`#xfmr.quantized_weight`, `#xfmr.folded_weight`) the packer computes
-    them.
+    them. A nonzero `panel` stores a matrix `[rows, cols]` in the layout of
+    the CPU's dot-product microkernels: panels of `panel` rows, each column
+    pair of a panel's rows together, `[ceil(rows / panel)][ceil(cols / 2)]
+    [panel][2]`, zero-padded (`bytes` counts the padding).
     ```mlir
     #xfmr.weight_slot<source = "model.norm.weight", offset = 0, bytes = 256,
                       type = tensor<64xf32>>
+    #xfmr.weight_slot<source = "w", offset = 256, bytes = 16384,
+                      type = tensor<64x128xbf16>, panel = 64>
     ```
   }];
   let parameters = (ins
@@ -198,7 +203,8 @@ def Xfmr_WeightSlotAttr : Xfmr_Attr<"WeightSlot", "weight_slot"> {
     "int64_t":$offset,
     "int64_t":$bytes,
     "::mlir::Type":$type,
-    OptionalParameter<"::mlir::Attribute">:$transform
+    OptionalParameter<"::mlir::Attribute">:$transform,
+    DefaultValuedParameter<"int64_t", "0">:$panel
   );
   let assemblyFormat = "`<` struct(params) `>`";
 }

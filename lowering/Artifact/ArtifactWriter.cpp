@@ -50,6 +50,7 @@ runtime::PackedTensor packedTensorOf(WeightSlotAttr slot) {
   t.bytes = slot.getBytes();
   t.dtype = dtypeOf(type.getElementType());
   t.shape.assign(type.getShape().begin(), type.getShape().end());
+  t.panel = slot.getPanel();
   auto setSource = [&](Type sourceType) {
     auto source = cast<RankedTensorType>(sourceType);
     t.sourceDtype = dtypeOf(source.getElementType());
@@ -93,6 +94,8 @@ llvm::json::Object tensorJson(const runtime::PackedTensor &t) {
                             {"bytes", int64_t(t.bytes)},
                             {"dtype", t.dtype},
                             {"shape", jsonShape(t.shape)}};
+  if (t.panel)
+    tensor["panel"] = t.panel;
   if (t.transform.empty())
     return tensor;
   tensor["transform"] = t.transform;

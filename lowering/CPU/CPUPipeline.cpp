@@ -82,7 +82,10 @@ void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm,
                                     bool deviceAllocations) {
   pm.addPass(createConvertSCFToOpenMPPass());
   pm.addPass(createConvertVectorToSCFPass());
-  pm.addPass(createConvertVectorToLLVMPass());
+  // x86vector: the CPU's bf16 dot products (PanelLinear.cpp).
+  ConvertVectorToLLVMPassOptions vectorOptions;
+  vectorOptions.x86Vector = true;
+  pm.addPass(createConvertVectorToLLVMPass(vectorOptions));
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
   // GPU host code: buffers are device memory, allocated through the
@@ -99,9 +102,14 @@ void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
 }
 
-void xfmr::buildCPULoweringPipeline(OpPassManager &pm) {
-  pm.addPass(createPlanMemory());
-  pm.addPass(createLowerToKernels());
+void xfmr::buildCPULoweringPipeline(OpPassManager &pm,
+                                    const CPULoweringOptions &options) {
+  PlanMemoryOptions plan;
+  plan.weightPanels = options.weightPanels;
+  pm.addPass(createPlanMemory(plan));
+  LowerToKernelsOptions kernels;
+  kernels.precise = options.precise;
+  pm.addPass(createLowerToKernels(kernels));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   buildLowerToLLVMPipeline(pm);

@@ -41,10 +41,20 @@ void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 /// generic _mlir_memref_to_llvm_alloc/free (GPU host code).
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm, bool deviceAllocations);
 
+/// Choices of the CPU lowering that the compile driver makes.
+struct CPULoweringOptions {
+  /// bf16 linear weights in the panel microkernels' layout (xfmr-plan-memory
+  /// weight-panels); only when every target of the artifact is a CPU.
+  bool weightPanels = false;
+  /// f32 activations in those linears (xfmr-lower-to-kernels precise).
+  bool precise = false;
+};
+
 /// xfmr IR (after graph optimization and quantization) to the LLVM dialect:
 /// xfmr-plan-memory, xfmr-lower-to-kernels, canonicalize, cse,
 /// xfmr-lower-to-llvm.
-void buildCPULoweringPipeline(mlir::OpPassManager &pm);
+void buildCPULoweringPipeline(mlir::OpPassManager &pm,
+                              const CPULoweringOptions &options = {});
 
 /// The whole CPU pipeline from graph-level xfmr IR to the LLVM dialect.
 void buildCPUPipeline(mlir::OpPassManager &pm);

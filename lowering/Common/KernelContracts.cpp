@@ -68,6 +68,8 @@ std::string WeightOperand::key() const {
   if (blockScale)
     text += "_b" + std::to_string(blockScale->first) + "x" +
             std::to_string(blockScale->second);
+  if (panel)
+    text += "_p" + std::to_string(panel);
   return text;
 }
 

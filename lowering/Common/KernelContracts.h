@@ -56,6 +56,10 @@ struct WeightOperand {
   WeightFormat format = WeightFormat::F32;
   /// Block scale sizes [rows, cols] when the weight is block-scaled.
   std::optional<std::pair<int64_t, int64_t>> blockScale;
+  /// Rows per panel when the matrix is stored in panels (see
+  /// WeightSlotAttr): [ceil(out / panel), ceil(in / 2), 2 * panel]; 0 for
+  /// row-major [out, in].
+  int64_t panel = 0;
   std::string key() const;
 };
 
@@ -203,6 +207,9 @@ struct LinearKernel {
   int64_t in, out;
   WeightOperand weight;
   std::optional<WeightFormat> bias;
+  /// The input is rounded to bf16 before the products (the CPU's bf16 dot
+  /// products; --precise keeps f32). Only with a panel weight.
+  bool bf16Activations = false;
 };
 
 /// output = input rotated for positions start + t.

@@ -46,8 +46,8 @@ std::optional<int64_t> asInt(std::optional<uint64_t> value) {
 /// Emits the schedule of one entry point.
 class ScheduleEmitter {
 public:
-  ScheduleEmitter(KernelTarget &target, MemoryPlanAttr plan)
-      : target(target), plan(plan) {}
+  ScheduleEmitter(KernelTarget &target, MemoryPlanAttr plan, bool precise)
+      : target(target), plan(plan), precise(precise) {}
 
   LogicalResult emit(func::FuncOp old);
 
@@ -95,6 +95,8 @@ private:
 
   KernelTarget &target;
   MemoryPlanAttr plan;
+  /// Linear layers keep f32 inputs (--precise).
+  bool precise;
   /// The counter slot of the next xfmr.moe_experts.
   size_t nextCounter = 0;
 
@@ -142,6 +144,9 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
     }
     operand.blockScale = {layout.getBlock()[0], layout.getBlock()[1]};
   }
+  if (auto source = weight.getDefiningOp<WeightOp>())
+    if (WeightSlotAttr slot = getWeightSlot(plan, source))
+      operand.panel = slot.getPanel();
   return operand;
 }
 
@@ -153,8 +158,11 @@ Value ScheduleEmitter::weightView(Operation *op, StringRef attrName) {
     return Value();
   }
   auto tensor = cast<RankedTensorType>(slot.getType());
+  SmallVector<int64_t> shape(tensor.getShape());
+  if (slot.getPanel())
+    shape = llvm::to_vector(panelStorageShape(shape, slot.getPanel()));
   auto type = MemRefType::get(
-      tensor.getShape(),
+      shape,
       storageTypeOf(weightFormatOf(tensor.getElementType()), b->getContext()));
   return memref::ViewOp::create(*b, loc, type, weightBlob,
                                 constant(slot.getOffset()), ValueRange{});
@@ -236,6 +244,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     auto w = lin.getWeight().getType();
     LinearKernel kernel{w.getDimSize(1), w.getDimSize(0), weight,
                         std::nullopt};
+    kernel.bf16Activations = weight.panel && !precise;
     LinearOperands<Value> operands;
     operands.input = buffer(lin.getInput());
     operands.weight = buffer(lin.getWeight());
@@ -708,6 +717,7 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
 
 struct LowerToKernelsPass
     : xfmr::impl::LowerToKernelsBase<LowerToKernelsPass> {
+  using LowerToKernelsBase::LowerToKernelsBase;
   void runOnOperation() override;
 };
 
@@ -741,7 +751,7 @@ void LowerToKernelsPass::runOnOperation() {
       if (failed(target->checkCacheType(type, func)))
         return signalPassFailure();
   for (func::FuncOp old : entries) {
-    ScheduleEmitter emitter(*target, plan);
+    ScheduleEmitter emitter(*target, plan, precise);
     if (failed(emitter.emit(old)))
       return signalPassFailure();
     old.erase();

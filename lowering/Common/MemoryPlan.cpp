@@ -11,6 +11,12 @@ int64_t xfmr::storedElementBytes(Type type) {
   return llvm::divideCeilSigned<int64_t>(type.getIntOrFloatBitWidth(), 8);
 }
 
+SmallVector<int64_t, 3> xfmr::panelStorageShape(ArrayRef<int64_t> shape,
+                                                int64_t panel) {
+  return {llvm::divideCeilSigned(shape[0], panel),
+          llvm::divideCeilSigned<int64_t>(shape[1], 2), 2 * panel};
+}
+
 CacheStorage xfmr::cacheStorage(Type cacheType) {
   CacheStorage storage;
   if (auto latent = dyn_cast<LatentCacheType>(cacheType)) {

@@ -32,6 +32,14 @@ inline constexpr int64_t kBufferAlignment = 64;
 /// Bytes of one element of a stored type (f32 4, bf16 2, FP8 and i8 1).
 int64_t storedElementBytes(mlir::Type type);
 
+/// Rows of a weight panel (a slot's `panel` when xfmr-plan-memory packs
+/// weights for the CPU): four 16-lane vectors of sums per activation row.
+inline constexpr int64_t kWeightPanelRows = 64;
+/// The stored shape of a [rows, cols] matrix in panels of `panel` rows:
+/// [ceil(rows / panel), ceil(cols / 2), 2 * panel].
+llvm::SmallVector<int64_t, 3> panelStorageShape(llvm::ArrayRef<int64_t> shape,
+                                                int64_t panel);
+
 /// How a layer's cache is laid out inside its slot. A KV cache is codes
 /// [capacity, heads, key_dim + value_dim], then for 8-bit types f32 scales
 /// [capacity, heads, 2] (key, value). A latent cache is the latent codes

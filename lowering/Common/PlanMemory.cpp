@@ -41,6 +41,20 @@ bool onlyDerived(WeightOp weight) {
          });
 }
 
+/// True when the CPU's panel kernels can read `weight`: a bf16 matrix that
+/// only linear layers multiply by (an embedding table or an MoE expert
+/// stack keeps its rows).
+bool panelPackable(WeightOp weight) {
+  RankedTensorType type = weight.getType();
+  return type.getRank() == 2 && type.getElementType().isBF16() &&
+         !weight->use_empty() &&
+         llvm::all_of(weight->getUses(), [](OpOperand &use) {
+           auto linear = dyn_cast<LinearOp>(use.getOwner());
+           return linear && use.get() == linear.getWeight() &&
+                  use.getOperandNumber() == 1;
+         });
+}
+
 /// Checks that `func` has the importer's entry signature: (ids, start,
 /// caches...) -> (logits, caches...).
 LogicalResult checkEntrySignature(func::FuncOp func) {
@@ -83,14 +97,16 @@ public:
   /// The index of the slot for `key`, adding one of `type` from `source`
   /// (computed by `transform` if set); -1 if `key` has another type.
   int64_t slot(StringRef key, StringAttr source, RankedTensorType type,
-               Attribute transform = {}) {
+               Attribute transform = {}, int64_t panel = 0) {
     auto [it, inserted] = indices.try_emplace(key, int64_t(slots.size()));
     if (!inserted)
       return slots[it->second].getType() == type ? it->second : -1;
-    int64_t bytes =
-        type.getNumElements() * storedElementBytes(type.getElementType());
+    int64_t elements = type.getNumElements();
+    if (panel)
+      elements = llvm::product_of(panelStorageShape(type.getShape(), panel));
+    int64_t bytes = elements * storedElementBytes(type.getElementType());
     slots.push_back(WeightSlotAttr::get(builder.getContext(), source, size,
-                                        bytes, type, transform));
+                                        bytes, type, transform, panel));
     size = llvm::alignTo(size + bytes, kBufferAlignment);
     return it->second;
   }
@@ -116,6 +132,7 @@ template <typename... Parts> std::string slotKey(const Parts &...parts) {
 }
 
 struct PlanMemoryPass : xfmr::impl::PlanMemoryBase<PlanMemoryPass> {
+  using PlanMemoryBase::PlanMemoryBase;
   void runOnOperation() override;
   LogicalResult planWeights(ArrayRef<func::FuncOp> entries,
                             WeightPlanner &planner);
@@ -128,8 +145,13 @@ LogicalResult PlanMemoryPass::planWeights(ArrayRef<func::FuncOp> entries,
       if (auto weight = dyn_cast<WeightOp>(op)) {
         if (onlyDerived(weight))
           return WalkResult::advance(); // its derived slots are stored
-        int64_t index = planner.slot(weight.getName(), weight.getNameAttr(),
-                                     weight.getType());
+        int64_t panel =
+            weightPanels && panelPackable(weight) ? kWeightPanelRows : 0;
+        std::string key = weight.getName().str();
+        if (panel)
+          key = slotKey("panel", weight.getName(), panel);
+        int64_t index = planner.slot(key, weight.getNameAttr(),
+                                     weight.getType(), {}, panel);
         if (index < 0)
           return weight.emitOpError()
                  << "weight '" << weight.getName() << "' is used with two types";

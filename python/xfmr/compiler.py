@@ -26,7 +26,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             mla_absorb: Optional[str] = None,
             progress: Optional[Callable[[str], None]] = None,
             dump_ir_after: Optional[str] = None,
-            strip_weights: bool = False) -> Union[Artifact, str]:
+            strip_weights: bool = False, precise: bool = False) -> Union[Artifact, str]:
     """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
 
     model: a Hugging Face checkpoint folder, or an .mlir file of xfmr IR whose weights come
@@ -70,6 +70,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     strip_weights: write the code, manifest and packing plan without the weights, like
         `xfmr-compile --strip-weights`; needs `output` and returns its path (a stripped
         artifact does not load). `xfmr.pack` binds a checkpoint's weights to it.
+    precise: keep f32 activations in linear layers, like `xfmr-compile --precise`. By
+        default CPU-only artifacts store bf16 linear weights in panels and multiply them by
+        activations rounded to bf16 (AVX512-BF16 dot products where the CPU has them).
 
     Every option is checked before any work: a bad value, or an option the model has no use
     for (mla_cache="latent" without MLA) raises `xfmr.InvalidArgumentError`; an option
@@ -145,6 +148,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
 
     if not isinstance(strip_weights, bool):
         raise TypeError(f"strip_weights must be a bool, got {type(strip_weights).__name__}")
+    if not isinstance(precise, bool):
+        raise TypeError(f"precise must be a bool, got {type(precise).__name__}")
     if strip_weights and output is None:
         raise InvalidArgumentError("strip_weights needs an output path (a stripped artifact "
                                    "cannot be loaded, so there is nothing to return)")
@@ -165,7 +170,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
                          kv_window, kv_sinks, moe or "", mla_absorb or "", strip_weights,
-                         progress,
+                         precise, progress,
                          lambda line: warnings.warn(line, CompileWarning, stacklevel=3))
         if strip_weights:
             return output

@@ -68,6 +68,15 @@ std::vector<int64_t> shapeField(const JsonValue &object, const char *key,
   return shape;
 }
 
+/// Bytes per element of a stored dtype.
+int64_t elementBytesOf(const std::string &dtype) {
+  if (dtype == "f32")
+    return 4;
+  if (dtype == "bf16" || dtype == "f16")
+    return 2;
+  return 1;
+}
+
 int64_t elementsOf(const std::vector<int64_t> &shape) {
   int64_t n = 1;
   for (int64_t d : shape)
@@ -99,6 +108,11 @@ std::vector<PackedTensor> runtime::readPackingPlan(const JsonValue &manifest,
     p.bytes = integerField(t, "bytes", where);
     p.dtype = stringField(t, "dtype", where);
     p.shape = shapeField(t, "shape", where);
+    if (t.find("panel")) {
+      p.panel = integerField(t, "panel", where, 1);
+      if (p.shape.size() != 2 || p.panel > (int64_t(1) << 20))
+        throw Error(where + ": panels hold a matrix, in at most 2^20 rows");
+    }
     if (t.find("transform")) {
       p.transform = stringField(t, "transform", where);
       p.sourceDtype = stringField(t, "source_dtype", where);
@@ -394,6 +408,23 @@ std::string foldTensor(const TensorSource &source, const PackedTensor &t) {
 
 } // namespace
 
+std::string runtime::toPanels(const std::string &data, int64_t rows,
+                              int64_t cols, int64_t elementBytes,
+                              int64_t panel) {
+  int64_t pairs = (cols + 1) / 2;
+  int64_t panels = (rows + panel - 1) / panel;
+  std::string out(size_t(panels * pairs * panel * 2 * elementBytes), '\0');
+  // One pair of columns at a time (the last one alone when cols is odd).
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; c += 2) {
+      int64_t to = ((r / panel * pairs + c / 2) * panel + r % panel) * 2;
+      std::memcpy(&out[size_t(to * elementBytes)],
+                  &data[size_t((r * cols + c) * elementBytes)],
+                  size_t(std::min<int64_t>(2, cols - c) * elementBytes));
+    }
+  return out;
+}
+
 std::string runtime::packWeights(
     const std::vector<PackedTensor> &plan, uint64_t totalBytes,
     const TensorSource &source,
@@ -437,6 +468,16 @@ std::string runtime::packWeights(
         pendingScales.erase(it);
       } else {
         data = foldTensor(source, t);
+      }
+      if (t.panel) {
+        int64_t elementBytes = elementBytesOf(t.dtype);
+        uint64_t logical = uint64_t(elementsOf(t.shape)) * elementBytes;
+        if (data.size() != logical)
+          return "weight '" + t.name + "' has " +
+                 std::to_string(data.size()) + " bytes in " +
+                 source.describe() + " but the compiled code expects " +
+                 std::to_string(logical);
+        data = toPanels(data, t.shape[0], t.shape[1], elementBytes, t.panel);
       }
       if (data.size() != t.bytes)
         return "weight '" + t.name + "' has " + std::to_string(data.size()) +

@@ -49,6 +49,14 @@ class CompiledModel:
         self._weights = np.frombuffer(self._map, np.uint8, max(weights_size, 1), weights_at)
         self.cache = np.zeros(self.manifest["kv_cache"]["bytes"], np.uint8)
 
+    @property
+    def bf16_inputs(self):
+        """Weights whose linear layers round their input to bf16: those the manifest stores
+        in panels (CPU-only artifacts), unless compiled with --precise."""
+        if self.manifest.get("compile_options", {}).get("precise"):
+            return []
+        return [t["name"] for t in self.manifest["weights"]["tensors"] if t.get("panel")]
+
     def _call(self, entry, ids, start):
         ids = np.ascontiguousarray(ids, dtype=np.int32)
         logits = np.zeros((len(ids), self.vocab), np.float32)

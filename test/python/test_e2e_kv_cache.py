@@ -92,7 +92,7 @@ def test_mla_folded_matches_emulation(dtype, synth_checkpoint, tmp_path):
     checkpoint = synth_checkpoint("deepseek_v3", dtype=dtype)
     compiled = CompiledModel(compile_model(checkpoint, tmp_path, "--mla-cache", "latent",
                                            "--mla-absorb", "compile-time"))
-    model = reference.load(str(checkpoint))
+    model = reference.load(str(checkpoint), bf16_inputs=compiled.bf16_inputs)
     use_folded_mla(model, dtype)
     prompt = list(range(3, 27))
     expected_ids, expected_rows = model.generate_greedy(prompt, 8)

@@ -53,6 +53,13 @@ static cl::opt<int64_t> contextLength(
              "model's max_position_embeddings)"),
     cl::value_desc("N"), cl::init(0), cl::cat(inputOutput));
 
+static cl::opt<bool> precise(
+    "precise",
+    cl::desc("Keep f32 activations in linear layers (by default CPU code "
+             "multiplies bf16 weights by activations rounded to bf16, with "
+             "the CPU's bf16 dot products)"),
+    cl::init(false), cl::cat(targetOptions));
+
 static cl::opt<std::string> targetName(
     "target",
     cl::desc("Target: cpu (default), cuda:sm_80|sm_89|sm_90|sm_90a, "
@@ -220,6 +227,7 @@ int main(int argc, char **argv) {
   options.dumpIRAfter = dumpIRAfter;
   options.dumpDeviceCode = dumpDeviceCode;
   options.stripWeights = stripWeights;
+  options.precise = precise;
   options.optLevel = optLevel;
   options.quantize = quantize;
   options.mlaCache = mlaCache;

@@ -1,8 +1,9 @@
 //===- Linear.cpp - y = x W^T (+ b) kernel ----------------------*- C++ -*-===//
 //
-// One register-tiled product (MatmulTile.h) over all tokens: prefill is
-// bound by arithmetic rather than loads, and decode (one token) streams each
-// weight byte exactly once.
+// One register-tiled product over all tokens: prefill is bound by arithmetic
+// rather than loads, and decode (one token) streams each weight byte exactly
+// once. Weights stored in panels (CPU-only artifacts) go through the panel
+// microkernels (PanelLinear.h), the others through MatmulTile.h.
 //
 //===----------------------------------------------------------------------===//
 
@@ -10,6 +11,7 @@
 
 #include "llvm/Support/MathExtras.h"
 #include "lowering/CPU/Kernels/MatmulTile.h"
+#include "lowering/CPU/Kernels/PanelLinear.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -36,10 +38,40 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
          llvm::divideCeilSigned(in, weight.blockScale->second)},
         f32Type);
   types.output = MemRefType::get({ShapedType::kDynamic, out}, f32Type);
+  if (weight.panel)
+    types.weight = MemRefType::get(
+        {llvm::divideCeilSigned(out, weight.panel),
+         llvm::divideCeilSigned<int64_t>(in, 2), 2 * weight.panel},
+        storageTypeOf(weight.format, context));
   std::string key = "linear_" + std::to_string(out) + "x" +
                     std::to_string(in) + "_" + weight.key();
   if (bias)
     key += "_bias_" + formatName(*bias).str();
+  if (weight.panel)
+    key += kernel.bf16Activations ? "_abf16" : "_af32";
+  if (weight.panel) {
+    assert(weight.format == WeightFormat::BF16 && !weight.blockScale &&
+           "panels hold bf16 weights");
+    const CPUKernelOptions &options = lib.getOptions();
+    return lib.get<LinearOperands>(
+        key, types, [&](OpBuilder &b, Location loc, LinearOperands<Value> args) {
+      PanelLinear op;
+      op.x = args.input;
+      op.w = args.weight;
+      op.bias = args.bias;
+      op.biasFormat = bias.value_or(WeightFormat::F32);
+      op.y = args.output;
+      op.in = in;
+      op.out = out;
+      op.panel = weight.panel;
+      op.bf16Activations = kernel.bf16Activations;
+      op.dotProducts = kernel.bf16Activations && options.has("avx512bf16");
+      // 6 rows x 4 vectors of sums + 4 weight vectors + 1 broadcast fit the
+      // 32 AVX-512 registers; with 16 (AVX2), a row alone takes 8.
+      op.tileRows = options.has("avx512f") ? 6 : 1;
+      emitPanelLinear(b, loc, op);
+    });
+  }
   return lib.get<LinearOperands>(
       key, types, [&](OpBuilder &b, Location loc, LinearOperands<Value> args) {
     Value x = args.input, y = args.output, biasValue = args.bias;

@@ -14,7 +14,12 @@ def silu(x: np.ndarray) -> np.ndarray:
 def linear(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None) -> np.ndarray:
     """y = x W^T + b, with W stored [out, in] as in Hugging Face checkpoints.
 
-    A weight marked by fp8.apply_fp8 first quantizes the input per token and group."""
+    A weight marked by fp8.apply_fp8 first quantizes the input per token and group; one
+    marked by bf16.mark_bf16_input rounds it to bf16."""
+    if getattr(w, "bf16_input", False):
+        from .bf16 import round_bf16  # noqa: PLC0415
+        x = round_bf16(x)
+        w = np.asarray(w)
     group = getattr(w, "activation_group", None)
     if group:
         from .fp8 import fake_quantize  # noqa: PLC0415 (avoids an import cycle)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .attention import GQAttention, MLAttention
 from .cache import Cache
-from .mlp import SwiGLU
+from .mlp import SwiGLU, linear
 from .moe import DeepseekMoE, MixtralMoE
 from .norm import rms_norm
 from .weights import Weights
@@ -136,7 +136,7 @@ class Model:
         for i, layer in enumerate(self.layers):
             h = layer(h, cache, i)
         cache.length += len(ids)
-        return rms_norm(h, self.norm, self.eps) @ self.lm_head.T
+        return linear(rms_norm(h, self.norm, self.eps), self.lm_head)
 
     def generate_greedy(self, prompt_ids: Sequence[int], n: int,
                         cache: Optional[Cache] = None) -> Tuple[List[int], np.ndarray]:
@@ -172,8 +172,11 @@ def read_config(model_dir: str) -> dict:
     return config
 
 
-def load(model_dir: str) -> Model:
-    """Load a Hugging Face checkpoint folder (config.json + safetensors) as a reference model."""
+def load(model_dir: str, bf16_inputs: Sequence[str] = ()) -> Model:
+    """Load a Hugging Face checkpoint folder (config.json + safetensors) as a reference model.
+
+    bf16_inputs: names of weights whose linear layers round their input to bf16, as the
+    compiled CPU code does for the weights its manifest stores in panels (see bf16.py)."""
     config = read_config(model_dir)
     architecture_of(config)  # fail early, before touching the weights
-    return Model(config, Weights(model_dir, config))
+    return Model(config, Weights(model_dir, config, bf16_inputs))

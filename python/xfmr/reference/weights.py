@@ -7,6 +7,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from .bf16 import mark_bf16_input
+
 from ..safetensors import SafetensorsFolder
 
 
@@ -35,8 +37,9 @@ class Weights:
     reference is float64; mixing in float32 operands promotes without loss.
     """
 
-    def __init__(self, folder: str, config: dict):
+    def __init__(self, folder: str, config: dict, bf16_inputs=()):
         self.files = SafetensorsFolder(folder)
+        self.bf16_inputs = frozenset(bf16_inputs)
         qc = config.get("quantization_config") or {}
         self.block = tuple(qc.get("weight_block_size") or (128, 128))
         if len(self.block) != 2:
@@ -65,6 +68,8 @@ class Weights:
             value = np.array(value)  # own the memory: detach from the file mapping
         if shape is not None and tuple(value.shape) != tuple(shape):
             raise ValueError(f"{name}: shape {list(value.shape)}, expected {list(shape)}")
+        if name in self.bf16_inputs:
+            value = mark_bf16_input(value)
         return value
 
     def maybe(self, name: str, shape: Optional[Tuple[int, ...]] = None) -> Optional[np.ndarray]:

@@ -20,6 +20,7 @@
 #include <array>
 #include <cmath>
 #include <dlfcn.h>
+#include <map>
 #include <random>
 #include <unistd.h>
 
@@ -219,14 +220,16 @@ KernelHarness::KernelHarness() {
 KernelHarness::~KernelHarness() = default;
 
 std::unique_ptr<CompiledKernel>
-KernelHarness::compile(const KernelConfig &config) {
-  static CPUTarget host = [] {
+KernelHarness::compile(const KernelConfig &config, const std::string &cpu) {
+  static std::map<std::string, CPUTarget> targets;
+  if (!targets.count(cpu)) {
     CPUTarget target;
-    target.cpu = "native";
+    target.cpu = cpu;
     llvm::Error error = resolveCPUTarget(target);
     EXPECT_FALSE(error) << llvm::toString(std::move(error));
-    return target;
-  }();
+    targets[cpu] = target;
+  }
+  const CPUTarget &host = targets[cpu];
   Location loc = UnknownLoc::get(context_.get());
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   (*module)->setAttr(kTargetAttrName,

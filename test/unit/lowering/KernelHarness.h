@@ -95,9 +95,11 @@ class KernelHarness {
 public:
   KernelHarness();
   ~KernelHarness();
-  /// Materializes, compiles and loads the kernel of `config` for the host
-  /// CPU. Fails the calling test (and returns null) on any error.
-  std::unique_ptr<CompiledKernel> compile(const kernels::KernelConfig &config);
+  /// Materializes, compiles and loads the kernel of `config` for `cpu` (an
+  /// LLVM CPU name the host can run, or "native"). Fails the calling test
+  /// (and returns null) on any error.
+  std::unique_ptr<CompiledKernel> compile(const kernels::KernelConfig &config,
+                                          const std::string &cpu = "native");
   mlir::MLIRContext &context() { return *context_; }
 
 private:

@@ -14,6 +14,8 @@
 #include "dialects/Xfmr/XfmrOps.h"
 #include "lowering/CPU/CPUKernelTarget.h"
 #include "lowering/GPU/GPUKernelTarget.h"
+#include "xfmr/runtime/Float16.h"
+#include "xfmr/runtime/WeightPacking.h"
 
 #include "mlir/AsmParser/AsmParser.h"
 
@@ -287,6 +289,94 @@ INSTANTIATE_TEST_SUITE_P(
       return name(info.param.format) +
              (info.param.blockScaled ? "_scaled" : "") +
              (info.param.bias ? "_bias" : "");
+    });
+
+//===----------------------------------------------------------------------===//
+// Linear over weights stored in panels (CPU-only artifacts): bf16 dot products
+// on AVX512-BF16, two FMAs per weight pair elsewhere (x86-64-v3), f32 inputs
+// for --precise
+//===----------------------------------------------------------------------===//
+
+struct PanelLinearCase {
+  std::string cpu;
+  bool bf16Activations;
+  std::optional<WeightFormat> bias;
+};
+
+void PrintTo(const PanelLinearCase &c, std::ostream *os) {
+  *os << c.cpu << (c.bf16Activations ? " bf16 inputs" : " f32 inputs")
+      << (c.bias ? " bias " + name(*c.bias) : "");
+}
+
+class PanelLinearKernelTest
+    : public KernelTest,
+      public ::testing::WithParamInterface<PanelLinearCase> {};
+
+/// x rounded to bf16 (nearest even) through f32, as the kernels round it.
+double roundedBF16(double x) {
+  return xfmr::float16::decodeBF16(xfmr::float16::encodeBF16(float(x)));
+}
+
+TEST_P(PanelLinearKernelTest, MatchesFloat64) {
+  const PanelLinearCase c = GetParam();
+  // An odd input length (a padded pair) and a last panel with 24 of 64 rows.
+  const int64_t in = 101, out = 88, panel = 64;
+  WeightOperand weight;
+  weight.format = WeightFormat::BF16;
+  weight.panel = panel;
+  LinearKernel config{in, out, weight, c.bias};
+  config.bf16Activations = c.bf16Activations;
+  auto kernel = harness().compile(config, c.cpu);
+  ASSERT_TRUE(kernel);
+  std::vector<double> w = randomValues(out * in, -1, 1, 21);
+  std::vector<double> bias = randomValues(out, -1, 1, 22);
+  Buffer rows = codesBuffer(WeightFormat::BF16, {out, in}, w);
+  std::string panels = xfmr::runtime::toPanels(
+      std::string(rows.as<char>(), out * in * 2), out, in, 2, panel);
+  Buffer weightBuffer({2, (in + 1) / 2, 2 * panel}, 2);
+  std::memcpy(weightBuffer.as<char>(), panels.data(), panels.size());
+  Buffer biasBuffer = c.bias ? codesBuffer(*c.bias, {out}, bias) : Buffer();
+  // Decode, one 6-row tile and a remainder, and two tiles and a remainder.
+  for (int64_t tokens : {1, 7, 13}) {
+    std::vector<double> x = randomValues(tokens * in, -2, 2, 23 + tokens);
+    Buffer input = f32Buffer({tokens, in}, x), output = f32Buffer({tokens, out});
+    LinearOperands<Buffer *> operands{&input, &weightBuffer,
+                                      c.bias ? &biasBuffer : nullptr, nullptr,
+                                      &output};
+    (*kernel)(operands);
+    std::vector<double> actual = readF32(output);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t n = 0; n < out; ++n) {
+        double sum = c.bias ? roundTo(*c.bias, bias[n]) : 0.0;
+        double size = std::abs(sum);
+        for (int64_t k = 0; k < in; ++k) {
+          double a = float(x[t * in + k]);
+          if (c.bf16Activations)
+            a = roundedBF16(a);
+          double term = a * roundTo(WeightFormat::BF16, w[n * in + k]);
+          sum += term;
+          size += std::abs(term);
+        }
+        EXPECT_NEAR(actual[t * out + n], sum, 1e-6 + 1e-5 * size)
+            << kernel->name() << " tokens " << tokens << " row " << t
+            << " output " << n;
+      }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Variants, PanelLinearKernelTest,
+    ::testing::Values(
+        PanelLinearCase{"native", true, std::nullopt},
+        PanelLinearCase{"native", true, WeightFormat::BF16},
+        PanelLinearCase{"native", false, WeightFormat::F32},
+        PanelLinearCase{"x86-64-v3", true, WeightFormat::F16},
+        PanelLinearCase{"x86-64-v3", false, std::nullopt}),
+    [](const ::testing::TestParamInfo<PanelLinearCase> &info) {
+      std::string cpu = info.param.cpu;
+      std::replace(cpu.begin(), cpu.end(), '-', '_');
+      return cpu + (info.param.bf16Activations ? "_bf16" : "_f32") +
+             (info.param.bias ? "_bias_" + name(*info.param.bias) : "");
     });
 
 //===----------------------------------------------------------------------===//

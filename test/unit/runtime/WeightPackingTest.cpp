@@ -227,6 +227,44 @@ TEST_F(WeightPackingTest, RejectsNaNCodesAndWrongSizes) {
                   "weight 'nope' is not in memory");
 }
 
+TEST_F(WeightPackingTest, StoresMatricesInPanels) {
+  // A 3 x 5 matrix of 2-byte elements in panels of 2 rows: element (r, c) at
+  // ((r / 2 * 3 + c / 2) * 2 + r % 2) * 2 + c % 2 of [2][3][2][2], zeros in
+  // the padding (row 3, column 5).
+  std::string data;
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 5; ++c)
+      data += {char('a' + r), char('0' + c)};
+  std::string panels = toPanels(data, 3, 5, 2, 2);
+  ASSERT_EQ(panels.size(), 2u * 3 * 2 * 2 * 2);
+  auto at = [&](int p, int pair, int row, int k) {
+    return panels.substr(((((p * 3) + pair) * 2 + row) * 2 + k) * 2, 2);
+  };
+  EXPECT_EQ(at(0, 0, 0, 0), "a0");
+  EXPECT_EQ(at(0, 0, 0, 1), "a1");
+  EXPECT_EQ(at(0, 0, 1, 0), "b0");
+  EXPECT_EQ(at(0, 1, 1, 1), "b3");
+  EXPECT_EQ(at(0, 2, 0, 0), "a4");
+  EXPECT_EQ(at(0, 2, 0, 1), std::string(2, '\0'));
+  EXPECT_EQ(at(1, 1, 0, 0), "c2");
+  EXPECT_EQ(at(1, 1, 1, 0), std::string(2, '\0'));
+
+  // Packing applies the plan's panel after the copy and checks the logical
+  // size first.
+  MemorySource source;
+  source.add("w", "BF16", {3, 5}, data);
+  PackedTensor w = tensor("w", 0, panels.size(), "bf16", {3, 5});
+  w.panel = 2;
+  std::string blob;
+  ASSERT_EQ(pack({w}, 64, source, blob), "");
+  EXPECT_EQ(blob.substr(0, panels.size()), panels);
+  source.add("v", "BF16", {2, 5}, data.substr(0, 20));
+  w.name = "v";
+  EXPECT_CONTAINS(pack({w}, 64, source, blob),
+                  "weight 'v' has 20 bytes in memory but the compiled code "
+                  "expects 30");
+}
+
 TEST_F(WeightPackingTest, ReadsThePlanWithClearErrors) {
   auto plan = [](const std::string &text) {
     try {
@@ -247,6 +285,12 @@ TEST_F(WeightPackingTest, ReadsThePlanWithClearErrors) {
   EXPECT_EQ(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
       "bytes": 4, "dtype": "f32", "shape": [1]}]}})"),
             "(no error)");
+  EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
+      "bytes": 4, "dtype": "bf16", "shape": [2], "panel": 64}]}})"),
+                  "panels hold a matrix");
+  EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
+      "bytes": 4, "dtype": "bf16", "shape": [1, 2], "panel": 0}]}})"),
+                  "manifest tensor 'w'.panel");
 }
 
 } // namespace

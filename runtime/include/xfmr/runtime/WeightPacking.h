@@ -14,6 +14,9 @@
 //       "source_dtype", "source_shape", "heads", "nope", "rope",
 //       "value_dim" and, except for mla_query_rope, "kv_b", "kv_b_dtype",
 //       "kv_b_shape"
+//   "panel": P  (after any transform) the matrix [rows, cols] is stored in
+//       panels of P rows for the CPU's dot-product kernels:
+//       [ceil(rows / P)][ceil(cols / 2)][P][2], zero-padded; see toPanels.
 // A name with `*` stands for the stacked tensors `*` = 0, 1, ... in order.
 //
 //===----------------------------------------------------------------------===//
@@ -45,7 +48,16 @@ struct PackedTensor {
   int64_t heads = 0, nope = 0, rope = 0, valueDim = 0;
   std::string kvB, kvBDtype;
   std::vector<int64_t> kvBShape;
+  /// Rows per panel, or 0 (row-major).
+  int64_t panel = 0;
 };
+
+/// The row-major matrix `data` ([rows, cols] of `elementBytes`-byte
+/// elements) in panels of `panel` rows: element (r, c) goes to
+/// ((r / panel * ceil(cols / 2) + c / 2) * panel + r % panel) * 2 + c % 2,
+/// the rest is zeros.
+std::string toPanels(const std::string &data, int64_t rows, int64_t cols,
+                     int64_t elementBytes, int64_t panel);
 
 /// Reads the plan from a manifest's weights.tensors; throws `Error` naming
 /// `path` and the field.

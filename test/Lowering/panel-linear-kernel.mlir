@@ -1,0 +1,89 @@
+// Linear layers of CPU-only artifacts (xfmr-plan-memory weight-panels): a bf16
+// weight [88, 101] is stored in panels of 64 rows, each pair of input columns
+// of a panel's rows together: [2, 51, 128] (88 -> 128 rows, 101 -> 51 pairs,
+// zero-padded; 26112 bytes).
+// RUN: xfmr-opt %s --split-input-file --xfmr-plan-memory=weight-panels --xfmr-lower-to-kernels --canonicalize | FileCheck %s
+// --precise: f32 activations; the same weights.
+// RUN: xfmr-opt %s --split-input-file --xfmr-plan-memory=weight-panels --xfmr-lower-to-kernels=precise --canonicalize | FileCheck %s --check-prefix=PRECISE
+// Without the option (artifacts with GPU targets) the weight stays [88, 101].
+// RUN: xfmr-opt %s --split-input-file --xfmr-plan-memory --xfmr-lower-to-kernels --canonicalize | FileCheck %s --check-prefix=ROWS
+
+// CHECK: #xfmr.weight_slot<source = "w", offset = 35584, bytes = 26112, type = tensor<88x101xbf16>, panel = 64>
+// CHECK: %[[PANELS:.+]] = memref.view %arg2[%c35584][] : memref<?xi8> to memref<2x51x128xbf16>
+// CHECK: call @xfmr_linear_88x101_bf16_p64_bias_bf16_abf16(%{{.+}}, %[[PANELS]],
+// AVX512-BF16: the activations become bf16 pairs (rounded to nearest even:
+// + 0x7FFF + lsb, low half cleared), 32 inputs per step, the last 5 one by one
+// (the 102nd input is the zero padding).
+// CHECK-LABEL: func.func private @xfmr_linear_88x101_bf16_p64_bias_bf16_abf16
+// CHECK: %[[PAIRS:.+]] = memref.alloc(%{{.+}}) : memref<?x51xi32>
+// CHECK: scf.for %{{.+}} = %c0 to %c96 step %c32
+// CHECK: arith.addi %{{.+}}, %cst{{.*}} : vector<32xi32>
+// CHECK: arith.trunci %{{.+}} : vector<32xi32> to vector<32xi16>
+// CHECK: vector.store %{{.+}}, %[[PAIRS]]{{.+}} : memref<?x51xi32>, vector<16xi32>
+// CHECK: memref.store %{{.+}}, %[[PAIRS]][%{{.+}}, %c50]
+// Tiles of 6 tokens x one panel: 24 sums, 4 weight loads and 6 broadcast
+// pairs per input pair, 24 vdpbf16ps.
+// CHECK: %{{.+}}:24 = scf.for %{{.+}} = %c0 to %c51 step %c1 iter_args
+// CHECK-COUNT-4: vector.load %{{.+}} : memref<2x51x128xbf16>, vector<32xbf16>
+// CHECK: memref.load %[[PAIRS]]
+// CHECK-NEXT: vector.broadcast %{{.+}} : i32 to vector<16xi32>
+// CHECK-NEXT: vector.bitcast %{{.+}} : vector<16xi32> to vector<32xbf16>
+// CHECK-COUNT-4: x86vector.avx512.dot
+// The last panel passes output 88: masked bias loads and stores.
+// CHECK: vector.create_mask
+// CHECK: vector.maskedload %arg2
+// CHECK: vector.maskedstore %arg3
+// Leftover tokens (all of decode): one row, 4 sums.
+// CHECK: %{{.+}}:4 = scf.for %{{.+}} = %c0 to %c51 step %c1 iter_args
+// CHECK: memref.dealloc %[[PAIRS]]
+
+// PRECISE-LABEL: func.func private @xfmr_linear_88x101_bf16_p64_bias_bf16_af32
+// An odd input length: an f32 copy padded with a zero, not rounded.
+// PRECISE: memref.alloc(%{{.+}}) : memref<?x102xf32>
+// PRECISE-NOT: 32767
+// PRECISE: scf.for
+// Each weight pair widens to two f32 vectors (a shift, a mask) for two FMAs.
+// PRECISE: arith.shli %{{.+}}, %{{.+}} : vector<16xi32>
+// PRECISE: arith.andi %{{.+}}, %{{.+}} : vector<16xi32>
+// PRECISE-NOT: x86vector
+// PRECISE: vector.fma
+// PRECISE: vector.fma
+
+// ROWS: #xfmr.weight_slot<source = "w", offset = 35584, bytes = 17776, type = tensor<88x101xbf16>>
+// ROWS: func.func private @xfmr_linear_88x101_bf16_bias_bf16(
+
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "znver4", features = "+avx512f,+avx512bf16">} {
+func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x88xf32> attributes {xfmr.entry = "prefill"} {
+  %e = xfmr.weight "embed" : tensor<88x101xf32>
+  %h = xfmr.embedding %e[%ids] : tensor<88x101xf32>, tensor<?xi32> -> tensor<?x101xf32>
+  %w = xfmr.weight "w" : tensor<88x101xbf16>
+  %b = xfmr.weight "b" : tensor<88xbf16>
+  %y = xfmr.linear %h, %w bias(%b : tensor<88xbf16>) : tensor<?x101xf32>, tensor<88x101xbf16> -> tensor<?x88xf32>
+  return %y : tensor<?x88xf32>
+}
+}
+
+// -----
+
+// Without AVX512-BF16 (x86-64-v3): the same rounding, then two FMAs per
+// weight pair on the rounded f32 values; one token per tile.
+// CHECK-LABEL: func.func private @xfmr_linear_64x64_bf16_p64_abf16
+// CHECK: memref.alloc(%{{.+}}) : memref<?x64xf32>
+// CHECK: arith.andi %{{.+}}, %cst{{.*}} : vector<32xi32>
+// CHECK-NOT: x86vector
+// CHECK: %{{.+}}:4 = scf.for %{{.+}} = %c0 to %c32 step %c1 iter_args
+// CHECK-COUNT-8: vector.fma
+// CHECK-NOT: vector.maskedstore
+// PRECISE-LABEL: func.func private @xfmr_linear_64x64_bf16_p64_af32
+// An even length needs no copy: the input is read in place.
+// PRECISE-NOT: memref.alloc
+// PRECISE: return
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "x86-64-v3", features = "+avx2,+fma">} {
+func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x64xf32> attributes {xfmr.entry = "prefill"} {
+  %e = xfmr.weight "embed" : tensor<64x64xf32>
+  %h = xfmr.embedding %e[%ids] : tensor<64x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+  %w = xfmr.weight "w" : tensor<64x64xbf16>
+  %y = xfmr.linear %h, %w : tensor<?x64xf32>, tensor<64x64xbf16> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+}
