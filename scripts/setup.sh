@@ -22,9 +22,10 @@ PACKAGES=(
   libvulkan-dev libvulkan1 mesa-vulkan-drivers spirv-tools rocm-device-libs
 )
 
-# Benchmarks compare against PyTorch eager: `scripts/setup.sh --bench` adds it.
+# Benchmarks compare against PyTorch eager and llama.cpp: `scripts/setup.sh --bench`
+# adds PyTorch and what llama.cpp's gguf-py imports (bench/llama_cpp.py).
 if [ "${1:-}" = "--bench" ]; then
-  PACKAGES+=(python3-torch)
+  PACKAGES+=(python3-torch python3-sentencepiece python3-yaml)
 fi
 
 missing=()

@@ -144,7 +144,12 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
     }
     operand.blockScale = {layout.getBlock()[0], layout.getBlock()[1]};
   }
-  if (auto source = weight.getDefiningOp<WeightOp>())
+  // The slot of a checkpoint weight, or of FP8 codes quantized at compile
+  // time.
+  Operation *source = weight.getDefiningOp<WeightOp>();
+  if (!source)
+    source = weight.getDefiningOp<QuantizeOp>();
+  if (source)
     if (WeightSlotAttr slot = getWeightSlot(plan, source))
       operand.panel = slot.getPanel();
   return operand;

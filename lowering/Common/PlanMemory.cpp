@@ -55,6 +55,24 @@ bool panelPackable(WeightOp weight) {
          });
 }
 
+/// True when the panel kernels can read the FP8 codes of `quantize` (a
+/// weight quantized at compile time): a matrix only linear layers read, with
+/// its scales, in blocks of whole panels (a multiple of 64 rows) and whole
+/// input pairs.
+bool panelPackable(QuantizeOp quantize) {
+  auto codes = cast<RankedTensorType>(quantize.getResult().getType());
+  ScaleLayoutAttr layout = quantize.getLayout();
+  if (codes.getRank() != 2 || layout.getKind() != ScaleKind::block ||
+      layout.getBlock()[0] % kWeightPanelRows != 0 ||
+      layout.getBlock()[1] % 2 != 0 || quantize.getResult().use_empty())
+    return false;
+  return llvm::all_of(quantize.getResult().getUses(), [&](OpOperand &use) {
+    auto linear = dyn_cast<LinearOp>(use.getOwner());
+    return linear && use.getOperandNumber() == 1 &&
+           linear.getScale() == quantize.getScale();
+  });
+}
+
 /// Checks that `func` has the importer's entry signature: (ids, start,
 /// caches...) -> (logits, caches...).
 LogicalResult checkEntrySignature(func::FuncOp func) {
@@ -182,7 +200,10 @@ LogicalResult PlanMemoryPass::planWeights(ArrayRef<func::FuncOp> entries,
       auto source = quantize.getInput().getDefiningOp<WeightOp>();
       if (!source)
         return WalkResult::advance(); // activations: no slot
-      // Codes and scales the packer computes from the source weight.
+      // Codes and scales the packer computes from the source weight; the
+      // codes in panels when the CPU's panel kernels read them.
+      int64_t panel =
+          weightPanels && panelPackable(quantize) ? kWeightPanelRows : 0;
       for (auto [part, result, attrName] :
            {std::tuple(QuantizedPart::codes, quantize.getResult(),
                        kSlotAttrName),
@@ -191,11 +212,12 @@ LogicalResult PlanMemoryPass::planWeights(ArrayRef<func::FuncOp> entries,
         auto type = cast<RankedTensorType>(result.getType());
         auto transform = QuantizedWeightAttr::get(
             &getContext(), part, quantize.getLayout(), source.getType());
+        int64_t partPanel = part == QuantizedPart::codes ? panel : 0;
         std::string key = slotKey("quantized", source.getName(), transform,
-                                  type);
+                                  type, partPanel);
         planner.annotate(op, attrName,
                          planner.slot(key, source.getNameAttr(), type,
-                                      transform));
+                                      transform, partPanel));
       }
       return WalkResult::advance();
     });

@@ -87,3 +87,40 @@ func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x64xf32> attri
   return %y : tensor<?x64xf32>
 }
 }
+
+// -----
+
+// FP8 codes quantized at compile time sit in panels too (the scales stay
+// [rows / 128, cols / 64]). With bf16 activations each weight is
+// bf16(code x scale): from 12 tokens on, a panel is converted once into a
+// bf16 panel the 6-token tiles read; below, every tile converts its loads.
+// CHECK: #xfmr.weight_slot<source = "w", offset = 32768, bytes = 8192, type = tensor<128x64xf8E4M3FN>, transform = #xfmr.quantized_weight<part = codes, layout = <block [128, 64]>, source_type = tensor<128x64xbf16>>, panel = 64>
+// CHECK-SAME: #xfmr.weight_slot<source = "w", offset = 40960, bytes = 4, type = tensor<1x1xf32>, transform = #xfmr.quantized_weight<part = scales
+// CHECK-LABEL: func.func private @xfmr_linear_128x64_f8e4m3fn_b128x64_p64_abf16
+// CHECK-SAME: memref<2x32x128xi8>
+// CHECK: scf.if
+// CHECK: %[[PANEL:.+]] = memref.alloc() : memref<1x32x128xbf16>
+// CHECK: arith.truncf %{{.+}} : vector<32xf32> to vector<32xbf16>
+// CHECK: vector.store %{{.+}}, %[[PANEL]]
+// CHECK: vector.load %[[PANEL]]
+// CHECK: x86vector.avx512.dot
+// CHECK: memref.dealloc %[[PANEL]]
+// CHECK: } else {
+// CHECK: vector.load %arg1{{.+}} : memref<2x32x128xi8>, vector<32xi8>
+// --precise: exact f32 weights, even and odd inputs split by shuffles.
+// PRECISE-LABEL: func.func private @xfmr_linear_128x64_f8e4m3fn_b128x64_p64_af32
+// PRECISE-NOT: scf.if
+// PRECISE: vector.shuffle
+// PRECISE: vector.fma
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "znver4", features = "+avx512f,+avx512bf16">} {
+func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x128xf32> attributes {xfmr.entry = "prefill"} {
+  %e = xfmr.weight "embed" : tensor<128x64xf32>
+  %h = xfmr.embedding %e[%ids] : tensor<128x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+  %w = xfmr.weight "w" : tensor<128x64xbf16>
+  %q, %s = xfmr.quantize %w {layout = #xfmr.scale_layout<block [128, 64]>}
+      : tensor<128x64xbf16> -> tensor<128x64xf8E4M3FN>, tensor<1x1xf32>
+  %y = xfmr.linear %h, %q scale(%s : tensor<1x1xf32>) {scale_layout = #xfmr.scale_layout<block [128, 64]>}
+      : tensor<?x64xf32>, tensor<128x64xf8E4M3FN> -> tensor<?x128xf32>
+  return %y : tensor<?x128xf32>
+}
+}

@@ -156,3 +156,26 @@ def test_bf16_activations_match_their_emulation(synth_checkpoint, tmp_path):
     assert precise.bf16_inputs == []
     assert any(t.get("panel") for t in precise.manifest["weights"]["tensors"])
     assert np.max(row_errors(precise.prefill(prompt), plain_rows)) < TOLERANCE
+
+
+@pytest.mark.parametrize("flags,emulation", [
+    (["--quantize-activations=false"], {"activations": False}),
+    ([], {}),
+], ids=["weights-only", "activations"])
+def test_fp8_panels_match_their_emulation(flags, emulation, synth_checkpoint, tmp_path):
+    """FP8 codes quantized at compile time sit in panels too; with bf16 activations each
+    weight is bf16(code x scale) and each linear input is rounded to bf16 after its FP8
+    quantization (xfmr.reference.fp8.apply_fp8 on a model loaded with bf16_inputs)."""
+    from xfmr.reference.fp8 import apply_fp8  # noqa: PLC0415
+    checkpoint = synth_checkpoint("llama", dtype="bf16")
+    compiled = CompiledModel(compile_model(checkpoint, tmp_path, "--quantize", "fp8", *flags))
+    fp8_panels = [t["name"] for t in compiled.manifest["weights"]["tensors"]
+                  if t.get("panel") and t["dtype"] == "f8e4m3fn"]
+    assert len(fp8_panels) == 7 * compiled.manifest["model"]["num_layers"]
+    prompt = list(range(3, 27))
+    expected = reference.load(str(checkpoint), bf16_inputs=compiled.bf16_inputs)
+    apply_fp8(expected, **emulation)
+    expected_ids, expected_rows = expected.generate_greedy(prompt, 8)
+    ids, rows = greedy_through_abi(compiled, prompt, 8)
+    assert ids == list(expected_ids)
+    assert_rows_match(rows, expected_rows, compiled.bf16_inputs)

@@ -33,10 +33,13 @@ def check(checkpoint, tmp_path, flags, emulation, prompt, steps=10, exact=True):
     (teacher-forced) and require the compiled model to be much closer to the emulation than
     the emulation is to the unquantized model: the implementation adds a small fraction of
     the format's own error (less than half of it)."""
-    artifact = compile_model(checkpoint, tmp_path, "--quantize", "fp8", *flags)
+    # --precise: the FP8 scheme alone, f32 activations in the linears. The CPU's bf16
+    # activations on FP8 weights are checked in test_e2e_cpu.py: on models of this size,
+    # an activation within an f32 error of a bf16 rounding tie is bound to occur and,
+    # through the KV cache, moves every later row.
+    artifact = compile_model(checkpoint, tmp_path, "--quantize", "fp8", "--precise", *flags)
     compiled = CompiledModel(artifact)
-    # Weights kept in bf16 (the LM head) multiply bf16-rounded activations.
-    model = reference.load(str(checkpoint), bf16_inputs=compiled.bf16_inputs)
+    model = reference.load(str(checkpoint))
     apply_fp8(model, **emulation)
     if not exact:
         rows = compiled.prefill(prompt)

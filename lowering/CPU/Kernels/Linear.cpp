@@ -50,14 +50,22 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
   if (weight.panel)
     key += kernel.bf16Activations ? "_abf16" : "_af32";
   if (weight.panel) {
-    assert(weight.format == WeightFormat::BF16 && !weight.blockScale &&
-           "panels hold bf16 weights");
+    assert((weight.format == WeightFormat::BF16 ||
+            (isFP8(weight.format) && weight.blockScale)) &&
+           "panels hold bf16 weights or block-scaled FP8 codes");
     const CPUKernelOptions &options = lib.getOptions();
     return lib.get<LinearOperands>(
         key, types, [&](OpBuilder &b, Location loc, LinearOperands<Value> args) {
       PanelLinear op;
       op.x = args.input;
       op.w = args.weight;
+      op.format = weight.format;
+      if (isFP8(weight.format)) {
+        op.scale = args.scale;
+        op.blockScale = *weight.blockScale;
+        if (weight.format == WeightFormat::F8E4M3FNUZ)
+          op.table = lib.lookupTable(b, loc, weight.format);
+      }
       op.bias = args.bias;
       op.biasFormat = bias.value_or(WeightFormat::F32);
       op.y = args.output;

@@ -135,10 +135,32 @@ Activations prepareActivations(OpBuilder &b, Location loc,
   return {scratch, scratch};
 }
 
+/// 32 FP8 codes of a panel (16 rows x an input pair) as the bf16 pairs the
+/// tiles multiply: bf16(code x scale), rounded to nearest even.
+Value fp8PairsAsBF16(OpBuilder &b, Location loc, const PanelLinear &op,
+                     ValueRange indices, Value scale) {
+  Value values =
+      loadVectorAsF32(b, loc, op.w, indices, op.format, op.table, 2 * kLanes);
+  Value scaled = arith::MulFOp::create(b, loc, values, scale);
+  auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
+  if (op.dotProducts) // vcvtne2ps2bf16
+    return arith::TruncFOp::create(b, loc, pairType, scaled);
+  // No bf16 conversion instruction: round on the bit patterns.
+  auto bitsType = VectorType::get({2 * kLanes}, b.getI32Type());
+  Value bits = vector::BitCastOp::create(b, loc, bitsType, scaled);
+  Value rounded = roundToBF16Bits(b, loc, bits);
+  Value high = arith::ShRUIOp::create(b, loc, rounded,
+                                      splat(b, loc, bitsType, 16));
+  auto halves = VectorType::get({2 * kLanes}, b.getI16Type());
+  Value narrow = arith::TruncIOp::create(b, loc, halves, high);
+  return vector::BitCastOp::create(b, loc, pairType, narrow);
+}
+
 /// Sums of the activation rows `rows` against panel `p`, added to the bias
 /// and stored.
 void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
-              const Activations &x, Value p, ArrayRef<Value> rows) {
+              const Activations &x, Value p, Value weightPanel,
+              ArrayRef<Value> rows) {
   int64_t vectors = op.panel / kLanes;
   int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
   auto sumType = VectorType::get({kLanes}, b.getF32Type());
@@ -147,6 +169,13 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(sumType, b.getF32FloatAttr(0)));
   SmallVector<Value> init(rows.size() * vectors, zero);
+  // FP8: the panel's rows lie in one block row of scales.
+  Value rowBlock;
+  if (isFP8(op.format)) {
+    Value firstRow = arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
+    rowBlock = arith::DivUIOp::create(b, loc, firstRow,
+                                      index(b, loc, op.blockScale.first));
+  }
   Value firstPair = index(b, loc, 0);
   Value pairEnd = index(b, loc, pairs);
   Value one = index(b, loc, 1);
@@ -154,10 +183,43 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
       b, loc, firstPair, pairEnd, one, init,
       [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
         SmallVector<Value> weights;
-        for (int64_t j = 0; j < vectors; ++j)
-          weights.push_back(vector::LoadOp::create(
-              b, loc, pairType, op.w,
-              ValueRange{p, k, index(b, loc, j * 2 * kLanes)}));
+        Value blockScale;
+        if (isFP8(op.format)) {
+          Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 2));
+          Value block = arith::DivUIOp::create(
+              b, loc, column, index(b, loc, op.blockScale.second));
+          Value scale = memref::LoadOp::create(b, loc, op.scale,
+                                               ValueRange{rowBlock, block});
+          auto wide = VectorType::get({2 * kLanes}, b.getF32Type());
+          blockScale = vector::BroadcastOp::create(b, loc, wide, scale);
+        }
+        // Per vector of 16 outputs: bf16 pairs, or (FP8 with f32 inputs,
+        // --precise) the exact f32 weights of the even and odd input.
+        SmallVector<Value> even, odd;
+        for (int64_t j = 0; j < vectors; ++j) {
+          Value offset = index(b, loc, j * 2 * kLanes);
+          if (!isFP8(op.format)) {
+            weights.push_back(vector::LoadOp::create(b, loc, pairType, op.w,
+                                                     ValueRange{weightPanel, k, offset}));
+          } else if (op.bf16Activations) {
+            weights.push_back(fp8PairsAsBF16(
+                b, loc, op, ValueRange{weightPanel, k, offset}, blockScale));
+          } else {
+            Value values = loadVectorAsF32(b, loc, op.w,
+                                           ValueRange{weightPanel, k, offset}, op.format,
+                                           op.table, 2 * kLanes);
+            Value scaled = arith::MulFOp::create(b, loc, values, blockScale);
+            SmallVector<int64_t> evenLanes, oddLanes;
+            for (int64_t lane = 0; lane < kLanes; ++lane) {
+              evenLanes.push_back(2 * lane);
+              oddLanes.push_back(2 * lane + 1);
+            }
+            even.push_back(
+                vector::ShuffleOp::create(b, loc, scaled, scaled, evenLanes));
+            odd.push_back(
+                vector::ShuffleOp::create(b, loc, scaled, scaled, oddLanes));
+          }
+        }
         SmallVector<Value> next(acc.begin(), acc.end());
         if (op.dotProducts) {
           for (size_t i = 0; i < rows.size(); ++i) {
@@ -174,7 +236,6 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
         } else {
           // bf16 -> f32 is a shift: the even input of each pair is the low
           // half, the odd one the high half.
-          SmallVector<Value> even, odd;
           for (Value w : weights) {
             Value bits = vector::BitCastOp::create(b, loc, bitsType, w);
             Value low =
@@ -262,10 +323,10 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
   int64_t tile = op.tileRows;
   Value firstPanel = index(b, loc, 0);
   Value panelEnd = index(b, loc, panels);
-  parallelFor(b, loc, firstPanel, panelEnd,
-              [&](OpBuilder &b, Location loc, Value p) {
-    // Whole tiles of `tile` rows share each weight load; the rest of the
-    // rows (all of decode) go one by one, each a single stream of the panel.
+  // Whole tiles of `tile` rows share each weight load; the rest of the rows
+  // (all of decode) go one by one, each a single stream of the panel.
+  auto allRows = [&](OpBuilder &b, Location loc, const PanelLinear &tiles,
+                     Value p, Value weightPanel) {
     Value fullTiles =
         arith::DivUIOp::create(b, loc, tokens, index(b, loc, tile));
     serialFor(b, loc, index(b, loc, 0), fullTiles,
@@ -274,12 +335,64 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
       SmallVector<Value> rows;
       for (int64_t i = 0; i < tile; ++i)
         rows.push_back(arith::AddIOp::create(b, loc, first, index(b, loc, i)));
-      emitTile(b, loc, op, x, p, rows);
+      emitTile(b, loc, tiles, x, p, weightPanel, rows);
     });
     Value rest = arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
     serialFor(b, loc, rest, tokens, [&](OpBuilder &b, Location loc, Value r) {
-      emitTile(b, loc, op, x, p, {r});
+      emitTile(b, loc, tiles, x, p, weightPanel, {r});
     });
+  };
+  parallelFor(b, loc, firstPanel, panelEnd,
+              [&](OpBuilder &b, Location loc, Value p) {
+    if (!isFP8(op.format) || !op.bf16Activations) {
+      allRows(b, loc, op, p, p);
+      return;
+    }
+    // FP8 with bf16 activations: from two tiles of rows on, the panel's
+    // weights are converted once, into a bf16 panel the tiles then read,
+    // instead of once per tile.
+    Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                       tokens, index(b, loc, 2 * tile));
+    scf::IfOp::create(
+        b, loc, many,
+        [&](OpBuilder &b, Location loc) {
+          int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
+          auto panelType = MemRefType::get({1, pairs, 2 * op.panel},
+                                           b.getBF16Type());
+          Value converted = memref::AllocOp::create(b, loc, panelType);
+          Value firstRow =
+              arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
+          Value rowBlock = arith::DivUIOp::create(
+              b, loc, firstRow, index(b, loc, op.blockScale.first));
+          Value zero = index(b, loc, 0);
+          serialFor(b, loc, zero, index(b, loc, pairs),
+                    [&](OpBuilder &b, Location loc, Value k) {
+            Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 2));
+            Value block = arith::DivUIOp::create(
+                b, loc, column, index(b, loc, op.blockScale.second));
+            Value scale = memref::LoadOp::create(b, loc, op.scale,
+                                                 ValueRange{rowBlock, block});
+            auto wide = VectorType::get({2 * kLanes}, b.getF32Type());
+            Value scales = vector::BroadcastOp::create(b, loc, wide, scale);
+            for (int64_t j = 0; j < op.panel / kLanes; ++j) {
+              Value offset = index(b, loc, j * 2 * kLanes);
+              Value pairsBF16 = fp8PairsAsBF16(b, loc, op,
+                                               ValueRange{p, k, offset}, scales);
+              vector::StoreOp::create(b, loc, pairsBF16, converted,
+                                      ValueRange{zero, k, offset});
+            }
+          });
+          PanelLinear tiles = op;
+          tiles.format = WeightFormat::BF16;
+          tiles.w = converted;
+          allRows(b, loc, tiles, p, zero);
+          memref::DeallocOp::create(b, loc, converted);
+          scf::YieldOp::create(b, loc);
+        },
+        [&](OpBuilder &b, Location loc) {
+          allRows(b, loc, op, p, p);
+          scf::YieldOp::create(b, loc);
+        });
   });
   if (x.scratch)
     memref::DeallocOp::create(b, loc, x.scratch);

@@ -12,7 +12,9 @@
 // row). With AVX512-BF16 the activations are rounded to bf16 pairs once and
 // each step is R x 4 `vdpbf16ps`; otherwise (or with f32 activations for
 // --precise) each weight pair widens to two f32 vectors (a shift and a mask)
-// and feeds two FMAs.
+// and feeds two FMAs. FP8 codes widen to f32 on the way (the f16 bit trick of
+// loadVectorAsF32) and take their block's scale; with bf16 activations they
+// round to bf16 and share the bf16 tiles.
 //
 //===----------------------------------------------------------------------===//
 
@@ -26,8 +28,17 @@ namespace xfmr::kernels {
 struct PanelLinear {
   /// f32 [tokens, in].
   mlir::Value x;
-  /// bf16 [ceil(out / panel), ceil(in / 2), 2 * panel].
+  /// [ceil(out / panel), ceil(in / 2), 2 * panel] in `format`: bf16, or FP8
+  /// codes with block `scale`s (`blockScale` rows a multiple of `panel`,
+  /// columns even). With bf16 activations FP8 weights are multiplied as
+  /// bf16(code x scale) in every variant; with f32 ones as code x scale.
   mlir::Value w;
+  WeightFormat format = WeightFormat::BF16;
+  /// FP8: f32 [ceil(out / bm), ceil(in / bn)] and the block [bm, bn]; the
+  /// FNUZ decode table.
+  mlir::Value scale;
+  std::pair<int64_t, int64_t> blockScale{0, 0};
+  mlir::Value table;
   /// [out] in `biasFormat`, or none.
   mlir::Value bias;
   WeightFormat biasFormat = WeightFormat::F32;

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..safetensors import decode_f8_e4m3, encode_f8_e4m3
 from .attention import GQAttention, MLAttention
+from .bf16 import round_bf16
 from .mlp import SwiGLU
 
 MAX_E4M3 = 448.0
@@ -65,14 +66,17 @@ class QuantizedWeight(np.ndarray):
     """A weight whose linear layer quantizes its input first (see mlp.linear)."""
 
     activation_group: Optional[int] = None
+    bf16_input: bool = False
 
     def __array_finalize__(self, obj):
         self.activation_group = getattr(obj, "activation_group", None)
+        self.bf16_input = getattr(obj, "bf16_input", False)
 
 
-def _mark(w: np.ndarray, group: Optional[int]) -> np.ndarray:
+def _mark(w: np.ndarray, group: Optional[int], bf16_input: bool = False) -> np.ndarray:
     marked = np.asarray(w).view(QuantizedWeight)
     marked.activation_group = group
+    marked.bf16_input = bf16_input
     return marked
 
 
@@ -93,7 +97,12 @@ def apply_fp8(model, granularity: str = "block", block: Sequence[int] = (128, 12
 
     def linear_weight(w, with_activations=True):
         q = w if native else quantize_blocks(w, weight_block(w))
-        return _mark(q, act if with_activations else None)
+        # Weights whose linears round their inputs to bf16 (reference.load's bf16_inputs:
+        # the CPU's panel kernels without --precise) multiply bf16(code x scale).
+        bf16_input = bool(getattr(w, "bf16_input", False))
+        if bf16_input:
+            q = round_bf16(q)
+        return _mark(q, act if with_activations else None, bf16_input)
 
     def swiglu(mlp: SwiGLU, with_activations=True):
         mlp.gate = linear_weight(mlp.gate, with_activations)

@@ -16,15 +16,15 @@ def linear(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None) -> np.n
 
     A weight marked by fp8.apply_fp8 first quantizes the input per token and group; one
     marked by bf16.mark_bf16_input rounds it to bf16."""
-    if getattr(w, "bf16_input", False):
-        from .bf16 import round_bf16  # noqa: PLC0415
-        x = round_bf16(x)
-        w = np.asarray(w)
     group = getattr(w, "activation_group", None)
+    bf16_input = getattr(w, "bf16_input", False)
     if group:
         from .fp8 import fake_quantize  # noqa: PLC0415 (avoids an import cycle)
         x = fake_quantize(x, group)
-        w = np.asarray(w)
+    if bf16_input:  # after the FP8 activation quantization, as the kernels do
+        from .bf16 import round_bf16  # noqa: PLC0415
+        x = round_bf16(x)
+    w = np.asarray(w)
     y = np.asarray(x, dtype=np.float64) @ np.asarray(w).T
     return y if b is None else y + b
 

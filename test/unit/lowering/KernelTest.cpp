@@ -364,6 +364,62 @@ TEST_P(PanelLinearKernelTest, MatchesFloat64) {
   }
 }
 
+// FP8 codes in panels, with 128 x 32 block scales: with bf16 inputs each
+// weight is bf16(code x scale) in every variant; with f32 inputs (--precise)
+// it is code x scale.
+TEST_F(KernelTest, PanelLinearFP8) {
+  const int64_t in = 96, out = 200, panel = 64, bm = 128, bn = 32;
+  for (auto [cpu, bf16] : {std::pair("native", true),
+                           std::pair("x86-64-v3", true),
+                           std::pair("native", false)}) {
+    WeightOperand weight;
+    weight.format = WeightFormat::F8E4M3FN;
+    weight.blockScale = {bm, bn};
+    weight.panel = panel;
+    LinearKernel config{in, out, weight, std::nullopt};
+    config.bf16Activations = bf16;
+    auto kernel = harness().compile(config, cpu);
+    ASSERT_TRUE(kernel);
+    std::vector<double> w = randomValues(out * in, -300, 300, 31);
+    std::vector<double> s = randomValues(2 * 3, 0.001, 0.01, 32);
+    Buffer rows = codesBuffer(WeightFormat::F8E4M3FN, {out, in}, w);
+    std::string panels = xfmr::runtime::toPanels(
+        std::string(rows.as<char>(), out * in), out, in, 1, panel);
+    Buffer weightBuffer({4, in / 2, 2 * panel}, 1);
+    std::memcpy(weightBuffer.as<char>(), panels.data(), panels.size());
+    Buffer scaleBuffer = f32Buffer({2, 3}, s);
+    // Decode, per-tile conversion, and a panel converted once (>= 12 rows).
+    for (int64_t tokens : {1, 7, 13}) {
+      std::vector<double> x = randomValues(tokens * in, -2, 2, 33 + tokens);
+      Buffer input = f32Buffer({tokens, in}, x),
+             output = f32Buffer({tokens, out});
+      LinearOperands<Buffer *> operands{&input, &weightBuffer, nullptr,
+                                        &scaleBuffer, &output};
+      (*kernel)(operands);
+      std::vector<double> actual = readF32(output);
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t n = 0; n < out; ++n) {
+          double sum = 0, size = 0;
+          for (int64_t k = 0; k < in; ++k) {
+            double code = roundTo(WeightFormat::F8E4M3FN, w[n * in + k]);
+            double wv = float(code * float(s[(n / bm) * 3 + k / bn]));
+            double a = float(x[t * in + k]);
+            if (bf16) {
+              wv = roundedBF16(wv);
+              a = roundedBF16(a);
+            }
+            double term = a * wv;
+            sum += term;
+            size += std::abs(term);
+          }
+          EXPECT_NEAR(actual[t * out + n], sum, 1e-6 + 1e-5 * size)
+              << kernel->name() << " " << cpu << " bf16 " << bf16 << " tokens " << tokens
+              << " row " << t << " output " << n;
+        }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Variants, PanelLinearKernelTest,
     ::testing::Values(
