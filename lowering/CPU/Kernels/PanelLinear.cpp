@@ -20,8 +20,8 @@ constexpr int64_t kLanes = 16;
 Value splat(OpBuilder &b, Location loc, VectorType type, int64_t value) {
   return arith::ConstantOp::create(
       b, loc,
-      DenseElementsAttr::get(
-          type, b.getIntegerAttr(type.getElementType(), value)));
+      DenseElementsAttr::get(type,
+                             b.getIntegerAttr(type.getElementType(), value)));
 }
 
 /// The bf16 rounding (nearest even) of the f32 bit patterns `bits`, as f32
@@ -31,8 +31,7 @@ Value roundToBF16Bits(OpBuilder &b, Location loc, Value bits) {
   auto type = cast<VectorType>(bits.getType());
   Value upper = arith::ShRUIOp::create(b, loc, bits, splat(b, loc, type, 16));
   Value lsb = arith::AndIOp::create(b, loc, upper, splat(b, loc, type, 1));
-  Value bias =
-      arith::AddIOp::create(b, loc, lsb, splat(b, loc, type, 0x7FFF));
+  Value bias = arith::AddIOp::create(b, loc, lsb, splat(b, loc, type, 0x7FFF));
   Value rounded = arith::AddIOp::create(b, loc, bits, bias);
   return arith::AndIOp::create(b, loc, rounded,
                                splat(b, loc, type, 0xFFFF0000));
@@ -63,75 +62,80 @@ Activations prepareActivations(OpBuilder &b, Location loc,
   int64_t vectorInputs = op.in / 32 * 32;
   auto inputBits = VectorType::get({32}, b.getI32Type());
   auto inputs = VectorType::get({32}, b.getF32Type());
-  parallelFor(b, loc, index(b, loc, 0), tokens,
-              [&](OpBuilder &b, Location loc, Value t) {
-    Value first = index(b, loc, 0);
-    Value vectorEnd = index(b, loc, vectorInputs);
-    Value step = index(b, loc, 32);
-    if (vectorInputs > 0)
-      scf::ForOp::create(
-          b, loc, first, vectorEnd, step, ValueRange{},
-          [&](OpBuilder &b, Location loc, Value c, ValueRange) {
-            Value v =
-                vector::LoadOp::create(b, loc, inputs, op.x, ValueRange{t, c});
-            Value bits = vector::BitCastOp::create(b, loc, inputBits, v);
-            if (op.bf16Activations)
-              bits = roundToBF16Bits(b, loc, bits);
-            if (op.dotProducts) {
-              // The high halves, two per 32-bit lane (little-endian: the
-              // even input in the low half).
-              Value high = arith::ShRUIOp::create(b, loc, bits,
-                                                  splat(b, loc, inputBits, 16));
-              auto halves = VectorType::get({32}, b.getI16Type());
-              Value narrow = arith::TruncIOp::create(b, loc, halves, high);
-              auto pairBits = VectorType::get({16}, b.getI32Type());
-              Value packed =
-                  vector::BitCastOp::create(b, loc, pairBits, narrow);
-              Value pair = arith::DivUIOp::create(b, loc, c, index(b, loc, 2));
-              vector::StoreOp::create(b, loc, packed, scratch,
-                                      ValueRange{t, pair});
-            } else {
-              Value rounded = vector::BitCastOp::create(b, loc, inputs, bits);
-              vector::StoreOp::create(b, loc, rounded, scratch,
-                                      ValueRange{t, c});
+  parallelFor(
+      b, loc, index(b, loc, 0), tokens,
+      [&](OpBuilder &b, Location loc, Value t) {
+        Value first = index(b, loc, 0);
+        Value vectorEnd = index(b, loc, vectorInputs);
+        Value step = index(b, loc, 32);
+        if (vectorInputs > 0)
+          scf::ForOp::create(
+              b, loc, first, vectorEnd, step, ValueRange{},
+              [&](OpBuilder &b, Location loc, Value c, ValueRange) {
+                Value v = vector::LoadOp::create(b, loc, inputs, op.x,
+                                                 ValueRange{t, c});
+                Value bits = vector::BitCastOp::create(b, loc, inputBits, v);
+                if (op.bf16Activations)
+                  bits = roundToBF16Bits(b, loc, bits);
+                if (op.dotProducts) {
+                  // The high halves, two per 32-bit lane (little-endian: the
+                  // even input in the low half).
+                  Value high = arith::ShRUIOp::create(
+                      b, loc, bits, splat(b, loc, inputBits, 16));
+                  auto halves = VectorType::get({32}, b.getI16Type());
+                  Value narrow = arith::TruncIOp::create(b, loc, halves, high);
+                  auto pairBits = VectorType::get({16}, b.getI32Type());
+                  Value packed =
+                      vector::BitCastOp::create(b, loc, pairBits, narrow);
+                  Value pair =
+                      arith::DivUIOp::create(b, loc, c, index(b, loc, 2));
+                  vector::StoreOp::create(b, loc, packed, scratch,
+                                          ValueRange{t, pair});
+                } else {
+                  Value rounded =
+                      vector::BitCastOp::create(b, loc, inputs, bits);
+                  vector::StoreOp::create(b, loc, rounded, scratch,
+                                          ValueRange{t, c});
+                }
+                scf::YieldOp::create(b, loc);
+              });
+        // The last inputs (fewer than 32) and the padding: static, unrolled.
+        Type i32 = b.getI32Type();
+        auto c32 = [&](int64_t v) {
+          return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+        };
+        auto roundedBits = [&](int64_t c) -> Value {
+          if (c >= op.in)
+            return c32(0);
+          Value v = memref::LoadOp::create(b, loc, op.x,
+                                           ValueRange{t, index(b, loc, c)});
+          Value bits = arith::BitcastOp::create(b, loc, i32, v);
+          if (!op.bf16Activations)
+            return bits;
+          auto one = VectorType::get({1}, i32);
+          Value vector1 = vector::BroadcastOp::create(b, loc, one, bits);
+          Value rounded = roundToBF16Bits(b, loc, vector1);
+          return vector::ExtractOp::create(b, loc, rounded, int64_t(0));
+        };
+        for (int64_t c = vectorInputs; c < 2 * pairs; c += 2) {
+          Value even = roundedBits(c);
+          Value odd = roundedBits(c + 1);
+          if (op.dotProducts) {
+            Value low = arith::ShRUIOp::create(b, loc, even, c32(16));
+            Value both = arith::OrIOp::create(b, loc, low, odd);
+            memref::StoreOp::create(b, loc, both, scratch,
+                                    ValueRange{t, index(b, loc, c / 2)});
+          } else {
+            for (auto [column, bits] :
+                 {std::pair(c, even), std::pair(c + 1, odd)}) {
+              Value value =
+                  arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
+              memref::StoreOp::create(b, loc, value, scratch,
+                                      ValueRange{t, index(b, loc, column)});
             }
-            scf::YieldOp::create(b, loc);
-          });
-    // The last inputs (fewer than 32) and the padding: static, unrolled.
-    Type i32 = b.getI32Type();
-    auto c32 = [&](int64_t v) {
-      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
-    };
-    auto roundedBits = [&](int64_t c) -> Value {
-      if (c >= op.in)
-        return c32(0);
-      Value v = memref::LoadOp::create(b, loc, op.x,
-                                       ValueRange{t, index(b, loc, c)});
-      Value bits = arith::BitcastOp::create(b, loc, i32, v);
-      if (!op.bf16Activations)
-        return bits;
-      auto one = VectorType::get({1}, i32);
-      Value vector1 = vector::BroadcastOp::create(b, loc, one, bits);
-      Value rounded = roundToBF16Bits(b, loc, vector1);
-      return vector::ExtractOp::create(b, loc, rounded, int64_t(0));
-    };
-    for (int64_t c = vectorInputs; c < 2 * pairs; c += 2) {
-      Value even = roundedBits(c);
-      Value odd = roundedBits(c + 1);
-      if (op.dotProducts) {
-        Value low = arith::ShRUIOp::create(b, loc, even, c32(16));
-        Value both = arith::OrIOp::create(b, loc, low, odd);
-        memref::StoreOp::create(b, loc, both, scratch,
-                                ValueRange{t, index(b, loc, c / 2)});
-      } else {
-        for (auto [column, bits] : {std::pair(c, even), std::pair(c + 1, odd)}) {
-          Value value = arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
-          memref::StoreOp::create(b, loc, value, scratch,
-                                  ValueRange{t, index(b, loc, column)});
+          }
         }
-      }
-    }
-  });
+      });
   return {scratch, scratch};
 }
 
@@ -149,8 +153,8 @@ Value fp8PairsAsBF16(OpBuilder &b, Location loc, const PanelLinear &op,
   auto bitsType = VectorType::get({2 * kLanes}, b.getI32Type());
   Value bits = vector::BitCastOp::create(b, loc, bitsType, scaled);
   Value rounded = roundToBF16Bits(b, loc, bits);
-  Value high = arith::ShRUIOp::create(b, loc, rounded,
-                                      splat(b, loc, bitsType, 16));
+  Value high =
+      arith::ShRUIOp::create(b, loc, rounded, splat(b, loc, bitsType, 16));
   auto halves = VectorType::get({2 * kLanes}, b.getI16Type());
   Value narrow = arith::TruncIOp::create(b, loc, halves, high);
   return vector::BitCastOp::create(b, loc, pairType, narrow);
@@ -199,15 +203,15 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
         for (int64_t j = 0; j < vectors; ++j) {
           Value offset = index(b, loc, j * 2 * kLanes);
           if (!isFP8(op.format)) {
-            weights.push_back(vector::LoadOp::create(b, loc, pairType, op.w,
-                                                     ValueRange{weightPanel, k, offset}));
+            weights.push_back(vector::LoadOp::create(
+                b, loc, pairType, op.w, ValueRange{weightPanel, k, offset}));
           } else if (op.bf16Activations) {
             weights.push_back(fp8PairsAsBF16(
                 b, loc, op, ValueRange{weightPanel, k, offset}, blockScale));
           } else {
             Value values = loadVectorAsF32(b, loc, op.w,
-                                           ValueRange{weightPanel, k, offset}, op.format,
-                                           op.table, 2 * kLanes);
+                                           ValueRange{weightPanel, k, offset},
+                                           op.format, op.table, 2 * kLanes);
             Value scaled = arith::MulFOp::create(b, loc, values, blockScale);
             SmallVector<int64_t> evenLanes, oddLanes;
             for (int64_t lane = 0; lane < kLanes; ++lane) {
@@ -223,8 +227,8 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
         SmallVector<Value> next(acc.begin(), acc.end());
         if (op.dotProducts) {
           for (size_t i = 0; i < rows.size(); ++i) {
-            Value pair =
-                memref::LoadOp::create(b, loc, x.memref, ValueRange{rows[i], k});
+            Value pair = memref::LoadOp::create(b, loc, x.memref,
+                                                ValueRange{rows[i], k});
             Value lanes = vector::BroadcastOp::create(b, loc, bitsType, pair);
             Value a = vector::BitCastOp::create(b, loc, pairType, lanes);
             for (int64_t j = 0; j < vectors; ++j) {
@@ -238,8 +242,8 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
           // half, the odd one the high half.
           for (Value w : weights) {
             Value bits = vector::BitCastOp::create(b, loc, bitsType, w);
-            Value low =
-                arith::ShLIOp::create(b, loc, bits, splat(b, loc, bitsType, 16));
+            Value low = arith::ShLIOp::create(b, loc, bits,
+                                              splat(b, loc, bitsType, 16));
             Value high = arith::AndIOp::create(
                 b, loc, bits, splat(b, loc, bitsType, 0xFFFF0000));
             even.push_back(vector::BitCastOp::create(b, loc, sumType, low));
@@ -274,10 +278,10 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
     Value mask;
     if (partial) {
       Value left = arith::SubIOp::create(b, loc, index(b, loc, op.out), column);
-      Value clamped =
-          arith::MaxSIOp::create(b, loc, left, index(b, loc, 0));
+      Value clamped = arith::MaxSIOp::create(b, loc, left, index(b, loc, 0));
       auto maskType = VectorType::get({kLanes}, b.getI1Type());
-      mask = vector::CreateMaskOp::create(b, loc, maskType, ValueRange{clamped});
+      mask =
+          vector::CreateMaskOp::create(b, loc, maskType, ValueRange{clamped});
     }
     Value bias;
     if (op.bias) {
@@ -294,8 +298,9 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
         raw = vector::LoadOp::create(b, loc, storageType, op.bias,
                                      ValueRange{column});
       }
-      bias = storage.isF32() ? raw
-                             : Value(arith::ExtFOp::create(b, loc, sumType, raw));
+      bias = storage.isF32()
+                 ? raw
+                 : Value(arith::ExtFOp::create(b, loc, sumType, raw));
     }
     for (size_t i = 0; i < rows.size(); ++i) {
       Value sum = loop.getResult(i * vectors + j);
@@ -331,69 +336,74 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
         arith::DivUIOp::create(b, loc, tokens, index(b, loc, tile));
     serialFor(b, loc, index(b, loc, 0), fullTiles,
               [&](OpBuilder &b, Location loc, Value tb) {
-      Value first = arith::MulIOp::create(b, loc, tb, index(b, loc, tile));
-      SmallVector<Value> rows;
-      for (int64_t i = 0; i < tile; ++i)
-        rows.push_back(arith::AddIOp::create(b, loc, first, index(b, loc, i)));
-      emitTile(b, loc, tiles, x, p, weightPanel, rows);
-    });
+                Value first =
+                    arith::MulIOp::create(b, loc, tb, index(b, loc, tile));
+                SmallVector<Value> rows;
+                for (int64_t i = 0; i < tile; ++i)
+                  rows.push_back(
+                      arith::AddIOp::create(b, loc, first, index(b, loc, i)));
+                emitTile(b, loc, tiles, x, p, weightPanel, rows);
+              });
     Value rest = arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
     serialFor(b, loc, rest, tokens, [&](OpBuilder &b, Location loc, Value r) {
       emitTile(b, loc, tiles, x, p, weightPanel, {r});
     });
   };
-  parallelFor(b, loc, firstPanel, panelEnd,
-              [&](OpBuilder &b, Location loc, Value p) {
-    if (!isFP8(op.format) || !op.bf16Activations) {
-      allRows(b, loc, op, p, p);
-      return;
-    }
-    // FP8 with bf16 activations: from two tiles of rows on, the panel's
-    // weights are converted once, into a bf16 panel the tiles then read,
-    // instead of once per tile.
-    Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
-                                       tokens, index(b, loc, 2 * tile));
-    scf::IfOp::create(
-        b, loc, many,
-        [&](OpBuilder &b, Location loc) {
-          int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
-          auto panelType = MemRefType::get({1, pairs, 2 * op.panel},
-                                           b.getBF16Type());
-          Value converted = memref::AllocOp::create(b, loc, panelType);
-          Value firstRow =
-              arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
-          Value rowBlock = arith::DivUIOp::create(
-              b, loc, firstRow, index(b, loc, op.blockScale.first));
-          Value zero = index(b, loc, 0);
-          serialFor(b, loc, zero, index(b, loc, pairs),
-                    [&](OpBuilder &b, Location loc, Value k) {
-            Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 2));
-            Value block = arith::DivUIOp::create(
-                b, loc, column, index(b, loc, op.blockScale.second));
-            Value scale = memref::LoadOp::create(b, loc, op.scale,
-                                                 ValueRange{rowBlock, block});
-            auto wide = VectorType::get({2 * kLanes}, b.getF32Type());
-            Value scales = vector::BroadcastOp::create(b, loc, wide, scale);
-            for (int64_t j = 0; j < op.panel / kLanes; ++j) {
-              Value offset = index(b, loc, j * 2 * kLanes);
-              Value pairsBF16 = fp8PairsAsBF16(b, loc, op,
-                                               ValueRange{p, k, offset}, scales);
-              vector::StoreOp::create(b, loc, pairsBF16, converted,
-                                      ValueRange{zero, k, offset});
-            }
-          });
-          PanelLinear tiles = op;
-          tiles.format = WeightFormat::BF16;
-          tiles.w = converted;
-          allRows(b, loc, tiles, p, zero);
-          memref::DeallocOp::create(b, loc, converted);
-          scf::YieldOp::create(b, loc);
-        },
-        [&](OpBuilder &b, Location loc) {
+  parallelFor(
+      b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
+        if (!isFP8(op.format) || !op.bf16Activations) {
           allRows(b, loc, op, p, p);
-          scf::YieldOp::create(b, loc);
-        });
-  });
+          return;
+        }
+        // FP8 with bf16 activations: from two tiles of rows on, the panel's
+        // weights are converted once, into a bf16 panel the tiles then read,
+        // instead of once per tile.
+        Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                           tokens, index(b, loc, 2 * tile));
+        scf::IfOp::create(
+            b, loc, many,
+            [&](OpBuilder &b, Location loc) {
+              int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
+              auto panelType =
+                  MemRefType::get({1, pairs, 2 * op.panel}, b.getBF16Type());
+              Value converted = memref::AllocOp::create(b, loc, panelType);
+              Value firstRow =
+                  arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
+              Value rowBlock = arith::DivUIOp::create(
+                  b, loc, firstRow, index(b, loc, op.blockScale.first));
+              Value zero = index(b, loc, 0);
+              serialFor(
+                  b, loc, zero, index(b, loc, pairs),
+                  [&](OpBuilder &b, Location loc, Value k) {
+                    Value column =
+                        arith::MulIOp::create(b, loc, k, index(b, loc, 2));
+                    Value block = arith::DivUIOp::create(
+                        b, loc, column, index(b, loc, op.blockScale.second));
+                    Value scale = memref::LoadOp::create(
+                        b, loc, op.scale, ValueRange{rowBlock, block});
+                    auto wide = VectorType::get({2 * kLanes}, b.getF32Type());
+                    Value scales =
+                        vector::BroadcastOp::create(b, loc, wide, scale);
+                    for (int64_t j = 0; j < op.panel / kLanes; ++j) {
+                      Value offset = index(b, loc, j * 2 * kLanes);
+                      Value pairsBF16 = fp8PairsAsBF16(
+                          b, loc, op, ValueRange{p, k, offset}, scales);
+                      vector::StoreOp::create(b, loc, pairsBF16, converted,
+                                              ValueRange{zero, k, offset});
+                    }
+                  });
+              PanelLinear tiles = op;
+              tiles.format = WeightFormat::BF16;
+              tiles.w = converted;
+              allRows(b, loc, tiles, p, zero);
+              memref::DeallocOp::create(b, loc, converted);
+              scf::YieldOp::create(b, loc);
+            },
+            [&](OpBuilder &b, Location loc) {
+              allRows(b, loc, op, p, p);
+              scf::YieldOp::create(b, loc);
+            });
+      });
   if (x.scratch)
     memref::DeallocOp::create(b, loc, x.scratch);
 }
