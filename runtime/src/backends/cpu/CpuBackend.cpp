@@ -41,19 +41,20 @@ private:
 } // namespace
 
 /// The model code allocates each activation buffer (megabytes in prefill)
-/// when an op runs and frees it after its last reader. glibc serves such
+/// when an op runs and frees it after its last reader. glibc serves large
 /// sizes with fresh mmaps by default, so every step faults its activations
-/// in again: half of a 512-token prefill's time on a 2-core VM. Keeping
-/// allocations up to 32 MiB (glibc's maximum threshold) in the heap and not
-/// trimming the heap's top lets the next op reuse the pages. Process-wide;
-/// a GLIBC_TUNABLES setting from the user wins.
+/// in again: half of a 512-token prefill's time on a 2-core VM, and more at
+/// 2048 tokens, whose buffers pass even glibc's largest mmap threshold
+/// (32 MiB). Serving every allocation from the heap and not trimming its top
+/// lets the next op reuse the pages. Process-wide; a GLIBC_TUNABLES setting
+/// from the user wins.
 static void keepActivationMemory() {
 #ifdef __GLIBC__
   static std::once_flag once;
   std::call_once(once, [] {
     if (std::getenv("GLIBC_TUNABLES"))
       return;
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   });
 #endif
