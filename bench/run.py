@@ -270,10 +270,25 @@ def write_markdown(rows, args, gemm_rows=(), long_rows=()):
               "KV-cache settings: [kv-cache.md](kv-cache.md).", ""]
     lines += compare_markdown()
     lines += ["Raw results: `bench/results.json`.", ""]
-    (REPO / "docs" / "performance.md").write_text("\n".join(lines))
+    write_keeping_hand_written(lines)
     (REPO / "bench" / "results.json").write_text(
         json.dumps({"models": rows, "gemm": list(gemm_rows), "long_context": list(long_rows)},
                    indent=2) + "\n")
+
+
+#: docs/performance.md: what follows this line is written by hand (other benchmarks, GPU,
+#: profiling) and kept when bench/run.py rewrites the sections before it.
+HAND_WRITTEN_MARKER = "<!-- Sections below are written by hand; bench/run.py keeps them. -->"
+
+
+def write_keeping_hand_written(lines):
+    doc = REPO / "docs" / "performance.md"
+    kept = ""
+    if doc.exists():
+        text = doc.read_text()
+        if HAND_WRITTEN_MARKER in text:
+            kept = text[text.index(HAND_WRITTEN_MARKER) + len(HAND_WRITTEN_MARKER):]
+    doc.write_text("\n".join(lines) + "\n" + HAND_WRITTEN_MARKER + kept)
 
 
 COMPARE_HEADING = "## Before and after a change"
