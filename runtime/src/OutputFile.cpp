@@ -155,6 +155,15 @@ extern "C" void removeOutputsAndChain(int signum, siginfo_t *info,
     ::raise(signum);
   } else if (previous.sa_handler != SIG_IGN) {
     previous.sa_handler(signum);
+    // A one-shot handler (SA_RESETHAND: LLVM's, in the compiler tools)
+    // expects the default action next. Its re-raise can come back to this
+    // handler when LLVM registered after it, and the process would then run
+    // on without its files: take the default action here. A handler that
+    // stays installed (Python's, a host's) keeps control.
+    if (previous.sa_flags & SA_RESETHAND) {
+      ::signal(signum, SIG_DFL);
+      ::raise(signum);
+    }
   }
   errno = savedErrno;
 }
@@ -240,17 +249,22 @@ std::string OutputFile::open(const std::string &path) {
   // O_EXCL never follows a symlink planted at the name and never reuses a
   // file someone else created; a collision just draws another name.
   mode_t mode = plan.replacing ? plan.mode : 0666;
+  // The name is registered for removal before the file exists: a signal
+  // right after the creation must not leave it behind.
   for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
     std::string candidate = path + ".tmp-" + randomSuffix();
+    removeOnSignal(candidate);
     fd_ = ::open(candidate.c_str(),
                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd_ >= 0) {
       temporary_ = candidate;
-      removeOnSignal(temporary_);
-    } else if (errno != EEXIST) {
-      return cannotWrite(path, "cannot create the temporary file '" +
-                                   candidate + "': " + std::strerror(errno));
+      continue;
     }
+    int error = errno;
+    keepOnSignal(candidate);
+    if (error != EEXIST)
+      return cannotWrite(path, "cannot create the temporary file '" +
+                                   candidate + "': " + std::strerror(error));
   }
   if (fd_ < 0)
     return cannotWrite(path, "no unused temporary file name found");
