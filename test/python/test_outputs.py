@@ -166,9 +166,12 @@ def test_signals_remove_temporary_files(slow_to_pack, tmp_path, signum, stage):
     env = dict(os.environ, TMPDIR=str(scratch))
     # The linker's files live in TMPDIR, the artifact's beside the output.
     watched = scratch if stage == "linking" else out.parent
+    # The signal's default disposition, whatever this test inherited (a shell runs
+    # background jobs with SIGINT ignored, and the child would inherit that).
     process = subprocess.Popen([tool("xfmr-compile"), str(slow_to_pack), "--context", "64",
                                 "--quantize", "fp8", "-o", str(out)],
-                               stderr=subprocess.DEVNULL, env=env)
+                               stderr=subprocess.DEVNULL, env=env,
+                               preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         names = [p.name for p in watched.iterdir()]
