@@ -133,6 +133,23 @@ def test_compile_progress_and_temporary_output(tiny):
     assert not folder.exists()
 
 
+def test_compile_precise(synth_checkpoint, tmp_path):
+    """precise=True keeps f32 activations in the linears, like --precise: recorded in the
+    manifest; the bf16 weights stay in panels either way; logits differ by the rounding."""
+    checkpoint = synth_checkpoint("llama", dtype="bf16")
+    default = xfmr.compile(checkpoint, tmp_path / "default.xfmr", context=32)
+    precise = xfmr.compile(checkpoint, tmp_path / "precise.xfmr", context=32, precise=True)
+    assert default.manifest["compile_options"]["precise"] is False
+    assert precise.manifest["compile_options"]["precise"] is True
+    for artifact in (default, precise):
+        assert any(t.get("panel") == 64 for t in artifact.manifest["weights"]["tensors"])
+    ids = [3, 4, 5, 6]
+    rows = [xfmr.Session(a).prefill(ids) for a in (default, precise)]
+    assert 0 < np.max(np.abs(rows[0] - rows[1])) < 0.05 * np.max(np.abs(rows[1]))
+    with pytest.raises(TypeError, match="precise must be a bool"):
+        xfmr.compile(checkpoint, tmp_path / "x.xfmr", precise="yes")
+
+
 def test_compile_progress_exception_propagates(tiny, tmp_path):
     def fail(line):
         raise KeyError("stop")
