@@ -25,9 +25,11 @@ def PlanMemory : Pass<"xfmr-plan-memory", "::mlir::ModuleOp"> {
     tables with a row for every token id below the vocabulary.
 
     With `weight-panels` (CPU-only artifacts), bf16 matrices that only
-    linear layers read are stored in panels of 64 rows (`panel = 64` on
-    their slot), the layout of the CPU's dot-product microkernels; packing
-    them is part of the plan, so xfmr-pack does it too.
+    linear layers read, and the FP8 codes of weights quantized at compile
+    time in blocks of whole panels, are stored in panels of 64 rows
+    (`panel = 64` on their slot), the layout of the CPU's dot-product
+    microkernels; packing them is part of the plan, so xfmr-pack does it
+    too.
   }];
   let options = [
     Option<"weightPanels", "weight-panels", "bool", "false",

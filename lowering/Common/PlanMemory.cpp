@@ -50,8 +50,7 @@ bool panelPackable(WeightOp weight) {
          !weight->use_empty() &&
          llvm::all_of(weight->getUses(), [](OpOperand &use) {
            auto linear = dyn_cast<LinearOp>(use.getOwner());
-           return linear && use.get() == linear.getWeight() &&
-                  use.getOperandNumber() == 1;
+           return linear && &use == &linear.getWeightMutable();
          });
 }
 
@@ -68,7 +67,7 @@ bool panelPackable(QuantizeOp quantize) {
     return false;
   return llvm::all_of(quantize.getResult().getUses(), [&](OpOperand &use) {
     auto linear = dyn_cast<LinearOp>(use.getOwner());
-    return linear && use.getOperandNumber() == 1 &&
+    return linear && &use == &linear.getWeightMutable() &&
            linear.getScale() == quantize.getScale();
   });
 }

@@ -12,6 +12,7 @@
 #include "llvm/Support/MathExtras.h"
 #include "lowering/CPU/Kernels/MatmulTile.h"
 #include "lowering/CPU/Kernels/PanelLinear.h"
+#include "lowering/Common/MemoryPlan.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -38,18 +39,14 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
          llvm::divideCeilSigned(in, weight.blockScale->second)},
         f32Type);
   types.output = MemRefType::get({ShapedType::kDynamic, out}, f32Type);
-  if (weight.panel)
-    types.weight = MemRefType::get(
-        {llvm::divideCeilSigned(out, weight.panel),
-         llvm::divideCeilSigned<int64_t>(in, 2), 2 * weight.panel},
-        storageTypeOf(weight.format, context));
   std::string key = "linear_" + std::to_string(out) + "x" +
                     std::to_string(in) + "_" + weight.key();
   if (bias)
     key += "_bias_" + formatName(*bias).str();
-  if (weight.panel)
-    key += kernel.bf16Activations ? "_abf16" : "_af32";
   if (weight.panel) {
+    types.weight = MemRefType::get(panelStorageShape({out, in}, weight.panel),
+                                   storageTypeOf(weight.format, context));
+    key += kernel.bf16Activations ? "_abf16" : "_af32";
     assert((weight.format == WeightFormat::BF16 ||
             (isFP8(weight.format) && weight.blockScale)) &&
            "panels hold bf16 weights or block-scaled FP8 codes");

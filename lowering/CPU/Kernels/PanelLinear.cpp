@@ -17,18 +17,23 @@ namespace {
 /// f32 sums per vector: one AVX-512 register.
 constexpr int64_t kLanes = 16;
 
-Value splat(OpBuilder &b, Location loc, VectorType type, int64_t value) {
-  return arith::ConstantOp::create(
-      b, loc,
-      DenseElementsAttr::get(type,
-                             b.getIntegerAttr(type.getElementType(), value)));
+/// An integer constant of `type`: a scalar, or a vector of it.
+Value splat(OpBuilder &b, Location loc, Type type, int64_t value) {
+  auto vector = dyn_cast<VectorType>(type);
+  TypedAttr element =
+      b.getIntegerAttr(vector ? vector.getElementType() : type, value);
+  if (vector)
+    return arith::ConstantOp::create(b, loc,
+                                     DenseElementsAttr::get(vector, element));
+  return arith::ConstantOp::create(b, loc, element);
 }
 
-/// The bf16 rounding (nearest even) of the f32 bit patterns `bits`, as f32
-/// bit patterns: the low 16 bits cleared. No libcall on CPUs without bf16
-/// conversions, and no NaN inputs: activations are finite here.
+/// The bf16 rounding (nearest even) of the f32 bit patterns `bits` (i32 or
+/// a vector of it), as f32 bit patterns: the low 16 bits cleared. No libcall
+/// on CPUs without bf16 conversions, and no NaN inputs: activations are
+/// finite here.
 Value roundToBF16Bits(OpBuilder &b, Location loc, Value bits) {
-  auto type = cast<VectorType>(bits.getType());
+  Type type = bits.getType();
   Value upper = arith::ShRUIOp::create(b, loc, bits, splat(b, loc, type, 16));
   Value lsb = arith::AndIOp::create(b, loc, upper, splat(b, loc, type, 1));
   Value bias = arith::AddIOp::create(b, loc, lsb, splat(b, loc, type, 0x7FFF));
@@ -110,12 +115,7 @@ Activations prepareActivations(OpBuilder &b, Location loc,
           Value v = memref::LoadOp::create(b, loc, op.x,
                                            ValueRange{t, index(b, loc, c)});
           Value bits = arith::BitcastOp::create(b, loc, i32, v);
-          if (!op.bf16Activations)
-            return bits;
-          auto one = VectorType::get({1}, i32);
-          Value vector1 = vector::BroadcastOp::create(b, loc, one, bits);
-          Value rounded = roundToBF16Bits(b, loc, vector1);
-          return vector::ExtractOp::create(b, loc, rounded, int64_t(0));
+          return op.bf16Activations ? roundToBF16Bits(b, loc, bits) : bits;
         };
         for (int64_t c = vectorInputs; c < 2 * pairs; c += 2) {
           Value even = roundedBits(c);
@@ -139,13 +139,39 @@ Activations prepareActivations(OpBuilder &b, Location loc,
   return {scratch, scratch};
 }
 
-/// 32 FP8 codes of a panel (16 rows x an input pair) as the bf16 pairs the
-/// tiles multiply: bf16(code x scale), rounded to nearest even.
-Value fp8PairsAsBF16(OpBuilder &b, Location loc, const PanelLinear &op,
-                     ValueRange indices, Value scale) {
+/// FP8: the block row of scales that panel `p`'s rows lie in.
+Value scaleRowOf(OpBuilder &b, Location loc, const PanelLinear &op, Value p) {
+  Value firstRow = arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
+  return arith::DivUIOp::create(b, loc, firstRow,
+                                index(b, loc, op.blockScale.first));
+}
+
+/// FP8: the scale of input pair `k` in block row `scaleRow`, broadcast to
+/// the 32 codes of a pair vector.
+Value pairScale(OpBuilder &b, Location loc, const PanelLinear &op,
+                Value scaleRow, Value k) {
+  Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 2));
+  Value block = arith::DivUIOp::create(b, loc, column,
+                                       index(b, loc, op.blockScale.second));
+  Value scale =
+      memref::LoadOp::create(b, loc, op.scale, ValueRange{scaleRow, block});
+  auto wide = VectorType::get({2 * kLanes}, b.getF32Type());
+  return vector::BroadcastOp::create(b, loc, wide, scale);
+}
+
+/// 32 FP8 codes of a panel (16 rows x an input pair) times their scale, f32.
+Value scaledFP8(OpBuilder &b, Location loc, const PanelLinear &op,
+                ValueRange indices, Value scale) {
   Value values =
       loadVectorAsF32(b, loc, op.w, indices, op.format, op.table, 2 * kLanes);
-  Value scaled = arith::MulFOp::create(b, loc, values, scale);
+  return arith::MulFOp::create(b, loc, values, scale);
+}
+
+/// 32 FP8 codes of a panel as the bf16 pairs the tiles multiply:
+/// bf16(code x scale), rounded to nearest even.
+Value fp8PairsAsBF16(OpBuilder &b, Location loc, const PanelLinear &op,
+                     ValueRange indices, Value scale) {
+  Value scaled = scaledFP8(b, loc, op, indices, scale);
   auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
   if (op.dotProducts) // vcvtne2ps2bf16
     return arith::TruncFOp::create(b, loc, pairType, scaled);
@@ -173,13 +199,7 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(sumType, b.getF32FloatAttr(0)));
   SmallVector<Value> init(rows.size() * vectors, zero);
-  // FP8: the panel's rows lie in one block row of scales.
-  Value rowBlock;
-  if (isFP8(op.format)) {
-    Value firstRow = arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
-    rowBlock = arith::DivUIOp::create(b, loc, firstRow,
-                                      index(b, loc, op.blockScale.first));
-  }
+  Value scaleRow = isFP8(op.format) ? scaleRowOf(b, loc, op, p) : Value();
   Value firstPair = index(b, loc, 0);
   Value pairEnd = index(b, loc, pairs);
   Value one = index(b, loc, 1);
@@ -187,16 +207,8 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
       b, loc, firstPair, pairEnd, one, init,
       [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
         SmallVector<Value> weights;
-        Value blockScale;
-        if (isFP8(op.format)) {
-          Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 2));
-          Value block = arith::DivUIOp::create(
-              b, loc, column, index(b, loc, op.blockScale.second));
-          Value scale = memref::LoadOp::create(b, loc, op.scale,
-                                               ValueRange{rowBlock, block});
-          auto wide = VectorType::get({2 * kLanes}, b.getF32Type());
-          blockScale = vector::BroadcastOp::create(b, loc, wide, scale);
-        }
+        Value blockScale =
+            isFP8(op.format) ? pairScale(b, loc, op, scaleRow, k) : Value();
         // Per vector of 16 outputs: bf16 pairs, or (FP8 with f32 inputs,
         // --precise) the exact f32 weights of the even and odd input.
         SmallVector<Value> even, odd;
@@ -209,10 +221,8 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
             weights.push_back(fp8PairsAsBF16(
                 b, loc, op, ValueRange{weightPanel, k, offset}, blockScale));
           } else {
-            Value values = loadVectorAsF32(b, loc, op.w,
-                                           ValueRange{weightPanel, k, offset},
-                                           op.format, op.table, 2 * kLanes);
-            Value scaled = arith::MulFOp::create(b, loc, values, blockScale);
+            Value scaled = scaledFP8(
+                b, loc, op, ValueRange{weightPanel, k, offset}, blockScale);
             SmallVector<int64_t> evenLanes, oddLanes;
             for (int64_t lane = 0; lane < kLanes; ++lane) {
               evenLanes.push_back(2 * lane);
@@ -367,31 +377,20 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
               auto panelType =
                   MemRefType::get({1, pairs, 2 * op.panel}, b.getBF16Type());
               Value converted = memref::AllocOp::create(b, loc, panelType);
-              Value firstRow =
-                  arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
-              Value rowBlock = arith::DivUIOp::create(
-                  b, loc, firstRow, index(b, loc, op.blockScale.first));
+              Value scaleRow = scaleRowOf(b, loc, op, p);
               Value zero = index(b, loc, 0);
-              serialFor(
-                  b, loc, zero, index(b, loc, pairs),
-                  [&](OpBuilder &b, Location loc, Value k) {
-                    Value column =
-                        arith::MulIOp::create(b, loc, k, index(b, loc, 2));
-                    Value block = arith::DivUIOp::create(
-                        b, loc, column, index(b, loc, op.blockScale.second));
-                    Value scale = memref::LoadOp::create(
-                        b, loc, op.scale, ValueRange{rowBlock, block});
-                    auto wide = VectorType::get({2 * kLanes}, b.getF32Type());
-                    Value scales =
-                        vector::BroadcastOp::create(b, loc, wide, scale);
-                    for (int64_t j = 0; j < op.panel / kLanes; ++j) {
-                      Value offset = index(b, loc, j * 2 * kLanes);
-                      Value pairsBF16 = fp8PairsAsBF16(
-                          b, loc, op, ValueRange{p, k, offset}, scales);
-                      vector::StoreOp::create(b, loc, pairsBF16, converted,
-                                              ValueRange{zero, k, offset});
-                    }
-                  });
+              serialFor(b, loc, zero, index(b, loc, pairs),
+                        [&](OpBuilder &b, Location loc, Value k) {
+                          Value scales = pairScale(b, loc, op, scaleRow, k);
+                          for (int64_t j = 0; j < op.panel / kLanes; ++j) {
+                            Value offset = index(b, loc, j * 2 * kLanes);
+                            Value pairsBF16 = fp8PairsAsBF16(
+                                b, loc, op, ValueRange{p, k, offset}, scales);
+                            vector::StoreOp::create(
+                                b, loc, pairsBF16, converted,
+                                ValueRange{zero, k, offset});
+                          }
+                        });
               PanelLinear tiles = op;
               tiles.format = WeightFormat::BF16;
               tiles.w = converted;

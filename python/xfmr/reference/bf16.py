@@ -21,11 +21,13 @@ def round_bf16(x: np.ndarray) -> np.ndarray:
 class BF16InputWeight(np.ndarray):
     """A weight whose linear layer multiplies bf16-rounded inputs (see mlp.linear)."""
 
-    bf16_input: bool = True
+    bf16_input: bool = False
 
     def __array_finalize__(self, obj):
-        self.bf16_input = getattr(obj, "bf16_input", True)
+        self.bf16_input = getattr(obj, "bf16_input", False)
 
 
 def mark_bf16_input(w: np.ndarray) -> np.ndarray:
-    return np.asarray(w).view(BF16InputWeight)
+    marked = np.asarray(w).view(BF16InputWeight)
+    marked.bf16_input = True
+    return marked
