@@ -91,28 +91,43 @@ func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x64xf32> attri
 // -----
 
 // FP8 codes quantized at compile time sit in panels too (the scales stay
-// [rows / 128, cols / 64]). With bf16 activations each weight is
-// bf16(code x scale): from 12 tokens on, a panel is converted once into a
-// bf16 panel the 6-token tiles read; below, every tile converts its loads.
+// [rows / 128, cols / 64]). The weights stay exact: the dot products multiply
+// the codes, widened to bf16 by two vpermi2b byte-table lookups per 64 codes
+// (AVX512-VBMI; the codes' sign joins the high bytes, the bytes interleave),
+// and each block of 32 input pairs adds its sums times its scale to y, which
+// starts at zero (or the bias). From 2 tokens on, a panel is converted once into a bf16
+// panel (back in row order) the 6-token tiles read; decode widens as it reads.
 // CHECK: #xfmr.weight_slot<source = "w", offset = 32768, bytes = 8192, type = tensor<128x64xf8E4M3FN>, transform = #xfmr.quantized_weight<part = codes, layout = <block [128, 64]>, source_type = tensor<128x64xbf16>>, panel = 64>
 // CHECK-SAME: #xfmr.weight_slot<source = "w", offset = 40960, bytes = 4, type = tensor<1x1xf32>, transform = #xfmr.quantized_weight<part = scales
 // CHECK-LABEL: func.func private @xfmr_linear_128x64_f8e4m3fn_b128x64_p64_abf16
 // CHECK-SAME: memref<2x32x128xi8>
 // CHECK: scf.if
 // CHECK: %[[PANEL:.+]] = memref.alloc() : memref<1x32x128xbf16>
-// CHECK: arith.truncf %{{.+}} : vector<32xf32> to vector<32xbf16>
+// CHECK: vector.load %arg1{{.+}} : memref<2x32x128xi8>, vector<64xi8>
+// CHECK: llvm.call_intrinsic "llvm.x86.avx512.vpermi2var.qi.512"
+// CHECK: llvm.call_intrinsic "llvm.x86.avx512.vpermi2var.qi.512"
+// CHECK: arith.ori
+// CHECK: vector.shuffle {{.+}} [0, 64, 1, 65, 2, 66, 3, 67, 4, 68, 5, 69, 6, 70, 7, 71, 16, 80,
+// CHECK: vector.shuffle {{.+}} : vector<16xi32>, vector<16xi32>
 // CHECK: vector.store %{{.+}}, %[[PANEL]]
+// (One block of 32 pairs here: its loop folds away.)
+// CHECK: %{{.+}}:24 = scf.for %{{.+}} = %c0 to %c32 step %c1 iter_args
 // CHECK: vector.load %[[PANEL]]
 // CHECK: x86vector.avx512.dot
+// CHECK: memref.load %arg2[%{{.+}}, %c0]
+// CHECK: vector.fma
 // CHECK: memref.dealloc %[[PANEL]]
 // CHECK: } else {
-// CHECK: vector.load %arg1{{.+}} : memref<2x32x128xi8>, vector<32xi8>
+// CHECK: %{{.+}}:4 = scf.for %{{.+}} iter_args
+// CHECK: vector.load %arg1{{.+}} : memref<2x32x128xi8>, vector<64xi8>
+// CHECK: llvm.call_intrinsic "llvm.x86.avx512.vpermi2var.qi.512"
+// CHECK: x86vector.avx512.dot
 // --precise: exact f32 weights, even and odd inputs split by shuffles.
 // PRECISE-LABEL: func.func private @xfmr_linear_128x64_f8e4m3fn_b128x64_p64_af32
 // PRECISE-NOT: scf.if
 // PRECISE: vector.shuffle
 // PRECISE: vector.fma
-module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "znver4", features = "+avx512f,+avx512bf16">} {
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "znver4", features = "+avx512f,+avx512bf16,+avx512vbmi">} {
 func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x128xf32> attributes {xfmr.entry = "prefill"} {
   %e = xfmr.weight "embed" : tensor<128x64xf32>
   %h = xfmr.embedding %e[%ids] : tensor<128x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
@@ -122,5 +137,29 @@ func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x128xf32> attr
   %y = xfmr.linear %h, %q scale(%s : tensor<1x1xf32>) {scale_layout = #xfmr.scale_layout<block [128, 64]>}
       : tensor<?x64xf32>, tensor<128x64xf8E4M3FN> -> tensor<?x128xf32>
   return %y : tensor<?x128xf32>
+}
+}
+
+// -----
+
+// AVX512-BF16 without AVX512-VBMI (Cooper Lake): the codes widen through f32
+// (exact) instead of byte tables; the same block-scaled sums.
+// CHECK-LABEL: func.func private @xfmr_linear_64x128_f8e4m3fn_b64x64_p64_abf16
+// CHECK-NOT: llvm.call_intrinsic
+// CHECK: arith.truncf %{{.+}} : vector<32xf32> to vector<32xbf16>
+// CHECK-NOT: llvm.call_intrinsic
+// CHECK: x86vector.avx512.dot
+// CHECK-NOT: llvm.call_intrinsic
+// CHECK: return
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "cooperlake", features = "+avx512f,+avx512bf16">} {
+func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x64xf32> attributes {xfmr.entry = "prefill"} {
+  %e = xfmr.weight "embed" : tensor<64x128xf32>
+  %h = xfmr.embedding %e[%ids] : tensor<64x128xf32>, tensor<?xi32> -> tensor<?x128xf32>
+  %w = xfmr.weight "w" : tensor<64x128xbf16>
+  %q, %s = xfmr.quantize %w {layout = #xfmr.scale_layout<block [64, 64]>}
+      : tensor<64x128xbf16> -> tensor<64x128xf8E4M3FN>, tensor<1x2xf32>
+  %y = xfmr.linear %h, %q scale(%s : tensor<1x2xf32>) {scale_layout = #xfmr.scale_layout<block [64, 64]>}
+      : tensor<?x128xf32>, tensor<64x128xf8E4M3FN> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
 }
 }

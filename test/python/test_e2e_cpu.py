@@ -164,8 +164,8 @@ def test_bf16_activations_match_their_emulation(synth_checkpoint, tmp_path):
 ], ids=["weights-only", "activations"])
 def test_fp8_panels_match_their_emulation(flags, emulation, synth_checkpoint, tmp_path):
     """FP8 codes quantized at compile time sit in panels too; with bf16 activations each
-    weight is bf16(code x scale) and each linear input is rounded to bf16 after its FP8
-    quantization (xfmr.reference.fp8.apply_fp8 on a model loaded with bf16_inputs)."""
+    weight stays exact (code x scale) and each linear input is rounded to bf16 after its
+    FP8 quantization (xfmr.reference.fp8.apply_fp8 on a model loaded with bf16_inputs)."""
     from xfmr.reference.fp8 import apply_fp8  # noqa: PLC0415
     checkpoint = synth_checkpoint("llama", dtype="bf16")
     compiled = CompiledModel(compile_model(checkpoint, tmp_path, "--quantize", "fp8", *flags))

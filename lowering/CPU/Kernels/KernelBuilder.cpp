@@ -50,9 +50,7 @@ func::FuncOp KernelLibrary::get(StringRef key, TypeRange arguments,
   return func;
 }
 
-/// Exact value of every FP8 code (NaN codes decode to NaN), as the packer
-/// encodes them (import/Float8.h).
-static double decodeFP8(WeightFormat format, unsigned code) {
+double xfmr::kernels::fp8CodeValue(WeightFormat format, unsigned code) {
   xfmr::fp8::Format fp8 = format == WeightFormat::F8E4M3FNUZ
                               ? xfmr::fp8::Format::E4M3FNUZ
                           : format == WeightFormat::F8E5M2
@@ -68,7 +66,7 @@ Value KernelLibrary::lookupTable(OpBuilder &b, Location loc,
   if (!module.lookupSymbol(name)) {
     SmallVector<float> values;
     for (unsigned code = 0; code < 256; ++code)
-      values.push_back(float(decodeFP8(format, code)));
+      values.push_back(float(fp8CodeValue(format, code)));
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(module.getBody());
     auto tensorType = RankedTensorType::get({256}, b.getF32Type());

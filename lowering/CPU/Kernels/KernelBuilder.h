@@ -101,6 +101,10 @@ void parallelFor(mlir::OpBuilder &b, mlir::Location loc, mlir::Value lb,
 void serialFor(mlir::OpBuilder &b, mlir::Location loc, mlir::Value lb,
                mlir::Value ub, LoopBody body);
 
+/// The exact value of FP8 `code` in `format` (NaN codes decode to NaN), as
+/// the packer encodes them (runtime/Float8.h).
+double fp8CodeValue(WeightFormat format, unsigned code);
+
 /// Loads `memref[indices]` as f32, converting bf16/f16 and decoding FP8 with
 /// `table` (from KernelLibrary::lookupTable; null for other formats).
 mlir::Value loadAsF32(mlir::OpBuilder &b, mlir::Location loc,

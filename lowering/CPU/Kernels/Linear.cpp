@@ -71,6 +71,8 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
       op.panel = weight.panel;
       op.bf16Activations = kernel.bf16Activations;
       op.dotProducts = kernel.bf16Activations && options.has("avx512bf16");
+      op.byteTables = op.dotProducts && isFP8(weight.format) &&
+                      options.has("avx512vbmi");
       // 6 rows x 4 vectors of sums + 4 weight vectors + 1 broadcast fit the
       // 32 AVX-512 registers; with 16 (AVX2), a row alone takes 8.
       op.tileRows = options.has("avx512f") ? 6 : 1;

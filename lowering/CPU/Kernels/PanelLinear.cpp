@@ -2,7 +2,10 @@
 
 #include "lowering/CPU/Kernels/PanelLinear.h"
 
+#include "xfmr/runtime/Float16.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -146,8 +149,8 @@ Value scaleRowOf(OpBuilder &b, Location loc, const PanelLinear &op, Value p) {
                                 index(b, loc, op.blockScale.first));
 }
 
-/// FP8: the scale of input pair `k` in block row `scaleRow`, broadcast to
-/// the 32 codes of a pair vector.
+/// FP8, f32 weights: the scale of input pair `k` in block row `scaleRow`,
+/// broadcast to the 32 codes of a pair vector.
 Value pairScale(OpBuilder &b, Location loc, const PanelLinear &op,
                 Value scaleRow, Value k) {
   Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 2));
@@ -167,30 +170,257 @@ Value scaledFP8(OpBuilder &b, Location loc, const PanelLinear &op,
   return arith::MulFOp::create(b, loc, values, scale);
 }
 
-/// 32 FP8 codes of a panel as the bf16 pairs the tiles multiply:
-/// bf16(code x scale), rounded to nearest even.
-Value fp8PairsAsBF16(OpBuilder &b, Location loc, const PanelLinear &op,
-                     ValueRange indices, Value scale) {
-  Value scaled = scaledFP8(b, loc, op, indices, scale);
-  auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
-  if (op.dotProducts) // vcvtne2ps2bf16
-    return arith::TruncFOp::create(b, loc, pairType, scaled);
-  // No bf16 conversion instruction: round on the bit patterns.
-  auto bitsType = VectorType::get({2 * kLanes}, b.getI32Type());
-  Value bits = vector::BitCastOp::create(b, loc, bitsType, scaled);
-  Value rounded = roundToBF16Bits(b, loc, bits);
-  Value high =
-      arith::ShRUIOp::create(b, loc, rounded, splat(b, loc, bitsType, 16));
-  auto halves = VectorType::get({2 * kLanes}, b.getI16Type());
-  Value narrow = arith::TruncIOp::create(b, loc, halves, high);
-  return vector::BitCastOp::create(b, loc, pairType, narrow);
+/// The bf16 bit patterns of the FP8 magnitudes 0..127, split into low and
+/// high bytes: the tables of two `vpermi2b` lookups (64 entries a register,
+/// two registers a table).
+struct ByteTables {
+  Value low[2], high[2];
+};
+
+ByteTables fp8ByteTables(OpBuilder &b, Location loc, WeightFormat format) {
+  SmallVector<int8_t> low, high;
+  for (unsigned code = 0; code < 128; ++code) {
+    uint16_t bits =
+        xfmr::float16::encodeBF16(std::abs(fp8CodeValue(format, code)));
+    low.push_back(int8_t(bits & 0xFF));
+    high.push_back(int8_t(bits >> 8));
+  }
+  auto type = VectorType::get({64}, b.getI8Type());
+  auto half = [&](ArrayRef<int8_t> values, int64_t first) -> Value {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(type, values.slice(first, 64)));
+  };
+  return {{half(low, 0), half(low, 64)}, {half(high, 0), half(high, 64)}};
 }
 
-/// Sums of the activation rows `rows` against panel `p`, added to the bias
-/// and stored.
-void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
-              const Activations &x, Value p, Value weightPanel,
-              ArrayRef<Value> rows) {
+/// 64 FP8 codes (32 rows x an input pair) as exact bf16 pairs, with
+/// AVX512-VBMI: two `vpermi2b` lookups give each value's low and high byte,
+/// the code's sign joins the high byte, and the bytes interleave within each
+/// 128-bit lane. The first vector holds the pairs of rows {0-3, 8-11, 16-19,
+/// 24-27}, the second those of rows {4-7, 12-15, 20-23, 28-31}: the order
+/// `inTableOrder` undoes.
+std::pair<Value, Value> fp8PairsByTable(OpBuilder &b, Location loc, Value codes,
+                                        const ByteTables &t) {
+  auto bytes = VectorType::get({64}, b.getI8Type());
+  auto lookup = [&](const Value(&table)[2]) -> Value {
+    return LLVM::CallIntrinsicOp::create(
+               b, loc, bytes,
+               b.getStringAttr("llvm.x86.avx512.vpermi2var.qi.512"),
+               ValueRange{table[0], codes, table[1]})
+        ->getResult(0);
+  };
+  Value low = lookup(t.low);
+  Value magnitude = lookup(t.high);
+  Value sign =
+      arith::AndIOp::create(b, loc, codes, splat(b, loc, bytes, int8_t(0x80)));
+  Value high = arith::OrIOp::create(b, loc, magnitude, sign);
+  SmallVector<int64_t> first, second;
+  for (int64_t lane = 0; lane < 4; ++lane)
+    for (int64_t i = 0; i < 8; ++i) {
+      first.append({16 * lane + i, 64 + 16 * lane + i});
+      second.append({16 * lane + 8 + i, 64 + 16 * lane + 8 + i});
+    }
+  auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
+  auto interleave = [&](ArrayRef<int64_t> mask) -> Value {
+    Value words = vector::ShuffleOp::create(b, loc, low, high, mask);
+    return vector::BitCastOp::create(b, loc, pairType, words);
+  };
+  return {interleave(first), interleave(second)};
+}
+
+/// Two vectors of 16 lanes in fp8PairsByTable's row order, back in row
+/// order: rows 0-15, then rows 16-31.
+std::pair<Value, Value> inRowOrder(OpBuilder &b, Location loc, Value first,
+                                   Value second) {
+  SmallVector<int64_t> low, high;
+  for (int64_t quad = 0; quad < 2; ++quad)
+    for (int64_t from : {0, 16})
+      for (int64_t i = 0; i < 4; ++i) {
+        low.push_back(from + 4 * quad + i);
+        high.push_back(from + 8 + 4 * quad + i);
+      }
+  return {vector::ShuffleOp::create(b, loc, first, second, low),
+          vector::ShuffleOp::create(b, loc, first, second, high)};
+}
+
+/// Where a dot-product tile takes its weights from.
+struct DotWeights {
+  /// The bf16 pairs of input pair `k`: one vector per 16 rows of the panel.
+  std::function<SmallVector<Value>(OpBuilder &, Location, Value k)> load;
+  /// FP8: exact codes, whose sums are scaled block by block.
+  bool blockScaled = false;
+  /// The vectors come in fp8PairsByTable's row order.
+  bool tableOrder = false;
+};
+
+/// Output vector `j` of panel `p`: its first column, and a mask where the
+/// last panel passes the last output (null elsewhere).
+std::pair<Value, Value> outputVector(OpBuilder &b, Location loc,
+                                     const PanelLinear &op, Value p,
+                                     int64_t j) {
+  Value panelStart = arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
+  Value column =
+      arith::AddIOp::create(b, loc, panelStart, index(b, loc, j * kLanes));
+  if (op.out % op.panel == 0)
+    return {column, Value()};
+  Value left = arith::SubIOp::create(b, loc, index(b, loc, op.out), column);
+  Value clamped = arith::MaxSIOp::create(b, loc, left, index(b, loc, 0));
+  auto maskType = VectorType::get({kLanes}, b.getI1Type());
+  return {column,
+          vector::CreateMaskOp::create(b, loc, maskType, ValueRange{clamped})};
+}
+
+/// Loads `memref[indices...]` (16 lanes), masked when `mask` is set.
+Value loadLanes(OpBuilder &b, Location loc, Value memref, ValueRange indices,
+                Value mask) {
+  Type element = cast<MemRefType>(memref.getType()).getElementType();
+  auto type = VectorType::get({kLanes}, element);
+  if (!mask)
+    return vector::LoadOp::create(b, loc, type, memref, indices);
+  Value none = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(type, b.getZeroAttr(element)));
+  return vector::MaskedLoadOp::create(b, loc, type, memref, indices, mask,
+                                      none);
+}
+
+/// Stores `value` (16 f32 lanes) at `y[row, column...]`, masked when `mask`
+/// is set.
+void storeOutput(OpBuilder &b, Location loc, const PanelLinear &op, Value row,
+                 std::pair<Value, Value> vector, Value value) {
+  auto [column, mask] = vector;
+  if (mask)
+    vector::MaskedStoreOp::create(b, loc, op.y, ValueRange{row, column}, mask,
+                                  value);
+  else
+    vector::StoreOp::create(b, loc, value, op.y, ValueRange{row, column});
+}
+
+/// The bias of output vector `vector` as f32, or null without a bias.
+Value biasOf(OpBuilder &b, Location loc, const PanelLinear &op,
+             std::pair<Value, Value> vector) {
+  if (!op.bias)
+    return Value();
+  Value raw =
+      loadLanes(b, loc, op.bias, ValueRange{vector.first}, vector.second);
+  if (raw.getType() == VectorType::get({kLanes}, b.getF32Type()))
+    return raw;
+  return arith::ExtFOp::create(b, loc,
+                               VectorType::get({kLanes}, b.getF32Type()), raw);
+}
+
+/// Stores the sums of rows `rows` (row-major: `vectors` per row) of panel
+/// `p`, plus the bias.
+void storeSums(OpBuilder &b, Location loc, const PanelLinear &op, Value p,
+               ArrayRef<Value> rows, ValueRange sums) {
+  int64_t vectors = op.panel / kLanes;
+  for (int64_t j = 0; j < vectors; ++j) {
+    auto vector = outputVector(b, loc, op, p, j);
+    Value bias = biasOf(b, loc, op, vector);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      Value sum = sums[i * vectors + j];
+      if (bias)
+        sum = arith::AddFOp::create(b, loc, sum, bias);
+      storeOutput(b, loc, op, rows[i], vector, sum);
+    }
+  }
+}
+
+/// AVX512-BF16 tile: rows `rows` against panel `p`, R x 4 `vdpbf16ps` per
+/// input pair on activation pairs broadcast from `x`. Block-scaled weights
+/// sum each block of inputs apart and add it, times its scale, to y (which
+/// starts at the bias): 4 loads, FMAs and stores per row and block of 64
+/// pairs, where converting exact codes to bf16(code x scale) would cost
+/// more on every weight.
+void emitDotTile(OpBuilder &b, Location loc, const PanelLinear &op,
+                 const Activations &x, Value p, ArrayRef<Value> rows,
+                 const DotWeights &weights) {
+  int64_t vectors = op.panel / kLanes;
+  int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
+  auto sumType = VectorType::get({kLanes}, b.getF32Type());
+  auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
+  auto bitsType = VectorType::get({kLanes}, b.getI32Type());
+  // The sums over input pairs [first, end), row-major.
+  auto sumsOver = [&](OpBuilder &b, Location loc, Value first, Value end) {
+    Value zero = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(sumType, b.getF32FloatAttr(0)));
+    SmallVector<Value> init(rows.size() * vectors, zero);
+    auto loop = scf::ForOp::create(
+        b, loc, first, end, index(b, loc, 1), init,
+        [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+          SmallVector<Value> w = weights.load(b, loc, k);
+          SmallVector<Value> next(acc.begin(), acc.end());
+          for (size_t i = 0; i < rows.size(); ++i) {
+            Value pair = memref::LoadOp::create(b, loc, x.memref,
+                                                ValueRange{rows[i], k});
+            Value lanes = vector::BroadcastOp::create(b, loc, bitsType, pair);
+            Value a = vector::BitCastOp::create(b, loc, pairType, lanes);
+            for (int64_t j = 0; j < vectors; ++j) {
+              Value &sum = next[i * vectors + j];
+              sum = x86vector::DotBF16Op::create(b, loc, sumType, sum, a, w[j]);
+            }
+          }
+          scf::YieldOp::create(b, loc, next);
+        });
+    return SmallVector<Value>(loop.getResults());
+  };
+  if (!weights.blockScaled) {
+    assert(!weights.tableOrder && "only FP8 codes come in table order");
+    Value first = index(b, loc, 0);
+    Value end = index(b, loc, pairs);
+    SmallVector<Value> sums = sumsOver(b, loc, first, end);
+    storeSums(b, loc, op, p, rows, sums);
+    return;
+  }
+  // y starts at the bias (or zero); each block adds its sums times its scale.
+  // (Totals kept in registers instead would leave room for tiles of 3 rows
+  // only: slower.)
+  for (int64_t j = 0; j < vectors; ++j) {
+    auto vector = outputVector(b, loc, op, p, j);
+    Value start = biasOf(b, loc, op, vector);
+    if (!start)
+      start = arith::ConstantOp::create(
+          b, loc, DenseElementsAttr::get(sumType, b.getF32FloatAttr(0)));
+    for (Value row : rows)
+      storeOutput(b, loc, op, row, vector, start);
+  }
+  int64_t blockPairs = op.blockScale.second / 2;
+  Value scaleRow = scaleRowOf(b, loc, op, p);
+  Value firstBlock = index(b, loc, 0);
+  Value blocks = index(b, loc, llvm::divideCeilSigned(pairs, blockPairs));
+  serialFor(
+      b, loc, firstBlock, blocks, [&](OpBuilder &b, Location loc, Value block) {
+        Value first =
+            arith::MulIOp::create(b, loc, block, index(b, loc, blockPairs));
+        Value next =
+            arith::AddIOp::create(b, loc, first, index(b, loc, blockPairs));
+        Value end = arith::MinUIOp::create(b, loc, next, index(b, loc, pairs));
+        SmallVector<Value> sums = sumsOver(b, loc, first, end);
+        Value scalar = memref::LoadOp::create(b, loc, op.scale,
+                                              ValueRange{scaleRow, block});
+        Value scale = vector::BroadcastOp::create(b, loc, sumType, scalar);
+        for (size_t i = 0; i < rows.size(); ++i) {
+          MutableArrayRef<Value> row(&sums[i * vectors], vectors);
+          if (weights.tableOrder)
+            for (int64_t h = 0; h + 1 < vectors; h += 2)
+              std::tie(row[h], row[h + 1]) =
+                  inRowOrder(b, loc, row[h], row[h + 1]);
+          for (int64_t j = 0; j < vectors; ++j) {
+            auto vector = outputVector(b, loc, op, p, j);
+            Value y = loadLanes(b, loc, op.y, ValueRange{rows[i], vector.first},
+                                vector.second);
+            Value sum = vector::FMAOp::create(b, loc, row[j], scale, y);
+            storeOutput(b, loc, op, rows[i], vector, sum);
+          }
+        }
+      });
+}
+
+/// FMA tile (no AVX512-BF16, or f32 activations for --precise): each weight
+/// pair widens to two f32 vectors, bf16 by a shift and a mask, FP8 codes to
+/// code x scale split into even and odd inputs by shuffles, and feeds two
+/// FMAs per row.
+void emitFmaTile(OpBuilder &b, Location loc, const PanelLinear &op,
+                 const Activations &x, Value p, ArrayRef<Value> rows) {
   int64_t vectors = op.panel / kLanes;
   int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
   auto sumType = VectorType::get({kLanes}, b.getF32Type());
@@ -206,23 +436,13 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
   auto loop = scf::ForOp::create(
       b, loc, firstPair, pairEnd, one, init,
       [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
-        SmallVector<Value> weights;
+        SmallVector<Value> even, odd;
         Value blockScale =
             isFP8(op.format) ? pairScale(b, loc, op, scaleRow, k) : Value();
-        // Per vector of 16 outputs: bf16 pairs, or (FP8 with f32 inputs,
-        // --precise) the exact f32 weights of the even and odd input.
-        SmallVector<Value> even, odd;
         for (int64_t j = 0; j < vectors; ++j) {
-          Value offset = index(b, loc, j * 2 * kLanes);
-          if (!isFP8(op.format)) {
-            weights.push_back(vector::LoadOp::create(
-                b, loc, pairType, op.w, ValueRange{weightPanel, k, offset}));
-          } else if (op.bf16Activations) {
-            weights.push_back(fp8PairsAsBF16(
-                b, loc, op, ValueRange{weightPanel, k, offset}, blockScale));
-          } else {
-            Value scaled = scaledFP8(
-                b, loc, op, ValueRange{weightPanel, k, offset}, blockScale);
+          SmallVector<Value, 3> indices{p, k, index(b, loc, j * 2 * kLanes)};
+          if (isFP8(op.format)) {
+            Value scaled = scaledFP8(b, loc, op, indices, blockScale);
             SmallVector<int64_t> evenLanes, oddLanes;
             for (int64_t lane = 0; lane < kLanes; ++lane) {
               evenLanes.push_back(2 * lane);
@@ -232,116 +452,86 @@ void emitTile(OpBuilder &b, Location loc, const PanelLinear &op,
                 vector::ShuffleOp::create(b, loc, scaled, scaled, evenLanes));
             odd.push_back(
                 vector::ShuffleOp::create(b, loc, scaled, scaled, oddLanes));
+            continue;
           }
-        }
-        SmallVector<Value> next(acc.begin(), acc.end());
-        if (op.dotProducts) {
-          for (size_t i = 0; i < rows.size(); ++i) {
-            Value pair = memref::LoadOp::create(b, loc, x.memref,
-                                                ValueRange{rows[i], k});
-            Value lanes = vector::BroadcastOp::create(b, loc, bitsType, pair);
-            Value a = vector::BitCastOp::create(b, loc, pairType, lanes);
-            for (int64_t j = 0; j < vectors; ++j) {
-              Value &sum = next[i * vectors + j];
-              sum = x86vector::DotBF16Op::create(b, loc, sumType, sum, a,
-                                                 weights[j]);
-            }
-          }
-        } else {
           // bf16 -> f32 is a shift: the even input of each pair is the low
           // half, the odd one the high half.
-          for (Value w : weights) {
-            Value bits = vector::BitCastOp::create(b, loc, bitsType, w);
-            Value low = arith::ShLIOp::create(b, loc, bits,
-                                              splat(b, loc, bitsType, 16));
-            Value high = arith::AndIOp::create(
-                b, loc, bits, splat(b, loc, bitsType, 0xFFFF0000));
-            even.push_back(vector::BitCastOp::create(b, loc, sumType, low));
-            odd.push_back(vector::BitCastOp::create(b, loc, sumType, high));
-          }
-          Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 2));
-          Value nextColumn =
-              arith::AddIOp::create(b, loc, column, index(b, loc, 1));
-          for (size_t i = 0; i < rows.size(); ++i) {
-            Value x0 = memref::LoadOp::create(b, loc, x.memref,
-                                              ValueRange{rows[i], column});
-            Value x1 = memref::LoadOp::create(b, loc, x.memref,
-                                              ValueRange{rows[i], nextColumn});
-            Value a0 = vector::BroadcastOp::create(b, loc, sumType, x0);
-            Value a1 = vector::BroadcastOp::create(b, loc, sumType, x1);
-            for (int64_t j = 0; j < vectors; ++j) {
-              Value &sum = next[i * vectors + j];
-              sum = vector::FMAOp::create(b, loc, a0, even[j], sum);
-              sum = vector::FMAOp::create(b, loc, a1, odd[j], sum);
-            }
+          Value w = vector::LoadOp::create(b, loc, pairType, op.w, indices);
+          Value bits = vector::BitCastOp::create(b, loc, bitsType, w);
+          Value low =
+              arith::ShLIOp::create(b, loc, bits, splat(b, loc, bitsType, 16));
+          Value high = arith::AndIOp::create(
+              b, loc, bits, splat(b, loc, bitsType, 0xFFFF0000));
+          even.push_back(vector::BitCastOp::create(b, loc, sumType, low));
+          odd.push_back(vector::BitCastOp::create(b, loc, sumType, high));
+        }
+        Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 2));
+        Value nextColumn =
+            arith::AddIOp::create(b, loc, column, index(b, loc, 1));
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (size_t i = 0; i < rows.size(); ++i) {
+          Value x0 = memref::LoadOp::create(b, loc, x.memref,
+                                            ValueRange{rows[i], column});
+          Value x1 = memref::LoadOp::create(b, loc, x.memref,
+                                            ValueRange{rows[i], nextColumn});
+          Value a0 = vector::BroadcastOp::create(b, loc, sumType, x0);
+          Value a1 = vector::BroadcastOp::create(b, loc, sumType, x1);
+          for (int64_t j = 0; j < vectors; ++j) {
+            Value &sum = next[i * vectors + j];
+            sum = vector::FMAOp::create(b, loc, a0, even[j], sum);
+            sum = vector::FMAOp::create(b, loc, a1, odd[j], sum);
           }
         }
         scf::YieldOp::create(b, loc, next);
       });
+  storeSums(b, loc, op, p, rows, loop.getResults());
+}
 
-  // Stores: masked where the last panel passes the last output.
-  bool partial = op.out % op.panel != 0;
-  Value panelStart = arith::MulIOp::create(b, loc, p, index(b, loc, op.panel));
-  for (int64_t j = 0; j < vectors; ++j) {
-    Value column =
-        arith::AddIOp::create(b, loc, panelStart, index(b, loc, j * kLanes));
-    Value mask;
-    if (partial) {
-      Value left = arith::SubIOp::create(b, loc, index(b, loc, op.out), column);
-      Value clamped = arith::MaxSIOp::create(b, loc, left, index(b, loc, 0));
-      auto maskType = VectorType::get({kLanes}, b.getI1Type());
-      mask =
-          vector::CreateMaskOp::create(b, loc, maskType, ValueRange{clamped});
+/// FP8 codes of input pair `k` of panel `p` as exact bf16 pairs: by byte
+/// tables (in their row order) or, without AVX512-VBMI, widened to f32 and
+/// narrowed (exact: 4 significant bits) in row order.
+SmallVector<Value> fp8Pairs(OpBuilder &b, Location loc, const PanelLinear &op,
+                            Value p, Value k, const ByteTables *tables) {
+  SmallVector<Value> pairs;
+  if (tables) {
+    auto bytes = VectorType::get({64}, b.getI8Type());
+    for (int64_t offset = 0; offset < 2 * op.panel; offset += 64) {
+      Value codes = vector::LoadOp::create(
+          b, loc, bytes, op.w, ValueRange{p, k, index(b, loc, offset)});
+      auto [first, second] = fp8PairsByTable(b, loc, codes, *tables);
+      pairs.append({first, second});
     }
-    Value bias;
-    if (op.bias) {
-      Type storage = cast<MemRefType>(op.bias.getType()).getElementType();
-      auto storageType = VectorType::get({kLanes}, storage);
-      Value raw;
-      if (mask) {
-        Value none = arith::ConstantOp::create(
-            b, loc,
-            DenseElementsAttr::get(storageType, b.getZeroAttr(storage)));
-        raw = vector::MaskedLoadOp::create(b, loc, storageType, op.bias,
-                                           ValueRange{column}, mask, none);
-      } else {
-        raw = vector::LoadOp::create(b, loc, storageType, op.bias,
-                                     ValueRange{column});
-      }
-      bias = storage.isF32()
-                 ? raw
-                 : Value(arith::ExtFOp::create(b, loc, sumType, raw));
-    }
-    for (size_t i = 0; i < rows.size(); ++i) {
-      Value sum = loop.getResult(i * vectors + j);
-      if (bias)
-        sum = arith::AddFOp::create(b, loc, sum, bias);
-      if (mask)
-        vector::MaskedStoreOp::create(b, loc, op.y, ValueRange{rows[i], column},
-                                      mask, sum);
-      else
-        vector::StoreOp::create(b, loc, sum, op.y, ValueRange{rows[i], column});
-    }
+    return pairs;
   }
+  auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
+  for (int64_t offset = 0; offset < 2 * op.panel; offset += 2 * kLanes) {
+    Value values =
+        loadVectorAsF32(b, loc, op.w, ValueRange{p, k, index(b, loc, offset)},
+                        op.format, op.table, 2 * kLanes);
+    pairs.push_back(arith::TruncFOp::create(b, loc, pairType, values));
+  }
+  return pairs;
 }
 
 } // namespace
 
 void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
                                     const PanelLinear &op) {
-  assert(op.panel % kLanes == 0 && "panels hold whole vectors of sums");
+  assert(op.panel % (2 * kLanes) == 0 && "panels hold pairs of sum vectors");
   assert((!op.dotProducts || op.bf16Activations) &&
          "the dot products multiply bf16 activations");
+  assert((!op.byteTables || (op.dotProducts && isFP8(op.format))) &&
+         "byte tables widen FP8 codes for the dot products");
   Value tokens = memref::DimOp::create(b, loc, op.x, 0);
   Activations x = prepareActivations(b, loc, op, tokens);
   int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
+  int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
   int64_t tile = op.tileRows;
-  Value firstPanel = index(b, loc, 0);
-  Value panelEnd = index(b, loc, panels);
   // Whole tiles of `tile` rows share each weight load; the rest of the rows
   // (all of decode) go one by one, each a single stream of the panel.
-  auto allRows = [&](OpBuilder &b, Location loc, const PanelLinear &tiles,
-                     Value p, Value weightPanel) {
+  using TileBody =
+      llvm::function_ref<void(OpBuilder &, Location, ArrayRef<Value>)>;
+  auto allRows = [&](OpBuilder &b, Location loc, TileBody emitTile) {
     Value fullTiles =
         arith::DivUIOp::create(b, loc, tokens, index(b, loc, tile));
     serialFor(b, loc, index(b, loc, 0), fullTiles,
@@ -352,54 +542,109 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
                 for (int64_t i = 0; i < tile; ++i)
                   rows.push_back(
                       arith::AddIOp::create(b, loc, first, index(b, loc, i)));
-                emitTile(b, loc, tiles, x, p, weightPanel, rows);
+                emitTile(b, loc, rows);
               });
     Value rest = arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
     serialFor(b, loc, rest, tokens, [&](OpBuilder &b, Location loc, Value r) {
-      emitTile(b, loc, tiles, x, p, weightPanel, {r});
+      emitTile(b, loc, {r});
     });
   };
+  Value firstPanel = index(b, loc, 0);
+  Value panelEnd = index(b, loc, panels);
   parallelFor(
       b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
-        if (!isFP8(op.format) || !op.bf16Activations) {
-          allRows(b, loc, op, p, p);
+        if (!op.dotProducts) {
+          allRows(b, loc,
+                  [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
+                    emitFmaTile(b, loc, op, x, p, rows);
+                  });
           return;
         }
-        // FP8 with bf16 activations: from two tiles of rows on, the panel's
-        // weights are converted once, into a bf16 panel the tiles then read,
-        // instead of once per tile.
+        if (!isFP8(op.format)) {
+          DotWeights panel;
+          panel.load = [&](OpBuilder &b, Location loc, Value k) {
+            auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
+            SmallVector<Value> pairs;
+            for (int64_t offset = 0; offset < 2 * op.panel;
+                 offset += 2 * kLanes)
+              pairs.push_back(vector::LoadOp::create(
+                  b, loc, pairType, op.w,
+                  ValueRange{p, k, index(b, loc, offset)}));
+            return pairs;
+          };
+          allRows(b, loc,
+                  [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
+                    emitDotTile(b, loc, op, x, p, rows, panel);
+                  });
+          return;
+        }
+        std::optional<ByteTables> tables;
+        if (op.byteTables)
+          tables = fp8ByteTables(b, loc, op.format);
+        const ByteTables *byTable = tables ? &*tables : nullptr;
+        // FP8: one token (decode) widens the codes as it goes; more convert
+        // the panel once, into exact bf16 codes in row order, and run their
+        // tiles on that.
         Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
-                                           tokens, index(b, loc, 2 * tile));
+                                           tokens, index(b, loc, 2));
         scf::IfOp::create(
             b, loc, many,
             [&](OpBuilder &b, Location loc) {
-              int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
               auto panelType =
                   MemRefType::get({1, pairs, 2 * op.panel}, b.getBF16Type());
               Value converted = memref::AllocOp::create(b, loc, panelType);
-              Value scaleRow = scaleRowOf(b, loc, op, p);
               Value zero = index(b, loc, 0);
-              serialFor(b, loc, zero, index(b, loc, pairs),
-                        [&](OpBuilder &b, Location loc, Value k) {
-                          Value scales = pairScale(b, loc, op, scaleRow, k);
-                          for (int64_t j = 0; j < op.panel / kLanes; ++j) {
-                            Value offset = index(b, loc, j * 2 * kLanes);
-                            Value pairsBF16 = fp8PairsAsBF16(
-                                b, loc, op, ValueRange{p, k, offset}, scales);
-                            vector::StoreOp::create(
-                                b, loc, pairsBF16, converted,
-                                ValueRange{zero, k, offset});
-                          }
-                        });
-              PanelLinear tiles = op;
-              tiles.format = WeightFormat::BF16;
-              tiles.w = converted;
-              allRows(b, loc, tiles, p, zero);
+              serialFor(
+                  b, loc, zero, index(b, loc, pairs),
+                  [&](OpBuilder &b, Location loc, Value k) {
+                    SmallVector<Value> w = fp8Pairs(b, loc, op, p, k, byTable);
+                    if (byTable)
+                      for (size_t h = 0; h + 1 < w.size(); h += 2) {
+                        auto asLanes = [&](Value v, Type type) -> Value {
+                          return vector::BitCastOp::create(b, loc, type, v);
+                        };
+                        auto lanes = VectorType::get({kLanes}, b.getI32Type());
+                        Value first = asLanes(w[h], lanes);
+                        Value second = asLanes(w[h + 1], lanes);
+                        auto [low, high] = inRowOrder(b, loc, first, second);
+                        w[h] = asLanes(low, w[h].getType());
+                        w[h + 1] = asLanes(high, w[h].getType());
+                      }
+                    for (size_t j = 0; j < w.size(); ++j)
+                      vector::StoreOp::create(
+                          b, loc, w[j], converted,
+                          ValueRange{zero, k, index(b, loc, j * 2 * kLanes)});
+                  });
+              DotWeights panel;
+              panel.blockScaled = true;
+              panel.load = [&](OpBuilder &b, Location loc, Value k) {
+                auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
+                SmallVector<Value> w;
+                for (int64_t offset = 0; offset < 2 * op.panel;
+                     offset += 2 * kLanes)
+                  w.push_back(vector::LoadOp::create(
+                      b, loc, pairType, converted,
+                      ValueRange{zero, k, index(b, loc, offset)}));
+                return w;
+              };
+              allRows(b, loc,
+                      [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
+                        emitDotTile(b, loc, op, x, p, rows, panel);
+                      });
               memref::DeallocOp::create(b, loc, converted);
               scf::YieldOp::create(b, loc);
             },
             [&](OpBuilder &b, Location loc) {
-              allRows(b, loc, op, p, p);
+              DotWeights codes;
+              codes.blockScaled = true;
+              codes.tableOrder = byTable != nullptr;
+              codes.load = [&](OpBuilder &b, Location loc, Value k) {
+                return fp8Pairs(b, loc, op, p, k, byTable);
+              };
+              allRows(b, loc,
+                      [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
+                        emitDotTile(b, loc, op, x, p, rows, codes);
+                      });
               scf::YieldOp::create(b, loc);
             });
       });

@@ -12,9 +12,14 @@
 // row). With AVX512-BF16 the activations are rounded to bf16 pairs once and
 // each step is R x 4 `vdpbf16ps`; otherwise (or with f32 activations for
 // --precise) each weight pair widens to two f32 vectors (a shift and a mask)
-// and feeds two FMAs. FP8 codes widen to f32 on the way (the f16 bit trick of
-// loadVectorAsF32) and take their block's scale; with bf16 activations they
-// round to bf16 and share the bf16 tiles.
+// and feeds two FMAs.
+//
+// FP8 weights are exact, code x scale, in every variant. The FMA tiles widen
+// the codes to f32 and scale them. The dot products multiply the codes
+// themselves as bf16 (exact: at most 4 significant bits) and scale the sums
+// of each block of inputs: widening is then two `vpermi2b` table lookups per
+// 64 codes with AVX512-VBMI (an f32 round trip without). Decode widens as it
+// reads; from two tokens on, a panel is converted once per call.
 //
 //===----------------------------------------------------------------------===//
 
@@ -30,8 +35,7 @@ struct PanelLinear {
   mlir::Value x;
   /// [ceil(out / panel), ceil(in / 2), 2 * panel] in `format`: bf16, or FP8
   /// codes with block `scale`s (`blockScale` rows a multiple of `panel`,
-  /// columns even). With bf16 activations FP8 weights are multiplied as
-  /// bf16(code x scale) in every variant; with f32 ones as code x scale.
+  /// columns even), multiplied as code x scale in every variant.
   mlir::Value w;
   WeightFormat format = WeightFormat::BF16;
   /// FP8: f32 [ceil(out / bm), ceil(in / bn)] and the block [bm, bn]; the
@@ -49,6 +53,9 @@ struct PanelLinear {
   bool bf16Activations = true;
   /// Multiply with `vdpbf16ps` (needs bf16Activations and AVX512-BF16).
   bool dotProducts = false;
+  /// FP8 with dot products: widen the codes by byte-table lookups (needs
+  /// AVX512-VBMI).
+  bool byteTables = false;
   /// Activation rows per register tile.
   int64_t tileRows = 6;
 };

@@ -22,7 +22,6 @@ import numpy as np
 
 from ..safetensors import decode_f8_e4m3, encode_f8_e4m3
 from .attention import GQAttention, MLAttention
-from .bf16 import round_bf16
 from .mlp import SwiGLU
 
 MAX_E4M3 = 448.0
@@ -98,10 +97,9 @@ def apply_fp8(model, granularity: str = "block", block: Sequence[int] = (128, 12
     def linear_weight(w, with_activations=True):
         q = w if native else quantize_blocks(w, weight_block(w))
         # Weights whose linears round their inputs to bf16 (reference.load's bf16_inputs:
-        # the CPU's panel kernels without --precise) multiply bf16(code x scale).
+        # the CPU's panel kernels without --precise) keep that mark; the weights stay
+        # exact, code x scale (the kernels multiply the codes and scale the sums).
         bf16_input = bool(getattr(w, "bf16_input", False))
-        if bf16_input:
-            q = round_bf16(q)
         return _mark(q, act if with_activations else None, bf16_input)
 
     def swiglu(mlp: SwiGLU, with_activations=True):

@@ -364,12 +364,16 @@ TEST_P(PanelLinearKernelTest, MatchesFloat64) {
   }
 }
 
-// FP8 codes in panels, with 128 x 32 block scales: with bf16 inputs each
-// weight is bf16(code x scale) in every variant; with f32 inputs (--precise)
-// it is code x scale.
+// FP8 codes in panels, with 128 x 32 block scales (the last block 4 columns
+// wide): every variant multiplies exact weights, code x scale; with bf16
+// inputs, by the inputs rounded to bf16. Variants: byte tables (AVX512-VBMI),
+// dot products on codes widened through f32 (Cooper Lake: AVX512-BF16 without
+// VBMI), FMA tiles (x86-64-v3) and --precise.
 TEST_F(KernelTest, PanelLinearFP8) {
-  const int64_t in = 96, out = 200, panel = 64, bm = 128, bn = 32;
+  const int64_t in = 100, out = 200, panel = 64, bm = 128, bn = 32;
+  const int64_t scaleCols = (in + bn - 1) / bn;
   for (auto [cpu, bf16] : {std::pair("native", true),
+                           std::pair("cooperlake", true),
                            std::pair("x86-64-v3", true),
                            std::pair("native", false)}) {
     WeightOperand weight;
@@ -380,16 +384,20 @@ TEST_F(KernelTest, PanelLinearFP8) {
     config.bf16Activations = bf16;
     auto kernel = harness().compile(config, cpu);
     ASSERT_TRUE(kernel);
-    std::vector<double> w = randomValues(out * in, -300, 300, 31);
-    std::vector<double> s = randomValues(2 * 3, 0.001, 0.01, 32);
+    // Every magnitude, subnormal codes included.
+    std::vector<double> w = randomValues(out * in, -448, 448, 31);
+    for (int64_t i = 0; i < out * in; i += 7)
+      w[i] = w[i] * 1e-4;
+    std::vector<double> s = randomValues(2 * scaleCols, 0.001, 0.01, 32);
     Buffer rows = codesBuffer(WeightFormat::F8E4M3FN, {out, in}, w);
     std::string panels = xfmr::runtime::toPanels(
         std::string(rows.as<char>(), out * in), out, in, 1, panel);
     Buffer weightBuffer({4, in / 2, 2 * panel}, 1);
     std::memcpy(weightBuffer.as<char>(), panels.data(), panels.size());
-    Buffer scaleBuffer = f32Buffer({2, 3}, s);
-    // Decode, per-tile conversion, and a panel converted once (>= 12 rows).
-    for (int64_t tokens : {1, 7, 13}) {
+    Buffer scaleBuffer = f32Buffer({2, scaleCols}, s);
+    // Decode (codes widened as read), then a panel converted once: two rows,
+    // a tile and a remainder, two tiles and a remainder.
+    for (int64_t tokens : {1, 2, 7, 13}) {
       std::vector<double> x = randomValues(tokens * in, -2, 2, 33 + tokens);
       Buffer input = f32Buffer({tokens, in}, x),
              output = f32Buffer({tokens, out});
@@ -402,19 +410,17 @@ TEST_F(KernelTest, PanelLinearFP8) {
           double sum = 0, size = 0;
           for (int64_t k = 0; k < in; ++k) {
             double code = roundTo(WeightFormat::F8E4M3FN, w[n * in + k]);
-            double wv = float(code * float(s[(n / bm) * 3 + k / bn]));
+            double wv = code * float(s[(n / bm) * scaleCols + k / bn]);
             double a = float(x[t * in + k]);
-            if (bf16) {
-              wv = roundedBF16(wv);
+            if (bf16)
               a = roundedBF16(a);
-            }
             double term = a * wv;
             sum += term;
             size += std::abs(term);
           }
           EXPECT_NEAR(actual[t * out + n], sum, 1e-6 + 1e-5 * size)
-              << kernel->name() << " " << cpu << " bf16 " << bf16 << " tokens " << tokens
-              << " row " << t << " output " << n;
+              << kernel->name() << " " << cpu << " bf16 " << bf16
+              << " tokens " << tokens << " row " << t << " output " << n;
         }
     }
   }
