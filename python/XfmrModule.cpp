@@ -24,6 +24,7 @@
 #include "xfmr/runtime/Version.h"
 #include "xfmr/runtime/Sampler.h"
 #include "xfmr/runtime/Session.h"
+#include "xfmr/runtime/Tokenizer.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -664,6 +665,39 @@ PYBIND11_MODULE(_xfmr, m) {
       .def_property_readonly("parameter_count", &Artifact::parameterCount)
       .def_property_readonly("compiler", &Artifact::compiler)
       .def_property_readonly("threads_supported", &Artifact::threadsSupported);
+
+  py::class_<runtime::Tokenizer, std::shared_ptr<runtime::Tokenizer>>(
+      m, "Tokenizer", "A tokenizer.json or tokenizer.model (runtime::Tokenizer).")
+      .def_static(
+          "load",
+          [](const std::string &path) {
+            py::gil_scoped_release release;
+            return std::shared_ptr<runtime::Tokenizer>(
+                runtime::Tokenizer::load(path));
+          },
+          py::arg("path"))
+      .def(
+          "encode",
+          [](const runtime::Tokenizer &t, const py::bytes &text,
+             bool addSpecial) {
+            std::string bytes = text;
+            py::gil_scoped_release release;
+            return t.encode(bytes, addSpecial);
+          },
+          py::arg("text"), py::arg("add_special"))
+      .def(
+          "decode",
+          [](const runtime::Tokenizer &t, const std::vector<int32_t> &ids) {
+            std::string text;
+            {
+              py::gil_scoped_release release;
+              text = t.decode(ids);
+            }
+            return py::bytes(text);
+          },
+          py::arg("ids"))
+      .def_property_readonly("vocab_size", &runtime::Tokenizer::vocabSize)
+      .def_property_readonly("kind", &runtime::Tokenizer::kind);
 
   py::class_<TokenStream>(m, "TokenStream",
                           "Token ids of one generation, one at a time.")

@@ -12,6 +12,10 @@ PACKAGES=(
   # LLVM / MLIR 22 (Debian's libMLIR.so dylib, TableGen, FileCheck, lit)
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22 libomp-22-dev
   libclang-rt-22-dev  # sanitizer runtimes (XFMR_ENABLE_SANITIZERS)
+  # tokenizers: PCRE2 (pre-tokenizer regexes), SentencePiece models, utf8proc
+  # (Unicode normalization); the SentencePiece Python module is the oracle of
+  # the tokenizer tests
+  libpcre2-dev libsentencepiece-dev libutf8proc-dev python3-sentencepiece pkg-config
   # C++ unit tests
   libgtest-dev googletest
   # Python bindings, reference implementation and tests
@@ -23,9 +27,10 @@ PACKAGES=(
 )
 
 # Benchmarks compare against PyTorch eager and llama.cpp: `scripts/setup.sh --bench`
-# adds PyTorch and what llama.cpp's gguf-py imports (bench/llama_cpp.py).
+# adds PyTorch and what llama.cpp's gguf-py imports (bench/llama_cpp.py; it also
+# needs python3-sentencepiece, installed for the tokenizer tests).
 if [ "${1:-}" = "--bench" ]; then
-  PACKAGES+=(python3-torch python3-sentencepiece python3-yaml)
+  PACKAGES+=(python3-torch python3-yaml)
 fi
 
 missing=()

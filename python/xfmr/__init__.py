@@ -8,6 +8,7 @@ The compiler, the IR and the runtime (native extension `xfmr._xfmr`, loaded on f
     ids = session.generate([1], 32, temperature=0.8, top_p=0.9, seed=7)
     logits = session.prefill([1, 2, 3])                        # float32 [3, vocab]
     module = xfmr.ir.import_checkpoint("stories260K").run("xfmr-graph-opt")
+    ids = xfmr.Tokenizer("tokenizer.json").encode("Hello world")
 
 Errors: `xfmr.Error` (a RuntimeError) and its subclasses `xfmr.CompileError` and
 `xfmr.InvalidArgumentError` (also a ValueError) carry the C++ message; missing files raise
@@ -26,9 +27,10 @@ from . import ir
 from .compiler import compile, pack
 from .errors import CompileError, CompileWarning, Error, InvalidArgumentError
 from .runtime import Artifact, Session
+from .tokenizer import Tokenizer
 
 __all__ = ["Artifact", "CompileError", "CompileWarning", "Error", "InvalidArgumentError",
-           "Session", "compile", "ir", "native_available", "pack", "version"]
+           "Session", "Tokenizer", "compile", "ir", "native_available", "pack", "version"]
 
 
 def version() -> str:

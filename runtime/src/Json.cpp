@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <unordered_set>
 
 using namespace xfmr::runtime;
 
@@ -115,6 +116,9 @@ const JsonValue *JsonValue::find(std::string_view key) const {
 
 namespace {
 
+/// Objects up to this many members look for duplicate keys linearly.
+constexpr size_t kLinearKeySearch = 16;
+
 /// Recursive descent over the text. Nesting is bounded so that hostile input
 /// cannot overflow the stack.
 class Parser {
@@ -194,6 +198,7 @@ private:
   JsonValue parseObject(int depth) {
     expect('{');
     JsonValue::Object members;
+    std::unordered_set<std::string> keys;
     skipSpace();
     if (peek() == '}') {
       ++pos_;
@@ -205,11 +210,22 @@ private:
         fail("expected a string key");
       size_t keyPos = pos_;
       std::string key = parseString();
-      for (const auto &member : members)
-        if (member.first == key) {
-          pos_ = keyPos;
-          fail("duplicate key \"" + key + "\"");
-        }
+      // A linear search while the object is small; a set of its keys once it
+      // is large (a tokenizer.json vocabulary has 100k members).
+      bool duplicate = false;
+      if (members.size() < kLinearKeySearch) {
+        for (const auto &member : members)
+          duplicate = duplicate || member.first == key;
+      } else {
+        if (keys.empty())
+          for (const auto &member : members)
+            keys.insert(member.first);
+        duplicate = !keys.insert(key).second;
+      }
+      if (duplicate) {
+        pos_ = keyPos;
+        fail("duplicate key \"" + key + "\"");
+      }
       skipSpace();
       expect(':');
       skipSpace();

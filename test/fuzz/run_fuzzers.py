@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "test" / "Import" / "Inputs"))
 
 TARGETS = ["fuzz-safetensors", "fuzz-config", "fuzz-artifact", "fuzz-json",
-           "fuzz-run-options", "fuzz-compile-options", "fuzz-ir"]
+           "fuzz-tokenizer", "fuzz-run-options", "fuzz-compile-options", "fuzz-ir"]
 
 DEEP_JSON = '{"a": ' + "[" * 60000 + "]" * 60000 + "}"
 
@@ -127,6 +127,46 @@ def make_seeds(bin_dir: Path, seeds: Path) -> None:
         write(texts, "config.json", (scratch / "deepseek_v3" / "config.json").read_bytes())
         write(texts, "deep-nesting.json", DEEP_JSON)
         write(texts, "escapes.json", '{"a\\u00e9\\n": [1e308, -0.0, true, null, "\\ud83d\\ude00"]}')
+
+        # Tokenizer files, a NUL, and a text: a small byte-level BPE tokenizer.json with
+        # every supported component, and broken variants.
+        tokenizers = seeds / "fuzz-tokenizer"
+        byte_chars = [chr(b) if 33 <= b <= 126 or 161 <= b <= 172 or 174 <= b <= 255 else None
+                      for b in range(256)]
+        extra = iter(range(256, 512))
+        byte_chars = [c or chr(next(extra)) for c in byte_chars]
+        vocab = {c: i for i, c in enumerate(byte_chars)}
+        vocab.update({"\u0120t": 256, "he": 257, "\u0120the": 258})
+        small = {
+            "added_tokens": [{"id": 259, "content": "<|end|>", "special": True,
+                              "lstrip": True, "rstrip": False, "single_word": False,
+                              "normalized": False}],
+            "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}]},
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"},
+                 "behavior": "Isolated", "invert": False},
+                {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]},
+            "post_processor": {"type": "TemplateProcessing",
+                               "single": [{"SpecialToken": {"id": "<|end|>", "type_id": 0}},
+                                          {"Sequence": {"id": "A", "type_id": 0}}],
+                               "special_tokens": {"<|end|>": {"id": "<|end|>", "ids": [259]}}},
+            "decoder": {"type": "ByteLevel"},
+            "model": {"type": "BPE", "vocab": vocab,
+                      "merges": ["\u0120 t", ["h", "e"], "\u0120t he"]},
+        }
+        text = "the 12345 <|end|> caf\u00e9 \U0001F600 \xff".encode("utf-8", "surrogateescape")
+        write(tokenizers, "bpe", json.dumps(small).encode() + b"\0" + text)
+        for name, edit in {
+            "bad-regex": lambda t: t["pre_tokenizer"]["pretokenizers"][0]["pattern"]
+                                   .__setitem__("Regex", "(["),
+            "merge-outside": lambda t: t["model"]["merges"].append("zz qq"),
+            "template-unknown": lambda t: t["post_processor"].__setitem__("special_tokens", {}),
+            "negative-id": lambda t: t["added_tokens"][0].__setitem__("id", -5),
+        }.items():
+            broken = json.loads(json.dumps(small))
+            edit(broken)
+            write(tokenizers, name, json.dumps(broken).encode() + b"\0" + text)
+        write(tokenizers, "not-sentencepiece", b"\x0a\x05hello\0text")
 
         # Command lines (arguments separated by NUL bytes).
         runs = seeds / "fuzz-run-options"

@@ -64,6 +64,17 @@ TEST(JsonTest, RejectsInvalidTextWithOffset) {
             std::string::npos);
   EXPECT_NE(parseError("{\"a\": 1, \"a\": 2}").find("duplicate key \"a\""),
             std::string::npos);
+  // Large objects (a tokenizer.json vocabulary) look keys up in a set: the
+  // same answers, early and late duplicates alike.
+  std::string large = "{";
+  for (int i = 0; i < 100; ++i)
+    large += "\"k" + std::to_string(i) + "\": " + std::to_string(i) + ", ";
+  EXPECT_EQ(parseJson(large + "\"last\": 0}").asObject().size(), 101u);
+  EXPECT_NE(parseError(large + "\"k3\": 0}").find("duplicate key \"k3\""),
+            std::string::npos);
+  EXPECT_NE(parseError(large + "\"x\": 0, \"x\": 1}")
+                .find("duplicate key \"x\""),
+            std::string::npos);
   EXPECT_NE(parseError("01").find("leading zero"), std::string::npos);
   EXPECT_NE(parseError("\"a\nb\"").find("control character"),
             std::string::npos);
