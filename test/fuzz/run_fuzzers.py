@@ -178,6 +178,9 @@ def make_seeds(bin_dir: Path, seeds: Path) -> None:
                                            "--threads", "100000"))
         write(runs, "empty-id-field", argv("m.xfmr", "--prompt-ids", "1,,2", "-n", "1"))
         write(runs, "huge-id", argv("m.xfmr", "--prompt-ids", "99999999999", "-n", "1"))
+        write(runs, "text", argv("m.xfmr", "--prompt", "Hello", "--tokenizer", "t.json",
+                                 "--stop", "\n", "--stop=User:", "--output", "ids",
+                                 "--ignore-eos", "-n", "8"))
         compiles = seeds / "fuzz-compile-options"
         # Fields: model, output, target, cpu, context, quantize, quantize options,
         # kv-cache, mla-cache, mla-absorb, moe, kv-window, kv-sinks, -O, weights.

@@ -10,11 +10,30 @@
 using namespace xfmr::run;
 
 const char xfmr::run::kUsage[] =
-    "usage: xfmr-run ARTIFACT --prompt-ids \"IDS\" -n N [options]\n"
+    "usage: xfmr-run ARTIFACT [--prompt TEXT | --prompt-file F | --prompt-ids IDS]\n"
+    "                [-n N] [options]\n"
     "\n"
+    "The prompt (one of; without any, the text on stdin):\n"
+    "  --prompt TEXT        prompt text, encoded with the tokenizer (BOS added\n"
+    "                       as the tokenizer adds it)\n"
+    "  --prompt-file F      prompt text from file F (\"-\": stdin)\n"
     "  --prompt-ids IDS     prompt token ids, separated by spaces or commas\n"
-    "                       (\"1 2 3\", \"1,2,3\"; required)\n"
-    "  -n N                 number of tokens to generate (required, >= 0)\n"
+    "                       (\"1 2 3\", \"1,2,3\")\n"
+    "  --tokenizer FILE     tokenizer.json or tokenizer.model for text prompts,\n"
+    "                       text output and --stop\n"
+    "\n"
+    "Generation:\n"
+    "  -n N                 tokens to generate: exactly N with --prompt-ids\n"
+    "                       (required there), at most N for text (default: up\n"
+    "                       to the end of the context)\n"
+    "  --output ids|text    print token ids (one line) or the text as it is\n"
+    "                       generated; default: text for text prompts, ids for\n"
+    "                       --prompt-ids\n"
+    "  --stop STRING        stop when the text contains STRING, not printed\n"
+    "                       (repeatable)\n"
+    "  --ignore-eos         with a text prompt or text output, keep going past\n"
+    "                       the end-of-sequence token (which stops generation\n"
+    "                       by default there, unprinted)\n"
     "  --temperature T      sampling temperature; 0 (default) is greedy\n"
     "  --top-k K            sample from the K most likely tokens (0: all)\n"
     "  --top-p P            nucleus sampling threshold in (0, 1] (default 1)\n"
@@ -92,7 +111,7 @@ std::vector<int32_t> xfmr::run::parseIds(const std::string &text) {
 
 RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
   RunOptions opts;
-  bool havePrompt = false;
+  std::vector<std::string> prompts;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string arg = args[i];
     if (arg == "-h" || arg == "--help") {
@@ -136,7 +155,34 @@ RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
                          opts.open.device + "'"};
     } else if (arg == "--prompt-ids") {
       opts.promptIds = parseIds(value());
-      havePrompt = true;
+      opts.havePromptIds = true;
+      prompts.push_back(arg);
+    } else if (arg == "--prompt") {
+      opts.promptText = value();
+      prompts.push_back(arg);
+    } else if (arg == "--prompt-file") {
+      opts.promptFile = value();
+      if (opts.promptFile.empty())
+        throw UsageError{"--prompt-file needs a file name (\"-\": stdin)"};
+      prompts.push_back(arg);
+    } else if (arg == "--tokenizer") {
+      opts.tokenizer = value();
+      if (opts.tokenizer.empty())
+        throw UsageError{"--tokenizer needs a file name"};
+    } else if (arg == "--output") {
+      std::string kind = value();
+      if (kind == "ids")
+        opts.output = OutputKind::Ids;
+      else if (kind == "text")
+        opts.output = OutputKind::Text;
+      else
+        throw UsageError{"--output must be ids or text, got '" + kind + "'"};
+    } else if (arg == "--stop") {
+      opts.stops.push_back(value());
+      if (opts.stops.back().empty())
+        throw UsageError{"--stop needs a non-empty string"};
+    } else if (arg == "--ignore-eos" && !inlineValue) {
+      opts.ignoreEos = true;
     } else if (arg == "-n") {
       opts.numTokens = parseNumber<int>(arg, value());
     } else if (arg == "--temperature") {
@@ -159,13 +205,14 @@ RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
   }
   if (opts.artifact.empty())
     throw UsageError{"no artifact given"};
-  if (!havePrompt)
-    throw UsageError{"--prompt-ids is required"};
-  if (opts.promptIds.empty())
+  if (prompts.size() > 1)
+    throw UsageError{"give one prompt: " + prompts[0] + " and " + prompts[1] +
+                     " both given"};
+  if (opts.havePromptIds && opts.promptIds.empty())
     throw UsageError{"--prompt-ids: no token ids given"};
-  if (!opts.numTokens)
-    throw UsageError{"-n is required"};
-  if (*opts.numTokens < 0)
+  if (opts.havePromptIds && !opts.numTokens)
+    throw UsageError{"-n is required with --prompt-ids"};
+  if (opts.numTokens && *opts.numTokens < 0)
     throw UsageError{"-n must be >= 0, got " + std::to_string(*opts.numTokens)};
   if (opts.session.threads < 0 ||
       opts.session.threads > runtime::Artifact::kMaxThreads)
@@ -179,4 +226,10 @@ RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
     throw UsageError{e.what()};
   }
   return opts;
+}
+
+OutputKind xfmr::run::outputKind(const RunOptions &options) {
+  if (options.output)
+    return *options.output;
+  return options.havePromptIds ? OutputKind::Ids : OutputKind::Text;
 }

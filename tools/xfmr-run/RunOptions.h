@@ -26,9 +26,26 @@ struct UsageError {
   std::string message;
 };
 
+/// What xfmr-run prints on stdout.
+enum class OutputKind { Ids, Text };
+
 struct RunOptions {
   std::string artifact;
+  /// The prompt: ids (--prompt-ids), text (--prompt), a file's text
+  /// (--prompt-file; "-" is stdin) or, with none of them, stdin's text.
   std::vector<int32_t> promptIds;
+  bool havePromptIds = false;
+  std::optional<std::string> promptText;
+  std::string promptFile;
+  /// tokenizer.json or tokenizer.model (text prompts, text output, --stop).
+  std::string tokenizer;
+  /// Default: text for a text prompt, ids for --prompt-ids.
+  std::optional<OutputKind> output;
+  /// Keep generating past the end-of-sequence token.
+  bool ignoreEos = false;
+  /// Strings that end the generated text (not printed).
+  std::vector<std::string> stops;
+  /// Tokens to generate; required with --prompt-ids, else at most this many.
   std::optional<int> numTokens;
   runtime::SamplingOptions sampling;
   runtime::SessionOptions session;
@@ -43,6 +60,9 @@ struct RunOptions {
 /// "1, 2, 3"); an empty field ("1,,2", "1,", ",1") is refused, as is
 /// anything but a 32-bit integer. Throws UsageError.
 std::vector<int32_t> parseIds(const std::string &text);
+
+/// What stdout shows for these options.
+OutputKind outputKind(const RunOptions &options);
 
 /// Parses argv[1..argc). Throws UsageError.
 RunOptions parseRunOptions(const std::vector<std::string> &args);

@@ -1,6 +1,7 @@
 //===- xfmr-run.cpp - run a compiled model.xfmr ---------------------------===//
 //
-// Prints the generated token ids on one line of stdout and nothing else, so
+// Prints the generated token ids on one line of stdout, or (text prompts,
+// --output text) the generated text as it arrives and nothing else, so
 // scripts and tests can compare outputs. Diagnostics and --stats go to
 // stderr. Exit codes: 0 ok, 1 runtime error, 2 bad command line, 130 when
 // interrupted (the tokens generated so far are still printed).
@@ -12,13 +13,22 @@
 #include "xfmr/runtime/Npy.h"
 #include "xfmr/runtime/OutputFile.h"
 #include "xfmr/runtime/Session.h"
+#include "xfmr/runtime/TextStream.h"
+#include "xfmr/runtime/Tokenizer.h"
 #include "xfmr/runtime/Version.h"
 
 #include "RunOptions.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -88,16 +98,79 @@ void printStats(const Stats &s, double verifySeconds) {
   std::fprintf(stderr, "}\n");
 }
 
+/// The prompt's text: --prompt, --prompt-file (a file or "-") or stdin.
+std::string readPromptText(const RunOptions &opts) {
+  if (opts.promptText)
+    return *opts.promptText;
+  std::istream *in = &std::cin;
+  std::ifstream file;
+  if (!opts.promptFile.empty() && opts.promptFile != "-") {
+    file.open(opts.promptFile, std::ios::binary);
+    if (!file)
+      throw Error(opts.promptFile + ": cannot open the prompt file");
+    in = &file;
+  } else if (opts.promptFile.empty() && isatty(STDIN_FILENO)) {
+    throw Error("no prompt: give --prompt TEXT, --prompt-file FILE, "
+                "--prompt-ids IDS or the text on stdin");
+  }
+  std::string text((std::istreambuf_iterator<char>(*in)),
+                   std::istreambuf_iterator<char>());
+  if (in->bad())
+    throw Error("cannot read the prompt from " +
+                (opts.promptFile.empty() || opts.promptFile == "-"
+                     ? std::string("stdin")
+                     : opts.promptFile));
+  return text;
+}
+
 int run(const RunOptions &opts) {
   bool printedAny = false;
+  OutputKind output = outputKind(opts);
   try {
     // Before generating: the logits file must be writable.
     if (!opts.dumpLogits.empty())
       if (std::string error = checkOutputPath(opts.dumpLogits); !error.empty())
         throw Error(error);
+    bool textPrompt = !opts.havePromptIds;
+    std::unique_ptr<Tokenizer> tokenizer;
+    if (textPrompt || output == OutputKind::Text || !opts.stops.empty()) {
+      if (opts.tokenizer.empty())
+        throw Error(std::string(textPrompt ? "a text prompt"
+                                : output == OutputKind::Text
+                                    ? "--output text"
+                                    : "--stop") +
+                    " needs a tokenizer: give --tokenizer FILE "
+                    "(tokenizer.json or tokenizer.model)");
+      tokenizer = Tokenizer::load(opts.tokenizer);
+    }
+    std::vector<int32_t> prompt = opts.promptIds;
+    if (textPrompt) {
+      prompt = tokenizer->encode(readPromptText(opts), /*addSpecial=*/true);
+      if (prompt.empty())
+        throw Error("the prompt is empty: it encodes to no tokens");
+    }
     auto artifact = Artifact::open(opts.artifact, opts.open);
     Session session(artifact, opts.session);
     int64_t vocab = artifact->vocabSize();
+    if (tokenizer && tokenizer->vocabSize() > vocab)
+      throw Error(opts.tokenizer + " has " +
+                  std::to_string(tokenizer->vocabSize()) +
+                  " tokens, more than the model's vocabulary of " +
+                  std::to_string(vocab));
+    // Text generation ends at the end-of-sequence token by default; ids
+    // with --prompt-ids keep their exact count.
+    std::optional<int32_t> eos;
+    if (!opts.ignoreEos && (textPrompt || output == OutputKind::Text))
+      eos = artifact->eosTokenId();
+    int maxNew = opts.numTokens.value_or(0);
+    if (!opts.numTokens) // up to the end of the context
+      maxNew = int(std::max<int64_t>(
+          0, std::min<int64_t>(artifact->contextLength() -
+                                   int64_t(prompt.size()) + 1,
+                               std::numeric_limits<int>::max())));
+    std::optional<TextStream> text;
+    if (tokenizer)
+      text.emplace(*tokenizer, opts.stops);
 
     // The first Ctrl-C stops after the current token; a second one kills.
     struct sigaction action = {};
@@ -106,32 +179,50 @@ int run(const RunOptions &opts) {
     sigaction(SIGINT, &action, nullptr);
 
     std::vector<float> logits;
-    std::vector<int32_t> tokens =
-        session.generate(opts.promptIds, *opts.numTokens, opts.sampling,
-                         [&](int32_t token, const float *row) {
-                           std::printf(printedAny ? " %d" : "%d", token);
-                           std::fflush(stdout);
-                           printedAny = true;
-                           if (!opts.dumpLogits.empty())
-                             logits.insert(logits.end(), row, row + vocab);
-                           return !interrupted;
-                         });
-    std::printf("\n");
+    std::vector<int32_t> shown;
+    session.generate(
+        prompt, maxNew, opts.sampling, [&](int32_t token, const float *row) {
+          if (eos && token == *eos)
+            return false;
+          std::string chunk = text ? text->push(token) : "";
+          if (text && text->stopped() && output == OutputKind::Ids)
+            return false; // a stop string: this token is not printed
+          shown.push_back(token);
+          if (output == OutputKind::Text) {
+            std::fwrite(chunk.data(), 1, chunk.size(), stdout);
+          } else {
+            std::printf(printedAny ? " %d" : "%d", token);
+            printedAny = true;
+          }
+          std::fflush(stdout);
+          if (!opts.dumpLogits.empty())
+            logits.insert(logits.end(), row, row + vocab);
+          return !interrupted && !(text && text->stopped());
+        });
+    if (output == OutputKind::Text) {
+      std::string rest = text->finish();
+      std::fwrite(rest.data(), 1, rest.size(), stdout);
+      // The text exactly; a terminal also gets a line end.
+      if (isatty(STDOUT_FILENO))
+        std::printf("\n");
+    } else {
+      std::printf("\n");
+    }
     printedAny = false;
     if (std::fflush(stdout) != 0 || std::ferror(stdout))
-      throw Error("cannot write the generated ids to stdout");
+      throw Error("cannot write the generated tokens to stdout");
 
     // A kill while writing leaves no temporary file; Ctrl-C keeps the
     // handler above when it was not pressed yet.
     removeOutputsOnSignals(/*onlyDefault=*/true);
     if (!opts.dumpLogits.empty())
       writeNpyFloat32(opts.dumpLogits, logits.data(),
-                      {static_cast<int64_t>(tokens.size()), vocab});
+                      {static_cast<int64_t>(shown.size()), vocab});
     if (opts.stats)
       printStats(session.stats(), artifact->verifySeconds());
     if (interrupted) {
       std::fprintf(stderr, "xfmr-run: interrupted after %zu token(s)\n",
-                   tokens.size());
+                   shown.size());
       return 130;
     }
     return 0;

@@ -1,0 +1,147 @@
+"""xfmr-run with text (issue 17): text prompts encoded by the tokenizer, text streamed as it
+is generated, the end-of-sequence token and stop strings. A tiny synthetic Llama whose
+vocabulary matches GPT-2's tokenizer (../shared/tokenizers; skipped when absent) runs the
+model; GPT-2's tokenizer and the ids output are the oracles."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, tool
+
+GPT2 = REPO.parent / "shared" / "tokenizers" / "gpt2" / "tokenizer.json"
+LLAMA2 = REPO.parent / "shared" / "tokenizers" / "llama2" / "tokenizer.model"
+PROMPT = "Once upon a time, in a land far away"
+
+
+@pytest.fixture(scope="module")
+def gpt2_model(tmp_path_factory):
+    if not GPT2.exists():
+        pytest.skip(f"{GPT2} not found (shared tokenizers absent)")
+    from xfmr import synth  # noqa: PLC0415
+    folder = tmp_path_factory.mktemp("gpt2_vocab")
+    synth.generate(str(folder / "ckpt"), "llama", preset="tiny",
+                   overrides={"vocab_size": 50257})
+    compile_with_eos(folder, eos=2)
+    return folder
+
+
+def compile_with_eos(folder: Path, eos: int) -> Path:
+    config = folder / "ckpt" / "config.json"
+    values = json.loads(config.read_text())
+    values["eos_token_id"] = eos
+    config.write_text(json.dumps(values))
+    artifact = folder / f"eos{eos}.xfmr"
+    if not artifact.exists():
+        subprocess.run([tool("xfmr-compile"), str(folder / "ckpt"), "-o", str(artifact)],
+                       check=True, capture_output=True)
+    return artifact
+
+
+def run(*args, stdin=None, check=True):
+    argv = [a if isinstance(a, bytes) else str(a) for a in args]
+    out = subprocess.run([tool("xfmr-run"), *argv], input=stdin, capture_output=True)
+    if check:
+        assert out.returncode == 0, out.stderr.decode()
+    return out
+
+
+def tokenize(*args, stdin: bytes) -> bytes:
+    return subprocess.run([tool("xfmr-tokenize"), str(GPT2), *args], input=stdin,
+                          capture_output=True, check=True).stdout
+
+
+def test_text_prompt_and_streamed_text_match_the_ids(gpt2_model):
+    artifact = gpt2_model / "eos2.xfmr"
+    prompt_ids = tokenize("--add-special", stdin=PROMPT.encode()).decode().split()
+    ids = run(artifact, "--prompt-ids", " ".join(prompt_ids), "-n", 24).stdout.split()
+    assert len(ids) == 24
+    # The same prompt as text, ids out: the same tokens.
+    assert run(artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24, "--output", "ids",
+               "--ignore-eos").stdout.split() == ids
+    # Text out: exactly the decode of those ids, byte for byte, nothing else.
+    text = run(artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24,
+               "--ignore-eos").stdout
+    assert text == tokenize("--decode", stdin=b" ".join(ids))
+    # --prompt-file and stdin give the same.
+    prompt_file = gpt2_model / "prompt.txt"
+    prompt_file.write_text(PROMPT)
+    assert run(artifact, "--prompt-file", prompt_file, "--tokenizer", GPT2, "-n", 24,
+               "--ignore-eos").stdout == text
+    assert run(artifact, "--tokenizer", GPT2, "-n", 24, "--ignore-eos",
+               stdin=PROMPT.encode()).stdout == text
+    # Text for a --prompt-ids prompt.
+    assert run(artifact, "--prompt-ids", " ".join(prompt_ids), "-n", 24, "--output", "text",
+               "--tokenizer", GPT2, "--ignore-eos").stdout == text
+
+
+def test_end_of_sequence_and_stop_strings_stop_generation(gpt2_model):
+    artifact = gpt2_model / "eos2.xfmr"
+    ids = run(artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24, "--output", "ids",
+              "--ignore-eos").stdout.split()
+    # A model whose end-of-sequence token is the 6th generated one (first seen there).
+    k = next(i for i in range(5, len(ids)) if ids[i] not in ids[:i])
+    eos_artifact = compile_with_eos(gpt2_model, int(ids[k]))
+    text = run(eos_artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24).stdout
+    assert text == tokenize("--decode", stdin=b" ".join(ids[:k]))
+    assert run(eos_artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24,
+               "--output", "ids").stdout.split() == ids[:k]
+    # --ignore-eos keeps going; --prompt-ids with ids out keeps its exact count.
+    assert run(eos_artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24,
+               "--ignore-eos", "--output", "ids").stdout.split() == ids
+    # Stop strings: the text before the first one, nothing after; a stop string that
+    # spans tokens works, and one that never appears changes nothing.
+    full = tokenize("--decode", stdin=b" ".join(ids))
+    start = len(tokenize("--decode", stdin=b" ".join(ids[:3]))) - 2
+    stop = full[start:start + 5]
+    out = run(artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24, "--ignore-eos",
+              "--stop", "never appears", "--stop", stop).stdout
+    assert out == full[:full.find(stop)]
+    ids_out = run(artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24,
+                  "--ignore-eos", "--stop", stop, "--output", "ids").stdout.split()
+    assert len(ids_out) < len(ids) and ids_out == ids[:len(ids_out)]
+    # Without -n a text generation runs to the end of the context at most.
+    out = run(artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "--output", "ids",
+              "--ignore-eos").stdout.split()
+    assert len(out) == 256 - len(tokenize("--add-special", stdin=PROMPT.encode()).split()) + 1
+
+
+def test_sentencepiece_prompt_gets_bos(tmp_path):
+    if not LLAMA2.exists():
+        pytest.skip(f"{LLAMA2} not found (shared tokenizers absent)")
+    from xfmr import synth  # noqa: PLC0415
+    synth.generate(str(tmp_path / "ckpt"), "llama", preset="tiny",
+                   overrides={"vocab_size": 32000})
+    artifact = tmp_path / "m.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(tmp_path / "ckpt"), "-o", str(artifact)],
+                   check=True, capture_output=True)
+    ids = run(artifact, "--prompt", "Hello world", "--tokenizer", LLAMA2, "-n", 8,
+              "--output", "ids", "--ignore-eos").stdout.split()
+    assert ids == run(artifact, "--prompt-ids", "1 15043 3186", "-n", 8).stdout.split()
+
+
+def test_text_errors(gpt2_model, tmp_path):
+    artifact = gpt2_model / "eos2.xfmr"
+    out = run(artifact, "--prompt", PROMPT, "-n", 4, check=False)
+    assert out.returncode == 1 and b"--tokenizer" in out.stderr and out.stdout == b""
+    out = run(artifact, "--prompt-ids", "1 2", "-n", 4, "--stop", "x", check=False)
+    assert out.returncode == 1 and b"--stop needs a tokenizer" in out.stderr
+    out = run(artifact, "--prompt", "", "--tokenizer", GPT2, check=False)
+    assert out.returncode == 1 and b"prompt is empty" in out.stderr
+    out = run(artifact, "--prompt-file", tmp_path / "missing.txt", "--tokenizer", GPT2,
+              check=False)
+    assert out.returncode == 1 and b"missing.txt" in out.stderr
+    out = run(artifact, "--prompt", "x", "--tokenizer", tmp_path / "missing.json",
+              check=False)
+    assert out.returncode == 1 and b"missing.json" in out.stderr
+    # A tokenizer with more tokens than the model's vocabulary.
+    if LLAMA2.exists():
+        from xfmr import synth  # noqa: PLC0415
+        synth.generate(str(tmp_path / "small"), "llama", preset="tiny")
+        small = tmp_path / "small.xfmr"
+        subprocess.run([tool("xfmr-compile"), str(tmp_path / "small"), "-o", str(small)],
+                       check=True, capture_output=True)
+        out = run(small, "--prompt", "x", "--tokenizer", LLAMA2, check=False)
+        assert out.returncode == 1 and b"more than the model's vocabulary" in out.stderr
