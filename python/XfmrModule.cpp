@@ -24,6 +24,7 @@
 #include "xfmr/runtime/Version.h"
 #include "xfmr/runtime/Sampler.h"
 #include "xfmr/runtime/Session.h"
+#include "xfmr/runtime/TextStream.h"
 #include "xfmr/runtime/Tokenizer.h"
 
 #include <pybind11/numpy.h>
@@ -698,6 +699,31 @@ PYBIND11_MODULE(_xfmr, m) {
           py::arg("ids"))
       .def_property_readonly("vocab_size", &runtime::Tokenizer::vocabSize)
       .def_property_readonly("kind", &runtime::Tokenizer::kind);
+
+  // A TextStream with the tokenizer it decodes with kept alive.
+  struct PyTextStream {
+    std::shared_ptr<runtime::Tokenizer> tokenizer;
+    runtime::TextStream stream;
+    PyTextStream(std::shared_ptr<runtime::Tokenizer> t,
+                 std::vector<std::string> stops)
+        : tokenizer(std::move(t)), stream(*tokenizer, std::move(stops)) {}
+  };
+  py::class_<PyTextStream>(m, "TextStream",
+                           "Generated ids to the text safe to show "
+                           "(runtime::TextStream).")
+      .def(py::init<std::shared_ptr<runtime::Tokenizer>,
+                    std::vector<std::string>>(),
+           py::arg("tokenizer"), py::arg("stops"))
+      .def(
+          "push",
+          [](PyTextStream &s, int32_t id) {
+            return py::bytes(s.stream.push(id));
+          },
+          py::arg("id"))
+      .def("finish",
+           [](PyTextStream &s) { return py::bytes(s.stream.finish()); })
+      .def_property_readonly(
+          "stopped", [](const PyTextStream &s) { return s.stream.stopped(); });
 
   py::class_<TokenStream>(m, "TokenStream",
                           "Token ids of one generation, one at a time.")

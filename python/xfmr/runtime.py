@@ -7,7 +7,7 @@ sessions on different threads run in parallel; one session serializes its own ca
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import _args
 from ._native import native
@@ -267,6 +267,48 @@ class Session:
                                                        temperature, top_k, top_p, seed))
         return _yield_from(tokens)
 
+    def stream_text(self, prompt: Union[str, bytes], tokenizer,
+                    max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
+                    ignore_eos: bool = False, temperature: float = 0.0, top_k: int = 0,
+                    top_p: float = 1.0, seed: int = 0) -> Iterator[str]:
+        """Encodes `prompt` with `tokenizer` (an `xfmr.Tokenizer` or its file; BOS as the
+        tokenizer adds it) and yields the generated text as it arrives: the chunks
+        `xfmr-run --prompt` prints, which hold back a character the next token may complete
+        and a possible start of a stop string. Generation stops at the artifact's
+        end-of-sequence token (not shown; `ignore_eos=True` goes on), before the first
+        string of `stop`, or after `max_new_tokens` (default: the end of the context).
+        Sampling options as for `generate`."""
+        from .tokenizer import Tokenizer  # noqa: PLC0415
+
+        if not isinstance(tokenizer, Tokenizer):
+            tokenizer = Tokenizer(tokenizer)
+        if isinstance(stop, (str, bytes)):
+            stop = [stop]
+        stops = [s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in stop]
+        if any(not s for s in stops):
+            raise InvalidArgumentError("a stop string must not be empty")
+        if tokenizer.vocab_size > self._artifact.vocab_size:
+            raise InvalidArgumentError(
+                f"{tokenizer.path} has {tokenizer.vocab_size} tokens, more than the model's "
+                f"vocabulary of {self._artifact.vocab_size}")
+        ids = tokenizer.encode(prompt, add_special_tokens=True)
+        if not ids:
+            raise InvalidArgumentError("the prompt is empty: it encodes to no tokens")
+        if max_new_tokens is None:
+            max_new_tokens = max(0, self._artifact.context_length - self.position - len(ids) + 1)
+        eos = None if ignore_eos else self._artifact.eos_token_id
+        text = native().TextStream(tokenizer._native, stops)
+        tokens = self.stream(ids, max_new_tokens, temperature, top_k, top_p, seed)
+        return _text_chunks(tokens, text, eos)
+
+    def generate_text(self, prompt: Union[str, bytes], tokenizer,
+                      max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
+                      ignore_eos: bool = False, temperature: float = 0.0, top_k: int = 0,
+                      top_p: float = 1.0, seed: int = 0) -> str:
+        """The whole text `stream_text` yields, at once."""
+        return "".join(self.stream_text(prompt, tokenizer, max_new_tokens, stop, ignore_eos,
+                                        temperature, top_k, top_p, seed))
+
     def reset(self) -> None:
         """Clears the KV cache and returns to position 0 (stats are kept)."""
         self._native.reset()
@@ -278,3 +320,17 @@ class Session:
 
 def _yield_from(tokens) -> Iterator[int]:
     yield from tokens
+
+
+def _text_chunks(tokens, text, eos) -> Iterator[str]:
+    for token in tokens:
+        if eos is not None and token == eos:
+            break
+        chunk = text.push(token)
+        if chunk:
+            yield chunk.decode("utf-8", "replace")
+        if text.stopped:
+            return
+    rest = text.finish()
+    if rest:
+        yield rest.decode("utf-8", "replace")

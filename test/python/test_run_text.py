@@ -145,3 +145,26 @@ def test_text_errors(gpt2_model, tmp_path):
                        check=True, capture_output=True)
         out = run(small, "--prompt", "x", "--tokenizer", LLAMA2, check=False)
         assert out.returncode == 1 and b"more than the model's vocabulary" in out.stderr
+
+
+def test_python_text_generation(gpt2_model):
+    """Session.stream_text / generate_text give what xfmr-run prints, chunk for chunk."""
+    import xfmr  # noqa: PLC0415
+    artifact = gpt2_model / "eos2.xfmr"
+    tokenizer = xfmr.Tokenizer(GPT2)
+    expected = run(artifact, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24,
+                   "--ignore-eos").stdout.decode("utf-8", "replace")
+    session = xfmr.Session(str(artifact))
+    chunks = list(session.stream_text(PROMPT, tokenizer, 24, ignore_eos=True))
+    assert "".join(chunks) == expected and len(chunks) > 1
+    session.reset()
+    assert session.generate_text(PROMPT, GPT2, 24, ignore_eos=True) == expected
+    session.reset()
+    stop = expected[12:16]
+    assert session.generate_text(PROMPT, tokenizer, 24, stop=[stop], ignore_eos=True) == \
+        expected[:expected.find(stop)]
+    session.reset()
+    with pytest.raises(xfmr.InvalidArgumentError, match="empty"):
+        session.generate_text("", tokenizer)
+    with pytest.raises(xfmr.InvalidArgumentError, match="stop string"):
+        session.generate_text(PROMPT, tokenizer, stop=[""])
