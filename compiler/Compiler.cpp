@@ -1,6 +1,7 @@
 //===- Compiler.cpp - the compiler's narrow API -----------------*- C++ -*-===//
 
 #include "compiler/Compiler.h"
+#include "compiler/TokenizerFiles.h"
 #include "compiler/TargetBackend.h"
 
 #include "dialects/Xfmr/XfmrOps.h"
@@ -390,6 +391,20 @@ Error xfmr::compileModel(const CompileOptions &options,
     checkpoint = std::move(*opened);
     modelExtras = tokenIds(checkpoint->configPath());
   }
+  // The tokenizer travels in the artifact: --tokenizer's, or the checkpoint
+  // folder's when it has one.
+  TokenizerFiles tokenizerFiles;
+  std::string tokenizerPath =
+      options.tokenizer.empty() ? checkpointDir : options.tokenizer;
+  if (!tokenizerPath.empty()) {
+    Expected<TokenizerFiles> read =
+        readTokenizerFiles(tokenizerPath, !options.tokenizer.empty());
+    if (!read)
+      return read.takeError();
+    tokenizerFiles = std::move(*read);
+    if (tokenizerFiles.vocabSize > 0)
+      step("tokenizer " + tokenizerFiles.description);
+  }
   if (isMLIR) {
     step("parsing " + options.model);
     if (Error error = checkRegularFile(options.model))
@@ -512,8 +527,16 @@ Error xfmr::compileModel(const CompileOptions &options,
     lowered.push_back(std::move(copy));
   }
 
+  if (tokenizerFiles.vocabSize > sizes->vocabSize)
+    return createStringError(
+        "the tokenizer has " + Twine(tokenizerFiles.vocabSize) +
+        " tokens, more than the model's vocabulary of " +
+        Twine(sizes->vocabSize) + " (" + tokenizerFiles.description + ")");
+
   step("packing " + options.output);
   ArtifactContents contents;
+  contents.tokenizer = std::move(tokenizerFiles.tokenizer);
+  contents.generationConfig = std::move(tokenizerFiles.generationConfig);
   contents.module = *lowered.front();
   contents.checkpoint = checkpoint.get();
   contents.code = std::move(code);

@@ -67,6 +67,9 @@ struct CompileOptions {
   /// Write code, manifest and packing plan without the weights; xfmr-pack
   /// binds a checkpoint's weights later.
   bool stripWeights = false;
+  /// The tokenizer to carry: a tokenizer.json or tokenizer.model, or a
+  /// folder with one. Default: the checkpoint folder's, if it has one.
+  std::string tokenizer;
   /// Keep f32 activations in linear layers; by default CPU-only artifacts
   /// multiply bf16 weights by bf16-rounded activations (bf16 dot products).
   bool precise = false;

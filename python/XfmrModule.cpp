@@ -205,8 +205,8 @@ void compile(const std::string &model, const std::string &output,
              const std::string &quantizeOptions, const std::string &kvCache,
              const std::string &mlaCache, int64_t kvWindow, int64_t kvSinks,
              const std::string &moe, const std::string &mlaAbsorb,
-             bool stripWeights, bool precise, const py::object &progress,
-             const py::object &warning) {
+             bool stripWeights, bool precise, const std::string &tokenizer,
+             const py::object &progress, const py::object &warning) {
   CompileOptions options;
   options.model = model;
   options.output = output;
@@ -226,6 +226,7 @@ void compile(const std::string &model, const std::string &output,
   options.mlaAbsorb = mlaAbsorb;
   options.stripWeights = stripWeights;
   options.precise = precise;
+  options.tokenizer = tokenizer;
 
   // A failing callback stops reporting; its exception is raised after the
   // compiler returns (the compiler cannot be unwound through).
@@ -550,7 +551,7 @@ PYBIND11_MODULE(_xfmr, m) {
         py::arg("quantize"), py::arg("quantize_options"), py::arg("kv_cache"),
         py::arg("mla_cache"), py::arg("kv_window"), py::arg("kv_sinks"),
         py::arg("moe"), py::arg("mla_absorb"), py::arg("strip_weights"),
-        py::arg("precise"), py::arg("progress"),
+        py::arg("precise"), py::arg("tokenizer"), py::arg("progress"),
         py::arg("warning"),
         "Compiles a checkpoint folder or .mlir file into an artifact "
         "(xfmr::compileModel). Releases the GIL.");
@@ -648,6 +649,8 @@ PYBIND11_MODULE(_xfmr, m) {
       .def_property_readonly(
           "eos_token_id",
           [](const Artifact &a) { return optionalId(a.eosTokenId()); })
+      .def_property_readonly("end_of_sequence_ids",
+                             &Artifact::endOfSequenceIds)
       .def_property_readonly("target",
                              [](const Artifact &a) {
                                const runtime::TargetInfo &t = a.target();
@@ -697,6 +700,13 @@ PYBIND11_MODULE(_xfmr, m) {
             return py::bytes(text);
           },
           py::arg("ids"))
+      .def_static(
+          "from_artifact",
+          [](const std::shared_ptr<Artifact> &artifact) {
+            return std::shared_ptr<runtime::Tokenizer>(
+                runtime::Tokenizer::fromArtifact(*artifact));
+          },
+          py::arg("artifact"))
       .def_property_readonly("vocab_size", &runtime::Tokenizer::vocabSize)
       .def_property_readonly("kind", &runtime::Tokenizer::kind);
 

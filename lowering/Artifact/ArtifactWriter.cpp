@@ -280,6 +280,11 @@ llvm::Error xfmr::writeArtifact(
       {"compiler", runtime::versionString()}};
   if (!contents.targets.empty())
     manifest["targets"] = llvm::json::Array(contents.targets);
+  if (!contents.tokenizer.empty())
+    manifest["tokenizer"] = llvm::json::Object(contents.tokenizer);
+  if (contents.generationConfig)
+    manifest["generation_config"] =
+        llvm::json::Object(*contents.generationConfig);
   std::string manifestText;
   {
     llvm::raw_string_ostream os(manifestText);

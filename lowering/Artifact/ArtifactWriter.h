@@ -10,6 +10,7 @@
 #include "llvm/Support/JSON.h"
 
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace xfmr {
@@ -36,6 +37,10 @@ struct ArtifactContents {
   bool stripWeights = false;
   /// Optional extra "model" fields (bos_token_id, eos_token_id, ...).
   llvm::json::Object modelExtras;
+  /// The manifest's "tokenizer" (none when empty) and "generation_config"
+  /// (compiler/TokenizerFiles.h).
+  llvm::json::Object tokenizer;
+  std::optional<llvm::json::Object> generationConfig;
 };
 
 /// Writes `model.xfmr` (see runtime/include/xfmr/runtime/ArtifactFormat.h)

@@ -26,7 +26,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             mla_absorb: Optional[str] = None,
             progress: Optional[Callable[[str], None]] = None,
             dump_ir_after: Optional[str] = None,
-            strip_weights: bool = False, precise: bool = False) -> Union[Artifact, str]:
+            strip_weights: bool = False, precise: bool = False,
+            tokenizer: Optional[_args.PathLike] = None) -> Union[Artifact, str]:
     """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
 
     model: a Hugging Face checkpoint folder, or an .mlir file of xfmr IR whose weights come
@@ -67,6 +68,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     progress: called with one line per compilation stage (e.g. "[  0.01s] importing ...").
     dump_ir_after: print the IR to stderr after this pass of the compilation ("all": after
         every pass); a name that is not a pass of the compilation is an error.
+    tokenizer: the tokenizer the artifact carries (a tokenizer.json or tokenizer.model, or a
+        folder with one), like `--tokenizer`; default: the checkpoint folder's, with its
+        tokenizer_config.json and generation_config.json (`Artifact.tokenizer`).
     strip_weights: write the code, manifest and packing plan without the weights, like
         `xfmr-compile --strip-weights`; needs `output` and returns its path (a stripped
         artifact does not load). `xfmr.pack` binds a checkpoint's weights to it.
@@ -170,7 +174,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
                          dump_ir_after or "", quantize or "", " ".join(pass_options),
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
                          kv_window, kv_sinks, moe or "", mla_absorb or "", strip_weights,
-                         precise, progress,
+                         precise, "" if tokenizer is None else _args.path(tokenizer, "tokenizer"),
+                         progress,
                          lambda line: warnings.warn(line, CompileWarning, stacklevel=3))
         if strip_weights:
             return output

@@ -95,6 +95,23 @@ class Artifact:
         return self._native.eos_token_id
 
     @property
+    def end_of_sequence_ids(self) -> List[int]:
+        """The ids that end a text generation: eos_token_id and those of the checkpoint's
+        generation_config.json (which may list several)."""
+        return list(self._native.end_of_sequence_ids)
+
+    @property
+    def tokenizer(self):
+        """The `xfmr.Tokenizer` the artifact carries (xfmr-compile copies the checkpoint's),
+        or None."""
+        if not hasattr(self, "_tokenizer"):
+            from .tokenizer import Tokenizer  # noqa: PLC0415
+            loaded = native().Tokenizer.from_artifact(self._native)
+            self._tokenizer = None if loaded is None else Tokenizer._of(
+                loaded, f"{self.path} (its tokenizer)")
+        return self._tokenizer
+
+    @property
     def target(self) -> Dict[str, str]:
         """{"kind", "triple", "cpu", "features"} the code was compiled for."""
         return self._native.target
@@ -267,20 +284,27 @@ class Session:
                                                        temperature, top_k, top_p, seed))
         return _yield_from(tokens)
 
-    def stream_text(self, prompt: Union[str, bytes], tokenizer,
+    def stream_text(self, prompt: Union[str, bytes], tokenizer=None,
                     max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
                     ignore_eos: bool = False, temperature: float = 0.0, top_k: int = 0,
                     top_p: float = 1.0, seed: int = 0) -> Iterator[str]:
-        """Encodes `prompt` with `tokenizer` (an `xfmr.Tokenizer` or its file; BOS as the
-        tokenizer adds it) and yields the generated text as it arrives: the chunks
+        """Encodes `prompt` with `tokenizer` (an `xfmr.Tokenizer` or its file; default: the
+        artifact's; BOS as the tokenizer adds it) and yields the generated text as it arrives:
+        the chunks
         `xfmr-run --prompt` prints, which hold back a character the next token may complete
         and a possible start of a stop string. Generation stops at the artifact's
-        end-of-sequence token (not shown; `ignore_eos=True` goes on), before the first
+        end-of-sequence ids (not shown; `ignore_eos=True` goes on), before the first
         string of `stop`, or after `max_new_tokens` (default: the end of the context).
         Sampling options as for `generate`."""
         from .tokenizer import Tokenizer  # noqa: PLC0415
 
-        if not isinstance(tokenizer, Tokenizer):
+        if tokenizer is None:
+            tokenizer = self._artifact.tokenizer
+            if tokenizer is None:
+                raise InvalidArgumentError(
+                    f"{self._artifact.path} carries no tokenizer: pass tokenizer=, or "
+                    "compile it with one")
+        elif not isinstance(tokenizer, Tokenizer):
             tokenizer = Tokenizer(tokenizer)
         if isinstance(stop, (str, bytes)):
             stop = [stop]
@@ -296,12 +320,12 @@ class Session:
             raise InvalidArgumentError("the prompt is empty: it encodes to no tokens")
         if max_new_tokens is None:
             max_new_tokens = max(0, self._artifact.context_length - self.position - len(ids) + 1)
-        eos = None if ignore_eos else self._artifact.eos_token_id
+        eos = set() if ignore_eos else set(self._artifact.end_of_sequence_ids)
         text = native().TextStream(tokenizer._native, stops)
         tokens = self.stream(ids, max_new_tokens, temperature, top_k, top_p, seed)
         return _text_chunks(tokens, text, eos)
 
-    def generate_text(self, prompt: Union[str, bytes], tokenizer,
+    def generate_text(self, prompt: Union[str, bytes], tokenizer=None,
                       max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
                       ignore_eos: bool = False, temperature: float = 0.0, top_k: int = 0,
                       top_p: float = 1.0, seed: int = 0) -> str:
@@ -324,7 +348,7 @@ def _yield_from(tokens) -> Iterator[int]:
 
 def _text_chunks(tokens, text, eos) -> Iterator[str]:
     for token in tokens:
-        if eos is not None and token == eos:
+        if token in eos:
             break
         chunk = text.push(token)
         if chunk:

@@ -1,6 +1,7 @@
 """Text <-> token ids with the runtime's C++ tokenizers (runtime/include/xfmr/runtime/Tokenizer.h).
 
     tokenizer = xfmr.Tokenizer("tokenizer.json")    # or a SentencePiece tokenizer.model
+    tokenizer = xfmr.Artifact("model.xfmr").tokenizer   # the one an artifact carries
     ids = tokenizer.encode("Hello world")           # [15496, 995] with GPT-2's
     text = tokenizer.decode(ids)                    # "Hello world"
 
@@ -28,6 +29,14 @@ class Tokenizer:
             raise FileNotFoundError(f"{path}: no such tokenizer file")
         self._native = native().Tokenizer.load(path)
         self.path = path
+
+    @classmethod
+    def _of(cls, loaded, path: str) -> "Tokenizer":
+        """Wraps a native tokenizer (one an artifact carries)."""
+        tokenizer = cls.__new__(cls)
+        tokenizer._native = loaded
+        tokenizer.path = path
+        return tokenizer
 
     def encode(self, text: Union[str, bytes], add_special_tokens: bool = False) -> List[int]:
         """The ids of `text` (str, encoded as UTF-8, or bytes). `add_special_tokens` adds what

@@ -449,6 +449,31 @@ void Artifact::readManifest(const OpenOptions &options) {
     if (r.optional(model, key))
       *slot = static_cast<int32_t>(
           r.integer(model, "model", key, 0, model_.vocabSize - 1));
+  // Generation ends at the model's end-of-sequence id and at those of
+  // generation_config (an id or a list).
+  if (model_.eosTokenId)
+    endOfSequenceIds_.push_back(*model_.eosTokenId);
+  if (const JsonValue *generation = m.find("generation_config");
+      generation && generation->isObject())
+    if (const JsonValue *eos = generation->find("eos_token_id");
+        eos && !eos->isNull()) {
+      std::vector<const JsonValue *> ids;
+      if (eos->isArray())
+        for (const JsonValue &id : eos->asArray())
+          ids.push_back(&id);
+      else
+        ids.push_back(eos);
+      for (const JsonValue *id : ids) {
+        if (!id->isInteger() || id->asInt() < 0 ||
+            id->asInt() >= model_.vocabSize)
+          r.fail("generation_config.eos_token_id",
+                 "must be token ids below the vocabulary size");
+        auto value = static_cast<int32_t>(id->asInt());
+        if (std::find(endOfSequenceIds_.begin(), endOfSequenceIds_.end(),
+                      value) == endOfSequenceIds_.end())
+          endOfSequenceIds_.push_back(value);
+      }
+    }
 
   const JsonValue &entries = r.object(m, "", "entry_points");
   prefillName_ = r.string(entries, "entry_points", "prefill");

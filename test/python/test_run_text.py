@@ -168,3 +168,81 @@ def test_python_text_generation(gpt2_model):
         session.generate_text("", tokenizer)
     with pytest.raises(xfmr.InvalidArgumentError, match="stop string"):
         session.generate_text(PROMPT, tokenizer, stop=[""])
+
+
+def test_artifact_carries_its_tokenizer(gpt2_model, tmp_path):
+    """xfmr-compile copies the checkpoint folder's tokenizer.json, tokenizer_config.json and
+    generation_config.json into the artifact: text needs no --tokenizer, generation ends at
+    any of generation_config's end-of-sequence ids, and xfmr-pack keeps it all."""
+    import shutil  # noqa: PLC0415
+    import xfmr  # noqa: PLC0415
+    folder = tmp_path / "ckpt"
+    shutil.copytree(gpt2_model / "ckpt", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(config, eos_token_id=2)))
+    shutil.copy(GPT2, folder / "tokenizer.json")
+    shutil.copy(GPT2.with_name("tokenizer_config.json"), folder / "tokenizer_config.json")
+    base = gpt2_model / "eos2.xfmr"
+    ids = run(base, "--prompt", PROMPT, "--tokenizer", GPT2, "-n", 24, "--output", "ids",
+              "--ignore-eos").stdout.split()
+    k = next(i for i in range(4, len(ids)) if ids[i] not in ids[:i])
+    (folder / "generation_config.json").write_text(
+        json.dumps({"eos_token_id": [50256, int(ids[k])], "do_sample": False}))
+    artifact = tmp_path / "m.xfmr"
+    compiled = subprocess.run([tool("xfmr-compile"), str(folder), "-o", str(artifact)],
+                              capture_output=True, text=True, check=True)
+    assert "tokenizer tokenizer.json (50257 tokens)" in compiled.stderr
+    text = run(artifact, "--prompt", PROMPT, "-n", 24).stdout
+    assert text == tokenize("--decode", stdin=b" ".join(ids[:k]))
+    assert run(artifact, "--prompt", PROMPT, "-n", 24, "--ignore-eos",
+               "--output", "ids").stdout.split() == ids
+    assert tokenize_file(artifact, b"Hello world") == b"15496 995\n"
+    loaded = xfmr.Artifact(artifact)
+    assert loaded.tokenizer.encode("Hello world") == [15496, 995]
+    assert sorted(loaded.end_of_sequence_ids) == sorted([2, 50256, int(ids[k])])
+    assert loaded.manifest["tokenizer"]["config"]["model_max_length"] == 1024
+    assert xfmr.Session(loaded).generate_text(PROMPT, max_new_tokens=24) == text.decode()
+    # Weights-stripped, then packed: the tokenizer travels in the manifest.
+    stripped, packed = tmp_path / "stripped.xfmr", tmp_path / "packed.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(folder), "-o", str(stripped),
+                    "--strip-weights"], capture_output=True, check=True)
+    subprocess.run([tool("xfmr-pack"), str(stripped), str(folder), "-o", str(packed)],
+                   capture_output=True, check=True)
+    assert run(packed, "--prompt", PROMPT, "-n", 24).stdout == text
+    # A SentencePiece model given with --tokenizer (stored as base64).
+    if LLAMA2.exists():
+        sp = tmp_path / "sp.xfmr"
+        subprocess.run([tool("xfmr-compile"), str(folder), "-o", str(sp), "--tokenizer",
+                        str(LLAMA2)], capture_output=True, check=True)
+        assert xfmr.Artifact(sp).tokenizer.encode("Hello world", True) == [1, 15043, 3186]
+        assert len(run(sp, "--prompt", "Hello world", "-n", 4, "--output", "ids",
+                       "--ignore-eos").stdout.split()) == 4
+    # Without a tokenizer: a clear error, and --tokenizer still works.
+    out = run(base, "--prompt", PROMPT, "-n", 4, check=False)
+    assert out.returncode == 1 and b"carries none" in out.stderr
+    with pytest.raises(xfmr.InvalidArgumentError, match="carries no tokenizer"):
+        xfmr.Session(str(base)).generate_text(PROMPT)
+    assert xfmr.Artifact(base).tokenizer is None
+    # Compile-time errors name the tokenizer; nothing is written.
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    for tokenizer, message in [(tmp_path / "missing.json", "does not exist"),
+                               (bad, "invalid JSON"), (tmp_path, "holds no tokenizer")]:
+        out = subprocess.run([tool("xfmr-compile"), str(folder), "-o",
+                              str(tmp_path / "x.xfmr"), "--tokenizer", str(tokenizer)],
+                             capture_output=True, text=True)
+        assert out.returncode == 1 and message in out.stderr, out.stderr
+        assert not (tmp_path / "x.xfmr").exists()
+    small = tmp_path / "small"
+    from xfmr import synth  # noqa: PLC0415
+    synth.generate(str(small), "llama", preset="tiny")
+    out = subprocess.run([tool("xfmr-compile"), str(small), "-o", str(tmp_path / "x.xfmr"),
+                          "--tokenizer", str(GPT2)], capture_output=True, text=True)
+    assert out.returncode == 1 and "more than the model's vocabulary" in out.stderr
+    with pytest.raises(xfmr.CompileError, match="does not exist"):
+        xfmr.compile(folder, tmp_path / "y.xfmr", tokenizer=tmp_path / "missing.json")
+
+
+def tokenize_file(file, text: bytes) -> bytes:
+    return subprocess.run([tool("xfmr-tokenize"), str(file)], input=text,
+                          capture_output=True, check=True).stdout

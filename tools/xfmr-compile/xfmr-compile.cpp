@@ -42,6 +42,13 @@ static cl::opt<std::string>
     weightsDir("weights",
                cl::desc("Checkpoint folder with the weights of an .mlir model"),
                cl::value_desc("dir"), cl::init(""), cl::cat(inputOutput));
+static cl::opt<std::string> tokenizerPath(
+    "tokenizer",
+    cl::desc("The tokenizer the artifact carries: a tokenizer.json or "
+             "tokenizer.model, or a folder with one (default: the checkpoint "
+             "folder's, with its tokenizer_config.json and "
+             "generation_config.json)"),
+    cl::value_desc("path"), cl::init(""), cl::cat(inputOutput));
 static cl::opt<bool> stripWeights(
     "strip-weights",
     cl::desc("Write the code, manifest and packing plan without the weights "
@@ -227,6 +234,7 @@ int main(int argc, char **argv) {
   options.dumpIRAfter = dumpIRAfter;
   options.dumpDeviceCode = dumpDeviceCode;
   options.stripWeights = stripWeights;
+  options.tokenizer = tokenizerPath;
   options.precise = precise;
   options.optLevel = optLevel;
   options.quantize = quantize;

@@ -132,16 +132,27 @@ int run(const RunOptions &opts) {
       if (std::string error = checkOutputPath(opts.dumpLogits); !error.empty())
         throw Error(error);
     bool textPrompt = !opts.havePromptIds;
+    auto artifact = Artifact::open(opts.artifact, opts.open);
+    int64_t vocab = artifact->vocabSize();
+    // --tokenizer, or the one the artifact carries.
     std::unique_ptr<Tokenizer> tokenizer;
     if (textPrompt || output == OutputKind::Text || !opts.stops.empty()) {
-      if (opts.tokenizer.empty())
+      tokenizer = opts.tokenizer.empty() ? Tokenizer::fromArtifact(*artifact)
+                                         : Tokenizer::load(opts.tokenizer);
+      if (!tokenizer)
         throw Error(std::string(textPrompt ? "a text prompt"
                                 : output == OutputKind::Text
                                     ? "--output text"
                                     : "--stop") +
-                    " needs a tokenizer: give --tokenizer FILE "
-                    "(tokenizer.json or tokenizer.model)");
-      tokenizer = Tokenizer::load(opts.tokenizer);
+                    " needs a tokenizer, and " + opts.artifact +
+                    " carries none: give --tokenizer FILE (tokenizer.json "
+                    "or tokenizer.model), or compile with one");
+      if (tokenizer->vocabSize() > vocab)
+        throw Error((opts.tokenizer.empty() ? opts.artifact + "'s tokenizer"
+                                            : opts.tokenizer) +
+                    " has " + std::to_string(tokenizer->vocabSize()) +
+                    " tokens, more than the model's vocabulary of " +
+                    std::to_string(vocab));
     }
     std::vector<int32_t> prompt = opts.promptIds;
     if (textPrompt) {
@@ -149,19 +160,12 @@ int run(const RunOptions &opts) {
       if (prompt.empty())
         throw Error("the prompt is empty: it encodes to no tokens");
     }
-    auto artifact = Artifact::open(opts.artifact, opts.open);
     Session session(artifact, opts.session);
-    int64_t vocab = artifact->vocabSize();
-    if (tokenizer && tokenizer->vocabSize() > vocab)
-      throw Error(opts.tokenizer + " has " +
-                  std::to_string(tokenizer->vocabSize()) +
-                  " tokens, more than the model's vocabulary of " +
-                  std::to_string(vocab));
-    // Text generation ends at the end-of-sequence token by default; ids
-    // with --prompt-ids keep their exact count.
-    std::optional<int32_t> eos;
+    // Text generation ends at an end-of-sequence id by default; ids with
+    // --prompt-ids keep their exact count.
+    std::vector<int32_t> eos;
     if (!opts.ignoreEos && (textPrompt || output == OutputKind::Text))
-      eos = artifact->eosTokenId();
+      eos = artifact->endOfSequenceIds();
     int maxNew = opts.numTokens.value_or(0);
     if (!opts.numTokens) // up to the end of the context
       maxNew = int(std::max<int64_t>(
@@ -169,7 +173,7 @@ int run(const RunOptions &opts) {
                                    int64_t(prompt.size()) + 1,
                                std::numeric_limits<int>::max())));
     std::optional<TextStream> text;
-    if (tokenizer)
+    if (output == OutputKind::Text || !opts.stops.empty())
       text.emplace(*tokenizer, opts.stops);
 
     // The first Ctrl-C stops after the current token; a second one kills.
@@ -182,7 +186,7 @@ int run(const RunOptions &opts) {
     std::vector<int32_t> shown;
     session.generate(
         prompt, maxNew, opts.sampling, [&](int32_t token, const float *row) {
-          if (eos && token == *eos)
+          if (std::find(eos.begin(), eos.end(), token) != eos.end())
             return false;
           std::string chunk = text ? text->push(token) : "";
           if (text && text->stopped() && output == OutputKind::Ids)

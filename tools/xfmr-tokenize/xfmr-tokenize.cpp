@@ -3,18 +3,23 @@
 //   xfmr-tokenize FILE [--add-special]     text on stdin -> ids on stdout
 //   xfmr-tokenize FILE --decode            ids on stdin -> text on stdout
 //
-// FILE is a Hugging Face tokenizer.json or a SentencePiece tokenizer.model.
+// FILE is a Hugging Face tokenizer.json, a SentencePiece tokenizer.model or
+// an artifact that carries one.
 // Links only the runtime. Exit codes: 0 ok, 1 error, 2 bad command line.
 //
 //===----------------------------------------------------------------------===//
 
+#include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/ArtifactFormat.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Tokenizer.h"
 #include "xfmr/runtime/Version.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <sstream>
@@ -30,8 +35,9 @@ const char kUsage[] =
     "\n"
     "Encodes the text on stdin (all of it, as bytes) and prints the token "
     "ids,\n"
-    "space-separated, on one line. FILE is a Hugging Face tokenizer.json or a\n"
-    "SentencePiece tokenizer.model.\n"
+    "space-separated, on one line. FILE is a Hugging Face tokenizer.json, a\n"
+    "SentencePiece tokenizer.model, or a model.xfmr artifact that carries "
+    "one.\n"
     "\n"
     "options:\n"
     "  --add-special  add the tokens the tokenizer adds around a sequence\n"
@@ -45,6 +51,15 @@ int usage(const std::string &message) {
   std::fprintf(stderr, "xfmr-tokenize: error: %s\n(see xfmr-tokenize --help)\n",
                message.c_str());
   return 2;
+}
+
+/// Whether `path` starts like a model.xfmr artifact.
+bool isArtifact(const std::string &path) {
+  std::ifstream file(path, std::ios::binary);
+  char magic[sizeof(xfmr::artifact::kMagic)] = {};
+  file.read(magic, sizeof(magic));
+  return file &&
+         std::equal(magic, magic + sizeof(magic), xfmr::artifact::kMagic);
 }
 
 /// The ids in `text`; throws `Error` naming the first word that is not one.
@@ -95,7 +110,15 @@ int main(int argc, char **argv) {
   if (decode && addSpecial)
     return usage("--add-special applies to encoding, not to --decode");
   try {
-    std::unique_ptr<Tokenizer> tokenizer = Tokenizer::load(file);
+    std::unique_ptr<Tokenizer> tokenizer;
+    if (isArtifact(file)) {
+      tokenizer = Tokenizer::fromArtifact(*Artifact::inspect(file));
+      if (!tokenizer)
+        throw Error(file + " carries no tokenizer (compile it from a "
+                           "checkpoint folder with one, or with --tokenizer)");
+    } else {
+      tokenizer = Tokenizer::load(file);
+    }
     std::string input((std::istreambuf_iterator<char>(std::cin)),
                       std::istreambuf_iterator<char>());
     if (decode) {

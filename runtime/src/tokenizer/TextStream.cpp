@@ -37,6 +37,13 @@ TextStream::TextStream(const Tokenizer &tokenizer,
 std::string TextStream::push(int32_t id) {
   if (stopped_)
     return "";
+  // An id the tokenizer does not know (a model's vocabulary is often padded
+  // past the tokenizer's) has no text.
+  try {
+    tokenizer_.decode({id});
+  } catch (const Error &) {
+    return "";
+  }
   ids_.push_back(id);
   // The whole decode, not the token's alone: SentencePiece drops the space
   // of the first piece only, and decodes are stable as ids are appended.

@@ -82,8 +82,12 @@ TEST(TextStreamTest, StopsBeforeStopStrings) {
   EXPECT_EQ(chunks(first, {0, 1, 2}),
             (std::vector<std::string>{"Hello", " ", "", ""}));
   EXPECT_THROW(TextStream(tokenizer, {""}), Error);
-  TextStream none(tokenizer);
-  EXPECT_THROW(none.push(99), Error);
+  // Ids past the tokenizer's vocabulary have no text.
+  TextStream padded(tokenizer);
+  EXPECT_EQ(padded.push(0), "Hello");
+  EXPECT_EQ(padded.push(99), "");
+  EXPECT_EQ(padded.push(3), "!");
+  EXPECT_EQ(padded.text(), "Hello!");
 }
 
 TEST(TextStreamTest, CompleteUtf8Prefix) {

@@ -102,6 +102,12 @@ public:
   int64_t contextLength() const { return model_.contextLength; }
   std::optional<int32_t> bosTokenId() const { return model_.bosTokenId; }
   std::optional<int32_t> eosTokenId() const { return model_.eosTokenId; }
+  /// The ids that end a text generation: eos_token_id and those of the
+  /// manifest's generation_config (from the checkpoint's
+  /// generation_config.json), without repeats.
+  const std::vector<int32_t> &endOfSequenceIds() const {
+    return endOfSequenceIds_;
+  }
   uint64_t kvCacheBytes() const { return kvCacheBytes_; }
   uint64_t kvCacheBytesPerToken() const { return kvCacheBytesPerToken_; }
   uint64_t weightsBytes() const { return weightsBytes_; }
@@ -201,6 +207,7 @@ private:
   std::vector<Candidate> candidates_;
   std::vector<std::string> refused_;
   std::string prefillName_, decodeName_, compiler_;
+  std::vector<int32_t> endOfSequenceIds_;
   uint64_t kvCacheBytes_ = 0, kvCacheBytesPerToken_ = 0;
   uint64_t weightsBytes_ = 0, parameterCount_ = 0;
   double verifySeconds_ = 0;

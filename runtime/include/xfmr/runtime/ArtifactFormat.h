@@ -46,7 +46,10 @@
 //               "tensors": [{"name": "model.norm.weight", "offset": 0,
 //                            "bytes": 256, "dtype": "f32", "shape": [64]}]},
 //   "compile_options": {"target": "cpu", "cpu": "generic", "opt_level": 3},
-//   "compiler": "xfmr 0.1.0 (4f3c2a1)"
+//   "compiler": "xfmr 0.1.0 (4f3c2a1)",
+//   "tokenizer": {"file": "tokenizer.json", "text": "{...}", "vocab_size": 512,
+//                 "config": {...}},          (optional; see TokenizerFiles.h)
+//   "generation_config": {"eos_token_id": [2, 7]}             (optional)
 // }
 //
 // Entry-point ABI (MLIR's C interface for memrefs): every entry point is

@@ -24,8 +24,9 @@ public:
   /// `stops`: strings that end the text (none may be empty).
   TextStream(const Tokenizer &tokenizer, std::vector<std::string> stops = {});
 
-  /// Adds a generated token; returns the bytes now safe to show. Throws
-  /// `Error` for an id outside the vocabulary.
+  /// Adds a generated token; returns the bytes now safe to show. An id the
+  /// tokenizer does not know (past its vocabulary: models often pad theirs)
+  /// has no text.
   std::string push(int32_t id);
   /// The bytes held back, at the end of generation (empty after a stop).
   std::string finish();

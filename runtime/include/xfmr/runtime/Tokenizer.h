@@ -5,7 +5,8 @@
 //     DeepSeek-V3, Qwen2/3): added and special tokens matched first, then the
 //     normalizer (NFC or none), the pre-tokenizers (ByteLevel with or without
 //     its regex, Split on a regex, Sequence), then merges by rank;
-//   - SentencePiece `tokenizer.model` files, through libsentencepiece.
+//   - SentencePiece `tokenizer.model` files, through libsentencepiece;
+// from a file, or from the artifact that carries it.
 // A component the loader does not implement is an error naming it, never a
 // silent approximation.
 //
@@ -22,6 +23,8 @@
 
 namespace xfmr::runtime {
 
+class Artifact;
+
 class Tokenizer {
 public:
   virtual ~Tokenizer();
@@ -33,6 +36,9 @@ public:
   /// The same from the file's bytes; `what` names them in errors.
   static std::unique_ptr<Tokenizer> fromBytes(const std::string &bytes,
                                               const std::string &what);
+  /// The tokenizer an artifact carries (its manifest's "tokenizer", see
+  /// compiler/TokenizerFiles.h), or null when it has none.
+  static std::unique_ptr<Tokenizer> fromArtifact(const Artifact &artifact);
 
   /// The ids of `text` (any bytes; invalid UTF-8 is kept byte by byte where
   /// the tokenizer can represent it). `addSpecial` adds what the tokenizer's
