@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import itertools
 import time
@@ -538,13 +539,59 @@ def _write_sparse(path: str, specs: List[Tuple[str, str, Tuple[int, ...]]]) -> N
         f.truncate(len(header) + (layout[-1].end if layout else 0))
 
 
+def tokenizer_info(path: str) -> Dict[str, object]:
+    """The vocabulary size of a tokenizer.json (largest id + 1, added tokens included) or a
+    SentencePiece tokenizer.model (read with the sentencepiece module), and the ids of its
+    BOS and EOS tokens where it names them (tokenizer_config.json beside a tokenizer.json):
+    {"file": "tokenizer.json"|"tokenizer.model", "vocab_size": N, "bos_token_id": ..., ...}."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.lstrip()[:1] == b"{":
+        try:
+            tokenizer = json.loads(data)
+            ids = {text: int(i) for text, i in tokenizer["model"]["vocab"].items()}
+            ids.update({t["content"]: int(t["id"]) for t in tokenizer.get("added_tokens") or []})
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise SynthError(f"{path}: not a tokenizer.json ({e})") from None
+        info: Dict[str, object] = {"file": "tokenizer.json", "vocab_size": max(ids.values()) + 1}
+        config_path = os.path.join(os.path.dirname(path), "tokenizer_config.json")
+        if os.path.exists(config_path):
+            with open(config_path) as f:
+                config = json.load(f)
+            for key in ("bos", "eos"):
+                token = config.get(f"{key}_token")
+                if isinstance(token, dict):
+                    token = token.get("content")
+                if isinstance(token, str) and token in ids:
+                    info[f"{key}_token_id"] = ids[token]
+        return info
+    try:
+        import sentencepiece  # noqa: PLC0415
+    except ImportError:
+        raise SynthError(f"{path}: reading a SentencePiece model needs python3-sentencepiece") \
+            from None
+    try:
+        model = sentencepiece.SentencePieceProcessor(model_file=path)
+    except (RuntimeError, OSError) as e:
+        raise SynthError(f"{path}: not a SentencePiece model ({e})") from None
+    info = {"file": "tokenizer.model", "vocab_size": model.get_piece_size()}
+    for key, value in (("bos", model.bos_id()), ("eos", model.eos_id())):
+        if value >= 0:
+            info[f"{key}_token_id"] = value
+    return info
+
+
 def generate(out_dir: str, arch: str, preset: str = "tiny", dtype: str = "f32", seed: int = 0,
              shards: int = 1, overrides: Optional[Dict[str, object]] = None,
              tie_embeddings: bool = False, mtp: bool = False,
              block_size: Sequence[int] = (128, 128),
              progress: Optional[bool] = None, workers: Optional[int] = None,
-             sparse: bool = False) -> dict:
+             sparse: bool = False, tokenizer: Optional[str] = None) -> dict:
     """Write a synthetic checkpoint folder; returns its config.
+
+    `tokenizer`: a tokenizer.json or tokenizer.model to place in the checkpoint (with the
+        tokenizer_config.json beside it): the vocabulary is sized to match it, and BOS/EOS
+        take its ids; xfmr-compile then carries it into the artifact.
 
     `progress`: report to stderr (None: only for outputs above 64 MiB).
     `workers`: threads generating tensors ahead of the writer (None: the CPU count, at most
@@ -556,6 +603,17 @@ def generate(out_dir: str, arch: str, preset: str = "tiny", dtype: str = "f32", 
         workers = min(16, os.cpu_count() or 1)
     if workers < 1:
         raise SynthError(f"workers must be >= 1, got {workers}")
+    placed = None
+    if tokenizer is not None:
+        placed = tokenizer_info(tokenizer)
+        overrides = dict(overrides or {})
+        if overrides.get("vocab_size", placed["vocab_size"]) != placed["vocab_size"]:
+            raise SynthError(f"vocab_size={overrides['vocab_size']} contradicts the tokenizer's "
+                             f"{placed['vocab_size']} tokens")
+        overrides["vocab_size"] = placed["vocab_size"]
+        for key in ("bos_token_id", "eos_token_id"):
+            if key in placed:
+                overrides.setdefault(key, placed[key])
     config = make_config(arch, preset, dtype, overrides, tie_embeddings, mtp, block_size)
     tensors = plan_tensors(config, dtype, block_size)
     groups = split_shards(tensors, shards)
@@ -586,6 +644,14 @@ def generate(out_dir: str, arch: str, preset: str = "tiny", dtype: str = "f32", 
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
         f.write("\n")
+    if placed is not None:
+        for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json"):
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
+        shutil.copyfile(tokenizer, os.path.join(out_dir, str(placed["file"])))
+        config_path = os.path.join(os.path.dirname(tokenizer), "tokenizer_config.json")
+        if os.path.exists(config_path):
+            shutil.copyfile(config_path, os.path.join(out_dir, "tokenizer_config.json"))
     return config
 
 
@@ -629,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp8 scale block (default 128)")
     p.add_argument("--workers", type=int, default=None,
                    help="threads generating tensors (default: the CPU count, at most 16)")
+    p.add_argument("--tokenizer", metavar="FILE", default=None,
+                   help="a tokenizer.json or tokenizer.model to place in the checkpoint "
+                        "(vocabulary, BOS and EOS sized to match)")
     p.add_argument("--sparse", action="store_true",
                    help="all-zero weights as sparse files (instant, no disk space): for "
                         "xfmr-compile --strip-weights, which reads only the headers")
@@ -645,7 +714,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config = generate(args.out, args.arch, args.preset, args.dtype, args.seed, args.shards,
                           parse_set(args.overrides), args.tie_embeddings, args.mtp,
-                          args.block_size, args.progress, args.workers, args.sparse)
+                          args.block_size, args.progress, args.workers, args.sparse,
+                          args.tokenizer)
     except SynthError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except OSError as e:

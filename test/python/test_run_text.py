@@ -246,3 +246,32 @@ def test_artifact_carries_its_tokenizer(gpt2_model, tmp_path):
 def tokenize_file(file, text: bytes) -> bytes:
     return subprocess.run([tool("xfmr-tokenize"), str(file)], input=text,
                           capture_output=True, check=True).stdout
+
+
+def test_synth_places_a_tokenizer(tmp_path):
+    """xfmr.synth sizes the vocabulary to a tokenizer and places it in the checkpoint, so a
+    synthetic model compiles into an artifact that takes text."""
+    if not GPT2.exists():
+        pytest.skip(f"{GPT2} not found (shared tokenizers absent)")
+    from xfmr import synth  # noqa: PLC0415
+    config = synth.generate(str(tmp_path / "ckpt"), "llama", tokenizer=str(GPT2))
+    assert (config["vocab_size"], config["eos_token_id"]) == (50257, 50256)
+    assert (tmp_path / "ckpt" / "tokenizer.json").read_bytes() == GPT2.read_bytes()
+    assert (tmp_path / "ckpt" / "tokenizer_config.json").exists()
+    artifact = tmp_path / "m.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(tmp_path / "ckpt"), "-o", str(artifact)],
+                   check=True, capture_output=True)
+    ids = run(artifact, "--prompt", "Hello", "-n", 6, "--output", "ids").stdout.split()
+    assert 1 <= len(ids) <= 6 and "50256" not in ids
+    if LLAMA2.exists():
+        pytest.importorskip("sentencepiece")
+        config = synth.generate(str(tmp_path / "sp"), "llama", tokenizer=str(LLAMA2))
+        assert (config["vocab_size"], config["bos_token_id"]) == (32000, 1)
+        assert (tmp_path / "sp" / "tokenizer.model").exists()
+    with pytest.raises(synth.SynthError, match="contradicts"):
+        synth.generate(str(tmp_path / "x"), "llama", tokenizer=str(GPT2),
+                       overrides={"vocab_size": 100})
+    broken = tmp_path / "tokenizer.json"
+    broken.write_text('{"model": {}}')
+    with pytest.raises(synth.SynthError, match="not a tokenizer.json"):
+        synth.generate(str(tmp_path / "y"), "llama", tokenizer=str(broken))
