@@ -55,6 +55,10 @@ prepare)
   cp "$build/bin/xfmr-run" "$build/bin/xfmr-pack" "$dir/bin/"
   # CPU model code links LLVM's OpenMP runtime, which the GPU machine lacks.
   mkdir -p "$dir/lib" && cp -L /usr/lib/llvm-22/lib/libomp.so.5 "$dir/lib/"
+  # xfmr-run's tokenizers link PCRE2, utf8proc and libsentencepiece (with what those
+  # need), which the GPU machine may lack as well.
+  ldd "$build/bin/xfmr-run" | awk '/sentencepiece|pcre2|utf8proc|protobuf|absl/ {print $3}' |
+    xargs -r cp -L -t "$dir/lib/"
   mkdir -p "$dir/stripped"
   # name | generator (synth arch and options, or a folder) | compile flags
   models=(
