@@ -107,6 +107,8 @@ def test_errors(tmp_path):
     missing = tmp_path / "missing.json"
     out = run(missing)
     assert out.returncode == 1 and str(missing) in out.stderr.decode()
+    out = run(tmp_path)
+    assert out.returncode == 1 and "not a regular file" in out.stderr.decode()
     broken = tmp_path / "tokenizer.json"
     broken.write_text('{"model": {"type": "BPE", "vocab": {')
     out = run(broken, stdin=b"x")

@@ -103,24 +103,6 @@ struct PreTokenizer {
   bool addPrefixSpace = false;  // ByteLevel
 };
 
-/// The pieces of `text` around the matches of `regex` (kept, unless
-/// `removeMatches`), in order, none empty.
-std::vector<std::string> splitIsolated(const std::string &text,
-                                       const Regex &regex, bool removeMatches) {
-  std::vector<std::string> pieces;
-  size_t done = 0;
-  regex.forEachMatch(text, [&](size_t begin, size_t end) {
-    if (begin > done)
-      pieces.push_back(text.substr(done, begin - done));
-    if (!removeMatches)
-      pieces.push_back(text.substr(begin, end - begin));
-    done = end;
-  });
-  if (done < text.size())
-    pieces.push_back(text.substr(done));
-  return pieces;
-}
-
 /// The ids of each distinct pre-tokenized piece, within one encode call.
 using PieceCache = std::unordered_map<std::string, std::vector<int32_t>>;
 
@@ -161,7 +143,8 @@ public:
     PieceCache cache;
     auto encodeText = [&](size_t begin, size_t end) {
       if (end > begin)
-        encodeSegment(input.substr(begin, end - begin), ids, cache);
+        encodeSegment(std::string_view(input).substr(begin, end - begin), ids,
+                      cache);
     };
     if (addedPattern_) {
       addedPattern_->forEachMatch(input, [&](size_t begin, size_t end) {
@@ -427,32 +410,44 @@ private:
     return (uint64_t(uint32_t(a)) << 32) | uint32_t(b);
   }
 
-  /// Text between added tokens: pre-tokenized, then each piece merged.
-  void encodeSegment(const std::string &text, std::vector<int32_t> &ids,
+  /// Text between added tokens: normalized, pre-tokenized, each piece merged.
+  void encodeSegment(std::string_view text, std::vector<int32_t> &ids,
                      PieceCache &cache) const {
-    std::vector<std::string> pieces{nfc_ ? toNFC(text) : text};
-    for (const PreTokenizer &step : preTokenizers_) {
-      std::vector<std::string> next;
-      for (std::string &piece : pieces) {
-        if (step.kind == PreTokenizer::Kind::ByteLevel && step.addPrefixSpace &&
-            piece[0] != ' ')
-          piece.insert(piece.begin(), ' ');
-        if (!step.regex) {
-          next.push_back(std::move(piece));
-          continue;
-        }
-        for (std::string &part :
-             splitIsolated(piece, *step.regex, step.removeMatches))
-          next.push_back(std::move(part));
-      }
-      pieces = std::move(next);
-    }
-    for (const std::string &piece : pieces) {
-      auto [it, inserted] = cache.try_emplace(piece);
+    preTokenize(0, nfc_ ? toNFC(text) : std::string(text), ids, cache);
+  }
+
+  /// Runs pre-tokenizer `step` on `piece` and hands each part it makes, in
+  /// order, to the next step; after the last step, merges the part. (Depth
+  /// first: no list of the pieces of a long text is ever built.)
+  void preTokenize(size_t step, std::string piece, std::vector<int32_t> &ids,
+                   PieceCache &cache) const {
+    if (step == preTokenizers_.size()) {
+      auto [it, inserted] = cache.try_emplace(std::move(piece));
       if (inserted)
-        encodePiece(piece, it->second);
+        encodePiece(it->first, it->second);
       ids.insert(ids.end(), it->second.begin(), it->second.end());
+      return;
     }
+    const PreTokenizer &pre = preTokenizers_[step];
+    if (pre.kind == PreTokenizer::Kind::ByteLevel && pre.addPrefixSpace &&
+        piece[0] != ' ')
+      piece.insert(piece.begin(), ' ');
+    if (!pre.regex) {
+      preTokenize(step + 1, std::move(piece), ids, cache);
+      return;
+    }
+    // The text around the matches, and (unless removed) the matches, in
+    // order; no part is empty.
+    size_t done = 0;
+    pre.regex->forEachMatch(piece, [&](size_t begin, size_t end) {
+      if (begin > done)
+        preTokenize(step + 1, piece.substr(done, begin - done), ids, cache);
+      if (!pre.removeMatches)
+        preTokenize(step + 1, piece.substr(begin, end - begin), ids, cache);
+      done = end;
+    });
+    if (done < piece.size())
+      preTokenize(step + 1, piece.substr(done), ids, cache);
   }
 
   /// One pre-tokenized piece: its bytes as ByteLevel symbols, merged by rank.

@@ -8,22 +8,35 @@
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Json.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
-#include <sstream>
 
 using namespace xfmr::runtime;
 
 Tokenizer::~Tokenizer() = default;
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string &path) {
-  std::ifstream file(path, std::ios::binary);
+  // A folder or a FIFO does not read as a file (or never ends).
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0)
+    throw Error(path +
+                ": cannot open the tokenizer file: " + std::strerror(errno));
+  if (!S_ISREG(info.st_mode))
+    throw Error(path + ": the tokenizer is not a regular file");
+  std::ifstream file(path, std::ios::binary | std::ios::ate);
   if (!file)
     throw Error(path + ": cannot open the tokenizer file");
-  std::ostringstream bytes;
-  bytes << file.rdbuf();
-  if (file.bad())
+  std::streamoff size = file.tellg();
+  if (size < 0)
     throw Error(path + ": cannot read the tokenizer file");
-  return fromBytes(bytes.str(), path);
+  std::string bytes(size_t(size), '\0');
+  file.seekg(0);
+  if (!file.read(bytes.data(), size))
+    throw Error(path + ": cannot read the tokenizer file");
+  return fromBytes(bytes, path);
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::fromBytes(const std::string &bytes,
