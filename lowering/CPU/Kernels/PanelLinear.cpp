@@ -487,6 +487,18 @@ void emitFmaTile(OpBuilder &b, Location loc, const PanelLinear &op,
   storeSums(b, loc, op, p, rows, loop.getResults());
 }
 
+/// The bf16 pairs of input pair `k` of panel `p` of `panels` (the weights,
+/// or a converted panel): one vector per 16 rows.
+SmallVector<Value> bf16Pairs(OpBuilder &b, Location loc, const PanelLinear &op,
+                             Value panels, Value p, Value k) {
+  auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
+  SmallVector<Value> pairs;
+  for (int64_t offset = 0; offset < 2 * op.panel; offset += 2 * kLanes)
+    pairs.push_back(vector::LoadOp::create(
+        b, loc, pairType, panels, ValueRange{p, k, index(b, loc, offset)}));
+  return pairs;
+}
+
 /// FP8 codes of input pair `k` of panel `p` as exact bf16 pairs: by byte
 /// tables (in their row order) or, without AVX512-VBMI, widened to f32 and
 /// narrowed (exact: 4 significant bits) in row order.
@@ -563,14 +575,7 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
         if (!isFP8(op.format)) {
           DotWeights panel;
           panel.load = [&](OpBuilder &b, Location loc, Value k) {
-            auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
-            SmallVector<Value> pairs;
-            for (int64_t offset = 0; offset < 2 * op.panel;
-                 offset += 2 * kLanes)
-              pairs.push_back(vector::LoadOp::create(
-                  b, loc, pairType, op.w,
-                  ValueRange{p, k, index(b, loc, offset)}));
-            return pairs;
+            return bf16Pairs(b, loc, op, op.w, p, k);
           };
           allRows(b, loc,
                   [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
@@ -618,14 +623,7 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
               DotWeights panel;
               panel.blockScaled = true;
               panel.load = [&](OpBuilder &b, Location loc, Value k) {
-                auto pairType = VectorType::get({2 * kLanes}, b.getBF16Type());
-                SmallVector<Value> w;
-                for (int64_t offset = 0; offset < 2 * op.panel;
-                     offset += 2 * kLanes)
-                  w.push_back(vector::LoadOp::create(
-                      b, loc, pairType, converted,
-                      ValueRange{zero, k, index(b, loc, offset)}));
-                return w;
+                return bf16Pairs(b, loc, op, converted, zero, k);
               };
               allRows(b, loc,
                       [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {

@@ -31,27 +31,6 @@ using namespace xfmr::runtime;
 
 namespace {
 
-/// The UTF-8 bytes of code point `c`.
-std::string utf8(uint32_t c) {
-  std::string s;
-  if (c < 0x80) {
-    s += char(c);
-  } else if (c < 0x800) {
-    s += char(0xC0 | (c >> 6));
-    s += char(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    s += char(0xE0 | (c >> 12));
-    s += char(0x80 | ((c >> 6) & 0x3F));
-    s += char(0x80 | (c & 0x3F));
-  } else {
-    s += char(0xF0 | (c >> 18));
-    s += char(0x80 | ((c >> 12) & 0x3F));
-    s += char(0x80 | ((c >> 6) & 0x3F));
-    s += char(0x80 | (c & 0x3F));
-  }
-  return s;
-}
-
 /// The code points of the valid UTF-8 string `s` (vocabulary entries).
 std::vector<uint32_t> codePoints(std::string_view s) {
   std::vector<uint32_t> points;
@@ -79,7 +58,7 @@ struct ByteAlphabet {
       bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) ||
                        (b >= 174 && b <= 255);
       uint32_t c = printable ? b : next++;
-      characterOf[b] = utf8(c);
+      appendUtf8(characterOf[b], c);
       byteOf[c] = uint8_t(b);
     }
   }

@@ -67,6 +67,9 @@ private:
   Object object_;
 };
 
+/// Appends the UTF-8 bytes of code point `cp` (at most U+10FFFF) to `out`.
+void appendUtf8(std::string &out, uint32_t cp);
+
 /// Parses one JSON document (surrounding whitespace allowed). Throws `Error`
 /// naming `what` (e.g. "manifest of model.xfmr") and the byte offset.
 JsonValue parseJson(std::string_view text,
