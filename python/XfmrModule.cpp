@@ -17,6 +17,7 @@
 #include "compiler/Compiler.h"
 
 #include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/ChatTemplate.h"
 #include "xfmr/runtime/ArtifactPacker.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Json.h"
@@ -709,6 +710,59 @@ PYBIND11_MODULE(_xfmr, m) {
           py::arg("artifact"))
       .def_property_readonly("vocab_size", &runtime::Tokenizer::vocabSize)
       .def_property_readonly("kind", &runtime::Tokenizer::kind);
+
+  py::class_<runtime::ChatTemplate, std::shared_ptr<runtime::ChatTemplate>>(
+      m, "ChatTemplate",
+      "A Jinja chat template (runtime::ChatTemplate); JSON in, bytes out.")
+      .def(py::init([](const std::string &source, const std::string &what) {
+             return std::make_shared<runtime::ChatTemplate>(source, what);
+           }),
+           py::arg("source"), py::arg("what") = "chat template")
+      .def_static(
+          "for_tokenizer_file",
+          [](const std::string &path) {
+            return std::shared_ptr<runtime::ChatTemplate>(
+                runtime::ChatTemplate::forTokenizerFile(path));
+          },
+          py::arg("path"))
+      .def_static(
+          "from_artifact",
+          [](const std::shared_ptr<Artifact> &artifact) {
+            return std::shared_ptr<runtime::ChatTemplate>(
+                runtime::ChatTemplate::fromArtifact(*artifact));
+          },
+          py::arg("artifact"))
+      .def(
+          "apply",
+          [](const runtime::ChatTemplate &t, const std::string &messages,
+             bool addGenerationPrompt, const std::string &variables) {
+            runtime::JsonValue parsedMessages =
+                runtime::parseJson(messages, "the messages");
+            runtime::JsonValue parsedVariables =
+                runtime::parseJson(variables, "the template variables");
+            std::string text;
+            {
+              py::gil_scoped_release release;
+              text = t.apply(parsedMessages, addGenerationPrompt,
+                             &parsedVariables);
+            }
+            return py::bytes(text);
+          },
+          py::arg("messages_json"), py::arg("add_generation_prompt"),
+          py::arg("variables_json"))
+      .def(
+          "render",
+          [](const runtime::ChatTemplate &t, const std::string &variables) {
+            runtime::JsonValue parsed =
+                runtime::parseJson(variables, "the template variables");
+            std::string text;
+            {
+              py::gil_scoped_release release;
+              text = t.render(parsed);
+            }
+            return py::bytes(text);
+          },
+          py::arg("variables_json"));
 
   // A TextStream with the tokenizer it decodes with kept alive.
   struct PyTextStream {

@@ -27,9 +27,9 @@ from . import ir
 from .compiler import compile, pack
 from .errors import CompileError, CompileWarning, Error, InvalidArgumentError
 from .runtime import Artifact, Session
-from .tokenizer import Tokenizer
+from .tokenizer import ChatTemplate, Tokenizer
 
-__all__ = ["Artifact", "CompileError", "CompileWarning", "Error", "InvalidArgumentError",
+__all__ = ["Artifact", "ChatTemplate", "CompileError", "CompileWarning", "Error", "InvalidArgumentError",
            "Session", "Tokenizer", "compile", "ir", "native_available", "pack", "version"]
 
 

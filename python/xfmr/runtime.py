@@ -108,7 +108,7 @@ class Artifact:
             from .tokenizer import Tokenizer  # noqa: PLC0415
             loaded = native().Tokenizer.from_artifact(self._native)
             self._tokenizer = None if loaded is None else Tokenizer._of(
-                loaded, f"{self.path} (its tokenizer)")
+                loaded, f"{self.path} (its tokenizer)", self._native)
         return self._tokenizer
 
     @property

@@ -4,20 +4,31 @@
     tokenizer = xfmr.Artifact("model.xfmr").tokenizer   # the one an artifact carries
     ids = tokenizer.encode("Hello world")           # [15496, 995] with GPT-2's
     text = tokenizer.decode(ids)                    # "Hello world"
+    prompt = tokenizer.apply_chat_template(         # the checkpoint's chat template
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+
+    template = xfmr.ChatTemplate("{{ bos_token }}{% for m in messages %}...{% endfor %}")
+    text = template.render(messages=[...], bos_token="<s>")
 
 Supported: Hugging Face tokenizer.json files with a byte-level BPE model (GPT-2, Llama-3,
 DeepSeek-V3, Qwen2/3) and SentencePiece models; anything else raises `xfmr.Error` naming the
-component (docs/cli.md, xfmr-tokenize).
+component (docs/cli.md, xfmr-tokenize). Chat templates (the `chat_template` of
+tokenizer_config.json) are rendered in C++ as Hugging Face's apply_chat_template renders them
+with jinja2; templates outside the supported subset raise `xfmr.Error` naming what is missing.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Iterable, List, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from ._native import native
+from .errors import InvalidArgumentError
 
-__all__ = ["Tokenizer"]
+__all__ = ["ChatTemplate", "Tokenizer"]
+
+Messages = Sequence[Dict[str, Any]]
 
 
 class Tokenizer:
@@ -31,12 +42,46 @@ class Tokenizer:
         self.path = path
 
     @classmethod
-    def _of(cls, loaded, path: str) -> "Tokenizer":
-        """Wraps a native tokenizer (one an artifact carries)."""
+    def _of(cls, loaded, path: str, artifact=None) -> "Tokenizer":
+        """Wraps a native tokenizer (one `artifact`, a native artifact, carries)."""
         tokenizer = cls.__new__(cls)
         tokenizer._native = loaded
         tokenizer.path = path
+        tokenizer._artifact = artifact
         return tokenizer
+
+    @property
+    def chat_template(self) -> Optional["ChatTemplate"]:
+        """The chat template of the tokenizer_config.json beside the tokenizer file (or in
+        the artifact that carries it), or None when there is none."""
+        if not hasattr(self, "_chat_template"):
+            artifact = getattr(self, "_artifact", None)
+            if artifact is not None:
+                loaded = native().ChatTemplate.from_artifact(artifact)
+            else:
+                loaded = native().ChatTemplate.for_tokenizer_file(self.path)
+            self._chat_template = None if loaded is None else ChatTemplate._of(loaded)
+        return self._chat_template
+
+    def apply_chat_template(self, messages: Messages, add_generation_prompt: bool = False,
+                            tokenize: bool = True, chat_template: Optional[str] = None,
+                            **kwargs: Any) -> Union[str, List[int]]:
+        """As transformers' `apply_chat_template`: renders `messages` (dicts with "role",
+        "content", ...) with the checkpoint's chat template (or `chat_template`, a template
+        source), the special tokens of tokenizer_config.json, `tools`/`documents` and any
+        other `kwargs` as template variables; returns the ids of the text (encoded without
+        adding special tokens, since the template writes them) or, with tokenize=False, the
+        text."""
+        if chat_template is not None:
+            template = ChatTemplate(chat_template)
+        else:
+            template = self.chat_template
+            if template is None:
+                raise InvalidArgumentError(
+                    f"{self.path}: no chat template (tokenizer_config.json has no "
+                    "chat_template); pass chat_template=")
+        text = template.apply(messages, add_generation_prompt, **kwargs)
+        return self.encode(text) if tokenize else text
 
     def encode(self, text: Union[str, bytes], add_special_tokens: bool = False) -> List[int]:
         """The ids of `text` (str, encoded as UTF-8, or bytes). `add_special_tokens` adds what
@@ -68,3 +113,39 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"xfmr.Tokenizer({self.path!r}, {self.kind}, vocab_size={self.vocab_size})"
+
+
+class ChatTemplate:
+    """A Jinja chat template rendered by the C++ runtime (runtime/include/xfmr/runtime/
+    ChatTemplate.h): the output equals jinja2's as transformers configures it (trim_blocks,
+    lstrip_blocks, loop controls, `tojson`, `raise_exception`, `strftime_now`)."""
+
+    def __init__(self, source: str):
+        if not isinstance(source, str):
+            raise TypeError(f"source must be str, not {type(source).__name__}")
+        self._native = native().ChatTemplate(source, "chat template")
+
+    @classmethod
+    def _of(cls, loaded) -> "ChatTemplate":
+        template = cls.__new__(cls)
+        template._native = loaded
+        return template
+
+    def render(self, **variables: Any) -> str:
+        """The template rendered with exactly `variables` (JSON-serialisable values)."""
+        return self._native.render(_to_json(variables)).decode("utf-8", "surrogateescape")
+
+    def apply(self, messages: Messages, add_generation_prompt: bool = False,
+              **variables: Any) -> str:
+        """Renders `messages` as apply_chat_template does: `tools` and `documents` are None
+        unless given, the special tokens of the tokenizer_config.json it came from are set,
+        `variables` win over both."""
+        return self._native.apply(_to_json(list(messages)), bool(add_generation_prompt),
+                                  _to_json(variables)).decode("utf-8", "surrogateescape")
+
+
+def _to_json(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"chat template values must be JSON-serialisable: {error}") from None

@@ -18,11 +18,12 @@ JsonValue JsonValue::makeBool(bool value) {
 }
 
 JsonValue JsonValue::makeNumber(double value, bool isInteger,
-                                int64_t intValue) {
+                                int64_t intValue, bool integerLiteral) {
   JsonValue v;
   v.kind_ = Kind::Number;
   v.number_ = value;
   v.isInteger_ = isInteger;
+  v.integerLiteral_ = integerLiteral;
   v.int_ = intValue;
   return v;
 }
@@ -400,7 +401,7 @@ private:
       intValue = static_cast<int64_t>(value);
       isInteger = true;
     }
-    return JsonValue::makeNumber(value, isInteger, intValue);
+    return JsonValue::makeNumber(value, isInteger, intValue, integral);
   }
 
   std::string_view text_;

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "test" / "Import" / "Inputs"))
 
 TARGETS = ["fuzz-safetensors", "fuzz-config", "fuzz-artifact", "fuzz-json",
-           "fuzz-tokenizer", "fuzz-run-options", "fuzz-compile-options", "fuzz-ir"]
+           "fuzz-tokenizer", "fuzz-chat-template", "fuzz-run-options", "fuzz-compile-options", "fuzz-ir"]
 
 DEEP_JSON = '{"a": ' + "[" * 60000 + "]" * 60000 + "}"
 
@@ -167,6 +167,52 @@ def make_seeds(bin_dir: Path, seeds: Path) -> None:
             edit(broken)
             write(tokenizers, name, json.dumps(broken).encode() + b"\0" + text)
         write(tokenizers, "not-sentencepiece", b"\x0a\x05hello\0text")
+
+        # Chat templates, a NUL, and the messages (JSON): the shapes of real templates
+        # (Llama-3, DeepSeek-V3, Qwen3 use these constructs), and ones that must fail
+        # cleanly: deep nesting, long operator chains, runaway loops, self-holding
+        # namespaces.
+        templates = seeds / "fuzz-chat-template"
+        conversation = json.dumps([
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi \u00e9"},
+            {"role": "assistant", "content": "<think>\nr\n</think>\n\nHello",
+             "tool_calls": [{"type": "function", "function": {"name": "f",
+                                                              "arguments": {"a": 1.5}}}]},
+            {"role": "tool", "content": "42"}]).encode()
+        for name, source in {
+            "llama3-like": "{% set loop_messages = messages %}{% for message in loop_messages %}"
+                           "{% set content = '<|start_header_id|>' + message['role'] + "
+                           "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}"
+                           "{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
+                           "{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+                           "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+            "namespace-and-methods":
+                "{%- set ns = namespace(last=messages|length - 1, sys='') %}\n"
+                "{%- for m in messages[::-1] if m.role != 'tool' %}\n"
+                "  {%- if m.content is string and '</think>' in m.content %}"
+                "{{ m.content.split('</think>')[-1].lstrip('\\n') }}{% endif %}\n"
+                "  {%- if m.tool_calls %}{% for c in m.tool_calls %}{{ c.function.arguments|tojson"
+                "(indent=2) }}{% endfor %}{% endif %}\n"
+                "  {%- set ns.sys = ns.sys ~ m.role[0]|upper %}{% if loop.last %}{% break %}"
+                "{% endif %}\n{%- endfor %}{{ ns.sys }}{# done #}{% raw %}{{ x }}{% endraw %}",
+            "filters": "{{ messages|selectattr('role', 'eq', 'user')|map(attribute='content')"
+                       "|join(', ') }}{{ range(3)|list|sum }}{{ 'a b'.split()|reverse|first }}"
+                       "{{ {'b': 1, 'a': 2}|dictsort }}{{ 2.567|round(2) }}{{ -7 // 2 }}",
+            "raise": "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversation "
+                     "roles must alternate') }}{% endif %}",
+            "deep-parens": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+            "long-chain": "{{ 1" + " + 1" * 5000 + " }}",
+            "deep-ifs": "{% if true %}" * 3000 + "x" + "{% endif %}" * 3000,
+            "runaway-loop": "{% for i in range(1000000) %}{% for j in range(1000000) %}"
+                            "{% endfor %}{% endfor %}",
+            "self-namespace": "{% set ns = namespace(a=1) %}{% set ns.me = [ns] %}{{ ns }}",
+            "nested-lists": "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}"
+                            "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|length }}",
+            "huge-string": "{{ 'x' * 1000000000 }}{{ ('ab' * 100000) * 100000 }}",
+            "unterminated": "{% for m in messages %}{{ m.content",
+        }.items():
+            write(templates, name, source.encode() + b"\0" + conversation)
+        write(templates, "bad-messages", b"{{ messages[0].content }}\0[1, [2]]")
 
         # Command lines (arguments separated by NUL bytes).
         runs = seeds / "fuzz-run-options"

@@ -27,7 +27,8 @@ public:
   JsonValue() = default;
   static JsonValue makeBool(bool value);
   /// A number; `isInteger` when it is integral and fits int64 exactly.
-  static JsonValue makeNumber(double value, bool isInteger, int64_t intValue);
+  static JsonValue makeNumber(double value, bool isInteger, int64_t intValue,
+                              bool integerLiteral = true);
   static JsonValue makeString(std::string value);
   static JsonValue makeArray(Array values);
   static JsonValue makeObject(Object members);
@@ -38,6 +39,9 @@ public:
   bool isNumber() const { return kind_ == Kind::Number; }
   /// True for numbers that are integral and representable as int64.
   bool isInteger() const { return kind_ == Kind::Number && isInteger_; }
+  /// True for integers written without a fraction or exponent ("2", not
+  /// "2.0"): Python's json reads those as int, the others as float.
+  bool isIntegerLiteral() const { return isInteger() && integerLiteral_; }
   bool isString() const { return kind_ == Kind::String; }
   bool isArray() const { return kind_ == Kind::Array; }
   bool isObject() const { return kind_ == Kind::Object; }
@@ -60,6 +64,7 @@ private:
   Kind kind_ = Kind::Null;
   bool bool_ = false;
   bool isInteger_ = false;
+  bool integerLiteral_ = true;
   double number_ = 0;
   int64_t int_ = 0;
   std::string string_;
