@@ -16,6 +16,8 @@ PACKAGES=(
   # (Unicode normalization); the SentencePiece Python module is the oracle of
   # the tokenizer tests
   libpcre2-dev libsentencepiece-dev libutf8proc-dev python3-sentencepiece pkg-config
+  # chat templates: python3-jinja2 is the oracle of the template tests
+  python3-jinja2
   # C++ unit tests
   libgtest-dev googletest
   # Python bindings, reference implementation and tests
