@@ -751,6 +751,15 @@ PYBIND11_MODULE(_xfmr, m) {
           py::arg("messages_json"), py::arg("add_generation_prompt"),
           py::arg("variables_json"))
       .def(
+          "special_token",
+          [](const runtime::ChatTemplate &t,
+             const std::string &name) -> std::optional<std::string> {
+            if (const std::string *token = t.specialToken(name))
+              return *token;
+            return std::nullopt;
+          },
+          py::arg("name"))
+      .def(
           "render",
           [](const runtime::ChatTemplate &t, const std::string &variables) {
             runtime::JsonValue parsed =

@@ -296,6 +296,21 @@ class Session:
         end-of-sequence ids (not shown; `ignore_eos=True` goes on), before the first
         string of `stop`, or after `max_new_tokens` (default: the end of the context).
         Sampling options as for `generate`."""
+        tokenizer = self._text_tokenizer(tokenizer)
+        stops = _stop_strings(stop)
+        ids = tokenizer.encode(prompt, add_special_tokens=True)
+        if not ids:
+            raise InvalidArgumentError("the prompt is empty: it encodes to no tokens")
+        if max_new_tokens is None:
+            max_new_tokens = max(0, self._artifact.context_length - self.position - len(ids) + 1)
+        eos = set() if ignore_eos else set(self._artifact.end_of_sequence_ids)
+        text = native().TextStream(tokenizer._native, stops)
+        tokens = self.stream(ids, max_new_tokens, temperature, top_k, top_p, seed)
+        return _text_chunks(tokens, text, eos)
+
+    def _text_tokenizer(self, tokenizer):
+        """`tokenizer` as an xfmr.Tokenizer (default: the artifact's), checked against the
+        model's vocabulary."""
         from .tokenizer import Tokenizer  # noqa: PLC0415
 
         if tokenizer is None:
@@ -306,24 +321,87 @@ class Session:
                     "compile it with one")
         elif not isinstance(tokenizer, Tokenizer):
             tokenizer = Tokenizer(tokenizer)
-        if isinstance(stop, (str, bytes)):
-            stop = [stop]
-        stops = [s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in stop]
-        if any(not s for s in stops):
-            raise InvalidArgumentError("a stop string must not be empty")
         if tokenizer.vocab_size > self._artifact.vocab_size:
             raise InvalidArgumentError(
                 f"{tokenizer.path} has {tokenizer.vocab_size} tokens, more than the model's "
                 f"vocabulary of {self._artifact.vocab_size}")
-        ids = tokenizer.encode(prompt, add_special_tokens=True)
-        if not ids:
-            raise InvalidArgumentError("the prompt is empty: it encodes to no tokens")
-        if max_new_tokens is None:
-            max_new_tokens = max(0, self._artifact.context_length - self.position - len(ids) + 1)
-        eos = set() if ignore_eos else set(self._artifact.end_of_sequence_ids)
+        return tokenizer
+
+    def stream_chat(self, messages: Sequence[Dict[str, Any]], tokenizer=None,
+                    max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
+                    ignore_eos: bool = False, temperature: float = 0.0, top_k: int = 0,
+                    top_p: float = 1.0, seed: int = 0, chat_template: Optional[str] = None,
+                    **template_kwargs: Any) -> Iterator[str]:
+        """Yields the assistant's reply to `messages` (dicts with "role" and "content", as
+        for transformers' apply_chat_template) as it arrives. The conversation is rendered
+        with the tokenizer's chat template (or `chat_template`, a template source) with
+        add_generation_prompt=True and `template_kwargs` (tools=, enable_thinking=, ...),
+        and encoded without adding special tokens (the template writes them). When the KV
+        cache holds the start of that text (the previous turns, as after an earlier chat()
+        on this session), only the rest is run; otherwise the session is reset first. Stop
+        rules as for `stream_text`; the template's eos_token also ends the reply (Llama-3
+        ends turns with <|eot_id|>)."""
+        tokenizer = self._text_tokenizer(tokenizer)
+        stops = _stop_strings(stop)
+        if chat_template is not None:
+            from .tokenizer import ChatTemplate  # noqa: PLC0415
+            template = ChatTemplate(chat_template)
+        else:
+            template = tokenizer.chat_template
+            if template is None:
+                raise InvalidArgumentError(
+                    f"{tokenizer.path} has no chat template (no chat_template in its "
+                    "tokenizer_config.json): pass chat_template=")
+        prompt = template.apply(messages, True, **template_kwargs)
+        ids = tokenizer.encode(prompt)
+        context = self._artifact.context_length
+        if len(ids) >= context:
+            raise InvalidArgumentError(
+                f"the conversation is {len(ids)} tokens long and does not fit the context "
+                f"of {context} tokens")
+        cached = getattr(self, "_chat_ids", None)
+        if not (cached is not None and len(cached) == self.position and
+                len(cached) < len(ids) and ids[:len(cached)] == cached):
+            self.reset()
+            cached = []
+        limit = context - len(ids) + 1
+        max_new_tokens = limit if max_new_tokens is None else min(max_new_tokens, limit)
+        eos = set()
+        if not ignore_eos:
+            eos = set(self._artifact.end_of_sequence_ids)
+            eos_token = template.special_token("eos_token")
+            if eos_token is not None:
+                eos_ids = tokenizer.encode(eos_token)
+                if len(eos_ids) == 1:
+                    eos.add(eos_ids[0])
+        self._chat_ids = None
+        tokens = self.stream(ids[len(cached):], max_new_tokens, temperature, top_k, top_p,
+                             seed)
         text = native().TextStream(tokenizer._native, stops)
-        tokens = self.stream(ids, max_new_tokens, temperature, top_k, top_p, seed)
-        return _text_chunks(tokens, text, eos)
+        return self._chat_chunks(ids, tokens, text, eos)
+
+    def _chat_chunks(self, ids, tokens, text, eos) -> Iterator[str]:
+        sampled: List[int] = []
+
+        def recorded():
+            for token in tokens:
+                sampled.append(token)
+                yield token
+
+        yield from _text_chunks(recorded(), text, eos)
+        # What the cache holds now: the next turn may start from it.
+        self._chat_ids = (ids + sampled)[:self.position]
+
+    def chat(self, messages: Sequence[Dict[str, Any]], tokenizer=None,
+             max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
+             ignore_eos: bool = False, temperature: float = 0.0, top_k: int = 0,
+             top_p: float = 1.0, seed: int = 0, chat_template: Optional[str] = None,
+             **template_kwargs: Any) -> str:
+        """The whole reply `stream_chat` yields, at once: append it to `messages` as
+        {"role": "assistant", "content": reply} and call again for the next turn."""
+        return "".join(self.stream_chat(messages, tokenizer, max_new_tokens, stop, ignore_eos,
+                                        temperature, top_k, top_p, seed, chat_template,
+                                        **template_kwargs))
 
     def generate_text(self, prompt: Union[str, bytes], tokenizer=None,
                       max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
@@ -340,6 +418,15 @@ class Session:
     def __repr__(self) -> str:
         return (f"<xfmr.Session on {self._artifact.path!r}: position {self.position} of "
                 f"{self._artifact.context_length}, {self.threads} thread(s), {self._device}>")
+
+
+def _stop_strings(stop) -> List[bytes]:
+    if isinstance(stop, (str, bytes)):
+        stop = [stop]
+    stops = [s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in stop]
+    if any(not s for s in stops):
+        raise InvalidArgumentError("a stop string must not be empty")
+    return stops
 
 
 def _yield_from(tokens) -> Iterator[int]:

@@ -131,6 +131,11 @@ class ChatTemplate:
         template._native = loaded
         return template
 
+    def special_token(self, name: str) -> Optional[str]:
+        """The special token `name` ("bos_token", "eos_token", ...) that the
+        tokenizer_config.json sets, or None."""
+        return self._native.special_token(name)
+
     def render(self, **variables: Any) -> str:
         """The template rendered with exactly `variables` (JSON-serialisable values)."""
         return self._native.render(_to_json(variables)).decode("utf-8", "surrogateescape")

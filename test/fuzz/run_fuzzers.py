@@ -227,6 +227,9 @@ def make_seeds(bin_dir: Path, seeds: Path) -> None:
         write(runs, "text", argv("m.xfmr", "--prompt", "Hello", "--tokenizer", "t.json",
                                  "--stop", "\n", "--stop=User:", "--output", "ids",
                                  "--ignore-eos", "-n", "8"))
+        write(runs, "chat", argv("m.xfmr", "--chat", "--system", "Be brief.", "--prompt", "Hi",
+                                 "--chat-template", "t.jinja", "--stop", "User:", "-n", "16"))
+        write(runs, "chat-conflict", argv("m.xfmr", "--chat", "--prompt-ids", "1", "-n", "1"))
         compiles = seeds / "fuzz-compile-options"
         # Fields: model, output, target, cpu, context, quantize, quantize options,
         # kv-cache, mla-cache, mla-absorb, moe, kv-window, kv-sinks, -O, weights.

@@ -10,28 +10,46 @@
 using namespace xfmr::run;
 
 const char xfmr::run::kUsage[] =
-    "usage: xfmr-run ARTIFACT [--prompt TEXT | --prompt-file F | --prompt-ids IDS]\n"
+    "usage: xfmr-run ARTIFACT [--prompt TEXT | --prompt-file F | --prompt-ids "
+    "IDS]\n"
     "                [-n N] [options]\n"
     "\n"
     "The prompt (one of; without any, the text on stdin):\n"
-    "  --prompt TEXT        prompt text, encoded with the tokenizer (BOS added\n"
+    "  --prompt TEXT        prompt text, encoded with the tokenizer (BOS "
+    "added\n"
     "                       as the tokenizer adds it)\n"
     "  --prompt-file F      prompt text from file F (\"-\": stdin)\n"
     "  --prompt-ids IDS     prompt token ids, separated by spaces or commas\n"
     "                       (\"1 2 3\", \"1,2,3\")\n"
-    "  --tokenizer FILE     tokenizer.json or tokenizer.model for text prompts,\n"
+    "  --tokenizer FILE     tokenizer.json or tokenizer.model for text "
+    "prompts,\n"
     "                       text output and --stop\n"
+    "\n"
+    "Chat:\n"
+    "  --chat               a conversation: each line of stdin is a user "
+    "message\n"
+    "                       (--prompt, when given, is the first); the reply "
+    "to\n"
+    "                       each is printed, then a line end. Messages go\n"
+    "                       through the chat template of the tokenizer's\n"
+    "                       tokenizer_config.json; the KV cache is kept "
+    "between\n"
+    "                       turns\n"
+    "  --system TEXT        the system message of the conversation\n"
+    "  --chat-template FILE a Jinja chat template to use instead\n"
     "\n"
     "Generation:\n"
     "  -n N                 tokens to generate: exactly N with --prompt-ids\n"
     "                       (required there), at most N for text (default: up\n"
     "                       to the end of the context)\n"
     "  --output ids|text    print token ids (one line) or the text as it is\n"
-    "                       generated; default: text for text prompts, ids for\n"
+    "                       generated; default: text for text prompts, ids "
+    "for\n"
     "                       --prompt-ids\n"
     "  --stop STRING        stop when the text contains STRING, not printed\n"
     "                       (repeatable)\n"
-    "  --ignore-eos         with a text prompt or text output, keep going past\n"
+    "  --ignore-eos         with a text prompt or text output, keep going "
+    "past\n"
     "                       the end-of-sequence token (which stops generation\n"
     "                       by default there, unprinted)\n"
     "  --temperature T      sampling temperature; 0 (default) is greedy\n"
@@ -45,7 +63,8 @@ const char xfmr::run::kUsage[] =
     "                       float32 .npy of shape [N, vocab]\n"
     "  --no-verify          skip the artifact's checksum verification (for\n"
     "                       trusted files, when load time matters)\n"
-    "  --device KIND        run the artifact's code for KIND (cpu, cuda, rocm,\n"
+    "  --device KIND        run the artifact's code for KIND (cpu, cuda, "
+    "rocm,\n"
     "                       vulkan); default: the first of its targets that\n"
     "                       this machine runs\n"
     "  -h, --help           show this help\n"
@@ -181,6 +200,14 @@ RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
       opts.stops.push_back(value());
       if (opts.stops.back().empty())
         throw UsageError{"--stop needs a non-empty string"};
+    } else if (arg == "--chat" && !inlineValue) {
+      opts.chat = true;
+    } else if (arg == "--system") {
+      opts.system = value();
+    } else if (arg == "--chat-template") {
+      opts.chatTemplate = value();
+      if (opts.chatTemplate.empty())
+        throw UsageError{"--chat-template needs a file name"};
     } else if (arg == "--ignore-eos" && !inlineValue) {
       opts.ignoreEos = true;
     } else if (arg == "-n") {
@@ -208,6 +235,20 @@ RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
   if (prompts.size() > 1)
     throw UsageError{"give one prompt: " + prompts[0] + " and " + prompts[1] +
                      " both given"};
+  if (!opts.chat && (opts.system || !opts.chatTemplate.empty()))
+    throw UsageError{std::string(opts.system ? "--system" : "--chat-template") +
+                     " needs --chat"};
+  if (opts.chat) {
+    const char *conflict = opts.havePromptIds               ? "--prompt-ids"
+                           : !opts.promptFile.empty()       ? "--prompt-file"
+                           : opts.output == OutputKind::Ids ? "--output ids"
+                           : !opts.dumpLogits.empty()       ? "--dump-logits"
+                                                            : nullptr;
+    if (conflict)
+      throw UsageError{std::string("--chat reads the conversation as text "
+                                   "and prints text: ") +
+                       conflict + " does not go with it"};
+  }
   if (opts.havePromptIds && opts.promptIds.empty())
     throw UsageError{"--prompt-ids: no token ids given"};
   if (opts.havePromptIds && !opts.numTokens)

@@ -45,6 +45,13 @@ struct RunOptions {
   bool ignoreEos = false;
   /// Strings that end the generated text (not printed).
   std::vector<std::string> stops;
+  /// --chat: a conversation, one user message per line of stdin (after
+  /// --prompt's, when given), rendered with the chat template.
+  bool chat = false;
+  /// --system: the conversation's system message.
+  std::optional<std::string> system;
+  /// --chat-template: a Jinja file used instead of the tokenizer's template.
+  std::string chatTemplate;
   /// Tokens to generate; required with --prompt-ids, else at most this many.
   std::optional<int> numTokens;
   runtime::SamplingOptions sampling;

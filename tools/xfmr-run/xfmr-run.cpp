@@ -2,14 +2,18 @@
 //
 // Prints the generated token ids on one line of stdout, or (text prompts,
 // --output text) the generated text as it arrives and nothing else, so
-// scripts and tests can compare outputs. Diagnostics and --stats go to
-// stderr. Exit codes: 0 ok, 1 runtime error, 2 bad command line, 130 when
-// interrupted (the tokens generated so far are still printed).
+// scripts and tests can compare outputs. With --chat, each line of stdin is a
+// user message and each reply is printed as it arrives, then a line end.
+// Diagnostics and --stats go to stderr. Exit codes: 0 ok, 1 runtime error, 2
+// bad command line, 130 when interrupted (the tokens generated so far are still
+// printed).
 //
 //===----------------------------------------------------------------------===//
 
 #include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/ChatTemplate.h"
 #include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/Json.h"
 #include "xfmr/runtime/Npy.h"
 #include "xfmr/runtime/OutputFile.h"
 #include "xfmr/runtime/Session.h"
@@ -123,6 +127,139 @@ std::string readPromptText(const RunOptions &opts) {
   return text;
 }
 
+/// The chat template --chat uses: --chat-template's file, else the one of
+/// the tokenizer (beside --tokenizer's file, or in the artifact).
+std::unique_ptr<ChatTemplate> loadChatTemplate(const RunOptions &opts,
+                                               const Artifact &artifact) {
+  std::optional<std::string> source;
+  if (!opts.chatTemplate.empty()) {
+    std::ifstream file(opts.chatTemplate, std::ios::binary);
+    if (!file)
+      throw Error(opts.chatTemplate + ": cannot open the chat template");
+    source.emplace((std::istreambuf_iterator<char>(file)),
+                   std::istreambuf_iterator<char>());
+    if (file.bad())
+      throw Error(opts.chatTemplate + ": cannot read the chat template");
+  }
+  const std::string *override = source ? &*source : nullptr;
+  std::unique_ptr<ChatTemplate> chatTemplate =
+      opts.tokenizer.empty()
+          ? ChatTemplate::fromArtifact(artifact, override)
+          : ChatTemplate::forTokenizerFile(opts.tokenizer, override);
+  if (!chatTemplate)
+    throw Error("--chat needs a chat template, and " +
+                (opts.tokenizer.empty() ? opts.artifact + "'s tokenizer"
+                                        : opts.tokenizer) +
+                " has none (no chat_template in its tokenizer_config.json): "
+                "give --chat-template FILE");
+  return chatTemplate;
+}
+
+JsonValue message(const std::string &role, const std::string &content) {
+  return JsonValue::makeObject({{"role", JsonValue::makeString(role)},
+                                {"content", JsonValue::makeString(content)}});
+}
+
+/// --chat: renders the conversation after each user line, runs only what
+/// the KV cache does not hold yet, and streams the reply.
+int runChat(const RunOptions &opts, const std::shared_ptr<Artifact> &artifact,
+            const Tokenizer &tokenizer) {
+  std::unique_ptr<ChatTemplate> chatTemplate =
+      loadChatTemplate(opts, *artifact);
+  // A reply ends at the model's end-of-sequence ids and at the template's
+  // eos_token (Llama-3 ends turns with <|eot_id|>).
+  std::vector<int32_t> eos;
+  if (!opts.ignoreEos) {
+    eos = artifact->endOfSequenceIds();
+    if (const std::string *token = chatTemplate->specialToken("eos_token")) {
+      std::vector<int32_t> ids = tokenizer.encode(*token, false);
+      if (ids.size() == 1)
+        eos.push_back(ids[0]);
+    }
+  }
+  JsonValue::Array messages;
+  if (opts.system)
+    messages.push_back(message("system", *opts.system));
+  Session session(artifact, opts.session);
+  std::vector<int32_t> cached; // the ids in the KV cache
+  bool terminal = isatty(STDIN_FILENO);
+  std::optional<std::string> pending = opts.promptText;
+
+  struct sigaction action = {};
+  action.sa_handler = onSigint;
+  action.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &action, nullptr);
+
+  for (;;) {
+    std::string line;
+    if (pending) {
+      line = std::move(*pending);
+      pending.reset();
+    } else {
+      if (terminal)
+        std::fputs("> ", stderr);
+      if (!std::getline(std::cin, line))
+        break;
+      if (!line.empty() && line.back() == '\r')
+        line.pop_back();
+    }
+    if (line.empty())
+      continue;
+    messages.push_back(message("user", line));
+    std::string prompt = chatTemplate->apply(JsonValue::makeArray(messages),
+                                             /*addGenerationPrompt=*/true);
+    std::vector<int32_t> ids = tokenizer.encode(prompt, /*addSpecial=*/false);
+    int64_t context = artifact->contextLength();
+    if (int64_t(ids.size()) >= context)
+      throw Error("the conversation is " + std::to_string(ids.size()) +
+                  " tokens long and no longer fits the context of " +
+                  std::to_string(context) + " tokens");
+    // The cache is reused when it holds the start of the new prompt (the
+    // previous turns, as the template writes them again).
+    bool reuse = cached.size() < ids.size() &&
+                 std::equal(cached.begin(), cached.end(), ids.begin());
+    if (!reuse) {
+      session.reset();
+      cached.clear();
+    }
+    std::vector<int32_t> fresh(ids.begin() + int64_t(cached.size()), ids.end());
+    int maxNew = int(std::min<int64_t>(
+        opts.numTokens.value_or(std::numeric_limits<int>::max()),
+        context - int64_t(ids.size()) + 1));
+    TextStream text(tokenizer, opts.stops);
+    std::string reply;
+    std::vector<int32_t> sampled;
+    session.generate(
+        fresh, maxNew, opts.sampling, [&](int32_t token, const float *) {
+          sampled.push_back(token);
+          if (std::find(eos.begin(), eos.end(), token) != eos.end())
+            return false;
+          std::string chunk = text.push(token);
+          reply += chunk;
+          std::fwrite(chunk.data(), 1, chunk.size(), stdout);
+          std::fflush(stdout);
+          return !interrupted && !text.stopped();
+        });
+    std::string rest = text.finish();
+    reply += rest;
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::printf("\n");
+    if (std::fflush(stdout) != 0 || std::ferror(stdout))
+      throw Error("cannot write the reply to stdout");
+    cached = ids;
+    cached.insert(cached.end(), sampled.begin(), sampled.end());
+    cached.resize(size_t(session.position()));
+    messages.push_back(message("assistant", reply));
+    if (interrupted) {
+      std::fprintf(stderr, "xfmr-run: interrupted\n");
+      return 130;
+    }
+  }
+  if (opts.stats)
+    printStats(session.stats(), artifact->verifySeconds());
+  return 0;
+}
+
 int run(const RunOptions &opts) {
   bool printedAny = false;
   OutputKind output = outputKind(opts);
@@ -154,6 +291,8 @@ int run(const RunOptions &opts) {
                     " tokens, more than the model's vocabulary of " +
                     std::to_string(vocab));
     }
+    if (opts.chat)
+      return runChat(opts, artifact, *tokenizer);
     std::vector<int32_t> prompt = opts.promptIds;
     if (textPrompt) {
       prompt = tokenizer->encode(readPromptText(opts), /*addSpecial=*/true);

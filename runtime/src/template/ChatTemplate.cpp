@@ -41,15 +41,20 @@ ChatTemplate::ChatTemplate(ChatTemplate &&) noexcept = default;
 ChatTemplate &ChatTemplate::operator=(ChatTemplate &&) noexcept = default;
 
 std::unique_ptr<ChatTemplate>
-ChatTemplate::fromTokenizerConfig(const JsonValue &config,
-                                  const std::string &what) {
-  if (!config.isObject())
+ChatTemplate::fromTokenizerConfig(const JsonValue *config,
+                                  const std::string &what,
+                                  const std::string *override) {
+  if (config && !config->isNull() && !config->isObject())
     throw Error(what + ": tokenizer_config.json is not an object");
-  const JsonValue *entry = config.find("chat_template");
-  if (!entry || entry->isNull())
-    return nullptr;
+  if (config && config->isNull())
+    config = nullptr;
   std::string source;
-  if (entry->isString()) {
+  const JsonValue *entry = config ? config->find("chat_template") : nullptr;
+  if (override) {
+    source = *override;
+  } else if (!entry || entry->isNull()) {
+    return nullptr;
+  } else if (entry->isString()) {
     source = entry->asString();
   } else if (entry->isArray()) {
     // [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
@@ -69,19 +74,23 @@ ChatTemplate::fromTokenizerConfig(const JsonValue &config,
   } else {
     throw Error(what + ": chat_template is neither a string nor a list");
   }
-  auto result = std::make_unique<ChatTemplate>(source, what + " chat_template");
+  auto result = std::make_unique<ChatTemplate>(
+      source,
+      override ? std::string("chat template") : what + " chat_template");
+  if (!config)
+    return result;
   // transformers passes its special_tokens_map: the tokens the config sets,
   // as strings (an AddedToken object gives its "content").
   for (const char *key : {"bos_token", "eos_token", "unk_token", "sep_token",
                           "pad_token", "cls_token", "mask_token"}) {
-    const JsonValue *token = config.find(key);
+    const JsonValue *token = config->find(key);
     if (token && token->isObject())
       token = token->find("content");
     if (token && token->isString())
       result->impl_->specialTokens.emplace_back(
           key, Value::string(token->asString()));
   }
-  if (const JsonValue *extra = config.find("additional_special_tokens");
+  if (const JsonValue *extra = config->find("additional_special_tokens");
       extra && extra->isArray() && !extra->asArray().empty()) {
     List tokens;
     for (const JsonValue &token : extra->asArray()) {
@@ -97,12 +106,11 @@ ChatTemplate::fromTokenizerConfig(const JsonValue &config,
 }
 
 std::unique_ptr<ChatTemplate>
-ChatTemplate::fromArtifact(const Artifact &artifact) {
+ChatTemplate::fromArtifact(const Artifact &artifact,
+                           const std::string *source) {
   const JsonValue *entry = artifact.manifest().find("tokenizer");
   const JsonValue *config = entry ? entry->find("config") : nullptr;
-  if (!config || config->isNull())
-    return nullptr;
-  return fromTokenizerConfig(*config, artifact.path());
+  return fromTokenizerConfig(config, artifact.path(), source);
 }
 
 namespace {
@@ -118,22 +126,31 @@ bool startsWithArtifactMagic(const std::string &path) {
 } // namespace
 
 std::unique_ptr<ChatTemplate>
-ChatTemplate::forTokenizerFile(const std::string &path) {
+ChatTemplate::forTokenizerFile(const std::string &path,
+                               const std::string *source) {
   if (startsWithArtifactMagic(path))
-    return fromArtifact(*Artifact::inspect(path));
+    return fromArtifact(*Artifact::inspect(path), source);
   size_t slash = path.rfind('/');
   std::string config =
       (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) +
       "tokenizer_config.json";
   struct stat info;
   if (stat(config.c_str(), &info) != 0 || !S_ISREG(info.st_mode))
-    return nullptr;
+    return fromTokenizerConfig(nullptr, config, source);
   std::ifstream file(config, std::ios::binary);
   std::stringstream bytes;
   bytes << file.rdbuf();
   if (!file)
     throw Error(config + ": cannot read the file");
-  return fromTokenizerConfig(parseJson(bytes.str(), config), config);
+  JsonValue parsed = parseJson(bytes.str(), config);
+  return fromTokenizerConfig(&parsed, config, source);
+}
+
+const std::string *ChatTemplate::specialToken(const std::string &name) const {
+  for (const auto &[key, value] : impl_->specialTokens)
+    if (key == name && value.isString())
+      return &value.asString();
+  return nullptr;
 }
 
 std::string ChatTemplate::render(const JsonValue &variables) const {

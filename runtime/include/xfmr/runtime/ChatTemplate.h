@@ -36,15 +36,19 @@ public:
   /// The template of a tokenizer_config.json object (its `chat_template`: a
   /// string, or a list of {name, template} where "default" is taken), with
   /// the special tokens it names (bos_token, eos_token, ...) as variables.
-  /// Null when the config has no chat template.
+  /// Null when the config has no chat template. With `source`, that template
+  /// is used instead of the config's (never null then; `config` may be null).
   static std::unique_ptr<ChatTemplate>
-  fromTokenizerConfig(const JsonValue &config, const std::string &what);
-  /// The template of the tokenizer an artifact carries, or null.
-  static std::unique_ptr<ChatTemplate> fromArtifact(const Artifact &artifact);
-  /// The template in the tokenizer_config.json beside a tokenizer file (or
-  /// inside an artifact, when `path` is one), or null.
+  fromTokenizerConfig(const JsonValue *config, const std::string &what,
+                      const std::string *source = nullptr);
+  /// The same for the tokenizer an artifact carries.
   static std::unique_ptr<ChatTemplate>
-  forTokenizerFile(const std::string &path);
+  fromArtifact(const Artifact &artifact, const std::string *source = nullptr);
+  /// The same for the tokenizer_config.json beside a tokenizer file (or
+  /// inside an artifact, when `path` is one).
+  static std::unique_ptr<ChatTemplate>
+  forTokenizerFile(const std::string &path,
+                   const std::string *source = nullptr);
 
   /// Renders `messages` (a JSON array of {"role", "content", ...} objects) as
   /// `apply_chat_template(messages, add_generation_prompt=...)` does: the
@@ -55,6 +59,10 @@ public:
   /// (raise_exception included).
   std::string apply(const JsonValue &messages, bool addGenerationPrompt,
                     const JsonValue *variables = nullptr) const;
+
+  /// The special token `name` ("bos_token", "eos_token", ...) that the
+  /// tokenizer_config.json sets, or null.
+  const std::string *specialToken(const std::string &name) const;
 
   /// Renders with exactly `variables` (a JSON object) as the context.
   std::string render(const JsonValue &variables) const;
