@@ -11,7 +11,8 @@
     text = template.render(messages=[...], bos_token="<s>")
 
 Supported: Hugging Face tokenizer.json files with a byte-level BPE model (GPT-2, Llama-3,
-DeepSeek-V3, Qwen2/3) and SentencePiece models; anything else raises `xfmr.Error` naming the
+DeepSeek-V3, Qwen2/3) or a SentencePiece-style one (Llama-2, Mistral, Gemma: Metaspace, byte
+fallback) and SentencePiece models; anything else raises `xfmr.Error` naming the
 component (docs/cli.md, xfmr-tokenize). Chat templates (the `chat_template` of
 tokenizer_config.json) are rendered in C++ as Hugging Face's apply_chat_template renders them
 with jinja2; templates outside the supported subset raise `xfmr.Error` naming what is missing.

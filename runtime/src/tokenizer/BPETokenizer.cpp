@@ -4,14 +4,21 @@
 //   1. added tokens (special or not) are found first, longest first, and
 //      become their ids; `lstrip`/`rstrip` ones absorb the whitespace beside
 //      them;
-//   2. the text between them is normalized (NFC, or not at all) and goes
-//      through the pre-tokenizers (Split on a regex, ByteLevel with its GPT-2
-//      regex, a Sequence of those) into pieces;
-//   3. each piece's bytes become GPT-2's printable characters (ByteLevel),
-//      one symbol each, and the adjacent pair with the lowest merge rank is
-//      merged, everywhere in the piece, until no pair has a rank;
-//   4. with `addSpecial`, the post-processor's template adds its tokens.
-// Decoding maps the characters back to bytes.
+//   2. the text between them goes through the normalizers (NFC, Prepend,
+//      Replace, a Sequence of those) and the pre-tokenizers (Split on a
+//      regex, ByteLevel with its GPT-2 regex, Metaspace, a Sequence of those)
+//      into pieces;
+//   3. with a ByteLevel pre-tokenizer (GPT-2, Llama-3), each piece's bytes
+//      become GPT-2's printable characters, one symbol each; without one
+//      (SentencePiece-style files: Llama-2, Mistral, Gemma), each UTF-8
+//      character is a symbol, and one outside the vocabulary becomes its
+//      <0xXX> byte tokens (`byte_fallback`) or the unknown token;
+//   4. the adjacent pair with the lowest merge rank is merged until no pair
+//      has a rank;
+//   5. with `addSpecial`, the post-processor's template adds its tokens.
+// Decoding maps ByteLevel characters back to bytes, or runs the decoder
+// steps (Replace, ByteFallback, Fuse, Strip, Metaspace) over the tokens'
+// text. Byte tokens decode to their bytes, valid UTF-8 or not.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,6 +32,7 @@
 #include <algorithm>
 #include <climits>
 #include <optional>
+#include <queue>
 #include <unordered_map>
 
 using namespace xfmr::runtime;
@@ -74,12 +82,80 @@ const char kGPT2Pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|"
     "\\s+(?!\\S)|\\s+";
 
+/// The length of the UTF-8 character that starts at `text[i]`, or 1 for a
+/// byte that does not start a complete one.
+size_t utf8Length(std::string_view text, size_t i) {
+  auto lead = static_cast<unsigned char>(text[i]);
+  size_t length = lead < 0x80                    ? 1
+                  : lead >= 0xC2 && lead <= 0xDF ? 2
+                  : lead >= 0xE0 && lead <= 0xEF ? 3
+                  : lead >= 0xF0 && lead <= 0xF4 ? 4
+                                                 : 0;
+  if (length == 0 || i + length > text.size())
+    return 1;
+  for (size_t k = 1; k < length; ++k)
+    if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80)
+      return 1;
+  return length;
+}
+
+/// The pattern of a Replace normalizer or decoder: a literal or a regex.
+struct Pattern {
+  std::string literal;
+  std::shared_ptr<Regex> regex; // null: the literal
+
+  /// `text` with each match replaced by `content`.
+  std::string replaceAll(std::string_view text,
+                         const std::string &content) const {
+    std::string result;
+    size_t done = 0;
+    auto onMatch = [&](size_t begin, size_t end) {
+      result.append(text, done, begin - done);
+      result += content;
+      done = end;
+    };
+    if (regex) {
+      regex->forEachMatch(text, onMatch);
+    } else {
+      for (size_t at = text.find(literal); at != std::string_view::npos;
+           at = text.find(literal, at + literal.size()))
+        onMatch(at, at + literal.size());
+    }
+    result.append(text, done, std::string_view::npos);
+    return result;
+  }
+};
+
+/// One normalizer step.
+struct Normalizer {
+  enum class Kind { NFC, Prepend, Replace } kind;
+  std::string text; // Prepend: the prefix; Replace: the replacement
+  Pattern pattern;  // Replace
+};
+
+/// Where the Metaspace pre-tokenizer puts a replacement character before a
+/// piece that does not start with one.
+enum class PrependScheme { Always, First, Never };
+
 /// One pre-tokenizer step.
 struct PreTokenizer {
-  enum class Kind { Split, ByteLevel } kind;
+  enum class Kind { Split, ByteLevel, Metaspace } kind;
   std::shared_ptr<Regex> regex; // Split, or ByteLevel with use_regex
   bool removeMatches = false;   // Split behavior "Removed"
   bool addPrefixSpace = false;  // ByteLevel
+  std::string replacement;      // Metaspace: the character for ' '
+  PrependScheme prependScheme = PrependScheme::Always; // Metaspace
+  bool splitWords = true; // Metaspace: each replacement starts a piece
+};
+
+/// One decoder step (all but ByteLevel, which decodes on its own).
+struct Decoder {
+  enum class Kind { Replace, ByteFallback, Fuse, Strip, Metaspace } kind;
+  Pattern pattern;              // Replace
+  std::string text;             // Replace: the replacement; Strip: the
+                                // character; Metaspace: the replacement
+  size_t start = 0, stop = 0;   // Strip: how many to remove at each end
+  bool stripFirstSpace = false; // Metaspace: prepend_scheme is not "never"
 };
 
 /// The ids of each distinct pre-tokenized piece, within one encode call.
@@ -100,11 +176,6 @@ public:
     if (const JsonValue *pre = json.find("pre_tokenizer");
         pre && !pre->isNull())
       readPreTokenizer(*pre);
-    if (!byteLevel_)
-      throw Error(what_ + ": BPE without a ByteLevel pre-tokenizer (the "
-                          "SentencePiece-style tokenizer.json of Llama 2 and "
-                          "Mistral) is not supported yet; use its "
-                          "tokenizer.model");
     if (const JsonValue *post = json.find("post_processor");
         post && !post->isNull())
       readPostProcessor(*post);
@@ -122,8 +193,8 @@ public:
     PieceCache cache;
     auto encodeText = [&](size_t begin, size_t end) {
       if (end > begin)
-        encodeSegment(std::string_view(input).substr(begin, end - begin), ids,
-                      cache);
+        encodeSegment(std::string_view(input).substr(begin, end - begin),
+                      begin == 0, ids, cache);
     };
     if (addedPattern_) {
       addedPattern_->forEachMatch(input, [&](size_t begin, size_t end) {
@@ -149,12 +220,15 @@ public:
   }
 
   std::string decode(const std::vector<int32_t> &ids) const override {
-    const ByteAlphabet &alphabet = byteAlphabet();
-    std::string text;
-    for (int32_t id : ids) {
+    for (int32_t id : ids)
       if (id < 0 || id >= vocabSize() || !known_[id])
         throw Error("token id " + std::to_string(id) +
                     " is not in the vocabulary of " + what_);
+    if (!byteLevelDecoder_)
+      return decodeSteps(ids);
+    const ByteAlphabet &alphabet = byteAlphabet();
+    std::string text;
+    for (int32_t id : ids) {
       if (isAdded_[id]) {
         text += tokens_[id];
         continue;
@@ -213,9 +287,27 @@ private:
       unsupported("BPE dropout");
     if (const JsonValue *v = model.find("ignore_merges"); v && !v->isNull())
       ignoreMerges_ = v->asBool();
+    if (const JsonValue *v = model.find("byte_fallback"); v && !v->isNull())
+      byteFallback_ = v->asBool();
+    if (const JsonValue *v = model.find("fuse_unk"); v && !v->isNull())
+      fuseUnk_ = v->asBool();
     for (const auto &[text, id] : member(model, "vocab").asObject()) {
       setToken(int32_t(id.asInt()), text, false);
       vocab_[text] = int32_t(id.asInt());
+    }
+    // (An unk_token outside the vocabulary is an error only when needed.)
+    if (const JsonValue *v = model.find("unk_token"); v && !v->isNull())
+      if (auto it = vocab_.find(v->asString()); it != vocab_.end())
+        unkId_ = it->second;
+    // SentencePiece's byte tokens, "<0x00>" to "<0xFF>".
+    for (int byte = 0; byte < 256; ++byte) {
+      static const char hex[] = "0123456789ABCDEF";
+      std::string name = "<0x";
+      name += hex[byte >> 4];
+      name += hex[byte & 15];
+      name += '>';
+      auto it = vocab_.find(name);
+      byteIds_[byte] = it == vocab_.end() ? -1 : it->second;
     }
     const JsonValue::Array &merges = member(model, "merges").asArray();
     for (size_t rank = 0; rank < merges.size(); ++rank) {
@@ -296,11 +388,75 @@ private:
     if (type == "Sequence") {
       for (const JsonValue &step : member(*normalizer, "normalizers").asArray())
         readNormalizer(&step);
-    } else if (type == "NFC") {
-      nfc_ = true;
+      return;
+    }
+    Normalizer step;
+    if (type == "NFC") {
+      step.kind = Normalizer::Kind::NFC;
+    } else if (type == "Prepend") {
+      step.kind = Normalizer::Kind::Prepend;
+      step.text = member(*normalizer, "prepend").asString();
+    } else if (type == "Replace") {
+      step.kind = Normalizer::Kind::Replace;
+      step.pattern = readPattern(*normalizer, "Replace");
+      step.text = member(*normalizer, "content").asString();
     } else {
       unsupported("the normalizer '" + type + "'");
     }
+    normalizers_.push_back(std::move(step));
+  }
+
+  /// The "pattern" of a Replace normalizer or decoder.
+  Pattern readPattern(const JsonValue &object, const std::string &what) const {
+    const JsonValue &pattern = member(object, "pattern");
+    Pattern result;
+    if (const JsonValue *regex = pattern.find("Regex"))
+      result.regex = std::make_shared<Regex>(regex->asString(),
+                                             what_ + " (" + what + " pattern)");
+    else if (const JsonValue *literal = pattern.find("String"))
+      result.literal = literal->asString();
+    else
+      unsupported("a " + what + " pattern that is neither Regex nor String");
+    if (!result.regex && result.literal.empty())
+      throw Error(what_ + ": a " + what + " pattern is empty");
+    return result;
+  }
+
+  /// The prepend scheme of a Metaspace pre-tokenizer or decoder: files
+  /// before `tokenizers` 0.19 say `add_prefix_space` instead (false means
+  /// "never"); the default is "always".
+  PrependScheme readPrependScheme(const JsonValue &metaspace) const {
+    const JsonValue *scheme = metaspace.find("prepend_scheme");
+    const JsonValue *prefix = metaspace.find("add_prefix_space");
+    bool noPrefix = prefix && !prefix->isNull() && !prefix->asBool();
+    if (!scheme || scheme->isNull())
+      return noPrefix ? PrependScheme::Never : PrependScheme::Always;
+    const std::string &name = scheme->asString();
+    PrependScheme result;
+    if (name == "always")
+      result = PrependScheme::Always;
+    else if (name == "first")
+      result = PrependScheme::First;
+    else if (name == "never")
+      result = PrependScheme::Never;
+    else
+      unsupported("the Metaspace prepend_scheme '" + name + "'");
+    if (noPrefix && result != PrependScheme::Never)
+      throw Error(what_ +
+                  ": a Metaspace's add_prefix_space false "
+                  "contradicts its prepend_scheme '" +
+                  name + "'");
+    return result;
+  }
+
+  /// The replacement character of a Metaspace pre-tokenizer or decoder.
+  std::string readReplacement(const JsonValue &metaspace) const {
+    const std::string &replacement =
+        member(metaspace, "replacement").asString();
+    if (replacement.empty() || utf8Length(replacement, 0) != replacement.size())
+      throw Error(what_ + ": the Metaspace replacement '" + replacement +
+                  "' is not one character");
+    return replacement;
   }
 
   void readPreTokenizer(const JsonValue &pre) {
@@ -320,6 +476,12 @@ private:
         step.regex =
             std::make_shared<Regex>(kGPT2Pattern, what_ + " (ByteLevel regex)");
       byteLevel_ = true;
+    } else if (type == "Metaspace") {
+      step.kind = PreTokenizer::Kind::Metaspace;
+      step.replacement = readReplacement(pre);
+      step.prependScheme = readPrependScheme(pre);
+      const JsonValue *split = pre.find("split");
+      step.splitWords = !split || split->isNull() || split->asBool();
     } else if (type == "Split") {
       step.kind = PreTokenizer::Kind::Split;
       const JsonValue &pattern = member(pre, "pattern");
@@ -380,9 +542,45 @@ private:
   void readDecoder(const JsonValue *decoder) {
     if (!decoder || decoder->isNull())
       unsupported("a tokenizer without a decoder");
-    const std::string &type = member(*decoder, "type").asString();
-    if (type != "ByteLevel")
-      unsupported("the decoder '" + type + "'");
+    if (member(*decoder, "type").asString() == "ByteLevel")
+      byteLevelDecoder_ = true;
+    else
+      readDecoderStep(*decoder);
+  }
+
+  void readDecoderStep(const JsonValue &decoder) {
+    const std::string &type = member(decoder, "type").asString();
+    if (type == "Sequence") {
+      for (const JsonValue &step : member(decoder, "decoders").asArray())
+        readDecoderStep(step);
+      return;
+    }
+    Decoder step;
+    if (type == "Replace") {
+      step.kind = Decoder::Kind::Replace;
+      step.pattern = readPattern(decoder, "Replace");
+      step.text = member(decoder, "content").asString();
+    } else if (type == "ByteFallback") {
+      step.kind = Decoder::Kind::ByteFallback;
+    } else if (type == "Fuse") {
+      step.kind = Decoder::Kind::Fuse;
+    } else if (type == "Strip") {
+      step.kind = Decoder::Kind::Strip;
+      step.text = member(decoder, "content").asString();
+      if (step.text.empty() || utf8Length(step.text, 0) != step.text.size())
+        throw Error(what_ + ": the Strip decoder's content '" + step.text +
+                    "' is not one character");
+      step.start = size_t(member(decoder, "start").asInt());
+      step.stop = size_t(member(decoder, "stop").asInt());
+    } else if (type == "Metaspace") {
+      step.kind = Decoder::Kind::Metaspace;
+      step.text = readReplacement(decoder);
+      step.stripFirstSpace = readPrependScheme(decoder) != PrependScheme::Never;
+    } else {
+      unsupported(type == "ByteLevel" ? "the decoder 'ByteLevel' in a Sequence"
+                                      : "the decoder '" + type + "'");
+    }
+    decoders_.push_back(std::move(step));
   }
 
   static uint64_t pairKey(int32_t a, int32_t b) {
@@ -390,16 +588,33 @@ private:
   }
 
   /// Text between added tokens: normalized, pre-tokenized, each piece merged.
-  void encodeSegment(std::string_view text, std::vector<int32_t> &ids,
-                     PieceCache &cache) const {
-    preTokenize(0, nfc_ ? toNFC(text) : std::string(text), ids, cache);
+  /// `atStart`: the text starts the input (Metaspace's "first" scheme).
+  void encodeSegment(std::string_view text, bool atStart,
+                     std::vector<int32_t> &ids, PieceCache &cache) const {
+    std::string normalized(text);
+    for (const Normalizer &step : normalizers_) {
+      switch (step.kind) {
+      case Normalizer::Kind::NFC:
+        normalized = toNFC(normalized);
+        break;
+      case Normalizer::Kind::Prepend:
+        normalized.insert(0, step.text);
+        break;
+      case Normalizer::Kind::Replace:
+        normalized = step.pattern.replaceAll(normalized, step.text);
+        break;
+      }
+    }
+    if (!normalized.empty())
+      preTokenize(0, std::move(normalized), atStart, ids, cache);
   }
 
   /// Runs pre-tokenizer `step` on `piece` and hands each part it makes, in
   /// order, to the next step; after the last step, merges the part. (Depth
-  /// first: no list of the pieces of a long text is ever built.)
-  void preTokenize(size_t step, std::string piece, std::vector<int32_t> &ids,
-                   PieceCache &cache) const {
+  /// first: no list of the pieces of a long text is ever built.) `atStart`:
+  /// the piece starts the input.
+  void preTokenize(size_t step, std::string piece, bool atStart,
+                   std::vector<int32_t> &ids, PieceCache &cache) const {
     if (step == preTokenizers_.size()) {
       auto [it, inserted] = cache.try_emplace(std::move(piece));
       if (inserted)
@@ -411,8 +626,12 @@ private:
     if (pre.kind == PreTokenizer::Kind::ByteLevel && pre.addPrefixSpace &&
         piece[0] != ' ')
       piece.insert(piece.begin(), ' ');
+    if (pre.kind == PreTokenizer::Kind::Metaspace) {
+      metaspace(pre, step, piece, atStart, ids, cache);
+      return;
+    }
     if (!pre.regex) {
-      preTokenize(step + 1, std::move(piece), ids, cache);
+      preTokenize(step + 1, std::move(piece), atStart, ids, cache);
       return;
     }
     // The text around the matches, and (unless removed) the matches, in
@@ -420,17 +639,159 @@ private:
     size_t done = 0;
     pre.regex->forEachMatch(piece, [&](size_t begin, size_t end) {
       if (begin > done)
-        preTokenize(step + 1, piece.substr(done, begin - done), ids, cache);
+        preTokenize(step + 1, piece.substr(done, begin - done),
+                    atStart && done == 0, ids, cache);
       if (!pre.removeMatches)
-        preTokenize(step + 1, piece.substr(begin, end - begin), ids, cache);
+        preTokenize(step + 1, piece.substr(begin, end - begin),
+                    atStart && begin == 0, ids, cache);
       done = end;
     });
     if (done < piece.size())
-      preTokenize(step + 1, piece.substr(done), ids, cache);
+      preTokenize(step + 1, piece.substr(done), atStart && done == 0, ids,
+                  cache);
   }
 
-  /// One pre-tokenized piece: its bytes as ByteLevel symbols, merged by rank.
+  /// The Metaspace pre-tokenizer: spaces become the replacement character,
+  /// which the scheme may put in front; with `split`, each replacement
+  /// character starts a new part.
+  void metaspace(const PreTokenizer &pre, size_t step, std::string_view piece,
+                 bool atStart, std::vector<int32_t> &ids,
+                 PieceCache &cache) const {
+    std::string text;
+    for (char c : piece) {
+      if (c == ' ')
+        text += pre.replacement;
+      else
+        text += c;
+    }
+    bool prepend = pre.prependScheme == PrependScheme::Always ||
+                   (pre.prependScheme == PrependScheme::First && atStart);
+    if (prepend && text.compare(0, pre.replacement.size(), pre.replacement))
+      text.insert(0, pre.replacement);
+    if (!pre.splitWords) {
+      preTokenize(step + 1, std::move(text), atStart, ids, cache);
+      return;
+    }
+    size_t begin = 0;
+    for (size_t at = text.find(pre.replacement, 1); at != std::string::npos;
+         at = text.find(pre.replacement, at + pre.replacement.size())) {
+      preTokenize(step + 1, text.substr(begin, at - begin),
+                  atStart && begin == 0, ids, cache);
+      begin = at;
+    }
+    preTokenize(step + 1, text.substr(begin), atStart && begin == 0, ids,
+                cache);
+  }
+
+  /// One pre-tokenized piece, merged by rank.
   void encodePiece(const std::string &piece, std::vector<int32_t> &ids) const {
+    if (byteLevel_)
+      encodeByteLevelPiece(piece, ids);
+    else
+      encodeCharacterPiece(piece, ids);
+  }
+
+  /// A piece of a SentencePiece-style file: its UTF-8 characters as symbols
+  /// (a byte that is not UTF-8 is a character of its own), merged by rank.
+  void encodeCharacterPiece(const std::string &piece,
+                            std::vector<int32_t> &ids) const {
+    if (ignoreMerges_) {
+      if (auto whole = vocab_.find(piece); whole != vocab_.end()) {
+        ids.push_back(whole->second);
+        return;
+      }
+    }
+    std::vector<int32_t> symbols;
+    bool afterUnknown = false;
+    for (size_t i = 0, length; i < piece.size(); i += length) {
+      length = utf8Length(piece, i);
+      if (auto it = vocab_.find(piece.substr(i, length)); it != vocab_.end()) {
+        symbols.push_back(it->second);
+        afterUnknown = false;
+        continue;
+      }
+      bool bytesKnown = byteFallback_;
+      for (size_t k = 0; k < length; ++k)
+        bytesKnown = bytesKnown && byteIds_[uint8_t(piece[i + k])] >= 0;
+      if (bytesKnown) {
+        for (size_t k = 0; k < length; ++k)
+          symbols.push_back(byteIds_[uint8_t(piece[i + k])]);
+        afterUnknown = false;
+        continue;
+      }
+      if (unkId_ < 0) {
+        std::string bytes;
+        for (size_t k = 0; k < length; ++k)
+          bytes += " " + std::to_string(uint8_t(piece[i + k]));
+        throw Error(what_ + ": the character of bytes" + bytes +
+                    " has no token, and neither byte_fallback nor an "
+                    "unk_token gives it one");
+      }
+      if (!(fuseUnk_ && afterUnknown))
+        symbols.push_back(unkId_);
+      afterUnknown = true;
+    }
+    mergeByRank(symbols);
+    ids.insert(ids.end(), symbols.begin(), symbols.end());
+  }
+
+  /// Merges `symbols` as the reference implementations do: the pair with
+  /// the lowest rank first, the leftmost of equals first, the pairs a merge
+  /// makes included. A priority queue keeps this fast on a whole text (a
+  /// SentencePiece-style file may not pre-tokenize at all).
+  void mergeByRank(std::vector<int32_t> &symbols) const {
+    if (symbols.size() < 2)
+      return;
+    struct Candidate {
+      int32_t rank;
+      uint32_t left;
+      uint64_t pair;
+    };
+    auto later = [](const Candidate &a, const Candidate &b) {
+      return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
+    };
+    std::priority_queue<Candidate, std::vector<Candidate>, decltype(later)>
+        queue(later);
+    // A doubly linked list over the symbols; a merged-away symbol is -1.
+    const uint32_t none = UINT32_MAX;
+    std::vector<uint32_t> prev(symbols.size()), next(symbols.size());
+    for (uint32_t i = 0; i < symbols.size(); ++i) {
+      prev[i] = i == 0 ? none : i - 1;
+      next[i] = i + 1 == symbols.size() ? none : i + 1;
+    }
+    auto consider = [&](uint32_t left) {
+      if (left == none || next[left] == none)
+        return;
+      uint64_t pair = pairKey(symbols[left], symbols[next[left]]);
+      if (auto it = merges_.find(pair); it != merges_.end())
+        queue.push(Candidate{it->second.rank, left, pair});
+    };
+    for (uint32_t i = 0; i + 1 < symbols.size(); ++i)
+      consider(i);
+    while (!queue.empty()) {
+      Candidate top = queue.top();
+      queue.pop();
+      uint32_t right = next[top.left];
+      // Skip a pair that an earlier merge changed.
+      if (symbols[top.left] < 0 || right == none ||
+          pairKey(symbols[top.left], symbols[right]) != top.pair)
+        continue;
+      symbols[top.left] = merges_.at(top.pair).id;
+      symbols[right] = -1;
+      next[top.left] = next[right];
+      if (next[right] != none)
+        prev[next[right]] = top.left;
+      consider(prev[top.left]);
+      consider(top.left);
+    }
+    symbols.erase(std::remove(symbols.begin(), symbols.end(), -1),
+                  symbols.end());
+  }
+
+  /// A piece of a ByteLevel file: its bytes as GPT-2's characters, merged by
+  /// rank.
+  void encodeByteLevelPiece(const std::string &piece,
+                            std::vector<int32_t> &ids) const {
     const ByteAlphabet &alphabet = byteAlphabet();
     std::string characters;
     for (char byte : piece)
@@ -477,6 +838,97 @@ private:
     ids.insert(ids.end(), symbols.begin(), symbols.end());
   }
 
+  /// The text of `ids` through the decoder steps (all but ByteLevel).
+  std::string decodeSteps(const std::vector<int32_t> &ids) const {
+    std::vector<std::string> pieces;
+    for (int32_t id : ids)
+      pieces.push_back(tokens_[id]);
+    for (const Decoder &step : decoders_) {
+      switch (step.kind) {
+      case Decoder::Kind::Replace:
+        for (std::string &piece : pieces)
+          piece = step.pattern.replaceAll(piece, step.text);
+        break;
+      case Decoder::Kind::ByteFallback:
+        pieces = decodeByteTokens(std::move(pieces));
+        break;
+      case Decoder::Kind::Fuse: {
+        std::string all;
+        for (const std::string &piece : pieces)
+          all += piece;
+        pieces.assign(1, std::move(all));
+        break;
+      }
+      case Decoder::Kind::Strip:
+        for (std::string &piece : pieces)
+          piece = strip(piece, step);
+        break;
+      case Decoder::Kind::Metaspace: {
+        Pattern replacement{step.text, nullptr};
+        for (size_t i = 0; i < pieces.size(); ++i) {
+          pieces[i] = replacement.replaceAll(pieces[i], " ");
+          // The space the pre-tokenizer put in front of the text. (The Rust
+          // library drops every replacement character of the first token,
+          // transformers.js only the first, which keeps "  a" as it was.)
+          if (i == 0 && step.stripFirstSpace && !pieces[i].empty() &&
+              pieces[i][0] == ' ')
+            pieces[i].erase(0, 1);
+        }
+        break;
+      }
+      }
+    }
+    std::string text;
+    for (const std::string &piece : pieces)
+      text += piece;
+    return text;
+  }
+
+  /// The Strip decoder: `piece` without up to `step.start` of its character
+  /// at the front and `step.stop` at the back.
+  static std::string strip(const std::string &piece, const Decoder &step) {
+    const std::string &c = step.text;
+    size_t begin = 0, end = piece.size();
+    for (size_t k = 0; k < step.start && piece.compare(begin, c.size(), c) == 0;
+         ++k)
+      begin += c.size();
+    for (size_t k = 0; k < step.stop && end >= begin + c.size() &&
+                       piece.compare(end - c.size(), c.size(), c) == 0;
+         ++k)
+      end -= c.size();
+    return piece.substr(begin, end - begin);
+  }
+
+  /// The ByteFallback decoder: each run of <0xXX> tokens becomes one piece
+  /// of those bytes. (The reference implementations then turn bytes that
+  /// are not UTF-8 into U+FFFD; decode returns bytes, so they stay.)
+  static std::vector<std::string>
+  decodeByteTokens(std::vector<std::string> pieces) {
+    auto hexDigit = [](char c) {
+      return c >= '0' && c <= '9'   ? c - '0'
+             : c >= 'A' && c <= 'F' ? c - 'A' + 10
+             : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                    : -1;
+    };
+    std::vector<std::string> result;
+    bool afterByte = false;
+    for (std::string &piece : pieces) {
+      bool isByte = piece.size() == 6 && piece.compare(0, 3, "<0x") == 0 &&
+                    hexDigit(piece[3]) >= 0 && hexDigit(piece[4]) >= 0 &&
+                    piece[5] == '>';
+      if (!isByte) {
+        result.push_back(std::move(piece));
+        afterByte = false;
+        continue;
+      }
+      if (!afterByte)
+        result.emplace_back();
+      result.back() += char(hexDigit(piece[3]) * 16 + hexDigit(piece[4]));
+      afterByte = true;
+    }
+    return result;
+  }
+
   struct Merge {
     int32_t rank, id;
   };
@@ -490,9 +942,14 @@ private:
   std::vector<AddedToken> added_;
   std::unordered_map<std::string, const AddedToken *> addedByContent_;
   std::shared_ptr<Regex> addedPattern_;
+  bool byteFallback_ = false, fuseUnk_ = false;
+  int32_t unkId_ = -1;
+  int32_t byteIds_[256]; // the id of "<0xXX>", or -1
+  std::vector<Normalizer> normalizers_;
   std::vector<PreTokenizer> preTokenizers_;
   bool byteLevel_ = false;
-  bool nfc_ = false;
+  bool byteLevelDecoder_ = false;
+  std::vector<Decoder> decoders_;
   std::vector<int32_t> prefix_, suffix_;
 };
 

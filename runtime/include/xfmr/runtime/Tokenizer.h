@@ -2,9 +2,12 @@
 //
 // The tokenizers of Hugging Face checkpoints, in C++ (no Python at run time):
 //   - `tokenizer.json` with a BPE model over ByteLevel bytes (GPT-2, Llama-3,
-//     DeepSeek-V3, Qwen2/3): added and special tokens matched first, then the
-//     normalizer (NFC or none), the pre-tokenizers (ByteLevel with or without
-//     its regex, Split on a regex, Sequence), then merges by rank;
+//     DeepSeek-V3, Qwen2/3) or, SentencePiece-style, over UTF-8 characters
+//     with byte fallback (Llama-2, Mistral, Gemma): added and special tokens
+//     matched first, then the normalizers (NFC, Prepend, Replace, Sequence),
+//     the pre-tokenizers (ByteLevel with or without its regex, Split on a
+//     regex, Metaspace, Sequence), then merges by rank; decoded by ByteLevel
+//     or by Replace, ByteFallback, Fuse, Strip and Metaspace steps;
 //   - SentencePiece `tokenizer.model` files, through libsentencepiece;
 // from a file, or from the artifact that carries it.
 // A component the loader does not implement is an error naming it, never a
