@@ -391,6 +391,9 @@ bool contains(const Value &container, const Value &element) {
         return true;
     return false;
   case Value::Kind::Dict:
+    if ((element.isList() && !element.isTuple()) || element.isDict() ||
+        element.isNamespace())
+      fail(std::string("unhashable type: '") + element.typeName() + "'");
     return element.isString() && container.find(element.asString());
   default:
     fail(std::string("argument of type '") + container.typeName() +
@@ -603,6 +606,8 @@ List selectOrReject(const Value &sequence, const Arguments &args, bool select,
   }
   testArgs.keywords = args.keywords;
   List out;
+  if (!sequence.truthy()) // jinja2 iterates only `if value`
+    return out;
   for (const Value &item : iterate(sequence)) {
     Value subject = byAttribute ? getAttribute(item, attribute) : item;
     bool passed =
@@ -632,6 +637,8 @@ Value minOrMax(const Value &sequence, const Arguments &args, bool max,
 }
 
 Value toInt(const Value &value, const Value *fallback) {
+  if (value.isUndefined())
+    failUndefined(value);
   Value otherwise = fallback ? *fallback : Value::integer(0);
   if (value.isInt() || value.isBool())
     return Value::integer(value.asInt());
@@ -660,6 +667,8 @@ Value toInt(const Value &value, const Value *fallback) {
 }
 
 Value toFloat(const Value &value, const Value *fallback) {
+  if (value.isUndefined())
+    failUndefined(value);
   Value otherwise = fallback ? *fallback : Value::floating(0.0);
   if (value.isNumber())
     return Value::floating(value.asDouble());
@@ -903,6 +912,8 @@ Value binaryOperation(const std::string &op, const Value &a, const Value &b) {
       double mod = std::fmod(x, y);
       if (mod != 0 && ((y < 0) != (mod < 0)))
         mod += y;
+      else if (mod == 0)
+        mod = std::copysign(0.0, y); // Python's sign of a zero remainder
       if (op == "%")
         return Value::floating(mod);
       return Value::floating(std::floor((x - mod) / y + 0.5));
@@ -936,7 +947,11 @@ Value binaryOperation(const std::string &op, const Value &a, const Value &b) {
     }
     if (a.asDouble() == 0 && b.asDouble() < 0)
       fail("0.0 cannot be raised to a negative power");
-    return Value::floating(std::pow(a.asDouble(), b.asDouble()));
+    double result = std::pow(a.asDouble(), b.asDouble());
+    if (std::isinf(result) && std::isfinite(a.asDouble()) &&
+        std::isfinite(b.asDouble()))
+      fail("(34, 'Numerical result out of range')");
+    return Value::floating(result);
   }
   fail("unknown operator '" + op + "'");
 }
@@ -948,6 +963,7 @@ Value getAttribute(const Value &object, const std::string &name) {
       "replace",    "find",     "rfind",   "count",   "join",   "isdigit",
       "isalpha",    "isalnum",  "isspace", "islower", "isupper"};
   static const char *const dictMethods[] = {"items", "keys", "values", "get"};
+  static const char *const listMethods[] = {"count", "index"};
   switch (object.kind()) {
   case Value::Kind::Undefined:
     failUndefined(object);
@@ -966,6 +982,11 @@ Value getAttribute(const Value &object, const std::string &name) {
   case Value::Kind::Namespace:
     if (const Value *member = object.find(name))
       return *member;
+    break;
+  case Value::Kind::List:
+    for (const char *method : listMethods)
+      if (name == method)
+        return Value::function("list." + name, object);
     break;
   default:
     break;
@@ -1017,8 +1038,8 @@ Value getSlice(const Value &object, const Value &start, const Value &stop,
       out += part.asString();
     return Value::string(std::move(out));
   }
-  return Value::undefined("'" + std::string(object.typeName()) +
-                          " object' is not subscriptable");
+  // Jinja slices bypass its forgiving getitem: Python's TypeError surfaces.
+  fail("'" + std::string(object.typeName()) + "' object is not subscriptable");
 }
 
 Value globalFunction(const std::string &name) {
@@ -1118,6 +1139,24 @@ Value callFunction(const Value &function, const Arguments &args) {
       if (const Value *member = self.find(key.asString()))
         return *member;
     return p.get(1) ? *p.get(1) : Value::none();
+  }
+
+  // Methods of lists and tuples.
+  if (name == "list.count" || name == "list.index") {
+    Parameters p(name.substr(5), args, {"value"});
+    const Value &needle = p.require(0, name.substr(5));
+    const List &items = self.asList();
+    int64_t count = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!equals(items[i], needle))
+        continue;
+      if (name == "list.index")
+        return Value::integer(static_cast<int64_t>(i));
+      ++count;
+    }
+    if (name == "list.index")
+      fail(needle.repr() + " is not in list");
+    return Value::integer(count);
   }
 
   // Methods of strings.
@@ -1344,6 +1383,8 @@ Value applyFilter(const std::string &name, const Value &value,
     List out, seen;
     for (const Value &item : iterate(value)) {
       Value key = sortKey(item, p.get(1), p.flag(0));
+      if ((key.isList() && !key.isTuple()) || key.isDict() || key.isNamespace())
+        fail(std::string("unhashable type: '") + key.typeName() + "'");
       if (std::none_of(seen.begin(), seen.end(),
                        [&](const Value &s) { return equals(s, key); })) {
         seen.push_back(key);
@@ -1384,9 +1425,17 @@ Value applyFilter(const std::string &name, const Value &value,
     Parameters p(name, args, {"precision", "method"});
     int64_t precision = p.get(0) ? requireInt(*p.get(0), "precision") : 0;
     std::string method = p.get(1) ? p.get(1)->str() : "common";
-    double x = toFloat(value, nullptr).asDouble();
+    if (value.isUndefined())
+      failUndefined(value);
+    if (!value.isNumber())
+      fail(std::string("type ") + value.typeName() +
+           " doesn't define __round__ method");
     if (method != "common" && method != "ceil" && method != "floor")
       fail("method must be common, ceil or floor");
+    // Python's round() of an int (or bool) is that int.
+    if (method == "common" && !value.isFloat() && precision >= 0)
+      return Value::integer(value.asInt());
+    double x = value.asDouble();
     if (method == "common" && precision >= 0 && precision <= 300 &&
         std::isfinite(x)) {
       // Python's round(): the exact binary value rounded half to even at
@@ -1426,6 +1475,8 @@ Value applyFilter(const std::string &name, const Value &value,
   }
   if (name == "map") {
     List out;
+    if (!value.truthy()) // jinja2 iterates only `if value`
+      return Value::list(std::move(out));
     bool byAttribute = args.positional.empty();
     if (byAttribute) {
       Parameters p(name, args, {"attribute", "default"});
@@ -1454,7 +1505,9 @@ Value applyFilter(const std::string &name, const Value &value,
         selectOrReject(value, args, name == "selectattr", true, name));
   if (name == "indent") {
     Parameters p(name, args, {"width", "first", "blank"});
-    return Value::string(indent(string(), p.get(0), p.flag(1), p.flag(2)));
+    // jinja2 appends "\n" to the value itself: only strings work.
+    return Value::string(indent(requireString(value, "indent() value"),
+                                p.get(0), p.flag(1), p.flag(2)));
   }
   if (name == "safe") {
     Parameters p(name, args, {});
@@ -1508,15 +1561,15 @@ bool applyTest(const std::string &name, const Value &value,
   if (name == "iterable")
     return none(), value.isString() || value.isList() || value.isDict() ||
                        value.isUndefined();
-  if (name == "sequence")
-    return none(), value.isString() || value.isList() || value.isDict();
-  if (name == "callable")
-    return none(), isCallable(value);
+  if (name == "sequence") // (undefined has len() and [], as jinja2's does)
+    return none(), value.isString() || value.isList() || value.isDict() ||
+                       value.isUndefined();
+  if (name == "callable") // (an undefined value is callable: it raises)
+    return none(), isCallable(value) || value.isUndefined();
   if (name == "lower" || name == "upper") {
     none();
-    if (!value.isString())
-      return false;
-    Value method = Value::function("str.is" + name, value);
+    // jinja2: str(value).islower()
+    Value method = Value::function("str.is" + name, Value::string(value.str()));
     return callFunction(method, Arguments{}).asBool();
   }
   if (name == "escaped")
@@ -1554,8 +1607,8 @@ bool applyTest(const std::string &name, const Value &value,
   }
   if (name == "even" || name == "odd") {
     none();
-    int64_t n = requireInt(value, name + " test operand");
-    return (n % 2 == 0) == (name == "even");
+    Value rest = binaryOperation("%", value, Value::integer(2));
+    return equals(rest, Value::integer(name == "even" ? 0 : 1));
   }
   fail("no test named '" + name + "'");
 }
