@@ -210,6 +210,11 @@ def make_seeds(bin_dir: Path, seeds: Path) -> None:
                             "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|length }}",
             "huge-string": "{{ 'x' * 1000000000 }}{{ ('ab' * 100000) * 100000 }}",
             "unterminated": "{% for m in messages %}{{ m.content",
+            "macros": "{% macro show(v, depth=0) %}{% if v is mapping %}{% for k, x in "
+                      "v.items() %}{{ k }}={{ show(x, depth + 1) }}{% endfor %}{% else %}"
+                      "{{ v }}{% endif %}{% endmacro %}{% for m in messages %}"
+                      "{{ show(m) }}{% endfor %}",
+            "macro-recursion": "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}",
         }.items():
             write(templates, name, source.encode() + b"\0" + conversation)
         write(templates, "bad-messages", b"{{ messages[0].content }}\0[1, [2]]")

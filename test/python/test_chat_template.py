@@ -75,7 +75,7 @@ def outcome(render):
     try:
         return ("ok", render())
     except (jinja2.TemplateError, OracleError, TypeError, ValueError, ZeroDivisionError,
-            AttributeError, OverflowError, xfmr.Error):
+            AttributeError, OverflowError, RecursionError, xfmr.Error):
         return ("error", None)
 
 
@@ -173,6 +173,20 @@ CASES = [
     ("{{ x|string }} {{ x }} {{ y }} {{ z }}", {"x": "a\u2028b\u00ad", "y": [1e100, -1.5e-10],
                                               "z": {"k": "\u00e9\U0001F600"}}),
     ("{{ 'multi' 'part' }} {{ 1_000 }} {{ .5 if false else 2. if false else 3 }}", {}),
+    ("{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}"
+     "{{ greet('a') }} {{ greet('b', '?') }} {{ greet(punct='.', name='c') }} {{ greet() }}|",
+     {}),
+    ("{% macro render(v) %}{% if v is mapping %}{{ '{' }}{% for k, x in v.items() %}{{ k }}:"
+     "{{ render(x) }},{% endfor %}{{ '}' }}{% elif v is iterable and v is not string %}["
+     "{% for x in v %}{{ render(x) }};{% endfor %}]{% else %}{{ v }}{% endif %}{% endmacro %}"
+     "{{ render(data) }}", {"data": {"a": [1, {"b": "c"}], "d": None}}),
+    ("{% set top = 'T' %}{% macro m(y) %}{{ top }}{{ x }}{{ y }}{{ ctx }}{% endmacro %}"
+     "{% for x in [1] %}{{ m(x) }}{% endfor %}{{ m|string|length > 0 }}", {"ctx": "C"}),
+    ("{% macro m() %}{% set inner = 1 %}{{ inner }}{% endmacro %}{{ m() }}{{ inner }}|"
+     "{{ m() ~ 'x' }}{{ m()|length }}", {}),
+    ("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, 2) }}", {}),
+    ("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(b=1) }}", {}),
+    ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", {}),
     # Errors: both sides must fail.
     ("{{ raise_exception('bad role') }}", {}),
     ("{{ undefined_thing.attribute }}", {}),

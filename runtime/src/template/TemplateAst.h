@@ -56,7 +56,9 @@ struct Node {
     SetBlock, // set targets[0] %}body{% endset
     Break,
     Continue,
-    Block // a body rendered as is ({% generation %}: Hugging Face's marker)
+    Block, // a body rendered as is ({% generation %}: Hugging Face's marker)
+    Macro  // macro attribute(targets = parameters, kwargs' values = defaults)
+
   };
   Kind kind;
   int line = 0;
@@ -65,6 +67,8 @@ struct Node {
   ExprPtr filter;
   std::vector<std::string> targets;
   std::string attribute;
+  /// Macro: each parameter's default (null: none).
+  std::vector<ExprPtr> defaults;
   std::vector<Node> body;
   std::vector<Node> orElse;
 };

@@ -188,8 +188,8 @@ private:
     if (t.kind != TK::Name)
       fail("tag name expected");
     static const std::set<std::string> unsupported = {
-        "macro", "call",    "filter", "with", "include",    "import",
-        "from",  "extends", "block",  "do",   "autoescape", "trans"};
+        "call",    "filter", "with", "include",    "import", "from",
+        "extends", "block",  "do",   "autoescape", "trans"};
     const std::string &name = t.text;
     int line = t.line;
     if (name == "if")
@@ -219,10 +219,12 @@ private:
       expectBlockEnd();
       return node;
     }
+    if (name == "macro")
+      return parseMacro();
     if (unsupported.count(name))
       fail("the tag '" + name +
                "' is not supported in chat templates by xfmr (supported: if, "
-               "for, set, break, continue, raw, generation)",
+               "for, set, macro, break, continue, raw, generation)",
            line);
     fail("encountered unknown tag '" + name + "'", line);
   }
@@ -280,6 +282,33 @@ private:
       expectBlockEnd();
       node.orElse = parseBody({"endfor"}, end);
     }
+    expectBlockEnd();
+    return node;
+  }
+
+  /// `macro name(a, b=default)`: its body renders when called.
+  Node parseMacro() {
+    Node node;
+    node.kind = Node::Kind::Macro;
+    node.line = next().line;
+    node.attribute = expectName();
+    expectOp("(");
+    while (!isOp(")")) {
+      if (!node.targets.empty())
+        expectOp(",");
+      node.targets.push_back(expectName());
+      node.defaults.push_back(acceptOp("=") ? parseExpression(true) : nullptr);
+      if (!node.defaults.back() && node.defaults.size() > 1 &&
+          node.defaults[node.defaults.size() - 2])
+        fail("a macro parameter without a default follows one with a default");
+    }
+    expectOp(")");
+    expectBlockEnd();
+    int savedLoops = loopDepth_;
+    loopDepth_ = 0; // break/continue cannot leave a macro
+    std::string end;
+    node.body = parseBody({"endmacro"}, end);
+    loopDepth_ = savedLoops;
     expectBlockEnd();
     return node;
   }

@@ -140,6 +140,12 @@ private:
       return Flow::Continue;
     case Node::Kind::Block:
       return renderBody(node.body);
+    case Node::Kind::Macro:
+      macros_.push_back(&node);
+      assign(node.attribute,
+             Value::function(kMacroPrefix + node.attribute,
+                             Value::integer(int64_t(macros_.size() - 1))));
+      return Flow::Normal;
     }
     return Flow::Normal;
   }
@@ -272,6 +278,9 @@ private:
       Value callee = eval(*e.args[0]);
       Arguments args = arguments(e, 1);
       line_ = e.line;
+      if (callee.isFunction() &&
+          callee.name().compare(0, kMacroPrefix.size(), kMacroPrefix) == 0)
+        return callMacro(*macros_[size_t(callee.boundSelf().asInt())], args);
       return callFunction(callee, args);
     }
     case Expr::Kind::Filter: {
@@ -314,6 +323,59 @@ private:
     return Value();
   }
 
+  /// A macro's body renders into a string of its own, in a scope that sees
+  /// the context and the template's top-level names (not the caller's
+  /// loop variables), with its parameters bound as Python binds them.
+  Value callMacro(const Node &macro, const Arguments &args) {
+    const std::string &name = macro.attribute;
+    size_t count = macro.targets.size();
+    if (args.positional.size() > count)
+      throw Error("macro '" + name + "' takes not more than " +
+                  std::to_string(count) + " argument(s)");
+    if (++macroDepth_ > kMaxMacroDepth)
+      throw Error("macros call each other deeper than " +
+                  std::to_string(kMaxMacroDepth) + " levels");
+    std::vector<Scope> saved(scopes_.begin() + 2, scopes_.end());
+    scopes_.resize(2);
+    scopes_.emplace_back();
+    std::string savedOut = std::move(out_);
+    out_.clear();
+    for (size_t i = 0; i < count; ++i) {
+      const std::string &parameter = macro.targets[i];
+      const Value *given =
+          i < args.positional.size() ? &args.positional[i] : nullptr;
+      for (const auto &keyword : args.keywords)
+        if (keyword.first == parameter) {
+          if (given)
+            throw Error("macro '" + name + "' got multiple values for '" +
+                        parameter + "'");
+          given = &keyword.second;
+        }
+      if (given)
+        assign(parameter, *given);
+      else if (macro.defaults[i])
+        assign(parameter, eval(*macro.defaults[i]));
+      else
+        assign(parameter, Value::undefined("'" + parameter + "' is undefined"));
+    }
+    for (const auto &keyword : args.keywords)
+      if (std::find(macro.targets.begin(), macro.targets.end(),
+                    keyword.first) == macro.targets.end())
+        throw Error("macro '" + name + "' takes no keyword argument '" +
+                    keyword.first + "'");
+    renderBody(macro.body);
+    std::string result = std::move(out_);
+    out_ = std::move(savedOut);
+    scopes_.resize(2);
+    scopes_.insert(scopes_.end(), saved.begin(), saved.end());
+    --macroDepth_;
+    return Value::string(std::move(result));
+  }
+
+  static inline const std::string kMacroPrefix = "macro ";
+  static constexpr int kMaxMacroDepth = 100;
+  std::vector<const Node *> macros_;
+  int macroDepth_ = 0;
   std::vector<Scope> scopes_;
   std::string out_;
   uint64_t steps_ = 0;

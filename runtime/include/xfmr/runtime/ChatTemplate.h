@@ -6,9 +6,10 @@
 // json.dumps's arguments, `raise_exception`, `strftime_now`). The subset
 // covers what real chat templates use (DeepSeek-V3, Llama-3, Qwen3, ...):
 // if/elif/else, for (with `loop`, `else`, filters, unpacking), set (also
-// `namespace` attributes and blocks), break/continue, raw, Python operators
-// and str/dict methods, Jinja's common filters and tests. Anything outside it
-// (macros, includes, unknown filters) is an error naming it and the line.
+// `namespace` attributes and blocks), macros, break/continue, raw, Python
+// operators and str/dict methods, Jinja's common filters and tests. Anything
+// outside it (call blocks, includes, unknown filters) is an error naming it
+// and the line.
 //
 //===----------------------------------------------------------------------===//
 
