@@ -535,6 +535,432 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                 memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
               });
         };
+        // Prefill as two small matrix products per chunk of keys
+        // (FlashAttention-2's inner loop shaped for a CPU's vector
+        // registers). A task takes kQueryTile tokens of one KV head with the
+        // `group` query heads that share it: `rows` query rows, laid out in
+        // vector lanes.
+        //  - Q^T [keyDim, paddedRows]: the tile's queries, scaled and
+        //    transposed once per task.
+        //  - S^T = K Q^T per chunk: a key's channel, broadcast, times a row
+        //    of Q^T accumulates keyBlock keys x laneVectors vectors of
+        //    scores; no horizontal sums. Masked keys (causal, window, past
+        //    the chunk, rows past the tile) score -inf.
+        //  - the online softmax of all rows at once: one max, correction
+        //    and set of weights per chunk, in vector exps.
+        //  - O += P V: rowBlock rows x pieceBlock vectors of outputs stay in
+        //    registers over the chunk; each value vector is loaded once for
+        //    rowBlock rows.
+        int64_t rows = kQueryTile * group;
+        int64_t laneVectors = (rows + width - 1) / width;
+        int64_t paddedRows = laneVectors * width;
+        int64_t keyBlock = laneVectors <= 3 ? 4 : laneVectors <= 6 ? 2 : 1;
+        int64_t rowBlock = width >= 16 ? 4 : 2;
+        int64_t pieceBlock = std::max<int64_t>(
+            1, std::min<int64_t>(pieces, (width >= 16 ? 16 : 8) / rowBlock));
+        bool gemmTiles = vectorized && !sinks && laneVectors <= 8 &&
+                         kKeyChunk % keyBlock == 0;
+        auto tiledGemm = [&](OpBuilder &b, Location loc) {
+          Type i32 = b.getI32Type();
+          auto laneType = VectorType::get({width}, i32);
+          Value vNegInf = arith::ConstantOp::create(
+              b, loc,
+              DenseElementsAttr::get(
+                  vectorType,
+                  b.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
+          Value tileSize = index(b, loc, kQueryTile);
+          Value tiles = arith::CeilDivUIOp::create(b, loc, tokens, tileSize);
+          Value tasks =
+              arith::MulIOp::create(b, loc, tiles, index(b, loc, kvHeads));
+          Value groupSize = index(b, loc, group);
+          parallelFor(
+              b, loc, zero, tasks, [&](OpBuilder &b, Location loc, Value task) {
+                Value kvHead = arith::RemUIOp::create(b, loc, task,
+                                                      index(b, loc, kvHeads));
+                // First tile with the last, second with the one before, ...:
+                // causal tiles grow with their index (see `tiled`).
+                Value order = arith::DivUIOp::create(b, loc, task,
+                                                     index(b, loc, kvHeads));
+                Value two = index(b, loc, 2);
+                Value half = arith::DivUIOp::create(b, loc, order, two);
+                Value odd = arith::CmpIOp::create(
+                    b, loc, arith::CmpIPredicate::eq,
+                    arith::RemUIOp::create(b, loc, order, two), one);
+                Value lastTile = arith::SubIOp::create(b, loc, tiles, one);
+                Value fromEnd = arith::SubIOp::create(b, loc, lastTile, half);
+                Value tile =
+                    arith::SelectOp::create(b, loc, odd, fromEnd, half);
+                Value t0 = arith::MulIOp::create(b, loc, tile, tileSize);
+                Value t1 = arith::MinUIOp::create(
+                    b, loc, tokens,
+                    arith::AddIOp::create(b, loc, t0, tileSize));
+                Value firstHead =
+                    arith::MulIOp::create(b, loc, kvHead, groupSize);
+                auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
+                Block *body = new Block();
+                scope.getBodyRegion().push_back(body);
+                OpBuilder::InsertionGuard guard(b);
+                b.setInsertionPointToStart(body);
+                auto f32Buffer = [&](ArrayRef<int64_t> shape) -> Value {
+                  return memref::AllocaOp::create(
+                      b, loc, MemRefType::get(shape, b.getF32Type()));
+                };
+                Value qt = f32Buffer({keyDim, paddedRows});
+                Value ot = f32Buffer({rows, valueDim});
+                // Scores of the chunk, then its weights (times value scales).
+                Value pt = f32Buffer({kKeyChunk, paddedRows});
+                // Per row: running max, running sum, this chunk's correction.
+                Value state = f32Buffer({3, paddedRows});
+                // Per row: the visible keys [lo, hi).
+                Value bounds = memref::AllocaOp::create(
+                    b, loc, MemRefType::get({2, paddedRows}, i32));
+                serialFor(
+                    b, loc, zero, index(b, loc, paddedRows),
+                    [&](OpBuilder &b, Location loc, Value lane) {
+                      Value token = arith::AddIOp::create(
+                          b, loc, t0,
+                          arith::DivUIOp::create(b, loc, lane, groupSize));
+                      Value g = arith::RemUIOp::create(b, loc, lane, groupSize);
+                      Value inRows = arith::CmpIOp::create(
+                          b, loc, arith::CmpIPredicate::ult, lane,
+                          index(b, loc, rows));
+                      Value inTile = arith::CmpIOp::create(
+                          b, loc, arith::CmpIPredicate::ult, token, t1);
+                      Value isRow =
+                          arith::AndIOp::create(b, loc, inRows, inTile);
+                      auto branch = scf::IfOp::create(
+                          b, loc, isRow,
+                          [&](OpBuilder &b, Location loc) {
+                            Value position =
+                                arith::AddIOp::create(b, loc, start, token);
+                            VisibleKeys keys = visibleKeys(
+                                b, loc, position, capacity, window, sinks);
+                            Value h =
+                                arith::AddIOp::create(b, loc, firstHead, g);
+                            serialFor(b, loc, zero, index(b, loc, keyDim),
+                                      [&](OpBuilder &b, Location loc, Value d) {
+                                        Value x = memref::LoadOp::create(
+                                            b, loc, q, ValueRange{token, h, d});
+                                        Value scaled = arith::MulFOp::create(
+                                            b, loc, x, f32(b, loc, scale));
+                                        memref::StoreOp::create(
+                                            b, loc, scaled, qt,
+                                            ValueRange{d, lane});
+                                      });
+                            scf::YieldOp::create(
+                                b, loc,
+                                ValueRange{arith::IndexCastOp::create(
+                                               b, loc, i32, keys.begin),
+                                           arith::IndexCastOp::create(
+                                               b, loc, i32, keys.end)});
+                          },
+                          [&](OpBuilder &b, Location loc) {
+                            serialFor(b, loc, zero, index(b, loc, keyDim),
+                                      [&](OpBuilder &b, Location loc, Value d) {
+                                        memref::StoreOp::create(
+                                            b, loc, f32(b, loc, 0.0), qt,
+                                            ValueRange{d, lane});
+                                      });
+                            Value none = arith::ConstantOp::create(
+                                b, loc, b.getI32IntegerAttr(0));
+                            scf::YieldOp::create(b, loc,
+                                                 ValueRange{none, none});
+                          });
+                      memref::StoreOp::create(b, loc, branch.getResult(0),
+                                              bounds, ValueRange{zero, lane});
+                      memref::StoreOp::create(b, loc, branch.getResult(1),
+                                              bounds, ValueRange{one, lane});
+                      memref::StoreOp::create(b, loc, negInf, state,
+                                              ValueRange{zero, lane});
+                      memref::StoreOp::create(b, loc, f32(b, loc, 0.0), state,
+                                              ValueRange{one, lane});
+                    });
+                serialFor(b, loc, zero, index(b, loc, rows),
+                          [&](OpBuilder &b, Location loc, Value r) {
+                            for (int64_t p = 0; p < pieces; ++p)
+                              vector::StoreOp::create(
+                                  b, loc, vzero, ot,
+                                  ValueRange{r, index(b, loc, p * width)});
+                          });
+                Value firstPosition = arith::AddIOp::create(b, loc, start, t0);
+                VisibleKeys firstKeys =
+                    visibleKeys(b, loc, firstPosition, capacity, window, sinks);
+                Value keyEnd = arith::AddIOp::create(b, loc, start, t1);
+                Value chunk = index(b, loc, kKeyChunk);
+                Value lastSlot = index(b, loc, capacity - 1);
+                scf::ForOp::create(
+                    b, loc, firstKeys.begin, keyEnd, chunk, ValueRange{},
+                    [&](OpBuilder &b, Location loc, Value c0, ValueRange) {
+                      Value c1 = arith::MinUIOp::create(
+                          b, loc, arith::AddIOp::create(b, loc, c0, chunk),
+                          keyEnd);
+                      Value length = arith::SubIOp::create(b, loc, c1, c0);
+                      // S^T, masked, into pt; the chunk's max per row.
+                      SmallVector<Value> maxInit(laneVectors, vNegInf);
+                      auto scoreBlocks = scf::ForOp::create(
+                          b, loc, c0, c1, index(b, loc, keyBlock), maxInit,
+                          [&](OpBuilder &b, Location loc, Value jb,
+                              ValueRange chunkMax) {
+                            SmallVector<Value> slots;
+                            for (int64_t k = 0; k < keyBlock; ++k)
+                              slots.push_back(arith::MinUIOp::create(
+                                  b, loc,
+                                  arith::AddIOp::create(b, loc, jb,
+                                                        index(b, loc, k)),
+                                  lastSlot));
+                            SmallVector<Value> accInit(keyBlock * laneVectors,
+                                                       vzero);
+                            auto channels = scf::ForOp::create(
+                                b, loc, zero, index(b, loc, keyDim), one,
+                                accInit,
+                                [&](OpBuilder &b, Location loc, Value d,
+                                    ValueRange acc) {
+                                  SmallVector<Value> queries;
+                                  for (int64_t i = 0; i < laneVectors; ++i)
+                                    queries.push_back(vector::LoadOp::create(
+                                        b, loc, vectorType, qt,
+                                        ValueRange{d,
+                                                   index(b, loc, i * width)}));
+                                  SmallVector<Value> next;
+                                  for (int64_t k = 0; k < keyBlock; ++k) {
+                                    Value channel = loadAsF32(
+                                        b, loc, cache, {slots[k], kvHead, d},
+                                        format, table);
+                                    Value spread = vector::BroadcastOp::create(
+                                        b, loc, vectorType, channel);
+                                    for (int64_t i = 0; i < laneVectors; ++i)
+                                      next.push_back(vector::FMAOp::create(
+                                          b, loc, spread, queries[i],
+                                          acc[k * laneVectors + i]));
+                                  }
+                                  scf::YieldOp::create(b, loc, next);
+                                });
+                            SmallVector<Value> maxima(chunkMax.begin(),
+                                                      chunkMax.end());
+                            for (int64_t k = 0; k < keyBlock; ++k) {
+                              Value j = arith::AddIOp::create(b, loc, jb,
+                                                              index(b, loc, k));
+                              Value inChunk = arith::CmpIOp::create(
+                                  b, loc, arith::CmpIPredicate::ult, j, c1);
+                              Value key = vector::BroadcastOp::create(
+                                  b, loc, laneType,
+                                  arith::IndexCastOp::create(b, loc, i32, j));
+                              Value keyScale;
+                              if (scaled)
+                                keyScale = vector::BroadcastOp::create(
+                                    b, loc, vectorType,
+                                    memref::LoadOp::create(
+                                        b, loc, scales,
+                                        ValueRange{slots[k], kvHead, zero}));
+                              // Rows j - c0 < kKeyChunk: blocks divide a chunk.
+                              Value local =
+                                  arith::SubIOp::create(b, loc, j, c0);
+                              Value row = arith::MinUIOp::create(
+                                  b, loc, local, index(b, loc, kKeyChunk - 1));
+                              for (int64_t i = 0; i < laneVectors; ++i) {
+                                Value lane = index(b, loc, i * width);
+                                Value lo = vector::LoadOp::create(
+                                    b, loc, laneType, bounds,
+                                    ValueRange{zero, lane});
+                                Value hi = vector::LoadOp::create(
+                                    b, loc, laneType, bounds,
+                                    ValueRange{one, lane});
+                                Value afterLo = arith::CmpIOp::create(
+                                    b, loc, arith::CmpIPredicate::sge, key, lo);
+                                Value beforeHi = arith::CmpIOp::create(
+                                    b, loc, arith::CmpIPredicate::slt, key, hi);
+                                Value visible = arith::AndIOp::create(
+                                    b, loc, afterLo, beforeHi);
+                                Value score =
+                                    channels.getResult(k * laneVectors + i);
+                                if (keyScale)
+                                  score = arith::MulFOp::create(b, loc, score,
+                                                                keyScale);
+                                score = arith::SelectOp::create(b, loc, visible,
+                                                                score, vNegInf);
+                                score = arith::SelectOp::create(b, loc, inChunk,
+                                                                score, vNegInf);
+                                vector::StoreOp::create(b, loc, score, pt,
+                                                        ValueRange{row, lane});
+                                maxima[i] = arith::MaximumFOp::create(
+                                    b, loc, maxima[i], score);
+                              }
+                            }
+                            scf::YieldOp::create(b, loc, maxima);
+                          });
+                      // The online softmax of every row: new max, correction,
+                      // weights (times the value scales) and sum.
+                      SmallVector<Value> shifts, sumInit;
+                      for (int64_t i = 0; i < laneVectors; ++i) {
+                        Value lane = index(b, loc, i * width);
+                        Value oldMax = vector::LoadOp::create(
+                            b, loc, vectorType, state, ValueRange{zero, lane});
+                        Value newMax = arith::MaximumFOp::create(
+                            b, loc, oldMax, scoreBlocks.getResult(i));
+                        // A row that saw no key yet keeps max -inf: shift by 0
+                        // so its weights and correction are exp(-inf) = 0.
+                        Value empty = arith::CmpFOp::create(
+                            b, loc, arith::CmpFPredicate::OEQ, newMax, vNegInf);
+                        Value shift = arith::SelectOp::create(b, loc, empty,
+                                                              vzero, newMax);
+                        Value correction = vectorExp(
+                            b, loc,
+                            arith::SubFOp::create(b, loc, oldMax, shift));
+                        vector::StoreOp::create(b, loc, newMax, state,
+                                                ValueRange{zero, lane});
+                        vector::StoreOp::create(b, loc, correction, state,
+                                                ValueRange{two, lane});
+                        Value oldSum = vector::LoadOp::create(
+                            b, loc, vectorType, state, ValueRange{one, lane});
+                        shifts.push_back(shift);
+                        sumInit.push_back(
+                            arith::MulFOp::create(b, loc, oldSum, correction));
+                      }
+                      auto weights = scf::ForOp::create(
+                          b, loc, zero, length, one, sumInit,
+                          [&](OpBuilder &b, Location loc, Value jl,
+                              ValueRange sums) {
+                            Value valueScale;
+                            if (scaled)
+                              valueScale = vector::BroadcastOp::create(
+                                  b, loc, vectorType,
+                                  memref::LoadOp::create(
+                                      b, loc, scales,
+                                      ValueRange{
+                                          arith::AddIOp::create(b, loc, c0, jl),
+                                          kvHead, one}));
+                            SmallVector<Value> next;
+                            for (int64_t i = 0; i < laneVectors; ++i) {
+                              Value lane = index(b, loc, i * width);
+                              Value score = vector::LoadOp::create(
+                                  b, loc, vectorType, pt, ValueRange{jl, lane});
+                              Value weight =
+                                  vectorExp(b, loc,
+                                            arith::SubFOp::create(b, loc, score,
+                                                                  shifts[i]));
+                              next.push_back(arith::AddFOp::create(
+                                  b, loc, sums[i], weight));
+                              if (valueScale)
+                                weight = arith::MulFOp::create(b, loc, weight,
+                                                               valueScale);
+                              vector::StoreOp::create(b, loc, weight, pt,
+                                                      ValueRange{jl, lane});
+                            }
+                            scf::YieldOp::create(b, loc, next);
+                          });
+                      for (int64_t i = 0; i < laneVectors; ++i)
+                        vector::StoreOp::create(
+                            b, loc, weights.getResult(i), state,
+                            ValueRange{one, index(b, loc, i * width)});
+                      // O = O * correction + P V, `count` rows from `first`.
+                      auto valueBlock = [&](OpBuilder &b, Location loc,
+                                            Value first, int64_t count) {
+                        SmallVector<Value> rowIndex;
+                        for (int64_t r = 0; r < count; ++r)
+                          rowIndex.push_back(arith::AddIOp::create(
+                              b, loc, first, index(b, loc, r)));
+                        for (int64_t p0 = 0; p0 < pieces; p0 += pieceBlock) {
+                          int64_t span = std::min(pieceBlock, pieces - p0);
+                          SmallVector<Value> init;
+                          for (int64_t r = 0; r < count; ++r) {
+                            Value correction = vector::BroadcastOp::create(
+                                b, loc, vectorType,
+                                memref::LoadOp::create(
+                                    b, loc, state,
+                                    ValueRange{two, rowIndex[r]}));
+                            for (int64_t p = 0; p < span; ++p) {
+                              Value acc = vector::LoadOp::create(
+                                  b, loc, vectorType, ot,
+                                  ValueRange{rowIndex[r],
+                                             index(b, loc, (p0 + p) * width)});
+                              init.push_back(arith::MulFOp::create(b, loc, acc,
+                                                                   correction));
+                            }
+                          }
+                          auto values = scf::ForOp::create(
+                              b, loc, zero, length, one, init,
+                              [&](OpBuilder &b, Location loc, Value jl,
+                                  ValueRange acc) {
+                                Value j = arith::AddIOp::create(b, loc, c0, jl);
+                                SmallVector<Value> v;
+                                for (int64_t p = 0; p < span; ++p)
+                                  v.push_back(loadVectorAsF32(
+                                      b, loc, cache,
+                                      {j, kvHead,
+                                       index(b, loc,
+                                             keyDim + (p0 + p) * width)},
+                                      format, table, width));
+                                SmallVector<Value> next;
+                                for (int64_t r = 0; r < count; ++r) {
+                                  Value weight = vector::BroadcastOp::create(
+                                      b, loc, vectorType,
+                                      memref::LoadOp::create(
+                                          b, loc, pt,
+                                          ValueRange{jl, rowIndex[r]}));
+                                  for (int64_t p = 0; p < span; ++p)
+                                    next.push_back(vector::FMAOp::create(
+                                        b, loc, weight, v[p],
+                                        acc[r * span + p]));
+                                }
+                                scf::YieldOp::create(b, loc, next);
+                              });
+                          for (int64_t r = 0; r < count; ++r)
+                            for (int64_t p = 0; p < span; ++p)
+                              vector::StoreOp::create(
+                                  b, loc, values.getResult(r * span + p), ot,
+                                  ValueRange{rowIndex[r],
+                                             index(b, loc, (p0 + p) * width)});
+                        }
+                      };
+                      int64_t fullRows = rows - rows % rowBlock;
+                      Value rowsEnd = index(b, loc, fullRows);
+                      Value rowStep = index(b, loc, rowBlock);
+                      if (fullRows > 0)
+                        scf::ForOp::create(
+                            b, loc, zero, rowsEnd, rowStep, ValueRange{},
+                            [&](OpBuilder &b, Location loc, Value first,
+                                ValueRange) {
+                              valueBlock(b, loc, first, rowBlock);
+                              scf::YieldOp::create(b, loc);
+                            });
+                      if (rows % rowBlock)
+                        valueBlock(b, loc, index(b, loc, fullRows),
+                                   rows % rowBlock);
+                      scf::YieldOp::create(b, loc);
+                    });
+                // out = O / sum for the tile's rows.
+                serialFor(
+                    b, loc, t0, t1, [&](OpBuilder &b, Location loc, Value t) {
+                      Value base = arith::MulIOp::create(
+                          b, loc, arith::SubIOp::create(b, loc, t, t0),
+                          groupSize);
+                      serialFor(
+                          b, loc, zero, groupSize,
+                          [&](OpBuilder &b, Location loc, Value g) {
+                            Value r = arith::AddIOp::create(b, loc, base, g);
+                            Value h =
+                                arith::AddIOp::create(b, loc, firstHead, g);
+                            Value sum = memref::LoadOp::create(
+                                b, loc, state, ValueRange{one, r});
+                            Value spread = vector::BroadcastOp::create(
+                                b, loc, vectorType,
+                                arith::DivFOp::create(b, loc, f32(b, loc, 1.0),
+                                                      sum));
+                            for (int64_t p = 0; p < pieces; ++p) {
+                              Value channel = index(b, loc, p * width);
+                              Value acc = vector::LoadOp::create(
+                                  b, loc, vectorType, ot,
+                                  ValueRange{r, channel});
+                              vector::StoreOp::create(
+                                  b, loc,
+                                  arith::MulFOp::create(b, loc, acc, spread),
+                                  out, ValueRange{t, h, channel});
+                            }
+                          });
+                    });
+                memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
+              });
+        };
         // One (token, head) pair per task: decode parallelizes over heads.
         auto perQuery = [&](OpBuilder &b, Location loc) {
           Value work =
@@ -639,7 +1065,10 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
         scf::IfOp::create(
             b, loc, several,
             [&](OpBuilder &b, Location loc) {
-              tiled(b, loc);
+              if (gemmTiles)
+                tiledGemm(b, loc);
+              else
+                tiled(b, loc);
               scf::YieldOp::create(b, loc);
             },
             [&](OpBuilder &b, Location loc) {

@@ -532,6 +532,49 @@ Value xfmr::kernels::scaleForMaxAbs(OpBuilder &b, Location loc, Value amax,
   return arith::DivFOp::create(b, loc, floored, largest);
 }
 
+Value xfmr::kernels::vectorExp(OpBuilder &b, Location loc, Value x) {
+  auto type = cast<VectorType>(x.getType());
+  auto intType = VectorType::get(type.getShape(), b.getI32Type());
+  auto splat = [&](double value) -> Value {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(type, b.getF32FloatAttr(value)));
+  };
+  auto splatInt = [&](int32_t value) -> Value {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(intType, b.getI32IntegerAttr(value)));
+  };
+  auto fma = [&](Value a, Value m, Value c) -> Value {
+    return math::FmaOp::create(b, loc, a, m, c);
+  };
+  const double lowest = -87.33654475; // ln(FLT_MIN)
+  Value underflow = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ULT, x,
+                                          splat(lowest));
+  Value high = splat(88.0);
+  Value below = arith::MinimumFOp::create(b, loc, x, high);
+  Value low = splat(lowest);
+  Value clamped = arith::MaximumFOp::create(b, loc, below, low);
+  // n = round(x / ln 2); r = x - n ln 2 in two steps (Cody-Waite).
+  Value n = math::RoundEvenOp::create(
+      b, loc,
+      arith::MulFOp::create(b, loc, clamped, splat(1.44269504088896341)));
+  Value r = fma(n, splat(-0.693359375), clamped);
+  r = fma(n, splat(2.12194440e-4), r);
+  Value poly = splat(1.9875691500e-4);
+  for (double c : {1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                   1.6666665459e-1, 5.0000001201e-1})
+    poly = fma(poly, r, splat(c));
+  Value r2 = arith::MulFOp::create(b, loc, r, r);
+  Value polynomial = fma(poly, r2, r);
+  Value p = arith::AddFOp::create(b, loc, polynomial, splat(1.0));
+  // 2^n from the exponent bits.
+  Value exponent = arith::FPToSIOp::create(b, loc, intType, n);
+  Value biased = arith::AddIOp::create(b, loc, exponent, splatInt(127));
+  Value bits = arith::ShLIOp::create(b, loc, biased, splatInt(23));
+  Value power = arith::BitcastOp::create(b, loc, type, bits);
+  Value result = arith::MulFOp::create(b, loc, p, power);
+  return arith::SelectOp::create(b, loc, underflow, splat(0.0), result);
+}
+
 SoftmaxStep xfmr::kernels::onlineSoftmaxStep(OpBuilder &b, Location loc,
                                              Value max, Value sum,
                                              Value score) {

@@ -210,6 +210,13 @@ SoftmaxStep onlineSoftmaxStep(mlir::OpBuilder &b, mlir::Location loc,
                               mlir::Value max, mlir::Value sum,
                               mlir::Value score);
 
+/// exp(x) of an f32 vector in arithmetic (Cephes' expf: x = n ln2 + r, a
+/// degree-6 polynomial of r, times 2^n built in the exponent bits), a few
+/// ulp from libm, for softmax loops that math.exp would turn into one libm
+/// call per lane. Below ln(FLT_MIN) (-inf included) the result is 0; x is
+/// clamped at 88.
+mlir::Value vectorExp(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
+
 /// x * sigmoid(x), computed as x / (1 + exp(-x)).
 mlir::Value silu(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 

@@ -804,6 +804,64 @@ TEST_F(KernelTest, AttentionPrefillTiles) {
     }
 }
 
+TEST_F(KernelTest, AttentionPrefillTilesRealisticShapes) {
+  // The matrix-product tiles at model-like sizes: 3 query heads per KV head
+  // (48 rows in 3 vectors of lanes, 4-key blocks), 64-channel keys, 80-channel
+  // values (a partial block of value vectors), chunks that end mid-block,
+  // a window that starts mid-chunk, and f32, bf16 and scaled FP8 caches;
+  // with 8-lane vectors (x86-64-v3: 6 vectors of rows, 2-key blocks) too.
+  const int64_t capacity = 256, queryHeads = 6, kvHeads = 2, keyDim = 64,
+                valueDim = 80;
+  for (auto [cpu, format] :
+       {std::pair("native", CacheFormat{WeightFormat::F32, false}),
+        std::pair("native", CacheFormat{WeightFormat::BF16, false}),
+        std::pair("native", CacheFormat{WeightFormat::F8E4M3FN, true}),
+        std::pair("x86-64-v3", CacheFormat{WeightFormat::F32, false})})
+    for (std::optional<int64_t> window :
+         {std::optional<int64_t>(), std::optional<int64_t>(45)}) {
+      auto write = harness().compile(CacheWriteKernel{
+          capacity, kvHeads, keyDim, valueDim, format, std::nullopt});
+      auto attend = harness().compile(
+          AttendKernel{capacity, queryHeads, kvHeads, keyDim, valueDim, 0.125,
+                       window, format, std::nullopt},
+          cpu);
+      ASSERT_TRUE(write && attend);
+      Buffer cache({capacity, kvHeads, keyDim + valueDim},
+                   storageSize(format.format));
+      Buffer scales = f32Buffer({capacity, kvHeads, 2});
+      Buffer *scalesArg = format.scaled ? &scales : nullptr;
+      ReferenceCache reference{kvHeads, keyDim, valueDim, format, {}, {}};
+      int64_t start = 0, seed = 300;
+      for (int64_t tokens : {150, 70, 1}) {
+        std::vector<double> k =
+            randomValues(tokens * kvHeads * keyDim, -2, 2, ++seed);
+        std::vector<double> v =
+            randomValues(tokens * kvHeads * valueDim, -2, 2, ++seed);
+        std::vector<double> q =
+            randomValues(tokens * queryHeads * keyDim, -2, 2, ++seed);
+        Buffer key = f32Buffer({tokens, kvHeads, keyDim}, k);
+        Buffer value = f32Buffer({tokens, kvHeads, valueDim}, v);
+        Buffer query = f32Buffer({tokens, queryHeads, keyDim}, q);
+        Buffer output = f32Buffer({tokens, queryHeads, valueDim});
+        Buffer position = Buffer::index(start);
+        (*write)(CacheWriteOperands<Buffer *>{&key, &value, &cache, scalesArg,
+                                              &position});
+        (*attend)(AttendOperands<Buffer *>{&query, &cache, scalesArg,
+                                           &position, &output});
+        reference.write(k, v, tokens);
+        expectClose(readF32(output),
+                    reference.attend(q, tokens, queryHeads, start, 0.125,
+                                     [&](int64_t p, int64_t j) {
+                                       return !window || j > p - *window;
+                                     }),
+                    2e-5, 1e-4,
+                    attend->name() + " " + cpu + " at " +
+                        std::to_string(start));
+        start += tokens;
+      }
+    }
+}
+
 TEST_F(KernelTest, AttentionEvictingRing) {
   // Capacity 8 with 2 sinks: positions 0 and 1 stay, the other 6 slots hold
   // the last 6 positions; decoding 12 tokens wraps the ring.
