@@ -263,6 +263,8 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
         };
         bool vectorized = valueDim % width == 0 && valueDim <= 256;
         auto vectorType = VectorType::get({width}, b.getF32Type());
+        Type i32 = b.getI32Type();
+        auto laneType = VectorType::get({width}, i32);
         int64_t pieces = valueDim / width;
         // Keys [lo, hi) (key indices; `slot` maps them to cache slots) of
         // query (t, h) on the state {max, sum, output vectors...}.
@@ -561,8 +563,6 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
         bool gemmTiles = vectorized && !sinks && laneVectors <= 8 &&
                          kKeyChunk % keyBlock == 0;
         auto tiledGemm = [&](OpBuilder &b, Location loc) {
-          Type i32 = b.getI32Type();
-          auto laneType = VectorType::get({width}, i32);
           Value vNegInf = arith::ConstantOp::create(
               b, loc,
               DenseElementsAttr::get(
@@ -961,6 +961,266 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                 memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
               });
         };
+        // Decode (one token): a task per KV head runs the `group` query
+        // heads that share it, so each key and value is read once, not once
+        // per query head (at a 4000-token context the f32 cache of the 500M
+        // model is 256 MB per token). Keys go in chunks: the scores of every
+        // row (one key vector load feeds `group` dot products), then each
+        // row's weights in vector exps, then the values, each value vector
+        // loaded once for all rows.
+        int64_t decodePieces = std::max<int64_t>(
+            1, std::min<int64_t>(pieces, (width >= 16 ? 16 : 8) / group));
+        // (Keys of any length in whole vectors; rows fit the registers.)
+        bool groupedDecodeFits = vectorized && !sinks && keyDim % width == 0 &&
+                                 group <= 8 && kKeyChunk % width == 0;
+        auto groupedDecode = [&](OpBuilder &b, Location loc) {
+          Value vNegInf = arith::ConstantOp::create(
+              b, loc,
+              DenseElementsAttr::get(
+                  vectorType,
+                  b.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
+          parallelFor(
+              b, loc, zero, index(b, loc, kvHeads),
+              [&](OpBuilder &b, Location loc, Value kvHead) {
+                VisibleKeys keys =
+                    visibleKeys(b, loc, start, capacity, window, std::nullopt);
+                Value firstHead =
+                    arith::MulIOp::create(b, loc, kvHead, index(b, loc, group));
+                SmallVector<Value> heads;
+                for (int64_t g = 0; g < group; ++g)
+                  heads.push_back(arith::AddIOp::create(b, loc, firstHead,
+                                                        index(b, loc, g)));
+                auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
+                Block *body = new Block();
+                scope.getBodyRegion().push_back(body);
+                OpBuilder::InsertionGuard guard(b);
+                b.setInsertionPointToStart(body);
+                // Per row: running max and sum, this chunk's correction.
+                Value stats = memref::AllocaOp::create(
+                    b, loc, MemRefType::get({group, 3}, b.getF32Type()));
+                Value outputs = memref::AllocaOp::create(
+                    b, loc, MemRefType::get({group, valueDim}, b.getF32Type()));
+                // Scores of the chunk per row, then its weights.
+                Value scores = memref::AllocaOp::create(
+                    b, loc,
+                    MemRefType::get({group, kKeyChunk}, b.getF32Type()));
+                Value valueScales = memref::AllocaOp::create(
+                    b, loc, MemRefType::get({kKeyChunk}, b.getF32Type()));
+                for (int64_t g = 0; g < group; ++g) {
+                  Value row = index(b, loc, g);
+                  memref::StoreOp::create(b, loc, negInf, stats,
+                                          ValueRange{row, zero});
+                  memref::StoreOp::create(b, loc, f32(b, loc, 0.0), stats,
+                                          ValueRange{row, one});
+                  for (int64_t p = 0; p < pieces; ++p)
+                    vector::StoreOp::create(
+                        b, loc, vzero, outputs,
+                        ValueRange{row, index(b, loc, p * width)});
+                }
+                Value chunk = index(b, loc, kKeyChunk);
+                Value two = index(b, loc, 2);
+                scf::ForOp::create(
+                    b, loc, keys.begin, keys.end, chunk, ValueRange{},
+                    [&](OpBuilder &b, Location loc, Value c0, ValueRange) {
+                      Value chunkEnd = arith::AddIOp::create(b, loc, c0, chunk);
+                      Value c1 =
+                          arith::MinUIOp::create(b, loc, chunkEnd, keys.end);
+                      // Scores: each key vector feeds every row's dot product.
+                      serialFor(
+                          b, loc, c0, c1,
+                          [&](OpBuilder &b, Location loc, Value i) {
+                            SmallVector<Value> acc(group, vzero);
+                            for (int64_t p = 0; p * width < keyDim; ++p) {
+                              Value channel = index(b, loc, p * width);
+                              Value key = loadVectorAsF32(b, loc, cache,
+                                                          {i, kvHead, channel},
+                                                          format, table, width);
+                              for (int64_t g = 0; g < group; ++g) {
+                                Value query = vector::LoadOp::create(
+                                    b, loc, vectorType, q,
+                                    ValueRange{zero, heads[g], channel});
+                                acc[g] = vector::FMAOp::create(b, loc, query,
+                                                               key, acc[g]);
+                              }
+                            }
+                            Value local = arith::SubIOp::create(b, loc, i, c0);
+                            Value keyScale;
+                            if (scaled) {
+                              keyScale = memref::LoadOp::create(
+                                  b, loc, scales, ValueRange{i, kvHead, zero});
+                              Value valueScale = memref::LoadOp::create(
+                                  b, loc, scales, ValueRange{i, kvHead, one});
+                              memref::StoreOp::create(b, loc, valueScale,
+                                                      valueScales, local);
+                            }
+                            for (int64_t g = 0; g < group; ++g) {
+                              Value score = vector::ReductionOp::create(
+                                  b, loc, vector::CombiningKind::ADD, acc[g],
+                                  Value(), arith::FastMathFlags::reassoc);
+                              if (keyScale)
+                                score = arith::MulFOp::create(b, loc, score,
+                                                              keyScale);
+                              score = arith::MulFOp::create(b, loc, score,
+                                                            f32(b, loc, scale));
+                              memref::StoreOp::create(
+                                  b, loc, score, scores,
+                                  ValueRange{index(b, loc, g), local});
+                            }
+                          });
+                      // Each row's online softmax over the chunk, in vectors;
+                      // lanes past the chunk's keys are masked.
+                      Value keyCount = arith::SubIOp::create(b, loc, c1, c0);
+                      Value count32 =
+                          arith::IndexCastOp::create(b, loc, i32, keyCount);
+                      Value counts = vector::BroadcastOp::create(
+                          b, loc, laneType, count32);
+                      SmallVector<Value> inChunk;
+                      for (int64_t v = 0; v < kKeyChunk / width; ++v) {
+                        SmallVector<int32_t> laneNumbers;
+                        for (int64_t lane = 0; lane < width; ++lane)
+                          laneNumbers.push_back(int32_t(v * width + lane));
+                        Value lanes = arith::ConstantOp::create(
+                            b, loc,
+                            DenseElementsAttr::get(
+                                laneType, ArrayRef<int32_t>(laneNumbers)));
+                        inChunk.push_back(arith::CmpIOp::create(
+                            b, loc, arith::CmpIPredicate::slt, lanes, counts));
+                      }
+                      for (int64_t g = 0; g < group; ++g) {
+                        Value row = index(b, loc, g);
+                        SmallVector<Value> chunkScores;
+                        Value top = vNegInf;
+                        for (int64_t v = 0; v < kKeyChunk / width; ++v) {
+                          Value score = vector::LoadOp::create(
+                              b, loc, vectorType, scores,
+                              ValueRange{row, index(b, loc, v * width)});
+                          score = arith::SelectOp::create(b, loc, inChunk[v],
+                                                          score, vNegInf);
+                          chunkScores.push_back(score);
+                          top = arith::MaximumFOp::create(b, loc, top, score);
+                        }
+                        Value chunkMax = vector::ReductionOp::create(
+                            b, loc, vector::CombiningKind::MAXIMUMF, top);
+                        Value oldMax = memref::LoadOp::create(
+                            b, loc, stats, ValueRange{row, zero});
+                        Value oldSum = memref::LoadOp::create(
+                            b, loc, stats, ValueRange{row, one});
+                        Value newMax =
+                            arith::MaximumFOp::create(b, loc, oldMax, chunkMax);
+                        Value drop =
+                            arith::SubFOp::create(b, loc, oldMax, newMax);
+                        Value correction = math::ExpOp::create(b, loc, drop);
+                        Value shift = vector::BroadcastOp::create(
+                            b, loc, vectorType, newMax);
+                        Value total = vzero;
+                        for (int64_t v = 0; v < kKeyChunk / width; ++v) {
+                          Value at = index(b, loc, v * width);
+                          Value shifted = arith::SubFOp::create(
+                              b, loc, chunkScores[v], shift);
+                          Value weight = vectorExp(b, loc, shifted);
+                          total = arith::AddFOp::create(b, loc, total, weight);
+                          if (scaled) {
+                            Value valueScale = vector::LoadOp::create(
+                                b, loc, vectorType, valueScales,
+                                ValueRange{at});
+                            weight = arith::SelectOp::create(
+                                b, loc, inChunk[v],
+                                arith::MulFOp::create(b, loc, weight,
+                                                      valueScale),
+                                vzero);
+                          }
+                          vector::StoreOp::create(b, loc, weight, scores,
+                                                  ValueRange{row, at});
+                        }
+                        Value chunkSum = vector::ReductionOp::create(
+                            b, loc, vector::CombiningKind::ADD, total, Value(),
+                            arith::FastMathFlags::reassoc);
+                        Value kept =
+                            arith::MulFOp::create(b, loc, oldSum, correction);
+                        Value newSum =
+                            arith::AddFOp::create(b, loc, kept, chunkSum);
+                        memref::StoreOp::create(b, loc, newMax, stats,
+                                                ValueRange{row, zero});
+                        memref::StoreOp::create(b, loc, newSum, stats,
+                                                ValueRange{row, one});
+                        memref::StoreOp::create(b, loc, correction, stats,
+                                                ValueRange{row, two});
+                      }
+                      // Values: each value vector loaded once for every row.
+                      for (int64_t p0 = 0; p0 < pieces; p0 += decodePieces) {
+                        int64_t span = std::min(decodePieces, pieces - p0);
+                        SmallVector<Value> init;
+                        for (int64_t g = 0; g < group; ++g) {
+                          Value row = index(b, loc, g);
+                          Value correction = vector::BroadcastOp::create(
+                              b, loc, vectorType,
+                              memref::LoadOp::create(b, loc, stats,
+                                                     ValueRange{row, two}));
+                          for (int64_t p = 0; p < span; ++p) {
+                            Value acc = vector::LoadOp::create(
+                                b, loc, vectorType, outputs,
+                                ValueRange{row,
+                                           index(b, loc, (p0 + p) * width)});
+                            init.push_back(
+                                arith::MulFOp::create(b, loc, acc, correction));
+                          }
+                        }
+                        auto values = scf::ForOp::create(
+                            b, loc, c0, c1, one, init,
+                            [&](OpBuilder &b, Location loc, Value i,
+                                ValueRange acc) {
+                              Value local =
+                                  arith::SubIOp::create(b, loc, i, c0);
+                              SmallVector<Value> v;
+                              for (int64_t p = 0; p < span; ++p)
+                                v.push_back(loadVectorAsF32(
+                                    b, loc, cache,
+                                    {i, kvHead,
+                                     index(b, loc, keyDim + (p0 + p) * width)},
+                                    format, table, width));
+                              SmallVector<Value> next;
+                              for (int64_t g = 0; g < group; ++g) {
+                                Value weight = vector::BroadcastOp::create(
+                                    b, loc, vectorType,
+                                    memref::LoadOp::create(
+                                        b, loc, scores,
+                                        ValueRange{index(b, loc, g), local}));
+                                for (int64_t p = 0; p < span; ++p)
+                                  next.push_back(vector::FMAOp::create(
+                                      b, loc, weight, v[p], acc[g * span + p]));
+                              }
+                              scf::YieldOp::create(b, loc, next);
+                            });
+                        for (int64_t g = 0; g < group; ++g)
+                          for (int64_t p = 0; p < span; ++p)
+                            vector::StoreOp::create(
+                                b, loc, values.getResult(g * span + p), outputs,
+                                ValueRange{index(b, loc, g),
+                                           index(b, loc, (p0 + p) * width)});
+                      }
+                      scf::YieldOp::create(b, loc);
+                    });
+                for (int64_t g = 0; g < group; ++g) {
+                  Value row = index(b, loc, g);
+                  Value sum = memref::LoadOp::create(b, loc, stats,
+                                                     ValueRange{row, one});
+                  Value inverse =
+                      arith::DivFOp::create(b, loc, f32(b, loc, 1.0), sum);
+                  Value spread =
+                      vector::BroadcastOp::create(b, loc, vectorType, inverse);
+                  for (int64_t p = 0; p < pieces; ++p) {
+                    Value channel = index(b, loc, p * width);
+                    Value acc = vector::LoadOp::create(
+                        b, loc, vectorType, outputs, ValueRange{row, channel});
+                    Value result = arith::MulFOp::create(b, loc, acc, spread);
+                    vector::StoreOp::create(
+                        b, loc, result, out,
+                        ValueRange{zero, heads[g], channel});
+                  }
+                }
+                memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
+              });
+        };
         // One (token, head) pair per task: decode parallelizes over heads.
         auto perQuery = [&](OpBuilder &b, Location loc) {
           Value work =
@@ -1072,7 +1332,10 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
               scf::YieldOp::create(b, loc);
             },
             [&](OpBuilder &b, Location loc) {
-              perQuery(b, loc);
+              if (groupedDecodeFits)
+                groupedDecode(b, loc);
+              else
+                perQuery(b, loc);
               scf::YieldOp::create(b, loc);
             });
       });
