@@ -1,0 +1,221 @@
+//===- CApi.cpp - the C API (xfmr.h) over the C++ runtime ----------------===//
+//
+// Each entry point catches everything: C callers get a status and
+// xfmr_last_error(), never an exception.
+//
+//===----------------------------------------------------------------------===//
+
+#include "xfmr/xfmr.h"
+
+#include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/Sampler.h"
+#include "xfmr/runtime/Session.h"
+#include "xfmr/runtime/Version.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+using namespace xfmr::runtime;
+
+struct xfmr_model {
+  std::shared_ptr<Artifact> artifact;
+};
+
+struct xfmr_sequence {
+  std::unique_ptr<Session> session;
+  int64_t vocab;
+};
+
+struct xfmr_sampler {
+  Sampler sampler;
+};
+
+namespace {
+
+thread_local std::string lastError;
+
+xfmr_status fail(xfmr_status status, std::string message) {
+  lastError = std::move(message);
+  return status;
+}
+
+/// Runs `body`, turning exceptions into statuses: runtime errors are
+/// XFMR_ERROR unless `errorStatus` says otherwise.
+template <typename Body>
+xfmr_status guarded(const char *function, Body body,
+                    xfmr_status errorStatus = XFMR_ERROR) {
+  try {
+    return body();
+  } catch (const std::bad_alloc &) {
+    return fail(XFMR_OUT_OF_MEMORY, std::string(function) + ": out of memory");
+  } catch (const std::exception &error) {
+    return fail(errorStatus, std::string(function) + ": " + error.what());
+  } catch (...) {
+    return fail(XFMR_ERROR, std::string(function) + ": unknown error");
+  }
+}
+
+xfmr_status nullArgument(const char *function, const char *name) {
+  return fail(XFMR_INVALID_ARGUMENT,
+              std::string(function) + ": " + name + " is NULL");
+}
+
+} // namespace
+
+extern "C" {
+
+const char *xfmr_last_error(void) { return lastError.c_str(); }
+
+const char *xfmr_version(void) { return versionString(); }
+
+xfmr_status xfmr_model_open(const char *path, const xfmr_open_options *options,
+                            xfmr_model **model) {
+  if (!path)
+    return nullArgument("xfmr_model_open", "path");
+  if (!model)
+    return nullArgument("xfmr_model_open", "model");
+  return guarded("xfmr_model_open", [&] {
+    OpenOptions open;
+    if (options) {
+      open.verifyChecksums = options->verify_checksums != 0;
+      if (options->device)
+        open.device = options->device;
+    }
+    auto handle = std::make_unique<xfmr_model>();
+    handle->artifact = Artifact::open(path, open);
+    *model = handle.release();
+    return XFMR_OK;
+  });
+}
+
+void xfmr_model_free(xfmr_model *model) { delete model; }
+
+int64_t xfmr_model_vocab_size(const xfmr_model *model) {
+  return model ? model->artifact->vocabSize() : 0;
+}
+
+int64_t xfmr_model_context_length(const xfmr_model *model) {
+  return model ? model->artifact->contextLength() : 0;
+}
+
+size_t xfmr_model_end_of_sequence_ids(const xfmr_model *model, int32_t *ids,
+                                      size_t capacity) {
+  if (!model)
+    return 0;
+  std::vector<int32_t> eos = model->artifact->endOfSequenceIds();
+  if (ids)
+    std::copy_n(eos.begin(), std::min(capacity, eos.size()), ids);
+  return eos.size();
+}
+
+xfmr_status xfmr_sequence_create(xfmr_model *model, int threads,
+                                 xfmr_sequence **sequence) {
+  if (!model)
+    return nullArgument("xfmr_sequence_create", "model");
+  if (!sequence)
+    return nullArgument("xfmr_sequence_create", "sequence");
+  if (threads < 0 || threads > Artifact::kMaxThreads)
+    return fail(XFMR_INVALID_ARGUMENT,
+                "xfmr_sequence_create: threads must be in [0, " +
+                    std::to_string(Artifact::kMaxThreads) + "], got " +
+                    std::to_string(threads));
+  return guarded("xfmr_sequence_create", [&] {
+    SessionOptions options;
+    options.threads = threads;
+    auto handle = std::make_unique<xfmr_sequence>();
+    handle->session = std::make_unique<Session>(model->artifact, options);
+    handle->vocab = model->artifact->vocabSize();
+    *sequence = handle.release();
+    return XFMR_OK;
+  });
+}
+
+void xfmr_sequence_free(xfmr_sequence *sequence) { delete sequence; }
+
+int64_t xfmr_sequence_position(const xfmr_sequence *sequence) {
+  return sequence ? sequence->session->position() : 0;
+}
+
+void xfmr_sequence_reset(xfmr_sequence *sequence) {
+  if (sequence)
+    sequence->session->reset();
+}
+
+xfmr_status xfmr_sequence_step(xfmr_sequence *sequence, const int32_t *ids,
+                               size_t count, float *logits) {
+  if (!sequence)
+    return nullArgument("xfmr_sequence_step", "sequence");
+  if (!ids)
+    return nullArgument("xfmr_sequence_step", "ids");
+  if (count == 0)
+    return fail(XFMR_INVALID_ARGUMENT, "xfmr_sequence_step: no ids given");
+  for (size_t i = 0; i < count; ++i)
+    if (ids[i] < 0 || ids[i] >= sequence->vocab)
+      return fail(XFMR_INVALID_ARGUMENT,
+                  "xfmr_sequence_step: token id " + std::to_string(ids[i]) +
+                      " at index " + std::to_string(i) +
+                      " is out of range [0, " +
+                      std::to_string(sequence->vocab) + ")");
+  int64_t position = sequence->session->position();
+  int64_t context = sequence->session->artifact().contextLength();
+  if (int64_t(count) > context - position)
+    return fail(XFMR_INVALID_ARGUMENT,
+                "xfmr_sequence_step: context overflow: position " +
+                    std::to_string(position) + " + " + std::to_string(count) +
+                    " token(s) exceeds the context length " +
+                    std::to_string(context));
+  return guarded("xfmr_sequence_step", [&] {
+    std::vector<int32_t> input(ids, ids + count);
+    std::vector<float> all = count == 1 ? sequence->session->decode(input[0])
+                                        : sequence->session->prefill(input);
+    if (logits)
+      std::memcpy(logits, all.data() + (count - 1) * size_t(sequence->vocab),
+                  size_t(sequence->vocab) * sizeof(float));
+    return XFMR_OK;
+  });
+}
+
+xfmr_status xfmr_sampler_create(const xfmr_sampling *options,
+                                xfmr_sampler **sampler) {
+  if (!options)
+    return nullArgument("xfmr_sampler_create", "options");
+  if (!sampler)
+    return nullArgument("xfmr_sampler_create", "sampler");
+  return guarded(
+      "xfmr_sampler_create",
+      [&] {
+        SamplingOptions sampling;
+        sampling.temperature = options->temperature;
+        sampling.topK = options->top_k;
+        sampling.topP = options->top_p;
+        sampling.seed = options->seed;
+        *sampler = new xfmr_sampler{Sampler(sampling)};
+        return XFMR_OK;
+      },
+      XFMR_INVALID_ARGUMENT);
+}
+
+void xfmr_sampler_free(xfmr_sampler *sampler) { delete sampler; }
+
+xfmr_status xfmr_sampler_sample(xfmr_sampler *sampler, const float *logits,
+                                int64_t vocab, int32_t *token) {
+  if (!sampler)
+    return nullArgument("xfmr_sampler_sample", "sampler");
+  if (!logits)
+    return nullArgument("xfmr_sampler_sample", "logits");
+  if (!token)
+    return nullArgument("xfmr_sampler_sample", "token");
+  return guarded(
+      "xfmr_sampler_sample",
+      [&] {
+        *token = sampler->sampler.sample(logits, vocab);
+        return XFMR_OK;
+      },
+      XFMR_INVALID_ARGUMENT);
+}
+
+} // extern "C"
