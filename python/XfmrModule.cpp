@@ -720,18 +720,21 @@ PYBIND11_MODULE(_xfmr, m) {
            py::arg("source"), py::arg("what") = "chat template")
       .def_static(
           "for_tokenizer_file",
-          [](const std::string &path) {
+          [](const std::string &path, std::optional<std::string> source) {
             return std::shared_ptr<runtime::ChatTemplate>(
-                runtime::ChatTemplate::forTokenizerFile(path));
+                runtime::ChatTemplate::forTokenizerFile(
+                    path, source ? &*source : nullptr));
           },
-          py::arg("path"))
+          py::arg("path"), py::arg("source") = py::none())
       .def_static(
           "from_artifact",
-          [](const std::shared_ptr<Artifact> &artifact) {
+          [](const std::shared_ptr<Artifact> &artifact,
+             std::optional<std::string> source) {
             return std::shared_ptr<runtime::ChatTemplate>(
-                runtime::ChatTemplate::fromArtifact(*artifact));
+                runtime::ChatTemplate::fromArtifact(
+                    *artifact, source ? &*source : nullptr));
           },
-          py::arg("artifact"))
+          py::arg("artifact"), py::arg("source") = py::none())
       .def(
           "apply",
           [](const runtime::ChatTemplate &t, const std::string &messages,

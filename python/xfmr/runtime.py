@@ -344,8 +344,7 @@ class Session:
         tokenizer = self._text_tokenizer(tokenizer)
         stops = _stop_strings(stop)
         if chat_template is not None:
-            from .tokenizer import ChatTemplate  # noqa: PLC0415
-            template = ChatTemplate(chat_template)
+            template = tokenizer._template_with(str(chat_template))
         else:
             template = tokenizer.chat_template
             if template is None:

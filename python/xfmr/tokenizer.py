@@ -56,25 +56,30 @@ class Tokenizer:
         """The chat template of the tokenizer_config.json beside the tokenizer file (or in
         the artifact that carries it), or None when there is none."""
         if not hasattr(self, "_chat_template"):
-            artifact = getattr(self, "_artifact", None)
-            if artifact is not None:
-                loaded = native().ChatTemplate.from_artifact(artifact)
-            else:
-                loaded = native().ChatTemplate.for_tokenizer_file(self.path)
-            self._chat_template = None if loaded is None else ChatTemplate._of(loaded)
+            self._chat_template = self._template_with(None)
         return self._chat_template
+
+    def _template_with(self, source: Optional[str]) -> Optional["ChatTemplate"]:
+        """The config's template, or `source` with the config's special tokens."""
+        artifact = getattr(self, "_artifact", None)
+        if artifact is not None:
+            loaded = native().ChatTemplate.from_artifact(artifact, source)
+        else:
+            loaded = native().ChatTemplate.for_tokenizer_file(self.path, source)
+        return None if loaded is None else ChatTemplate._of(loaded)
 
     def apply_chat_template(self, messages: Messages, add_generation_prompt: bool = False,
                             tokenize: bool = True, chat_template: Optional[str] = None,
                             **kwargs: Any) -> Union[str, List[int]]:
         """As transformers' `apply_chat_template`: renders `messages` (dicts with "role",
         "content", ...) with the checkpoint's chat template (or `chat_template`, a template
-        source), the special tokens of tokenizer_config.json, `tools`/`documents` and any
+        source, which also sees the config's special tokens), the special tokens of
+        tokenizer_config.json, `tools`/`documents` and any
         other `kwargs` as template variables; returns the ids of the text (encoded without
         adding special tokens, since the template writes them) or, with tokenize=False, the
         text."""
         if chat_template is not None:
-            template = ChatTemplate(chat_template)
+            template = self._template_with(str(chat_template))
         else:
             template = self.chat_template
             if template is None:

@@ -1,5 +1,4 @@
-//===- ChatTemplateFuzzer.cpp - chat templates and the messages they render
-//===//
+//===- ChatTemplateFuzzer.cpp - chat templates and their messages ---------===//
 //
 // Input: a Jinja chat template, a NUL, and the messages as JSON (an array of
 // objects); without a NUL, the template renders one user message.

@@ -187,6 +187,12 @@ CASES = [
     ("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, 2) }}", {}),
     ("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(b=1) }}", {}),
     ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", {}),
+    # Found in review: operators are not nesting, huge slice steps, a break inside a set
+    # block.
+    ("{{ 1 + 2 }}{{ a or b }}" * 150, {"a": 0, "b": 1}),
+    ("{{ [1, 2, 3][1::9223372036854775807] }} {{ 'abc'[2::9223372036854775806] }}", {}),
+    ("{% for i in [1, 2, 3] %}{% set x %}a{% if i == 2 %}{% break %}{% endif %}b"
+     "{% endset %}[{{ i }}{{ x }}]{% endfor %}", {}),
     # Errors: both sides must fail.
     ("{{ raise_exception('bad role') }}", {}),
     ("{{ undefined_thing.attribute }}", {}),
@@ -276,6 +282,10 @@ def test_real_chat_templates_match_jinja2(name, npm_modules):
             assert got == expected, (name, messages, kwargs)
             ids = tokenizer.apply_chat_template(messages, add_generation_prompt, **kwargs)
             assert ids == tokenizer.encode(expected)
+    # A template given in the call still sees the config's special tokens.
+    assert tokenizer.apply_chat_template(
+        CONVERSATIONS[0], chat_template="{{ bos_token }}|{{ eos_token }}",
+        tokenize=False) == f"{special.get('bos_token', '')}|{special.get('eos_token', '')}"
     # The special tokens come out as single ids (the template writes BOS itself).
     first = tokenizer.apply_chat_template(CONVERSATIONS[0], True)
     if "bos_token" in special and special["bos_token"] in source:

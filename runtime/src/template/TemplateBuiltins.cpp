@@ -11,6 +11,7 @@
 #include "xfmr/runtime/Json.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -190,12 +191,18 @@ List split(const std::string &s, const Value *separator, int64_t maxSplit,
         ++i;
       words.emplace_back(cps.begin() + static_cast<long>(start),
                          cps.begin() + static_cast<long>(i));
+      if (words.size() > kMaxListSize)
+        fail("split() makes more than " + std::to_string(kMaxListSize) +
+             " parts");
     }
     if (fromRight) {
       std::reverse(words.begin(), words.end());
       for (CodePoints &w : words)
         std::reverse(w.begin(), w.end());
     }
+    if (words.size() > kMaxListSize)
+      fail("split() makes more than " + std::to_string(kMaxListSize) +
+           " parts");
     for (CodePoints &w : words)
       parts.push_back(Value::string(text(w)));
     return parts;
@@ -212,6 +219,9 @@ List split(const std::string &s, const Value *separator, int64_t maxSplit,
           (maxSplit >= 0 && static_cast<int64_t>(pieces.size()) == maxSplit))
         break;
       pieces.push_back(s.substr(start, at - start));
+      if (pieces.size() > kMaxListSize)
+        fail("split() makes more than " + std::to_string(kMaxListSize) +
+             " parts");
       start = at + sep.size();
     }
     pieces.push_back(s.substr(start));
@@ -225,11 +235,16 @@ List split(const std::string &s, const Value *separator, int64_t maxSplit,
       if (at == std::string::npos)
         break;
       pieces.push_back(s.substr(at + sep.size(), end - at - sep.size()));
+      if (pieces.size() > kMaxListSize)
+        fail("split() makes more than " + std::to_string(kMaxListSize) +
+             " parts");
       end = at;
     }
     pieces.push_back(s.substr(0, end));
     std::reverse(pieces.begin(), pieces.end());
   }
+  if (pieces.size() > kMaxListSize)
+    fail("split() makes more than " + std::to_string(kMaxListSize) + " parts");
   for (std::string &p : pieces)
     parts.push_back(Value::string(std::move(p)));
   return parts;
@@ -255,6 +270,8 @@ std::vector<std::string> splitLines(const std::string &s, bool keepEnds) {
     lines.push_back(text(
         CodePoints(cps.begin() + static_cast<long>(start),
                    cps.begin() + static_cast<long>(keepEnds ? i + 1 : end))));
+    if (lines.size() > kMaxListSize)
+      fail("more than " + std::to_string(kMaxListSize) + " lines");
     start = i + 1;
   }
   if (start < cps.size())
@@ -277,6 +294,8 @@ std::string replace(const std::string &s, const std::string &old,
       }
       if (i < cps.size())
         out += text(CodePoints{cps[i]});
+      if (out.size() > kMaxSize)
+        fail("the string grows beyond " + std::to_string(kMaxSize) + " bytes");
     }
     return out;
   }
@@ -460,6 +479,8 @@ void appendJsonString(std::string &out, const std::string &s) {
 void appendJson(std::string &out, const Value &value, int indent, bool sortKeys,
                 const std::string &itemSeparator,
                 const std::string &keySeparator, int level) {
+  if (out.size() > kMaxSize)
+    fail("tojson's text grows beyond " + std::to_string(kMaxSize) + " bytes");
   auto newline = [&](int depth) {
     if (indent >= 0) {
       out += '\n';
@@ -555,7 +576,14 @@ Value sortKey(const Value &item, const Value *attribute, bool caseSensitive) {
       bool digits = !part.empty() &&
                     std::all_of(part.begin(), part.end(),
                                 [](char c) { return c >= '0' && c <= '9'; });
-      key = digits ? getItem(key, Value::integer(std::stoll(part)))
+      int64_t number = 0;
+      if (digits) {
+        auto [end, error] =
+            std::from_chars(part.data(), part.data() + part.size(), number);
+        if (error != std::errc())
+          fail("the attribute index '" + part + "' is too large");
+      }
+      key = digits ? getItem(key, Value::integer(number))
                    : getItem(key, Value::string(part));
       if (dot == std::string::npos)
         break;
@@ -684,12 +712,14 @@ Value toFloat(const Value &value, const Value *fallback) {
 
 std::string indent(const std::string &input, const Value *width, bool first,
                    bool blank) {
+  int64_t spaces =
+      width && !width->isString() ? requireInt(*width, "indent width") : 4;
+  if (spaces > 1024)
+    fail("indent width " + std::to_string(spaces) + " is larger than 1024");
   std::string indention =
       width && width->isString()
           ? width->asString()
-          : std::string(static_cast<size_t>(std::max<int64_t>(
-                            0, width ? requireInt(*width, "indent width") : 4)),
-                        ' ');
+          : std::string(static_cast<size_t>(std::max<int64_t>(0, spaces)), ' ');
   std::vector<std::string> lines = splitLines(input + "\n", false);
   std::string out;
   if (blank) {
@@ -755,7 +785,8 @@ Value sliceList(const List &items, const Value &startValue,
   int64_t start = clamp(startArg, step > 0 ? 0 : n - 1);
   int64_t stop = clamp(stopArg, step > 0 ? n : -1);
   List out;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+  // (In 128 bits: a step near 2^63 must not wrap around.)
+  for (__int128 i = start; step > 0 ? i < stop : i > stop; i += step)
     out.push_back(items[static_cast<size_t>(i)]);
   return Value::list(std::move(out), tuple);
 }
@@ -770,6 +801,8 @@ std::string timeNow(const std::string &format) {
 }
 
 Value listFromStrings(const std::vector<std::string> &strings) {
+  if (strings.size() > kMaxListSize)
+    fail("more than " + std::to_string(kMaxListSize) + " lines");
   List out;
   for (const std::string &s : strings)
     out.push_back(Value::string(s));
@@ -786,13 +819,21 @@ List iterate(const Value &value) {
     return {};
   case Value::Kind::String: {
     List out;
-    for (uint32_t cp : chars(value.asString()))
+    CodePoints cps = chars(value.asString());
+    if (cps.size() > kMaxListSize)
+      fail("a string of " + std::to_string(cps.size()) +
+           " characters is too long to iterate (more than " +
+           std::to_string(kMaxListSize) + ")");
+    chargeWork(cps.size());
+    for (uint32_t cp : cps)
       out.push_back(Value::string(text(CodePoints{cp})));
     return out;
   }
   case Value::Kind::List:
+    chargeWork(value.asList().size());
     return value.asList();
   case Value::Kind::Dict: {
+    chargeWork(value.asDict().size());
     List out;
     for (const auto &member : value.asDict())
       out.push_back(Value::string(member.first));
@@ -1077,11 +1118,11 @@ Value callFunction(const Value &function, const Arguments &args) {
     if (step == 0)
       fail("range() arg 3 must not be zero");
     List out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+    for (__int128 i = start; step > 0 ? i < stop : i > stop; i += step) {
       if (out.size() >= kMaxListSize)
         fail("range() is longer than " + std::to_string(kMaxListSize) +
              " elements");
-      out.push_back(Value::integer(i));
+      out.push_back(Value::integer(static_cast<int64_t>(i)));
     }
     return Value::list(std::move(out));
   }
@@ -1225,6 +1266,8 @@ Value callFunction(const Value &function, const Arguments &args) {
         out += s;
       first = false;
       out += item.asString();
+      if (out.size() > kMaxSize)
+        fail("the string grows beyond " + std::to_string(kMaxSize) + " bytes");
     }
     return Value::string(std::move(out));
   }
@@ -1385,6 +1428,7 @@ Value applyFilter(const std::string &name, const Value &value,
       Value key = sortKey(item, p.get(1), p.flag(0));
       if ((key.isList() && !key.isTuple()) || key.isDict() || key.isNamespace())
         fail(std::string("unhashable type: '") + key.typeName() + "'");
+      chargeWork(seen.size() / 16 + 1);
       if (std::none_of(seen.begin(), seen.end(),
                        [&](const Value &s) { return equals(s, key); })) {
         seen.push_back(key);

@@ -401,6 +401,7 @@ private:
       int line = next().line;
       lhs = binary("or", std::move(lhs), parseAnd(), line);
     }
+    depth_ = savedDepth;
     return lhs;
   }
 
@@ -412,6 +413,7 @@ private:
       int line = next().line;
       lhs = binary("and", std::move(lhs), parseNot(), line);
     }
+    depth_ = savedDepth;
     return lhs;
   }
 
@@ -468,6 +470,7 @@ private:
       const Token &t = next();
       lhs = binary(t.text, std::move(lhs), parseConcat(), t.line);
     }
+    depth_ = savedDepth;
     return lhs;
   }
 
@@ -479,6 +482,7 @@ private:
       int line = next().line;
       lhs = binary("~", std::move(lhs), parseMath2(), line);
     }
+    depth_ = savedDepth;
     return lhs;
   }
 
@@ -490,6 +494,7 @@ private:
       const Token &t = next();
       lhs = binary(t.text, std::move(lhs), parsePow(), t.line);
     }
+    depth_ = savedDepth;
     return lhs;
   }
 
@@ -501,6 +506,7 @@ private:
       int line = next().line;
       lhs = binary("**", std::move(lhs), parseUnary(true), line);
     }
+    depth_ = savedDepth;
     return lhs;
   }
 

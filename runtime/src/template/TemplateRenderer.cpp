@@ -27,6 +27,7 @@ public:
   }
 
   std::string run(const std::vector<Node> &nodes) {
+    startWork(kMaxSteps);
     try {
       renderBody(nodes);
     } catch (const Error &error) {
@@ -43,14 +44,14 @@ private:
 
   void step(int line) {
     line_ = line;
-    if (++steps_ > kMaxSteps)
-      throw Error("the template runs for more than " +
-                  std::to_string(kMaxSteps) + " steps");
+    chargeWork(1);
   }
 
   void write(const std::string &text) {
     out_ += text;
-    if (out_.size() > kMaxOutput)
+    // Macro calls and set blocks render into buffers of their own: the
+    // limit counts those held while they run, too.
+    if (out_.size() + captured_ > kMaxOutput)
       throw Error("the rendered text exceeds " +
                   std::to_string(kMaxOutput >> 20) + " MiB");
   }
@@ -80,7 +81,21 @@ private:
     return Flow::Normal;
   }
 
+  /// Counts the frames of render/eval/macro calls: nested statements,
+  /// expressions and macros together stay far from the stack's end.
+  struct Frame {
+    explicit Frame(Renderer &r) : renderer(r) {
+      if (++renderer.frames_ > kMaxFrames)
+        throw Error("the template nests deeper than " +
+                    std::to_string(kMaxFrames) +
+                    " levels of statements, expressions and macro calls");
+    }
+    ~Frame() { --renderer.frames_; }
+    Renderer &renderer;
+  };
+
   Flow render(const Node &node) {
+    Frame frame(*this);
     step(node.line);
     switch (node.kind) {
     case Node::Kind::Text:
@@ -128,9 +143,14 @@ private:
     case Node::Kind::SetBlock: {
       std::string saved = std::move(out_);
       out_.clear();
-      renderBody(node.body);
+      captured_ += saved.size();
+      Flow flow = renderBody(node.body);
+      captured_ -= saved.size();
       std::string captured = std::move(out_);
       out_ = std::move(saved);
+      // A break or continue inside leaves the block unassigned, as jinja2.
+      if (flow != Flow::Normal)
+        return flow;
       assign(node.targets[0], Value::string(std::move(captured)));
       return Flow::Normal;
     }
@@ -177,7 +197,7 @@ private:
     List items = iterate(iterable);
     // Building the list was work too: a loop over range(10**6) inside
     // another must hit the step limit early.
-    steps_ += items.size();
+    chargeWork(items.size());
     step(node.line);
     if (node.filter) {
       // `for x in xs if cond`: the loop (and `loop.length`) sees only the
@@ -234,6 +254,7 @@ private:
   }
 
   Value eval(const Expr &e) {
+    Frame frame(*this);
     step(e.line);
     switch (e.kind) {
     case Expr::Kind::Literal:
@@ -340,6 +361,7 @@ private:
     scopes_.emplace_back();
     std::string savedOut = std::move(out_);
     out_.clear();
+    captured_ += savedOut.size();
     for (size_t i = 0; i < count; ++i) {
       const std::string &parameter = macro.targets[i];
       const Value *given =
@@ -365,6 +387,7 @@ private:
                     keyword.first + "'");
     renderBody(macro.body);
     std::string result = std::move(out_);
+    captured_ -= savedOut.size();
     out_ = std::move(savedOut);
     scopes_.resize(2);
     scopes_.insert(scopes_.end(), saved.begin(), saved.end());
@@ -374,11 +397,14 @@ private:
 
   static inline const std::string kMacroPrefix = "macro ";
   static constexpr int kMaxMacroDepth = 100;
+  static constexpr int kMaxFrames = 2000;
+  int frames_ = 0;
   std::vector<const Node *> macros_;
+  /// Bytes of the outer output buffers while a macro or set block renders.
+  size_t captured_ = 0;
   int macroDepth_ = 0;
   std::vector<Scope> scopes_;
   std::string out_;
-  uint64_t steps_ = 0;
   int line_ = 1;
 };
 

@@ -13,6 +13,34 @@
 
 namespace xfmr::runtime::jinja {
 
+namespace {
+thread_local uint64_t workDone = 0;
+thread_local uint64_t workLimit = UINT64_MAX;
+} // namespace
+
+void startWork(uint64_t limit) {
+  workDone = 0;
+  workLimit = limit;
+}
+
+void chargeWork(uint64_t steps) {
+  workDone += steps;
+  if (workDone > workLimit)
+    throw Error("the template runs for more than " + std::to_string(workLimit) +
+                " steps");
+}
+
+static void checkText(const std::string &text) {
+  if (text.size() > kMaxTextBytes)
+    throw Error("a text grows beyond " + std::to_string(kMaxTextBytes >> 20) +
+                " MiB");
+}
+
+const std::string &Value::text() const {
+  static const std::string empty;
+  return string_ ? *string_ : empty;
+}
+
 template <typename Range, typename Get>
 void Value::measure(const Range &children, Get get) {
   unsigned deepest = 0;
@@ -30,7 +58,7 @@ void Value::measure(const Range &children, Get get) {
 
 Value Value::undefined(std::string name) {
   Value v;
-  v.string_ = std::move(name);
+  v.string_ = std::make_shared<const std::string>(std::move(name));
   return v;
 }
 Value Value::none() {
@@ -59,7 +87,7 @@ Value Value::floating(double value) {
 Value Value::string(std::string value) {
   Value v;
   v.kind_ = Kind::String;
-  v.string_ = std::move(value);
+  v.string_ = std::make_shared<const std::string>(std::move(value));
   return v;
 }
 Value Value::list(List values, bool isTuple) {
@@ -90,7 +118,7 @@ Value Value::function(std::string name) {
 Value Value::function(std::string name, Value self) {
   Value v;
   v.kind_ = Kind::Function;
-  v.string_ = std::move(name);
+  v.string_ = std::make_shared<const std::string>(std::move(name));
   v.list_ = std::make_shared<List>(List{std::move(self)});
   return v;
 }
@@ -149,7 +177,7 @@ bool Value::truthy() const {
   case Kind::Float:
     return float_ != 0;
   case Kind::String:
-    return !string_.empty();
+    return !text().empty();
   case Kind::List:
     return !list_->empty();
   case Kind::Dict:
@@ -237,6 +265,7 @@ bool isPythonSpace(uint32_t cp) {
 }
 
 std::vector<uint32_t> decodeUtf8(const std::string &text) {
+  chargeWork(text.size() / 64);
   std::vector<uint32_t> out;
   out.reserve(text.size());
   const auto *bytes = reinterpret_cast<const utf8proc_uint8_t *>(text.data());
@@ -325,6 +354,7 @@ static std::string dictBody(const Dict &members) {
     if (i)
       out += ", ";
     out += stringRepr(members[i].first) + ": " + members[i].second.repr();
+    checkText(out);
   }
   return out + "}";
 }
@@ -334,7 +364,7 @@ std::string Value::str() const {
   case Kind::Undefined:
     return "";
   case Kind::String:
-    return string_;
+    return text();
   default:
     return repr();
   }
@@ -353,11 +383,13 @@ std::string Value::repr() const {
   case Kind::Float:
     return floatRepr(float_);
   case Kind::String:
-    return stringRepr(string_);
+    return stringRepr(text());
   case Kind::List: {
     std::string out = isTuple_ ? "(" : "[";
-    for (size_t i = 0; i < list_->size(); ++i)
+    for (size_t i = 0; i < list_->size(); ++i) {
       out += (i ? ", " : "") + (*list_)[i].repr();
+      checkText(out);
+    }
     if (isTuple_ && list_->size() == 1)
       out += ",";
     return out + (isTuple_ ? ")" : "]");
@@ -367,7 +399,7 @@ std::string Value::repr() const {
   case Kind::Namespace:
     return "<Namespace " + dictBody(*dict_) + ">";
   case Kind::Function:
-    return "<built-in function " + string_ + ">";
+    return "<built-in function " + text() + ">";
   }
   return "";
 }

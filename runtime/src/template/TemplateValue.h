@@ -1,5 +1,4 @@
-//===- TemplateValue.h - the values a chat template computes with -*- C++
-//-*-===//
+//===- TemplateValue.h - values of a chat template ------------*- C++ -*-===//
 //
 // Jinja evaluates Python objects; chat templates use a small part of them:
 // undefined, None, bools, ints, floats, strings, lists, dicts (from JSON
@@ -79,10 +78,10 @@ public:
   int64_t asInt() const { return isBool() ? (bool_ ? 1 : 0) : int_; }
   /// Int, bool or float as a double.
   double asDouble() const;
-  const std::string &asString() const { return string_; }
+  const std::string &asString() const { return text(); }
   /// For undefined values: the name that was looked up; for functions: the
   /// function's name.
-  const std::string &name() const { return string_; }
+  const std::string &name() const { return text(); }
   const List &asList() const { return *list_; }
   const Dict &asDict() const { return *dict_; }
   /// The members of a dict or namespace; namespaces share them between
@@ -123,10 +122,22 @@ private:
   unsigned nesting_ = 0;
   int64_t int_ = 0;
   double float_ = 0;
-  std::string string_;
+  /// Strings are immutable and shared: copying a value copies no text.
+  std::shared_ptr<const std::string> string_;
+  const std::string &text() const;
   std::shared_ptr<List> list_;
   std::shared_ptr<Dict> dict_;
 };
+
+/// Texts (strings, printed values, JSON) longer than this are refused.
+constexpr size_t kMaxTextBytes = size_t(64) << 20;
+
+/// The work a template does inside builtins counts against the same budget
+/// as its steps: `chargeWork` adds `steps` (one per element handled, one per
+/// 64 bytes of text) and throws `Error` past the limit that `startWork` set
+/// for this thread's render.
+void startWork(uint64_t limit);
+void chargeWork(uint64_t steps);
 
 /// Python's `a == b` for these values.
 bool equals(const Value &a, const Value &b);
