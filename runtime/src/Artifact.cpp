@@ -559,7 +559,7 @@ void Artifact::loadCode(const OpenOptions &options) {
   for (const Candidate &candidate : candidates_) {
     target_ = candidate.info;
     try {
-      loadCandidate(candidate);
+      loadCandidate(candidate, options);
       return;
     } catch (const Error &error) {
       backend_.reset();
@@ -574,9 +574,11 @@ void Artifact::loadCode(const OpenOptions &options) {
   throw Error(path_ + ": none of its targets runs here: " + reasons);
 }
 
-void Artifact::loadCandidate(const Candidate &candidate) {
+void Artifact::loadCandidate(const Candidate &candidate,
+                             const OpenOptions &options) {
   backend_ = createBackend(target_.kind);
   CodeManifest manifest;
+  manifest.mapWeights = options.mapWeights;
   manifest.path = path_;
   manifest.model = &model_;
   manifest.target = &target_;

@@ -79,6 +79,16 @@ def test_chat_turns_match_a_fresh_prefill_of_the_rendered_conversation(chat_mode
                    "utf-8", "surrogateescape") == expected.split("\n")[0] + "\n"
 
 
+def test_weights_copied_or_mapped_give_the_same_tokens(chat_model):
+    # The 16 MiB of weights are copied into huge pages by default; --mmap-weights reads
+    # the file mapping instead: the same code on the same bytes.
+    artifact, _ = chat_model
+    args = [artifact, "--prompt-ids", "1 2 3 4", "-n", 12, "--stats"]
+    copied = run(*args)
+    mapped = run(*args, "--mmap-weights")
+    assert copied.stdout == mapped.stdout and len(copied.stdout.split()) == 12
+
+
 def test_chat_template_file_and_errors(chat_model, tmp_path):
     artifact, config = chat_model
     template = tmp_path / "chatml.jinja"

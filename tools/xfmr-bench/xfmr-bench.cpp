@@ -41,6 +41,8 @@ const char kUsage[] =
     "  -o md|json    output format (default md)\n"
     "  --device KIND run this target of a multi-target artifact\n"
     "  --no-verify   skip the artifact's checksums\n"
+    "  --mmap-weights  CPU: read weights from the file mapping, not a copy\n"
+    "                in huge pages\n"
     "  --version     print the version\n"
     "  -h, --help    show this help\n";
 
@@ -161,6 +163,8 @@ int main(int argc, char **argv) {
         open.device = value();
       else if (arg == "--no-verify")
         open.verifyChecksums = false;
+      else if (arg == "--mmap-weights")
+        open.mapWeights = true;
       else if (arg.size() > 1 && arg[0] == '-')
         throw UsageError{"unknown option '" + arg + "'"};
       else if (!path.empty())

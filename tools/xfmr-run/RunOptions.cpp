@@ -63,6 +63,10 @@ const char xfmr::run::kUsage[] =
     "                       float32 .npy of shape [N, vocab]\n"
     "  --no-verify          skip the artifact's checksum verification (for\n"
     "                       trusted files, when load time matters)\n"
+    "  --mmap-weights       CPU: read the weights from the file mapping "
+    "instead\n"
+    "                       of a copy in huge pages (less memory, shared with\n"
+    "                       other processes; slower decode)\n"
     "  --device KIND        run the artifact's code for KIND (cpu, cuda, "
     "rocm,\n"
     "                       vulkan); default: the first of its targets that\n"
@@ -166,6 +170,8 @@ RunOptions xfmr::run::parseRunOptions(const std::vector<std::string> &args) {
       opts.stats = true;
     } else if (arg == "--no-verify" && !inlineValue) {
       opts.open.verifyChecksums = false;
+    } else if (arg == "--mmap-weights" && !inlineValue) {
+      opts.open.mapWeights = true;
     } else if (arg == "--device") {
       opts.open.device = value();
       if (opts.open.device != "cpu" && opts.open.device != "cuda" &&

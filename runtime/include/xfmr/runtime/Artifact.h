@@ -59,6 +59,11 @@ struct OpenOptions {
   /// Which of the artifact's targets to run ("cpu", "cuda", "rocm",
   /// "vulkan"); empty: the first one this machine can run.
   std::string device;
+  /// CPU: read the weights from the file mapping (shared with the page
+  /// cache and other processes) instead of copying them into memory backed
+  /// by 2 MiB pages, where decode runs 5-25% faster (fewer TLB misses) at
+  /// the cost of a private copy.
+  bool mapWeights = false;
 };
 
 /// The manifest's "target" object.
@@ -190,7 +195,7 @@ private:
   /// Creates the backend of the first candidate target that loads, loads
   /// its code and hands it the weights.
   void loadCode(const OpenOptions &options);
-  void loadCandidate(const Candidate &candidate);
+  void loadCandidate(const Candidate &candidate, const OpenOptions &options);
 
   std::string path_;
   uint8_t *mapping_ = nullptr;

@@ -40,6 +40,8 @@ struct CodeManifest {
   /// The manifest's "target" object, for backends with more to read (GPU
   /// artifacts: device binaries and the kernel table).
   const JsonValue *targetJson = nullptr;
+  /// CPU: keep the weights in the file mapping (OpenOptions::mapWeights).
+  bool mapWeights = false;
 };
 
 /// Memory of a backend's device holding one session's KV cache (and the MoE

@@ -58,6 +58,10 @@ private:
   void (*ompSetNumThreads_)(int) = nullptr;
   const uint8_t *weights_ = nullptr;
   uint64_t weightsSize_ = 0;
+  /// The weights' copy in 2 MiB pages (see uploadWeights), or null.
+  void *weightsCopy_ = nullptr;
+  uint64_t weightsCopySize_ = 0;
+  bool mapWeights_ = false;
 };
 
 } // namespace xfmr::runtime
