@@ -299,11 +299,13 @@ py::object toPython(const runtime::JsonValue &value) {
 }
 
 std::shared_ptr<Artifact> openArtifact(const std::string &path, bool verify,
-                                       const std::string &device) {
+                                       const std::string &device,
+                                       bool mapWeights) {
   py::gil_scoped_release release;
   runtime::OpenOptions options;
   options.verifyChecksums = verify;
   options.device = device;
+  options.mapWeights = mapWeights;
   return Artifact::open(path, options); // runtime::Error -> xfmr.Error
 }
 
@@ -623,7 +625,7 @@ PYBIND11_MODULE(_xfmr, m) {
   py::class_<Artifact, std::shared_ptr<Artifact>>(
       m, "Artifact", "A loaded model.xfmr (runtime::Artifact).")
       .def_static("open", &openArtifact, py::arg("path"), py::arg("verify"),
-                  py::arg("device"))
+                  py::arg("device"), py::arg("map_weights") = false)
       .def_property_readonly("verify_seconds", &Artifact::verifySeconds)
       .def(
           "save",
@@ -650,8 +652,7 @@ PYBIND11_MODULE(_xfmr, m) {
       .def_property_readonly(
           "eos_token_id",
           [](const Artifact &a) { return optionalId(a.eosTokenId()); })
-      .def_property_readonly("end_of_sequence_ids",
-                             &Artifact::endOfSequenceIds)
+      .def_property_readonly("end_of_sequence_ids", &Artifact::endOfSequenceIds)
       .def_property_readonly("target",
                              [](const Artifact &a) {
                                const runtime::TargetInfo &t = a.target();

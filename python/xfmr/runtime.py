@@ -40,14 +40,16 @@ class Artifact:
     """
 
     def __init__(self, path: _args.PathLike, verify: bool = True,
-                 device: Optional[str] = None):
+                 device: Optional[str] = None, map_weights: bool = False):
         path = _args.existing(path, "artifact", kind="file")
         if not isinstance(verify, bool):
             raise TypeError(f"verify must be a bool, got {type(verify).__name__}")
+        if not isinstance(map_weights, bool):
+            raise TypeError(f"map_weights must be a bool, got {type(map_weights).__name__}")
         if device is not None and device not in DEVICES:
             raise InvalidArgumentError(f"device {device!r} is not supported "
                                        f"(supported: {', '.join(DEVICES)})")
-        self._native = native().Artifact.open(path, verify, device or "")
+        self._native = native().Artifact.open(path, verify, device or "", map_weights)
         self._manifest: Optional[Dict[str, Any]] = None
         self._cleanup = None  # set by xfmr.compile for artifacts in a temporary folder
 

@@ -87,6 +87,10 @@ def test_weights_copied_or_mapped_give_the_same_tokens(chat_model):
     copied = run(*args)
     mapped = run(*args, "--mmap-weights")
     assert copied.stdout == mapped.stdout and len(copied.stdout.split()) == 12
+    ids = [int(i) for i in copied.stdout.split()]
+    for map_weights in (False, True):
+        session = xfmr.Session(xfmr.Artifact(artifact, map_weights=map_weights))
+        assert session.generate([1, 2, 3, 4], 12) == ids
 
 
 def test_chat_template_file_and_errors(chat_model, tmp_path):
