@@ -345,14 +345,7 @@ class Session:
         ends turns with <|eot_id|>)."""
         tokenizer = self._text_tokenizer(tokenizer)
         stops = _stop_strings(stop)
-        if chat_template is not None:
-            template = tokenizer._template_with(str(chat_template))
-        else:
-            template = tokenizer.chat_template
-            if template is None:
-                raise InvalidArgumentError(
-                    f"{tokenizer.path} has no chat template (no chat_template in its "
-                    "tokenizer_config.json): pass chat_template=")
+        template = tokenizer._chat_template_for(chat_template)
         prompt = template.apply(messages, True, **template_kwargs)
         ids = tokenizer.encode(prompt)
         context = self._artifact.context_length

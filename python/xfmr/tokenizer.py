@@ -59,6 +59,17 @@ class Tokenizer:
             self._chat_template = self._template_with(None)
         return self._chat_template
 
+    def _chat_template_for(self, source: Optional[str]) -> "ChatTemplate":
+        """`source` (a template given in a call) with the config's special tokens, else the
+        config's template; InvalidArgumentError when there is neither."""
+        if source is not None:
+            return self._template_with(str(source))
+        if self.chat_template is None:
+            raise InvalidArgumentError(
+                f"{self.path}: no chat template (no chat_template in its "
+                "tokenizer_config.json): pass chat_template=")
+        return self.chat_template
+
     def _template_with(self, source: Optional[str]) -> Optional["ChatTemplate"]:
         """The config's template, or `source` with the config's special tokens."""
         artifact = getattr(self, "_artifact", None)
@@ -78,15 +89,8 @@ class Tokenizer:
         other `kwargs` as template variables; returns the ids of the text (encoded without
         adding special tokens, since the template writes them) or, with tokenize=False, the
         text."""
-        if chat_template is not None:
-            template = self._template_with(str(chat_template))
-        else:
-            template = self.chat_template
-            if template is None:
-                raise InvalidArgumentError(
-                    f"{self.path}: no chat template (tokenizer_config.json has no "
-                    "chat_template); pass chat_template=")
-        text = template.apply(messages, add_generation_prompt, **kwargs)
+        text = self._chat_template_for(chat_template).apply(messages, add_generation_prompt,
+                                                            **kwargs)
         return self.encode(text) if tokenize else text
 
     def encode(self, text: Union[str, bytes], add_special_tokens: bool = False) -> List[int]:

@@ -10,13 +10,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
-#include <link.h>
 #include <fcntl.h>
+#include <fstream>
+#include <link.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <thread>
@@ -50,6 +51,14 @@ void Artifact::checkImage(const uint8_t *data, uint64_t size,
   if (options.verifyChecksums)
     image.verifyChecksums();
   image.readManifest(options);
+}
+
+bool Artifact::isArtifactFile(const std::string &path) {
+  std::ifstream file(path, std::ios::binary);
+  char magic[sizeof(kMagic)] = {};
+  file.read(magic, sizeof(magic));
+  return file.gcount() == sizeof(magic) &&
+         std::equal(magic, magic + sizeof(magic), kMagic);
 }
 
 std::shared_ptr<Artifact> Artifact::open(const std::string &path,

@@ -151,23 +151,14 @@ xfmr_status xfmr_sequence_step(xfmr_sequence *sequence, const int32_t *ids,
     return nullArgument("xfmr_sequence_step", "sequence");
   if (!ids)
     return nullArgument("xfmr_sequence_step", "ids");
-  if (count == 0)
-    return fail(XFMR_INVALID_ARGUMENT, "xfmr_sequence_step: no ids given");
-  for (size_t i = 0; i < count; ++i)
-    if (ids[i] < 0 || ids[i] >= sequence->vocab)
-      return fail(XFMR_INVALID_ARGUMENT,
-                  "xfmr_sequence_step: token id " + std::to_string(ids[i]) +
-                      " at index " + std::to_string(i) +
-                      " is out of range [0, " +
-                      std::to_string(sequence->vocab) + ")");
-  int64_t position = sequence->session->position();
-  int64_t context = sequence->session->artifact().contextLength();
-  if (int64_t(count) > context - position)
+  // The caller's mistakes (ids, context) are told apart from failures of
+  // the run by checking first, as the session itself does.
+  try {
+    sequence->session->checkIds(ids, count, 0);
+  } catch (const std::exception &error) {
     return fail(XFMR_INVALID_ARGUMENT,
-                "xfmr_sequence_step: context overflow: position " +
-                    std::to_string(position) + " + " + std::to_string(count) +
-                    " token(s) exceeds the context length " +
-                    std::to_string(context));
+                std::string("xfmr_sequence_step: ") + error.what());
+  }
   return guarded("xfmr_sequence_step", [&] {
     std::vector<int32_t> input(ids, ids + count);
     std::vector<float> all = count == 1 ? sequence->session->decode(input[0])

@@ -10,16 +10,13 @@
 //===----------------------------------------------------------------------===//
 
 #include "xfmr/runtime/Artifact.h"
-#include "xfmr/runtime/ArtifactFormat.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Tokenizer.h"
 #include "xfmr/runtime/Version.h"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <sstream>
@@ -51,15 +48,6 @@ int usage(const std::string &message) {
   std::fprintf(stderr, "xfmr-tokenize: error: %s\n(see xfmr-tokenize --help)\n",
                message.c_str());
   return 2;
-}
-
-/// Whether `path` starts like a model.xfmr artifact.
-bool isArtifact(const std::string &path) {
-  std::ifstream file(path, std::ios::binary);
-  char magic[sizeof(xfmr::artifact::kMagic)] = {};
-  file.read(magic, sizeof(magic));
-  return file &&
-         std::equal(magic, magic + sizeof(magic), xfmr::artifact::kMagic);
 }
 
 /// The ids in `text`; throws `Error` naming the first word that is not one.
@@ -111,7 +99,7 @@ int main(int argc, char **argv) {
     return usage("--add-special applies to encoding, not to --decode");
   try {
     std::unique_ptr<Tokenizer> tokenizer;
-    if (isArtifact(file)) {
+    if (Artifact::isArtifactFile(file)) {
       tokenizer = Tokenizer::fromArtifact(*Artifact::inspect(file));
       if (!tokenizer)
         throw Error(file + " carries no tokenizer (compile it from a "

@@ -304,6 +304,96 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
             };
         Value vzero = arith::ConstantOp::create(
             b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
+        Value vNegInf = arith::ConstantOp::create(
+            b, loc,
+            DenseElementsAttr::get(
+                vectorType,
+                b.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
+        // Prefill task `task` of `tiles` x kvHeads: its KV head and tokens
+        // [t0, t1). Causal tiles grow with their index and OpenMP hands each
+        // thread a contiguous range of tasks: the first tile is paired with
+        // the last, the second with the one before, ... so every range holds
+        // as much work as the others.
+        struct PrefillTile {
+          Value kvHead, t0, t1;
+        };
+        auto prefillTile = [&](OpBuilder &b, Location loc, Value task,
+                               Value tiles) {
+          Value tileSize = index(b, loc, kQueryTile);
+          Value kvHead =
+              arith::RemUIOp::create(b, loc, task, index(b, loc, kvHeads));
+          Value order =
+              arith::DivUIOp::create(b, loc, task, index(b, loc, kvHeads));
+          Value two = index(b, loc, 2);
+          Value half = arith::DivUIOp::create(b, loc, order, two);
+          Value parity = arith::RemUIOp::create(b, loc, order, two);
+          Value odd = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                            parity, one);
+          Value lastTile = arith::SubIOp::create(b, loc, tiles, one);
+          Value fromEnd = arith::SubIOp::create(b, loc, lastTile, half);
+          Value tile = arith::SelectOp::create(b, loc, odd, fromEnd, half);
+          Value t0 = arith::MulIOp::create(b, loc, tile, tileSize);
+          Value tileEnd = arith::AddIOp::create(b, loc, t0, tileSize);
+          Value t1 = arith::MinUIOp::create(b, loc, tokens, tileEnd);
+          return PrefillTile{kvHead, t0, t1};
+        };
+        // outputs[row] = outputs[row] * state[2, row] + sum over keys
+        // c0 + [0, length) of weightOf(jl, row) * value(c0 + jl), for each of
+        // `rows` (outputs: [*, valueDim]; state row 2: the chunk's
+        // corrections), `block` value vectors at a time: each value vector is
+        // loaded once for every row.
+        auto accumulateValues =
+            [&](OpBuilder &b, Location loc, Value kvHead, ArrayRef<Value> rows,
+                Value state, Value outputs, Value c0, Value length,
+                int64_t block,
+                function_ref<Value(OpBuilder &, Location, Value, Value)>
+                    weightOf) {
+              int64_t count = static_cast<int64_t>(rows.size());
+              Value correctionRow = index(b, loc, 2);
+              for (int64_t p0 = 0; p0 < pieces; p0 += block) {
+                int64_t span = std::min(block, pieces - p0);
+                SmallVector<Value> init;
+                for (int64_t r = 0; r < count; ++r) {
+                  Value correction = vector::BroadcastOp::create(
+                      b, loc, vectorType,
+                      memref::LoadOp::create(
+                          b, loc, state, ValueRange{correctionRow, rows[r]}));
+                  for (int64_t p = 0; p < span; ++p) {
+                    Value acc = vector::LoadOp::create(
+                        b, loc, vectorType, outputs,
+                        ValueRange{rows[r], index(b, loc, (p0 + p) * width)});
+                    init.push_back(
+                        arith::MulFOp::create(b, loc, acc, correction));
+                  }
+                }
+                auto values = scf::ForOp::create(
+                    b, loc, zero, length, one, init,
+                    [&](OpBuilder &b, Location loc, Value jl, ValueRange acc) {
+                      Value j = arith::AddIOp::create(b, loc, c0, jl);
+                      SmallVector<Value> v;
+                      for (int64_t p = 0; p < span; ++p)
+                        v.push_back(loadVectorAsF32(
+                            b, loc, cache,
+                            {j, kvHead,
+                             index(b, loc, keyDim + (p0 + p) * width)},
+                            format, table, width));
+                      SmallVector<Value> next;
+                      for (int64_t r = 0; r < count; ++r) {
+                        Value weight = vector::BroadcastOp::create(
+                            b, loc, vectorType, weightOf(b, loc, jl, rows[r]));
+                        for (int64_t p = 0; p < span; ++p)
+                          next.push_back(vector::FMAOp::create(
+                              b, loc, weight, v[p], acc[r * span + p]));
+                      }
+                      scf::YieldOp::create(b, loc, next);
+                    });
+                for (int64_t r = 0; r < count; ++r)
+                  for (int64_t p = 0; p < span; ++p)
+                    vector::StoreOp::create(
+                        b, loc, values.getResult(r * span + p), outputs,
+                        ValueRange{rows[r], index(b, loc, (p0 + p) * width)});
+              }
+            };
         // One chunk of keys [lo, hi) for query row r of a tile, as
         // FlashAttention does it: every score of the chunk first (independent
         // dot products the core overlaps), then one max and one rescale of
@@ -403,26 +493,8 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
               arith::MulIOp::create(b, loc, tiles, index(b, loc, kvHeads));
           parallelFor(
               b, loc, zero, tasks, [&](OpBuilder &b, Location loc, Value task) {
-                Value kvHead = arith::RemUIOp::create(b, loc, task,
-                                                      index(b, loc, kvHeads));
-                // Causal tiles grow with their index and OpenMP hands each
-                // thread a contiguous range of tasks: pair the first tile
-                // with the last, the second with the one before, ... so
-                // every range holds as much work as the others.
-                Value order = arith::DivUIOp::create(b, loc, task,
-                                                     index(b, loc, kvHeads));
-                Value two = index(b, loc, 2);
-                Value half = arith::DivUIOp::create(b, loc, order, two);
-                Value odd = arith::CmpIOp::create(
-                    b, loc, arith::CmpIPredicate::eq,
-                    arith::RemUIOp::create(b, loc, order, two), one);
-                Value lastTile = arith::SubIOp::create(b, loc, tiles, one);
-                Value fromEnd = arith::SubIOp::create(b, loc, lastTile, half);
-                Value tile =
-                    arith::SelectOp::create(b, loc, odd, fromEnd, half);
-                Value t0 = arith::MulIOp::create(b, loc, tile, tileSize);
-                Value tileEnd = arith::AddIOp::create(b, loc, t0, tileSize);
-                Value t1 = arith::MinUIOp::create(b, loc, tokens, tileEnd);
+                PrefillTile tile = prefillTile(b, loc, task, tiles);
+                Value kvHead = tile.kvHead, t0 = tile.t0, t1 = tile.t1;
                 auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
                 Block *body = new Block();
                 scope.getBodyRegion().push_back(body);
@@ -563,11 +635,6 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
         bool gemmTiles = vectorized && !sinks && laneVectors <= 8 &&
                          kKeyChunk % keyBlock == 0;
         auto tiledGemm = [&](OpBuilder &b, Location loc) {
-          Value vNegInf = arith::ConstantOp::create(
-              b, loc,
-              DenseElementsAttr::get(
-                  vectorType,
-                  b.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
           Value tileSize = index(b, loc, kQueryTile);
           Value tiles = arith::CeilDivUIOp::create(b, loc, tokens, tileSize);
           Value tasks =
@@ -575,25 +642,9 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
           Value groupSize = index(b, loc, group);
           parallelFor(
               b, loc, zero, tasks, [&](OpBuilder &b, Location loc, Value task) {
-                Value kvHead = arith::RemUIOp::create(b, loc, task,
-                                                      index(b, loc, kvHeads));
-                // First tile with the last, second with the one before, ...:
-                // causal tiles grow with their index (see `tiled`).
-                Value order = arith::DivUIOp::create(b, loc, task,
-                                                     index(b, loc, kvHeads));
+                PrefillTile tile = prefillTile(b, loc, task, tiles);
+                Value kvHead = tile.kvHead, t0 = tile.t0, t1 = tile.t1;
                 Value two = index(b, loc, 2);
-                Value half = arith::DivUIOp::create(b, loc, order, two);
-                Value odd = arith::CmpIOp::create(
-                    b, loc, arith::CmpIPredicate::eq,
-                    arith::RemUIOp::create(b, loc, order, two), one);
-                Value lastTile = arith::SubIOp::create(b, loc, tiles, one);
-                Value fromEnd = arith::SubIOp::create(b, loc, lastTile, half);
-                Value tile =
-                    arith::SelectOp::create(b, loc, odd, fromEnd, half);
-                Value t0 = arith::MulIOp::create(b, loc, tile, tileSize);
-                Value t1 = arith::MinUIOp::create(
-                    b, loc, tokens,
-                    arith::AddIOp::create(b, loc, t0, tileSize));
                 Value firstHead =
                     arith::MulIOp::create(b, loc, kvHead, groupSize);
                 auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
@@ -859,58 +910,13 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                         for (int64_t r = 0; r < count; ++r)
                           rowIndex.push_back(arith::AddIOp::create(
                               b, loc, first, index(b, loc, r)));
-                        for (int64_t p0 = 0; p0 < pieces; p0 += pieceBlock) {
-                          int64_t span = std::min(pieceBlock, pieces - p0);
-                          SmallVector<Value> init;
-                          for (int64_t r = 0; r < count; ++r) {
-                            Value correction = vector::BroadcastOp::create(
-                                b, loc, vectorType,
-                                memref::LoadOp::create(
-                                    b, loc, state,
-                                    ValueRange{two, rowIndex[r]}));
-                            for (int64_t p = 0; p < span; ++p) {
-                              Value acc = vector::LoadOp::create(
-                                  b, loc, vectorType, ot,
-                                  ValueRange{rowIndex[r],
-                                             index(b, loc, (p0 + p) * width)});
-                              init.push_back(arith::MulFOp::create(b, loc, acc,
-                                                                   correction));
-                            }
-                          }
-                          auto values = scf::ForOp::create(
-                              b, loc, zero, length, one, init,
-                              [&](OpBuilder &b, Location loc, Value jl,
-                                  ValueRange acc) {
-                                Value j = arith::AddIOp::create(b, loc, c0, jl);
-                                SmallVector<Value> v;
-                                for (int64_t p = 0; p < span; ++p)
-                                  v.push_back(loadVectorAsF32(
-                                      b, loc, cache,
-                                      {j, kvHead,
-                                       index(b, loc,
-                                             keyDim + (p0 + p) * width)},
-                                      format, table, width));
-                                SmallVector<Value> next;
-                                for (int64_t r = 0; r < count; ++r) {
-                                  Value weight = vector::BroadcastOp::create(
-                                      b, loc, vectorType,
-                                      memref::LoadOp::create(
-                                          b, loc, pt,
-                                          ValueRange{jl, rowIndex[r]}));
-                                  for (int64_t p = 0; p < span; ++p)
-                                    next.push_back(vector::FMAOp::create(
-                                        b, loc, weight, v[p],
-                                        acc[r * span + p]));
-                                }
-                                scf::YieldOp::create(b, loc, next);
-                              });
-                          for (int64_t r = 0; r < count; ++r)
-                            for (int64_t p = 0; p < span; ++p)
-                              vector::StoreOp::create(
-                                  b, loc, values.getResult(r * span + p), ot,
-                                  ValueRange{rowIndex[r],
-                                             index(b, loc, (p0 + p) * width)});
-                        }
+                        accumulateValues(b, loc, kvHead, rowIndex, state, ot,
+                                         c0, length, pieceBlock,
+                                         [&](OpBuilder &b, Location loc,
+                                             Value jl, Value row) -> Value {
+                                           return memref::LoadOp::create(
+                                               b, loc, pt, ValueRange{jl, row});
+                                         });
                       };
                       int64_t fullRows = rows - rows % rowBlock;
                       Value rowsEnd = index(b, loc, fullRows);
@@ -974,11 +980,6 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
         bool groupedDecodeFits = vectorized && !sinks && keyDim % width == 0 &&
                                  group <= 8 && kKeyChunk % width == 0;
         auto groupedDecode = [&](OpBuilder &b, Location loc) {
-          Value vNegInf = arith::ConstantOp::create(
-              b, loc,
-              DenseElementsAttr::get(
-                  vectorType,
-                  b.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
           parallelFor(
               b, loc, zero, index(b, loc, kvHeads),
               [&](OpBuilder &b, Location loc, Value kvHead) {
@@ -995,9 +996,10 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                 scope.getBodyRegion().push_back(body);
                 OpBuilder::InsertionGuard guard(b);
                 b.setInsertionPointToStart(body);
-                // Per row: running max and sum, this chunk's correction.
+                // Running max, running sum and this chunk's correction, per
+                // row (the layout accumulateValues reads).
                 Value stats = memref::AllocaOp::create(
-                    b, loc, MemRefType::get({group, 3}, b.getF32Type()));
+                    b, loc, MemRefType::get({3, group}, b.getF32Type()));
                 Value outputs = memref::AllocaOp::create(
                     b, loc, MemRefType::get({group, valueDim}, b.getF32Type()));
                 // Scores of the chunk per row, then its weights.
@@ -1006,12 +1008,15 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                     MemRefType::get({group, kKeyChunk}, b.getF32Type()));
                 Value valueScales = memref::AllocaOp::create(
                     b, loc, MemRefType::get({kKeyChunk}, b.getF32Type()));
+                SmallVector<Value> rowIndex;
+                for (int64_t g = 0; g < group; ++g)
+                  rowIndex.push_back(index(b, loc, g));
                 for (int64_t g = 0; g < group; ++g) {
-                  Value row = index(b, loc, g);
+                  Value row = rowIndex[g];
                   memref::StoreOp::create(b, loc, negInf, stats,
-                                          ValueRange{row, zero});
+                                          ValueRange{zero, row});
                   memref::StoreOp::create(b, loc, f32(b, loc, 0.0), stats,
-                                          ValueRange{row, one});
+                                          ValueRange{one, row});
                   for (int64_t p = 0; p < pieces; ++p)
                     vector::StoreOp::create(
                         b, loc, vzero, outputs,
@@ -1064,7 +1069,7 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                                                             f32(b, loc, scale));
                               memref::StoreOp::create(
                                   b, loc, score, scores,
-                                  ValueRange{index(b, loc, g), local});
+                                  ValueRange{rowIndex[g], local});
                             }
                           });
                       // Each row's online softmax over the chunk, in vectors;
@@ -1087,7 +1092,7 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                             b, loc, arith::CmpIPredicate::slt, lanes, counts));
                       }
                       for (int64_t g = 0; g < group; ++g) {
-                        Value row = index(b, loc, g);
+                        Value row = rowIndex[g];
                         SmallVector<Value> chunkScores;
                         Value top = vNegInf;
                         for (int64_t v = 0; v < kKeyChunk / width; ++v) {
@@ -1102,9 +1107,9 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                         Value chunkMax = vector::ReductionOp::create(
                             b, loc, vector::CombiningKind::MAXIMUMF, top);
                         Value oldMax = memref::LoadOp::create(
-                            b, loc, stats, ValueRange{row, zero});
+                            b, loc, stats, ValueRange{zero, row});
                         Value oldSum = memref::LoadOp::create(
-                            b, loc, stats, ValueRange{row, one});
+                            b, loc, stats, ValueRange{one, row});
                         Value newMax =
                             arith::MaximumFOp::create(b, loc, oldMax, chunkMax);
                         Value drop =
@@ -1140,70 +1145,27 @@ func::FuncOp xfmr::kernels::attend(KernelLibrary &lib,
                         Value newSum =
                             arith::AddFOp::create(b, loc, kept, chunkSum);
                         memref::StoreOp::create(b, loc, newMax, stats,
-                                                ValueRange{row, zero});
+                                                ValueRange{zero, row});
                         memref::StoreOp::create(b, loc, newSum, stats,
-                                                ValueRange{row, one});
+                                                ValueRange{one, row});
                         memref::StoreOp::create(b, loc, correction, stats,
-                                                ValueRange{row, two});
+                                                ValueRange{two, row});
                       }
                       // Values: each value vector loaded once for every row.
-                      for (int64_t p0 = 0; p0 < pieces; p0 += decodePieces) {
-                        int64_t span = std::min(decodePieces, pieces - p0);
-                        SmallVector<Value> init;
-                        for (int64_t g = 0; g < group; ++g) {
-                          Value row = index(b, loc, g);
-                          Value correction = vector::BroadcastOp::create(
-                              b, loc, vectorType,
-                              memref::LoadOp::create(b, loc, stats,
-                                                     ValueRange{row, two}));
-                          for (int64_t p = 0; p < span; ++p) {
-                            Value acc = vector::LoadOp::create(
-                                b, loc, vectorType, outputs,
-                                ValueRange{row,
-                                           index(b, loc, (p0 + p) * width)});
-                            init.push_back(
-                                arith::MulFOp::create(b, loc, acc, correction));
-                          }
-                        }
-                        auto values = scf::ForOp::create(
-                            b, loc, c0, c1, one, init,
-                            [&](OpBuilder &b, Location loc, Value i,
-                                ValueRange acc) {
-                              Value local =
-                                  arith::SubIOp::create(b, loc, i, c0);
-                              SmallVector<Value> v;
-                              for (int64_t p = 0; p < span; ++p)
-                                v.push_back(loadVectorAsF32(
-                                    b, loc, cache,
-                                    {i, kvHead,
-                                     index(b, loc, keyDim + (p0 + p) * width)},
-                                    format, table, width));
-                              SmallVector<Value> next;
-                              for (int64_t g = 0; g < group; ++g) {
-                                Value weight = vector::BroadcastOp::create(
-                                    b, loc, vectorType,
-                                    memref::LoadOp::create(
-                                        b, loc, scores,
-                                        ValueRange{index(b, loc, g), local}));
-                                for (int64_t p = 0; p < span; ++p)
-                                  next.push_back(vector::FMAOp::create(
-                                      b, loc, weight, v[p], acc[g * span + p]));
-                              }
-                              scf::YieldOp::create(b, loc, next);
-                            });
-                        for (int64_t g = 0; g < group; ++g)
-                          for (int64_t p = 0; p < span; ++p)
-                            vector::StoreOp::create(
-                                b, loc, values.getResult(g * span + p), outputs,
-                                ValueRange{index(b, loc, g),
-                                           index(b, loc, (p0 + p) * width)});
-                      }
+                      accumulateValues(b, loc, kvHead, rowIndex, stats, outputs,
+                                       c0, keyCount, decodePieces,
+                                       [&](OpBuilder &b, Location loc, Value jl,
+                                           Value row) -> Value {
+                                         return memref::LoadOp::create(
+                                             b, loc, scores,
+                                             ValueRange{row, jl});
+                                       });
                       scf::YieldOp::create(b, loc);
                     });
                 for (int64_t g = 0; g < group; ++g) {
-                  Value row = index(b, loc, g);
+                  Value row = rowIndex[g];
                   Value sum = memref::LoadOp::create(b, loc, stats,
-                                                     ValueRange{row, one});
+                                                     ValueRange{one, row});
                   Value inverse =
                       arith::DivFOp::create(b, loc, f32(b, loc, 1.0), sum);
                   Value spread =

@@ -6,7 +6,6 @@
 #include "template/TemplateParser.h"
 #include "template/TemplateRenderer.h"
 #include "xfmr/runtime/Artifact.h"
-#include "xfmr/runtime/ArtifactFormat.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Json.h"
 
@@ -113,22 +112,10 @@ ChatTemplate::fromArtifact(const Artifact &artifact,
   return fromTokenizerConfig(config, artifact.path(), source);
 }
 
-namespace {
-
-bool startsWithArtifactMagic(const std::string &path) {
-  std::ifstream file(path, std::ios::binary);
-  char magic[sizeof(xfmr::artifact::kMagic)] = {};
-  file.read(magic, sizeof(magic));
-  return file.gcount() == sizeof(magic) &&
-         std::equal(magic, magic + sizeof(magic), xfmr::artifact::kMagic);
-}
-
-} // namespace
-
 std::unique_ptr<ChatTemplate>
 ChatTemplate::forTokenizerFile(const std::string &path,
                                const std::string *source) {
-  if (startsWithArtifactMagic(path))
+  if (Artifact::isArtifactFile(path))
     return fromArtifact(*Artifact::inspect(path), source);
   size_t slash = path.rfind('/');
   std::string config =

@@ -756,52 +756,75 @@ TEST_F(KernelTest, AttentionSlidingWindow) {
               2e-5, 1e-4, attend->name());
 }
 
+/// Prefills the token counts of `prompts` one after the other (each from
+/// where the previous ended, so later calls attend to earlier ones) and
+/// compares every output with the float64 reference.
+struct PrefillCase {
+  const char *cpu;
+  CacheFormat format;
+  std::optional<int64_t> window;
+  int64_t capacity, queryHeads, kvHeads, keyDim, valueDim;
+  std::vector<int64_t> prompts;
+  double scale;
+};
+
+static void checkPrefill(KernelHarness &harness, const PrefillCase &c,
+                         int64_t seed) {
+  auto write = harness.compile(CacheWriteKernel{
+      c.capacity, c.kvHeads, c.keyDim, c.valueDim, c.format, std::nullopt});
+  auto attend = harness.compile(
+      AttendKernel{c.capacity, c.queryHeads, c.kvHeads, c.keyDim, c.valueDim,
+                   c.scale, c.window, c.format, std::nullopt},
+      c.cpu);
+  ASSERT_TRUE(write && attend);
+  Buffer cache({c.capacity, c.kvHeads, c.keyDim + c.valueDim},
+               storageSize(c.format.format));
+  Buffer scales = f32Buffer({c.capacity, c.kvHeads, 2});
+  Buffer *scalesArg = c.format.scaled ? &scales : nullptr;
+  ReferenceCache reference{c.kvHeads, c.keyDim, c.valueDim, c.format, {}, {}};
+  int64_t start = 0;
+  for (int64_t tokens : c.prompts) {
+    std::vector<double> k =
+        randomValues(tokens * c.kvHeads * c.keyDim, -2, 2, ++seed);
+    std::vector<double> v =
+        randomValues(tokens * c.kvHeads * c.valueDim, -2, 2, ++seed);
+    std::vector<double> q =
+        randomValues(tokens * c.queryHeads * c.keyDim, -2, 2, ++seed);
+    Buffer key = f32Buffer({tokens, c.kvHeads, c.keyDim}, k);
+    Buffer value = f32Buffer({tokens, c.kvHeads, c.valueDim}, v);
+    Buffer query = f32Buffer({tokens, c.queryHeads, c.keyDim}, q);
+    Buffer output = f32Buffer({tokens, c.queryHeads, c.valueDim});
+    Buffer position = Buffer::index(start);
+    (*write)(CacheWriteOperands<Buffer *>{&key, &value, &cache, scalesArg,
+                                          &position});
+    (*attend)(AttendOperands<Buffer *>{&query, &cache, scalesArg, &position,
+                                       &output});
+    reference.write(k, v, tokens);
+    expectClose(readF32(output),
+                reference.attend(q, tokens, c.queryHeads, start, c.scale,
+                                 [&](int64_t p, int64_t j) {
+                                   return !c.window || j > p - *c.window;
+                                 }),
+                2e-5, 1e-4,
+                attend->name() + " " + c.cpu + " at " + std::to_string(start));
+    start += tokens;
+  }
+}
+
 TEST_F(KernelTest, AttentionPrefillTiles) {
   // Prefill walks keys in chunks for tiles of tokens of one KV head: several
   // tiles (16 tokens) and chunks (32 keys), a partial last tile, a second
   // prefill after the first, grouped query heads, bf16 and int8 caches, and
   // a sliding window whose start moves inside a tile.
-  const int64_t capacity = 128, queryHeads = 4, kvHeads = 2, dim = 16;
   for (CacheFormat format : {CacheFormat{WeightFormat::BF16, false},
                              CacheFormat{WeightFormat::I8, true}})
     for (std::optional<int64_t> window :
-         {std::optional<int64_t>(), std::optional<int64_t>(21)}) {
-      auto write = harness().compile(CacheWriteKernel{
-          capacity, kvHeads, dim, dim, format, std::nullopt});
-      auto attend = harness().compile(AttendKernel{capacity, queryHeads,
-                                                   kvHeads, dim, dim, 0.25,
-                                                   window, format,
-                                                   std::nullopt});
-      ASSERT_TRUE(write && attend);
-      Buffer cache({capacity, kvHeads, 2 * dim}, storageSize(format.format));
-      Buffer scales = f32Buffer({capacity, kvHeads, 2});
-      Buffer *scalesArg = format.scaled ? &scales : nullptr;
-      ReferenceCache reference{kvHeads, dim, dim, format, {}, {}};
-      int64_t start = 0, seed = 200;
-      for (int64_t tokens : {70, 37, 1}) {
-        std::vector<double> k = randomValues(tokens * kvHeads * dim, -2, 2, ++seed);
-        std::vector<double> v = randomValues(tokens * kvHeads * dim, -2, 2, ++seed);
-        std::vector<double> q = randomValues(tokens * queryHeads * dim, -2, 2, ++seed);
-        Buffer key = f32Buffer({tokens, kvHeads, dim}, k);
-        Buffer value = f32Buffer({tokens, kvHeads, dim}, v);
-        Buffer query = f32Buffer({tokens, queryHeads, dim}, q);
-        Buffer output = f32Buffer({tokens, queryHeads, dim});
-        Buffer position = Buffer::index(start);
-        (*write)(CacheWriteOperands<Buffer *>{&key, &value, &cache, scalesArg,
-                                              &position});
-        (*attend)(AttendOperands<Buffer *>{&query, &cache, scalesArg,
-                                           &position, &output});
-        reference.write(k, v, tokens);
-        expectClose(readF32(output),
-                    reference.attend(q, tokens, queryHeads, start, 0.25,
-                                     [&](int64_t p, int64_t j) {
-                                       return !window || j > p - *window;
-                                     }),
-                    2e-5, 1e-4,
-                    attend->name() + " at " + std::to_string(start));
-        start += tokens;
-      }
-    }
+         {std::optional<int64_t>(), std::optional<int64_t>(21)})
+      checkPrefill(
+          harness(),
+          PrefillCase{
+              "native", format, window, 128, 4, 2, 16, 16, {70, 37, 1}, 0.25},
+          200);
 }
 
 TEST_F(KernelTest, AttentionPrefillTilesRealisticShapes) {
@@ -810,56 +833,35 @@ TEST_F(KernelTest, AttentionPrefillTilesRealisticShapes) {
   // values (a partial block of value vectors), chunks that end mid-block,
   // a window that starts mid-chunk, and f32, bf16 and scaled FP8 caches;
   // with 8-lane vectors (x86-64-v3: 6 vectors of rows, 2-key blocks) too.
-  const int64_t capacity = 256, queryHeads = 6, kvHeads = 2, keyDim = 64,
-                valueDim = 80;
   for (auto [cpu, format] :
        {std::pair("native", CacheFormat{WeightFormat::F32, false}),
         std::pair("native", CacheFormat{WeightFormat::BF16, false}),
         std::pair("native", CacheFormat{WeightFormat::F8E4M3FN, true}),
         std::pair("x86-64-v3", CacheFormat{WeightFormat::F32, false})})
     for (std::optional<int64_t> window :
-         {std::optional<int64_t>(), std::optional<int64_t>(45)}) {
-      auto write = harness().compile(CacheWriteKernel{
-          capacity, kvHeads, keyDim, valueDim, format, std::nullopt});
-      auto attend = harness().compile(
-          AttendKernel{capacity, queryHeads, kvHeads, keyDim, valueDim, 0.125,
-                       window, format, std::nullopt},
-          cpu);
-      ASSERT_TRUE(write && attend);
-      Buffer cache({capacity, kvHeads, keyDim + valueDim},
-                   storageSize(format.format));
-      Buffer scales = f32Buffer({capacity, kvHeads, 2});
-      Buffer *scalesArg = format.scaled ? &scales : nullptr;
-      ReferenceCache reference{kvHeads, keyDim, valueDim, format, {}, {}};
-      int64_t start = 0, seed = 300;
-      for (int64_t tokens : {150, 70, 1}) {
-        std::vector<double> k =
-            randomValues(tokens * kvHeads * keyDim, -2, 2, ++seed);
-        std::vector<double> v =
-            randomValues(tokens * kvHeads * valueDim, -2, 2, ++seed);
-        std::vector<double> q =
-            randomValues(tokens * queryHeads * keyDim, -2, 2, ++seed);
-        Buffer key = f32Buffer({tokens, kvHeads, keyDim}, k);
-        Buffer value = f32Buffer({tokens, kvHeads, valueDim}, v);
-        Buffer query = f32Buffer({tokens, queryHeads, keyDim}, q);
-        Buffer output = f32Buffer({tokens, queryHeads, valueDim});
-        Buffer position = Buffer::index(start);
-        (*write)(CacheWriteOperands<Buffer *>{&key, &value, &cache, scalesArg,
-                                              &position});
-        (*attend)(AttendOperands<Buffer *>{&query, &cache, scalesArg,
-                                           &position, &output});
-        reference.write(k, v, tokens);
-        expectClose(readF32(output),
-                    reference.attend(q, tokens, queryHeads, start, 0.125,
-                                     [&](int64_t p, int64_t j) {
-                                       return !window || j > p - *window;
-                                     }),
-                    2e-5, 1e-4,
-                    attend->name() + " " + cpu + " at " +
-                        std::to_string(start));
-        start += tokens;
-      }
-    }
+         {std::optional<int64_t>(), std::optional<int64_t>(45)})
+      checkPrefill(
+          harness(),
+          PrefillCase{
+              cpu, format, window, 256, 6, 2, 64, 80, {150, 70, 1}, 0.125},
+          300);
+}
+
+TEST_F(KernelTest, AttentionPrefillManyHeadsPerKVHead) {
+  // 40 query heads on one KV head: 640 rows, too many vectors of lanes for
+  // the matrix-product tiles, so the per-row tiles run; then a decode.
+  checkPrefill(harness(),
+               PrefillCase{"native",
+                           CacheFormat{WeightFormat::BF16, false},
+                           std::nullopt,
+                           96,
+                           40,
+                           1,
+                           16,
+                           16,
+                           {40, 1},
+                           0.25},
+               400);
 }
 
 TEST_F(KernelTest, AttentionEvictingRing) {

@@ -94,6 +94,9 @@ public:
   /// the weights or loading code: what xfmr-pack needs of an artifact,
   /// weights-stripped or not, built for any target. Throws `Error`.
   static std::shared_ptr<Artifact> inspect(const std::string &path);
+  /// Whether `path` starts with an artifact's magic (tools that take an
+  /// artifact or another kind of file tell them apart with it).
+  static bool isArtifactFile(const std::string &path);
   ~Artifact();
   Artifact(const Artifact &) = delete;
   Artifact &operator=(const Artifact &) = delete;

@@ -111,8 +111,12 @@ public:
   const Artifact &artifact() const { return *artifact_; }
   Stats stats() const;
 
-private:
+  /// The checks prefill/decode/generate make before any compute: at least
+  /// one id, every id in [0, vocab), position + count + extra <= context
+  /// (`extra`: generated tokens to be fed back). Throws `Error`.
   void checkIds(const int32_t *ids, size_t count, size_t extra) const;
+
+private:
   /// Calls the decode or prefill entry; its time counts as decode or
   /// prefill per `countAsDecode` (default: the entry's kind).
   void run(bool isDecode, const int32_t *ids, size_t count, float *logits,
