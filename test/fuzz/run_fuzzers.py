@@ -140,7 +140,10 @@ def make_seeds(bin_dir: Path, seeds: Path) -> None:
         small = {
             "added_tokens": [{"id": 259, "content": "<|end|>", "special": True,
                               "lstrip": True, "rstrip": False, "single_word": False,
-                              "normalized": False}],
+                              "normalized": False},
+                             {"id": 260, "content": "caf\u00e9", "special": False,
+                              "lstrip": False, "rstrip": True, "single_word": True,
+                              "normalized": True}],
             "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}]},
             "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
                 {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"},

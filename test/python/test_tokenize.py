@@ -417,3 +417,98 @@ def test_python_tokenizer(tmp_path):
     broken.write_text("{")
     with pytest.raises(xfmr.Error, match=str(broken)):
         xfmr.Tokenizer(broken)
+
+
+# Added-token flags. No JavaScript oracle honours `single_word` or `normalized`
+# (transformers.js ignores both), so the expected splits below are those of the
+# `tokenizers` library's own tests (tokenizers/src/tokenizer/added_vocabulary.rs:
+# test_single_word_is_correct, test_single_word_is_unicode_correct,
+# test_lstrip_unicode_space, options_use_cases), with the text between tokens
+# encoded by the same tokenizer without the added tokens.
+
+def with_added_tokens(base: Path, path: Path, tokens) -> Path:
+    """`base` with `tokens` (content, flags) added after its vocabulary."""
+    config = json.loads(base.read_text())
+    next_id = max([*config["model"]["vocab"].values(),
+                   *(t["id"] for t in config["added_tokens"])]) + 1
+    for content, flags in tokens:
+        config["added_tokens"].append({
+            "id": next_id, "content": content, "special": flags.get("special", False),
+            **{key: flags.get(key, False)
+               for key in ("single_word", "lstrip", "rstrip", "normalized")}})
+        next_id += 1
+    path.write_text(json.dumps(config, ensure_ascii=False))
+    return path
+
+
+def expected_ids(base: Path, added: Path, splits) -> list:
+    """The ids of `splits`: an added token's content (a 1-tuple) is its id, text is
+    encoded by `base`."""
+    ids = {t["content"]: t["id"] for t in json.loads(added.read_text())["added_tokens"]}
+    result = []
+    for split in splits:
+        result += [ids[split[0]]] if isinstance(split, tuple) else \
+            encode(base, split.encode())
+    return result
+
+
+@pytest.mark.parametrize("text, flags, splits", [
+    # Left, in the middle, not a single word on the left or right, at the end.
+    ("<mask> My name <mask> A<mask> <mask>ony <mask>", {"single_word": True},
+     [("<mask>",), " My name ", ("<mask>",), " A<mask> <mask>ony ", ("<mask>",)]),
+    # Punctuation is not a word character; a combining mark is.
+    ("<mask>, <mask>- \u25cc\u0330<mask>", {"single_word": True},
+     [("<mask>",), ", ", ("<mask>",), "- \u25cc\u0330<mask>"]),
+    # Unicode whitespace (a tab, U+2000) is stripped; the third token takes none of
+    # the whitespace the second one took.
+    ("Hi <mask> there\t<mask>\t<mask>\u2000",
+     {"single_word": True, "lstrip": True, "rstrip": True},
+     ["Hi", ("<mask>",), "there", ("<mask>",), ("<mask>",)]),
+    # A single_word match that is dropped is still consumed: no token inside it.
+    ("x<mask>y <mask>", {"single_word": True}, ["x<mask>y ", ("<mask>",)]),
+])
+def test_added_token_single_word_and_strip(text, flags, splits, tmp_path):
+    gpt2 = shared("gpt2/tokenizer.json")
+    added = with_added_tokens(gpt2, tmp_path / "tokenizer.json", [("<mask>", flags)])
+    assert encode(added, text.encode()) == expected_ids(gpt2, added, splits)
+    assert decode(added, encode(added, text.encode())).decode() == "".join(
+        s[0] if isinstance(s, tuple) else s for s in splits)
+
+
+def test_added_token_flags_together(tmp_path):
+    """tokenizers' options_use_cases: normalized and raw tokens, lstrip/rstrip,
+    single_word and special tokens in one text (GPT-2 has no normalizer, so the
+    normalized token is found in the second pass, on the same text)."""
+    gpt2 = shared("gpt2/tokenizer.json")
+    added = with_added_tokens(gpt2, tmp_path / "tokenizer.json", [
+        ("my", {"lstrip": True, "rstrip": True, "normalized": True}),
+        ("name", {}), ("ony", {"single_word": True}),
+        ("[CLS]", {"special": True}), ("[SEP]", {"special": True})])
+    text = "[CLS] my name is Anthony [SEP]"
+    assert encode(added, text.encode()) == expected_ids(
+        gpt2, added, [("[CLS]",), ("my",), ("name",), " is Anthony ", ("[SEP]",)])
+
+
+def test_normalized_added_tokens_match_normalized_text(npm_modules, tmp_path):
+    """A normalized added token is matched as its normalized content in the normalized
+    text: with Llama 2's normalizer (prepend "\u2581", spaces to "\u2581"), "<mask>"
+    is found as "\u2581<mask>", so after a space or at the start of a segment, but not
+    inside a word; a raw one is found anywhere."""
+    llama2 = sentencepiece_style(npm_modules, tmp_path, name="base.json")
+    normalized = with_added_tokens(llama2, tmp_path / "normalized.json",
+                                   [("<mask>", {"normalized": True})])
+    raw = with_added_tokens(llama2, tmp_path / "raw.json", [("<mask>", {})])
+    mask = expected_ids(llama2, normalized, [("<mask>",)])
+    assert encode(normalized, b"a <mask> b") == encode(llama2, b"a") + mask + \
+        encode(llama2, b"b")
+    # "<mask>b" normalizes to "\u2581<mask>b": the token, then the piece "b".
+    vocab = json.loads(llama2.read_text())["model"]["vocab"]
+    assert encode(normalized, b"<mask>b") == mask + [vocab["b"]]
+    assert encode(normalized, b"x<mask>") == encode(llama2, b"x<mask>")
+    assert mask[0] not in encode(normalized, b"x<mask>")
+    assert mask[0] in encode(raw, b"x<mask>")
+    # The raw pass runs first: its tokens split the text the normalizer then sees.
+    both = with_added_tokens(llama2, tmp_path / "both.json",
+                             [("<mask>", {"normalized": True}), ("[X]", {})])
+    ids = {t["content"]: t["id"] for t in json.loads(both.read_text())["added_tokens"]}
+    assert encode(both, b"[X]<mask>") == [ids["[X]"], ids["<mask>"]]

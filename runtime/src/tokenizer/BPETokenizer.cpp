@@ -1,13 +1,13 @@
 //===- BPETokenizer.cpp - Hugging Face tokenizer.json, BPE model ----------===//
 //
 // Encoding, as the `tokenizers` library does it:
-//   1. added tokens (special or not) are found first, longest first, and
-//      become their ids; `lstrip`/`rstrip` ones absorb the whitespace beside
-//      them;
+//   1. added tokens (special or not) are found first and become their ids
+//      (AddedTokens.h: longest first, `lstrip`/`rstrip`/`single_word`);
 //   2. the text between them goes through the normalizers (NFC, Prepend,
-//      Replace, a Sequence of those) and the pre-tokenizers (Split on a
-//      regex, ByteLevel with its GPT-2 regex, Metaspace, a Sequence of those)
-//      into pieces;
+//      Replace, a Sequence of those); the added tokens marked `normalized`
+//      are found in the result; the text between those goes through the
+//      pre-tokenizers (Split on a regex, ByteLevel with its GPT-2 regex,
+//      Metaspace, a Sequence of those) into pieces;
 //   3. with a ByteLevel pre-tokenizer (GPT-2, Llama-3), each piece's bytes
 //      become GPT-2's printable characters, one symbol each; without one
 //      (SentencePiece-style files: Llama-2, Mistral, Gemma), each UTF-8
@@ -24,6 +24,7 @@
 
 #include "tokenizer/BPETokenizer.h"
 
+#include "tokenizer/AddedTokens.h"
 #include "tokenizer/Normalizer.h"
 #include "tokenizer/Regex.h"
 #include "xfmr/runtime/Error.h"
@@ -161,18 +162,13 @@ struct Decoder {
 /// The ids of each distinct pre-tokenized piece, within one encode call.
 using PieceCache = std::unordered_map<std::string, std::vector<int32_t>>;
 
-struct AddedToken {
-  int32_t id;
-  std::string content;
-  bool lstrip, rstrip;
-};
-
 class BPETokenizer : public Tokenizer {
 public:
   BPETokenizer(const JsonValue &json, const std::string &what) : what_(what) {
     readModel(member(json, "model"));
-    readAddedTokens(json.find("added_tokens"));
+    // Normalized added tokens are matched as their normalized content.
     readNormalizer(json.find("normalizer"));
+    readAddedTokens(json.find("added_tokens"));
     if (const JsonValue *pre = json.find("pre_tokenizer");
         pre && !pre->isNull())
       readPreTokenizer(*pre);
@@ -187,33 +183,16 @@ public:
     std::vector<int32_t> ids;
     if (addSpecial)
       ids = prefix_;
-    std::string input(text);
-    size_t done = 0;
     // Words repeat: each distinct piece is merged once per call.
     PieceCache cache;
     auto encodeText = [&](size_t begin, size_t end) {
-      if (end > begin)
-        encodeSegment(std::string_view(input).substr(begin, end - begin),
-                      begin == 0, ids, cache);
+      encodeSegment(text.substr(begin, end - begin), begin == 0, ids, cache);
     };
-    if (addedPattern_) {
-      addedPattern_->forEachMatch(input, [&](size_t begin, size_t end) {
-        if (begin < done) // inside whitespace an rstrip token absorbed
-          return;
-        const AddedToken &token =
-            *addedByContent_.at(input.substr(begin, end - begin));
-        if (token.lstrip)
-          while (begin > done && isSpace(input[begin - 1]))
-            --begin;
-        encodeText(done, begin);
-        ids.push_back(token.id);
-        if (token.rstrip)
-          while (end < input.size() && isSpace(input[end]))
-            ++end;
-        done = end;
-      });
-    }
-    encodeText(done, input.size());
+    if (rawAdded_)
+      rawAdded_->split(text, encodeText,
+                       [&](int32_t id) { ids.push_back(id); });
+    else if (!text.empty())
+      encodeText(0, text.size());
     if (addSpecial)
       ids.insert(ids.end(), suffix_.begin(), suffix_.end());
     return ids;
@@ -343,7 +322,6 @@ private:
   void readAddedTokens(const JsonValue *added) {
     if (!added || added->isNull())
       return;
-    std::vector<const AddedToken *> byLength;
     for (const JsonValue &entry : added->asArray()) {
       AddedToken token;
       token.id = int32_t(member(entry, "id").asInt());
@@ -354,31 +332,32 @@ private:
       };
       token.lstrip = flag("lstrip");
       token.rstrip = flag("rstrip");
-      if (flag("single_word"))
-        unsupported("added token '" + token.content + "' with single_word");
+      token.singleWord = flag("single_word");
+      token.normalized = flag("normalized");
       if (token.content.empty())
         throw Error(what_ + ": added token " + std::to_string(token.id) +
                     " is empty");
       setToken(token.id, token.content, true);
       added_.push_back(token);
     }
-    if (added_.empty())
-      return;
-    for (const AddedToken &token : added_)
-      addedByContent_[token.content] = &token;
-    for (const auto &[content, token] : addedByContent_)
-      byLength.push_back(token);
-    // Longest first: "<|a|>" wins over "<|a" at the same position.
-    std::sort(byLength.begin(), byLength.end(),
-              [](const AddedToken *a, const AddedToken *b) {
-                return a->content.size() != b->content.size()
-                           ? a->content.size() > b->content.size()
-                           : a->content < b->content;
-              });
-    std::string pattern;
-    for (const AddedToken *token : byLength)
-      pattern += (pattern.empty() ? "" : "|") + escapeRegex(token->content);
-    addedPattern_ = std::make_shared<Regex>(pattern, what_ + " (added tokens)");
+    std::vector<std::pair<std::string, const AddedToken *>> raw, normalized;
+    for (const AddedToken &token : added_) {
+      if (!token.normalized) {
+        raw.emplace_back(token.content, &token);
+        continue;
+      }
+      // As the tokenizers library does; a token that normalizes to nothing
+      // can never be found.
+      std::string pattern = normalize(token.content);
+      if (!pattern.empty())
+        normalized.emplace_back(std::move(pattern), &token);
+    }
+    if (!raw.empty())
+      rawAdded_ =
+          std::make_unique<AddedTokenMatcher>(raw, what_ + " (added tokens)");
+    if (!normalized.empty())
+      normalizedAdded_ = std::make_unique<AddedTokenMatcher>(
+          normalized, what_ + " (normalized added tokens)");
   }
 
   void readNormalizer(const JsonValue *normalizer) {
@@ -587,10 +566,8 @@ private:
     return (uint64_t(uint32_t(a)) << 32) | uint32_t(b);
   }
 
-  /// Text between added tokens: normalized, pre-tokenized, each piece merged.
-  /// `atStart`: the text starts the input (Metaspace's "first" scheme).
-  void encodeSegment(std::string_view text, bool atStart,
-                     std::vector<int32_t> &ids, PieceCache &cache) const {
+  /// `text` through the normalizers.
+  std::string normalize(std::string_view text) const {
     std::string normalized(text);
     for (const Normalizer &step : normalizers_) {
       switch (step.kind) {
@@ -598,15 +575,32 @@ private:
         normalized = toNFC(normalized);
         break;
       case Normalizer::Kind::Prepend:
-        normalized.insert(0, step.text);
+        if (!normalized.empty())
+          normalized.insert(0, step.text);
         break;
       case Normalizer::Kind::Replace:
         normalized = step.pattern.replaceAll(normalized, step.text);
         break;
       }
     }
-    if (!normalized.empty())
-      preTokenize(0, std::move(normalized), atStart, ids, cache);
+    return normalized;
+  }
+
+  /// Text between the (not normalized) added tokens: normalized, split at
+  /// the normalized added tokens, pre-tokenized, each piece merged.
+  /// `atStart`: the text starts the input (Metaspace's "first" scheme).
+  void encodeSegment(std::string_view text, bool atStart,
+                     std::vector<int32_t> &ids, PieceCache &cache) const {
+    std::string normalized = normalize(text);
+    auto encodePiece = [&](size_t begin, size_t end) {
+      preTokenize(0, normalized.substr(begin, end - begin),
+                  atStart && begin == 0, ids, cache);
+    };
+    if (normalizedAdded_)
+      normalizedAdded_->split(normalized, encodePiece,
+                              [&](int32_t id) { ids.push_back(id); });
+    else if (!normalized.empty())
+      encodePiece(0, normalized.size());
   }
 
   /// Runs pre-tokenizer `step` on `piece` and hands each part it makes, in
@@ -939,9 +933,9 @@ private:
   std::unordered_map<std::string, int32_t> vocab_;
   std::unordered_map<uint64_t, Merge> merges_;
   bool ignoreMerges_ = false;
-  std::vector<AddedToken> added_;
-  std::unordered_map<std::string, const AddedToken *> addedByContent_;
-  std::shared_ptr<Regex> addedPattern_;
+  std::vector<AddedToken> added_; // never changes after construction
+  // The added tokens matched in the raw text and in the normalized text.
+  std::unique_ptr<AddedTokenMatcher> rawAdded_, normalizedAdded_;
   bool byteFallback_ = false, fuseUnk_ = false;
   int32_t unkId_ = -1;
   int32_t byteIds_[256]; // the id of "<0xXX>", or -1
