@@ -262,10 +262,12 @@ Error xfmr::validateCompileOptions(const CompileOptions &options) {
   if (options.optLevel > 3)
     return invalidOption("the optimization level must be 0, 1, 2 or 3, got " +
                          Twine(options.optLevel));
-  if (Error error = checkChoice("quantization", options.quantize, {"fp8"}))
+  if (Error error =
+          checkChoice("quantization", options.quantize, {"fp8", "int8"}))
     return error;
   if (!options.quantizeOptions.empty() && options.quantize.empty())
-    return invalidOption("quantization options need quantization fp8");
+    return invalidOption("quantization options need quantization fp8 or "
+                         "int8");
   if (Error error = checkChoice("KV-cache type", options.kvCache,
                                 {"f32", "bf16", "f16", "fp8", "int8"}))
     return error;
@@ -331,7 +333,8 @@ Error xfmr::compileModel(const CompileOptions &options,
   if (!options.quantize.empty()) {
     std::string parseErrors;
     raw_string_ostream errorStream(parseErrors);
-    std::string pass = "xfmr-quantize-fp8{" + options.quantizeOptions + "}";
+    std::string pass = "xfmr-quantize-" + options.quantize + "{" +
+                       options.quantizeOptions + "}";
     if (mlir::failed(mlir::parsePassPipeline(pass, pm, errorStream)))
       return invalidOption("invalid quantization options '" +
                            options.quantizeOptions + "': " + parseErrors);
@@ -466,7 +469,9 @@ Error xfmr::compileModel(const CompileOptions &options,
 
   step(options.quantize.empty()
            ? "lowering to kernels and LLVM IR"
-           : "quantizing to FP8 (" +
+           : "quantizing to " +
+                 std::string(options.quantize == "int8" ? "int8" : "FP8") +
+                 " (" +
                  (options.quantizeOptions.empty() ? std::string("defaults")
                                                   : options.quantizeOptions) +
                  "), lowering to kernels and LLVM IR");

@@ -62,6 +62,30 @@ def QuantizeFP8 : Pass<"xfmr-quantize-fp8"> {
   let dependentDialects = ["::xfmr::XfmrDialect"];
 }
 
+def QuantizeInt8 : Pass<"xfmr-quantize-int8"> {
+  let summary = "Quantize linears to int8 weights and int8 activations (W8A8)";
+  let description = [{
+    Rewrites every `xfmr.linear` whose weight is an f32/bf16/f16
+    `xfmr.weight` into a W8A8 linear: the weight goes through
+    `xfmr.quantize` to i8 codes with one f32 scale per output channel
+    (block [1, in]), evaluated at compile time, and the input through an
+    `xfmr.quantize` + `xfmr.dequantize` pair with one scale per token (block
+    [1, in]). Scales are max-abs / 127 and codes round to nearest even, so
+    a product is an exact integer sum times the two scales. On CPUs the
+    lowering multiplies the codes with VNNI dot products (`vpdpbusd`).
+    Weights whose name contains one of `keep` stay as they are (default:
+    the embedding and the LM head); so do linears whose input is already
+    quantized, inputs wider than 65536 (their int32 sums could overflow),
+    MoE expert stacks and MLA's `kv_b`, which are not `xfmr.linear`s.
+  }];
+  let options = [
+    ListOption<"keep", "keep", "std::string",
+               "Weight-name substrings kept in high precision "
+               "(default: embed_tokens, lm_head)">
+  ];
+  let dependentDialects = ["::xfmr::XfmrDialect"];
+}
+
 def CompressKVCache : Pass<"xfmr-compress-kv-cache", "::mlir::ModuleOp"> {
   let summary = "Store the KV caches in a narrower element type (bf16, fp8, int8)";
   let description = [{

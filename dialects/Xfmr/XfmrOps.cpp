@@ -74,10 +74,11 @@ static LogicalResult verifyWeightScale(Operation *op, StringRef what,
                                        Value weight, Value scale,
                                        ScaleLayoutAttr layout) {
   RankedTensorType weightType = tensorType(weight);
-  bool quantized = isFloat8(weightType.getElementType());
+  bool quantized = isFloat8(weightType.getElementType()) ||
+                   weightType.getElementType().isInteger(8);
   if (quantized && !scale)
     return op->emitOpError() << what << " " << weightType
-                             << " is FP8 and needs a scale tensor";
+                             << " is quantized and needs a scale tensor";
   if (!quantized && scale)
     return op->emitOpError() << what << " " << weightType
                              << " is not quantized but has a scale tensor";

@@ -25,6 +25,8 @@ def Xfmr_Float : AnyTypeOf<[F32, BF16, F16]>;
 def Xfmr_Float8 : AnyTypeOf<[F8E4M3FN, F8E5M2, F8E4M3FNUZ]>;
 def Xfmr_ActTensor : RankedTensorOf<[F32, BF16, F16]>;
 def Xfmr_WeightTensor : RankedTensorOf<[F32, BF16, F16, F8E4M3FN, F8E5M2, F8E4M3FNUZ]>;
+// Linear layers also multiply int8 codes (W8A8, xfmr-quantize-int8).
+def Xfmr_LinearWeightTensor : RankedTensorOf<[F32, BF16, F16, F8E4M3FN, F8E5M2, F8E4M3FNUZ, I8]>;
 def Xfmr_QuantTensor : RankedTensorOf<[F8E4M3FN, F8E5M2, F8E4M3FNUZ, I8]>;
 def Xfmr_ScaleTensor : RankedTensorOf<[F32]>;
 def Xfmr_IdsTensor : 1DTensorOf<[I32, I64]>;
@@ -94,8 +96,9 @@ def Xfmr_LinearOp : Xfmr_Op<"linear", [Pure, AttrSizedOperandSegments]> {
   let description = [{
     Multiplies the last dimension of `input` (`[..., in]`) by a weight stored
     `[out, in]`, adding an optional `bias` of shape `[out]`. The weight may be
-    f32/bf16/f16, or FP8 with a `scale` tensor laid out by `scale_layout`
-    (real weight = fp8 value x scale of its block); accumulation is f32.
+    f32/bf16/f16, or FP8 or int8 with a `scale` tensor laid out by
+    `scale_layout` (real weight = code x scale of its block); accumulation
+    is f32.
     ```mlir
     %y = xfmr.linear %x, %w : tensor<?x64xf32>, tensor<128x64xf32> -> tensor<?x128xf32>
     %z = xfmr.linear %x, %wq bias(%b : tensor<128xf32>) : tensor<?x64xf32>, tensor<128x64xbf16> -> tensor<?x128xf32>
@@ -103,7 +106,7 @@ def Xfmr_LinearOp : Xfmr_Op<"linear", [Pure, AttrSizedOperandSegments]> {
         : tensor<?x64xf32>, tensor<128x64xf8E4M3FN> -> tensor<?x128xf32>
     ```
   }];
-  let arguments = (ins Xfmr_ActTensor:$input, Xfmr_WeightTensor:$weight,
+  let arguments = (ins Xfmr_ActTensor:$input, Xfmr_LinearWeightTensor:$weight,
                        Optional<Xfmr_ActTensor>:$bias,
                        Optional<Xfmr_ScaleTensor>:$scale,
                        OptionalAttr<Xfmr_ScaleLayoutAttr>:$scale_layout);

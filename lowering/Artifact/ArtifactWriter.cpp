@@ -16,6 +16,8 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstring>
+#include <set>
+#include <tuple>
 
 using namespace mlir;
 using namespace xfmr;
@@ -224,9 +226,22 @@ llvm::Error xfmr::writeArtifact(
   int64_t parameters = 0;
   for (WeightSlotAttr slot : plan.getWeightSlots()) {
     packing.push_back(packedTensorOf(slot));
-    tensors.push_back(tensorJson(packing.back()));
     parameters += cast<RankedTensorType>(slot.getType()).getNumElements();
   }
+  // Int8 codes (and the scales computed with them) have transforms of their
+  // own: the packer quantizes them differently.
+  std::set<std::tuple<std::string, int64_t, int64_t>> int8Weights;
+  for (runtime::PackedTensor &t : packing)
+    if (t.transform == "fp8_codes" && t.dtype == "i8") {
+      t.transform = "int8_codes";
+      int8Weights.insert({t.name, t.blockRows, t.blockCols});
+    }
+  for (runtime::PackedTensor &t : packing)
+    if (t.transform == "fp8_scales" &&
+        int8Weights.count({t.name, t.blockRows, t.blockCols}))
+      t.transform = "int8_scales";
+  for (const runtime::PackedTensor &t : packing)
+    tensors.push_back(tensorJson(t));
   llvm::json::Array layers;
   int64_t bytesPerToken = 0;
   for (CacheSlotAttr slot : plan.getCacheSlots()) {

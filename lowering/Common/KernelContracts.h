@@ -210,6 +210,11 @@ struct LinearKernel {
   /// The input is rounded to bf16 before the products (the CPU's bf16 dot
   /// products; --precise keeps f32). Only with a panel weight.
   bool bf16Activations = false;
+  /// W8A8 (an i8 panel weight with a scale per row): the input is the f32
+  /// input of the xfmr.quantize + xfmr.dequantize pair before the linear
+  /// (one scale per token), which the kernel applies itself, multiplying
+  /// the integer codes.
+  bool int8Activations = false;
 };
 
 /// output = input rotated for positions start + t.

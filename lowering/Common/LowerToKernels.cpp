@@ -81,6 +81,11 @@ private:
   WeightOperand weightOperand(Value weight, Value scale,
                               ScaleLayoutAttr layout, Operation *op,
                               bool &ok);
+  /// True when `dequantize` (of activations quantized to i8 per token) only
+  /// feeds the inputs of linears whose int8 kernels quantize their input
+  /// themselves (W8A8 weights in panels): it is then no kernel of its own,
+  /// and its value is the quantize's input.
+  bool fusedIntoInt8Linears(DequantizeOp dequantize);
 
   LogicalResult emitOp(Operation *op);
   /// A view of the weight-blob slot `op` reads (its `attrName`), in the
@@ -155,6 +160,28 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
   return operand;
 }
 
+bool ScheduleEmitter::fusedIntoInt8Linears(DequantizeOp dequantize) {
+  auto quantize = dequantize.getInput().getDefiningOp<QuantizeOp>();
+  auto type = dequantize.getType();
+  ScaleLayoutAttr layout = dequantize.getLayout();
+  if (!quantize || quantize.getInput().getDefiningOp<WeightOp>() ||
+      !quantize.getResult().getType().getElementType().isInteger(8) ||
+      type.getRank() != 2 || layout.getKind() != ScaleKind::block ||
+      layout.getBlock()[0] != 1 || layout.getBlock()[1] < type.getDimSize(1) ||
+      dequantize->use_empty())
+    return false;
+  return llvm::all_of(dequantize->getUses(), [&](OpOperand &use) {
+    auto linear = dyn_cast<LinearOp>(use.getOwner());
+    if (!linear || &use != &linear.getInputMutable())
+      return false;
+    auto weight = linear.getWeight().getDefiningOp<QuantizeOp>();
+    if (!weight || !weight.getResult().getType().getElementType().isInteger(8))
+      return false;
+    WeightSlotAttr slot = getWeightSlot(plan, weight);
+    return slot && slot.getPanel() != 0;
+  });
+}
+
 Value ScheduleEmitter::weightView(Operation *op, StringRef attrName) {
   WeightSlotAttr slot = getWeightSlot(plan, op, attrName);
   if (!slot) {
@@ -165,7 +192,8 @@ Value ScheduleEmitter::weightView(Operation *op, StringRef attrName) {
   auto tensor = cast<RankedTensorType>(slot.getType());
   SmallVector<int64_t> shape(tensor.getShape());
   if (slot.getPanel())
-    shape = llvm::to_vector(panelStorageShape(shape, slot.getPanel()));
+    shape = llvm::to_vector(
+        panelStorageShape(shape, slot.getPanel(), tensor.getElementType()));
   auto type = MemRefType::get(
       shape,
       storageTypeOf(weightFormatOf(tensor.getElementType()), b->getContext()));
@@ -249,7 +277,17 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     auto w = lin.getWeight().getType();
     LinearKernel kernel{w.getDimSize(1), w.getDimSize(0), weight,
                         std::nullopt};
-    kernel.bf16Activations = weight.panel && !precise;
+    if (weight.format == WeightFormat::I8 && weight.panel) {
+      // W8A8: the kernel quantizes its input itself.
+      auto dequantize = lin.getInput().getDefiningOp<DequantizeOp>();
+      if (!dequantize || !fusedIntoInt8Linears(dequantize))
+        return op->emitOpError()
+               << "multiplies int8 weights by activations that are not "
+                  "quantized to int8 per token (run xfmr-quantize-int8)";
+      kernel.int8Activations = true;
+    } else {
+      kernel.bf16Activations = weight.panel && !precise;
+    }
     LinearOperands<Value> operands;
     operands.input = buffer(lin.getInput());
     operands.weight = buffer(lin.getWeight());
@@ -575,6 +613,10 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   }
   if (auto dequantize = dyn_cast<DequantizeOp>(op)) {
     auto quantize = dequantize.getInput().getDefiningOp<QuantizeOp>();
+    if (fusedIntoInt8Linears(dequantize)) {
+      bind(dequantize.getResult(), buffer(quantize.getInput()), false);
+      return success();
+    }
     ScaleLayoutAttr layout = dequantize.getLayout();
     if (!quantize || quantize.getInput().getDefiningOp<WeightOp>() ||
         quantize.getLayout() != layout ||
@@ -680,6 +722,12 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
       Value root = result;
       if (isa<SplitHeadsOp, MergeHeadsOp>(op))
         root = rootOf.lookup(op->getOperand(0));
+      // A dequantize fused into int8 linears is its activations.
+      if (auto dequantize = dyn_cast<DequantizeOp>(op);
+          dequantize && fusedIntoInt8Linears(dequantize))
+        if (Value input = rootOf.lookup(
+                dequantize.getInput().getDefiningOp<QuantizeOp>().getInput()))
+          root = input;
       rootOf[result] = root;
       lastRead.try_emplace(root, int64_t(i));
     }

@@ -11,10 +11,13 @@ int64_t xfmr::storedElementBytes(Type type) {
   return llvm::divideCeilSigned<int64_t>(type.getIntOrFloatBitWidth(), 8);
 }
 
+int64_t xfmr::panelGroup(Type element) { return element.isInteger(8) ? 4 : 2; }
+
 SmallVector<int64_t, 3> xfmr::panelStorageShape(ArrayRef<int64_t> shape,
-                                                int64_t panel) {
+                                                int64_t panel, Type element) {
+  int64_t group = panelGroup(element);
   return {llvm::divideCeilSigned(shape[0], panel),
-          llvm::divideCeilSigned<int64_t>(shape[1], 2), 2 * panel};
+          llvm::divideCeilSigned<int64_t>(shape[1], group), group * panel};
 }
 
 CacheStorage xfmr::cacheStorage(Type cacheType) {

@@ -35,10 +35,16 @@ int64_t storedElementBytes(mlir::Type type);
 /// Rows of a weight panel (a slot's `panel` when xfmr-plan-memory packs
 /// weights for the CPU): four 16-lane vectors of sums per activation row.
 inline constexpr int64_t kWeightPanelRows = 64;
-/// The stored shape of a [rows, cols] matrix in panels of `panel` rows:
-/// [ceil(rows / panel), ceil(cols / 2), 2 * panel].
+/// Consecutive input columns of one row that panels keep together: pairs
+/// (bf16 and FP8, for `vdpbf16ps`), or quads of i8 codes (for `vpdpbusd`,
+/// which also reads them as code + 128: see WeightPacking.h).
+int64_t panelGroup(mlir::Type element);
+/// The stored shape of a [rows, cols] matrix of `element`s in panels of
+/// `panel` rows: [ceil(rows / panel), ceil(cols / g), g * panel] for
+/// g = panelGroup(element).
 llvm::SmallVector<int64_t, 3> panelStorageShape(llvm::ArrayRef<int64_t> shape,
-                                                int64_t panel);
+                                                int64_t panel,
+                                                mlir::Type element);
 
 /// How a layer's cache is laid out inside its slot. A KV cache is codes
 /// [capacity, heads, key_dim + value_dim], then for 8-bit types f32 scales

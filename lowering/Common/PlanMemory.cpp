@@ -54,17 +54,24 @@ bool panelPackable(WeightOp weight) {
          });
 }
 
-/// True when the panel kernels can read the FP8 codes of `quantize` (a
-/// weight quantized at compile time): a matrix only linear layers read, with
-/// its scales, in blocks of whole panels (a multiple of 64 rows) and whole
-/// input pairs.
+/// True when the panel kernels can read the codes of `quantize` (a weight
+/// quantized at compile time): a matrix only linear layers read, with its
+/// scales; FP8 in blocks of whole panels (a multiple of 64 rows) and whole
+/// input pairs, int8 with one scale per row (the int8 kernels scale whole
+/// sums).
 bool panelPackable(QuantizeOp quantize) {
   auto codes = cast<RankedTensorType>(quantize.getResult().getType());
   ScaleLayoutAttr layout = quantize.getLayout();
   if (codes.getRank() != 2 || layout.getKind() != ScaleKind::block ||
-      layout.getBlock()[0] % kWeightPanelRows != 0 ||
-      layout.getBlock()[1] % 2 != 0 || quantize.getResult().use_empty())
+      quantize.getResult().use_empty())
     return false;
+  if (codes.getElementType().isInteger(8)) {
+    if (layout.getBlock()[0] != 1 || layout.getBlock()[1] < codes.getDimSize(1))
+      return false;
+  } else if (layout.getBlock()[0] % kWeightPanelRows != 0 ||
+             layout.getBlock()[1] % 2 != 0) {
+    return false;
+  }
   return llvm::all_of(quantize.getResult().getUses(), [&](OpOperand &use) {
     auto linear = dyn_cast<LinearOp>(use.getOwner());
     return linear && &use == &linear.getWeightMutable() &&
@@ -120,7 +127,8 @@ public:
       return slots[it->second].getType() == type ? it->second : -1;
     int64_t elements = type.getNumElements();
     if (panel)
-      elements = llvm::product_of(panelStorageShape(type.getShape(), panel));
+      elements = llvm::product_of(
+          panelStorageShape(type.getShape(), panel, type.getElementType()));
     int64_t bytes = elements * storedElementBytes(type.getElementType());
     slots.push_back(WeightSlotAttr::get(builder.getContext(), source, size,
                                         bytes, type, transform, panel));

@@ -46,11 +46,14 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     context: KV-cache capacity in tokens, at most 2**31 - 1; 0 takes the model's
         max_position_embeddings (a larger context than that warns: `xfmr.CompileWarning`).
     opt_level: LLVM optimization level, 0 to 3.
-    quantize: None, or "fp8" for the DeepSeek-V3 recipe (E4M3 weights in 128x128 blocks,
-        activations per token in groups of 128), like `xfmr-compile --quantize fp8`.
+    quantize: None, "fp8" for the DeepSeek-V3 recipe (E4M3 weights in 128x128 blocks,
+        activations per token in groups of 128), like `xfmr-compile --quantize fp8`, or
+        "int8" (W8A8 for CPUs: int8 weights with a scale per output channel, int8
+        activations with a scale per token).
     quantize_options: with quantize="fp8", a dict of the pass options: "granularity"
         ("block", "channel", "tensor"), "block" ((rows, cols) or an int), "activations"
-        (bool), "keep" (weight-name substrings kept in high precision).
+        (bool), "keep" (weight-name substrings kept in high precision); with "int8",
+        "keep" only.
     kv_cache: None (f32) or the KV-cache element type: "bf16", "f16", "fp8" (E4M3 with a
         scale per token and head) or "int8" (likewise), like `xfmr-compile --kv-cache`.
     mla_cache: None/"expanded" or "latent" (DeepSeek MLA caches only c_KV and k_pe and
@@ -88,12 +91,16 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     inputs, `xfmr.InvalidArgumentError` (a ValueError) for bad options (an unknown CPU,
     target or chip) and `xfmr.CompileError` with the compiler's message otherwise.
     """
-    if quantize not in (None, "fp8"):
-        raise InvalidArgumentError(f"quantize must be None or 'fp8', got {quantize!r}")
+    if quantize not in (None, "fp8", "int8"):
+        raise InvalidArgumentError(f"quantize must be None, 'fp8' or 'int8', got {quantize!r}")
     pass_options = []
     for key, value in (quantize_options or {}).items():
         if quantize is None:
-            raise InvalidArgumentError("quantize_options need quantize='fp8'")
+            raise InvalidArgumentError("quantize_options need quantize='fp8' or 'int8'")
+        if quantize == "int8" and key != "keep":
+            raise InvalidArgumentError(f"quantize='int8' takes only the 'keep' option (its "
+                                       f"scales are per output channel and per token), "
+                                       f"got {key!r}")
         if key == "block":
             rows, cols = (value, value) if isinstance(value, int) else tuple(value)
             pass_options += [f"block-rows={int(rows)}", f"block-cols={int(cols)}"]

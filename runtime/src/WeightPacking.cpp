@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -117,12 +118,17 @@ std::vector<PackedTensor> runtime::readPackingPlan(const JsonValue &manifest,
       p.transform = stringField(t, "transform", where);
       p.sourceDtype = stringField(t, "source_dtype", where);
       p.sourceShape = shapeField(t, "source_shape", where);
-      if (p.transform == "fp8_codes" || p.transform == "fp8_scales") {
+      if (p.transform == "fp8_codes" || p.transform == "fp8_scales" ||
+          p.transform == "int8_codes" || p.transform == "int8_scales") {
         std::vector<int64_t> block = shapeField(t, "block", where);
         if (block.size() != 2 || !block[0] || !block[1] ||
             p.sourceShape.size() < 2)
-          throw Error(where + ": an FP8 block must be [rows, cols] of a "
-                              "matrix or a stack of matrices");
+          throw Error(where + ": a quantization block must be [rows, cols] "
+                              "of a matrix or a stack of matrices");
+        if ((p.transform == "int8_codes") != (p.dtype == "i8") &&
+            p.transform != "fp8_scales" && p.transform != "int8_scales")
+          throw Error(where + ": transform '" + p.transform +
+                      "' does not make dtype '" + p.dtype + "'");
         p.blockRows = block[0];
         p.blockCols = block[1];
       } else if (p.transform == "mla_query_latent" ||
@@ -144,7 +150,8 @@ std::vector<PackedTensor> runtime::readPackingPlan(const JsonValue &manifest,
       } else {
         throw Error(where + ": unknown transform '" + p.transform +
                     "' (this runtime knows fp8_codes, fp8_scales, "
-                    "mla_query_latent, mla_query_rope and mla_output)");
+                    "int8_codes, int8_scales, mla_query_latent, "
+                    "mla_query_rope and mla_output)");
       }
     }
     plan.push_back(std::move(p));
@@ -337,7 +344,44 @@ std::string fp8Key(const PackedTensor &t) {
          std::to_string(t.blockCols);
 }
 
-/// The FP8 codes of a weight quantized in blocks, with its scales.
+/// Int8 block quantization of a row-major [rows, cols] matrix, as
+/// fp8::quantize does FP8: scale = float(max(max |x|, epsilon) / 127) per
+/// block, code = round_even(x / scale) clamped to [-127, 127]. Returns false
+/// with `error` set on NaN or infinite input.
+bool quantizeInt8(const double *values, int64_t rows, int64_t cols,
+                  fp8::BlockLayout layout, uint8_t *codes, float *scales,
+                  std::string &error) {
+  int64_t colBlocks = (cols + layout.blockCols - 1) / layout.blockCols;
+  for (int64_t r0 = 0; r0 < rows; r0 += layout.blockRows)
+    for (int64_t c0 = 0; c0 < cols; c0 += layout.blockCols) {
+      int64_t r1 = std::min(rows, r0 + layout.blockRows);
+      int64_t c1 = std::min(cols, c0 + layout.blockCols);
+      double amax = 0;
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) {
+          double v = values[r * cols + c];
+          if (!std::isfinite(v)) {
+            error = std::string(std::isnan(v) ? "NaN" : "an infinity") +
+                    " at [" + std::to_string(r) + ", " + std::to_string(c) +
+                    "]";
+            return false;
+          }
+          amax = std::max(amax, std::fabs(v));
+        }
+      // Quantize against the scale as stored (f32).
+      float scale = float(std::max(amax, fp8::kScaleEpsilon) / 127.0);
+      scales[r0 / layout.blockRows * colBlocks + c0 / layout.blockCols] = scale;
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) {
+          double q = std::nearbyint(values[r * cols + c] / scale);
+          codes[r * cols + c] = uint8_t(int8_t(std::clamp(q, -127.0, 127.0)));
+        }
+    }
+  return true;
+}
+
+/// The FP8 or int8 (dtype i8) codes of a weight quantized in blocks, with
+/// its scales.
 void quantizeTensor(const TensorSource &source, const PackedTensor &t,
                     std::string &codes, std::string &scales) {
   std::vector<double> values = readDoubles(source, t.name, t.sourceShape);
@@ -366,12 +410,17 @@ void quantizeTensor(const TensorSource &source, const PackedTensor &t,
         int64_t r1 = std::min(rows, r0 + rowsPerChunk);
         int64_t first = (m * rows + r0) * cols;
         std::string why;
-        if (!fp8::quantize(format, values.data() + first, r1 - r0, cols,
-                           {t.blockRows, t.blockCols},
-                           reinterpret_cast<uint8_t *>(&codes[0]) + first,
-                           scaleValues.data() + m * scaleCount +
-                               r0 / t.blockRows * scaleCols,
-                           why))
+        auto *blockCodes = reinterpret_cast<uint8_t *>(&codes[0]) + first;
+        float *blockScales =
+            scaleValues.data() + m * scaleCount + r0 / t.blockRows * scaleCols;
+        bool done = t.dtype == "i8"
+                        ? quantizeInt8(values.data() + first, r1 - r0, cols,
+                                       {t.blockRows, t.blockCols}, blockCodes,
+                                       blockScales, why)
+                        : fp8::quantize(format, values.data() + first, r1 - r0,
+                                        cols, {t.blockRows, t.blockCols},
+                                        blockCodes, blockScales, why);
+        if (!done)
           return why;
         return "";
       });
@@ -425,6 +474,20 @@ std::string runtime::toPanels(const std::string &data, int64_t rows,
   return out;
 }
 
+std::string runtime::toInt8Panels(const std::string &data, int64_t rows,
+                                  int64_t cols, int64_t panel) {
+  int64_t quads = (cols + 3) / 4;
+  int64_t panels = (rows + panel - 1) / panel;
+  std::string out(size_t(panels * quads * panel * 4), char(0x80));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      int64_t to =
+          ((r / panel * quads + c / 4) * panel + r % panel) * 4 + c % 4;
+      out[size_t(to)] = char(uint8_t(data[size_t(r * cols + c)]) ^ 0x80);
+    }
+  return out;
+}
+
 std::string runtime::packWeights(
     const std::vector<PackedTensor> &plan, uint64_t totalBytes,
     const TensorSource &source,
@@ -458,9 +521,9 @@ std::string runtime::packWeights(
       std::string data;
       if (t.transform.empty()) {
         data = copyTensor(source, t, summary);
-      } else if (t.transform == "fp8_codes") {
+      } else if (t.transform == "fp8_codes" || t.transform == "int8_codes") {
         quantizeTensor(source, t, data, pendingScales[fp8Key(t)]);
-      } else if (t.transform == "fp8_scales") {
+      } else if (t.transform == "fp8_scales" || t.transform == "int8_scales") {
         auto it = pendingScales.find(fp8Key(t));
         if (it == pendingScales.end())
           return "scales of '" + t.name + "' come before its codes";
@@ -477,7 +540,10 @@ std::string runtime::packWeights(
                  std::to_string(data.size()) + " bytes in " +
                  source.describe() + " but the compiled code expects " +
                  std::to_string(logical);
-        data = toPanels(data, t.shape[0], t.shape[1], elementBytes, t.panel);
+        data =
+            t.dtype == "i8"
+                ? toInt8Panels(data, t.shape[0], t.shape[1], t.panel)
+                : toPanels(data, t.shape[0], t.shape[1], elementBytes, t.panel);
       }
       if (data.size() != t.bytes)
         return "weight '" + t.name + "' has " + std::to_string(data.size()) +

@@ -163,3 +163,86 @@ func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x64xf32> attri
   return %y : tensor<?x64xf32>
 }
 }
+
+// -----
+
+// W8A8 (xfmr-quantize-int8): int8 codes with a scale per row sit in panels
+// of quads ([2, 26, 256]: 101 inputs -> 26 quads), and the quantize/dequantize
+// pair of the input is no kernel of its own: the linear quantizes each token
+// itself (16 inputs a step: max |x|, then codes and their sum into a
+// [tokens, 104] byte buffer) and multiplies the codes with vpdpbusd, 6 tokens
+// x 4 vectors of int32 sums per tile; each sum loses 128 x the token's code
+// sum (the weights are stored as code + 128) and is scaled by both scales.
+// CHECK: #xfmr.weight_slot<source = "w", offset = 35584, bytes = 13312, type = tensor<88x101xi8>, transform = #xfmr.quantized_weight<part = codes, layout = <block [1, 101]>, source_type = tensor<88x101xbf16>>, panel = 64>
+// CHECK-NOT: fake_quantize
+// CHECK: call @xfmr_linear_88x101_i8_b1x101_p64_ai8(%{{.+}}, %{{.+}}, %{{.+}}, %arg4) : (memref<?x101xf32>, memref<2x26x256xi8>, memref<88x1xf32>, memref<?x88xf32>)
+// CHECK-LABEL: func.func private @xfmr_linear_88x101_i8_b1x101_p64_ai8
+// CHECK: %[[CODES:.+]] = memref.alloc(%{{.+}}) : memref<?x104xi8>
+// CHECK: scf.for {{.+}} -> (vector<16xf32>)
+// CHECK: vector.reduction <maximumf>
+// CHECK: arith.divf %{{.+}}, %{{.+}} : vector<16xf32>
+// CHECK-NEXT: math.roundeven %{{.+}} : vector<16xf32>
+// CHECK: arith.trunci %{{.+}} : vector<16xi32> to vector<16xi8>
+// CHECK: %{{.+}}:24 = scf.for %{{.+}} = %c0 to %c26 step %c1 iter_args
+// CHECK-COUNT-4: vector.load %arg1{{.+}} : memref<2x26x256xi8>, vector<64xi8>
+// CHECK: vector.load %[[CODES]]{{.+}} : memref<?x104xi8>, vector<4xi8>
+// CHECK: vector.broadcast %{{.+}} : i32 to vector<16xi32>
+// CHECK-COUNT-4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// CHECK: arith.muli %{{.+}}, %c128_i32 : i32
+// CHECK: arith.subi
+// CHECK: arith.sitofp %{{.+}} : vector<16xi32> to vector<16xf32>
+// CHECK: vector.maskedstore %arg3
+// Leftover tokens (all of decode): one row, 4 sums.
+// CHECK: %{{.+}}:4 = scf.for %{{.+}} = %c0 to %c26 step %c1 iter_args
+// CHECK: memref.dealloc %[[CODES]]
+// --precise changes nothing for int8 (its activations are codes).
+// PRECISE-LABEL: func.func private @xfmr_linear_88x101_i8_b1x101_p64_ai8
+// Without panels (artifacts with GPU targets), a separate fake quantization
+// and the generic linear on the row-major codes.
+// ROWS: call @xfmr_fake_quantize_101_g101_i8
+// ROWS: call @xfmr_linear_88x101_i8_b1x101(%{{.+}}, %{{.+}}, %{{.+}}, %arg4) : (memref<?x101xf32>, memref<88x101xi8>, memref<88x1xf32>, memref<?x88xf32>)
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "znver4", features = "+avx512f,+avx512bf16,+avx512vnni">} {
+func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x88xf32> attributes {xfmr.entry = "prefill"} {
+  %e = xfmr.weight "embed" : tensor<88x101xf32>
+  %h = xfmr.embedding %e[%ids] : tensor<88x101xf32>, tensor<?xi32> -> tensor<?x101xf32>
+  %w = xfmr.weight "w" : tensor<88x101xbf16>
+  %q, %s = xfmr.quantize %w {layout = #xfmr.scale_layout<block [1, 101]>}
+      : tensor<88x101xbf16> -> tensor<88x101xi8>, tensor<88x1xf32>
+  %hq, %hs = xfmr.quantize %h {layout = #xfmr.scale_layout<block [1, 101]>}
+      : tensor<?x101xf32> -> tensor<?x101xi8>, tensor<?x1xf32>
+  %hd = xfmr.dequantize %hq, %hs {layout = #xfmr.scale_layout<block [1, 101]>}
+      : tensor<?x101xi8>, tensor<?x1xf32> -> tensor<?x101xf32>
+  %y = xfmr.linear %hd, %q scale(%s : tensor<88x1xf32>) {scale_layout = #xfmr.scale_layout<block [1, 101]>}
+      : tensor<?x101xf32>, tensor<88x101xi8> -> tensor<?x88xf32>
+  return %y : tensor<?x88xf32>
+}
+}
+
+// -----
+
+// Without AVX512-VNNI (x86-64-v3): the same panels and sums, from the four
+// bytes of each lane (unsigned) times each code of the quad, int32 multiplies.
+// CHECK-LABEL: func.func private @xfmr_linear_64x64_i8_b1x64_p64_ai8
+// CHECK-NOT: llvm.call_intrinsic
+// CHECK: scf.for {{.+}} iter_args
+// CHECK: arith.shrui %{{.+}}, %{{.+}} : vector<16xi32>
+// CHECK: arith.andi %{{.+}}, %{{.+}} : vector<16xi32>
+// CHECK: arith.muli %{{.+}}, %{{.+}} : vector<16xi32>
+// CHECK-NOT: llvm.call_intrinsic
+// CHECK: return
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "x86-64-v3", features = "+avx2,+fma">} {
+func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x64xf32> attributes {xfmr.entry = "prefill"} {
+  %e = xfmr.weight "embed" : tensor<64x64xf32>
+  %h = xfmr.embedding %e[%ids] : tensor<64x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+  %w = xfmr.weight "w" : tensor<64x64xbf16>
+  %q, %s = xfmr.quantize %w {layout = #xfmr.scale_layout<block [1, 64]>}
+      : tensor<64x64xbf16> -> tensor<64x64xi8>, tensor<64x1xf32>
+  %hq, %hs = xfmr.quantize %h {layout = #xfmr.scale_layout<block [1, 64]>}
+      : tensor<?x64xf32> -> tensor<?x64xi8>, tensor<?x1xf32>
+  %hd = xfmr.dequantize %hq, %hs {layout = #xfmr.scale_layout<block [1, 64]>}
+      : tensor<?x64xi8>, tensor<?x1xf32> -> tensor<?x64xf32>
+  %y = xfmr.linear %hd, %q scale(%s : tensor<64x1xf32>) {scale_layout = #xfmr.scale_layout<block [1, 64]>}
+      : tensor<?x64xf32>, tensor<64x64xi8> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+}

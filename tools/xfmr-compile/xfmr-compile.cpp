@@ -93,8 +93,10 @@ static cl::opt<std::string>
     quantize("quantize",
              cl::desc("Quantize the linear layers: fp8 (E4M3 weights in "
                       "128x128 blocks, activations per token in groups of "
-                      "128). Default: off"),
-             cl::value_desc("fp8"), cl::init(""), cl::cat(quantization));
+                      "128) or int8 (W8A8: int8 weights with a scale per "
+                      "output channel, int8 activations with a scale per "
+                      "token; for CPUs). Default: off"),
+             cl::value_desc("fp8|int8"), cl::init(""), cl::cat(quantization));
 static cl::opt<std::string> quantizeGranularity(
     "quantize-granularity",
     cl::desc("Weight scales: block (default), channel or tensor"),
@@ -207,7 +209,14 @@ static Expected<std::string> quantizeOptions() {
   if (!quantizeKeep.empty())
     add("keep=" + quantizeKeep);
   if (!options.empty() && quantize.empty())
-    return invalid("--quantize-* options need --quantize fp8");
+    return invalid("--quantize-* options need --quantize fp8 or int8");
+  // int8's scales are fixed (per output channel, per token); only the kept
+  // names can change.
+  if (quantize == "int8" &&
+      (!quantizeGranularity.empty() || !quantizeBlock.empty() ||
+       !quantizeActivations.empty()))
+    return invalid("--quantize int8 takes only --quantize-keep (its scales "
+                   "are per output channel and per token)");
   return options;
 }
 

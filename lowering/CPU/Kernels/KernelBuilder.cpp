@@ -362,8 +362,21 @@ Value xfmr::kernels::gelu(OpBuilder &b, Location loc, Value x, bool tanhForm,
   return arith::MulFOp::create(b, loc, halfX, onePlus);
 }
 
-Value xfmr::kernels::roundToFP8(OpBuilder &b, Location loc, Value value,
-                                WeightFormat format) {
+Value xfmr::kernels::roundToCode(OpBuilder &b, Location loc, Value value,
+                                 WeightFormat format) {
+  if (format == WeightFormat::I8) {
+    // (Scalars or vectors.)
+    auto limit = [&](double bound) -> Value {
+      TypedAttr element = b.getF32FloatAttr(bound);
+      if (auto vector = dyn_cast<VectorType>(value.getType()))
+        return arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(vector, element));
+      return arith::ConstantOp::create(b, loc, element);
+    };
+    Value rounded = math::RoundEvenOp::create(b, loc, value);
+    Value low = arith::MaximumFOp::create(b, loc, rounded, limit(-127));
+    return arith::MinimumFOp::create(b, loc, low, limit(127));
+  }
   int mantissaBits = format == WeightFormat::F8E5M2 ? 2 : 3;
   int bias = format == WeightFormat::F8E5M2     ? 15
              : format == WeightFormat::F8E4M3FNUZ ? 8
@@ -427,7 +440,7 @@ Value xfmr::kernels::encodeCacheValue(OpBuilder &b, Location loc, Value value,
   default: {
     // E4M3FN: the rounded value times 2^-8 is an exact f16 whose bits hold
     // the code's exponent and mantissa at 13..7 and the sign at 15.
-    Value rounded = roundToFP8(b, loc, value, WeightFormat::F8E4M3FN);
+    Value rounded = roundToCode(b, loc, value, WeightFormat::F8E4M3FN);
     Value half = arith::TruncFOp::create(
         b, loc, b.getF16Type(),
         arith::MulFOp::create(b, loc, rounded, f32(b, loc, 1.0 / 256)));

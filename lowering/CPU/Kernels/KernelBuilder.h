@@ -144,11 +144,12 @@ llvm::SmallVector<double> ropeInverseFrequencies(xfmr::RopeAttr config,
                                                  int64_t rotary);
 double ropeMagnitude(xfmr::RopeAttr config);
 
-/// Rounds f32 `value` to the nearest value of FP8 `format` (ties to even),
-/// saturating to its largest finite value; the result stays f32. Exact:
-/// only divisions by powers of two and an integer rounding.
-mlir::Value roundToFP8(mlir::OpBuilder &b, mlir::Location loc,
-                       mlir::Value value, WeightFormat format);
+/// Rounds f32 `value` to the nearest value of 8-bit `format` (ties to even),
+/// saturating to its largest finite value (i8: an integer in [-127, 127]);
+/// the result stays f32. Exact: only divisions by powers of two and an
+/// integer rounding.
+mlir::Value roundToCode(mlir::OpBuilder &b, mlir::Location loc,
+                        mlir::Value value, WeightFormat format);
 
 /// The largest finite value of an 8-bit `format` (i8: 127).
 double largestCode(WeightFormat format);

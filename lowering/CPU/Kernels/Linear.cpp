@@ -44,12 +44,23 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
   if (bias)
     key += "_bias_" + formatName(*bias).str();
   if (weight.panel) {
-    types.weight = MemRefType::get(panelStorageShape({out, in}, weight.panel),
-                                   storageTypeOf(weight.format, context));
-    key += kernel.bf16Activations ? "_abf16" : "_af32";
+    Type storage = storageTypeOf(weight.format, context);
+    // Int8 codes are stored in quads, bf16 and FP8 in pairs (panelGroup).
+    Type element = weight.format == WeightFormat::I8
+                       ? storage
+                       : Type(BFloat16Type::get(context));
+    types.weight = MemRefType::get(
+        panelStorageShape({out, in}, weight.panel, element), storage);
+    key += kernel.int8Activations   ? "_ai8"
+           : kernel.bf16Activations ? "_abf16"
+                                    : "_af32";
     assert((weight.format == WeightFormat::BF16 ||
-            (isFP8(weight.format) && weight.blockScale)) &&
-           "panels hold bf16 weights or block-scaled FP8 codes");
+            (isFP8(weight.format) && weight.blockScale) ||
+            (weight.format == WeightFormat::I8 && kernel.int8Activations &&
+             weight.blockScale && weight.blockScale->first == 1 &&
+             weight.blockScale->second >= in)) &&
+           "panels hold bf16 weights, block-scaled FP8 codes or int8 codes "
+           "with a scale per row");
     const CPUKernelOptions &options = lib.getOptions();
     return lib.get<LinearOperands>(
         key, types, [&](OpBuilder &b, Location loc, LinearOperands<Value> args) {
@@ -63,6 +74,9 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
         if (weight.format == WeightFormat::F8E4M3FNUZ)
           op.table = lib.lookupTable(b, loc, weight.format);
       }
+      if (weight.format == WeightFormat::I8)
+        op.scale = memref::CollapseShapeOp::create(
+            b, loc, args.scale, ArrayRef<ReassociationIndices>{{0, 1}});
       op.bias = args.bias;
       op.biasFormat = bias.value_or(WeightFormat::F32);
       op.y = args.output;
@@ -70,7 +84,9 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
       op.out = out;
       op.panel = weight.panel;
       op.bf16Activations = kernel.bf16Activations;
-      op.dotProducts = kernel.bf16Activations && options.has("avx512bf16");
+      op.dotProducts = kernel.int8Activations ? options.has("avx512vnni")
+                                              : kernel.bf16Activations &&
+                                                    options.has("avx512bf16");
       op.byteTables = op.dotProducts && isFP8(weight.format) &&
                       options.has("avx512vbmi");
       // 6 rows x 4 vectors of sums + 4 weight vectors + 1 broadcast fit the

@@ -6,6 +6,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -525,10 +526,248 @@ SmallVector<Value> fp8Pairs(OpBuilder &b, Location loc, const PanelLinear &op,
   return pairs;
 }
 
+/// W8A8: each token's input quantized as xfmr.quantize does it.
+struct Int8Activations {
+  /// i8 [tokens, 4 * ceil(in / 4)]: the codes, zero-padded to whole quads.
+  Value codes;
+  /// f32 [tokens]: each token's scale; i32 [tokens]: the sum of its codes.
+  Value scales, sums;
+};
+
+/// Quantizes every row of `op.x`: scale = max(max |x|, 1e-12) / 127 and
+/// code = clamp(round_even(x / scale), -127, 127), 16 inputs a step.
+Int8Activations quantizeInt8Activations(OpBuilder &b, Location loc,
+                                        const PanelLinear &op, Value tokens) {
+  int64_t quads = llvm::divideCeilSigned<int64_t>(op.in, 4);
+  Int8Activations x;
+  x.codes = memref::AllocOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic, 4 * quads}, b.getI8Type()),
+      ValueRange{tokens});
+  x.scales = memref::AllocOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+      ValueRange{tokens});
+  x.sums = memref::AllocOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()),
+      ValueRange{tokens});
+  int64_t vectorInputs = op.in / kLanes * kLanes;
+  auto lanes = VectorType::get({kLanes}, b.getF32Type());
+  auto intLanes = VectorType::get({kLanes}, b.getI32Type());
+  auto byteLanes = VectorType::get({kLanes}, b.getI8Type());
+  parallelFor(
+      b, loc, index(b, loc, 0), tokens,
+      [&](OpBuilder &b, Location loc, Value t) {
+        Value first = index(b, loc, 0);
+        Value vectorEnd = index(b, loc, vectorInputs);
+        Value step = index(b, loc, kLanes);
+        // max |x|: 16 lanes, then the rest one by one.
+        Value zeros = arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(lanes, b.getF32FloatAttr(0)));
+        auto maxLoop = scf::ForOp::create(
+            b, loc, first, vectorEnd, step, ValueRange{zeros},
+            [&](OpBuilder &b, Location loc, Value c, ValueRange acc) {
+              Value v =
+                  vector::LoadOp::create(b, loc, lanes, op.x, ValueRange{t, c});
+              Value magnitude = math::AbsFOp::create(b, loc, v);
+              scf::YieldOp::create(b, loc,
+                                   ValueRange{arith::MaximumFOp::create(
+                                       b, loc, acc[0], magnitude)});
+            });
+        Value amax = vector::ReductionOp::create(
+            b, loc, vector::CombiningKind::MAXIMUMF, maxLoop.getResult(0));
+        amax = maxAbs(
+            b, loc, vectorEnd, index(b, loc, op.in), amax,
+            [&](OpBuilder &b, Location loc, Value c) -> Value {
+              return memref::LoadOp::create(b, loc, op.x, ValueRange{t, c});
+            });
+        Value scale = scaleForMaxAbs(b, loc, amax, WeightFormat::I8);
+        memref::StoreOp::create(b, loc, scale, x.scales, ValueRange{t});
+        // The codes and their sum.
+        Value lanesOfScale = vector::BroadcastOp::create(b, loc, lanes, scale);
+        Value noSum = arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(intLanes, b.getI32IntegerAttr(0)));
+        auto codeLoop = scf::ForOp::create(
+            b, loc, first, vectorEnd, step, ValueRange{noSum},
+            [&](OpBuilder &b, Location loc, Value c, ValueRange acc) {
+              Value v =
+                  vector::LoadOp::create(b, loc, lanes, op.x, ValueRange{t, c});
+              Value q = roundToCode(
+                  b, loc, arith::DivFOp::create(b, loc, v, lanesOfScale),
+                  WeightFormat::I8);
+              Value code = arith::FPToSIOp::create(b, loc, intLanes, q);
+              vector::StoreOp::create(
+                  b, loc, arith::TruncIOp::create(b, loc, byteLanes, code),
+                  x.codes, ValueRange{t, c});
+              scf::YieldOp::create(
+                  b, loc,
+                  ValueRange{arith::AddIOp::create(b, loc, acc[0], code)});
+            });
+        Value sum = vector::ReductionOp::create(
+            b, loc, vector::CombiningKind::ADD, codeLoop.getResult(0));
+        // The last inputs (fewer than 16) and the padding: static, unrolled.
+        for (int64_t c = vectorInputs; c < 4 * quads; ++c) {
+          Value code =
+              arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
+          if (c < op.in) {
+            Value v = memref::LoadOp::create(b, loc, op.x,
+                                             ValueRange{t, index(b, loc, c)});
+            Value q =
+                roundToCode(b, loc, arith::DivFOp::create(b, loc, v, scale),
+                            WeightFormat::I8);
+            code = arith::FPToSIOp::create(b, loc, b.getI32Type(), q);
+            sum = arith::AddIOp::create(b, loc, sum, code);
+          }
+          Value byte = arith::TruncIOp::create(b, loc, b.getI8Type(), code);
+          Value column = index(b, loc, c);
+          memref::StoreOp::create(b, loc, byte, x.codes, ValueRange{t, column});
+        }
+        memref::StoreOp::create(b, loc, sum, x.sums, ValueRange{t});
+      });
+  return x;
+}
+
+/// Int8 tile: rows `rows` against panel `p`, R x 4 int32 sums per row over
+/// all input quads, then scaled: y = (sum - 128 sum(x)) * scale(x) *
+/// scale(w) + bias.
+void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
+                  const Int8Activations &x, Value p, ArrayRef<Value> rows) {
+  int64_t vectors = op.panel / kLanes;
+  int64_t quads = llvm::divideCeilSigned<int64_t>(op.in, 4);
+  auto sumType = VectorType::get({kLanes}, b.getI32Type());
+  auto bytes = VectorType::get({4 * kLanes}, b.getI8Type());
+  auto quadType = VectorType::get({4}, b.getI8Type());
+  auto oneWord = VectorType::get({1}, b.getI32Type());
+  Value zero = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(sumType, b.getI32IntegerAttr(0)));
+  SmallVector<Value> init(rows.size() * vectors, zero);
+  Value firstQuad = index(b, loc, 0);
+  Value quadEnd = index(b, loc, quads);
+  Value one = index(b, loc, 1);
+  auto loop = scf::ForOp::create(
+      b, loc, firstQuad, quadEnd, one, init,
+      [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+        SmallVector<Value> w;
+        for (int64_t j = 0; j < vectors; ++j)
+          w.push_back(vector::LoadOp::create(
+              b, loc, bytes, op.w,
+              ValueRange{p, k, index(b, loc, j * 4 * kLanes)}));
+        Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 4));
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (size_t i = 0; i < rows.size(); ++i) {
+          if (op.dotProducts) {
+            // The row's quad, one 32-bit word, in every lane.
+            Value quad = vector::LoadOp::create(b, loc, quadType, x.codes,
+                                                ValueRange{rows[i], column});
+            Value word = vector::ExtractOp::create(
+                b, loc, vector::BitCastOp::create(b, loc, oneWord, quad),
+                ArrayRef<int64_t>{0});
+            Value a = vector::BitCastOp::create(
+                b, loc, bytes,
+                vector::BroadcastOp::create(b, loc, sumType, word));
+            for (int64_t j = 0; j < vectors; ++j) {
+              Value &sum = next[i * vectors + j];
+              sum = LLVM::CallIntrinsicOp::create(
+                        b, loc, sumType,
+                        b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
+                        ValueRange{sum, w[j], a})
+                        ->getResult(0);
+            }
+            continue;
+          }
+          // Without VNNI: byte `q` of every lane (unsigned) times code q of
+          // the quad.
+          for (int64_t q = 0; q < 4; ++q) {
+            Value position =
+                arith::AddIOp::create(b, loc, column, index(b, loc, q));
+            Value code = memref::LoadOp::create(b, loc, x.codes,
+                                                ValueRange{rows[i], position});
+            Value wide = arith::ExtSIOp::create(b, loc, b.getI32Type(), code);
+            Value a = vector::BroadcastOp::create(b, loc, sumType, wide);
+            for (int64_t j = 0; j < vectors; ++j) {
+              Value lanesOfW = vector::BitCastOp::create(b, loc, sumType, w[j]);
+              Value shifted = arith::ShRUIOp::create(
+                  b, loc, lanesOfW, splat(b, loc, sumType, 8 * q));
+              Value byte = arith::AndIOp::create(b, loc, shifted,
+                                                 splat(b, loc, sumType, 0xFF));
+              Value &sum = next[i * vectors + j];
+              sum = arith::AddIOp::create(
+                  b, loc, sum, arith::MulIOp::create(b, loc, byte, a));
+            }
+          }
+        }
+        scf::YieldOp::create(b, loc, next);
+      });
+  auto lanes = VectorType::get({kLanes}, b.getF32Type());
+  for (int64_t j = 0; j < vectors; ++j) {
+    auto vector = outputVector(b, loc, op, p, j);
+    Value bias = biasOf(b, loc, op, vector);
+    Value wScale =
+        loadLanes(b, loc, op.scale, ValueRange{vector.first}, vector.second);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      Value codeSum =
+          memref::LoadOp::create(b, loc, x.sums, ValueRange{rows[i]});
+      Value offset = arith::MulIOp::create(
+          b, loc, codeSum,
+          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(128)));
+      Value exact = arith::SubIOp::create(
+          b, loc, loop.getResult(i * vectors + j),
+          vector::BroadcastOp::create(b, loc, sumType, offset));
+      Value xScale =
+          memref::LoadOp::create(b, loc, x.scales, ValueRange{rows[i]});
+      Value scale = arith::MulFOp::create(
+          b, loc, vector::BroadcastOp::create(b, loc, lanes, xScale), wScale);
+      Value y = arith::MulFOp::create(
+          b, loc, arith::SIToFPOp::create(b, loc, lanes, exact), scale);
+      if (bias)
+        y = arith::AddFOp::create(b, loc, y, bias);
+      storeOutput(b, loc, op, rows[i], vector, y);
+    }
+  }
+}
+
+/// The whole W8A8 product: quantize the inputs, then tiles of rows against
+/// each panel.
+void emitInt8PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
+                         Value tokens) {
+  Int8Activations x = quantizeInt8Activations(b, loc, op, tokens);
+  int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
+  int64_t tile = op.tileRows;
+  Value firstPanel = index(b, loc, 0);
+  Value panelEnd = index(b, loc, panels);
+  parallelFor(
+      b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
+        Value fullTiles =
+            arith::DivUIOp::create(b, loc, tokens, index(b, loc, tile));
+        serialFor(b, loc, index(b, loc, 0), fullTiles,
+                  [&](OpBuilder &b, Location loc, Value tb) {
+                    Value first =
+                        arith::MulIOp::create(b, loc, tb, index(b, loc, tile));
+                    SmallVector<Value> rows;
+                    for (int64_t i = 0; i < tile; ++i)
+                      rows.push_back(arith::AddIOp::create(b, loc, first,
+                                                           index(b, loc, i)));
+                    emitInt8Tile(b, loc, op, x, p, rows);
+                  });
+        Value rest =
+            arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
+        serialFor(b, loc, rest, tokens,
+                  [&](OpBuilder &b, Location loc, Value r) {
+                    emitInt8Tile(b, loc, op, x, p, {r});
+                  });
+      });
+  for (Value buffer : {x.codes, x.scales, x.sums})
+    memref::DeallocOp::create(b, loc, buffer);
+}
+
 } // namespace
 
 void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
                                     const PanelLinear &op) {
+  if (op.format == WeightFormat::I8) {
+    assert(op.panel % kLanes == 0 && !op.bf16Activations &&
+           "int8 panels hold whole vectors of int32 sums");
+    emitInt8PanelLinear(b, loc, op, memref::DimOp::create(b, loc, op.x, 0));
+    return;
+  }
   assert(op.panel % (2 * kLanes) == 0 && "panels hold pairs of sum vectors");
   assert((!op.dotProducts || op.bf16Activations) &&
          "the dot products multiply bf16 activations");

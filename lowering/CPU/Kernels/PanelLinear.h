@@ -21,6 +21,17 @@
 // 64 codes with AVX512-VBMI (an f32 round trip without). Decode widens as it
 // reads; from two tokens on, a panel is converted once per call.
 //
+// Int8 (W8A8) weights are stored in quads instead, [ceil(out / panel)]
+// [ceil(in / 4)][panel][4], each code plus 128 (an unsigned byte), with one
+// scale per row. Each token's input is quantized first (scale = max |x| /
+// 127, codes to nearest even, as xfmr.quantize), into quads of codes and
+// the sum of its codes. With AVX512-VNNI one `vpdpbusd` multiplies a
+// 64-byte load (16 rows x a quad) by a broadcast quad and adds the products
+// to 16 int32 sums: sum((w + 128) x) = sum(w x) + 128 sum(x), so each sum
+// loses 128 times the token's code sum and becomes exact sum(w x) before it
+// is scaled by both scales. Without VNNI the same sums are built from the
+// four bytes of each lane with int32 multiplies.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef XFMR_LOWERING_CPU_KERNELS_PANELLINEAR_H
@@ -35,11 +46,12 @@ struct PanelLinear {
   mlir::Value x;
   /// [ceil(out / panel), ceil(in / 2), 2 * panel] in `format`: bf16, or FP8
   /// codes with block `scale`s (`blockScale` rows a multiple of `panel`,
-  /// columns even), multiplied as code x scale in every variant.
+  /// columns even), multiplied as code x scale in every variant; or I8:
+  /// [ceil(out / panel), ceil(in / 4), 4 * panel], code + 128.
   mlir::Value w;
   WeightFormat format = WeightFormat::BF16;
   /// FP8: f32 [ceil(out / bm), ceil(in / bn)] and the block [bm, bn]; the
-  /// FNUZ decode table.
+  /// FNUZ decode table. I8: f32 [out], one scale per row.
   mlir::Value scale;
   std::pair<int64_t, int64_t> blockScale{0, 0};
   mlir::Value table;
@@ -51,7 +63,8 @@ struct PanelLinear {
   int64_t in = 0, out = 0, panel = 0;
   /// Round the activations to bf16 (nearest even) before the products.
   bool bf16Activations = true;
-  /// Multiply with `vdpbf16ps` (needs bf16Activations and AVX512-BF16).
+  /// Multiply with `vdpbf16ps` (needs bf16Activations and AVX512-BF16), or
+  /// for I8 with `vpdpbusd` (AVX512-VNNI).
   bool dotProducts = false;
   /// FP8 with dot products: widen the codes by byte-table lookups (needs
   /// AVX512-VBMI).

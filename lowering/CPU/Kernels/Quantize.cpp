@@ -56,8 +56,8 @@ void xfmr::kernels::fakeQuantizeRow(OpBuilder &b, Location loc, Value in,
         Value scale = scaleForMaxAbs(b, loc, amax, format);
         serialFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value k) {
           Value v = memref::LoadOp::create(b, loc, in, ValueRange{row, k});
-          Value q = roundToFP8(b, loc, arith::DivFOp::create(b, loc, v, scale),
-                               format);
+          Value q = roundToCode(b, loc, arith::DivFOp::create(b, loc, v, scale),
+                                format);
           memref::StoreOp::create(b, loc,
                                   arith::MulFOp::create(b, loc, q, scale), out,
                                   ValueRange{row, k});

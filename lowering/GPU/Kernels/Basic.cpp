@@ -188,8 +188,8 @@ xfmr::kernels::gpuFakeQuantize(GPUKernelTarget &target,
         simt::forLoop(b, loc, lb, last, step,
                       [&](OpBuilder &b, Location loc, Value c) {
           Value x = memref::LoadOp::create(b, loc, args.input, ValueRange{t, c});
-          Value q = roundToFP8(b, loc, arith::DivFOp::create(b, loc, x, scale),
-                               format);
+          Value q = roundToCode(b, loc, arith::DivFOp::create(b, loc, x, scale),
+                                format);
           memref::StoreOp::create(b, loc,
                                   arith::MulFOp::create(b, loc, q, scale),
                                   args.output, ValueRange{t, c});

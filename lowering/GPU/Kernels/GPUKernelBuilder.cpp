@@ -186,7 +186,7 @@ void simt::storeEncoded(OpBuilder &b, Location loc, Value value, Value memref,
     break;
   }
   default: {
-    Value rounded = roundToFP8(b, loc, value, format);
+    Value rounded = roundToCode(b, loc, value, format);
     stored = encodeFP8(b, loc, rounded, format);
     break;
   }

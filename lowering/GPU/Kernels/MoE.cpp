@@ -471,7 +471,7 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertContext &c,
                       [&](OpBuilder &b, Location loc, Value i) {
           Value v = memref::LoadOp::create(b, loc, c.act, i);
           Value scaled = arith::DivFOp::create(b, loc, v, scale);
-          Value q = roundToFP8(b, loc, scaled, m.weight.format);
+          Value q = roundToCode(b, loc, scaled, m.weight.format);
           Value back = arith::MulFOp::create(b, loc, q, scale);
           memref::StoreOp::create(b, loc, back, c.act, i);
         });

@@ -15,9 +15,13 @@ def linear(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None) -> np.n
     """y = x W^T + b, with W stored [out, in] as in Hugging Face checkpoints.
 
     A weight marked by fp8.apply_fp8 first quantizes the input per token and group; one
-    marked by bf16.mark_bf16_input rounds it to bf16."""
+    marked by int8.apply_int8 quantizes it to int8 per token; one marked by
+    bf16.mark_bf16_input rounds it to bf16."""
     group = getattr(w, "activation_group", None)
     bf16_input = getattr(w, "bf16_input", False)
+    if getattr(w, "int8_input", False):
+        from .int8 import quantize_rows  # noqa: PLC0415
+        x = quantize_rows(x)
     if group:
         from .fp8 import fake_quantize  # noqa: PLC0415 (avoids an import cycle)
         x = fake_quantize(x, group)

@@ -146,7 +146,7 @@ func.func @linear_bias(%x: tensor<?x64xf32>, %w: tensor<128x64xf32>, %b: tensor<
 // -----
 
 func.func @linear_fp8_needs_scale(%x: tensor<?x64xf32>, %w: tensor<128x64xf8E4M3FN>) {
-  // expected-error @+1 {{weight 'tensor<128x64xf8E4M3FN>' is FP8 and needs a scale tensor}}
+  // expected-error @+1 {{weight 'tensor<128x64xf8E4M3FN>' is quantized and needs a scale tensor}}
   %0 = xfmr.linear %x, %w : tensor<?x64xf32>, tensor<128x64xf8E4M3FN> -> tensor<?x128xf32>
   return
 }
@@ -535,7 +535,7 @@ func.func @mla_heads(%q: tensor<?x4x24xf32>, %ckv: tensor<?x32xf32>, %kpe: tenso
 
 !cache = !xfmr.latent_cache<f32, capacity = 16, latent_dim = 32, rope_dim = 8>
 func.func @mla_fp8_scale(%q: tensor<?x4x24xf32>, %ckv: tensor<?x32xf32>, %kpe: tensor<?x1x8xf32>, %w: tensor<128x32xf8E4M3FN>, %c: !cache, %p: index) {
-  // expected-error @+1 {{kv_b weight 'tensor<128x32xf8E4M3FN>' is FP8 and needs a scale tensor}}
+  // expected-error @+1 {{kv_b weight 'tensor<128x32xf8E4M3FN>' is quantized and needs a scale tensor}}
   %o, %c1 = xfmr.mla_attention %q, %ckv, %kpe, %w, %c[%p] {scale = 0.2 : f64}
       : tensor<?x4x24xf32>, tensor<?x32xf32>, tensor<?x1x8xf32>, tensor<128x32xf8E4M3FN>, !cache -> tensor<?x4x16xf32>
   return
@@ -708,7 +708,7 @@ func.func @experts_shared_rank(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: ten
 func.func @experts_shared_fp8_unscaled(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>,
                                        %g: tensor<4x6x8xf32>, %u: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>,
                                        %sg: tensor<12x8xf8E4M3FN>, %sd: tensor<8x12xf8E4M3FN>) {
-  // expected-error @+1 {{shared gate weights 'tensor<12x8xf8E4M3FN>' is FP8 and needs a scale tensor}}
+  // expected-error @+1 {{shared gate weights 'tensor<12x8xf8E4M3FN>' is quantized and needs a scale tensor}}
   %y = xfmr.moe_experts %x, %w, %i, %g, %u, %d shared(%sg, %sg, %sd : tensor<12x8xf8E4M3FN>, tensor<12x8xf8E4M3FN>, tensor<8x12xf8E4M3FN>)
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
   return
@@ -718,7 +718,7 @@ func.func @experts_shared_fp8_unscaled(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>,
 
 func.func @experts_fp8(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>,
                        %g: tensor<4x6x8xf8E4M3FN>, %u: tensor<4x6x8xf8E4M3FN>, %d: tensor<4x8x6xf8E4M3FN>) {
-  // expected-error @+1 {{gate weights 'tensor<4x6x8xf8E4M3FN>' is FP8 and needs a scale tensor}}
+  // expected-error @+1 {{gate weights 'tensor<4x6x8xf8E4M3FN>' is quantized and needs a scale tensor}}
   %y = xfmr.moe_experts %x, %w, %i, %g, %u, %d
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf8E4M3FN>, tensor<4x6x8xf8E4M3FN>, tensor<4x8x6xf8E4M3FN> -> tensor<?x8xf32>
   return

@@ -426,6 +426,79 @@ TEST_F(KernelTest, PanelLinearFP8) {
   }
 }
 
+// W8A8: int8 codes in panels of quads (code + 128) with a scale per row, the
+// input quantized per token by the kernel itself. Variants: VNNI (`vpdpbusd`)
+// and int32 multiplies (x86-64-v3); with and without a bias. An input length
+// that is neither a multiple of 4 nor of 16, a last panel of 24 of 64 rows,
+// and a token with an all-zero input (scale 1e-12 / 127).
+TEST_F(KernelTest, PanelLinearInt8) {
+  const int64_t in = 101, out = 88, panel = 64;
+  const int64_t quads = (in + 3) / 4;
+  std::vector<double> codes = randomValues(out * in, -127.49, 127.49, 41);
+  std::string bytes(size_t(out * in), '\0');
+  for (int64_t i = 0; i < out * in; ++i) {
+    codes[i] = std::nearbyint(codes[i]);
+    bytes[size_t(i)] = char(int8_t(codes[i]));
+  }
+  std::vector<double> s = randomValues(out, 0.001, 0.01, 42);
+  std::vector<double> bias = randomValues(out, -1, 1, 43);
+  std::string panels = xfmr::runtime::toInt8Panels(bytes, out, in, panel);
+  Buffer weightBuffer({2, quads, 4 * panel}, 1);
+  ASSERT_EQ(panels.size(), size_t(2 * quads * 4 * panel));
+  std::memcpy(weightBuffer.as<char>(), panels.data(), panels.size());
+  Buffer scaleBuffer = f32Buffer({out, 1}, s);
+  Buffer biasBuffer = f32Buffer({out}, bias);
+  for (auto [cpu, withBias] :
+       {std::pair("native", true), std::pair("native", false),
+        std::pair("x86-64-v3", true)}) {
+    WeightOperand weight;
+    weight.format = WeightFormat::I8;
+    weight.blockScale = {1, in};
+    weight.panel = panel;
+    LinearKernel config{in, out, weight, std::nullopt};
+    if (withBias)
+      config.bias = WeightFormat::F32;
+    config.int8Activations = true;
+    auto kernel = harness().compile(config, cpu);
+    ASSERT_TRUE(kernel);
+    for (int64_t tokens : {1, 2, 7, 13}) {
+      std::vector<double> x = randomValues(tokens * in, -2, 2, 44 + tokens);
+      for (int64_t k = 0; k < in; ++k)
+        x[k] = 0; // the first token
+      Buffer input = f32Buffer({tokens, in}, x),
+             output = f32Buffer({tokens, out});
+      LinearOperands<Buffer *> operands{&input, &weightBuffer,
+                                        withBias ? &biasBuffer : nullptr,
+                                        &scaleBuffer, &output};
+      (*kernel)(operands);
+      std::vector<double> actual = readF32(output);
+      for (int64_t t = 0; t < tokens; ++t) {
+        // The input's codes, as xfmr.quantize computes them in f32.
+        float amax = 0;
+        for (int64_t k = 0; k < in; ++k)
+          amax = std::max(amax, std::fabs(float(x[t * in + k])));
+        float scale = std::max(amax, 1e-12f) / 127.0f;
+        std::vector<double> q(in);
+        for (int64_t k = 0; k < in; ++k)
+          q[k] = std::clamp<double>(
+              std::nearbyint(float(x[t * in + k]) / scale), -127, 127);
+        for (int64_t n = 0; n < out; ++n) {
+          double sum = 0;
+          for (int64_t k = 0; k < in; ++k)
+            sum += q[k] * codes[n * in + k];
+          double expected = sum * scale * float(s[n]);
+          if (withBias)
+            expected += float(bias[n]);
+          EXPECT_NEAR(actual[t * out + n], expected,
+                      1e-6 + 1e-6 * std::abs(expected))
+              << kernel->name() << " " << cpu << " tokens " << tokens << " row "
+              << t << " output " << n;
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Variants, PanelLinearKernelTest,
     ::testing::Values(

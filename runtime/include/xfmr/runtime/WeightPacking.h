@@ -1,22 +1,25 @@
 //===- WeightPacking.h - checkpoint tensors -> the weight blob --*- C++ -*-===//
 //
 // The packing plan says how each tensor of an artifact's weight blob is made
-// from checkpoint tensors: copied, FP8-quantized in blocks (codes, then
-// scales) or an MLA product folded in double precision. The compiler writes
-// the plan into the manifest (weights.tensors) and packs with it; xfmr-pack
-// reads it back and binds another checkpoint's weights to compiled code.
-// Both run the code below, so the same checkpoint gives the same bytes.
+// from checkpoint tensors: copied, FP8- or int8-quantized in blocks (codes,
+// then scales) or an MLA product folded in double precision. The compiler
+// writes the plan into the manifest (weights.tensors) and packs with it;
+// xfmr-pack reads it back and binds another checkpoint's weights to compiled
+// code. Both run the code below, so the same checkpoint gives the same bytes.
 //
 // Manifest fields of one tensor (besides name, offset, bytes, dtype, shape):
-//   "transform": "fp8_codes" | "fp8_scales"  with "source_dtype",
-//       "source_shape" and "block": [rows, cols]
+//   "transform": "fp8_codes" | "fp8_scales" | "int8_codes" | "int8_scales"
+//       with "source_dtype", "source_shape" and "block": [rows, cols]
+//       (int8: scale = max |w| / 127, codes to nearest even in [-127, 127])
 //   "transform": "mla_query_latent" | "mla_query_rope" | "mla_output"  with
 //       "source_dtype", "source_shape", "heads", "nope", "rope",
 //       "value_dim" and, except for mla_query_rope, "kv_b", "kv_b_dtype",
 //       "kv_b_shape"
 //   "panel": P  (after any transform) the matrix [rows, cols] is stored in
 //       panels of P rows for the CPU's dot-product kernels:
-//       [ceil(rows / P)][ceil(cols / 2)][P][2], zero-padded; see toPanels.
+//       [ceil(rows / P)][ceil(cols / 2)][P][2], zero-padded; i8 codes in
+//       quads, [ceil(rows / P)][ceil(cols / 4)][P][4], each code + 128 as an
+//       unsigned byte (padding: code 0); see toPanels and toInt8Panels.
 // A name with `*` stands for the stacked tensors `*` = 0, 1, ... in order.
 //
 //===----------------------------------------------------------------------===//
@@ -37,7 +40,8 @@ class JsonValue;
 struct PackedTensor {
   std::string name;
   uint64_t offset = 0, bytes = 0;
-  /// The stored element type: f32, bf16, f16, f8e4m3fn, f8e4m3fnuz, f8e5m2.
+  /// The stored element type: f32, bf16, f16, f8e4m3fn, f8e4m3fnuz, f8e5m2,
+  /// i8.
   std::string dtype;
   std::vector<int64_t> shape;
   /// "" (copied) or one of the transforms above.
@@ -58,6 +62,13 @@ struct PackedTensor {
 /// the rest is zeros.
 std::string toPanels(const std::string &data, int64_t rows, int64_t cols,
                      int64_t elementBytes, int64_t panel);
+
+/// The row-major int8 codes `data` ([rows, cols]) in panels of `panel` rows
+/// and quads of columns, as the CPU's `vpdpbusd` kernels read them: code
+/// (r, c) + 128 goes to ((r / panel * ceil(cols / 4) + c / 4) * panel +
+/// r % panel) * 4 + c % 4, the rest is 128 (code 0).
+std::string toInt8Panels(const std::string &data, int64_t rows, int64_t cols,
+                         int64_t panel);
 
 /// Reads the plan from a manifest's weights.tensors; throws `Error` naming
 /// `path` and the field.

@@ -1,0 +1,102 @@
+//===- QuantizeInt8.cpp - W8A8: int8 weights and activations ----*- C++ -*-===//
+//
+// SmoothQuant-style W8A8 without smoothing, for CPUs: every linear weight
+// gets one scale per output channel (evaluated at compile time when the
+// weights are packed, like FP8's), and every linear input one scale per
+// token (a quantize/dequantize pair the CPU lowering fuses into the integer
+// product). Both scales are max-abs / 127, codes round to nearest even.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/Xfmr/XfmrOps.h"
+#include "passes/Passes.h"
+
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+using namespace mlir;
+
+namespace xfmr {
+#define GEN_PASS_DEF_QUANTIZEINT8
+#include "passes/Passes.h.inc"
+} // namespace xfmr
+
+using namespace xfmr;
+
+namespace {
+
+/// The widest input whose int32 sums cannot overflow: the CPU kernels add
+/// products of at most 255 x 127 (code + 128 against a code, see
+/// lowering/CPU/Kernels/Int8PanelLinear.h) in 32 bits.
+constexpr int64_t kMaxInputs = 65536;
+
+/// One scale per row of a [rows, cols] tensor.
+ScaleLayoutAttr rowLayout(MLIRContext *context, int64_t cols) {
+  return ScaleLayoutAttr::get(context, ScaleKind::block, {1, cols});
+}
+
+struct QuantizeLinearInt8 : OpRewritePattern<LinearOp> {
+  QuantizeLinearInt8(MLIRContext *context, ArrayRef<std::string> keep)
+      : OpRewritePattern(context), keep(keep) {}
+
+  LogicalResult matchAndRewrite(LinearOp linear,
+                                PatternRewriter &rewriter) const override {
+    auto weight = linear.getWeight().getDefiningOp<WeightOp>();
+    if (!weight || linear.getScale())
+      return rewriter.notifyMatchFailure(linear, "not a high-precision weight");
+    Type element = weight.getType().getElementType();
+    if (!element.isF32() && !element.isBF16() && !element.isF16())
+      return rewriter.notifyMatchFailure(linear, "already quantized");
+    for (const std::string &name : keep)
+      if (weight.getName().contains(name))
+        return rewriter.notifyMatchFailure(linear, "kept by name");
+    if (linear.getInput().getDefiningOp<DequantizeOp>())
+      return rewriter.notifyMatchFailure(linear, "input already quantized");
+    auto inputType = cast<RankedTensorType>(linear.getInput().getType());
+    if (inputType.getRank() != 2)
+      return rewriter.notifyMatchFailure(linear, "not a [tokens, in] input");
+    ArrayRef<int64_t> shape = weight.getType().getShape();
+    int64_t out = shape[0], in = shape[1];
+    if (in > kMaxInputs)
+      return rewriter.notifyMatchFailure(linear, "too many inputs for int32");
+
+    Location loc = linear.getLoc();
+    MLIRContext *context = getContext();
+    Type i8 = rewriter.getI8Type(), f32 = rewriter.getF32Type();
+    ScaleLayoutAttr layout = rowLayout(context, in);
+    auto weightQuantize = QuantizeOp::create(
+        rewriter, loc, RankedTensorType::get(shape, i8),
+        RankedTensorType::get({out, 1}, f32), weight, layout);
+    auto inputQuantize = QuantizeOp::create(
+        rewriter, loc, RankedTensorType::get(inputType.getShape(), i8),
+        RankedTensorType::get({inputType.getDimSize(0), 1}, f32),
+        linear.getInput(), layout);
+    auto input = DequantizeOp::create(rewriter, loc, inputType,
+                                      inputQuantize.getResult(),
+                                      inputQuantize.getScale(), layout);
+    rewriter.replaceOpWithNewOp<LinearOp>(
+        linear, linear.getType(), input, weightQuantize.getResult(),
+        linear.getBias(), weightQuantize.getScale(), layout);
+    return success();
+  }
+
+  SmallVector<std::string> keep;
+};
+
+struct QuantizeInt8Pass : xfmr::impl::QuantizeInt8Base<QuantizeInt8Pass> {
+  using QuantizeInt8Base::QuantizeInt8Base;
+
+  void runOnOperation() override {
+    MLIRContext *context = &getContext();
+    SmallVector<std::string> names;
+    if (keep.hasValue())
+      names.assign(keep.begin(), keep.end());
+    else
+      names = {"embed_tokens", "lm_head"};
+    RewritePatternSet patterns(context);
+    patterns.add<QuantizeLinearInt8>(context, names);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace
