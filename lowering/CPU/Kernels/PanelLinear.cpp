@@ -553,74 +553,84 @@ Int8Activations quantizeInt8Activations(OpBuilder &b, Location loc,
   auto lanes = VectorType::get({kLanes}, b.getF32Type());
   auto intLanes = VectorType::get({kLanes}, b.getI32Type());
   auto byteLanes = VectorType::get({kLanes}, b.getI8Type());
-  parallelFor(
-      b, loc, index(b, loc, 0), tokens,
-      [&](OpBuilder &b, Location loc, Value t) {
-        Value first = index(b, loc, 0);
-        Value vectorEnd = index(b, loc, vectorInputs);
-        Value step = index(b, loc, kLanes);
-        // max |x|: 16 lanes, then the rest one by one.
-        Value zeros = arith::ConstantOp::create(
-            b, loc, DenseElementsAttr::get(lanes, b.getF32FloatAttr(0)));
-        auto maxLoop = scf::ForOp::create(
-            b, loc, first, vectorEnd, step, ValueRange{zeros},
-            [&](OpBuilder &b, Location loc, Value c, ValueRange acc) {
-              Value v =
-                  vector::LoadOp::create(b, loc, lanes, op.x, ValueRange{t, c});
-              Value magnitude = math::AbsFOp::create(b, loc, v);
-              scf::YieldOp::create(b, loc,
-                                   ValueRange{arith::MaximumFOp::create(
-                                       b, loc, acc[0], magnitude)});
-            });
-        Value amax = vector::ReductionOp::create(
-            b, loc, vector::CombiningKind::MAXIMUMF, maxLoop.getResult(0));
-        amax = maxAbs(
-            b, loc, vectorEnd, index(b, loc, op.in), amax,
-            [&](OpBuilder &b, Location loc, Value c) -> Value {
-              return memref::LoadOp::create(b, loc, op.x, ValueRange{t, c});
-            });
-        Value scale = scaleForMaxAbs(b, loc, amax, WeightFormat::I8);
-        memref::StoreOp::create(b, loc, scale, x.scales, ValueRange{t});
-        // The codes and their sum.
-        Value lanesOfScale = vector::BroadcastOp::create(b, loc, lanes, scale);
-        Value noSum = arith::ConstantOp::create(
-            b, loc, DenseElementsAttr::get(intLanes, b.getI32IntegerAttr(0)));
-        auto codeLoop = scf::ForOp::create(
-            b, loc, first, vectorEnd, step, ValueRange{noSum},
-            [&](OpBuilder &b, Location loc, Value c, ValueRange acc) {
-              Value v =
-                  vector::LoadOp::create(b, loc, lanes, op.x, ValueRange{t, c});
-              Value q = roundToCode(
-                  b, loc, arith::DivFOp::create(b, loc, v, lanesOfScale),
-                  WeightFormat::I8);
-              Value code = arith::FPToSIOp::create(b, loc, intLanes, q);
-              vector::StoreOp::create(
-                  b, loc, arith::TruncIOp::create(b, loc, byteLanes, code),
-                  x.codes, ValueRange{t, c});
-              scf::YieldOp::create(
-                  b, loc,
-                  ValueRange{arith::AddIOp::create(b, loc, acc[0], code)});
-            });
-        Value sum = vector::ReductionOp::create(
-            b, loc, vector::CombiningKind::ADD, codeLoop.getResult(0));
-        // The last inputs (fewer than 16) and the padding: static, unrolled.
-        for (int64_t c = vectorInputs; c < 4 * quads; ++c) {
-          Value code =
-              arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
-          if (c < op.in) {
-            Value v = memref::LoadOp::create(b, loc, op.x,
-                                             ValueRange{t, index(b, loc, c)});
-            Value q =
-                roundToCode(b, loc, arith::DivFOp::create(b, loc, v, scale),
-                            WeightFormat::I8);
-            code = arith::FPToSIOp::create(b, loc, b.getI32Type(), q);
-            sum = arith::AddIOp::create(b, loc, sum, code);
-          }
-          Value byte = arith::TruncIOp::create(b, loc, b.getI8Type(), code);
-          Value column = index(b, loc, c);
-          memref::StoreOp::create(b, loc, byte, x.codes, ValueRange{t, column});
-        }
-        memref::StoreOp::create(b, loc, sum, x.sums, ValueRange{t});
+  auto quantizeRow = [&](OpBuilder &b, Location loc, Value t) {
+    Value first = index(b, loc, 0);
+    Value vectorEnd = index(b, loc, vectorInputs);
+    Value step = index(b, loc, kLanes);
+    // max |x|: 16 lanes, then the rest one by one.
+    Value zeros = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(lanes, b.getF32FloatAttr(0)));
+    auto maxLoop = scf::ForOp::create(
+        b, loc, first, vectorEnd, step, ValueRange{zeros},
+        [&](OpBuilder &b, Location loc, Value c, ValueRange acc) {
+          Value v =
+              vector::LoadOp::create(b, loc, lanes, op.x, ValueRange{t, c});
+          Value magnitude = math::AbsFOp::create(b, loc, v);
+          scf::YieldOp::create(
+              b, loc,
+              ValueRange{arith::MaximumFOp::create(b, loc, acc[0], magnitude)});
+        });
+    Value amax = vector::ReductionOp::create(
+        b, loc, vector::CombiningKind::MAXIMUMF, maxLoop.getResult(0));
+    amax =
+        maxAbs(b, loc, vectorEnd, index(b, loc, op.in), amax,
+               [&](OpBuilder &b, Location loc, Value c) -> Value {
+                 return memref::LoadOp::create(b, loc, op.x, ValueRange{t, c});
+               });
+    Value scale = scaleForMaxAbs(b, loc, amax, WeightFormat::I8);
+    memref::StoreOp::create(b, loc, scale, x.scales, ValueRange{t});
+    // The codes and their sum.
+    Value lanesOfScale = vector::BroadcastOp::create(b, loc, lanes, scale);
+    Value noSum = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(intLanes, b.getI32IntegerAttr(0)));
+    auto codeLoop = scf::ForOp::create(
+        b, loc, first, vectorEnd, step, ValueRange{noSum},
+        [&](OpBuilder &b, Location loc, Value c, ValueRange acc) {
+          Value v =
+              vector::LoadOp::create(b, loc, lanes, op.x, ValueRange{t, c});
+          Value q = roundToCode(b, loc,
+                                arith::DivFOp::create(b, loc, v, lanesOfScale),
+                                WeightFormat::I8);
+          Value code = arith::FPToSIOp::create(b, loc, intLanes, q);
+          vector::StoreOp::create(
+              b, loc, arith::TruncIOp::create(b, loc, byteLanes, code), x.codes,
+              ValueRange{t, c});
+          scf::YieldOp::create(
+              b, loc, ValueRange{arith::AddIOp::create(b, loc, acc[0], code)});
+        });
+    Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                            codeLoop.getResult(0));
+    // The last inputs (fewer than 16) and the padding: static, unrolled.
+    for (int64_t c = vectorInputs; c < 4 * quads; ++c) {
+      Value code = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
+      if (c < op.in) {
+        Value v = memref::LoadOp::create(b, loc, op.x,
+                                         ValueRange{t, index(b, loc, c)});
+        Value q = roundToCode(b, loc, arith::DivFOp::create(b, loc, v, scale),
+                              WeightFormat::I8);
+        code = arith::FPToSIOp::create(b, loc, b.getI32Type(), q);
+        sum = arith::AddIOp::create(b, loc, sum, code);
+      }
+      Value byte = arith::TruncIOp::create(b, loc, b.getI8Type(), code);
+      Value column = index(b, loc, c);
+      memref::StoreOp::create(b, loc, byte, x.codes, ValueRange{t, column});
+    }
+    memref::StoreOp::create(b, loc, sum, x.sums, ValueRange{t});
+  };
+  // A few tokens (decode) are quantized on the calling thread: a parallel
+  // region costs more than the work.
+  Value few = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tokens,
+                                    index(b, loc, 8));
+  Value first = index(b, loc, 0);
+  scf::IfOp::create(
+      b, loc, few,
+      [&](OpBuilder &b, Location loc) {
+        serialFor(b, loc, first, tokens, quantizeRow);
+        scf::YieldOp::create(b, loc);
+      },
+      [&](OpBuilder &b, Location loc) {
+        parallelFor(b, loc, first, tokens, quantizeRow);
+        scf::YieldOp::create(b, loc);
       });
   return x;
 }
