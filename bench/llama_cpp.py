@@ -3,7 +3,7 @@
 The 500M synthetic Llama (hidden 1536, 16 layers, 12 heads, 4 KV heads, ffn 4096, vocab
 32000, bf16) is converted to GGUF with llama.cpp's own gguf-py (BF16, then Q8_0 with
 llama-quantize) and measured with llama-bench; xfmr compiles the same checkpoint (bf16,
-bf16 --precise, FP8) and measures with xfmr-bench. Both tools prefill random ids in a fresh
+bf16 --precise, FP8, int8 W8A8) and measures with xfmr-bench. Both tools prefill random ids in a fresh
 context (ppN) and decode N tokens after one (tgN); their runs alternate, rounds times, and
 every sample counts.
 
@@ -132,11 +132,13 @@ def main():
     context = max(prompts) + args.decode + 16
     engines = []  # (label, weights, command that prints llama-bench-style JSON)
     for label, flags in [("xfmr", []), ("xfmr --precise", ["--precise"]),
-                         ("xfmr --quantize fp8", ["--quantize", "fp8"])]:
+                         ("xfmr --quantize fp8", ["--quantize", "fp8"]),
+                         ("xfmr --quantize int8", ["--quantize", "int8"])]:
         artifact = MODELS / f"llama-500m-{len(engines)}.xfmr"
         log(f"compiling {label}")
         run([BIN / "xfmr-compile", folder, "-o", artifact, "--context", context, *flags])
-        weights = "FP8 E4M3 128x128" if "fp8" in label else "bf16"
+        weights = ("FP8 E4M3 128x128" if "fp8" in label
+                   else "int8 W8A8" if "int8" in label else "bf16")
         engines.append((label, weights, [BIN / "xfmr-bench", artifact, "-p", args.prompts,
                                          "-n", args.decode, "-r", args.reps,
                                          "-t", args.threads, "-o", "json"]))

@@ -18,6 +18,8 @@ PACKAGES=(
   libpcre2-dev libsentencepiece-dev libutf8proc-dev python3-sentencepiece pkg-config
   # chat templates: python3-jinja2 is the oracle of the template tests
   python3-jinja2
+  # xfmr-serve: HTTP (cpp-httplib) and JSON (nlohmann) from Debian
+  libcpp-httplib-dev nlohmann-json3-dev
   # C++ unit tests
   libgtest-dev googletest
   # Python bindings, reference implementation and tests

@@ -1,7 +1,7 @@
 """End to end on a GPU back end without a GPU: models compiled with `--target vulkan` run
 their SPIR-V kernels on Mesa's CPU Vulkan driver (lavapipe) through the runtime's Vulkan
 backend. The f32 models match the float64 NumPy reference (as on the CPU); lossy schemes
-(bf16/f16 weights, FP8 weights, 8-bit caches) match the CPU back end's artifact compiled
+(bf16/f16 weights, FP8 and int8 weights, 8-bit caches) match the CPU back end's artifact compiled
 with the same flags, which is itself tested against its emulation. Skipped where no
 Vulkan driver is installed."""
 
@@ -128,6 +128,9 @@ LOSSY = {
     "deepseek-v3-folded": ("deepseek_v3", {}, ["--mla-cache", "latent",
                                                "--mla-absorb", "compile-time"]),
     "deepseek-v3-int8-cache": ("deepseek_v3", {}, ["--kv-cache", "int8"]),
+    # W8A8: the GPU's generic kernels multiply dequantized codes; the CPU, the codes.
+    "llama-w8a8": ("llama", {"dtype": "bf16"}, ["--quantize", "int8"]),
+    "deepseek-v3-w8a8": ("deepseek_v3", {}, ["--quantize", "int8"]),
 }
 
 

@@ -41,6 +41,8 @@ CASES = {
     "llama-quantize-fp8": ("llama", {"dtype": "bf16"}, ["--quantize", "fp8"]),
     "llama-quantize-fp8-channel": ("llama", {}, ["--quantize", "fp8",
                                                  "--quantize-granularity", "channel"]),
+    "llama-quantize-int8": ("llama", {"dtype": "bf16"}, ["--quantize", "int8"]),
+    "multi-target-int8": ("llama", {}, ["--target", "cpu,vulkan", "--quantize", "int8"]),
     "mixtral-stacked-experts": ("mixtral", {}, []),
     "mixtral-fp8-checkpoint": ("mixtral", {"dtype": "fp8"}, []),
     "deepseek-v3-fp8": ("deepseek_v3", {"dtype": "fp8"}, []),
@@ -79,7 +81,8 @@ def test_stories260k(stories260k_dir, tmp_path):
     assert_same_bytes(full, tmp_path / "packed.xfmr")
 
 
-@pytest.mark.parametrize("flags", [[], ["--quantize", "fp8"]], ids=["bf16", "fp8"])
+@pytest.mark.parametrize("flags", [[], ["--quantize", "fp8"], ["--quantize", "int8"]],
+                         ids=["bf16", "fp8", "int8"])
 def test_refit_other_weights_equals_compiling_them(flags, synth_checkpoint, tmp_path):
     """Fine-tuned weights (another seed, same shapes) bound without recompiling."""
     base = synth_checkpoint("llama", dtype="bf16", seed=0)

