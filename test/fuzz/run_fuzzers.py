@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "test" / "Import" / "Inputs"))
 
 TARGETS = ["fuzz-safetensors", "fuzz-config", "fuzz-artifact", "fuzz-json",
-           "fuzz-tokenizer", "fuzz-chat-template", "fuzz-run-options", "fuzz-compile-options", "fuzz-ir"]
+           "fuzz-tokenizer", "fuzz-chat-template", "fuzz-run-options", "fuzz-compile-options", "fuzz-ir",
+           "fuzz-serve-request"]
 
 DEEP_JSON = '{"a": ' + "[" * 60000 + "]" * 60000 + "}"
 
@@ -238,6 +239,32 @@ def make_seeds(bin_dir: Path, seeds: Path) -> None:
         write(runs, "chat", argv("m.xfmr", "--chat", "--system", "Be brief.", "--prompt", "Hi",
                                  "--chat-template", "t.jinja", "--stop", "User:", "-n", "16"))
         write(runs, "chat-conflict", argv("m.xfmr", "--chat", "--prompt-ids", "1", "-n", "1"))
+        # xfmr-serve: 'c' completions and 'h' chat bodies, 'o' command lines.
+        serves = seeds / "fuzz-serve-request"
+        for name, body in {
+            "ids": {"model": "model", "prompt": [1, 2, 3], "max_tokens": 4,
+                    "temperature": 0},
+            "text-stream": {"prompt": "Hello", "stream": True, "stop": ["\n", "x"],
+                            "stream_options": {"include_usage": True}, "seed": 3},
+            "sampling": {"prompt": [[5, 6]], "top_p": 0.5, "top_k": -1, "temperature": 0.7,
+                         "n": 1, "ignore_eos": True},
+            "bad-fields": {"prompt": [1], "max_tokens": -1, "logprobs": 2, "n": 3,
+                           "presence_penalty": 0.5, "top_k": 1e30},
+            "huge-ids": {"prompt": [2 ** 40, -5, 1.5]},
+        }.items():
+            write(serves, name, b"c" + json.dumps(body).encode())
+        for name, body in {
+            "chat": {"messages": [{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+                     "tools": [{"type": "function", "function": {"name": "f"}}],
+                     "chat_template_kwargs": {"enable_thinking": False}, "stream": True},
+            "chat-bad": {"messages": [{"content": 3}, 5], "max_completion_tokens": 0},
+        }.items():
+            write(serves, name, b"h" + json.dumps(body).encode())
+        write(serves, "options", b"o" + argv("m.xfmr", "--host", "0.0.0.0", "--port", "0",
+                                             "--max-sequences", "16", "--max-queue", "0",
+                                             "-t", "2", "--model-name", "m", "--no-verify"))
+        write(serves, "options-bad", b"o" + argv("--port", "99999", "a", "b"))
         compiles = seeds / "fuzz-compile-options"
         # Fields: model, output, target, cpu, context, quantize, quantize options,
         # kv-cache, mla-cache, mla-absorb, moe, kv-window, kv-sinks, -O, weights.
