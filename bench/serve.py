@@ -119,11 +119,12 @@ def main():
     artifact = MODELS / "llama-500m-serve.xfmr"
     log("compiling xfmr")
     run([BIN / "xfmr-compile", folder, "-o", artifact, "--context", context])
-    engines = []
-    process, port = start_server(
-        [str(BIN / "xfmr-serve"), str(artifact), "--port", "0", "-t", str(args.threads),
-         "--max-sequences", str(max(levels)), "--max-queue", "0"], r"http://[\d.]+:(\d+)")
-    engines.append(("xfmr-serve", process, port, {}))
+    # One server at a time: a server that is still loading (llama-server listens before
+    # its model is loaded) or idling must not share the machine with the one measured.
+    engines = [("xfmr-serve", [str(BIN / "xfmr-serve"), str(artifact), "--port", "0",
+                               "-t", str(args.threads), "--max-sequences", str(max(levels)),
+                               "--max-queue", "0"], r"serving .* on http://[\d.]+:(\d+)",
+                None, {})]
     llama = os.environ.get("XFMR_LLAMA_CPP")
     server = Path(llama) / "build" / "bin" / "llama-server" if llama else None
     if server and server.exists():
@@ -132,22 +133,24 @@ def main():
             log("converting to GGUF (BF16) with llama.cpp's gguf-py")
             to_gguf(folder, gguf, Path(llama) / "gguf-py")
         llama_port = 18000 + os.getpid() % 1000
-        process, _ = start_server(
-            [str(server), "-m", str(gguf), "--port", str(llama_port), "-t", str(args.threads),
-             "-np", str(max(levels)), "-cb", "-c", str(context * max(levels))],
-            r"(server is listening|HTTP server listening)", llama_port)
-        engines.append(("llama-server", process, llama_port, {"n_predict": args.tokens}))
+        engines.append(("llama-server", [
+            str(server), "-m", str(gguf), "--port", str(llama_port), "-t", str(args.threads),
+            "-np", str(max(levels)), "-cb", "-c", str(context * max(levels))],
+            r"(main loop|all slots are idle)", llama_port, {"n_predict": args.tokens}))
     else:
         log("XFMR_LLAMA_CPP/build/bin/llama-server not found: llama-server skipped")
     results = {}
-    try:
-        for name, _, port_, extra in engines:
+    for name, command, ready, fixed_port, extra in engines:
+        process, port = start_server(command, ready, fixed_port)
+        try:
+            # One request first: what a server does once (page faults, thread pools) is
+            # not part of the levels.
+            level("127.0.0.1", port, 1, args.prompt, 4, vocab, extra)
             for clients in levels:
                 log(f"{name}: {clients} concurrent client(s)")
-                results[(name, clients)] = level("127.0.0.1", port_, clients, args.prompt,
+                results[(name, clients)] = level("127.0.0.1", port, clients, args.prompt,
                                                  args.tokens, vocab, extra)
-    finally:
-        for _, process, _, _ in engines:
+        finally:
             process.terminate()
             process.wait(timeout=120)
     lines = [f"CPU: {cpu_description()}; {args.threads} threads; prompt {args.prompt} tokens, "

@@ -31,9 +31,13 @@ class Server:
         self.process = subprocess.Popen(
             [tool("xfmr-serve"), str(artifact), "--port", "0", *map(str, args)],
             stderr=subprocess.PIPE, text=True)
-        line = self.process.stderr.readline()
-        match = re.search(r"http://([\d.]+):(\d+)", line)
-        assert match, line + self.process.stderr.read()
+        lines = []
+        match = None
+        while not match:  # "allocating ...", then "serving ... on http://..."
+            line = self.process.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+            match = re.search(r"http://([\d.]+):(\d+)", line)
         self.host, self.port = match.group(1), int(match.group(2))
         self.url = f"http://{self.host}:{self.port}"
         self.log = []

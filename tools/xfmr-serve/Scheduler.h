@@ -3,7 +3,8 @@
 // The scheduler of xfmr-serve. Requests wait in a bounded queue; up to
 // `maxSequences` run at once, each in a session of its own (its own KV
 // cache, allocated once and reused). One thread runs the model: every round
-// it admits waiting requests into free sessions (oldest first), then moves
+// it admits waiting requests into free sessions (allocated when the
+// scheduler starts, oldest request first), then moves
 // each running sequence one step, prefill for a new one and one decoded
 // token otherwise, in admission order, so concurrent requests share the
 // model fairly and stream at the same pace. (Steps are not batched yet: each
@@ -109,6 +110,8 @@ struct SchedulerOptions {
 
 class Scheduler {
 public:
+  /// Allocates every sequence's session and runs one token through the
+  /// model (throws `Error`, e.g. when the KV caches do not fit in memory).
   /// `tokenizer` may be null (then requests cannot have stop strings and
   /// events carry no text).
   Scheduler(std::shared_ptr<runtime::Artifact> artifact,

@@ -256,7 +256,20 @@ int main(int argc, char **argv) {
   schedulerOptions.maxSequences = opts.maxSequences;
   schedulerOptions.maxQueue = opts.maxQueue;
   schedulerOptions.session.threads = opts.threads;
-  Scheduler scheduler(artifact, tokenizer.get(), schedulerOptions);
+  std::fprintf(stderr,
+               "xfmr-serve: allocating %d sequences (a KV cache of %.1f MiB "
+               "each)\n",
+               opts.maxSequences,
+               double(artifact->kvCacheBytes()) / double(1 << 20));
+  std::unique_ptr<Scheduler> created;
+  try {
+    created = std::make_unique<Scheduler>(artifact, tokenizer.get(),
+                                          schedulerOptions);
+  } catch (const Error &error) {
+    std::fprintf(stderr, "xfmr-serve: error: %s\n", error.what());
+    return 1;
+  }
+  Scheduler &scheduler = *created;
   int64_t started = std::chrono::duration_cast<std::chrono::seconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
