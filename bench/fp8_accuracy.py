@@ -56,7 +56,7 @@ SCHEMES = [
     ("per-channel", dict(granularity="channel", activations=True)),
     ("per-tensor", dict(granularity="tensor", activations=False)),
     ("per-tensor", dict(granularity="tensor", activations=True)),
-    ("int8 per-channel", dict(format="int8")),
+    ("int8 per-channel", dict(format="int8", granularity="channel", activations=True)),
 ]
 
 #: Synthetic models (`python -m xfmr.synth --arch llama --preset small --dtype bf16 --seed 0`

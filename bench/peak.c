@@ -3,9 +3,12 @@
  * show the base clock, cores run at their boost clock). Every thread runs 12
  * independent chains of vector FMAs (vfmadd231ps: 2 flops per f32 lane) and,
  * where the CPU has AVX512-BF16, of bf16 dot products (vdpbf16ps: 2 products
- * and 2 additions per f32 lane, 64 flops per instruction) for a fixed count,
+ * and 2 additions per f32 lane, 64 flops per instruction) and, where it has
+ * AVX512-VNNI, of int8 dot products (vpdpbusd: 4 byte products and 4
+ * additions per i32 lane, 128 operations per instruction) for a fixed count,
  * and the best of 3 passes counts. Prints one JSON object:
- *   {"threads": N, "f32_fma_gflops": X, "bf16_dot_gflops": Y or null}
+ *   {"threads": N, "f32_fma_gflops": X, "bf16_dot_gflops": Y or null,
+ *    "int8_dot_gops": Z or null}
  *
  * Usage: xfmr-peak [threads]
  */
@@ -27,6 +30,7 @@ static volatile float sink;
 /* Read through volatile: constant operands would let the compiler turn
  * fma(1, b, acc) into an addition. */
 static volatile float factor = 0.999f, step = 1e-9f;
+static volatile int factor_byte = 3;
 
 __attribute__((target("avx512f"))) static double fma512(void) {
   __m512 acc[kChains];
@@ -73,6 +77,20 @@ __attribute__((target("avx512f,avx512bf16"))) static double dot512(void) {
   return 4.0 * 16 * kChains * (double)kIterations;
 }
 
+__attribute__((target("avx512f,avx512vnni"))) static double vnni512(void) {
+  __m512i acc[kChains];
+  __m512i a = _mm512_set1_epi8((char)factor_byte), b = _mm512_set1_epi8(1);
+  for (int j = 0; j < kChains; ++j)
+    acc[j] = _mm512_set1_epi32(j);
+  for (long i = 0; i < kIterations; ++i)
+    for (int j = 0; j < kChains; ++j)
+      acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+  for (int j = 1; j < kChains; ++j)
+    acc[0] = _mm512_add_epi32(acc[0], acc[j]);
+  sink = (float)_mm512_reduce_add_epi32(acc[0]);
+  return 8.0 * 16 * kChains * (double)kIterations;
+}
+
 /* GFLOP/s of `kernel` on `threads` threads, best of 3 passes. */
 static double peak(double (*kernel)(void), int threads) {
   double best = 0;
@@ -99,7 +117,12 @@ int main(int argc, char **argv) {
   printf("{\"threads\": %d, \"f32_fma_gflops\": %.1f, \"bf16_dot_gflops\": ",
          threads, f32);
   if (__builtin_cpu_supports("avx512bf16"))
-    printf("%.1f}\n", peak(dot512, threads));
+    printf("%.1f, ", peak(dot512, threads));
+  else
+    printf("null, ");
+  printf("\"int8_dot_gops\": ");
+  if (__builtin_cpu_supports("avx512vnni"))
+    printf("%.1f}\n", peak(vnni512, threads));
   else
     printf("null}\n");
   return 0;

@@ -121,7 +121,8 @@ def cpu_peak_gflops(threads):
     dot products where the CPU has them): {"f32": GFLOP/s, "bf16": GFLOP/s or None}.
     VMs report their base clock in /proc/cpuinfo, not the clock the cores run at."""
     peak = json.loads(run([BIN / "xfmr-peak", threads]).stdout)
-    return {"f32": peak["f32_fma_gflops"], "bf16": peak["bf16_dot_gflops"]}
+    return {"f32": peak["f32_fma_gflops"], "bf16": peak["bf16_dot_gflops"],
+            "int8": peak.get("int8_dot_gops")}
 
 
 def gemm(threads, cpu, tokens=512, n=4096, k=4096):
@@ -140,7 +141,9 @@ def gemm(threads, cpu, tokens=512, n=4096, k=4096):
         (folder / "config.json").write_text("{}")
     rows = []
     for label, flags in [("bf16", []), ("fp8 (E4M3 128x128, activations 1x128)",
-                                        ["--quantize", "fp8"])]:
+                                        ["--quantize", "fp8"]),
+                         ("int8 W8A8 (per channel, activations per token)",
+                          ["--quantize", "int8"])]:
         source = MODELS / "gemm.mlir"
         source.write_text(GEMM_MODULE.format(n=n, k=k, context=tokens + 16, dtype="bf16"))
         artifact = MODELS / "gemm.xfmr"
@@ -156,6 +159,9 @@ def gemm(threads, cpu, tokens=512, n=4096, k=4096):
         # activations with the CPU's bf16 dot products where it has them, else f32 FMAs.
         peaks = cpu_peak_gflops(threads)
         unit = "bf16" if peaks["bf16"] else "f32"
+        # W8A8 multiplies int8 codes with the CPU's int8 dot products (VNNI).
+        if "int8" in label and peaks["int8"]:
+            unit = "int8"
         rows.append({"weights": label, "tokens": tokens, "n": n, "k": k,
                      "gflops": gflops, "peak_gflops": peaks[unit], "peak_unit": unit,
                      "fraction_of_peak": gflops / peaks[unit]})

@@ -25,16 +25,17 @@ def checkpoint(synth_checkpoint):
     return synth_checkpoint("llama", preset="small", dtype="bf16", seed=0)
 
 
-def by_scheme(result, granularity, activations):
+def by_scheme(result, granularity, activations, format="fp8"):
     (row,) = [r for r in result["rows"]
-              if r["granularity"] == granularity and r["activations"] == activations]
+              if r["granularity"] == granularity and r["activations"] == activations
+              and r["format"] == format]
     return row
 
 
 def test_fp8_accuracy_smoke(fp8_accuracy, checkpoint):
     result = fp8_accuracy.evaluate(checkpoint, n_seqs=1, n_tokens=8, prompt=(1,), seed=0)
     rows = result["rows"]
-    assert len(rows) == len(fp8_accuracy.SCHEMES) == 6
+    assert len(rows) == len(fp8_accuracy.SCHEMES) == 7
     for row in rows:
         assert row["mean_kl"] >= 0.0
         assert 0.0 <= row["top1"] <= 1.0
@@ -43,6 +44,11 @@ def test_fp8_accuracy_smoke(fp8_accuracy, checkpoint):
     assert 0.0 < result["ref_entropy"] <= result["uniform_entropy"] + 1e-9
     text = fp8_accuracy.markdown({"m": dict(result, description="d")})
     assert text.count("| 128x128 blocks |") == 2
+    # int8 W8A8 (per-channel weights, per-token activations) is much closer to the model
+    # than FP8 with the same scale groups (see docs/fp8-accuracy.md).
+    int8 = by_scheme(result, "channel", True, format="int8")
+    assert text.count("| int8 per-channel | int8, per token |") == 1
+    assert 0.0 < int8["mean_kl"] < by_scheme(result, "channel", True)["mean_kl"]
 
 
 def load_with_outlier_channel(path):
@@ -63,7 +69,8 @@ def test_block_scales_no_worse_than_per_tensor(fp8_accuracy, checkpoint):
     # precision at every scale), so the sanity check uses an outlier channel: one scale per
     # tensor pushes every other up_proj row below E4M3's range, a 128x128 block only the 127
     # rows that share the outlier's blocks, per-channel none.
-    schemes = [s for s in fp8_accuracy.SCHEMES if not s[1]["activations"]]
+    schemes = [s for s in fp8_accuracy.SCHEMES
+               if s[1].get("format") != "int8" and not s[1]["activations"]]
     result = fp8_accuracy.evaluate(checkpoint, n_seqs=1, n_tokens=8, seed=0, schemes=schemes,
                                    load=load_with_outlier_channel)
     block, channel, tensor = (by_scheme(result, g, False)["mean_kl"]
