@@ -349,14 +349,16 @@ int main(int argc, char **argv) {
                "queue %d)\n",
                model.name.c_str(), opts.host.c_str(), port, opts.maxSequences,
                opts.maxQueue);
-  bool listened = server.listen_after_bind();
-  if (!listened && server.is_running()) {
-    std::fprintf(stderr, "xfmr-serve: error: the server stopped\n");
-    return 1;
-  }
-  // A stop that did not come from a signal: wake the signal thread.
+  bool failed = !server.listen_after_bind();
+  // A stop that did not come from a signal: wake the signal thread (which
+  // then drains the scheduler and stops a stopped server: both harmless).
   pthread_kill(signalThread.native_handle(), SIGTERM);
   signalThread.join();
+  if (failed) {
+    std::fprintf(stderr, "xfmr-serve: error: the server stopped accepting "
+                         "connections\n");
+    return 1;
+  }
   std::fprintf(stderr, "xfmr-serve: stopped\n");
   return 0;
 }
