@@ -56,6 +56,8 @@ for arch in llama mistral qwen2 mixtral deepseek_v3; do
   compare "$arch" "$work/$arch" --context 64
   compare "$arch-fp8" "$work/$arch" --context 64 --quantize fp8
 done
+compare llama-w8a8 "$work/llama" --context 64 --quantize int8
+compare deepseek-w8a8 "$work/deepseek_v3" --context 64 --quantize int8
 compare llama-kv-int8 "$work/llama" --context 64 --kv-cache int8
 compare llama-kv-fp8 "$work/llama" --context 64 --kv-cache fp8
 compare llama-evict "$work/llama" --context 64 --kv-window 16 --kv-sinks 4
