@@ -263,7 +263,8 @@ def make_seeds(bin_dir: Path, seeds: Path) -> None:
             write(serves, name, b"h" + json.dumps(body).encode())
         write(serves, "options", b"o" + argv("m.xfmr", "--host", "0.0.0.0", "--port", "0",
                                              "--max-sequences", "16", "--max-queue", "0",
-                                             "-t", "2", "--model-name", "m", "--no-verify"))
+                                             "-t", "2", "--model-name", "m", "--no-verify",
+                                             "--api-key", "k"))
         write(serves, "options-bad", b"o" + argv("--port", "99999", "a", "b"))
         compiles = seeds / "fuzz-compile-options"
         # Fields: model, output, target, cpu, context, quantize, quantize options,

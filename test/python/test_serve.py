@@ -268,6 +268,26 @@ def test_full_queue_disconnects_and_sigterm(chat_artifact):
             s.process.kill()
 
 
+def test_api_key(chat_artifact):
+    """With --api-key, /v1/ requests need "Authorization: Bearer KEY"; /health does not."""
+    s = Server(chat_artifact, "--max-sequences", 1, "--api-key", "sesame")
+    try:
+        body = json.dumps({"prompt": [1, 2], "max_tokens": 2})
+        for headers, status in [({}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                                ({"Authorization": "Bearer sesame"}, 200)]:
+            connection = http.client.HTTPConnection(s.host, s.port, timeout=60)
+            connection.request("POST", "/v1/completions", body=body,
+                               headers={"Content-Type": "application/json", **headers})
+            response = connection.getresponse()
+            text = response.read().decode()
+            assert response.status == status, text
+            if status == 401:
+                assert "API key" in json.loads(text)["error"]["message"]
+        assert s.request("GET", "/health")[0] == 200
+    finally:
+        assert s.stop() == 0
+
+
 def test_usage_errors():
     out = subprocess.run([tool("xfmr-serve")], capture_output=True, text=True)
     assert out.returncode == 2 and "no artifact" in out.stderr

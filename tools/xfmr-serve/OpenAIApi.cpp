@@ -376,6 +376,7 @@ json xfmr::serve::errorBody(const std::string &message, int status,
                             const std::string &param) {
   const char *type = status == 429   ? "rate_limit_error"
                      : status == 404 ? "not_found_error"
+                     : status == 401 ? "authentication_error"
                      : status >= 500 ? "server_error"
                                      : "invalid_request_error";
   return {{"error",

@@ -25,6 +25,9 @@ const char xfmr::serve::kUsage[] =
     "  --max-queue N         requests that may wait for a free sequence;\n"
     "                        more get HTTP 429 (default 64)\n"
     "  -t, --threads N       threads for the model code (default: all cores)\n"
+    "  --api-key KEY         require \"Authorization: Bearer KEY\" on /v1/\n"
+    "                        requests (default: the XFMR_API_KEY environment\n"
+    "                        variable; unset: no key)\n"
     "  --model-name NAME     the model's name in the API (default: the\n"
     "                        artifact's file name without .xfmr)\n"
     "  --tokenizer FILE      tokenizer.json or tokenizer.model, instead of\n"
@@ -84,6 +87,10 @@ xfmr::serve::parseServeOptions(const std::vector<std::string> &args) {
       opts.modelName = value();
       if (opts.modelName.empty())
         throw UsageError{"--model-name requires a name"};
+    } else if (arg == "--api-key") {
+      opts.apiKey = value();
+      if (opts.apiKey.empty())
+        throw UsageError{"--api-key requires a key"};
     } else if (arg == "--tokenizer") {
       opts.tokenizer = value();
     } else if (arg == "--chat-template") {

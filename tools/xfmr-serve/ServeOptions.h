@@ -37,6 +37,9 @@ struct ServeOptions {
   std::string modelName;
   std::string tokenizer;
   std::string chatTemplate;
+  /// When set (--api-key, or the XFMR_API_KEY environment variable), /v1/
+  /// requests must carry "Authorization: Bearer KEY".
+  std::string apiKey;
   runtime::OpenOptions open;
   bool help = false, version = false;
 };

@@ -22,6 +22,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <pthread.h>
@@ -282,6 +283,21 @@ int main(int argc, char **argv) {
     return new httplib::ThreadPool(handlers);
   };
   server.set_payload_max_length(size_t(16) << 20);
+  std::string apiKey = opts.apiKey;
+  if (apiKey.empty())
+    if (const char *key = std::getenv("XFMR_API_KEY"))
+      apiKey = key;
+  if (!apiKey.empty())
+    server.set_pre_routing_handler(
+        [apiKey](const httplib::Request &req, httplib::Response &res) {
+          if (req.path.rfind("/v1/", 0) != 0 ||
+              req.get_header_value("Authorization") == "Bearer " + apiKey)
+            return httplib::Server::HandlerResponse::Unhandled;
+          sendError(res, 401,
+                    "a valid API key is required: send \"Authorization: "
+                    "Bearer KEY\"");
+          return httplib::Server::HandlerResponse::Handled;
+        });
   server.Post("/v1/completions",
               [&](const httplib::Request &req, httplib::Response &res) {
                 generate(req, res, false, scheduler, model);
