@@ -73,10 +73,14 @@ def QuantizeInt8 : Pass<"xfmr-quantize-int8"> {
     [1, in]). Scales are max-abs / 127 and codes round to nearest even, so
     a product is an exact integer sum times the two scales. On CPUs the
     lowering multiplies the codes with VNNI dot products (`vpdpbusd`).
-    Weights whose name contains one of `keep` stay as they are (default:
-    the embedding and the LM head); so do linears whose input is already
-    quantized, inputs wider than 65536 (their int32 sums could overflow),
-    MoE expert stacks and MLA's `kv_b`, which are not `xfmr.linear`s.
+    Routed experts (`xfmr.moe_experts` without a fused shared expert) are
+    quantized the same way: each expert's weight rows get a scale (one block
+    as wide as the widest row of the three stacks), the input one per token,
+    and each expert's SwiGLU output one per token (`activation_group` = the
+    intermediate size). Weights whose name contains one of `keep` stay as
+    they are (default: the embedding and the LM head); so do linears and
+    experts whose weights or input are already quantized, inputs wider than
+    65536 (their int32 sums could overflow) and MLA's `kv_b`.
   }];
   let options = [
     ListOption<"keep", "keep", "std::string",

@@ -13,6 +13,8 @@
 
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
+#include <algorithm>
+
 using namespace mlir;
 
 namespace xfmr {
@@ -82,6 +84,74 @@ struct QuantizeLinearInt8 : OpRewritePattern<LinearOp> {
   SmallVector<std::string> keep;
 };
 
+/// Routed experts (`xfmr.moe_experts` without a fused shared expert): their
+/// stacked weights get one scale per row of each expert's matrix (one block
+/// as wide as the widest row), their input one per token, and each expert's
+/// SwiGLU output one per token (activation_group = the intermediate size).
+struct QuantizeExpertsInt8 : OpRewritePattern<MoEExpertsOp> {
+  QuantizeExpertsInt8(MLIRContext *context, ArrayRef<std::string> keep)
+      : OpRewritePattern(context), keep(keep) {}
+
+  LogicalResult matchAndRewrite(MoEExpertsOp experts,
+                                PatternRewriter &rewriter) const override {
+    if (experts.getGateScale() || experts.getSharedGate() ||
+        experts.getInput().getDefiningOp<DequantizeOp>())
+      return rewriter.notifyMatchFailure(experts, "already quantized");
+    Value stacks[3] = {experts.getGateWeight(), experts.getUpWeight(),
+                       experts.getDownWeight()};
+    for (Value stack : stacks) {
+      auto weight = stack.getDefiningOp<WeightOp>();
+      if (!weight)
+        return rewriter.notifyMatchFailure(experts, "not checkpoint weights");
+      Type element = weight.getType().getElementType();
+      if (!element.isF32() && !element.isBF16() && !element.isF16())
+        return rewriter.notifyMatchFailure(experts, "not high precision");
+      for (const std::string &name : keep)
+        if (weight.getName().contains(name))
+          return rewriter.notifyMatchFailure(experts, "kept by name");
+    }
+    ArrayRef<int64_t> gate =
+        cast<RankedTensorType>(stacks[0].getType()).getShape();
+    int64_t inter = gate[1], hidden = gate[2];
+    if (std::max(inter, hidden) > kMaxInputs)
+      return rewriter.notifyMatchFailure(experts, "too many inputs for int32");
+
+    Location loc = experts.getLoc();
+    MLIRContext *context = getContext();
+    Type i8 = rewriter.getI8Type(), f32 = rewriter.getF32Type();
+    ScaleLayoutAttr layout = rowLayout(context, std::max(inter, hidden));
+    Value codes[3], scales[3];
+    for (int i = 0; i < 3; ++i) {
+      auto type = cast<RankedTensorType>(stacks[i].getType());
+      auto quantize = QuantizeOp::create(
+          rewriter, loc, RankedTensorType::get(type.getShape(), i8),
+          RankedTensorType::get(layout.scaleShape(type.getShape()), f32),
+          stacks[i], layout);
+      codes[i] = quantize.getResult();
+      scales[i] = quantize.getScale();
+    }
+    auto inputType = cast<RankedTensorType>(experts.getInput().getType());
+    ScaleLayoutAttr inputLayout = rowLayout(context, hidden);
+    auto inputQuantize = QuantizeOp::create(
+        rewriter, loc, RankedTensorType::get(inputType.getShape(), i8),
+        RankedTensorType::get(inputLayout.scaleShape(inputType.getShape()),
+                              f32),
+        experts.getInput(), inputLayout);
+    auto input = DequantizeOp::create(rewriter, loc, inputType,
+                                      inputQuantize.getResult(),
+                                      inputQuantize.getScale(), inputLayout);
+    rewriter.replaceOpWithNewOp<MoEExpertsOp>(
+        experts, experts.getType(), input, experts.getWeights(),
+        experts.getIndices(), codes[0], codes[1], codes[2], scales[0],
+        scales[1], scales[2], Value(), Value(), Value(), Value(), Value(),
+        Value(), layout, rewriter.getI64IntegerAttr(inter),
+        experts.getDispatchAttr());
+    return success();
+  }
+
+  SmallVector<std::string> keep;
+};
+
 struct QuantizeInt8Pass : xfmr::impl::QuantizeInt8Base<QuantizeInt8Pass> {
   using QuantizeInt8Base::QuantizeInt8Base;
 
@@ -93,7 +163,7 @@ struct QuantizeInt8Pass : xfmr::impl::QuantizeInt8Base<QuantizeInt8Pass> {
     else
       names = {"embed_tokens", "lm_head"};
     RewritePatternSet patterns(context);
-    patterns.add<QuantizeLinearInt8>(context, names);
+    patterns.add<QuantizeLinearInt8, QuantizeExpertsInt8>(context, names);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

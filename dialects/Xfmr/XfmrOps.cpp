@@ -676,7 +676,8 @@ LogicalResult MoEExpertsOp::verify() {
     return failure();
   if (getActivationGroup() && !getGateScale())
     return emitOpError() << "activation_group quantizes activations for FP8 "
-                            "expert weights, but the experts are not FP8";
+                            "or int8 expert weights, but the experts are not "
+                            "quantized";
   return verifySharedExpert();
 }
 

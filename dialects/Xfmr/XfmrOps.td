@@ -465,11 +465,12 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
     (`xfmr-fuse-shared-experts`); FP8 shared weights carry
     `shared_scales(...)` in the same `scale_layout`.
 
-    With `activation_group = G` (FP8 weights only), every expert's SwiGLU
-    output is quantized per token in groups of G channels to the weights'
-    FP8 format before its down projection, as DeepSeek-V3's recipe quantizes
-    the input of every FP8 linear; the op's input arrives quantized the same
-    way (`xfmr.dequantize(xfmr.quantize(...))`).
+    With `activation_group = G` (FP8 or int8 weights only), every expert's
+    SwiGLU output is quantized per token in groups of G channels to the
+    weights' format before its down projection, as DeepSeek-V3's recipe
+    quantizes the input of every FP8 linear (and W8A8 that of every int8
+    one); the op's input arrives quantized the same way
+    (`xfmr.dequantize(xfmr.quantize(...))`).
     ```mlir
     %y = xfmr.moe_experts %h, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch grouped>}
         : tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>,
@@ -478,8 +479,9 @@ def Xfmr_MoEExpertsOp : Xfmr_Op<"moe_experts", [Pure, AttrSizedOperandSegments]>
   }];
   let arguments = (ins Xfmr_ActTensor:$input, RankedTensorOf<[F32]>:$weights,
                        RankedTensorOf<[I32]>:$indices,
-                       Xfmr_WeightTensor:$gate_weight, Xfmr_WeightTensor:$up_weight,
-                       Xfmr_WeightTensor:$down_weight,
+                       Xfmr_LinearWeightTensor:$gate_weight,
+                       Xfmr_LinearWeightTensor:$up_weight,
+                       Xfmr_LinearWeightTensor:$down_weight,
                        Optional<Xfmr_ScaleTensor>:$gate_scale,
                        Optional<Xfmr_ScaleTensor>:$up_scale,
                        Optional<Xfmr_ScaleTensor>:$down_scale,

@@ -50,3 +50,24 @@ func.func @too_wide(%x: tensor<?x65540xf32>) -> tensor<?x16xf32> {
   %y = xfmr.linear %x, %w : tensor<?x65540xf32>, tensor<16x65540xbf16> -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// Routed experts: each expert's rows get a scale (one block as wide as the
+// widest row: 96), the input one per token, the SwiGLU output one per token
+// (activation_group = the intermediate size).
+// CHECK-LABEL: func.func @experts
+// CHECK: %[[G:.+]], %[[GS:.+]] = xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 96]>} : tensor<8x96x64xbf16> -> tensor<8x96x64xi8>, tensor<8x96x1xf32>
+// CHECK: %[[D:.+]], %[[DS:.+]] = xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 96]>} : tensor<8x64x96xbf16> -> tensor<8x64x96xi8>, tensor<8x64x1xf32>
+// CHECK: %[[XQ:.+]], %[[XS:.+]] = xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 64]>} : tensor<?x64xf32> -> tensor<?x64xi8>, tensor<?x1xf32>
+// CHECK: %[[XD:.+]] = xfmr.dequantize %[[XQ]], %[[XS]]
+// CHECK: xfmr.moe_experts %[[XD]], %{{.+}}, %{{.+}}, %[[G]], %{{.+}}, %[[D]] scales(%[[GS]], %{{.+}}, %[[DS]] : tensor<8x96x1xf32>, tensor<8x96x1xf32>, tensor<8x64x1xf32>) {activation_group = 96 : i64, dispatch = #xfmr<moe_dispatch grouped>, scale_layout = #xfmr.scale_layout<block [1, 96]>}
+func.func @experts(%h: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>) -> tensor<?x64xf32> {
+  %eg = xfmr.weight "model.layers.0.block_sparse_moe.experts.*.w1.weight" : tensor<8x96x64xbf16>
+  %eu = xfmr.weight "model.layers.0.block_sparse_moe.experts.*.w3.weight" : tensor<8x96x64xbf16>
+  %ed = xfmr.weight "model.layers.0.block_sparse_moe.experts.*.w2.weight" : tensor<8x64x96xbf16>
+  %y = xfmr.moe_experts %h, %w, %i, %eg, %eu, %ed {dispatch = #xfmr<moe_dispatch grouped>}
+      : tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>,
+        tensor<8x96x64xbf16>, tensor<8x96x64xbf16>, tensor<8x64x96xbf16> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

@@ -66,11 +66,18 @@ def test_llama_int8(dtype, cpu, synth_checkpoint, tmp_path):
     assert np.mean(errors) < 0.1 * np.mean(format_error), (errors, format_error)
 
 
-def test_moe_and_mla_int8(synth_checkpoint, tmp_path):
-    """DeepSeek-V3-shaped (MLA, routed and shared experts, dense first layer): the linears
-    are int8, expert stacks and kv_b keep their precision, as the emulation has it."""
-    checkpoint = synth_checkpoint("deepseek_v3")
-    artifact = compile_model(checkpoint, tmp_path, "--quantize", "int8")
+@pytest.mark.parametrize("arch,flags", [
+    ("mixtral", []),
+    ("mixtral", ["--moe", "dense"]),
+    ("deepseek_v3", []),
+], ids=["mixtral", "mixtral-dense", "deepseek-v3"])
+def test_moe_and_mla_int8(arch, flags, synth_checkpoint, tmp_path):
+    """Mixtral (routed experts) and DeepSeek-V3 (MLA, routed and shared experts, dense first
+    layer): linears and expert stacks are int8 (each expert's rows, input and SwiGLU output
+    with their own scales), kv_b keeps its precision, as the emulation has it. (The GPU
+    kernels are compared with these in test_e2e_vulkan.py.)"""
+    checkpoint = synth_checkpoint(arch)
+    artifact = compile_model(checkpoint, tmp_path, "--quantize", "int8", *flags)
     prompt = list(range(3, 15))
     expected_ids, expected_rows = emulation(checkpoint).generate_greedy(prompt, 8)
     ids, rows = greedy_through_abi(CompiledModel(artifact), prompt, 8)

@@ -601,7 +601,10 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib,
       s.hidden = hidden;
       s.weight = shared->weight;
       s.stacked = false;
-      if (isFP8(shared->weight.format))
+      // A quantized shared expert quantizes its SwiGLU output as the
+      // routed ones do (it was a W8A8 or FP8 linear before fusion).
+      if (isFP8(shared->weight.format) ||
+          shared->weight.format == WeightFormat::I8)
         s.activationGroup = activationGroup;
       s.table = isFP8(shared->weight.format)
                     ? lib.lookupTable(b, loc, shared->weight.format)

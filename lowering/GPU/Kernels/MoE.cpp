@@ -560,7 +560,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
            llvm::divideCeilSigned(s, cols)},
           f32Type);
     }
-    if (isFP8(format))
+    if (isFP8(format) || format == WeightFormat::I8)
       sharedGroup = activationGroup;
     key += "_shared" + std::to_string(s) + "_" + shared->weight.key();
   }

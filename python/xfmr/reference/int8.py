@@ -6,8 +6,9 @@ Weights: each linear weight [out, in] gets one scale per output channel, scale =
 float32(max(max|w| over the row, 1e-12) / 127); the weight becomes clip(round_half_even(w /
 scale), -127, 127) * scale. Activations: before each such linear, every token's input is
 treated the same way with one scale for the whole row. The product of the codes is exact,
-so a linear computes (x codes . w codes) * scale_x * scale_w. Embedding, LM head, norms,
-MoE expert stacks and MLA's kv_b stay in high precision. This mirrors
+so a linear computes (x codes . w codes) * scale_x * scale_w. Routed experts are quantized
+the same way (each expert's rows, its input and its SwiGLU output per token). Embedding, LM
+head, norms, routers and MLA's kv_b stay in high precision. This mirrors
 passes/QuantizeInt8.cpp.
 """
 
@@ -57,10 +58,11 @@ def apply_int8(model) -> None:
                 if getattr(attn, name, None) is not None:
                     setattr(attn, name, linear_weight(getattr(attn, name)))
         mlp = layer.mlp
-        if isinstance(mlp, SwiGLU):
+        experts = [mlp] if isinstance(mlp, SwiGLU) else list(mlp.experts)
+        if getattr(mlp, "shared", None) is not None:
+            experts.append(mlp.shared)
+        # Routed and shared experts alike: every weight row its scale, every token's
+        # input to gate/up and to down (the SwiGLU output) its own.
+        for expert in experts:
             for name in ("gate", "up", "down"):
-                setattr(mlp, name, linear_weight(getattr(mlp, name)))
-        elif getattr(mlp, "shared", None) is not None:
-            # A shared expert not fused into the experts' op is a SwiGLU of linears.
-            for name in ("gate", "up", "down"):
-                setattr(mlp.shared, name, linear_weight(getattr(mlp.shared, name)))
+                setattr(expert, name, linear_weight(getattr(expert, name)))

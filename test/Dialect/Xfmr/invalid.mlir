@@ -879,7 +879,7 @@ func.func @latent_attention_heads(%ql: tensor<?x4x32xf32>, %qr: tensor<?x2x8xf32
 
 func.func @experts_activation_group(%x: tensor<?x8xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>,
                                     %g: tensor<4x6x8xf32>, %u: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>) {
-  // expected-error @+1 {{activation_group quantizes activations for FP8 expert weights, but the experts are not FP8}}
+  // expected-error @+1 {{activation_group quantizes activations for FP8 or int8 expert weights, but the experts are not quantized}}
   %y = xfmr.moe_experts %x, %w, %i, %g, %u, %d {activation_group = 128 : i64}
       : tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32> -> tensor<?x8xf32>
   return
