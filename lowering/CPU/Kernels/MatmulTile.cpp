@@ -15,10 +15,18 @@ namespace {
 /// Rows of the register tile in each direction.
 constexpr int64_t kTile = 4;
 
+/// One scale per weight row, over all its inputs (int8 W8A8's per-channel
+/// scales): each finished sum is scaled once.
+bool rowScaled(const MatmulTile &op) {
+  return op.blockScale && op.blockScale->first == 1 &&
+         op.blockScale->second >= op.in;
+}
+
 /// The tile path applies one block scale to a whole tile: it needs whole
-/// vector steps per block and all of a tile's weight rows in one row block.
+/// vector steps per block and all of a tile's weight rows in one row block
+/// (or row scales, applied to the sums).
 bool tileScalable(const MatmulTile &op) {
-  if (!op.blockScale)
+  if (!op.blockScale || rowScaled(op))
     return true;
   auto [blockRows, blockCols] = *op.blockScale;
   return blockCols % op.width == 0 && op.in % blockCols == 0 &&
@@ -62,7 +70,7 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
         b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
     SmallVector<Value> init(count, zero);
     scf::ForOp loop;
-    if (op.blockScale) {
+    if (op.blockScale && !rowScaled(op)) {
       // Blocks of blockCols inputs, each with the tile's one scale, applied
       // to the activations.
       auto [blockRows, blockCols] = *op.blockScale;
@@ -132,9 +140,20 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
         });
     sums.assign(tail.getResults().begin(), tail.getResults().end());
   }
-  for (size_t j = 0; j < rows.size(); ++j)
-    for (size_t i = 0; i < xRows.size(); ++i)
-      op.store(b, loc, xRows[i], rows[j], sums[i * rows.size() + j]);
+  for (size_t j = 0; j < rows.size(); ++j) {
+    Value rowScale;
+    if (rowScaled(op)) {
+      Value first = index(b, loc, 0);
+      rowScale = memref::LoadOp::create(
+          b, loc, op.scale, withPrefix(op.weightPrefix, {rows[j], first}));
+    }
+    for (size_t i = 0; i < xRows.size(); ++i) {
+      Value sum = sums[i * rows.size() + j];
+      if (rowScale)
+        sum = arith::MulFOp::create(b, loc, sum, rowScale);
+      op.store(b, loc, xRows[i], rows[j], sum);
+    }
+  }
 }
 
 /// x rows [begin, end) against the weight rows `rows`: 4-row tiles, then the
