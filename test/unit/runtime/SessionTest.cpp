@@ -3,6 +3,7 @@
 #include "RuntimeTestUtil.h"
 
 #include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/KVCache.h"
 #include "xfmr/runtime/Session.h"
 
 #include <thread>
@@ -264,3 +265,26 @@ TEST_F(SessionTest, SessionKeepsTheArtifactAlive) {
 }
 
 } // namespace
+
+// Caches of 4 MiB and more are mappings with 2 MiB pages; smaller ones come
+// from the heap. Both start zeroed, are 64-byte aligned and clear to zero.
+TEST(KVCacheTest, ZeroedAlignedAndClearedAtEverySize) {
+  for (uint64_t bytes : {uint64_t(0), uint64_t(100), uint64_t(3) << 20,
+                         (uint64_t(9) << 20) + 123}) {
+    KVCache cache(bytes);
+    ASSERT_NE(cache.data(), nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(cache.data()) % 64, 0u);
+    for (uint64_t i = 0; i < bytes; i += 4093)
+      ASSERT_EQ(cache.data()[i], 0) << bytes << " bytes, byte " << i;
+    if (bytes == 0)
+      continue;
+    std::memset(cache.data(), 0xAB, bytes);
+    cache.clear();
+    for (uint64_t i = 0; i < bytes; i += 4093)
+      ASSERT_EQ(cache.data()[i], 0) << bytes << " bytes, byte " << i;
+    EXPECT_EQ(cache.data()[bytes - 1], 0);
+    // Still writable after clearing.
+    cache.data()[bytes - 1] = 7;
+    EXPECT_EQ(cache.data()[bytes - 1], 7);
+  }
+}
