@@ -64,9 +64,9 @@ Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
     throw Error("the scheduler needs at least one sequence and a "
                 "non-negative queue");
   // Every sequence's session up front (a KV cache each, as a server
-  // reserves its KV memory), and one token through the model: requests pay
-  // for neither (about 0.25 s per session and 0.3 s for the first run of a
-  // process on the 500M model).
+  // reserves its KV memory), and one token through the model: the first run
+  // of a process takes about 0.3 s more on the 500M model, and no request
+  // should pay for it.
   for (int i = 0; i < options_.maxSequences; ++i) {
     freeSessions_.push_back(
         std::make_unique<Session>(artifact_, options_.session));
