@@ -19,21 +19,6 @@ void Histogram::observe(double value) {
   sum_ += value;
 }
 
-double Histogram::quantile(double q) const {
-  if (count_ == 0)
-    return 0;
-  int64_t rank = std::max<int64_t>(1, int64_t(q * double(count_) + 0.999999));
-  int64_t seen = 0;
-  for (size_t i = 0; i < counts_.size(); ++i) {
-    seen += counts_[i];
-    if (seen >= rank)
-      return i < bounds_.size() ? bounds_[i]
-             : bounds_.empty()  ? 0
-                                : bounds_.back();
-  }
-  return bounds_.empty() ? 0 : bounds_.back();
-}
-
 static std::string number(double value) {
   char text[64];
   std::snprintf(text, sizeof(text), "%.9g", value);

@@ -22,9 +22,6 @@ public:
   void observe(double value);
   int64_t count() const { return count_; }
   double sum() const { return sum_; }
-  /// The value below which `q` (0..1) of the observations fall, estimated
-  /// as the upper bound of the bucket that holds it (0 when empty).
-  double quantile(double q) const;
 
   /// Prometheus text: `name_bucket{le="..."}`, `name_sum`, `name_count`,
   /// after `# HELP` and `# TYPE` lines.

@@ -156,9 +156,8 @@ SchedulerMetrics Scheduler::metrics() const {
 }
 
 void Scheduler::finish(Sequence &sequence, FinishReason reason,
-                       std::string text, std::string error) {
+                       std::string error) {
   GenerationEvent event;
-  event.text = std::move(text);
   event.finish = reason;
   event.error = std::move(error);
   sequence.generation->push(std::move(event));
@@ -231,7 +230,7 @@ bool Scheduler::step(Sequence &sequence) {
     ++metrics_.finished;
     return false;
   } catch (const std::exception &error) {
-    finish(sequence, FinishReason::Error, {}, error.what());
+    finish(sequence, FinishReason::Error, error.what());
     return false;
   }
 }
@@ -288,7 +287,7 @@ void Scheduler::loop() {
         if (tokenizer_)
           sequence->text.emplace(*tokenizer_, sequence->request.stops);
       } catch (const std::exception &error) {
-        finish(*sequence, FinishReason::Error, {}, error.what());
+        finish(*sequence, FinishReason::Error, error.what());
         sequence->generation.reset();
       }
     }

@@ -144,8 +144,8 @@ private:
   void loop();
   /// One step of `sequence`: false when it has ended.
   bool step(Sequence &sequence);
-  void finish(Sequence &sequence, FinishReason reason, std::string text = {},
-              std::string error = {});
+  /// Ends `sequence` without a token (cancelled, or an error).
+  void finish(Sequence &sequence, FinishReason reason, std::string error = {});
 
   std::shared_ptr<runtime::Artifact> artifact_;
   const runtime::Tokenizer *tokenizer_;

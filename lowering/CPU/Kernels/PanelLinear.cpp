@@ -526,6 +526,32 @@ SmallVector<Value> fp8Pairs(OpBuilder &b, Location loc, const PanelLinear &op,
   return pairs;
 }
 
+/// What one register tile of activation rows does against the current panel.
+using TileBody =
+    llvm::function_ref<void(OpBuilder &, Location, ArrayRef<Value>)>;
+
+/// Every row of `tokens` through `emitTile`: whole tiles of `tile` rows share
+/// each weight load; the rest of the rows (all of decode) go one by one,
+/// each a single stream of the panel.
+void forEachRowTile(OpBuilder &b, Location loc, Value tokens, int64_t tile,
+                    TileBody emitTile) {
+  Value fullTiles = arith::DivUIOp::create(b, loc, tokens, index(b, loc, tile));
+  Value first = index(b, loc, 0);
+  serialFor(
+      b, loc, first, fullTiles, [&](OpBuilder &b, Location loc, Value tb) {
+        Value start = arith::MulIOp::create(b, loc, tb, index(b, loc, tile));
+        SmallVector<Value> rows;
+        for (int64_t i = 0; i < tile; ++i)
+          rows.push_back(
+              arith::AddIOp::create(b, loc, start, index(b, loc, i)));
+        emitTile(b, loc, rows);
+      });
+  Value rest = arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
+  serialFor(b, loc, rest, tokens, [&](OpBuilder &b, Location loc, Value r) {
+    emitTile(b, loc, {r});
+  });
+}
+
 /// W8A8: each token's input quantized as xfmr.quantize does it.
 struct Int8Activations {
   /// i8 [tokens, 4 * ceil(in / 4)]: the codes, zero-padded to whole quads.
@@ -740,29 +766,14 @@ void emitInt8PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
                          Value tokens) {
   Int8Activations x = quantizeInt8Activations(b, loc, op, tokens);
   int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
-  int64_t tile = op.tileRows;
   Value firstPanel = index(b, loc, 0);
   Value panelEnd = index(b, loc, panels);
   parallelFor(
       b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
-        Value fullTiles =
-            arith::DivUIOp::create(b, loc, tokens, index(b, loc, tile));
-        serialFor(b, loc, index(b, loc, 0), fullTiles,
-                  [&](OpBuilder &b, Location loc, Value tb) {
-                    Value first =
-                        arith::MulIOp::create(b, loc, tb, index(b, loc, tile));
-                    SmallVector<Value> rows;
-                    for (int64_t i = 0; i < tile; ++i)
-                      rows.push_back(arith::AddIOp::create(b, loc, first,
-                                                           index(b, loc, i)));
-                    emitInt8Tile(b, loc, op, x, p, rows);
-                  });
-        Value rest =
-            arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
-        serialFor(b, loc, rest, tokens,
-                  [&](OpBuilder &b, Location loc, Value r) {
-                    emitInt8Tile(b, loc, op, x, p, {r});
-                  });
+        forEachRowTile(b, loc, tokens, op.tileRows,
+                       [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
+                         emitInt8Tile(b, loc, op, x, p, rows);
+                       });
       });
   for (Value buffer : {x.codes, x.scales, x.sums})
     memref::DeallocOp::create(b, loc, buffer);
@@ -787,28 +798,8 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
   Activations x = prepareActivations(b, loc, op, tokens);
   int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
   int64_t pairs = llvm::divideCeilSigned<int64_t>(op.in, 2);
-  int64_t tile = op.tileRows;
-  // Whole tiles of `tile` rows share each weight load; the rest of the rows
-  // (all of decode) go one by one, each a single stream of the panel.
-  using TileBody =
-      llvm::function_ref<void(OpBuilder &, Location, ArrayRef<Value>)>;
   auto allRows = [&](OpBuilder &b, Location loc, TileBody emitTile) {
-    Value fullTiles =
-        arith::DivUIOp::create(b, loc, tokens, index(b, loc, tile));
-    serialFor(b, loc, index(b, loc, 0), fullTiles,
-              [&](OpBuilder &b, Location loc, Value tb) {
-                Value first =
-                    arith::MulIOp::create(b, loc, tb, index(b, loc, tile));
-                SmallVector<Value> rows;
-                for (int64_t i = 0; i < tile; ++i)
-                  rows.push_back(
-                      arith::AddIOp::create(b, loc, first, index(b, loc, i)));
-                emitTile(b, loc, rows);
-              });
-    Value rest = arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
-    serialFor(b, loc, rest, tokens, [&](OpBuilder &b, Location loc, Value r) {
-      emitTile(b, loc, {r});
-    });
+    forEachRowTile(b, loc, tokens, op.tileRows, emitTile);
   };
   Value firstPanel = index(b, loc, 0);
   Value panelEnd = index(b, loc, panels);
