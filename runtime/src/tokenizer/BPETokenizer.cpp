@@ -162,6 +162,9 @@ struct Decoder {
 /// The ids of each distinct pre-tokenized piece, within one encode call.
 using PieceCache = std::unordered_map<std::string, std::vector<int32_t>>;
 
+/// The largest vocabulary a tokenizer.json may describe (ids below it).
+constexpr int32_t kMaxTokenId = int32_t(1) << 24;
+
 class BPETokenizer : public Tokenizer {
 public:
   BPETokenizer(const JsonValue &json, const std::string &what) : what_(what) {
@@ -246,6 +249,12 @@ private:
   void setToken(int32_t id, const std::string &text, bool added) {
     if (id < 0)
       throw Error(what_ + ": negative token id " + std::to_string(id));
+    // Ids index a table: a stray huge id must not size it (real
+    // vocabularies stay far below this).
+    if (id >= kMaxTokenId)
+      throw Error(what_ + ": token id " + std::to_string(id) +
+                  " is too large (ids must be below " +
+                  std::to_string(kMaxTokenId) + ")");
     if (size_t(id) >= tokens_.size()) {
       tokens_.resize(id + 1);
       known_.resize(id + 1, false);
