@@ -56,13 +56,22 @@ def LowerToKernels : Pass<"xfmr-lower-to-kernels", "::mlir::ModuleOp"> {
     `xfmr.memory_plan` (run `xfmr-plan-memory` first). Activations are f32
     buffers allocated per op and freed after their last use.
 
+    With `step` (the default) the decode entry is lowered a second time as
+    `@batch_step` (entry kind "step"), which runs several sequences in one
+    call: its second argument is `memref<?x4xi64>`, one row per sequence (first token row, token
+    count, start position, byte offset of its cache blob in the cache
+    buffer). Row-wise ops run once over all tokens; RoPE, cache writes and
+    attention loop over the sequences.
+
     Linear layers whose weight is stored in panels multiply bf16 activations
     (rounded to nearest even), as PyTorch and llama.cpp do on CPUs with bf16
     dot products; `precise` keeps them f32.
   }];
   let options = [
     Option<"precise", "precise", "bool", "false",
-           "Keep f32 inputs in linear layers with panel weights">
+           "Keep f32 inputs in linear layers with panel weights">,
+    Option<"step", "step", "bool", "true",
+           "Also lower the decode entry as @batch_step (several sequences per call)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",

@@ -32,6 +32,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <memory>
@@ -381,6 +382,52 @@ py::array_t<float> prefill(PySession &self, const std::vector<int32_t> &ids) {
   return toArray(std::move(logits),
                  {static_cast<py::ssize_t>(ids.size()),
                   static_cast<py::ssize_t>(self.artifact->vocabSize())});
+}
+
+/// runtime::Session::step over `sessions` (each locked, in address order so
+/// that two concurrent steps cannot deadlock), without the GIL.
+py::array_t<float>
+stepSessions(const std::vector<std::shared_ptr<PySession>> &sessions,
+             const std::vector<std::vector<int32_t>> &ids) {
+  if (sessions.empty() || sessions.size() != ids.size())
+    throw Failure(ErrorKind::InvalidArgument,
+                  "a step needs one id list per session, and at least one "
+                  "session");
+  std::vector<runtime::StepInput> inputs;
+  std::vector<PySession *> order;
+  size_t total = 0;
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    if (!sessions[i])
+      throw Failure(ErrorKind::InvalidArgument,
+                    "step input " + std::to_string(i) + " has no session");
+    inputs.push_back({sessions[i]->session.get(), ids[i]});
+    order.push_back(sessions[i].get());
+    total += ids[i].size();
+  }
+  std::sort(order.begin(), order.end());
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  std::vector<int64_t> before;
+  for (const runtime::StepInput &input : inputs)
+    before.push_back(input.session->position());
+  std::vector<float> logits;
+  {
+    py::gil_scoped_release release;
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (PySession *session : order)
+      locks.emplace_back(session->mutex);
+    try {
+      logits = runtime::Session::step(inputs);
+    } catch (const runtime::Error &e) {
+      bool moved = false;
+      for (size_t i = 0; i < inputs.size(); ++i)
+        moved |= inputs[i].session->position() != before[i];
+      throw Failure(moved ? ErrorKind::Error : ErrorKind::InvalidArgument,
+                    e.what());
+    }
+  }
+  return toArray(std::move(logits), {static_cast<py::ssize_t>(total),
+                                     static_cast<py::ssize_t>(
+                                         sessions[0]->artifact->vocabSize())});
 }
 
 py::array_t<float> decode(PySession &self, int32_t id) {
@@ -806,6 +853,9 @@ PYBIND11_MODULE(_xfmr, m) {
                           "Token ids of one generation, one at a time.")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &TokenStream::next);
+
+  m.def("step_sessions", &stepSessions, py::arg("sessions"), py::arg("ids"),
+        "runtime::Session::step: several sessions' ids in one call.");
 
   py::class_<PySession, std::shared_ptr<PySession>>(
       m, "Session", "A runtime::Session guarded by a mutex.")

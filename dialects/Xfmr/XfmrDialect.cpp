@@ -30,11 +30,13 @@ LogicalResult XfmrDialect::verifyOperationAttribute(Operation *op,
       return op->emitError() << "'" << kEntryAttrName
                              << "' may only mark a function";
     auto kind = dyn_cast<StringAttr>(attr.getValue());
-    if (!kind || (kind.getValue() != "prefill" && kind.getValue() != "decode" &&
-                  kind.getValue() != "mtp"))
-      return op->emitError() << "'" << kEntryAttrName
-                             << "' must be \"prefill\", \"decode\" or \"mtp\", got "
-                             << attr.getValue();
+    // "step" marks the batched decode that xfmr-lower-to-kernels adds.
+    if (!kind || !llvm::is_contained({"prefill", "decode", "mtp", "step"},
+                                     kind.getValue()))
+      return op->emitError()
+             << "'" << kEntryAttrName
+             << "' must be \"prefill\", \"decode\", \"mtp\" or \"step\", got "
+             << attr.getValue();
     return success();
   }
   // The model description the importer records on the module.

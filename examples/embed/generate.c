@@ -1,9 +1,12 @@
 /* generate.c - greedy (or sampled) generation through xfmr's C API.
  *
- *   generate MODEL.xfmr N ID... [--temperature T --seed S]
+ *   generate MODEL.xfmr N ID... [--temperature T --seed S] [--parallel P]
  *
  * Prints the N generated token ids on one line, as `xfmr-run --prompt-ids`
- * does; stops early at an end-of-sequence id only with --stop-at-eos. */
+ * does; stops early at an end-of-sequence id only with --stop-at-eos. With
+ * --parallel P it generates P sequences side by side (the same prompt and
+ * sampling settings), advancing all of them in one batched call per token
+ * (xfmr_sequences_step), and prints one line per sequence. */
 #include <xfmr/xfmr.h>
 
 #include <stdio.h>
@@ -23,6 +26,7 @@ int main(int argc, char **argv) {
   }
   xfmr_sampling sampling = {0.0f, 0, 1.0f, 0};
   int stop_at_eos = 0;
+  int parallel = 1;
   int steps = atoi(argv[2]);
   int32_t *prompt = malloc(sizeof(int32_t) * (size_t)argc);
   size_t count = 0;
@@ -33,8 +37,15 @@ int main(int argc, char **argv) {
       sampling.seed = strtoull(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--stop-at-eos") == 0)
       stop_at_eos = 1;
+    else if (strcmp(argv[i], "--parallel") == 0 && i + 1 < argc)
+      parallel = atoi(argv[++i]);
     else
       prompt[count++] = (int32_t)atol(argv[i]);
+  }
+
+  if (parallel < 1 || parallel > 64) {
+    fprintf(stderr, "generate: --parallel must be in [1, 64]\n");
+    return 2;
   }
 
   xfmr_model *model = NULL;
@@ -43,43 +54,63 @@ int main(int argc, char **argv) {
   int64_t vocab = xfmr_model_vocab_size(model);
   int32_t eos[16];
   size_t eos_count = xfmr_model_end_of_sequence_ids(model, eos, 16);
-  xfmr_sequence *sequence = NULL;
-  if (xfmr_sequence_create(model, 0, &sequence) != XFMR_OK)
-    return failed("sequence");
-  xfmr_sampler *sampler = NULL;
-  if (xfmr_sampler_create(&sampling, &sampler) != XFMR_OK)
-    return failed("sampler");
+  xfmr_sequence *sequences[64] = {0};
+  xfmr_sampler *samplers[64] = {0};
+  for (int p = 0; p < parallel; ++p) {
+    if (xfmr_sequence_create(model, 0, &sequences[p]) != XFMR_OK)
+      return failed("sequence");
+    if (xfmr_sampler_create(&sampling, &samplers[p]) != XFMR_OK)
+      return failed("sampler");
+  }
 
-  float *logits = malloc(sizeof(float) * (size_t)vocab);
-  int status = 0;
-  const int32_t *input = prompt;
-  size_t input_count = count;
-  int32_t token = 0;
-  for (int generated = 0; generated < steps; ++generated) {
+  float *logits = malloc(sizeof(float) * (size_t)vocab * (size_t)parallel);
+  int32_t *tokens = malloc(sizeof(int32_t) * (size_t)parallel * (size_t)steps);
+  const int32_t *inputs[64];
+  size_t counts[64];
+  for (int p = 0; p < parallel; ++p) {
+    inputs[p] = prompt;
+    counts[p] = count;
+  }
+  int status = 0, generated = 0, ended = 0;
+  for (; generated < steps && !ended; ++generated) {
     /* Feed the prompt, then each sampled token (the last one is not fed:
      * nothing needs its logits). */
-    if (xfmr_sequence_step(sequence, input, input_count, logits) != XFMR_OK) {
+    xfmr_status run =
+        parallel == 1
+            ? xfmr_sequence_step(sequences[0], inputs[0], counts[0], logits)
+            : xfmr_sequences_step(sequences, inputs, counts, (size_t)parallel,
+                                  logits);
+    if (run != XFMR_OK) {
       status = failed("step");
       break;
     }
-    if (xfmr_sampler_sample(sampler, logits, vocab, &token) != XFMR_OK) {
-      status = failed("sample");
-      break;
+    for (int p = 0; p < parallel; ++p) {
+      int32_t *token = &tokens[p * steps + generated];
+      if (xfmr_sampler_sample(samplers[p], logits + p * vocab, vocab, token) !=
+          XFMR_OK) {
+        status = failed("sample");
+        break;
+      }
+      for (size_t e = 0; e < eos_count && e < 16; ++e)
+        ended |= stop_at_eos && parallel == 1 && *token == eos[e];
+      inputs[p] = token;
+      counts[p] = 1;
     }
-    printf(generated ? " %d" : "%d", token);
-    int is_eos = 0;
-    for (size_t e = 0; e < eos_count && e < 16; ++e)
-      is_eos |= token == eos[e];
-    if (stop_at_eos && is_eos)
+    if (status)
       break;
-    input = &token;
-    input_count = 1;
   }
-  printf("\n");
+  for (int p = 0; p < parallel; ++p) {
+    for (int i = 0; i < generated; ++i)
+      printf(i ? " %d" : "%d", tokens[p * steps + i]);
+    printf("\n");
+  }
+  free(tokens);
   free(logits);
   free(prompt);
-  xfmr_sampler_free(sampler);
-  xfmr_sequence_free(sequence);
+  for (int p = 0; p < parallel; ++p) {
+    xfmr_sampler_free(samplers[p]);
+    xfmr_sequence_free(sequences[p]);
+  }
   xfmr_model_free(model);
   return status;
 }

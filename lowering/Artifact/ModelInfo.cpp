@@ -88,7 +88,8 @@ llvm::Error xfmr::addModelInfo(ModuleOp module, const ModelSizes &sizes,
   string("xfmr_target_features", features);
   // The field order of artifact::ModelInfo.
   auto type = LLVM::LLVMStructType::getLiteral(
-      context, {i32, i32, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr});
+      context,
+      {i32, i32, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr});
   auto global = LLVM::GlobalOp::create(b, loc, type, /*isConstant=*/true,
                                        LLVM::Linkage::External,
                                        artifact::kModelInfoSymbol, Attribute());
@@ -113,6 +114,11 @@ llvm::Error xfmr::addModelInfo(ModuleOp module, const ModelSizes &sizes,
   for (StringRef symbol : {"_mlir_ciface_prefill", "_mlir_ciface_decode",
                            "xfmr_target_cpu", "xfmr_target_features"})
     insert(LLVM::AddressOfOp::create(b, loc, ptr, symbol));
+  // The batched decode, when the lowering made one (null otherwise).
+  if (module.lookupSymbol<LLVM::LLVMFuncOp>("_mlir_ciface_batch_step"))
+    insert(LLVM::AddressOfOp::create(b, loc, ptr, "_mlir_ciface_batch_step"));
+  else
+    insert(LLVM::ZeroOp::create(b, loc, ptr));
   LLVM::ReturnOp::create(b, loc, info);
   return llvm::Error::success();
 }

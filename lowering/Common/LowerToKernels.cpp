@@ -8,6 +8,15 @@
 // tensor-level function is replaced. All of this is target-neutral; the
 // module's target (KernelTarget.h) materializes and launches the kernels.
 //
+// The decode function is also lowered a second time into the `step` entry,
+// which runs several sequences at once: its ids are the tokens of
+// consecutive segments, one per sequence, each with its own start position
+// and its own cache (see emitStep). Ops that only look at their own row
+// (embedding, norms, linears, MoE, the LM head) run once over every token,
+// so the weights are read once per step; RoPE, cache writes and attention
+// run per segment with the same kernels as prefill. prefill and decode are
+// the one-segment case of the same emitter.
+//
 //===----------------------------------------------------------------------===//
 
 #include "lowering/Common/KernelTarget.h"
@@ -16,11 +25,12 @@
 
 #include "dialects/Xfmr/XfmrOps.h"
 
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/MapVector.h"
-#include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/MathExtras.h"
@@ -43,16 +53,41 @@ std::optional<int64_t> asInt(std::optional<uint64_t> value) {
   return static_cast<int64_t>(*value);
 }
 
+/// The tokens a position-dependent op (RoPE, cache writes, attention) runs
+/// at once: a whole prefill or decode call, or one segment of a step.
+struct Segment {
+  /// The segment's first row in the step's buffers; null for the whole
+  /// call (every buffer as it is).
+  Value firstRow;
+  /// Its token count (index).
+  Value rows;
+  /// The position of its first token (index).
+  Value start;
+  /// Where its cache blob starts in the entry's cache buffer (bytes, index);
+  /// null: at 0.
+  Value cacheOffset;
+};
+
+/// Views of one cache value's storage: the cache (or latent), its 8-bit
+/// scales and, for latent caches, the k_pe part.
+struct CacheViews {
+  Value main, scales, rope;
+};
+
 /// Emits the schedule of one entry point.
 class ScheduleEmitter {
 public:
   ScheduleEmitter(KernelTarget &target, MemoryPlanAttr plan, bool precise)
       : target(target), plan(plan), precise(precise) {}
 
-  LogicalResult emit(func::FuncOp old);
+  /// Replaces nothing: adds the schedule of `old` as `name`. With `step` it
+  /// is the step entry (several sequences, see emitStep's ABI).
+  LogicalResult emit(func::FuncOp old, StringRef name, bool step);
 
 private:
   // Buffers.
+  /// A buffer of `tokens` rows of `trailing` elements: a view of a raw byte
+  /// allocation, so that rows of it can be viewed (rows()).
   Value alloc(ArrayRef<int64_t> trailing, Type element = {});
   /// Records that `value` lives in `buffer`; `owned` buffers were allocated
   /// by the schedule and are freed after the last reader of their value (or
@@ -77,7 +112,21 @@ private:
     target.launch(*b, loc, *symbol, presentOperands(operands));
     return success();
   }
-  void release(Value buffer) { target.deallocate(*b, loc, buffer); }
+  void release(Value buffer) {
+    Value raw = rawOf.lookup(buffer);
+    target.deallocate(*b, loc, raw ? raw : buffer);
+  }
+  /// Rows [segment.firstRow, + segment.rows) of `buffer` (all of it for a
+  /// whole call), as a buffer of the same type; null (after an error on
+  /// `op`) when the buffer is not one the schedule allocated.
+  Value rows(Value buffer, const Segment &segment, Operation *op);
+  /// Runs `body` once for the whole call, or (step) in a loop over the
+  /// segments.
+  LogicalResult
+  perSegment(llvm::function_ref<LogicalResult(const Segment &)> body);
+  /// The storage of cache value `cache` in the cache blob at `offset` (null:
+  /// 0).
+  CacheViews cacheViews(Value cache, Value offset);
   WeightOperand weightOperand(Value weight, Value scale,
                               ScaleLayoutAttr layout, Operation *op,
                               bool &ok);
@@ -96,7 +145,8 @@ private:
   /// [scales], k_pe) for the attention kernel.
   FailureOr<LatentCacheWriteOperands<Value>>
   appendLatent(Value cache, Value newCache, Value latent, Value ropeKey,
-               std::optional<int64_t> sinks);
+               std::optional<int64_t> sinks, const Segment &segment,
+               Operation *op);
 
   KernelTarget &target;
   MemoryPlanAttr plan;
@@ -108,21 +158,116 @@ private:
   std::optional<OpBuilder> b;
   Location loc = UnknownLoc::get(target.getModule().getContext());
   Value tokens, start, weightBlob, cacheBlob, logitsOut, logitsValue;
+  /// The step entry's segments ([N, 4] i64: first row, rows, start, cache
+  /// offset) and the first one's cache offset; null in prefill/decode.
+  Value segments, firstCacheOffset;
   llvm::DenseMap<Value, Value> buffers;
-  /// The scale buffers of 8-bit caches, by cache value.
-  llvm::DenseMap<Value, Value> cacheScales;
-  /// Latent caches: the k_pe view of each cache value (the value's buffer is
-  /// the latent, cacheScales its scales).
-  llvm::DenseMap<Value, Value> latentRope;
+  /// The raw byte allocation under each buffer alloc() made (and under the
+  /// head reshapes of those buffers).
+  llvm::DenseMap<Value, Value> rawOf;
+  /// The memory-plan slot of each cache value (new caches share theirs).
+  llvm::DenseMap<Value, CacheSlotAttr> cacheSlotOf;
   /// Values whose buffer the schedule allocated, and that buffer.
   llvm::MapVector<Value, Value> ownedBuffers;
 };
+
+/// Bytes of one row of `type` (all dimensions but the first, static).
+static int64_t rowBytes(MemRefType type) {
+  int64_t elements = 1;
+  for (int64_t size : type.getShape().drop_front())
+    elements *= size;
+  return elements * int64_t(type.getElementTypeBitWidth() / 8);
+}
 
 Value ScheduleEmitter::alloc(ArrayRef<int64_t> trailing, Type element) {
   SmallVector<int64_t> shape{ShapedType::kDynamic};
   shape.append(trailing.begin(), trailing.end());
   auto type = MemRefType::get(shape, element ? element : b->getF32Type());
-  return target.allocate(*b, loc, type, ValueRange{tokens});
+  Value bytes =
+      arith::MulIOp::create(*b, loc, tokens, constant(rowBytes(type)));
+  Value raw = target.allocate(
+      *b, loc, MemRefType::get({ShapedType::kDynamic}, b->getI8Type()),
+      ValueRange{bytes});
+  Value view = memref::ViewOp::create(*b, loc, type, raw, constant(0),
+                                      ValueRange{tokens});
+  rawOf[view] = raw;
+  return view;
+}
+
+Value ScheduleEmitter::rows(Value buffer, const Segment &segment,
+                            Operation *op) {
+  if (!segment.firstRow)
+    return buffer;
+  Value raw = rawOf.lookup(buffer);
+  if (!raw) {
+    op->emitOpError("reads a buffer the step entry cannot split into "
+                    "sequences (not an activation the schedule allocated)");
+    return Value();
+  }
+  auto type = cast<MemRefType>(buffer.getType());
+  Value shift = arith::MulIOp::create(*b, loc, segment.firstRow,
+                                      constant(rowBytes(type)));
+  return memref::ViewOp::create(*b, loc, type, raw, shift,
+                                ValueRange{segment.rows});
+}
+
+LogicalResult ScheduleEmitter::perSegment(
+    llvm::function_ref<LogicalResult(const Segment &)> body) {
+  if (!segments)
+    return body(Segment{Value(), tokens, start, Value()});
+  Value count = memref::DimOp::create(*b, loc, segments, 0);
+  Value zero = constant(0);
+  Value one = constant(1);
+  auto loop = scf::ForOp::create(*b, loc, zero, count, one);
+  OpBuilder::InsertionGuard guard(*b);
+  b->setInsertionPoint(loop.getBody()->getTerminator());
+  Value s = loop.getInductionVar();
+  auto field = [&](int64_t i) -> Value {
+    Value v =
+        memref::LoadOp::create(*b, loc, segments, ValueRange{s, constant(i)});
+    return arith::IndexCastOp::create(*b, loc, b->getIndexType(), v);
+  };
+  Segment segment;
+  segment.firstRow = field(0);
+  segment.rows = field(1);
+  segment.start = field(2);
+  segment.cacheOffset = field(3);
+  return body(segment);
+}
+
+CacheViews ScheduleEmitter::cacheViews(Value cache, Value offset) {
+  CacheSlotAttr slot = cacheSlotOf.lookup(cache);
+  CacheStorage storage = cacheStorage(slot.getType());
+  auto view = [&](ArrayRef<int64_t> shape, Type element, int64_t at) -> Value {
+    Value shift = constant(int64_t(slot.getOffset()) + at);
+    if (offset)
+      shift = arith::AddIOp::create(*b, loc, offset, shift);
+    return memref::ViewOp::create(*b, loc, MemRefType::get(shape, element),
+                                  cacheBlob, shift, ValueRange{});
+  };
+  CacheViews views;
+  if (auto latent = dyn_cast<LatentCacheType>(slot.getType())) {
+    LatentCacheFormat format = latentCacheFormatOf(latent);
+    views.main = view({latent.getCapacity(), latent.getLatentDim()},
+                      storageTypeOf(format.format, b->getContext()), 0);
+    if (latent.hasScales())
+      views.scales = view({latent.getCapacity(), latent.scaleBlocks()},
+                          b->getF32Type(), storage.scalesOffset);
+    views.rope = view({latent.getCapacity(), latent.getRopeDim()},
+                      storageTypeOf(format.ropeFormat, b->getContext()),
+                      storage.ropeOffset);
+    return views;
+  }
+  auto cacheType = cast<KVCacheType>(slot.getType());
+  views.main = view({cacheType.getCapacity(), cacheType.getHeads(),
+                     cacheType.getKeyDim() + cacheType.getValueDim()},
+                    storageTypeOf(weightFormatOf(cacheType.getElementType()),
+                                  b->getContext()),
+                    0);
+  if (cacheType.hasScales())
+    views.scales = view({cacheType.getCapacity(), cacheType.getHeads(), 2},
+                        b->getF32Type(), storage.scalesOffset);
+  return views;
 }
 
 Value ScheduleEmitter::flat(Value value) {
@@ -203,25 +348,26 @@ Value ScheduleEmitter::weightView(Operation *op, StringRef attrName) {
 
 FailureOr<LatentCacheWriteOperands<Value>>
 ScheduleEmitter::appendLatent(Value cache, Value newCache, Value latent,
-                              Value ropeKey, std::optional<int64_t> sinks) {
+                              Value ropeKey, std::optional<int64_t> sinks,
+                              const Segment &segment, Operation *op) {
   auto type = cast<LatentCacheType>(cache.getType());
+  CacheViews views = cacheViews(cache, segment.cacheOffset);
   LatentCacheWriteOperands<Value> write;
-  write.latent = buffer(latent);
-  write.ropeKey = buffer(ropeKey);
-  write.latentCache = buffer(cache);
-  write.scales = cacheScales.lookup(cache);
-  write.ropeCache = latentRope.lookup(cache);
-  write.start = start;
+  write.latent = rows(buffer(latent), segment, op);
+  write.ropeKey = rows(buffer(ropeKey), segment, op);
+  if (!write.latent || !write.ropeKey)
+    return failure();
+  write.latentCache = views.main;
+  write.scales = views.scales;
+  write.ropeCache = views.rope;
+  write.start = segment.start;
   if (failed(launch(LatentCacheWriteKernel{type.getCapacity(),
                                            type.getLatentDim(),
                                            type.getRopeDim(),
                                            latentCacheFormatOf(type), sinks},
                     write)))
     return failure();
-  bind(newCache, write.latentCache, false);
-  if (write.scales)
-    cacheScales[newCache] = write.scales;
-  latentRope[newCache] = write.ropeCache;
+  cacheSlotOf[newCache] = cacheSlotOf.lookup(cache);
   return write;
 }
 
@@ -330,6 +476,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
         ArrayRef<ReassociationIndices>{{0}, {1, 2}},
         ArrayRef<OpFoldResult>{tokens, b->getIndexAttr(shape[1]),
                                b->getIndexAttr(shape[2])});
+    if (Value raw = rawOf.lookup(buffer(split.getInput())))
+      rawOf[view] = raw;
     bind(split.getResult(), view, false);
     return success();
   }
@@ -337,6 +485,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     Value view = memref::CollapseShapeOp::create(*b, 
         loc, buffer(merge.getInput()),
         ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+    if (Value raw = rawOf.lookup(buffer(merge.getInput())))
+      rawOf[view] = raw;
     bind(merge.getResult(), view, false);
     return success();
   }
@@ -357,35 +507,42 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto rotary = dyn_cast<RopeOp>(op)) {
     ArrayRef<int64_t> shape = rotary.getType().getShape();
     Value result = outOrLogits(rotary.getResult(), {shape[1], shape[2]});
-    return launch(RopeKernel{shape[1], shape[2], rotary.getConfig()},
-                  {buffer(rotary.getInput()), start, result});
+    return perSegment([&](const Segment &segment) -> LogicalResult {
+      Value input = rows(buffer(rotary.getInput()), segment, op);
+      Value output = rows(result, segment, op);
+      if (!input || !output)
+        return failure();
+      return launch(RopeKernel{shape[1], shape[2], rotary.getConfig()},
+                    {input, segment.start, output});
+    });
   }
   if (auto attn = dyn_cast<AttentionOp>(op)) {
     KVCacheType cache = attn.getCache().getType();
     CacheFormat format = cacheFormatOf(cache);
-    Value cacheBuffer = buffer(attn.getCache());
-    Value scales = cacheScales.lookup(attn.getCache());
     ArrayRef<int64_t> q = attn.getQuery().getType().getShape();
     std::optional<int64_t> sinks = asInt(attn.getSinks());
-    if (failed(launch(CacheWriteKernel{cache.getCapacity(), cache.getHeads(),
-                                       cache.getKeyDim(), cache.getValueDim(),
-                                       format, sinks},
-                      {buffer(attn.getKey()), buffer(attn.getValue()),
-                       cacheBuffer, scales, start})))
-      return failure();
-    Value result = outOrLogits(attn.getOutput(), {q[1], cache.getValueDim()});
     std::optional<int64_t> window = asInt(attn.getSlidingWindow());
-    if (failed(launch(AttendKernel{cache.getCapacity(), q[1], cache.getHeads(),
-                                   cache.getKeyDim(), cache.getValueDim(),
-                                   attn.getScale().convertToDouble(), window,
-                                   format, sinks},
-                      {buffer(attn.getQuery()), cacheBuffer, scales, start,
-                       result})))
-      return failure();
-    bind(attn.getNewCache(), cacheBuffer, false);
-    if (scales)
-      cacheScales[attn.getNewCache()] = scales;
-    return success();
+    Value result = outOrLogits(attn.getOutput(), {q[1], cache.getValueDim()});
+    cacheSlotOf[attn.getNewCache()] = cacheSlotOf.lookup(attn.getCache());
+    return perSegment([&](const Segment &segment) -> LogicalResult {
+      CacheViews views = cacheViews(attn.getCache(), segment.cacheOffset);
+      Value key = rows(buffer(attn.getKey()), segment, op);
+      Value value = rows(buffer(attn.getValue()), segment, op);
+      Value query = rows(buffer(attn.getQuery()), segment, op);
+      Value output = rows(result, segment, op);
+      if (!key || !value || !query || !output)
+        return failure();
+      if (failed(launch(CacheWriteKernel{cache.getCapacity(), cache.getHeads(),
+                                         cache.getKeyDim(), cache.getValueDim(),
+                                         format, sinks},
+                        {key, value, views.main, views.scales, segment.start})))
+        return failure();
+      return launch(AttendKernel{cache.getCapacity(), q[1], cache.getHeads(),
+                                 cache.getKeyDim(), cache.getValueDim(),
+                                 attn.getScale().convertToDouble(), window,
+                                 format, sinks},
+                    {query, views.main, views.scales, segment.start, output});
+    });
   }
   if (auto mla = dyn_cast<MLAAttentionOp>(op)) {
     std::optional<int64_t> window = asInt(mla.getSlidingWindow());
@@ -410,20 +567,26 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
               MLAAbsorbQueryKernel{heads, nope, ropeDim, valueDim, rank, weight},
               {buffer(mla.getQuery()), kvB, kvBScale, queryLatent})))
         return failure();
-      FailureOr<LatentCacheWriteOperands<Value>> storage =
-          appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
-                       mla.getRopeKey(), sinks);
-      if (failed(storage))
-        return failure();
       Value outputLatent = alloc({heads, rank});
-      if (failed(launch(
-              LatentAttendKernel{latentCache.getCapacity(), heads, nope,
-                                 ropeDim, rank,
-                                 mla.getScale().convertToDouble(),
-                                 latentCacheFormatOf(latentCache), window,
-                                 sinks},
-              {queryLatent, buffer(mla.getQuery()), storage->latentCache,
-               storage->scales, storage->ropeCache, start, outputLatent})))
+      if (failed(perSegment([&](const Segment &segment) -> LogicalResult {
+            FailureOr<LatentCacheWriteOperands<Value>> storage =
+                appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
+                             mla.getRopeKey(), sinks, segment, op);
+            if (failed(storage))
+              return failure();
+            Value queryRows = rows(queryLatent, segment, op);
+            Value query = rows(buffer(mla.getQuery()), segment, op);
+            Value output = rows(outputLatent, segment, op);
+            if (!queryRows || !query || !output)
+              return failure();
+            return launch(
+                LatentAttendKernel{
+                    latentCache.getCapacity(), heads, nope, ropeDim, rank,
+                    mla.getScale().convertToDouble(),
+                    latentCacheFormatOf(latentCache), window, sinks},
+                {queryRows, query, storage->latentCache, storage->scales,
+                 storage->ropeCache, segment.start, output});
+          })))
         return failure();
       release(queryLatent);
       Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
@@ -436,7 +599,6 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     }
     auto cache = cast<KVCacheType>(mla.getCache().getType());
     CacheFormat cacheFormat = cacheFormatOf(cache);
-    Value scales = cacheScales.lookup(mla.getCache());
     auto kvBType = mla.getKvBWeight().getType();
     int64_t heads = cache.getHeads(), valueDim = cache.getValueDim();
     int64_t ropeDim = mla.getRopeKey().getType().getDimSize(2);
@@ -453,25 +615,29 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
                                    std::nullopt},
                       expand)))
       return failure();
-    Value cacheBuffer = buffer(mla.getCache());
-    if (failed(launch(MLACacheWriteKernel{cache.getCapacity(), heads, nope,
-                                          ropeDim, valueDim, cacheFormat,
-                                          sinks},
-                      {kv, buffer(mla.getRopeKey()), cacheBuffer, scales,
-                       start})))
+    Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
+    cacheSlotOf[mla.getNewCache()] = cacheSlotOf.lookup(mla.getCache());
+    if (failed(perSegment([&](const Segment &segment) -> LogicalResult {
+          CacheViews views = cacheViews(mla.getCache(), segment.cacheOffset);
+          Value kvRows = rows(kv, segment, op);
+          Value ropeKey = rows(buffer(mla.getRopeKey()), segment, op);
+          Value query = rows(buffer(mla.getQuery()), segment, op);
+          Value output = rows(result, segment, op);
+          if (!kvRows || !ropeKey || !query || !output)
+            return failure();
+          if (failed(launch(
+                  MLACacheWriteKernel{cache.getCapacity(), heads, nope, ropeDim,
+                                      valueDim, cacheFormat, sinks},
+                  {kvRows, ropeKey, views.main, views.scales, segment.start})))
+            return failure();
+          return launch(
+              AttendKernel{cache.getCapacity(), heads, heads, cache.getKeyDim(),
+                           valueDim, mla.getScale().convertToDouble(), window,
+                           cacheFormat, sinks},
+              {query, views.main, views.scales, segment.start, output});
+        })))
       return failure();
     release(kv);
-    Value result = outOrLogits(mla.getOutput(), {heads, valueDim});
-    if (failed(launch(AttendKernel{cache.getCapacity(), heads, heads,
-                                   cache.getKeyDim(), valueDim,
-                                   mla.getScale().convertToDouble(), window,
-                                   cacheFormat, sinks},
-                      {buffer(mla.getQuery()), cacheBuffer, scales, start,
-                       result})))
-      return failure();
-    bind(mla.getNewCache(), cacheBuffer, false);
-    if (scales)
-      cacheScales[mla.getNewCache()] = scales;
     return success();
   }
   if (auto gate = dyn_cast<MoEGateOp>(op)) {
@@ -558,9 +724,13 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
         operands.sharedDownScale = buffer(experts.getSharedDownScale());
       }
     }
+    // A step credits its expert counts to its first sequence's counters.
+    Value counterAt = constant(counter.getOffset());
+    if (firstCacheOffset)
+      counterAt = arith::AddIOp::create(*b, loc, firstCacheOffset, counterAt);
     operands.counts = memref::ViewOp::create(
         *b, loc, MemRefType::get({count}, b->getI64Type()), cacheBlob,
-        constant(counter.getOffset()), ValueRange{});
+        counterAt, ValueRange{});
     operands.output = outOrLogits(experts.getResult(), {hidden});
     return launch(kernel, operands);
   }
@@ -578,19 +748,26 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     LatentCacheType cache = mla.getCache().getType();
     int64_t heads = mla.getQueryLatent().getType().getDimSize(1);
     int64_t rank = cache.getLatentDim(), ropeDim = cache.getRopeDim();
-    FailureOr<LatentCacheWriteOperands<Value>> storage =
-        appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
-                     mla.getRopeKey(), sinks);
-    if (failed(storage))
-      return failure();
-    // The rope query is the whole "query" of the kernel (no no-rope part).
-    return launch(
-        LatentAttendKernel{cache.getCapacity(), heads, /*nope=*/0, ropeDim,
-                           rank, mla.getScale().convertToDouble(),
-                           latentCacheFormatOf(cache), window, sinks},
-        {buffer(mla.getQueryLatent()), buffer(mla.getQueryRope()),
-         storage->latentCache, storage->scales, storage->ropeCache, start,
-         outOrLogits(mla.getOutput(), {heads, rank})});
+    Value result = outOrLogits(mla.getOutput(), {heads, rank});
+    return perSegment([&](const Segment &segment) -> LogicalResult {
+      FailureOr<LatentCacheWriteOperands<Value>> storage =
+          appendLatent(mla.getCache(), mla.getNewCache(), mla.getLatent(),
+                       mla.getRopeKey(), sinks, segment, op);
+      if (failed(storage))
+        return failure();
+      Value queryLatent = rows(buffer(mla.getQueryLatent()), segment, op);
+      Value queryRope = rows(buffer(mla.getQueryRope()), segment, op);
+      Value output = rows(result, segment, op);
+      if (!queryLatent || !queryRope || !output)
+        return failure();
+      // The rope query is the whole "query" of the kernel (no no-rope part).
+      return launch(
+          LatentAttendKernel{cache.getCapacity(), heads, /*nope=*/0, ropeDim,
+                             rank, mla.getScale().convertToDouble(),
+                             latentCacheFormatOf(cache), window, sinks},
+          {queryLatent, queryRope, storage->latentCache, storage->scales,
+           storage->ropeCache, segment.start, output});
+    });
   }
   if (auto quantize = dyn_cast<QuantizeOp>(op)) {
     if (quantize.getInput().getDefiningOp<WeightOp>()) {
@@ -642,7 +819,18 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   return op->emitOpError() << "is not supported by xfmr-lower-to-kernels";
 }
 
-LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
+/// The entry ABI. prefill and decode:
+///   (ids: memref<?xi32>, start: index, weights: memref<?xi8>,
+///    cache: memref<?xi8>, logits: memref<?xVxf32>)
+/// step, N sequences in one call:
+///   (ids: memref<?xi32>, segments: memref<?x4xi64>, weights: memref<?xi8>,
+///    caches: memref<?xi8>, logits: memref<?xVxf32>)
+/// where segment s = [first row, rows, start position, cache offset]: ids
+/// [first row, first row + rows) are sequence s's tokens at positions
+/// start..., and its cache blob starts `cache offset` bytes into `caches`.
+/// Segments cover the ids in order, without gaps.
+LogicalResult ScheduleEmitter::emit(func::FuncOp old, StringRef name,
+                                    bool step) {
   MLIRContext *context = old.getContext();
   auto ret = cast<func::ReturnOp>(old.getBody().front().getTerminator());
   logitsValue = ret.getOperand(0);
@@ -653,63 +841,38 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old) {
   loc = old.getLoc();
   Type i8 = b->getI8Type();
   auto dynamic = ShapedType::kDynamic;
-  SmallVector<Type> inputs{MemRefType::get({dynamic}, b->getI32Type()),
-                           b->getIndexType(), MemRefType::get({dynamic}, i8),
+  Type second = step ? Type(MemRefType::get({dynamic, 4}, b->getI64Type()))
+                     : Type(b->getIndexType());
+  SmallVector<Type> inputs{MemRefType::get({dynamic}, b->getI32Type()), second,
+                           MemRefType::get({dynamic}, i8),
                            MemRefType::get({dynamic}, i8),
                            MemRefType::get({dynamic, vocab}, b->getF32Type())};
-  auto func = func::FuncOp::create(*b, loc, old.getName(),
-                                      b->getFunctionType(inputs, {}));
+  auto func =
+      func::FuncOp::create(*b, loc, name, b->getFunctionType(inputs, {}));
   func->setAttr("llvm.emit_c_interface", UnitAttr::get(context));
-  func->setAttr(kEntryAttrName, old->getAttr(kEntryAttrName));
+  func->setAttr(kEntryAttrName,
+                step ? b->getStringAttr("step") : old->getAttr(kEntryAttrName));
   Block *entry = func.addEntryBlock();
   b->setInsertionPointToStart(entry);
   Value ids = entry->getArgument(0);
-  start = entry->getArgument(1);
   weightBlob = entry->getArgument(2);
   cacheBlob = entry->getArgument(3);
   logitsOut = entry->getArgument(4);
   tokens = memref::DimOp::create(*b, loc, ids, 0);
+  if (step) {
+    segments = entry->getArgument(1);
+    Value first = memref::LoadOp::create(*b, loc, segments,
+                                         ValueRange{constant(0), constant(3)});
+    firstCacheOffset =
+        arith::IndexCastOp::create(*b, loc, b->getIndexType(), first);
+  } else {
+    start = entry->getArgument(1);
+  }
 
   Block &body = old.getBody().front();
   bind(body.getArgument(0), ids, false);
-  bind(body.getArgument(1), start, false);
-  for (auto [i, slot] : llvm::enumerate(plan.getCacheSlots())) {
-    CacheStorage storage = cacheStorage(slot.getType());
-    auto view = [&](ArrayRef<int64_t> shape, Type element, int64_t offset) {
-      return memref::ViewOp::create(
-          *b, loc, MemRefType::get(shape, element), cacheBlob,
-          constant(slot.getOffset() + offset), ValueRange{});
-    };
-    if (auto latent = dyn_cast<LatentCacheType>(slot.getType())) {
-      LatentCacheFormat format = latentCacheFormatOf(latent);
-      Value arg = body.getArgument(2 + i);
-      bind(arg,
-           view({latent.getCapacity(), latent.getLatentDim()},
-                storageTypeOf(format.format, b->getContext()), 0),
-           false);
-      if (latent.hasScales())
-        cacheScales[arg] = view({latent.getCapacity(), latent.scaleBlocks()},
-                                b->getF32Type(), storage.scalesOffset);
-      latentRope[arg] =
-          view({latent.getCapacity(), latent.getRopeDim()},
-               storageTypeOf(format.ropeFormat, b->getContext()),
-               storage.ropeOffset);
-      continue;
-    }
-    auto cacheType = cast<KVCacheType>(slot.getType());
-    Value arg = body.getArgument(2 + i);
-    bind(arg,
-         view({cacheType.getCapacity(), cacheType.getHeads(),
-               cacheType.getKeyDim() + cacheType.getValueDim()},
-              storageTypeOf(weightFormatOf(cacheType.getElementType()),
-                            b->getContext()),
-              0),
-         false);
-    if (cacheType.hasScales())
-      cacheScales[arg] =
-          view({cacheType.getCapacity(), cacheType.getHeads(), 2},
-               b->getF32Type(), storage.scalesOffset);
-  }
+  for (auto [i, slot] : llvm::enumerate(plan.getCacheSlots()))
+    cacheSlotOf[body.getArgument(2 + i)] = slot;
 
   // Head reshapes are views: a value's storage is that of its root.
   SmallVector<Operation *> ops;
@@ -805,8 +968,17 @@ void LowerToKernelsPass::runOnOperation() {
         return signalPassFailure();
   for (func::FuncOp old : entries) {
     ScheduleEmitter emitter(*target, plan, precise);
-    if (failed(emitter.emit(old)))
+    if (failed(emitter.emit(old, old.getName(), /*step=*/false)))
       return signalPassFailure();
+    // The decode function, lowered once more for several sequences. (Not
+    // named `step`: libc exports a `step`, which the model code's own call
+    // of its entry would bind to.)
+    auto kind = old->getAttrOfType<StringAttr>(kEntryAttrName);
+    if (step && kind && kind.getValue() == "decode") {
+      ScheduleEmitter stepEmitter(*target, plan, precise);
+      if (failed(stepEmitter.emit(old, "batch_step", /*step=*/true)))
+        return signalPassFailure();
+    }
     old.erase();
   }
 }

@@ -7,7 +7,7 @@ sessions on different threads run in parallel; one session serializes its own ca
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _args
 from ._native import native
@@ -245,6 +245,31 @@ class Session:
         """Runs one token; returns its logits, float32 of shape [vocab_size] (no copy)."""
         (token,) = _args.token_ids([token], self._artifact.vocab_size, "token")
         return self._native.decode(token)
+
+    @staticmethod
+    def step(inputs: Iterable[Tuple["Session", Iterable[int]]]) -> "np.ndarray":
+        """Runs several sessions of one artifact in one call: `inputs` is a sequence of
+        (session, ids) pairs, each as `prefill(ids)` would run them (one id: a decode
+        step), but with the weights read once for all (the artifact's batched `step`
+        entry). Returns the logits of all ids, float32 [total ids, vocab_size], in input
+        order. Raises `xfmr.InvalidArgumentError` before any compute for no inputs, a
+        repeated session, sessions of different artifacts, or ids `prefill` would reject.
+
+            rows = xfmr.Session.step([(a, [next_a]), (b, [next_b])])   # rows[0]: a's logits
+        """
+        inputs = list(inputs)
+        if not inputs:
+            raise InvalidArgumentError("a step needs at least one (session, ids) pair")
+        sessions, ids = [], []
+        for i, pair in enumerate(inputs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2 or \
+                    not isinstance(pair[0], Session):
+                raise InvalidArgumentError(f"step input {i} is not a (Session, ids) pair")
+            session, row = pair
+            sessions.append(session._native)
+            ids.append(_args.token_ids(row, session._artifact.vocab_size,
+                                       f"step input {i}'s ids"))
+        return native().step_sessions(sessions, ids)
 
     def _generation(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
         return (_args.token_ids(prompt_ids, self._artifact.vocab_size, "prompt_ids"),

@@ -487,6 +487,7 @@ void Artifact::readManifest(const OpenOptions &options) {
   const JsonValue &entries = r.object(m, "", "entry_points");
   prefillName_ = r.string(entries, "entry_points", "prefill");
   decodeName_ = r.string(entries, "entry_points", "decode");
+  stepName_ = r.optionalString(entries, "entry_points", "step");
 
   const JsonValue &kv = r.object(m, "", "kv_cache");
   kvCacheBytes_ = r.integer(kv, "kv_cache", "bytes", 0);
@@ -595,6 +596,7 @@ void Artifact::loadCandidate(const Candidate &candidate,
   manifest.weightsBytes = weightsBytes_;
   manifest.prefillName = prefillName_;
   manifest.decodeName = decodeName_;
+  manifest.stepName = stepName_;
   manifest.targetJson = candidate.json;
   backend_->loadCode(mapping_ + header_.codeOffset + candidate.codeOffset,
                      candidate.codeSize, manifest);

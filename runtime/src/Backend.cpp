@@ -11,6 +11,10 @@ using namespace xfmr::runtime;
 DeviceBuffer::~DeviceBuffer() = default;
 Backend::~Backend() = default;
 
+void Backend::runStep(const StepArgs &) {
+  throw Error("the " + kind() + " backend runs no step entry");
+}
+
 std::vector<std::string> xfmr::runtime::backendKinds() {
   return {"cpu", "cuda", "rocm", "vulkan"};
 }

@@ -170,6 +170,59 @@ xfmr_status xfmr_sequence_step(xfmr_sequence *sequence, const int32_t *ids,
   });
 }
 
+xfmr_status xfmr_sequences_step(xfmr_sequence *const *sequences,
+                                const int32_t *const *ids, const size_t *counts,
+                                size_t n, float *logits) {
+  const char *name = "xfmr_sequences_step";
+  if (!sequences)
+    return nullArgument(name, "sequences");
+  if (!ids)
+    return nullArgument(name, "ids");
+  if (!counts)
+    return nullArgument(name, "counts");
+  std::vector<StepInput> inputs;
+  try {
+    if (n == 0)
+      throw Error("no sequences given: need at least one");
+    for (size_t i = 0; i < n; ++i) {
+      std::string which = "sequence " + std::to_string(i);
+      if (!sequences[i])
+        throw Error(which + " is NULL");
+      if (!ids[i])
+        throw Error(which + "'s ids are NULL");
+      inputs.push_back({sequences[i]->session.get(),
+                        std::vector<int32_t>(ids[i], ids[i] + counts[i])});
+    }
+  } catch (const std::exception &error) {
+    return fail(XFMR_INVALID_ARGUMENT, std::string(name) + ": " + error.what());
+  }
+  // Session::step checks everything before it runs anything: its errors
+  // are the caller's until a position moved.
+  std::vector<int64_t> before;
+  for (const StepInput &input : inputs)
+    before.push_back(input.session->position());
+  try {
+    std::vector<float> all = Session::step(inputs);
+    if (logits) {
+      size_t vocab = size_t(sequences[0]->vocab), row = 0;
+      for (size_t i = 0; i < n; ++i) {
+        row += counts[i];
+        std::memcpy(logits + i * vocab, all.data() + (row - 1) * vocab,
+                    vocab * sizeof(float));
+      }
+    }
+    return XFMR_OK;
+  } catch (const std::bad_alloc &) {
+    return fail(XFMR_OUT_OF_MEMORY, std::string(name) + ": out of memory");
+  } catch (const std::exception &error) {
+    bool ran = false;
+    for (size_t i = 0; i < n; ++i)
+      ran |= inputs[i].session->position() != before[i];
+    return fail(ran ? XFMR_ERROR : XFMR_INVALID_ARGUMENT,
+                std::string(name) + ": " + error.what());
+  }
+}
+
 xfmr_status xfmr_sampler_create(const xfmr_sampling *options,
                                 xfmr_sampler **sampler) {
   if (!options)

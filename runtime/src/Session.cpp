@@ -105,6 +105,96 @@ std::vector<float> Session::decode(int32_t id) {
   return logits;
 }
 
+std::vector<float> Session::step(const std::vector<StepInput> &inputs) {
+  if (inputs.empty())
+    throw Error("a step needs at least one session");
+  const Artifact *artifact = nullptr;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const StepInput &input = inputs[i];
+    std::string which = "step input " + std::to_string(i);
+    if (!input.session)
+      throw Error(which + " has no session");
+    if (!artifact)
+      artifact = input.session->artifact_.get();
+    if (input.session->artifact_.get() != artifact)
+      throw Error(which + "'s session belongs to another artifact than "
+                          "input 0's: a step runs one model");
+    for (size_t j = 0; j < i; ++j)
+      if (inputs[j].session == input.session)
+        throw Error(which + " repeats the session of step input " +
+                    std::to_string(j));
+    try {
+      input.session->checkIds(input.ids.data(), input.ids.size(), 0);
+    } catch (const Error &error) {
+      throw Error(which + ": " + error.what());
+    }
+    // An evicting cache is a ring: a segment may only fill slots no earlier
+    // token of it still needs (prefill splits such inputs; a step cannot).
+    const ModelConfig &model = artifact->model();
+    int64_t room = model.kvWindow + model.kvSinks - input.session->position_;
+    if (model.kvWindow > 0 && input.ids.size() > 1 &&
+        static_cast<int64_t>(input.ids.size()) > room)
+      throw Error(which + ": " + std::to_string(input.ids.size()) +
+                  " ids would wrap the evicting cache's ring (room for " +
+                  std::to_string(std::max<int64_t>(room, 0)) +
+                  "); run them through prefill");
+  }
+
+  int64_t vocab = artifact->vocabSize();
+  size_t total = 0;
+  for (const StepInput &input : inputs)
+    total += input.ids.size();
+  std::vector<float> logits(total * vocab);
+  Backend &backend = artifact->backend();
+  if (!backend.hasStep()) {
+    size_t row = 0;
+    for (const StepInput &input : inputs) {
+      Session &session = *input.session;
+      session.run(input.ids.size() == 1, input.ids.data(), input.ids.size(),
+                  logits.data() + row * vocab);
+      row += input.ids.size();
+    }
+    return logits;
+  }
+
+  StepArgs args;
+  std::vector<int32_t> ids;
+  ids.reserve(total);
+  for (const StepInput &input : inputs) {
+    StepSegment segment;
+    segment.firstRow = static_cast<int64_t>(ids.size());
+    segment.count = static_cast<int64_t>(input.ids.size());
+    segment.start = input.session->position_;
+    segment.cache = input.session->cache_.get();
+    args.segments.push_back(segment);
+    ids.insert(ids.end(), input.ids.begin(), input.ids.end());
+  }
+  args.ids = ids.data();
+  args.count = static_cast<int64_t>(total);
+  args.logits = logits.data();
+  args.vocab = vocab;
+  args.threads = inputs.front().session->threads_;
+  auto start = std::chrono::steady_clock::now();
+  backend.runStep(args);
+  backend.synchronize();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  for (const StepInput &input : inputs) {
+    Session &session = *input.session;
+    auto n = static_cast<int64_t>(input.ids.size());
+    if (n == 1) {
+      session.stats_.decodeTokens += n;
+      session.stats_.decodeSeconds += seconds;
+    } else {
+      session.stats_.prefillTokens += n;
+      session.stats_.prefillSeconds += seconds;
+    }
+    session.position_ += n;
+  }
+  return logits;
+}
+
 std::vector<int32_t> Session::generate(const std::vector<int32_t> &prompt,
                                        int maxNewTokens,
                                        const SamplingOptions &sampling,

@@ -11,23 +11,29 @@
 // CHECK-SAME: (%[[IDS:.+]]: memref<?xi32>, %[[START:.+]]: index, %[[W:.+]]: memref<?xi8>, %[[C:.+]]: memref<?xi8>, %[[LOGITS:.+]]: memref<?x32xf32>)
 // CHECK-SAME: attributes {llvm.emit_c_interface, xfmr.entry = "prefill"}
 // CHECK: %[[S:.+]] = memref.dim %[[IDS]]
-// CHECK: %[[CACHE:.+]] = memref.view %[[C]][%{{.+}}][] : memref<?xi8> to memref<16x1x16xf32>
 // CHECK: %[[EMB:.+]] = memref.view %[[W]][%{{.+}}][] : memref<?xi8> to memref<32x8xbf16>
-// CHECK: %[[H:.+]] = memref.alloc(%[[S]]) {alignment = 64 : i64} : memref<?x8xf32>
+// Activations are views of byte allocations (so that the step entry can view
+// one sequence's rows of them).
+// CHECK: %[[HBYTES:.+]] = arith.muli %[[S]], %c32
+// CHECK: %[[HRAW:.+]] = memref.alloc(%[[HBYTES]]) {alignment = 64 : i64} : memref<?xi8>
+// CHECK: %[[H:.+]] = memref.view %[[HRAW]][%{{.+}}][%[[S]]] : memref<?xi8> to memref<?x8xf32>
 // CHECK: call @xfmr_embedding_32x8_bf16(%[[EMB]], %[[IDS]], %[[H]])
 // CHECK: memref.view %[[W]][%c512{{.*}}][] : memref<?xi8> to memref<8x8xf32>
 // FP8 weights are read as bytes and decoded in registers, scaled per block.
 // CHECK: memref.view %[[W]][%{{.+}}][] : memref<?xi8> to memref<8x8xi8>
+// CHECK: %[[QRAW:.+]] = memref.alloc
 // CHECK: call @xfmr_linear_8x8_f32(%[[H]], %{{.+}}, %[[Q:[a-z_0-9]+]])
 // CHECK: call @xfmr_linear_8x8_f8e4m3fn_b128x128(%[[H]], %{{.+}}, %{{.+}}, %[[K:[a-z_0-9]+]])
-// CHECK-NEXT: memref.dealloc %[[H]]
+// CHECK-NEXT: memref.dealloc %[[HRAW]]
 // CHECK: %[[Q3:.+]] = memref.expand_shape %[[Q]] {{\[\[}}0], [1, 2]] output_shape [%[[S]], 1, 8]
+// CHECK: %[[ORAW:.+]] = memref.alloc
+// CHECK: %[[CACHE:.+]] = memref.view %[[C]][%{{.+}}][] : memref<?xi8> to memref<16x1x16xf32>
 // CHECK: call @xfmr_cache_write_16x1x8x8(%{{.+}}, %{{.+}}, %[[CACHE]], %[[START]])
-// CHECK: call @xfmr_attend_16x1x1x8x8_0x1d6a09e667f3bcdpm2(%[[Q3]], %[[CACHE]], %[[START]], %[[O:[a-z_0-9]+]])
-// CHECK: memref.dealloc %[[Q]]
+// CHECK: call @xfmr_attend_16x1x1x8x8_0x1d6a09e667f3bcdpm2(%[[Q3]], %[[CACHE]], %[[START]], %{{.+}})
+// CHECK: memref.dealloc %[[QRAW]]
 // CHECK: call @xfmr_linear_32x8_bf16(%{{.+}}, %[[EMB]], %[[LOGITS]])
 // CHECK-NOT: memref.dealloc %[[LOGITS]]
-// CHECK: memref.dealloc %[[O]]
+// CHECK: memref.dealloc %[[ORAW]]
 // CHECK-NEXT: return
 // Kernels are private functions of loops over memrefs.
 // CHECK: func.func private @xfmr_embedding_32x8_bf16(%{{.+}}: memref<32x8xbf16>, %{{.+}}: memref<?xi32>, %{{.+}}: memref<?x8xf32>)

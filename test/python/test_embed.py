@@ -76,3 +76,16 @@ def test_c_api_errors(embed, tmp_path):
     bad_sampling = subprocess.run([str(embed["generate"]), str(embed["artifact"]), "4", "1",
                                    "--temperature", "-1"], capture_output=True, text=True)
     assert bad_sampling.returncode == 1 and "temperature" in bad_sampling.stderr
+
+
+def test_c_api_batched_sequences(embed):
+    """--parallel runs three sequences through xfmr_sequences_step, one batched call per
+    token: each prints the ids one sequence alone generates."""
+    prompt = ["1", "5", "9", "2"]
+    alone = subprocess.run([str(embed["generate"]), str(embed["artifact"]), "10", *prompt],
+                           capture_output=True, text=True, check=True).stdout.split()
+    batched = subprocess.run([str(embed["generate"]), str(embed["artifact"]), "10", *prompt,
+                              "--parallel", "3"], capture_output=True, text=True)
+    assert batched.returncode == 0, batched.stderr
+    lines = batched.stdout.splitlines()
+    assert len(lines) == 3 and all(line.split() == alone for line in lines)

@@ -200,6 +200,34 @@ def test_concurrent_requests_get_what_they_would_alone(server):
         assert r["choices"][0]["token_ids"] == a["choices"][0]["token_ids"]
 
 
+def test_batched_steps_with_chunked_prefill(chat_artifact):
+    """With a prefill chunk of 3 tokens, long prompts run over several steps beside the
+    other sequences' decode tokens: every request still gets xfmr-run's ids, and the
+    batch-size histogram shows steps that advanced several sequences at once."""
+    s = Server(chat_artifact, "--max-sequences", 4, "--prefill-chunk", 3)
+    try:
+        prompts = [[128000] + [100 + 7 * i + j for j in range(4 + 3 * i)] for i in range(4)]
+        results = [None] * len(prompts)
+
+        def ask(i):
+            results[i] = s.post("/v1/completions", {"prompt": prompts[i], "max_tokens": 8,
+                                                    "temperature": 0, "ignore_eos": True})
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for prompt, (status, body) in zip(prompts, results):
+            assert status == 200, body
+            assert body["choices"][0]["token_ids"] == run_ids(chat_artifact, prompt, 8)
+        metrics = s.metrics()
+        single = metrics['xfmr_batch_size_bucket{model="model",le="1"}']
+        assert metrics["xfmr_batch_size_count"] > single, metrics
+    finally:
+        assert s.stop() == 0, "".join(s.log)
+
+
 @pytest.mark.parametrize("path,body,status,words", [
     ("/v1/completions", {"prompt": [1, 2, 10 ** 7]}, 400, "outside the vocabulary"),
     ("/v1/completions", {"prompt": [1, 2], "max_tokens": 100000}, 400, "context"),

@@ -26,18 +26,21 @@ static std::string number(double value) {
 }
 
 std::string Histogram::prometheus(const std::string &name,
-                                  const std::string &help) const {
+                                  const std::string &help,
+                                  const std::string &labels) const {
   std::string out =
       "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
+  std::string prefix = labels.empty() ? "" : labels + ",";
+  std::string own = labels.empty() ? "" : "{" + labels + "}";
   int64_t cumulative = 0;
   for (size_t i = 0; i < counts_.size(); ++i) {
     cumulative += counts_[i];
     std::string le = i < bounds_.size() ? number(bounds_[i]) : "+Inf";
-    out += name + "_bucket{le=\"" + le + "\"} " + std::to_string(cumulative) +
-           "\n";
+    out += name + "_bucket{" + prefix + "le=\"" + le + "\"} " +
+           std::to_string(cumulative) + "\n";
   }
-  out += name + "_sum " + number(sum_) + "\n";
-  out += name + "_count " + std::to_string(count_) + "\n";
+  out += name + "_sum" + own + " " + number(sum_) + "\n";
+  out += name + "_count" + own + " " + std::to_string(count_) + "\n";
   return out;
 }
 

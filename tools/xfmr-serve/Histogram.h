@@ -24,9 +24,9 @@ public:
   double sum() const { return sum_; }
 
   /// Prometheus text: `name_bucket{le="..."}`, `name_sum`, `name_count`,
-  /// after `# HELP` and `# TYPE` lines.
-  std::string prometheus(const std::string &name,
-                         const std::string &help) const;
+  /// after `# HELP` and `# TYPE` lines; `labels` (`model="m"`) go on each.
+  std::string prometheus(const std::string &name, const std::string &help,
+                         const std::string &labels = {}) const;
 
 private:
   std::vector<double> bounds_;

@@ -51,7 +51,8 @@ struct Scheduler::Sequence {
   std::optional<Sampler> sampler;
   std::optional<TextStream> text;
   std::vector<int32_t> generated;
-  bool prefilled = false;
+  /// Prompt tokens in the cache so far.
+  size_t prefilled = 0;
 };
 
 Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
@@ -60,9 +61,11 @@ Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
     : artifact_(std::move(artifact)), tokenizer_(tokenizer), options_(options) {
   if (!artifact_)
     throw Error("the scheduler needs an artifact");
-  if (options_.maxSequences < 1 || options_.maxQueue < 0)
-    throw Error("the scheduler needs at least one sequence and a "
-                "non-negative queue");
+  if (options_.maxSequences < 1 || options_.maxQueue < 0 ||
+      options_.prefillChunk < 1)
+    throw Error("the scheduler needs at least one sequence, a "
+                "non-negative queue and a prefill chunk of at least one "
+                "token");
   // Every sequence's session up front (a KV cache each, as a server
   // reserves its KV memory), and one token through the model: the first run
   // of a process takes about 0.3 s more on the 500M model, and no request
@@ -176,25 +179,9 @@ void Scheduler::finish(Sequence &sequence, FinishReason reason,
   }
 }
 
-bool Scheduler::step(Sequence &sequence) {
-  if (sequence.generation->cancelled()) {
-    finish(sequence, FinishReason::Cancelled);
-    return false;
-  }
+bool Scheduler::emit(Sequence &sequence, const float *row) {
   try {
-    Session &session = *sequence.session;
-    int64_t vocab = artifact_->vocabSize();
-    std::vector<float> logits;
-    const float *row;
-    if (!sequence.prefilled) {
-      logits = session.prefill(sequence.request.prompt);
-      sequence.prefilled = true;
-      row = logits.data() + (logits.size() - size_t(vocab));
-    } else {
-      logits = session.decode(sequence.generated.back());
-      row = logits.data();
-    }
-    int32_t token = sequence.sampler->sample(row, vocab);
+    int32_t token = sequence.sampler->sample(row, artifact_->vocabSize());
     sequence.generated.push_back(token);
     Clock::time_point now = Clock::now();
     {
@@ -235,6 +222,26 @@ bool Scheduler::step(Sequence &sequence) {
   }
 }
 
+std::vector<int32_t> Scheduler::nextIds(const Sequence &sequence,
+                                        int64_t &prefillBudget) const {
+  if (sequence.prefilled >= sequence.request.prompt.size())
+    return {sequence.generated.back()};
+  // The next chunk of the prompt, within the round's prefill budget (at
+  // least one token, so every prompt advances).
+  size_t left = sequence.request.prompt.size() - sequence.prefilled;
+  int64_t chunk =
+      std::max<int64_t>(1, std::min<int64_t>(prefillBudget, int64_t(left)));
+  // An evicting cache is a ring: a multi-token segment must not wrap it.
+  const ModelConfig &model = artifact_->model();
+  if (model.kvWindow > 0)
+    chunk = std::min<int64_t>(
+        chunk, std::max<int64_t>(1, model.kvWindow + model.kvSinks -
+                                        sequence.session->position()));
+  prefillBudget -= chunk;
+  auto first = sequence.request.prompt.begin() + sequence.prefilled;
+  return std::vector<int32_t>(first, first + chunk);
+}
+
 void Scheduler::loop() {
   std::vector<std::unique_ptr<Sequence>> running;
   for (;;) {
@@ -265,7 +272,6 @@ void Scheduler::loop() {
       running_ = int64_t(running.size());
       metrics_.queued = int64_t(queue_.size());
       metrics_.running = running_;
-      metrics_.roundSize.observe(double(running.size()));
     }
     // New sequences get a session (one made on first need, then reused),
     // a sampler and a text stream.
@@ -291,9 +297,57 @@ void Scheduler::loop() {
         sequence->generation.reset();
       }
     }
+    // One step for every running sequence: a chunk of its prompt or its
+    // next token. Cancelled ones end first.
+    std::vector<StepInput> inputs;
+    std::vector<Sequence *> stepped;
+    int64_t prefillBudget = options_.prefillChunk;
+    for (auto &sequence : running) {
+      if (!sequence->generation || !sequence->session)
+        continue;
+      if (sequence->generation->cancelled()) {
+        finish(*sequence, FinishReason::Cancelled);
+        sequence->generation.reset();
+        continue;
+      }
+      inputs.push_back(
+          {sequence->session.get(), nextIds(*sequence, prefillBudget)});
+      stepped.push_back(sequence.get());
+    }
+    if (!inputs.empty()) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.roundSize.observe(double(inputs.size()));
+      }
+      try {
+        std::vector<float> logits = Session::step(inputs);
+        int64_t vocab = artifact_->vocabSize();
+        size_t row = 0;
+        for (size_t i = 0; i < stepped.size(); ++i) {
+          Sequence &sequence = *stepped[i];
+          size_t count = inputs[i].ids.size();
+          row += count;
+          bool prompt = sequence.prefilled < sequence.request.prompt.size();
+          if (prompt)
+            sequence.prefilled += count;
+          // A prompt's chunks sample nothing until its last one.
+          if (prompt && sequence.prefilled < sequence.request.prompt.size())
+            continue;
+          if (!emit(sequence, logits.data() + (row - 1) * size_t(vocab)))
+            sequence.generation.reset();
+        }
+      } catch (const std::exception &error) {
+        // Requests were validated: a failing step is the runtime's fault,
+        // and every sequence in it ends with the message.
+        for (Sequence *sequence : stepped) {
+          finish(*sequence, FinishReason::Error, error.what());
+          sequence->generation.reset();
+        }
+      }
+    }
     for (auto it = running.begin(); it != running.end();) {
       Sequence &sequence = **it;
-      if (sequence.generation && sequence.session && step(sequence)) {
+      if (sequence.generation && sequence.session) {
         ++it;
         continue;
       }

@@ -4,13 +4,15 @@
 // `maxSequences` run at once, each in a session of its own (its own KV
 // cache, allocated once and reused). One thread runs the model: every round
 // it admits waiting requests into free sessions (allocated when the
-// scheduler starts, oldest request first), then moves
-// each running sequence one step, prefill for a new one and one decoded
-// token otherwise, in admission order, so concurrent requests share the
-// model fairly and stream at the same pace. (Steps are not batched yet: each
-// still reads the weights once.) A sequence ends at its token budget, an
-// end-of-sequence id, a stop string or when its client goes away; its
-// session is then free for the next request.
+// scheduler starts, oldest request first), then moves every running
+// sequence forward in one batched step (Session::step, which reads the
+// weights once for all of them): one decoded token each, and for new
+// sequences the next chunk of their prompt (at most `prefillChunk` prompt
+// tokens per step, so a long prompt does not stall the others' tokens).
+// Concurrent requests thus share the model fairly and stream at the same
+// pace. A sequence ends at its token budget, an end-of-sequence id, a stop
+// string or when its client goes away; its session is then free for the
+// next request.
 //
 //===----------------------------------------------------------------------===//
 
@@ -97,7 +99,7 @@ struct SchedulerMetrics {
   /// Seconds from submission to the first token, and between tokens.
   Histogram timeToFirstToken{latencyBuckets()},
       interTokenLatency{latencyBuckets()};
-  /// Sequences run per round (how many shared the model at once).
+  /// Sequences per step (how many shared one read of the weights).
   Histogram roundSize{{1, 2, 4, 8, 16, 32, 64}};
 };
 
@@ -105,6 +107,8 @@ struct SchedulerOptions {
   int maxSequences = 4;
   /// Requests that may wait for a free session; more are rejected.
   int maxQueue = 64;
+  /// Prompt tokens run per step, over all new sequences (chunked prefill).
+  int prefillChunk = 256;
   runtime::SessionOptions session;
 };
 
@@ -142,8 +146,13 @@ public:
 private:
   struct Sequence;
   void loop();
-  /// One step of `sequence`: false when it has ended.
-  bool step(Sequence &sequence);
+  /// Samples `sequence`'s next token from `row` and reports it: false when
+  /// the sequence has ended.
+  bool emit(Sequence &sequence, const float *row);
+  /// The ids `sequence` runs in the next step: its last token, or the next
+  /// chunk of its prompt (taken from `prefillBudget`).
+  std::vector<int32_t> nextIds(const Sequence &sequence,
+                               int64_t &prefillBudget) const;
   /// Ends `sequence` without a token (cancelled, or an error).
   void finish(Sequence &sequence, FinishReason reason, std::string error = {});
 

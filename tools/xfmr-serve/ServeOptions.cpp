@@ -24,6 +24,9 @@ const char xfmr::serve::kUsage[] =
     "                        cache of its own (default 4)\n"
     "  --max-queue N         requests that may wait for a free sequence;\n"
     "                        more get HTTP 429 (default 64)\n"
+    "  --prefill-chunk N     prompt tokens per step, over all new\n"
+    "                        sequences; the rest of a prompt runs in later\n"
+    "                        steps, beside the others' tokens (default 256)\n"
     "  -t, --threads N       threads for the model code (default: all cores)\n"
     "  --api-key KEY         require \"Authorization: Bearer KEY\" on /v1/\n"
     "                        requests (default: the XFMR_API_KEY environment\n"
@@ -79,6 +82,8 @@ xfmr::serve::parseServeOptions(const std::vector<std::string> &args) {
       opts.port = integer(arg, value(), 0, 65535);
     } else if (arg == "--max-sequences") {
       opts.maxSequences = integer(arg, value(), 1, 4096);
+    } else if (arg == "--prefill-chunk") {
+      opts.prefillChunk = integer(arg, value(), 1, 1 << 20);
     } else if (arg == "--max-queue") {
       opts.maxQueue = integer(arg, value(), 0, 1 << 20);
     } else if (arg == "-t" || arg == "--threads") {

@@ -99,14 +99,16 @@ std::string metricsText(const SchedulerMetrics &m, const ModelContext &model) {
   metric("xfmr_kv_cache_bytes", "gauge",
          "Bytes of KV cache the allocated sequences hold.",
          double(m.kvCacheBytes));
+  std::string labels = "model=\"" + model.name + "\"";
   out += m.timeToFirstToken.prometheus(
       "xfmr_time_to_first_token_seconds",
-      "From a request's arrival to its first generated token.");
+      "From a request's arrival to its first generated token.", labels);
   out += m.interTokenLatency.prometheus(
       "xfmr_inter_token_latency_seconds",
-      "Between consecutive tokens of one generation.");
-  out += m.roundSize.prometheus(
-      "xfmr_batch_size", "Sequences that advanced in one scheduler round.");
+      "Between consecutive tokens of one generation.", labels);
+  out += m.roundSize.prometheus("xfmr_batch_size",
+                                "Sequences that advanced in one batched step.",
+                                labels);
   return out;
 }
 
@@ -256,6 +258,7 @@ int main(int argc, char **argv) {
   SchedulerOptions schedulerOptions;
   schedulerOptions.maxSequences = opts.maxSequences;
   schedulerOptions.maxQueue = opts.maxQueue;
+  schedulerOptions.prefillChunk = opts.prefillChunk;
   schedulerOptions.session.threads = opts.threads;
   std::fprintf(stderr,
                "xfmr-serve: allocating %d sequences (a KV cache of %.1f MiB "

@@ -86,6 +86,15 @@ void xfmr_sequence_reset(xfmr_sequence *sequence);
  *  on an error nothing ran. */
 xfmr_status xfmr_sequence_step(xfmr_sequence *sequence, const int32_t *ids,
                                size_t count, float *logits);
+/** xfmr_sequence_step for `n` >= 1 distinct sequences of one model in one
+ *  call, which reads the weights once for all of them (a server's batched
+ *  decode): sequence i runs `counts[i]` >= 1 ids from `ids[i]`. When
+ *  `logits` is not NULL, row i (vocab_size floats) receives the logits of
+ *  sequence i's last id. Everything is checked first: on an error nothing
+ *  ran. */
+xfmr_status xfmr_sequences_step(xfmr_sequence *const *sequences,
+                                const int32_t *const *ids, const size_t *counts,
+                                size_t n, float *logits);
 
 /* ---- Sampling ---------------------------------------------------------- */
 

@@ -789,7 +789,7 @@ func.func private @layout_channel_block() attributes {l = #xfmr.scale_layout<per
 
 // -----
 
-// expected-error @+1 {{'xfmr.entry' must be "prefill", "decode" or "mtp", got "train"}}
+// expected-error @+1 {{'xfmr.entry' must be "prefill", "decode", "mtp" or "step", got "train"}}
 func.func private @entry_kind() attributes {xfmr.entry = "train"}
 
 // -----

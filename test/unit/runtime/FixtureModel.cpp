@@ -52,6 +52,32 @@ void _mlir_ciface_decode(MemRefI32 *ids, int64_t start, MemRefU8 *weights,
   run(ids, start, weights, cache, logits, 1);
 }
 
+/// The batched entry: each segment as prefill/decode would run it, on its
+/// own cache inside `caches`.
+void _mlir_ciface_batch_step(MemRefI32 *ids,
+                             xfmr::artifact::MemRef<int64_t, 2> *segments,
+                             MemRefU8 *weights, MemRefU8 *caches,
+                             MemRefF32x2 *logits) {
+  int64_t vocab = logits->sizes[1];
+  for (int64_t s = 0; s < segments->sizes[0]; ++s) {
+    const int64_t *row = segments->aligned + segments->offset + s * 4;
+    int64_t first = row[0], count = row[1], start = row[2], offset = row[3];
+    int valid = segments->sizes[1] == 4 && first >= 0 && count > 0 &&
+                first + count <= ids->sizes[0] && offset >= 0 &&
+                offset + kFixtureContext * 4 <= caches->sizes[0];
+    MemRefI32 segmentIds = *ids;
+    segmentIds.offset += valid ? first : 0;
+    segmentIds.sizes[0] = valid ? count : 0;
+    MemRefU8 cache = *caches;
+    cache.offset += valid ? offset : 0;
+    cache.sizes[0] = kFixtureContext * 4;
+    MemRefF32x2 out = *logits;
+    out.offset += valid ? first * vocab : 0;
+    out.sizes[0] = valid ? count : 0;
+    run(&segmentIds, start, weights, &cache, &out, 0);
+  }
+}
+
 #ifndef FIXTURE_NO_INFO
 /// What the fixture is "compiled for": the sizes FixtureArtifact writes
 /// into its manifest by default.
@@ -68,7 +94,8 @@ const xfmr::artifact::ModelInfo xfmr_model_info = {
     _mlir_ciface_prefill,
     _mlir_ciface_decode,
     kFixtureCpu,
-    kFixtureFeatures};
+    kFixtureFeatures,
+    _mlir_ciface_batch_step};
 #endif
 
 /// Not an entry point: the tests name it in the manifest.

@@ -266,6 +266,10 @@ TEST(HistogramTest, CumulativeBuckets) {
   EXPECT_NE(text.find("x_bucket{le=\"1\"} 3\n"), std::string::npos);
   EXPECT_NE(text.find("x_bucket{le=\"+Inf\"} 5\n"), std::string::npos);
   EXPECT_NE(text.find("x_count 5\n"), std::string::npos);
+  std::string labelled = histogram.prometheus("x", "help", "model=\"m\"");
+  EXPECT_NE(labelled.find("x_bucket{model=\"m\",le=\"1\"} 3\n"),
+            std::string::npos);
+  EXPECT_NE(labelled.find("x_count{model=\"m\"} 5\n"), std::string::npos);
 }
 
 TEST(ServeOptionsTest, ParsesAndRefuses) {

@@ -264,6 +264,64 @@ TEST_F(SessionTest, SessionKeepsTheArtifactAlive) {
   EXPECT_EQ(s.prefill({1}).size(), 16u);
 }
 
+// A step runs each input as prefill/decode would, on its own cache.
+TEST_F(SessionTest, StepEqualsEachSessionAlone) {
+  ASSERT_TRUE(artifact->backend().hasStep());
+  Session a(artifact), b(artifact), c(artifact);
+  a.prefill({3, 1});
+  std::vector<float> rows =
+      Session::step({{&a, {4}}, {&b, {2, 7, 1}}, {&c, {5}}});
+  ASSERT_EQ(rows.size(), 5u * 16);
+  auto row = [&](size_t i) {
+    return std::vector<float>(rows.begin() + i * 16,
+                              rows.begin() + (i + 1) * 16);
+  };
+  EXPECT_EQ(row(0), fixtureLogits(fixture.bias, {3, 1, 4}));
+  EXPECT_EQ(row(1), fixtureLogits(fixture.bias, {2}));
+  EXPECT_EQ(row(3), fixtureLogits(fixture.bias, {2, 7, 1}));
+  EXPECT_EQ(row(4), fixtureLogits(fixture.bias, {5}));
+  EXPECT_EQ(a.position(), 3);
+  EXPECT_EQ(b.position(), 3);
+  EXPECT_EQ(c.position(), 1);
+  // One id counts as decode, several as prefill.
+  EXPECT_EQ(a.stats().decodeTokens, 1);
+  EXPECT_EQ(b.stats().prefillTokens, 3);
+  // The caches stay apart in later calls.
+  EXPECT_EQ(a.decode(9), fixtureLogits(fixture.bias, {3, 1, 4, 9}));
+  EXPECT_EQ(b.decode(9), fixtureLogits(fixture.bias, {2, 7, 1, 9}));
+}
+
+TEST_F(SessionTest, StepChecksEverythingFirst) {
+  Session a(artifact), b(artifact);
+  auto other = Artifact::open(file("model.xfmr"));
+  Session elsewhere(other);
+  EXPECT_EQ(errorOf([&] { Session::step({}); }),
+            "a step needs at least one session");
+  EXPECT_EQ(errorOf([&] {
+              Session::step({{nullptr, {1}}});
+            }),
+            "step input 0 has no session");
+  EXPECT_EQ(errorOf([&] {
+              Session::step({{&a, {1}}, {&a, {2}}});
+            }),
+            "step input 1 repeats the session of step input 0");
+  EXPECT_NE(errorOf([&] {
+              Session::step({{&a, {1}}, {&elsewhere, {2}}});
+            }).find("another artifact"),
+            std::string::npos);
+  EXPECT_EQ(errorOf([&] {
+              Session::step({{&a, {1}}, {&b, {16}}});
+            }),
+            "step input 1: token id 16 at index 0 is out of range [0, 16)");
+  std::vector<int32_t> tooMany(33, 1);
+  EXPECT_NE(errorOf([&] {
+              Session::step({{&a, {1}}, {&b, tooMany}});
+            }).find("step input 1: context overflow"),
+            std::string::npos);
+  EXPECT_EQ(a.position(), 0);
+  EXPECT_EQ(b.position(), 0);
+}
+
 } // namespace
 
 // Caches of 4 MiB and more are mappings with 2 MiB pages; smaller ones come

@@ -214,7 +214,7 @@ private:
   /// the others cannot.
   std::vector<Candidate> candidates_;
   std::vector<std::string> refused_;
-  std::string prefillName_, decodeName_, compiler_;
+  std::string prefillName_, decodeName_, stepName_, compiler_;
   std::vector<int32_t> endOfSequenceIds_;
   uint64_t kvCacheBytes_ = 0, kvCacheBytesPerToken_ = 0;
   uint64_t weightsBytes_ = 0, parameterCount_ = 0;

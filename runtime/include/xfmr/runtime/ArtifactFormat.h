@@ -147,6 +147,13 @@ using EntryFn = void (*)(MemRef<int32_t, 1> *ids, int64_t start,
                          MemRef<uint8_t, 1> *weights,
                          MemRef<uint8_t, 1> *cache, MemRef<float, 2> *logits);
 
+/// The batched decode (`step`): segments is [N, 4] = first row, rows,
+/// start position and the byte offset of the sequence's cache blob in
+/// `caches` (see xfmr-lower-to-kernels).
+using StepFn = void (*)(MemRef<int32_t, 1> *ids, MemRef<int64_t, 2> *segments,
+                        MemRef<uint8_t, 1> *weights, MemRef<uint8_t, 1> *caches,
+                        MemRef<float, 2> *logits);
+
 /// The table the code exports as `xfmr_model_info`: what it was compiled
 /// for. Sizes are in tokens and bytes; a model without an evicting cache
 /// has kvWindow = kvSinks = 0. `cpu` and `features` (NUL-terminated, in the
@@ -165,11 +172,14 @@ struct ModelInfo {
   EntryFn decode;
   const char *cpu;
   const char *features;
+  /// Null when the code has no step entry.
+  StepFn step;
 };
-static_assert(sizeof(ModelInfo) == 88, "ModelInfo layout is part of the ABI");
+static_assert(sizeof(ModelInfo) == 96, "ModelInfo layout is part of the ABI");
 inline constexpr char kModelInfoSymbol[] = "xfmr_model_info";
 /// Bumped on any change of ModelInfo or of the entry-point ABI.
-inline constexpr uint32_t kModelAbiVersion = 1;
+/// 2: the step entry.
+inline constexpr uint32_t kModelAbiVersion = 2;
 
 } // namespace xfmr::artifact
 

@@ -35,8 +35,9 @@ struct CodeManifest {
   const TargetInfo *target = nullptr;
   uint64_t kvCacheBytes = 0;
   uint64_t weightsBytes = 0;
-  /// The entry points' symbol names.
-  std::string prefillName, decodeName;
+  /// The entry points' symbol names; stepName is empty in artifacts
+  /// without a step entry.
+  std::string prefillName, decodeName, stepName;
   /// The manifest's "target" object, for backends with more to read (GPU
   /// artifacts: device binaries and the kernel table).
   const JsonValue *targetJson = nullptr;
@@ -72,6 +73,27 @@ struct RunArgs {
   int threads = 0;
 };
 
+/// One sequence of a step: `count` ids from `firstRow` of the step's ids,
+/// at positions start..., in `cache`.
+struct StepSegment {
+  int64_t firstRow = 0;
+  int64_t count = 0;
+  int64_t start = 0;
+  DeviceBuffer *cache = nullptr;
+};
+
+/// One call of the step entry: several sequences' tokens in one call.
+struct StepArgs {
+  /// Every segment's ids, in segment order.
+  const int32_t *ids = nullptr;
+  int64_t count = 0;
+  std::vector<StepSegment> segments;
+  /// [count, vocab], written.
+  float *logits = nullptr;
+  int64_t vocab = 0;
+  int threads = 0;
+};
+
 class Backend {
 public:
   virtual ~Backend();
@@ -99,6 +121,12 @@ public:
   /// Runs an entry point (validated inputs: the session checks ids and
   /// positions first).
   virtual void run(EntryPoint entry, const RunArgs &args) = 0;
+
+  /// Whether the loaded code has the step entry (artifacts since ABI 2).
+  virtual bool hasStep() const { return false; }
+  /// Runs the step entry (validated inputs: every segment's cache comes
+  /// from this backend's allocateCache() and no two segments share one).
+  virtual void runStep(const StepArgs &args);
 
   /// Waits until everything run() started has finished and its logits are
   /// in host memory (the CPU runs synchronously).

@@ -74,6 +74,14 @@ struct Stats {
   }
 };
 
+class Session;
+
+/// One session's tokens in a batched step (Session::step).
+struct StepInput {
+  Session *session = nullptr;
+  std::vector<int32_t> ids;
+};
+
 class Session {
 public:
   /// Called with each generated token and the logits row it was sampled
@@ -91,6 +99,17 @@ public:
   std::vector<float> prefill(const std::vector<int32_t> &ids);
   /// Runs one token; returns its [vocab] logits. Same checks as prefill.
   std::vector<float> decode(int32_t id);
+
+  /// Runs several sessions of one artifact in one call: each input's ids at
+  /// its session's position, as prefill/decode would, but with the weights
+  /// read once for all of them (the artifact's step entry; artifacts
+  /// without one run the inputs one after another). Returns the logits of
+  /// every input's ids, row-major [total ids, vocab], in input order. Throws
+  /// `Error` before any compute for no inputs, a null or repeated session,
+  /// sessions of different artifacts, or what prefill would reject. Each
+  /// session counts its ids as decode (one id) or prefill (several), timed
+  /// by the whole step.
+  static std::vector<float> step(const std::vector<StepInput> &inputs);
 
   /// Prefills `prompt`, then samples up to `maxNewTokens` tokens, feeding
   /// each one back except the last (which is returned but not yet in the

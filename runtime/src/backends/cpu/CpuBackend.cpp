@@ -7,6 +7,7 @@
 #include "xfmr/runtime/Host.h"
 #include "xfmr/runtime/KVCache.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -150,6 +151,41 @@ void CpuBackend::run(EntryPoint entry, const RunArgs &args) {
     applyThreads(args.threads);
   EntryFn fn = entry == EntryPoint::Decode ? decode_ : prefill_;
   fn(&idsRef, args.start, &weightsRef, &cacheRef, &logitsRef);
+}
+
+void CpuBackend::runStep(const StepArgs &args) {
+  if (!step_)
+    Backend::runStep(args);
+  // The caches are separate allocations: the code gets one byte buffer
+  // from the lowest of them and each sequence's offset into it.
+  uint8_t *base = nullptr;
+  uint8_t *end = nullptr;
+  for (const StepSegment &segment : args.segments) {
+    uint8_t *data = static_cast<HostCache *>(segment.cache)->data();
+    if (!base || data < base)
+      base = data;
+    end = std::max(end, data + segment.cache->bytes());
+  }
+  std::vector<int64_t> table;
+  table.reserve(args.segments.size() * 4);
+  for (const StepSegment &segment : args.segments) {
+    uint8_t *data = static_cast<HostCache *>(segment.cache)->data();
+    table.insert(table.end(), {segment.firstRow, segment.count, segment.start,
+                               static_cast<int64_t>(data - base)});
+  }
+  auto n = static_cast<int64_t>(args.segments.size());
+  auto *ids = const_cast<int32_t *>(args.ids);
+  auto *weights = const_cast<uint8_t *>(weights_);
+  MemRef<int32_t, 1> idsRef{ids, ids, 0, {args.count}, {1}};
+  MemRef<int64_t, 2> segmentsRef{table.data(), table.data(), 0, {n, 4}, {4, 1}};
+  MemRef<uint8_t, 1> weightsRef{
+      weights, weights, 0, {static_cast<int64_t>(weightsSize_)}, {1}};
+  MemRef<uint8_t, 1> cachesRef{base, base, 0, {end - base}, {1}};
+  MemRef<float, 2> logitsRef{
+      args.logits, args.logits, 0, {args.count, args.vocab}, {args.vocab, 1}};
+  if (args.threads > 0)
+    applyThreads(args.threads);
+  step_(&idsRef, &segmentsRef, &weightsRef, &cachesRef, &logitsRef);
 }
 
 void CpuBackend::applyThreads(int threads) const {
@@ -302,23 +338,30 @@ void CpuBackend::loadCode(const uint8_t *code, uint64_t codeSize,
                   " entry point lies outside the model code");
   prefill_ = info_.prefill;
   decode_ = info_.decode;
+  if (info_.step && !inModel(reinterpret_cast<const void *>(info_.step)))
+    throw Error(path_ + ": the model code's step entry point lies outside "
+                        "the model code");
+  step_ = info_.step;
 
   // The manifest names the entry points too; the names must mean the same
   // functions.
   auto check = [&](const char *entry, const std::string &name,
-                   EntryFn expected) {
+                   const void *expected) {
     dlerror();
     void *sym = dlsym(handle_, name.c_str());
     if (!sym || !inModel(sym))
       throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
                   name + "', which the model code does not define");
-    if (sym != reinterpret_cast<void *>(expected))
+    if (sym != expected)
       throw Error(path_ + ": entry point '" + entry + "' names symbol '" +
                   name + "', which is not the model's " + entry +
                   " entry point");
   };
-  check("prefill", manifest.prefillName, prefill_);
-  check("decode", manifest.decodeName, decode_);
+  check("prefill", manifest.prefillName,
+        reinterpret_cast<const void *>(prefill_));
+  check("decode", manifest.decodeName, reinterpret_cast<const void *>(decode_));
+  if (!manifest.stepName.empty())
+    check("step", manifest.stepName, reinterpret_cast<const void *>(step_));
   // OpenMP's entry lives in libomp, which the model links.
   ompSetNumThreads_ =
       reinterpret_cast<void (*)(int)>(dlsym(handle_, "omp_set_num_threads"));

@@ -33,6 +33,8 @@ public:
   void uploadWeights(const uint8_t *data, uint64_t size) override;
   std::unique_ptr<DeviceBuffer> allocateCache(uint64_t bytes) override;
   void run(EntryPoint entry, const RunArgs &args) override;
+  bool hasStep() const override { return step_ != nullptr; }
+  void runStep(const StepArgs &args) override;
   void synchronize() override {}
   bool threadsSupported() const override {
     return ompSetNumThreads_ != nullptr;
@@ -43,6 +45,7 @@ public:
   /// The entry points of the loaded code.
   artifact::EntryFn prefillFn() const { return prefill_; }
   artifact::EntryFn decodeFn() const { return decode_; }
+  artifact::StepFn stepFn() const { return step_; }
 
 private:
   /// Whether `address` lies in the loaded model's own code object.
@@ -55,6 +58,7 @@ private:
   struct link_map *modelMap_ = nullptr;
   artifact::ModelInfo info_{};
   artifact::EntryFn prefill_ = nullptr, decode_ = nullptr;
+  artifact::StepFn step_ = nullptr;
   void (*ompSetNumThreads_)(int) = nullptr;
   const uint8_t *weights_ = nullptr;
   uint64_t weightsSize_ = 0;

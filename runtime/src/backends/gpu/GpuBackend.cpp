@@ -257,23 +257,26 @@ std::unique_ptr<DeviceBuffer> GpuBackend::allocateCache(uint64_t bytes) {
   return std::make_unique<GpuCache>(*device_, std::max<uint64_t>(bytes, 1));
 }
 
+/// Grows the device buffer at `address` (of `have` bytes) to `need`.
+static void ensureBuffer(GpuDevice &device, uint64_t &address, uint64_t &have,
+                         uint64_t need) {
+  if (have >= need && address)
+    return;
+  if (address)
+    device.release(address);
+  address = 0;
+  have = 0;
+  address = device.allocate(std::max<uint64_t>(need, 256));
+  have = std::max<uint64_t>(need, 256);
+}
+
 void GpuBackend::run(EntryPoint entry, const RunArgs &args) {
   int64_t n = args.count;
   uint64_t idsBytes = static_cast<uint64_t>(n) * sizeof(int32_t);
   uint64_t logitsBytes =
       static_cast<uint64_t>(n) * static_cast<uint64_t>(args.vocab) * 4;
-  auto ensure = [&](uint64_t &address, uint64_t &have, uint64_t need) {
-    if (have >= need && address)
-      return;
-    if (address)
-      device_->release(address);
-    address = 0;
-    have = 0;
-    address = device_->allocate(std::max<uint64_t>(need, 256));
-    have = std::max<uint64_t>(need, 256);
-  };
-  ensure(ids_, idsBytes_, idsBytes);
-  ensure(logits_, logitsBytes_, logitsBytes);
+  ensureBuffer(*device_, ids_, idsBytes_, idsBytes);
+  ensureBuffer(*device_, logits_, logitsBytes_, logitsBytes);
   device_->copyToDevice(ids_, args.ids, idsBytes);
 
   auto *ids = reinterpret_cast<int32_t *>(ids_);
@@ -290,6 +293,52 @@ void GpuBackend::run(EntryPoint entry, const RunArgs &args) {
                              {args.vocab, 1}};
   EntryFn fn = entry == EntryPoint::Decode ? host_.decodeFn() : host_.prefillFn();
   fn(&idsRef, args.start, &weightsRef, &cacheRef, &logitsRef);
+  rethrowHookError();
+  device_->copyToHost(args.logits, logits_, logitsBytes);
+}
+
+void GpuBackend::runStep(const StepArgs &args) {
+  if (!hasStep())
+    Backend::runStep(args);
+  int64_t n = args.count;
+  uint64_t idsBytes = static_cast<uint64_t>(n) * sizeof(int32_t);
+  uint64_t logitsBytes =
+      static_cast<uint64_t>(n) * static_cast<uint64_t>(args.vocab) * 4;
+  ensureBuffer(*device_, ids_, idsBytes_, idsBytes);
+  ensureBuffer(*device_, logits_, logitsBytes_, logitsBytes);
+  device_->copyToDevice(ids_, args.ids, idsBytes);
+
+  // The caches are separate device allocations: the host code gets one
+  // buffer from the lowest address and each sequence's offset into it (it
+  // only forms the addresses of views inside the caches themselves). The
+  // segment table stays in host memory, where the host code reads it.
+  uint64_t base = UINT64_MAX, end = 0;
+  for (const StepSegment &segment : args.segments) {
+    uint64_t address = static_cast<GpuCache *>(segment.cache)->address();
+    base = std::min(base, address);
+    end = std::max(end, address + segment.cache->bytes());
+  }
+  std::vector<int64_t> table;
+  for (const StepSegment &segment : args.segments) {
+    uint64_t address = static_cast<GpuCache *>(segment.cache)->address();
+    table.insert(table.end(), {segment.firstRow, segment.count, segment.start,
+                               static_cast<int64_t>(address - base)});
+  }
+  auto segments = static_cast<int64_t>(args.segments.size());
+  auto *ids = reinterpret_cast<int32_t *>(ids_);
+  auto *weights = reinterpret_cast<uint8_t *>(weights_);
+  auto *caches = reinterpret_cast<uint8_t *>(base);
+  auto *logits = reinterpret_cast<float *>(logits_);
+  MemRef<int32_t, 1> idsRef{ids, ids, 0, {n}, {1}};
+  MemRef<int64_t, 2> segmentsRef{
+      table.data(), table.data(), 0, {segments, 4}, {4, 1}};
+  MemRef<uint8_t, 1> weightsRef{
+      weights, weights, 0, {static_cast<int64_t>(weightsSize_)}, {1}};
+  MemRef<uint8_t, 1> cachesRef{
+      caches, caches, 0, {static_cast<int64_t>(end - base)}, {1}};
+  MemRef<float, 2> logitsRef{
+      logits, logits, 0, {n, args.vocab}, {args.vocab, 1}};
+  host_.stepFn()(&idsRef, &segmentsRef, &weightsRef, &cachesRef, &logitsRef);
   rethrowHookError();
   device_->copyToHost(args.logits, logits_, logitsBytes);
 }

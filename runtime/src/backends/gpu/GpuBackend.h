@@ -41,6 +41,8 @@ public:
   void uploadWeights(const uint8_t *data, uint64_t size) override;
   std::unique_ptr<DeviceBuffer> allocateCache(uint64_t bytes) override;
   void run(EntryPoint entry, const RunArgs &args) override;
+  bool hasStep() const override { return host_.stepFn() != nullptr; }
+  void runStep(const StepArgs &args) override;
   void synchronize() override;
   void *symbol(const std::string &name) const override {
     return host_.symbol(name);
