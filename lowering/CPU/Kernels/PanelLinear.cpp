@@ -531,8 +531,10 @@ using TileBody =
     llvm::function_ref<void(OpBuilder &, Location, ArrayRef<Value>)>;
 
 /// Every row of `tokens` through `emitTile`: whole tiles of `tile` rows share
-/// each weight load; the rest of the rows (all of decode) go one by one,
-/// each a single stream of the panel.
+/// each weight load; the rest of the rows go in at most one tile of each
+/// power of two below `tile` (5 rows: 4 + 1), so a batched decode step of a
+/// few sequences still streams each panel once per tile, not once per row.
+/// One row (a single sequence's decode) is a single stream of the panel.
 void forEachRowTile(OpBuilder &b, Location loc, Value tokens, int64_t tile,
                     TileBody emitTile) {
   Value fullTiles = arith::DivUIOp::create(b, loc, tokens, index(b, loc, tile));
@@ -546,10 +548,24 @@ void forEachRowTile(OpBuilder &b, Location loc, Value tokens, int64_t tile,
               arith::AddIOp::create(b, loc, start, index(b, loc, i)));
         emitTile(b, loc, rows);
       });
-  Value rest = arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
-  serialFor(b, loc, rest, tokens, [&](OpBuilder &b, Location loc, Value r) {
-    emitTile(b, loc, {r});
-  });
+  Value next = arith::MulIOp::create(b, loc, fullTiles, index(b, loc, tile));
+  for (int64_t size = int64_t(llvm::PowerOf2Ceil(uint64_t(tile))) / 2;
+       size >= 1; size /= 2) {
+    if (size >= tile)
+      continue;
+    Value left = arith::SubIOp::create(b, loc, tokens, next);
+    Value fits = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, left,
+                                       index(b, loc, size));
+    scf::IfOp::create(b, loc, fits, [&](OpBuilder &b, Location loc) {
+      SmallVector<Value> rows;
+      for (int64_t i = 0; i < size; ++i)
+        rows.push_back(arith::AddIOp::create(b, loc, next, index(b, loc, i)));
+      emitTile(b, loc, rows);
+      scf::YieldOp::create(b, loc);
+    });
+    Value advanced = arith::AddIOp::create(b, loc, next, index(b, loc, size));
+    next = arith::SelectOp::create(b, loc, fits, advanced, next);
+  }
 }
 
 /// W8A8: each token's input quantized as xfmr.quantize does it.

@@ -336,8 +336,9 @@ TEST_P(PanelLinearKernelTest, MatchesFloat64) {
   Buffer weightBuffer({2, (in + 1) / 2, 2 * panel}, 2);
   std::memcpy(weightBuffer.as<char>(), panels.data(), panels.size());
   Buffer biasBuffer = c.bias ? codesBuffer(*c.bias, {out}, bias) : Buffer();
-  // Decode, one 6-row tile and a remainder, and two tiles and a remainder.
-  for (int64_t tokens : {1, 7, 13}) {
+  // Decode, tiles of the remainder (3 = 2 + 1, 4), one 6-row tile and the rest
+  // (11 = 6 + 4 + 1), and two tiles and a remainder.
+  for (int64_t tokens : {1, 3, 4, 11, 13}) {
     std::vector<double> x = randomValues(tokens * in, -2, 2, 23 + tokens);
     Buffer input = f32Buffer({tokens, in}, x), output = f32Buffer({tokens, out});
     LinearOperands<Buffer *> operands{&input, &weightBuffer,
@@ -397,7 +398,7 @@ TEST_F(KernelTest, PanelLinearFP8) {
     Buffer scaleBuffer = f32Buffer({2, scaleCols}, s);
     // Decode (codes widened as read), then a panel converted once: two rows,
     // a tile and a remainder, two tiles and a remainder.
-    for (int64_t tokens : {1, 2, 7, 13}) {
+    for (int64_t tokens : {1, 2, 3, 4, 7, 11, 13}) {
       std::vector<double> x = randomValues(tokens * in, -2, 2, 33 + tokens);
       Buffer input = f32Buffer({tokens, in}, x),
              output = f32Buffer({tokens, out});
@@ -461,7 +462,7 @@ TEST_F(KernelTest, PanelLinearInt8) {
     config.int8Activations = true;
     auto kernel = harness().compile(config, cpu);
     ASSERT_TRUE(kernel);
-    for (int64_t tokens : {1, 2, 7, 13}) {
+    for (int64_t tokens : {1, 2, 3, 4, 7, 11, 13}) {
       std::vector<double> x = randomValues(tokens * in, -2, 2, 44 + tokens);
       for (int64_t k = 0; k < in; ++k)
         x[k] = 0; // the first token
