@@ -239,6 +239,21 @@ void Session::reset() {
   stats_.generations = generations;
 }
 
+void Session::truncate(int64_t position) {
+  if (position < 0 || position > position_)
+    throw Error("cannot keep " + std::to_string(position) +
+                " tokens: the cache holds " + std::to_string(position_));
+  const ModelConfig &model = artifact_->model();
+  if (model.kvWindow > 0 && position_ > model.kvWindow + model.kvSinks &&
+      position < position_)
+    throw Error("cannot keep the first " + std::to_string(position) +
+                " tokens: the evicting cache has wrapped past them");
+  // Entries past the position are stale, never read: attention reads the
+  // cache up to the position of the token it runs, and the next tokens
+  // overwrite them.
+  position_ = position;
+}
+
 Stats Session::stats() const {
   Stats s = stats_;
   s.weightsBytes = artifact_->weightsBytes();

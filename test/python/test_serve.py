@@ -354,3 +354,35 @@ def test_official_openai_client(server, chat_artifact, openai_modules):
     assert result["chat_streamed"] == result["chat_text"]
     assert result["models"] == ["model"]
     assert result["error_status"] == 400 and "outside the vocabulary" in result["error_message"]
+
+
+def test_prefix_cache_continues_a_kept_cache(chat_artifact):
+    """A finished sequence keeps its cache: a request whose prompt starts with that
+    sequence's prompt and output (the next turn of a chat) runs only the new tokens, and
+    still gets xfmr-run's ids. --no-prefix-cache runs every prompt in full."""
+    first = [128000, 40, 1093, 311, 1440, 264]
+    for flags, kept in (((), True), (("--no-prefix-cache",), False)):
+        s = Server(chat_artifact, "--max-sequences", 1, *flags)
+        try:
+            status, body = s.post("/v1/completions", {"prompt": first, "max_tokens": 5,
+                                                      "temperature": 0, "ignore_eos": True})
+            assert status == 200, body
+            reply = body["choices"][0]["token_ids"]
+            second = first + reply + [13, 578, 2768]
+            status, body = s.post("/v1/completions", {"prompt": second, "max_tokens": 6,
+                                                      "temperature": 0, "ignore_eos": True})
+            assert status == 200, body
+            assert body["choices"][0]["token_ids"] == run_ids(chat_artifact, second, 6)
+            # A prompt that shares only BOS continues from it.
+            other = [128000, 9906, 1917]
+            status, body = s.post("/v1/completions", {"prompt": other, "max_tokens": 4,
+                                                      "temperature": 0, "ignore_eos": True})
+            assert body["choices"][0]["token_ids"] == run_ids(chat_artifact, other, 4)
+            metrics = s.metrics()
+            # The first prompt and all but the last reply token were in the cache,
+            # then BOS.
+            expected = len(first) + len(reply) - 1 + 1 if kept else 0
+            assert metrics["xfmr_prefix_cache_tokens_total"] == expected
+            assert metrics["xfmr_prompt_tokens_total"] == len(first) + len(second) + len(other)
+        finally:
+            assert s.stop() == 0, "".join(s.log)

@@ -72,12 +72,12 @@ Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
   // should pay for it.
   for (int i = 0; i < options_.maxSequences; ++i) {
     freeSessions_.push_back(
-        std::make_unique<Session>(artifact_, options_.session));
+        {std::make_unique<Session>(artifact_, options_.session), {}});
     metrics_.sessions = ++sessionsMade_;
     metrics_.kvCacheBytes += artifact_->kvCacheBytes();
   }
-  freeSessions_.back()->prefill({0});
-  freeSessions_.back()->reset();
+  freeSessions_.back().session->prefill({0});
+  freeSessions_.back().session->reset();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -177,6 +177,41 @@ void Scheduler::finish(Sequence &sequence, FinishReason reason,
     ++metrics_.failed;
     break;
   }
+}
+
+size_t Scheduler::takeFreeSession(Sequence &sequence) {
+  // The free session whose cache shares the longest prefix with the prompt;
+  // at least the prompt's last token runs again, for its logits.
+  const std::vector<int32_t> &prompt = sequence.request.prompt;
+  size_t best = freeSessions_.size() - 1, bestShared = 0;
+  for (size_t i = 0; i < freeSessions_.size(); ++i) {
+    const std::vector<int32_t> &history = freeSessions_[i].history;
+    size_t limit = std::min(history.size(), prompt.size() - 1), shared = 0;
+    while (shared < limit && history[shared] == prompt[shared])
+      ++shared;
+    if (shared > bestShared) {
+      best = i;
+      bestShared = shared;
+    }
+  }
+  FreeSession free = std::move(freeSessions_[best]);
+  freeSessions_.erase(freeSessions_.begin() + std::ptrdiff_t(best));
+  sequence.session = std::move(free.session);
+  if (bestShared == 0) {
+    if (sequence.session->position() != 0)
+      sequence.session->reset();
+    return 0;
+  }
+  try {
+    sequence.session->truncate(int64_t(bestShared));
+  } catch (const Error &) {
+    // An evicting cache that wrapped: start over.
+    sequence.session->reset();
+    return 0;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  metrics_.prefixCacheTokens += int64_t(bestShared);
+  return bestShared;
 }
 
 bool Scheduler::emit(Sequence &sequence, const float *row) {
@@ -280,8 +315,7 @@ void Scheduler::loop() {
         continue;
       try {
         if (!freeSessions_.empty()) {
-          sequence->session = std::move(freeSessions_.back());
-          freeSessions_.pop_back();
+          sequence->prefilled = takeFreeSession(*sequence);
         } else {
           sequence->session =
               std::make_unique<Session>(artifact_, options_.session);
@@ -352,8 +386,23 @@ void Scheduler::loop() {
         continue;
       }
       if (sequence.session) {
-        sequence.session->reset();
-        freeSessions_.push_back(std::move(sequence.session));
+        // What the cache holds: the prompt and every generated token but
+        // the last (sampled, never fed back), unless the sequence ended
+        // before its prompt was in.
+        FreeSession free{std::move(sequence.session), {}};
+        const std::vector<int32_t> &prompt = sequence.request.prompt;
+        if (options_.prefixCache && sequence.prefilled >= prompt.size()) {
+          free.history = prompt;
+          if (!sequence.generated.empty())
+            free.history.insert(free.history.end(),
+                                sequence.generated.begin(),
+                                sequence.generated.end() - 1);
+        }
+        if (int64_t(free.history.size()) != free.session->position())
+          free.history.clear();
+        if (free.history.empty())
+          free.session->reset();
+        freeSessions_.push_back(std::move(free));
       }
       it = running.erase(it);
     }

@@ -12,7 +12,9 @@
 // Concurrent requests thus share the model fairly and stream at the same
 // pace. A sequence ends at its token budget, an end-of-sequence id, a stop
 // string or when its client goes away; its session is then free for the
-// next request.
+// next request, and keeps what its cache holds: a new request takes the free
+// session that shares the longest prefix with its prompt and runs only the
+// rest (prefix caching, e.g. the earlier turns of a chat).
 //
 //===----------------------------------------------------------------------===//
 
@@ -92,6 +94,8 @@ private:
 struct SchedulerMetrics {
   int64_t requests = 0, rejected = 0, finished = 0, cancelled = 0, failed = 0;
   int64_t promptTokens = 0, generatedTokens = 0;
+  /// Prompt tokens a finished sequence's cache already held (not run again).
+  int64_t prefixCacheTokens = 0;
   /// Gauges: requests waiting and running now, sessions allocated, KV-cache
   /// bytes those sessions hold.
   int64_t queued = 0, running = 0, sessions = 0;
@@ -109,6 +113,9 @@ struct SchedulerOptions {
   int maxQueue = 64;
   /// Prompt tokens run per step, over all new sequences (chunked prefill).
   int prefillChunk = 256;
+  /// Keep finished sequences' caches and continue the longest shared
+  /// prefix of a new prompt from them.
+  bool prefixCache = true;
   runtime::SessionOptions session;
 };
 
@@ -173,8 +180,18 @@ private:
   std::atomic<bool> draining_{false};
   SchedulerMetrics metrics_;
 
+  /// A session not in use and the tokens its cache holds (empty: reset).
+  struct FreeSession {
+    std::unique_ptr<runtime::Session> session;
+    std::vector<int32_t> history;
+  };
+  /// Gives `sequence` the free session whose cache shares the longest
+  /// prefix with its prompt, truncated to that prefix (prefix caching);
+  /// returns the prompt tokens it holds.
+  size_t takeFreeSession(Sequence &sequence);
+
   /// Sessions not in use (the scheduler thread's own).
-  std::vector<std::unique_ptr<runtime::Session>> freeSessions_;
+  std::vector<FreeSession> freeSessions_;
   int64_t sessionsMade_ = 0;
   std::thread thread_;
 };

@@ -27,6 +27,8 @@ const char xfmr::serve::kUsage[] =
     "  --prefill-chunk N     prompt tokens per step, over all new\n"
     "                        sequences; the rest of a prompt runs in later\n"
     "                        steps, beside the others' tokens (default 256)\n"
+    "  --no-prefix-cache     zero a finished sequence's cache instead of\n"
+    "                        keeping it for a prompt that starts the same way\n"
     "  -t, --threads N       threads for the model code (default: all cores)\n"
     "  --api-key KEY         require \"Authorization: Bearer KEY\" on /v1/\n"
     "                        requests (default: the XFMR_API_KEY environment\n"
@@ -82,6 +84,8 @@ xfmr::serve::parseServeOptions(const std::vector<std::string> &args) {
       opts.port = integer(arg, value(), 0, 65535);
     } else if (arg == "--max-sequences") {
       opts.maxSequences = integer(arg, value(), 1, 4096);
+    } else if (arg == "--no-prefix-cache") {
+      opts.prefixCache = false;
     } else if (arg == "--prefill-chunk") {
       opts.prefillChunk = integer(arg, value(), 1, 1 << 20);
     } else if (arg == "--max-queue") {

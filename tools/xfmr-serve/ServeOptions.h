@@ -31,6 +31,7 @@ struct ServeOptions {
   int maxSequences = 4;
   int maxQueue = 64;
   int prefillChunk = 256;
+  bool prefixCache = true;
   /// Threads for the model code; 0: all cores.
   int threads = 0;
   /// The name clients use for the model (default: the artifact's file name

@@ -88,6 +88,10 @@ std::string metricsText(const SchedulerMetrics &m, const ModelContext &model) {
          "Generations ended by an error.", double(m.failed));
   metric("xfmr_prompt_tokens_total", "counter", "Prompt tokens accepted.",
          double(m.promptTokens));
+  metric("xfmr_prefix_cache_tokens_total", "counter",
+         "Prompt tokens a kept cache already held (not run again); over "
+         "xfmr_prompt_tokens_total: the prefix cache's hit rate.",
+         double(m.prefixCacheTokens));
   metric("xfmr_generated_tokens_total", "counter", "Tokens generated.",
          double(m.generatedTokens));
   metric("xfmr_queue_length", "gauge", "Requests waiting for a free sequence.",
@@ -259,6 +263,7 @@ int main(int argc, char **argv) {
   schedulerOptions.maxSequences = opts.maxSequences;
   schedulerOptions.maxQueue = opts.maxQueue;
   schedulerOptions.prefillChunk = opts.prefillChunk;
+  schedulerOptions.prefixCache = opts.prefixCache;
   schedulerOptions.session.threads = opts.threads;
   std::fprintf(stderr,
                "xfmr-serve: allocating %d sequences (a KV cache of %.1f MiB "

@@ -282,7 +282,14 @@ TEST(ServeOptionsTest, ParsesAndRefuses) {
   EXPECT_EQ(opts.maxSequences, 16);
   EXPECT_EQ(opts.maxQueue, 0);
   EXPECT_FALSE(opts.open.verifyChecksums);
+  EXPECT_EQ(opts.prefillChunk, 256);
+  EXPECT_TRUE(opts.prefixCache);
+  opts = parseServeOptions(
+      {"m.xfmr", "--prefill-chunk", "32", "--no-prefix-cache"});
+  EXPECT_EQ(opts.prefillChunk, 32);
+  EXPECT_FALSE(opts.prefixCache);
   for (std::vector<std::string> bad : {std::vector<std::string>{},
+                                       {"m.xfmr", "--prefill-chunk", "0"},
                                        {"m.xfmr", "--port", "65536"},
                                        {"m.xfmr", "--max-sequences", "0"},
                                        {"m.xfmr", "--bogus"},

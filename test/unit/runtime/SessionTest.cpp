@@ -291,6 +291,21 @@ TEST_F(SessionTest, StepEqualsEachSessionAlone) {
   EXPECT_EQ(b.decode(9), fixtureLogits(fixture.bias, {2, 7, 1, 9}));
 }
 
+// A truncated session continues its kept prefix as if the rest never ran.
+TEST_F(SessionTest, TruncateKeepsAPrefix) {
+  Session s(artifact);
+  s.prefill({3, 1, 4, 1, 5});
+  s.truncate(3);
+  EXPECT_EQ(s.position(), 3);
+  EXPECT_EQ(s.decode(9), fixtureLogits(fixture.bias, {3, 1, 4, 9}));
+  EXPECT_EQ(errorOf([&] { s.truncate(5); }),
+            "cannot keep 5 tokens: the cache holds 4");
+  EXPECT_EQ(errorOf([&] { s.truncate(-1); }),
+            "cannot keep -1 tokens: the cache holds 4");
+  s.truncate(0);
+  EXPECT_EQ(s.decode(2), fixtureLogits(fixture.bias, {2}));
+}
+
 TEST_F(SessionTest, StepChecksEverythingFirst) {
   Session a(artifact), b(artifact);
   auto other = Artifact::open(file("model.xfmr"));

@@ -125,6 +125,12 @@ public:
   /// the prefill/decode counters of stats() start over (expert counts and
   /// the generation count do not).
   void reset();
+  /// Keeps the first `position` tokens in the cache and forgets the rest, so
+  /// that a new input continues that prefix without running it again (a
+  /// server's prefix cache). Throws `Error` for a position outside [0,
+  /// position()], or when an evicting cache has wrapped (its ring no longer
+  /// holds the prefix in place).
+  void truncate(int64_t position);
   /// Tokens currently in the cache.
   int64_t position() const { return position_; }
   const Artifact &artifact() const { return *artifact_; }
