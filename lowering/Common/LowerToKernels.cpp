@@ -8,10 +8,11 @@
 // tensor-level function is replaced. All of this is target-neutral; the
 // module's target (KernelTarget.h) materializes and launches the kernels.
 //
-// The decode function is also lowered a second time into the `step` entry,
-// which runs several sequences at once: its ids are the tokens of
-// consecutive segments, one per sequence, each with its own start position
-// and its own cache (see emitStep). Ops that only look at their own row
+// The decode function is also lowered a second time into the batched
+// `batch_step` entry (kind "step"), which runs several sequences at once: its
+// ids are the tokens of consecutive segments, one per sequence, each with its
+// own start position and its own cache (the ABI is above
+// ScheduleEmitter::emit). Ops that only look at their own row
 // (embedding, norms, linears, MoE, the LM head) run once over every token,
 // so the weights are read once per step; RoPE, cache writes and attention
 // run per segment with the same kernels as prefill. prefill and decode are
@@ -80,8 +81,8 @@ public:
   ScheduleEmitter(KernelTarget &target, MemoryPlanAttr plan, bool precise)
       : target(target), plan(plan), precise(precise) {}
 
-  /// Replaces nothing: adds the schedule of `old` as `name`. With `step` it
-  /// is the step entry (several sequences, see emitStep's ABI).
+  /// Adds the schedule of `old` as `name` (the caller erases `old`). With
+  /// `step` it is the batched entry (several sequences; ABI at emit()).
   LogicalResult emit(func::FuncOp old, StringRef name, bool step);
 
 private:
