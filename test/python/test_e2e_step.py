@@ -89,12 +89,18 @@ CASES = {
     "llama-bf16-weights": ("llama", {"dtype": "bf16"}, {}),
     "llama-int8": ("llama", {"dtype": "bf16"}, {"quantize": "int8"}),
     "llama-fp8": ("llama", {"dtype": "bf16"}, {"quantize": "fp8"}),
+    "mistral": ("mistral", {}, {}),
+    "qwen2": ("qwen2", {}, {}),
     "mixtral": ("mixtral", {}, {}),
+    "mixtral-int8": ("mixtral", {"dtype": "bf16"}, {"quantize": "int8"}),
     "deepseek-v3-expanded": ("deepseek_v3", {}, {}),
     "deepseek-v3-latent": ("deepseek_v3", {}, {"mla_cache": "latent"}),
     "deepseek-v3-latent-fp8": ("deepseek_v3", {}, {"mla_cache": "latent", "kv_cache": "fp8"}),
     "deepseek-v3-latent-int8": ("deepseek_v3", {}, {"mla_cache": "latent",
                                                     "kv_cache": "int8"}),
+    "deepseek-v3-folded": ("deepseek_v3", {}, {"mla_cache": "latent",
+                                               "mla_absorb": "compile-time"}),
+    "deepseek-v3-fp8": ("deepseek_v3", {"dtype": "fp8"}, {}),
 }
 
 
