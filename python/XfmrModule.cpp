@@ -395,14 +395,12 @@ stepSessions(const std::vector<std::shared_ptr<PySession>> &sessions,
                   "session");
   std::vector<runtime::StepInput> inputs;
   std::vector<PySession *> order;
-  size_t total = 0;
   for (size_t i = 0; i < sessions.size(); ++i) {
     if (!sessions[i])
       throw Failure(ErrorKind::InvalidArgument,
                     "step input " + std::to_string(i) + " has no session");
     inputs.push_back({sessions[i]->session.get(), ids[i]});
     order.push_back(sessions[i].get());
-    total += ids[i].size();
   }
   std::sort(order.begin(), order.end());
   order.erase(std::unique(order.begin(), order.end()), order.end());
@@ -425,7 +423,7 @@ stepSessions(const std::vector<std::shared_ptr<PySession>> &sessions,
                     e.what());
     }
   }
-  return toArray(std::move(logits), {static_cast<py::ssize_t>(total),
+  return toArray(std::move(logits), {static_cast<py::ssize_t>(sessions.size()),
                                      static_cast<py::ssize_t>(
                                          sessions[0]->artifact->vocabSize())});
 }

@@ -89,7 +89,14 @@ private:
   // Buffers.
   /// A buffer of `tokens` rows of `trailing` elements: a view of a raw byte
   /// allocation, so that rows of it can be viewed (rows()).
-  Value alloc(ArrayRef<int64_t> trailing, Type element = {});
+  Value alloc(ArrayRef<int64_t> trailing, Type element = {}) {
+    return allocRows(tokens, trailing, element);
+  }
+  /// The same with `count` rows.
+  Value allocRows(Value count, ArrayRef<int64_t> trailing, Type element = {});
+  /// Step entry: the last row of each segment of `buffer` ([tokens, ...]),
+  /// gathered into a new buffer of one row per segment.
+  FailureOr<Value> lastRows(Value buffer, Operation *op);
   /// Records that `value` lives in `buffer`; `owned` buffers were allocated
   /// by the schedule and are freed after the last reader of their value (or
   /// of views of it).
@@ -180,19 +187,50 @@ static int64_t rowBytes(MemRefType type) {
   return elements * int64_t(type.getElementTypeBitWidth() / 8);
 }
 
-Value ScheduleEmitter::alloc(ArrayRef<int64_t> trailing, Type element) {
+Value ScheduleEmitter::allocRows(Value count, ArrayRef<int64_t> trailing,
+                                 Type element) {
   SmallVector<int64_t> shape{ShapedType::kDynamic};
   shape.append(trailing.begin(), trailing.end());
   auto type = MemRefType::get(shape, element ? element : b->getF32Type());
-  Value bytes =
-      arith::MulIOp::create(*b, loc, tokens, constant(rowBytes(type)));
+  Value bytes = arith::MulIOp::create(*b, loc, count, constant(rowBytes(type)));
   Value raw = target.allocate(
       *b, loc, MemRefType::get({ShapedType::kDynamic}, b->getI8Type()),
       ValueRange{bytes});
   Value view = memref::ViewOp::create(*b, loc, type, raw, constant(0),
-                                      ValueRange{tokens});
+                                      ValueRange{count});
   rawOf[view] = raw;
   return view;
+}
+
+FailureOr<Value> ScheduleEmitter::lastRows(Value buffer, Operation *op) {
+  auto type = cast<MemRefType>(buffer.getType());
+  Value count = memref::DimOp::create(*b, loc, segments, 0);
+  Value out = allocRows(count, type.getShape().drop_front());
+  Value zero = constant(0);
+  Value one = constant(1);
+  auto loop = scf::ForOp::create(*b, loc, zero, count, one);
+  OpBuilder::InsertionGuard guard(*b);
+  b->setInsertionPoint(loop.getBody()->getTerminator());
+  Value s = loop.getInductionVar();
+  auto field = [&](int64_t i) -> Value {
+    Value v =
+        memref::LoadOp::create(*b, loc, segments, ValueRange{s, constant(i)});
+    return arith::IndexCastOp::create(*b, loc, b->getIndexType(), v);
+  };
+  Value first = field(0);
+  Value rowsInSegment = field(1);
+  Value end = arith::AddIOp::create(*b, loc, first, rowsInSegment);
+  Value last = arith::SubIOp::create(*b, loc, end, one);
+  Segment source{last, one, Value(), Value()};
+  Segment destination{s, one, Value(), Value()};
+  Value from = rows(buffer, source, op);
+  Value to = rows(out, destination, op);
+  if (!from || !to)
+    return failure();
+  if (failed(launch(ElementwiseKernel{Elementwise::Copy},
+                    {flat(from), Value(), flat(to)})))
+    return failure();
+  return out;
 }
 
 Value ScheduleEmitter::rows(Value buffer, const Segment &segment,
@@ -375,9 +413,11 @@ ScheduleEmitter::appendLatent(Value cache, Value newCache, Value latent,
 LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   auto outOrLogits = [&](Value result, ArrayRef<int64_t> trailing) {
     // The op producing the returned logits writes straight into the
-    // caller's buffer.
-    Value buffer = result == logitsValue ? logitsOut : alloc(trailing);
-    bind(result, buffer, result != logitsValue);
+    // caller's buffer (in the step entry, which returns one row per
+    // sequence, only a linear, run on the rows that need logits).
+    bool direct = result == logitsValue && (!segments || isa<LinearOp>(op));
+    Value buffer = direct ? logitsOut : alloc(trailing);
+    bind(result, buffer, !direct);
     return buffer;
   };
   auto dims = [](Value v) {
@@ -437,6 +477,16 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     }
     LinearOperands<Value> operands;
     operands.input = buffer(lin.getInput());
+    // The step entry's logits: only each sequence's last row runs the
+    // linear (the LM head of a prompt chunk would otherwise run on every
+    // token of it).
+    Value gathered;
+    if (segments && lin.getResult() == logitsValue) {
+      FailureOr<Value> last = lastRows(operands.input, op);
+      if (failed(last))
+        return failure();
+      gathered = operands.input = *last;
+    }
     operands.weight = buffer(lin.getWeight());
     if (Value bias = lin.getBias()) {
       kernel.bias = weightFormatOf(
@@ -446,7 +496,11 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     if (Value scale = lin.getScale())
       operands.scale = buffer(scale);
     operands.output = outOrLogits(lin.getResult(), {w.getDimSize(0)});
-    return launch(kernel, operands);
+    if (failed(launch(kernel, operands)))
+      return failure();
+    if (gathered)
+      release(gathered);
+    return success();
   }
   if (isa<AddOp, MulOp, SwiGLUOp, SiluOp, GeluOp>(op)) {
     Elementwise kind =
@@ -829,7 +883,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
 /// where segment s = [first row, rows, start position, cache offset]: ids
 /// [first row, first row + rows) are sequence s's tokens at positions
 /// start..., and its cache blob starts `cache offset` bytes into `caches`.
-/// Segments cover the ids in order, without gaps.
+/// Segments cover the ids in order, without gaps. logits has one row per
+/// segment: the logits of its last token.
 LogicalResult ScheduleEmitter::emit(func::FuncOp old, StringRef name,
                                     bool step) {
   MLIRContext *context = old.getContext();
@@ -904,6 +959,10 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old, StringRef name,
         if (Value root = rootOf.lookup(quantize.getInput()))
           lastRead[root] = int64_t(i);
   }
+  // Logits that are not written in place are copied out after every op:
+  // their storage lives until the end.
+  if (Value root = rootOf.lookup(logitsValue))
+    lastRead[root] = int64_t(ops.size());
 
   for (auto [i, op] : llvm::enumerate(ops)) {
     loc = op->getLoc();
@@ -920,10 +979,20 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old, StringRef name,
   if (!buffers.count(logitsValue))
     return old.emitOpError("returns logits that no op produced");
   if (buffer(logitsValue) != logitsOut) {
-    // The logits came from an op that could not write in place: copy.
+    // The logits came from an op that could not write in place: copy (the
+    // step entry's last row of each sequence).
+    Value logits = buffer(logitsValue);
+    if (segments) {
+      FailureOr<Value> last = lastRows(logits, old);
+      if (failed(last))
+        return failure();
+      logits = *last;
+    }
     if (failed(launch(ElementwiseKernel{Elementwise::Copy},
-                      {flat(buffer(logitsValue)), Value(), flat(logitsOut)})))
+                      {flat(logits), Value(), flat(logitsOut)})))
       return failure();
+    if (segments)
+      release(logits);
   }
   for (auto &[value, owned] : ownedBuffers)
     if (owned)

@@ -251,11 +251,11 @@ class Session:
         """Runs several sessions of one artifact in one call: `inputs` is a sequence of
         (session, ids) pairs, each as `prefill(ids)` would run them (one id: a decode
         step), but with the weights read once for all (the artifact's batched `step`
-        entry). Returns the logits of all ids, float32 [total ids, vocab_size], in input
-        order. Raises `xfmr.InvalidArgumentError` before any compute for no inputs, a
+        entry). Returns the logits of each pair's last id, float32 [len(inputs),
+        vocab_size], in input order (the LM head runs on those rows only). Raises `xfmr.InvalidArgumentError` before any compute for no inputs, a
         repeated session, sessions of different artifacts, or ids `prefill` would reject.
 
-            rows = xfmr.Session.step([(a, [next_a]), (b, [next_b])])   # rows[0]: a's logits
+            rows = xfmr.Session.step([(a, [next_a]), (b, prompt_b)])   # rows[1]: b's last
         """
         inputs = list(inputs)
         if not inputs:

@@ -203,14 +203,8 @@ xfmr_status xfmr_sequences_step(xfmr_sequence *const *sequences,
     before.push_back(input.session->position());
   try {
     std::vector<float> all = Session::step(inputs);
-    if (logits) {
-      size_t vocab = size_t(sequences[0]->vocab), row = 0;
-      for (size_t i = 0; i < n; ++i) {
-        row += counts[i];
-        std::memcpy(logits + i * vocab, all.data() + (row - 1) * vocab,
-                    vocab * sizeof(float));
-      }
-    }
+    if (logits)
+      std::memcpy(logits, all.data(), all.size() * sizeof(float));
     return XFMR_OK;
   } catch (const std::bad_alloc &) {
     return fail(XFMR_OUT_OF_MEMORY, std::string(name) + ": out of memory");

@@ -144,15 +144,16 @@ std::vector<float> Session::step(const std::vector<StepInput> &inputs) {
   size_t total = 0;
   for (const StepInput &input : inputs)
     total += input.ids.size();
-  std::vector<float> logits(total * vocab);
+  std::vector<float> logits(inputs.size() * vocab);
   Backend &backend = artifact->backend();
   if (!backend.hasStep()) {
-    size_t row = 0;
-    for (const StepInput &input : inputs) {
-      Session &session = *input.session;
-      session.run(input.ids.size() == 1, input.ids.data(), input.ids.size(),
-                  logits.data() + row * vocab);
-      row += input.ids.size();
+    std::vector<float> rows;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const StepInput &input = inputs[i];
+      rows.resize(input.ids.size() * vocab);
+      input.session->run(input.ids.size() == 1, input.ids.data(),
+                         input.ids.size(), rows.data());
+      std::copy(rows.end() - vocab, rows.end(), logits.begin() + i * vocab);
     }
     return logits;
   }

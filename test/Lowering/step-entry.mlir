@@ -1,5 +1,5 @@
-// RUN: xfmr-opt %s --xfmr-plan-memory --xfmr-lower-to-kernels | FileCheck %s
-// RUN: xfmr-opt %s --xfmr-plan-memory --xfmr-lower-to-kernels=step=false | FileCheck %s --check-prefix=NOSTEP
+// RUN: xfmr-opt %s --split-input-file --xfmr-plan-memory --xfmr-lower-to-kernels | FileCheck %s
+// RUN: xfmr-opt %s --split-input-file --xfmr-plan-memory --xfmr-lower-to-kernels=step=false | FileCheck %s --check-prefix=NOSTEP
 
 !cache = !xfmr.kv_cache<bf16, capacity = 16, heads = 1, key_dim = 8, value_dim = 8>
 
@@ -42,7 +42,16 @@
 // CHECK: call @xfmr_cache_write_16x1x8x8_bf16({{.*}}%[[CACHE]]
 // CHECK: call @xfmr_attend_16x1x1x8x8_{{.+}}({{.*}}%[[CACHE]]
 // CHECK: }
-// CHECK: call @xfmr_linear_32x8_f32({{.*}}%[[LOGITS]])
+// The LM head runs on each segment's last row only: gathered by a copy per
+// segment, then one logits row per sequence.
+// CHECK: %[[NSEG:.+]] = memref.dim %[[SEG]], %c0
+// CHECK: %[[LASTRAW:.+]] = memref.alloc
+// CHECK: %[[LAST:.+]] = memref.view %[[LASTRAW]]{{.*}}[%[[NSEG]]] : memref<?xi8> to memref<?x8xf32>
+// CHECK: scf.for
+// CHECK: call @xfmr_elementwise_copy
+// CHECK: }
+// CHECK: call @xfmr_linear_32x8_f32(%[[LAST]], %{{.+}}, %[[LOGITS]])
+// CHECK: memref.dealloc %[[LASTRAW]]
 // CHECK: return
 // NOSTEP-NOT: func.func @batch_step
 func.func @decode(%ids: tensor<?xi32>, %start: index, %c: !cache) -> (tensor<?x32xf32>, !cache)
@@ -58,4 +67,30 @@ func.func @decode(%ids: tensor<?xi32>, %start: index, %c: !cache) -> (tensor<?x3
   %om = xfmr.merge_heads %o : tensor<?x1x8xf32> -> tensor<?x8xf32>
   %logits = xfmr.linear %om, %emb : tensor<?x8xf32>, tensor<32x8xf32> -> tensor<?x32xf32>
   return %logits, %c1 : tensor<?x32xf32>, !cache
+}
+
+// -----
+
+// Logits that are not a linear's output are computed for every row, then the
+// last row of each segment is copied out.
+// CHECK-LABEL: func.func @batch_step
+// CHECK-SAME: %[[LOGITS:[a-z0-9_]+]]: memref<?x32xf32>)
+// CHECK: call @xfmr_linear_32x8_f32
+// CHECK: %[[SUMRAW:.+]] = memref.alloc
+// CHECK: call @xfmr_elementwise_add
+// CHECK-NOT: memref.dealloc %[[SUMRAW]]
+// CHECK: scf.for
+// CHECK: call @xfmr_elementwise_copy
+// CHECK: }
+// CHECK: call @xfmr_elementwise_copy(%{{.+}}, %{{.+}})
+// CHECK: memref.dealloc %[[SUMRAW]]
+// CHECK-NEXT: return
+!cache2 = !xfmr.kv_cache<f32, capacity = 16, heads = 1, key_dim = 8, value_dim = 8>
+func.func @decode(%ids: tensor<?xi32>, %start: index, %c: !cache2) -> (tensor<?x32xf32>, !cache2)
+    attributes {xfmr.entry = "decode"} {
+  %emb = xfmr.weight "embed" : tensor<32x8xf32>
+  %h = xfmr.embedding %emb[%ids] : tensor<32x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
+  %logits = xfmr.linear %h, %emb : tensor<?x8xf32>, tensor<32x8xf32> -> tensor<?x32xf32>
+  %twice = xfmr.add %logits, %logits : tensor<?x32xf32>
+  return %twice, %c : tensor<?x32xf32>, !cache2
 }

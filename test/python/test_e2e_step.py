@@ -1,5 +1,6 @@
 """Batched steps (the artifact's `step` entry, `xfmr.Session.step`): several sequences in
-one call compute what each computes alone, for every architecture and cache format.
+one call compute what each computes alone, for every architecture and cache format. A step
+returns one logits row per sequence (its last id's), compared with the same rows alone.
 
 Each case runs three sequences of different prompt lengths two ways: alone (prefill, then
 greedy decode one session at a time) and together (the prompts as segments of one step,
@@ -19,9 +20,10 @@ STEPS = 6
 
 
 def alone(artifact, prompt, steps):
-    """Logit rows of `prompt` then of `steps` greedy tokens, one session on its own."""
+    """The logits of `prompt`'s last id, then of `steps` greedy tokens: one session on its
+    own (prefill, then decode)."""
     session = artifact.session()
-    rows = list(session.prefill(prompt))
+    rows = [session.prefill(prompt)[-1]]
     ids = []
     for _ in range(steps):
         ids.append(int(rows[-1].argmax()))
@@ -30,17 +32,15 @@ def alone(artifact, prompt, steps):
 
 
 def together(artifact, prompts, late_prompt, steps):
-    """The same through steps: all prompts in the first step, then one token each per step;
-    `late_prompt` arrives at step 2 and is prefilled beside the others' tokens."""
+    """The same through steps (one logits row per sequence and step): all prompts in the
+    first step, then one token each per step; `late_prompt` arrives at step 2 and is
+    prefilled beside the others' tokens."""
     sessions = [artifact.session() for _ in prompts]
     late = artifact.session()
-    rows = [[] for _ in prompts]
-    late_rows = []
     out = xfmr.Session.step(list(zip(sessions, prompts)))
-    begin = 0
-    for i, prompt in enumerate(prompts):
-        rows[i] += list(out[begin:begin + len(prompt)])
-        begin += len(prompt)
+    assert out.shape == (len(prompts), artifact.vocab_size)
+    rows = [[row] for row in out]
+    late_rows = []
     ids = [[] for _ in prompts]
     late_ids = []
     for step in range(steps):
@@ -54,14 +54,11 @@ def together(artifact, prompts, late_prompt, steps):
             late_ids.append(int(late_rows[-1].argmax()))
             inputs.append((late, [late_ids[-1]]))
         out = xfmr.Session.step(inputs)
-        begin = 0
-        for session, input_ids in inputs:
-            chunk = list(out[begin:begin + len(input_ids)])
-            begin += len(input_ids)
+        for (session, _), row in zip(inputs, out):
             if session is late:
-                late_rows += chunk
+                late_rows.append(row)
             else:
-                rows[sessions.index(session)] += chunk
+                rows[sessions.index(session)].append(row)
     for i, session in enumerate(sessions):
         assert session.position == len(prompts[i]) + steps
         # One id counts as a decode token, several as prefill.

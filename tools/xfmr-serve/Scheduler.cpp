@@ -356,18 +356,16 @@ void Scheduler::loop() {
       try {
         std::vector<float> logits = Session::step(inputs);
         int64_t vocab = artifact_->vocabSize();
-        size_t row = 0;
         for (size_t i = 0; i < stepped.size(); ++i) {
           Sequence &sequence = *stepped[i];
           size_t count = inputs[i].ids.size();
-          row += count;
           bool prompt = sequence.prefilled < sequence.request.prompt.size();
           if (prompt)
             sequence.prefilled += count;
           // A prompt's chunks sample nothing until its last one.
           if (prompt && sequence.prefilled < sequence.request.prompt.size())
             continue;
-          if (!emit(sequence, logits.data() + (row - 1) * size_t(vocab)))
+          if (!emit(sequence, logits.data() + i * size_t(vocab)))
             sequence.generation.reset();
         }
       } catch (const std::exception &error) {

@@ -53,12 +53,13 @@ void _mlir_ciface_decode(MemRefI32 *ids, int64_t start, MemRefU8 *weights,
 }
 
 /// The batched entry: each segment as prefill/decode would run it, on its
-/// own cache inside `caches`.
+/// own cache inside `caches`; logits gets each segment's last row.
 void _mlir_ciface_batch_step(MemRefI32 *ids,
                              xfmr::artifact::MemRef<int64_t, 2> *segments,
                              MemRefU8 *weights, MemRefU8 *caches,
                              MemRefF32x2 *logits) {
   int64_t vocab = logits->sizes[1];
+  float rows[kFixtureContext * kFixtureVocab];
   for (int64_t s = 0; s < segments->sizes[0]; ++s) {
     const int64_t *row = segments->aligned + segments->offset + s * 4;
     int64_t first = row[0], count = row[1], start = row[2], offset = row[3];
@@ -71,10 +72,15 @@ void _mlir_ciface_batch_step(MemRefI32 *ids,
     MemRefU8 cache = *caches;
     cache.offset += valid ? offset : 0;
     cache.sizes[0] = kFixtureContext * 4;
-    MemRefF32x2 out = *logits;
-    out.offset += valid ? first * vocab : 0;
-    out.sizes[0] = valid ? count : 0;
+    valid = valid && count <= kFixtureContext && vocab == kFixtureVocab &&
+            logits->sizes[0] == segments->sizes[0];
+    MemRefF32x2 out = {rows, rows, 0, {valid ? count : 0, vocab}, {vocab, 1}};
     run(&segmentIds, start, weights, &cache, &out, 0);
+    if (s >= logits->sizes[0])
+      continue; // a broken descriptor: nothing to write into
+    float *last = logits->aligned + logits->offset + s * vocab;
+    for (int64_t v = 0; v < vocab; ++v)
+      last[v] = valid ? rows[(count - 1) * vocab + v] : NAN;
   }
 }
 

@@ -88,7 +88,7 @@ struct StepArgs {
   const int32_t *ids = nullptr;
   int64_t count = 0;
   std::vector<StepSegment> segments;
-  /// [count, vocab], written.
+  /// [segments, vocab], written: the logits of each segment's last id.
   float *logits = nullptr;
   int64_t vocab = 0;
   int threads = 0;

@@ -104,7 +104,8 @@ public:
   /// its session's position, as prefill/decode would, but with the weights
   /// read once for all of them (the artifact's step entry; artifacts
   /// without one run the inputs one after another). Returns the logits of
-  /// every input's ids, row-major [total ids, vocab], in input order. Throws
+  /// each input's last id, row-major [inputs, vocab] (the LM head runs on
+  /// those rows only, which is what sampling needs). Throws
   /// `Error` before any compute for no inputs, a null or repeated session,
   /// sessions of different artifacts, or what prefill would reject. Each
   /// session counts its ids as decode (one id) or prefill (several), timed

@@ -182,7 +182,7 @@ void CpuBackend::runStep(const StepArgs &args) {
       weights, weights, 0, {static_cast<int64_t>(weightsSize_)}, {1}};
   MemRef<uint8_t, 1> cachesRef{base, base, 0, {end - base}, {1}};
   MemRef<float, 2> logitsRef{
-      args.logits, args.logits, 0, {args.count, args.vocab}, {args.vocab, 1}};
+      args.logits, args.logits, 0, {n, args.vocab}, {args.vocab, 1}};
   if (args.threads > 0)
     applyThreads(args.threads);
   step_(&idsRef, &segmentsRef, &weightsRef, &cachesRef, &logitsRef);

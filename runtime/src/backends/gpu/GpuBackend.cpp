@@ -302,8 +302,9 @@ void GpuBackend::runStep(const StepArgs &args) {
     Backend::runStep(args);
   int64_t n = args.count;
   uint64_t idsBytes = static_cast<uint64_t>(n) * sizeof(int32_t);
+  auto segments = static_cast<int64_t>(args.segments.size());
   uint64_t logitsBytes =
-      static_cast<uint64_t>(n) * static_cast<uint64_t>(args.vocab) * 4;
+      static_cast<uint64_t>(segments) * static_cast<uint64_t>(args.vocab) * 4;
   ensureBuffer(*device_, ids_, idsBytes_, idsBytes);
   ensureBuffer(*device_, logits_, logitsBytes_, logitsBytes);
   device_->copyToDevice(ids_, args.ids, idsBytes);
@@ -324,7 +325,6 @@ void GpuBackend::runStep(const StepArgs &args) {
     table.insert(table.end(), {segment.firstRow, segment.count, segment.start,
                                static_cast<int64_t>(address - base)});
   }
-  auto segments = static_cast<int64_t>(args.segments.size());
   auto *ids = reinterpret_cast<int32_t *>(ids_);
   auto *weights = reinterpret_cast<uint8_t *>(weights_);
   auto *caches = reinterpret_cast<uint8_t *>(base);
