@@ -67,6 +67,8 @@ struct Segment {
   /// Where its cache blob starts in the entry's cache buffer (bytes, index);
   /// null: at 0.
   Value cacheOffset;
+  /// Which segment it is (index); null for the whole call.
+  Value index;
 };
 
 /// Views of one cache value's storage: the cache (or latent), its 8-bit
@@ -206,29 +208,18 @@ FailureOr<Value> ScheduleEmitter::lastRows(Value buffer, Operation *op) {
   auto type = cast<MemRefType>(buffer.getType());
   Value count = memref::DimOp::create(*b, loc, segments, 0);
   Value out = allocRows(count, type.getShape().drop_front());
-  Value zero = constant(0);
-  Value one = constant(1);
-  auto loop = scf::ForOp::create(*b, loc, zero, count, one);
-  OpBuilder::InsertionGuard guard(*b);
-  b->setInsertionPoint(loop.getBody()->getTerminator());
-  Value s = loop.getInductionVar();
-  auto field = [&](int64_t i) -> Value {
-    Value v =
-        memref::LoadOp::create(*b, loc, segments, ValueRange{s, constant(i)});
-    return arith::IndexCastOp::create(*b, loc, b->getIndexType(), v);
-  };
-  Value first = field(0);
-  Value rowsInSegment = field(1);
-  Value end = arith::AddIOp::create(*b, loc, first, rowsInSegment);
-  Value last = arith::SubIOp::create(*b, loc, end, one);
-  Segment source{last, one, Value(), Value()};
-  Segment destination{s, one, Value(), Value()};
-  Value from = rows(buffer, source, op);
-  Value to = rows(out, destination, op);
-  if (!from || !to)
-    return failure();
-  if (failed(launch(ElementwiseKernel{Elementwise::Copy},
-                    {flat(from), Value(), flat(to)})))
+  if (failed(perSegment([&](const Segment &segment) -> LogicalResult {
+        Value one = constant(1);
+        Value end =
+            arith::AddIOp::create(*b, loc, segment.firstRow, segment.rows);
+        Value last = arith::SubIOp::create(*b, loc, end, one);
+        Value from = rows(buffer, Segment{last, one, {}, {}, {}}, op);
+        Value to = rows(out, Segment{segment.index, one, {}, {}, {}}, op);
+        if (!from || !to)
+          return failure();
+        return launch(ElementwiseKernel{Elementwise::Copy},
+                      {flat(from), Value(), flat(to)});
+      })))
     return failure();
   return out;
 }
@@ -253,7 +244,7 @@ Value ScheduleEmitter::rows(Value buffer, const Segment &segment,
 LogicalResult ScheduleEmitter::perSegment(
     llvm::function_ref<LogicalResult(const Segment &)> body) {
   if (!segments)
-    return body(Segment{Value(), tokens, start, Value()});
+    return body(Segment{Value(), tokens, start, Value(), Value()});
   Value count = memref::DimOp::create(*b, loc, segments, 0);
   Value zero = constant(0);
   Value one = constant(1);
@@ -271,6 +262,7 @@ LogicalResult ScheduleEmitter::perSegment(
   segment.rows = field(1);
   segment.start = field(2);
   segment.cacheOffset = field(3);
+  segment.index = s;
   return body(segment);
 }
 
