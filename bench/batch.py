@@ -30,9 +30,8 @@ import xfmr  # noqa: E402
 def measure(artifact, batch, prompt, tokens, threads):
     sessions = [xfmr.Session(artifact, threads=threads) for _ in range(batch)]
     prompts = [[(7 * i + 13 * b + 3) % 500 for i in range(prompt)] for b in range(batch)]
-    rows = xfmr.Session.step(list(zip(sessions, prompts)))
-    last = [rows[(b + 1) * prompt - 1] for b in range(batch)]
-    next_ids = [int(row.argmax()) for row in last]
+    rows = xfmr.Session.step(list(zip(sessions, prompts)))  # one row per sequence
+    next_ids = [int(row.argmax()) for row in rows]
     start = time.perf_counter()
     for _ in range(tokens):
         rows = xfmr.Session.step([(s, [t]) for s, t in zip(sessions, next_ids)])
