@@ -16,6 +16,7 @@
 #define XFMR_RUNTIME_BACKEND_H
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,19 @@ struct StepArgs {
   int64_t vocab = 0;
   int threads = 0;
 };
+
+/// What a backend hands the step entry about its segments: `rows` is the
+/// [segments, 4] table (first row, count, start, the byte offset of the
+/// segment's cache from `base`), `base` the lowest cache address and `end`
+/// the end of the highest cache. The caches stay separate allocations; the
+/// code only forms addresses inside them.
+struct StepTable {
+  std::vector<int64_t> rows;
+  uint64_t base = 0, end = 0;
+};
+/// The table for `args`, with each cache's address as `address` gives it.
+StepTable makeStepTable(const StepArgs &args,
+                        const std::function<uint64_t(DeviceBuffer &)> &address);
 
 class Backend {
 public:

@@ -156,31 +156,20 @@ void CpuBackend::run(EntryPoint entry, const RunArgs &args) {
 void CpuBackend::runStep(const StepArgs &args) {
   if (!step_)
     Backend::runStep(args);
-  // The caches are separate allocations: the code gets one byte buffer
-  // from the lowest of them and each sequence's offset into it.
-  uint8_t *base = nullptr;
-  uint8_t *end = nullptr;
-  for (const StepSegment &segment : args.segments) {
-    uint8_t *data = static_cast<HostCache *>(segment.cache)->data();
-    if (!base || data < base)
-      base = data;
-    end = std::max(end, data + segment.cache->bytes());
-  }
-  std::vector<int64_t> table;
-  table.reserve(args.segments.size() * 4);
-  for (const StepSegment &segment : args.segments) {
-    uint8_t *data = static_cast<HostCache *>(segment.cache)->data();
-    table.insert(table.end(), {segment.firstRow, segment.count, segment.start,
-                               static_cast<int64_t>(data - base)});
-  }
+  StepTable table = makeStepTable(args, [](DeviceBuffer &cache) {
+    return reinterpret_cast<uint64_t>(static_cast<HostCache &>(cache).data());
+  });
+  auto *base = reinterpret_cast<uint8_t *>(table.base);
   auto n = static_cast<int64_t>(args.segments.size());
   auto *ids = const_cast<int32_t *>(args.ids);
   auto *weights = const_cast<uint8_t *>(weights_);
   MemRef<int32_t, 1> idsRef{ids, ids, 0, {args.count}, {1}};
-  MemRef<int64_t, 2> segmentsRef{table.data(), table.data(), 0, {n, 4}, {4, 1}};
+  MemRef<int64_t, 2> segmentsRef{
+      table.rows.data(), table.rows.data(), 0, {n, 4}, {4, 1}};
   MemRef<uint8_t, 1> weightsRef{
       weights, weights, 0, {static_cast<int64_t>(weightsSize_)}, {1}};
-  MemRef<uint8_t, 1> cachesRef{base, base, 0, {end - base}, {1}};
+  MemRef<uint8_t, 1> cachesRef{
+      base, base, 0, {static_cast<int64_t>(table.end - table.base)}, {1}};
   MemRef<float, 2> logitsRef{
       args.logits, args.logits, 0, {n, args.vocab}, {args.vocab, 1}};
   if (args.threads > 0)

@@ -309,35 +309,24 @@ void GpuBackend::runStep(const StepArgs &args) {
   ensureBuffer(*device_, logits_, logitsBytes_, logitsBytes);
   device_->copyToDevice(ids_, args.ids, idsBytes);
 
-  // The caches are separate device allocations: the host code gets one
-  // buffer from the lowest address and each sequence's offset into it (it
-  // only forms the addresses of views inside the caches themselves). The
-  // segment table stays in host memory, where the host code reads it.
-  uint64_t base = UINT64_MAX, end = 0;
-  for (const StepSegment &segment : args.segments) {
-    uint64_t address = static_cast<GpuCache *>(segment.cache)->address();
-    base = std::min(base, address);
-    end = std::max(end, address + segment.cache->bytes());
-  }
-  std::vector<int64_t> table;
-  for (const StepSegment &segment : args.segments) {
-    uint64_t address = static_cast<GpuCache *>(segment.cache)->address();
-    table.insert(table.end(), {segment.firstRow, segment.count, segment.start,
-                               static_cast<int64_t>(address - base)});
-  }
+  // The segment table stays in host memory, where the host code reads it.
+  StepTable table = makeStepTable(args, [](DeviceBuffer &cache) {
+    return static_cast<GpuCache &>(cache).address();
+  });
   auto *ids = reinterpret_cast<int32_t *>(ids_);
   auto *weights = reinterpret_cast<uint8_t *>(weights_);
-  auto *caches = reinterpret_cast<uint8_t *>(base);
+  auto *caches = reinterpret_cast<uint8_t *>(table.base);
   auto *logits = reinterpret_cast<float *>(logits_);
   MemRef<int32_t, 1> idsRef{ids, ids, 0, {n}, {1}};
   MemRef<int64_t, 2> segmentsRef{
-      table.data(), table.data(), 0, {segments, 4}, {4, 1}};
+      table.rows.data(), table.rows.data(), 0, {segments, 4}, {4, 1}};
   MemRef<uint8_t, 1> weightsRef{
       weights, weights, 0, {static_cast<int64_t>(weightsSize_)}, {1}};
   MemRef<uint8_t, 1> cachesRef{
-      caches, caches, 0, {static_cast<int64_t>(end - base)}, {1}};
+      caches, caches, 0, {static_cast<int64_t>(table.end - table.base)}, {1}};
+  // One logits row per segment.
   MemRef<float, 2> logitsRef{
-      logits, logits, 0, {n, args.vocab}, {args.vocab, 1}};
+      logits, logits, 0, {segments, args.vocab}, {args.vocab, 1}};
   host_.stepFn()(&idsRef, &segmentsRef, &weightsRef, &cachesRef, &logitsRef);
   rethrowHookError();
   device_->copyToHost(args.logits, logits_, logitsBytes);
