@@ -36,6 +36,18 @@ ScaleLayoutAttr rowLayout(MLIRContext *context, int64_t cols) {
   return ScaleLayoutAttr::get(context, ScaleKind::block, {1, cols});
 }
 
+/// Why `weight` stays as it is ("" when it is quantized): only f32, bf16
+/// and f16 weights whose names match no entry of `keep` are.
+StringRef whyKept(WeightOp weight, ArrayRef<std::string> keep) {
+  Type element = weight.getType().getElementType();
+  if (!element.isF32() && !element.isBF16() && !element.isF16())
+    return "not a high-precision weight";
+  for (const std::string &name : keep)
+    if (weight.getName().contains(name))
+      return "kept by name";
+  return "";
+}
+
 struct QuantizeLinearInt8 : OpRewritePattern<LinearOp> {
   QuantizeLinearInt8(MLIRContext *context, ArrayRef<std::string> keep)
       : OpRewritePattern(context), keep(keep) {}
@@ -44,13 +56,9 @@ struct QuantizeLinearInt8 : OpRewritePattern<LinearOp> {
                                 PatternRewriter &rewriter) const override {
     auto weight = linear.getWeight().getDefiningOp<WeightOp>();
     if (!weight || linear.getScale())
-      return rewriter.notifyMatchFailure(linear, "not a high-precision weight");
-    Type element = weight.getType().getElementType();
-    if (!element.isF32() && !element.isBF16() && !element.isF16())
-      return rewriter.notifyMatchFailure(linear, "already quantized");
-    for (const std::string &name : keep)
-      if (weight.getName().contains(name))
-        return rewriter.notifyMatchFailure(linear, "kept by name");
+      return rewriter.notifyMatchFailure(linear, "not a checkpoint weight");
+    if (StringRef why = whyKept(weight, keep); !why.empty())
+      return rewriter.notifyMatchFailure(linear, why);
     if (linear.getInput().getDefiningOp<DequantizeOp>())
       return rewriter.notifyMatchFailure(linear, "input already quantized");
     auto inputType = cast<RankedTensorType>(linear.getInput().getType());
@@ -103,12 +111,8 @@ struct QuantizeExpertsInt8 : OpRewritePattern<MoEExpertsOp> {
       auto weight = stack.getDefiningOp<WeightOp>();
       if (!weight)
         return rewriter.notifyMatchFailure(experts, "not checkpoint weights");
-      Type element = weight.getType().getElementType();
-      if (!element.isF32() && !element.isBF16() && !element.isF16())
-        return rewriter.notifyMatchFailure(experts, "not high precision");
-      for (const std::string &name : keep)
-        if (weight.getName().contains(name))
-          return rewriter.notifyMatchFailure(experts, "kept by name");
+      if (StringRef why = whyKept(weight, keep); !why.empty())
+        return rewriter.notifyMatchFailure(experts, why);
     }
     ArrayRef<int64_t> gate =
         cast<RankedTensorType>(stacks[0].getType()).getShape();
