@@ -5,9 +5,13 @@ For 1, 4 and 16 concurrent clients, each client streams one completion (a prompt
 `--prompt` random token ids, `--tokens` generated tokens, greedy, end-of-sequence ignored)
 through /v1/completions; the clients start together. Reported per level: aggregate
 generated tokens per second (all tokens / wall time), time to first token and inter-token
-latency (p50 and p99 over every client and token), measured by the clients.
+latency (p50 and p99 over every client and token), measured by the clients. xfmr-serve runs
+twice: with its paged KV cache (the default) and with whole caches (--no-paged-cache).
+`--shared-prefix N` puts the same N random tokens before every client's prompt (a system
+prompt): the levels run one after the other, so later ones can find it cached.
 
 Usage: [XFMR_LLAMA_CPP=DIR] /usr/bin/python3 bench/serve.py [--threads 2] [--tokens 32]
+       [--shared-prefix N]
 DIR is a llama.cpp tree built outside this repository with build/bin/llama-server (and
 the GGUF of bench/llama_cpp.py, which this script makes if needed). Without it, only xfmr
 is measured.
@@ -68,9 +72,11 @@ def stream_one(host, port, prompt, tokens, extra):
     return start, times
 
 
-def level(host, port, clients, prompt_len, tokens, vocab, extra):
+def level(host, port, clients, prompt_len, tokens, vocab, extra, shared=0):
     rng = random.Random(clients)
-    prompts = [[rng.randrange(3, vocab) for _ in range(prompt_len)] for _ in range(clients)]
+    prefix = [random.Random(-1).randrange(3, vocab) for _ in range(shared)]
+    prompts = [prefix + [rng.randrange(3, vocab) for _ in range(prompt_len)]
+               for _ in range(clients)]
     results = [None] * clients
     threads = [threading.Thread(target=lambda i=i: results.__setitem__(
         i, stream_one(host, port, prompts[i], tokens, extra))) for i in range(clients)]
@@ -110,6 +116,7 @@ def main():
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--levels", default="1,4,16")
+    parser.add_argument("--shared-prefix", type=int, default=0)
     parser.add_argument("--json", default=str(Path(__file__).with_name("serve.json")))
     args = parser.parse_args()
     levels = [int(c) for c in args.levels.split(",")]
@@ -121,10 +128,11 @@ def main():
     run([BIN / "xfmr-compile", folder, "-o", artifact, "--context", context])
     # One server at a time: a server that is still loading (llama-server listens before
     # its model is loaded) or idling must not share the machine with the one measured.
-    engines = [("xfmr-serve", [str(BIN / "xfmr-serve"), str(artifact), "--port", "0",
-                               "-t", str(args.threads), "--max-sequences", str(max(levels)),
-                               "--max-queue", "0"], r"serving .* on http://[\d.]+:(\d+)",
-                None, {})]
+    xfmr = [str(BIN / "xfmr-serve"), str(artifact), "--port", "0", "-t", str(args.threads),
+            "--max-sequences", str(max(levels)), "--max-queue", "0"]
+    ready = r"serving .* on http://[\d.]+:(\d+)"
+    engines = [("xfmr-serve", xfmr, ready, None, {}),
+               ("xfmr-serve (whole caches)", xfmr + ["--no-paged-cache"], ready, None, {})]
     llama = os.environ.get("XFMR_LLAMA_CPP")
     server = Path(llama) / "build" / "bin" / "llama-server" if llama else None
     if server and server.exists():
@@ -149,11 +157,13 @@ def main():
             for clients in levels:
                 log(f"{name}: {clients} concurrent client(s)")
                 results[(name, clients)] = level("127.0.0.1", port, clients, args.prompt,
-                                                 args.tokens, vocab, extra)
+                                                 args.tokens, vocab, extra,
+                                                 args.shared_prefix)
         finally:
             process.terminate()
             process.wait(timeout=120)
-    lines = [f"CPU: {cpu_description()}; {args.threads} threads; prompt {args.prompt} tokens, "
+    lines = [f"CPU: {cpu_description()}; {args.threads} threads; prompt "
+             f"{args.shared_prefix} shared + {args.prompt} own tokens, "
              f"{args.tokens} generated per client", "",
              "| server | clients | tokens/s (aggregate) | vs 1 client | TTFT p50 | TTFT p99 "
              "| ITL p50 | ITL p99 |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -166,6 +176,7 @@ def main():
     print("\n".join(lines))
     Path(args.json).write_text(json.dumps(
         {"cpu": cpu_description(), "threads": args.threads,
+         "shared_prefix": args.shared_prefix, "prompt": args.prompt, "tokens": args.tokens,
          "results": [dict(server=k[0], **v) for k, v in results.items()]}, indent=1) + "\n")
 
 

@@ -338,8 +338,9 @@ SamplingOptions makeSampling(float temperature, int topK, float topP,
 /// A runtime session and the mutex that keeps it to one thread at a time.
 class PySession {
 public:
-  PySession(std::shared_ptr<Artifact> artifact, int threads)
-      : artifact(artifact), session(makeSession(artifact, threads)) {}
+  PySession(std::shared_ptr<Artifact> artifact, int threads,
+            std::shared_ptr<runtime::KVBlockPool> pool)
+      : artifact(artifact), session(makeSession(artifact, threads, pool)) {}
 
   std::shared_ptr<Artifact> artifact;
   std::unique_ptr<runtime::Session> session;
@@ -363,9 +364,11 @@ public:
 
 private:
   static std::unique_ptr<runtime::Session>
-  makeSession(const std::shared_ptr<Artifact> &artifact, int threads) {
+  makeSession(const std::shared_ptr<Artifact> &artifact, int threads,
+              std::shared_ptr<runtime::KVBlockPool> pool) {
     runtime::SessionOptions options;
     options.threads = threads;
+    options.blockPool = std::move(pool);
     try {
       return std::make_unique<runtime::Session>(artifact, options);
     } catch (const runtime::Error &e) {
@@ -855,10 +858,60 @@ PYBIND11_MODULE(_xfmr, m) {
   m.def("step_sessions", &stepSessions, py::arg("sessions"), py::arg("ids"),
         "runtime::Session::step: several sessions' ids in one call.");
 
+  py::class_<runtime::KVBlockPool, std::shared_ptr<runtime::KVBlockPool>>(
+      m, "KVBlockPool", "runtime::KVBlockPool: paged KV-cache memory.")
+      .def(py::init([](std::shared_ptr<Artifact> artifact, int64_t blocks,
+                       int64_t sequences, int64_t blockTokens) {
+             runtime::KVBlockPoolOptions options;
+             options.blocks = blocks;
+             options.sequences = sequences;
+             options.blockTokens = blockTokens;
+             try {
+               return std::make_shared<runtime::KVBlockPool>(artifact, options);
+             } catch (const runtime::Error &e) {
+               throw Failure(ErrorKind::InvalidArgument, e.what());
+             }
+           }),
+           py::arg("artifact"), py::arg("blocks"), py::arg("sequences"),
+           py::arg("block_tokens"))
+      .def_static("why_not_pageable",
+                  [](const Artifact &artifact, int64_t blockTokens) {
+                    return runtime::KVBlockPool::whyNotPageable(artifact,
+                                                                blockTokens);
+                  })
+      .def_property_readonly("block_tokens", &runtime::KVBlockPool::blockTokens)
+      .def_property_readonly("block_bytes", &runtime::KVBlockPool::blockBytes)
+      .def_property_readonly("blocks", &runtime::KVBlockPool::blocks)
+      .def_property_readonly("available", &runtime::KVBlockPool::available)
+      .def("stats", [](const runtime::KVBlockPool &pool) {
+        runtime::KVBlockPoolStats stats = pool.stats();
+        py::dict d;
+        d["blocks"] = stats.blocks;
+        d["block_tokens"] = stats.blockTokens;
+        d["block_bytes"] = stats.blockBytes;
+        d["used"] = stats.used;
+        d["cached"] = stats.cached;
+        d["free"] = stats.free;
+        d["prefix_lookup_tokens"] = stats.prefixLookupTokens;
+        d["prefix_hit_tokens"] = stats.prefixHitTokens;
+        d["copies"] = stats.copies;
+        return d;
+      });
+
   py::class_<PySession, std::shared_ptr<PySession>>(
       m, "Session", "A runtime::Session guarded by a mutex.")
-      .def(py::init<std::shared_ptr<Artifact>, int>(), py::arg("artifact"),
-           py::arg("threads"))
+      .def(py::init<std::shared_ptr<Artifact>, int,
+                    std::shared_ptr<runtime::KVBlockPool>>(),
+           py::arg("artifact"), py::arg("threads"), py::arg("pool"))
+      .def("truncate",
+           [](PySession &self, int64_t position) {
+             self.locked([&](runtime::Session &s) { s.truncate(position); });
+           })
+      .def("reuse_prefix",
+           [](PySession &self, const std::vector<int32_t> &prompt) {
+             return self.locked(
+                 [&](runtime::Session &s) { return s.reusePrefix(prompt); });
+           })
       .def("prefill", &prefill, py::arg("ids"))
       .def("decode", &decode, py::arg("token"))
       .def("generate", &generate, py::arg("prompt_ids"),
@@ -883,6 +936,12 @@ PYBIND11_MODULE(_xfmr, m) {
                              [](PySession &self) {
                                return self.locked([](runtime::Session &s) {
                                  return s.position();
+                               });
+                             })
+      .def_property_readonly("kv_blocks",
+                             [](PySession &self) {
+                               return self.locked([](runtime::Session &s) {
+                                 return s.stats().kvBlocks;
                                });
                              })
       .def_property_readonly("threads",

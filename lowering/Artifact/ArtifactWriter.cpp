@@ -246,29 +246,38 @@ llvm::Error xfmr::writeArtifact(
   int64_t bytesPerToken = 0;
   for (CacheSlotAttr slot : plan.getCacheSlots()) {
     Type type = slot.getType();
+    // Where each token-indexed part of the slot lies in the blob: what a
+    // runtime that pages the cache maps block by block.
+    llvm::json::Array regions;
+    for (const CacheRegion &region : cacheRegions(type))
+      regions.push_back(
+          llvm::json::Object{{"offset", slot.getOffset() + region.offset},
+                             {"row_bytes", region.rowBytes}});
     if (auto latent = dyn_cast<LatentCacheType>(type)) {
       bytesPerToken += latent.bytesPerToken();
-      layers.push_back(llvm::json::Object{
-          {"kind", "latent"},
-          {"offset", slot.getOffset()},
-          {"bytes", slot.getBytes()},
-          {"element_type", dtypeOf(latent.getElementType())},
-          {"capacity", latent.getCapacity()},
-          {"latent_dim", latent.getLatentDim()},
-          {"rope_dim", latent.getRopeDim()}});
+      layers.push_back(
+          llvm::json::Object{{"kind", "latent"},
+                             {"offset", slot.getOffset()},
+                             {"bytes", slot.getBytes()},
+                             {"element_type", dtypeOf(latent.getElementType())},
+                             {"capacity", latent.getCapacity()},
+                             {"latent_dim", latent.getLatentDim()},
+                             {"rope_dim", latent.getRopeDim()},
+                             {"regions", std::move(regions)}});
       continue;
     }
     auto cache = cast<KVCacheType>(type);
     bytesPerToken += cache.bytesPerToken();
-    layers.push_back(llvm::json::Object{
-        {"kind", "kv"},
-        {"offset", slot.getOffset()},
-        {"bytes", slot.getBytes()},
-        {"element_type", dtypeOf(cache.getElementType())},
-        {"capacity", cache.getCapacity()},
-        {"heads", cache.getHeads()},
-        {"key_dim", cache.getKeyDim()},
-        {"value_dim", cache.getValueDim()}});
+    layers.push_back(
+        llvm::json::Object{{"kind", "kv"},
+                           {"offset", slot.getOffset()},
+                           {"bytes", slot.getBytes()},
+                           {"element_type", dtypeOf(cache.getElementType())},
+                           {"capacity", cache.getCapacity()},
+                           {"heads", cache.getHeads()},
+                           {"key_dim", cache.getKeyDim()},
+                           {"value_dim", cache.getValueDim()},
+                           {"regions", std::move(regions)}});
   }
   // Per-expert token counters of each MoE layer, inside the cache blob.
   llvm::json::Array expertCounts;

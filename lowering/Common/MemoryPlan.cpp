@@ -20,33 +20,66 @@ SmallVector<int64_t, 3> xfmr::panelStorageShape(ArrayRef<int64_t> shape,
           llvm::divideCeilSigned<int64_t>(shape[1], group), group * panel};
 }
 
-CacheStorage xfmr::cacheStorage(Type cacheType) {
-  CacheStorage storage;
+namespace {
+/// The bytes of one row of each part of a cache: codes, scales (0 without),
+/// and for a latent cache k_pe.
+struct CacheRows {
+  int64_t capacity = 0;
+  SmallVector<int64_t, 3> rowBytes;
+};
+} // namespace
+
+static CacheRows cacheRows(Type cacheType) {
+  CacheRows rows;
   if (auto latent = dyn_cast<LatentCacheType>(cacheType)) {
-    int64_t latentBytes = latent.getCapacity() * latent.getLatentDim() *
-                          storedElementBytes(latent.getElementType());
-    int64_t scaleBytes = latent.getCapacity() * latent.scaleBlocks() * 4;
-    int64_t end = latentBytes;
-    if (scaleBytes) {
-      storage.scalesOffset = llvm::alignTo(end, kBufferAlignment);
-      end = storage.scalesOffset + scaleBytes;
-    }
-    storage.ropeOffset = llvm::alignTo(end, kBufferAlignment);
-    storage.bytes = storage.ropeOffset +
-                    latent.getCapacity() * latent.getRopeDim() *
-                        storedElementBytes(latent.ropeElementType());
-    return storage;
+    rows.capacity = latent.getCapacity();
+    rows.rowBytes = {
+        latent.getLatentDim() * storedElementBytes(latent.getElementType()),
+        latent.scaleBlocks() * 4,
+        latent.getRopeDim() * storedElementBytes(latent.ropeElementType())};
+    return rows;
   }
   auto kv = cast<KVCacheType>(cacheType);
-  storage.bytes = kv.getCapacity() * kv.getHeads() *
-                  (kv.getKeyDim() + kv.getValueDim()) *
-                  storedElementBytes(kv.getElementType());
-  if (kv.hasScales()) {
-    storage.scalesOffset = llvm::alignTo(storage.bytes, kBufferAlignment);
-    storage.bytes = storage.scalesOffset +
-                    kv.getCapacity() * kv.getHeads() * 2 * int64_t(sizeof(float));
-  }
+  rows.capacity = kv.getCapacity();
+  rows.rowBytes = {kv.getHeads() * (kv.getKeyDim() + kv.getValueDim()) *
+                       storedElementBytes(kv.getElementType()),
+                   kv.hasScales() ? kv.getHeads() * 2 * 4 : 0};
+  return rows;
+}
+
+CacheStorage xfmr::cacheStorage(Type cacheType) {
+  CacheRows rows = cacheRows(cacheType);
+  CacheStorage storage;
+  auto layout = [&](int64_t alignment) {
+    int64_t end = rows.capacity * rows.rowBytes[0];
+    storage.scalesOffset = 0;
+    if (rows.rowBytes[1]) {
+      storage.scalesOffset = llvm::alignTo(end, alignment);
+      end = storage.scalesOffset + rows.capacity * rows.rowBytes[1];
+    }
+    if (rows.rowBytes.size() > 2) {
+      storage.ropeOffset = llvm::alignTo(end, alignment);
+      end = storage.ropeOffset + rows.capacity * rows.rowBytes[2];
+    }
+    storage.bytes = end;
+    storage.alignment = alignment;
+  };
+  // Packed at kBufferAlignment first: that size decides the alignment.
+  layout(kBufferAlignment);
+  if (storage.bytes >= 16 * kCachePageBytes)
+    layout(kCachePageBytes);
   return storage;
+}
+
+SmallVector<CacheRegion, 3> xfmr::cacheRegions(Type cacheType) {
+  CacheRows rows = cacheRows(cacheType);
+  CacheStorage storage = cacheStorage(cacheType);
+  SmallVector<CacheRegion, 3> regions{{0, rows.rowBytes[0]}};
+  if (rows.rowBytes[1])
+    regions.push_back({storage.scalesOffset, rows.rowBytes[1]});
+  if (rows.rowBytes.size() > 2)
+    regions.push_back({storage.ropeOffset, rows.rowBytes[2]});
+  return regions;
 }
 
 MemoryPlanAttr xfmr::getMemoryPlan(ModuleOp module) {

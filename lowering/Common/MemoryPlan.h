@@ -51,12 +51,31 @@ llvm::SmallVector<int64_t, 3> panelStorageShape(llvm::ArrayRef<int64_t> shape,
 /// [capacity, heads, 2] (key, value). A latent cache is the latent codes
 /// [capacity, latent_dim], then for 8-bit types f32 scales [capacity,
 /// scale blocks], then k_pe [capacity, rope_dim].
+///
+/// Parts of a cache of 16 pages or more start at a page (and the plan starts
+/// its slot at one): a runtime that pages the cache (KVBlockPool) maps each
+/// part's rows block by block, which needs page-aligned parts. Smaller caches
+/// keep kBufferAlignment (a page each would mostly be padding).
 struct CacheStorage {
   int64_t scalesOffset = 0; ///< 0 when the cache has no scales
   int64_t ropeOffset = 0;   ///< latent caches only
   int64_t bytes = 0;        ///< the whole slot
+  int64_t alignment = 0;    ///< of the slot and of each part
 };
 CacheStorage cacheStorage(mlir::Type cacheType);
+
+/// The page size cacheStorage aligns large caches to.
+inline constexpr int64_t kCachePageBytes = 4096;
+
+/// One token-indexed part of a cache slot: row t (a token's position, or its
+/// slot in an evicting ring) is `rowBytes` bytes at offset + t * rowBytes,
+/// for t in [0, capacity).
+struct CacheRegion {
+  int64_t offset = 0; ///< from the start of the slot
+  int64_t rowBytes = 0;
+};
+/// The parts of a cache slot, in the order CacheStorage describes them.
+llvm::SmallVector<CacheRegion, 3> cacheRegions(mlir::Type cacheType);
 
 /// The module's plan; null when xfmr-plan-memory has not run.
 MemoryPlanAttr getMemoryPlan(mlir::ModuleOp module);

@@ -286,7 +286,9 @@ void PlanMemoryPass::runOnOperation() {
   SmallVector<CacheSlotAttr> caches;
   int64_t cacheBytes = 0;
   for (Type type : cacheTypes) {
-    int64_t bytes = cacheStorage(type).bytes;
+    CacheStorage storage = cacheStorage(type);
+    int64_t bytes = storage.bytes;
+    cacheBytes = llvm::alignTo(cacheBytes, storage.alignment);
     caches.push_back(CacheSlotAttr::get(&getContext(), cacheBytes, bytes, type));
     cacheBytes = llvm::alignTo(cacheBytes + bytes, kBufferAlignment);
   }

@@ -26,11 +26,11 @@ __version__ = "0.1.0"
 from . import ir
 from .compiler import compile, pack
 from .errors import CompileError, CompileWarning, Error, InvalidArgumentError
-from .runtime import Artifact, Session
+from .runtime import Artifact, KVBlockPool, Session
 from .tokenizer import ChatTemplate, Tokenizer
 
 __all__ = ["Artifact", "ChatTemplate", "CompileError", "CompileWarning", "Error", "InvalidArgumentError",
-           "Session", "Tokenizer", "compile", "ir", "native_available", "pack", "version"]
+           "KVBlockPool", "Session", "Tokenizer", "compile", "ir", "native_available", "pack", "version"]
 
 
 def version() -> str:

@@ -169,6 +169,71 @@ class Artifact:
                 f"{self.target.get('cpu', '?')}>")
 
 
+class KVBlockPool:
+    """KV-cache memory in fixed-size blocks, shared by the sessions made with it (a paged
+    cache; CPU only). A session takes blocks as its sequence grows and gives them back when
+    reset or deleted; full blocks are published so that a new session whose prompt starts
+    with the same tokens maps them instead of computing them (`Session.reuse_prefix`), and a
+    session writing into a shared block copies it first.
+
+    `blocks` is the pool's size (0: `sequences` sequences of the full context);
+    `block_tokens` the positions per block (0: the smallest power of two >= 16 that keeps
+    each block whole pages). Raises `xfmr.InvalidArgumentError` when the artifact's cache
+    cannot be paged (`KVBlockPool.why_not_pageable(artifact)` says why) or for a bad size.
+
+        pool = xfmr.KVBlockPool(artifact, blocks=256)
+        a, b = xfmr.Session(artifact, block_pool=pool), xfmr.Session(artifact, block_pool=pool)
+    """
+
+    def __init__(self, artifact: "Artifact", blocks: int = 0, block_tokens: int = 0,
+                 sequences: int = 1):
+        if not isinstance(artifact, Artifact):
+            raise InvalidArgumentError("a KVBlockPool needs an open xfmr.Artifact")
+        blocks = _args.integer(blocks, "blocks", 0, _args.INT32_MAX)
+        sequences = _args.integer(sequences, "sequences", 1, _args.INT32_MAX)
+        block_tokens = _args.integer(block_tokens, "block_tokens", 0, _args.INT32_MAX)
+        self._artifact = artifact
+        self._native = native().KVBlockPool(artifact._native, blocks, sequences,
+                                            block_tokens)
+
+    @staticmethod
+    def why_not_pageable(artifact: "Artifact", block_tokens: int = 0) -> str:
+        """Why the artifact's KV cache cannot be paged ("" when it can)."""
+        return native().KVBlockPool.why_not_pageable(artifact._native, block_tokens)
+
+    @property
+    def artifact(self) -> "Artifact":
+        return self._artifact
+
+    @property
+    def blocks(self) -> int:
+        return self._native.blocks
+
+    @property
+    def block_tokens(self) -> int:
+        return self._native.block_tokens
+
+    @property
+    def block_bytes(self) -> int:
+        return self._native.block_bytes
+
+    @property
+    def available(self) -> int:
+        """Blocks that can be handed out now (free, or cached and reclaimable)."""
+        return self._native.available
+
+    @property
+    def stats(self) -> Dict[str, int]:
+        """blocks, block_tokens, block_bytes, used, cached, free, prefix_lookup_tokens,
+        prefix_hit_tokens, copies (blocks copied on write)."""
+        return self._native.stats()
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"<xfmr.KVBlockPool {s['blocks']} blocks of {s['block_tokens']} positions: "
+                f"{s['used']} used, {s['cached']} cached, {s['free']} free>")
+
+
 class Session:
     """One conversation with a model: a KV cache and a position.
 
@@ -189,7 +254,7 @@ class Session:
     """
 
     def __init__(self, artifact: Union[Artifact, _args.PathLike], threads: int = 0,
-                 device: Optional[str] = None):
+                 device: Optional[str] = None, block_pool: Optional[KVBlockPool] = None):
         if device is not None and device not in DEVICES:
             raise InvalidArgumentError(f"device {device!r} is not supported "
                                        f"(supported: {', '.join(DEVICES)})")
@@ -204,7 +269,14 @@ class Session:
         # The runtime checks the range [0, MAX_THREADS] with its own message.
         self._artifact = artifact
         self._device = device
-        self._native = native().Session(artifact._native, threads)
+        if block_pool is not None and not isinstance(block_pool, KVBlockPool):
+            raise InvalidArgumentError("block_pool must be an xfmr.KVBlockPool")
+        if block_pool is not None and block_pool.artifact is not artifact:
+            raise InvalidArgumentError(
+                "the block pool was made for another Artifact object than this session's")
+        self._block_pool = block_pool
+        self._native = native().Session(artifact._native, threads,
+                                        block_pool._native if block_pool else None)
 
     @property
     def artifact(self) -> Artifact:
@@ -433,6 +505,29 @@ class Session:
     def reset(self) -> None:
         """Clears the KV cache and returns to position 0 (stats are kept)."""
         self._native.reset()
+
+    def truncate(self, position: int) -> None:
+        """Keeps the first `position` tokens of the cache and forgets the rest (a paged cache
+        gives back the blocks past them). Raises `xfmr.InvalidArgumentError` for a position
+        outside [0, position] or an evicting cache that has wrapped."""
+        self._native.truncate(_args.integer(position, "position", 0, 2**63 - 1))
+
+    @property
+    def block_pool(self) -> Optional[KVBlockPool]:
+        return self._block_pool
+
+    @property
+    def kv_blocks(self) -> int:
+        """Blocks of the pool this session maps now (0 without a pool)."""
+        return self._native.kv_blocks
+
+    def reuse_prefix(self, prompt_ids: Iterable[int]) -> int:
+        """At position 0 with a block pool: maps the pool's published blocks that hold the
+        longest prefix of `prompt_ids` (whole blocks, at most len(prompt_ids) - 1 tokens) and
+        moves past them; returns how many tokens that is. Run the rest of the prompt next.
+        Returns 0 without a pool or for an evicting cache."""
+        ids = _args.token_ids(prompt_ids, self._artifact.vocab_size, "prompt_ids")
+        return self._native.reuse_prefix(ids)
 
     def __repr__(self) -> str:
         return (f"<xfmr.Session on {self._artifact.path!r}: position {self.position} of "

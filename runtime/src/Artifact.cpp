@@ -503,7 +503,37 @@ void Artifact::readManifest(const OpenOptions &options) {
                                  static_cast<int64_t>(kvCacheBytes_));
       r.integer(layers[i], name, "bytes", 0,
                 static_cast<int64_t>(kvCacheBytes_) - offset);
+      if (!r.optional(layers[i], "regions"))
+        continue;
+      int64_t rows = r.integer(layers[i], name, "capacity", 1, INT32_MAX);
+      const auto &regions =
+          r.require(layers[i], name, "regions", JsonValue::Kind::Array)
+              .asArray();
+      for (size_t j = 0; j < regions.size(); ++j) {
+        std::string part = name + ".regions[" + std::to_string(j) + "]";
+        if (!regions[j].isObject())
+          r.fail(part, "must be an object");
+        KVCacheRegion region;
+        region.rows = uint64_t(rows);
+        region.offset = uint64_t(
+            r.integer(regions[j], part, "offset", 0, int64_t(kvCacheBytes_)));
+        region.rowBytes =
+            uint64_t(r.integer(regions[j], part, "row_bytes", 1,
+                               int64_t(kvCacheBytes_ - region.offset) / rows));
+        kvCacheRegions_.push_back(region);
+      }
     }
+    // Paging maps each region's rows on their own: they must not overlap.
+    std::vector<KVCacheRegion> sorted = kvCacheRegions_;
+    std::sort(sorted.begin(), sorted.end(),
+              [](const KVCacheRegion &a, const KVCacheRegion &b) {
+                return a.offset < b.offset;
+              });
+    for (size_t i = 1; i < sorted.size(); ++i)
+      if (sorted[i - 1].offset + sorted[i - 1].rows * sorted[i - 1].rowBytes >
+          sorted[i].offset)
+        r.fail("kv_cache.layers", "has overlapping regions");
+    kvCacheRegions_ = std::move(sorted);
   }
 
   if (r.optional(m, "expert_counts")) {

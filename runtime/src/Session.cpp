@@ -3,6 +3,7 @@
 #include "xfmr/runtime/Session.h"
 
 #include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/PagedKVCache.h"
 
 #include <algorithm>
 #include <chrono>
@@ -20,10 +21,48 @@ static const Artifact &checked(const std::shared_ptr<Artifact> &artifact) {
 
 Session::Session(std::shared_ptr<Artifact> artifact,
                  const SessionOptions &options)
-    : artifact_(std::move(artifact)),
-      cache_(checked(artifact_).backend().allocateCache(
-          artifact_->kvCacheBytes())) {
+    : artifact_(std::move(artifact)) {
+  const Artifact &model = checked(artifact_);
   threads_ = Artifact::effectiveThreads(options.threads);
+  if (!options.blockPool) {
+    cache_ = model.backend().allocateCache(model.kvCacheBytes());
+    return;
+  }
+  if (&options.blockPool->artifact() != &model)
+    throw Error("the KV block pool was made for another artifact (" +
+                options.blockPool->artifact().path() + ") than " +
+                model.path());
+  if (model.backend().kind() != "cpu")
+    throw Error(model.path() +
+                ": a paged KV cache needs the CPU back end; "
+                "this artifact runs on " +
+                model.backend().kind());
+  auto paged = std::make_unique<PagedKVCache>(options.blockPool);
+  paged_ = paged.get();
+  cache_ = std::move(paged);
+}
+
+void Session::prepareCache(size_t count) {
+  if (paged_)
+    paged_->prepare(position_, position_ + int64_t(count));
+}
+
+void Session::recordTokens(const int32_t *ids, size_t count) {
+  if (!paged_ || artifact_->model().kvWindow > 0)
+    return;
+  history_.insert(history_.end(), ids, ids + count);
+  paged_->publish(history_.data(), int64_t(history_.size()));
+}
+
+int64_t Session::reusePrefix(const std::vector<int32_t> &prompt) {
+  if (!paged_ || artifact_->model().kvWindow > 0 || position_ != 0 ||
+      prompt.empty())
+    return 0;
+  int64_t reused = paged_->adoptPrefix(prompt.data(), int64_t(prompt.size()),
+                                       int64_t(prompt.size()) - 1);
+  history_.assign(prompt.begin(), prompt.begin() + reused);
+  position_ = reused;
+  return reused;
 }
 
 void Session::checkIds(const int32_t *ids, size_t count, size_t extra) const {
@@ -61,9 +100,11 @@ void Session::run(bool isDecode, const int32_t *ids, size_t count,
   // OpenMP keeps the thread count per calling thread: applied per call.
   args.threads = threads_;
   Backend &backend = artifact_->backend();
+  prepareCache(count);
   auto start = std::chrono::steady_clock::now();
   backend.run(isDecode ? EntryPoint::Decode : EntryPoint::Prefill, args);
   backend.synchronize();
+  recordTokens(ids, count);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
@@ -175,9 +216,13 @@ std::vector<float> Session::step(const std::vector<StepInput> &inputs) {
   args.logits = logits.data();
   args.vocab = vocab;
   args.threads = inputs.front().session->threads_;
+  for (const StepInput &input : inputs)
+    input.session->prepareCache(input.ids.size());
   auto start = std::chrono::steady_clock::now();
   backend.runStep(args);
   backend.synchronize();
+  for (const StepInput &input : inputs)
+    input.session->recordTokens(input.ids.data(), input.ids.size());
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
@@ -234,6 +279,7 @@ void Session::reset() {
   for (ExpertTokens &layer : totals)
     clearedExpertCounts_.push_back(std::move(layer.counts));
   cache_->clear();
+  history_.clear();
   position_ = 0;
   int64_t generations = stats_.generations + 1;
   stats_ = Stats();
@@ -251,7 +297,11 @@ void Session::truncate(int64_t position) {
                 " tokens: the evicting cache has wrapped past them");
   // Entries past the position are stale, never read: attention reads the
   // cache up to the position of the token it runs, and the next tokens
-  // overwrite them.
+  // overwrite them. A paged cache gives back the blocks past them.
+  if (paged_) {
+    paged_->truncate(position);
+    history_.resize(std::min(history_.size(), size_t(position)));
+  }
   position_ = position;
 }
 
@@ -263,6 +313,7 @@ Stats Session::stats() const {
   s.parameterCount = artifact_->parameterCount();
   s.threads = threads_;
   s.device = artifact_->backend().deviceName();
+  s.kvBlocks = paged_ ? paged_->blocksHeld() : 0;
   s.deviceMemoryBytes = artifact_->backend().deviceMemoryBytes();
   s.weightsUploadSeconds = artifact_->backend().uploadSeconds();
   const auto &slots = artifact_->expertCounters();

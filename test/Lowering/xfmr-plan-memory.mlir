@@ -82,6 +82,25 @@ func.func @decode(%ids: tensor<?xi32>, %start: index, %c0: !latent, %c1: !latent
 
 // -----
 
+// A cache of 16 pages or more starts at a page, and so do its parts, so that a
+// runtime can page it block by block: 1500 x 2 x 16 i8 codes (48000 bytes),
+// then the f32 scales at the next page (49152), 73152 bytes in all, after a
+// small cache packed at 64 bytes.
+!small = !xfmr.kv_cache<i8, capacity = 16, heads = 2, key_dim = 8, value_dim = 8>
+!large = !xfmr.kv_cache<i8, capacity = 1500, heads = 2, key_dim = 8, value_dim = 8>
+// CHECK-LABEL: module attributes {xfmr.memory_plan = #xfmr.memory_plan<weights = [#xfmr.weight_slot<source = "embed", offset = 0, bytes = 1024, type = tensor<32x8xf32>>],
+// CHECK-SAME: caches = [#xfmr.cache_slot<offset = 0, bytes = 768, type = !xfmr.kv_cache<i8, capacity = 16, {{.+}}>>, #xfmr.cache_slot<offset = 4096, bytes = 73152, type = !xfmr.kv_cache<i8, capacity = 1500, {{.+}}>>],
+// CHECK-SAME: cache_bytes = 77248>
+func.func @decode(%ids: tensor<?xi32>, %start: index, %c0: !small, %c1: !large) -> (tensor<?x32xf32>, !small, !large)
+    attributes {xfmr.entry = "decode"} {
+  %emb = xfmr.weight "embed" : tensor<32x8xf32>
+  %x = xfmr.embedding %emb[%ids] : tensor<32x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
+  %logits = xfmr.linear %x, %emb : tensor<?x8xf32>, tensor<32x8xf32> -> tensor<?x32xf32>
+  return %logits, %c0, %c1 : tensor<?x32xf32>, !small, !large
+}
+
+// -----
+
 // expected-error @+1 {{'func.func' op is not an entry point; xfmr compiles modules of entry points (func.func with xfmr.entry) only}}
 func.func @helper(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
   return %x : tensor<?x8xf32>

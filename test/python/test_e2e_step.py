@@ -3,10 +3,12 @@ one call compute what each computes alone, for every architecture and cache form
 returns one logits row per sequence (its last id's), compared with the same rows alone.
 
 Each case runs three sequences of different prompt lengths two ways: alone (prefill, then
-greedy decode one session at a time) and together (the prompts as segments of one step,
-then one step per token for all three, with a fourth sequence whose prompt joins in the
-middle beside the others' decode tokens). Every logit row must agree to 1e-4 of its
-max-abs and the greedy ids must be equal."""
+greedy decode one session at a time, each with a whole cache of its own) and together (the
+prompts as segments of one step, then one step per token for all three, with a fourth
+sequence whose prompt joins in the middle beside the others' decode tokens), on the CPU in
+paged caches: blocks of one KVBlockPool, of the smallest size the cache format allows (the
+checkpoints have a context of 2048, so that every format's cache is page-aligned). Every
+logit row must agree to 1e-4 of its max-abs and the greedy ids must be equal."""
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ import pytest
 import xfmr
 from test_e2e_cpu import relative_row_error
 
-PROMPTS = [list(range(3, 11)), list(range(5, 26)), [7]]
+PROMPTS = [list(range(3, 11)), list(range(5, 45)), [7]]
 LATE_PROMPT = list(range(9, 14))
 STEPS = 6
 
@@ -31,12 +33,20 @@ def alone(artifact, prompt, steps):
     return ids, np.array(rows)
 
 
-def together(artifact, prompts, late_prompt, steps):
+def block_pool(artifact):
+    """A pool for the sequences of `together`, or None where caches are not paged (GPU back
+    ends, caches under 16 pages)."""
+    if artifact.target["kind"] != "cpu" or xfmr.KVBlockPool.why_not_pageable(artifact):
+        return None
+    return xfmr.KVBlockPool(artifact, sequences=len(PROMPTS) + 1)
+
+
+def together(artifact, prompts, late_prompt, steps, pool=None):
     """The same through steps (one logits row per sequence and step): all prompts in the
     first step, then one token each per step; `late_prompt` arrives at step 2 and is
-    prefilled beside the others' tokens."""
-    sessions = [artifact.session() for _ in prompts]
-    late = artifact.session()
+    prefilled beside the others' tokens. With `pool`, the sessions' caches are its blocks."""
+    sessions = [xfmr.Session(artifact, block_pool=pool) for _ in prompts]
+    late = xfmr.Session(artifact, block_pool=pool)
     out = xfmr.Session.step(list(zip(sessions, prompts)))
     assert out.shape == (len(prompts), artifact.vocab_size)
     rows = [[row] for row in out]
@@ -63,11 +73,18 @@ def together(artifact, prompts, late_prompt, steps):
         assert session.position == len(prompts[i]) + steps
         # One id counts as a decode token, several as prefill.
         assert session.stats["decode_tokens"] == steps + (len(prompts[i]) == 1)
+    if pool is not None:
+        # Blocks as the sequences grew: one per block_tokens positions started.
+        for session in sessions + [late]:
+            assert session.kv_blocks == -(-session.position // pool.block_tokens)
+        assert pool.stats["used"] == sum(s.kv_blocks for s in sessions + [late])
     return ids, [np.array(r) for r in rows], late_ids, np.array(late_rows)
 
 
-def check(artifact):
-    ids, rows, late_ids, late_rows = together(artifact, PROMPTS, LATE_PROMPT, STEPS)
+def check(artifact, paged=True):
+    pool = block_pool(artifact)
+    assert (pool is not None) == paged, xfmr.KVBlockPool.why_not_pageable(artifact)
+    ids, rows, late_ids, late_rows = together(artifact, PROMPTS, LATE_PROMPT, STEPS, pool)
     for i, prompt in enumerate(PROMPTS):
         expected_ids, expected_rows = alone(artifact, prompt, STEPS)
         assert ids[i] == expected_ids, f"sequence {i}"
@@ -104,7 +121,8 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_step_equals_alone(case, synth_checkpoint, tmp_path):
     arch, synth_options, compile_options = CASES[case]
-    checkpoint = synth_checkpoint(arch, **synth_options)
+    checkpoint = synth_checkpoint(arch, overrides={"max_position_embeddings": 2048},
+                                  **synth_options)
     check(xfmr.compile(checkpoint, tmp_path / "model.xfmr", **compile_options))
 
 
@@ -116,11 +134,11 @@ def test_step_evicting_cache(synth_checkpoint, tmp_path):
     """A ring cache (--kv-window): decode steps past the ring's size still equal decoding
     alone; a multi-token segment that would wrap the ring is refused before any compute."""
     artifact = xfmr.compile(synth_checkpoint("llama"), tmp_path / "model.xfmr",
-                            kv_window=24, kv_sinks=2)
-    check(artifact)
+                            kv_window=40, kv_sinks=2)
+    check(artifact, paged=False)  # a ring of 40 positions is less than a page
     session = artifact.session()
     with pytest.raises(xfmr.InvalidArgumentError, match="wrap the evicting cache"):
-        xfmr.Session.step([(session, list(range(3, 33)))])
+        xfmr.Session.step([(session, list(range(3, 53)))])
     assert session.position == 0
 
 
@@ -155,4 +173,4 @@ def test_step_on_vulkan(arch, options, synth_checkpoint, tmp_path):
     path = tmp_path / "model.xfmr"
     xfmr.compile(synth_checkpoint(arch), path, target="vulkan", **options)
     open_session(path)  # skips without a Vulkan driver
-    check(xfmr.Artifact(str(path)))
+    check(xfmr.Artifact(str(path)), paged=False)

@@ -33,11 +33,12 @@ class Server:
             stderr=subprocess.PIPE, text=True)
         lines = []
         match = None
-        while not match:  # "allocating ...", then "serving ... on http://..."
+        while not match:  # how the KV cache is held, then "serving ... on http://..."
             line = self.process.stderr.readline()
             assert line, "".join(lines)
             lines.append(line)
             match = re.search(r"http://([\d.]+):(\d+)", line)
+        self.startup = "".join(lines)
         self.host, self.port = match.group(1), int(match.group(2))
         self.url = f"http://{self.host}:{self.port}"
         self.log = []
@@ -357,11 +358,13 @@ def test_official_openai_client(server, chat_artifact, openai_modules):
 
 
 def test_prefix_cache_continues_a_kept_cache(chat_artifact):
-    """A finished sequence keeps its cache: a request whose prompt starts with that
-    sequence's prompt and output (the next turn of a chat) runs only the new tokens, and
-    still gets xfmr-run's ids. --no-prefix-cache runs every prompt in full."""
+    """Whole caches (--no-paged-cache): a finished sequence keeps its cache, and a request
+    whose prompt starts with that sequence's prompt and output (the next turn of a chat)
+    runs only the new tokens, and still gets xfmr-run's ids. --no-prefix-cache runs every
+    prompt in full."""
     first = [128000, 40, 1093, 311, 1440, 264]
-    for flags, kept in (((), True), (("--no-prefix-cache",), False)):
+    for flags, kept in ((("--no-paged-cache",), True),
+                        (("--no-paged-cache", "--no-prefix-cache"), False)):
         s = Server(chat_artifact, "--max-sequences", 1, *flags)
         try:
             status, body = s.post("/v1/completions", {"prompt": first, "max_tokens": 5,
@@ -386,3 +389,88 @@ def test_prefix_cache_continues_a_kept_cache(chat_artifact):
             assert metrics["xfmr_prompt_tokens_total"] == len(first) + len(second) + len(other)
         finally:
             assert s.stop() == 0, "".join(s.log)
+
+
+def completion(server, prompt, n):
+    status, body = server.post("/v1/completions", {"prompt": prompt, "max_tokens": n,
+                                                   "temperature": 0, "ignore_eos": True})
+    assert status == 200, body
+    return body["choices"][0]["token_ids"]
+
+
+def test_paged_prefix_cache_shares_whole_blocks(chat_artifact):
+    """Paged caches (the default on the CPU): a finished sequence's full blocks stay in the
+    pool, and the next turn of the chat maps them and runs the rest; block-granular, so the
+    hit is the whole blocks of the earlier turn. The ids are xfmr-run's."""
+    s = Server(chat_artifact, "--max-sequences", 2)
+    try:
+        match = re.search(r"paged KV cache: (\d+) blocks of (\d+) positions", s.startup)
+        blocks, size = int(match.group(1)), int(match.group(2))
+        first = [128000] + [100 + i for i in range(2 * size + 5)]
+        reply = completion(s, first, 5)
+        assert reply == run_ids(chat_artifact, first, 5)
+        second = first + reply + [13, 578, 2768]
+        assert completion(s, second, 6) == run_ids(chat_artifact, second, 6)
+        # Cached then: first and reply[:-1] -> their whole blocks.
+        held = (len(first) + len(reply) - 1) // size * size
+        metrics = s.metrics()
+        assert metrics["xfmr_prefix_cache_tokens_total"] == held
+        assert metrics["xfmr_prefix_cache_lookup_tokens_total"] == len(first) + len(second)
+        assert metrics["xfmr_prefix_cache_hit_rate"] == pytest.approx(
+            held / (len(first) + len(second)))
+        assert metrics["xfmr_kv_blocks"] == blocks
+        assert metrics["xfmr_kv_blocks_used"] == 0  # nothing running
+        assert metrics["xfmr_kv_blocks_cached"] >= held // size
+    finally:
+        assert s.stop() == 0, "".join(s.log)
+
+
+def test_preemption_when_blocks_run_out(chat_artifact):
+    """A pool of one context for four sequences: requests are admitted while blocks last,
+    and when a step needs more than are free the sequence admitted last is preempted and
+    later recomputed. Every request still gets xfmr-run's ids."""
+    context = 256  # the tiny model's max_position_embeddings
+    probe = Server(chat_artifact, "--max-sequences", 4)
+    match = re.search(r"(\d+) blocks of (\d+) positions", probe.startup)
+    assert probe.stop() == 0
+    size = int(match.group(2))
+    s = Server(chat_artifact, "--max-sequences", 4, "--kv-blocks", context // size,
+               "--prefill-chunk", 32)
+    try:
+        prompts = [[128000] + [200 + 11 * i + j for j in range(59)] for i in range(4)]
+        results = [None] * len(prompts)
+
+        def ask(i):
+            results[i] = completion(s, prompts[i], 60)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for prompt, ids in zip(prompts, results):
+            assert ids == run_ids(chat_artifact, prompt, 60)
+        metrics = s.metrics()
+        assert metrics["xfmr_preemptions_total"] >= 1, metrics
+        assert metrics["xfmr_requests_finished_total"] == 4
+        assert metrics["xfmr_kv_blocks_used"] == 0
+    finally:
+        assert s.stop() == 0, "".join(s.log)
+
+
+def test_paging_options(chat_artifact):
+    out = subprocess.run([tool("xfmr-serve"), str(chat_artifact), "--kv-blocks", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "less than one sequence of the full context" in out.stderr
+    out = subprocess.run([tool("xfmr-serve"), str(chat_artifact), "--kv-block-tokens", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "whole pages" in out.stderr, out.stderr
+    out = subprocess.run([tool("xfmr-serve"), str(chat_artifact), "--no-paged-cache",
+                          "--kv-blocks", "8"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--no-paged-cache" in out.stderr
+    s = Server(chat_artifact, "--no-paged-cache")
+    try:
+        assert "not paged: paging is turned off" in s.startup
+        assert s.metrics()["xfmr_kv_blocks"] == 0
+    finally:
+        assert s.stop() == 0

@@ -199,7 +199,7 @@ int main(int argc, char **argv) {
                     " positions, the artifact's context is " +
                     std::to_string(context));
     for (int64_t t : threads) {
-      Session session(artifact, SessionOptions{static_cast<int>(t)});
+      Session session(artifact, SessionOptions{static_cast<int>(t), {}});
       int used = session.stats().threads;
       for (int64_t p : prompts) {
         if (p == 0)

@@ -3,6 +3,7 @@
 #include "Scheduler.h"
 
 #include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/PagedKVCache.h"
 #include "xfmr/runtime/TextStream.h"
 
 #include <algorithm>
@@ -53,6 +54,12 @@ struct Scheduler::Sequence {
   std::vector<int32_t> generated;
   /// Prompt tokens in the cache so far.
   size_t prefilled = 0;
+  /// After a preemption: the prompt and the tokens generated so far, run
+  /// again as the prompt.
+  std::vector<int32_t> recompute;
+  const std::vector<int32_t> &prompt() const {
+    return recompute.empty() ? request.prompt : recompute;
+  }
 };
 
 Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
@@ -66,15 +73,43 @@ Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
     throw Error("the scheduler needs at least one sequence, a "
                 "non-negative queue and a prefill chunk of at least one "
                 "token");
-  // Every sequence's session up front (a KV cache each, as a server
-  // reserves its KV memory), and one token through the model: the first run
-  // of a process takes about 0.3 s more on the 500M model, and no request
-  // should pay for it.
+  // Paged caches where the back end and the artifact allow them.
+  if (!options_.pagedCache)
+    whyNotPaged_ = "paging is turned off";
+  else if (artifact_->backend().kind() != "cpu")
+    whyNotPaged_ = "the " + artifact_->backend().kind() +
+                   " back end keeps caches in device memory";
+  else
+    whyNotPaged_ =
+        KVBlockPool::whyNotPageable(*artifact_, options_.kvBlockTokens);
+  if (whyNotPaged_.empty()) {
+    KVBlockPoolOptions pool;
+    pool.blockTokens = options_.kvBlockTokens;
+    pool.blocks = options_.kvBlocks;
+    pool.sequences = options_.maxSequences;
+    pool_ = std::make_shared<KVBlockPool>(artifact_, pool);
+    int64_t perSequence = pool_->blocksFor(artifact_->contextLength());
+    if (pool_->blocks() < perSequence)
+      throw Error("--kv-blocks " + std::to_string(pool_->blocks()) +
+                  " holds less than one sequence of the full context (" +
+                  std::to_string(perSequence) + " blocks of " +
+                  std::to_string(pool_->blockTokens()) + " positions)");
+    options_.session.blockPool = pool_;
+  } else if (options_.kvBlocks > 0 || options_.kvBlockTokens > 0) {
+    throw Error("--kv-blocks and --kv-block-tokens need a paged KV cache, "
+                "and this one cannot be paged: " +
+                whyNotPaged_);
+  }
+  // Every sequence's session up front (whole caches: as a server reserves
+  // its KV memory; paged ones only reserve address space), and one token
+  // through the model: the first run of a process takes about 0.3 s more on
+  // the 500M model, and no request should pay for it.
   for (int i = 0; i < options_.maxSequences; ++i) {
     freeSessions_.push_back(
         {std::make_unique<Session>(artifact_, options_.session), {}});
     metrics_.sessions = ++sessionsMade_;
-    metrics_.kvCacheBytes += artifact_->kvCacheBytes();
+    if (!pool_)
+      metrics_.kvCacheBytes += artifact_->kvCacheBytes();
   }
   freeSessions_.back().session->prefill({0});
   freeSessions_.back().session->reset();
@@ -154,8 +189,20 @@ void Scheduler::drain() {
 }
 
 SchedulerMetrics Scheduler::metrics() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return metrics_;
+  SchedulerMetrics metrics;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics = metrics_;
+  }
+  if (pool_) {
+    KVBlockPoolStats pool = pool_->stats();
+    metrics.kvBlocks = pool.blocks;
+    metrics.kvBlocksUsed = pool.used;
+    metrics.kvBlocksCached = pool.cached;
+    metrics.kvBlockTokens = pool.blockTokens;
+    metrics.kvCacheBytes = uint64_t(pool.used + pool.cached) * pool.blockBytes;
+  }
+  return metrics;
 }
 
 void Scheduler::finish(Sequence &sequence, FinishReason reason,
@@ -180,9 +227,20 @@ void Scheduler::finish(Sequence &sequence, FinishReason reason,
 }
 
 size_t Scheduler::takeFreeSession(Sequence &sequence) {
+  const std::vector<int32_t> &prompt = sequence.prompt();
+  if (pool_) {
+    // Any free session (all are empty): the pool has the prefix blocks.
+    sequence.session = std::move(freeSessions_.back().session);
+    freeSessions_.pop_back();
+    auto reused = size_t(
+        options_.prefixCache ? sequence.session->reusePrefix(prompt) : 0);
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.prefixCacheTokens += int64_t(reused);
+    metrics_.prefixLookupTokens += int64_t(prompt.size());
+    return reused;
+  }
   // The free session whose cache shares the longest prefix with the prompt;
   // at least the prompt's last token runs again, for its logits.
-  const std::vector<int32_t> &prompt = sequence.request.prompt;
   size_t best = freeSessions_.size() - 1, bestShared = 0;
   for (size_t i = 0; i < freeSessions_.size(); ++i) {
     const std::vector<int32_t> &history = freeSessions_[i].history;
@@ -197,6 +255,10 @@ size_t Scheduler::takeFreeSession(Sequence &sequence) {
   FreeSession free = std::move(freeSessions_[best]);
   freeSessions_.erase(freeSessions_.begin() + std::ptrdiff_t(best));
   sequence.session = std::move(free.session);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.prefixLookupTokens += int64_t(prompt.size());
+  }
   if (bestShared == 0) {
     if (sequence.session->position() != 0)
       sequence.session->reset();
@@ -259,11 +321,12 @@ bool Scheduler::emit(Sequence &sequence, const float *row) {
 
 std::vector<int32_t> Scheduler::nextIds(const Sequence &sequence,
                                         int64_t &prefillBudget) const {
-  if (sequence.prefilled >= sequence.request.prompt.size())
+  const std::vector<int32_t> &prompt = sequence.prompt();
+  if (sequence.prefilled >= prompt.size())
     return {sequence.generated.back()};
   // The next chunk of the prompt, within the round's prefill budget (at
   // least one token, so every prompt advances).
-  size_t left = sequence.request.prompt.size() - sequence.prefilled;
+  size_t left = prompt.size() - sequence.prefilled;
   int64_t chunk =
       std::max<int64_t>(1, std::min<int64_t>(prefillBudget, int64_t(left)));
   // An evicting cache is a ring: a multi-token segment must not wrap it.
@@ -273,17 +336,87 @@ std::vector<int32_t> Scheduler::nextIds(const Sequence &sequence,
         chunk, std::max<int64_t>(1, model.kvWindow + model.kvSinks -
                                         sequence.session->position()));
   prefillBudget -= chunk;
-  auto first = sequence.request.prompt.begin() + sequence.prefilled;
+  auto first = prompt.begin() + std::ptrdiff_t(sequence.prefilled);
   return std::vector<int32_t>(first, first + chunk);
+}
+
+bool Scheduler::admissible(size_t promptTokens, size_t running) const {
+  if (!pool_ || running == 0)
+    return true;
+  // Its prompt's blocks (prefix hits would need fewer) and a spare block for
+  // each running sequence's next tokens.
+  int64_t needed = pool_->blocksFor(int64_t(promptTokens)) + int64_t(running);
+  return pool_->available() >= needed;
+}
+
+void Scheduler::freeSession(Sequence &sequence) {
+  FreeSession free{std::move(sequence.session), {}};
+  if (pool_) {
+    // Its published blocks stay in the pool's prefix cache.
+    free.session->reset();
+    freeSessions_.push_back(std::move(free));
+    return;
+  }
+  // What the cache holds: the prompt and every generated token but the last
+  // (sampled, never fed back), unless the sequence ended before its prompt
+  // was in. (Whole caches are never preempted: the prompt is the request's.)
+  const std::vector<int32_t> &prompt = sequence.request.prompt;
+  if (options_.prefixCache && sequence.prefilled >= prompt.size()) {
+    free.history = prompt;
+    if (!sequence.generated.empty())
+      free.history.insert(free.history.end(), sequence.generated.begin(),
+                          sequence.generated.end() - 1);
+  }
+  if (int64_t(free.history.size()) != free.session->position())
+    free.history.clear();
+  if (free.history.empty())
+    free.session->reset();
+  freeSessions_.push_back(std::move(free));
+}
+
+void Scheduler::preempt(std::vector<std::unique_ptr<Sequence>> &running,
+                        std::deque<std::unique_ptr<Sequence>> &preempted,
+                        std::vector<StepInput> &inputs,
+                        std::vector<Sequence *> &stepped) {
+  Sequence *victim = stepped.back();
+  stepped.pop_back();
+  inputs.pop_back();
+  // Recomputed from the start: the prompt and every token generated so far
+  // (the last one was never fed back; its logits sample the next).
+  std::vector<int32_t> recompute = victim->request.prompt;
+  recompute.insert(recompute.end(), victim->generated.begin(),
+                   victim->generated.end());
+  victim->session->reset();
+  freeSessions_.push_back({std::move(victim->session), {}});
+  victim->recompute = std::move(recompute);
+  victim->prefilled = 0;
+  auto it = std::find_if(running.begin(), running.end(),
+                         [&](const auto &s) { return s.get() == victim; });
+  preempted.push_front(std::move(*it));
+  running.erase(it);
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++metrics_.preemptions;
 }
 
 void Scheduler::loop() {
   std::vector<std::unique_ptr<Sequence>> running;
+  // Preempted sequences, first to run again.
+  std::deque<std::unique_ptr<Sequence>> preempted;
   for (;;) {
+    // A preempted sequence whose client went away ends now.
+    for (auto it = preempted.begin(); it != preempted.end();) {
+      if (!(*it)->generation->cancelled()) {
+        ++it;
+        continue;
+      }
+      finish(**it, FinishReason::Cancelled);
+      it = preempted.erase(it);
+    }
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] {
-        return stopping_ || !queue_.empty() || !running.empty();
+        return stopping_ || !queue_.empty() || !running.empty() ||
+               !preempted.empty();
       });
       if (stopping_) {
         // The server is going away: nothing more runs.
@@ -293,10 +426,21 @@ void Scheduler::loop() {
         lock.unlock();
         for (auto &sequence : running)
           finish(*sequence, FinishReason::Cancelled);
+        for (auto &sequence : preempted)
+          finish(*sequence, FinishReason::Cancelled);
         return;
       }
+      // Oldest first, while the KV blocks allow: a request that does not
+      // fit waits, and so do the ones behind it.
       while (int64_t(running.size()) < options_.maxSequences &&
-             !queue_.empty()) {
+             !preempted.empty() &&
+             admissible(preempted.front()->prompt().size(), running.size())) {
+        running.push_back(std::move(preempted.front()));
+        preempted.pop_front();
+      }
+      while (int64_t(running.size()) < options_.maxSequences &&
+             preempted.empty() && !queue_.empty() &&
+             admissible(queue_.front().request.prompt.size(), running.size())) {
         auto sequence = std::make_unique<Sequence>();
         sequence->request = std::move(queue_.front().request);
         sequence->generation = std::move(queue_.front().generation);
@@ -321,11 +465,15 @@ void Scheduler::loop() {
               std::make_unique<Session>(artifact_, options_.session);
           std::lock_guard<std::mutex> lock(mutex_);
           metrics_.sessions = ++sessionsMade_;
-          metrics_.kvCacheBytes += artifact_->kvCacheBytes();
+          if (!pool_)
+            metrics_.kvCacheBytes += artifact_->kvCacheBytes();
         }
-        sequence->sampler.emplace(sequence->request.sampling);
-        if (tokenizer_)
-          sequence->text.emplace(*tokenizer_, sequence->request.stops);
+        // A preempted sequence keeps its sampler and text.
+        if (!sequence->sampler) {
+          sequence->sampler.emplace(sequence->request.sampling);
+          if (tokenizer_)
+            sequence->text.emplace(*tokenizer_, sequence->request.stops);
+        }
       } catch (const std::exception &error) {
         finish(*sequence, FinishReason::Error, error.what());
         sequence->generation.reset();
@@ -348,6 +496,19 @@ void Scheduler::loop() {
           {sequence->session.get(), nextIds(*sequence, prefillBudget)});
       stepped.push_back(sequence.get());
     }
+    // Paged caches: when the step needs more blocks than the pool has,
+    // the sequences admitted last wait for recompute.
+    while (pool_ && inputs.size() > 1) {
+      int64_t needed = 0;
+      for (const StepInput &input : inputs) {
+        int64_t at = input.session->position();
+        needed += input.session->pagedCache()->blocksNeeded(
+            at, at + int64_t(input.ids.size()));
+      }
+      if (needed <= pool_->available())
+        break;
+      preempt(running, preempted, inputs, stepped);
+    }
     if (!inputs.empty()) {
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -359,11 +520,11 @@ void Scheduler::loop() {
         for (size_t i = 0; i < stepped.size(); ++i) {
           Sequence &sequence = *stepped[i];
           size_t count = inputs[i].ids.size();
-          bool prompt = sequence.prefilled < sequence.request.prompt.size();
+          bool prompt = sequence.prefilled < sequence.prompt().size();
           if (prompt)
             sequence.prefilled += count;
           // A prompt's chunks sample nothing until its last one.
-          if (prompt && sequence.prefilled < sequence.request.prompt.size())
+          if (prompt && sequence.prefilled < sequence.prompt().size())
             continue;
           if (!emit(sequence, logits.data() + i * size_t(vocab)))
             sequence.generation.reset();
@@ -383,25 +544,8 @@ void Scheduler::loop() {
         ++it;
         continue;
       }
-      if (sequence.session) {
-        // What the cache holds: the prompt and every generated token but
-        // the last (sampled, never fed back), unless the sequence ended
-        // before its prompt was in.
-        FreeSession free{std::move(sequence.session), {}};
-        const std::vector<int32_t> &prompt = sequence.request.prompt;
-        if (options_.prefixCache && sequence.prefilled >= prompt.size()) {
-          free.history = prompt;
-          if (!sequence.generated.empty())
-            free.history.insert(free.history.end(),
-                                sequence.generated.begin(),
-                                sequence.generated.end() - 1);
-        }
-        if (int64_t(free.history.size()) != free.session->position())
-          free.history.clear();
-        if (free.history.empty())
-          free.session->reset();
-        freeSessions_.push_back(std::move(free));
-      }
+      if (sequence.session)
+        freeSession(sequence);
       it = running.erase(it);
     }
     {

@@ -1,20 +1,30 @@
 //===- Scheduler.h - many generations over one artifact ---------*- C++ -*-===//
 //
 // The scheduler of xfmr-serve. Requests wait in a bounded queue; up to
-// `maxSequences` run at once, each in a session of its own (its own KV
-// cache, allocated once and reused). One thread runs the model: every round
-// it admits waiting requests into free sessions (allocated when the
-// scheduler starts, oldest request first), then moves every running
-// sequence forward in one batched step (Session::step, which reads the
-// weights once for all of them): one decoded token each, and for new
-// sequences the next chunk of their prompt (at most `prefillChunk` prompt
-// tokens per step, so a long prompt does not stall the others' tokens).
-// Concurrent requests thus share the model fairly and stream at the same
-// pace. A sequence ends at its token budget, an end-of-sequence id, a stop
-// string or when its client goes away; its session is then free for the
-// next request, and keeps what its cache holds: a new request takes the free
-// session that shares the longest prefix with its prompt and runs only the
-// rest (prefix caching, e.g. the earlier turns of a chat).
+// `maxSequences` run at once, each in a session of its own. One thread runs
+// the model: every round it admits waiting requests (oldest first), then
+// moves every running sequence forward in one batched step (Session::step,
+// which reads the weights once for all of them): one decoded token each, and
+// for new sequences the next chunk of their prompt (at most `prefillChunk`
+// prompt tokens per step, so a long prompt does not stall the others'
+// tokens). Concurrent requests thus share the model fairly and stream at the
+// same pace. A sequence ends at its token budget, an end-of-sequence id, a
+// stop string or when its client goes away.
+//
+// KV memory (CPU back end): the sessions take their caches from one
+// KVBlockPool, block by block as they grow. A request is admitted when the
+// pool has the blocks its prompt needs, beside one spare block per running
+// sequence. When a step needs more blocks than are free, the sequence
+// admitted last is preempted: its blocks go back to the pool and it waits at
+// the head of the queue, to be recomputed (prompt and tokens so far) when
+// blocks free up; its client sees only a pause. Prefix caching: full blocks
+// are published by their tokens, so a new prompt that starts like an earlier
+// or a running one maps those blocks and runs only the rest (the earlier
+// turns of a chat, a shared system prompt).
+//
+// Back ends whose caches cannot be paged (GPUs) give each session one whole
+// cache, allocated up front and reused; a new request then takes the free
+// session whose cache shares the longest prefix with its prompt.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,6 +34,7 @@
 #include "Histogram.h"
 
 #include "xfmr/runtime/Artifact.h"
+#include "xfmr/runtime/KVBlockPool.h"
 #include "xfmr/runtime/Sampler.h"
 #include "xfmr/runtime/Session.h"
 #include "xfmr/runtime/Tokenizer.h"
@@ -94,8 +105,13 @@ private:
 struct SchedulerMetrics {
   int64_t requests = 0, rejected = 0, finished = 0, cancelled = 0, failed = 0;
   int64_t promptTokens = 0, generatedTokens = 0;
-  /// Prompt tokens a finished sequence's cache already held (not run again).
-  int64_t prefixCacheTokens = 0;
+  /// Prompt tokens a cache already held (not run again), of those looked up.
+  int64_t prefixCacheTokens = 0, prefixLookupTokens = 0;
+  /// Sequences preempted for want of KV blocks (recomputed later).
+  int64_t preemptions = 0;
+  /// Paged caches: the pool's blocks, those sessions map and those cached
+  /// (published, no session maps them); 0 with whole caches.
+  int64_t kvBlocks = 0, kvBlocksUsed = 0, kvBlocksCached = 0, kvBlockTokens = 0;
   /// Gauges: requests waiting and running now, sessions allocated, KV-cache
   /// bytes those sessions hold.
   int64_t queued = 0, running = 0, sessions = 0;
@@ -113,9 +129,15 @@ struct SchedulerOptions {
   int maxQueue = 64;
   /// Prompt tokens run per step, over all new sequences (chunked prefill).
   int prefillChunk = 256;
-  /// Keep finished sequences' caches and continue the longest shared
-  /// prefix of a new prompt from them.
+  /// Reuse the blocks (or free caches) holding a new prompt's prefix.
   bool prefixCache = true;
+  /// Page the KV caches when the back end can (a KVBlockPool).
+  bool pagedCache = true;
+  /// The pool's blocks; 0: maxSequences full contexts. At least one full
+  /// context.
+  int64_t kvBlocks = 0;
+  /// Positions per block; 0: the pool's default.
+  int64_t kvBlockTokens = 0;
   runtime::SessionOptions session;
 };
 
@@ -149,6 +171,9 @@ public:
   bool draining() const { return draining_; }
 
   SchedulerMetrics metrics() const;
+  /// The KV block pool (null: whole caches), and why there is none.
+  const runtime::KVBlockPool *blockPool() const { return pool_.get(); }
+  const std::string &whyNotPaged() const { return whyNotPaged_; }
 
 private:
   struct Sequence;
@@ -162,10 +187,24 @@ private:
                                int64_t &prefillBudget) const;
   /// Ends `sequence` without a token (cancelled, or an error).
   void finish(Sequence &sequence, FinishReason reason, std::string error = {});
+  /// Gives a sequence's session back to the free ones (whole caches keep
+  /// what they hold for prefix caching; paged ones give their blocks back).
+  void freeSession(Sequence &sequence);
+  /// Whether the pool can take a prompt of `promptTokens` beside `running`
+  /// sequences.
+  bool admissible(size_t promptTokens, size_t running) const;
+  /// Moves the last of `stepped` (and its input) out of the step and back
+  /// to the head of `preempted`, its blocks back to the pool.
+  void preempt(std::vector<std::unique_ptr<Sequence>> &running,
+               std::deque<std::unique_ptr<Sequence>> &preempted,
+               std::vector<runtime::StepInput> &inputs,
+               std::vector<Sequence *> &stepped);
 
   std::shared_ptr<runtime::Artifact> artifact_;
   const runtime::Tokenizer *tokenizer_;
   SchedulerOptions options_;
+  std::shared_ptr<runtime::KVBlockPool> pool_;
+  std::string whyNotPaged_;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_, idle_;

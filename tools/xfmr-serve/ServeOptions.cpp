@@ -3,6 +3,7 @@
 #include "ServeOptions.h"
 
 #include <charconv>
+#include <climits>
 
 using namespace xfmr::serve;
 
@@ -27,8 +28,17 @@ const char xfmr::serve::kUsage[] =
     "  --prefill-chunk N     prompt tokens per step, over all new\n"
     "                        sequences; the rest of a prompt runs in later\n"
     "                        steps, beside the others' tokens (default 256)\n"
-    "  --no-prefix-cache     zero a finished sequence's cache instead of\n"
-    "                        keeping it for a prompt that starts the same way\n"
+    "  --kv-blocks N         KV memory, in blocks shared by the sequences\n"
+    "                        (paged cache; default: --max-sequences full\n"
+    "                        contexts): requests wait, and sequences are\n"
+    "                        preempted and recomputed, when it runs out\n"
+    "  --kv-block-tokens N   positions per block (default: 16, or more where\n"
+    "                        a block of a small model's cache would not be\n"
+    "                        whole pages or the blocks too many to map)\n"
+    "  --no-paged-cache      one whole KV cache per sequence instead (GPU\n"
+    "                        back ends always use whole caches)\n"
+    "  --no-prefix-cache     never reuse the cache of an earlier prompt that\n"
+    "                        starts the same way\n"
     "  -t, --threads N       threads for the model code (default: all cores)\n"
     "  --api-key KEY         require \"Authorization: Bearer KEY\" on /v1/\n"
     "                        requests (default: the XFMR_API_KEY environment\n"
@@ -86,6 +96,12 @@ xfmr::serve::parseServeOptions(const std::vector<std::string> &args) {
       opts.maxSequences = integer(arg, value(), 1, 4096);
     } else if (arg == "--no-prefix-cache") {
       opts.prefixCache = false;
+    } else if (arg == "--no-paged-cache") {
+      opts.pagedCache = false;
+    } else if (arg == "--kv-blocks") {
+      opts.kvBlocks = integer(arg, value(), 1, INT32_MAX);
+    } else if (arg == "--kv-block-tokens") {
+      opts.kvBlockTokens = integer(arg, value(), 1, 1 << 20);
     } else if (arg == "--prefill-chunk") {
       opts.prefillChunk = integer(arg, value(), 1, 1 << 20);
     } else if (arg == "--max-queue") {
@@ -125,5 +141,8 @@ xfmr::serve::parseServeOptions(const std::vector<std::string> &args) {
   }
   if (opts.artifact.empty() && !opts.help && !opts.version)
     throw UsageError{"no artifact given"};
+  if (!opts.pagedCache && (opts.kvBlocks > 0 || opts.kvBlockTokens > 0))
+    throw UsageError{"--kv-blocks and --kv-block-tokens size the paged cache, "
+                     "which --no-paged-cache turns off"};
   return opts;
 }

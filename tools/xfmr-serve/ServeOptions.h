@@ -32,6 +32,9 @@ struct ServeOptions {
   int maxQueue = 64;
   int prefillChunk = 256;
   bool prefixCache = true;
+  bool pagedCache = true;
+  /// 0: the scheduler's defaults.
+  int kvBlocks = 0, kvBlockTokens = 0;
   /// Threads for the model code; 0: all cores.
   int threads = 0;
   /// The name clients use for the model (default: the artifact's file name

@@ -89,9 +89,23 @@ std::string metricsText(const SchedulerMetrics &m, const ModelContext &model) {
   metric("xfmr_prompt_tokens_total", "counter", "Prompt tokens accepted.",
          double(m.promptTokens));
   metric("xfmr_prefix_cache_tokens_total", "counter",
-         "Prompt tokens a kept cache already held (not run again); over "
-         "xfmr_prompt_tokens_total: the prefix cache's hit rate.",
+         "Prompt tokens a cache already held (not run again); over "
+         "xfmr_prefix_cache_lookup_tokens_total: the prefix cache's hit rate.",
          double(m.prefixCacheTokens));
+  metric("xfmr_prefix_cache_lookup_tokens_total", "counter",
+         "Prompt tokens looked up in the prefix cache (recomputed ones "
+         "included).",
+         double(m.prefixLookupTokens));
+  metric("xfmr_prefix_cache_hit_rate", "gauge",
+         "xfmr_prefix_cache_tokens_total over "
+         "xfmr_prefix_cache_lookup_tokens_total (0 before any lookup).",
+         m.prefixLookupTokens > 0
+             ? double(m.prefixCacheTokens) / double(m.prefixLookupTokens)
+             : 0.0);
+  metric("xfmr_preemptions_total", "counter",
+         "Sequences preempted when the KV blocks ran out (recomputed "
+         "later).",
+         double(m.preemptions));
   metric("xfmr_generated_tokens_total", "counter", "Tokens generated.",
          double(m.generatedTokens));
   metric("xfmr_queue_length", "gauge", "Requests waiting for a free sequence.",
@@ -101,8 +115,17 @@ std::string metricsText(const SchedulerMetrics &m, const ModelContext &model) {
   metric("xfmr_sessions", "gauge",
          "Sequences allocated (each holds a KV cache).", double(m.sessions));
   metric("xfmr_kv_cache_bytes", "gauge",
-         "Bytes of KV cache the allocated sequences hold.",
+         "Bytes of KV cache held: the sequences' whole caches, or the "
+         "blocks in use and cached.",
          double(m.kvCacheBytes));
+  metric("xfmr_kv_blocks", "gauge",
+         "Blocks of the paged KV cache (0: whole caches).", double(m.kvBlocks));
+  metric("xfmr_kv_blocks_used", "gauge",
+         "KV blocks that running sequences map.", double(m.kvBlocksUsed));
+  metric("xfmr_kv_blocks_cached", "gauge",
+         "KV blocks no sequence maps, kept for their prefix (reclaimed "
+         "first when blocks run out).",
+         double(m.kvBlocksCached));
   std::string labels = "model=\"" + model.name + "\"";
   out += m.timeToFirstToken.prometheus(
       "xfmr_time_to_first_token_seconds",
@@ -264,12 +287,10 @@ int main(int argc, char **argv) {
   schedulerOptions.maxQueue = opts.maxQueue;
   schedulerOptions.prefillChunk = opts.prefillChunk;
   schedulerOptions.prefixCache = opts.prefixCache;
+  schedulerOptions.pagedCache = opts.pagedCache;
+  schedulerOptions.kvBlocks = opts.kvBlocks;
+  schedulerOptions.kvBlockTokens = opts.kvBlockTokens;
   schedulerOptions.session.threads = opts.threads;
-  std::fprintf(stderr,
-               "xfmr-serve: allocating %d sequences (a KV cache of %.1f MiB "
-               "each)\n",
-               opts.maxSequences,
-               double(artifact->kvCacheBytes()) / double(1 << 20));
   std::unique_ptr<Scheduler> created;
   try {
     created = std::make_unique<Scheduler>(artifact, tokenizer.get(),
@@ -278,6 +299,22 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "xfmr-serve: error: %s\n", error.what());
     return 1;
   }
+  if (const KVBlockPool *pool = created->blockPool())
+    std::fprintf(stderr,
+                 "xfmr-serve: paged KV cache: %lld blocks of %lld positions "
+                 "(%.1f MiB each, %.1f MiB in all, taken as sequences "
+                 "grow)\n",
+                 (long long)pool->blocks(), (long long)pool->blockTokens(),
+                 double(pool->blockBytes()) / double(1 << 20),
+                 double(pool->blockBytes()) * double(pool->blocks()) /
+                     double(1 << 20));
+  else
+    std::fprintf(stderr,
+                 "xfmr-serve: %d whole KV caches of %.1f MiB (not paged: "
+                 "%s)\n",
+                 opts.maxSequences,
+                 double(artifact->kvCacheBytes()) / double(1 << 20),
+                 created->whyNotPaged().c_str());
   Scheduler &scheduler = *created;
   int64_t started = std::chrono::duration_cast<std::chrono::seconds>(
                         std::chrono::system_clock::now().time_since_epoch())

@@ -6,6 +6,7 @@
 #include "xfmr/runtime/Artifact.h"
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Host.h"
+#include "xfmr/runtime/KVBlockPool.h"
 
 #include <cstddef>
 #include <dlfcn.h>
@@ -220,6 +221,56 @@ TEST_F(ArtifactTest, ManifestFields) {
                   "'kv_cache.layers[0].bytes' is 128, must be in [0, 64]");
   EXPECT_CONTAINS(manifestError("\"model\": {", "\"model\": 1, \"m\": {"),
                   "'model' must be an object, found a number");
+}
+
+/// The fixture with its one cache layer described by `regions` (JSON).
+static FixtureArtifact withRegions(const std::string &regions) {
+  FixtureArtifact fixture;
+  fixture.editManifest = [regions](std::string m) {
+    return replaceOnce(m, "\"offset\": 0, \"bytes\": 128}",
+                       "\"offset\": 0, \"bytes\": 128, \"capacity\": 32, "
+                       "\"regions\": " +
+                           regions + "}");
+  };
+  return fixture;
+}
+
+TEST_F(ArtifactTest, CacheRegionsAndWhetherTheyPage) {
+  // Absent: an artifact of an older compiler, which cannot be paged.
+  FixtureArtifact plain;
+  plain.write(path());
+  auto a = Artifact::open(path());
+  EXPECT_TRUE(a->kvCacheRegions().empty());
+  EXPECT_CONTAINS(KVBlockPool::whyNotPageable(*a), "compile it again");
+
+  withRegions("[{\"offset\": 0, \"row_bytes\": 4}]").write(path());
+  a = Artifact::open(path());
+  ASSERT_EQ(a->kvCacheRegions().size(), 1u);
+  EXPECT_EQ(a->kvCacheRegions()[0].rowBytes, 4u);
+  EXPECT_EQ(a->kvCacheRegions()[0].rows, 32u);
+  // Rows of 4 bytes: a block of a page would be 1024 positions, past the
+  // capacity of 32.
+  EXPECT_CONTAINS(KVBlockPool::whyNotPageable(*a),
+                  "needs a block size that makes whole pages");
+  EXPECT_CONTAINS(KVBlockPool::whyNotPageable(*a, 8), "8 positions make 32");
+  try {
+    KVBlockPool(a, KVBlockPoolOptions{4, 1, 0});
+    ADD_FAILURE() << "a pool of an unpageable cache";
+  } catch (const Error &e) {
+    EXPECT_CONTAINS(e.what(), path() + ": the KV cache cannot be paged");
+  }
+
+  EXPECT_CONTAINS(
+      openError(withRegions("[{\"offset\": 0, \"row_bytes\": 8}]")),
+      "'kv_cache.layers[0].regions[0].row_bytes' is 8, must be in [1, 4]");
+  EXPECT_CONTAINS(openError(withRegions("[{\"offset\": 0, \"row_bytes\": 2}, "
+                                        "{\"offset\": 32, \"row_bytes\": 2}]")),
+                  "'kv_cache.layers' has overlapping regions");
+  EXPECT_CONTAINS(
+      openError(withRegions("[{\"offset\": 200, \"row_bytes\": 1}]")),
+      "'kv_cache.layers[0].regions[0].offset' is 200");
+  EXPECT_CONTAINS(openError(withRegions("{}")),
+                  "'kv_cache.layers[0].regions' must be an array");
 }
 
 TEST_F(ArtifactTest, TargetMustMatchTheHost) {

@@ -200,7 +200,7 @@ TEST_F(SessionTest, SamplingIsDeterministicForASeed) {
 }
 
 TEST_F(SessionTest, Stats) {
-  Session s(artifact, SessionOptions{2});
+  Session s(artifact, SessionOptions{2, {}});
   s.generate({1, 2, 3, 4}, 5);
   Stats st = s.stats();
   EXPECT_EQ(st.prefillTokens, 4);
@@ -232,12 +232,13 @@ TEST_F(SessionTest, ThreadsAreAppliedPerCall) {
   auto get =
       reinterpret_cast<int (*)()>(artifact->symbol("fixture_get_threads"));
   ASSERT_NE(get, nullptr);
-  Session two(artifact, SessionOptions{2}), three(artifact, SessionOptions{3});
+  Session two(artifact, SessionOptions{2, {}}),
+      three(artifact, SessionOptions{3, {}});
   two.prefill({1});
   EXPECT_EQ(get(), 2);
   three.prefill({1});
   EXPECT_EQ(get(), 3);
-  EXPECT_THROW(Session(artifact, SessionOptions{-1}), Error);
+  EXPECT_THROW(Session(artifact, SessionOptions{-1, {}}), Error);
   EXPECT_THROW(Session(nullptr), Error);
 }
 
@@ -247,7 +248,7 @@ TEST_F(SessionTest, SessionsOnDifferentThreads) {
   std::vector<std::thread> threads;
   for (int i = 0; i < 4; ++i)
     threads.emplace_back([&, i] {
-      Session s(artifact, SessionOptions{i + 1});
+      Session s(artifact, SessionOptions{i + 1, {}});
       for (int round = 0; round < 20; ++round) {
         s.reset();
         got[i] = s.generate({1, 2}, 20);

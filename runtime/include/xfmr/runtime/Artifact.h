@@ -50,6 +50,15 @@ struct ExpertCounterSlot {
   int64_t experts = 0;
 };
 
+/// One token-indexed part of a layer's cache (the manifest's
+/// kv_cache.layers[i].regions): row t is `rowBytes` bytes at
+/// offset + t * rowBytes of the cache blob, for t in [0, rows).
+struct KVCacheRegion {
+  uint64_t offset = 0;
+  uint64_t rowBytes = 0;
+  uint64_t rows = 0;
+};
+
 /// How to open an artifact.
 struct OpenOptions {
   /// Verify the XXH3 checksums of the header and every section before using
@@ -119,6 +128,12 @@ public:
   uint64_t kvCacheBytes() const { return kvCacheBytes_; }
   uint64_t kvCacheBytesPerToken() const { return kvCacheBytesPerToken_; }
   uint64_t weightsBytes() const { return weightsBytes_; }
+  /// Every token-indexed part of the cache blob, in blob order; empty when
+  /// the artifact does not describe them (compiled before they were
+  /// recorded): such a cache cannot be paged.
+  const std::vector<KVCacheRegion> &kvCacheRegions() const {
+    return kvCacheRegions_;
+  }
   /// One slot per MoE layer, in layer order; empty for dense models.
   const std::vector<ExpertCounterSlot> &expertCounters() const {
     return expertCounters_;
@@ -220,6 +235,7 @@ private:
   uint64_t weightsBytes_ = 0, parameterCount_ = 0;
   double verifySeconds_ = 0;
   std::vector<ExpertCounterSlot> expertCounters_;
+  std::vector<KVCacheRegion> kvCacheRegions_;
   std::unique_ptr<Backend> backend_;
   int threads_ = 1;
 };

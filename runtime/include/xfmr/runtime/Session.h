@@ -13,6 +13,7 @@
 
 #include "xfmr/runtime/Artifact.h"
 #include "xfmr/runtime/Backend.h"
+#include "xfmr/runtime/KVBlockPool.h"
 #include "xfmr/runtime/Sampler.h"
 
 #include <cstdint>
@@ -27,6 +28,9 @@ namespace xfmr::runtime {
 struct SessionOptions {
   /// Threads for the model code; 0: hardware concurrency.
   int threads = 0;
+  /// Take the KV cache from this pool, block by block as the sequence grows
+  /// (a paged cache, CPU backend only); null: one whole cache of its own.
+  std::shared_ptr<KVBlockPool> blockPool;
 };
 
 /// Tokens routed to each expert of one MoE layer.
@@ -57,9 +61,11 @@ struct Stats {
   /// Where the code runs: "cpu", or the GPU's name; the device memory the
   /// backend holds (weights, caches, buffers; 0 on the CPU) and how long
   /// the weights took to upload (0 on the CPU, which reads them in place).
+  /// With a paged cache: the blocks the session maps now.
   std::string device;
   uint64_t deviceMemoryBytes = 0;
   double weightsUploadSeconds = 0;
+  int64_t kvBlocks = 0;
   /// Per MoE layer, the (token, expert) assignments the router made over
   /// every token run, prefill and decode: what an expert-placement balancer
   /// needs. Empty for dense models.
@@ -75,6 +81,7 @@ struct Stats {
 };
 
 class Session;
+class PagedKVCache;
 
 /// One session's tokens in a batched step (Session::step).
 struct StepInput {
@@ -132,6 +139,15 @@ public:
   /// position()], or when an evicting cache has wrapped (its ring no longer
   /// holds the prefix in place).
   void truncate(int64_t position);
+  /// With a paged cache at position 0: maps the pool's published blocks
+  /// that hold the longest prefix of `prompt` (whole blocks, at most
+  /// prompt.size() - 1 positions: the last token must run for its logits)
+  /// and moves to the end of that prefix; returns its length. 0 without a
+  /// paged cache, for an evicting cache (a ring's blocks are never shared)
+  /// or away from position 0.
+  int64_t reusePrefix(const std::vector<int32_t> &prompt);
+  /// The paged cache (null: a whole cache of its own).
+  const PagedKVCache *pagedCache() const { return paged_; }
   /// Tokens currently in the cache.
   int64_t position() const { return position_; }
   const Artifact &artifact() const { return *artifact_; }
@@ -147,10 +163,19 @@ private:
   /// prefill per `countAsDecode` (default: the entry's kind).
   void run(bool isDecode, const int32_t *ids, size_t count, float *logits,
            std::optional<bool> countAsDecode = std::nullopt);
+  /// Gives a paged cache the blocks `count` more tokens write (throws
+  /// OutOfKVBlocks), and afterwards publishes the blocks they filled.
+  void prepareCache(size_t count);
+  void recordTokens(const int32_t *ids, size_t count);
 
   std::shared_ptr<Artifact> artifact_;
   /// The KV cache, in the backend's memory.
   std::unique_ptr<DeviceBuffer> cache_;
+  /// cache_ when it is paged.
+  PagedKVCache *paged_ = nullptr;
+  /// With a paged cache (and no evicting ring): the ids at each position,
+  /// which key the blocks the session publishes.
+  std::vector<int32_t> history_;
   int threads_;
   int64_t position_ = 0;
   Stats stats_;

@@ -6,6 +6,7 @@
 #include "xfmr/runtime/Error.h"
 #include "xfmr/runtime/Host.h"
 #include "xfmr/runtime/KVCache.h"
+#include "xfmr/runtime/PagedKVCache.h"
 
 #include <algorithm>
 #include <atomic>
@@ -41,6 +42,13 @@ public:
 private:
   KVCache cache;
 };
+
+/// Where a session's cache (whole or paged) starts in this process.
+uint8_t *hostData(DeviceBuffer &cache) {
+  if (auto *paged = dynamic_cast<PagedKVCache *>(&cache))
+    return paged->data();
+  return static_cast<HostCache &>(cache).data();
+}
 } // namespace
 
 /// The model code allocates each activation buffer (megabytes in prefill)
@@ -138,7 +146,7 @@ void CpuBackend::run(EntryPoint entry, const RunArgs &args) {
   // (the weights mapping is read-only, a write would fault).
   auto *ids = const_cast<int32_t *>(args.ids);
   auto *weights = const_cast<uint8_t *>(weights_);
-  uint8_t *cache = static_cast<HostCache *>(args.cache)->data();
+  uint8_t *cache = hostData(*args.cache);
   MemRef<int32_t, 1> idsRef{ids, ids, 0, {n}, {1}};
   MemRef<uint8_t, 1> weightsRef{
       weights, weights, 0, {static_cast<int64_t>(weightsSize_)}, {1}};
@@ -157,7 +165,7 @@ void CpuBackend::runStep(const StepArgs &args) {
   if (!step_)
     Backend::runStep(args);
   StepTable table = makeStepTable(args, [](DeviceBuffer &cache) {
-    return reinterpret_cast<uint64_t>(static_cast<HostCache &>(cache).data());
+    return reinterpret_cast<uint64_t>(hostData(cache));
   });
   auto *base = reinterpret_cast<uint8_t *>(table.base);
   auto n = static_cast<int64_t>(args.segments.size());
