@@ -9,6 +9,7 @@
 
 #include "xfmr/runtime/Artifact.h"
 #include "xfmr/runtime/Error.h"
+#include "xfmr/runtime/KVBlockPool.h"
 #include "xfmr/runtime/Sampler.h"
 #include "xfmr/runtime/Session.h"
 #include "xfmr/runtime/Version.h"
@@ -28,6 +29,10 @@ struct xfmr_model {
 struct xfmr_sequence {
   std::unique_ptr<Session> session;
   int64_t vocab;
+};
+
+struct xfmr_block_pool {
+  std::shared_ptr<KVBlockPool> pool;
 };
 
 struct xfmr_sampler {
@@ -52,6 +57,9 @@ xfmr_status guarded(const char *function, Body body,
     return body();
   } catch (const std::bad_alloc &) {
     return fail(XFMR_OUT_OF_MEMORY, std::string(function) + ": out of memory");
+  } catch (const OutOfKVBlocks &error) {
+    return fail(XFMR_OUT_OF_MEMORY,
+                std::string(function) + ": " + error.what());
   } catch (const std::exception &error) {
     return fail(errorStatus, std::string(function) + ": " + error.what());
   } catch (...) {
@@ -130,6 +138,93 @@ xfmr_status xfmr_sequence_create(xfmr_model *model, int threads,
     handle->session = std::make_unique<Session>(model->artifact, options);
     handle->vocab = model->artifact->vocabSize();
     *sequence = handle.release();
+    return XFMR_OK;
+  });
+}
+
+xfmr_status xfmr_block_pool_create(xfmr_model *model, int64_t blocks,
+                                   int64_t sequences, int64_t block_tokens,
+                                   xfmr_block_pool **pool) {
+  if (!model)
+    return nullArgument("xfmr_block_pool_create", "model");
+  if (!pool)
+    return nullArgument("xfmr_block_pool_create", "pool");
+  if (blocks < 0 || block_tokens < 0 || (blocks == 0 && sequences < 1))
+    return fail(XFMR_INVALID_ARGUMENT,
+                "xfmr_block_pool_create: blocks and block_tokens must be >= 0, "
+                "and sequences >= 1 when blocks is 0");
+  return guarded("xfmr_block_pool_create", [&] {
+    KVBlockPoolOptions options;
+    options.blocks = blocks;
+    options.sequences = sequences;
+    options.blockTokens = block_tokens;
+    if (model->artifact->backend().kind() != "cpu")
+      throw Error("a paged KV cache needs the CPU back end; the model runs "
+                  "on " +
+                  model->artifact->backend().kind());
+    auto handle = std::make_unique<xfmr_block_pool>();
+    handle->pool = std::make_shared<KVBlockPool>(model->artifact, options);
+    *pool = handle.release();
+    return XFMR_OK;
+  });
+}
+
+void xfmr_block_pool_free(xfmr_block_pool *pool) { delete pool; }
+
+int64_t xfmr_block_pool_available(const xfmr_block_pool *pool) {
+  return pool ? pool->pool->available() : 0;
+}
+
+int64_t xfmr_block_pool_block_tokens(const xfmr_block_pool *pool) {
+  return pool ? pool->pool->blockTokens() : 0;
+}
+
+xfmr_status xfmr_sequence_create_paged(xfmr_model *model, xfmr_block_pool *pool,
+                                       int threads, xfmr_sequence **sequence) {
+  if (!pool)
+    return nullArgument("xfmr_sequence_create_paged", "pool");
+  if (!model)
+    return nullArgument("xfmr_sequence_create_paged", "model");
+  if (!sequence)
+    return nullArgument("xfmr_sequence_create_paged", "sequence");
+  if (threads < 0 || threads > Artifact::kMaxThreads)
+    return fail(XFMR_INVALID_ARGUMENT,
+                "xfmr_sequence_create_paged: threads must be in [0, " +
+                    std::to_string(Artifact::kMaxThreads) + "], got " +
+                    std::to_string(threads));
+  return guarded(
+      "xfmr_sequence_create_paged",
+      [&] {
+        SessionOptions options;
+        options.threads = threads;
+        options.blockPool = pool->pool;
+        auto handle = std::make_unique<xfmr_sequence>();
+        handle->session = std::make_unique<Session>(model->artifact, options);
+        handle->vocab = model->artifact->vocabSize();
+        *sequence = handle.release();
+        return XFMR_OK;
+      },
+      XFMR_INVALID_ARGUMENT);
+}
+
+xfmr_status xfmr_sequence_reuse_prefix(xfmr_sequence *sequence,
+                                       const int32_t *ids, size_t count,
+                                       size_t *reused) {
+  if (!sequence)
+    return nullArgument("xfmr_sequence_reuse_prefix", "sequence");
+  if (!ids && count > 0)
+    return nullArgument("xfmr_sequence_reuse_prefix", "ids");
+  if (!reused)
+    return nullArgument("xfmr_sequence_reuse_prefix", "reused");
+  return guarded("xfmr_sequence_reuse_prefix", [&] {
+    std::vector<int32_t> prompt(ids, ids + count);
+    for (size_t i = 0; i < count; ++i)
+      if (prompt[i] < 0 || prompt[i] >= sequence->vocab)
+        return fail(XFMR_INVALID_ARGUMENT,
+                    "xfmr_sequence_reuse_prefix: id " +
+                        std::to_string(prompt[i]) + " at index " +
+                        std::to_string(i) + " is outside the vocabulary");
+    *reused = size_t(sequence->session->reusePrefix(prompt));
     return XFMR_OK;
   });
 }

@@ -3,6 +3,7 @@ runtime library, its headers and a CMake package; an out-of-tree C program
 (examples/embed/generate.c) finds it with find_package(xfmr), links it without MLIR or
 LLVM, and generates through the C API (xfmr.h) exactly the ids xfmr-run generates."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,3 +90,19 @@ def test_c_api_batched_sequences(embed):
     assert batched.returncode == 0, batched.stderr
     lines = batched.stdout.splitlines()
     assert len(lines) == 3 and all(line.split() == alone for line in lines)
+
+
+def test_c_api_paged_sequences(embed):
+    """--paged: three sequences with KV caches from one block pool; the second and third
+    map the blocks the first filled with the prompt (whole blocks, short of its last
+    token) and still print the ids one sequence alone generates."""
+    prompt = [str(3 + i % 50) for i in range(40)]
+    alone = subprocess.run([str(embed["generate"]), str(embed["artifact"]), "8", *prompt],
+                           capture_output=True, text=True, check=True).stdout.split()
+    paged = subprocess.run([str(embed["generate"]), str(embed["artifact"]), "8", *prompt,
+                            "--parallel", "3", "--paged"], capture_output=True, text=True)
+    assert paged.returncode == 0, paged.stderr
+    lines = paged.stdout.splitlines()
+    assert len(lines) == 3 and all(line.split() == alone for line in lines)
+    reused = [int(n) for n in re.findall(r"reused (\d+) prompt tokens", paged.stderr)]
+    assert len(reused) == 2 and reused[0] == reused[1] and 0 < reused[0] < 40

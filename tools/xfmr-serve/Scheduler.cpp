@@ -210,8 +210,18 @@ void Scheduler::finish(Sequence &sequence, FinishReason reason,
   GenerationEvent event;
   event.finish = reason;
   event.error = std::move(error);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    countFinished(reason);
+  }
   sequence.generation->push(std::move(event));
-  std::lock_guard<std::mutex> lock(mutex_);
+}
+
+void Scheduler::countFinished(FinishReason reason) {
+  // Before the client hears of it: a client that sends its next request
+  // right away must find the sequence free.
+  running_ = std::max<int64_t>(0, running_ - 1);
+  metrics_.running = running_;
   switch (reason) {
   case FinishReason::Stop:
   case FinishReason::Length:
@@ -307,12 +317,12 @@ bool Scheduler::emit(Sequence &sequence, const float *row) {
     if (ended || full)
       event.finish = ended ? FinishReason::Stop : FinishReason::Length;
     std::optional<FinishReason> reason = event.finish;
+    if (reason) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      countFinished(*reason);
+    }
     sequence.generation->push(std::move(event));
-    if (!reason)
-      return true;
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++metrics_.finished;
-    return false;
+    return !reason;
   } catch (const std::exception &error) {
     finish(sequence, FinishReason::Error, error.what());
     return false;
@@ -448,7 +458,7 @@ void Scheduler::loop() {
         queue_.pop_front();
         running.push_back(std::move(sequence));
       }
-      running_ = int64_t(running.size());
+      running_ = int64_t(running.size() + preempted.size());
       metrics_.queued = int64_t(queue_.size());
       metrics_.running = running_;
     }
@@ -550,9 +560,9 @@ void Scheduler::loop() {
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      running_ = int64_t(running.size());
+      running_ = int64_t(running.size() + preempted.size());
       metrics_.running = running_;
-      if (queue_.empty() && running.empty())
+      if (queue_.empty() && running.empty() && preempted.empty())
         idle_.notify_all();
     }
   }

@@ -187,6 +187,8 @@ private:
                                int64_t &prefillBudget) const;
   /// Ends `sequence` without a token (cancelled, or an error).
   void finish(Sequence &sequence, FinishReason reason, std::string error = {});
+  /// Counts a generation that ended (mutex_ held).
+  void countFinished(FinishReason reason);
   /// Gives a sequence's session back to the free ones (whole caches keep
   /// what they hold for prefix caching; paged ones give their blocks back).
   void freeSession(Sequence &sequence);
@@ -214,6 +216,7 @@ private:
     std::chrono::steady_clock::time_point submitted;
   };
   std::deque<Pending> queue_;
+  /// Sequences admitted and not yet ended (preempted ones included).
   int64_t running_ = 0;
   bool stopping_ = false;
   std::atomic<bool> draining_{false};

@@ -31,6 +31,8 @@ typedef enum xfmr_status {
   XFMR_INVALID_ARGUMENT = 1,
   /** Any other failure: an unreadable or invalid artifact, a device error. */
   XFMR_ERROR = 2,
+  /** Memory ran out, or a block pool has no free block (nothing ran: free
+   *  or reset another sequence of the pool and retry). */
   XFMR_OUT_OF_MEMORY = 3
 } xfmr_status;
 
@@ -75,6 +77,38 @@ typedef struct xfmr_sequence xfmr_sequence;
  *  it. `threads`: 0 for every core. */
 xfmr_status xfmr_sequence_create(xfmr_model *model, int threads,
                                  xfmr_sequence **sequence);
+
+/* ---- Paged KV caches (CPU) --------------------------------------------- */
+
+typedef struct xfmr_block_pool xfmr_block_pool;
+
+/** KV-cache memory in fixed-size blocks, shared by the sequences created with
+ *  it: each takes blocks as it grows and gives them back when reset or freed,
+ *  and a new sequence can map the blocks holding a prompt prefix another one
+ *  computed (xfmr_sequence_reuse_prefix). `blocks`: the pool's size, or 0 for
+ *  `sequences` full contexts; `block_tokens`: positions per block, or 0 for
+ *  the default (16, or the smallest that keeps blocks whole pages). Fails
+ *  with XFMR_ERROR, and the reason, when the model's cache cannot be paged
+ *  (a GPU target, an artifact compiled before paging). The pool may be freed
+ *  before its sequences: they keep it alive. */
+xfmr_status xfmr_block_pool_create(xfmr_model *model, int64_t blocks,
+                                   int64_t sequences, int64_t block_tokens,
+                                   xfmr_block_pool **pool);
+void xfmr_block_pool_free(xfmr_block_pool *pool);
+/** Blocks that can be handed out now (free, or cached for their prefix). */
+int64_t xfmr_block_pool_available(const xfmr_block_pool *pool);
+/** Positions per block. */
+int64_t xfmr_block_pool_block_tokens(const xfmr_block_pool *pool);
+/** A sequence whose KV cache is blocks of `pool` (a pool of the same model). */
+xfmr_status xfmr_sequence_create_paged(xfmr_model *model, xfmr_block_pool *pool,
+                                       int threads, xfmr_sequence **sequence);
+/** At position 0 of a paged sequence: maps the pool's blocks that hold the
+ *  longest prefix of `ids` (whole blocks, at most count - 1 ids) and moves
+ *  past them; `*reused` receives how many ids that is (0 without a pool).
+ *  Run the rest of the prompt next. */
+xfmr_status xfmr_sequence_reuse_prefix(xfmr_sequence *sequence,
+                                       const int32_t *ids, size_t count,
+                                       size_t *reused);
 void xfmr_sequence_free(xfmr_sequence *sequence);
 /** Tokens in the sequence's cache. */
 int64_t xfmr_sequence_position(const xfmr_sequence *sequence);
