@@ -9,6 +9,8 @@
 #include "lowering/CPU/CPUPipeline.h"
 
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/Triple.h"
 
 using namespace llvm;
 using namespace xfmr;
@@ -18,18 +20,29 @@ namespace {
 class CPUBackend : public TargetBackend {
 public:
   Error configure(const CompileOptions &options) override {
-    if (options.target != "cpu")
+    // "cpu" (this machine's architecture) or "cpu:ARCH" (cross-compiled).
+    StringRef arch = StringRef(options.target).split(':').second;
+    if (StringRef(options.target).contains(':') && arch != "aarch64" &&
+        arch != llvm::Triple(llvm::sys::getDefaultTargetTriple()).getArchName())
       return createStringError(std::make_error_code(std::errc::invalid_argument),
                                Twine("target '") + options.target +
-                                   "': the CPU target takes no suffix; the "
-                                   "CPU is chosen with --cpu");
+                                   "': the CPU target's architecture is "
+                                   "aarch64 or this machine's (--target cpu "
+                                   "or cpu:aarch64); the CPU is chosen with "
+                                   "--cpu");
+    target.arch = arch.str();
     // By default the code is for this machine's CPU: the fastest here, and
-    // the runtime refuses it, naming the missing features, elsewhere.
-    target.cpu = options.cpu.empty() ? "native" : options.cpu;
+    // the runtime refuses it, naming the missing features, elsewhere. A
+    // cross target defaults to the architecture's baseline.
+    target.cpu = options.cpu.empty() ? (arch == "aarch64" ? "generic" : "native")
+                                     : options.cpu;
     target.optLevel = options.optLevel;
     lowering.weightPanels = options.cpuOnly;
     lowering.precise = options.precise;
-    return resolveCPUTarget(target);
+    if (Error error = resolveCPUTarget(target))
+      return error;
+    lowering.openmp = !isCrossTarget(target);
+    return Error::success();
   }
 
   TargetAttr getTarget(mlir::MLIRContext *context) const override {
@@ -59,7 +72,7 @@ public:
       return object.takeError();
     if (step)
       step("linking");
-    Expected<std::string> code = linkSharedObject(*object);
+    Expected<std::string> code = linkSharedObject(*object, target);
     if (!code)
       return code.takeError();
     TargetCode result;

@@ -583,7 +583,7 @@ Expected<TargetCode> GPUBackend::generateCode(mlir::ModuleOp module,
   Expected<std::string> object = emitObject(module, host);
   if (!object)
     return object.takeError();
-  Expected<std::string> hostCode = linkSharedObject(*object);
+  Expected<std::string> hostCode = linkSharedObject(*object, host);
   if (!hostCode)
     return hostCode.takeError();
 

@@ -28,6 +28,9 @@ PACKAGES=(
   # GPU back ends: Vulkan (headers; Mesa's CPU driver lavapipe runs the SPIR-V
   # kernels in CI), SPIR-V validation, AMD device libraries (ocml/ockl)
   libvulkan-dev libvulkan1 mesa-vulkan-drivers spirv-tools rocm-device-libs
+  # ARM64: the cross toolchain (and its glibc, which the compiler links
+  # aarch64 model code against) and QEMU to run cross-built binaries in tests
+  g++-aarch64-linux-gnu qemu-user-static
 )
 
 # Benchmarks compare against PyTorch eager and llama.cpp: `scripts/setup.sh --bench`
@@ -44,15 +47,41 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#PACKAGES[@]} packages already installed"
-  exit 0
-fi
-
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages already installed"
+else
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The arm64 builds of the libraries the runtime's tokenizers link, for
+# scripts/build-runtime.sh --arch aarch64: unpacked into a sysroot of their
+# own rather than installed, because libsentencepiece-dev cannot be installed
+# for two architectures at once (apt would remove the host's). Debian's arm64
+# packages, fetched with apt (dpkg's arm64 architecture is enabled for that).
+SYSROOT="${XFMR_AARCH64_SYSROOT:-/opt/xfmr/sysroot-aarch64}"
+SYSROOT_PACKAGES=(libpcre2-dev libpcre2-8-0 libutf8proc-dev libutf8proc2
+                  libsentencepiece-dev libsentencepiece0)
+if [ ! -f "$SYSROOT/.packages" ] ||
+   [ "$(cat "$SYSROOT/.packages")" != "${SYSROOT_PACKAGES[*]}" ]; then
+  echo "setup: unpacking the arm64 tokenizer libraries into $SYSROOT"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $SUDO dpkg --add-architecture arm64
+  fi
+  $SUDO apt-get update -qq
+  download=$(mktemp -d)
+  chmod 777 "$download"
+  (cd "$download" && apt-get download -qq "${SYSROOT_PACKAGES[@]/%/:arm64}")
+  $SUDO mkdir -p "$SYSROOT"
+  for deb in "$download"/*.deb; do
+    $SUDO dpkg-deb -x "$deb" "$SYSROOT"
+  done
+  rm -rf "$download"
+  echo "${SYSROOT_PACKAGES[*]}" | $SUDO tee "$SYSROOT/.packages" > /dev/null
+fi
 echo "setup: done"

@@ -25,15 +25,80 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
+
+#include <set>
+#include "llvm/TargetParser/AArch64TargetParser.h"
 #include "llvm/TargetParser/Host.h"
 #include "llvm/TargetParser/X86TargetParser.h"
 
 using namespace mlir;
 
+/// The AArch64 extensions the compiler records and the runtime checks
+/// (HWCAP): those the kernels and LLVM's vectorizer may use.
+static const char *const kAArch64Features[] = {
+    "fp-armv8", "neon", "fullfp16", "dotprod", "i8mm", "bf16", "sve", "sve2"};
+
+/// "NAME[+EXT...]" for AArch64: the CPU's own extensions and the ones
+/// named, as the features the runtime checks.
+static llvm::Error resolveAArch64CPU(xfmr::CPUTarget &target,
+                                     llvm::SmallVector<std::string> &features) {
+  llvm::SmallVector<llvm::StringRef> parts;
+  llvm::StringRef(target.cpu).split(parts, '+');
+  target.cpuName = parts.front().str();
+  std::optional<llvm::AArch64::CpuInfo> cpu =
+      llvm::AArch64::parseCpu(target.cpuName);
+  if (!cpu)
+    return llvm::createStringError(
+        std::make_error_code(std::errc::invalid_argument),
+        "unknown CPU '" + target.cpuName + "' for " + target.triple +
+            " (use an LLVM AArch64 CPU name such as generic, cortex-a76, "
+            "cortex-x3, neoverse-n1, neoverse-v2 or apple-m1, optionally "
+            "with +extensions: generic+dotprod+i8mm)");
+  std::vector<llvm::StringRef> implied;
+  llvm::AArch64::getExtensionFeatures(cpu->getImpliedExtensions(), implied);
+  std::set<std::string> enabled;
+  for (llvm::StringRef feature : implied)
+    if (feature.consume_front("+"))
+      enabled.insert(feature.str());
+  for (llvm::StringRef extension : llvm::ArrayRef(parts).drop_front()) {
+    std::optional<llvm::AArch64::ExtensionInfo> info =
+        llvm::AArch64::parseArchExtension(extension);
+    if (!info)
+      return llvm::createStringError(
+          std::make_error_code(std::errc::invalid_argument),
+          "unknown AArch64 extension '" + extension.str() + "' in --cpu '" +
+              target.cpu + "' (e.g. dotprod, i8mm, bf16, fp16, sve, sve2)");
+    llvm::StringRef feature = info->PosTargetFeature;
+    if (feature.consume_front("+"))
+      enabled.insert(feature.str());
+  }
+  // SVE2 and i8mm imply what they build on (LLVM enables those itself).
+  for (const char *name : kAArch64Features)
+    if (enabled.count(name))
+      features.push_back(std::string("+") + name);
+  return llvm::Error::success();
+}
+
+bool xfmr::isCrossTarget(const CPUTarget &target) {
+  return !target.arch.empty() &&
+         llvm::Triple(target.triple).getArch() !=
+             llvm::Triple(llvm::sys::getDefaultTargetTriple()).getArch();
+}
+
 llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
-  llvm::InitializeNativeTarget();
-  llvm::InitializeNativeTargetAsmPrinter();
-  target.triple = llvm::sys::getDefaultTargetTriple();
+  llvm::InitializeAllTargetInfos();
+  llvm::InitializeAllTargets();
+  llvm::InitializeAllTargetMCs();
+  llvm::InitializeAllAsmPrinters();
+  if (target.arch.empty())
+    target.triple = llvm::sys::getDefaultTargetTriple();
+  else if (target.arch == "aarch64")
+    target.triple = "aarch64-unknown-linux-gnu";
+  else
+    return llvm::createStringError(
+        std::make_error_code(std::errc::invalid_argument),
+        "unknown CPU architecture '" + target.arch +
+            "' (--target cpu or cpu:aarch64)");
   llvm::Triple triple(target.triple);
   std::string error;
   const llvm::Target *llvmTarget =
@@ -42,12 +107,21 @@ llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
     return llvm::createStringError("no LLVM target for '" + target.triple +
                                    "': " + error);
   llvm::SmallVector<std::string> features;
+  if (target.cpu == "native" && isCrossTarget(target))
+    return llvm::createStringError(
+        std::make_error_code(std::errc::invalid_argument),
+        "--cpu native names this machine's CPU, which is not " +
+            target.triple + ": name the device's CPU (generic, cortex-a76, "
+                            "neoverse-n1, ...)");
   if (target.cpu == "native") {
     // The host's own features, including those its CPU name would imply but
     // this machine (or VM) lacks ("-avx512f").
     target.cpuName = llvm::sys::getHostCPUName().str();
     for (const auto &[name, enabled] : llvm::sys::getHostCPUFeatures())
       features.push_back((enabled ? "+" : "-") + name.str());
+  } else if (triple.isAArch64()) {
+    if (llvm::Error error = resolveAArch64CPU(target, features))
+      return error;
   } else {
     target.cpuName = target.cpu;
     // Validity from the CPU table itself: a subtarget for an unknown CPU
@@ -78,9 +152,11 @@ void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm) {
   buildLowerToLLVMPipeline(pm, /*deviceAllocations=*/false);
 }
 
-void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm,
-                                    bool deviceAllocations) {
-  pm.addPass(createConvertSCFToOpenMPPass());
+void xfmr::buildLowerToLLVMPipeline(OpPassManager &pm, bool deviceAllocations,
+                                    bool openmp) {
+  // Without OpenMP, scf-to-cf runs parallel loops as sequential ones.
+  if (openmp)
+    pm.addPass(createConvertSCFToOpenMPPass());
   pm.addPass(createConvertVectorToSCFPass());
   // x86vector: the CPU's bf16 dot products (PanelLinear.cpp).
   ConvertVectorToLLVMPassOptions vectorOptions;
@@ -112,7 +188,7 @@ void xfmr::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(createLowerToKernels(kernels));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
-  buildLowerToLLVMPipeline(pm);
+  buildLowerToLLVMPipeline(pm, /*deviceAllocations=*/false, options.openmp);
 }
 
 void xfmr::buildCPUPipeline(OpPassManager &pm) {
@@ -198,7 +274,8 @@ llvm::Expected<std::string> xfmr::emitObject(ModuleOp module,
   return std::string(object.str());
 }
 
-llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object) {
+llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object,
+                                                   const CPUTarget &target) {
   llvm::ErrorOr<std::string> linker = llvm::sys::findProgramByName("ld.lld-22");
   if (!linker)
     linker = llvm::sys::findProgramByName("ld.lld");
@@ -243,11 +320,27 @@ llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object) {
   // OpenMP comes from LLVM's libomp, the math functions from libm.
   std::string lib = "/usr/lib/llvm-22/lib";
   llvm::SmallVector<llvm::StringRef> args{
-      *linker, "-shared", "--as-needed", "-o", libraryPath, objectPath,
-      "-L", lib, "-lomp", "-rpath", lib, "-L", "/lib/x86_64-linux-gnu",
-      "-L", "/usr/lib/x86_64-linux-gnu", "-l:libm.so.6", "-l:libc.so.6",
-      // Half-precision conversions without F16C call libgcc helpers.
-      "-l:libgcc_s.so.1"};
+      *linker, "-shared", "--as-needed", "-o", libraryPath, objectPath};
+  // Cross targets: the glibc of Debian's cross toolchain
+  // (libc6-dev-arm64-cross); no libomp of that architecture here.
+  std::string crossLib = "/usr/" +
+                         llvm::Triple(target.triple).getArchName().str() +
+                         "-linux-gnu/lib";
+  if (isCrossTarget(target)) {
+    if (!llvm::sys::fs::exists(crossLib + "/libc.so.6"))
+      return llvm::createStringError(
+          "cannot find " + crossLib +
+          "/libc.so.6 to link code for " + target.triple +
+          " (install the cross toolchain: scripts/setup.sh --aarch64)");
+    args.append({"-L", crossLib});
+  } else {
+    args.append({"-L", lib, "-lomp", "-rpath", lib, "-L",
+                 "/lib/x86_64-linux-gnu", "-L", "/usr/lib/x86_64-linux-gnu"});
+  }
+  args.append({"-l:libm.so.6", "-l:libc.so.6",
+               // Half-precision conversions without F16C call libgcc
+               // helpers.
+               "-l:libgcc_s.so.1"});
   std::string message;
   int status = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, {}, 0, 0,
                                          &message);

@@ -15,7 +15,12 @@ namespace xfmr {
 
 /// What the CPU back end compiles for.
 struct CPUTarget {
+  /// The architecture: "" for this machine's, or "aarch64" (cross-compiled
+  /// for aarch64-unknown-linux-gnu).
+  std::string arch;
   /// An LLVM CPU name, or "native" for the host CPU and all its features.
+  /// For AArch64, extensions may follow the name as in GCC's -mcpu
+  /// ("generic+dotprod+i8mm").
   std::string cpu = "x86-64-v2";
   /// LLVM optimization level 0-3.
   unsigned optLevel = 3;
@@ -33,13 +38,17 @@ inline constexpr const char *kCPUPipelineDescription =
 
 /// Fills in triple, CPU name and features (host ones for "native").
 llvm::Error resolveCPUTarget(CPUTarget &target);
+/// Whether the target is another architecture than this machine's.
+bool isCrossTarget(const CPUTarget &target);
 
 /// Loops, vectors and memrefs (after xfmr-lower-to-kernels) to the LLVM
 /// dialect, with parallel loops on OpenMP.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 /// The same; with `deviceAllocations`, memref.alloc/dealloc call the
-/// generic _mlir_memref_to_llvm_alloc/free (GPU host code).
-void buildLowerToLLVMPipeline(mlir::OpPassManager &pm, bool deviceAllocations);
+/// generic _mlir_memref_to_llvm_alloc/free (GPU host code); without
+/// `openmp`, parallel loops run sequentially.
+void buildLowerToLLVMPipeline(mlir::OpPassManager &pm, bool deviceAllocations,
+                              bool openmp = true);
 
 /// Choices of the CPU lowering that the compile driver makes.
 struct CPULoweringOptions {
@@ -48,6 +57,9 @@ struct CPULoweringOptions {
   bool weightPanels = false;
   /// f32 activations in those linears (xfmr-lower-to-kernels precise).
   bool precise = false;
+  /// Parallel loops on OpenMP (libomp); off for cross-compiled code, which
+  /// has no libomp of its architecture here.
+  bool openmp = true;
 };
 
 /// xfmr IR (after graph optimization and quantization) to the LLVM dialect:
@@ -72,8 +84,10 @@ llvm::Expected<std::string> emitObject(mlir::ModuleOp module,
                                        std::string *llvmIR = nullptr);
 
 /// Links an object file into a shared object (with OpenMP and libm) using
-/// ld.lld, and returns its bytes.
-llvm::Expected<std::string> linkSharedObject(llvm::StringRef object);
+/// ld.lld, and returns its bytes. A cross target links against its
+/// architecture's glibc (Debian's cross toolchain) and without OpenMP.
+llvm::Expected<std::string> linkSharedObject(llvm::StringRef object,
+                                             const CPUTarget &target);
 
 } // namespace xfmr
 

@@ -1,7 +1,10 @@
 //===- CpuFeatures.cpp - the ISA extensions this CPU and OS enable --------===//
 //
-// Reads CPUID (and XCR0, for the register state the OS saves) to tell which
-// of LLVM's x86 feature names this host can run. The table covers every
+// x86-64: reads CPUID (and XCR0, for the register state the OS saves) to
+// tell which of LLVM's x86 feature names this host can run. AArch64: the
+// kernel's HWCAP words, for the extensions the compiler records (those the
+// kernels may use: NEON, FP16, dot products, int8 and bf16 matrix multiply,
+// SVE). The table covers every
 // feature llvm::X86::getFeaturesForCPU reports for any CPU LLVM 22 knows, so
 // an artifact compiled for any named CPU is checked completely; a unit test
 // of the compiler keeps the two lists in step.
@@ -262,6 +265,37 @@ bool xfmr::runtime::enableAmxTiles() {
   constexpr unsigned long kTileData = 18;
   return ::syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, kTileData) == 0;
 }
+
+#elif defined(__aarch64__)
+
+#include <sys/auxv.h>
+
+namespace {
+/// Where Linux reports an AArch64 extension (asm/hwcap.h), by LLVM's name.
+struct HwcapBit {
+  const char *name;
+  int word; // 1: AT_HWCAP, 2: AT_HWCAP2
+  int bit;
+};
+const HwcapBit kFeatures[] = {
+    {"fp-armv8", 1, 0}, {"neon", 1, 1},  {"fullfp16", 1, 10},
+    {"dotprod", 1, 20}, {"sve", 1, 22},  {"sve2", 2, 1},
+    {"i8mm", 2, 13},    {"bf16", 2, 14},
+};
+} // namespace
+
+int xfmr::runtime::hostHasFeature(const std::string &name) {
+  for (const HwcapBit &f : kFeatures)
+    if (name == f.name) {
+      unsigned long word = getauxval(f.word == 1 ? AT_HWCAP : AT_HWCAP2);
+      return (word >> f.bit) & 1 ? 1 : 0;
+    }
+  return -1;
+}
+
+bool xfmr::runtime::isSystemFeature(const std::string &) { return false; }
+
+bool xfmr::runtime::enableAmxTiles() { return false; }
 
 #else
 

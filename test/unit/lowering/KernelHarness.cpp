@@ -260,7 +260,7 @@ KernelHarness::compile(const KernelConfig &config, const std::string &cpu) {
     ADD_FAILURE() << llvm::toString(object.takeError());
     return nullptr;
   }
-  llvm::Expected<std::string> code = linkSharedObject(*object);
+  llvm::Expected<std::string> code = linkSharedObject(*object, host);
   if (!code) {
     ADD_FAILURE() << llvm::toString(code.takeError());
     return nullptr;
