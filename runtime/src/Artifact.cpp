@@ -523,6 +523,14 @@ void Artifact::readManifest(const OpenOptions &options) {
         kvCacheRegions_.push_back(region);
       }
     }
+    // Paging needs every layer's rows: all layers describe them, or none.
+    size_t described = 0;
+    for (const JsonValue &layer : layers)
+      described += layer.find("regions") != nullptr;
+    if (described != 0 && described != layers.size())
+      r.fail("kv_cache.layers",
+             "describes the regions of " + std::to_string(described) + " of " +
+                 std::to_string(layers.size()) + " layers (all or none)");
     // Paging maps each region's rows on their own: they must not overlap.
     std::vector<KVCacheRegion> sorted = kvCacheRegions_;
     std::sort(sorted.begin(), sorted.end(),

@@ -303,6 +303,9 @@ xfmr_status xfmr_sequences_step(xfmr_sequence *const *sequences,
     return XFMR_OK;
   } catch (const std::bad_alloc &) {
     return fail(XFMR_OUT_OF_MEMORY, std::string(name) + ": out of memory");
+  } catch (const OutOfKVBlocks &error) {
+    // Nothing ran (blocks taken for some sequences stay theirs, empty).
+    return fail(XFMR_OUT_OF_MEMORY, std::string(name) + ": " + error.what());
   } catch (const std::exception &error) {
     bool ran = false;
     for (size_t i = 0; i < n; ++i)

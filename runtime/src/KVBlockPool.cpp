@@ -112,9 +112,11 @@ KVBlockPool::KVBlockPool(std::shared_ptr<Artifact> artifact,
   int64_t mappingLimit = maxMappings() * 3 / 4;
   for (int64_t tokens : blockSizes(*artifact_, options.blockTokens)) {
     std::string problem = whyNotBlocks(regions_, tokens);
-    int64_t blocks = options.blocks > 0
-                         ? options.blocks
-                         : options.sequences * ((rows + tokens - 1) / tokens);
+    int64_t perSequence = (rows + tokens - 1) / tokens;
+    int64_t blocks = options.blocks > 0 ? options.blocks
+                     : options.sequences > INT32_MAX / perSequence
+                         ? int64_t(INT32_MAX) + 1
+                         : options.sequences * perSequence;
     if (problem.empty() && blocks > INT32_MAX)
       problem = std::to_string(blocks) + " blocks are too many";
     int64_t mappings = blocks * int64_t(regions_.size());
@@ -179,6 +181,10 @@ int64_t KVBlockPool::blocksFor(int64_t tokens) const {
   return (tokens + blockTokens_ - 1) / blockTokens_;
 }
 
+int64_t KVBlockPool::blocksPerSequence() const {
+  return blocksFor(int64_t(regions_.front().rows));
+}
+
 int64_t KVBlockPool::available() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return int64_t(free_.size() + cached_.size());
@@ -212,6 +218,10 @@ void KVBlockPool::discard(int32_t block) {
 
 int32_t KVBlockPool::allocate() {
   std::lock_guard<std::mutex> lock(mutex_);
+  return allocateLocked();
+}
+
+int32_t KVBlockPool::allocateLocked() {
   int32_t block;
   if (!free_.empty()) {
     block = free_.back();
@@ -230,11 +240,17 @@ int32_t KVBlockPool::allocate() {
   return block;
 }
 
-int32_t KVBlockPool::copy(int32_t block) {
-  int32_t copy = allocate();
+int32_t KVBlockPool::writable(int32_t block) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Block &entry = table_[size_t(block)];
+  if (entry.references <= 1) {
+    unpublishLocked(block);
+    return block;
+  }
+  int32_t copy = allocateLocked();
   std::memcpy(file_ + uint64_t(copy) * blockBytes_,
               file_ + uint64_t(block) * blockBytes_, blockBytes_);
-  std::lock_guard<std::mutex> lock(mutex_);
+  --table_[size_t(block)].references;
   ++copies_;
   return copy;
 }

@@ -89,26 +89,23 @@ void PagedKVCache::prepare(int64_t first, int64_t end) {
   }
   // The blocks written: none stays published, and shared ones are copied.
   int64_t written = first / pool_->blockTokens();
-  auto published = int64_t(hashes_.size());
+  hashes_.resize(std::min(hashes_.size(), size_t(written)));
   for (int64_t k = written; k < blocks; ++k) {
     int32_t block = table_[size_t(k)];
-    if (pool_->shared(block)) {
-      // Copy on write: the others keep the block as it is.
-      int32_t copy = pool_->copy(block);
-      try {
-        map(k, copy);
-      } catch (...) {
-        pool_->release(copy);
-        map(k, block);
-        throw;
-      }
-      pool_->release(block);
-      table_[size_t(k)] = copy;
-    } else if (k < published) {
-      pool_->unpublish(block);
+    int32_t own = pool_->writable(block);
+    if (own == block)
+      continue;
+    // Copy on write: the others keep the block as it is; this session maps
+    // the copy (or, when that fails, nothing: the table says so).
+    table_[size_t(k)] = -1;
+    try {
+      map(k, own);
+    } catch (...) {
+      pool_->release(own);
+      throw;
     }
+    table_[size_t(k)] = own;
   }
-  hashes_.resize(size_t(std::min(published, std::max<int64_t>(written, 0))));
 }
 
 int64_t PagedKVCache::blocksNeeded(int64_t first, int64_t end) const {

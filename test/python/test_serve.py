@@ -474,3 +474,19 @@ def test_paging_options(chat_artifact):
         assert s.metrics()["xfmr_kv_blocks"] == 0
     finally:
         assert s.stop() == 0
+
+
+def test_paged_evicting_cache(chat_artifact, tmp_path):
+    """An evicting cache (a ring of 508 + 4 positions) pages too: its pool holds a ring per
+    sequence, and a generation that wraps the ring gets xfmr-run's ids."""
+    ring = tmp_path / "ring.xfmr"
+    ckpt = chat_artifact.parent / "ckpt"
+    subprocess.run([tool("xfmr-compile"), str(ckpt), "-o", str(ring), "--kv-window", "508",
+                    "--kv-sinks", "4"], check=True, capture_output=True)
+    s = Server(ring, "--max-sequences", 2)
+    try:
+        assert "paged KV cache" in s.startup, s.startup
+        prompt = [128000] + [100 + i for i in range(20)]
+        assert completion(s, prompt, 600) == run_ids(ring, prompt, 600)
+    finally:
+        assert s.stop() == 0, "".join(s.log)

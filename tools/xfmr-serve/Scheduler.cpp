@@ -88,7 +88,8 @@ Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
     pool.blocks = options_.kvBlocks;
     pool.sequences = options_.maxSequences;
     pool_ = std::make_shared<KVBlockPool>(artifact_, pool);
-    int64_t perSequence = pool_->blocksFor(artifact_->contextLength());
+    // The whole context, or an evicting cache's ring.
+    int64_t perSequence = pool_->blocksPerSequence();
     if (pool_->blocks() < perSequence)
       throw Error("--kv-blocks " + std::to_string(pool_->blocks()) +
                   " holds less than one sequence of the full context (" +
@@ -355,7 +356,9 @@ bool Scheduler::admissible(size_t promptTokens, size_t running) const {
     return true;
   // Its prompt's blocks (prefix hits would need fewer) and a spare block for
   // each running sequence's next tokens.
-  int64_t needed = pool_->blocksFor(int64_t(promptTokens)) + int64_t(running);
+  int64_t needed = std::min(pool_->blocksFor(int64_t(promptTokens)),
+                            pool_->blocksPerSequence()) +
+                   int64_t(running);
   return pool_->available() >= needed;
 }
 
@@ -487,6 +490,8 @@ void Scheduler::loop() {
       } catch (const std::exception &error) {
         finish(*sequence, FinishReason::Error, error.what());
         sequence->generation.reset();
+        if (sequence->session)
+          freeSession(*sequence);
       }
     }
     // One step for every running sequence: a chunk of its prompt or its
@@ -500,6 +505,8 @@ void Scheduler::loop() {
       if (sequence->generation->cancelled()) {
         finish(*sequence, FinishReason::Cancelled);
         sequence->generation.reset();
+        // Its blocks go back before this step counts what it needs.
+        freeSession(*sequence);
         continue;
       }
       inputs.push_back(
@@ -539,6 +546,12 @@ void Scheduler::loop() {
           if (!emit(sequence, logits.data() + i * size_t(vocab)))
             sequence.generation.reset();
         }
+      } catch (const OutOfKVBlocks &) {
+        // Blocks ran out after all (a copy on write the count above could
+        // not foresee): nothing ran; the sequence admitted last waits, the
+        // others go on next round.
+        if (stepped.size() > 1)
+          preempt(running, preempted, inputs, stepped);
       } catch (const std::exception &error) {
         // Requests were validated: a failing step is the runtime's fault,
         // and every sequence in it ends with the message.

@@ -102,6 +102,8 @@ public:
   int64_t blocks() const { return blocks_; }
   /// Blocks a sequence of `tokens` positions maps.
   int64_t blocksFor(int64_t tokens) const;
+  /// Blocks of one whole cache (an evicting cache's ring, or the context).
+  int64_t blocksPerSequence() const;
   /// Blocks that can be handed out now: free ones and cached ones.
   int64_t available() const;
   KVBlockPoolStats stats() const;
@@ -117,8 +119,12 @@ public:
   /// A zeroed block no one maps, taken from the free ones or else from the
   /// least recently used cached one. Throws OutOfKVBlocks.
   int32_t allocate();
-  /// A new block holding a copy of `block` (copy on write).
-  int32_t copy(int32_t block);
+  /// `block`, about to be written by a session that maps it: when another
+  /// session maps it too, a new block holding a copy, which replaces the
+  /// caller's reference (copy on write); else `block` itself, no longer
+  /// published. One step under the pool's lock, so no lookup can share the
+  /// block in between. Throws OutOfKVBlocks.
+  int32_t writable(int32_t block);
   void retain(int32_t block);
   /// Drops one mapping of `block`: with no mapping left, it stays cached
   /// when published, else it is free and its memory goes back to the
@@ -151,6 +157,7 @@ private:
   /// Gives `block`'s memory back to the system (it reads as zeros again).
   void discard(int32_t block);
   void unpublishLocked(int32_t block);
+  int32_t allocateLocked();
 
   std::shared_ptr<Artifact> artifact_;
   std::vector<KVCacheRegion> regions_;
