@@ -1,0 +1,158 @@
+"""ARM64 (issue 19): artifacts cross-compiled with `--target cpu:aarch64` run in the runtime
+and xfmr-run cross-built by `scripts/build-runtime.sh --arch aarch64`, under QEMU user-mode
+emulation (qemu-aarch64-static with Debian's arm64 glibc). Greedy ids and logits match the
+float64 reference (f32) or its emulation of each compressed KV cache, as on x86-64; a tiny
+DeepSeek-V3 MoE runs; the CPU extensions an artifact was compiled for are checked against
+the (emulated) CPU's HWCAP; an artifact for the other architecture is refused by name.
+Emulated timings mean nothing: nothing here is timed."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BUILD_DIR, REPO, tool
+from test_e2e_cpu import relative_row_error
+from xfmr import reference
+from xfmr.reference.kv_cache import use_kv_cache
+
+SYSROOT = Path(os.environ.get("XFMR_AARCH64_SYSROOT", "/opt/xfmr/sysroot-aarch64"))
+GLIBC = "/usr/aarch64-linux-gnu"
+
+
+@pytest.fixture(scope="module")
+def arm_run():
+    """xfmr-run for aarch64 (built once into the build folder), run under QEMU:
+    arm_run(args, cpu="max") -> CompletedProcess."""
+    for needed in ("aarch64-linux-gnu-g++", "qemu-aarch64-static"):
+        if not shutil.which(needed):
+            pytest.skip(f"{needed} is missing (scripts/setup.sh installs it)")
+    if not (SYSROOT / "usr/include/pcre2.h").exists():
+        pytest.skip(f"no arm64 sysroot at {SYSROOT} (scripts/setup.sh unpacks it)")
+    out = BUILD_DIR / "aarch64"
+    built = subprocess.run(["bash", str(REPO / "scripts" / "build-runtime.sh"), "--arch",
+                            "aarch64", "--build-dir", str(out)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    binary = out / "bin" / "xfmr-run"
+    assert (out / "lib" / "libstdc++.so.6").exists()
+
+    def run(args, cpu="max"):
+        return subprocess.run(["qemu-aarch64-static", "-cpu", cpu, "-L", GLIBC, str(binary),
+                               *map(str, args)], capture_output=True, text=True, timeout=600)
+
+    return run
+
+
+def compile_for(checkpoint, path, *extra):
+    subprocess.run([tool("xfmr-compile"), str(checkpoint), "-o", str(path), "--target",
+                    "cpu:aarch64", *extra], check=True, capture_output=True, text=True)
+    return path
+
+
+def greedy(run, artifact, prompt, n, tmp_path, cpu="max"):
+    """(ids, logit rows) of n greedy tokens through the emulated xfmr-run."""
+    logits = tmp_path / f"logits-{artifact.stem}-{cpu}.npy"
+    out = run([artifact, "--prompt-ids", " ".join(map(str, prompt)), "-n", n, "--ignore-eos",
+               "--dump-logits", logits], cpu=cpu)
+    assert out.returncode == 0, out.stderr
+    return [int(t) for t in out.stdout.split()], np.load(logits)
+
+
+def test_built_binary_needs_only_glibc_besides_what_it_ships(arm_run):
+    binary = BUILD_DIR / "aarch64" / "bin" / "xfmr-run"
+    dynamic = subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "$ORIGIN/../lib" in dynamic
+    assert "AArch64" in subprocess.run(["readelf", "-h", str(binary)], capture_output=True,
+                                       text=True, check=True).stdout
+    shipped = {p.name for p in (BUILD_DIR / "aarch64" / "lib").iterdir()}
+    for line in dynamic.splitlines():
+        if "(NEEDED)" in line:
+            name = line.split("[")[1].rstrip("]")
+            assert name in shipped or name.startswith(("libc.so", "libm.so")), name
+    out = arm_run(["--version"])
+    assert out.returncode == 0 and out.stdout.startswith("xfmr ")
+
+
+def test_stories260k_f32_matches_the_reference(arm_run, stories260k_dir, tmp_path):
+    artifact = compile_for(stories260k_dir, tmp_path / "model.xfmr")
+    ids, rows = greedy(arm_run, artifact, [1], 40, tmp_path)
+    expected_ids, expected_rows = reference.load(str(stories260k_dir)).generate_greedy([1], 40)
+    assert ids == list(expected_ids)
+    assert relative_row_error(rows, expected_rows) < 1e-4
+    # The same ids as the x86-64 build.
+    native = tmp_path / "native.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(stories260k_dir), "-o", str(native)], check=True,
+                   capture_output=True)
+    x86 = subprocess.run([tool("xfmr-run"), str(native), "--prompt-ids", "1", "-n", "40",
+                          "--ignore-eos"], capture_output=True, text=True, check=True)
+    assert [int(t) for t in x86.stdout.split()] == ids
+
+
+@pytest.mark.parametrize("element", ["bf16", "f16", "fp8", "int8"])
+def test_compressed_kv_caches_match_their_emulation(element, arm_run, stories260k_dir,
+                                                    tmp_path):
+    artifact = compile_for(stories260k_dir, tmp_path / "model.xfmr", "--kv-cache", element)
+    ids, rows = greedy(arm_run, artifact, [1], 24, tmp_path)
+    model = reference.load(str(stories260k_dir))
+    use_kv_cache(model, element)
+    expected_ids, expected_rows = model.generate_greedy([1], 24)
+    assert ids == list(expected_ids)
+    assert relative_row_error(rows, expected_rows) < 1e-3
+
+
+def test_deepseek_v3_moe_runs(arm_run, synth_checkpoint, tmp_path):
+    checkpoint = synth_checkpoint("deepseek_v3")
+    artifact = compile_for(checkpoint, tmp_path / "model.xfmr")
+    prompt = list(range(3, 19))
+    ids, rows = greedy(arm_run, artifact, prompt, 8, tmp_path)
+    expected_ids, expected_rows = reference.load(str(checkpoint)).generate_greedy(prompt, 8)
+    assert ids == list(expected_ids)
+    assert relative_row_error(rows, expected_rows) < 1e-4
+
+
+# Extensions and the QEMU CPU models that have them (cortex-a53 is ARMv8.0: none of them).
+VARIANTS = [("generic+dotprod", "neoverse-n1"), ("generic+i8mm", "max"),
+            ("generic+bf16", "max"), ("generic+sve", "max"), ("neoverse-v1", "max")]
+
+
+@pytest.mark.parametrize("cpu,qemu_cpu", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_cpu_extensions(cpu, qemu_cpu, arm_run, stories260k_dir, tmp_path):
+    """Code for a CPU with an extension runs where the CPU has it (same ids as the
+    baseline) and is refused, naming the extension, where it does not."""
+    artifact = compile_for(stories260k_dir, tmp_path / "model.xfmr", "--cpu", cpu)
+    extension = cpu.split("+")[1] if "+" in cpu else "sve"
+    ids, _ = greedy(arm_run, artifact, [1], 12, tmp_path, cpu=qemu_cpu)
+    expected_ids, _ = reference.load(str(stories260k_dir)).generate_greedy([1], 12)
+    assert ids == list(expected_ids)
+    refused = arm_run([artifact, "--prompt-ids", "1", "-n", "1"], cpu="cortex-a53")
+    assert refused.returncode == 1
+    assert "which needs" in refused.stderr and extension in refused.stderr, refused.stderr
+
+
+def test_architecture_mismatch_and_bad_cpus(arm_run, stories260k_dir, tmp_path):
+    arm = compile_for(stories260k_dir, tmp_path / "arm.xfmr")
+    out = subprocess.run([tool("xfmr-run"), str(arm), "--prompt-ids", "1", "-n", "1"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "target triple 'aarch64-unknown-linux-gnu' does not match this host" in out.stderr
+    native = tmp_path / "native.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(stories260k_dir), "-o", str(native)], check=True,
+                   capture_output=True)
+    out = arm_run([native, "--prompt-ids", "1", "-n", "1"])
+    assert out.returncode == 1 and "architecture 'x86_64' is not 'aarch64'" in out.stderr
+    for cpu, words in (("native", "--cpu native names this machine's CPU"),
+                       ("cortex-z9", "unknown CPU 'cortex-z9'"),
+                       ("generic+warp", "unknown AArch64 extension 'warp'")):
+        out = subprocess.run([tool("xfmr-compile"), str(stories260k_dir), "-o",
+                              str(tmp_path / "bad.xfmr"), "--target", "cpu:aarch64", "--cpu",
+                              cpu], capture_output=True, text=True)
+        assert out.returncode != 0 and words in out.stderr, out.stderr
+        assert not (tmp_path / "bad.xfmr").exists()
+    out = subprocess.run([tool("xfmr-compile"), str(stories260k_dir), "-o",
+                          str(tmp_path / "bad.xfmr"), "--target", "cpu:riscv64"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "cpu:aarch64" in out.stderr
