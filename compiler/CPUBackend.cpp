@@ -56,7 +56,9 @@ public:
 
   std::string describe() const override {
     return "code for " + target.triple + ", cpu " + target.cpuName +
-           " (LLVM -O" + std::to_string(target.optLevel) + ")";
+           " (LLVM -O" + std::to_string(target.optLevel) + ")" +
+           (lowering.openmp ? ""
+                            : ", one thread (no OpenMP when cross-compiled)");
   }
 
   Expected<TargetCode> generateCode(mlir::ModuleOp module,
