@@ -156,3 +156,42 @@ def test_architecture_mismatch_and_bad_cpus(arm_run, stories260k_dir, tmp_path):
                           str(tmp_path / "bad.xfmr"), "--target", "cpu:riscv64"],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "cpu:aarch64" in out.stderr
+
+
+def code_of(artifact):
+    """The artifact's model code (the shared object after the header and weights)."""
+    data = Path(artifact).read_bytes()
+    return data[data.index(b"\x7fELF"):]
+
+
+@pytest.mark.parametrize("cpu,qemu_cpu,instruction", [
+    ("generic", "max", None),
+    ("generic+dotprod", "neoverse-n1", "sdot"),
+    ("generic+i8mm", "max", "usdot"),
+], ids=["generic", "dotprod", "i8mm"])
+def test_int8_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
+                                            stories260k_dir, tmp_path):
+    """W8A8 linears (--quantize int8) on AArch64: with dotprod each quad of a panel goes
+    through `sdot`, with i8mm through `usdot`, and either way the model matches the float64
+    emulation of the int8 scheme (as the x86 VNNI kernels do, test_e2e_int8.py)."""
+    from xfmr.reference.int8 import apply_int8
+
+    artifact = compile_for(stories260k_dir, tmp_path / "model.xfmr", "--quantize", "int8",
+                           "--cpu", cpu)
+    objdump = shutil.which("llvm-objdump-22") or "/usr/lib/llvm-22/bin/llvm-objdump"
+    code = tmp_path / "code.so"
+    code.write_bytes(code_of(artifact))
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", "--mattr=+dotprod,+i8mm",
+                              str(code)], capture_output=True, text=True, check=True).stdout
+    mnemonics = {line.split()[1] for line in listing.splitlines()
+                 if "\t" in line and len(line.split()) > 1}
+    if instruction:
+        assert instruction in mnemonics
+    else:
+        assert not {"sdot", "usdot"} & mnemonics
+    ids, rows = greedy(arm_run, artifact, [1], 30, tmp_path, cpu=qemu_cpu)
+    model = reference.load(str(stories260k_dir))
+    apply_int8(model)
+    expected_ids, expected_rows = model.generate_greedy([1], 30)
+    assert ids == list(expected_ids)
+    assert relative_row_error(rows, expected_rows) < 1e-3

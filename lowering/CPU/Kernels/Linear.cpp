@@ -89,6 +89,10 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
                                                     options.has("avx512bf16");
       op.byteTables = op.dotProducts && isFP8(weight.format) &&
                       options.has("avx512vbmi");
+      if (kernel.int8Activations && options.has("i8mm"))
+        op.armDot = PanelLinear::ArmDot::Usdot;
+      else if (kernel.int8Activations && options.has("dotprod"))
+        op.armDot = PanelLinear::ArmDot::Sdot;
       // 6 rows x 4 vectors of sums + 4 weight vectors + 1 broadcast fit the
       // 32 AVX-512 registers; with 16 (AVX2), a row alone takes 8.
       op.tileRows = options.has("avx512f") ? 6 : 1;

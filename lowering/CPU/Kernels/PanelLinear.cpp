@@ -691,6 +691,21 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(sumType, b.getI32IntegerAttr(0)));
   SmallVector<Value> init(rows.size() * vectors, zero);
+  using ArmDot = PanelLinear::ArmDot;
+  if (op.armDot == ArmDot::Sdot) {
+    // sdot multiplies the codes themselves: start every sum at what the
+    // +128 of the stored bytes would have added, 128 x the row's code sum.
+    for (size_t i = 0; i < rows.size(); ++i) {
+      Value codeSum =
+          memref::LoadOp::create(b, loc, x.sums, ValueRange{rows[i]});
+      Value offset = arith::MulIOp::create(
+          b, loc, codeSum,
+          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(128)));
+      Value start = vector::BroadcastOp::create(b, loc, sumType, offset);
+      for (int64_t j = 0; j < vectors; ++j)
+        init[i * vectors + j] = start;
+    }
+  }
   Value firstQuad = index(b, loc, 0);
   Value quadEnd = index(b, loc, quads);
   Value one = index(b, loc, 1);
@@ -725,8 +740,51 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
             }
             continue;
           }
-          // Without VNNI: byte `q` of every lane (unsigned) times code q of
-          // the quad.
+          if (op.armDot != ArmDot::None) {
+            // The row's quad in every 32-bit lane of a 16-byte register.
+            Value quad = vector::LoadOp::create(b, loc, quadType, x.codes,
+                                                ValueRange{rows[i], column});
+            Value word = vector::ExtractOp::create(
+                b, loc, vector::BitCastOp::create(b, loc, oneWord, quad),
+                ArrayRef<int64_t>{0});
+            auto quarterSums = VectorType::get({4}, b.getI32Type());
+            auto quarterBytes = VectorType::get({16}, b.getI8Type());
+            Value a = vector::BitCastOp::create(
+                b, loc, quarterBytes,
+                vector::BroadcastOp::create(b, loc, quarterSums, word));
+            StringRef intrinsic = op.armDot == ArmDot::Usdot
+                                      ? "llvm.aarch64.neon.usdot.v4i32.v16i8"
+                                      : "llvm.aarch64.neon.sdot.v4i32.v16i8";
+            for (int64_t j = 0; j < vectors; ++j) {
+              Value &sum = next[i * vectors + j];
+              for (int64_t c = 0; c < kLanes / 4; ++c) {
+                Value wq = vector::ExtractStridedSliceOp::create(
+                    b, loc, w[j], ArrayRef<int64_t>{16 * c},
+                    ArrayRef<int64_t>{16}, ArrayRef<int64_t>{1});
+                if (op.armDot == ArmDot::Sdot)
+                  wq = arith::XOrIOp::create(
+                      b, loc, wq,
+                      arith::ConstantOp::create(
+                          b, loc,
+                          DenseElementsAttr::get(
+                              quarterBytes,
+                              b.getIntegerAttr(b.getI8Type(), -128))));
+                Value part = vector::ExtractStridedSliceOp::create(
+                    b, loc, sum, ArrayRef<int64_t>{4 * c}, ArrayRef<int64_t>{4},
+                    ArrayRef<int64_t>{1});
+                part = LLVM::CallIntrinsicOp::create(b, loc, quarterSums,
+                                                     b.getStringAttr(intrinsic),
+                                                     ValueRange{part, wq, a})
+                           ->getResult(0);
+                sum = vector::InsertStridedSliceOp::create(
+                    b, loc, part, sum, ArrayRef<int64_t>{4 * c},
+                    ArrayRef<int64_t>{1});
+              }
+            }
+            continue;
+          }
+          // Without dot products: byte `q` of every lane (unsigned) times
+          // code q of the quad.
           for (int64_t q = 0; q < 4; ++q) {
             Value position =
                 arith::AddIOp::create(b, loc, column, index(b, loc, q));

@@ -29,8 +29,12 @@
 // 64-byte load (16 rows x a quad) by a broadcast quad and adds the products
 // to 16 int32 sums: sum((w + 128) x) = sum(w x) + 128 sum(x), so each sum
 // loses 128 times the token's code sum and becomes exact sum(w x) before it
-// is scaled by both scales. Without VNNI the same sums are built from the
-// four bytes of each lane with int32 multiplies.
+// is scaled by both scales. On AArch64, `usdot` (i8mm: unsigned x signed,
+// as vpdpbusd) does the same on 16-byte quarters of the load; with only
+// `sdot` (dotprod: signed x signed) the weight bytes are flipped back to
+// their codes (xor 0x80) and the sums start at 128 times the code sum, so
+// the same correction applies. Without either the same sums are built from
+// the four bytes of each lane with int32 multiplies.
 //
 //===----------------------------------------------------------------------===//
 
@@ -69,6 +73,9 @@ struct PanelLinear {
   /// FP8 with dot products: widen the codes by byte-table lookups (needs
   /// AVX512-VBMI).
   bool byteTables = false;
+  /// I8 on AArch64: the dot-product instruction for the quads, if any.
+  enum class ArmDot { None, Sdot, Usdot };
+  ArmDot armDot = ArmDot::None;
   /// Activation rows per register tile.
   int64_t tileRows = 6;
 };
