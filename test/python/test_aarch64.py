@@ -6,8 +6,10 @@ DeepSeek-V3 MoE runs; the CPU extensions an artifact was compiled for are checke
 the (emulated) CPU's HWCAP; an artifact for the other architecture is refused by name.
 Emulated timings mean nothing: nothing here is timed."""
 
+import json
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -158,10 +160,30 @@ def test_architecture_mismatch_and_bad_cpus(arm_run, stories260k_dir, tmp_path):
     assert out.returncode != 0 and "cpu:aarch64" in out.stderr
 
 
+def artifact_manifest(artifact):
+    """The artifact's JSON manifest, read from its header (artifact_abi's layout)."""
+    data = Path(artifact).read_bytes()
+    header = struct.unpack("<8sIIQQQQQQQ", data[:72])
+    at, size = header[3], header[4]
+    return json.loads(data[at:at + size])
+
+
 def code_of(artifact):
     """The artifact's model code (the shared object after the header and weights)."""
     data = Path(artifact).read_bytes()
     return data[data.index(b"\x7fELF"):]
+
+
+def mnemonics(artifact, tmp_path):
+    """The instruction mnemonics in the artifact's model code."""
+    objdump = shutil.which("llvm-objdump-22") or "/usr/lib/llvm-22/bin/llvm-objdump"
+    code = tmp_path / f"{Path(artifact).stem}.so"
+    code.write_bytes(code_of(artifact))
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn",
+                              "--mattr=+bf16,+dotprod,+i8mm", str(code)],
+                             capture_output=True, text=True, check=True).stdout
+    return {line.split()[1] for line in listing.splitlines()
+            if "\t" in line and len(line.split()) > 1}
 
 
 @pytest.mark.parametrize("cpu,qemu_cpu,instruction", [
@@ -178,20 +200,35 @@ def test_int8_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
 
     artifact = compile_for(stories260k_dir, tmp_path / "model.xfmr", "--quantize", "int8",
                            "--cpu", cpu)
-    objdump = shutil.which("llvm-objdump-22") or "/usr/lib/llvm-22/bin/llvm-objdump"
-    code = tmp_path / "code.so"
-    code.write_bytes(code_of(artifact))
-    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", "--mattr=+dotprod,+i8mm",
-                              str(code)], capture_output=True, text=True, check=True).stdout
-    mnemonics = {line.split()[1] for line in listing.splitlines()
-                 if "\t" in line and len(line.split()) > 1}
+    found = mnemonics(artifact, tmp_path)
     if instruction:
-        assert instruction in mnemonics
+        assert instruction in found
     else:
-        assert not {"sdot", "usdot"} & mnemonics
+        assert not {"sdot", "usdot"} & found
     ids, rows = greedy(arm_run, artifact, [1], 30, tmp_path, cpu=qemu_cpu)
     model = reference.load(str(stories260k_dir))
     apply_int8(model)
     expected_ids, expected_rows = model.generate_greedy([1], 30)
     assert ids == list(expected_ids)
     assert relative_row_error(rows, expected_rows) < 1e-3
+
+
+@pytest.mark.parametrize("cpu", ["generic", "generic+bf16"])
+def test_bf16_weights_with_bfdot(cpu, arm_run, synth_checkpoint, tmp_path):
+    """bf16 panel linears on AArch64: with the bf16 extension `bfdot` multiplies the bf16
+    pairs (as vdpbf16ps on x86); either way the model matches the float64 reference that
+    rounds those linears' inputs to bf16, as on x86-64 (test_e2e_cpu.py)."""
+    from test_e2e_cpu import assert_rows_match
+
+    checkpoint = synth_checkpoint("llama", dtype="bf16")
+    artifact = compile_for(checkpoint, tmp_path / "model.xfmr", "--cpu", cpu)
+    assert ("bfdot" in mnemonics(artifact, tmp_path)) == cpu.endswith("+bf16")
+    prompt = list(range(3, 19))
+    ids, rows = greedy(arm_run, artifact, prompt, 8, tmp_path)
+    panels = [t["name"] for t in artifact_manifest(artifact)["weights"]["tensors"]
+              if t.get("panel")]
+    assert panels
+    expected = reference.load(str(checkpoint), bf16_inputs=panels)
+    expected_ids, expected_rows = expected.generate_greedy(prompt, 8)
+    assert ids == list(expected_ids)
+    assert_rows_match(rows, expected_rows, bf16_inputs=True)

@@ -89,6 +89,11 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
                                                     options.has("avx512bf16");
       op.byteTables = op.dotProducts && isFP8(weight.format) &&
                       options.has("avx512vbmi");
+      if (!kernel.int8Activations && kernel.bf16Activations &&
+          options.has("bf16") && !op.dotProducts) {
+        op.dotProducts = true;
+        op.armBFDot = true;
+      }
       if (kernel.int8Activations && options.has("i8mm"))
         op.armDot = PanelLinear::ArmDot::Usdot;
       else if (kernel.int8Activations && options.has("dotprod"))

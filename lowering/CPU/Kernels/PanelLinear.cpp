@@ -326,6 +326,31 @@ void storeSums(OpBuilder &b, Location loc, const PanelLinear &op, Value p,
   }
 }
 
+/// `sum` + the pairwise products of bf16 vectors `a` and `w` (one f32 lane
+/// per pair), as AArch64 `bfdot`s on 16-byte quarters.
+Value armBFDot(OpBuilder &b, Location loc, Value sum, Value a, Value w) {
+  auto quarterSums = VectorType::get({4}, b.getF32Type());
+  int64_t quarters = cast<VectorType>(sum.getType()).getNumElements() / 4;
+  for (int64_t c = 0; c < quarters; ++c) {
+    auto slice = [&](Value v, int64_t width) -> Value {
+      return vector::ExtractStridedSliceOp::create(
+          b, loc, v, ArrayRef<int64_t>{width * c}, ArrayRef<int64_t>{width},
+          ArrayRef<int64_t>{1});
+    };
+    Value part = slice(sum, 4);
+    Value left = slice(a, 8);
+    Value right = slice(w, 8);
+    part = LLVM::CallIntrinsicOp::create(
+               b, loc, quarterSums,
+               b.getStringAttr("llvm.aarch64.neon.bfdot.v4f32.v8bf16"),
+               ValueRange{part, left, right})
+               ->getResult(0);
+    sum = vector::InsertStridedSliceOp::create(
+        b, loc, part, sum, ArrayRef<int64_t>{4 * c}, ArrayRef<int64_t>{1});
+  }
+  return sum;
+}
+
 /// AVX512-BF16 tile: rows `rows` against panel `p`, R x 4 `vdpbf16ps` per
 /// input pair on activation pairs broadcast from `x`. Block-scaled weights
 /// sum each block of inputs apart and add it, times its scale, to y (which
@@ -357,7 +382,9 @@ void emitDotTile(OpBuilder &b, Location loc, const PanelLinear &op,
             Value a = vector::BitCastOp::create(b, loc, pairType, lanes);
             for (int64_t j = 0; j < vectors; ++j) {
               Value &sum = next[i * vectors + j];
-              sum = x86vector::DotBF16Op::create(b, loc, sumType, sum, a, w[j]);
+              sum = op.armBFDot ? armBFDot(b, loc, sum, a, w[j])
+                                : x86vector::DotBF16Op::create(b, loc, sumType,
+                                                               sum, a, w[j]);
             }
           }
           scf::YieldOp::create(b, loc, next);

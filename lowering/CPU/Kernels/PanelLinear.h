@@ -19,7 +19,9 @@
 // themselves as bf16 (exact: at most 4 significant bits) and scale the sums
 // of each block of inputs: widening is then two `vpermi2b` table lookups per
 // 64 codes with AVX512-VBMI (an f32 round trip without). Decode widens as it
-// reads; from two tokens on, a panel is converted once per call.
+// reads; from two tokens on, a panel is converted once per call. On AArch64
+// with the bf16 extension, `bfdot` (the same pairwise product and sum into
+// f32 lanes) does the work of `vdpbf16ps` on 16-byte quarters.
 //
 // Int8 (W8A8) weights are stored in quads instead, [ceil(out / panel)]
 // [ceil(in / 4)][panel][4], each code plus 128 (an unsigned byte), with one
@@ -70,6 +72,9 @@ struct PanelLinear {
   /// Multiply with `vdpbf16ps` (needs bf16Activations and AVX512-BF16), or
   /// for I8 with `vpdpbusd` (AVX512-VNNI).
   bool dotProducts = false;
+  /// The dot products are AArch64's `bfdot` (the bf16 extension) on
+  /// 16-byte quarters of each vector, not `vdpbf16ps`.
+  bool armBFDot = false;
   /// FP8 with dot products: widen the codes by byte-table lookups (needs
   /// AVX512-VBMI).
   bool byteTables = false;
