@@ -232,3 +232,31 @@ def test_bf16_weights_with_bfdot(cpu, arm_run, synth_checkpoint, tmp_path):
     expected_ids, expected_rows = expected.generate_greedy(prompt, 8)
     assert ids == list(expected_ids)
     assert_rows_match(rows, expected_rows, bf16_inputs=True)
+
+
+def host_has(flag):
+    return flag in Path("/proc/cpuinfo").read_text().split()
+
+
+@pytest.mark.parametrize("cpu,x86_cpu", [("generic", "x86-64-v3"),
+                                         ("generic+bf16", "native")],
+                         ids=["fma", "bfdot"])
+def test_fp8_weights_as_on_x86(cpu, x86_cpu, arm_run, stories260k_dir, tmp_path):
+    """FP8 weights (--quantize fp8) with bf16 activations: the AArch64 code computes what
+    the x86 code of the same kernel variant computes (FMA tiles: x86-64-v3; dot products:
+    bfdot as vdpbf16ps, a native AVX512-BF16 build), ids equal and logits within 1e-5. The
+    two variants differ from each other by bf16 rounding ties (0.14 of a row's max-abs on
+    stories260K, on x86 alike), so each is compared with its own kind."""
+    if x86_cpu == "native" and not host_has("avx512_bf16"):
+        pytest.skip("this host has no AVX512-BF16 to build the x86 dot-product variant")
+    arm = compile_for(stories260k_dir, tmp_path / "arm.xfmr", "--quantize", "fp8", "--cpu", cpu)
+    ids, rows = greedy(arm_run, arm, [1], 30, tmp_path)
+    x86 = tmp_path / "x86.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(stories260k_dir), "-o", str(x86), "--quantize",
+                    "fp8", "--cpu", x86_cpu], check=True, capture_output=True)
+    logits = tmp_path / "x86.npy"
+    out = subprocess.run([tool("xfmr-run"), str(x86), "--prompt-ids", "1", "-n", "30",
+                          "--ignore-eos", "--dump-logits", str(logits)], capture_output=True,
+                         text=True, check=True)
+    assert [int(t) for t in out.stdout.split()] == ids
+    assert relative_row_error(rows, np.load(logits)) < 1e-5
