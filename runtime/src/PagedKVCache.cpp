@@ -174,7 +174,13 @@ int64_t PagedKVCache::adoptPrefix(const int32_t *tokens, int64_t count,
     int32_t block = pool_->lookup(parent, tokens + k * tokensPerBlock, hash);
     if (block < 0)
       break;
-    install(k, block);
+    try {
+      install(k, block);
+    } catch (...) {
+      // Nothing half-adopted: the session stays empty.
+      truncate(0);
+      throw;
+    }
     hashes_.push_back(hash);
   }
   pool_->countLookup(count, k * tokensPerBlock);

@@ -58,6 +58,8 @@ int64_t Session::reusePrefix(const std::vector<int32_t> &prompt) {
   if (!paged_ || artifact_->model().kvWindow > 0 || position_ != 0 ||
       prompt.empty())
     return 0;
+  // Blocks left by a run that failed before any token went in hold nothing.
+  paged_->truncate(0);
   int64_t reused = paged_->adoptPrefix(prompt.data(), int64_t(prompt.size()),
                                        int64_t(prompt.size()) - 1);
   history_.assign(prompt.begin(), prompt.begin() + reused);

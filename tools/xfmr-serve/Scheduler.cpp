@@ -351,15 +351,19 @@ std::vector<int32_t> Scheduler::nextIds(const Sequence &sequence,
   return std::vector<int32_t>(first, first + chunk);
 }
 
-bool Scheduler::admissible(size_t promptTokens, size_t running) const {
-  if (!pool_ || running == 0)
+bool Scheduler::admissible(size_t promptTokens, size_t running,
+                           int64_t &reserved) const {
+  if (!pool_)
     return true;
   // Its prompt's blocks (prefix hits would need fewer) and a spare block for
-  // each running sequence's next tokens.
-  int64_t needed = std::min(pool_->blocksFor(int64_t(promptTokens)),
-                            pool_->blocksPerSequence()) +
-                   int64_t(running);
-  return pool_->available() >= needed;
+  // each running sequence's next tokens, beyond what the sequences admitted
+  // earlier this round will take.
+  int64_t prompt = std::min(pool_->blocksFor(int64_t(promptTokens)),
+                            pool_->blocksPerSequence());
+  if (running > 0 && pool_->available() - reserved < prompt + int64_t(running))
+    return false;
+  reserved += prompt;
+  return true;
 }
 
 void Scheduler::freeSession(Sequence &sequence) {
@@ -445,15 +449,18 @@ void Scheduler::loop() {
       }
       // Oldest first, while the KV blocks allow: a request that does not
       // fit waits, and so do the ones behind it.
+      int64_t reserved = 0;
       while (int64_t(running.size()) < options_.maxSequences &&
              !preempted.empty() &&
-             admissible(preempted.front()->prompt().size(), running.size())) {
+             admissible(preempted.front()->prompt().size(), running.size(),
+                        reserved)) {
         running.push_back(std::move(preempted.front()));
         preempted.pop_front();
       }
       while (int64_t(running.size()) < options_.maxSequences &&
              preempted.empty() && !queue_.empty() &&
-             admissible(queue_.front().request.prompt.size(), running.size())) {
+             admissible(queue_.front().request.prompt.size(), running.size(),
+                        reserved)) {
         auto sequence = std::make_unique<Sequence>();
         sequence->request = std::move(queue_.front().request);
         sequence->generation = std::move(queue_.front().generation);

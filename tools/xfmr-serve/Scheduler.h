@@ -193,8 +193,9 @@ private:
   /// what they hold for prefix caching; paged ones give their blocks back).
   void freeSession(Sequence &sequence);
   /// Whether the pool can take a prompt of `promptTokens` beside `running`
-  /// sequences.
-  bool admissible(size_t promptTokens, size_t running) const;
+  /// sequences and the `reserved` blocks of those admitted earlier in the
+  /// round; if so, adds the prompt's blocks to `reserved`.
+  bool admissible(size_t promptTokens, size_t running, int64_t &reserved) const;
   /// Moves the last of `stepped` (and its input) out of the step and back
   /// to the head of `preempted`, its blocks back to the pool.
   void preempt(std::vector<std::unique_ptr<Sequence>> &running,
