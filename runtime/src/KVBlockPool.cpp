@@ -119,13 +119,19 @@ KVBlockPool::KVBlockPool(std::shared_ptr<Artifact> artifact,
                          : options.sequences * perSequence;
     if (problem.empty() && blocks > INT32_MAX)
       problem = std::to_string(blocks) + " blocks are too many";
-    int64_t mappings = blocks * int64_t(regions_.size());
+    // Every session maps at most a whole cache of blocks, shared ones
+    // included: `sequences` sessions may map more blocks than the pool has.
+    int64_t mapped = std::max(
+        blocks, std::min<int64_t>(options.sequences, INT32_MAX) * perSequence);
+    int64_t mappings = mapped * int64_t(regions_.size());
     if (problem.empty() && mappings > mappingLimit)
-      problem = std::to_string(blocks) + " blocks of " +
+      problem = std::to_string(std::max<int64_t>(options.sequences, 1)) +
+                " sequences in " + std::to_string(blocks) + " blocks of " +
                 std::to_string(tokens) + " positions may need " +
                 std::to_string(mappings) +
                 " memory mappings, more than 3/4 of vm.max_map_count (" +
-                std::to_string(maxMappings()) + "): use fewer or larger blocks";
+                std::to_string(maxMappings()) +
+                "): use fewer sequences or larger blocks";
     if (problem.empty()) {
       blockTokens_ = tokens;
       blocks_ = blocks;

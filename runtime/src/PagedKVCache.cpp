@@ -62,7 +62,12 @@ void PagedKVCache::map(int64_t index, int32_t block) {
       if (block >= 0)
         map(index, -1);
       throw Error("cannot map KV block " + std::to_string(index) + ": " +
-                  std::strerror(error));
+                  std::strerror(error) +
+                  (error == ENOMEM ? std::string(" (the process may have run "
+                                                 "out of memory mappings: "
+                                                 "vm.max_map_count; use "
+                                                 "larger blocks)")
+                                   : std::string()));
     }
   }
 }

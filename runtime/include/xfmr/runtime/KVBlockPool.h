@@ -60,6 +60,9 @@ struct KVBlockPoolOptions {
   /// Blocks in the pool; 0: enough for `sequences` sequences of the full
   /// context.
   int64_t blocks = 0;
+  /// Sessions that use the pool at once. Each maps at most a whole cache of
+  /// blocks (shared ones too), which bounds the memory mappings the pool
+  /// checks against vm.max_map_count.
   int64_t sequences = 1;
   /// Positions per block; 0: the smallest power of two >= 16 that keeps
   /// every part of a block whole pages and (when `blocks` is 0) the pool's
