@@ -326,24 +326,27 @@ void storeSums(OpBuilder &b, Location loc, const PanelLinear &op, Value p,
   }
 }
 
-/// `sum` + the pairwise products of bf16 vectors `a` and `w` (one f32 lane
-/// per pair), as AArch64 `bfdot`s on 16-byte quarters.
-Value armBFDot(OpBuilder &b, Location loc, Value sum, Value a, Value w) {
-  auto quarterSums = VectorType::get({4}, b.getF32Type());
-  int64_t quarters = cast<VectorType>(sum.getType()).getNumElements() / 4;
+/// `sum` + `intrinsic`(`left`, `right`) on 16-byte quarters: AArch64's dot
+/// products (bfdot, sdot, usdot) add into four 32-bit lanes from 16 bytes of
+/// each operand; the vectors here are four times wider.
+Value armDotByQuarters(OpBuilder &b, Location loc, StringRef intrinsic,
+                       Value sum, Value left, Value right) {
+  auto sumType = cast<VectorType>(sum.getType());
+  auto quarterSums = VectorType::get({4}, sumType.getElementType());
+  int64_t quarters = sumType.getNumElements() / 4;
   for (int64_t c = 0; c < quarters; ++c) {
-    auto slice = [&](Value v, int64_t width) -> Value {
+    auto quarter = [&](Value v) -> Value {
+      int64_t width = cast<VectorType>(v.getType()).getNumElements() / quarters;
       return vector::ExtractStridedSliceOp::create(
           b, loc, v, ArrayRef<int64_t>{width * c}, ArrayRef<int64_t>{width},
           ArrayRef<int64_t>{1});
     };
-    Value part = slice(sum, 4);
-    Value left = slice(a, 8);
-    Value right = slice(w, 8);
-    part = LLVM::CallIntrinsicOp::create(
-               b, loc, quarterSums,
-               b.getStringAttr("llvm.aarch64.neon.bfdot.v4f32.v8bf16"),
-               ValueRange{part, left, right})
+    Value part = quarter(sum);
+    Value first = quarter(left);
+    Value second = quarter(right);
+    part = LLVM::CallIntrinsicOp::create(b, loc, quarterSums,
+                                         b.getStringAttr(intrinsic),
+                                         ValueRange{part, first, second})
                ->getResult(0);
     sum = vector::InsertStridedSliceOp::create(
         b, loc, part, sum, ArrayRef<int64_t>{4 * c}, ArrayRef<int64_t>{1});
@@ -382,9 +385,12 @@ void emitDotTile(OpBuilder &b, Location loc, const PanelLinear &op,
             Value a = vector::BitCastOp::create(b, loc, pairType, lanes);
             for (int64_t j = 0; j < vectors; ++j) {
               Value &sum = next[i * vectors + j];
-              sum = op.armBFDot ? armBFDot(b, loc, sum, a, w[j])
-                                : x86vector::DotBF16Op::create(b, loc, sumType,
-                                                               sum, a, w[j]);
+              sum = op.armBFDot
+                        ? armDotByQuarters(
+                              b, loc, "llvm.aarch64.neon.bfdot.v4f32.v8bf16",
+                              sum, a, w[j])
+                        : x86vector::DotBF16Op::create(b, loc, sumType, sum, a,
+                                                       w[j]);
             }
           }
           scf::YieldOp::create(b, loc, next);
@@ -719,20 +725,9 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
       b, loc, DenseElementsAttr::get(sumType, b.getI32IntegerAttr(0)));
   SmallVector<Value> init(rows.size() * vectors, zero);
   using ArmDot = PanelLinear::ArmDot;
-  if (op.armDot == ArmDot::Sdot) {
-    // sdot multiplies the codes themselves: start every sum at what the
-    // +128 of the stored bytes would have added, 128 x the row's code sum.
-    for (size_t i = 0; i < rows.size(); ++i) {
-      Value codeSum =
-          memref::LoadOp::create(b, loc, x.sums, ValueRange{rows[i]});
-      Value offset = arith::MulIOp::create(
-          b, loc, codeSum,
-          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(128)));
-      Value start = vector::BroadcastOp::create(b, loc, sumType, offset);
-      for (int64_t j = 0; j < vectors; ++j)
-        init[i * vectors + j] = start;
-    }
-  }
+  // sdot multiplies the codes themselves (the stored bytes flipped back), so
+  // its sums are exact; the others' include 128 x the row's code sum.
+  bool exactSums = op.armDot == ArmDot::Sdot;
   Value firstQuad = index(b, loc, 0);
   Value quadEnd = index(b, loc, quads);
   Value one = index(b, loc, 1);
@@ -747,7 +742,7 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
         Value column = arith::MulIOp::create(b, loc, k, index(b, loc, 4));
         SmallVector<Value> next(acc.begin(), acc.end());
         for (size_t i = 0; i < rows.size(); ++i) {
-          if (op.dotProducts) {
+          if (op.dotProducts || op.armDot != ArmDot::None) {
             // The row's quad, one 32-bit word, in every lane.
             Value quad = vector::LoadOp::create(b, loc, quadType, x.codes,
                                                 ValueRange{rows[i], column});
@@ -759,53 +754,25 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
                 vector::BroadcastOp::create(b, loc, sumType, word));
             for (int64_t j = 0; j < vectors; ++j) {
               Value &sum = next[i * vectors + j];
-              sum = LLVM::CallIntrinsicOp::create(
-                        b, loc, sumType,
-                        b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
-                        ValueRange{sum, w[j], a})
-                        ->getResult(0);
-            }
-            continue;
-          }
-          if (op.armDot != ArmDot::None) {
-            // The row's quad in every 32-bit lane of a 16-byte register.
-            Value quad = vector::LoadOp::create(b, loc, quadType, x.codes,
-                                                ValueRange{rows[i], column});
-            Value word = vector::ExtractOp::create(
-                b, loc, vector::BitCastOp::create(b, loc, oneWord, quad),
-                ArrayRef<int64_t>{0});
-            auto quarterSums = VectorType::get({4}, b.getI32Type());
-            auto quarterBytes = VectorType::get({16}, b.getI8Type());
-            Value a = vector::BitCastOp::create(
-                b, loc, quarterBytes,
-                vector::BroadcastOp::create(b, loc, quarterSums, word));
-            StringRef intrinsic = op.armDot == ArmDot::Usdot
-                                      ? "llvm.aarch64.neon.usdot.v4i32.v16i8"
-                                      : "llvm.aarch64.neon.sdot.v4i32.v16i8";
-            for (int64_t j = 0; j < vectors; ++j) {
-              Value &sum = next[i * vectors + j];
-              for (int64_t c = 0; c < kLanes / 4; ++c) {
-                Value wq = vector::ExtractStridedSliceOp::create(
-                    b, loc, w[j], ArrayRef<int64_t>{16 * c},
-                    ArrayRef<int64_t>{16}, ArrayRef<int64_t>{1});
-                if (op.armDot == ArmDot::Sdot)
-                  wq = arith::XOrIOp::create(
-                      b, loc, wq,
-                      arith::ConstantOp::create(
-                          b, loc,
-                          DenseElementsAttr::get(
-                              quarterBytes,
-                              b.getIntegerAttr(b.getI8Type(), -128))));
-                Value part = vector::ExtractStridedSliceOp::create(
-                    b, loc, sum, ArrayRef<int64_t>{4 * c}, ArrayRef<int64_t>{4},
-                    ArrayRef<int64_t>{1});
-                part = LLVM::CallIntrinsicOp::create(b, loc, quarterSums,
-                                                     b.getStringAttr(intrinsic),
-                                                     ValueRange{part, wq, a})
-                           ->getResult(0);
-                sum = vector::InsertStridedSliceOp::create(
-                    b, loc, part, sum, ArrayRef<int64_t>{4 * c},
-                    ArrayRef<int64_t>{1});
+              if (op.dotProducts) {
+                sum = LLVM::CallIntrinsicOp::create(
+                          b, loc, sumType,
+                          b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
+                          ValueRange{sum, w[j], a})
+                          ->getResult(0);
+              } else if (op.armDot == ArmDot::Usdot) {
+                sum = armDotByQuarters(b, loc,
+                                       "llvm.aarch64.neon.usdot.v4i32.v16i8",
+                                       sum, w[j], a);
+              } else {
+                Value flip = arith::ConstantOp::create(
+                    b, loc,
+                    DenseElementsAttr::get(
+                        bytes, b.getIntegerAttr(b.getI8Type(), -128)));
+                Value codes = arith::XOrIOp::create(b, loc, w[j], flip);
+                sum = armDotByQuarters(b, loc,
+                                       "llvm.aarch64.neon.sdot.v4i32.v16i8",
+                                       sum, codes, a);
               }
             }
             continue;
@@ -840,14 +807,17 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
     Value wScale =
         loadLanes(b, loc, op.scale, ValueRange{vector.first}, vector.second);
     for (size_t i = 0; i < rows.size(); ++i) {
-      Value codeSum =
-          memref::LoadOp::create(b, loc, x.sums, ValueRange{rows[i]});
-      Value offset = arith::MulIOp::create(
-          b, loc, codeSum,
-          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(128)));
-      Value exact = arith::SubIOp::create(
-          b, loc, loop.getResult(i * vectors + j),
-          vector::BroadcastOp::create(b, loc, sumType, offset));
+      Value exact = loop.getResult(i * vectors + j);
+      if (!exactSums) {
+        Value codeSum =
+            memref::LoadOp::create(b, loc, x.sums, ValueRange{rows[i]});
+        Value offset = arith::MulIOp::create(
+            b, loc, codeSum,
+            arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(128)));
+        exact = arith::SubIOp::create(
+            b, loc, exact,
+            vector::BroadcastOp::create(b, loc, sumType, offset));
+      }
       Value xScale =
           memref::LoadOp::create(b, loc, x.scales, ValueRange{rows[i]});
       Value scale = arith::MulFOp::create(

@@ -34,9 +34,8 @@
 // is scaled by both scales. On AArch64, `usdot` (i8mm: unsigned x signed,
 // as vpdpbusd) does the same on 16-byte quarters of the load; with only
 // `sdot` (dotprod: signed x signed) the weight bytes are flipped back to
-// their codes (xor 0x80) and the sums start at 128 times the code sum, so
-// the same correction applies. Without either the same sums are built from
-// the four bytes of each lane with int32 multiplies.
+// their codes (xor 0x80), whose sums need no correction. Without either the
+// same sums are built from the four bytes of each lane with int32 multiplies.
 //
 //===----------------------------------------------------------------------===//
 
