@@ -21,15 +21,8 @@ class CPUBackend : public TargetBackend {
 public:
   Error configure(const CompileOptions &options) override {
     // "cpu" (this machine's architecture) or "cpu:ARCH" (cross-compiled).
+    // resolveCPUTarget checks the architecture.
     StringRef arch = StringRef(options.target).split(':').second;
-    if (StringRef(options.target).contains(':') && arch != "aarch64" &&
-        arch != llvm::Triple(llvm::sys::getDefaultTargetTriple()).getArchName())
-      return createStringError(std::make_error_code(std::errc::invalid_argument),
-                               Twine("target '") + options.target +
-                                   "': the CPU target's architecture is "
-                                   "aarch64 or this machine's (--target cpu "
-                                   "or cpu:aarch64); the CPU is chosen with "
-                                   "--cpu");
     target.arch = arch.str();
     // By default the code is for this machine's CPU: the fastest here, and
     // the runtime refuses it, naming the missing features, elsewhere. A

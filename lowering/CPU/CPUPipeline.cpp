@@ -90,15 +90,17 @@ llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
   llvm::InitializeAllTargets();
   llvm::InitializeAllTargetMCs();
   llvm::InitializeAllAsmPrinters();
-  if (target.arch.empty())
-    target.triple = llvm::sys::getDefaultTargetTriple();
+  std::string host = llvm::sys::getDefaultTargetTriple();
+  if (target.arch.empty() || target.arch == llvm::Triple(host).getArchName())
+    target.triple = host;
   else if (target.arch == "aarch64")
     target.triple = "aarch64-unknown-linux-gnu";
   else
     return llvm::createStringError(
         std::make_error_code(std::errc::invalid_argument),
         "unknown CPU architecture '" + target.arch +
-            "' (--target cpu or cpu:aarch64)");
+            "' (--target cpu, this machine's, or cpu:aarch64; the CPU is "
+            "chosen with --cpu)");
   llvm::Triple triple(target.triple);
   std::string error;
   const llvm::Target *llvmTarget =

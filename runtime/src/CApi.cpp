@@ -72,6 +72,37 @@ xfmr_status nullArgument(const char *function, const char *name) {
               std::string(function) + ": " + name + " is NULL");
 }
 
+/// xfmr_sequence_create and xfmr_sequence_create_paged (`pool` non-null).
+xfmr_status createSequence(const char *function, xfmr_model *model,
+                           xfmr_block_pool *pool, int threads,
+                           xfmr_sequence **sequence) {
+  if (!model)
+    return nullArgument(function, "model");
+  if (!sequence)
+    return nullArgument(function, "sequence");
+  if (threads < 0 || threads > Artifact::kMaxThreads)
+    return fail(XFMR_INVALID_ARGUMENT,
+                std::string(function) + ": threads must be in [0, " +
+                    std::to_string(Artifact::kMaxThreads) + "], got " +
+                    std::to_string(threads));
+  // Paged, the only runtime errors are the caller's: a pool of another
+  // model.
+  return guarded(
+      function,
+      [&] {
+        SessionOptions options;
+        options.threads = threads;
+        if (pool)
+          options.blockPool = pool->pool;
+        auto handle = std::make_unique<xfmr_sequence>();
+        handle->session = std::make_unique<Session>(model->artifact, options);
+        handle->vocab = model->artifact->vocabSize();
+        *sequence = handle.release();
+        return XFMR_OK;
+      },
+      pool ? XFMR_INVALID_ARGUMENT : XFMR_ERROR);
+}
+
 } // namespace
 
 extern "C" {
@@ -122,24 +153,8 @@ size_t xfmr_model_end_of_sequence_ids(const xfmr_model *model, int32_t *ids,
 
 xfmr_status xfmr_sequence_create(xfmr_model *model, int threads,
                                  xfmr_sequence **sequence) {
-  if (!model)
-    return nullArgument("xfmr_sequence_create", "model");
-  if (!sequence)
-    return nullArgument("xfmr_sequence_create", "sequence");
-  if (threads < 0 || threads > Artifact::kMaxThreads)
-    return fail(XFMR_INVALID_ARGUMENT,
-                "xfmr_sequence_create: threads must be in [0, " +
-                    std::to_string(Artifact::kMaxThreads) + "], got " +
-                    std::to_string(threads));
-  return guarded("xfmr_sequence_create", [&] {
-    SessionOptions options;
-    options.threads = threads;
-    auto handle = std::make_unique<xfmr_sequence>();
-    handle->session = std::make_unique<Session>(model->artifact, options);
-    handle->vocab = model->artifact->vocabSize();
-    *sequence = handle.release();
-    return XFMR_OK;
-  });
+  return createSequence("xfmr_sequence_create", model, nullptr, threads,
+                        sequence);
 }
 
 xfmr_status xfmr_block_pool_create(xfmr_model *model, int64_t blocks,
@@ -158,10 +173,6 @@ xfmr_status xfmr_block_pool_create(xfmr_model *model, int64_t blocks,
     options.blocks = blocks;
     options.sequences = sequences;
     options.blockTokens = block_tokens;
-    if (model->artifact->backend().kind() != "cpu")
-      throw Error("a paged KV cache needs the CPU back end; the model runs "
-                  "on " +
-                  model->artifact->backend().kind());
     auto handle = std::make_unique<xfmr_block_pool>();
     handle->pool = std::make_shared<KVBlockPool>(model->artifact, options);
     *pool = handle.release();
@@ -183,28 +194,8 @@ xfmr_status xfmr_sequence_create_paged(xfmr_model *model, xfmr_block_pool *pool,
                                        int threads, xfmr_sequence **sequence) {
   if (!pool)
     return nullArgument("xfmr_sequence_create_paged", "pool");
-  if (!model)
-    return nullArgument("xfmr_sequence_create_paged", "model");
-  if (!sequence)
-    return nullArgument("xfmr_sequence_create_paged", "sequence");
-  if (threads < 0 || threads > Artifact::kMaxThreads)
-    return fail(XFMR_INVALID_ARGUMENT,
-                "xfmr_sequence_create_paged: threads must be in [0, " +
-                    std::to_string(Artifact::kMaxThreads) + "], got " +
-                    std::to_string(threads));
-  return guarded(
-      "xfmr_sequence_create_paged",
-      [&] {
-        SessionOptions options;
-        options.threads = threads;
-        options.blockPool = pool->pool;
-        auto handle = std::make_unique<xfmr_sequence>();
-        handle->session = std::make_unique<Session>(model->artifact, options);
-        handle->vocab = model->artifact->vocabSize();
-        *sequence = handle.release();
-        return XFMR_OK;
-      },
-      XFMR_INVALID_ARGUMENT);
+  return createSequence("xfmr_sequence_create_paged", model, pool, threads,
+                        sequence);
 }
 
 xfmr_status xfmr_sequence_reuse_prefix(xfmr_sequence *sequence,

@@ -44,6 +44,9 @@ static std::string whyNotBlocks(const std::vector<KVCacheRegion> &regions,
 /// Why the artifact's cache cannot be paged at all ("" when it may be).
 static std::string whyNotPaged(const Artifact &artifact) {
   const std::vector<KVCacheRegion> &regions = artifact.kvCacheRegions();
+  if (artifact.backend().kind() != "cpu")
+    return "a paged KV cache needs the CPU back end; this artifact runs on " +
+           artifact.backend().kind() + ", whose caches are device memory";
   if (artifact.kvCacheBytes() == 0)
     return "the model has no KV cache";
   if (regions.empty())

@@ -32,11 +32,6 @@ Session::Session(std::shared_ptr<Artifact> artifact,
     throw Error("the KV block pool was made for another artifact (" +
                 options.blockPool->artifact().path() + ") than " +
                 model.path());
-  if (model.backend().kind() != "cpu")
-    throw Error(model.path() +
-                ": a paged KV cache needs the CPU back end; "
-                "this artifact runs on " +
-                model.backend().kind());
   auto paged = std::make_unique<PagedKVCache>(options.blockPool);
   paged_ = paged.get();
   cache_ = std::move(paged);

@@ -8,6 +8,7 @@ Emulated timings mean nothing: nothing here is timed."""
 
 import json
 import os
+import platform
 import shutil
 import struct
 import subprocess
@@ -158,6 +159,12 @@ def test_architecture_mismatch_and_bad_cpus(arm_run, stories260k_dir, tmp_path):
                           str(tmp_path / "bad.xfmr"), "--target", "cpu:riscv64"],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "cpu:aarch64" in out.stderr
+    # Naming this machine's own architecture is the plain CPU target.
+    host = tmp_path / "host.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(stories260k_dir), "-o", str(host), "--target",
+                    f"cpu:{platform.machine()}"], check=True, capture_output=True)
+    assert artifact_manifest(host)["target"]["triple"] == artifact_manifest(native)["target"][
+        "triple"]
 
 
 def artifact_manifest(artifact):

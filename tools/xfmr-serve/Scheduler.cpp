@@ -76,9 +76,6 @@ Scheduler::Scheduler(std::shared_ptr<Artifact> artifact,
   // Paged caches where the back end and the artifact allow them.
   if (!options_.pagedCache)
     whyNotPaged_ = "paging is turned off";
-  else if (artifact_->backend().kind() != "cpu")
-    whyNotPaged_ = "the " + artifact_->backend().kind() +
-                   " back end keeps caches in device memory";
   else
     whyNotPaged_ =
         KVBlockPool::whyNotPageable(*artifact_, options_.kvBlockTokens);

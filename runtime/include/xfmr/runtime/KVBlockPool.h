@@ -27,8 +27,8 @@
 //
 // Pages: the blob's parts must start at a page and a block of each part must
 // be whole pages (the compiler aligns caches of 16 pages or more):
-// whyNotPageable() says what stops an artifact. CPU backend only: a GPU's
-// cache lives in device memory.
+// whyNotPageable() says what stops an artifact, and a pool cannot be made
+// for an artifact that runs on a GPU: its caches live in device memory.
 //
 //===----------------------------------------------------------------------===//
 
