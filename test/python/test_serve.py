@@ -429,7 +429,8 @@ def test_preemption_when_blocks_run_out(chat_artifact):
     """A pool of one context for four sequences: requests are admitted while blocks last,
     and when a step needs more than are free the sequence admitted last is preempted and
     later recomputed. Every request still gets xfmr-run's ids."""
-    context = 256  # the tiny model's max_position_embeddings
+    import xfmr  # noqa: PLC0415
+    context = xfmr.Artifact(str(chat_artifact)).context_length
     probe = Server(chat_artifact, "--max-sequences", 4)
     match = re.search(r"(\d+) blocks of (\d+) positions", probe.startup)
     assert probe.stop() == 0
