@@ -3,7 +3,6 @@
 #include "lowering/CPU/CPUPipeline.h"
 #include "lowering/Passes.h"
 #include "passes/Pipelines.h"
-#include "xfmr/runtime/OutputFile.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
@@ -26,10 +25,15 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 
-#include <set>
 #include "llvm/TargetParser/AArch64TargetParser.h"
 #include "llvm/TargetParser/Host.h"
 #include "llvm/TargetParser/X86TargetParser.h"
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace mlir;
 
@@ -285,44 +289,44 @@ llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object,
     return llvm::createStringError(
         "cannot find ld.lld-22 or ld.lld to link the model code (install "
         "lld-22: scripts/setup.sh)");
-  // The linker reads and writes files: two temporary ones, removed when
-  // this function returns and, in the tools, when a signal ends the process.
-  struct TemporaryFile {
-    llvm::SmallString<128> path;
-    ~TemporaryFile() {
-      if (path.empty())
-        return;
-      llvm::sys::fs::remove(path);
-      runtime::keepOnSignal(path.str().str());
+  // The linker reads the object from and writes the library to anonymous
+  // memory files (memfd), which it inherits and names /dev/fd/N: nothing
+  // lands on disk. Named temporary files could not be cleaned up reliably:
+  // posix_spawn blocks signals on the spawning thread, so a signal lands on
+  // another thread, whose handler could remove a file before the spawn (or
+  // the linker) created it.
+  struct MemoryFile {
+    int fd = -1;
+    ~MemoryFile() {
+      if (fd >= 0)
+        ::close(fd);
     }
+    std::string path() const { return "/dev/fd/" + std::to_string(fd); }
   } objectFile, libraryFile;
-  const llvm::SmallString<128> &objectPath = objectFile.path;
-  const llvm::SmallString<128> &libraryPath = libraryFile.path;
-  int fd;
-  if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-          "xfmr-model", "o", fd, objectFile.path))
-    return llvm::createStringError("cannot create a temporary file: " +
-                                   ec.message());
-  runtime::removeOnSignal(objectPath.str().str());
+  objectFile.fd = ::memfd_create("xfmr-model.o", 0);
+  libraryFile.fd = ::memfd_create("xfmr-model.so", 0);
+  if (objectFile.fd < 0 || libraryFile.fd < 0)
+    return llvm::createStringError(
+        llvm::Twine("cannot create a memory file for the linker: ") +
+        std::strerror(errno));
   {
-    llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+    llvm::raw_fd_ostream os(objectFile.fd, /*shouldClose=*/false);
     os << object;
-    os.close();
+    os.flush();
     if (os.has_error()) {
       os.clear_error();
-      return llvm::createStringError("cannot write the temporary file '" +
-                                     objectPath.str() + "'");
+      return llvm::createStringError(
+          "cannot write the object code to a memory file");
     }
   }
-  if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-          "xfmr-model", "so", libraryFile.path))
-    return llvm::createStringError("cannot create a temporary file: " +
-                                   ec.message());
-  runtime::removeOnSignal(libraryPath.str().str());
+  std::string objectPath = objectFile.path();
+  std::string libraryPath = libraryFile.path();
   // OpenMP comes from LLVM's libomp, the math functions from libm.
   std::string lib = "/usr/lib/llvm-22/lib";
-  llvm::SmallVector<llvm::StringRef> args{
-      *linker, "-shared", "--as-needed", "-o", libraryPath, objectPath};
+  // "-o -": the library goes to the linker's standard output, which the
+  // spawn opens on the library's memory file.
+  llvm::SmallVector<llvm::StringRef> args{*linker, "-shared", "--as-needed",
+                                          "-o",    "-",       objectPath};
   // Cross targets: the glibc of Debian's cross toolchain
   // (libc6-dev-arm64-cross); no libomp of that architecture here.
   std::string crossLib = "/usr/" +
@@ -344,17 +348,31 @@ llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object,
                // helpers.
                "-l:libgcc_s.so.1"});
   std::string message;
-  int status = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, {}, 0, 0,
-                                         &message);
+  std::optional<llvm::StringRef> redirects[] = {
+      std::nullopt, llvm::StringRef(libraryPath), std::nullopt};
+  int status = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, redirects,
+                                         0, 0, &message);
   if (status != 0) {
     return llvm::createStringError("linking the model code with " + *linker +
                                    " failed (status " + std::to_string(status) +
                                    ")" + (message.empty() ? "" : ": " + message));
   }
-  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> library =
-      llvm::MemoryBuffer::getFile(libraryPath);
-  if (!library)
-    return llvm::createStringError("cannot read the linked model code: " +
-                                   library.getError().message());
-  return (*library)->getBuffer().str();
+  struct stat libraryStat;
+  if (::fstat(libraryFile.fd, &libraryStat) != 0 || libraryStat.st_size == 0)
+    return llvm::createStringError("the linker " + *linker +
+                                   " wrote no model code");
+  std::string library(static_cast<size_t>(libraryStat.st_size), '\0');
+  size_t done = 0;
+  while (done < library.size()) {
+    ssize_t n = ::pread(libraryFile.fd, library.data() + done,
+                        library.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return llvm::createStringError(
+          llvm::Twine("cannot read the linked model code: ") +
+          (n < 0 ? std::strerror(errno) : "short read"));
+    done += static_cast<size_t>(n);
+  }
+  return library;
 }

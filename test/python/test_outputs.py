@@ -49,6 +49,14 @@ def leftovers(folder):
     return sorted(p.name for p in Path(folder).iterdir() if ".tmp-" in p.name)
 
 
+def children(pid):
+    """The process ids of `pid`'s children (Linux's /proc)."""
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
 def test_dev_null_stays_a_device(tiny):
     done = compile_to(tiny, "/dev/null")
     assert done.returncode == 0, done.stderr
@@ -164,8 +172,9 @@ def test_signals_remove_temporary_files(slow_to_pack, tmp_path, signum, stage):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = dict(os.environ, TMPDIR=str(scratch))
-    # The linker's files live in TMPDIR, the artifact's beside the output.
-    watched = scratch if stage == "linking" else out.parent
+    # Linking: the compile has a child process (ld.lld), which reads and
+    # writes memory files, nothing in TMPDIR. Packing: the artifact's
+    # temporary file appears beside the output.
     # The signal's default disposition, whatever this test inherited (a shell runs
     # background jobs with SIGINT ignored, and the child would inherit that).
     process = subprocess.Popen([tool("xfmr-compile"), str(slow_to_pack), "--context", "64",
@@ -174,8 +183,9 @@ def test_signals_remove_temporary_files(slow_to_pack, tmp_path, signum, stage):
                                preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        names = [p.name for p in watched.iterdir()]
-        if any(".tmp-" in n or n.startswith("xfmr-model") for n in names):
+        if stage == "linking" and children(process.pid):
+            break
+        if stage == "packing" and leftovers(out.parent):
             break
         time.sleep(0.002)
     else:
