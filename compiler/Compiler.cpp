@@ -262,12 +262,21 @@ Error xfmr::validateCompileOptions(const CompileOptions &options) {
   if (options.optLevel > 3)
     return invalidOption("the optimization level must be 0, 1, 2 or 3, got " +
                          Twine(options.optLevel));
-  if (Error error =
-          checkChoice("quantization", options.quantize, {"fp8", "int8"}))
+  if (Error error = checkChoice("quantization", options.quantize,
+                                {"fp8", "int8", "int4"}))
     return error;
   if (!options.quantizeOptions.empty() && options.quantize.empty())
-    return invalidOption("quantization options need quantization fp8 or "
-                         "int8");
+    return invalidOption("quantization options need quantization fp8, int8 "
+                         "or int4");
+  // Int4 weights are stored in the CPU's panels only (see
+  // xfmr-quantize-int4): an artifact with GPU code has none.
+  if (options.quantize == "int4")
+    for (StringRef name : llvm::split(options.target, ','))
+      if (name.trim().split(':').first != "cpu")
+        return invalidOption("--quantize int4 is for CPU targets only (the "
+                             "CPU's kernels read int4 weights), but the "
+                             "targets include '" +
+                             name.trim() + "'; use int8 or fp8 there");
   if (Error error = checkChoice("KV-cache type", options.kvCache,
                                 {"f32", "bf16", "f16", "fp8", "int8"}))
     return error;
@@ -470,7 +479,8 @@ Error xfmr::compileModel(const CompileOptions &options,
   step(options.quantize.empty()
            ? "lowering to kernels and LLVM IR"
            : "quantizing to " +
-                 std::string(options.quantize == "int8" ? "int8" : "FP8") +
+                 std::string(options.quantize == "fp8" ? "FP8"
+                                                       : options.quantize) +
                  " (" +
                  (options.quantizeOptions.empty() ? std::string("defaults")
                                                   : options.quantizeOptions) +

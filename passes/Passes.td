@@ -90,6 +90,36 @@ def QuantizeInt8 : Pass<"xfmr-quantize-int8"> {
   let dependentDialects = ["::xfmr::XfmrDialect"];
 }
 
+def QuantizeInt4 : Pass<"xfmr-quantize-int4"> {
+  let summary = "Quantize linears to group-wise int4 weights and int8 activations";
+  let description = [{
+    Rewrites every `xfmr.linear` whose weight is an f32/bf16/f16
+    `xfmr.weight` into a W4A8 linear (llama.cpp's Q4_0 x Q8_0, MLC's q4f16):
+    the weight goes through `xfmr.quantize` to i4 codes with one f16 scale
+    per output channel and group of `group` inputs (block [1, group]),
+    evaluated at compile time: scale = f16(max |w| / 7), codes =
+    round_even(w / scale) in [-7, 7]. The input goes through an
+    `xfmr.quantize` + `xfmr.dequantize` pair to i8 codes with one scale per
+    token (block [1, in]), as xfmr-quantize-int8 does. Each group's product
+    is an exact integer sum; the sums are scaled by their group's weight
+    scale and added in f32, then scaled by the token's. The CPU lowering
+    multiplies the codes with VNNI (`vpdpbusd`) or AArch64 dot products
+    (`sdot`, `usdot`); int4 weights are read by the CPU's panel kernels
+    only, so only CPU-only artifacts have them. Weights whose name contains
+    one of `keep` stay as they are (default: the embedding and the LM head);
+    so do linears whose weights or input are already quantized, expert
+    stacks (`xfmr.moe_experts`) and MLA's `kv_b`.
+  }];
+  let options = [
+    Option<"group", "group", "int64_t", "32",
+           "Inputs per weight scale: a multiple of 8 (default 32)">,
+    ListOption<"keep", "keep", "std::string",
+               "Weight-name substrings kept in high precision "
+               "(default: embed_tokens, lm_head)">
+  ];
+  let dependentDialects = ["::xfmr::XfmrDialect"];
+}
+
 def CompressKVCache : Pass<"xfmr-compress-kv-cache", "::mlir::ModuleOp"> {
   let summary = "Store the KV caches in a narrower element type (bf16, fp8, int8)";
   let description = [{

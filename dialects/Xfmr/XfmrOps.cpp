@@ -74,8 +74,9 @@ static LogicalResult verifyWeightScale(Operation *op, StringRef what,
                                        Value weight, Value scale,
                                        ScaleLayoutAttr layout) {
   RankedTensorType weightType = tensorType(weight);
-  bool quantized = isFloat8(weightType.getElementType()) ||
-                   weightType.getElementType().isInteger(8);
+  Type element = weightType.getElementType();
+  bool quantized = isFloat8(element) || element.isInteger(8) ||
+                   element.isInteger(4);
   if (quantized && !scale)
     return op->emitOpError() << what << " " << weightType
                              << " is quantized and needs a scale tensor";
@@ -84,6 +85,12 @@ static LogicalResult verifyWeightScale(Operation *op, StringRef what,
                              << " is not quantized but has a scale tensor";
   if (!scale)
     return success();
+  // int4 weights have f16 group scales (as llama.cpp's Q4_0), the others f32.
+  if (element.isInteger(4) != tensorType(scale).getElementType().isF16())
+    return op->emitOpError()
+           << what << " " << weightType << " needs "
+           << (element.isInteger(4) ? "f16" : "f32") << " scales, got "
+           << scale.getType();
   if (!layout)
     return op->emitOpError() << "needs a 'scale_layout' for the scale of "
                              << what;

@@ -25,10 +25,12 @@ def Xfmr_Float : AnyTypeOf<[F32, BF16, F16]>;
 def Xfmr_Float8 : AnyTypeOf<[F8E4M3FN, F8E5M2, F8E4M3FNUZ]>;
 def Xfmr_ActTensor : RankedTensorOf<[F32, BF16, F16]>;
 def Xfmr_WeightTensor : RankedTensorOf<[F32, BF16, F16, F8E4M3FN, F8E5M2, F8E4M3FNUZ]>;
-// Linear layers also multiply int8 codes (W8A8, xfmr-quantize-int8).
-def Xfmr_LinearWeightTensor : RankedTensorOf<[F32, BF16, F16, F8E4M3FN, F8E5M2, F8E4M3FNUZ, I8]>;
-def Xfmr_QuantTensor : RankedTensorOf<[F8E4M3FN, F8E5M2, F8E4M3FNUZ, I8]>;
-def Xfmr_ScaleTensor : RankedTensorOf<[F32]>;
+// Linear layers also multiply int8 codes (W8A8, xfmr-quantize-int8) and
+// int4 codes (xfmr-quantize-int4).
+def Xfmr_LinearWeightTensor : RankedTensorOf<[F32, BF16, F16, F8E4M3FN, F8E5M2, F8E4M3FNUZ, I8, I<4>]>;
+def Xfmr_QuantTensor : RankedTensorOf<[F8E4M3FN, F8E5M2, F8E4M3FNUZ, I8, I<4>]>;
+// f16 scales: int4 weights' group scales (as llama.cpp's Q4_0).
+def Xfmr_ScaleTensor : RankedTensorOf<[F32, F16]>;
 def Xfmr_IdsTensor : 1DTensorOf<[I32, I64]>;
 
 //===----------------------------------------------------------------------===//

@@ -16,6 +16,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstring>
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -228,18 +229,21 @@ llvm::Error xfmr::writeArtifact(
     packing.push_back(packedTensorOf(slot));
     parameters += cast<RankedTensorType>(slot.getType()).getNumElements();
   }
-  // Int8 codes (and the scales computed with them) have transforms of their
-  // own: the packer quantizes them differently.
-  std::set<std::tuple<std::string, int64_t, int64_t>> int8Weights;
+  // Int8 and int4 codes (and the scales computed with them) have transforms
+  // of their own: the packer quantizes them differently.
+  std::map<std::tuple<std::string, int64_t, int64_t>, std::string>
+      integerWeights;
   for (runtime::PackedTensor &t : packing)
-    if (t.transform == "fp8_codes" && t.dtype == "i8") {
-      t.transform = "int8_codes";
-      int8Weights.insert({t.name, t.blockRows, t.blockCols});
+    if (t.transform == "fp8_codes" && (t.dtype == "i8" || t.dtype == "i4")) {
+      std::string kind = t.dtype == "i8" ? "int8" : "int4";
+      t.transform = kind + "_codes";
+      integerWeights[{t.name, t.blockRows, t.blockCols}] = kind;
     }
   for (runtime::PackedTensor &t : packing)
-    if (t.transform == "fp8_scales" &&
-        int8Weights.count({t.name, t.blockRows, t.blockCols}))
-      t.transform = "int8_scales";
+    if (t.transform == "fp8_scales")
+      if (auto it = integerWeights.find({t.name, t.blockRows, t.blockCols});
+          it != integerWeights.end())
+        t.transform = it->second + "_scales";
   for (const runtime::PackedTensor &t : packing)
     tensors.push_back(tensorJson(t));
   llvm::json::Array layers;

@@ -22,6 +22,8 @@ WeightFormat xfmr::kernels::weightFormatOf(Type type) {
     return WeightFormat::F8E5M2;
   if (type.isInteger(8))
     return WeightFormat::I8;
+  if (type.isInteger(4))
+    return WeightFormat::I4;
   return WeightFormat::F32;
 }
 
@@ -38,6 +40,7 @@ Type xfmr::kernels::storageTypeOf(WeightFormat format, MLIRContext *context) {
   case WeightFormat::F8E4M3FNUZ:
   case WeightFormat::F8E5M2:
   case WeightFormat::I8:
+  case WeightFormat::I4:
     return b.getI8Type();
   }
   return {};
@@ -59,6 +62,8 @@ StringRef xfmr::kernels::formatName(WeightFormat format) {
     return "f8e5m2";
   case WeightFormat::I8:
     return "i8";
+  case WeightFormat::I4:
+    return "i4";
   }
   return "";
 }

@@ -36,8 +36,18 @@ namespace xfmr::kernels {
 
 /// Storage format of a weight or cache element, as kernels read it. FP8 is
 /// stored as bytes and decoded in registers; I8 is a signed integer code
-/// (int8 KV caches), always with a scale.
-enum class WeightFormat { F32, BF16, F16, F8E4M3FN, F8E4M3FNUZ, F8E5M2, I8 };
+/// (int8 KV caches), always with a scale; I4 a signed 4-bit weight code with
+/// group scales, two to a byte, in the CPU's panels only.
+enum class WeightFormat {
+  F32,
+  BF16,
+  F16,
+  F8E4M3FN,
+  F8E4M3FNUZ,
+  F8E5M2,
+  I8,
+  I4
+};
 
 /// True for the FP8 formats.
 inline bool isFP8(WeightFormat format) {
@@ -47,7 +57,7 @@ inline bool isFP8(WeightFormat format) {
 
 /// The format of a tensor element type.
 WeightFormat weightFormatOf(mlir::Type elementType);
-/// How kernels see memory of that format (FP8 and i8 become i8).
+/// How kernels see memory of that format (FP8, i8 and i4 become i8).
 mlir::Type storageTypeOf(WeightFormat format, mlir::MLIRContext *context);
 llvm::StringRef formatName(WeightFormat format);
 

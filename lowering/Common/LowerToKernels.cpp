@@ -324,6 +324,15 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
       return operand;
     }
     operand.blockScale = {layout.getBlock()[0], layout.getBlock()[1]};
+    // f16 scales are int4 weights' group scales, and those have no others.
+    bool f16Scale =
+        cast<RankedTensorType>(scale.getType()).getElementType().isF16();
+    if (f16Scale != (operand.format == WeightFormat::I4)) {
+      op->emitOpError() << "kernels read f16 scales with int4 weights only, "
+                           "and int4 weights with f16 scales only";
+      ok = false;
+      return operand;
+    }
   }
   // The slot of a checkpoint weight, or of FP8 codes quantized at compile
   // time.
@@ -351,7 +360,9 @@ bool ScheduleEmitter::fusedIntoInt8Linears(DequantizeOp dequantize) {
     if (!linear || &use != &linear.getInputMutable())
       return false;
     auto weight = linear.getWeight().getDefiningOp<QuantizeOp>();
-    if (!weight || !weight.getResult().getType().getElementType().isInteger(8))
+    Type codes =
+        weight ? weight.getResult().getType().getElementType() : Type();
+    if (!codes || !(codes.isInteger(8) || codes.isInteger(4)))
       return false;
     WeightSlotAttr slot = getWeightSlot(plan, weight);
     return slot && slot.getPanel() != 0;
@@ -456,13 +467,20 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     auto w = lin.getWeight().getType();
     LinearKernel kernel{w.getDimSize(1), w.getDimSize(0), weight,
                         std::nullopt};
-    if (weight.format == WeightFormat::I8 && weight.panel) {
-      // W8A8: the kernel quantizes its input itself.
+    if (weight.format == WeightFormat::I4 && !weight.panel)
+      return op->emitOpError() << "multiplies int4 weights that are not in "
+                                  "the CPU's panels (int4 is for CPU-only "
+                                  "artifacts)";
+    if ((weight.format == WeightFormat::I8 ||
+         weight.format == WeightFormat::I4) &&
+        weight.panel) {
+      // W8A8 and W4A8: the kernel quantizes its input itself.
       auto dequantize = lin.getInput().getDefiningOp<DequantizeOp>();
       if (!dequantize || !fusedIntoInt8Linears(dequantize))
         return op->emitOpError()
-               << "multiplies int8 weights by activations that are not "
-                  "quantized to int8 per token (run xfmr-quantize-int8)";
+               << "multiplies " << formatName(weight.format)
+               << " weights by activations that are not quantized to int8 "
+                  "per token (run xfmr-quantize-int8 or xfmr-quantize-int4)";
       kernel.int8Activations = true;
     } else {
       kernel.bf16Activations = weight.panel && !precise;

@@ -11,13 +11,23 @@ int64_t xfmr::storedElementBytes(Type type) {
   return llvm::divideCeilSigned<int64_t>(type.getIntOrFloatBitWidth(), 8);
 }
 
-int64_t xfmr::panelGroup(Type element) { return element.isInteger(8) ? 4 : 2; }
+int64_t xfmr::panelGroup(Type element) {
+  if (element.isInteger(8))
+    return 4;
+  if (element.isInteger(4))
+    return 8;
+  if (element.isF16())
+    return 1;
+  return 2;
+}
 
 SmallVector<int64_t, 3> xfmr::panelStorageShape(ArrayRef<int64_t> shape,
                                                 int64_t panel, Type element) {
   int64_t group = panelGroup(element);
+  // i4: two codes a byte, so a group of 8 is 4 stored bytes a row.
+  int64_t stored = element.isInteger(4) ? group / 2 : group;
   return {llvm::divideCeilSigned(shape[0], panel),
-          llvm::divideCeilSigned<int64_t>(shape[1], group), group * panel};
+          llvm::divideCeilSigned<int64_t>(shape[1], group), stored * panel};
 }
 
 namespace {

@@ -29,19 +29,22 @@ inline constexpr llvm::StringLiteral kScaleSlotAttrName = "xfmr.scale_slot";
 /// Every tensor, cache part and counter block starts at a multiple of this.
 inline constexpr int64_t kBufferAlignment = 64;
 
-/// Bytes of one element of a stored type (f32 4, bf16 2, FP8 and i8 1).
+/// Bytes of one element of a stored type (f32 4, bf16 2, FP8 and i8 1; i4
+/// 1, for the panel storage shape, whose elements are bytes).
 int64_t storedElementBytes(mlir::Type type);
 
 /// Rows of a weight panel (a slot's `panel` when xfmr-plan-memory packs
 /// weights for the CPU): four 16-lane vectors of sums per activation row.
 inline constexpr int64_t kWeightPanelRows = 64;
 /// Consecutive input columns of one row that panels keep together: pairs
-/// (bf16 and FP8, for `vdpbf16ps`), or quads of i8 codes (for `vpdpbusd`,
-/// which also reads them as code + 128: see WeightPacking.h).
+/// (bf16 and FP8, for `vdpbf16ps`), quads of i8 codes (for `vpdpbusd`,
+/// which also reads them as code + 128: see WeightPacking.h), octets of i4
+/// codes (4 bytes), or single columns of f16 (int4 weights' group scales,
+/// 16 rows of one group in one load).
 int64_t panelGroup(mlir::Type element);
 /// The stored shape of a [rows, cols] matrix of `element`s in panels of
 /// `panel` rows: [ceil(rows / panel), ceil(cols / g), g * panel] for
-/// g = panelGroup(element).
+/// g = panelGroup(element); for i4, [.., g / 2 * panel] bytes.
 llvm::SmallVector<int64_t, 3> panelStorageShape(llvm::ArrayRef<int64_t> shape,
                                                 int64_t panel,
                                                 mlir::Type element);

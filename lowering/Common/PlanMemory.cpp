@@ -68,6 +68,13 @@ bool panelPackable(QuantizeOp quantize) {
   if (codes.getElementType().isInteger(8)) {
     if (layout.getBlock()[0] != 1 || layout.getBlock()[1] < codes.getDimSize(1))
       return false;
+  } else if (codes.getElementType().isInteger(4)) {
+    // Groups of whole octets (one 32-bit word of nibbles a row), f16 scales.
+    if (layout.getBlock()[0] != 1 || layout.getBlock()[1] % 8 != 0 ||
+        !cast<RankedTensorType>(quantize.getScale().getType())
+             .getElementType()
+             .isF16())
+      return false;
   } else if (layout.getBlock()[0] % kWeightPanelRows != 0 ||
              layout.getBlock()[1] % 2 != 0) {
     return false;
@@ -211,6 +218,16 @@ LogicalResult PlanMemoryPass::planWeights(ArrayRef<func::FuncOp> entries,
       // codes in panels when the CPU's panel kernels read them.
       int64_t panel =
           weightPanels && panelPackable(quantize) ? kWeightPanelRows : 0;
+      // Int4 codes (and their f16 group scales, 16 rows of a group in one
+      // load) exist in panels only.
+      bool int4 = cast<RankedTensorType>(quantize.getResult().getType())
+                      .getElementType()
+                      .isInteger(4);
+      if (int4 && !panel)
+        return quantize.emitOpError()
+               << "int4 weights are stored in the CPU's panels only: a "
+                  "CPU-only artifact, a matrix that only linear layers "
+                  "read, with f16 scales in groups [1, 8k]";
       for (auto [part, result, attrName] :
            {std::tuple(QuantizedPart::codes, quantize.getResult(),
                        kSlotAttrName),
@@ -219,7 +236,7 @@ LogicalResult PlanMemoryPass::planWeights(ArrayRef<func::FuncOp> entries,
         auto type = cast<RankedTensorType>(result.getType());
         auto transform = QuantizedWeightAttr::get(
             &getContext(), part, quantize.getLayout(), source.getType());
-        int64_t partPanel = part == QuantizedPart::codes ? panel : 0;
+        int64_t partPanel = part == QuantizedPart::codes || int4 ? panel : 0;
         std::string key = slotKey("quantized", source.getName(), transform,
                                   type, partPanel);
         planner.annotate(op, attrName,

@@ -49,11 +49,13 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     quantize: None, "fp8" for the DeepSeek-V3 recipe (E4M3 weights in 128x128 blocks,
         activations per token in groups of 128), like `xfmr-compile --quantize fp8`, or
         "int8" (W8A8 for CPUs: int8 weights with a scale per output channel, int8
-        activations with a scale per token).
+        activations with a scale per token), or "int4" (for CPUs: int4 weights with an f16
+        scale per output channel and group of 32 inputs, int8 activations per token).
     quantize_options: with quantize="fp8", a dict of the pass options: "granularity"
         ("block", "channel", "tensor"), "block" ((rows, cols) or an int), "activations"
         (bool), "keep" (weight-name substrings kept in high precision); with "int8",
-        "keep" only.
+        "keep" only; with "int4", "group" (inputs per weight scale, a multiple of 8) and
+        "keep".
     kv_cache: None (f32) or the KV-cache element type: "bf16", "f16", "fp8" (E4M3 with a
         scale per token and head) or "int8" (likewise), like `xfmr-compile --kv-cache`.
     mla_cache: None/"expanded" or "latent" (DeepSeek MLA caches only c_KV and k_pe and
@@ -91,17 +93,29 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     inputs, `xfmr.InvalidArgumentError` (a ValueError) for bad options (an unknown CPU,
     target or chip) and `xfmr.CompileError` with the compiler's message otherwise.
     """
-    if quantize not in (None, "fp8", "int8"):
-        raise InvalidArgumentError(f"quantize must be None, 'fp8' or 'int8', got {quantize!r}")
+    if quantize not in (None, "fp8", "int8", "int4"):
+        raise InvalidArgumentError(f"quantize must be None, 'fp8', 'int8' or 'int4', "
+                                   f"got {quantize!r}")
     pass_options = []
     for key, value in (quantize_options or {}).items():
         if quantize is None:
-            raise InvalidArgumentError("quantize_options need quantize='fp8' or 'int8'")
+            raise InvalidArgumentError("quantize_options need quantize='fp8', 'int8' or "
+                                       "'int4'")
         if quantize == "int8" and key != "keep":
             raise InvalidArgumentError(f"quantize='int8' takes only the 'keep' option (its "
                                        f"scales are per output channel and per token), "
                                        f"got {key!r}")
-        if key == "block":
+        if quantize == "int4" and key not in ("group", "keep"):
+            raise InvalidArgumentError(f"quantize='int4' takes only the 'group' and 'keep' "
+                                       f"options, got {key!r}")
+        if key == "group":
+            if quantize != "int4":
+                raise InvalidArgumentError("the 'group' option is for quantize='int4'")
+            if not isinstance(value, int) or value < 8 or value % 8 or value > 65536:
+                raise InvalidArgumentError(f"quantize_options group must be a multiple of 8 "
+                                           f"in [8, 65536], got {value!r}")
+            pass_options.append(f"group={value}")
+        elif key == "block":
             rows, cols = (value, value) if isinstance(value, int) else tuple(value)
             pass_options += [f"block-rows={int(rows)}", f"block-cols={int(cols)}"]
         elif key == "activations":

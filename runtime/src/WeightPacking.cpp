@@ -119,16 +119,24 @@ std::vector<PackedTensor> runtime::readPackingPlan(const JsonValue &manifest,
       p.sourceDtype = stringField(t, "source_dtype", where);
       p.sourceShape = shapeField(t, "source_shape", where);
       if (p.transform == "fp8_codes" || p.transform == "fp8_scales" ||
-          p.transform == "int8_codes" || p.transform == "int8_scales") {
+          p.transform == "int8_codes" || p.transform == "int8_scales" ||
+          p.transform == "int4_codes" || p.transform == "int4_scales") {
         std::vector<int64_t> block = shapeField(t, "block", where);
         if (block.size() != 2 || !block[0] || !block[1] ||
             p.sourceShape.size() < 2)
           throw Error(where + ": a quantization block must be [rows, cols] "
                               "of a matrix or a stack of matrices");
-        if ((p.transform == "int8_codes") != (p.dtype == "i8") &&
-            p.transform != "fp8_scales" && p.transform != "int8_scales")
+        bool scales = p.transform == "fp8_scales" ||
+                      p.transform == "int8_scales" ||
+                      p.transform == "int4_scales";
+        if ((!scales && (p.transform == "int8_codes") != (p.dtype == "i8")) ||
+            (!scales && (p.transform == "int4_codes") != (p.dtype == "i4")) ||
+            (p.transform == "int4_scales") != (scales && p.dtype == "f16"))
           throw Error(where + ": transform '" + p.transform +
                       "' does not make dtype '" + p.dtype + "'");
+        if ((p.transform == "int4_codes" || p.transform == "int4_scales") &&
+            !p.panel)
+          throw Error(where + ": int4 weights are stored in panels only");
         p.blockRows = block[0];
         p.blockCols = block[1];
       } else if (p.transform == "mla_query_latent" ||
@@ -150,7 +158,8 @@ std::vector<PackedTensor> runtime::readPackingPlan(const JsonValue &manifest,
       } else {
         throw Error(where + ": unknown transform '" + p.transform +
                     "' (this runtime knows fp8_codes, fp8_scales, "
-                    "int8_codes, int8_scales, mla_query_latent, "
+                    "int8_codes, int8_scales, int4_codes, int4_scales, "
+                    "mla_query_latent, "
                     "mla_query_rope and mla_output)");
       }
     }
@@ -380,8 +389,55 @@ bool quantizeInt8(const double *values, int64_t rows, int64_t cols,
   return true;
 }
 
-/// The FP8 or int8 (dtype i8) codes of a weight quantized in blocks, with
-/// its scales.
+/// Int4 group quantization of a row-major [rows, cols] matrix: per block
+/// (a row's group of columns) scale = f16(max(max |x|, epsilon) / 7), code =
+/// round_even(x / scale) clamped to [-7, 7] (0 where the scale rounds to 0),
+/// one signed byte each. Returns false with `error` set on NaN or infinite
+/// input, or a scale beyond f16's range.
+bool quantizeInt4(const double *values, int64_t rows, int64_t cols,
+                  fp8::BlockLayout layout, uint8_t *codes, uint16_t *scales,
+                  std::string &error) {
+  int64_t colBlocks = (cols + layout.blockCols - 1) / layout.blockCols;
+  for (int64_t r0 = 0; r0 < rows; r0 += layout.blockRows)
+    for (int64_t c0 = 0; c0 < cols; c0 += layout.blockCols) {
+      int64_t r1 = std::min(rows, r0 + layout.blockRows);
+      int64_t c1 = std::min(cols, c0 + layout.blockCols);
+      double amax = 0;
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) {
+          double v = values[r * cols + c];
+          if (!std::isfinite(v)) {
+            error = std::string(std::isnan(v) ? "NaN" : "an infinity") +
+                    " at [" + std::to_string(r) + ", " + std::to_string(c) +
+                    "]";
+            return false;
+          }
+          amax = std::max(amax, std::fabs(v));
+        }
+      uint16_t bits =
+          float16::encodeF16(std::max(amax, fp8::kScaleEpsilon) / 7.0);
+      double scale = float16::decodeF16(bits);
+      if (!std::isfinite(scale)) {
+        error = "max |w| = " + std::to_string(amax) + " at rows [" +
+                std::to_string(r0) + ", " + std::to_string(r1) +
+                "), columns [" + std::to_string(c0) + ", " +
+                std::to_string(c1) + ") needs a scale beyond f16's range";
+        return false;
+      }
+      scales[r0 / layout.blockRows * colBlocks + c0 / layout.blockCols] = bits;
+      // Quantize against the scale as stored (f16).
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) {
+          double q =
+              scale == 0 ? 0 : std::nearbyint(values[r * cols + c] / scale);
+          codes[r * cols + c] = uint8_t(int8_t(std::clamp(q, -7.0, 7.0)));
+        }
+    }
+  return true;
+}
+
+/// The FP8, int8 (dtype i8) or int4 (dtype i4) codes of a weight quantized
+/// in blocks, with its scales.
 void quantizeTensor(const TensorSource &source, const PackedTensor &t,
                     std::string &codes, std::string &scales) {
   std::vector<double> values = readDoubles(source, t.name, t.sourceShape);
@@ -395,6 +451,8 @@ void quantizeTensor(const TensorSource &source, const PackedTensor &t,
                        ((cols + t.blockCols - 1) / t.blockCols);
   codes.resize(values.size());
   std::vector<float> scaleValues(matrices * scaleCount);
+  bool int4 = t.dtype == "i4";
+  std::vector<uint16_t> halfScales(int4 ? scaleValues.size() : 0);
   // Blocks are independent: each thread takes whole rows of blocks (of about
   // 1M elements), so the result does not depend on the thread count.
   int64_t scaleCols = (cols + t.blockCols - 1) / t.blockCols;
@@ -413,7 +471,12 @@ void quantizeTensor(const TensorSource &source, const PackedTensor &t,
         auto *blockCodes = reinterpret_cast<uint8_t *>(&codes[0]) + first;
         float *blockScales =
             scaleValues.data() + m * scaleCount + r0 / t.blockRows * scaleCols;
-        bool done = t.dtype == "i8"
+        bool done = int4 ? quantizeInt4(values.data() + first, r1 - r0, cols,
+                                        {t.blockRows, t.blockCols}, blockCodes,
+                                        halfScales.data() +
+                                            (blockScales - scaleValues.data()),
+                                        why)
+                    : t.dtype == "i8"
                         ? quantizeInt8(values.data() + first, r1 - r0, cols,
                                        {t.blockRows, t.blockCols}, blockCodes,
                                        blockScales, why)
@@ -426,8 +489,12 @@ void quantizeTensor(const TensorSource &source, const PackedTensor &t,
       });
   if (!error.empty())
     throw Error("cannot quantize weight '" + t.name + "': " + error);
-  scales.assign(reinterpret_cast<const char *>(scaleValues.data()),
-                scaleValues.size() * sizeof(float));
+  if (int4)
+    scales.assign(reinterpret_cast<const char *>(halfScales.data()),
+                  halfScales.size() * sizeof(uint16_t));
+  else
+    scales.assign(reinterpret_cast<const char *>(scaleValues.data()),
+                  scaleValues.size() * sizeof(float));
 }
 
 /// A folded MLA weight: W_UK/W_UV multiplied into the query projection or
@@ -458,18 +525,20 @@ std::string foldTensor(const TensorSource &source, const PackedTensor &t) {
 } // namespace
 
 std::string runtime::toPanels(const std::string &data, int64_t rows,
-                              int64_t cols, int64_t elementBytes,
-                              int64_t panel) {
-  int64_t pairs = (cols + 1) / 2;
+                              int64_t cols, int64_t elementBytes, int64_t panel,
+                              int64_t group) {
+  int64_t groups = (cols + group - 1) / group;
   int64_t panels = (rows + panel - 1) / panel;
-  std::string out(size_t(panels * pairs * panel * 2 * elementBytes), '\0');
-  // One pair of columns at a time (the last one alone when cols is odd).
+  std::string out(size_t(panels * groups * panel * group * elementBytes), '\0');
+  // One group of columns at a time (the last one shorter when cols is not a
+  // multiple).
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; c += 2) {
-      int64_t to = ((r / panel * pairs + c / 2) * panel + r % panel) * 2;
+    for (int64_t c = 0; c < cols; c += group) {
+      int64_t to =
+          ((r / panel * groups + c / group) * panel + r % panel) * group;
       std::memcpy(&out[size_t(to * elementBytes)],
                   &data[size_t((r * cols + c) * elementBytes)],
-                  size_t(std::min<int64_t>(2, cols - c) * elementBytes));
+                  size_t(std::min<int64_t>(group, cols - c) * elementBytes));
     }
   return out;
 }
@@ -484,6 +553,23 @@ std::string runtime::toInt8Panels(const std::string &data, int64_t rows,
       int64_t to =
           ((r / panel * quads + c / 4) * panel + r % panel) * 4 + c % 4;
       out[size_t(to)] = char(uint8_t(data[size_t(r * cols + c)]) ^ 0x80);
+    }
+  return out;
+}
+
+std::string runtime::toInt4Panels(const std::string &data, int64_t rows,
+                                  int64_t cols, int64_t panel) {
+  int64_t octets = (cols + 7) / 8;
+  int64_t panels = (rows + panel - 1) / panel;
+  std::string out(size_t(panels * octets * panel * 4), char(0x88));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      int64_t to =
+          ((r / panel * octets + c / 8) * panel + r % panel) * 4 + c % 4;
+      uint8_t nibble = uint8_t(int8_t(data[size_t(r * cols + c)]) + 8) & 0xF;
+      uint8_t &byte = reinterpret_cast<uint8_t &>(out[size_t(to)]);
+      byte = c % 8 < 4 ? uint8_t((byte & 0xF0) | nibble)
+                       : uint8_t((byte & 0x0F) | nibble << 4);
     }
   return out;
 }
@@ -521,9 +607,11 @@ std::string runtime::packWeights(
       std::string data;
       if (t.transform.empty()) {
         data = copyTensor(source, t, summary);
-      } else if (t.transform == "fp8_codes" || t.transform == "int8_codes") {
+      } else if (t.transform == "fp8_codes" || t.transform == "int8_codes" ||
+                 t.transform == "int4_codes") {
         quantizeTensor(source, t, data, pendingScales[fp8Key(t)]);
-      } else if (t.transform == "fp8_scales" || t.transform == "int8_scales") {
+      } else if (t.transform == "fp8_scales" || t.transform == "int8_scales" ||
+                 t.transform == "int4_scales") {
         auto it = pendingScales.find(fp8Key(t));
         if (it == pendingScales.end())
           return "scales of '" + t.name + "' come before its codes";
@@ -540,10 +628,14 @@ std::string runtime::packWeights(
                  std::to_string(data.size()) + " bytes in " +
                  source.describe() + " but the compiled code expects " +
                  std::to_string(logical);
-        data =
-            t.dtype == "i8"
-                ? toInt8Panels(data, t.shape[0], t.shape[1], t.panel)
-                : toPanels(data, t.shape[0], t.shape[1], elementBytes, t.panel);
+        if (t.dtype == "i8")
+          data = toInt8Panels(data, t.shape[0], t.shape[1], t.panel);
+        else if (t.dtype == "i4")
+          data = toInt4Panels(data, t.shape[0], t.shape[1], t.panel);
+        else
+          // int4 scales: single columns (16 rows of a group in one load).
+          data = toPanels(data, t.shape[0], t.shape[1], elementBytes, t.panel,
+                          t.transform == "int4_scales" ? 1 : 2);
       }
       if (data.size() != t.bytes)
         return "weight '" + t.name + "' has " + std::to_string(data.size()) +

@@ -95,8 +95,17 @@ static cl::opt<std::string>
                       "128x128 blocks, activations per token in groups of "
                       "128) or int8 (W8A8: int8 weights with a scale per "
                       "output channel, int8 activations with a scale per "
-                      "token; for CPUs). Default: off"),
-             cl::value_desc("fp8|int8"), cl::init(""), cl::cat(quantization));
+                      "token; for CPUs) or int4 (int4 weights with an f16 "
+                      "scale per output channel and group of 32 inputs, "
+                      "int8 activations with a scale per token; for CPUs). "
+                      "Default: off"),
+             cl::value_desc("fp8|int8|int4"), cl::init(""),
+             cl::cat(quantization));
+static cl::opt<unsigned> quantizeGroup(
+    "quantize-group",
+    cl::desc("int4: inputs per weight scale, a multiple of 8 (default 32; "
+             "128 stores 3% fewer bytes, less accurately)"),
+    cl::value_desc("N"), cl::init(0), cl::cat(quantization));
 static cl::opt<std::string> quantizeGranularity(
     "quantize-granularity",
     cl::desc("Weight scales: block (default), channel or tensor"),
@@ -206,10 +215,25 @@ static Expected<std::string> quantizeOptions() {
                      quantizeActivations + "'");
     add("activations=" + quantizeActivations);
   }
+  if (quantizeGroup.getNumOccurrences()) {
+    if (quantize != "int4")
+      return invalid("--quantize-group is an int4 option (--quantize int4)");
+    if (quantizeGroup < 8 || quantizeGroup % 8 != 0 || quantizeGroup > 65536)
+      return invalid("--quantize-group: expected a multiple of 8 in [8, "
+                     "65536], got " +
+                     Twine(unsigned(quantizeGroup)));
+    add("group=" + std::to_string(quantizeGroup));
+  }
   if (!quantizeKeep.empty())
     add("keep=" + quantizeKeep);
   if (!options.empty() && quantize.empty())
-    return invalid("--quantize-* options need --quantize fp8 or int8");
+    return invalid("--quantize-* options need --quantize fp8, int8 or int4");
+  if (quantize == "int4" &&
+      (!quantizeGranularity.empty() || !quantizeBlock.empty() ||
+       !quantizeActivations.empty()))
+    return invalid("--quantize int4 takes only --quantize-group and "
+                   "--quantize-keep (its scales are per output channel and "
+                   "group, and per token)");
   // int8's scales are fixed (per output channel, per token); only the kept
   // names can change.
   if (quantize == "int8" &&

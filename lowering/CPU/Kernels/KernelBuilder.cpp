@@ -113,6 +113,7 @@ Value xfmr::kernels::loadAsF32(OpBuilder &b, Location loc, Value memref,
   case WeightFormat::F32:
     return value;
   case WeightFormat::I8:
+  case WeightFormat::I4: // never unpacked element by element
     return arith::SIToFPOp::create(b, loc, b.getF32Type(), value);
   case WeightFormat::BF16:
   case WeightFormat::F16:
@@ -140,6 +141,7 @@ Value xfmr::kernels::loadVectorAsF32(OpBuilder &b, Location loc,
   case WeightFormat::F32:
     return raw;
   case WeightFormat::I8:
+  case WeightFormat::I4: // never unpacked element by element
     return arith::SIToFPOp::create(b, loc, f32Vector, raw);
   case WeightFormat::BF16:
   case WeightFormat::F16:

@@ -33,7 +33,14 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
   types.weight = MemRefType::get({out, in}, storageTypeOf(weight.format, context));
   if (bias)
     types.bias = MemRefType::get({out}, storageTypeOf(*bias, context));
-  if (weight.blockScale)
+  if (weight.blockScale && weight.format == WeightFormat::I4)
+    // f16 group scales, in panels of single columns (see WeightPacking.h).
+    types.scale = MemRefType::get(
+        panelStorageShape(
+            {out, llvm::divideCeilSigned(in, weight.blockScale->second)},
+            weight.panel, Float16Type::get(context)),
+        Float16Type::get(context));
+  else if (weight.blockScale)
     types.scale = MemRefType::get(
         {llvm::divideCeilSigned(out, weight.blockScale->first),
          llvm::divideCeilSigned(in, weight.blockScale->second)},
@@ -45,9 +52,11 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
     key += "_bias_" + formatName(*bias).str();
   if (weight.panel) {
     Type storage = storageTypeOf(weight.format, context);
-    // Int8 codes are stored in quads, bf16 and FP8 in pairs (panelGroup).
-    Type element = weight.format == WeightFormat::I8
-                       ? storage
+    // Int8 codes are stored in quads, int4 in octets, bf16 and FP8 in pairs
+    // (panelGroup).
+    Type element = weight.format == WeightFormat::I8 ? storage
+                   : weight.format == WeightFormat::I4
+                       ? Type(IntegerType::get(context, 4))
                        : Type(BFloat16Type::get(context));
     types.weight = MemRefType::get(
         panelStorageShape({out, in}, weight.panel, element), storage);
@@ -58,9 +67,12 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
             (isFP8(weight.format) && weight.blockScale) ||
             (weight.format == WeightFormat::I8 && kernel.int8Activations &&
              weight.blockScale && weight.blockScale->first == 1 &&
-             weight.blockScale->second >= in)) &&
-           "panels hold bf16 weights, block-scaled FP8 codes or int8 codes "
-           "with a scale per row");
+             weight.blockScale->second >= in) ||
+            (weight.format == WeightFormat::I4 && kernel.int8Activations &&
+             weight.blockScale && weight.blockScale->first == 1 &&
+             weight.blockScale->second % 8 == 0)) &&
+           "panels hold bf16 weights, block-scaled FP8 codes, int8 codes "
+           "with a scale per row or int4 codes with group scales");
     const CPUKernelOptions &options = lib.getOptions();
     return lib.get<LinearOperands>(
         key, types, [&](OpBuilder &b, Location loc, LinearOperands<Value> args) {
@@ -73,6 +85,10 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
         op.blockScale = *weight.blockScale;
         if (weight.format == WeightFormat::F8E4M3FNUZ)
           op.table = lib.lookupTable(b, loc, weight.format);
+      }
+      if (weight.format == WeightFormat::I4) {
+        op.scale = args.scale;
+        op.groupSize = weight.blockScale->second;
       }
       if (weight.format == WeightFormat::I8)
         op.scale = memref::CollapseShapeOp::create(
@@ -99,8 +115,12 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
       else if (kernel.int8Activations && options.has("dotprod"))
         op.armDot = PanelLinear::ArmDot::Sdot;
       // 6 rows x 4 vectors of sums + 4 weight vectors + 1 broadcast fit the
-      // 32 AVX-512 registers; with 16 (AVX2), a row alone takes 8.
-      op.tileRows = options.has("avx512f") ? 6 : 1;
+      // 32 AVX-512 registers; with 16 (AVX2), a row alone takes 8. Int4
+      // keeps f32 sums besides the int32 ones of the group, and 8 weight
+      // operands (the low and high nibbles).
+      op.tileRows = !options.has("avx512f")             ? 1
+                    : weight.format == WeightFormat::I4 ? 3
+                                                        : 6;
       emitPanelLinear(b, loc, op);
     });
   }

@@ -601,23 +601,33 @@ void forEachRowTile(OpBuilder &b, Location loc, Value tokens, int64_t tile,
   }
 }
 
-/// W8A8: each token's input quantized as xfmr.quantize does it.
+/// W8A8 and W4A8: each token's input quantized as xfmr.quantize does it.
 struct Int8Activations {
-  /// i8 [tokens, 4 * ceil(in / 4)]: the codes, zero-padded to whole quads.
+  /// i8 [tokens, columns]: the codes, zero-padded to whole quads (W8A8) or
+  /// octets (W4A8).
   Value codes;
   /// f32 [tokens]: each token's scale; i32 [tokens]: the sum of its codes.
   Value scales, sums;
+  /// W4A8: i32 [tokens, groups], the sum of each group's codes.
+  Value groupSums;
 };
 
 /// Quantizes every row of `op.x`: scale = max(max |x|, 1e-12) / 127 and
-/// code = clamp(round_even(x / scale), -127, 127), 16 inputs a step.
+/// code = clamp(round_even(x / scale), -127, 127), 16 inputs a step. With
+/// int4 weights, also the code sum of each group of op.groupSize inputs.
 Int8Activations quantizeInt8Activations(OpBuilder &b, Location loc,
                                         const PanelLinear &op, Value tokens) {
-  int64_t quads = llvm::divideCeilSigned<int64_t>(op.in, 4);
+  bool int4 = op.format == WeightFormat::I4;
+  int64_t columns = int4 ? llvm::alignTo(op.in, 8) : llvm::alignTo(op.in, 4);
+  int64_t groups = int4 ? llvm::divideCeilSigned(op.in, op.groupSize) : 0;
   Int8Activations x;
   x.codes = memref::AllocOp::create(
-      b, loc, MemRefType::get({ShapedType::kDynamic, 4 * quads}, b.getI8Type()),
+      b, loc, MemRefType::get({ShapedType::kDynamic, columns}, b.getI8Type()),
       ValueRange{tokens});
+  if (int4)
+    x.groupSums = memref::AllocOp::create(
+        b, loc, MemRefType::get({ShapedType::kDynamic, groups}, b.getI32Type()),
+        ValueRange{tokens});
   x.scales = memref::AllocOp::create(
       b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
       ValueRange{tokens});
@@ -676,7 +686,7 @@ Int8Activations quantizeInt8Activations(OpBuilder &b, Location loc,
     Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
                                             codeLoop.getResult(0));
     // The last inputs (fewer than 16) and the padding: static, unrolled.
-    for (int64_t c = vectorInputs; c < 4 * quads; ++c) {
+    for (int64_t c = vectorInputs; c < columns; ++c) {
       Value code = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
       if (c < op.in) {
         Value v = memref::LoadOp::create(b, loc, op.x,
@@ -691,6 +701,42 @@ Int8Activations quantizeInt8Activations(OpBuilder &b, Location loc,
       memref::StoreOp::create(b, loc, byte, x.codes, ValueRange{t, column});
     }
     memref::StoreOp::create(b, loc, sum, x.sums, ValueRange{t});
+    if (!int4)
+      return;
+    // Each group's code sum, an octet a step (the padding adds zeros).
+    auto octet = VectorType::get({8}, b.getI8Type());
+    auto octetSums = VectorType::get({8}, b.getI32Type());
+    int64_t octets = columns / 8;
+    serialFor(
+        b, loc, index(b, loc, 0), index(b, loc, groups),
+        [&](OpBuilder &b, Location loc, Value g) {
+          Value first =
+              arith::MulIOp::create(b, loc, g, index(b, loc, op.groupSize / 8));
+          Value end = arith::MinUIOp::create(
+              b, loc,
+              arith::AddIOp::create(b, loc, first,
+                                    index(b, loc, op.groupSize / 8)),
+              index(b, loc, octets));
+          Value none = arith::ConstantOp::create(
+              b, loc,
+              DenseElementsAttr::get(octetSums, b.getI32IntegerAttr(0)));
+          auto loop = scf::ForOp::create(
+              b, loc, first, end, index(b, loc, 1), ValueRange{none},
+              [&](OpBuilder &b, Location loc, Value o, ValueRange acc) {
+                Value column =
+                    arith::MulIOp::create(b, loc, o, index(b, loc, 8));
+                Value codes = vector::LoadOp::create(b, loc, octet, x.codes,
+                                                     ValueRange{t, column});
+                Value wide = arith::ExtSIOp::create(b, loc, octetSums, codes);
+                scf::YieldOp::create(
+                    b, loc,
+                    ValueRange{arith::AddIOp::create(b, loc, acc[0], wide)});
+              });
+          Value groupSum = vector::ReductionOp::create(
+              b, loc, vector::CombiningKind::ADD, loop.getResult(0));
+          memref::StoreOp::create(b, loc, groupSum, x.groupSums,
+                                  ValueRange{t, g});
+        });
   };
   // A few tokens (decode) are quantized on the calling thread: a parallel
   // region costs more than the work.
@@ -850,10 +896,201 @@ void emitInt8PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
     memref::DeallocOp::create(b, loc, buffer);
 }
 
+/// The int32 sums of 16 rows x one input quad of a panel (`w`: 64 bytes,
+/// unsigned) with the broadcast quad `a` (signed codes), added to `sum`:
+/// vpdpbusd, usdot or sdot (exact for codes below 128: int4 nibbles), or
+/// without them byte by byte (`codes`: the quad's four codes, i32).
+Value addQuadProducts(OpBuilder &b, Location loc, const PanelLinear &op,
+                      Value sum, Value w, Value a, ArrayRef<Value> codes) {
+  using ArmDot = PanelLinear::ArmDot;
+  auto sumType = cast<VectorType>(sum.getType());
+  if (op.dotProducts)
+    return LLVM::CallIntrinsicOp::create(
+               b, loc, sumType, b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
+               ValueRange{sum, w, a})
+        ->getResult(0);
+  if (op.armDot == ArmDot::Usdot)
+    return armDotByQuarters(b, loc, "llvm.aarch64.neon.usdot.v4i32.v16i8", sum,
+                            w, a);
+  if (op.armDot == ArmDot::Sdot)
+    return armDotByQuarters(b, loc, "llvm.aarch64.neon.sdot.v4i32.v16i8", sum,
+                            w, a);
+  Value lanesOfW = vector::BitCastOp::create(b, loc, sumType, w);
+  for (int64_t q = 0; q < 4; ++q) {
+    Value shifted =
+        arith::ShRUIOp::create(b, loc, lanesOfW, splat(b, loc, sumType, 8 * q));
+    Value byte =
+        arith::AndIOp::create(b, loc, shifted, splat(b, loc, sumType, 0xFF));
+    Value broadcast = vector::BroadcastOp::create(b, loc, sumType, codes[q]);
+    sum = arith::AddIOp::create(b, loc, sum,
+                                arith::MulIOp::create(b, loc, byte, broadcast));
+  }
+  return sum;
+}
+
+/// Int4 tile: rows `rows` against panel `p`. For each group of inputs, R x
+/// 4 int32 sums of (code + 8) x activation code over its octets (two quad
+/// products an octet: the low nibbles, then the high ones), less 8 x the
+/// group's activation code sum, times the group's f16 weight scales, added
+/// to f32 sums; y = sums * scale(x) + bias.
+void emitInt4Tile(OpBuilder &b, Location loc, const PanelLinear &op,
+                  const Int8Activations &x, Value p, ArrayRef<Value> rows) {
+  int64_t vectors = op.panel / kLanes;
+  int64_t octets = llvm::divideCeilSigned<int64_t>(op.in, 8);
+  int64_t groupOctets = op.groupSize / 8;
+  int64_t groups = llvm::divideCeilSigned(op.in, op.groupSize);
+  bool wholeGroups = op.in % op.groupSize == 0;
+  auto sumType = VectorType::get({kLanes}, b.getI32Type());
+  auto lanes = VectorType::get({kLanes}, b.getF32Type());
+  auto bytes = VectorType::get({4 * kLanes}, b.getI8Type());
+  auto quadType = VectorType::get({4}, b.getI8Type());
+  auto oneWord = VectorType::get({1}, b.getI32Type());
+  auto halves = VectorType::get({kLanes}, b.getF16Type());
+  bool dots = op.dotProducts || op.armDot != PanelLinear::ArmDot::None;
+  Value intZero = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(sumType, b.getI32IntegerAttr(0)));
+  Value floatZero = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(lanes, b.getF32FloatAttr(0)));
+  Value lowNibbles = splat(b, loc, bytes, 0x0F);
+  Value four = splat(b, loc, bytes, 4);
+  // One octet: the integer sums of every row and vector.
+  auto addOctet = [&](OpBuilder &b, Location loc, Value o,
+                      SmallVector<Value> &sums) {
+    SmallVector<Value> low, high;
+    for (int64_t j = 0; j < vectors; ++j) {
+      Value raw = vector::LoadOp::create(
+          b, loc, bytes, op.w, ValueRange{p, o, index(b, loc, j * 4 * kLanes)});
+      low.push_back(arith::AndIOp::create(b, loc, raw, lowNibbles));
+      high.push_back(arith::ShRUIOp::create(b, loc, raw, four));
+    }
+    Value column = arith::MulIOp::create(b, loc, o, index(b, loc, 8));
+    for (size_t i = 0; i < rows.size(); ++i)
+      for (int64_t half = 0; half < 2; ++half) {
+        Value start =
+            arith::AddIOp::create(b, loc, column, index(b, loc, 4 * half));
+        Value a;
+        SmallVector<Value> codes;
+        if (dots) {
+          // The row's quad, one 32-bit word, in every lane.
+          Value quad = vector::LoadOp::create(b, loc, quadType, x.codes,
+                                              ValueRange{rows[i], start});
+          Value word = vector::ExtractOp::create(
+              b, loc, vector::BitCastOp::create(b, loc, oneWord, quad),
+              ArrayRef<int64_t>{0});
+          a = vector::BitCastOp::create(
+              b, loc, bytes,
+              vector::BroadcastOp::create(b, loc, sumType, word));
+        } else {
+          for (int64_t q = 0; q < 4; ++q) {
+            Value position =
+                arith::AddIOp::create(b, loc, start, index(b, loc, q));
+            Value code = memref::LoadOp::create(b, loc, x.codes,
+                                                ValueRange{rows[i], position});
+            codes.push_back(
+                arith::ExtSIOp::create(b, loc, b.getI32Type(), code));
+          }
+        }
+        for (int64_t j = 0; j < vectors; ++j) {
+          Value &sum = sums[i * vectors + j];
+          sum = addQuadProducts(b, loc, op, sum, half ? high[j] : low[j], a,
+                                codes);
+        }
+      }
+  };
+  SmallVector<Value> init(rows.size() * vectors, floatZero);
+  auto groupLoop = scf::ForOp::create(
+      b, loc, index(b, loc, 0), index(b, loc, groups), index(b, loc, 1), init,
+      [&](OpBuilder &b, Location loc, Value g, ValueRange acc) {
+        SmallVector<Value> sums(rows.size() * vectors, intZero);
+        Value first =
+            arith::MulIOp::create(b, loc, g, index(b, loc, groupOctets));
+        if (wholeGroups && groupOctets <= 8) {
+          // Unrolled: the group's octets at static offsets.
+          for (int64_t k = 0; k < groupOctets; ++k)
+            addOctet(b, loc,
+                     arith::AddIOp::create(b, loc, first, index(b, loc, k)),
+                     sums);
+        } else {
+          Value end = arith::MinUIOp::create(
+              b, loc,
+              arith::AddIOp::create(b, loc, first, index(b, loc, groupOctets)),
+              index(b, loc, octets));
+          auto loop = scf::ForOp::create(
+              b, loc, first, end, index(b, loc, 1), sums,
+              [&](OpBuilder &b, Location loc, Value o, ValueRange current) {
+                SmallVector<Value> next(current.begin(), current.end());
+                addOctet(b, loc, o, next);
+                scf::YieldOp::create(b, loc, next);
+              });
+          sums.assign(loop.getResults().begin(), loop.getResults().end());
+        }
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (int64_t j = 0; j < vectors; ++j) {
+          Value halfScales = vector::LoadOp::create(
+              b, loc, halves, op.scale,
+              ValueRange{p, g, index(b, loc, j * kLanes)});
+          Value scale = arith::ExtFOp::create(b, loc, lanes, halfScales);
+          for (size_t i = 0; i < rows.size(); ++i) {
+            Value groupSum = memref::LoadOp::create(b, loc, x.groupSums,
+                                                    ValueRange{rows[i], g});
+            Value offset = arith::MulIOp::create(
+                b, loc, groupSum,
+                arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(8)));
+            Value exact = arith::SubIOp::create(
+                b, loc, sums[i * vectors + j],
+                vector::BroadcastOp::create(b, loc, sumType, offset));
+            Value value = arith::SIToFPOp::create(b, loc, lanes, exact);
+            Value &sum = next[i * vectors + j];
+            sum = math::FmaOp::create(b, loc, value, scale, sum);
+          }
+        }
+        scf::YieldOp::create(b, loc, next);
+      });
+  for (int64_t j = 0; j < vectors; ++j) {
+    auto vector = outputVector(b, loc, op, p, j);
+    Value bias = biasOf(b, loc, op, vector);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      Value xScale =
+          memref::LoadOp::create(b, loc, x.scales, ValueRange{rows[i]});
+      Value y = arith::MulFOp::create(
+          b, loc, groupLoop.getResult(i * vectors + j),
+          vector::BroadcastOp::create(b, loc, lanes, xScale));
+      if (bias)
+        y = arith::AddFOp::create(b, loc, y, bias);
+      storeOutput(b, loc, op, rows[i], vector, y);
+    }
+  }
+}
+
+/// The whole W4A8 product: quantize the inputs, then tiles of rows against
+/// each panel.
+void emitInt4PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
+                         Value tokens) {
+  Int8Activations x = quantizeInt8Activations(b, loc, op, tokens);
+  int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
+  parallelFor(b, loc, index(b, loc, 0), index(b, loc, panels),
+              [&](OpBuilder &b, Location loc, Value p) {
+                forEachRowTile(
+                    b, loc, tokens, op.tileRows,
+                    [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
+                      emitInt4Tile(b, loc, op, x, p, rows);
+                    });
+              });
+  for (Value buffer : {x.codes, x.scales, x.sums, x.groupSums})
+    memref::DeallocOp::create(b, loc, buffer);
+}
+
 } // namespace
 
 void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
                                     const PanelLinear &op) {
+  if (op.format == WeightFormat::I4) {
+    assert(op.panel % kLanes == 0 && !op.bf16Activations &&
+           op.groupSize % 8 == 0 &&
+           "int4 panels hold whole vectors of sums and groups of octets");
+    emitInt4PanelLinear(b, loc, op, memref::DimOp::create(b, loc, op.x, 0));
+    return;
+  }
   if (op.format == WeightFormat::I8) {
     assert(op.panel % kLanes == 0 && !op.bf16Activations &&
            "int8 panels hold whole vectors of int32 sums");

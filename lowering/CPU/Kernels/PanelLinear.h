@@ -37,6 +37,15 @@
 // their codes (xor 0x80), whose sums need no correction. Without either the
 // same sums are built from the four bytes of each lane with int32 multiplies.
 //
+// Int4 (W4A8) weights are stored in octets, [ceil(out / panel)]
+// [ceil(in / 8)][panel][4] bytes: each row's 8 codes + 8 as nibbles, inputs
+// 0-3 of the octet low, 4-7 high, with f16 scales per row and group of G
+// inputs stored [ceil(out / panel)][groups][panel]. A 64-byte load is two
+// quad operands after a mask and a shift; the same quad products as int8
+// (vpdpbusd, usdot, or sdot, exact here as nibbles are below 128) sum a
+// group in int32, which loses 8 x the group's activation code sum, and the
+// group's sums are scaled by its 16 f16 scales and added up in f32.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef XFMR_LOWERING_CPU_KERNELS_PANELLINEAR_H
@@ -52,11 +61,14 @@ struct PanelLinear {
   /// [ceil(out / panel), ceil(in / 2), 2 * panel] in `format`: bf16, or FP8
   /// codes with block `scale`s (`blockScale` rows a multiple of `panel`,
   /// columns even), multiplied as code x scale in every variant; or I8:
-  /// [ceil(out / panel), ceil(in / 4), 4 * panel], code + 128.
+  /// [ceil(out / panel), ceil(in / 4), 4 * panel], code + 128; or I4:
+  /// [ceil(out / panel), ceil(in / 8), 4 * panel] bytes of two codes + 8.
   mlir::Value w;
   WeightFormat format = WeightFormat::BF16;
   /// FP8: f32 [ceil(out / bm), ceil(in / bn)] and the block [bm, bn]; the
-  /// FNUZ decode table. I8: f32 [out], one scale per row.
+  /// FNUZ decode table. I8: f32 [out], one scale per row. I4: f16
+  /// [ceil(out / panel), ceil(in / groupSize), panel], one scale per row and
+  /// group.
   mlir::Value scale;
   std::pair<int64_t, int64_t> blockScale{0, 0};
   mlir::Value table;
@@ -80,6 +92,8 @@ struct PanelLinear {
   /// I8 on AArch64: the dot-product instruction for the quads, if any.
   enum class ArmDot { None, Sdot, Usdot };
   ArmDot armDot = ArmDot::None;
+  /// I4: inputs per weight scale (a multiple of 8).
+  int64_t groupSize = 0;
   /// Activation rows per register tile.
   int64_t tileRows = 6;
 };

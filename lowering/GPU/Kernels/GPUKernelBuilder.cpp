@@ -77,6 +77,7 @@ Value simt::loadF32(OpBuilder &b, Location loc, Value memref,
   case WeightFormat::F32:
     return raw;
   case WeightFormat::I8:
+  case WeightFormat::I4: // CPU-only: never in GPU kernels
     return arith::SIToFPOp::create(b, loc, f32Type, raw);
   case WeightFormat::BF16: {
     // bf16 is the upper half of an f32.

@@ -9,8 +9,11 @@
 //
 // Manifest fields of one tensor (besides name, offset, bytes, dtype, shape):
 //   "transform": "fp8_codes" | "fp8_scales" | "int8_codes" | "int8_scales"
-//       with "source_dtype", "source_shape" and "block": [rows, cols]
-//       (int8: scale = max |w| / 127, codes to nearest even in [-127, 127])
+//       | "int4_codes" | "int4_scales" with "source_dtype", "source_shape"
+//       and "block": [rows, cols] (int8: scale = max |w| / 127, codes to
+//       nearest even in [-127, 127]; int4: dtype i4 and f16 scales, scale =
+//       f16(max |w| / 7), codes to nearest even of w / scale in [-7, 7], 0
+//       where the scale is 0; in panels only)
 //   "transform": "mla_query_latent" | "mla_query_rope" | "mla_output"  with
 //       "source_dtype", "source_shape", "heads", "nope", "rope",
 //       "value_dim" and, except for mla_query_rope, "kv_b", "kv_b_dtype",
@@ -19,7 +22,12 @@
 //       panels of P rows for the CPU's dot-product kernels:
 //       [ceil(rows / P)][ceil(cols / 2)][P][2], zero-padded; i8 codes in
 //       quads, [ceil(rows / P)][ceil(cols / 4)][P][4], each code + 128 as an
-//       unsigned byte (padding: code 0); see toPanels and toInt8Panels.
+//       unsigned byte (padding: code 0); i4 codes in octets,
+//       [ceil(rows / P)][ceil(cols / 8)][P][4] bytes, each code + 8 as an
+//       unsigned nibble, columns 0-3 of the octet in the low nibbles, 4-7 in
+//       the high ones; their f16 scales [rows, groups] in panels of single
+//       columns, [ceil(rows / P)][groups][P]; see toPanels, toInt8Panels and
+//       toInt4Panels.
 // A name with `*` stands for the stacked tensors `*` = 0, 1, ... in order.
 //
 //===----------------------------------------------------------------------===//
@@ -57,17 +65,25 @@ struct PackedTensor {
 };
 
 /// The row-major matrix `data` ([rows, cols] of `elementBytes`-byte
-/// elements) in panels of `panel` rows: element (r, c) goes to
-/// ((r / panel * ceil(cols / 2) + c / 2) * panel + r % panel) * 2 + c % 2,
-/// the rest is zeros.
+/// elements) in panels of `panel` rows and groups of `group` columns:
+/// element (r, c) goes to ((r / panel * ceil(cols / group) + c / group) *
+/// panel + r % panel) * group + c % group, the rest is zeros.
 std::string toPanels(const std::string &data, int64_t rows, int64_t cols,
-                     int64_t elementBytes, int64_t panel);
+                     int64_t elementBytes, int64_t panel, int64_t group = 2);
 
 /// The row-major int8 codes `data` ([rows, cols]) in panels of `panel` rows
 /// and quads of columns, as the CPU's `vpdpbusd` kernels read them: code
 /// (r, c) + 128 goes to ((r / panel * ceil(cols / 4) + c / 4) * panel +
 /// r % panel) * 4 + c % 4, the rest is 128 (code 0).
 std::string toInt8Panels(const std::string &data, int64_t rows, int64_t cols,
+                         int64_t panel);
+
+/// The row-major int4 codes `data` ([rows, cols], one signed byte in
+/// [-8, 7] each) in panels of `panel` rows and octets of columns, as the
+/// CPU's int4 kernels read them: code (r, c) + 8 goes to the low (c % 8 <
+/// 4) or high nibble of byte ((r / panel * ceil(cols / 8) + c / 8) * panel +
+/// r % panel) * 4 + c % 4; the rest is 8 (code 0).
+std::string toInt4Panels(const std::string &data, int64_t rows, int64_t cols,
                          int64_t panel);
 
 /// Reads the plan from a manifest's weights.tensors; throws `Error` naming

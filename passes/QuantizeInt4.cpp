@@ -1,0 +1,116 @@
+//===- QuantizeInt4.cpp - W4A8: group-wise int4 weights ---------*- C++ -*-===//
+//
+// Group-wise symmetric 4-bit weights for CPUs, as llama.cpp's Q4_0 x Q8_0:
+// every linear weight gets one f16 scale per output channel and group of
+// `group` inputs (evaluated at compile time when the weights are packed),
+// and every linear input one scale per token, the same quantize/dequantize
+// pair xfmr-quantize-int8 makes, which the CPU lowering fuses into the
+// integer products.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/Xfmr/XfmrOps.h"
+#include "passes/Passes.h"
+
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "llvm/Support/MathExtras.h"
+
+using namespace mlir;
+
+namespace xfmr {
+#define GEN_PASS_DEF_QUANTIZEINT4
+#include "passes/Passes.h.inc"
+} // namespace xfmr
+
+using namespace xfmr;
+
+namespace {
+
+/// Why `weight` stays as it is ("" when it is quantized): only f32, bf16
+/// and f16 weights whose names match no entry of `keep` are.
+StringRef whyKept(WeightOp weight, ArrayRef<std::string> keep) {
+  Type element = weight.getType().getElementType();
+  if (!element.isF32() && !element.isBF16() && !element.isF16())
+    return "not a high-precision weight";
+  for (const std::string &name : keep)
+    if (weight.getName().contains(name))
+      return "kept by name";
+  return "";
+}
+
+struct QuantizeLinearInt4 : OpRewritePattern<LinearOp> {
+  QuantizeLinearInt4(MLIRContext *context, int64_t group,
+                     ArrayRef<std::string> keep)
+      : OpRewritePattern(context), group(group), keep(keep) {}
+
+  LogicalResult matchAndRewrite(LinearOp linear,
+                                PatternRewriter &rewriter) const override {
+    auto weight = linear.getWeight().getDefiningOp<WeightOp>();
+    if (!weight || linear.getScale())
+      return rewriter.notifyMatchFailure(linear, "not a checkpoint weight");
+    if (StringRef why = whyKept(weight, keep); !why.empty())
+      return rewriter.notifyMatchFailure(linear, why);
+    if (linear.getInput().getDefiningOp<DequantizeOp>())
+      return rewriter.notifyMatchFailure(linear, "input already quantized");
+    auto inputType = cast<RankedTensorType>(linear.getInput().getType());
+    if (inputType.getRank() != 2 || weight.getType().getRank() != 2)
+      return rewriter.notifyMatchFailure(linear, "not a [tokens, in] input");
+    ArrayRef<int64_t> shape = weight.getType().getShape();
+    int64_t out = shape[0], in = shape[1];
+
+    Location loc = linear.getLoc();
+    MLIRContext *context = getContext();
+    Type i4 = rewriter.getIntegerType(4), i8 = rewriter.getI8Type();
+    auto weightLayout = ScaleLayoutAttr::get(context, ScaleKind::block,
+                                             {1, group});
+    auto tokenLayout = ScaleLayoutAttr::get(context, ScaleKind::block, {1, in});
+    auto weightQuantize = QuantizeOp::create(
+        rewriter, loc, RankedTensorType::get(shape, i4),
+        RankedTensorType::get({out, llvm::divideCeilSigned(in, group)},
+                              rewriter.getF16Type()),
+        weight, weightLayout);
+    auto inputQuantize = QuantizeOp::create(
+        rewriter, loc, RankedTensorType::get(inputType.getShape(), i8),
+        RankedTensorType::get({inputType.getDimSize(0), 1},
+                              rewriter.getF32Type()),
+        linear.getInput(), tokenLayout);
+    auto input = DequantizeOp::create(rewriter, loc, inputType,
+                                      inputQuantize.getResult(),
+                                      inputQuantize.getScale(), tokenLayout);
+    rewriter.replaceOpWithNewOp<LinearOp>(
+        linear, linear.getType(), input, weightQuantize.getResult(),
+        linear.getBias(), weightQuantize.getScale(), weightLayout);
+    return success();
+  }
+
+  int64_t group;
+  SmallVector<std::string> keep;
+};
+
+struct QuantizeInt4Pass : xfmr::impl::QuantizeInt4Base<QuantizeInt4Pass> {
+  using QuantizeInt4Base::QuantizeInt4Base;
+
+  void runOnOperation() override {
+    // Whole groups of 8 inputs: the kernels read a group as whole 32-bit
+    // words of 8 nibbles.
+    if (group < 8 || group % 8 != 0 || group > 65536) {
+      getOperation()->emitError()
+          << "xfmr-quantize-int4: the group must be a multiple of 8 in [8, "
+             "65536], got "
+          << group;
+      return signalPassFailure();
+    }
+    MLIRContext *context = &getContext();
+    SmallVector<std::string> names;
+    if (keep.hasValue())
+      names.assign(keep.begin(), keep.end());
+    else
+      names = {"embed_tokens", "lm_head"};
+    RewritePatternSet patterns(context);
+    patterns.add<QuantizeLinearInt4>(context, group, names);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace
