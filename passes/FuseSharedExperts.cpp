@@ -89,6 +89,15 @@ struct FoldSharedExpert : OpRewritePattern<AddOp> {
       LinearOp up = plainLinearOf(swiglu.getUp(), x);
       if (!gate || !up || gate == up)
         continue;
+      // Int4 shared weights (xfmr-quantize-int4) stay linears: the MoE
+      // kernels read no int4.
+      if (llvm::any_of(
+              std::initializer_list<LinearOp>{gate, up, down},
+              [](LinearOp linear) {
+                return linear.getWeight().getType().getElementType().isInteger(
+                    4);
+              }))
+        continue;
       // FP8 shared weights must use the routed experts' scale layout.
       ScaleLayoutAttr layout = experts.getScaleLayoutAttr();
       bool scaled = gate.getScale() && up.getScale() && down.getScale();

@@ -20,6 +20,11 @@ void populateFuseSwiGLUPatterns(mlir::RewritePatternSet &patterns);
 /// add(moe_experts, shared SwiGLU) -> moe_experts with shared(...).
 void populateFuseSharedExpertsPatterns(mlir::RewritePatternSet &patterns);
 
+/// xfmr-quantize-int8's rewrites (W8A8 linears and routed experts), keeping
+/// weights whose names contain one of `keep`.
+void populateQuantizeInt8Patterns(mlir::RewritePatternSet &patterns,
+                                  llvm::ArrayRef<std::string> keep);
+
 /// Dense xfmr.moe_experts -> sparse (one token) or `prefill` dispatch.
 void populateSparsifyMoEPatterns(mlir::RewritePatternSet &patterns,
                                  MoEDispatch prefill);

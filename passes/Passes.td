@@ -105,17 +105,22 @@ def QuantizeInt4 : Pass<"xfmr-quantize-int4"> {
     scale and added in f32, then scaled by the token's. The CPU lowering
     multiplies the codes with VNNI (`vpdpbusd`) or AArch64 dot products
     (`sdot`, `usdot`); int4 weights are read by the CPU's panel kernels
-    only, so only CPU-only artifacts have them. Weights whose name contains
-    one of `keep` stay as they are (default: the embedding and the LM head);
-    so do linears whose weights or input are already quantized, expert
-    stacks (`xfmr.moe_experts`) and MLA's `kv_b`.
+    only, so only CPU-only artifacts have them. The LM head (`lm_head`) is
+    W8A8 int8 by default (`head=int8`: xfmr-quantize-int8's rewrite), as are
+    routed expert stacks (`xfmr.moe_experts`), whose kernels have no int4
+    form; `head=int4` quantizes the head like the other linears, `head=keep`
+    keeps it. Weights whose name contains one of `keep` stay as they are
+    (default: the embedding, and so a tied LM head); so do linears whose
+    weights or input are already quantized and MLA's `kv_b`.
   }];
   let options = [
     Option<"group", "group", "int64_t", "32",
            "Inputs per weight scale: a multiple of 8 (default 32)">,
+    Option<"head", "head", "std::string", "\"int8\"",
+           "The LM head: int8 (W8A8, default), int4 or keep">,
     ListOption<"keep", "keep", "std::string",
                "Weight-name substrings kept in high precision "
-               "(default: embed_tokens, lm_head)">
+               "(default: embed_tokens)">
   ];
   let dependentDialects = ["::xfmr::XfmrDialect"];
 }

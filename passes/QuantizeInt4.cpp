@@ -100,15 +100,35 @@ struct QuantizeInt4Pass : xfmr::impl::QuantizeInt4Base<QuantizeInt4Pass> {
           << group;
       return signalPassFailure();
     }
+    if (head != "int8" && head != "int4" && head != "keep") {
+      getOperation()->emitError()
+          << "xfmr-quantize-int4: head must be int8, int4 or keep, got '"
+          << head << "'";
+      return signalPassFailure();
+    }
     MLIRContext *context = &getContext();
     SmallVector<std::string> names;
     if (keep.hasValue())
       names.assign(keep.begin(), keep.end());
     else
-      names = {"embed_tokens", "lm_head"};
-    RewritePatternSet patterns(context);
-    patterns.add<QuantizeLinearInt4>(context, group, names);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      names = {"embed_tokens"};
+    // int4 first, for everything but the kept names and (unless head=int4)
+    // the LM head.
+    SmallVector<std::string> int4Keep = names;
+    if (head != "int4")
+      int4Keep.push_back("lm_head");
+    RewritePatternSet int4Patterns(context);
+    int4Patterns.add<QuantizeLinearInt4>(context, group, int4Keep);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(int4Patterns))))
+      return signalPassFailure();
+    // Then int8 (W8A8) for what int4 left in high precision: the LM head
+    // (head=int8) and the routed experts, whose kernels have no int4 form.
+    SmallVector<std::string> int8Keep = names;
+    if (head == "keep")
+      int8Keep.push_back("lm_head");
+    RewritePatternSet int8Patterns(context);
+    populateQuantizeInt8Patterns(int8Patterns, int8Keep);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(int8Patterns))))
       signalPassFailure();
   }
 };

@@ -167,10 +167,16 @@ struct QuantizeInt8Pass : xfmr::impl::QuantizeInt8Base<QuantizeInt8Pass> {
     else
       names = {"embed_tokens", "lm_head"};
     RewritePatternSet patterns(context);
-    patterns.add<QuantizeLinearInt8, QuantizeExpertsInt8>(context, names);
+    populateQuantizeInt8Patterns(patterns, names);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };
 
 } // namespace
+
+void xfmr::populateQuantizeInt8Patterns(RewritePatternSet &patterns,
+                                        ArrayRef<std::string> keep) {
+  patterns.add<QuantizeLinearInt8, QuantizeExpertsInt8>(patterns.getContext(),
+                                                        keep);
+}

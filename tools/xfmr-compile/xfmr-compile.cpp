@@ -106,6 +106,10 @@ static cl::opt<unsigned> quantizeGroup(
     cl::desc("int4: inputs per weight scale, a multiple of 8 (default 32; "
              "128 stores 3% fewer bytes, less accurately)"),
     cl::value_desc("N"), cl::init(0), cl::cat(quantization));
+static cl::opt<std::string> quantizeHead(
+    "quantize-head",
+    cl::desc("int4: the LM head, int8 (W8A8, default), int4 or keep"),
+    cl::value_desc("kind"), cl::init(""), cl::cat(quantization));
 static cl::opt<std::string> quantizeGranularity(
     "quantize-granularity",
     cl::desc("Weight scales: block (default), channel or tensor"),
@@ -122,7 +126,7 @@ static cl::opt<std::string> quantizeActivations(
 static cl::opt<std::string> quantizeKeep(
     "quantize-keep",
     cl::desc("Comma-separated weight-name substrings kept in high precision "
-             "(default: embed_tokens,lm_head)"),
+             "(default: embed_tokens,lm_head; int4: embed_tokens)"),
     cl::value_desc("names"), cl::init(""), cl::cat(quantization));
 
 static cl::opt<std::string> kvCache(
@@ -224,6 +228,15 @@ static Expected<std::string> quantizeOptions() {
                      Twine(unsigned(quantizeGroup)));
     add("group=" + std::to_string(quantizeGroup));
   }
+  if (!quantizeHead.empty()) {
+    if (quantize != "int4")
+      return invalid("--quantize-head is an int4 option (--quantize int4)");
+    if (quantizeHead != "int8" && quantizeHead != "int4" &&
+        quantizeHead != "keep")
+      return invalid("--quantize-head: expected int8, int4 or keep, got '" +
+                     quantizeHead + "'");
+    add("head=" + quantizeHead);
+  }
   if (!quantizeKeep.empty())
     add("keep=" + quantizeKeep);
   if (!options.empty() && quantize.empty())
@@ -231,9 +244,9 @@ static Expected<std::string> quantizeOptions() {
   if (quantize == "int4" &&
       (!quantizeGranularity.empty() || !quantizeBlock.empty() ||
        !quantizeActivations.empty()))
-    return invalid("--quantize int4 takes only --quantize-group and "
-                   "--quantize-keep (its scales are per output channel and "
-                   "group, and per token)");
+    return invalid("--quantize int4 takes only --quantize-group, "
+                   "--quantize-head and --quantize-keep (its scales are per "
+                   "output channel and group, and per token)");
   // int8's scales are fixed (per output channel, per token); only the kept
   // names can change.
   if (quantize == "int8" &&

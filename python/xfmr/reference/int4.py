@@ -8,9 +8,10 @@ weight becomes clip(round_half_even(w / scale), -7, 7) * scale (0 where the scal
 0). Activations: before each such linear, every token's input is quantized to int8 with one
 scale for the whole row, as in the W8A8 scheme (xfmr.reference.int8.quantize_rows). Each
 group's product of codes is exact, so a linear computes sum over groups of (x codes . w
-codes) * scale_w, times scale_x. Embedding, LM head, norms, routers, expert stacks
-(xfmr.moe_experts) and MLA's kv_b stay in high precision. This mirrors
-passes/QuantizeInt4.cpp.
+codes) * scale_w, times scale_x. The LM head (head="int8", the default) and the routed
+experts are W8A8 instead (xfmr.reference.int8); a tied LM head (the embedding) stays as it
+is, like the embedding, norms, routers and MLA's kv_b. Shared experts are int4 linears.
+This mirrors passes/QuantizeInt4.cpp.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .attention import GQAttention, MLAttention
-from .int8 import Int8Weight
+from .int8 import Int8Weight, quantize_rows
 from .mlp import SwiGLU
 
 EPSILON = 1e-12
@@ -47,12 +48,17 @@ def _mark(w: np.ndarray) -> np.ndarray:
     return np.asarray(w).view(Int8Weight)
 
 
-def apply_int4(model, group: int = GROUP) -> None:
-    """Rewrites `model` (from reference.load) in place to compute the W4A8 scheme: the
-    linear layers of attention and of dense MLPs (not expert stacks)."""
+def apply_int4(model, group: int = GROUP, head: str = "int8") -> None:
+    """Rewrites `model` (from reference.load) in place to compute the W4A8 scheme: int4 for
+    the linear layers of attention, dense MLPs and shared experts, W8A8 for the routed
+    experts and (head="int8") the LM head; head="int4" quantizes it as the other linears,
+    head="keep" keeps it."""
 
     def linear_weight(w):
         return _mark(quantize_groups(w, group))
+
+    def int8_weight(w):
+        return _mark(quantize_rows(w))
 
     for layer in model.layers:
         attn = layer.attn
@@ -64,6 +70,14 @@ def apply_int4(model, group: int = GROUP) -> None:
                 if getattr(attn, name, None) is not None:
                     setattr(attn, name, linear_weight(getattr(attn, name)))
         mlp = layer.mlp
-        if isinstance(mlp, SwiGLU):
+        dense = [mlp] if isinstance(mlp, SwiGLU) else []
+        if getattr(mlp, "shared", None) is not None:
+            dense.append(mlp.shared)
+        for expert in dense:
             for name in ("gate", "up", "down"):
-                setattr(mlp, name, linear_weight(getattr(mlp, name)))
+                setattr(expert, name, linear_weight(getattr(expert, name)))
+        for expert in ([] if isinstance(mlp, SwiGLU) else list(mlp.experts)):
+            for name in ("gate", "up", "down"):
+                setattr(expert, name, int8_weight(getattr(expert, name)))
+    if model.lm_head is not model.embed and head != "keep":
+        model.lm_head = (linear_weight if head == "int4" else int8_weight)(model.lm_head)
