@@ -97,7 +97,7 @@ struct QuantizeInt4Pass : xfmr::impl::QuantizeInt4Base<QuantizeInt4Pass> {
       getOperation()->emitError()
           << "xfmr-quantize-int4: the group must be a multiple of 8 in [8, "
              "65536], got "
-          << group;
+          << int64_t(group);
       return signalPassFailure();
     }
     if (head != "int8" && head != "int4" && head != "keep") {

@@ -1,7 +1,8 @@
 """ARM64 (issue 19): artifacts cross-compiled with `--target cpu:aarch64` run in the runtime
 and xfmr-run cross-built by `scripts/build-runtime.sh --arch aarch64`, under QEMU user-mode
 emulation (qemu-aarch64-static with Debian's arm64 glibc). Greedy ids and logits match the
-float64 reference (f32) or its emulation of each compressed KV cache, as on x86-64; a tiny
+float64 reference (f32) or its emulation of each compressed KV cache and of int8 and int4
+weights, as on x86-64; a tiny
 DeepSeek-V3 MoE runs; the CPU extensions an artifact was compiled for are checked against
 the (emulated) CPU's HWCAP; an artifact for the other architecture is refused by name.
 Emulated timings mean nothing: nothing here is timed."""
@@ -218,6 +219,39 @@ def test_int8_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
     expected_ids, expected_rows = model.generate_greedy([1], 30)
     assert ids == list(expected_ids)
     assert relative_row_error(rows, expected_rows) < 1e-3
+
+
+@pytest.mark.parametrize("cpu,qemu_cpu,instruction", [
+    ("generic", "max", None),
+    ("generic+dotprod", "neoverse-n1", "sdot"),
+    ("generic+i8mm", "max", "usdot"),
+], ids=["generic", "dotprod", "i8mm"])
+def test_int4_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
+                                            stories260k_dir, synth_checkpoint, tmp_path):
+    """Int4 linears (--quantize int4) on AArch64: the nibbles of each octet go through
+    `sdot` (dotprod: unsigned nibbles are valid signed bytes) or `usdot` (i8mm), and the
+    model matches the float64 emulation of the int4 scheme, stories260K (tied head: only
+    int4 linears) and a DeepSeek-V3 MoE (an int8 LM head and routed experts, int4 shared
+    experts) alike."""
+    from xfmr.reference.int4 import apply_int4
+
+    for checkpoint, prompt in ((stories260k_dir, [1]),
+                               (synth_checkpoint("deepseek_v3"), list(range(3, 19)))):
+        artifact = compile_for(checkpoint, tmp_path / "model.xfmr", "--quantize", "int4",
+                               "--cpu", cpu)
+        tensors = artifact_manifest(artifact)["weights"]["tensors"]
+        assert any(t["dtype"] == "i4" and t.get("panel") for t in tensors)
+        found = mnemonics(artifact, tmp_path)
+        if instruction:
+            assert instruction in found
+        else:
+            assert not {"sdot", "usdot"} & found
+        ids, rows = greedy(arm_run, artifact, prompt, 16, tmp_path, cpu=qemu_cpu)
+        model = reference.load(str(checkpoint))
+        apply_int4(model)
+        expected_ids, expected_rows = model.generate_greedy(prompt, 16)
+        assert ids == list(expected_ids)
+        assert relative_row_error(rows, expected_rows) < 1e-3
 
 
 @pytest.mark.parametrize("cpu", ["generic", "generic+bf16"])

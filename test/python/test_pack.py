@@ -42,6 +42,8 @@ CASES = {
     "llama-quantize-fp8-channel": ("llama", {}, ["--quantize", "fp8",
                                                  "--quantize-granularity", "channel"]),
     "llama-quantize-int8": ("llama", {"dtype": "bf16"}, ["--quantize", "int8"]),
+    "llama-quantize-int4": ("llama", {"dtype": "bf16"}, ["--quantize", "int4"]),
+    "mixtral-quantize-int4-g64": ("mixtral", {}, ["--quantize", "int4", "--quantize-group", "64"]),
     "multi-target-int8": ("llama", {}, ["--target", "cpu,vulkan", "--quantize", "int8"]),
     "mixtral-stacked-experts": ("mixtral", {}, []),
     "mixtral-fp8-checkpoint": ("mixtral", {"dtype": "fp8"}, []),

@@ -153,6 +153,24 @@ func.func @linear_fp8_needs_scale(%x: tensor<?x64xf32>, %w: tensor<128x64xf8E4M3
 
 // -----
 
+func.func @linear_int4_needs_f16_scales(%x: tensor<?x64xf32>, %w: tensor<128x64xi4>, %s: tensor<128x2xf32>) {
+  // expected-error @+1 {{weight 'tensor<128x64xi4>' needs f16 scales, got 'tensor<128x2xf32>'}}
+  %0 = xfmr.linear %x, %w scale(%s : tensor<128x2xf32>) {scale_layout = #xfmr.scale_layout<block [1, 32]>}
+      : tensor<?x64xf32>, tensor<128x64xi4> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @linear_int8_f32_scales_only(%x: tensor<?x64xf32>, %w: tensor<128x64xi8>, %s: tensor<128x1xf16>) {
+  // expected-error @+1 {{weight 'tensor<128x64xi8>' needs f32 scales, got 'tensor<128x1xf16>'}}
+  %0 = xfmr.linear %x, %w scale(%s : tensor<128x1xf16>) {scale_layout = #xfmr.scale_layout<block [1, 64]>}
+      : tensor<?x64xf32>, tensor<128x64xi8> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
 func.func @linear_scale_unquantized(%x: tensor<?x64xf32>, %w: tensor<128x64xbf16>, %s: tensor<1x1xf32>) {
   // expected-error @+1 {{weight 'tensor<128x64xbf16>' is not quantized but has a scale tensor}}
   %0 = xfmr.linear %x, %w scale(%s : tensor<1x1xf32>) {scale_layout = #xfmr.scale_layout<block [128, 128]>}

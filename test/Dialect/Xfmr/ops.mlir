@@ -186,3 +186,15 @@ func.func @quantization(%x: tensor<?x200xf32>, %w: tensor<300x200xbf16>) -> (ten
       : tensor<300x200xbf16> -> tensor<300x200xi8>, tensor<f32>
   return %d, %qi : tensor<?x200xf32>, tensor<300x200xi8>
 }
+
+// Int4 weights: f16 scales per row and group of 32 inputs (xfmr-quantize-int4).
+// CHECK-LABEL: func.func @int4_linear
+func.func @int4_linear(%x: tensor<?x200xf32>, %w: tensor<300x200xbf16>) -> tensor<?x300xf32> {
+  // CHECK: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 32]>} : tensor<300x200xbf16> -> tensor<300x200xi4>, tensor<300x7xf16>
+  %q, %s = xfmr.quantize %w {layout = #xfmr.scale_layout<block [1, 32]>}
+      : tensor<300x200xbf16> -> tensor<300x200xi4>, tensor<300x7xf16>
+  // CHECK: xfmr.linear %{{.+}}, %{{.+}} scale(%{{.+}} : tensor<300x7xf16>) {scale_layout = #xfmr.scale_layout<block [1, 32]>} : tensor<?x200xf32>, tensor<300x200xi4> -> tensor<?x300xf32>
+  %y = xfmr.linear %x, %q scale(%s : tensor<300x7xf16>) {scale_layout = #xfmr.scale_layout<block [1, 32]>}
+      : tensor<?x200xf32>, tensor<300x200xi4> -> tensor<?x300xf32>
+  return %y : tensor<?x300xf32>
+}

@@ -500,6 +500,97 @@ TEST_F(KernelTest, PanelLinearInt8) {
   }
 }
 
+// W4A8: int4 codes in panels of octets (two codes + 8 a byte) with f16
+// scales per row and group, the input quantized per token by the kernel.
+// Variants: VNNI and int32 multiplies (x86-64-v3); groups of 32 (whole), 24
+// (a short last group: 100 inputs) and 128 (one group wider than the row);
+// with and without a bias; a last panel of 24 of 64 rows and an all-zero
+// token.
+TEST_F(KernelTest, PanelLinearInt4) {
+  const int64_t in = 100, out = 88, panel = 64;
+  const int64_t octets = (in + 7) / 8;
+  std::vector<double> codes = randomValues(out * in, -7.49, 7.49, 51);
+  std::string bytes(size_t(out * in), '\0');
+  for (int64_t i = 0; i < out * in; ++i) {
+    codes[i] = std::nearbyint(codes[i]);
+    bytes[size_t(i)] = char(int8_t(codes[i]));
+  }
+  std::string panels = xfmr::runtime::toInt4Panels(bytes, out, in, panel);
+  ASSERT_EQ(panels.size(), size_t(2 * octets * 4 * panel));
+  Buffer weightBuffer({2, octets, 4 * panel}, 1);
+  std::memcpy(weightBuffer.as<char>(), panels.data(), panels.size());
+  std::vector<double> bias = randomValues(out, -1, 1, 53);
+  Buffer biasBuffer = f32Buffer({out}, bias);
+  for (auto [cpu, group, withBias] :
+       {std::tuple("native", 32, true), std::tuple("native", 24, false),
+        std::tuple("native", 128, true), std::tuple("x86-64-v3", 32, true),
+        std::tuple("x86-64-v3", 24, false)}) {
+    const int64_t groups = (in + group - 1) / group;
+    // f16 scales [out, groups], stored in panels of single columns.
+    std::vector<double> s(size_t(out * groups));
+    std::string scaleBytes(size_t(out * groups * 2), '\0');
+    std::vector<double> drawn = randomValues(out * groups, 0.001, 0.01, 52);
+    for (int64_t i = 0; i < out * groups; ++i) {
+      uint16_t bits = xfmr::float16::encodeF16(drawn[i]);
+      s[i] = xfmr::float16::decodeF16(bits);
+      std::memcpy(&scaleBytes[size_t(2 * i)], &bits, 2);
+    }
+    std::string scalePanels =
+        xfmr::runtime::toPanels(scaleBytes, out, groups, 2, panel, 1);
+    Buffer scaleBuffer({2, groups, panel}, 2);
+    ASSERT_EQ(scalePanels.size(), size_t(2 * groups * panel * 2));
+    std::memcpy(scaleBuffer.as<char>(), scalePanels.data(), scalePanels.size());
+    WeightOperand weight;
+    weight.format = WeightFormat::I4;
+    weight.blockScale = {1, group};
+    weight.panel = panel;
+    LinearKernel config{in, out, weight, std::nullopt};
+    if (withBias)
+      config.bias = WeightFormat::F32;
+    config.int8Activations = true;
+    auto kernel = harness().compile(config, cpu);
+    ASSERT_TRUE(kernel);
+    for (int64_t tokens : {1, 2, 3, 4, 7}) {
+      std::vector<double> x = randomValues(tokens * in, -2, 2, 54 + tokens);
+      for (int64_t k = 0; k < in; ++k)
+        x[k] = 0; // the first token
+      Buffer input = f32Buffer({tokens, in}, x),
+             output = f32Buffer({tokens, out});
+      LinearOperands<Buffer *> operands{&input, &weightBuffer,
+                                        withBias ? &biasBuffer : nullptr,
+                                        &scaleBuffer, &output};
+      (*kernel)(operands);
+      std::vector<double> actual = readF32(output);
+      for (int64_t t = 0; t < tokens; ++t) {
+        float amax = 0;
+        for (int64_t k = 0; k < in; ++k)
+          amax = std::max(amax, std::fabs(float(x[t * in + k])));
+        float scale = std::max(amax, 1e-12f) / 127.0f;
+        std::vector<double> q(in);
+        for (int64_t k = 0; k < in; ++k)
+          q[k] = std::clamp<double>(
+              std::nearbyint(float(x[t * in + k]) / scale), -127, 127);
+        for (int64_t n = 0; n < out; ++n) {
+          double sum = 0;
+          for (int64_t g = 0; g < groups; ++g) {
+            double part = 0;
+            for (int64_t k = g * group; k < std::min(in, (g + 1) * group); ++k)
+              part += q[k] * codes[n * in + k];
+            sum += part * s[n * groups + g];
+          }
+          double expected = sum * scale;
+          if (withBias)
+            expected += float(bias[n]);
+          EXPECT_NEAR(actual[t * out + n], expected,
+                      1e-6 + 1e-5 * std::abs(expected))
+              << kernel->name() << " " << cpu << " group " << group
+              << " tokens " << tokens << " row " << t << " output " << n;
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Variants, PanelLinearKernelTest,
     ::testing::Values(

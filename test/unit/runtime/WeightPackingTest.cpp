@@ -227,6 +227,82 @@ TEST_F(WeightPackingTest, RejectsNaNCodesAndWrongSizes) {
                   "weight 'nope' is not in memory");
 }
 
+TEST_F(WeightPackingTest, StoresInt4CodesInOctetPanels) {
+  // A 3 x 10 matrix of codes in panels of 2 rows: 2 octets, 4 bytes a row,
+  // columns 0-3 of an octet in the low nibbles, 4-7 in the high ones, each
+  // code + 8; padding (row 3, columns 10-15) is code 0 (nibble 8).
+  std::string data;
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 10; ++c)
+      data += char(int8_t(c % 15 - 7 + r));
+  std::string panels = toInt4Panels(data, 3, 10, 2);
+  ASSERT_EQ(panels.size(), 2u * 2 * 2 * 4);
+  auto byteAt = [&](int p, int octet, int row, int k) {
+    return uint8_t(panels[size_t(((p * 2 + octet) * 2 + row) * 4 + k)]);
+  };
+  auto code = [&](int r, int c) { return (c % 15 - 7 + r) + 8; };
+  EXPECT_EQ(byteAt(0, 0, 0, 0), code(0, 0) | code(0, 4) << 4);
+  EXPECT_EQ(byteAt(0, 0, 1, 3), code(1, 3) | code(1, 7) << 4);
+  EXPECT_EQ(byteAt(0, 1, 0, 1), code(0, 9) | 8 << 4);
+  EXPECT_EQ(byteAt(1, 0, 0, 2), code(2, 2) | code(2, 6) << 4);
+  EXPECT_EQ(byteAt(1, 1, 1, 0), 0x88);
+  // Single columns (int4 scales): [ceil(rows / P)][cols][P].
+  std::string scales;
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 2; ++c)
+      scales += {char('a' + r), char('0' + c)};
+  std::string columns = toPanels(scales, 3, 2, 2, 2, 1);
+  ASSERT_EQ(columns.size(), 2u * 2 * 2 * 2);
+  EXPECT_EQ(columns.substr(0, 8), "a0b0a1b1");
+  EXPECT_EQ(columns.substr(8, 8), std::string("c0\0\0c1\0\0", 8));
+}
+
+TEST_F(WeightPackingTest, QuantizesInt4Groups) {
+  // Groups of 4 along a row of 6: scales f16(max / 7), codes to nearest
+  // even in [-7, 7]; a group too small for an f16 scale gives code 0.
+  MemorySource source;
+  std::vector<float> w = {7,   0.5, 1.5, -2.5, 1e-9f, -1e-9f,
+                          -14, 3,   2,   1,    0.0f,  0.0f};
+  source.add("w", "F32", {2, 6},
+             std::string(reinterpret_cast<const char *>(w.data()), 48));
+  PackedTensor codes = tensor("w", 0, 1 * 2 * 4, "i4", {2, 6});
+  codes.transform = "int4_codes";
+  codes.sourceDtype = "f32";
+  codes.sourceShape = {2, 6};
+  codes.blockRows = 1;
+  codes.blockCols = 4;
+  codes.panel = 2;
+  PackedTensor scales = tensor("w", 64, 1 * 2 * 2 * 2, "f16", {2, 2});
+  scales.transform = "int4_scales";
+  scales.sourceDtype = "f32";
+  scales.sourceShape = {2, 6};
+  scales.blockRows = 1;
+  scales.blockCols = 4;
+  scales.panel = 2;
+  std::string blob;
+  ASSERT_EQ(pack({codes, scales}, 128, source, blob), "");
+  auto nibble = [&](int r, int c) {
+    uint8_t byte = uint8_t(blob[size_t(((c / 8) * 2 + r) * 4 + c % 4)]);
+    return int((c % 8 < 4 ? byte & 0xF : byte >> 4)) - 8;
+  };
+  EXPECT_EQ(nibble(0, 0), 7);
+  EXPECT_EQ(nibble(0, 1), 0);  // 0.5 ties to even
+  EXPECT_EQ(nibble(0, 2), 2);  // 1.5 ties to even
+  EXPECT_EQ(nibble(0, 3), -2); // -2.5 ties to even
+  EXPECT_EQ(nibble(0, 4), 0);
+  EXPECT_EQ(nibble(1, 0), -7);
+  EXPECT_EQ(nibble(1, 1), 2); // 3 / 2 = 1.5 -> 2
+  auto scaleAt = [&](int r, int g) {
+    uint16_t bits;
+    std::memcpy(&bits, &blob[size_t(64 + (g * 2 + r) * 2)], 2);
+    return xfmr::float16::decodeF16(bits);
+  };
+  EXPECT_EQ(scaleAt(0, 0), 1.0);
+  EXPECT_EQ(scaleAt(1, 0), 2.0);
+  EXPECT_EQ(scaleAt(0, 1), 0.0); // 1e-9 / 7 is below f16's subnormals
+  // Int4 codes without panels are refused when the plan is read.
+}
+
 TEST_F(WeightPackingTest, StoresMatricesInPanels) {
   // A 3 x 5 matrix of 2-byte elements in panels of 2 rows: element (r, c) at
   // ((r / 2 * 3 + c / 2) * 2 + r % 2) * 2 + c % 2 of [2][3][2][2], zeros in

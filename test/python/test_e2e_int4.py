@@ -1,0 +1,164 @@
+"""End to end with `xfmr-compile --quantize int4` (W4A8): the compiled model matches a
+float64 emulation of exactly the same scheme (xfmr.reference.int4: an f16 scale per output
+channel and group of inputs, int8 activations per token, the LM head and routed experts
+W8A8), with the CPU's VNNI kernels (the default, this machine's CPU, where it has
+AVX512-VNNI) and the int32 fallback (x86-64-v3). AArch64's sdot/usdot kernels are checked
+in test_aarch64.py."""
+
+import json
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from artifact_abi import CompiledModel
+from conftest import tool
+from test_e2e_cpu import compile_model, greedy_through_abi
+from test_e2e_int8 import row_errors
+from xfmr import reference
+from xfmr.reference.int4 import apply_int4, quantize_groups
+
+TOLERANCE = 1e-3
+CPUS = ["native", "x86-64-v3"]
+
+
+def emulation(checkpoint, **options):
+    # A kept (bf16) LM head is a bf16 panel linear: its input is rounded to bf16.
+    kept = ["lm_head.weight"] if options.get("head") == "keep" else []
+    model = reference.load(str(checkpoint), bf16_inputs=kept)
+    apply_int4(model, **options)
+    return model
+
+
+def manifest(artifact):
+    data = Path(artifact).read_bytes()
+    header = struct.unpack("<8sIIQQQQQQQ", data[:72])
+    return json.loads(data[header[3]:header[3] + header[4]])
+
+
+def test_quantize_groups_matches_the_scheme():
+    # Group max 7: the scale is exactly 1 (an f16), so the ties are exact.
+    w = np.array([[7.0, 0.5, 1.5, -2.5, 0.0, 0.0, 0.0, 0.0]])
+    assert np.array_equal(quantize_groups(w, 4), [[7, 0, 2, -2, 0, 0, 0, 0]])
+    # The scale is the f16 rounding of max / 7; codes clip at 7.
+    scale = float(np.float16(1.0 / 7))
+    assert np.array_equal(quantize_groups([[1.0, -0.3]], 2),
+                          [[7 * scale, -2 * scale]])
+    # A group too small for an f16 scale quantizes to zeros, not NaN.
+    assert np.array_equal(quantize_groups([[1e-9, -1e-9]], 2), [[0.0, 0.0]])
+    # Each group has its own scale; a last, shorter group too.
+    q = quantize_groups([[1.0, 2.0, 100.0]], 2)
+    assert q[0, 2] == float(np.float16(100 / 7)) * 7
+
+
+@pytest.mark.parametrize("cpu", CPUS)
+def test_stories260k_int4(cpu, stories260k_dir, tmp_path):
+    """The real tiny Llama (dimension 64, tied embeddings: every linear int4): every greedy
+    id and logit row match."""
+    artifact = compile_model(stories260k_dir, tmp_path, "--quantize", "int4", "--cpu", cpu)
+    expected_ids, expected_rows = emulation(stories260k_dir).generate_greedy([1], 30)
+    ids, rows = greedy_through_abi(CompiledModel(artifact), [1], 30)
+    assert np.max(row_errors(rows, expected_rows)) < TOLERANCE
+    assert ids == list(expected_ids)
+
+
+@pytest.mark.parametrize("group,head", [(32, "int8"), (128, "int8"), (48, "int4"),
+                                        (32, "keep")])
+@pytest.mark.parametrize("cpu", CPUS)
+def test_llama_int4(group, head, cpu, synth_checkpoint, tmp_path):
+    """Hidden 256 (48 leaves a short last group; 128 halves the scales), each LM head
+    form. As for int8 (test_e2e_int8.py), the prompt's rows are compared teacher-forced:
+    the compiled model is far closer to the emulation than the emulation is to the
+    unquantized model."""
+    checkpoint = synth_checkpoint("llama", preset="small", dtype="bf16")
+    artifact = compile_model(checkpoint, tmp_path, "--quantize", "int4", "--cpu", cpu,
+                             "--quantize-group", str(group), "--quantize-head", head)
+    prompt = list(range(3, 19))
+    rows = CompiledModel(artifact).prefill(prompt)
+    expected = emulation(checkpoint, group=group, head=head).forward(prompt, None)
+    unquantized = reference.load(str(checkpoint))
+    format_error = row_errors(expected, unquantized.forward(prompt, unquantized.new_cache()))
+    errors = row_errors(rows, expected)
+    assert np.max(errors) < 1e-3 * np.mean(format_error), (errors, format_error)
+    tensors = manifest(artifact)["weights"]["tensors"]
+    head_tensors = [t for t in tensors if t["name"] == "lm_head.weight"]
+    assert {t["dtype"] for t in head_tensors} == {"int8": {"i8", "f32"}, "int4": {"i4", "f16"},
+                                                    "keep": {"bf16"}}[head]
+
+
+@pytest.mark.parametrize("arch", ["mixtral", "deepseek_v3"])
+def test_moe_and_mla_int4(arch, synth_checkpoint, tmp_path):
+    """Mixtral (routed experts) and DeepSeek-V3 (MLA, routed and shared experts, a dense
+    first layer): linears and shared experts int4, routed experts and the LM head int8,
+    kv_b in its precision, as the emulation has it."""
+    checkpoint = synth_checkpoint(arch)
+    artifact = compile_model(checkpoint, tmp_path, "--quantize", "int4")
+    prompt = list(range(3, 15))
+    expected_ids, expected_rows = emulation(checkpoint).generate_greedy(prompt, 8)
+    ids, rows = greedy_through_abi(CompiledModel(artifact), prompt, 8)
+    assert np.max(row_errors(rows, expected_rows)) < TOLERANCE
+    assert ids == list(expected_ids)
+
+
+def test_int4_storage(synth_checkpoint, tmp_path):
+    """Codes two to a byte in panels (transform int4_codes), f16 group scales in panels of
+    single columns (int4_scales): 4.5 bits a weight, about a quarter of bf16."""
+    checkpoint = synth_checkpoint("llama", preset="small", dtype="bf16")
+    int4 = compile_model(checkpoint, tmp_path / "int4", "--quantize", "int4",
+                         "--quantize-head", "int4")
+    bf16 = compile_model(checkpoint, tmp_path / "bf16")
+    tensors = manifest(int4)["weights"]["tensors"]
+    codes = next(t for t in tensors if t["name"].endswith("q_proj.weight") and
+                 t["dtype"] == "i4")
+    scales = next(t for t in tensors if t["name"] == codes["name"] and t["dtype"] == "f16")
+    rows, cols = codes["shape"]
+    assert codes["transform"] == "int4_codes" and codes["block"] == [1, 32]
+    assert codes["panel"] == 64 and codes["bytes"] == -(-rows // 64) * 64 * cols // 2
+    assert scales["transform"] == "int4_scales" and scales["panel"] == 64
+    assert scales["shape"] == [rows, cols // 32]
+    assert scales["bytes"] == -(-rows // 64) * 64 * (cols // 32) * 2
+    linear = sum(t["bytes"] for t in tensors if t["dtype"] in ("i4", "f16"))
+    dense = sum(t["bytes"] for t in manifest(bf16)["weights"]["tensors"]
+                if t.get("panel"))
+    assert linear / dense == pytest.approx(4.5 / 16, rel=0.02)
+
+
+def run_compile(checkpoint, out, *flags):
+    return subprocess.run([tool("xfmr-compile"), str(checkpoint), "-o", str(out), *flags],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--quantize", "int4", "--target", "vulkan"],
+     "--quantize int4 is for CPU targets only"),
+    (["--quantize", "int4", "--target", "cpu,cuda:sm_90"], "'cuda:sm_90'"),
+    (["--quantize", "int4", "--quantize-group", "12"], "a multiple of 8"),
+    (["--quantize", "int8", "--quantize-group", "32"], "--quantize-group is an int4 option"),
+    (["--quantize", "int4", "--quantize-head", "fp8"], "expected int8, int4 or keep"),
+    (["--quantize", "int4", "--quantize-block", "128"], "--quantize int4 takes only"),
+])
+def test_int4_option_errors(flags, words, stories260k_dir, tmp_path):
+    out = tmp_path / "model.xfmr"
+    done = run_compile(stories260k_dir, out, *flags)
+    assert done.returncode != 0 and words in done.stderr, done.stderr
+    assert not out.exists()
+
+
+def test_python_compile_int4(stories260k_dir, tmp_path):
+    xfmr = pytest.importorskip("xfmr")
+    if not xfmr.native_available():
+        pytest.skip("the extension xfmr._xfmr is not built")
+    out = tmp_path / "model.xfmr"
+    xfmr.compile(str(stories260k_dir), str(out), quantize="int4",
+                 quantize_options={"group": 64, "head": "keep"})
+    tensors = manifest(out)["weights"]["tensors"]
+    assert any(t["dtype"] == "i4" and t["block"] == [1, 64] for t in tensors)
+    for options in ({"group": 12}, {"block": 128}, {"head": "fp16"}):
+        with pytest.raises(xfmr.InvalidArgumentError):
+            xfmr.compile(str(stories260k_dir), str(tmp_path / "bad.xfmr"), quantize="int4",
+                         quantize_options=options)
+    with pytest.raises(xfmr.InvalidArgumentError):
+        xfmr.compile(str(stories260k_dir), str(tmp_path / "bad.xfmr"), quantize="int8",
+                     quantize_options={"group": 32})
