@@ -2,13 +2,14 @@
 
 The 500M synthetic Llama (hidden 1536, 16 layers, 12 heads, 4 KV heads, ffn 4096, vocab
 32000, bf16) is converted to GGUF with llama.cpp's own gguf-py (BF16, then Q8_0 with
-llama-quantize) and measured with llama-bench; xfmr compiles the same checkpoint (bf16,
-bf16 --precise, FP8, int8 W8A8) and measures with xfmr-bench. Both tools prefill random ids in a fresh
+llama-quantize, and Q4_0) and measured with llama-bench; xfmr compiles the same checkpoint
+(bf16, bf16 --precise, FP8, int8 W8A8, int4 W4A8) and measures with xfmr-bench. Both tools prefill random ids in a fresh
 context (ppN) and decode N tokens after one (tgN); their runs alternate, rounds times, and
 every sample counts.
 
 Usage: XFMR_LLAMA_CPP=DIR /usr/bin/python3 bench/llama_cpp.py [--threads 2] [--reps 3]
            [--rounds 2] [--prompts 512] [--decode 128] [--json OUT]
+           [--only "int4,Q4_0"]
 DIR is a llama.cpp source tree built outside this repository (never committed), with
 build/bin/llama-bench and build/bin/llama-quantize (docs/performance.md says how). Without
 XFMR_LLAMA_CPP the llama.cpp rows are skipped, and the script says so. Needs
@@ -124,7 +125,16 @@ def main():
     parser.add_argument("--prompts", default="512", help="prompt lengths, comma separated")
     parser.add_argument("--decode", type=int, default=128)
     parser.add_argument("--json", default=str(REPO / "bench" / "llama_cpp.json"))
+    parser.add_argument("--only", default="",
+                        help="comma-separated substrings: run only the engines whose label "
+                             "or weights contain one (llama.cpp BF16 always runs: the "
+                             "ratios' reference)")
     args = parser.parse_args()
+    wanted = [w for w in args.only.split(",") if w]
+
+    def selected(label, weights):
+        return not wanted or (label, weights) == ("llama.cpp", "BF16") or any(
+            w in label or w in weights for w in wanted)
     prompts = [int(p) for p in args.prompts.split(",")]
     tests = [f"pp{p}" for p in prompts] + [f"tg{args.decode}"]
 
@@ -133,12 +143,16 @@ def main():
     engines = []  # (label, weights, command that prints llama-bench-style JSON)
     for label, flags in [("xfmr", []), ("xfmr --precise", ["--precise"]),
                          ("xfmr --quantize fp8", ["--quantize", "fp8"]),
-                         ("xfmr --quantize int8", ["--quantize", "int8"])]:
-        artifact = MODELS / f"llama-500m-{len(engines)}.xfmr"
+                         ("xfmr --quantize int8", ["--quantize", "int8"]),
+                         ("xfmr --quantize int4", ["--quantize", "int4"])]:
+        weights = ("FP8 E4M3 128x128" if "fp8" in label
+                   else "int8 W8A8" if "int8" in label
+                   else "int4 g32 (int8 head)" if "int4" in label else "bf16")
+        if not selected(label, weights):
+            continue
+        artifact = MODELS / f"llama-500m-{label.replace(' ', '').replace('-', '')}.xfmr"
         log(f"compiling {label}")
         run([BIN / "xfmr-compile", folder, "-o", artifact, "--context", context, *flags])
-        weights = ("FP8 E4M3 128x128" if "fp8" in label
-                   else "int8 W8A8" if "int8" in label else "bf16")
         engines.append((label, weights, [BIN / "xfmr-bench", artifact, "-p", args.prompts,
                                          "-n", args.decode, "-r", args.reps,
                                          "-t", args.threads, "-o", "json"]))
@@ -151,10 +165,14 @@ def main():
         if not bf16_gguf.exists():
             log("converting to GGUF (BF16) with llama.cpp's gguf-py")
             to_gguf(folder, bf16_gguf, llama / "gguf-py")
-        if not q8_gguf.exists():
-            log("quantizing to Q8_0 with llama-quantize")
-            run([llama / "build" / "bin" / "llama-quantize", bf16_gguf, q8_gguf, "Q8_0"])
-        for name, model in [("BF16", bf16_gguf), ("Q8_0", q8_gguf)]:
+        q4_gguf = MODELS / "llama-500m-q4_0.gguf"
+        for gguf, kind in ((q8_gguf, "Q8_0"), (q4_gguf, "Q4_0")):
+            if not gguf.exists() and selected("llama.cpp", kind):
+                log(f"quantizing to {kind} with llama-quantize")
+                run([llama / "build" / "bin" / "llama-quantize", bf16_gguf, gguf, kind])
+        for name, model in [("BF16", bf16_gguf), ("Q8_0", q8_gguf), ("Q4_0", q4_gguf)]:
+            if not selected("llama.cpp", name):
+                continue
             engines.append(("llama.cpp", name, [bench, "-m", model, "-p", args.prompts,
                                                "-n", args.decode, "-r", args.reps,
                                                "-t", args.threads, "-o", "json"]))
@@ -175,12 +193,10 @@ def main():
     def mean(key, t):
         return statistics.mean(results[key][t])
 
-    reference = ("llama.cpp", "BF16") if ("llama.cpp", "BF16") in results else None
-    q8 = ("llama.cpp", "Q8_0") if ("llama.cpp", "Q8_0") in results else None
+    peers = [("llama.cpp", w) for w in ("BF16", "Q8_0", "Q4_0")
+             if ("llama.cpp", w) in results]
     header = "| engine | weights | " + " | ".join(tests) + " |"
-    ratios = []
-    if reference:
-        ratios = [f"{t} vs llama.cpp {w}" for t in tests for w in ("BF16", "Q8_0")]
+    ratios = [f"{t} vs llama.cpp {w}" for t in tests for _, w in peers]
     lines = [f"CPU: {cpu_description()}; {args.threads} threads; "
              f"{args.rounds} rounds x {args.reps} repetitions (tokens/s, mean ± sd)", "",
              header[:-1] + "".join(f"| {r} " for r in ratios) + "|",
@@ -192,7 +208,7 @@ def main():
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.1f} ± {sd:.1f}")
         for t in tests:
-            for peer in (reference, q8) if reference else ():
+            for peer in peers:
                 cells.append(f"{mean(key, t) / mean(peer, t):.2f}x")
         lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
