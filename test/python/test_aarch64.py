@@ -43,11 +43,21 @@ def arm_run():
     binary = out / "bin" / "xfmr-run"
     assert (out / "lib" / "libstdc++.so.6").exists()
 
-    def run(args, cpu="max"):
-        return subprocess.run(["qemu-aarch64-static", "-cpu", cpu, "-L", GLIBC, str(binary),
-                               *map(str, args)], capture_output=True, text=True, timeout=600)
+    def run(args, cpu="max", strace=False):
+        return subprocess.run(qemu(cpu, strace) + [str(binary), *map(str, args)],
+                              capture_output=True, text=True, timeout=600)
 
     return run
+
+
+def qemu(cpu="max", strace=False):
+    """The command that runs an aarch64 program under QEMU with the cross toolchain's
+    glibc: its own loader, told to ignore /etc/ld.so.cache, so that an arm64 libc6 of
+    another version installed on the host (multiarch) never pairs with it (a mismatched
+    loader and libc hang in pthread_create)."""
+    loader = f"{GLIBC}/lib/ld-linux-aarch64.so.1"
+    return (["qemu-aarch64-static", "-cpu", cpu] + (["-strace"] if strace else [])
+            + ["-L", GLIBC, loader, "--inhibit-cache", "--library-path", f"{GLIBC}/lib"])
 
 
 def compile_for(checkpoint, path, *extra):
@@ -116,6 +126,27 @@ def test_deepseek_v3_moe_runs(arm_run, synth_checkpoint, tmp_path):
     expected_ids, expected_rows = reference.load(str(checkpoint)).generate_greedy(prompt, 8)
     assert ids == list(expected_ids)
     assert relative_row_error(rows, expected_rows) < 1e-4
+
+
+def test_threads(arm_run, synth_checkpoint, tmp_path):
+    """AArch64 code runs its parallel loops on the runtime's own OpenMP entry points
+    (runtime/src/backends/cpu/ForkJoin.cpp, no libomp): --threads 2 and 3 start that many
+    threads less one (clone under -strace) and give the ids and logits of one thread."""
+    checkpoint = synth_checkpoint("llama", preset="small", dtype="bf16")
+    artifact = compile_for(checkpoint, tmp_path / "model.xfmr", "--quantize", "int4")
+    prompt = "3 4 5 6 7 8 9 10 11 12"
+    results = {}
+    for threads in (1, 2, 3):
+        logits = tmp_path / f"logits-{threads}.npy"
+        out = arm_run([artifact, "--prompt-ids", prompt, "-n", 8, "--ignore-eos",
+                       "--threads", threads, "--dump-logits", logits], strace=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        clones = out.stderr.count(" clone(")
+        assert clones == threads - 1, (threads, clones)
+        results[threads] = (out.stdout.split(), np.load(logits))
+    for threads in (2, 3):
+        assert results[threads][0] == results[1][0]
+        assert np.array_equal(results[threads][1], results[1][1])
 
 
 # Extensions and the QEMU CPU models that have them (cortex-a53 is ARMv8.0: none of them).

@@ -1,6 +1,7 @@
 //===- CpuBackend.cpp - model code on this machine's CPU ------------------===//
 
 #include "backends/cpu/CpuBackend.h"
+#include "backends/cpu/ForkJoin.h"
 
 #include "xfmr/runtime/Artifact.h"
 #include "xfmr/runtime/Error.h"
@@ -359,9 +360,14 @@ void CpuBackend::loadCode(const uint8_t *code, uint64_t codeSize,
   check("decode", manifest.decodeName, reinterpret_cast<const void *>(decode_));
   if (!manifest.stepName.empty())
     check("step", manifest.stepName, reinterpret_cast<const void *>(step_));
-  // OpenMP's entry lives in libomp, which the model links.
+  // OpenMP's entry lives in libomp, which the model links; on AArch64 the
+  // runtime defines OpenMP's entry points itself (ForkJoin.cpp).
   ompSetNumThreads_ =
       reinterpret_cast<void (*)(int)>(dlsym(handle_, "omp_set_num_threads"));
+#ifdef XFMR_BUILTIN_OPENMP
+  if (!ompSetNumThreads_)
+    ompSetNumThreads_ = forkJoinSetThreads;
+#endif
   checkModelInfo(manifest);
 }
 
