@@ -354,7 +354,7 @@ def test_bad_options_raise_value_error(tiny, tmp_path):
         xfmr.compile(checkpoint, out, opt_level=7)
     with pytest.raises(ValueError, match="context"):
         xfmr.compile(checkpoint, out, context=-1)
-    with pytest.raises(ValueError, match="quantize must be None, 'fp8' or 'int8'"):
+    with pytest.raises(ValueError, match="quantize must be None, 'fp8', 'int8' or 'int4'"):
         xfmr.compile(checkpoint, out, quantize="int3")
     with pytest.raises(ValueError, match="unknown quantize option 'bits'"):
         xfmr.compile(checkpoint, out, quantize="fp8", quantize_options={"bits": 8})

@@ -35,7 +35,7 @@ def by_scheme(result, granularity, activations, format="fp8"):
 def test_fp8_accuracy_smoke(fp8_accuracy, checkpoint):
     result = fp8_accuracy.evaluate(checkpoint, n_seqs=1, n_tokens=8, prompt=(1,), seed=0)
     rows = result["rows"]
-    assert len(rows) == len(fp8_accuracy.SCHEMES) == 7
+    assert len(rows) == len(fp8_accuracy.SCHEMES) == 11
     for row in rows:
         assert row["mean_kl"] >= 0.0
         assert 0.0 <= row["top1"] <= 1.0
@@ -70,7 +70,7 @@ def test_block_scales_no_worse_than_per_tensor(fp8_accuracy, checkpoint):
     # tensor pushes every other up_proj row below E4M3's range, a 128x128 block only the 127
     # rows that share the outlier's blocks, per-channel none.
     schemes = [s for s in fp8_accuracy.SCHEMES
-               if s[1].get("format") != "int8" and not s[1]["activations"]]
+               if s[1].get("format", "fp8") == "fp8" and not s[1]["activations"]]
     result = fp8_accuracy.evaluate(checkpoint, n_seqs=1, n_tokens=8, seed=0, schemes=schemes,
                                    load=load_with_outlier_channel)
     block, channel, tensor = (by_scheme(result, g, False)["mean_kl"]

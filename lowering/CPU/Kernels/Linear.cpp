@@ -110,6 +110,8 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
         op.dotProducts = true;
         op.armBFDot = true;
       }
+      op.avx2Madd = weight.format == WeightFormat::I4 && !op.dotProducts &&
+                    options.has("avx2");
       if (kernel.int8Activations && options.has("i8mm"))
         op.armDot = PanelLinear::ArmDot::Usdot;
       else if (kernel.int8Activations && options.has("dotprod"))

@@ -707,16 +707,16 @@ Int8Activations quantizeInt8Activations(OpBuilder &b, Location loc,
     auto octet = VectorType::get({8}, b.getI8Type());
     auto octetSums = VectorType::get({8}, b.getI32Type());
     int64_t octets = columns / 8;
+    Value noGroup = index(b, loc, 0);
+    Value groupEnd = index(b, loc, groups);
     serialFor(
-        b, loc, index(b, loc, 0), index(b, loc, groups),
-        [&](OpBuilder &b, Location loc, Value g) {
+        b, loc, noGroup, groupEnd, [&](OpBuilder &b, Location loc, Value g) {
           Value first =
               arith::MulIOp::create(b, loc, g, index(b, loc, op.groupSize / 8));
-          Value end = arith::MinUIOp::create(
-              b, loc,
-              arith::AddIOp::create(b, loc, first,
-                                    index(b, loc, op.groupSize / 8)),
-              index(b, loc, octets));
+          Value past = arith::AddIOp::create(b, loc, first,
+                                             index(b, loc, op.groupSize / 8));
+          Value lastOctet = index(b, loc, octets);
+          Value end = arith::MinUIOp::create(b, loc, past, lastOctet);
           Value none = arith::ConstantOp::create(
               b, loc,
               DenseElementsAttr::get(octetSums, b.getI32IntegerAttr(0)));
@@ -898,12 +898,45 @@ void emitInt8PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
 
 /// The int32 sums of 16 rows x one input quad of a panel (`w`: 64 bytes,
 /// unsigned) with the broadcast quad `a` (signed codes), added to `sum`:
-/// vpdpbusd, usdot or sdot (exact for codes below 128: int4 nibbles), or
-/// without them byte by byte (`codes`: the quad's four codes, i32).
+/// vpdpbusd, usdot or sdot (exact for codes below 128: int4 nibbles),
+/// AVX2's vpmaddubsw + vpmaddwd (exact for int4 nibbles only), or without
+/// them byte by byte (`codes`: the quad's four codes, i32).
 Value addQuadProducts(OpBuilder &b, Location loc, const PanelLinear &op,
                       Value sum, Value w, Value a, ArrayRef<Value> codes) {
   using ArmDot = PanelLinear::ArmDot;
   auto sumType = cast<VectorType>(sum.getType());
+  if (op.avx2Madd) {
+    // Each 32-byte half: vpmaddubsw (unsigned x signed bytes, pairs summed
+    // into i16, exact below 32768: 2 x 15 x 127 for nibbles), then vpmaddwd
+    // with ones (pairs of i16 into i32): the four products of each lane
+    // summed, as vpdpbusd.
+    auto words = VectorType::get({16}, b.getI16Type());
+    auto dwords = VectorType::get({8}, b.getI32Type());
+    Value ones = splat(b, loc, words, 1);
+    SmallVector<Value, 2> parts;
+    for (int64_t h = 0; h < 2; ++h) {
+      auto slice = [&](Value v) -> Value {
+        return vector::ExtractStridedSliceOp::create(
+            b, loc, v, ArrayRef<int64_t>{32 * h}, ArrayRef<int64_t>{32},
+            ArrayRef<int64_t>{1});
+      };
+      Value pairs =
+          LLVM::CallIntrinsicOp::create(
+              b, loc, words, b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw"),
+              ValueRange{slice(w), slice(a)})
+              ->getResult(0);
+      parts.push_back(LLVM::CallIntrinsicOp::create(
+                          b, loc, dwords,
+                          b.getStringAttr("llvm.x86.avx2.pmadd.wd"),
+                          ValueRange{pairs, ones})
+                          ->getResult(0));
+    }
+    SmallVector<int64_t> order;
+    for (int64_t i = 0; i < 16; ++i)
+      order.push_back(i);
+    Value both = vector::ShuffleOp::create(b, loc, parts[0], parts[1], order);
+    return arith::AddIOp::create(b, loc, sum, both);
+  }
   if (op.dotProducts)
     return LLVM::CallIntrinsicOp::create(
                b, loc, sumType, b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
@@ -946,7 +979,8 @@ void emitInt4Tile(OpBuilder &b, Location loc, const PanelLinear &op,
   auto quadType = VectorType::get({4}, b.getI8Type());
   auto oneWord = VectorType::get({1}, b.getI32Type());
   auto halves = VectorType::get({kLanes}, b.getF16Type());
-  bool dots = op.dotProducts || op.armDot != PanelLinear::ArmDot::None;
+  bool dots =
+      op.dotProducts || op.armDot != PanelLinear::ArmDot::None || op.avx2Madd;
   Value intZero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(sumType, b.getI32IntegerAttr(0)));
   Value floatZero = arith::ConstantOp::create(
@@ -998,8 +1032,11 @@ void emitInt4Tile(OpBuilder &b, Location loc, const PanelLinear &op,
       }
   };
   SmallVector<Value> init(rows.size() * vectors, floatZero);
+  Value firstGroup = index(b, loc, 0);
+  Value groupEnd = index(b, loc, groups);
+  Value oneGroup = index(b, loc, 1);
   auto groupLoop = scf::ForOp::create(
-      b, loc, index(b, loc, 0), index(b, loc, groups), index(b, loc, 1), init,
+      b, loc, firstGroup, groupEnd, oneGroup, init,
       [&](OpBuilder &b, Location loc, Value g, ValueRange acc) {
         SmallVector<Value> sums(rows.size() * vectors, intZero);
         Value first =
@@ -1011,10 +1048,10 @@ void emitInt4Tile(OpBuilder &b, Location loc, const PanelLinear &op,
                      arith::AddIOp::create(b, loc, first, index(b, loc, k)),
                      sums);
         } else {
-          Value end = arith::MinUIOp::create(
-              b, loc,
-              arith::AddIOp::create(b, loc, first, index(b, loc, groupOctets)),
-              index(b, loc, octets));
+          Value past =
+              arith::AddIOp::create(b, loc, first, index(b, loc, groupOctets));
+          Value lastOctet = index(b, loc, octets);
+          Value end = arith::MinUIOp::create(b, loc, past, lastOctet);
           auto loop = scf::ForOp::create(
               b, loc, first, end, index(b, loc, 1), sums,
               [&](OpBuilder &b, Location loc, Value o, ValueRange current) {
@@ -1068,7 +1105,9 @@ void emitInt4PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
                          Value tokens) {
   Int8Activations x = quantizeInt8Activations(b, loc, op, tokens);
   int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
-  parallelFor(b, loc, index(b, loc, 0), index(b, loc, panels),
+  Value firstPanel = index(b, loc, 0);
+  Value panelEnd = index(b, loc, panels);
+  parallelFor(b, loc, firstPanel, panelEnd,
               [&](OpBuilder &b, Location loc, Value p) {
                 forEachRowTile(
                     b, loc, tokens, op.tileRows,

@@ -44,7 +44,9 @@
 // quad operands after a mask and a shift; the same quad products as int8
 // (vpdpbusd, usdot, or sdot, exact here as nibbles are below 128) sum a
 // group in int32, which loses 8 x the group's activation code sum, and the
-// group's sums are scaled by its 16 f16 scales and added up in f32.
+// group's sums are scaled by its 16 f16 scales and added up in f32. With
+// AVX2 but no VNNI, vpmaddubsw + vpmaddwd make the same sums (llama.cpp's
+// Q4_0 way; exact for nibbles, not for int8 codes + 128).
 //
 //===----------------------------------------------------------------------===//
 
@@ -89,6 +91,9 @@ struct PanelLinear {
   /// FP8 with dot products: widen the codes by byte-table lookups (needs
   /// AVX512-VBMI).
   bool byteTables = false;
+  /// I4 on x86 without AVX512-VNNI: the quad products from AVX2's
+  /// vpmaddubsw + vpmaddwd (their i16 pair sums would saturate for int8).
+  bool avx2Madd = false;
   /// I8 on AArch64: the dot-product instruction for the quads, if any.
   enum class ArmDot { None, Sdot, Usdot };
   ArmDot armDot = ArmDot::None;
