@@ -162,3 +162,29 @@ def test_python_compile_int4(stories260k_dir, tmp_path):
     with pytest.raises(xfmr.InvalidArgumentError):
         xfmr.compile(str(stories260k_dir), str(tmp_path / "bad.xfmr"), quantize="int8",
                      quantize_options={"group": 32})
+
+
+@pytest.mark.parametrize("value,words", [
+    (1e6, "needs a scale beyond f16's range"),
+    (np.inf, "an infinity at [0, 0]"),
+])
+def test_unquantizable_weights_are_named(value, words, synth_checkpoint, tmp_path):
+    """A weight int4 cannot hold (a group whose scale, max |w| / 7, overflows f16; an
+    infinity) fails the compile, naming the tensor; nothing is written."""
+    from xfmr.safetensors import SafetensorsFolder, save_file
+
+    source = synth_checkpoint("llama", preset="small")
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    (folder / "config.json").write_text((source / "config.json").read_text())
+    files = SafetensorsFolder(str(source))
+    tensors = {name: np.array(files.get(name, np.float32)) for name in files.keys()}
+    name = "model.layers.0.self_attn.q_proj.weight"
+    tensors[name][0, 0] = value
+    save_file(str(folder / "model.safetensors"), tensors)
+    out = tmp_path / "model.xfmr"
+    done = run_compile(folder, out, "--quantize", "int4")
+    assert done.returncode != 0
+    assert f"cannot quantize weight '{name}'" in done.stderr and words in done.stderr, \
+        done.stderr
+    assert not out.exists() and list(tmp_path.glob("*.tmp-*")) == []
