@@ -109,9 +109,12 @@ def QuantizeInt4 : Pass<"xfmr-quantize-int4"> {
     W8A8 int8 by default (`head=int8`: xfmr-quantize-int8's rewrite), as are
     routed expert stacks (`xfmr.moe_experts`), whose kernels have no int4
     form; `head=int4` quantizes the head like the other linears, `head=keep`
-    keeps it. Weights whose name contains one of `keep` stay as they are
-    (default: the embedding, and so a tied LM head); so do linears whose
-    weights or input are already quantized and MLA's `kv_b`.
+    keeps it. A tied LM head (a linear reading the table an
+    `xfmr.embedding` reads) is quantized as `head` says too, from a copy of
+    the table: the embedding keeps it, and decode reads the head's codes.
+    Weights whose name contains one of `keep` stay as they are (default: the
+    embedding); so do linears whose weights or input are already quantized
+    and MLA's `kv_b`.
   }];
   let options = [
     Option<"group", "group", "int64_t", "32",

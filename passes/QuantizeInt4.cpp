@@ -112,8 +112,40 @@ struct QuantizeInt4Pass : xfmr::impl::QuantizeInt4Base<QuantizeInt4Pass> {
       names.assign(keep.begin(), keep.end());
     else
       names = {"embed_tokens"};
-    // int4 first, for everything but the kept names and (unless head=int4)
+    // A tied LM head reads the embedding table, whose name is kept: its
+    // linear gets the head's quantization anyway (a copy of the table's
+    // codes; the embedding keeps the table), since decode reads all of it
+    // every token.
+    SmallVector<Operation *> tiedHeads;
+    getOperation()->walk([&](LinearOp linear) {
+      auto weight = linear.getWeight().getDefiningOp<WeightOp>();
+      if (weight && llvm::any_of(weight->getUsers(), [](Operation *user) {
+            return isa<EmbeddingOp>(user);
+          }))
+        tiedHeads.push_back(linear);
+    });
+    if (head != "keep" && !tiedHeads.empty()) {
+      RewritePatternSet tiedPatterns(context);
+      if (head == "int4")
+        tiedPatterns.add<QuantizeLinearInt4>(context, group,
+                                             ArrayRef<std::string>{});
+      else
+        populateQuantizeInt8Patterns(tiedPatterns, {});
+      GreedyRewriteConfig config;
+      config.setStrictness(GreedyRewriteStrictness::ExistingOps);
+      if (failed(applyOpPatternsGreedily(tiedHeads, std::move(tiedPatterns),
+                                         config)))
+        return signalPassFailure();
+    }
+    // int4 next, for everything but the kept names and (unless head=int4)
     // the LM head.
+    // head=keep: a tied head keeps its table as well.
+    if (head == "keep")
+      for (Operation *linear : tiedHeads) {
+        auto weight =
+            cast<LinearOp>(linear).getWeight().getDefiningOp<WeightOp>();
+        names.push_back(weight.getName().str());
+      }
     SmallVector<std::string> int4Keep = names;
     if (head != "int4")
       int4Keep.push_back("lm_head");

@@ -39,12 +39,21 @@ func.func @linear(%x: tensor<?x300xf32>) -> tensor<?x64xf32> {
 
 // -----
 
-// A tied LM head reads the embedding, which is kept by default.
+// A tied LM head reads the embedding table, which the embedding keeps; the
+// head's linear is quantized as `head` says (default int8), from the table.
 // CHECK-LABEL: func.func @tied_head
-// CHECK-NOT: xfmr.quantize
-// CHECK: return
-func.func @tied_head(%x: tensor<?x64xf32>) -> tensor<?x100xf32> {
+// CHECK: %[[E:.+]] = xfmr.weight "model.embed_tokens.weight" : tensor<100x64xf32>
+// CHECK: xfmr.embedding %[[E]][%{{.+}}] : tensor<100x64xf32>
+// CHECK: xfmr.quantize %[[E]] {layout = #xfmr.scale_layout<block [1, 64]>} : tensor<100x64xf32> -> tensor<100x64xi8>, tensor<100x1xf32>
+// CHECK: xfmr.linear {{.+}} : tensor<?x64xf32>, tensor<100x64xi8> -> tensor<?x100xf32>
+// G64-LABEL: func.func @tied_head
+// G64: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 64]>} : tensor<100x64xf32> -> tensor<100x64xi4>, tensor<100x1xf16>
+// KEEP-LABEL: func.func @tied_head
+// KEEP-NOT: xfmr.quantize
+// KEEP: return
+func.func @tied_head(%ids: tensor<?xi32>) -> tensor<?x100xf32> {
   %e = xfmr.weight "model.embed_tokens.weight" : tensor<100x64xf32>
+  %x = xfmr.embedding %e[%ids] : tensor<100x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
   %z = xfmr.linear %x, %e : tensor<?x64xf32>, tensor<100x64xf32> -> tensor<?x100xf32>
   return %z : tensor<?x100xf32>
 }

@@ -261,9 +261,9 @@ def test_int4_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
                                             stories260k_dir, synth_checkpoint, tmp_path):
     """Int4 linears (--quantize int4) on AArch64: the nibbles of each octet go through
     `sdot` (dotprod: unsigned nibbles are valid signed bytes) or `usdot` (i8mm), and the
-    model matches the float64 emulation of the int4 scheme, stories260K (tied head: only
-    int4 linears) and a DeepSeek-V3 MoE (an int8 LM head and routed experts, int4 shared
-    experts) alike."""
+    model matches the float64 emulation of the int4 scheme, stories260K (its tied head
+    int8) and a DeepSeek-V3 MoE (an int8 LM head and routed experts, int4 shared experts)
+    alike."""
     from xfmr.reference.int4 import apply_int4
 
     for checkpoint, prompt in ((stories260k_dir, [1]),

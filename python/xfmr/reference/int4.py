@@ -8,9 +8,9 @@ weight becomes clip(round_half_even(w / scale), -7, 7) * scale (0 where the scal
 0). Activations: before each such linear, every token's input is quantized to int8 with one
 scale for the whole row, as in the W8A8 scheme (xfmr.reference.int8.quantize_rows). Each
 group's product of codes is exact, so a linear computes sum over groups of (x codes . w
-codes) * scale_w, times scale_x. The LM head (head="int8", the default) and the routed
-experts are W8A8 instead (xfmr.reference.int8); a tied LM head (the embedding) stays as it
-is, like the embedding, norms, routers and MLA's kv_b. Shared experts are int4 linears.
+codes) * scale_w, times scale_x. The LM head (head="int8", the default; tied or not) and
+the routed experts are W8A8 instead (xfmr.reference.int8); the embedding, norms, routers and
+MLA's kv_b stay as they are. Shared experts are int4 linears.
 This mirrors passes/QuantizeInt4.cpp.
 """
 
@@ -79,5 +79,6 @@ def apply_int4(model, group: int = GROUP, head: str = "int8") -> None:
         for expert in ([] if isinstance(mlp, SwiGLU) else list(mlp.experts)):
             for name in ("gate", "up", "down"):
                 setattr(expert, name, int8_weight(getattr(expert, name)))
-    if model.lm_head is not model.embed and head != "keep":
+    # A tied head (the embedding matrix) too: the embedding keeps the table.
+    if head != "keep":
         model.lm_head = (linear_weight if head == "int4" else int8_weight)(model.lm_head)
