@@ -255,12 +255,14 @@ def test_int8_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
 @pytest.mark.parametrize("cpu,qemu_cpu,instruction", [
     ("generic", "max", None),
     ("generic+dotprod", "neoverse-n1", "sdot"),
-    ("generic+i8mm", "max", "usdot"),
+    ("generic+i8mm", "max", "usmmla"),
 ], ids=["generic", "dotprod", "i8mm"])
 def test_int4_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
                                             stories260k_dir, synth_checkpoint, tmp_path):
     """Int4 linears (--quantize int4) on AArch64: the nibbles of each octet go through
-    `sdot` (dotprod: unsigned nibbles are valid signed bytes) or `usdot` (i8mm), and the
+    `sdot` (dotprod: unsigned nibbles are valid signed bytes) or, with i8mm, `usmmla` for
+    pairs of tokens (2 rows x 8 inputs by 8 inputs x 2 tokens) and `usdot` for a lone
+    one, and the
     model matches the float64 emulation of the int4 scheme, stories260K (its tied head
     int8) and a DeepSeek-V3 MoE (an int8 LM head and routed experts, int4 shared experts)
     alike."""
@@ -276,7 +278,9 @@ def test_int4_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
         if instruction:
             assert instruction in found
         else:
-            assert not {"sdot", "usdot"} & found
+            assert not {"sdot", "usdot", "usmmla"} & found
+        if instruction == "usmmla":
+            assert "usdot" in found
         ids, rows = greedy(arm_run, artifact, prompt, 16, tmp_path, cpu=qemu_cpu)
         model = reference.load(str(checkpoint))
         apply_int4(model)

@@ -112,6 +112,7 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
       }
       op.avx2Madd = weight.format == WeightFormat::I4 && !op.dotProducts &&
                     options.has("avx2");
+      op.armMatmul = weight.format == WeightFormat::I4 && options.has("i8mm");
       if (kernel.int8Activations && options.has("i8mm"))
         op.armDot = PanelLinear::ArmDot::Usdot;
       else if (kernel.int8Activations && options.has("dotprod"))

@@ -1099,6 +1099,160 @@ void emitInt4Tile(OpBuilder &b, Location loc, const PanelLinear &op,
   }
 }
 
+/// The lanes `order` picks from `first` and `second` (numbered on).
+Value shuffle(OpBuilder &b, Location loc, Value first, Value second,
+              ArrayRef<int64_t> order) {
+  return vector::ShuffleOp::create(b, loc, first, second, order);
+}
+
+/// Int4 with AArch64's i8mm, two tokens (`rows`) against 16 rows (slab `j`)
+/// of panel `p`: `usmmla` multiplies a 2 x 8 block of weight codes (two
+/// rows, one octet: the low nibbles' quad and the high nibbles' quad of
+/// each row, interleaved by a zip) by the two tokens' 8 codes, into the
+/// 2 x 2 int32 sums [r0 t0, r0 t1, r1 t0, r1 t1]; 8 such sums cover the
+/// slab. After each group they lose 8 x each token's group code sum and
+/// are scaled into f32 sums; at the end the sums are unzipped into each
+/// token's 16 outputs.
+void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
+                        const Int8Activations &x, Value p, int64_t j,
+                        ArrayRef<Value> rows) {
+  assert(rows.size() == 2 && "usmmla multiplies pairs of tokens");
+  int64_t octets = llvm::divideCeilSigned<int64_t>(op.in, 8);
+  int64_t groupOctets = op.groupSize / 8;
+  int64_t groups = llvm::divideCeilSigned(op.in, op.groupSize);
+  auto bytes = VectorType::get({4 * kLanes}, b.getI8Type());
+  auto quarter = VectorType::get({16}, b.getI8Type());
+  auto eight = VectorType::get({8}, b.getI8Type());
+  auto pairSums = VectorType::get({4}, b.getI32Type());
+  auto pairValues = VectorType::get({4}, b.getF32Type());
+  auto lanes = VectorType::get({kLanes}, b.getF32Type());
+  auto halves = VectorType::get({kLanes}, b.getF16Type());
+  auto words = VectorType::get({4}, b.getI32Type());
+  constexpr int64_t kPairs = kLanes / 2; // row pairs of the slab
+  Value intZero = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(pairSums, b.getI32IntegerAttr(0)));
+  Value floatZero = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(pairValues, b.getF32FloatAttr(0)));
+  Value lowNibbles = splat(b, loc, bytes, 0x0F);
+  Value four = splat(b, loc, bytes, 4);
+  auto addOctet = [&](OpBuilder &b, Location loc, Value o,
+                      SmallVector<Value> &sums) {
+    Value slab = index(b, loc, j * 4 * kLanes);
+    Value raw =
+        vector::LoadOp::create(b, loc, bytes, op.w, ValueRange{p, o, slab});
+    Value low = arith::AndIOp::create(b, loc, raw, lowNibbles);
+    Value high = arith::ShRUIOp::create(b, loc, raw, four);
+    // The two tokens' 8 codes of the octet, one after the other.
+    Value column = arith::MulIOp::create(b, loc, o, index(b, loc, 8));
+    Value first = vector::LoadOp::create(b, loc, eight, x.codes,
+                                         ValueRange{rows[0], column});
+    Value second = vector::LoadOp::create(b, loc, eight, x.codes,
+                                          ValueRange{rows[1], column});
+    SmallVector<int64_t> concat;
+    for (int64_t i = 0; i < 16; ++i)
+      concat.push_back(i);
+    Value tokens = shuffle(b, loc, first, second, concat);
+    for (int64_t q = 0; q < 4; ++q) {
+      auto slice = [&](Value v) -> Value {
+        Value part = vector::ExtractStridedSliceOp::create(
+            b, loc, v, ArrayRef<int64_t>{16 * q}, ArrayRef<int64_t>{16},
+            ArrayRef<int64_t>{1});
+        return vector::BitCastOp::create(b, loc, words, part);
+      };
+      Value lowWords = slice(low);
+      Value highWords = slice(high);
+      // Rows 4q .. 4q + 3: (row, low quad, row, high quad) for each pair.
+      for (int64_t half = 0; half < 2; ++half) {
+        Value zipped =
+            shuffle(b, loc, lowWords, highWords,
+                    {2 * half, 4 + 2 * half, 2 * half + 1, 4 + 2 * half + 1});
+        Value weights = vector::BitCastOp::create(b, loc, quarter, zipped);
+        Value &sum = sums[2 * q + half];
+        sum = LLVM::CallIntrinsicOp::create(
+                  b, loc, pairSums,
+                  b.getStringAttr("llvm.aarch64.neon.usmmla.v4i32.v16i8"),
+                  ValueRange{sum, weights, tokens})
+                  ->getResult(0);
+      }
+    }
+  };
+  SmallVector<Value> init(kPairs, floatZero);
+  Value firstGroup = index(b, loc, 0);
+  Value groupEnd = index(b, loc, groups);
+  Value oneGroup = index(b, loc, 1);
+  auto groupLoop = scf::ForOp::create(
+      b, loc, firstGroup, groupEnd, oneGroup, init,
+      [&](OpBuilder &b, Location loc, Value g, ValueRange acc) {
+        SmallVector<Value> sums(kPairs, intZero);
+        Value first =
+            arith::MulIOp::create(b, loc, g, index(b, loc, groupOctets));
+        Value past =
+            arith::AddIOp::create(b, loc, first, index(b, loc, groupOctets));
+        Value lastOctet = index(b, loc, octets);
+        Value end = arith::MinUIOp::create(b, loc, past, lastOctet);
+        Value step = index(b, loc, 1);
+        auto loop = scf::ForOp::create(
+            b, loc, first, end, step, sums,
+            [&](OpBuilder &b, Location loc, Value o, ValueRange current) {
+              SmallVector<Value> next(current.begin(), current.end());
+              addOctet(b, loc, o, next);
+              scf::YieldOp::create(b, loc, next);
+            });
+        // 8 x each token's group code sum, as [t0, t1, t0, t1].
+        Value eightSums[2];
+        for (int t = 0; t < 2; ++t) {
+          Value groupSum = memref::LoadOp::create(b, loc, x.groupSums,
+                                                  ValueRange{rows[t], g});
+          Value eightI32 =
+              arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(8));
+          eightSums[t] = arith::MulIOp::create(b, loc, groupSum, eightI32);
+        }
+        Value offsets = vector::FromElementsOp::create(
+            b, loc, pairSums,
+            ValueRange{eightSums[0], eightSums[1], eightSums[0], eightSums[1]});
+        Value slab = index(b, loc, j * kLanes);
+        Value halfScales = vector::LoadOp::create(b, loc, halves, op.scale,
+                                                  ValueRange{p, g, slab});
+        Value scales = arith::ExtFOp::create(b, loc, lanes, halfScales);
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (int64_t m = 0; m < kPairs; ++m) {
+          // Rows 2m and 2m + 1: [s(2m), s(2m), s(2m + 1), s(2m + 1)].
+          Value pairScales = shuffle(b, loc, scales, scales,
+                                     {2 * m, 2 * m, 2 * m + 1, 2 * m + 1});
+          Value exact =
+              arith::SubIOp::create(b, loc, loop.getResult(m), offsets);
+          Value value = arith::SIToFPOp::create(b, loc, pairValues, exact);
+          next[m] = math::FmaOp::create(b, loc, value, pairScales, next[m]);
+        }
+        scf::YieldOp::create(b, loc, next);
+      });
+  auto vector = outputVector(b, loc, op, p, j);
+  Value bias = biasOf(b, loc, op, vector);
+  for (int t = 0; t < 2; ++t) {
+    // Token t's sums: lane t and 2 + t of every row pair, in row order.
+    SmallVector<Value> quads;
+    for (int64_t m = 0; m < kPairs; m += 2)
+      quads.push_back(shuffle(b, loc, groupLoop.getResult(m),
+                              groupLoop.getResult(m + 1),
+                              {t, 2 + t, 4 + t, 6 + t}));
+    SmallVector<int64_t> eightLanes, allLanes;
+    for (int64_t i = 0; i < 8; ++i)
+      eightLanes.push_back(i);
+    for (int64_t i = 0; i < 16; ++i)
+      allLanes.push_back(i);
+    Value low = shuffle(b, loc, quads[0], quads[1], eightLanes);
+    Value high = shuffle(b, loc, quads[2], quads[3], eightLanes);
+    Value sums = shuffle(b, loc, low, high, allLanes);
+    Value xScale =
+        memref::LoadOp::create(b, loc, x.scales, ValueRange{rows[t]});
+    Value y = arith::MulFOp::create(
+        b, loc, sums, vector::BroadcastOp::create(b, loc, lanes, xScale));
+    if (bias)
+      y = arith::AddFOp::create(b, loc, y, bias);
+    storeOutput(b, loc, op, rows[t], vector, y);
+  }
+}
+
 /// The whole W4A8 product: quantize the inputs, then tiles of rows against
 /// each panel.
 void emitInt4PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
@@ -1107,14 +1261,18 @@ void emitInt4PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
   int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
   Value firstPanel = index(b, loc, 0);
   Value panelEnd = index(b, loc, panels);
-  parallelFor(b, loc, firstPanel, panelEnd,
-              [&](OpBuilder &b, Location loc, Value p) {
-                forEachRowTile(
-                    b, loc, tokens, op.tileRows,
-                    [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
-                      emitInt4Tile(b, loc, op, x, p, rows);
-                    });
-              });
+  parallelFor(
+      b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
+        forEachRowTile(b, loc, tokens, op.armMatmul ? 2 : op.tileRows,
+                       [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
+                         if (!op.armMatmul || rows.size() != 2) {
+                           emitInt4Tile(b, loc, op, x, p, rows);
+                           return;
+                         }
+                         for (int64_t j = 0; j < op.panel / kLanes; ++j)
+                           emitInt4MatmulSlab(b, loc, op, x, p, j, rows);
+                       });
+      });
   for (Value buffer : {x.codes, x.scales, x.sums, x.groupSums})
     memref::DeallocOp::create(b, loc, buffer);
 }

@@ -46,7 +46,9 @@
 // group in int32, which loses 8 x the group's activation code sum, and the
 // group's sums are scaled by its 16 f16 scales and added up in f32. With
 // AVX2 but no VNNI, vpmaddubsw + vpmaddwd make the same sums (llama.cpp's
-// Q4_0 way; exact for nibbles, not for int8 codes + 128).
+// Q4_0 way; exact for nibbles, not for int8 codes + 128). On AArch64 with
+// i8mm, pairs of tokens multiply 2 rows x 8 inputs at a time with `usmmla`
+// (the low and high quads of two rows zipped into one operand).
 //
 //===----------------------------------------------------------------------===//
 
@@ -94,6 +96,9 @@ struct PanelLinear {
   /// I4 on x86 without AVX512-VNNI: the quad products from AVX2's
   /// vpmaddubsw + vpmaddwd (their i16 pair sums would saturate for int8).
   bool avx2Madd = false;
+  /// I4 on AArch64 with i8mm: pairs of tokens go through `usmmla` (2 x 8
+  /// by 8 x 2 blocks), a lone token through the quad products.
+  bool armMatmul = false;
   /// I8 on AArch64: the dot-product instruction for the quads, if any.
   enum class ArmDot { None, Sdot, Usdot };
   ArmDot armDot = ArmDot::None;
