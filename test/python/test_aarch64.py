@@ -268,8 +268,10 @@ def test_int4_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
     alike."""
     from xfmr.reference.int4 import apply_int4
 
-    for checkpoint, prompt in ((stories260k_dir, [1]),
-                               (synth_checkpoint("deepseek_v3"), list(range(3, 19)))):
+    # Prompts of 1, 7 (tiles of 4, 2 and 1 tokens) and 16 tokens.
+    deepseek = synth_checkpoint("deepseek_v3")
+    for checkpoint, prompt in ((stories260k_dir, [1]), (deepseek, list(range(3, 10))),
+                               (deepseek, list(range(3, 19)))):
         artifact = compile_for(checkpoint, tmp_path / "model.xfmr", "--quantize", "int4",
                                "--cpu", cpu)
         tensors = artifact_manifest(artifact)["weights"]["tensors"]

@@ -1105,18 +1105,20 @@ Value shuffle(OpBuilder &b, Location loc, Value first, Value second,
   return vector::ShuffleOp::create(b, loc, first, second, order);
 }
 
-/// Int4 with AArch64's i8mm, two tokens (`rows`) against 16 rows (slab `j`)
-/// of panel `p`: `usmmla` multiplies a 2 x 8 block of weight codes (two
-/// rows, one octet: the low nibbles' quad and the high nibbles' quad of
-/// each row, interleaved by a zip) by the two tokens' 8 codes, into the
-/// 2 x 2 int32 sums [r0 t0, r0 t1, r1 t0, r1 t1]; 8 such sums cover the
-/// slab. After each group they lose 8 x each token's group code sum and
-/// are scaled into f32 sums; at the end the sums are unzipped into each
-/// token's 16 outputs.
+/// Int4 with AArch64's i8mm, pairs of tokens (`rows`: 2 or 4) against 16
+/// rows (slab `j`) of panel `p`: `usmmla` multiplies a 2 x 8 block of weight
+/// codes (two rows, one octet: the low nibbles' quad and the high nibbles'
+/// quad of each row, interleaved by a zip that every pair shares) by a
+/// pair's 8 codes each, into the 2 x 2 int32 sums [r0 t0, r0 t1, r1 t0,
+/// r1 t1]; 8 such sums a pair cover the slab. After each group they lose 8
+/// x each token's group code sum and are scaled into f32 sums; at the end
+/// the sums are unzipped into each token's 16 outputs.
 void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
                         const Int8Activations &x, Value p, int64_t j,
                         ArrayRef<Value> rows) {
-  assert(rows.size() == 2 && "usmmla multiplies pairs of tokens");
+  assert((rows.size() == 2 || rows.size() == 4) &&
+         "usmmla multiplies pairs of tokens");
+  int64_t tokenPairs = int64_t(rows.size()) / 2;
   int64_t octets = llvm::divideCeilSigned<int64_t>(op.in, 8);
   int64_t groupOctets = op.groupSize / 8;
   int64_t groups = llvm::divideCeilSigned(op.in, op.groupSize);
@@ -1142,16 +1144,19 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
         vector::LoadOp::create(b, loc, bytes, op.w, ValueRange{p, o, slab});
     Value low = arith::AndIOp::create(b, loc, raw, lowNibbles);
     Value high = arith::ShRUIOp::create(b, loc, raw, four);
-    // The two tokens' 8 codes of the octet, one after the other.
+    // Each pair's 8 codes of the octet, one token after the other.
     Value column = arith::MulIOp::create(b, loc, o, index(b, loc, 8));
-    Value first = vector::LoadOp::create(b, loc, eight, x.codes,
-                                         ValueRange{rows[0], column});
-    Value second = vector::LoadOp::create(b, loc, eight, x.codes,
-                                          ValueRange{rows[1], column});
     SmallVector<int64_t> concat;
     for (int64_t i = 0; i < 16; ++i)
       concat.push_back(i);
-    Value tokens = shuffle(b, loc, first, second, concat);
+    SmallVector<Value> tokens;
+    for (int64_t pair = 0; pair < tokenPairs; ++pair) {
+      Value first = vector::LoadOp::create(b, loc, eight, x.codes,
+                                           ValueRange{rows[2 * pair], column});
+      Value second = vector::LoadOp::create(
+          b, loc, eight, x.codes, ValueRange{rows[2 * pair + 1], column});
+      tokens.push_back(shuffle(b, loc, first, second, concat));
+    }
     for (int64_t q = 0; q < 4; ++q) {
       auto slice = [&](Value v) -> Value {
         Value part = vector::ExtractStridedSliceOp::create(
@@ -1167,23 +1172,25 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
             shuffle(b, loc, lowWords, highWords,
                     {2 * half, 4 + 2 * half, 2 * half + 1, 4 + 2 * half + 1});
         Value weights = vector::BitCastOp::create(b, loc, quarter, zipped);
-        Value &sum = sums[2 * q + half];
-        sum = LLVM::CallIntrinsicOp::create(
-                  b, loc, pairSums,
-                  b.getStringAttr("llvm.aarch64.neon.usmmla.v4i32.v16i8"),
-                  ValueRange{sum, weights, tokens})
-                  ->getResult(0);
+        for (int64_t pair = 0; pair < tokenPairs; ++pair) {
+          Value &sum = sums[pair * kPairs + 2 * q + half];
+          sum = LLVM::CallIntrinsicOp::create(
+                    b, loc, pairSums,
+                    b.getStringAttr("llvm.aarch64.neon.usmmla.v4i32.v16i8"),
+                    ValueRange{sum, weights, tokens[pair]})
+                    ->getResult(0);
+        }
       }
     }
   };
-  SmallVector<Value> init(kPairs, floatZero);
+  SmallVector<Value> init(tokenPairs * kPairs, floatZero);
   Value firstGroup = index(b, loc, 0);
   Value groupEnd = index(b, loc, groups);
   Value oneGroup = index(b, loc, 1);
   auto groupLoop = scf::ForOp::create(
       b, loc, firstGroup, groupEnd, oneGroup, init,
       [&](OpBuilder &b, Location loc, Value g, ValueRange acc) {
-        SmallVector<Value> sums(kPairs, intZero);
+        SmallVector<Value> sums(tokenPairs * kPairs, intZero);
         Value first =
             arith::MulIOp::create(b, loc, g, index(b, loc, groupOctets));
         Value past =
@@ -1198,18 +1205,22 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
               addOctet(b, loc, o, next);
               scf::YieldOp::create(b, loc, next);
             });
-        // 8 x each token's group code sum, as [t0, t1, t0, t1].
-        Value eightSums[2];
-        for (int t = 0; t < 2; ++t) {
-          Value groupSum = memref::LoadOp::create(b, loc, x.groupSums,
-                                                  ValueRange{rows[t], g});
-          Value eightI32 =
-              arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(8));
-          eightSums[t] = arith::MulIOp::create(b, loc, groupSum, eightI32);
+        // 8 x each token's group code sum, as [t0, t1, t0, t1] a pair.
+        SmallVector<Value> offsets;
+        for (int64_t pair = 0; pair < tokenPairs; ++pair) {
+          Value eightSums[2];
+          for (int t = 0; t < 2; ++t) {
+            Value groupSum = memref::LoadOp::create(
+                b, loc, x.groupSums, ValueRange{rows[2 * pair + t], g});
+            Value eightI32 =
+                arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(8));
+            eightSums[t] = arith::MulIOp::create(b, loc, groupSum, eightI32);
+          }
+          offsets.push_back(vector::FromElementsOp::create(
+              b, loc, pairSums,
+              ValueRange{eightSums[0], eightSums[1], eightSums[0],
+                         eightSums[1]}));
         }
-        Value offsets = vector::FromElementsOp::create(
-            b, loc, pairSums,
-            ValueRange{eightSums[0], eightSums[1], eightSums[0], eightSums[1]});
         Value slab = index(b, loc, j * kLanes);
         Value halfScales = vector::LoadOp::create(b, loc, halves, op.scale,
                                                   ValueRange{p, g, slab});
@@ -1219,21 +1230,26 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
           // Rows 2m and 2m + 1: [s(2m), s(2m), s(2m + 1), s(2m + 1)].
           Value pairScales = shuffle(b, loc, scales, scales,
                                      {2 * m, 2 * m, 2 * m + 1, 2 * m + 1});
-          Value exact =
-              arith::SubIOp::create(b, loc, loop.getResult(m), offsets);
-          Value value = arith::SIToFPOp::create(b, loc, pairValues, exact);
-          next[m] = math::FmaOp::create(b, loc, value, pairScales, next[m]);
+          for (int64_t pair = 0; pair < tokenPairs; ++pair) {
+            int64_t k = pair * kPairs + m;
+            Value exact =
+                arith::SubIOp::create(b, loc, loop.getResult(k), offsets[pair]);
+            Value value = arith::SIToFPOp::create(b, loc, pairValues, exact);
+            next[k] = math::FmaOp::create(b, loc, value, pairScales, next[k]);
+          }
         }
         scf::YieldOp::create(b, loc, next);
       });
   auto vector = outputVector(b, loc, op, p, j);
   Value bias = biasOf(b, loc, op, vector);
-  for (int t = 0; t < 2; ++t) {
-    // Token t's sums: lane t and 2 + t of every row pair, in row order.
+  for (int64_t i = 0; i < int64_t(rows.size()); ++i) {
+    // Token i's sums: lane t and 2 + t of every row pair of its pair, in
+    // row order.
+    int64_t pair = i / 2, t = i % 2;
     SmallVector<Value> quads;
     for (int64_t m = 0; m < kPairs; m += 2)
-      quads.push_back(shuffle(b, loc, groupLoop.getResult(m),
-                              groupLoop.getResult(m + 1),
+      quads.push_back(shuffle(b, loc, groupLoop.getResult(pair * kPairs + m),
+                              groupLoop.getResult(pair * kPairs + m + 1),
                               {t, 2 + t, 4 + t, 6 + t}));
     SmallVector<int64_t> eightLanes, allLanes;
     for (int64_t i = 0; i < 8; ++i)
@@ -1244,12 +1260,12 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
     Value high = shuffle(b, loc, quads[2], quads[3], eightLanes);
     Value sums = shuffle(b, loc, low, high, allLanes);
     Value xScale =
-        memref::LoadOp::create(b, loc, x.scales, ValueRange{rows[t]});
+        memref::LoadOp::create(b, loc, x.scales, ValueRange{rows[i]});
     Value y = arith::MulFOp::create(
         b, loc, sums, vector::BroadcastOp::create(b, loc, lanes, xScale));
     if (bias)
       y = arith::AddFOp::create(b, loc, y, bias);
-    storeOutput(b, loc, op, rows[t], vector, y);
+    storeOutput(b, loc, op, rows[i], vector, y);
   }
 }
 
@@ -1263,9 +1279,10 @@ void emitInt4PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
   Value panelEnd = index(b, loc, panels);
   parallelFor(
       b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
-        forEachRowTile(b, loc, tokens, op.armMatmul ? 2 : op.tileRows,
+        // i8mm: 4 tokens (2 pairs sharing the zips), then 2, then 1.
+        forEachRowTile(b, loc, tokens, op.armMatmul ? 4 : op.tileRows,
                        [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
-                         if (!op.armMatmul || rows.size() != 2) {
+                         if (!op.armMatmul || rows.size() == 1) {
                            emitInt4Tile(b, loc, op, x, p, rows);
                            return;
                          }
