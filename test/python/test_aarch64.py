@@ -231,25 +231,30 @@ def mnemonics(artifact, tmp_path):
     ("generic+i8mm", "max", "usdot"),
 ], ids=["generic", "dotprod", "i8mm"])
 def test_int8_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
-                                            stories260k_dir, tmp_path):
+                                            stories260k_dir, synth_checkpoint, tmp_path):
     """W8A8 linears (--quantize int8) on AArch64: with dotprod each quad of a panel goes
-    through `sdot`, with i8mm through `usdot`, and either way the model matches the float64
-    emulation of the int8 scheme (as the x86 VNNI kernels do, test_e2e_int8.py)."""
+    through `sdot`, with i8mm through `usdot` for a lone token and `usmmla` for pairs of
+    tokens (two quads of two rows zipped), and either way the model matches the float64
+    emulation of the int8 scheme (as the x86 VNNI kernels do, test_e2e_int8.py), for
+    prompts of 1 and 7 tokens (tiles of 4, 2 and 1)."""
     from xfmr.reference.int8 import apply_int8
 
-    artifact = compile_for(stories260k_dir, tmp_path / "model.xfmr", "--quantize", "int8",
-                           "--cpu", cpu)
-    found = mnemonics(artifact, tmp_path)
-    if instruction:
-        assert instruction in found
-    else:
-        assert not {"sdot", "usdot"} & found
-    ids, rows = greedy(arm_run, artifact, [1], 30, tmp_path, cpu=qemu_cpu)
-    model = reference.load(str(stories260k_dir))
-    apply_int8(model)
-    expected_ids, expected_rows = model.generate_greedy([1], 30)
-    assert ids == list(expected_ids)
-    assert relative_row_error(rows, expected_rows) < 1e-3
+    for checkpoint, prompt in ((stories260k_dir, [1]),
+                               (synth_checkpoint("deepseek_v3"), list(range(3, 10)))):
+        artifact = compile_for(checkpoint, tmp_path / "model.xfmr", "--quantize", "int8",
+                               "--cpu", cpu)
+        found = mnemonics(artifact, tmp_path)
+        if instruction:
+            assert instruction in found
+        else:
+            assert not {"sdot", "usdot", "usmmla"} & found
+        assert ("usmmla" in found) == (instruction == "usdot")
+        ids, rows = greedy(arm_run, artifact, prompt, 16, tmp_path, cpu=qemu_cpu)
+        model = reference.load(str(checkpoint))
+        apply_int8(model)
+        expected_ids, expected_rows = model.generate_greedy(prompt, 16)
+        assert ids == list(expected_ids)
+        assert relative_row_error(rows, expected_rows) < 1e-3
 
 
 @pytest.mark.parametrize("cpu,qemu_cpu,instruction", [

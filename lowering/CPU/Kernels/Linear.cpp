@@ -112,7 +112,10 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
       }
       op.avx2Madd = weight.format == WeightFormat::I4 && !op.dotProducts &&
                     options.has("avx2");
-      op.armMatmul = weight.format == WeightFormat::I4 && options.has("i8mm");
+      // usmmla takes octets: int8 rows of whole octets only.
+      op.armMatmul = options.has("i8mm") &&
+                     (weight.format == WeightFormat::I4 ||
+                      (weight.format == WeightFormat::I8 && in % 8 == 0));
       if (kernel.int8Activations && options.has("i8mm"))
         op.armDot = PanelLinear::ArmDot::Usdot;
       else if (kernel.int8Activations && options.has("dotprod"))

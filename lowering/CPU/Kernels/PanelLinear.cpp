@@ -877,8 +877,13 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
   }
 }
 
+void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
+                        const Int8Activations &x, Value p, int64_t j,
+                        ArrayRef<Value> rows);
+
 /// The whole W8A8 product: quantize the inputs, then tiles of rows against
-/// each panel.
+/// each panel (with i8mm, tiles of 4, 2 and 1 tokens: see
+/// emitInt4MatmulSlab).
 void emitInt8PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
                          Value tokens) {
   Int8Activations x = quantizeInt8Activations(b, loc, op, tokens);
@@ -887,9 +892,14 @@ void emitInt8PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
   Value panelEnd = index(b, loc, panels);
   parallelFor(
       b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
-        forEachRowTile(b, loc, tokens, op.tileRows,
+        forEachRowTile(b, loc, tokens, op.armMatmul ? 4 : op.tileRows,
                        [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
-                         emitInt8Tile(b, loc, op, x, p, rows);
+                         if (!op.armMatmul || rows.size() == 1) {
+                           emitInt8Tile(b, loc, op, x, p, rows);
+                           return;
+                         }
+                         for (int64_t j = 0; j < op.panel / kLanes; ++j)
+                           emitInt4MatmulSlab(b, loc, op, x, p, j, rows);
                        });
       });
   for (Value buffer : {x.codes, x.scales, x.sums})
@@ -1105,10 +1115,10 @@ Value shuffle(OpBuilder &b, Location loc, Value first, Value second,
   return vector::ShuffleOp::create(b, loc, first, second, order);
 }
 
-/// Int4 with AArch64's i8mm, pairs of tokens (`rows`: 2 or 4) against 16
-/// rows (slab `j`) of panel `p`: `usmmla` multiplies a 2 x 8 block of weight
-/// codes (two rows, one octet: the low nibbles' quad and the high nibbles'
-/// quad of each row, interleaved by a zip that every pair shares) by a
+/// Int4 (and int8) with AArch64's i8mm, pairs of tokens (`rows`: 2 or 4)
+/// against 16 rows (slab `j`) of panel `p`: `usmmla` multiplies a 2 x 8 block
+/// of weight codes (two rows, one octet: the low nibbles' quad and the high
+/// nibbles' quad of each row, interleaved by a zip that every pair shares) by a
 /// pair's 8 codes each, into the 2 x 2 int32 sums [r0 t0, r0 t1, r1 t0,
 /// r1 t1]; 8 such sums a pair cover the slab. After each group they lose 8
 /// x each token's group code sum and are scaled into f32 sums; at the end
@@ -1119,9 +1129,12 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
   assert((rows.size() == 2 || rows.size() == 4) &&
          "usmmla multiplies pairs of tokens");
   int64_t tokenPairs = int64_t(rows.size()) / 2;
+  // Int8: the quads 2o and 2o + 1 of a row form its octet o (whole octets:
+  // in % 8 == 0), and the whole row is one group with one f32 scale.
+  bool int8 = op.format == WeightFormat::I8;
   int64_t octets = llvm::divideCeilSigned<int64_t>(op.in, 8);
-  int64_t groupOctets = op.groupSize / 8;
-  int64_t groups = llvm::divideCeilSigned(op.in, op.groupSize);
+  int64_t groupOctets = int8 ? octets : op.groupSize / 8;
+  int64_t groups = int8 ? 1 : llvm::divideCeilSigned(op.in, op.groupSize);
   auto bytes = VectorType::get({4 * kLanes}, b.getI8Type());
   auto quarter = VectorType::get({16}, b.getI8Type());
   auto eight = VectorType::get({8}, b.getI8Type());
@@ -1140,10 +1153,20 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
   auto addOctet = [&](OpBuilder &b, Location loc, Value o,
                       SmallVector<Value> &sums) {
     Value slab = index(b, loc, j * 4 * kLanes);
-    Value raw =
-        vector::LoadOp::create(b, loc, bytes, op.w, ValueRange{p, o, slab});
-    Value low = arith::AndIOp::create(b, loc, raw, lowNibbles);
-    Value high = arith::ShRUIOp::create(b, loc, raw, four);
+    Value low, high;
+    if (int8) {
+      Value evenQuad = arith::MulIOp::create(b, loc, o, index(b, loc, 2));
+      Value oddQuad = arith::AddIOp::create(b, loc, evenQuad, index(b, loc, 1));
+      low = vector::LoadOp::create(b, loc, bytes, op.w,
+                                   ValueRange{p, evenQuad, slab});
+      high = vector::LoadOp::create(b, loc, bytes, op.w,
+                                    ValueRange{p, oddQuad, slab});
+    } else {
+      Value raw =
+          vector::LoadOp::create(b, loc, bytes, op.w, ValueRange{p, o, slab});
+      low = arith::AndIOp::create(b, loc, raw, lowNibbles);
+      high = arith::ShRUIOp::create(b, loc, raw, four);
+    }
     // Each pair's 8 codes of the octet, one token after the other.
     Value column = arith::MulIOp::create(b, loc, o, index(b, loc, 8));
     SmallVector<int64_t> concat;
@@ -1183,6 +1206,7 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
       }
     }
   };
+  auto vector = outputVector(b, loc, op, p, j);
   SmallVector<Value> init(tokenPairs * kPairs, floatZero);
   Value firstGroup = index(b, loc, 0);
   Value groupEnd = index(b, loc, groups);
@@ -1205,15 +1229,20 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
               addOctet(b, loc, o, next);
               scf::YieldOp::create(b, loc, next);
             });
-        // 8 x each token's group code sum, as [t0, t1, t0, t1] a pair.
+        // What the stored offsets added (int4: 8 x each token's group
+        // code sum; int8: 128 x its code sum), as [t0, t1, t0, t1] a pair.
         SmallVector<Value> offsets;
         for (int64_t pair = 0; pair < tokenPairs; ++pair) {
           Value eightSums[2];
           for (int t = 0; t < 2; ++t) {
-            Value groupSum = memref::LoadOp::create(
-                b, loc, x.groupSums, ValueRange{rows[2 * pair + t], g});
-            Value eightI32 =
-                arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(8));
+            Value row = rows[2 * pair + t];
+            Value groupSum =
+                int8 ? Value(memref::LoadOp::create(b, loc, x.sums,
+                                                    ValueRange{row}))
+                     : Value(memref::LoadOp::create(b, loc, x.groupSums,
+                                                    ValueRange{row, g}));
+            Value eightI32 = arith::ConstantOp::create(
+                b, loc, b.getI32IntegerAttr(int8 ? 128 : 8));
             eightSums[t] = arith::MulIOp::create(b, loc, groupSum, eightI32);
           }
           offsets.push_back(vector::FromElementsOp::create(
@@ -1221,10 +1250,16 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
               ValueRange{eightSums[0], eightSums[1], eightSums[0],
                          eightSums[1]}));
         }
-        Value slab = index(b, loc, j * kLanes);
-        Value halfScales = vector::LoadOp::create(b, loc, halves, op.scale,
-                                                  ValueRange{p, g, slab});
-        Value scales = arith::ExtFOp::create(b, loc, lanes, halfScales);
+        Value scales;
+        if (int8) {
+          scales = loadLanes(b, loc, op.scale, ValueRange{vector.first},
+                             vector.second);
+        } else {
+          Value slab = index(b, loc, j * kLanes);
+          Value halfScales = vector::LoadOp::create(b, loc, halves, op.scale,
+                                                    ValueRange{p, g, slab});
+          scales = arith::ExtFOp::create(b, loc, lanes, halfScales);
+        }
         SmallVector<Value> next(acc.begin(), acc.end());
         for (int64_t m = 0; m < kPairs; ++m) {
           // Rows 2m and 2m + 1: [s(2m), s(2m), s(2m + 1), s(2m + 1)].
@@ -1240,7 +1275,6 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
         }
         scf::YieldOp::create(b, loc, next);
       });
-  auto vector = outputVector(b, loc, op, p, j);
   Value bias = biasOf(b, loc, op, vector);
   for (int64_t i = 0; i < int64_t(rows.size()); ++i) {
     // Token i's sums: lane t and 2 + t of every row pair of its pair, in

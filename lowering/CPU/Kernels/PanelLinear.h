@@ -96,8 +96,9 @@ struct PanelLinear {
   /// I4 on x86 without AVX512-VNNI: the quad products from AVX2's
   /// vpmaddubsw + vpmaddwd (their i16 pair sums would saturate for int8).
   bool avx2Madd = false;
-  /// I4 on AArch64 with i8mm: pairs of tokens go through `usmmla` (2 x 8
-  /// by 8 x 2 blocks), a lone token through the quad products.
+  /// I4 (and I8 with whole octets of inputs) on AArch64 with i8mm: pairs of
+  /// tokens go through `usmmla` (2 x 8 by 8 x 2 blocks), a lone token
+  /// through the quad products.
   bool armMatmul = false;
   /// I8 on AArch64: the dot-product instruction for the quads, if any.
   enum class ArmDot { None, Sdot, Usdot };
