@@ -299,22 +299,26 @@ def test_int4_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
 @pytest.mark.parametrize("cpu", ["generic", "generic+bf16"])
 def test_bf16_weights_with_bfdot(cpu, arm_run, synth_checkpoint, tmp_path):
     """bf16 panel linears on AArch64: with the bf16 extension `bfdot` multiplies the bf16
-    pairs (as vdpbf16ps on x86); either way the model matches the float64 reference that
+    pairs of a lone token (as vdpbf16ps on x86) and `bfmmla` pairs of tokens (2 rows x 4
+    inputs by 4 inputs x 2 tokens); either way the model matches the float64 reference that
     rounds those linears' inputs to bf16, as on x86-64 (test_e2e_cpu.py)."""
     from test_e2e_cpu import assert_rows_match
 
     checkpoint = synth_checkpoint("llama", dtype="bf16")
     artifact = compile_for(checkpoint, tmp_path / "model.xfmr", "--cpu", cpu)
-    assert ("bfdot" in mnemonics(artifact, tmp_path)) == cpu.endswith("+bf16")
-    prompt = list(range(3, 19))
-    ids, rows = greedy(arm_run, artifact, prompt, 8, tmp_path)
+    found = mnemonics(artifact, tmp_path)
+    assert ("bfdot" in found) == cpu.endswith("+bf16")
+    assert ("bfmmla" in found) == cpu.endswith("+bf16")
     panels = [t["name"] for t in artifact_manifest(artifact)["weights"]["tensors"]
               if t.get("panel")]
     assert panels
-    expected = reference.load(str(checkpoint), bf16_inputs=panels)
-    expected_ids, expected_rows = expected.generate_greedy(prompt, 8)
-    assert ids == list(expected_ids)
-    assert_rows_match(rows, expected_rows, bf16_inputs=True)
+    # 16 tokens: tiles of 4 through bfmmla; 7: tiles of 4, 2 (bfmmla) and 1 (bfdot).
+    for prompt in (list(range(3, 19)), list(range(3, 10))):
+        ids, rows = greedy(arm_run, artifact, prompt, 8, tmp_path)
+        expected = reference.load(str(checkpoint), bf16_inputs=panels)
+        expected_ids, expected_rows = expected.generate_greedy(prompt, 8)
+        assert ids == list(expected_ids)
+        assert_rows_match(rows, expected_rows, bf16_inputs=True)
 
 
 def host_has(flag):

@@ -112,10 +112,13 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
       }
       op.avx2Madd = weight.format == WeightFormat::I4 && !op.dotProducts &&
                     options.has("avx2");
-      // usmmla takes octets: int8 rows of whole octets only.
-      op.armMatmul = options.has("i8mm") &&
-                     (weight.format == WeightFormat::I4 ||
-                      (weight.format == WeightFormat::I8 && in % 8 == 0));
+      // usmmla takes octets: int8 rows of whole octets only; bfmmla quads
+      // of bf16 inputs (bf16 weights, not FP8's block-scaled codes).
+      op.armMatmul =
+          (options.has("i8mm") &&
+           (weight.format == WeightFormat::I4 ||
+            (weight.format == WeightFormat::I8 && in % 8 == 0))) ||
+          (op.armBFDot && weight.format == WeightFormat::BF16 && in % 4 == 0);
       if (kernel.int8Activations && options.has("i8mm"))
         op.armDot = PanelLinear::ArmDot::Usdot;
       else if (kernel.int8Activations && options.has("dotprod"))

@@ -1328,6 +1328,106 @@ void emitInt4PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
     memref::DeallocOp::create(b, loc, buffer);
 }
 
+/// bf16 weights with AArch64's bf16 extension, pairs of tokens (`rows`: 2
+/// or 4) against 16 rows (slab `j`) of panel `p`: `bfmmla` multiplies a
+/// 2 x 4 block of weights (two rows, input pairs 2m and 2m + 1 zipped, as
+/// emitInt4MatmulSlab zips quads) by a token pair's 4 bf16 inputs each into
+/// 2 x 2 f32 sums [r0 t0, r0 t1, r1 t0, r1 t1]; at the end the sums are
+/// unzipped into each token's 16 outputs. Needs in % 4 == 0.
+void emitBF16MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
+                        const Activations &x, Value p, int64_t j,
+                        ArrayRef<Value> rows) {
+  assert((rows.size() == 2 || rows.size() == 4) && op.in % 4 == 0 &&
+         "bfmmla multiplies pairs of tokens by whole quads of inputs");
+  int64_t tokenPairs = int64_t(rows.size()) / 2;
+  int64_t quads = op.in / 4;
+  auto pairWords = VectorType::get({kLanes}, b.getI32Type());
+  auto twoWords = VectorType::get({2}, b.getI32Type());
+  auto operand = VectorType::get({8}, b.getBF16Type());
+  auto pairSums = VectorType::get({4}, b.getF32Type());
+  constexpr int64_t kPairs = kLanes / 2; // row pairs of the slab
+  Value zero = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(pairSums, b.getF32FloatAttr(0)));
+  SmallVector<Value> init(tokenPairs * kPairs, zero);
+  Value firstQuad = index(b, loc, 0);
+  Value quadEnd = index(b, loc, quads);
+  Value one = index(b, loc, 1);
+  auto loop = scf::ForOp::create(
+      b, loc, firstQuad, quadEnd, one, init,
+      [&](OpBuilder &b, Location loc, Value m, ValueRange acc) {
+        SmallVector<Value> next(acc.begin(), acc.end());
+        // The slab's words (one bf16 pair a row) of input pairs 2m, 2m + 1.
+        Value evenPair = arith::MulIOp::create(b, loc, m, index(b, loc, 2));
+        Value oddPair =
+            arith::AddIOp::create(b, loc, evenPair, index(b, loc, 1));
+        Value slab = index(b, loc, j * 2 * kLanes);
+        auto wordsOf = [&](Value pair) -> Value {
+          Value bf16s = vector::LoadOp::create(
+              b, loc, VectorType::get({2 * kLanes}, b.getBF16Type()), op.w,
+              ValueRange{p, pair, slab});
+          return vector::BitCastOp::create(b, loc, pairWords, bf16s);
+        };
+        Value low = wordsOf(evenPair);
+        Value high = wordsOf(oddPair);
+        // Each pair's 4 inputs: two words a token.
+        SmallVector<Value> tokens;
+        for (int64_t pair = 0; pair < tokenPairs; ++pair) {
+          Value first = vector::LoadOp::create(
+              b, loc, twoWords, x.memref, ValueRange{rows[2 * pair], evenPair});
+          Value second =
+              vector::LoadOp::create(b, loc, twoWords, x.memref,
+                                     ValueRange{rows[2 * pair + 1], evenPair});
+          Value both = shuffle(b, loc, first, second, {0, 1, 2, 3});
+          tokens.push_back(vector::BitCastOp::create(b, loc, operand, both));
+        }
+        for (int64_t q = 0; q < 4; ++q) {
+          auto slice = [&](Value v) -> Value {
+            return vector::ExtractStridedSliceOp::create(
+                b, loc, v, ArrayRef<int64_t>{4 * q}, ArrayRef<int64_t>{4},
+                ArrayRef<int64_t>{1});
+          };
+          Value lowWords = slice(low);
+          Value highWords = slice(high);
+          for (int64_t half = 0; half < 2; ++half) {
+            Value zipped = shuffle(
+                b, loc, lowWords, highWords,
+                {2 * half, 4 + 2 * half, 2 * half + 1, 4 + 2 * half + 1});
+            Value weights = vector::BitCastOp::create(b, loc, operand, zipped);
+            for (int64_t pair = 0; pair < tokenPairs; ++pair) {
+              Value &sum = next[pair * kPairs + 2 * q + half];
+              sum = LLVM::CallIntrinsicOp::create(
+                        b, loc, pairSums,
+                        b.getStringAttr("llvm.aarch64.neon.bfmmla"),
+                        ValueRange{sum, weights, tokens[pair]})
+                        ->getResult(0);
+            }
+          }
+        }
+        scf::YieldOp::create(b, loc, next);
+      });
+  auto vector = outputVector(b, loc, op, p, j);
+  Value bias = biasOf(b, loc, op, vector);
+  SmallVector<int64_t> eightLanes, allLanes;
+  for (int64_t i = 0; i < 8; ++i)
+    eightLanes.push_back(i);
+  for (int64_t i = 0; i < 16; ++i)
+    allLanes.push_back(i);
+  for (int64_t i = 0; i < int64_t(rows.size()); ++i) {
+    int64_t pair = i / 2, t = i % 2;
+    SmallVector<Value> quadSums;
+    for (int64_t m = 0; m < kPairs; m += 2)
+      quadSums.push_back(shuffle(b, loc, loop.getResult(pair * kPairs + m),
+                                 loop.getResult(pair * kPairs + m + 1),
+                                 {t, 2 + t, 4 + t, 6 + t}));
+    Value low = shuffle(b, loc, quadSums[0], quadSums[1], eightLanes);
+    Value high = shuffle(b, loc, quadSums[2], quadSums[3], eightLanes);
+    Value y = shuffle(b, loc, low, high, allLanes);
+    if (bias)
+      y = arith::AddFOp::create(b, loc, y, bias);
+    storeOutput(b, loc, op, rows[i], vector, y);
+  }
+}
+
 } // namespace
 
 void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
@@ -1373,6 +1473,20 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
           panel.load = [&](OpBuilder &b, Location loc, Value k) {
             return bf16Pairs(b, loc, op, op.w, p, k);
           };
+          if (op.armMatmul) {
+            // bfmmla: tiles of 4 tokens (2 pairs), then 2, then 1 (bfdot).
+            forEachRowTile(
+                b, loc, tokens, 4,
+                [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
+                  if (rows.size() == 1) {
+                    emitDotTile(b, loc, op, x, p, rows, panel);
+                    return;
+                  }
+                  for (int64_t j = 0; j < op.panel / kLanes; ++j)
+                    emitBF16MatmulSlab(b, loc, op, x, p, j, rows);
+                });
+            return;
+          }
           allRows(b, loc,
                   [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
                     emitDotTile(b, loc, op, x, p, rows, panel);

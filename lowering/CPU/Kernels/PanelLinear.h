@@ -98,7 +98,9 @@ struct PanelLinear {
   bool avx2Madd = false;
   /// I4 (and I8 with whole octets of inputs) on AArch64 with i8mm: pairs of
   /// tokens go through `usmmla` (2 x 8 by 8 x 2 blocks), a lone token
-  /// through the quad products.
+  /// through the quad products. BF16 with `armBFDot` and whole quads of
+  /// inputs: pairs of tokens through `bfmmla` (2 x 4 by 4 x 2), a lone one
+  /// through `bfdot`.
   bool armMatmul = false;
   /// I8 on AArch64: the dot-product instruction for the quads, if any.
   enum class ArmDot { None, Sdot, Usdot };
