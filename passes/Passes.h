@@ -20,6 +20,12 @@ void populateFuseSwiGLUPatterns(mlir::RewritePatternSet &patterns);
 /// add(moe_experts, shared SwiGLU) -> moe_experts with shared(...).
 void populateFuseSharedExpertsPatterns(mlir::RewritePatternSet &patterns);
 
+/// Why xfmr-quantize-int8 and -int4 leave `weight` as it is ("" when they
+/// quantize it): only f32, bf16 and f16 weights whose names match no entry
+/// of `keep` are quantized.
+llvm::StringRef whyKeptForIntegerCodes(WeightOp weight,
+                                       llvm::ArrayRef<std::string> keep);
+
 /// xfmr-quantize-int8's rewrites (W8A8 linears and routed experts), keeping
 /// weights whose names contain one of `keep`.
 void populateQuantizeInt8Patterns(mlir::RewritePatternSet &patterns,

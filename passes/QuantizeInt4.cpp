@@ -26,18 +26,6 @@ using namespace xfmr;
 
 namespace {
 
-/// Why `weight` stays as it is ("" when it is quantized): only f32, bf16
-/// and f16 weights whose names match no entry of `keep` are.
-StringRef whyKept(WeightOp weight, ArrayRef<std::string> keep) {
-  Type element = weight.getType().getElementType();
-  if (!element.isF32() && !element.isBF16() && !element.isF16())
-    return "not a high-precision weight";
-  for (const std::string &name : keep)
-    if (weight.getName().contains(name))
-      return "kept by name";
-  return "";
-}
-
 struct QuantizeLinearInt4 : OpRewritePattern<LinearOp> {
   QuantizeLinearInt4(MLIRContext *context, int64_t group,
                      ArrayRef<std::string> keep)
@@ -48,7 +36,7 @@ struct QuantizeLinearInt4 : OpRewritePattern<LinearOp> {
     auto weight = linear.getWeight().getDefiningOp<WeightOp>();
     if (!weight || linear.getScale())
       return rewriter.notifyMatchFailure(linear, "not a checkpoint weight");
-    if (StringRef why = whyKept(weight, keep); !why.empty())
+    if (StringRef why = whyKeptForIntegerCodes(weight, keep); !why.empty())
       return rewriter.notifyMatchFailure(linear, why);
     if (linear.getInput().getDefiningOp<DequantizeOp>())
       return rewriter.notifyMatchFailure(linear, "input already quantized");

@@ -36,18 +36,6 @@ ScaleLayoutAttr rowLayout(MLIRContext *context, int64_t cols) {
   return ScaleLayoutAttr::get(context, ScaleKind::block, {1, cols});
 }
 
-/// Why `weight` stays as it is ("" when it is quantized): only f32, bf16
-/// and f16 weights whose names match no entry of `keep` are.
-StringRef whyKept(WeightOp weight, ArrayRef<std::string> keep) {
-  Type element = weight.getType().getElementType();
-  if (!element.isF32() && !element.isBF16() && !element.isF16())
-    return "not a high-precision weight";
-  for (const std::string &name : keep)
-    if (weight.getName().contains(name))
-      return "kept by name";
-  return "";
-}
-
 struct QuantizeLinearInt8 : OpRewritePattern<LinearOp> {
   QuantizeLinearInt8(MLIRContext *context, ArrayRef<std::string> keep)
       : OpRewritePattern(context), keep(keep) {}
@@ -57,7 +45,7 @@ struct QuantizeLinearInt8 : OpRewritePattern<LinearOp> {
     auto weight = linear.getWeight().getDefiningOp<WeightOp>();
     if (!weight || linear.getScale())
       return rewriter.notifyMatchFailure(linear, "not a checkpoint weight");
-    if (StringRef why = whyKept(weight, keep); !why.empty())
+    if (StringRef why = whyKeptForIntegerCodes(weight, keep); !why.empty())
       return rewriter.notifyMatchFailure(linear, why);
     if (linear.getInput().getDefiningOp<DequantizeOp>())
       return rewriter.notifyMatchFailure(linear, "input already quantized");
@@ -111,7 +99,7 @@ struct QuantizeExpertsInt8 : OpRewritePattern<MoEExpertsOp> {
       auto weight = stack.getDefiningOp<WeightOp>();
       if (!weight)
         return rewriter.notifyMatchFailure(experts, "not checkpoint weights");
-      if (StringRef why = whyKept(weight, keep); !why.empty())
+      if (StringRef why = whyKeptForIntegerCodes(weight, keep); !why.empty())
         return rewriter.notifyMatchFailure(experts, why);
     }
     ArrayRef<int64_t> gate =
@@ -174,6 +162,17 @@ struct QuantizeInt8Pass : xfmr::impl::QuantizeInt8Base<QuantizeInt8Pass> {
 };
 
 } // namespace
+
+StringRef xfmr::whyKeptForIntegerCodes(WeightOp weight,
+                                       ArrayRef<std::string> keep) {
+  Type element = weight.getType().getElementType();
+  if (!element.isF32() && !element.isBF16() && !element.isF16())
+    return "not a high-precision weight";
+  for (const std::string &name : keep)
+    if (weight.getName().contains(name))
+      return "kept by name";
+  return "";
+}
 
 void xfmr::populateQuantizeInt8Patterns(RewritePatternSet &patterns,
                                         ArrayRef<std::string> keep) {

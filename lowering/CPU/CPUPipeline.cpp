@@ -361,18 +361,12 @@ llvm::Expected<std::string> xfmr::linkSharedObject(llvm::StringRef object,
   if (::fstat(libraryFile.fd, &libraryStat) != 0 || libraryStat.st_size == 0)
     return llvm::createStringError("the linker " + *linker +
                                    " wrote no model code");
-  std::string library(static_cast<size_t>(libraryStat.st_size), '\0');
-  size_t done = 0;
-  while (done < library.size()) {
-    ssize_t n = ::pread(libraryFile.fd, library.data() + done,
-                        library.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return llvm::createStringError(
-          llvm::Twine("cannot read the linked model code: ") +
-          (n < 0 ? std::strerror(errno) : "short read"));
-    done += static_cast<size_t>(n);
-  }
-  return library;
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> library =
+      llvm::MemoryBuffer::getOpenFile(
+          llvm::sys::fs::convertFDToNativeFile(libraryFile.fd), libraryPath,
+          libraryStat.st_size);
+  if (!library)
+    return llvm::createStringError("cannot read the linked model code: " +
+                                   library.getError().message());
+  return (*library)->getBuffer().str();
 }

@@ -353,6 +353,23 @@ std::string fp8Key(const PackedTensor &t) {
          std::to_string(t.blockCols);
 }
 
+/// The largest |x| of rows [r0, r1) x columns [c0, c1) of a row-major
+/// matrix `cols` wide; false with `error` set on NaN or infinite input.
+bool blockMaxAbs(const double *values, int64_t cols, int64_t r0, int64_t r1,
+                 int64_t c0, int64_t c1, double &amax, std::string &error) {
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = c0; c < c1; ++c) {
+      double v = values[r * cols + c];
+      if (!std::isfinite(v)) {
+        error = std::string(std::isnan(v) ? "NaN" : "an infinity") + " at [" +
+                std::to_string(r) + ", " + std::to_string(c) + "]";
+        return false;
+      }
+      amax = std::max(amax, std::fabs(v));
+    }
+  return true;
+}
+
 /// Int8 block quantization of a row-major [rows, cols] matrix, as
 /// fp8::quantize does FP8: scale = float(max(max |x|, epsilon) / 127) per
 /// block, code = round_even(x / scale) clamped to [-127, 127]. Returns false
@@ -366,17 +383,8 @@ bool quantizeInt8(const double *values, int64_t rows, int64_t cols,
       int64_t r1 = std::min(rows, r0 + layout.blockRows);
       int64_t c1 = std::min(cols, c0 + layout.blockCols);
       double amax = 0;
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) {
-          double v = values[r * cols + c];
-          if (!std::isfinite(v)) {
-            error = std::string(std::isnan(v) ? "NaN" : "an infinity") +
-                    " at [" + std::to_string(r) + ", " + std::to_string(c) +
-                    "]";
-            return false;
-          }
-          amax = std::max(amax, std::fabs(v));
-        }
+      if (!blockMaxAbs(values, cols, r0, r1, c0, c1, amax, error))
+        return false;
       // Quantize against the scale as stored (f32).
       float scale = float(std::max(amax, fp8::kScaleEpsilon) / 127.0);
       scales[r0 / layout.blockRows * colBlocks + c0 / layout.blockCols] = scale;
@@ -403,17 +411,8 @@ bool quantizeInt4(const double *values, int64_t rows, int64_t cols,
       int64_t r1 = std::min(rows, r0 + layout.blockRows);
       int64_t c1 = std::min(cols, c0 + layout.blockCols);
       double amax = 0;
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) {
-          double v = values[r * cols + c];
-          if (!std::isfinite(v)) {
-            error = std::string(std::isnan(v) ? "NaN" : "an infinity") +
-                    " at [" + std::to_string(r) + ", " + std::to_string(c) +
-                    "]";
-            return false;
-          }
-          amax = std::max(amax, std::fabs(v));
-        }
+      if (!blockMaxAbs(values, cols, r0, r1, c0, c1, amax, error))
+        return false;
       uint16_t bits =
           float16::encodeF16(std::max(amax, fp8::kScaleEpsilon) / 7.0);
       double scale = float16::decodeF16(bits);

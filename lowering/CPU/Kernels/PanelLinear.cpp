@@ -877,35 +877,6 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
   }
 }
 
-void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
-                        const Int8Activations &x, Value p, int64_t j,
-                        ArrayRef<Value> rows);
-
-/// The whole W8A8 product: quantize the inputs, then tiles of rows against
-/// each panel (with i8mm, tiles of 4, 2 and 1 tokens: see
-/// emitInt4MatmulSlab).
-void emitInt8PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
-                         Value tokens) {
-  Int8Activations x = quantizeInt8Activations(b, loc, op, tokens);
-  int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
-  Value firstPanel = index(b, loc, 0);
-  Value panelEnd = index(b, loc, panels);
-  parallelFor(
-      b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
-        forEachRowTile(b, loc, tokens, op.armMatmul ? 4 : op.tileRows,
-                       [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
-                         if (!op.armMatmul || rows.size() == 1) {
-                           emitInt8Tile(b, loc, op, x, p, rows);
-                           return;
-                         }
-                         for (int64_t j = 0; j < op.panel / kLanes; ++j)
-                           emitInt4MatmulSlab(b, loc, op, x, p, j, rows);
-                       });
-      });
-  for (Value buffer : {x.codes, x.scales, x.sums})
-    memref::DeallocOp::create(b, loc, buffer);
-}
-
 /// The int32 sums of 16 rows x one input quad of a panel (`w`: 64 bytes,
 /// unsigned) with the broadcast quad `a` (signed codes), added to `sum`:
 /// vpdpbusd, usdot or sdot (exact for codes below 128: int4 nibbles),
@@ -1123,9 +1094,9 @@ Value shuffle(OpBuilder &b, Location loc, Value first, Value second,
 /// r1 t1]; 8 such sums a pair cover the slab. After each group they lose 8
 /// x each token's group code sum and are scaled into f32 sums; at the end
 /// the sums are unzipped into each token's 16 outputs.
-void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
-                        const Int8Activations &x, Value p, int64_t j,
-                        ArrayRef<Value> rows) {
+void emitIntegerMatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
+                           const Int8Activations &x, Value p, int64_t j,
+                           ArrayRef<Value> rows) {
   assert((rows.size() == 2 || rows.size() == 4) &&
          "usmmla multiplies pairs of tokens");
   int64_t tokenPairs = int64_t(rows.size()) / 2;
@@ -1148,8 +1119,11 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
       b, loc, DenseElementsAttr::get(pairSums, b.getI32IntegerAttr(0)));
   Value floatZero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(pairValues, b.getF32FloatAttr(0)));
-  Value lowNibbles = splat(b, loc, bytes, 0x0F);
-  Value four = splat(b, loc, bytes, 4);
+  Value lowNibbles, four;
+  if (!int8) {
+    lowNibbles = splat(b, loc, bytes, 0x0F);
+    four = splat(b, loc, bytes, 4);
+  }
   auto addOctet = [&](OpBuilder &b, Location loc, Value o,
                       SmallVector<Value> &sums) {
     Value slab = index(b, loc, j * 4 * kLanes);
@@ -1303,35 +1277,40 @@ void emitInt4MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
   }
 }
 
-/// The whole W4A8 product: quantize the inputs, then tiles of rows against
-/// each panel.
-void emitInt4PanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
-                         Value tokens) {
+/// The whole W8A8 or W4A8 product: quantize the inputs, then tiles of rows
+/// against each panel (with AArch64's i8mm, tiles of 4 tokens, 2 pairs
+/// sharing the zips, then 2, then 1 through the quad products).
+void emitIntegerPanelLinear(OpBuilder &b, Location loc, const PanelLinear &op,
+                            Value tokens) {
   Int8Activations x = quantizeInt8Activations(b, loc, op, tokens);
+  bool int4 = op.format == WeightFormat::I4;
   int64_t panels = llvm::divideCeilSigned(op.out, op.panel);
   Value firstPanel = index(b, loc, 0);
   Value panelEnd = index(b, loc, panels);
   parallelFor(
       b, loc, firstPanel, panelEnd, [&](OpBuilder &b, Location loc, Value p) {
-        // i8mm: 4 tokens (2 pairs sharing the zips), then 2, then 1.
         forEachRowTile(b, loc, tokens, op.armMatmul ? 4 : op.tileRows,
                        [&](OpBuilder &b, Location loc, ArrayRef<Value> rows) {
                          if (!op.armMatmul || rows.size() == 1) {
-                           emitInt4Tile(b, loc, op, x, p, rows);
+                           if (int4)
+                             emitInt4Tile(b, loc, op, x, p, rows);
+                           else
+                             emitInt8Tile(b, loc, op, x, p, rows);
                            return;
                          }
                          for (int64_t j = 0; j < op.panel / kLanes; ++j)
-                           emitInt4MatmulSlab(b, loc, op, x, p, j, rows);
+                           emitIntegerMatmulSlab(b, loc, op, x, p, j, rows);
                        });
       });
   for (Value buffer : {x.codes, x.scales, x.sums, x.groupSums})
-    memref::DeallocOp::create(b, loc, buffer);
+    if (buffer)
+      memref::DeallocOp::create(b, loc, buffer);
 }
 
 /// bf16 weights with AArch64's bf16 extension, pairs of tokens (`rows`: 2
 /// or 4) against 16 rows (slab `j`) of panel `p`: `bfmmla` multiplies a
 /// 2 x 4 block of weights (two rows, input pairs 2m and 2m + 1 zipped, as
-/// emitInt4MatmulSlab zips quads) by a token pair's 4 bf16 inputs each into
+/// emitIntegerMatmulSlab zips quads) by a token pair's 4 bf16 inputs each into
 /// 2 x 2 f32 sums [r0 t0, r0 t1, r1 t0, r1 t1]; at the end the sums are
 /// unzipped into each token's 16 outputs. Needs in % 4 == 0.
 void emitBF16MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
@@ -1436,13 +1415,13 @@ void xfmr::kernels::emitPanelLinear(OpBuilder &b, Location loc,
     assert(op.panel % kLanes == 0 && !op.bf16Activations &&
            op.groupSize % 8 == 0 &&
            "int4 panels hold whole vectors of sums and groups of octets");
-    emitInt4PanelLinear(b, loc, op, memref::DimOp::create(b, loc, op.x, 0));
+    emitIntegerPanelLinear(b, loc, op, memref::DimOp::create(b, loc, op.x, 0));
     return;
   }
   if (op.format == WeightFormat::I8) {
     assert(op.panel % kLanes == 0 && !op.bf16Activations &&
            "int8 panels hold whole vectors of int32 sums");
-    emitInt8PanelLinear(b, loc, op, memref::DimOp::create(b, loc, op.x, 0));
+    emitIntegerPanelLinear(b, loc, op, memref::DimOp::create(b, loc, op.x, 0));
     return;
   }
   assert(op.panel % (2 * kLanes) == 0 && "panels hold pairs of sum vectors");

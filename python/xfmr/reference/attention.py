@@ -207,3 +207,14 @@ class MLAttention:
         mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
         out = attend(q, keys, values, mask, self.scale)
         return linear(out.transpose(1, 0, 2).reshape(steps, h * self.v_dim), self.wo, self.bo)
+
+
+def map_linear_weights(attn, fn) -> None:
+    """Replaces each weight of `attn` that the compiler lowers to an xfmr.linear (q/k/v/o;
+    MLA's query and KV projections and o, not kv_b, which MLA attention reads itself) with
+    fn(weight): how the quantization emulations rewrite attention."""
+    names = (("wq", "wk", "wv", "wo") if isinstance(attn, GQAttention)
+             else ("wq_a", "wq_b", "wq", "wkv_a", "wo"))
+    for name in names:
+        if getattr(attn, name, None) is not None:
+            setattr(attn, name, fn(getattr(attn, name)))

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..safetensors import decode_f8_e4m3, encode_f8_e4m3
-from .attention import GQAttention, MLAttention
+from .attention import MLAttention, map_linear_weights
 from .mlp import SwiGLU
 
 MAX_E4M3 = 448.0
@@ -110,13 +110,8 @@ def apply_fp8(model, granularity: str = "block", block: Sequence[int] = (128, 12
     del keep  # the embedding and the LM head are not linear layers of the blocks below
     for layer in model.layers:
         attn = layer.attn
-        if isinstance(attn, GQAttention):
-            for name in ("wq", "wk", "wv", "wo"):
-                setattr(attn, name, linear_weight(getattr(attn, name)))
-        elif isinstance(attn, MLAttention):
-            for name in ("wq_a", "wq_b", "wq", "wkv_a", "wo"):
-                if getattr(attn, name, None) is not None:
-                    setattr(attn, name, linear_weight(getattr(attn, name)))
+        map_linear_weights(attn, linear_weight)
+        if isinstance(attn, MLAttention):
             attn.wkv_b = linear_weight(attn.wkv_b, with_activations=False)
         mlp = layer.mlp
         if isinstance(mlp, SwiGLU):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import GQAttention, MLAttention
+from .attention import map_linear_weights
 from .int8 import Int8Weight, quantize_rows
 from .mlp import SwiGLU
 
@@ -61,14 +61,7 @@ def apply_int4(model, group: int = GROUP, head: str = "int8") -> None:
         return _mark(quantize_rows(w))
 
     for layer in model.layers:
-        attn = layer.attn
-        if isinstance(attn, GQAttention):
-            for name in ("wq", "wk", "wv", "wo"):
-                setattr(attn, name, linear_weight(getattr(attn, name)))
-        elif isinstance(attn, MLAttention):
-            for name in ("wq_a", "wq_b", "wq", "wkv_a", "wo"):
-                if getattr(attn, name, None) is not None:
-                    setattr(attn, name, linear_weight(getattr(attn, name)))
+        map_linear_weights(layer.attn, linear_weight)
         mlp = layer.mlp
         dense = [mlp] if isinstance(mlp, SwiGLU) else []
         if getattr(mlp, "shared", None) is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import GQAttention, MLAttention
+from .attention import map_linear_weights
 from .mlp import SwiGLU
 
 EPSILON = 1e-12
@@ -49,14 +49,7 @@ def apply_int8(model) -> None:
         return _mark(quantize_rows(w))
 
     for layer in model.layers:
-        attn = layer.attn
-        if isinstance(attn, GQAttention):
-            for name in ("wq", "wk", "wv", "wo"):
-                setattr(attn, name, linear_weight(getattr(attn, name)))
-        elif isinstance(attn, MLAttention):
-            for name in ("wq_a", "wq_b", "wq", "wkv_a", "wo"):
-                if getattr(attn, name, None) is not None:
-                    setattr(attn, name, linear_weight(getattr(attn, name)))
+        map_linear_weights(layer.attn, linear_weight)
         mlp = layer.mlp
         experts = [mlp] if isinstance(mlp, SwiGLU) else list(mlp.experts)
         if getattr(mlp, "shared", None) is not None:

@@ -427,6 +427,20 @@ TEST_F(KernelTest, PanelLinearFP8) {
   }
 }
 
+/// A token's int8 codes and scale, as xfmr.quantize computes them in f32
+/// (scale = max(max |x|, 1e-12) / 127): what the W8A8 and W4A8 kernels
+/// multiply.
+std::vector<double> tokenCodes(const double *x, int64_t in, float &scale) {
+  float amax = 0;
+  for (int64_t k = 0; k < in; ++k)
+    amax = std::max(amax, std::fabs(float(x[k])));
+  scale = std::max(amax, 1e-12f) / 127.0f;
+  std::vector<double> q(in);
+  for (int64_t k = 0; k < in; ++k)
+    q[k] = std::clamp<double>(std::nearbyint(float(x[k]) / scale), -127, 127);
+  return q;
+}
+
 // W8A8: int8 codes in panels of quads (code + 128) with a scale per row, the
 // input quantized per token by the kernel itself. Variants: VNNI (`vpdpbusd`)
 // and int32 multiplies (x86-64-v3); with and without a bias. An input length
@@ -474,15 +488,8 @@ TEST_F(KernelTest, PanelLinearInt8) {
       (*kernel)(operands);
       std::vector<double> actual = readF32(output);
       for (int64_t t = 0; t < tokens; ++t) {
-        // The input's codes, as xfmr.quantize computes them in f32.
-        float amax = 0;
-        for (int64_t k = 0; k < in; ++k)
-          amax = std::max(amax, std::fabs(float(x[t * in + k])));
-        float scale = std::max(amax, 1e-12f) / 127.0f;
-        std::vector<double> q(in);
-        for (int64_t k = 0; k < in; ++k)
-          q[k] = std::clamp<double>(
-              std::nearbyint(float(x[t * in + k]) / scale), -127, 127);
+        float scale;
+        std::vector<double> q = tokenCodes(&x[t * in], in, scale);
         for (int64_t n = 0; n < out; ++n) {
           double sum = 0;
           for (int64_t k = 0; k < in; ++k)
@@ -562,14 +569,8 @@ TEST_F(KernelTest, PanelLinearInt4) {
       (*kernel)(operands);
       std::vector<double> actual = readF32(output);
       for (int64_t t = 0; t < tokens; ++t) {
-        float amax = 0;
-        for (int64_t k = 0; k < in; ++k)
-          amax = std::max(amax, std::fabs(float(x[t * in + k])));
-        float scale = std::max(amax, 1e-12f) / 127.0f;
-        std::vector<double> q(in);
-        for (int64_t k = 0; k < in; ++k)
-          q[k] = std::clamp<double>(
-              std::nearbyint(float(x[t * in + k]) / scale), -127, 127);
+        float scale;
+        std::vector<double> q = tokenCodes(&x[t * in], in, scale);
         for (int64_t n = 0; n < out; ++n) {
           double sum = 0;
           for (int64_t g = 0; g < groups; ++g) {

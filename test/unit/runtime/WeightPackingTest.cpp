@@ -265,20 +265,20 @@ TEST_F(WeightPackingTest, QuantizesInt4Groups) {
                           -14, 3,   2,   1,    0.0f,  0.0f};
   source.add("w", "F32", {2, 6},
              std::string(reinterpret_cast<const char *>(w.data()), 48));
-  PackedTensor codes = tensor("w", 0, 1 * 2 * 4, "i4", {2, 6});
-  codes.transform = "int4_codes";
-  codes.sourceDtype = "f32";
-  codes.sourceShape = {2, 6};
-  codes.blockRows = 1;
-  codes.blockCols = 4;
-  codes.panel = 2;
-  PackedTensor scales = tensor("w", 64, 1 * 2 * 2 * 2, "f16", {2, 2});
-  scales.transform = "int4_scales";
-  scales.sourceDtype = "f32";
-  scales.sourceShape = {2, 6};
-  scales.blockRows = 1;
-  scales.blockCols = 4;
-  scales.panel = 2;
+  // Codes and scales of `w` in groups [1, 4], in panels of 2 rows.
+  auto part = [](uint64_t offset, uint64_t bytes, const std::string &dtype,
+                 std::vector<int64_t> shape, const std::string &transform) {
+    PackedTensor t = tensor("w", offset, bytes, dtype, std::move(shape));
+    t.transform = transform;
+    t.sourceDtype = "f32";
+    t.sourceShape = {2, 6};
+    t.blockRows = 1;
+    t.blockCols = 4;
+    t.panel = 2;
+    return t;
+  };
+  PackedTensor codes = part(0, 1 * 2 * 4, "i4", {2, 6}, "int4_codes");
+  PackedTensor scales = part(64, 1 * 2 * 2 * 2, "f16", {2, 2}, "int4_scales");
   std::string blob;
   ASSERT_EQ(pack({codes, scales}, 128, source, blob), "");
   auto nibble = [&](int r, int c) {
@@ -300,7 +300,6 @@ TEST_F(WeightPackingTest, QuantizesInt4Groups) {
   EXPECT_EQ(scaleAt(0, 0), 1.0);
   EXPECT_EQ(scaleAt(1, 0), 2.0);
   EXPECT_EQ(scaleAt(0, 1), 0.0); // 1e-9 / 7 is below f16's subnormals
-  // Int4 codes without panels are refused when the plan is read.
 }
 
 TEST_F(WeightPackingTest, StoresMatricesInPanels) {
@@ -367,6 +366,21 @@ TEST_F(WeightPackingTest, ReadsThePlanWithClearErrors) {
   EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
       "bytes": 4, "dtype": "bf16", "shape": [1, 2], "panel": 0}]}})"),
                   "manifest tensor 'w'.panel");
+  // Int4 codes exist in panels only, with dtype i4; their scales are f16.
+  EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
+      "bytes": 4, "dtype": "i4", "shape": [1, 8], "transform": "int4_codes",
+      "source_dtype": "f32", "source_shape": [1, 8], "block": [1, 8]}]}})"),
+                  "int4 weights are stored in panels only");
+  EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
+      "bytes": 4, "dtype": "i8", "shape": [1, 8], "transform": "int4_codes",
+      "source_dtype": "f32", "source_shape": [1, 8], "block": [1, 8],
+      "panel": 64}]}})"),
+                  "transform 'int4_codes' does not make dtype 'i8'");
+  EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
+      "bytes": 4, "dtype": "f32", "shape": [1, 1], "transform": "int4_scales",
+      "source_dtype": "f32", "source_shape": [1, 8], "block": [1, 8],
+      "panel": 64}]}})"),
+                  "transform 'int4_scales' does not make dtype 'f32'");
 }
 
 } // namespace
