@@ -30,6 +30,7 @@ public:
     target.cpu = options.cpu.empty() ? (arch == "aarch64" ? "generic" : "native")
                                      : options.cpu;
     target.optLevel = options.optLevel;
+    target.sveBits = options.sveBits;
     lowering.weightPanels = options.cpuOnly;
     lowering.precise = options.precise;
     if (Error error = resolveCPUTarget(target))
@@ -43,7 +44,7 @@ public:
 
   TargetAttr getTarget(mlir::MLIRContext *context) const override {
     return TargetAttr::get(context, "cpu", target.triple, target.cpuName,
-                           target.features);
+                           target.features, target.sveBits);
   }
 
   void buildLoweringPipeline(mlir::OpPassManager &pm) const override {
@@ -51,7 +52,10 @@ public:
   }
 
   std::string describe() const override {
-    return "code for " + target.triple + ", cpu " + target.cpuName +
+    std::string sve = target.sveBits
+                          ? ", " + std::to_string(target.sveBits) + "-bit SVE"
+                          : "";
+    return "code for " + target.triple + ", cpu " + target.cpuName + sve +
            " (LLVM -O" + std::to_string(target.optLevel) + ")";
   }
 
@@ -77,6 +81,8 @@ public:
                                    {"triple", target.triple},
                                    {"cpu", target.cpuName},
                                    {"features", target.features}};
+    if (target.sveBits)
+      result.manifest["sve_bits"] = int64_t(target.sveBits);
     return result;
   }
 

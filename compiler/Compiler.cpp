@@ -575,6 +575,8 @@ Error xfmr::compileModel(const CompileOptions &options,
       {"kv_sinks", options.kvSinks},
       {"moe", options.moe.empty() ? std::string("sparse") : options.moe},
       {"quantize_options", options.quantizeOptions}};
+  if (options.sveBits >= 0)
+    contents.compileOptions["sve_bits"] = int64_t(options.sveBits);
   contents.modelExtras = std::move(modelExtras);
   contents.stripWeights = options.stripWeights;
   uint64_t size = 0;

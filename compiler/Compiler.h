@@ -33,6 +33,9 @@ struct CompileOptions {
   /// the host code of GPU targets takes the last entry, and x86-64-v2 by
   /// default (it must run on whatever machine holds the GPU).
   std::string cpu;
+  /// AArch64: the SVE vector length (bits) to specialize the code for: 256
+  /// or 512, 0 for none, -1 for the CPU's own (CPUTarget::sveBits).
+  int sveBits = -1;
   /// KV-cache capacity in tokens; 0 takes max_position_embeddings.
   int64_t context = 0;
   /// For .mlir models: the checkpoint folder holding the weights.

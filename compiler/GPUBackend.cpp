@@ -156,7 +156,7 @@ public:
   }
 
   TargetAttr getTarget(mlir::MLIRContext *context) const override {
-    return TargetAttr::get(context, kind, deviceTriple(), chip, "");
+    return TargetAttr::get(context, kind, deviceTriple(), chip, "", 0);
   }
 
   void buildLoweringPipeline(mlir::OpPassManager &pm) const override {

@@ -208,7 +208,8 @@ void compile(const std::string &model, const std::string &output,
              const std::string &mlaCache, int64_t kvWindow, int64_t kvSinks,
              const std::string &moe, const std::string &mlaAbsorb,
              bool stripWeights, bool precise, const std::string &tokenizer,
-             const py::object &progress, const py::object &warning) {
+             int sveBits, const py::object &progress,
+             const py::object &warning) {
   CompileOptions options;
   options.model = model;
   options.output = output;
@@ -229,6 +230,7 @@ void compile(const std::string &model, const std::string &output,
   options.stripWeights = stripWeights;
   options.precise = precise;
   options.tokenizer = tokenizer;
+  options.sveBits = sveBits;
 
   // A failing callback stops reporting; its exception is raised after the
   // compiler returns (the compiler cannot be unwound through).
@@ -602,8 +604,8 @@ PYBIND11_MODULE(_xfmr, m) {
         py::arg("quantize"), py::arg("quantize_options"), py::arg("kv_cache"),
         py::arg("mla_cache"), py::arg("kv_window"), py::arg("kv_sinks"),
         py::arg("moe"), py::arg("mla_absorb"), py::arg("strip_weights"),
-        py::arg("precise"), py::arg("tokenizer"), py::arg("progress"),
-        py::arg("warning"),
+        py::arg("precise"), py::arg("tokenizer"), py::arg("sve_bits"),
+        py::arg("progress"), py::arg("warning"),
         "Compiles a checkpoint folder or .mlir file into an artifact "
         "(xfmr::compileModel). Releases the GIL.");
   m.def(
@@ -710,6 +712,7 @@ PYBIND11_MODULE(_xfmr, m) {
                                d["cpu"] = t.cpu;
                                d["features"] = t.features;
                                d["chip"] = t.chip;
+                               d["sve_bits"] = t.sveBits;
                                return d;
                              })
       .def_property_readonly("kv_cache_bytes", &Artifact::kvCacheBytes)

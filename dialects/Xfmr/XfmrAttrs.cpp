@@ -183,6 +183,20 @@ MemoryPlanAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
+LogicalResult TargetAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                 StringRef kind, StringRef triple, StringRef,
+                                 StringRef, int64_t sveBits) {
+  if (sveBits == 0)
+    return success();
+  if (sveBits != 256 && sveBits != 512)
+    return emitError() << "sve_bits must be 256 or 512 (or 0: none), got "
+                       << sveBits;
+  if (kind != "cpu" || !triple.starts_with("aarch64"))
+    return emitError() << "sve_bits applies to AArch64 CPU code, not '" << kind
+                       << "' for '" << triple << "'";
+  return success();
+}
+
 bool TargetAttr::hasFeature(StringRef feature) const {
   SmallVector<StringRef> features;
   getFeatures().split(features, ',', -1, /*KeepEmpty=*/false);

@@ -113,8 +113,10 @@ def Xfmr_TargetAttr : Xfmr_Attr<"Target", "target"> {
     The module attribute `xfmr.target`: the back end (`kind`: `cpu` today;
     `cuda`, `rocm`, `vulkan` later), the LLVM target triple, the chip (an
     LLVM CPU name such as `znver4`, later `sm_90a` or `gfx942`) and the ISA
-    features the code may use (LLVM's `+feature` list). The compile driver
-    sets it from `--target`/`--cpu`; kernel lowering picks kernels by it.
+    features the code may use (LLVM's `+feature` list), and on AArch64 the
+    SVE vector length the code assumes (`sve_bits`, omitted when 0: any
+    length). The compile driver sets it from `--target`, `--cpu` and
+    `--sve-bits`; kernel lowering picks kernels by it.
     ```mlir
     module attributes {xfmr.target = #xfmr.target<kind = "cpu",
         triple = "x86_64-pc-linux-gnu", chip = "znver4",
@@ -125,9 +127,13 @@ def Xfmr_TargetAttr : Xfmr_Attr<"Target", "target"> {
     StringRefParameter<"back end kind">:$kind,
     StringRefParameter<"LLVM target triple">:$triple,
     StringRefParameter<"chip: LLVM CPU or GPU name">:$chip,
-    StringRefParameter<"comma-separated +feature list", "\"\"">:$features
+    StringRefParameter<"comma-separated +feature list", "\"\"">:$features,
+    DefaultValuedParameter<"int64_t", "0",
+        "AArch64: the SVE vector length in bits the code is specialized for "
+        "(256 or 512); 0: none (any length, NEON kernels)">:$sve_bits
   );
   let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
   let extraClassDeclaration = [{
     /// Whether `features` lists `+feature`.
     bool hasFeature(::llvm::StringRef feature) const;

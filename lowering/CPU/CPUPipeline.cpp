@@ -13,6 +13,7 @@
 #include "mlir/Target/LLVMIR/Export.h"
 #include "mlir/Transforms/Passes.h"
 
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/MCSubtargetInfo.h"
@@ -41,6 +42,39 @@ using namespace mlir;
 /// (HWCAP): those the kernels and LLVM's vectorizer may use.
 static const char *const kAArch64Features[] = {
     "fp-armv8", "neon", "fullfp16", "dotprod", "i8mm", "bf16", "sve", "sve2"};
+
+/// The SVE vector length of CPUs that have one length only, wider than
+/// NEON's 128 bits: there, SVE kernels do twice or four times the work of
+/// NEON's per instruction.
+static int fixedSVEBits(llvm::StringRef cpu) {
+  return llvm::StringSwitch<int>(cpu)
+      .Case("neoverse-v1", 256) // AWS Graviton3
+      .Case("a64fx", 512)
+      .Default(0);
+}
+
+/// Checks --sve-bits against the CPU (or takes the CPU's own length).
+static llvm::Error resolveSVEBits(xfmr::CPUTarget &target, bool hasSVE) {
+  if (target.sveBits < 0) {
+    target.sveBits = hasSVE ? fixedSVEBits(target.cpuName) : 0;
+    return llvm::Error::success();
+  }
+  auto invalid = [&](const llvm::Twine &why) {
+    return llvm::createStringError(
+        std::make_error_code(std::errc::invalid_argument),
+        "--sve-bits " + llvm::Twine(target.sveBits) + ": " + why);
+  };
+  if (target.sveBits != 0 && target.sveBits != 256 && target.sveBits != 512)
+    return invalid("the kernels take SVE vectors of 256 or 512 bits (their "
+                   "512-bit vectors split into whole SVE registers), or 0 "
+                   "for none; at 128 bits the NEON kernels run the same "
+                   "instructions");
+  if (target.sveBits != 0 && !hasSVE)
+    return invalid("cpu '" + target.cpu +
+                   "' has no SVE (add +sve, or name an SVE CPU such as "
+                   "neoverse-v1)");
+  return llvm::Error::success();
+}
 
 /// "NAME[+EXT...]" for AArch64: the CPU's own extensions and the ones
 /// named, as the features the runtime checks.
@@ -80,7 +114,7 @@ static llvm::Error resolveAArch64CPU(xfmr::CPUTarget &target,
   for (const char *name : kAArch64Features)
     if (enabled.count(name))
       features.push_back(std::string("+") + name);
-  return llvm::Error::success();
+  return resolveSVEBits(target, enabled.count("sve") != 0);
 }
 
 bool xfmr::isCrossTarget(const CPUTarget &target) {
@@ -148,6 +182,14 @@ llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
       for (llvm::StringRef name : names)
         features.push_back(name.str());
     }
+  }
+  if (!triple.isAArch64() || target.cpu == "native") {
+    if (target.sveBits > 0)
+      return llvm::createStringError(
+          std::make_error_code(std::errc::invalid_argument),
+          "--sve-bits applies to code for AArch64 CPUs named with --cpu "
+          "(--target cpu:aarch64)");
+    target.sveBits = 0;
   }
   llvm::sort(features);
   target.features = llvm::join(features, ",");
@@ -243,6 +285,16 @@ llvm::Expected<std::string> xfmr::emitObject(ModuleOp module,
                                    target.cpuName + "'");
   llvmModule->setDataLayout(machine->createDataLayout());
   llvmModule->setTargetTriple(triple);
+  // Code for one SVE vector length: LLVM then keeps the kernels' 512-bit
+  // vectors in whole SVE registers and the SVE intrinsics' scalable operands
+  // are those registers (the runtime sets the length, or refuses the CPU).
+  if (target.sveBits > 0) {
+    unsigned vscale = target.sveBits / 128;
+    for (llvm::Function &function : *llvmModule)
+      if (!function.isDeclaration())
+        function.addFnAttr(llvm::Attribute::getWithVScaleRangeArgs(
+            llvmContext, vscale, vscale));
+  }
 
   // The standard optimization pipeline (vectorization, inlining, unrolling).
   llvm::LoopAnalysisManager lam;

@@ -24,7 +24,12 @@ struct CPUTarget {
   std::string cpu = "x86-64-v2";
   /// LLVM optimization level 0-3.
   unsigned optLevel = 3;
-  /// Resolved by resolveCPUTarget: the triple, CPU name and features.
+  /// AArch64: the SVE vector length in bits to specialize the code for (256
+  /// or 512), 0 for none (NEON kernels; the code runs at any length), or -1
+  /// for the CPU's own: 256 for neoverse-v1, 512 for a64fx, none otherwise.
+  int sveBits = -1;
+  /// Resolved by resolveCPUTarget: the triple, CPU name and features, and
+  /// sveBits (0, 256 or 512).
   std::string triple, cpuName, features;
 };
 

@@ -13,7 +13,7 @@ TargetAttr xfmr::getModuleTarget(ModuleOp module) {
   if (auto target = module->getAttrOfType<TargetAttr>(kTargetAttrName))
     return target;
   return TargetAttr::get(module.getContext(), "cpu", "x86_64-unknown-linux-gnu",
-                         "x86-64-v2", "");
+                         "x86-64-v2", "", 0);
 }
 
 KernelTarget::~KernelTarget() = default;

@@ -27,7 +27,8 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             progress: Optional[Callable[[str], None]] = None,
             dump_ir_after: Optional[str] = None,
             strip_weights: bool = False, precise: bool = False,
-            tokenizer: Optional[_args.PathLike] = None) -> Union[Artifact, str]:
+            tokenizer: Optional[_args.PathLike] = None,
+            sve_bits: Optional[int] = None) -> Union[Artifact, str]:
     """Compiles `model` into an artifact and returns it loaded, like `xfmr-compile`.
 
     model: a Hugging Face checkpoint folder, or an .mlir file of xfmr IR whose weights come
@@ -46,6 +47,10 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     context: KV-cache capacity in tokens, at most 2**31 - 1; 0 takes the model's
         max_position_embeddings (a larger context than that warns: `xfmr.CompileWarning`).
     opt_level: LLVM optimization level, 0 to 3.
+    sve_bits: for target "cpu:aarch64" with an SVE CPU, the SVE vector length in bits the
+        code is specialized for, like `--sve-bits`: 256 or 512 (SVE kernels; the runtime
+        sets that length, or refuses a CPU without it), 0 (NEON kernels, any length), or
+        None for the CPU's own (256 for neoverse-v1, 512 for a64fx, else 0).
     quantize: None, "fp8" for the DeepSeek-V3 recipe (E4M3 weights in 128x128 blocks,
         activations per token in groups of 128), like `xfmr-compile --quantize fp8`, or
         "int8" (W8A8 for CPUs: int8 weights with a scale per output channel, int8
@@ -173,6 +178,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
     if kv_sinks and not kv_window:
         raise InvalidArgumentError("kv_sinks needs kv_window (the sinks of an evicting cache)")
     opt_level = _args.integer(opt_level, "opt_level", 0, 3)
+    sve_bits = -1 if sve_bits is None else _args.integer(sve_bits, "sve_bits", 0, 2048)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {type(progress).__name__}")
     if dump_ir_after is not None and not isinstance(dump_ir_after, str):
@@ -204,7 +210,7 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
                          "" if kv_cache in (None, "f32") else kv_cache, mla_cache or "",
                          kv_window, kv_sinks, moe or "", mla_absorb or "", strip_weights,
                          precise, "" if tokenizer is None else _args.path(tokenizer, "tokenizer"),
-                         progress,
+                         sve_bits, progress,
                          lambda line: warnings.warn(line, CompileWarning, stacklevel=3))
         if strip_weights:
             return output

@@ -115,7 +115,8 @@ class Artifact:
 
     @property
     def target(self) -> Dict[str, str]:
-        """{"kind", "triple", "cpu", "features"} the code was compiled for."""
+        """{"kind", "triple", "cpu", "features", "chip", "sve_bits"} the code was compiled for
+        (sve_bits: the SVE vector length of AArch64 code for one, else 0)."""
         return self._native.target
 
     @property

@@ -382,6 +382,8 @@ void Artifact::readManifest(const OpenOptions &options) {
     c.info.cpu = r.optionalString(target, where, "cpu");
     c.info.features = r.optionalString(target, where, "features");
     c.info.chip = r.optionalString(target, where, "chip");
+    if (r.optional(target, "sve_bits"))
+      c.info.sveBits = r.integer(target, where, "sve_bits", 128, 2048);
     c.codeSize = header_.codeSize;
     if (r.optional(target, "code_offset")) {
       c.codeOffset = static_cast<uint64_t>(

@@ -268,7 +268,9 @@ bool xfmr::runtime::enableAmxTiles() {
 
 #elif defined(__aarch64__)
 
+#include <asm/hwcap.h>
 #include <sys/auxv.h>
+#include <sys/prctl.h>
 
 namespace {
 /// Where Linux reports an AArch64 extension (asm/hwcap.h), by LLVM's name.
@@ -297,6 +299,42 @@ bool xfmr::runtime::isSystemFeature(const std::string &) { return false; }
 
 bool xfmr::runtime::enableAmxTiles() { return false; }
 
+int64_t xfmr::runtime::sveVectorBits() {
+  static const bool hasSVE = getauxval(AT_HWCAP) & HWCAP_SVE;
+  if (!hasSVE)
+    return 0;
+  // One instruction (the vector's bytes), no system call: cheap enough to
+  // check before every step and parallel region.
+  uint64_t bytes;
+  asm volatile(".arch_extension sve\n\tcntb %0" : "=r"(bytes));
+  return 8 * int64_t(bytes);
+}
+
+bool xfmr::runtime::setSveVectorBits(int64_t bits) {
+  int64_t before = sveVectorBits();
+  if (before == bits)
+    return true;
+  if (before == 0)
+    return false;
+  // Linux takes the longest length the CPU supports up to the one asked
+  // for: anything else is put back.
+  ::prctl(PR_SVE_SET_VL, bits / 8);
+  if (sveVectorBits() == bits)
+    return true;
+  ::prctl(PR_SVE_SET_VL, before / 8);
+  return false;
+}
+
+int64_t xfmr::runtime::longestSveVectorBits() {
+  int64_t before = sveVectorBits();
+  if (before == 0)
+    return 0;
+  ::prctl(PR_SVE_SET_VL, 2048 / 8); // the architecture's longest
+  int64_t longest = sveVectorBits();
+  ::prctl(PR_SVE_SET_VL, before / 8);
+  return longest;
+}
+
 #else
 
 int xfmr::runtime::hostHasFeature(const std::string &) { return -1; }
@@ -304,5 +342,15 @@ int xfmr::runtime::hostHasFeature(const std::string &) { return -1; }
 bool xfmr::runtime::isSystemFeature(const std::string &) { return false; }
 
 bool xfmr::runtime::enableAmxTiles() { return false; }
+
+#endif
+
+#if !defined(__aarch64__)
+
+int64_t xfmr::runtime::sveVectorBits() { return 0; }
+
+bool xfmr::runtime::setSveVectorBits(int64_t) { return false; }
+
+int64_t xfmr::runtime::longestSveVectorBits() { return 0; }
 
 #endif

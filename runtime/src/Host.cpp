@@ -84,7 +84,8 @@ std::string xfmr::runtime::tripleMismatch(const std::string &triple) {
 }
 
 std::string xfmr::runtime::cpuMismatch(const std::string &cpu,
-                                       const std::string &features) {
+                                       const std::string &features,
+                                       int64_t sveBits) {
   std::vector<std::string> missing, unknown;
   bool tiles = false;
   for (const std::string &feature : split(features, ',')) {
@@ -119,5 +120,19 @@ std::string xfmr::runtime::cpuMismatch(const std::string &cpu,
   if (tiles && !enableAmxTiles())
     return target + ", which uses AMX tiles, and the OS refused them to " +
            "this process (arch_prctl ARCH_REQ_XCOMP_PERM)";
+  if (sveBits) {
+    int64_t before = sveVectorBits();
+    bool supported = setSveVectorBits(sveBits);
+    setSveVectorBits(before);
+    if (!supported) {
+      std::string longest = std::to_string(longestSveVectorBits());
+      return target + " with " + std::to_string(sveBits) +
+             "-bit SVE vectors (--sve-bits " + std::to_string(sveBits) +
+             "), a length this CPU does not support (its longest: " + longest +
+             " bits); recompile with --sve-bits 0" +
+             (longest == "0" || longest == "128" ? std::string()
+                                                 : " or " + longest);
+    }
+  }
   return "";
 }

@@ -66,11 +66,12 @@ def compile_for(checkpoint, path, *extra):
     return path
 
 
-def greedy(run, artifact, prompt, n, tmp_path, cpu="max"):
+def greedy(run, artifact, prompt, n, tmp_path, cpu="max", threads=None):
     """(ids, logit rows) of n greedy tokens through the emulated xfmr-run."""
     logits = tmp_path / f"logits-{artifact.stem}-{cpu}.npy"
     out = run([artifact, "--prompt-ids", " ".join(map(str, prompt)), "-n", n, "--ignore-eos",
-               "--dump-logits", logits], cpu=cpu)
+               "--dump-logits", logits, *(["--threads", threads] if threads else [])],
+              cpu=cpu)
     assert out.returncode == 0, out.stderr
     return [int(t) for t in out.stdout.split()], np.load(logits)
 
@@ -213,16 +214,25 @@ def code_of(artifact):
     return data[data.index(b"\x7fELF"):]
 
 
-def mnemonics(artifact, tmp_path):
-    """The instruction mnemonics in the artifact's model code."""
+def instructions(artifact, tmp_path):
+    """(mnemonic, first operand) of each instruction in the artifact's model code."""
     objdump = shutil.which("llvm-objdump-22") or "/usr/lib/llvm-22/bin/llvm-objdump"
     code = tmp_path / f"{Path(artifact).stem}.so"
     code.write_bytes(code_of(artifact))
     listing = subprocess.run([objdump, "-d", "--no-show-raw-insn",
-                              "--mattr=+bf16,+dotprod,+i8mm", str(code)],
+                              "--mattr=+bf16,+dotprod,+i8mm,+sve", str(code)],
                              capture_output=True, text=True, check=True).stdout
-    return {line.split()[1] for line in listing.splitlines()
-            if "\t" in line and len(line.split()) > 1}
+    found = []
+    for line in listing.splitlines():
+        fields = line.split("\t")
+        if len(fields) > 2 and fields[1].strip():
+            found.append((fields[1].strip(), fields[2].split(",")[0].strip()))
+    return found
+
+
+def mnemonics(artifact, tmp_path):
+    """The instruction mnemonics in the artifact's model code."""
+    return {mnemonic for mnemonic, _ in instructions(artifact, tmp_path)}
 
 
 @pytest.mark.parametrize("cpu,qemu_cpu,instruction", [
@@ -347,3 +357,107 @@ def test_fp8_weights_as_on_x86(cpu, x86_cpu, arm_run, stories260k_dir, tmp_path)
                          text=True, check=True)
     assert [int(t) for t in out.stdout.split()] == ids
     assert relative_row_error(rows, np.load(logits)) < 1e-5
+
+
+# SVE kernels: code for one SVE vector length, from --sve-bits or the CPU's own
+# (neoverse-v1: 256 bits, a64fx: 512). QEMU's max CPU starts processes at 512 bits and
+# supports every length up to 2048; its a64fx model 128, 256 and 512.
+SVE = [("neoverse-v1", (), "max", 256),
+       ("generic+sve+i8mm+bf16", ("--sve-bits", "512"), "max", 512),
+       ("a64fx", (), "a64fx", 512)]
+
+
+@pytest.mark.parametrize("cpu,extra,qemu_cpu,bits", SVE, ids=[v[0] for v in SVE])
+def test_sve_kernels(cpu, extra, qemu_cpu, bits, arm_run, synth_checkpoint, tmp_path):
+    """With a fixed SVE length the panel kernels' dot and matrix products are SVE's (z
+    registers: `usmmla`/`usdot` with i8mm, SVE's own `sdot` without, as on a64fx, which
+    lacks NEON's dotprod; `bfmmla`/`bfdot` with bf16), each on a register of 128-bit
+    segments, and no NEON forms are left. The runtime sets the length (prctl), on its
+    worker threads too (--threads 2), and int8, int4 and bf16 models match their
+    emulations as the NEON kernels do."""
+    from test_e2e_cpu import assert_rows_match
+    from xfmr.reference.int4 import apply_int4
+    from xfmr.reference.int8 import apply_int8
+
+    i8mm = cpu != "a64fx"
+    deepseek = synth_checkpoint("deepseek_v3")
+    prompt = list(range(3, 10))  # tiles of 4, 2 and 1 tokens
+    for quantize, apply in (("int8", apply_int8), ("int4", apply_int4)):
+        artifact = compile_for(deepseek, tmp_path / f"{quantize}.xfmr", "--quantize", quantize,
+                               "--cpu", cpu, *extra)
+        assert artifact_manifest(artifact)["target"]["sve_bits"] == bits
+        found = instructions(artifact, tmp_path)
+        expected = {"usmmla", "usdot"} if i8mm else {"sdot"}
+        assert expected <= {m for m, first in found if first.startswith("z")}
+        assert not {m for m, first in found
+                    if m in ("sdot", "usdot", "usmmla") and first.startswith("v")}
+        ids, rows = greedy(arm_run, artifact, prompt, 12, tmp_path, cpu=qemu_cpu, threads=2)
+        model = reference.load(str(deepseek))
+        apply(model)
+        expected_ids, expected_rows = model.generate_greedy(prompt, 12)
+        assert ids == list(expected_ids), quantize
+        assert relative_row_error(rows, expected_rows) < 1e-3
+    if not i8mm:
+        return
+    checkpoint = synth_checkpoint("llama", dtype="bf16")
+    artifact = compile_for(checkpoint, tmp_path / "bf16.xfmr", "--cpu", cpu, *extra)
+    found = instructions(artifact, tmp_path)
+    assert {"bfmmla", "bfdot"} <= {m for m, first in found if first.startswith("z")}
+    assert not {m for m, first in found if m in ("bfmmla", "bfdot") and first.startswith("v")}
+    panels = [t["name"] for t in artifact_manifest(artifact)["weights"]["tensors"]
+              if t.get("panel")]
+    ids, rows = greedy(arm_run, artifact, prompt, 8, tmp_path, cpu=qemu_cpu)
+    expected_ids, expected_rows = reference.load(
+        str(checkpoint), bf16_inputs=panels).generate_greedy(prompt, 8)
+    assert ids == list(expected_ids)
+    assert_rows_match(rows, expected_rows, bf16_inputs=True)
+
+
+def test_sve_length_checks(arm_run, stories260k_dir, tmp_path):
+    """Code for a length the CPU does not support is refused by name (QEMU's sve-max-vq
+    caps the length); --sve-bits takes 256, 512 or 0 (NEON kernels: no vector length in
+    the manifest) for an AArch64 CPU with SVE, and refuses the rest by name."""
+    artifact = compile_for(stories260k_dir, tmp_path / "v1.xfmr", "--quantize", "int8",
+                           "--cpu", "neoverse-v1")
+    for qemu_cpu, longest in (("max,sve-max-vq=1", 128), ("max,sve-max-vq=2", None)):
+        out = arm_run([artifact, "--prompt-ids", "1", "-n", "2"], cpu=qemu_cpu)
+        if longest is None:
+            assert out.returncode == 0, out.stderr
+            continue
+        assert out.returncode == 1
+        assert ("256-bit SVE vectors (--sve-bits 256), a length this CPU does not support "
+                f"(its longest: {longest} bits)") in out.stderr, out.stderr
+    neon = compile_for(stories260k_dir, tmp_path / "neon.xfmr", "--quantize", "int8",
+                       "--cpu", "neoverse-v1", "--sve-bits", "0")
+    assert "sve_bits" not in artifact_manifest(neon)["target"]
+    assert not {m for m, first in instructions(neon, tmp_path)
+                if m == "usmmla" and first.startswith("z")}
+    out = arm_run([neon, "--prompt-ids", "1", "-n", "2"], cpu="max,sve-max-vq=1")
+    assert out.returncode == 0, out.stderr
+    for args, words in (
+            (["--target", "cpu:aarch64", "--cpu", "neoverse-v1", "--sve-bits", "384"],
+             "--sve-bits 384: the kernels take SVE vectors of 256 or 512 bits"),
+            (["--target", "cpu:aarch64", "--cpu", "neoverse-n1", "--sve-bits", "256"],
+             "--sve-bits 256: cpu 'neoverse-n1' has no SVE"),
+            (["--cpu", "x86-64-v3", "--sve-bits", "256"],
+             "--sve-bits applies to code for AArch64 CPUs"),
+            (["--target", "cpu:aarch64", "--cpu", "a64fx", "--sve-bits=-1"],
+             "--sve-bits: expected 256, 512 or 0, got -1")):
+        out = subprocess.run([tool("xfmr-compile"), str(stories260k_dir), "-o",
+                              str(tmp_path / "bad.xfmr"), *args], capture_output=True, text=True)
+        assert out.returncode != 0 and words in out.stderr, out.stderr
+        assert not (tmp_path / "bad.xfmr").exists()
+    # The Python API's sve_bits is --sve-bits.
+    import xfmr
+    path = xfmr.compile(str(stories260k_dir), str(tmp_path / "api.xfmr"), target="cpu:aarch64",
+                        cpu="a64fx", sve_bits=256, strip_weights=True)
+    manifest = artifact_manifest(path)
+    assert manifest["target"]["sve_bits"] == 256
+    assert manifest["compile_options"]["sve_bits"] == 256
+    with pytest.raises(xfmr.InvalidArgumentError, match="--sve-bits 384: the kernels take"):
+        xfmr.compile(str(stories260k_dir), str(tmp_path / "bad.xfmr"), target="cpu:aarch64",
+                     cpu="a64fx", sve_bits=384)
+    with pytest.raises(TypeError, match="sve_bits must be an integer"):
+        xfmr.compile(str(stories260k_dir), str(tmp_path / "bad.xfmr"), target="cpu:aarch64",
+                     sve_bits="256")
+    assert not (tmp_path / "bad.xfmr").exists()

@@ -83,6 +83,14 @@ static cl::opt<std::string>
                      "host code takes the last entry (default x86-64-v2)"),
             cl::value_desc("names"), cl::init(""),
             cl::cat(targetOptions));
+static cl::opt<int> sveBits(
+    "sve-bits",
+    cl::desc("AArch64 with SVE: the SVE vector length the code is "
+             "specialized for, 256 or 512 (SVE kernels; the runtime sets "
+             "that length or refuses the CPU), or 0 for none (NEON kernels, "
+             "any length). Default: the CPU's own (256 for neoverse-v1, 512 "
+             "for a64fx, else 0)"),
+    cl::value_desc("bits"), cl::init(-1), cl::cat(targetOptions));
 static cl::opt<unsigned> optLevel("O",
                                   cl::desc("LLVM optimization level, 0-3 "
                                            "(default 3)"),
@@ -270,6 +278,9 @@ int main(int argc, char **argv) {
     return usageError(kTool, "no model given: xfmr-compile MODEL -o FILE");
   if (outputPath.empty())
     return usageError(kTool, "no output file given: -o FILE is required");
+  if (sveBits.getNumOccurrences() && sveBits < 0)
+    return usageError(kTool, "--sve-bits: expected 256, 512 or 0, got " +
+                                 std::to_string(sveBits));
   xfmr::CompileOptions options;
   options.model = modelPath;
   options.output = outputPath;
@@ -283,6 +294,7 @@ int main(int argc, char **argv) {
   options.tokenizer = tokenizerPath;
   options.precise = precise;
   options.optLevel = optLevel;
+  options.sveBits = sveBits;
   options.quantize = quantize;
   options.mlaCache = mlaCache;
   options.kvCache = kvCache;

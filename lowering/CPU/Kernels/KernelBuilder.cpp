@@ -19,6 +19,7 @@ using namespace xfmr::kernels;
 CPUKernelOptions CPUKernelOptions::of(xfmr::TargetAttr target) {
   CPUKernelOptions options;
   options.chip = target.getChip().str();
+  options.sveBits = target.getSveBits();
   SmallVector<StringRef> features;
   target.getFeatures().split(features, ',', -1, /*KeepEmpty=*/false);
   for (StringRef feature : features)

@@ -36,6 +36,9 @@ struct CPUKernelOptions {
   /// today: LLVM splits 512-bit vectors into the registers the CPU has, and
   /// the wide unroll measured faster than register-sized vectors on AVX2.
   int64_t vectorWidth = 16;
+  /// AArch64: the SVE vector length in bits the code is specialized for (0:
+  /// none).
+  int64_t sveBits = 0;
 
   bool has(llvm::StringRef feature) const { return features.contains(feature); }
 

@@ -119,10 +119,13 @@ func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
            (weight.format == WeightFormat::I4 ||
             (weight.format == WeightFormat::I8 && in % 8 == 0))) ||
           (op.armBFDot && weight.format == WeightFormat::BF16 && in % 4 == 0);
+      // SVE's sdot is SVE's own (a64fx has it without NEON's dotprod).
       if (kernel.int8Activations && options.has("i8mm"))
         op.armDot = PanelLinear::ArmDot::Usdot;
-      else if (kernel.int8Activations && options.has("dotprod"))
+      else if (kernel.int8Activations &&
+               (options.has("dotprod") || options.sveBits))
         op.armDot = PanelLinear::ArmDot::Sdot;
+      op.sveBits = options.sveBits;
       // 6 rows x 4 vectors of sums + 4 weight vectors + 1 broadcast fit the
       // 32 AVX-512 registers; with 16 (AVX2), a row alone takes 8. Int4
       // keeps f32 sums besides the int32 ones of the group, and 8 weight

@@ -326,30 +326,75 @@ void storeSums(OpBuilder &b, Location loc, const PanelLinear &op, Value p,
   }
 }
 
-/// `sum` + `intrinsic`(`left`, `right`) on 16-byte quarters: AArch64's dot
-/// products (bfdot, sdot, usdot) add into four 32-bit lanes from 16 bytes of
-/// each operand; the vectors here are four times wider.
-Value armDotByQuarters(OpBuilder &b, Location loc, StringRef intrinsic,
-                       Value sum, Value left, Value right) {
+/// AArch64's dot and matrix products. Each works on 128-bit segments: four
+/// 32-bit sums from 16 bytes of each operand (bfdot, sdot, usdot: lane by
+/// lane; usmmla, bfmmla: a 2 x 2 block of sums a segment). NEON's take one
+/// segment, SVE's a whole register of them.
+enum class ArmProduct { BFDot, Sdot, Usdot, Usmmla, BFMmla };
+
+/// `sum` + `product`(`left`, `right`) on vectors of any number of segments:
+/// one NEON instruction a segment, or with `sveBits` (the code's fixed SVE
+/// length) one SVE instruction a register's worth. The fixed vectors go
+/// into and come out of the scalable ones the SVE intrinsics take; with the
+/// length fixed (vscale_range), LLVM keeps both in the same register.
+Value armProduct(OpBuilder &b, Location loc, ArmProduct product,
+                 int64_t sveBits, Value sum, Value left, Value right) {
+  static const struct {
+    const char *neon, *sve;
+  } kIntrinsics[] = {
+      {"llvm.aarch64.neon.bfdot.v4f32.v8bf16", "llvm.aarch64.sve.bfdot"},
+      {"llvm.aarch64.neon.sdot.v4i32.v16i8", "llvm.aarch64.sve.sdot.nxv4i32"},
+      {"llvm.aarch64.neon.usdot.v4i32.v16i8", "llvm.aarch64.sve.usdot.nxv4i32"},
+      {"llvm.aarch64.neon.usmmla.v4i32.v16i8",
+       "llvm.aarch64.sve.usmmla.nxv4i32"},
+      {"llvm.aarch64.neon.bfmmla", "llvm.aarch64.sve.bfmmla"}};
+  const auto &intrinsic = kIntrinsics[static_cast<int>(product)];
+  int64_t segments = sveBits ? sveBits / 128 : 1;
   auto sumType = cast<VectorType>(sum.getType());
-  auto quarterSums = VectorType::get({4}, sumType.getElementType());
-  int64_t quarters = sumType.getNumElements() / 4;
-  for (int64_t c = 0; c < quarters; ++c) {
-    auto quarter = [&](Value v) -> Value {
-      int64_t width = cast<VectorType>(v.getType()).getNumElements() / quarters;
+  auto partType = VectorType::get({4 * segments}, sumType.getElementType());
+  int64_t parts = sumType.getNumElements() / partType.getNumElements();
+  assert(parts * partType.getNumElements() == sumType.getNumElements() &&
+         "whole registers of sums");
+  // The fixed vector `v` as the scalable one of the same register.
+  auto scalable = [&](Value v) -> Value {
+    auto type = cast<VectorType>(v.getType());
+    auto scalableType =
+        VectorType::get({type.getNumElements() / segments},
+                        type.getElementType(), /*scalableDims=*/{true});
+    Value poison = LLVM::PoisonOp::create(b, loc, scalableType);
+    return LLVM::vector_insert::create(b, loc, poison, v, 0);
+  };
+  for (int64_t c = 0; c < parts; ++c) {
+    auto part = [&](Value v) -> Value {
+      if (parts == 1)
+        return v;
+      int64_t width = cast<VectorType>(v.getType()).getNumElements() / parts;
       return vector::ExtractStridedSliceOp::create(
           b, loc, v, ArrayRef<int64_t>{width * c}, ArrayRef<int64_t>{width},
           ArrayRef<int64_t>{1});
     };
-    Value part = quarter(sum);
-    Value first = quarter(left);
-    Value second = quarter(right);
-    part = LLVM::CallIntrinsicOp::create(b, loc, quarterSums,
-                                         b.getStringAttr(intrinsic),
-                                         ValueRange{part, first, second})
-               ->getResult(0);
+    Value sums = part(sum);
+    Value first = part(left);
+    Value second = part(right);
+    if (!sveBits) {
+      sums = LLVM::CallIntrinsicOp::create(b, loc, partType,
+                                           b.getStringAttr(intrinsic.neon),
+                                           ValueRange{sums, first, second})
+                 ->getResult(0);
+    } else {
+      Value scalableSums = scalable(sums);
+      Value result =
+          LLVM::CallIntrinsicOp::create(
+              b, loc, scalableSums.getType(), b.getStringAttr(intrinsic.sve),
+              ValueRange{scalableSums, scalable(first), scalable(second)})
+              ->getResult(0);
+      sums = LLVM::vector_extract::create(b, loc, partType, result, 0);
+    }
+    if (parts == 1)
+      return sums;
     sum = vector::InsertStridedSliceOp::create(
-        b, loc, part, sum, ArrayRef<int64_t>{4 * c}, ArrayRef<int64_t>{1});
+        b, loc, sums, sum, ArrayRef<int64_t>{4 * segments * c},
+        ArrayRef<int64_t>{1});
   }
   return sum;
 }
@@ -385,12 +430,10 @@ void emitDotTile(OpBuilder &b, Location loc, const PanelLinear &op,
             Value a = vector::BitCastOp::create(b, loc, pairType, lanes);
             for (int64_t j = 0; j < vectors; ++j) {
               Value &sum = next[i * vectors + j];
-              sum = op.armBFDot
-                        ? armDotByQuarters(
-                              b, loc, "llvm.aarch64.neon.bfdot.v4f32.v8bf16",
-                              sum, a, w[j])
-                        : x86vector::DotBF16Op::create(b, loc, sumType, sum, a,
-                                                       w[j]);
+              sum = op.armBFDot ? armProduct(b, loc, ArmProduct::BFDot,
+                                             op.sveBits, sum, a, w[j])
+                                : x86vector::DotBF16Op::create(b, loc, sumType,
+                                                               sum, a, w[j]);
             }
           }
           scf::YieldOp::create(b, loc, next);
@@ -807,18 +850,16 @@ void emitInt8Tile(OpBuilder &b, Location loc, const PanelLinear &op,
                           ValueRange{sum, w[j], a})
                           ->getResult(0);
               } else if (op.armDot == ArmDot::Usdot) {
-                sum = armDotByQuarters(b, loc,
-                                       "llvm.aarch64.neon.usdot.v4i32.v16i8",
-                                       sum, w[j], a);
+                sum = armProduct(b, loc, ArmProduct::Usdot, op.sveBits, sum,
+                                 w[j], a);
               } else {
                 Value flip = arith::ConstantOp::create(
                     b, loc,
                     DenseElementsAttr::get(
                         bytes, b.getIntegerAttr(b.getI8Type(), -128)));
                 Value codes = arith::XOrIOp::create(b, loc, w[j], flip);
-                sum = armDotByQuarters(b, loc,
-                                       "llvm.aarch64.neon.sdot.v4i32.v16i8",
-                                       sum, codes, a);
+                sum = armProduct(b, loc, ArmProduct::Sdot, op.sveBits, sum,
+                                 codes, a);
               }
             }
             continue;
@@ -924,11 +965,9 @@ Value addQuadProducts(OpBuilder &b, Location loc, const PanelLinear &op,
                ValueRange{sum, w, a})
         ->getResult(0);
   if (op.armDot == ArmDot::Usdot)
-    return armDotByQuarters(b, loc, "llvm.aarch64.neon.usdot.v4i32.v16i8", sum,
-                            w, a);
+    return armProduct(b, loc, ArmProduct::Usdot, op.sveBits, sum, w, a);
   if (op.armDot == ArmDot::Sdot)
-    return armDotByQuarters(b, loc, "llvm.aarch64.neon.sdot.v4i32.v16i8", sum,
-                            w, a);
+    return armProduct(b, loc, ArmProduct::Sdot, op.sveBits, sum, w, a);
   Value lanesOfW = vector::BitCastOp::create(b, loc, sumType, w);
   for (int64_t q = 0; q < 4; ++q) {
     Value shifted =
@@ -1086,14 +1125,53 @@ Value shuffle(OpBuilder &b, Location loc, Value first, Value second,
   return vector::ShuffleOp::create(b, loc, first, second, order);
 }
 
+// The matrix products (usmmla, bfmmla) on a slab of 16 rows: row pair m's
+// 2 x 2 block of sums is one 128-bit segment; an SVE register holds
+// `segments` row pairs in a row, a NEON one 1.
+
+/// The operand of row pairs [first, first + count): for each, the words of
+/// rows 2m and 2m + 1 from `low` and `high` (16 words, one a row) zipped,
+/// [low 2m, high 2m, low 2m + 1, high 2m + 1].
+Value zipRowPairs(OpBuilder &b, Location loc, Value low, Value high,
+                  int64_t first, int64_t count) {
+  SmallVector<int64_t> order;
+  for (int64_t m = first; m < first + count; ++m)
+    order.append({2 * m, kLanes + 2 * m, 2 * m + 1, kLanes + 2 * m + 1});
+  return shuffle(b, loc, low, high, order);
+}
+
+/// `segment` (one 128-bit operand) in each of `count` segments.
+Value repeatSegment(OpBuilder &b, Location loc, Value segment, int64_t count) {
+  if (count == 1)
+    return segment;
+  int64_t width = cast<VectorType>(segment.getType()).getNumElements();
+  SmallVector<int64_t> order;
+  for (int64_t c = 0; c < count; ++c)
+    for (int64_t i = 0; i < width; ++i)
+      order.push_back(i);
+  return shuffle(b, loc, segment, segment, order);
+}
+
+/// Row pair `m`'s 4 sums from `registers` (those of one token pair).
+Value rowPairSums(OpBuilder &b, Location loc, ValueRange registers, int64_t m,
+                  int64_t segments) {
+  Value sums = registers[m / segments];
+  if (segments == 1)
+    return sums;
+  return vector::ExtractStridedSliceOp::create(
+      b, loc, sums, ArrayRef<int64_t>{4 * (m % segments)}, ArrayRef<int64_t>{4},
+      ArrayRef<int64_t>{1});
+}
+
 /// Int4 (and int8) with AArch64's i8mm, pairs of tokens (`rows`: 2 or 4)
 /// against 16 rows (slab `j`) of panel `p`: `usmmla` multiplies a 2 x 8 block
 /// of weight codes (two rows, one octet: the low nibbles' quad and the high
 /// nibbles' quad of each row, interleaved by a zip that every pair shares) by a
 /// pair's 8 codes each, into the 2 x 2 int32 sums [r0 t0, r0 t1, r1 t0,
-/// r1 t1]; 8 such sums a pair cover the slab. After each group they lose 8
-/// x each token's group code sum and are scaled into f32 sums; at the end
-/// the sums are unzipped into each token's 16 outputs.
+/// r1 t1]; 8 such sums a pair cover the slab (one SVE register holds
+/// several). After each group they lose 8 x each token's group code sum and
+/// are scaled into f32 sums; at the end the sums are unzipped into each
+/// token's 16 outputs.
 void emitIntegerMatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
                            const Int8Activations &x, Value p, int64_t j,
                            ArrayRef<Value> rows) {
@@ -1106,19 +1184,22 @@ void emitIntegerMatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
   int64_t octets = llvm::divideCeilSigned<int64_t>(op.in, 8);
   int64_t groupOctets = int8 ? octets : op.groupSize / 8;
   int64_t groups = int8 ? 1 : llvm::divideCeilSigned(op.in, op.groupSize);
+  constexpr int64_t kPairs = kLanes / 2; // row pairs of the slab
+  int64_t segments = op.sveBits ? op.sveBits / 128 : 1;
+  int64_t registers = kPairs / segments; // of sums, a token pair
   auto bytes = VectorType::get({4 * kLanes}, b.getI8Type());
-  auto quarter = VectorType::get({16}, b.getI8Type());
+  auto operand = VectorType::get({16 * segments}, b.getI8Type());
   auto eight = VectorType::get({8}, b.getI8Type());
   auto pairSums = VectorType::get({4}, b.getI32Type());
-  auto pairValues = VectorType::get({4}, b.getF32Type());
+  auto registerSums = VectorType::get({4 * segments}, b.getI32Type());
+  auto registerValues = VectorType::get({4 * segments}, b.getF32Type());
   auto lanes = VectorType::get({kLanes}, b.getF32Type());
   auto halves = VectorType::get({kLanes}, b.getF16Type());
-  auto words = VectorType::get({4}, b.getI32Type());
-  constexpr int64_t kPairs = kLanes / 2; // row pairs of the slab
+  auto words = VectorType::get({kLanes}, b.getI32Type());
   Value intZero = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(pairSums, b.getI32IntegerAttr(0)));
+      b, loc, DenseElementsAttr::get(registerSums, b.getI32IntegerAttr(0)));
   Value floatZero = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(pairValues, b.getF32FloatAttr(0)));
+      b, loc, DenseElementsAttr::get(registerValues, b.getF32FloatAttr(0)));
   Value lowNibbles, four;
   if (!int8) {
     lowNibbles = splat(b, loc, bytes, 0x0F);
@@ -1152,43 +1233,32 @@ void emitIntegerMatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
                                            ValueRange{rows[2 * pair], column});
       Value second = vector::LoadOp::create(
           b, loc, eight, x.codes, ValueRange{rows[2 * pair + 1], column});
-      tokens.push_back(shuffle(b, loc, first, second, concat));
+      tokens.push_back(repeatSegment(
+          b, loc, shuffle(b, loc, first, second, concat), segments));
     }
-    for (int64_t q = 0; q < 4; ++q) {
-      auto slice = [&](Value v) -> Value {
-        Value part = vector::ExtractStridedSliceOp::create(
-            b, loc, v, ArrayRef<int64_t>{16 * q}, ArrayRef<int64_t>{16},
-            ArrayRef<int64_t>{1});
-        return vector::BitCastOp::create(b, loc, words, part);
-      };
-      Value lowWords = slice(low);
-      Value highWords = slice(high);
-      // Rows 4q .. 4q + 3: (row, low quad, row, high quad) for each pair.
-      for (int64_t half = 0; half < 2; ++half) {
-        Value zipped =
-            shuffle(b, loc, lowWords, highWords,
-                    {2 * half, 4 + 2 * half, 2 * half + 1, 4 + 2 * half + 1});
-        Value weights = vector::BitCastOp::create(b, loc, quarter, zipped);
-        for (int64_t pair = 0; pair < tokenPairs; ++pair) {
-          Value &sum = sums[pair * kPairs + 2 * q + half];
-          sum = LLVM::CallIntrinsicOp::create(
-                    b, loc, pairSums,
-                    b.getStringAttr("llvm.aarch64.neon.usmmla.v4i32.v16i8"),
-                    ValueRange{sum, weights, tokens[pair]})
-                    ->getResult(0);
-        }
+    // Each row's low quad and high quad, one word each.
+    Value lowWords = vector::BitCastOp::create(b, loc, words, low);
+    Value highWords = vector::BitCastOp::create(b, loc, words, high);
+    for (int64_t r = 0; r < registers; ++r) {
+      Value weights = vector::BitCastOp::create(
+          b, loc, operand,
+          zipRowPairs(b, loc, lowWords, highWords, r * segments, segments));
+      for (int64_t pair = 0; pair < tokenPairs; ++pair) {
+        Value &sum = sums[pair * registers + r];
+        sum = armProduct(b, loc, ArmProduct::Usmmla, op.sveBits, sum, weights,
+                         tokens[pair]);
       }
     }
   };
   auto vector = outputVector(b, loc, op, p, j);
-  SmallVector<Value> init(tokenPairs * kPairs, floatZero);
+  SmallVector<Value> init(tokenPairs * registers, floatZero);
   Value firstGroup = index(b, loc, 0);
   Value groupEnd = index(b, loc, groups);
   Value oneGroup = index(b, loc, 1);
   auto groupLoop = scf::ForOp::create(
       b, loc, firstGroup, groupEnd, oneGroup, init,
       [&](OpBuilder &b, Location loc, Value g, ValueRange acc) {
-        SmallVector<Value> sums(tokenPairs * kPairs, intZero);
+        SmallVector<Value> sums(tokenPairs * registers, intZero);
         Value first =
             arith::MulIOp::create(b, loc, g, index(b, loc, groupOctets));
         Value past =
@@ -1219,10 +1289,13 @@ void emitIntegerMatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
                 b, loc, b.getI32IntegerAttr(int8 ? 128 : 8));
             eightSums[t] = arith::MulIOp::create(b, loc, groupSum, eightI32);
           }
-          offsets.push_back(vector::FromElementsOp::create(
-              b, loc, pairSums,
-              ValueRange{eightSums[0], eightSums[1], eightSums[0],
-                         eightSums[1]}));
+          offsets.push_back(
+              repeatSegment(b, loc,
+                            vector::FromElementsOp::create(
+                                b, loc, pairSums,
+                                ValueRange{eightSums[0], eightSums[1],
+                                           eightSums[0], eightSums[1]}),
+                            segments));
         }
         Value scales;
         if (int8) {
@@ -1235,16 +1308,19 @@ void emitIntegerMatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
           scales = arith::ExtFOp::create(b, loc, lanes, halfScales);
         }
         SmallVector<Value> next(acc.begin(), acc.end());
-        for (int64_t m = 0; m < kPairs; ++m) {
+        for (int64_t r = 0; r < registers; ++r) {
           // Rows 2m and 2m + 1: [s(2m), s(2m), s(2m + 1), s(2m + 1)].
-          Value pairScales = shuffle(b, loc, scales, scales,
-                                     {2 * m, 2 * m, 2 * m + 1, 2 * m + 1});
+          SmallVector<int64_t> order;
+          for (int64_t m = r * segments; m < (r + 1) * segments; ++m)
+            order.append({2 * m, 2 * m, 2 * m + 1, 2 * m + 1});
+          Value rowScales = shuffle(b, loc, scales, scales, order);
           for (int64_t pair = 0; pair < tokenPairs; ++pair) {
-            int64_t k = pair * kPairs + m;
+            int64_t k = pair * registers + r;
             Value exact =
                 arith::SubIOp::create(b, loc, loop.getResult(k), offsets[pair]);
-            Value value = arith::SIToFPOp::create(b, loc, pairValues, exact);
-            next[k] = math::FmaOp::create(b, loc, value, pairScales, next[k]);
+            Value value =
+                arith::SIToFPOp::create(b, loc, registerValues, exact);
+            next[k] = math::FmaOp::create(b, loc, value, rowScales, next[k]);
           }
         }
         scf::YieldOp::create(b, loc, next);
@@ -1254,11 +1330,14 @@ void emitIntegerMatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
     // Token i's sums: lane t and 2 + t of every row pair of its pair, in
     // row order.
     int64_t pair = i / 2, t = i % 2;
+    ValueRange pairRegisters =
+        groupLoop.getResults().slice(pair * registers, registers);
     SmallVector<Value> quads;
-    for (int64_t m = 0; m < kPairs; m += 2)
-      quads.push_back(shuffle(b, loc, groupLoop.getResult(pair * kPairs + m),
-                              groupLoop.getResult(pair * kPairs + m + 1),
-                              {t, 2 + t, 4 + t, 6 + t}));
+    for (int64_t m = 0; m < kPairs; m += 2) {
+      Value even = rowPairSums(b, loc, pairRegisters, m, segments);
+      Value odd = rowPairSums(b, loc, pairRegisters, m + 1, segments);
+      quads.push_back(shuffle(b, loc, even, odd, {t, 2 + t, 4 + t, 6 + t}));
+    }
     SmallVector<int64_t> eightLanes, allLanes;
     for (int64_t i = 0; i < 8; ++i)
       eightLanes.push_back(i);
@@ -1320,14 +1399,16 @@ void emitBF16MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
          "bfmmla multiplies pairs of tokens by whole quads of inputs");
   int64_t tokenPairs = int64_t(rows.size()) / 2;
   int64_t quads = op.in / 4;
+  constexpr int64_t kPairs = kLanes / 2; // row pairs of the slab
+  int64_t segments = op.sveBits ? op.sveBits / 128 : 1;
+  int64_t registers = kPairs / segments; // of sums, a token pair
   auto pairWords = VectorType::get({kLanes}, b.getI32Type());
   auto twoWords = VectorType::get({2}, b.getI32Type());
-  auto operand = VectorType::get({8}, b.getBF16Type());
-  auto pairSums = VectorType::get({4}, b.getF32Type());
-  constexpr int64_t kPairs = kLanes / 2; // row pairs of the slab
+  auto operand = VectorType::get({8 * segments}, b.getBF16Type());
+  auto registerSums = VectorType::get({4 * segments}, b.getF32Type());
   Value zero = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(pairSums, b.getF32FloatAttr(0)));
-  SmallVector<Value> init(tokenPairs * kPairs, zero);
+      b, loc, DenseElementsAttr::get(registerSums, b.getF32FloatAttr(0)));
+  SmallVector<Value> init(tokenPairs * registers, zero);
   Value firstQuad = index(b, loc, 0);
   Value quadEnd = index(b, loc, quads);
   Value one = index(b, loc, 1);
@@ -1356,30 +1437,18 @@ void emitBF16MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
           Value second =
               vector::LoadOp::create(b, loc, twoWords, x.memref,
                                      ValueRange{rows[2 * pair + 1], evenPair});
-          Value both = shuffle(b, loc, first, second, {0, 1, 2, 3});
+          Value both = repeatSegment(
+              b, loc, shuffle(b, loc, first, second, {0, 1, 2, 3}), segments);
           tokens.push_back(vector::BitCastOp::create(b, loc, operand, both));
         }
-        for (int64_t q = 0; q < 4; ++q) {
-          auto slice = [&](Value v) -> Value {
-            return vector::ExtractStridedSliceOp::create(
-                b, loc, v, ArrayRef<int64_t>{4 * q}, ArrayRef<int64_t>{4},
-                ArrayRef<int64_t>{1});
-          };
-          Value lowWords = slice(low);
-          Value highWords = slice(high);
-          for (int64_t half = 0; half < 2; ++half) {
-            Value zipped = shuffle(
-                b, loc, lowWords, highWords,
-                {2 * half, 4 + 2 * half, 2 * half + 1, 4 + 2 * half + 1});
-            Value weights = vector::BitCastOp::create(b, loc, operand, zipped);
-            for (int64_t pair = 0; pair < tokenPairs; ++pair) {
-              Value &sum = next[pair * kPairs + 2 * q + half];
-              sum = LLVM::CallIntrinsicOp::create(
-                        b, loc, pairSums,
-                        b.getStringAttr("llvm.aarch64.neon.bfmmla"),
-                        ValueRange{sum, weights, tokens[pair]})
-                        ->getResult(0);
-            }
+        for (int64_t r = 0; r < registers; ++r) {
+          Value weights = vector::BitCastOp::create(
+              b, loc, operand,
+              zipRowPairs(b, loc, low, high, r * segments, segments));
+          for (int64_t pair = 0; pair < tokenPairs; ++pair) {
+            Value &sum = next[pair * registers + r];
+            sum = armProduct(b, loc, ArmProduct::BFMmla, op.sveBits, sum,
+                             weights, tokens[pair]);
           }
         }
         scf::YieldOp::create(b, loc, next);
@@ -1393,11 +1462,14 @@ void emitBF16MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
     allLanes.push_back(i);
   for (int64_t i = 0; i < int64_t(rows.size()); ++i) {
     int64_t pair = i / 2, t = i % 2;
+    ValueRange pairRegisters =
+        loop.getResults().slice(pair * registers, registers);
     SmallVector<Value> quadSums;
-    for (int64_t m = 0; m < kPairs; m += 2)
-      quadSums.push_back(shuffle(b, loc, loop.getResult(pair * kPairs + m),
-                                 loop.getResult(pair * kPairs + m + 1),
-                                 {t, 2 + t, 4 + t, 6 + t}));
+    for (int64_t m = 0; m < kPairs; m += 2) {
+      Value even = rowPairSums(b, loc, pairRegisters, m, segments);
+      Value odd = rowPairSums(b, loc, pairRegisters, m + 1, segments);
+      quadSums.push_back(shuffle(b, loc, even, odd, {t, 2 + t, 4 + t, 6 + t}));
+    }
     Value low = shuffle(b, loc, quadSums[0], quadSums[1], eightLanes);
     Value high = shuffle(b, loc, quadSums[2], quadSums[3], eightLanes);
     Value y = shuffle(b, loc, low, high, allLanes);

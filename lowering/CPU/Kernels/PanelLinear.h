@@ -50,6 +50,11 @@
 // i8mm, pairs of tokens multiply 2 rows x 8 inputs at a time with `usmmla`
 // (the low and high quads of two rows zipped into one operand).
 //
+// With SVE at a fixed vector length (256 or 512 bits, `sveBits`), each of
+// these AArch64 products is SVE's on a whole register of 128-bit segments,
+// which it treats as NEON treats one: the same layouts and arithmetic, two
+// or four times the work per instruction.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef XFMR_LOWERING_CPU_KERNELS_PANELLINEAR_H
@@ -105,6 +110,10 @@ struct PanelLinear {
   /// I8 on AArch64: the dot-product instruction for the quads, if any.
   enum class ArmDot { None, Sdot, Usdot };
   ArmDot armDot = ArmDot::None;
+  /// AArch64: the code's fixed SVE vector length in bits (256 or 512): the
+  /// dot and matrix products above are SVE's, a register of 128-bit
+  /// segments each, instead of NEON's one. 0: NEON's.
+  int64_t sveBits = 0;
   /// I4: inputs per weight scale (a multiple of 8).
   int64_t groupSize = 0;
   /// Activation rows per register tile.

@@ -912,6 +912,18 @@ func.func @target_on_function() attributes {xfmr.target = #xfmr.target<kind = "c
 
 // -----
 
+// expected-error @+1 {{sve_bits must be 256 or 512 (or 0: none), got 384}}
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "aarch64-unknown-linux-gnu", chip = "generic", features = "+sve", sve_bits = 384>} {
+}
+
+// -----
+
+// expected-error @+1 {{sve_bits applies to AArch64 CPU code, not 'cpu' for 'x86_64-pc-linux-gnu'}}
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "znver4", sve_bits = 256>} {
+}
+
+// -----
+
 // expected-error @+1 {{'xfmr.target' must be a #xfmr.target on a module}}
 module attributes {xfmr.target = "cpu"} {
 }

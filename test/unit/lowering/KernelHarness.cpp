@@ -234,7 +234,8 @@ KernelHarness::compile(const KernelConfig &config, const std::string &cpu) {
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   (*module)->setAttr(kTargetAttrName,
                      TargetAttr::get(context_.get(), "cpu", host.triple,
-                                     host.cpuName, host.features));
+                                     host.cpuName, host.features,
+                                     host.sveBits));
   std::string name;
   {
     std::unique_ptr<KernelTarget> target =

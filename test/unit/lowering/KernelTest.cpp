@@ -1428,9 +1428,9 @@ TEST(KernelRegistryTest, AMissingKernelNamesTheTargetsThatHaveIt) {
   mlir::MLIRContext &context = harness.context();
   mlir::Location loc = mlir::UnknownLoc::get(&context);
   mlir::OwningOpRef<mlir::ModuleOp> module = mlir::ModuleOp::create(loc);
-  (*module)->setAttr(kTargetAttrName,
-                     TargetAttr::get(&context, "test-no-kernels", "none",
-                                     "none", ""));
+  (*module)->setAttr(
+      kTargetAttrName,
+      TargetAttr::get(&context, "test-no-kernels", "none", "none", "", 0));
   std::unique_ptr<KernelTarget> target =
       KernelRegistry::global().createTarget(*module);
   ASSERT_TRUE(target);

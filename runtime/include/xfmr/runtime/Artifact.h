@@ -84,6 +84,8 @@ struct TargetInfo {
   /// The GPU chip of GPU artifacts ("sm_90a", "gfx942"; "" for Vulkan and
   /// the CPU).
   std::string chip;
+  /// AArch64 code for one SVE vector length: its bits (256, 512); 0: any.
+  int64_t sveBits = 0;
 };
 
 class Artifact {

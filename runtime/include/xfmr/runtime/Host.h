@@ -28,8 +28,11 @@ std::string tripleMismatch(const std::string &triple);
 /// this CPU, or an empty string. Names every missing feature; a feature this
 /// runtime cannot check counts as missing. System features
 /// (isSystemFeature) are not required. Enables AMX tile state for the
-/// process when the code may use it.
-std::string cpuMismatch(const std::string &cpu, const std::string &features);
+/// process when the code may use it. Code for one SVE vector length
+/// (`sveBits`, 0: any) needs a CPU that supports that length (the check
+/// leaves this thread's length as it was).
+std::string cpuMismatch(const std::string &cpu, const std::string &features,
+                        int64_t sveBits = 0);
 
 /// Whether this host's CPU and OS support the LLVM x86 feature `name`
 /// ("avx512bf16", "amx-tile", ...): 1 or 0, or -1 for a name the runtime
@@ -43,6 +46,19 @@ bool isSystemFeature(const std::string &name);
 /// Asks Linux for the AMX tile register state (required before the first
 /// tile instruction); false when refused or not x86.
 bool enableAmxTiles();
+
+/// Sets this thread's SVE vector length to `bits` (prctl PR_SVE_SET_VL;
+/// threads it starts later inherit it) and returns true, or returns false,
+/// leaving the length as it was, where the CPU cannot. AArch64 code for one
+/// length needs it on every thread that runs the code.
+bool setSveVectorBits(int64_t bits);
+
+/// This thread's SVE vector length in bits (read without a system call); 0
+/// without SVE.
+int64_t sveVectorBits();
+
+/// The longest SVE vector length this CPU supports, in bits; 0 without SVE.
+int64_t longestSveVectorBits();
 
 } // namespace xfmr::runtime
 

@@ -86,7 +86,7 @@ CpuBackend::~CpuBackend() {
 std::string CpuBackend::checkTarget(const TargetInfo &target) const {
   if (std::string why = tripleMismatch(target.triple); !why.empty())
     return why;
-  return cpuMismatch(target.cpu, target.features);
+  return cpuMismatch(target.cpu, target.features, target.sveBits);
 }
 
 /// Whether the kernel backs anonymous memory with transparent huge pages
@@ -158,6 +158,7 @@ void CpuBackend::run(EntryPoint entry, const RunArgs &args) {
   // OpenMP keeps the thread count per calling thread: apply it here.
   if (args.threads > 0)
     applyThreads(args.threads);
+  useSveVectorBits();
   EntryFn fn = entry == EntryPoint::Decode ? decode_ : prefill_;
   fn(&idsRef, args.start, &weightsRef, &cacheRef, &logitsRef);
 }
@@ -183,7 +184,15 @@ void CpuBackend::runStep(const StepArgs &args) {
       args.logits, args.logits, 0, {n, args.vocab}, {args.vocab, 1}};
   if (args.threads > 0)
     applyThreads(args.threads);
+  useSveVectorBits();
   step_(&idsRef, &segmentsRef, &weightsRef, &cachesRef, &logitsRef);
+}
+
+void CpuBackend::useSveVectorBits() const {
+  // The calling thread may not be the one that loaded the code.
+  if (sveBits_ && !setSveVectorBits(sveBits_))
+    throw Error("cannot set this thread's SVE vector length to " +
+                std::to_string(sveBits_) + " bits, which the code needs");
 }
 
 void CpuBackend::applyThreads(int threads) const {
@@ -213,6 +222,7 @@ void CpuBackend::loadCode(const uint8_t *code, uint64_t codeSize,
                           const CodeManifest &manifest) {
   keepActivationMemory();
   mapWeights_ = manifest.mapWeights;
+  sveBits_ = manifest.target ? manifest.target->sveBits : 0;
   const std::string &path_ = manifest.path;
   if (codeSize < 4 || std::memcmp(code,
                                   "\x7f"

@@ -50,6 +50,8 @@ public:
 private:
   /// Whether `address` lies in the loaded model's own code object.
   bool inModel(const void *address) const;
+  /// Gives the calling thread the SVE vector length the code needs.
+  void useSveVectorBits() const;
   void checkModelInfo(const CodeManifest &manifest) const;
 
   int codeFd_ = -1;
@@ -66,6 +68,8 @@ private:
   void *weightsCopy_ = nullptr;
   uint64_t weightsCopySize_ = 0;
   bool mapWeights_ = false;
+  /// AArch64 code for one SVE vector length: its bits (0: any).
+  int64_t sveBits_ = 0;
 };
 
 } // namespace xfmr::runtime

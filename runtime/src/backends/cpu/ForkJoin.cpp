@@ -9,11 +9,13 @@
 // defines them itself on AArch64: a fork/join pool of pthreads, static
 // schedules only, nested regions run serially (libomp's default). The
 // executable exports them (tools/xfmr-run) and the model code, which leaves
-// them undefined, binds to them when it is loaded.
+// them undefined, binds to them when it is loaded. Workers take the
+// caller's SVE vector length (code for one length needs it everywhere).
 //
 //===----------------------------------------------------------------------===//
 
 #include "backends/cpu/ForkJoin.h"
+#include "xfmr/runtime/Host.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -130,6 +132,7 @@ public:
       for (int i = 0; i < argc; ++i)
         args_[i] = args[i];
       teamSize_ = size;
+      sveBits_ = xfmr::runtime::sveVectorBits();
       remaining_.store(size - 1, std::memory_order_relaxed);
       barrierCount_ = 0;
       ++generation_;
@@ -170,6 +173,10 @@ private:
   }
 
   void runMember(int tid, int size) {
+    // Code for one SVE vector length needs it on every member: a worker
+    // started before the caller's length was set takes the caller's.
+    if (tid != 0 && sveBits_ != xfmr::runtime::sveVectorBits())
+      xfmr::runtime::setSveVectorBits(sveBits_);
     ThreadState saved = current;
     current = {tid, size, true};
     int32_t gtid = tid, btid = tid;
@@ -205,6 +212,7 @@ private:
   int argc_ = 0;
   void *args_[kMaxArgs] = {};
   int teamSize_ = 1;
+  int64_t sveBits_ = 0; // the caller's SVE vector length (0: none)
   int wanted_ = 1;
   uint64_t generation_ = 0;
   std::atomic<int> remaining_{0};
