@@ -97,8 +97,10 @@ def QuantizeInt4 : Pass<"xfmr-quantize-int4"> {
     `xfmr.weight` into a W4A8 linear (llama.cpp's Q4_0 x Q8_0, MLC's q4f16):
     the weight goes through `xfmr.quantize` to i4 codes with one f16 scale
     per output channel and group of `group` inputs (block [1, group]),
-    evaluated at compile time: scale = f16(max |w| / 7), codes =
-    round_even(w / scale) in [-7, 7]. The input goes through an
+    evaluated at compile time as llama.cpp's Q4_0 does: scale = f16(m / -8)
+    for m the group's first value of the largest magnitude (a negative scale
+    for a positive m), codes = round_even(w / scale) in [-8, 7], so m is
+    code -8 and all 16 levels are used. The input goes through an
     `xfmr.quantize` + `xfmr.dequantize` pair to i8 codes with one scale per
     token (block [1, in]), as xfmr-quantize-int8 does. Each group's product
     is an exact integer sum; the sums are scaled by their group's weight

@@ -397,11 +397,13 @@ bool quantizeInt8(const double *values, int64_t rows, int64_t cols,
   return true;
 }
 
-/// Int4 group quantization of a row-major [rows, cols] matrix: per block
-/// (a row's group of columns) scale = f16(max(max |x|, epsilon) / 7), code =
-/// round_even(x / scale) clamped to [-7, 7] (0 where the scale rounds to 0),
-/// one signed byte each. Returns false with `error` set on NaN or infinite
-/// input, or a scale beyond f16's range.
+/// Int4 group quantization of a row-major [rows, cols] matrix, as llama.cpp's
+/// Q4_0: per block (a row's group of columns) m = the first value of the
+/// largest magnitude, scale = f16(m / -8) (negative for a positive m), code =
+/// round_even(x / scale) clamped to [-8, 7] (0 where the scale rounds to 0),
+/// one signed byte each. m itself becomes code -8: all 16 levels are used,
+/// a step 7/8 of max |x| / 7's. Returns false with `error` set on NaN or
+/// infinite input, or a scale beyond f16's range.
 bool quantizeInt4(const double *values, int64_t rows, int64_t cols,
                   fp8::BlockLayout layout, uint8_t *codes, uint16_t *scales,
                   std::string &error) {
@@ -413,8 +415,14 @@ bool quantizeInt4(const double *values, int64_t rows, int64_t cols,
       double amax = 0;
       if (!blockMaxAbs(values, cols, r0, r1, c0, c1, amax, error))
         return false;
-      uint16_t bits =
-          float16::encodeF16(std::max(amax, fp8::kScaleEpsilon) / 7.0);
+      double m = 0;
+      for (int64_t r = r0; r < r1 && m == 0; ++r)
+        for (int64_t c = c0; c < c1; ++c)
+          if (std::fabs(values[r * cols + c]) == amax) {
+            m = values[r * cols + c];
+            break;
+          }
+      uint16_t bits = float16::encodeF16(m / -8.0);
       double scale = float16::decodeF16(bits);
       if (!std::isfinite(scale)) {
         error = "max |w| = " + std::to_string(amax) + " at rows [" +
@@ -429,7 +437,7 @@ bool quantizeInt4(const double *values, int64_t rows, int64_t cols,
         for (int64_t c = c0; c < c1; ++c) {
           double q =
               scale == 0 ? 0 : std::nearbyint(values[r * cols + c] / scale);
-          codes[r * cols + c] = uint8_t(int8_t(std::clamp(q, -7.0, 7.0)));
+          codes[r * cols + c] = uint8_t(int8_t(std::clamp(q, -8.0, 7.0)));
         }
     }
   return true;

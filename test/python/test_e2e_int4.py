@@ -39,18 +39,20 @@ def manifest(artifact):
 
 
 def test_quantize_groups_matches_the_scheme():
-    # Group max 7: the scale is exactly 1 (an f16), so the ties are exact.
-    w = np.array([[7.0, 0.5, 1.5, -2.5, 0.0, 0.0, 0.0, 0.0]])
-    assert np.array_equal(quantize_groups(w, 4), [[7, 0, 2, -2, 0, 0, 0, 0]])
-    # The scale is the f16 rounding of max / 7; codes clip at 7.
-    scale = float(np.float16(1.0 / 7))
-    assert np.array_equal(quantize_groups([[1.0, -0.3]], 2),
-                          [[7 * scale, -2 * scale]])
+    # Q4_0: the group's first value of the largest magnitude is code -8. Group max -8:
+    # the scale is exactly 1 (an f16), so the ties are exact.
+    w = np.array([[-8.0, 0.5, 1.5, -2.5, 0.0, 0.0, 0.0, 0.0]])
+    assert np.array_equal(quantize_groups(w, 4), [[-8, 0, 2, -2, 0, 0, 0, 0]])
+    # A positive maximum: a negative scale, the f16 rounding of max / -8; the opposite
+    # extreme (-1.0, code 8) clips at 7.
+    scale = float(np.float16(-1.0 / 8))
+    assert np.array_equal(quantize_groups([[1.0, -0.3, -1.0]], 3),
+                          [[-8 * scale, 2 * scale, 7 * scale]])
     # A group too small for an f16 scale quantizes to zeros, not NaN.
     assert np.array_equal(quantize_groups([[1e-9, -1e-9]], 2), [[0.0, 0.0]])
     # Each group has its own scale; a last, shorter group too.
     q = quantize_groups([[1.0, 2.0, 100.0]], 2)
-    assert q[0, 2] == float(np.float16(100 / 7)) * 7
+    assert q[0, 2] == float(np.float16(100 / -8)) * -8
 
 
 @pytest.mark.parametrize("cpu", CPUS)
@@ -169,7 +171,7 @@ def test_python_compile_int4(stories260k_dir, tmp_path):
     (np.inf, "an infinity at [0, 0]"),
 ])
 def test_unquantizable_weights_are_named(value, words, synth_checkpoint, tmp_path):
-    """A weight int4 cannot hold (a group whose scale, max |w| / 7, overflows f16; an
+    """A weight int4 cannot hold (a group whose scale, max |w| / 8, overflows f16; an
     infinity) fails the compile, naming the tensor; nothing is written."""
     from xfmr.safetensors import SafetensorsFolder, save_file
 

@@ -3,9 +3,10 @@ reference model: the same scales and rounding as the compiled code, computed ind
 of it.
 
 Weights: each linear weight [out, in] gets one f16 scale per output channel and group of
-`group` inputs (default 32), scale = float16(max(max|w| over the group, 1e-12) / 7); the
-weight becomes clip(round_half_even(w / scale), -7, 7) * scale (0 where the scale rounds to
-0). Activations: before each such linear, every token's input is quantized to int8 with one
+`group` inputs (default 32), as llama.cpp's Q4_0: m is the group's first value of the
+largest magnitude (sign kept), scale = float16(m / -8); the weight becomes
+clip(round_half_even(w / scale), -8, 7) * scale (0 where the scale rounds to 0), so m is
+code -8 and all 16 levels are used. Activations: before each such linear, every token's input is quantized to int8 with one
 scale for the whole row, as in the W8A8 scheme (xfmr.reference.int8.quantize_rows). Each
 group's product of codes is exact, so a linear computes sum over groups of (x codes . w
 codes) * scale_w, times scale_x. The LM head (head="int8", the default; tied or not) and
@@ -22,7 +23,6 @@ from .attention import map_linear_weights
 from .int8 import Int8Weight, quantize_rows
 from .mlp import SwiGLU
 
-EPSILON = 1e-12
 GROUP = 32
 
 
@@ -34,12 +34,14 @@ def quantize_groups(w: np.ndarray, group: int = GROUP) -> np.ndarray:
     out = np.empty_like(w)
     for c0 in range(0, cols, group):
         block = w[:, c0:c0 + group]
-        amax = np.max(np.abs(block), axis=1, keepdims=True)
-        scale = (np.maximum(amax, EPSILON) / 7.0).astype(np.float16).astype(np.float64)
+        first = np.argmax(np.abs(block), axis=1)  # the first of the largest magnitude
+        m = block[np.arange(rows), first][:, None]
+        with np.errstate(over="ignore"):
+            scale = (m / -8.0).astype(np.float16).astype(np.float64)
         if not np.all(np.isfinite(scale)):
             raise ValueError("a group's scale is beyond f16's range")
         with np.errstate(divide="ignore", invalid="ignore"):
-            codes = np.where(scale == 0, 0.0, np.clip(np.rint(block / scale), -7, 7))
+            codes = np.where(scale == 0, 0.0, np.clip(np.rint(block / scale), -8, 7))
         out[:, c0:c0 + group] = codes * scale
     return out
 

@@ -258,11 +258,12 @@ TEST_F(WeightPackingTest, StoresInt4CodesInOctetPanels) {
 }
 
 TEST_F(WeightPackingTest, QuantizesInt4Groups) {
-  // Groups of 4 along a row of 6: scales f16(max / 7), codes to nearest
-  // even in [-7, 7]; a group too small for an f16 scale gives code 0.
+  // Groups of 4 along a row of 6, as Q4_0: scales f16(m / -8) for m the
+  // first value of the largest magnitude, codes to nearest even in [-8, 7];
+  // a group too small for an f16 scale gives code 0.
   MemorySource source;
-  std::vector<float> w = {7,   0.5, 1.5, -2.5, 1e-9f, -1e-9f,
-                          -14, 3,   2,   1,    0.0f,  0.0f};
+  std::vector<float> w = {-8, 0.5, 1.5, -2.5, 1e-9f, -1e-9f,
+                          16, -6,  2,   -16,  0.0f,  0.0f};
   source.add("w", "F32", {2, 6},
              std::string(reinterpret_cast<const char *>(w.data()), 48));
   // Codes and scales of `w` in groups [1, 4], in panels of 2 rows.
@@ -285,21 +286,23 @@ TEST_F(WeightPackingTest, QuantizesInt4Groups) {
     uint8_t byte = uint8_t(blob[size_t(((c / 8) * 2 + r) * 4 + c % 4)]);
     return int((c % 8 < 4 ? byte & 0xF : byte >> 4)) - 8;
   };
-  EXPECT_EQ(nibble(0, 0), 7);
+  EXPECT_EQ(nibble(0, 0), -8);
   EXPECT_EQ(nibble(0, 1), 0);  // 0.5 ties to even
   EXPECT_EQ(nibble(0, 2), 2);  // 1.5 ties to even
   EXPECT_EQ(nibble(0, 3), -2); // -2.5 ties to even
   EXPECT_EQ(nibble(0, 4), 0);
-  EXPECT_EQ(nibble(1, 0), -7);
-  EXPECT_EQ(nibble(1, 1), 2); // 3 / 2 = 1.5 -> 2
+  EXPECT_EQ(nibble(1, 0), -8); // 16 comes first: the scale is -2
+  EXPECT_EQ(nibble(1, 1), 3);
+  EXPECT_EQ(nibble(1, 2), -1);
+  EXPECT_EQ(nibble(1, 3), 7); // -16 / -2 = 8 clips at 7
   auto scaleAt = [&](int r, int g) {
     uint16_t bits;
     std::memcpy(&bits, &blob[size_t(64 + (g * 2 + r) * 2)], 2);
     return xfmr::float16::decodeF16(bits);
   };
   EXPECT_EQ(scaleAt(0, 0), 1.0);
-  EXPECT_EQ(scaleAt(1, 0), 2.0);
-  EXPECT_EQ(scaleAt(0, 1), 0.0); // 1e-9 / 7 is below f16's subnormals
+  EXPECT_EQ(scaleAt(1, 0), -2.0);
+  EXPECT_EQ(scaleAt(0, 1), 0.0); // 1e-9 / -8 is below f16's subnormals
 }
 
 TEST_F(WeightPackingTest, StoresMatricesInPanels) {

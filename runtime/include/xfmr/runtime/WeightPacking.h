@@ -11,9 +11,10 @@
 //   "transform": "fp8_codes" | "fp8_scales" | "int8_codes" | "int8_scales"
 //       | "int4_codes" | "int4_scales" with "source_dtype", "source_shape"
 //       and "block": [rows, cols] (int8: scale = max |w| / 127, codes to
-//       nearest even in [-127, 127]; int4: dtype i4 and f16 scales, scale =
-//       f16(max |w| / 7), codes to nearest even of w / scale in [-7, 7], 0
-//       where the scale is 0; in panels only)
+//       nearest even in [-127, 127]; int4: dtype i4 and f16 scales, as
+//       llama.cpp's Q4_0: scale = f16(m / -8) for m the group's first value
+//       of the largest magnitude, codes to nearest even of w / scale in
+//       [-8, 7], 0 where the scale is 0; in panels only)
 //   "transform": "mla_query_latent" | "mla_query_rope" | "mla_output"  with
 //       "source_dtype", "source_shape", "heads", "nope", "rope",
 //       "value_dim" and, except for mla_query_rope, "kv_b", "kv_b_dtype",
