@@ -107,11 +107,13 @@ def QuantizeInt4 : Pass<"xfmr-quantize-int4"> {
     scale and added in f32, then scaled by the token's. The CPU lowering
     multiplies the codes with VNNI (`vpdpbusd`) or AArch64 dot products
     (`sdot`, `usdot`); int4 weights are read by the CPU's panel kernels
-    only, so only CPU-only artifacts have them. The LM head (`lm_head`) is
-    W8A8 int8 by default (`head=int8`: xfmr-quantize-int8's rewrite), as are
-    routed expert stacks (`xfmr.moe_experts`), whose kernels have no int4
-    form; `head=int4` quantizes the head like the other linears, `head=keep`
-    keeps it. A tied LM head (a linear reading the table an
+    only, so only CPU-only artifacts have them. Routed expert stacks
+    (`xfmr.moe_experts`) get the same group scales and int8 input and SwiGLU
+    output per token (`activation_group`) when the group is a multiple of 16
+    (the expert kernels scale each 16-weight vector as they load it), else
+    xfmr-quantize-int8's W8A8. The LM head (`lm_head`) is W8A8 int8 by
+    default (`head=int8`: xfmr-quantize-int8's rewrite); `head=int4`
+    quantizes the head like the other linears, `head=keep` keeps it. A tied LM head (a linear reading the table an
     `xfmr.embedding` reads) is quantized as `head` says too, from a copy of
     the table: the embedding keeps it, and decode reads the head's codes.
     Weights whose name contains one of `keep` stay as they are (default: the

@@ -75,6 +75,78 @@ struct QuantizeLinearInt4 : OpRewritePattern<LinearOp> {
   SmallVector<std::string> keep;
 };
 
+/// Routed experts (`xfmr.moe_experts` without a fused shared expert): their
+/// stacked weights get an f16 scale per row and group of `group` inputs,
+/// as the linears do; their input and each expert's SwiGLU output one int8
+/// scale per token, as in xfmr-quantize-int8. The expert kernels scale each
+/// 16-weight vector as they load it, so the group must be a multiple of 16
+/// (other groups leave the experts to the int8 patterns).
+struct QuantizeExpertsInt4 : OpRewritePattern<MoEExpertsOp> {
+  QuantizeExpertsInt4(MLIRContext *context, int64_t group,
+                      ArrayRef<std::string> keep)
+      : OpRewritePattern(context), group(group), keep(keep) {}
+
+  LogicalResult matchAndRewrite(MoEExpertsOp experts,
+                                PatternRewriter &rewriter) const override {
+    if (group % kExpertVector != 0)
+      return rewriter.notifyMatchFailure(experts, "groups of partial vectors");
+    if (experts.getGateScale() || experts.getSharedGate() ||
+        experts.getInput().getDefiningOp<DequantizeOp>())
+      return rewriter.notifyMatchFailure(experts, "already quantized");
+    Value stacks[3] = {experts.getGateWeight(), experts.getUpWeight(),
+                       experts.getDownWeight()};
+    for (Value stack : stacks) {
+      auto weight = stack.getDefiningOp<WeightOp>();
+      if (!weight)
+        return rewriter.notifyMatchFailure(experts, "not checkpoint weights");
+      if (StringRef why = whyKeptForIntegerCodes(weight, keep); !why.empty())
+        return rewriter.notifyMatchFailure(experts, why);
+    }
+    ArrayRef<int64_t> gate =
+        cast<RankedTensorType>(stacks[0].getType()).getShape();
+    int64_t inter = gate[1], hidden = gate[2];
+
+    Location loc = experts.getLoc();
+    MLIRContext *context = getContext();
+    Type i4 = rewriter.getIntegerType(4), i8 = rewriter.getI8Type();
+    auto layout = ScaleLayoutAttr::get(context, ScaleKind::block, {1, group});
+    Value codes[3], scales[3];
+    for (int i = 0; i < 3; ++i) {
+      auto type = cast<RankedTensorType>(stacks[i].getType());
+      auto quantize = QuantizeOp::create(
+          rewriter, loc, RankedTensorType::get(type.getShape(), i4),
+          RankedTensorType::get(layout.scaleShape(type.getShape()),
+                                rewriter.getF16Type()),
+          stacks[i], layout);
+      codes[i] = quantize.getResult();
+      scales[i] = quantize.getScale();
+    }
+    auto inputType = cast<RankedTensorType>(experts.getInput().getType());
+    auto tokenLayout =
+        ScaleLayoutAttr::get(context, ScaleKind::block, {1, hidden});
+    auto inputQuantize = QuantizeOp::create(
+        rewriter, loc, RankedTensorType::get(inputType.getShape(), i8),
+        RankedTensorType::get({inputType.getDimSize(0), 1},
+                              rewriter.getF32Type()),
+        experts.getInput(), tokenLayout);
+    auto input = DequantizeOp::create(rewriter, loc, inputType,
+                                      inputQuantize.getResult(),
+                                      inputQuantize.getScale(), tokenLayout);
+    rewriter.replaceOpWithNewOp<MoEExpertsOp>(
+        experts, experts.getType(), input, experts.getWeights(),
+        experts.getIndices(), codes[0], codes[1], codes[2], scales[0],
+        scales[1], scales[2], Value(), Value(), Value(), Value(), Value(),
+        Value(), layout, rewriter.getI64IntegerAttr(inter),
+        experts.getDispatchAttr());
+    return success();
+  }
+
+  /// The expert kernels' vector of weights (MatmulTile's width).
+  static constexpr int64_t kExpertVector = 16;
+  int64_t group;
+  SmallVector<std::string> keep;
+};
+
 struct QuantizeInt4Pass : xfmr::impl::QuantizeInt4Base<QuantizeInt4Pass> {
   using QuantizeInt4Base::QuantizeInt4Base;
 
@@ -138,11 +210,13 @@ struct QuantizeInt4Pass : xfmr::impl::QuantizeInt4Base<QuantizeInt4Pass> {
     if (head != "int4")
       int4Keep.push_back("lm_head");
     RewritePatternSet int4Patterns(context);
-    int4Patterns.add<QuantizeLinearInt4>(context, group, int4Keep);
+    int4Patterns.add<QuantizeLinearInt4, QuantizeExpertsInt4>(context, group,
+                                                              int4Keep);
     if (failed(applyPatternsGreedily(getOperation(), std::move(int4Patterns))))
       return signalPassFailure();
     // Then int8 (W8A8) for what int4 left in high precision: the LM head
-    // (head=int8) and the routed experts, whose kernels have no int4 form.
+    // (head=int8), and the routed experts when the group is not a multiple
+    // of 16.
     SmallVector<std::string> int8Keep = names;
     if (head == "keep")
       int8Keep.push_back("lm_head");

@@ -381,6 +381,8 @@ Value ScheduleEmitter::weightView(Operation *op, StringRef attrName) {
   if (slot.getPanel())
     shape = llvm::to_vector(
         panelStorageShape(shape, slot.getPanel(), tensor.getElementType()));
+  else if (tensor.getElementType().isInteger(4))
+    shape = llvm::to_vector(int4RowStorageShape(shape));
   auto type = MemRefType::get(
       shape,
       storageTypeOf(weightFormatOf(tensor.getElementType()), b->getContext()));

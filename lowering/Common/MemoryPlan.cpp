@@ -30,6 +30,12 @@ SmallVector<int64_t, 3> xfmr::panelStorageShape(ArrayRef<int64_t> shape,
           llvm::divideCeilSigned<int64_t>(shape[1], group), stored * panel};
 }
 
+SmallVector<int64_t, 3> xfmr::int4RowStorageShape(ArrayRef<int64_t> shape) {
+  SmallVector<int64_t, 3> stored(shape.begin(), shape.end());
+  stored.back() = llvm::divideCeilSigned<int64_t>(stored.back(), 2);
+  return stored;
+}
+
 namespace {
 /// The bytes of one row of each part of a cache: codes, scales (0 without),
 /// and for a latent cache k_pe.

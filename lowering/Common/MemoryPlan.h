@@ -33,6 +33,12 @@ inline constexpr int64_t kBufferAlignment = 64;
 /// 1, for the panel storage shape, whose elements are bytes).
 int64_t storedElementBytes(mlir::Type type);
 
+/// The stored shape of a tensor of i4 codes outside panels (the MoE kernels'
+/// expert stacks): row-major, two codes a byte, so its last dimension
+/// halves (rounded up). Bytes, [..., ceil(cols / 2)].
+llvm::SmallVector<int64_t, 3>
+int4RowStorageShape(llvm::ArrayRef<int64_t> shape);
+
 /// Rows of a weight panel (a slot's `panel` when xfmr-plan-memory packs
 /// weights for the CPU): four 16-lane vectors of sums per activation row.
 inline constexpr int64_t kWeightPanelRows = 64;

@@ -136,6 +136,8 @@ public:
     if (panel)
       elements = llvm::product_of(
           panelStorageShape(type.getShape(), panel, type.getElementType()));
+    else if (type.getElementType().isInteger(4))
+      elements = llvm::product_of(int4RowStorageShape(type.getShape()));
     int64_t bytes = elements * storedElementBytes(type.getElementType());
     slots.push_back(WeightSlotAttr::get(builder.getContext(), source, size,
                                         bytes, type, transform, panel));
@@ -219,11 +221,15 @@ LogicalResult PlanMemoryPass::planWeights(ArrayRef<func::FuncOp> entries,
       int64_t panel =
           weightPanels && panelPackable(quantize) ? kWeightPanelRows : 0;
       // Int4 codes (and their f16 group scales, 16 rows of a group in one
-      // load) exist in panels only.
+      // load) for linears exist in panels only; the MoE kernels read expert
+      // stacks row-major, two codes a byte.
       bool int4 = cast<RankedTensorType>(quantize.getResult().getType())
                       .getElementType()
                       .isInteger(4);
-      if (int4 && !panel)
+      bool expertStacks =
+          llvm::all_of(quantize.getResult().getUsers(),
+                       [](Operation *user) { return isa<MoEExpertsOp>(user); });
+      if (int4 && !panel && !expertStacks)
         return quantize.emitOpError()
                << "int4 weights are stored in the CPU's panels only: a "
                   "CPU-only artifact, a matrix that only linear layers "

@@ -134,9 +134,6 @@ std::vector<PackedTensor> runtime::readPackingPlan(const JsonValue &manifest,
             (p.transform == "int4_scales") != (scales && p.dtype == "f16"))
           throw Error(where + ": transform '" + p.transform +
                       "' does not make dtype '" + p.dtype + "'");
-        if ((p.transform == "int4_codes" || p.transform == "int4_scales") &&
-            !p.panel)
-          throw Error(where + ": int4 weights are stored in panels only");
         p.blockRows = block[0];
         p.blockCols = block[1];
       } else if (p.transform == "mla_query_latent" ||
@@ -581,6 +578,21 @@ std::string runtime::toInt4Panels(const std::string &data, int64_t rows,
   return out;
 }
 
+std::string runtime::toInt4Rows(const std::string &data, int64_t rows,
+                                int64_t cols) {
+  int64_t rowBytes = (cols + 1) / 2;
+  std::string out(size_t(rows * rowBytes), char(0x88));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      uint8_t nibble = uint8_t(int8_t(data[size_t(r * cols + c)]) + 8) & 0xF;
+      uint8_t &byte =
+          reinterpret_cast<uint8_t &>(out[size_t(r * rowBytes + c / 2)]);
+      byte = c % 2 == 0 ? uint8_t((byte & 0xF0) | nibble)
+                        : uint8_t((byte & 0x0F) | nibble << 4);
+    }
+  return out;
+}
+
 std::string runtime::packWeights(
     const std::vector<PackedTensor> &plan, uint64_t totalBytes,
     const TensorSource &source,
@@ -644,6 +656,11 @@ std::string runtime::packWeights(
           data = toPanels(data, t.shape[0], t.shape[1], elementBytes, t.panel,
                           t.transform == "int4_scales" ? 1 : 2);
       }
+      // Int4 codes outside panels (expert stacks): two codes a byte.
+      if (!t.panel && t.dtype == "i4" && !t.shape.empty())
+        data = toInt4Rows(
+            data, elementsOf(t.shape) / std::max<int64_t>(t.shape.back(), 1),
+            t.shape.back());
       if (data.size() != t.bytes)
         return "weight '" + t.name + "' has " + std::to_string(data.size()) +
                " bytes in " + source.describe() +

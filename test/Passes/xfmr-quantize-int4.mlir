@@ -1,6 +1,7 @@
 // RUN: xfmr-opt %s --xfmr-quantize-int4 --split-input-file | FileCheck %s
 // RUN: xfmr-opt %s --xfmr-quantize-int4="group=64 head=int4" --split-input-file | FileCheck %s --check-prefix=G64
 // RUN: xfmr-opt %s --xfmr-quantize-int4="head=keep keep=q_proj" --split-input-file | FileCheck %s --check-prefix=KEEP
+// RUN: xfmr-opt %s --xfmr-quantize-int4="group=40" --split-input-file | FileCheck %s --check-prefix=G40
 // RUN: not xfmr-opt %s --xfmr-quantize-int4="group=12" --split-input-file 2>&1 | FileCheck %s --check-prefix=BAD
 
 // CHECK-LABEL: func.func @linear
@@ -60,11 +61,24 @@ func.func @tied_head(%ids: tensor<?xi32>) -> tensor<?x100xf32> {
 
 // -----
 
-// Routed experts have no int4 kernels: W8A8, as xfmr-quantize-int8 makes them.
+// Routed experts: int4 stacks with an f16 scale per row and group, the input
+// int8 per token, the SwiGLU output too (activation_group = inter).
 // CHECK-LABEL: func.func @experts
-// CHECK: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 96]>} : tensor<8x96x64xbf16> -> tensor<8x96x64xi8>, tensor<8x96x1xf32>
-// CHECK: xfmr.moe_experts
+// CHECK-SAME: (%[[H:[^:]+]]: tensor<?x64xf32>
+// CHECK: %[[G:.+]], %[[GS:.+]] = xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 32]>} : tensor<8x96x64xbf16> -> tensor<8x96x64xi4>, tensor<8x96x2xf16>
+// CHECK: %[[U:.+]], %[[US:.+]] = xfmr.quantize %{{.+}} : tensor<8x96x64xbf16> -> tensor<8x96x64xi4>, tensor<8x96x2xf16>
+// CHECK: %[[D:.+]], %[[DS:.+]] = xfmr.quantize %{{.+}} : tensor<8x64x96xbf16> -> tensor<8x64x96xi4>, tensor<8x64x3xf16>
+// CHECK: %[[HQ:.+]], %[[HS:.+]] = xfmr.quantize %[[H]] {layout = #xfmr.scale_layout<block [1, 64]>} : tensor<?x64xf32> -> tensor<?x64xi8>, tensor<?x1xf32>
+// CHECK: %[[HD:.+]] = xfmr.dequantize %[[HQ]], %[[HS]]
+// CHECK: xfmr.moe_experts %[[HD]], %{{.+}}, %{{.+}}, %[[G]], %[[U]], %[[D]] scales(%[[GS]], %[[US]], %[[DS]] : tensor<8x96x2xf16>, tensor<8x96x2xf16>, tensor<8x64x3xf16>)
 // CHECK-SAME: activation_group = 96
+// CHECK-SAME: scale_layout = #xfmr.scale_layout<block [1, 32]>
+// The expert kernels scale whole 16-weight vectors: groups of 40 leave the
+// experts W8A8, as xfmr-quantize-int8 makes them.
+// G40-LABEL: func.func @experts
+// G40: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 96]>} : tensor<8x96x64xbf16> -> tensor<8x96x64xi8>, tensor<8x96x1xf32>
+// G40: xfmr.moe_experts
+// G40-SAME: activation_group = 96
 func.func @experts(%h: tensor<?x64xf32>, %w: tensor<?x2xf32>, %i: tensor<?x2xi32>) -> tensor<?x64xf32> {
   %eg = xfmr.weight "model.layers.0.block_sparse_moe.experts.*.w1.weight" : tensor<8x96x64xbf16>
   %eu = xfmr.weight "model.layers.0.block_sparse_moe.experts.*.w3.weight" : tensor<8x96x64xbf16>

@@ -279,7 +279,7 @@ def test_int4_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
     pairs of tokens (2 rows x 8 inputs by 8 inputs x 2 tokens) and `usdot` for a lone
     one, and the
     model matches the float64 emulation of the int4 scheme, stories260K (its tied head
-    int8) and a DeepSeek-V3 MoE (an int8 LM head and routed experts, int4 shared experts)
+    int8) and a DeepSeek-V3 MoE (an int8 LM head, int4 routed and shared experts)
     alike."""
     from xfmr.reference.int4 import apply_int4
 

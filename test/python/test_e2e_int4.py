@@ -90,15 +90,32 @@ def test_llama_int4(group, head, cpu, synth_checkpoint, tmp_path):
                                                     "keep": {"bf16"}}[head]
 
 
-@pytest.mark.parametrize("arch", ["mixtral", "deepseek_v3"])
-def test_moe_and_mla_int4(arch, synth_checkpoint, tmp_path):
+@pytest.mark.parametrize("arch,group", [("mixtral", 32), ("deepseek_v3", 32),
+                                        ("mixtral", 40)])
+def test_moe_and_mla_int4(arch, group, synth_checkpoint, tmp_path):
     """Mixtral (routed experts) and DeepSeek-V3 (MLA, routed and shared experts, a dense
-    first layer): linears and shared experts int4, routed experts and the LM head int8,
-    kv_b in its precision, as the emulation has it."""
+    first layer): linears, shared and routed experts int4 (the routed stacks row-major,
+    two codes a byte, with f16 group scales; with groups that are no multiple of the
+    expert kernels' 16-weight vectors, int8), the LM head int8, kv_b in its precision,
+    as the emulation has it."""
     checkpoint = synth_checkpoint(arch)
-    artifact = compile_model(checkpoint, tmp_path, "--quantize", "int4")
+    artifact = compile_model(checkpoint, tmp_path, "--quantize", "int4",
+                             "--quantize-group", str(group))
+    tensors = manifest(artifact)["weights"]["tensors"]
+    stacks = [t for t in tensors if len(t["shape"]) == 3 and t["transform"].endswith("codes")]
+    assert stacks
+    for stack in stacks:
+        experts, rows, cols = stack["shape"]
+        assert "panel" not in stack
+        if group % 16:
+            assert stack["dtype"] == "i8" and stack["bytes"] == experts * rows * cols
+            continue
+        assert stack["dtype"] == "i4" and stack["block"] == [1, group]
+        assert stack["bytes"] == experts * rows * -(-cols // 2)
+        scales = next(t for t in tensors if t["name"] == stack["name"] and t["dtype"] == "f16")
+        assert scales["shape"] == [experts, rows, -(-cols // group)]
     prompt = list(range(3, 15))
-    expected_ids, expected_rows = emulation(checkpoint).generate_greedy(prompt, 8)
+    expected_ids, expected_rows = emulation(checkpoint, group=group).generate_greedy(prompt, 8)
     ids, rows = greedy_through_abi(CompiledModel(artifact), prompt, 8)
     assert np.max(row_errors(rows, expected_rows)) < TOLERANCE
     assert ids == list(expected_ids)

@@ -87,6 +87,17 @@ Value xfmr::kernels::f32(OpBuilder &b, Location loc, double value) {
   return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(value)));
 }
 
+Value xfmr::kernels::splat(OpBuilder &b, Location loc, Type type,
+                           int64_t value) {
+  auto vector = dyn_cast<VectorType>(type);
+  TypedAttr element =
+      b.getIntegerAttr(vector ? vector.getElementType() : type, value);
+  if (vector)
+    return arith::ConstantOp::create(b, loc,
+                                     DenseElementsAttr::get(vector, element));
+  return arith::ConstantOp::create(b, loc, element);
+}
+
 void xfmr::kernels::parallelFor(OpBuilder &b, Location loc, Value lb, Value ub,
                                 LoopBody body) {
   scf::ParallelOp::create(b, 

@@ -94,6 +94,9 @@ private:
 /// Emission helpers; all take the builder and location explicitly.
 mlir::Value index(mlir::OpBuilder &b, mlir::Location loc, int64_t value);
 mlir::Value f32(mlir::OpBuilder &b, mlir::Location loc, double value);
+/// An integer constant of `type`: a scalar, or a vector of it.
+mlir::Value splat(mlir::OpBuilder &b, mlir::Location loc, mlir::Type type,
+                  int64_t value);
 
 using LoopBody =
     llvm::function_ref<void(mlir::OpBuilder &, mlir::Location, mlir::Value)>;

@@ -18,15 +18,15 @@ constexpr int64_t kTile = 4;
 /// One scale per weight row, over all its inputs (int8 W8A8's per-channel
 /// scales): each finished sum is scaled once.
 bool rowScaled(const MatmulTile &op) {
-  return op.blockScale && op.blockScale->first == 1 &&
-         op.blockScale->second >= op.in;
+  return op.format != WeightFormat::I4 && op.blockScale &&
+         op.blockScale->first == 1 && op.blockScale->second >= op.in;
 }
 
 /// The tile path applies one block scale to a whole tile: it needs whole
 /// vector steps per block and all of a tile's weight rows in one row block
 /// (or row scales, applied to the sums).
 bool tileScalable(const MatmulTile &op) {
-  if (!op.blockScale || rowScaled(op))
+  if (!op.blockScale || rowScaled(op) || op.format == WeightFormat::I4)
     return true;
   auto [blockRows, blockCols] = *op.blockScale;
   return blockCols % op.width == 0 && op.in % blockCols == 0 &&
@@ -37,6 +37,63 @@ SmallVector<Value> withPrefix(ArrayRef<Value> prefix, ArrayRef<Value> rest) {
   SmallVector<Value> indices(prefix.begin(), prefix.end());
   indices.append(rest.begin(), rest.end());
   return indices;
+}
+
+/// Int4 weight row `n`'s codes at inputs [k, k + width) (k a multiple of
+/// the width), times their group's scale, as f32.
+Value loadInt4Vector(OpBuilder &b, Location loc, const MatmulTile &op, Value n,
+                     Value k) {
+  int64_t half = op.width / 2;
+  auto bytesType = VectorType::get({half}, b.getI8Type());
+  auto valuesType = VectorType::get({op.width}, b.getF32Type());
+  Value byte = arith::DivUIOp::create(b, loc, k, index(b, loc, 2));
+  Value bytes = vector::LoadOp::create(b, loc, bytesType, op.w,
+                                       withPrefix(op.weightPrefix, {n, byte}));
+  Value low =
+      arith::AndIOp::create(b, loc, bytes, splat(b, loc, bytesType, 15));
+  Value high =
+      arith::ShRUIOp::create(b, loc, bytes, splat(b, loc, bytesType, 4));
+  // Inputs k + 2i in the low nibbles, k + 2i + 1 in the high ones.
+  SmallVector<int64_t> order;
+  for (int64_t i = 0; i < half; ++i)
+    order.append({i, half + i});
+  Value nibbles = vector::ShuffleOp::create(b, loc, low, high, order);
+  Value values = arith::UIToFPOp::create(b, loc, valuesType, nibbles);
+  Value group =
+      arith::DivUIOp::create(b, loc, k, index(b, loc, op.blockScale->second));
+  Value halfScale = memref::LoadOp::create(
+      b, loc, op.scale, withPrefix(op.weightPrefix, {n, group}));
+  Value scale = arith::ExtFOp::create(b, loc, b.getF32Type(), halfScale);
+  Value scales = vector::BroadcastOp::create(b, loc, valuesType, scale);
+  // (nibble - 8) x scale = nibble x scale - 8 x scale.
+  Value offset = arith::MulFOp::create(b, loc, scale, f32(b, loc, -8.0));
+  Value offsets = vector::BroadcastOp::create(b, loc, valuesType, offset);
+  return vector::FMAOp::create(b, loc, values, scales, offsets);
+}
+
+/// Int4 weight (n, k) times its group's scale, as f32.
+Value loadInt4Scalar(OpBuilder &b, Location loc, const MatmulTile &op, Value n,
+                     Value k) {
+  Value two = index(b, loc, 2);
+  Value byteIndex = arith::DivUIOp::create(b, loc, k, two);
+  Value byte = memref::LoadOp::create(
+      b, loc, op.w, withPrefix(op.weightPrefix, {n, byteIndex}));
+  // Even inputs in the low nibble, odd ones in the high.
+  Value odd = arith::RemUIOp::create(b, loc, k, two);
+  Value shiftIndex = arith::MulIOp::create(b, loc, odd, index(b, loc, 4));
+  Value shift = arith::IndexCastOp::create(b, loc, b.getI8Type(), shiftIndex);
+  Value shifted = arith::ShRUIOp::create(b, loc, byte, shift);
+  Value nibble = arith::AndIOp::create(
+      b, loc, shifted,
+      arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15)));
+  Value value = arith::UIToFPOp::create(b, loc, b.getF32Type(), nibble);
+  Value code = arith::SubFOp::create(b, loc, value, f32(b, loc, 8.0));
+  Value group =
+      arith::DivUIOp::create(b, loc, k, index(b, loc, op.blockScale->second));
+  Value halfScale = memref::LoadOp::create(
+      b, loc, op.scale, withPrefix(op.weightPrefix, {n, group}));
+  Value scale = arith::ExtFOp::create(b, loc, b.getF32Type(), halfScale);
+  return arith::MulFOp::create(b, loc, code, scale);
 }
 
 /// sum[r, n] for every (r, n) of xRows x rows, sharing loads across the tile.
@@ -55,9 +112,11 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
       xs.push_back(xScale ? arith::MulFOp::create(b, loc, xv, xScale) : xv);
     }
     for (Value n : rows)
-      ws.push_back(loadVectorAsF32(b, loc, op.w,
-                                   withPrefix(op.weightPrefix, {n, k}),
-                                   op.format, op.table, op.width));
+      ws.push_back(op.format == WeightFormat::I4
+                       ? loadInt4Vector(b, loc, op, n, k)
+                       : loadVectorAsF32(b, loc, op.w,
+                                         withPrefix(op.weightPrefix, {n, k}),
+                                         op.format, op.table, op.width));
     SmallVector<Value> next;
     for (size_t i = 0; i < xRows.size(); ++i)
       for (size_t j = 0; j < rows.size(); ++j)
@@ -70,7 +129,7 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
         b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
     SmallVector<Value> init(count, zero);
     scf::ForOp loop;
-    if (op.blockScale && !rowScaled(op)) {
+    if (op.blockScale && !rowScaled(op) && op.format != WeightFormat::I4) {
       // Blocks of blockCols inputs, each with the tile's one scale, applied
       // to the activations.
       auto [blockRows, blockCols] = *op.blockScale;
@@ -128,9 +187,12 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
             Value xv =
                 memref::LoadOp::create(b, loc, op.x, ValueRange{xRows[i], k});
             for (size_t j = 0; j < rows.size(); ++j) {
-              Value wv = loadAsF32(b, loc, op.w,
-                                   withPrefix(op.weightPrefix, {rows[j], k}),
-                                   op.format, op.table);
+              Value wv =
+                  op.format == WeightFormat::I4
+                      ? loadInt4Scalar(b, loc, op, rows[j], k)
+                      : loadAsF32(b, loc, op.w,
+                                  withPrefix(op.weightPrefix, {rows[j], k}),
+                                  op.format, op.table);
               next.push_back(
                   arith::AddFOp::create(b, loc, acc[i * rows.size() + j],
                                         arith::MulFOp::create(b, loc, xv, wv)));
@@ -188,6 +250,10 @@ void emitRowBlock(OpBuilder &b, Location loc, const MatmulTile &op, Value begin,
 
 void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc, const MatmulTile &op,
                                Value begin, Value end) {
+  assert((op.format != WeightFormat::I4 ||
+          (op.blockScale && op.blockScale->first == 1 &&
+           op.blockScale->second % op.width == 0)) &&
+         "int4 weights have one scale per row and group of whole vectors");
   if (!tileScalable(op)) {
     // One weight row at a time, each block's partial sum scaled.
     Value firstRow = index(b, loc, 0);

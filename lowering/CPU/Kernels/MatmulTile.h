@@ -21,6 +21,10 @@ struct MatmulTile {
   /// f32 [rows, in].
   mlir::Value x;
   /// [weightPrefix..., out, in] in `format`; FP8 decodes through `table`.
+  /// I4: [weightPrefix..., out, ceil(in / 2)] bytes, two codes + 8 each
+  /// (even inputs in the low nibble), with f16 `scale`s [weightPrefix...,
+  /// out, ceil(in / group)] for `blockScale` [1, group], group a multiple
+  /// of `width`: each loaded weight vector is scaled by its group's scale.
   mlir::Value w;
   llvm::SmallVector<mlir::Value> weightPrefix;
   int64_t in = 0, out = 0;

@@ -288,6 +288,9 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertMatmuls &m, Value x,
     op.scale = scale;
     return op;
   };
+  // Int4 experts quantize the SwiGLU output to int8 per token (W4A8).
+  WeightFormat activationFormat =
+      m.weight.format == WeightFormat::I4 ? WeightFormat::I8 : m.weight.format;
   MatmulTile gate = product(x, m.gate, m.gateScale, m.hidden, m.inter);
   gate.store = [&](OpBuilder &b, Location loc, Value r, Value i, Value g) {
     memref::StoreOp::create(b, loc, g, hidden, ValueRange{r, i});
@@ -304,7 +307,7 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertMatmuls &m, Value x,
   if (m.activationGroup)
     parallelFor(b, loc, begin, end, [&](OpBuilder &b, Location loc, Value r) {
       fakeQuantizeRow(b, loc, hidden, hidden, r, m.inter, *m.activationGroup,
-                      m.weight.format);
+                      activationFormat);
     });
   MatmulTile down = product(hidden, m.down, m.downScale, m.inter, m.hidden);
   down.store = combine;
@@ -363,19 +366,26 @@ func::FuncOp xfmr::kernels::moeExperts(KernelLibrary &lib,
   types.input = tokensBy(hidden, f32Type);
   types.weights = tokensBy(topK, f32Type);
   types.indices = tokensBy(topK, IntegerType::get(context, 32));
-  types.gate = MemRefType::get({experts, inter, hidden}, storage);
-  types.up = MemRefType::get({experts, inter, hidden}, storage);
-  types.down = MemRefType::get({experts, hidden, inter}, storage);
+  // Int4 stacks: two codes a byte along each row (int4RowStorageShape),
+  // with f16 group scales.
+  bool int4 = weight.format == WeightFormat::I4;
+  auto stored = [&](int64_t cols) {
+    return int4 ? llvm::divideCeilSigned<int64_t>(cols, 2) : cols;
+  };
+  types.gate = MemRefType::get({experts, inter, stored(hidden)}, storage);
+  types.up = MemRefType::get({experts, inter, stored(hidden)}, storage);
+  types.down = MemRefType::get({experts, hidden, stored(inter)}, storage);
   if (weight.blockScale) {
     auto [rows, cols] = *weight.blockScale;
-    types.gateScale = types.upScale = MemRefType::get(
-        {experts, llvm::divideCeilSigned(inter, rows),
-         llvm::divideCeilSigned(hidden, cols)},
-        f32Type);
-    types.downScale = MemRefType::get(
-        {experts, llvm::divideCeilSigned(hidden, rows),
-         llvm::divideCeilSigned(inter, cols)},
-        f32Type);
+    Type scaleType = int4 ? Type(Float16Type::get(context)) : f32Type;
+    types.gateScale = types.upScale =
+        MemRefType::get({experts, llvm::divideCeilSigned(inter, rows),
+                         llvm::divideCeilSigned(hidden, cols)},
+                        scaleType);
+    types.downScale =
+        MemRefType::get({experts, llvm::divideCeilSigned(hidden, rows),
+                         llvm::divideCeilSigned(inter, cols)},
+                        scaleType);
   }
   std::string key = "moe_experts_" + std::to_string(experts) + "x" +
                     std::to_string(inter) + "x" + std::to_string(hidden) +

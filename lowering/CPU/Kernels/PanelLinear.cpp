@@ -21,17 +21,6 @@ namespace {
 /// f32 sums per vector: one AVX-512 register.
 constexpr int64_t kLanes = 16;
 
-/// An integer constant of `type`: a scalar, or a vector of it.
-Value splat(OpBuilder &b, Location loc, Type type, int64_t value) {
-  auto vector = dyn_cast<VectorType>(type);
-  TypedAttr element =
-      b.getIntegerAttr(vector ? vector.getElementType() : type, value);
-  if (vector)
-    return arith::ConstantOp::create(b, loc,
-                                     DenseElementsAttr::get(vector, element));
-  return arith::ConstantOp::create(b, loc, element);
-}
-
 /// The bf16 rounding (nearest even) of the f32 bit patterns `bits` (i32 or
 /// a vector of it), as f32 bit patterns: the low 16 bits cleared. No libcall
 /// on CPUs without bf16 conversions, and no NaN inputs: activations are

@@ -6,12 +6,14 @@ Weights: each linear weight [out, in] gets one f16 scale per output channel and 
 `group` inputs (default 32), as llama.cpp's Q4_0: m is the group's first value of the
 largest magnitude (sign kept), scale = float16(m / -8); the weight becomes
 clip(round_half_even(w / scale), -8, 7) * scale (0 where the scale rounds to 0), so m is
-code -8 and all 16 levels are used. Activations: before each such linear, every token's input is quantized to int8 with one
-scale for the whole row, as in the W8A8 scheme (xfmr.reference.int8.quantize_rows). Each
-group's product of codes is exact, so a linear computes sum over groups of (x codes . w
-codes) * scale_w, times scale_x. The LM head (head="int8", the default; tied or not) and
-the routed experts are W8A8 instead (xfmr.reference.int8); the embedding, norms, routers and
-MLA's kv_b stay as they are. Shared experts are int4 linears.
+code -8 and all 16 levels are used. Activations: before each such linear, every token's
+input is quantized to int8 with one scale for the whole row, as in the W8A8 scheme
+(xfmr.reference.int8.quantize_rows). Each group's product of codes is exact, so a linear
+computes sum over groups of (x codes . w codes) * scale_w, times scale_x. Routed experts
+are int4 the same way (their input and SwiGLU output int8 per token) when the group is a
+multiple of 16, else W8A8; the LM head (head="int8", the default; tied or not) is W8A8
+(xfmr.reference.int8); the embedding, norms, routers and MLA's kv_b stay as they are.
+Shared experts are int4 linears.
 This mirrors passes/QuantizeInt4.cpp.
 """
 
@@ -24,6 +26,8 @@ from .int8 import Int8Weight, quantize_rows
 from .mlp import SwiGLU
 
 GROUP = 32
+#: The routed experts are int4 when the group is a multiple of this.
+EXPERT_VECTOR = 16
 
 
 def quantize_groups(w: np.ndarray, group: int = GROUP) -> np.ndarray:
@@ -71,9 +75,12 @@ def apply_int4(model, group: int = GROUP, head: str = "int8") -> None:
         for expert in dense:
             for name in ("gate", "up", "down"):
                 setattr(expert, name, linear_weight(getattr(expert, name)))
+        # Routed experts are int4 too when the group is whole 16-weight vectors
+        # of the expert kernels, else W8A8.
+        expert_weight = linear_weight if group % EXPERT_VECTOR == 0 else int8_weight
         for expert in ([] if isinstance(mlp, SwiGLU) else list(mlp.experts)):
             for name in ("gate", "up", "down"):
-                setattr(expert, name, int8_weight(getattr(expert, name)))
+                setattr(expert, name, expert_weight(getattr(expert, name)))
     # A tied head (the embedding matrix) too: the embedding keeps the table.
     if head != "keep":
         model.lm_head = (linear_weight if head == "int4" else int8_weight)(model.lm_head)

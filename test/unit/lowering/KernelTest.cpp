@@ -1405,6 +1405,100 @@ INSTANTIATE_TEST_SUITE_P(
       return stringifyMoEDispatch(info.param).str();
     });
 
+/// Int4 expert stacks (xfmr-quantize-int4): row-major, two codes + 8 a byte
+/// (toInt4Rows), f16 scales per row and group of 16. Widths 37 and 40 leave
+/// partial vectors (the scalar tail, an odd last byte) and a short last
+/// group; each weight is code x scale.
+TEST_P(MoEExpertsKernelTest, Int4StacksMatchFloat64) {
+  const int64_t experts = 3, inter = 40, hidden = 37, topK = 2, tokens = 6;
+  const int64_t group = 16;
+  WeightOperand weight;
+  weight.format = WeightFormat::I4;
+  weight.blockScale = {1, group};
+  MoEExpertsKernel config{experts, inter,      hidden,       topK,
+                          weight,  GetParam(), std::nullopt, std::nullopt};
+  auto kernel = harness().compile(config);
+  ASSERT_TRUE(kernel);
+  // One stack [experts, rows, cols]: its values code x scale, its bytes and
+  // its f16 scales.
+  struct Stack {
+    std::vector<double> values;
+    Buffer codes, scales;
+  };
+  auto stack = [&](int64_t rows, int64_t cols, unsigned seed) {
+    int64_t groups = (cols + group - 1) / group;
+    std::vector<double> drawn =
+        randomValues(experts * rows * cols, -8.49, 7.49, seed);
+    std::vector<double> scaleDraws =
+        randomValues(experts * rows * groups, -0.05, 0.05, seed + 1);
+    std::string bytes(size_t(experts * rows * cols), '\0');
+    for (size_t i = 0; i < bytes.size(); ++i)
+      bytes[i] = char(int8_t(std::nearbyint(drawn[i])));
+    std::string packed = xfmr::runtime::toInt4Rows(bytes, experts * rows, cols);
+    Stack s{std::vector<double>(drawn.size()),
+            Buffer({experts, rows, (cols + 1) / 2}, 1),
+            Buffer({experts, rows, groups}, 2)};
+    std::memcpy(s.codes.as<char>(), packed.data(), packed.size());
+    for (int64_t i = 0; i < experts * rows * groups; ++i) {
+      uint16_t bits = xfmr::float16::encodeF16(scaleDraws[i]);
+      std::memcpy(s.scales.as<char>() + 2 * i, &bits, 2);
+      scaleDraws[i] = xfmr::float16::decodeF16(bits);
+    }
+    for (int64_t r = 0; r < experts * rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        s.values[r * cols + c] = double(int8_t(bytes[r * cols + c])) *
+                                 scaleDraws[r * groups + c / group];
+    return s;
+  };
+  Stack gate = stack(inter, hidden, 601), up = stack(inter, hidden, 603);
+  Stack down = stack(hidden, inter, 605);
+  std::vector<double> x = randomValues(tokens * hidden, -1, 1, 607);
+  std::vector<double> routeWeights = randomValues(tokens * topK, 0.1, 1, 608);
+  std::vector<int32_t> routes = {0, 1, 1, 2, 0, 2, 1, 0, 2, 1, 2, 0};
+  Buffer input = f32Buffer({tokens, hidden}, x);
+  Buffer weightsBuffer = f32Buffer({tokens, topK}, routeWeights);
+  Buffer indices({tokens, topK}, sizeof(int32_t));
+  std::copy(routes.begin(), routes.end(), indices.as<int32_t>());
+  Buffer counts({experts}, sizeof(int64_t));
+  Buffer output = f32Buffer({tokens, hidden});
+  MoEExpertsOperands<Buffer *> operands{};
+  operands.input = &input;
+  operands.weights = &weightsBuffer;
+  operands.indices = &indices;
+  operands.gate = &gate.codes;
+  operands.up = &up.codes;
+  operands.down = &down.codes;
+  operands.gateScale = &gate.scales;
+  operands.upScale = &up.scales;
+  operands.downScale = &down.scales;
+  operands.counts = &counts;
+  operands.output = &output;
+  (*kernel)(operands);
+
+  std::vector<double> expected(tokens * hidden, 0.0);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t j = 0; j < topK; ++j) {
+      int64_t e = routes[t * topK + j];
+      std::vector<double> act(inter);
+      for (int64_t i = 0; i < inter; ++i) {
+        double gs = 0, us = 0;
+        for (int64_t k = 0; k < hidden; ++k) {
+          double xv = float(x[t * hidden + k]);
+          gs += xv * gate.values[(e * inter + i) * hidden + k];
+          us += xv * up.values[(e * inter + i) * hidden + k];
+        }
+        act[i] = silu(gs) * us;
+      }
+      for (int64_t n = 0; n < hidden; ++n) {
+        double y = 0;
+        for (int64_t i = 0; i < inter; ++i)
+          y += act[i] * down.values[(e * hidden + n) * inter + i];
+        expected[t * hidden + n] += float(routeWeights[t * topK + j]) * y;
+      }
+    }
+  expectClose(readF32(output), expected, 1e-5, 1e-4, kernel->name());
+}
+
 //===----------------------------------------------------------------------===//
 // The registry
 //===----------------------------------------------------------------------===//

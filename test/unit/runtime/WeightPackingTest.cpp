@@ -305,6 +305,37 @@ TEST_F(WeightPackingTest, QuantizesInt4Groups) {
   EXPECT_EQ(scaleAt(0, 1), 0.0); // 1e-9 / -8 is below f16's subnormals
 }
 
+TEST_F(WeightPackingTest, StoresInt4StacksTwoCodesAByte) {
+  // Expert stacks outside panels: [experts, rows, cols] row-major, code + 8
+  // in the low nibble for even columns and the high one for odd columns;
+  // an odd row's last high nibble is 8 (code 0). Scales f16 [2, 1, 1].
+  MemorySource source;
+  std::vector<float> w = {-8, 1, 2, 3, -4, 16, -2, 0, 0, 0};
+  source.add("w", "F32", {2, 1, 5},
+             std::string(reinterpret_cast<const char *>(w.data()), 40));
+  auto part = [](uint64_t offset, uint64_t bytes, const std::string &dtype,
+                 std::vector<int64_t> shape, const std::string &transform) {
+    PackedTensor t = tensor("w", offset, bytes, dtype, std::move(shape));
+    t.transform = transform;
+    t.sourceDtype = "f32";
+    t.sourceShape = {2, 1, 5};
+    t.blockRows = 1;
+    t.blockCols = 16;
+    return t;
+  };
+  PackedTensor codes = part(0, 6, "i4", {2, 1, 5}, "int4_codes");
+  PackedTensor scales = part(64, 4, "f16", {2, 1, 1}, "int4_scales");
+  std::string blob;
+  ASSERT_EQ(pack({codes, scales}, 128, source, blob), "");
+  const uint8_t expected[6] = {0x90, 0xBA, 0x84, 0x90, 0x88, 0x88};
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ(uint8_t(blob[size_t(i)]), expected[i]) << "byte " << i;
+  uint16_t bits[2];
+  std::memcpy(bits, &blob[64], 4);
+  EXPECT_EQ(xfmr::float16::decodeF16(bits[0]), 1.0);
+  EXPECT_EQ(xfmr::float16::decodeF16(bits[1]), -2.0);
+}
+
 TEST_F(WeightPackingTest, StoresMatricesInPanels) {
   // A 3 x 5 matrix of 2-byte elements in panels of 2 rows: element (r, c) at
   // ((r / 2 * 3 + c / 2) * 2 + r % 2) * 2 + c % 2 of [2][3][2][2], zeros in
@@ -369,11 +400,12 @@ TEST_F(WeightPackingTest, ReadsThePlanWithClearErrors) {
   EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
       "bytes": 4, "dtype": "bf16", "shape": [1, 2], "panel": 0}]}})"),
                   "manifest tensor 'w'.panel");
-  // Int4 codes exist in panels only, with dtype i4; their scales are f16.
-  EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
+  // Int4 codes have dtype i4, in panels or (expert stacks) row-major;
+  // their scales are f16.
+  EXPECT_EQ(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
       "bytes": 4, "dtype": "i4", "shape": [1, 8], "transform": "int4_codes",
       "source_dtype": "f32", "source_shape": [1, 8], "block": [1, 8]}]}})"),
-                  "int4 weights are stored in panels only");
+            "(no error)");
   EXPECT_CONTAINS(plan(R"({"weights": {"tensors": [{"name": "w", "offset": 0,
       "bytes": 4, "dtype": "i8", "shape": [1, 8], "transform": "int4_codes",
       "source_dtype": "f32", "source_shape": [1, 8], "block": [1, 8],

@@ -14,7 +14,8 @@
 //       nearest even in [-127, 127]; int4: dtype i4 and f16 scales, as
 //       llama.cpp's Q4_0: scale = f16(m / -8) for m the group's first value
 //       of the largest magnitude, codes to nearest even of w / scale in
-//       [-8, 7], 0 where the scale is 0; in panels only)
+//       [-8, 7], 0 where the scale is 0; outside panels (the MoE kernels'
+//       expert stacks) row-major, two codes + 8 a byte, see toInt4Rows)
 //   "transform": "mla_query_latent" | "mla_query_rope" | "mla_output"  with
 //       "source_dtype", "source_shape", "heads", "nope", "rope",
 //       "value_dim" and, except for mla_query_rope, "kv_b", "kv_b_dtype",
@@ -86,6 +87,12 @@ std::string toInt8Panels(const std::string &data, int64_t rows, int64_t cols,
 /// r % panel) * 4 + c % 4; the rest is 8 (code 0).
 std::string toInt4Panels(const std::string &data, int64_t rows, int64_t cols,
                          int64_t panel);
+
+/// The row-major int4 codes `data` ([rows, cols], one signed byte in
+/// [-8, 7] each) two a byte, row-major, as the MoE kernels read expert
+/// stacks: code (r, c) + 8 goes to the low (even c) or high (odd c) nibble
+/// of byte r * ceil(cols / 2) + c / 2; an odd row's last high nibble is 8.
+std::string toInt4Rows(const std::string &data, int64_t rows, int64_t cols);
 
 /// Reads the plan from a manifest's weights.tensors; throws `Error` naming
 /// `path` and the field.
