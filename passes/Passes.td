@@ -125,6 +125,9 @@ def QuantizeInt4 : Pass<"xfmr-quantize-int4"> {
            "Inputs per weight scale: a multiple of 8 (default 32)">,
     Option<"head", "head", "std::string", "\"int8\"",
            "The LM head: int8 (W8A8, default), int4 or keep">,
+    Option<"experts", "experts", "std::string", "\"int4\"",
+           "Routed expert stacks: int4 (default; int8 when the group is no "
+           "multiple of 16) or int8 (W8A8: faster prefill, twice the bytes)">,
     ListOption<"keep", "keep", "std::string",
                "Weight-name substrings kept in high precision "
                "(default: embed_tokens)">

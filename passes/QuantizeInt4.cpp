@@ -160,6 +160,12 @@ struct QuantizeInt4Pass : xfmr::impl::QuantizeInt4Base<QuantizeInt4Pass> {
           << int64_t(group);
       return signalPassFailure();
     }
+    if (experts != "int4" && experts != "int8") {
+      getOperation()->emitError()
+          << "xfmr-quantize-int4: experts must be int4 or int8, got '"
+          << experts << "'";
+      return signalPassFailure();
+    }
     if (head != "int8" && head != "int4" && head != "keep") {
       getOperation()->emitError()
           << "xfmr-quantize-int4: head must be int8, int4 or keep, got '"
@@ -210,13 +216,14 @@ struct QuantizeInt4Pass : xfmr::impl::QuantizeInt4Base<QuantizeInt4Pass> {
     if (head != "int4")
       int4Keep.push_back("lm_head");
     RewritePatternSet int4Patterns(context);
-    int4Patterns.add<QuantizeLinearInt4, QuantizeExpertsInt4>(context, group,
-                                                              int4Keep);
+    int4Patterns.add<QuantizeLinearInt4>(context, group, int4Keep);
+    if (experts == "int4")
+      int4Patterns.add<QuantizeExpertsInt4>(context, group, int4Keep);
     if (failed(applyPatternsGreedily(getOperation(), std::move(int4Patterns))))
       return signalPassFailure();
     // Then int8 (W8A8) for what int4 left in high precision: the LM head
-    // (head=int8), and the routed experts when the group is not a multiple
-    // of 16.
+    // (head=int8), and the routed experts with experts=int8 or when the
+    // group is not a multiple of 16.
     SmallVector<std::string> int8Keep = names;
     if (head == "keep")
       int8Keep.push_back("lm_head");

@@ -60,8 +60,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
         ("block", "channel", "tensor"), "block" ((rows, cols) or an int), "activations"
         (bool), "keep" (weight-name substrings kept in high precision); with "int8",
         "keep" only; with "int4", "group" (inputs per weight scale, a multiple of 8),
-        "head" ("int8", the default, "int4" or "keep": the LM head) and "keep" (default
-        the embedding only).
+        "head" ("int8", the default, "int4" or "keep": the LM head), "experts" ("int4",
+        the default, or "int8": routed MoE experts) and "keep" (default the embedding
+        only).
     kv_cache: None (f32) or the KV-cache element type: "bf16", "f16", "fp8" (E4M3 with a
         scale per token and head) or "int8" (likewise), like `xfmr-compile --kv-cache`.
     mla_cache: None/"expanded" or "latent" (DeepSeek MLA caches only c_KV and k_pe and
@@ -111,9 +112,15 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             raise InvalidArgumentError(f"quantize='int8' takes only the 'keep' option (its "
                                        f"scales are per output channel and per token), "
                                        f"got {key!r}")
-        if quantize == "int4" and key not in ("group", "head", "keep"):
-            raise InvalidArgumentError(f"quantize='int4' takes only the 'group', 'head' and "
-                                       f"'keep' options, got {key!r}")
+        if quantize == "int4" and key not in ("group", "head", "experts", "keep"):
+            raise InvalidArgumentError(f"quantize='int4' takes only the 'group', 'head', "
+                                       f"'experts' and 'keep' options, got {key!r}")
+        if key == "experts":
+            if value not in ("int4", "int8"):
+                raise InvalidArgumentError(f"quantize_options experts must be 'int4' or "
+                                           f"'int8', got {value!r}")
+            pass_options.append(f"experts={value}")
+            continue
         if key == "head":
             if quantize != "int4" or value not in ("int8", "int4", "keep"):
                 raise InvalidArgumentError(f"quantize_options head is for quantize='int4' "

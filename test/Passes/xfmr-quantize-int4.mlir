@@ -2,7 +2,9 @@
 // RUN: xfmr-opt %s --xfmr-quantize-int4="group=64 head=int4" --split-input-file | FileCheck %s --check-prefix=G64
 // RUN: xfmr-opt %s --xfmr-quantize-int4="head=keep keep=q_proj" --split-input-file | FileCheck %s --check-prefix=KEEP
 // RUN: xfmr-opt %s --xfmr-quantize-int4="group=40" --split-input-file | FileCheck %s --check-prefix=G40
+// RUN: xfmr-opt %s --xfmr-quantize-int4="experts=int8" --split-input-file | FileCheck %s --check-prefix=G40
 // RUN: not xfmr-opt %s --xfmr-quantize-int4="group=12" --split-input-file 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: not xfmr-opt %s --xfmr-quantize-int4="experts=int2" --split-input-file 2>&1 | FileCheck %s --check-prefix=BAD-EXPERTS
 
 // CHECK-LABEL: func.func @linear
 // CHECK-SAME: (%[[X:.+]]: tensor<?x300xf32>)
@@ -37,6 +39,7 @@ func.func @linear(%x: tensor<?x300xf32>) -> tensor<?x64xf32> {
 }
 
 // BAD: error: xfmr-quantize-int4: the group must be a multiple of 8 in [8, 65536], got 12
+// BAD-EXPERTS: error: xfmr-quantize-int4: experts must be int4 or int8, got 'int2'
 
 // -----
 
@@ -74,7 +77,7 @@ func.func @tied_head(%ids: tensor<?xi32>) -> tensor<?x100xf32> {
 // CHECK-SAME: activation_group = 96
 // CHECK-SAME: scale_layout = #xfmr.scale_layout<block [1, 32]>
 // The expert kernels scale whole 16-weight vectors: groups of 40 leave the
-// experts W8A8, as xfmr-quantize-int8 makes them.
+// experts W8A8, as xfmr-quantize-int8 makes them, and so does experts=int8.
 // G40-LABEL: func.func @experts
 // G40: xfmr.quantize %{{.+}} {layout = #xfmr.scale_layout<block [1, 96]>} : tensor<8x96x64xbf16> -> tensor<8x96x64xi8>, tensor<8x96x1xf32>
 // G40: xfmr.moe_experts

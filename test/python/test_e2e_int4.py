@@ -90,32 +90,35 @@ def test_llama_int4(group, head, cpu, synth_checkpoint, tmp_path):
                                                     "keep": {"bf16"}}[head]
 
 
-@pytest.mark.parametrize("arch,group", [("mixtral", 32), ("deepseek_v3", 32),
-                                        ("mixtral", 40)])
-def test_moe_and_mla_int4(arch, group, synth_checkpoint, tmp_path):
+@pytest.mark.parametrize("arch,group,experts", [("mixtral", 32, "int4"),
+                                                ("deepseek_v3", 32, "int4"),
+                                                ("mixtral", 40, "int4"),
+                                                ("mixtral", 32, "int8")])
+def test_moe_and_mla_int4(arch, group, experts, synth_checkpoint, tmp_path):
     """Mixtral (routed experts) and DeepSeek-V3 (MLA, routed and shared experts, a dense
     first layer): linears, shared and routed experts int4 (the routed stacks row-major,
     two codes a byte, with f16 group scales; with groups that are no multiple of the
-    expert kernels' 16-weight vectors, int8), the LM head int8, kv_b in its precision,
-    as the emulation has it."""
+    expert kernels' 16-weight vectors, or --quantize-experts int8, int8), the LM head
+    int8, kv_b in its precision, as the emulation has it."""
     checkpoint = synth_checkpoint(arch)
     artifact = compile_model(checkpoint, tmp_path, "--quantize", "int4",
-                             "--quantize-group", str(group))
+                             "--quantize-group", str(group), "--quantize-experts", experts)
     tensors = manifest(artifact)["weights"]["tensors"]
     stacks = [t for t in tensors if len(t["shape"]) == 3 and t["transform"].endswith("codes")]
     assert stacks
     for stack in stacks:
-        experts, rows, cols = stack["shape"]
+        count, rows, cols = stack["shape"]
         assert "panel" not in stack
-        if group % 16:
-            assert stack["dtype"] == "i8" and stack["bytes"] == experts * rows * cols
+        if group % 16 or experts == "int8":
+            assert stack["dtype"] == "i8" and stack["bytes"] == count * rows * cols
             continue
         assert stack["dtype"] == "i4" and stack["block"] == [1, group]
-        assert stack["bytes"] == experts * rows * -(-cols // 2)
+        assert stack["bytes"] == count * rows * -(-cols // 2)
         scales = next(t for t in tensors if t["name"] == stack["name"] and t["dtype"] == "f16")
-        assert scales["shape"] == [experts, rows, -(-cols // group)]
+        assert scales["shape"] == [count, rows, -(-cols // group)]
     prompt = list(range(3, 15))
-    expected_ids, expected_rows = emulation(checkpoint, group=group).generate_greedy(prompt, 8)
+    expected_ids, expected_rows = emulation(checkpoint, group=group,
+                                            experts=experts).generate_greedy(prompt, 8)
     ids, rows = greedy_through_abi(CompiledModel(artifact), prompt, 8)
     assert np.max(row_errors(rows, expected_rows)) < TOLERANCE
     assert ids == list(expected_ids)
@@ -156,6 +159,9 @@ def run_compile(checkpoint, out, *flags):
     (["--quantize", "int4", "--quantize-group", "12"], "a multiple of 8"),
     (["--quantize", "int8", "--quantize-group", "32"], "--quantize-group is an int4 option"),
     (["--quantize", "int4", "--quantize-head", "fp8"], "expected int8, int4 or keep"),
+    (["--quantize", "int4", "--quantize-experts", "int2"], "expected int4 or int8, got 'int2'"),
+    (["--quantize", "int8", "--quantize-experts", "int4"],
+     "--quantize-experts is an int4 option"),
     (["--quantize", "int4", "--quantize-block", "128"], "--quantize int4 takes only"),
 ])
 def test_int4_option_errors(flags, words, stories260k_dir, tmp_path):
@@ -174,7 +180,7 @@ def test_python_compile_int4(stories260k_dir, tmp_path):
                  quantize_options={"group": 64, "head": "keep"})
     tensors = manifest(out)["weights"]["tensors"]
     assert any(t["dtype"] == "i4" and t["block"] == [1, 64] for t in tensors)
-    for options in ({"group": 12}, {"block": 128}, {"head": "fp16"}):
+    for options in ({"group": 12}, {"block": 128}, {"head": "fp16"}, {"experts": "fp8"}):
         with pytest.raises(xfmr.InvalidArgumentError):
             xfmr.compile(str(stories260k_dir), str(tmp_path / "bad.xfmr"), quantize="int4",
                          quantize_options=options)

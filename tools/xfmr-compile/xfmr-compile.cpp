@@ -118,6 +118,12 @@ static cl::opt<std::string> quantizeHead(
     "quantize-head",
     cl::desc("int4: the LM head, int8 (W8A8, default), int4 or keep"),
     cl::value_desc("kind"), cl::init(""), cl::cat(quantization));
+static cl::opt<std::string> quantizeExperts(
+    "quantize-experts",
+    cl::desc("int4: routed MoE experts, int4 (default; int8 when the group "
+             "is no multiple of 16) or int8 (faster prefill, twice the "
+             "bytes)"),
+    cl::value_desc("kind"), cl::init(""), cl::cat(quantization));
 static cl::opt<std::string> quantizeGranularity(
     "quantize-granularity",
     cl::desc("Weight scales: block (default), channel or tensor"),
@@ -236,6 +242,14 @@ static Expected<std::string> quantizeOptions() {
                      Twine(unsigned(quantizeGroup)));
     add("group=" + std::to_string(quantizeGroup));
   }
+  if (!quantizeExperts.empty()) {
+    if (quantize != "int4")
+      return invalid("--quantize-experts is an int4 option (--quantize int4)");
+    if (quantizeExperts != "int4" && quantizeExperts != "int8")
+      return invalid("--quantize-experts: expected int4 or int8, got '" +
+                     quantizeExperts + "'");
+    add("experts=" + quantizeExperts);
+  }
   if (!quantizeHead.empty()) {
     if (quantize != "int4")
       return invalid("--quantize-head is an int4 option (--quantize int4)");
@@ -253,8 +267,9 @@ static Expected<std::string> quantizeOptions() {
       (!quantizeGranularity.empty() || !quantizeBlock.empty() ||
        !quantizeActivations.empty()))
     return invalid("--quantize int4 takes only --quantize-group, "
-                   "--quantize-head and --quantize-keep (its scales are per "
-                   "output channel and group, and per token)");
+                   "--quantize-head, --quantize-experts and --quantize-keep "
+                   "(its scales are per output channel and group, and per "
+                   "token)");
   // int8's scales are fixed (per output channel, per token); only the kept
   // names can change.
   if (quantize == "int8" &&

@@ -39,10 +39,11 @@ SmallVector<Value> withPrefix(ArrayRef<Value> prefix, ArrayRef<Value> rest) {
   return indices;
 }
 
-/// Int4 weight row `n`'s codes at inputs [k, k + width) (k a multiple of
-/// the width), times their group's scale, as f32.
-Value loadInt4Vector(OpBuilder &b, Location loc, const MatmulTile &op, Value n,
-                     Value k) {
+/// Int4 weight row `n`'s stored nibbles (codes + 8, 0-15) at inputs
+/// [k, k + width) (k a multiple of the width), as f32: one 8-byte load, a
+/// mask, a shift and an interleave.
+Value loadInt4Nibbles(OpBuilder &b, Location loc, const MatmulTile &op, Value n,
+                      Value k) {
   int64_t half = op.width / 2;
   auto bytesType = VectorType::get({half}, b.getI8Type());
   auto valuesType = VectorType::get({op.width}, b.getF32Type());
@@ -58,17 +59,75 @@ Value loadInt4Vector(OpBuilder &b, Location loc, const MatmulTile &op, Value n,
   for (int64_t i = 0; i < half; ++i)
     order.append({i, half + i});
   Value nibbles = vector::ShuffleOp::create(b, loc, low, high, order);
-  Value values = arith::UIToFPOp::create(b, loc, valuesType, nibbles);
-  Value group =
-      arith::DivUIOp::create(b, loc, k, index(b, loc, op.blockScale->second));
-  Value halfScale = memref::LoadOp::create(
-      b, loc, op.scale, withPrefix(op.weightPrefix, {n, group}));
-  Value scale = arith::ExtFOp::create(b, loc, b.getF32Type(), halfScale);
-  Value scales = vector::BroadcastOp::create(b, loc, valuesType, scale);
-  // (nibble - 8) x scale = nibble x scale - 8 x scale.
-  Value offset = arith::MulFOp::create(b, loc, scale, f32(b, loc, -8.0));
-  Value offsets = vector::BroadcastOp::create(b, loc, valuesType, offset);
-  return vector::FMAOp::create(b, loc, values, scales, offsets);
+  return arith::UIToFPOp::create(b, loc, valuesType, nibbles);
+}
+
+/// The vector sums of an int4 tile over inputs [0, vectorLength), group by
+/// group: within a group x . nibbles and the sum of x accumulate, and at its
+/// end sum += (x . nibbles - 8 sum(x)) x scale, so the codes' offset and
+/// scale cost one step a group, not one a weight vector.
+SmallVector<Value> emitInt4TileSums(OpBuilder &b, Location loc,
+                                    const MatmulTile &op, ArrayRef<Value> xRows,
+                                    ArrayRef<Value> rows,
+                                    int64_t vectorLength) {
+  int64_t group = op.blockScale->second;
+  size_t count = xRows.size() * rows.size();
+  auto vectorType = VectorType::get({op.width}, b.getF32Type());
+  Value zero = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
+  Value minusEight =
+      vector::BroadcastOp::create(b, loc, vectorType, f32(b, loc, -8.0));
+  SmallVector<Value> init(count, zero);
+  Value firstGroup = index(b, loc, 0);
+  Value groupEnd =
+      index(b, loc, llvm::divideCeilSigned<int64_t>(vectorLength, group));
+  Value one = index(b, loc, 1);
+  auto groups = scf::ForOp::create(
+      b, loc, firstGroup, groupEnd, one, init,
+      [&](OpBuilder &b, Location loc, Value g, ValueRange totals) {
+        Value begin = arith::MulIOp::create(b, loc, g, index(b, loc, group));
+        Value past = arith::AddIOp::create(b, loc, begin, index(b, loc, group));
+        Value end =
+            arith::MinUIOp::create(b, loc, past, index(b, loc, vectorLength));
+        // x . nibbles for each (x row, weight row), then sum(x) per x row.
+        SmallVector<Value> inner(count + xRows.size(), zero);
+        auto loop = scf::ForOp::create(
+            b, loc, begin, end, index(b, loc, op.width), inner,
+            [&](OpBuilder &b, Location loc, Value k, ValueRange acc) {
+              SmallVector<Value> xs, ws;
+              for (Value r : xRows)
+                xs.push_back(vector::LoadOp::create(b, loc, vectorType, op.x,
+                                                    ValueRange{r, k}));
+              for (Value n : rows)
+                ws.push_back(loadInt4Nibbles(b, loc, op, n, k));
+              SmallVector<Value> next;
+              for (size_t i = 0; i < xRows.size(); ++i)
+                for (size_t j = 0; j < rows.size(); ++j)
+                  next.push_back(vector::FMAOp::create(
+                      b, loc, xs[i], ws[j], acc[i * rows.size() + j]));
+              for (size_t i = 0; i < xRows.size(); ++i)
+                next.push_back(
+                    arith::AddFOp::create(b, loc, acc[count + i], xs[i]));
+              scf::YieldOp::create(b, loc, next);
+            });
+        SmallVector<Value> next(totals.begin(), totals.end());
+        for (size_t j = 0; j < rows.size(); ++j) {
+          Value halfScale = memref::LoadOp::create(
+              b, loc, op.scale, withPrefix(op.weightPrefix, {rows[j], g}));
+          Value scale =
+              arith::ExtFOp::create(b, loc, b.getF32Type(), halfScale);
+          Value scales = vector::BroadcastOp::create(b, loc, vectorType, scale);
+          for (size_t i = 0; i < xRows.size(); ++i) {
+            size_t at = i * rows.size() + j;
+            Value exact =
+                vector::FMAOp::create(b, loc, loop.getResult(count + i),
+                                      minusEight, loop.getResult(at));
+            next[at] = vector::FMAOp::create(b, loc, exact, scales, next[at]);
+          }
+        }
+        scf::YieldOp::create(b, loc, next);
+      });
+  return SmallVector<Value>(groups.getResults());
 }
 
 /// Int4 weight (n, k) times its group's scale, as f32.
@@ -112,11 +171,9 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
       xs.push_back(xScale ? arith::MulFOp::create(b, loc, xv, xScale) : xv);
     }
     for (Value n : rows)
-      ws.push_back(op.format == WeightFormat::I4
-                       ? loadInt4Vector(b, loc, op, n, k)
-                       : loadVectorAsF32(b, loc, op.w,
-                                         withPrefix(op.weightPrefix, {n, k}),
-                                         op.format, op.table, op.width));
+      ws.push_back(loadVectorAsF32(b, loc, op.w,
+                                   withPrefix(op.weightPrefix, {n, k}),
+                                   op.format, op.table, op.width));
     SmallVector<Value> next;
     for (size_t i = 0; i < xRows.size(); ++i)
       for (size_t j = 0; j < rows.size(); ++j)
@@ -124,12 +181,17 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
                                              acc[i * rows.size() + j]));
     return next;
   };
-  if (vectorLength > 0) {
+  if (vectorLength > 0 && op.format == WeightFormat::I4) {
+    for (Value total : emitInt4TileSums(b, loc, op, xRows, rows, vectorLength))
+      sums.push_back(
+          vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, total,
+                                      Value(), arith::FastMathFlags::reassoc));
+  } else if (vectorLength > 0) {
     Value zero = arith::ConstantOp::create(
         b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
     SmallVector<Value> init(count, zero);
     scf::ForOp loop;
-    if (op.blockScale && !rowScaled(op) && op.format != WeightFormat::I4) {
+    if (op.blockScale && !rowScaled(op)) {
       // Blocks of blockCols inputs, each with the tile's one scale, applied
       // to the activations.
       auto [blockRows, blockCols] = *op.blockScale;

@@ -54,10 +54,11 @@ def _mark(w: np.ndarray) -> np.ndarray:
     return np.asarray(w).view(Int8Weight)
 
 
-def apply_int4(model, group: int = GROUP, head: str = "int8") -> None:
+def apply_int4(model, group: int = GROUP, head: str = "int8", experts: str = "int4") -> None:
     """Rewrites `model` (from reference.load) in place to compute the W4A8 scheme: int4 for
-    the linear layers of attention, dense MLPs and shared experts, W8A8 for the routed
-    experts and (head="int8") the LM head; head="int4" quantizes it as the other linears,
+    the linear layers of attention, dense MLPs, shared experts and (experts="int4", when
+    the group is a multiple of 16) the routed experts, W8A8 for the routed experts otherwise
+    and (head="int8") the LM head; head="int4" quantizes it as the other linears,
     head="keep" keeps it."""
 
     def linear_weight(w):
@@ -77,7 +78,8 @@ def apply_int4(model, group: int = GROUP, head: str = "int8") -> None:
                 setattr(expert, name, linear_weight(getattr(expert, name)))
         # Routed experts are int4 too when the group is whole 16-weight vectors
         # of the expert kernels, else W8A8.
-        expert_weight = linear_weight if group % EXPERT_VECTOR == 0 else int8_weight
+        int4_experts = experts == "int4" and group % EXPERT_VECTOR == 0
+        expert_weight = linear_weight if int4_experts else int8_weight
         for expert in ([] if isinstance(mlp, SwiGLU) else list(mlp.experts)):
             for name in ("gate", "up", "down"):
                 setattr(expert, name, expert_weight(getattr(expert, name)))
