@@ -15,6 +15,16 @@ namespace {
 /// Rows of the register tile in each direction.
 constexpr int64_t kTile = 4;
 
+/// The register tile's x rows and weight rows. Int4 weights cost more to
+/// widen than to multiply, so their tiles share each widened vector among 8
+/// x rows (8 x 2 tiles: 16 sums, 8 x vectors, 2 weight vectors in registers).
+int64_t xTileRows(const MatmulTile &op) {
+  return op.format == WeightFormat::I4 ? 8 : kTile;
+}
+int64_t weightTileRows(const MatmulTile &op) {
+  return op.format == WeightFormat::I4 ? 2 : kTile;
+}
+
 /// One scale per weight row, over all its inputs (int8 W8A8's per-channel
 /// scales): each finished sum is scaled once.
 bool rowScaled(const MatmulTile &op) {
@@ -60,6 +70,23 @@ Value loadInt4Nibbles(OpBuilder &b, Location loc, const MatmulTile &op, Value n,
     order.append({i, half + i});
   Value nibbles = vector::ShuffleOp::create(b, loc, low, high, order);
   return arith::UIToFPOp::create(b, loc, valuesType, nibbles);
+}
+
+/// Int4 weight row `n`'s values (code x scale) at inputs [k, k + width).
+Value loadInt4Vector(OpBuilder &b, Location loc, const MatmulTile &op, Value n,
+                     Value k) {
+  auto valuesType = VectorType::get({op.width}, b.getF32Type());
+  Value nibbles = loadInt4Nibbles(b, loc, op, n, k);
+  Value group =
+      arith::DivUIOp::create(b, loc, k, index(b, loc, op.blockScale->second));
+  Value halfScale = memref::LoadOp::create(
+      b, loc, op.scale, withPrefix(op.weightPrefix, {n, group}));
+  Value scale = arith::ExtFOp::create(b, loc, b.getF32Type(), halfScale);
+  Value scales = vector::BroadcastOp::create(b, loc, valuesType, scale);
+  // (nibble - 8) x scale = nibble x scale - 8 x scale.
+  Value offset = arith::MulFOp::create(b, loc, scale, f32(b, loc, -8.0));
+  Value offsets = vector::BroadcastOp::create(b, loc, valuesType, offset);
+  return vector::FMAOp::create(b, loc, nibbles, scales, offsets);
 }
 
 /// The vector sums of an int4 tile over inputs [0, vectorLength), group by
@@ -171,9 +198,11 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
       xs.push_back(xScale ? arith::MulFOp::create(b, loc, xv, xScale) : xv);
     }
     for (Value n : rows)
-      ws.push_back(loadVectorAsF32(b, loc, op.w,
-                                   withPrefix(op.weightPrefix, {n, k}),
-                                   op.format, op.table, op.width));
+      ws.push_back(op.format == WeightFormat::I4
+                       ? loadInt4Vector(b, loc, op, n, k)
+                       : loadVectorAsF32(b, loc, op.w,
+                                         withPrefix(op.weightPrefix, {n, k}),
+                                         op.format, op.table, op.width));
     SmallVector<Value> next;
     for (size_t i = 0; i < xRows.size(); ++i)
       for (size_t j = 0; j < rows.size(); ++j)
@@ -181,7 +210,10 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
                                              acc[i * rows.size() + j]));
     return next;
   };
-  if (vectorLength > 0 && op.format == WeightFormat::I4) {
+  // Int4: one x row (decode) sums per group; a tile of rows scales each
+  // weight vector as it loads it (the sums per group would not fit in the
+  // registers next to 8 x 2 tiles' totals).
+  if (vectorLength > 0 && op.format == WeightFormat::I4 && xRows.size() == 1) {
     for (Value total : emitInt4TileSums(b, loc, op, xRows, rows, vectorLength))
       sums.push_back(
           vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, total,
@@ -191,7 +223,7 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
         b, loc, DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)));
     SmallVector<Value> init(count, zero);
     scf::ForOp loop;
-    if (op.blockScale && !rowScaled(op)) {
+    if (op.blockScale && !rowScaled(op) && op.format != WeightFormat::I4) {
       // Blocks of blockCols inputs, each with the tile's one scale, applied
       // to the activations.
       auto [blockRows, blockCols] = *op.blockScale;
@@ -284,7 +316,8 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
 /// remaining rows one at a time.
 void emitRowBlock(OpBuilder &b, Location loc, const MatmulTile &op, Value begin,
                   Value end, ArrayRef<Value> rows) {
-  Value tile = index(b, loc, kTile);
+  int64_t tileRows = xTileRows(op);
+  Value tile = index(b, loc, tileRows);
   Value fullTiles = arith::DivUIOp::create(
       b, loc, arith::SubIOp::create(b, loc, end, begin), tile);
   serialFor(b, loc, index(b, loc, 0), fullTiles,
@@ -292,7 +325,7 @@ void emitRowBlock(OpBuilder &b, Location loc, const MatmulTile &op, Value begin,
               Value r0 = arith::AddIOp::create(
                   b, loc, begin, arith::MulIOp::create(b, loc, tb, tile));
               SmallVector<Value> xRows;
-              for (int64_t i = 0; i < kTile; ++i)
+              for (int64_t i = 0; i < tileRows; ++i)
                 xRows.push_back(
                     arith::AddIOp::create(b, loc, r0, index(b, loc, i)));
               emitTile(b, loc, op, xRows, rows);
@@ -335,22 +368,24 @@ void xfmr::kernels::emitMatmul(OpBuilder &b, Location loc, const MatmulTile &op,
     return;
   }
   // Blocks of 4 weight rows in parallel, then the last out % 4 rows.
-  int64_t fullBlocks = op.out / kTile;
+  int64_t blockRows = weightTileRows(op);
+  int64_t fullBlocks = op.out / blockRows;
   if (fullBlocks > 0) {
     Value firstBlock = index(b, loc, 0);
     Value blockEnd = index(b, loc, fullBlocks);
     parallelFor(
         b, loc, firstBlock, blockEnd,
         [&](OpBuilder &b, Location loc, Value block) {
-          Value n0 = arith::MulIOp::create(b, loc, block, index(b, loc, kTile));
+          Value n0 =
+              arith::MulIOp::create(b, loc, block, index(b, loc, blockRows));
           SmallVector<Value> rows;
-          for (int64_t j = 0; j < kTile; ++j)
+          for (int64_t j = 0; j < blockRows; ++j)
             rows.push_back(arith::AddIOp::create(b, loc, n0, index(b, loc, j)));
           emitRowBlock(b, loc, op, begin, end, rows);
         });
   }
-  if (op.out % kTile != 0) {
-    Value tailBegin = index(b, loc, fullBlocks * kTile);
+  if (op.out % blockRows != 0) {
+    Value tailBegin = index(b, loc, fullBlocks * blockRows);
     Value tailEnd = index(b, loc, op.out);
     parallelFor(b, loc, tailBegin, tailEnd,
                 [&](OpBuilder &b, Location loc, Value n) {

@@ -1408,9 +1408,10 @@ INSTANTIATE_TEST_SUITE_P(
 /// Int4 expert stacks (xfmr-quantize-int4): row-major, two codes + 8 a byte
 /// (toInt4Rows), f16 scales per row and group of 16. Widths 37 and 40 leave
 /// partial vectors (the scalar tail, an odd last byte) and a short last
-/// group; each weight is code x scale.
+/// group; each weight is code x scale. Expert 0 takes all 12 tokens (a tile
+/// of 8 rows and 4 single rows).
 TEST_P(MoEExpertsKernelTest, Int4StacksMatchFloat64) {
-  const int64_t experts = 3, inter = 40, hidden = 37, topK = 2, tokens = 6;
+  const int64_t experts = 3, inter = 40, hidden = 37, topK = 2, tokens = 12;
   const int64_t group = 16;
   WeightOperand weight;
   weight.format = WeightFormat::I4;
@@ -1454,7 +1455,9 @@ TEST_P(MoEExpertsKernelTest, Int4StacksMatchFloat64) {
   Stack down = stack(hidden, inter, 605);
   std::vector<double> x = randomValues(tokens * hidden, -1, 1, 607);
   std::vector<double> routeWeights = randomValues(tokens * topK, 0.1, 1, 608);
-  std::vector<int32_t> routes = {0, 1, 1, 2, 0, 2, 1, 0, 2, 1, 2, 0};
+  std::vector<int32_t> routes;
+  for (int64_t t = 0; t < tokens; ++t)
+    routes.insert(routes.end(), {t % 2 ? 0 : 1 + int32_t(t / 2 % 2), t % 2 ? 2 : 0});
   Buffer input = f32Buffer({tokens, hidden}, x);
   Buffer weightsBuffer = f32Buffer({tokens, topK}, routeWeights);
   Buffer indices({tokens, topK}, sizeof(int32_t));
