@@ -90,7 +90,7 @@ struct FoldSharedExpert : OpRewritePattern<AddOp> {
       if (!gate || !up || gate == up)
         continue;
       // Int4 shared weights (xfmr-quantize-int4) stay linears: the MoE
-      // kernels read no int4.
+      // kernels' fused shared-expert path reads no int4.
       if (llvm::any_of(
               std::initializer_list<LinearOp>{gate, up, down},
               [](LinearOp linear) {

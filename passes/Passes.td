@@ -106,8 +106,8 @@ def QuantizeInt4 : Pass<"xfmr-quantize-int4"> {
     is an exact integer sum; the sums are scaled by their group's weight
     scale and added in f32, then scaled by the token's. The CPU lowering
     multiplies the codes with VNNI (`vpdpbusd`) or AArch64 dot products
-    (`sdot`, `usdot`); int4 weights are read by the CPU's panel kernels
-    only, so only CPU-only artifacts have them. Routed expert stacks
+    (`sdot`, `usdot`); int4 weights are read by the CPU's kernels only
+    (linears in panels), so only CPU-only artifacts have them. Routed expert stacks
     (`xfmr.moe_experts`) get the same group scales and int8 input and SwiGLU
     output per token (`activation_group`) when the group is a multiple of 16
     (the expert kernels scale each 16-weight vector as they load it), else

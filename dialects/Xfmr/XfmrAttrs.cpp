@@ -185,7 +185,7 @@ MemoryPlanAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 
 LogicalResult TargetAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                  StringRef kind, StringRef triple, StringRef,
-                                 StringRef, int64_t sveBits) {
+                                 StringRef features, int64_t sveBits) {
   if (sveBits == 0)
     return success();
   if (sveBits != 256 && sveBits != 512)
@@ -194,6 +194,11 @@ LogicalResult TargetAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (kind != "cpu" || !triple.starts_with("aarch64"))
     return emitError() << "sve_bits applies to AArch64 CPU code, not '" << kind
                        << "' for '" << triple << "'";
+  SmallVector<StringRef> list;
+  features.split(list, ',', -1, /*KeepEmpty=*/false);
+  if (!llvm::is_contained(list, "+sve"))
+    return emitError() << "sve_bits needs the +sve feature, got features '"
+                       << features << "'";
   return success();
 }
 

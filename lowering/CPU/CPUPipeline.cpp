@@ -183,13 +183,19 @@ llvm::Error xfmr::resolveCPUTarget(CPUTarget &target) {
         features.push_back(name.str());
     }
   }
-  if (!triple.isAArch64() || target.cpu == "native") {
+  if (!triple.isAArch64()) {
     if (target.sveBits > 0)
       return llvm::createStringError(
           std::make_error_code(std::errc::invalid_argument),
-          "--sve-bits applies to code for AArch64 CPUs named with --cpu "
-          "(--target cpu:aarch64)");
+          "--sve-bits applies to code for AArch64 CPUs (--target "
+          "cpu:aarch64), not " +
+              target.triple);
     target.sveBits = 0;
+  } else if (target.cpu == "native") {
+    // This AArch64 machine's own CPU: its SVE, if any, by its name.
+    if (llvm::Error error = resolveSVEBits(
+            target, llvm::is_contained(features, std::string("+sve"))))
+      return error;
   }
   llvm::sort(features);
   target.features = llvm::join(features, ",");

@@ -37,7 +37,8 @@ namespace xfmr::kernels {
 /// Storage format of a weight or cache element, as kernels read it. FP8 is
 /// stored as bytes and decoded in registers; I8 is a signed integer code
 /// (int8 KV caches), always with a scale; I4 a signed 4-bit weight code with
-/// group scales, two to a byte, in the CPU's panels only.
+/// group scales, two to a byte, in the CPU's panels (linears) or row-major
+/// (expert stacks).
 enum class WeightFormat {
   F32,
   BF16,

@@ -747,6 +747,15 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
                       experts.getScaleLayoutAttr(), op, ok);
     if (!ok)
       return failure();
+    // The CPU's expert kernels widen int4 stacks 16 codes at a time and
+    // scale whole vectors (MatmulTile.h).
+    if (weight.format == WeightFormat::I4 &&
+        (!weight.blockScale || weight.blockScale->first != 1 ||
+         weight.blockScale->second % 16 != 0))
+      return op->emitOpError()
+             << "multiplies int4 expert stacks, which need f16 scales in "
+                "groups [1, 16k] (xfmr-quantize-int4 with a group that is a "
+                "multiple of 16)";
     int64_t count = gateType.getDimSize(0), inter = gateType.getDimSize(1);
     int64_t hidden = gateType.getDimSize(2);
     int64_t topK = experts.getWeights().getType().getDimSize(1);
@@ -781,6 +790,12 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
                         experts.getScaleLayoutAttr(), op, ok);
       if (!ok)
         return failure();
+      if (sharedWeight.format == WeightFormat::I4 ||
+          weight.format == WeightFormat::I4)
+        return op->emitOpError()
+               << "fuses a shared expert with int4 weights; the fused "
+                  "shared-expert kernels read no int4 (int4 shared experts "
+                  "stay linears)";
       kernel.shared = SharedExpert{sharedType.getDimSize(0), sharedWeight};
       operands.sharedGate = buffer(sharedGate);
       operands.sharedUp = buffer(experts.getSharedUp());

@@ -116,9 +116,9 @@ def compile(model: _args.PathLike, output: Optional[_args.PathLike] = None,
             raise InvalidArgumentError(f"quantize='int4' takes only the 'group', 'head', "
                                        f"'experts' and 'keep' options, got {key!r}")
         if key == "experts":
-            if value not in ("int4", "int8"):
-                raise InvalidArgumentError(f"quantize_options experts must be 'int4' or "
-                                           f"'int8', got {value!r}")
+            if quantize != "int4" or value not in ("int4", "int8"):
+                raise InvalidArgumentError(f"quantize_options experts is for quantize='int4' "
+                                           f"and must be 'int4' or 'int8', got {value!r}")
             pass_options.append(f"experts={value}")
             continue
         if key == "head":

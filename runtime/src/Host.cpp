@@ -125,13 +125,13 @@ std::string xfmr::runtime::cpuMismatch(const std::string &cpu,
     bool supported = setSveVectorBits(sveBits);
     setSveVectorBits(before);
     if (!supported) {
-      std::string longest = std::to_string(longestSveVectorBits());
+      int64_t longest = longestSveVectorBits();
+      // The compiler takes 256 and 512 (and 0: NEON kernels).
       return target + " with " + std::to_string(sveBits) +
              "-bit SVE vectors (--sve-bits " + std::to_string(sveBits) +
-             "), a length this CPU does not support (its longest: " + longest +
-             " bits); recompile with --sve-bits 0" +
-             (longest == "0" || longest == "128" ? std::string()
-                                                 : " or " + longest);
+             "), a length this CPU does not support (its longest: " +
+             std::to_string(longest) + " bits); recompile with --sve-bits 0" +
+             (longest >= 256 && sveBits > 256 ? " or 256" : "");
     }
   }
   return "";

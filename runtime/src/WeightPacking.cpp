@@ -657,10 +657,16 @@ std::string runtime::packWeights(
                           t.transform == "int4_scales" ? 1 : 2);
       }
       // Int4 codes outside panels (expert stacks): two codes a byte.
-      if (!t.panel && t.dtype == "i4" && !t.shape.empty())
+      if (!t.panel && t.dtype == "i4" && !t.shape.empty()) {
+        if (data.size() != uint64_t(elementsOf(t.shape)))
+          return "weight '" + t.name + "' has " + std::to_string(data.size()) +
+                 " codes in " + source.describe() +
+                 " but the compiled code expects " +
+                 std::to_string(elementsOf(t.shape));
         data = toInt4Rows(
             data, elementsOf(t.shape) / std::max<int64_t>(t.shape.back(), 1),
             t.shape.back());
+      }
       if (data.size() != t.bytes)
         return "weight '" + t.name + "' has " + std::to_string(data.size()) +
                " bytes in " + source.describe() +

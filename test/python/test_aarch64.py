@@ -434,6 +434,15 @@ def test_sve_length_checks(arm_run, stories260k_dir, tmp_path):
                 if m == "usmmla" and first.startswith("z")}
     out = arm_run([neon, "--prompt-ids", "1", "-n", "2"], cpu="max,sve-max-vq=1")
     assert out.returncode == 0, out.stderr
+    # One artifact for Graviton3 and Graviton4: the 256-bit variant where the CPU has that
+    # length, the NEON kernels of neoverse-v2 (128-bit SVE) where it does not.
+    both = compile_for(stories260k_dir, tmp_path / "both.xfmr", "--quantize", "int8",
+                       "--cpu", "neoverse-v1,neoverse-v2")
+    targets = artifact_manifest(both)["targets"]
+    assert [t.get("sve_bits", 0) for t in targets] == [256, 0]
+    for qemu_cpu in ("max,sve-max-vq=1", "max"):
+        out = arm_run([both, "--prompt-ids", "1", "-n", "2"], cpu=qemu_cpu)
+        assert out.returncode == 0, out.stderr
     for args, words in (
             (["--target", "cpu:aarch64", "--cpu", "neoverse-v1", "--sve-bits", "384"],
              "--sve-bits 384: the kernels take SVE vectors of 256 or 512 bits"),

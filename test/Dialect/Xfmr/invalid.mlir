@@ -918,6 +918,12 @@ module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "aarch64-un
 
 // -----
 
+// expected-error @+1 {{sve_bits needs the +sve feature, got features '+neon,+i8mm'}}
+module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "aarch64-unknown-linux-gnu", chip = "generic", features = "+neon,+i8mm", sve_bits = 256>} {
+}
+
+// -----
+
 // expected-error @+1 {{sve_bits applies to AArch64 CPU code, not 'cpu' for 'x86_64-pc-linux-gnu'}}
 module attributes {xfmr.target = #xfmr.target<kind = "cpu", triple = "x86_64-pc-linux-gnu", chip = "znver4", sve_bits = 256>} {
 }

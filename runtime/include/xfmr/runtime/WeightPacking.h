@@ -91,7 +91,8 @@ std::string toInt4Panels(const std::string &data, int64_t rows, int64_t cols,
 /// The row-major int4 codes `data` ([rows, cols], one signed byte in
 /// [-8, 7] each) two a byte, row-major, as the MoE kernels read expert
 /// stacks: code (r, c) + 8 goes to the low (even c) or high (odd c) nibble
-/// of byte r * ceil(cols / 2) + c / 2; an odd row's last high nibble is 8.
+/// of byte r * ceil(cols / 2) + c / 2; the last high nibble of a row of odd
+/// width is 8.
 std::string toInt4Rows(const std::string &data, int64_t rows, int64_t cols);
 
 /// Reads the plan from a manifest's weights.tensors; throws `Error` naming
