@@ -224,11 +224,30 @@ llvm::Error xfmr::writeArtifact(
 
   std::vector<runtime::PackedTensor> packing;
   llvm::json::Array tensors;
-  int64_t parameters = 0;
+  // Parameters: each checkpoint tensor once, at its own size. Quantized
+  // codes and their scales, a tied head's codes and folded MLA weights are
+  // stored forms of tensors counted already.
+  llvm::StringMap<int64_t> sourceElements;
+  auto count = [&](StringRef name, Type type) {
+    sourceElements.try_emplace(name,
+                               cast<RankedTensorType>(type).getNumElements());
+  };
   for (WeightSlotAttr slot : plan.getWeightSlots()) {
     packing.push_back(packedTensorOf(slot));
-    parameters += cast<RankedTensorType>(slot.getType()).getNumElements();
+    Attribute transform = slot.getTransform();
+    if (auto quantized = dyn_cast_or_null<QuantizedWeightAttr>(transform)) {
+      count(slot.getSource().getValue(), quantized.getSourceType());
+    } else if (auto fold = dyn_cast_or_null<FoldedWeightAttr>(transform)) {
+      count(slot.getSource().getValue(), fold.getSourceType());
+      if (fold.getKvB())
+        count(fold.getKvB().getValue(), fold.getKvBType());
+    } else {
+      count(slot.getSource().getValue(), slot.getType());
+    }
   }
+  int64_t parameters = 0;
+  for (const auto &entry : sourceElements)
+    parameters += entry.getValue();
   // Int8 and int4 codes (and the scales computed with them) have transforms
   // of their own: the packer quantizes them differently.
   std::map<std::tuple<std::string, int64_t, int64_t>, std::string>

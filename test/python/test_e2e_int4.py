@@ -145,6 +145,10 @@ def test_int4_storage(synth_checkpoint, tmp_path):
     dense = sum(t["bytes"] for t in manifest(bf16)["weights"]["tensors"]
                 if t.get("panel"))
     assert linear / dense == pytest.approx(4.5 / 16, rel=0.02)
+    # The parameters are the checkpoint's, not the stored codes and scales (nor the int4
+    # head's copy of a table).
+    assert (manifest(int4)["weights"]["parameter_count"] ==
+            manifest(bf16)["weights"]["parameter_count"])
 
 
 def run_compile(checkpoint, out, *flags):
