@@ -26,6 +26,25 @@ void populateFuseSharedExpertsPatterns(mlir::RewritePatternSet &patterns);
 llvm::StringRef whyKeptForIntegerCodes(WeightOp weight,
                                        llvm::ArrayRef<std::string> keep);
 
+/// The per-token int8 quantize/dequantize pair of a [tokens, in] `input`
+/// (W8A8's activations, which the CPU lowering fuses into the integer
+/// products); returns the dequantized value.
+mlir::Value quantizeTokensInt8(mlir::PatternRewriter &rewriter,
+                               mlir::Location loc, mlir::Value input);
+
+/// Why `experts` cannot have its routed stacks quantized ("" when it can):
+/// already quantized, a fused shared expert, stacks that are not checkpoint
+/// weights or whose names `keep` matches.
+llvm::StringRef whyExpertsKept(MoEExpertsOp experts,
+                               llvm::ArrayRef<std::string> keep);
+
+/// Replaces `experts` by the same experts over stacks quantized to
+/// `codeType` codes with `scaleType` scales in `layout`, their input and
+/// each expert's SwiGLU output quantized to int8 per token.
+void replaceWithQuantizedExperts(mlir::PatternRewriter &rewriter,
+                                 MoEExpertsOp experts, mlir::Type codeType,
+                                 mlir::Type scaleType, ScaleLayoutAttr layout);
+
 /// xfmr-quantize-int8's rewrites (W8A8 linears and routed experts), keeping
 /// weights whose names contain one of `keep`.
 void populateQuantizeInt8Patterns(mlir::RewritePatternSet &patterns,

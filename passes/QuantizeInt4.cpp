@@ -48,23 +48,14 @@ struct QuantizeLinearInt4 : OpRewritePattern<LinearOp> {
 
     Location loc = linear.getLoc();
     MLIRContext *context = getContext();
-    Type i4 = rewriter.getIntegerType(4), i8 = rewriter.getI8Type();
-    auto weightLayout = ScaleLayoutAttr::get(context, ScaleKind::block,
-                                             {1, group});
-    auto tokenLayout = ScaleLayoutAttr::get(context, ScaleKind::block, {1, in});
+    auto weightLayout =
+        ScaleLayoutAttr::get(context, ScaleKind::block, {1, group});
     auto weightQuantize = QuantizeOp::create(
-        rewriter, loc, RankedTensorType::get(shape, i4),
+        rewriter, loc, RankedTensorType::get(shape, rewriter.getIntegerType(4)),
         RankedTensorType::get({out, llvm::divideCeilSigned(in, group)},
                               rewriter.getF16Type()),
         weight, weightLayout);
-    auto inputQuantize = QuantizeOp::create(
-        rewriter, loc, RankedTensorType::get(inputType.getShape(), i8),
-        RankedTensorType::get({inputType.getDimSize(0), 1},
-                              rewriter.getF32Type()),
-        linear.getInput(), tokenLayout);
-    auto input = DequantizeOp::create(rewriter, loc, inputType,
-                                      inputQuantize.getResult(),
-                                      inputQuantize.getScale(), tokenLayout);
+    Value input = quantizeTokensInt8(rewriter, loc, linear.getInput());
     rewriter.replaceOpWithNewOp<LinearOp>(
         linear, linear.getType(), input, weightQuantize.getResult(),
         linear.getBias(), weightQuantize.getScale(), weightLayout);
@@ -88,61 +79,16 @@ struct QuantizeExpertsInt4 : OpRewritePattern<MoEExpertsOp> {
 
   LogicalResult matchAndRewrite(MoEExpertsOp experts,
                                 PatternRewriter &rewriter) const override {
-    if (group % kExpertVector != 0)
+    if (group % kInt4ExpertGroupMultiple != 0)
       return rewriter.notifyMatchFailure(experts, "groups of partial vectors");
-    if (experts.getGateScale() || experts.getSharedGate() ||
-        experts.getInput().getDefiningOp<DequantizeOp>())
-      return rewriter.notifyMatchFailure(experts, "already quantized");
-    Value stacks[3] = {experts.getGateWeight(), experts.getUpWeight(),
-                       experts.getDownWeight()};
-    for (Value stack : stacks) {
-      auto weight = stack.getDefiningOp<WeightOp>();
-      if (!weight)
-        return rewriter.notifyMatchFailure(experts, "not checkpoint weights");
-      if (StringRef why = whyKeptForIntegerCodes(weight, keep); !why.empty())
-        return rewriter.notifyMatchFailure(experts, why);
-    }
-    ArrayRef<int64_t> gate =
-        cast<RankedTensorType>(stacks[0].getType()).getShape();
-    int64_t inter = gate[1], hidden = gate[2];
-
-    Location loc = experts.getLoc();
-    MLIRContext *context = getContext();
-    Type i4 = rewriter.getIntegerType(4), i8 = rewriter.getI8Type();
-    auto layout = ScaleLayoutAttr::get(context, ScaleKind::block, {1, group});
-    Value codes[3], scales[3];
-    for (int i = 0; i < 3; ++i) {
-      auto type = cast<RankedTensorType>(stacks[i].getType());
-      auto quantize = QuantizeOp::create(
-          rewriter, loc, RankedTensorType::get(type.getShape(), i4),
-          RankedTensorType::get(layout.scaleShape(type.getShape()),
-                                rewriter.getF16Type()),
-          stacks[i], layout);
-      codes[i] = quantize.getResult();
-      scales[i] = quantize.getScale();
-    }
-    auto inputType = cast<RankedTensorType>(experts.getInput().getType());
-    auto tokenLayout =
-        ScaleLayoutAttr::get(context, ScaleKind::block, {1, hidden});
-    auto inputQuantize = QuantizeOp::create(
-        rewriter, loc, RankedTensorType::get(inputType.getShape(), i8),
-        RankedTensorType::get({inputType.getDimSize(0), 1},
-                              rewriter.getF32Type()),
-        experts.getInput(), tokenLayout);
-    auto input = DequantizeOp::create(rewriter, loc, inputType,
-                                      inputQuantize.getResult(),
-                                      inputQuantize.getScale(), tokenLayout);
-    rewriter.replaceOpWithNewOp<MoEExpertsOp>(
-        experts, experts.getType(), input, experts.getWeights(),
-        experts.getIndices(), codes[0], codes[1], codes[2], scales[0],
-        scales[1], scales[2], Value(), Value(), Value(), Value(), Value(),
-        Value(), layout, rewriter.getI64IntegerAttr(inter),
-        experts.getDispatchAttr());
+    if (StringRef why = whyExpertsKept(experts, keep); !why.empty())
+      return rewriter.notifyMatchFailure(experts, why);
+    replaceWithQuantizedExperts(
+        rewriter, experts, rewriter.getIntegerType(4), rewriter.getF16Type(),
+        ScaleLayoutAttr::get(getContext(), ScaleKind::block, {1, group}));
     return success();
   }
 
-  /// The expert kernels' vector of weights (MatmulTile's width).
-  static constexpr int64_t kExpertVector = 16;
   int64_t group;
   SmallVector<std::string> keep;
 };

@@ -64,13 +64,7 @@ struct QuantizeLinearInt8 : OpRewritePattern<LinearOp> {
     auto weightQuantize = QuantizeOp::create(
         rewriter, loc, RankedTensorType::get(shape, i8),
         RankedTensorType::get({out, 1}, f32), weight, layout);
-    auto inputQuantize = QuantizeOp::create(
-        rewriter, loc, RankedTensorType::get(inputType.getShape(), i8),
-        RankedTensorType::get({inputType.getDimSize(0), 1}, f32),
-        linear.getInput(), layout);
-    auto input = DequantizeOp::create(rewriter, loc, inputType,
-                                      inputQuantize.getResult(),
-                                      inputQuantize.getScale(), layout);
+    Value input = quantizeTokensInt8(rewriter, loc, linear.getInput());
     rewriter.replaceOpWithNewOp<LinearOp>(
         linear, linear.getType(), input, weightQuantize.getResult(),
         linear.getBias(), weightQuantize.getScale(), layout);
@@ -90,54 +84,15 @@ struct QuantizeExpertsInt8 : OpRewritePattern<MoEExpertsOp> {
 
   LogicalResult matchAndRewrite(MoEExpertsOp experts,
                                 PatternRewriter &rewriter) const override {
-    if (experts.getGateScale() || experts.getSharedGate() ||
-        experts.getInput().getDefiningOp<DequantizeOp>())
-      return rewriter.notifyMatchFailure(experts, "already quantized");
-    Value stacks[3] = {experts.getGateWeight(), experts.getUpWeight(),
-                       experts.getDownWeight()};
-    for (Value stack : stacks) {
-      auto weight = stack.getDefiningOp<WeightOp>();
-      if (!weight)
-        return rewriter.notifyMatchFailure(experts, "not checkpoint weights");
-      if (StringRef why = whyKeptForIntegerCodes(weight, keep); !why.empty())
-        return rewriter.notifyMatchFailure(experts, why);
-    }
-    ArrayRef<int64_t> gate =
-        cast<RankedTensorType>(stacks[0].getType()).getShape();
+    if (StringRef why = whyExpertsKept(experts, keep); !why.empty())
+      return rewriter.notifyMatchFailure(experts, why);
+    ArrayRef<int64_t> gate = experts.getGateWeight().getType().getShape();
     int64_t inter = gate[1], hidden = gate[2];
     if (std::max(inter, hidden) > kMaxInputs)
       return rewriter.notifyMatchFailure(experts, "too many inputs for int32");
-
-    Location loc = experts.getLoc();
-    MLIRContext *context = getContext();
-    Type i8 = rewriter.getI8Type(), f32 = rewriter.getF32Type();
-    ScaleLayoutAttr layout = rowLayout(context, std::max(inter, hidden));
-    Value codes[3], scales[3];
-    for (int i = 0; i < 3; ++i) {
-      auto type = cast<RankedTensorType>(stacks[i].getType());
-      auto quantize = QuantizeOp::create(
-          rewriter, loc, RankedTensorType::get(type.getShape(), i8),
-          RankedTensorType::get(layout.scaleShape(type.getShape()), f32),
-          stacks[i], layout);
-      codes[i] = quantize.getResult();
-      scales[i] = quantize.getScale();
-    }
-    auto inputType = cast<RankedTensorType>(experts.getInput().getType());
-    ScaleLayoutAttr inputLayout = rowLayout(context, hidden);
-    auto inputQuantize = QuantizeOp::create(
-        rewriter, loc, RankedTensorType::get(inputType.getShape(), i8),
-        RankedTensorType::get(inputLayout.scaleShape(inputType.getShape()),
-                              f32),
-        experts.getInput(), inputLayout);
-    auto input = DequantizeOp::create(rewriter, loc, inputType,
-                                      inputQuantize.getResult(),
-                                      inputQuantize.getScale(), inputLayout);
-    rewriter.replaceOpWithNewOp<MoEExpertsOp>(
-        experts, experts.getType(), input, experts.getWeights(),
-        experts.getIndices(), codes[0], codes[1], codes[2], scales[0],
-        scales[1], scales[2], Value(), Value(), Value(), Value(), Value(),
-        Value(), layout, rewriter.getI64IntegerAttr(inter),
-        experts.getDispatchAttr());
+    replaceWithQuantizedExperts(
+        rewriter, experts, rewriter.getI8Type(), rewriter.getF32Type(),
+        rowLayout(getContext(), std::max(inter, hidden)));
     return success();
   }
 
@@ -162,6 +117,61 @@ struct QuantizeInt8Pass : xfmr::impl::QuantizeInt8Base<QuantizeInt8Pass> {
 };
 
 } // namespace
+
+Value xfmr::quantizeTokensInt8(PatternRewriter &rewriter, Location loc,
+                               Value input) {
+  auto type = cast<RankedTensorType>(input.getType());
+  ScaleLayoutAttr layout = rowLayout(rewriter.getContext(), type.getDimSize(1));
+  auto quantize = QuantizeOp::create(
+      rewriter, loc,
+      RankedTensorType::get(type.getShape(), rewriter.getI8Type()),
+      RankedTensorType::get({type.getDimSize(0), 1}, rewriter.getF32Type()),
+      input, layout);
+  return DequantizeOp::create(rewriter, loc, type, quantize.getResult(),
+                              quantize.getScale(), layout);
+}
+
+StringRef xfmr::whyExpertsKept(MoEExpertsOp experts,
+                               ArrayRef<std::string> keep) {
+  if (experts.getGateScale() || experts.getSharedGate() ||
+      experts.getInput().getDefiningOp<DequantizeOp>())
+    return "already quantized";
+  for (Value stack : {experts.getGateWeight(), experts.getUpWeight(),
+                      experts.getDownWeight()}) {
+    auto weight = stack.getDefiningOp<WeightOp>();
+    if (!weight)
+      return "not checkpoint weights";
+    if (StringRef why = whyKeptForIntegerCodes(weight, keep); !why.empty())
+      return why;
+  }
+  return "";
+}
+
+void xfmr::replaceWithQuantizedExperts(PatternRewriter &rewriter,
+                                       MoEExpertsOp experts, Type codeType,
+                                       Type scaleType, ScaleLayoutAttr layout) {
+  Location loc = experts.getLoc();
+  Value codes[3], scales[3];
+  Value stacks[3] = {experts.getGateWeight(), experts.getUpWeight(),
+                     experts.getDownWeight()};
+  for (int i = 0; i < 3; ++i) {
+    ArrayRef<int64_t> shape =
+        cast<RankedTensorType>(stacks[i].getType()).getShape();
+    auto quantize = QuantizeOp::create(
+        rewriter, loc, RankedTensorType::get(shape, codeType),
+        RankedTensorType::get(layout.scaleShape(shape), scaleType), stacks[i],
+        layout);
+    codes[i] = quantize.getResult();
+    scales[i] = quantize.getScale();
+  }
+  Value input = quantizeTokensInt8(rewriter, loc, experts.getInput());
+  int64_t inter = experts.getGateWeight().getType().getDimSize(1);
+  rewriter.replaceOpWithNewOp<MoEExpertsOp>(
+      experts, experts.getType(), input, experts.getWeights(),
+      experts.getIndices(), codes[0], codes[1], codes[2], scales[0], scales[1],
+      scales[2], Value(), Value(), Value(), Value(), Value(), Value(), layout,
+      rewriter.getI64IntegerAttr(inter), experts.getDispatchAttr());
+}
 
 StringRef xfmr::whyKeptForIntegerCodes(WeightOp weight,
                                        ArrayRef<std::string> keep) {

@@ -751,7 +751,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     // scale whole vectors (MatmulTile.h).
     if (weight.format == WeightFormat::I4 &&
         (!weight.blockScale || weight.blockScale->first != 1 ||
-         weight.blockScale->second % 16 != 0))
+         weight.blockScale->second % kInt4ExpertGroupMultiple != 0))
       return op->emitOpError()
              << "multiplies int4 expert stacks, which need f16 scales in "
                 "groups [1, 16k] (xfmr-quantize-int4 with a group that is a "

@@ -76,6 +76,18 @@ def greedy(run, artifact, prompt, n, tmp_path, cpu="max", threads=None):
     return [int(t) for t in out.stdout.split()], np.load(logits)
 
 
+def assert_matches_emulation(run, artifact, checkpoint, apply, prompt, n, tmp_path,
+                             cpu="max", threads=None):
+    """The emulated xfmr-run's n greedy ids equal those of the float64 reference with
+    `apply` (an emulation such as apply_int8) applied, and its logits are within 1e-3."""
+    ids, rows = greedy(run, artifact, prompt, n, tmp_path, cpu=cpu, threads=threads)
+    model = reference.load(str(checkpoint))
+    apply(model)
+    expected_ids, expected_rows = model.generate_greedy(prompt, n)
+    assert ids == list(expected_ids)
+    assert relative_row_error(rows, expected_rows) < 1e-3
+
+
 def test_built_binary_needs_only_glibc_besides_what_it_ships(arm_run):
     binary = BUILD_DIR / "aarch64" / "bin" / "xfmr-run"
     dynamic = subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True,
@@ -259,12 +271,8 @@ def test_int8_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
         else:
             assert not {"sdot", "usdot", "usmmla"} & found
         assert ("usmmla" in found) == (instruction == "usdot")
-        ids, rows = greedy(arm_run, artifact, prompt, 16, tmp_path, cpu=qemu_cpu)
-        model = reference.load(str(checkpoint))
-        apply_int8(model)
-        expected_ids, expected_rows = model.generate_greedy(prompt, 16)
-        assert ids == list(expected_ids)
-        assert relative_row_error(rows, expected_rows) < 1e-3
+        assert_matches_emulation(arm_run, artifact, checkpoint, apply_int8, prompt, 16,
+                                 tmp_path, cpu=qemu_cpu)
 
 
 @pytest.mark.parametrize("cpu,qemu_cpu,instruction", [
@@ -298,12 +306,8 @@ def test_int4_weights_with_arm_dot_products(cpu, qemu_cpu, instruction, arm_run,
             assert not {"sdot", "usdot", "usmmla"} & found
         if instruction == "usmmla":
             assert "usdot" in found
-        ids, rows = greedy(arm_run, artifact, prompt, 16, tmp_path, cpu=qemu_cpu)
-        model = reference.load(str(checkpoint))
-        apply_int4(model)
-        expected_ids, expected_rows = model.generate_greedy(prompt, 16)
-        assert ids == list(expected_ids)
-        assert relative_row_error(rows, expected_rows) < 1e-3
+        assert_matches_emulation(arm_run, artifact, checkpoint, apply_int4, prompt, 16,
+                                 tmp_path, cpu=qemu_cpu)
 
 
 @pytest.mark.parametrize("cpu", ["generic", "generic+bf16"])
@@ -391,12 +395,8 @@ def test_sve_kernels(cpu, extra, qemu_cpu, bits, arm_run, synth_checkpoint, tmp_
         assert expected <= {m for m, first in found if first.startswith("z")}
         assert not {m for m, first in found
                     if m in ("sdot", "usdot", "usmmla") and first.startswith("v")}
-        ids, rows = greedy(arm_run, artifact, prompt, 12, tmp_path, cpu=qemu_cpu, threads=2)
-        model = reference.load(str(deepseek))
-        apply(model)
-        expected_ids, expected_rows = model.generate_greedy(prompt, 12)
-        assert ids == list(expected_ids), quantize
-        assert relative_row_error(rows, expected_rows) < 1e-3
+        assert_matches_emulation(arm_run, artifact, deepseek, apply, prompt, 12, tmp_path,
+                                 cpu=qemu_cpu, threads=2)
     if not i8mm:
         return
     checkpoint = synth_checkpoint("llama", dtype="bf16")

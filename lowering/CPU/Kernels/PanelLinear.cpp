@@ -1141,15 +1141,34 @@ Value repeatSegment(OpBuilder &b, Location loc, Value segment, int64_t count) {
   return shuffle(b, loc, segment, segment, order);
 }
 
-/// Row pair `m`'s 4 sums from `registers` (those of one token pair).
-Value rowPairSums(OpBuilder &b, Location loc, ValueRange registers, int64_t m,
-                  int64_t segments) {
-  Value sums = registers[m / segments];
-  if (segments == 1)
-    return sums;
-  return vector::ExtractStridedSliceOp::create(
-      b, loc, sums, ArrayRef<int64_t>{4 * (m % segments)}, ArrayRef<int64_t>{4},
-      ArrayRef<int64_t>{1});
+/// Token `t` (0 or 1) of a pair: its 16 sums, one a row of the slab, out of
+/// the pair's `registers` of 2 x 2 blocks [r0 t0, r0 t1, r1 t0, r1 t1]
+/// (lanes t and 2 + t of every row pair, in row order).
+Value tokenSums(OpBuilder &b, Location loc, ValueRange registers, int64_t t,
+                int64_t segments) {
+  // Row pair m's block of 4 sums.
+  auto rowPair = [&](int64_t m) -> Value {
+    Value sums = registers[m / segments];
+    if (segments == 1)
+      return sums;
+    return vector::ExtractStridedSliceOp::create(
+        b, loc, sums, ArrayRef<int64_t>{4 * (m % segments)},
+        ArrayRef<int64_t>{4}, ArrayRef<int64_t>{1});
+  };
+  SmallVector<Value> quads;
+  for (int64_t m = 0; m < kLanes / 2; m += 2) {
+    Value even = rowPair(m);
+    Value odd = rowPair(m + 1);
+    quads.push_back(shuffle(b, loc, even, odd, {t, 2 + t, 4 + t, 6 + t}));
+  }
+  SmallVector<int64_t> eightLanes, allLanes;
+  for (int64_t i = 0; i < 8; ++i)
+    eightLanes.push_back(i);
+  for (int64_t i = 0; i < 16; ++i)
+    allLanes.push_back(i);
+  Value low = shuffle(b, loc, quads[0], quads[1], eightLanes);
+  Value high = shuffle(b, loc, quads[2], quads[3], eightLanes);
+  return shuffle(b, loc, low, high, allLanes);
 }
 
 /// Int4 (and int8) with AArch64's i8mm, pairs of tokens (`rows`: 2 or 4)
@@ -1316,25 +1335,10 @@ void emitIntegerMatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
       });
   Value bias = biasOf(b, loc, op, vector);
   for (int64_t i = 0; i < int64_t(rows.size()); ++i) {
-    // Token i's sums: lane t and 2 + t of every row pair of its pair, in
-    // row order.
-    int64_t pair = i / 2, t = i % 2;
-    ValueRange pairRegisters =
-        groupLoop.getResults().slice(pair * registers, registers);
-    SmallVector<Value> quads;
-    for (int64_t m = 0; m < kPairs; m += 2) {
-      Value even = rowPairSums(b, loc, pairRegisters, m, segments);
-      Value odd = rowPairSums(b, loc, pairRegisters, m + 1, segments);
-      quads.push_back(shuffle(b, loc, even, odd, {t, 2 + t, 4 + t, 6 + t}));
-    }
-    SmallVector<int64_t> eightLanes, allLanes;
-    for (int64_t i = 0; i < 8; ++i)
-      eightLanes.push_back(i);
-    for (int64_t i = 0; i < 16; ++i)
-      allLanes.push_back(i);
-    Value low = shuffle(b, loc, quads[0], quads[1], eightLanes);
-    Value high = shuffle(b, loc, quads[2], quads[3], eightLanes);
-    Value sums = shuffle(b, loc, low, high, allLanes);
+    int64_t pair = i / 2;
+    Value sums = tokenSums(
+        b, loc, groupLoop.getResults().slice(pair * registers, registers),
+        i % 2, segments);
     Value xScale =
         memref::LoadOp::create(b, loc, x.scales, ValueRange{rows[i]});
     Value y = arith::MulFOp::create(
@@ -1444,24 +1448,11 @@ void emitBF16MatmulSlab(OpBuilder &b, Location loc, const PanelLinear &op,
       });
   auto vector = outputVector(b, loc, op, p, j);
   Value bias = biasOf(b, loc, op, vector);
-  SmallVector<int64_t> eightLanes, allLanes;
-  for (int64_t i = 0; i < 8; ++i)
-    eightLanes.push_back(i);
-  for (int64_t i = 0; i < 16; ++i)
-    allLanes.push_back(i);
   for (int64_t i = 0; i < int64_t(rows.size()); ++i) {
-    int64_t pair = i / 2, t = i % 2;
-    ValueRange pairRegisters =
-        loop.getResults().slice(pair * registers, registers);
-    SmallVector<Value> quadSums;
-    for (int64_t m = 0; m < kPairs; m += 2) {
-      Value even = rowPairSums(b, loc, pairRegisters, m, segments);
-      Value odd = rowPairSums(b, loc, pairRegisters, m + 1, segments);
-      quadSums.push_back(shuffle(b, loc, even, odd, {t, 2 + t, 4 + t, 6 + t}));
-    }
-    Value low = shuffle(b, loc, quadSums[0], quadSums[1], eightLanes);
-    Value high = shuffle(b, loc, quadSums[2], quadSums[3], eightLanes);
-    Value y = shuffle(b, loc, low, high, allLanes);
+    int64_t pair = i / 2;
+    Value y =
+        tokenSums(b, loc, loop.getResults().slice(pair * registers, registers),
+                  i % 2, segments);
     if (bias)
       y = arith::AddFOp::create(b, loc, y, bias);
     storeOutput(b, loc, op, rows[i], vector, y);

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 using namespace xfmr;
@@ -1309,6 +1310,30 @@ INSTANTIATE_TEST_SUITE_P(
       return info.param.name;
     });
 
+/// Token `t`'s output of expert `e` in float64: silu(x . gate) * (x . up)
+/// through down, each stack [experts, rows, cols] of weights as `weight`
+/// reads them (their stored value), the input as f32.
+std::vector<double>
+expertReference(const std::vector<double> &x, int64_t t, int64_t hidden,
+                const std::vector<double> &gate, const std::vector<double> &up,
+                const std::vector<double> &down, int64_t e, int64_t width,
+                const std::function<double(double)> &weight) {
+  std::vector<double> act(width), out(hidden, 0.0);
+  for (int64_t i = 0; i < width; ++i) {
+    double gs = 0, us = 0;
+    for (int64_t j = 0; j < hidden; ++j) {
+      double xv = float(x[t * hidden + j]);
+      gs += xv * weight(gate[(e * width + i) * hidden + j]);
+      us += xv * weight(up[(e * width + i) * hidden + j]);
+    }
+    act[i] = silu(gs) * us;
+  }
+  for (int64_t n = 0; n < hidden; ++n)
+    for (int64_t i = 0; i < width; ++i)
+      out[n] += act[i] * weight(down[(e * hidden + n) * width + i]);
+  return out;
+}
+
 class MoEExpertsKernelTest
     : public KernelTest,
       public ::testing::WithParamInterface<MoEDispatch> {};
@@ -1363,20 +1388,8 @@ TEST_P(MoEExpertsKernelTest, MatchesFloat64) {
   auto expert = [&](const std::vector<double> &g, const std::vector<double> &u,
                     const std::vector<double> &d, int64_t e, int64_t width,
                     WeightFormat format, int64_t t) {
-    std::vector<double> act(width), out(hidden, 0.0);
-    for (int64_t i = 0; i < width; ++i) {
-      double gs = 0, us = 0;
-      for (int64_t j = 0; j < hidden; ++j) {
-        double xv = float(x[t * hidden + j]);
-        gs += xv * roundTo(format, g[(e * width + i) * hidden + j]);
-        us += xv * roundTo(format, u[(e * width + i) * hidden + j]);
-      }
-      act[i] = silu(gs) * us;
-    }
-    for (int64_t n = 0; n < hidden; ++n)
-      for (int64_t i = 0; i < width; ++i)
-        out[n] += act[i] * roundTo(format, d[(e * hidden + n) * width + i]);
-    return out;
+    return expertReference(x, t, hidden, g, u, d, e, width,
+                           [&](double w) { return roundTo(format, w); });
   };
   std::vector<double> expected(tokens * hidden, 0.0);
   std::vector<int64_t> expectedCounts(experts, 0);
@@ -1482,22 +1495,11 @@ TEST_P(MoEExpertsKernelTest, Int4StacksMatchFloat64) {
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t j = 0; j < topK; ++j) {
       int64_t e = routes[t * topK + j];
-      std::vector<double> act(inter);
-      for (int64_t i = 0; i < inter; ++i) {
-        double gs = 0, us = 0;
-        for (int64_t k = 0; k < hidden; ++k) {
-          double xv = float(x[t * hidden + k]);
-          gs += xv * gate.values[(e * inter + i) * hidden + k];
-          us += xv * up.values[(e * inter + i) * hidden + k];
-        }
-        act[i] = silu(gs) * us;
-      }
-      for (int64_t n = 0; n < hidden; ++n) {
-        double y = 0;
-        for (int64_t i = 0; i < inter; ++i)
-          y += act[i] * down.values[(e * hidden + n) * inter + i];
-        expected[t * hidden + n] += float(routeWeights[t * topK + j]) * y;
-      }
+      std::vector<double> y =
+          expertReference(x, t, hidden, gate.values, up.values, down.values, e,
+                          inter, [](double w) { return w; });
+      for (int64_t n = 0; n < hidden; ++n)
+        expected[t * hidden + n] += float(routeWeights[t * topK + j]) * y[n];
     }
   expectClose(readF32(output), expected, 1e-5, 1e-4, kernel->name());
 }

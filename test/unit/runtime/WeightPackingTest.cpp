@@ -159,6 +159,23 @@ PackedTensor tensor(const std::string &name, uint64_t offset, uint64_t bytes,
   return t;
 }
 
+/// The codes or scales (`transform` int4_codes/int4_scales) of an f32 weight
+/// "w" of `sourceShape` quantized in groups [1, group] (panels of `panel`
+/// rows, or row-major with 0).
+PackedTensor int4Part(uint64_t offset, uint64_t bytes, const std::string &dtype,
+                      std::vector<int64_t> shape, const std::string &transform,
+                      std::vector<int64_t> sourceShape, int64_t group,
+                      int64_t panel) {
+  PackedTensor t = tensor("w", offset, bytes, dtype, std::move(shape));
+  t.transform = transform;
+  t.sourceDtype = "f32";
+  t.sourceShape = std::move(sourceShape);
+  t.blockRows = 1;
+  t.blockCols = group;
+  t.panel = panel;
+  return t;
+}
+
 std::string pack(const std::vector<PackedTensor> &plan, uint64_t total,
                  const MemorySource &source, std::string &blob,
                  PackingSummary *summary = nullptr) {
@@ -267,19 +284,10 @@ TEST_F(WeightPackingTest, QuantizesInt4Groups) {
   source.add("w", "F32", {2, 6},
              std::string(reinterpret_cast<const char *>(w.data()), 48));
   // Codes and scales of `w` in groups [1, 4], in panels of 2 rows.
-  auto part = [](uint64_t offset, uint64_t bytes, const std::string &dtype,
-                 std::vector<int64_t> shape, const std::string &transform) {
-    PackedTensor t = tensor("w", offset, bytes, dtype, std::move(shape));
-    t.transform = transform;
-    t.sourceDtype = "f32";
-    t.sourceShape = {2, 6};
-    t.blockRows = 1;
-    t.blockCols = 4;
-    t.panel = 2;
-    return t;
-  };
-  PackedTensor codes = part(0, 1 * 2 * 4, "i4", {2, 6}, "int4_codes");
-  PackedTensor scales = part(64, 1 * 2 * 2 * 2, "f16", {2, 2}, "int4_scales");
+  PackedTensor codes =
+      int4Part(0, 1 * 2 * 4, "i4", {2, 6}, "int4_codes", {2, 6}, 4, 2);
+  PackedTensor scales =
+      int4Part(64, 1 * 2 * 2 * 2, "f16", {2, 2}, "int4_scales", {2, 6}, 4, 2);
   std::string blob;
   ASSERT_EQ(pack({codes, scales}, 128, source, blob), "");
   auto nibble = [&](int r, int c) {
@@ -313,18 +321,10 @@ TEST_F(WeightPackingTest, StoresInt4StacksTwoCodesAByte) {
   std::vector<float> w = {-8, 1, 2, 3, -4, 16, -2, 0, 0, 0};
   source.add("w", "F32", {2, 1, 5},
              std::string(reinterpret_cast<const char *>(w.data()), 40));
-  auto part = [](uint64_t offset, uint64_t bytes, const std::string &dtype,
-                 std::vector<int64_t> shape, const std::string &transform) {
-    PackedTensor t = tensor("w", offset, bytes, dtype, std::move(shape));
-    t.transform = transform;
-    t.sourceDtype = "f32";
-    t.sourceShape = {2, 1, 5};
-    t.blockRows = 1;
-    t.blockCols = 16;
-    return t;
-  };
-  PackedTensor codes = part(0, 6, "i4", {2, 1, 5}, "int4_codes");
-  PackedTensor scales = part(64, 4, "f16", {2, 1, 1}, "int4_scales");
+  PackedTensor codes =
+      int4Part(0, 6, "i4", {2, 1, 5}, "int4_codes", {2, 1, 5}, 16, 0);
+  PackedTensor scales =
+      int4Part(64, 4, "f16", {2, 1, 1}, "int4_scales", {2, 1, 5}, 16, 0);
   std::string blob;
   ASSERT_EQ(pack({codes, scales}, 128, source, blob), "");
   const uint8_t expected[6] = {0x90, 0xBA, 0x84, 0x90, 0x88, 0x88};
