@@ -24,7 +24,11 @@ Type xfmr::gpuStorageType(Type type) {
   return type;
 }
 
+/// Bytes of a buffer element: a scalar, or a vector of them (the 16-byte
+/// loads of vector<4xi32> elements).
 static int64_t elementBytes(Type type) {
+  if (auto vector = dyn_cast<VectorType>(type))
+    return vector.getNumElements() * elementBytes(vector.getElementType());
   return std::max<int64_t>(1, type.getIntOrFloatBitWidth() / 8);
 }
 

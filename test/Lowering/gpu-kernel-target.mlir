@@ -34,10 +34,19 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
   // CHECK: memref.subview
   // CHECK: gpu.block_id
   // CHECK: gpu.thread_id
-  // The matrix-vector form reduces through workgroup memory (for SPIR-V an
-  // allocation in memory space 3, Workgroup; other targets: an attribution).
-  // CHECK: gpu.func @xfmr_linear_16x16_f8e4m3fn_b128x128_bias_f32_vector(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi8>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>)
+  // The matrix-vector form reads rows of whole 16-byte words a word at a time
+  // (the input 4 f32 at a time), and reduces through workgroup memory (for
+  // SPIR-V an allocation in memory space 3, Workgroup; other targets: an
+  // attribution).
+  // CHECK: gpu.func @xfmr_linear_16x16_f8e4m3fn_b128x128_bias_f32_words(%{{.+}}: memref<?xvector<4xf32>>, %{{.+}}: memref<?xvector<4xi32>>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>)
+  // CHECK-SAME: xfmr_kernel_buffer_bytes = array<i64: 16, 16, 4, 4, 4>
   // CHECK: memref.alloc() : memref<64xf32, 3>
+  // CHECK: memref.load %{{.+}} : memref<16x1xvector<4xi32>
+  // FP8 codes widen as f16 pairs (the scale 256 = 2^(15 - 7) folds into the
+  // block's).
+  // CHECK: vector.bitcast %{{.+}} : vector<1xi32> to vector<2xf16>
+  // CHECK: arith.extf %{{.+}} : vector<2xf16> to vector<2xf32>
+  // CHECK: arith.constant 2.560000e+02 : f32
   // CHECK: gpu.barrier
   // The tiled form stages 32 x 32 slices of x and W (pitch 33) in workgroup
   // memory; edge loads are guarded.
@@ -71,14 +80,16 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
 // -----
 
 // CUDA (and ROCm): the offsets and scalars are kernel arguments; workgroup
-// memory is an attribution.
+// memory is an attribution. Rows of 6 f32 are not whole 16-byte words: the
+// matrix-vector form reads them an element at a time.
 // CHECK: module attributes {gpu.container_module, {{.*}}kind = "cuda"
-// CHECK: gpu.func @xfmr_linear_8x8_f32_vector(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32) workgroup(%{{.+}} : memref<64xf32, #gpu.address_space<workgroup>>) kernel
+// CHECK: gpu.func @xfmr_linear_8x6_f32_vector(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32) workgroup(%{{.+}} : memref<64xf32, #gpu.address_space<workgroup>>) kernel
+// CHECK-SAME: xfmr_kernel_buffer_bytes = array<i64: 4, 4, 4>
 module attributes {xfmr.target = #xfmr.target<kind = "cuda", triple = "nvptx64-nvidia-cuda", chip = "sm_90a">} {
   func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x8xf32> attributes {xfmr.entry = "prefill"} {
-    %emb = xfmr.weight "embed" : tensor<8x8xf32>
-    %h = xfmr.embedding %emb[%ids] : tensor<8x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
-    %logits = xfmr.linear %h, %emb : tensor<?x8xf32>, tensor<8x8xf32> -> tensor<?x8xf32>
+    %emb = xfmr.weight "embed" : tensor<8x6xf32>
+    %h = xfmr.embedding %emb[%ids] : tensor<8x6xf32>, tensor<?xi32> -> tensor<?x6xf32>
+    %logits = xfmr.linear %h, %emb : tensor<?x6xf32>, tensor<8x6xf32> -> tensor<?x8xf32>
     return %logits : tensor<?x8xf32>
   }
 }

@@ -80,6 +80,10 @@ SYNTHETIC = {
                          "high_freq_factor": 4.0, "original_max_position_embeddings": 16}}),
     "mistral-window": dict(arch="mistral", overrides={"sliding_window": 8}),
     "qwen2-f16-bias": dict(arch="qwen2", dtype="f16"),
+    # Decode reads rows of whole 16-byte words 16 bytes at a time; the down
+    # projection's rows (44 bf16 inputs) are not, and take the element form.
+    "llama-bf16-odd-width": dict(arch="llama", dtype="bf16",
+                                 overrides={"intermediate_size": 44}),
 }
 
 
@@ -106,6 +110,8 @@ LOSSY = {
     "fp8-weights": ("llama", {}, ["--quantize", "fp8"]),
     "fp8-weights-bf16": ("llama", {"dtype": "bf16"},
                          ["--quantize", "fp8", "--quantize-activations=false"]),
+    "fp8-weights-odd-width": ("llama", {"dtype": "bf16", "overrides": {"intermediate_size": 44}},
+                              ["--quantize", "fp8", "--quantize-activations=false"]),
     # Mixture of experts: routing, each dispatch, FP8 experts, chunks of a large
     # intermediate dimension.
     "mixtral": ("mixtral", {}, []),
@@ -211,3 +217,75 @@ def test_several_targets_are_checked(stories260k_dir, tmp_path):
                                  "--target", target], capture_output=True, text=True)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert not out.exists()
+
+
+def fp8_values(codes, exponent_bits, mantissa_bits):
+    """The values of FP8 codes, from the format's definition (float64)."""
+    codes = np.asarray(codes, np.int64)
+    bias = 2 ** (exponent_bits - 1) - 1
+    sign = np.where(codes & 0x80, -1.0, 1.0)
+    exponent = (codes >> mantissa_bits) & (2 ** exponent_bits - 1)
+    mantissa = (codes & (2 ** mantissa_bits - 1)) / 2.0 ** mantissa_bits
+    magnitude = np.where(exponent == 0, 2.0 ** (1 - bias) * mantissa,
+                         2.0 ** (exponent - bias) * (1.0 + mantissa))
+    return sign * magnitude
+
+
+LINEAR_IR = """
+func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x16xf32> attributes {{xfmr.entry = "prefill"}} {{
+  %e = xfmr.weight "embed" : tensor<16x256xf32>
+  %h = xfmr.embedding %e[%ids] : tensor<16x256xf32>, tensor<?xi32> -> tensor<?x256xf32>
+  %w = xfmr.weight "w" : tensor<16x256x{element}>
+  %s = xfmr.weight "w_scale" : tensor<1x2xf32>
+  %y = xfmr.linear %h, %w scale(%s : tensor<1x2xf32>) {{scale_layout = #xfmr.scale_layout<block [128, 128]>}}
+      : tensor<?x256xf32>, tensor<16x256x{element}> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}}
+func.func @decode(%ids: tensor<1xi32>, %start: index) -> tensor<1x16xf32> attributes {{xfmr.entry = "decode"}} {{
+  %e = xfmr.weight "embed" : tensor<16x256xf32>
+  %h = xfmr.embedding %e[%ids] : tensor<16x256xf32>, tensor<1xi32> -> tensor<1x256xf32>
+  %w = xfmr.weight "w" : tensor<16x256x{element}>
+  %s = xfmr.weight "w_scale" : tensor<1x2xf32>
+  %y = xfmr.linear %h, %w scale(%s : tensor<1x2xf32>) {{scale_layout = #xfmr.scale_layout<block [128, 128]>}}
+      : tensor<1x256xf32>, tensor<16x256x{element}> -> tensor<1x16xf32>
+  return %y : tensor<1x16xf32>
+}}
+"""
+
+
+@pytest.mark.parametrize("element,dtype,exponent_bits,mantissa_bits", [
+    ("f8E4M3FN", "F8_E4M3", 4, 3), ("f8E5M2", "F8_E5M2", 5, 2)])
+def test_every_fp8_code_decodes_exactly(element, dtype, exponent_bits, mantissa_bits,
+                                        tmp_path):
+    """A linear whose rows hold every finite FP8 code (subnormals, both zeros), once per
+    row in a different order: decode (16-byte words widened through f16) and prefill
+    (the tiles) equal x @ (codes x block scale)^T from the format's definition."""
+    from xfmr.safetensors import save_file
+    rng = np.random.default_rng(7)
+    codes = np.arange(256)
+    finite = np.isfinite(fp8_values(codes, exponent_bits, mantissa_bits)) & (
+        (codes & 0x7F) != (0x7F if exponent_bits == 4 else -1)) & (
+        ((codes >> mantissa_bits) & (2 ** exponent_bits - 1)) != 2 ** exponent_bits - 1
+        if exponent_bits == 5 else True)
+    rows = [np.where(finite[p], p, 0) for p in (rng.permutation(256) for _ in range(16))]
+    weight = np.array(rows, np.uint8)
+    scale = np.array([[0.75, 3.0]], np.float32)
+    embed = rng.standard_normal((16, 256)).astype(np.float32)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    save_file(str(folder / "model.safetensors"),
+              {"embed": embed, "w": (dtype, weight), "w_scale": scale})
+    ir = tmp_path / "linear.mlir"
+    ir.write_text(LINEAR_IR.format(element=element))
+    artifact = tmp_path / "linear.xfmr"
+    subprocess.run([tool("xfmr-compile"), str(ir), "--weights", str(folder), "-o",
+                    str(artifact), "--target", "vulkan"], check=True, capture_output=True)
+    values = fp8_values(weight, exponent_bits, mantissa_bits)
+    values *= np.repeat(scale.astype(np.float64), 128, axis=1)
+    expected = embed.astype(np.float64) @ values.T
+    session = open_session(artifact)
+    decoded = np.array([np.asarray(session.prefill([i]))[0] for i in range(16)])
+    tiled = np.asarray(open_session(artifact).prefill(list(range(16))))
+    for rows_got in (decoded, tiled):
+        assert relative_row_error(rows_got, expected) < 1e-6

@@ -7,6 +7,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 using namespace xfmr;
@@ -69,38 +70,137 @@ static Value decodeFP8(OpBuilder &b, Location loc, Value code,
   return arith::SelectOp::create(b, loc, negative, negated, magnitude);
 }
 
-Value simt::loadF32(OpBuilder &b, Location loc, Value memref,
-                   ValueRange indices, WeightFormat format) {
-  Value raw = memref::LoadOp::create(b, loc, memref, indices);
-  Type i32Type = b.getI32Type(), f32Type = b.getF32Type();
+Value simt::decodeF32(OpBuilder &b, Location loc, Value bits,
+                      WeightFormat format) {
+  Type f32Type = b.getF32Type();
   switch (format) {
   case WeightFormat::F32:
-    return raw;
-  case WeightFormat::I8:
-  case WeightFormat::I4: // CPU-only: never in GPU kernels
-    return arith::SIToFPOp::create(b, loc, f32Type, raw);
-  case WeightFormat::BF16: {
-    // bf16 is the upper half of an f32.
-    Value wide = arith::ExtUIOp::create(b, loc, i32Type, raw);
-    Value sixteen = i32(b, loc, 16);
-    Value bits = arith::ShLIOp::create(b, loc, wide, sixteen);
     return arith::BitcastOp::create(b, loc, f32Type, bits);
+  case WeightFormat::I8:
+  case WeightFormat::I4: { // CPU-only: never in GPU kernels
+    Value code = arith::TruncIOp::create(b, loc, b.getI8Type(), bits);
+    return arith::SIToFPOp::create(b, loc, f32Type, code);
+  }
+  case WeightFormat::BF16: {
+    // bf16 is the upper half of an f32 (the shift drops higher bits).
+    Value sixteen = i32(b, loc, 16);
+    Value upper = arith::ShLIOp::create(b, loc, bits, sixteen);
+    return arith::BitcastOp::create(b, loc, f32Type, upper);
   }
   case WeightFormat::F16: {
-    Value half = arith::BitcastOp::create(b, loc, b.getF16Type(), raw);
+    Value word = arith::TruncIOp::create(b, loc, b.getI16Type(), bits);
+    Value half = arith::BitcastOp::create(b, loc, b.getF16Type(), word);
     return arith::ExtFOp::create(b, loc, f32Type, half);
   }
   case WeightFormat::F8E4M3FN:
   case WeightFormat::F8E4M3FNUZ:
-  case WeightFormat::F8E5M2: {
-    Value code = arith::ExtUIOp::create(b, loc, i32Type, raw);
+  case WeightFormat::F8E5M2:
+    // decodeFP8 reads only the low 8 bits.
     if (format == WeightFormat::F8E5M2)
-      return decodeFP8(b, loc, code, 2, 15);
-    return decodeFP8(b, loc, code, 3,
+      return decodeFP8(b, loc, bits, 2, 15);
+    return decodeFP8(b, loc, bits, 3,
                      format == WeightFormat::F8E4M3FNUZ ? 8 : 7);
   }
+  return bits;
+}
+
+double simt::wordScale(WeightFormat format) {
+  switch (format) {
+  case WeightFormat::F8E4M3FN:
+    return 256.0; // 2^(15 - 7): f16's exponent bias over E4M3FN's
+  case WeightFormat::F8E4M3FNUZ:
+    return 128.0; // 2^(15 - 8)
+  default:
+    return 1.0;
   }
-  return raw;
+}
+
+SmallVector<Value> simt::decodeWord(OpBuilder &b, Location loc, Value word,
+                                    WeightFormat format) {
+  Type f32Type = b.getF32Type();
+  auto halves = VectorType::get({2}, b.getF16Type());
+  auto pairType = VectorType::get({2}, f32Type);
+  // Two f16 bit patterns in one word, as two f32.
+  auto widenHalves = [&](Value bits) -> std::pair<Value, Value> {
+    auto oneWord = VectorType::get({1}, b.getI32Type());
+    Value asVector = vector::BroadcastOp::create(b, loc, oneWord, bits);
+    Value pair = vector::BitCastOp::create(b, loc, halves, asVector);
+    Value wide = arith::ExtFOp::create(b, loc, pairType, pair);
+    Value low = vector::ExtractOp::create(b, loc, wide, 0);
+    Value high = vector::ExtractOp::create(b, loc, wide, 1);
+    return {low, high};
+  };
+  SmallVector<Value> values;
+  switch (format) {
+  case WeightFormat::F32:
+    values.push_back(arith::BitcastOp::create(b, loc, f32Type, word));
+    break;
+  case WeightFormat::BF16: {
+    Value sixteen = i32(b, loc, 16);
+    Value low = arith::ShLIOp::create(b, loc, word, sixteen);
+    Value upperMask = i32(b, loc, int32_t(0xFFFF0000u));
+    Value high = arith::AndIOp::create(b, loc, word, upperMask);
+    values.push_back(arith::BitcastOp::create(b, loc, f32Type, low));
+    values.push_back(arith::BitcastOp::create(b, loc, f32Type, high));
+    break;
+  }
+  case WeightFormat::F16: {
+    auto [low, high] = widenHalves(word);
+    values = {low, high};
+    break;
+  }
+  case WeightFormat::F8E4M3FN:
+  case WeightFormat::F8E4M3FNUZ:
+  case WeightFormat::F8E5M2: {
+    // Bytes 0 and 2 (then 1 and 3) in the low bytes of two 16-bit halves,
+    // each made an f16 whose value is the code's divided by wordScale: E5M2
+    // is the top byte of an f16; E4M3's sign goes to bit 15 and its
+    // exponent and mantissa to bits 7-14 (subnormals included: they are
+    // f16 subnormals or small normals, exact).
+    Value byteMask = i32(b, loc, 0x00FF00FF);
+    Value eight = i32(b, loc, 8);
+    Value shifted = arith::ShRUIOp::create(b, loc, word, eight);
+    Value even = arith::AndIOp::create(b, loc, word, byteMask);
+    Value odd = arith::AndIOp::create(b, loc, shifted, byteMask);
+    auto toHalves = [&](Value bytes) -> Value {
+      if (format == WeightFormat::F8E5M2)
+        return arith::ShLIOp::create(b, loc, bytes, eight);
+      Value magnitudeMask = i32(b, loc, 0x007F007F);
+      Value magnitude = arith::AndIOp::create(b, loc, bytes, magnitudeMask);
+      Value seven = i32(b, loc, 7);
+      Value magnitudeField = arith::ShLIOp::create(b, loc, magnitude, seven);
+      Value signMask = i32(b, loc, 0x00800080);
+      Value sign = arith::AndIOp::create(b, loc, bytes, signMask);
+      Value signField = arith::ShLIOp::create(b, loc, sign, eight);
+      return arith::OrIOp::create(b, loc, magnitudeField, signField);
+    };
+    Value evenHalves = toHalves(even);
+    Value oddHalves = toHalves(odd);
+    auto [e0, e2] = widenHalves(evenHalves);
+    auto [e1, e3] = widenHalves(oddHalves);
+    values = {e0, e1, e2, e3};
+    break;
+  }
+  case WeightFormat::I8:
+  case WeightFormat::I4: // CPU-only
+    for (int64_t shift = 0; shift < 32; shift += 8) {
+      Value bits = word;
+      if (shift)
+        bits = arith::ShRUIOp::create(b, loc, word, i32(b, loc, shift));
+      values.push_back(decodeF32(b, loc, bits, WeightFormat::I8));
+    }
+    break;
+  }
+  return values;
+}
+
+Value simt::loadF32(OpBuilder &b, Location loc, Value memref,
+                    ValueRange indices, WeightFormat format) {
+  Value raw = memref::LoadOp::create(b, loc, memref, indices);
+  if (format == WeightFormat::F32)
+    return raw;
+  Value bits = arith::ExtUIOp::create(b, loc, b.getI32Type(), raw);
+  return decodeF32(b, loc, bits, format);
 }
 
 /// The FP8 code of `value` (finite, already rounded to the format's grid):

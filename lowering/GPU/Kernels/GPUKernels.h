@@ -70,6 +70,17 @@ mlir::MemRefType buffer(mlir::MLIRContext *context,
 mlir::Value fma(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
                 mlir::Value x, mlir::Value c);
 
+/// The value of a `format` code held in the low bits of the i32 `bits` (the
+/// bits above it are ignored), as f32.
+mlir::Value decodeF32(mlir::OpBuilder &b, mlir::Location loc, mlir::Value bits,
+                      WeightFormat format);
+/// The elements of `format` in the i32 `word`, lowest bits first, as f32
+/// values divided by wordScale(format) (FP8 widens through f16 in a few
+/// integer operations a pair; the scale folds into the block scale).
+llvm::SmallVector<mlir::Value> decodeWord(mlir::OpBuilder &b,
+                                          mlir::Location loc, mlir::Value word,
+                                          WeightFormat format);
+double wordScale(WeightFormat format);
 /// Loads memref[indices] (storage of `format`) as f32.
 mlir::Value loadF32(mlir::OpBuilder &b, mlir::Location loc, mlir::Value memref,
                     mlir::ValueRange indices, WeightFormat format);

@@ -141,7 +141,9 @@ void GpuBackend::loadCode(const uint8_t *code, uint64_t size,
       info.block[i] = static_cast<uint32_t>(dim.asInt());
     }
     for (const JsonValue &bytes : buffers->asArray()) {
-      if (!bytes.isInteger() || bytes.asInt() < 1 || bytes.asInt() > 8)
+      // Scalars of up to 8 bytes, or vectors of 16 (16-byte loads).
+      if (!bytes.isInteger() || bytes.asInt() < 1 || bytes.asInt() > 16 ||
+          (bytes.asInt() & (bytes.asInt() - 1)))
         throw Error(path_ + ": kernel '" + info.name +
                     "' has an invalid buffer element size");
       info.buffers.push_back(static_cast<uint32_t>(bytes.asInt()));
