@@ -218,8 +218,33 @@ SymbolRefAttr GPUKernelTarget::byLeadingSize(StringRef key,
   return SymbolRefAttr::get(getModule().getContext(), name);
 }
 
+SymbolRefAttr GPUKernelTarget::twoSteps(StringRef key, SymbolRefAttr first,
+                                        SymbolRefAttr second,
+                                        MemRefType scratch,
+                                        ArrayRef<unsigned> secondOperands) {
+  std::string name = ("xfmr_" + key).str();
+  steps[name] =
+      Steps{first, second, scratch, SmallVector<unsigned>(secondOperands)};
+  return SymbolRefAttr::get(getModule().getContext(), name);
+}
+
 void GPUKernelTarget::launch(OpBuilder &b, Location loc, SymbolRefAttr kernel,
                              ValueRange operands) {
+  if (auto found = steps.find(kernel.getLeafReference());
+      found != steps.end()) {
+    Steps two = found->second;
+    Value scratch = memref::AllocOp::create(b, loc, two.scratch);
+    SmallVector<Value> first(operands.begin(), operands.end());
+    first.push_back(scratch);
+    launch(b, loc, two.first, first);
+    SmallVector<Value> second{scratch};
+    for (unsigned i : two.secondOperands)
+      second.push_back(operands[i]);
+    launch(b, loc, two.second, second);
+    // Device memory is released after the work already launched.
+    memref::DeallocOp::create(b, loc, scratch);
+    return;
+  }
   if (auto choice = choices.find(kernel.getLeafReference());
       choice != choices.end()) {
     Choice c = choice->second;

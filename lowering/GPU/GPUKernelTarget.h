@@ -115,6 +115,16 @@ public:
                                     mlir::SymbolRefAttr several,
                                     unsigned operand);
 
+  /// A kernel that is two launches through a device scratch buffer of type
+  /// `scratch`, allocated for the call and released after it: `first` on
+  /// the operands and the scratch, then `second` on the scratch and the
+  /// operands `secondOperands` lists (by position). Flash decoding: partial
+  /// softmaxes over slices of the cache, then their combination.
+  mlir::SymbolRefAttr twoSteps(llvm::StringRef key, mlir::SymbolRefAttr first,
+                               mlir::SymbolRefAttr second,
+                               mlir::MemRefType scratch,
+                               llvm::ArrayRef<unsigned> secondOperands);
+
   /// Whether kernels are for SPIR-V (workgroup memory as a Workgroup
   /// storage-class allocation rather than a gpu.func attribution).
   bool isVulkan() const { return getKind() == "vulkan"; }
@@ -133,6 +143,12 @@ private:
     unsigned operand;
   };
   llvm::StringMap<Choice> choices;
+  struct Steps {
+    mlir::SymbolRefAttr first, second;
+    mlir::MemRefType scratch;
+    llvm::SmallVector<unsigned> secondOperands;
+  };
+  llvm::StringMap<Steps> steps;
   int64_t nextIndex = 0;
 };
 

@@ -23,6 +23,16 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
   // CHECK: call @xfmr_gpu_launch
   // CHECK: } else {
   // CHECK: call @xfmr_gpu_launch
+  // Attention decodes one token in slices of the cache (flash decoding): a
+  // scratch of [32 slices, query heads, Dv + 2], the slices' launch, the
+  // combination's, then the scratch released; prefill's launch is the whole
+  // form.
+  // CHECK: %[[SCRATCH:.+]] = memref.alloc() : memref<32x1x18xf32>
+  // CHECK: call @xfmr_gpu_launch
+  // CHECK: call @xfmr_gpu_launch
+  // CHECK: memref.dealloc %[[SCRATCH]] : memref<32x1x18xf32>
+  // CHECK: } else {
+  // CHECK: call @xfmr_gpu_launch
   // CHECK: gpu.module @xfmr_kernels
   // CHECK: gpu.func @xfmr_embedding_32x16_f32(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>, %{{.+}}: memref<?xf32>, %[[PARAMS:[a-z0-9]+]]: memref<?xi32>)
   // CHECK-SAME: kernel
@@ -58,7 +68,13 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
   // The bf16 cache is i16 storage, encoded with integer arithmetic.
   // CHECK: gpu.func @xfmr_cache_write_16x1x16x16_bf16(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi16>
   // CHECK: arith.trunci {{.*}} : i32 to i16
-  // CHECK: gpu.func @xfmr_attend_16x1x1x16x16_
+  // CHECK: gpu.func @xfmr_attend_16x1x1x16x16_0x1p_2_bf16(
+  // The slices take the attention's operands and the scratch; the
+  // combination the scratch and the output.
+  // CHECK: gpu.func @xfmr_attend_16x1x1x16x16_0x1p_2_bf16_slices(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi16>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>)
+  // CHECK: gpu.barrier
+  // CHECK: gpu.func @xfmr_attend_16x1x1x16x16_0x1p_2_bf16_combine(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>)
+  // CHECK: math.exp
   func.func @prefill(%ids: tensor<?xi32>, %start: index, %c: !cache) -> (tensor<?x32xf32>, !cache)
       attributes {xfmr.entry = "prefill"} {
     %emb = xfmr.weight "embed" : tensor<32x16xf32>

@@ -153,6 +153,24 @@ def test_lossy_matches_cpu(name, synth_checkpoint, tmp_path):
     assert relative_row_error(gpu_rows, cpu_rows) < TOLERANCE
 
 
+@pytest.mark.parametrize("flags", [[], ["--kv-cache", "int8"],
+                                   ["--kv-window", "100", "--kv-sinks", "4"]],
+                         ids=["f32", "int8-cache", "window-sinks"])
+def test_long_decode_matches_cpu(flags, synth_checkpoint, tmp_path):
+    """Decode after 300 tokens: flash decoding splits each head's keys into slices of
+    whole 64-key chunks (here 5 of 64 keys, the last partial; with a ring, sinks and the
+    window's wrap in one key sequence) and combines their softmaxes."""
+    checkpoint = synth_checkpoint("llama")
+    prompt = [(7 * i + 3) % 100 + 2 for i in range(300)]
+    extra = ["--context", "320", *flags]
+    gpu_ids, gpu_rows = greedy(compile_model(checkpoint, tmp_path / "gpu", "vulkan", *extra),
+                               prompt, 8)
+    cpu_ids, cpu_rows = greedy(compile_model(checkpoint, tmp_path / "cpu", "cpu", "--precise",
+                                             *extra), prompt, 8)
+    assert gpu_ids == cpu_ids
+    assert relative_row_error(gpu_rows, cpu_rows) < TOLERANCE
+
+
 def test_prefill_equals_token_by_token(synth_checkpoint, tmp_path):
     checkpoint = synth_checkpoint("llama")
     artifact = compile_model(checkpoint, tmp_path, "vulkan")

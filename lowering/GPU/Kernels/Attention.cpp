@@ -122,6 +122,175 @@ SymbolRefAttr xfmr::kernels::gpuCacheWrite(GPUKernelTarget &target,
       });
 }
 
+namespace {
+/// Threads of the attention kernels.
+constexpr int64_t kAttendBlock = 64;
+/// Decode splits the visible keys of each query head into at most this many
+/// slices (flash decoding), each a multiple of kAttendBlock keys, so a
+/// long cache keeps every SM busy: workgroups = query heads x slices.
+constexpr int64_t kDecodeSlices = 32;
+
+/// The state a workgroup's walk over keys of one query head leaves: the
+/// running maximum score, the sum of exp(score - max), and the unnormalized
+/// outputs of the channels this thread owns.
+struct SoftmaxState {
+  Value max, sum;
+  SmallVector<Value> outputs;
+};
+
+/// What every attention kernel of one AttendKernel shares.
+struct AttendWalk {
+  const AttendKernel &kernel;
+  const GPUThread &thread;
+  /// Output channels per thread (thread, thread + block, ...).
+  int64_t owned;
+
+  /// This thread's output channels, clamped (the extra ones are computed on
+  /// a valid channel and not stored).
+  SmallVector<Value> channels(OpBuilder &b, Location loc) const {
+    SmallVector<Value> result;
+    for (int64_t r = 0; r < owned; ++r) {
+      Value c = arith::AddIOp::create(b, loc, thread.thread,
+                                      index(b, loc, r * thread.block));
+      result.push_back(arith::MinUIOp::create(
+          b, loc, c, index(b, loc, kernel.valueDim - 1)));
+    }
+    return result;
+  }
+
+  /// Keys [first, last) of `keys` for token t's query head h, in chunks of
+  /// a block: thread j scores key j of the chunk, the scores go through
+  /// workgroup memory `scores`, and each thread folds them into its
+  /// channels with the online softmax.
+  SoftmaxState walk(OpBuilder &b, Location loc, AttendOperands<Value> args,
+                    Value scores, Value t, Value h, const VisibleKeys &keys,
+                    Value first, Value last) const {
+    int64_t group = kernel.queryHeads / kernel.kvHeads;
+    WeightFormat format = kernel.format.format;
+    bool scaled = kernel.format.scaled;
+    Value q = args.query, cache = args.cache, scales = args.scales;
+    Value zero = index(b, loc, 0), one = index(b, loc, 1);
+    Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
+    Value blockSize = index(b, loc, thread.block);
+    SmallVector<Value> mine = channels(b, loc);
+    SmallVector<Value> init{
+        f32(b, loc, -std::numeric_limits<double>::infinity()),
+        f32(b, loc, 0.0)};
+    init.append(owned, f32(b, loc, 0.0));
+    auto chunks = scf::ForOp::create(
+        b, loc, first, last, blockSize, init,
+        [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
+          // Thread j scores key chunk + j.
+          Value key = arith::AddIOp::create(b, loc, chunk, thread.thread);
+          Value valid = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                              key, last);
+          auto score = scf::IfOp::create(
+              b, loc, valid,
+              [&](OpBuilder &b, Location loc) {
+                Value slot = keys.slot(b, loc, key);
+                Value end = index(b, loc, kernel.keyDim);
+                Value start = f32(b, loc, 0.0);
+                Value dot = simt::accumulate(
+                    b, loc, zero, end, one, start,
+                    [&](OpBuilder &b, Location loc, Value d, Value acc)
+                        -> Value {
+                      Value qd = memref::LoadOp::create(b, loc, q,
+                                                        ValueRange{t, h, d});
+                      Value kd = simt::loadF32(b, loc, cache,
+                                               {slot, kvHead, d}, format);
+                      return simt::fma(b, loc, qd, kd, acc);
+                    });
+                if (scaled)
+                  dot = arith::MulFOp::create(
+                      b, loc, dot,
+                      memref::LoadOp::create(b, loc, scales,
+                                             ValueRange{slot, kvHead, zero}));
+                dot = arith::MulFOp::create(b, loc, dot,
+                                            f32(b, loc, kernel.scale));
+                scf::YieldOp::create(b, loc, dot);
+              },
+              [&](OpBuilder &b, Location loc) {
+                scf::YieldOp::create(b, loc, f32(b, loc, 0.0));
+              });
+          memref::StoreOp::create(b, loc, score.getResult(0), scores,
+                                  thread.thread);
+          mlir::gpu::BarrierOp::create(b, loc);
+          // Every thread folds the chunk's scores into its channels.
+          Value count = arith::MinUIOp::create(
+              b, loc, blockSize, arith::SubIOp::create(b, loc, last, chunk));
+          auto fold = scf::ForOp::create(
+              b, loc, zero, count, one, state,
+              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                Value s = memref::LoadOp::create(b, loc, scores, i);
+                SoftmaxStep step =
+                    onlineSoftmaxStep(b, loc, state[0], state[1], s);
+                Value slot = keys.slot(
+                    b, loc, arith::AddIOp::create(b, loc, chunk, i));
+                Value weight = step.weight;
+                if (scaled)
+                  weight = arith::MulFOp::create(
+                      b, loc, weight,
+                      memref::LoadOp::create(b, loc, scales,
+                                             ValueRange{slot, kvHead, one}));
+                SmallVector<Value> next{step.max, step.sum};
+                for (int64_t r = 0; r < owned; ++r) {
+                  Value channel = arith::AddIOp::create(
+                      b, loc, mine[r], index(b, loc, kernel.keyDim));
+                  Value v = simt::loadF32(b, loc, cache,
+                                          {slot, kvHead, channel}, format);
+                  Value kept = arith::MulFOp::create(b, loc, state[2 + r],
+                                                     step.correction);
+                  next.push_back(simt::fma(b, loc, weight, v, kept));
+                }
+                scf::YieldOp::create(b, loc, next);
+              });
+          // The scores are read by all before the next chunk overwrites them.
+          mlir::gpu::BarrierOp::create(b, loc);
+          scf::YieldOp::create(b, loc, fold.getResults());
+        });
+    SoftmaxState result{chunks.getResult(0), chunks.getResult(1), {}};
+    for (int64_t r = 0; r < owned; ++r)
+      result.outputs.push_back(chunks.getResult(2 + r));
+    return result;
+  }
+
+  /// Stores `value(r)` at channel thread + r * block of `memref[prefix...]`
+  /// for the channels below the value dimension.
+  void storeChannels(OpBuilder &b, Location loc, Value memref,
+                     ValueRange prefix,
+                     function_ref<Value(int64_t)> value) const {
+    for (int64_t r = 0; r < owned; ++r) {
+      Value c = arith::AddIOp::create(b, loc, thread.thread,
+                                      index(b, loc, r * thread.block));
+      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, c,
+                                           index(b, loc, kernel.valueDim));
+      scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
+        SmallVector<Value> indices(prefix.begin(), prefix.end());
+        indices.push_back(c);
+        memref::StoreOp::create(b, loc, value(r), memref, indices);
+        scf::YieldOp::create(b, loc);
+      });
+    }
+  }
+};
+
+/// The keys per decode slice for `count` visible keys: ceil(count /
+/// kDecodeSlices) rounded up to whole blocks. The slices are ceil(count /
+/// that) <= kDecodeSlices.
+/// ceil(a / b) for a > 0 (SPIR-V has no arith.ceildivui lowering).
+Value ceilDiv(OpBuilder &b, Location loc, Value a, Value divisor) {
+  Value less = arith::SubIOp::create(b, loc, a, index(b, loc, 1));
+  Value quotient = arith::DivUIOp::create(b, loc, less, divisor);
+  return arith::AddIOp::create(b, loc, quotient, index(b, loc, 1));
+}
+
+Value sliceKeys(OpBuilder &b, Location loc, Value count) {
+  Value perSlice = ceilDiv(b, loc, count, index(b, loc, kDecodeSlices));
+  Value blocks = ceilDiv(b, loc, perSlice, index(b, loc, kAttendBlock));
+  return arith::MulIOp::create(b, loc, blocks, index(b, loc, kAttendBlock));
+}
+} // namespace
+
 SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
                                        const AttendKernel &kernel) {
   MLIRContext *context = target.getModule().getContext();
@@ -134,143 +303,173 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
   char scaleText[32];
   std::snprintf(scaleText, sizeof(scaleText), "%a", scale);
   std::string key = "attend_" + std::to_string(capacity) + "x" +
-                    std::to_string(queryHeads) + "x" +
-                    std::to_string(kvHeads) + "x" + std::to_string(keyDim) +
-                    "x" + std::to_string(valueDim) + "_" + scaleText;
+                    std::to_string(queryHeads) + "x" + std::to_string(kvHeads) +
+                    "x" + std::to_string(keyDim) + "x" +
+                    std::to_string(valueDim) + "_" + scaleText;
   if (window)
     key += "_w" + std::to_string(*window);
   if (sinks)
     key += "_ring" + std::to_string(*sinks);
   key += formatSuffix(storage);
-  int64_t group = queryHeads / kvHeads;
   WeightFormat format = storage.format;
   AttendOperands<Type> types{
       perHead(context, queryHeads, keyDim),
       simt::buffer(context, {capacity, kvHeads, keyDim + valueDim}, format),
       scaleBuffer(context, capacity, kvHeads, storage), IndexType::get(context),
       perHead(context, queryHeads, valueDim)};
-  constexpr int64_t block = 64;
-  // Output channels per thread.
+  constexpr int64_t block = kAttendBlock;
   int64_t owned = llvm::divideCeil(valueDim, block);
-  return target.get<AttendOperands>(
+
+  // Prefill (and the reference form): a workgroup per (token, query head)
+  // over all its visible keys.
+  SymbolRefAttr whole = target.get<AttendOperands>(
       key, types, block,
-      [queryHeads](OpBuilder &b, Location loc, AttendOperands<Value> args)
-          -> Value {
+      [queryHeads](OpBuilder &b, Location loc,
+                   AttendOperands<Value> args) -> Value {
         Value tokens = memref::DimOp::create(b, loc, args.query, 0);
         Value perToken = index(b, loc, queryHeads);
         return arith::MulIOp::create(b, loc, tokens, perToken);
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           AttendOperands<Value> args) {
-        Value scores = thread.scratch(block);
-        Value q = args.query, cache = args.cache, scales = args.scales;
-        Value zero = index(b, loc, 0), one = index(b, loc, 1);
+        AttendWalk walk{kernel, thread, owned};
         Value t = arith::DivUIOp::create(b, loc, thread.workgroup,
                                          index(b, loc, queryHeads));
         Value h = arith::RemUIOp::create(b, loc, thread.workgroup,
                                          index(b, loc, queryHeads));
-        Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
         Value position = arith::AddIOp::create(b, loc, args.start, t);
         VisibleKeys keys =
             visibleKeys(b, loc, position, capacity, window, sinks);
-        Value blockSize = index(b, loc, block);
-        // This thread's output channels, clamped (the extra ones are
-        // computed on a valid channel and not stored).
-        SmallVector<Value> channels;
-        for (int64_t r = 0; r < owned; ++r) {
-          Value c = arith::AddIOp::create(b, loc, thread.thread,
-                                          index(b, loc, r * block));
-          channels.push_back(arith::MinUIOp::create(
-              b, loc, c, index(b, loc, valueDim - 1)));
-        }
-        SmallVector<Value> init{
-            f32(b, loc, -std::numeric_limits<double>::infinity()),
-            f32(b, loc, 0.0)};
-        init.append(owned, f32(b, loc, 0.0));
-        auto chunks = scf::ForOp::create(
-            b, loc, keys.begin, keys.end, blockSize, init,
-            [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
-          // Thread j scores key chunk + j.
-          Value mine = arith::AddIOp::create(b, loc, chunk, thread.thread);
-          Value valid = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                              mine, keys.end);
-          auto score = scf::IfOp::create(
-              b, loc, valid,
-              [&](OpBuilder &b, Location loc) {
-                Value slot = keys.slot(b, loc, mine);
-                Value end = index(b, loc, keyDim);
-                Value start = f32(b, loc, 0.0);
-                Value dot = simt::accumulate(
-                    b, loc, zero, end, one, start,
-                    [&](OpBuilder &b, Location loc, Value d, Value acc)
-                        -> Value {
-                      Value qd = memref::LoadOp::create(b, loc, q,
-                                                        ValueRange{t, h, d});
-                      Value kd = simt::loadF32(b, loc, cache,
-                                               {slot, kvHead, d}, format);
-                      return simt::fma(b, loc, qd, kd, acc);
-                    });
-                if (storage.scaled)
-                  dot = arith::MulFOp::create(
-                      b, loc, dot,
-                      memref::LoadOp::create(b, loc, scales,
-                                             ValueRange{slot, kvHead, zero}));
-                dot = arith::MulFOp::create(b, loc, dot, f32(b, loc, scale));
-                scf::YieldOp::create(b, loc, dot);
-              },
-              [&](OpBuilder &b, Location loc) {
-                scf::YieldOp::create(b, loc, f32(b, loc, 0.0));
-              });
-          memref::StoreOp::create(b, loc, score.getResult(0), scores,
-                                  thread.thread);
-          mlir::gpu::BarrierOp::create(b, loc);
-          // Every thread folds the chunk's scores into its channels.
-          Value count = arith::MinUIOp::create(
-              b, loc, blockSize, arith::SubIOp::create(b, loc, keys.end, chunk));
-          auto fold = scf::ForOp::create(
-              b, loc, zero, count, one, state,
-              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
-                Value s = memref::LoadOp::create(b, loc, scores, i);
-                SoftmaxStep step = onlineSoftmaxStep(b, loc, state[0], state[1], s);
-                Value slot = keys.slot(
-                    b, loc, arith::AddIOp::create(b, loc, chunk, i));
-                Value weight = step.weight;
-                if (storage.scaled)
-                  weight = arith::MulFOp::create(
-                      b, loc, weight,
-                      memref::LoadOp::create(b, loc, scales,
-                                             ValueRange{slot, kvHead, one}));
-                SmallVector<Value> next{step.max, step.sum};
-                for (int64_t r = 0; r < owned; ++r) {
-                  Value channel = arith::AddIOp::create(
-                      b, loc, channels[r], index(b, loc, keyDim));
-                  Value v = simt::loadF32(b, loc, cache,
-                                          {slot, kvHead, channel}, format);
-                  next.push_back(simt::fma(
-                      b, loc, weight, v,
-                      arith::MulFOp::create(b, loc, state[2 + r],
-                                            step.correction)));
-                }
-                scf::YieldOp::create(b, loc, next);
-              });
-          // The scores are read by all before the next chunk overwrites them.
-          mlir::gpu::BarrierOp::create(b, loc);
-          scf::YieldOp::create(b, loc, fold.getResults());
-        });
-        Value inverse = arith::DivFOp::create(b, loc, f32(b, loc, 1.0),
-                                              chunks.getResult(1));
-        for (int64_t r = 0; r < owned; ++r) {
-          Value c = arith::AddIOp::create(b, loc, thread.thread,
-                                          index(b, loc, r * block));
-          Value inside = arith::CmpIOp::create(
-              b, loc, arith::CmpIPredicate::ult, c, index(b, loc, valueDim));
-          scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
-            memref::StoreOp::create(
-                b, loc,
-                arith::MulFOp::create(b, loc, chunks.getResult(2 + r), inverse),
-                args.output, ValueRange{t, h, c});
-            scf::YieldOp::create(b, loc);
-          });
-        }
+        SoftmaxState state = walk.walk(b, loc, args, thread.scratch(block), t,
+                                       h, keys, keys.begin, keys.end);
+        Value inverse =
+            arith::DivFOp::create(b, loc, f32(b, loc, 1.0), state.sum);
+        walk.storeChannels(
+            b, loc, args.output, ValueRange{t, h}, [&](int64_t r) -> Value {
+              return arith::MulFOp::create(b, loc, state.outputs[r], inverse);
+            });
       });
+
+  // Decode (one token), flash decoding: workgroup (slice, head) walks its
+  // slice of the visible keys and leaves [outputs, max, sum] in the
+  // scratch [kDecodeSlices, query heads, Dv + 2]; then a workgroup per head
+  // combines the slices: out = sum_s outputs_s e^(max_s - M) / sum_s sum_s
+  // e^(max_s - M), M the largest max.
+  auto scratchType = MemRefType::get({kDecodeSlices, queryHeads, valueDim + 2},
+                                     Float32Type::get(context));
+  SmallVector<Type> partialTypes;
+  for (Type type : {types.query, types.cache, types.scales, types.start,
+                    types.output, Type(scratchType)})
+    if (type)
+      partialTypes.push_back(type);
+  SymbolRefAttr partial = target.get(
+      key + "_slices", partialTypes, block,
+      [queryHeads](OpBuilder &b, Location loc, ValueRange) -> Value {
+        return index(b, loc, queryHeads * kDecodeSlices);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        AttendOperands<Value> args;
+        size_t next = 0;
+        args.query = operands[next++];
+        args.cache = operands[next++];
+        if (types.scales)
+          args.scales = operands[next++];
+        args.start = operands[next++];
+        args.output = operands[next++];
+        Value scratch = operands[next++];
+        AttendWalk walk{kernel, thread, owned};
+        Value slice = arith::DivUIOp::create(b, loc, thread.workgroup,
+                                             index(b, loc, queryHeads));
+        Value h = arith::RemUIOp::create(b, loc, thread.workgroup,
+                                         index(b, loc, queryHeads));
+        Value t = index(b, loc, 0);
+        VisibleKeys keys =
+            visibleKeys(b, loc, args.start, capacity, window, sinks);
+        Value count = arith::SubIOp::create(b, loc, keys.end, keys.begin);
+        Value perSlice = sliceKeys(b, loc, count);
+        Value first = arith::AddIOp::create(
+            b, loc, keys.begin, arith::MulIOp::create(b, loc, slice, perSlice));
+        // Slices past the keys have nothing to do (the combination skips
+        // them too); the branch is uniform across the workgroup.
+        Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           first, keys.end);
+        scf::IfOp::create(b, loc, used, [&](OpBuilder &b, Location loc) {
+          Value last = arith::MinUIOp::create(
+              b, loc, arith::AddIOp::create(b, loc, first, perSlice), keys.end);
+          Value scores = thread.scratch(block);
+          SoftmaxState state =
+              walk.walk(b, loc, args, scores, t, h, keys, first, last);
+          walk.storeChannels(b, loc, scratch, ValueRange{slice, h},
+                             [&](int64_t r) { return state.outputs[r]; });
+          simt::firstThread(b, loc, thread, [&](OpBuilder &b, Location loc) {
+            memref::StoreOp::create(
+                b, loc, state.max, scratch,
+                ValueRange{slice, h, index(b, loc, valueDim)});
+            memref::StoreOp::create(
+                b, loc, state.sum, scratch,
+                ValueRange{slice, h, index(b, loc, valueDim + 1)});
+          });
+          scf::YieldOp::create(b, loc);
+        });
+      });
+  SymbolRefAttr combine = target.get(
+      key + "_combine", {scratchType, types.start, types.output}, block,
+      [queryHeads](OpBuilder &b, Location loc, ValueRange) -> Value {
+        return index(b, loc, queryHeads);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        Value scratch = operands[0], start = operands[1], output = operands[2];
+        AttendWalk walk{kernel, thread, owned};
+        Value h = thread.workgroup;
+        VisibleKeys keys = visibleKeys(b, loc, start, capacity, window, sinks);
+        Value count = arith::SubIOp::create(b, loc, keys.end, keys.begin);
+        Value perSlice = sliceKeys(b, loc, count);
+        Value slices = ceilDiv(b, loc, count, perSlice);
+        Value zero = index(b, loc, 0), one = index(b, loc, 1);
+        Value maxColumn = index(b, loc, valueDim);
+        Value sumColumn = index(b, loc, valueDim + 1);
+        Value largest = simt::accumulate(
+            b, loc, zero, slices, one,
+            f32(b, loc, -std::numeric_limits<double>::infinity()),
+            [&](OpBuilder &b, Location loc, Value s, Value acc) -> Value {
+              Value max = memref::LoadOp::create(b, loc, scratch,
+                                                 ValueRange{s, h, maxColumn});
+              return arith::MaximumFOp::create(b, loc, acc, max);
+            });
+        SmallVector<Value> mine = walk.channels(b, loc);
+        SmallVector<Value> init(owned + 1, f32(b, loc, 0.0));
+        auto sums = scf::ForOp::create(
+            b, loc, zero, slices, one, init,
+            [&](OpBuilder &b, Location loc, Value s, ValueRange acc) {
+              Value max = memref::LoadOp::create(b, loc, scratch,
+                                                 ValueRange{s, h, maxColumn});
+              Value sum = memref::LoadOp::create(b, loc, scratch,
+                                                 ValueRange{s, h, sumColumn});
+              Value weight = math::ExpOp::create(
+                  b, loc, arith::SubFOp::create(b, loc, max, largest));
+              SmallVector<Value> next{simt::fma(b, loc, sum, weight, acc[0])};
+              for (int64_t r = 0; r < owned; ++r) {
+                Value part = memref::LoadOp::create(b, loc, scratch,
+                                                    ValueRange{s, h, mine[r]});
+                next.push_back(simt::fma(b, loc, part, weight, acc[1 + r]));
+              }
+              scf::YieldOp::create(b, loc, next);
+            });
+        Value inverse =
+            arith::DivFOp::create(b, loc, f32(b, loc, 1.0), sums.getResult(0));
+        walk.storeChannels(b, loc, output, ValueRange{index(b, loc, 0), h},
+                           [&](int64_t r) -> Value {
+                             return arith::MulFOp::create(
+                                 b, loc, sums.getResult(1 + r), inverse);
+                           });
+      });
+  unsigned startOperand = types.scales ? 3 : 2;
+  SymbolRefAttr sliced =
+      target.twoSteps(key + "_decode", partial, combine, scratchType,
+                      {startOperand, startOperand + 1});
+  // The query is the first operand.
+  return target.byLeadingSize(key + "_by_tokens", sliced, whole,
+                              /*operand=*/0);
 }
