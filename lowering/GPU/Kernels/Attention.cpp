@@ -7,7 +7,9 @@
 // scores key j of the chunk, the scores go through workgroup memory, and
 // each thread runs the online softmax over the chunk for the output
 // channels it owns (thread, thread + block, ...), reading values row-wise
-// (coalesced).
+// (coalesced). Decode (one token) runs the same walk over slices of the
+// keys, a workgroup per (slice, query head), then combines the slices
+// (FlashDecoding.cpp).
 //
 //===----------------------------------------------------------------------===//
 
@@ -125,10 +127,6 @@ SymbolRefAttr xfmr::kernels::gpuCacheWrite(GPUKernelTarget &target,
 namespace {
 /// Threads of the attention kernels.
 constexpr int64_t kAttendBlock = 64;
-/// Decode splits the visible keys of each query head into at most this many
-/// slices (flash decoding), each a multiple of kAttendBlock keys, so a
-/// long cache keeps every SM busy: workgroups = query heads x slices.
-constexpr int64_t kDecodeSlices = 32;
 
 /// The state a workgroup's walk over keys of one query head leaves: the
 /// running maximum score, the sum of exp(score - max), and the unnormalized
@@ -277,18 +275,6 @@ struct AttendWalk {
 /// The keys per decode slice for `count` visible keys: ceil(count /
 /// kDecodeSlices) rounded up to whole blocks. The slices are ceil(count /
 /// that) <= kDecodeSlices.
-/// ceil(a / b) for a > 0 (SPIR-V has no arith.ceildivui lowering).
-Value ceilDiv(OpBuilder &b, Location loc, Value a, Value divisor) {
-  Value less = arith::SubIOp::create(b, loc, a, index(b, loc, 1));
-  Value quotient = arith::DivUIOp::create(b, loc, less, divisor);
-  return arith::AddIOp::create(b, loc, quotient, index(b, loc, 1));
-}
-
-Value sliceKeys(OpBuilder &b, Location loc, Value count) {
-  Value perSlice = ceilDiv(b, loc, count, index(b, loc, kDecodeSlices));
-  Value blocks = ceilDiv(b, loc, perSlice, index(b, loc, kAttendBlock));
-  return arith::MulIOp::create(b, loc, blocks, index(b, loc, kAttendBlock));
-}
 } // namespace
 
 SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
@@ -350,13 +336,10 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
             });
       });
 
-  // Decode (one token), flash decoding: workgroup (slice, head) walks its
-  // slice of the visible keys and leaves [outputs, max, sum] in the
-  // scratch [kDecodeSlices, query heads, Dv + 2]; then a workgroup per head
-  // combines the slices: out = sum_s outputs_s e^(max_s - M) / sum_s sum_s
-  // e^(max_s - M), M the largest max.
-  auto scratchType = MemRefType::get({kDecodeSlices, queryHeads, valueDim + 2},
-                                     Float32Type::get(context));
+  // Decode (one token), flash decoding (FlashDecoding.cpp): workgroup
+  // (slice, head) walks its slice of the visible keys; then a workgroup per
+  // head combines the slices.
+  MemRefType scratchType = flash::scratchType(context, queryHeads, valueDim);
   SmallVector<Type> partialTypes;
   for (Type type : {types.query, types.cache, types.scales, types.start,
                     types.output, Type(scratchType)})
@@ -365,7 +348,7 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
   SymbolRefAttr partial = target.get(
       key + "_slices", partialTypes, block,
       [queryHeads](OpBuilder &b, Location loc, ValueRange) -> Value {
-        return index(b, loc, queryHeads * kDecodeSlices);
+        return index(b, loc, queryHeads * flash::kSlices);
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           ValueRange operands) {
@@ -386,85 +369,23 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
         Value t = index(b, loc, 0);
         VisibleKeys keys =
             visibleKeys(b, loc, args.start, capacity, window, sinks);
-        Value count = arith::SubIOp::create(b, loc, keys.end, keys.begin);
-        Value perSlice = sliceKeys(b, loc, count);
-        Value first = arith::AddIOp::create(
-            b, loc, keys.begin, arith::MulIOp::create(b, loc, slice, perSlice));
+        flash::Slice range = flash::sliceOf(b, loc, keys, slice, block);
         // Slices past the keys have nothing to do (the combination skips
         // them too); the branch is uniform across the workgroup.
-        Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                           first, keys.end);
-        scf::IfOp::create(b, loc, used, [&](OpBuilder &b, Location loc) {
-          Value last = arith::MinUIOp::create(
-              b, loc, arith::AddIOp::create(b, loc, first, perSlice), keys.end);
+        scf::IfOp::create(b, loc, range.used, [&](OpBuilder &b, Location loc) {
           Value scores = thread.scratch(block);
-          SoftmaxState state =
-              walk.walk(b, loc, args, scores, t, h, keys, first, last);
+          SoftmaxState state = walk.walk(b, loc, args, scores, t, h, keys,
+                                         range.first, range.last);
           walk.storeChannels(b, loc, scratch, ValueRange{slice, h},
                              [&](int64_t r) { return state.outputs[r]; });
-          simt::firstThread(b, loc, thread, [&](OpBuilder &b, Location loc) {
-            memref::StoreOp::create(
-                b, loc, state.max, scratch,
-                ValueRange{slice, h, index(b, loc, valueDim)});
-            memref::StoreOp::create(
-                b, loc, state.sum, scratch,
-                ValueRange{slice, h, index(b, loc, valueDim + 1)});
-          });
+          flash::storeTotals(b, loc, thread, scratch, slice, h, valueDim,
+                             state.max, state.sum);
           scf::YieldOp::create(b, loc);
         });
       });
-  SymbolRefAttr combine = target.get(
-      key + "_combine", {scratchType, types.start, types.output}, block,
-      [queryHeads](OpBuilder &b, Location loc, ValueRange) -> Value {
-        return index(b, loc, queryHeads);
-      },
-      [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          ValueRange operands) {
-        Value scratch = operands[0], start = operands[1], output = operands[2];
-        AttendWalk walk{kernel, thread, owned};
-        Value h = thread.workgroup;
-        VisibleKeys keys = visibleKeys(b, loc, start, capacity, window, sinks);
-        Value count = arith::SubIOp::create(b, loc, keys.end, keys.begin);
-        Value perSlice = sliceKeys(b, loc, count);
-        Value slices = ceilDiv(b, loc, count, perSlice);
-        Value zero = index(b, loc, 0), one = index(b, loc, 1);
-        Value maxColumn = index(b, loc, valueDim);
-        Value sumColumn = index(b, loc, valueDim + 1);
-        Value largest = simt::accumulate(
-            b, loc, zero, slices, one,
-            f32(b, loc, -std::numeric_limits<double>::infinity()),
-            [&](OpBuilder &b, Location loc, Value s, Value acc) -> Value {
-              Value max = memref::LoadOp::create(b, loc, scratch,
-                                                 ValueRange{s, h, maxColumn});
-              return arith::MaximumFOp::create(b, loc, acc, max);
-            });
-        SmallVector<Value> mine = walk.channels(b, loc);
-        SmallVector<Value> init(owned + 1, f32(b, loc, 0.0));
-        auto sums = scf::ForOp::create(
-            b, loc, zero, slices, one, init,
-            [&](OpBuilder &b, Location loc, Value s, ValueRange acc) {
-              Value max = memref::LoadOp::create(b, loc, scratch,
-                                                 ValueRange{s, h, maxColumn});
-              Value sum = memref::LoadOp::create(b, loc, scratch,
-                                                 ValueRange{s, h, sumColumn});
-              Value weight = math::ExpOp::create(
-                  b, loc, arith::SubFOp::create(b, loc, max, largest));
-              SmallVector<Value> next{simt::fma(b, loc, sum, weight, acc[0])};
-              for (int64_t r = 0; r < owned; ++r) {
-                Value part = memref::LoadOp::create(b, loc, scratch,
-                                                    ValueRange{s, h, mine[r]});
-                next.push_back(simt::fma(b, loc, part, weight, acc[1 + r]));
-              }
-              scf::YieldOp::create(b, loc, next);
-            });
-        Value inverse =
-            arith::DivFOp::create(b, loc, f32(b, loc, 1.0), sums.getResult(0));
-        walk.storeChannels(b, loc, output, ValueRange{index(b, loc, 0), h},
-                           [&](int64_t r) -> Value {
-                             return arith::MulFOp::create(
-                                 b, loc, sums.getResult(1 + r), inverse);
-                           });
-      });
+  SymbolRefAttr combine =
+      flash::combineKernel(target, key + "_combine", queryHeads, valueDim,
+                           capacity, block, window, sinks);
   unsigned startOperand = types.scales ? 3 : 2;
   SymbolRefAttr sliced =
       target.twoSteps(key + "_decode", partial, combine, scratchType,

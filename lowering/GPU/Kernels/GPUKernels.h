@@ -55,6 +55,37 @@ void addGPUKernel(KernelRegistry &registry,
 void registerGPUMoEKernels(KernelRegistry &registry);
 void registerGPULatentKernels(KernelRegistry &registry);
 
+/// Flash decoding (FlashDecoding.cpp): decode attention over slices of the
+/// cache, then their combination.
+namespace flash {
+/// Slices per head at most.
+inline constexpr int64_t kSlices = 32;
+/// The scratch of the slices: [kSlices, heads, width + 2] f32, each slice's
+/// unnormalized outputs, then its maximum score and its sum.
+mlir::MemRefType scratchType(mlir::MLIRContext *context, int64_t heads,
+                             int64_t width);
+/// Keys [first, last) of slice `slice` of the visible `keys`, in whole
+/// chunks of `chunk` keys; `used` is false for slices past the keys.
+struct Slice {
+  mlir::Value first, last, used;
+};
+Slice sliceOf(mlir::OpBuilder &b, mlir::Location loc, const VisibleKeys &keys,
+              mlir::Value slice, int64_t chunk);
+/// Thread 0 stores a slice's maximum and sum after its outputs.
+void storeTotals(mlir::OpBuilder &b, mlir::Location loc,
+                 const GPUThread &thread, mlir::Value scratch,
+                 mlir::Value slice, mlir::Value head, int64_t width,
+                 mlir::Value max, mlir::Value sum);
+/// The kernel `xfmr_<key>` over (scratch, start, output [1, heads, width])
+/// that combines the slices of each head (a workgroup per head), for the
+/// keys a query at `start` sees in a cache of `capacity` (window, sinks).
+mlir::SymbolRefAttr combineKernel(GPUKernelTarget &target, llvm::StringRef key,
+                                  int64_t heads, int64_t width,
+                                  int64_t capacity, int64_t chunk,
+                                  std::optional<int64_t> window,
+                                  std::optional<int64_t> sinks);
+} // namespace flash
+
 namespace simt {
 
 /// An i32 constant (index() and f32() come from KernelBuilder.h).

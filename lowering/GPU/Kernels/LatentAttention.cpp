@@ -17,7 +17,9 @@
 //     (q_lat . c_kv per scale block, plus q_pe . k_pe) into workgroup
 //     memory, then each thread folds the chunk with the online softmax into
 //     the latent channels it owns (thread, thread + block, ...: rank / block
-//     loop-carried values), each weighted by its block's scale.
+//     loop-carried values), each weighted by its block's scale. Decode
+//     (one token) runs it over slices of the keys, then combines them
+//     (FlashDecoding.cpp).
 //   - mla_absorb_output: a workgroup per (token, head, value channel), its
 //     threads striding over the rank of one kv_b row, as gpuLinear.
 //
@@ -375,47 +377,42 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
   int64_t scaleBlock = scaled ? LatentCacheType::kScaleBlock : rank;
   // Latent channels per thread.
   int64_t owned = llvm::divideCeil(rank, kBlock);
-  return target.get<LatentAttendOperands>(
-      key, types, kBlock,
-      [heads](OpBuilder &b, Location loc, LatentAttendOperands<Value> args)
-          -> Value { return tokensTimes(b, loc, args.query, heads); },
-      [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          LatentAttendOperands<Value> args) {
-        Value scores = thread.scratch(kBlock);
-        Value qLatent = args.queryLatent, q = args.query;
-        Value latentCache = args.latentCache, scales = args.scales;
-        Value ropeCache = args.ropeCache;
-        Value zero = index(b, loc, 0), one = index(b, loc, 1);
-        Value t, h;
-        std::tie(t, h) = divRem(b, loc, thread.workgroup, heads);
-        Value position = arith::AddIOp::create(b, loc, args.start, t);
-        VisibleKeys keys =
-            visibleKeys(b, loc, position, capacity, window, sinks);
-        Value blockSize = index(b, loc, kBlock);
-        // This thread's latent channels thread + r * kBlock, clamped (the
-        // extra ones are computed on a valid channel and not stored), and
-        // the scale block of each (static: kBlock divides the scale block).
-        SmallVector<Value> channels;
-        SmallVector<int64_t> channelBlocks;
-        for (int64_t r = 0; r < owned; ++r) {
-          Value offset = index(b, loc, r * kBlock);
-          Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
-          Value last = index(b, loc, rank - 1);
-          channels.push_back(arith::MinUIOp::create(b, loc, c, last));
-          channelBlocks.push_back(r * kBlock / scaleBlock);
-        }
-        SmallVector<Value> init;
-        init.push_back(f32(b, loc, -std::numeric_limits<double>::infinity()));
-        init.push_back(f32(b, loc, 0.0));
-        for (int64_t r = 0; r < owned; ++r)
-          init.push_back(f32(b, loc, 0.0));
-        auto chunks = scf::ForOp::create(
-            b, loc, keys.begin, keys.end, blockSize, init,
-            [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
+  // Token t's query head h over keys [first, last) of `keys`, in chunks of
+  // kBlock (`scores`: kBlock f32 of workgroup memory): the online softmax's
+  // maximum and sum, then this thread's unnormalized latent channels.
+  auto walkKeys = [&](OpBuilder &b, Location loc, const GPUThread &thread,
+                      LatentAttendOperands<Value> args, Value scores, Value t,
+                      Value h, const VisibleKeys &keys, Value first,
+                      Value last) -> SmallVector<Value> {
+    Value qLatent = args.queryLatent, q = args.query;
+    Value latentCache = args.latentCache, scales = args.scales;
+    Value ropeCache = args.ropeCache;
+    Value zero = index(b, loc, 0), one = index(b, loc, 1);
+    Value blockSize = index(b, loc, kBlock);
+    // This thread's latent channels thread + r * kBlock, clamped (the
+    // extra ones are computed on a valid channel and not stored), and
+    // the scale block of each (static: kBlock divides the scale block).
+    SmallVector<Value> channels;
+    SmallVector<int64_t> channelBlocks;
+    for (int64_t r = 0; r < owned; ++r) {
+      Value offset = index(b, loc, r * kBlock);
+      Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
+      Value last = index(b, loc, rank - 1);
+      channels.push_back(arith::MinUIOp::create(b, loc, c, last));
+      channelBlocks.push_back(r * kBlock / scaleBlock);
+    }
+    SmallVector<Value> init;
+    init.push_back(f32(b, loc, -std::numeric_limits<double>::infinity()));
+    init.push_back(f32(b, loc, 0.0));
+    for (int64_t r = 0; r < owned; ++r)
+      init.push_back(f32(b, loc, 0.0));
+    auto chunks = scf::ForOp::create(
+        b, loc, first, last, blockSize, init,
+        [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
           // Thread j scores key chunk + j.
           Value mine = arith::AddIOp::create(b, loc, chunk, thread.thread);
           Value valid = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                              mine, keys.end);
+                                              mine, last);
           auto score = scf::IfOp::create(
               b, loc, valid,
               [&](OpBuilder &b, Location loc) {
@@ -473,7 +470,7 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
                                   thread.thread);
           mlir::gpu::BarrierOp::create(b, loc);
           // Every thread folds the chunk's scores into its channels.
-          Value remaining = arith::SubIOp::create(b, loc, keys.end, chunk);
+          Value remaining = arith::SubIOp::create(b, loc, last, chunk);
           Value count = arith::MinUIOp::create(b, loc, blockSize, remaining);
           auto fold = scf::ForOp::create(
               b, loc, zero, count, one, state,
@@ -513,7 +510,24 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
           mlir::gpu::BarrierOp::create(b, loc);
           scf::YieldOp::create(b, loc, fold.getResults());
         });
-        Value total = chunks.getResult(1);
+    return SmallVector<Value>(chunks.getResults());
+  };
+  // Prefill: a workgroup per (token, head) over all its visible keys.
+  SymbolRefAttr whole = target.get<LatentAttendOperands>(
+      key, types, kBlock,
+      [heads](OpBuilder &b, Location loc, LatentAttendOperands<Value> args)
+          -> Value { return tokensTimes(b, loc, args.query, heads); },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          LatentAttendOperands<Value> args) {
+        Value t, h;
+        std::tie(t, h) = divRem(b, loc, thread.workgroup, heads);
+        Value position = arith::AddIOp::create(b, loc, args.start, t);
+        VisibleKeys keys =
+            visibleKeys(b, loc, position, capacity, window, sinks);
+        SmallVector<Value> state =
+            walkKeys(b, loc, thread, args, thread.scratch(kBlock), t, h, keys,
+                     keys.begin, keys.end);
+        Value total = state[1];
         for (int64_t r = 0; r < owned; ++r) {
           Value offset = index(b, loc, r * kBlock);
           Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
@@ -521,14 +535,81 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
           Value inside = arith::CmpIOp::create(
               b, loc, arith::CmpIPredicate::ult, c, rankEnd);
           scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
-            Value result =
-                arith::DivFOp::create(b, loc, chunks.getResult(2 + r), total);
+            Value result = arith::DivFOp::create(b, loc, state[2 + r], total);
             memref::StoreOp::create(b, loc, result, args.output,
                                     ValueRange{t, h, c});
             scf::YieldOp::create(b, loc);
           });
         }
       });
+
+  // Decode (one token), flash decoding (FlashDecoding.cpp): workgroup
+  // (slice, head) walks its slice of the visible keys and leaves its latent
+  // outputs, maximum and sum in the scratch; a workgroup per head combines
+  // the slices.
+  MemRefType scratchType = flash::scratchType(context, heads, rank);
+  SmallVector<Type> partialTypes;
+  for (Type type :
+       {types.queryLatent, types.query, types.latentCache, types.scales,
+        types.ropeCache, types.start, types.output, Type(scratchType)})
+    if (type)
+      partialTypes.push_back(type);
+  SymbolRefAttr partial = target.get(
+      key + "_slices", partialTypes, kBlock,
+      [heads](OpBuilder &b, Location loc, ValueRange) -> Value {
+        return index(b, loc, heads * flash::kSlices);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        LatentAttendOperands<Value> args;
+        size_t next = 0;
+        args.queryLatent = operands[next++];
+        args.query = operands[next++];
+        args.latentCache = operands[next++];
+        if (types.scales)
+          args.scales = operands[next++];
+        args.ropeCache = operands[next++];
+        args.start = operands[next++];
+        args.output = operands[next++];
+        Value scratch = operands[next++];
+        Value slice, h;
+        std::tie(slice, h) = divRem(b, loc, thread.workgroup, heads);
+        Value t = index(b, loc, 0);
+        VisibleKeys keys =
+            visibleKeys(b, loc, args.start, capacity, window, sinks);
+        flash::Slice range = flash::sliceOf(b, loc, keys, slice, kBlock);
+        // Slices past the keys have nothing to do (the combination skips
+        // them too); the branch is uniform across the workgroup.
+        scf::IfOp::create(b, loc, range.used, [&](OpBuilder &b, Location loc) {
+          SmallVector<Value> state =
+              walkKeys(b, loc, thread, args, thread.scratch(kBlock), t, h, keys,
+                       range.first, range.last);
+          for (int64_t r = 0; r < owned; ++r) {
+            Value offset = index(b, loc, r * kBlock);
+            Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
+            Value rankEnd = index(b, loc, rank);
+            Value inside = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::ult, c, rankEnd);
+            scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
+              memref::StoreOp::create(b, loc, state[2 + r], scratch,
+                                      ValueRange{slice, h, c});
+              scf::YieldOp::create(b, loc);
+            });
+          }
+          flash::storeTotals(b, loc, thread, scratch, slice, h, rank, state[0],
+                             state[1]);
+          scf::YieldOp::create(b, loc);
+        });
+      });
+  SymbolRefAttr combine = flash::combineKernel(
+      target, key + "_combine", heads, rank, capacity, kBlock, window, sinks);
+  unsigned startOperand = types.scales ? 5 : 4;
+  SymbolRefAttr sliced =
+      target.twoSteps(key + "_decode", partial, combine, scratchType,
+                      {startOperand, startOperand + 1});
+  // The latent query is the first operand.
+  return target.byLeadingSize(key + "_by_tokens", sliced, whole,
+                              /*operand=*/0);
 }
 
 static SymbolRefAttr gpuMLAAbsorbOutput(GPUKernelTarget &target,
