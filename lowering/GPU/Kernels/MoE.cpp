@@ -6,9 +6,16 @@
 // group-limited selection, top-k with ties to the lowest index,
 // renormalization, routed scaling): E is at most a few hundred.
 //
-// moe_experts: one workgroup per token (the SwiGLU activations of an expert
-// must be complete before its down projection, and one family is one
-// launch, so a token's experts stay in one workgroup). For each expert the
+// moe_experts, decode (one token): two launches through a scratch of the
+// experts' activations (GPUKernelTarget::twoSteps), so that the rows of the
+// token's experts spread over the GPU: a workgroup per (expert slot, 32
+// intermediate rows) computes silu(x . gate) * (x . up), then a workgroup
+// per 32 output channels sums w * (act . down) over the experts in the
+// CPU's order, and the shared expert's.
+//
+// moe_experts, prefill: one workgroup per token (the SwiGLU activations of
+// an expert must be complete before its down projection, so a token's
+// experts stay in one workgroup). For each expert the
 // token goes through (its top-k in slot order for `sparse`; in expert order,
 // as the CPU sums them, for `dense` and `grouped`; then the shared expert),
 // in chunks of the intermediate dimension that fit workgroup memory:
@@ -500,6 +507,105 @@ void emitExpert(OpBuilder &b, Location loc, const ExpertContext &c,
   }
 }
 
+/// Adds each expert's rows among `tokens` x `topK` routing `indices` to the
+/// i64 `counts` (read as (low, high) i32 pairs, added with a carry): a
+/// thread per expert of the workgroup that calls it.
+void countRoutedRows(OpBuilder &b, Location loc, const GPUThread &thread,
+                     Value counts, Value indices, Value tokens, int64_t experts,
+                     int64_t topK) {
+  Type i32Type = b.getI32Type();
+  Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  Value k = index(b, loc, topK);
+  Value expertCount = index(b, loc, experts);
+  simt::strided(
+      b, loc, thread, expertCount, [&](OpBuilder &b, Location loc, Value e) {
+        Value e32 = arith::IndexCastOp::create(b, loc, i32Type, e);
+        Value none = simt::i32(b, loc, 0);
+        auto count = scf::ForOp::create(
+            b, loc, zero, tokens, one, ValueRange{none},
+            [&](OpBuilder &b, Location loc, Value row, ValueRange acc) {
+              auto inner = scf::ForOp::create(
+                  b, loc, zero, k, one, acc,
+                  [&](OpBuilder &b, Location loc, Value j, ValueRange acc) {
+                    Value chosen = memref::LoadOp::create(b, loc, indices,
+                                                          ValueRange{row, j});
+                    Value match = arith::CmpIOp::create(
+                        b, loc, arith::CmpIPredicate::eq, chosen, e32);
+                    Value bit = arith::ExtUIOp::create(b, loc, i32Type, match);
+                    Value sum = arith::AddIOp::create(b, loc, acc[0], bit);
+                    scf::YieldOp::create(b, loc, ValueRange{sum});
+                  });
+              scf::YieldOp::create(b, loc, inner.getResults());
+            });
+        Value two = index(b, loc, 2);
+        Value lowAt = arith::MulIOp::create(b, loc, e, two);
+        Value highAt = arith::AddIOp::create(b, loc, lowAt, one);
+        Value low = memref::LoadOp::create(b, loc, counts, lowAt);
+        Value high = memref::LoadOp::create(b, loc, counts, highAt);
+        Value newLow = arith::AddIOp::create(b, loc, low, count.getResult(0));
+        Value wrapped = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                              newLow, low);
+        Value carry = arith::ExtUIOp::create(b, loc, i32Type, wrapped);
+        Value newHigh = arith::AddIOp::create(b, loc, high, carry);
+        memref::StoreOp::create(b, loc, newLow, counts, lowAt);
+        memref::StoreOp::create(b, loc, newHigh, counts, highAt);
+      });
+}
+
+/// `body(slot, expert, weight)` for token t's experts in the order the CPU
+/// sums them: slot order for `sparse`; expert order for `dense` and
+/// `grouped` (the j-th round takes the smallest index above the previous
+/// round's).
+using RoutedExpertBody =
+    function_ref<void(OpBuilder &, Location, Value slot, Value e, Value w)>;
+void forEachRoutedExpert(OpBuilder &b, Location loc, MoEDispatch dispatch,
+                         Value indices, Value weights, Value t, int64_t topK,
+                         int64_t experts, RoutedExpertBody body) {
+  Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  Value k = index(b, loc, topK);
+  if (dispatch == MoEDispatch::sparse) {
+    simt::forLoop(
+        b, loc, zero, k, one, [&](OpBuilder &b, Location loc, Value j) {
+          Value e = loadIndex(b, loc, indices, {t, j});
+          Value w = memref::LoadOp::create(b, loc, weights, ValueRange{t, j});
+          body(b, loc, j, e, w);
+        });
+    return;
+  }
+  Value before = simt::i32(b, loc, -1);
+  scf::ForOp::create(
+      b, loc, zero, k, one, ValueRange{before},
+      [&](OpBuilder &b, Location loc, Value, ValueRange previous) {
+        Value beyond = simt::i32(b, loc, experts);
+        Value noWeight = f32(b, loc, 0.0);
+        auto pick = scf::ForOp::create(
+            b, loc, zero, k, one, ValueRange{beyond, noWeight, zero},
+            [&](OpBuilder &b, Location loc, Value s, ValueRange best) {
+              Value e =
+                  memref::LoadOp::create(b, loc, indices, ValueRange{t, s});
+              Value w =
+                  memref::LoadOp::create(b, loc, weights, ValueRange{t, s});
+              Value after = arith::CmpIOp::create(
+                  b, loc, arith::CmpIPredicate::sgt, e, previous[0]);
+              Value below = arith::CmpIOp::create(
+                  b, loc, arith::CmpIPredicate::slt, e, best[0]);
+              Value better = arith::AndIOp::create(b, loc, after, below);
+              Value bestExpert =
+                  arith::SelectOp::create(b, loc, better, e, best[0]);
+              Value bestWeight =
+                  arith::SelectOp::create(b, loc, better, w, best[1]);
+              Value bestSlot =
+                  arith::SelectOp::create(b, loc, better, s, best[2]);
+              scf::YieldOp::create(
+                  b, loc, ValueRange{bestExpert, bestWeight, bestSlot});
+            });
+        Value e32 = pick.getResult(0);
+        Value e = arith::IndexCastOp::create(b, loc, b.getIndexType(), e32);
+        body(b, loc, pick.getResult(2), e, pick.getResult(1));
+        scf::YieldOp::create(b, loc, ValueRange{e32});
+      });
+}
+
 } // namespace
 
 static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
@@ -571,7 +677,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   int64_t chunk = chunkOf(inter, activationGroup);
   int64_t sharedChunk = shared ? chunkOf(shared->inter, sharedGroup) : 0;
   int64_t actSize = std::max(chunk, sharedChunk);
-  return target.get<MoEExpertsOperands>(
+  SymbolRefAttr whole = target.get<MoEExpertsOperands>(
       key, types, kExpertBlock,
       [](OpBuilder &b, Location loc, MoEExpertsOperands<Value> args) -> Value {
         return memref::DimOp::create(b, loc, args.input, 0);
@@ -583,8 +689,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         Value t = thread.workgroup;
         Value x = args.input, out = args.output;
         Value routeWeights = args.weights, routeIndices = args.indices;
-        Value zero = index(b, loc, 0), one = index(b, loc, 1);
-        Value k = index(b, loc, topK);
+        Value zero = index(b, loc, 0);
         Value hiddenCount = index(b, loc, hidden);
         Value tokens = simt::leadingSize(b, loc, x);
 
@@ -592,43 +697,8 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         Value firstGroup = arith::CmpIOp::create(
             b, loc, arith::CmpIPredicate::eq, thread.workgroup, zero);
         ifThen(b, loc, firstGroup, [&](OpBuilder &b, Location loc) {
-          Value expertCount = index(b, loc, experts);
-          simt::strided(b, loc, thread, expertCount,
-                        [&](OpBuilder &b, Location loc, Value e) {
-            Value e32 = arith::IndexCastOp::create(b, loc, i32Type, e);
-            Value none = simt::i32(b, loc, 0);
-            auto count = scf::ForOp::create(
-                b, loc, zero, tokens, one, ValueRange{none},
-                [&](OpBuilder &b, Location loc, Value row, ValueRange acc) {
-                  auto inner = scf::ForOp::create(
-                      b, loc, zero, k, one, acc,
-                      [&](OpBuilder &b, Location loc, Value j,
-                          ValueRange acc) {
-                        Value chosen = memref::LoadOp::create(
-                            b, loc, routeIndices, ValueRange{row, j});
-                        Value match = arith::CmpIOp::create(
-                            b, loc, arith::CmpIPredicate::eq, chosen, e32);
-                        Value bit =
-                            arith::ExtUIOp::create(b, loc, i32Type, match);
-                        Value sum = arith::AddIOp::create(b, loc, acc[0], bit);
-                        scf::YieldOp::create(b, loc, ValueRange{sum});
-                      });
-                  scf::YieldOp::create(b, loc, inner.getResults());
-                });
-            Value two = index(b, loc, 2);
-            Value lowAt = arith::MulIOp::create(b, loc, e, two);
-            Value highAt = arith::AddIOp::create(b, loc, lowAt, one);
-            Value low = memref::LoadOp::create(b, loc, args.counts, lowAt);
-            Value high = memref::LoadOp::create(b, loc, args.counts, highAt);
-            Value newLow =
-                arith::AddIOp::create(b, loc, low, count.getResult(0));
-            Value wrapped = arith::CmpIOp::create(
-                b, loc, arith::CmpIPredicate::ult, newLow, low);
-            Value carry = arith::ExtUIOp::create(b, loc, i32Type, wrapped);
-            Value newHigh = arith::AddIOp::create(b, loc, high, carry);
-            memref::StoreOp::create(b, loc, newLow, args.counts, lowAt);
-            memref::StoreOp::create(b, loc, newHigh, args.counts, highAt);
-          });
+          countRoutedRows(b, loc, thread, args.counts, routeIndices, tokens,
+                          experts, topK);
         });
 
         // A zeroed output row, each channel by the thread that later adds
@@ -651,51 +721,10 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         ExpertWeights m{args.gate, args.up,      args.down, args.gateScale,
                         args.upScale, args.downScale, inter, weight,
                         true,      activationGroup};
-        if (dispatch == MoEDispatch::sparse) {
-          // The token's experts in slot order.
-          simt::forLoop(b, loc, zero, k, one,
-                        [&](OpBuilder &b, Location loc, Value j) {
-            Value e = loadIndex(b, loc, routeIndices, {t, j});
-            Value w =
-                memref::LoadOp::create(b, loc, routeWeights, ValueRange{t, j});
-            emitExpert(b, loc, c, m, e, w);
-          });
-        } else {
-          // Dense and grouped sum the experts in expert order: the j-th
-          // round takes the smallest index above the previous round's.
-          Value before = simt::i32(b, loc, -1);
-          scf::ForOp::create(
-              b, loc, zero, k, one, ValueRange{before},
-              [&](OpBuilder &b, Location loc, Value, ValueRange previous) {
-                Value beyond = simt::i32(b, loc, experts);
-                Value noWeight = f32(b, loc, 0.0);
-                auto pick = scf::ForOp::create(
-                    b, loc, zero, k, one, ValueRange{beyond, noWeight},
-                    [&](OpBuilder &b, Location loc, Value s,
-                        ValueRange best) {
-                      Value e = memref::LoadOp::create(b, loc, routeIndices,
-                                                       ValueRange{t, s});
-                      Value w = memref::LoadOp::create(b, loc, routeWeights,
-                                                       ValueRange{t, s});
-                      Value after = arith::CmpIOp::create(
-                          b, loc, arith::CmpIPredicate::sgt, e, previous[0]);
-                      Value below = arith::CmpIOp::create(
-                          b, loc, arith::CmpIPredicate::slt, e, best[0]);
-                      Value better = arith::AndIOp::create(b, loc, after, below);
-                      Value bestExpert =
-                          arith::SelectOp::create(b, loc, better, e, best[0]);
-                      Value bestWeight =
-                          arith::SelectOp::create(b, loc, better, w, best[1]);
-                      scf::YieldOp::create(
-                          b, loc, ValueRange{bestExpert, bestWeight});
-                    });
-                Value e32 = pick.getResult(0);
-                Value e =
-                    arith::IndexCastOp::create(b, loc, b.getIndexType(), e32);
-                emitExpert(b, loc, c, m, e, pick.getResult(1));
-                scf::YieldOp::create(b, loc, ValueRange{e32});
-              });
-        }
+        forEachRoutedExpert(b, loc, dispatch, routeIndices, routeWeights, t,
+                            topK, experts,
+                            [&](OpBuilder &b, Location loc, Value, Value e,
+                                Value w) { emitExpert(b, loc, c, m, e, w); });
         // The shared expert: weight 1, whatever the dispatch.
         if (shared) {
           ExpertWeights s{args.sharedGate,      args.sharedUp,
@@ -708,6 +737,281 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           emitExpert(b, loc, sc, s, Value(), Value());
         }
       });
+
+  // Decode (one token): the experts' rows spread over the GPU in two
+  // launches through a scratch of activations [topK x inter + shared]:
+  //   1. a workgroup per (slot, kRowsAtOnce rows of the intermediate
+  //      dimension): act[slot, i] = silu(x . gate[e, i]) * (x . up[e, i]),
+  //      the shared expert as slot topK;
+  //   2. a workgroup per kRowsAtOnce output channels: out[n] = sum over the
+  //      experts (in the CPU's order) of w * (act . down[e, n]), then the
+  //      shared expert's; FP8 activations are quantized per group on the
+  //      way (each workgroup finds the groups' scales first).
+  int64_t sharedInter = shared ? shared->inter : 0;
+  int64_t slots = topK + (shared ? 1 : 0);
+  int64_t tilesPerSlot =
+      llvm::divideCeil(std::max(inter, sharedInter), kRowsAtOnce);
+  auto scratchType = MemRefType::get({topK * inter + sharedInter}, f32Type);
+  SmallVector<Type> operandTypes = presentOperands(types);
+  SmallVector<Type> upTypes(operandTypes);
+  upTypes.push_back(scratchType);
+  auto expertsOf = [&](MoEExpertsOperands<Value> args) {
+    return ExpertWeights{
+        args.gate,      args.up, args.down, args.gateScale, args.upScale,
+        args.downScale, inter,   weight,    true,           activationGroup};
+  };
+  auto sharedOf = [&](MoEExpertsOperands<Value> args) {
+    return ExpertWeights{
+        args.sharedGate,      args.sharedUp,      args.sharedDown,
+        args.sharedGateScale, args.sharedUpScale, args.sharedDownScale,
+        sharedInter,          shared->weight,     false,
+        sharedGroup};
+  };
+  SymbolRefAttr up = target.get(
+      key + "_decode_up", upTypes, kExpertBlock,
+      [slots, tilesPerSlot](OpBuilder &b, Location loc, ValueRange) -> Value {
+        return index(b, loc, slots * tilesPerSlot);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        MoEExpertsOperands<Value> args =
+            bindOperands(types, operands.drop_back());
+        Value act = operands.back();
+        Value partials = thread.scratch(2 * kExpertBlock);
+        Value zero = index(b, loc, 0);
+        Value tiles = index(b, loc, tilesPerSlot);
+        Value slot = arith::DivUIOp::create(b, loc, thread.workgroup, tiles);
+        Value tile = arith::RemUIOp::create(b, loc, thread.workgroup, tiles);
+        Value firstRow =
+            arith::MulIOp::create(b, loc, tile, index(b, loc, kRowsAtOnce));
+        Value firstGroup = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::eq, thread.workgroup, zero);
+        ifThen(b, loc, firstGroup, [&](OpBuilder &b, Location loc) {
+          countRoutedRows(b, loc, thread, args.counts, args.indices,
+                          index(b, loc, 1), experts, topK);
+        });
+        // Rows [firstRow, firstRow + kRowsAtOnce) of expert e's (null:
+        // the shared expert's) activations, stored from act[base].
+        auto activations = [&](OpBuilder &b, Location loc,
+                               const ExpertWeights &m, Value e, Value base) {
+          Value rowCount = index(b, loc, m.inter);
+          Value inside = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ult, firstRow, rowCount);
+          ifThen(b, loc, inside, [&](OpBuilder &b, Location loc) {
+            Value left = arith::SubIOp::create(b, loc, rowCount, firstRow);
+            Value rows = arith::MinUIOp::create(b, loc, left,
+                                                index(b, loc, kRowsAtOnce));
+            rowSums(
+                b, loc, thread, partials, kRowsAtOnce, rows,
+                index(b, loc, hidden), 2,
+                [&](OpBuilder &b, Location loc, Value r,
+                    Value k) -> SmallVector<Value> {
+                  Value i = arith::AddIOp::create(b, loc, firstRow, r);
+                  Value xk = memref::LoadOp::create(b, loc, args.input,
+                                                    ValueRange{zero, k});
+                  Value g = loadWeight(b, loc, m, m.gate, m.gateScale, e, i, k);
+                  Value gx = arith::MulFOp::create(b, loc, xk, g);
+                  Value u = loadWeight(b, loc, m, m.up, m.upScale, e, i, k);
+                  Value ux = arith::MulFOp::create(b, loc, xk, u);
+                  return {gx, ux};
+                },
+                [&](OpBuilder &b, Location loc, Value r, ValueRange sums) {
+                  Value activated = silu(b, loc, sums[0]);
+                  Value product =
+                      arith::MulFOp::create(b, loc, activated, sums[1]);
+                  Value i = arith::AddIOp::create(b, loc, firstRow, r);
+                  Value at = arith::AddIOp::create(b, loc, base, i);
+                  memref::StoreOp::create(b, loc, product, act, at);
+                });
+          });
+        };
+        Value routed = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                             slot, index(b, loc, topK));
+        auto branch = scf::IfOp::create(b, loc, routed, /*withElse=*/true);
+        {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPointToStart(&branch.getThenRegion().front());
+          Value e = loadIndex(b, loc, args.indices, {zero, slot});
+          Value base =
+              arith::MulIOp::create(b, loc, slot, index(b, loc, inter));
+          activations(b, loc, expertsOf(args), e, base);
+          b.setInsertionPointToStart(&branch.getElseRegion().front());
+          if (shared) {
+            ExpertWeights m = sharedOf(args);
+            Value base = index(b, loc, topK * inter);
+            activations(b, loc, m, Value(), base);
+          }
+        }
+      });
+
+  // The activation groups of each slot (FP8 activations): their scales go
+  // to workgroup memory; act(slot, i) is then the quantized value.
+  int64_t routedGroups =
+      activationGroup ? llvm::divideCeil(inter, *activationGroup) : 0;
+  int64_t sharedGroups =
+      sharedGroup ? llvm::divideCeil(sharedInter, *sharedGroup) : 0;
+  int64_t groupCount = topK * routedGroups + sharedGroups;
+  SmallVector<Type> downTypes{scratchType};
+  downTypes.append(operandTypes);
+  SmallVector<unsigned> downOperands;
+  for (unsigned i = 0; i < operandTypes.size(); ++i)
+    downOperands.push_back(i);
+  SymbolRefAttr down = target.get(
+      key + "_decode_down", downTypes, kExpertBlock,
+      [hidden](OpBuilder &b, Location loc, ValueRange) -> Value {
+        return index(b, loc, llvm::divideCeil(hidden, kRowsAtOnce));
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        Value act = operands.front();
+        MoEExpertsOperands<Value> args =
+            bindOperands(types, operands.drop_front());
+        Value partials = thread.scratch(2 * kExpertBlock);
+        Value scales = groupCount ? thread.scratch(groupCount) : Value();
+        Value zero = index(b, loc, 0);
+        Value firstRow = arith::MulIOp::create(b, loc, thread.workgroup,
+                                               index(b, loc, kRowsAtOnce));
+        Value hiddenCount = index(b, loc, hidden);
+        Value left = arith::SubIOp::create(b, loc, hiddenCount, firstRow);
+        Value atOnce = index(b, loc, kRowsAtOnce);
+        Value rows = arith::MinUIOp::create(b, loc, left, atOnce);
+        // Group g of the scratch's groups: the routed slots' (topK x
+        // routedGroups of activationGroup channels), then the shared one's.
+        auto groupBounds = [&](OpBuilder &b, Location loc, Value g) {
+          Value routedEnd = index(b, loc, topK * routedGroups);
+          Value isRouted = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ult, g, routedEnd);
+          Value perSlot = index(b, loc, std::max<int64_t>(routedGroups, 1));
+          Value slot = arith::DivUIOp::create(b, loc, g, perSlot);
+          Value inSlot = arith::RemUIOp::create(b, loc, g, perSlot);
+          Value routedGroup = index(b, loc, activationGroup.value_or(1));
+          Value interCount = index(b, loc, inter);
+          Value slotBegin = arith::MulIOp::create(b, loc, slot, interCount);
+          Value inSlotBegin =
+              arith::MulIOp::create(b, loc, inSlot, routedGroup);
+          Value routedBegin =
+              arith::AddIOp::create(b, loc, slotBegin, inSlotBegin);
+          Value routedLimit =
+              arith::AddIOp::create(b, loc, slotBegin, interCount);
+          Value sharedIndex = arith::SubIOp::create(b, loc, g, routedEnd);
+          Value sharedSize = index(b, loc, sharedGroup.value_or(1));
+          Value sharedBase = index(b, loc, topK * inter);
+          Value sharedOffset =
+              arith::MulIOp::create(b, loc, sharedIndex, sharedSize);
+          Value sharedBegin =
+              arith::AddIOp::create(b, loc, sharedBase, sharedOffset);
+          Value sharedLimit = index(b, loc, topK * inter + sharedInter);
+          Value begin = arith::SelectOp::create(b, loc, isRouted, routedBegin,
+                                                sharedBegin);
+          Value size = arith::SelectOp::create(b, loc, isRouted, routedGroup,
+                                               sharedSize);
+          Value limit = arith::SelectOp::create(b, loc, isRouted, routedLimit,
+                                                sharedLimit);
+          Value end = arith::MinUIOp::create(
+              b, loc, arith::AddIOp::create(b, loc, begin, size), limit);
+          return std::make_pair(begin, end);
+        };
+        if (groupCount) {
+          simt::strided(
+              b, loc, thread, index(b, loc, groupCount),
+              [&](OpBuilder &b, Location loc, Value g) {
+                auto [begin, end] = groupBounds(b, loc, g);
+                Value amax =
+                    maxAbs(b, loc, begin, end, f32(b, loc, 0.0),
+                           [&](OpBuilder &b, Location loc, Value i) -> Value {
+                             return memref::LoadOp::create(b, loc, act, i);
+                           });
+                memref::StoreOp::create(
+                    b, loc, scaleForMaxAbs(b, loc, amax, weight.format), scales,
+                    g);
+              });
+          gpu::BarrierOp::create(b, loc);
+        }
+        // act[at] as the down projection reads it: quantized and back with
+        // its group's scale where the expert's activations are FP8.
+        auto activation = [&](OpBuilder &b, Location loc, Value at, Value group,
+                              bool quantized) -> Value {
+          Value value = memref::LoadOp::create(b, loc, act, at);
+          if (!quantized)
+            return value;
+          Value scale = memref::LoadOp::create(b, loc, scales, group);
+          Value scaled = arith::DivFOp::create(b, loc, value, scale);
+          Value code = roundToCode(b, loc, scaled, weight.format);
+          return arith::MulFOp::create(b, loc, code, scale);
+        };
+        // The output rows start at zero, each zeroed by the thread that
+        // adds to it (rowSums' finisher of that row).
+        Value lanes = index(b, loc, kLanes);
+        Value lane = arith::RemUIOp::create(b, loc, thread.thread, lanes);
+        Value rowSlot = arith::DivUIOp::create(b, loc, thread.thread, lanes);
+        Value firstLane =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, zero);
+        Value ownsRow = arith::AndIOp::create(
+            b, loc, firstLane,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, rowSlot,
+                                  rows));
+        ifThen(b, loc, ownsRow, [&](OpBuilder &b, Location loc) {
+          Value n = arith::AddIOp::create(b, loc, firstRow, rowSlot);
+          memref::StoreOp::create(b, loc, f32(b, loc, 0.0), args.output,
+                                  ValueRange{zero, n});
+        });
+        // out[n] += w * (act[base + i] . down[e, n, i]) over i < m.inter.
+        auto project = [&](OpBuilder &b, Location loc, const ExpertWeights &m,
+                           Value e, Value w, Value base, Value firstGroup,
+                           bool quantized) {
+          rowSums(
+              b, loc, thread, partials, kRowsAtOnce, rows,
+              index(b, loc, m.inter), 1,
+              [&](OpBuilder &b, Location loc, Value r,
+                  Value i) -> SmallVector<Value> {
+                Value n = arith::AddIOp::create(b, loc, firstRow, r);
+                Value at = arith::AddIOp::create(b, loc, base, i);
+                Value group;
+                if (quantized)
+                  group = arith::AddIOp::create(
+                      b, loc, firstGroup,
+                      arith::DivUIOp::create(
+                          b, loc, i, index(b, loc, *m.activationGroup)));
+                Value a = activation(b, loc, at, group, quantized);
+                Value d = loadWeight(b, loc, m, m.down, m.downScale, e, n, i);
+                return {arith::MulFOp::create(b, loc, a, d)};
+              },
+              [&](OpBuilder &b, Location loc, Value r, ValueRange sums) {
+                Value n = arith::AddIOp::create(b, loc, firstRow, r);
+                Value contribution = sums[0];
+                if (w)
+                  contribution = arith::MulFOp::create(b, loc, w, contribution);
+                Value old = memref::LoadOp::create(b, loc, args.output,
+                                                   ValueRange{zero, n});
+                Value sum = arith::AddFOp::create(b, loc, old, contribution);
+                memref::StoreOp::create(b, loc, sum, args.output,
+                                        ValueRange{zero, n});
+              });
+        };
+        ExpertWeights routedExperts = expertsOf(args);
+        forEachRoutedExpert(
+            b, loc, dispatch, args.indices, args.weights, zero, topK, experts,
+            [&](OpBuilder &b, Location loc, Value slot, Value e, Value w) {
+              Value base =
+                  arith::MulIOp::create(b, loc, slot, index(b, loc, inter));
+              Value firstGroup = arith::MulIOp::create(
+                  b, loc, slot, index(b, loc, routedGroups));
+              project(b, loc, routedExperts, e, w, base, firstGroup,
+                      activationGroup.has_value());
+            });
+        if (shared) {
+          ExpertWeights m = sharedOf(args);
+          Value base = index(b, loc, topK * inter);
+          Value firstGroup = index(b, loc, topK * routedGroups);
+          project(b, loc, m, Value(), Value(), base, firstGroup,
+                  sharedGroup.has_value());
+        }
+      });
+  SymbolRefAttr decode =
+      target.twoSteps(key + "_decode", up, down, scratchType, downOperands);
+  // The input is the first operand.
+  return target.byLeadingSize(key + "_by_tokens", decode, whole,
+                              /*operand=*/0);
 }
 
 void xfmr::kernels::registerGPUMoEKernels(KernelRegistry &registry) {
