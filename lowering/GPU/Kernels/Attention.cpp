@@ -340,11 +340,8 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
   // (slice, head) walks its slice of the visible keys; then a workgroup per
   // head combines the slices.
   MemRefType scratchType = flash::scratchType(context, queryHeads, valueDim);
-  SmallVector<Type> partialTypes;
-  for (Type type : {types.query, types.cache, types.scales, types.start,
-                    types.output, Type(scratchType)})
-    if (type)
-      partialTypes.push_back(type);
+  SmallVector<Type> partialTypes = presentOperands(types);
+  partialTypes.push_back(scratchType);
   SymbolRefAttr partial = target.get(
       key + "_slices", partialTypes, block,
       [queryHeads](OpBuilder &b, Location loc, ValueRange) -> Value {
@@ -352,15 +349,8 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           ValueRange operands) {
-        AttendOperands<Value> args;
-        size_t next = 0;
-        args.query = operands[next++];
-        args.cache = operands[next++];
-        if (types.scales)
-          args.scales = operands[next++];
-        args.start = operands[next++];
-        args.output = operands[next++];
-        Value scratch = operands[next++];
+        AttendOperands<Value> args = bindOperands(types, operands.drop_back());
+        Value scratch = operands.back();
         AttendWalk walk{kernel, thread, owned};
         Value slice = arith::DivUIOp::create(b, loc, thread.workgroup,
                                              index(b, loc, queryHeads));

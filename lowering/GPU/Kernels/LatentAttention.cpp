@@ -548,12 +548,8 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
   // outputs, maximum and sum in the scratch; a workgroup per head combines
   // the slices.
   MemRefType scratchType = flash::scratchType(context, heads, rank);
-  SmallVector<Type> partialTypes;
-  for (Type type :
-       {types.queryLatent, types.query, types.latentCache, types.scales,
-        types.ropeCache, types.start, types.output, Type(scratchType)})
-    if (type)
-      partialTypes.push_back(type);
+  SmallVector<Type> partialTypes = presentOperands(types);
+  partialTypes.push_back(scratchType);
   SymbolRefAttr partial = target.get(
       key + "_slices", partialTypes, kBlock,
       [heads](OpBuilder &b, Location loc, ValueRange) -> Value {
@@ -561,17 +557,9 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           ValueRange operands) {
-        LatentAttendOperands<Value> args;
-        size_t next = 0;
-        args.queryLatent = operands[next++];
-        args.query = operands[next++];
-        args.latentCache = operands[next++];
-        if (types.scales)
-          args.scales = operands[next++];
-        args.ropeCache = operands[next++];
-        args.start = operands[next++];
-        args.output = operands[next++];
-        Value scratch = operands[next++];
+        LatentAttendOperands<Value> args =
+            bindOperands(types, operands.drop_back());
+        Value scratch = operands.back();
         Value slice, h;
         std::tie(slice, h) = divRem(b, loc, thread.workgroup, heads);
         Value t = index(b, loc, 0);
