@@ -68,7 +68,11 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
   // The bf16 cache is i16 storage, encoded with integer arithmetic.
   // CHECK: gpu.func @xfmr_cache_write_16x1x16x16_bf16(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi16>
   // CHECK: arith.trunci {{.*}} : i32 to i16
-  // CHECK: gpu.func @xfmr_attend_16x1x1x16x16_0x1p_2_bf16(
+  // Prefill attends in tiles of 16 queries of a head (queries and scores
+  // staged in workgroup memory: 16 x 16 and 16 x 64 f32).
+  // CHECK: gpu.func @xfmr_attend_16x1x1x16x16_0x1p_2_bf16_tiles(
+  // CHECK-DAG: memref.alloc() : memref<256xf32, 3>
+  // CHECK-DAG: memref.alloc() : memref<1024xf32, 3>
   // The slices take the attention's operands and the scratch; the
   // combination the scratch and the output.
   // CHECK: gpu.func @xfmr_attend_16x1x1x16x16_0x1p_2_bf16_slices(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi16>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xi32>)

@@ -186,6 +186,21 @@ def test_long_decode_matches_cpu(name, synth_checkpoint, tmp_path):
     assert relative_row_error(gpu_rows, cpu_rows) < (tolerance or [TOLERANCE])[0]
 
 
+@pytest.mark.parametrize("flags", [[], ["--kv-window", "24"]], ids=["causal", "window"])
+def test_prefill_in_parts_equals_whole(flags, synth_checkpoint, tmp_path):
+    """Prefill attends in tiles of queries: a prompt prefilled in parts (the second part
+    starting mid-tile of the cache, 37 tokens: two whole tiles and a partial one) gives
+    the rows of one prefill of the whole prompt."""
+    checkpoint = synth_checkpoint("llama")
+    artifact = compile_model(checkpoint, tmp_path, "vulkan", "--context", "96", *flags)
+    prompt = [(5 * i + 1) % 100 + 2 for i in range(57)]
+    whole = np.asarray(open_session(artifact).prefill(prompt))
+    parts = open_session(artifact)
+    first = np.asarray(parts.prefill(prompt[:20]))
+    second = np.asarray(parts.prefill(prompt[20:]))
+    assert relative_row_error(np.concatenate([first, second]), whole) < TOLERANCE
+
+
 def test_prefill_equals_token_by_token(synth_checkpoint, tmp_path):
     checkpoint = synth_checkpoint("llama")
     artifact = compile_model(checkpoint, tmp_path, "vulkan")

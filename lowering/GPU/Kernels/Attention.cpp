@@ -275,6 +275,229 @@ struct AttendWalk {
 /// The keys per decode slice for `count` visible keys: ceil(count /
 /// kDecodeSlices) rounded up to whole blocks. The slices are ceil(count /
 /// that) <= kDecodeSlices.
+/// Prefill queries per workgroup: a tile of consecutive tokens of one query
+/// head shares every key and value it reads (as many as fit 16 KiB of
+/// workgroup memory with their scores: Vulkan's guaranteed minimum).
+int64_t queryTileOf(int64_t keyDim) {
+  for (int64_t tile : {16, 8, 4, 2})
+    if (tile * (keyDim + kAttendBlock) * 4 <= 16 * 1024)
+      return tile;
+  return 1;
+}
+
+/// Prefill in tiles (FlashAttention-style, on SIMT): a workgroup per (tile of
+/// `tile` tokens, query head) stages the tile's queries in workgroup memory
+/// and walks the keys any of them sees in chunks of a block: thread j scores
+/// key j against every query of the tile (one read of the key for all of
+/// them; keys a query does not see score -inf), then each thread folds the
+/// chunk into every query's softmax state for the output channels it owns,
+/// reading each value once for the tile. Caches without an evicting ring
+/// (key index = position).
+void emitTiledPrefill(OpBuilder &b, Location loc, const AttendWalk &walk,
+                      AttendOperands<Value> args, int64_t tile, Value queries,
+                      Value scores) {
+  const AttendKernel &kernel = walk.kernel;
+  const GPUThread &thread = walk.thread;
+  int64_t block = thread.block, owned = walk.owned;
+  int64_t keyDim = kernel.keyDim, queryHeads = kernel.queryHeads;
+  int64_t group = queryHeads / kernel.kvHeads;
+  WeightFormat format = kernel.format.format;
+  bool scaled = kernel.format.scaled;
+  double negInf = -std::numeric_limits<double>::infinity();
+  Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  Value tokens = simt::leadingSize(b, loc, args.query);
+  Value heads = index(b, loc, queryHeads);
+  Value tileIndex = arith::DivUIOp::create(b, loc, thread.workgroup, heads);
+  Value h = arith::RemUIOp::create(b, loc, thread.workgroup, heads);
+  Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
+  Value firstToken =
+      arith::MulIOp::create(b, loc, tileIndex, index(b, loc, tile));
+  Value tileEnd =
+      arith::AddIOp::create(b, loc, firstToken, index(b, loc, tile));
+  Value lastToken = arith::SubIOp::create(
+      b, loc, arith::MinUIOp::create(b, loc, tileEnd, tokens), one);
+  // Query q (token firstToken + q, position tileStart + q) sees key k when
+  // k - tileStart <= q (causal) and k - tileStart > q - window (sliding
+  // window). Comparing k - tileStart (signed) with the constant q keeps the
+  // tile's bounds in one value. Queries past the tokens (q >= inTile) are
+  // zeros: their finite results are never stored.
+  Value tileStart = arith::AddIOp::create(b, loc, args.start, firstToken);
+  Value remaining = arith::SubIOp::create(b, loc, tokens, firstToken);
+  Value inTile = arith::MinUIOp::create(b, loc, remaining, index(b, loc, tile));
+  auto present = [&](OpBuilder &b, Location loc, int64_t q) -> Value {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                 index(b, loc, q), inTile);
+  };
+  auto sees = [&](OpBuilder &b, Location loc, Value relative,
+                  int64_t q) -> Value {
+    Value causal = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                         relative, index(b, loc, q));
+    if (!kernel.window)
+      return causal;
+    Value inside =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sgt, relative,
+                              index(b, loc, q - *kernel.window));
+    return arith::AndIOp::create(b, loc, causal, inside);
+  };
+  // The keys of the whole tile: from the first query's first to the last
+  // token's end.
+  Value first = visibleKeys(b, loc, tileStart, kernel.capacity, kernel.window,
+                            std::nullopt)
+                    .begin;
+  Value lastPosition = arith::AddIOp::create(b, loc, args.start, lastToken);
+  Value last = visibleKeys(b, loc, lastPosition, kernel.capacity, kernel.window,
+                           std::nullopt)
+                   .end;
+  // Stage the queries (0 past the tokens).
+  Value staged = index(b, loc, tile * keyDim);
+  simt::strided(
+      b, loc, thread, staged, [&](OpBuilder &b, Location loc, Value e) {
+        Value dim = index(b, loc, keyDim);
+        Value q = arith::DivUIOp::create(b, loc, e, dim);
+        Value d = arith::RemUIOp::create(b, loc, e, dim);
+        Value t = arith::AddIOp::create(b, loc, firstToken, q);
+        Value inside =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, t, tokens);
+        auto value = scf::IfOp::create(
+            b, loc, inside,
+            [&](OpBuilder &b, Location loc) {
+              Value x = memref::LoadOp::create(b, loc, args.query,
+                                               ValueRange{t, h, d});
+              scf::YieldOp::create(b, loc, x);
+            },
+            [&](OpBuilder &b, Location loc) {
+              scf::YieldOp::create(b, loc, f32(b, loc, 0.0));
+            });
+        memref::StoreOp::create(b, loc, value.getResult(0), queries, e);
+      });
+  mlir::gpu::BarrierOp::create(b, loc);
+
+  SmallVector<Value> mine = walk.channels(b, loc);
+  // State: per query its max and sum, then its outputs.
+  // The running max starts at a finite lowest value: a masked key (-inf)
+  // then gives exp(-inf - max) = 0, never exp(-inf + inf).
+  SmallVector<Value> init;
+  for (int64_t q = 0; q < tile; ++q) {
+    init.push_back(f32(b, loc, -1e30));
+    init.push_back(f32(b, loc, 0.0));
+  }
+  init.append(tile * owned, f32(b, loc, 0.0));
+  Value blockSize = index(b, loc, block);
+  auto chunks = scf::ForOp::create(
+      b, loc, first, last, blockSize, init,
+      [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
+        // Thread j scores key chunk + j against every query.
+        Value key = arith::AddIOp::create(b, loc, chunk, thread.thread);
+        Value valid =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, key, last);
+        SmallVector<Type> scoreTypes(tile, b.getF32Type());
+        auto dots = scf::IfOp::create(b, loc, scoreTypes, valid,
+                                      /*withElseRegion=*/true);
+        {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPointToStart(&dots.getThenRegion().front());
+          SmallVector<Value> zeros(tile, f32(b, loc, 0.0));
+          auto sums = scf::ForOp::create(
+              b, loc, zero, index(b, loc, keyDim), one, zeros,
+              [&](OpBuilder &b, Location loc, Value d, ValueRange acc) {
+                Value kd =
+                    simt::loadF32(b, loc, args.cache, {key, kvHead, d}, format);
+                SmallVector<Value> next;
+                for (int64_t q = 0; q < tile; ++q) {
+                  Value at = arith::AddIOp::create(b, loc, d,
+                                                   index(b, loc, q * keyDim));
+                  Value qd = memref::LoadOp::create(b, loc, queries, at);
+                  next.push_back(simt::fma(b, loc, qd, kd, acc[q]));
+                }
+                scf::YieldOp::create(b, loc, next);
+              });
+          Value factor = f32(b, loc, kernel.scale);
+          if (scaled) {
+            Value keyScale = memref::LoadOp::create(
+                b, loc, args.scales, ValueRange{key, kvHead, zero});
+            factor = arith::MulFOp::create(b, loc, factor, keyScale);
+          }
+          Value relative = arith::SubIOp::create(b, loc, key, tileStart);
+          SmallVector<Value> results;
+          for (int64_t q = 0; q < tile; ++q) {
+            Value score =
+                arith::MulFOp::create(b, loc, sums.getResult(q), factor);
+            Value visible = sees(b, loc, relative, q);
+            results.push_back(arith::SelectOp::create(b, loc, visible, score,
+                                                      f32(b, loc, negInf)));
+          }
+          scf::YieldOp::create(b, loc, results);
+          b.setInsertionPointToStart(&dots.getElseRegion().front());
+          SmallVector<Value> masked(tile, f32(b, loc, negInf));
+          scf::YieldOp::create(b, loc, masked);
+        }
+        for (int64_t q = 0; q < tile; ++q) {
+          Value at = arith::AddIOp::create(b, loc, thread.thread,
+                                           index(b, loc, q * block));
+          memref::StoreOp::create(b, loc, dots.getResult(q), scores, at);
+        }
+        mlir::gpu::BarrierOp::create(b, loc);
+        // Every thread folds the chunk into its channels of every query.
+        Value count = arith::MinUIOp::create(
+            b, loc, blockSize, arith::SubIOp::create(b, loc, last, chunk));
+        auto fold = scf::ForOp::create(
+            b, loc, zero, count, one, state,
+            [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+              Value slot = arith::AddIOp::create(b, loc, chunk, i);
+              Value valueScale;
+              if (scaled)
+                valueScale = memref::LoadOp::create(
+                    b, loc, args.scales, ValueRange{slot, kvHead, one});
+              SmallVector<Value> values;
+              for (int64_t r = 0; r < owned; ++r) {
+                Value channel = arith::AddIOp::create(b, loc, mine[r],
+                                                      index(b, loc, keyDim));
+                values.push_back(simt::loadF32(
+                    b, loc, args.cache, {slot, kvHead, channel}, format));
+              }
+              SmallVector<Value> next(state.begin(), state.end());
+              for (int64_t q = 0; q < tile; ++q) {
+                Value at =
+                    arith::AddIOp::create(b, loc, i, index(b, loc, q * block));
+                Value s = memref::LoadOp::create(b, loc, scores, at);
+                // A key the query does not see scores -inf: weight 0 and
+                // correction 1 (the running max starts finite), so its
+                // state stays as it is without a select.
+                SoftmaxStep step = onlineSoftmaxStep(b, loc, state[2 * q],
+                                                     state[2 * q + 1], s);
+                Value weight = step.weight;
+                if (scaled)
+                  weight = arith::MulFOp::create(b, loc, weight, valueScale);
+                next[2 * q] = step.max;
+                next[2 * q + 1] = step.sum;
+                for (int64_t r = 0; r < owned; ++r) {
+                  int64_t o = 2 * tile + q * owned + r;
+                  Value kept =
+                      arith::MulFOp::create(b, loc, state[o], step.correction);
+                  next[o] = simt::fma(b, loc, weight, values[r], kept);
+                }
+              }
+              scf::YieldOp::create(b, loc, next);
+            });
+        // The scores are read by all before the next chunk overwrites them.
+        mlir::gpu::BarrierOp::create(b, loc);
+        scf::YieldOp::create(b, loc, fold.getResults());
+      });
+  for (int64_t q = 0; q < tile; ++q) {
+    Value t = arith::AddIOp::create(b, loc, firstToken, index(b, loc, q));
+    Value isToken = present(b, loc, q);
+    scf::IfOp::create(b, loc, isToken, [&](OpBuilder &b, Location loc) {
+      Value inverse = arith::DivFOp::create(b, loc, f32(b, loc, 1.0),
+                                            chunks.getResult(2 * q + 1));
+      walk.storeChannels(b, loc, args.output, ValueRange{t, h},
+                         [&](int64_t r) -> Value {
+                           Value o = chunks.getResult(2 * tile + q * owned + r);
+                           return arith::MulFOp::create(b, loc, o, inverse);
+                         });
+      scf::YieldOp::create(b, loc);
+    });
+  }
+}
 } // namespace
 
 SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
@@ -306,35 +529,58 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
   constexpr int64_t block = kAttendBlock;
   int64_t owned = llvm::divideCeil(valueDim, block);
 
-  // Prefill (and the reference form): a workgroup per (token, query head)
-  // over all its visible keys.
-  SymbolRefAttr whole = target.get<AttendOperands>(
-      key, types, block,
-      [queryHeads](OpBuilder &b, Location loc,
-                   AttendOperands<Value> args) -> Value {
-        Value tokens = memref::DimOp::create(b, loc, args.query, 0);
-        Value perToken = index(b, loc, queryHeads);
-        return arith::MulIOp::create(b, loc, tokens, perToken);
-      },
-      [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          AttendOperands<Value> args) {
-        AttendWalk walk{kernel, thread, owned};
-        Value t = arith::DivUIOp::create(b, loc, thread.workgroup,
-                                         index(b, loc, queryHeads));
-        Value h = arith::RemUIOp::create(b, loc, thread.workgroup,
-                                         index(b, loc, queryHeads));
-        Value position = arith::AddIOp::create(b, loc, args.start, t);
-        VisibleKeys keys =
-            visibleKeys(b, loc, position, capacity, window, sinks);
-        SoftmaxState state = walk.walk(b, loc, args, thread.scratch(block), t,
-                                       h, keys, keys.begin, keys.end);
-        Value inverse =
-            arith::DivFOp::create(b, loc, f32(b, loc, 1.0), state.sum);
-        walk.storeChannels(
-            b, loc, args.output, ValueRange{t, h}, [&](int64_t r) -> Value {
-              return arith::MulFOp::create(b, loc, state.outputs[r], inverse);
-            });
-      });
+  // Prefill with an evicting ring: a workgroup per (token, query head) over
+  // all its visible keys (a ring's key order depends on the position).
+  // Otherwise tiles of queries (emitTiledPrefill).
+  SymbolRefAttr several;
+  if (!sinks) {
+    int64_t tile = queryTileOf(keyDim);
+    several = target.get<AttendOperands>(
+        key + "_tiles", types, block,
+        [queryHeads, tile](OpBuilder &b, Location loc,
+                           AttendOperands<Value> args) -> Value {
+          Value tokens = memref::DimOp::create(b, loc, args.query, 0);
+          Value tiles =
+              arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, tile));
+          return arith::MulIOp::create(b, loc, tiles,
+                                       index(b, loc, queryHeads));
+        },
+        [&](OpBuilder &b, Location loc, const GPUThread &thread,
+            AttendOperands<Value> args) {
+          AttendWalk walk{kernel, thread, owned};
+          Value queries = thread.scratch(tile * keyDim);
+          Value scores = thread.scratch(tile * block);
+          emitTiledPrefill(b, loc, walk, args, tile, queries, scores);
+        });
+  }
+  if (!several)
+    several = target.get<AttendOperands>(
+        key, types, block,
+        [queryHeads](OpBuilder &b, Location loc,
+                     AttendOperands<Value> args) -> Value {
+          Value tokens = memref::DimOp::create(b, loc, args.query, 0);
+          Value perToken = index(b, loc, queryHeads);
+          return arith::MulIOp::create(b, loc, tokens, perToken);
+        },
+        [&](OpBuilder &b, Location loc, const GPUThread &thread,
+            AttendOperands<Value> args) {
+          AttendWalk walk{kernel, thread, owned};
+          Value t = arith::DivUIOp::create(b, loc, thread.workgroup,
+                                           index(b, loc, queryHeads));
+          Value h = arith::RemUIOp::create(b, loc, thread.workgroup,
+                                           index(b, loc, queryHeads));
+          Value position = arith::AddIOp::create(b, loc, args.start, t);
+          VisibleKeys keys =
+              visibleKeys(b, loc, position, capacity, window, sinks);
+          SoftmaxState state = walk.walk(b, loc, args, thread.scratch(block), t,
+                                         h, keys, keys.begin, keys.end);
+          Value inverse =
+              arith::DivFOp::create(b, loc, f32(b, loc, 1.0), state.sum);
+          walk.storeChannels(
+              b, loc, args.output, ValueRange{t, h}, [&](int64_t r) -> Value {
+                return arith::MulFOp::create(b, loc, state.outputs[r], inverse);
+              });
+        });
 
   // Decode (one token), flash decoding (FlashDecoding.cpp): workgroup
   // (slice, head) walks its slice of the visible keys; then a workgroup per
@@ -381,6 +627,6 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
       target.twoSteps(key + "_decode", partial, combine, scratchType,
                       {startOperand, startOperand + 1});
   // The query is the first operand.
-  return target.byLeadingSize(key + "_by_tokens", sliced, whole,
+  return target.byLeadingSize(key + "_by_tokens", sliced, several,
                               /*operand=*/0);
 }
