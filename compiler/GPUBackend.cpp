@@ -448,7 +448,8 @@ Expected<std::string> GPUBackend::compileVulkan(mlir::ModuleOp device) {
   raw_string_ostream parseStream(parseErrors);
   if (mlir::failed(mlir::parsePassPipeline(
           "gpu.module(fold-memref-alias-ops,lower-affine,"
-          "canonicalize,cse,convert-math-to-spirv),map-memref-spirv-storage-class{client-api="
+          "canonicalize,cse,xfmr-guard-empty-loops,convert-math-to-spirv),"
+          "map-memref-spirv-storage-class{client-api="
           "vulkan},convert-gpu-to-spirv{use-64bit-index=false},spirv.module("
           "spirv-lower-abi-attrs,spirv-update-vce)",
           pm, parseStream)))

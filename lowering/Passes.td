@@ -82,4 +82,25 @@ def LowerToKernels : Pass<"xfmr-lower-to-kernels", "::mlir::ModuleOp"> {
   ];
 }
 
+def GuardEmptyLoops : Pass<"xfmr-guard-empty-loops"> {
+  let summary = "Guard loops with results so that an empty loop yields its inits";
+  let description = [{
+    Rewrites every `scf.for` with loop-carried values into
+
+    ```
+    %r = scf.if (lb < ub) { %f = scf.for ...; scf.yield %f } else { scf.yield %inits }
+    ```
+
+    MLIR's SCF-to-SPIR-V conversion (LLVM 22) returns a loop's results
+    through function variables that only the loop body stores to: a loop
+    that runs zero times returns undefined values, not its initial ones
+    (lavapipe reads zeros). The GPU kernels' strided loops run zero times
+    on some threads whenever a count is not a multiple of the workgroup, so
+    the Vulkan back end runs this pass on the kernels before the
+    conversion.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 #endif // XFMR_LOWERING_PASSES_TD

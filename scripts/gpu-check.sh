@@ -83,9 +83,12 @@ prepare)
     fi
     for target in cpu "$gpu_target"; do
       out="$dir/models/$name.${target%%:*}.xfmr"
+      # --cpu x86-64-v2: the CPU artifacts run on the GPU machine's CPU. --precise: the
+      # CPU keeps f32 activations in bf16 and FP8 linears, as the GPU kernels do.
+      precise=""
+      [ "$target" = cpu ] && precise="--precise"
       # shellcheck disable=SC2086
-      # --cpu x86-64-v2: the CPU artifacts run on the GPU machine's CPU.
-      "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags \
+      "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags $precise \
         --cpu x86-64-v2 2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
     done
   done
@@ -99,8 +102,10 @@ prepare)
     PYTHONPATH=python "$python" -m xfmr.synth --arch $source --quiet --out "$checkpoint"
     for target in cpu "$gpu_target"; do
       out="$dir/stripped/$name.${target%%:*}.xfmr"
+      precise=""
+      [ "$target" = cpu ] && precise="--precise"
       # shellcheck disable=SC2086
-      "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags \
+      "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags $precise \
         --cpu x86-64-v2 --strip-weights 2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
     done
     echo "$source" > "$dir/stripped/$name.synth"

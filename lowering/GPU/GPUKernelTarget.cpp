@@ -222,27 +222,50 @@ SymbolRefAttr GPUKernelTarget::twoSteps(StringRef key, SymbolRefAttr first,
                                         SymbolRefAttr second,
                                         MemRefType scratch,
                                         ArrayRef<unsigned> secondOperands) {
+  // `first` takes every operand, then the scratch (no arguments listed).
+  Step secondStep{second, {StepArgument{true, 0}}};
+  for (unsigned i : secondOperands)
+    secondStep.arguments.push_back(StepArgument{false, i});
+  return sequence(key, {Scratch{scratch, nullptr}},
+                  {Step{first, {}}, std::move(secondStep)});
+}
+
+SymbolRefAttr GPUKernelTarget::sequence(StringRef key,
+                                        ArrayRef<Scratch> scratches,
+                                        ArrayRef<Step> launches) {
   std::string name = ("xfmr_" + key).str();
-  steps[name] =
-      Steps{first, second, scratch, SmallVector<unsigned>(secondOperands)};
+  sequences[name] =
+      Sequence{SmallVector<Scratch>(scratches), SmallVector<Step>(launches)};
   return SymbolRefAttr::get(getModule().getContext(), name);
 }
 
 void GPUKernelTarget::launch(OpBuilder &b, Location loc, SymbolRefAttr kernel,
                              ValueRange operands) {
-  if (auto found = steps.find(kernel.getLeafReference());
-      found != steps.end()) {
-    Steps two = found->second;
-    Value scratch = memref::AllocOp::create(b, loc, two.scratch);
-    SmallVector<Value> first(operands.begin(), operands.end());
-    first.push_back(scratch);
-    launch(b, loc, two.first, first);
-    SmallVector<Value> second{scratch};
-    for (unsigned i : two.secondOperands)
-      second.push_back(operands[i]);
-    launch(b, loc, two.second, second);
+  if (auto found = sequences.find(kernel.getLeafReference());
+      found != sequences.end()) {
+    Sequence sequence = found->second;
+    SmallVector<Value> buffers;
+    for (const Scratch &scratch : sequence.scratches) {
+      SmallVector<Value> sizes;
+      if (scratch.size)
+        sizes.push_back(scratch.size(b, loc, operands));
+      buffers.push_back(memref::AllocOp::create(b, loc, scratch.type, sizes));
+    }
+    for (const Step &step : sequence.launches) {
+      SmallVector<Value> arguments;
+      // No arguments listed: every operand, then every scratch.
+      if (step.arguments.empty()) {
+        arguments.append(operands.begin(), operands.end());
+        arguments.append(buffers.begin(), buffers.end());
+      }
+      for (StepArgument argument : step.arguments)
+        arguments.push_back(argument.scratch ? buffers[argument.index]
+                                             : operands[argument.index]);
+      launch(b, loc, step.kernel, arguments);
+    }
     // Device memory is released after the work already launched.
-    memref::DeallocOp::create(b, loc, scratch);
+    for (Value buffer : buffers)
+      memref::DeallocOp::create(b, loc, buffer);
     return;
   }
   if (auto choice = choices.find(kernel.getLeafReference());

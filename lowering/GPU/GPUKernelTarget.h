@@ -125,6 +125,29 @@ public:
                                mlir::MemRefType scratch,
                                llvm::ArrayRef<unsigned> secondOperands);
 
+  /// The general form: device scratch buffers (1-D; a dynamic size comes
+  /// from `size` on the call's operands), allocated for the call and
+  /// released after it, and launches in order, each on operands and
+  /// scratches picked by position. A grouped GEMM: routing, then products.
+  struct Scratch {
+    mlir::MemRefType type;
+    /// The dynamic size (null for a static type).
+    std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                              mlir::ValueRange operands)>
+        size;
+  };
+  struct StepArgument {
+    bool scratch; ///< scratch `index`, else operand `index`
+    unsigned index;
+  };
+  struct Step {
+    mlir::SymbolRefAttr kernel;
+    llvm::SmallVector<StepArgument> arguments;
+  };
+  mlir::SymbolRefAttr sequence(llvm::StringRef key,
+                               llvm::ArrayRef<Scratch> scratches,
+                               llvm::ArrayRef<Step> launches);
+
   /// Whether kernels are for SPIR-V (workgroup memory as a Workgroup
   /// storage-class allocation rather than a gpu.func attribution).
   bool isVulkan() const { return getKind() == "vulkan"; }
@@ -143,12 +166,11 @@ private:
     unsigned operand;
   };
   llvm::StringMap<Choice> choices;
-  struct Steps {
-    mlir::SymbolRefAttr first, second;
-    mlir::MemRefType scratch;
-    llvm::SmallVector<unsigned> secondOperands;
+  struct Sequence {
+    llvm::SmallVector<Scratch> scratches;
+    llvm::SmallVector<Step> launches;
   };
-  llvm::StringMap<Steps> steps;
+  llvm::StringMap<Sequence> sequences;
   int64_t nextIndex = 0;
 };
 

@@ -84,6 +84,11 @@ SYNTHETIC = {
     # projection's rows (44 bf16 inputs) are not, and take the element form.
     "llama-bf16-odd-width": dict(arch="llama", dtype="bf16",
                                  overrides={"intermediate_size": 44}),
+    # Rows long enough for the decode linears' unrolled loads (264 words: one span of
+    # 4 x 64 and a tail that most threads skip) and head dimension 64.
+    "llama-bf16-wide": dict(arch="llama", dtype="bf16",
+                            overrides={"hidden_size": 256, "intermediate_size": 2112,
+                                       "num_attention_heads": 4, "num_key_value_heads": 2}),
 }
 
 
