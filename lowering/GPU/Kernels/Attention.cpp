@@ -586,43 +586,27 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
   // (slice, head) walks its slice of the visible keys; then a workgroup per
   // head combines the slices.
   MemRefType scratchType = flash::scratchType(context, queryHeads, valueDim);
-  SmallVector<Type> partialTypes = presentOperands(types);
-  partialTypes.push_back(scratchType);
-  SymbolRefAttr partial = target.get(
-      key + "_slices", partialTypes, block,
-      [queryHeads](OpBuilder &b, Location loc, ValueRange) -> Value {
-        return index(b, loc, queryHeads * flash::kSlices);
-      },
+  unsigned startOperand = types.scales ? 3 : 2;
+  SymbolRefAttr partial = flash::slicesKernel(
+      target, key + "_slices", presentOperands(types), startOperand, queryHeads,
+      valueDim, capacity, block, window, sinks,
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          ValueRange operands) {
+          ValueRange operands, Value slice, Value h, const VisibleKeys &keys,
+          const flash::Slice &range) {
         AttendOperands<Value> args = bindOperands(types, operands.drop_back());
         Value scratch = operands.back();
         AttendWalk walk{kernel, thread, owned};
-        Value slice = arith::DivUIOp::create(b, loc, thread.workgroup,
-                                             index(b, loc, queryHeads));
-        Value h = arith::RemUIOp::create(b, loc, thread.workgroup,
-                                         index(b, loc, queryHeads));
         Value t = index(b, loc, 0);
-        VisibleKeys keys =
-            visibleKeys(b, loc, args.start, capacity, window, sinks);
-        flash::Slice range = flash::sliceOf(b, loc, keys, slice, block);
-        // Slices past the keys have nothing to do (the combination skips
-        // them too); the branch is uniform across the workgroup.
-        scf::IfOp::create(b, loc, range.used, [&](OpBuilder &b, Location loc) {
-          Value scores = thread.scratch(block);
-          SoftmaxState state = walk.walk(b, loc, args, scores, t, h, keys,
-                                         range.first, range.last);
-          walk.storeChannels(b, loc, scratch, ValueRange{slice, h},
-                             [&](int64_t r) { return state.outputs[r]; });
-          flash::storeTotals(b, loc, thread, scratch, slice, h, valueDim,
-                             state.max, state.sum);
-          scf::YieldOp::create(b, loc);
-        });
+        SoftmaxState state = walk.walk(b, loc, args, thread.scratch(block), t,
+                                       h, keys, range.first, range.last);
+        walk.storeChannels(b, loc, scratch, ValueRange{slice, h},
+                           [&](int64_t r) { return state.outputs[r]; });
+        flash::storeTotals(b, loc, thread, scratch, slice, h, valueDim,
+                           state.max, state.sum);
       });
   SymbolRefAttr combine =
       flash::combineKernel(target, key + "_combine", queryHeads, valueDim,
                            capacity, block, window, sinks);
-  unsigned startOperand = types.scales ? 3 : 2;
   SymbolRefAttr sliced =
       target.twoSteps(key + "_decode", partial, combine, scratchType,
                       {startOperand, startOperand + 1});

@@ -64,6 +64,38 @@ flash::Slice flash::sliceOf(OpBuilder &b, Location loc, const VisibleKeys &keys,
   return {first, last, used};
 }
 
+SymbolRefAttr flash::slicesKernel(GPUKernelTarget &target, StringRef key,
+                                  ArrayRef<Type> operands,
+                                  unsigned startOperand, int64_t heads,
+                                  int64_t width, int64_t capacity,
+                                  int64_t chunk, std::optional<int64_t> window,
+                                  std::optional<int64_t> sinks,
+                                  SliceBody body) {
+  MLIRContext *context = target.getModule().getContext();
+  SmallVector<Type> types(operands);
+  types.push_back(scratchType(context, heads, width));
+  return target.get(
+      key, types, 64,
+      [heads](OpBuilder &b, Location loc, ValueRange) -> Value {
+        return index(b, loc, heads * kSlices);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange arguments) {
+        Value count = index(b, loc, heads);
+        Value slice = arith::DivUIOp::create(b, loc, thread.workgroup, count);
+        Value head = arith::RemUIOp::create(b, loc, thread.workgroup, count);
+        VisibleKeys keys = visibleKeys(b, loc, arguments[startOperand],
+                                       capacity, window, sinks);
+        Slice range = sliceOf(b, loc, keys, slice, chunk);
+        // Slices past the keys have nothing to do (the combination skips
+        // them too); the branch is uniform across the workgroup.
+        scf::IfOp::create(b, loc, range.used, [&](OpBuilder &b, Location loc) {
+          body(b, loc, thread, arguments, slice, head, keys, range);
+          scf::YieldOp::create(b, loc);
+        });
+      });
+}
+
 void flash::storeTotals(OpBuilder &b, Location loc, const GPUThread &thread,
                         Value scratch, Value slice, Value head, int64_t width,
                         Value max, Value sum) {

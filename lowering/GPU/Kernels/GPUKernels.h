@@ -71,6 +71,22 @@ struct Slice {
 };
 Slice sliceOf(mlir::OpBuilder &b, mlir::Location loc, const VisibleKeys &keys,
               mlir::Value slice, int64_t chunk);
+/// The kernel `xfmr_<key>` over `operands` (an attention family's, with its
+/// `start` operand at position `startOperand`) and the scratch
+/// (scratchType(heads, width)): a workgroup per (slice, head) of the keys a
+/// query at `start` sees; `body` runs for the slices that hold keys (uniform
+/// per workgroup), with the operands (the scratch last) and the slice's
+/// keys, and leaves its outputs and totals in the scratch.
+using SliceBody = llvm::function_ref<void(
+    mlir::OpBuilder &, mlir::Location, const GPUThread &,
+    mlir::ValueRange operands, mlir::Value slice, mlir::Value head,
+    const VisibleKeys &keys, const Slice &range)>;
+mlir::SymbolRefAttr slicesKernel(GPUKernelTarget &target, llvm::StringRef key,
+                                 llvm::ArrayRef<mlir::Type> operands,
+                                 unsigned startOperand, int64_t heads,
+                                 int64_t width, int64_t capacity, int64_t chunk,
+                                 std::optional<int64_t> window,
+                                 std::optional<int64_t> sinks, SliceBody body);
 /// Thread 0 stores a slice's maximum and sum after its outputs.
 void storeTotals(mlir::OpBuilder &b, mlir::Location loc,
                  const GPUThread &thread, mlir::Value scratch,

@@ -512,6 +512,26 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
         });
     return SmallVector<Value>(chunks.getResults());
   };
+  // Stores value(r) at latent channel thread + r * kBlock of
+  // memref[prefix...] for the channels below the rank.
+  auto storeLatent =
+      [&](OpBuilder &b, Location loc, const GPUThread &thread, Value memref,
+          ValueRange prefix,
+          function_ref<Value(OpBuilder &, Location, int64_t)> value) {
+        for (int64_t r = 0; r < owned; ++r) {
+          Value offset = index(b, loc, r * kBlock);
+          Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
+          Value rankEnd = index(b, loc, rank);
+          Value inside = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ult, c, rankEnd);
+          scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
+            SmallVector<Value> indices(prefix.begin(), prefix.end());
+            indices.push_back(c);
+            memref::StoreOp::create(b, loc, value(b, loc, r), memref, indices);
+            scf::YieldOp::create(b, loc);
+          });
+        }
+      };
   // Prefill: a workgroup per (token, head) over all its visible keys.
   SymbolRefAttr whole = target.get<LatentAttendOperands>(
       key, types, kBlock,
@@ -528,19 +548,10 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
             walkKeys(b, loc, thread, args, thread.scratch(kBlock), t, h, keys,
                      keys.begin, keys.end);
         Value total = state[1];
-        for (int64_t r = 0; r < owned; ++r) {
-          Value offset = index(b, loc, r * kBlock);
-          Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
-          Value rankEnd = index(b, loc, rank);
-          Value inside = arith::CmpIOp::create(
-              b, loc, arith::CmpIPredicate::ult, c, rankEnd);
-          scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
-            Value result = arith::DivFOp::create(b, loc, state[2 + r], total);
-            memref::StoreOp::create(b, loc, result, args.output,
-                                    ValueRange{t, h, c});
-            scf::YieldOp::create(b, loc);
-          });
-        }
+        storeLatent(b, loc, thread, args.output, ValueRange{t, h},
+                    [&](OpBuilder &b, Location loc, int64_t r) -> Value {
+                      return arith::DivFOp::create(b, loc, state[2 + r], total);
+                    });
       });
 
   // Decode (one token), flash decoding (FlashDecoding.cpp): workgroup
@@ -548,50 +559,28 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
   // outputs, maximum and sum in the scratch; a workgroup per head combines
   // the slices.
   MemRefType scratchType = flash::scratchType(context, heads, rank);
-  SmallVector<Type> partialTypes = presentOperands(types);
-  partialTypes.push_back(scratchType);
-  SymbolRefAttr partial = target.get(
-      key + "_slices", partialTypes, kBlock,
-      [heads](OpBuilder &b, Location loc, ValueRange) -> Value {
-        return index(b, loc, heads * flash::kSlices);
-      },
+  unsigned startOperand = types.scales ? 5 : 4;
+  SymbolRefAttr partial = flash::slicesKernel(
+      target, key + "_slices", presentOperands(types), startOperand, heads,
+      rank, capacity, kBlock, window, sinks,
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          ValueRange operands) {
+          ValueRange operands, Value slice, Value h, const VisibleKeys &keys,
+          const flash::Slice &range) {
         LatentAttendOperands<Value> args =
             bindOperands(types, operands.drop_back());
         Value scratch = operands.back();
-        Value slice, h;
-        std::tie(slice, h) = divRem(b, loc, thread.workgroup, heads);
         Value t = index(b, loc, 0);
-        VisibleKeys keys =
-            visibleKeys(b, loc, args.start, capacity, window, sinks);
-        flash::Slice range = flash::sliceOf(b, loc, keys, slice, kBlock);
-        // Slices past the keys have nothing to do (the combination skips
-        // them too); the branch is uniform across the workgroup.
-        scf::IfOp::create(b, loc, range.used, [&](OpBuilder &b, Location loc) {
-          SmallVector<Value> state =
-              walkKeys(b, loc, thread, args, thread.scratch(kBlock), t, h, keys,
-                       range.first, range.last);
-          for (int64_t r = 0; r < owned; ++r) {
-            Value offset = index(b, loc, r * kBlock);
-            Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
-            Value rankEnd = index(b, loc, rank);
-            Value inside = arith::CmpIOp::create(
-                b, loc, arith::CmpIPredicate::ult, c, rankEnd);
-            scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
-              memref::StoreOp::create(b, loc, state[2 + r], scratch,
-                                      ValueRange{slice, h, c});
-              scf::YieldOp::create(b, loc);
-            });
-          }
-          flash::storeTotals(b, loc, thread, scratch, slice, h, rank, state[0],
-                             state[1]);
-          scf::YieldOp::create(b, loc);
-        });
+        SmallVector<Value> state =
+            walkKeys(b, loc, thread, args, thread.scratch(kBlock), t, h, keys,
+                     range.first, range.last);
+        storeLatent(
+            b, loc, thread, scratch, ValueRange{slice, h},
+            [&](OpBuilder &, Location, int64_t r) { return state[2 + r]; });
+        flash::storeTotals(b, loc, thread, scratch, slice, h, rank, state[0],
+                           state[1]);
       });
   SymbolRefAttr combine = flash::combineKernel(
       target, key + "_combine", heads, rank, capacity, kBlock, window, sinks);
-  unsigned startOperand = types.scales ? 5 : 4;
   SymbolRefAttr sliced =
       target.twoSteps(key + "_decode", partial, combine, scratchType,
                       {startOperand, startOperand + 1});
