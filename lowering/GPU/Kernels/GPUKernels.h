@@ -174,6 +174,31 @@ void firstThread(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value leadingSize(mlir::OpBuilder &b, mlir::Location loc,
                         mlir::Value view);
 
+/// Rows of a tile operand (TileProducts.cpp): whether row r (0..31) of the
+/// tile exists, and its f32 value at column k (called only where it does
+/// and k < depth).
+struct TileRows {
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r)>
+      exists;
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r,
+                            mlir::Value k)>
+      at;
+};
+using TileFinish =
+    llvm::function_ref<void(mlir::OpBuilder &, mlir::Location, mlir::Value r,
+                            mlir::Value n, mlir::ValueRange sums)>;
+/// f32 of workgroup memory each staged operand of tileProducts needs.
+int64_t tileScratch(int64_t operands);
+/// A 32 x 32 tile of sums over k < depth of a(r, k) * w_j(n, k) for every W
+/// operand j, by 64 threads, staged through `tiles` (tileScratch(1) f32
+/// each: A's, then each W's); `finish(r, n, sums)` runs once for each
+/// existing (r, n), on the thread that owns it. Every thread must call it
+/// (barriers). The W operands share their rows' existence (w[0]'s).
+void tileProducts(mlir::OpBuilder &b, mlir::Location loc,
+                  const GPUThread &thread, int64_t depth, const TileRows &a,
+                  llvm::ArrayRef<TileRows> w, llvm::ArrayRef<mlir::Value> tiles,
+                  TileFinish finish);
+
 /// erf(x) from the Chebyshev fit of erfc in Numerical Recipes (relative
 /// error of erfc below 1.2e-7), with plain arithmetic and exp: SPIR-V has no
 /// erf.

@@ -13,21 +13,22 @@
 // per 32 output channels sums w * (act . down) over the experts in the
 // CPU's order, and the shared expert's.
 //
-// moe_experts, prefill: one workgroup per token (the SwiGLU activations of
-// an expert must be complete before its down projection, so a token's
-// experts stay in one workgroup). For each expert the
-// token goes through (its top-k in slot order for `sparse`; in expert order,
-// as the CPU sums them, for `dense` and `grouped`; then the shared expert),
-// in chunks of the intermediate dimension that fit workgroup memory:
-//   1. act[i] = silu(x . gate[i]) * (x . up[i]) for the chunk's rows,
-//   2. FP8 activation fake-quantization per group (activationGroup),
-//   3. out[t, n] += w * (act . down[n, chunk]) for every output channel.
-// Row products are computed by lanes of 8 threads (32-byte coalesced reads
-// along the row), 32 rows at a time per 256-thread workgroup. (Lanes of 32,
-// with 4x more barriers, gave wrong results on lavapipe for intermediate
-// sizes >= 4000 although the IR is the same up to constants.) Dense dispatch skips
-// the experts a token did not select: the CPU adds 0 * their output, which
-// changes nothing for finite outputs.
+// moe_experts, prefill: grouped products (GPUKernelTarget::sequence). One
+// workgroup sorts the token x slot entries by expert; 32 x 32 tiles
+// (simt::tileProducts) of (32 entries of one expert, 32 rows) compute
+// silu(x . gate) * (x . up), then (32 entries, 32 hidden rows) their down
+// projection, so each expert's weights are read once per 32 of its tokens;
+// the shared expert goes the same way over all tokens; a workgroup per token
+// sums w * y over its experts in the CPU's order (slot order for `sparse`,
+// expert order for `dense` and `grouped`), then the shared expert's. Dense
+// dispatch skips the experts a token did not select: the CPU adds 0 * their
+// output, which changes nothing for finite outputs.
+//
+// Decode's row products are computed by lanes of 8 threads (32-byte
+// coalesced reads along the row), 32 rows at a time per 256-thread
+// workgroup. (Lanes of 32 gave wrong results on lavapipe for intermediate
+// sizes >= 4000, probably the zero-trip loop results that
+// xfmr-guard-empty-loops now handles; not retried.)
 //
 // counts (i64 on the host) is read as pairs of i32 (low, high: little
 // endian) so that kernels need no Int64 (Vulkan): workgroup 0's threads
@@ -55,6 +56,14 @@ namespace {
 Value loadIndex(OpBuilder &b, Location loc, Value memref, ValueRange at) {
   Value raw = memref::LoadOp::create(b, loc, memref, at);
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), raw);
+}
+
+/// 1 where `bit` (i1) is set, else 0, as an index (SPIR-V has no
+/// arith.index_castui).
+Value asCount(OpBuilder &b, Location loc, Value bit) {
+  Value one = index(b, loc, 1);
+  Value none = index(b, loc, 0);
+  return arith::SelectOp::create(b, loc, bit, one, none);
 }
 
 /// scf.if (condition) { body } without results.
@@ -304,22 +313,6 @@ namespace {
 constexpr int64_t kExpertBlock = 256;
 constexpr int64_t kLanes = 8;
 constexpr int64_t kRowsAtOnce = kExpertBlock / kLanes;
-/// The most f32 activations a chunk keeps in workgroup memory (12 KiB; with
-/// the 2 KiB of partial sums within Vulkan's guaranteed 16 KiB).
-constexpr int64_t kMaxChunk = 3072;
-
-/// Chunks are unrolled at build time: with a dynamic chunk loop (a shorter
-/// last chunk) lavapipe computed wrong results.
-/// Intermediate channels per chunk: all of them if they fit, else a multiple
-/// of the activation group (so groups never straddle chunks).
-int64_t chunkOf(int64_t inter, std::optional<int64_t> group) {
-  if (inter <= kMaxChunk)
-    return inter;
-  if (group && *group <= kMaxChunk)
-    return kMaxChunk / *group * *group;
-  return kMaxChunk;
-}
-
 /// One workgroup computes sums over rows [0, rows) of `terms` (each row a
 /// dot product over [0, length)): lanes of kLanes threads take a row each,
 /// kRowsAtOnce rows at a time, and stride over its columns; `product(row,
@@ -421,90 +414,6 @@ Value loadWeight(OpBuilder &b, Location loc, const ExpertWeights &m, Value w,
   scaleAt.push_back(scaleColumn);
   Value s = memref::LoadOp::create(b, loc, scale, scaleAt);
   return arith::MulFOp::create(b, loc, value, s);
-}
-
-struct ExpertContext {
-  const GPUThread &thread;
-  Value x, out, t, partials, act;
-  int64_t hidden, chunk;
-};
-
-/// out[t] += w * expert(x[t]) (w null: weight 1), chunk by chunk of the
-/// intermediate dimension. Every thread must call it.
-void emitExpert(OpBuilder &b, Location loc, const ExpertContext &c,
-                const ExpertWeights &m, Value e, Value w) {
-  Value hiddenCount = index(b, loc, c.hidden);
-  // Chunks unrolled: every loop bound below is static.
-  for (int64_t start = 0; start < m.inter; start += c.chunk) {
-    int64_t size = std::min(c.chunk, m.inter - start);
-    Value first = index(b, loc, start);
-    Value length = index(b, loc, size);
-    // 1. The chunk's SwiGLU activations.
-    rowSums(
-        b, loc, c.thread, c.partials, size, length, hiddenCount, 2,
-        [&](OpBuilder &b, Location loc, Value r,
-            Value k) -> SmallVector<Value> {
-          Value i = arith::AddIOp::create(b, loc, first, r);
-          Value xk = memref::LoadOp::create(b, loc, c.x, ValueRange{c.t, k});
-          Value g = loadWeight(b, loc, m, m.gate, m.gateScale, e, i, k);
-          Value gx = arith::MulFOp::create(b, loc, xk, g);
-          Value u = loadWeight(b, loc, m, m.up, m.upScale, e, i, k);
-          Value ux = arith::MulFOp::create(b, loc, xk, u);
-          return {gx, ux};
-        },
-        [&](OpBuilder &b, Location loc, Value r, ValueRange sums) {
-          Value activated = silu(b, loc, sums[0]);
-          Value product = arith::MulFOp::create(b, loc, activated, sums[1]);
-          memref::StoreOp::create(b, loc, product, c.act, r);
-        });
-    // 2. FP8 activations: a thread per group, in place.
-    if (m.activationGroup) {
-      int64_t group = *m.activationGroup;
-      Value groupSize = index(b, loc, group);
-      Value groupsHere = arith::CeilDivUIOp::create(b, loc, length, groupSize);
-      simt::strided(b, loc, c.thread, groupsHere,
-                    [&](OpBuilder &b, Location loc, Value g) {
-        Value begin = arith::MulIOp::create(b, loc, g, groupSize);
-        Value unclamped = arith::AddIOp::create(b, loc, begin, groupSize);
-        Value end = arith::MinUIOp::create(b, loc, unclamped, length);
-        Value none = f32(b, loc, 0.0);
-        Value amax = maxAbs(b, loc, begin, end, none,
-                            [&](OpBuilder &b, Location loc, Value i) -> Value {
-                              return memref::LoadOp::create(b, loc, c.act, i);
-                            });
-        Value scale = scaleForMaxAbs(b, loc, amax, m.weight.format);
-        Value one = index(b, loc, 1);
-        simt::forLoop(b, loc, begin, end, one,
-                      [&](OpBuilder &b, Location loc, Value i) {
-          Value v = memref::LoadOp::create(b, loc, c.act, i);
-          Value scaled = arith::DivFOp::create(b, loc, v, scale);
-          Value q = roundToCode(b, loc, scaled, m.weight.format);
-          Value back = arith::MulFOp::create(b, loc, q, scale);
-          memref::StoreOp::create(b, loc, back, c.act, i);
-        });
-      });
-      gpu::BarrierOp::create(b, loc);
-    }
-    // 3. The down projection of the chunk into the output.
-    rowSums(
-        b, loc, c.thread, c.partials, c.hidden, hiddenCount, length, 1,
-        [&](OpBuilder &b, Location loc, Value n,
-            Value r) -> SmallVector<Value> {
-          Value i = arith::AddIOp::create(b, loc, first, r);
-          Value a = memref::LoadOp::create(b, loc, c.act, r);
-          Value d = loadWeight(b, loc, m, m.down, m.downScale, e, n, i);
-          return {arith::MulFOp::create(b, loc, a, d)};
-        },
-        [&](OpBuilder &b, Location loc, Value n, ValueRange sums) {
-          Value contribution = sums[0];
-          if (w)
-            contribution = arith::MulFOp::create(b, loc, w, contribution);
-          Value old =
-              memref::LoadOp::create(b, loc, c.out, ValueRange{c.t, n});
-          Value sum = arith::AddFOp::create(b, loc, old, contribution);
-          memref::StoreOp::create(b, loc, sum, c.out, ValueRange{c.t, n});
-        });
-  }
 }
 
 /// Adds each expert's rows among `tokens` x `topK` routing `indices` to the
@@ -674,70 +583,6 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   // buffer's address, the kernel reads 4-byte elements.
   types.counts = MemRefType::get({2 * experts}, i32Type);
   types.output = tokensBy(hidden, f32Type);
-  int64_t chunk = chunkOf(inter, activationGroup);
-  int64_t sharedChunk = shared ? chunkOf(shared->inter, sharedGroup) : 0;
-  int64_t actSize = std::max(chunk, sharedChunk);
-  SymbolRefAttr whole = target.get<MoEExpertsOperands>(
-      key, types, kExpertBlock,
-      [](OpBuilder &b, Location loc, MoEExpertsOperands<Value> args) -> Value {
-        return memref::DimOp::create(b, loc, args.input, 0);
-      },
-      [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          MoEExpertsOperands<Value> args) {
-        Value partials = thread.scratch(2 * kExpertBlock);
-        Value act = thread.scratch(actSize);
-        Value t = thread.workgroup;
-        Value x = args.input, out = args.output;
-        Value routeWeights = args.weights, routeIndices = args.indices;
-        Value zero = index(b, loc, 0);
-        Value hiddenCount = index(b, loc, hidden);
-        Value tokens = simt::leadingSize(b, loc, x);
-
-        // Counters: workgroup 0, a thread per expert, add with carry.
-        Value firstGroup = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::eq, thread.workgroup, zero);
-        ifThen(b, loc, firstGroup, [&](OpBuilder &b, Location loc) {
-          countRoutedRows(b, loc, thread, args.counts, routeIndices, tokens,
-                          experts, topK);
-        });
-
-        // A zeroed output row, each channel by the thread that later adds
-        // to it (rowSums' finisher of that row).
-        Value lanes = index(b, loc, kLanes);
-        Value lane = arith::RemUIOp::create(b, loc, thread.thread, lanes);
-        Value slot = arith::DivUIOp::create(b, loc, thread.thread, lanes);
-        Value firstLane = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::eq, lane, zero);
-        ifThen(b, loc, firstLane, [&](OpBuilder &b, Location loc) {
-          Value atOnce = index(b, loc, kRowsAtOnce);
-          simt::forLoop(b, loc, slot, hiddenCount, atOnce,
-                        [&](OpBuilder &b, Location loc, Value n) {
-            Value zeroF = f32(b, loc, 0.0);
-            memref::StoreOp::create(b, loc, zeroF, out, ValueRange{t, n});
-          });
-        });
-
-        ExpertContext c{thread, x, out, t, partials, act, hidden, chunk};
-        ExpertWeights m{args.gate, args.up,      args.down, args.gateScale,
-                        args.upScale, args.downScale, inter, weight,
-                        true,      activationGroup};
-        forEachRoutedExpert(b, loc, dispatch, routeIndices, routeWeights, t,
-                            topK, experts,
-                            [&](OpBuilder &b, Location loc, Value, Value e,
-                                Value w) { emitExpert(b, loc, c, m, e, w); });
-        // The shared expert: weight 1, whatever the dispatch.
-        if (shared) {
-          ExpertWeights s{args.sharedGate,      args.sharedUp,
-                          args.sharedDown,      args.sharedGateScale,
-                          args.sharedUpScale,   args.sharedDownScale,
-                          shared->inter,        shared->weight,
-                          false,                sharedGroup};
-          ExpertContext sc = c;
-          sc.chunk = sharedChunk;
-          emitExpert(b, loc, sc, s, Value(), Value());
-        }
-      });
-
   // Decode (one token): the experts' rows spread over the GPU in two
   // launches through a scratch of activations [topK x inter + shared]:
   //   1. a workgroup per (slot, kRowsAtOnce rows of the intermediate
@@ -1009,8 +854,549 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
       });
   SymbolRefAttr decode =
       target.twoSteps(key + "_decode", up, down, scratchType, downOperands);
+
+  // Prefill: grouped products over the tokens routed to each expert, so
+  // each expert's weights are read once per 32 of its tokens (not once per
+  // token), through scratches sized by the token count T:
+  //   route (i32): [entries per expert, prefix: E + 1 | 32-entry tiles per
+  //     expert, prefix: E + 1 | order: the T x k entries (t * k + slot)
+  //     sorted by expert, tokens in order | where: each entry's position]
+  //   act [T * k, inter] and ys [T * k, hidden] (f32) by sorted position;
+  //   with a shared expert, sharedAct [T, shared inter] and sharedY [T,
+  //   hidden].
+  // Launches: route (one workgroup, which also counts), gate/up tiles of
+  // (32 entries of one expert, 32 intermediate rows), FP8 activations
+  // quantized per entry, down tiles of (32 entries, 32 hidden rows), the
+  // shared expert's three over all tokens, then a workgroup per token sums
+  // w * ys over its experts in the CPU's order, and the shared expert's.
+  int64_t routeHeader = 2 * (experts + 1);
+  auto dynamicF32 = MemRefType::get({ShapedType::kDynamic}, f32Type);
+  auto dynamicI32 = MemRefType::get({ShapedType::kDynamic}, i32Type);
+  auto tokensOf = [](OpBuilder &b, Location loc, ValueRange operands) {
+    return memref::DimOp::create(b, loc, operands[0], 0).getResult();
+  };
+  auto scaledTokens = [&](int64_t perToken, int64_t plus) {
+    return [tokensOf, perToken, plus](OpBuilder &b, Location loc,
+                                      ValueRange operands) -> Value {
+      Value tokens = tokensOf(b, loc, operands);
+      Value scaled =
+          arith::MulIOp::create(b, loc, tokens, index(b, loc, perToken));
+      return arith::AddIOp::create(b, loc, scaled, index(b, loc, plus));
+    };
+  };
+  SmallVector<GPUKernelTarget::Scratch> scratches{
+      {dynamicI32, scaledTokens(2 * topK, routeHeader)},
+      {dynamicF32, scaledTokens(topK * inter, 0)},
+      {dynamicF32, scaledTokens(topK * hidden, 0)}};
+  if (shared) {
+    scratches.push_back({dynamicF32, scaledTokens(sharedInter, 0)});
+    scratches.push_back({dynamicF32, scaledTokens(hidden, 0)});
+  }
+  enum : unsigned { kRoute, kAct, kYs, kSharedAct, kSharedY };
+  unsigned operandCount = operandTypes.size();
+  // Every prefill kernel takes all the operands, then the scratches.
+  SmallVector<Type> prefillTypes(operandTypes);
+  for (const GPUKernelTarget::Scratch &scratch : scratches)
+    prefillTypes.push_back(scratch.type);
+  auto argumentsOf = [&](ValueRange operands) {
+    return bindOperands(types, operands.take_front(operandCount));
+  };
+  auto scratchOf = [&](ValueRange operands, unsigned which) {
+    return operands[operandCount + which];
+  };
+  Value (*tokenCount)(OpBuilder &, Location, Value) = simt::leadingSize;
+  constexpr int64_t kEntryTile = 32;
+  constexpr int64_t kTileThreads = 64;
+
+  // 1. Route: entries per expert, their prefix sums, the sorted order.
+  SymbolRefAttr route = target.get(
+      key + "_prefill_route", prefillTypes, kExpertBlock,
+      [](OpBuilder &b, Location loc, ValueRange) -> Value {
+        return index(b, loc, 1);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        MoEExpertsOperands<Value> args = argumentsOf(operands);
+        Value table = scratchOf(operands, kRoute);
+        Value tokens = tokenCount(b, loc, args.input);
+        Value zero = index(b, loc, 0), one = index(b, loc, 1);
+        Value k = index(b, loc, topK);
+        Value entries = arith::MulIOp::create(b, loc, tokens, k);
+        countRoutedRows(b, loc, thread, args.counts, args.indices, tokens,
+                        experts, topK);
+        // entry p's expert, as an index.
+        auto expertOf = [&](OpBuilder &b, Location loc, Value p) -> Value {
+          Value t = arith::DivUIOp::create(b, loc, p, k);
+          Value slot = arith::RemUIOp::create(b, loc, p, k);
+          return loadIndex(b, loc, args.indices, {t, slot});
+        };
+        auto store = [&](OpBuilder &b, Location loc, Value value, Value at) {
+          Value word = arith::IndexCastOp::create(b, loc, i32Type, value);
+          memref::StoreOp::create(b, loc, word, table, at);
+        };
+        auto load = [&](OpBuilder &b, Location loc, Value at) {
+          return loadIndex(b, loc, table, {at});
+        };
+        Value expertCount = index(b, loc, experts);
+        // Counts into offsets[e + 1].
+        simt::strided(
+            b, loc, thread, expertCount,
+            [&](OpBuilder &b, Location loc, Value e) {
+              auto count = scf::ForOp::create(
+                  b, loc, zero, entries, one, ValueRange{zero},
+                  [&](OpBuilder &b, Location loc, Value p, ValueRange acc) {
+                    Value match =
+                        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                              expertOf(b, loc, p), e);
+                    Value bit = asCount(b, loc, match);
+                    Value sum = arith::AddIOp::create(b, loc, acc[0], bit);
+                    scf::YieldOp::create(b, loc, sum);
+                  });
+              Value at = arith::AddIOp::create(b, loc, e, one);
+              store(b, loc, count.getResult(0), at);
+            });
+        gpu::BarrierOp::create(b, loc);
+        // Prefix sums of entries and of 32-entry tiles, by thread 0.
+        simt::firstThread(b, loc, thread, [&](OpBuilder &b, Location loc) {
+          Value tilesBase = index(b, loc, experts + 1);
+          store(b, loc, zero, zero);
+          store(b, loc, zero, tilesBase);
+          scf::ForOp::create(
+              b, loc, zero, expertCount, one, ValueRange{zero, zero},
+              [&](OpBuilder &b, Location loc, Value e, ValueRange totals) {
+                Value next = arith::AddIOp::create(b, loc, e, one);
+                Value count = load(b, loc, next);
+                Value entriesSoFar =
+                    arith::AddIOp::create(b, loc, totals[0], count);
+                Value tileSize = index(b, loc, kEntryTile);
+                Value roundedUp = arith::AddIOp::create(
+                    b, loc, count, index(b, loc, kEntryTile - 1));
+                Value tiles =
+                    arith::DivUIOp::create(b, loc, roundedUp, tileSize);
+                Value tilesSoFar =
+                    arith::AddIOp::create(b, loc, totals[1], tiles);
+                store(b, loc, entriesSoFar, next);
+                Value tileAt = arith::AddIOp::create(b, loc, tilesBase, next);
+                store(b, loc, tilesSoFar, tileAt);
+                scf::YieldOp::create(b, loc,
+                                     ValueRange{entriesSoFar, tilesSoFar});
+              });
+        });
+        gpu::BarrierOp::create(b, loc);
+        // Each expert's entries in token order, and where each went.
+        Value orderBase = index(b, loc, routeHeader);
+        Value whereBase = arith::AddIOp::create(b, loc, orderBase, entries);
+        simt::strided(
+            b, loc, thread, expertCount,
+            [&](OpBuilder &b, Location loc, Value e) {
+              Value start = load(b, loc, e);
+              scf::ForOp::create(
+                  b, loc, zero, entries, one, ValueRange{start},
+                  [&](OpBuilder &b, Location loc, Value p, ValueRange next) {
+                    Value match =
+                        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                              expertOf(b, loc, p), e);
+                    ifThen(b, loc, match, [&](OpBuilder &b, Location loc) {
+                      Value orderAt =
+                          arith::AddIOp::create(b, loc, orderBase, next[0]);
+                      store(b, loc, p, orderAt);
+                      Value whereAt =
+                          arith::AddIOp::create(b, loc, whereBase, p);
+                      store(b, loc, next[0], whereAt);
+                    });
+                    Value bit = asCount(b, loc, match);
+                    Value after = arith::AddIOp::create(b, loc, next[0], bit);
+                    scf::YieldOp::create(b, loc, after);
+                  });
+            });
+      });
+
+  // The tiles of routed entries: workgroup w takes tile w / columnTiles of
+  // the experts' 32-entry tiles (the first `tile - tiles[e]` of expert e)
+  // and column tile w % columnTiles. At most ceil(T k / 32) + E tiles hold
+  // entries.
+  auto routedGrid = [&](int64_t columns) {
+    int64_t columnTiles = llvm::divideCeil(columns, kEntryTile);
+    return [topK, experts, columnTiles](OpBuilder &b, Location loc,
+                                        ValueRange operands) -> Value {
+      Value tokens = memref::DimOp::create(b, loc, operands[0], 0);
+      Value entries =
+          arith::MulIOp::create(b, loc, tokens, index(b, loc, topK));
+      Value tiles = arith::CeilDivUIOp::create(b, loc, entries,
+                                               index(b, loc, kEntryTile));
+      Value bound =
+          arith::AddIOp::create(b, loc, tiles, index(b, loc, experts));
+      return arith::MulIOp::create(b, loc, bound, index(b, loc, columnTiles));
+    };
+  };
+  // The entries of this workgroup's tile: expert e, sorted positions
+  // [first, end), column tile; `body` runs where the tile exists.
+  struct EntryTile {
+    Value e, first, end, firstColumn;
+  };
+  auto forRoutedTile =
+      [&](OpBuilder &b, Location loc, const GPUThread &thread, Value table,
+          int64_t columns,
+          function_ref<void(OpBuilder &, Location, const EntryTile &)> body) {
+        int64_t columnTiles = llvm::divideCeil(columns, kEntryTile);
+        Value count = index(b, loc, columnTiles);
+        Value tile = arith::DivUIOp::create(b, loc, thread.workgroup, count);
+        Value columnTile =
+            arith::RemUIOp::create(b, loc, thread.workgroup, count);
+        Value tilesBase = index(b, loc, experts + 1);
+        Value zero = index(b, loc, 0), one = index(b, loc, 1);
+        Value totalAt = index(b, loc, 2 * experts + 1);
+        Value total = loadIndex(b, loc, table, {totalAt});
+        Value exists = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                             tile, total);
+        ifThen(b, loc, exists, [&](OpBuilder &b, Location loc) {
+          // e = the number of experts whose tiles end at or before `tile`.
+          auto scan = scf::ForOp::create(
+              b, loc, zero, index(b, loc, experts), one, ValueRange{zero},
+              [&](OpBuilder &b, Location loc, Value x, ValueRange acc) {
+                Value next = arith::AddIOp::create(b, loc, x, one);
+                Value endAt = arith::AddIOp::create(b, loc, tilesBase, next);
+                Value tilesEnd = loadIndex(b, loc, table, {endAt});
+                Value before = arith::CmpIOp::create(
+                    b, loc, arith::CmpIPredicate::ule, tilesEnd, tile);
+                Value bit = asCount(b, loc, before);
+                Value sum = arith::AddIOp::create(b, loc, acc[0], bit);
+                scf::YieldOp::create(b, loc, sum);
+              });
+          Value e = scan.getResult(0);
+          Value firstTileAt = arith::AddIOp::create(b, loc, tilesBase, e);
+          Value firstTile = loadIndex(b, loc, table, {firstTileAt});
+          Value within = arith::SubIOp::create(b, loc, tile, firstTile);
+          Value offset =
+              arith::MulIOp::create(b, loc, within, index(b, loc, kEntryTile));
+          Value expertStart = loadIndex(b, loc, table, {e});
+          Value first = arith::AddIOp::create(b, loc, expertStart, offset);
+          Value nextExpert = arith::AddIOp::create(b, loc, e, one);
+          Value expertEnd = loadIndex(b, loc, table, {nextExpert});
+          Value tileEnd =
+              arith::AddIOp::create(b, loc, first, index(b, loc, kEntryTile));
+          Value end = arith::MinUIOp::create(b, loc, tileEnd, expertEnd);
+          Value firstColumn = arith::MulIOp::create(b, loc, columnTile,
+                                                    index(b, loc, kEntryTile));
+          body(b, loc, EntryTile{e, first, end, firstColumn});
+        });
+      };
+  // Rows of a tile: [first + r < end]; columns [firstColumn + n < columns].
+  auto rowExists = [](Value first, Value end) {
+    return [first, end](OpBuilder &b, Location loc, Value r) -> Value {
+      Value p = arith::AddIOp::create(b, loc, first, r);
+      return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, p, end);
+    };
+  };
+  auto columnExists = [](Value firstColumn, int64_t columns) {
+    return
+        [firstColumn, columns](OpBuilder &b, Location loc, Value n) -> Value {
+          Value column = arith::AddIOp::create(b, loc, firstColumn, n);
+          return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       column, index(b, loc, columns));
+        };
+  };
+  // act rows = silu(x . gate) * (x . up) over `rows` x-rows (`token(r)`),
+  // the expert's (or the shared one's) intermediate rows.
+  auto gateUpTile = [&](OpBuilder &b, Location loc, const GPUThread &thread,
+                        MoEExpertsOperands<Value> args, const ExpertWeights &m,
+                        Value e, Value first, Value end, Value firstColumn,
+                        function_ref<Value(OpBuilder &, Location, Value)> token,
+                        Value act, int64_t width) {
+    SmallVector<Value> tiles;
+    for (int64_t o = 0; o < 3; ++o)
+      tiles.push_back(thread.scratch(simt::tileScratch(1)));
+    simt::TileRows x{
+        rowExists(first, end),
+        [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
+          Value t = token(b, loc, r);
+          return memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
+        }};
+    auto weightRows = [&](Value w, Value scale) {
+      return simt::TileRows{
+          columnExists(firstColumn, m.inter),
+          [&, w, scale](OpBuilder &b, Location loc, Value n, Value k) -> Value {
+            Value i = arith::AddIOp::create(b, loc, firstColumn, n);
+            return loadWeight(b, loc, m, w, scale, e, i, k);
+          }};
+    };
+    simt::TileRows gateRows = weightRows(m.gate, m.gateScale);
+    simt::TileRows upRows = weightRows(m.up, m.upScale);
+    simt::tileProducts(
+        b, loc, thread, hidden, x, {gateRows, upRows}, tiles,
+        [&](OpBuilder &b, Location loc, Value r, Value n, ValueRange sums) {
+          Value activated = silu(b, loc, sums[0]);
+          Value product = arith::MulFOp::create(b, loc, activated, sums[1]);
+          Value p = arith::AddIOp::create(b, loc, first, r);
+          Value i = arith::AddIOp::create(b, loc, firstColumn, n);
+          Value rowStart =
+              arith::MulIOp::create(b, loc, p, index(b, loc, width));
+          Value at = arith::AddIOp::create(b, loc, rowStart, i);
+          memref::StoreOp::create(b, loc, product, act, at);
+        });
+  };
+  // ys rows = act rows . down^T over the hidden rows of one column tile.
+  auto downTile = [&](OpBuilder &b, Location loc, const GPUThread &thread,
+                      const ExpertWeights &m, Value e, Value first, Value end,
+                      Value firstColumn, Value act, Value ys) {
+    SmallVector<Value> tiles;
+    for (int64_t o = 0; o < 2; ++o)
+      tiles.push_back(thread.scratch(simt::tileScratch(1)));
+    simt::TileRows a{
+        rowExists(first, end),
+        [&](OpBuilder &b, Location loc, Value r, Value i) -> Value {
+          Value p = arith::AddIOp::create(b, loc, first, r);
+          Value rowStart =
+              arith::MulIOp::create(b, loc, p, index(b, loc, m.inter));
+          Value at = arith::AddIOp::create(b, loc, rowStart, i);
+          return memref::LoadOp::create(b, loc, act, at);
+        }};
+    simt::TileRows downRows{
+        columnExists(firstColumn, hidden),
+        [&](OpBuilder &b, Location loc, Value n, Value i) -> Value {
+          Value column = arith::AddIOp::create(b, loc, firstColumn, n);
+          return loadWeight(b, loc, m, m.down, m.downScale, e, column, i);
+        }};
+    simt::tileProducts(
+        b, loc, thread, m.inter, a, {downRows}, tiles,
+        [&](OpBuilder &b, Location loc, Value r, Value n, ValueRange sums) {
+          Value p = arith::AddIOp::create(b, loc, first, r);
+          Value column = arith::AddIOp::create(b, loc, firstColumn, n);
+          Value rowStart =
+              arith::MulIOp::create(b, loc, p, index(b, loc, hidden));
+          Value at = arith::AddIOp::create(b, loc, rowStart, column);
+          memref::StoreOp::create(b, loc, sums[0], ys, at);
+        });
+  };
+  // FP8 activations: each row of `act` ([rows, width]) quantized per group
+  // in place, a workgroup per row, a thread per group.
+  auto quantizeRows = [&](OpBuilder &b, Location loc, const GPUThread &thread,
+                          Value act, Value row, int64_t width, int64_t group,
+                          WeightFormat format) {
+    Value groups = index(b, loc, llvm::divideCeil(width, group));
+    Value rowStart = arith::MulIOp::create(b, loc, row, index(b, loc, width));
+    simt::strided(
+        b, loc, thread, groups, [&](OpBuilder &b, Location loc, Value g) {
+          Value groupStart =
+              arith::MulIOp::create(b, loc, g, index(b, loc, group));
+          Value begin = arith::AddIOp::create(b, loc, rowStart, groupStart);
+          Value unclamped =
+              arith::AddIOp::create(b, loc, begin, index(b, loc, group));
+          Value rowEnd =
+              arith::AddIOp::create(b, loc, rowStart, index(b, loc, width));
+          Value end = arith::MinUIOp::create(b, loc, unclamped, rowEnd);
+          Value amax =
+              maxAbs(b, loc, begin, end, f32(b, loc, 0.0),
+                     [&](OpBuilder &b, Location loc, Value i) -> Value {
+                       return memref::LoadOp::create(b, loc, act, i);
+                     });
+          Value scale = scaleForMaxAbs(b, loc, amax, format);
+          simt::forLoop(b, loc, begin, end, index(b, loc, 1),
+                        [&](OpBuilder &b, Location loc, Value i) {
+                          Value v = memref::LoadOp::create(b, loc, act, i);
+                          Value scaled =
+                              arith::DivFOp::create(b, loc, v, scale);
+                          Value q = roundToCode(b, loc, scaled, format);
+                          Value back = arith::MulFOp::create(b, loc, q, scale);
+                          memref::StoreOp::create(b, loc, back, act, i);
+                        });
+        });
+  };
+  auto routedToken = [&](Value table, Value first, Value entries) {
+    return [&, table, first, entries](OpBuilder &b, Location loc,
+                                      Value r) -> Value {
+      Value p = arith::AddIOp::create(b, loc, first, r);
+      Value orderAt =
+          arith::AddIOp::create(b, loc, index(b, loc, routeHeader), p);
+      Value entry = loadIndex(b, loc, table, {orderAt});
+      (void)entries;
+      return arith::DivUIOp::create(b, loc, entry, index(b, loc, topK));
+    };
+  };
+
+  // 2. Gate/up of the routed entries.
+  SymbolRefAttr routedUp = target.get(
+      key + "_prefill_up", prefillTypes, kTileThreads, routedGrid(inter),
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        MoEExpertsOperands<Value> args = argumentsOf(operands);
+        Value table = scratchOf(operands, kRoute);
+        Value act = scratchOf(operands, kAct);
+        forRoutedTile(b, loc, thread, table, inter,
+                      [&](OpBuilder &b, Location loc, const EntryTile &tile) {
+                        ExpertWeights m = expertsOf(args);
+                        auto token = routedToken(table, tile.first, Value());
+                        gateUpTile(b, loc, thread, args, m, tile.e, tile.first,
+                                   tile.end, tile.firstColumn, token, act,
+                                   inter);
+                      });
+      });
+  // 3. Their FP8 activations.
+  SymbolRefAttr routedQuantize;
+  if (activationGroup)
+    routedQuantize =
+        target.get(key + "_prefill_quantize", prefillTypes, kTileThreads,
+                   scaledTokens(topK, 0),
+                   [&](OpBuilder &b, Location loc, const GPUThread &thread,
+                       ValueRange operands) {
+                     quantizeRows(b, loc, thread, scratchOf(operands, kAct),
+                                  thread.workgroup, inter, *activationGroup,
+                                  weight.format);
+                   });
+  // 4. Down of the routed entries.
+  SymbolRefAttr routedDown = target.get(
+      key + "_prefill_down", prefillTypes, kTileThreads, routedGrid(hidden),
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        MoEExpertsOperands<Value> args = argumentsOf(operands);
+        Value table = scratchOf(operands, kRoute);
+        forRoutedTile(b, loc, thread, table, hidden,
+                      [&](OpBuilder &b, Location loc, const EntryTile &tile) {
+                        ExpertWeights m = expertsOf(args);
+                        Value act = scratchOf(operands, kAct);
+                        Value ys = scratchOf(operands, kYs);
+                        downTile(b, loc, thread, m, tile.e, tile.first,
+                                 tile.end, tile.firstColumn, act, ys);
+                      });
+      });
+  // 5-7. The shared expert over all tokens: tiles of 32 tokens.
+  SymbolRefAttr sharedUp, sharedQuantize, sharedDown;
+  auto tokenGrid = [](int64_t columns) {
+    int64_t columnTiles = llvm::divideCeil(columns, kEntryTile);
+    return [columnTiles](OpBuilder &b, Location loc,
+                         ValueRange operands) -> Value {
+      Value tokens = memref::DimOp::create(b, loc, operands[0], 0);
+      Value tiles =
+          arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, kEntryTile));
+      return arith::MulIOp::create(b, loc, tiles, index(b, loc, columnTiles));
+    };
+  };
+  // This workgroup's tokens [first, end) and column tile.
+  auto forTokenTile = [&](OpBuilder &b, Location loc, const GPUThread &thread,
+                          Value tokens, int64_t columns) {
+    int64_t columnTiles = llvm::divideCeil(columns, kEntryTile);
+    Value count = index(b, loc, columnTiles);
+    Value tile = arith::DivUIOp::create(b, loc, thread.workgroup, count);
+    Value columnTile = arith::RemUIOp::create(b, loc, thread.workgroup, count);
+    Value first =
+        arith::MulIOp::create(b, loc, tile, index(b, loc, kEntryTile));
+    Value tileEnd =
+        arith::AddIOp::create(b, loc, first, index(b, loc, kEntryTile));
+    Value end = arith::MinUIOp::create(b, loc, tileEnd, tokens);
+    Value firstColumn =
+        arith::MulIOp::create(b, loc, columnTile, index(b, loc, kEntryTile));
+    return std::make_tuple(first, end, firstColumn);
+  };
+  if (shared) {
+    sharedUp = target.get(
+        key + "_prefill_shared_up", prefillTypes, kTileThreads,
+        tokenGrid(sharedInter),
+        [&](OpBuilder &b, Location loc, const GPUThread &thread,
+            ValueRange operands) {
+          MoEExpertsOperands<Value> args = argumentsOf(operands);
+          Value tokens = tokenCount(b, loc, args.input);
+          auto [first, end, firstColumn] =
+              forTokenTile(b, loc, thread, tokens, sharedInter);
+          Value tokenFirst = first;
+          ExpertWeights m = sharedOf(args);
+          Value act = scratchOf(operands, kSharedAct);
+          auto token = [tokenFirst](OpBuilder &b, Location loc, Value r) {
+            return arith::AddIOp::create(b, loc, tokenFirst, r).getResult();
+          };
+          gateUpTile(b, loc, thread, args, m, Value(), first, end, firstColumn,
+                     token, act, sharedInter);
+        });
+    if (sharedGroup)
+      sharedQuantize = target.get(
+          key + "_prefill_shared_quantize", prefillTypes, kTileThreads,
+          scaledTokens(1, 0),
+          [&](OpBuilder &b, Location loc, const GPUThread &thread,
+              ValueRange operands) {
+            quantizeRows(b, loc, thread, scratchOf(operands, kSharedAct),
+                         thread.workgroup, sharedInter, *sharedGroup,
+                         shared->weight.format);
+          });
+    sharedDown = target.get(key + "_prefill_shared_down", prefillTypes,
+                            kTileThreads, tokenGrid(hidden),
+                            [&](OpBuilder &b, Location loc,
+                                const GPUThread &thread, ValueRange operands) {
+                              MoEExpertsOperands<Value> args =
+                                  argumentsOf(operands);
+                              Value tokens = tokenCount(b, loc, args.input);
+                              auto [first, end, firstColumn] =
+                                  forTokenTile(b, loc, thread, tokens, hidden);
+                              ExpertWeights m = sharedOf(args);
+                              Value act = scratchOf(operands, kSharedAct);
+                              Value ys = scratchOf(operands, kSharedY);
+                              downTile(b, loc, thread, m, Value(), first, end,
+                                       firstColumn, act, ys);
+                            });
+  }
+  // 8. out[t] = sum over t's experts (CPU order) of w * ys[where], plus the
+  // shared expert's.
+  SymbolRefAttr combine = target.get(
+      key + "_prefill_combine", prefillTypes, kTileThreads, scaledTokens(1, 0),
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          ValueRange operands) {
+        MoEExpertsOperands<Value> args = argumentsOf(operands);
+        Value table = scratchOf(operands, kRoute);
+        Value ys = scratchOf(operands, kYs);
+        Value t = thread.workgroup;
+        Value tokens = tokenCount(b, loc, args.input);
+        Value entries =
+            arith::MulIOp::create(b, loc, tokens, index(b, loc, topK));
+        Value whereBase =
+            arith::AddIOp::create(b, loc, index(b, loc, routeHeader), entries);
+        simt::strided(
+            b, loc, thread, index(b, loc, hidden),
+            [&](OpBuilder &b, Location loc, Value n) {
+              Value zero = f32(b, loc, 0.0);
+              memref::StoreOp::create(b, loc, zero, args.output,
+                                      ValueRange{t, n});
+              forEachRoutedExpert(
+                  b, loc, dispatch, args.indices, args.weights, t, topK,
+                  experts,
+                  [&](OpBuilder &b, Location loc, Value slot, Value, Value w) {
+                    Value entryStart =
+                        arith::MulIOp::create(b, loc, t, index(b, loc, topK));
+                    Value entry =
+                        arith::AddIOp::create(b, loc, entryStart, slot);
+                    Value whereAt =
+                        arith::AddIOp::create(b, loc, whereBase, entry);
+                    Value p = loadIndex(b, loc, table, {whereAt});
+                    Value rowStart =
+                        arith::MulIOp::create(b, loc, p, index(b, loc, hidden));
+                    Value at = arith::AddIOp::create(b, loc, rowStart, n);
+                    Value y = memref::LoadOp::create(b, loc, ys, at);
+                    Value old = memref::LoadOp::create(b, loc, args.output,
+                                                       ValueRange{t, n});
+                    Value sum = simt::fma(b, loc, w, y, old);
+                    memref::StoreOp::create(b, loc, sum, args.output,
+                                            ValueRange{t, n});
+                  });
+              if (shared) {
+                Value rowStart =
+                    arith::MulIOp::create(b, loc, t, index(b, loc, hidden));
+                Value at = arith::AddIOp::create(b, loc, rowStart, n);
+                Value y = memref::LoadOp::create(
+                    b, loc, scratchOf(operands, kSharedY), at);
+                Value old = memref::LoadOp::create(b, loc, args.output,
+                                                   ValueRange{t, n});
+                Value sum = arith::AddFOp::create(b, loc, old, y);
+                memref::StoreOp::create(b, loc, sum, args.output,
+                                        ValueRange{t, n});
+              }
+            });
+      });
+  SmallVector<GPUKernelTarget::Step> launches;
+  for (SymbolRefAttr kernel : {route, routedUp, routedQuantize, routedDown,
+                               sharedUp, sharedQuantize, sharedDown, combine})
+    if (kernel)
+      launches.push_back({kernel, {}});
+  SymbolRefAttr prefill =
+      target.sequence(key + "_prefill", scratches, launches);
   // The input is the first operand.
-  return target.byLeadingSize(key + "_by_tokens", decode, whole,
+  return target.byLeadingSize(key + "_by_tokens", decode, prefill,
                               /*operand=*/0);
 }
 
