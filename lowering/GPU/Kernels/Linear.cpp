@@ -29,10 +29,8 @@ using namespace xfmr;
 using namespace xfmr::kernels;
 
 namespace {
-/// The prefill tile (tokens x rows x K slice), its workgroup-memory row
-/// pitch (one padding column keeps the threads of a warp on distinct banks)
-/// and the 8 x 8 threads that share it.
-constexpr int64_t kTile = 32, kPitch = kTile + 1, kThreadSide = 8;
+/// The prefill tile: tokens x rows (simt::tileProducts).
+constexpr int64_t kTile = 32;
 /// Loads in flight per thread in the matrix-vector form.
 constexpr int64_t kUnroll = 4;
 
@@ -107,8 +105,8 @@ SymbolRefAttr xfmr::kernels::gpuLinear(GPUKernelTarget &target,
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           LinearOperands<Value> args) {
-        Value xTile = thread.scratch(kTile * kPitch);
-        Value wTile = thread.scratch(kTile * kPitch);
+        Value xTile = thread.scratch(simt::tileScratch(1));
+        Value wTile = thread.scratch(simt::tileScratch(1));
         matrixTiles(b, loc, thread, args, xTile, wTile, kernel);
       });
   // The input is the first operand.
@@ -282,26 +280,9 @@ void matrixVectorByWords(OpBuilder &b, Location loc, const GPUThread &thread,
                  kernel.in / perWord, product);
 }
 
-/// `value()` where `inside`, else 0 (loads past an edge are not made).
-Value loadOrZero(OpBuilder &b, Location loc, Value inside,
-                 function_ref<Value(OpBuilder &, Location)> value) {
-  auto branch = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()}, inside,
-                                  /*withElseRegion=*/true);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(&branch.getThenRegion().front());
-    scf::YieldOp::create(b, loc, value(b, loc));
-    b.setInsertionPointToStart(&branch.getElseRegion().front());
-    scf::YieldOp::create(b, loc, f32(b, loc, 0.0));
-  }
-  return branch.getResult(0);
-}
-
-Value lessThan(OpBuilder &b, Location loc, Value x, Value bound) {
-  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, bound);
-}
-
-/// One workgroup per kTile x kTile tile of the output (tokens x rows).
+/// One workgroup per 32 x 32 tile of the output (tokens x rows): the
+/// shared tile products (simt::tileProducts) of the tile's tokens and
+/// weight rows, decoded to f32 with their block scales.
 void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
                  LinearOperands<Value> args, Value xTile, Value wTile,
                  const LinearKernel &kernel) {
@@ -310,114 +291,50 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
   Value tokens = simt::leadingSize(b, loc, args.input);
   Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
   Value tile = index(b, loc, kTile);
-  Value firstToken = arith::MulIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, thread.workgroup, rowTiles), tile);
-  Value firstRow = arith::MulIOp::create(
-      b, loc, arith::RemUIOp::create(b, loc, thread.workgroup, rowTiles), tile);
-  Value outRows = index(b, loc, out), inCols = index(b, loc, in);
-  Value pitch = index(b, loc, kPitch);
-  // Thread (r, c) of an 8 x 8 grid owns tokens r + 8i and rows c + 8j.
-  Value side = index(b, loc, kThreadSide);
-  Value r = arith::DivUIOp::create(b, loc, thread.thread, side);
-  Value c = arith::RemUIOp::create(b, loc, thread.thread, side);
-  constexpr int64_t kPerThread = kTile / kThreadSide; // 4
-  SmallVector<Value> zeros(kPerThread * kPerThread, f32(b, loc, 0.0));
-  auto loop = scf::ForOp::create(
-      b, loc, index(b, loc, 0), inCols, tile, zeros,
-      [&](OpBuilder &b, Location loc, Value k0, ValueRange acc) {
-        // Stage x[tokens, k0 .. k0 + kTile) and W[rows, k0 .. k0 + kTile):
-        // element e = thread + block * i is (e / kTile, e % kTile), so
-        // neighbouring threads read neighbouring columns.
-        for (int64_t i = 0; i < kTile * kTile / thread.block; ++i) {
-          Value e = arith::AddIOp::create(b, loc, thread.thread,
-                                          index(b, loc, i * thread.block));
-          Value row = arith::DivUIOp::create(b, loc, e, tile);
-          Value col = arith::RemUIOp::create(b, loc, e, tile);
-          Value k = arith::AddIOp::create(b, loc, k0, col);
-          Value kInside = lessThan(b, loc, k, inCols);
-          Value slot = arith::AddIOp::create(
-              b, loc, arith::MulIOp::create(b, loc, row, pitch), col);
-          Value t = arith::AddIOp::create(b, loc, firstToken, row);
-          Value x =
-              loadOrZero(b, loc,
-                         arith::AndIOp::create(b, loc, kInside,
-                                               lessThan(b, loc, t, tokens)),
-                         [&](OpBuilder &b, Location loc) -> Value {
-                           return memref::LoadOp::create(b, loc, args.input,
-                                                         ValueRange{t, k});
-                         });
-          memref::StoreOp::create(b, loc, x, xTile, slot);
-          Value n = arith::AddIOp::create(b, loc, firstRow, row);
-          Value w = loadOrZero(
-              b, loc,
-              arith::AndIOp::create(b, loc, kInside,
-                                    lessThan(b, loc, n, outRows)),
-              [&](OpBuilder &b, Location loc) -> Value {
-                Value w =
-                    simt::loadF32(b, loc, args.weight, {n, k}, weight.format);
-                if (!weight.blockScale)
-                  return w;
-                Value scaleRow = arith::DivUIOp::create(
-                    b, loc, n, index(b, loc, weight.blockScale->first));
-                Value scaleColumn = arith::DivUIOp::create(
-                    b, loc, k, index(b, loc, weight.blockScale->second));
-                Value scale = memref::LoadOp::create(
-                    b, loc, args.scale, ValueRange{scaleRow, scaleColumn});
-                return arith::MulFOp::create(b, loc, w, scale);
-              });
-          memref::StoreOp::create(b, loc, w, wTile, slot);
-        }
-        mlir::gpu::BarrierOp::create(b, loc);
-        Value zero = index(b, loc, 0);
-        Value one = index(b, loc, 1);
-        auto inner = scf::ForOp::create(
-            b, loc, zero, tile, one, acc,
-            [&](OpBuilder &b, Location loc, Value kk, ValueRange acc) {
-              // tile[(first + i * kThreadSide) * pitch + kk].
-              auto staged = [&](Value tile, Value first, int64_t i) -> Value {
-                Value row = arith::AddIOp::create(
-                    b, loc, first, index(b, loc, i * kThreadSide));
-                Value start = arith::MulIOp::create(b, loc, row, pitch);
-                Value slot = arith::AddIOp::create(b, loc, start, kk);
-                return memref::LoadOp::create(b, loc, tile, slot);
-              };
-              SmallVector<Value> xs, ws;
-              for (int64_t i = 0; i < kPerThread; ++i) {
-                xs.push_back(staged(xTile, r, i));
-                ws.push_back(staged(wTile, c, i));
-              }
-              SmallVector<Value> next;
-              for (int64_t i = 0; i < kPerThread; ++i)
-                for (int64_t j = 0; j < kPerThread; ++j)
-                  next.push_back(
-                      simt::fma(b, loc, xs[i], ws[j], acc[i * kPerThread + j]));
-              scf::YieldOp::create(b, loc, next);
-            });
-        // Nobody restages the tiles before everyone has read them.
-        mlir::gpu::BarrierOp::create(b, loc);
-        scf::YieldOp::create(b, loc, inner.getResults());
-      });
-  for (int64_t i = 0; i < kPerThread; ++i)
-    for (int64_t j = 0; j < kPerThread; ++j) {
-      Value t = arith::AddIOp::create(
-          b, loc, firstToken,
-          arith::AddIOp::create(b, loc, r, index(b, loc, i * kThreadSide)));
-      Value n = arith::AddIOp::create(
-          b, loc, firstRow,
-          arith::AddIOp::create(b, loc, c, index(b, loc, j * kThreadSide)));
-      Value tokenInside = lessThan(b, loc, t, tokens);
-      Value rowInside = lessThan(b, loc, n, outRows);
-      Value inside = arith::AndIOp::create(b, loc, tokenInside, rowInside);
-      scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
-        Value result = loop.getResult(i * kPerThread + j);
+  Value tokenTile = arith::DivUIOp::create(b, loc, thread.workgroup, rowTiles);
+  Value firstToken = arith::MulIOp::create(b, loc, tokenTile, tile);
+  Value rowTile = arith::RemUIOp::create(b, loc, thread.workgroup, rowTiles);
+  Value firstRow = arith::MulIOp::create(b, loc, rowTile, tile);
+  auto below = [](Value first, Value bound) {
+    return [first, bound](OpBuilder &b, Location loc, Value r) -> Value {
+      Value at = arith::AddIOp::create(b, loc, first, r);
+      return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, at,
+                                   bound);
+    };
+  };
+  simt::TileRows x{
+      below(firstToken, tokens),
+      [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
+        Value t = arith::AddIOp::create(b, loc, firstToken, r);
+        return memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
+      }};
+  simt::TileRows w{
+      below(firstRow, index(b, loc, out)),
+      [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
+        Value n = arith::AddIOp::create(b, loc, firstRow, r);
+        Value value = simt::loadF32(b, loc, args.weight, {n, k}, weight.format);
+        if (!weight.blockScale)
+          return value;
+        Value scaleRow = arith::DivUIOp::create(
+            b, loc, n, index(b, loc, weight.blockScale->first));
+        Value scaleColumn = arith::DivUIOp::create(
+            b, loc, k, index(b, loc, weight.blockScale->second));
+        Value scale = memref::LoadOp::create(b, loc, args.scale,
+                                             ValueRange{scaleRow, scaleColumn});
+        return arith::MulFOp::create(b, loc, value, scale);
+      }};
+  simt::tileProducts(
+      b, loc, thread, in, x, {w}, {xTile, wTile},
+      [&](OpBuilder &b, Location loc, Value r, Value c, ValueRange sums) {
+        Value t = arith::AddIOp::create(b, loc, firstToken, r);
+        Value n = arith::AddIOp::create(b, loc, firstRow, c);
+        Value result = sums[0];
         if (kernel.bias)
           result = arith::AddFOp::create(
               b, loc, result,
               simt::loadF32(b, loc, args.bias, {n}, *kernel.bias));
         memref::StoreOp::create(b, loc, result, args.output, ValueRange{t, n});
-        scf::YieldOp::create(b, loc);
       });
-    }
 }
 
 } // namespace
