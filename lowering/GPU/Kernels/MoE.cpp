@@ -8,9 +8,9 @@
 //
 // moe_experts, decode (one token): two launches through a scratch of the
 // experts' activations (GPUKernelTarget::twoSteps), so that the rows of the
-// token's experts spread over the GPU: a workgroup per (expert slot, 32
+// token's experts spread over the GPU: a workgroup per (expert slot, 8
 // intermediate rows) computes silu(x . gate) * (x . up), then a workgroup
-// per 32 output channels sums w * (act . down) over the experts in the
+// per 8 output channels sums w * (act . down) over the experts in the
 // CPU's order, and the shared expert's.
 //
 // moe_experts, prefill: grouped products (GPUKernelTarget::sequence). One
@@ -24,11 +24,11 @@
 // dispatch skips the experts a token did not select: the CPU adds 0 * their
 // output, which changes nothing for finite outputs.
 //
-// Decode's row products are computed by lanes of 8 threads (32-byte
-// coalesced reads along the row), 32 rows at a time per 256-thread
-// workgroup. (Lanes of 32 gave wrong results on lavapipe for intermediate
-// sizes >= 4000, probably the zero-trip loop results that
-// xfmr-guard-empty-loops now handles; not retried.)
+// Decode's row products are computed by lanes of 32 threads (a warp reads
+// 32 consecutive weights of a row), 8 rows at a time per 256-thread
+// workgroup. (Lanes of 32 once gave wrong results on lavapipe for
+// intermediate sizes >= 4000: the zero-trip loop results that
+// xfmr-guard-empty-loops now handles; lanes of 8 were the workaround.)
 //
 // counts (i64 on the host) is read as pairs of i32 (low, high: little
 // endian) so that kernels need no Int64 (Vulkan): workgroup 0's threads
@@ -311,7 +311,7 @@ namespace {
 
 /// Threads per workgroup of moe_experts, and threads per row product.
 constexpr int64_t kExpertBlock = 256;
-constexpr int64_t kLanes = 8;
+constexpr int64_t kLanes = 32;
 constexpr int64_t kRowsAtOnce = kExpertBlock / kLanes;
 /// One workgroup computes sums over rows [0, rows) of `terms` (each row a
 /// dot product over [0, length)): lanes of kLanes threads take a row each,
