@@ -313,6 +313,10 @@ namespace {
 constexpr int64_t kExpertBlock = 256;
 constexpr int64_t kLanes = 32;
 constexpr int64_t kRowsAtOnce = kExpertBlock / kLanes;
+/// Prefill's grouped products: entries per tile (simt::tileProducts' 32 x
+/// 32 tiles) and threads per workgroup.
+constexpr int64_t kEntryTile = 32;
+constexpr int64_t kTileThreads = 64;
 /// One workgroup computes sums over rows [0, rows) of `terms` (each row a
 /// dot product over [0, length)): lanes of kLanes threads take a row each,
 /// kRowsAtOnce rows at a time, and stride over its columns; `product(row,
@@ -905,8 +909,6 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     return operands[operandCount + which];
   };
   Value (*tokenCount)(OpBuilder &, Location, Value) = simt::leadingSize;
-  constexpr int64_t kEntryTile = 32;
-  constexpr int64_t kTileThreads = 64;
 
   // 1. Route: entries per expert, their prefix sums, the sorted order.
   SymbolRefAttr route = target.get(
