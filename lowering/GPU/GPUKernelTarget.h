@@ -142,6 +142,7 @@ public:
   };
   struct Step {
     mlir::SymbolRefAttr kernel;
+    /// Empty: every operand, then every scratch.
     llvm::SmallVector<StepArgument> arguments;
   };
   mlir::SymbolRefAttr sequence(llvm::StringRef key,

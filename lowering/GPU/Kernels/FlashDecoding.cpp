@@ -75,7 +75,7 @@ SymbolRefAttr flash::slicesKernel(GPUKernelTarget &target, StringRef key,
   SmallVector<Type> types(operands);
   types.push_back(scratchType(context, heads, width));
   return target.get(
-      key, types, 64,
+      key, types, chunk,
       [heads](OpBuilder &b, Location loc, ValueRange) -> Value {
         return index(b, loc, heads * kSlices);
       },

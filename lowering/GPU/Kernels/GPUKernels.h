@@ -73,7 +73,8 @@ Slice sliceOf(mlir::OpBuilder &b, mlir::Location loc, const VisibleKeys &keys,
               mlir::Value slice, int64_t chunk);
 /// The kernel `xfmr_<key>` over `operands` (an attention family's, with its
 /// `start` operand at position `startOperand`) and the scratch
-/// (scratchType(heads, width)): a workgroup per (slice, head) of the keys a
+/// (scratchType(heads, width)): a workgroup of `chunk` threads (one per key
+/// of a chunk) per (slice, head) of the keys a
 /// query at `start` sees; `body` runs for the slices that hold keys (uniform
 /// per workgroup), with the operands (the scratch last) and the slice's
 /// keys, and leaves its outputs and totals in the scratch.

@@ -908,7 +908,6 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   auto scratchOf = [&](ValueRange operands, unsigned which) {
     return operands[operandCount + which];
   };
-  Value (*tokenCount)(OpBuilder &, Location, Value) = simt::leadingSize;
 
   // 1. Route: entries per expert, their prefix sums, the sorted order.
   SymbolRefAttr route = target.get(
@@ -920,7 +919,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           ValueRange operands) {
         MoEExpertsOperands<Value> args = argumentsOf(operands);
         Value table = scratchOf(operands, kRoute);
-        Value tokens = tokenCount(b, loc, args.input);
+        Value tokens = simt::leadingSize(b, loc, args.input);
         Value zero = index(b, loc, 0), one = index(b, loc, 1);
         Value k = index(b, loc, topK);
         Value entries = arith::MulIOp::create(b, loc, tokens, k);
@@ -1204,14 +1203,12 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                         });
         });
   };
-  auto routedToken = [&](Value table, Value first, Value entries) {
-    return [&, table, first, entries](OpBuilder &b, Location loc,
-                                      Value r) -> Value {
+  auto routedToken = [&](Value table, Value first) {
+    return [&, table, first](OpBuilder &b, Location loc, Value r) -> Value {
       Value p = arith::AddIOp::create(b, loc, first, r);
       Value orderAt =
           arith::AddIOp::create(b, loc, index(b, loc, routeHeader), p);
       Value entry = loadIndex(b, loc, table, {orderAt});
-      (void)entries;
       return arith::DivUIOp::create(b, loc, entry, index(b, loc, topK));
     };
   };
@@ -1227,7 +1224,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         forRoutedTile(b, loc, thread, table, inter,
                       [&](OpBuilder &b, Location loc, const EntryTile &tile) {
                         ExpertWeights m = expertsOf(args);
-                        auto token = routedToken(table, tile.first, Value());
+                        auto token = routedToken(table, tile.first);
                         gateUpTile(b, loc, thread, args, m, tile.e, tile.first,
                                    tile.end, tile.firstColumn, token, act,
                                    inter);
@@ -1296,7 +1293,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         [&](OpBuilder &b, Location loc, const GPUThread &thread,
             ValueRange operands) {
           MoEExpertsOperands<Value> args = argumentsOf(operands);
-          Value tokens = tokenCount(b, loc, args.input);
+          Value tokens = simt::leadingSize(b, loc, args.input);
           auto [first, end, firstColumn] =
               forTokenTile(b, loc, thread, tokens, sharedInter);
           Value tokenFirst = first;
@@ -1324,7 +1321,8 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                                 const GPUThread &thread, ValueRange operands) {
                               MoEExpertsOperands<Value> args =
                                   argumentsOf(operands);
-                              Value tokens = tokenCount(b, loc, args.input);
+                              Value tokens =
+                                  simt::leadingSize(b, loc, args.input);
                               auto [first, end, firstColumn] =
                                   forTokenTile(b, loc, thread, tokens, hidden);
                               ExpertWeights m = sharedOf(args);
@@ -1344,7 +1342,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         Value table = scratchOf(operands, kRoute);
         Value ys = scratchOf(operands, kYs);
         Value t = thread.workgroup;
-        Value tokens = tokenCount(b, loc, args.input);
+        Value tokens = simt::leadingSize(b, loc, args.input);
         Value entries =
             arith::MulIOp::create(b, loc, tokens, index(b, loc, topK));
         Value whereBase =
