@@ -130,6 +130,7 @@ public:
   Error configure(const CompileOptions &options) override {
     auto [name, chipName] = StringRef(options.target).split(':');
     chip = chipName.str();
+    precise = options.precise;
     if (kind == "vulkan") {
       if (!chip.empty())
         return usage("target '" + options.target +
@@ -161,7 +162,9 @@ public:
 
   void buildLoweringPipeline(mlir::OpPassManager &pm) const override {
     pm.addPass(createPlanMemory());
-    pm.addPass(createLowerToKernels());
+    LowerToKernelsOptions kernels;
+    kernels.precise = precise;
+    pm.addPass(createLowerToKernels(kernels));
     pm.addPass(mlir::createCanonicalizerPass());
     pm.addPass(mlir::createCSEPass());
   }
@@ -202,6 +205,8 @@ private:
   Error dump(StringRef name, StringRef bytes) const;
 
   std::string kind, chip, dumpDirectory;
+  /// --precise: the tensor-core linears keep about 16 bits of their input.
+  bool precise = false;
   CPUTarget host;
   /// ptxas' resource report (registers, shared memory, spills).
   std::string ptxasReport;
@@ -328,7 +333,9 @@ GPUBackend::compileCuda(mlir::ModuleOp device) {
   // (__nv_rsqrtf, __nv_expf) link against.
   std::string toolkit =
       sys::path::parent_path(sys::path::parent_path(*ptxas)).str();
-  std::string features = chip == "sm_90a" ? " features=+ptx80" : "";
+  // PTX 8.4: mma.sync with E4M3 operands (sm_89 and later); sm_90a's wgmma
+  // needs 8.0.
+  std::string features = chip == "sm_80" ? "" : " features=+ptx84";
   Expected<std::string> ptx = lowerToBinary(
       device, "nvvm-attach-target{chip=" + chip + " O=3" +
                   features +

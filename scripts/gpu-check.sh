@@ -60,6 +60,8 @@ prepare)
   ldd "$build/bin/xfmr-run" | awk '/sentencepiece|pcre2|utf8proc|protobuf|absl/ {print $3}' |
     xargs -r cp -L -t "$dir/lib/"
   mkdir -p "$dir/stripped"
+  wide="--set hidden_size=256 --set intermediate_size=512 --set num_attention_heads=4"
+  wide+=" --set num_key_value_heads=2"
   # name | generator (synth arch and options, or a folder) | compile flags
   models=(
     "stories260K|../shared/models/stories260K|"
@@ -71,9 +73,21 @@ prepare)
     "mixtral|mixtral|"
     "deepseek-v3-fp8|deepseek_v3 --dtype fp8|"
     "deepseek-v3-fp8-latent-fp8kv|deepseek_v3 --dtype fp8|--mla-cache latent --kv-cache fp8"
+    # Widths of whole stages: the prefill linears run on the matrix units (mma.sync, MFMA).
+    "llama-mma-bf16|llama --dtype bf16 $wide|"
+    "llama-mma-fp8|llama $wide|--quantize fp8"
+    # "-fast": both sides without --precise (bf16 inputs in the CPU's panel linears and in
+    # the GPU's single-bf16 products).
+    "llama-mma-bf16-fast|llama --dtype bf16 $wide|"
   )
   for entry in "${models[@]}"; do
     IFS='|' read -r name source flags <<< "$entry"
+    # Vulkan keeps f32 inputs either way: only the matrix units round them to bf16.
+    [[ "$name" == *-fast && "$gpu_target" == vulkan ]] && continue
+    # FP8 activations round each input to a code: where the CPU's and the GPU's f32 sums
+    # differ by an ulp next to a rounding boundary, one code moves by a step, and a
+    # logit row by up to a few percent (seen on lavapipe). The comparison allows that.
+    [[ "$flags" == *"--quantize fp8"* ]] && echo fp8-activations > "$dir/models/$name.check"
     if [ -d "$source" ]; then
       checkpoint="$source"
     else
@@ -84,9 +98,10 @@ prepare)
     for target in cpu "$gpu_target"; do
       out="$dir/models/$name.${target%%:*}.xfmr"
       # --cpu x86-64-v2: the CPU artifacts run on the GPU machine's CPU. --precise: the
-      # CPU keeps f32 activations in bf16 and FP8 linears, as the GPU kernels do.
-      precise=""
-      [ "$target" = cpu ] && precise="--precise"
+      # CPU keeps f32 activations in bf16 and FP8 linears, as the SIMT GPU kernels do, and
+      # the GPU's bf16 matrix products keep about 16 bits of their input.
+      precise="--precise"
+      [[ "$name" == *-fast ]] && precise=""
       # shellcheck disable=SC2086
       "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags $precise \
         --cpu x86-64-v2 2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
@@ -102,10 +117,8 @@ prepare)
     PYTHONPATH=python "$python" -m xfmr.synth --arch $source --quiet --out "$checkpoint"
     for target in cpu "$gpu_target"; do
       out="$dir/stripped/$name.${target%%:*}.xfmr"
-      precise=""
-      [ "$target" = cpu ] && precise="--precise"
       # shellcheck disable=SC2086
-      "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags $precise \
+      "$build/bin/xfmr-compile" "$checkpoint" -o "$out" --target "$target" $flags --precise \
         --cpu x86-64-v2 --strip-weights 2> "$dir/compile.log" || { cat "$dir/compile.log" >&2; exit 1; }
     done
     echo "$source" > "$dir/stripped/$name.synth"
@@ -141,7 +154,8 @@ import numpy as np
 
 root = Path(sys.argv[1])
 run = str(root / "bin" / "xfmr-run")
-prompt = "1 45 120 7 30 12 5 9 100 3 17 64"  # < every vocab here (128)
+# 80 ids < every vocab here (128): two 64-token tiles of the prefill linears.
+prompt = " ".join(str((37 * i + 11) % 120 + 3) for i in range(80))
 rows, failed = [], False
 for cpu in sorted(root.glob("models/*.cpu.xfmr")):
     name = cpu.name[: -len(".cpu.xfmr")]
@@ -167,8 +181,13 @@ for cpu in sorted(root.glob("models/*.cpu.xfmr")):
         continue
     same = cpu_r["ids"] == gpu_r["ids"]
     scale = np.max(np.abs(cpu_r["logits"]), axis=-1)
-    error = float(np.max(np.max(np.abs(gpu_r["logits"] - cpu_r["logits"]), axis=-1) / scale))
-    ok = same and error < 1e-3
+    errors = np.max(np.abs(gpu_r["logits"] - cpu_r["logits"]), axis=-1) / scale
+    error = float(np.max(errors))
+    # Every row within 1e-3; with FP8 activations most rows, and no row past 5e-2.
+    if (root / "models" / f"{name}.check").exists():
+        ok = same and float(np.median(errors)) < 1e-3 and error < 5e-2
+    else:
+        ok = same and error < 1e-3
     failed |= not ok
     s = gpu_r["stats"]
     rows.append((name, "ok" if ok else "DIFFERS", "yes" if same else "no", f"{error:.2e}",

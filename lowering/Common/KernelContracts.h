@@ -226,6 +226,14 @@ struct LinearKernel {
   /// (one scale per token), which the kernel applies itself, multiplying
   /// the integer codes.
   bool int8Activations = false;
+  /// The input is what a per-token E4M3FN quantization in groups of this
+  /// many channels dequantized (xfmr-quantize-fp8's activations): its values
+  /// are codes times their group's scale, so a kernel may quantize it again
+  /// exactly and multiply codes (FP8 tensor cores). 0: any input.
+  int64_t fp8InputGroup = 0;
+  /// --precise: where a kernel would round the input to a narrower type
+  /// for its matrix units, it keeps (about) f32's precision instead.
+  bool precise = false;
 };
 
 /// output = input rotated for positions start + t.

@@ -345,6 +345,22 @@ WeightOperand ScheduleEmitter::weightOperand(Value weight, Value scale,
   return operand;
 }
 
+/// The group of the per-token E4M3FN quantization whose dequantization is
+/// `input`, or 0.
+static int64_t fp8InputGroup(Value input) {
+  auto dequantize = input.getDefiningOp<DequantizeOp>();
+  if (!dequantize)
+    return 0;
+  auto quantize = dequantize.getInput().getDefiningOp<QuantizeOp>();
+  ScaleLayoutAttr layout = dequantize.getLayout();
+  if (!quantize || quantize.getInput().getDefiningOp<WeightOp>() ||
+      !isa<Float8E4M3FNType>(quantize.getResult().getType().getElementType()) ||
+      quantize.getLayout() != layout || dequantize.getType().getRank() != 2 ||
+      layout.getKind() != ScaleKind::block || layout.getBlock()[0] != 1)
+    return 0;
+  return layout.getBlock()[1];
+}
+
 bool ScheduleEmitter::fusedIntoInt8Linears(DequantizeOp dequantize) {
   auto quantize = dequantize.getInput().getDefiningOp<QuantizeOp>();
   auto type = dequantize.getType();
@@ -486,7 +502,9 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       kernel.int8Activations = true;
     } else {
       kernel.bf16Activations = weight.panel && !precise;
+      kernel.fp8InputGroup = fp8InputGroup(lin.getInput());
     }
+    kernel.precise = precise;
     LinearOperands<Value> operands;
     operands.input = buffer(lin.getInput());
     // The step entry's logits: only each sequence's last row runs the

@@ -103,6 +103,19 @@ mlir::SymbolRefAttr combineKernel(GPUKernelTarget &target, llvm::StringRef key,
                                   std::optional<int64_t> sinks);
 } // namespace flash
 
+/// Tensor-core forms (MatrixTiles.cpp).
+namespace mma {
+/// The prefill form of a linear (`key`, operand `types`) on `target`'s
+/// matrix units, or null where they do not suit it: cuda targets, bf16
+/// weights (whole 64-column stages) and, on sm_89 and later, E4M3FN weights
+/// with [64k, 128] block scales times an input quantized per token in
+/// groups of 128 (LinearKernel::fp8InputGroup).
+mlir::SymbolRefAttr linearTiles(GPUKernelTarget &target,
+                                const LinearKernel &kernel,
+                                LinearOperands<mlir::Type> types,
+                                llvm::StringRef key);
+} // namespace mma
+
 namespace simt {
 
 /// An i32 constant (index() and f32() come from KernelBuilder.h).

@@ -94,21 +94,25 @@ SymbolRefAttr xfmr::kernels::gpuLinear(GPUKernelTarget &target,
         else
           matrixVector(b, loc, thread, args, thread.scratch(block), kernel);
       });
-  SymbolRefAttr several = target.get<LinearOperands>(
-      key + "_tiles", types, block,
-      [out](OpBuilder &b, Location loc, LinearOperands<Value> args) -> Value {
-        Value tokens = memref::DimOp::create(b, loc, args.input, 0);
-        Value tokenTiles =
-            arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, kTile));
-        Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
-        return arith::MulIOp::create(b, loc, tokenTiles, rowTiles);
-      },
-      [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          LinearOperands<Value> args) {
-        Value xTile = thread.scratch(simt::tileScratch(1));
-        Value wTile = thread.scratch(simt::tileScratch(1));
-        matrixTiles(b, loc, thread, args, xTile, wTile, kernel);
-      });
+  // Prefill on the matrix units where the target has them, else in SIMT
+  // tiles.
+  SymbolRefAttr several = mma::linearTiles(target, kernel, types, key);
+  if (!several)
+    several = target.get<LinearOperands>(
+        key + "_tiles", types, block,
+        [out](OpBuilder &b, Location loc, LinearOperands<Value> args) -> Value {
+          Value tokens = memref::DimOp::create(b, loc, args.input, 0);
+          Value tokenTiles =
+              arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, kTile));
+          Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
+          return arith::MulIOp::create(b, loc, tokenTiles, rowTiles);
+        },
+        [&](OpBuilder &b, Location loc, const GPUThread &thread,
+            LinearOperands<Value> args) {
+          Value xTile = thread.scratch(simt::tileScratch(1));
+          Value wTile = thread.scratch(simt::tileScratch(1));
+          matrixTiles(b, loc, thread, args, xTile, wTile, kernel);
+        });
   // The input is the first operand.
   return target.byLeadingSize(key, single, several, /*operand=*/0);
 }

@@ -1,0 +1,659 @@
+//===- MatrixTiles.cpp - prefill linears on GPU matrix units ----------===//
+//
+// The prefill form of gpuLinear on cuda and rocm targets whose weight and
+// input suit their matrix instructions (mma.sync on NVIDIA, MFMA on AMD).
+// A workgroup of 128 threads computes a 64 x 64 tile of the output (tokens
+// x rows): on NVIDIA 4 warps of 32 x 32 (2 x 4 of mma's 16 x 8 tiles), on
+// AMD 2 waves of 32 x 64 (2 x 4 of MFMA's 16 x 16). Each stage puts 64 rows
+// x 128 bytes of the input and of the weight in workgroup memory as 32-bit
+// words (a 36-word pitch: a warp's fragment loads hit 32 distinct banks),
+// then runs 4 steps over them, 8 words of each row a step. Two forms:
+// - E4M3 (sm_89 and later, gfx942): E4M3FN weights with [64k, 128] block
+//   scales times an input that a per-token E4M3FN quantization in groups of
+//   128 produced (xfmr-quantize-fp8's activations). The kernel quantizes
+//   each 128-column group again, which is exact (the values already are
+//   codes times the group's scale), multiplies codes, and adds each
+//   stage's sums times the token's and the block's scales into f32 totals:
+//   DeepSeek-V3's promotion every 128 K, which keeps the matrix units'
+//   short accumulation to 128 products. gfx942 multiplies FNUZ codes: an
+//   E4M3FN code's bits read as FNUZ are half its value (bias 8 for 7; -0,
+//   FNUZ's NaN, becomes 0), and the input is quantized at half its value,
+//   so the sums are a quarter of the codes' products.
+// - BF16: bf16 weights times the input rounded to bf16 (mma.m16n8k16,
+//   v_mfma_f32_16x16x16_bf16), as PyTorch and cuBLAS do. --precise adds
+//   the product of the rounding's remainder, also bf16: the input as the
+//   sum of two bf16 values keeps about 16 of f32's 24 bits, where one
+//   keeps 8.
+//
+// Fragment layouts, lowest address in the lowest bits of a register:
+// - mma.sync (PTX ISA, "Matrix fragments for mma.m16n8k16/k32"; MLIR's
+//   NVGPU MMAUtils derives the same), lane 4g + t: A (16 x K row-major)
+//   words (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4) of the step's 8;
+//   B (W's rows) words (g, t), (g, t + 4); C f32 (g, 2t), (g, 2t + 1),
+//   (g + 8, 2t), (g + 8, 2t + 1).
+// - MFMA 16x16x32 fp8 and 16x16x16 bf16 (AMD's matrix instruction
+//   calculator), lane 16q + r: A words 2q and 2q + 1 of row r (8 bytes);
+//   B the same of W's row r; C f32 rows 4q + i of column r.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/GPU/Kernels/GPUKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace xfmr;
+using namespace xfmr::kernels;
+
+namespace {
+/// The output tile (tokens and rows), the workgroup, a stage's words per
+/// row and the staged pitch in words.
+constexpr int64_t kTile = 64, kBlock = 128, kWords = 32, kPitch = 36;
+/// Steps per stage; each wave's 2 x 4 tiles of 16 tokens.
+constexpr int64_t kSteps = 4, kM = 2, kN = 4;
+/// The FP8 input's quantization group and block-scale columns; the threads
+/// that quantize one group (a lane per 4 columns).
+constexpr int64_t kGroup = 128, kGroupThreads = 32;
+
+enum class Form { E4M3, BF16, BF16Split };
+
+/// The matrix instructions of a target, and how its waves split the tile.
+struct Unit {
+  bool amd;
+  Form form;
+  int64_t lanes() const { return amd ? 64 : 32; }
+  /// Waves along the tile's rows (NVIDIA 2 x 2 waves, AMD 2 x 1).
+  int64_t rowWaves() const { return amd ? 1 : 2; }
+  /// Rows of W in one instruction's tile.
+  int64_t tileRows() const { return amd ? 16 : 8; }
+};
+
+std::optional<Unit> unitOf(const GPUKernelTarget &target,
+                           const LinearKernel &kernel) {
+  StringRef kind = target.getKind(), chip = target.getTarget().getChip();
+  if ((kind != "cuda" && kind != "rocm") || kernel.weight.panel)
+    return std::nullopt;
+  bool amd = kind == "rocm";
+  // FP8 products: Ada and Hopper, MI300. bf16: every chip we build for
+  // (sm_80 and later, gfx90a and later).
+  bool fp8 = amd ? chip == "gfx942"
+                 : chip == "sm_89" || chip == "sm_90" || chip == "sm_90a";
+  const WeightOperand &weight = kernel.weight;
+  if (fp8 && weight.format == WeightFormat::F8E4M3FN && weight.blockScale &&
+      weight.blockScale->first % kTile == 0 &&
+      weight.blockScale->second == kGroup && kernel.fp8InputGroup == kGroup &&
+      kernel.in % kGroup == 0)
+    return Unit{amd, Form::E4M3};
+  // 64 bf16 columns a stage.
+  if (weight.format == WeightFormat::BF16 && !weight.blockScale &&
+      kernel.in % (2 * kWords) == 0)
+    return Unit{amd, kernel.precise ? Form::BF16Split : Form::BF16};
+  return std::nullopt;
+}
+
+Value i32Of(OpBuilder &b, Location loc, Value f32Bits) {
+  return arith::BitcastOp::create(b, loc, b.getI32Type(), f32Bits);
+}
+Value f32Of(OpBuilder &b, Location loc, Value i32Bits) {
+  return arith::BitcastOp::create(b, loc, b.getF32Type(), i32Bits);
+}
+
+/// The bf16 bits (low 16 bits of an i32) nearest to f32 `x`, ties to even.
+Value bf16Bits(OpBuilder &b, Location loc, Value x) {
+  Value bits = i32Of(b, loc, x);
+  Value sixteen = simt::i32(b, loc, 16);
+  Value above = arith::ShRUIOp::create(b, loc, bits, sixteen);
+  Value odd = arith::AndIOp::create(b, loc, above, simt::i32(b, loc, 1));
+  Value bias = arith::AddIOp::create(b, loc, odd, simt::i32(b, loc, 0x7fff));
+  Value rounded = arith::AddIOp::create(b, loc, bits, bias);
+  return arith::ShRUIOp::create(b, loc, rounded, sixteen);
+}
+/// The f32 value of bf16 bits.
+Value fromBF16Bits(OpBuilder &b, Location loc, Value bits) {
+  Value shifted = arith::ShLIOp::create(b, loc, bits, simt::i32(b, loc, 16));
+  return f32Of(b, loc, shifted);
+}
+/// low | high << 16.
+Value pack16(OpBuilder &b, Location loc, Value low, Value high) {
+  Value shifted = arith::ShLIOp::create(b, loc, high, simt::i32(b, loc, 16));
+  return arith::OrIOp::create(b, loc, low, shifted);
+}
+
+/// The staged word (row, word) of a tile in workgroup memory, as i32.
+Value stagedWord(OpBuilder &b, Location loc, Value tile, Value row,
+                 Value word) {
+  Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
+  Value at = arith::AddIOp::create(b, loc, start, word);
+  Value bits = memref::LoadOp::create(b, loc, tile, at);
+  return i32Of(b, loc, bits);
+}
+void storeWord(OpBuilder &b, Location loc, Value word, Value tile, Value row,
+               Value column) {
+  Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
+  Value at = arith::AddIOp::create(b, loc, start, column);
+  memref::StoreOp::create(b, loc, f32Of(b, loc, word), tile, at);
+}
+
+/// `value()` where `inside`, else a zero of `type`.
+Value loadOrZero(OpBuilder &b, Location loc, Value inside, Type type,
+                 function_ref<Value(OpBuilder &, Location)> value) {
+  auto branch = scf::IfOp::create(b, loc, TypeRange{type}, inside,
+                                  /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&branch.getThenRegion().front());
+  scf::YieldOp::create(b, loc, value(b, loc));
+  b.setInsertionPointToStart(&branch.getElseRegion().front());
+  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(type));
+  scf::YieldOp::create(b, loc, zero);
+  return branch.getResult(0);
+}
+
+/// The max of `value` over each aligned group of 32 threads.
+Value groupMax(OpBuilder &b, Location loc, Value value) {
+  Value width = simt::i32(b, loc, kGroupThreads);
+  for (int64_t offset = kGroupThreads / 2; offset >= 1; offset /= 2) {
+    Value lanes = simt::i32(b, loc, offset);
+    auto other = gpu::ShuffleOp::create(b, loc, value, lanes, width,
+                                        gpu::ShuffleMode::XOR);
+    value = arith::MaximumFOp::create(b, loc, value, other.getShuffleResult());
+  }
+  return value;
+}
+
+/// Four f32 values (already divided by their scale) as FP8 codes in one
+/// word, the first in the lowest byte, rounded to nearest even: E4M3FN on
+/// NVIDIA (PTX's cvt puts its first operand's code in the high byte), FNUZ
+/// codes of half the values on AMD (v_cvt_pk_fp8_f32 puts its first in the
+/// low byte; word_sel writes the high half over `old`).
+Value fp8Word(OpBuilder &b, Location loc, const Unit &unit,
+              ArrayRef<Value> values) {
+  if (!unit.amd) {
+    auto pair = [&](Value low, Value high) -> Value {
+      auto codes = LLVM::CallIntrinsicOp::create(
+          b, loc, b.getI16Type(), b.getStringAttr("llvm.nvvm.ff.to.e4m3x2.rn"),
+          ValueRange{high, low});
+      return arith::ExtUIOp::create(b, loc, b.getI32Type(), codes.getResult(0));
+    };
+    Value low = pair(values[0], values[1]);
+    Value high = pair(values[2], values[3]);
+    return pack16(b, loc, low, high);
+  }
+  Value half = f32(b, loc, 0.5);
+  SmallVector<Value> halves;
+  for (Value value : values)
+    halves.push_back(arith::MulFOp::create(b, loc, value, half));
+  StringAttr convert = b.getStringAttr("llvm.amdgcn.cvt.pk.fp8.f32");
+  Value none = simt::i32(b, loc, 0);
+  Value lowHalf = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
+  Value highHalf = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+  auto low = LLVM::CallIntrinsicOp::create(
+      b, loc, b.getI32Type(), convert,
+      ValueRange{halves[0], halves[1], none, lowHalf});
+  auto both = LLVM::CallIntrinsicOp::create(
+      b, loc, b.getI32Type(), convert,
+      ValueRange{halves[2], halves[3], low.getResult(0), highHalf});
+  return both.getResult(0);
+}
+
+/// Four E4M3FN codes as the FNUZ codes of half their values: the same bits,
+/// but -0 (0x80, FNUZ's NaN) becomes 0. A byte keeps its sign bit only where
+/// its magnitude bits are not all zero (m + 0x7f carries into bit 7 exactly
+/// when m != 0, and never into the next byte).
+Value fnuzWord(OpBuilder &b, Location loc, Value word) {
+  Value magnitudes = simt::i32(b, loc, 0x7f7f7f7f);
+  Value magnitude = arith::AndIOp::create(b, loc, word, magnitudes);
+  Value carried = arith::AddIOp::create(b, loc, magnitude, magnitudes);
+  Value signs = simt::i32(b, loc, int64_t(0x80808080));
+  Value nonzero = arith::AndIOp::create(b, loc, carried, signs);
+  Value keep = arith::OrIOp::create(b, loc, nonzero, magnitudes);
+  return arith::AndIOp::create(b, loc, word, keep);
+}
+
+/// d = a x b + c for one instruction's tile (c and d: 4 f32 a lane).
+SmallVector<Value> multiplyTile(OpBuilder &b, Location loc, const Unit &unit,
+                                Value a, Value w, ArrayRef<Value> c) {
+  Type f32Type = b.getF32Type();
+  SmallVector<Value> d;
+  if (!unit.amd) {
+    auto result = LLVM::LLVMStructType::getLiteral(
+        b.getContext(), {f32Type, f32Type, f32Type, f32Type});
+    StringRef name = unit.form == Form::E4M3
+                         ? "llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32"
+                         : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
+    // The fragments travel as vector<4xi32> (A) and vector<2xi32> (B).
+    SmallVector<Value> operands;
+    for (int64_t i = 0; i < 4; ++i)
+      operands.push_back(vector::ExtractOp::create(b, loc, a, i));
+    for (int64_t i = 0; i < 2; ++i)
+      operands.push_back(vector::ExtractOp::create(b, loc, w, i));
+    llvm::append_range(operands, c);
+    auto call = LLVM::CallIntrinsicOp::create(b, loc, result,
+                                              b.getStringAttr(name), operands);
+    for (int64_t i = 0; i < 4; ++i)
+      d.push_back(LLVM::ExtractValueOp::create(b, loc, call.getResult(0), i));
+    return d;
+  }
+  auto vector4 = VectorType::get({4}, f32Type);
+  Value accumulator = vector::FromElementsOp::create(b, loc, vector4, c);
+  StringRef name = unit.form == Form::E4M3
+                       ? "llvm.amdgcn.mfma.f32.16x16x32.fp8.fp8"
+                       : "llvm.amdgcn.mfma.f32.16x16x16bf16.1k";
+  // The fragments travel as vector<2xi32>: 8 bytes, as i64 (fp8) or
+  // vector<4xi16> (bf16).
+  Type operandType = unit.form == Form::E4M3
+                         ? Type(b.getI64Type())
+                         : Type(VectorType::get({4}, b.getI16Type()));
+  Value zero = simt::i32(b, loc, 0);
+  auto asOperand = [&](Value words) -> Value {
+    if (auto vector = dyn_cast<VectorType>(operandType))
+      return vector::BitCastOp::create(b, loc, vector, words);
+    auto one = VectorType::get({1}, operandType);
+    Value cast = vector::BitCastOp::create(b, loc, one, words);
+    return vector::ExtractOp::create(b, loc, cast, 0);
+  };
+  Value aOperand = asOperand(a);
+  Value wOperand = asOperand(w);
+  auto call = LLVM::CallIntrinsicOp::create(
+      b, loc, vector4, b.getStringAttr(name),
+      ValueRange{aOperand, wOperand, accumulator, zero, zero, zero});
+  for (int64_t i = 0; i < 4; ++i)
+    d.push_back(vector::ExtractOp::create(b, loc, call.getResult(0), i));
+  return d;
+}
+
+/// Accumulator index of (m tile, n tile, element).
+int64_t at(int64_t m, int64_t n, int64_t e) { return (m * kN + n) * 4 + e; }
+
+struct Tiles {
+  Value input, inputRemainder, weight, inputScales;
+};
+
+/// Where this thread works: its wave's tile corner, and its lane's parts
+/// (NVIDIA lane 4g + t; AMD lane 16q + r, kept as g = r, t = q).
+struct Lane {
+  Value waveRow, waveColumn, g, t;
+};
+
+Lane laneOf(OpBuilder &b, Location loc, const Unit &unit,
+            const GPUThread &thread) {
+  Value lanes = index(b, loc, unit.lanes());
+  Value wave = arith::DivUIOp::create(b, loc, thread.thread, lanes);
+  Value lane = arith::RemUIOp::create(b, loc, thread.thread, lanes);
+  Value rowWaves = index(b, loc, unit.rowWaves());
+  Value waveM = arith::DivUIOp::create(b, loc, wave, rowWaves);
+  Value waveN = arith::RemUIOp::create(b, loc, wave, rowWaves);
+  Lane result;
+  result.waveRow = arith::MulIOp::create(b, loc, waveM, index(b, loc, 32));
+  result.waveColumn = arith::MulIOp::create(
+      b, loc, waveN, index(b, loc, kTile / unit.rowWaves()));
+  Value split = index(b, loc, unit.amd ? 16 : 4);
+  if (unit.amd) {
+    result.g = arith::RemUIOp::create(b, loc, lane, split);
+    result.t = arith::DivUIOp::create(b, loc, lane, split);
+  } else {
+    result.g = arith::DivUIOp::create(b, loc, lane, split);
+    result.t = arith::RemUIOp::create(b, loc, lane, split);
+  }
+  return result;
+}
+
+/// The tile row and column of accumulator element e of tile (m, n).
+std::pair<Value, Value> elementAt(OpBuilder &b, Location loc, const Unit &unit,
+                                  const Lane &lane, int64_t m, int64_t n,
+                                  int64_t e) {
+  Value row =
+      arith::AddIOp::create(b, loc, lane.waveRow, index(b, loc, 16 * m));
+  Value column = arith::AddIOp::create(b, loc, lane.waveColumn,
+                                       index(b, loc, unit.tileRows() * n));
+  if (unit.amd) {
+    // Rows 4q + e of column r.
+    Value quad = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 4));
+    row = arith::AddIOp::create(b, loc, row, quad);
+    row = arith::AddIOp::create(b, loc, row, index(b, loc, e));
+    column = arith::AddIOp::create(b, loc, column, lane.g);
+    return {row, column};
+  }
+  // Rows g and g + 8, columns 2t and 2t + 1.
+  row = arith::AddIOp::create(b, loc, row, lane.g);
+  row = arith::AddIOp::create(b, loc, row, index(b, loc, 8 * (e / 2)));
+  Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
+  column = arith::AddIOp::create(b, loc, column, pair);
+  column = arith::AddIOp::create(b, loc, column, index(b, loc, e % 2));
+  return {row, column};
+}
+
+/// Stages input columns [stage * 64, + 64) of the tile's 64 tokens as bf16
+/// words (and the remainders' for the split form): 16 loads of 4 f32 a
+/// row, 8 per thread.
+void stageBF16Input(OpBuilder &b, Location loc, const GPUThread &thread,
+                    Value input, Value tokens, Value firstToken, Value stage,
+                    const Tiles &tiles, bool split) {
+  constexpr int64_t perRow = 2 * kWords / 4;
+  Value firstLoad = arith::MulIOp::create(b, loc, stage, index(b, loc, perRow));
+  auto vector4 = VectorType::get({4}, b.getF32Type());
+  for (int64_t i = 0; i < kTile * perRow / kBlock; ++i) {
+    Value e =
+        arith::AddIOp::create(b, loc, thread.thread, index(b, loc, i * kBlock));
+    Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
+    Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
+    Value token = arith::AddIOp::create(b, loc, firstToken, row);
+    Value inside =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, token, tokens);
+    Value column = arith::AddIOp::create(b, loc, firstLoad, q);
+    Value x = loadOrZero(b, loc, inside, vector4,
+                         [&](OpBuilder &b, Location loc) -> Value {
+                           return memref::LoadOp::create(
+                               b, loc, input, ValueRange{token, column});
+                         });
+    SmallVector<Value> high, remainder;
+    for (int64_t j = 0; j < 4; ++j) {
+      Value value = vector::ExtractOp::create(b, loc, x, j);
+      Value bits = bf16Bits(b, loc, value);
+      high.push_back(bits);
+      if (split) {
+        Value rest =
+            arith::SubFOp::create(b, loc, value, fromBF16Bits(b, loc, bits));
+        remainder.push_back(bf16Bits(b, loc, rest));
+      }
+    }
+    Value word = arith::MulIOp::create(b, loc, q, index(b, loc, 2));
+    Value next = arith::AddIOp::create(b, loc, word, index(b, loc, 1));
+    storeWord(b, loc, pack16(b, loc, high[0], high[1]), tiles.input, row, word);
+    storeWord(b, loc, pack16(b, loc, high[2], high[3]), tiles.input, row, next);
+    if (split) {
+      Value low = pack16(b, loc, remainder[0], remainder[1]);
+      storeWord(b, loc, low, tiles.inputRemainder, row, word);
+      Value high23 = pack16(b, loc, remainder[2], remainder[3]);
+      storeWord(b, loc, high23, tiles.inputRemainder, row, next);
+    }
+  }
+}
+
+/// Stages input columns [stage * 128, + 128) of the tile's 64 tokens as FP8
+/// codes (fp8Word) and each token's scale: threads 32j + [0, 32) quantize
+/// tokens 16j + [0, 16), a thread 4 columns of each (one 16-byte load), the
+/// group's max-abs over the 32.
+void stageE4M3Input(OpBuilder &b, Location loc, const Unit &unit,
+                    const GPUThread &thread, Value input, Value tokens,
+                    Value firstToken, Value stage, const Tiles &tiles) {
+  constexpr int64_t perGroup = kTile / (kBlock / kGroupThreads);
+  auto vector4 = VectorType::get({4}, b.getF32Type());
+  Value groupThreads = index(b, loc, kGroupThreads);
+  Value group = arith::DivUIOp::create(b, loc, thread.thread, groupThreads);
+  Value lane = arith::RemUIOp::create(b, loc, thread.thread, groupThreads);
+  Value firstLoad =
+      arith::MulIOp::create(b, loc, stage, index(b, loc, kGroup / 4));
+  Value column = arith::AddIOp::create(b, loc, firstLoad, lane);
+  Value firstRow =
+      arith::MulIOp::create(b, loc, group, index(b, loc, perGroup));
+  Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  simt::forLoop(
+      b, loc, zero, index(b, loc, perGroup), one,
+      [&](OpBuilder &b, Location loc, Value r) {
+        Value row = arith::AddIOp::create(b, loc, firstRow, r);
+        Value token = arith::AddIOp::create(b, loc, firstToken, row);
+        Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                             token, tokens);
+        Value x = loadOrZero(b, loc, inside, vector4,
+                             [&](OpBuilder &b, Location loc) -> Value {
+                               return memref::LoadOp::create(
+                                   b, loc, input, ValueRange{token, column});
+                             });
+        SmallVector<Value> values;
+        Value amax = f32(b, loc, 0.0);
+        for (int64_t j = 0; j < 4; ++j) {
+          values.push_back(vector::ExtractOp::create(b, loc, x, j));
+          Value magnitude = math::AbsFOp::create(b, loc, values.back());
+          amax = arith::MaximumFOp::create(b, loc, amax, magnitude);
+        }
+        Value max = groupMax(b, loc, amax);
+        Value scale = scaleForMaxAbs(b, loc, max, WeightFormat::F8E4M3FN);
+        // One division a group: x * (1 / scale) is within a few ulps of the
+        // code x / scale is, far from a rounding boundary (the input already
+        // is codes times the scale), so both round to the same code.
+        Value inverse = arith::DivFOp::create(b, loc, f32(b, loc, 1.0), scale);
+        SmallVector<Value> scaled;
+        for (Value value : values)
+          scaled.push_back(arith::MulFOp::create(b, loc, value, inverse));
+        storeWord(b, loc, fp8Word(b, loc, unit, scaled), tiles.input, row,
+                  lane);
+        Value first =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, zero);
+        scf::IfOp::create(b, loc, first, [&](OpBuilder &b, Location loc) {
+          memref::StoreOp::create(b, loc, scale, tiles.inputScales, row);
+          scf::YieldOp::create(b, loc);
+        });
+      });
+}
+
+/// Stages the stage's 128 bytes of the tile's 64 weight rows: 8 loads of
+/// 16 bytes a row, 4 per thread.
+void stageWeight(OpBuilder &b, Location loc, const Unit &unit,
+                 const GPUThread &thread, Value weight, int64_t out,
+                 Value firstRow, Value stage, const Tiles &tiles) {
+  constexpr int64_t perRow = kWords / 4;
+  auto words = VectorType::get({4}, b.getI32Type());
+  Value firstLoad = arith::MulIOp::create(b, loc, stage, index(b, loc, perRow));
+  for (int64_t i = 0; i < kTile * perRow / kBlock; ++i) {
+    Value e =
+        arith::AddIOp::create(b, loc, thread.thread, index(b, loc, i * kBlock));
+    Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
+    Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
+    Value n = arith::AddIOp::create(b, loc, firstRow, row);
+    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, n,
+                                         index(b, loc, out));
+    Value column = arith::AddIOp::create(b, loc, firstLoad, q);
+    Value loaded = loadOrZero(
+        b, loc, inside, words, [&](OpBuilder &b, Location loc) -> Value {
+          return memref::LoadOp::create(b, loc, weight, ValueRange{n, column});
+        });
+    Value firstWord = arith::MulIOp::create(b, loc, q, index(b, loc, 4));
+    for (int64_t j = 0; j < 4; ++j) {
+      Value word = vector::ExtractOp::create(b, loc, loaded, j);
+      if (unit.amd && unit.form == Form::E4M3)
+        word = fnuzWord(b, loc, word);
+      Value slot = arith::AddIOp::create(b, loc, firstWord, index(b, loc, j));
+      storeWord(b, loc, word, tiles.weight, row, slot);
+    }
+  }
+}
+
+/// Words of staged rows as a vector<Nxi32> fragment.
+Value fragment(OpBuilder &b, Location loc, Value tile,
+               ArrayRef<std::pair<Value, Value>> words) {
+  SmallVector<Value> values;
+  for (auto [row, word] : words)
+    values.push_back(stagedWord(b, loc, tile, row, word));
+  auto type = VectorType::get({int64_t(values.size())}, b.getI32Type());
+  return vector::FromElementsOp::create(b, loc, type, values);
+}
+
+/// The 4 steps of a stage for this wave's 2 x 4 tiles, on `acc`.
+SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
+                                 const Tiles &tiles, const Lane &lane,
+                                 ValueRange acc) {
+  SmallVector<Value> sums(acc);
+  Value eight = index(b, loc, 8), one = index(b, loc, 1);
+  for (int64_t s = 0; s < kSteps; ++s) {
+    Value stepWord = index(b, loc, 8 * s);
+    // NVIDIA: words t and t + 4; AMD: words 2q and 2q + 1.
+    Value word, other;
+    if (unit.amd) {
+      Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
+      word = arith::AddIOp::create(b, loc, stepWord, pair);
+      other = arith::AddIOp::create(b, loc, word, one);
+    } else {
+      word = arith::AddIOp::create(b, loc, stepWord, lane.t);
+      other = arith::AddIOp::create(b, loc, word, index(b, loc, 4));
+    }
+    auto fragmentA = [&](Value tile, int64_t m) -> Value {
+      Value row =
+          arith::AddIOp::create(b, loc, lane.waveRow, index(b, loc, 16 * m));
+      row = arith::AddIOp::create(b, loc, row, lane.g);
+      if (unit.amd)
+        return fragment(b, loc, tile, {{row, word}, {row, other}});
+      Value below = arith::AddIOp::create(b, loc, row, eight);
+      return fragment(
+          b, loc, tile,
+          {{row, word}, {below, word}, {row, other}, {below, other}});
+    };
+    SmallVector<Value> a, remainder, w;
+    for (int64_t m = 0; m < kM; ++m) {
+      a.push_back(fragmentA(tiles.input, m));
+      if (unit.form == Form::BF16Split)
+        remainder.push_back(fragmentA(tiles.inputRemainder, m));
+    }
+    for (int64_t n = 0; n < kN; ++n) {
+      Value row = arith::AddIOp::create(b, loc, lane.waveColumn,
+                                        index(b, loc, unit.tileRows() * n));
+      row = arith::AddIOp::create(b, loc, row, lane.g);
+      w.push_back(fragment(b, loc, tiles.weight, {{row, word}, {row, other}}));
+    }
+    for (int64_t m = 0; m < kM; ++m)
+      for (int64_t n = 0; n < kN; ++n) {
+        ArrayRef<Value> c(sums.data() + at(m, n, 0), 4);
+        SmallVector<Value> d = multiplyTile(b, loc, unit, a[m], w[n], c);
+        if (unit.form == Form::BF16Split)
+          d = multiplyTile(b, loc, unit, remainder[m], w[n], d);
+        std::copy(d.begin(), d.end(), sums.begin() + at(m, n, 0));
+      }
+  }
+  return sums;
+}
+
+void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
+                 LinearOperands<Value> args, const LinearKernel &kernel,
+                 const Unit &unit) {
+  int64_t in = kernel.in, out = kernel.out;
+  bool e4m3 = unit.form == Form::E4M3;
+  Tiles tiles;
+  tiles.input = thread.scratch(kTile * kPitch);
+  tiles.weight = thread.scratch(kTile * kPitch);
+  if (unit.form == Form::BF16Split)
+    tiles.inputRemainder = thread.scratch(kTile * kPitch);
+  if (e4m3)
+    tiles.inputScales = thread.scratch(kTile);
+  Value tokens = simt::leadingSize(b, loc, args.input);
+  Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
+  Value tile = index(b, loc, kTile);
+  Value tokenTile = arith::DivUIOp::create(b, loc, thread.workgroup, rowTiles);
+  Value firstToken = arith::MulIOp::create(b, loc, tokenTile, tile);
+  Value rowTile = arith::RemUIOp::create(b, loc, thread.workgroup, rowTiles);
+  Value firstRow = arith::MulIOp::create(b, loc, rowTile, tile);
+  Lane lane = laneOf(b, loc, unit, thread);
+  int64_t stageColumns = e4m3 ? 4 * kWords : 2 * kWords;
+  Value stages = index(b, loc, in / stageColumns);
+  // The block-scale row of the tile's 64 rows (bm is a multiple of 64), and
+  // what the FNUZ codes' halving takes from the products.
+  Value scaleRow;
+  double codeScale = unit.amd ? 4.0 : 1.0;
+  if (e4m3)
+    scaleRow = arith::DivUIOp::create(
+        b, loc, firstRow, index(b, loc, kernel.weight.blockScale->first));
+  SmallVector<Value> zeros(kM * kN * 4, f32(b, loc, 0.0));
+  Value first = index(b, loc, 0), step = index(b, loc, 1);
+  auto loop = scf::ForOp::create(
+      b, loc, first, stages, step, zeros,
+      [&](OpBuilder &b, Location loc, Value stage, ValueRange acc) {
+        if (e4m3)
+          stageE4M3Input(b, loc, unit, thread, args.input, tokens, firstToken,
+                         stage, tiles);
+        else
+          stageBF16Input(b, loc, thread, args.input, tokens, firstToken, stage,
+                         tiles, unit.form == Form::BF16Split);
+        stageWeight(b, loc, unit, thread, args.weight, out, firstRow, stage,
+                    tiles);
+        mlir::gpu::BarrierOp::create(b, loc);
+        SmallVector<Value> next;
+        if (!e4m3) {
+          next = multiplyStage(b, loc, unit, tiles, lane, acc);
+        } else {
+          // The stage's sums of code products, promoted to the f32 totals
+          // with the token's scale times the block's.
+          SmallVector<Value> partial =
+              multiplyStage(b, loc, unit, tiles, lane, zeros);
+          Value blockScale = memref::LoadOp::create(
+              b, loc, args.scale, ValueRange{scaleRow, stage});
+          if (codeScale != 1.0)
+            blockScale = arith::MulFOp::create(b, loc, blockScale,
+                                               f32(b, loc, codeScale));
+          next.assign(acc.begin(), acc.end());
+          for (int64_t m = 0; m < kM; ++m)
+            for (int64_t e = 0; e < 4; ++e) {
+              Value row = elementAt(b, loc, unit, lane, m, 0, e).first;
+              Value tokenScale =
+                  memref::LoadOp::create(b, loc, tiles.inputScales, row);
+              Value scale =
+                  arith::MulFOp::create(b, loc, tokenScale, blockScale);
+              for (int64_t n = 0; n < kN; ++n)
+                next[at(m, n, e)] = simt::fma(b, loc, partial[at(m, n, e)],
+                                              scale, next[at(m, n, e)]);
+            }
+        }
+        // Nobody restages the tiles before everyone has read them.
+        mlir::gpu::BarrierOp::create(b, loc);
+        scf::YieldOp::create(b, loc, next);
+      });
+  for (int64_t m = 0; m < kM; ++m)
+    for (int64_t n = 0; n < kN; ++n)
+      for (int64_t e = 0; e < 4; ++e) {
+        auto [row, column] = elementAt(b, loc, unit, lane, m, n, e);
+        Value token = arith::AddIOp::create(b, loc, firstToken, row);
+        Value channel = arith::AddIOp::create(b, loc, firstRow, column);
+        Value tokenInside = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::ult, token, tokens);
+        Value channelInside = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::ult, channel, index(b, loc, out));
+        Value both = arith::AndIOp::create(b, loc, tokenInside, channelInside);
+        scf::IfOp::create(b, loc, both, [&](OpBuilder &b, Location loc) {
+          Value result = loop.getResult(at(m, n, e));
+          if (kernel.bias)
+            result = arith::AddFOp::create(
+                b, loc, result,
+                simt::loadF32(b, loc, args.bias, {channel}, *kernel.bias));
+          memref::StoreOp::create(b, loc, result, args.output,
+                                  ValueRange{token, channel});
+          scf::YieldOp::create(b, loc);
+        });
+      }
+}
+} // namespace
+
+SymbolRefAttr mma::linearTiles(GPUKernelTarget &target,
+                               const LinearKernel &kernel,
+                               LinearOperands<Type> types, StringRef key) {
+  std::optional<Unit> unit = unitOf(target, kernel);
+  if (!unit)
+    return {};
+  MLIRContext *context = target.getModule().getContext();
+  // 16-byte loads: the input as 4 f32, the weight as 4 words.
+  types.input =
+      MemRefType::get({ShapedType::kDynamic, kernel.in / 4},
+                      VectorType::get({4}, Float32Type::get(context)));
+  int64_t perWord = unit->form == Form::E4M3 ? 16 : 8;
+  types.weight =
+      MemRefType::get({kernel.out, kernel.in / perWord},
+                      VectorType::get({4}, IntegerType::get(context, 32)));
+  StringRef suffix = unit->form == Form::E4M3   ? "_mma_e4m3"
+                     : unit->form == Form::BF16 ? "_mma_bf16"
+                                                : "_mma_bf16x2";
+  int64_t out = kernel.out;
+  return target.get<LinearOperands>(
+      (key + suffix).str(), types, kBlock,
+      [out](OpBuilder &b, Location loc, LinearOperands<Value> args) -> Value {
+        Value tokens = memref::DimOp::create(b, loc, args.input, 0);
+        Value tokenTiles =
+            arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, kTile));
+        Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
+        return arith::MulIOp::create(b, loc, tokenTiles, rowTiles);
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          LinearOperands<Value> args) {
+        matrixTiles(b, loc, thread, args, kernel, *unit);
+      });
+}
