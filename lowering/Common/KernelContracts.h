@@ -176,16 +176,21 @@ struct SliceColumnsKernel {
 /// Dynamic activation quantization, fused with its dequantization: for each
 /// token of input [S, K] and group of `group` channels,
 /// scale = max(max |x|, 1e-12) / max_fp8 and out = round_fp8(x / scale) *
-/// scale: the values the FP8 matmul sees, in output [S, K].
+/// scale: the values the FP8 matmul sees, in output [S, K]. With
+/// `withCodes`, also the codes (round_fp8(x / scale) in `format`, [S, K])
+/// and the scales ([S, ceil(K / group)] f32): what FP8 matrix units multiply
+/// (KernelTarget::takesFP8InputCodes).
 template <typename T> struct FakeQuantizeOperands {
   T input, output;
-  auto fields() { return std::tie(input, output); }
+  T codes, scales; ///< withCodes only
+  auto fields() { return std::tie(input, output, codes, scales); }
 };
 struct FakeQuantizeKernel {
   static constexpr llvm::StringLiteral kName = "fake_quantize";
   template <typename T> using Operands = FakeQuantizeOperands<T>;
   int64_t channels, group;
   WeightFormat format;
+  bool withCodes = false;
 };
 
 /// output[t] = input[t] / rms(input[t]) * weight.
@@ -210,7 +215,12 @@ template <typename T> struct LinearOperands {
   T bias;   ///< [N], optional
   T scale;  ///< [ceil(N/bm), ceil(K/bn)] f32, with block scales
   T output; ///< [S, N] f32
-  auto fields() { return std::tie(input, weight, bias, scale, output); }
+  /// With fp8InputCodes: the input's E4M3FN codes [S, K] and their scales
+  /// [S, ceil(K / fp8InputGroup)] f32 (FakeQuantizeKernel::withCodes).
+  T inputCodes, inputScale;
+  auto fields() {
+    return std::tie(input, weight, bias, scale, output, inputCodes, inputScale);
+  }
 };
 struct LinearKernel {
   static constexpr llvm::StringLiteral kName = "linear";
@@ -231,6 +241,10 @@ struct LinearKernel {
   /// are codes times their group's scale, so a kernel may quantize it again
   /// exactly and multiply codes (FP8 tensor cores). 0: any input.
   int64_t fp8InputGroup = 0;
+  /// The quantization also left the input's codes and scales
+  /// (LinearOperands::inputCodes): where the target asked for them
+  /// (KernelTarget::takesFP8InputCodes).
+  bool fp8InputCodes = false;
   /// --precise: where a kernel would round the input to a narrower type
   /// for its matrix units, it keeps (about) f32's precision instead.
   bool precise = false;

@@ -53,6 +53,14 @@ public:
     return mlir::success();
   }
 
+  /// Whether the target's kernel for `linear` (whose input an E4M3FN
+  /// quantization produced: fp8InputGroup) multiplies the quantization's
+  /// codes and scales rather than its dequantized values: the quantization
+  /// then writes them too (FakeQuantizeKernel::withCodes).
+  virtual bool takesFP8InputCodes(const kernels::LinearKernel &linear) {
+    return false;
+  }
+
   /// The kernel of `config`, created on first use by the materializer the
   /// registry has for (its family, this target's kind); an error at `loc`
   /// when there is none.

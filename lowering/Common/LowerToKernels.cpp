@@ -145,6 +145,20 @@ private:
   /// themselves (W8A8 weights in panels): it is then no kernel of its own,
   /// and its value is the quantize's input.
   bool fusedIntoInt8Linears(DequantizeOp dequantize);
+  /// True when a linear reading `dequantize` (of activations quantized to
+  /// E4M3FN per token in groups) would multiply the codes and scales
+  /// (KernelTarget::takesFP8InputCodes).
+  bool linearsTakeFP8Codes(DequantizeOp dequantize);
+  /// Frees an owned buffer, and the FP8 codes and scales beside it.
+  void releaseOwned(Value buffer) {
+    release(buffer);
+    auto codes = inputCodes.find(buffer);
+    if (codes == inputCodes.end())
+      return;
+    release(codes->second.first);
+    release(codes->second.second);
+    inputCodes.erase(codes);
+  }
 
   LogicalResult emitOp(Operation *op);
   /// A view of the weight-blob slot `op` reads (its `attrName`), in the
@@ -179,6 +193,9 @@ private:
   llvm::DenseMap<Value, CacheSlotAttr> cacheSlotOf;
   /// Values whose buffer the schedule allocated, and that buffer.
   llvm::MapVector<Value, Value> ownedBuffers;
+  /// The FP8 codes and scales written beside a quantization's values (its
+  /// buffer), freed with it.
+  llvm::DenseMap<Value, std::pair<Value, Value>> inputCodes;
 };
 
 /// Bytes of one row of `type` (all dimensions but the first, static).
@@ -361,6 +378,31 @@ static int64_t fp8InputGroup(Value input) {
   return layout.getBlock()[1];
 }
 
+bool ScheduleEmitter::linearsTakeFP8Codes(DequantizeOp dequantize) {
+  int64_t group = fp8InputGroup(dequantize.getResult());
+  if (!group)
+    return false;
+  return llvm::any_of(dequantize->getUses(), [&](OpOperand &use) {
+    auto linear = dyn_cast<LinearOp>(use.getOwner());
+    if (!linear || &use != &linear.getInputMutable())
+      return false;
+    bool ok = true;
+    WeightOperand weight =
+        weightOperand(linear.getWeight(), linear.getScale(),
+                      linear.getScaleLayoutAttr(), linear, ok);
+    if (!ok)
+      return false;
+    auto w = linear.getWeight().getType();
+    LinearKernel kernel{w.getDimSize(1), w.getDimSize(0), weight, std::nullopt};
+    if (Value bias = linear.getBias())
+      kernel.bias = weightFormatOf(
+          cast<RankedTensorType>(bias.getType()).getElementType());
+    kernel.fp8InputGroup = group;
+    kernel.precise = precise;
+    return target.takesFP8InputCodes(kernel);
+  });
+}
+
 bool ScheduleEmitter::fusedIntoInt8Linears(DequantizeOp dequantize) {
   auto quantize = dequantize.getInput().getDefiningOp<QuantizeOp>();
   auto type = dequantize.getType();
@@ -525,6 +567,15 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     }
     if (Value scale = lin.getScale())
       operands.scale = buffer(scale);
+    // The FP8 codes and scales beside the input, where its quantization
+    // left them for this target's linears (not gathered: all rows).
+    auto codes = inputCodes.find(buffer(lin.getInput()));
+    if (!gathered && codes != inputCodes.end() &&
+        target.takesFP8InputCodes(kernel)) {
+      kernel.fp8InputCodes = true;
+      operands.inputCodes = codes->second.first;
+      operands.inputScale = codes->second.second;
+    }
     operands.output = outOrLogits(lin.getResult(), {w.getDimSize(0)});
     if (failed(launch(kernel, operands)))
       return failure();
@@ -908,13 +959,21 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
              << "kernels quantize activations per token in groups "
                 "(block [1, G] on [tokens, channels]), got "
              << layout;
-    int64_t channels = type.getDimSize(1);
+    int64_t channels = type.getDimSize(1), group = layout.getBlock()[1];
     Value result = outOrLogits(dequantize.getResult(), {channels});
-    return launch(
-        FakeQuantizeKernel{
-            channels, layout.getBlock()[1],
-            weightFormatOf(dequantize.getInput().getType().getElementType())},
-        {buffer(quantize.getInput()), result});
+    FakeQuantizeKernel kernel{
+        channels, group,
+        weightFormatOf(dequantize.getInput().getType().getElementType())};
+    FakeQuantizeOperands<Value> operands{buffer(quantize.getInput()), result};
+    if (linearsTakeFP8Codes(dequantize)) {
+      // The linears multiply the codes: they live as long as the values.
+      kernel.withCodes = true;
+      operands.codes =
+          alloc({channels}, dequantize.getInput().getType().getElementType());
+      operands.scales = alloc({llvm::divideCeilSigned(channels, group)});
+      inputCodes[result] = {operands.codes, operands.scales};
+    }
+    return launch(kernel, operands);
   }
   return op->emitOpError() << "is not supported by xfmr-lower-to-kernels";
 }
@@ -1016,7 +1075,7 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old, StringRef name,
     // Free every owned buffer whose storage no later op reads.
     for (auto &[value, owned] : ownedBuffers) {
       if (owned && lastRead.lookup(rootOf.lookup(value)) == int64_t(i)) {
-        release(owned);
+        releaseOwned(owned);
         owned = Value();
       }
     }
@@ -1041,7 +1100,7 @@ LogicalResult ScheduleEmitter::emit(func::FuncOp old, StringRef name,
   }
   for (auto &[value, owned] : ownedBuffers)
     if (owned)
-      release(owned);
+      releaseOwned(owned);
   func::ReturnOp::create(*b, loc);
   return success();
 }

@@ -47,6 +47,12 @@ LogicalResult GPUKernelTarget::checkCacheType(Type type, Operation *entry) {
          << type;
 }
 
+bool GPUKernelTarget::takesFP8InputCodes(const LinearKernel &linear) {
+  // The FP8 matrix units multiply the codes; elsewhere the SIMT prefill
+  // tiles read them (a byte an input instead of four, the same values).
+  return linear.fp8InputGroup > 0 && !linear.weight.panel;
+}
+
 gpu::GPUModuleOp GPUKernelTarget::kernelModule(Location loc) {
   ModuleOp module = getModule();
   if (auto existing =

@@ -68,6 +68,8 @@ public:
 
   mlir::LogicalResult checkCacheType(mlir::Type type,
                                      mlir::Operation *entry) override;
+  /// Every linear with FP8 activations (the prefill forms read the codes).
+  bool takesFP8InputCodes(const kernels::LinearKernel &linear) override;
   void launch(mlir::OpBuilder &b, mlir::Location loc,
               mlir::SymbolRefAttr kernel, mlir::ValueRange operands) override;
 

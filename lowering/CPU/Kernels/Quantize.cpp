@@ -13,6 +13,9 @@ using namespace xfmr::kernels;
 
 func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib,
     const FakeQuantizeKernel &kernel) {
+  // The CPU's linears multiply the dequantized values: its target never
+  // asks for the codes (KernelTarget::takesFP8InputCodes).
+  assert(!kernel.withCodes && "the CPU kernels take no FP8 input codes");
   int64_t channels = kernel.channels;
   int64_t group = kernel.group;
   WeightFormat format = kernel.format;

@@ -150,6 +150,15 @@ xfmr::kernels::gpuFakeQuantize(GPUKernelTarget &target,
                                    rows(context, channels)};
   std::string key = "fake_quantize_" + std::to_string(channels) + "_g" +
                     std::to_string(group) + "_" + formatName(format).str();
+  // The codes and scales too, for FP8 matrix units.
+  bool withCodes = kernel.withCodes;
+  if (withCodes) {
+    types.codes =
+        simt::buffer(context, {ShapedType::kDynamic, channels}, format);
+    types.scales = MemRefType::get({ShapedType::kDynamic, groups},
+                                   Float32Type::get(context));
+    key += "_codes";
+  }
   constexpr int64_t block = 64;
   return target.get<FakeQuantizeOperands>(
       key, types, block,
@@ -185,6 +194,11 @@ xfmr::kernels::gpuFakeQuantize(GPUKernelTarget &target,
         Value amax =
             simt::reduce(b, loc, thread, scratch, mine, simt::Reduction::Max);
         Value scale = scaleForMaxAbs(b, loc, amax, format);
+        if (withCodes)
+          simt::firstThread(b, loc, thread, [&](OpBuilder &b, Location loc) {
+            memref::StoreOp::create(b, loc, scale, args.scales,
+                                    ValueRange{t, g});
+          });
         simt::forLoop(b, loc, lb, last, step,
                       [&](OpBuilder &b, Location loc, Value c) {
           Value x = memref::LoadOp::create(b, loc, args.input, ValueRange{t, c});
@@ -193,6 +207,8 @@ xfmr::kernels::gpuFakeQuantize(GPUKernelTarget &target,
           memref::StoreOp::create(b, loc,
                                   arith::MulFOp::create(b, loc, q, scale),
                                   args.output, ValueRange{t, c});
+          if (withCodes)
+            simt::storeEncoded(b, loc, q, args.codes, {t, c}, format);
         });
       });
 }

@@ -109,11 +109,13 @@ namespace mma {
 /// matrix units, or null where they do not suit it: cuda targets, bf16
 /// weights (whole 64-column stages) and, on sm_89 and later, E4M3FN weights
 /// with [64k, 128] block scales times an input quantized per token in
-/// groups of 128 (LinearKernel::fp8InputGroup).
+/// groups of 128 whose codes and scales it reads (LinearKernel::
+/// fp8InputCodes).
 mlir::SymbolRefAttr linearTiles(GPUKernelTarget &target,
                                 const LinearKernel &kernel,
                                 LinearOperands<mlir::Type> types,
                                 llvm::StringRef key);
+
 } // namespace mma
 
 namespace simt {

@@ -13,6 +13,10 @@
 //   in workgroup memory, and each thread accumulates 4 x 4 outputs. Each
 //   weight is read once per 32 tokens instead of once per token.
 // Block scales multiply each weight (the scale of its [bm, bn] block).
+// Where the input's FP8 quantization left its codes and scales
+// (LinearKernel::fp8InputCodes), the prefill tiles read those; cuda and
+// rocm chips with FP8 or bf16 matrix units run the prefill on them instead
+// (MatrixTiles.cpp).
 //
 //===----------------------------------------------------------------------===//
 
@@ -70,6 +74,17 @@ SymbolRefAttr xfmr::kernels::gpuLinear(GPUKernelTarget &target,
                     "_" + weight.key();
   if (bias)
     key += "_bias_" + formatName(*bias).str();
+  // The input's FP8 codes and scales: every form of the kernel takes them
+  // (one launch site), the matrix-unit prefill multiplies them.
+  if (kernel.fp8InputCodes) {
+    types.inputCodes = simt::buffer(context, {ShapedType::kDynamic, in},
+                                    WeightFormat::F8E4M3FN);
+    types.inputScale =
+        MemRefType::get({ShapedType::kDynamic,
+                         llvm::divideCeilSigned(in, kernel.fp8InputGroup)},
+                        f32Type);
+    key += "_codes";
+  }
   constexpr int64_t block = 64;
   // Decode by 16-byte words: the weight and the input viewed as vectors of
   // 4 words (4 f32 inputs).
@@ -310,7 +325,17 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
       below(firstToken, tokens),
       [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
         Value t = arith::AddIOp::create(b, loc, firstToken, r);
-        return memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
+        if (!kernel.fp8InputCodes)
+          return memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
+        // The FP8 code times its group's scale: the dequantized value, bit
+        // for bit, from a byte instead of four.
+        Value code = simt::loadF32(b, loc, args.inputCodes, {t, k},
+                                   WeightFormat::F8E4M3FN);
+        Value group = arith::DivUIOp::create(
+            b, loc, k, index(b, loc, kernel.fp8InputGroup));
+        Value scale = memref::LoadOp::create(b, loc, args.inputScale,
+                                             ValueRange{t, group});
+        return arith::MulFOp::create(b, loc, code, scale);
       }};
   simt::TileRows w{
       below(firstRow, index(b, loc, out)),

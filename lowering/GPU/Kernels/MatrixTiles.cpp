@@ -10,15 +10,16 @@
 // then runs 4 steps over them, 8 words of each row a step. Two forms:
 // - E4M3 (sm_89 and later, gfx942): E4M3FN weights with [64k, 128] block
 //   scales times an input that a per-token E4M3FN quantization in groups of
-//   128 produced (xfmr-quantize-fp8's activations). The kernel quantizes
-//   each 128-column group again, which is exact (the values already are
-//   codes times the group's scale), multiplies codes, and adds each
-//   stage's sums times the token's and the block's scales into f32 totals:
-//   DeepSeek-V3's promotion every 128 K, which keeps the matrix units'
-//   short accumulation to 128 products. gfx942 multiplies FNUZ codes: an
-//   E4M3FN code's bits read as FNUZ are half its value (bias 8 for 7; -0,
-//   FNUZ's NaN, becomes 0), and the input is quantized at half its value,
-//   so the sums are a quarter of the codes' products.
+//   128 produced (xfmr-quantize-fp8's activations), which left its codes
+//   and scales beside its values (FakeQuantizeKernel::withCodes, asked for
+//   by GPUKernelTarget::takesFP8InputCodes). The kernel stages both
+//   operands' codes alike, and adds each stage's sums of code products
+//   times the token's and the block's scales into f32 totals: DeepSeek-V3's
+//   promotion every 128 K, which keeps the matrix units' short
+//   accumulation to 128 products. gfx942 multiplies FNUZ codes: an E4M3FN
+//   code's bits read as FNUZ are half its value (bias 8 for 7; -0, FNUZ's
+//   NaN, becomes 0 while staging), so its sums are a quarter of the
+//   codes' products.
 // - BF16: bf16 weights times the input rounded to bf16 (mma.m16n8k16,
 //   v_mfma_f32_16x16x16_bf16), as PyTorch and cuBLAS do. --precise adds
 //   the product of the rounding's remainder, also bf16: the input as the
@@ -56,9 +57,8 @@ namespace {
 constexpr int64_t kTile = 64, kBlock = 128, kWords = 32, kPitch = 36;
 /// Steps per stage; each wave's 2 x 4 tiles of 16 tokens.
 constexpr int64_t kSteps = 4, kM = 2, kN = 4;
-/// The FP8 input's quantization group and block-scale columns; the threads
-/// that quantize one group (a lane per 4 columns).
-constexpr int64_t kGroup = 128, kGroupThreads = 32;
+/// The FP8 input's quantization group and block-scale columns.
+constexpr int64_t kGroup = 128;
 
 enum class Form { E4M3, BF16, BF16Split };
 
@@ -103,15 +103,12 @@ Value f32Of(OpBuilder &b, Location loc, Value i32Bits) {
   return arith::BitcastOp::create(b, loc, b.getF32Type(), i32Bits);
 }
 
-/// The bf16 bits (low 16 bits of an i32) nearest to f32 `x`, ties to even.
+/// The bf16 bits (low 16 bits of an i32) nearest to f32 `x`, ties to even:
+/// the target's conversion (NVIDIA converts pairs in one cvt.rn.bf16x2.f32).
 Value bf16Bits(OpBuilder &b, Location loc, Value x) {
-  Value bits = i32Of(b, loc, x);
-  Value sixteen = simt::i32(b, loc, 16);
-  Value above = arith::ShRUIOp::create(b, loc, bits, sixteen);
-  Value odd = arith::AndIOp::create(b, loc, above, simt::i32(b, loc, 1));
-  Value bias = arith::AddIOp::create(b, loc, odd, simt::i32(b, loc, 0x7fff));
-  Value rounded = arith::AddIOp::create(b, loc, bits, bias);
-  return arith::ShRUIOp::create(b, loc, rounded, sixteen);
+  Value rounded = arith::TruncFOp::create(b, loc, b.getBF16Type(), x);
+  Value bits = arith::BitcastOp::create(b, loc, b.getI16Type(), rounded);
+  return arith::ExtUIOp::create(b, loc, b.getI32Type(), bits);
 }
 /// The f32 value of bf16 bits.
 Value fromBF16Bits(OpBuilder &b, Location loc, Value bits) {
@@ -151,53 +148,6 @@ Value loadOrZero(OpBuilder &b, Location loc, Value inside, Type type,
   Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(type));
   scf::YieldOp::create(b, loc, zero);
   return branch.getResult(0);
-}
-
-/// The max of `value` over each aligned group of 32 threads.
-Value groupMax(OpBuilder &b, Location loc, Value value) {
-  Value width = simt::i32(b, loc, kGroupThreads);
-  for (int64_t offset = kGroupThreads / 2; offset >= 1; offset /= 2) {
-    Value lanes = simt::i32(b, loc, offset);
-    auto other = gpu::ShuffleOp::create(b, loc, value, lanes, width,
-                                        gpu::ShuffleMode::XOR);
-    value = arith::MaximumFOp::create(b, loc, value, other.getShuffleResult());
-  }
-  return value;
-}
-
-/// Four f32 values (already divided by their scale) as FP8 codes in one
-/// word, the first in the lowest byte, rounded to nearest even: E4M3FN on
-/// NVIDIA (PTX's cvt puts its first operand's code in the high byte), FNUZ
-/// codes of half the values on AMD (v_cvt_pk_fp8_f32 puts its first in the
-/// low byte; word_sel writes the high half over `old`).
-Value fp8Word(OpBuilder &b, Location loc, const Unit &unit,
-              ArrayRef<Value> values) {
-  if (!unit.amd) {
-    auto pair = [&](Value low, Value high) -> Value {
-      auto codes = LLVM::CallIntrinsicOp::create(
-          b, loc, b.getI16Type(), b.getStringAttr("llvm.nvvm.ff.to.e4m3x2.rn"),
-          ValueRange{high, low});
-      return arith::ExtUIOp::create(b, loc, b.getI32Type(), codes.getResult(0));
-    };
-    Value low = pair(values[0], values[1]);
-    Value high = pair(values[2], values[3]);
-    return pack16(b, loc, low, high);
-  }
-  Value half = f32(b, loc, 0.5);
-  SmallVector<Value> halves;
-  for (Value value : values)
-    halves.push_back(arith::MulFOp::create(b, loc, value, half));
-  StringAttr convert = b.getStringAttr("llvm.amdgcn.cvt.pk.fp8.f32");
-  Value none = simt::i32(b, loc, 0);
-  Value lowHalf = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
-  Value highHalf = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
-  auto low = LLVM::CallIntrinsicOp::create(
-      b, loc, b.getI32Type(), convert,
-      ValueRange{halves[0], halves[1], none, lowHalf});
-  auto both = LLVM::CallIntrinsicOp::create(
-      b, loc, b.getI32Type(), convert,
-      ValueRange{halves[2], halves[3], low.getResult(0), highHalf});
-  return both.getResult(0);
 }
 
 /// Four E4M3FN codes as the FNUZ codes of half their values: the same bits,
@@ -374,68 +324,12 @@ void stageBF16Input(OpBuilder &b, Location loc, const GPUThread &thread,
   }
 }
 
-/// Stages input columns [stage * 128, + 128) of the tile's 64 tokens as FP8
-/// codes (fp8Word) and each token's scale: threads 32j + [0, 32) quantize
-/// tokens 16j + [0, 16), a thread 4 columns of each (one 16-byte load), the
-/// group's max-abs over the 32.
-void stageE4M3Input(OpBuilder &b, Location loc, const Unit &unit,
-                    const GPUThread &thread, Value input, Value tokens,
-                    Value firstToken, Value stage, const Tiles &tiles) {
-  constexpr int64_t perGroup = kTile / (kBlock / kGroupThreads);
-  auto vector4 = VectorType::get({4}, b.getF32Type());
-  Value groupThreads = index(b, loc, kGroupThreads);
-  Value group = arith::DivUIOp::create(b, loc, thread.thread, groupThreads);
-  Value lane = arith::RemUIOp::create(b, loc, thread.thread, groupThreads);
-  Value firstLoad =
-      arith::MulIOp::create(b, loc, stage, index(b, loc, kGroup / 4));
-  Value column = arith::AddIOp::create(b, loc, firstLoad, lane);
-  Value firstRow =
-      arith::MulIOp::create(b, loc, group, index(b, loc, perGroup));
-  Value zero = index(b, loc, 0), one = index(b, loc, 1);
-  simt::forLoop(
-      b, loc, zero, index(b, loc, perGroup), one,
-      [&](OpBuilder &b, Location loc, Value r) {
-        Value row = arith::AddIOp::create(b, loc, firstRow, r);
-        Value token = arith::AddIOp::create(b, loc, firstToken, row);
-        Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                             token, tokens);
-        Value x = loadOrZero(b, loc, inside, vector4,
-                             [&](OpBuilder &b, Location loc) -> Value {
-                               return memref::LoadOp::create(
-                                   b, loc, input, ValueRange{token, column});
-                             });
-        SmallVector<Value> values;
-        Value amax = f32(b, loc, 0.0);
-        for (int64_t j = 0; j < 4; ++j) {
-          values.push_back(vector::ExtractOp::create(b, loc, x, j));
-          Value magnitude = math::AbsFOp::create(b, loc, values.back());
-          amax = arith::MaximumFOp::create(b, loc, amax, magnitude);
-        }
-        Value max = groupMax(b, loc, amax);
-        Value scale = scaleForMaxAbs(b, loc, max, WeightFormat::F8E4M3FN);
-        // One division a group: x * (1 / scale) is within a few ulps of the
-        // code x / scale is, far from a rounding boundary (the input already
-        // is codes times the scale), so both round to the same code.
-        Value inverse = arith::DivFOp::create(b, loc, f32(b, loc, 1.0), scale);
-        SmallVector<Value> scaled;
-        for (Value value : values)
-          scaled.push_back(arith::MulFOp::create(b, loc, value, inverse));
-        storeWord(b, loc, fp8Word(b, loc, unit, scaled), tiles.input, row,
-                  lane);
-        Value first =
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, zero);
-        scf::IfOp::create(b, loc, first, [&](OpBuilder &b, Location loc) {
-          memref::StoreOp::create(b, loc, scale, tiles.inputScales, row);
-          scf::YieldOp::create(b, loc);
-        });
-      });
-}
-
-/// Stages the stage's 128 bytes of the tile's 64 weight rows: 8 loads of
-/// 16 bytes a row, 4 per thread.
-void stageWeight(OpBuilder &b, Location loc, const Unit &unit,
-                 const GPUThread &thread, Value weight, int64_t out,
-                 Value firstRow, Value stage, const Tiles &tiles) {
+/// Stages the stage's 128 bytes of 64 rows of `source` (the weight, or the
+/// input's FP8 codes), from `firstRow` on, below `rows`, into `tile`: 8
+/// loads of 16 bytes a row, 4 per thread. FP8 codes go to AMD as FNUZ.
+void stageRows(OpBuilder &b, Location loc, const Unit &unit,
+               const GPUThread &thread, Value source, Value rows,
+               Value firstRow, Value stage, Value tile) {
   constexpr int64_t perRow = kWords / 4;
   auto words = VectorType::get({4}, b.getI32Type());
   Value firstLoad = arith::MulIOp::create(b, loc, stage, index(b, loc, perRow));
@@ -445,12 +339,12 @@ void stageWeight(OpBuilder &b, Location loc, const Unit &unit,
     Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
     Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
     Value n = arith::AddIOp::create(b, loc, firstRow, row);
-    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, n,
-                                         index(b, loc, out));
+    Value inside =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, n, rows);
     Value column = arith::AddIOp::create(b, loc, firstLoad, q);
     Value loaded = loadOrZero(
         b, loc, inside, words, [&](OpBuilder &b, Location loc) -> Value {
-          return memref::LoadOp::create(b, loc, weight, ValueRange{n, column});
+          return memref::LoadOp::create(b, loc, source, ValueRange{n, column});
         });
     Value firstWord = arith::MulIOp::create(b, loc, q, index(b, loc, 4));
     for (int64_t j = 0; j < 4; ++j) {
@@ -458,9 +352,30 @@ void stageWeight(OpBuilder &b, Location loc, const Unit &unit,
       if (unit.amd && unit.form == Form::E4M3)
         word = fnuzWord(b, loc, word);
       Value slot = arith::AddIOp::create(b, loc, firstWord, index(b, loc, j));
-      storeWord(b, loc, word, tiles.weight, row, slot);
+      storeWord(b, loc, word, tile, row, slot);
     }
   }
+}
+
+/// Stages the scales of the tile's 64 tokens for the stage's 128 columns
+/// (threads 0-63, one each).
+void stageInputScales(OpBuilder &b, Location loc, const GPUThread &thread,
+                      Value scales, Value tokens, Value firstToken, Value stage,
+                      const Tiles &tiles) {
+  Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                     thread.thread, index(b, loc, kTile));
+  scf::IfOp::create(b, loc, mine, [&](OpBuilder &b, Location loc) {
+    Value token = arith::AddIOp::create(b, loc, firstToken, thread.thread);
+    Value inside =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, token, tokens);
+    Value scale = loadOrZero(b, loc, inside, b.getF32Type(),
+                             [&](OpBuilder &b, Location loc) -> Value {
+                               return memref::LoadOp::create(
+                                   b, loc, scales, ValueRange{token, stage});
+                             });
+    memref::StoreOp::create(b, loc, scale, tiles.inputScales, thread.thread);
+    scf::YieldOp::create(b, loc);
+  });
 }
 
 /// Words of staged rows as a vector<Nxi32> fragment.
@@ -560,14 +475,18 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
   auto loop = scf::ForOp::create(
       b, loc, first, stages, step, zeros,
       [&](OpBuilder &b, Location loc, Value stage, ValueRange acc) {
-        if (e4m3)
-          stageE4M3Input(b, loc, unit, thread, args.input, tokens, firstToken,
-                         stage, tiles);
-        else
+        if (e4m3) {
+          stageRows(b, loc, unit, thread, args.inputCodes, tokens, firstToken,
+                    stage, tiles.input);
+          stageInputScales(b, loc, thread, args.inputScale, tokens, firstToken,
+                           stage, tiles);
+        } else {
           stageBF16Input(b, loc, thread, args.input, tokens, firstToken, stage,
                          tiles, unit.form == Form::BF16Split);
-        stageWeight(b, loc, unit, thread, args.weight, out, firstRow, stage,
-                    tiles);
+        }
+        Value rows = index(b, loc, out);
+        stageRows(b, loc, unit, thread, args.weight, rows, firstRow, stage,
+                  tiles.weight);
         mlir::gpu::BarrierOp::create(b, loc);
         SmallVector<Value> next;
         if (!e4m3) {
@@ -628,17 +547,20 @@ SymbolRefAttr mma::linearTiles(GPUKernelTarget &target,
                                const LinearKernel &kernel,
                                LinearOperands<Type> types, StringRef key) {
   std::optional<Unit> unit = unitOf(target, kernel);
-  if (!unit)
+  if (!unit || (unit->form == Form::E4M3 && !kernel.fp8InputCodes))
     return {};
   MLIRContext *context = target.getModule().getContext();
-  // 16-byte loads: the input as 4 f32, the weight as 4 words.
+  // 16-byte loads: the input as 4 f32, the weight and the input's codes as
+  // 4 words.
+  auto words = VectorType::get({4}, IntegerType::get(context, 32));
   types.input =
       MemRefType::get({ShapedType::kDynamic, kernel.in / 4},
                       VectorType::get({4}, Float32Type::get(context)));
   int64_t perWord = unit->form == Form::E4M3 ? 16 : 8;
-  types.weight =
-      MemRefType::get({kernel.out, kernel.in / perWord},
-                      VectorType::get({4}, IntegerType::get(context, 32)));
+  types.weight = MemRefType::get({kernel.out, kernel.in / perWord}, words);
+  if (unit->form == Form::E4M3)
+    types.inputCodes =
+        MemRefType::get({ShapedType::kDynamic, kernel.in / perWord}, words);
   StringRef suffix = unit->form == Form::E4M3   ? "_mma_e4m3"
                      : unit->form == Form::BF16 ? "_mma_bf16"
                                                 : "_mma_bf16x2";
