@@ -527,9 +527,18 @@ Expected<TargetCode> GPUBackend::generateCode(mlir::ModuleOp module,
       int64_t scalars =
           cast<mlir::IntegerAttr>(func->getAttr(kGPUKernelScalarsAttr))
               .getInt();
+      json::Array extents;
+      for (mlir::Attribute extent :
+           cast<mlir::ArrayAttr>(func->getAttr(kGPUKernelExtentsAttr))) {
+        json::Array row;
+        for (int64_t value : cast<mlir::DenseI64ArrayAttr>(extent).asArrayRef())
+          row.push_back(value);
+        extents.push_back(std::move(row));
+      }
       rows.emplace_back(index, json::Object{{"name", func.getName()},
                                             {"block", std::move(block)},
                                             {"buffers", std::move(buffers)},
+                                            {"extents", std::move(extents)},
                                             {"scalars", scalars}});
     }
     llvm::sort(rows, [](auto &a, auto &b) { return a.first < b.first; });

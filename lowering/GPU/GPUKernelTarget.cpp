@@ -5,6 +5,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "llvm/ADT/StringExtras.h"
@@ -86,17 +87,29 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
   Type i32 = IntegerType::get(context, 32);
   SmallVector<Type> arguments;
   SmallVector<int64_t> bufferBytes;
-  int64_t scalars = 2; // workgroups, grid x
+  // Each buffer's extent: its bytes are extent[0] times the scalars at
+  // positions extent[1...] (its dynamic sizes).
+  SmallVector<Attribute> extents;
+  int64_t operandScalars = 0;
   for (Type type : types) {
     if (auto memref = dyn_cast<MemRefType>(type)) {
       Type storage = gpuStorageType(memref.getElementType());
       arguments.push_back(MemRefType::get({ShapedType::kDynamic}, storage));
-      bufferBytes.push_back(elementBytes(storage));
-      scalars += memref.getNumDynamicDims();
+      int64_t bytes = elementBytes(storage);
+      SmallVector<int64_t> extent{bytes};
+      for (int64_t size : memref.getShape()) {
+        if (ShapedType::isDynamic(size))
+          extent.push_back(operandScalars++);
+        else
+          extent[0] *= size;
+      }
+      bufferBytes.push_back(bytes);
+      extents.push_back(DenseI64ArrayAttr::get(context, extent));
     } else {
-      scalars += 1;
+      operandScalars += 1;
     }
   }
+  int64_t scalars = operandScalars + 2; // then workgroups, grid x
   size_t buffers = arguments.size();
   bool vulkan = isVulkan();
   if (vulkan)
@@ -114,6 +127,7 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
   func->setAttr(kGPUKernelIndexAttr, b.getI64IntegerAttr(nextIndex));
   func->setAttr(kGPUKernelBuffersAttr, b.getDenseI64ArrayAttr(bufferBytes));
   func->setAttr(kGPUKernelScalarsAttr, b.getI64IntegerAttr(scalars));
+  func->setAttr(kGPUKernelExtentsAttr, b.getArrayAttr(extents));
   kernels[name] = Kernel{nextIndex++, std::move(grid),
                          SmallVector<Type>(types.begin(), types.end())};
 
@@ -195,7 +209,13 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
       auto type = MemRefType::get(
           {size}, f32, MemRefLayoutAttrInterface(),
           gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup));
-      return func.addWorkgroupAttribution(type, loc);
+      // 16-byte aligned: vector accesses, and wgmma's matrix descriptors.
+      BlockArgument attribution = func.addWorkgroupAttribution(type, loc);
+      func.setWorkgroupAttributionAttr(
+          func.getNumWorkgroupAttributions() - 1,
+          LLVM::LLVMDialect::getAlignAttrName(),
+          IntegerAttr::get(IntegerType::get(context, 64), 16));
+      return attribution;
     }
     // SPIR-V: a Workgroup storage-class allocation (memory space 3, mapped
     // by map-memref-spirv-storage-class).

@@ -43,6 +43,10 @@ inline constexpr llvm::StringLiteral kGPUKernelBuffersAttr =
     "xfmr_kernel_buffer_bytes";
 inline constexpr llvm::StringLiteral kGPUKernelScalarsAttr =
     "xfmr_kernel_scalars";
+/// Per buffer, the bytes the kernel may touch: [bytes, scalar index...],
+/// bytes times the values of those scalars (the buffer's dynamic sizes).
+inline constexpr llvm::StringLiteral kGPUKernelExtentsAttr =
+    "xfmr_kernel_buffer_extents";
 /// The gpu.module of the kernels and the launch hook's name.
 inline constexpr llvm::StringLiteral kGPUKernelModuleName = "xfmr_kernels";
 inline constexpr llvm::StringLiteral kGPULaunchFunction = "xfmr_gpu_launch";

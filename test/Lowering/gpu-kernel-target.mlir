@@ -103,8 +103,12 @@ module attributes {xfmr.target = #xfmr.target<kind = "vulkan", triple = "spirv64
 // memory is an attribution. Rows of 6 f32 are not whole 16-byte words: the
 // matrix-vector form reads them an element at a time.
 // CHECK: module attributes {gpu.container_module, {{.*}}kind = "cuda"
-// CHECK: gpu.func @xfmr_linear_8x6_f32_vector(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32) workgroup(%{{.+}} : memref<64xf32, #gpu.address_space<workgroup>>) kernel
+// Workgroup memory is 16-byte aligned. Each buffer's extent is its bytes times
+// its dynamic sizes' scalars (the input's rows are scalar 0, the output's 1):
+// the Vulkan device refuses a launch that spans more than one binding can.
+// CHECK: gpu.func @xfmr_linear_8x6_f32_vector(%{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: memref<?xf32>, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32, %{{.+}}: i32) workgroup(%{{.+}} : memref<64xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK-SAME: xfmr_kernel_buffer_bytes = array<i64: 4, 4, 4>
+// CHECK-SAME: xfmr_kernel_buffer_extents = [array<i64: 24, 0>, array<i64: 192>, array<i64: 32, 1>]
 module attributes {xfmr.target = #xfmr.target<kind = "cuda", triple = "nvptx64-nvidia-cuda", chip = "sm_90a">} {
   func.func @prefill(%ids: tensor<?xi32>, %start: index) -> tensor<?x8xf32> attributes {xfmr.entry = "prefill"} {
     %emb = xfmr.weight "embed" : tensor<8x6xf32>

@@ -26,6 +26,12 @@
 //   sum of two bf16 values keeps about 16 of f32's 24 bits, where one
 //   keeps 8.
 //
+// On sm_90a the warpgroup multiplies with wgmma instead: both operands
+// stay in workgroup memory (in wgmma's core-matrix layout, described by
+// 64-bit descriptors), 4 asynchronous m64n64 products a stage, no fragment
+// loads; the accumulators are the same registers in mma.sync's C layout,
+// replicated over the 8 column groups.
+//
 // Fragment layouts, lowest address in the lowest bits of a register:
 // - mma.sync (PTX ISA, "Matrix fragments for mma.m16n8k16/k32"; MLIR's
 //   NVGPU MMAUtils derives the same), lane 4g + t: A (16 x K row-major)
@@ -66,6 +72,9 @@ enum class Form { E4M3, BF16, BF16Split };
 struct Unit {
   bool amd;
   Form form;
+  /// sm_90a: one asynchronous warpgroup product (wgmma) a 64 x 64 x step
+  /// from workgroup memory, instead of each warp's mma.sync.
+  bool wgmma = false;
   int64_t lanes() const { return amd ? 64 : 32; }
   /// Waves along the tile's rows (NVIDIA 2 x 2 waves, AMD 2 x 1).
   int64_t rowWaves() const { return amd ? 1 : 2; }
@@ -84,15 +93,16 @@ std::optional<Unit> unitOf(const GPUKernelTarget &target,
   bool fp8 = amd ? chip == "gfx942"
                  : chip == "sm_89" || chip == "sm_90" || chip == "sm_90a";
   const WeightOperand &weight = kernel.weight;
+  bool wgmma = chip == "sm_90a";
   if (fp8 && weight.format == WeightFormat::F8E4M3FN && weight.blockScale &&
       weight.blockScale->first % kTile == 0 &&
       weight.blockScale->second == kGroup && kernel.fp8InputGroup == kGroup &&
       kernel.in % kGroup == 0)
-    return Unit{amd, Form::E4M3};
+    return Unit{amd, Form::E4M3, wgmma};
   // 64 bf16 columns a stage.
   if (weight.format == WeightFormat::BF16 && !weight.blockScale &&
       kernel.in % (2 * kWords) == 0)
-    return Unit{amd, kernel.precise ? Form::BF16Split : Form::BF16};
+    return Unit{amd, kernel.precise ? Form::BF16Split : Form::BF16, wgmma};
   return std::nullopt;
 }
 
@@ -129,10 +139,30 @@ Value stagedWord(OpBuilder &b, Location loc, Value tile, Value row,
   Value bits = memref::LoadOp::create(b, loc, tile, at);
   return i32Of(b, loc, bits);
 }
-void storeWord(OpBuilder &b, Location loc, Value word, Value tile, Value row,
-               Value column) {
-  Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
-  Value at = arith::AddIOp::create(b, loc, start, column);
+/// Stores word `column` of staged row `row`: at a 36-word pitch for the
+/// fragment loads, or for wgmma in its canonical K-major layout without
+/// swizzling: "core matrices" of 8 rows x 16 bytes, each 128 contiguous
+/// bytes, the 8 of a row band side by side (16-byte chunk c of row r at
+/// ((r / 8) * 8 + c) * 128 + (r % 8) * 16 bytes).
+void storeWord(OpBuilder &b, Location loc, const Unit &unit, Value word,
+               Value tile, Value row, Value column) {
+  Value at;
+  if (unit.wgmma) {
+    Value eight = index(b, loc, 8), four = index(b, loc, 4);
+    Value band = arith::DivUIOp::create(b, loc, row, eight);
+    Value chunk = arith::DivUIOp::create(b, loc, column, four);
+    Value bandChunks = arith::MulIOp::create(b, loc, band, eight);
+    Value core = arith::AddIOp::create(b, loc, bandChunks, chunk);
+    Value coreStart = arith::MulIOp::create(b, loc, core, index(b, loc, 32));
+    Value inBand = arith::RemUIOp::create(b, loc, row, eight);
+    Value rowStart = arith::MulIOp::create(b, loc, inBand, four);
+    Value inChunk = arith::RemUIOp::create(b, loc, column, four);
+    at = arith::AddIOp::create(b, loc, coreStart, rowStart);
+    at = arith::AddIOp::create(b, loc, at, inChunk);
+  } else {
+    Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
+    at = arith::AddIOp::create(b, loc, start, column);
+  }
   memref::StoreOp::create(b, loc, f32Of(b, loc, word), tile, at);
 }
 
@@ -241,6 +271,12 @@ Lane laneOf(OpBuilder &b, Location loc, const Unit &unit,
   result.waveRow = arith::MulIOp::create(b, loc, waveM, index(b, loc, 32));
   result.waveColumn = arith::MulIOp::create(
       b, loc, waveN, index(b, loc, kTile / unit.rowWaves()));
+  if (unit.wgmma) {
+    // The warpgroup's accumulator: warp w holds rows 16w + [0, 16) of all
+    // 64 columns.
+    result.waveRow = arith::MulIOp::create(b, loc, wave, index(b, loc, 16));
+    result.waveColumn = index(b, loc, 0);
+  }
   Value split = index(b, loc, unit.amd ? 16 : 4);
   if (unit.amd) {
     result.g = arith::RemUIOp::create(b, loc, lane, split);
@@ -268,6 +304,12 @@ std::pair<Value, Value> elementAt(OpBuilder &b, Location loc, const Unit &unit,
     column = arith::AddIOp::create(b, loc, column, lane.g);
     return {row, column};
   }
+  if (unit.wgmma) {
+    // Accumulator register 4j + e (j = 4m + n): rows g and g + 8 of the
+    // warp's 16, columns 8j + 2t and 8j + 2t + 1.
+    row = lane.waveRow;
+    column = index(b, loc, 8 * (4 * m + n));
+  }
   // Rows g and g + 8, columns 2t and 2t + 1.
   row = arith::AddIOp::create(b, loc, row, lane.g);
   row = arith::AddIOp::create(b, loc, row, index(b, loc, 8 * (e / 2)));
@@ -280,9 +322,10 @@ std::pair<Value, Value> elementAt(OpBuilder &b, Location loc, const Unit &unit,
 /// Stages input columns [stage * 64, + 64) of the tile's 64 tokens as bf16
 /// words (and the remainders' for the split form): 16 loads of 4 f32 a
 /// row, 8 per thread.
-void stageBF16Input(OpBuilder &b, Location loc, const GPUThread &thread,
-                    Value input, Value tokens, Value firstToken, Value stage,
-                    const Tiles &tiles, bool split) {
+void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
+                    const GPUThread &thread, Value input, Value tokens,
+                    Value firstToken, Value stage, const Tiles &tiles) {
+  bool split = unit.form == Form::BF16Split;
   constexpr int64_t perRow = 2 * kWords / 4;
   Value firstLoad = arith::MulIOp::create(b, loc, stage, index(b, loc, perRow));
   auto vector4 = VectorType::get({4}, b.getF32Type());
@@ -313,13 +356,15 @@ void stageBF16Input(OpBuilder &b, Location loc, const GPUThread &thread,
     }
     Value word = arith::MulIOp::create(b, loc, q, index(b, loc, 2));
     Value next = arith::AddIOp::create(b, loc, word, index(b, loc, 1));
-    storeWord(b, loc, pack16(b, loc, high[0], high[1]), tiles.input, row, word);
-    storeWord(b, loc, pack16(b, loc, high[2], high[3]), tiles.input, row, next);
+    storeWord(b, loc, unit, pack16(b, loc, high[0], high[1]), tiles.input, row,
+              word);
+    storeWord(b, loc, unit, pack16(b, loc, high[2], high[3]), tiles.input, row,
+              next);
     if (split) {
       Value low = pack16(b, loc, remainder[0], remainder[1]);
-      storeWord(b, loc, low, tiles.inputRemainder, row, word);
+      storeWord(b, loc, unit, low, tiles.inputRemainder, row, word);
       Value high23 = pack16(b, loc, remainder[2], remainder[3]);
-      storeWord(b, loc, high23, tiles.inputRemainder, row, next);
+      storeWord(b, loc, unit, high23, tiles.inputRemainder, row, next);
     }
   }
 }
@@ -352,7 +397,7 @@ void stageRows(OpBuilder &b, Location loc, const Unit &unit,
       if (unit.amd && unit.form == Form::E4M3)
         word = fnuzWord(b, loc, word);
       Value slot = arith::AddIOp::create(b, loc, firstWord, index(b, loc, j));
-      storeWord(b, loc, word, tile, row, slot);
+      storeWord(b, loc, unit, word, tile, row, slot);
     }
   }
 }
@@ -388,10 +433,96 @@ Value fragment(OpBuilder &b, Location loc, Value tile,
   return vector::FromElementsOp::create(b, loc, type, values);
 }
 
+/// Inline PTX `text` over the 32 accumulator registers of the warpgroup
+/// (tied: read and written in place) and `operands` ($64, $65, ...):
+/// statements that order themselves against the accumulators' other uses,
+/// which LLVM would otherwise move across the asynchronous products.
+SmallVector<Value> onAccumulators(OpBuilder &b, Location loc, StringRef text,
+                                  ValueRange acc, ValueRange operands = {}) {
+  int64_t count = acc.size();
+  std::string constraints;
+  for (int64_t i = 0; i < count; ++i)
+    constraints += "=f,";
+  for (int64_t i = 0; i < count; ++i)
+    constraints += std::to_string(i) + ",";
+  for (Value operand : operands) {
+    (void)operand;
+    constraints += "l,";
+  }
+  constraints.pop_back();
+  SmallVector<Type> types(count, b.getF32Type());
+  auto result = LLVM::LLVMStructType::getLiteral(b.getContext(), types);
+  SmallVector<Value> inputs(acc);
+  llvm::append_range(inputs, operands);
+  auto statement = LLVM::InlineAsmOp::create(
+      b, loc, result, inputs, text, constraints, /*has_side_effects=*/true,
+      /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
+      LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT),
+      ArrayAttr());
+  SmallVector<Value> values;
+  for (int64_t i = 0; i < count; ++i)
+    values.push_back(
+        LLVM::ExtractValueOp::create(b, loc, statement.getResult(0), i));
+  return values;
+}
+
+/// wgmma's shared-memory matrix descriptor of k-step `step` of a staged
+/// tile (storeWord's core matrices): the start address >> 4 in bits 0-13,
+/// the leading (K) byte offset between core matrices, 128, >> 4 in bits
+/// 16-29, the stride (M or N) byte offset, 8 x 128, >> 4 in bits 32-45; no
+/// swizzling (bits 62-63 zero).
+Value descriptor(OpBuilder &b, Location loc, Value tile, int64_t step) {
+  auto i64 = [&](int64_t value) -> Value {
+    return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(value));
+  };
+  Value pointer = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, tile);
+  Value address = arith::IndexCastOp::create(b, loc, b.getI64Type(), pointer);
+  // A step is 32 bytes of each row: two core matrices along K.
+  Value start = arith::AddIOp::create(b, loc, address, i64(256 * step));
+  Value shifted = arith::ShRUIOp::create(b, loc, start, i64(4));
+  Value field = arith::AndIOp::create(b, loc, shifted, i64(0x3fff));
+  int64_t strides = (int64_t(128 >> 4) << 16) | (int64_t(1024 >> 4) << 32);
+  return arith::OrIOp::create(b, loc, field, i64(strides));
+}
+
+/// A stage on sm_90a: the warpgroup's 4 (8 with the bf16 remainder)
+/// asynchronous m64n64 products over the staged tiles, then their wait.
+SmallVector<Value> warpgroupStage(OpBuilder &b, Location loc, const Unit &unit,
+                                  const Tiles &tiles, ValueRange acc) {
+  std::string registers;
+  for (int64_t i = 0; i < int64_t(acc.size()); ++i)
+    registers += (i ? ", $" : "$") + std::to_string(i);
+  // d, a-desc, b-desc, scale-d, imm-scale-a, imm-scale-b[, imm-trans-a,
+  // imm-trans-b]: accumulate, no negation, both operands K-major.
+  std::string product =
+      unit.form == Form::E4M3
+          ? "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {" +
+                registers + "}, $64, $65, 1, 1, 1;"
+          : "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" +
+                registers + "}, $64, $65, 1, 1, 1, 0, 0;";
+  SmallVector<Value> sums =
+      onAccumulators(b, loc, "wgmma.fence.sync.aligned;", acc);
+  for (int64_t s = 0; s < kSteps; ++s) {
+    Value w = descriptor(b, loc, tiles.weight, s);
+    Value a = descriptor(b, loc, tiles.input, s);
+    sums = onAccumulators(b, loc, product, sums, {a, w});
+    if (unit.form == Form::BF16Split) {
+      Value rest = descriptor(b, loc, tiles.inputRemainder, s);
+      sums = onAccumulators(b, loc, product, sums, {rest, w});
+    }
+  }
+  return onAccumulators(
+      b, loc,
+      "wgmma.commit_group.sync.aligned;\n\twgmma.wait_group.sync.aligned 0;",
+      sums);
+}
+
 /// The 4 steps of a stage for this wave's 2 x 4 tiles, on `acc`.
 SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
                                  const Tiles &tiles, const Lane &lane,
                                  ValueRange acc) {
+  if (unit.wgmma)
+    return warpgroupStage(b, loc, unit, tiles, acc);
   SmallVector<Value> sums(acc);
   Value eight = index(b, loc, 8), one = index(b, loc, 1);
   for (int64_t s = 0; s < kSteps; ++s) {
@@ -481,12 +612,22 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
           stageInputScales(b, loc, thread, args.inputScale, tokens, firstToken,
                            stage, tiles);
         } else {
-          stageBF16Input(b, loc, thread, args.input, tokens, firstToken, stage,
-                         tiles, unit.form == Form::BF16Split);
+          stageBF16Input(b, loc, unit, thread, args.input, tokens, firstToken,
+                         stage, tiles);
         }
         Value rows = index(b, loc, out);
         stageRows(b, loc, unit, thread, args.weight, rows, firstRow, stage,
                   tiles.weight);
+        // wgmma reads workgroup memory through the async proxy: the
+        // stores must be made visible to it first.
+        if (unit.wgmma)
+          LLVM::InlineAsmOp::create(
+              b, loc, TypeRange{}, ValueRange{},
+              "fence.proxy.async.shared::cta;", "", /*has_side_effects=*/true,
+              /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
+              LLVM::AsmDialectAttr::get(b.getContext(),
+                                        LLVM::AsmDialect::AD_ATT),
+              ArrayAttr());
         mlir::gpu::BarrierOp::create(b, loc);
         SmallVector<Value> next;
         if (!e4m3) {
@@ -561,12 +702,13 @@ SymbolRefAttr mma::linearTiles(GPUKernelTarget &target,
   if (unit->form == Form::E4M3)
     types.inputCodes =
         MemRefType::get({ShapedType::kDynamic, kernel.in / perWord}, words);
-  StringRef suffix = unit->form == Form::E4M3   ? "_mma_e4m3"
-                     : unit->form == Form::BF16 ? "_mma_bf16"
-                                                : "_mma_bf16x2";
+  std::string suffix = unit->wgmma ? "_wgmma" : "_mma";
+  suffix += unit->form == Form::E4M3   ? "_e4m3"
+            : unit->form == Form::BF16 ? "_bf16"
+                                       : "_bf16x2";
   int64_t out = kernel.out;
   return target.get<LinearOperands>(
-      (key + suffix).str(), types, kBlock,
+      key.str() + suffix, types, kBlock,
       [out](OpBuilder &b, Location loc, LinearOperands<Value> args) -> Value {
         Value tokens = memref::DimOp::create(b, loc, args.input, 0);
         Value tokenTiles =

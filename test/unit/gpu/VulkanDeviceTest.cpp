@@ -47,8 +47,13 @@ std::vector<GpuKernelInfo> kernelInfos() {
     info.scalars = scalars;
     return info;
   };
-  return {kernel("axpy", {4, 2, 4}, 2), kernel("addone", {4, 4}, 1),
-          kernel("tobf16", {4, 2}, 1), kernel("widen8", {1, 4}, 2)};
+  std::vector<GpuKernelInfo> infos = {
+      kernel("axpy", {4, 2, 4}, 2), kernel("addone", {4, 4}, 1),
+      kernel("tobf16", {4, 2}, 1), kernel("widen8", {1, 4}, 2)};
+  // addone's buffers span 4 bytes times n (its scalar 0), as a compiled
+  // kernel's manifest says.
+  infos[kAddOne].extents = {{4, 0}, {4, 0}};
+  return infos;
 }
 
 uint32_t floatBits(float value) {
@@ -389,6 +394,17 @@ TEST_P(VulkanDeviceTest, Errors) {
           launch(kAddOne, 4, {int64_t(released), int64_t(out), 4});
         },
         "not a Vulkan device address");
+    // A kernel that would read past what one binding spans (4 GiB here:
+    // more than any device's maxStorageBufferRange) is refused, not run.
+    expectError(
+        [&] {
+          const uint32_t one[3] = {1, 1, 1};
+          std::vector<int64_t> args = {int64_t(buffer), int64_t(out),
+                                       int64_t(1) << 30};
+          device->launch(kAddOne, one, args.data());
+        },
+        "kernel 'addone' buffer 0 spans 4294967296 bytes from its binding, "
+        "more than this Vulkan device's maxStorageBufferRange");
     std::vector<float> four = {1, 2, 3, 4};
     upload(buffer, four);
     launch(kAddOne, 4, {int64_t(buffer), int64_t(out), 4});

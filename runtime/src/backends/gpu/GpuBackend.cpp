@@ -150,6 +150,29 @@ void GpuBackend::loadCode(const uint8_t *code, uint64_t size,
     }
     info.scalars =
         static_cast<uint32_t>(requireUnsigned(row, "scalars", path_));
+    // Extents (optional: artifacts before them have none): per buffer, the
+    // bytes and the positions of the scalars that multiply them.
+    if (const JsonValue *extents = row.find("extents")) {
+      if (!extents->isArray() ||
+          extents->asArray().size() != info.buffers.size())
+        throw Error(path_ + ": kernel '" + info.name +
+                    "' has malformed buffer extents");
+      for (const JsonValue &extent : extents->asArray()) {
+        std::vector<uint64_t> values;
+        bool ok = extent.isArray() && !extent.asArray().empty();
+        for (size_t i = 0; ok && i < extent.asArray().size(); ++i) {
+          const JsonValue &value = extent.asArray()[i];
+          ok = value.isInteger() && value.asInt() >= (i == 0 ? 1 : 0) &&
+               (i == 0 || value.asInt() < int64_t(info.scalars));
+          if (ok)
+            values.push_back(static_cast<uint64_t>(value.asInt()));
+        }
+        if (!ok)
+          throw Error(path_ + ": kernel '" + info.name +
+                      "' has malformed buffer extents");
+        info.extents.push_back(std::move(values));
+      }
+    }
     kernels_.push_back(std::move(info));
   }
 

@@ -48,11 +48,19 @@ struct GpuKernelInfo {
   std::vector<uint32_t> buffers;
   /// Number of trailing i32 scalar parameters.
   uint32_t scalars = 0;
+  /// Per buffer, the bytes the kernel may touch from its first element:
+  /// extents[k][0] times the scalars at positions extents[k][1...] (its
+  /// dynamic sizes). Empty when the manifest has none (older artifacts).
+  std::vector<std::vector<uint64_t>> extents;
 };
 
 /// Launch arguments as the host code passes them: for each buffer its
 /// device address (already at the first element), then each scalar.
 using GpuLaunchArgs = const int64_t *;
+
+/// The bytes buffer `k` of a launch of `info` on `args` may touch from its
+/// first element (0: unknown).
+uint64_t bufferExtent(const GpuKernelInfo &info, size_t k, GpuLaunchArgs args);
 
 class GpuDevice {
 public:

@@ -1299,9 +1299,20 @@ void VulkanDevice::launch(uint32_t index, const uint32_t grid[3],
       throw Error("kernel '" + info.name + "' buffer " + std::to_string(k) +
                   ": address " + hexAddress(address) + " is not aligned to its " +
                   std::to_string(elementSize) + "-byte elements");
-    bound[k] = {buffer.buffer, at,
-                std::min<uint64_t>(buffer.size - at,
-                                   properties.limits.maxStorageBufferRange)};
+    // A binding spans at most maxStorageBufferRange bytes (128 MiB on
+    // lavapipe and many phones): a kernel reading further would read out of
+    // range, silently. Refuse it, naming the kernel and the sizes.
+    uint64_t range = properties.limits.maxStorageBufferRange;
+    uint64_t extent = bufferExtent(info, k, args);
+    if (extent && offset - at + extent > range)
+      throw Error("kernel '" + info.name + "' buffer " + std::to_string(k) +
+                  " spans " + std::to_string(offset - at + extent) +
+                  " bytes from its binding, more than this Vulkan device's "
+                  "maxStorageBufferRange (" +
+                  std::to_string(range) +
+                  " bytes): the tensor is too large for this device, or the "
+                  "prompt is too long for one call (prefill it in parts)");
+    bound[k] = {buffer.buffer, at, std::min<uint64_t>(buffer.size - at, range)};
     scalars[k] = int32_t((offset - at) / elementSize);
   }
   for (uint32_t s = 0; s < info.scalars; ++s)
