@@ -79,11 +79,19 @@ prepare)
     # "-fast": both sides without --precise (bf16 inputs in the CPU's panel linears and in
     # the GPU's single-bf16 products).
     "llama-mma-bf16-fast|llama --dtype bf16 $wide|"
+    # "-wgmma": the same for cuda:sm_90a (H100 and H200 run it): the warpgroup products.
+    "llama-mma-bf16-wgmma|llama --dtype bf16 $wide|"
+    "llama-mma-fp8-wgmma|llama $wide|--quantize fp8"
   )
   for entry in "${models[@]}"; do
     IFS='|' read -r name source flags <<< "$entry"
     # Vulkan keeps f32 inputs either way: only the matrix units round them to bf16.
     [[ "$name" == *-fast && "$gpu_target" == vulkan ]] && continue
+    model_target="$gpu_target"
+    if [[ "$name" == *-wgmma ]]; then
+      [[ "$gpu_target" == cuda:* ]] || continue
+      model_target=cuda:sm_90a
+    fi
     # FP8 activations round each input to a code: where the CPU's and the GPU's f32 sums
     # differ by an ulp next to a rounding boundary, one code moves by a step, and a
     # logit row by up to a few percent (seen on lavapipe). The comparison allows that.
@@ -95,7 +103,7 @@ prepare)
       # shellcheck disable=SC2086
       PYTHONPATH=python "$python" -m xfmr.synth --arch $source --quiet --out "$checkpoint"
     fi
-    for target in cpu "$gpu_target"; do
+    for target in cpu "$model_target"; do
       out="$dir/models/$name.${target%%:*}.xfmr"
       # --cpu x86-64-v2: the CPU artifacts run on the GPU machine's CPU. --precise: the
       # CPU keeps f32 activations in bf16 and FP8 linears, as the SIMT GPU kernels do, and
