@@ -1,6 +1,6 @@
 """GPU speed on a lent NVIDIA GPU, against the hardware's measured ceilings and PyTorch.
 
-    python3 bench/gpu.py prepare [--dir build-gpubench] [--chip sm_90] [--smoke]
+    python3 bench/gpu.py prepare [--dir build-gpubench] [--chip sm_90a] [--smoke]
         here (MLIR machine): writes sparse checkpoints (headers only) of the models below,
         compiles each weights-stripped for cuda:CHIP (a few hundred KiB each) and copies
         xfmr-run and xfmr-pack beside them: what the device tool carries (well under 64 MiB).
@@ -348,7 +348,7 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("--dir", default="build-gpubench")
-    p.add_argument("--chip", default="sm_90")
+    p.add_argument("--chip", default="sm_90a")
     p.add_argument("--smoke", action="store_true", help="tiny shapes, --target vulkan")
     r = sub.add_parser("run")
     r.add_argument("--dir", default="build-gpubench")

@@ -43,7 +43,7 @@ python=$(pick_python "")
 
 case "$command" in
 bench-prepare)
-  "$python" bench/gpu.py prepare --dir "${2:-build-gpubench}" --chip "${3:-sm_90}"
+  "$python" bench/gpu.py prepare --dir "${2:-build-gpubench}" --chip "${3:-sm_90a}"
   ;;
 bench|--bench)
   # Leaves the packed models in ${TMPDIR:-/tmp} only while each runs (about 40 GB at most).
