@@ -164,6 +164,13 @@ public:
     pm.addPass(createPlanMemory());
     LowerToKernelsOptions kernels;
     kernels.precise = precise;
+    // Vulkan binds at most maxStorageBufferRange bytes of a buffer to a
+    // kernel parameter; 2^27 is what many devices (and lavapipe) allow, so
+    // larger weights (a large vocabulary's embedding and LM head) are split
+    // over launches. A binding starts at most an offset alignment (at most
+    // 256 bytes on any device) before its first element: 4 KiB to spare.
+    if (kind == "vulkan")
+      kernels.maxBindingBytes = (int64_t(1) << 27) - 4096;
     pm.addPass(createLowerToKernels(kernels));
     pm.addPass(mlir::createCanonicalizerPass());
     pm.addPass(mlir::createCSEPass());

@@ -66,12 +66,23 @@ def LowerToKernels : Pass<"xfmr-lower-to-kernels", "::mlir::ModuleOp"> {
     Linear layers whose weight is stored in panels multiply bf16 activations
     (rounded to nearest even), as PyTorch and llama.cpp do on CPUs with bf16
     dot products; `precise` keeps them f32.
+
+    With `max-binding-bytes`, an embedding table or linear weight larger
+    than that is split by rows over several launches, each reading a view
+    within the limit: the embedding launch of rows [r0, r1) writes the
+    tokens whose ids fall there, the linear launch writes its window of the
+    output's columns. Vulkan binds at most `maxStorageBufferRange` bytes of
+    a buffer per kernel parameter, 2^27 on many devices.
   }];
   let options = [
     Option<"precise", "precise", "bool", "false",
            "Keep f32 inputs in linear layers with panel weights">,
     Option<"step", "step", "bool", "true",
-           "Also lower the decode entry as @batch_step (several sequences per call)">
+           "Also lower the decode entry as @batch_step (several sequences per call)">,
+    Option<"maxBindingBytes", "max-binding-bytes", "int64_t", "0",
+           "Split embedding tables and linear weights larger than this many bytes "
+           "over several launches (0: never; Vulkan: 2^27, the storage-buffer "
+           "range every device binds)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",

@@ -143,6 +143,10 @@ struct EmbeddingKernel {
   template <typename T> using Operands = EmbeddingOperands<T>;
   int64_t vocab, hidden;
   WeightFormat table;
+  /// The table holds rows [firstRow, firstRow + vocab) of the whole one (a
+  /// table split over launches, each within a binding's range): tokens
+  /// whose id is outside are left to the other launches. GPU kernels only.
+  int64_t firstRow = 0;
 };
 
 enum class Elementwise { Add, Mul, SwiGLU, Silu, Gelu, GeluTanh, Copy };
@@ -245,6 +249,10 @@ struct LinearKernel {
   /// (LinearOperands::inputCodes): where the target asked for them
   /// (KernelTarget::takesFP8InputCodes).
   bool fp8InputCodes = false;
+  /// The output is a window of `out` columns of a wider one with this many
+  /// (a weight split by rows over launches); 0: the output is [S, out].
+  /// GPU kernels only.
+  int64_t outputStride = 0;
   /// --precise: where a kernel would round the input to a narrower type
   /// for its matrix units, it keeps (about) f32's precision instead.
   bool precise = false;

@@ -80,8 +80,10 @@ struct CacheViews {
 /// Emits the schedule of one entry point.
 class ScheduleEmitter {
 public:
-  ScheduleEmitter(KernelTarget &target, MemoryPlanAttr plan, bool precise)
-      : target(target), plan(plan), precise(precise) {}
+  ScheduleEmitter(KernelTarget &target, MemoryPlanAttr plan, bool precise,
+                  int64_t maxBindingBytes)
+      : target(target), plan(plan), precise(precise),
+        maxBindingBytes(maxBindingBytes) {}
 
   /// Adds the schedule of `old` as `name` (the caller erases `old`). With
   /// `step` it is the batched entry (several sequences; ABI at emit()).
@@ -176,6 +178,15 @@ private:
   MemoryPlanAttr plan;
   /// Linear layers keep f32 inputs (--precise).
   bool precise;
+  /// Weights larger than this are split by rows over launches (0: never).
+  int64_t maxBindingBytes;
+  /// Rows of `buffer` ([R, ...]) in [first, first + count), as a view.
+  Value rowWindow(Value buffer, int64_t first, int64_t count);
+  /// Columns [first, first + count) of `buffer` ([S, N]), as a view.
+  Value columnWindow(Value buffer, int64_t first, int64_t count);
+  /// Rows per launch of a weight of `rows` rows of `rowBytes` bytes (a
+  /// multiple of `multiple`): all of them within maxBindingBytes.
+  int64_t rowsPerLaunch(int64_t rows, int64_t rowBytes, int64_t multiple);
   /// The counter slot of the next xfmr.moe_experts.
   size_t nextCounter = 0;
 
@@ -378,6 +389,34 @@ static int64_t fp8InputGroup(Value input) {
   return layout.getBlock()[1];
 }
 
+int64_t ScheduleEmitter::rowsPerLaunch(int64_t rows, int64_t rowBytes,
+                                       int64_t multiple) {
+  if (!maxBindingBytes || rows * rowBytes <= maxBindingBytes)
+    return rows;
+  return maxBindingBytes / (rowBytes * multiple) * multiple;
+}
+
+Value ScheduleEmitter::rowWindow(Value buffer, int64_t first, int64_t count) {
+  auto type = cast<MemRefType>(buffer.getType());
+  int64_t rank = type.getRank();
+  SmallVector<OpFoldResult> offsets(rank, b->getIndexAttr(0));
+  SmallVector<OpFoldResult> sizes, strides(rank, b->getIndexAttr(1));
+  offsets[0] = b->getIndexAttr(first);
+  sizes.push_back(b->getIndexAttr(count));
+  for (int64_t i = 1; i < rank; ++i)
+    sizes.push_back(b->getIndexAttr(type.getDimSize(i)));
+  return memref::SubViewOp::create(*b, loc, buffer, offsets, sizes, strides);
+}
+
+Value ScheduleEmitter::columnWindow(Value buffer, int64_t first,
+                                    int64_t count) {
+  Value rows = memref::DimOp::create(*b, loc, buffer, 0);
+  SmallVector<OpFoldResult> offsets{b->getIndexAttr(0), b->getIndexAttr(first)};
+  SmallVector<OpFoldResult> sizes{rows, b->getIndexAttr(count)};
+  SmallVector<OpFoldResult> strides(2, b->getIndexAttr(1));
+  return memref::SubViewOp::create(*b, loc, buffer, offsets, sizes, strides);
+}
+
 bool ScheduleEmitter::linearsTakeFP8Codes(DequantizeOp dequantize) {
   int64_t group = fp8InputGroup(dequantize.getResult());
   if (!group)
@@ -501,9 +540,30 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto embed = dyn_cast<EmbeddingOp>(op)) {
     auto table = embed.getTable().getType();
     Value result = outOrLogits(embed.getResult(), dims(embed.getResult()));
-    return launch(EmbeddingKernel{table.getDimSize(0), table.getDimSize(1),
-                                  weightFormatOf(table.getElementType())},
-                  {buffer(embed.getTable()), buffer(embed.getIds()), result});
+    int64_t vocab = table.getDimSize(0), hidden = table.getDimSize(1);
+    WeightFormat format = weightFormatOf(table.getElementType());
+    Value tableBuffer = buffer(embed.getTable());
+    int64_t rowBytes =
+        hidden *
+        int64_t(
+            storageTypeOf(format, b->getContext()).getIntOrFloatBitWidth()) /
+        8;
+    int64_t perLaunch = rowsPerLaunch(vocab, rowBytes, 1);
+    if (!perLaunch)
+      return op->emitOpError()
+             << "has embedding rows of " << rowBytes << " bytes, more than the "
+             << maxBindingBytes << " bytes a kernel can bind";
+    // A table larger than a binding: launches over windows of its rows,
+    // each writing the tokens whose ids fall in it.
+    for (int64_t first = 0; first < vocab; first += perLaunch) {
+      int64_t rows = std::min(perLaunch, vocab - first);
+      bool whole = rows == vocab;
+      Value window = whole ? tableBuffer : rowWindow(tableBuffer, first, rows);
+      if (failed(launch(EmbeddingKernel{rows, hidden, format, first},
+                        {window, buffer(embed.getIds()), result})))
+        return failure();
+    }
+    return success();
   }
   if (auto norm = dyn_cast<RMSNormOp>(op)) {
     if (norm.getInput().getType().getRank() != 2)
@@ -577,8 +637,40 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       operands.inputScale = codes->second.second;
     }
     operands.output = outOrLogits(lin.getResult(), {w.getDimSize(0)});
-    if (failed(launch(kernel, operands)))
-      return failure();
+    // A weight larger than a binding: launches over windows of its rows
+    // (whole block-scale rows), each writing its window of the output's
+    // columns.
+    int64_t out = kernel.out;
+    int64_t rowBytes = kernel.in *
+                       int64_t(storageTypeOf(weight.format, b->getContext())
+                                   .getIntOrFloatBitWidth()) /
+                       8;
+    int64_t blockRows = weight.blockScale ? weight.blockScale->first : 1;
+    int64_t perLaunch =
+        weight.panel ? out : rowsPerLaunch(out, rowBytes, blockRows);
+    if (!perLaunch)
+      return op->emitOpError()
+             << "has weight rows of " << rowBytes << " bytes (in blocks of "
+             << blockRows << "), more than the " << maxBindingBytes
+             << " bytes a kernel can bind";
+    for (int64_t first = 0; first < out; first += perLaunch) {
+      int64_t rows = std::min(perLaunch, out - first);
+      LinearKernel part = kernel;
+      LinearOperands<Value> window = operands;
+      if (rows != out) {
+        part.out = rows;
+        part.outputStride = out;
+        window.weight = rowWindow(operands.weight, first, rows);
+        if (operands.bias)
+          window.bias = rowWindow(operands.bias, first, rows);
+        if (operands.scale)
+          window.scale = rowWindow(operands.scale, first / blockRows,
+                                   llvm::divideCeilSigned(rows, blockRows));
+        window.output = columnWindow(operands.output, first, rows);
+      }
+      if (failed(launch(part, window)))
+        return failure();
+    }
     if (gathered)
       release(gathered);
     return success();
@@ -1141,7 +1233,7 @@ void LowerToKernelsPass::runOnOperation() {
       if (failed(target->checkCacheType(type, func)))
         return signalPassFailure();
   for (func::FuncOp old : entries) {
-    ScheduleEmitter emitter(*target, plan, precise);
+    ScheduleEmitter emitter(*target, plan, precise, maxBindingBytes);
     if (failed(emitter.emit(old, old.getName(), /*step=*/false)))
       return signalPassFailure();
     // The decode function, lowered once more for several sequences. (Not
@@ -1149,7 +1241,7 @@ void LowerToKernelsPass::runOnOperation() {
     // of its entry would bind to.)
     auto kind = old->getAttrOfType<StringAttr>(kEntryAttrName);
     if (step && kind && kind.getValue() == "decode") {
-      ScheduleEmitter stepEmitter(*target, plan, precise);
+      ScheduleEmitter stepEmitter(*target, plan, precise, maxBindingBytes);
       if (failed(stepEmitter.emit(old, "batch_step", /*step=*/true)))
         return signalPassFailure();
     }

@@ -15,6 +15,8 @@ static MemRefType f32Buffer(MLIRContext *context, ArrayRef<int64_t> shape) {
 
 func::FuncOp xfmr::kernels::embedding(KernelLibrary &lib,
     const EmbeddingKernel &kernel) {
+  // Tables are split over launches for GPU bindings only.
+  assert(kernel.firstRow == 0 && "the CPU embeds from whole tables");
   int64_t vocab = kernel.vocab;
   int64_t hidden = kernel.hidden;
   WeightFormat table = kernel.table;

@@ -22,6 +22,8 @@ using namespace xfmr::kernels;
 
 func::FuncOp xfmr::kernels::linear(KernelLibrary &lib,
     const LinearKernel &kernel) {
+  // Weights are split over launches for GPU bindings only.
+  assert(kernel.outputStride == 0 && "the CPU writes whole outputs");
   int64_t in = kernel.in;
   int64_t out = kernel.out;
   const WeightOperand &weight = kernel.weight;

@@ -39,6 +39,10 @@ SymbolRefAttr xfmr::kernels::gpuEmbedding(GPUKernelTarget &target,
       rows(context, hidden)};
   std::string key = "embedding_" + std::to_string(vocab) + "x" +
                     std::to_string(hidden) + "_" + formatName(format).str();
+  // A window of the table's rows (a table split over launches).
+  int64_t firstRow = kernel.firstRow;
+  if (firstRow)
+    key += "_from" + std::to_string(firstRow);
   return target.get<EmbeddingOperands>(
       key, types, 128,
       [](OpBuilder &b, Location loc, EmbeddingOperands<Value> args) {
@@ -50,10 +54,26 @@ SymbolRefAttr xfmr::kernels::gpuEmbedding(GPUKernelTarget &target,
         Value id = arith::IndexCastOp::create(
             b, loc, b.getIndexType(),
             memref::LoadOp::create(b, loc, args.ids, t));
-        simt::strided(b, loc, thread, index(b, loc, hidden),
-                      [&](OpBuilder &b, Location loc, Value h) {
-          Value v = simt::loadF32(b, loc, args.table, {id, h}, format);
-          memref::StoreOp::create(b, loc, v, args.output, ValueRange{t, h});
+        auto copyRow = [&](OpBuilder &b, Location loc, Value row) {
+          simt::strided(
+              b, loc, thread, index(b, loc, hidden),
+              [&](OpBuilder &b, Location loc, Value h) {
+                Value v = simt::loadF32(b, loc, args.table, {row, h}, format);
+                memref::StoreOp::create(b, loc, v, args.output,
+                                        ValueRange{t, h});
+              });
+        };
+        if (!firstRow) {
+          copyRow(b, loc, id);
+          return;
+        }
+        // Only the ids of this window (unsigned: ids below it wrap past).
+        Value row = arith::SubIOp::create(b, loc, id, index(b, loc, firstRow));
+        Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           row, index(b, loc, vocab));
+        scf::IfOp::create(b, loc, mine, [&](OpBuilder &b, Location loc) {
+          copyRow(b, loc, row);
+          scf::YieldOp::create(b, loc);
         });
       });
 }

@@ -69,9 +69,14 @@ SymbolRefAttr xfmr::kernels::gpuLinear(GPUKernelTarget &target,
         MemRefType::get({llvm::divideCeilSigned(out, weight.blockScale->first),
                          llvm::divideCeilSigned(in, weight.blockScale->second)},
                         f32Type);
-  types.output = MemRefType::get({ShapedType::kDynamic, out}, f32Type);
+  // A window of a wider output's columns (a weight split over launches):
+  // rows of outputStride, columns [0, out) written.
+  int64_t outputStride = kernel.outputStride ? kernel.outputStride : out;
+  types.output = MemRefType::get({ShapedType::kDynamic, outputStride}, f32Type);
   std::string key = "linear_" + std::to_string(out) + "x" + std::to_string(in) +
                     "_" + weight.key();
+  if (kernel.outputStride)
+    key += "_of" + std::to_string(outputStride);
   if (bias)
     key += "_bias_" + formatName(*bias).str();
   // The input's FP8 codes and scales: every form of the kernel takes them

@@ -53,6 +53,8 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
+#include <limits>
+
 using namespace mlir;
 using namespace xfmr;
 using namespace xfmr::kernels;
@@ -349,8 +351,16 @@ void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
       Value bits = bf16Bits(b, loc, value);
       high.push_back(bits);
       if (split) {
-        Value rest =
-            arith::SubFOp::create(b, loc, value, fromBF16Bits(b, loc, bits));
+        // x - bf16(x) is exact; an infinite bf16(x) (x infinite, or past
+        // bf16's range) leaves no remainder, rather than NaN.
+        Value high = fromBF16Bits(b, loc, bits);
+        Value rest = arith::SubFOp::create(b, loc, value, high);
+        Value magnitude = math::AbsFOp::create(b, loc, high);
+        Value infinity = f32(b, loc, std::numeric_limits<float>::infinity());
+        Value finite = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT,
+                                             magnitude, infinity);
+        Value zero = f32(b, loc, 0.0);
+        rest = arith::SelectOp::create(b, loc, finite, rest, zero);
         remainder.push_back(bf16Bits(b, loc, rest));
       }
     }
