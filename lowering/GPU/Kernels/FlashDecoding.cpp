@@ -69,21 +69,25 @@ SymbolRefAttr flash::slicesKernel(GPUKernelTarget &target, StringRef key,
                                   unsigned startOperand, int64_t heads,
                                   int64_t width, int64_t capacity,
                                   int64_t chunk, std::optional<int64_t> window,
-                                  std::optional<int64_t> sinks,
-                                  SliceBody body) {
+                                  std::optional<int64_t> sinks, SliceBody body,
+                                  int64_t headsPerWorkgroup) {
+  assert(heads % headsPerWorkgroup == 0 && "whole groups of heads");
   MLIRContext *context = target.getModule().getContext();
   SmallVector<Type> types(operands);
   types.push_back(scratchType(context, heads, width));
+  int64_t groups = heads / headsPerWorkgroup;
   return target.get(
       key, types, chunk,
-      [heads](OpBuilder &b, Location loc, ValueRange) -> Value {
-        return index(b, loc, heads * kSlices);
+      [groups](OpBuilder &b, Location loc, ValueRange) -> Value {
+        return index(b, loc, groups * kSlices);
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           ValueRange arguments) {
-        Value count = index(b, loc, heads);
+        Value count = index(b, loc, groups);
         Value slice = arith::DivUIOp::create(b, loc, thread.workgroup, count);
-        Value head = arith::RemUIOp::create(b, loc, thread.workgroup, count);
+        Value group = arith::RemUIOp::create(b, loc, thread.workgroup, count);
+        Value head = arith::MulIOp::create(b, loc, group,
+                                           index(b, loc, headsPerWorkgroup));
         VisibleKeys keys = visibleKeys(b, loc, arguments[startOperand],
                                        capacity, window, sinks);
         Slice range = sliceOf(b, loc, keys, slice, chunk);

@@ -74,10 +74,11 @@ Slice sliceOf(mlir::OpBuilder &b, mlir::Location loc, const VisibleKeys &keys,
 /// The kernel `xfmr_<key>` over `operands` (an attention family's, with its
 /// `start` operand at position `startOperand`) and the scratch
 /// (scratchType(heads, width)): a workgroup of `chunk` threads (one per key
-/// of a chunk) per (slice, head) of the keys a
+/// of a chunk) per (slice, group of `headsPerWorkgroup` heads) of the keys a
 /// query at `start` sees; `body` runs for the slices that hold keys (uniform
-/// per workgroup), with the operands (the scratch last) and the slice's
-/// keys, and leaves its outputs and totals in the scratch.
+/// per workgroup), with the operands (the scratch last), the group's first
+/// head and the slice's keys, and leaves its outputs and totals in the
+/// scratch.
 using SliceBody = llvm::function_ref<void(
     mlir::OpBuilder &, mlir::Location, const GPUThread &,
     mlir::ValueRange operands, mlir::Value slice, mlir::Value head,
@@ -87,7 +88,8 @@ mlir::SymbolRefAttr slicesKernel(GPUKernelTarget &target, llvm::StringRef key,
                                  unsigned startOperand, int64_t heads,
                                  int64_t width, int64_t capacity, int64_t chunk,
                                  std::optional<int64_t> window,
-                                 std::optional<int64_t> sinks, SliceBody body);
+                                 std::optional<int64_t> sinks, SliceBody body,
+                                 int64_t headsPerWorkgroup = 1);
 /// Thread 0 stores a slice's maximum and sum after its outputs.
 void storeTotals(mlir::OpBuilder &b, mlir::Location loc,
                  const GPUThread &thread, mlir::Value scratch,

@@ -512,6 +512,183 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
         });
     return SmallVector<Value>(chunks.getResults());
   };
+  // Decode: token t's query heads [h0, h0 + group) over keys [first, last)
+  // at once, so that a workgroup reads each cache entry for all of them
+  // (FlashMLA's point: the latent is every head's key and value). Thread j
+  // scores key j against each head (`scores`: group x kBlock f32); every
+  // thread folds the chunk into its channels of each head. Returns each
+  // head's (maximum, sum, channels...) in turn.
+  auto walkKeysOfGroup =
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          LatentAttendOperands<Value> args, Value scores, Value t, Value h0,
+          int64_t group, const VisibleKeys &keys, Value first,
+          Value last) -> SmallVector<Value> {
+    Value qLatent = args.queryLatent, q = args.query;
+    Value latentCache = args.latentCache, scales = args.scales;
+    Value ropeCache = args.ropeCache;
+    Value zero = index(b, loc, 0), one = index(b, loc, 1);
+    Value blockSize = index(b, loc, kBlock);
+    SmallVector<Value> heads;
+    for (int64_t g = 0; g < group; ++g)
+      heads.push_back(arith::AddIOp::create(b, loc, h0, index(b, loc, g)));
+    SmallVector<Value> channels;
+    SmallVector<int64_t> channelBlocks;
+    for (int64_t r = 0; r < owned; ++r) {
+      Value offset = index(b, loc, r * kBlock);
+      Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
+      Value lastChannel = index(b, loc, rank - 1);
+      channels.push_back(arith::MinUIOp::create(b, loc, c, lastChannel));
+      channelBlocks.push_back(r * kBlock / scaleBlock);
+    }
+    int64_t perHead = 2 + owned;
+    SmallVector<Value> init;
+    for (int64_t g = 0; g < group; ++g) {
+      init.push_back(f32(b, loc, -std::numeric_limits<double>::infinity()));
+      init.push_back(f32(b, loc, 0.0));
+      for (int64_t r = 0; r < owned; ++r)
+        init.push_back(f32(b, loc, 0.0));
+    }
+    // sum over d in [lo, hi) of query(h, d) * key(d), for every head.
+    auto dots =
+        [&](OpBuilder &b, Location loc, int64_t lo, int64_t hi,
+            function_ref<Value(OpBuilder &, Location, Value, Value)> query,
+            function_ref<Value(OpBuilder &, Location, Value)> key)
+        -> SmallVector<Value> {
+      SmallVector<Value> starts(group, f32(b, loc, 0.0));
+      Value begin = index(b, loc, lo), end = index(b, loc, hi);
+      auto loop = scf::ForOp::create(
+          b, loc, begin, end, one, starts,
+          [&](OpBuilder &b, Location loc, Value d, ValueRange acc) {
+            Value k = key(b, loc, d);
+            SmallVector<Value> next;
+            for (int64_t g = 0; g < group; ++g)
+              next.push_back(
+                  simt::fma(b, loc, query(b, loc, heads[g], d), k, acc[g]));
+            scf::YieldOp::create(b, loc, next);
+          });
+      return SmallVector<Value>(loop.getResults());
+    };
+    auto chunks = scf::ForOp::create(
+        b, loc, first, last, blockSize, init,
+        [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
+          // Thread j scores key chunk + j against every head of the group.
+          Value mine = arith::AddIOp::create(b, loc, chunk, thread.thread);
+          Value valid = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                              mine, last);
+          auto score = scf::IfOp::create(
+              b, loc, valid,
+              [&](OpBuilder &b, Location loc) {
+                Value slot = keys.slot(b, loc, mine);
+                SmallVector<Value> sums(group, f32(b, loc, 0.0));
+                for (int64_t lo = 0; lo < rank; lo += scaleBlock) {
+                  SmallVector<Value> part = dots(
+                      b, loc, lo, std::min(rank, lo + scaleBlock),
+                      [&](OpBuilder &b, Location loc, Value h, Value d) {
+                        return memref::LoadOp::create(b, loc, qLatent,
+                                                      ValueRange{t, h, d})
+                            .getResult();
+                      },
+                      [&](OpBuilder &b, Location loc, Value d) {
+                        return simt::loadF32(b, loc, latentCache, {slot, d},
+                                             storage.format);
+                      });
+                  Value blockScale;
+                  if (scaled) {
+                    Value blockIndex = index(b, loc, lo / scaleBlock);
+                    blockScale = memref::LoadOp::create(
+                        b, loc, scales, ValueRange{slot, blockIndex});
+                  }
+                  for (int64_t g = 0; g < group; ++g) {
+                    Value p = part[g];
+                    if (scaled)
+                      p = arith::MulFOp::create(b, loc, p, blockScale);
+                    sums[g] = arith::AddFOp::create(b, loc, sums[g], p);
+                  }
+                }
+                SmallVector<Value> ropeSums = dots(
+                    b, loc, 0, rope,
+                    [&](OpBuilder &b, Location loc, Value h, Value d) {
+                      Value nopeEnd = index(b, loc, nope);
+                      Value channel = arith::AddIOp::create(b, loc, d, nopeEnd);
+                      return memref::LoadOp::create(b, loc, q,
+                                                    ValueRange{t, h, channel})
+                          .getResult();
+                    },
+                    [&](OpBuilder &b, Location loc, Value d) {
+                      return simt::loadF32(b, loc, ropeCache, {slot, d},
+                                           storage.ropeFormat);
+                    });
+                SmallVector<Value> scored;
+                for (int64_t g = 0; g < group; ++g) {
+                  Value sum =
+                      arith::AddFOp::create(b, loc, sums[g], ropeSums[g]);
+                  Value factor = f32(b, loc, scale);
+                  scored.push_back(arith::MulFOp::create(b, loc, sum, factor));
+                }
+                scf::YieldOp::create(b, loc, scored);
+              },
+              [&](OpBuilder &b, Location loc) {
+                SmallVector<Value> zeros(group, f32(b, loc, 0.0));
+                scf::YieldOp::create(b, loc, zeros);
+              });
+          for (int64_t g = 0; g < group; ++g) {
+            Value at = arith::AddIOp::create(b, loc, thread.thread,
+                                             index(b, loc, g * kBlock));
+            memref::StoreOp::create(b, loc, score.getResult(g), scores, at);
+          }
+          mlir::gpu::BarrierOp::create(b, loc);
+          // Every thread folds the chunk's keys into its channels of every
+          // head: each latent value read once for the group.
+          Value remaining = arith::SubIOp::create(b, loc, last, chunk);
+          Value count = arith::MinUIOp::create(b, loc, blockSize, remaining);
+          auto fold = scf::ForOp::create(
+              b, loc, zero, count, one, state,
+              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                Value keyIndex = arith::AddIOp::create(b, loc, chunk, i);
+                Value slot = keys.slot(b, loc, keyIndex);
+                // This thread's latent values of the key, with their scale
+                // block's scale.
+                llvm::SmallDenseMap<int64_t, Value> blockScales;
+                SmallVector<Value> values;
+                for (int64_t r = 0; r < owned; ++r) {
+                  Value c = simt::loadF32(b, loc, latentCache,
+                                          {slot, channels[r]}, storage.format);
+                  if (scaled) {
+                    Value &blockScale = blockScales[channelBlocks[r]];
+                    if (!blockScale) {
+                      Value blockIndex = index(b, loc, channelBlocks[r]);
+                      blockScale = memref::LoadOp::create(
+                          b, loc, scales, ValueRange{slot, blockIndex});
+                    }
+                    c = arith::MulFOp::create(b, loc, c, blockScale);
+                  }
+                  values.push_back(c);
+                }
+                SmallVector<Value> next;
+                for (int64_t g = 0; g < group; ++g) {
+                  Value at = arith::AddIOp::create(b, loc, i,
+                                                   index(b, loc, g * kBlock));
+                  Value s = memref::LoadOp::create(b, loc, scores, at);
+                  int64_t base = g * perHead;
+                  SoftmaxStep step = onlineSoftmaxStep(b, loc, state[base],
+                                                       state[base + 1], s);
+                  next.push_back(step.max);
+                  next.push_back(step.sum);
+                  for (int64_t r = 0; r < owned; ++r) {
+                    Value kept = arith::MulFOp::create(
+                        b, loc, state[base + 2 + r], step.correction);
+                    next.push_back(
+                        simt::fma(b, loc, step.weight, values[r], kept));
+                  }
+                }
+                scf::YieldOp::create(b, loc, next);
+              });
+          // The scores are read by all before the next chunk overwrites them.
+          mlir::gpu::BarrierOp::create(b, loc);
+          scf::YieldOp::create(b, loc, fold.getResults());
+        });
+    return SmallVector<Value>(chunks.getResults());
+  };
   // Stores value(r) at latent channel thread + r * kBlock of
   // memref[prefix...] for the channels below the rank.
   auto storeLatent =
@@ -555,30 +732,41 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
       });
 
   // Decode (one token), flash decoding (FlashDecoding.cpp): workgroup
-  // (slice, head) walks its slice of the visible keys and leaves its latent
-  // outputs, maximum and sum in the scratch; a workgroup per head combines
-  // the slices.
+  // (slice, group of heads) walks its slice of the visible keys for every
+  // head of the group and leaves their latent outputs, maxima and sums in
+  // the scratch; a workgroup per head combines the slices. A group of up
+  // to 8 heads reads each cache entry once where a workgroup per head read
+  // it once per head (DeepSeek's 16 or 128 heads: 2 or 16 reads instead).
+  int64_t group = 1;
+  while (group < 8 && heads % (2 * group) == 0)
+    group *= 2;
   MemRefType scratchType = flash::scratchType(context, heads, rank);
   unsigned startOperand = types.scales ? 5 : 4;
   SymbolRefAttr partial = flash::slicesKernel(
       target, key + "_slices", presentOperands(types), startOperand, heads,
       rank, capacity, kBlock, window, sinks,
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          ValueRange operands, Value slice, Value h, const VisibleKeys &keys,
+          ValueRange operands, Value slice, Value h0, const VisibleKeys &keys,
           const flash::Slice &range) {
         LatentAttendOperands<Value> args =
             bindOperands(types, operands.drop_back());
         Value scratch = operands.back();
         Value t = index(b, loc, 0);
-        SmallVector<Value> state =
-            walkKeys(b, loc, thread, args, thread.scratch(kBlock), t, h, keys,
-                     range.first, range.last);
-        storeLatent(
-            b, loc, thread, scratch, ValueRange{slice, h},
-            [&](OpBuilder &, Location, int64_t r) { return state[2 + r]; });
-        flash::storeTotals(b, loc, thread, scratch, slice, h, rank, state[0],
-                           state[1]);
-      });
+        SmallVector<Value> state = walkKeysOfGroup(
+            b, loc, thread, args, thread.scratch(group * kBlock), t, h0, group,
+            keys, range.first, range.last);
+        for (int64_t g = 0; g < group; ++g) {
+          Value h = arith::AddIOp::create(b, loc, h0, index(b, loc, g));
+          int64_t base = g * (2 + owned);
+          storeLatent(b, loc, thread, scratch, ValueRange{slice, h},
+                      [&](OpBuilder &, Location, int64_t r) {
+                        return state[base + 2 + r];
+                      });
+          flash::storeTotals(b, loc, thread, scratch, slice, h, rank,
+                             state[base], state[base + 1]);
+        }
+      },
+      group);
   SymbolRefAttr combine = flash::combineKernel(
       target, key + "_combine", heads, rank, capacity, kBlock, window, sinks);
   SymbolRefAttr sliced =
