@@ -252,6 +252,138 @@ struct AttendWalk {
     return result;
   }
 
+  /// The same for query heads [h0, h0 + count), which share one KV head
+  /// (count divides the GQA group and h0): thread j scores key j against
+  /// each of them (`scores`: count x block f32) and every thread folds each
+  /// key's values into its channels of all of them, so the workgroup reads
+  /// each key and value once for the heads instead of once per head.
+  SmallVector<SoftmaxState> walkHeads(OpBuilder &b, Location loc,
+                                      AttendOperands<Value> args, Value scores,
+                                      Value t, Value h0, int64_t count,
+                                      const VisibleKeys &keys, Value first,
+                                      Value last) const {
+    int64_t group = kernel.queryHeads / kernel.kvHeads;
+    WeightFormat format = kernel.format.format;
+    bool scaled = kernel.format.scaled;
+    Value q = args.query, cache = args.cache, scales = args.scales;
+    Value zero = index(b, loc, 0), one = index(b, loc, 1);
+    Value kvHead = arith::DivUIOp::create(b, loc, h0, index(b, loc, group));
+    Value blockSize = index(b, loc, thread.block);
+    SmallVector<Value> mine = channels(b, loc);
+    SmallVector<Value> heads;
+    for (int64_t g = 0; g < count; ++g)
+      heads.push_back(arith::AddIOp::create(b, loc, h0, index(b, loc, g)));
+    int64_t perHead = 2 + owned;
+    SmallVector<Value> init;
+    for (int64_t g = 0; g < count; ++g) {
+      init.push_back(f32(b, loc, -std::numeric_limits<double>::infinity()));
+      init.push_back(f32(b, loc, 0.0));
+      init.append(owned, f32(b, loc, 0.0));
+    }
+    auto chunks = scf::ForOp::create(
+        b, loc, first, last, blockSize, init,
+        [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
+          // Thread j scores key chunk + j against every head.
+          Value key = arith::AddIOp::create(b, loc, chunk, thread.thread);
+          Value valid = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                              key, last);
+          auto score = scf::IfOp::create(
+              b, loc, valid,
+              [&](OpBuilder &b, Location loc) {
+                Value slot = keys.slot(b, loc, key);
+                Value end = index(b, loc, kernel.keyDim);
+                SmallVector<Value> starts(count, f32(b, loc, 0.0));
+                auto dots = scf::ForOp::create(
+                    b, loc, zero, end, one, starts,
+                    [&](OpBuilder &b, Location loc, Value d, ValueRange acc) {
+                      Value kd = simt::loadF32(b, loc, cache, {slot, kvHead, d},
+                                               format);
+                      SmallVector<Value> next;
+                      for (int64_t g = 0; g < count; ++g) {
+                        Value qd = memref::LoadOp::create(
+                            b, loc, q, ValueRange{t, heads[g], d});
+                        next.push_back(simt::fma(b, loc, qd, kd, acc[g]));
+                      }
+                      scf::YieldOp::create(b, loc, next);
+                    });
+                Value factor = f32(b, loc, kernel.scale);
+                if (scaled) {
+                  Value keyScale = memref::LoadOp::create(
+                      b, loc, scales, ValueRange{slot, kvHead, zero});
+                  factor = arith::MulFOp::create(b, loc, factor, keyScale);
+                }
+                SmallVector<Value> scored;
+                for (int64_t g = 0; g < count; ++g)
+                  scored.push_back(
+                      arith::MulFOp::create(b, loc, dots.getResult(g), factor));
+                scf::YieldOp::create(b, loc, scored);
+              },
+              [&](OpBuilder &b, Location loc) {
+                SmallVector<Value> zeros(count, f32(b, loc, 0.0));
+                scf::YieldOp::create(b, loc, zeros);
+              });
+          for (int64_t g = 0; g < count; ++g) {
+            Value at = arith::AddIOp::create(b, loc, thread.thread,
+                                             index(b, loc, g * thread.block));
+            memref::StoreOp::create(b, loc, score.getResult(g), scores, at);
+          }
+          mlir::gpu::BarrierOp::create(b, loc);
+          // Every thread folds the chunk's values into its channels of
+          // every head.
+          Value inChunk = arith::MinUIOp::create(
+              b, loc, blockSize, arith::SubIOp::create(b, loc, last, chunk));
+          auto fold = scf::ForOp::create(
+              b, loc, zero, inChunk, one, state,
+              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
+                Value slot =
+                    keys.slot(b, loc, arith::AddIOp::create(b, loc, chunk, i));
+                SmallVector<Value> values;
+                for (int64_t r = 0; r < owned; ++r) {
+                  Value channel = arith::AddIOp::create(
+                      b, loc, mine[r], index(b, loc, kernel.keyDim));
+                  values.push_back(simt::loadF32(
+                      b, loc, cache, {slot, kvHead, channel}, format));
+                }
+                Value valueScale;
+                if (scaled)
+                  valueScale = memref::LoadOp::create(
+                      b, loc, scales, ValueRange{slot, kvHead, one});
+                SmallVector<Value> next;
+                for (int64_t g = 0; g < count; ++g) {
+                  Value at = arith::AddIOp::create(
+                      b, loc, i, index(b, loc, g * thread.block));
+                  Value s = memref::LoadOp::create(b, loc, scores, at);
+                  int64_t base = g * perHead;
+                  SoftmaxStep step = onlineSoftmaxStep(b, loc, state[base],
+                                                       state[base + 1], s);
+                  Value weight = step.weight;
+                  if (scaled)
+                    weight = arith::MulFOp::create(b, loc, weight, valueScale);
+                  next.push_back(step.max);
+                  next.push_back(step.sum);
+                  for (int64_t r = 0; r < owned; ++r) {
+                    Value kept = arith::MulFOp::create(
+                        b, loc, state[base + 2 + r], step.correction);
+                    next.push_back(simt::fma(b, loc, weight, values[r], kept));
+                  }
+                }
+                scf::YieldOp::create(b, loc, next);
+              });
+          // The scores are read by all before the next chunk overwrites them.
+          mlir::gpu::BarrierOp::create(b, loc);
+          scf::YieldOp::create(b, loc, fold.getResults());
+        });
+    SmallVector<SoftmaxState> result;
+    for (int64_t g = 0; g < count; ++g) {
+      int64_t base = g * perHead;
+      SoftmaxState head{chunks.getResult(base), chunks.getResult(base + 1), {}};
+      for (int64_t r = 0; r < owned; ++r)
+        head.outputs.push_back(chunks.getResult(base + 2 + r));
+      result.push_back(head);
+    }
+    return result;
+  }
+
   /// Stores `value(r)` at channel thread + r * block of `memref[prefix...]`
   /// for the channels below the value dimension.
   void storeChannels(OpBuilder &b, Location loc, Value memref,
@@ -583,27 +715,38 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
         });
 
   // Decode (one token), flash decoding (FlashDecoding.cpp): workgroup
-  // (slice, head) walks its slice of the visible keys; then a workgroup per
-  // head combines the slices.
+  // (slice, up to 8 query heads of one KV head) walks its slice of the
+  // visible keys for those heads, reading each key and value once for all
+  // of them (GQA: Llama-3-8B's 4 query heads a KV head read the cache once,
+  // not 4 times); then a workgroup per head combines the slices.
+  int64_t headsPerWorkgroup = 1;
+  while (headsPerWorkgroup < 8 &&
+         (queryHeads / kvHeads) % (2 * headsPerWorkgroup) == 0)
+    headsPerWorkgroup *= 2;
   MemRefType scratchType = flash::scratchType(context, queryHeads, valueDim);
   unsigned startOperand = types.scales ? 3 : 2;
   SymbolRefAttr partial = flash::slicesKernel(
       target, key + "_slices", presentOperands(types), startOperand, queryHeads,
       valueDim, capacity, block, window, sinks,
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          ValueRange operands, Value slice, Value h, const VisibleKeys &keys,
+          ValueRange operands, Value slice, Value h0, const VisibleKeys &keys,
           const flash::Slice &range) {
         AttendOperands<Value> args = bindOperands(types, operands.drop_back());
         Value scratch = operands.back();
         AttendWalk walk{kernel, thread, owned};
         Value t = index(b, loc, 0);
-        SoftmaxState state = walk.walk(b, loc, args, thread.scratch(block), t,
-                                       h, keys, range.first, range.last);
-        walk.storeChannels(b, loc, scratch, ValueRange{slice, h},
-                           [&](int64_t r) { return state.outputs[r]; });
-        flash::storeTotals(b, loc, thread, scratch, slice, h, valueDim,
-                           state.max, state.sum);
-      });
+        SmallVector<SoftmaxState> states = walk.walkHeads(
+            b, loc, args, thread.scratch(headsPerWorkgroup * block), t, h0,
+            headsPerWorkgroup, keys, range.first, range.last);
+        for (auto [g, state] : llvm::enumerate(states)) {
+          Value h = arith::AddIOp::create(b, loc, h0, index(b, loc, g));
+          walk.storeChannels(b, loc, scratch, ValueRange{slice, h},
+                             [&](int64_t r) { return state.outputs[r]; });
+          flash::storeTotals(b, loc, thread, scratch, slice, h, valueDim,
+                             state.max, state.sum);
+        }
+      },
+      headsPerWorkgroup);
   SymbolRefAttr combine =
       flash::combineKernel(target, key + "_combine", queryHeads, valueDim,
                            capacity, block, window, sinks);
