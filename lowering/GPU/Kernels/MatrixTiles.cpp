@@ -321,6 +321,29 @@ std::pair<Value, Value> elementAt(OpBuilder &b, Location loc, const Unit &unit,
   return {row, column};
 }
 
+/// The (row, 16-byte load of the row) of staging item e of a stage's 64
+/// rows x `perRow` loads. Pitched tiles: neighbouring threads take
+/// neighbouring loads of a row (coalesced). wgmma's core matrices: 8
+/// neighbouring threads take 8 rows of one load column, whose stores then
+/// fill 128 contiguous bytes (no bank conflicts), a warp still reading 4
+/// loads of each of its rows.
+std::pair<Value, Value> rowAndLoad(OpBuilder &b, Location loc, const Unit &unit,
+                                   Value e, int64_t perRow) {
+  if (!unit.wgmma) {
+    Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
+    Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
+    return {row, q};
+  }
+  Value eight = index(b, loc, 8);
+  Value inBand = arith::RemUIOp::create(b, loc, e, eight);
+  Value band = arith::DivUIOp::create(b, loc, e, index(b, loc, 8 * perRow));
+  Value bandStart = arith::MulIOp::create(b, loc, band, eight);
+  Value row = arith::AddIOp::create(b, loc, bandStart, inBand);
+  Value column = arith::DivUIOp::create(b, loc, e, eight);
+  Value q = arith::RemUIOp::create(b, loc, column, index(b, loc, perRow));
+  return {row, q};
+}
+
 /// Stages input columns [stage * 64, + 64) of the tile's 64 tokens as bf16
 /// words (and the remainders' for the split form): 16 loads of 4 f32 a
 /// row, 8 per thread.
@@ -334,8 +357,8 @@ void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
   for (int64_t i = 0; i < kTile * perRow / kBlock; ++i) {
     Value e =
         arith::AddIOp::create(b, loc, thread.thread, index(b, loc, i * kBlock));
-    Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
-    Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
+    Value row, q;
+    std::tie(row, q) = rowAndLoad(b, loc, unit, e, perRow);
     Value token = arith::AddIOp::create(b, loc, firstToken, row);
     Value inside =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, token, tokens);
@@ -391,8 +414,8 @@ void stageRows(OpBuilder &b, Location loc, const Unit &unit,
   for (int64_t i = 0; i < kTile * perRow / kBlock; ++i) {
     Value e =
         arith::AddIOp::create(b, loc, thread.thread, index(b, loc, i * kBlock));
-    Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
-    Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
+    Value row, q;
+    std::tie(row, q) = rowAndLoad(b, loc, unit, e, perRow);
     Value n = arith::AddIOp::create(b, loc, firstRow, row);
     Value inside =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, n, rows);
