@@ -147,7 +147,7 @@ Value stagedWord(OpBuilder &b, Location loc, Value tile, Value row,
 /// bytes, the 8 of a row band side by side (16-byte chunk c of row r at
 /// ((r / 8) * 8 + c) * 128 + (r % 8) * 16 bytes).
 void storeWord(OpBuilder &b, Location loc, const Unit &unit, Value word,
-               Value tile, Value row, Value column) {
+               Value tile, Value row, Value column, Value offset = {}) {
   Value at;
   if (unit.wgmma) {
     Value eight = index(b, loc, 8), four = index(b, loc, 4);
@@ -165,6 +165,9 @@ void storeWord(OpBuilder &b, Location loc, const Unit &unit, Value word,
     Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
     at = arith::AddIOp::create(b, loc, start, column);
   }
+  // A second buffer of the tile (stages in flight).
+  if (offset)
+    at = arith::AddIOp::create(b, loc, at, offset);
   memref::StoreOp::create(b, loc, f32Of(b, loc, word), tile, at);
 }
 
@@ -253,6 +256,9 @@ int64_t at(int64_t m, int64_t n, int64_t e) { return (m * kN + n) * 4 + e; }
 
 struct Tiles {
   Value input, inputRemainder, weight, inputScales;
+  /// Where this stage's buffers start in them (words; null: 0), when two
+  /// stages are in flight.
+  Value offset, scalesOffset;
 };
 
 /// Where this thread works: its wave's tile corner, and its lane's parts
@@ -390,14 +396,16 @@ void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
     Value word = arith::MulIOp::create(b, loc, q, index(b, loc, 2));
     Value next = arith::AddIOp::create(b, loc, word, index(b, loc, 1));
     storeWord(b, loc, unit, pack16(b, loc, high[0], high[1]), tiles.input, row,
-              word);
+              word, tiles.offset);
     storeWord(b, loc, unit, pack16(b, loc, high[2], high[3]), tiles.input, row,
-              next);
+              next, tiles.offset);
     if (split) {
       Value low = pack16(b, loc, remainder[0], remainder[1]);
-      storeWord(b, loc, unit, low, tiles.inputRemainder, row, word);
+      storeWord(b, loc, unit, low, tiles.inputRemainder, row, word,
+                tiles.offset);
       Value high23 = pack16(b, loc, remainder[2], remainder[3]);
-      storeWord(b, loc, unit, high23, tiles.inputRemainder, row, next);
+      storeWord(b, loc, unit, high23, tiles.inputRemainder, row, next,
+                tiles.offset);
     }
   }
 }
@@ -407,7 +415,7 @@ void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
 /// loads of 16 bytes a row, 4 per thread. FP8 codes go to AMD as FNUZ.
 void stageRows(OpBuilder &b, Location loc, const Unit &unit,
                const GPUThread &thread, Value source, Value rows,
-               Value firstRow, Value stage, Value tile) {
+               Value firstRow, Value stage, Value tile, Value offset) {
   constexpr int64_t perRow = kWords / 4;
   auto words = VectorType::get({4}, b.getI32Type());
   Value firstLoad = arith::MulIOp::create(b, loc, stage, index(b, loc, perRow));
@@ -430,7 +438,7 @@ void stageRows(OpBuilder &b, Location loc, const Unit &unit,
       if (unit.amd && unit.form == Form::E4M3)
         word = fnuzWord(b, loc, word);
       Value slot = arith::AddIOp::create(b, loc, firstWord, index(b, loc, j));
-      storeWord(b, loc, unit, word, tile, row, slot);
+      storeWord(b, loc, unit, word, tile, row, slot, offset);
     }
   }
 }
@@ -451,7 +459,10 @@ void stageInputScales(OpBuilder &b, Location loc, const GPUThread &thread,
                                return memref::LoadOp::create(
                                    b, loc, scales, ValueRange{token, stage});
                              });
-    memref::StoreOp::create(b, loc, scale, tiles.inputScales, thread.thread);
+    Value at = thread.thread;
+    if (tiles.scalesOffset)
+      at = arith::AddIOp::create(b, loc, at, tiles.scalesOffset);
+    memref::StoreOp::create(b, loc, scale, tiles.inputScales, at);
     scf::YieldOp::create(b, loc);
   });
 }
@@ -504,12 +515,19 @@ SmallVector<Value> onAccumulators(OpBuilder &b, Location loc, StringRef text,
 /// the leading (K) byte offset between core matrices, 128, >> 4 in bits
 /// 16-29, the stride (M or N) byte offset, 8 x 128, >> 4 in bits 32-45; no
 /// swizzling (bits 62-63 zero).
-Value descriptor(OpBuilder &b, Location loc, Value tile, int64_t step) {
+Value descriptor(OpBuilder &b, Location loc, Value tile, Value offset,
+                 int64_t step) {
   auto i64 = [&](int64_t value) -> Value {
     return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(value));
   };
   Value pointer = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, tile);
   Value address = arith::IndexCastOp::create(b, loc, b.getI64Type(), pointer);
+  if (offset) {
+    // The stage's buffer: `offset` words further.
+    Value words = arith::IndexCastOp::create(b, loc, b.getI64Type(), offset);
+    Value bytes = arith::MulIOp::create(b, loc, words, i64(4));
+    address = arith::AddIOp::create(b, loc, address, bytes);
+  }
   // A step is 32 bytes of each row: two core matrices along K.
   Value start = arith::AddIOp::create(b, loc, address, i64(256 * step));
   Value shifted = arith::ShRUIOp::create(b, loc, start, i64(4));
@@ -519,9 +537,13 @@ Value descriptor(OpBuilder &b, Location loc, Value tile, int64_t step) {
 }
 
 /// A stage on sm_90a: the warpgroup's 4 (8 with the bf16 remainder)
-/// asynchronous m64n64 products over the staged tiles, then their wait.
-SmallVector<Value> warpgroupStage(OpBuilder &b, Location loc, const Unit &unit,
-                                  const Tiles &tiles, ValueRange acc) {
+/// asynchronous m64n64 products over the staged tiles, then `meanwhile`
+/// (the next stage's staging, which must not touch the accumulators), then
+/// the wait for the products.
+SmallVector<Value>
+warpgroupStage(OpBuilder &b, Location loc, const Unit &unit, const Tiles &tiles,
+               ValueRange acc,
+               function_ref<void(OpBuilder &, Location)> meanwhile = nullptr) {
   std::string registers;
   for (int64_t i = 0; i < int64_t(acc.size()); ++i)
     registers += (i ? ", $" : "$") + std::to_string(i);
@@ -536,18 +558,18 @@ SmallVector<Value> warpgroupStage(OpBuilder &b, Location loc, const Unit &unit,
   SmallVector<Value> sums =
       onAccumulators(b, loc, "wgmma.fence.sync.aligned;", acc);
   for (int64_t s = 0; s < kSteps; ++s) {
-    Value w = descriptor(b, loc, tiles.weight, s);
-    Value a = descriptor(b, loc, tiles.input, s);
+    Value w = descriptor(b, loc, tiles.weight, tiles.offset, s);
+    Value a = descriptor(b, loc, tiles.input, tiles.offset, s);
     sums = onAccumulators(b, loc, product, sums, {a, w});
     if (unit.form == Form::BF16Split) {
-      Value rest = descriptor(b, loc, tiles.inputRemainder, s);
+      Value rest = descriptor(b, loc, tiles.inputRemainder, tiles.offset, s);
       sums = onAccumulators(b, loc, product, sums, {rest, w});
     }
   }
-  return onAccumulators(
-      b, loc,
-      "wgmma.commit_group.sync.aligned;\n\twgmma.wait_group.sync.aligned 0;",
-      sums);
+  sums = onAccumulators(b, loc, "wgmma.commit_group.sync.aligned;", sums);
+  if (meanwhile)
+    meanwhile(b, loc);
+  return onAccumulators(b, loc, "wgmma.wait_group.sync.aligned 0;", sums);
 }
 
 /// The 4 steps of a stage for this wave's 2 x 4 tiles, on `acc`.
@@ -610,13 +632,18 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
                  const Unit &unit) {
   int64_t in = kernel.in, out = kernel.out;
   bool e4m3 = unit.form == Form::E4M3;
+  // wgmma runs asynchronously: the next stage is staged into a second
+  // buffer while the products of this one run (not with the bf16
+  // remainder's third tile: 2 x 3 x 9 KiB would pass 48 KiB).
+  bool pipelined = unit.wgmma && unit.form != Form::BF16Split;
+  int64_t buffers = pipelined ? 2 : 1;
   Tiles tiles;
-  tiles.input = thread.scratch(kTile * kPitch);
-  tiles.weight = thread.scratch(kTile * kPitch);
+  tiles.input = thread.scratch(buffers * kTile * kPitch);
+  tiles.weight = thread.scratch(buffers * kTile * kPitch);
   if (unit.form == Form::BF16Split)
     tiles.inputRemainder = thread.scratch(kTile * kPitch);
   if (e4m3)
-    tiles.inputScales = thread.scratch(kTile);
+    tiles.inputScales = thread.scratch(buffers * kTile);
   Value tokens = simt::leadingSize(b, loc, args.input);
   Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
   Value tile = index(b, loc, kTile);
@@ -634,59 +661,113 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
   if (e4m3)
     scaleRow = arith::DivUIOp::create(
         b, loc, firstRow, index(b, loc, kernel.weight.blockScale->first));
+  // Stage `stage` of both operands into `into`'s buffers; wgmma reads
+  // workgroup memory through the async proxy, so the stores are fenced
+  // for it.
+  auto stageBoth = [&](OpBuilder &b, Location loc, Value stage,
+                       const Tiles &into) {
+    if (e4m3) {
+      stageRows(b, loc, unit, thread, args.inputCodes, tokens, firstToken,
+                stage, into.input, into.offset);
+      stageInputScales(b, loc, thread, args.inputScale, tokens, firstToken,
+                       stage, into);
+    } else {
+      stageBF16Input(b, loc, unit, thread, args.input, tokens, firstToken,
+                     stage, into);
+    }
+    Value rows = index(b, loc, out);
+    stageRows(b, loc, unit, thread, args.weight, rows, firstRow, stage,
+              into.weight, into.offset);
+    if (unit.wgmma)
+      LLVM::InlineAsmOp::create(
+          b, loc, TypeRange{}, ValueRange{}, "fence.proxy.async.shared::cta;",
+          "", /*has_side_effects=*/true,
+          /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
+          LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT),
+          ArrayAttr());
+  };
+  // The stage's sums of code products (E4M3), promoted to the f32 totals
+  // `acc` with the token's scale times the block's.
+  auto promote = [&](OpBuilder &b, Location loc, Value stage, const Tiles &from,
+                     ArrayRef<Value> partial,
+                     ValueRange acc) -> SmallVector<Value> {
+    Value blockScale =
+        memref::LoadOp::create(b, loc, args.scale, ValueRange{scaleRow, stage});
+    if (codeScale != 1.0)
+      blockScale =
+          arith::MulFOp::create(b, loc, blockScale, f32(b, loc, codeScale));
+    SmallVector<Value> next(acc.begin(), acc.end());
+    for (int64_t m = 0; m < kM; ++m)
+      for (int64_t e = 0; e < 4; ++e) {
+        Value row = elementAt(b, loc, unit, lane, m, 0, e).first;
+        if (from.scalesOffset)
+          row = arith::AddIOp::create(b, loc, row, from.scalesOffset);
+        Value tokenScale =
+            memref::LoadOp::create(b, loc, from.inputScales, row);
+        Value scale = arith::MulFOp::create(b, loc, tokenScale, blockScale);
+        for (int64_t n = 0; n < kN; ++n)
+          next[at(m, n, e)] =
+              simt::fma(b, loc, partial[at(m, n, e)], scale, next[at(m, n, e)]);
+      }
+    return next;
+  };
+  // Buffer `parity` (0 or 1) of the tiles.
+  auto buffer = [&](OpBuilder &b, Location loc, Value parity) {
+    Tiles view = tiles;
+    view.offset =
+        arith::MulIOp::create(b, loc, parity, index(b, loc, kTile * kPitch));
+    view.scalesOffset =
+        arith::MulIOp::create(b, loc, parity, index(b, loc, kTile));
+    return view;
+  };
   SmallVector<Value> zeros(kM * kN * 4, f32(b, loc, 0.0));
   Value first = index(b, loc, 0), step = index(b, loc, 1);
+  if (pipelined) {
+    // The first stage, before the loop.
+    stageBoth(b, loc, first, buffer(b, loc, first));
+    mlir::gpu::BarrierOp::create(b, loc);
+  }
   auto loop = scf::ForOp::create(
       b, loc, first, stages, step, zeros,
       [&](OpBuilder &b, Location loc, Value stage, ValueRange acc) {
-        if (e4m3) {
-          stageRows(b, loc, unit, thread, args.inputCodes, tokens, firstToken,
-                    stage, tiles.input);
-          stageInputScales(b, loc, thread, args.inputScale, tokens, firstToken,
-                           stage, tiles);
-        } else {
-          stageBF16Input(b, loc, unit, thread, args.input, tokens, firstToken,
-                         stage, tiles);
+        if (pipelined) {
+          // Products of this stage's buffer, and meanwhile the next stage
+          // into the other one; after the wait and a barrier both are free.
+          Value two = index(b, loc, 2), one = index(b, loc, 1);
+          Value parity = arith::RemUIOp::create(b, loc, stage, two);
+          Value otherParity = arith::SubIOp::create(b, loc, one, parity);
+          Tiles current = buffer(b, loc, parity);
+          Tiles other = buffer(b, loc, otherParity);
+          Value nextStage = arith::AddIOp::create(b, loc, stage, one);
+          Value more = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                             nextStage, stages);
+          auto stageNext = [&](OpBuilder &b, Location loc) {
+            scf::IfOp::create(b, loc, more, [&](OpBuilder &b, Location loc) {
+              stageBoth(b, loc, nextStage, other);
+              scf::YieldOp::create(b, loc);
+            });
+          };
+          SmallVector<Value> next;
+          if (e4m3) {
+            SmallVector<Value> partial =
+                warpgroupStage(b, loc, unit, current, zeros, stageNext);
+            next = promote(b, loc, stage, current, partial, acc);
+          } else {
+            next = warpgroupStage(b, loc, unit, current, acc, stageNext);
+          }
+          mlir::gpu::BarrierOp::create(b, loc);
+          scf::YieldOp::create(b, loc, next);
+          return;
         }
-        Value rows = index(b, loc, out);
-        stageRows(b, loc, unit, thread, args.weight, rows, firstRow, stage,
-                  tiles.weight);
-        // wgmma reads workgroup memory through the async proxy: the
-        // stores must be made visible to it first.
-        if (unit.wgmma)
-          LLVM::InlineAsmOp::create(
-              b, loc, TypeRange{}, ValueRange{},
-              "fence.proxy.async.shared::cta;", "", /*has_side_effects=*/true,
-              /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
-              LLVM::AsmDialectAttr::get(b.getContext(),
-                                        LLVM::AsmDialect::AD_ATT),
-              ArrayAttr());
+        stageBoth(b, loc, stage, tiles);
         mlir::gpu::BarrierOp::create(b, loc);
         SmallVector<Value> next;
         if (!e4m3) {
           next = multiplyStage(b, loc, unit, tiles, lane, acc);
         } else {
-          // The stage's sums of code products, promoted to the f32 totals
-          // with the token's scale times the block's.
           SmallVector<Value> partial =
               multiplyStage(b, loc, unit, tiles, lane, zeros);
-          Value blockScale = memref::LoadOp::create(
-              b, loc, args.scale, ValueRange{scaleRow, stage});
-          if (codeScale != 1.0)
-            blockScale = arith::MulFOp::create(b, loc, blockScale,
-                                               f32(b, loc, codeScale));
-          next.assign(acc.begin(), acc.end());
-          for (int64_t m = 0; m < kM; ++m)
-            for (int64_t e = 0; e < 4; ++e) {
-              Value row = elementAt(b, loc, unit, lane, m, 0, e).first;
-              Value tokenScale =
-                  memref::LoadOp::create(b, loc, tiles.inputScales, row);
-              Value scale =
-                  arith::MulFOp::create(b, loc, tokenScale, blockScale);
-              for (int64_t n = 0; n < kN; ++n)
-                next[at(m, n, e)] = simt::fma(b, loc, partial[at(m, n, e)],
-                                              scale, next[at(m, n, e)]);
-            }
+          next = promote(b, loc, stage, tiles, partial, acc);
         }
         // Nobody restages the tiles before everyone has read them.
         mlir::gpu::BarrierOp::create(b, loc);
