@@ -162,12 +162,14 @@ def gemm_rates(shapes):
     return rates
 
 
-def run_xfmr(root, artifact, prompt_len, decode, vocab):
+def run_xfmr(root, artifact, prompt_len, decode, vocab, graphs=False):
     import numpy as np
     ids = np.random.default_rng(0).integers(3, vocab, prompt_len)
+    # XFMR_CUDA_GRAPHS=1: each decode step's launches replayed as one CUDA graph.
+    env = dict(os.environ, XFMR_CUDA_GRAPHS="1" if graphs else "0")
     done = subprocess.run([str(root / "bin" / "xfmr-run"), str(artifact), "--prompt-ids",
                            " ".join(map(str, ids)), "-n", str(decode), "--stats"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1])
     return json.loads(done.stderr.strip().splitlines()[-1])
@@ -287,6 +289,12 @@ def run(args):
             rows.append((f"{name}: xfmr decode (prompt {spec['prompt']})", f"{decode:.1f} tok/s",
                          f"roofline {roofline:.1f}" if roofline else "",
                          f"{decode / roofline:.2f}" if roofline else ""))
+            graphed = run_xfmr(root, full, spec["prompt"], spec["decode"], vocab, graphs=True)
+            entry["xfmr_graphs"] = graphed
+            rows.append((f"{name}: xfmr decode, CUDA graphs",
+                         f"{graphed['decode_tokens_per_s']:.1f} tok/s",
+                         f"without {decode:.1f}",
+                         f"{graphed['decode_tokens_per_s'] / decode:.2f}"))
             if roofline:
                 rows.append((f"{name}: bytes read per token x tok/s",
                              f"{per_token * decode / 1e9:.0f} GB/s",

@@ -156,7 +156,7 @@ run)
     echo "gpu-check: generated and packed $name in $((SECONDS - start)) s"
   done
   "$python" - "$dir" <<'PYTHON'
-import json, subprocess, sys, time
+import json, os, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 
@@ -184,9 +184,20 @@ for cpu in sorted(root.glob("models/*.cpu.xfmr")):
     cpu_r, gpu_r = result["cpu"], result["gpu"]
     if "error" in cpu_r or "error" in gpu_r:
         failed = True
-        rows.append((name, "ERROR", "-", "-", "-", "-",
+        rows.append((name, "ERROR", "-", "-", "-", "-", "-",
                      gpu_r.get("error") or cpu_r.get("error")))
         continue
+    # CUDA: the same run with each decode step replayed as a CUDA graph must give the
+    # same ids and logits bit for bit (the same kernels in the same order).
+    graphs = "-"
+    if gpu.name.endswith(".cuda.xfmr"):
+        logits = root / f"{name}.graphs.npy"
+        done = subprocess.run([run, str(gpu), "--prompt-ids", prompt, "-n", "32",
+                               "--dump-logits", str(logits)], capture_output=True, text=True,
+                              env=dict(os.environ, XFMR_CUDA_GRAPHS="1"))
+        graphs = ("same" if done.returncode == 0 and done.stdout.split() == gpu_r["ids"]
+                  and np.array_equal(np.load(logits), gpu_r["logits"]) else "DIFFERS")
+        failed |= graphs != "same"
     same = cpu_r["ids"] == gpu_r["ids"]
     scale = np.max(np.abs(cpu_r["logits"]), axis=-1)
     errors = np.max(np.abs(gpu_r["logits"] - cpu_r["logits"]), axis=-1) / scale
@@ -198,11 +209,11 @@ for cpu in sorted(root.glob("models/*.cpu.xfmr")):
         ok = same and error < 1e-3
     failed |= not ok
     s = gpu_r["stats"]
-    rows.append((name, "ok" if ok else "DIFFERS", "yes" if same else "no", f"{error:.2e}",
+    rows.append((name, "ok" if ok else "DIFFERS", "yes" if same else "no", graphs, f"{error:.2e}",
                  f"{s['prefill_tokens_per_s']:.0f}", f"{s['decode_tokens_per_s']:.0f}",
                  f"{s['device']}, {s['device_memory_bytes'] / 2**20:.1f} MiB, "
                  f"upload {s['weights_upload_seconds'] * 1e3:.1f} ms"))
-header = ("model", "result", "ids = cpu", "max rel logit err", "prefill tok/s",
+header = ("model", "result", "ids = cpu", "graphs", "max rel logit err", "prefill tok/s",
           "decode tok/s", "device")
 widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
 for r in [header, tuple("-" * w for w in widths)] + rows:

@@ -42,6 +42,22 @@ using CUcontext = struct CUctx_st *;
 using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
+using CUgraph = struct CUgraph_st *;
+using CUgraphNode = struct CUgraphNode_st *;
+using CUgraphExec = struct CUgraphExec_st *;
+using CUkernel = struct CUkern_st *;
+
+/// CUDA_KERNEL_NODE_PARAMS_v2 (cuda.h): `func` set, `kern` and `ctx` null.
+struct KernelNodeParams {
+  CUfunction func;
+  unsigned gridDimX, gridDimY, gridDimZ;
+  unsigned blockDimX, blockDimY, blockDimZ;
+  unsigned sharedMemBytes;
+  void **kernelParams;
+  void **extra;
+  CUkernel kern;
+  CUcontext ctx;
+};
 
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
@@ -135,6 +151,23 @@ struct CudaApi {
                              unsigned, unsigned, unsigned, CUstream, void **,
                              void **);
   CUresult (*cuStreamSynchronize)(CUstream);
+  // Graphs (optional: null where the driver lacks them).
+  CUresult (*cuGraphCreate)(CUgraph *, unsigned);
+  CUresult (*cuGraphAddKernelNode_v2)(CUgraphNode *, CUgraph,
+                                      const CUgraphNode *, size_t,
+                                      const KernelNodeParams *);
+  CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph,
+                                          unsigned long long);
+  CUresult (*cuGraphExecKernelNodeSetParams_v2)(CUgraphExec, CUgraphNode,
+                                                const KernelNodeParams *);
+  CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
+  CUresult (*cuGraphExecDestroy)(CUgraphExec);
+  CUresult (*cuGraphDestroy)(CUgraph);
+  bool hasGraphs() const {
+    return cuGraphCreate && cuGraphAddKernelNode_v2 &&
+           cuGraphInstantiateWithFlags && cuGraphExecKernelNodeSetParams_v2 &&
+           cuGraphLaunch && cuGraphExecDestroy && cuGraphDestroy;
+  }
 
   /// "CUDA_ERROR_OUT_OF_MEMORY (2)".
   std::string errorName(CUresult result) const {
@@ -197,6 +230,19 @@ CudaApi loadCuda() {
   XFMR_RESOLVE(cuLaunchKernel);
   XFMR_RESOLVE(cuStreamSynchronize);
 #undef XFMR_RESOLVE
+  auto optional = [&](auto &function, const char *symbol) {
+    function = reinterpret_cast<std::remove_reference_t<decltype(function)>>(
+        dlsym(library, symbol));
+  };
+#define XFMR_OPTIONAL(name) optional(api.name, #name)
+  XFMR_OPTIONAL(cuGraphCreate);
+  XFMR_OPTIONAL(cuGraphAddKernelNode_v2);
+  XFMR_OPTIONAL(cuGraphInstantiateWithFlags);
+  XFMR_OPTIONAL(cuGraphExecKernelNodeSetParams_v2);
+  XFMR_OPTIONAL(cuGraphLaunch);
+  XFMR_OPTIONAL(cuGraphExecDestroy);
+  XFMR_OPTIONAL(cuGraphDestroy);
+#undef XFMR_OPTIONAL
   return api;
 }
 
@@ -255,6 +301,10 @@ public:
       api.cuDevicePrimaryCtxRelease_v2(device);
       api.check(result, "cuCtxSetCurrent");
     }
+    // Decode steps as graphs: opt-in until measured on a GPU.
+    const char *graphsVariable = std::getenv("XFMR_CUDA_GRAPHS");
+    graphs =
+        graphsVariable && std::string(graphsVariable) == "1" && api.hasGraphs();
   }
 
   ~CudaDevice() override {
@@ -262,6 +312,7 @@ public:
     // releasing the primary context frees whatever remains anyway.
     if (api.cuCtxSetCurrent(context) == CUDA_SUCCESS) {
       api.cuStreamSynchronize(nullStream);
+      destroyGraph();
       if (module)
         api.cuModuleUnload(module);
       memory.freeAll();
@@ -282,6 +333,7 @@ public:
                     uint64_t bytes) override {
     if (!bytes)
       return;
+    interrupt();
     bind();
     // Synchronous, on the NULL stream: after earlier work, and `source` is
     // consumed (staged) when it returns.
@@ -302,6 +354,7 @@ public:
   void zero(uint64_t dest, uint64_t bytes) override {
     if (!bytes)
       return;
+    interrupt();
     bind();
     api.check(api.cuMemsetD8Async(dest, 0, bytes, nullStream),
               "cuMemsetD8Async",
@@ -380,19 +433,18 @@ public:
     // An empty grid is no work (and an error to cuLaunchKernel).
     if (!grid[0] || !grid[1] || !grid[2])
       return;
-    bind();
 
     // One 8-byte slot per kernel parameter, in the ABI's order; the driver
-    // copies the values during cuLaunchKernel.
+    // copies the values when it launches (or adds the graph node).
+    Launch launch;
+    launch.index = index;
+    std::copy(grid, grid + 3, launch.grid);
     size_t buffers = kernel.info.buffers.size();
     size_t count = 5 * buffers + buffers + kernel.info.scalars;
-    slots.assign(count, 0);
-    params.resize(count);
-    for (size_t i = 0; i < count; ++i)
-      params[i] = &slots[i];
+    launch.slots.assign(count, 0);
     auto put = [&](size_t slot, auto value) {
       static_assert(sizeof(value) <= sizeof(uint64_t));
-      std::memcpy(&slots[slot], &value, sizeof(value));
+      std::memcpy(&launch.slots[slot], &value, sizeof(value));
     };
     for (size_t k = 0; k < buffers; ++k) {
       void *pointer = reinterpret_cast<void *>(uintptr_t(args[k]));
@@ -405,20 +457,31 @@ public:
     }
     for (size_t j = 0; j < kernel.info.scalars; ++j)
       put(6 * buffers + j, static_cast<int32_t>(args[buffers + j]));
+    if (recording) {
+      recorded.push_back(std::move(launch));
+      return;
+    }
+    submit(launch);
+  }
 
-    const uint32_t *block = kernel.info.block;
-    api.check(api.cuLaunchKernel(kernel.function, grid[0], grid[1], grid[2],
-                                 block[0], block[1], block[2], 0, nullStream,
-                                 params.data(), nullptr),
-              "cuLaunchKernel",
-              " launching kernel '" + kernel.info.name + "' on grid " +
-                  std::to_string(grid[0]) + "x" + std::to_string(grid[1]) +
-                  "x" + std::to_string(grid[2]) + ", block " +
-                  std::to_string(block[0]) + "x" + std::to_string(block[1]) +
-                  "x" + std::to_string(block[2]));
+  void beginStep() override {
+    if (graphs)
+      recording = true;
+  }
+
+  void endStep(bool discard) override {
+    if (!recording)
+      return;
+    recording = false;
+    if (discard)
+      recorded.clear();
+    if (recorded.empty())
+      return;
+    replayAsGraph();
   }
 
   void synchronize() override {
+    interrupt();
     bind();
     api.check(api.cuStreamSynchronize(nullStream), "cuStreamSynchronize",
               " (waiting for the launched work; a failed kernel reports "
@@ -429,7 +492,113 @@ private:
   /// Makes the context current: the device may be used from any thread.
   void bind() { api.check(api.cuCtxSetCurrent(context), "cuCtxSetCurrent"); }
 
+  /// A kernel launch: its kernel, grid and parameter values.
+  struct Launch {
+    uint32_t index;
+    unsigned grid[3];
+    std::vector<uint64_t> slots;
+  };
 
+  /// The driver's description of `launch` (pointers into `params`, which
+  /// must outlive the call that reads it).
+  KernelNodeParams nodeParams(const Launch &launch,
+                              std::vector<void *> &params) {
+    const CudaKernel &kernel = kernels[launch.index];
+    params.resize(launch.slots.size());
+    for (size_t i = 0; i < launch.slots.size(); ++i)
+      params[i] = const_cast<uint64_t *>(&launch.slots[i]);
+    const uint32_t *block = kernel.info.block;
+    return KernelNodeParams{
+        kernel.function, launch.grid[0], launch.grid[1], launch.grid[2],
+        block[0],        block[1],       block[2],       0,
+        params.data(),   nullptr,        nullptr,        nullptr};
+  }
+
+  std::string describe(const Launch &launch) const {
+    const CudaKernel &kernel = kernels[launch.index];
+    const uint32_t *block = kernel.info.block;
+    return " launching kernel '" + kernel.info.name + "' on grid " +
+           std::to_string(launch.grid[0]) + "x" +
+           std::to_string(launch.grid[1]) + "x" +
+           std::to_string(launch.grid[2]) + ", block " +
+           std::to_string(block[0]) + "x" + std::to_string(block[1]) + "x" +
+           std::to_string(block[2]);
+  }
+
+  /// Launches `launch` now, on the NULL stream.
+  void submit(const Launch &launch) {
+    bind();
+    KernelNodeParams p = nodeParams(launch, params);
+    api.check(api.cuLaunchKernel(p.func, p.gridDimX, p.gridDimY, p.gridDimZ,
+                                 p.blockDimX, p.blockDimY, p.blockDimZ, 0,
+                                 nullStream, p.kernelParams, nullptr),
+              "cuLaunchKernel", describe(launch));
+  }
+
+  /// Anything but a launch during a step submits what the step recorded so
+  /// far, one by one, and ends the recording (this step runs without a
+  /// graph).
+  void interrupt() {
+    if (!recording)
+      return;
+    recording = false;
+    std::vector<Launch> pending = std::move(recorded);
+    recorded.clear();
+    for (const Launch &launch : pending)
+      submit(launch);
+  }
+
+  /// Runs the step's launches as one graph: the last step's, with new
+  /// arguments, when the kernels and grids are the same (every decode step
+  /// after the first), else a new one (a chain of kernel nodes).
+  void replayAsGraph() {
+    bind();
+    std::vector<Launch> steps = std::move(recorded);
+    recorded.clear();
+    bool same = graphExec && steps.size() == graphShape.size();
+    for (size_t i = 0; same && i < steps.size(); ++i)
+      same = steps[i].index == graphShape[i].index &&
+             std::equal(steps[i].grid, steps[i].grid + 3, graphShape[i].grid);
+    if (same) {
+      for (size_t i = 0; i < steps.size(); ++i) {
+        KernelNodeParams p = nodeParams(steps[i], params);
+        api.check(
+            api.cuGraphExecKernelNodeSetParams_v2(graphExec, nodes[i], &p),
+            "cuGraphExecKernelNodeSetParams", describe(steps[i]));
+      }
+    } else {
+      destroyGraph();
+      api.check(api.cuGraphCreate(&graph, 0), "cuGraphCreate");
+      for (const Launch &launch : steps) {
+        KernelNodeParams p = nodeParams(launch, params);
+        CUgraphNode node = nullptr;
+        const CUgraphNode *after = nodes.empty() ? nullptr : &nodes.back();
+        api.check(api.cuGraphAddKernelNode_v2(&node, graph, after,
+                                              nodes.empty() ? 0 : 1, &p),
+                  "cuGraphAddKernelNode", describe(launch));
+        nodes.push_back(node);
+      }
+      api.check(api.cuGraphInstantiateWithFlags(&graphExec, graph, 0),
+                "cuGraphInstantiateWithFlags",
+                " (a decode step of " + std::to_string(steps.size()) +
+                    " kernels)");
+      for (Launch &launch : steps)
+        launch.slots.clear();
+      graphShape = std::move(steps);
+    }
+    api.check(api.cuGraphLaunch(graphExec, nullStream), "cuGraphLaunch");
+  }
+
+  void destroyGraph() {
+    if (graphExec)
+      api.cuGraphExecDestroy(graphExec);
+    if (graph)
+      api.cuGraphDestroy(graph);
+    graphExec = nullptr;
+    graph = nullptr;
+    nodes.clear();
+    graphShape.clear();
+  }
 
   CudaApi api;
   CUdevice device = 0;
@@ -458,9 +627,18 @@ private:
       },
       [this] { synchronize(); }}};
 
-  /// launch()'s parameter storage, kept to avoid allocating per launch.
-  std::vector<uint64_t> slots;
+  /// The parameter pointers of the launch being submitted.
   std::vector<void *> params;
+
+  /// Decode steps as CUDA graphs (XFMR_CUDA_GRAPHS=1, where the driver has
+  /// them): the launches of the step being recorded, and the last step's
+  /// graph with its nodes and their (kernel, grid).
+  bool graphs = false, recording = false;
+  std::vector<Launch> recorded;
+  CUgraph graph = nullptr;
+  CUgraphExec graphExec = nullptr;
+  std::vector<CUgraphNode> nodes;
+  std::vector<Launch> graphShape;
 };
 
 } // namespace

@@ -317,7 +317,14 @@ void GpuBackend::run(EntryPoint entry, const RunArgs &args) {
   MemRef<float, 2> logitsRef{logits, logits, 0, {n, args.vocab},
                              {args.vocab, 1}};
   EntryFn fn = entry == EntryPoint::Decode ? host_.decodeFn() : host_.prefillFn();
+  // A decode step's launches go to the device as one unit where it can
+  // (CUDA graphs): the same kernels every step, only their arguments move.
+  bool step = entry == EntryPoint::Decode;
+  if (step)
+    device_->beginStep();
   fn(&idsRef, args.start, &weightsRef, &cacheRef, &logitsRef);
+  if (step)
+    device_->endStep(/*discard=*/!hookError_.empty());
   rethrowHookError();
   device_->copyToHost(args.logits, logits_, logitsBytes);
 }

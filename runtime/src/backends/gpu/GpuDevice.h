@@ -97,6 +97,15 @@ public:
                       GpuLaunchArgs args) = 0;
   /// Waits for everything launched.
   virtual void synchronize() = 0;
+
+  /// Brackets one decode step's launches, which a device may submit as one
+  /// unit at endStep() (CUDA: a graph, replayed with new arguments while
+  /// the step's kernels and grids stay the same). Between the two, launches
+  /// may be deferred: any other call (a copy, a wait) submits them first.
+  /// `discard` drops the deferred launches (the step failed on the host).
+  /// By default launches go out one by one.
+  virtual void beginStep() {}
+  virtual void endStep(bool discard = false) {}
 };
 
 /// The devices of this runtime. Each loads its API library with dlopen and
