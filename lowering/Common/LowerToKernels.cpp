@@ -425,6 +425,9 @@ bool ScheduleEmitter::linearsTakeFP8Codes(DequantizeOp dequantize) {
     auto linear = dyn_cast<LinearOp>(use.getOwner());
     if (!linear || &use != &linear.getInputMutable())
       return false;
+    // The step entry's LM head reads gathered rows, not the codes.
+    if (segments && linear.getResult() == logitsValue)
+      return false;
     bool ok = true;
     WeightOperand weight =
         weightOperand(linear.getWeight(), linear.getScale(),
@@ -1057,7 +1060,10 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
         channels, group,
         weightFormatOf(dequantize.getInput().getType().getElementType())};
     FakeQuantizeOperands<Value> operands{buffer(quantize.getInput()), result};
-    if (linearsTakeFP8Codes(dequantize)) {
+    // (Codes live as long as the values: only beside a buffer the schedule
+    // owns and frees.)
+    if (ownedBuffers.count(dequantize.getResult()) &&
+        linearsTakeFP8Codes(dequantize)) {
       // The linears multiply the codes: they live as long as the values.
       kernel.withCodes = true;
       operands.codes =

@@ -88,7 +88,7 @@ SymbolRefAttr xfmr::kernels::gpuLinear(GPUKernelTarget &target,
         MemRefType::get({ShapedType::kDynamic,
                          llvm::divideCeilSigned(in, kernel.fp8InputGroup)},
                         f32Type);
-    key += "_codes";
+    key += "_codes_g" + std::to_string(kernel.fp8InputGroup);
   }
   constexpr int64_t block = 64;
   // Decode by 16-byte words: the weight and the input viewed as vectors of
