@@ -358,3 +358,20 @@ def test_table_larger_than_a_binding(synth_checkpoint, tmp_path):
     expected_ids, expected_rows = reference.load(str(checkpoint)).generate_greedy(prompt, 4)
     assert ids == list(expected_ids)
     assert relative_row_error(rows, expected_rows) < TOLERANCE
+
+
+def test_prompt_past_a_binding_goes_in_parts(synth_checkpoint, tmp_path):
+    """A 1200-token prompt of a 32000-word vocabulary: its prefill logits (154 MB) pass
+    the 2^27 bytes lavapipe binds to one kernel parameter. The device refuses that launch
+    (it would read out of range), and the runtime prefills the prompt in parts instead,
+    halving until they fit: every row of the logits and the generation match the CPU."""
+    checkpoint = synth_checkpoint("llama", overrides={"vocab_size": 32000,
+                                                      "max_position_embeddings": 2048})
+    prompt = [(37 * i + 11) % 31000 + 3 for i in range(1200)]
+    gpu = compile_model(checkpoint, tmp_path / "gpu", "vulkan")
+    cpu = compile_model(checkpoint, tmp_path / "cpu", "cpu", "--precise")
+    rows = [0, 599, 600, 1199]
+    gpu_rows = np.asarray(open_session(gpu).prefill(prompt))[rows]
+    cpu_rows = np.asarray(open_session(cpu).prefill(prompt))[rows]
+    assert relative_row_error(gpu_rows, cpu_rows) < TOLERANCE
+    assert greedy(gpu, prompt, 3)[0] == greedy(cpu, prompt, 3)[0]

@@ -296,6 +296,38 @@ static void ensureBuffer(GpuDevice &device, uint64_t &address, uint64_t &have,
 }
 
 void GpuBackend::run(EntryPoint entry, const RunArgs &args) {
+  // A prompt whose activations exceed what the device binds at once (the
+  // logits of 1200 tokens of a 32000-word vocabulary are 154 MB; many Vulkan
+  // devices bind 128 MiB) goes in parts: each part's prefill writes its
+  // positions of the cache and its rows of the logits, as one call would.
+  if (entry != EntryPoint::Prefill) {
+    runWhole(entry, args);
+    return;
+  }
+  for (int64_t first = 0; first < args.count;) {
+    int64_t part = args.count - first;
+    if (prefillLimit_)
+      part = std::min(part, prefillLimit_);
+    RunArgs chunk = args;
+    chunk.ids = args.ids + first;
+    chunk.count = part;
+    chunk.start = args.start + first;
+    chunk.logits = args.logits + first * args.vocab;
+    try {
+      runWhole(entry, chunk);
+    } catch (const BindingRangeError &) {
+      // A failed part re-runs in smaller ones: it wrote only positions they
+      // write again.
+      if (part < 2)
+        throw;
+      prefillLimit_ = part / 2;
+      continue;
+    }
+    first += part;
+  }
+}
+
+void GpuBackend::runWhole(EntryPoint entry, const RunArgs &args) {
   int64_t n = args.count;
   uint64_t idsBytes = static_cast<uint64_t>(n) * sizeof(int32_t);
   uint64_t logitsBytes =
@@ -379,6 +411,10 @@ void GpuBackend::rethrowHookError() {
     return;
   std::string message = std::move(hookError_);
   hookError_.clear();
+  bool range = hookRangeError_;
+  hookRangeError_ = false;
+  if (range)
+    throw BindingRangeError(path_ + ": " + message);
   throw Error(path_ + ": " + message);
 }
 
@@ -399,6 +435,9 @@ void GpuBackend::launchHook(int64_t kernel, int64_t gridX, int64_t gridY,
     uint32_t grid[3] = {static_cast<uint32_t>(gridX),
                         static_cast<uint32_t>(gridY), 1};
     device_->launch(static_cast<uint32_t>(kernel), grid, args);
+  } catch (const BindingRangeError &error) {
+    hookError_ = error.what();
+    hookRangeError_ = true;
   } catch (const std::exception &error) {
     hookError_ = error.what();
   }

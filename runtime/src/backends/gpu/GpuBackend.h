@@ -63,6 +63,8 @@ public:
 private:
   /// Rethrows and clears the first error a hook recorded.
   void rethrowHookError();
+  /// One call of the entry on all of `args`' tokens.
+  void runWhole(EntryPoint entry, const RunArgs &args);
 
   std::string kind_;
   std::string path_;
@@ -76,6 +78,11 @@ private:
   /// needed.
   uint64_t ids_ = 0, idsBytes_ = 0, logits_ = 0, logitsBytes_ = 0;
   std::string hookError_;
+  /// The first hook error was a BindingRangeError.
+  bool hookRangeError_ = false;
+  /// Tokens a prefill call may take on this device (0: as many as given):
+  /// halved each time a call needs more of a buffer than a binding holds.
+  int64_t prefillLimit_ = 0;
 };
 
 } // namespace xfmr::runtime

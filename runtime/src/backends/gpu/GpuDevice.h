@@ -19,6 +19,8 @@
 #ifndef XFMR_RUNTIME_BACKENDS_GPU_GPUDEVICE_H
 #define XFMR_RUNTIME_BACKENDS_GPU_GPUDEVICE_H
 
+#include "xfmr/runtime/Error.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -57,6 +59,13 @@ struct GpuKernelInfo {
 /// Launch arguments as the host code passes them: for each buffer its
 /// device address (already at the first element), then each scalar.
 using GpuLaunchArgs = const int64_t *;
+
+/// A launch that needs more of a buffer than the device binds at once
+/// (Vulkan's maxStorageBufferRange): fewer tokens per call may fit.
+class BindingRangeError : public Error {
+public:
+  using Error::Error;
+};
 
 /// The bytes buffer `k` of a launch of `info` on `args` may touch from its
 /// first element (0: unknown).

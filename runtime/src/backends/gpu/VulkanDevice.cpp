@@ -1305,13 +1305,14 @@ void VulkanDevice::launch(uint32_t index, const uint32_t grid[3],
     uint64_t range = properties.limits.maxStorageBufferRange;
     uint64_t extent = bufferExtent(info, k, args);
     if (extent && offset - at + extent > range)
-      throw Error("kernel '" + info.name + "' buffer " + std::to_string(k) +
-                  " spans " + std::to_string(offset - at + extent) +
-                  " bytes from its binding, more than this Vulkan device's "
-                  "maxStorageBufferRange (" +
-                  std::to_string(range) +
-                  " bytes): the tensor is too large for this device, or the "
-                  "prompt is too long for one call (prefill it in parts)");
+      throw BindingRangeError(
+          "kernel '" + info.name + "' buffer " + std::to_string(k) + " spans " +
+          std::to_string(offset - at + extent) +
+          " bytes from its binding, more than this Vulkan device's "
+          "maxStorageBufferRange (" +
+          std::to_string(range) +
+          " bytes): the tensor is too large for this device, or the "
+          "prompt is too long for one call (prefill it in parts)");
     bound[k] = {buffer.buffer, at, std::min<uint64_t>(buffer.size - at, range)};
     scalars[k] = int32_t((offset - at) / elementSize);
   }
