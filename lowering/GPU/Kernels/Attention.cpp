@@ -159,104 +159,19 @@ struct AttendWalk {
   /// Keys [first, last) of `keys` for token t's query head h, in chunks of
   /// a block: thread j scores key j of the chunk, the scores go through
   /// workgroup memory `scores`, and each thread folds them into its
-  /// channels with the online softmax.
+  /// channels with the online softmax (walkHeads for one head).
   SoftmaxState walk(OpBuilder &b, Location loc, AttendOperands<Value> args,
                     Value scores, Value t, Value h, const VisibleKeys &keys,
                     Value first, Value last) const {
-    int64_t group = kernel.queryHeads / kernel.kvHeads;
-    WeightFormat format = kernel.format.format;
-    bool scaled = kernel.format.scaled;
-    Value q = args.query, cache = args.cache, scales = args.scales;
-    Value zero = index(b, loc, 0), one = index(b, loc, 1);
-    Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
-    Value blockSize = index(b, loc, thread.block);
-    SmallVector<Value> mine = channels(b, loc);
-    SmallVector<Value> init{
-        f32(b, loc, -std::numeric_limits<double>::infinity()),
-        f32(b, loc, 0.0)};
-    init.append(owned, f32(b, loc, 0.0));
-    auto chunks = scf::ForOp::create(
-        b, loc, first, last, blockSize, init,
-        [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
-          // Thread j scores key chunk + j.
-          Value key = arith::AddIOp::create(b, loc, chunk, thread.thread);
-          Value valid = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                              key, last);
-          auto score = scf::IfOp::create(
-              b, loc, valid,
-              [&](OpBuilder &b, Location loc) {
-                Value slot = keys.slot(b, loc, key);
-                Value end = index(b, loc, kernel.keyDim);
-                Value start = f32(b, loc, 0.0);
-                Value dot = simt::accumulate(
-                    b, loc, zero, end, one, start,
-                    [&](OpBuilder &b, Location loc, Value d, Value acc)
-                        -> Value {
-                      Value qd = memref::LoadOp::create(b, loc, q,
-                                                        ValueRange{t, h, d});
-                      Value kd = simt::loadF32(b, loc, cache,
-                                               {slot, kvHead, d}, format);
-                      return simt::fma(b, loc, qd, kd, acc);
-                    });
-                if (scaled)
-                  dot = arith::MulFOp::create(
-                      b, loc, dot,
-                      memref::LoadOp::create(b, loc, scales,
-                                             ValueRange{slot, kvHead, zero}));
-                dot = arith::MulFOp::create(b, loc, dot,
-                                            f32(b, loc, kernel.scale));
-                scf::YieldOp::create(b, loc, dot);
-              },
-              [&](OpBuilder &b, Location loc) {
-                scf::YieldOp::create(b, loc, f32(b, loc, 0.0));
-              });
-          memref::StoreOp::create(b, loc, score.getResult(0), scores,
-                                  thread.thread);
-          mlir::gpu::BarrierOp::create(b, loc);
-          // Every thread folds the chunk's scores into its channels.
-          Value count = arith::MinUIOp::create(
-              b, loc, blockSize, arith::SubIOp::create(b, loc, last, chunk));
-          auto fold = scf::ForOp::create(
-              b, loc, zero, count, one, state,
-              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
-                Value s = memref::LoadOp::create(b, loc, scores, i);
-                SoftmaxStep step =
-                    onlineSoftmaxStep(b, loc, state[0], state[1], s);
-                Value slot = keys.slot(
-                    b, loc, arith::AddIOp::create(b, loc, chunk, i));
-                Value weight = step.weight;
-                if (scaled)
-                  weight = arith::MulFOp::create(
-                      b, loc, weight,
-                      memref::LoadOp::create(b, loc, scales,
-                                             ValueRange{slot, kvHead, one}));
-                SmallVector<Value> next{step.max, step.sum};
-                for (int64_t r = 0; r < owned; ++r) {
-                  Value channel = arith::AddIOp::create(
-                      b, loc, mine[r], index(b, loc, kernel.keyDim));
-                  Value v = simt::loadF32(b, loc, cache,
-                                          {slot, kvHead, channel}, format);
-                  Value kept = arith::MulFOp::create(b, loc, state[2 + r],
-                                                     step.correction);
-                  next.push_back(simt::fma(b, loc, weight, v, kept));
-                }
-                scf::YieldOp::create(b, loc, next);
-              });
-          // The scores are read by all before the next chunk overwrites them.
-          mlir::gpu::BarrierOp::create(b, loc);
-          scf::YieldOp::create(b, loc, fold.getResults());
-        });
-    SoftmaxState result{chunks.getResult(0), chunks.getResult(1), {}};
-    for (int64_t r = 0; r < owned; ++r)
-      result.outputs.push_back(chunks.getResult(2 + r));
-    return result;
+    return walkHeads(b, loc, args, scores, t, h, 1, keys, first, last)[0];
   }
 
-  /// The same for query heads [h0, h0 + count), which share one KV head
-  /// (count divides the GQA group and h0): thread j scores key j against
-  /// each of them (`scores`: count x block f32) and every thread folds each
-  /// key's values into its channels of all of them, so the workgroup reads
-  /// each key and value once for the heads instead of once per head.
+  /// Keys [first, last) for query heads [h0, h0 + count), which share one
+  /// KV head (count divides the GQA group and h0): thread j scores key j
+  /// against each of them (`scores`: count x block f32) and every thread
+  /// folds each key's values into its channels of all of them, so the
+  /// workgroup reads each key and value once for the heads instead of once
+  /// per head.
   SmallVector<SoftmaxState> walkHeads(OpBuilder &b, Location loc,
                                       AttendOperands<Value> args, Value scores,
                                       Value t, Value h0, int64_t count,

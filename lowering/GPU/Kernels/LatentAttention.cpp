@@ -377,147 +377,13 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
   int64_t scaleBlock = scaled ? LatentCacheType::kScaleBlock : rank;
   // Latent channels per thread.
   int64_t owned = llvm::divideCeil(rank, kBlock);
-  // Token t's query head h over keys [first, last) of `keys`, in chunks of
-  // kBlock (`scores`: kBlock f32 of workgroup memory): the online softmax's
-  // maximum and sum, then this thread's unnormalized latent channels.
-  auto walkKeys = [&](OpBuilder &b, Location loc, const GPUThread &thread,
-                      LatentAttendOperands<Value> args, Value scores, Value t,
-                      Value h, const VisibleKeys &keys, Value first,
-                      Value last) -> SmallVector<Value> {
-    Value qLatent = args.queryLatent, q = args.query;
-    Value latentCache = args.latentCache, scales = args.scales;
-    Value ropeCache = args.ropeCache;
-    Value zero = index(b, loc, 0), one = index(b, loc, 1);
-    Value blockSize = index(b, loc, kBlock);
-    // This thread's latent channels thread + r * kBlock, clamped (the
-    // extra ones are computed on a valid channel and not stored), and
-    // the scale block of each (static: kBlock divides the scale block).
-    SmallVector<Value> channels;
-    SmallVector<int64_t> channelBlocks;
-    for (int64_t r = 0; r < owned; ++r) {
-      Value offset = index(b, loc, r * kBlock);
-      Value c = arith::AddIOp::create(b, loc, thread.thread, offset);
-      Value last = index(b, loc, rank - 1);
-      channels.push_back(arith::MinUIOp::create(b, loc, c, last));
-      channelBlocks.push_back(r * kBlock / scaleBlock);
-    }
-    SmallVector<Value> init;
-    init.push_back(f32(b, loc, -std::numeric_limits<double>::infinity()));
-    init.push_back(f32(b, loc, 0.0));
-    for (int64_t r = 0; r < owned; ++r)
-      init.push_back(f32(b, loc, 0.0));
-    auto chunks = scf::ForOp::create(
-        b, loc, first, last, blockSize, init,
-        [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
-          // Thread j scores key chunk + j.
-          Value mine = arith::AddIOp::create(b, loc, chunk, thread.thread);
-          Value valid = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                              mine, last);
-          auto score = scf::IfOp::create(
-              b, loc, valid,
-              [&](OpBuilder &b, Location loc) {
-                Value slot = keys.slot(b, loc, mine);
-                // q_lat . c_kv, one partial sum per scale block.
-                Value latentScore = f32(b, loc, 0.0);
-                for (int64_t first = 0; first < rank; first += scaleBlock) {
-                  Value lo = index(b, loc, first);
-                  Value hi = index(b, loc, std::min(rank, first + scaleBlock));
-                  Value start = f32(b, loc, 0.0);
-                  Value part = simt::accumulate(
-                      b, loc, lo, hi, one, start,
-                      [&](OpBuilder &b, Location loc, Value d, Value acc)
-                          -> Value {
-                        Value qd = memref::LoadOp::create(
-                            b, loc, qLatent, ValueRange{t, h, d});
-                        Value cd = simt::loadF32(b, loc, latentCache,
-                                                 {slot, d}, storage.format);
-                        return simt::fma(b, loc, qd, cd, acc);
-                      });
-                  if (scaled) {
-                    Value blockIndex = index(b, loc, first / scaleBlock);
-                    Value blockScale = memref::LoadOp::create(
-                        b, loc, scales, ValueRange{slot, blockIndex});
-                    part = arith::MulFOp::create(b, loc, part, blockScale);
-                  }
-                  latentScore =
-                      arith::AddFOp::create(b, loc, latentScore, part);
-                }
-                // q_pe . k_pe.
-                Value ropeEnd = index(b, loc, rope);
-                Value ropeInit = f32(b, loc, 0.0);
-                Value ropeScore = simt::accumulate(
-                    b, loc, zero, ropeEnd, one, ropeInit,
-                    [&](OpBuilder &b, Location loc, Value d, Value acc)
-                        -> Value {
-                      Value nopeEnd = index(b, loc, nope);
-                      Value channel = arith::AddIOp::create(b, loc, d, nopeEnd);
-                      Value qd = memref::LoadOp::create(
-                          b, loc, q, ValueRange{t, h, channel});
-                      Value kd = simt::loadF32(b, loc, ropeCache, {slot, d},
-                                               storage.ropeFormat);
-                      return simt::fma(b, loc, qd, kd, acc);
-                    });
-                Value sum =
-                    arith::AddFOp::create(b, loc, latentScore, ropeScore);
-                Value factor = f32(b, loc, scale);
-                Value scaledScore = arith::MulFOp::create(b, loc, sum, factor);
-                scf::YieldOp::create(b, loc, scaledScore);
-              },
-              [&](OpBuilder &b, Location loc) {
-                scf::YieldOp::create(b, loc, f32(b, loc, 0.0));
-              });
-          memref::StoreOp::create(b, loc, score.getResult(0), scores,
-                                  thread.thread);
-          mlir::gpu::BarrierOp::create(b, loc);
-          // Every thread folds the chunk's scores into its channels.
-          Value remaining = arith::SubIOp::create(b, loc, last, chunk);
-          Value count = arith::MinUIOp::create(b, loc, blockSize, remaining);
-          auto fold = scf::ForOp::create(
-              b, loc, zero, count, one, state,
-              [&](OpBuilder &b, Location loc, Value i, ValueRange state) {
-                Value s = memref::LoadOp::create(b, loc, scores, i);
-                SoftmaxStep step =
-                    onlineSoftmaxStep(b, loc, state[0], state[1], s);
-                Value keyIndex = arith::AddIOp::create(b, loc, chunk, i);
-                Value slot = keys.slot(b, loc, keyIndex);
-                // The softmax weight times each scale block's scale.
-                llvm::SmallDenseMap<int64_t, Value> blockWeights;
-                auto weightOf = [&](int64_t block) -> Value {
-                  if (!scaled)
-                    return step.weight;
-                  Value &weight = blockWeights[block];
-                  if (!weight) {
-                    Value blockIndex = index(b, loc, block);
-                    Value blockScale = memref::LoadOp::create(
-                        b, loc, scales, ValueRange{slot, blockIndex});
-                    weight =
-                        arith::MulFOp::create(b, loc, step.weight, blockScale);
-                  }
-                  return weight;
-                };
-                SmallVector<Value> next{step.max, step.sum};
-                for (int64_t r = 0; r < owned; ++r) {
-                  Value weight = weightOf(channelBlocks[r]);
-                  Value c = simt::loadF32(b, loc, latentCache,
-                                          {slot, channels[r]}, storage.format);
-                  Value kept = arith::MulFOp::create(b, loc, state[2 + r],
-                                                     step.correction);
-                  next.push_back(simt::fma(b, loc, weight, c, kept));
-                }
-                scf::YieldOp::create(b, loc, next);
-              });
-          // The scores are read by all before the next chunk overwrites them.
-          mlir::gpu::BarrierOp::create(b, loc);
-          scf::YieldOp::create(b, loc, fold.getResults());
-        });
-    return SmallVector<Value>(chunks.getResults());
-  };
-  // Decode: token t's query heads [h0, h0 + group) over keys [first, last)
-  // at once, so that a workgroup reads each cache entry for all of them
-  // (FlashMLA's point: the latent is every head's key and value). Thread j
-  // scores key j against each head (`scores`: group x kBlock f32); every
-  // thread folds the chunk into its channels of each head. Returns each
-  // head's (maximum, sum, channels...) in turn.
+  // Token t's query heads [h0, h0 + group) over keys [first, last) of
+  // `keys`, in chunks of kBlock, at once, so that a workgroup reads each
+  // cache entry for all of them (FlashMLA's point: the latent is every
+  // head's key and value). Thread j scores key j against each head
+  // (`scores`: group x kBlock f32); every thread folds the chunk into its
+  // channels of each head with the online softmax. Returns each head's
+  // (maximum, sum, unnormalized channels...) in turn.
   auto walkKeysOfGroup =
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           LatentAttendOperands<Value> args, Value scores, Value t, Value h0,
@@ -688,6 +554,15 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
           scf::YieldOp::create(b, loc, fold.getResults());
         });
     return SmallVector<Value>(chunks.getResults());
+  };
+  // Token t's query head h over keys [first, last) of `keys` (prefill): the
+  // same walk for one head.
+  auto walkKeys = [&](OpBuilder &b, Location loc, const GPUThread &thread,
+                      LatentAttendOperands<Value> args, Value scores, Value t,
+                      Value h, const VisibleKeys &keys, Value first,
+                      Value last) -> SmallVector<Value> {
+    return walkKeysOfGroup(b, loc, thread, args, scores, t, h, 1, keys, first,
+                           last);
   };
   // Stores value(r) at latent channel thread + r * kBlock of
   // memref[prefix...] for the channels below the rank.
