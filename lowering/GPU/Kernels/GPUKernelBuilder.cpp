@@ -371,6 +371,26 @@ Value simt::leadingSize(OpBuilder &b, Location loc, Value view) {
   return memref::DimOp::create(b, loc, view, 0);
 }
 
+Value simt::outputTiles(OpBuilder &b, Location loc, Value tokens, int64_t out,
+                        int64_t tile) {
+  Value tokenTiles =
+      arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, tile));
+  Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, tile));
+  return arith::MulIOp::create(b, loc, tokenTiles, rowTiles);
+}
+
+std::pair<Value, Value> simt::tileCorner(OpBuilder &b, Location loc,
+                                         Value workgroup, int64_t out,
+                                         int64_t tile) {
+  Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, tile));
+  Value size = index(b, loc, tile);
+  Value tokenTile = arith::DivUIOp::create(b, loc, workgroup, rowTiles);
+  Value firstToken = arith::MulIOp::create(b, loc, tokenTile, size);
+  Value rowTile = arith::RemUIOp::create(b, loc, workgroup, rowTiles);
+  Value firstRow = arith::MulIOp::create(b, loc, rowTile, size);
+  return {firstToken, firstRow};
+}
+
 Value simt::erf(OpBuilder &b, Location loc, Value x) {
   Value z = math::AbsFOp::create(b, loc, x);
   Value one = f32(b, loc, 1.0);

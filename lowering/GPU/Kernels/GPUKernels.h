@@ -192,6 +192,17 @@ void firstThread(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value leadingSize(mlir::OpBuilder &b, mlir::Location loc,
                         mlir::Value view);
 
+/// The workgroups of a matrix product's output [tokens, out] in tiles of
+/// `tile` x `tile` (host side: `tokens` a size of the launch's operands),
+/// and inside a kernel the first token and first row of workgroup
+/// `workgroup`'s tile (row tiles vary fastest).
+mlir::Value outputTiles(mlir::OpBuilder &b, mlir::Location loc,
+                        mlir::Value tokens, int64_t out, int64_t tile);
+std::pair<mlir::Value, mlir::Value> tileCorner(mlir::OpBuilder &b,
+                                               mlir::Location loc,
+                                               mlir::Value workgroup,
+                                               int64_t out, int64_t tile);
+
 /// Rows of a tile operand (TileProducts.cpp): whether row r (0..31) of the
 /// tile exists, and its f32 value at column k (called only where it does
 /// and k < depth).

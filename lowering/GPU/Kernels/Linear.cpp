@@ -122,10 +122,7 @@ SymbolRefAttr xfmr::kernels::gpuLinear(GPUKernelTarget &target,
         key + "_tiles", types, block,
         [out](OpBuilder &b, Location loc, LinearOperands<Value> args) -> Value {
           Value tokens = memref::DimOp::create(b, loc, args.input, 0);
-          Value tokenTiles =
-              arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, kTile));
-          Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
-          return arith::MulIOp::create(b, loc, tokenTiles, rowTiles);
+          return simt::outputTiles(b, loc, tokens, out, kTile);
         },
         [&](OpBuilder &b, Location loc, const GPUThread &thread,
             LinearOperands<Value> args) {
@@ -313,12 +310,9 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
   int64_t in = kernel.in, out = kernel.out;
   const WeightOperand &weight = kernel.weight;
   Value tokens = simt::leadingSize(b, loc, args.input);
-  Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
-  Value tile = index(b, loc, kTile);
-  Value tokenTile = arith::DivUIOp::create(b, loc, thread.workgroup, rowTiles);
-  Value firstToken = arith::MulIOp::create(b, loc, tokenTile, tile);
-  Value rowTile = arith::RemUIOp::create(b, loc, thread.workgroup, rowTiles);
-  Value firstRow = arith::MulIOp::create(b, loc, rowTile, tile);
+  Value firstToken, firstRow;
+  std::tie(firstToken, firstRow) =
+      simt::tileCorner(b, loc, thread.workgroup, out, kTile);
   auto below = [](Value first, Value bound) {
     return [first, bound](OpBuilder &b, Location loc, Value r) -> Value {
       Value at = arith::AddIOp::create(b, loc, first, r);

@@ -645,12 +645,9 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
   if (e4m3)
     tiles.inputScales = thread.scratch(buffers * kTile);
   Value tokens = simt::leadingSize(b, loc, args.input);
-  Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
-  Value tile = index(b, loc, kTile);
-  Value tokenTile = arith::DivUIOp::create(b, loc, thread.workgroup, rowTiles);
-  Value firstToken = arith::MulIOp::create(b, loc, tokenTile, tile);
-  Value rowTile = arith::RemUIOp::create(b, loc, thread.workgroup, rowTiles);
-  Value firstRow = arith::MulIOp::create(b, loc, rowTile, tile);
+  Value firstToken, firstRow;
+  std::tie(firstToken, firstRow) =
+      simt::tileCorner(b, loc, thread.workgroup, out, kTile);
   Lane lane = laneOf(b, loc, unit, thread);
   int64_t stageColumns = e4m3 ? 4 * kWords : 2 * kWords;
   Value stages = index(b, loc, in / stageColumns);
@@ -825,10 +822,7 @@ SymbolRefAttr mma::linearTiles(GPUKernelTarget &target,
       key.str() + suffix, types, kBlock,
       [out](OpBuilder &b, Location loc, LinearOperands<Value> args) -> Value {
         Value tokens = memref::DimOp::create(b, loc, args.input, 0);
-        Value tokenTiles =
-            arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, kTile));
-        Value rowTiles = index(b, loc, llvm::divideCeilSigned(out, kTile));
-        return arith::MulIOp::create(b, loc, tokenTiles, rowTiles);
+        return simt::outputTiles(b, loc, tokens, out, kTile);
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           LinearOperands<Value> args) {
