@@ -175,6 +175,36 @@ def run_xfmr(root, artifact, prompt_len, decode, vocab, graphs=False):
     return json.loads(done.stderr.strip().splitlines()[-1])
 
 
+def profile_matrix_kernels(root, artifact, prompt_len, vocab, count=6):
+    """The first `count` prefill linears on the matrix units (kernels named *_mma_* or
+    *_wgmma_*) of a prompt of `prompt_len` tokens, timed by Nsight Compute where it is
+    installed: [(kernel, M, N, K, seconds)]."""
+    import csv
+    import io
+    import re
+    import numpy as np
+    ncu = shutil.which("ncu")
+    if not ncu:
+        return []
+    ids = np.random.default_rng(0).integers(3, vocab, prompt_len)
+    done = subprocess.run([ncu, "--csv", "--metrics", "gpu__time_duration.sum", "-k",
+                           "regex:_w?mma_", "-c", str(count), str(root / "bin" / "xfmr-run"),
+                           str(artifact), "--prompt-ids", " ".join(map(str, ids)), "-n", "1"],
+                          capture_output=True, text=True, timeout=600)
+    lines = done.stdout[done.stdout.find('"ID"'):]
+    scale = {"nsecond": 1e-9, "usecond": 1e-6, "msecond": 1e-3, "second": 1.0,
+             "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    kernels = []
+    for row in csv.DictReader(io.StringIO(lines)):
+        shape = re.search(r"linear_(\d+)x(\d+)_", row.get("Kernel Name", ""))
+        if not shape or row.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        seconds = float(row["Metric Value"].replace(",", "")) * scale.get(row["Metric Unit"], 1e-9)
+        kernels.append((row["Kernel Name"].split("(")[0], prompt_len, int(shape.group(1)),
+                        int(shape.group(2)), seconds))
+    return kernels
+
+
 def decode_bytes_per_token(manifest, config, context):
     """Weights a decode step reads (not the embedding table; a MoE layer's routed experts
     by their top-k share) plus the KV cache up to `context` tokens."""
@@ -308,6 +338,10 @@ def run(args):
                 rows.append((f"{name}: xfmr prefill {spec['long_prompt']} (TTFT)",
                              f"{long['prefill_seconds']:.3f} s",
                              f"{long['prefill_tokens_per_s']:.0f} tok/s", ""))
+                # The tensor-core linears alone, against cuBLAS at their shapes (below).
+                if cuda and not args.no_gemm:
+                    entry["matrix_kernels"] = profile_matrix_kernels(
+                        root, full, spec["long_prompt"], vocab)
             full.unlink()
             if cuda and spec["arch"] == "llama" and spec["dtype"] == "bf16" and \
                     "--quantize" not in spec["flags"] and not args.no_torch:
@@ -328,12 +362,23 @@ def run(args):
     if cuda and not args.no_gemm:
         h, f = LLAMA3_8B["hidden_size"], LLAMA3_8B["intermediate_size"]
         shapes = [(m, n, k) for m in (512, 4096) for n, k in ((6144, h), (h, h), (2 * f, h),
-                                                              (h, f))]
+                                                              (h, f), (f, h), (1024, h))]
         rates = gemm_rates(shapes)
         results["gemm_tflops"] = {f"{m}x{n}x{k}": r for (m, n, k), r in rates.items()}
         for (m, n, k), (bf16, fp8) in rates.items():
             rows.append((f"cuBLAS GEMM M={m} N={n} K={k}", f"bf16 {bf16:.0f} TFLOP/s",
                          f"fp8 {fp8:.0f}" if isinstance(fp8, float) else str(fp8)[:40], ""))
+        # xfmr's matrix-unit linears (Nsight Compute) against cuBLAS at the same shape.
+        for name, entry in results["models"].items():
+            for kernel, m, n, k, seconds in entry.get("matrix_kernels", []):
+                tflops = 2.0 * m * n * k / seconds / 1e12
+                peer = rates.get((m, n, k))
+                fp8 = "e4m3" in kernel
+                ratio = ""
+                if peer and isinstance(peer[1 if fp8 else 0], float):
+                    ratio = f"{tflops / peer[1 if fp8 else 0]:.2f}"
+                rows.append((f"{name}: {kernel} M={m}", f"{tflops:.0f} TFLOP/s",
+                             "vs cuBLAS " + ("fp8" if fp8 else "bf16"), ratio))
     _write(out, results)
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
     for r in rows:

@@ -116,7 +116,7 @@ Value f32Of(OpBuilder &b, Location loc, Value i32Bits) {
 }
 
 /// The bf16 bits (low 16 bits of an i32) nearest to f32 `x`, ties to even:
-/// the target's conversion (NVIDIA converts pairs in one cvt.rn.bf16x2.f32).
+/// the target's conversion (NVIDIA: one cvt.rn.bf16.f32).
 Value bf16Bits(OpBuilder &b, Location loc, Value x) {
   Value rounded = arith::TruncFOp::create(b, loc, b.getBF16Type(), x);
   Value bits = arith::BitcastOp::create(b, loc, b.getI16Type(), rounded);
