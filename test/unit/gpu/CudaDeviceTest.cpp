@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <functional>
 #include <optional>
 #include <unistd.h>
@@ -282,4 +283,103 @@ TEST(CudaDevice, LoadErrors) {
   int64_t args[2] = {0, 0};
   message = errorOf([&] { device->launch(0, grid, args); });
   EXPECT_NE(message.find("0 loaded"), std::string::npos) << message;
+}
+
+/// The fake driver's log, through the same handle the device opened.
+std::string fakeLog(bool clear = true) {
+  void *library = dlopen(XFMR_FAKE_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+  auto read =
+      reinterpret_cast<const char *(*)()>(dlsym(library, "xfmrFakeCudaLog"));
+  auto wipe = reinterpret_cast<void (*)()>(dlsym(library, "xfmrFakeCudaClear"));
+  std::string text = read ? read() : "no xfmrFakeCudaLog";
+  if (clear && wipe)
+    wipe();
+  dlclose(library);
+  return text;
+}
+
+/// A device over the fake driver (FakeCuda.cpp) with two scalar kernels.
+std::unique_ptr<GpuDevice> fakeDevice() {
+  ScopedEnv library("XFMR_CUDA_LIBRARY", XFMR_FAKE_CUDA_LIBRARY);
+  std::unique_ptr<GpuDevice> device = createCudaDevice();
+  auto info = [](const char *name, uint32_t scalars) {
+    GpuKernelInfo kernel;
+    kernel.name = name;
+    kernel.block[0] = 64;
+    kernel.scalars = scalars;
+    return kernel;
+  };
+  const char ptx[] = "// PTX";
+  device->loadKernels(reinterpret_cast<const uint8_t *>(ptx), sizeof(ptx) - 1,
+                      {info("add_s2", 2), info("scale_s1", 1)});
+  fakeLog();
+  return device;
+}
+
+/// One decode-like step: add(a, 7) on a grid of `blocks`, then scale(b).
+void step(GpuDevice &device, int64_t a, int64_t b, uint32_t blocks = 2) {
+  const uint32_t grid[3] = {blocks, 1, 1}, one[3] = {1, 1, 1};
+  int64_t add[] = {a, 7}, scale[] = {b};
+  device.beginStep();
+  device.launch(0, grid, add);
+  device.launch(1, one, scale);
+  device.endStep();
+}
+
+// Without XFMR_CUDA_GRAPHS a step's launches go out one by one.
+TEST(CudaDevice, StepsLaunchDirectlyByDefault) {
+  ScopedEnv graphs("XFMR_CUDA_GRAPHS", nullptr);
+  std::unique_ptr<GpuDevice> device = fakeDevice();
+  step(*device, 5, 3);
+  EXPECT_EQ(fakeLog(), "launch add_s2(5,7) 2x1x1\nlaunch scale_s1(3) 1x1x1\n");
+}
+
+// With XFMR_CUDA_GRAPHS=1: the first step builds a chain of kernel nodes and
+// launches it; the next steps with the same kernels and grids update the
+// nodes' parameters and relaunch it; another shape builds a new graph; a
+// copy in the middle of a step launches what was recorded first, one by
+// one; a failed step launches nothing.
+TEST(CudaDevice, DecodeStepsAsGraphs) {
+  ScopedEnv graphs("XFMR_CUDA_GRAPHS", "1");
+  std::unique_ptr<GpuDevice> device = fakeDevice();
+  step(*device, 5, 3);
+  EXPECT_EQ(fakeLog(), "node + add_s2(5,7) 2x1x1\n"
+                       "node + scale_s1(3) 1x1x1\n"
+                       "instantiate 2\n"
+                       "graph launch\n"
+                       "launch add_s2(5,7) 2x1x1\n"
+                       "launch scale_s1(3) 1x1x1\n");
+  step(*device, 6, 4);
+  EXPECT_EQ(fakeLog(), "node = add_s2(6,7) 2x1x1\n"
+                       "node = scale_s1(4) 1x1x1\n"
+                       "graph launch\n"
+                       "launch add_s2(6,7) 2x1x1\n"
+                       "launch scale_s1(4) 1x1x1\n");
+  step(*device, 6, 4, /*blocks=*/3);
+  EXPECT_EQ(fakeLog(), "graph -\n"
+                       "node + add_s2(6,7) 3x1x1\n"
+                       "node + scale_s1(4) 1x1x1\n"
+                       "instantiate 2\n"
+                       "graph launch\n"
+                       "launch add_s2(6,7) 3x1x1\n"
+                       "launch scale_s1(4) 1x1x1\n");
+
+  uint64_t buffer = device->allocate(16);
+  float value = 0;
+  const uint32_t grid[3] = {2, 1, 1}, one[3] = {1, 1, 1};
+  int64_t add[] = {8, 7}, scale[] = {9};
+  device->beginStep();
+  device->launch(0, grid, add);
+  device->copyToHost(&value, buffer, 4);
+  device->launch(1, one, scale);
+  device->endStep();
+  EXPECT_EQ(fakeLog(), "launch add_s2(8,7) 2x1x1\n"
+                       "copy to host\n"
+                       "launch scale_s1(9) 1x1x1\n");
+
+  device->beginStep();
+  device->launch(0, grid, add);
+  device->endStep(/*discard=*/true);
+  EXPECT_EQ(fakeLog(), "");
+  device->release(buffer);
 }
