@@ -2,8 +2,9 @@
 //
 // Without a GPU the devices are checked through their error paths: the CUDA
 // toolkit's stub libcuda (every call fails with CUDA_ERROR_STUB_LIBRARY) and
-// libraries that do not exist. With an NVIDIA GPU and driver, the memory
-// calls and a hand-written PTX kernel run for real.
+// libraries that do not exist; the CUDA device's decode-step graphs through
+// a fake driver over host memory (FakeCuda.cpp). With an NVIDIA GPU and
+// driver, the memory calls and a hand-written PTX kernel run for real.
 //
 //===----------------------------------------------------------------------===//
 
