@@ -702,9 +702,10 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
         Value tokenScale =
             memref::LoadOp::create(b, loc, from.inputScales, row);
         Value scale = arith::MulFOp::create(b, loc, tokenScale, blockScale);
-        for (int64_t n = 0; n < kN; ++n)
-          next[at(m, n, e)] =
-              simt::fma(b, loc, partial[at(m, n, e)], scale, next[at(m, n, e)]);
+        for (int64_t n = 0; n < kN; ++n) {
+          int64_t i = at(m, n, e);
+          next[i] = simt::fma(b, loc, partial[i], scale, next[i]);
+        }
       }
     return next;
   };
