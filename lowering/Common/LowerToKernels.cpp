@@ -151,6 +151,9 @@ private:
   /// E4M3FN per token in groups) would multiply the codes and scales
   /// (KernelTarget::takesFP8InputCodes).
   bool linearsTakeFP8Codes(DequantizeOp dequantize);
+  /// The configuration of `linear`'s kernel from its operands' types: its
+  /// shape, weight and bias formats, `precise` (errors on the op).
+  FailureOr<LinearKernel> linearKernelOf(LinearOp linear);
   /// Frees an owned buffer, and the FP8 codes and scales beside it.
   void releaseOwned(Value buffer) {
     release(buffer);
@@ -428,21 +431,27 @@ bool ScheduleEmitter::linearsTakeFP8Codes(DequantizeOp dequantize) {
     // The step entry's LM head reads gathered rows, not the codes.
     if (segments && linear.getResult() == logitsValue)
       return false;
-    bool ok = true;
-    WeightOperand weight =
-        weightOperand(linear.getWeight(), linear.getScale(),
-                      linear.getScaleLayoutAttr(), linear, ok);
-    if (!ok)
+    FailureOr<LinearKernel> kernel = linearKernelOf(linear);
+    if (failed(kernel))
       return false;
-    auto w = linear.getWeight().getType();
-    LinearKernel kernel{w.getDimSize(1), w.getDimSize(0), weight, std::nullopt};
-    if (Value bias = linear.getBias())
-      kernel.bias = weightFormatOf(
-          cast<RankedTensorType>(bias.getType()).getElementType());
-    kernel.fp8InputGroup = group;
-    kernel.precise = precise;
-    return target.takesFP8InputCodes(kernel);
+    kernel->fp8InputGroup = group;
+    return target.takesFP8InputCodes(*kernel);
   });
+}
+
+FailureOr<LinearKernel> ScheduleEmitter::linearKernelOf(LinearOp linear) {
+  bool ok = true;
+  WeightOperand weight = weightOperand(linear.getWeight(), linear.getScale(),
+                                       linear.getScaleLayoutAttr(), linear, ok);
+  if (!ok)
+    return failure();
+  auto w = linear.getWeight().getType();
+  LinearKernel kernel{w.getDimSize(1), w.getDimSize(0), weight, std::nullopt};
+  if (Value bias = linear.getBias())
+    kernel.bias =
+        weightFormatOf(cast<RankedTensorType>(bias.getType()).getElementType());
+  kernel.precise = precise;
+  return kernel;
 }
 
 bool ScheduleEmitter::fusedIntoInt8Linears(DequantizeOp dequantize) {
@@ -582,14 +591,12 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
   if (auto lin = dyn_cast<LinearOp>(op)) {
     if (lin.getInput().getType().getRank() != 2)
       return op->emitOpError("kernels support rank-2 inputs only");
-    bool ok = true;
-    WeightOperand weight = weightOperand(lin.getWeight(), lin.getScale(),
-                                         lin.getScaleLayoutAttr(), op, ok);
-    if (!ok)
+    FailureOr<LinearKernel> config = linearKernelOf(lin);
+    if (failed(config))
       return failure();
+    LinearKernel kernel = *config;
+    const WeightOperand &weight = kernel.weight;
     auto w = lin.getWeight().getType();
-    LinearKernel kernel{w.getDimSize(1), w.getDimSize(0), weight,
-                        std::nullopt};
     if (weight.format == WeightFormat::I4 && !weight.panel)
       return op->emitOpError() << "multiplies int4 weights that are not in "
                                   "the CPU's panels (int4 is for CPU-only "
@@ -609,7 +616,6 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       kernel.bf16Activations = weight.panel && !precise;
       kernel.fp8InputGroup = fp8InputGroup(lin.getInput());
     }
-    kernel.precise = precise;
     LinearOperands<Value> operands;
     operands.input = buffer(lin.getInput());
     // The step entry's logits: only each sequence's last row runs the
@@ -623,11 +629,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       gathered = operands.input = *last;
     }
     operands.weight = buffer(lin.getWeight());
-    if (Value bias = lin.getBias()) {
-      kernel.bias = weightFormatOf(
-          cast<RankedTensorType>(bias.getType()).getElementType());
+    if (Value bias = lin.getBias())
       operands.bias = buffer(bias);
-    }
     if (Value scale = lin.getScale())
       operands.scale = buffer(scale);
     // The FP8 codes and scales beside the input, where its quantization
@@ -1059,7 +1062,9 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     FakeQuantizeKernel kernel{
         channels, group,
         weightFormatOf(dequantize.getInput().getType().getElementType())};
-    FakeQuantizeOperands<Value> operands{buffer(quantize.getInput()), result};
+    FakeQuantizeOperands<Value> operands;
+    operands.input = buffer(quantize.getInput());
+    operands.output = result;
     // (Codes live as long as the values: only beside a buffer the schedule
     // owns and frees.)
     if (ownedBuffers.count(dequantize.getResult()) &&

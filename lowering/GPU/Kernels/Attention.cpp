@@ -237,11 +237,7 @@ struct AttendWalk {
                 SmallVector<Value> zeros(count, f32(b, loc, 0.0));
                 scf::YieldOp::create(b, loc, zeros);
               });
-          for (int64_t g = 0; g < count; ++g) {
-            Value at = arith::AddIOp::create(b, loc, thread.thread,
-                                             index(b, loc, g * thread.block));
-            memref::StoreOp::create(b, loc, score.getResult(g), scores, at);
-          }
+          simt::storeScores(b, loc, thread, scores, score.getResults());
           mlir::gpu::BarrierOp::create(b, loc);
           // Every thread folds the chunk's values into its channels of
           // every head.
@@ -478,11 +474,7 @@ void emitTiledPrefill(OpBuilder &b, Location loc, const AttendWalk &walk,
           SmallVector<Value> masked(tile, f32(b, loc, negInf));
           scf::YieldOp::create(b, loc, masked);
         }
-        for (int64_t q = 0; q < tile; ++q) {
-          Value at = arith::AddIOp::create(b, loc, thread.thread,
-                                           index(b, loc, q * block));
-          memref::StoreOp::create(b, loc, dots.getResult(q), scores, at);
-        }
+        simt::storeScores(b, loc, thread, scores, dots.getResults());
         mlir::gpu::BarrierOp::create(b, loc);
         // Every thread folds the chunk into its channels of every query.
         Value count = arith::MinUIOp::create(
@@ -653,7 +645,8 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
         SmallVector<SoftmaxState> states = walk.walkHeads(
             b, loc, args, thread.scratch(headsPerWorkgroup * block), t, h0,
             headsPerWorkgroup, keys, range.first, range.last);
-        for (auto [g, state] : llvm::enumerate(states)) {
+        for (int64_t g = 0; g < headsPerWorkgroup; ++g) {
+          const SoftmaxState &state = states[g];
           Value h = arith::AddIOp::create(b, loc, h0, index(b, loc, g));
           walk.storeChannels(b, loc, scratch, ValueRange{slice, h},
                              [&](int64_t r) { return state.outputs[r]; });

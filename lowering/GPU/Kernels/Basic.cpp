@@ -166,8 +166,8 @@ xfmr::kernels::gpuFakeQuantize(GPUKernelTarget &target,
   int64_t channels = kernel.channels, group = kernel.group;
   WeightFormat format = kernel.format;
   int64_t groups = llvm::divideCeil(channels, group);
-  FakeQuantizeOperands<Type> types{rows(context, channels),
-                                   rows(context, channels)};
+  FakeQuantizeOperands<Type> types;
+  types.input = types.output = rows(context, channels);
   std::string key = "fake_quantize_" + std::to_string(channels) + "_g" +
                     std::to_string(group) + "_" + formatName(format).str();
   // The codes and scales too, for FP8 matrix units.

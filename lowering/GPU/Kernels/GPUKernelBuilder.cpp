@@ -371,6 +371,30 @@ Value simt::leadingSize(OpBuilder &b, Location loc, Value view) {
   return memref::DimOp::create(b, loc, view, 0);
 }
 
+Value simt::loadWeightF32(OpBuilder &b, Location loc, Value memref,
+                          Value scales, Value row, Value column,
+                          const WeightOperand &weight) {
+  Value value = loadF32(b, loc, memref, {row, column}, weight.format);
+  if (!weight.blockScale)
+    return value;
+  Value scaleRow = arith::DivUIOp::create(
+      b, loc, row, index(b, loc, weight.blockScale->first));
+  Value scaleColumn = arith::DivUIOp::create(
+      b, loc, column, index(b, loc, weight.blockScale->second));
+  Value scale =
+      memref::LoadOp::create(b, loc, scales, ValueRange{scaleRow, scaleColumn});
+  return arith::MulFOp::create(b, loc, value, scale);
+}
+
+void simt::storeScores(OpBuilder &b, Location loc, const GPUThread &thread,
+                       Value scores, ValueRange values) {
+  for (auto [i, value] : llvm::enumerate(values)) {
+    Value at = arith::AddIOp::create(b, loc, thread.thread,
+                                     index(b, loc, int64_t(i) * thread.block));
+    memref::StoreOp::create(b, loc, value, scores, at);
+  }
+}
+
 Value simt::outputTiles(OpBuilder &b, Location loc, Value tokens, int64_t out,
                         int64_t tile) {
   Value tokenTiles =

@@ -149,6 +149,19 @@ double wordScale(WeightFormat format);
 /// Loads memref[indices] (storage of `format`) as f32.
 mlir::Value loadF32(mlir::OpBuilder &b, mlir::Location loc, mlir::Value memref,
                     mlir::ValueRange indices, WeightFormat format);
+/// Weight matrix element (row, column) of `weight` (stored as
+/// `weight.format`) as f32, times its block's scale in `scales` where the
+/// weight is block-scaled.
+mlir::Value loadWeightF32(mlir::OpBuilder &b, mlir::Location loc,
+                          mlir::Value memref, mlir::Value scales,
+                          mlir::Value row, mlir::Value column,
+                          const WeightOperand &weight);
+/// Stores values[i] at thread + i * block of workgroup memory `scores`: each
+/// thread's score against each of several queries or heads, for a fold
+/// after a barrier.
+void storeScores(mlir::OpBuilder &b, mlir::Location loc,
+                 const GPUThread &thread, mlir::Value scores,
+                 mlir::ValueRange values);
 /// Stores f32 `value` as `format` (bf16/f16 round to nearest even; 8-bit
 /// formats expect a value already divided by its scale and round to nearest
 /// even, saturating).

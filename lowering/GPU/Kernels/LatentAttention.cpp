@@ -72,21 +72,6 @@ std::pair<Type, Type> kvBTypes(MLIRContext *context, int64_t rows,
                      llvm::divideCeilSigned(rank, kvB.blockScale->second)})};
 }
 
-/// kv_b[row, r] as f32, times its block scale.
-Value kvBAt(OpBuilder &b, Location loc, Value w, Value scales, Value row,
-            Value r, const WeightOperand &kvB) {
-  Value value = simt::loadF32(b, loc, w, {row, r}, kvB.format);
-  if (!kvB.blockScale)
-    return value;
-  Value rowBlock = arith::DivUIOp::create(
-      b, loc, row, index(b, loc, kvB.blockScale->first));
-  Value columnBlock = arith::DivUIOp::create(
-      b, loc, r, index(b, loc, kvB.blockScale->second));
-  Value scale = memref::LoadOp::create(b, loc, scales,
-                                       ValueRange{rowBlock, columnBlock});
-  return arith::MulFOp::create(b, loc, value, scale);
-}
-
 /// The types of a latent cache's buffers: latent, scales (null without),
 /// rope keys.
 std::tuple<Type, Type, Type> latentCacheTypes(MLIRContext *context,
@@ -290,8 +275,8 @@ static SymbolRefAttr gpuMLAAbsorbQuery(GPUKernelTarget &target,
                 Value qi = memref::LoadOp::create(b, loc, args.query,
                                                   ValueRange{t, h, i});
                 Value row = arith::AddIOp::create(b, loc, base, i);
-                Value w =
-                    kvBAt(b, loc, args.kvB, args.kvBScale, row, r, kvB);
+                Value w = simt::loadWeightF32(b, loc, args.kvB, args.kvBScale,
+                                              row, r, kvB);
                 return simt::fma(b, loc, qi, w, acc);
               });
           memref::StoreOp::create(b, loc, sum, args.output,
@@ -497,11 +482,7 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
                 SmallVector<Value> zeros(group, f32(b, loc, 0.0));
                 scf::YieldOp::create(b, loc, zeros);
               });
-          for (int64_t g = 0; g < group; ++g) {
-            Value at = arith::AddIOp::create(b, loc, thread.thread,
-                                             index(b, loc, g * kBlock));
-            memref::StoreOp::create(b, loc, score.getResult(g), scores, at);
-          }
+          simt::storeScores(b, loc, thread, scores, score.getResults());
           mlir::gpu::BarrierOp::create(b, loc);
           // Every thread folds the chunk's keys into its channels of every
           // head: each latent value read once for the group.
@@ -693,7 +674,8 @@ static SymbolRefAttr gpuMLAAbsorbOutput(GPUKernelTarget &target,
             [&](OpBuilder &b, Location loc, Value r, Value acc) -> Value {
               Value x = memref::LoadOp::create(b, loc, args.latent,
                                                ValueRange{t, h, r});
-              Value w = kvBAt(b, loc, args.kvB, args.kvBScale, row, r, kvB);
+              Value w = simt::loadWeightF32(b, loc, args.kvB, args.kvBScale,
+                                            row, r, kvB);
               return simt::fma(b, loc, x, w, acc);
             });
         Value sum =

@@ -340,16 +340,8 @@ void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
       below(firstRow, index(b, loc, out)),
       [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
         Value n = arith::AddIOp::create(b, loc, firstRow, r);
-        Value value = simt::loadF32(b, loc, args.weight, {n, k}, weight.format);
-        if (!weight.blockScale)
-          return value;
-        Value scaleRow = arith::DivUIOp::create(
-            b, loc, n, index(b, loc, weight.blockScale->first));
-        Value scaleColumn = arith::DivUIOp::create(
-            b, loc, k, index(b, loc, weight.blockScale->second));
-        Value scale = memref::LoadOp::create(b, loc, args.scale,
-                                             ValueRange{scaleRow, scaleColumn});
-        return arith::MulFOp::create(b, loc, value, scale);
+        return simt::loadWeightF32(b, loc, args.weight, args.scale, n, k,
+                                   weight);
       }};
   simt::tileProducts(
       b, loc, thread, in, x, {w}, {xTile, wTile},

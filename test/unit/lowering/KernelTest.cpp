@@ -192,7 +192,7 @@ TEST_F(KernelTest, FakeQuantize) {
     std::fill(x.begin() + 2 * channels, x.end(), 0.0);
     Buffer in = f32Buffer({tokens, channels}, x);
     Buffer out = f32Buffer({tokens, channels});
-    (*kernel)(FakeQuantizeOperands<Buffer *>{&in, &out});
+    (*kernel)(FakeQuantizeOperands<Buffer *>{&in, &out, nullptr, nullptr});
     double largest = format == WeightFormat::F8E5M2 ? 57344.0 : 448.0;
     std::vector<double> expected(x.size());
     for (int64_t t = 0; t < tokens; ++t)
@@ -251,10 +251,13 @@ TEST_P(LinearKernelTest, MatchesFloat64) {
   for (int64_t tokens : {1, 5}) {
     std::vector<double> x = randomValues(tokens * in, -2, 2, 11 + tokens);
     Buffer input = f32Buffer({tokens, in}, x), output = f32Buffer({tokens, out});
-    LinearOperands<Buffer *> operands{&input, &weightBuffer,
+    LinearOperands<Buffer *> operands{&input,
+                                      &weightBuffer,
                                       c.bias ? &biasBuffer : nullptr,
                                       c.blockScaled ? &scaleBuffer : nullptr,
-                                      &output};
+                                      &output,
+                                      nullptr,
+                                      nullptr};
     (*kernel)(operands);
     std::vector<double> expected, magnitude;
     for (int64_t t = 0; t < tokens; ++t)
@@ -342,9 +345,10 @@ TEST_P(PanelLinearKernelTest, MatchesFloat64) {
   for (int64_t tokens : {1, 3, 4, 11, 13}) {
     std::vector<double> x = randomValues(tokens * in, -2, 2, 23 + tokens);
     Buffer input = f32Buffer({tokens, in}, x), output = f32Buffer({tokens, out});
-    LinearOperands<Buffer *> operands{&input, &weightBuffer,
-                                      c.bias ? &biasBuffer : nullptr, nullptr,
-                                      &output};
+    LinearOperands<Buffer *> operands{
+        &input,  &weightBuffer, c.bias ? &biasBuffer : nullptr,
+        nullptr, &output,       nullptr,
+        nullptr};
     (*kernel)(operands);
     std::vector<double> actual = readF32(output);
     for (int64_t t = 0; t < tokens; ++t)
@@ -403,8 +407,9 @@ TEST_F(KernelTest, PanelLinearFP8) {
       std::vector<double> x = randomValues(tokens * in, -2, 2, 33 + tokens);
       Buffer input = f32Buffer({tokens, in}, x),
              output = f32Buffer({tokens, out});
-      LinearOperands<Buffer *> operands{&input, &weightBuffer, nullptr,
-                                        &scaleBuffer, &output};
+      LinearOperands<Buffer *> operands{&input,       &weightBuffer, nullptr,
+                                        &scaleBuffer, &output,       nullptr,
+                                        nullptr};
       (*kernel)(operands);
       std::vector<double> actual = readF32(output);
       for (int64_t t = 0; t < tokens; ++t)
@@ -483,9 +488,10 @@ TEST_F(KernelTest, PanelLinearInt8) {
         x[k] = 0; // the first token
       Buffer input = f32Buffer({tokens, in}, x),
              output = f32Buffer({tokens, out});
-      LinearOperands<Buffer *> operands{&input, &weightBuffer,
-                                        withBias ? &biasBuffer : nullptr,
-                                        &scaleBuffer, &output};
+      LinearOperands<Buffer *> operands{
+          &input,       &weightBuffer, withBias ? &biasBuffer : nullptr,
+          &scaleBuffer, &output,       nullptr,
+          nullptr};
       (*kernel)(operands);
       std::vector<double> actual = readF32(output);
       for (int64_t t = 0; t < tokens; ++t) {
@@ -564,9 +570,10 @@ TEST_F(KernelTest, PanelLinearInt4) {
         x[k] = 0; // the first token
       Buffer input = f32Buffer({tokens, in}, x),
              output = f32Buffer({tokens, out});
-      LinearOperands<Buffer *> operands{&input, &weightBuffer,
-                                        withBias ? &biasBuffer : nullptr,
-                                        &scaleBuffer, &output};
+      LinearOperands<Buffer *> operands{
+          &input,       &weightBuffer, withBias ? &biasBuffer : nullptr,
+          &scaleBuffer, &output,       nullptr,
+          nullptr};
       (*kernel)(operands);
       std::vector<double> actual = readF32(output);
       for (int64_t t = 0; t < tokens; ++t) {
