@@ -132,10 +132,13 @@ public:
     chip = chipName.str();
     precise = options.precise;
     if (kind == "vulkan") {
-      if (!chip.empty())
+      // vulkan:mma-emulation runs the NVIDIA matrix-unit kernels with their
+      // products emulated (WarpProducts.cpp): for testing them anywhere.
+      if (!chip.empty() && chip != "mma-emulation")
         return usage("target '" + options.target +
                      "': Vulkan takes no chip (the SPIR-V runs on any "
-                     "Vulkan 1.1 device)");
+                     "Vulkan 1.1 device; vulkan:mma-emulation tests the "
+                     "NVIDIA matrix-unit kernels)");
     } else {
       ArrayRef<const char *> chips =
           kind == "cuda" ? ArrayRef<const char *>(kCudaChips)

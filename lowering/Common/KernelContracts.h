@@ -327,6 +327,8 @@ struct AttendKernel {
   std::optional<int64_t> window;
   CacheFormat format;
   std::optional<int64_t> sinks;
+  /// --precise: f32 products throughout (GPU matrix units multiply bf16).
+  bool precise = false;
 };
 
 /// MLA with weight absorption: the query's no-rope part times W_UK of its

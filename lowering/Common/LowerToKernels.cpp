@@ -774,7 +774,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       return launch(AttendKernel{cache.getCapacity(), q[1], cache.getHeads(),
                                  cache.getKeyDim(), cache.getValueDim(),
                                  attn.getScale().convertToDouble(), window,
-                                 format, sinks},
+                                 format, sinks, precise},
                     {query, views.main, views.scales, segment.start, output});
     });
   }
@@ -867,7 +867,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
           return launch(
               AttendKernel{cache.getCapacity(), heads, heads, cache.getKeyDim(),
                            valueDim, mla.getScale().convertToDouble(), window,
-                           cacheFormat, sinks},
+                           cacheFormat, sinks, precise},
               {query, views.main, views.scales, segment.start, output});
         })))
       return failure();

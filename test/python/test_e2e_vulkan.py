@@ -375,3 +375,87 @@ def test_prompt_past_a_binding_goes_in_parts(synth_checkpoint, tmp_path):
     cpu_rows = np.asarray(open_session(cpu).prefill(prompt))[rows]
     assert relative_row_error(gpu_rows, cpu_rows) < TOLERANCE
     assert greedy(gpu, prompt, 3)[0] == greedy(cpu, prompt, 3)[0]
+
+
+# `--target vulkan:mma-emulation` runs the NVIDIA matrix-unit kernels (mma.sync fragments:
+# the prefill linears of MatrixTiles.cpp and the prefill attention of AttentionTiles.cpp)
+# with each warp's product done through workgroup memory (WarpProducts.cpp): their staging,
+# fragment layouts, masks, softmax and scales run here, on lavapipe; only the instruction
+# differs from a GPU's.
+WIDE = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
+        "num_key_value_heads": 2}
+
+
+def emulated_rows_and_reference(checkpoint, tmp_path, prompt, parts=1, *flags):
+    """The emulated artifact's greedy rows (prefill in `parts` calls) and the float64
+    reference's that rounds attention as the matrix-unit prefill does."""
+    from xfmr.reference.attention import use_matrix_tiles
+
+    artifact = compile_model(checkpoint, tmp_path, "vulkan:mma-emulation", "--context", "256",
+                             *flags)
+    session = open_session(artifact)
+    model = reference.load(str(checkpoint))
+    use_matrix_tiles(model)
+    cache = model.new_cache()
+    cut = len(prompt) // parts if parts > 1 else len(prompt)
+    rows, expected = [], []
+    for piece in (prompt[:cut], prompt[cut:]) if parts > 1 else (prompt,):
+        rows.append(np.asarray(session.prefill(piece))[-1])
+        expected.append(model.forward(piece, cache)[-1])
+    # Prefill rows of the last part, then 6 decoded tokens.
+    for _ in range(6):
+        token = int(np.argmax(expected[-1]))
+        rows.append(np.array(session.decode(token)))
+        expected.append(model.forward([token], cache)[-1])
+    return np.array(rows), np.array(expected)
+
+
+MMA_ATTENTION = {
+    # Head dimension 64, GQA (2 query heads a KV head); 150 tokens: 3 query tiles, 3 key
+    # chunks, the last partial.
+    "llama": ("llama", WIDE, 1),
+    # Prefill in two calls: the second starts mid-tile of the cache.
+    "llama-in-parts": ("llama", WIDE, 2),
+    # A sliding window shorter than a tile: chunks start where the tile's first query's
+    # window does.
+    "mistral-window": ("mistral", dict(WIDE, sliding_window=40), 1),
+    # DeepSeek-V3's expanded MLA: keys of nope + rope = 32 channels, values of 16.
+    "deepseek-v3-mla": ("deepseek_v3", {"qk_nope_head_dim": 16, "qk_rope_head_dim": 16,
+                                        "v_head_dim": 16}, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MMA_ATTENTION))
+def test_mma_attention_matches_its_emulation(name, synth_checkpoint, tmp_path):
+    """f32 weights keep the linears in f32 SIMT tiles: only prefill attention runs on the
+    (emulated) matrix units, rounding q, k, v and the probabilities to bf16. It must match
+    the float64 reference that rounds at the same points (attend_matrix_tiles) to well
+    under the rounding's own effect (a few 1e-3), and --precise keeps exact attention."""
+    arch, overrides, parts = MMA_ATTENTION[name]
+    checkpoint = synth_checkpoint(arch, overrides=overrides)
+    prompt = [(37 * i + 11) % 120 + 3 for i in range(150)]
+    rows, expected = emulated_rows_and_reference(checkpoint, tmp_path, prompt, parts)
+    errors = np.max(np.abs(rows - expected), axis=-1) / np.max(np.abs(expected), axis=-1)
+    # A probability or query within an f32 error of a bf16 tie rounds the other way: a
+    # few 1e-4 on a row.
+    assert np.median(errors) < 2e-4, errors
+    assert np.max(errors) < 2e-3, errors
+
+
+def test_mma_linears_match_cpu(synth_checkpoint, tmp_path):
+    """The prefill linears on the (emulated) matrix units: bf16 weights with --precise (a
+    product for the input's bf16 remainder too) and E4M3 weights times FP8 activation codes
+    (m16n8k32 fragments, promotion with the token's and the block's scales), 80 tokens (two
+    token tiles), against the CPU back end with the same flags."""
+    prompt = [(37 * i + 11) % 120 + 3 for i in range(80)]
+    bf16 = synth_checkpoint("llama", dtype="bf16", overrides=WIDE)
+    # One layer: its K and V projections of every token reach the decoded rows, and no
+    # FP8 activation of a later layer can round to another code (a step of 1/8).
+    f32 = synth_checkpoint("llama", overrides=dict(WIDE, num_hidden_layers=1))
+    for checkpoint, flags in ((bf16, ["--precise"]), (f32, ["--precise", "--quantize", "fp8"])):
+        gpu = compile_model(checkpoint, tmp_path / "gpu", "vulkan:mma-emulation", *flags)
+        cpu = compile_model(checkpoint, tmp_path / "cpu", "cpu", *flags)
+        gpu_ids, gpu_rows = greedy(gpu, prompt, 8)
+        cpu_ids, cpu_rows = greedy(cpu, prompt, 8)
+        assert gpu_ids == cpu_ids
+        assert relative_row_error(gpu_rows, cpu_rows) < TOLERANCE, flags

@@ -226,7 +226,8 @@ void emitTile(OpBuilder &b, Location loc, const MatmulTile &op,
     if (op.blockScale && !rowScaled(op) && op.format != WeightFormat::I4) {
       // Blocks of blockCols inputs, each with the tile's one scale, applied
       // to the activations.
-      auto [blockRows, blockCols] = *op.blockScale;
+      int64_t blockRows = op.blockScale->first;
+      int64_t blockCols = op.blockScale->second;
       Value rowBlock =
           arith::DivUIOp::create(b, loc, rows[0], index(b, loc, blockRows));
       Value lb = index(b, loc, 0);

@@ -24,17 +24,20 @@ func::FuncOp xfmr::kernels::fakeQuantize(KernelLibrary &lib,
       MemRefType::get({ShapedType::kDynamic, channels}, Float32Type::get(context));
   std::string key = "fake_quantize_" + std::to_string(channels) + "_g" +
                     std::to_string(group) + "_" + formatName(format).str();
+  FakeQuantizeOperands<Type> types;
+  types.input = buffer;
+  types.output = buffer;
   return lib.get<FakeQuantizeOperands>(
-      key, {buffer, buffer},
+      key, types,
       [&](OpBuilder &b, Location loc, FakeQuantizeOperands<Value> args) {
-                   Value x = args.input, out = args.output;
-                   Value tokens = memref::DimOp::create(b, loc, x, 0);
-                   parallelFor(b, loc, index(b, loc, 0), tokens,
-                               [&](OpBuilder &b, Location loc, Value t) {
-                                 fakeQuantizeRow(b, loc, x, out, t, channels,
-                                                 group, format);
-                               });
-                 });
+        Value x = args.input, out = args.output;
+        Value tokens = memref::DimOp::create(b, loc, x, 0);
+        parallelFor(b, loc, index(b, loc, 0), tokens,
+                    [&](OpBuilder &b, Location loc, Value t) {
+                      fakeQuantizeRow(b, loc, x, out, t, channels, group,
+                                      format);
+                    });
+      });
 }
 
 void xfmr::kernels::fakeQuantizeRow(OpBuilder &b, Location loc, Value in,

@@ -570,9 +570,10 @@ SymbolRefAttr xfmr::kernels::gpuAttend(GPUKernelTarget &target,
 
   // Prefill with an evicting ring: a workgroup per (token, query head) over
   // all its visible keys (a ring's key order depends on the position).
-  // Otherwise tiles of queries (emitTiledPrefill).
-  SymbolRefAttr several;
-  if (!sinks) {
+  // Otherwise tiles of queries: on NVIDIA's matrix units where they suit
+  // (AttentionTiles.cpp), else SIMT (emitTiledPrefill).
+  SymbolRefAttr several = mma::attentionTiles(target, kernel, types, key);
+  if (!several && !sinks) {
     int64_t tile = queryTileOf(keyDim);
     several = target.get<AttendOperands>(
         key + "_tiles", types, block,

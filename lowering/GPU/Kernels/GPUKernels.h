@@ -118,6 +118,59 @@ mlir::SymbolRefAttr linearTiles(GPUKernelTarget &target,
                                 LinearOperands<mlir::Type> types,
                                 llvm::StringRef key);
 
+/// The prefill form of causal attention on NVIDIA's matrix units
+/// (AttentionTiles.cpp), or null where it does not suit the kernel (an
+/// evicting ring, --precise, widths that are not whole 16-column steps, or
+/// tiles past 48 KiB of workgroup memory).
+mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
+                                   const AttendKernel &kernel,
+                                   AttendOperands<mlir::Type> types,
+                                   llvm::StringRef key);
+
+/// How a kernel multiplies its warps' 16 x 8 tiles: with mma.sync (cuda
+/// targets), or on `vulkan:mma-emulation` with the same fragments put in
+/// workgroup memory and multiplied in f32 by each lane. The emulation runs
+/// the matrix-unit kernels' schedule, fragment layouts, staging and masks
+/// on any Vulkan device (lavapipe included), so tests check them without
+/// an NVIDIA GPU; only the instruction itself differs.
+struct WarpProducts {
+  /// The emulation's workgroup memory and thread; null: real instructions.
+  mlir::Value scratch, thread;
+  /// Where the quad reductions' words start in `scratch`.
+  int64_t reductions = 0;
+  bool emulated() const { return static_cast<bool>(scratch); }
+};
+/// Whether `target` is vulkan:mma-emulation.
+bool emulatesMMA(const GPUKernelTarget &target);
+/// The products of a kernel body on `target` (allocates the emulation's
+/// workgroup memory; every thread must reach each product, which holds
+/// barriers there).
+WarpProducts warpProducts(const GPUKernelTarget &target,
+                          const GPUThread &thread);
+
+/// The bf16 bits (low 16 bits of an i32) nearest to f32 `x`, ties to even:
+/// the target's conversion (NVIDIA: one cvt.rn.bf16.f32), or integer
+/// arithmetic when `portable` (SPIR-V has no bf16).
+mlir::Value bf16Bits(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
+                     bool portable = false);
+/// low | high << 16 (i32).
+mlir::Value pack16(mlir::OpBuilder &b, mlir::Location loc, mlir::Value low,
+                   mlir::Value high);
+/// d = a x w + c for a warp's 16 x 8 tile: mma.sync.m16n8k16 with bf16
+/// elements (`elements` BF16) or m16n8k32 with E4M3 (F8E4M3FN); `a` the
+/// lane's vector<4xi32> A fragment, `w` its vector<2xi32> B fragment, c and
+/// d 4 f32 a lane (MatrixTiles.cpp's header has the layouts).
+llvm::SmallVector<mlir::Value> multiply(mlir::OpBuilder &b, mlir::Location loc,
+                                        const WarpProducts &products,
+                                        WeightFormat elements, mlir::Value a,
+                                        mlir::Value w,
+                                        llvm::ArrayRef<mlir::Value> c);
+/// `value` combined over the 4 lanes of this lane's quad (lanes 4g to
+/// 4g + 3: the lanes holding one row of a C tile), maximum or sum.
+mlir::Value quadReduce(mlir::OpBuilder &b, mlir::Location loc,
+                       const WarpProducts &products, mlir::Value value,
+                       bool max);
+
 } // namespace mma
 
 namespace simt {

@@ -77,6 +77,10 @@ struct Unit {
   /// sm_90a: one asynchronous warpgroup product (wgmma) a 64 x 64 x step
   /// from workgroup memory, instead of each warp's mma.sync.
   bool wgmma = false;
+  /// vulkan:mma-emulation: NVIDIA's fragments, multiplied through
+  /// workgroup memory (`products`, set in the kernel body).
+  bool emulated = false;
+  mma::WarpProducts products = {};
   int64_t lanes() const { return amd ? 64 : 32; }
   /// Waves along the tile's rows (NVIDIA 2 x 2 waves, AMD 2 x 1).
   int64_t rowWaves() const { return amd ? 1 : 2; }
@@ -87,24 +91,30 @@ struct Unit {
 std::optional<Unit> unitOf(const GPUKernelTarget &target,
                            const LinearKernel &kernel) {
   StringRef kind = target.getKind(), chip = target.getTarget().getChip();
-  if ((kind != "cuda" && kind != "rocm") || kernel.weight.panel)
+  bool emulated = mma::emulatesMMA(target);
+  if ((kind != "cuda" && kind != "rocm" && !emulated) || kernel.weight.panel)
     return std::nullopt;
   bool amd = kind == "rocm";
   // FP8 products: Ada and Hopper, MI300. bf16: every chip we build for
   // (sm_80 and later, gfx90a and later).
-  bool fp8 = amd ? chip == "gfx942"
-                 : chip == "sm_89" || chip == "sm_90" || chip == "sm_90a";
+  bool fp8 = emulated ||
+             (amd ? chip == "gfx942"
+                  : chip == "sm_89" || chip == "sm_90" || chip == "sm_90a");
   const WeightOperand &weight = kernel.weight;
-  bool wgmma = chip == "sm_90a";
+  Unit unit{amd, Form::BF16, /*wgmma=*/chip == "sm_90a", emulated};
   if (fp8 && weight.format == WeightFormat::F8E4M3FN && weight.blockScale &&
       weight.blockScale->first % kTile == 0 &&
       weight.blockScale->second == kGroup && kernel.fp8InputGroup == kGroup &&
-      kernel.in % kGroup == 0)
-    return Unit{amd, Form::E4M3, wgmma};
+      kernel.in % kGroup == 0) {
+    unit.form = Form::E4M3;
+    return unit;
+  }
   // 64 bf16 columns a stage.
   if (weight.format == WeightFormat::BF16 && !weight.blockScale &&
-      kernel.in % (2 * kWords) == 0)
-    return Unit{amd, kernel.precise ? Form::BF16Split : Form::BF16, wgmma};
+      kernel.in % (2 * kWords) == 0) {
+    unit.form = kernel.precise ? Form::BF16Split : Form::BF16;
+    return unit;
+  }
   return std::nullopt;
 }
 
@@ -115,22 +125,13 @@ Value f32Of(OpBuilder &b, Location loc, Value i32Bits) {
   return arith::BitcastOp::create(b, loc, b.getF32Type(), i32Bits);
 }
 
-/// The bf16 bits (low 16 bits of an i32) nearest to f32 `x`, ties to even:
-/// the target's conversion (NVIDIA: one cvt.rn.bf16.f32).
-Value bf16Bits(OpBuilder &b, Location loc, Value x) {
-  Value rounded = arith::TruncFOp::create(b, loc, b.getBF16Type(), x);
-  Value bits = arith::BitcastOp::create(b, loc, b.getI16Type(), rounded);
-  return arith::ExtUIOp::create(b, loc, b.getI32Type(), bits);
-}
+using mma::bf16Bits;
+using mma::pack16;
+
 /// The f32 value of bf16 bits.
 Value fromBF16Bits(OpBuilder &b, Location loc, Value bits) {
   Value shifted = arith::ShLIOp::create(b, loc, bits, simt::i32(b, loc, 16));
   return f32Of(b, loc, shifted);
-}
-/// low | high << 16.
-Value pack16(OpBuilder &b, Location loc, Value low, Value high) {
-  Value shifted = arith::ShLIOp::create(b, loc, high, simt::i32(b, loc, 16));
-  return arith::OrIOp::create(b, loc, low, shifted);
 }
 
 /// The staged word (row, word) of a tile in workgroup memory, as i32.
@@ -202,27 +203,13 @@ Value fnuzWord(OpBuilder &b, Location loc, Value word) {
 /// d = a x b + c for one instruction's tile (c and d: 4 f32 a lane).
 SmallVector<Value> multiplyTile(OpBuilder &b, Location loc, const Unit &unit,
                                 Value a, Value w, ArrayRef<Value> c) {
+  if (!unit.amd)
+    return mma::multiply(b, loc, unit.products,
+                         unit.form == Form::E4M3 ? WeightFormat::F8E4M3FN
+                                                 : WeightFormat::BF16,
+                         a, w, c);
   Type f32Type = b.getF32Type();
   SmallVector<Value> d;
-  if (!unit.amd) {
-    auto result = LLVM::LLVMStructType::getLiteral(
-        b.getContext(), {f32Type, f32Type, f32Type, f32Type});
-    StringRef name = unit.form == Form::E4M3
-                         ? "llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32"
-                         : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
-    // The fragments travel as vector<4xi32> (A) and vector<2xi32> (B).
-    SmallVector<Value> operands;
-    for (int64_t i = 0; i < 4; ++i)
-      operands.push_back(vector::ExtractOp::create(b, loc, a, i));
-    for (int64_t i = 0; i < 2; ++i)
-      operands.push_back(vector::ExtractOp::create(b, loc, w, i));
-    llvm::append_range(operands, c);
-    auto call = LLVM::CallIntrinsicOp::create(b, loc, result,
-                                              b.getStringAttr(name), operands);
-    for (int64_t i = 0; i < 4; ++i)
-      d.push_back(LLVM::ExtractValueOp::create(b, loc, call.getResult(0), i));
-    return d;
-  }
   auto vector4 = VectorType::get({4}, f32Type);
   Value accumulator = vector::FromElementsOp::create(b, loc, vector4, c);
   StringRef name = unit.form == Form::E4M3
@@ -377,7 +364,8 @@ void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
     SmallVector<Value> high, remainder;
     for (int64_t j = 0; j < 4; ++j) {
       Value value = vector::ExtractOp::create(b, loc, x, j);
-      Value bits = bf16Bits(b, loc, value);
+      bool portable = unit.emulated;
+      Value bits = bf16Bits(b, loc, value, portable);
       high.push_back(bits);
       if (split) {
         // x - bf16(x) is exact; an infinite bf16(x) (x infinite, or past
@@ -390,7 +378,7 @@ void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
                                              magnitude, infinity);
         Value zero = f32(b, loc, 0.0);
         rest = arith::SelectOp::create(b, loc, finite, rest, zero);
-        remainder.push_back(bf16Bits(b, loc, rest));
+        remainder.push_back(bf16Bits(b, loc, rest, portable));
       }
     }
     Value word = arith::MulIOp::create(b, loc, q, index(b, loc, 2));
@@ -629,7 +617,8 @@ SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
 
 void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
                  LinearOperands<Value> args, const LinearKernel &kernel,
-                 const Unit &unit) {
+                 Unit unit, const GPUKernelTarget &target) {
+  unit.products = mma::warpProducts(target, thread);
   int64_t in = kernel.in, out = kernel.out;
   bool e4m3 = unit.form == Form::E4M3;
   // wgmma runs asynchronously: the next stage is staged into a second
@@ -827,6 +816,6 @@ SymbolRefAttr mma::linearTiles(GPUKernelTarget &target,
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           LinearOperands<Value> args) {
-        matrixTiles(b, loc, thread, args, kernel, *unit);
+        matrixTiles(b, loc, thread, args, kernel, *unit, target);
       });
 }

@@ -42,6 +42,56 @@ def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray,
     return np.einsum("hts,hsd->htd", softmax(scores), v)
 
 
+#: Queries and keys per tile of the GPU's matrix-unit prefill attention.
+MATRIX_TILE = 64
+
+
+def attend_matrix_tiles(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
+                        window: Optional[int], scale: float) -> np.ndarray:
+    """Causal attention as the GPUs' matrix-unit prefill computes it (lowering/GPU/Kernels/
+    AttentionTiles.cpp, FlashAttention-2 on bf16 products), for q [H, T, dk] at positions
+    start.., k [H, S, dk], v [H, S, dv]: q, k and v rounded to bf16; queries in tiles of 64
+    tokens, each walking its keys in chunks of 64 from the first key its first query sees;
+    per chunk the running maximum m, exp(s - m) rounded to bf16 multiplies the values and
+    its unrounded sum normalizes. Only the rounding points differ from `attend`."""
+    from .bf16 import round_bf16  # noqa: PLC0415
+
+    heads, steps, _ = q.shape
+    q, k, v = round_bf16(q), round_bf16(k), round_bf16(v)
+    out = np.zeros((heads, steps, v.shape[-1]))
+    for first_token in range(0, steps, MATRIX_TILE):
+        tokens = slice(first_token, min(first_token + MATRIX_TILE, steps))
+        tile_start = start + first_token
+        positions = np.arange(start, start + steps)[tokens]
+        first = max(0, tile_start + 1 - window) if window is not None else 0
+        last = positions[-1] + 1
+        m = np.full((heads, len(positions)), -1e30)
+        total = np.zeros((heads, len(positions)))
+        o = np.zeros((heads, len(positions), v.shape[-1]))
+        for chunk in range(first, last, MATRIX_TILE):
+            keys = np.arange(chunk, min(chunk + MATRIX_TILE, last))
+            s = np.einsum("htd,hsd->hts", q[:, tokens], k[:, keys]) * scale
+            visible = keys[None, :] <= positions[:, None]
+            if window is not None:
+                visible &= keys[None, :] > positions[:, None] - window
+            s = np.where(visible[None], s, -np.inf)
+            new_m = np.maximum(m, np.max(s, axis=-1))
+            correction = np.exp(m - new_m)
+            p = np.exp(s - new_m[..., None])
+            total = total * correction + np.sum(p, axis=-1)
+            o = o * correction[..., None] + np.einsum("hts,hsd->htd", round_bf16(p), v[:, keys])
+            m = new_m
+        out[:, tokens] = o / total[..., None]
+    return out
+
+
+def use_matrix_tiles(model) -> None:
+    """Prefill attention (more than one token, no evicting ring) as the GPUs' matrix units
+    compute it (attend_matrix_tiles); decode stays exact, as the GPUs' flash decoding is f32."""
+    for layer in model.layers:
+        layer.attn.matrix_tiles = True
+
+
 class GQAttention:
     """Multi-head attention with `kv_heads` key/value heads shared by groups of query heads,
     rotate-half RoPE, optional q/k/v/o biases (Qwen2) and an optional sliding window."""
@@ -65,6 +115,8 @@ class GQAttention:
         self.bo = weights.maybe(f"{prefix}.o_proj.bias", (hidden,))
         self.window = window
         self.sinks = 0
+        #: Set by use_matrix_tiles: prefill as the GPUs' matrix units compute it.
+        self.matrix_tiles = False
         self.inv_freq = rope.llama_inv_freq(self.head_dim, float(config.get("rope_theta", 10000.0)),
                                             config.get("rope_scaling"))
 
@@ -80,8 +132,11 @@ class GQAttention:
         # Query head h reads key/value head h // (heads / kv_heads).
         group = self.heads // self.kv_heads
         keys, values = np.repeat(keys, group, axis=0), np.repeat(values, group, axis=0)
-        mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
-        out = attend(q, keys, values, mask, 1.0 / math.sqrt(d))
+        if self.matrix_tiles and steps > 1 and not self.sinks:
+            out = attend_matrix_tiles(q, keys, values, start, self.window, 1.0 / math.sqrt(d))
+        else:
+            mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
+            out = attend(q, keys, values, mask, 1.0 / math.sqrt(d))
         return linear(out.transpose(1, 0, 2).reshape(steps, self.heads * d), self.wo, self.bo)
 
 
@@ -111,6 +166,8 @@ class MLAttention:
         #: Set by kv_cache.use_eviction: the window and sinks of an evicting cache.
         self.window: Optional[int] = None
         self.sinks = 0
+        #: Set by use_matrix_tiles: prefill as the GPUs' matrix units compute it.
+        self.matrix_tiles = False
         qk_dim = self.nope + self.rope_dim
         if self.q_rank:
             self.wq_a = weights.get(f"{prefix}.q_a_proj.weight", (self.q_rank, hidden))
@@ -204,8 +261,11 @@ class MLAttention:
         q = np.concatenate([q_nope, q_pe], axis=-1)
         k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
         keys, values = cache.update(layer, k, v)
-        mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
-        out = attend(q, keys, values, mask, self.scale)
+        if self.matrix_tiles and steps > 1 and not self.sinks:
+            out = attend_matrix_tiles(q, keys, values, start, self.window, self.scale)
+        else:
+            mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
+            out = attend(q, keys, values, mask, self.scale)
         return linear(out.transpose(1, 0, 2).reshape(steps, h * self.v_dim), self.wo, self.bo)
 
 
