@@ -175,34 +175,73 @@ def run_xfmr(root, artifact, prompt_len, decode, vocab, graphs=False):
     return json.loads(done.stderr.strip().splitlines()[-1])
 
 
-def profile_matrix_kernels(root, artifact, prompt_len, vocab, count=6):
-    """The first `count` prefill linears on the matrix units (kernels named *_mma_* or
-    *_wgmma_*) of a prompt of `prompt_len` tokens, timed by Nsight Compute where it is
-    installed: [(kernel, M, N, K, seconds)]."""
+def _ncu_times(root, artifact, prompt_len, vocab, kernels, count):
+    """[(kernel name, seconds)] of the first `count` kernels matching the regex `kernels` in
+    a prefill of `prompt_len` tokens, timed by Nsight Compute where it is installed."""
     import csv
     import io
-    import re
     import numpy as np
     ncu = shutil.which("ncu")
     if not ncu:
         return []
     ids = np.random.default_rng(0).integers(3, vocab, prompt_len)
     done = subprocess.run([ncu, "--csv", "--metrics", "gpu__time_duration.sum", "-k",
-                           "regex:_w?mma_", "-c", str(count), str(root / "bin" / "xfmr-run"),
+                           f"regex:{kernels}", "-c", str(count), str(root / "bin" / "xfmr-run"),
                            str(artifact), "--prompt-ids", " ".join(map(str, ids)), "-n", "1"],
                           capture_output=True, text=True, timeout=600)
     lines = done.stdout[done.stdout.find('"ID"'):]
     scale = {"nsecond": 1e-9, "usecond": 1e-6, "msecond": 1e-3, "second": 1.0,
              "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
-    kernels = []
+    times = []
     for row in csv.DictReader(io.StringIO(lines)):
-        shape = re.search(r"linear_(\d+)x(\d+)_", row.get("Kernel Name", ""))
-        if not shape or row.get("Metric Name") != "gpu__time_duration.sum":
+        if row.get("Metric Name") != "gpu__time_duration.sum":
             continue
         seconds = float(row["Metric Value"].replace(",", "")) * scale.get(row["Metric Unit"], 1e-9)
-        kernels.append((row["Kernel Name"].split("(")[0], prompt_len, int(shape.group(1)),
-                        int(shape.group(2)), seconds))
+        times.append((row.get("Kernel Name", "").split("(")[0], seconds))
+    return times
+
+
+def profile_matrix_kernels(root, artifact, prompt_len, vocab, count=6):
+    """The first `count` prefill linears on the matrix units (kernels named *_mma_* or
+    *_wgmma_*) of a prompt of `prompt_len` tokens: [(kernel, M, N, K, seconds)]."""
+    import re
+    kernels = []
+    for name, seconds in _ncu_times(root, artifact, prompt_len, vocab, "_w?mma_", count):
+        shape = re.search(r"linear_(\d+)x(\d+)_", name)
+        if shape:
+            kernels.append((name, prompt_len, int(shape.group(1)), int(shape.group(2)),
+                            seconds))
     return kernels
+
+
+def profile_attention_kernel(root, artifact, prompt_len, vocab):
+    """The first prefill attention on the matrix units (attend_C x Hq x Hkv x Dk x Dv ...
+    _mma) of a prompt of `prompt_len` tokens: (kernel, Hq, Hkv, Dk, Dv, seconds) or None."""
+    import re
+    for name, seconds in _ncu_times(root, artifact, prompt_len, vocab, "attend_.*_mma$", 1):
+        shape = re.search(r"attend_\d+x(\d+)x(\d+)x(\d+)x(\d+)_", name)
+        if shape:
+            return (name, *map(int, shape.groups()), seconds)
+    return None
+
+
+def causal_attention_flops(tokens, heads, key_dim, value_dim):
+    """Multiply-adds x 2 of causal attention over `tokens` (half the score matrix)."""
+    return 2.0 * tokens * tokens / 2 * heads * (key_dim + value_dim)
+
+
+def sdpa_rate(tokens, heads, kv_heads, key_dim, value_dim):
+    """PyTorch's scaled_dot_product_attention (FlashAttention-2 on bf16), causal, at one
+    prefill's shape: TFLOP/s."""
+    import torch
+    import torch.nn.functional as F
+    q = torch.randn(1, heads, tokens, key_dim, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, kv_heads, tokens, key_dim, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, kv_heads, tokens, value_dim, device="cuda", dtype=torch.bfloat16)
+    ms = median_ms(lambda: F.scaled_dot_product_attention(
+        q, k, v, is_causal=True, enable_gqa=kv_heads != heads))
+    del q, k, v
+    return causal_attention_flops(tokens, heads, key_dim, value_dim) / ms / 1e9
 
 
 def decode_bytes_per_token(manifest, config, context):
@@ -342,6 +381,18 @@ def run(args):
                 if cuda and not args.no_gemm:
                     entry["matrix_kernels"] = profile_matrix_kernels(
                         root, full, spec["long_prompt"], vocab)
+                    # Prefill attention on the matrix units against PyTorch's SDPA.
+                    attention = profile_attention_kernel(root, full, spec["long_prompt"], vocab)
+                    if attention:
+                        kernel, heads, kv_heads, dk, dv, seconds = attention
+                        tflops = causal_attention_flops(spec["long_prompt"], heads, dk, dv) \
+                            / seconds / 1e12
+                        peer = sdpa_rate(spec["long_prompt"], heads, kv_heads, dk, dv)
+                        entry["attention_kernel"] = {"kernel": kernel, "seconds": seconds,
+                                                     "tflops": tflops, "sdpa_tflops": peer}
+                        rows.append((f"{name}: {kernel} T={spec['long_prompt']}",
+                                     f"{tflops:.0f} TFLOP/s", f"SDPA {peer:.0f}",
+                                     f"{tflops / peer:.2f}"))
             full.unlink()
             if cuda and spec["arch"] == "llama" and spec["dtype"] == "bf16" and \
                     "--quantize" not in spec["flags"] and not args.no_torch:

@@ -132,13 +132,15 @@ public:
     chip = chipName.str();
     precise = options.precise;
     if (kind == "vulkan") {
-      // vulkan:mma-emulation runs the NVIDIA matrix-unit kernels with their
-      // products emulated (WarpProducts.cpp): for testing them anywhere.
-      if (!chip.empty() && chip != "mma-emulation")
+      // vulkan:mma-emulation and vulkan:mfma-emulation run the NVIDIA and
+      // AMD matrix-unit kernels with their products emulated
+      // (WarpProducts.cpp): for testing them anywhere.
+      if (!chip.empty() && chip != "mma-emulation" && chip != "mfma-emulation")
         return usage("target '" + options.target +
                      "': Vulkan takes no chip (the SPIR-V runs on any "
-                     "Vulkan 1.1 device; vulkan:mma-emulation tests the "
-                     "NVIDIA matrix-unit kernels)");
+                     "Vulkan 1.1 device; vulkan:mma-emulation and "
+                     "vulkan:mfma-emulation test the NVIDIA and AMD "
+                     "matrix-unit kernels)");
     } else {
       ArrayRef<const char *> chips =
           kind == "cuda" ? ArrayRef<const char *>(kCudaChips)

@@ -379,9 +379,10 @@ def test_prompt_past_a_binding_goes_in_parts(synth_checkpoint, tmp_path):
 
 # `--target vulkan:mma-emulation` runs the NVIDIA matrix-unit kernels (mma.sync fragments:
 # the prefill linears of MatrixTiles.cpp and the prefill attention of AttentionTiles.cpp)
-# with each warp's product done through workgroup memory (WarpProducts.cpp): their staging,
-# fragment layouts, masks, softmax and scales run here, on lavapipe; only the instruction
-# differs from a GPU's.
+# with each warp's product done through workgroup memory (WarpProducts.cpp); and
+# `vulkan:mfma-emulation` the AMD ones (MFMA's layouts). Their staging, fragment layouts,
+# masks, softmax and scales run here, on lavapipe; only the instruction differs from a
+# GPU's.
 WIDE = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
         "num_key_value_heads": 2}
 
@@ -442,10 +443,12 @@ def test_mma_attention_matches_its_emulation(name, synth_checkpoint, tmp_path):
     assert np.max(errors) < 2e-3, errors
 
 
-def test_mma_linears_match_cpu(synth_checkpoint, tmp_path):
-    """The prefill linears on the (emulated) matrix units: bf16 weights with --precise (a
-    product for the input's bf16 remainder too) and E4M3 weights times FP8 activation codes
-    (m16n8k32 fragments, promotion with the token's and the block's scales), 80 tokens (two
+@pytest.mark.parametrize("target", ["vulkan:mma-emulation", "vulkan:mfma-emulation"])
+def test_mma_linears_match_cpu(target, synth_checkpoint, tmp_path):
+    """The prefill linears on the (emulated) matrix units, NVIDIA's mma.sync or AMD's MFMA
+    (`vulkan:mfma-emulation`: gfx942's layouts, FP8 on FNUZ codes): bf16 weights with
+    --precise (a product for the input's bf16 remainder too) and E4M3 weights times FP8
+    activation codes (promotion with the token's and the block's scales), 80 tokens (two
     token tiles), against the CPU back end with the same flags."""
     prompt = [(37 * i + 11) % 120 + 3 for i in range(80)]
     bf16 = synth_checkpoint("llama", dtype="bf16", overrides=WIDE)
@@ -453,7 +456,7 @@ def test_mma_linears_match_cpu(synth_checkpoint, tmp_path):
     # FP8 activation of a later layer can round to another code (a step of 1/8).
     f32 = synth_checkpoint("llama", overrides=dict(WIDE, num_hidden_layers=1))
     for checkpoint, flags in ((bf16, ["--precise"]), (f32, ["--precise", "--quantize", "fp8"])):
-        gpu = compile_model(checkpoint, tmp_path / "gpu", "vulkan:mma-emulation", *flags)
+        gpu = compile_model(checkpoint, tmp_path / "gpu", target, *flags)
         cpu = compile_model(checkpoint, tmp_path / "cpu", "cpu", *flags)
         gpu_ids, gpu_rows = greedy(gpu, prompt, 8)
         cpu_ids, cpu_rows = greedy(cpu, prompt, 8)

@@ -127,21 +127,26 @@ mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
                                    AttendOperands<mlir::Type> types,
                                    llvm::StringRef key);
 
-/// How a kernel multiplies its warps' 16 x 8 tiles: with mma.sync (cuda
-/// targets), or on `vulkan:mma-emulation` with the same fragments put in
-/// workgroup memory and multiplied in f32 by each lane. The emulation runs
-/// the matrix-unit kernels' schedule, fragment layouts, staging and masks
-/// on any Vulkan device (lavapipe included), so tests check them without
-/// an NVIDIA GPU; only the instruction itself differs.
+/// How a kernel multiplies its waves' tiles: NVIDIA's mma.sync (a warp's
+/// 16 x 8 tile; cuda targets) or AMD's MFMA (a wave's 16 x 16; rocm), or on
+/// `vulkan:mma-emulation` / `vulkan:mfma-emulation` the same fragments put
+/// in workgroup memory and multiplied in f32 by each lane. The emulation
+/// runs the matrix-unit kernels' schedule, fragment layouts, staging and
+/// masks on any Vulkan device (lavapipe included), so tests check them
+/// without the vendor's GPU; only the instruction itself differs.
 struct WarpProducts {
+  /// MFMA's lanes and layouts (else mma.sync's).
+  bool amd = false;
   /// The emulation's workgroup memory and thread; null: real instructions.
   mlir::Value scratch, thread;
   /// Where the quad reductions' words start in `scratch`.
   int64_t reductions = 0;
   bool emulated() const { return static_cast<bool>(scratch); }
 };
-/// Whether `target` is vulkan:mma-emulation.
+/// Whether `target` is vulkan:mma-emulation (NVIDIA's layouts) or
+/// vulkan:mfma-emulation (AMD's, with gfx942's FP8).
 bool emulatesMMA(const GPUKernelTarget &target);
+bool emulatesMFMA(const GPUKernelTarget &target);
 /// The products of a kernel body on `target` (allocates the emulation's
 /// workgroup memory; every thread must reach each product, which holds
 /// barriers there).
@@ -159,7 +164,9 @@ mlir::Value pack16(mlir::OpBuilder &b, mlir::Location loc, mlir::Value low,
 /// d = a x w + c for a warp's 16 x 8 tile: mma.sync.m16n8k16 with bf16
 /// elements (`elements` BF16) or m16n8k32 with E4M3 (F8E4M3FN); `a` the
 /// lane's vector<4xi32> A fragment, `w` its vector<2xi32> B fragment, c and
-/// d 4 f32 a lane (MatrixTiles.cpp's header has the layouts).
+/// d 4 f32 a lane. With `products.amd` a wave's 16 x 16 tile:
+/// v_mfma_f32_16x16x16_bf16 (BF16) or 16x16x32 fp8 (F8E4M3FNUZ), both
+/// fragments vector<2xi32>. MatrixTiles.cpp's header has the layouts.
 llvm::SmallVector<mlir::Value> multiply(mlir::OpBuilder &b, mlir::Location loc,
                                         const WarpProducts &products,
                                         WeightFormat elements, mlir::Value a,

@@ -91,10 +91,12 @@ struct Unit {
 std::optional<Unit> unitOf(const GPUKernelTarget &target,
                            const LinearKernel &kernel) {
   StringRef kind = target.getKind(), chip = target.getTarget().getChip();
-  bool emulated = mma::emulatesMMA(target);
+  // The emulations (tests): NVIDIA's layouts with sm_90's FP8, or AMD's
+  // with gfx942's.
+  bool emulated = mma::emulatesMMA(target) || mma::emulatesMFMA(target);
   if ((kind != "cuda" && kind != "rocm" && !emulated) || kernel.weight.panel)
     return std::nullopt;
-  bool amd = kind == "rocm";
+  bool amd = kind == "rocm" || mma::emulatesMFMA(target);
   // FP8 products: Ada and Hopper, MI300. bf16: every chip we build for
   // (sm_80 and later, gfx90a and later).
   bool fp8 = emulated ||
@@ -203,39 +205,10 @@ Value fnuzWord(OpBuilder &b, Location loc, Value word) {
 /// d = a x b + c for one instruction's tile (c and d: 4 f32 a lane).
 SmallVector<Value> multiplyTile(OpBuilder &b, Location loc, const Unit &unit,
                                 Value a, Value w, ArrayRef<Value> c) {
-  if (!unit.amd)
-    return mma::multiply(b, loc, unit.products,
-                         unit.form == Form::E4M3 ? WeightFormat::F8E4M3FN
-                                                 : WeightFormat::BF16,
-                         a, w, c);
-  Type f32Type = b.getF32Type();
-  SmallVector<Value> d;
-  auto vector4 = VectorType::get({4}, f32Type);
-  Value accumulator = vector::FromElementsOp::create(b, loc, vector4, c);
-  StringRef name = unit.form == Form::E4M3
-                       ? "llvm.amdgcn.mfma.f32.16x16x32.fp8.fp8"
-                       : "llvm.amdgcn.mfma.f32.16x16x16bf16.1k";
-  // The fragments travel as vector<2xi32>: 8 bytes, as i64 (fp8) or
-  // vector<4xi16> (bf16).
-  Type operandType = unit.form == Form::E4M3
-                         ? Type(b.getI64Type())
-                         : Type(VectorType::get({4}, b.getI16Type()));
-  Value zero = simt::i32(b, loc, 0);
-  auto asOperand = [&](Value words) -> Value {
-    if (auto vector = dyn_cast<VectorType>(operandType))
-      return vector::BitCastOp::create(b, loc, vector, words);
-    auto one = VectorType::get({1}, operandType);
-    Value cast = vector::BitCastOp::create(b, loc, one, words);
-    return vector::ExtractOp::create(b, loc, cast, 0);
-  };
-  Value aOperand = asOperand(a);
-  Value wOperand = asOperand(w);
-  auto call = LLVM::CallIntrinsicOp::create(
-      b, loc, vector4, b.getStringAttr(name),
-      ValueRange{aOperand, wOperand, accumulator, zero, zero, zero});
-  for (int64_t i = 0; i < 4; ++i)
-    d.push_back(vector::ExtractOp::create(b, loc, call.getResult(0), i));
-  return d;
+  WeightFormat elements = WeightFormat::BF16;
+  if (unit.form == Form::E4M3)
+    elements = unit.amd ? WeightFormat::F8E4M3FNUZ : WeightFormat::F8E4M3FN;
+  return mma::multiply(b, loc, unit.products, elements, a, w, c);
 }
 
 /// Accumulator index of (m tile, n tile, element).

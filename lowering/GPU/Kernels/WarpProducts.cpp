@@ -1,9 +1,10 @@
 //===- WarpProducts.cpp - a warp's 16 x 8 matrix products ----------------===//
 //
-// mma.sync on cuda targets; on vulkan:mma-emulation the same fragments go
-// through workgroup memory: each warp's lanes store their A and B words
-// (16 x 8 and 8 x 8 words), a barrier, each lane sums its 4 C elements in
-// f32 over the 8 words, a barrier. The kernels' calls are uniform over the
+// mma.sync on cuda targets, MFMA on rocm; on vulkan:mma-emulation and
+// vulkan:mfma-emulation the same fragments go through workgroup memory:
+// each wave's lanes store their A and B words (16 x 8 and 8 x 8 words; AMD
+// 16 x 8 each), a barrier, each lane sums its 4 C elements in f32 over the
+// 8 words, a barrier. The kernels' calls are uniform over the
 // workgroup (every thread makes each one), as the barriers need. Quad
 // reductions go through workgroup memory likewise instead of shuffles.
 //
@@ -23,10 +24,12 @@ using namespace xfmr;
 using namespace xfmr::kernels;
 
 namespace {
-constexpr int64_t kWarp = 32;
-/// Words of a warp's A (16 x 8) and B (8 x 8) fragments in the emulation.
-constexpr int64_t kWarpWords = 16 * 8 + 8 * 8;
+constexpr int64_t kWarp = 32, kAMDWave = 64;
+/// Words of a wave's A (16 x 8) and B (NVIDIA 8 x 8, AMD 16 x 8) fragments
+/// in the emulation.
+constexpr int64_t kWarpWords = 16 * 8 + 8 * 8, kAMDWaveWords = 16 * 8 + 16 * 8;
 constexpr llvm::StringLiteral kEmulationChip = "mma-emulation";
+constexpr llvm::StringLiteral kAMDEmulationChip = "mfma-emulation";
 
 /// A lane's parts: warp, g = lane / 4, t = lane % 4.
 struct LaneParts {
@@ -121,7 +124,110 @@ SmallVector<Value> emulate(OpBuilder &b, Location loc,
   mlir::gpu::BarrierOp::create(b, loc);
   return SmallVector<Value>(words.getResults());
 }
+/// MFMA's 16 x 16 tile through workgroup memory: lane 16q + r stores words
+/// 2q and 2q + 1 of row r of A and of B's n-major rows, then sums C rows
+/// 4q + i of column r.
+SmallVector<Value> emulateMFMA(OpBuilder &b, Location loc,
+                               const mma::WarpProducts &products,
+                               WeightFormat elements, Value a, Value w,
+                               ArrayRef<Value> c) {
+  Value waves = index(b, loc, kAMDWave);
+  Value wave = arith::DivUIOp::create(b, loc, products.thread, waves);
+  Value lane = arith::RemUIOp::create(b, loc, products.thread, waves);
+  Value sixteen = index(b, loc, 16);
+  Value r = arith::RemUIOp::create(b, loc, lane, sixteen);
+  Value q = arith::DivUIOp::create(b, loc, lane, sixteen);
+  Value base =
+      arith::MulIOp::create(b, loc, wave, index(b, loc, kAMDWaveWords));
+  Value eight = index(b, loc, 8);
+  auto at = [&](OpBuilder &b, Location loc, int64_t first, Value row,
+                Value word) -> Value {
+    Value start = arith::MulIOp::create(b, loc, row, eight);
+    Value offset = arith::AddIOp::create(b, loc, start, word);
+    offset = arith::AddIOp::create(b, loc, offset, base);
+    return arith::AddIOp::create(b, loc, offset, index(b, loc, first));
+  };
+  Value one = index(b, loc, 1);
+  Value word = arith::MulIOp::create(b, loc, q, index(b, loc, 2));
+  Value next = arith::AddIOp::create(b, loc, word, one);
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t operand = 0; operand < 2; ++operand) {
+      Value fragment = operand ? w : a;
+      Value bits = vector::ExtractOp::create(b, loc, fragment, i);
+      Value value = arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
+      memref::StoreOp::create(b, loc, value, products.scratch,
+                              at(b, loc, 128 * operand, r, i ? next : word));
+    }
+  mlir::gpu::BarrierOp::create(b, loc);
+  Value quad = arith::MulIOp::create(b, loc, q, index(b, loc, 4));
+  SmallVector<Value> rows;
+  for (int64_t i = 0; i < 4; ++i)
+    rows.push_back(arith::AddIOp::create(b, loc, quad, index(b, loc, i)));
+  int64_t perWord = elements == WeightFormat::BF16 ? 2 : 4;
+  Value zero = index(b, loc, 0);
+  auto words = scf::ForOp::create(
+      b, loc, zero, eight, one, ValueRange(c),
+      [&](OpBuilder &b, Location loc, Value k, ValueRange sums) {
+        SmallVector<Value> result;
+        for (int64_t i = 0; i < 4; ++i) {
+          Value aBits = memref::LoadOp::create(b, loc, products.scratch,
+                                               at(b, loc, 0, rows[i], k));
+          Value wBits = memref::LoadOp::create(b, loc, products.scratch,
+                                               at(b, loc, 128, r, k));
+          Value aWord = arith::BitcastOp::create(b, loc, b.getI32Type(), aBits);
+          Value wWord = arith::BitcastOp::create(b, loc, b.getI32Type(), wBits);
+          Value sum = sums[i];
+          for (int64_t e = 0; e < perWord; ++e) {
+            Value x = element(b, loc, aWord, e, elements);
+            Value y = element(b, loc, wWord, e, elements);
+            sum = simt::fma(b, loc, x, y, sum);
+          }
+          result.push_back(sum);
+        }
+        scf::YieldOp::create(b, loc, result);
+      });
+  // Nobody stores the next fragments before everyone has read these.
+  mlir::gpu::BarrierOp::create(b, loc);
+  return SmallVector<Value>(words.getResults());
+}
+
+/// v_mfma_f32_16x16x16_bf16 (gfx90a's _1k form, gfx942) or 16x16x32 fp8.
+SmallVector<Value> mfma(OpBuilder &b, Location loc, WeightFormat elements,
+                        Value a, Value w, ArrayRef<Value> c) {
+  Type f32Type = b.getF32Type();
+  auto vector4 = VectorType::get({4}, f32Type);
+  Value accumulator = vector::FromElementsOp::create(b, loc, vector4, c);
+  bool fp8 = elements != WeightFormat::BF16;
+  StringRef name = fp8 ? "llvm.amdgcn.mfma.f32.16x16x32.fp8.fp8"
+                       : "llvm.amdgcn.mfma.f32.16x16x16bf16.1k";
+  // The fragments travel as vector<2xi32>: 8 bytes, as i64 (fp8) or
+  // vector<4xi16> (bf16).
+  Type operandType =
+      fp8 ? Type(b.getI64Type()) : Type(VectorType::get({4}, b.getI16Type()));
+  Value zero = simt::i32(b, loc, 0);
+  auto asOperand = [&](Value words) -> Value {
+    if (auto vector = dyn_cast<VectorType>(operandType))
+      return vector::BitCastOp::create(b, loc, vector, words);
+    auto one = VectorType::get({1}, operandType);
+    Value cast = vector::BitCastOp::create(b, loc, one, words);
+    return vector::ExtractOp::create(b, loc, cast, 0);
+  };
+  Value aOperand = asOperand(a);
+  Value wOperand = asOperand(w);
+  auto call = LLVM::CallIntrinsicOp::create(
+      b, loc, vector4, b.getStringAttr(name),
+      ValueRange{aOperand, wOperand, accumulator, zero, zero, zero});
+  SmallVector<Value> d;
+  for (int64_t i = 0; i < 4; ++i)
+    d.push_back(vector::ExtractOp::create(b, loc, call.getResult(0), i));
+  return d;
+}
 } // namespace
+
+bool mma::emulatesMFMA(const GPUKernelTarget &target) {
+  return target.getKind() == "vulkan" &&
+         target.getTarget().getChip() == kAMDEmulationChip;
+}
 
 bool mma::emulatesMMA(const GPUKernelTarget &target) {
   return target.getKind() == "vulkan" &&
@@ -130,14 +236,17 @@ bool mma::emulatesMMA(const GPUKernelTarget &target) {
 
 mma::WarpProducts mma::warpProducts(const GPUKernelTarget &target,
                                     const GPUThread &thread) {
-  if (!emulatesMMA(target))
-    return {};
-  // The warps' fragments, then a word per thread for quad reductions.
-  int64_t warps = llvm::divideCeil(thread.block, kWarp);
   mma::WarpProducts products;
-  products.scratch = thread.scratch(warps * kWarpWords + thread.block);
+  products.amd = target.getKind() == "rocm" || emulatesMFMA(target);
+  if (!emulatesMMA(target) && !emulatesMFMA(target))
+    return products;
+  // The waves' fragments, then a word per thread for quad reductions.
+  int64_t waveWords =
+      products.amd ? llvm::divideCeil(thread.block, kAMDWave) * kAMDWaveWords
+                   : llvm::divideCeil(thread.block, kWarp) * kWarpWords;
+  products.scratch = thread.scratch(waveWords + thread.block);
   products.thread = thread.thread;
-  products.reductions = warps * kWarpWords;
+  products.reductions = waveWords;
   return products;
 }
 
@@ -167,6 +276,10 @@ SmallVector<Value> mma::multiply(OpBuilder &b, Location loc,
                                  const WarpProducts &products,
                                  WeightFormat elements, Value a, Value w,
                                  ArrayRef<Value> c) {
+  if (products.amd)
+    return products.emulated()
+               ? emulateMFMA(b, loc, products, elements, a, w, c)
+               : mfma(b, loc, elements, a, w, c);
   if (products.emulated())
     return emulate(b, loc, products, elements, a, w, c);
   Type f32Type = b.getF32Type();
