@@ -99,9 +99,6 @@ prepare)
     IFS='|' read -r name source flags <<< "$entry"
     # Vulkan keeps f32 inputs either way: only the matrix units round them to bf16.
     [[ ( "$name" == *-fast || "$name" == *-attention ) && "$gpu_target" == vulkan ]] && continue
-    # Prefill attention on the matrix units: NVIDIA's only.
-    [[ "$name" == *-attention && "$gpu_target" != cuda:* && "$gpu_target" != *:mma-emulation ]] &&
-      continue
     model_target="$gpu_target"
     if [[ "$name" == *-wgmma ]]; then
       [[ "$gpu_target" == cuda:* ]] || continue
@@ -122,13 +119,16 @@ prepare)
       PYTHONPATH=python "$python" -m xfmr.synth --arch $source --quiet --out "$checkpoint"
     fi
     if [[ "$name" == *-attention ]]; then
-      PYTHONPATH=python "$python" - "$checkpoint" "$dir/models/$name.expected.npz" <<'PYTHON'
+      # Tiles of 64 queries on NVIDIA, 32 on AMD.
+      queries=64
+      [[ "$gpu_target" == *mfma* ]] && queries=32
+      PYTHONPATH=python "$python" - "$checkpoint" "$dir/models/$name.expected.npz" "$queries" <<'PYTHON'
 import os, sys
 import numpy as np
 from xfmr import reference
 from xfmr.reference.attention import use_matrix_tiles
 model = reference.load(sys.argv[1])
-use_matrix_tiles(model)
+use_matrix_tiles(model, queries=int(sys.argv[3]))
 ids, rows = model.generate_greedy([int(i) for i in os.environ["prompt_ids"].split()], 32)
 np.savez(sys.argv[2], ids=np.asarray(ids), rows=np.asarray(rows, np.float32))
 PYTHON

@@ -387,16 +387,16 @@ WIDE = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
         "num_key_value_heads": 2}
 
 
-def emulated_rows_and_reference(checkpoint, tmp_path, prompt, parts=1, *flags):
+def emulated_rows_and_reference(checkpoint, tmp_path, prompt, parts=1,
+                                target="vulkan:mma-emulation"):
     """The emulated artifact's greedy rows (prefill in `parts` calls) and the float64
     reference's that rounds attention as the matrix-unit prefill does."""
     from xfmr.reference.attention import use_matrix_tiles
 
-    artifact = compile_model(checkpoint, tmp_path, "vulkan:mma-emulation", "--context", "256",
-                             *flags)
+    artifact = compile_model(checkpoint, tmp_path, target, "--context", "256")
     session = open_session(artifact)
     model = reference.load(str(checkpoint))
-    use_matrix_tiles(model)
+    use_matrix_tiles(model, queries=32 if "mfma" in target else 64)
     cache = model.new_cache()
     cut = len(prompt) // parts if parts > 1 else len(prompt)
     rows, expected = [], []
@@ -426,16 +426,18 @@ MMA_ATTENTION = {
 }
 
 
+@pytest.mark.parametrize("target", ["vulkan:mma-emulation", "vulkan:mfma-emulation"])
 @pytest.mark.parametrize("name", sorted(MMA_ATTENTION))
-def test_mma_attention_matches_its_emulation(name, synth_checkpoint, tmp_path):
+def test_mma_attention_matches_its_emulation(name, target, synth_checkpoint, tmp_path):
     """f32 weights keep the linears in f32 SIMT tiles: only prefill attention runs on the
-    (emulated) matrix units, rounding q, k, v and the probabilities to bf16. It must match
-    the float64 reference that rounds at the same points (attend_matrix_tiles) to well
-    under the rounding's own effect (a few 1e-3), and --precise keeps exact attention."""
+    (emulated) matrix units, NVIDIA's (64 queries a workgroup, P from registers) or AMD's
+    (32, P through workgroup memory), rounding q, k, v and the probabilities to bf16. It
+    must match the float64 reference that rounds at the same points (attend_matrix_tiles)
+    to well under the rounding's own effect (a few 1e-3)."""
     arch, overrides, parts = MMA_ATTENTION[name]
     checkpoint = synth_checkpoint(arch, overrides=overrides)
     prompt = [(37 * i + 11) % 120 + 3 for i in range(150)]
-    rows, expected = emulated_rows_and_reference(checkpoint, tmp_path, prompt, parts)
+    rows, expected = emulated_rows_and_reference(checkpoint, tmp_path, prompt, parts, target)
     errors = np.max(np.abs(rows - expected), axis=-1) / np.max(np.abs(expected), axis=-1)
     # A probability or query within an f32 error of a bf16 tie rounds the other way: a
     # few 1e-4 on a row.

@@ -46,27 +46,47 @@ using namespace xfmr;
 using namespace xfmr::kernels;
 
 namespace {
-/// Queries and keys per tile, threads (4 warps of 16 queries).
-constexpr int64_t kTile = 64, kBlock = 128, kWarp = 32;
-/// Keys a chunk, in bf16 pairs: the transposed values' pitch in words (36:
+/// Keys a chunk, threads a workgroup.
+constexpr int64_t kChunk = 64, kBlock = 128;
+/// Keys a chunk in bf16 pairs: the transposed values' pitch in words (36:
 /// a warp's fragment loads hit 32 distinct banks).
-constexpr int64_t kValuePitch = kTile / 2 + 4;
-/// Static workgroup memory every CUDA device has.
+constexpr int64_t kValuePitch = kChunk / 2 + 4;
+/// AMD's probabilities go through workgroup memory: a wave's 16 rows of 64
+/// f32, this pitch apart.
+constexpr int64_t kProbabilityPitch = kChunk + 4;
+/// Static workgroup memory every CUDA device has (AMD: 64 KiB).
 constexpr int64_t kWorkgroupBytes = 48 * 1024;
 
 /// Word pitch of the staged keys: Dk / 2 words a key rounded up to whole
 /// 32-bank rows, plus 4 (rows 4 banks apart: conflict-free fragments).
 int64_t keyPitch(int64_t keyDim) { return llvm::alignTo(keyDim / 2, 32) + 4; }
 
+/// How the target's matrix instruction lays out a wave's tiles: NVIDIA's
+/// mma.sync (warps of 32, 16 x 8 C tiles, lane 4g + t) or AMD's MFMA (waves
+/// of 64, 16 x 16 C tiles, lane 16q + r).
+struct Layout {
+  bool amd;
+  int64_t lanes() const { return amd ? 64 : 32; }
+  /// Queries a workgroup: 16 a wave.
+  int64_t queries() const { return 16 * (kBlock / lanes()); }
+  /// Columns (keys or channels) of one product's C tile.
+  int64_t columns() const { return amd ? 16 : 8; }
+  /// Query rows a lane's C elements hold: NVIDIA g and g + 8, AMD 4q to
+  /// 4q + 3; C element e belongs to row rowOf(e) of them.
+  int64_t rowsPerLane() const { return amd ? 4 : 2; }
+  int64_t rowOf(int64_t e) const { return amd ? e : e / 2; }
+};
+
+/// Where this lane works: its wave's first query in the tile, and its
+/// parts (NVIDIA g = lane / 4, t = lane % 4; AMD r = lane % 16 as g,
+/// q = lane / 16 as t).
+struct Lane {
+  Value wave, waveRow, g, t;
+};
+
 Value i32Of(OpBuilder &b, Location loc, Value f32Bits) {
   return arith::BitcastOp::create(b, loc, b.getI32Type(), f32Bits);
 }
-
-/// Where this lane works: its warp's first query in the tile, and its parts
-/// g (lane / 4) and t (lane % 4).
-struct Lane {
-  Value warpRow, g, t;
-};
 
 /// The staged word (row, word) of a tile with `pitch` words a row.
 Value stagedWord(OpBuilder &b, Location loc, Value tile, int64_t pitch,
@@ -77,17 +97,51 @@ Value stagedWord(OpBuilder &b, Location loc, Value tile, int64_t pitch,
   return i32Of(b, loc, bits);
 }
 
-/// The B fragment of 8 n-major rows from `firstRow` (lane's row g), words
-/// t and t + 4 of step `step`.
-Value fragmentB(OpBuilder &b, Location loc, const Lane &lane, Value tile,
-                int64_t pitch, int64_t firstRow, int64_t step) {
+/// The (row in the wave's 16, word in a 16-column step) of each word of an
+/// A fragment: NVIDIA (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); AMD
+/// (r, 2q), (r, 2q + 1).
+SmallVector<std::pair<Value, Value>>
+fragmentA(OpBuilder &b, Location loc, const Layout &layout, const Lane &lane) {
+  if (layout.amd) {
+    Value word = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
+    Value next = arith::AddIOp::create(b, loc, word, index(b, loc, 1));
+    return {{lane.g, word}, {lane.g, next}};
+  }
+  Value below = arith::AddIOp::create(b, loc, lane.g, index(b, loc, 8));
+  Value later = arith::AddIOp::create(b, loc, lane.t, index(b, loc, 4));
+  return {{lane.g, lane.t}, {below, lane.t}, {lane.g, later}, {below, later}};
+}
+
+/// The B fragment of the n-major rows from `firstRow` (the lane's row g),
+/// step `step`: NVIDIA words t and t + 4, AMD 2q and 2q + 1.
+Value fragmentB(OpBuilder &b, Location loc, const Layout &layout,
+                const Lane &lane, Value tile, int64_t pitch, int64_t firstRow,
+                int64_t step) {
   Value row = arith::AddIOp::create(b, loc, lane.g, index(b, loc, firstRow));
-  Value word = arith::AddIOp::create(b, loc, lane.t, index(b, loc, 8 * step));
-  Value other = arith::AddIOp::create(b, loc, word, index(b, loc, 4));
+  Value stepWord = index(b, loc, 8 * step);
+  Value word, other;
+  if (layout.amd) {
+    Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
+    word = arith::AddIOp::create(b, loc, stepWord, pair);
+    other = arith::AddIOp::create(b, loc, word, index(b, loc, 1));
+  } else {
+    word = arith::AddIOp::create(b, loc, stepWord, lane.t);
+    other = arith::AddIOp::create(b, loc, word, index(b, loc, 4));
+  }
   SmallVector<Value> words{stagedWord(b, loc, tile, pitch, row, word),
                            stagedWord(b, loc, tile, pitch, row, other)};
   auto type = VectorType::get({2}, b.getI32Type());
   return vector::FromElementsOp::create(b, loc, type, words);
+}
+
+/// The column (key or channel) of C element e of tile n: NVIDIA
+/// 8n + 2t + e % 2, AMD 16n + r.
+Value columnOf(OpBuilder &b, Location loc, const Layout &layout,
+               const Lane &lane, int64_t n, int64_t e) {
+  if (layout.amd)
+    return arith::AddIOp::create(b, loc, lane.g, index(b, loc, 16 * n));
+  Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
+  return arith::AddIOp::create(b, loc, pair, index(b, loc, 8 * n + e % 2));
 }
 
 /// Two f32 values as one word of bf16 bits (the first in the low half);
@@ -115,21 +169,26 @@ Value selectIf(OpBuilder &b, Location loc, Value inside, Value otherwise,
 void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                         AttendOperands<Value> args, const AttendKernel &kernel,
                         const mma::WarpProducts &products) {
+  Layout layout{products.amd};
   int64_t keyDim = kernel.keyDim, valueDim = kernel.valueDim;
   int64_t queryHeads = kernel.queryHeads;
   int64_t group = queryHeads / kernel.kvHeads;
   int64_t pitch = keyPitch(keyDim);
-  int64_t keySteps = keyDim / 16, valueTiles = valueDim / 8;
-  constexpr int64_t keyTiles = kTile / 8, valueSteps = kTile / 16;
+  int64_t tile = layout.queries(), columns = layout.columns();
+  int64_t rowsPerLane = layout.rowsPerLane();
+  int64_t keySteps = keyDim / 16, valueTiles = valueDim / columns;
+  int64_t keyTiles = kChunk / columns, valueSteps = kChunk / 16;
   WeightFormat format = kernel.format.format;
   bool scaled = kernel.format.scaled;
-  Value keys = thread.scratch(kTile * pitch);
+  Value keys = thread.scratch(kChunk * pitch);
   Value values = thread.scratch(valueDim * kValuePitch);
-  Value keyScales, valueScales;
+  Value keyScales, valueScales, probabilityRows;
   if (scaled) {
-    keyScales = thread.scratch(kTile);
-    valueScales = thread.scratch(kTile);
+    keyScales = thread.scratch(kChunk);
+    valueScales = thread.scratch(kChunk);
   }
+  if (layout.amd)
+    probabilityRows = thread.scratch(tile * kProbabilityPitch);
   Value one = index(b, loc, 1);
   bool portable = products.emulated();
   Value zeroWord = simt::i32(b, loc, 0);
@@ -140,9 +199,9 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
   Value h = arith::RemUIOp::create(b, loc, thread.workgroup, heads);
   Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
   Value firstToken =
-      arith::MulIOp::create(b, loc, tileIndex, index(b, loc, kTile));
+      arith::MulIOp::create(b, loc, tileIndex, index(b, loc, tile));
   Value tileEnd =
-      arith::AddIOp::create(b, loc, firstToken, index(b, loc, kTile));
+      arith::AddIOp::create(b, loc, firstToken, index(b, loc, tile));
   Value lastToken = arith::SubIOp::create(
       b, loc, arith::MinUIOp::create(b, loc, tileEnd, tokens), one);
   Value tileStart = arith::AddIOp::create(b, loc, args.start, firstToken);
@@ -158,43 +217,57 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
 
   Lane lane;
   {
-    Value warps = index(b, loc, kWarp);
-    Value warp = arith::DivUIOp::create(b, loc, thread.thread, warps);
-    Value inWarp = arith::RemUIOp::create(b, loc, thread.thread, warps);
-    lane.warpRow = arith::MulIOp::create(b, loc, warp, index(b, loc, 16));
-    lane.g = arith::DivUIOp::create(b, loc, inWarp, index(b, loc, 4));
-    lane.t = arith::RemUIOp::create(b, loc, inWarp, index(b, loc, 4));
+    Value lanes = index(b, loc, layout.lanes());
+    lane.wave = arith::DivUIOp::create(b, loc, thread.thread, lanes);
+    Value inWave = arith::RemUIOp::create(b, loc, thread.thread, lanes);
+    lane.waveRow = arith::MulIOp::create(b, loc, lane.wave, index(b, loc, 16));
+    Value split = index(b, loc, layout.amd ? 16 : 4);
+    if (layout.amd) {
+      lane.g = arith::RemUIOp::create(b, loc, inWave, split);
+      lane.t = arith::DivUIOp::create(b, loc, inWave, split);
+    } else {
+      lane.g = arith::DivUIOp::create(b, loc, inWave, split);
+      lane.t = arith::RemUIOp::create(b, loc, inWave, split);
+    }
   }
-  // This lane's two queries (tile rows g and g + 8 of its warp's 16).
-  Value upper = arith::AddIOp::create(b, loc, lane.warpRow, lane.g);
-  Value rows[2] = {upper,
-                   arith::AddIOp::create(b, loc, upper, index(b, loc, 8))};
+  // This lane's query rows in the tile (C tiles): NVIDIA g and g + 8 of its
+  // warp's 16, AMD 4q to 4q + 3.
+  SmallVector<Value> rows;
+  for (int64_t r = 0; r < rowsPerLane; ++r) {
+    Value within =
+        layout.amd
+            ? Value(arith::MulIOp::create(b, loc, lane.t, index(b, loc, 4)))
+            : lane.g;
+    Value row = arith::AddIOp::create(b, loc, lane.waveRow, within);
+    rows.push_back(arith::AddIOp::create(
+        b, loc, row, index(b, loc, layout.amd ? r : 8 * r)));
+  }
+  SmallVector<std::pair<Value, Value>> aWords = fragmentA(b, loc, layout, lane);
+  auto aType = VectorType::get({int64_t(aWords.size())}, b.getI32Type());
 
-  // The queries' A fragments, once: step s, words (row, t) and (row, t + 4)
-  // of rows g and g + 8; tokens past the prompt are zeros.
+  // The queries' A fragments, once: word w of step s holds channels
+  // 16s + 2w and 16s + 2w + 1; tokens past the prompt are zeros.
   SmallVector<Value> queries;
   for (int64_t s = 0; s < keySteps; ++s) {
     SmallVector<Value> words;
-    for (int64_t half : {0, 1})
-      for (int64_t row : {0, 1}) {
-        Value token = arith::AddIOp::create(b, loc, firstToken, rows[row]);
-        Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                             token, tokens);
-        Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-        Value d = arith::AddIOp::create(b, loc, pair,
-                                        index(b, loc, 16 * s + 8 * half));
-        words.push_back(
-            selectIf(b, loc, inside, zeroWord, [&](OpBuilder &b, Location loc) {
-              Value next = arith::AddIOp::create(b, loc, d, one);
-              Value low = memref::LoadOp::create(b, loc, args.query,
-                                                 ValueRange{token, h, d});
-              Value high = memref::LoadOp::create(b, loc, args.query,
-                                                  ValueRange{token, h, next});
-              return bf16Pair(b, loc, low, high, portable);
-            }));
-      }
-    auto type = VectorType::get({4}, b.getI32Type());
-    queries.push_back(vector::FromElementsOp::create(b, loc, type, words));
+    for (auto [rowInWave, word] : aWords) {
+      Value row = arith::AddIOp::create(b, loc, lane.waveRow, rowInWave);
+      Value token = arith::AddIOp::create(b, loc, firstToken, row);
+      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           token, tokens);
+      Value pair = arith::MulIOp::create(b, loc, word, index(b, loc, 2));
+      Value d = arith::AddIOp::create(b, loc, pair, index(b, loc, 16 * s));
+      words.push_back(
+          selectIf(b, loc, inside, zeroWord, [&](OpBuilder &b, Location loc) {
+            Value next = arith::AddIOp::create(b, loc, d, one);
+            Value low = memref::LoadOp::create(b, loc, args.query,
+                                               ValueRange{token, h, d});
+            Value high = memref::LoadOp::create(b, loc, args.query,
+                                                ValueRange{token, h, next});
+            return bf16Pair(b, loc, low, high, portable);
+          }));
+    }
+    queries.push_back(vector::FromElementsOp::create(b, loc, aType, words));
   }
 
   // Key i of the chunk from `chunk` exists when chunk + i < last.
@@ -211,7 +284,7 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
   auto stage = [&](OpBuilder &b, Location loc, Value chunk) {
     int64_t keyWords = keyDim / 2;
     simt::strided(
-        b, loc, thread, index(b, loc, kTile * keyWords),
+        b, loc, thread, index(b, loc, kChunk * keyWords),
         [&](OpBuilder &b, Location loc, Value e) {
           Value i = arith::DivUIOp::create(b, loc, e, index(b, loc, keyWords));
           Value w = arith::RemUIOp::create(b, loc, e, index(b, loc, keyWords));
@@ -233,7 +306,7 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
           memref::StoreOp::create(b, loc, bits, keys, at);
         });
     simt::strided(
-        b, loc, thread, index(b, loc, valueDim * kTile / 2),
+        b, loc, thread, index(b, loc, valueDim * kChunk / 2),
         [&](OpBuilder &b, Location loc, Value e) {
           Value c = arith::RemUIOp::create(b, loc, e, index(b, loc, valueDim));
           Value p = arith::DivUIOp::create(b, loc, e, index(b, loc, valueDim));
@@ -261,7 +334,7 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
     if (!scaled)
       return;
     Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                       thread.thread, index(b, loc, kTile));
+                                       thread.thread, index(b, loc, kChunk));
     scf::IfOp::create(b, loc, mine, [&](OpBuilder &b, Location loc) {
       Value key, inside;
       std::tie(key, inside) = existing(b, loc, chunk, thread.thread);
@@ -279,41 +352,35 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
     });
   };
 
-  // State: the two rows' maxima and (this lane's part of the) sums, then
-  // the outputs (valueTiles 16 x 8 tiles, 4 f32 each).
+  // State: the lane's rows' maxima and (this lane's part of the) sums, then
+  // the outputs (valueTiles C tiles, 4 f32 each).
   // The running maximum starts at a finite lowest value: a masked key
   // (-inf) then gives exp(-inf - max) = 0, never exp(-inf + inf).
-  SmallVector<Value> init{f32(b, loc, -1e30), f32(b, loc, -1e30), zeroF32,
-                          zeroF32};
+  SmallVector<Value> init(rowsPerLane, f32(b, loc, -1e30));
+  init.append(rowsPerLane, zeroF32);
   init.append(valueTiles * 4, zeroF32);
+  int64_t outputs = 2 * rowsPerLane;
   double negInf = -std::numeric_limits<double>::infinity();
   auto chunks = scf::ForOp::create(
-      b, loc, first, last, index(b, loc, kTile), init,
+      b, loc, first, last, index(b, loc, kChunk), init,
       [&](OpBuilder &b, Location loc, Value chunk, ValueRange state) {
         stage(b, loc, chunk);
         mlir::gpu::BarrierOp::create(b, loc);
-        // Scores: 8 tiles of 16 queries x 8 keys.
+        // Scores: keyTiles C tiles of 16 queries x `columns` keys.
         SmallVector<Value> scores(keyTiles * 4, zeroF32);
-        for (int64_t s = 0; s < keySteps; ++s)
-          for (int64_t n = 0; n < keyTiles; ++n) {
-            Value w = fragmentB(b, loc, lane, keys, pitch, 8 * n, s);
-            ArrayRef<Value> c(scores.data() + 4 * n, 4);
-            SmallVector<Value> d = mma::multiply(
-                b, loc, products, WeightFormat::BF16, queries[s], w, c);
-            std::copy(d.begin(), d.end(), scores.begin() + 4 * n);
-          }
-        // Scale and mask: element e of tile n is query rows[e / 2], key
-        // 8n + 2t + e % 2 of the chunk.
-        Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-        SmallVector<Value> columns;
-        for (int64_t n = 0; n < keyTiles; ++n)
-          for (int64_t e : {0, 1})
-            columns.push_back(
-                arith::AddIOp::create(b, loc, pair, index(b, loc, 8 * n + e)));
-        Value rowMax[2] = {f32(b, loc, negInf), f32(b, loc, negInf)};
+        for (int64_t s = 0; s < keySteps; ++s) {
+          SmallVector<Value> w;
+          for (int64_t n = 0; n < keyTiles; ++n)
+            w.push_back(
+                fragmentB(b, loc, layout, lane, keys, pitch, columns * n, s));
+          scores = mma::multiplyGrid(b, loc, products, WeightFormat::BF16,
+                                     queries[s], w, scores);
+        }
+        // Scale and mask.
+        SmallVector<Value> rowMax(rowsPerLane, f32(b, loc, negInf));
         for (int64_t n = 0; n < keyTiles; ++n)
           for (int64_t e = 0; e < 4; ++e) {
-            Value column = columns[2 * n + e % 2];
+            Value column = columnOf(b, loc, layout, lane, n, e);
             Value key, inside;
             std::tie(key, inside) = existing(b, loc, chunk, column);
             Value factor = f32(b, loc, kernel.scale);
@@ -327,7 +394,7 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
             // Query q (position tileStart + q) sees key k when
             // k - tileStart <= q, and > q - window.
             Value relative = arith::SubIOp::create(b, loc, key, tileStart);
-            Value query = rows[e / 2];
+            Value query = rows[layout.rowOf(e)];
             Value visible = arith::CmpIOp::create(
                 b, loc, arith::CmpIPredicate::sle, relative, query);
             visible = arith::AndIOp::create(b, loc, visible, inside);
@@ -340,89 +407,127 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
             }
             scores[4 * n + e] = arith::SelectOp::create(b, loc, visible, score,
                                                         f32(b, loc, negInf));
-            rowMax[e / 2] = arith::MaximumFOp::create(b, loc, rowMax[e / 2],
-                                                      scores[4 * n + e]);
+            int64_t r = layout.rowOf(e);
+            rowMax[r] =
+                arith::MaximumFOp::create(b, loc, rowMax[r], scores[4 * n + e]);
           }
         SmallVector<Value> next(state.begin(), state.end());
-        Value correction[2];
-        for (int64_t r : {0, 1}) {
+        SmallVector<Value> correction;
+        for (int64_t r = 0; r < rowsPerLane; ++r) {
           Value chunkMax =
-              mma::quadReduce(b, loc, products, rowMax[r], /*max=*/true);
+              mma::rowReduce(b, loc, products, rowMax[r], /*max=*/true);
           Value max = arith::MaximumFOp::create(b, loc, state[r], chunkMax);
           Value drop = arith::SubFOp::create(b, loc, state[r], max);
-          correction[r] = math::ExpOp::create(b, loc, drop);
+          correction.push_back(math::ExpOp::create(b, loc, drop));
           next[r] = max;
         }
-        // Probabilities, this lane's part of each row's sum, and the A
-        // fragments of P (times the value scales) for the 4 steps of 16
-        // keys: step k's words are tiles 2k and 2k + 1, rows g then g + 8.
-        Value sums[2] = {zeroF32, zeroF32};
+        // Probabilities (times the value scales for the product) and this
+        // lane's part of each row's sum.
+        SmallVector<Value> sums(rowsPerLane, zeroF32);
         SmallVector<Value> weights(keyTiles * 4);
         for (int64_t n = 0; n < keyTiles; ++n)
           for (int64_t e = 0; e < 4; ++e) {
+            int64_t r = layout.rowOf(e);
             Value shifted =
-                arith::SubFOp::create(b, loc, scores[4 * n + e], next[e / 2]);
+                arith::SubFOp::create(b, loc, scores[4 * n + e], next[r]);
             Value p = math::ExpOp::create(b, loc, shifted);
-            sums[e / 2] = arith::AddFOp::create(b, loc, sums[e / 2], p);
+            sums[r] = arith::AddFOp::create(b, loc, sums[r], p);
             if (scaled) {
-              Value valueScale = memref::LoadOp::create(b, loc, valueScales,
-                                                        columns[2 * n + e % 2]);
+              Value column = columnOf(b, loc, layout, lane, n, e);
+              Value valueScale =
+                  memref::LoadOp::create(b, loc, valueScales, column);
               p = arith::MulFOp::create(b, loc, p, valueScale);
             }
             weights[4 * n + e] = p;
           }
-        for (int64_t r : {0, 1}) {
-          Value kept =
-              arith::MulFOp::create(b, loc, state[2 + r], correction[r]);
-          next[2 + r] = arith::AddFOp::create(b, loc, kept, sums[r]);
+        for (int64_t r = 0; r < rowsPerLane; ++r) {
+          Value kept = arith::MulFOp::create(b, loc, state[rowsPerLane + r],
+                                             correction[r]);
+          next[rowsPerLane + r] = arith::AddFOp::create(b, loc, kept, sums[r]);
         }
+        // P's A fragments for the steps of 16 keys.
         SmallVector<Value> probabilities;
-        for (int64_t k = 0; k < valueSteps; ++k) {
-          SmallVector<Value> words;
-          for (int64_t n : {2 * k, 2 * k + 1})
-            for (int64_t r : {0, 1})
-              words.push_back(bf16Pair(b, loc, weights[4 * n + 2 * r],
-                                       weights[4 * n + 2 * r + 1], portable));
-          auto type = VectorType::get({4}, b.getI32Type());
-          probabilities.push_back(
-              vector::FromElementsOp::create(b, loc, type, words));
+        if (!layout.amd) {
+          // NVIDIA: step k's words are C tiles 2k and 2k + 1, rows g then
+          // g + 8: the registers as they are.
+          for (int64_t k = 0; k < valueSteps; ++k) {
+            SmallVector<Value> words;
+            for (int64_t n : {2 * k, 2 * k + 1})
+              for (int64_t r : {0, 1})
+                words.push_back(bf16Pair(b, loc, weights[4 * n + 2 * r],
+                                         weights[4 * n + 2 * r + 1], portable));
+            probabilities.push_back(
+                vector::FromElementsOp::create(b, loc, aType, words));
+          }
+        } else {
+          // AMD: a lane's C elements are 4 rows of one key, its A words 4
+          // keys of one row: through workgroup memory, the wave's 16 rows.
+          for (int64_t n = 0; n < keyTiles; ++n)
+            for (int64_t e = 0; e < 4; ++e) {
+              Value start = arith::MulIOp::create(
+                  b, loc, rows[e], index(b, loc, kProbabilityPitch));
+              Value column = columnOf(b, loc, layout, lane, n, e);
+              Value at = arith::AddIOp::create(b, loc, start, column);
+              memref::StoreOp::create(b, loc, weights[4 * n + e],
+                                      probabilityRows, at);
+            }
+          mlir::gpu::BarrierOp::create(b, loc);
+          Value row = arith::AddIOp::create(b, loc, lane.waveRow, lane.g);
+          Value rowStart = arith::MulIOp::create(
+              b, loc, row, index(b, loc, kProbabilityPitch));
+          Value quad = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 4));
+          Value firstKey = arith::AddIOp::create(b, loc, rowStart, quad);
+          for (int64_t k = 0; k < valueSteps; ++k) {
+            SmallVector<Value> p;
+            for (int64_t j = 0; j < 4; ++j) {
+              Value at = arith::AddIOp::create(b, loc, firstKey,
+                                               index(b, loc, 16 * k + j));
+              p.push_back(memref::LoadOp::create(b, loc, probabilityRows, at));
+            }
+            SmallVector<Value> words{bf16Pair(b, loc, p[0], p[1], portable),
+                                     bf16Pair(b, loc, p[2], p[3], portable)};
+            probabilities.push_back(
+                vector::FromElementsOp::create(b, loc, aType, words));
+          }
         }
         // O = O * correction + P V.
-        for (int64_t n = 0; n < valueTiles; ++n) {
-          SmallVector<Value> o;
+        SmallVector<Value> o;
+        for (int64_t n = 0; n < valueTiles; ++n)
           for (int64_t e = 0; e < 4; ++e)
-            o.push_back(arith::MulFOp::create(b, loc, state[4 + 4 * n + e],
-                                              correction[e / 2]));
-          for (int64_t k = 0; k < valueSteps; ++k) {
-            Value v = fragmentB(b, loc, lane, values, kValuePitch, 8 * n, k);
-            o = mma::multiply(b, loc, products, WeightFormat::BF16,
-                              probabilities[k], v, o);
-          }
-          std::copy(o.begin(), o.end(), next.begin() + 4 + 4 * n);
+            o.push_back(arith::MulFOp::create(b, loc,
+                                              state[outputs + 4 * n + e],
+                                              correction[layout.rowOf(e)]));
+        for (int64_t k = 0; k < valueSteps; ++k) {
+          SmallVector<Value> v;
+          for (int64_t n = 0; n < valueTiles; ++n)
+            v.push_back(fragmentB(b, loc, layout, lane, values, kValuePitch,
+                                  columns * n, k));
+          o = mma::multiplyGrid(b, loc, products, WeightFormat::BF16,
+                                probabilities[k], v, o);
         }
-        // Nobody restages the chunk before everyone has read it.
+        std::copy(o.begin(), o.end(), next.begin() + outputs);
+        // Nobody restages the chunk (or AMD's probabilities) before
+        // everyone has read it.
         mlir::gpu::BarrierOp::create(b, loc);
         scf::YieldOp::create(b, loc, next);
       });
 
-  Value inverse[2];
-  for (int64_t r : {0, 1}) {
-    Value sum = mma::quadReduce(b, loc, products, chunks.getResult(2 + r),
-                                /*max=*/false);
-    inverse[r] = arith::DivFOp::create(b, loc, f32(b, loc, 1.0), sum);
-  }
-  Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-  for (int64_t r : {0, 1}) {
+  for (int64_t r = 0; r < rowsPerLane; ++r) {
+    Value sum =
+        mma::rowReduce(b, loc, products, chunks.getResult(rowsPerLane + r),
+                       /*max=*/false);
+    Value inverse = arith::DivFOp::create(b, loc, f32(b, loc, 1.0), sum);
     Value token = arith::AddIOp::create(b, loc, firstToken, rows[r]);
     Value inside =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, token, tokens);
     scf::IfOp::create(b, loc, inside, [&](OpBuilder &b, Location loc) {
       for (int64_t n = 0; n < valueTiles; ++n)
-        for (int64_t e : {0, 1}) {
-          Value channel =
-              arith::AddIOp::create(b, loc, pair, index(b, loc, 8 * n + e));
-          Value o = chunks.getResult(4 + 4 * n + 2 * r + e);
-          Value result = arith::MulFOp::create(b, loc, o, inverse[r]);
+        for (int64_t e = 0; e < 4; ++e) {
+          if (layout.rowOf(e) != r)
+            continue;
+          Value channel = columnOf(b, loc, layout, lane, n, e);
+          Value o = chunks.getResult(outputs + 4 * n + e);
+          Value result = arith::MulFOp::create(b, loc, o, inverse);
           memref::StoreOp::create(b, loc, result, args.output,
                                   ValueRange{token, h, channel});
         }
@@ -435,28 +540,34 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
 SymbolRefAttr mma::attentionTiles(GPUKernelTarget &target,
                                   const AttendKernel &kernel,
                                   AttendOperands<Type> types, StringRef key) {
-  bool emulated = mma::emulatesMMA(target);
-  if ((target.getKind() != "cuda" && !emulated) || kernel.sinks ||
-      kernel.precise || kernel.keyDim % 16 != 0 || kernel.valueDim % 8 != 0)
+  StringRef kind = target.getKind();
+  bool amd = kind == "rocm" || mma::emulatesMFMA(target);
+  bool nvidia = kind == "cuda" || mma::emulatesMMA(target);
+  Layout layout{amd};
+  if ((!amd && !nvidia) || kernel.sinks || kernel.precise ||
+      kernel.keyDim % 16 != 0 || kernel.valueDim % layout.columns() != 0)
     return {};
-  int64_t words = kTile * keyPitch(kernel.keyDim) +
+  int64_t words = kChunk * keyPitch(kernel.keyDim) +
                   kernel.valueDim * kValuePitch +
-                  (kernel.format.scaled ? 2 * kTile : 0);
+                  (kernel.format.scaled ? 2 * kChunk : 0) +
+                  (amd ? layout.queries() * kProbabilityPitch : 0);
   if (4 * words > kWorkgroupBytes)
     return {};
-  int64_t queryHeads = kernel.queryHeads;
+  int64_t queryHeads = kernel.queryHeads, tile = layout.queries();
   return target.get<AttendOperands>(
       key.str() + "_mma", types, kBlock,
-      [queryHeads](OpBuilder &b, Location loc,
-                   AttendOperands<Value> args) -> Value {
+      [queryHeads, tile](OpBuilder &b, Location loc,
+                         AttendOperands<Value> args) -> Value {
         Value tokens = memref::DimOp::create(b, loc, args.query, 0);
         Value tiles =
-            arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, kTile));
+            arith::CeilDivUIOp::create(b, loc, tokens, index(b, loc, tile));
         return arith::MulIOp::create(b, loc, tiles, index(b, loc, queryHeads));
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           AttendOperands<Value> args) {
+        int64_t tiles =
+            std::max(kChunk, kernel.valueDim) / Layout{amd}.columns();
         attentionTilesBody(b, loc, thread, args, kernel,
-                           mma::warpProducts(target, thread));
+                           mma::warpProducts(target, thread, 1, tiles));
       });
 }

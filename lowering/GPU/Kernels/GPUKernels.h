@@ -118,10 +118,10 @@ mlir::SymbolRefAttr linearTiles(GPUKernelTarget &target,
                                 LinearOperands<mlir::Type> types,
                                 llvm::StringRef key);
 
-/// The prefill form of causal attention on NVIDIA's matrix units
-/// (AttentionTiles.cpp), or null where it does not suit the kernel (an
-/// evicting ring, --precise, widths that are not whole 16-column steps, or
-/// tiles past 48 KiB of workgroup memory).
+/// The prefill form of causal attention on the matrix units (NVIDIA's
+/// mma.sync, AMD's MFMA: AttentionTiles.cpp), or null where it does not
+/// suit the kernel (an evicting ring, --precise, widths that are not whole
+/// steps and tiles, or tiles past 48 KiB of workgroup memory).
 mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
                                    const AttendKernel &kernel,
                                    AttendOperands<mlir::Type> types,
@@ -139,19 +139,24 @@ struct WarpProducts {
   bool amd = false;
   /// The emulation's workgroup memory and thread; null: real instructions.
   mlir::Value scratch, thread;
-  /// Where the quad reductions' words start in `scratch`.
+  /// Where the row reductions' words start in `scratch`.
   int64_t reductions = 0;
+  /// The most A and B fragments one multiplyGrid takes (the emulation's
+  /// workgroup memory holds them all).
+  int64_t maxA = 1, maxB = 1;
   bool emulated() const { return static_cast<bool>(scratch); }
 };
 /// Whether `target` is vulkan:mma-emulation (NVIDIA's layouts) or
 /// vulkan:mfma-emulation (AMD's, with gfx942's FP8).
 bool emulatesMMA(const GPUKernelTarget &target);
 bool emulatesMFMA(const GPUKernelTarget &target);
-/// The products of a kernel body on `target` (allocates the emulation's
+/// The products of a kernel body on `target`, whose multiplyGrid calls take
+/// at most `maxA` A and `maxB` B fragments (allocates the emulation's
 /// workgroup memory; every thread must reach each product, which holds
 /// barriers there).
 WarpProducts warpProducts(const GPUKernelTarget &target,
-                          const GPUThread &thread);
+                          const GPUThread &thread, int64_t maxA = 1,
+                          int64_t maxB = 1);
 
 /// The bf16 bits (low 16 bits of an i32) nearest to f32 `x`, ties to even:
 /// the target's conversion (NVIDIA: one cvt.rn.bf16.f32), or integer
@@ -172,11 +177,20 @@ llvm::SmallVector<mlir::Value> multiply(mlir::OpBuilder &b, mlir::Location loc,
                                         WeightFormat elements, mlir::Value a,
                                         mlir::Value w,
                                         llvm::ArrayRef<mlir::Value> c);
-/// `value` combined over the 4 lanes of this lane's quad (lanes 4g to
-/// 4g + 3: the lanes holding one row of a C tile), maximum or sum.
-mlir::Value quadReduce(mlir::OpBuilder &b, mlir::Location loc,
-                       const WarpProducts &products, mlir::Value value,
-                       bool max);
+/// multiply for every pair (a[m], w[n]): c and the result hold 4 f32 a
+/// pair, m-major. The emulation exchanges all the fragments at once (one
+/// pair of barriers for the grid, not one a product).
+llvm::SmallVector<mlir::Value>
+multiplyGrid(mlir::OpBuilder &b, mlir::Location loc,
+             const WarpProducts &products, WeightFormat elements,
+             llvm::ArrayRef<mlir::Value> a, llvm::ArrayRef<mlir::Value> w,
+             llvm::ArrayRef<mlir::Value> c);
+/// `value` combined over the lanes that hold the same rows of a C tile,
+/// maximum or sum: NVIDIA the 4 lanes of a quad (4g to 4g + 3), AMD the 16
+/// lanes 16q to 16q + 15.
+mlir::Value rowReduce(mlir::OpBuilder &b, mlir::Location loc,
+                      const WarpProducts &products, mlir::Value value,
+                      bool max);
 
 } // namespace mma
 

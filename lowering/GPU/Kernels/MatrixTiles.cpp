@@ -202,13 +202,15 @@ Value fnuzWord(OpBuilder &b, Location loc, Value word) {
   return arith::AndIOp::create(b, loc, word, keep);
 }
 
-/// d = a x b + c for one instruction's tile (c and d: 4 f32 a lane).
-SmallVector<Value> multiplyTile(OpBuilder &b, Location loc, const Unit &unit,
-                                Value a, Value w, ArrayRef<Value> c) {
+/// d = a[m] x w[n] + c for each pair of instruction tiles (c and d: 4 f32
+/// a lane and pair, m-major).
+SmallVector<Value> multiplyTiles(OpBuilder &b, Location loc, const Unit &unit,
+                                 ArrayRef<Value> a, ArrayRef<Value> w,
+                                 ArrayRef<Value> c) {
   WeightFormat elements = WeightFormat::BF16;
   if (unit.form == Form::E4M3)
     elements = unit.amd ? WeightFormat::F8E4M3FNUZ : WeightFormat::F8E4M3FN;
-  return mma::multiply(b, loc, unit.products, elements, a, w, c);
+  return mma::multiplyGrid(b, loc, unit.products, elements, a, w, c);
 }
 
 /// Accumulator index of (m tile, n tile, element).
@@ -576,14 +578,10 @@ SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
       row = arith::AddIOp::create(b, loc, row, lane.g);
       w.push_back(fragment(b, loc, tiles.weight, {{row, word}, {row, other}}));
     }
-    for (int64_t m = 0; m < kM; ++m)
-      for (int64_t n = 0; n < kN; ++n) {
-        ArrayRef<Value> c(sums.data() + at(m, n, 0), 4);
-        SmallVector<Value> d = multiplyTile(b, loc, unit, a[m], w[n], c);
-        if (unit.form == Form::BF16Split)
-          d = multiplyTile(b, loc, unit, remainder[m], w[n], d);
-        std::copy(d.begin(), d.end(), sums.begin() + at(m, n, 0));
-      }
+    // Every (m, n) pair (at(m, n, e) is m-major), then the remainders'.
+    sums = multiplyTiles(b, loc, unit, a, w, sums);
+    if (unit.form == Form::BF16Split)
+      sums = multiplyTiles(b, loc, unit, remainder, w, sums);
   }
   return sums;
 }
@@ -591,7 +589,7 @@ SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
 void matrixTiles(OpBuilder &b, Location loc, const GPUThread &thread,
                  LinearOperands<Value> args, const LinearKernel &kernel,
                  Unit unit, const GPUKernelTarget &target) {
-  unit.products = mma::warpProducts(target, thread);
+  unit.products = mma::warpProducts(target, thread, kM, kN);
   int64_t in = kernel.in, out = kernel.out;
   bool e4m3 = unit.form == Form::E4M3;
   // wgmma runs asynchronously: the next stage is staged into a second

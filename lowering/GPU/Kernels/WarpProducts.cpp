@@ -5,7 +5,7 @@
 // each wave's lanes store their A and B words (16 x 8 and 8 x 8 words; AMD
 // 16 x 8 each), a barrier, each lane sums its 4 C elements in f32 over the
 // 8 words, a barrier. The kernels' calls are uniform over the
-// workgroup (every thread makes each one), as the barriers need. Quad
+// workgroup (every thread makes each one), as the barriers need. Row
 // reductions go through workgroup memory likewise instead of shuffles.
 //
 //===----------------------------------------------------------------------===//
@@ -25,25 +25,10 @@ using namespace xfmr::kernels;
 
 namespace {
 constexpr int64_t kWarp = 32, kAMDWave = 64;
-/// Words of a wave's A (16 x 8) and B (NVIDIA 8 x 8, AMD 16 x 8) fragments
-/// in the emulation.
-constexpr int64_t kWarpWords = 16 * 8 + 8 * 8, kAMDWaveWords = 16 * 8 + 16 * 8;
 constexpr llvm::StringLiteral kEmulationChip = "mma-emulation";
 constexpr llvm::StringLiteral kAMDEmulationChip = "mfma-emulation";
 
-/// A lane's parts: warp, g = lane / 4, t = lane % 4.
-struct LaneParts {
-  Value warp, g, t;
-};
-LaneParts laneParts(OpBuilder &b, Location loc, Value thread) {
-  Value warps = index(b, loc, kWarp);
-  Value lane = arith::RemUIOp::create(b, loc, thread, warps);
-  return {arith::DivUIOp::create(b, loc, thread, warps),
-          arith::DivUIOp::create(b, loc, lane, index(b, loc, 4)),
-          arith::RemUIOp::create(b, loc, lane, index(b, loc, 4))};
-}
-
-/// Element i of a word of `elements` (bf16 pairs or E4M3 quadruples) as f32.
+/// Element i of a word of `elements` (bf16 pairs or FP8 quadruples) as f32.
 Value element(OpBuilder &b, Location loc, Value word, int64_t i,
               WeightFormat elements) {
   if (elements == WeightFormat::BF16) {
@@ -59,14 +44,42 @@ Value element(OpBuilder &b, Location loc, Value word, int64_t i,
   return simt::decodeF32(b, loc, shifted, elements);
 }
 
+/// Rows of B fragments in a wave's product (NVIDIA 8, AMD 16).
+int64_t rowsB(bool amd) { return amd ? 16 : 8; }
+/// Words of a wave's fragments in the emulation: `maxA` A fragments of 16
+/// rows x 8 words, `maxB` B fragments.
+int64_t waveWords(bool amd, int64_t maxA, int64_t maxB) {
+  return maxA * 16 * 8 + maxB * rowsB(amd) * 8;
+}
+
+/// Every product of a[m] x w[n] through workgroup memory: the lanes store
+/// their fragments' words where the layouts put them (NVIDIA lane 4g + t:
+/// A (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4), B (g, t), (g, t + 4);
+/// AMD lane 16q + r: A and B (r, 2q), (r, 2q + 1)); a barrier; each lane
+/// sums its C elements (NVIDIA (g, 2t), (g, 2t + 1), (g + 8, 2t),
+/// (g + 8, 2t + 1); AMD (4q + i, r)) over the 8 words; a barrier.
 SmallVector<Value> emulate(OpBuilder &b, Location loc,
                            const mma::WarpProducts &products,
-                           WeightFormat elements, Value a, Value w,
-                           ArrayRef<Value> c) {
-  LaneParts lane = laneParts(b, loc, products.thread);
-  Value base =
-      arith::MulIOp::create(b, loc, lane.warp, index(b, loc, kWarpWords));
-  Value eight = index(b, loc, 8);
+                           WeightFormat elements, ArrayRef<Value> a,
+                           ArrayRef<Value> w, ArrayRef<Value> c) {
+  bool amd = products.amd;
+  int64_t lanes = amd ? kAMDWave : kWarp;
+  Value laneCount = index(b, loc, lanes);
+  Value wave = arith::DivUIOp::create(b, loc, products.thread, laneCount);
+  Value lane = arith::RemUIOp::create(b, loc, products.thread, laneCount);
+  Value split = index(b, loc, amd ? 16 : 4);
+  // NVIDIA g, t; AMD r (as g), q (as t).
+  Value g = amd ? Value(arith::RemUIOp::create(b, loc, lane, split))
+                : Value(arith::DivUIOp::create(b, loc, lane, split));
+  Value t = amd ? Value(arith::DivUIOp::create(b, loc, lane, split))
+                : Value(arith::RemUIOp::create(b, loc, lane, split));
+  Value base = arith::MulIOp::create(
+      b, loc, wave,
+      index(b, loc, waveWords(amd, products.maxA, products.maxB)));
+  Value eight = index(b, loc, 8), one = index(b, loc, 1);
+  int64_t bStart = products.maxA * 128;
+  // Word `word` of row `row` of fragment tile `first` (words from the
+  // wave's base).
   auto at = [&](OpBuilder &b, Location loc, int64_t first, Value row,
                 Value word) -> Value {
     Value start = arith::MulIOp::create(b, loc, row, eight);
@@ -81,114 +94,97 @@ SmallVector<Value> emulate(OpBuilder &b, Location loc,
     memref::StoreOp::create(b, loc, value, products.scratch,
                             at(b, loc, first, row, word));
   };
-  Value below = arith::AddIOp::create(b, loc, lane.g, eight);
-  Value later = arith::AddIOp::create(b, loc, lane.t, index(b, loc, 4));
-  // A: (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); B: (g, t), (g, t + 4).
-  store(a, 0, 0, lane.g, lane.t);
-  store(a, 1, 0, below, lane.t);
-  store(a, 2, 0, lane.g, later);
-  store(a, 3, 0, below, later);
-  store(w, 0, 128, lane.g, lane.t);
-  store(w, 1, 128, lane.g, later);
+  SmallVector<std::pair<Value, Value>> aWords, bWords;
+  if (amd) {
+    Value word = arith::MulIOp::create(b, loc, t, index(b, loc, 2));
+    Value next = arith::AddIOp::create(b, loc, word, one);
+    aWords = {{g, word}, {g, next}};
+    bWords = aWords;
+  } else {
+    Value below = arith::AddIOp::create(b, loc, g, eight);
+    Value later = arith::AddIOp::create(b, loc, t, index(b, loc, 4));
+    aWords = {{g, t}, {below, t}, {g, later}, {below, later}};
+    bWords = {{g, t}, {g, later}};
+  }
+  for (auto [m, fragment] : llvm::enumerate(a))
+    for (auto [i, place] : llvm::enumerate(aWords))
+      store(fragment, i, 128 * m, place.first, place.second);
+  for (auto [n, fragment] : llvm::enumerate(w))
+    for (auto [i, place] : llvm::enumerate(bWords))
+      store(fragment, i, bStart + rowsB(amd) * 8 * n, place.first,
+            place.second);
   mlir::gpu::BarrierOp::create(b, loc);
-  // C: (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
-  Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-  Value rows[4] = {lane.g, lane.g, below, below};
-  Value one = index(b, loc, 1);
-  Value odd = arith::AddIOp::create(b, loc, pair, one);
-  Value columns[4] = {pair, odd, pair, odd};
+  // The lane's C elements: (row, column) of each of the 4.
+  SmallVector<Value> rows, columns;
+  Value pair = arith::MulIOp::create(b, loc, t, index(b, loc, 2));
+  for (int64_t e = 0; e < 4; ++e) {
+    if (amd) {
+      Value quad = arith::MulIOp::create(b, loc, t, index(b, loc, 4));
+      rows.push_back(arith::AddIOp::create(b, loc, quad, index(b, loc, e)));
+      columns.push_back(g);
+    } else {
+      rows.push_back(
+          arith::AddIOp::create(b, loc, g, index(b, loc, 8 * (e / 2))));
+      columns.push_back(
+          arith::AddIOp::create(b, loc, pair, index(b, loc, e % 2)));
+    }
+  }
   int64_t perWord = elements == WeightFormat::BF16 ? 2 : 4;
+  int64_t count = w.size();
   Value zero = index(b, loc, 0);
   auto words = scf::ForOp::create(
       b, loc, zero, eight, one, ValueRange(c),
       [&](OpBuilder &b, Location loc, Value word, ValueRange sums) {
         SmallVector<Value> next;
-        for (int64_t e = 0; e < 4; ++e) {
-          Value aBits = memref::LoadOp::create(b, loc, products.scratch,
-                                               at(b, loc, 0, rows[e], word));
-          Value wBits = memref::LoadOp::create(
-              b, loc, products.scratch, at(b, loc, 128, columns[e], word));
-          Value aWord = arith::BitcastOp::create(b, loc, b.getI32Type(), aBits);
-          Value wWord = arith::BitcastOp::create(b, loc, b.getI32Type(), wBits);
-          Value sum = sums[e];
-          for (int64_t i = 0; i < perWord; ++i) {
-            Value x = element(b, loc, aWord, i, elements);
-            Value y = element(b, loc, wWord, i, elements);
-            sum = simt::fma(b, loc, x, y, sum);
-          }
-          next.push_back(sum);
-        }
+        for (int64_t m = 0; m < int64_t(a.size()); ++m)
+          for (int64_t n = 0; n < count; ++n)
+            for (int64_t e = 0; e < 4; ++e) {
+              Value aBits = memref::LoadOp::create(
+                  b, loc, products.scratch, at(b, loc, 128 * m, rows[e], word));
+              Value wBits = memref::LoadOp::create(
+                  b, loc, products.scratch,
+                  at(b, loc, bStart + rowsB(amd) * 8 * n, columns[e], word));
+              Value aWord =
+                  arith::BitcastOp::create(b, loc, b.getI32Type(), aBits);
+              Value wWord =
+                  arith::BitcastOp::create(b, loc, b.getI32Type(), wBits);
+              Value sum = sums[(m * count + n) * 4 + e];
+              for (int64_t i = 0; i < perWord; ++i) {
+                Value x = element(b, loc, aWord, i, elements);
+                Value y = element(b, loc, wWord, i, elements);
+                sum = simt::fma(b, loc, x, y, sum);
+              }
+              next.push_back(sum);
+            }
         scf::YieldOp::create(b, loc, next);
       });
   // Nobody stores the next fragments before everyone has read these.
   mlir::gpu::BarrierOp::create(b, loc);
   return SmallVector<Value>(words.getResults());
 }
-/// MFMA's 16 x 16 tile through workgroup memory: lane 16q + r stores words
-/// 2q and 2q + 1 of row r of A and of B's n-major rows, then sums C rows
-/// 4q + i of column r.
-SmallVector<Value> emulateMFMA(OpBuilder &b, Location loc,
-                               const mma::WarpProducts &products,
-                               WeightFormat elements, Value a, Value w,
-                               ArrayRef<Value> c) {
-  Value waves = index(b, loc, kAMDWave);
-  Value wave = arith::DivUIOp::create(b, loc, products.thread, waves);
-  Value lane = arith::RemUIOp::create(b, loc, products.thread, waves);
-  Value sixteen = index(b, loc, 16);
-  Value r = arith::RemUIOp::create(b, loc, lane, sixteen);
-  Value q = arith::DivUIOp::create(b, loc, lane, sixteen);
-  Value base =
-      arith::MulIOp::create(b, loc, wave, index(b, loc, kAMDWaveWords));
-  Value eight = index(b, loc, 8);
-  auto at = [&](OpBuilder &b, Location loc, int64_t first, Value row,
-                Value word) -> Value {
-    Value start = arith::MulIOp::create(b, loc, row, eight);
-    Value offset = arith::AddIOp::create(b, loc, start, word);
-    offset = arith::AddIOp::create(b, loc, offset, base);
-    return arith::AddIOp::create(b, loc, offset, index(b, loc, first));
-  };
-  Value one = index(b, loc, 1);
-  Value word = arith::MulIOp::create(b, loc, q, index(b, loc, 2));
-  Value next = arith::AddIOp::create(b, loc, word, one);
-  for (int64_t i = 0; i < 2; ++i)
-    for (int64_t operand = 0; operand < 2; ++operand) {
-      Value fragment = operand ? w : a;
-      Value bits = vector::ExtractOp::create(b, loc, fragment, i);
-      Value value = arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
-      memref::StoreOp::create(b, loc, value, products.scratch,
-                              at(b, loc, 128 * operand, r, i ? next : word));
-    }
-  mlir::gpu::BarrierOp::create(b, loc);
-  Value quad = arith::MulIOp::create(b, loc, q, index(b, loc, 4));
-  SmallVector<Value> rows;
+
+/// mma.sync.m16n8k16 bf16 or m16n8k32 e4m3.
+SmallVector<Value> mmaSync(OpBuilder &b, Location loc, WeightFormat elements,
+                           Value a, Value w, ArrayRef<Value> c) {
+  Type f32Type = b.getF32Type();
+  auto result = LLVM::LLVMStructType::getLiteral(
+      b.getContext(), {f32Type, f32Type, f32Type, f32Type});
+  StringRef name = elements == WeightFormat::F8E4M3FN
+                       ? "llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32"
+                       : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
+  // The fragments travel as vector<4xi32> (A) and vector<2xi32> (B).
+  SmallVector<Value> operands;
   for (int64_t i = 0; i < 4; ++i)
-    rows.push_back(arith::AddIOp::create(b, loc, quad, index(b, loc, i)));
-  int64_t perWord = elements == WeightFormat::BF16 ? 2 : 4;
-  Value zero = index(b, loc, 0);
-  auto words = scf::ForOp::create(
-      b, loc, zero, eight, one, ValueRange(c),
-      [&](OpBuilder &b, Location loc, Value k, ValueRange sums) {
-        SmallVector<Value> result;
-        for (int64_t i = 0; i < 4; ++i) {
-          Value aBits = memref::LoadOp::create(b, loc, products.scratch,
-                                               at(b, loc, 0, rows[i], k));
-          Value wBits = memref::LoadOp::create(b, loc, products.scratch,
-                                               at(b, loc, 128, r, k));
-          Value aWord = arith::BitcastOp::create(b, loc, b.getI32Type(), aBits);
-          Value wWord = arith::BitcastOp::create(b, loc, b.getI32Type(), wBits);
-          Value sum = sums[i];
-          for (int64_t e = 0; e < perWord; ++e) {
-            Value x = element(b, loc, aWord, e, elements);
-            Value y = element(b, loc, wWord, e, elements);
-            sum = simt::fma(b, loc, x, y, sum);
-          }
-          result.push_back(sum);
-        }
-        scf::YieldOp::create(b, loc, result);
-      });
-  // Nobody stores the next fragments before everyone has read these.
-  mlir::gpu::BarrierOp::create(b, loc);
-  return SmallVector<Value>(words.getResults());
+    operands.push_back(vector::ExtractOp::create(b, loc, a, i));
+  for (int64_t i = 0; i < 2; ++i)
+    operands.push_back(vector::ExtractOp::create(b, loc, w, i));
+  llvm::append_range(operands, c);
+  auto call = LLVM::CallIntrinsicOp::create(b, loc, result,
+                                            b.getStringAttr(name), operands);
+  SmallVector<Value> d;
+  for (int64_t i = 0; i < 4; ++i)
+    d.push_back(LLVM::ExtractValueOp::create(b, loc, call.getResult(0), i));
+  return d;
 }
 
 /// v_mfma_f32_16x16x16_bf16 (gfx90a's _1k form, gfx942) or 16x16x32 fp8.
@@ -235,18 +231,21 @@ bool mma::emulatesMMA(const GPUKernelTarget &target) {
 }
 
 mma::WarpProducts mma::warpProducts(const GPUKernelTarget &target,
-                                    const GPUThread &thread) {
+                                    const GPUThread &thread, int64_t maxA,
+                                    int64_t maxB) {
   mma::WarpProducts products;
   products.amd = target.getKind() == "rocm" || emulatesMFMA(target);
   if (!emulatesMMA(target) && !emulatesMFMA(target))
     return products;
-  // The waves' fragments, then a word per thread for quad reductions.
-  int64_t waveWords =
-      products.amd ? llvm::divideCeil(thread.block, kAMDWave) * kAMDWaveWords
-                   : llvm::divideCeil(thread.block, kWarp) * kWarpWords;
-  products.scratch = thread.scratch(waveWords + thread.block);
+  // The waves' fragments, then a word per thread for row reductions.
+  int64_t waves =
+      llvm::divideCeil(thread.block, products.amd ? kAMDWave : kWarp);
+  int64_t fragments = waves * waveWords(products.amd, maxA, maxB);
+  products.scratch = thread.scratch(fragments + thread.block);
   products.thread = thread.thread;
-  products.reductions = waveWords;
+  products.reductions = fragments;
+  products.maxA = maxA;
+  products.maxB = maxB;
   return products;
 }
 
@@ -272,72 +271,76 @@ Value mma::pack16(OpBuilder &b, Location loc, Value low, Value high) {
   return arith::OrIOp::create(b, loc, low, shifted);
 }
 
+SmallVector<Value> mma::multiplyGrid(OpBuilder &b, Location loc,
+                                     const WarpProducts &products,
+                                     WeightFormat elements, ArrayRef<Value> a,
+                                     ArrayRef<Value> w, ArrayRef<Value> c) {
+  assert(c.size() == 4 * a.size() * w.size() && "4 sums a product");
+  if (products.emulated()) {
+    assert(int64_t(a.size()) <= products.maxA &&
+           int64_t(w.size()) <= products.maxB && "fragments past the scratch");
+    return emulate(b, loc, products, elements, a, w, c);
+  }
+  SmallVector<Value> d;
+  for (auto [m, fragmentA] : llvm::enumerate(a))
+    for (auto [n, fragmentB] : llvm::enumerate(w)) {
+      ArrayRef<Value> sums = c.slice((m * w.size() + n) * 4, 4);
+      llvm::append_range(
+          d, products.amd
+                 ? mfma(b, loc, elements, fragmentA, fragmentB, sums)
+                 : mmaSync(b, loc, elements, fragmentA, fragmentB, sums));
+    }
+  return d;
+}
+
 SmallVector<Value> mma::multiply(OpBuilder &b, Location loc,
                                  const WarpProducts &products,
                                  WeightFormat elements, Value a, Value w,
                                  ArrayRef<Value> c) {
-  if (products.amd)
-    return products.emulated()
-               ? emulateMFMA(b, loc, products, elements, a, w, c)
-               : mfma(b, loc, elements, a, w, c);
-  if (products.emulated())
-    return emulate(b, loc, products, elements, a, w, c);
-  Type f32Type = b.getF32Type();
-  auto result = LLVM::LLVMStructType::getLiteral(
-      b.getContext(), {f32Type, f32Type, f32Type, f32Type});
-  StringRef name = elements == WeightFormat::F8E4M3FN
-                       ? "llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32"
-                       : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
-  // The fragments travel as vector<4xi32> (A) and vector<2xi32> (B).
-  SmallVector<Value> operands;
-  for (int64_t i = 0; i < 4; ++i)
-    operands.push_back(vector::ExtractOp::create(b, loc, a, i));
-  for (int64_t i = 0; i < 2; ++i)
-    operands.push_back(vector::ExtractOp::create(b, loc, w, i));
-  llvm::append_range(operands, c);
-  auto call = LLVM::CallIntrinsicOp::create(b, loc, result,
-                                            b.getStringAttr(name), operands);
-  SmallVector<Value> d;
-  for (int64_t i = 0; i < 4; ++i)
-    d.push_back(LLVM::ExtractValueOp::create(b, loc, call.getResult(0), i));
-  return d;
+  return multiplyGrid(b, loc, products, elements, ArrayRef<Value>(a),
+                      ArrayRef<Value>(w), c);
 }
 
-Value mma::quadReduce(OpBuilder &b, Location loc, const WarpProducts &products,
-                      Value value, bool max) {
+Value mma::rowReduce(OpBuilder &b, Location loc, const WarpProducts &products,
+                     Value value, bool max) {
   auto combine = [&](Value x, Value y) -> Value {
     if (max)
       return arith::MaximumFOp::create(b, loc, x, y);
     return arith::AddFOp::create(b, loc, x, y);
   };
+  // NVIDIA: lanes xor 1 and 2; AMD: xor 1, 2, 4 and 8.
+  int64_t group = products.amd ? 16 : 4;
   if (!products.emulated()) {
-    // Butterflies over lanes xor 1, then xor 2.
-    for (int32_t offset : {1, 2}) {
-      Value other = mlir::gpu::ShuffleOp::create(b, loc, value, offset, kWarp,
+    int32_t width = products.amd ? kAMDWave : kWarp;
+    for (int32_t offset = 1; offset < group; offset *= 2) {
+      Value other = mlir::gpu::ShuffleOp::create(b, loc, value, offset, width,
                                                  mlir::gpu::ShuffleMode::XOR)
                         .getShuffleResult();
       value = combine(value, other);
     }
     return value;
   }
-  // Each thread's word after the warps' fragments; its quad's 4 combined
-  // in the butterflies' order.
+  // Each thread's word after the waves' fragments; its group's combined
+  // pairwise, as the butterflies do.
   Value start = index(b, loc, products.reductions);
   Value mine = arith::AddIOp::create(b, loc, start, products.thread);
   memref::StoreOp::create(b, loc, value, products.scratch, mine);
   mlir::gpu::BarrierOp::create(b, loc);
-  Value inQuad =
-      arith::RemUIOp::create(b, loc, products.thread, index(b, loc, 4));
-  Value quad = arith::SubIOp::create(b, loc, mine, inQuad);
+  Value inGroup =
+      arith::RemUIOp::create(b, loc, products.thread, index(b, loc, group));
+  Value groupStart = arith::SubIOp::create(b, loc, mine, inGroup);
   SmallVector<Value> lanes;
-  for (int64_t i = 0; i < 4; ++i) {
-    Value at = arith::AddIOp::create(b, loc, quad, index(b, loc, i));
+  for (int64_t i = 0; i < group; ++i) {
+    Value at = arith::AddIOp::create(b, loc, groupStart, index(b, loc, i));
     lanes.push_back(memref::LoadOp::create(b, loc, products.scratch, at));
   }
-  Value low = combine(lanes[0], lanes[1]);
-  Value high = combine(lanes[2], lanes[3]);
-  Value result = combine(low, high);
+  while (lanes.size() > 1) {
+    SmallVector<Value> pairs;
+    for (size_t i = 0; i < lanes.size(); i += 2)
+      pairs.push_back(combine(lanes[i], lanes[i + 1]));
+    lanes = pairs;
+  }
   // Nobody stores the next values before everyone has read these.
   mlir::gpu::BarrierOp::create(b, loc);
-  return result;
+  return lanes[0];
 }

@@ -42,25 +42,26 @@ def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray,
     return np.einsum("hts,hsd->htd", softmax(scores), v)
 
 
-#: Queries and keys per tile of the GPU's matrix-unit prefill attention.
+#: Keys per chunk of the GPU's matrix-unit prefill attention.
 MATRIX_TILE = 64
 
 
 def attend_matrix_tiles(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
-                        window: Optional[int], scale: float) -> np.ndarray:
+                        window: Optional[int], scale: float, queries: int = 64) -> np.ndarray:
     """Causal attention as the GPUs' matrix-unit prefill computes it (lowering/GPU/Kernels/
     AttentionTiles.cpp, FlashAttention-2 on bf16 products), for q [H, T, dk] at positions
-    start.., k [H, S, dk], v [H, S, dv]: q, k and v rounded to bf16; queries in tiles of 64
-    tokens, each walking its keys in chunks of 64 from the first key its first query sees;
-    per chunk the running maximum m, exp(s - m) rounded to bf16 multiplies the values and
-    its unrounded sum normalizes. Only the rounding points differ from `attend`."""
+    start.., k [H, S, dk], v [H, S, dv]: q, k and v rounded to bf16; queries in tiles of
+    `queries` tokens (NVIDIA 64, AMD 32), each walking its keys in chunks of 64 from the
+    first key its first query sees; per chunk the running maximum m, exp(s - m) rounded to
+    bf16 multiplies the values and its unrounded sum normalizes. Only the rounding points
+    differ from `attend`."""
     from .bf16 import round_bf16  # noqa: PLC0415
 
     heads, steps, _ = q.shape
     q, k, v = round_bf16(q), round_bf16(k), round_bf16(v)
     out = np.zeros((heads, steps, v.shape[-1]))
-    for first_token in range(0, steps, MATRIX_TILE):
-        tokens = slice(first_token, min(first_token + MATRIX_TILE, steps))
+    for first_token in range(0, steps, queries):
+        tokens = slice(first_token, min(first_token + queries, steps))
         tile_start = start + first_token
         positions = np.arange(start, start + steps)[tokens]
         first = max(0, tile_start + 1 - window) if window is not None else 0
@@ -85,11 +86,12 @@ def attend_matrix_tiles(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
     return out
 
 
-def use_matrix_tiles(model) -> None:
+def use_matrix_tiles(model, queries: int = 64) -> None:
     """Prefill attention (more than one token, no evicting ring) as the GPUs' matrix units
-    compute it (attend_matrix_tiles); decode stays exact, as the GPUs' flash decoding is f32."""
+    compute it (attend_matrix_tiles) in tiles of `queries` tokens (NVIDIA 64, AMD 32); decode
+    stays exact, as the GPUs' flash decoding is f32."""
     for layer in model.layers:
-        layer.attn.matrix_tiles = True
+        layer.attn.matrix_tiles = queries
 
 
 class GQAttention:
@@ -115,8 +117,9 @@ class GQAttention:
         self.bo = weights.maybe(f"{prefix}.o_proj.bias", (hidden,))
         self.window = window
         self.sinks = 0
-        #: Set by use_matrix_tiles: prefill as the GPUs' matrix units compute it.
-        self.matrix_tiles = False
+        #: Set by use_matrix_tiles: prefill as the GPUs' matrix units compute it, in tiles
+        #: of this many queries (0: exactly).
+        self.matrix_tiles = 0
         self.inv_freq = rope.llama_inv_freq(self.head_dim, float(config.get("rope_theta", 10000.0)),
                                             config.get("rope_scaling"))
 
@@ -133,7 +136,8 @@ class GQAttention:
         group = self.heads // self.kv_heads
         keys, values = np.repeat(keys, group, axis=0), np.repeat(values, group, axis=0)
         if self.matrix_tiles and steps > 1 and not self.sinks:
-            out = attend_matrix_tiles(q, keys, values, start, self.window, 1.0 / math.sqrt(d))
+            out = attend_matrix_tiles(q, keys, values, start, self.window, 1.0 / math.sqrt(d),
+                                      self.matrix_tiles)
         else:
             mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
             out = attend(q, keys, values, mask, 1.0 / math.sqrt(d))
@@ -166,8 +170,9 @@ class MLAttention:
         #: Set by kv_cache.use_eviction: the window and sinks of an evicting cache.
         self.window: Optional[int] = None
         self.sinks = 0
-        #: Set by use_matrix_tiles: prefill as the GPUs' matrix units compute it.
-        self.matrix_tiles = False
+        #: Set by use_matrix_tiles: prefill as the GPUs' matrix units compute it, in tiles
+        #: of this many queries (0: exactly).
+        self.matrix_tiles = 0
         qk_dim = self.nope + self.rope_dim
         if self.q_rank:
             self.wq_a = weights.get(f"{prefix}.q_a_proj.weight", (self.q_rank, hidden))
@@ -262,7 +267,8 @@ class MLAttention:
         k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
         keys, values = cache.update(layer, k, v)
         if self.matrix_tiles and steps > 1 and not self.sinks:
-            out = attend_matrix_tiles(q, keys, values, start, self.window, self.scale)
+            out = attend_matrix_tiles(q, keys, values, start, self.window, self.scale,
+                                      self.matrix_tiles)
         else:
             mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
             out = attend(q, keys, values, mask, self.scale)
