@@ -54,8 +54,8 @@ constexpr int64_t kValuePitch = kChunk / 2 + 4;
 /// AMD's probabilities go through workgroup memory: a wave's 16 rows of 64
 /// f32, this pitch apart.
 constexpr int64_t kProbabilityPitch = kChunk + 4;
-/// Static workgroup memory every CUDA device has (AMD: 64 KiB).
-constexpr int64_t kWorkgroupBytes = 48 * 1024;
+/// Static workgroup memory every CUDA device has, and every AMD one (LDS).
+constexpr int64_t kWorkgroupBytes = 48 * 1024, kAMDWorkgroupBytes = 64 * 1024;
 
 /// Word pitch of the staged keys: Dk / 2 words a key rounded up to whole
 /// 32-bank rows, plus 4 (rows 4 banks apart: conflict-free fragments).
@@ -547,11 +547,15 @@ SymbolRefAttr mma::attentionTiles(GPUKernelTarget &target,
   if ((!amd && !nvidia) || kernel.sinks || kernel.precise ||
       kernel.keyDim % 16 != 0 || kernel.valueDim % layout.columns() != 0)
     return {};
+  // The emulation's grids: one A fragment by the chunk's key tiles or the
+  // value tiles.
+  int64_t products = std::max(kChunk, kernel.valueDim) / layout.columns();
   int64_t words = kChunk * keyPitch(kernel.keyDim) +
                   kernel.valueDim * kValuePitch +
                   (kernel.format.scaled ? 2 * kChunk : 0) +
-                  (amd ? layout.queries() * kProbabilityPitch : 0);
-  if (4 * words > kWorkgroupBytes)
+                  (amd ? layout.queries() * kProbabilityPitch : 0) +
+                  mma::emulationWords(target, kBlock, 1, products);
+  if (4 * words > (kind == "rocm" ? kAMDWorkgroupBytes : kWorkgroupBytes))
     return {};
   int64_t queryHeads = kernel.queryHeads, tile = layout.queries();
   return target.get<AttendOperands>(
@@ -565,9 +569,7 @@ SymbolRefAttr mma::attentionTiles(GPUKernelTarget &target,
       },
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           AttendOperands<Value> args) {
-        int64_t tiles =
-            std::max(kChunk, kernel.valueDim) / Layout{amd}.columns();
         attentionTilesBody(b, loc, thread, args, kernel,
-                           mma::warpProducts(target, thread, 1, tiles));
+                           mma::warpProducts(target, thread, 1, products));
       });
 }

@@ -121,7 +121,8 @@ mlir::SymbolRefAttr linearTiles(GPUKernelTarget &target,
 /// The prefill form of causal attention on the matrix units (NVIDIA's
 /// mma.sync, AMD's MFMA: AttentionTiles.cpp), or null where it does not
 /// suit the kernel (an evicting ring, --precise, widths that are not whole
-/// steps and tiles, or tiles past 48 KiB of workgroup memory).
+/// steps and tiles, or tiles past 48 KiB of workgroup memory, 64 KiB on
+/// AMD).
 mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
                                    const AttendKernel &kernel,
                                    AttendOperands<mlir::Type> types,
@@ -157,6 +158,10 @@ bool emulatesMFMA(const GPUKernelTarget &target);
 WarpProducts warpProducts(const GPUKernelTarget &target,
                           const GPUThread &thread, int64_t maxA = 1,
                           int64_t maxB = 1);
+/// The f32 words of workgroup memory warpProducts takes on `target` for a
+/// workgroup of `block` threads (0 without emulation).
+int64_t emulationWords(const GPUKernelTarget &target, int64_t block,
+                       int64_t maxA, int64_t maxB);
 
 /// The bf16 bits (low 16 bits of an i32) nearest to f32 `x`, ties to even:
 /// the target's conversion (NVIDIA: one cvt.rn.bf16.f32), or integer

@@ -230,6 +230,15 @@ bool mma::emulatesMMA(const GPUKernelTarget &target) {
          target.getTarget().getChip() == kEmulationChip;
 }
 
+int64_t mma::emulationWords(const GPUKernelTarget &target, int64_t block,
+                            int64_t maxA, int64_t maxB) {
+  if (!emulatesMMA(target) && !emulatesMFMA(target))
+    return 0;
+  bool amd = emulatesMFMA(target);
+  int64_t waves = llvm::divideCeil(block, amd ? kAMDWave : kWarp);
+  return waves * waveWords(amd, maxA, maxB) + block;
+}
+
 mma::WarpProducts mma::warpProducts(const GPUKernelTarget &target,
                                     const GPUThread &thread, int64_t maxA,
                                     int64_t maxB) {
