@@ -328,6 +328,39 @@ int64_t queryTileOf(int64_t keyDim) {
   return 1;
 }
 
+} // namespace
+
+QueryTile xfmr::kernels::queryTile(OpBuilder &b, Location loc,
+                                   const GPUThread &thread,
+                                   AttendOperands<Value> args,
+                                   const AttendKernel &kernel, int64_t tile) {
+  QueryTile span;
+  Value one = index(b, loc, 1);
+  span.tokens = simt::leadingSize(b, loc, args.query);
+  Value heads = index(b, loc, kernel.queryHeads);
+  Value tileIndex = arith::DivUIOp::create(b, loc, thread.workgroup, heads);
+  span.head = arith::RemUIOp::create(b, loc, thread.workgroup, heads);
+  Value group = index(b, loc, kernel.queryHeads / kernel.kvHeads);
+  span.kvHead = arith::DivUIOp::create(b, loc, span.head, group);
+  span.firstToken =
+      arith::MulIOp::create(b, loc, tileIndex, index(b, loc, tile));
+  Value tileEnd =
+      arith::AddIOp::create(b, loc, span.firstToken, index(b, loc, tile));
+  Value end = arith::MinUIOp::create(b, loc, tileEnd, span.tokens);
+  span.lastToken = arith::SubIOp::create(b, loc, end, one);
+  span.tileStart = arith::AddIOp::create(b, loc, args.start, span.firstToken);
+  span.firstKey = visibleKeys(b, loc, span.tileStart, kernel.capacity,
+                              kernel.window, std::nullopt)
+                      .begin;
+  Value lastPosition =
+      arith::AddIOp::create(b, loc, args.start, span.lastToken);
+  span.lastKey = visibleKeys(b, loc, lastPosition, kernel.capacity,
+                             kernel.window, std::nullopt)
+                     .end;
+  return span;
+}
+
+namespace {
 /// Prefill in tiles (FlashAttention-style, on SIMT): a workgroup per (tile of
 /// `tile` tokens, query head) stages the tile's queries in workgroup memory
 /// and walks the keys any of them sees in chunks of a block: thread j scores
@@ -342,29 +375,19 @@ void emitTiledPrefill(OpBuilder &b, Location loc, const AttendWalk &walk,
   const AttendKernel &kernel = walk.kernel;
   const GPUThread &thread = walk.thread;
   int64_t block = thread.block, owned = walk.owned;
-  int64_t keyDim = kernel.keyDim, queryHeads = kernel.queryHeads;
-  int64_t group = queryHeads / kernel.kvHeads;
+  int64_t keyDim = kernel.keyDim;
   WeightFormat format = kernel.format.format;
   bool scaled = kernel.format.scaled;
   double negInf = -std::numeric_limits<double>::infinity();
   Value zero = index(b, loc, 0), one = index(b, loc, 1);
-  Value tokens = simt::leadingSize(b, loc, args.query);
-  Value heads = index(b, loc, queryHeads);
-  Value tileIndex = arith::DivUIOp::create(b, loc, thread.workgroup, heads);
-  Value h = arith::RemUIOp::create(b, loc, thread.workgroup, heads);
-  Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
-  Value firstToken =
-      arith::MulIOp::create(b, loc, tileIndex, index(b, loc, tile));
-  Value tileEnd =
-      arith::AddIOp::create(b, loc, firstToken, index(b, loc, tile));
-  Value lastToken = arith::SubIOp::create(
-      b, loc, arith::MinUIOp::create(b, loc, tileEnd, tokens), one);
+  QueryTile span = queryTile(b, loc, thread, args, kernel, tile);
+  Value tokens = span.tokens, h = span.head, kvHead = span.kvHead;
+  Value firstToken = span.firstToken, tileStart = span.tileStart;
   // Query q (token firstToken + q, position tileStart + q) sees key k when
   // k - tileStart <= q (causal) and k - tileStart > q - window (sliding
   // window). Comparing k - tileStart (signed) with the constant q keeps the
   // tile's bounds in one value. Queries past the tokens (q >= inTile) are
   // zeros: their finite results are never stored.
-  Value tileStart = arith::AddIOp::create(b, loc, args.start, firstToken);
   Value remaining = arith::SubIOp::create(b, loc, tokens, firstToken);
   Value inTile = arith::MinUIOp::create(b, loc, remaining, index(b, loc, tile));
   auto present = [&](OpBuilder &b, Location loc, int64_t q) -> Value {
@@ -384,13 +407,7 @@ void emitTiledPrefill(OpBuilder &b, Location loc, const AttendWalk &walk,
   };
   // The keys of the whole tile: from the first query's first to the last
   // token's end.
-  Value first = visibleKeys(b, loc, tileStart, kernel.capacity, kernel.window,
-                            std::nullopt)
-                    .begin;
-  Value lastPosition = arith::AddIOp::create(b, loc, args.start, lastToken);
-  Value last = visibleKeys(b, loc, lastPosition, kernel.capacity, kernel.window,
-                           std::nullopt)
-                   .end;
+  Value first = span.firstKey, last = span.lastKey;
   // Stage the queries (0 past the tokens).
   Value staged = index(b, loc, tile * keyDim);
   simt::strided(

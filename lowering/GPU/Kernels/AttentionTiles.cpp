@@ -171,8 +171,6 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                         const mma::WarpProducts &products) {
   Layout layout{products.amd};
   int64_t keyDim = kernel.keyDim, valueDim = kernel.valueDim;
-  int64_t queryHeads = kernel.queryHeads;
-  int64_t group = queryHeads / kernel.kvHeads;
   int64_t pitch = keyPitch(keyDim);
   int64_t tile = layout.queries(), columns = layout.columns();
   int64_t rowsPerLane = layout.rowsPerLane();
@@ -193,42 +191,18 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
   bool portable = products.emulated();
   Value zeroWord = simt::i32(b, loc, 0);
   Value zeroF32 = f32(b, loc, 0.0);
-  Value tokens = simt::leadingSize(b, loc, args.query);
-  Value heads = index(b, loc, queryHeads);
-  Value tileIndex = arith::DivUIOp::create(b, loc, thread.workgroup, heads);
-  Value h = arith::RemUIOp::create(b, loc, thread.workgroup, heads);
-  Value kvHead = arith::DivUIOp::create(b, loc, h, index(b, loc, group));
-  Value firstToken =
-      arith::MulIOp::create(b, loc, tileIndex, index(b, loc, tile));
-  Value tileEnd =
-      arith::AddIOp::create(b, loc, firstToken, index(b, loc, tile));
-  Value lastToken = arith::SubIOp::create(
-      b, loc, arith::MinUIOp::create(b, loc, tileEnd, tokens), one);
-  Value tileStart = arith::AddIOp::create(b, loc, args.start, firstToken);
-  // The keys of the whole tile: from the first query's first to the last
-  // token's end (key index = position: no evicting ring here).
-  Value first = visibleKeys(b, loc, tileStart, kernel.capacity, kernel.window,
-                            std::nullopt)
-                    .begin;
-  Value lastPosition = arith::AddIOp::create(b, loc, args.start, lastToken);
-  Value last = visibleKeys(b, loc, lastPosition, kernel.capacity, kernel.window,
-                           std::nullopt)
-                   .end;
+  QueryTile span = queryTile(b, loc, thread, args, kernel, tile);
+  Value tokens = span.tokens, h = span.head, kvHead = span.kvHead;
+  Value firstToken = span.firstToken, tileStart = span.tileStart;
+  Value first = span.firstKey, last = span.lastKey;
 
   Lane lane;
   {
-    Value lanes = index(b, loc, layout.lanes());
-    lane.wave = arith::DivUIOp::create(b, loc, thread.thread, lanes);
-    Value inWave = arith::RemUIOp::create(b, loc, thread.thread, lanes);
+    mma::LaneParts parts = mma::laneParts(b, loc, thread.thread, layout.amd);
+    lane.wave = parts.wave;
+    lane.g = parts.g;
+    lane.t = parts.t;
     lane.waveRow = arith::MulIOp::create(b, loc, lane.wave, index(b, loc, 16));
-    Value split = index(b, loc, layout.amd ? 16 : 4);
-    if (layout.amd) {
-      lane.g = arith::RemUIOp::create(b, loc, inWave, split);
-      lane.t = arith::DivUIOp::create(b, loc, inWave, split);
-    } else {
-      lane.g = arith::DivUIOp::create(b, loc, inWave, split);
-      lane.t = arith::RemUIOp::create(b, loc, inWave, split);
-    }
   }
   // This lane's query rows in the tile (C tiles): NVIDIA g and g + 8 of its
   // warp's 16, AMD 4q to 4q + 3.

@@ -105,6 +105,19 @@ mlir::SymbolRefAttr combineKernel(GPUKernelTarget &target, llvm::StringRef key,
                                   std::optional<int64_t> sinks);
 } // namespace flash
 
+/// A prefill tile of `tile` query tokens of one query head: workgroup
+/// (tile index, query head), heads varying fastest (Attention.cpp). The
+/// tile's tokens are [firstToken, lastToken], at positions from tileStart;
+/// the keys any of them sees (the cache without an evicting ring: key
+/// index = position) are [firstKey, lastKey).
+struct QueryTile {
+  mlir::Value tokens, head, kvHead, firstToken, lastToken, tileStart;
+  mlir::Value firstKey, lastKey;
+};
+QueryTile queryTile(mlir::OpBuilder &b, mlir::Location loc,
+                    const GPUThread &thread, AttendOperands<mlir::Value> args,
+                    const AttendKernel &kernel, int64_t tile);
+
 /// Tensor-core forms (MatrixTiles.cpp).
 namespace mma {
 /// The prefill form of a linear (`key`, operand `types`) on `target`'s
@@ -147,6 +160,14 @@ struct WarpProducts {
   int64_t maxA = 1, maxB = 1;
   bool emulated() const { return static_cast<bool>(scratch); }
 };
+/// A thread's place in its wave: the wave, and the lane's parts g and t
+/// (NVIDIA, warps of 32: lane 4g + t; AMD, waves of 64: lane 16t + g).
+struct LaneParts {
+  mlir::Value wave, g, t;
+};
+LaneParts laneParts(mlir::OpBuilder &b, mlir::Location loc, mlir::Value thread,
+                    bool amd);
+
 /// Whether `target` is vulkan:mma-emulation (NVIDIA's layouts) or
 /// vulkan:mfma-emulation (AMD's, with gfx942's FP8).
 bool emulatesMMA(const GPUKernelTarget &target);

@@ -77,11 +77,11 @@ struct Unit {
   /// sm_90a: one asynchronous warpgroup product (wgmma) a 64 x 64 x step
   /// from workgroup memory, instead of each warp's mma.sync.
   bool wgmma = false;
-  /// vulkan:mma-emulation: NVIDIA's fragments, multiplied through
-  /// workgroup memory (`products`, set in the kernel body).
+  /// vulkan:mma-emulation or vulkan:mfma-emulation: the vendor's
+  /// fragments, multiplied through workgroup memory (WarpProducts.cpp;
+  /// `products` is set in the kernel body).
   bool emulated = false;
   mma::WarpProducts products = {};
-  int64_t lanes() const { return amd ? 64 : 32; }
   /// Waves along the tile's rows (NVIDIA 2 x 2 waves, AMD 2 x 1).
   int64_t rowWaves() const { return amd ? 1 : 2; }
   /// Rows of W in one instruction's tile.
@@ -231,9 +231,8 @@ struct Lane {
 
 Lane laneOf(OpBuilder &b, Location loc, const Unit &unit,
             const GPUThread &thread) {
-  Value lanes = index(b, loc, unit.lanes());
-  Value wave = arith::DivUIOp::create(b, loc, thread.thread, lanes);
-  Value lane = arith::RemUIOp::create(b, loc, thread.thread, lanes);
+  mma::LaneParts parts = mma::laneParts(b, loc, thread.thread, unit.amd);
+  Value wave = parts.wave;
   Value rowWaves = index(b, loc, unit.rowWaves());
   Value waveM = arith::DivUIOp::create(b, loc, wave, rowWaves);
   Value waveN = arith::RemUIOp::create(b, loc, wave, rowWaves);
@@ -247,14 +246,8 @@ Lane laneOf(OpBuilder &b, Location loc, const Unit &unit,
     result.waveRow = arith::MulIOp::create(b, loc, wave, index(b, loc, 16));
     result.waveColumn = index(b, loc, 0);
   }
-  Value split = index(b, loc, unit.amd ? 16 : 4);
-  if (unit.amd) {
-    result.g = arith::RemUIOp::create(b, loc, lane, split);
-    result.t = arith::DivUIOp::create(b, loc, lane, split);
-  } else {
-    result.g = arith::DivUIOp::create(b, loc, lane, split);
-    result.t = arith::RemUIOp::create(b, loc, lane, split);
-  }
+  result.g = parts.g;
+  result.t = parts.t;
   return result;
 }
 

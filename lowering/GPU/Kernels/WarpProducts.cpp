@@ -63,16 +63,9 @@ SmallVector<Value> emulate(OpBuilder &b, Location loc,
                            WeightFormat elements, ArrayRef<Value> a,
                            ArrayRef<Value> w, ArrayRef<Value> c) {
   bool amd = products.amd;
-  int64_t lanes = amd ? kAMDWave : kWarp;
-  Value laneCount = index(b, loc, lanes);
-  Value wave = arith::DivUIOp::create(b, loc, products.thread, laneCount);
-  Value lane = arith::RemUIOp::create(b, loc, products.thread, laneCount);
-  Value split = index(b, loc, amd ? 16 : 4);
   // NVIDIA g, t; AMD r (as g), q (as t).
-  Value g = amd ? Value(arith::RemUIOp::create(b, loc, lane, split))
-                : Value(arith::DivUIOp::create(b, loc, lane, split));
-  Value t = amd ? Value(arith::DivUIOp::create(b, loc, lane, split))
-                : Value(arith::RemUIOp::create(b, loc, lane, split));
+  mma::LaneParts parts = mma::laneParts(b, loc, products.thread, amd);
+  Value wave = parts.wave, g = parts.g, t = parts.t;
   Value base = arith::MulIOp::create(
       b, loc, wave,
       index(b, loc, waveWords(amd, products.maxA, products.maxB)));
@@ -228,6 +221,22 @@ bool mma::emulatesMFMA(const GPUKernelTarget &target) {
 bool mma::emulatesMMA(const GPUKernelTarget &target) {
   return target.getKind() == "vulkan" &&
          target.getTarget().getChip() == kEmulationChip;
+}
+
+mma::LaneParts mma::laneParts(OpBuilder &b, Location loc, Value thread,
+                              bool amd) {
+  Value lanes = index(b, loc, amd ? kAMDWave : kWarp);
+  Value wave = arith::DivUIOp::create(b, loc, thread, lanes);
+  Value lane = arith::RemUIOp::create(b, loc, thread, lanes);
+  Value split = index(b, loc, amd ? 16 : 4);
+  if (amd) {
+    Value g = arith::RemUIOp::create(b, loc, lane, split);
+    Value t = arith::DivUIOp::create(b, loc, lane, split);
+    return {wave, g, t};
+  }
+  Value g = arith::DivUIOp::create(b, loc, lane, split);
+  Value t = arith::RemUIOp::create(b, loc, lane, split);
+  return {wave, g, t};
 }
 
 int64_t mma::emulationWords(const GPUKernelTarget &target, int64_t block,
