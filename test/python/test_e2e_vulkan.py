@@ -464,3 +464,22 @@ def test_mma_linears_match_cpu(target, synth_checkpoint, tmp_path):
         cpu_ids, cpu_rows = greedy(cpu, prompt, 8)
         assert gpu_ids == cpu_ids
         assert relative_row_error(gpu_rows, cpu_rows) < TOLERANCE, flags
+
+
+@pytest.mark.parametrize("target", ["vulkan:mma-emulation", "vulkan:mfma-emulation"])
+@pytest.mark.parametrize("cache", ["int8", "fp8"])
+def test_mma_attention_reads_8bit_caches(cache, target, synth_checkpoint, tmp_path):
+    """8-bit caches in the matrix-unit attention: the codes are exact in bf16, the keys'
+    scales multiply the score columns and the values' the probabilities. Against the CPU
+    with the same cache (f32 attention), the rows differ by the bf16 rounding of the
+    queries and probabilities (a few 1e-3); a scale applied wrongly would move them by far
+    more."""
+    checkpoint = synth_checkpoint("llama", overrides=WIDE)
+    prompt = [(37 * i + 11) % 120 + 3 for i in range(70)]
+    flags = ["--context", "128", "--kv-cache", cache]
+    gpu_ids, gpu_rows = greedy(compile_model(checkpoint, tmp_path / "gpu", target, *flags),
+                               prompt, 4)
+    cpu_ids, cpu_rows = greedy(compile_model(checkpoint, tmp_path / "cpu", "cpu", *flags),
+                               prompt, 4)
+    assert gpu_ids == cpu_ids
+    assert relative_row_error(gpu_rows, cpu_rows) < 2e-2
