@@ -33,8 +33,8 @@ dir="${2:-build-gpucheck}"
 chip="${3:-sm_90}"
 gpu_target="cuda:$chip"
 [ "$chip" = vulkan ] && gpu_target=vulkan
-# "mma-emulation": the NVIDIA matrix-unit kernels on lavapipe, products emulated (a
-# rehearsal of the CUDA check without a GPU; WarpProducts.cpp).
+# "mma-emulation" / "mfma-emulation": the NVIDIA / AMD matrix-unit kernels on lavapipe,
+# products emulated (a rehearsal of the CUDA check without a GPU; WarpProducts.cpp).
 [[ "$chip" == mma-emulation || "$chip" == mfma-emulation ]] && gpu_target="vulkan:$chip"
 # 80 ids < every vocab here (128): two 64-token tiles of the prefill linears and attention.
 prompt_ids=$(seq 0 79 | awk '{printf "%s%d", (NR > 1 ? " " : ""), (37 * $1 + 11) % 120 + 3}')

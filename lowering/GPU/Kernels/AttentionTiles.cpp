@@ -81,7 +81,7 @@ struct Layout {
 /// parts (NVIDIA g = lane / 4, t = lane % 4; AMD r = lane % 16 as g,
 /// q = lane / 16 as t).
 struct Lane {
-  Value wave, waveRow, g, t;
+  Value waveRow, g, t;
 };
 
 Value i32Of(OpBuilder &b, Location loc, Value f32Bits) {
@@ -199,23 +199,21 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
   Lane lane;
   {
     mma::LaneParts parts = mma::laneParts(b, loc, thread.thread, layout.amd);
-    lane.wave = parts.wave;
     lane.g = parts.g;
     lane.t = parts.t;
-    lane.waveRow = arith::MulIOp::create(b, loc, lane.wave, index(b, loc, 16));
+    lane.waveRow = arith::MulIOp::create(b, loc, parts.wave, index(b, loc, 16));
   }
   // This lane's query rows in the tile (C tiles): NVIDIA g and g + 8 of its
   // warp's 16, AMD 4q to 4q + 3.
+  Value within =
+      layout.amd
+          ? Value(arith::MulIOp::create(b, loc, lane.t, index(b, loc, 4)))
+          : lane.g;
+  Value firstRow = arith::AddIOp::create(b, loc, lane.waveRow, within);
   SmallVector<Value> rows;
-  for (int64_t r = 0; r < rowsPerLane; ++r) {
-    Value within =
-        layout.amd
-            ? Value(arith::MulIOp::create(b, loc, lane.t, index(b, loc, 4)))
-            : lane.g;
-    Value row = arith::AddIOp::create(b, loc, lane.waveRow, within);
+  for (int64_t r = 0; r < rowsPerLane; ++r)
     rows.push_back(arith::AddIOp::create(
-        b, loc, row, index(b, loc, layout.amd ? r : 8 * r)));
-  }
+        b, loc, firstRow, index(b, loc, layout.amd ? r : 8 * r)));
   SmallVector<std::pair<Value, Value>> aWords = fragmentA(b, loc, layout, lane);
   auto aType = VectorType::get({int64_t(aWords.size())}, b.getI32Type());
 

@@ -192,20 +192,15 @@ mlir::Value bf16Bits(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
 /// low | high << 16 (i32).
 mlir::Value pack16(mlir::OpBuilder &b, mlir::Location loc, mlir::Value low,
                    mlir::Value high);
-/// d = a x w + c for a warp's 16 x 8 tile: mma.sync.m16n8k16 with bf16
-/// elements (`elements` BF16) or m16n8k32 with E4M3 (F8E4M3FN); `a` the
-/// lane's vector<4xi32> A fragment, `w` its vector<2xi32> B fragment, c and
-/// d 4 f32 a lane. With `products.amd` a wave's 16 x 16 tile:
-/// v_mfma_f32_16x16x16_bf16 (BF16) or 16x16x32 fp8 (F8E4M3FNUZ), both
-/// fragments vector<2xi32>. MatrixTiles.cpp's header has the layouts.
-llvm::SmallVector<mlir::Value> multiply(mlir::OpBuilder &b, mlir::Location loc,
-                                        const WarpProducts &products,
-                                        WeightFormat elements, mlir::Value a,
-                                        mlir::Value w,
-                                        llvm::ArrayRef<mlir::Value> c);
-/// multiply for every pair (a[m], w[n]): c and the result hold 4 f32 a
-/// pair, m-major. The emulation exchanges all the fragments at once (one
-/// pair of barriers for the grid, not one a product).
+/// d = a[m] x w[n] + c for every pair of a warp's 16 x 8 tiles:
+/// mma.sync.m16n8k16 with bf16 elements (`elements` BF16) or m16n8k32 with
+/// E4M3 (F8E4M3FN); each a[m] a lane's vector<4xi32> A fragment, each w[n]
+/// its vector<2xi32> B fragment. With `products.amd` a wave's 16 x 16
+/// tiles: v_mfma_f32_16x16x16_bf16 (BF16) or 16x16x32 fp8 (F8E4M3FNUZ),
+/// both fragments vector<2xi32>. MatrixTiles.cpp's header has the layouts.
+/// c and d hold 4 f32 a lane and pair, m-major. The emulation exchanges all
+/// the fragments at once (one pair of barriers for the grid, not one a
+/// product).
 llvm::SmallVector<mlir::Value>
 multiplyGrid(mlir::OpBuilder &b, mlir::Location loc,
              const WarpProducts &products, WeightFormat elements,

@@ -77,10 +77,9 @@ struct Unit {
   /// sm_90a: one asynchronous warpgroup product (wgmma) a 64 x 64 x step
   /// from workgroup memory, instead of each warp's mma.sync.
   bool wgmma = false;
-  /// vulkan:mma-emulation or vulkan:mfma-emulation: the vendor's
-  /// fragments, multiplied through workgroup memory (WarpProducts.cpp;
-  /// `products` is set in the kernel body).
-  bool emulated = false;
+  /// How the products are made (WarpProducts.cpp: on vulkan:mma-emulation
+  /// or vulkan:mfma-emulation through workgroup memory); set in the kernel
+  /// body.
   mma::WarpProducts products = {};
   /// Waves along the tile's rows (NVIDIA 2 x 2 waves, AMD 2 x 1).
   int64_t rowWaves() const { return amd ? 1 : 2; }
@@ -103,7 +102,7 @@ std::optional<Unit> unitOf(const GPUKernelTarget &target,
              (amd ? chip == "gfx942"
                   : chip == "sm_89" || chip == "sm_90" || chip == "sm_90a");
   const WeightOperand &weight = kernel.weight;
-  Unit unit{amd, Form::BF16, /*wgmma=*/chip == "sm_90a", emulated};
+  Unit unit{amd, Form::BF16, /*wgmma=*/chip == "sm_90a", {}};
   if (fp8 && weight.format == WeightFormat::F8E4M3FN && weight.blockScale &&
       weight.blockScale->first % kTile == 0 &&
       weight.blockScale->second == kGroup && kernel.fp8InputGroup == kGroup &&
@@ -332,7 +331,7 @@ void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
     SmallVector<Value> high, remainder;
     for (int64_t j = 0; j < 4; ++j) {
       Value value = vector::ExtractOp::create(b, loc, x, j);
-      bool portable = unit.emulated;
+      bool portable = unit.products.emulated();
       Value bits = bf16Bits(b, loc, value, portable);
       high.push_back(bits);
       if (split) {

@@ -28,19 +28,13 @@ constexpr int64_t kWarp = 32, kAMDWave = 64;
 constexpr llvm::StringLiteral kEmulationChip = "mma-emulation";
 constexpr llvm::StringLiteral kAMDEmulationChip = "mfma-emulation";
 
-/// Element i of a word of `elements` (bf16 pairs or FP8 quadruples) as f32.
+/// Element i of a word of `elements` (bf16 pairs or FP8 quadruples, the
+/// first in the lowest bits) as f32.
 Value element(OpBuilder &b, Location loc, Value word, int64_t i,
               WeightFormat elements) {
-  if (elements == WeightFormat::BF16) {
-    Value bits =
-        i == 0
-            ? Value(arith::ShLIOp::create(b, loc, word, simt::i32(b, loc, 16)))
-            : Value(arith::AndIOp::create(b, loc, word,
-                                          simt::i32(b, loc, 0xffff0000)));
-    return arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
-  }
+  int64_t bits = elements == WeightFormat::BF16 ? 16 : 8;
   Value shifted =
-      arith::ShRUIOp::create(b, loc, word, simt::i32(b, loc, 8 * i));
+      arith::ShRUIOp::create(b, loc, word, simt::i32(b, loc, bits * i));
   return simt::decodeF32(b, loc, shifted, elements);
 }
 
@@ -110,9 +104,9 @@ SmallVector<Value> emulate(OpBuilder &b, Location loc,
   // The lane's C elements: (row, column) of each of the 4.
   SmallVector<Value> rows, columns;
   Value pair = arith::MulIOp::create(b, loc, t, index(b, loc, 2));
+  Value quad = arith::MulIOp::create(b, loc, t, index(b, loc, 4));
   for (int64_t e = 0; e < 4; ++e) {
     if (amd) {
-      Value quad = arith::MulIOp::create(b, loc, t, index(b, loc, 4));
       rows.push_back(arith::AddIOp::create(b, loc, quad, index(b, loc, e)));
       columns.push_back(g);
     } else {
@@ -253,15 +247,13 @@ mma::WarpProducts mma::warpProducts(const GPUKernelTarget &target,
                                     int64_t maxB) {
   mma::WarpProducts products;
   products.amd = target.getKind() == "rocm" || emulatesMFMA(target);
-  if (!emulatesMMA(target) && !emulatesMFMA(target))
+  int64_t words = emulationWords(target, thread.block, maxA, maxB);
+  if (!words)
     return products;
   // The waves' fragments, then a word per thread for row reductions.
-  int64_t waves =
-      llvm::divideCeil(thread.block, products.amd ? kAMDWave : kWarp);
-  int64_t fragments = waves * waveWords(products.amd, maxA, maxB);
-  products.scratch = thread.scratch(fragments + thread.block);
+  products.scratch = thread.scratch(words);
   products.thread = thread.thread;
-  products.reductions = fragments;
+  products.reductions = words - thread.block;
   products.maxA = maxA;
   products.maxB = maxB;
   return products;
@@ -309,14 +301,6 @@ SmallVector<Value> mma::multiplyGrid(OpBuilder &b, Location loc,
                  : mmaSync(b, loc, elements, fragmentA, fragmentB, sums));
     }
   return d;
-}
-
-SmallVector<Value> mma::multiply(OpBuilder &b, Location loc,
-                                 const WarpProducts &products,
-                                 WeightFormat elements, Value a, Value w,
-                                 ArrayRef<Value> c) {
-  return multiplyGrid(b, loc, products, elements, ArrayRef<Value>(a),
-                      ArrayRef<Value>(w), c);
 }
 
 Value mma::rowReduce(OpBuilder &b, Location loc, const WarpProducts &products,

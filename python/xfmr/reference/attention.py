@@ -43,7 +43,7 @@ def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray,
 
 
 #: Keys per chunk of the GPU's matrix-unit prefill attention.
-MATRIX_TILE = 64
+MATRIX_CHUNK = 64
 
 
 def attend_matrix_tiles(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
@@ -69,8 +69,8 @@ def attend_matrix_tiles(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
         m = np.full((heads, len(positions)), -1e30)
         total = np.zeros((heads, len(positions)))
         o = np.zeros((heads, len(positions), v.shape[-1]))
-        for chunk in range(first, last, MATRIX_TILE):
-            keys = np.arange(chunk, min(chunk + MATRIX_TILE, last))
+        for chunk in range(first, last, MATRIX_CHUNK):
+            keys = np.arange(chunk, min(chunk + MATRIX_CHUNK, last))
             s = np.einsum("htd,hsd->hts", q[:, tokens], k[:, keys]) * scale
             visible = keys[None, :] <= positions[:, None]
             if window is not None:
@@ -84,6 +84,16 @@ def attend_matrix_tiles(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
             m = new_m
         out[:, tokens] = o / total[..., None]
     return out
+
+
+def attend_causal(attn, q: np.ndarray, keys: np.ndarray, values: np.ndarray, start: int,
+                  scale: float) -> np.ndarray:
+    """Causal attention of `attn` (its window and sinks) over the cache's keys and values:
+    exact, or as the GPUs' matrix units compute a prefill where use_matrix_tiles asked."""
+    if attn.matrix_tiles and q.shape[1] > 1 and not attn.sinks:
+        return attend_matrix_tiles(q, keys, values, start, attn.window, scale, attn.matrix_tiles)
+    mask = causal_mask(start, q.shape[1], keys.shape[1], attn.window, attn.sinks)
+    return attend(q, keys, values, mask, scale)
 
 
 def use_matrix_tiles(model, queries: int = 64) -> None:
@@ -135,12 +145,7 @@ class GQAttention:
         # Query head h reads key/value head h // (heads / kv_heads).
         group = self.heads // self.kv_heads
         keys, values = np.repeat(keys, group, axis=0), np.repeat(values, group, axis=0)
-        if self.matrix_tiles and steps > 1 and not self.sinks:
-            out = attend_matrix_tiles(q, keys, values, start, self.window, 1.0 / math.sqrt(d),
-                                      self.matrix_tiles)
-        else:
-            mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
-            out = attend(q, keys, values, mask, 1.0 / math.sqrt(d))
+        out = attend_causal(self, q, keys, values, start, 1.0 / math.sqrt(d))
         return linear(out.transpose(1, 0, 2).reshape(steps, self.heads * d), self.wo, self.bo)
 
 
@@ -266,12 +271,7 @@ class MLAttention:
         q = np.concatenate([q_nope, q_pe], axis=-1)
         k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
         keys, values = cache.update(layer, k, v)
-        if self.matrix_tiles and steps > 1 and not self.sinks:
-            out = attend_matrix_tiles(q, keys, values, start, self.window, self.scale,
-                                      self.matrix_tiles)
-        else:
-            mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
-            out = attend(q, keys, values, mask, self.scale)
+        out = attend_causal(self, q, keys, values, start, self.scale)
         return linear(out.transpose(1, 0, 2).reshape(steps, h * self.v_dim), self.wo, self.bo)
 
 
