@@ -1,6 +1,6 @@
-//===- CudaDeviceTest.cpp - the CUDA and HIP devices ----------------------===//
+//===- CudaDeviceTest.cpp - the CUDA device -------------------------------===//
 //
-// Without a GPU the devices are checked through their error paths: the CUDA
+// Without a GPU the device is checked through its error paths: the CUDA
 // toolkit's stub libcuda (every call fails with CUDA_ERROR_STUB_LIBRARY) and
 // libraries that do not exist; the CUDA device's decode-step graphs through
 // a fake driver over host memory (FakeCuda.cpp). With an NVIDIA GPU and
@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "DeviceTestSupport.h"
 #include "backends/gpu/GpuDevice.h"
 #include "xfmr/runtime/Error.h"
 
@@ -16,49 +17,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dlfcn.h>
-#include <functional>
-#include <optional>
 #include <unistd.h>
 #include <vector>
 
 using namespace xfmr::runtime;
+using namespace xfmr::runtime::test;
 
 namespace {
-
-/// Sets (or, given nullptr, unsets) an environment variable for a scope.
-class ScopedEnv {
-public:
-  ScopedEnv(const char *name, const char *value) : name(name) {
-    if (const char *old = std::getenv(name))
-      previous = old;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (previous)
-      setenv(name, previous->c_str(), 1);
-    else
-      unsetenv(name);
-  }
-
-private:
-  const char *name;
-  std::optional<std::string> previous;
-};
-
-/// The message of the Error `body` throws ("" and a failure if none).
-std::string errorOf(const std::function<void()> &body) {
-  try {
-    body();
-  } catch (const Error &error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return "";
-}
 
 std::string cudaStubLibrary() {
   for (const char *path : {"/usr/local/cuda/lib64/stubs/libcuda.so",
@@ -162,14 +127,6 @@ TEST(CudaDevice, MissingLibrary) {
             std::string::npos)
       << message;
   EXPECT_NE(message.find("NVIDIA driver"), std::string::npos) << message;
-}
-
-TEST(HipDevice, MissingLibrary) {
-  ScopedEnv library("XFMR_HIP_LIBRARY", "/nonexistent/libamdhip64.so");
-  std::string message = errorOf([] { createHipDevice(); });
-  EXPECT_NE(message.find("/nonexistent/libamdhip64.so cannot be loaded"),
-            std::string::npos)
-      << message;
 }
 
 TEST(CudaDevice, BadDeviceIndex) {
@@ -286,45 +243,20 @@ TEST(CudaDevice, LoadErrors) {
   EXPECT_NE(message.find("0 loaded"), std::string::npos) << message;
 }
 
-/// The fake driver's log, through the same handle the device opened.
+/// The fake driver's log (cleared unless `clear` is false).
 std::string fakeLog(bool clear = true) {
-  void *library = dlopen(XFMR_FAKE_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
-  auto read =
-      reinterpret_cast<const char *(*)()>(dlsym(library, "xfmrFakeCudaLog"));
-  auto wipe = reinterpret_cast<void (*)()>(dlsym(library, "xfmrFakeCudaClear"));
-  std::string text = read ? read() : "no xfmrFakeCudaLog";
-  if (clear && wipe)
-    wipe();
-  dlclose(library);
-  return text;
+  return fakeDriverLog(XFMR_FAKE_CUDA_LIBRARY, "xfmrFakeCuda", clear);
 }
 
 /// A device over the fake driver (FakeCuda.cpp) with two scalar kernels.
 std::unique_ptr<GpuDevice> fakeDevice() {
   ScopedEnv library("XFMR_CUDA_LIBRARY", XFMR_FAKE_CUDA_LIBRARY);
   std::unique_ptr<GpuDevice> device = createCudaDevice();
-  auto info = [](const char *name, uint32_t scalars) {
-    GpuKernelInfo kernel;
-    kernel.name = name;
-    kernel.block[0] = 64;
-    kernel.scalars = scalars;
-    return kernel;
-  };
   const char ptx[] = "// PTX";
   device->loadKernels(reinterpret_cast<const uint8_t *>(ptx), sizeof(ptx) - 1,
-                      {info("add_s2", 2), info("scale_s1", 1)});
+                      fakeKernels());
   fakeLog();
   return device;
-}
-
-/// One decode-like step: add(a, 7) on a grid of `blocks`, then scale(b).
-void step(GpuDevice &device, int64_t a, int64_t b, uint32_t blocks = 2) {
-  const uint32_t grid[3] = {blocks, 1, 1}, one[3] = {1, 1, 1};
-  int64_t add[] = {a, 7}, scale[] = {b};
-  device.beginStep();
-  device.launch(0, grid, add);
-  device.launch(1, one, scale);
-  device.endStep();
 }
 
 // Without XFMR_CUDA_GRAPHS a step's launches go out one by one.
@@ -335,52 +267,9 @@ TEST(CudaDevice, StepsLaunchDirectlyByDefault) {
   EXPECT_EQ(fakeLog(), "launch add_s2(5,7) 2x1x1\nlaunch scale_s1(3) 1x1x1\n");
 }
 
-// With XFMR_CUDA_GRAPHS=1: the first step builds a chain of kernel nodes and
-// launches it; the next steps with the same kernels and grids update the
-// nodes' parameters and relaunch it; another shape builds a new graph; a
-// copy in the middle of a step launches what was recorded first, one by
-// one; a failed step launches nothing.
+// With XFMR_CUDA_GRAPHS=1: checkDecodeStepsAsGraphs' sequence.
 TEST(CudaDevice, DecodeStepsAsGraphs) {
   ScopedEnv graphs("XFMR_CUDA_GRAPHS", "1");
   std::unique_ptr<GpuDevice> device = fakeDevice();
-  step(*device, 5, 3);
-  EXPECT_EQ(fakeLog(), "node + add_s2(5,7) 2x1x1\n"
-                       "node + scale_s1(3) 1x1x1\n"
-                       "instantiate 2\n"
-                       "graph launch\n"
-                       "launch add_s2(5,7) 2x1x1\n"
-                       "launch scale_s1(3) 1x1x1\n");
-  step(*device, 6, 4);
-  EXPECT_EQ(fakeLog(), "node = add_s2(6,7) 2x1x1\n"
-                       "node = scale_s1(4) 1x1x1\n"
-                       "graph launch\n"
-                       "launch add_s2(6,7) 2x1x1\n"
-                       "launch scale_s1(4) 1x1x1\n");
-  step(*device, 6, 4, /*blocks=*/3);
-  EXPECT_EQ(fakeLog(), "graph -\n"
-                       "node + add_s2(6,7) 3x1x1\n"
-                       "node + scale_s1(4) 1x1x1\n"
-                       "instantiate 2\n"
-                       "graph launch\n"
-                       "launch add_s2(6,7) 3x1x1\n"
-                       "launch scale_s1(4) 1x1x1\n");
-
-  uint64_t buffer = device->allocate(16);
-  float value = 0;
-  const uint32_t grid[3] = {2, 1, 1}, one[3] = {1, 1, 1};
-  int64_t add[] = {8, 7}, scale[] = {9};
-  device->beginStep();
-  device->launch(0, grid, add);
-  device->copyToHost(&value, buffer, 4);
-  device->launch(1, one, scale);
-  device->endStep();
-  EXPECT_EQ(fakeLog(), "launch add_s2(8,7) 2x1x1\n"
-                       "copy to host\n"
-                       "launch scale_s1(9) 1x1x1\n");
-
-  device->beginStep();
-  device->launch(0, grid, add);
-  device->endStep(/*discard=*/true);
-  EXPECT_EQ(fakeLog(), "");
-  device->release(buffer);
+  checkDecodeStepsAsGraphs(*device, [] { return fakeLog(); });
 }

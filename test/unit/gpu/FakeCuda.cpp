@@ -2,32 +2,19 @@
 //
 // The libcuda entry points runtime/src/backends/gpu/CudaDevice.cpp uses, so
 // that its host-side logic (the decode step's CUDA graphs) can be tested
-// without a GPU (XFMR_CUDA_LIBRARY points the device here). Memory is host
-// memory; kernels do not run: each launch, direct or a node of a launched
-// graph, appends "name(v0,v1,...) GXxGYxGZ" to a log, with its i32
-// parameters (the tests' kernels take scalars only: a kernel's count is
-// the number after "_s" in its name). Graph calls log too ("node +",
-// "node =", "instantiate", "graph launch", "graph -"). The tests read and
-// clear the log with xfmrFakeCudaLog() and xfmrFakeCudaClear().
+// without a GPU (XFMR_CUDA_LIBRARY points the device here). What it logs:
+// FakeDriver.h. The tests read and clear the log with xfmrFakeCudaLog() and
+// xfmrFakeCudaClear().
 //
 //===----------------------------------------------------------------------===//
 
-#include <cstdint>
+#include "FakeDriver.h"
+
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <map>
-#include <memory>
-#include <string>
-#include <vector>
+
+using namespace fake;
 
 namespace {
-
-struct Function {
-  std::string name;
-  int scalars = 0;
-};
-
 /// CUDA_KERNEL_NODE_PARAMS_v2's layout.
 struct KernelParams {
   Function *func;
@@ -37,43 +24,6 @@ struct KernelParams {
   void **extra;
   void *kern, *ctx;
 };
-
-/// A launch as the log shows it.
-std::string describe(const Function &function, const unsigned grid[3],
-                     void **params) {
-  std::string text = function.name + "(";
-  for (int i = 0; i < function.scalars; ++i) {
-    int32_t value;
-    std::memcpy(&value, params[i], sizeof(value));
-    text += (i ? "," : "") + std::to_string(value);
-  }
-  return text + ") " + std::to_string(grid[0]) + "x" + std::to_string(grid[1]) +
-         "x" + std::to_string(grid[2]);
-}
-
-struct Node {
-  std::string launch;
-};
-struct Graph {
-  std::vector<std::unique_ptr<Node>> nodes;
-};
-/// An instantiated graph: its own copy of each node, by the graph's node.
-struct Exec {
-  std::vector<Node *> order;
-  std::map<Node *, std::string> launches;
-};
-
-std::string &log() {
-  static std::string text;
-  return text;
-}
-void note(const std::string &line) { log() += line + "\n"; }
-
-std::vector<std::unique_ptr<Function>> &functions() {
-  static std::vector<std::unique_ptr<Function>> all;
-  return all;
-}
-
 } // namespace
 
 extern "C" {
@@ -140,20 +90,15 @@ int cuModuleLoadDataEx(void **module, const void *, unsigned, int *, void **) {
   return 0;
 }
 int cuModuleUnload(void *) { return 0; }
-int cuModuleGetFunction(Function **function, void *, const char *name) {
-  auto made = std::make_unique<Function>();
-  made->name = name;
-  if (const char *count = std::strstr(name, "_s"))
-    made->scalars = std::atoi(count + 2);
-  *function = made.get();
-  functions().push_back(std::move(made));
+int cuModuleGetFunction(Function **kernel, void *, const char *name) {
+  *kernel = function(name);
   return 0;
 }
-int cuLaunchKernel(Function *function, unsigned gx, unsigned gy, unsigned gz,
+int cuLaunchKernel(Function *kernel, unsigned gx, unsigned gy, unsigned gz,
                    unsigned, unsigned, unsigned, unsigned, void *,
                    void **params, void **) {
   const unsigned grid[3] = {gx, gy, gz};
-  note("launch " + describe(*function, grid, params));
+  note("launch " + describe(*kernel, grid, params));
   return 0;
 }
 int cuStreamSynchronize(void *) { return 0; }
@@ -164,42 +109,22 @@ int cuGraphCreate(Graph **graph, unsigned) {
 }
 int cuGraphAddKernelNode_v2(Node **node, Graph *graph, Node *const *after,
                             size_t count, const KernelParams *params) {
-  // The device builds a chain: each node after the one before.
-  bool chained = graph->nodes.empty()
-                     ? count == 0
-                     : count == 1 && after[0] == graph->nodes.back().get();
-  if (!chained)
-    return 1;
-  auto made = std::make_unique<Node>();
-  made->launch = describe(*params->func, params->grid, params->kernelParams);
-  note("node + " + made->launch);
-  *node = made.get();
-  graph->nodes.push_back(std::move(made));
-  return 0;
+  std::string launch =
+      describe(*params->func, params->grid, params->kernelParams);
+  return addNode(node, graph, after, count, launch) ? 0 : 1;
 }
 int cuGraphInstantiateWithFlags(Exec **exec, Graph *graph, unsigned long long) {
-  auto *made = new Exec;
-  for (auto &node : graph->nodes) {
-    made->order.push_back(node.get());
-    made->launches[node.get()] = node->launch;
-  }
-  note("instantiate " + std::to_string(graph->nodes.size()));
-  *exec = made;
+  *exec = instantiate(graph);
   return 0;
 }
 int cuGraphExecKernelNodeSetParams_v2(Exec *exec, Node *node,
                                       const KernelParams *params) {
-  auto found = exec->launches.find(node);
-  if (found == exec->launches.end())
-    return 1;
-  found->second = describe(*params->func, params->grid, params->kernelParams);
-  note("node = " + found->second);
-  return 0;
+  std::string launch =
+      describe(*params->func, params->grid, params->kernelParams);
+  return setNode(exec, node, launch) ? 0 : 1;
 }
 int cuGraphLaunch(Exec *exec, void *) {
-  note("graph launch");
-  for (Node *node : exec->order)
-    note("launch " + exec->launches[node]);
+  launchGraph(exec);
   return 0;
 }
 int cuGraphExecDestroy(Exec *exec) {

@@ -14,6 +14,7 @@
 
 #include "backends/gpu/DeviceMemory.h"
 #include "backends/gpu/GpuDevice.h"
+#include "backends/gpu/KernelLaunch.h"
 #include "xfmr/runtime/Error.h"
 
 #include <algorithm>
@@ -69,10 +70,6 @@ constexpr int CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
 
 /// The legacy default stream: implicitly ordered with the synchronous copies.
 constexpr CUstream nullStream = nullptr;
-
-/// The memref size field of every buffer parameter; the kernels do not read
-/// it, so it only has to be large.
-constexpr int64_t bufferSizeField = int64_t(1) << 40;
 
 /// Names of the errors worth naming when cuGetErrorName cannot (the
 /// toolkit's stub library fails every call, cuGetErrorName included).
@@ -303,8 +300,8 @@ public:
     }
     // Decode steps as graphs: opt-in until measured on a GPU.
     const char *graphsVariable = std::getenv("XFMR_CUDA_GRAPHS");
-    graphs =
-        graphsVariable && std::string(graphsVariable) == "1" && api.hasGraphs();
+    steps.enable(graphsVariable && std::string(graphsVariable) == "1" &&
+                 api.hasGraphs());
   }
 
   ~CudaDevice() override {
@@ -434,50 +431,19 @@ public:
     if (!grid[0] || !grid[1] || !grid[2])
       return;
 
-    // One 8-byte slot per kernel parameter, in the ABI's order; the driver
-    // copies the values when it launches (or adds the graph node).
-    Launch launch;
-    launch.index = index;
-    std::copy(grid, grid + 3, launch.grid);
-    size_t buffers = kernel.info.buffers.size();
-    size_t count = 5 * buffers + buffers + kernel.info.scalars;
-    launch.slots.assign(count, 0);
-    auto put = [&](size_t slot, auto value) {
-      static_assert(sizeof(value) <= sizeof(uint64_t));
-      std::memcpy(&launch.slots[slot], &value, sizeof(value));
-    };
-    for (size_t k = 0; k < buffers; ++k) {
-      void *pointer = reinterpret_cast<void *>(uintptr_t(args[k]));
-      put(5 * k + 0, pointer);          // allocated
-      put(5 * k + 1, pointer);          // aligned
-      put(5 * k + 2, int64_t(0));       // offset
-      put(5 * k + 3, bufferSizeField);  // size
-      put(5 * k + 4, int64_t(1));       // stride
-      put(5 * buffers + k, int32_t(0)); // element offset
-    }
-    for (size_t j = 0; j < kernel.info.scalars; ++j)
-      put(6 * buffers + j, static_cast<int32_t>(args[buffers + j]));
-    if (recording) {
-      recorded.push_back(std::move(launch));
-      return;
-    }
-    submit(launch);
+    // The driver copies the parameter values when it launches (or adds the
+    // graph node).
+    KernelLaunch launch = kernelLaunch(index, grid, kernel.info, args);
+    if (!steps.record(launch))
+      submit(launch);
   }
 
-  void beginStep() override {
-    if (graphs)
-      recording = true;
-  }
+  void beginStep() override { steps.begin(); }
 
   void endStep(bool discard) override {
-    if (!recording)
-      return;
-    recording = false;
-    if (discard)
-      recorded.clear();
-    if (recorded.empty())
-      return;
-    replayAsGraph();
+    std::vector<KernelLaunch> step = steps.end(discard);
+    if (!step.empty())
+      replayAsGraph(step);
   }
 
   void synchronize() override {
@@ -492,43 +458,33 @@ private:
   /// Makes the context current: the device may be used from any thread.
   void bind() { api.check(api.cuCtxSetCurrent(context), "cuCtxSetCurrent"); }
 
-  /// A kernel launch: its kernel, grid and parameter values.
-  struct Launch {
-    uint32_t index;
-    unsigned grid[3];
-    std::vector<uint64_t> slots;
-  };
-
   /// The driver's description of `launch` (pointers into `params`, which
   /// must outlive the call that reads it).
-  KernelNodeParams nodeParams(const Launch &launch,
-                              std::vector<void *> &params) {
+  KernelNodeParams nodeParams(const KernelLaunch &launch) {
     const CudaKernel &kernel = kernels[launch.index];
-    params.resize(launch.slots.size());
-    for (size_t i = 0; i < launch.slots.size(); ++i)
-      params[i] = const_cast<uint64_t *>(&launch.slots[i]);
     const uint32_t *block = kernel.info.block;
-    return KernelNodeParams{
-        kernel.function, launch.grid[0], launch.grid[1], launch.grid[2],
-        block[0],        block[1],       block[2],       0,
-        params.data(),   nullptr,        nullptr,        nullptr};
+    return KernelNodeParams{kernel.function,
+                            launch.grid[0],
+                            launch.grid[1],
+                            launch.grid[2],
+                            block[0],
+                            block[1],
+                            block[2],
+                            0,
+                            launch.parameters(params),
+                            nullptr,
+                            nullptr,
+                            nullptr};
   }
 
-  std::string describe(const Launch &launch) const {
-    const CudaKernel &kernel = kernels[launch.index];
-    const uint32_t *block = kernel.info.block;
-    return " launching kernel '" + kernel.info.name + "' on grid " +
-           std::to_string(launch.grid[0]) + "x" +
-           std::to_string(launch.grid[1]) + "x" +
-           std::to_string(launch.grid[2]) + ", block " +
-           std::to_string(block[0]) + "x" + std::to_string(block[1]) + "x" +
-           std::to_string(block[2]);
+  std::string describe(const KernelLaunch &launch) const {
+    return describeLaunch(launch, kernels[launch.index].info);
   }
 
   /// Launches `launch` now, on the NULL stream.
-  void submit(const Launch &launch) {
+  void submit(const KernelLaunch &launch) {
     bind();
-    KernelNodeParams p = nodeParams(launch, params);
+    KernelNodeParams p = nodeParams(launch);
     api.check(api.cuLaunchKernel(p.func, p.gridDimX, p.gridDimY, p.gridDimZ,
                                  p.blockDimX, p.blockDimY, p.blockDimZ, 0,
                                  nullStream, p.kernelParams, nullptr),
@@ -539,38 +495,27 @@ private:
   /// far, one by one, and ends the recording (this step runs without a
   /// graph).
   void interrupt() {
-    if (!recording)
-      return;
-    recording = false;
-    std::vector<Launch> pending = std::move(recorded);
-    recorded.clear();
-    for (const Launch &launch : pending)
+    for (const KernelLaunch &launch : steps.interrupt())
       submit(launch);
   }
 
   /// Runs the step's launches as one graph: the last step's, with new
   /// arguments, when the kernels and grids are the same (every decode step
   /// after the first), else a new one (a chain of kernel nodes).
-  void replayAsGraph() {
+  void replayAsGraph(const std::vector<KernelLaunch> &step) {
     bind();
-    std::vector<Launch> steps = std::move(recorded);
-    recorded.clear();
-    bool same = graphExec && steps.size() == graphShape.size();
-    for (size_t i = 0; same && i < steps.size(); ++i)
-      same = steps[i].index == graphShape[i].index &&
-             std::equal(steps[i].grid, steps[i].grid + 3, graphShape[i].grid);
-    if (same) {
-      for (size_t i = 0; i < steps.size(); ++i) {
-        KernelNodeParams p = nodeParams(steps[i], params);
+    if (graphExec && steps.fitsGraph(step)) {
+      for (size_t i = 0; i < step.size(); ++i) {
+        KernelNodeParams p = nodeParams(step[i]);
         api.check(
             api.cuGraphExecKernelNodeSetParams_v2(graphExec, nodes[i], &p),
-            "cuGraphExecKernelNodeSetParams", describe(steps[i]));
+            "cuGraphExecKernelNodeSetParams", describe(step[i]));
       }
     } else {
       destroyGraph();
       api.check(api.cuGraphCreate(&graph, 0), "cuGraphCreate");
-      for (const Launch &launch : steps) {
-        KernelNodeParams p = nodeParams(launch, params);
+      for (const KernelLaunch &launch : step) {
+        KernelNodeParams p = nodeParams(launch);
         CUgraphNode node = nullptr;
         const CUgraphNode *after = nodes.empty() ? nullptr : &nodes.back();
         api.check(api.cuGraphAddKernelNode_v2(&node, graph, after,
@@ -580,11 +525,9 @@ private:
       }
       api.check(api.cuGraphInstantiateWithFlags(&graphExec, graph, 0),
                 "cuGraphInstantiateWithFlags",
-                " (a decode step of " + std::to_string(steps.size()) +
+                " (a decode step of " + std::to_string(step.size()) +
                     " kernels)");
-      for (Launch &launch : steps)
-        launch.slots.clear();
-      graphShape = std::move(steps);
+      steps.keepShape(step);
     }
     api.check(api.cuGraphLaunch(graphExec, nullStream), "cuGraphLaunch");
   }
@@ -597,7 +540,7 @@ private:
     graphExec = nullptr;
     graph = nullptr;
     nodes.clear();
-    graphShape.clear();
+    steps.forgetShape();
   }
 
   CudaApi api;
@@ -631,14 +574,12 @@ private:
   std::vector<void *> params;
 
   /// Decode steps as CUDA graphs (XFMR_CUDA_GRAPHS=1, where the driver has
-  /// them): the launches of the step being recorded, and the last step's
-  /// graph with its nodes and their (kernel, grid).
-  bool graphs = false, recording = false;
-  std::vector<Launch> recorded;
+  /// them): the step being recorded, and the last step's graph with its
+  /// nodes.
+  StepRecorder steps;
   CUgraph graph = nullptr;
   CUgraphExec graphExec = nullptr;
   std::vector<CUgraphNode> nodes;
-  std::vector<Launch> graphShape;
 };
 
 } // namespace

@@ -10,10 +10,19 @@
 // All work goes to the NULL stream of the selected device, which orders the
 // synchronous copies, the memsets and the launches without events.
 //
+// Decode steps as HIP graphs (XFMR_HIP_GRAPHS=1, opt-in as CUDA's until
+// measured on a GPU): the step's launches become a chain of kernel nodes,
+// instantiated once and relaunched with new parameter values while the
+// kernels and grids stay the same (KernelLaunch.h). The nodes name module
+// kernels (hipFunction_t), which HIP's graphs take from ROCm 6 (clr's
+// GraphKernelNode::getFunc); where a runtime refuses them, the device says
+// so once on stderr and launches directly from then on.
+//
 //===----------------------------------------------------------------------===//
 
 #include "backends/gpu/DeviceMemory.h"
 #include "backends/gpu/GpuDevice.h"
+#include "backends/gpu/KernelLaunch.h"
 #include "xfmr/runtime/Error.h"
 
 #include <algorithm>
@@ -41,15 +50,29 @@ using hipDeviceptr_t = void *;
 using hipModule_t = struct ihipModule_t *;
 using hipFunction_t = struct ihipModuleSymbol_t *;
 using hipStream_t = struct ihipStream_t *;
+using hipGraph_t = struct ihipGraph *;
+using hipGraphNode_t = struct hipGraphNode *;
+using hipGraphExec_t = struct hipGraphExec *;
+
+/// hip_runtime_api.h's dim3 and hipKernelNodeParams (the same in ROCm 5
+/// and 6): `func` is the module kernel, `extra` null.
+struct Dim3 {
+  uint32_t x, y, z;
+};
+struct KernelNodeParams {
+  Dim3 blockDim;
+  void **extra;
+  void *func;
+  Dim3 gridDim;
+  void **kernelParams;
+  unsigned sharedMemBytes;
+};
 
 constexpr hipError_t hipSuccess = 0;
 constexpr hipError_t hipErrorOutOfMemory = 2;
 constexpr hipError_t hipErrorNoDevice = 100;
 
 constexpr hipStream_t nullStream = nullptr;
-
-/// The memref size field of every buffer parameter (unread by the kernels).
-constexpr int64_t bufferSizeField = int64_t(1) << 40;
 
 /// Bytes given to hipGetDeviceProperties: far more than any layout so far
 /// (about 1 KiB in ROCm 5, 1.5 KiB in ROCm 6).
@@ -77,6 +100,23 @@ struct HipApi {
                                       unsigned, unsigned, unsigned, unsigned,
                                       unsigned, hipStream_t, void **, void **);
   hipError_t (*hipDeviceSynchronize)();
+  // Graphs (optional: null where the runtime lacks them).
+  hipError_t (*hipGraphCreate)(hipGraph_t *, unsigned);
+  hipError_t (*hipGraphAddKernelNode)(hipGraphNode_t *, hipGraph_t,
+                                      const hipGraphNode_t *, size_t,
+                                      const KernelNodeParams *);
+  hipError_t (*hipGraphInstantiateWithFlags)(hipGraphExec_t *, hipGraph_t,
+                                             unsigned long long);
+  hipError_t (*hipGraphExecKernelNodeSetParams)(hipGraphExec_t, hipGraphNode_t,
+                                                const KernelNodeParams *);
+  hipError_t (*hipGraphLaunch)(hipGraphExec_t, hipStream_t);
+  hipError_t (*hipGraphExecDestroy)(hipGraphExec_t);
+  hipError_t (*hipGraphDestroy)(hipGraph_t);
+  bool hasGraphs() const {
+    return hipGraphCreate && hipGraphAddKernelNode &&
+           hipGraphInstantiateWithFlags && hipGraphExecKernelNodeSetParams &&
+           hipGraphLaunch && hipGraphExecDestroy && hipGraphDestroy;
+  }
 
   /// "hipErrorOutOfMemory (2)".
   std::string errorName(hipError_t result) const {
@@ -151,6 +191,19 @@ HipApi loadHip() {
   XFMR_RESOLVE(hipModuleLaunchKernel);
   XFMR_RESOLVE(hipDeviceSynchronize);
 #undef XFMR_RESOLVE
+  auto optional = [&](auto &function, const char *symbol) {
+    function = reinterpret_cast<std::remove_reference_t<decltype(function)>>(
+        dlsym(library, symbol));
+  };
+#define XFMR_OPTIONAL(name) optional(api.name, #name)
+  XFMR_OPTIONAL(hipGraphCreate);
+  XFMR_OPTIONAL(hipGraphAddKernelNode);
+  XFMR_OPTIONAL(hipGraphInstantiateWithFlags);
+  XFMR_OPTIONAL(hipGraphExecKernelNodeSetParams);
+  XFMR_OPTIONAL(hipGraphLaunch);
+  XFMR_OPTIONAL(hipGraphExecDestroy);
+  XFMR_OPTIONAL(hipGraphDestroy);
+#undef XFMR_OPTIONAL
   // ROCm 6 headers map hipGetDeviceProperties to the R0600 layout; ROCm 5
   // has only the unsuffixed one. gfxName() reads either.
   api.hipGetDeviceProperties = reinterpret_cast<hipError_t (*)(void *, int)>(
@@ -237,6 +290,9 @@ public:
     if (chipName.empty())
       throw Error("HIP device " + std::to_string(index) + " (" + deviceName +
                   ") reports no gfx architecture name");
+    const char *graphsVariable = std::getenv("XFMR_HIP_GRAPHS");
+    steps.enable(graphsVariable && std::string(graphsVariable) == "1" &&
+                 api.hasGraphs());
   }
 
   ~HipDevice() override {
@@ -244,6 +300,7 @@ public:
     if (api.hipSetDevice(index) != hipSuccess)
       return;
     api.hipDeviceSynchronize();
+    destroyGraph();
     if (module)
       api.hipModuleUnload(module);
     memory.freeAll();
@@ -262,6 +319,7 @@ public:
                     uint64_t bytes) override {
     if (!bytes)
       return;
+    interrupt();
     bind();
     // Synchronous, on the NULL stream: after earlier work, and `source` is
     // consumed when it returns. HIP's parameter is non-const but only read.
@@ -284,6 +342,7 @@ public:
   void zero(uint64_t dest, uint64_t bytes) override {
     if (!bytes)
       return;
+    interrupt();
     bind();
     api.check(api.hipMemsetD8(pointer(dest), 0, bytes), "hipMemsetD8",
               " zeroing " + std::to_string(bytes) + " bytes at " + hexAddress(dest));
@@ -330,44 +389,23 @@ public:
     // An empty grid is no work.
     if (!grid[0] || !grid[1] || !grid[2])
       return;
-    bind();
+    // HIP copies the parameter values when it launches (or adds the graph
+    // node).
+    KernelLaunch launch = kernelLaunch(kernelIndex, grid, kernel.info, args);
+    if (!steps.record(launch))
+      submit(launch);
+  }
 
-    // One 8-byte slot per kernel parameter, in the ABI's order; HIP copies
-    // the values during hipModuleLaunchKernel.
-    size_t buffers = kernel.info.buffers.size();
-    size_t count = 5 * buffers + buffers + kernel.info.scalars;
-    slots.assign(count, 0);
-    params.resize(count);
-    for (size_t i = 0; i < count; ++i)
-      params[i] = &slots[i];
-    auto put = [&](size_t slot, auto value) {
-      static_assert(sizeof(value) <= sizeof(uint64_t));
-      std::memcpy(&slots[slot], &value, sizeof(value));
-    };
-    for (size_t k = 0; k < buffers; ++k) {
-      put(5 * k + 0, pointer(args[k])); // allocated
-      put(5 * k + 1, pointer(args[k])); // aligned
-      put(5 * k + 2, int64_t(0));       // offset
-      put(5 * k + 3, bufferSizeField);  // size
-      put(5 * k + 4, int64_t(1));       // stride
-      put(5 * buffers + k, int32_t(0)); // element offset
-    }
-    for (size_t j = 0; j < kernel.info.scalars; ++j)
-      put(6 * buffers + j, static_cast<int32_t>(args[buffers + j]));
+  void beginStep() override { steps.begin(); }
 
-    const uint32_t *block = kernel.info.block;
-    api.check(api.hipModuleLaunchKernel(kernel.function, grid[0], grid[1],
-                                        grid[2], block[0], block[1], block[2],
-                                        0, nullStream, params.data(), nullptr),
-              "hipModuleLaunchKernel",
-              " launching kernel '" + kernel.info.name + "' on grid " +
-                  std::to_string(grid[0]) + "x" + std::to_string(grid[1]) +
-                  "x" + std::to_string(grid[2]) + ", block " +
-                  std::to_string(block[0]) + "x" + std::to_string(block[1]) +
-                  "x" + std::to_string(block[2]));
+  void endStep(bool discard) override {
+    std::vector<KernelLaunch> step = steps.end(discard);
+    if (!step.empty())
+      replayAsGraph(step);
   }
 
   void synchronize() override {
+    interrupt();
     bind();
     api.check(api.hipDeviceSynchronize(), "hipDeviceSynchronize",
               " (waiting for the launched work; a failed kernel reports "
@@ -379,7 +417,115 @@ private:
   /// thread, and HIP's current device is per thread.
   void bind() { api.check(api.hipSetDevice(index), "hipSetDevice"); }
 
+  /// HIP's description of `launch` (pointers into `params`, which must
+  /// outlive the call that reads it).
+  KernelNodeParams nodeParams(const KernelLaunch &launch) {
+    const HipKernel &kernel = kernels[launch.index];
+    const uint32_t *block = kernel.info.block;
+    return KernelNodeParams{{block[0], block[1], block[2]},
+                            nullptr,
+                            kernel.function,
+                            {launch.grid[0], launch.grid[1], launch.grid[2]},
+                            launch.parameters(params),
+                            0};
+  }
 
+  std::string describe(const KernelLaunch &launch) const {
+    return describeLaunch(launch, kernels[launch.index].info);
+  }
+
+  /// Launches `launch` now, on the NULL stream.
+  void submit(const KernelLaunch &launch) {
+    bind();
+    KernelNodeParams p = nodeParams(launch);
+    api.check(api.hipModuleLaunchKernel(
+                  static_cast<hipFunction_t>(p.func), p.gridDim.x, p.gridDim.y,
+                  p.gridDim.z, p.blockDim.x, p.blockDim.y, p.blockDim.z, 0,
+                  nullStream, p.kernelParams, nullptr),
+              "hipModuleLaunchKernel", describe(launch));
+  }
+
+  /// Anything but a launch during a step launches what the step recorded so
+  /// far, one by one, and ends the recording (this step runs without a
+  /// graph).
+  void interrupt() {
+    for (const KernelLaunch &launch : steps.interrupt())
+      submit(launch);
+  }
+
+  /// Runs the step's launches as one graph: the last step's, with new
+  /// parameter values, when the kernels and grids are the same (every
+  /// decode step after the first), else a new chain of kernel nodes.
+  void replayAsGraph(const std::vector<KernelLaunch> &step) {
+    bind();
+    if (graphExec && steps.fitsGraph(step)) {
+      for (size_t i = 0; i < step.size(); ++i) {
+        KernelNodeParams p = nodeParams(step[i]);
+        api.check(api.hipGraphExecKernelNodeSetParams(graphExec, nodes[i], &p),
+                  "hipGraphExecKernelNodeSetParams", describe(step[i]));
+      }
+    } else if (!buildGraph(step)) {
+      return;
+    }
+    api.check(api.hipGraphLaunch(graphExec, nullStream), "hipGraphLaunch");
+  }
+
+  /// A new graph of `step`'s launches. Where HIP refuses it (a runtime whose
+  /// graphs take no module kernels), says why once, launches the step
+  /// directly and turns graphs off; false then.
+  bool buildGraph(const std::vector<KernelLaunch> &step) {
+    destroyGraph();
+    std::string failure;
+    auto attempt = [&](hipError_t result, const char *call,
+                       const std::string &context = "") {
+      if (result != hipSuccess && failure.empty())
+        failure =
+            std::string(call) + " failed: " + api.errorName(result) + context;
+      return failure.empty();
+    };
+    if (attempt(api.hipGraphCreate(&graph, 0), "hipGraphCreate")) {
+      for (const KernelLaunch &launch : step) {
+        KernelNodeParams p = nodeParams(launch);
+        hipGraphNode_t node = nullptr;
+        const hipGraphNode_t *after = nodes.empty() ? nullptr : &nodes.back();
+        if (!attempt(api.hipGraphAddKernelNode(&node, graph, after,
+                                               nodes.empty() ? 0 : 1, &p),
+                     "hipGraphAddKernelNode", describe(launch)))
+          break;
+        nodes.push_back(node);
+      }
+    }
+    if (failure.empty())
+      attempt(api.hipGraphInstantiateWithFlags(&graphExec, graph, 0),
+              "hipGraphInstantiateWithFlags",
+              " (a decode step of " + std::to_string(step.size()) +
+                  " kernels)");
+    if (failure.empty()) {
+      steps.keepShape(step);
+      return true;
+    }
+    destroyGraph();
+    steps.enable(false);
+    std::fprintf(stderr,
+                 "xfmr: XFMR_HIP_GRAPHS=1, but this HIP runtime builds no "
+                 "graph of the decode step (%s); launching its kernels one "
+                 "by one\n",
+                 failure.c_str());
+    for (const KernelLaunch &launch : step)
+      submit(launch);
+    return false;
+  }
+
+  void destroyGraph() {
+    if (graphExec)
+      api.hipGraphExecDestroy(graphExec);
+    if (graph)
+      api.hipGraphDestroy(graph);
+    graphExec = nullptr;
+    graph = nullptr;
+    nodes.clear();
+    steps.forgetShape();
+  }
 
   HipApi api;
   int index = 0;
@@ -407,9 +553,16 @@ private:
       },
       [this] { synchronize(); }}};
 
-  /// launch()'s parameter storage, kept to avoid allocating per launch.
-  std::vector<uint64_t> slots;
+  /// The parameter pointers of the launch being submitted.
   std::vector<void *> params;
+
+  /// Decode steps as HIP graphs (XFMR_HIP_GRAPHS=1, where the runtime has
+  /// them): the step being recorded, and the last step's graph with its
+  /// nodes.
+  StepRecorder steps;
+  hipGraph_t graph = nullptr;
+  hipGraphExec_t graphExec = nullptr;
+  std::vector<hipGraphNode_t> nodes;
 };
 
 } // namespace
