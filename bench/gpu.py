@@ -225,6 +225,28 @@ def profile_attention_kernel(root, artifact, prompt_len, vocab):
     return None
 
 
+def profile_grouped_experts(root, artifact, prompt_len, vocab, config):
+    """The first MoE layer's grouped expert products on the matrix units (moe_experts_..._mma
+    _prefill_up: gate and up; _prefill_down) in a prefill of `prompt_len` tokens, each
+    against torch.matmul (cuBLAS bf16) of one dense GEMM with the same products (the
+    entries, T x top-k, times the stacked weights: a bound no grouping loses to):
+    [(kernel, seconds, TFLOP/s, cuBLAS TFLOP/s)]."""
+    import torch
+    hidden, inter = config["hidden_size"], config["moe_intermediate_size"]
+    entries = prompt_len * config["num_experts_per_tok"]
+    shapes = {"up": (entries, 2 * inter, hidden), "down": (entries, hidden, inter)}
+    rows = []
+    for name, seconds in _ncu_times(root, artifact, prompt_len, vocab,
+                                    "moe_experts_.*_mma.*_prefill_(up|down)$", 2):
+        m, n, k = shapes["up" if name.endswith("_up") else "down"]
+        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(k, n, device="cuda", dtype=torch.bfloat16)
+        peer = 2.0 * m * n * k / median_ms(lambda: a @ b) / 1e9
+        del a, b
+        rows.append((name, seconds, 2.0 * m * n * k / seconds / 1e12, peer))
+    return rows
+
+
 def causal_attention_flops(tokens, heads, key_dim, value_dim):
     """Multiply-adds x 2 of causal attention over `tokens` (half the score matrix)."""
     return 2.0 * tokens * tokens / 2 * heads * (key_dim + value_dim)
@@ -393,6 +415,14 @@ def run(args):
                         rows.append((f"{name}: {kernel} T={spec['long_prompt']}",
                                      f"{tflops:.0f} TFLOP/s", f"SDPA {peer:.0f}",
                                      f"{tflops / peer:.2f}"))
+            # MoE: the grouped expert products of a 4096-token prefill on the matrix
+            # units, against one cuBLAS GEMM of the same products.
+            if cuda and not args.no_gemm and spec["arch"] == "deepseek_v3":
+                grouped = profile_grouped_experts(root, full, 4096, vocab, config)
+                entry["grouped_experts"] = grouped
+                for kernel, seconds, tflops, peer in grouped:
+                    rows.append((f"{name}: {kernel} T=4096", f"{tflops:.0f} TFLOP/s",
+                                 f"one cuBLAS GEMM {peer:.0f}", f"{tflops / peer:.2f}"))
             full.unlink()
             if cuda and spec["arch"] == "llama" and spec["dtype"] == "bf16" and \
                     "--quantize" not in spec["flags"] and not args.no_torch:

@@ -463,6 +463,9 @@ struct MoEExpertsKernel {
   MoEDispatch dispatch;
   std::optional<SharedExpert> shared;
   std::optional<int64_t> activationGroup;
+  /// --precise: GPU matrix units keep about f32's precision of the
+  /// activations (bf16 experts' grouped products round them to bf16).
+  bool precise = false;
 };
 
 /// Any kernel's configuration: what the registry dispatches on.

@@ -929,10 +929,11 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     if (nextCounter >= plan.getCounters().size())
       return op->emitOpError("has no counter slot in the memory plan");
     auto counter = cast<CounterSlotAttr>(plan.getCounters()[nextCounter++]);
-    MoEExpertsKernel kernel{count,  inter,
-                            hidden, topK,
-                            weight, experts.getDispatch(),
-                            std::nullopt, asInt(experts.getActivationGroup())};
+    MoEExpertsKernel kernel{count,        inter,
+                            hidden,       topK,
+                            weight,       experts.getDispatch(),
+                            std::nullopt, asInt(experts.getActivationGroup()),
+                            precise};
     MoEExpertsOperands<Value> operands;
     operands.input = buffer(experts.getInput());
     operands.weights = buffer(experts.getWeights());

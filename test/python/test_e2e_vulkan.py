@@ -466,6 +466,37 @@ def test_mma_linears_match_cpu(target, synth_checkpoint, tmp_path):
         assert relative_row_error(gpu_rows, cpu_rows) < TOLERANCE, flags
 
 
+# Mixtral with a hidden size of 1.5 stages (96) and an intermediate size of 1.25 column
+# tiles (40); DeepSeek-V3 with its shared expert (the same products over all tokens).
+GROUPED_EXPERTS = {
+    "mixtral": ("mixtral", {"hidden_size": 96, "intermediate_size": 40}),
+    "deepseek-v3": ("deepseek_v3", {}),
+}
+
+
+@pytest.mark.parametrize("target", ["vulkan:mma-emulation", "vulkan:mfma-emulation"])
+@pytest.mark.parametrize("name", sorted(GROUPED_EXPERTS))
+def test_mma_grouped_experts_match_cpu(name, target, synth_checkpoint, tmp_path):
+    """Prefill's grouped expert products on the (emulated) matrix units, bf16 experts: 150
+    tokens give each expert several 32-entry tiles (the last partial), gathered by the
+    routing's order. In these models nothing else uses the matrix units (widths that are
+    not whole stages, head dimensions that are not multiples of 16), so against the CPU
+    with --precise (f32 activations): with --precise too, the experts' activations go in
+    two bf16 products (their value and its remainder) and the rows match to f32's accuracy
+    (3e-6 seen); without it they round to bf16, which moves the rows by a few 1e-3 (2.6e-3
+    seen on Mixtral), the tokens staying the same."""
+    arch, overrides = GROUPED_EXPERTS[name]
+    checkpoint = synth_checkpoint(arch, dtype="bf16", overrides=overrides)
+    prompt = [(37 * i + 11) % 120 + 3 for i in range(150)]
+    cpu = compile_model(checkpoint, tmp_path / "cpu", "cpu", "--context", "256", "--precise")
+    cpu_ids, cpu_rows = greedy(cpu, prompt, 4)
+    for flags, tolerance in ((["--precise"], TOLERANCE), ([], 1e-2)):
+        gpu = compile_model(checkpoint, tmp_path / "gpu", target, "--context", "256", *flags)
+        gpu_ids, gpu_rows = greedy(gpu, prompt, 4)
+        assert gpu_ids == cpu_ids, flags
+        assert relative_row_error(gpu_rows, cpu_rows) < tolerance, flags
+
+
 @pytest.mark.parametrize("target", ["vulkan:mma-emulation", "vulkan:mfma-emulation"])
 @pytest.mark.parametrize("cache", ["int8", "fp8"])
 def test_mma_attention_reads_8bit_caches(cache, target, synth_checkpoint, tmp_path):

@@ -118,7 +118,23 @@ QueryTile queryTile(mlir::OpBuilder &b, mlir::Location loc,
                     const GPUThread &thread, AttendOperands<mlir::Value> args,
                     const AttendKernel &kernel, int64_t tile);
 
-/// Tensor-core forms (MatrixTiles.cpp).
+namespace simt {
+/// Rows of a tile operand (TileProducts.cpp): whether row r (0..31) of the
+/// tile exists, and its f32 value at column k (called only where it does
+/// and k < depth).
+struct TileRows {
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r)>
+      exists;
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r,
+                            mlir::Value k)>
+      at;
+};
+using TileFinish =
+    llvm::function_ref<void(mlir::OpBuilder &, mlir::Location, mlir::Value r,
+                            mlir::Value n, mlir::ValueRange sums)>;
+} // namespace simt
+
+/// Matrix-unit (tensor core) forms.
 namespace mma {
 /// The prefill form of a linear (`key`, operand `types`) on `target`'s
 /// matrix units, or null where they do not suit it: cuda targets, bf16
@@ -140,6 +156,24 @@ mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
                                    const AttendKernel &kernel,
                                    AttendOperands<mlir::Type> types,
                                    llvm::StringRef key);
+
+/// Whether `target` multiplies bf16 on matrix units (cuda and rocm: sm_80
+/// and gfx90a on; the emulations): where mma::tileProducts runs.
+bool hasMatrixUnits(const GPUKernelTarget &target);
+/// f32 of workgroup memory mma::tileProducts takes on `target` with
+/// `operands` W operands (with `split`, a tile more).
+int64_t tileProductsScratch(const GPUKernelTarget &target, int64_t operands,
+                            bool split);
+/// simt::tileProducts on the matrix units (MatrixTileProducts.cpp): a
+/// 32 x 32 tile of sums over k < depth of a(r, k) * w_j(n, k), 64 threads,
+/// A rounded to bf16 (with `split`, plus a product of its remainder); the W
+/// values must be exact in bf16. Allocates its workgroup memory; every
+/// thread must call it (barriers).
+void tileProducts(mlir::OpBuilder &b, mlir::Location loc,
+                  const GPUKernelTarget &target, const GPUThread &thread,
+                  int64_t depth, const simt::TileRows &a,
+                  llvm::ArrayRef<simt::TileRows> w, bool split,
+                  simt::TileFinish finish);
 
 /// How a kernel multiplies its waves' tiles: NVIDIA's mma.sync (a warp's
 /// 16 x 8 tile; cuda targets) or AMD's MFMA (a wave's 16 x 16; rocm), or on
@@ -189,6 +223,32 @@ int64_t emulationWords(const GPUKernelTarget &target, int64_t block,
 /// arithmetic when `portable` (SPIR-V has no bf16).
 mlir::Value bf16Bits(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
                      bool portable = false);
+/// The bf16 bits of f32 `x` and of its remainder x - bf16(x) (0 where
+/// bf16(x) is infinite): the two bf16 values whose sum keeps about 16 of
+/// f32's 24 bits (--precise's second product).
+std::pair<mlir::Value, mlir::Value> splitBF16(mlir::OpBuilder &b,
+                                              mlir::Location loc, mlir::Value x,
+                                              bool portable = false);
+/// The (row, word) of each word of a lane's fragment, in a tile of 16 rows
+/// (A; B: 8 rows on NVIDIA, 16 on AMD) x 8 words (one k-step): A NVIDIA
+/// (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4), AMD (r, 2q), (r, 2q + 1);
+/// B NVIDIA (g, t), (g, t + 4), AMD as A.
+llvm::SmallVector<std::pair<mlir::Value, mlir::Value>>
+fragmentWords(mlir::OpBuilder &b, mlir::Location loc, bool amd,
+              const LaneParts &lane, bool isA);
+/// The (row, column) of a lane's C element e (of 4) in one product's tile:
+/// NVIDIA (g + 8 (e / 2), 2t + e % 2), AMD (4q + e, r).
+std::pair<mlir::Value, mlir::Value> elementOf(mlir::OpBuilder &b,
+                                              mlir::Location loc, bool amd,
+                                              const LaneParts &lane, int64_t e);
+/// A fragment (vector<Nxi32>) of words staged in workgroup memory `tile`
+/// (f32 bits, `pitch` words a row): `words` (fragmentWords) from row
+/// `firstRow` and word `firstWord` on.
+mlir::Value
+loadFragment(mlir::OpBuilder &b, mlir::Location loc, mlir::Value tile,
+             int64_t pitch,
+             llvm::ArrayRef<std::pair<mlir::Value, mlir::Value>> words,
+             mlir::Value firstRow, mlir::Value firstWord);
 /// low | high << 16 (i32).
 mlir::Value pack16(mlir::OpBuilder &b, mlir::Location loc, mlir::Value low,
                    mlir::Value high);
@@ -311,19 +371,11 @@ std::pair<mlir::Value, mlir::Value> tileCorner(mlir::OpBuilder &b,
                                                mlir::Value workgroup,
                                                int64_t out, int64_t tile);
 
-/// Rows of a tile operand (TileProducts.cpp): whether row r (0..31) of the
-/// tile exists, and its f32 value at column k (called only where it does
-/// and k < depth).
-struct TileRows {
-  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r)>
-      exists;
-  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r,
-                            mlir::Value k)>
-      at;
-};
-using TileFinish =
-    llvm::function_ref<void(mlir::OpBuilder &, mlir::Location, mlir::Value r,
-                            mlir::Value n, mlir::ValueRange sums)>;
+/// `value()` where `inside`, else a zero of `type` (a load past an edge is
+/// not made).
+mlir::Value valueOrZero(
+    mlir::OpBuilder &b, mlir::Location loc, mlir::Value inside, mlir::Type type,
+    llvm::function_ref<mlir::Value(mlir::OpBuilder &, mlir::Location)> value);
 /// f32 of workgroup memory each staged operand of tileProducts needs.
 int64_t tileScratch(int64_t operands);
 /// A 32 x 32 tile of sums over k < depth of a(r, k) * w_j(n, k) for every W

@@ -48,12 +48,9 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
-
-#include <limits>
 
 using namespace mlir;
 using namespace xfmr;
@@ -129,12 +126,6 @@ Value f32Of(OpBuilder &b, Location loc, Value i32Bits) {
 using mma::bf16Bits;
 using mma::pack16;
 
-/// The f32 value of bf16 bits.
-Value fromBF16Bits(OpBuilder &b, Location loc, Value bits) {
-  Value shifted = arith::ShLIOp::create(b, loc, bits, simt::i32(b, loc, 16));
-  return f32Of(b, loc, shifted);
-}
-
 /// The staged word (row, word) of a tile in workgroup memory, as i32.
 Value stagedWord(OpBuilder &b, Location loc, Value tile, Value row,
                  Value word) {
@@ -171,20 +162,6 @@ void storeWord(OpBuilder &b, Location loc, const Unit &unit, Value word,
   if (offset)
     at = arith::AddIOp::create(b, loc, at, offset);
   memref::StoreOp::create(b, loc, f32Of(b, loc, word), tile, at);
-}
-
-/// `value()` where `inside`, else a zero of `type`.
-Value loadOrZero(OpBuilder &b, Location loc, Value inside, Type type,
-                 function_ref<Value(OpBuilder &, Location)> value) {
-  auto branch = scf::IfOp::create(b, loc, TypeRange{type}, inside,
-                                  /*withElseRegion=*/true);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&branch.getThenRegion().front());
-  scf::YieldOp::create(b, loc, value(b, loc));
-  b.setInsertionPointToStart(&branch.getElseRegion().front());
-  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(type));
-  scf::YieldOp::create(b, loc, zero);
-  return branch.getResult(0);
 }
 
 /// Four E4M3FN codes as the FNUZ codes of half their values: the same bits,
@@ -323,29 +300,21 @@ void stageBF16Input(OpBuilder &b, Location loc, const Unit &unit,
     Value inside =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, token, tokens);
     Value column = arith::AddIOp::create(b, loc, firstLoad, q);
-    Value x = loadOrZero(b, loc, inside, vector4,
-                         [&](OpBuilder &b, Location loc) -> Value {
-                           return memref::LoadOp::create(
-                               b, loc, input, ValueRange{token, column});
-                         });
+    Value x = simt::valueOrZero(b, loc, inside, vector4,
+                                [&](OpBuilder &b, Location loc) -> Value {
+                                  return memref::LoadOp::create(
+                                      b, loc, input, ValueRange{token, column});
+                                });
     SmallVector<Value> high, remainder;
     for (int64_t j = 0; j < 4; ++j) {
       Value value = vector::ExtractOp::create(b, loc, x, j);
       bool portable = unit.products.emulated();
-      Value bits = bf16Bits(b, loc, value, portable);
-      high.push_back(bits);
       if (split) {
-        // x - bf16(x) is exact; an infinite bf16(x) (x infinite, or past
-        // bf16's range) leaves no remainder, rather than NaN.
-        Value high = fromBF16Bits(b, loc, bits);
-        Value rest = arith::SubFOp::create(b, loc, value, high);
-        Value magnitude = math::AbsFOp::create(b, loc, high);
-        Value infinity = f32(b, loc, std::numeric_limits<float>::infinity());
-        Value finite = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT,
-                                             magnitude, infinity);
-        Value zero = f32(b, loc, 0.0);
-        rest = arith::SelectOp::create(b, loc, finite, rest, zero);
-        remainder.push_back(bf16Bits(b, loc, rest, portable));
+        auto [bits, rest] = mma::splitBF16(b, loc, value, portable);
+        high.push_back(bits);
+        remainder.push_back(rest);
+      } else {
+        high.push_back(bf16Bits(b, loc, value, portable));
       }
     }
     Value word = arith::MulIOp::create(b, loc, q, index(b, loc, 2));
@@ -383,7 +352,7 @@ void stageRows(OpBuilder &b, Location loc, const Unit &unit,
     Value inside =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, n, rows);
     Value column = arith::AddIOp::create(b, loc, firstLoad, q);
-    Value loaded = loadOrZero(
+    Value loaded = simt::valueOrZero(
         b, loc, inside, words, [&](OpBuilder &b, Location loc) -> Value {
           return memref::LoadOp::create(b, loc, source, ValueRange{n, column});
         });
@@ -409,11 +378,12 @@ void stageInputScales(OpBuilder &b, Location loc, const GPUThread &thread,
     Value token = arith::AddIOp::create(b, loc, firstToken, thread.thread);
     Value inside =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, token, tokens);
-    Value scale = loadOrZero(b, loc, inside, b.getF32Type(),
-                             [&](OpBuilder &b, Location loc) -> Value {
-                               return memref::LoadOp::create(
-                                   b, loc, scales, ValueRange{token, stage});
-                             });
+    Value scale =
+        simt::valueOrZero(b, loc, inside, b.getF32Type(),
+                          [&](OpBuilder &b, Location loc) -> Value {
+                            return memref::LoadOp::create(
+                                b, loc, scales, ValueRange{token, stage});
+                          });
     Value at = thread.thread;
     if (tiles.scalesOffset)
       at = arith::AddIOp::create(b, loc, at, tiles.scalesOffset);

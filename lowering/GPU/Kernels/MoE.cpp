@@ -17,7 +17,10 @@
 // workgroup sorts the token x slot entries by expert; 32 x 32 tiles
 // (simt::tileProducts) of (32 entries of one expert, 32 rows) compute
 // silu(x . gate) * (x . up), then (32 entries, 32 hidden rows) their down
-// projection, so each expert's weights are read once per 32 of its tokens;
+// projection, so each expert's weights are read once per 32 of its tokens
+// (bf16 experts on cuda, rocm and their emulations: on the matrix units,
+// mma::tileProducts, the activations rounded to bf16 or, with --precise,
+// split in two; other formats and targets: f32 SIMT tiles);
 // the shared expert goes the same way over all tokens; a workgroup per token
 // sums w * y over its experts in the CPU's order (slot order for `sparse`,
 // expert order for `dense` and `grouped`), then the shared expert's. Dense
@@ -521,6 +524,16 @@ void forEachRoutedExpert(OpBuilder &b, Location loc, MoEDispatch dispatch,
 
 } // namespace
 
+/// Whether prefill's grouped products of experts with `weight` run on the
+/// target's matrix units: where its values are exact in bf16
+/// (MatrixTileProducts.cpp rounds the activations to bf16, or splits them
+/// in two with --precise); else in f32 SIMT tiles.
+static bool groupedOnMatrixUnits(const GPUKernelTarget &target,
+                                 const WeightOperand &weight) {
+  return mma::hasMatrixUnits(target) && weight.format == WeightFormat::BF16 &&
+         !weight.blockScale;
+}
+
 static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                                    const MoEExpertsKernel &kernel) {
   int64_t experts = kernel.experts;
@@ -561,6 +574,10 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                     stringifyMoEDispatch(dispatch).str();
   if (activationGroup)
     key += "_act" + std::to_string(*activationGroup);
+  // Prefill's products on the matrix units (bf16 experts): --precise splits
+  // their activations in two.
+  if (groupedOnMatrixUnits(target, weight))
+    key += kernel.precise ? "_mma_x2" : "_mma";
   std::optional<int64_t> sharedGroup;
   if (shared) {
     WeightFormat format = shared->weight.format;
@@ -1097,6 +1114,22 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                                        column, index(b, loc, columns));
         };
   };
+  // The grouped products of experts with `w`'s weights (on the matrix units
+  // or in f32 SIMT tiles: groupedOnMatrixUnits).
+  auto groupedProducts =
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          const WeightOperand &w, int64_t depth, const simt::TileRows &a,
+          ArrayRef<simt::TileRows> rows, simt::TileFinish finish) {
+        if (groupedOnMatrixUnits(target, w)) {
+          mma::tileProducts(b, loc, target, thread, depth, a, rows,
+                            kernel.precise, finish);
+          return;
+        }
+        SmallVector<Value> tiles;
+        for (size_t o = 0; o <= rows.size(); ++o)
+          tiles.push_back(thread.scratch(simt::tileScratch(1)));
+        simt::tileProducts(b, loc, thread, depth, a, rows, tiles, finish);
+      };
   // act rows = silu(x . gate) * (x . up) over `rows` x-rows (`token(r)`),
   // the expert's (or the shared one's) intermediate rows.
   auto gateUpTile = [&](OpBuilder &b, Location loc, const GPUThread &thread,
@@ -1104,9 +1137,6 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                         Value e, Value first, Value end, Value firstColumn,
                         function_ref<Value(OpBuilder &, Location, Value)> token,
                         Value act, int64_t width) {
-    SmallVector<Value> tiles;
-    for (int64_t o = 0; o < 3; ++o)
-      tiles.push_back(thread.scratch(simt::tileScratch(1)));
     simt::TileRows x{
         rowExists(first, end),
         [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
@@ -1123,8 +1153,8 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     };
     simt::TileRows gateRows = weightRows(m.gate, m.gateScale);
     simt::TileRows upRows = weightRows(m.up, m.upScale);
-    simt::tileProducts(
-        b, loc, thread, hidden, x, {gateRows, upRows}, tiles,
+    groupedProducts(
+        b, loc, thread, m.weight, hidden, x, {gateRows, upRows},
         [&](OpBuilder &b, Location loc, Value r, Value n, ValueRange sums) {
           Value activated = silu(b, loc, sums[0]);
           Value product = arith::MulFOp::create(b, loc, activated, sums[1]);
@@ -1140,9 +1170,6 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   auto downTile = [&](OpBuilder &b, Location loc, const GPUThread &thread,
                       const ExpertWeights &m, Value e, Value first, Value end,
                       Value firstColumn, Value act, Value ys) {
-    SmallVector<Value> tiles;
-    for (int64_t o = 0; o < 2; ++o)
-      tiles.push_back(thread.scratch(simt::tileScratch(1)));
     simt::TileRows a{
         rowExists(first, end),
         [&](OpBuilder &b, Location loc, Value r, Value i) -> Value {
@@ -1158,8 +1185,8 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           Value column = arith::AddIOp::create(b, loc, firstColumn, n);
           return loadWeight(b, loc, m, m.down, m.downScale, e, column, i);
         }};
-    simt::tileProducts(
-        b, loc, thread, m.inter, a, {downRows}, tiles,
+    groupedProducts(
+        b, loc, thread, m.weight, m.inter, a, {downRows},
         [&](OpBuilder &b, Location loc, Value r, Value n, ValueRange sums) {
           Value p = arith::AddIOp::create(b, loc, first, r);
           Value column = arith::AddIOp::create(b, loc, firstColumn, n);

@@ -23,20 +23,20 @@ using namespace xfmr::kernels;
 namespace {
 constexpr int64_t kTile = 32, kPitch = kTile + 1, kSide = 8;
 constexpr int64_t kPerThread = kTile / kSide; // 4
+} // namespace
 
-/// `value()` where `inside`, else 0 (loads past an edge are not made).
-Value valueOrZero(OpBuilder &b, Location loc, Value inside,
-                  function_ref<Value(OpBuilder &, Location)> value) {
-  auto branch = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()}, inside,
+Value simt::valueOrZero(OpBuilder &b, Location loc, Value inside, Type type,
+                        function_ref<Value(OpBuilder &, Location)> value) {
+  auto branch = scf::IfOp::create(b, loc, TypeRange{type}, inside,
                                   /*withElseRegion=*/true);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&branch.getThenRegion().front());
   scf::YieldOp::create(b, loc, value(b, loc));
   b.setInsertionPointToStart(&branch.getElseRegion().front());
-  scf::YieldOp::create(b, loc, f32(b, loc, 0.0));
+  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(type));
+  scf::YieldOp::create(b, loc, zero);
   return branch.getResult(0);
 }
-} // namespace
 
 int64_t simt::tileScratch(int64_t operands) {
   return operands * kTile * kPitch;
@@ -74,10 +74,11 @@ void simt::tileProducts(OpBuilder &b, Location loc, const GPUThread &thread,
             const TileRows &rows = o == 0 ? a : w[o - 1];
             Value exists = rows.exists(b, loc, row);
             Value inside = arith::AndIOp::create(b, loc, kInside, exists);
-            Value value = valueOrZero(b, loc, inside,
-                                      [&](OpBuilder &b, Location loc) -> Value {
-                                        return rows.at(b, loc, row, k);
-                                      });
+            Value value =
+                simt::valueOrZero(b, loc, inside, b.getF32Type(),
+                                  [&](OpBuilder &b, Location loc) -> Value {
+                                    return rows.at(b, loc, row, k);
+                                  });
             memref::StoreOp::create(b, loc, value, tiles[o], slot);
           }
         }

@@ -15,9 +15,12 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <limits>
 
 using namespace mlir;
 using namespace xfmr;
@@ -59,7 +62,7 @@ SmallVector<Value> emulate(OpBuilder &b, Location loc,
   bool amd = products.amd;
   // NVIDIA g, t; AMD r (as g), q (as t).
   mma::LaneParts parts = mma::laneParts(b, loc, products.thread, amd);
-  Value wave = parts.wave, g = parts.g, t = parts.t;
+  Value wave = parts.wave;
   Value base = arith::MulIOp::create(
       b, loc, wave,
       index(b, loc, waveWords(amd, products.maxA, products.maxB)));
@@ -81,18 +84,10 @@ SmallVector<Value> emulate(OpBuilder &b, Location loc,
     memref::StoreOp::create(b, loc, value, products.scratch,
                             at(b, loc, first, row, word));
   };
-  SmallVector<std::pair<Value, Value>> aWords, bWords;
-  if (amd) {
-    Value word = arith::MulIOp::create(b, loc, t, index(b, loc, 2));
-    Value next = arith::AddIOp::create(b, loc, word, one);
-    aWords = {{g, word}, {g, next}};
-    bWords = aWords;
-  } else {
-    Value below = arith::AddIOp::create(b, loc, g, eight);
-    Value later = arith::AddIOp::create(b, loc, t, index(b, loc, 4));
-    aWords = {{g, t}, {below, t}, {g, later}, {below, later}};
-    bWords = {{g, t}, {g, later}};
-  }
+  SmallVector<std::pair<Value, Value>> aWords =
+      mma::fragmentWords(b, loc, amd, parts, /*isA=*/true);
+  SmallVector<std::pair<Value, Value>> bWords =
+      mma::fragmentWords(b, loc, amd, parts, /*isA=*/false);
   for (auto [m, fragment] : llvm::enumerate(a))
     for (auto [i, place] : llvm::enumerate(aWords))
       store(fragment, i, 128 * m, place.first, place.second);
@@ -103,18 +98,10 @@ SmallVector<Value> emulate(OpBuilder &b, Location loc,
   mlir::gpu::BarrierOp::create(b, loc);
   // The lane's C elements: (row, column) of each of the 4.
   SmallVector<Value> rows, columns;
-  Value pair = arith::MulIOp::create(b, loc, t, index(b, loc, 2));
-  Value quad = arith::MulIOp::create(b, loc, t, index(b, loc, 4));
   for (int64_t e = 0; e < 4; ++e) {
-    if (amd) {
-      rows.push_back(arith::AddIOp::create(b, loc, quad, index(b, loc, e)));
-      columns.push_back(g);
-    } else {
-      rows.push_back(
-          arith::AddIOp::create(b, loc, g, index(b, loc, 8 * (e / 2))));
-      columns.push_back(
-          arith::AddIOp::create(b, loc, pair, index(b, loc, e % 2)));
-    }
+    auto [row, column] = mma::elementOf(b, loc, amd, parts, e);
+    rows.push_back(row);
+    columns.push_back(column);
   }
   int64_t perWord = elements == WeightFormat::BF16 ? 2 : 4;
   int64_t count = w.size();
@@ -274,6 +261,66 @@ Value mma::bf16Bits(OpBuilder &b, Location loc, Value x, bool portable) {
   Value bias = arith::AddIOp::create(b, loc, odd, simt::i32(b, loc, 0x7fff));
   Value rounded = arith::AddIOp::create(b, loc, bits, bias);
   return arith::ShRUIOp::create(b, loc, rounded, sixteen);
+}
+
+SmallVector<std::pair<Value, Value>> mma::fragmentWords(OpBuilder &b,
+                                                        Location loc, bool amd,
+                                                        const LaneParts &lane,
+                                                        bool isA) {
+  Value g = lane.g, t = lane.t;
+  if (amd) {
+    Value word = arith::MulIOp::create(b, loc, t, index(b, loc, 2));
+    Value next = arith::AddIOp::create(b, loc, word, index(b, loc, 1));
+    return {{g, word}, {g, next}};
+  }
+  Value later = arith::AddIOp::create(b, loc, t, index(b, loc, 4));
+  if (!isA)
+    return {{g, t}, {g, later}};
+  Value below = arith::AddIOp::create(b, loc, g, index(b, loc, 8));
+  return {{g, t}, {below, t}, {g, later}, {below, later}};
+}
+
+std::pair<Value, Value> mma::elementOf(OpBuilder &b, Location loc, bool amd,
+                                       const LaneParts &lane, int64_t e) {
+  if (amd) {
+    Value quad = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 4));
+    return {arith::AddIOp::create(b, loc, quad, index(b, loc, e)), lane.g};
+  }
+  Value row = arith::AddIOp::create(b, loc, lane.g, index(b, loc, 8 * (e / 2)));
+  Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
+  return {row, arith::AddIOp::create(b, loc, pair, index(b, loc, e % 2))};
+}
+
+Value mma::loadFragment(OpBuilder &b, Location loc, Value tile, int64_t pitch,
+                        ArrayRef<std::pair<Value, Value>> words, Value firstRow,
+                        Value firstWord) {
+  SmallVector<Value> values;
+  for (auto [row, word] : words) {
+    Value r = arith::AddIOp::create(b, loc, firstRow, row);
+    Value w = arith::AddIOp::create(b, loc, firstWord, word);
+    Value start = arith::MulIOp::create(b, loc, r, index(b, loc, pitch));
+    Value at = arith::AddIOp::create(b, loc, start, w);
+    Value bits = memref::LoadOp::create(b, loc, tile, at);
+    values.push_back(arith::BitcastOp::create(b, loc, b.getI32Type(), bits));
+  }
+  auto type = VectorType::get({int64_t(values.size())}, b.getI32Type());
+  return vector::FromElementsOp::create(b, loc, type, values);
+}
+
+std::pair<Value, Value> mma::splitBF16(OpBuilder &b, Location loc, Value x,
+                                       bool portable) {
+  Value bits = bf16Bits(b, loc, x, portable);
+  // x - bf16(x) is exact; an infinite bf16(x) (x infinite, or past bf16's
+  // range) leaves no remainder, rather than NaN.
+  Value shifted = arith::ShLIOp::create(b, loc, bits, simt::i32(b, loc, 16));
+  Value high = arith::BitcastOp::create(b, loc, b.getF32Type(), shifted);
+  Value rest = arith::SubFOp::create(b, loc, x, high);
+  Value magnitude = math::AbsFOp::create(b, loc, high);
+  Value infinity = f32(b, loc, std::numeric_limits<float>::infinity());
+  Value finite = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT,
+                                       magnitude, infinity);
+  rest = arith::SelectOp::create(b, loc, finite, rest, f32(b, loc, 0.0));
+  return {bits, bf16Bits(b, loc, rest, portable)};
 }
 
 Value mma::pack16(OpBuilder &b, Location loc, Value low, Value high) {

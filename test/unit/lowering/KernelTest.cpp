@@ -1351,9 +1351,15 @@ TEST_P(MoEExpertsKernelTest, MatchesFloat64) {
   WeightOperand weight;
   weight.format = WeightFormat::BF16;
   WeightOperand sharedWeight;
-  MoEExpertsKernel config{experts, inter, hidden, topK, weight, GetParam(),
+  MoEExpertsKernel config{experts,
+                          inter,
+                          hidden,
+                          topK,
+                          weight,
+                          GetParam(),
                           SharedExpert{sharedInter, sharedWeight},
-                          std::nullopt};
+                          std::nullopt,
+                          /*precise=*/false};
   auto kernel = harness().compile(config);
   ASSERT_TRUE(kernel);
   std::vector<double> x = randomValues(tokens * hidden, -1, 1, 500);
@@ -1436,8 +1442,10 @@ TEST_P(MoEExpertsKernelTest, Int4StacksMatchFloat64) {
   WeightOperand weight;
   weight.format = WeightFormat::I4;
   weight.blockScale = {1, group};
-  MoEExpertsKernel config{experts, inter,      hidden,       topK,
-                          weight,  GetParam(), std::nullopt, std::nullopt};
+  MoEExpertsKernel config{
+      experts,          inter,      hidden,       topK,
+      weight,           GetParam(), std::nullopt, std::nullopt,
+      /*precise=*/false};
   auto kernel = harness().compile(config);
   ASSERT_TRUE(kernel);
   // One stack [experts, rows, cols]: its values code x scale, its bytes and

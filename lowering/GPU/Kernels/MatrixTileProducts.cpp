@@ -1,0 +1,210 @@
+//===- MatrixTileProducts.cpp - 32 x 32 row-product tiles on matrix units -===//
+//
+// mma::tileProducts keeps simt::tileProducts' contract (a 32 x 32 tile of
+// sums over k of A(r, k) * W_j(n, k) for one or more W operands, rows from
+// callbacks so that A may gather its rows, 64 threads) and computes it on
+// the target's matrix units: NVIDIA's mma.sync.m16n8k16 bf16 (2 warps, each
+// 16 rows x the 32 columns: 4 products a k-step and W operand) or AMD's
+// v_mfma_f32_16x16x16_bf16 (one wave of 64: 2 x 2 products of 16 x 16), or
+// their emulations on Vulkan (WarpProducts.cpp). Each stage puts 64
+// columns of the 32 A rows and of each W operand's 32 rows in workgroup
+// memory as bf16 pairs (a 36-word pitch, as MatrixTiles.cpp: the fragment
+// loads hit distinct banks), then runs 4 k-steps over them.
+//
+// A rounds to bf16, as the linears' matrix tiles round their input; with
+// `split` (--precise) its remainder x - bf16(x) goes through a second
+// product, which keeps about 16 of f32's 24 bits. The W values must be
+// exact in bf16 (bf16 weights): the callers choose this form for those.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/GPU/Kernels/GPUKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace xfmr;
+using namespace xfmr::kernels;
+
+namespace {
+/// AMD's layouts (rocm, or their emulation), else NVIDIA's.
+bool usesMFMA(const GPUKernelTarget &target) {
+  return target.getKind() == "rocm" || mma::emulatesMFMA(target);
+}
+
+/// The tile (rows and columns), threads, a stage's words a row (64 bf16
+/// columns), the staged pitch in words, and k-steps a stage.
+constexpr int64_t kTile = 32, kBlock = 64, kWords = 32, kPitch = 36, kSteps = 4;
+
+/// How the waves split the tile: NVIDIA warp w has rows 16w + [0, 16) and
+/// 4 C tiles of 8 columns; AMD's one wave 2 x 2 C tiles of 16 x 16.
+struct Split {
+  bool amd;
+  int64_t rowTiles() const { return amd ? 2 : 1; }
+  int64_t columnTiles() const { return amd ? 2 : 4; }
+  int64_t columns() const { return amd ? 16 : 8; }
+};
+
+/// Stages columns [k0, k0 + 64) of the 32 rows of `rows` (zero past `depth`
+/// and where a row does not exist) as bf16 pairs into `tile`, and with a
+/// `remainder` tile the remainders there. Thread i takes words i + 64j:
+/// neighbouring threads, neighbouring columns.
+void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
+               const simt::TileRows &rows, Value k0, int64_t depth, Value tile,
+               Value remainder, bool portable) {
+  Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  Value perThread = index(b, loc, kTile * kWords / kBlock);
+  Value depthEnd = index(b, loc, depth);
+  simt::forLoop(
+      b, loc, zero, perThread, one, [&](OpBuilder &b, Location loc, Value j) {
+        Value spread = arith::MulIOp::create(b, loc, j, index(b, loc, kBlock));
+        Value e = arith::AddIOp::create(b, loc, thread.thread, spread);
+        Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, kWords));
+        Value word = arith::RemUIOp::create(b, loc, e, index(b, loc, kWords));
+        Value pair = arith::MulIOp::create(b, loc, word, index(b, loc, 2));
+        Value exists = rows.exists(b, loc, row);
+        SmallVector<Value> high, low;
+        for (int64_t i = 0; i < 2; ++i) {
+          Value k = arith::AddIOp::create(b, loc, k0, pair);
+          k = arith::AddIOp::create(b, loc, k, index(b, loc, i));
+          Value kInside = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ult, k, depthEnd);
+          Value inside = arith::AndIOp::create(b, loc, exists, kInside);
+          Value value = simt::valueOrZero(b, loc, inside, b.getF32Type(),
+                                          [&](OpBuilder &b, Location loc) {
+                                            return rows.at(b, loc, row, k);
+                                          });
+          if (remainder) {
+            auto [bits, rest] = mma::splitBF16(b, loc, value, portable);
+            high.push_back(bits);
+            low.push_back(rest);
+          } else {
+            high.push_back(mma::bf16Bits(b, loc, value, portable));
+          }
+        }
+        Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
+        Value at = arith::AddIOp::create(b, loc, start, word);
+        auto store = [&](ArrayRef<Value> halves, Value into) {
+          Value packed = mma::pack16(b, loc, halves[0], halves[1]);
+          Value bits = arith::BitcastOp::create(b, loc, b.getF32Type(), packed);
+          memref::StoreOp::create(b, loc, bits, into, at);
+        };
+        store(high, tile);
+        if (remainder)
+          store(low, remainder);
+      });
+}
+} // namespace
+
+bool mma::hasMatrixUnits(const GPUKernelTarget &target) {
+  // bf16 products: every chip we build for (sm_80 and later, gfx90a and
+  // later), and the emulations.
+  StringRef kind = target.getKind();
+  return kind == "cuda" || kind == "rocm" || emulatesMMA(target) ||
+         emulatesMFMA(target);
+}
+
+int64_t mma::tileProductsScratch(const GPUKernelTarget &target,
+                                 int64_t operands, bool split) {
+  Split layout{usesMFMA(target)};
+  int64_t staged = (1 + (split ? 1 : 0) + operands) * kTile * kPitch;
+  return staged + emulationWords(target, kBlock, layout.rowTiles(),
+                                 operands * layout.columnTiles());
+}
+
+void mma::tileProducts(OpBuilder &b, Location loc,
+                       const GPUKernelTarget &target, const GPUThread &thread,
+                       int64_t depth, const simt::TileRows &a,
+                       ArrayRef<simt::TileRows> w, bool split,
+                       simt::TileFinish finish) {
+  assert(thread.block == kBlock && "64 threads");
+  int64_t terms = w.size();
+  Split layout{usesMFMA(target)};
+  WarpProducts products = warpProducts(target, thread, layout.rowTiles(),
+                                       terms * layout.columnTiles());
+  bool portable = products.emulated();
+  Value tileA = thread.scratch(kTile * kPitch);
+  Value remainderA = split ? thread.scratch(kTile * kPitch) : Value();
+  SmallVector<Value> tilesW;
+  for (int64_t o = 0; o < terms; ++o)
+    tilesW.push_back(thread.scratch(kTile * kPitch));
+
+  LaneParts lane = laneParts(b, loc, thread.thread, layout.amd);
+  // NVIDIA: warp w's rows start at 16w; AMD's one wave has them all.
+  Value waveRow =
+      layout.amd ? index(b, loc, 0)
+                 : arith::MulIOp::create(b, loc, lane.wave, index(b, loc, 16));
+  auto wordsA = fragmentWords(b, loc, layout.amd, lane, /*isA=*/true);
+  auto wordsB = fragmentWords(b, loc, layout.amd, lane, /*isA=*/false);
+  int64_t rowTiles = layout.rowTiles(), columnTiles = layout.columnTiles();
+  // Sums of (row tile m, operand o's column tile n, element e) at
+  // ((m * terms + o) * columnTiles + n) * 4 + e: multiplyGrid's order with
+  // every operand's B fragments in one list.
+  int64_t count = rowTiles * terms * columnTiles * 4;
+  SmallVector<Value> zeros(count, f32(b, loc, 0.0));
+  int64_t stageColumns = 2 * kWords;
+  Value stages = index(b, loc, llvm::divideCeil(depth, stageColumns));
+  Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  auto loop = scf::ForOp::create(
+      b, loc, zero, stages, one, zeros,
+      [&](OpBuilder &b, Location loc, Value stage, ValueRange acc) {
+        Value k0 =
+            arith::MulIOp::create(b, loc, stage, index(b, loc, stageColumns));
+        stageRows(b, loc, thread, a, k0, depth, tileA, remainderA, portable);
+        for (int64_t o = 0; o < terms; ++o)
+          stageRows(b, loc, thread, w[o], k0, depth, tilesW[o], Value(),
+                    portable);
+        gpu::BarrierOp::create(b, loc);
+        SmallVector<Value> sums(acc);
+        for (int64_t s = 0; s < kSteps; ++s) {
+          Value stepWord = index(b, loc, 8 * s);
+          SmallVector<Value> fragmentsA, fragmentsRest, fragmentsW;
+          for (int64_t m = 0; m < rowTiles; ++m) {
+            Value row =
+                arith::AddIOp::create(b, loc, waveRow, index(b, loc, 16 * m));
+            fragmentsA.push_back(
+                loadFragment(b, loc, tileA, kPitch, wordsA, row, stepWord));
+            if (split)
+              fragmentsRest.push_back(loadFragment(b, loc, remainderA, kPitch,
+                                                   wordsA, row, stepWord));
+          }
+          for (int64_t o = 0; o < terms; ++o)
+            for (int64_t n = 0; n < columnTiles; ++n) {
+              Value row = index(b, loc, layout.columns() * n);
+              fragmentsW.push_back(loadFragment(b, loc, tilesW[o], kPitch,
+                                                wordsB, row, stepWord));
+            }
+          sums = multiplyGrid(b, loc, products, WeightFormat::BF16, fragmentsA,
+                              fragmentsW, sums);
+          if (split)
+            sums = multiplyGrid(b, loc, products, WeightFormat::BF16,
+                                fragmentsRest, fragmentsW, sums);
+        }
+        // Nobody restages the tiles before everyone has read them.
+        gpu::BarrierOp::create(b, loc);
+        scf::YieldOp::create(b, loc, sums);
+      });
+  for (int64_t m = 0; m < rowTiles; ++m)
+    for (int64_t n = 0; n < columnTiles; ++n)
+      for (int64_t e = 0; e < 4; ++e) {
+        auto [inRow, inColumn] = elementOf(b, loc, layout.amd, lane, e);
+        Value row = arith::AddIOp::create(b, loc, waveRow, inRow);
+        row = arith::AddIOp::create(b, loc, row, index(b, loc, 16 * m));
+        Value column = arith::AddIOp::create(
+            b, loc, inColumn, index(b, loc, layout.columns() * n));
+        Value rowExists = a.exists(b, loc, row);
+        Value columnExists = w[0].exists(b, loc, column);
+        Value both = arith::AndIOp::create(b, loc, rowExists, columnExists);
+        scf::IfOp::create(b, loc, both, [&](OpBuilder &b, Location loc) {
+          SmallVector<Value> values;
+          for (int64_t o = 0; o < terms; ++o)
+            values.push_back(
+                loop.getResult(((m * terms + o) * columnTiles + n) * 4 + e));
+          finish(b, loc, row, column, values);
+          scf::YieldOp::create(b, loc);
+        });
+      }
+}
