@@ -84,6 +84,9 @@ prepare)
     # Widths of whole stages: the prefill linears run on the matrix units (mma.sync, MFMA).
     "llama-mma-bf16|llama --dtype bf16 $wide|"
     "llama-mma-fp8|llama $wide|--quantize fp8"
+    # bf16 experts: MoE prefill's grouped products on the matrix units too (a smaller
+    # intermediate size keeps the artifacts to 1.5 MiB).
+    "mixtral-mma-bf16|mixtral --dtype bf16 $wide --set intermediate_size=128|"
     # "-fast": both sides without --precise (bf16 inputs in the CPU's panel linears and in
     # the GPU's single-bf16 products, and the GPU's prefill attention on the matrix units).
     "llama-mma-bf16-fast|llama --dtype bf16 $wide|"

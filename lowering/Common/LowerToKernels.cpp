@@ -887,9 +887,14 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     router.input = buffer(gate.getInput());
     router.weight = buffer(gate.getGateWeight());
     router.output = logits;
-    if (failed(launch(
-            LinearKernel{w.getDimSize(1), experts, weight, std::nullopt},
-            router)))
+    // The router keeps (about) f32's precision on every target, --precise
+    // or not, as the CPU's does and DeepSeek-V3's reference computes its
+    // gate in f32: on matrix units its input goes in two bf16 products, not
+    // one. A routing decision that flips on a rounding moves a token's
+    // output far more than the rounding itself.
+    LinearKernel routerKernel{w.getDimSize(1), experts, weight, std::nullopt};
+    routerKernel.precise = true;
+    if (failed(launch(routerKernel, router)))
       return failure();
     Value weightsBuffer = outOrLogits(gate.getWeights(), {topK});
     Value indicesBuffer = alloc({topK}, b->getI32Type());

@@ -202,6 +202,7 @@ SymbolRefAttr GPUKernelTarget::get(StringRef key, TypeRange types,
   thread.workgroup = workgroup;
   thread.thread = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   thread.block = block;
+  thread.kernel = func;
   thread.scratch = [&b, &entry, func, loc, vulkan,
                     context](int64_t size) mutable -> Value {
     Type f32 = Float32Type::get(context);

@@ -64,6 +64,9 @@ struct GPUThread {
   int64_t block;
   /// `size` f32 of workgroup memory (one per call).
   std::function<mlir::Value(int64_t size)> scratch;
+  /// The kernel (gpu.func) being built: for attributes of the whole kernel
+  /// (nvvm.maxnreg).
+  mlir::Operation *kernel = nullptr;
 };
 
 class GPUKernelTarget : public KernelTarget {

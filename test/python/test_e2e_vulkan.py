@@ -467,10 +467,16 @@ def test_mma_linears_match_cpu(target, synth_checkpoint, tmp_path):
 
 
 # Mixtral with a hidden size of 1.5 stages (96) and an intermediate size of 1.25 column
-# tiles (40); DeepSeek-V3 with its shared expert (the same products over all tokens).
+# tiles (40); DeepSeek-V3 with its shared expert (the same products over all tokens). FP8
+# experts (E4M3 in 128 x 128 blocks) multiply their codes, each stage's sums times the
+# block's scale: DeepSeek-V3's FP8 checkpoint, and Mixtral's experts quantized at compile
+# time (256 x 256: two blocks of rows, two of K).
 GROUPED_EXPERTS = {
-    "mixtral": ("mixtral", {"hidden_size": 96, "intermediate_size": 40}),
-    "deepseek-v3": ("deepseek_v3", {}),
+    "mixtral": ("mixtral", "bf16", {"hidden_size": 96, "intermediate_size": 40}, []),
+    "deepseek-v3": ("deepseek_v3", "bf16", {}, []),
+    "deepseek-v3-fp8": ("deepseek_v3", "fp8", {}, []),
+    "mixtral-fp8-experts": ("mixtral", "bf16", {"hidden_size": 256, "intermediate_size": 256},
+                            ["--quantize", "fp8", "--quantize-activations=false"]),
 }
 
 
@@ -485,13 +491,15 @@ def test_mma_grouped_experts_match_cpu(name, target, synth_checkpoint, tmp_path)
     two bf16 products (their value and its remainder) and the rows match to f32's accuracy
     (3e-6 seen); without it they round to bf16, which moves the rows by a few 1e-3 (2.6e-3
     seen on Mixtral), the tokens staying the same."""
-    arch, overrides = GROUPED_EXPERTS[name]
-    checkpoint = synth_checkpoint(arch, dtype="bf16", overrides=overrides)
+    arch, dtype, overrides, extra = GROUPED_EXPERTS[name]
+    checkpoint = synth_checkpoint(arch, dtype=dtype, overrides=overrides)
     prompt = [(37 * i + 11) % 120 + 3 for i in range(150)]
-    cpu = compile_model(checkpoint, tmp_path / "cpu", "cpu", "--context", "256", "--precise")
+    cpu = compile_model(checkpoint, tmp_path / "cpu", "cpu", "--context", "256", "--precise",
+                        *extra)
     cpu_ids, cpu_rows = greedy(cpu, prompt, 4)
     for flags, tolerance in ((["--precise"], TOLERANCE), ([], 1e-2)):
-        gpu = compile_model(checkpoint, tmp_path / "gpu", target, "--context", "256", *flags)
+        gpu = compile_model(checkpoint, tmp_path / "gpu", target, "--context", "256", *flags,
+                            *extra)
         gpu_ids, gpu_rows = greedy(gpu, prompt, 4)
         assert gpu_ids == cpu_ids, flags
         assert relative_row_error(gpu_rows, cpu_rows) < tolerance, flags

@@ -164,16 +164,24 @@ bool hasMatrixUnits(const GPUKernelTarget &target);
 /// `operands` W operands (with `split`, a tile more).
 int64_t tileProductsScratch(const GPUKernelTarget &target, int64_t operands,
                             bool split);
+/// The K columns of one stage of mma::tileProducts (a block scale must
+/// hold whole stages).
+int64_t tileProductsStage();
+/// The scale of W operand `operand`'s stage [k0, k0 + tileProductsStage())
+/// over the tile's rows (uniform there).
+using StageScale = std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                             mlir::Value k0, int64_t operand)>;
 /// simt::tileProducts on the matrix units (MatrixTileProducts.cpp): a
 /// 32 x 32 tile of sums over k < depth of a(r, k) * w_j(n, k), 64 threads,
 /// A rounded to bf16 (with `split`, plus a product of its remainder); the W
-/// values must be exact in bf16. Allocates its workgroup memory; every
-/// thread must call it (barriers).
+/// values must be exact in bf16 (bf16 weights, or 8-bit and 4-bit codes
+/// with `stageScale` giving their block scales; null: none). Allocates its
+/// workgroup memory; every thread must call it (barriers).
 void tileProducts(mlir::OpBuilder &b, mlir::Location loc,
                   const GPUKernelTarget &target, const GPUThread &thread,
                   int64_t depth, const simt::TileRows &a,
                   llvm::ArrayRef<simt::TileRows> w, bool split,
-                  simt::TileFinish finish);
+                  const StageScale &stageScale, simt::TileFinish finish);
 
 /// How a kernel multiplies its waves' tiles: NVIDIA's mma.sync (a warp's
 /// 16 x 8 tile; cuda targets) or AMD's MFMA (a wave's 16 x 16; rocm), or on

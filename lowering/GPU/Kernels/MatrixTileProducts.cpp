@@ -14,7 +14,10 @@
 // A rounds to bf16, as the linears' matrix tiles round their input; with
 // `split` (--precise) its remainder x - bf16(x) goes through a second
 // product, which keeps about 16 of f32's 24 bits. The W values must be
-// exact in bf16 (bf16 weights): the callers choose this form for those.
+// exact in bf16: bf16 weights, or the codes of 8-bit and 4-bit weights
+// (E4M3, E5M2, int8, int4) whose block scales then multiply each stage's
+// sums (a `stageScale` per operand, uniform over the tile: blocks of whole
+// stages and tiles), as DeepSeek-V3 promotes its FP8 products every 128 K.
 //
 //===----------------------------------------------------------------------===//
 
@@ -99,6 +102,8 @@ void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
 }
 } // namespace
 
+int64_t mma::tileProductsStage() { return 2 * kWords; }
+
 bool mma::hasMatrixUnits(const GPUKernelTarget &target) {
   // bf16 products: every chip we build for (sm_80 and later, gfx90a and
   // later), and the emulations.
@@ -119,8 +124,14 @@ void mma::tileProducts(OpBuilder &b, Location loc,
                        const GPUKernelTarget &target, const GPUThread &thread,
                        int64_t depth, const simt::TileRows &a,
                        ArrayRef<simt::TileRows> w, bool split,
-                       simt::TileFinish finish) {
+                       const StageScale &stageScale, simt::TileFinish finish) {
   assert(thread.block == kBlock && "64 threads");
+  // ptxas' own register budget for 64-thread kernels is below what these
+  // take on sm_90 (96 registers and a spill for FP8 experts' gate and up,
+  // where it uses 134 and spills nothing when told it may): the whole
+  // register file's share of a thread is theirs.
+  if (target.getKind() == "cuda" && thread.kernel)
+    thread.kernel->setAttr("nvvm.maxnreg", b.getI32IntegerAttr(255));
   int64_t terms = w.size();
   Split layout{usesMFMA(target)};
   WarpProducts products = warpProducts(target, thread, layout.rowTiles(),
@@ -145,7 +156,7 @@ void mma::tileProducts(OpBuilder &b, Location loc,
   // every operand's B fragments in one list.
   int64_t count = rowTiles * terms * columnTiles * 4;
   SmallVector<Value> zeros(count, f32(b, loc, 0.0));
-  int64_t stageColumns = 2 * kWords;
+  int64_t stageColumns = tileProductsStage();
   Value stages = index(b, loc, llvm::divideCeil(depth, stageColumns));
   Value zero = index(b, loc, 0), one = index(b, loc, 1);
   auto loop = scf::ForOp::create(
@@ -158,7 +169,11 @@ void mma::tileProducts(OpBuilder &b, Location loc,
           stageRows(b, loc, thread, w[o], k0, depth, tilesW[o], Value(),
                     portable);
         gpu::BarrierOp::create(b, loc);
+        // With block scales the stage's sums start from zero and are scaled
+        // into the totals after its products.
         SmallVector<Value> sums(acc);
+        if (stageScale)
+          sums.assign(count, f32(b, loc, 0.0));
         for (int64_t s = 0; s < kSteps; ++s) {
           Value stepWord = index(b, loc, 8 * s);
           SmallVector<Value> fragmentsA, fragmentsRest, fragmentsW;
@@ -182,6 +197,19 @@ void mma::tileProducts(OpBuilder &b, Location loc,
           if (split)
             sums = multiplyGrid(b, loc, products, WeightFormat::BF16,
                                 fragmentsRest, fragmentsW, sums);
+        }
+        if (stageScale) {
+          SmallVector<Value> totals(acc);
+          int64_t perOperand = columnTiles * 4;
+          for (int64_t o = 0; o < terms; ++o) {
+            Value scale = stageScale(b, loc, k0, o);
+            for (int64_t m = 0; m < rowTiles; ++m)
+              for (int64_t i = 0; i < perOperand; ++i) {
+                int64_t at = (m * terms + o) * perOperand + i;
+                totals[at] = simt::fma(b, loc, sums[at], scale, totals[at]);
+              }
+          }
+          sums = totals;
         }
         // Nobody restages the tiles before everyone has read them.
         gpu::BarrierOp::create(b, loc);

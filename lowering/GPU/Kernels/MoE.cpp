@@ -18,9 +18,11 @@
 // (simt::tileProducts) of (32 entries of one expert, 32 rows) compute
 // silu(x . gate) * (x . up), then (32 entries, 32 hidden rows) their down
 // projection, so each expert's weights are read once per 32 of its tokens
-// (bf16 experts on cuda, rocm and their emulations: on the matrix units,
+// (on cuda, rocm and their emulations, experts in bf16 or in 8-bit and
+// 4-bit codes with block scales of whole tiles: on the matrix units,
 // mma::tileProducts, the activations rounded to bf16 or, with --precise,
-// split in two; other formats and targets: f32 SIMT tiles);
+// split in two, the codes' block scales applied to each stage's sums;
+// other formats and targets: f32 SIMT tiles);
 // the shared expert goes the same way over all tokens; a workgroup per token
 // sums w * y over its experts in the CPU's order (slot order for `sparse`,
 // expert order for `dense` and `grouped`), then the shared expert's. Dense
@@ -398,28 +400,35 @@ struct ExpertWeights {
   std::optional<int64_t> activationGroup;
 };
 
-/// w[prefix..., row, column] as f32, times its block scale if any.
+/// The block scale of w[prefix..., row, column] in `scale`.
+Value blockScaleOf(OpBuilder &b, Location loc, const ExpertWeights &m,
+                   Value scale, Value e, Value row, Value column) {
+  auto [rows, cols] = *m.weight.blockScale;
+  Value scaleRow = arith::DivUIOp::create(b, loc, row, index(b, loc, rows));
+  Value scaleColumn =
+      arith::DivUIOp::create(b, loc, column, index(b, loc, cols));
+  SmallVector<Value> scaleAt;
+  if (m.stacked)
+    scaleAt.push_back(e);
+  scaleAt.push_back(scaleRow);
+  scaleAt.push_back(scaleColumn);
+  return memref::LoadOp::create(b, loc, scale, scaleAt);
+}
+
+/// w[prefix..., row, column] as f32, times its block scale if any (unless
+/// `codes`: the stored value only).
 Value loadWeight(OpBuilder &b, Location loc, const ExpertWeights &m, Value w,
-                 Value scale, Value e, Value row, Value column) {
+                 Value scale, Value e, Value row, Value column,
+                 bool codes = false) {
   SmallVector<Value> at;
   if (m.stacked)
     at.push_back(e);
   at.push_back(row);
   at.push_back(column);
   Value value = simt::loadF32(b, loc, w, at, m.weight.format);
-  if (!m.weight.blockScale)
+  if (!m.weight.blockScale || codes)
     return value;
-  auto [rows, cols] = *m.weight.blockScale;
-  Value rowBlock = index(b, loc, rows);
-  Value colBlock = index(b, loc, cols);
-  Value scaleRow = arith::DivUIOp::create(b, loc, row, rowBlock);
-  Value scaleColumn = arith::DivUIOp::create(b, loc, column, colBlock);
-  SmallVector<Value> scaleAt;
-  if (m.stacked)
-    scaleAt.push_back(e);
-  scaleAt.push_back(scaleRow);
-  scaleAt.push_back(scaleColumn);
-  Value s = memref::LoadOp::create(b, loc, scale, scaleAt);
+  Value s = blockScaleOf(b, loc, m, scale, e, row, column);
   return arith::MulFOp::create(b, loc, value, s);
 }
 
@@ -525,13 +534,23 @@ void forEachRoutedExpert(OpBuilder &b, Location loc, MoEDispatch dispatch,
 } // namespace
 
 /// Whether prefill's grouped products of experts with `weight` run on the
-/// target's matrix units: where its values are exact in bf16
-/// (MatrixTileProducts.cpp rounds the activations to bf16, or splits them
-/// in two with --precise); else in f32 SIMT tiles.
+/// target's matrix units (MatrixTileProducts.cpp rounds the activations to
+/// bf16, or splits them in two with --precise): where its values are exact
+/// in bf16 (bf16), or its codes are (8-bit and 4-bit formats) and its block
+/// scales hold whole tiles of 32 rows and stages of K; else in f32 SIMT
+/// tiles.
 static bool groupedOnMatrixUnits(const GPUKernelTarget &target,
                                  const WeightOperand &weight) {
-  return mma::hasMatrixUnits(target) && weight.format == WeightFormat::BF16 &&
-         !weight.blockScale;
+  if (!mma::hasMatrixUnits(target))
+    return false;
+  if (weight.format == WeightFormat::BF16 && !weight.blockScale)
+    return true;
+  bool exactCodes = isFP8(weight.format) || weight.format == WeightFormat::I8 ||
+                    weight.format == WeightFormat::I4;
+  if (!exactCodes || !weight.blockScale)
+    return false;
+  auto [rows, cols] = *weight.blockScale;
+  return rows % 32 == 0 && cols % mma::tileProductsStage() == 0;
 }
 
 static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
@@ -1114,22 +1133,45 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                                        column, index(b, loc, columns));
         };
   };
-  // The grouped products of experts with `w`'s weights (on the matrix units
-  // or in f32 SIMT tiles: groupedOnMatrixUnits).
-  auto groupedProducts =
-      [&](OpBuilder &b, Location loc, const GPUThread &thread,
-          const WeightOperand &w, int64_t depth, const simt::TileRows &a,
-          ArrayRef<simt::TileRows> rows, simt::TileFinish finish) {
-        if (groupedOnMatrixUnits(target, w)) {
-          mma::tileProducts(b, loc, target, thread, depth, a, rows,
-                            kernel.precise, finish);
-          return;
-        }
-        SmallVector<Value> tiles;
-        for (size_t o = 0; o <= rows.size(); ++o)
-          tiles.push_back(thread.scratch(simt::tileScratch(1)));
-        simt::tileProducts(b, loc, thread, depth, a, rows, tiles, finish);
+  // The grouped products of the entries `a` (over `depth` columns) with
+  // rows [firstColumn, + 32) of expert e's matrices `weights` (memref and
+  // block scales; `rows` rows each): on the matrix units, the codes times
+  // each stage's block scale, or in f32 SIMT tiles (groupedOnMatrixUnits).
+  auto groupedProducts = [&](OpBuilder &b, Location loc,
+                             const GPUThread &thread, const ExpertWeights &m,
+                             Value e, Value firstColumn, int64_t rows,
+                             int64_t depth, const simt::TileRows &a,
+                             ArrayRef<std::pair<Value, Value>> weights,
+                             simt::TileFinish finish) {
+    bool matrixUnits = groupedOnMatrixUnits(target, m.weight);
+    bool codes = matrixUnits && m.weight.blockScale;
+    SmallVector<simt::TileRows> weightRows;
+    for (const std::pair<Value, Value> &weight : weights) {
+      Value w = weight.first, scale = weight.second;
+      weightRows.push_back(simt::TileRows{
+          columnExists(firstColumn, rows),
+          [&, w, scale](OpBuilder &b, Location loc, Value n, Value k) -> Value {
+            Value row = arith::AddIOp::create(b, loc, firstColumn, n);
+            return loadWeight(b, loc, m, w, scale, e, row, k, codes);
+          }});
+    }
+    if (!matrixUnits) {
+      SmallVector<Value> tiles;
+      for (size_t o = 0; o <= weights.size(); ++o)
+        tiles.push_back(thread.scratch(simt::tileScratch(1)));
+      simt::tileProducts(b, loc, thread, depth, a, weightRows, tiles, finish);
+      return;
+    }
+    mma::StageScale stageScale;
+    if (codes)
+      stageScale = [&](OpBuilder &b, Location loc, Value k0,
+                       int64_t operand) -> Value {
+        Value scale = weights[operand].second;
+        return blockScaleOf(b, loc, m, scale, e, firstColumn, k0);
       };
+    mma::tileProducts(b, loc, target, thread, depth, a, weightRows,
+                      kernel.precise, stageScale, finish);
+  };
   // act rows = silu(x . gate) * (x . up) over `rows` x-rows (`token(r)`),
   // the expert's (or the shared one's) intermediate rows.
   auto gateUpTile = [&](OpBuilder &b, Location loc, const GPUThread &thread,
@@ -1143,18 +1185,9 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           Value t = token(b, loc, r);
           return memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
         }};
-    auto weightRows = [&](Value w, Value scale) {
-      return simt::TileRows{
-          columnExists(firstColumn, m.inter),
-          [&, w, scale](OpBuilder &b, Location loc, Value n, Value k) -> Value {
-            Value i = arith::AddIOp::create(b, loc, firstColumn, n);
-            return loadWeight(b, loc, m, w, scale, e, i, k);
-          }};
-    };
-    simt::TileRows gateRows = weightRows(m.gate, m.gateScale);
-    simt::TileRows upRows = weightRows(m.up, m.upScale);
     groupedProducts(
-        b, loc, thread, m.weight, hidden, x, {gateRows, upRows},
+        b, loc, thread, m, e, firstColumn, m.inter, hidden, x,
+        {{m.gate, m.gateScale}, {m.up, m.upScale}},
         [&](OpBuilder &b, Location loc, Value r, Value n, ValueRange sums) {
           Value activated = silu(b, loc, sums[0]);
           Value product = arith::MulFOp::create(b, loc, activated, sums[1]);
@@ -1179,14 +1212,9 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           Value at = arith::AddIOp::create(b, loc, rowStart, i);
           return memref::LoadOp::create(b, loc, act, at);
         }};
-    simt::TileRows downRows{
-        columnExists(firstColumn, hidden),
-        [&](OpBuilder &b, Location loc, Value n, Value i) -> Value {
-          Value column = arith::AddIOp::create(b, loc, firstColumn, n);
-          return loadWeight(b, loc, m, m.down, m.downScale, e, column, i);
-        }};
     groupedProducts(
-        b, loc, thread, m.weight, m.inter, a, {downRows},
+        b, loc, thread, m, e, firstColumn, hidden, m.inter, a,
+        {{m.down, m.downScale}},
         [&](OpBuilder &b, Location loc, Value r, Value n, ValueRange sums) {
           Value p = arith::AddIOp::create(b, loc, first, r);
           Value column = arith::AddIOp::create(b, loc, firstColumn, n);
