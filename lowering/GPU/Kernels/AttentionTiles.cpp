@@ -84,64 +84,28 @@ struct Lane {
   Value waveRow, g, t;
 };
 
-Value i32Of(OpBuilder &b, Location loc, Value f32Bits) {
-  return arith::BitcastOp::create(b, loc, b.getI32Type(), f32Bits);
-}
-
-/// The staged word (row, word) of a tile with `pitch` words a row.
-Value stagedWord(OpBuilder &b, Location loc, Value tile, int64_t pitch,
-                 Value row, Value word) {
-  Value start = arith::MulIOp::create(b, loc, row, index(b, loc, pitch));
-  Value at = arith::AddIOp::create(b, loc, start, word);
-  Value bits = memref::LoadOp::create(b, loc, tile, at);
-  return i32Of(b, loc, bits);
-}
-
-/// The (row in the wave's 16, word in a 16-column step) of each word of an
-/// A fragment: NVIDIA (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); AMD
-/// (r, 2q), (r, 2q + 1).
-SmallVector<std::pair<Value, Value>>
-fragmentA(OpBuilder &b, Location loc, const Layout &layout, const Lane &lane) {
-  if (layout.amd) {
-    Value word = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-    Value next = arith::AddIOp::create(b, loc, word, index(b, loc, 1));
-    return {{lane.g, word}, {lane.g, next}};
-  }
-  Value below = arith::AddIOp::create(b, loc, lane.g, index(b, loc, 8));
-  Value later = arith::AddIOp::create(b, loc, lane.t, index(b, loc, 4));
-  return {{lane.g, lane.t}, {below, lane.t}, {lane.g, later}, {below, later}};
-}
+/// The lane's parts as mma::LaneParts (its wave does not matter here).
+mma::LaneParts partsOf(const Lane &lane) { return {Value(), lane.g, lane.t}; }
 
 /// The B fragment of the n-major rows from `firstRow` (the lane's row g),
 /// step `step`: NVIDIA words t and t + 4, AMD 2q and 2q + 1.
 Value fragmentB(OpBuilder &b, Location loc, const Layout &layout,
                 const Lane &lane, Value tile, int64_t pitch, int64_t firstRow,
                 int64_t step) {
-  Value row = arith::AddIOp::create(b, loc, lane.g, index(b, loc, firstRow));
-  Value stepWord = index(b, loc, 8 * step);
-  Value word, other;
-  if (layout.amd) {
-    Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-    word = arith::AddIOp::create(b, loc, stepWord, pair);
-    other = arith::AddIOp::create(b, loc, word, index(b, loc, 1));
-  } else {
-    word = arith::AddIOp::create(b, loc, stepWord, lane.t);
-    other = arith::AddIOp::create(b, loc, word, index(b, loc, 4));
-  }
-  SmallVector<Value> words{stagedWord(b, loc, tile, pitch, row, word),
-                           stagedWord(b, loc, tile, pitch, row, other)};
-  auto type = VectorType::get({2}, b.getI32Type());
-  return vector::FromElementsOp::create(b, loc, type, words);
+  auto words = mma::fragmentWords(b, loc, layout.amd, partsOf(lane),
+                                  /*isA=*/false);
+  Value row = index(b, loc, firstRow);
+  Value word = index(b, loc, 8 * step);
+  return mma::loadFragment(b, loc, tile, pitch, words, row, word);
 }
 
 /// The column (key or channel) of C element e of tile n: NVIDIA
 /// 8n + 2t + e % 2, AMD 16n + r.
 Value columnOf(OpBuilder &b, Location loc, const Layout &layout,
                const Lane &lane, int64_t n, int64_t e) {
-  if (layout.amd)
-    return arith::AddIOp::create(b, loc, lane.g, index(b, loc, 16 * n));
-  Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-  return arith::AddIOp::create(b, loc, pair, index(b, loc, 8 * n + e % 2));
+  Value inTile = mma::elementOf(b, loc, layout.amd, partsOf(lane), e).second;
+  return arith::AddIOp::create(b, loc, inTile,
+                               index(b, loc, layout.columns() * n));
 }
 
 /// Two f32 values as one word of bf16 bits (the first in the low half);
@@ -214,7 +178,8 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
   for (int64_t r = 0; r < rowsPerLane; ++r)
     rows.push_back(arith::AddIOp::create(
         b, loc, firstRow, index(b, loc, layout.amd ? r : 8 * r)));
-  SmallVector<std::pair<Value, Value>> aWords = fragmentA(b, loc, layout, lane);
+  SmallVector<std::pair<Value, Value>> aWords =
+      mma::fragmentWords(b, loc, layout.amd, partsOf(lane), /*isA=*/true);
   auto aType = VectorType::get({int64_t(aWords.size())}, b.getI32Type());
 
   // The queries' A fragments, once: word w of step s holds channels

@@ -116,9 +116,6 @@ std::optional<Unit> unitOf(const GPUKernelTarget &target,
   return std::nullopt;
 }
 
-Value i32Of(OpBuilder &b, Location loc, Value f32Bits) {
-  return arith::BitcastOp::create(b, loc, b.getI32Type(), f32Bits);
-}
 Value f32Of(OpBuilder &b, Location loc, Value i32Bits) {
   return arith::BitcastOp::create(b, loc, b.getF32Type(), i32Bits);
 }
@@ -126,14 +123,6 @@ Value f32Of(OpBuilder &b, Location loc, Value i32Bits) {
 using mma::bf16Bits;
 using mma::pack16;
 
-/// The staged word (row, word) of a tile in workgroup memory, as i32.
-Value stagedWord(OpBuilder &b, Location loc, Value tile, Value row,
-                 Value word) {
-  Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
-  Value at = arith::AddIOp::create(b, loc, start, word);
-  Value bits = memref::LoadOp::create(b, loc, tile, at);
-  return i32Of(b, loc, bits);
-}
 /// Stores word `column` of staged row `row`: at a 36-word pitch for the
 /// fragment loads, or for wgmma in its canonical K-major layout without
 /// swizzling: "core matrices" of 8 rows x 16 bytes, each 128 contiguous
@@ -227,7 +216,8 @@ Lane laneOf(OpBuilder &b, Location loc, const Unit &unit,
   return result;
 }
 
-/// The tile row and column of accumulator element e of tile (m, n).
+/// The tile row and column of accumulator element e of tile (m, n): the
+/// element's place in its C tile (mma::elementOf) from the tile's corner.
 std::pair<Value, Value> elementAt(OpBuilder &b, Location loc, const Unit &unit,
                                   const Lane &lane, int64_t m, int64_t n,
                                   int64_t e) {
@@ -235,26 +225,16 @@ std::pair<Value, Value> elementAt(OpBuilder &b, Location loc, const Unit &unit,
       arith::AddIOp::create(b, loc, lane.waveRow, index(b, loc, 16 * m));
   Value column = arith::AddIOp::create(b, loc, lane.waveColumn,
                                        index(b, loc, unit.tileRows() * n));
-  if (unit.amd) {
-    // Rows 4q + e of column r.
-    Value quad = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 4));
-    row = arith::AddIOp::create(b, loc, row, quad);
-    row = arith::AddIOp::create(b, loc, row, index(b, loc, e));
-    column = arith::AddIOp::create(b, loc, column, lane.g);
-    return {row, column};
-  }
   if (unit.wgmma) {
-    // Accumulator register 4j + e (j = 4m + n): rows g and g + 8 of the
-    // warp's 16, columns 8j + 2t and 8j + 2t + 1.
+    // Accumulator register 4j + e (j = 4m + n): mma.sync's C layout in
+    // rows g and g + 8 of the warp's 16, columns 8j + 2t and 8j + 2t + 1.
     row = lane.waveRow;
     column = index(b, loc, 8 * (4 * m + n));
   }
-  // Rows g and g + 8, columns 2t and 2t + 1.
-  row = arith::AddIOp::create(b, loc, row, lane.g);
-  row = arith::AddIOp::create(b, loc, row, index(b, loc, 8 * (e / 2)));
-  Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-  column = arith::AddIOp::create(b, loc, column, pair);
-  column = arith::AddIOp::create(b, loc, column, index(b, loc, e % 2));
+  mma::LaneParts parts{Value(), lane.g, lane.t};
+  auto [inRow, inColumn] = mma::elementOf(b, loc, unit.amd, parts, e);
+  row = arith::AddIOp::create(b, loc, row, inRow);
+  column = arith::AddIOp::create(b, loc, column, inColumn);
   return {row, column};
 }
 
@@ -392,16 +372,6 @@ void stageInputScales(OpBuilder &b, Location loc, const GPUThread &thread,
   });
 }
 
-/// Words of staged rows as a vector<Nxi32> fragment.
-Value fragment(OpBuilder &b, Location loc, Value tile,
-               ArrayRef<std::pair<Value, Value>> words) {
-  SmallVector<Value> values;
-  for (auto [row, word] : words)
-    values.push_back(stagedWord(b, loc, tile, row, word));
-  auto type = VectorType::get({int64_t(values.size())}, b.getI32Type());
-  return vector::FromElementsOp::create(b, loc, type, values);
-}
-
 /// Inline PTX `text` over the 32 accumulator registers of the warpgroup
 /// (tied: read and written in place) and `operands` ($64, $65, ...):
 /// statements that order themselves against the accumulators' other uses,
@@ -504,29 +474,17 @@ SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
   if (unit.wgmma)
     return warpgroupStage(b, loc, unit, tiles, acc);
   SmallVector<Value> sums(acc);
-  Value eight = index(b, loc, 8), one = index(b, loc, 1);
+  // NVIDIA A (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4), B (g, t),
+  // (g, t + 4); AMD both (r, 2q), (r, 2q + 1).
+  mma::LaneParts parts{Value(), lane.g, lane.t};
+  auto wordsA = mma::fragmentWords(b, loc, unit.amd, parts, /*isA=*/true);
+  auto wordsB = mma::fragmentWords(b, loc, unit.amd, parts, /*isA=*/false);
   for (int64_t s = 0; s < kSteps; ++s) {
     Value stepWord = index(b, loc, 8 * s);
-    // NVIDIA: words t and t + 4; AMD: words 2q and 2q + 1.
-    Value word, other;
-    if (unit.amd) {
-      Value pair = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
-      word = arith::AddIOp::create(b, loc, stepWord, pair);
-      other = arith::AddIOp::create(b, loc, word, one);
-    } else {
-      word = arith::AddIOp::create(b, loc, stepWord, lane.t);
-      other = arith::AddIOp::create(b, loc, word, index(b, loc, 4));
-    }
     auto fragmentA = [&](Value tile, int64_t m) -> Value {
       Value row =
           arith::AddIOp::create(b, loc, lane.waveRow, index(b, loc, 16 * m));
-      row = arith::AddIOp::create(b, loc, row, lane.g);
-      if (unit.amd)
-        return fragment(b, loc, tile, {{row, word}, {row, other}});
-      Value below = arith::AddIOp::create(b, loc, row, eight);
-      return fragment(
-          b, loc, tile,
-          {{row, word}, {below, word}, {row, other}, {below, other}});
+      return mma::loadFragment(b, loc, tile, kPitch, wordsA, row, stepWord);
     };
     SmallVector<Value> a, remainder, w;
     for (int64_t m = 0; m < kM; ++m) {
@@ -537,8 +495,8 @@ SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
     for (int64_t n = 0; n < kN; ++n) {
       Value row = arith::AddIOp::create(b, loc, lane.waveColumn,
                                         index(b, loc, unit.tileRows() * n));
-      row = arith::AddIOp::create(b, loc, row, lane.g);
-      w.push_back(fragment(b, loc, tiles.weight, {{row, word}, {row, other}}));
+      w.push_back(mma::loadFragment(b, loc, tiles.weight, kPitch, wordsB, row,
+                                    stepWord));
     }
     // Every (m, n) pair (at(m, n, e) is m-major), then the remainders'.
     sums = multiplyTiles(b, loc, unit, a, w, sums);
