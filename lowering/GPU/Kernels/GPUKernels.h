@@ -160,10 +160,6 @@ mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
 /// Whether `target` multiplies bf16 on matrix units (cuda and rocm: sm_80
 /// and gfx90a on; the emulations): where mma::tileProducts runs.
 bool hasMatrixUnits(const GPUKernelTarget &target);
-/// f32 of workgroup memory mma::tileProducts takes on `target` with
-/// `operands` W operands (with `split`, a tile more).
-int64_t tileProductsScratch(const GPUKernelTarget &target, int64_t operands,
-                            bool split);
 /// The K columns of one stage of mma::tileProducts (a block scale must
 /// hold whole stages).
 int64_t tileProductsStage();

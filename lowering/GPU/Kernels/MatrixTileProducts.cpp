@@ -112,14 +112,6 @@ bool mma::hasMatrixUnits(const GPUKernelTarget &target) {
          emulatesMFMA(target);
 }
 
-int64_t mma::tileProductsScratch(const GPUKernelTarget &target,
-                                 int64_t operands, bool split) {
-  Split layout{usesMFMA(target)};
-  int64_t staged = (1 + (split ? 1 : 0) + operands) * kTile * kPitch;
-  return staged + emulationWords(target, kBlock, layout.rowTiles(),
-                                 operands * layout.columnTiles());
-}
-
 void mma::tileProducts(OpBuilder &b, Location loc,
                        const GPUKernelTarget &target, const GPUThread &thread,
                        int64_t depth, const simt::TileRows &a,
