@@ -243,7 +243,8 @@ std::string floatRepr(double value) {
     out += digits[0];
     if (digits.size() > 1)
       out += "." + digits.substr(1);
-    char exp[8];
+    // Room for any int exponent (GCC's -Wformat-truncation counts them all).
+    char exp[16];
     std::snprintf(exp, sizeof(exp), "e%c%02d", exponent < 0 ? '-' : '+',
                   std::abs(exponent));
     return out + exp;

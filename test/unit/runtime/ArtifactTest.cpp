@@ -336,10 +336,12 @@ TEST_F(ArtifactTest, HostTriple) {
   EXPECT_EQ(hostHasFeature("sse2"), 1);
   EXPECT_EQ(hostHasFeature("no-such-feature"), -1);
   // Whatever this host lacks is named.
-  for (const char *name : {"avx512f", "amx-tile", "avx512fp16", "avx10.2"})
-    if (hostHasFeature(name) == 0)
+  for (const char *name : {"avx512f", "amx-tile", "avx512fp16", "avx10.2"}) {
+    if (hostHasFeature(name) == 0) {
       EXPECT_CONTAINS(cpuMismatch("future", std::string("+sse2,+") + name),
                       std::string("which needs ") + name + ": this host's");
+    }
+  }
 }
 
 TEST_F(ArtifactTest, ManifestMustAgreeWithTheCode) {
