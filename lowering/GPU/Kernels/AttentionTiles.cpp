@@ -477,11 +477,9 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
 SymbolRefAttr mma::attentionTiles(GPUKernelTarget &target,
                                   const AttendKernel &kernel,
                                   AttendOperands<Type> types, StringRef key) {
-  StringRef kind = target.getKind();
-  bool amd = kind == "rocm" || mma::emulatesMFMA(target);
-  bool nvidia = kind == "cuda" || mma::emulatesMMA(target);
+  bool amd = mma::usesMFMA(target);
   Layout layout{amd};
-  if ((!amd && !nvidia) || kernel.sinks || kernel.precise ||
+  if (!mma::hasMatrixUnits(target) || kernel.sinks || kernel.precise ||
       kernel.keyDim % 16 != 0 || kernel.valueDim % layout.columns() != 0)
     return {};
   // The emulation's grids: one A fragment by the chunk's key tiles or the
@@ -492,7 +490,8 @@ SymbolRefAttr mma::attentionTiles(GPUKernelTarget &target,
                   (kernel.format.scaled ? 2 * kChunk : 0) +
                   (amd ? layout.queries() * kProbabilityPitch : 0) +
                   mma::emulationWords(target, kBlock, 1, products);
-  if (4 * words > (kind == "rocm" ? kAMDWorkgroupBytes : kWorkgroupBytes))
+  if (4 * words >
+      (target.getKind() == "rocm" ? kAMDWorkgroupBytes : kWorkgroupBytes))
     return {};
   int64_t queryHeads = kernel.queryHeads, tile = layout.queries();
   return target.get<AttendOperands>(

@@ -157,9 +157,6 @@ mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
                                    AttendOperands<mlir::Type> types,
                                    llvm::StringRef key);
 
-/// Whether `target` multiplies bf16 on matrix units (cuda and rocm: sm_80
-/// and gfx90a on; the emulations): where mma::tileProducts runs.
-bool hasMatrixUnits(const GPUKernelTarget &target);
 /// The K columns of one stage of mma::tileProducts (a block scale must
 /// hold whole stages).
 int64_t tileProductsStage();
@@ -210,6 +207,11 @@ LaneParts laneParts(mlir::OpBuilder &b, mlir::Location loc, mlir::Value thread,
 /// vulkan:mfma-emulation (AMD's, with gfx942's FP8).
 bool emulatesMMA(const GPUKernelTarget &target);
 bool emulatesMFMA(const GPUKernelTarget &target);
+/// Whether `target` multiplies bf16 on matrix units (cuda and rocm: sm_80
+/// and gfx90a on; the emulations), and whether in AMD's layouts (rocm and
+/// its emulation) rather than NVIDIA's.
+bool hasMatrixUnits(const GPUKernelTarget &target);
+bool usesMFMA(const GPUKernelTarget &target);
 /// The products of a kernel body on `target`, whose multiplyGrid calls take
 /// at most `maxA` A and `maxB` B fragments (allocates the emulation's
 /// workgroup memory; every thread must reach each product, which holds

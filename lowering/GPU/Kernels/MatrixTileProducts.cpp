@@ -33,11 +33,6 @@ using namespace xfmr;
 using namespace xfmr::kernels;
 
 namespace {
-/// AMD's layouts (rocm, or their emulation), else NVIDIA's.
-bool usesMFMA(const GPUKernelTarget &target) {
-  return target.getKind() == "rocm" || mma::emulatesMFMA(target);
-}
-
 /// The tile (rows and columns), threads, a stage's words a row (64 bf16
 /// columns), the staged pitch in words, and k-steps a stage.
 constexpr int64_t kTile = 32, kBlock = 64, kWords = 32, kPitch = 36, kSteps = 4;
@@ -103,14 +98,6 @@ void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
 } // namespace
 
 int64_t mma::tileProductsStage() { return 2 * kWords; }
-
-bool mma::hasMatrixUnits(const GPUKernelTarget &target) {
-  // bf16 products: every chip we build for (sm_80 and later, gfx90a and
-  // later), and the emulations.
-  StringRef kind = target.getKind();
-  return kind == "cuda" || kind == "rocm" || emulatesMMA(target) ||
-         emulatesMFMA(target);
-}
 
 void mma::tileProducts(OpBuilder &b, Location loc,
                        const GPUKernelTarget &target, const GPUThread &thread,

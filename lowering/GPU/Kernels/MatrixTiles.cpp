@@ -86,13 +86,13 @@ struct Unit {
 
 std::optional<Unit> unitOf(const GPUKernelTarget &target,
                            const LinearKernel &kernel) {
-  StringRef kind = target.getKind(), chip = target.getTarget().getChip();
+  StringRef chip = target.getTarget().getChip();
   // The emulations (tests): NVIDIA's layouts with sm_90's FP8, or AMD's
   // with gfx942's.
   bool emulated = mma::emulatesMMA(target) || mma::emulatesMFMA(target);
-  if ((kind != "cuda" && kind != "rocm" && !emulated) || kernel.weight.panel)
+  if (!mma::hasMatrixUnits(target) || kernel.weight.panel)
     return std::nullopt;
-  bool amd = kind == "rocm" || mma::emulatesMFMA(target);
+  bool amd = mma::usesMFMA(target);
   // FP8 products: Ada and Hopper, MI300. bf16: every chip we build for
   // (sm_80 and later, gfx90a and later).
   bool fp8 = emulated ||

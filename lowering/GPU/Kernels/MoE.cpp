@@ -550,7 +550,7 @@ static bool groupedOnMatrixUnits(const GPUKernelTarget &target,
   if (!exactCodes || !weight.blockScale)
     return false;
   auto [rows, cols] = *weight.blockScale;
-  return rows % 32 == 0 && cols % mma::tileProductsStage() == 0;
+  return rows % kEntryTile == 0 && cols % mma::tileProductsStage() == 0;
 }
 
 static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
@@ -593,9 +593,10 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                     stringifyMoEDispatch(dispatch).str();
   if (activationGroup)
     key += "_act" + std::to_string(*activationGroup);
-  // Prefill's products on the matrix units (bf16 experts): --precise splits
-  // their activations in two.
-  if (groupedOnMatrixUnits(target, weight))
+  // Prefill's products on the matrix units (routed or shared experts):
+  // --precise splits their activations in two.
+  if (groupedOnMatrixUnits(target, weight) ||
+      (shared && groupedOnMatrixUnits(target, shared->weight)))
     key += kernel.precise ? "_mma_x2" : "_mma";
   std::optional<int64_t> sharedGroup;
   if (shared) {

@@ -204,6 +204,16 @@ bool mma::emulatesMMA(const GPUKernelTarget &target) {
          target.getTarget().getChip() == kEmulationChip;
 }
 
+bool mma::usesMFMA(const GPUKernelTarget &target) {
+  return target.getKind() == "rocm" || emulatesMFMA(target);
+}
+
+bool mma::hasMatrixUnits(const GPUKernelTarget &target) {
+  // bf16 products: every chip we build for (sm_80 and later, gfx90a and
+  // later), and the emulations.
+  return target.getKind() == "cuda" || usesMFMA(target) || emulatesMMA(target);
+}
+
 mma::LaneParts mma::laneParts(OpBuilder &b, Location loc, Value thread,
                               bool amd) {
   Value lanes = index(b, loc, amd ? kAMDWave : kWarp);
@@ -233,7 +243,7 @@ mma::WarpProducts mma::warpProducts(const GPUKernelTarget &target,
                                     const GPUThread &thread, int64_t maxA,
                                     int64_t maxB) {
   mma::WarpProducts products;
-  products.amd = target.getKind() == "rocm" || emulatesMFMA(target);
+  products.amd = usesMFMA(target);
   int64_t words = emulationWords(target, thread.block, maxA, maxB);
   if (!words)
     return products;

@@ -475,45 +475,35 @@ private:
   /// directly and turns graphs off; false then.
   bool buildGraph(const std::vector<KernelLaunch> &step) {
     destroyGraph();
-    std::string failure;
-    auto attempt = [&](hipError_t result, const char *call,
-                       const std::string &context = "") {
-      if (result != hipSuccess && failure.empty())
-        failure =
-            std::string(call) + " failed: " + api.errorName(result) + context;
-      return failure.empty();
-    };
-    if (attempt(api.hipGraphCreate(&graph, 0), "hipGraphCreate")) {
+    try {
+      api.check(api.hipGraphCreate(&graph, 0), "hipGraphCreate");
       for (const KernelLaunch &launch : step) {
         KernelNodeParams p = nodeParams(launch);
         hipGraphNode_t node = nullptr;
         const hipGraphNode_t *after = nodes.empty() ? nullptr : &nodes.back();
-        if (!attempt(api.hipGraphAddKernelNode(&node, graph, after,
-                                               nodes.empty() ? 0 : 1, &p),
-                     "hipGraphAddKernelNode", describe(launch)))
-          break;
+        api.check(api.hipGraphAddKernelNode(&node, graph, after,
+                                            nodes.empty() ? 0 : 1, &p),
+                  "hipGraphAddKernelNode", describe(launch));
         nodes.push_back(node);
       }
+      api.check(api.hipGraphInstantiateWithFlags(&graphExec, graph, 0),
+                "hipGraphInstantiateWithFlags",
+                " (a decode step of " + std::to_string(step.size()) +
+                    " kernels)");
+    } catch (const Error &error) {
+      destroyGraph();
+      steps.enable(false);
+      std::fprintf(stderr,
+                   "xfmr: XFMR_HIP_GRAPHS=1, but this HIP runtime builds no "
+                   "graph of the decode step (%s); launching its kernels "
+                   "one by one\n",
+                   error.what());
+      for (const KernelLaunch &launch : step)
+        submit(launch);
+      return false;
     }
-    if (failure.empty())
-      attempt(api.hipGraphInstantiateWithFlags(&graphExec, graph, 0),
-              "hipGraphInstantiateWithFlags",
-              " (a decode step of " + std::to_string(step.size()) +
-                  " kernels)");
-    if (failure.empty()) {
-      steps.keepShape(step);
-      return true;
-    }
-    destroyGraph();
-    steps.enable(false);
-    std::fprintf(stderr,
-                 "xfmr: XFMR_HIP_GRAPHS=1, but this HIP runtime builds no "
-                 "graph of the decode step (%s); launching its kernels one "
-                 "by one\n",
-                 failure.c_str());
-    for (const KernelLaunch &launch : step)
-      submit(launch);
-    return false;
+    steps.keepShape(step);
+    return true;
   }
 
   void destroyGraph() {
