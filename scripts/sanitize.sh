@@ -8,7 +8,7 @@
 #     through xfmr-compile/xfmr-run; tests that need the Python extension are
 #     skipped: an ASan module cannot load into Debian's python3),
 #   - every fuzz target on its seeds and regression inputs, then each for
-#     XFMR_FUZZ_SECONDS (default 15) of fuzzing.
+#     XFMR_FUZZ_SECONDS (default 15) of fuzzing, XFMR_JOBS (2) at a time.
 # Safe to re-run; a second run rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,22 +45,46 @@ echo "sanitize: unit tests passed ($(( $(date +%s) - start )) s)"
 /usr/lib/llvm-22/bin/lit -q "$BUILD_DIR/test"
 echo "sanitize: lit tests passed ($(( $(date +%s) - start )) s)"
 
-XFMR_BUILD_DIR="$BUILD_DIR" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-  test/python/test_outputs.py test/python/test_cli.py test/python/test_e2e_cpu.py \
-  test/python/test_e2e_kv_eviction.py test/python/test_e2e_moe.py \
-  test/python/test_bench_tool.py \
+# Two pytest processes side by side (one a core), each with its own temporary
+# folder and log; both logs are printed, and either failing fails the stage.
+pytest_group() {
+  local name=$1
+  shift
+  XFMR_BUILD_DIR="$BUILD_DIR" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+    --basetemp="$BUILD_DIR/pytest-tmp/$name" "$@" > "$BUILD_DIR/pytest-$name.log" 2>&1
+}
+mkdir -p "$BUILD_DIR/pytest-tmp"
+rm -f "$BUILD_DIR"/pytest-*.log
+pytest_group tools \
+  test/python/test_cli.py test/python/test_e2e_cpu.py test/python/test_e2e_kv_eviction.py \
+  test/python/test_perplexity.py \
   "test/python/test_tokenize.py::test_gpt2_known_encodings" \
   "test/python/test_tokenize.py::test_gpt2_round_trips_exactly" \
   "test/python/test_tokenize.py::test_errors" \
   "test/python/test_run_text.py::test_text_prompt_and_streamed_text_match_the_ids" \
   "test/python/test_run_text.py::test_end_of_sequence_and_stop_strings_stop_generation" \
-  "test/python/test_run_text.py::test_text_errors" \
-  test/python/test_perplexity.py
+  "test/python/test_run_text.py::test_text_errors" &
+tools=$!
 # xfmr-pack reads untrusted artifacts and checkpoints: its error paths too.
-XFMR_BUILD_DIR="$BUILD_DIR" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-  test/python/test_pack.py -k "errors or usage or does_not_run or refit or stories"
+{ pytest_group outputs test/python/test_outputs.py test/python/test_e2e_moe.py \
+    test/python/test_bench_tool.py &&
+  pytest_group pack test/python/test_pack.py -k "errors or usage or does_not_run or refit or stories"; } &
+outputs=$!
+status=0
+wait "$tools" || status=1
+wait "$outputs" || status=1
+for log in tools outputs pack; do
+  if [ -f "$BUILD_DIR/pytest-$log.log" ]; then
+    echo "pytest ($log): $(tail -n 1 "$BUILD_DIR/pytest-$log.log")"
+    [ "$status" -eq 0 ] || tail -n 80 "$BUILD_DIR/pytest-$log.log"
+  fi
+done
+if [ "$status" -ne 0 ]; then
+  echo "sanitize: tool tests failed (logs: $BUILD_DIR/pytest-*.log)"
+  exit 1
+fi
 echo "sanitize: tool tests passed ($(( $(date +%s) - start )) s)"
 
 PYTHONPATH=python /usr/bin/python3 test/fuzz/run_fuzzers.py --bin "$BUILD_DIR/bin" \
-  --work "$BUILD_DIR/fuzz" --replay --fuzz "$FUZZ_SECONDS"
+  --work "$BUILD_DIR/fuzz" --replay --fuzz "$FUZZ_SECONDS" --jobs "${XFMR_JOBS:-2}"
 echo "sanitize: fuzzing passed; done in $(( $(date +%s) - start )) s"

@@ -3,6 +3,7 @@
 
     run_fuzzers.py --bin BUILD/bin --work DIR --replay        # every build (ctest fuzz-replay)
     run_fuzzers.py --bin BUILD/bin --work DIR --fuzz SECONDS   # sanitizer build, in .ci/run
+    (--jobs N runs N targets side by side)
 
 --replay runs every seed and every regression input once through each target (a libFuzzer
 binary with -runs=0, or a ReplayMain build). --fuzz then runs each libFuzzer target for
@@ -24,6 +25,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -295,6 +297,47 @@ def inputs(target: str, work: Path):
     return [str(f) for f in folders if f.is_dir() and any(f.iterdir())]
 
 
+def run_target(target: str, args) -> bool:
+    """Replays and/or fuzzes one target; prints what it did, once it is done (targets run
+    side by side with --jobs). False when it failed or crashed."""
+    binary = args.bin / target
+    if not binary.exists():
+        print(f"{target}: not built, skipped", flush=True)
+        return True
+    lines, ok = [], True
+    if args.replay:
+        done = subprocess.run([str(binary), "-runs=0", *inputs(target, args.work)],
+                              capture_output=True, text=True)
+        count = sum(1 for f in inputs(target, args.work) for p in Path(f).rglob("*")
+                    if p.is_file())
+        lines.append(f"{target}: replayed {count} inputs: "
+                     f"{'ok' if done.returncode == 0 else 'FAILED'}")
+        if done.returncode != 0:
+            lines.append(done.stderr[-4000:])
+            ok = False
+    if args.fuzz > 0:
+        corpus = args.work / "corpus" / target
+        corpus.mkdir(parents=True, exist_ok=True)
+        crashes = args.work / "crashes"
+        crashes.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [str(binary), f"-max_total_time={args.fuzz}", "-timeout=20",
+             "-rss_limit_mb=4096", "-print_final_stats=1",
+             f"-artifact_prefix={crashes}/{target}-", str(corpus),
+             *inputs(target, args.work)],
+            capture_output=True, text=True)
+        stats = [line for line in done.stderr.splitlines()
+                 if line.startswith("stat::number_of_executed_units")]
+        runs = stats[-1].split(":")[-1].strip() if stats else "?"
+        lines.append(f"{target}: fuzzed {args.fuzz} s, {runs} runs: "
+                     f"{'ok' if done.returncode == 0 else 'CRASH'}")
+        if done.returncode != 0:
+            lines.append(done.stderr[-6000:])
+            ok = False
+    print("\n".join(lines), flush=True)
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,6 +347,8 @@ def main() -> int:
     parser.add_argument("--fuzz", type=int, default=0, metavar="SECONDS",
                         help="fuzz each target this long (libFuzzer builds)")
     parser.add_argument("--targets", nargs="*", default=TARGETS)
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="targets run side by side (default 1)")
     args = parser.parse_args()
 
     # See scripts/sanitize.sh: LLVM's allocator annotations are only half
@@ -313,41 +358,9 @@ def main() -> int:
     if seeds.exists():
         shutil.rmtree(seeds)
     make_seeds(args.bin, seeds)
-    failed = []
-    for target in args.targets:
-        binary = args.bin / target
-        if not binary.exists():
-            print(f"{target}: not built, skipped", flush=True)
-            continue
-        if args.replay:
-            done = subprocess.run([str(binary), "-runs=0", *inputs(target, args.work)],
-                                  capture_output=True, text=True)
-            count = sum(1 for f in inputs(target, args.work) for p in Path(f).rglob("*")
-                        if p.is_file())
-            print(f"{target}: replayed {count} inputs: "
-                  f"{'ok' if done.returncode == 0 else 'FAILED'}", flush=True)
-            if done.returncode != 0:
-                print(done.stderr[-4000:])
-                failed.append(target)
-        if args.fuzz > 0:
-            corpus = args.work / "corpus" / target
-            corpus.mkdir(parents=True, exist_ok=True)
-            crashes = args.work / "crashes"
-            crashes.mkdir(parents=True, exist_ok=True)
-            done = subprocess.run(
-                [str(binary), f"-max_total_time={args.fuzz}", "-timeout=20",
-                 "-rss_limit_mb=4096", "-print_final_stats=1",
-                 f"-artifact_prefix={crashes}/{target}-", str(corpus),
-                 *inputs(target, args.work)],
-                capture_output=True, text=True)
-            stats = [line for line in done.stderr.splitlines()
-                     if line.startswith("stat::number_of_executed_units")]
-            runs = stats[-1].split(":")[-1].strip() if stats else "?"
-            print(f"{target}: fuzzed {args.fuzz} s, {runs} runs: "
-                  f"{'ok' if done.returncode == 0 else 'CRASH'}", flush=True)
-            if done.returncode != 0:
-                print(done.stderr[-6000:])
-                failed.append(target)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda target: run_target(target, args), args.targets))
+    failed = [target for target, ok in zip(args.targets, results) if not ok]
     if failed:
         print(f"failed: {', '.join(failed)}; inputs in {args.work / 'crashes'}")
         return 1

@@ -1,6 +1,9 @@
 """pytest setup for the pure-Python package: import path and shared fixtures."""
 
+import fcntl
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +36,28 @@ def tool(name: str) -> str:
     if not path.exists():
         pytest.skip(f"{path} is not built (run scripts/build.sh)")
     return str(path)
+
+
+def npm_install(folder: Path, packages: list, purpose: str) -> Path:
+    """node_modules under `folder` holding `packages` (npm specs), installed on first use
+    into the build folder (never committed). The test files run as separate, concurrent
+    ctest tests, so one lock file serialises the installs. Skips the test when node/npm or
+    the registry is missing."""
+    modules = folder / "node_modules"
+    wanted = [modules / spec.rsplit("@", 1)[0] for spec in packages]
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all(path.exists() for path in wanted):
+            return modules
+        if not shutil.which("npm") or not shutil.which("node"):
+            pytest.skip(f"node and npm are needed for {purpose}")
+        out = subprocess.run(["npm", "install", "--prefix", str(folder), "--no-audit",
+                              "--no-fund", "--silent", *packages],
+                             capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            pytest.skip(f"npm install failed (no registry?): {out.stderr[-500:]}")
+    return modules
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ independent client."""
 import http.client
 import json
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD_DIR, tool
+from conftest import BUILD_DIR, npm_install, tool
 from test_tokenize import npm_modules  # noqa: F401 (the npm tokenizer packages)
 
 CLIENT = Path(__file__).with_name("openai_client.cjs")
@@ -330,18 +329,7 @@ def test_usage_errors():
 
 @pytest.fixture(scope="module")
 def openai_modules():
-    folder = BUILD_DIR / "npm-openai"
-    modules = folder / "node_modules"
-    if not (modules / "openai").exists():
-        if not shutil.which("npm") or not shutil.which("node"):
-            pytest.skip("node and npm are needed for the openai client")
-        folder.mkdir(parents=True, exist_ok=True)
-        out = subprocess.run(["npm", "install", "--prefix", str(folder), "--no-audit",
-                              "--no-fund", "--silent", "openai@4"],
-                             capture_output=True, text=True, timeout=900)
-        if out.returncode != 0:
-            pytest.skip(f"npm install failed (no registry?): {out.stderr[-500:]}")
-    return modules
+    return npm_install(BUILD_DIR / "npm-openai", ["openai@4"], "the openai client")
 
 
 def test_official_openai_client(server, chat_artifact, openai_modules):

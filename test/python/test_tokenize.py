@@ -4,7 +4,6 @@ its known encodings and exact round trips, Llama 2's SentencePiece model against
 python3-sentencepiece, and clear errors for bad input."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -209,19 +208,9 @@ ORACLE = Path(__file__).with_name("tokenizer_oracle.cjs")
 
 @pytest.fixture(scope="session")
 def npm_modules() -> Path:
-    from conftest import BUILD_DIR  # noqa: PLC0415
-    folder = BUILD_DIR / "npm-oracles"
-    modules = folder / "node_modules"
-    if not all((modules / p.rsplit("@", 1)[0]).exists() for p in NPM_PACKAGES):
-        if not shutil.which("npm") or not shutil.which("node"):
-            pytest.skip("node and npm are needed for the JavaScript tokenizer oracle")
-        folder.mkdir(parents=True, exist_ok=True)
-        out = subprocess.run(["npm", "install", "--prefix", str(folder), "--no-audit",
-                              "--no-fund", "--silent", *NPM_PACKAGES],
-                             capture_output=True, text=True, timeout=900)
-        if out.returncode != 0:
-            pytest.skip(f"npm install failed (no registry?): {out.stderr[-500:]}")
-    return modules
+    from conftest import BUILD_DIR, npm_install  # noqa: PLC0415
+    return npm_install(BUILD_DIR / "npm-oracles", NPM_PACKAGES,
+                       "the JavaScript tokenizer oracle")
 
 
 def oracle(modules: Path, tokenizer: Path, texts, add_special: bool) -> dict:
