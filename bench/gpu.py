@@ -228,10 +228,10 @@ def profile_attention_kernel(root, artifact, prompt_len, vocab):
 def profile_grouped_experts(root, artifact, prompt_len, vocab, config):
     """The first MoE layer's grouped expert products on the matrix units (moe_experts_..._mma
     _prefill_up: gate and up; _prefill_down) in a prefill of `prompt_len` tokens, each
-    against torch.matmul (cuBLAS bf16) of one dense GEMM with the same products (the
-    entries, T x top-k, times the stacked weights: a bound no grouping loses to):
-    [(kernel, seconds, TFLOP/s, cuBLAS TFLOP/s)]."""
-    import torch
+    against cuBLAS(Lt) of one dense GEMM with the same products (the entries, T x top-k,
+    times the stacked weights: a bound no grouping loses to): torch.matmul in bf16, or
+    torch._scaled_mm in FP8 for the kernels that multiply E4M3 codes on the FP8 units
+    (`_e4m3_` in the name): [(kernel, seconds, TFLOP/s, cuBLAS TFLOP/s)]."""
     hidden, inter = config["hidden_size"], config["moe_intermediate_size"]
     entries = prompt_len * config["num_experts_per_tok"]
     shapes = {"up": (entries, 2 * inter, hidden), "down": (entries, hidden, inter)}
@@ -239,11 +239,10 @@ def profile_grouped_experts(root, artifact, prompt_len, vocab, config):
     for name, seconds in _ncu_times(root, artifact, prompt_len, vocab,
                                     "moe_experts_.*_mma.*_prefill_(up|down)$", 2):
         m, n, k = shapes["up" if name.endswith("_up") else "down"]
-        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        b = torch.randn(k, n, device="cuda", dtype=torch.bfloat16)
-        peer = 2.0 * m * n * k / median_ms(lambda: a @ b) / 1e9
-        del a, b
-        rows.append((name, seconds, 2.0 * m * n * k / seconds / 1e12, peer))
+        bf16, fp8 = gemm_rates([(m, n, k)])[(m, n, k)]
+        peer = fp8 if "_e4m3_" in name else bf16
+        rows.append((name, seconds, 2.0 * m * n * k / seconds / 1e12,
+                     peer if isinstance(peer, float) else float("nan")))
     return rows
 
 

@@ -87,6 +87,9 @@ prepare)
     # bf16 experts: MoE prefill's grouped products on the matrix units too (a smaller
     # intermediate size keeps the artifacts to 1.5 MiB).
     "mixtral-mma-bf16|mixtral --dtype bf16 $wide --set intermediate_size=128|"
+    # FP8 experts and activations: on sm_89/sm_90 and gfx942 the grouped products multiply
+    # both operands' E4M3 codes on the FP8 units (one layer: see the fp8-activations check).
+    "mixtral-mma-fp8|mixtral $wide --set intermediate_size=128 --set num_hidden_layers=1|--quantize fp8"
     # "-fast": both sides without --precise (bf16 inputs in the CPU's panel linears and in
     # the GPU's single-bf16 products, and the GPU's prefill attention on the matrix units).
     "llama-mma-bf16-fast|llama --dtype bf16 $wide|"

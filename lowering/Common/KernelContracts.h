@@ -448,11 +448,14 @@ template <typename T> struct MoEExpertsOperands {
   T sharedGateScale, sharedUpScale, sharedDownScale; ///< their scales
   T counts; ///< [E] i64
   T output; ///< [T, H] f32
+  /// With fp8InputCodes: the input's E4M3FN codes [T, H] and their scales
+  /// [T, ceil(H / fp8InputGroup)] f32 (FakeQuantizeKernel::withCodes).
+  T inputCodes, inputScale;
   auto fields() {
-    return std::tie(input, weights, indices, gate, up, down, gateScale,
-                    upScale, downScale, sharedGate, sharedUp, sharedDown,
+    return std::tie(input, weights, indices, gate, up, down, gateScale, upScale,
+                    downScale, sharedGate, sharedUp, sharedDown,
                     sharedGateScale, sharedUpScale, sharedDownScale, counts,
-                    output);
+                    output, inputCodes, inputScale);
   }
 };
 struct MoEExpertsKernel {
@@ -466,6 +469,13 @@ struct MoEExpertsKernel {
   /// --precise: GPU matrix units keep about f32's precision of the
   /// activations (bf16 experts' grouped products round them to bf16).
   bool precise = false;
+  /// As LinearKernel's: the input is what a per-token E4M3FN quantization
+  /// in groups of this many channels dequantized (0: any input), and the
+  /// quantization also left its codes and scales
+  /// (MoEExpertsOperands::inputCodes) where the target asked for them
+  /// (KernelTarget::expertsTakeFP8InputCodes).
+  int64_t fp8InputGroup = 0;
+  bool fp8InputCodes = false;
 };
 
 /// Any kernel's configuration: what the registry dispatches on.

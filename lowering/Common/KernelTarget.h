@@ -60,6 +60,11 @@ public:
   virtual bool takesFP8InputCodes(const kernels::LinearKernel &linear) {
     return false;
   }
+  /// The same for an MoE experts kernel whose input an E4M3FN quantization
+  /// produced (MoEExpertsKernel::fp8InputGroup).
+  virtual bool expertsTakeFP8InputCodes(const kernels::MoEExpertsKernel &) {
+    return false;
+  }
 
   /// The kernel of `config`, created on first use by the materializer the
   /// registry has for (its family, this target's kind); an error at `loc`

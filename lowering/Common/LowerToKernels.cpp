@@ -147,13 +147,16 @@ private:
   /// themselves (W8A8 weights in panels): it is then no kernel of its own,
   /// and its value is the quantize's input.
   bool fusedIntoInt8Linears(DequantizeOp dequantize);
-  /// True when a linear reading `dequantize` (of activations quantized to
-  /// E4M3FN per token in groups) would multiply the codes and scales
-  /// (KernelTarget::takesFP8InputCodes).
-  bool linearsTakeFP8Codes(DequantizeOp dequantize);
+  /// True when a linear or MoE experts op reading `dequantize` (activations
+  /// quantized to E4M3FN per token in groups) would multiply the codes and
+  /// scales (KernelTarget::takesFP8InputCodes, expertsTakeFP8InputCodes).
+  bool consumersTakeFP8Codes(DequantizeOp dequantize);
   /// The configuration of `linear`'s kernel from its operands' types: its
   /// shape, weight and bias formats, `precise` (errors on the op).
   FailureOr<LinearKernel> linearKernelOf(LinearOp linear);
+  /// The same for an MoE experts op: shapes, weight formats (one for the
+  /// routed stacks, one for a fused shared expert), dispatch, activations.
+  FailureOr<MoEExpertsKernel> expertsKernelOf(MoEExpertsOp experts);
   /// Frees an owned buffer, and the FP8 codes and scales beside it.
   void releaseOwned(Value buffer) {
     release(buffer);
@@ -420,11 +423,20 @@ Value ScheduleEmitter::columnWindow(Value buffer, int64_t first,
   return memref::SubViewOp::create(*b, loc, buffer, offsets, sizes, strides);
 }
 
-bool ScheduleEmitter::linearsTakeFP8Codes(DequantizeOp dequantize) {
+bool ScheduleEmitter::consumersTakeFP8Codes(DequantizeOp dequantize) {
   int64_t group = fp8InputGroup(dequantize.getResult());
   if (!group)
     return false;
   return llvm::any_of(dequantize->getUses(), [&](OpOperand &use) {
+    if (auto experts = dyn_cast<MoEExpertsOp>(use.getOwner())) {
+      if (&use != &experts.getInputMutable())
+        return false;
+      FailureOr<MoEExpertsKernel> kernel = expertsKernelOf(experts);
+      if (failed(kernel))
+        return false;
+      kernel->fp8InputGroup = group;
+      return target.expertsTakeFP8InputCodes(*kernel);
+    }
     auto linear = dyn_cast<LinearOp>(use.getOwner());
     if (!linear || &use != &linear.getInputMutable())
       return false;
@@ -437,6 +449,62 @@ bool ScheduleEmitter::linearsTakeFP8Codes(DequantizeOp dequantize) {
     kernel->fp8InputGroup = group;
     return target.takesFP8InputCodes(*kernel);
   });
+}
+
+FailureOr<MoEExpertsKernel>
+ScheduleEmitter::expertsKernelOf(MoEExpertsOp experts) {
+  Operation *op = experts;
+  auto gateType = experts.getGateWeight().getType();
+  Type element = gateType.getElementType();
+  if (experts.getUpWeight().getType().getElementType() != element ||
+      experts.getDownWeight().getType().getElementType() != element)
+    return op->emitOpError("kernels need one element type for all expert "
+                           "weights");
+  bool ok = true;
+  WeightOperand weight =
+      weightOperand(experts.getGateWeight(), experts.getGateScale(),
+                    experts.getScaleLayoutAttr(), op, ok);
+  if (!ok)
+    return failure();
+  // The CPU's expert kernels widen int4 stacks 16 codes at a time and
+  // scale whole vectors (MatmulTile.h).
+  if (weight.format == WeightFormat::I4 &&
+      (!weight.blockScale || weight.blockScale->first != 1 ||
+       weight.blockScale->second % kInt4ExpertGroupMultiple != 0))
+    return op->emitOpError()
+           << "multiplies int4 expert stacks, which need f16 scales in "
+              "groups [1, 16k] (xfmr-quantize-int4 with a group that is a "
+              "multiple of 16)";
+  int64_t count = gateType.getDimSize(0), inter = gateType.getDimSize(1);
+  int64_t hidden = gateType.getDimSize(2);
+  int64_t topK = experts.getWeights().getType().getDimSize(1);
+  MoEExpertsKernel kernel{count,        inter,
+                          hidden,       topK,
+                          weight,       experts.getDispatch(),
+                          std::nullopt, asInt(experts.getActivationGroup()),
+                          precise};
+  kernel.fp8InputGroup = fp8InputGroup(experts.getInput());
+  if (Value sharedGate = experts.getSharedGate()) {
+    auto sharedType = cast<RankedTensorType>(sharedGate.getType());
+    for (Value w : {experts.getSharedUp(), experts.getSharedDown()})
+      if (cast<RankedTensorType>(w.getType()).getElementType() !=
+          sharedType.getElementType())
+        return op->emitOpError("kernels need one element type for the "
+                               "shared expert's weights");
+    WeightOperand sharedWeight =
+        weightOperand(sharedGate, experts.getSharedGateScale(),
+                      experts.getScaleLayoutAttr(), op, ok);
+    if (!ok)
+      return failure();
+    if (sharedWeight.format == WeightFormat::I4 ||
+        weight.format == WeightFormat::I4)
+      return op->emitOpError()
+             << "fuses a shared expert with int4 weights; the fused "
+                "shared-expert kernels read no int4 (int4 shared experts "
+                "stay linears)";
+    kernel.shared = SharedExpert{sharedType.getDimSize(0), sharedWeight};
+  }
+  return kernel;
 }
 
 FailureOr<LinearKernel> ScheduleEmitter::linearKernelOf(LinearOp linear) {
@@ -907,38 +975,14 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     return success();
   }
   if (auto experts = dyn_cast<MoEExpertsOp>(op)) {
-    auto gateType = experts.getGateWeight().getType();
-    Type element = gateType.getElementType();
-    if (experts.getUpWeight().getType().getElementType() != element ||
-        experts.getDownWeight().getType().getElementType() != element)
-      return op->emitOpError("kernels need one element type for all expert "
-                             "weights");
-    bool ok = true;
-    WeightOperand weight =
-        weightOperand(experts.getGateWeight(), experts.getGateScale(),
-                      experts.getScaleLayoutAttr(), op, ok);
-    if (!ok)
+    FailureOr<MoEExpertsKernel> config = expertsKernelOf(experts);
+    if (failed(config))
       return failure();
-    // The CPU's expert kernels widen int4 stacks 16 codes at a time and
-    // scale whole vectors (MatmulTile.h).
-    if (weight.format == WeightFormat::I4 &&
-        (!weight.blockScale || weight.blockScale->first != 1 ||
-         weight.blockScale->second % kInt4ExpertGroupMultiple != 0))
-      return op->emitOpError()
-             << "multiplies int4 expert stacks, which need f16 scales in "
-                "groups [1, 16k] (xfmr-quantize-int4 with a group that is a "
-                "multiple of 16)";
-    int64_t count = gateType.getDimSize(0), inter = gateType.getDimSize(1);
-    int64_t hidden = gateType.getDimSize(2);
-    int64_t topK = experts.getWeights().getType().getDimSize(1);
+    MoEExpertsKernel kernel = *config;
+    int64_t count = kernel.experts, hidden = kernel.hidden;
     if (nextCounter >= plan.getCounters().size())
       return op->emitOpError("has no counter slot in the memory plan");
     auto counter = cast<CounterSlotAttr>(plan.getCounters()[nextCounter++]);
-    MoEExpertsKernel kernel{count,        inter,
-                            hidden,       topK,
-                            weight,       experts.getDispatch(),
-                            std::nullopt, asInt(experts.getActivationGroup()),
-                            precise};
     MoEExpertsOperands<Value> operands;
     operands.input = buffer(experts.getInput());
     operands.weights = buffer(experts.getWeights());
@@ -946,38 +990,28 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     operands.gate = buffer(experts.getGateWeight());
     operands.up = buffer(experts.getUpWeight());
     operands.down = buffer(experts.getDownWeight());
-    if (weight.blockScale) {
+    if (kernel.weight.blockScale) {
       operands.gateScale = buffer(experts.getGateScale());
       operands.upScale = buffer(experts.getUpScale());
       operands.downScale = buffer(experts.getDownScale());
     }
-    if (Value sharedGate = experts.getSharedGate()) {
-      auto sharedType = cast<RankedTensorType>(sharedGate.getType());
-      for (Value w : {experts.getSharedUp(), experts.getSharedDown()})
-        if (cast<RankedTensorType>(w.getType()).getElementType() !=
-            sharedType.getElementType())
-          return op->emitOpError("kernels need one element type for the "
-                                 "shared expert's weights");
-      WeightOperand sharedWeight =
-          weightOperand(sharedGate, experts.getSharedGateScale(),
-                        experts.getScaleLayoutAttr(), op, ok);
-      if (!ok)
-        return failure();
-      if (sharedWeight.format == WeightFormat::I4 ||
-          weight.format == WeightFormat::I4)
-        return op->emitOpError()
-               << "fuses a shared expert with int4 weights; the fused "
-                  "shared-expert kernels read no int4 (int4 shared experts "
-                  "stay linears)";
-      kernel.shared = SharedExpert{sharedType.getDimSize(0), sharedWeight};
-      operands.sharedGate = buffer(sharedGate);
+    if (kernel.shared) {
+      operands.sharedGate = buffer(experts.getSharedGate());
       operands.sharedUp = buffer(experts.getSharedUp());
       operands.sharedDown = buffer(experts.getSharedDown());
-      if (sharedWeight.blockScale) {
+      if (kernel.shared->weight.blockScale) {
         operands.sharedGateScale = buffer(experts.getSharedGateScale());
         operands.sharedUpScale = buffer(experts.getSharedUpScale());
         operands.sharedDownScale = buffer(experts.getSharedDownScale());
       }
+    }
+    // The FP8 codes and scales beside the input, where its quantization
+    // left them for this target's experts.
+    auto codes = inputCodes.find(operands.input);
+    if (codes != inputCodes.end() && target.expertsTakeFP8InputCodes(kernel)) {
+      kernel.fp8InputCodes = true;
+      operands.inputCodes = codes->second.first;
+      operands.inputScale = codes->second.second;
     }
     // A step credits its expert counts to its first sequence's counters.
     Value counterAt = constant(counter.getOffset());
@@ -1074,8 +1108,9 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
     // (Codes live as long as the values: only beside a buffer the schedule
     // owns and frees.)
     if (ownedBuffers.count(dequantize.getResult()) &&
-        linearsTakeFP8Codes(dequantize)) {
-      // The linears multiply the codes: they live as long as the values.
+        consumersTakeFP8Codes(dequantize)) {
+      // The linears or experts multiply the codes: they live as long as
+      // the values.
       kernel.withCodes = true;
       operands.codes =
           alloc({channels}, dequantize.getInput().getType().getElementType());

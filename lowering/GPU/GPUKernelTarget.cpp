@@ -54,6 +54,11 @@ bool GPUKernelTarget::takesFP8InputCodes(const LinearKernel &linear) {
   return linear.fp8InputGroup > 0 && !linear.weight.panel;
 }
 
+bool GPUKernelTarget::expertsTakeFP8InputCodes(
+    const MoEExpertsKernel &experts) {
+  return expertsOnFP8Units(*this, experts);
+}
+
 gpu::GPUModuleOp GPUKernelTarget::kernelModule(Location loc) {
   ModuleOp module = getModule();
   if (auto existing =

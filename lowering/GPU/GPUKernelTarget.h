@@ -77,6 +77,10 @@ public:
                                      mlir::Operation *entry) override;
   /// Every linear with FP8 activations (the prefill forms read the codes).
   bool takesFP8InputCodes(const kernels::LinearKernel &linear) override;
+  /// Experts whose prefill products run on the FP8 units
+  /// (kernels::expertsOnFP8Units).
+  bool
+  expertsTakeFP8InputCodes(const kernels::MoEExpertsKernel &experts) override;
   void launch(mlir::OpBuilder &b, mlir::Location loc,
               mlir::SymbolRefAttr kernel, mlir::ValueRange operands) override;
 

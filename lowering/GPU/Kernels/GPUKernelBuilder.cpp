@@ -251,6 +251,12 @@ static Value encodeFP8(OpBuilder &b, Location loc, Value value,
   return arith::TruncIOp::create(b, loc, b.getI8Type(), code);
 }
 
+Value simt::fp8Bits(OpBuilder &b, Location loc, Value rounded,
+                    WeightFormat format) {
+  Value code = encodeFP8(b, loc, rounded, format);
+  return arith::ExtUIOp::create(b, loc, b.getI32Type(), code);
+}
+
 void simt::storeEncoded(OpBuilder &b, Location loc, Value value, Value memref,
                        ValueRange indices, WeightFormat format) {
   Value stored;

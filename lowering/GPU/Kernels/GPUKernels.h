@@ -54,6 +54,14 @@ void addGPUKernel(KernelRegistry &registry,
 /// registered by registerGPUKernelTarget.
 void registerGPUMoEKernels(KernelRegistry &registry);
 void registerGPULatentKernels(KernelRegistry &registry);
+/// Whether prefill's grouped expert products of `experts` run on `target`'s
+/// FP8 units (mma::codeTileProducts), multiplying the input's codes
+/// (MoEExpertsKernel::fp8InputCodes) and the SwiGLU outputs' codes: E4M3FN
+/// weights with block scales of whole 32-row tiles and 128 columns, input
+/// and activations quantized per token in groups of 128, widths that are
+/// whole groups.
+bool expertsOnFP8Units(const GPUKernelTarget &target,
+                       const MoEExpertsKernel &experts);
 
 /// Flash decoding (FlashDecoding.cpp): decode attention over slices of the
 /// cache, then their combination.
@@ -160,8 +168,8 @@ mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
 /// The K columns of one stage of mma::tileProducts (a block scale must
 /// hold whole stages).
 int64_t tileProductsStage();
-/// The scale of W operand `operand`'s stage [k0, k0 + tileProductsStage())
-/// over the tile's rows (uniform there).
+/// The scale of W operand `operand`'s stage [k0, k0 + tileProductsStage()),
+/// or codeTileProductsStage(), over the tile's rows (uniform there).
 using StageScale = std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
                                              mlir::Value k0, int64_t operand)>;
 /// simt::tileProducts on the matrix units (MatrixTileProducts.cpp): a
@@ -175,6 +183,34 @@ void tileProducts(mlir::OpBuilder &b, mlir::Location loc,
                   int64_t depth, const simt::TileRows &a,
                   llvm::ArrayRef<simt::TileRows> w, bool split,
                   const StageScale &stageScale, simt::TileFinish finish);
+
+/// Rows of E4M3FN codes for codeTileProducts: whether row r exists, and its
+/// word `w` (the codes of columns 4w to 4w + 3, the lowest column in the
+/// lowest byte).
+struct CodeRows {
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r)>
+      exists;
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r,
+                            mlir::Value w)>
+      word;
+};
+/// A's scale of row r over the stage's columns [k0, k0 +
+/// codeTileProductsStage()).
+using RowScale = std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                           mlir::Value r, mlir::Value k0)>;
+/// The K columns of one stage of mma::codeTileProducts: 128, one block
+/// scale's and one quantization group's.
+int64_t codeTileProductsStage();
+/// tileProducts' tile on the FP8 units (hasFP8Units): A and every W hold
+/// E4M3FN codes (depth a multiple of codeTileProductsStage()), multiplied
+/// by mma.sync m16n8k32 e4m3 (MFMA 16x16x32 fp8 on AMD, as FNUZ) in stages
+/// of 128 columns; each stage's sums are added to the f32 totals times A's
+/// row scale and W's `stageScale`: DeepSeek-V3's promotion every 128 K.
+void codeTileProducts(mlir::OpBuilder &b, mlir::Location loc,
+                      const GPUKernelTarget &target, const GPUThread &thread,
+                      int64_t depth, const CodeRows &a, const RowScale &aScale,
+                      llvm::ArrayRef<CodeRows> w, const StageScale &stageScale,
+                      simt::TileFinish finish);
 
 /// How a kernel multiplies its waves' tiles: NVIDIA's mma.sync (a warp's
 /// 16 x 8 tile; cuda targets) or AMD's MFMA (a wave's 16 x 16; rocm), or on
@@ -212,6 +248,16 @@ bool emulatesMFMA(const GPUKernelTarget &target);
 /// its emulation) rather than NVIDIA's.
 bool hasMatrixUnits(const GPUKernelTarget &target);
 bool usesMFMA(const GPUKernelTarget &target);
+/// Whether `target`'s matrix units also multiply E4M3 codes: sm_89, sm_90
+/// and sm_90a (mma.sync m16n8k32 e4m3), gfx942 (MFMA fp8, FNUZ), and the
+/// emulations.
+bool hasFP8Units(const GPUKernelTarget &target);
+/// Four E4M3FN codes as the FNUZ codes of half their values, for gfx942's
+/// FP8 products: the same bits, but -0 (0x80, FNUZ's NaN) becomes 0. A
+/// byte keeps its sign bit only where its magnitude bits are not all zero
+/// (m + 0x7f carries into bit 7 exactly when m != 0, and never into the
+/// next byte). The products' sums are then a quarter of the codes'.
+mlir::Value fnuzWord(mlir::OpBuilder &b, mlir::Location loc, mlir::Value word);
 /// The products of a kernel body on `target`, whose multiplyGrid calls take
 /// at most `maxA` A and `maxB` B fragments (allocates the emulation's
 /// workgroup memory; every thread must reach each product, which holds
@@ -329,6 +375,10 @@ void storeScores(mlir::OpBuilder &b, mlir::Location loc,
 void storeEncoded(mlir::OpBuilder &b, mlir::Location loc, mlir::Value value,
                   mlir::Value memref, mlir::ValueRange indices,
                   WeightFormat format);
+/// The code (an i32 of 0 to 255) of `rounded`, a finite value already on
+/// the 8-bit float `format`'s grid (roundToCode's result).
+mlir::Value fp8Bits(mlir::OpBuilder &b, mlir::Location loc, mlir::Value rounded,
+                    WeightFormat format);
 
 /// scf.for over [lb, ub) with `step`; `body` gets the induction variable.
 using LoopBody =

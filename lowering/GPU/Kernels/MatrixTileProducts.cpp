@@ -19,6 +19,16 @@
 // sums (a `stageScale` per operand, uniform over the tile: blocks of whole
 // stages and tiles), as DeepSeek-V3 promotes its FP8 products every 128 K.
 //
+// mma::codeTileProducts runs the same schedule on the FP8 units where A is
+// E4M3 codes too (activations quantized per token in groups of 128, as
+// DeepSeek-V3 quantizes its experts' inputs): a stage is 128 columns, the
+// same 32 words a row, staged as they are (FNUZ on AMD: MatrixTiles.cpp),
+// and multiplied by mma.sync.m16n8k32 e4m3 (v_mfma_f32_16x16x32_fp8_fp8),
+// whose fragments have the bf16 forms' words. Each stage's sums are added
+// to the totals times A's scale of the row (staged beside the codes) and
+// W's block scale: the products' short accumulation never runs past one
+// block.
+//
 //===----------------------------------------------------------------------===//
 
 #include "lowering/GPU/Kernels/GPUKernels.h"
@@ -46,22 +56,33 @@ struct Split {
   int64_t columns() const { return amd ? 16 : 8; }
 };
 
-/// Stages columns [k0, k0 + 64) of the 32 rows of `rows` (zero past `depth`
-/// and where a row does not exist) as bf16 pairs into `tile`, and with a
-/// `remainder` tile the remainders there. Thread i takes words i + 64j:
-/// neighbouring threads, neighbouring columns.
-void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
-               const simt::TileRows &rows, Value k0, int64_t depth, Value tile,
-               Value remainder, bool portable) {
+/// `body(row, word)` for the staged words this thread stores: words i + 64j
+/// of the tile's 32 rows x 32 words (neighbouring threads, neighbouring
+/// words).
+void forEachStagedWord(
+    OpBuilder &b, Location loc, const GPUThread &thread,
+    function_ref<void(OpBuilder &, Location, Value row, Value word)> body) {
   Value zero = index(b, loc, 0), one = index(b, loc, 1);
   Value perThread = index(b, loc, kTile * kWords / kBlock);
-  Value depthEnd = index(b, loc, depth);
   simt::forLoop(
       b, loc, zero, perThread, one, [&](OpBuilder &b, Location loc, Value j) {
         Value spread = arith::MulIOp::create(b, loc, j, index(b, loc, kBlock));
         Value e = arith::AddIOp::create(b, loc, thread.thread, spread);
         Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, kWords));
         Value word = arith::RemUIOp::create(b, loc, e, index(b, loc, kWords));
+        body(b, loc, row, word);
+      });
+}
+
+/// Stages columns [k0, k0 + 64) of the 32 rows of `rows` (zero past `depth`
+/// and where a row does not exist) as bf16 pairs into `tile`, and with a
+/// `remainder` tile the remainders there.
+void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
+               const simt::TileRows &rows, Value k0, int64_t depth, Value tile,
+               Value remainder, bool portable) {
+  Value depthEnd = index(b, loc, depth);
+  forEachStagedWord(
+      b, loc, thread, [&](OpBuilder &b, Location loc, Value row, Value word) {
         Value pair = arith::MulIOp::create(b, loc, word, index(b, loc, 2));
         Value exists = rows.exists(b, loc, row);
         SmallVector<Value> high, low;
@@ -95,15 +116,49 @@ void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
           store(low, remainder);
       });
 }
-} // namespace
 
-int64_t mma::tileProductsStage() { return 2 * kWords; }
+/// Stages word columns [w0, w0 + 32) of the 32 code rows of `rows` (zero
+/// where a row does not exist) into `tile`, as FNUZ codes for AMD.
+void stageCodes(OpBuilder &b, Location loc, const GPUThread &thread,
+                const mma::CodeRows &rows, Value w0, Value tile, bool fnuz) {
+  forEachStagedWord(
+      b, loc, thread, [&](OpBuilder &b, Location loc, Value row, Value word) {
+        Value exists = rows.exists(b, loc, row);
+        Value w = arith::AddIOp::create(b, loc, w0, word);
+        Value codes = simt::valueOrZero(b, loc, exists, b.getI32Type(),
+                                        [&](OpBuilder &b, Location loc) {
+                                          return rows.word(b, loc, row, w);
+                                        });
+        if (fnuz)
+          codes = mma::fnuzWord(b, loc, codes);
+        Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
+        Value at = arith::AddIOp::create(b, loc, start, word);
+        Value bits = arith::BitcastOp::create(b, loc, b.getF32Type(), codes);
+        memref::StoreOp::create(b, loc, bits, tile, at);
+      });
+}
 
-void mma::tileProducts(OpBuilder &b, Location loc,
-                       const GPUKernelTarget &target, const GPUThread &thread,
-                       int64_t depth, const simt::TileRows &a,
-                       ArrayRef<simt::TileRows> w, bool split,
-                       const StageScale &stageScale, simt::TileFinish finish) {
+/// What tileProducts and codeTileProducts share: the tile's products over
+/// stages of `stageColumns`, which `stage(k0, tileA, remainderA, tilesW)`
+/// puts in workgroup memory. With `stageScale` each stage's sums start from
+/// zero and are added to the totals times stageScale(k0, o) and, with
+/// `rowScales`, times A's scale of the element's row there (workgroup
+/// memory that `stage` fills).
+struct Schedule {
+  int64_t terms, stageColumns;
+  bool split;
+  WeightFormat elements;
+  std::function<void(OpBuilder &, Location, Value k0, Value tileA,
+                     Value remainderA, ArrayRef<Value> tilesW)>
+      stage;
+  std::function<Value(OpBuilder &, Location, Value r)> rowExists, columnExists;
+  std::function<Value(OpBuilder &, Location, Value k0, int64_t o)> stageScale;
+  Value rowScales;
+};
+
+void runSchedule(OpBuilder &b, Location loc, const GPUKernelTarget &target,
+                 const GPUThread &thread, int64_t depth,
+                 const Schedule &schedule, simt::TileFinish finish) {
   assert(thread.block == kBlock && "64 threads");
   // ptxas' own register budget for 64-thread kernels is below what these
   // take on sm_90 (96 registers and a spill for FP8 experts' gate and up,
@@ -111,47 +166,52 @@ void mma::tileProducts(OpBuilder &b, Location loc,
   // register file's share of a thread is theirs.
   if (target.getKind() == "cuda" && thread.kernel)
     thread.kernel->setAttr("nvvm.maxnreg", b.getI32IntegerAttr(255));
-  int64_t terms = w.size();
-  Split layout{usesMFMA(target)};
-  WarpProducts products = warpProducts(target, thread, layout.rowTiles(),
-                                       terms * layout.columnTiles());
-  bool portable = products.emulated();
+  int64_t terms = schedule.terms;
+  bool split = schedule.split;
+  Split layout{mma::usesMFMA(target)};
+  mma::WarpProducts products = mma::warpProducts(
+      target, thread, layout.rowTiles(), terms * layout.columnTiles());
   Value tileA = thread.scratch(kTile * kPitch);
   Value remainderA = split ? thread.scratch(kTile * kPitch) : Value();
   SmallVector<Value> tilesW;
   for (int64_t o = 0; o < terms; ++o)
     tilesW.push_back(thread.scratch(kTile * kPitch));
 
-  LaneParts lane = laneParts(b, loc, thread.thread, layout.amd);
+  mma::LaneParts lane = mma::laneParts(b, loc, thread.thread, layout.amd);
   // NVIDIA: warp w's rows start at 16w; AMD's one wave has them all.
   Value waveRow =
       layout.amd ? index(b, loc, 0)
                  : arith::MulIOp::create(b, loc, lane.wave, index(b, loc, 16));
-  auto wordsA = fragmentWords(b, loc, layout.amd, lane, /*isA=*/true);
-  auto wordsB = fragmentWords(b, loc, layout.amd, lane, /*isA=*/false);
+  auto wordsA = mma::fragmentWords(b, loc, layout.amd, lane, /*isA=*/true);
+  auto wordsB = mma::fragmentWords(b, loc, layout.amd, lane, /*isA=*/false);
   int64_t rowTiles = layout.rowTiles(), columnTiles = layout.columnTiles();
+  // The tile row of the lane's C element e of row tile m.
+  auto rowOf = [&](OpBuilder &b, Location loc, int64_t m, int64_t e) {
+    Value inRow = mma::elementOf(b, loc, layout.amd, lane, e).first;
+    Value row = arith::AddIOp::create(b, loc, waveRow, inRow);
+    return arith::AddIOp::create(b, loc, row, index(b, loc, 16 * m))
+        .getResult();
+  };
   // Sums of (row tile m, operand o's column tile n, element e) at
   // ((m * terms + o) * columnTiles + n) * 4 + e: multiplyGrid's order with
   // every operand's B fragments in one list.
   int64_t count = rowTiles * terms * columnTiles * 4;
   SmallVector<Value> zeros(count, f32(b, loc, 0.0));
-  int64_t stageColumns = tileProductsStage();
+  int64_t stageColumns = schedule.stageColumns;
   Value stages = index(b, loc, llvm::divideCeil(depth, stageColumns));
   Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  bool promotes = static_cast<bool>(schedule.stageScale);
   auto loop = scf::ForOp::create(
       b, loc, zero, stages, one, zeros,
       [&](OpBuilder &b, Location loc, Value stage, ValueRange acc) {
         Value k0 =
             arith::MulIOp::create(b, loc, stage, index(b, loc, stageColumns));
-        stageRows(b, loc, thread, a, k0, depth, tileA, remainderA, portable);
-        for (int64_t o = 0; o < terms; ++o)
-          stageRows(b, loc, thread, w[o], k0, depth, tilesW[o], Value(),
-                    portable);
+        schedule.stage(b, loc, k0, tileA, remainderA, tilesW);
         gpu::BarrierOp::create(b, loc);
-        // With block scales the stage's sums start from zero and are scaled
-        // into the totals after its products.
+        // With scales the stage's sums start from zero and are scaled into
+        // the totals after its products.
         SmallVector<Value> sums(acc);
-        if (stageScale)
+        if (promotes)
           sums.assign(count, f32(b, loc, 0.0));
         for (int64_t s = 0; s < kSteps; ++s) {
           Value stepWord = index(b, loc, 8 * s);
@@ -159,33 +219,44 @@ void mma::tileProducts(OpBuilder &b, Location loc,
           for (int64_t m = 0; m < rowTiles; ++m) {
             Value row =
                 arith::AddIOp::create(b, loc, waveRow, index(b, loc, 16 * m));
-            fragmentsA.push_back(
-                loadFragment(b, loc, tileA, kPitch, wordsA, row, stepWord));
-            if (split)
-              fragmentsRest.push_back(loadFragment(b, loc, remainderA, kPitch,
+            fragmentsA.push_back(mma::loadFragment(b, loc, tileA, kPitch,
                                                    wordsA, row, stepWord));
+            if (split)
+              fragmentsRest.push_back(mma::loadFragment(
+                  b, loc, remainderA, kPitch, wordsA, row, stepWord));
           }
           for (int64_t o = 0; o < terms; ++o)
             for (int64_t n = 0; n < columnTiles; ++n) {
               Value row = index(b, loc, layout.columns() * n);
-              fragmentsW.push_back(loadFragment(b, loc, tilesW[o], kPitch,
-                                                wordsB, row, stepWord));
+              fragmentsW.push_back(mma::loadFragment(b, loc, tilesW[o], kPitch,
+                                                     wordsB, row, stepWord));
             }
-          sums = multiplyGrid(b, loc, products, WeightFormat::BF16, fragmentsA,
-                              fragmentsW, sums);
+          sums = mma::multiplyGrid(b, loc, products, schedule.elements,
+                                   fragmentsA, fragmentsW, sums);
           if (split)
-            sums = multiplyGrid(b, loc, products, WeightFormat::BF16,
-                                fragmentsRest, fragmentsW, sums);
+            sums = mma::multiplyGrid(b, loc, products, schedule.elements,
+                                     fragmentsRest, fragmentsW, sums);
         }
-        if (stageScale) {
+        if (promotes) {
           SmallVector<Value> totals(acc);
           int64_t perOperand = columnTiles * 4;
+          // A's scale of each of the lane's rows (n does not change them).
+          SmallVector<Value> rowScale(rowTiles * 4);
+          if (schedule.rowScales)
+            for (int64_t m = 0; m < rowTiles; ++m)
+              for (int64_t e = 0; e < 4; ++e)
+                rowScale[m * 4 + e] = memref::LoadOp::create(
+                    b, loc, schedule.rowScales, rowOf(b, loc, m, e));
           for (int64_t o = 0; o < terms; ++o) {
-            Value scale = stageScale(b, loc, k0, o);
+            Value scale = schedule.stageScale(b, loc, k0, o);
             for (int64_t m = 0; m < rowTiles; ++m)
               for (int64_t i = 0; i < perOperand; ++i) {
                 int64_t at = (m * terms + o) * perOperand + i;
-                totals[at] = simt::fma(b, loc, sums[at], scale, totals[at]);
+                Value factor = scale;
+                if (schedule.rowScales)
+                  factor = arith::MulFOp::create(
+                      b, loc, rowScale[m * 4 + i % 4], scale);
+                totals[at] = simt::fma(b, loc, sums[at], factor, totals[at]);
               }
           }
           sums = totals;
@@ -197,13 +268,12 @@ void mma::tileProducts(OpBuilder &b, Location loc,
   for (int64_t m = 0; m < rowTiles; ++m)
     for (int64_t n = 0; n < columnTiles; ++n)
       for (int64_t e = 0; e < 4; ++e) {
-        auto [inRow, inColumn] = elementOf(b, loc, layout.amd, lane, e);
-        Value row = arith::AddIOp::create(b, loc, waveRow, inRow);
-        row = arith::AddIOp::create(b, loc, row, index(b, loc, 16 * m));
+        Value row = rowOf(b, loc, m, e);
+        Value inColumn = mma::elementOf(b, loc, layout.amd, lane, e).second;
         Value column = arith::AddIOp::create(
             b, loc, inColumn, index(b, loc, layout.columns() * n));
-        Value rowExists = a.exists(b, loc, row);
-        Value columnExists = w[0].exists(b, loc, column);
+        Value rowExists = schedule.rowExists(b, loc, row);
+        Value columnExists = schedule.columnExists(b, loc, column);
         Value both = arith::AndIOp::create(b, loc, rowExists, columnExists);
         scf::IfOp::create(b, loc, both, [&](OpBuilder &b, Location loc) {
           SmallVector<Value> values;
@@ -214,4 +284,80 @@ void mma::tileProducts(OpBuilder &b, Location loc,
           scf::YieldOp::create(b, loc);
         });
       }
+}
+} // namespace
+
+int64_t mma::tileProductsStage() { return 2 * kWords; }
+
+int64_t mma::codeTileProductsStage() { return 4 * kWords; }
+
+void mma::tileProducts(OpBuilder &b, Location loc,
+                       const GPUKernelTarget &target, const GPUThread &thread,
+                       int64_t depth, const simt::TileRows &a,
+                       ArrayRef<simt::TileRows> w, bool split,
+                       const StageScale &stageScale, simt::TileFinish finish) {
+  bool portable = emulatesMMA(target) || emulatesMFMA(target);
+  Schedule schedule;
+  schedule.terms = w.size();
+  schedule.stageColumns = tileProductsStage();
+  schedule.split = split;
+  schedule.elements = WeightFormat::BF16;
+  schedule.stage = [&](OpBuilder &b, Location loc, Value k0, Value tileA,
+                       Value remainderA, ArrayRef<Value> tilesW) {
+    stageRows(b, loc, thread, a, k0, depth, tileA, remainderA, portable);
+    for (auto [rows, tile] : llvm::zip_equal(w, tilesW))
+      stageRows(b, loc, thread, rows, k0, depth, tile, Value(), portable);
+  };
+  schedule.rowExists = a.exists;
+  schedule.columnExists = w[0].exists;
+  schedule.stageScale = stageScale;
+  runSchedule(b, loc, target, thread, depth, schedule, finish);
+}
+
+void mma::codeTileProducts(OpBuilder &b, Location loc,
+                           const GPUKernelTarget &target,
+                           const GPUThread &thread, int64_t depth,
+                           const CodeRows &a, const RowScale &aScale,
+                           ArrayRef<CodeRows> w, const StageScale &stageScale,
+                           simt::TileFinish finish) {
+  assert(depth % codeTileProductsStage() == 0 && "whole stages");
+  bool amd = usesMFMA(target);
+  Value rowScales = thread.scratch(kTile);
+  Schedule schedule;
+  schedule.terms = w.size();
+  schedule.stageColumns = codeTileProductsStage();
+  schedule.split = false;
+  schedule.elements = amd ? WeightFormat::F8E4M3FNUZ : WeightFormat::F8E4M3FN;
+  schedule.stage = [&](OpBuilder &b, Location loc, Value k0, Value tileA, Value,
+                       ArrayRef<Value> tilesW) {
+    Value w0 = arith::DivUIOp::create(b, loc, k0, index(b, loc, 4));
+    stageCodes(b, loc, thread, a, w0, tileA, amd);
+    for (auto [rows, tile] : llvm::zip_equal(w, tilesW))
+      stageCodes(b, loc, thread, rows, w0, tile, amd);
+    // A's scales of the stage: threads 0-31, a row each (0 where the row
+    // does not exist).
+    Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       thread.thread, index(b, loc, kTile));
+    scf::IfOp::create(b, loc, mine, [&](OpBuilder &b, Location loc) {
+      Value r = thread.thread;
+      Value scale = simt::valueOrZero(
+          b, loc, a.exists(b, loc, r), b.getF32Type(),
+          [&](OpBuilder &b, Location loc) { return aScale(b, loc, r, k0); });
+      memref::StoreOp::create(b, loc, scale, rowScales, r);
+      scf::YieldOp::create(b, loc);
+    });
+  };
+  schedule.rowExists = a.exists;
+  schedule.columnExists = w[0].exists;
+  // gfx942's FNUZ codes are half the E4M3FN values: their products a
+  // quarter.
+  schedule.stageScale = [&](OpBuilder &b, Location loc, Value k0,
+                            int64_t o) -> Value {
+    Value scale = stageScale(b, loc, k0, o);
+    if (amd)
+      scale = arith::MulFOp::create(b, loc, scale, f32(b, loc, 4.0));
+    return scale;
+  };
+  schedule.rowScales = rowScales;
+  runSchedule(b, loc, target, thread, depth, schedule, finish);
 }

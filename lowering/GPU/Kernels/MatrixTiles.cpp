@@ -87,17 +87,12 @@ struct Unit {
 std::optional<Unit> unitOf(const GPUKernelTarget &target,
                            const LinearKernel &kernel) {
   StringRef chip = target.getTarget().getChip();
-  // The emulations (tests): NVIDIA's layouts with sm_90's FP8, or AMD's
-  // with gfx942's.
-  bool emulated = mma::emulatesMMA(target) || mma::emulatesMFMA(target);
   if (!mma::hasMatrixUnits(target) || kernel.weight.panel)
     return std::nullopt;
   bool amd = mma::usesMFMA(target);
-  // FP8 products: Ada and Hopper, MI300. bf16: every chip we build for
-  // (sm_80 and later, gfx90a and later).
-  bool fp8 = emulated ||
-             (amd ? chip == "gfx942"
-                  : chip == "sm_89" || chip == "sm_90" || chip == "sm_90a");
+  // bf16 products on every chip we build for (sm_80 and later, gfx90a and
+  // later), FP8 on some.
+  bool fp8 = mma::hasFP8Units(target);
   const WeightOperand &weight = kernel.weight;
   Unit unit{amd, Form::BF16, /*wgmma=*/chip == "sm_90a", {}};
   if (fp8 && weight.format == WeightFormat::F8E4M3FN && weight.blockScale &&
@@ -151,20 +146,6 @@ void storeWord(OpBuilder &b, Location loc, const Unit &unit, Value word,
   if (offset)
     at = arith::AddIOp::create(b, loc, at, offset);
   memref::StoreOp::create(b, loc, f32Of(b, loc, word), tile, at);
-}
-
-/// Four E4M3FN codes as the FNUZ codes of half their values: the same bits,
-/// but -0 (0x80, FNUZ's NaN) becomes 0. A byte keeps its sign bit only where
-/// its magnitude bits are not all zero (m + 0x7f carries into bit 7 exactly
-/// when m != 0, and never into the next byte).
-Value fnuzWord(OpBuilder &b, Location loc, Value word) {
-  Value magnitudes = simt::i32(b, loc, 0x7f7f7f7f);
-  Value magnitude = arith::AndIOp::create(b, loc, word, magnitudes);
-  Value carried = arith::AddIOp::create(b, loc, magnitude, magnitudes);
-  Value signs = simt::i32(b, loc, int64_t(0x80808080));
-  Value nonzero = arith::AndIOp::create(b, loc, carried, signs);
-  Value keep = arith::OrIOp::create(b, loc, nonzero, magnitudes);
-  return arith::AndIOp::create(b, loc, word, keep);
 }
 
 /// d = a[m] x w[n] + c for each pair of instruction tiles (c and d: 4 f32
@@ -340,7 +321,7 @@ void stageRows(OpBuilder &b, Location loc, const Unit &unit,
     for (int64_t j = 0; j < 4; ++j) {
       Value word = vector::ExtractOp::create(b, loc, loaded, j);
       if (unit.amd && unit.form == Form::E4M3)
-        word = fnuzWord(b, loc, word);
+        word = mma::fnuzWord(b, loc, word);
       Value slot = arith::AddIOp::create(b, loc, firstWord, index(b, loc, j));
       storeWord(b, loc, unit, word, tile, row, slot, offset);
     }

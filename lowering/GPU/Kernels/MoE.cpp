@@ -398,6 +398,9 @@ struct ExpertWeights {
   /// Routed experts index stacks [E, ...] by expert; the shared one not.
   bool stacked;
   std::optional<int64_t> activationGroup;
+  /// Prefill multiplies E4M3 codes on the FP8 units (codesOnFP8Units): the
+  /// prefill kernels see gate, up and down as words of 4 codes.
+  bool fp8Units = false;
 };
 
 /// The block scale of w[prefix..., row, column] in `scale`.
@@ -553,6 +556,30 @@ static bool groupedOnMatrixUnits(const GPUKernelTarget &target,
   return rows % kEntryTile == 0 && cols % mma::tileProductsStage() == 0;
 }
 
+/// Whether the grouped products of experts with `weight`, `inter` wide, can
+/// multiply E4M3 codes on the target's FP8 units, given that their inputs
+/// are quantized per token in groups of 128 (codeTileProductsStage()):
+/// E4M3FN weights with block scales of whole 32-row tiles and 128 columns,
+/// and widths of whole stages.
+static bool codesOnFP8Units(const GPUKernelTarget &target,
+                            const WeightOperand &weight, int64_t inter,
+                            int64_t hidden) {
+  int64_t stage = mma::codeTileProductsStage();
+  if (!mma::hasFP8Units(target) || weight.format != WeightFormat::F8E4M3FN ||
+      !weight.blockScale)
+    return false;
+  auto [rows, cols] = *weight.blockScale;
+  return rows % kEntryTile == 0 && cols == stage && inter % stage == 0 &&
+         hidden % stage == 0;
+}
+
+bool xfmr::kernels::expertsOnFP8Units(const GPUKernelTarget &target,
+                                      const MoEExpertsKernel &experts) {
+  int64_t stage = mma::codeTileProductsStage();
+  return experts.fp8InputGroup == stage && experts.activationGroup == stage &&
+         codesOnFP8Units(target, experts.weight, experts.inter, experts.hidden);
+}
+
 static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                                    const MoEExpertsKernel &kernel) {
   int64_t experts = kernel.experts;
@@ -593,6 +620,21 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                     stringifyMoEDispatch(dispatch).str();
   if (activationGroup)
     key += "_act" + std::to_string(*activationGroup);
+  // Prefill's products on the FP8 units multiply the input's codes, which
+  // the quantization before the experts left (types in 4-code words), and
+  // their SwiGLU outputs' codes.
+  int64_t codeStage = mma::codeTileProductsStage();
+  bool fp8Units = kernel.fp8InputCodes;
+  assert((!fp8Units || expertsOnFP8Units(target, kernel)) &&
+         "codes only where the FP8 units take them");
+  bool sharedFP8Units =
+      fp8Units && shared &&
+      codesOnFP8Units(target, shared->weight, shared->inter, hidden);
+  if (fp8Units) {
+    types.inputCodes = tokensBy(hidden / 4, i32Type);
+    types.inputScale = tokensBy(hidden / codeStage, f32Type);
+    key += "_e4m3";
+  }
   // Prefill's products on the matrix units (routed or shared experts):
   // --precise splits their activations in two.
   if (groupedOnMatrixUnits(target, weight) ||
@@ -642,16 +684,17 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   SmallVector<Type> upTypes(operandTypes);
   upTypes.push_back(scratchType);
   auto expertsOf = [&](MoEExpertsOperands<Value> args) {
-    return ExpertWeights{
-        args.gate,      args.up, args.down, args.gateScale, args.upScale,
-        args.downScale, inter,   weight,    true,           activationGroup};
+    return ExpertWeights{args.gate,       args.up,      args.down,
+                         args.gateScale,  args.upScale, args.downScale,
+                         inter,           weight,       true,
+                         activationGroup, fp8Units};
   };
   auto sharedOf = [&](MoEExpertsOperands<Value> args) {
     return ExpertWeights{
         args.sharedGate,      args.sharedUp,      args.sharedDown,
         args.sharedGateScale, args.sharedUpScale, args.sharedDownScale,
         sharedInter,          shared->weight,     false,
-        sharedGroup};
+        sharedGroup,          sharedFP8Units};
   };
   SymbolRefAttr up = target.get(
       key + "_decode_up", upTypes, kExpertBlock,
@@ -934,16 +977,54 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     scratches.push_back({dynamicF32, scaledTokens(hidden, 0)});
   }
   enum : unsigned { kRoute, kAct, kYs, kSharedAct, kSharedY };
+  // On the FP8 units, the activations' codes (4-code words) and scales.
+  unsigned actCodesAt = 0, sharedActCodesAt = 0;
+  auto addCodeScratches = [&](int64_t perToken) {
+    unsigned at = scratches.size();
+    scratches.push_back({dynamicI32, scaledTokens(perToken / 4, 0)});
+    scratches.push_back({dynamicF32, scaledTokens(perToken / codeStage, 0)});
+    return at;
+  };
+  if (fp8Units)
+    actCodesAt = addCodeScratches(topK * inter);
+  if (sharedFP8Units)
+    sharedActCodesAt = addCodeScratches(sharedInter);
+  // The prefill kernels see the weights that the FP8 units multiply as
+  // words of 4 codes.
+  MoEExpertsOperands<Type> prefillOperandTypes = types;
+  auto words = [&](ArrayRef<int64_t> shape) {
+    SmallVector<int64_t> wordShape(shape);
+    wordShape.back() /= 4;
+    return MemRefType::get(wordShape, i32Type);
+  };
+  if (fp8Units) {
+    prefillOperandTypes.gate = words({experts, inter, hidden});
+    prefillOperandTypes.up = words({experts, inter, hidden});
+    prefillOperandTypes.down = words({experts, hidden, inter});
+  }
+  if (sharedFP8Units) {
+    prefillOperandTypes.sharedGate = words({sharedInter, hidden});
+    prefillOperandTypes.sharedUp = words({sharedInter, hidden});
+    prefillOperandTypes.sharedDown = words({hidden, sharedInter});
+  }
   unsigned operandCount = operandTypes.size();
   // Every prefill kernel takes all the operands, then the scratches.
-  SmallVector<Type> prefillTypes(operandTypes);
+  SmallVector<Type> prefillTypes = presentOperands(prefillOperandTypes);
   for (const GPUKernelTarget::Scratch &scratch : scratches)
     prefillTypes.push_back(scratch.type);
   auto argumentsOf = [&](ValueRange operands) {
-    return bindOperands(types, operands.take_front(operandCount));
+    return bindOperands(prefillOperandTypes, operands.take_front(operandCount));
   };
   auto scratchOf = [&](ValueRange operands, unsigned which) {
     return operands[operandCount + which];
+  };
+  // The codes scratch at `at` and the scales after it (null: none).
+  auto codeScratchOf = [&](ValueRange operands, bool present, unsigned at) {
+    if (!present)
+      return std::make_pair(Value(), Value());
+    Value codes = scratchOf(operands, at);
+    Value scales = scratchOf(operands, at + 1);
+    return std::make_pair(codes, scales);
   };
 
   // 1. Route: entries per expert, their prefix sums, the sorted order.
@@ -1173,6 +1254,63 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     mma::tileProducts(b, loc, target, thread, depth, a, weightRows,
                       kernel.precise, stageScale, finish);
   };
+  // The grouped products on the FP8 units: the entries' codes `a` (and
+  // their row scales) times rows [firstColumn, + 32) of expert e's
+  // `weights` (4-code words and block scales; `rows` rows each), promoted
+  // with each stage's block scale.
+  auto groupedCodeProducts =
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          const ExpertWeights &m, Value e, Value firstColumn, int64_t rows,
+          int64_t depth, const mma::CodeRows &a, const mma::RowScale &aScale,
+          ArrayRef<std::pair<Value, Value>> weights, simt::TileFinish finish) {
+        SmallVector<mma::CodeRows> weightRows;
+        for (const std::pair<Value, Value> &weight : weights) {
+          Value w = weight.first;
+          weightRows.push_back(mma::CodeRows{
+              columnExists(firstColumn, rows),
+              [&, w](OpBuilder &b, Location loc, Value n, Value word) -> Value {
+                SmallVector<Value> at;
+                if (m.stacked)
+                  at.push_back(e);
+                at.push_back(arith::AddIOp::create(b, loc, firstColumn, n));
+                at.push_back(word);
+                return memref::LoadOp::create(b, loc, w, at);
+              }});
+        }
+        mma::StageScale stageScale = [&](OpBuilder &b, Location loc, Value k0,
+                                         int64_t operand) -> Value {
+          Value scale = weights[operand].second;
+          return blockScaleOf(b, loc, m, scale, e, firstColumn, k0);
+        };
+        mma::codeTileProducts(b, loc, target, thread, depth, a, aScale,
+                              weightRows, stageScale, finish);
+      };
+  // Rows `first + r` of the activations' codes and scales (`width` wide),
+  // as A of the FP8 units' products.
+  auto codeRowsOf = [&](Value codes, Value scales, Value first, Value end,
+                        int64_t width) {
+    mma::CodeRows rows{rowExists(first, end),
+                       [first, codes, width](OpBuilder &b, Location loc,
+                                             Value r, Value w) -> Value {
+                         Value p = arith::AddIOp::create(b, loc, first, r);
+                         Value rowStart = arith::MulIOp::create(
+                             b, loc, p, index(b, loc, width / 4));
+                         Value at = arith::AddIOp::create(b, loc, rowStart, w);
+                         return memref::LoadOp::create(b, loc, codes, at);
+                       }};
+    mma::RowScale scale = [first, scales, width,
+                           codeStage](OpBuilder &b, Location loc, Value r,
+                                      Value k0) -> Value {
+      Value p = arith::AddIOp::create(b, loc, first, r);
+      Value rowStart =
+          arith::MulIOp::create(b, loc, p, index(b, loc, width / codeStage));
+      Value group =
+          arith::DivUIOp::create(b, loc, k0, index(b, loc, codeStage));
+      Value at = arith::AddIOp::create(b, loc, rowStart, group);
+      return memref::LoadOp::create(b, loc, scales, at);
+    };
+    return std::make_pair(rows, scale);
+  };
   // act rows = silu(x . gate) * (x . up) over `rows` x-rows (`token(r)`),
   // the expert's (or the shared one's) intermediate rows.
   auto gateUpTile = [&](OpBuilder &b, Location loc, const GPUThread &thread,
@@ -1180,30 +1318,70 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                         Value e, Value first, Value end, Value firstColumn,
                         function_ref<Value(OpBuilder &, Location, Value)> token,
                         Value act, int64_t width) {
+    auto store = [&](OpBuilder &b, Location loc, Value r, Value n,
+                     ValueRange sums) {
+      Value activated = silu(b, loc, sums[0]);
+      Value product = arith::MulFOp::create(b, loc, activated, sums[1]);
+      Value p = arith::AddIOp::create(b, loc, first, r);
+      Value i = arith::AddIOp::create(b, loc, firstColumn, n);
+      Value rowStart = arith::MulIOp::create(b, loc, p, index(b, loc, width));
+      Value at = arith::AddIOp::create(b, loc, rowStart, i);
+      memref::StoreOp::create(b, loc, product, act, at);
+    };
+    if (m.fp8Units) {
+      // The tokens' codes and scales, as the quantization before the
+      // experts left them.
+      mma::CodeRows x{rowExists(first, end),
+                      [&](OpBuilder &b, Location loc, Value r, Value w) {
+                        Value t = token(b, loc, r);
+                        return memref::LoadOp::create(b, loc, args.inputCodes,
+                                                      ValueRange{t, w})
+                            .getResult();
+                      }};
+      mma::RowScale xScale = [&](OpBuilder &b, Location loc, Value r,
+                                 Value k0) -> Value {
+        Value t = token(b, loc, r);
+        Value group =
+            arith::DivUIOp::create(b, loc, k0, index(b, loc, codeStage));
+        return memref::LoadOp::create(b, loc, args.inputScale,
+                                      ValueRange{t, group});
+      };
+      groupedCodeProducts(b, loc, thread, m, e, firstColumn, m.inter, hidden, x,
+                          xScale, {{m.gate, m.gateScale}, {m.up, m.upScale}},
+                          store);
+      return;
+    }
     simt::TileRows x{
         rowExists(first, end),
         [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
           Value t = token(b, loc, r);
           return memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
         }};
-    groupedProducts(
-        b, loc, thread, m, e, firstColumn, m.inter, hidden, x,
-        {{m.gate, m.gateScale}, {m.up, m.upScale}},
-        [&](OpBuilder &b, Location loc, Value r, Value n, ValueRange sums) {
-          Value activated = silu(b, loc, sums[0]);
-          Value product = arith::MulFOp::create(b, loc, activated, sums[1]);
-          Value p = arith::AddIOp::create(b, loc, first, r);
-          Value i = arith::AddIOp::create(b, loc, firstColumn, n);
-          Value rowStart =
-              arith::MulIOp::create(b, loc, p, index(b, loc, width));
-          Value at = arith::AddIOp::create(b, loc, rowStart, i);
-          memref::StoreOp::create(b, loc, product, act, at);
-        });
+    groupedProducts(b, loc, thread, m, e, firstColumn, m.inter, hidden, x,
+                    {{m.gate, m.gateScale}, {m.up, m.upScale}}, store);
   };
-  // ys rows = act rows . down^T over the hidden rows of one column tile.
+  // ys rows = act rows . down^T over the hidden rows of one column tile;
+  // on the FP8 units from the activations' codes and scales (`actCodes`
+  // and the scratch after it).
   auto downTile = [&](OpBuilder &b, Location loc, const GPUThread &thread,
                       const ExpertWeights &m, Value e, Value first, Value end,
-                      Value firstColumn, Value act, Value ys) {
+                      Value firstColumn, Value act, Value ys, Value actCodes,
+                      Value actScales) {
+    auto store = [&](OpBuilder &b, Location loc, Value r, Value n,
+                     ValueRange sums) {
+      Value p = arith::AddIOp::create(b, loc, first, r);
+      Value column = arith::AddIOp::create(b, loc, firstColumn, n);
+      Value rowStart = arith::MulIOp::create(b, loc, p, index(b, loc, hidden));
+      Value at = arith::AddIOp::create(b, loc, rowStart, column);
+      memref::StoreOp::create(b, loc, sums[0], ys, at);
+    };
+    if (m.fp8Units) {
+      auto [codes, scale] =
+          codeRowsOf(actCodes, actScales, first, end, m.inter);
+      groupedCodeProducts(b, loc, thread, m, e, firstColumn, hidden, m.inter,
+                          codes, scale, {{m.down, m.downScale}}, store);
+      return;
+    }
     simt::TileRows a{
         rowExists(first, end),
         [&](OpBuilder &b, Location loc, Value r, Value i) -> Value {
@@ -1213,24 +1391,19 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           Value at = arith::AddIOp::create(b, loc, rowStart, i);
           return memref::LoadOp::create(b, loc, act, at);
         }};
-    groupedProducts(
-        b, loc, thread, m, e, firstColumn, hidden, m.inter, a,
-        {{m.down, m.downScale}},
-        [&](OpBuilder &b, Location loc, Value r, Value n, ValueRange sums) {
-          Value p = arith::AddIOp::create(b, loc, first, r);
-          Value column = arith::AddIOp::create(b, loc, firstColumn, n);
-          Value rowStart =
-              arith::MulIOp::create(b, loc, p, index(b, loc, hidden));
-          Value at = arith::AddIOp::create(b, loc, rowStart, column);
-          memref::StoreOp::create(b, loc, sums[0], ys, at);
-        });
+    groupedProducts(b, loc, thread, m, e, firstColumn, hidden, m.inter, a,
+                    {{m.down, m.downScale}}, store);
   };
   // FP8 activations: each row of `act` ([rows, width]) quantized per group
-  // in place, a workgroup per row, a thread per group.
+  // in place, a workgroup per row, a thread per group. With `codes`, the
+  // codes (4-code words, [rows, width / 4]) and the groups' scales
+  // (`scales`, [rows, width / group]) instead, for the FP8 units' products
+  // (whole groups: width % group == 0, group % 4 == 0).
   auto quantizeRows = [&](OpBuilder &b, Location loc, const GPUThread &thread,
                           Value act, Value row, int64_t width, int64_t group,
-                          WeightFormat format) {
-    Value groups = index(b, loc, llvm::divideCeil(width, group));
+                          WeightFormat format, Value codes, Value scales) {
+    int64_t groupCount = llvm::divideCeil(width, group);
+    Value groups = index(b, loc, groupCount);
     Value rowStart = arith::MulIOp::create(b, loc, row, index(b, loc, width));
     simt::strided(
         b, loc, thread, groups, [&](OpBuilder &b, Location loc, Value g) {
@@ -1248,15 +1421,48 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                        return memref::LoadOp::create(b, loc, act, i);
                      });
           Value scale = scaleForMaxAbs(b, loc, amax, format);
-          simt::forLoop(b, loc, begin, end, index(b, loc, 1),
-                        [&](OpBuilder &b, Location loc, Value i) {
-                          Value v = memref::LoadOp::create(b, loc, act, i);
-                          Value scaled =
-                              arith::DivFOp::create(b, loc, v, scale);
-                          Value q = roundToCode(b, loc, scaled, format);
-                          Value back = arith::MulFOp::create(b, loc, q, scale);
-                          memref::StoreOp::create(b, loc, back, act, i);
-                        });
+          auto codeOf = [&](OpBuilder &b, Location loc, Value i) {
+            Value v = memref::LoadOp::create(b, loc, act, i);
+            Value scaled = arith::DivFOp::create(b, loc, v, scale);
+            return roundToCode(b, loc, scaled, format);
+          };
+          if (!codes) {
+            simt::forLoop(b, loc, begin, end, index(b, loc, 1),
+                          [&](OpBuilder &b, Location loc, Value i) {
+                            Value q = codeOf(b, loc, i);
+                            Value back =
+                                arith::MulFOp::create(b, loc, q, scale);
+                            memref::StoreOp::create(b, loc, back, act, i);
+                          });
+            return;
+          }
+          Value rowGroups =
+              arith::MulIOp::create(b, loc, row, index(b, loc, groupCount));
+          Value scaleAt = arith::AddIOp::create(b, loc, rowGroups, g);
+          memref::StoreOp::create(b, loc, scale, scales, scaleAt);
+          Value firstWord =
+              arith::DivUIOp::create(b, loc, begin, index(b, loc, 4));
+          Value zero = index(b, loc, 0);
+          Value groupWords = index(b, loc, group / 4);
+          Value one = index(b, loc, 1);
+          simt::forLoop(
+              b, loc, zero, groupWords, one,
+              [&](OpBuilder &b, Location loc, Value w) {
+                Value wordAt = arith::AddIOp::create(b, loc, firstWord, w);
+                Value first =
+                    arith::MulIOp::create(b, loc, wordAt, index(b, loc, 4));
+                Value word = simt::i32(b, loc, 0);
+                for (int64_t j = 0; j < 4; ++j) {
+                  Value i =
+                      arith::AddIOp::create(b, loc, first, index(b, loc, j));
+                  Value q = codeOf(b, loc, i);
+                  Value bits = simt::fp8Bits(b, loc, q, format);
+                  Value shifted = arith::ShLIOp::create(
+                      b, loc, bits, simt::i32(b, loc, 8 * j));
+                  word = arith::OrIOp::create(b, loc, word, shifted);
+                }
+                memref::StoreOp::create(b, loc, word, codes, wordAt);
+              });
         });
   };
   auto routedToken = [&](Value table, Value first) {
@@ -1294,9 +1500,10 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                    scaledTokens(topK, 0),
                    [&](OpBuilder &b, Location loc, const GPUThread &thread,
                        ValueRange operands) {
+                     auto codes = codeScratchOf(operands, fp8Units, actCodesAt);
                      quantizeRows(b, loc, thread, scratchOf(operands, kAct),
                                   thread.workgroup, inter, *activationGroup,
-                                  weight.format);
+                                  weight.format, codes.first, codes.second);
                    });
   // 4. Down of the routed entries.
   SymbolRefAttr routedDown = target.get(
@@ -1310,8 +1517,11 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                         ExpertWeights m = expertsOf(args);
                         Value act = scratchOf(operands, kAct);
                         Value ys = scratchOf(operands, kYs);
+                        auto codes =
+                            codeScratchOf(operands, fp8Units, actCodesAt);
                         downTile(b, loc, thread, m, tile.e, tile.first,
-                                 tile.end, tile.firstColumn, act, ys);
+                                 tile.end, tile.firstColumn, act, ys,
+                                 codes.first, codes.second);
                       });
       });
   // 5-7. The shared expert over all tokens: tiles of 32 tokens.
@@ -1367,9 +1577,11 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           scaledTokens(1, 0),
           [&](OpBuilder &b, Location loc, const GPUThread &thread,
               ValueRange operands) {
+            auto codes =
+                codeScratchOf(operands, sharedFP8Units, sharedActCodesAt);
             quantizeRows(b, loc, thread, scratchOf(operands, kSharedAct),
                          thread.workgroup, sharedInter, *sharedGroup,
-                         shared->weight.format);
+                         shared->weight.format, codes.first, codes.second);
           });
     sharedDown = target.get(key + "_prefill_shared_down", prefillTypes,
                             kTileThreads, tokenGrid(hidden),
@@ -1384,8 +1596,11 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                               ExpertWeights m = sharedOf(args);
                               Value act = scratchOf(operands, kSharedAct);
                               Value ys = scratchOf(operands, kSharedY);
+                              auto codes = codeScratchOf(
+                                  operands, sharedFP8Units, sharedActCodesAt);
                               downTile(b, loc, thread, m, Value(), first, end,
-                                       firstColumn, act, ys);
+                                       firstColumn, act, ys, codes.first,
+                                       codes.second);
                             });
   }
   // 8. out[t] = sum over t's experts (CPU order) of w * ys[where], plus the

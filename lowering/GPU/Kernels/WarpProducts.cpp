@@ -214,6 +214,28 @@ bool mma::hasMatrixUnits(const GPUKernelTarget &target) {
   return target.getKind() == "cuda" || usesMFMA(target) || emulatesMMA(target);
 }
 
+bool mma::hasFP8Units(const GPUKernelTarget &target) {
+  // Ada and Hopper, MI300; the emulations (NVIDIA's layouts with sm_90's
+  // FP8, AMD's with gfx942's).
+  if (emulatesMMA(target) || emulatesMFMA(target))
+    return true;
+  StringRef chip = target.getTarget().getChip();
+  if (usesMFMA(target))
+    return chip == "gfx942";
+  return target.getKind() == "cuda" &&
+         (chip == "sm_89" || chip == "sm_90" || chip == "sm_90a");
+}
+
+Value mma::fnuzWord(OpBuilder &b, Location loc, Value word) {
+  Value magnitudes = simt::i32(b, loc, 0x7f7f7f7f);
+  Value magnitude = arith::AndIOp::create(b, loc, word, magnitudes);
+  Value carried = arith::AddIOp::create(b, loc, magnitude, magnitudes);
+  Value signs = simt::i32(b, loc, int64_t(0x80808080));
+  Value nonzero = arith::AndIOp::create(b, loc, carried, signs);
+  Value keep = arith::OrIOp::create(b, loc, nonzero, magnitudes);
+  return arith::AndIOp::create(b, loc, word, keep);
+}
+
 mma::LaneParts mma::laneParts(OpBuilder &b, Location loc, Value thread,
                               bool amd) {
   Value lanes = index(b, loc, amd ? kAMDWave : kWarp);
