@@ -185,14 +185,14 @@ void tileProducts(mlir::OpBuilder &b, mlir::Location loc,
                   const StageScale &stageScale, simt::TileFinish finish);
 
 /// Rows of E4M3FN codes for codeTileProducts: whether row r exists, and its
-/// word `w` (the codes of columns 4w to 4w + 3, the lowest column in the
-/// lowest byte).
+/// 16 bytes `q` (the codes of columns 16q to 16q + 15, the lowest column in
+/// the lowest byte) as a vector<4xi32>: one 16-byte load.
 struct CodeRows {
   std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r)>
       exists;
   std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r,
-                            mlir::Value w)>
-      word;
+                            mlir::Value q)>
+      load;
 };
 /// A's scale of row r over the stage's columns [k0, k0 +
 /// codeTileProductsStage()).

@@ -22,7 +22,8 @@
 // mma::codeTileProducts runs the same schedule on the FP8 units where A is
 // E4M3 codes too (activations quantized per token in groups of 128, as
 // DeepSeek-V3 quantizes its experts' inputs): a stage is 128 columns, the
-// same 32 words a row, staged as they are (FNUZ on AMD: MatrixTiles.cpp),
+// same 32 words a row, loaded 16 bytes at a time and staged as they are
+// (FNUZ on AMD: MatrixTiles.cpp),
 // and multiplied by mma.sync.m16n8k32 e4m3 (v_mfma_f32_16x16x32_fp8_fp8),
 // whose fragments have the bf16 forms' words. Each stage's sums are added
 // to the totals times A's scale of the row (staged beside the codes) and
@@ -37,6 +38,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 using namespace xfmr;
@@ -56,33 +58,22 @@ struct Split {
   int64_t columns() const { return amd ? 16 : 8; }
 };
 
-/// `body(row, word)` for the staged words this thread stores: words i + 64j
-/// of the tile's 32 rows x 32 words (neighbouring threads, neighbouring
-/// words).
-void forEachStagedWord(
-    OpBuilder &b, Location loc, const GPUThread &thread,
-    function_ref<void(OpBuilder &, Location, Value row, Value word)> body) {
+/// Stages columns [k0, k0 + 64) of the 32 rows of `rows` (zero past `depth`
+/// and where a row does not exist) as bf16 pairs into `tile`, and with a
+/// `remainder` tile the remainders there. Thread i takes words i + 64j:
+/// neighbouring threads, neighbouring columns.
+void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
+               const simt::TileRows &rows, Value k0, int64_t depth, Value tile,
+               Value remainder, bool portable) {
   Value zero = index(b, loc, 0), one = index(b, loc, 1);
   Value perThread = index(b, loc, kTile * kWords / kBlock);
+  Value depthEnd = index(b, loc, depth);
   simt::forLoop(
       b, loc, zero, perThread, one, [&](OpBuilder &b, Location loc, Value j) {
         Value spread = arith::MulIOp::create(b, loc, j, index(b, loc, kBlock));
         Value e = arith::AddIOp::create(b, loc, thread.thread, spread);
         Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, kWords));
         Value word = arith::RemUIOp::create(b, loc, e, index(b, loc, kWords));
-        body(b, loc, row, word);
-      });
-}
-
-/// Stages columns [k0, k0 + 64) of the 32 rows of `rows` (zero past `depth`
-/// and where a row does not exist) as bf16 pairs into `tile`, and with a
-/// `remainder` tile the remainders there.
-void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
-               const simt::TileRows &rows, Value k0, int64_t depth, Value tile,
-               Value remainder, bool portable) {
-  Value depthEnd = index(b, loc, depth);
-  forEachStagedWord(
-      b, loc, thread, [&](OpBuilder &b, Location loc, Value row, Value word) {
         Value pair = arith::MulIOp::create(b, loc, word, index(b, loc, 2));
         Value exists = rows.exists(b, loc, row);
         SmallVector<Value> high, low;
@@ -117,24 +108,40 @@ void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
       });
 }
 
-/// Stages word columns [w0, w0 + 32) of the 32 code rows of `rows` (zero
-/// where a row does not exist) into `tile`, as FNUZ codes for AMD.
+/// Stages the 16-byte loads [q0, q0 + 8) (words [4 q0, 4 q0 + 32)) of the
+/// 32 code rows of `rows` (zero where a row does not exist) into `tile`, as
+/// FNUZ codes for AMD. Thread i takes loads i + 64j: neighbouring threads,
+/// neighbouring loads of a row.
 void stageCodes(OpBuilder &b, Location loc, const GPUThread &thread,
-                const mma::CodeRows &rows, Value w0, Value tile, bool fnuz) {
-  forEachStagedWord(
-      b, loc, thread, [&](OpBuilder &b, Location loc, Value row, Value word) {
+                const mma::CodeRows &rows, Value q0, Value tile, bool fnuz) {
+  constexpr int64_t perRow = kWords / 4;
+  auto words = VectorType::get({4}, b.getI32Type());
+  Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  Value perThread = index(b, loc, kTile * perRow / kBlock);
+  simt::forLoop(
+      b, loc, zero, perThread, one, [&](OpBuilder &b, Location loc, Value j) {
+        Value spread = arith::MulIOp::create(b, loc, j, index(b, loc, kBlock));
+        Value e = arith::AddIOp::create(b, loc, thread.thread, spread);
+        Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
+        Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
         Value exists = rows.exists(b, loc, row);
-        Value w = arith::AddIOp::create(b, loc, w0, word);
-        Value codes = simt::valueOrZero(b, loc, exists, b.getI32Type(),
-                                        [&](OpBuilder &b, Location loc) {
-                                          return rows.word(b, loc, row, w);
-                                        });
-        if (fnuz)
-          codes = mma::fnuzWord(b, loc, codes);
+        Value at = arith::AddIOp::create(b, loc, q0, q);
+        Value loaded = simt::valueOrZero(b, loc, exists, words,
+                                         [&](OpBuilder &b, Location loc) {
+                                           return rows.load(b, loc, row, at);
+                                         });
         Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
-        Value at = arith::AddIOp::create(b, loc, start, word);
-        Value bits = arith::BitcastOp::create(b, loc, b.getF32Type(), codes);
-        memref::StoreOp::create(b, loc, bits, tile, at);
+        Value firstWord = arith::MulIOp::create(b, loc, q, index(b, loc, 4));
+        Value rowWords = arith::AddIOp::create(b, loc, start, firstWord);
+        for (int64_t i = 0; i < 4; ++i) {
+          Value codes = vector::ExtractOp::create(b, loc, loaded, i);
+          if (fnuz)
+            codes = mma::fnuzWord(b, loc, codes);
+          Value slot =
+              arith::AddIOp::create(b, loc, rowWords, index(b, loc, i));
+          Value bits = arith::BitcastOp::create(b, loc, b.getF32Type(), codes);
+          memref::StoreOp::create(b, loc, bits, tile, slot);
+        }
       });
 }
 
@@ -330,10 +337,10 @@ void mma::codeTileProducts(OpBuilder &b, Location loc,
   schedule.elements = amd ? WeightFormat::F8E4M3FNUZ : WeightFormat::F8E4M3FN;
   schedule.stage = [&](OpBuilder &b, Location loc, Value k0, Value tileA, Value,
                        ArrayRef<Value> tilesW) {
-    Value w0 = arith::DivUIOp::create(b, loc, k0, index(b, loc, 4));
-    stageCodes(b, loc, thread, a, w0, tileA, amd);
+    Value q0 = arith::DivUIOp::create(b, loc, k0, index(b, loc, 16));
+    stageCodes(b, loc, thread, a, q0, tileA, amd);
     for (auto [rows, tile] : llvm::zip_equal(w, tilesW))
-      stageCodes(b, loc, thread, rows, w0, tile, amd);
+      stageCodes(b, loc, thread, rows, q0, tile, amd);
     // A's scales of the stage: threads 0-31, a row each (0 where the row
     // does not exist).
     Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,

@@ -47,6 +47,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/MathExtras.h"
 
 #include <cstdio>
@@ -399,7 +400,7 @@ struct ExpertWeights {
   bool stacked;
   std::optional<int64_t> activationGroup;
   /// Prefill multiplies E4M3 codes on the FP8 units (codesOnFP8Units): the
-  /// prefill kernels see gate, up and down as words of 4 codes.
+  /// prefill kernels see gate, up and down as 16 codes a vector<4xi32>.
   bool fp8Units = false;
 };
 
@@ -621,7 +622,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   if (activationGroup)
     key += "_act" + std::to_string(*activationGroup);
   // Prefill's products on the FP8 units multiply the input's codes, which
-  // the quantization before the experts left (types in 4-code words), and
+  // the quantization before the experts left (16 codes a vector<4xi32>), and
   // their SwiGLU outputs' codes.
   int64_t codeStage = mma::codeTileProductsStage();
   bool fp8Units = kernel.fp8InputCodes;
@@ -630,8 +631,10 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   bool sharedFP8Units =
       fp8Units && shared &&
       codesOnFP8Units(target, shared->weight, shared->inter, hidden);
+  // Codes are read 16 at a time (16-byte loads).
+  auto codes16 = VectorType::get({4}, i32Type);
   if (fp8Units) {
-    types.inputCodes = tokensBy(hidden / 4, i32Type);
+    types.inputCodes = tokensBy(hidden / 16, codes16);
     types.inputScale = tokensBy(hidden / codeStage, f32Type);
     key += "_e4m3";
   }
@@ -977,11 +980,13 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     scratches.push_back({dynamicF32, scaledTokens(hidden, 0)});
   }
   enum : unsigned { kRoute, kAct, kYs, kSharedAct, kSharedY };
-  // On the FP8 units, the activations' codes (4-code words) and scales.
+  // On the FP8 units, the activations' codes (16 a vector<4xi32>) and
+  // scales.
   unsigned actCodesAt = 0, sharedActCodesAt = 0;
   auto addCodeScratches = [&](int64_t perToken) {
     unsigned at = scratches.size();
-    scratches.push_back({dynamicI32, scaledTokens(perToken / 4, 0)});
+    scratches.push_back({MemRefType::get({ShapedType::kDynamic}, codes16),
+                         scaledTokens(perToken / 16, 0)});
     scratches.push_back({dynamicF32, scaledTokens(perToken / codeStage, 0)});
     return at;
   };
@@ -990,12 +995,12 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   if (sharedFP8Units)
     sharedActCodesAt = addCodeScratches(sharedInter);
   // The prefill kernels see the weights that the FP8 units multiply as
-  // words of 4 codes.
+  // 16 codes a vector<4xi32>.
   MoEExpertsOperands<Type> prefillOperandTypes = types;
   auto words = [&](ArrayRef<int64_t> shape) {
-    SmallVector<int64_t> wordShape(shape);
-    wordShape.back() /= 4;
-    return MemRefType::get(wordShape, i32Type);
+    SmallVector<int64_t> vectorShape(shape);
+    vectorShape.back() /= 16;
+    return MemRefType::get(vectorShape, codes16);
   };
   if (fp8Units) {
     prefillOperandTypes.gate = words({experts, inter, hidden});
@@ -1256,8 +1261,8 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   };
   // The grouped products on the FP8 units: the entries' codes `a` (and
   // their row scales) times rows [firstColumn, + 32) of expert e's
-  // `weights` (4-code words and block scales; `rows` rows each), promoted
-  // with each stage's block scale.
+  // `weights` (16 codes a vector<4xi32>, block scales; `rows` rows each),
+  // promoted with each stage's block scale.
   auto groupedCodeProducts =
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           const ExpertWeights &m, Value e, Value firstColumn, int64_t rows,
@@ -1268,12 +1273,12 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           Value w = weight.first;
           weightRows.push_back(mma::CodeRows{
               columnExists(firstColumn, rows),
-              [&, w](OpBuilder &b, Location loc, Value n, Value word) -> Value {
+              [&, w](OpBuilder &b, Location loc, Value n, Value q) -> Value {
                 SmallVector<Value> at;
                 if (m.stacked)
                   at.push_back(e);
                 at.push_back(arith::AddIOp::create(b, loc, firstColumn, n));
-                at.push_back(word);
+                at.push_back(q);
                 return memref::LoadOp::create(b, loc, w, at);
               }});
         }
@@ -1291,11 +1296,11 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                         int64_t width) {
     mma::CodeRows rows{rowExists(first, end),
                        [first, codes, width](OpBuilder &b, Location loc,
-                                             Value r, Value w) -> Value {
+                                             Value r, Value q) -> Value {
                          Value p = arith::AddIOp::create(b, loc, first, r);
                          Value rowStart = arith::MulIOp::create(
-                             b, loc, p, index(b, loc, width / 4));
-                         Value at = arith::AddIOp::create(b, loc, rowStart, w);
+                             b, loc, p, index(b, loc, width / 16));
+                         Value at = arith::AddIOp::create(b, loc, rowStart, q);
                          return memref::LoadOp::create(b, loc, codes, at);
                        }};
     mma::RowScale scale = [first, scales, width,
@@ -1332,10 +1337,10 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
       // The tokens' codes and scales, as the quantization before the
       // experts left them.
       mma::CodeRows x{rowExists(first, end),
-                      [&](OpBuilder &b, Location loc, Value r, Value w) {
+                      [&](OpBuilder &b, Location loc, Value r, Value q) {
                         Value t = token(b, loc, r);
                         return memref::LoadOp::create(b, loc, args.inputCodes,
-                                                      ValueRange{t, w})
+                                                      ValueRange{t, q})
                             .getResult();
                       }};
       mma::RowScale xScale = [&](OpBuilder &b, Location loc, Value r,
@@ -1396,9 +1401,9 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   };
   // FP8 activations: each row of `act` ([rows, width]) quantized per group
   // in place, a workgroup per row, a thread per group. With `codes`, the
-  // codes (4-code words, [rows, width / 4]) and the groups' scales
+  // codes (16 a vector<4xi32>, [rows, width / 16]) and the groups' scales
   // (`scales`, [rows, width / group]) instead, for the FP8 units' products
-  // (whole groups: width % group == 0, group % 4 == 0).
+  // (whole groups: width % group == 0, group % 16 == 0).
   auto quantizeRows = [&](OpBuilder &b, Location loc, const GPUThread &thread,
                           Value act, Value row, int64_t width, int64_t group,
                           WeightFormat format, Value codes, Value scales) {
@@ -1440,28 +1445,35 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
               arith::MulIOp::create(b, loc, row, index(b, loc, groupCount));
           Value scaleAt = arith::AddIOp::create(b, loc, rowGroups, g);
           memref::StoreOp::create(b, loc, scale, scales, scaleAt);
-          Value firstWord =
-              arith::DivUIOp::create(b, loc, begin, index(b, loc, 4));
+          // 16 codes a vector<4xi32>, the lowest column in the lowest byte.
+          Value firstLoad =
+              arith::DivUIOp::create(b, loc, begin, index(b, loc, 16));
           Value zero = index(b, loc, 0);
-          Value groupWords = index(b, loc, group / 4);
+          Value groupLoads = index(b, loc, group / 16);
           Value one = index(b, loc, 1);
           simt::forLoop(
-              b, loc, zero, groupWords, one,
-              [&](OpBuilder &b, Location loc, Value w) {
-                Value wordAt = arith::AddIOp::create(b, loc, firstWord, w);
+              b, loc, zero, groupLoads, one,
+              [&](OpBuilder &b, Location loc, Value v) {
+                Value storeAt = arith::AddIOp::create(b, loc, firstLoad, v);
                 Value first =
-                    arith::MulIOp::create(b, loc, wordAt, index(b, loc, 4));
-                Value word = simt::i32(b, loc, 0);
-                for (int64_t j = 0; j < 4; ++j) {
-                  Value i =
-                      arith::AddIOp::create(b, loc, first, index(b, loc, j));
-                  Value q = codeOf(b, loc, i);
-                  Value bits = simt::fp8Bits(b, loc, q, format);
-                  Value shifted = arith::ShLIOp::create(
-                      b, loc, bits, simt::i32(b, loc, 8 * j));
-                  word = arith::OrIOp::create(b, loc, word, shifted);
+                    arith::MulIOp::create(b, loc, storeAt, index(b, loc, 16));
+                SmallVector<Value> words;
+                for (int64_t w = 0; w < 4; ++w) {
+                  Value word = simt::i32(b, loc, 0);
+                  for (int64_t j = 0; j < 4; ++j) {
+                    Value i = arith::AddIOp::create(b, loc, first,
+                                                    index(b, loc, 4 * w + j));
+                    Value q = codeOf(b, loc, i);
+                    Value bits = simt::fp8Bits(b, loc, q, format);
+                    Value shifted = arith::ShLIOp::create(
+                        b, loc, bits, simt::i32(b, loc, 8 * j));
+                    word = arith::OrIOp::create(b, loc, word, shifted);
+                  }
+                  words.push_back(word);
                 }
-                memref::StoreOp::create(b, loc, word, codes, wordAt);
+                Value packed = vector::FromElementsOp::create(
+                    b, loc, VectorType::get({4}, b.getI32Type()), words);
+                memref::StoreOp::create(b, loc, packed, codes, storeAt);
               });
         });
   };
