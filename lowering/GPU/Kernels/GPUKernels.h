@@ -172,28 +172,33 @@ int64_t tileProductsStage();
 /// or codeTileProductsStage(), over the tile's rows (uniform there).
 using StageScale = std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
                                              mlir::Value k0, int64_t operand)>;
-/// simt::tileProducts on the matrix units (MatrixTileProducts.cpp): a
-/// 32 x 32 tile of sums over k < depth of a(r, k) * w_j(n, k), 64 threads,
-/// A rounded to bf16 (with `split`, plus a product of its remainder); the W
-/// values must be exact in bf16 (bf16 weights, or 8-bit and 4-bit codes
-/// with `stageScale` giving their block scales; null: none). Allocates its
-/// workgroup memory; every thread must call it (barriers).
-void tileProducts(mlir::OpBuilder &b, mlir::Location loc,
-                  const GPUKernelTarget &target, const GPUThread &thread,
-                  int64_t depth, const simt::TileRows &a,
-                  llvm::ArrayRef<simt::TileRows> w, bool split,
-                  const StageScale &stageScale, simt::TileFinish finish);
-
-/// Rows of E4M3FN codes for codeTileProducts: whether row r exists, and its
-/// 16 bytes `q` (the codes of columns 16q to 16q + 15, the lowest column in
-/// the lowest byte) as a vector<4xi32>: one 16-byte load.
-struct CodeRows {
+/// Rows read 16 bytes at a time: whether row r exists, and its 16 bytes `q`
+/// as a vector<4xi32> (one load), the lowest column in the lowest bits:
+/// E4M3FN codes of columns 16q to 16q + 15 (codeTileProducts) or bf16
+/// values of columns 8q to 8q + 7 (tileProducts' packed W).
+struct PackedRows {
   std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r)>
       exists;
   std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r,
                             mlir::Value q)>
       load;
 };
+/// simt::tileProducts on the matrix units (MatrixTileProducts.cpp): a
+/// 32 x 32 tile of sums over k < depth of a(r, k) * w_j(n, k), 64 threads,
+/// A rounded to bf16 (with `split`, plus a product of its remainder); the W
+/// values must be exact in bf16 (bf16 weights, or 8-bit and 4-bit codes
+/// with `stageScale` giving their block scales; null: none). Where
+/// `packedW` is given (one per W operand, depth a multiple of 8), W's rows
+/// are bf16 pairs read 16 bytes (8 columns) a load through it instead of
+/// w's values (w's `exists` still says which rows exist). Allocates its
+/// workgroup memory; every thread must call it (barriers).
+void tileProducts(mlir::OpBuilder &b, mlir::Location loc,
+                  const GPUKernelTarget &target, const GPUThread &thread,
+                  int64_t depth, const simt::TileRows &a,
+                  llvm::ArrayRef<simt::TileRows> w,
+                  llvm::ArrayRef<PackedRows> packedW, bool split,
+                  const StageScale &stageScale, simt::TileFinish finish);
+
 /// A's scale of row r over the stage's columns [k0, k0 +
 /// codeTileProductsStage()).
 using RowScale = std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
@@ -208,9 +213,9 @@ int64_t codeTileProductsStage();
 /// row scale and W's `stageScale`: DeepSeek-V3's promotion every 128 K.
 void codeTileProducts(mlir::OpBuilder &b, mlir::Location loc,
                       const GPUKernelTarget &target, const GPUThread &thread,
-                      int64_t depth, const CodeRows &a, const RowScale &aScale,
-                      llvm::ArrayRef<CodeRows> w, const StageScale &stageScale,
-                      simt::TileFinish finish);
+                      int64_t depth, const PackedRows &a,
+                      const RowScale &aScale, llvm::ArrayRef<PackedRows> w,
+                      const StageScale &stageScale, simt::TileFinish finish);
 
 /// How a kernel multiplies its waves' tiles: NVIDIA's mma.sync (a warp's
 /// 16 x 8 tile; cuda targets) or AMD's MFMA (a wave's 16 x 16; rocm), or on

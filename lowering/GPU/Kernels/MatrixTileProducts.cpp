@@ -109,11 +109,13 @@ void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
 }
 
 /// Stages the 16-byte loads [q0, q0 + 8) (words [4 q0, 4 q0 + 32)) of the
-/// 32 code rows of `rows` (zero where a row does not exist) into `tile`, as
-/// FNUZ codes for AMD. Thread i takes loads i + 64j: neighbouring threads,
-/// neighbouring loads of a row.
-void stageCodes(OpBuilder &b, Location loc, const GPUThread &thread,
-                const mma::CodeRows &rows, Value q0, Value tile, bool fnuz) {
+/// 32 rows of `rows` (zero where a row does not exist, and from load `qEnd`
+/// on where that is set) into `tile` as they are, or as FNUZ codes for AMD.
+/// Thread i takes loads i + 64j: neighbouring threads, neighbouring loads of
+/// a row.
+void stageLoads(OpBuilder &b, Location loc, const GPUThread &thread,
+                const mma::PackedRows &rows, Value q0,
+                std::optional<int64_t> qEnd, Value tile, bool fnuz) {
   constexpr int64_t perRow = kWords / 4;
   auto words = VectorType::get({4}, b.getI32Type());
   Value zero = index(b, loc, 0), one = index(b, loc, 1);
@@ -126,6 +128,11 @@ void stageCodes(OpBuilder &b, Location loc, const GPUThread &thread,
         Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
         Value exists = rows.exists(b, loc, row);
         Value at = arith::AddIOp::create(b, loc, q0, q);
+        if (qEnd) {
+          Value inside = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ult, at, index(b, loc, *qEnd));
+          exists = arith::AndIOp::create(b, loc, exists, inside);
+        }
         Value loaded = simt::valueOrZero(b, loc, exists, words,
                                          [&](OpBuilder &b, Location loc) {
                                            return rows.load(b, loc, row, at);
@@ -301,8 +308,11 @@ int64_t mma::codeTileProductsStage() { return 4 * kWords; }
 void mma::tileProducts(OpBuilder &b, Location loc,
                        const GPUKernelTarget &target, const GPUThread &thread,
                        int64_t depth, const simt::TileRows &a,
-                       ArrayRef<simt::TileRows> w, bool split,
-                       const StageScale &stageScale, simt::TileFinish finish) {
+                       ArrayRef<simt::TileRows> w, ArrayRef<PackedRows> packedW,
+                       bool split, const StageScale &stageScale,
+                       simt::TileFinish finish) {
+  assert((packedW.empty() || (packedW.size() == w.size() && depth % 8 == 0)) &&
+         "bf16 pairs 8 columns a load");
   bool portable = emulatesMMA(target) || emulatesMFMA(target);
   Schedule schedule;
   schedule.terms = w.size();
@@ -312,8 +322,13 @@ void mma::tileProducts(OpBuilder &b, Location loc,
   schedule.stage = [&](OpBuilder &b, Location loc, Value k0, Value tileA,
                        Value remainderA, ArrayRef<Value> tilesW) {
     stageRows(b, loc, thread, a, k0, depth, tileA, remainderA, portable);
-    for (auto [rows, tile] : llvm::zip_equal(w, tilesW))
-      stageRows(b, loc, thread, rows, k0, depth, tile, Value(), portable);
+    Value q0 = arith::DivUIOp::create(b, loc, k0, index(b, loc, 8));
+    for (auto [o, tile] : llvm::enumerate(tilesW)) {
+      if (packedW.empty())
+        stageRows(b, loc, thread, w[o], k0, depth, tile, Value(), portable);
+      else
+        stageLoads(b, loc, thread, packedW[o], q0, depth / 8, tile, false);
+    }
   };
   schedule.rowExists = a.exists;
   schedule.columnExists = w[0].exists;
@@ -324,8 +339,8 @@ void mma::tileProducts(OpBuilder &b, Location loc,
 void mma::codeTileProducts(OpBuilder &b, Location loc,
                            const GPUKernelTarget &target,
                            const GPUThread &thread, int64_t depth,
-                           const CodeRows &a, const RowScale &aScale,
-                           ArrayRef<CodeRows> w, const StageScale &stageScale,
+                           const PackedRows &a, const RowScale &aScale,
+                           ArrayRef<PackedRows> w, const StageScale &stageScale,
                            simt::TileFinish finish) {
   assert(depth % codeTileProductsStage() == 0 && "whole stages");
   bool amd = usesMFMA(target);
@@ -338,9 +353,9 @@ void mma::codeTileProducts(OpBuilder &b, Location loc,
   schedule.stage = [&](OpBuilder &b, Location loc, Value k0, Value tileA, Value,
                        ArrayRef<Value> tilesW) {
     Value q0 = arith::DivUIOp::create(b, loc, k0, index(b, loc, 16));
-    stageCodes(b, loc, thread, a, q0, tileA, amd);
+    stageLoads(b, loc, thread, a, q0, std::nullopt, tileA, amd);
     for (auto [rows, tile] : llvm::zip_equal(w, tilesW))
-      stageCodes(b, loc, thread, rows, q0, tile, amd);
+      stageLoads(b, loc, thread, rows, q0, std::nullopt, tile, amd);
     // A's scales of the stage: threads 0-31, a row each (0 where the row
     // does not exist).
     Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,

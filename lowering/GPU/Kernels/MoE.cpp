@@ -402,6 +402,9 @@ struct ExpertWeights {
   /// Prefill multiplies E4M3 codes on the FP8 units (codesOnFP8Units): the
   /// prefill kernels see gate, up and down as 16 codes a vector<4xi32>.
   bool fp8Units = false;
+  /// Prefill's matrix units read bf16 weights as they are, 8 a
+  /// vector<4xi32> (packedBF16).
+  bool packedBF16 = false;
 };
 
 /// The block scale of w[prefix..., row, column] in `scale`.
@@ -574,6 +577,17 @@ static bool codesOnFP8Units(const GPUKernelTarget &target,
          hidden % stage == 0;
 }
 
+/// Whether prefill's grouped products of bf16 experts `inter` wide read
+/// their rows 16 bytes (8 values) a load, as the bf16 pairs the matrix units
+/// multiply.
+static bool packedBF16(const GPUKernelTarget &target,
+                       const WeightOperand &weight, int64_t inter,
+                       int64_t hidden) {
+  return groupedOnMatrixUnits(target, weight) &&
+         weight.format == WeightFormat::BF16 && !weight.blockScale &&
+         inter % 8 == 0 && hidden % 8 == 0;
+}
+
 bool xfmr::kernels::expertsOnFP8Units(const GPUKernelTarget &target,
                                       const MoEExpertsKernel &experts) {
   int64_t stage = mma::codeTileProductsStage();
@@ -631,6 +645,9 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   bool sharedFP8Units =
       fp8Units && shared &&
       codesOnFP8Units(target, shared->weight, shared->inter, hidden);
+  bool routedBF16 = packedBF16(target, weight, inter, hidden);
+  bool sharedBF16 =
+      shared && packedBF16(target, shared->weight, shared->inter, hidden);
   // Codes are read 16 at a time (16-byte loads).
   auto codes16 = VectorType::get({4}, i32Type);
   if (fp8Units) {
@@ -690,14 +707,14 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     return ExpertWeights{args.gate,       args.up,      args.down,
                          args.gateScale,  args.upScale, args.downScale,
                          inter,           weight,       true,
-                         activationGroup, fp8Units};
+                         activationGroup, fp8Units,     routedBF16};
   };
   auto sharedOf = [&](MoEExpertsOperands<Value> args) {
     return ExpertWeights{
         args.sharedGate,      args.sharedUp,      args.sharedDown,
         args.sharedGateScale, args.sharedUpScale, args.sharedDownScale,
         sharedInter,          shared->weight,     false,
-        sharedGroup,          sharedFP8Units};
+        sharedGroup,          sharedFP8Units,     sharedBF16};
   };
   SymbolRefAttr up = target.get(
       key + "_decode_up", upTypes, kExpertBlock,
@@ -997,20 +1014,23 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   // The prefill kernels see the weights that the FP8 units multiply as
   // 16 codes a vector<4xi32>.
   MoEExpertsOperands<Type> prefillOperandTypes = types;
-  auto words = [&](ArrayRef<int64_t> shape) {
+  // bf16 weights likewise, 8 values a vector<4xi32>.
+  auto words = [&](ArrayRef<int64_t> shape, int64_t perLoad) {
     SmallVector<int64_t> vectorShape(shape);
-    vectorShape.back() /= 16;
+    vectorShape.back() /= perLoad;
     return MemRefType::get(vectorShape, codes16);
   };
-  if (fp8Units) {
-    prefillOperandTypes.gate = words({experts, inter, hidden});
-    prefillOperandTypes.up = words({experts, inter, hidden});
-    prefillOperandTypes.down = words({experts, hidden, inter});
+  if (fp8Units || routedBF16) {
+    int64_t perLoad = fp8Units ? 16 : 8;
+    prefillOperandTypes.gate = words({experts, inter, hidden}, perLoad);
+    prefillOperandTypes.up = words({experts, inter, hidden}, perLoad);
+    prefillOperandTypes.down = words({experts, hidden, inter}, perLoad);
   }
-  if (sharedFP8Units) {
-    prefillOperandTypes.sharedGate = words({sharedInter, hidden});
-    prefillOperandTypes.sharedUp = words({sharedInter, hidden});
-    prefillOperandTypes.sharedDown = words({hidden, sharedInter});
+  if (sharedFP8Units || sharedBF16) {
+    int64_t perLoad = sharedFP8Units ? 16 : 8;
+    prefillOperandTypes.sharedGate = words({sharedInter, hidden}, perLoad);
+    prefillOperandTypes.sharedUp = words({sharedInter, hidden}, perLoad);
+    prefillOperandTypes.sharedDown = words({hidden, sharedInter}, perLoad);
   }
   unsigned operandCount = operandTypes.size();
   // Every prefill kernel takes all the operands, then the scratches.
@@ -1220,6 +1240,29 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                                        column, index(b, loc, columns));
         };
   };
+  // Rows [firstColumn, + 32) of expert e's `weights` (of `rows` rows) as
+  // the prefill kernels see them where they are read 16 bytes a load.
+  auto packedWeightRows = [&](const ExpertWeights &m, Value e,
+                              Value firstColumn, int64_t rows,
+                              ArrayRef<std::pair<Value, Value>> weights) {
+    SmallVector<mma::PackedRows> packed;
+    for (const std::pair<Value, Value> &weight : weights) {
+      Value w = weight.first;
+      bool stacked = m.stacked;
+      packed.push_back(mma::PackedRows{
+          columnExists(firstColumn, rows),
+          [stacked, e, firstColumn, w](OpBuilder &b, Location loc, Value n,
+                                       Value q) -> Value {
+            SmallVector<Value> at;
+            if (stacked)
+              at.push_back(e);
+            at.push_back(arith::AddIOp::create(b, loc, firstColumn, n));
+            at.push_back(q);
+            return memref::LoadOp::create(b, loc, w, at);
+          }});
+    }
+    return packed;
+  };
   // The grouped products of the entries `a` (over `depth` columns) with
   // rows [firstColumn, + 32) of expert e's matrices `weights` (memref and
   // block scales; `rows` rows each): on the matrix units, the codes times
@@ -1256,7 +1299,10 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         Value scale = weights[operand].second;
         return blockScaleOf(b, loc, m, scale, e, firstColumn, k0);
       };
-    mma::tileProducts(b, loc, target, thread, depth, a, weightRows,
+    SmallVector<mma::PackedRows> packedRows;
+    if (m.packedBF16)
+      packedRows = packedWeightRows(m, e, firstColumn, rows, weights);
+    mma::tileProducts(b, loc, target, thread, depth, a, weightRows, packedRows,
                       kernel.precise, stageScale, finish);
   };
   // The grouped products on the FP8 units: the entries' codes `a` (and
@@ -1266,22 +1312,10 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   auto groupedCodeProducts =
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           const ExpertWeights &m, Value e, Value firstColumn, int64_t rows,
-          int64_t depth, const mma::CodeRows &a, const mma::RowScale &aScale,
+          int64_t depth, const mma::PackedRows &a, const mma::RowScale &aScale,
           ArrayRef<std::pair<Value, Value>> weights, simt::TileFinish finish) {
-        SmallVector<mma::CodeRows> weightRows;
-        for (const std::pair<Value, Value> &weight : weights) {
-          Value w = weight.first;
-          weightRows.push_back(mma::CodeRows{
-              columnExists(firstColumn, rows),
-              [&, w](OpBuilder &b, Location loc, Value n, Value q) -> Value {
-                SmallVector<Value> at;
-                if (m.stacked)
-                  at.push_back(e);
-                at.push_back(arith::AddIOp::create(b, loc, firstColumn, n));
-                at.push_back(q);
-                return memref::LoadOp::create(b, loc, w, at);
-              }});
-        }
+        SmallVector<mma::PackedRows> weightRows =
+            packedWeightRows(m, e, firstColumn, rows, weights);
         mma::StageScale stageScale = [&](OpBuilder &b, Location loc, Value k0,
                                          int64_t operand) -> Value {
           Value scale = weights[operand].second;
@@ -1294,15 +1328,16 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
   // as A of the FP8 units' products.
   auto codeRowsOf = [&](Value codes, Value scales, Value first, Value end,
                         int64_t width) {
-    mma::CodeRows rows{rowExists(first, end),
-                       [first, codes, width](OpBuilder &b, Location loc,
-                                             Value r, Value q) -> Value {
-                         Value p = arith::AddIOp::create(b, loc, first, r);
-                         Value rowStart = arith::MulIOp::create(
-                             b, loc, p, index(b, loc, width / 16));
-                         Value at = arith::AddIOp::create(b, loc, rowStart, q);
-                         return memref::LoadOp::create(b, loc, codes, at);
-                       }};
+    mma::PackedRows rows{rowExists(first, end),
+                         [first, codes, width](OpBuilder &b, Location loc,
+                                               Value r, Value q) -> Value {
+                           Value p = arith::AddIOp::create(b, loc, first, r);
+                           Value rowStart = arith::MulIOp::create(
+                               b, loc, p, index(b, loc, width / 16));
+                           Value at =
+                               arith::AddIOp::create(b, loc, rowStart, q);
+                           return memref::LoadOp::create(b, loc, codes, at);
+                         }};
     mma::RowScale scale = [first, scales, width,
                            codeStage](OpBuilder &b, Location loc, Value r,
                                       Value k0) -> Value {
@@ -1336,13 +1371,13 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     if (m.fp8Units) {
       // The tokens' codes and scales, as the quantization before the
       // experts left them.
-      mma::CodeRows x{rowExists(first, end),
-                      [&](OpBuilder &b, Location loc, Value r, Value q) {
-                        Value t = token(b, loc, r);
-                        return memref::LoadOp::create(b, loc, args.inputCodes,
-                                                      ValueRange{t, q})
-                            .getResult();
-                      }};
+      mma::PackedRows x{rowExists(first, end),
+                        [&](OpBuilder &b, Location loc, Value r, Value q) {
+                          Value t = token(b, loc, r);
+                          return memref::LoadOp::create(b, loc, args.inputCodes,
+                                                        ValueRange{t, q})
+                              .getResult();
+                        }};
       mma::RowScale xScale = [&](OpBuilder &b, Location loc, Value r,
                                  Value k0) -> Value {
         Value t = token(b, loc, r);
