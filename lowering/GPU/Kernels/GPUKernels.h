@@ -174,8 +174,9 @@ using StageScale = std::function<mlir::Value(mlir::OpBuilder &, mlir::Location,
                                              mlir::Value k0, int64_t operand)>;
 /// Rows read 16 bytes at a time: whether row r exists, and its 16 bytes `q`
 /// as a vector<4xi32> (one load), the lowest column in the lowest bits:
-/// E4M3FN codes of columns 16q to 16q + 15 (codeTileProducts) or bf16
-/// values of columns 8q to 8q + 7 (tileProducts' packed W).
+/// E4M3FN codes of columns 16q to 16q + 15 (codeTileProducts), bf16 values
+/// of columns 8q to 8q + 7 or f32 values of columns 4q to 4q + 3
+/// (tileProducts' PackedOperands).
 struct PackedRows {
   std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value r)>
       exists;
@@ -183,20 +184,27 @@ struct PackedRows {
                             mlir::Value q)>
       load;
 };
+/// The operands of tileProducts read 16 bytes a load: A's f32 rows 4
+/// columns a load (vector<4xf32>; depth a multiple of 4), W's bf16 rows 8
+/// a load (vector<4xi32>, one per W operand; depth a multiple of 8). Unset:
+/// a value a load through the TileRows' `at` (their `exists` always says
+/// which rows exist).
+struct PackedOperands {
+  std::optional<PackedRows> a;
+  llvm::SmallVector<PackedRows> w;
+};
 /// simt::tileProducts on the matrix units (MatrixTileProducts.cpp): a
 /// 32 x 32 tile of sums over k < depth of a(r, k) * w_j(n, k), 64 threads,
 /// A rounded to bf16 (with `split`, plus a product of its remainder); the W
 /// values must be exact in bf16 (bf16 weights, or 8-bit and 4-bit codes
-/// with `stageScale` giving their block scales; null: none). Where
-/// `packedW` is given (one per W operand, depth a multiple of 8), W's rows
-/// are bf16 pairs read 16 bytes (8 columns) a load through it instead of
-/// w's values (w's `exists` still says which rows exist). Allocates its
-/// workgroup memory; every thread must call it (barriers).
+/// with `stageScale` giving their block scales; null: none), read through
+/// `packed` where it has them. Allocates its workgroup memory; every
+/// thread must call it (barriers).
 void tileProducts(mlir::OpBuilder &b, mlir::Location loc,
                   const GPUKernelTarget &target, const GPUThread &thread,
                   int64_t depth, const simt::TileRows &a,
                   llvm::ArrayRef<simt::TileRows> w,
-                  llvm::ArrayRef<PackedRows> packedW, bool split,
+                  const PackedOperands &packed, bool split,
                   const StageScale &stageScale, simt::TileFinish finish);
 
 /// A's scale of row r over the stage's columns [k0, k0 +

@@ -58,6 +58,33 @@ struct Split {
   int64_t columns() const { return amd ? 16 : 8; }
 };
 
+/// Stores f32 `values` (an even count) as bf16 pairs at words `at`, `at` +
+/// 1, ... of `tile`, and with a `remainder` tile their remainders there.
+void storeBF16Pairs(OpBuilder &b, Location loc, ArrayRef<Value> values,
+                    Value tile, Value remainder, Value at, bool portable) {
+  for (size_t p = 0; p < values.size() / 2; ++p) {
+    SmallVector<Value> high, low;
+    for (Value value : values.slice(2 * p, 2)) {
+      if (remainder) {
+        auto [bits, rest] = mma::splitBF16(b, loc, value, portable);
+        high.push_back(bits);
+        low.push_back(rest);
+      } else {
+        high.push_back(mma::bf16Bits(b, loc, value, portable));
+      }
+    }
+    Value word = arith::AddIOp::create(b, loc, at, index(b, loc, p));
+    auto store = [&](ArrayRef<Value> halves, Value into) {
+      Value packed = mma::pack16(b, loc, halves[0], halves[1]);
+      Value bits = arith::BitcastOp::create(b, loc, b.getF32Type(), packed);
+      memref::StoreOp::create(b, loc, bits, into, word);
+    };
+    store(high, tile);
+    if (remainder)
+      store(low, remainder);
+  }
+}
+
 /// Stages columns [k0, k0 + 64) of the 32 rows of `rows` (zero past `depth`
 /// and where a row does not exist) as bf16 pairs into `tile`, and with a
 /// `remainder` tile the remainders there. Thread i takes words i + 64j:
@@ -76,35 +103,57 @@ void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
         Value word = arith::RemUIOp::create(b, loc, e, index(b, loc, kWords));
         Value pair = arith::MulIOp::create(b, loc, word, index(b, loc, 2));
         Value exists = rows.exists(b, loc, row);
-        SmallVector<Value> high, low;
+        SmallVector<Value> values;
         for (int64_t i = 0; i < 2; ++i) {
           Value k = arith::AddIOp::create(b, loc, k0, pair);
           k = arith::AddIOp::create(b, loc, k, index(b, loc, i));
           Value kInside = arith::CmpIOp::create(
               b, loc, arith::CmpIPredicate::ult, k, depthEnd);
           Value inside = arith::AndIOp::create(b, loc, exists, kInside);
-          Value value = simt::valueOrZero(b, loc, inside, b.getF32Type(),
-                                          [&](OpBuilder &b, Location loc) {
-                                            return rows.at(b, loc, row, k);
-                                          });
-          if (remainder) {
-            auto [bits, rest] = mma::splitBF16(b, loc, value, portable);
-            high.push_back(bits);
-            low.push_back(rest);
-          } else {
-            high.push_back(mma::bf16Bits(b, loc, value, portable));
-          }
+          values.push_back(simt::valueOrZero(b, loc, inside, b.getF32Type(),
+                                             [&](OpBuilder &b, Location loc) {
+                                               return rows.at(b, loc, row, k);
+                                             }));
         }
         Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
         Value at = arith::AddIOp::create(b, loc, start, word);
-        auto store = [&](ArrayRef<Value> halves, Value into) {
-          Value packed = mma::pack16(b, loc, halves[0], halves[1]);
-          Value bits = arith::BitcastOp::create(b, loc, b.getF32Type(), packed);
-          memref::StoreOp::create(b, loc, bits, into, at);
-        };
-        store(high, tile);
-        if (remainder)
-          store(low, remainder);
+        storeBF16Pairs(b, loc, values, tile, remainder, at, portable);
+      });
+}
+
+/// stageRows for f32 rows read 4 columns (16 bytes) a load through
+/// `rows` (depth % 4 == 0). Thread i takes loads i + 64j.
+void stageFloatLoads(OpBuilder &b, Location loc, const GPUThread &thread,
+                     const mma::PackedRows &rows, Value k0, int64_t depth,
+                     Value tile, Value remainder, bool portable) {
+  constexpr int64_t perRow = 2 * kWords / 4;
+  auto floats = VectorType::get({4}, b.getF32Type());
+  Value zero = index(b, loc, 0), one = index(b, loc, 1);
+  Value perThread = index(b, loc, kTile * perRow / kBlock);
+  Value q0 = arith::DivUIOp::create(b, loc, k0, index(b, loc, 4));
+  Value qEnd = index(b, loc, depth / 4);
+  simt::forLoop(
+      b, loc, zero, perThread, one, [&](OpBuilder &b, Location loc, Value j) {
+        Value spread = arith::MulIOp::create(b, loc, j, index(b, loc, kBlock));
+        Value e = arith::AddIOp::create(b, loc, thread.thread, spread);
+        Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
+        Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
+        Value at = arith::AddIOp::create(b, loc, q0, q);
+        Value exists = rows.exists(b, loc, row);
+        Value inside =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, at, qEnd);
+        exists = arith::AndIOp::create(b, loc, exists, inside);
+        Value loaded = simt::valueOrZero(b, loc, exists, floats,
+                                         [&](OpBuilder &b, Location loc) {
+                                           return rows.load(b, loc, row, at);
+                                         });
+        SmallVector<Value> values;
+        for (int64_t i = 0; i < 4; ++i)
+          values.push_back(vector::ExtractOp::create(b, loc, loaded, i));
+        Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
+        Value firstWord = arith::MulIOp::create(b, loc, q, index(b, loc, 2));
+        Value word = arith::AddIOp::create(b, loc, start, firstWord);
+        storeBF16Pairs(b, loc, values, tile, remainder, word, portable);
       });
 }
 
@@ -308,11 +357,13 @@ int64_t mma::codeTileProductsStage() { return 4 * kWords; }
 void mma::tileProducts(OpBuilder &b, Location loc,
                        const GPUKernelTarget &target, const GPUThread &thread,
                        int64_t depth, const simt::TileRows &a,
-                       ArrayRef<simt::TileRows> w, ArrayRef<PackedRows> packedW,
+                       ArrayRef<simt::TileRows> w, const PackedOperands &packed,
                        bool split, const StageScale &stageScale,
                        simt::TileFinish finish) {
-  assert((packedW.empty() || (packedW.size() == w.size() && depth % 8 == 0)) &&
-         "bf16 pairs 8 columns a load");
+  assert((!packed.a || depth % 4 == 0) && "f32 4 columns a load");
+  assert(
+      (packed.w.empty() || (packed.w.size() == w.size() && depth % 8 == 0)) &&
+      "bf16 pairs 8 columns a load");
   bool portable = emulatesMMA(target) || emulatesMFMA(target);
   Schedule schedule;
   schedule.terms = w.size();
@@ -321,13 +372,17 @@ void mma::tileProducts(OpBuilder &b, Location loc,
   schedule.elements = WeightFormat::BF16;
   schedule.stage = [&](OpBuilder &b, Location loc, Value k0, Value tileA,
                        Value remainderA, ArrayRef<Value> tilesW) {
-    stageRows(b, loc, thread, a, k0, depth, tileA, remainderA, portable);
+    if (packed.a)
+      stageFloatLoads(b, loc, thread, *packed.a, k0, depth, tileA, remainderA,
+                      portable);
+    else
+      stageRows(b, loc, thread, a, k0, depth, tileA, remainderA, portable);
     Value q0 = arith::DivUIOp::create(b, loc, k0, index(b, loc, 8));
     for (auto [o, tile] : llvm::enumerate(tilesW)) {
-      if (packedW.empty())
+      if (packed.w.empty())
         stageRows(b, loc, thread, w[o], k0, depth, tile, Value(), portable);
       else
-        stageLoads(b, loc, thread, packedW[o], q0, depth / 8, tile, false);
+        stageLoads(b, loc, thread, packed.w[o], q0, depth / 8, tile, false);
     }
   };
   schedule.rowExists = a.exists;

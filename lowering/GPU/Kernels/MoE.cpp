@@ -1020,6 +1020,13 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     vectorShape.back() /= perLoad;
     return MemRefType::get(vectorShape, codes16);
   };
+  // The input 4 values a vector<4xf32> where every prefill kernel that
+  // reads its values takes them so: the bf16 matrix units' products of
+  // bf16 experts (and of a shared one).
+  bool inputPacked = routedBF16 && (!shared || sharedBF16);
+  if (inputPacked)
+    prefillOperandTypes.input =
+        tokensBy(hidden / 4, VectorType::get({4}, f32Type));
   if (fp8Units || routedBF16) {
     int64_t perLoad = fp8Units ? 16 : 8;
     prefillOperandTypes.gate = words({experts, inter, hidden}, perLoad);
@@ -1271,6 +1278,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                              const GPUThread &thread, const ExpertWeights &m,
                              Value e, Value firstColumn, int64_t rows,
                              int64_t depth, const simt::TileRows &a,
+                             std::optional<mma::PackedRows> packedA,
                              ArrayRef<std::pair<Value, Value>> weights,
                              simt::TileFinish finish) {
     bool matrixUnits = groupedOnMatrixUnits(target, m.weight);
@@ -1299,10 +1307,11 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
         Value scale = weights[operand].second;
         return blockScaleOf(b, loc, m, scale, e, firstColumn, k0);
       };
-    SmallVector<mma::PackedRows> packedRows;
+    mma::PackedOperands packed;
+    packed.a = packedA;
     if (m.packedBF16)
-      packedRows = packedWeightRows(m, e, firstColumn, rows, weights);
-    mma::tileProducts(b, loc, target, thread, depth, a, weightRows, packedRows,
+      packed.w = packedWeightRows(m, e, firstColumn, rows, weights);
+    mma::tileProducts(b, loc, target, thread, depth, a, weightRows, packed,
                       kernel.precise, stageScale, finish);
   };
   // The grouped products on the FP8 units: the entries' codes `a` (and
@@ -1391,6 +1400,16 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                           store);
       return;
     }
+    // The input as the prefill kernels see it: 4 values a vector<4xf32>
+    // (16-byte loads of each token's row) or a value at a time.
+    std::optional<mma::PackedRows> packedX;
+    if (inputPacked)
+      packedX = mma::PackedRows{
+          rowExists(first, end),
+          [&](OpBuilder &b, Location loc, Value r, Value q) -> Value {
+            Value t = token(b, loc, r);
+            return memref::LoadOp::create(b, loc, args.input, ValueRange{t, q});
+          }};
     simt::TileRows x{
         rowExists(first, end),
         [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
@@ -1398,7 +1417,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           return memref::LoadOp::create(b, loc, args.input, ValueRange{t, k});
         }};
     groupedProducts(b, loc, thread, m, e, firstColumn, m.inter, hidden, x,
-                    {{m.gate, m.gateScale}, {m.up, m.upScale}}, store);
+                    packedX, {{m.gate, m.gateScale}, {m.up, m.upScale}}, store);
   };
   // ys rows = act rows . down^T over the hidden rows of one column tile;
   // on the FP8 units from the activations' codes and scales (`actCodes`
@@ -1432,7 +1451,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           return memref::LoadOp::create(b, loc, act, at);
         }};
     groupedProducts(b, loc, thread, m, e, firstColumn, hidden, m.inter, a,
-                    {{m.down, m.downScale}}, store);
+                    std::nullopt, {{m.down, m.downScale}}, store);
   };
   // FP8 activations: each row of `act` ([rows, width]) quantized per group
   // in place, a workgroup per row, a thread per group. With `codes`, the
