@@ -487,6 +487,13 @@ GROUPED_EXPERTS = {
     "mixtral-fp8": ("mixtral", "bf16", {"hidden_size": 256, "intermediate_size": 256,
                                         "num_hidden_layers": 1}, ["--quantize", "fp8"],
                     [(["--precise"], TOLERANCE)]),
+    # The same with DeepSeek-V3's shared expert (its codes on the FP8 units too), its one
+    # layer a MoE layer (2.5e-6 seen).
+    "deepseek-v3-fp8-units": ("deepseek_v3", "bf16",
+                              {"hidden_size": 256, "moe_intermediate_size": 128,
+                               "intermediate_size": 256, "num_hidden_layers": 1,
+                               "first_k_dense_replace": 0}, ["--quantize", "fp8"],
+                              [(["--precise"], TOLERANCE)]),
 }
 #: The GPU runs of each case, as (flags, tolerance against the CPU with --precise).
 GROUPED_RUNS = [(["--precise"], TOLERANCE), ([], 1e-2)]
