@@ -1419,6 +1419,22 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
     groupedProducts(b, loc, thread, m, e, firstColumn, m.inter, hidden, x,
                     packedX, {{m.gate, m.gateScale}, {m.up, m.upScale}}, store);
   };
+  // Whether down's kernel reads the activations (f32) 16 bytes a load: on
+  // the bf16 matrix units, rows of whole 4-value loads. Its kernel then
+  // sees their scratch as vector<4xf32> (the other kernels write values).
+  auto actPacked = [&](const WeightOperand &w, int64_t width, bool codes) {
+    return !codes && groupedOnMatrixUnits(target, w) && width % 4 == 0;
+  };
+  bool routedActPacked = actPacked(weight, inter, fp8Units);
+  bool sharedActPacked =
+      shared && actPacked(shared->weight, sharedInter, sharedFP8Units);
+  auto packedActTypes = [&](bool packed, unsigned actAt) {
+    SmallVector<Type> types(prefillTypes);
+    if (packed)
+      types[operandCount + actAt] = MemRefType::get(
+          {ShapedType::kDynamic}, VectorType::get({4}, f32Type));
+    return types;
+  };
   // ys rows = act rows . down^T over the hidden rows of one column tile;
   // on the FP8 units from the activations' codes and scales (`actCodes`
   // and the scratch after it).
@@ -1441,6 +1457,17 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                           codes, scale, {{m.down, m.downScale}}, store);
       return;
     }
+    std::optional<mma::PackedRows> packedA;
+    if (actPacked(m.weight, m.inter, m.fp8Units))
+      packedA = mma::PackedRows{
+          rowExists(first, end),
+          [&](OpBuilder &b, Location loc, Value r, Value q) -> Value {
+            Value p = arith::AddIOp::create(b, loc, first, r);
+            Value rowStart =
+                arith::MulIOp::create(b, loc, p, index(b, loc, m.inter / 4));
+            Value at = arith::AddIOp::create(b, loc, rowStart, q);
+            return memref::LoadOp::create(b, loc, act, at);
+          }};
     simt::TileRows a{
         rowExists(first, end),
         [&](OpBuilder &b, Location loc, Value r, Value i) -> Value {
@@ -1451,7 +1478,7 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
           return memref::LoadOp::create(b, loc, act, at);
         }};
     groupedProducts(b, loc, thread, m, e, firstColumn, hidden, m.inter, a,
-                    std::nullopt, {{m.down, m.downScale}}, store);
+                    packedA, {{m.down, m.downScale}}, store);
   };
   // FP8 activations: each row of `act` ([rows, width]) quantized per group
   // in place, a workgroup per row, a thread per group. With `codes`, the
@@ -1572,8 +1599,9 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                                   weight.format, codes.first, codes.second);
                    });
   // 4. Down of the routed entries.
+  SmallVector<Type> routedDownTypes = packedActTypes(routedActPacked, kAct);
   SymbolRefAttr routedDown = target.get(
-      key + "_prefill_down", prefillTypes, kTileThreads, routedGrid(hidden),
+      key + "_prefill_down", routedDownTypes, kTileThreads, routedGrid(hidden),
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
           ValueRange operands) {
         MoEExpertsOperands<Value> args = argumentsOf(operands);
@@ -1649,7 +1677,9 @@ static SymbolRefAttr gpuMoEExperts(GPUKernelTarget &target,
                          thread.workgroup, sharedInter, *sharedGroup,
                          shared->weight.format, codes.first, codes.second);
           });
-    sharedDown = target.get(key + "_prefill_shared_down", prefillTypes,
+    SmallVector<Type> sharedDownTypes =
+        packedActTypes(sharedActPacked, kSharedAct);
+    sharedDown = target.get(key + "_prefill_shared_down", sharedDownTypes,
                             kTileThreads, tokenGrid(hidden),
                             [&](OpBuilder &b, Location loc,
                                 const GPUThread &thread, ValueRange operands) {
