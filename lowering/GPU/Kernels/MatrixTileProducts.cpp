@@ -85,22 +85,49 @@ void storeBF16Pairs(OpBuilder &b, Location loc, ArrayRef<Value> values,
   }
 }
 
-/// Stages columns [k0, k0 + 64) of the 32 rows of `rows` (zero past `depth`
-/// and where a row does not exist) as bf16 pairs into `tile`, and with a
-/// `remainder` tile the remainders there. Thread i takes words i + 64j:
-/// neighbouring threads, neighbouring columns.
-void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
-               const simt::TileRows &rows, Value k0, int64_t depth, Value tile,
-               Value remainder, bool portable) {
+/// `body(row, q)` for the items this thread stages of the tile's 32 rows x
+/// `perRow` items (words or 16-byte loads): items i + 64j for thread i, so
+/// neighbouring threads take neighbouring items of a row.
+void forEachStagedItem(
+    OpBuilder &b, Location loc, const GPUThread &thread, int64_t perRow,
+    function_ref<void(OpBuilder &, Location, Value row, Value q)> body) {
   Value zero = index(b, loc, 0), one = index(b, loc, 1);
-  Value perThread = index(b, loc, kTile * kWords / kBlock);
-  Value depthEnd = index(b, loc, depth);
+  Value perThread = index(b, loc, kTile * perRow / kBlock);
   simt::forLoop(
       b, loc, zero, perThread, one, [&](OpBuilder &b, Location loc, Value j) {
         Value spread = arith::MulIOp::create(b, loc, j, index(b, loc, kBlock));
         Value e = arith::AddIOp::create(b, loc, thread.thread, spread);
-        Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, kWords));
-        Value word = arith::RemUIOp::create(b, loc, e, index(b, loc, kWords));
+        Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
+        Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
+        body(b, loc, row, q);
+      });
+}
+
+/// Load `at` of row `row` through `rows` (a `type` vector), or zero where
+/// the row does not exist or `at` is at or past `end` (where set).
+Value loadOrZero(OpBuilder &b, Location loc, const mma::PackedRows &rows,
+                 Value row, Value at, std::optional<int64_t> end, Type type) {
+  Value exists = rows.exists(b, loc, row);
+  if (end) {
+    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, at,
+                                         index(b, loc, *end));
+    exists = arith::AndIOp::create(b, loc, exists, inside);
+  }
+  return simt::valueOrZero(
+      b, loc, exists, type,
+      [&](OpBuilder &b, Location loc) { return rows.load(b, loc, row, at); });
+}
+
+/// Stages columns [k0, k0 + 64) of the 32 rows of `rows` (zero past `depth`
+/// and where a row does not exist) as bf16 pairs into `tile`, and with a
+/// `remainder` tile the remainders there, a word (two values) an item.
+void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
+               const simt::TileRows &rows, Value k0, int64_t depth, Value tile,
+               Value remainder, bool portable) {
+  Value depthEnd = index(b, loc, depth);
+  forEachStagedItem(
+      b, loc, thread, kWords,
+      [&](OpBuilder &b, Location loc, Value row, Value word) {
         Value pair = arith::MulIOp::create(b, loc, word, index(b, loc, 2));
         Value exists = rows.exists(b, loc, row);
         SmallVector<Value> values;
@@ -122,31 +149,17 @@ void stageRows(OpBuilder &b, Location loc, const GPUThread &thread,
 }
 
 /// stageRows for f32 rows read 4 columns (16 bytes) a load through
-/// `rows` (depth % 4 == 0). Thread i takes loads i + 64j.
+/// `rows` (depth % 4 == 0), a load an item.
 void stageFloatLoads(OpBuilder &b, Location loc, const GPUThread &thread,
                      const mma::PackedRows &rows, Value k0, int64_t depth,
                      Value tile, Value remainder, bool portable) {
-  constexpr int64_t perRow = 2 * kWords / 4;
   auto floats = VectorType::get({4}, b.getF32Type());
-  Value zero = index(b, loc, 0), one = index(b, loc, 1);
-  Value perThread = index(b, loc, kTile * perRow / kBlock);
   Value q0 = arith::DivUIOp::create(b, loc, k0, index(b, loc, 4));
-  Value qEnd = index(b, loc, depth / 4);
-  simt::forLoop(
-      b, loc, zero, perThread, one, [&](OpBuilder &b, Location loc, Value j) {
-        Value spread = arith::MulIOp::create(b, loc, j, index(b, loc, kBlock));
-        Value e = arith::AddIOp::create(b, loc, thread.thread, spread);
-        Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
-        Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
+  forEachStagedItem(
+      b, loc, thread, 2 * kWords / 4,
+      [&](OpBuilder &b, Location loc, Value row, Value q) {
         Value at = arith::AddIOp::create(b, loc, q0, q);
-        Value exists = rows.exists(b, loc, row);
-        Value inside =
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, at, qEnd);
-        exists = arith::AndIOp::create(b, loc, exists, inside);
-        Value loaded = simt::valueOrZero(b, loc, exists, floats,
-                                         [&](OpBuilder &b, Location loc) {
-                                           return rows.load(b, loc, row, at);
-                                         });
+        Value loaded = loadOrZero(b, loc, rows, row, at, depth / 4, floats);
         SmallVector<Value> values;
         for (int64_t i = 0; i < 4; ++i)
           values.push_back(vector::ExtractOp::create(b, loc, loaded, i));
@@ -160,32 +173,15 @@ void stageFloatLoads(OpBuilder &b, Location loc, const GPUThread &thread,
 /// Stages the 16-byte loads [q0, q0 + 8) (words [4 q0, 4 q0 + 32)) of the
 /// 32 rows of `rows` (zero where a row does not exist, and from load `qEnd`
 /// on where that is set) into `tile` as they are, or as FNUZ codes for AMD.
-/// Thread i takes loads i + 64j: neighbouring threads, neighbouring loads of
-/// a row.
 void stageLoads(OpBuilder &b, Location loc, const GPUThread &thread,
                 const mma::PackedRows &rows, Value q0,
                 std::optional<int64_t> qEnd, Value tile, bool fnuz) {
-  constexpr int64_t perRow = kWords / 4;
   auto words = VectorType::get({4}, b.getI32Type());
-  Value zero = index(b, loc, 0), one = index(b, loc, 1);
-  Value perThread = index(b, loc, kTile * perRow / kBlock);
-  simt::forLoop(
-      b, loc, zero, perThread, one, [&](OpBuilder &b, Location loc, Value j) {
-        Value spread = arith::MulIOp::create(b, loc, j, index(b, loc, kBlock));
-        Value e = arith::AddIOp::create(b, loc, thread.thread, spread);
-        Value row = arith::DivUIOp::create(b, loc, e, index(b, loc, perRow));
-        Value q = arith::RemUIOp::create(b, loc, e, index(b, loc, perRow));
-        Value exists = rows.exists(b, loc, row);
+  forEachStagedItem(
+      b, loc, thread, kWords / 4,
+      [&](OpBuilder &b, Location loc, Value row, Value q) {
         Value at = arith::AddIOp::create(b, loc, q0, q);
-        if (qEnd) {
-          Value inside = arith::CmpIOp::create(
-              b, loc, arith::CmpIPredicate::ult, at, index(b, loc, *qEnd));
-          exists = arith::AndIOp::create(b, loc, exists, inside);
-        }
-        Value loaded = simt::valueOrZero(b, loc, exists, words,
-                                         [&](OpBuilder &b, Location loc) {
-                                           return rows.load(b, loc, row, at);
-                                         });
+        Value loaded = loadOrZero(b, loc, rows, row, at, qEnd, words);
         Value start = arith::MulIOp::create(b, loc, row, index(b, loc, kPitch));
         Value firstWord = arith::MulIOp::create(b, loc, q, index(b, loc, 4));
         Value rowWords = arith::AddIOp::create(b, loc, start, firstWord);
