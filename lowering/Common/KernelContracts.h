@@ -386,6 +386,8 @@ struct LatentAttendKernel {
   double scale;
   LatentCacheFormat storage;
   std::optional<int64_t> window, sinks;
+  /// --precise: f32 products throughout (GPU matrix units multiply bf16).
+  bool precise = false;
 };
 
 /// Each head's latent output times W_UV of its head.

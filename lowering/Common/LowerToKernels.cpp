@@ -885,7 +885,7 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
                 LatentAttendKernel{
                     latentCache.getCapacity(), heads, nope, ropeDim, rank,
                     mla.getScale().convertToDouble(),
-                    latentCacheFormatOf(latentCache), window, sinks},
+                    latentCacheFormatOf(latentCache), window, sinks, precise},
                 {queryRows, query, storage->latentCache, storage->scales,
                  storage->ropeCache, segment.start, output});
           })))
@@ -1053,7 +1053,8 @@ LogicalResult ScheduleEmitter::emitOp(Operation *op) {
       return launch(
           LatentAttendKernel{cache.getCapacity(), heads, /*nope=*/0, ropeDim,
                              rank, mla.getScale().convertToDouble(),
-                             latentCacheFormatOf(cache), window, sinks},
+                             latentCacheFormatOf(cache), window, sinks,
+                             precise},
           {queryLatent, queryRope, storage->latentCache, storage->scales,
            storage->ropeCache, segment.start, output});
     });

@@ -525,6 +525,66 @@ def test_mma_grouped_experts_match_cpu(name, target, synth_checkpoint, tmp_path)
         assert relative_row_error(gpu_rows, cpu_rows) < tolerance, flags
 
 
+# MLA's latent decode on NVIDIA's (emulated) matrix units (LatentTiles.cpp): name ->
+# (DeepSeek-V3 overrides, compile flags, the latent cache's element, keys a chunk, folded).
+# Chunks are 32 keys, 16 where the staging of a wide latent and the emulation's own
+# fragments pass 48 KiB of workgroup memory (rank 512 here; on a GPU only past 512).
+MLA_DEEPSEEK = {"qk_rope_head_dim": 16, "num_attention_heads": 4}
+LATENT_TILES = {
+    # 4 heads (rows 4 to 15 of the tiles empty), two layers, an f32 latent rounded to bf16.
+    "f32": (dict(MLA_DEEPSEEK, kv_lora_rank=64), [], "f32", 32, False),
+    # bf16 entries are staged as they are.
+    "bf16": (dict(MLA_DEEPSEEK, kv_lora_rank=64, num_hidden_layers=1),
+             ["--kv-cache", "bf16"], "bf16", 32, False),
+    # 16 heads, two scale blocks of FP8 codes (each warp's 4 steps in one block).
+    "fp8": (dict(MLA_DEEPSEEK, kv_lora_rank=256, num_attention_heads=16),
+            ["--kv-cache", "fp8"], "fp8", 32, False),
+    # DeepSeek's widths (rank 512, rope 64), 32 heads: two groups of 16.
+    "fp8-rank512": (dict(kv_lora_rank=512, qk_rope_head_dim=64, num_attention_heads=32,
+                         num_hidden_layers=1), ["--kv-cache", "fp8"], "fp8", 16, False),
+    # W_UK and W_UV folded into the projections, int8 codes.
+    "int8-folded": (dict(MLA_DEEPSEEK, kv_lora_rank=256, num_attention_heads=16,
+                         num_hidden_layers=1),
+                    ["--kv-cache", "int8", "--mla-absorb", "compile-time"], "int8", 32, True),
+    # 20 loads a thread a chunk of f32 entries: staged without holding the next chunk's
+    # in registers.
+    "f32-unprefetched": (dict(kv_lora_rank=256, qk_rope_head_dim=64, num_attention_heads=16,
+                              num_hidden_layers=1), [], "f32", 32, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LATENT_TILES))
+def test_mma_latent_decode_matches_its_emulation(name, synth_checkpoint, tmp_path):
+    """Decode from an MLA latent cache on the (emulated) mma.sync units: a workgroup's 16
+    heads are the products' rows, the entries staged as bf16 (8-bit codes exact, their
+    scales on the scores and the probabilities), flash decoding's 128 slices (here 10 of 32
+    keys, or 19 of 16) combined. After 300 tokens, 8 decoded rows must match the float64
+    reference that rounds the queries, the entries and the probabilities to bf16 at the
+    same points (use_latent_tiles) to well under that rounding's own effect (1e-3 to 4e-3
+    on these rows against the exact reference)."""
+    from xfmr.reference.attention import use_latent_tiles
+    from xfmr.reference.kv_cache import use_folded_mla, use_latent_cache
+
+    overrides, flags, element, chunk, folded = LATENT_TILES[name]
+    checkpoint = synth_checkpoint("deepseek_v3", overrides=overrides)
+    prompt = [(7 * i + 3) % 100 + 2 for i in range(300)]
+    artifact = compile_model(checkpoint, tmp_path, "vulkan:mma-emulation", "--context", "320",
+                             "--mla-cache", "latent", *flags)
+    ids, rows = greedy(artifact, prompt, 8)
+    model = reference.load(str(checkpoint))
+    use_latent_cache(model, element)
+    if folded:
+        use_folded_mla(model)
+    use_latent_tiles(model, chunk)
+    expected_ids, expected = model.generate_greedy(prompt, 8)
+    assert ids == list(expected_ids)
+    errors = np.max(np.abs(rows - expected), axis=-1) / np.max(np.abs(expected), axis=-1)
+    # An f32 latent, query or probability within an f32 error of a bf16 tie rounds the
+    # other way: up to 7e-4 on a row seen.
+    assert np.median(errors) < 2e-4, errors
+    assert np.max(errors) < 2e-3, errors
+
+
 @pytest.mark.parametrize("target", ["vulkan:mma-emulation", "vulkan:mfma-emulation"])
 @pytest.mark.parametrize("cache", ["int8", "fp8"])
 def test_mma_attention_reads_8bit_caches(cache, target, synth_checkpoint, tmp_path):

@@ -108,15 +108,6 @@ Value columnOf(OpBuilder &b, Location loc, const Layout &layout,
                                index(b, loc, layout.columns() * n));
 }
 
-/// Two f32 values as one word of bf16 bits (the first in the low half);
-/// `portable`: without bf16 types (the emulation on Vulkan).
-Value bf16Pair(OpBuilder &b, Location loc, Value low, Value high,
-               bool portable) {
-  Value lowBits = mma::bf16Bits(b, loc, low, portable);
-  Value highBits = mma::bf16Bits(b, loc, high, portable);
-  return mma::pack16(b, loc, lowBits, highBits);
-}
-
 /// `value()` where `inside`, else `otherwise`.
 Value selectIf(OpBuilder &b, Location loc, Value inside, Value otherwise,
                function_ref<Value(OpBuilder &, Location)> value) {
@@ -201,7 +192,7 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                                                ValueRange{token, h, d});
             Value high = memref::LoadOp::create(b, loc, args.query,
                                                 ValueRange{token, h, next});
-            return bf16Pair(b, loc, low, high, portable);
+            return mma::bf16Pair(b, loc, low, high, portable);
           }));
     }
     queries.push_back(vector::FromElementsOp::create(b, loc, aType, words));
@@ -210,10 +201,7 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
   // Key i of the chunk from `chunk` exists when chunk + i < last.
   auto existing = [&](OpBuilder &b, Location loc, Value chunk,
                       Value i) -> std::pair<Value, Value> {
-    Value key = arith::AddIOp::create(b, loc, chunk, i);
-    Value inside =
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, key, last);
-    return {key, inside};
+    return simt::offsetBelow(b, loc, chunk, i, last);
   };
   // Stages the chunk: the keys' words (key, pair) with neighbouring threads
   // on neighbouring channels, the values' (channel, key pair) likewise
@@ -235,7 +223,7 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                     simt::loadF32(b, loc, args.cache, {key, kvHead, d}, format);
                 Value high = simt::loadF32(b, loc, args.cache,
                                            {key, kvHead, next}, format);
-                return bf16Pair(b, loc, low, high, portable);
+                return mma::bf16Pair(b, loc, low, high, portable);
               });
           Value start = arith::MulIOp::create(b, loc, i, index(b, loc, pitch));
           Value at = arith::AddIOp::create(b, loc, start, w);
@@ -261,7 +249,7 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                                        {key, kvHead, channel}, format);
                 }));
           }
-          Value word = bf16Pair(b, loc, halves[0], halves[1], portable);
+          Value word = mma::bf16Pair(b, loc, halves[0], halves[1], portable);
           Value start =
               arith::MulIOp::create(b, loc, c, index(b, loc, kValuePitch));
           Value at = arith::AddIOp::create(b, loc, start, p);
@@ -349,15 +337,9 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                 arith::MaximumFOp::create(b, loc, rowMax[r], scores[4 * n + e]);
           }
         SmallVector<Value> next(state.begin(), state.end());
-        SmallVector<Value> correction;
-        for (int64_t r = 0; r < rowsPerLane; ++r) {
-          Value chunkMax =
-              mma::rowReduce(b, loc, products, rowMax[r], /*max=*/true);
-          Value max = arith::MaximumFOp::create(b, loc, state[r], chunkMax);
-          Value drop = arith::SubFOp::create(b, loc, state[r], max);
-          correction.push_back(math::ExpOp::create(b, loc, drop));
-          next[r] = max;
-        }
+        SmallVector<Value> correction = mma::runningMaxima(
+            b, loc, products, rowMax,
+            MutableArrayRef<Value>(next).take_front(rowsPerLane));
         // Probabilities (times the value scales for the product) and this
         // lane's part of each row's sum.
         SmallVector<Value> sums(rowsPerLane, zeroF32);
@@ -387,15 +369,9 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
         if (!layout.amd) {
           // NVIDIA: step k's words are C tiles 2k and 2k + 1, rows g then
           // g + 8: the registers as they are.
-          for (int64_t k = 0; k < valueSteps; ++k) {
-            SmallVector<Value> words;
-            for (int64_t n : {2 * k, 2 * k + 1})
-              for (int64_t r : {0, 1})
-                words.push_back(bf16Pair(b, loc, weights[4 * n + 2 * r],
-                                         weights[4 * n + 2 * r + 1], portable));
+          for (int64_t k = 0; k < valueSteps; ++k)
             probabilities.push_back(
-                vector::FromElementsOp::create(b, loc, aType, words));
-          }
+                mma::fragmentOfSums(b, loc, weights, k, portable));
         } else {
           // AMD: a lane's C elements are 4 rows of one key, its A words 4
           // keys of one row: through workgroup memory, the wave's 16 rows.
@@ -421,8 +397,9 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                                                index(b, loc, 16 * k + j));
               p.push_back(memref::LoadOp::create(b, loc, probabilityRows, at));
             }
-            SmallVector<Value> words{bf16Pair(b, loc, p[0], p[1], portable),
-                                     bf16Pair(b, loc, p[2], p[3], portable)};
+            SmallVector<Value> words{
+                mma::bf16Pair(b, loc, p[0], p[1], portable),
+                mma::bf16Pair(b, loc, p[2], p[3], portable)};
             probabilities.push_back(
                 vector::FromElementsOp::create(b, loc, aType, words));
           }

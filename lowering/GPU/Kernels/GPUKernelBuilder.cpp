@@ -17,6 +17,15 @@ Value simt::i32(OpBuilder &b, Location loc, int64_t value) {
   return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value));
 }
 
+std::pair<Value, Value> simt::offsetBelow(OpBuilder &b, Location loc,
+                                          Value base, Value offset,
+                                          Value limit) {
+  Value at = arith::AddIOp::create(b, loc, base, offset);
+  Value below =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, at, limit);
+  return {at, below};
+}
+
 Value simt::fma(OpBuilder &b, Location loc, Value a, Value x, Value c) {
   return arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, a, x), c);
 }

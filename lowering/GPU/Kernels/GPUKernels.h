@@ -68,25 +68,26 @@ bool expertsOnFP8Units(const GPUKernelTarget &target,
 namespace flash {
 /// Slices per head at most.
 inline constexpr int64_t kSlices = 32;
-/// The scratch of the slices: [kSlices, heads, width + 2] f32, each slice's
+/// The scratch of the slices: [slices, heads, width + 2] f32, each slice's
 /// unnormalized outputs, then its maximum score and its sum.
 mlir::MemRefType scratchType(mlir::MLIRContext *context, int64_t heads,
-                             int64_t width);
-/// Keys [first, last) of slice `slice` of the visible `keys`, in whole
-/// chunks of `chunk` keys; `used` is false for slices past the keys.
+                             int64_t width, int64_t slices = kSlices);
+/// Keys [first, last) of slice `slice` (of `slices`) of the visible `keys`,
+/// in whole chunks of `chunk` keys; `used` is false for slices past the
+/// keys.
 struct Slice {
   mlir::Value first, last, used;
 };
 Slice sliceOf(mlir::OpBuilder &b, mlir::Location loc, const VisibleKeys &keys,
-              mlir::Value slice, int64_t chunk);
+              mlir::Value slice, int64_t chunk, int64_t slices = kSlices);
 /// The kernel `xfmr_<key>` over `operands` (an attention family's, with its
 /// `start` operand at position `startOperand`) and the scratch
-/// (scratchType(heads, width)): a workgroup of `chunk` threads (one per key
-/// of a chunk) per (slice, group of `headsPerWorkgroup` heads) of the keys a
-/// query at `start` sees; `body` runs for the slices that hold keys (uniform
-/// per workgroup), with the operands (the scratch last), the group's first
-/// head and the slice's keys, and leaves its outputs and totals in the
-/// scratch.
+/// (scratchType(heads, width, slices)): a workgroup of `threads` threads
+/// (0: `chunk`, one per key of a chunk) per (slice, group of
+/// `headsPerWorkgroup` heads) of the keys a query at `start` sees; `body`
+/// runs for the slices that hold keys (uniform per workgroup), with the
+/// operands (the scratch last), the group's first head and the slice's keys,
+/// and leaves its outputs and totals in the scratch.
 using SliceBody = llvm::function_ref<void(
     mlir::OpBuilder &, mlir::Location, const GPUThread &,
     mlir::ValueRange operands, mlir::Value slice, mlir::Value head,
@@ -97,20 +98,23 @@ mlir::SymbolRefAttr slicesKernel(GPUKernelTarget &target, llvm::StringRef key,
                                  int64_t width, int64_t capacity, int64_t chunk,
                                  std::optional<int64_t> window,
                                  std::optional<int64_t> sinks, SliceBody body,
-                                 int64_t headsPerWorkgroup = 1);
+                                 int64_t headsPerWorkgroup = 1,
+                                 int64_t threads = 0, int64_t slices = kSlices);
 /// Thread 0 stores a slice's maximum and sum after its outputs.
 void storeTotals(mlir::OpBuilder &b, mlir::Location loc,
                  const GPUThread &thread, mlir::Value scratch,
                  mlir::Value slice, mlir::Value head, int64_t width,
                  mlir::Value max, mlir::Value sum);
 /// The kernel `xfmr_<key>` over (scratch, start, output [1, heads, width])
-/// that combines the slices of each head (a workgroup per head), for the
-/// keys a query at `start` sees in a cache of `capacity` (window, sinks).
+/// that combines the slices of each head (a workgroup per head and 64
+/// channels), for the keys a query at `start` sees in a cache of `capacity`
+/// (window, sinks), sliced as slicesKernel's `chunk` and `slices` did.
 mlir::SymbolRefAttr combineKernel(GPUKernelTarget &target, llvm::StringRef key,
                                   int64_t heads, int64_t width,
                                   int64_t capacity, int64_t chunk,
                                   std::optional<int64_t> window,
-                                  std::optional<int64_t> sinks);
+                                  std::optional<int64_t> sinks,
+                                  int64_t slices = kSlices);
 } // namespace flash
 
 /// A prefill tile of `tile` query tokens of one query head: workgroup
@@ -164,6 +168,17 @@ mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
                                    const AttendKernel &kernel,
                                    AttendOperands<mlir::Type> types,
                                    llvm::StringRef key);
+
+/// The decode form (one token) of MLA's latent attention on NVIDIA's matrix
+/// units (LatentTiles.cpp: flash decoding's slices, a workgroup's 16 heads
+/// as the rows of mma.sync products), as a two-step kernel `key`_mma_decode
+/// over `types` and the slices' scratch, or null where it does not suit the
+/// kernel (AMD, --precise, an evicting ring, widths that are not whole
+/// steps, heads in groups other than 16 or fewer, workgroup memory).
+mlir::SymbolRefAttr latentDecodeTiles(GPUKernelTarget &target,
+                                      const LatentAttendKernel &kernel,
+                                      LatentAttendOperands<mlir::Type> types,
+                                      llvm::StringRef key);
 
 /// The K columns of one stage of mma::tileProducts (a block scale must
 /// hold whole stages).
@@ -288,6 +303,9 @@ int64_t emulationWords(const GPUKernelTarget &target, int64_t block,
 /// arithmetic when `portable` (SPIR-V has no bf16).
 mlir::Value bf16Bits(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
                      bool portable = false);
+/// Two f32 values as one word of bf16 bits (the first in the low half).
+mlir::Value bf16Pair(mlir::OpBuilder &b, mlir::Location loc, mlir::Value low,
+                     mlir::Value high, bool portable = false);
 /// The bf16 bits of f32 `x` and of its remainder x - bf16(x) (0 where
 /// bf16(x) is infinite): the two bf16 values whose sum keeps about 16 of
 /// f32's 24 bits (--precise's second product).
@@ -314,6 +332,35 @@ loadFragment(mlir::OpBuilder &b, mlir::Location loc, mlir::Value tile,
              int64_t pitch,
              llvm::ArrayRef<std::pair<mlir::Value, mlir::Value>> words,
              mlir::Value firstRow, mlir::Value firstWord);
+/// The online softmax's step for a lane's rows: each row's chunk maximum
+/// (`chunkMaxima`, this lane's part) combined over the lanes that hold the
+/// row (rowReduce) into its running maximum in `maxima` (updated); returns
+/// each row's correction e^(old maximum - new maximum).
+llvm::SmallVector<mlir::Value>
+runningMaxima(mlir::OpBuilder &b, mlir::Location loc,
+              const WarpProducts &products,
+              llvm::ArrayRef<mlir::Value> chunkMaxima,
+              llvm::MutableArrayRef<mlir::Value> maxima);
+/// NVIDIA: the A fragment (bf16, m16n8k16) of k-step `k` of a product whose
+/// A operand is the f32 `sums` of an earlier one (4 a lane and 16 x 8 tile,
+/// tiles along K): C tiles 2k and 2k + 1 hold the same rows and columns as
+/// its A tile (FlashAttention's P from S in registers).
+mlir::Value fragmentOfSums(mlir::OpBuilder &b, mlir::Location loc,
+                           llvm::ArrayRef<mlir::Value> sums, int64_t k,
+                           bool portable = false);
+/// NVIDIA's ldmatrix.sync.aligned.m8n8.x4(.trans).b16: four 8 x 8 matrices
+/// of 16-bit elements from workgroup memory `tile` (f32 words), each row 16
+/// bytes; this lane gives the word index `rowWord` (a multiple of 4) of row
+/// l % 8 of matrix l / 8 (lane l of the warp). Register m of lane 4g + t
+/// holds word t of matrix m's row g, or with `transposed` element g of its
+/// rows 2t (low half) and 2t + 1. An A fragment of m16n8k16 is 4 matrices
+/// (rows 0-7 and 8-15, words 0-3, then 4-7), two B fragments are 4 (a tile's
+/// words 0-3 and 4-7, then the next tile's). The emulation exchanges the
+/// addresses through workgroup memory (barriers: every thread must call).
+llvm::SmallVector<mlir::Value>
+loadMatrices(mlir::OpBuilder &b, mlir::Location loc,
+             const WarpProducts &products, mlir::Value tile,
+             mlir::Value rowWord, bool transposed = false);
 /// low | high << 16 (i32).
 mlir::Value pack16(mlir::OpBuilder &b, mlir::Location loc, mlir::Value low,
                    mlir::Value high);
@@ -344,6 +391,11 @@ namespace simt {
 
 /// An i32 constant (index() and f32() come from KernelBuilder.h).
 mlir::Value i32(mlir::OpBuilder &b, mlir::Location loc, int64_t value);
+/// (base + offset, whether it is below `limit`): a key of a chunk and
+/// whether it exists, say.
+std::pair<mlir::Value, mlir::Value>
+offsetBelow(mlir::OpBuilder &b, mlir::Location loc, mlir::Value base,
+            mlir::Value offset, mlir::Value limit);
 
 /// The memref type a kernel operand of `format` has ([shape] of its
 /// storage type, as KernelContracts.h describes it).

@@ -587,12 +587,18 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
                     });
       });
 
-  // Decode (one token), flash decoding (FlashDecoding.cpp): workgroup
+  // Decode (one token) on NVIDIA's matrix units where they suit the kernel
+  // (LatentTiles.cpp), else flash decoding (FlashDecoding.cpp): workgroup
   // (slice, group of heads) walks its slice of the visible keys for every
   // head of the group and leaves their latent outputs, maxima and sums in
   // the scratch; a workgroup per head combines the slices. A group of up
   // to 8 heads reads each cache entry once where a workgroup per head read
   // it once per head (DeepSeek's 16 or 128 heads: 2 or 16 reads instead).
+  SymbolRefAttr tiles = mma::latentDecodeTiles(target, kernel, types, key);
+  // The latent query is the first operand.
+  if (tiles)
+    return target.byLeadingSize(key + "_by_tokens", tiles, whole,
+                                /*operand=*/0);
   int64_t group = 1;
   while (group < 8 && heads % (2 * group) == 0)
     group *= 2;
@@ -628,7 +634,6 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
   SymbolRefAttr sliced =
       target.twoSteps(key + "_decode", partial, combine, scratchType,
                       {startOperand, startOperand + 1});
-  // The latent query is the first operand.
   return target.byLeadingSize(key + "_by_tokens", sliced, whole,
                               /*operand=*/0);
 }

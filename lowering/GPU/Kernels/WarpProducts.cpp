@@ -278,6 +278,123 @@ mma::WarpProducts mma::warpProducts(const GPUKernelTarget &target,
   return products;
 }
 
+SmallVector<Value> mma::runningMaxima(OpBuilder &b, Location loc,
+                                      const WarpProducts &products,
+                                      ArrayRef<Value> chunkMaxima,
+                                      MutableArrayRef<Value> maxima) {
+  SmallVector<Value> corrections;
+  for (auto [chunkMax, max] : llvm::zip_equal(chunkMaxima, maxima)) {
+    Value rowMax = rowReduce(b, loc, products, chunkMax, /*max=*/true);
+    Value next = arith::MaximumFOp::create(b, loc, max, rowMax);
+    Value drop = arith::SubFOp::create(b, loc, max, next);
+    corrections.push_back(math::ExpOp::create(b, loc, drop));
+    max = next;
+  }
+  return corrections;
+}
+
+Value mma::fragmentOfSums(OpBuilder &b, Location loc, ArrayRef<Value> sums,
+                          int64_t k, bool portable) {
+  // Step k's words are C tiles 2k and 2k + 1, rows g then g + 8: the
+  // registers as they are.
+  SmallVector<Value> words;
+  for (int64_t n : {2 * k, 2 * k + 1})
+    for (int64_t r : {0, 1})
+      words.push_back(bf16Pair(b, loc, sums[4 * n + 2 * r],
+                               sums[4 * n + 2 * r + 1], portable));
+  auto type = VectorType::get({int64_t(words.size())}, b.getI32Type());
+  return vector::FromElementsOp::create(b, loc, type, words);
+}
+
+SmallVector<Value> mma::loadMatrices(OpBuilder &b, Location loc,
+                                     const WarpProducts &products, Value tile,
+                                     Value rowWord, bool transposed) {
+  assert(!products.amd && "ldmatrix is NVIDIA's");
+  Type i32 = b.getI32Type();
+  if (!products.emulated()) {
+    // The row's address in workgroup memory (tile's base + 4 bytes a word).
+    Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, tile);
+    Value bytes = arith::MulIOp::create(b, loc, rowWord, index(b, loc, 4));
+    Value address = arith::AddIOp::create(b, loc, base, bytes);
+    Value wide = arith::IndexCastOp::create(b, loc, b.getI64Type(), address);
+    auto shared = LLVM::LLVMPointerType::get(b.getContext(), 3);
+    Value pointer = LLVM::IntToPtrOp::create(b, loc, shared, wide);
+    auto result =
+        LLVM::LLVMStructType::getLiteral(b.getContext(), {i32, i32, i32, i32});
+    StringRef name = transposed
+                         ? "llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.trans.b16"
+                         : "llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.b16";
+    auto call = LLVM::CallIntrinsicOp::create(b, loc, result,
+                                              b.getStringAttr(name), pointer);
+    SmallVector<Value> words;
+    for (int64_t i = 0; i < 4; ++i)
+      words.push_back(
+          LLVM::ExtractValueOp::create(b, loc, call.getResult(0), i));
+    return words;
+  }
+  // The lanes' row addresses through workgroup memory (the row reductions'
+  // words), then each lane reads what the instruction would hand it.
+  Value start = index(b, loc, products.reductions);
+  Value mine = arith::AddIOp::create(b, loc, start, products.thread);
+  Value rowBits = arith::IndexCastOp::create(b, loc, i32, rowWord);
+  Value asFloat = arith::BitcastOp::create(b, loc, b.getF32Type(), rowBits);
+  memref::StoreOp::create(b, loc, asFloat, products.scratch, mine);
+  mlir::gpu::BarrierOp::create(b, loc);
+  LaneParts lane = laneParts(b, loc, products.thread, /*amd=*/false);
+  Value lanes =
+      arith::RemUIOp::create(b, loc, products.thread, index(b, loc, kWarp));
+  Value waveStart = arith::SubIOp::create(b, loc, mine, lanes);
+  // Row r of matrix m: the word address lane 8m + r gave.
+  auto rowOf = [&](int64_t m, Value r) -> Value {
+    Value at = arith::AddIOp::create(b, loc, waveStart, index(b, loc, 8 * m));
+    at = arith::AddIOp::create(b, loc, at, r);
+    Value bits = memref::LoadOp::create(b, loc, products.scratch, at);
+    Value word = arith::BitcastOp::create(b, loc, i32, bits);
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), word);
+  };
+  auto wordAt = [&](Value row, Value word) -> Value {
+    Value at = arith::AddIOp::create(b, loc, row, word);
+    Value bits = memref::LoadOp::create(b, loc, tile, at);
+    return arith::BitcastOp::create(b, loc, i32, bits);
+  };
+  SmallVector<Value> words;
+  for (int64_t m = 0; m < 4; ++m) {
+    if (!transposed) {
+      // Lane 4g + t: word t of row g.
+      Value row = rowOf(m, lane.g);
+      words.push_back(wordAt(row, lane.t));
+      continue;
+    }
+    // Lane 4g + t: element g of rows 2t and 2t + 1 (half g % 2 of word
+    // g / 2 of each).
+    Value twice = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
+    Value next = arith::AddIOp::create(b, loc, twice, index(b, loc, 1));
+    Value column = arith::DivUIOp::create(b, loc, lane.g, index(b, loc, 2));
+    Value odd = arith::RemUIOp::create(b, loc, lane.g, index(b, loc, 2));
+    Value oddBits = arith::IndexCastOp::create(b, loc, i32, odd);
+    Value shift = arith::MulIOp::create(b, loc, oddBits, simt::i32(b, loc, 16));
+    SmallVector<Value> halves;
+    for (Value r : {twice, next}) {
+      Value row = rowOf(m, r);
+      Value word = wordAt(row, column);
+      Value moved = arith::ShRUIOp::create(b, loc, word, shift);
+      halves.push_back(
+          arith::AndIOp::create(b, loc, moved, simt::i32(b, loc, 0xffff)));
+    }
+    words.push_back(pack16(b, loc, halves[0], halves[1]));
+  }
+  // Nobody stores the next addresses before everyone has read these.
+  mlir::gpu::BarrierOp::create(b, loc);
+  return words;
+}
+
+Value mma::bf16Pair(OpBuilder &b, Location loc, Value low, Value high,
+                    bool portable) {
+  Value lowBits = bf16Bits(b, loc, low, portable);
+  Value highBits = bf16Bits(b, loc, high, portable);
+  return pack16(b, loc, lowBits, highBits);
+}
+
 Value mma::bf16Bits(OpBuilder &b, Location loc, Value x, bool portable) {
   if (!portable) {
     Value rounded = arith::TruncFOp::create(b, loc, b.getBF16Type(), x);

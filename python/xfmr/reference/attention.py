@@ -96,6 +96,64 @@ def attend_causal(attn, q: np.ndarray, keys: np.ndarray, values: np.ndarray, sta
     return attend(q, keys, values, mask, scale)
 
 
+#: Slices of the keys of NVIDIA's matrix-unit latent decode (LatentTiles.cpp).
+LATENT_SLICES = 128
+
+
+def attend_latent_tiles(q_latent: np.ndarray, q_rope: np.ndarray, latent: np.ndarray,
+                        scales: np.ndarray, rope_keys: np.ndarray, scale: float,
+                        chunk: int, block: int = 128) -> np.ndarray:
+    """Decode attention in latent space (one token, q_latent [H, rank], q_rope [H, rope])
+    over the visible entries of a latent cache (latent [S, rank] values or 8-bit codes,
+    scales [S, rank / block] their scales per block of channels, rope_keys [S, rope]), as
+    NVIDIA's matrix units compute it (lowering/GPU/Kernels/LatentTiles.cpp): the queries,
+    the entries and the rope keys rounded to bf16; flash decoding's LATENT_SLICES slices of
+    whole chunks of `chunk` keys, each walking its chunks with a running maximum m, where
+    exp(s - m) times each block's scales, rounded to bf16, multiplies the block's codes and
+    its unrounded sum normalizes; the slices combined. Returns [H, rank]."""
+    from .bf16 import round_bf16  # noqa: PLC0415
+
+    q_latent, q_rope = round_bf16(q_latent), round_bf16(q_rope)
+    latent, rope_keys = round_bf16(latent), round_bf16(rope_keys)
+    count, rank = latent.shape
+    per_slice = -(-(-(-count // LATENT_SLICES)) // chunk) * chunk
+    blocks = [slice(i, min(i + block, rank)) for i in range(0, rank, block)]
+    parts = []
+    for first in range(0, count, per_slice):
+        last = min(first + per_slice, count)
+        m = np.full(q_latent.shape[0], -1e30)
+        total = np.zeros(q_latent.shape[0])
+        o = np.zeros(q_latent.shape)
+        for start in range(first, last, chunk):
+            keys = np.arange(start, min(start + chunk, last))
+            s = q_rope @ rope_keys[keys].T
+            for b, channels in enumerate(blocks):
+                s += (q_latent[:, channels] @ latent[keys, channels].T) * scales[keys, b]
+            s *= scale
+            new_m = np.maximum(m, np.max(s, axis=-1))
+            correction = np.exp(m - new_m)
+            p = np.exp(s - new_m[:, None])
+            total = total * correction + np.sum(p, axis=-1)
+            o *= correction[:, None]
+            for b, channels in enumerate(blocks):
+                o[:, channels] += round_bf16(p * scales[keys, b]) @ latent[keys, channels]
+            m = new_m
+        parts.append((o, m, total))
+    top = np.max([m for _, m, _ in parts], axis=0)
+    weights = [np.exp(m - top) for _, m, _ in parts]
+    out = sum(o * w[:, None] for (o, _, _), w in zip(parts, weights))
+    return out / sum(t * w for (_, _, t), w in zip(parts, weights))[:, None]
+
+
+def use_latent_tiles(model, chunk: int = 32) -> None:
+    """Decode attention of MLA latent caches (no evicting ring) as NVIDIA's matrix units
+    compute it (attend_latent_tiles) in chunks of `chunk` keys (32, or 16 where a wide
+    latent's staging leaves too little workgroup memory); prefill stays exact."""
+    for layer in model.layers:
+        if isinstance(layer.attn, MLAttention):
+            layer.attn.latent_tiles = chunk
+
+
 def use_matrix_tiles(model, queries: int = 64) -> None:
     """Prefill attention (more than one token, no evicting ring) as the GPUs' matrix units
     compute it (attend_matrix_tiles) in tiles of `queries` tokens (NVIDIA 64, AMD 32); decode
@@ -178,6 +236,9 @@ class MLAttention:
         #: Set by use_matrix_tiles: prefill as the GPUs' matrix units compute it, in tiles
         #: of this many queries (0: exactly).
         self.matrix_tiles = 0
+        #: Set by use_latent_tiles: decode from a latent cache as NVIDIA's matrix units
+        #: compute it, in chunks of this many keys (0: exactly).
+        self.latent_tiles = 0
         qk_dim = self.nope + self.rope_dim
         if self.q_rank:
             self.wq_a = weights.get(f"{prefix}.q_a_proj.weight", (self.q_rank, hidden))
@@ -222,17 +283,46 @@ class MLAttention:
     def query_weight(self) -> np.ndarray:
         return self.wq_b if self.q_rank else self.wq
 
-    def latent_and_rope_key(self, x: np.ndarray, start: int):
-        """c_KV normalized and k_pe rotated [1, T, rope], as the latent cache stores them."""
+    def latent_and_rope_key(self, x: np.ndarray, start: int, cache: Optional[Cache] = None,
+                            layer: int = 0):
+        """c_KV normalized and k_pe rotated [1, T, rope], as the latent cache stores them.
+        With latent_tiles, the entries as stored (codes and scales) also go to `cache`."""
         kv_a = linear(x, self.wkv_a)
         c_kv = rms_norm(kv_a[:, : self.kv_rank], self.kv_norm, self.eps)
         cos, sin = rope.cos_sin(self.inv_freq, np.arange(start, start + x.shape[0]),
                                 self.cos_sin_scale)
         k_pe = rope.rotate_interleaved(kv_a[None, :, self.kv_rank:], cos, sin)
         if self.latent_storage is not None:
+            if self.latent_tiles and cache is not None:
+                self.remember_latent(cache, layer, c_kv, k_pe)
             c_kv = self.latent_storage.latent(c_kv)
             k_pe = self.latent_storage.rope_key(k_pe)
         return c_kv, k_pe, cos, sin
+
+    def remember_latent(self, cache: Cache, layer: int, c_kv: np.ndarray,
+                        k_pe: np.ndarray) -> None:
+        """Appends the latent cache's entries of c_KV [T, rank] and k_pe [1, T, rope] as
+        stored (codes, scales, rope keys) to cache.latent_entries[layer]."""
+        entries = getattr(cache, "latent_entries", None)
+        if entries is None:
+            entries = cache.latent_entries = {}
+        codes, scales = self.latent_storage.latent_parts(c_kv)
+        new = (codes, scales, self.latent_storage.rope_key(k_pe)[0])
+        old = entries.get(layer)
+        entries[layer] = new if old is None else tuple(
+            np.concatenate([a, b]) for a, b in zip(old, new))
+
+    def latent_decode(self, cache: Cache, layer: int, q_latent: np.ndarray,
+                      q_rope: np.ndarray, position: int) -> Optional[np.ndarray]:
+        """The latent outputs [H, rank] of a decoded token at `position` as the matrix
+        units compute them (use_latent_tiles), or None where they don't."""
+        # An evicting cache (a window, sinks) keeps the f32 form (a ring's slots).
+        if not self.latent_tiles or self.latent_storage is None or self.window is not None:
+            return None
+        codes, scales, rope_keys = cache.latent_entries[layer]
+        visible = slice(0, position + 1)
+        return attend_latent_tiles(q_latent, q_rope, codes[visible], scales[visible],
+                                   rope_keys[visible], self.scale, self.latent_tiles)
 
     def folded_call(self, x: np.ndarray, cache: Cache, layer: int) -> np.ndarray:
         """Attention in latent space with the folded projections: scores q_lat . c_KV +
@@ -243,10 +333,14 @@ class MLAttention:
         cq = self.query_input(x)
         q_lat = linear(cq, w_latent).reshape(steps, h, self.kv_rank).transpose(1, 0, 2)
         q_pe = linear(cq, w_rope).reshape(steps, h, rd).transpose(1, 0, 2)
-        c_kv, k_pe, cos, sin = self.latent_and_rope_key(x, start)
+        c_kv, k_pe, cos, sin = self.latent_and_rope_key(x, start, cache, layer)
         q_pe = rope.rotate_interleaved(q_pe, cos, sin)
         k = np.concatenate([c_kv[None], k_pe], axis=-1)  # one "head" shared by all
         keys, values = cache.update(layer, k, c_kv[None])
+        tiles = None if steps > 1 else self.latent_decode(cache, layer, q_lat[:, 0],
+                                                           q_pe[:, 0], start)
+        if tiles is not None:
+            return linear(tiles.reshape(1, h * self.kv_rank), w_out, self.bo)
         mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
         q = np.concatenate([q_lat, q_pe], axis=-1)
         out = attend(q, np.broadcast_to(keys, (h,) + keys.shape[1:]),
@@ -263,7 +357,7 @@ class MLAttention:
         q_nope, q_pe = q[..., :nope], q[..., nope:]
 
         # c_KV and k_pe as a (compressed) latent cache would hold them, then expanded.
-        c_kv, k_pe, cos, sin = self.latent_and_rope_key(x, start)
+        c_kv, k_pe, cos, sin = self.latent_and_rope_key(x, start, cache, layer)
         kv = linear(c_kv, self.wkv_b)
         kv = kv.reshape(steps, h, nope + self.v_dim).transpose(1, 0, 2)
         k_nope, v = kv[..., :nope], kv[..., nope:]
@@ -271,6 +365,14 @@ class MLAttention:
         q = np.concatenate([q_nope, q_pe], axis=-1)
         k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
         keys, values = cache.update(layer, k, v)
+        if steps == 1 and self.latent_tiles:
+            # Absorbed: the query times W_UK, the latent outputs times W_UV.
+            kv_b = self.wkv_b.reshape(h, nope + self.v_dim, self.kv_rank)
+            q_latent = np.einsum("hd,hdc->hc", q_nope[:, 0], kv_b[:, :nope])
+            tiles = self.latent_decode(cache, layer, q_latent, q_pe[:, 0], start)
+            if tiles is not None:
+                out = np.einsum("hc,hvc->hv", tiles, kv_b[:, nope:])
+                return linear(out.reshape(1, h * self.v_dim), self.wo, self.bo)
         out = attend_causal(self, q, keys, values, start, self.scale)
         return linear(out.transpose(1, 0, 2).reshape(steps, h * self.v_dim), self.wo, self.bo)
 

@@ -31,12 +31,20 @@ EPSILON = 1e-12
 
 def compress(x: np.ndarray, element: str) -> np.ndarray:
     """Entries x [heads, tokens, dim] as stored and read back."""
+    codes, scale = compress_parts(x, element)
+    return codes * scale
+
+
+def compress_parts(x: np.ndarray, element: str):
+    """Entries x [..., dim] as stored: (values or 8-bit codes, scale [..., 1]; 1 for the
+    formats without a scale)."""
     if element == "f32":
-        return np.asarray(x, np.float32).astype(np.float64)
+        return np.asarray(x, np.float32).astype(np.float64), np.ones(x.shape[:-1] + (1,))
     if element == "bf16":
-        return round_bf16(x)
+        return round_bf16(x), np.ones(x.shape[:-1] + (1,))
     if element == "f16":
-        return np.asarray(x, np.float32).astype(np.float16).astype(np.float64)
+        return (np.asarray(x, np.float32).astype(np.float16).astype(np.float64),
+                np.ones(x.shape[:-1] + (1,)))
     top = 448.0 if element == "fp8" else 127.0
     x32 = np.asarray(x, np.float32).astype(np.float64)
     amax = np.max(np.abs(x32), axis=-1, keepdims=True)
@@ -45,7 +53,7 @@ def compress(x: np.ndarray, element: str) -> np.ndarray:
     # float64 can land on the other side of a rounding tie).
     y = (x32.astype(np.float32) / scale.astype(np.float32)).astype(np.float64)
     codes = round_e4m3(y) if element == "fp8" else np.clip(np.round(y), -127, 127)
-    return codes * scale
+    return codes, scale
 
 
 class CompressedCache(Cache):
@@ -87,6 +95,18 @@ class LatentStorage:
         blocks = [compress(c_kv[:, i:i + LATENT_SCALE_BLOCK], self.element)
                   for i in range(0, c_kv.shape[-1], LATENT_SCALE_BLOCK)]
         return np.concatenate(blocks, axis=-1)
+
+    def latent_parts(self, c_kv: np.ndarray):
+        """c_KV [tokens, rank] as stored: (values or codes [tokens, rank], their scales
+        [tokens, blocks of LATENT_SCALE_BLOCK channels]; ones without scales)."""
+        if self.element not in ("fp8", "int8"):
+            values, _ = compress_parts(c_kv, self.element)
+            blocks = -(-c_kv.shape[-1] // LATENT_SCALE_BLOCK)
+            return values, np.ones(c_kv.shape[:-1] + (blocks,))
+        parts = [compress_parts(c_kv[:, i:i + LATENT_SCALE_BLOCK], self.element)
+                 for i in range(0, c_kv.shape[-1], LATENT_SCALE_BLOCK)]
+        return (np.concatenate([codes for codes, _ in parts], axis=-1),
+                np.concatenate([scale for _, scale in parts], axis=-1))
 
     def rope_key(self, k_pe: np.ndarray) -> np.ndarray:
         """k_pe [1, tokens, rope] as stored and read back."""
