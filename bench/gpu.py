@@ -175,9 +175,10 @@ def run_xfmr(root, artifact, prompt_len, decode, vocab, graphs=False):
     return json.loads(done.stderr.strip().splitlines()[-1])
 
 
-def _ncu_times(root, artifact, prompt_len, vocab, kernels, count):
+def _ncu_times(root, artifact, prompt_len, vocab, kernels, count, generate=1):
     """[(kernel name, seconds)] of the first `count` kernels matching the regex `kernels` in
-    a prefill of `prompt_len` tokens, timed by Nsight Compute where it is installed."""
+    a prefill of `prompt_len` tokens (then `generate` - 1 decode steps), timed by Nsight
+    Compute where it is installed."""
     import csv
     import io
     import numpy as np
@@ -187,7 +188,8 @@ def _ncu_times(root, artifact, prompt_len, vocab, kernels, count):
     ids = np.random.default_rng(0).integers(3, vocab, prompt_len)
     done = subprocess.run([ncu, "--csv", "--metrics", "gpu__time_duration.sum", "-k",
                            f"regex:{kernels}", "-c", str(count), str(root / "bin" / "xfmr-run"),
-                           str(artifact), "--prompt-ids", " ".join(map(str, ids)), "-n", "1"],
+                           str(artifact), "--prompt-ids", " ".join(map(str, ids)), "-n",
+                           str(generate)],
                           capture_output=True, text=True, timeout=600)
     lines = done.stdout[done.stdout.find('"ID"'):]
     scale = {"nsecond": 1e-9, "usecond": 1e-6, "msecond": 1e-3, "second": 1.0,
@@ -223,6 +225,17 @@ def profile_attention_kernel(root, artifact, prompt_len, vocab):
         if shape:
             return (name, *map(int, shape.groups()), seconds)
     return None
+
+
+def profile_latent_decode(root, artifact, prompt_len, vocab, manifest, config):
+    """The first layer's MLA latent decode (latent_attend_..._mma_slices and _mma_combine,
+    NVIDIA's matrix units) after a prompt of `prompt_len` tokens: [(kernel, seconds, GB/s of
+    that layer's latent cache read)]."""
+    cache = manifest["kv_cache"]["bytes_per_token"] / config["num_hidden_layers"] * prompt_len
+    return [(name, seconds, cache / seconds / 1e9)
+            for name, seconds in _ncu_times(root, artifact, prompt_len, vocab,
+                                            "latent_attend_.*_mma_(slices|combine)$", 2,
+                                            generate=2)]
 
 
 def profile_grouped_experts(root, artifact, prompt_len, vocab, config):
@@ -417,6 +430,15 @@ def run(args):
             # MoE: the grouped expert products of a 4096-token prefill on the matrix
             # units, against one cuBLAS GEMM of the same products.
             if cuda and not args.no_gemm and spec["arch"] == "deepseek_v3":
+                # Its latent decode at the whole context, against the copy bandwidth (the
+                # slices' kernel reads the cache; the combination their partial outputs).
+                latent = profile_latent_decode(root, full, spec["prompt"], vocab, manifest,
+                                               config)
+                entry["latent_decode"] = latent
+                for kernel, seconds, rate in latent:
+                    rows.append((f"{name}: {kernel} context {spec['prompt']}",
+                                 f"{seconds * 1e6:.1f} us", f"cache {rate:.0f} GB/s",
+                                 f"{rate / bandwidth:.2f}" if bandwidth else ""))
                 grouped = profile_grouped_experts(root, full, 4096, vocab, config)
                 entry["grouped_experts"] = grouped
                 for kernel, seconds, tflops, peer in grouped:

@@ -97,6 +97,10 @@ prepare)
     # units (bf16 q, k, v and probabilities), against the float64 reference that rounds at
     # the same points (xfmr.reference.attention.use_matrix_tiles), computed here.
     "llama-mma-attention|llama $wide|"
+    # "-latent-attention": MLA's latent decode on NVIDIA's matrix units (16 heads as the
+    # products' rows, bf16 queries, entries and probabilities; FP8 codes and their scales),
+    # against the float64 reference that rounds at the same points (use_latent_tiles).
+    "deepseek-v3-mma-latent-attention|deepseek_v3 --set kv_lora_rank=256 --set qk_rope_head_dim=64 --set num_attention_heads=16|--mla-cache latent --kv-cache fp8"
     # "-wgmma": the same for cuda:sm_90a (H100 and H200 run it): the warpgroup products.
     "llama-mma-bf16-wgmma|llama --dtype bf16 $wide|"
     "llama-mma-fp8-wgmma|llama $wide|--quantize fp8"
@@ -105,6 +109,8 @@ prepare)
     IFS='|' read -r name source flags <<< "$entry"
     # Vulkan keeps f32 inputs either way: only the matrix units round them to bf16.
     [[ ( "$name" == *-fast || "$name" == *-attention ) && "$gpu_target" == vulkan ]] && continue
+    # The latent decode's matrix-unit form is NVIDIA's only (AMD keeps the f32 SIMT one).
+    [[ "$name" == *-latent-attention && ( "$gpu_target" == rocm* || "$gpu_target" == *mfma* ) ]] && continue
     model_target="$gpu_target"
     if [[ "$name" == *-wgmma ]]; then
       [[ "$gpu_target" == cuda:* ]] || continue
@@ -128,18 +134,28 @@ prepare)
       # Tiles of 64 queries on NVIDIA, 32 on AMD.
       queries=64
       [[ "$gpu_target" == *mfma* ]] && queries=32
-      PYTHONPATH=python "$python" - "$checkpoint" "$dir/models/$name.expected.npz" "$queries" <<'PYTHON'
+      PYTHONPATH=python "$python" - "$checkpoint" "$dir/models/$name.expected.npz" "$queries" "$name" <<'PYTHON'
 import os, sys
 import numpy as np
 from xfmr import reference
-from xfmr.reference.attention import use_matrix_tiles
+from xfmr.reference.attention import use_latent_tiles, use_matrix_tiles
+from xfmr.reference.kv_cache import use_latent_cache
 model = reference.load(sys.argv[1])
-use_matrix_tiles(model, queries=int(sys.argv[3]))
+if "latent" in sys.argv[4]:
+    # Prefill from a latent cache stays f32 (SIMT); decode in chunks of 32 keys.
+    use_latent_cache(model, "fp8")
+    use_latent_tiles(model, 32)
+else:
+    use_matrix_tiles(model, queries=int(sys.argv[3]))
 ids, rows = model.generate_greedy([int(i) for i in os.environ["prompt_ids"].split()], 32)
 np.savez(sys.argv[2], ids=np.asarray(ids), rows=np.asarray(rows, np.float32))
 PYTHON
     fi
-    for target in cpu "$model_target"; do
+    # Models with an emulation as their oracle need no CPU artifact (the set must stay
+    # under the 64 MiB a device call carries, with the source tree).
+    targets=(cpu "$model_target")
+    [[ "$name" == *-attention ]] && targets=("$model_target")
+    for target in "${targets[@]}"; do
       out="$dir/models/$name.${target%%:*}.xfmr"
       # --cpu x86-64-v2: the CPU artifacts run on the GPU machine's CPU. --precise: the
       # CPU keeps f32 activations in bf16 and FP8 linears, as the SIMT GPU kernels do, and
@@ -200,11 +216,14 @@ root = Path(sys.argv[1])
 run = str(root / "bin" / "xfmr-run")
 prompt = os.environ["prompt_ids"]
 rows, failed = [], False
-for cpu in sorted(root.glob("models/*.cpu.xfmr")):
-    name = cpu.name[: -len(".cpu.xfmr")]
+# Each model's GPU artifact, its CPU one where the CPU is its oracle.
+names = sorted({p.name.split(".")[0] for p in root.glob("models/*.xfmr")})
+for name in names:
+    cpu = root / "models" / f"{name}.cpu.xfmr"
     gpu = next(cpu.parent.glob(f"{name}.[!c]*.xfmr"), None) or cpu.with_name(f"{name}.cuda.xfmr")
     result = {}
-    for label, artifact in (("cpu", cpu), ("gpu", gpu)):
+    runs = (("cpu", cpu), ("gpu", gpu)) if cpu.exists() else (("gpu", gpu),)
+    for label, artifact in runs:
         logits = root / f"{name}.{label}.npy"
         start = time.time()
         done = subprocess.run([run, str(artifact), "--prompt-ids", prompt, "-n", "32",
@@ -216,7 +235,7 @@ for cpu in sorted(root.glob("models/*.cpu.xfmr")):
         stats = json.loads(done.stderr.strip().splitlines()[-1])
         result[label] = {"ids": done.stdout.split(), "logits": np.load(logits),
                          "stats": stats, "wall": time.time() - start}
-    cpu_r, gpu_r = result["cpu"], result["gpu"]
+    cpu_r, gpu_r = result.get("cpu", {}), result["gpu"]
     if "error" in cpu_r or "error" in gpu_r:
         failed = True
         rows.append((name, "ERROR", "-", "-", "-", "-", "-",
