@@ -87,16 +87,29 @@ struct Lane {
 /// The lane's parts as mma::LaneParts (its wave does not matter here).
 mma::LaneParts partsOf(const Lane &lane) { return {Value(), lane.g, lane.t}; }
 
-/// The B fragment of the n-major rows from `firstRow` (the lane's row g),
-/// step `step`: NVIDIA words t and t + 4, AMD 2q and 2q + 1.
-Value fragmentB(OpBuilder &b, Location loc, const Layout &layout,
-                const Lane &lane, Value tile, int64_t pitch, int64_t firstRow,
-                int64_t step) {
+/// The B fragments of `count` tiles of n-major rows (the tile's columns
+/// each), step `step`: NVIDIA two tiles an ldmatrix.x4 (the words t and
+/// t + 4 of the lane's row g), AMD the words 2q and 2q + 1.
+SmallVector<Value> fragmentsB(OpBuilder &b, Location loc, const Layout &layout,
+                              const mma::WarpProducts &products,
+                              const Lane &lane, Value tile, int64_t pitch,
+                              int64_t count, int64_t step) {
   auto words = mma::fragmentWords(b, loc, layout.amd, partsOf(lane),
                                   /*isA=*/false);
-  Value row = index(b, loc, firstRow);
   Value word = index(b, loc, 8 * step);
-  return mma::loadFragment(b, loc, tile, pitch, words, row, word);
+  SmallVector<Value> fragments;
+  for (int64_t n = 0; n < count; ++n) {
+    Value row = index(b, loc, layout.columns() * n);
+    if (!layout.amd && n + 1 < count) {
+      fragments.append(
+          mma::loadFragmentsB(b, loc, products, tile, pitch, row, word));
+      ++n;
+      continue;
+    }
+    fragments.push_back(
+        mma::loadFragment(b, loc, tile, pitch, words, row, word));
+  }
+  return fragments;
 }
 
 /// The column (key or channel) of C element e of tile n: NVIDIA
@@ -294,10 +307,8 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
         // Scores: keyTiles C tiles of 16 queries x `columns` keys.
         SmallVector<Value> scores(keyTiles * 4, zeroF32);
         for (int64_t s = 0; s < keySteps; ++s) {
-          SmallVector<Value> w;
-          for (int64_t n = 0; n < keyTiles; ++n)
-            w.push_back(
-                fragmentB(b, loc, layout, lane, keys, pitch, columns * n, s));
+          SmallVector<Value> w = fragmentsB(b, loc, layout, products, lane,
+                                            keys, pitch, keyTiles, s);
           scores = mma::multiplyGrid(b, loc, products, WeightFormat::BF16,
                                      queries[s], w, scores);
         }
@@ -412,10 +423,8 @@ void attentionTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                                               state[outputs + 4 * n + e],
                                               correction[layout.rowOf(e)]));
         for (int64_t k = 0; k < valueSteps; ++k) {
-          SmallVector<Value> v;
-          for (int64_t n = 0; n < valueTiles; ++n)
-            v.push_back(fragmentB(b, loc, layout, lane, values, kValuePitch,
-                                  columns * n, k));
+          SmallVector<Value> v = fragmentsB(b, loc, layout, products, lane,
+                                            values, kValuePitch, valueTiles, k);
           o = mma::multiplyGrid(b, loc, products, WeightFormat::BF16,
                                 probabilities[k], v, o);
         }

@@ -250,7 +250,8 @@ void codeTileProducts(mlir::OpBuilder &b, mlir::Location loc,
 struct WarpProducts {
   /// MFMA's lanes and layouts (else mma.sync's).
   bool amd = false;
-  /// The emulation's workgroup memory and thread; null: real instructions.
+  /// The emulation's workgroup memory (null: real instructions) and the
+  /// thread's index in the workgroup.
   mlir::Value scratch, thread;
   /// Where the row reductions' words start in `scratch`.
   int64_t reductions = 0;
@@ -348,19 +349,23 @@ runningMaxima(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value fragmentOfSums(mlir::OpBuilder &b, mlir::Location loc,
                            llvm::ArrayRef<mlir::Value> sums, int64_t k,
                            bool portable = false);
-/// NVIDIA's ldmatrix.sync.aligned.m8n8.x4(.trans).b16: four 8 x 8 matrices
-/// of 16-bit elements from workgroup memory `tile` (f32 words), each row 16
-/// bytes; this lane gives the word index `rowWord` (a multiple of 4) of row
-/// l % 8 of matrix l / 8 (lane l of the warp). Register m of lane 4g + t
-/// holds word t of matrix m's row g, or with `transposed` element g of its
-/// rows 2t (low half) and 2t + 1. An A fragment of m16n8k16 is 4 matrices
-/// (rows 0-7 and 8-15, words 0-3, then 4-7), two B fragments are 4 (a tile's
-/// words 0-3 and 4-7, then the next tile's). The emulation exchanges the
-/// addresses through workgroup memory (barriers: every thread must call).
+/// NVIDIA: the A fragment (vector<4xi32>) of 16 staged rows from `firstRow`
+/// and 8 words from `firstWord` (`pitch` words a row, rows 16-byte aligned)
+/// in one ldmatrix.x4: the words loadFragment(fragmentWords(isA)) reads.
+mlir::Value loadFragmentA(mlir::OpBuilder &b, mlir::Location loc,
+                          const WarpProducts &products, mlir::Value tile,
+                          int64_t pitch, mlir::Value firstRow,
+                          mlir::Value firstWord);
+/// NVIDIA: the B fragments (vector<2xi32>) of two tiles in one ldmatrix.x4:
+/// stored n-major, rows firstRow and firstRow + 8 on, 8 words from
+/// `firstWord`; `transposed`, stored k-major (16 rows of K from `firstRow`,
+/// n in 16-bit halves: 8 words from `firstWord` are the two tiles' columns)
+/// through ldmatrix.x4.trans.
 llvm::SmallVector<mlir::Value>
-loadMatrices(mlir::OpBuilder &b, mlir::Location loc,
-             const WarpProducts &products, mlir::Value tile,
-             mlir::Value rowWord, bool transposed = false);
+loadFragmentsB(mlir::OpBuilder &b, mlir::Location loc,
+               const WarpProducts &products, mlir::Value tile, int64_t pitch,
+               mlir::Value firstRow, mlir::Value firstWord,
+               bool transposed = false);
 /// low | high << 16 (i32).
 mlir::Value pack16(mlir::OpBuilder &b, mlir::Location loc, mlir::Value low,
                    mlir::Value high);

@@ -25,7 +25,7 @@
 //   latent channels. The keys' B fragments come from the key-major staging
 //   through ldmatrix.x4 (two tiles a load), the values' through
 //   ldmatrix.x4.trans (keys in pairs: the staging transposed); the
-//   emulation hands each lane the same words (mma::loadMatrices).
+//   emulation hands each lane the same words (mma::loadFragmentsB).
 // Each slice leaves its unnormalized outputs, maxima and sums in the
 // scratch, and flash::combineKernel combines them.
 //
@@ -367,65 +367,25 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
     return arith::AddIOp::create(b, loc, inTile, index(b, loc, 8 * n));
   };
   // The chunk's B fragments of k-step `step` (a staged word offset).
-  // ldmatrix.x4 hands a lane two B fragments at a time: lane l gives a row
-  // of matrix m = l / 8 (its row l % 8).
-  Value laneIndex =
-      arith::RemUIOp::create(b, loc, thread.thread, index(b, loc, kWarp));
-  Value laneRow = arith::RemUIOp::create(b, loc, laneIndex, index(b, loc, 8));
-  Value matrix = arith::DivUIOp::create(b, loc, laneIndex, index(b, loc, 8));
-  Value matrixLow = arith::RemUIOp::create(b, loc, matrix, index(b, loc, 2));
-  Value matrixHigh = arith::DivUIOp::create(b, loc, matrix, index(b, loc, 2));
-  auto rowWordOf = [&](OpBuilder &b, Location loc, Value row,
-                       Value word) -> Value {
-    Value start = arith::MulIOp::create(b, loc, row, index(b, loc, pitch));
-    return arith::AddIOp::create(b, loc, start, word);
-  };
-  auto pairType = VectorType::get({2}, i32);
   // The chunk's B fragments of the k-step at staged word `word` (keys are
-  // the n-major rows): tiles 2p and 2p + 1 are matrices (rows of tile 2p,
-  // words 0-3 and 4-7) then (tile 2p + 1, ...): matrix m takes rows
-  // 8 (2p + m / 2) on and words 4 (m % 2) on.
+  // the n-major rows), two tiles an ldmatrix.x4.
   auto keyFragments = [&](OpBuilder &b, Location loc,
                           Value word) -> SmallVector<Value> {
     SmallVector<Value> fragments;
-    Value wordOffset =
-        arith::MulIOp::create(b, loc, matrixLow, index(b, loc, 4));
-    Value firstWord = arith::AddIOp::create(b, loc, word, wordOffset);
-    Value tileRow = arith::MulIOp::create(b, loc, matrixHigh, index(b, loc, 8));
-    tileRow = arith::AddIOp::create(b, loc, tileRow, laneRow);
-    for (int64_t p = 0; p < tiles / 2; ++p) {
-      Value row = arith::AddIOp::create(b, loc, tileRow, index(b, loc, 16 * p));
-      Value rowWord = rowWordOf(b, loc, row, firstWord);
-      SmallVector<Value> words =
-          mma::loadMatrices(b, loc, products, staged, rowWord);
-      for (int64_t t = 0; t < 2; ++t)
-        fragments.push_back(vector::FromElementsOp::create(
-            b, loc, pairType, ValueRange{words[2 * t], words[2 * t + 1]}));
-    }
+    for (int64_t p = 0; p < tiles / 2; ++p)
+      fragments.append(mma::loadFragmentsB(b, loc, products, staged, pitch,
+                                           index(b, loc, 16 * p), word));
     return fragments;
   };
   // The B fragments of the values of latent channels [c0, c0 + 16) (two
-  // tiles) for keys [16k, 16k + 16) of the chunk, from the key-major
-  // staging transposed (ldmatrix.trans: two keys of a channel a word):
-  // matrix m takes keys 16k + 8 (m % 2) on, words c0 / 2 + 4 (m / 2) on.
+  // tiles) for keys [16k, 16k + 16) of the chunk: the key-major staging
+  // transposed (ldmatrix.x4.trans: two keys of a channel a word).
   auto valueFragments = [&](OpBuilder &b, Location loc, Value c0,
                             int64_t k) -> SmallVector<Value> {
-    Value keyOffset =
-        arith::MulIOp::create(b, loc, matrixLow, index(b, loc, 8));
-    Value row = arith::AddIOp::create(b, loc, keyOffset, laneRow);
-    row = arith::AddIOp::create(b, loc, row, index(b, loc, 16 * k));
     Value column = arith::DivUIOp::create(b, loc, c0, index(b, loc, 2));
-    Value wordOffset =
-        arith::MulIOp::create(b, loc, matrixHigh, index(b, loc, 4));
-    column = arith::AddIOp::create(b, loc, column, wordOffset);
-    Value rowWord = rowWordOf(b, loc, row, column);
-    SmallVector<Value> words = mma::loadMatrices(b, loc, products, staged,
-                                                 rowWord, /*transposed=*/true);
-    SmallVector<Value> fragments;
-    for (int64_t t = 0; t < 2; ++t)
-      fragments.push_back(vector::FromElementsOp::create(
-          b, loc, pairType, ValueRange{words[2 * t], words[2 * t + 1]}));
-    return fragments;
+    return mma::loadFragmentsB(b, loc, products, staged, pitch,
+                               index(b, loc, 16 * k), column,
+                               /*transposed=*/true);
   };
   // Warp w's first latent channel, and that of its tile group `group`.
   Value warpChannels =

@@ -462,9 +462,13 @@ SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
   auto wordsB = mma::fragmentWords(b, loc, unit.amd, parts, /*isA=*/false);
   for (int64_t s = 0; s < kSteps; ++s) {
     Value stepWord = index(b, loc, 8 * s);
+    // NVIDIA: an A fragment, or two B fragments, an ldmatrix.x4.
     auto fragmentA = [&](Value tile, int64_t m) -> Value {
       Value row =
           arith::AddIOp::create(b, loc, lane.waveRow, index(b, loc, 16 * m));
+      if (!unit.amd)
+        return mma::loadFragmentA(b, loc, unit.products, tile, kPitch, row,
+                                  stepWord);
       return mma::loadFragment(b, loc, tile, kPitch, wordsA, row, stepWord);
     };
     SmallVector<Value> a, remainder, w;
@@ -473,11 +477,15 @@ SmallVector<Value> multiplyStage(OpBuilder &b, Location loc, const Unit &unit,
       if (unit.form == Form::BF16Split)
         remainder.push_back(fragmentA(tiles.inputRemainder, m));
     }
-    for (int64_t n = 0; n < kN; ++n) {
+    for (int64_t n = 0; n < kN; n += unit.amd ? 1 : 2) {
       Value row = arith::AddIOp::create(b, loc, lane.waveColumn,
                                         index(b, loc, unit.tileRows() * n));
-      w.push_back(mma::loadFragment(b, loc, tiles.weight, kPitch, wordsB, row,
-                                    stepWord));
+      if (!unit.amd)
+        w.append(mma::loadFragmentsB(b, loc, unit.products, tiles.weight,
+                                     kPitch, row, stepWord));
+      else
+        w.push_back(mma::loadFragment(b, loc, tiles.weight, kPitch, wordsB, row,
+                                      stepWord));
     }
     // Every (m, n) pair (at(m, n, e) is m-major), then the remainders'.
     sums = multiplyTiles(b, loc, unit, a, w, sums);

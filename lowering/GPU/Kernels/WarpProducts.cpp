@@ -266,12 +266,12 @@ mma::WarpProducts mma::warpProducts(const GPUKernelTarget &target,
                                     int64_t maxB) {
   mma::WarpProducts products;
   products.amd = usesMFMA(target);
+  products.thread = thread.thread;
   int64_t words = emulationWords(target, thread.block, maxA, maxB);
   if (!words)
     return products;
   // The waves' fragments, then a word per thread for row reductions.
   products.scratch = thread.scratch(words);
-  products.thread = thread.thread;
   products.reductions = words - thread.block;
   products.maxA = maxA;
   products.maxB = maxB;
@@ -306,13 +306,26 @@ Value mma::fragmentOfSums(OpBuilder &b, Location loc, ArrayRef<Value> sums,
   return vector::FromElementsOp::create(b, loc, type, words);
 }
 
-SmallVector<Value> mma::loadMatrices(OpBuilder &b, Location loc,
-                                     const WarpProducts &products, Value tile,
-                                     Value rowWord, bool transposed) {
+/// The word index of the row lane `lane` gives ldmatrix (a multiple of 4).
+using RowWordOf = function_ref<Value(OpBuilder &b, Location loc, Value lane)>;
+
+/// NVIDIA's ldmatrix.sync.aligned.m8n8.x4(.trans).b16: four 8 x 8 matrices
+/// of 16-bit elements from workgroup memory `tile` (f32 words, each row 16
+/// bytes), row r of matrix m at word rowWordOf(8m + r). Register m of lane
+/// 4g + t holds word t of matrix m's row g, or with `transposed` element g
+/// of its rows 2t (low half) and 2t + 1. The emulation reads those words
+/// itself, each lane evaluating the addresses the other lanes would give.
+static SmallVector<Value> loadMatrices(OpBuilder &b, Location loc,
+                                       const mma::WarpProducts &products,
+                                       Value tile, RowWordOf rowWordOf,
+                                       bool transposed) {
   assert(!products.amd && "ldmatrix is NVIDIA's");
   Type i32 = b.getI32Type();
   if (!products.emulated()) {
     // The row's address in workgroup memory (tile's base + 4 bytes a word).
+    Value lane =
+        arith::RemUIOp::create(b, loc, products.thread, index(b, loc, kWarp));
+    Value rowWord = rowWordOf(b, loc, lane);
     Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, tile);
     Value bytes = arith::MulIOp::create(b, loc, rowWord, index(b, loc, 4));
     Value address = arith::AddIOp::create(b, loc, base, bytes);
@@ -332,25 +345,11 @@ SmallVector<Value> mma::loadMatrices(OpBuilder &b, Location loc,
           LLVM::ExtractValueOp::create(b, loc, call.getResult(0), i));
     return words;
   }
-  // The lanes' row addresses through workgroup memory (the row reductions'
-  // words), then each lane reads what the instruction would hand it.
-  Value start = index(b, loc, products.reductions);
-  Value mine = arith::AddIOp::create(b, loc, start, products.thread);
-  Value rowBits = arith::IndexCastOp::create(b, loc, i32, rowWord);
-  Value asFloat = arith::BitcastOp::create(b, loc, b.getF32Type(), rowBits);
-  memref::StoreOp::create(b, loc, asFloat, products.scratch, mine);
-  mlir::gpu::BarrierOp::create(b, loc);
-  LaneParts lane = laneParts(b, loc, products.thread, /*amd=*/false);
-  Value lanes =
-      arith::RemUIOp::create(b, loc, products.thread, index(b, loc, kWarp));
-  Value waveStart = arith::SubIOp::create(b, loc, mine, lanes);
-  // Row r of matrix m: the word address lane 8m + r gave.
+  mma::LaneParts parts = mma::laneParts(b, loc, products.thread, false);
+  // Row r of matrix m: where lane 8m + r points.
   auto rowOf = [&](int64_t m, Value r) -> Value {
-    Value at = arith::AddIOp::create(b, loc, waveStart, index(b, loc, 8 * m));
-    at = arith::AddIOp::create(b, loc, at, r);
-    Value bits = memref::LoadOp::create(b, loc, products.scratch, at);
-    Value word = arith::BitcastOp::create(b, loc, i32, bits);
-    return arith::IndexCastOp::create(b, loc, b.getIndexType(), word);
+    Value source = arith::AddIOp::create(b, loc, r, index(b, loc, 8 * m));
+    return rowWordOf(b, loc, source);
   };
   auto wordAt = [&](Value row, Value word) -> Value {
     Value at = arith::AddIOp::create(b, loc, row, word);
@@ -361,16 +360,16 @@ SmallVector<Value> mma::loadMatrices(OpBuilder &b, Location loc,
   for (int64_t m = 0; m < 4; ++m) {
     if (!transposed) {
       // Lane 4g + t: word t of row g.
-      Value row = rowOf(m, lane.g);
-      words.push_back(wordAt(row, lane.t));
+      Value row = rowOf(m, parts.g);
+      words.push_back(wordAt(row, parts.t));
       continue;
     }
     // Lane 4g + t: element g of rows 2t and 2t + 1 (half g % 2 of word
     // g / 2 of each).
-    Value twice = arith::MulIOp::create(b, loc, lane.t, index(b, loc, 2));
+    Value twice = arith::MulIOp::create(b, loc, parts.t, index(b, loc, 2));
     Value next = arith::AddIOp::create(b, loc, twice, index(b, loc, 1));
-    Value column = arith::DivUIOp::create(b, loc, lane.g, index(b, loc, 2));
-    Value odd = arith::RemUIOp::create(b, loc, lane.g, index(b, loc, 2));
+    Value column = arith::DivUIOp::create(b, loc, parts.g, index(b, loc, 2));
+    Value odd = arith::RemUIOp::create(b, loc, parts.g, index(b, loc, 2));
     Value oddBits = arith::IndexCastOp::create(b, loc, i32, odd);
     Value shift = arith::MulIOp::create(b, loc, oddBits, simt::i32(b, loc, 16));
     SmallVector<Value> halves;
@@ -381,11 +380,64 @@ SmallVector<Value> mma::loadMatrices(OpBuilder &b, Location loc,
       halves.push_back(
           arith::AndIOp::create(b, loc, moved, simt::i32(b, loc, 0xffff)));
     }
-    words.push_back(pack16(b, loc, halves[0], halves[1]));
+    words.push_back(mma::pack16(b, loc, halves[0], halves[1]));
   }
-  // Nobody stores the next addresses before everyone has read these.
-  mlir::gpu::BarrierOp::create(b, loc);
   return words;
+}
+
+/// ldmatrix.x4 of the 4 8 x 8 matrices (16 rows x 8 words from `firstRow`
+/// and `firstWord`): lane l gives a row of matrix m = l / 8, whose bit 0
+/// picks rows 8-15 (`rowsFirst`) or words 4-7, and bit 1 the other.
+static SmallVector<Value> loadQuad(OpBuilder &b, Location loc,
+                                   const mma::WarpProducts &products,
+                                   Value tile, int64_t pitch, Value firstRow,
+                                   Value firstWord, bool rowsFirst,
+                                   bool transposed) {
+  auto rowWordOf = [&](OpBuilder &b, Location loc, Value lane) -> Value {
+    Value row = arith::RemUIOp::create(b, loc, lane, index(b, loc, 8));
+    Value matrix = arith::DivUIOp::create(b, loc, lane, index(b, loc, 8));
+    Value low = arith::RemUIOp::create(b, loc, matrix, index(b, loc, 2));
+    Value high = arith::DivUIOp::create(b, loc, matrix, index(b, loc, 2));
+    Value rowBlock = rowsFirst ? low : high, wordBlock = rowsFirst ? high : low;
+    Value rowOffset = arith::MulIOp::create(b, loc, rowBlock, index(b, loc, 8));
+    row = arith::AddIOp::create(b, loc, row, rowOffset);
+    row = arith::AddIOp::create(b, loc, row, firstRow);
+    Value wordOffset =
+        arith::MulIOp::create(b, loc, wordBlock, index(b, loc, 4));
+    Value word = arith::AddIOp::create(b, loc, firstWord, wordOffset);
+    Value start = arith::MulIOp::create(b, loc, row, index(b, loc, pitch));
+    return arith::AddIOp::create(b, loc, start, word);
+  };
+  return loadMatrices(b, loc, products, tile, rowWordOf, transposed);
+}
+
+Value mma::loadFragmentA(OpBuilder &b, Location loc,
+                         const WarpProducts &products, Value tile,
+                         int64_t pitch, Value firstRow, Value firstWord) {
+  // Matrices (rows 0-7, words 0-3), (8-15, 0-3), (0-7, 4-7), (8-15, 4-7):
+  // the A words (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4).
+  SmallVector<Value> words = loadQuad(b, loc, products, tile, pitch, firstRow,
+                                      firstWord, /*rowsFirst=*/true, false);
+  auto type = VectorType::get({4}, b.getI32Type());
+  return vector::FromElementsOp::create(b, loc, type, words);
+}
+
+SmallVector<Value> mma::loadFragmentsB(OpBuilder &b, Location loc,
+                                       const WarpProducts &products, Value tile,
+                                       int64_t pitch, Value firstRow,
+                                       Value firstWord, bool transposed) {
+  // Stored n-major: matrices (rows 0-7, words 0-3), (0-7, 4-7), then rows
+  // 8-15: the B words (g, t) and (g, t + 4) of each tile. Transposed (K
+  // rows): (keys 0-7, channels 0-7), (keys 8-15, ...), then channels 8-15.
+  SmallVector<Value> words =
+      loadQuad(b, loc, products, tile, pitch, firstRow, firstWord,
+               /*rowsFirst=*/transposed, transposed);
+  auto type = VectorType::get({2}, b.getI32Type());
+  SmallVector<Value> fragments;
+  for (int64_t n = 0; n < 2; ++n)
+    fragments.push_back(vector::FromElementsOp::create(
+        b, loc, type, ValueRange{words[2 * n], words[2 * n + 1]}));
+  return fragments;
 }
 
 Value mma::bf16Pair(OpBuilder &b, Location loc, Value low, Value high,
