@@ -275,20 +275,30 @@ void runSchedule(OpBuilder &b, Location loc, const GPUKernelTarget &target,
         for (int64_t s = 0; s < kSteps; ++s) {
           Value stepWord = index(b, loc, 8 * s);
           SmallVector<Value> fragmentsA, fragmentsRest, fragmentsW;
+          // NVIDIA: an A fragment, or two B fragments, an ldmatrix.x4.
+          auto fragmentA = [&](Value tile, Value row) -> Value {
+            if (!layout.amd)
+              return mma::loadFragmentA(b, loc, products, tile, kPitch, row,
+                                        stepWord);
+            return mma::loadFragment(b, loc, tile, kPitch, wordsA, row,
+                                     stepWord);
+          };
           for (int64_t m = 0; m < rowTiles; ++m) {
             Value row =
                 arith::AddIOp::create(b, loc, waveRow, index(b, loc, 16 * m));
-            fragmentsA.push_back(mma::loadFragment(b, loc, tileA, kPitch,
-                                                   wordsA, row, stepWord));
+            fragmentsA.push_back(fragmentA(tileA, row));
             if (split)
-              fragmentsRest.push_back(mma::loadFragment(
-                  b, loc, remainderA, kPitch, wordsA, row, stepWord));
+              fragmentsRest.push_back(fragmentA(remainderA, row));
           }
           for (int64_t o = 0; o < terms; ++o)
-            for (int64_t n = 0; n < columnTiles; ++n) {
+            for (int64_t n = 0; n < columnTiles; n += layout.amd ? 1 : 2) {
               Value row = index(b, loc, layout.columns() * n);
-              fragmentsW.push_back(mma::loadFragment(b, loc, tilesW[o], kPitch,
-                                                     wordsB, row, stepWord));
+              if (!layout.amd)
+                fragmentsW.append(mma::loadFragmentsB(
+                    b, loc, products, tilesW[o], kPitch, row, stepWord));
+              else
+                fragmentsW.push_back(mma::loadFragment(
+                    b, loc, tilesW[o], kPitch, wordsB, row, stepWord));
             }
           sums = mma::multiplyGrid(b, loc, products, schedule.elements,
                                    fragmentsA, fragmentsW, sums);
