@@ -169,14 +169,15 @@ def test_mma_grouped_experts_match_cpu(name, target, synth_checkpoint, tmp_path)
 # fragments pass 48 KiB of workgroup memory (rank 512 here; on a GPU only past 512).
 MLA_DEEPSEEK = {"qk_rope_head_dim": 16, "num_attention_heads": 4}
 LATENT_TILES = {
-    # 4 heads (rows 4 to 15 of the tiles empty), two layers, an f32 latent rounded to bf16.
-    "f32": (dict(MLA_DEEPSEEK, kv_lora_rank=64), [], "f32", 32, False),
+    # 4 heads (rows 4 to 15 of the tiles empty), an f32 latent rounded to bf16.
+    "f32": (dict(MLA_DEEPSEEK, kv_lora_rank=64, num_hidden_layers=1), [], "f32", 32,
+            False),
     # bf16 entries are staged as they are.
     "bf16": (dict(MLA_DEEPSEEK, kv_lora_rank=64, num_hidden_layers=1),
              ["--kv-cache", "bf16"], "bf16", 32, False),
     # 16 heads, two scale blocks of FP8 codes (each warp's 4 steps in one block).
-    "fp8": (dict(MLA_DEEPSEEK, kv_lora_rank=256, num_attention_heads=16),
-            ["--kv-cache", "fp8"], "fp8", 32, False),
+    "fp8": (dict(MLA_DEEPSEEK, kv_lora_rank=256, num_attention_heads=16,
+                 num_hidden_layers=1), ["--kv-cache", "fp8"], "fp8", 32, False),
     # DeepSeek's widths (rank 512, rope 64), 32 heads: two groups of 16.
     "fp8-rank512": (dict(kv_lora_rank=512, qk_rope_head_dim=64, num_attention_heads=32,
                          num_hidden_layers=1), ["--kv-cache", "fp8"], "fp8", 16, False),
@@ -192,14 +193,17 @@ LATENT_TILES = {
 
 
 @pytest.mark.parametrize("name", sorted(LATENT_TILES))
-def test_mma_latent_decode_matches_its_emulation(name, synth_checkpoint, tmp_path):
-    """Decode from an MLA latent cache on the (emulated) mma.sync units: a workgroup's 16
-    heads are the products' rows, the entries staged as bf16 (8-bit codes exact, their
-    scales on the scores and the probabilities), flash decoding's 128 slices (here 10 of 32
-    keys, or 19 of 16) combined. After 300 tokens, 8 decoded rows must match the float64
-    reference that rounds the queries, the entries and the probabilities to bf16 at the
-    same points (use_latent_tiles) to well under that rounding's own effect (1e-3 to 4e-3
-    on these rows against the exact reference)."""
+def test_mma_latent_attention_matches_its_emulation(name, synth_checkpoint, tmp_path):
+    """Attention from an MLA latent cache on the (emulated) mma.sync units: a workgroup's
+    16 heads are the products' rows, the entries staged as bf16 (8-bit codes exact, their
+    scales on the scores and the probabilities); prefill a workgroup per token, decode in
+    flash decoding's 128 slices (here 10 of 32 keys, or 19 of 16) combined. The prefill's
+    row of a 300-token prompt and 8 decoded rows must match the float64 reference that
+    rounds the queries, the entries and the probabilities to bf16 at the same points
+    (use_latent_tiles) to well under that rounding's own effect (6e-4 to 2e-3 on these rows
+    against the exact reference). One layer: over two, the rounding ties that the two
+    sides break differently (an f32 value within an f32 error of a bf16 tie) add up to
+    medians of 2-3e-4."""
     from xfmr.reference.attention import use_latent_tiles
     from xfmr.reference.kv_cache import use_folded_mla, use_latent_cache
 
@@ -218,7 +222,7 @@ def test_mma_latent_decode_matches_its_emulation(name, synth_checkpoint, tmp_pat
     assert ids == list(expected_ids)
     errors = np.max(np.abs(rows - expected), axis=-1) / np.max(np.abs(expected), axis=-1)
     # An f32 latent, query or probability within an f32 error of a bf16 tie rounds the
-    # other way: up to 7e-4 on a row seen.
+    # other way: up to 2e-4 on a row seen.
     assert np.median(errors) < 2e-4, errors
     assert np.max(errors) < 2e-3, errors
 

@@ -169,16 +169,17 @@ mlir::SymbolRefAttr attentionTiles(GPUKernelTarget &target,
                                    AttendOperands<mlir::Type> types,
                                    llvm::StringRef key);
 
-/// The decode form (one token) of MLA's latent attention on NVIDIA's matrix
-/// units (LatentTiles.cpp: flash decoding's slices, a workgroup's 16 heads
-/// as the rows of mma.sync products), as a two-step kernel `key`_mma_decode
-/// over `types` and the slices' scratch, or null where it does not suit the
-/// kernel (AMD, --precise, an evicting ring, widths that are not whole
-/// steps, heads in groups other than 16 or fewer, workgroup memory).
-mlir::SymbolRefAttr latentDecodeTiles(GPUKernelTarget &target,
-                                      const LatentAttendKernel &kernel,
-                                      LatentAttendOperands<mlir::Type> types,
-                                      llvm::StringRef key);
+/// MLA's latent attention on NVIDIA's matrix units (LatentTiles.cpp: a
+/// workgroup's 16 heads as the rows of mma.sync products): decode (one
+/// token) in flash decoding's slices, prefill a workgroup per (token, group
+/// of heads); one kernel `key`_mma_by_tokens over `types`, or null where it
+/// does not suit the kernel (AMD, --precise, an evicting ring, widths that
+/// are not whole steps, heads in groups other than 16 or fewer, workgroup
+/// memory).
+mlir::SymbolRefAttr latentTiles(GPUKernelTarget &target,
+                                const LatentAttendKernel &kernel,
+                                LatentAttendOperands<mlir::Type> types,
+                                llvm::StringRef key);
 
 /// The K columns of one stage of mma::tileProducts (a block scale must
 /// hold whole stages).

@@ -357,6 +357,9 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
       latentCacheTypes(context, capacity, rank, rope, storage);
   types.start = IndexType::get(context);
   types.output = f32Buffer(context, {ShapedType::kDynamic, heads, rank});
+  // On NVIDIA's matrix units where they suit the kernel (LatentTiles.cpp).
+  if (SymbolRefAttr tiles = mma::latentTiles(target, kernel, types, key))
+    return tiles;
   bool scaled = storage.scaleBlocks > 0;
   // Channels per scale (all of them when unscaled).
   int64_t scaleBlock = scaled ? LatentCacheType::kScaleBlock : rank;
@@ -587,18 +590,12 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
                     });
       });
 
-  // Decode (one token) on NVIDIA's matrix units where they suit the kernel
-  // (LatentTiles.cpp), else flash decoding (FlashDecoding.cpp): workgroup
+  // Decode (one token), flash decoding (FlashDecoding.cpp): workgroup
   // (slice, group of heads) walks its slice of the visible keys for every
   // head of the group and leaves their latent outputs, maxima and sums in
   // the scratch; a workgroup per head combines the slices. A group of up
   // to 8 heads reads each cache entry once where a workgroup per head read
   // it once per head (DeepSeek's 16 or 128 heads: 2 or 16 reads instead).
-  SymbolRefAttr tiles = mma::latentDecodeTiles(target, kernel, types, key);
-  // The latent query is the first operand.
-  if (tiles)
-    return target.byLeadingSize(key + "_by_tokens", tiles, whole,
-                                /*operand=*/0);
   int64_t group = 1;
   while (group < 8 && heads % (2 * group) == 0)
     group *= 2;

@@ -1,7 +1,7 @@
-//===- LatentTiles.cpp - MLA latent decode on NVIDIA's matrix units -------===//
+//===- LatentTiles.cpp - MLA latent attention on NVIDIA's matrix units ----===//
 //
-// The decode form of latent_attend (LatentAttention.cpp) on cuda targets
-// and vulkan:mma-emulation: FlashMLA's point, the latent is every head's key
+// latent_attend (LatentAttention.cpp) on cuda targets and
+// vulkan:mma-emulation: FlashMLA's point, the latent is every head's key
 // and value, so a workgroup's 16 heads are the 16 rows of mma.sync.m16n8k16
 // products (bf16 operands, f32 sums) and each cache entry is read once for
 // all of them. Flash decoding's slices (FlashDecoding.cpp), kLatentSlices of
@@ -27,7 +27,9 @@
 //   ldmatrix.x4.trans (keys in pairs: the staging transposed); the
 //   emulation hands each lane the same words (mma::loadFragmentsB).
 // Each slice leaves its unnormalized outputs, maxima and sums in the
-// scratch, and flash::combineKernel combines them.
+// scratch, and flash::combineKernel combines them. Prefill walks the same
+// way, a workgroup per (token, group of heads) over all the keys the token
+// sees, and normalizes its outputs itself.
 //
 // Precision: the latent and rope queries, f32/f16 caches and the
 // probabilities round to bf16 (bf16 caches and 8-bit codes are exact), sums
@@ -155,12 +157,23 @@ struct Lane {
   Value rows[2];
 };
 
+/// What a workgroup attends and where its results go: token `token`'s
+/// heads [h0, h0 + 16) over keys [first, last) of `keys`; decode leaves the
+/// slice's unnormalized outputs, maxima and sums in `scratch` (slice
+/// `slice`), prefill (no scratch) the outputs in args.output.
+struct Walk {
+  Value token, h0;
+  VisibleKeys keys;
+  Value first, last;
+  Value scratch, slice;
+};
+
 void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
-                     LatentAttendOperands<Value> args, Value scratch,
-                     Value slice, Value h0, const VisibleKeys &keys,
-                     const flash::Slice &range,
+                     LatentAttendOperands<Value> args, const Walk &walk,
                      const LatentAttendKernel &kernel, const Plan &plan,
                      const mma::WarpProducts &products) {
+  const VisibleKeys &keys = walk.keys;
+  Value h0 = walk.h0;
   int64_t rank = plan.rank, chunk = plan.chunk, pitch = plan.pitch;
   int64_t tiles = plan.tiles(), blocks = plan.scaleBlocks();
   int64_t valueSteps = chunk / 16;
@@ -171,7 +184,7 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
   Value partials = thread.scratch(kWarps * kHeads * plan.scorePitch());
   Type i32 = b.getI32Type(), f32Type = b.getF32Type();
   Value zeroF32 = f32(b, loc, 0.0);
-  Value first = range.first, last = range.last;
+  Value first = walk.first, last = walk.last;
 
   Lane lane;
   lane.parts = mma::laneParts(b, loc, thread.thread, /*amd=*/false);
@@ -211,13 +224,13 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
       channel = arith::AddIOp::create(b, loc, channel, index(b, loc, offset));
       words.push_back(simt::valueOrZero(
           b, loc, inside, i32, [&](OpBuilder &b, Location loc) {
-            Value zero = index(b, loc, 0);
+            Value token = walk.token;
             Value next =
                 arith::AddIOp::create(b, loc, channel, index(b, loc, 1));
-            Value low = memref::LoadOp::create(b, loc, query,
-                                               ValueRange{zero, head, channel});
+            Value low = memref::LoadOp::create(
+                b, loc, query, ValueRange{token, head, channel});
             Value high = memref::LoadOp::create(b, loc, query,
-                                                ValueRange{zero, head, next});
+                                                ValueRange{token, head, next});
             return mma::bf16Pair(b, loc, low, high, portable);
           }));
     }
@@ -571,8 +584,9 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
         scf::YieldOp::create(b, loc, next);
       });
 
-  // The slice's outputs of this warp's channels, and (warp 0, t = 0) each
-  // row's maximum and sum, for the heads of the group.
+  // Each row's sum over the quad. Decode: the slice's outputs of this
+  // warp's channels, and (warp 0, t = 0) each row's maximum and sum, for
+  // the heads of the group; prefill: the outputs over the sum.
   SmallVector<Value> totals;
   for (int64_t r = 0; r < 2; ++r)
     totals.push_back(mma::rowReduce(b, loc, products, chunks.getResult(2 + r),
@@ -583,13 +597,27 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                                           row, index(b, loc, plan.group));
     Value head = arith::AddIOp::create(b, loc, h0, row);
     scf::IfOp::create(b, loc, inGroup, [&](OpBuilder &b, Location loc) {
+      Value inverse;
+      if (!walk.scratch)
+        inverse = arith::DivFOp::create(b, loc, f32(b, loc, 1.0), totals[r]);
       for (int64_t j = 0; j < outputTiles; ++j)
         for (int64_t e = 2 * r; e < 2 * r + 2; ++e) {
           Value inTile = columnOf(b, loc, j, e);
           Value channel = arith::AddIOp::create(b, loc, warpChannels, inTile);
-          memref::StoreOp::create(b, loc, chunks.getResult(4 + 4 * j + e),
-                                  scratch, ValueRange{slice, head, channel});
+          Value o = chunks.getResult(4 + 4 * j + e);
+          if (!walk.scratch) {
+            Value result = arith::MulFOp::create(b, loc, o, inverse);
+            memref::StoreOp::create(b, loc, result, args.output,
+                                    ValueRange{walk.token, head, channel});
+            continue;
+          }
+          memref::StoreOp::create(b, loc, o, walk.scratch,
+                                  ValueRange{walk.slice, head, channel});
         }
+      if (!walk.scratch) {
+        scf::YieldOp::create(b, loc);
+        return;
+      }
       Value firstWarp = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
                                               warp, index(b, loc, 0));
       Value firstLane = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
@@ -597,11 +625,11 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
       Value writer = arith::AndIOp::create(b, loc, firstWarp, firstLane);
       scf::IfOp::create(b, loc, writer, [&](OpBuilder &b, Location loc) {
         Value maxColumn = index(b, loc, rank);
-        memref::StoreOp::create(b, loc, chunks.getResult(r), scratch,
-                                ValueRange{slice, head, maxColumn});
+        memref::StoreOp::create(b, loc, chunks.getResult(r), walk.scratch,
+                                ValueRange{walk.slice, head, maxColumn});
         Value sumColumn = index(b, loc, rank + 1);
-        memref::StoreOp::create(b, loc, totals[r], scratch,
-                                ValueRange{slice, head, sumColumn});
+        memref::StoreOp::create(b, loc, totals[r], walk.scratch,
+                                ValueRange{walk.slice, head, sumColumn});
         scf::YieldOp::create(b, loc);
       });
       scf::YieldOp::create(b, loc);
@@ -610,25 +638,27 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
 }
 } // namespace
 
-SymbolRefAttr mma::latentDecodeTiles(GPUKernelTarget &target,
-                                     const LatentAttendKernel &kernel,
-                                     LatentAttendOperands<Type> types,
-                                     StringRef key) {
+SymbolRefAttr mma::latentTiles(GPUKernelTarget &target,
+                               const LatentAttendKernel &kernel,
+                               LatentAttendOperands<Type> types,
+                               StringRef key) {
   std::optional<Plan> found = planFor(target, kernel);
   if (!found)
     return {};
   Plan plan = *found;
   MLIRContext *context = target.getModule().getContext();
   unsigned startOperand = types.scales ? 5 : 4;
-  // The kernel reads the cache's rows 16 bytes (a vector<4xi32>) a load.
+  // The kernels read the cache's rows 16 bytes (a vector<4xi32>) a load.
   auto rows = [&](int64_t vectors) {
     auto vector = VectorType::get({4}, IntegerType::get(context, 32));
     return MemRefType::get({kernel.capacity, vectors}, vector);
   };
   types.latentCache = rows(plan.latentVectors);
   types.ropeCache = rows(plan.ropeVectors);
+  std::string name = key.str();
+  // Decode: flash decoding's slices of the keys, then their combination.
   SymbolRefAttr partial = flash::slicesKernel(
-      target, key.str() + "_mma_slices", presentOperands(types), startOperand,
+      target, name + "_mma_slices", presentOperands(types), startOperand,
       kernel.heads, kernel.rank, kernel.capacity, plan.chunk, kernel.window,
       kernel.sinks,
       [&](OpBuilder &b, Location loc, const GPUThread &thread,
@@ -638,15 +668,46 @@ SymbolRefAttr mma::latentDecodeTiles(GPUKernelTarget &target,
             bindOperands(types, operands.drop_back());
         mma::WarpProducts products =
             mma::warpProducts(target, thread, 1, plan.tiles());
-        latentTilesBody(b, loc, thread, args, operands.back(), slice, h0, keys,
-                        range, kernel, plan, products);
+        Walk walk{index(b, loc, 0), h0,   keys, range.first, range.last,
+                  operands.back(),  slice};
+        latentTilesBody(b, loc, thread, args, walk, kernel, plan, products);
       },
       plan.group, kBlock, kLatentSlices);
   SymbolRefAttr combine = flash::combineKernel(
-      target, key.str() + "_mma_combine", kernel.heads, kernel.rank,
-      kernel.capacity, plan.chunk, kernel.window, kernel.sinks, kLatentSlices);
+      target, name + "_mma_combine", kernel.heads, kernel.rank, kernel.capacity,
+      plan.chunk, kernel.window, kernel.sinks, kLatentSlices);
   MemRefType scratchType =
       flash::scratchType(context, kernel.heads, kernel.rank, kLatentSlices);
-  return target.twoSteps(key.str() + "_mma_decode", partial, combine,
-                         scratchType, {startOperand, startOperand + 1});
+  SymbolRefAttr decode =
+      target.twoSteps(name + "_mma_decode", partial, combine, scratchType,
+                      {startOperand, startOperand + 1});
+  // Prefill: a workgroup per (token, group of heads) over all the keys the
+  // token sees (enough workgroups without slices).
+  int64_t groups = kernel.heads / plan.group;
+  SymbolRefAttr prefill = target.get<LatentAttendOperands>(
+      name + "_mma_prefill", types, kBlock,
+      [groups](OpBuilder &b, Location loc,
+               LatentAttendOperands<Value> args) -> Value {
+        Value tokens = memref::DimOp::create(b, loc, args.query, 0);
+        return arith::MulIOp::create(b, loc, tokens, index(b, loc, groups));
+      },
+      [&](OpBuilder &b, Location loc, const GPUThread &thread,
+          LatentAttendOperands<Value> args) {
+        Value t = arith::DivUIOp::create(b, loc, thread.workgroup,
+                                         index(b, loc, groups));
+        Value group = arith::RemUIOp::create(b, loc, thread.workgroup,
+                                             index(b, loc, groups));
+        Value h0 =
+            arith::MulIOp::create(b, loc, group, index(b, loc, plan.group));
+        Value position = arith::AddIOp::create(b, loc, args.start, t);
+        VisibleKeys keys = visibleKeys(b, loc, position, kernel.capacity,
+                                       kernel.window, kernel.sinks);
+        mma::WarpProducts products =
+            mma::warpProducts(target, thread, 1, plan.tiles());
+        Walk walk{t, h0, keys, keys.begin, keys.end, Value(), Value()};
+        latentTilesBody(b, loc, thread, args, walk, kernel, plan, products);
+      });
+  // The latent query is the first operand.
+  return target.byLeadingSize(name + "_mma_by_tokens", decode, prefill,
+                              /*operand=*/0);
 }

@@ -102,21 +102,23 @@ LATENT_SLICES = 128
 
 def attend_latent_tiles(q_latent: np.ndarray, q_rope: np.ndarray, latent: np.ndarray,
                         scales: np.ndarray, rope_keys: np.ndarray, scale: float,
-                        chunk: int, block: int = 128) -> np.ndarray:
-    """Decode attention in latent space (one token, q_latent [H, rank], q_rope [H, rope])
-    over the visible entries of a latent cache (latent [S, rank] values or 8-bit codes,
-    scales [S, rank / block] their scales per block of channels, rope_keys [S, rope]), as
-    NVIDIA's matrix units compute it (lowering/GPU/Kernels/LatentTiles.cpp): the queries,
-    the entries and the rope keys rounded to bf16; flash decoding's LATENT_SLICES slices of
-    whole chunks of `chunk` keys, each walking its chunks with a running maximum m, where
-    exp(s - m) times each block's scales, rounded to bf16, multiplies the block's codes and
-    its unrounded sum normalizes; the slices combined. Returns [H, rank]."""
+                        chunk: int, block: int = 128,
+                        slices: int = LATENT_SLICES) -> np.ndarray:
+    """Attention in latent space of one token (q_latent [H, rank], q_rope [H, rope]) over
+    the entries of a latent cache it sees (latent [S, rank] values or 8-bit codes, scales
+    [S, rank / block] their scales per block of channels, rope_keys [S, rope]), as NVIDIA's
+    matrix units compute it (lowering/GPU/Kernels/LatentTiles.cpp): the queries, the entries
+    and the rope keys rounded to bf16; `slices` slices of whole chunks of `chunk` keys
+    (decode: flash decoding's LATENT_SLICES; prefill: one), each walking its chunks with a
+    running maximum m, where exp(s - m) times each block's scales, rounded to bf16,
+    multiplies the block's codes and its unrounded sum normalizes; the slices combined.
+    Returns [H, rank]."""
     from .bf16 import round_bf16  # noqa: PLC0415
 
     q_latent, q_rope = round_bf16(q_latent), round_bf16(q_rope)
     latent, rope_keys = round_bf16(latent), round_bf16(rope_keys)
     count, rank = latent.shape
-    per_slice = -(-(-(-count // LATENT_SLICES)) // chunk) * chunk
+    per_slice = -(-(-(-count // slices)) // chunk) * chunk
     blocks = [slice(i, min(i + block, rank)) for i in range(0, rank, block)]
     parts = []
     for first in range(0, count, per_slice):
@@ -146,9 +148,9 @@ def attend_latent_tiles(q_latent: np.ndarray, q_rope: np.ndarray, latent: np.nda
 
 
 def use_latent_tiles(model, chunk: int = 32) -> None:
-    """Decode attention of MLA latent caches (no evicting ring) as NVIDIA's matrix units
-    compute it (attend_latent_tiles) in chunks of `chunk` keys (32, or 16 where a wide
-    latent's staging leaves too little workgroup memory); prefill stays exact."""
+    """Attention of MLA latent caches (no evicting ring), prefill and decode, as NVIDIA's
+    matrix units compute it (attend_latent_tiles) in chunks of `chunk` keys (32, or 16
+    where a wide latent's staging leaves too little workgroup memory)."""
     for layer in model.layers:
         if isinstance(layer.attn, MLAttention):
             layer.attn.latent_tiles = chunk
@@ -312,17 +314,24 @@ class MLAttention:
         entries[layer] = new if old is None else tuple(
             np.concatenate([a, b]) for a, b in zip(old, new))
 
-    def latent_decode(self, cache: Cache, layer: int, q_latent: np.ndarray,
-                      q_rope: np.ndarray, position: int) -> Optional[np.ndarray]:
-        """The latent outputs [H, rank] of a decoded token at `position` as the matrix
-        units compute them (use_latent_tiles), or None where they don't."""
+    def latent_tiles_attend(self, cache: Cache, layer: int, q_latent: np.ndarray,
+                            q_rope: np.ndarray, start: int) -> Optional[np.ndarray]:
+        """The latent outputs [H, T, rank] of tokens at positions start.. (q_latent [H, T,
+        rank], q_rope [H, T, rope]) as the matrix units compute them (use_latent_tiles:
+        decode in slices, prefill a token at a time), or None where they don't."""
         # An evicting cache (a window, sinks) keeps the f32 form (a ring's slots).
         if not self.latent_tiles or self.latent_storage is None or self.window is not None:
             return None
         codes, scales, rope_keys = cache.latent_entries[layer]
-        visible = slice(0, position + 1)
-        return attend_latent_tiles(q_latent, q_rope, codes[visible], scales[visible],
-                                   rope_keys[visible], self.scale, self.latent_tiles)
+        steps = q_latent.shape[1]
+        out = np.zeros(q_latent.shape)
+        for i in range(steps):
+            visible = slice(0, start + i + 1)
+            out[:, i] = attend_latent_tiles(
+                q_latent[:, i], q_rope[:, i], codes[visible], scales[visible],
+                rope_keys[visible], self.scale, self.latent_tiles,
+                slices=LATENT_SLICES if steps == 1 else 1)
+        return out
 
     def folded_call(self, x: np.ndarray, cache: Cache, layer: int) -> np.ndarray:
         """Attention in latent space with the folded projections: scores q_lat . c_KV +
@@ -337,10 +346,10 @@ class MLAttention:
         q_pe = rope.rotate_interleaved(q_pe, cos, sin)
         k = np.concatenate([c_kv[None], k_pe], axis=-1)  # one "head" shared by all
         keys, values = cache.update(layer, k, c_kv[None])
-        tiles = None if steps > 1 else self.latent_decode(cache, layer, q_lat[:, 0],
-                                                           q_pe[:, 0], start)
+        tiles = self.latent_tiles_attend(cache, layer, q_lat, q_pe, start)
         if tiles is not None:
-            return linear(tiles.reshape(1, h * self.kv_rank), w_out, self.bo)
+            out = tiles.transpose(1, 0, 2).reshape(steps, h * self.kv_rank)
+            return linear(out, w_out, self.bo)
         mask = causal_mask(start, steps, keys.shape[1], self.window, self.sinks)
         q = np.concatenate([q_lat, q_pe], axis=-1)
         out = attend(q, np.broadcast_to(keys, (h,) + keys.shape[1:]),
@@ -365,14 +374,14 @@ class MLAttention:
         q = np.concatenate([q_nope, q_pe], axis=-1)
         k = np.concatenate([k_nope, np.broadcast_to(k_pe, (h, steps, rd))], axis=-1)
         keys, values = cache.update(layer, k, v)
-        if steps == 1 and self.latent_tiles:
+        if self.latent_tiles:
             # Absorbed: the query times W_UK, the latent outputs times W_UV.
             kv_b = self.wkv_b.reshape(h, nope + self.v_dim, self.kv_rank)
-            q_latent = np.einsum("hd,hdc->hc", q_nope[:, 0], kv_b[:, :nope])
-            tiles = self.latent_decode(cache, layer, q_latent, q_pe[:, 0], start)
+            q_latent = np.einsum("htd,hdc->htc", q_nope, kv_b[:, :nope])
+            tiles = self.latent_tiles_attend(cache, layer, q_latent, q_pe, start)
             if tiles is not None:
-                out = np.einsum("hc,hvc->hv", tiles, kv_b[:, nope:])
-                return linear(out.reshape(1, h * self.v_dim), self.wo, self.bo)
+                out = np.einsum("htc,hvc->thv", tiles, kv_b[:, nope:])
+                return linear(out.reshape(steps, h * self.v_dim), self.wo, self.bo)
         out = attend_causal(self, q, keys, values, start, self.scale)
         return linear(out.transpose(1, 0, 2).reshape(steps, h * self.v_dim), self.wo, self.bo)
 
