@@ -631,6 +631,7 @@ static SymbolRefAttr gpuLatentAttend(GPUKernelTarget &target,
   SymbolRefAttr sliced =
       target.twoSteps(key + "_decode", partial, combine, scratchType,
                       {startOperand, startOperand + 1});
+  // The latent query is the first operand.
   return target.byLeadingSize(key + "_by_tokens", sliced, whole,
                               /*operand=*/0);
 }

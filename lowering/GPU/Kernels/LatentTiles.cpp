@@ -269,8 +269,8 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
                                        index(b, loc, total));
     return {e, mine};
   };
-  // Loads the chunk's `vectors` vectors a key of `cache` (or its scales'
-  // `vectors` f32 a key with `scalesOf`), one value per kBlock items.
+  // Loads the chunk's `vectors` values of `type` a key from `cache` (16-byte
+  // rows, or the f32 scales), one a thread per kBlock items.
   auto loadRows = [&](OpBuilder &b, Location loc, Value chunk0, Value cache,
                       int64_t vectors, Type type) -> SmallVector<Value> {
     int64_t total = chunk * vectors;
@@ -379,7 +379,6 @@ void latentTilesBody(OpBuilder &b, Location loc, const GPUThread &thread,
     Value inTile = mma::elementOf(b, loc, false, lane.parts, e).second;
     return arith::AddIOp::create(b, loc, inTile, index(b, loc, 8 * n));
   };
-  // The chunk's B fragments of k-step `step` (a staged word offset).
   // The chunk's B fragments of the k-step at staged word `word` (keys are
   // the n-major rows), two tiles an ldmatrix.x4.
   auto keyFragments = [&](OpBuilder &b, Location loc,

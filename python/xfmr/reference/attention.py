@@ -238,8 +238,8 @@ class MLAttention:
         #: Set by use_matrix_tiles: prefill as the GPUs' matrix units compute it, in tiles
         #: of this many queries (0: exactly).
         self.matrix_tiles = 0
-        #: Set by use_latent_tiles: decode from a latent cache as NVIDIA's matrix units
-        #: compute it, in chunks of this many keys (0: exactly).
+        #: Set by use_latent_tiles: attention from a latent cache (prefill and decode) as
+        #: NVIDIA's matrix units compute it, in chunks of this many keys (0: exactly).
         self.latent_tiles = 0
         qk_dim = self.nope + self.rope_dim
         if self.q_rank:

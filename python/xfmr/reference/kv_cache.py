@@ -90,11 +90,9 @@ class LatentStorage:
 
     def latent(self, c_kv: np.ndarray) -> np.ndarray:
         """c_KV [tokens, rank] as stored and read back."""
-        if self.element not in ("fp8", "int8"):
-            return compress(c_kv, self.element)
-        blocks = [compress(c_kv[:, i:i + LATENT_SCALE_BLOCK], self.element)
-                  for i in range(0, c_kv.shape[-1], LATENT_SCALE_BLOCK)]
-        return np.concatenate(blocks, axis=-1)
+        codes, scales = self.latent_parts(c_kv)
+        per_channel = np.repeat(scales, LATENT_SCALE_BLOCK, axis=-1)[:, : c_kv.shape[-1]]
+        return codes * per_channel
 
     def latent_parts(self, c_kv: np.ndarray):
         """c_KV [tokens, rank] as stored: (values or codes [tokens, rank], their scales
